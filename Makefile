@@ -1,0 +1,58 @@
+# bridged: the two commands are `make demo` and `make test` (see README.md).
+# Both set up what they need: a virtualenv in .venv and, when run as root, the Debian packages.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.bridged-installed
+
+# Debian packages the suite and the demo need.
+APT_PACKAGES := python3-venv
+
+.PHONY: test demo lint typecheck unit system-deps clean
+
+test: system-deps $(STAMP) lint typecheck unit
+
+demo: system-deps $(STAMP)
+	$(BIN)/python -m bridged.demo
+
+system-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	  echo "Missing Debian packages:$$missing"; \
+	  echo "Install them with: sudo apt-get install$$missing"; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy needs the installed package layout (bridged/, bridged/objects/, bridged/transports/),
+# which the repository spreads over three folders: build a tree of links that shows it.
+typecheck: $(STAMP)
+	@rm -rf build/typecheck && mkdir -p build/typecheck/bridged
+	@for f in bridged/*; do ln -s "$(CURDIR)/$$f" build/typecheck/bridged/; done
+	@ln -s "$(CURDIR)/objects" build/typecheck/bridged/objects
+	@ln -s "$(CURDIR)/transports" build/typecheck/bridged/transports
+	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
+	  --cache-dir $(CURDIR)/.mypy_cache -p bridged
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis

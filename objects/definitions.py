@@ -1,0 +1,191 @@
+"""Object and resource definitions, and the registry that holds them.
+
+Definitions are the facts the rest of the model checks against: a value's type and range, which
+operations a resource allows, whether it has instances. They come from the built-in set
+(``builtin``) and from OMA DDF XML files a user drops in a directory (``ddf``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .errors import NotFound
+
+
+class ResourceType(Enum):
+    """The LwM2M data types, named as the DDF XML names them."""
+
+    STRING = "String"
+    INTEGER = "Integer"
+    UNSIGNED = "Unsigned Integer"
+    FLOAT = "Float"
+    BOOLEAN = "Boolean"
+    OPAQUE = "Opaque"
+    TIME = "Time"
+    OBJLNK = "Objlnk"
+    CORELNK = "Corelnk"
+    NONE = "none"
+
+
+class Operations(Enum):
+    """What a resource allows: read, write, both, execute, or nothing (bootstrap only)."""
+
+    NONE = ""
+    R = "R"
+    W = "W"
+    RW = "RW"
+    E = "E"
+
+    @property
+    def readable(self) -> bool:
+        return self in (Operations.R, Operations.RW)
+
+    @property
+    def writable(self) -> bool:
+        return self in (Operations.W, Operations.RW)
+
+    @property
+    def executable(self) -> bool:
+        return self is Operations.E
+
+
+_RANGE_RE = re.compile(
+    r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?:\.\.|-|~)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRange:
+    """A resource's RangeEnumeration.
+
+    ``low``/``high`` bound the value of a number, or the length of a String or Opaque; either is
+    None when the text gives no bound. ``text`` keeps the original wording, which the registry
+    also uses for enumerations and prose that no checker can enforce.
+    """
+
+    text: str
+    low: float | None = None
+    high: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ValueRange | None:
+        """Parse "0..100", "-40..85", "1-255", "0..255 bytes"; None for an empty range."""
+        text = text.strip()
+        if not text:
+            return None
+        m = _RANGE_RE.match(text)
+        if not m:
+            return cls(text)
+        low, high = float(m.group(1)), float(m.group(2))
+        if low > high:
+            return cls(text)
+        return cls(text, low, high)
+
+    def admits(self, number: float) -> bool:
+        return (self.low is None or number >= self.low) and (
+            self.high is None or number <= self.high
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceDef:
+    """One resource of an object."""
+
+    id: int
+    name: str
+    operations: Operations
+    type: ResourceType
+    multiple: bool = False
+    mandatory: bool = False
+    units: str = ""
+    range: ValueRange | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDef:
+    """One object: its identity and its resources by ID."""
+
+    id: int
+    name: str
+    resources: Mapping[int, ResourceDef]
+    version: str = "1.0"
+    multiple: bool = True
+    mandatory: bool = False
+    lwm2m_version: str = "1.0"
+    urn: str = ""
+    description: str = ""
+
+    def resource(self, rid: int) -> ResourceDef:
+        """The resource ``rid``; NotFound if this object has none by that ID."""
+        try:
+            return self.resources[rid]
+        except KeyError:
+            raise NotFound(f"object {self.id} has no resource {rid}") from None
+
+
+def make_object(
+    id: int,
+    name: str,
+    resources: Iterable[ResourceDef],
+    *,
+    version: str = "1.0",
+    multiple: bool = True,
+    mandatory: bool = False,
+    lwm2m_version: str = "1.0",
+    urn: str = "",
+    description: str = "",
+) -> ObjectDef:
+    """Build an ObjectDef from a list of resources (keyed by their IDs)."""
+    return ObjectDef(
+        id=id,
+        name=name,
+        resources={r.id: r for r in resources},
+        version=version,
+        multiple=multiple,
+        mandatory=mandatory,
+        lwm2m_version=lwm2m_version,
+        urn=urn or f"urn:oma:lwm2m:{'oma' if id < 1024 else 'ext'}:{id}",
+        description=description,
+    )
+
+
+@dataclass(slots=True)
+class Registry:
+    """Object definitions by object ID.
+
+    Later additions replace earlier ones, so a user's DDF file can override a built-in
+    definition (for example a newer object version).
+    """
+
+    objects: dict[int, ObjectDef] = field(default_factory=dict)
+
+    def add(self, obj: ObjectDef) -> None:
+        self.objects[obj.id] = obj
+
+    def extend(self, objs: Iterable[ObjectDef]) -> None:
+        for obj in objs:
+            self.add(obj)
+
+    def get(self, oid: int) -> ObjectDef:
+        """The definition of object ``oid``; NotFound if none is known."""
+        try:
+            return self.objects[oid]
+        except KeyError:
+            raise NotFound(f"object {oid} is not defined") from None
+
+    def resource(self, oid: int, rid: int) -> ResourceDef:
+        """The definition of resource ``rid`` of object ``oid``; NotFound if unknown."""
+        return self.get(oid).resource(rid)
+
+    def __contains__(self, oid: object) -> bool:
+        return oid in self.objects
+
+    def __iter__(self) -> Iterator[ObjectDef]:
+        return iter(self.objects.values())
+
+    def __len__(self) -> int:
+        return len(self.objects)

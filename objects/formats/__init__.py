@@ -1,0 +1,111 @@
+"""Content formats: how records and paths travel in CoAP payloads.
+
+Every codec has the same contract (``Codec``):
+
+``encode(records, base, registry) -> bytes``
+    ``records`` are the values of a read of ``base`` (a path at any level, or the root for a
+    composite read), in path order; each record's path is a resource (/o/i/r) or resource
+    instance (/o/i/r/ri) path that ``base`` contains. A multi-instance resource's values are
+    resource-instance records. A format that cannot represent this read raises NotAcceptable
+    (4.06); text/plain and opaque carry exactly one value at exactly ``base``.
+
+``decode(payload, base, registry) -> list[Record]``
+    The inverse, for a write or create on ``base``. Values come back typed by their
+    definitions in ``registry``. Bad bytes raise DecodeError (4.00), a name outside ``base``
+    BadRequest (4.00), an unknown object or resource NotFound (4.04), a format that cannot carry
+    this target UnsupportedContentFormat (4.15). Nothing else escapes.
+
+Composite-capable formats (SenML JSON, SenML CBOR, LwM2M CBOR) also encode and decode the
+plain path lists of Read-Composite and Observe-Composite requests (``CompositeCodec``).
+
+Codec modules are imported on first use, so a daemon that speaks only SenML CBOR never loads
+the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from enum import IntEnum
+from typing import Protocol, cast
+
+from ..definitions import Registry
+from ..errors import NotAcceptable, UnsupportedContentFormat
+from ..paths import Path
+from ..values import Record
+
+
+class ContentFormat(IntEnum):
+    """CoAP Content-Format numbers of the LwM2M formats."""
+
+    TEXT = 0
+    LINK_FORMAT = 40
+    OPAQUE = 42
+    SENML_JSON = 110
+    SENML_CBOR = 112
+    TLV = 11542
+    LWM2M_JSON = 11543
+    LWM2M_CBOR = 11544
+
+
+class Codec(Protocol):
+    """Encodes and decodes records for one content format (see the module docstring)."""
+
+    content_format: ContentFormat
+
+    def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes: ...
+
+    def decode(self, payload: bytes, base: Path, registry: Registry) -> list[Record]: ...
+
+
+class CompositeCodec(Codec, Protocol):
+    """A codec that also carries the path lists of composite requests."""
+
+    def encode_paths(self, paths: Sequence[Path]) -> bytes: ...
+
+    def decode_paths(self, payload: bytes) -> list[Path]: ...
+
+
+_MODULES: dict[ContentFormat, str] = {
+    ContentFormat.TEXT: "text",
+    ContentFormat.OPAQUE: "opaque",
+    ContentFormat.TLV: "tlv",
+    ContentFormat.LWM2M_JSON: "lwm2m_json",
+    ContentFormat.SENML_JSON: "senml_json",
+    ContentFormat.SENML_CBOR: "senml_cbor",
+    ContentFormat.LWM2M_CBOR: "lwm2m_cbor",
+}
+
+COMPOSITE_FORMATS = frozenset(
+    {ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR}
+)
+
+
+def codec_for(content_format: int) -> Codec:
+    """The codec for a Content-Format number; UnsupportedContentFormat (4.15) if none."""
+    try:
+        name = _MODULES[ContentFormat(content_format)]
+    except (ValueError, KeyError):
+        raise UnsupportedContentFormat(
+            f"content format {content_format} is not a data format"
+        ) from None
+    module = importlib.import_module(f"{__name__}.{name}")
+    return cast(Codec, module.CODEC)
+
+
+def composite_codec_for(content_format: int) -> CompositeCodec:
+    """The codec for a composite request; UnsupportedContentFormat if it cannot carry one."""
+    codec = codec_for(content_format)
+    if content_format not in COMPOSITE_FORMATS:
+        raise UnsupportedContentFormat(
+            f"content format {content_format} cannot carry a composite operation"
+        )
+    return cast(CompositeCodec, codec)
+
+
+def acceptable_for(content_format: int) -> Codec:
+    """The codec for an Accept option: like ``codec_for``, but a miss is 4.06, not 4.15."""
+    try:
+        return codec_for(content_format)
+    except UnsupportedContentFormat as e:
+        raise NotAcceptable(str(e)) from None

@@ -1,0 +1,405 @@
+"""The instance tree: objects, instances, resources and resource instances with their values.
+
+The tree is what a LwM2M server sees of this client (or of one end device, when it carries a
+gateway prefix). It enforces the definitions: values are typed and range-checked, server
+operations are checked against each resource's operations (a write to a read-only resource is
+4.05, an unknown path 4.04), and every change is reported to listeners so the engine can notify
+observers and knows when the registration's object list must be sent again.
+
+Two kinds of callers use it. The device side (the daemon, a transport) calls ``set`` and
+``create_instance`` freely; the server side goes through ``read``/``write``/``execute``/
+``create``/``delete``, which apply the operation rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from .definitions import ObjectDef, Registry, ResourceDef
+from .errors import BadRequest, MethodNotAllowed, NotFound
+from .paths import Level, Path
+from .values import Record, Value, check_value
+
+Listener = Callable[[Path], None]
+"""Called with the path that changed: a resource or resource-instance path for a new value,
+an instance path when an instance is created or deleted."""
+
+ExecuteHandler = Callable[[Path, str], None]
+"""Runs an executable resource: called with the resource path and the argument text."""
+
+_ResourceSlot = Value | dict[int, Value]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """How the tree has changed since it was made: ``values`` counts value writes,
+    ``structure`` counts instances created and deleted (what a registration Update carries)."""
+
+    values: int
+    structure: int
+
+
+class ObjectTree:
+    """Objects → instances → resources, checked against a registry of definitions."""
+
+    __slots__ = (
+        "_executors",
+        "_listeners",
+        "_objects",
+        "_structure",
+        "_times",
+        "_values",
+        "prefix",
+        "registry",
+    )
+
+    def __init__(self, registry: Registry, prefix: str | None = None) -> None:
+        self.registry = registry
+        self.prefix = prefix
+        self._objects: dict[int, dict[int, dict[int, _ResourceSlot]]] = {}
+        self._times: dict[Path, float] = {}
+        self._listeners: list[Listener] = []
+        self._executors: dict[tuple[int, int], ExecuteHandler] = {}
+        self._values = 0
+        self._structure = 0
+
+    # -- observation of changes -------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` on every change; returns the function that unsubscribes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    @property
+    def change(self) -> Change:
+        return Change(self._values, self._structure)
+
+    def _changed(self, path: Path, structural: bool = False) -> None:
+        if structural:
+            self._structure += 1
+        else:
+            self._values += 1
+        for listener in tuple(self._listeners):
+            listener(path)
+
+    # -- structure ---------------------------------------------------------------------------
+
+    def add_object(self, oid: int) -> None:
+        """Make object ``oid`` present (with no instances yet); it must be defined."""
+        self.registry.get(oid)
+        if oid not in self._objects:
+            self._objects[oid] = {}
+            self._changed(self._path((oid,)), structural=True)
+
+    def object_ids(self) -> list[int]:
+        return sorted(self._objects)
+
+    def instance_ids(self, oid: int) -> list[int]:
+        """The instance IDs of object ``oid`` in order; NotFound if the object is absent."""
+        return sorted(self._object(oid))
+
+    def has(self, path: Path) -> bool:
+        """True if ``path`` exists in the tree."""
+        try:
+            self._locate(path)
+        except NotFound:
+            return False
+        return True
+
+    def create_instance(
+        self,
+        oid: int,
+        iid: int | None = None,
+        values: Iterable[tuple[int, Value | dict[int, Value]]] = (),
+    ) -> Path:
+        """Create an instance (the lowest free ID when ``iid`` is None) with resource values.
+
+        ``values`` are (resource ID, value) pairs; a multi-instance resource takes a
+        ``{riid: value}`` dict. The object is added if absent. Returns the instance path.
+        """
+        odef = self.registry.get(oid)
+        instances = self._objects.get(oid, {})
+        if iid is None:
+            iid = next(i for i in range(len(instances) + 1) if i not in instances)
+        if iid in instances:
+            raise BadRequest(f"instance {self._path((oid, iid))} already exists")
+        if not odef.multiple and instances:
+            raise BadRequest(f"object {oid} ({odef.name}) is single-instance")
+        resources: dict[int, _ResourceSlot] = {}
+        for rid, value in values:
+            resources[rid] = self._checked_slot(odef, rid, value)
+        self._objects.setdefault(oid, {})[iid] = resources
+        path = self._path((oid, iid))
+        self._changed(path, structural=True)
+        return path
+
+    def delete_instance(self, oid: int, iid: int) -> None:
+        instances = self._object(oid)
+        if iid not in instances:
+            raise NotFound(f"{self._path((oid, iid))} does not exist")
+        del instances[iid]
+        inst = self._path((oid, iid))
+        for p in [p for p in self._times if inst.contains(p)]:
+            del self._times[p]
+        self._changed(inst, structural=True)
+
+    def remove_object(self, oid: int) -> None:
+        """Remove object ``oid`` and all its instances (no-op when absent)."""
+        if self._objects.pop(oid, None) is not None:
+            obj = self._path((oid,))
+            for p in [p for p in self._times if obj.contains(p)]:
+                del self._times[p]
+            self._changed(obj, structural=True)
+
+    # -- device-side access ------------------------------------------------------------------
+
+    def set(self, path: Path, value: Value | dict[int, Value], time: float | None = None) -> None:
+        """Set a resource (or resource instance) value from the device side.
+
+        No operation check applies: the device may set read-only resources. The value is
+        type- and range-checked; ``time`` records when it was measured (None: now).
+        """
+        oid, iid, rid = self._resource_ids(path)
+        odef = self.registry.get(oid)
+        resources = self._instance(oid, iid)
+        if path.level is Level.RESOURCE_INSTANCE:
+            rdef = odef.resource(rid)
+            if not rdef.multiple:
+                raise BadRequest(f"{path}: resource {rid} has no instances")
+            slot = resources.setdefault(rid, {})
+            assert isinstance(slot, dict)
+            slot[path.ids[3]] = check_value(rdef, value)
+        else:
+            resources[rid] = self._checked_slot(odef, rid, value)
+        if time is None:
+            self._times.pop(path, None)
+        else:
+            self._times[path] = time
+        self._changed(path)
+
+    def get(self, path: Path) -> Value | dict[int, Value]:
+        """The value at a resource or resource-instance path; NotFound if absent."""
+        node = self._locate(path)
+        if path.level < Level.RESOURCE:
+            raise BadRequest(f"{path} is not a resource")
+        return dict(node) if isinstance(node, dict) else cast(Value, node)
+
+    def on_execute(self, oid: int, rid: int, handler: ExecuteHandler) -> None:
+        """Run ``handler`` when a server executes resource ``rid`` of any instance of ``oid``."""
+        if not self.registry.resource(oid, rid).operations.executable:
+            raise BadRequest(f"resource /{oid}/x/{rid} is not executable")
+        self._executors[(oid, rid)] = handler
+
+    # -- server operations -------------------------------------------------------------------
+
+    def read(self, path: Path) -> list[Record]:
+        """Server Read: the readable values at or under ``path``, in path order.
+
+        Reading a resource that is not readable is 4.05; an absent path is 4.04.
+        """
+        if path.level >= Level.RESOURCE:
+            self._locate(path.truncate(Level.INSTANCE))
+            rdef = self.registry.resource(path.ids[0], path.ids[2])
+            if not rdef.operations.readable:
+                raise MethodNotAllowed(f"{path} ({rdef.name}) is not readable")
+        node = self._locate(path)
+        out: list[Record] = []
+        self._collect(path, node, out)
+        return out
+
+    def write(self, path: Path, records: Sequence[Record], *, replace: bool) -> None:
+        """Server Write on an instance, resource or resource instance.
+
+        ``replace`` (PUT) replaces the target: at instance level, writable resources absent
+        from ``records`` are removed; at resource level a multi-instance resource keeps only
+        the given instances. Otherwise (POST) it is a partial update. Everything is checked
+        before anything changes, so a rejected write leaves the tree as it was.
+        """
+        if path.level < Level.INSTANCE:
+            raise MethodNotAllowed(f"write on {path}: target an instance or a resource")
+        oid, iid = path.ids[0], path.ids[1]
+        odef = self.registry.get(oid)
+        resources = self._instance(oid, iid)
+        staged = self._stage(odef, path, records)
+        if replace and path.level is Level.INSTANCE:
+            for rid in [r for r in resources if odef.resource(r).operations.writable]:
+                if rid not in staged and not odef.resource(rid).mandatory:
+                    del resources[rid]
+        merge = not replace or path.level is Level.RESOURCE_INSTANCE
+        for rid, slot in staged.items():
+            existing = resources.get(rid)
+            if merge and isinstance(slot, dict) and isinstance(existing, dict):
+                existing.update(slot)
+            else:
+                resources[rid] = slot
+        for rec in records:
+            self._times.pop(rec.path, None)
+            self._changed(rec.path.with_prefix(self.prefix))
+
+    def create(self, path: Path, records: Sequence[Record]) -> Path:
+        """Server Create on an object path: a new instance from ``records``.
+
+        The records' instance ID, when they carry one, is the new instance's ID; otherwise the
+        lowest free ID is used. Returns the new instance path.
+        """
+        if path.level is not Level.OBJECT:
+            raise MethodNotAllowed(f"create on {path}: target an object")
+        oid = path.ids[0]
+        odef = self.registry.get(oid)
+        iids = {r.path.ids[1] for r in records if len(r.path.ids) > 1}
+        if len(iids) > 1:
+            raise BadRequest("create carries one instance at a time")
+        iid = iids.pop() if iids else None
+        staged = self._stage(odef, None, records)
+        return self.create_instance(oid, iid, staged.items())
+
+    def delete(self, path: Path) -> None:
+        """Server Delete of an object instance (the Device instance /3/0 cannot go)."""
+        if path.level is not Level.INSTANCE:
+            raise MethodNotAllowed(f"delete on {path}: target an instance")
+        if path.ids == (3, 0):
+            raise MethodNotAllowed("/3/0 cannot be deleted")
+        self.delete_instance(path.ids[0], path.ids[1])
+
+    def execute(self, path: Path, arguments: str = "") -> None:
+        """Server Execute on a resource: 4.05 unless it is executable, 4.04 when absent."""
+        if path.level is not Level.RESOURCE:
+            raise MethodNotAllowed(f"execute on {path}: target a resource")
+        oid, iid, rid = path.ids
+        rdef = self.registry.resource(oid, rid)
+        self._instance(oid, iid)
+        if not rdef.operations.executable:
+            raise MethodNotAllowed(f"{path} ({rdef.name}) is not executable")
+        handler = self._executors.get((oid, rid))
+        if handler is not None:
+            handler(path, arguments)
+
+    # -- iteration ---------------------------------------------------------------------------
+
+    def instances(self) -> Iterator[Path]:
+        """Every instance path, in order (the registration's object list)."""
+        for oid in sorted(self._objects):
+            for iid in sorted(self._objects[oid]):
+                yield self._path((oid, iid))
+
+    def objects(self) -> Iterator[tuple[ObjectDef, list[int]]]:
+        """Each present object's definition with its instance IDs, in order."""
+        for oid in sorted(self._objects):
+            yield self.registry.get(oid), sorted(self._objects[oid])
+
+    def resource_paths(self, path: Path) -> list[Path]:
+        """The resource and resource-instance paths at or under ``path`` (for Discover)."""
+        node = self._locate(path)
+        out: list[Path] = []
+        self._walk_paths(path, node, out)
+        return out
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _path(self, ids: tuple[int, ...]) -> Path:
+        return Path(ids, self.prefix)
+
+    def _object(self, oid: int) -> dict[int, dict[int, _ResourceSlot]]:
+        try:
+            return self._objects[oid]
+        except KeyError:
+            raise NotFound(f"{self._path((oid,))} does not exist") from None
+
+    def _instance(self, oid: int, iid: int) -> dict[int, _ResourceSlot]:
+        try:
+            return self._object(oid)[iid]
+        except KeyError:
+            raise NotFound(f"{self._path((oid, iid))} does not exist") from None
+
+    def _resource_ids(self, path: Path) -> tuple[int, int, int]:
+        if path.level < Level.RESOURCE:
+            raise BadRequest(f"{path} is not a resource path")
+        self._check_prefix(path)
+        return path.ids[0], path.ids[1], path.ids[2]
+
+    def _check_prefix(self, path: Path) -> None:
+        if path.prefix != self.prefix:
+            raise NotFound(f"{path} is not in this tree")
+
+    def _locate(self, path: Path) -> object:
+        """The node at ``path``: the objects map, an object, an instance, a slot or a value."""
+        self._check_prefix(path)
+        node: object = self._objects
+        for depth, i in enumerate(path.ids):
+            assert isinstance(node, dict)
+            if i not in node:
+                raise NotFound(f"{path.truncate(Level(depth + 1))} does not exist")
+            node = node[i]
+            if depth == 2 and not isinstance(node, dict) and len(path.ids) == 4:
+                raise NotFound(f"{path}: resource {i} has no instances")
+        return node
+
+    def _checked_slot(self, odef: ObjectDef, rid: int, value: object) -> _ResourceSlot:
+        rdef = odef.resource(rid)
+        if rdef.multiple:
+            if not isinstance(value, dict):
+                raise BadRequest(f"resource {rid} ({rdef.name}) takes resource instances")
+            return {int(ri): check_value(rdef, v) for ri, v in value.items()}
+        if isinstance(value, dict):
+            raise BadRequest(f"resource {rid} ({rdef.name}) is single-instance")
+        return check_value(rdef, value)
+
+    def _stage(
+        self, odef: ObjectDef, target: Path | None, records: Sequence[Record]
+    ) -> dict[int, _ResourceSlot]:
+        """Check records for a write or create and group them by resource ID."""
+        staged: dict[int, _ResourceSlot] = {}
+        for rec in records:
+            p = rec.path
+            if target is not None and not target.without_prefix().contains(p.without_prefix()):
+                raise BadRequest(f"{p} is outside the target {target}")
+            if p.level < Level.RESOURCE or p.ids[0] != odef.id:
+                raise BadRequest(f"{p} is not a resource of object {odef.id}")
+            rdef: ResourceDef = odef.resource(p.ids[2])
+            if not rdef.operations.writable:
+                raise MethodNotAllowed(f"{p} ({rdef.name}) is not writable")
+            value = check_value(rdef, rec.value)
+            if p.level is Level.RESOURCE_INSTANCE:
+                if not rdef.multiple:
+                    raise BadRequest(f"{p}: resource {rdef.id} has no instances")
+                slot = staged.setdefault(rdef.id, {})
+                assert isinstance(slot, dict)
+                slot[p.ids[3]] = value
+            elif rdef.multiple:
+                raise BadRequest(f"{p} ({rdef.name}) takes resource instances")
+            else:
+                staged[rdef.id] = value
+        return staged
+
+    def _collect(self, path: Path, node: object, out: list[Record]) -> None:
+        level = path.level
+        if level >= Level.RESOURCE and not isinstance(node, dict):
+            out.append(Record(path, cast(Value, node), self._times.get(path)))
+            return
+        if level == Level.RESOURCE:
+            assert isinstance(node, dict)
+            for ri in sorted(node):
+                rip = path.child(ri)
+                out.append(Record(rip, node[ri], self._times.get(rip, self._times.get(path))))
+            return
+        assert isinstance(node, dict)
+        if level == Level.INSTANCE:
+            odef = self.registry.get(path.ids[0])
+            for rid in sorted(node):
+                if odef.resource(rid).operations.readable:
+                    self._collect(path.child(rid), node[rid], out)
+            return
+        for i in sorted(node):
+            self._collect(path.child(i), node[i], out)
+
+    def _walk_paths(self, path: Path, node: object, out: list[Path]) -> None:
+        if path.level >= Level.RESOURCE:
+            out.append(path)
+            if isinstance(node, dict) and path.level == Level.RESOURCE:
+                out.extend(path.child(ri) for ri in sorted(node))
+            return
+        assert isinstance(node, dict)
+        for i in sorted(node):
+            self._walk_paths(path.child(i), node[i], out)

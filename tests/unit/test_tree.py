@@ -1,0 +1,240 @@
+"""The instance tree: typed values, operation checks with their CoAP codes, change tracking."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridged.objects.definitions import (
+    Operations,
+    Registry,
+    ResourceDef,
+    ResourceType,
+    ValueRange,
+    make_object,
+)
+from bridged.objects.errors import BadRequest, LwM2MError, MethodNotAllowed, NotFound
+from bridged.objects.paths import Path
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import ObjLnk, Record
+
+R, W, RW, E = Operations.R, Operations.W, Operations.RW, Operations.E
+
+
+def registry() -> Registry:
+    reg = Registry()
+    reg.add(
+        make_object(
+            3,
+            "Device",
+            [
+                ResourceDef(0, "Manufacturer", R, ResourceType.STRING),
+                ResourceDef(4, "Reboot", E, ResourceType.NONE, mandatory=True),
+                ResourceDef(7, "Power Source Voltage", R, ResourceType.INTEGER, multiple=True),
+                ResourceDef(13, "Current Time", RW, ResourceType.TIME),
+                ResourceDef(14, "UTC Offset", RW, ResourceType.STRING),
+            ],
+            multiple=False,
+            mandatory=True,
+        )
+    )
+    reg.add(
+        make_object(
+            3303,
+            "Temperature",
+            [
+                ResourceDef(5700, "Sensor Value", R, ResourceType.FLOAT, mandatory=True),
+                ResourceDef(5701, "Sensor Units", R, ResourceType.STRING),
+                ResourceDef(
+                    5750,
+                    "Application Type",
+                    RW,
+                    ResourceType.STRING,
+                    range=ValueRange.parse("0..8"),
+                ),
+                ResourceDef(5605, "Reset Min and Max", E, ResourceType.NONE),
+                ResourceDef(9, "Level", RW, ResourceType.INTEGER, range=ValueRange.parse("0..100")),
+                ResourceDef(10, "Targets", RW, ResourceType.OBJLNK, multiple=True),
+            ],
+            version="1.1",
+        )
+    )
+    return reg
+
+
+@pytest.fixture
+def tree() -> ObjectTree:
+    t = ObjectTree(registry())
+    t.create_instance(3, 0, [(0, "ACME"), (7, {0: 3800, 1: 5000}), (13, 1700000000)])
+    t.create_instance(3303, 0, [(5700, 21.5), (5750, "kitchen")])
+    t.create_instance(3303, 1, [(5700, 19)])
+    return t
+
+
+def p(text: str) -> Path:
+    return Path.parse(text)
+
+
+def test_read_at_every_level(tree: ObjectTree) -> None:
+    assert tree.read(p("/3303/0/5700")) == [Record(p("/3303/0/5700"), 21.5)]
+    assert tree.read(p("/3303/1/5700")) == [Record(p("/3303/1/5700"), 19.0)], "int → Float"
+    assert tree.read(p("/3/0/7")) == [Record(p("/3/0/7/0"), 3800), Record(p("/3/0/7/1"), 5000)]
+    assert tree.read(p("/3/0/7/1")) == [Record(p("/3/0/7/1"), 5000)]
+    assert [str(r.path) for r in tree.read(p("/3303"))] == [
+        "/3303/0/5700",
+        "/3303/0/5750",
+        "/3303/1/5700",
+    ]
+    assert [str(r.path) for r in tree.read(p("/"))][:4] == [
+        "/3/0/0",
+        "/3/0/7/0",
+        "/3/0/7/1",
+        "/3/0/13",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/3303/9", "4.04"),
+        ("/3303/0/5701", "4.04"),  # defined but absent
+        ("/9999", "4.04"),
+        ("/3/0/7/9", "4.04"),
+        ("/3/0/0/0", "4.04"),  # instance of a single-instance resource
+        ("/3/0/4", "4.05"),  # executable, not readable
+        ("/dev1/3/0", "4.04"),  # another tree's prefix
+    ],
+)
+def test_read_errors(tree: ObjectTree, path: str, code: str) -> None:
+    with pytest.raises(LwM2MError) as exc:
+        tree.read(p(path))
+    assert exc.value.code_text == code
+
+
+def test_write_to_read_only_is_405_and_changes_nothing(tree: ObjectTree) -> None:
+    with pytest.raises(MethodNotAllowed):
+        tree.write(
+            p("/3303/0"),
+            [Record(p("/3303/0/5750"), "x"), Record(p("/3303/0/5700"), 1.0)],
+            replace=False,
+        )
+    assert tree.get(p("/3303/0/5750")) == "kitchen", "a rejected write is all-or-nothing"
+
+
+def test_write_checks_type_and_range(tree: ObjectTree) -> None:
+    with pytest.raises(BadRequest):
+        tree.write(p("/3303/0/9"), [Record(p("/3303/0/9"), 101)], replace=True)
+    with pytest.raises(BadRequest):
+        tree.write(p("/3303/0/9"), [Record(p("/3303/0/9"), "50")], replace=True)
+    with pytest.raises(BadRequest):
+        tree.write(p("/3303/0/5750"), [Record(p("/3303/0/5750"), "123456789")], replace=True)
+    tree.write(p("/3303/0/9"), [Record(p("/3303/0/9"), 100)], replace=True)
+    assert tree.get(p("/3303/0/9")) == 100
+
+
+def test_write_outside_target_is_400(tree: ObjectTree) -> None:
+    with pytest.raises(BadRequest):
+        tree.write(p("/3303/0"), [Record(p("/3303/1/5750"), "x")], replace=False)
+
+
+def test_write_unknown_resource_is_404(tree: ObjectTree) -> None:
+    with pytest.raises(NotFound):
+        tree.write(p("/3303/0"), [Record(p("/3303/0/1234"), "x")], replace=False)
+
+
+def test_partial_update_merges_and_replace_replaces(tree: ObjectTree) -> None:
+    tree.write(p("/3303/0/10"), [Record(p("/3303/0/10/0"), ObjLnk(3, 0))], replace=True)
+    tree.write(p("/3303/0"), [Record(p("/3303/0/10/1"), ObjLnk(4, 0))], replace=False)
+    assert tree.get(p("/3303/0/10")) == {0: ObjLnk(3, 0), 1: ObjLnk(4, 0)}
+    tree.write(p("/3303/0/10"), [Record(p("/3303/0/10/5"), ObjLnk(5, 0))], replace=True)
+    assert tree.get(p("/3303/0/10")) == {5: ObjLnk(5, 0)}
+    # Replace on the instance drops optional writable resources that are not given.
+    tree.write(p("/3303/0"), [Record(p("/3303/0/9"), 1)], replace=True)
+    assert not tree.has(p("/3303/0/5750"))
+    assert tree.get(p("/3303/0/5700")) == 21.5, "read-only resources stay"
+
+
+def test_create_and_delete(tree: ObjectTree) -> None:
+    new = tree.create(p("/3303"), [Record(p("/3303/7/5750"), "attic")])
+    assert new == p("/3303/7")
+    auto = tree.create(p("/3303"), [])
+    assert auto == p("/3303/2")
+    with pytest.raises(BadRequest):
+        tree.create(p("/3303"), [Record(p("/3303/0/5750"), "dup")])
+    with pytest.raises(BadRequest):
+        tree.create(p("/3"), [])  # single-instance object already has /3/0
+    tree.delete(p("/3303/7"))
+    assert not tree.has(p("/3303/7"))
+    with pytest.raises(NotFound):
+        tree.delete(p("/3303/7"))
+    with pytest.raises(MethodNotAllowed):
+        tree.delete(p("/3/0"))
+
+
+def test_execute(tree: ObjectTree) -> None:
+    calls: list[tuple[str, str]] = []
+    tree.on_execute(3303, 5605, lambda path, args: calls.append((str(path), args)))
+    tree.execute(p("/3303/1/5605"), "0='x'")
+    assert calls == [("/3303/1/5605", "0='x'")]
+    with pytest.raises(MethodNotAllowed):
+        tree.execute(p("/3303/1/5700"))
+    with pytest.raises(NotFound):
+        tree.execute(p("/3303/5/5605"))
+    with pytest.raises(BadRequest):
+        tree.on_execute(3303, 5700, lambda path, args: None)
+
+
+def test_changes_are_reported(tree: ObjectTree) -> None:
+    seen: list[str] = []
+    unsubscribe = tree.subscribe(lambda path: seen.append(str(path)))
+    before = tree.change
+    tree.set(p("/3303/0/5700"), 22.0, time=1700000001.0)
+    tree.write(p("/3303/0/5750"), [Record(p("/3303/0/5750"), "hall")], replace=True)
+    assert tree.change.structure == before.structure
+    tree.create_instance(3303)
+    tree.delete_instance(3303, 2)
+    assert seen == ["/3303/0/5700", "/3303/0/5750", "/3303/2", "/3303/2"]
+    assert tree.change.values == before.values + 2
+    assert tree.change.structure == before.structure + 2
+    unsubscribe()
+    tree.set(p("/3303/0/5700"), 23.0)
+    assert len(seen) == 4
+
+
+def test_device_side_set_keeps_time(tree: ObjectTree) -> None:
+    tree.set(p("/3303/0/5700"), 22.0, time=1700000001.5)
+    assert tree.read(p("/3303/0/5700")) == [Record(p("/3303/0/5700"), 22.0, 1700000001.5)]
+    tree.set(p("/3303/0/5700"), 23.0)
+    assert tree.read(p("/3303/0/5700"))[0].time is None
+
+
+def test_prefixed_tree() -> None:
+    t = ObjectTree(registry(), prefix="dev0")
+    t.create_instance(3303, 0, [(5700, 1.0)])
+    assert [str(r.path) for r in t.read(p("/dev0/3303"))] == ["/dev0/3303/0/5700"]
+    assert list(t.instances()) == [p("/dev0/3303/0")]
+    with pytest.raises(NotFound):
+        t.read(p("/3303/0"))
+
+
+def test_resource_paths_for_discover(tree: ObjectTree) -> None:
+    assert [str(x) for x in tree.resource_paths(p("/3/0"))] == [
+        "/3/0/0",
+        "/3/0/7",
+        "/3/0/7/0",
+        "/3/0/7/1",
+        "/3/0/13",
+    ]
+
+
+@given(st.one_of(st.integers(), st.floats(), st.text(), st.binary(), st.none(), st.booleans()))
+def test_any_value_is_accepted_typed_or_refused_with_400(value: object) -> None:
+    t = ObjectTree(registry())
+    t.create_instance(3303, 0)
+    for rid in (5700, 5750, 9):
+        try:
+            t.set(p(f"/3303/0/{rid}"), value)  # type: ignore[arg-type]
+        except BadRequest:
+            continue
+        assert t.read(p(f"/3303/0/{rid}"))[0].value == t.get(p(f"/3303/0/{rid}"))

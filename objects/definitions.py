@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
 
 from .errors import NotFound
 
@@ -53,8 +54,11 @@ class Operations(Enum):
 
 
 _RANGE_RE = re.compile(
-    r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?:\.\.|-|~)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+    r"\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?:\.\.|-|~)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+    r"\s*(?:[A-Za-z]+)?\s*"
 )
+"""A bound pair, optionally followed by a unit word ("0..255 bytes"); anything more (a list,
+"1-3, 5") is kept as text only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,7 @@ class ValueRange:
         text = text.strip()
         if not text:
             return None
-        m = _RANGE_RE.match(text)
+        m = _RANGE_RE.fullmatch(text)
         if not m:
             return cls(text)
         low, high = float(m.group(1)), float(m.group(2))
@@ -127,6 +131,14 @@ class ObjectDef:
             raise NotFound(f"object {self.id} has no resource {rid}") from None
 
 
+def default_urn(oid: int, version: str = "1.0") -> str:
+    """The registry's URN form: ``oma`` below 1024, ``ext`` up to 10240, ``x`` for vendors;
+    a version other than 1.0 is appended (``urn:oma:lwm2m:ext:3303:1.1``)."""
+    kind = "oma" if oid < 1024 else "ext" if oid <= 10240 else "x"
+    suffix = f":{version}" if version != "1.0" else ""
+    return f"urn:oma:lwm2m:{kind}:{oid}{suffix}"
+
+
 def make_object(
     id: int,
     name: str,
@@ -139,16 +151,19 @@ def make_object(
     urn: str = "",
     description: str = "",
 ) -> ObjectDef:
-    """Build an ObjectDef from a list of resources (keyed by their IDs)."""
+    """Build an ObjectDef from a list of resources (keyed by their IDs).
+
+    The resource map is read-only, since one definition is shared by every registry and tree.
+    """
     return ObjectDef(
         id=id,
         name=name,
-        resources={r.id: r for r in resources},
+        resources=MappingProxyType({r.id: r for r in resources}),
         version=version,
         multiple=multiple,
         mandatory=mandatory,
         lwm2m_version=lwm2m_version,
-        urn=urn or f"urn:oma:lwm2m:{'oma' if id < 1024 else 'ext'}:{id}",
+        urn=urn or default_urn(id, version),
         description=description,
     )
 

@@ -138,3 +138,8 @@ def test_any_text_decodes_or_raises_decode_error(rtype: ResourceType, text: str)
         from_text(rdef(rtype), text)
     except DecodeError:
         pass
+
+
+def test_range_with_a_list_is_text_only() -> None:
+    rng = ValueRange.parse("1-3, 5")
+    assert rng is not None and (rng.low, rng.high) == (None, None)

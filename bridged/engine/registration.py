@@ -1,0 +1,331 @@
+"""The registration interface toward one LwM2M server: Register, Update, De-register.
+
+One ``Registrar`` per server runs as a task. It registers, keeps the registration alive with
+Updates before the lifetime runs out, sends an Update at once when asked (objects changed,
+/1/x/8 executed), and registers again from scratch when an Update gets 4.04 or no answer. A
+server that does not answer never stops the daemon: attempts back off as the Server object's
+Communication Retry resources (/1/x/17-20) say, then go on at the sequence delay.
+
+Every state change is a ``RegistrationEvent``, which the daemon reports in its status and logs,
+like the RD client events of the Zephyr LwM2M client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import Enum
+from urllib.parse import urlsplit
+
+import aiocoap
+from aiocoap.numbers.codes import Code
+
+log = logging.getLogger(__name__)
+
+LINK_FORMAT = 40
+PRECONDITION_FAILED = Code.PRECONDITION_FAILED  # 4.12: the server refuses this LwM2M version
+
+
+class RegistrationState(Enum):
+    """Where a registrar stands."""
+
+    IDLE = "idle"
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    UPDATING = "updating"
+    RETRY_WAIT = "retry-wait"
+    DEREGISTERING = "deregistering"
+    DEREGISTERED = "deregistered"
+
+
+class EventKind(Enum):
+    """Registration events (compare the Zephyr RD client's)."""
+
+    REGISTRATION_COMPLETE = "registration-complete"
+    REGISTRATION_FAILURE = "registration-failure"
+    UPDATE_COMPLETE = "update-complete"
+    UPDATE_FAILURE = "update-failure"
+    DEREGISTERED = "deregistered"
+    DEREGISTER_FAILURE = "deregister-failure"
+    VERSION_FALLBACK = "version-fallback"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationEvent:
+    kind: EventKind
+    server: str
+    state: RegistrationState
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """/1/x/17-20 with the LwM2M 1.1 defaults.
+
+    Within a sequence, attempt ``n`` (from 1) waits ``timer * 2**(n-1)`` seconds after failing;
+    after ``count`` attempts the sequence has failed and the next starts after
+    ``sequence_delay``. After ``sequence_count`` sequences the registrar keeps trying at the
+    sequence delay instead of giving up, because a gateway must come back on its own.
+    """
+
+    count: int = 5
+    timer: float = 60.0
+    sequence_delay: float = 86400.0
+    sequence_count: int = 1
+
+    def delays(self) -> list[float]:
+        """The waits after each failed attempt of one sequence."""
+        return [self.timer * 2 ** (n - 1) for n in range(1, max(self.count, 1) + 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationParams:
+    """What a Register carries and an Update may carry when it changed."""
+
+    lifetime: int
+    binding: str
+    queue: bool
+    links: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTarget:
+    """Where and as whom to register."""
+
+    uri: str
+    endpoint: str
+    version: str = "1.1"
+    request_timeout: float = 93.0
+    retry: RetryPolicy = RetryPolicy()
+
+    @property
+    def name(self) -> str:
+        return self.uri
+
+
+def update_margin(lifetime: int) -> float:
+    """How long before the lifetime ends the Update goes out: 10%, between 1 s and 93 s.
+
+    93 s is CoAP's MAX_TRANSMIT_WAIT, the longest a CON Update may take to be answered.
+    """
+    return min(max(lifetime * 0.1, 1.0), 93.0)
+
+
+def register_query(target: ServerTarget, params: RegistrationParams, version: str) -> list[str]:
+    """The Register query. 1.1+ has a separate valueless ``Q``; 1.0 says ``b=UQ``."""
+    q = [f"ep={target.endpoint}", f"lt={params.lifetime}", f"lwm2m={version}"]
+    if version == "1.0":
+        q.append(f"b={params.binding}{'Q' if params.queue else ''}")
+    else:
+        q.append(f"b={params.binding}")
+        if params.queue:
+            q.append("Q")
+    return q
+
+
+class Registrar:
+    """Keeps one registration alive; run ``run()`` as a task."""
+
+    def __init__(
+        self,
+        context: aiocoap.Context,
+        target: ServerTarget,
+        params: Callable[[], RegistrationParams],
+        on_event: Callable[[RegistrationEvent], None] = lambda e: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.context = context
+        self.target = target
+        self._params = params
+        self._on_event = on_event
+        self._clock = clock
+        self.state = RegistrationState.IDLE
+        self.location: tuple[str, ...] | None = None
+        self.version = target.version
+        self.remote: object | None = None
+        self._sent: RegistrationParams | None = None
+        self._registered_at = 0.0
+        self._wake = asyncio.Event()
+        self._stopping = False
+        split = urlsplit(target.uri)
+        self._base_path = tuple(s for s in split.path.split("/") if s)
+        self._base_query = [q for q in split.query.split("&") if q]
+        self._origin = f"{split.scheme}://{split.netloc}"
+
+    # -- public ------------------------------------------------------------------------------
+
+    def trigger_update(self) -> None:
+        """Send an Update now (objects changed, /1/x/8 executed, lt or b written)."""
+        self._wake.set()
+
+    @property
+    def registered(self) -> bool:
+        return self.state in (RegistrationState.REGISTERED, RegistrationState.UPDATING)
+
+    async def run(self) -> None:
+        """Register, then keep the registration alive until cancelled or ``deregister``."""
+        while not self._stopping:
+            await self._register_with_retries()
+            while self.registered and not self._stopping:
+                params = self._params()
+                due = self._registered_at + params.lifetime - update_margin(params.lifetime)
+                try:
+                    async with asyncio.timeout(max(due - self._clock(), 0.0)):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                if self._stopping:
+                    return
+                if not await self._update():
+                    break
+
+    async def deregister(self) -> None:
+        """De-register (orderly shutdown); the registrar stops."""
+        self._stopping = True
+        self._wake.set()
+        if self.location is None or not self.registered:
+            self._set(RegistrationState.DEREGISTERED)
+            return
+        self._set(RegistrationState.DEREGISTERING)
+        msg = aiocoap.Message(code=Code.DELETE, uri=self._location_uri())
+        try:
+            response = await self._send(msg)
+        except (aiocoap.error.Error, TimeoutError, OSError) as e:
+            self._emit(EventKind.DEREGISTER_FAILURE, f"{type(e).__name__}: {e}")
+        else:
+            if response.code != Code.DELETED:
+                self._emit(EventKind.DEREGISTER_FAILURE, str(response.code))
+        self.location = None
+        self._set(RegistrationState.DEREGISTERED)
+        self._emit(EventKind.DEREGISTERED)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _set(self, state: RegistrationState) -> None:
+        if state is not self.state:
+            log.debug("server %s: %s -> %s", self.target.name, self.state.value, state.value)
+            self.state = state
+
+    def _emit(self, kind: EventKind, detail: str = "") -> None:
+        event = RegistrationEvent(kind, self.target.name, self.state, detail)
+        level = logging.WARNING if kind.name.endswith("FAILURE") else logging.INFO
+        log.log(
+            level,
+            "server %s: %s %s",
+            self.target.name,
+            kind.value,
+            detail,
+            extra={"SERVER": self.target.name, "REGISTRATION_EVENT": kind.value},
+        )
+        self._on_event(event)
+
+    async def _send(self, msg: aiocoap.Message) -> aiocoap.Message:
+        async with asyncio.timeout(self.target.request_timeout):
+            response = await self.context.request(msg).response
+        self.remote = response.remote
+        return response
+
+    def _location_uri(self) -> str:
+        assert self.location is not None
+        return self._origin + "/" + "/".join(self.location)
+
+    async def _register_with_retries(self) -> None:
+        sequence = 0
+        while not self._stopping:
+            for delay in self.target.retry.delays():
+                if await self._register():
+                    return
+                if self._stopping:
+                    return
+                self._set(RegistrationState.RETRY_WAIT)
+                await self._sleep(delay)
+            sequence += 1
+            pause = self.target.retry.sequence_delay
+            self._emit(
+                EventKind.REGISTRATION_FAILURE,
+                f"sequence {sequence} failed; next attempt in {pause:g} s",
+            )
+            await self._sleep(pause)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait, but wake early when stopping."""
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _register(self) -> bool:
+        self._wake.clear()
+        self._set(RegistrationState.REGISTERING)
+        params = self._params()
+        msg = aiocoap.Message(
+            code=Code.POST,
+            uri=self._origin + "/" + "/".join((*self._base_path, "rd")),
+            payload=params.links.encode(),
+        )
+        msg.opt.uri_query = (*self._base_query, *register_query(self.target, params, self.version))
+        msg.opt.content_format = LINK_FORMAT
+        try:
+            response = await self._send(msg)
+        except (aiocoap.error.Error, TimeoutError, OSError) as e:
+            self._emit(EventKind.REGISTRATION_FAILURE, f"no answer: {type(e).__name__} {e}")
+            return False
+        if response.code == PRECONDITION_FAILED and self.version != "1.0":
+            self._emit(EventKind.VERSION_FALLBACK, f"{response.code}: retrying as LwM2M 1.0")
+            self.version = "1.0"
+            return await self._register()
+        if response.code != Code.CREATED:
+            self._emit(EventKind.REGISTRATION_FAILURE, f"{response.code} {response.payload!r}")
+            return False
+        self.location = tuple(response.opt.location_path)
+        self._sent = params
+        self._registered_at = self._clock()
+        self._set(RegistrationState.REGISTERED)
+        self._emit(EventKind.REGISTRATION_COMPLETE, "/" + "/".join(self.location))
+        return True
+
+    async def _update(self) -> bool:
+        """One Update; False means the registration is gone and a Register must follow."""
+        assert self._sent is not None
+        self._wake.clear()
+        self._set(RegistrationState.UPDATING)
+        params = self._params()
+        query: list[str] = []
+        if params.lifetime != self._sent.lifetime:
+            query.append(f"lt={params.lifetime}")
+        if (params.binding, params.queue) != (self._sent.binding, self._sent.queue):
+            if self.version == "1.0":
+                query.append(f"b={params.binding}{'Q' if params.queue else ''}")
+            else:
+                query.append(f"b={params.binding}")
+                if params.queue:
+                    query.append("Q")
+        links_changed = params.links != self._sent.links
+        msg = aiocoap.Message(
+            code=Code.POST,
+            uri=self._location_uri(),
+            payload=params.links.encode() if links_changed else b"",
+        )
+        msg.opt.uri_query = tuple(query)
+        if links_changed:
+            msg.opt.content_format = LINK_FORMAT
+        try:
+            response = await self._send(msg)
+        except (aiocoap.error.Error, TimeoutError, OSError) as e:
+            self._set(RegistrationState.IDLE)
+            self._emit(EventKind.UPDATE_FAILURE, f"no answer ({type(e).__name__}): re-register")
+            return False
+        if response.code != Code.CHANGED:
+            self._set(RegistrationState.IDLE)
+            self._emit(EventKind.UPDATE_FAILURE, f"{response.code}: re-register")
+            return False
+        self._sent = replace(params)
+        self._registered_at = self._clock()
+        self._set(RegistrationState.REGISTERED)
+        self._emit(EventKind.UPDATE_COMPLETE, " ".join(query) or "")
+        return True

@@ -1,0 +1,210 @@
+"""The registration interface against the in-repo server (OMA LwM2M 1.1 int-101..105)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import aiocoap
+import pytest
+from aiocoap import resource
+from peers.lwm2m_server import LwM2MTestServer
+
+from bridged.engine.registration import (
+    EventKind,
+    Registrar,
+    RegistrationEvent,
+    RegistrationParams,
+    RegistrationState,
+    RetryPolicy,
+    ServerTarget,
+    register_query,
+    update_margin,
+)
+
+LINKS = '</>;rt="oma.lwm2m";ct=110,</1/0>,</3/0>'
+FAST_RETRY = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1)
+
+
+@pytest.fixture(autouse=True)
+def _no_port_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")
+
+
+class Client:
+    """A client context and a registrar with editable parameters and an event log."""
+
+    def __init__(self, context: aiocoap.Context, target: ServerTarget) -> None:
+        self.params = RegistrationParams(lifetime=300, binding="U", queue=False, links=LINKS)
+        self.events: asyncio.Queue[RegistrationEvent] = asyncio.Queue()
+        self.registrar = Registrar(context, target, lambda: self.params, self.events.put_nowait)
+        self.task = asyncio.create_task(self.registrar.run())
+
+    async def event(self, kind: EventKind, timeout: float = 10.0) -> RegistrationEvent:
+        async with asyncio.timeout(timeout):
+            while True:
+                ev = await self.events.get()
+                if ev.kind is kind:
+                    return ev
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+@pytest.fixture
+async def context() -> AsyncIterator[aiocoap.Context]:
+    ctx = await aiocoap.Context.create_server_context(
+        resource.Site(), bind=("127.0.0.1", 0), transports=["udp6"]
+    )
+    yield ctx
+    await ctx.shutdown()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LwM2MTestServer]:
+    async with LwM2MTestServer() as srv:
+        yield srv
+
+
+def target(uri: str, **kw: object) -> ServerTarget:
+    return ServerTarget(uri=uri, endpoint="gw-1", request_timeout=3.0, retry=FAST_RETRY, **kw)  # type: ignore[arg-type]
+
+
+async def test_LightweightM2M_1_1_int_101_initial_registration(
+    context: aiocoap.Context, server: LwM2MTestServer
+) -> None:
+    client = Client(context, target(server.uri))
+    ev = await server.next_event("register")
+    assert ev.query == {"ep": "gw-1", "lt": "300", "lwm2m": "1.1", "b": "U"}
+    assert ev.payload.decode() == LINKS
+    assert ev.content_format == 40
+    await client.event(EventKind.REGISTRATION_COMPLETE)
+    assert client.registrar.location == server.clients["gw-1"].location
+    await client.close()
+
+
+async def test_LightweightM2M_1_1_int_102_update_carries_only_what_changed(
+    context: aiocoap.Context, server: LwM2MTestServer
+) -> None:
+    client = Client(context, target(server.uri))
+    await client.event(EventKind.REGISTRATION_COMPLETE)
+    client.registrar.trigger_update()
+    ev = await server.next_event("update")
+    assert (ev.query, ev.payload) == ({}, b""), "nothing changed: an empty Update"
+    client.params = RegistrationParams(600, "U", False, LINKS + ",</3303/0>")
+    client.registrar.trigger_update()
+    ev = await server.next_event("update")
+    assert ev.query == {"lt": "600"}
+    assert ev.payload.decode().endswith("</3303/0>") and ev.content_format == 40
+    await client.close()
+
+
+async def test_update_goes_out_before_the_lifetime_ends(
+    context: aiocoap.Context, server: LwM2MTestServer
+) -> None:
+    client = Client(context, target(server.uri))
+    client.params = RegistrationParams(2, "U", False, LINKS)
+    await server.next_event("register")
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await server.next_event("update", timeout=5)
+    assert loop.time() - t0 < 2 - 0.5, "the Update must beat the 2 s lifetime"
+    await client.close()
+
+
+async def test_LightweightM2M_1_1_int_103_deregistration(
+    context: aiocoap.Context, server: LwM2MTestServer
+) -> None:
+    client = Client(context, target(server.uri))
+    await client.event(EventKind.REGISTRATION_COMPLETE)
+    await client.registrar.deregister()
+    await server.next_event("deregister")
+    assert "gw-1" not in server.clients
+    assert client.registrar.state is RegistrationState.DEREGISTERED
+    await client.close()
+
+
+async def test_multi_segment_location_and_server_uri_path_are_kept(
+    context: aiocoap.Context,
+) -> None:
+    async with LwM2MTestServer(
+        rd_path=("i", "am", "rd"), location_prefix=("some", "weird", "rd")
+    ) as server:
+        client = Client(context, target(server.uri + "/i/am?x=1"))
+        ev = await server.next_event("register")
+        assert ev.query["x"] == "1" and ev.query["ep"] == "gw-1"
+        await client.event(EventKind.REGISTRATION_COMPLETE)
+        assert client.registrar.location is not None
+        assert client.registrar.location[:3] == ("some", "weird", "rd")
+        client.registrar.trigger_update()
+        await server.next_event("update")  # routed by the full location only
+        await client.close()
+
+
+async def test_LightweightM2M_1_1_int_105_update_404_registers_again(
+    context: aiocoap.Context, server: LwM2MTestServer
+) -> None:
+    client = Client(context, target(server.uri))
+    await client.event(EventKind.REGISTRATION_COMPLETE)
+    server.forget("gw-1")
+    client.registrar.trigger_update()
+    await client.event(EventKind.UPDATE_FAILURE)
+    ev = await server.next_event("register")
+    assert ev.payload.decode() == LINKS, "a full Register with the object list"
+    await client.event(EventKind.REGISTRATION_COMPLETE)
+    await client.close()
+
+
+async def test_server_refusing_1_1_gets_a_1_0_registration(context: aiocoap.Context) -> None:
+    async with LwM2MTestServer(accepted_versions=("1.0",)) as server:
+        client = Client(context, target(server.uri))
+        client.params = RegistrationParams(300, "U", True, LINKS)
+        first = await server.next_event("register")
+        assert first.query["lwm2m"] == "1.1" and "Q" in first.query
+        second = await server.next_event("register")
+        assert second.query["lwm2m"] == "1.0" and second.query["b"] == "UQ"
+        assert "Q" not in second.query
+        await client.event(EventKind.REGISTRATION_COMPLETE)
+        assert client.registrar.version == "1.0"
+        await client.close()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_unreachable_server_is_retried_until_it_comes_up(context: aiocoap.Context) -> None:
+    port = free_udp_port()
+    client = Client(
+        context,
+        ServerTarget(
+            uri=f"coap://127.0.0.1:{port}", endpoint="gw-1", request_timeout=0.5, retry=FAST_RETRY
+        ),
+    )
+    failure = await client.event(EventKind.REGISTRATION_FAILURE)
+    assert failure.server.endswith(str(port))
+    async with LwM2MTestServer(port=port) as server:
+        await server.next_event("register", timeout=15)
+        await client.event(EventKind.REGISTRATION_COMPLETE, timeout=15)
+    await client.close()
+
+
+def test_retry_policy_backs_off_exponentially() -> None:
+    assert RetryPolicy(count=4, timer=60).delays() == [60, 120, 240, 480]
+
+
+def test_update_margin_is_bounded() -> None:
+    assert update_margin(2) == 1.0
+    assert update_margin(300) == 30.0
+    assert update_margin(86400) == 93.0
+
+
+def test_queue_mode_syntax_per_version() -> None:
+    t = ServerTarget(uri="coap://x", endpoint="e")
+    p = RegistrationParams(60, "U", True, "")
+    assert register_query(t, p, "1.1") == ["ep=e", "lt=60", "lwm2m=1.1", "b=U", "Q"]
+    assert register_query(t, p, "1.0") == ["ep=e", "lt=60", "lwm2m=1.0", "b=UQ"]

@@ -1,0 +1,261 @@
+"""An in-repo LwM2M server for the engine's tests, built on aiocoap.
+
+It does what the independent peers cannot script: it records every registration interface
+message (Register, Update, De-register, Send) as an event, refuses LwM2M versions on demand,
+hands out multi-segment Location-Paths, and sends device-management requests to a registered
+client from its own address and port, as a real server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import aiocoap
+from aiocoap import resource
+from aiocoap.numbers.codes import Code
+
+
+@dataclass
+class ClientRecord:
+    """What the server knows of one registered client."""
+
+    endpoint: str
+    location: tuple[str, ...]
+    lifetime: int
+    version: str
+    binding: str
+    queue: bool
+    links: str
+    remote: object
+    query: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One registration-interface message as the server saw it."""
+
+    kind: str  # "register", "update", "deregister", "send", "bootstrap-request"
+    endpoint: str
+    query: dict[str, str | None]
+    payload: bytes
+    content_format: int | None
+    code: Code
+
+
+def _parse_query(options: Iterable[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for q in options:
+        name, sep, value = q.partition("=")
+        out[name] = value if sep else None
+    return out
+
+
+class _Root(resource.Resource):
+    """Routes by path: Register at the directory, Update and De-register at the locations it
+    handed out, Send at ``/dp``; anything else is 4.04."""
+
+    def __init__(self, server: LwM2MTestServer) -> None:
+        super().__init__()
+        self.server = server
+
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        path = tuple(request.opt.uri_path)
+        if path == self.server.rd_path and request.code == Code.POST:
+            return self.server._register(request)
+        if path == ("dp",) and request.code == Code.POST:
+            ep = self.server._endpoint_of(request.remote) or ""
+            self.server._emit("send", ep, request, Code.CHANGED)
+            return aiocoap.Message(code=Code.CHANGED)
+        record = self.server._by_location(path)
+        if record is not None:
+            return self.server._update_or_delete(record, request)
+        return aiocoap.Message(code=Code.NOT_FOUND)
+
+
+class LwM2MTestServer:
+    """A LwM2M server on 127.0.0.1 for tests; ``async with`` starts and stops it."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rd_path: tuple[str, ...] = ("rd",),
+        location_prefix: tuple[str, ...] = ("rd",),
+        accepted_versions: tuple[str, ...] = ("1.0", "1.1", "1.2"),
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.rd_path = rd_path
+        self.location_prefix = location_prefix
+        self.accepted_versions = accepted_versions
+        self.clients: dict[str, ClientRecord] = {}
+        self.events: asyncio.Queue[ServerEvent] = asyncio.Queue()
+        self.context: aiocoap.Context | None = None
+        self._ids = itertools.count(1)
+
+    async def __aenter__(self) -> LwM2MTestServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def uri(self) -> str:
+        return f"coap://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self.context = await aiocoap.Context.create_server_context(
+            _Root(self), bind=(self.host, self.port), transports=["udp6"]
+        )
+        if self.port == 0:
+            self.port = self._bound_port()
+
+    def _bound_port(self) -> int:
+        assert self.context is not None
+        udp = self.context.request_interfaces[0].token_interface.message_interface
+        return int(udp.transport.get_extra_info("socket").getsockname()[1])
+
+    async def stop(self) -> None:
+        if self.context is not None:
+            await self.context.shutdown()
+            self.context = None
+
+    # -- registration interface ----------------------------------------------------------
+
+    def _emit(self, kind: str, endpoint: str, request: aiocoap.Message, code: Code) -> None:
+        self.events.put_nowait(
+            ServerEvent(
+                kind,
+                endpoint,
+                _parse_query(request.opt.uri_query),
+                bytes(request.payload),
+                request.opt.content_format,
+                code,
+            )
+        )
+
+    def _register(self, request: aiocoap.Message) -> aiocoap.Message:
+        q = _parse_query(request.opt.uri_query)
+        ep = q.get("ep") or ""
+        version = q.get("lwm2m") or "1.0"
+        if version not in self.accepted_versions:
+            self._emit("register", ep, request, Code.PRECONDITION_FAILED)
+            return aiocoap.Message(code=Code.PRECONDITION_FAILED)
+        if not ep or request.opt.content_format not in (40, None):
+            self._emit("register", ep, request, Code.BAD_REQUEST)
+            return aiocoap.Message(code=Code.BAD_REQUEST)
+        location = (*self.location_prefix, f"c{next(self._ids)}")
+        binding = q.get("b") or "U"
+        self.clients[ep] = ClientRecord(
+            endpoint=ep,
+            location=location,
+            lifetime=int(q.get("lt") or 86400),
+            version=version,
+            binding=binding,
+            queue="Q" in q or "Q" in binding,
+            links=bytes(request.payload).decode(),
+            remote=request.remote,
+            query=q,
+        )
+        self._emit("register", ep, request, Code.CREATED)
+        return aiocoap.Message(code=Code.CREATED, location_path=location)
+
+    def _by_location(self, path: tuple[str, ...]) -> ClientRecord | None:
+        return next((c for c in self.clients.values() if c.location == path), None)
+
+    def _endpoint_of(self, remote: object) -> str | None:
+        return next((c.endpoint for c in self.clients.values() if c.remote == remote), None)
+
+    def _update_or_delete(self, record: ClientRecord, request: aiocoap.Message) -> aiocoap.Message:
+        if request.code == Code.DELETE:
+            del self.clients[record.endpoint]
+            self._emit("deregister", record.endpoint, request, Code.DELETED)
+            return aiocoap.Message(code=Code.DELETED)
+        if request.code != Code.POST:
+            return aiocoap.Message(code=Code.METHOD_NOT_ALLOWED)
+        q = _parse_query(request.opt.uri_query)
+        if "lt" in q:
+            record.lifetime = int(q["lt"] or 0)
+        if "b" in q:
+            record.binding = q["b"] or ""
+        if request.payload:
+            record.links = bytes(request.payload).decode()
+        record.remote = request.remote
+        self._emit("update", record.endpoint, request, Code.CHANGED)
+        return aiocoap.Message(code=Code.CHANGED)
+
+    def forget(self, endpoint: str) -> None:
+        """Drop a registration, as a restarted server would: the next Update gets 4.04."""
+        self.clients.pop(endpoint, None)
+
+    async def next_event(self, kind: str | None = None, timeout: float = 10.0) -> ServerEvent:
+        """The next event (of ``kind`` when given, skipping others)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                ev = await self.events.get()
+                if kind is None or ev.kind == kind:
+                    return ev
+
+    # -- device management ---------------------------------------------------------------
+
+    def _message(
+        self,
+        endpoint: str,
+        code: Code,
+        path: str,
+        payload: bytes,
+        content_format: int | None,
+        accept: int | None,
+        query: Iterable[str],
+        observe: int | None,
+    ) -> aiocoap.Message:
+        record = self.clients[endpoint]
+        msg = aiocoap.Message(code=code, payload=payload)
+        msg.opt.uri_path = tuple(s for s in path.split("/") if s)
+        msg.opt.uri_query = tuple(query)
+        if content_format is not None:
+            msg.opt.content_format = content_format
+        if accept is not None:
+            msg.opt.accept = accept
+        if observe is not None:
+            msg.opt.observe = observe
+        msg.remote = record.remote
+        return msg
+
+    async def request(
+        self,
+        endpoint: str,
+        code: Code,
+        path: str,
+        payload: bytes = b"",
+        *,
+        content_format: int | None = None,
+        accept: int | None = None,
+        query: Iterable[str] = (),
+        timeout: float = 10.0,
+    ) -> aiocoap.Message:
+        """Send one request to a registered client and return its response."""
+        assert self.context is not None
+        msg = self._message(endpoint, code, path, payload, content_format, accept, query, None)
+        async with asyncio.timeout(timeout):
+            return await self.context.request(msg).response
+
+    def observe(
+        self,
+        endpoint: str,
+        path: str,
+        *,
+        accept: int | None = None,
+        code: Code = Code.GET,
+        payload: bytes = b"",
+        content_format: int | None = None,
+    ) -> aiocoap.protocol.Request:
+        """Start an observation; the returned request's ``observation`` yields notifications."""
+        assert self.context is not None
+        msg = self._message(endpoint, code, path, payload, content_format, accept, (), 0)
+        return self.context.request(msg)

@@ -179,6 +179,24 @@ class ObjectTree:
             self._times[path] = time
         self._changed(path)
 
+    def remove(self, path: Path) -> None:
+        """Remove a resource or resource-instance value from the device side (no-op if absent),
+        for a fact that is no longer known."""
+        oid, iid, rid = self._resource_ids(path)
+        resources = self._instance(oid, iid)
+        slot = resources.get(rid)
+        if path.level is Level.RESOURCE_INSTANCE:
+            if not isinstance(slot, dict) or path.ids[3] not in slot:
+                return
+            del slot[path.ids[3]]
+        elif rid in resources:
+            del resources[rid]
+        else:
+            return
+        for p in [p for p in self._times if path.contains(p)]:
+            del self._times[p]
+        self._changed(path)
+
     def get(self, path: Path) -> Value | dict[int, Value]:
         """The value at a resource or resource-instance path; NotFound if absent."""
         node = self._locate(path)
@@ -187,7 +205,11 @@ class ObjectTree:
         return dict(node) if isinstance(node, dict) else cast(Value, node)
 
     def on_execute(self, oid: int, rid: int, handler: ExecuteHandler) -> None:
-        """Run ``handler`` when a server executes resource ``rid`` of any instance of ``oid``."""
+        """Run ``handler`` when a server executes resource ``rid`` of any instance of ``oid``.
+
+        An executable resource is present (listed by Discover, executable) only once it has a
+        handler; executing one without a handler is 4.04.
+        """
         if not self.registry.resource(oid, rid).operations.executable:
             raise BadRequest(f"resource /{oid}/x/{rid} is not executable")
         self._executors[(oid, rid)] = handler
@@ -273,8 +295,9 @@ class ObjectTree:
         if not rdef.operations.executable:
             raise MethodNotAllowed(f"{path} ({rdef.name}) is not executable")
         handler = self._executors.get((oid, rid))
-        if handler is not None:
-            handler(path, arguments)
+        if handler is None:
+            raise NotFound(f"{path} ({rdef.name}) is not implemented here")
+        handler(path, arguments)
 
     # -- iteration ---------------------------------------------------------------------------
 
@@ -401,5 +424,10 @@ class ObjectTree:
                 out.extend(path.child(ri) for ri in sorted(node))
             return
         assert isinstance(node, dict)
+        if path.level is Level.INSTANCE:
+            executables = {rid for (oid, rid) in self._executors if oid == path.ids[0]}
+            for rid in sorted(node.keys() | executables):
+                self._walk_paths(path.child(rid), node.get(rid), out)
+            return
         for i in sorted(node):
             self._walk_paths(path.child(i), node[i], out)

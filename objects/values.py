@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from dataclasses import dataclass
 
 from .definitions import ResourceDef, ResourceType
@@ -20,6 +21,10 @@ from .paths import MAX_ID, Path
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
+_FLOAT_MAX = 2**1023
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A decimal number as text/plain carries it: no "nan", "inf" or "1_000"."""
+_ID_TEXT = re.compile(r"[0-9]{1,5}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +42,7 @@ class ObjLnk:
     @classmethod
     def parse(cls, text: str) -> ObjLnk:
         oid, sep, iid = text.partition(":")
-        if not sep or not oid.isdigit() or not iid.isdigit():
+        if not sep or not _ID_TEXT.fullmatch(oid) or not _ID_TEXT.fullmatch(iid):
             raise DecodeError(f"{text!r} is not an object link (oid:iid)")
         return cls(int(oid), int(iid))
 
@@ -71,7 +76,8 @@ def check_type(defn: ResourceDef, value: object) -> Value:
 
     An int is accepted for a Float (and returned as float); a float with no fraction is not
     accepted for an integer type, because silently truncating a server's value is worse than a
-    4.00.
+    4.00. Floats must be finite: NaN and infinities have no form in the JSON formats, and a
+    sensor that has no reading should have no value rather than a NaN.
     """
     t = defn.type
     if t is ResourceType.STRING or t is ResourceType.CORELNK:
@@ -87,9 +93,9 @@ def check_type(defn: ResourceDef, value: object) -> Value:
         if type(value) is int and INT64_MIN <= value <= INT64_MAX:
             return value
     elif t is ResourceType.FLOAT:
-        if type(value) is float:
+        if type(value) is float and math.isfinite(value):
             return value
-        if type(value) is int:
+        if type(value) is int and abs(value) <= _FLOAT_MAX:
             return float(value)
     elif t is ResourceType.BOOLEAN:
         if type(value) is bool:
@@ -150,10 +156,9 @@ def from_text(defn: ResourceDef, text: str) -> Value:
                 raise ValueError(text)
             return check_type(defn, int(stripped))
         if t is ResourceType.FLOAT:
-            f = float(text)
-            if not text.strip().isascii():
+            if not _FLOAT_RE.fullmatch(text.strip()):
                 raise ValueError(text)
-            return f
+            return check_type(defn, float(text))
         if t is ResourceType.BOOLEAN:
             if text.strip() in ("0", "1"):
                 return text.strip() == "1"

@@ -51,7 +51,8 @@ class ContentFormat(IntEnum):
 class Codec(Protocol):
     """Encodes and decodes records for one content format (see the module docstring)."""
 
-    content_format: ContentFormat
+    @property
+    def content_format(self) -> ContentFormat: ...
 
     def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes: ...
 

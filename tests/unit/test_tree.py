@@ -183,6 +183,19 @@ def test_execute(tree: ObjectTree) -> None:
         tree.execute(p("/3303/5/5605"))
     with pytest.raises(BadRequest):
         tree.on_execute(3303, 5700, lambda path, args: None)
+    with pytest.raises(NotFound):
+        tree.execute(p("/3/0/4"))  # defined, executable, but no handler: not present
+
+
+def test_device_side_remove(tree: ObjectTree) -> None:
+    seen: list[str] = []
+    tree.subscribe(lambda path: seen.append(str(path)))
+    tree.remove(p("/3/0/7/1"))
+    assert tree.get(p("/3/0/7")) == {0: 3800}
+    tree.remove(p("/3303/0/5750"))
+    assert not tree.has(p("/3303/0/5750"))
+    tree.remove(p("/3303/0/5750"))  # already gone: nothing happens
+    assert seen == ["/3/0/7/1", "/3303/0/5750"]
 
 
 def test_changes_are_reported(tree: ObjectTree) -> None:
@@ -219,8 +232,10 @@ def test_prefixed_tree() -> None:
 
 
 def test_resource_paths_for_discover(tree: ObjectTree) -> None:
+    tree.on_execute(3, 4, lambda path, args: None)
     assert [str(x) for x in tree.resource_paths(p("/3/0"))] == [
         "/3/0/0",
+        "/3/0/4",
         "/3/0/7",
         "/3/0/7/0",
         "/3/0/7/1",

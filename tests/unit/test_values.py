@@ -143,3 +143,21 @@ def test_any_text_decodes_or_raises_decode_error(rtype: ResourceType, text: str)
 def test_range_with_a_list_is_text_only() -> None:
     rng = ValueRange.parse("1-3, 5")
     assert rng is not None and (rng.low, rng.high) == (None, None)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-Infinity", "1_000", "0x10", "1e999"])
+def test_float_text_is_a_finite_decimal(text: str) -> None:
+    with pytest.raises(DecodeError):
+        from_text(rdef(ResourceType.FLOAT), text)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 2**1100])
+def test_floats_are_finite(value: float) -> None:
+    with pytest.raises(BadRequest):
+        check_type(rdef(ResourceType.FLOAT), value)
+
+
+@pytest.mark.parametrize("text", ["\u00b2:1", "\u0661:2", "3:", ":0", "123456:0"])
+def test_objlnk_text_is_ascii_ids(text: str) -> None:
+    with pytest.raises(DecodeError):
+        ObjLnk.parse(text)

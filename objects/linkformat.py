@@ -1,0 +1,321 @@
+"""CoRE Link Format (RFC 6690) and the three places LwM2M uses it.
+
+The general part parses and formats links: ``</3/0>;pmin=10;title="a, b",</3/1>``. The LwM2M
+part builds the object list of Register and Update, the answer to a Discover, and reads the
+notification attributes of Write-Attributes (whose query items use the same names and number
+forms as Discover's link attributes, hence the shared ``Attributes``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Final
+
+from .definitions import ObjectDef
+from .errors import BadRequest, DecodeError
+from .formats import ContentFormat
+from .paths import Level, Path
+from .values import INT64_MAX
+
+# -- RFC 6690 ---------------------------------------------------------------------------------
+
+_URI_CHARS: Final = r"A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%"
+_PARMNAME_CHARS: Final = r"A-Za-z0-9!#$&+\-.^_`|~"
+_PTOKEN_CHARS: Final = r"A-Za-z0-9!#$%&'()*+\-./:<=>?@\[\]^_`{|}~"
+"""RFC 6690 §2: a link's URI-Reference, an attribute's parmname (RFC 5987) and a ptoken."""
+
+_TARGET_RE: Final = re.compile(f"[{_URI_CHARS}]*")
+_PARMNAME_RE: Final = re.compile(f"[{_PARMNAME_CHARS}]+")
+_PTOKEN_RE: Final = re.compile(f"[{_PTOKEN_CHARS}]+")
+_LINK_RE: Final = re.compile(f"<([{_URI_CHARS}]*)>")
+_PARAM_RE: Final = re.compile(
+    f';([{_PARMNAME_CHARS}]+)(?:=(?:"((?:[^"\\\\]|\\\\.)*)"|([{_PTOKEN_CHARS}]+)))?', re.DOTALL
+)
+_QUOTED_PAIR_RE: Final = re.compile(r"\\(.)", re.DOTALL)
+
+QUOTED_ATTRIBUTES: Final = frozenset({"anchor", "if", "rel", "rev", "rt", "title"})
+"""Attributes written as quoted strings even when a token would do, as RFC 6690's examples and
+LwM2M servers expect (``rt="oma.lwm2m"``). Others are quoted only when they must be."""
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One link: a target URI and its attributes in order; a valueless attribute has None.
+
+    Values are unescaped text: whether the wire form was a quoted string or a token is a matter
+    of formatting (``format_links``), not of meaning.
+    """
+
+    target: str
+    attributes: tuple[tuple[str, str | None], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _TARGET_RE.fullmatch(self.target):
+            raise ValueError(f"{self.target!r} is not a URI reference")
+        for name, _ in self.attributes:
+            if not _PARMNAME_RE.fullmatch(name):
+                raise ValueError(f"{name!r} is not a link attribute name")
+
+
+def parse_links(text: str) -> list[Link]:
+    """Parse a link-format document; DecodeError (4.00) if it does not follow RFC 6690.
+
+    The grammar has no whitespace, so none is accepted; quoted values may hold anything,
+    commas and semicolons included, with ``\\`` escaping the next character.
+    """
+    if not text:
+        return []
+    links: list[Link] = []
+    pos = 0
+    while True:
+        link = _LINK_RE.match(text, pos)
+        if link is None:
+            raise DecodeError(f"a link must start with <URI> at offset {pos} of {text[:60]!r}")
+        pos = link.end()
+        attributes: list[tuple[str, str | None]] = []
+        while param := _PARAM_RE.match(text, pos):
+            name, quoted, token = param.groups()
+            value = token if quoted is None else _QUOTED_PAIR_RE.sub(r"\1", quoted)
+            attributes.append((name, value))
+            pos = param.end()
+        links.append(Link(link.group(1), tuple(attributes)))
+        if pos == len(text):
+            return links
+        if text[pos] != ",":
+            raise DecodeError(f"unexpected {text[pos]!r} at offset {pos} of {text[:60]!r}")
+        pos += 1
+
+
+def format_links(links: Iterable[Link], *, quoted: frozenset[str] = QUOTED_ATTRIBUTES) -> str:
+    """The link-format text of ``links``. Names in ``quoted`` always get a quoted string;
+    other values only when they are not a token (empty, or holding a space, comma, ...)."""
+    return ",".join(
+        f"<{link.target}>" + "".join(_attribute(n, v, quoted) for n, v in link.attributes)
+        for link in links
+    )
+
+
+def _attribute(name: str, value: str | None, quoted: frozenset[str]) -> str:
+    if value is None:
+        return f";{name}"
+    if name in quoted or not _PTOKEN_RE.fullmatch(value):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f';{name}="{escaped}"'
+    return f";{name}={value}"
+
+
+# -- notification attributes ------------------------------------------------------------------
+
+_INTEGER_ATTRIBUTES: Final = ("pmin", "pmax", "epmin", "epmax")
+_FLOAT_ATTRIBUTES: Final = ("gt", "lt", "st")
+_INTEGER_RE: Final = re.compile(r"[0-9]{1,19}")
+_FLOAT_RE: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+@dataclass(frozen=True, slots=True)
+class Attributes:
+    """The notification attributes of one path (LwM2M 1.1 Core §5.1.2); None where not set.
+
+    A Write-Attributes request may also name an attribute without a value, which removes it:
+    ``unset`` holds those names, and ``updated`` applies such a request to stored attributes.
+    """
+
+    pmin: int | None = None
+    pmax: int | None = None
+    gt: float | None = None
+    lt: float | None = None
+    st: float | None = None
+    epmin: int | None = None
+    epmax: int | None = None
+    unset: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        for name in _INTEGER_ATTRIBUTES:
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or not 0 <= value <= INT64_MAX):
+                raise BadRequest(f"{name} must be a non-negative integer, not {value!r}")
+        for name in _FLOAT_ATTRIBUTES:
+            value = getattr(self, name)
+            if value is not None and (type(value) is not float or not math.isfinite(value)):
+                raise BadRequest(f"{name} must be a finite number, not {value!r}")
+        if self.st is not None and self.st < 0:
+            raise BadRequest(f"st must not be negative, not {self.st!r}")
+        for name in self.unset:
+            if name not in ATTRIBUTE_NAMES:
+                raise BadRequest(f"{name!r} is not a notification attribute")
+            if getattr(self, name) is not None:
+                raise BadRequest(f"{name} is both set and unset")
+
+    def updated(self, change: Attributes) -> Attributes:
+        """These attributes after a Write-Attributes of ``change``: its values replace ours,
+        its unset names clear ours, and the rest stay."""
+        values: dict[str, Any] = {name: getattr(self, name) for name in ATTRIBUTE_NAMES}
+        for name in ATTRIBUTE_NAMES:
+            new = getattr(change, name)
+            if new is not None or name in change.unset:
+                values[name] = new
+        return Attributes(**values)
+
+    def pairs(self) -> tuple[tuple[str, str | None], ...]:
+        """The attributes as (name, value text) in the order LwM2M lists them; None is unset."""
+        out: list[tuple[str, str | None]] = []
+        for name in ATTRIBUTE_NAMES:
+            value = getattr(self, name)
+            if value is not None:
+                out.append((name, _number(value)))
+            elif name in self.unset:
+                out.append((name, None))
+        return tuple(out)
+
+
+ATTRIBUTE_NAMES: Final = tuple(f.name for f in fields(Attributes) if f.name != "unset")
+"""The names Write-Attributes accepts, in the order Discover lists them."""
+
+
+def _number(value: float) -> str:
+    """A number as the shortest text that reads back the same: ``50``, ``42.2``, ``4.2e+21``."""
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    return repr(value)
+
+
+def parse_attributes(query: Sequence[str]) -> Attributes:
+    """The attributes of Write-Attributes query items (``pmin=10``, ``gt=20.5``, ``pmax``).
+
+    A bare name unsets that attribute. Unknown names, repeated names and values that are not
+    numbers of the right kind are BadRequest (4.00).
+    """
+    values: dict[str, Any] = {}
+    unset: set[str] = set()
+    for item in query:
+        name, sep, text = item.partition("=")
+        if name not in ATTRIBUTE_NAMES:
+            raise BadRequest(f"{name!r} is not a notification attribute")
+        if name in values or name in unset:
+            raise BadRequest(f"{name} is given twice")
+        if not sep:
+            unset.add(name)
+        elif name in _INTEGER_ATTRIBUTES and _INTEGER_RE.fullmatch(text):
+            values[name] = int(text)
+        elif name in _FLOAT_ATTRIBUTES and _FLOAT_RE.fullmatch(text):
+            values[name] = float(text)
+        else:
+            raise BadRequest(f"{item!r}: {name} takes a number, not {text!r}")
+    return Attributes(**values, unset=frozenset(unset))
+
+
+def format_attributes(attributes: Attributes) -> list[str]:
+    """The Write-Attributes query items of ``attributes``; ``parse_attributes`` inverts it."""
+    return [name if text is None else f"{name}={text}" for name, text in attributes.pairs()]
+
+
+# -- Register and Update ----------------------------------------------------------------------
+
+NEVER_REGISTERED: Final = frozenset({0, 21, 23})
+"""Security, OSCORE and (1.2.1) the objects only Bootstrap may see: never in Register/Update."""
+
+ObjectEntry = tuple[ObjectDef | tuple[int, str], Iterable[int]]
+"""An object to register, as its definition or (object ID, version), and its instance IDs."""
+
+
+def object_links(objects: Iterable[ObjectEntry], *, alternate_path: str = "/") -> list[Link]:
+    """The object list of Register and Update: ``</1>;ver=1.1,</1/0>,</3/0>,</5>``.
+
+    Objects come in ID order, each with ``</oid>`` when it has no instances or a version other
+    than 1.0, then ``</oid/iid>`` per instance. ``ver`` goes on the object link only: servers
+    refuse it elsewhere. Security, OSCORE and /23 are left out whatever the caller passes. The
+    same list, formatted alone, is an end device's object list in the Gateway object (/25).
+    """
+    root = _alternate_root(alternate_path)
+    links: list[Link] = []
+    for oid, obj_version, iids in sorted(_entries(objects)):
+        if oid in NEVER_REGISTERED:
+            continue
+        if obj_version != "1.0" or not iids:
+            ver = (("ver", obj_version),) if obj_version != "1.0" else ()
+            links.append(Link(f"{root}/{oid}", ver))
+        links.extend(Link(f"{root}/{oid}/{iid}") for iid in iids)
+    return links
+
+
+def registration_links(
+    objects: Iterable[ObjectEntry],
+    *,
+    version: str = "1.1",
+    content_formats: Sequence[int] = (ContentFormat.SENML_CBOR,),
+    alternate_path: str = "/",
+) -> str:
+    """The payload of a Register or Update: ``</>;rt="oma.lwm2m";ct=112,</1>;ver=1.1,</1/0>``.
+
+    The root link names the alternate path and the content formats (``ct``: one number as a
+    token, several as a quoted list), then come the ``object_links``. ``version`` is the LwM2M
+    version registered with: 1.0 servers expect ``ver`` quoted, later ones a token.
+    """
+    root_attributes: list[tuple[str, str | None]] = [("rt", "oma.lwm2m")]
+    if content_formats:
+        root_attributes.append(("ct", " ".join(str(int(cf)) for cf in content_formats)))
+    root = Link(_alternate_root(alternate_path) or "/", tuple(root_attributes))
+    quoted = QUOTED_ATTRIBUTES | {"ver"} if version == "1.0" else QUOTED_ATTRIBUTES
+    links = [root, *object_links(objects, alternate_path=alternate_path)]
+    return format_links(links, quoted=quoted)
+
+
+def _alternate_root(alternate_path: str) -> str:
+    """The alternate path as the start of link targets ("" for "/"); ValueError if invalid:
+    it must be absolute and, so as not to pass for an object, have no all-digit segment."""
+    if not alternate_path.startswith("/") or any(s.isdigit() for s in alternate_path.split("/")):
+        raise ValueError(f"{alternate_path!r} is not an alternate path")
+    return alternate_path.rstrip("/")
+
+
+def _entries(objects: Iterable[ObjectEntry]) -> Iterable[tuple[int, str, list[int]]]:
+    for obj, iids in objects:
+        oid, obj_version = (obj.id, obj.version) if isinstance(obj, ObjectDef) else obj
+        yield oid, obj_version, sorted(iids)
+
+
+# -- Discover ---------------------------------------------------------------------------------
+
+_DEFAULT_DEPTH: Final = {Level.OBJECT: 2, Level.INSTANCE: 1, Level.RESOURCE: 1}
+"""How far below its target a Discover reaches by default (LwM2M 1.1 Core §5.4.1): an object
+lists its instances and their resources, an instance its resources, a resource its instances."""
+
+
+def discover_links(
+    base: Path,
+    paths: Iterable[Path],
+    *,
+    dims: Mapping[Path, int] | None = None,
+    attributes: Mapping[Path, Attributes] | None = None,
+    object_version: str = "1.0",
+    depth: int | None = None,
+) -> str:
+    """The answer to a Discover of ``base`` (an object, instance or resource).
+
+    ``paths`` are the instances, resources and resource instances that exist (any superset
+    will do: what is outside ``base`` or deeper than ``depth``, LwM2M 1.2's query, is left
+    out). ``dims`` gives the number of instances of each multi-instance resource, and
+    ``attributes`` the attributes set on each path. The object link carries ``ver`` when
+    ``object_version`` is not 1.0. Links never show the gateway prefix: the server asked
+    through it, and the end device's own view has none.
+    """
+    if base.level not in _DEFAULT_DEPTH:
+        raise BadRequest(f"Discover needs an object, instance or resource, not {base}")
+    reach = min(base.level + (_DEFAULT_DEPTH[base.level] if depth is None else depth), 4)
+    selected = {p for p in paths if base.contains(p) and p.level <= reach} | {base}
+    dims = dims or {}
+    attributes = attributes or {}
+    links: list[Link] = []
+    for path in sorted(selected, key=Path.sort_key):
+        pairs: list[tuple[str, str | None]] = []
+        if path.level is Level.OBJECT and object_version != "1.0":
+            pairs.append(("ver", object_version))
+        if path in dims:
+            pairs.append(("dim", str(dims[path])))
+        if path in attributes:
+            pairs.extend(attributes[path].pairs())
+        links.append(Link(str(path.without_prefix()), tuple(pairs)))
+    return format_links(links)

@@ -1,0 +1,323 @@
+"""Device management and service enablement: a server's requests applied to the tree.
+
+``DeviceManagement.handle`` maps one CoAP request (method, path, query, payload, formats) to a
+tree operation and returns a ``Reply``. It knows nothing of sockets, so every rule here (which
+method is which operation, content negotiation, the code of every failure) is tested without a
+network; ``DeviceManagementResource`` is the thin aiocoap adapter around it.
+
+Operations, as LwM2M 1.1 maps them onto CoAP:
+
+======================  =========================================================
+GET, Accept 40          Discover
+GET                     Read
+PUT with payload        Write (replace)
+PUT without payload     Write-Attributes (the query carries them)
+POST /o                 Create
+POST /o/i               Write (partial update)
+POST /o/i/r             Execute (text/plain arguments)
+DELETE /o/i             Delete
+FETCH                   Read-Composite (payload: the paths)
+iPATCH                  Write-Composite
+======================  =========================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import aiocoap
+from aiocoap import resource
+from aiocoap.numbers.codes import Code
+
+from bridged.objects.errors import (
+    BadRequest,
+    LwM2MError,
+    MethodNotAllowed,
+    NotFound,
+    Unauthorized,
+    UnsupportedContentFormat,
+)
+from bridged.objects.formats import (
+    Codec,
+    ContentFormat,
+    acceptable_for,
+    codec_for,
+    composite_codec_for,
+)
+from bridged.objects.linkformat import Attributes, discover_links, parse_attributes
+from bridged.objects.paths import ROOT, Level, Path
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_ONLY = frozenset({0, 21, 23})
+"""Security, OSCORE and EDHOC objects: never visible to a LwM2M Server (4.01)."""
+
+NUMERIC_ONLY = frozenset({"gt", "lt", "st"})
+
+_EXECUTE_ARGS = re.compile(r"[0-9](?:='[!#-&(-\[\]-~]*')?(?:,[0-9](?:='[!#-&(-\[\]-~]*')?)*")
+"""LwM2M Execute arguments: ``arg *("," arg)``, ``arg = DIGIT ["=" "'" *CHAR "'"]`` where CHAR
+excludes ``"``, ``'`` and ``\\``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What goes back to the server: a CoAP code, payload and its format, and for a Create the
+    new instance's location."""
+
+    code: int
+    payload: bytes = b""
+    content_format: int | None = None
+    location: tuple[str, ...] = ()
+
+
+def parse_execute_arguments(text: str) -> dict[int, str | None]:
+    """Parse ``1='v1',2='v2',3``; BadRequest on anything else or a repeated digit."""
+    if not text:
+        return {}
+    if not _EXECUTE_ARGS.fullmatch(text):
+        raise BadRequest(f"execute arguments {text[:60]!r} do not follow the LwM2M syntax")
+    args: dict[int, str | None] = {}
+    for part in re.finditer(r"([0-9])(?:='([^']*)')?", text):
+        digit = int(part.group(1))
+        if digit in args:
+            raise BadRequest(f"execute argument {digit} is given twice")
+        args[digit] = part.group(2)
+    return args
+
+
+class DeviceManagement:
+    """Serves one tree to a server. ``version`` is the LwM2M version the server registered
+    with, which picks the default format when a request has no Accept."""
+
+    def __init__(self, tree: ObjectTree, version: Callable[[], str] = lambda: "1.1") -> None:
+        self.tree = tree
+        self.version = version
+        self.attributes: dict[Path, Attributes] = {}
+
+    # -- entry point -------------------------------------------------------------------------
+
+    def handle(
+        self,
+        method: int,
+        segments: Sequence[str],
+        query: Sequence[str] = (),
+        payload: bytes = b"",
+        content_format: int | None = None,
+        accept: int | None = None,
+    ) -> Reply:
+        """Apply one request; every failure becomes the reply with its CoAP code."""
+        try:
+            path = Path.from_segments(segments)
+            return self._dispatch(method, path, query, payload, content_format, accept)
+        except LwM2MError as e:
+            log.info("request %s %s: %s %s", method, "/".join(segments), e.code_text, e)
+            return Reply(e.code, str(e).encode()[:512])
+
+    def _dispatch(
+        self,
+        method: int,
+        path: Path,
+        query: Sequence[str],
+        payload: bytes,
+        content_format: int | None,
+        accept: int | None,
+    ) -> Reply:
+        if method in (Code.FETCH, Code.iPATCH):
+            if path != ROOT:
+                raise BadRequest("composite operations address the root path")
+            if method == Code.FETCH:
+                return self.read_composite(payload, content_format, accept)
+            return self.write_composite(payload, content_format)
+        if path.level is Level.ROOT:
+            raise MethodNotAllowed("this operation needs an object path")
+        if path.object_id in BOOTSTRAP_ONLY:
+            raise Unauthorized(f"{path} is only for the bootstrap server")
+        if method == Code.GET:
+            if accept == ContentFormat.LINK_FORMAT:
+                return self.discover(path)
+            return self.read(path, accept)
+        if method == Code.PUT:
+            if not payload and content_format is None:
+                return self.write_attributes(path, query)
+            return self.write(path, payload, content_format, replace=True)
+        if method == Code.POST:
+            if path.level is Level.OBJECT:
+                return self.create(path, payload, content_format)
+            if path.level is Level.INSTANCE:
+                return self.write(path, payload, content_format, replace=False)
+            if path.level is Level.RESOURCE:
+                return self.execute(path, payload, content_format)
+            raise MethodNotAllowed(f"POST on {path}")
+        if method == Code.DELETE:
+            self.tree.delete(path)
+            self._forget_attributes(path)
+            return Reply(Code.DELETED)
+        raise MethodNotAllowed(f"method {method} is not a LwM2M operation")
+
+    # -- operations --------------------------------------------------------------------------
+
+    def read(self, path: Path, accept: int | None) -> Reply:
+        records = self.tree.read(path)
+        codec = self._output_codec(accept, path, records)
+        return self._content(codec, records, path)
+
+    def write(
+        self, path: Path, payload: bytes, content_format: int | None, *, replace: bool
+    ) -> Reply:
+        records = self._input_codec(content_format).decode(payload, path, self.tree.registry)
+        self.tree.write(path, records, replace=replace)
+        return Reply(Code.CHANGED)
+
+    def create(self, path: Path, payload: bytes, content_format: int | None) -> Reply:
+        codec = self._input_codec(content_format)
+        try:
+            records = codec.decode(payload, path, self.tree.registry)
+        except BadRequest:
+            if codec.content_format is not ContentFormat.TLV:
+                raise
+            # A TLV Create without an Object Instance wrapper leaves the ID to the client: read
+            # the resources as those of the instance it is about to get.
+            taken = set(self.tree.instance_ids(path.ids[0])) if self.tree.has(path) else set()
+            new = next(i for i in range(len(taken) + 1) if i not in taken)
+            records = codec.decode(payload, path.child(new), self.tree.registry)
+        created = self.tree.create(path, records)
+        return Reply(Code.CREATED, location=tuple(created.segments()))
+
+    def execute(self, path: Path, payload: bytes, content_format: int | None) -> Reply:
+        if content_format not in (None, ContentFormat.TEXT):
+            raise UnsupportedContentFormat("execute arguments are text/plain")
+        try:
+            text = payload.decode("ascii")
+        except UnicodeDecodeError:
+            raise BadRequest("execute arguments must be ASCII") from None
+        parse_execute_arguments(text)
+        self.tree.execute(path, text)
+        return Reply(Code.CHANGED)
+
+    def discover(self, path: Path) -> Reply:
+        if path.level > Level.RESOURCE:
+            raise BadRequest("Discover addresses an object, an instance or a resource")
+        paths = [*self.tree.instances(), *self.tree.resource_paths(path)]
+        dims: dict[Path, int] = {}
+        for p in paths:
+            if p.level is Level.RESOURCE and self.tree.has(p):
+                value = self.tree.get(p)
+                if isinstance(value, dict):
+                    dims[p] = len(value)
+        odef = self.tree.registry.get(path.ids[0])
+        text = discover_links(
+            path,
+            paths,
+            dims=dims,
+            attributes={p: a for p, a in self.attributes.items() if path.contains(p)},
+            object_version=odef.version,
+        )
+        return Reply(Code.CONTENT, text.encode(), ContentFormat.LINK_FORMAT)
+
+    def write_attributes(self, path: Path, query: Sequence[str]) -> Reply:
+        change = parse_attributes(query)
+        if not self.tree.has(path) and path.level is not Level.OBJECT:
+            raise NotFound(f"{path} does not exist")
+        if path.level is Level.OBJECT:
+            self.tree.registry.get(path.ids[0])
+        named = {name for name, _ in change.pairs()} | change.unset
+        if named & NUMERIC_ONLY:
+            if path.level < Level.RESOURCE:
+                raise BadRequest("gt, lt and st apply to a numeric resource")
+            rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
+            if rdef.type.value not in ("Integer", "Unsigned Integer", "Float"):
+                raise BadRequest(f"gt, lt and st apply to numbers; {rdef.name} is not one")
+        self.attributes[path] = self.attributes.get(path, Attributes()).updated(change)
+        return Reply(Code.CHANGED)
+
+    def read_composite(
+        self, payload: bytes, content_format: int | None, accept: int | None
+    ) -> Reply:
+        if content_format is None:
+            raise UnsupportedContentFormat("Read-Composite needs the paths' content format")
+        paths = composite_codec_for(content_format).decode_paths(payload)
+        records: list[Record] = []
+        for p in paths:
+            if p.object_id in BOOTSTRAP_ONLY:
+                raise Unauthorized(f"{p} is only for the bootstrap server")
+            if p.level is Level.ROOT:
+                records.extend(r for r in self.tree.read(p) if r.path.ids[0] not in BOOTSTRAP_ONLY)
+                continue
+            try:
+                records.extend(self.tree.read(p))
+            except NotFound:
+                continue  # partial presence: what exists is returned
+        records.sort(key=lambda r: r.path.sort_key())
+        out = composite_codec_for(accept if accept is not None else content_format)
+        return self._content(out, records, ROOT)
+
+    def write_composite(self, payload: bytes, content_format: int | None) -> Reply:
+        if content_format is None:
+            raise UnsupportedContentFormat("Write-Composite needs a content format")
+        records = composite_codec_for(content_format).decode(payload, ROOT, self.tree.registry)
+        by_resource: dict[Path, list[Record]] = {}
+        for r in records:
+            if r.path.ids[0] in BOOTSTRAP_ONLY:
+                raise Unauthorized(f"{r.path} is only for the bootstrap server")
+            by_resource.setdefault(r.path.truncate(Level.RESOURCE), []).append(r)
+        for target in by_resource:
+            rdef = self.tree.registry.resource(target.ids[0], target.ids[2])
+            if not self.tree.has(target.parent):
+                raise NotFound(f"{target.parent} does not exist")
+            if not rdef.operations.writable:
+                raise MethodNotAllowed(f"{target} ({rdef.name}) is not writable")
+        for target, recs in by_resource.items():
+            self.tree.write(target, recs, replace=True)
+        return Reply(Code.CHANGED)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _content(self, codec: Codec, records: list[Record], base: Path) -> Reply:
+        payload = codec.encode(records, base, self.tree.registry)
+        return Reply(Code.CONTENT, payload, int(codec.content_format))
+
+    def _output_codec(self, accept: int | None, path: Path, records: list[Record]) -> Codec:
+        if accept is not None:
+            return acceptable_for(accept)
+        if len(records) == 1 and records[0].path == path:
+            single = ContentFormat.OPAQUE if isinstance(records[0].value, bytes) else 0
+            return codec_for(single)
+        return codec_for(ContentFormat.TLV if self.version() == "1.0" else ContentFormat.SENML_CBOR)
+
+    def _input_codec(self, content_format: int | None) -> Codec:
+        if content_format is None:
+            raise UnsupportedContentFormat("a payload needs a Content-Format")
+        return codec_for(content_format)
+
+    def _forget_attributes(self, path: Path) -> None:
+        for p in [p for p in self.attributes if path.contains(p)]:
+            del self.attributes[p]
+
+
+class DeviceManagementResource(resource.Resource):
+    """The aiocoap side: every request to the client's site goes through ``handle``."""
+
+    def __init__(self, dm: DeviceManagement) -> None:
+        super().__init__()
+        self.dm = dm
+
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        reply = self.dm.handle(
+            int(request.code),
+            tuple(request.opt.uri_path),
+            tuple(request.opt.uri_query),
+            bytes(request.payload),
+            None if request.opt.content_format is None else int(request.opt.content_format),
+            None if request.opt.accept is None else int(request.opt.accept),
+        )
+        msg = aiocoap.Message(code=Code(reply.code), payload=reply.payload)
+        if reply.content_format is not None:
+            msg.opt.content_format = reply.content_format
+        if reply.location:
+            msg.opt.location_path = reply.location
+        return msg

@@ -1,0 +1,171 @@
+"""Device management: each CoAP request maps to the right operation and the right code.
+
+Named after the OMA LwM2M 1.1 interoperability tests where one applies.
+"""
+
+from __future__ import annotations
+
+import pytest
+from aiocoap.numbers.codes import Code
+
+from bridged.engine.dm import DeviceManagement, parse_execute_arguments
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.errors import BadRequest
+from bridged.objects.formats import ContentFormat, codec_for
+from bridged.objects.paths import Path
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record
+
+TLV = ContentFormat.TLV
+TEXT = ContentFormat.TEXT
+LINK = ContentFormat.LINK_FORMAT
+
+
+@pytest.fixture
+def dm() -> DeviceManagement:
+    tree = ObjectTree(builtin_registry())
+    tree.create_instance(0, 0, [(0, "coap://127.0.0.1"), (1, False), (2, 3)])
+    tree.create_instance(1, 0, [(0, 1), (1, 300), (6, False), (7, "U")])
+    tree.create_instance(3, 0, [(0, "ACME"), (1, "GW-1"), (11, {0: 0}), (16, "U")])
+    tree.create_instance(3303, 0, [(5700, 21.5), (5750, "kitchen")])
+    tree.on_execute(3, 4, lambda path, args: None)
+    return DeviceManagement(tree)
+
+
+def get(dm: DeviceManagement, path: str, accept: int | None = None) -> tuple[int, bytes]:
+    r = dm.handle(Code.GET, Path.parse(path).segments(), accept=accept)
+    return r.code, r.payload
+
+
+def test_LightweightM2M_1_1_int_201_read_plain_text(dm: DeviceManagement) -> None:
+    reply = dm.handle(Code.GET, ["3", "0", "0"])
+    assert (reply.code, reply.payload, reply.content_format) == (Code.CONTENT, b"ACME", TEXT)
+
+
+def test_LightweightM2M_1_1_int_203_read_tlv_and_decode_back(dm: DeviceManagement) -> None:
+    reply = dm.handle(Code.GET, ["3", "0"], accept=TLV)
+    assert reply.code == Code.CONTENT and reply.content_format == TLV
+    records = codec_for(TLV).decode(reply.payload, Path.parse("/3/0"), dm.tree.registry)
+    assert Record(Path.parse("/3/0/1"), "GW-1") in records
+
+
+def test_LightweightM2M_1_1_int_221_security_object_is_hidden(dm: DeviceManagement) -> None:
+    for method in (Code.GET, Code.PUT, Code.DELETE):
+        assert dm.handle(method, ["0", "0"]).code == Code.UNAUTHORIZED
+
+
+@pytest.mark.parametrize(
+    ("path", "accept", "code"),
+    [
+        ("/3/0/9", None, Code.NOT_FOUND),  # defined, not present
+        ("/9999/0", None, Code.NOT_FOUND),
+        ("/3/0/4", None, Code.METHOD_NOT_ALLOWED),  # execute-only
+        ("/3/0", TEXT, Code.NOT_ACCEPTABLE),  # text carries one value
+        ("/3/0/0", 9999, Code.NOT_ACCEPTABLE),
+        ("/3/0/0", ContentFormat.OPAQUE, Code.NOT_ACCEPTABLE),
+    ],
+)
+def test_read_errors(dm: DeviceManagement, path: str, accept: int | None, code: int) -> None:
+    assert get(dm, path, accept)[0] == code
+
+
+def test_bad_paths_are_400(dm: DeviceManagement) -> None:
+    assert dm.handle(Code.GET, ["3", "x"]).code == Code.BAD_REQUEST
+    assert dm.handle(Code.GET, ["3", "65535"]).code == Code.BAD_REQUEST
+
+
+def test_LightweightM2M_1_1_int_227_write_replace_on_resource(dm: DeviceManagement) -> None:
+    r = dm.handle(Code.PUT, ["3303", "0", "5750"], payload=b"hall", content_format=TEXT)
+    assert r.code == Code.CHANGED
+    assert dm.tree.get(Path.parse("/3303/0/5750")) == "hall"
+
+
+def test_LightweightM2M_1_1_int_256_write_failures(dm: DeviceManagement) -> None:
+    read_only = dm.handle(Code.PUT, ["3303", "0", "5700"], payload=b"1", content_format=TEXT)
+    assert read_only.code == Code.METHOD_NOT_ALLOWED
+    bad_value = dm.handle(Code.PUT, ["1", "0", "1"], payload=b"abc", content_format=TEXT)
+    assert bad_value.code == Code.BAD_REQUEST
+    no_format = dm.handle(Code.PUT, ["1", "0", "1"], payload=b"60")
+    assert no_format.code == Code.UNSUPPORTED_CONTENT_FORMAT
+    unknown = dm.handle(Code.PUT, ["1", "0", "1"], payload=b"60", content_format=4242)
+    assert unknown.code == Code.UNSUPPORTED_CONTENT_FORMAT
+
+
+def test_LightweightM2M_1_1_int_226_partial_update_on_instance(dm: DeviceManagement) -> None:
+    payload = codec_for(TLV).encode(
+        [Record(Path.parse("/1/0/1"), 120)], Path.parse("/1/0"), dm.tree.registry
+    )
+    r = dm.handle(Code.POST, ["1", "0"], payload=payload, content_format=TLV)
+    assert r.code == Code.CHANGED
+    assert dm.tree.get(Path.parse("/1/0/1")) == 120
+    assert dm.tree.get(Path.parse("/1/0/7")) == "U", "partial update keeps the rest"
+
+
+def test_LightweightM2M_1_1_int_241_execute(dm: DeviceManagement) -> None:
+    calls: list[str] = []
+    dm.tree.on_execute(3, 4, lambda path, args: calls.append(args))
+    assert dm.handle(Code.POST, ["3", "0", "4"]).code == Code.CHANGED
+    ok = dm.handle(Code.POST, ["3", "0", "4"], payload=b"0='now',1", content_format=TEXT)
+    assert ok.code == Code.CHANGED
+    assert calls == ["", "0='now',1"]
+    bad = dm.handle(Code.POST, ["3", "0", "4"], payload=b"0=now", content_format=TEXT)
+    assert bad.code == Code.BAD_REQUEST
+    assert dm.handle(Code.POST, ["3", "0", "0"]).code == Code.METHOD_NOT_ALLOWED
+
+
+def test_create_with_and_without_instance_id_then_delete(dm: DeviceManagement) -> None:
+    tlv = codec_for(TLV)
+    with_id = tlv.encode(
+        [Record(Path.parse("/3303/5/5750"), "attic")], Path.parse("/3303"), dm.tree.registry
+    )
+    r = dm.handle(Code.POST, ["3303"], payload=with_id, content_format=TLV)
+    assert (r.code, r.location) == (Code.CREATED, ("3303", "5"))
+    bare = tlv.encode(
+        [Record(Path.parse("/3303/1/5750"), "cellar")], Path.parse("/3303/1"), dm.tree.registry
+    )
+    r = dm.handle(Code.POST, ["3303"], payload=bare, content_format=TLV)
+    assert (r.code, r.location) == (Code.CREATED, ("3303", "1")), "the client picks the ID"
+    assert dm.tree.get(Path.parse("/3303/1/5750")) == "cellar"
+    assert dm.handle(Code.DELETE, ["3303", "5"]).code == Code.DELETED
+    assert dm.handle(Code.DELETE, ["3303", "5"]).code == Code.NOT_FOUND
+    assert dm.handle(Code.DELETE, ["3", "0"]).code == Code.METHOD_NOT_ALLOWED
+
+
+def test_LightweightM2M_1_1_int_260_discover(dm: DeviceManagement) -> None:
+    code, payload = get(dm, "/3/0", LINK)
+    assert code == Code.CONTENT
+    links = payload.decode()
+    assert "</3/0/4>" in links and "</3/0/11>;dim=1" in links
+    code, payload = get(dm, "/3303", LINK)
+    assert payload.decode().startswith("</3303>;ver=1.1,</3303/0>")
+
+
+def test_LightweightM2M_1_1_int_261_write_attributes_then_discover(dm: DeviceManagement) -> None:
+    r = dm.handle(Code.PUT, ["3303", "0", "5700"], query=["pmin=10", "gt=25.5"])
+    assert r.code == Code.CHANGED
+    assert ";pmin=10" in get(dm, "/3303/0/5700", LINK)[1].decode()
+    not_numeric = dm.handle(Code.PUT, ["3303", "0", "5750"], query=["gt=1"])
+    assert not_numeric.code == Code.BAD_REQUEST
+    unknown = dm.handle(Code.PUT, ["3303", "0", "5700"], query=["foo=1"])
+    assert unknown.code == Code.BAD_REQUEST
+    absent = dm.handle(Code.PUT, ["3303", "7"], query=["pmin=1"])
+    assert absent.code == Code.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("text", "args"),
+    [
+        ("", {}),
+        ("1", {1: None}),
+        ("1='v1',2='v2',3", {1: "v1", 2: "v2", 3: None}),
+        ("0=''", {0: ""}),
+    ],
+)
+def test_execute_argument_syntax(text: str, args: dict[int, str | None]) -> None:
+    assert parse_execute_arguments(text) == args
+
+
+@pytest.mark.parametrize("text", ["1,1", "12", "1='a'b'", '1="x"', "a", "1,", "1='\\'"])
+def test_bad_execute_arguments(text: str) -> None:
+    with pytest.raises(BadRequest):
+        parse_execute_arguments(text)

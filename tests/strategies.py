@@ -162,5 +162,5 @@ def composite_reads(draw: st.DrawFn, with_prefix: bool = False) -> Read:
 
 def timed(read: Read, times: list[float]) -> Read:
     """The same read with a time on each record (for the formats that carry time)."""
-    recs = [Record(r.path, r.value, t) for r, t in zip(read.records, times, strict=False)]
+    recs = [Record(r.path, r.value, t) for r, t in zip(read.records, times, strict=True)]
     return Read(read.registry, read.base, recs)

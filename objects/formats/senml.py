@@ -1,0 +1,366 @@
+"""SenML (RFC 8428) as LwM2M uses it: records to SenML records and back.
+
+SenML JSON and SenML CBOR share one data model and differ only in their labels and in how an
+Opaque value travels; the legacy LwM2M JSON format is a close cousin with its own labels. A
+``Dialect`` names those differences, and this module does everything else, so that the three
+codec modules only turn bytes into plain Python structures and back.
+
+Names
+    A record's name is ``bn + n``, plain string concatenation (RFC 8428 §4.5.1); ``bn`` is
+    inherited by later records until a record changes it. The name is the record's LwM2M path,
+    end-device prefix included (``/dev0/3303/0/5700``).
+
+    Encoding uses one convention: a read of a base path puts ``bn`` = the base path and a
+    trailing "/" on the first record and a relative ``n`` on each (``"bn":"/3/0/","n":"6/0"``);
+    a read whose single value sits at the base path itself carries ``bn`` = that path and no
+    ``n`` (``"bn":"/3/0/0"``), since a trailing "/" on a full name trips strict parsers. A
+    composite read (the bare root) has no ``bn`` and the full path in every ``n``. This is what
+    the OMA examples and Leshan emit. Decoding accepts every legal variant: ``bn`` only, ``n``
+    only, both, ``bn`` once and inherited, ``bn`` changing midway.
+
+Time
+    ``t`` is relative to ``bt``, which is inherited like ``bn``; a record's time is ``bt + t``
+    when either is present, else None ("now"). Encoding writes each record's time as ``t`` with
+    no ``bt``, which carries any float exactly.
+
+Values
+    One value label per record, chosen by the resource's type; a label of the wrong type, a
+    number outside the 64-bit range or with a fraction where an integer belongs is a 4.00.
+    Integral numbers are accepted for integer resources ("v":1.638435E9 for a Time), as JSON
+    does not tell 5 from 5.0. Numbers must be finite: JSON cannot carry anything else, and the
+    CBOR form accepts the same values. ``bv`` (base value) is added to ``v`` as RFC 8428 says.
+
+Unknown labels are ignored (RFC 8428 §4.4), except labels ending in "_" (must-understand), a
+``bver`` above 10, and the sum labels (``s``, ``bs``), which would change a value's meaning:
+those are refused with 4.00.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from ..definitions import Registry, ResourceDef, ResourceType
+from ..errors import BadRequest, DecodeError, InternalServerError, PathError
+from ..paths import Level, Path
+from ..values import INT64_MIN, UINT64_MAX, ObjLnk, Record, Value, check_type
+
+Label = str | int
+"""A SenML label: text in JSON, an integer (or "vlo") in CBOR."""
+
+Item = dict[Label, object]
+"""One SenML record as a JSON object or CBOR map, before or after the byte-level codec."""
+
+SENML_VERSION = 10
+"""The SenML version this module understands (RFC 8428 §4.4)."""
+
+_INTEGER_TYPES = frozenset({ResourceType.INTEGER, ResourceType.UNSIGNED, ResourceType.TIME})
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How one representation spells the SenML model.
+
+    ``values`` maps each resource type to the label its value travels under; the base labels
+    are None in a format that has no per-record base fields (LwM2M JSON keeps them outside the
+    records). ``opaque_out`` and ``opaque_in`` convert Opaque values to and from the wire form
+    (base64 text in JSON, byte strings in CBOR); ``opaque_in`` raises DecodeError.
+    """
+
+    name: str
+    n: Label
+    t: Label
+    values: Mapping[ResourceType, Label]
+    opaque_out: Callable[[bytes], object]
+    opaque_in: Callable[[object], bytes]
+    bn: Label | None = None
+    bt: Label | None = None
+    bv: Label | None = None
+    bver: Label | None = None
+    refused: frozenset[Label] = frozenset()
+    number: Label = field(init=False)
+    value_labels: frozenset[Label] = field(init=False)
+    handled: frozenset[Label] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Derived once here so the per-record loops do no set building; the mapping is copied
+        # into a read-only view so that a module-level dialect is not mutable state.
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        value_labels = frozenset(self.values.values())
+        handled = {self.n, self.t, *value_labels}
+        handled.update(x for x in (self.bn, self.bt, self.bv, self.bver) if x is not None)
+        object.__setattr__(self, "number", self.values[ResourceType.FLOAT])
+        object.__setattr__(self, "value_labels", value_labels)
+        object.__setattr__(self, "handled", frozenset(handled))
+
+
+def b64decode(raw: object, *, urlsafe: bool) -> bytes:
+    """Decode base64 text, padded or not, in one alphabet only; DecodeError otherwise.
+
+    Padding is optional because implementations disagree (Wakaama pads SenML ``vd``, RFC 8428
+    says not to); the other alphabet's characters are refused, not silently mapped.
+    """
+    if not isinstance(raw, str):
+        raise DecodeError(f"an Opaque value must be base64 text, not {_show(raw)}")
+    foreign = "+/" if urlsafe else "-_"
+    if not raw.isascii() or foreign[0] in raw or foreign[1] in raw:
+        raise DecodeError(f"{_show(raw)} is not base64{'url' if urlsafe else ''}")
+    try:
+        return base64.b64decode(
+            raw + "=" * (-len(raw) % 4), altchars=b"-_" if urlsafe else None, validate=True
+        )
+    except binascii.Error:
+        raise DecodeError(f"{_show(raw)} is not base64{'url' if urlsafe else ''}") from None
+
+
+def encode_entries(
+    records: Sequence[Record], base: Path, dialect: Dialect
+) -> tuple[str, list[Item]]:
+    """The base name for a read of ``base`` and one item per record, named relative to it.
+
+    See the module docstring for the naming convention. The items carry no base fields, so
+    that LwM2M JSON can put the base name beside them and SenML into the first of them.
+    """
+    values = dialect.values
+    by_type: dict[type, Label] = {
+        int: values[ResourceType.INTEGER],
+        float: values[ResourceType.FLOAT],
+        str: values[ResourceType.STRING],
+        bool: values[ResourceType.BOOLEAN],
+        bytes: values[ResourceType.OPAQUE],
+        ObjLnk: values[ResourceType.OBJLNK],
+    }
+    opaque_out = dialect.opaque_out
+    n_label, t_label = dialect.n, dialect.t
+    composite = base.prefix is None and not base.ids
+    if composite:
+        bn, sep = "", ""
+    elif records and records[0].path == base:
+        bn, sep = str(base), "/"
+    else:
+        bn, sep = f"{base}/", ""
+    depth, base_ids, prefix = len(base.ids), base.ids, base.prefix
+    items: list[Item] = []
+    append = items.append
+    for rec in records:
+        path, value = rec.path, rec.value
+        if composite:
+            name = str(path)
+        else:
+            ids = path.ids
+            if ids[:depth] != base_ids or path.prefix != prefix:
+                raise InternalServerError(f"record {path} is outside the read of {base}")
+            name = sep + "/".join(map(str, ids[depth:])) if len(ids) > depth else ""
+        label = by_type.get(type(value))
+        if label is None:
+            raise InternalServerError(f"record {path} holds no LwM2M value: {_show(value)}")
+        if type(value) is bytes:
+            out: object = opaque_out(value)
+        elif type(value) is ObjLnk:
+            out = str(value)
+        else:
+            out = value
+        item: Item = {n_label: name, label: out} if name else {label: out}
+        if rec.time is not None:
+            item[t_label] = rec.time
+        append(item)
+    return bn, items
+
+
+def encode_pack(records: Sequence[Record], base: Path, dialect: Dialect) -> list[Item]:
+    """A SenML pack for a read of ``base``: ``encode_entries`` with ``bn`` in the first record."""
+    bn, items = encode_entries(records, base, dialect)
+    if bn and items and dialect.bn is not None:
+        items[0] = {dialect.bn: bn, **items[0]}
+    return items
+
+
+def encode_path_list(paths: Sequence[Path], dialect: Dialect) -> list[Item]:
+    """The records of a composite request: one name-only record per path, full path in ``n``."""
+    return [{dialect.n: str(p)} for p in paths]
+
+
+def decode_pack(
+    items: object,
+    base: Path,
+    registry: Registry,
+    dialect: Dialect,
+    *,
+    base_name: str = "",
+    base_time: float | None = None,
+) -> list[Record]:
+    """The records of a SenML pack (or LwM2M JSON entries) written to ``base``.
+
+    ``base_name`` and ``base_time`` seed the inherited base fields, for formats that carry them
+    outside the records.
+    """
+    records: list[Record] = []
+    append = records.append
+    labels = dict(dialect.values)  # a plain dict: faster to query per record than the view
+    for name, time, label, raw in _resolve(items, dialect, base_name, base_time):
+        path = _parse_name(name)
+        if not base.contains(path):
+            raise BadRequest(f"{name!r} is outside the target {base}")
+        level = len(path.ids)
+        if level < Level.RESOURCE:
+            raise BadRequest(f"{name!r} is not a resource or resource instance")
+        rdef = registry.resource(path.ids[0], path.ids[2])
+        if rdef.multiple != (level == Level.RESOURCE_INSTANCE):
+            kind = "multi-instance" if rdef.multiple else "single-instance"
+            raise BadRequest(f"{name!r} does not address {kind} resource {rdef.id} as such")
+        if label is None:
+            raise BadRequest(f"{name!r} carries no value")
+        append(Record(path, _value(rdef, label, raw, labels, dialect), time))
+    return records
+
+
+def decode_path_list(items: object, dialect: Dialect) -> list[Path]:
+    """The paths of a composite request: name-only records, any level, no value or time."""
+    paths: list[Path] = []
+    for name, time, label, _ in _resolve(items, dialect, "", None):
+        if label is not None or time is not None:
+            raise BadRequest(f"{name!r}: a path list carries names only, no value or time")
+        paths.append(_parse_name(name))
+    return paths
+
+
+def _resolve(
+    items: object, dialect: Dialect, bn: str, bt: float | None
+) -> Iterator[tuple[str, float | None, Label | None, object]]:
+    """Resolve base fields: yield each record's full name, time, value label and raw value.
+
+    The value is still as the wire carried it (checked only to be a number under the number
+    label); its type is checked against the resource definition later.
+    """
+    if type(items) is not list:
+        raise DecodeError(f"a {dialect.name} payload is an array of records, not {_show(items)}")
+    bn_label, bt_label, bv_label, bver_label = dialect.bn, dialect.bt, dialect.bv, dialect.bver
+    n_label, t_label, number_label = dialect.n, dialect.t, dialect.number
+    value_labels, handled = dialect.value_labels, dialect.handled
+    bv: int | float | None = None
+    for item in items:
+        if type(item) is not dict:
+            raise DecodeError(f"a {dialect.name} record is a map, not {_show(item)}")
+        get = item.get
+        seen = 0
+        if bn_label is not None and (raw := get(bn_label, _ABSENT)) is not _ABSENT:
+            bn = text(raw, "base name")
+            seen += 1
+        if bt_label is not None and (raw := get(bt_label, _ABSENT)) is not _ABSENT:
+            bt = number(raw, "base time")
+            seen += 1
+        if bv_label is not None and (raw := get(bv_label, _ABSENT)) is not _ABSENT:
+            bv = number(raw, "base value")
+            seen += 1
+        if bver_label is not None and (raw := get(bver_label, _ABSENT)) is not _ABSENT:
+            if type(raw) is not int or raw > SENML_VERSION:
+                raise BadRequest(f"SenML version {_show(raw)} is not supported")
+            seen += 1
+        name = bn
+        if (raw := get(n_label, _ABSENT)) is not _ABSENT:
+            name = bn + text(raw, "name")
+            seen += 1
+        time = bt
+        if (raw := get(t_label, _ABSENT)) is not _ABSENT:
+            t = number(raw, "time")
+            time = t if bt is None else _finite(bt + t, "time")
+            seen += 1
+        label: Label | None = None
+        value: object = None
+        for candidate in value_labels:
+            if candidate in item:
+                if label is not None:
+                    raise BadRequest(f"{name!r} carries more than one value")
+                label, value = candidate, item[candidate]
+                seen += 1
+        if label == number_label:
+            amount = number(value, "value")
+            value = amount if bv is None else _finite(bv + amount, "value")
+        if seen != len(item):
+            _check_unknown(item, handled, dialect)
+        yield name, time, label, value
+
+
+def _check_unknown(item: Mapping[object, object], handled: frozenset[Label], d: Dialect) -> None:
+    """Refuse the labels a reader must not ignore; ignore the rest (RFC 8428 §4.4)."""
+    for key in item:
+        if key in handled:
+            continue
+        if key in d.refused or (isinstance(key, str) and key.endswith("_")):
+            raise BadRequest(f"{d.name} label {_show(key)} is not supported")
+
+
+def _value(
+    rdef: ResourceDef,
+    label: Label,
+    raw: object,
+    labels: Mapping[ResourceType, Label],
+    dialect: Dialect,
+) -> Value:
+    """The raw value under ``label`` as a value of ``rdef``'s type, or BadRequest."""
+    rtype = rdef.type
+    expected = labels.get(rtype)
+    if expected is None:
+        raise BadRequest(f"resource {rdef.id} ({rdef.name}) takes no value")
+    if label != expected:
+        raise BadRequest(
+            f"resource {rdef.id} ({rdef.name}) takes {rtype.value}, not a {label!r} value"
+        )
+    if rtype is ResourceType.OPAQUE:
+        return dialect.opaque_in(raw)
+    if rtype is ResourceType.OBJLNK:
+        if not isinstance(raw, str) or not raw.isascii():
+            raise DecodeError(f"{_show(raw)} is not an object link (oid:iid)")
+        return ObjLnk.parse(raw)
+    if type(raw) is float and rtype in _INTEGER_TYPES:
+        if not raw.is_integer():
+            raise BadRequest(f"resource {rdef.id} ({rdef.name}) takes an integer, not {raw!r}")
+        raw = int(raw)
+    return check_type(rdef, raw)
+
+
+def _parse_name(name: str) -> Path:
+    try:
+        return Path.parse(name)
+    except PathError as e:
+        raise BadRequest(f"SenML name {name[:80]!r} is not an LwM2M path: {e}") from None
+
+
+def text(raw: object, what: str) -> str:
+    """A SenML text field, or DecodeError."""
+    if type(raw) is not str:
+        raise DecodeError(f"a SenML {what} is text, not {_show(raw)}")
+    return raw
+
+
+def number(raw: object, what: str) -> int | float:
+    """A SenML number: an int in the int64/uint64 range or a finite float."""
+    if type(raw) is int:
+        if INT64_MIN <= raw <= UINT64_MAX:
+            return raw
+        raise BadRequest(f"SenML {what} {_show(raw)} is outside the 64-bit range")
+    if type(raw) is float:
+        return _finite(raw, what)
+    raise DecodeError(f"a SenML {what} is a number, not {_show(raw)}")
+
+
+def _finite(x: int | float, what: str) -> int | float:
+    if type(x) is float and not math.isfinite(x):
+        raise BadRequest(f"SenML {what} is not a finite number")
+    return x
+
+
+def _show(x: object) -> str:
+    """A short description of a payload item for an error message."""
+    if isinstance(x, str | bytes | int | float | bool) or x is None:
+        text = repr(x)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return f"a {type(x).__name__}"
+
+
+_ABSENT = object()
+"""Marks a missing label, since JSON null and CBOR null are values to refuse, not absences."""

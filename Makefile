@@ -6,8 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bridged-installed
 
-# Debian packages the suite and the demo need.
-APT_PACKAGES := python3-venv
+# Debian packages the suite and the demo need: the venv, and the toolchain that builds
+# DTLSSocket (the DTLS extra) from source.
+APT_PACKAGES := python3-venv build-essential autoconf automake libtool
 
 .PHONY: test demo lint typecheck unit system-deps clean
 
@@ -34,7 +35,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,dtls]'
 	touch $@
 
 lint: $(STAMP)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from bridged.objects.builtin import builtin_objects, builtin_registry
+from bridged.objects.ddf import load_ddf_file
 from bridged.objects.definitions import ObjectDef, Operations, ResourceType
 from bridged.objects.errors import BadRequest, NotFound
 from bridged.objects.values import check_value
@@ -164,3 +166,34 @@ def test_range_admits(oid: int, rid: int, value: object) -> None:
 def test_range_refuses(oid: int, rid: int, value: object) -> None:
     with pytest.raises(BadRequest):
         check_value(builtin_registry().resource(oid, rid), value)
+
+
+REGISTRY = Path(__file__).resolve().parents[3] / "shared" / "reference" / "lwm2m-registry"
+
+
+def _registry_file(oid: int, version: str) -> Path | None:
+    """The registry's DDF file for ``oid`` at ``version`` (current file or version history)."""
+    current = REGISTRY / f"{oid}.xml"
+    old = REGISTRY / "version_history" / f"{oid}-{version.replace('.', '_')}.xml"
+    for candidate in (old, current):
+        if candidate.exists():
+            [obj] = load_ddf_file(candidate)
+            if obj.version == version:
+                return candidate
+    return None
+
+
+@pytest.mark.skipif(not REGISTRY.is_dir(), reason="no copy of the OMA LwM2M registry")
+@pytest.mark.parametrize("obj", builtin_objects(), ids=lambda o: str(o.id))
+def test_builtin_facts_match_the_registry(obj: ObjectDef) -> None:
+    """Every built-in definition says what the registry's DDF of that version says."""
+    source = _registry_file(obj.id, obj.version)
+    if source is None:
+        pytest.skip(f"the registry copy has no {obj.id} v{obj.version}")
+    [ddf] = load_ddf_file(source)
+    assert (obj.name, obj.multiple, obj.mandatory) == (ddf.name, ddf.multiple, ddf.mandatory)
+    assert sorted(obj.resources) == sorted(ddf.resources)
+    for rid, rdef in obj.resources.items():
+        other = ddf.resources[rid]
+        fields = ("name", "operations", "type", "multiple", "mandatory")
+        assert [getattr(rdef, f) for f in fields] == [getattr(other, f) for f in fields], rid

@@ -6,9 +6,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bridged-installed
 
-# Debian packages the suite and the demo need: the venv, and the toolchain that builds
-# DTLSSocket (the DTLS extra) from source.
-APT_PACKAGES := python3-venv build-essential autoconf automake libtool
+# Debian packages the suite and the demo need: the venv, the toolchain that builds DTLSSocket
+# (the DTLS extra) from source, libcoap's command-line client (an interop peer), and Node.js
+# for the npm interop peers unless a Node.js with npm is already there.
+APT_PACKAGES := python3-venv build-essential autoconf automake libtool libcoap3-bin \
+	$(if $(shell command -v npm),,nodejs npm)
+NODE_PEERS := tests/peers/node
 
 .PHONY: test demo lint typecheck unit system-deps clean
 
@@ -52,8 +55,12 @@ typecheck: $(STAMP)
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
 	  --cache-dir $(CURDIR)/.mypy_cache -p bridged
 
-unit: $(STAMP)
+unit: $(STAMP) $(NODE_PEERS)/node_modules/.package-lock.json
 	$(BIN)/pytest
+
+# The npm interop peers, reinstalled when their lockfile changes.
+$(NODE_PEERS)/node_modules/.package-lock.json: $(NODE_PEERS)/package-lock.json
+	npm ci --prefix $(NODE_PEERS) --no-audit --no-fund --loglevel=error
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiocoap.numbers.codes import Code
-from peers.lwm2m_server import LwM2MTestServer
 
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.formats import ContentFormat
 from bridged.objects.tree import ObjectTree
+from peers.lwm2m_server import LwM2MTestServer
 
 
 @pytest.fixture(autouse=True)

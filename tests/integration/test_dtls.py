@@ -18,9 +18,9 @@ import pytest
 from aiocoap import ACK, EMPTY, GET, POST, PUT, RST, Code, Message, error, resource
 from aiocoap.numbers.constants import TransportTuning
 from aiocoap.transports.tinydtls import DTLSClientConnection
-from peers.dtls_server import DtlsPskServer, Registration
 
 from bridged.engine.dtls import DtlsHandshakeError, DtlsPskEndpoint, credentials_pattern
+from peers.dtls_server import DtlsPskServer, Registration
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("DTLSSocket") is None,

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import aiocoap
 import pytest
 from aiocoap import resource
-from peers.lwm2m_server import LwM2MTestServer
 
 from bridged.engine.registration import (
     EventKind,
@@ -22,6 +21,7 @@ from bridged.engine.registration import (
     register_query,
     update_margin,
 )
+from peers.lwm2m_server import LwM2MTestServer
 
 LINKS = '</>;rt="oma.lwm2m";ct=110,</1/0>,</3/0>'
 FAST_RETRY = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1)

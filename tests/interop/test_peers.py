@@ -18,6 +18,7 @@ import aiocoap
 import aiocoap.resource as resource
 import pytest
 from aiocoap.numbers.contentformat import ContentFormat
+
 from peers.aiocoap_rd import RDFactory
 from peers.libcoap import CoapClient
 from peers.lwm2m_node import CommandFailed, NodeServerFactory

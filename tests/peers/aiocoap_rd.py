@@ -31,6 +31,8 @@ from pathlib import Path
 import aiocoap
 from aiocoap.error import NetworkError
 
+from peers.processes import wait_or_kill
+
 HOST = "127.0.0.1"
 START_ATTEMPTS = 3
 PROBE_INTERVAL = 0.02
@@ -162,11 +164,7 @@ class AiocoapRD:
         if self._process.returncode is None:
             # aiocoap's daemons shut down cleanly on SIGINT (KeyboardInterrupt), not on SIGTERM.
             self._process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(self._process.wait(), 5.0)
-            except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
+            await wait_or_kill(self._process)
 
     async def _lookup(self, path: str, query: dict[str, str]) -> list[Link]:
         request = aiocoap.Message(code=aiocoap.GET, uri=f"{self.uri}/{path}")

@@ -40,6 +40,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from peers.processes import wait_or_kill
+
 DEFAULT_EXECUTABLE = "coap-client-notls"
 INSTALL_COMMAND = "apt-get install libcoap3-bin"
 
@@ -190,11 +192,7 @@ class CoapObservation:
         """Interrupt coap-client (SIGINT, as a user would) and reap it."""
         if self._process.returncode is None:
             self._process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(self._process.wait(), 5.0)
-            except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
+            await wait_or_kill(self._process)
 
     @property
     def log(self) -> str:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peers.processes import wait_or_kill
+
 NODE_DIR = Path(__file__).resolve().with_name("node")
 SERVER_JS = NODE_DIR / "server.js"
 INSTALL_COMMAND = f"npm ci --prefix {NODE_DIR}"
@@ -157,11 +159,7 @@ class LwM2MNodeServer:
         if self._process.returncode is None:
             assert self._process.stdin is not None
             self._process.stdin.close()
-            try:
-                await asyncio.wait_for(self._process.wait(), timeout)
-            except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
+            await wait_or_kill(self._process, timeout)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

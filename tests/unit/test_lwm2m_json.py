@@ -21,6 +21,7 @@ from bridged.objects.formats.lwm2m_json import CODEC
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.values import ObjLnk, Record
 from strategies import Read, reads, timed
+from vectors import OMA_DEVICE as DEVICE_RECORDS
 
 
 def p(text: str) -> Path:
@@ -58,25 +59,6 @@ def registry() -> Registry:
     reg.add(OBJ1024)
     return reg
 
-
-DEVICE_RECORDS = [
-    Record(p("/3/0/0"), "Open Mobile Alliance"),
-    Record(p("/3/0/1"), "Lightweight M2M Client"),
-    Record(p("/3/0/2"), "345000123"),
-    Record(p("/3/0/3"), "1.0"),
-    Record(p("/3/0/6/0"), 1),
-    Record(p("/3/0/6/1"), 5),
-    Record(p("/3/0/7/0"), 3800),
-    Record(p("/3/0/7/1"), 5000),
-    Record(p("/3/0/8/0"), 125),
-    Record(p("/3/0/8/1"), 900),
-    Record(p("/3/0/9"), 100),
-    Record(p("/3/0/10"), 15),
-    Record(p("/3/0/11/0"), 0),
-    Record(p("/3/0/13"), 1367491215),
-    Record(p("/3/0/14"), "+02:00"),
-    Record(p("/3/0/16"), "U"),
-]
 
 # Leshan LwM2mNodeEncoderTest.json_encode_device_object_instance and
 # LwM2mNodeDecoderTest.json_device_object_instance0.

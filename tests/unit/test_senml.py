@@ -31,6 +31,7 @@ from bridged.objects.formats.senml_json import CODEC as JSON
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.values import ObjLnk, Record
 from strategies import Read, composite_reads, ids, prefixes, reads, timed
+from vectors import OMA_DEVICE as DEVICE_RECORDS
 
 R = Operations.R
 RW = Operations.RW
@@ -83,24 +84,6 @@ OBJ12 = make_object(12, "Obj12", [res(1, ResourceType.INTEGER), res(2, ResourceT
 OBJ65_543 = make_object(65, "Obj65", [res(0, ResourceType.STRING), res(1, ResourceType.INTEGER),
                                       res(2, ResourceType.BOOLEAN, True)])  # fmt: skip
 
-DEVICE_RECORDS = [
-    Record(p("/3/0/0"), "Open Mobile Alliance"),
-    Record(p("/3/0/1"), "Lightweight M2M Client"),
-    Record(p("/3/0/2"), "345000123"),
-    Record(p("/3/0/3"), "1.0"),
-    Record(p("/3/0/6/0"), 1),
-    Record(p("/3/0/6/1"), 5),
-    Record(p("/3/0/7/0"), 3800),
-    Record(p("/3/0/7/1"), 5000),
-    Record(p("/3/0/8/0"), 125),
-    Record(p("/3/0/8/1"), 900),
-    Record(p("/3/0/9"), 100),
-    Record(p("/3/0/10"), 15),
-    Record(p("/3/0/11/0"), 0),
-    Record(p("/3/0/13"), 1367491215),
-    Record(p("/3/0/14"), "+02:00"),
-    Record(p("/3/0/16"), "U"),
-]
 
 # OMA LwM2M 1.1 Core Table 7.4.4-2 (Read /3/0 in SenML JSON), as Wakaama's senml_json_test_1
 # and Leshan's senml_json_encode_device_object_instance carry it.

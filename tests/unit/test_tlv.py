@@ -20,6 +20,7 @@ from bridged.objects.formats.tlv import CODEC
 from bridged.objects.paths import Level, Path
 from bridged.objects.values import ObjLnk, Record, Value
 from strategies import Read, reads
+from vectors import OMA_DEVICE_BASE as DEVICE_RECORDS
 
 ALL_LEVELS = (Level.OBJECT, Level.INSTANCE, Level.RESOURCE, Level.RESOURCE_INSTANCE)
 
@@ -86,23 +87,6 @@ DEVICE_BODY = (
     + b"\xc6\x0e"
     + b"+02:00"
 )
-DEVICE_RECORDS = [
-    rec("/3/0/0", "Open Mobile Alliance"),
-    rec("/3/0/1", "Lightweight M2M Client"),
-    rec("/3/0/2", "345000123"),
-    rec("/3/0/3", "1.0"),
-    rec("/3/0/6/0", 1),
-    rec("/3/0/6/1", 5),
-    rec("/3/0/7/0", 3800),
-    rec("/3/0/7/1", 5000),
-    rec("/3/0/8/0", 125),
-    rec("/3/0/8/1", 900),
-    rec("/3/0/9", 100),
-    rec("/3/0/10", 15),
-    rec("/3/0/11/0", 0),
-    rec("/3/0/13", 1367491215),
-    rec("/3/0/14", "+02:00"),
-]
 # The specification's last TLV: Supported Binding and Modes "U".
 SPEC_DEVICE = DEVICE_BODY + b"\xc1\x10U"
 SPEC_DEVICE_RECORDS = [*DEVICE_RECORDS, rec("/3/0/16", "U")]

@@ -1,0 +1,214 @@
+"""Paired nodes and the IDs they are known by upstream, which never change once given.
+
+A LwM2M server keys everything it stores (dashboards, observations, history) on paths, so a
+node must keep its instance IDs (instances mode), its /25 instance and prefix (gateway mode)
+across restarts and across being unpaired and paired again. Allocations are therefore rows of
+their own that outlive the pairing: re-pairing a node finds its old IDs. Only when an object's
+65,535 instance IDs are all taken are the IDs of nodes that are no longer paired reused, oldest
+allocation first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridged.objects.paths import MAX_ID
+
+_TRANSPORT = re.compile(r"[a-z][a-z0-9_]*")
+
+
+_LOWEST_FREE = """
+    SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM instance_ids WHERE object_id = :o AND instance_id = 0)
+    UNION ALL
+    SELECT a.instance_id + 1 FROM instance_ids a
+     WHERE a.object_id = :o AND a.instance_id < :max AND NOT EXISTS (
+           SELECT 1 FROM instance_ids b
+            WHERE b.object_id = :o AND b.instance_id = a.instance_id + 1)
+    ORDER BY 1 LIMIT 1
+"""
+"""The lowest instance ID of object ``:o`` nobody holds: 0, or the first gap after a taken one."""
+
+
+class NodeIdError(ValueError):
+    """A node id that is not ``transport:address``."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class NodeId:
+    """``transport:address``, e.g. ``ble:A4:C1:38:00:11:22`` or ``802154:00124b0001020304``.
+
+    The address is the transport's own spelling; each transport normalises it (case, separators)
+    before making the id, so one node always has one id.
+    """
+
+    transport: str
+    address: str
+
+    def __post_init__(self) -> None:
+        if not _TRANSPORT.fullmatch(self.transport) and not self.transport.isdigit():
+            raise NodeIdError(f"{self.transport!r} is not a transport name")
+        if not self.address or any(c.isspace() for c in self.address):
+            raise NodeIdError(f"{self.address!r} is not a node address")
+
+    @classmethod
+    def parse(cls, text: str) -> NodeId:
+        transport, sep, address = text.partition(":")
+        if not sep:
+            raise NodeIdError(f"{text!r} is not a node id (transport:address)")
+        return cls(transport, address)
+
+    def __str__(self) -> str:
+        return f"{self.transport}:{self.address}"
+
+
+@dataclass(frozen=True, slots=True)
+class PairedNode:
+    """A node the gateway accepts. ``profile`` says how its data is read (a format name such as
+    ``bthome`` or ``lwm2m``); ``options`` holds transport-specific settings that are not
+    secret (secrets live in the secrets file)."""
+
+    id: NodeId
+    name: str
+    profile: str
+    sleepy: bool = False
+    paired_at: float = 0.0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class NodeStore:
+    """The ``nodes``, ``instance_ids`` and ``prefixes`` tables of the state database."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # -- pairing -----------------------------------------------------------------------------
+
+    def pair(self, node: PairedNode) -> PairedNode:
+        """Add or update a paired node; returns it with its pairing time."""
+        stored = PairedNode(
+            node.id,
+            node.name,
+            node.profile,
+            node.sleepy,
+            node.paired_at or time.time(),
+            dict(node.options),
+        )
+        with self._transaction() as c:
+            c.execute(
+                "INSERT INTO nodes(id, name, profile, sleepy, paired_at, options) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET name=excluded.name, "
+                "profile=excluded.profile, sleepy=excluded.sleepy, options=excluded.options",
+                (
+                    str(stored.id),
+                    stored.name,
+                    stored.profile,
+                    int(stored.sleepy),
+                    stored.paired_at,
+                    json.dumps(stored.options, sort_keys=True),
+                ),
+            )
+        return self.get(stored.id) or stored
+
+    def unpair(self, node_id: NodeId) -> bool:
+        """Forget that the node is paired; its IDs stay reserved for a re-pairing."""
+        with self._transaction() as c:
+            cur = c.execute("DELETE FROM nodes WHERE id = ?", (str(node_id),))
+        return cur.rowcount > 0
+
+    def get(self, node_id: NodeId) -> PairedNode | None:
+        row = self._conn.execute(
+            "SELECT id, name, profile, sleepy, paired_at, options FROM nodes WHERE id = ?",
+            (str(node_id),),
+        ).fetchone()
+        return None if row is None else _node(row)
+
+    def nodes(self) -> list[PairedNode]:
+        rows = self._conn.execute(
+            "SELECT id, name, profile, sleepy, paired_at, options FROM nodes ORDER BY id"
+        )
+        return [_node(r) for r in rows]
+
+    # -- stable IDs --------------------------------------------------------------------------
+
+    def instance_id(self, node_id: NodeId, object_id: int, node_instance: int = 0) -> int:
+        """The gateway instance ID of the node's ``/object_id/node_instance``, allocated on first
+        use (the lowest free ID) and the same ever after."""
+        key = (str(node_id), object_id, node_instance)
+        row = self._conn.execute(
+            "SELECT instance_id FROM instance_ids "
+            "WHERE node_id = ? AND object_id = ? AND node_instance = ?",
+            key,
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        with self._transaction() as c:
+            row = c.execute(_LOWEST_FREE, {"o": object_id, "max": MAX_ID}).fetchone()
+            free = int(row[0]) if row is not None else self._reclaim(c, object_id)
+            c.execute(
+                "INSERT INTO instance_ids(node_id, object_id, node_instance, instance_id) "
+                "VALUES (?, ?, ?, ?)",
+                (*key, free),
+            )
+        return free
+
+    def reserve_instance(self, object_id: int, instance_id: int) -> None:
+        """Keep ``instance_id`` of ``object_id`` from ever being given to a node: for the
+        gateway's own instances (its /3/0, a configured /3303/0, ...)."""
+        with self._transaction() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO instance_ids(node_id, object_id, node_instance, "
+                "instance_id) VALUES ('', ?, ?, ?)",
+                (object_id, instance_id, instance_id),
+            )
+
+    def prefix(self, node_id: NodeId) -> str:
+        """The node's LwM2M Gateway prefix (``dev0``, ``dev1``, ...), allocated once."""
+        row = self._conn.execute(
+            "SELECT prefix FROM prefixes WHERE node_id = ?", (str(node_id),)
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        with self._transaction() as c:
+            taken = {r[0] for r in c.execute("SELECT prefix FROM prefixes")}
+            n = 0
+            while f"dev{n}" in taken:
+                n += 1
+            c.execute(
+                "INSERT INTO prefixes(node_id, prefix) VALUES (?, ?)", (str(node_id), f"dev{n}")
+            )
+        return f"dev{n}"
+
+    def _reclaim(self, c: sqlite3.Connection, object_id: int) -> int:
+        """Take back the oldest ID of ``object_id`` held for a node that is no longer paired."""
+        row = c.execute(
+            "SELECT rowid, instance_id FROM instance_ids WHERE object_id = ? AND node_id != '' "
+            "AND node_id NOT IN (SELECT id FROM nodes) ORDER BY rowid LIMIT 1",
+            (object_id,),
+        ).fetchone()
+        if row is None:
+            raise OverflowError(f"object {object_id} has no instance ID left for another node")
+        c.execute("DELETE FROM instance_ids WHERE rowid = ?", (row[0],))
+        return int(row[1])
+
+
+def _node(row: tuple[Any, ...]) -> PairedNode:
+    return PairedNode(
+        NodeId.parse(row[0]), row[1], row[2], bool(row[3]), float(row[4]), json.loads(row[5])
+    )

@@ -1,0 +1,131 @@
+"""Paired nodes and their stable IDs (bridged.store.nodes, bridged.store.database)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridged.store.database import DatabaseError, connect
+from bridged.store.nodes import NodeId, NodeIdError, NodeStore, PairedNode
+
+BLE = NodeId("ble", "A4:C1:38:00:11:22")
+OTHER = NodeId("ble", "A4:C1:38:00:11:33")
+RADIO = NodeId("802154", "00124b0001020304")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> NodeStore:
+    return NodeStore(connect(tmp_path / "state.db"))
+
+
+def test_node_id_round_trips_through_text() -> None:
+    assert NodeId.parse("ble:A4:C1:38:00:11:22") == BLE
+    assert str(RADIO) == "802154:00124b0001020304"
+
+
+@pytest.mark.parametrize("text", ["", "ble", "ble:", "BLE:x", ":x", "ble:a b", "b-le:x"])
+def test_bad_node_ids_are_refused(text: str) -> None:
+    with pytest.raises(NodeIdError):
+        NodeId.parse(text)
+
+
+def test_pair_get_list_unpair(store: NodeStore) -> None:
+    paired = store.pair(PairedNode(BLE, "kitchen", "bthome", options={"interval": 60}))
+    assert paired.paired_at > 0
+    assert store.get(BLE) == paired
+    store.pair(PairedNode(RADIO, "door", "lwm2m", sleepy=True))
+    assert [n.id for n in store.nodes()] == [RADIO, BLE]
+    assert store.unpair(BLE)
+    assert not store.unpair(BLE)
+    assert store.get(BLE) is None
+
+
+def test_pairing_again_updates_but_keeps_the_pairing_time(store: NodeStore) -> None:
+    first = store.pair(PairedNode(BLE, "kitchen", "bthome"))
+    again = store.pair(PairedNode(BLE, "hall", "bthome", paired_at=first.paired_at + 100))
+    assert again.name == "hall"
+    assert again.paired_at == first.paired_at
+
+
+def test_instance_ids_are_the_lowest_free_and_stable(store: NodeStore) -> None:
+    store.reserve_instance(3303, 0)  # the gateway's own
+    assert store.instance_id(BLE, 3303) == 1
+    assert store.instance_id(OTHER, 3303) == 2
+    assert store.instance_id(BLE, 3303, node_instance=1) == 3
+    assert store.instance_id(BLE, 3304) == 0
+    assert store.instance_id(BLE, 3303) == 1
+
+
+def test_ids_survive_unpairing_and_pairing_again(store: NodeStore) -> None:
+    store.pair(PairedNode(BLE, "kitchen", "bthome"))
+    iid, prefix = store.instance_id(BLE, 3303), store.prefix(BLE)
+    store.unpair(BLE)
+    assert store.instance_id(OTHER, 3303) != iid
+    assert store.prefix(OTHER) != prefix
+    store.pair(PairedNode(BLE, "kitchen", "bthome"))
+    assert (store.instance_id(BLE, 3303), store.prefix(BLE)) == (iid, prefix)
+
+
+def test_ids_survive_a_restart(tmp_path: Path) -> None:
+    first = NodeStore(connect(tmp_path / "state.db"))
+    ids = [first.instance_id(NodeId("ble", f"N{i}"), 3303) for i in range(5)]
+    prefixes = [first.prefix(NodeId("ble", f"N{i}")) for i in range(5)]
+    again = NodeStore(connect(tmp_path / "state.db"))
+    assert [again.instance_id(NodeId("ble", f"N{i}"), 3303) for i in range(5)] == ids
+    assert [again.prefix(NodeId("ble", f"N{i}")) for i in range(5)] == prefixes
+    assert prefixes == ["dev0", "dev1", "dev2", "dev3", "dev4"]
+
+
+def test_a_full_object_reuses_the_ids_of_unpaired_nodes_oldest_first(store: NodeStore) -> None:
+    conn = store._conn
+    conn.executemany(
+        "INSERT INTO instance_ids VALUES (?, 3303, 0, ?)",
+        [(f"ble:N{i}", i) for i in range(65535)],
+    )
+    store.pair(PairedNode(NodeId("ble", "N0"), "kept", "bthome"))
+    assert store.instance_id(BLE, 3303) == 1  # N0 is paired: N1 is the oldest unpaired one
+    with pytest.raises(OverflowError):
+        conn.execute("DELETE FROM instance_ids WHERE node_id != ?", ("ble:N0",))
+        conn.executemany(
+            "INSERT INTO instance_ids VALUES ('', 3303, ?, ?)",
+            [(i, i) for i in range(1, 65535)],
+        )
+        store.instance_id(OTHER, 3303)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 2)), max_size=40))
+def test_allocated_ids_are_unique_per_object_and_stable(
+    requests: list[tuple[int, int]],
+) -> None:
+    store = NodeStore(connect(":memory:"))
+    seen: dict[tuple[int, int], int] = {}
+    for node, inst in requests:
+        iid = store.instance_id(NodeId("ble", f"N{node}"), 3303, inst)
+        assert seen.setdefault((node, inst), iid) == iid
+    assert len(set(seen.values())) == len(seen)
+
+
+def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    with pytest.raises(DatabaseError, match=r"state\.db.*newer"):
+        connect(db)
+
+
+def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    db.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(DatabaseError, match=r"state\.db"):
+        connect(db)
+
+
+def test_the_database_runs_in_wal_mode(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "state.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -1,0 +1,139 @@
+"""Store-and-forward of readings (bridged.store.readings)."""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridged.objects.paths import Path
+from bridged.objects.values import ObjLnk, Value
+from bridged.store.database import connect
+from bridged.store.nodes import NodeId
+from bridged.store.readings import DROPPED_AGE, DROPPED_COUNT, Bounds, Reading, ReadingStore
+
+NODE = NodeId("ble", "A4:C1:38:00:11:22")
+TEMP = Path.parse("/3303/0/5700")
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def readings(n: int, start: float = 1_700_000_000.0) -> list[Reading]:
+    return [Reading(NODE, TEMP, 20.0 + i / 10, start + i) for i in range(n)]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: FsPath, clock: Clock) -> ReadingStore:
+    return ReadingStore(connect(tmp_path / "state.db"), clock=clock)
+
+
+def test_each_consumer_gets_everything_in_order_and_acks_independently(
+    store: ReadingStore,
+) -> None:
+    store.add_consumer("a")
+    store.add_consumer("b")
+    store.append(readings(5))
+    got = store.pending("a", limit=3)
+    assert [s.reading for s in got] == readings(3)
+    store.ack("a", got[-1].seq)
+    assert [s.reading for s in store.pending("a")] == readings(5)[3:]
+    assert len(store.pending("b")) == 5
+    assert len(store) == 5  # b still needs them all
+    store.ack("b", store.pending("b")[-1].seq)
+    assert len(store) == 2  # what a has not had yet
+
+
+def test_a_new_consumer_starts_at_the_end_and_a_known_one_resumes(store: ReadingStore) -> None:
+    store.add_consumer("a")
+    store.append(readings(3))
+    store.add_consumer("late")
+    assert store.pending("late") == []
+    store.add_consumer("a")
+    assert len(store.pending("a")) == 3
+
+
+def test_without_consumers_readings_are_kept(store: ReadingStore) -> None:
+    store.append(readings(4))
+    assert len(store) == 4
+
+
+def test_the_count_bound_drops_the_oldest_and_counts_them(tmp_path: FsPath, clock: Clock) -> None:
+    store = ReadingStore(connect(tmp_path / "s.db"), Bounds(max_count=10), clock)
+    store.add_consumer("a")
+    store.append(readings(7))
+    store.append(readings(8, start=clock.now + 100))
+    pending = store.pending("a")
+    assert len(pending) == 10 == len(store)
+    assert pending[0].reading == readings(7)[5]
+    assert store.dropped() == {DROPPED_COUNT: 5}
+
+
+def test_the_age_bound_drops_old_readings_and_counts_them(tmp_path: FsPath, clock: Clock) -> None:
+    store = ReadingStore(connect(tmp_path / "s.db"), Bounds(max_age=60), clock)
+    store.add_consumer("a")
+    store.append(readings(10, start=clock.now - 65))  # 5 are already too old
+    assert len(store) == 5
+    clock.now += 3
+    assert store.expire() == 3
+    assert store.dropped() == {DROPPED_AGE: 8}
+    assert [s.reading.time for s in store.pending("a")] == [clock.now - 60, clock.now - 59]
+
+
+def test_counters_and_readings_survive_reopening(tmp_path: FsPath, clock: Clock) -> None:
+    first = ReadingStore(connect(tmp_path / "s.db"), Bounds(max_count=3), clock)
+    first.add_consumer("a")
+    first.append(readings(5))
+    again = ReadingStore(connect(tmp_path / "s.db"), Bounds(max_count=3), clock)
+    assert len(again) == 3
+    assert again.dropped() == {DROPPED_COUNT: 2}
+    assert [s.reading for s in again.pending("a")] == readings(5)[2:]
+
+
+def test_removing_the_last_laggard_frees_what_the_others_had(store: ReadingStore) -> None:
+    store.add_consumer("a")
+    store.add_consumer("gone")
+    store.append(readings(3))
+    store.ack("a", store.pending("a")[-1].seq)
+    assert len(store) == 3
+    store.remove_consumer("gone")
+    assert len(store) == 0
+
+
+def test_bounds_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Bounds(max_count=0)
+
+
+values = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.binary(max_size=20),
+    st.builds(ObjLnk, st.integers(0, 65535), st.integers(0, 65535)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(values, min_size=1, max_size=20))
+def test_every_value_type_comes_back_as_it_went_in(vals: list[Value]) -> None:
+    store = ReadingStore(connect(":memory:"), clock=Clock())
+    store.add_consumer("a")
+    sent = [Reading(NODE, TEMP, v, 1_700_000_000.0 + i) for i, v in enumerate(vals)]
+    store.append(sent)
+    back = [s.reading for s in store.pending("a")]
+    assert back == sent
+    assert [type(r.value) for r in back] == [type(v) for v in vals]

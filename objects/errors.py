@@ -80,6 +80,18 @@ class InternalServerError(LwM2MError):
     code = coap_code(5, 0)
 
 
+class ServiceUnavailable(LwM2MError):
+    """5.03: the node behind the gateway cannot be reached now (out of range, radio down)."""
+
+    code = coap_code(5, 3)
+
+
+class GatewayTimeout(LwM2MError):
+    """5.04: the node behind the gateway did not answer in time."""
+
+    code = coap_code(5, 4)
+
+
 class DecodeError(BadRequest):
     """A payload that does not parse as its content format claims (4.00)."""
 

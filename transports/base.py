@@ -1,0 +1,144 @@
+"""The contract between the gateway's core and a radio adapter (a transport).
+
+A transport speaks its radio and describes what it hears in LwM2M terms, so the core never sees
+radio details: a node is a ``NodeId`` (``transport:address``), its data are ``Record``s at
+node-local paths (a BTHome temperature is the node's ``/3303/0/5700``), and the objects it has
+are a map of object ID to instance IDs. Adding a radio is adding a subpackage with a
+``Transport`` subclass and one entry point in the ``bridged.transports`` group; the core imports
+it only when the configuration names it, so a gateway without Bluetooth never imports bleak.
+
+Two directions:
+
+* **Transport → core**, through the ``TransportEvents`` the core hands to the transport:
+  ``heard`` for every node on the air (paired or not: scans use it), ``admit`` when an
+  unpaired node asks to join (the core answers, as a permit-join window is open or not),
+  ``readings`` and ``objects`` for paired nodes, ``state`` for reachability and link quality.
+  These are plain calls, never awaited: the core queues and batches, the radio loop never blocks.
+* **Core → transport**: ``read``, ``write`` and ``execute`` on a paired node, which raise the
+  ``LwM2MError`` a server should see (``ServiceUnavailable`` 5.03 for a node out of reach,
+  ``GatewayTimeout`` 5.04 for one that did not answer, or the node's own error code);
+  ``pair``/``unpair`` tell the transport which nodes to accept.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, ClassVar, Protocol
+
+from bridged.objects.paths import Path
+from bridged.objects.values import Record
+from bridged.store.nodes import NodeId, PairedNode
+from bridged.store.secrets import Secret
+
+ENTRY_POINT_GROUP = "bridged.transports"
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """A node on the air, paired or not: what ``bridgectl scan`` lists.
+
+    ``profile`` is the recognised format (``bthome``, ``ruuvi``, ``lwm2m``, ...) or None;
+    ``records`` are the values decoded from what was heard, at node-local paths (empty when the
+    payload could not be decoded, e.g. encrypted without a key).
+    """
+
+    node: NodeId
+    time: float
+    name: str | None = None
+    rssi: int | None = None
+    profile: str | None = None
+    records: tuple[Record, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """Reachability and link quality of a paired node, as the transport last knew them."""
+
+    reachable: bool
+    time: float
+    rssi: int | None = None
+    lqi: int | None = None
+    battery: int | None = None
+    sleepy: bool = False
+
+
+class TransportEvents(Protocol):
+    """What a transport reports to the core (implemented by the node registry)."""
+
+    def heard(self, heard: Heard) -> None: ...
+
+    def readings(self, node: NodeId, records: Sequence[Record]) -> None: ...
+
+    def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None: ...
+
+    def state(self, node: NodeId, state: NodeState) -> None: ...
+
+    def admit(self, heard: Heard) -> bool:
+        """An unpaired node asks to join (an 802.15.4 node registering). True when a
+        permit-join window is open: the core has then paired it, and ``pair`` was called."""
+        ...
+
+
+class TransportConfigError(ValueError):
+    """A transport's configuration section is wrong; the message names the key and why."""
+
+
+class Transport(abc.ABC):
+    """One radio adapter. ``name`` is the transport part of its nodes' ids and its entry-point
+    name; ``config`` is its section of the configuration file."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
+        self.config = config
+        self.events = events
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open the radio and start listening. Radio faults later are recovered inside the
+        transport (reopen with back-off) and reported through ``state``, never raised here."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Close the radio; no events are reported after this returns."""
+
+    @abc.abstractmethod
+    def pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
+        """Accept ``node`` from now on, with its keys (bind key, link key)."""
+
+    @abc.abstractmethod
+    def unpair(self, node: NodeId) -> None:
+        """Stop accepting ``node``; its data no longer reaches the core."""
+
+    @abc.abstractmethod
+    async def read(self, node: NodeId, path: Path) -> list[Record]:
+        """Read ``path`` from the node itself."""
+
+    @abc.abstractmethod
+    async def write(self, node: NodeId, path: Path, records: Sequence[Record]) -> None:
+        """Write ``records`` under ``path`` to the node."""
+
+    @abc.abstractmethod
+    async def execute(self, node: NodeId, path: Path, arguments: str) -> None:
+        """Execute ``path`` on the node with the LwM2M argument text."""
+
+
+class UnknownTransport(LookupError):
+    """The configuration names a transport that is not installed."""
+
+
+def transport_class(name: str) -> type[Transport]:
+    """Import the transport registered as ``name`` in the ``bridged.transports`` group."""
+    found = metadata.entry_points(group=ENTRY_POINT_GROUP, name=name)
+    if not found:
+        known = sorted(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))
+        raise UnknownTransport(
+            f"no transport named {name!r} is installed (known: {', '.join(known) or 'none'})"
+        )
+    cls = next(iter(found)).load()
+    if not (isinstance(cls, type) and issubclass(cls, Transport)):
+        raise UnknownTransport(f"entry point {name!r} is not a Transport subclass")
+    return cls

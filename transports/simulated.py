@@ -1,0 +1,138 @@
+"""A transport without a radio: simulated nodes, for the demo and the benchmarks.
+
+Configuration (its section of the config file):
+
+``nodes``     how many nodes are on the simulated air (default 3), ids ``sim:0001`` ...
+``interval``  seconds between two reports of one node (default 5)
+``sleepy``    how many of those nodes are sleepy (default 0): reachable only for ``awake``
+              seconds after each report, like a battery node that wakes to send
+``awake``     seconds a sleepy node stays reachable after reporting (default 1)
+
+Every node has a temperature (/3303/0/5700) and a humidity (/3304/0/5700) that drift slowly,
+and a light switch (/3311/0/5850, writable) so writes can be tried. Unpaired nodes are only
+``heard``; paired ones report readings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bridged.objects.errors import MethodNotAllowed, NotFound, ServiceUnavailable
+from bridged.objects.paths import Level, Path
+from bridged.objects.values import Record
+from bridged.store.nodes import NodeId, PairedNode
+from bridged.store.secrets import Secret
+
+from .base import Heard, NodeState, Transport, TransportConfigError, TransportEvents
+
+TEMPERATURE = Path((3303, 0, 5700))
+HUMIDITY = Path((3304, 0, 5700))
+SWITCH = Path((3311, 0, 5850))
+OBJECTS: Mapping[int, Sequence[int]] = {3303: [0], 3304: [0], 3311: [0]}
+
+
+def _number(config: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise TransportConfigError(f"simulated.{key} must be a number >= {minimum}, not {value!r}")
+    return float(value)
+
+
+class SimulatedNode:
+    """One node's state; its readings are a pure function of time, so runs are repeatable."""
+
+    def __init__(self, index: int, sleepy: bool) -> None:
+        self.id = NodeId("sim", f"{index:04d}")
+        self.index = index
+        self.sleepy = sleepy
+        self.switch = False
+        self.last_report = -math.inf
+
+    def values(self, now: float) -> list[Record]:
+        phase = now / 600 + self.index
+        return [
+            Record(TEMPERATURE, round(21.0 + 3.0 * math.sin(phase), 2), now),
+            Record(HUMIDITY, round(45.0 + 10.0 * math.cos(phase), 1), now),
+            Record(SWITCH, self.switch, now),
+        ]
+
+
+class SimulatedTransport(Transport):
+    name = "sim"
+
+    def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
+        super().__init__(config, events)
+        count = int(_number(config, "nodes", 3, 0))
+        sleepy = int(_number(config, "sleepy", 0, 0))
+        self.interval = _number(config, "interval", 5.0, 0.001)
+        self.awake = _number(config, "awake", 1.0, 0.0)
+        self.nodes = {
+            n.id: n for n in (SimulatedNode(i + 1, i >= count - sleepy) for i in range(count))
+        }
+        self.paired: set[NodeId] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="transport-sim")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
+        self.paired.add(node.id)
+        if node.id in self.nodes:
+            self.events.objects(node.id, OBJECTS)
+
+    def unpair(self, node: NodeId) -> None:
+        self.paired.discard(node)
+
+    async def _run(self) -> None:
+        per_node = self.interval / max(len(self.nodes), 1)
+        while True:
+            for node in self.nodes.values():
+                self.report(node, time.time())
+                await asyncio.sleep(per_node)
+
+    def report(self, node: SimulatedNode, now: float) -> None:
+        """One report of ``node``: heard by everyone, readings for the core if paired."""
+        node.last_report = now
+        records = node.values(now)
+        self.events.heard(Heard(node.id, now, f"sim-{node.index}", -60, "sim", tuple(records)))
+        if node.id in self.paired:
+            self.events.state(node.id, NodeState(True, now, rssi=-60, sleepy=node.sleepy))
+            self.events.readings(node.id, records)
+
+    def _reachable(self, node_id: NodeId, path: Path) -> SimulatedNode:
+        node = self.nodes.get(node_id)
+        if node is None or node_id not in self.paired:
+            raise NotFound(f"{node_id} is not a paired simulated node")
+        if node.sleepy and time.time() - node.last_report > self.awake:
+            raise ServiceUnavailable(f"{node_id} is asleep")
+        if path.level < Level.OBJECT or path.ids[0] not in OBJECTS:
+            raise NotFound(f"{node_id} has no {path}")
+        return node
+
+    async def read(self, node: NodeId, path: Path) -> list[Record]:
+        sim = self._reachable(node, path)
+        return [r for r in sim.values(time.time()) if path.contains(r.path)]
+
+    async def write(self, node: NodeId, path: Path, records: Sequence[Record]) -> None:
+        sim = self._reachable(node, path)
+        for r in records:
+            if r.path != SWITCH or not isinstance(r.value, bool):
+                raise MethodNotAllowed(f"{r.path} of a simulated node is not writable")
+        for r in records:
+            sim.switch = bool(r.value)
+
+    async def execute(self, node: NodeId, path: Path, arguments: str) -> None:
+        self._reachable(node, path)
+        raise MethodNotAllowed(f"{path} of a simulated node is not executable")

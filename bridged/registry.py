@@ -1,0 +1,235 @@
+"""The node registry: which nodes are paired, what their transports last said about them, and
+the way a reading travels from a transport to the store and to the exposure.
+
+It is the ``TransportEvents`` every transport reports to. Readings of paired nodes are kept as
+the node's last known values (what a read of a sleepy node answers, with its time) and appended
+to the reading store in small group commits, so a burst of adverts costs one SQLite
+transaction, not one per value; ``flush`` makes everything reported so far durable. Anything
+from a node that is not paired stops here: it is counted, and shown to ``bridgectl scan``
+through ``heard``, but never reaches the store or a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bridged.objects.paths import Path
+from bridged.objects.values import Record
+from bridged.store.nodes import NodeId, NodeStore, PairedNode
+from bridged.store.readings import Reading, ReadingStore
+from bridged.store.secrets import Secret, SecretStore
+from bridged.transports.base import Heard, NodeState, Transport
+
+log = logging.getLogger(__name__)
+
+HEARD_LIMIT = 4096
+"""How many distinct unpaired nodes the scan table, and the log-once list of refused nodes,
+remember (a busy street has hundreds)."""
+
+
+@dataclass
+class LiveNode:
+    """A paired node and what is known of it now."""
+
+    paired: PairedNode
+    objects: dict[int, list[int]] = field(default_factory=dict)
+    state: NodeState | None = None
+    last_seen: float | None = None
+    values: dict[Path, Record] = field(default_factory=dict)
+
+    @property
+    def id(self) -> NodeId:
+        return self.paired.id
+
+
+class RegistryListener(Protocol):
+    """What the exposure is told (see DESIGN: node registry -> exposure -> object tree)."""
+
+    def node_added(self, node: LiveNode) -> None: ...
+
+    def node_removed(self, node: NodeId) -> None: ...
+
+    def node_objects(self, node: LiveNode) -> None: ...
+
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None: ...
+
+
+def absolute_time(t: float | None, now: float) -> float:
+    """A reading's time as seconds since the epoch: ``None`` is now, and a SenML relative time
+    (below 2**28, RFC 8428 section 4.5.3) counts from now."""
+    if t is None:
+        return now
+    return now + t if t < 2**28 else t
+
+
+class NodeRegistry:
+    """Paired nodes, their live state, pairing and permit-join."""
+
+    def __init__(
+        self,
+        nodes: NodeStore,
+        secrets: SecretStore,
+        readings: ReadingStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = nodes
+        self.secrets = secrets
+        self.readings_store = readings
+        self._clock = clock
+        self._monotonic = monotonic
+        self.transports: dict[str, Transport] = {}
+        self.live: dict[NodeId, LiveNode] = {p.id: LiveNode(p) for p in nodes.nodes()}
+        self.heard_nodes: OrderedDict[NodeId, Heard] = OrderedDict()
+        self.unpaired_readings = 0
+        self._listeners: list[RegistryListener] = []
+        self._pending: list[Reading] = []
+        self._join_until = -1.0
+        self._refused: OrderedDict[NodeId, None] = OrderedDict()
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def attach(self, transport: Transport) -> None:
+        """Hand ``transport`` the nodes of its kind that are paired."""
+        self.transports[transport.name] = transport
+        for node in self.live.values():
+            if node.id.transport == transport.name:
+                transport.pair(node.paired, self.secrets.get(node.id))
+
+    def listen(self, listener: RegistryListener) -> None:
+        self._listeners.append(listener)
+        for node in self.live.values():
+            listener.node_added(node)
+
+    # -- pairing -----------------------------------------------------------------------------
+
+    def pair(self, node: PairedNode, secrets: Mapping[str, Secret] | None = None) -> LiveNode:
+        """Pair ``node`` (again), keeping its IDs; its secrets replace the old ones."""
+        stored = self.store.pair(node)
+        for name, secret in (secrets or {}).items():
+            self.secrets.set(node.id, name, secret)
+        live = self.live.get(node.id)
+        if live is None:
+            live = self.live[node.id] = LiveNode(stored)
+        else:
+            live.paired = stored
+        self._refused.pop(node.id, None)
+        transport = self.transports.get(node.id.transport)
+        if transport is not None:
+            transport.pair(stored, self.secrets.get(node.id))
+        log.info("node %s paired as %r", node.id, stored.name, extra={"NODE": str(node.id)})
+        for listener in self._listeners:
+            listener.node_added(live)
+        return live
+
+    def unpair(self, node: NodeId) -> bool:
+        """Unpair ``node``: it disappears upstream, its secrets are forgotten, its IDs kept."""
+        if self.live.pop(node, None) is None:
+            return False
+        self.store.unpair(node)
+        self.secrets.remove(node)
+        transport = self.transports.get(node.transport)
+        if transport is not None:
+            transport.unpair(node)
+        log.info("node %s unpaired", node, extra={"NODE": str(node)})
+        for listener in self._listeners:
+            listener.node_removed(node)
+        return True
+
+    def permit_join(self, seconds: float) -> None:
+        """Let nodes that ask to join in for ``seconds`` (0 closes the window)."""
+        self._join_until = self._monotonic() + seconds
+        log.info("permit-join %s", f"open for {seconds:g} s" if seconds > 0 else "closed")
+
+    @property
+    def join_open(self) -> bool:
+        return self._monotonic() < self._join_until
+
+    # -- TransportEvents ---------------------------------------------------------------------
+
+    def heard(self, heard: Heard) -> None:
+        live = self.live.get(heard.node)
+        if live is not None:
+            live.last_seen = heard.time
+        self.heard_nodes[heard.node] = heard
+        self.heard_nodes.move_to_end(heard.node)
+        while len(self.heard_nodes) > HEARD_LIMIT:
+            self.heard_nodes.popitem(last=False)
+
+    def readings(self, node: NodeId, records: Sequence[Record]) -> None:
+        live = self.live.get(node)
+        if live is None:
+            self.unpaired_readings += len(records)
+            return
+        now = self._clock()
+        stamped = [Record(r.path, r.value, absolute_time(r.time, now)) for r in records]
+        live.last_seen = max(live.last_seen or now, now)
+        for r in stamped:
+            live.values[r.path] = r
+            assert r.time is not None
+            self._pending.append(Reading(node, r.path, r.value, r.time))
+        for listener in self._listeners:
+            listener.node_readings(live, stamped)
+
+    def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None:
+        live = self.live.get(node)
+        if live is None:
+            return
+        live.objects = {oid: sorted(iids) for oid, iids in objects.items()}
+        for listener in self._listeners:
+            listener.node_objects(live)
+
+    def state(self, node: NodeId, state: NodeState) -> None:
+        live = self.live.get(node)
+        if live is not None:
+            live.state = state
+            if state.reachable:
+                live.last_seen = max(live.last_seen or state.time, state.time)
+
+    def admit(self, heard: Heard) -> bool:
+        self.heard(heard)
+        if heard.node in self.live:
+            return True
+        if self.join_open:
+            self.pair(PairedNode(heard.node, heard.name or str(heard.node), heard.profile or ""))
+            return True
+        if heard.node not in self._refused:
+            self._refused[heard.node] = None
+            if len(self._refused) > HEARD_LIMIT:
+                self._refused.popitem(last=False)
+            log.warning(
+                "node %s is not paired and permit-join is closed: refused (logged once)",
+                heard.node,
+                extra={"NODE": str(heard.node)},
+            )
+        return False
+
+    # -- durability --------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Commit the readings reported so far to the store; returns how many."""
+        if not self._pending:
+            return 0
+        batch, self._pending = self._pending, []
+        self.readings_store.append(batch)
+        return len(batch)
+
+    async def run(self, interval: float = 0.02, expire_every: float = 60.0) -> None:
+        """Group-commit readings every ``interval`` seconds and apply the store's age bound."""
+        next_expiry = self._monotonic() + expire_every
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                self.flush()
+                if self._monotonic() >= next_expiry:
+                    self.readings_store.expire()
+                    next_expiry = self._monotonic() + expire_every
+        finally:
+            self.flush()

@@ -1,0 +1,189 @@
+"""The node registry (bridged/registry.py) with the simulated transport and real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path as FsPath
+
+import pytest
+
+from bridged.objects.values import Record
+from bridged.registry import LiveNode, NodeRegistry
+from bridged.store.database import connect
+from bridged.store.nodes import NodeId, NodeStore, PairedNode
+from bridged.store.readings import ReadingStore
+from bridged.store.secrets import Secret, SecretStore
+from bridged.transports.base import Heard
+from bridged.transports.simulated import TEMPERATURE, SimulatedTransport
+
+KEY = Secret(bytes(range(16)))
+
+
+class Exposure:
+    """Records what the registry tells the exposure."""
+
+    def __init__(self) -> None:
+        self.added: list[NodeId] = []
+        self.removed: list[NodeId] = []
+        self.readings: list[tuple[NodeId, list[Record]]] = []
+        self.objects: list[NodeId] = []
+
+    def node_added(self, node: LiveNode) -> None:
+        self.added.append(node.id)
+
+    def node_removed(self, node: NodeId) -> None:
+        self.removed.append(node)
+
+    def node_objects(self, node: LiveNode) -> None:
+        self.objects.append(node.id)
+
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        self.readings.append((node.id, list(records)))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(state: FsPath, monotonic: Clock | None = None) -> NodeRegistry:
+    conn = connect(state / "state.db")
+    readings = ReadingStore(conn)
+    readings.add_consumer("server")
+    return NodeRegistry(
+        NodeStore(conn),
+        SecretStore(state / "secrets.json"),
+        readings,
+        monotonic=monotonic or time.monotonic,
+    )
+
+
+@pytest.fixture
+def registry(tmp_path: FsPath) -> NodeRegistry:
+    return make(tmp_path)
+
+
+def test_only_paired_nodes_reach_the_exposure_and_the_store(registry: NodeRegistry) -> None:
+    sim = SimulatedTransport({"nodes": 2}, registry)
+    registry.attach(sim)
+    exposure = Exposure()
+    registry.listen(exposure)
+    a, b = sim.nodes.values()
+    registry.pair(PairedNode(a.id, "kitchen", "sim"))
+    sim.report(a, time.time())
+    sim.report(b, time.time())
+    assert exposure.added == [a.id]
+    assert exposure.objects == [a.id]
+    assert [n for n, _ in exposure.readings] == [a.id]
+    assert registry.unpaired_readings == 0  # b was only heard: the simulation sends it no readings
+    registry.readings(b.id, [Record(TEMPERATURE, 1.0)])
+    assert registry.unpaired_readings == 1
+    assert set(registry.heard_nodes) == {a.id, b.id}
+    assert registry.flush() == 3
+    stored = registry.readings_store.pending("server")
+    assert {s.reading.node for s in stored} == {a.id}
+    assert registry.live[a.id].values[TEMPERATURE].time is not None
+
+
+def test_reading_times_become_absolute(registry: NodeRegistry) -> None:
+    node = NodeId("sim", "0001")
+    registry.pair(PairedNode(node, "n", "sim"))
+    before = time.time()
+    measured = before - 3600
+    registry.readings(
+        node,
+        [
+            Record(TEMPERATURE, 20.5),
+            Record(TEMPERATURE, 20.0, -5.0),
+            Record(TEMPERATURE, 1.0, measured),
+        ],
+    )
+    after = time.time()
+    registry.flush()
+    now, relative, absolute = (s.reading.time for s in registry.readings_store.pending("server"))
+    assert before <= now <= after
+    assert before - 5 <= relative <= after - 5
+    assert absolute == measured
+
+
+def test_pairing_survives_a_restart_with_secrets_and_ids(tmp_path: FsPath) -> None:
+    first = make(tmp_path)
+    node = NodeId("ble", "A4:C1:38:00:11:22")
+    first.pair(PairedNode(node, "kitchen", "bthome"), {"bindkey": KEY})
+    iid = first.store.instance_id(node, 3303)
+    again = make(tmp_path)
+    assert list(again.live) == [node]
+    assert again.secrets.get(node) == {"bindkey": KEY}
+    assert again.store.instance_id(node, 3303) == iid
+    exposure = Exposure()
+    again.listen(exposure)
+    assert exposure.added == [node]
+
+
+def test_unpairing_removes_the_node_upstream_and_forgets_its_secrets(
+    registry: NodeRegistry,
+) -> None:
+    sim = SimulatedTransport({"nodes": 1}, registry)
+    registry.attach(sim)
+    exposure = Exposure()
+    registry.listen(exposure)
+    node = next(iter(sim.nodes.values()))
+    registry.pair(PairedNode(node.id, "n", "sim"), {"key": KEY})
+    assert registry.unpair(node.id)
+    assert not registry.unpair(node.id)
+    assert exposure.removed == [node.id]
+    assert node.id not in sim.paired
+    assert registry.secrets.get(node.id) == {}
+    sim.report(node, time.time())
+    assert len(exposure.readings) == 0
+
+
+def test_permit_join_admits_while_open_and_refusals_are_logged_once(
+    tmp_path: FsPath, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    registry = make(tmp_path, monotonic=clock)
+    stranger = Heard(NodeId("802154", "00124b0001020304"), 1.0, "door", profile="lwm2m")
+    for _ in range(5):
+        assert not registry.admit(stranger)
+    assert sum("not paired" in r.message for r in caplog.records) == 1
+    registry.permit_join(60)
+    clock.now += 59
+    assert registry.admit(stranger)
+    assert registry.live[stranger.node].paired.name == "door"
+    clock.now += 2
+    late = Heard(NodeId("802154", "00124b0001020305"), 1.0)
+    assert not registry.admit(late)
+    assert registry.admit(stranger)  # paired now: always admitted
+
+
+def test_the_refused_list_is_bounded(
+    registry: NodeRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    for i in range(5000):
+        registry.admit(Heard(NodeId("802154", f"{i:016x}"), 1.0))
+    assert len(registry._refused) <= 4096
+    assert len(registry.heard_nodes) <= 4096
+
+
+async def test_the_group_commit_loop_makes_readings_durable(tmp_path: FsPath) -> None:
+    registry = make(tmp_path)
+    node = NodeId("sim", "0001")
+    registry.pair(PairedNode(node, "n", "sim"))
+    task = asyncio.create_task(registry.run(interval=0.005))
+    registry.readings(node, [Record(TEMPERATURE, float(i)) for i in range(10)])
+    for _ in range(1000):
+        if len(registry.readings_store) == 10:
+            break
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(make(tmp_path).readings_store) == 10

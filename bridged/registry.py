@@ -175,7 +175,17 @@ class NodeRegistry:
             live.values[r.path] = r
             assert r.time is not None
             self._pending.append(Reading(node, r.path, r.value, r.time))
+        # A value of an instance the node never announced announces it.
+        grew = False
+        for r in stamped:
+            iids = live.objects.setdefault(r.path.ids[0], [])
+            if r.path.ids[1] not in iids:
+                iids.append(r.path.ids[1])
+                iids.sort()
+                grew = True
         for listener in self._listeners:
+            if grew:
+                listener.node_objects(live)
             listener.node_readings(live, stamped)
 
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None:

@@ -1,0 +1,1 @@
+"""How paired nodes appear upstream: the exposure modes (instances, gateway, endpoints)."""

@@ -52,8 +52,8 @@ class QueueModeGate:
     """The awake window of one server's session (see the module docstring).
 
     ``on_sleep`` is called when the window ends (hold outgoing notifications), ``on_wake`` when
-    the server has answered a message again (release them). The window starts at creation, as
-    the client is about to Register.
+    the server has answered a message again (release them). The first window starts when the
+    server first answers (the Register): before that the client has promised nothing.
     """
 
     def __init__(
@@ -71,12 +71,15 @@ class QueueModeGate:
         self._on_sleep = on_sleep
         self._on_wake = on_wake
         self.state = QueueState.AWAKE
-        self._last = clock()
+        self._last: float | None = None
 
     @property
     def deadline(self) -> float | None:
-        """When the window ends (on ``clock``'s scale), or None when not awake."""
-        return self._last + self.window if self.state is QueueState.AWAKE else None
+        """When the window ends (on ``clock``'s scale); None when not awake, or before the
+        server first answered."""
+        if self._last is None or self.state is not QueueState.AWAKE:
+            return None
+        return self._last + self.window
 
     @property
     def sleeping(self) -> bool:

@@ -163,3 +163,12 @@ async def test_bad_records_are_refused_before_anything_is_sent(
     with pytest.raises(BadRequest, match="bootstrap-only"):
         await client.send([Record(Path.parse("/0/0/5"), b"key")])
     assert not [e for e in server.history if e.kind == "send"]
+
+
+async def test_long_series_goes_out_in_blocks(client: LwM2MClient, server: LwM2MTestServer) -> None:
+    """Half a day of minute readings is far larger than one CoAP block: Block1 carries it whole."""
+    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+    assert (await client.send(series)).delivered
+    ev = await server.next_event("send")
+    assert len(ev.payload) > 16 * 1024
+    assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]

@@ -189,7 +189,7 @@ class ServerSession:
             retry=config.retry,
         )
         session.registrar = Registrar(
-            session.endpoint, target, session.params, on_event, on_answer=session._answered
+            session.endpoint, target, session.params, on_event, on_answer=session.answered
         )
         return session
 
@@ -305,7 +305,10 @@ class ServerSession:
             log.debug("server %s: waking from queue mode with an Update", self.name)
             self.registrar.trigger_update()
 
-    def _answered(self) -> None:
+    def answered(self) -> None:
+        """The server answered a message the client sent, so the client is reachable for a new
+        window. The registrar calls it for every answered request (Register, Update, Send); the
+        observe engine calls it when the server acknowledges a confirmable notification."""
         if self.gate is not None:
             self.gate.answered()
             self._awake.set()

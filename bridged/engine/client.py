@@ -1,9 +1,22 @@
-"""A LwM2M client for one object tree and one server: the parts wired together.
+"""A LwM2M client for one object tree and one or more servers: the parts wired together.
 
-The tree is the single source of truth. The server's /0 and /1 instances are created from the
-configuration (factory bootstrap), the registration's lifetime and binding are read from /1,
-and the registrar is told to send an Update whenever what it carries changes: an instance
-created or deleted, /1/x/1 Lifetime or /1/x/7 Binding written, /1/x/8 executed.
+The tree is the single source of truth. Factory bootstrap puts one /0 Security and one /1
+Server instance per configured server into it, matched by Short Server ID, so instances that
+are already there (persisted, or written by a bootstrap server) are kept as they are. Each server
+then gets a ``ServerSession`` over the shared tree:
+
+* its own socket: plain UDP for a ``coap://`` URI (security mode 3, NoSec), a DTLS-PSK session
+  for a ``coaps://`` URI in security mode 0 (identity /0/x/3, key /0/x/5), which also carries
+  the server's requests to the client;
+* its own registrar, whose lifetime and binding come from the server's /1 instance, and which
+  sends an Update when what it carries changes: an instance created or deleted (every server),
+  that server's /1/x/1 Lifetime or /1/x/7 Binding written, its /1/x/8 executed;
+* its own ``DeviceManagement``, which knows the server's Short Server ID (Access Control);
+* in queue mode, its ``QueueModeGate`` (see ``queue_mode``), and the place where the server's
+  observations plug in to be held and released.
+
+Sessions are independent tasks: a server that is down, or refuses the keys, never holds up the
+others. ``LwM2MClient.send`` delivers records with the Send operation (see ``send``).
 """
 
 from __future__ import annotations
@@ -11,148 +24,484 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiocoap
+from aiocoap.numbers.codes import Code
 
+from bridged.objects.formats import ContentFormat
 from bridged.objects.linkformat import registration_links
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record, Value
 
 from .dm import BOOTSTRAP_ONLY, DeviceManagement, DeviceManagementResource
+from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
+from .endpoint import Endpoint, UdpEndpoint
+from .queue_mode import DEFAULT_WINDOW, HeldTraffic, QueueModeGate, QueueState
 from .registration import (
     Registrar,
     RegistrationEvent,
     RegistrationParams,
     RetryPolicy,
     ServerTarget,
+    failure_text,
+)
+from .send import (
+    MUTE_SEND,
+    SEND_PATH,
+    SendNotRegistered,
+    SendOutcome,
+    SendStatus,
+    check_allowed,
+    encode_send,
+    muted,
+    outcome_of,
 )
 
 log = logging.getLogger(__name__)
 
-SERVER_OBJECT = 1
-LIFETIME, BINDING, UPDATE_TRIGGER = 1, 7, 8
+SECURITY_OBJECT, SERVER_OBJECT = 0, 1
+# /0 Security resources
+SERVER_URI, BOOTSTRAP_SERVER, SECURITY_MODE, PSK_IDENTITY, PSK_KEY, SECURITY_SSID = (
+    0,
+    1,
+    2,
+    3,
+    5,
+    10,
+)
+# /1 Server resources
+SHORT_SERVER_ID, LIFETIME, NOTIFICATION_STORING, BINDING, UPDATE_TRIGGER = 0, 1, 6, 7, 8
+MODE_PSK, MODE_NOSEC = 0, 3
 
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """One LwM2M server as the configuration describes it (factory bootstrap)."""
+    """One LwM2M server as the configuration describes it (factory bootstrap).
+
+    A ``coaps://`` URI needs ``psk_identity`` and ``psk_key`` (security mode 0, DTLS-PSK); a
+    ``coap://`` URI takes neither (security mode 3, NoSec). ``queue_window`` is how long the
+    client stays reachable after each message in queue mode; ``mute_send`` is /1/x/23.
+    """
 
     uri: str
     short_server_id: int = 1
     lifetime: int = 300
     binding: str = "U"
     queue: bool = False
+    queue_window: float = DEFAULT_WINDOW
     version: str = "1.1"
     request_timeout: float = 93.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    psk_identity: bytes | None = None
+    psk_key: bytes | None = None
+    dtls_handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    mute_send: bool = False
+
+    def __post_init__(self) -> None:
+        scheme = urlsplit(self.uri).scheme
+        psk = self.psk_identity is not None or self.psk_key is not None
+        if scheme == "coaps":
+            if not self.psk_identity or not self.psk_key:
+                raise ValueError(
+                    f"server {self.uri}: coaps:// needs psk_identity and psk_key"
+                    " (security mode 0, DTLS-PSK)"
+                )
+        elif scheme == "coap":
+            if psk:
+                raise ValueError(f"server {self.uri}: a PSK needs a coaps:// URI; coap:// is NoSec")
+        else:
+            raise ValueError(f"server {self.uri!r}: the URI must be coap:// or coaps://")
+        if not 1 <= self.short_server_id <= 65534:
+            raise ValueError(
+                f"server {self.uri}: short_server_id {self.short_server_id} is outside 1..65534"
+            )
+
+    @property
+    def security_mode(self) -> int:
+        """LwM2M security mode (/0/x/2): 0 for DTLS-PSK, 3 for NoSec."""
+        return MODE_PSK if self.psk_key else MODE_NOSEC
+
+
+class ServerSession:
+    """Everything the client has toward one server (see the module docstring).
+
+    Build it with ``open``, run it with ``start``, end it with ``close``.
+    """
+
+    endpoint: Endpoint
+    registrar: Registrar
+
+    def __init__(
+        self,
+        tree: ObjectTree,
+        config: ServerConfig,
+        *,
+        security_instance: int,
+        server_instance: int,
+    ) -> None:
+        self.tree = tree
+        self.config = config
+        self.short_server_id = config.short_server_id
+        self.security_instance = security_instance
+        self.server_instance = server_instance
+        self.dm = DeviceManagement(
+            tree, version=lambda: self.registrar.version, server_id=config.short_server_id
+        )
+        self.gate: QueueModeGate | None = None
+        if config.queue:
+            self.gate = QueueModeGate(
+                config.queue_window, on_sleep=self._hold, on_wake=self._release
+            )
+        # Observations plug in here: the observe engine sets this to the server's observation
+        # object, whose notifications queue mode then holds (``hold``) while the client sleeps
+        # and releases (``release``) once an Update has told the server it is awake. When it
+        # holds a notification it calls ``wake`` so that the Update goes out.
+        self.observations: HeldTraffic | None = None
+        self._awake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def open(
+        cls,
+        tree: ObjectTree,
+        endpoint_name: str,
+        config: ServerConfig,
+        *,
+        security_instance: int,
+        server_instance: int,
+        bind: tuple[str, int] = ("::", 0),
+        on_event: Callable[[RegistrationEvent], None] = lambda e: None,
+    ) -> ServerSession:
+        """The session with its socket open (nothing sent yet)."""
+        session = cls(
+            tree, config, security_instance=security_instance, server_instance=server_instance
+        )
+        session.endpoint = await session._open_endpoint(bind)
+        target = ServerTarget(
+            uri=session.uri,
+            endpoint=endpoint_name,
+            version=config.version,
+            request_timeout=config.request_timeout,
+            retry=config.retry,
+        )
+        session.registrar = Registrar(
+            session.endpoint, target, session.params, on_event, on_answer=session.answered
+        )
+        return session
+
+    # -- what the tree says ------------------------------------------------------------------
+
+    def _security(self, rid: int) -> Value | None:
+        path = Path((SECURITY_OBJECT, self.security_instance, rid))
+        if not self.tree.has(path):
+            return None
+        value = self.tree.get(path)
+        return None if isinstance(value, dict) else value
+
+    @property
+    def uri(self) -> str:
+        """The Server URI, /0/x/0."""
+        uri = self._security(SERVER_URI)
+        return uri if isinstance(uri, str) else self.config.uri
+
+    @property
+    def name(self) -> str:
+        return self.uri
+
+    async def _open_endpoint(self, bind: tuple[str, int]) -> Endpoint:
+        site = DeviceManagementResource(self.dm)
+        mode = self._security(SECURITY_MODE)
+        scheme = urlsplit(self.uri).scheme
+        if mode == MODE_PSK and scheme == "coaps":
+            identity, key = self._security(PSK_IDENTITY), self._security(PSK_KEY)
+            if not isinstance(identity, bytes) or not isinstance(key, bytes) or not key:
+                raise ValueError(f"server {self.uri}: /0/{self.security_instance} has no PSK")
+            return await DtlsPskEndpoint.create(
+                self.uri,
+                identity,
+                key,
+                site,
+                handshake_timeout=self.config.dtls_handshake_timeout,
+            )
+        if mode == MODE_NOSEC and scheme == "coap":
+            return await UdpEndpoint.create(site, bind)
+        raise ValueError(
+            f"server {self.uri}: security mode {mode!r} over {scheme}:// is not supported"
+            " (NoSec over coap://, PSK over coaps://)"
+        )
+
+    def params(self) -> RegistrationParams:
+        """What the registration carries now, read from the tree and this server's /1."""
+        server = Path((SERVER_OBJECT, self.server_instance))
+        lifetime = self.tree.get(server.child(LIFETIME))
+        binding = self.tree.get(server.child(BINDING))
+        objects = [(o, iids) for o, iids in self.tree.objects() if o.id not in BOOTSTRAP_ONLY]
+        return RegistrationParams(
+            lifetime=lifetime if isinstance(lifetime, int) else self.config.lifetime,
+            binding=binding if isinstance(binding, str) else self.config.binding,
+            queue=self.config.queue,
+            links=registration_links(objects, version=self.registrar.version),
+        )
+
+    def carries(self, path: Path) -> bool:
+        """True if a change at ``path`` changes what this server's Update carries."""
+        if path.level <= Level.INSTANCE:
+            return True
+        return (
+            path.object_id == SERVER_OBJECT
+            and path.ids[1] == self.server_instance
+            and path.resource_id in (LIFETIME, BINDING)
+        )
+
+    # -- running -----------------------------------------------------------------------------
+
+    @property
+    def registered(self) -> bool:
+        return self.registrar.registered
+
+    @property
+    def queue_state(self) -> QueueState | None:
+        """Where queue mode stands, or None when this server is not in queue mode."""
+        return self.gate.state if self.gate is not None else None
+
+    def start(self) -> None:
+        self._tasks.append(
+            asyncio.create_task(self.registrar.run(), name=f"lwm2m-{self.short_server_id}")
+        )
+        if self.gate is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._queue_timer(self.gate), name=f"lwm2m-queue-{self.short_server_id}"
+                )
+            )
+
+    def trigger_update(self) -> None:
+        self.registrar.trigger_update()
+
+    async def close(self) -> None:
+        """De-register and close the socket."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.registrar.deregister()
+        await self.endpoint.shutdown()
+
+    # -- queue mode --------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something held must go out: if the client sleeps, send the Update that wakes it.
+
+        What is held is released once the server has answered (``on_wake``). Outside queue
+        mode, or when already awake or waking, there is nothing to do.
+        """
+        if self.gate is not None and self.gate.wake():
+            log.debug("server %s: waking from queue mode with an Update", self.name)
+            self.registrar.trigger_update()
+
+    def answered(self) -> None:
+        """The server answered a message the client sent, so the client is reachable for a new
+        window. The registrar calls it for every answered request (Register, Update, Send); the
+        observe engine calls it when the server acknowledges a confirmable notification."""
+        if self.gate is not None:
+            self.gate.answered()
+            self._awake.set()
+
+    def _hold(self) -> None:
+        log.debug("server %s: queue mode window over, holding notifications", self.name)
+        if self.observations is not None:
+            self.observations.hold()
+
+    def _release(self) -> None:
+        if self.observations is not None:
+            self.observations.release()
+
+    async def _queue_timer(self, gate: QueueModeGate) -> None:
+        """Put the gate to sleep when its window ends; the gate itself does no I/O."""
+        while True:
+            deadline = gate.deadline
+            if deadline is None:
+                self._awake.clear()
+                await self._awake.wait()
+                continue
+            await asyncio.sleep(max(deadline - gate.clock(), 0.0))
+            gate.tick()
+
+    # -- Send --------------------------------------------------------------------------------
+
+    async def send(self, records: Sequence[Record]) -> SendOutcome:
+        """Send ``records`` (POST /dp, SenML CBOR); raises ``SendRefused`` when it cannot go.
+
+        Bad records raise BadRequest or NotFound before anything is sent.
+        """
+        payload = encode_send(records, self.tree)
+        registrar = self.registrar
+        check_allowed(
+            registered=registrar.registered,
+            version=registrar.version,
+            muted=muted(self.tree, self.server_instance),
+            server=self.name,
+        )
+        msg = aiocoap.Message(code=Code.POST, uri=registrar.uri(SEND_PATH), payload=payload)
+        msg.opt.content_format = ContentFormat.SENML_CBOR
+        try:
+            response = await registrar.exchange(msg)
+        except (aiocoap.error.Error, TimeoutError, OSError) as e:
+            outcome = SendOutcome(SendStatus.NO_ANSWER, self.name, len(records), failure_text(e))
+        else:
+            outcome = outcome_of(
+                int(response.code), bytes(response.payload), self.name, len(records)
+            )
+        if outcome.status is SendStatus.REGISTER_AGAIN:
+            registrar.register_again()
+        level = logging.INFO if outcome.delivered else logging.WARNING
+        log.log(
+            level,
+            "server %s: Send of %d records %s %s",
+            self.name,
+            len(records),
+            outcome.status.value,
+            outcome.detail,
+            extra={"SERVER": self.name},
+        )
+        return outcome
 
 
 class LwM2MClient:
-    """Serves ``tree`` to one server as endpoint ``endpoint``; ``start``/``stop`` run it."""
+    """Serves ``tree`` as endpoint ``endpoint`` to each of ``servers``; ``start``/``stop`` run
+    it. A single ``ServerConfig`` is one server."""
 
     def __init__(
         self,
         tree: ObjectTree,
         endpoint: str,
-        server: ServerConfig,
+        servers: ServerConfig | Sequence[ServerConfig],
         *,
         bind: tuple[str, int] = ("::", 0),
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
     ) -> None:
         self.tree = tree
         self.endpoint = endpoint
-        self.server = server
+        self.servers = (servers,) if isinstance(servers, ServerConfig) else tuple(servers)
+        if not self.servers:
+            raise ValueError("a LwM2M client needs at least one server")
+        ids = [s.short_server_id for s in self.servers]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"short server IDs must differ between servers: {ids}")
+        plain = sum(1 for s in self.servers if s.security_mode == MODE_NOSEC)
+        if bind[1] != 0 and plain > 1:
+            raise ValueError(f"{plain} NoSec servers cannot share the fixed port {bind[1]}")
         self.bind = bind
         self.on_event = on_event
-        self.context: aiocoap.Context | None = None
-        self.registrar: Registrar | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.sessions: list[ServerSession] = []
         self._unsubscribe: Callable[[], None] | None = None
-        self._server_iid = 0
 
-    def _factory_bootstrap(self) -> None:
-        """Create /0 and /1 for the configured server unless the tree already has them."""
-        s = self.server
-        if not self.tree.has(Path((0,))) or not self.tree.instance_ids(0):
-            self.tree.create_instance(
-                0, 0, [(0, s.uri), (1, False), (2, 3), (10, s.short_server_id)]
-            )
-        if not self.tree.has(Path((SERVER_OBJECT,))) or not self.tree.instance_ids(SERVER_OBJECT):
-            self.tree.create_instance(
+    def session(self, short_server_id: int) -> ServerSession:
+        """The running session of the server with this Short Server ID."""
+        for s in self.sessions:
+            if s.short_server_id == short_server_id:
+                return s
+        raise ValueError(f"no running session for short server ID {short_server_id}")
+
+    # -- factory bootstrap -------------------------------------------------------------------
+
+    def _find(self, oid: int, rid: int, value: Value) -> int | None:
+        """The first instance of ``oid`` whose resource ``rid`` holds ``value``."""
+        if not self.tree.has(Path((oid,))):
+            return None
+        for iid in self.tree.instance_ids(oid):
+            path = Path((oid, iid, rid))
+            if self.tree.has(path) and self.tree.get(path) == value:
+                return iid
+        return None
+
+    def _factory_bootstrap(self, s: ServerConfig) -> tuple[int, int]:
+        """The /0 and /1 instance IDs of server ``s``, created from the configuration unless
+        instances with its Short Server ID are there already."""
+        security = self._find(SECURITY_OBJECT, SECURITY_SSID, s.short_server_id)
+        if security is None:
+            values: list[tuple[int, Value | dict[int, Value]]] = [
+                (SERVER_URI, s.uri),
+                (BOOTSTRAP_SERVER, False),
+                (SECURITY_MODE, s.security_mode),
+                (SECURITY_SSID, s.short_server_id),
+            ]
+            if s.psk_identity is not None and s.psk_key is not None:
+                values += [(PSK_IDENTITY, s.psk_identity), (PSK_KEY, s.psk_key)]
+            security = self.tree.create_instance(SECURITY_OBJECT, None, values).ids[1]
+        server = self._find(SERVER_OBJECT, SHORT_SERVER_ID, s.short_server_id)
+        if server is None:
+            server = self.tree.create_instance(
                 SERVER_OBJECT,
-                0,
-                [(0, s.short_server_id), (LIFETIME, s.lifetime), (6, False), (BINDING, s.binding)],
-            )
-        self._server_iid = self.tree.instance_ids(SERVER_OBJECT)[0]
+                None,
+                [
+                    (SHORT_SERVER_ID, s.short_server_id),
+                    (LIFETIME, s.lifetime),
+                    (NOTIFICATION_STORING, False),
+                    (BINDING, s.binding),
+                    (MUTE_SEND, s.mute_send),
+                ],
+            ).ids[1]
+        return security, server
 
-    def params(self) -> RegistrationParams:
-        """What the registration carries now, read from the tree."""
-        server = Path((SERVER_OBJECT, self._server_iid))
-        lifetime = self.tree.get(server.child(LIFETIME))
-        binding = self.tree.get(server.child(BINDING))
-        objects = [(o, iids) for o, iids in self.tree.objects() if o.id not in BOOTSTRAP_ONLY]
-        version = self.registrar.version if self.registrar is not None else self.server.version
-        return RegistrationParams(
-            lifetime=lifetime if isinstance(lifetime, int) else self.server.lifetime,
-            binding=binding if isinstance(binding, str) else self.server.binding,
-            queue=self.server.queue,
-            links=registration_links(objects, version=version),
-        )
+    # -- running -----------------------------------------------------------------------------
 
     def _on_change(self, path: Path) -> None:
-        registrar = self.registrar
-        if registrar is None:
-            return
-        structural = path.level <= Level.INSTANCE
-        server_param = (
-            path.object_id == SERVER_OBJECT
-            and path.level >= Level.RESOURCE
-            and path.resource_id in (LIFETIME, BINDING)
-        )
-        if structural or server_param:
-            registrar.trigger_update()
+        for s in self.sessions:
+            if s.carries(path):
+                s.trigger_update()
+
+    def _update_trigger(self, path: Path, arguments: str) -> None:
+        """/1/x/8 executed: an Update to the server of that /1 instance."""
+        for s in self.sessions:
+            if s.server_instance == path.ids[1]:
+                s.trigger_update()
 
     async def start(self) -> None:
-        self._factory_bootstrap()
-        dm = DeviceManagement(
-            self.tree,
-            version=lambda: self.registrar.version if self.registrar else self.server.version,
-        )
-        self.context = await aiocoap.Context.create_server_context(
-            DeviceManagementResource(dm), bind=self.bind, transports=["udp6"]
-        )
-        target = ServerTarget(
-            uri=self.server.uri,
-            endpoint=self.endpoint,
-            version=self.server.version,
-            request_timeout=self.server.request_timeout,
-            retry=self.server.retry,
-        )
-        self.registrar = Registrar(self.context, target, self.params, self.on_event)
-        self.tree.on_execute(
-            SERVER_OBJECT, UPDATE_TRIGGER, lambda path, args: self._trigger_update()
-        )
+        """Open one session per server and start registering; returns without waiting for
+        any server to answer."""
+        instances = [self._factory_bootstrap(s) for s in self.servers]
+        try:
+            for s, (security, server) in zip(self.servers, instances, strict=True):
+                self.sessions.append(
+                    await ServerSession.open(
+                        self.tree,
+                        self.endpoint,
+                        s,
+                        security_instance=security,
+                        server_instance=server,
+                        bind=self.bind,
+                        on_event=self.on_event,
+                    )
+                )
+        except BaseException:
+            await asyncio.gather(*(s.endpoint.shutdown() for s in self.sessions))
+            self.sessions.clear()
+            raise
+        self.tree.on_execute(SERVER_OBJECT, UPDATE_TRIGGER, self._update_trigger)
         self._unsubscribe = self.tree.subscribe(self._on_change)
-        self._task = asyncio.create_task(self.registrar.run(), name=f"lwm2m-{self.endpoint}")
-
-    def _trigger_update(self) -> None:
-        if self.registrar is not None:
-            self.registrar.trigger_update()
+        for session in self.sessions:
+            session.start()
 
     async def stop(self) -> None:
-        """De-register and close the socket."""
+        """De-register from every server (at once, so a silent one delays no other) and close
+        the sockets."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self.registrar is not None:
-            await self.registrar.deregister()
-        if self.context is not None:
-            await self.context.shutdown()
-            self.context = None
+        sessions, self.sessions = self.sessions, []
+        await asyncio.gather(*(s.close() for s in sessions))
+
+    async def send(self, records: Sequence[Record], server: int | None = None) -> SendOutcome:
+        """Send ``records`` to the server with Short Server ID ``server`` (default: the first
+        configured server); see ``ServerSession.send``."""
+        if not self.sessions:
+            raise SendNotRegistered("the client is not started")
+        session = self.sessions[0] if server is None else self.session(server)
+        return await session.send(records)

@@ -92,11 +92,19 @@ def parse_execute_arguments(text: str) -> dict[int, str | None]:
 
 class DeviceManagement:
     """Serves one tree to a server. ``version`` is the LwM2M version the server registered
-    with, which picks the default format when a request has no Accept."""
+    with, which picks the default format when a request has no Accept; ``server_id`` is that
+    server's Short Server ID (None when unknown), since several servers share one tree."""
 
-    def __init__(self, tree: ObjectTree, version: Callable[[], str] = lambda: "1.1") -> None:
+    def __init__(
+        self,
+        tree: ObjectTree,
+        version: Callable[[], str] = lambda: "1.1",
+        *,
+        server_id: int | None = None,
+    ) -> None:
         self.tree = tree
         self.version = version
+        self.server_id = server_id
         self.attributes: dict[Path, Attributes] = {}
 
     # -- entry point -------------------------------------------------------------------------

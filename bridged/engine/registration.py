@@ -8,6 +8,11 @@ Communication Retry resources (/1/x/17-20) say, then go on at the sequence delay
 
 Every state change is a ``RegistrationEvent``, which the daemon reports in its status and logs,
 like the RD client events of the Zephyr LwM2M client.
+
+The registrar talks through an ``Endpoint`` (plain UDP or DTLS-PSK), and its ``exchange`` is the
+one way the session's own requests reach the server, so the Send operation gets the same
+timeout, the same recovery of a lost DTLS session and the same "the client spoke" signal that
+queue mode keys on.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from urllib.parse import urlsplit
 
 import aiocoap
 from aiocoap.numbers.codes import Code
+
+from .endpoint import Endpoint, UdpEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +121,13 @@ def update_margin(lifetime: int) -> float:
     return min(max(lifetime * 0.1, 1.0), 93.0)
 
 
+def failure_text(error: BaseException) -> str:
+    """An exchange's failure as an event tells it: the error's class and message, so that a
+    DTLS handshake error says what to check (the PSK identity and key)."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def register_query(target: ServerTarget, params: RegistrationParams, version: str) -> list[str]:
     """The Register query. 1.1+ has a separate valueless ``Q``; 1.0 says ``b=UQ``."""
     q = [f"ep={target.endpoint}", f"lt={params.lifetime}", f"lwm2m={version}"]
@@ -131,13 +145,17 @@ class Registrar:
 
     def __init__(
         self,
-        context: aiocoap.Context,
+        endpoint: Endpoint | aiocoap.Context,
         target: ServerTarget,
         params: Callable[[], RegistrationParams],
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        on_answer: Callable[[], None] = lambda: None,
     ) -> None:
-        self.context = context
+        """``endpoint`` carries the requests (a bare context is plain UDP); ``on_answer`` is
+        called whenever the server answers one of them (queue mode's "the client spoke")."""
+        self.endpoint = UdpEndpoint(endpoint) if isinstance(endpoint, aiocoap.Context) else endpoint
         self.target = target
         self._params = params
         self._on_event = on_event
@@ -150,6 +168,8 @@ class Registrar:
         self._registered_at = 0.0
         self._wake = asyncio.Event()
         self._stopping = False
+        self._register_again = False
+        self._on_answer = on_answer
         split = urlsplit(target.uri)
         self._base_path = tuple(s for s in split.path.split("/") if s)
         self._base_query = [q for q in split.query.split("&") if q]
@@ -158,8 +178,42 @@ class Registrar:
     # -- public ------------------------------------------------------------------------------
 
     def trigger_update(self) -> None:
-        """Send an Update now (objects changed, /1/x/8 executed, lt or b written)."""
-        self._wake.set()
+        """Send an Update now (objects changed, /1/x/8 executed, lt or b written).
+
+        Ignored while waiting to retry a failed Register: the next Register reads the current
+        parameters anyway, and a busy tree must not cut the back-off toward a dead server short.
+        """
+        if self.state is not RegistrationState.RETRY_WAIT:
+            self._wake.set()
+
+    def register_again(self) -> None:
+        """The server no longer knows this client (e.g. it answered a Send with 4.04): drop the
+        registration and Register from scratch."""
+        if self.registered:
+            self._register_again = True
+            self._set(RegistrationState.IDLE)
+            self._wake.set()
+
+    def uri(self, *segments: str) -> str:
+        """The URI of ``segments`` below the Server URI's path, as Register's ``rd``."""
+        return self._origin + "/" + "/".join((*self._base_path, *segments))
+
+    async def exchange(self, msg: aiocoap.Message) -> aiocoap.Message:
+        """Send one request to the server within the request timeout; return the response.
+
+        A timeout drops the endpoint's session, as a network error already does in the DTLS
+        endpoint: a server that stopped answering may have lost it, and the Register that
+        follows must handshake afresh.
+        """
+        try:
+            async with asyncio.timeout(self.target.request_timeout):
+                response = await self.endpoint.request(msg)
+        except TimeoutError:
+            self.endpoint.drop_session()
+            raise
+        self.remote = response.remote
+        self._on_answer()
+        return response
 
     @property
     def registered(self) -> bool:
@@ -179,6 +233,9 @@ class Registrar:
                     pass
                 if self._stopping:
                     return
+                if self._register_again:
+                    self._register_again = False
+                    break
                 if not await self._update():
                     break
 
@@ -192,7 +249,7 @@ class Registrar:
         self._set(RegistrationState.DEREGISTERING)
         msg = aiocoap.Message(code=Code.DELETE, uri=self._location_uri())
         try:
-            response = await self._send(msg)
+            response = await self.exchange(msg)
         except (aiocoap.error.Error, TimeoutError, OSError) as e:
             self._emit(EventKind.DEREGISTER_FAILURE, f"{type(e).__name__}: {e}")
         else:
@@ -221,12 +278,6 @@ class Registrar:
             extra={"SERVER": self.target.name, "REGISTRATION_EVENT": kind.value},
         )
         self._on_event(event)
-
-    async def _send(self, msg: aiocoap.Message) -> aiocoap.Message:
-        async with asyncio.timeout(self.target.request_timeout):
-            response = await self.context.request(msg).response
-        self.remote = response.remote
-        return response
 
     def _location_uri(self) -> str:
         assert self.location is not None
@@ -263,17 +314,13 @@ class Registrar:
         self._wake.clear()
         self._set(RegistrationState.REGISTERING)
         params = self._params()
-        msg = aiocoap.Message(
-            code=Code.POST,
-            uri=self._origin + "/" + "/".join((*self._base_path, "rd")),
-            payload=params.links.encode(),
-        )
+        msg = aiocoap.Message(code=Code.POST, uri=self.uri("rd"), payload=params.links.encode())
         msg.opt.uri_query = (*self._base_query, *register_query(self.target, params, self.version))
         msg.opt.content_format = LINK_FORMAT
         try:
-            response = await self._send(msg)
+            response = await self.exchange(msg)
         except (aiocoap.error.Error, TimeoutError, OSError) as e:
-            self._emit(EventKind.REGISTRATION_FAILURE, f"no answer: {type(e).__name__} {e}")
+            self._emit(EventKind.REGISTRATION_FAILURE, failure_text(e))
             return False
         if response.code == PRECONDITION_FAILED and self.version != "1.0":
             self._emit(EventKind.VERSION_FALLBACK, f"{response.code}: retrying as LwM2M 1.0")
@@ -315,7 +362,7 @@ class Registrar:
         if links_changed:
             msg.opt.content_format = LINK_FORMAT
         try:
-            response = await self._send(msg)
+            response = await self.exchange(msg)
         except (aiocoap.error.Error, TimeoutError, OSError) as e:
             self._set(RegistrationState.IDLE)
             self._emit(EventKind.UPDATE_FAILURE, f"no answer ({type(e).__name__}): re-register")

@@ -1,20 +1,31 @@
 """The client end to end: it registers its tree and serves the server's requests over the
-socket it registered from (OMA LwM2M 1.1 int-101, 104, 201, 227)."""
+socket it registered from, plain or DTLS-PSK (OMA LwM2M 1.1 int-101, 104, 201, 227, 401)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import AsyncIterator
 
 import pytest
+from aiocoap import Message
 from aiocoap.numbers.codes import Code
+from clients import FAST_RETRY, gateway_tree, next_event
 
 from bridged.engine.client import LwM2MClient, ServerConfig
-from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
-from bridged.objects.builtin import builtin_registry
+from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.objects.formats import ContentFormat
-from bridged.objects.tree import ObjectTree
+from bridged.objects.paths import Path
+from peers.dtls_server import DtlsPskServer
 from peers.lwm2m_server import LwM2MTestServer
+
+IDENTITY = b"urn:imei:490154203237518"
+KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
+
+needs_dtls = pytest.mark.skipif(
+    importlib.util.find_spec("DTLSSocket") is None,
+    reason="DTLSSocket is not installed (pip install 'bridged[dtls]')",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -37,13 +48,10 @@ def events() -> asyncio.Queue[RegistrationEvent]:
 async def client(
     server: LwM2MTestServer, events: asyncio.Queue[RegistrationEvent]
 ) -> AsyncIterator[LwM2MClient]:
-    tree = ObjectTree(builtin_registry())
-    tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
-    tree.create_instance(3303, 0, [(5700, 21.5)])
     c = LwM2MClient(
-        tree,
+        gateway_tree(),
         "gw-1",
-        ServerConfig(uri=server.uri, request_timeout=3.0, retry=RetryPolicy(2, 0.05, 0.1, 1)),
+        ServerConfig(uri=server.uri, request_timeout=3.0, retry=FAST_RETRY),
         bind=("127.0.0.1", 0),
         on_event=events.put_nowait,
     )
@@ -106,9 +114,102 @@ async def test_new_instance_sends_the_object_list(
 async def test_stop_deregisters(
     client: LwM2MClient, server: LwM2MTestServer, events: asyncio.Queue[RegistrationEvent]
 ) -> None:
-    async with asyncio.timeout(10):
-        while (await events.get()).kind is not EventKind.REGISTRATION_COMPLETE:
-            pass
+    await next_event(events, EventKind.REGISTRATION_COMPLETE)
     await client.stop()
     await server.next_event("deregister")
     assert "gw-1" not in server.clients
+
+
+@pytest.mark.parametrize(
+    ("uri", "psk", "message"),
+    [
+        ("coaps://127.0.0.1", {}, "coaps:// needs psk_identity and psk_key"),
+        ("coap://127.0.0.1", {"psk_identity": IDENTITY, "psk_key": KEY}, "needs a coaps:// URI"),
+        ("http://127.0.0.1", {}, "must be coap:// or coaps://"),
+    ],
+)
+def test_server_config_security_must_match_the_uri(
+    uri: str, psk: dict[str, bytes], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        ServerConfig(uri, **psk)  # type: ignore[arg-type]
+
+
+def test_servers_need_distinct_short_server_ids() -> None:
+    with pytest.raises(ValueError, match="must differ"):
+        LwM2MClient(gateway_tree(), "gw-1", [ServerConfig("coap://a"), ServerConfig("coap://b")])
+
+
+@needs_dtls
+async def test_int_401_registers_over_dtls_psk_and_is_read_over_that_session() -> None:
+    """LightweightM2M-1.1-int-401 (UDP Channel Security, PSK Mode): the identity and key go from
+    the configuration into /0, the client registers over DTLS-PSK, and the server reads the
+    client through the same session."""
+    server = await DtlsPskServer.start(IDENTITY, KEY)
+    tree = gateway_tree()
+    client = LwM2MClient(
+        tree,
+        "gw-1",
+        ServerConfig(
+            server.uri,
+            psk_identity=IDENTITY,
+            psk_key=KEY,
+            request_timeout=3.0,
+            retry=FAST_RETRY,
+            dtls_handshake_timeout=3.0,
+        ),
+    )
+    try:
+        await client.start()
+        assert [tree.get(Path((0, 0, r))) for r in (2, 3, 5)] == [0, IDENTITY, KEY]
+        async with asyncio.timeout(10):
+            registration = await server.registrations.get()
+        assert registration.endpoint == "gw-1"
+        assert b"</3303/0>" in registration.payload
+        read = server.request(registration, Message(code=Code.GET, uri_path=("3", "0", "0")))
+        async with asyncio.timeout(10):
+            response = await read.response
+        assert (response.code, response.payload) == (Code.CONTENT, b"ACME")
+        security = server.request(registration, Message(code=Code.GET, uri_path=("0", "0")))
+        async with asyncio.timeout(10):
+            assert (await security.response).code == Code.UNAUTHORIZED
+    finally:
+        await client.stop()
+        await server.shutdown()
+
+
+@needs_dtls
+async def test_wrong_psk_is_a_clear_event_and_the_other_server_carries_on() -> None:
+    server = await DtlsPskServer.start(IDENTITY, KEY)
+    events: asyncio.Queue[RegistrationEvent] = asyncio.Queue()
+    async with LwM2MTestServer() as plain:
+        client = LwM2MClient(
+            gateway_tree(),
+            "gw-1",
+            [
+                ServerConfig(
+                    server.uri,
+                    1,
+                    psk_identity=IDENTITY,
+                    psk_key=b"not the key",
+                    request_timeout=3.0,
+                    retry=FAST_RETRY,
+                    dtls_handshake_timeout=0.3,
+                ),
+                ServerConfig(plain.uri, 2, request_timeout=3.0, retry=FAST_RETRY),
+            ],
+            bind=("127.0.0.1", 0),
+            on_event=events.put_nowait,
+        )
+        try:
+            await client.start()
+            failure = await next_event(events, EventKind.REGISTRATION_FAILURE, server.uri)
+            assert failure.detail.startswith("DtlsHandshakeError: DTLS-PSK handshake")
+            assert "check the PSK identity and key" in failure.detail
+            await plain.next_event("register")
+            await next_event(events, EventKind.REGISTRATION_FAILURE, server.uri)  # still trying
+            assert server.registrations.empty()
+            assert client.session(2).registered and not client.session(1).registered
+        finally:
+            await client.stop()
+            await server.shutdown()

@@ -4,6 +4,12 @@ It does what the independent peers cannot script: it records every registration 
 message (Register, Update, De-register, Send) as an event, refuses LwM2M versions on demand,
 hands out multi-segment Location-Paths, and sends device-management requests to a registered
 client from its own address and port, as a real server does.
+
+Send (``POST /dp``) is answered as a LwM2M 1.1 server does: 4.04 from a client it does not know
+(which must register again), 4.15 for anything but SenML CBOR, 4.00 for a payload that
+does not decode, else 2.04 (or ``send_code``, to test how the client takes an error). The SenML
+CBOR payload is decoded here with cbor2 alone, independently of the engine's codec, so a test
+sees the names, times and values as a server would.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import aiocoap
+import cbor2
 from aiocoap import resource
 from aiocoap.numbers.codes import Code
 
@@ -34,6 +41,15 @@ class ClientRecord:
 
 
 @dataclass(frozen=True)
+class SenMLRecord:
+    """One record of a Send, resolved: full name, time (None: none given) and value."""
+
+    name: str
+    time: float | None
+    value: object
+
+
+@dataclass(frozen=True)
 class ServerEvent:
     """One registration-interface message as the server saw it."""
 
@@ -43,6 +59,25 @@ class ServerEvent:
     payload: bytes
     content_format: int | None
     code: Code
+    records: tuple[SenMLRecord, ...] = ()  # a Send's decoded SenML CBOR
+
+
+_SENML_VALUES = (2, 3, 4, 8, "vlo")
+"""RFC 8428 CBOR labels of v, vs, vb, vd, and LwM2M's object link "vlo"."""
+
+
+def decode_senml_cbor(payload: bytes) -> tuple[SenMLRecord, ...]:
+    """RFC 8428 resolution: name = bn + n, time = bt + t, with bn and bt inherited."""
+    bn, bt = "", None
+    out = []
+    for item in cbor2.loads(payload):
+        bn = item.get(-2, bn)
+        bt = item.get(-3, bt)
+        t = item.get(6)
+        time = None if t is None and bt is None else (bt or 0) + (t or 0)
+        value = next(item[k] for k in _SENML_VALUES if k in item)
+        out.append(SenMLRecord(bn + item.get(0, ""), time, value))
+    return tuple(out)
 
 
 def _parse_query(options: Iterable[str]) -> dict[str, str | None]:
@@ -66,9 +101,7 @@ class _Root(resource.Resource):
         if path == self.server.rd_path and request.code == Code.POST:
             return self.server._register(request)
         if path == ("dp",) and request.code == Code.POST:
-            ep = self.server._endpoint_of(request.remote) or ""
-            self.server._emit("send", ep, request, Code.CHANGED)
-            return aiocoap.Message(code=Code.CHANGED)
+            return self.server._send(request)
         record = self.server._by_location(path)
         if record is not None:
             return self.server._update_or_delete(record, request)
@@ -94,6 +127,8 @@ class LwM2MTestServer:
         self.accepted_versions = accepted_versions
         self.clients: dict[str, ClientRecord] = {}
         self.events: asyncio.Queue[ServerEvent] = asyncio.Queue()
+        self.history: list[ServerEvent] = []  # every event in order, for ordering checks
+        self.send_code: Code | None = None  # answer every Send with this code instead
         self.context: aiocoap.Context | None = None
         self._ids = itertools.count(1)
 
@@ -127,17 +162,42 @@ class LwM2MTestServer:
 
     # -- registration interface ----------------------------------------------------------
 
-    def _emit(self, kind: str, endpoint: str, request: aiocoap.Message, code: Code) -> None:
-        self.events.put_nowait(
-            ServerEvent(
-                kind,
-                endpoint,
-                _parse_query(request.opt.uri_query),
-                bytes(request.payload),
-                request.opt.content_format,
-                code,
-            )
+    def _emit(
+        self,
+        kind: str,
+        endpoint: str,
+        request: aiocoap.Message,
+        code: Code,
+        records: tuple[SenMLRecord, ...] = (),
+    ) -> None:
+        event = ServerEvent(
+            kind,
+            endpoint,
+            _parse_query(request.opt.uri_query),
+            bytes(request.payload),
+            request.opt.content_format,
+            code,
+            records,
         )
+        self.history.append(event)
+        self.events.put_nowait(event)
+
+    def _send(self, request: aiocoap.Message) -> aiocoap.Message:
+        ep = self._endpoint_of(request.remote)
+        records: tuple[SenMLRecord, ...] = ()
+        if ep is None:
+            code = Code.NOT_FOUND
+        elif request.opt.content_format != 112:
+            code = Code.UNSUPPORTED_CONTENT_FORMAT
+        else:
+            try:
+                records = decode_senml_cbor(bytes(request.payload))
+            except (ValueError, AttributeError, StopIteration, TypeError):
+                code = Code.BAD_REQUEST
+            else:
+                code = self.send_code or Code.CHANGED
+        self._emit("send", ep or "", request, code, records)
+        return aiocoap.Message(code=code)
 
     def _register(self, request: aiocoap.Message) -> aiocoap.Message:
         q = _parse_query(request.opt.uri_query)

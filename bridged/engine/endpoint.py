@@ -1,0 +1,62 @@
+"""The client's CoAP endpoint toward one LwM2M server, whatever its security mode.
+
+A session needs three things of its endpoint: a context that serves the client's site to the
+server (the server's requests arrive on the socket the client registered from), a way to send
+the client's own requests (Register, Update, Send...), and a way to forget a session the server
+may have lost so that the next Register starts afresh. ``Endpoint`` is that contract;
+``UdpEndpoint`` fulfils it for NoSec (security mode 3) and ``dtls.DtlsPskEndpoint`` for PSK
+(security mode 0), so the registrar and the Send code do not care which one they talk through.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import aiocoap
+from aiocoap import interfaces
+
+
+class Endpoint(Protocol):
+    """What a session asks of its CoAP endpoint (see the module docstring)."""
+
+    @property
+    def context(self) -> aiocoap.Context: ...
+
+    async def request(self, message: aiocoap.Message) -> aiocoap.Message: ...
+
+    def drop_session(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+class UdpEndpoint:
+    """Plain CoAP over UDP (NoSec): one socket, serving ``site`` and sending requests.
+
+    The socket is the client's address as the server sees it, so it is opened once per server
+    and kept for the life of the session.
+    """
+
+    def __init__(self, context: aiocoap.Context) -> None:
+        self._context = context
+
+    @classmethod
+    async def create(
+        cls, site: interfaces.Resource, bind: tuple[str, int] = ("::", 0)
+    ) -> UdpEndpoint:
+        """Open the socket on ``bind``; only UDP, so that no TCP or WebSocket port opens too."""
+        context = await aiocoap.Context.create_server_context(site, bind=bind, transports=["udp6"])
+        return cls(context)
+
+    @property
+    def context(self) -> aiocoap.Context:
+        return self._context
+
+    async def request(self, message: aiocoap.Message) -> aiocoap.Message:
+        response: aiocoap.Message = await self._context.request(message).response
+        return response
+
+    def drop_session(self) -> None:
+        """Nothing to drop: plain UDP has no session state the server could have lost."""
+
+    async def shutdown(self) -> None:
+        await self._context.shutdown()

@@ -1,0 +1,142 @@
+"""The LwM2M Send operation (``POST /dp``, LwM2M 1.1): the decisions and the payload, no I/O.
+
+Send is how the gateway delivers readings the server did not ask for just now, above all the
+buffered time series of a node that was out of reach: one SenML CBOR pack whose records each
+carry a path, a value and the time it was measured, so a series of one resource is several
+records with the same name and different times.
+
+Three things keep a Send from going out, and each is refused here before anything is sent, with
+an error that says why: the client is not registered with that server; the server registered it
+as LwM2M 1.0, which has no Send (the caller falls back to notifications); the server's /1/x/23
+Mute Send is true. The server's answer then decides the outcome: 2.04 Changed delivered it, 4.04
+means the server no longer knows the client (it must Register again), anything else, or no
+answer, is reported, and the caller keeps the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from aiocoap.numbers.codes import Code
+
+from bridged.objects.errors import BadRequest, LwM2MError, NotFound, coap_code
+from bridged.objects.formats import ContentFormat, codec_for
+from bridged.objects.paths import ROOT, Level, Path
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record, check_value
+
+from .dm import BOOTSTRAP_ONLY
+
+SEND_PATH = "dp"
+"""Send goes to ``dp`` below the Server URI's path, as Register goes to ``rd``."""
+
+SERVER_OBJECT, MUTE_SEND = 1, 23
+
+
+class SendRefused(LwM2MError):
+    """Send cannot go to this server now; nothing was sent and the caller keeps the data."""
+
+
+class SendNotRegistered(SendRefused):
+    """The client is not registered with the server (yet, or any more): 5.03, try later."""
+
+    code = coap_code(5, 3)
+
+
+class SendUnsupported(SendRefused):
+    """The server registered the client as LwM2M 1.0, which has no Send: use notifications."""
+
+    code = coap_code(4, 5)
+
+
+class SendMuted(SendRefused):
+    """The server muted Send (/1/x/23 Mute Send is true)."""
+
+    code = coap_code(4, 5)
+
+
+class SendStatus(Enum):
+    """What became of a Send that went out."""
+
+    DELIVERED = "delivered"  # 2.04 Changed
+    REGISTER_AGAIN = "register-again"  # 4.04: the server lost the registration
+    REJECTED = "rejected"  # any other code
+    NO_ANSWER = "no-answer"  # timeout or network error
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """The outcome of one Send to ``server``; ``detail`` is the code and diagnostic or the
+    error, for the daemon's status and logs."""
+
+    status: SendStatus
+    server: str
+    records: int
+    detail: str = ""
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is SendStatus.DELIVERED
+
+
+def check_records(records: Sequence[Record], tree: ObjectTree) -> None:
+    """Refuse (BadRequest, NotFound) what no Send may carry, before anything goes out.
+
+    Records name resources or resource instances of defined, readable resources, never of the
+    bootstrap-only objects (the Security object holds keys), with values of their types.
+    """
+    if not records:
+        raise BadRequest("a Send carries at least one record")
+    for rec in records:
+        path = rec.path
+        if path.level < Level.RESOURCE:
+            raise BadRequest(f"Send records name resources, not {path}")
+        if path.ids[0] in BOOTSTRAP_ONLY:
+            raise BadRequest(f"{path} is bootstrap-only and is never sent")
+        rdef = tree.registry.resource(path.ids[0], path.ids[2])
+        if not rdef.operations.readable:
+            raise BadRequest(f"{path} ({rdef.name}) is not a readable resource")
+        if rdef.multiple != (path.level is Level.RESOURCE_INSTANCE):
+            kind = "resource instances" if rdef.multiple else "a single value"
+            raise BadRequest(f"{path} ({rdef.name}) takes {kind}")
+        check_value(rdef, rec.value)
+
+
+def encode_send(records: Sequence[Record], tree: ObjectTree) -> bytes:
+    """The SenML CBOR payload of a Send: every record by its full path, with its time if any."""
+    check_records(records, tree)
+    return codec_for(ContentFormat.SENML_CBOR).encode(records, ROOT, tree.registry)
+
+
+def muted(tree: ObjectTree, server_instance: int) -> bool:
+    """/1/x/23 Mute Send of the server's /1 instance; absent means not muted (its default)."""
+    try:
+        return tree.get(Path((SERVER_OBJECT, server_instance, MUTE_SEND))) is True
+    except NotFound:
+        return False
+
+
+def check_allowed(*, registered: bool, version: str, muted: bool, server: str) -> None:
+    """Raise the SendRefused that applies, if any (see the module docstring)."""
+    if not registered:
+        raise SendNotRegistered(f"not registered with {server}: Send must wait")
+    if version == "1.0":
+        raise SendUnsupported(
+            f"{server} registered this client as LwM2M 1.0, which has no Send: notify instead"
+        )
+    if muted:
+        raise SendMuted(f"{server} muted Send (/1/x/23 Mute Send is true)")
+
+
+def outcome_of(code: int, diagnostic: bytes, server: str, records: int) -> SendOutcome:
+    """The outcome of the server's answer ``code`` to a Send of ``records`` records."""
+    text = str(Code(code))
+    if diagnostic:
+        text += ": " + diagnostic[:120].decode(errors="replace")
+    if code == Code.CHANGED:
+        return SendOutcome(SendStatus.DELIVERED, server, records)
+    if code == Code.NOT_FOUND:
+        return SendOutcome(SendStatus.REGISTER_AGAIN, server, records, text)
+    return SendOutcome(SendStatus.REJECTED, server, records, text)

@@ -1,0 +1,42 @@
+"""What the engine's client tests share: a gateway tree, fast retries, waiting for events."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.tree import ObjectTree
+
+FAST_RETRY = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1)
+"""Loopback only: a failed Register is retried within a fraction of a second."""
+
+
+def gateway_tree() -> ObjectTree:
+    """A tree with /3/0 (Manufacturer "ACME") and one temperature, /3303/0."""
+    tree = ObjectTree(builtin_registry())
+    tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
+    tree.create_instance(3303, 0, [(5700, 21.5)])
+    return tree
+
+
+async def next_event(
+    events: asyncio.Queue[RegistrationEvent],
+    kind: EventKind,
+    server: str | None = None,
+    timeout: float = 10.0,
+) -> RegistrationEvent:
+    """The next registration event of ``kind`` (from ``server`` when given), skipping others."""
+    async with asyncio.timeout(timeout):
+        while True:
+            ev = await events.get()
+            if ev.kind is kind and (server is None or ev.server == server):
+                return ev
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 with nothing listening (a server that is down)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

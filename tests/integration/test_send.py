@@ -1,0 +1,174 @@
+"""The Send operation end to end against the in-repo server (OMA LwM2M 1.1 int-306, 307, 311).
+
+The server decodes the SenML CBOR itself (cbor2, not the engine's codec), so these tests see
+the names, values and times a server would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiocoap.numbers.codes import Code
+from clients import FAST_RETRY, free_udp_port, gateway_tree, next_event
+
+from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.registration import EventKind, RegistrationEvent
+from bridged.engine.send import SendMuted, SendNotRegistered, SendStatus, SendUnsupported
+from bridged.objects.errors import BadRequest
+from bridged.objects.paths import Path
+from bridged.objects.values import Record
+from peers.lwm2m_server import LwM2MTestServer, SenMLRecord
+
+TEMPERATURE = Path.parse("/3303/0/5700")
+SERIES = [
+    Record(TEMPERATURE, 21.5, 1_700_000_000.0),
+    Record(TEMPERATURE, 21.75, 1_700_000_060.0),
+    Record(TEMPERATURE, 22.0, 1_700_000_120.5),
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_port_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")
+
+
+async def registered_client(
+    server: LwM2MTestServer, uri: str | None = None, timeout: float = 3.0
+) -> tuple[LwM2MClient, asyncio.Queue[RegistrationEvent]]:
+    events: asyncio.Queue[RegistrationEvent] = asyncio.Queue()
+    client = LwM2MClient(
+        gateway_tree(),
+        "gw-1",
+        ServerConfig(uri or server.uri, request_timeout=timeout, retry=FAST_RETRY),
+        bind=("127.0.0.1", 0),
+        on_event=events.put_nowait,
+    )
+    await client.start()
+    return client, events
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LwM2MTestServer]:
+    async with LwM2MTestServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def registered(
+    server: LwM2MTestServer,
+) -> AsyncIterator[tuple[LwM2MClient, asyncio.Queue[RegistrationEvent]]]:
+    c, events = await registered_client(server)
+    await next_event(events, EventKind.REGISTRATION_COMPLETE)
+    yield c, events
+    await c.stop()
+
+
+@pytest.fixture
+def client(registered: tuple[LwM2MClient, asyncio.Queue[RegistrationEvent]]) -> LwM2MClient:
+    return registered[0]
+
+
+async def test_int_306_send_delivers_a_time_series_with_its_timestamps(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """LightweightM2M-1.1-int-306 (Send): a buffered series of one resource arrives as one
+    record per reading, each with the time it was measured."""
+    outcome = await client.send([*SERIES, Record(Path.parse("/3/0/0"), "ACME")])
+    assert outcome.delivered and outcome.records == 4
+    ev = await server.next_event("send")
+    assert (ev.endpoint, ev.content_format, ev.code) == ("gw-1", 112, Code.CHANGED)
+    assert ev.records == (
+        SenMLRecord("/3303/0/5700", 1_700_000_000.0, 21.5),
+        SenMLRecord("/3303/0/5700", 1_700_000_060.0, 21.75),
+        SenMLRecord("/3303/0/5700", 1_700_000_120.5, 22.0),
+        SenMLRecord("/3/0/0", None, "ACME"),
+    )
+
+
+async def test_int_311_send_of_current_values(client: LwM2MClient, server: LwM2MTestServer) -> None:
+    """LightweightM2M-1.1-int-311 (Send command): the current values, read from the tree."""
+    outcome = await client.send(client.tree.read(Path.parse("/3303/0")))
+    assert outcome.delivered
+    ev = await server.next_event("send")
+    assert ev.records == (SenMLRecord("/3303/0/5700", None, 21.5),)
+
+
+async def test_int_307_muted_send_is_refused_locally(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """LightweightM2M-1.1-int-307 (Muting Send): with /1/0/23 true the client sends nothing."""
+    mute = await server.request("gw-1", Code.PUT, "/1/0/23", b"1", content_format=0)
+    assert mute.code == Code.CHANGED
+    with pytest.raises(SendMuted, match="muted Send"):
+        await client.send(SERIES)
+    unmute = await server.request("gw-1", Code.PUT, "/1/0/23", b"0", content_format=0)
+    assert unmute.code == Code.CHANGED
+    assert (await client.send(SERIES[:1])).delivered
+    assert [e.records for e in server.history if e.kind == "send"] == [
+        (SenMLRecord("/3303/0/5700", 1_700_000_000.0, 21.5),)
+    ], "nothing was sent while muted"
+
+
+async def test_send_404_registers_again(
+    registered: tuple[LwM2MClient, asyncio.Queue[RegistrationEvent]], server: LwM2MTestServer
+) -> None:
+    client, events = registered
+    server.forget("gw-1")
+    outcome = await client.send(SERIES)
+    assert outcome.status is SendStatus.REGISTER_AGAIN and not outcome.delivered
+    assert (await server.next_event("send")).code == Code.NOT_FOUND
+    await next_event(events, EventKind.REGISTRATION_COMPLETE)
+    assert (await client.send(SERIES)).delivered
+
+
+async def test_other_errors_are_reported(client: LwM2MClient, server: LwM2MTestServer) -> None:
+    server.send_code = Code.INTERNAL_SERVER_ERROR
+    outcome = await client.send(SERIES)
+    assert outcome.status is SendStatus.REJECTED
+    assert outcome.detail.startswith("5.00")
+    assert client.session(1).registered, "a refused Send leaves the registration alone"
+
+
+async def test_lwm2m_1_0_registration_has_no_send() -> None:
+    async with LwM2MTestServer(accepted_versions=("1.0",)) as server:
+        client, events = await registered_client(server)
+        try:
+            await next_event(events, EventKind.REGISTRATION_COMPLETE)
+            with pytest.raises(SendUnsupported, match="notify instead"):
+                await client.send(SERIES)
+        finally:
+            await client.stop()
+        assert not [e for e in server.history if e.kind == "send"]
+
+
+async def test_send_before_registration_is_refused(server: LwM2MTestServer) -> None:
+    client, events = await registered_client(
+        server, f"coap://127.0.0.1:{free_udp_port()}", timeout=0.3
+    )
+    try:
+        await next_event(events, EventKind.REGISTRATION_FAILURE)
+        with pytest.raises(SendNotRegistered):
+            await client.send(SERIES)
+    finally:
+        await client.stop()
+
+
+async def test_bad_records_are_refused_before_anything_is_sent(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    with pytest.raises(BadRequest, match="takes Float"):
+        await client.send([Record(TEMPERATURE, "warm")])
+    with pytest.raises(BadRequest, match="bootstrap-only"):
+        await client.send([Record(Path.parse("/0/0/5"), b"key")])
+    assert not [e for e in server.history if e.kind == "send"]
+
+
+async def test_long_series_goes_out_in_blocks(client: LwM2MClient, server: LwM2MTestServer) -> None:
+    """Half a day of minute readings is far larger than one CoAP block: Block1 carries it whole."""
+    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+    assert (await client.send(series)).delivered
+    ev = await server.next_event("send")
+    assert len(ev.payload) > 16 * 1024
+    assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]

@@ -1,0 +1,322 @@
+"""Access Control (/2): which LwM2M server may do what on which object instance.
+
+With one server configured, that server has full access and /2 is not consulted. With several,
+every Device Management operation is checked against the /2 instance that points at its target
+(/2/x/0 Object ID, /2/x/1 Object Instance ID), and a refusal is 4.01 Unauthorized.
+
+The rules (LwM2M 1.1 Core, Access Control; object 2 version 1.1):
+
+* The ACL (/2/x/2) is keyed by Short Server ID. A server's rights are its own entry; without
+  one, the default entry (ID 0); without that either, full rights if it is the instance's
+  Access Control Owner (/2/x/3); otherwise none. Owner 65535 means the instance is managed by
+  the bootstrap server only, so no server is its owner.
+* Bits: 1 Read (Read, Observe, Write-Attributes), 2 Write, 4 Execute, 8 Delete, 16 Create.
+  Object 2 version 1.1 dropped Discover from the Read bit (1.0 had it): Discover reveals
+  structure and attributes, never values, and no ACL bit governs it.
+* Create is a right on an object, held by the /2 instance whose Object Instance ID is 65535.
+* An object instance without a /2 instance is refused to every server: nothing grants access.
+  A target that does not exist is not refused here, so the operation answers 4.04 as usual.
+* /2 instances themselves carry no ACL: every server may read them, only their owner may
+  write them, and servers never create or delete them: the client does, as below.
+
+The client keeps /2 in step with the tree: when server S creates an instance, a /2 instance is
+created for it with owner S and the ACL entry S: Read|Write|Execute|Delete (Create means
+nothing on an instance); when an instance is deleted by anyone, its /2 instances go.
+
+``AclTable`` is the pure decision over a snapshot of /2; ``AccessControl`` keeps that snapshot
+for one tree, answers path-level questions for ``DeviceManagement`` and does the maintenance.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum, IntFlag
+
+from bridged.objects.errors import Unauthorized
+from bridged.objects.paths import Level, Path
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record
+
+log = logging.getLogger(__name__)
+
+ACCESS_CONTROL = 2
+"""The Access Control object's ID."""
+
+OBJECT_ID, INSTANCE_ID, ACL, OWNER = 0, 1, 2, 3
+"""The resources of a /2 instance."""
+
+DEFAULT_SERVER = 0
+"""The ACL entry that applies to a server without an entry of its own."""
+
+OBJECT_LEVEL = 65535
+"""The Object Instance ID of the /2 instance that holds an object's Create rights."""
+
+
+class Right(IntFlag):
+    """The ACL bits."""
+
+    READ = 1
+    WRITE = 2
+    EXECUTE = 4
+    DELETE = 8
+    CREATE = 16
+
+
+ALL_RIGHTS = Right.READ | Right.WRITE | Right.EXECUTE | Right.DELETE | Right.CREATE
+CREATOR_RIGHTS = Right.READ | Right.WRITE | Right.EXECUTE | Right.DELETE
+"""What the server that created an instance is granted on it."""
+
+
+class Operation(Enum):
+    """The Device Management operations a server request maps to."""
+
+    READ = "Read"
+    OBSERVE = "Observe"
+    DISCOVER = "Discover"
+    WRITE_ATTRIBUTES = "Write-Attributes"
+    WRITE = "Write"
+    EXECUTE = "Execute"
+    CREATE = "Create"
+    DELETE = "Delete"
+
+
+REQUIRED: Mapping[Operation, Right | None] = {
+    Operation.READ: Right.READ,
+    Operation.OBSERVE: Right.READ,
+    Operation.WRITE_ATTRIBUTES: Right.READ,
+    Operation.DISCOVER: None,
+    Operation.WRITE: Right.WRITE,
+    Operation.EXECUTE: Right.EXECUTE,
+    Operation.DELETE: Right.DELETE,
+    Operation.CREATE: Right.CREATE,
+}
+"""The right each operation needs; None: no ACL bit governs it."""
+
+_READ_ONLY = frozenset(op for op, right in REQUIRED.items() if right in (None, Right.READ))
+
+
+def check_server_id(ssid: int) -> int:
+    """A Short Server ID is 1..65534 (0 names the default ACL entry, 65535 the bootstrap)."""
+    if type(ssid) is not int or not 1 <= ssid <= 65534:
+        raise ValueError(f"a Short Server ID is 1..65534, not {ssid!r}")
+    return ssid
+
+
+def granted(ssid: int, acl: Mapping[int, int], owner: int | None) -> Right:
+    """The rights server ``ssid`` holds under one /2 instance's ACL and owner."""
+    if ssid in acl:
+        return Right(acl[ssid] & ALL_RIGHTS)
+    if DEFAULT_SERVER in acl:
+        return Right(acl[DEFAULT_SERVER] & ALL_RIGHTS)
+    if owner == ssid:
+        return ALL_RIGHTS
+    return Right(0)
+
+
+@dataclass(frozen=True, slots=True)
+class AclEntry:
+    """One /2 instance: ``iid`` is its own ID; it governs /``object_id``/``instance_id``."""
+
+    iid: int
+    object_id: int
+    instance_id: int
+    acl: Mapping[int, int] = field(default_factory=dict)
+    owner: int | None = None
+
+    def rights(self, ssid: int) -> Right:
+        return granted(ssid, self.acl, self.owner)
+
+
+class AclTable:
+    """A snapshot of /2 and the decisions it implies; never changes once built."""
+
+    __slots__ = ("_by_iid", "_by_target")
+
+    def __init__(self, entries: Iterable[AclEntry]) -> None:
+        self._by_target: dict[tuple[int, int], AclEntry] = {}
+        self._by_iid: dict[int, AclEntry] = {}
+        for e in entries:
+            # Two /2 instances for one target is a misconfiguration; the first (lowest ID) wins
+            # so the answer does not depend on the order they were written in.
+            self._by_target.setdefault((e.object_id, e.instance_id), e)
+            self._by_iid[e.iid] = e
+
+    def entry(self, object_id: int, instance_id: int) -> AclEntry | None:
+        """The /2 instance governing /object_id/instance_id (65535: the object's Create)."""
+        return self._by_target.get((object_id, instance_id))
+
+    def allows(
+        self, ssid: int, operation: Operation, object_id: int, instance_id: int | None
+    ) -> bool:
+        """True if server ``ssid`` may perform ``operation`` on the object instance
+        /object_id/instance_id; for Create, ``instance_id`` is ignored (the right is the
+        object's)."""
+        if object_id == ACCESS_CONTROL:
+            return self._allows_on_access_control(ssid, operation, instance_id)
+        required = REQUIRED[operation]
+        if required is None:
+            return True
+        target = OBJECT_LEVEL if operation is Operation.CREATE else instance_id
+        if target is None:
+            return False
+        entry = self.entry(object_id, target)
+        return entry is not None and required in entry.rights(ssid)
+
+    def _allows_on_access_control(
+        self, ssid: int, operation: Operation, instance_id: int | None
+    ) -> bool:
+        if operation in _READ_ONLY:
+            return True
+        if operation in (Operation.CREATE, Operation.DELETE) or instance_id is None:
+            return False
+        entry = self._by_iid.get(instance_id)
+        return entry is not None and entry.owner == ssid
+
+
+class AccessControl:
+    """Access Control over one tree, shared by the ``DeviceManagement`` of every server.
+
+    It reads /2 from the tree (cached until /2 changes) and deletes the /2 instances of
+    instances that go, whoever deletes them. ``close`` stops that.
+    """
+
+    def __init__(self, tree: ObjectTree) -> None:
+        tree.registry.get(ACCESS_CONTROL)  # its instances are created here: it must be defined
+        self.tree = tree
+        self._table: AclTable | None = None
+        self._unsubscribe: Callable[[], None] | None = tree.subscribe(self._on_change)
+
+    def close(self) -> None:
+        """Stop following the tree's changes."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    @property
+    def table(self) -> AclTable:
+        if self._table is None:
+            self._table = AclTable(self._read_entries())
+        return self._table
+
+    def allows(self, ssid: int, operation: Operation, path: Path) -> bool:
+        """True unless the ACL refuses ``operation`` by server ``ssid`` on ``path``.
+
+        Below Create, only instance-level paths (and what is under them) are checked: an
+        object-level Read is filtered instance by instance (``readable_records``), other
+        object-level operations are not LwM2M operations and the tree refuses them. A target
+        instance that does not exist is left to the operation, which answers 4.04.
+        """
+        if path.level is Level.ROOT:
+            return True
+        if operation is Operation.CREATE:
+            return self.table.allows(ssid, operation, path.ids[0], None)
+        if path.level is Level.OBJECT or not self.tree.has(path.truncate(Level.INSTANCE)):
+            return True
+        return self.table.allows(ssid, operation, path.ids[0], path.ids[1])
+
+    def check(self, ssid: int, operation: Operation, path: Path) -> None:
+        """Raise Unauthorized (4.01) if the ACL refuses ``operation`` on ``path``."""
+        if not self.allows(ssid, operation, path):
+            raise Unauthorized(f"server {ssid} has no {operation.value} right on {path}")
+
+    def readable_records(self, ssid: int, records: Sequence[Record]) -> list[Record]:
+        """The records of instances server ``ssid`` may read: a Read on an object (or the
+        root, in Read-Composite) returns only those."""
+        table = self.table
+        verdicts: dict[tuple[int, int], bool] = {}
+        out: list[Record] = []
+        for r in records:
+            key = (r.path.ids[0], r.path.ids[1])
+            if key not in verdicts:
+                verdicts[key] = table.allows(ssid, Operation.READ, *key)
+            if verdicts[key]:
+                out.append(r)
+        return out
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    def created(self, ssid: int, instance: Path) -> Path:
+        """Record that server ``ssid`` created ``instance``: a /2 instance owned by it.
+
+        Returns the /2 instance's path. Called by ``DeviceManagement`` after a Create.
+        """
+        return self.grant(
+            instance.ids[0], instance.ids[1], owner=ssid, acl={ssid: int(CREATOR_RIGHTS)}
+        )
+
+    def grant(
+        self, object_id: int, instance_id: int, *, owner: int, acl: Mapping[int, int]
+    ) -> Path:
+        """Make the /2 instance governing /object_id/instance_id say ``owner`` and ``acl``
+        (``instance_id`` 65535: the object's Create right), replacing any there was.
+
+        This is how the client provisions /2 when several servers are configured (factory
+        bootstrap); ``acl`` maps Short Server IDs (0: default) to ``Right`` bits, ``owner``
+        65535 leaves the instance to the bootstrap server.
+        """
+        if object_id == ACCESS_CONTROL:
+            raise ValueError("/2 instances have no /2 instance of their own")
+        self._drop(lambda e: (e.object_id, e.instance_id) == (object_id, instance_id))
+        return self.tree.create_instance(
+            ACCESS_CONTROL,
+            None,
+            [
+                (OBJECT_ID, object_id),
+                (INSTANCE_ID, instance_id),
+                (ACL, {int(s): int(bits) for s, bits in acl.items()}),
+                (OWNER, owner),
+            ],
+        )
+
+    def _on_change(self, path: Path) -> None:
+        oid = path.object_id
+        if oid == ACCESS_CONTROL:
+            self._table = None
+        elif oid is not None and path.level <= Level.INSTANCE and not self.tree.has(path):
+            if path.level is Level.OBJECT:
+                # The object went with all its instances; its Create right stays, since a
+                # server may create it again.
+                self._drop(lambda e: e.object_id == oid and e.instance_id != OBJECT_LEVEL)
+            else:
+                self._drop(lambda e: (e.object_id, e.instance_id) == (oid, path.ids[1]))
+
+    def _drop(self, governs: Callable[[AclEntry], bool]) -> None:
+        """Delete the /2 instances for which ``governs`` holds."""
+        for e in self._read_entries():
+            if governs(e):
+                self.tree.delete_instance(ACCESS_CONTROL, e.iid)
+
+    def _read_entries(self) -> list[AclEntry]:
+        """The well-formed /2 instances in the tree. One that names no target grants nothing
+        and is skipped."""
+        tree = self.tree
+        base = Path((ACCESS_CONTROL,), tree.prefix)
+        if not tree.has(base):
+            return []
+        entries: list[AclEntry] = []
+        for iid in tree.instance_ids(ACCESS_CONTROL):
+            values: dict[int, object] = {}
+            acl: dict[int, object] = {}
+            for r in tree.read(base.child(iid)):
+                if r.path.level is Level.RESOURCE_INSTANCE and r.path.ids[2] == ACL:
+                    acl[r.path.ids[3]] = r.value
+                else:
+                    values[r.path.ids[2]] = r.value
+            oid, target, owner = values.get(OBJECT_ID), values.get(INSTANCE_ID), values.get(OWNER)
+            if not isinstance(oid, int) or not isinstance(target, int):
+                log.warning("/2/%d names no target instance; it grants nothing", iid)
+                continue
+            entries.append(
+                AclEntry(
+                    iid,
+                    oid,
+                    target,
+                    {riid: bits for riid, bits in acl.items() if isinstance(bits, int)},
+                    owner if isinstance(owner, int) else None,
+                )
+            )
+        return entries

@@ -21,7 +21,10 @@ The rules (LwM2M 1.1 Core, Access Control; object 2 version 1.1):
 
 The client keeps /2 in step with the tree: when server S creates an instance, a /2 instance is
 created for it with owner S and the ACL entry S: Read|Write|Execute|Delete (Create means
-nothing on an instance); when an instance is deleted by anyone, its /2 instances go.
+nothing on an instance); when an instance is deleted by anyone, its /2 instances go. Instances
+the gateway creates itself (its /3, a node's sensors) are no server's doing; with a ``local``
+``Grant`` they get a /2 instance saying what the configuration grants, otherwise none (and so
+no server may touch them, as the rule above says).
 
 ``AclTable`` is the pure decision over a snapshot of /2; ``AccessControl`` keeps that snapshot
 for one tree, answers path-level questions for ``DeviceManagement`` and does the maintenance.
@@ -43,6 +46,9 @@ log = logging.getLogger(__name__)
 
 ACCESS_CONTROL = 2
 """The Access Control object's ID."""
+
+BOOTSTRAP_ONLY = frozenset({0, 21, 23})
+"""Security, OSCORE and EDHOC objects: never visible to a LwM2M Server (4.01)."""
 
 OBJECT_ID, INSTANCE_ID, ACL, OWNER = 0, 1, 2, 3
 """The resources of a /2 instance."""
@@ -116,6 +122,15 @@ def granted(ssid: int, acl: Mapping[int, int], owner: int | None) -> Right:
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """What a /2 instance says: its owner and its ACL (Short Server ID, 0 for the default
+    entry, to ``Right`` bits)."""
+
+    owner: int
+    acl: Mapping[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class AclEntry:
     """One /2 instance: ``iid`` is its own ID; it governs /``object_id``/``instance_id``."""
 
@@ -143,6 +158,10 @@ class AclTable:
             self._by_target.setdefault((e.object_id, e.instance_id), e)
             self._by_iid[e.iid] = e
 
+    def entries(self) -> list[AclEntry]:
+        """Every /2 instance, in ID order."""
+        return [self._by_iid[i] for i in sorted(self._by_iid)]
+
     def entry(self, object_id: int, instance_id: int) -> AclEntry | None:
         """The /2 instance governing /object_id/instance_id (65535: the object's Create)."""
         return self._by_target.get((object_id, instance_id))
@@ -153,6 +172,8 @@ class AclTable:
         """True if server ``ssid`` may perform ``operation`` on the object instance
         /object_id/instance_id; for Create, ``instance_id`` is ignored (the right is the
         object's)."""
+        if object_id in BOOTSTRAP_ONLY:
+            return False
         if object_id == ACCESS_CONTROL:
             return self._allows_on_access_control(ssid, operation, instance_id)
         required = REQUIRED[operation]
@@ -179,14 +200,20 @@ class AccessControl:
     """Access Control over one tree, shared by the ``DeviceManagement`` of every server.
 
     It reads /2 from the tree (cached until /2 changes) and deletes the /2 instances of
-    instances that go, whoever deletes them. ``close`` stops that.
+    instances that go, whoever deletes them. With ``local``, every instance the gateway creates
+    itself gets a /2 instance saying ``local``, those already in the tree included. ``close``
+    stops following the tree.
     """
 
-    def __init__(self, tree: ObjectTree) -> None:
+    def __init__(self, tree: ObjectTree, *, local: Grant | None = None) -> None:
         tree.registry.get(ACCESS_CONTROL)  # its instances are created here: it must be defined
         self.tree = tree
+        self.local = local
         self._table: AclTable | None = None
         self._unsubscribe: Callable[[], None] | None = tree.subscribe(self._on_change)
+        if local is not None:
+            for instance in list(tree.instances()):
+                self._cover(instance)
 
     def close(self) -> None:
         """Stop following the tree's changes."""
@@ -276,13 +303,31 @@ class AccessControl:
         oid = path.object_id
         if oid == ACCESS_CONTROL:
             self._table = None
-        elif oid is not None and path.level <= Level.INSTANCE and not self.tree.has(path):
+        elif oid is None or path.level > Level.INSTANCE:
+            return
+        elif self.tree.has(path):
+            if path.level is Level.INSTANCE:
+                self._cover(path)
+        else:
             if path.level is Level.OBJECT:
                 # The object went with all its instances; its Create right stays, since a
                 # server may create it again.
                 self._drop(lambda e: e.object_id == oid and e.instance_id != OBJECT_LEVEL)
             else:
                 self._drop(lambda e: (e.object_id, e.instance_id) == (oid, path.ids[1]))
+
+    def _cover(self, instance: Path) -> None:
+        """Give an instance without a /2 instance the ``local`` one. A server's Create replaces
+        it right after (``created``)."""
+        oid, iid = instance.ids[0], instance.ids[1]
+        if (
+            self.local is None
+            or oid in BOOTSTRAP_ONLY
+            or oid == ACCESS_CONTROL
+            or self.table.entry(oid, iid) is not None
+        ):
+            return
+        self.grant(oid, iid, owner=self.local.owner, acl=self.local.acl)
 
     def _drop(self, governs: Callable[[AclEntry], bool]) -> None:
         """Delete the /2 instances for which ``governs`` holds."""

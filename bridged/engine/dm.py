@@ -56,12 +56,10 @@ from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 
+from .access import BOOTSTRAP_ONLY as BOOTSTRAP_ONLY  # re-exported: client.py takes it here
 from .access import AccessControl, Operation, check_server_id
 
 log = logging.getLogger(__name__)
-
-BOOTSTRAP_ONLY = frozenset({0, 21, 23})
-"""Security, OSCORE and EDHOC objects: never visible to a LwM2M Server (4.01)."""
 
 NUMERIC_ONLY = frozenset({"gt", "lt", "st"})
 

@@ -19,6 +19,7 @@ from bridged.engine.access import (
     AccessControl,
     AclEntry,
     AclTable,
+    Grant,
     Operation,
     Right,
     granted,
@@ -85,6 +86,12 @@ def test_create_is_the_objects_right_held_by_instance_65535() -> None:
         assert table.allows(2, Operation.CREATE, 3303, None) is bool(mask & C)
     on_instance = AclTable([AclEntry(0, 3303, 0, {2: int(ALL_RIGHTS)}, owner=2)])
     assert not on_instance.allows(2, Operation.CREATE, 3303, None), "an instance's C is moot"
+
+
+@pytest.mark.parametrize("oid", [0, 21, 23])
+def test_bootstrap_only_objects_are_refused_whatever_an_acl_says(oid: int) -> None:
+    table = AclTable([AclEntry(0, oid, 0, {1: int(ALL_RIGHTS)}, owner=1)])
+    assert not any(table.allows(1, op, oid, 0) for op in Operation)
 
 
 def test_discover_is_not_governed_by_the_acl() -> None:
@@ -409,6 +416,31 @@ def test_grant_replaces_and_check_raises_unauthorized(access: AccessControl) -> 
         access.check(1, Operation.WRITE, Path.parse("/3303/1/5700"))
     with pytest.raises(ValueError):
         access.grant(2, 0, owner=1, acl={})
+
+
+def test_local_grant_covers_the_gateways_own_instances_and_yields_to_a_creator() -> None:
+    tree = make_tree()
+    tree.create_instance(0, 0, [(0, "coap://127.0.0.1"), (1, False), (2, 3)])
+    access = AccessControl(tree, local=Grant(owner=1, acl={0: int(R)}))
+    try:
+        targets = {(e.object_id, e.instance_id) for e in access.table.entries()}
+        assert targets == {(1, 0), (1, 1), (3, 0), (3303, 0), (3303, 1)}, "never /0 nor /2"
+        tree.create_instance(3303, 2, [(5700, 5.0)])  # a node appears: the device side
+        assert access.table.entry(3303, 2) == AclEntry(5, 3303, 2, {0: int(R)}, owner=1)
+        access.grant(3303, 65535, owner=65535, acl={2: int(C)})
+        two = DeviceManagement(tree, server_id=2, access=access)
+        payload = codec_for(TLV).encode(
+            [Record(Path.parse("/3303/7/5750"), "attic")], Path((3303,)), tree.registry
+        )
+        assert code(two, Code.POST, "/3303", payload=payload, content_format=TLV) == (Code.CREATED)
+        entry = access.table.entry(3303, 7)
+        assert entry is not None and (entry.owner, dict(entry.acl)) == (2, {2: 15})
+        governing = [e for e in access.table.entries() if (e.object_id, e.instance_id) == (3303, 7)]
+        assert len(governing) == 1, "the creator's /2 instance replaced the local one"
+        assert code(two, Code.GET, "/3303/0/5700") == Code.CONTENT, "local default: read"
+        assert code(two, Code.POST, "/3303/0/5605") == Code.UNAUTHORIZED
+    finally:
+        access.close()
 
 
 # -- the property, end to end ------------------------------------------------------------------

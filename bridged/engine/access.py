@@ -145,26 +145,52 @@ class AclEntry:
 
 
 class AclTable:
-    """A snapshot of /2 and the decisions it implies; never changes once built."""
+    """The /2 instances, indexed by their target, and the decisions they imply.
+
+    ``put`` and ``remove`` keep it in step with /2 one instance at a time, so that a gateway
+    with thousands of instances does not re-read /2 on every change.
+    """
 
     __slots__ = ("_by_iid", "_by_target")
 
-    def __init__(self, entries: Iterable[AclEntry]) -> None:
-        self._by_target: dict[tuple[int, int], AclEntry] = {}
+    def __init__(self, entries: Iterable[AclEntry] = ()) -> None:
         self._by_iid: dict[int, AclEntry] = {}
+        self._by_target: dict[tuple[int, int], set[int]] = {}
         for e in entries:
-            # Two /2 instances for one target is a misconfiguration; the first (lowest ID) wins
-            # so the answer does not depend on the order they were written in.
-            self._by_target.setdefault((e.object_id, e.instance_id), e)
-            self._by_iid[e.iid] = e
+            self.put(e)
+
+    def put(self, entry: AclEntry) -> None:
+        """Add a /2 instance, or replace the one with its ID."""
+        self.remove(entry.iid)
+        self._by_iid[entry.iid] = entry
+        self._by_target.setdefault((entry.object_id, entry.instance_id), set()).add(entry.iid)
+
+    def remove(self, iid: int) -> None:
+        """Forget /2 instance ``iid`` (no-op if unknown)."""
+        old = self._by_iid.pop(iid, None)
+        if old is not None:
+            key = (old.object_id, old.instance_id)
+            self._by_target[key].discard(iid)
+            if not self._by_target[key]:
+                del self._by_target[key]
 
     def entries(self) -> list[AclEntry]:
         """Every /2 instance, in ID order."""
         return [self._by_iid[i] for i in sorted(self._by_iid)]
 
+    def governing(self, object_id: int, instance_id: int) -> list[AclEntry]:
+        """Every /2 instance that names /object_id/instance_id, in ID order."""
+        iids = self._by_target.get((object_id, instance_id), ())
+        return [self._by_iid[i] for i in sorted(iids)]
+
     def entry(self, object_id: int, instance_id: int) -> AclEntry | None:
-        """The /2 instance governing /object_id/instance_id (65535: the object's Create)."""
-        return self._by_target.get((object_id, instance_id))
+        """The /2 instance governing /object_id/instance_id (65535: the object's Create).
+
+        Two for one target is a misconfiguration; the lowest ID wins, so the answer does not
+        depend on the order they were written in.
+        """
+        iids = self._by_target.get((object_id, instance_id))
+        return self._by_iid[min(iids)] if iids else None
 
     def allows(
         self, ssid: int, operation: Operation, object_id: int, instance_id: int | None
@@ -209,7 +235,7 @@ class AccessControl:
         tree.registry.get(ACCESS_CONTROL)  # its instances are created here: it must be defined
         self.tree = tree
         self.local = local
-        self._table: AclTable | None = None
+        self._table = AclTable(self._read_entries())
         self._unsubscribe: Callable[[], None] | None = tree.subscribe(self._on_change)
         if local is not None:
             for instance in list(tree.instances()):
@@ -225,8 +251,7 @@ class AccessControl:
 
     @property
     def table(self) -> AclTable:
-        if self._table is None:
-            self._table = AclTable(self._read_entries())
+        """/2 as it is now."""
         return self._table
 
     def allows(self, ssid: int, operation: Operation, path: Path) -> bool:
@@ -287,7 +312,7 @@ class AccessControl:
         """
         if object_id == ACCESS_CONTROL:
             raise ValueError("/2 instances have no /2 instance of their own")
-        self._drop(lambda e: (e.object_id, e.instance_id) == (object_id, instance_id))
+        self._drop(self._table.governing(object_id, instance_id))
         return self.tree.create_instance(
             ACCESS_CONTROL,
             None,
@@ -302,7 +327,7 @@ class AccessControl:
     def _on_change(self, path: Path) -> None:
         oid = path.object_id
         if oid == ACCESS_CONTROL:
-            self._table = None
+            self._reread(path)
         elif oid is None or path.level > Level.INSTANCE:
             return
         elif self.tree.has(path):
@@ -312,9 +337,25 @@ class AccessControl:
             if path.level is Level.OBJECT:
                 # The object went with all its instances; its Create right stays, since a
                 # server may create it again.
-                self._drop(lambda e: e.object_id == oid and e.instance_id != OBJECT_LEVEL)
+                self._drop(
+                    e
+                    for e in self._table.entries()
+                    if e.object_id == oid and e.instance_id != OBJECT_LEVEL
+                )
             else:
-                self._drop(lambda e: (e.object_id, e.instance_id) == (oid, path.ids[1]))
+                self._drop(self._table.governing(oid, path.ids[1]))
+
+    def _reread(self, path: Path) -> None:
+        """Bring the table in step with a change under /2."""
+        if path.level is Level.OBJECT:
+            self._table = AclTable(self._read_entries())
+            return
+        iid = path.ids[1]
+        entry = self._read_entry(iid) if self.tree.has(path.truncate(Level.INSTANCE)) else None
+        if entry is None:
+            self._table.remove(iid)
+        else:
+            self._table.put(entry)
 
     def _cover(self, instance: Path) -> None:
         """Give an instance without a /2 instance the ``local`` one. A server's Create replaces
@@ -329,39 +370,32 @@ class AccessControl:
             return
         self.grant(oid, iid, owner=self.local.owner, acl=self.local.acl)
 
-    def _drop(self, governs: Callable[[AclEntry], bool]) -> None:
-        """Delete the /2 instances for which ``governs`` holds."""
-        for e in self._read_entries():
-            if governs(e):
-                self.tree.delete_instance(ACCESS_CONTROL, e.iid)
+    def _drop(self, entries: Iterable[AclEntry]) -> None:
+        """Delete these /2 instances."""
+        for e in list(entries):
+            self.tree.delete_instance(ACCESS_CONTROL, e.iid)
 
     def _read_entries(self) -> list[AclEntry]:
-        """The well-formed /2 instances in the tree. One that names no target grants nothing
-        and is skipped."""
-        tree = self.tree
-        base = Path((ACCESS_CONTROL,), tree.prefix)
-        if not tree.has(base):
+        """The well-formed /2 instances in the tree."""
+        base = Path((ACCESS_CONTROL,), self.tree.prefix)
+        if not self.tree.has(base):
             return []
-        entries: list[AclEntry] = []
-        for iid in tree.instance_ids(ACCESS_CONTROL):
-            values: dict[int, object] = {}
-            acl: dict[int, object] = {}
-            for r in tree.read(base.child(iid)):
-                if r.path.level is Level.RESOURCE_INSTANCE and r.path.ids[2] == ACL:
+        found = (self._read_entry(iid) for iid in self.tree.instance_ids(ACCESS_CONTROL))
+        return [e for e in found if e is not None]
+
+    def _read_entry(self, iid: int) -> AclEntry | None:
+        """/2 instance ``iid`` as the table holds it; None when it names no target instance,
+        since then it grants nothing."""
+        values: dict[int, object] = {}
+        acl: dict[int, int] = {}
+        for r in self.tree.read(Path((ACCESS_CONTROL, iid), self.tree.prefix)):
+            if r.path.level is Level.RESOURCE_INSTANCE and r.path.ids[2] == ACL:
+                if isinstance(r.value, int):
                     acl[r.path.ids[3]] = r.value
-                else:
-                    values[r.path.ids[2]] = r.value
-            oid, target, owner = values.get(OBJECT_ID), values.get(INSTANCE_ID), values.get(OWNER)
-            if not isinstance(oid, int) or not isinstance(target, int):
-                log.warning("/2/%d names no target instance; it grants nothing", iid)
-                continue
-            entries.append(
-                AclEntry(
-                    iid,
-                    oid,
-                    target,
-                    {riid: bits for riid, bits in acl.items() if isinstance(bits, int)},
-                    owner if isinstance(owner, int) else None,
-                )
-            )
-        return entries
+            else:
+                values[r.path.ids[2]] = r.value
+        oid, target, owner = values.get(OBJECT_ID), values.get(INSTANCE_ID), values.get(OWNER)
+        if not isinstance(oid, int) or not isinstance(target, int):
+            log.warning("/2/%d names no target instance; it grants nothing", iid)
+            return None
+        return AclEntry(iid, oid, target, acl, owner if isinstance(owner, int) else None)

@@ -408,6 +408,23 @@ def test_device_side_deletion_removes_the_access_control_instance(
     assert access.table.entry(3303, 65535) is not None, "the object's Create right stays"
 
 
+def test_the_table_follows_every_change_to_access_control_instances(
+    access: AccessControl,
+) -> None:
+    entry = access.table.entry(3, 0)
+    assert entry is not None and R in entry.rights(2)
+    access.tree.set(Path((2, entry.iid, 2, 2)), 0)  # the device side, or a bootstrap write
+    assert access.table.entry(3, 0) == AclEntry(entry.iid, 3, 0, {1: int(R | W | E), 2: 0}, 1)
+    duplicate = access.tree.create_instance(2, 40, [(0, 3), (1, 0), (2, {2: int(R)}), (3, 1)])
+    assert access.table.entry(3, 0) == AclEntry(entry.iid, 3, 0, {1: int(R | W | E), 2: 0}, 1)
+    access.tree.delete_instance(2, entry.iid)
+    assert access.table.entry(3, 0) == AclEntry(40, 3, 0, {2: int(R)}, 1), "the other one"
+    access.tree.delete_instance(2, duplicate.ids[1])
+    assert access.table.entry(3, 0) is None
+    access.tree.remove_object(2)
+    assert access.table.entries() == []
+
+
 def test_grant_replaces_and_check_raises_unauthorized(access: AccessControl) -> None:
     access.grant(3303, 1, owner=2, acl={1: int(R)})
     assert len(access.tree.instance_ids(2)) == 6, "replaced, not added"

@@ -26,8 +26,9 @@ the gateway creates itself (its /3, a node's sensors) are no server's doing; wit
 ``Grant`` they get a /2 instance saying what the configuration grants, otherwise none (and so
 no server may touch them, as the rule above says).
 
-``AclTable`` is the pure decision over a snapshot of /2; ``AccessControl`` keeps that snapshot
-for one tree, answers path-level questions for ``DeviceManagement`` and does the maintenance.
+``AclTable`` holds the /2 instances and makes the decisions, with no tree in sight;
+``AccessControl`` keeps one in step with a tree, answers path-level questions for
+``DeviceManagement`` and does the maintenance.
 """
 
 from __future__ import annotations
@@ -225,10 +226,10 @@ class AclTable:
 class AccessControl:
     """Access Control over one tree, shared by the ``DeviceManagement`` of every server.
 
-    It reads /2 from the tree (cached until /2 changes) and deletes the /2 instances of
-    instances that go, whoever deletes them. With ``local``, every instance the gateway creates
-    itself gets a /2 instance saying ``local``, those already in the tree included. ``close``
-    stops following the tree.
+    It follows /2 in the tree (each changed /2 instance is read again) and deletes the /2
+    instances of instances that go, whoever deletes them. With ``local``, every instance the
+    gateway creates itself gets a /2 instance saying ``local``, those already in the tree
+    included. ``close`` stops following the tree.
     """
 
     def __init__(self, tree: ObjectTree, *, local: Grant | None = None) -> None:

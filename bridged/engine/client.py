@@ -37,7 +37,8 @@ from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value
 
-from .dm import BOOTSTRAP_ONLY, DeviceManagement, DeviceManagementResource
+from .access import BOOTSTRAP_ONLY, CREATOR_RIGHTS, AccessControl, Grant, Right
+from .dm import DeviceManagement, DeviceManagementResource
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
 from .endpoint import Endpoint, UdpEndpoint
 from .queue_mode import DEFAULT_WINDOW, HeldTraffic, QueueModeGate, QueueState
@@ -142,6 +143,7 @@ class ServerSession:
         *,
         security_instance: int,
         server_instance: int,
+        access: AccessControl | None = None,
     ) -> None:
         self.tree = tree
         self.config = config
@@ -149,7 +151,10 @@ class ServerSession:
         self.security_instance = security_instance
         self.server_instance = server_instance
         self.dm = DeviceManagement(
-            tree, version=lambda: self.registrar.version, server_id=config.short_server_id
+            tree,
+            version=lambda: self.registrar.version,
+            server_id=config.short_server_id,
+            access=access,
         )
         self.gate: QueueModeGate | None = None
         if config.queue:
@@ -173,12 +178,17 @@ class ServerSession:
         *,
         security_instance: int,
         server_instance: int,
+        access: AccessControl | None = None,
         bind: tuple[str, int] = ("::", 0),
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
     ) -> ServerSession:
         """The session with its socket open (nothing sent yet)."""
         session = cls(
-            tree, config, security_instance=security_instance, server_instance=server_instance
+            tree,
+            config,
+            security_instance=security_instance,
+            server_instance=server_instance,
+            access=access,
         )
         session.endpoint = await session._open_endpoint(bind)
         target = ServerTarget(
@@ -400,6 +410,7 @@ class LwM2MClient:
         self.bind = bind
         self.on_event = on_event
         self.sessions: list[ServerSession] = []
+        self.access: AccessControl | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     def session(self, short_server_id: int) -> ServerSession:
@@ -467,6 +478,8 @@ class LwM2MClient:
         """Open one session per server and start registering; returns without waiting for
         any server to answer."""
         instances = [self._factory_bootstrap(s) for s in self.servers]
+        if len(self.servers) > 1:
+            self.access = self._access_control([server for _, server in instances])
         try:
             for s, (security, server) in zip(self.servers, instances, strict=True):
                 self.sessions.append(
@@ -476,6 +489,7 @@ class LwM2MClient:
                         s,
                         security_instance=security,
                         server_instance=server,
+                        access=self.access,
                         bind=self.bind,
                         on_event=self.on_event,
                     )
@@ -497,6 +511,28 @@ class LwM2MClient:
             self._unsubscribe = None
         sessions, self.sessions = self.sessions, []
         await asyncio.gather(*(s.close() for s in sessions))
+        if self.access is not None:
+            self.access.close()
+            self.access = None
+
+    def _access_control(self, server_instances: Sequence[int]) -> AccessControl:
+        """With several servers, /2 decides who may do what (one server has full access).
+
+        Instances that already have a /2 instance (provisioned by a Bootstrap-Server) keep it.
+        The factory defaults for the others: the first configured server owns the gateway's
+        own instances and the nodes' and may do everything on them, every other server may
+        read and observe them, and each server owns its own /1 instance (its lifetime, its
+        binding, its Update trigger).
+        """
+        primary = self.servers[0].short_server_id
+        access = AccessControl(
+            self.tree,
+            local=Grant(primary, {primary: int(CREATOR_RIGHTS), 0: int(Right.READ)}),
+        )
+        for s, iid in zip(self.servers, server_instances, strict=True):
+            ssid = s.short_server_id
+            access.grant(SERVER_OBJECT, iid, owner=ssid, acl={ssid: int(CREATOR_RIGHTS)})
+        return access
 
     async def send(self, records: Sequence[Record], server: int | None = None) -> SendOutcome:
         """Send ``records`` to the server with Short Server ID ``server`` (default: the first

@@ -19,6 +19,10 @@ DELETE /o/i             Delete
 FETCH                   Read-Composite (payload: the paths)
 iPATCH                  Write-Composite
 ======================  =========================================================
+
+With an ``AccessControl`` (several servers configured), every operation is first checked
+against /2 for the server whose requests this instance handles, and a Read of an object returns
+only the instances that server may read.
 """
 
 from __future__ import annotations
@@ -52,10 +56,9 @@ from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 
-log = logging.getLogger(__name__)
+from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
 
-BOOTSTRAP_ONLY = frozenset({0, 21, 23})
-"""Security, OSCORE and EDHOC objects: never visible to a LwM2M Server (4.01)."""
+log = logging.getLogger(__name__)
 
 NUMERIC_ONLY = frozenset({"gt", "lt", "st"})
 
@@ -92,8 +95,12 @@ def parse_execute_arguments(text: str) -> dict[int, str | None]:
 
 class DeviceManagement:
     """Serves one tree to a server. ``version`` is the LwM2M version the server registered
-    with, which picks the default format when a request has no Accept; ``server_id`` is that
-    server's Short Server ID (None when unknown), since several servers share one tree."""
+    with, which picks the default format when a request has no Accept.
+
+    ``server_id`` is the Short Server ID of that server (None when unknown), since several
+    servers share one tree; ``access`` enforces /2 for it (None: no enforcement, the
+    single-server case where the server has full access).
+    """
 
     def __init__(
         self,
@@ -101,11 +108,15 @@ class DeviceManagement:
         version: Callable[[], str] = lambda: "1.1",
         *,
         server_id: int | None = None,
+        access: AccessControl | None = None,
     ) -> None:
         self.tree = tree
         self.version = version
-        self.server_id = server_id
         self.attributes: dict[Path, Attributes] = {}
+        self.server_id = None if server_id is None else check_server_id(server_id)
+        if access is not None and self.server_id is None:
+            raise ValueError("access control needs the Short Server ID of the server")
+        self.access = access
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -162,6 +173,7 @@ class DeviceManagement:
                 return self.execute(path, payload, content_format)
             raise MethodNotAllowed(f"POST on {path}")
         if method == Code.DELETE:
+            self._check(Operation.DELETE, path)
             self.tree.delete(path)
             self._forget_attributes(path)
             return Reply(Code.DELETED)
@@ -170,18 +182,21 @@ class DeviceManagement:
     # -- operations --------------------------------------------------------------------------
 
     def read(self, path: Path, accept: int | None) -> Reply:
-        records = self.tree.read(path)
+        self._check(Operation.READ, path)
+        records = self._readable(self.tree.read(path))
         codec = self._output_codec(accept, path, records)
         return self._content(codec, records, path)
 
     def write(
         self, path: Path, payload: bytes, content_format: int | None, *, replace: bool
     ) -> Reply:
+        self._check(Operation.WRITE, path)
         records = self._input_codec(content_format).decode(payload, path, self.tree.registry)
         self.tree.write(path, records, replace=replace)
         return Reply(Code.CHANGED)
 
     def create(self, path: Path, payload: bytes, content_format: int | None) -> Reply:
+        self._check(Operation.CREATE, path)
         codec = self._input_codec(content_format)
         try:
             records = codec.decode(payload, path, self.tree.registry)
@@ -194,9 +209,12 @@ class DeviceManagement:
             new = next(i for i in range(len(taken) + 1) if i not in taken)
             records = codec.decode(payload, path.child(new), self.tree.registry)
         created = self.tree.create(path, records)
+        if self.access is not None and self.server_id is not None:
+            self.access.created(self.server_id, created)
         return Reply(Code.CREATED, location=tuple(created.segments()))
 
     def execute(self, path: Path, payload: bytes, content_format: int | None) -> Reply:
+        self._check(Operation.EXECUTE, path)
         if content_format not in (None, ContentFormat.TEXT):
             raise UnsupportedContentFormat("execute arguments are text/plain")
         try:
@@ -228,6 +246,7 @@ class DeviceManagement:
         return Reply(Code.CONTENT, text.encode(), ContentFormat.LINK_FORMAT)
 
     def write_attributes(self, path: Path, query: Sequence[str]) -> Reply:
+        self._check(Operation.WRITE_ATTRIBUTES, path)
         change = parse_attributes(query)
         if not self.tree.has(path) and path.level is not Level.OBJECT:
             raise NotFound(f"{path} does not exist")
@@ -253,11 +272,16 @@ class DeviceManagement:
         for p in paths:
             if p.object_id in BOOTSTRAP_ONLY:
                 raise Unauthorized(f"{p} is only for the bootstrap server")
+            self._check(Operation.READ, p)
             if p.level is Level.ROOT:
-                records.extend(r for r in self.tree.read(p) if r.path.ids[0] not in BOOTSTRAP_ONLY)
+                records.extend(
+                    self._readable(
+                        [r for r in self.tree.read(p) if r.path.ids[0] not in BOOTSTRAP_ONLY]
+                    )
+                )
                 continue
             try:
-                records.extend(self.tree.read(p))
+                records.extend(self._readable(self.tree.read(p)))
             except NotFound:
                 continue  # partial presence: what exists is returned
         records.sort(key=lambda r: r.path.sort_key())
@@ -279,11 +303,23 @@ class DeviceManagement:
                 raise NotFound(f"{target.parent} does not exist")
             if not rdef.operations.writable:
                 raise MethodNotAllowed(f"{target} ({rdef.name}) is not writable")
+            self._check(Operation.WRITE, target)
         for target, recs in by_resource.items():
             self.tree.write(target, recs, replace=True)
         return Reply(Code.CHANGED)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _check(self, operation: Operation, path: Path) -> None:
+        """4.01 when access control refuses ``operation`` on ``path`` to this server."""
+        if self.access is not None and self.server_id is not None:
+            self.access.check(self.server_id, operation, path)
+
+    def _readable(self, records: list[Record]) -> list[Record]:
+        """The records of the instances this server may read (all without access control)."""
+        if self.access is None or self.server_id is None:
+            return records
+        return self.access.readable_records(self.server_id, records)
 
     def _content(self, codec: Codec, records: list[Record], base: Path) -> Reply:
         payload = codec.encode(records, base, self.tree.registry)

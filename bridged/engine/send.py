@@ -27,7 +27,7 @@ from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, check_value
 
-from .dm import BOOTSTRAP_ONLY
+from .access import BOOTSTRAP_ONLY
 
 SEND_PATH = "dp"
 """Send goes to ``dp`` below the Server URI's path, as Register goes to ``rd``."""

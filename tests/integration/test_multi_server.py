@@ -152,3 +152,28 @@ async def test_factory_bootstrap_keeps_the_server_instances_already_there(
         assert response.payload == b"120"
     finally:
         await client.stop()
+
+
+async def test_int_2xx_access_control_applies_between_two_servers(
+    client: LwM2MClient, servers: tuple[LwM2MTestServer, LwM2MTestServer]
+) -> None:
+    """Access Control with two servers (factory defaults): the first server manages the
+    gateway's instances, the second may read and observe them, and each server owns its /1."""
+    one, two = servers
+    await one.next_event("register")
+    await two.next_event("register")
+    text = ContentFormat.TEXT
+
+    async def code(server: LwM2MTestServer, method: Code, path: str, payload: bytes = b"") -> Code:
+        response = await server.request(
+            "gw-1", method, path, payload, content_format=text if payload else None
+        )
+        return response.code
+
+    assert await code(two, Code.GET, "/3/0/0") == Code.CONTENT
+    assert await code(two, Code.PUT, "/3/0/13", b"1700000000") == Code.UNAUTHORIZED
+    assert await code(one, Code.PUT, "/3/0/13", b"1700000000") == Code.CHANGED
+    assert await code(two, Code.PUT, "/1/1/1", b"700") == Code.CHANGED
+    assert await code(two, Code.PUT, "/1/0/1", b"700") == Code.UNAUTHORIZED
+    assert client.tree.get(Path((1, 0, 1))) == 300
+    assert len(client.tree.instance_ids(2)) >= 4  # /3/0, /3303/0, /1/0 and /1/1 are governed

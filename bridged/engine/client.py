@@ -7,8 +7,9 @@ created or deleted, /1/x/1 Lifetime or /1/x/7 Binding written, /1/x/8 executed.
 
 With a Bootstrap-Server configured (``bootstrap``), the client bootstraps when it has no usable
 LwM2M Server account, and again when registration fails for good and /1/x/16 Bootstrap on
-Registration Failure allows it. With a state directory (``state_dir``), what a bootstrap
-provisioned is saved there and loaded at the next start, which then registers straight away.
+Registration Failure allows it, or when a server executes /1/x/9 Bootstrap-Request Trigger.
+With a state directory (``state_dir``), what a bootstrap provisioned is saved there and loaded
+at the next start, which then registers straight away.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 
 SERVER_OBJECT = 1
 LIFETIME, BINDING, UPDATE_TRIGGER = 1, 7, 8
+BOOTSTRAP_TRIGGER = 9
 RETRY_RESOURCES = (("count", 17), ("timer", 18), ("sequence_delay", 19), ("sequence_count", 20))
 """/1/x/17-20: Communication Retry Count, Retry Timer, Sequence Delay Timer, Sequence Retry
 Count; when a Bootstrap-Server provisioned them they override the configuration."""
@@ -104,7 +106,7 @@ class LwM2MClient:
         self._unsubscribe: Callable[[], None] | None = None
         self._server_iid = 0
         self._failed_sequences = 0
-        self._registration_failed = asyncio.Event()
+        self._bootstrap_wanted = asyncio.Event()
 
     @property
     def _config(self) -> ServerConfig:
@@ -112,8 +114,9 @@ class LwM2MClient:
         return self.server if self.server is not None else ServerConfig(uri="")
 
     def _factory_bootstrap(self) -> None:
-        """Create /0 and /1 for the configured server unless the tree already has them, and
-        the Bootstrap-Server's /0 instance (Bootstrap-Server = true) when one is configured."""
+        """Create /0 and /1 for the configured server unless the tree already has them (from
+        the state directory, say), and the configured Bootstrap-Server's /0 instance
+        (Bootstrap-Server = true) unless the tree has one."""
         s = self.server
         if s is not None and (not self.tree.has(Path((0,))) or not self.tree.instance_ids(0)):
             self.tree.create_instance(
@@ -163,8 +166,9 @@ class LwM2MClient:
             registrar.trigger_update()
 
     async def start(self) -> None:
-        if self.store is None or not self.store.load(self.tree):
-            self._factory_bootstrap()
+        if self.store is not None:
+            self.store.load(self.tree)
+        self._factory_bootstrap()
         dm = DeviceManagement(
             self.tree,
             version=lambda: self.registrar.version if self.registrar else self._config.version,
@@ -181,6 +185,9 @@ class LwM2MClient:
             registrar = self._new_registrar(self._accounts()[0])
             self._task = asyncio.create_task(registrar.run(), name=f"lwm2m-{self.endpoint}")
         else:
+            self.tree.on_execute(
+                SERVER_OBJECT, BOOTSTRAP_TRIGGER, lambda path, args: self._bootstrap_wanted.set()
+            )
             self._task = asyncio.create_task(self._lifecycle(), name=f"lwm2m-{self.endpoint}")
 
     # -- bootstrap ---------------------------------------------------------------------------
@@ -228,7 +235,7 @@ class LwM2MClient:
             self._failed_sequences += 1
             given_up = self._failed_sequences >= max(self.registrar.target.retry.sequence_count, 1)
             if given_up and self._bootstrap_on_failure():
-                self._registration_failed.set()
+                self._bootstrap_wanted.set()
 
     def _bootstrap_on_failure(self) -> bool:
         """/1/x/16 of the server that failed; true when absent, as LwM2M 1.1 says."""
@@ -237,7 +244,8 @@ class LwM2MClient:
 
     async def _lifecycle(self) -> None:
         """Bootstrap when there is no usable account, register, and bootstrap again when the
-        registration fails for good and the server's /1/x/16 allows it."""
+        registration fails for good and the server's /1/x/16 allows it, or when the server
+        executes /1/x/9 Bootstrap-Request Trigger."""
         assert self.context is not None and self.site is not None and self.bootstrap is not None
         fallback = False
         while True:
@@ -253,24 +261,33 @@ class LwM2MClient:
                     on_event=self.on_bootstrap_event,
                 )
                 await bootstrapper.run()
-                if self.store is not None:
-                    self.store.save(self.tree)
+                self._save()
             registrar = self._new_registrar(self._accounts()[0])
             self._failed_sequences = 0
-            self._registration_failed.clear()
+            self._bootstrap_wanted.clear()
             registering = asyncio.create_task(registrar.run())
-            failed = asyncio.create_task(self._registration_failed.wait())
+            wanted = asyncio.create_task(self._bootstrap_wanted.wait())
             try:
                 done, _ = await asyncio.wait(
-                    {registering, failed}, return_when=asyncio.FIRST_COMPLETED
+                    {registering, wanted}, return_when=asyncio.FIRST_COMPLETED
                 )
             finally:
-                for task in (registering, failed):
+                for task in (registering, wanted):
                     task.cancel()
-                await asyncio.gather(registering, failed, return_exceptions=True)
-            if failed not in done:
+                await asyncio.gather(registering, wanted, return_exceptions=True)
+            if wanted not in done:
                 return
+            await registrar.deregister()
             fallback = True
+
+    def _save(self) -> None:
+        """Keep what was provisioned; a disk that refuses only costs a bootstrap at restart."""
+        if self.store is None:
+            return
+        try:
+            self.store.save(self.tree)
+        except OSError as e:
+            log.error("cannot save the provisioned configuration in %s: %s", self.store.path, e)
 
     def _trigger_update(self) -> None:
         if self.registrar is not None:

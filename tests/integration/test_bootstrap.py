@@ -18,9 +18,10 @@ from aiocoap.numbers.codes import Code
 
 from bridged.engine.bootstrap_client import BootstrapConfig, BootstrapEvent, BootstrapEventKind
 from bridged.engine.client import LwM2MClient, ServerConfig
-from bridged.engine.provisioning import FILE_NAME
+from bridged.engine.provisioning import FILE_NAME, ProvisioningStore
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
 from bridged.objects.builtin import builtin_registry
+from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from peers.bootstrap_server import BootstrapTestServer, security, server
 from peers.lwm2m_server import LwM2MTestServer
@@ -299,3 +300,56 @@ async def test_only_the_bootstrap_server_may_bootstrap(
     async with asyncio.timeout(10):
         response = await dm_server.context.request(msg).response
     assert response.code == Code.UNAUTHORIZED
+
+
+def _state_with_dead_server(state_dir: pathlib.Path, **server_extra: int | bool) -> None:
+    """A saved configuration whose only server does not answer, retrying fast (/1/x/17-20)."""
+    tree = ObjectTree(builtin_registry())
+    tree.create_instance(0, 0, [(0, "coap://127.0.0.1:9"), (1, False), (2, 3), (10, 4)])
+    values: list[tuple[int, int | bool | str]] = [(0, 4), (1, 60), (6, False), (7, "U")]
+    values += [(17, 1), (18, 0), (19, 0), (20, 1)]
+    values += [(int(k.removeprefix("r")), v) for k, v in server_extra.items()]
+    tree.create_instance(1, 0, values)
+    ProvisioningStore(state_dir).save(tree)
+
+
+async def test_no_fallback_when_bootstrap_on_registration_failure_is_false(
+    bs: BootstrapTestServer, clients: Clients, tmp_path: pathlib.Path
+) -> None:
+    """/1/x/16 = false: the client keeps trying its server and never asks for a bootstrap."""
+    _state_with_dead_server(tmp_path, r16=False)
+    await clients.start(bs.uri, tmp_path)
+    sequences = 0
+    async with asyncio.timeout(10):
+        while sequences < 3:
+            event = await clients.registrations.get()
+            if event.kind is EventKind.REGISTRATION_FAILURE and event.state.value == "retry-wait":
+                sequences += 1
+    assert bs.requests.empty()
+
+
+async def test_provisioned_retry_resources_lead_to_fallback(
+    bs: BootstrapTestServer, dm_server: LwM2MTestServer, clients: Clients, tmp_path: pathlib.Path
+) -> None:
+    """A loaded configuration retries as its /1/x/17-20 say, then falls back to bootstrap."""
+    _state_with_dead_server(tmp_path)
+    await clients.start(bs.uri, tmp_path)
+    await bs.provision(await bs.next_request(), dm_server.uri)
+    await clients.registered()
+    loaded = ObjectTree(builtin_registry())
+    assert ProvisioningStore(tmp_path).load(loaded)
+    assert loaded.get(Path.parse("/0/1/0")) == dm_server.uri, "the new configuration is saved"
+
+
+async def test_bootstrap_request_trigger(
+    bs: BootstrapTestServer, dm_server: LwM2MTestServer, clients: Clients
+) -> None:
+    """Executing /1/x/9 makes the client de-register and bootstrap again."""
+    await clients.start(bs.uri)
+    await bs.provision(await bs.next_request(), dm_server.uri)
+    await clients.registered()
+    response = await dm_server.request("gw-1", Code.POST, "/1/1/9")
+    assert response.code == Code.CHANGED
+    await dm_server.next_event("deregister")
+    await bs.provision(await bs.next_request(), dm_server.uri, ssid=8)
+    await clients.registered()

@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pathlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 import aiocoap
@@ -38,14 +39,25 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value
 
 from .access import BOOTSTRAP_ONLY, CREATOR_RIGHTS, AccessControl, Grant, Right
+from .bootstrap import (
+    BOOTSTRAP_ON_FAILURE,
+    HOLD_OFF,
+    ServerAccount,
+    bootstrap_account,
+    server_accounts,
+)
+from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper
 from .dm import DeviceManagement, DeviceManagementResource
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
 from .endpoint import Endpoint, UdpEndpoint
+from .provisioning import ProvisioningStore
 from .queue_mode import DEFAULT_WINDOW, HeldTraffic, QueueModeGate, QueueState
 from .registration import (
+    EventKind,
     Registrar,
     RegistrationEvent,
     RegistrationParams,
+    RegistrationState,
     RetryPolicy,
     ServerTarget,
     failure_text,
@@ -61,6 +73,7 @@ from .send import (
     muted,
     outcome_of,
 )
+from .site import ClientSite, NotServing
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +90,12 @@ SERVER_URI, BOOTSTRAP_SERVER, SECURITY_MODE, PSK_IDENTITY, PSK_KEY, SECURITY_SSI
 # /1 Server resources
 SHORT_SERVER_ID, LIFETIME, NOTIFICATION_STORING, BINDING, UPDATE_TRIGGER = 0, 1, 6, 7, 8
 MODE_PSK, MODE_NOSEC = 0, 3
+SUPPORTED_SECURITY_MODES = frozenset({MODE_PSK, MODE_NOSEC})
+"""The security modes the client can register with; Bootstrap-Finish refuses any other."""
+BOOTSTRAP_TRIGGER = 9
+RETRY_RESOURCES = (("count", 17), ("timer", 18), ("sequence_delay", 19), ("sequence_count", 20))
+"""/1/x/17-20: Communication Retry Count, Retry Timer, Sequence Delay Timer, Sequence Retry
+Count; when a Bootstrap-Server provisioned them they override the configuration."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,22 +404,35 @@ class ServerSession:
 
 class LwM2MClient:
     """Serves ``tree`` as endpoint ``endpoint`` to each of ``servers``; ``start``/``stop`` run
-    it. A single ``ServerConfig`` is one server."""
+    it. A single ``ServerConfig`` is one server.
+
+    With a Bootstrap-Server (``bootstrap``), the servers are whatever LwM2M Server accounts the
+    tree holds: the client bootstraps when it has none it can use, and again when a server's
+    registration fails for good and its /1/x/16 Bootstrap on Registration Failure allows it, or
+    when a server executes /1/x/9 Bootstrap-Request Trigger. With a state directory
+    (``state_dir``), what a bootstrap provisioned is saved there and loaded at the next start,
+    which then registers straight away.
+    """
 
     def __init__(
         self,
         tree: ObjectTree,
         endpoint: str,
-        servers: ServerConfig | Sequence[ServerConfig],
+        servers: ServerConfig | Sequence[ServerConfig] | None = None,
         *,
         bind: tuple[str, int] = ("::", 0),
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
+        bootstrap: BootstrapConfig | None = None,
+        state_dir: pathlib.Path | None = None,
+        on_bootstrap_event: Callable[[BootstrapEvent], None] = lambda e: None,
     ) -> None:
         self.tree = tree
         self.endpoint = endpoint
+        if servers is None:
+            servers = ()
         self.servers = (servers,) if isinstance(servers, ServerConfig) else tuple(servers)
-        if not self.servers:
-            raise ValueError("a LwM2M client needs at least one server")
+        if not self.servers and bootstrap is None:
+            raise ValueError("a LwM2M client needs a LwM2M Server or a Bootstrap-Server")
         ids = [s.short_server_id for s in self.servers]
         if len(set(ids)) != len(ids):
             raise ValueError(f"short server IDs must differ between servers: {ids}")
@@ -409,9 +441,15 @@ class LwM2MClient:
             raise ValueError(f"{plain} NoSec servers cannot share the fixed port {bind[1]}")
         self.bind = bind
         self.on_event = on_event
+        self.bootstrap = bootstrap
+        self.store = ProvisioningStore(state_dir) if state_dir is not None else None
+        self.on_bootstrap_event = on_bootstrap_event
         self.sessions: list[ServerSession] = []
         self.access: AccessControl | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._bootstrap_wanted = asyncio.Event()
+        self._failed_sequences: dict[str, int] = {}
 
     def session(self, short_server_id: int) -> ServerSession:
         """The running session of the server with this Short Server ID."""
@@ -432,11 +470,10 @@ class LwM2MClient:
                 return iid
         return None
 
-    def _factory_bootstrap(self, s: ServerConfig) -> tuple[int, int]:
-        """The /0 and /1 instance IDs of server ``s``, created from the configuration unless
+    def _factory_bootstrap(self, s: ServerConfig) -> None:
+        """Create the /0 and /1 instances of server ``s`` from the configuration unless
         instances with its Short Server ID are there already."""
-        security = self._find(SECURITY_OBJECT, SECURITY_SSID, s.short_server_id)
-        if security is None:
+        if self._find(SECURITY_OBJECT, SECURITY_SSID, s.short_server_id) is None:
             values: list[tuple[int, Value | dict[int, Value]]] = [
                 (SERVER_URI, s.uri),
                 (BOOTSTRAP_SERVER, False),
@@ -445,10 +482,9 @@ class LwM2MClient:
             ]
             if s.psk_identity is not None and s.psk_key is not None:
                 values += [(PSK_IDENTITY, s.psk_identity), (PSK_KEY, s.psk_key)]
-            security = self.tree.create_instance(SECURITY_OBJECT, None, values).ids[1]
-        server = self._find(SERVER_OBJECT, SHORT_SERVER_ID, s.short_server_id)
-        if server is None:
-            server = self.tree.create_instance(
+            self.tree.create_instance(SECURITY_OBJECT, None, values)
+        if self._find(SERVER_OBJECT, SHORT_SERVER_ID, s.short_server_id) is None:
+            self.tree.create_instance(
                 SERVER_OBJECT,
                 None,
                 [
@@ -458,8 +494,25 @@ class LwM2MClient:
                     (BINDING, s.binding),
                     (MUTE_SEND, s.mute_send),
                 ],
-            ).ids[1]
-        return security, server
+            )
+
+    def _factory_bootstrap_account(self, b: BootstrapConfig) -> None:
+        """The configured Bootstrap-Server's /0 instance, unless the tree has one (a saved
+        configuration names its own Bootstrap-Server, which then wins)."""
+        if bootstrap_account(self.tree) is None:
+            self.tree.create_instance(
+                SECURITY_OBJECT,
+                None,
+                [
+                    (SERVER_URI, b.uri),
+                    (BOOTSTRAP_SERVER, True),
+                    (SECURITY_MODE, MODE_NOSEC),
+                    (PSK_IDENTITY, b""),
+                    (4, b""),
+                    (PSK_KEY, b""),
+                    (HOLD_OFF, b.hold_off),
+                ],
+            )
 
     # -- running -----------------------------------------------------------------------------
 
@@ -475,33 +528,22 @@ class LwM2MClient:
                 s.trigger_update()
 
     async def start(self) -> None:
-        """Open one session per server and start registering; returns without waiting for
-        any server to answer."""
-        instances = [self._factory_bootstrap(s) for s in self.servers]
-        if len(self.servers) > 1:
-            self.access = self._access_control([server for _, server in instances])
-        try:
-            for s, (security, server) in zip(self.servers, instances, strict=True):
-                self.sessions.append(
-                    await ServerSession.open(
-                        self.tree,
-                        self.endpoint,
-                        s,
-                        security_instance=security,
-                        server_instance=server,
-                        access=self.access,
-                        bind=self.bind,
-                        on_event=self.on_event,
-                    )
-                )
-        except BaseException:
-            await asyncio.gather(*(s.endpoint.shutdown() for s in self.sessions))
-            self.sessions.clear()
-            raise
+        """Open one session per server and start registering (bootstrapping first when the
+        client needs it); returns without waiting for any server to answer."""
+        if self.store is not None:
+            self.store.load(self.tree)
+        for s in self.servers:
+            self._factory_bootstrap(s)
         self.tree.on_execute(SERVER_OBJECT, UPDATE_TRIGGER, self._update_trigger)
         self._unsubscribe = self.tree.subscribe(self._on_change)
-        for session in self.sessions:
-            session.start()
+        if self.bootstrap is None:
+            await self._open_sessions()
+            return
+        self._factory_bootstrap_account(self.bootstrap)
+        self.tree.on_execute(
+            SERVER_OBJECT, BOOTSTRAP_TRIGGER, lambda path, args: self._bootstrap_wanted.set()
+        )
+        self._task = asyncio.create_task(self._lifecycle(), name=f"lwm2m-{self.endpoint}")
 
     async def stop(self) -> None:
         """De-register from every server (at once, so a silent one delays no other) and close
@@ -509,35 +551,175 @@ class LwM2MClient:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close_sessions()
+
+    def _accounts(self) -> list[ServerAccount]:
+        """The LwM2M Server accounts in the tree that this client can register with."""
+        return [
+            a for a in server_accounts(self.tree) if a.security_mode in SUPPORTED_SECURITY_MODES
+        ]
+
+    def _config_for(self, account: ServerAccount) -> ServerConfig:
+        """The configuration of ``account``'s server: the configured one with its Short Server
+        ID, or defaults for a server a Bootstrap-Server provisioned. Retry settings the
+        Bootstrap-Server put in /1/x/17-20 win over the configured ones."""
+        config = next(
+            (s for s in self.servers if s.short_server_id == account.ssid), None
+        ) or ServerConfig(
+            account.uri,
+            account.ssid,
+            psk_identity=self._bytes(account.security_iid, PSK_IDENTITY),
+            psk_key=self._bytes(account.security_iid, PSK_KEY),
+        )
+        server = Path((SERVER_OBJECT, account.server_iid))
+        provisioned = {
+            name: value
+            for name, rid in RETRY_RESOURCES
+            if self.tree.has(server.child(rid))
+            and isinstance(value := self.tree.get(server.child(rid)), int)
+        }
+        return (
+            replace(config, retry=replace(config.retry, **provisioned)) if provisioned else config
+        )
+
+    def _bytes(self, security_iid: int, rid: int) -> bytes | None:
+        path = Path((SECURITY_OBJECT, security_iid, rid))
+        value = self.tree.get(path) if self.tree.has(path) else None
+        return value if isinstance(value, bytes) and value else None
+
+    async def _open_sessions(self) -> None:
+        accounts = self._accounts()
+        if len(accounts) > 1:
+            self.access = self._access_control(accounts)
+        try:
+            for account in accounts:
+                self.sessions.append(
+                    await ServerSession.open(
+                        self.tree,
+                        self.endpoint,
+                        self._config_for(account),
+                        security_instance=account.security_iid,
+                        server_instance=account.server_iid,
+                        access=self.access,
+                        bind=self.bind,
+                        on_event=self._on_registration_event,
+                    )
+                )
+        except BaseException:
+            await asyncio.gather(*(s.endpoint.shutdown() for s in self.sessions))
+            self.sessions.clear()
+            raise
+        for session in self.sessions:
+            session.start()
+
+    async def _close_sessions(self) -> None:
         sessions, self.sessions = self.sessions, []
         await asyncio.gather(*(s.close() for s in sessions))
         if self.access is not None:
             self.access.close()
             self.access = None
 
-    def _access_control(self, server_instances: Sequence[int]) -> AccessControl:
+    def _access_control(self, accounts: Sequence[ServerAccount]) -> AccessControl:
         """With several servers, /2 decides who may do what (one server has full access).
 
         Instances that already have a /2 instance (provisioned by a Bootstrap-Server) keep it.
-        The factory defaults for the others: the first configured server owns the gateway's
-        own instances and the nodes' and may do everything on them, every other server may
-        read and observe them, and each server owns its own /1 instance (its lifetime, its
+        The factory defaults for the others: the first server owns the gateway's own
+        instances and the nodes' and may do everything on them, every other server may read
+        and observe them, and each server owns its own /1 instance (its lifetime, its
         binding, its Update trigger).
         """
-        primary = self.servers[0].short_server_id
+        provisioned = {
+            (self.tree.get(Path((2, iid, 0))), self.tree.get(Path((2, iid, 1))))
+            for iid in (self.tree.instance_ids(2) if self.tree.has(Path((2,))) else [])
+        }
+        primary = accounts[0].ssid
         access = AccessControl(
             self.tree,
             local=Grant(primary, {primary: int(CREATOR_RIGHTS), 0: int(Right.READ)}),
         )
-        for s, iid in zip(self.servers, server_instances, strict=True):
-            ssid = s.short_server_id
-            access.grant(SERVER_OBJECT, iid, owner=ssid, acl={ssid: int(CREATOR_RIGHTS)})
+        for a in accounts:
+            if (SERVER_OBJECT, a.server_iid) not in provisioned:
+                access.grant(
+                    SERVER_OBJECT, a.server_iid, owner=a.ssid, acl={a.ssid: int(CREATOR_RIGHTS)}
+                )
         return access
+
+    # -- bootstrap ---------------------------------------------------------------------------
+
+    def _on_registration_event(self, event: RegistrationEvent) -> None:
+        """Pass the event on; with a Bootstrap-Server, count each server's failed retry
+        sequences for Bootstrap on Registration Failure (a sequence has failed when the
+        failure comes while waiting to retry)."""
+        self.on_event(event)
+        if self.bootstrap is None:
+            return
+        if event.kind is EventKind.REGISTRATION_COMPLETE:
+            self._failed_sequences.pop(event.server, None)
+        elif (
+            event.kind is EventKind.REGISTRATION_FAILURE
+            and event.state is RegistrationState.RETRY_WAIT
+        ):
+            session = next((s for s in self.sessions if s.name == event.server), None)
+            if session is None:
+                return
+            failed = self._failed_sequences.get(event.server, 0) + 1
+            self._failed_sequences[event.server] = failed
+            limit = max(session.registrar.target.retry.sequence_count, 1)
+            if failed >= limit and self._bootstrap_on_failure(session.server_instance):
+                self._bootstrap_wanted.set()
+
+    def _bootstrap_on_failure(self, server_iid: int) -> bool:
+        """/1/x/16 of the server that failed; true when absent, as LwM2M 1.1 says."""
+        flag = Path((SERVER_OBJECT, server_iid, BOOTSTRAP_ON_FAILURE))
+        return not self.tree.has(flag) or self.tree.get(flag) is not False
+
+    async def _lifecycle(self) -> None:
+        """Bootstrap when there is no usable account, register, and bootstrap again when
+        asked to (registration failure, /1/x/9)."""
+        fallback = False
+        while True:
+            if fallback or not self._accounts():
+                await self._bootstrap_once()
+            self._failed_sequences.clear()
+            self._bootstrap_wanted.clear()
+            await self._open_sessions()
+            await self._bootstrap_wanted.wait()
+            await self._close_sessions()
+            fallback = True
+
+    async def _bootstrap_once(self) -> None:
+        """One bootstrap, on a socket of its own that serves only the Bootstrap-Server."""
+        assert self.bootstrap is not None
+        site = ClientSite(NotServing())
+        endpoint = await UdpEndpoint.create(site, self.bind)
+        try:
+            await Bootstrapper(
+                endpoint.context,
+                site,
+                self.tree,
+                self.endpoint,
+                self.bootstrap,
+                supported_modes=SUPPORTED_SECURITY_MODES,
+                on_event=self.on_bootstrap_event,
+            ).run()
+        finally:
+            await endpoint.shutdown()
+        if self.store is not None:
+            try:
+                self.store.save(self.tree)
+            except OSError as e:
+                # A disk that refuses only costs a bootstrap at the next start.
+                log.error("cannot save the provisioned configuration in %s: %s", self.store.path, e)
 
     async def send(self, records: Sequence[Record], server: int | None = None) -> SendOutcome:
         """Send ``records`` to the server with Short Server ID ``server`` (default: the first
-        configured server); see ``ServerSession.send``."""
+        server); see ``ServerSession.send``."""
         if not self.sessions:
-            raise SendNotRegistered("the client is not started")
+            raise SendNotRegistered("the client is not registered with any server")
         session = self.sessions[0] if server is None else self.session(server)
         return await session.send(records)

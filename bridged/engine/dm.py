@@ -36,7 +36,9 @@ from bridged.objects.errors import (
     BadRequest,
     LwM2MError,
     MethodNotAllowed,
+    NotAcceptable,
     NotFound,
+    RequestEntityTooLarge,
     Unauthorized,
     UnsupportedContentFormat,
 )
@@ -58,6 +60,11 @@ BOOTSTRAP_ONLY = frozenset({0, 21, 23})
 """Security, OSCORE and EDHOC objects: never visible to a LwM2M Server (4.01)."""
 
 NUMERIC_ONLY = frozenset({"gt", "lt", "st"})
+
+MAX_PAYLOAD = 64 * 1024
+"""The largest request body served (4.13 above it). aiocoap reassembles Block1 bodies of any
+size before they reach us, and a server's writes to a gateway (values, composite writes of
+many nodes) stay far below this, so a larger body is a mistake or an attack."""
 
 _EXECUTE_ARGS = re.compile(r"[0-9](?:='[!#-&(-\[\]-~]*')?(?:,[0-9](?:='[!#-&(-\[\]-~]*')?)*")
 """LwM2M Execute arguments: ``arg *("," arg)``, ``arg = DIGIT ["=" "'" *CHAR "'"]`` where CHAR
@@ -94,9 +101,15 @@ class DeviceManagement:
     """Serves one tree to a server. ``version`` is the LwM2M version the server registered
     with, which picks the default format when a request has no Accept."""
 
-    def __init__(self, tree: ObjectTree, version: Callable[[], str] = lambda: "1.1") -> None:
+    def __init__(
+        self,
+        tree: ObjectTree,
+        version: Callable[[], str] = lambda: "1.1",
+        max_payload: int = MAX_PAYLOAD,
+    ) -> None:
         self.tree = tree
         self.version = version
+        self.max_payload = max_payload
         self.attributes: dict[Path, Attributes] = {}
 
     # -- entry point -------------------------------------------------------------------------
@@ -112,7 +125,14 @@ class DeviceManagement:
     ) -> Reply:
         """Apply one request; every failure becomes the reply with its CoAP code."""
         try:
+            if len(payload) > self.max_payload:
+                raise RequestEntityTooLarge(
+                    f"a {len(payload)}-byte payload exceeds the {self.max_payload} bytes served"
+                )
             path = Path.from_segments(segments)
+            if path.prefix != self.tree.prefix:
+                # A non-numeric first segment names an end device; one not served here is 4.04.
+                raise NotFound(f"{path} is not served by this client")
             return self._dispatch(method, path, query, payload, content_format, accept)
         except LwM2MError as e:
             log.info("request %s %s: %s %s", method, "/".join(segments), e.code_text, e)
@@ -232,7 +252,12 @@ class DeviceManagement:
             rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
             if rdef.type.value not in ("Integer", "Unsigned Integer", "Float"):
                 raise BadRequest(f"gt, lt and st apply to numbers; {rdef.name} is not one")
-        self.attributes[path] = self.attributes.get(path, Attributes()).updated(change)
+        merged = self.attributes.get(path, Attributes()).updated(change)
+        # LwM2M 1.1 Core 5.1.2: lt + 2 * st < gt, so the band between them holds two steps.
+        lt, gt = merged.lt, merged.gt
+        if lt is not None and gt is not None and lt + 2 * (merged.st or 0.0) >= gt:
+            raise BadRequest(f"lt ({lt:g}) plus twice st must stay below gt ({gt:g})")
+        self.attributes[path] = merged
         return Reply(Code.CHANGED)
 
     def read_composite(
@@ -253,7 +278,13 @@ class DeviceManagement:
             except NotFound:
                 continue  # partial presence: what exists is returned
         records.sort(key=lambda r: r.path.sort_key())
-        out = composite_codec_for(accept if accept is not None else content_format)
+        if accept is None:
+            out = composite_codec_for(content_format)
+        else:
+            try:
+                out = composite_codec_for(accept)
+            except UnsupportedContentFormat as e:
+                raise NotAcceptable(str(e)) from None  # the answer's format: 4.06, not 4.15
         return self._content(out, records, ROOT)
 
     def write_composite(self, payload: bytes, content_format: int | None) -> Reply:

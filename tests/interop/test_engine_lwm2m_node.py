@@ -3,7 +3,7 @@
 The real ``LwM2MClient`` serves the gateway's tree (``peers.gateway``) and registers with the
 lwm2m-node-lib server in its Node process; the server then reads, writes, executes, discovers
 and sets attributes the way its library does. What the library imposes (text values, single
-resources) is in ``tests/peers/node/server.js``.
+resources) is in ``tests/peers/node/node_server.js``.
 
 Observe through this server is not tested here yet: the engine's Observe is not built.
 """
@@ -11,62 +11,35 @@ Observe through this server is not tested here yet: the engine's Observe is not 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from bridged.engine.client import LwM2MClient
-from bridged.engine.registration import EventKind, RegistrationEvent
-from peers.gateway import ENDPOINT, Gateway, client_port, gateway, running_client
-from peers.lwm2m_node import CommandFailed, LwM2MNodeServer, NodeServerFactory
+from bridged.engine.registration import RegistrationEvent
+from peers.gateway import ENDPOINT, Gateway, client_port, registration_complete
+from peers.lwm2m_node import CommandFailed, LwM2MNodeServer
 
 pytest_plugins = ["peers.fixtures"]
 
 EVENT_TIMEOUT = 10.0
 
 
-@pytest.fixture
-async def server(lwm2m_node_server: NodeServerFactory) -> AsyncIterator[LwM2MNodeServer]:
-    async with lwm2m_node_server() as srv:
-        yield srv
-
-
-@pytest.fixture
-def gw() -> Gateway:
-    return gateway()
-
-
-@pytest.fixture
-def events() -> asyncio.Queue[RegistrationEvent]:
-    return asyncio.Queue()
-
-
-@pytest.fixture
-async def client(
-    gw: Gateway, server: LwM2MNodeServer, events: asyncio.Queue[RegistrationEvent]
-) -> AsyncIterator[LwM2MClient]:
-    async with running_client(gw, server.uri, lifetime=600, events=events) as c:
-        yield c
-
-
 async def registered(
-    server: LwM2MNodeServer, events: asyncio.Queue[RegistrationEvent]
+    node_server: LwM2MNodeServer, events: asyncio.Queue[RegistrationEvent]
 ) -> dict[str, object]:
     """The server's registration event, once the client has its answer too (the peer reports
     a registration before it answers it)."""
-    data = (await server.wait_event("registration", endpoint=ENDPOINT)).data
-    async with asyncio.timeout(EVENT_TIMEOUT):
-        while (await events.get()).kind is not EventKind.REGISTRATION_COMPLETE:
-            pass
+    data = (await node_server.wait_event("registration", endpoint=ENDPOINT)).data
+    await registration_complete(events)
     return data
 
 
 async def test_LightweightM2M_1_1_int_101_initial_registration(
-    client: LwM2MClient, server: LwM2MNodeServer, events: asyncio.Queue[RegistrationEvent]
+    client: LwM2MClient, node_server: LwM2MNodeServer, events: asyncio.Queue[RegistrationEvent]
 ) -> None:
     """LightweightM2M-1.1-int-101: the server sees the endpoint, lifetime, LwM2M version,
     binding and the object list, from the client's own socket."""
-    data = await registered(server, events)
+    data = await registered(node_server, events)
     assert (data["lifetime"], data["version"], data["binding"]) == (600, "1.1", "U")
     assert data["port"] == client_port(client)
     links = str(data["payload"]).split(",")
@@ -74,52 +47,52 @@ async def test_LightweightM2M_1_1_int_101_initial_registration(
     for link in ("</1/0>", "</3>;ver=1.1", "</3/0>", "</4/0>", "</3303/0>", "</32771/0>"):
         assert link in links
     assert not any(link.startswith(("</0", "</21")) for link in links)
-    [listed] = await server.list_clients()
+    [listed] = await node_server.list_clients()
     assert listed["endpoint"] == ENDPOINT
 
 
 async def test_LightweightM2M_1_1_int_102_registration_update_on_a_new_instance(
     gw: Gateway,
     client: LwM2MClient,
-    server: LwM2MNodeServer,
+    node_server: LwM2MNodeServer,
     events: asyncio.Queue[RegistrationEvent],
 ) -> None:
     """LightweightM2M-1.1-int-102: a new instance sends an Update with the new object list;
     the server keeps the same registration."""
-    first = await registered(server, events)
+    first = await registered(node_server, events)
     gw.tree.create_instance(3303, 1, [(5700, 19.0)])
-    update = await server.wait_event("update", endpoint=ENDPOINT)
+    update = await node_server.wait_event("update", endpoint=ENDPOINT)
     assert "</3303/1>" in str(update.data["payload"]).split(",")
     assert update.data["id"] == first["id"]
     gw.tree.delete_instance(3303, 1)
-    update = await server.wait_event("update", endpoint=ENDPOINT)
+    update = await node_server.wait_event("update", endpoint=ENDPOINT)
     assert "</3303/1>" not in str(update.data["payload"]).split(",")
 
 
 async def test_LightweightM2M_1_1_int_104_registration_update_trigger(
     client: LwM2MClient,
-    server: LwM2MNodeServer,
+    node_server: LwM2MNodeServer,
     events: asyncio.Queue[RegistrationEvent],
 ) -> None:
     """LightweightM2M-1.1-int-104: executing /1/0/8 makes the client send an empty Update."""
-    await registered(server, events)
-    await server.execute(ENDPOINT, "/1/0/8")
-    update = await server.wait_event("update", endpoint=ENDPOINT)
+    await registered(node_server, events)
+    await node_server.execute(ENDPOINT, "/1/0/8")
+    update = await node_server.wait_event("update", endpoint=ENDPOINT)
     assert update.data["payload"] == ""
     assert update.data["lifetime"] == 600
 
 
 async def test_LightweightM2M_1_1_int_103_deregistration(
     client: LwM2MClient,
-    server: LwM2MNodeServer,
+    node_server: LwM2MNodeServer,
     events: asyncio.Queue[RegistrationEvent],
 ) -> None:
     """LightweightM2M-1.1-int-103: stopping the client de-registers it."""
-    await registered(server, events)
+    await registered(node_server, events)
     await client.stop()
-    gone = await server.wait_event("unregistration", endpoint=ENDPOINT)
+    gone = await node_server.wait_event("unregistration", endpoint=ENDPOINT)
     assert gone.data["reason"] == "deregister"
-    assert await server.list_clients() == []
+    assert await node_server.list_clients() == []
 
 
 @pytest.mark.parametrize(
@@ -138,51 +111,51 @@ async def test_LightweightM2M_1_1_int_103_deregistration(
 )
 async def test_LightweightM2M_1_1_int_201_224_read_single_resources(
     client: LwM2MClient,
-    server: LwM2MNodeServer,
+    node_server: LwM2MNodeServer,
     path: str,
     text: str,
     events: asyncio.Queue[RegistrationEvent],
 ) -> None:
     """LightweightM2M-1.1-int-201 (plain text) and int-224 (Read on a resource): what the
     server gets back is the tree's value."""
-    await registered(server, events)
-    assert await server.read(ENDPOINT, path, accept="text/plain") == text
-    assert await server.read(ENDPOINT, path) == text  # no Accept: a single value is plain text
+    await registered(node_server, events)
+    assert await node_server.read(ENDPOINT, path, accept="text/plain") == text
+    assert await node_server.read(ENDPOINT, path) == text  # no Accept: a single value is plain text
 
 
 async def test_LightweightM2M_1_1_int_205_227_write_single_resources(
     gw: Gateway,
     client: LwM2MClient,
-    server: LwM2MNodeServer,
+    node_server: LwM2MNodeServer,
     events: asyncio.Queue[RegistrationEvent],
 ) -> None:
     """LightweightM2M-1.1-int-205 (plain text) and int-227 (Replace on a resource): the
     values land in the tree with their types, and read back the same."""
-    await registered(server, events)
-    await server.write(ENDPOINT, "/3303/0/5750", "garage")
-    await server.write(ENDPOINT, "/32771/0/2", "77")
-    await server.write(ENDPOINT, "/32771/0/4", "-0.25")
-    await server.write(ENDPOINT, "/32771/0/5", "0")
-    await server.write(ENDPOINT, "/32771/0/7", "3:0")
+    await registered(node_server, events)
+    await node_server.write(ENDPOINT, "/3303/0/5750", "garage")
+    await node_server.write(ENDPOINT, "/32771/0/2", "77")
+    await node_server.write(ENDPOINT, "/32771/0/4", "-0.25")
+    await node_server.write(ENDPOINT, "/32771/0/5", "0")
+    await node_server.write(ENDPOINT, "/32771/0/7", "3:0")
     assert gw.value("/3303/0/5750") == "garage"
     assert gw.value("/32771/0/2") == 77
     assert gw.value("/32771/0/4") == -0.25
     assert gw.value("/32771/0/5") is False
     assert str(gw.value("/32771/0/7")) == "3:0"
-    assert await server.read(ENDPOINT, "/3303/0/5750") == "garage"
+    assert await node_server.read(ENDPOINT, "/3303/0/5750") == "garage"
 
 
 async def test_LightweightM2M_1_1_int_227_lifetime_write_sends_an_update(
     gw: Gateway,
     client: LwM2MClient,
-    server: LwM2MNodeServer,
+    node_server: LwM2MNodeServer,
     events: asyncio.Queue[RegistrationEvent],
 ) -> None:
     """LightweightM2M-1.1-int-227 on /1/0/1: the server writes a new lifetime, the client
     announces it in an Update, and the server's registration takes it."""
-    await registered(server, events)
-    await server.write(ENDPOINT, "/1/0/1", "900")
-    update = await server.wait_event("update", endpoint=ENDPOINT)
+    await registered(node_server, events)
+    await node_server.write(ENDPOINT, "/1/0/1", "900")
+    update = await node_server.wait_event("update", endpoint=ENDPOINT)
     assert update.data["lifetime"] == 900
     assert gw.value("/1/0/1") == 900
 
@@ -190,20 +163,20 @@ async def test_LightweightM2M_1_1_int_227_lifetime_write_sends_an_update(
 async def test_LightweightM2M_1_1_int_256_write_failures_reach_the_server(
     gw: Gateway,
     client: LwM2MClient,
-    server: LwM2MNodeServer,
+    node_server: LwM2MNodeServer,
     events: asyncio.Queue[RegistrationEvent],
 ) -> None:
     """LightweightM2M-1.1-int-256: failed writes and reads come back to the server as the
     CoAP errors its library reports, and change nothing."""
-    await registered(server, events)
+    await registered(node_server, events)
     with pytest.raises(CommandFailed, match=r"4\.05"):
-        await server.write(ENDPOINT, "/3/0/0", "Evil Corp")
+        await node_server.write(ENDPOINT, "/3/0/0", "Evil Corp")
     with pytest.raises(CommandFailed, match=r"4\.00"):
-        await server.write(ENDPOINT, "/32771/0/2", "101")  # outside 0..100
+        await node_server.write(ENDPOINT, "/32771/0/2", "101")  # outside 0..100
     with pytest.raises(CommandFailed, match=r"4\.04"):
-        await server.read(ENDPOINT, "/3303/0/9999")
+        await node_server.read(ENDPOINT, "/3303/0/9999")
     with pytest.raises(CommandFailed, match=r"4\.01"):
-        await server.read(ENDPOINT, "/0/0/0")
+        await node_server.read(ENDPOINT, "/0/0/0")
     assert gw.value("/3/0/0") == "Raspberry Pi Ltd"
     assert gw.value("/32771/0/2") == 42
 
@@ -211,41 +184,41 @@ async def test_LightweightM2M_1_1_int_256_write_failures_reach_the_server(
 async def test_LightweightM2M_1_1_int_241_execute(
     gw: Gateway,
     client: LwM2MClient,
-    server: LwM2MNodeServer,
+    node_server: LwM2MNodeServer,
     events: asyncio.Queue[RegistrationEvent],
 ) -> None:
     """LightweightM2M-1.1-int-241: the server executes Reboot (/3/0/4) and the gateway's
     handler runs; an Execute with arguments hands them to the handler as sent."""
-    await registered(server, events)
-    await server.execute(ENDPOINT, "/3/0/4")
+    await registered(node_server, events)
+    await node_server.execute(ENDPOINT, "/3/0/4")
     async with asyncio.timeout(EVENT_TIMEOUT):
         await gw.reboots.get()
-    await server.execute(ENDPOINT, "/3303/0/5605", "0='now',5")
+    await node_server.execute(ENDPOINT, "/3303/0/5605", "0='now',5")
     async with asyncio.timeout(EVENT_TIMEOUT):
         assert await gw.executed.get() == ("/3303/0/5605", "0='now',5")
     with pytest.raises(CommandFailed, match=r"4\.00"):
-        await server.execute(ENDPOINT, "/32771/0/10", "1='unterminated")
+        await node_server.execute(ENDPOINT, "/32771/0/10", "1='unterminated")
     with pytest.raises(CommandFailed, match=r"4\.05"):
-        await server.execute(ENDPOINT, "/3303/0/5700")
+        await node_server.execute(ENDPOINT, "/3303/0/5700")
     assert gw.executed.empty()
 
 
 async def test_LightweightM2M_1_1_int_260_261_discover_and_write_attributes(
     client: LwM2MClient,
-    server: LwM2MNodeServer,
+    node_server: LwM2MNodeServer,
     events: asyncio.Queue[RegistrationEvent],
 ) -> None:
     """LightweightM2M-1.1-int-260 (Discover) and int-261 (Write-Attributes on a multiple
     resource): the attributes the server set are shown by the next Discover."""
-    await registered(server, events)
-    links = (await server.discover(ENDPOINT, "/32771/0")).split(",")
+    await registered(node_server, events)
+    links = (await node_server.discover(ENDPOINT, "/32771/0")).split(",")
     assert links[0] == "</32771/0>"
     assert {"</32771/0/0>", "</32771/0/8>;dim=2", "</32771/0/10>"} <= set(links)
-    await server.write_attributes(ENDPOINT, "/32771/0/8", pmin=5, pmax=60)
-    await server.write_attributes(ENDPOINT, "/3303/0/5700", gt=30, lt=10, st=1)
+    await node_server.write_attributes(ENDPOINT, "/32771/0/8", pmin=5, pmax=60)
+    await node_server.write_attributes(ENDPOINT, "/3303/0/5700", gt=30, lt=10, st=1)
     assert "</32771/0/8>;dim=2;pmin=5;pmax=60" in (
-        await server.discover(ENDPOINT, "/32771/0/8")
+        await node_server.discover(ENDPOINT, "/32771/0/8")
     ).split(",")
-    assert "</3303/0/5700>;gt=30;lt=10;st=1" in (await server.discover(ENDPOINT, "/3303/0")).split(
-        ","
-    )
+    assert "</3303/0/5700>;gt=30;lt=10;st=1" in (
+        await node_server.discover(ENDPOINT, "/3303/0")
+    ).split(",")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects
-from bridged.engine.registration import RegistrationEvent, RetryPolicy
+from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.definitions import (
     Operations,
@@ -145,6 +145,16 @@ async def running_client(
         yield client
     finally:
         await client.stop()
+
+
+async def registration_complete(
+    events: asyncio.Queue[RegistrationEvent], timeout: float = 10.0
+) -> RegistrationEvent:
+    """Wait for the client's next completed Register (the client has the server's answer)."""
+    async with asyncio.timeout(timeout):
+        while (event := await events.get()).kind is not EventKind.REGISTRATION_COMPLETE:
+            pass
+    return event
 
 
 def client_port(client: LwM2MClient) -> int:

@@ -40,7 +40,9 @@ from bridged.objects.errors import (
     BadRequest,
     LwM2MError,
     MethodNotAllowed,
+    NotAcceptable,
     NotFound,
+    RequestEntityTooLarge,
     Unauthorized,
     UnsupportedContentFormat,
 )
@@ -61,6 +63,11 @@ from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
 log = logging.getLogger(__name__)
 
 NUMERIC_ONLY = frozenset({"gt", "lt", "st"})
+
+MAX_PAYLOAD = 64 * 1024
+"""The largest request body served (4.13 above it). aiocoap reassembles Block1 bodies of any
+size before they reach us, and a server's writes to a gateway (values, composite writes of
+many nodes) stay far below this, so a larger body is a mistake or an attack."""
 
 _EXECUTE_ARGS = re.compile(r"[0-9](?:='[!#-&(-\[\]-~]*')?(?:,[0-9](?:='[!#-&(-\[\]-~]*')?)*")
 """LwM2M Execute arguments: ``arg *("," arg)``, ``arg = DIGIT ["=" "'" *CHAR "'"]`` where CHAR
@@ -99,7 +106,8 @@ class DeviceManagement:
 
     ``server_id`` is the Short Server ID of that server (None when unknown), since several
     servers share one tree; ``access`` enforces /2 for it (None: no enforcement, the
-    single-server case where the server has full access).
+    single-server case where the server has full access). A request body larger than
+    ``max_payload`` is refused with 4.13.
     """
 
     def __init__(
@@ -109,9 +117,11 @@ class DeviceManagement:
         *,
         server_id: int | None = None,
         access: AccessControl | None = None,
+        max_payload: int = MAX_PAYLOAD,
     ) -> None:
         self.tree = tree
         self.version = version
+        self.max_payload = max_payload
         self.attributes: dict[Path, Attributes] = {}
         self.server_id = None if server_id is None else check_server_id(server_id)
         if access is not None and self.server_id is None:
@@ -131,7 +141,14 @@ class DeviceManagement:
     ) -> Reply:
         """Apply one request; every failure becomes the reply with its CoAP code."""
         try:
+            if len(payload) > self.max_payload:
+                raise RequestEntityTooLarge(
+                    f"a {len(payload)}-byte payload exceeds the {self.max_payload} bytes served"
+                )
             path = Path.from_segments(segments)
+            if path.prefix != self.tree.prefix:
+                # A non-numeric first segment names an end device; one not served here is 4.04.
+                raise NotFound(f"{path} is not served by this client")
             return self._dispatch(method, path, query, payload, content_format, accept)
         except LwM2MError as e:
             log.info("request %s %s: %s %s", method, "/".join(segments), e.code_text, e)
@@ -259,7 +276,12 @@ class DeviceManagement:
             rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
             if rdef.type.value not in ("Integer", "Unsigned Integer", "Float"):
                 raise BadRequest(f"gt, lt and st apply to numbers; {rdef.name} is not one")
-        self.attributes[path] = self.attributes.get(path, Attributes()).updated(change)
+        merged = self.attributes.get(path, Attributes()).updated(change)
+        # LwM2M 1.1 Core 5.1.2: lt + 2 * st < gt, so the band between them holds two steps.
+        lt, gt = merged.lt, merged.gt
+        if lt is not None and gt is not None and lt + 2 * (merged.st or 0.0) >= gt:
+            raise BadRequest(f"lt ({lt:g}) plus twice st must stay below gt ({gt:g})")
+        self.attributes[path] = merged
         return Reply(Code.CHANGED)
 
     def read_composite(
@@ -285,7 +307,13 @@ class DeviceManagement:
             except NotFound:
                 continue  # partial presence: what exists is returned
         records.sort(key=lambda r: r.path.sort_key())
-        out = composite_codec_for(accept if accept is not None else content_format)
+        if accept is None:
+            out = composite_codec_for(content_format)
+        else:
+            try:
+                out = composite_codec_for(accept)
+            except UnsupportedContentFormat as e:
+                raise NotAcceptable(str(e)) from None  # the answer's format: 4.06, not 4.15
         return self._content(out, records, ROOT)
 
     def write_composite(self, payload: bytes, content_format: int | None) -> Reply:

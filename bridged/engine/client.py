@@ -21,6 +21,7 @@ from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 
 from .dm import BOOTSTRAP_ONLY, DeviceManagement, DeviceManagementResource
+from .observe import Observations
 from .registration import (
     Registrar,
     RegistrationEvent,
@@ -28,6 +29,7 @@ from .registration import (
     RetryPolicy,
     ServerTarget,
 )
+from .udp import guard_stale_icmp_errors
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class LwM2MClient:
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._server_iid = 0
+        self.observations: Observations | None = None
 
     def _factory_bootstrap(self) -> None:
         """Create /0 and /1 for the configured server unless the tree already has them."""
@@ -120,9 +123,11 @@ class LwM2MClient:
             self.tree,
             version=lambda: self.registrar.version if self.registrar else self.server.version,
         )
+        self.observations = Observations(dm, server_instance=self._server_iid)
         self.context = await aiocoap.Context.create_server_context(
-            DeviceManagementResource(dm), bind=self.bind, transports=["udp6"]
+            DeviceManagementResource(dm, self.observations), bind=self.bind, transports=["udp6"]
         )
+        guard_stale_icmp_errors(self.context)
         target = ServerTarget(
             uri=self.server.uri,
             endpoint=self.endpoint,
@@ -153,6 +158,8 @@ class LwM2MClient:
             self._task = None
         if self.registrar is not None:
             await self.registrar.deregister()
+        if self.observations is not None:
+            await self.observations.close()
         if self.context is not None:
             await self.context.shutdown()
             self.context = None

@@ -131,7 +131,8 @@ class Observations:
 
     ``server_instance`` is the ID of the server's /1 instance, whose resources 2 and 3 give the
     default pmin and pmax. ``clock`` returns monotonic seconds (the event loop's time by
-    default); ``liveness`` is ``Reliability``'s (it may be changed at any time). Call ``close`` to end everything.
+    default); ``liveness`` is ``Reliability``'s (it may be changed at any time). ``close``
+    ends everything.
     """
 
     def __init__(

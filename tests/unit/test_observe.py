@@ -5,6 +5,7 @@ with an injected clock and a recording pipe."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -200,7 +201,7 @@ def test_pmin_never_violated_pmax_always_honoured_no_change_lost(
     run = Run(policy, events)
     run.play(end)
     times = [t for t, _ in run.sent]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(g >= policy.pmin for g in gaps), "pmin violated"
     if (pmax := policy.max_period) is not None:
         assert all(g <= pmax for g in gaps), "pmax not honoured"

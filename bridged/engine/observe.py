@@ -29,8 +29,9 @@ How aiocoap is used (public resource interface only, so it works the same over U
   server fell silent.
 
 Queue mode: ``hold`` keeps notifications back (observations keep being evaluated, and those
-that become due wait with their pending state; what is sent is rendered from the tree when it
-goes, so it is the latest state), and ``release`` sends what is due.
+that become due wait with their pending state, calling ``on_held`` so that the session can wake
+up; what is sent is rendered from the tree when it goes, so it is the latest state), and
+``release`` sends what is due.
 """
 
 from __future__ import annotations
@@ -160,6 +161,8 @@ class Observations:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = self.tree.subscribe(self._on_change)
+        self.on_held: Callable[[], None] | None = None
+        """Called when a notification becomes due while held (queue mode wakes up for it)."""
 
     # -- public interface -------------------------------------------------------------------
 
@@ -353,7 +356,7 @@ class Observations:
             return
         if obs.gone:
             if self._held is not None:
-                self._held.add(obs)
+                self._keep(obs)
             else:
                 self._finish(obs, self._render(obs.request))
             return
@@ -361,11 +364,17 @@ class Observations:
         if obs.state.poll(now, value):
             if self._held is not None:
                 self._queue.discard(obs)
-                self._held.add(obs)
+                self._keep(obs)
                 return
             self._notify(obs, now, value)
         if self._observations.get(obs.key) is obs:
             self._queue.set(obs, obs.state.next_wake())
+
+    def _keep(self, obs: Observation) -> None:
+        assert self._held is not None
+        self._held.add(obs)
+        if self.on_held is not None:
+            self.on_held()
 
     def _notify(self, obs: Observation, now: float, value: object) -> None:
         reply = self._render(obs.request)

@@ -344,13 +344,15 @@ async def test_hold_keeps_the_latest_state_and_release_sends_it(
 ) -> None:
     obs, clock = observations
     pipe = await start(obs, "/3303/1")
+    woken: list[bool] = []
+    obs.on_held = lambda: woken.append(True)
     obs.hold()
     clock.now = 10.0
     tree.set(Path((3303, 1, 5700)), 11.0)
     obs.step(clock.now)
     tree.set(Path((3303, 1, 5700)), 12.0)
     obs.step(clock.now)
-    assert len(pipe.responses) == 1 and obs.held
+    assert len(pipe.responses) == 1 and obs.held and woken
     obs.release()
     obs.step(clock.now)
     assert len(pipe.responses) == 2

@@ -12,8 +12,8 @@ then gets a ``ServerSession`` over the shared tree:
   sends an Update when what it carries changes: an instance created or deleted (every server),
   that server's /1/x/1 Lifetime or /1/x/7 Binding written, its /1/x/8 executed;
 * its own ``DeviceManagement``, which knows the server's Short Server ID (Access Control);
-* in queue mode, its ``QueueModeGate`` (see ``queue_mode``), and the place where the server's
-  observations plug in to be held and released.
+* its ``Observations`` (see ``observe``), whose notifications, in queue mode, its
+  ``QueueModeGate`` (see ``queue_mode``) holds while the client sleeps.
 
 Sessions are independent tasks: a server that is down, or refuses the keys, never holds up the
 others. ``LwM2MClient.send`` delivers records with the Send operation (see ``send``).
@@ -50,8 +50,9 @@ from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper
 from .dm import DeviceManagement, DeviceManagementResource
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
 from .endpoint import Endpoint, UdpEndpoint
+from .observe import Observations
 from .provisioning import ProvisioningStore
-from .queue_mode import DEFAULT_WINDOW, HeldTraffic, QueueModeGate, QueueState
+from .queue_mode import DEFAULT_WINDOW, QueueModeGate, QueueState
 from .registration import (
     EventKind,
     Registrar,
@@ -180,11 +181,12 @@ class ServerSession:
             self.gate = QueueModeGate(
                 config.queue_window, on_sleep=self._hold, on_wake=self._release
             )
-        # Observations plug in here: the observe engine sets this to the server's observation
-        # object, whose notifications queue mode then holds (``hold``) while the client sleeps
-        # and releases (``release``) once an Update has told the server it is awake. When it
-        # holds a notification it calls ``wake`` so that the Update goes out.
-        self.observations: HeldTraffic | None = None
+        # The server's observations. Queue mode holds their notifications (``hold``) while
+        # the client sleeps and releases them (``release``) once an Update has told the server
+        # it is awake; a notification that falls due while held calls ``wake`` so that the
+        # Update goes out.
+        self.observations = Observations(self.dm, server_instance=server_instance)
+        self.observations.on_held = self.wake
         self._awake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -242,7 +244,7 @@ class ServerSession:
         return self.uri
 
     async def _open_endpoint(self, bind: tuple[str, int]) -> Endpoint:
-        site = DeviceManagementResource(self.dm)
+        site = DeviceManagementResource(self.dm, self.observations)
         mode = self._security(SECURITY_MODE)
         scheme = urlsplit(self.uri).scheme
         if mode == MODE_PSK and scheme == "coaps":
@@ -319,6 +321,7 @@ class ServerSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.observations.close()
         await self.registrar.deregister()
         await self.endpoint.shutdown()
 
@@ -338,18 +341,17 @@ class ServerSession:
         """The server answered a message the client sent, so the client is reachable for a new
         window. The registrar calls it for every answered request (Register, Update, Send); the
         observe engine calls it when the server acknowledges a confirmable notification."""
+        self.observations.heard()
         if self.gate is not None:
             self.gate.answered()
             self._awake.set()
 
     def _hold(self) -> None:
         log.debug("server %s: queue mode window over, holding notifications", self.name)
-        if self.observations is not None:
-            self.observations.hold()
+        self.observations.hold()
 
     def _release(self) -> None:
-        if self.observations is not None:
-            self.observations.release()
+        self.observations.release()
 
     async def _queue_timer(self, gate: QueueModeGate) -> None:
         """Put the gate to sleep when its window ends; the gate itself does no I/O."""

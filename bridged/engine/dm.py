@@ -31,6 +31,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiocoap
 from aiocoap import resource
@@ -60,6 +61,11 @@ from bridged.objects.values import Record
 
 from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
 
+if TYPE_CHECKING:
+    from aiocoap.pipe import Pipe
+
+    from .observe import Observations
+
 log = logging.getLogger(__name__)
 
 NUMERIC_ONLY = frozenset({"gt", "lt", "st"})
@@ -68,6 +74,9 @@ MAX_PAYLOAD = 64 * 1024
 """The largest request body served (4.13 above it). aiocoap reassembles Block1 bodies of any
 size before they reach us, and a server's writes to a gateway (values, composite writes of
 many nodes) stay far below this, so a larger body is a mistake or an attack."""
+
+NUMERIC_TYPES = frozenset({"Integer", "Unsigned Integer", "Float"})
+"""Resource types that gt, lt and st apply to."""
 
 _EXECUTE_ARGS = re.compile(r"[0-9](?:='[!#-&(-\[\]-~]*')?(?:,[0-9](?:='[!#-&(-\[\]-~]*')?)*")
 """LwM2M Execute arguments: ``arg *("," arg)``, ``arg = DIGIT ["=" "'" *CHAR "'"]`` where CHAR
@@ -274,7 +283,7 @@ class DeviceManagement:
             if path.level < Level.RESOURCE:
                 raise BadRequest("gt, lt and st apply to a numeric resource")
             rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
-            if rdef.type.value not in ("Integer", "Unsigned Integer", "Float"):
+            if rdef.type.value not in NUMERIC_TYPES:
                 raise BadRequest(f"gt, lt and st apply to numbers; {rdef.name} is not one")
         merged = self.attributes.get(path, Attributes()).updated(change)
         # LwM2M 1.1 Core 5.1.2: lt + 2 * st < gt, so the band between them holds two steps.
@@ -349,6 +358,15 @@ class DeviceManagement:
             return records
         return self.access.readable_records(self.server_id, records)
 
+    def numeric(self, path: Path) -> bool:
+        """Whether ``path`` holds one number (a single-instance numeric resource, or an instance
+        of a numeric one): what gt, lt and st can watch."""
+        if path.level < Level.RESOURCE or path.object_id in BOOTSTRAP_ONLY:
+            return False
+        rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
+        single = path.level is Level.RESOURCE_INSTANCE or not rdef.multiple
+        return single and rdef.type.value in NUMERIC_TYPES
+
     def _content(self, codec: Codec, records: list[Record], base: Path) -> Reply:
         payload = codec.encode(records, base, self.tree.registry)
         return Reply(Code.CONTENT, payload, int(codec.content_format))
@@ -371,12 +389,34 @@ class DeviceManagement:
             del self.attributes[p]
 
 
-class DeviceManagementResource(resource.Resource):
-    """The aiocoap side: every request to the client's site goes through ``handle``."""
+def reply_message(reply: Reply) -> aiocoap.Message:
+    """The CoAP response carrying ``reply``."""
+    msg = aiocoap.Message(code=Code(reply.code), payload=reply.payload)
+    if reply.content_format is not None:
+        msg.opt.content_format = reply.content_format
+    if reply.location:
+        msg.opt.location_path = reply.location
+    return msg
 
-    def __init__(self, dm: DeviceManagement) -> None:
+
+class DeviceManagementResource(resource.Resource):
+    """The aiocoap side: every request to the client's site goes through ``handle``.
+
+    With ``observations``, every request goes through it first (``Observations.render_to_pipe``:
+    Observe and its cancellation); without, Observe is ignored and such requests are plain
+    reads.
+    """
+
+    def __init__(self, dm: DeviceManagement, observations: Observations | None = None) -> None:
         super().__init__()
         self.dm = dm
+        self.observations = observations
+
+    async def render_to_pipe(self, pipe: Pipe) -> None:
+        if self.observations is None:
+            await super().render_to_pipe(pipe)
+        else:
+            await self.observations.render_to_pipe(pipe, super().render_to_pipe)
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
         reply = self.dm.handle(
@@ -387,9 +427,4 @@ class DeviceManagementResource(resource.Resource):
             None if request.opt.content_format is None else int(request.opt.content_format),
             None if request.opt.accept is None else int(request.opt.accept),
         )
-        msg = aiocoap.Message(code=Code(reply.code), payload=reply.payload)
-        if reply.content_format is not None:
-            msg.opt.content_format = reply.content_format
-        if reply.location:
-            msg.opt.location_path = reply.location
-        return msg
+        return reply_message(reply)

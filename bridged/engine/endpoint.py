@@ -15,6 +15,8 @@ from typing import Protocol
 import aiocoap
 from aiocoap import interfaces
 
+from .udp import guard_stale_icmp_errors
+
 
 class Endpoint(Protocol):
     """What a session asks of its CoAP endpoint (see the module docstring)."""
@@ -45,6 +47,7 @@ class UdpEndpoint:
     ) -> UdpEndpoint:
         """Open the socket on ``bind``; only UDP, so that no TCP or WebSocket port opens too."""
         context = await aiocoap.Context.create_server_context(site, bind=bind, transports=["udp6"])
+        guard_stale_icmp_errors(context)
         return cls(context)
 
     @property

@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import Callable
 from enum import Enum
-from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +37,6 @@ class QueueState(Enum):
     AWAKE = "awake"  # within the window after its last message: traffic flows
     SLEEPING = "sleeping"  # the window has passed: outgoing notifications are held
     WAKING = "waking"  # something must go out: the Update that wakes it is on its way
-
-
-class HeldTraffic(Protocol):
-    """What queue mode holds and releases: a server's observations (their notifications)."""
-
-    def hold(self) -> None: ...
-
-    def release(self) -> None: ...
 
 
 class QueueModeGate:

@@ -5,19 +5,20 @@ What a server can observe of a queue-mode client is its outgoing traffic: the ``
 tells the server the client is awake before anything held comes out. The socket stays open, so
 the server's own requests are still answered; that is this gateway's choice, not a promise.
 
-The observe engine plugs into a session as ``observations`` (``hold``/``release``); here a
-recorder stands in for it and notes what the server had seen when it was released.
+A session's observations are held and released by queue mode; a recorder watches those calls
+and notes what the server had seen at each.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from clients import FAST_RETRY, gateway_tree
 
 from bridged.engine.client import LwM2MClient, ServerConfig, ServerSession
+from bridged.engine.observe import Observations
 from bridged.engine.queue_mode import QueueState
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -32,19 +33,22 @@ def _no_port_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")
 
 
-class Observations:
-    """Stands in for a server's observations: records hold/release and, at each release, the
-    kinds of the messages the server had received."""
+class Recorder:
+    """Watches a session's real observations: records each hold and release with the kinds of
+    the messages the server had received by then."""
 
-    def __init__(self, server: LwM2MTestServer) -> None:
+    def __init__(self, server: LwM2MTestServer, observations: Observations) -> None:
         self.server = server
         self.calls: asyncio.Queue[tuple[str, list[str]]] = asyncio.Queue()
+        for name in ("hold", "release"):
+            setattr(observations, name, self._spy(name, getattr(observations, name)))
 
-    def hold(self) -> None:
-        self.calls.put_nowait(("hold", [e.kind for e in self.server.history]))
+    def _spy(self, name: str, real: Callable[[], None]) -> Callable[[], None]:
+        def spy() -> None:
+            self.calls.put_nowait((name, [e.kind for e in self.server.history]))
+            real()
 
-    def release(self) -> None:
-        self.calls.put_nowait(("release", [e.kind for e in self.server.history]))
+        return spy
 
     async def next(self, expected: str) -> list[str]:
         async with asyncio.timeout(10):
@@ -74,11 +78,9 @@ async def client(server: LwM2MTestServer) -> AsyncIterator[LwM2MClient]:
     await c.stop()
 
 
-def plug(client: LwM2MClient, server: LwM2MTestServer) -> tuple[ServerSession, Observations]:
+def plug(client: LwM2MClient, server: LwM2MTestServer) -> tuple[ServerSession, Recorder]:
     session = client.session(1)
-    observations = Observations(server)
-    session.observations = observations
-    return session, observations
+    return session, Recorder(server, session.observations)
 
 
 async def test_int_108_register_turns_on_queue_mode(

@@ -298,10 +298,12 @@ class LwM2MTestServer:
         accept: int | None = None,
         query: Iterable[str] = (),
         timeout: float = 10.0,
+        observe: int | None = None,
     ) -> aiocoap.Message:
-        """Send one request to a registered client and return its response."""
+        """Send one request to a registered client and return its response (``observe=1``:
+        a GET that cancels an observation of the same path, on a token of its own)."""
         assert self.context is not None
-        msg = self._message(endpoint, code, path, payload, content_format, accept, query, None)
+        msg = self._message(endpoint, code, path, payload, content_format, accept, query, observe)
         async with asyncio.timeout(timeout):
             return await self.context.request(msg).response
 

@@ -31,6 +31,7 @@ from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 
 from .bootstrap import NOSEC, SERVER, BootstrapInterface, bootstrap_account
+from .dm import handle_request, reply_message
 from .registration import RetryPolicy
 from .site import ClientSite
 
@@ -109,19 +110,9 @@ class BootstrapResource(resource.Resource):
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
         if self.server_remote is not None and request.remote != self.server_remote:
             return aiocoap.Message(code=Code.UNAUTHORIZED, payload=b"not the Bootstrap-Server")
-        reply = self.interface.handle(
-            int(request.code),
-            tuple(request.opt.uri_path),
-            tuple(request.opt.uri_query),
-            bytes(request.payload),
-            None if request.opt.content_format is None else int(request.opt.content_format),
-            None if request.opt.accept is None else int(request.opt.accept),
-        )
+        reply = handle_request(self.interface.handle, request)
         self.activity.set()
-        msg = aiocoap.Message(code=Code(reply.code), payload=reply.payload)
-        if reply.content_format is not None:
-            msg.opt.content_format = reply.content_format
-        return msg
+        return reply_message(reply)
 
 
 class Bootstrapper:

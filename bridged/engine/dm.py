@@ -389,6 +389,19 @@ class DeviceManagement:
             del self.attributes[p]
 
 
+def handle_request(handle: Callable[..., Reply], request: aiocoap.Message) -> Reply:
+    """Feed an aiocoap request to a sans-I/O ``handle`` (device management's or the Bootstrap
+    interface's): method, path, query, payload, Content-Format and Accept."""
+    return handle(
+        int(request.code),
+        tuple(request.opt.uri_path),
+        tuple(request.opt.uri_query),
+        bytes(request.payload),
+        None if request.opt.content_format is None else int(request.opt.content_format),
+        None if request.opt.accept is None else int(request.opt.accept),
+    )
+
+
 def reply_message(reply: Reply) -> aiocoap.Message:
     """The CoAP response carrying ``reply``."""
     msg = aiocoap.Message(code=Code(reply.code), payload=reply.payload)
@@ -419,12 +432,4 @@ class DeviceManagementResource(resource.Resource):
             await self.observations.render_to_pipe(pipe, super().render_to_pipe)
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
-        reply = self.dm.handle(
-            int(request.code),
-            tuple(request.opt.uri_path),
-            tuple(request.opt.uri_query),
-            bytes(request.payload),
-            None if request.opt.content_format is None else int(request.opt.content_format),
-            None if request.opt.accept is None else int(request.opt.accept),
-        )
-        return reply_message(reply)
+        return reply_message(handle_request(self.dm.handle, request))

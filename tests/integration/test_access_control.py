@@ -24,11 +24,6 @@ from peers.libcoap import CoapClient
 pytest_plugins = ["peers.fixtures"]
 
 
-@pytest.fixture(autouse=True)
-def _no_port_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")
-
-
 def _port(context: aiocoap.Context) -> int:
     udp = context.request_interfaces[0].token_interface.message_interface
     return int(udp.transport.get_extra_info("socket").getsockname()[1])

@@ -29,11 +29,6 @@ from peers.lwm2m_server import LwM2MTestServer
 FAST_RETRY = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1)
 
 
-@pytest.fixture(autouse=True)
-def _no_port_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")
-
-
 @pytest.fixture
 async def bs() -> AsyncIterator[BootstrapTestServer]:
     async with BootstrapTestServer() as srv:

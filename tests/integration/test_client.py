@@ -28,17 +28,6 @@ needs_dtls = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def _no_port_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LwM2MTestServer]:
-    async with LwM2MTestServer() as srv:
-        yield srv
-
-
 @pytest.fixture
 def events() -> asyncio.Queue[RegistrationEvent]:
     return asyncio.Queue()

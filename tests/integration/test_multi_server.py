@@ -21,11 +21,6 @@ from bridged.objects.paths import Path
 from peers.lwm2m_server import LwM2MTestServer
 
 
-@pytest.fixture(autouse=True)
-def _no_port_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")
-
-
 @pytest.fixture
 async def servers() -> AsyncIterator[tuple[LwM2MTestServer, LwM2MTestServer]]:
     async with LwM2MTestServer() as one, LwM2MTestServer() as two:

@@ -30,17 +30,6 @@ TEMPERATURE = Path((3303, 0, 5700))
 TIMEOUT = 10.0
 
 
-@pytest.fixture(autouse=True)
-def _no_port_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LwM2MTestServer]:
-    async with LwM2MTestServer() as srv:
-        yield srv
-
-
 @pytest.fixture
 async def client(server: LwM2MTestServer) -> AsyncIterator[LwM2MClient]:
     tree = ObjectTree(builtin_registry())

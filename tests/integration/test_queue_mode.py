@@ -28,11 +28,6 @@ WINDOW = 0.2
 """A short awake window, so that the client falls asleep during the test."""
 
 
-@pytest.fixture(autouse=True)
-def _no_port_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")
-
-
 class Recorder:
     """Watches a session's real observations: records each hold and release with the kinds of
     the messages the server had received by then."""
@@ -55,12 +50,6 @@ class Recorder:
             call, seen = await self.calls.get()
         assert call == expected
         return seen
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LwM2MTestServer]:
-    async with LwM2MTestServer() as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -27,11 +27,6 @@ LINKS = '</>;rt="oma.lwm2m";ct=110,</1/0>,</3/0>'
 FAST_RETRY = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1)
 
 
-@pytest.fixture(autouse=True)
-def _no_port_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")
-
-
 class Client:
     """A client context and a registrar with editable parameters and an event log."""
 
@@ -60,12 +55,6 @@ async def context() -> AsyncIterator[aiocoap.Context]:
     )
     yield ctx
     await ctx.shutdown()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LwM2MTestServer]:
-    async with LwM2MTestServer() as srv:
-        yield srv
 
 
 def target(uri: str, **kw: object) -> ServerTarget:

@@ -29,11 +29,6 @@ SERIES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _no_port_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")
-
-
 async def registered_client(
     server: LwM2MTestServer, uri: str | None = None, timeout: float = 3.0
 ) -> tuple[LwM2MClient, asyncio.Queue[RegistrationEvent]]:
@@ -47,12 +42,6 @@ async def registered_client(
     )
     await client.start()
     return client, events
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LwM2MTestServer]:
-    async with LwM2MTestServer() as srv:
-        yield srv
 
 
 @pytest.fixture

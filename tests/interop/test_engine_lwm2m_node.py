@@ -16,6 +16,7 @@ import pytest
 
 from bridged.engine.client import LwM2MClient
 from bridged.engine.registration import RegistrationEvent
+from bridged.objects.paths import Path
 from peers.gateway import ENDPOINT, Gateway, client_port, registration_complete
 from peers.lwm2m_node import CommandFailed, LwM2MNodeServer
 
@@ -222,3 +223,24 @@ async def test_LightweightM2M_1_1_int_260_261_discover_and_write_attributes(
     assert "</3303/0/5700>;gt=30;lt=10;st=1" in (
         await node_server.discover(ENDPOINT, "/3303/0")
     ).split(",")
+
+
+async def test_LightweightM2M_1_1_int_301_303_observe_and_notify(
+    gw: Gateway,
+    client: LwM2MClient,
+    node_server: LwM2MNodeServer,
+    events: asyncio.Queue[RegistrationEvent],
+) -> None:
+    """LightweightM2M-1.1-int-301 (Observe) and int-303 (notification on change), driven by
+    lwm2m-node-lib: the first answer carries the value and every change notifies with the new
+    one. (Its cancel only forgets the observation on the server side; cancelling by Observe=1
+    and by Reset is proven in tests/integration/test_observe.py.)"""
+    await registered(node_server, events)
+    assert await node_server.observe(ENDPOINT, "/3303/0/5700") == "21.5"
+    assert len(client.sessions[0].observations) == 1
+    for value in (22.0, 22.5):
+        gw.tree.set(Path((3303, 0, 5700)), value)
+        notified = await node_server.wait_event(
+            "notification", endpoint=ENDPOINT, path="/3303/0/5700"
+        )
+        assert notified.data["value"] == f"{value}"

@@ -20,6 +20,7 @@ from bridged.objects.linkformat import registration_links
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 
+from .coap import create_context
 from .dm import BOOTSTRAP_ONLY, DeviceManagement, DeviceManagementResource
 from .registration import (
     Registrar,
@@ -120,9 +121,7 @@ class LwM2MClient:
             self.tree,
             version=lambda: self.registrar.version if self.registrar else self.server.version,
         )
-        self.context = await aiocoap.Context.create_server_context(
-            DeviceManagementResource(dm), bind=self.bind, transports=["udp6"]
-        )
+        self.context = await create_context(DeviceManagementResource(dm), self.bind)
         target = ServerTarget(
             uri=self.server.uri,
             endpoint=self.endpoint,

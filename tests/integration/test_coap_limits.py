@@ -42,9 +42,9 @@ def port_of(context: aiocoap.Context) -> int:
     return int(message_managers(context)[0].message_interface._local_port())
 
 
-async def held_back(mman: BoundedMessageManager) -> None:
-    """Return once ``mman`` holds a message back for want of a Message ID."""
-    while mman.held == 0:
+async def held_back(mman: BoundedMessageManager, count: int = 1) -> None:
+    """Return once ``mman`` holds ``count`` messages back for want of a Message ID."""
+    while mman.held < count:
         await asyncio.sleep(0.001)
 
 
@@ -192,3 +192,35 @@ async def test_messages_wait_for_a_free_message_id_instead_of_reusing_a_live_one
         await receiver.shutdown()
     assert sorted(int(r.payload) for r in responses) == list(range(1, 31))
     assert mman.held == 0
+
+
+async def test_beyond_the_held_limit_a_message_fails_at_once() -> None:
+    """One Message ID, live for a minute, and room to hold two messages: the first request goes
+    out, two wait, and the fourth fails with a network error instead of queueing."""
+    receiver = await create_context(resource.Site(), ("127.0.0.1", 0))
+    sender = await create_context(
+        None, ("127.0.0.1", 0), limits=CoapLimits(message_ids=1, held_per_peer=2)
+    )
+    uri = f"coap://127.0.0.1:{port_of(receiver)}/nothing"
+    mman = message_managers(sender)[0]
+
+    def request() -> asyncio.Future[aiocoap.Message]:
+        message = aiocoap.Message(code=Code.GET, uri=uri, transport_tuning=aiocoap.Unreliable())
+        return asyncio.ensure_future(sender.request(message).response)
+
+    try:
+        first = await asyncio.wait_for(request(), TIMEOUT)
+        assert first.code == Code.NOT_FOUND
+        waiting = []
+        for held in (1, 2):  # one at a time, so that they are held in this order
+            waiting.append(request())
+            await asyncio.wait_for(held_back(mman, held), TIMEOUT)
+        with pytest.raises(aiocoap.error.NetworkError):
+            await asyncio.wait_for(request(), TIMEOUT)
+        assert mman.held == 2
+    finally:
+        await sender.shutdown()
+        await receiver.shutdown()
+    for held_request in waiting:
+        with pytest.raises(aiocoap.error.LibraryShutdown):
+            await held_request

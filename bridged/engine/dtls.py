@@ -24,9 +24,10 @@ site, with a few sharp edges that this module deals with in one place:
 
 The tinydtls pieces used (``DTLSClientConnection`` with its ``send``, ``_event``,
 ``_inject_error`` and ``shutdown`` hooks and its ``SingleConnection`` protocol; the transport's
-``_pool`` keyed by ``(host, port, identity)``; and
-``Context._append_tokenmanaged_messagemanaged_transport``) are aiocoap internals, pinned by
-``tests/integration/test_dtls.py``; keep aiocoap's version pinned.
+``_pool`` keyed by ``(host, port, identity)``) are aiocoap internals, pinned by
+``tests/integration/test_dtls.py``; keep aiocoap's version pinned. The transport is added through
+:func:`bridged.engine.coap.append_transport`, so the DTLS context has the same memory bound and
+Message-ID pacing as the plain one.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from aiocoap.transports.tinydtls import (
     DTLSClientConnection,
     MessageInterfaceTinyDTLS,
 )
+
+from .coap import append_transport
 
 #: Same budget CoAP gives a confirmable message before giving up (MAX_TRANSMIT_SPAN, RFC 7252).
 DEFAULT_HANDSHAKE_TIMEOUT = 45.0
@@ -238,7 +241,7 @@ class DtlsPskEndpoint:
             transports.append(_PskTransport(mman, context.log, loop, handshake_timeout))
             return transports[0]
 
-        await context._append_tokenmanaged_messagemanaged_transport(create_transport)
+        await append_transport(context, create_transport)
         return cls(context, transports[0], server_uri)
 
     @property

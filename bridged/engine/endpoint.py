@@ -15,6 +15,7 @@ from typing import Protocol
 import aiocoap
 from aiocoap import interfaces
 
+from .coap import create_context
 from .udp import guard_stale_icmp_errors
 
 
@@ -46,7 +47,7 @@ class UdpEndpoint:
         cls, site: interfaces.Resource, bind: tuple[str, int] = ("::", 0)
     ) -> UdpEndpoint:
         """Open the socket on ``bind``; only UDP, so that no TCP or WebSocket port opens too."""
-        context = await aiocoap.Context.create_server_context(site, bind=bind, transports=["udp6"])
+        context = await create_context(site, bind)
         guard_stale_icmp_errors(context)
         return cls(context)
 

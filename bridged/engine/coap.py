@@ -1,0 +1,249 @@
+"""The engine's CoAP contexts: aiocoap with bounded memory and paced Message IDs.
+
+Every aiocoap context the engine makes comes from here (:func:`create_context` for plain UDP,
+:func:`append_transport` for the DTLS transport), so that two aiocoap 0.4.17 hazards are dealt
+with in one place, whatever code sends through the context:
+
+* **Memory under load.** aiocoap remembers every request it received for EXCHANGE_LIFETIME
+  (247 s), with its response message and one event-loop timer each, so a server reading fast
+  makes the process grow without bound (1.4 GiB after 250 s at 2,400 requests/s). Here the
+  deduplication state is a :class:`~bridged.engine.dedup.DedupCache`: a 60 s window for CON
+  requests, 10 s for NON, encoded responses only, and a hard cap on entries.
+* **Message-ID pacing.** aiocoap takes Message IDs from one counter and sends as fast as asked.
+  Here each peer gets its own ID sequence from a :class:`~bridged.engine.pacing.MessageIdPacer`,
+  and a CON or NON that would need an ID still live at the peer is held, in order, until one is
+  free. That covers requests (Register, Update, Send) and notifications alike, as they all pass
+  through the message manager's first transmission.
+
+Both live in :class:`BoundedMessageManager`, a subclass of aiocoap's ``MessageManager`` that
+replaces its deduplication methods (``_deduplicate_message``, ``_store_response_for_duplicates``)
+and wraps ``_send_initially``, the one place where a message is sent for the first time. Those
+are aiocoap internals, pinned like the DTLS transport's: keep aiocoap's version pinned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiocoap
+from aiocoap import interfaces, resource
+from aiocoap.message import Direction
+from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.types import ACK, CON, NON, RST
+from aiocoap.tokenmanager import TokenManager
+from aiocoap.transports.udp6 import MessageInterfaceUDP6
+
+from .dedup import DEFAULT_CAPACITY, DEFAULT_CON_WINDOW, DEFAULT_NON_WINDOW, DedupCache
+from .pacing import EXCHANGE_LIFETIME, MESSAGE_IDS, NON_LIFETIME, PacerTable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CoapLimits:
+    """The bounds every engine context applies (see :mod:`bridged.engine.dedup` and
+    :mod:`bridged.engine.pacing` for why these defaults).
+
+    ``held_per_peer`` caps the messages held for Message IDs toward one peer: beyond it a new
+    message fails at once (a request with a network error, a notification by ending its
+    observation) instead of being queued without end.
+    """
+
+    dedup_capacity: int = DEFAULT_CAPACITY
+    dedup_con_window: float = DEFAULT_CON_WINDOW
+    dedup_non_window: float = DEFAULT_NON_WINDOW
+    message_ids: int = MESSAGE_IDS
+    con_lifetime: float = EXCHANGE_LIFETIME
+    non_lifetime: float = NON_LIFETIME
+    held_per_peer: int = 4096
+
+
+_Held = tuple[aiocoap.Message, Callable[[], None] | None]
+
+
+class BoundedMessageManager(MessageManager):
+    """aiocoap's UDP message layer with a bounded deduplication cache and Message-ID pacing."""
+
+    def __init__(
+        self,
+        token_manager: TokenManager,
+        limits: CoapLimits,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(token_manager)
+        self.limits = limits
+        self.clock = clock
+        self.dedup: DedupCache[tuple[interfaces.EndpointAddress, int]] = DedupCache(
+            limits.dedup_capacity, limits.dedup_con_window, limits.dedup_non_window
+        )
+        self.pacers: PacerTable[interfaces.EndpointAddress] = PacerTable(limits.message_ids)
+        self._held: dict[interfaces.EndpointAddress, deque[_Held]] = {}
+        self._wakeups: dict[interfaces.EndpointAddress, asyncio.TimerHandle] = {}
+
+    @property
+    def held(self) -> int:
+        """Messages waiting for a Message ID, over all peers."""
+        return sum(len(q) for q in self._held.values())
+
+    # -- deduplication -----------------------------------------------------------------------
+
+    def _deduplicate_message(self, message: aiocoap.Message) -> bool:
+        """True if ``message`` is a duplicate; a duplicate CON gets the stored response again."""
+        key = (message.remote, message.mid)
+        seen = self.dedup.check(key, message.mtype is CON, self.clock())
+        if seen is None:
+            return False
+        if message.mtype is CON and seen.response is not None:
+            self.log.info("Duplicate CON received, sending old response again")
+            again = aiocoap.Message.decode(seen.response, message.remote.as_response_address())
+            again.direction = Direction.OUTGOING
+            self._send_via_transport(again)
+        else:
+            self.log.info("Duplicate %s received, ignoring it", message.mtype)
+        return True
+
+    def _store_response_for_duplicates(self, message: aiocoap.Message) -> None:
+        # Only an ACK or RST carries the Message ID of the request it answers; a CON or NON of
+        # ours has an ID from our own sequence, which may equal some request's by chance.
+        if message.mtype in (ACK, RST):
+            self.dedup.answer((message.remote, message.mid), message.encode())
+
+    # -- Message-ID pacing -------------------------------------------------------------------
+
+    def _send_initially(
+        self, message: aiocoap.Message, messageerror_monitor: Callable[[], None] | None = None
+    ) -> None:
+        if message.mtype not in (CON, NON) or message.remote.is_multicast:
+            super()._send_initially(message, messageerror_monitor)
+            return
+        remote = message.remote
+        queue = self._held.get(remote)
+        if queue is None and self._take_id(message):
+            super()._send_initially(message, messageerror_monitor)
+            return
+        if queue is None:
+            queue = self._held[remote] = deque()
+        if len(queue) >= self.limits.held_per_peer:
+            self.log.warning(
+                "%d messages to %s are waiting for a Message ID; failing this one",
+                len(queue),
+                remote,
+            )
+            if messageerror_monitor is not None:
+                messageerror_monitor()
+            return
+        queue.append((message, messageerror_monitor))
+        self._schedule_release(remote)
+
+    def _take_id(self, message: aiocoap.Message) -> bool:
+        """Give ``message`` its peer's next Message ID; False if none is free yet."""
+        lifetime = self.limits.con_lifetime if message.mtype is CON else self.limits.non_lifetime
+        now = self.clock()
+        mid = self.pacers.pacer(message.remote, now).take(now, lifetime)
+        if mid is None:
+            return False
+        message.mid = mid
+        return True
+
+    def _schedule_release(self, remote: interfaces.EndpointAddress) -> None:
+        if remote in self._wakeups:
+            return
+        now = self.clock()
+        delay = max(0.0, self.pacers.pacer(remote, now).ready_at(now) - now)
+        self._wakeups[remote] = self.loop.call_later(delay, self._release, remote)
+
+    def _release(self, remote: interfaces.EndpointAddress) -> None:
+        """Send what was held for ``remote``, in order, as far as Message IDs allow."""
+        self._wakeups.pop(remote, None)
+        queue = self._held.get(remote)
+        if queue is None or self._active_exchanges is None:
+            return
+        while queue:
+            message, monitor = queue[0]
+            if message.mtype is CON and remote in self._backlogs:
+                # One CON in flight per peer (NSTART=1): aiocoap's backlog sends it when the
+                # current exchange ends, through _send_initially, so its ID is taken then.
+                queue.popleft()
+                self._backlogs[remote].append((message, monitor))
+                continue
+            if not self._take_id(message):
+                self._schedule_release(remote)
+                return
+            queue.popleft()
+            super()._send_initially(message, monitor)
+        del self._held[remote]
+
+    def _drop_held(self, remote: interfaces.EndpointAddress) -> None:
+        self._held.pop(remote, None)
+        wakeup = self._wakeups.pop(remote, None)
+        if wakeup is not None:
+            wakeup.cancel()
+
+    def dispatch_error(self, error: Exception, remote: interfaces.EndpointAddress) -> None:
+        # The token manager has failed every exchange with the remote: nothing held is wanted.
+        super().dispatch_error(error, remote)
+        self._drop_held(remote)
+
+    async def shutdown(self) -> None:
+        for remote in list(self._held):
+            self._drop_held(remote)
+        self.dedup.clear()
+        await super().shutdown()
+
+
+async def append_transport(
+    context: aiocoap.Context,
+    create_transport: Callable[[BoundedMessageManager], Awaitable[Any]],
+    limits: CoapLimits | None = None,
+) -> BoundedMessageManager:
+    """Add a message-layer transport to ``context`` over a :class:`BoundedMessageManager`.
+
+    The counterpart of aiocoap's ``Context._append_tokenmanaged_messagemanaged_transport``, with
+    the bounded message manager in place of aiocoap's.
+    """
+    tman = TokenManager(context)
+    mman = BoundedMessageManager(tman, limits or CoapLimits())
+    transport = await create_transport(mman)
+    mman.message_interface = transport
+    tman.token_interface = mman
+    context.request_interfaces.append(tman)
+    return mman
+
+
+async def create_context(
+    site: resource.Site | interfaces.Resource | None,
+    bind: tuple[str, int] = ("::", 0),
+    *,
+    limits: CoapLimits | None = None,
+    loggername: str = "coap-server",
+) -> aiocoap.Context:
+    """A CoAP-over-UDP context serving ``site`` on ``bind``, with the engine's bounds.
+
+    Only the UDP transport is opened: aiocoap's default set would also listen for TCP and
+    WebSocket on the CoAP ports, which a gateway must not expose.
+    """
+    loop = asyncio.get_running_loop()
+    context = aiocoap.Context(loop=loop, serversite=site, loggername=loggername)
+    await append_transport(
+        context,
+        lambda mman: MessageInterfaceUDP6.create_server_transport_endpoint(
+            mman, log=context.log, loop=loop, bind=bind, multicast=[]
+        ),
+        limits,
+    )
+    return context
+
+
+def message_managers(context: aiocoap.Context) -> list[BoundedMessageManager]:
+    """The bounded message managers of ``context`` (to read their cache and pacing state)."""
+    return [
+        tman.token_interface
+        for tman in context.request_interfaces
+        if isinstance(getattr(tman, "token_interface", None), BoundedMessageManager)
+    ]

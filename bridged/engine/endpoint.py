@@ -15,7 +15,7 @@ from typing import Protocol
 import aiocoap
 from aiocoap import interfaces
 
-from .udp import guard_stale_icmp_errors
+from .udp import guard_received_datagrams, guard_stale_icmp_errors
 
 
 class Endpoint(Protocol):
@@ -48,6 +48,7 @@ class UdpEndpoint:
         """Open the socket on ``bind``; only UDP, so that no TCP or WebSocket port opens too."""
         context = await aiocoap.Context.create_server_context(site, bind=bind, transports=["udp6"])
         guard_stale_icmp_errors(context)
+        guard_received_datagrams(context)
         return cls(context)
 
     @property

@@ -353,12 +353,6 @@ async def test_malformed_request_batch(
     assert tracebacks(caplog) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aiocoap 0.4.17 checks critical options only in its Site and OSCORE layers, and the "
-    "engine's resource does not check them either: the request is served as if the option "
-    "were absent",
-)
 async def test_unknown_critical_option_is_a_bad_option(client: LwM2MClient) -> None:
     """RFC 7252 5.4.1: a CON request with an unrecognised critical option gets 4.02."""
     # Uri-Path "3", then option 65003 (odd: critical): delta 64992 = 269 + 0xFCD3

@@ -32,6 +32,12 @@ class BadRequest(LwM2MError):
     code = coap_code(4, 0)
 
 
+class BadOption(LwM2MError):
+    """4.02: the request carries a critical option this client does not understand."""
+
+    code = coap_code(4, 2)
+
+
 class Unauthorized(LwM2MError):
     """4.01: the server has no access right for this operation."""
 

@@ -16,7 +16,7 @@ import aiocoap
 from aiocoap import interfaces
 
 from .coap import create_context
-from .udp import guard_stale_icmp_errors
+from .udp import guard_received_datagrams, guard_stale_icmp_errors
 
 
 class Endpoint(Protocol):
@@ -49,6 +49,7 @@ class UdpEndpoint:
         """Open the socket on ``bind``; only UDP, so that no TCP or WebSocket port opens too."""
         context = await create_context(site, bind)
         guard_stale_icmp_errors(context)
+        guard_received_datagrams(context)
         return cls(context)
 
     @property

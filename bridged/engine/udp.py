@@ -23,28 +23,48 @@ This touches aiocoap internals (``Context.request_interfaces``, the message mana
 ``message_interface`` and its transport's ``sendmsg``), pinned by the tests in
 ``tests/integration/test_observe.py``; keep aiocoap's version pinned. The DTLS transport is not
 affected: it uses a connected socket per session, whose errors are that session's.
+
+A second guard, ``guard_received_datagrams``, stands between the socket and aiocoap's parser
+for two datagrams aiocoap 0.4.17 mishandles:
+
+- A datagram larger than aiocoap's receive buffer (``RecvmsgSelectorDatagramTransport.max_size``,
+  4096 bytes) arrives cut short, and aiocoap ignores the kernel's ``MSG_TRUNC`` flag: a request
+  would be served with its payload (or its options) cut off. The guard never passes such a
+  datagram on; a confirmable request gets 4.13 Request Entity Too Large (RFC 7959 2.9.3), so
+  the server knows to send it block-wise, anything else is dropped.
+- A text option (Uri-Path, Uri-Query...) that is not UTF-8 makes aiocoap's parser raise
+  ``UnicodeDecodeError`` instead of its ``UnparsableMessage``, which escapes into the event
+  loop's reader callback and is logged with a traceback. The guard drops the datagram as
+  aiocoap drops every other unparsable one.
+
+The guard replaces the protocol's ``datagram_msg_received``, which aiocoap's transport looks up
+on the protocol instance for every datagram (aiocoap internals again). Pinned by
+``tests/integration/test_malformed.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import aiocoap
-from aiocoap.transports.udp6 import MessageInterfaceUDP6
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.types import Type
+from aiocoap.transports.udp6 import MessageInterfaceUDP6, UDP6EndpointAddress
+from aiocoap.util.asyncio.recvmsg import RecvmsgSelectorDatagramTransport
 
 log = logging.getLogger(__name__)
+
+RECEIVE_LIMIT = RecvmsgSelectorDatagramTransport.max_size
+"""The largest datagram aiocoap receives whole."""
 
 
 def guard_stale_icmp_errors(context: aiocoap.Context) -> int:
     """Install the guard on every ``udp6`` transport of ``context``; returns how many."""
     guarded = 0
-    for interface in context.request_interfaces:
-        messages = getattr(getattr(interface, "token_interface", None), "message_interface", None)
-        if not isinstance(messages, MessageInterfaceUDP6):
-            continue
+    for messages in _udp6_interfaces(context):
         transport = messages.transport
         sock = transport.get_extra_info("socket")
         if not isinstance(sock, socket.socket):
@@ -63,3 +83,85 @@ def _retrying_sendmsg(sock: socket.socket, original: Any) -> Any:
             original(data, ancdata, flags, address)
 
     return sendmsg
+
+
+def guard_received_datagrams(context: aiocoap.Context) -> int:
+    """Install the receive guard (see the module docstring) on every ``udp6`` transport of
+    ``context``; returns how many."""
+    guarded = 0
+    for messages in _udp6_interfaces(context):
+        messages.datagram_msg_received = _guarded_receive(messages, messages.datagram_msg_received)
+        guarded += 1
+    return guarded
+
+
+def refusal_of_truncated(datagram: bytes) -> aiocoap.Message | None:
+    """The 4.13 answer to ``datagram``, the first bytes of a datagram too large to receive
+    whole: a piggybacked ACK when it is a confirmable request, else ``None`` (nothing to
+    answer: a NON request would need a message ID of its own, and a response, a Reset or
+    garbage gets no answer anyway). Only the header and token are read, which the truncated
+    part always holds."""
+    if len(datagram) < 4 or datagram[0] >> 6 != 1:
+        return None
+    token_length = datagram[0] & 0x0F
+    if token_length > 8 or len(datagram) < 4 + token_length:
+        return None
+    header = aiocoap.Message.decode(datagram[: 4 + token_length])
+    if header.mtype is not Type.CON or not header.code.is_request():
+        return None
+    refusal = aiocoap.Message(
+        code=Code.REQUEST_ENTITY_TOO_LARGE,
+        payload=f"datagram larger than {RECEIVE_LIMIT} bytes".encode(),
+    )
+    # set after construction: aiocoap deprecates them as constructor arguments, as the message
+    # layer normally picks them; here there is no exchange in that layer to pick them from
+    refusal.mtype, refusal.mid, refusal.token = Type.ACK, header.mid, header.token
+    return refusal
+
+
+def _udp6_interfaces(context: aiocoap.Context) -> Iterator[MessageInterfaceUDP6]:
+    for interface in context.request_interfaces:
+        messages = getattr(getattr(interface, "token_interface", None), "message_interface", None)
+        if isinstance(messages, MessageInterfaceUDP6):
+            yield messages
+
+
+def _guarded_receive(messages: MessageInterfaceUDP6, original: Any) -> Any:
+    def datagram_msg_received(
+        data: bytes, ancdata: Sequence[Any], flags: int, address: Any
+    ) -> None:
+        if flags & socket.MSG_TRUNC:
+            _refuse_truncated(messages, data, ancdata, address)
+            return
+        try:
+            original(data, ancdata, flags, address)
+        except UnicodeDecodeError as e:
+            log.warning(
+                "Ignoring message from %s with a text option that is not UTF-8: %s", address, e
+            )
+
+    return datagram_msg_received
+
+
+def _refuse_truncated(
+    messages: MessageInterfaceUDP6, data: bytes, ancdata: Sequence[Any], address: Any
+) -> None:
+    refusal = refusal_of_truncated(data)
+    log.warning(
+        "Datagram from %s larger than %d bytes: %s",
+        address,
+        RECEIVE_LIMIT,
+        "dropped" if refusal is None else "refused with 4.13",
+    )
+    if refusal is None:
+        return
+    pktinfo = next(
+        (
+            cmsg_data
+            for level, kind, cmsg_data in ancdata
+            if (level, kind) == (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO)
+        ),
+        None,
+    )
+    refusal.remote = UDP6EndpointAddress(address, messages, pktinfo=pktinfo)
+    messages.send(refusal)

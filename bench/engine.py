@@ -1,0 +1,416 @@
+"""The LwM2M engine under load, each figure next to aiocoap's own ceiling from the same run.
+
+The ceiling is a bare aiocoap server context answering a trivial GET resource with stock
+aiocoap settings, driven by the same load generator as the engine. The load generator is a
+separate process speaking raw CoAP over UDP from several sockets (so that no socket wraps its
+Message IDs within a receiver's deduplication window), keeping a fixed number of CON GETs in
+flight; the server under test is a process of its own too, so its CPU time and RSS are its own.
+
+Sections:
+
+* **read**: Read throughput of one resource (/3/0/0, text/plain) served by the engine's
+  DeviceManagementResource in a context from ``bridged.engine.coap``, in requests/s and CPU
+  time per request, as a ratio to the ceiling (goal: at least 50 %).
+* **register**: a Register of 5,000 object instances (Block1) by ``LwM2MClient`` against the
+  in-repo test server, until the server has the whole object list (goal: under 2 s).
+* **memory**: RSS of the server process after ``--minutes`` of reads as fast as the load
+  generator gets answers, for the engine and for the bare aiocoap server, with the
+  deduplication entries each holds and the longest event-loop stall (goal for the engine: under
+  100 MB after 10 minutes).
+
+    .venv/bin/python bench/engine.py [--sections read,register,memory] [--seconds S]
+                                     [--minutes M] [--inflight N] [--sockets K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+from typing import Any
+
+import aiocoap
+from aiocoap import resource
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.types import CON
+
+from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.coap import create_context, message_managers
+from bridged.engine.dm import DeviceManagement, DeviceManagementResource
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.tree import ObjectTree
+
+READ_GOAL = 0.5
+REGISTER_GOAL_S = 2.0
+RSS_GOAL_MB = 100.0
+HERE = FilePath(__file__).resolve()
+TESTS = HERE.parent.parent / "tests"
+
+# -- the server under test (a process of its own) -----------------------------------------------
+
+TARGETS = {
+    "aiocoap": "bare aiocoap server, trivial GET (the ceiling)",
+    "engine": "engine, Read /3/0/0",
+}
+TARGET_PATH = {"aiocoap": ("hello",), "engine": ("3", "0", "0")}
+
+
+class Hello(resource.Resource):
+    """The ceiling's resource: a fixed short payload, nothing else."""
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        return aiocoap.Message(code=Code.CONTENT, payload=b"ACME")
+
+
+async def serve(kind: str) -> None:
+    """Serve ``kind`` on 127.0.0.1, print the port, run until stdin closes, print statistics."""
+    if kind == "aiocoap":
+        site = resource.Site()
+        site.add_resource(["hello"], Hello())
+        context = await aiocoap.Context.create_server_context(
+            site, bind=("127.0.0.1", 0), transports=["udp6"]
+        )
+    else:
+        tree = ObjectTree(builtin_registry())
+        tree.create_instance(3, 0, [(0, "ACME"), (1, "bridged"), (16, "U")])
+        site = DeviceManagementResource(DeviceManagement(tree))
+        context = await create_context(site, ("127.0.0.1", 0))
+    mman = context.request_interfaces[0].token_interface
+    print(mman.message_interface._local_port(), flush=True)
+
+    loop = asyncio.get_running_loop()
+    stall = 0.0
+
+    async def watch_loop() -> None:
+        nonlocal stall
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(0.01)
+            stall = max(stall, loop.time() - t0 - 0.01)
+
+    watcher = asyncio.create_task(watch_loop())
+    await loop.run_in_executor(None, sys.stdin.read)
+    watcher.cancel()
+    bounded = message_managers(context)
+    stats = {
+        "dedup": len(bounded[0].dedup) if bounded else len(mman._recent_messages),
+        "evicted": bounded[0].dedup.evicted if bounded else 0,
+        "stall_ms": stall * 1000,
+    }
+    print(json.dumps(stats), flush=True)
+    os._exit(0)  # the statistics are out; tearing down 100,000s of timers proves nothing
+
+
+# -- the load generator (a process of its own) --------------------------------------------------
+
+
+def get_template(path: tuple[str, ...]) -> bytearray:
+    """A CON GET for ``path`` with a 4-byte token; Message ID and token are patched per send."""
+    message = aiocoap.Message(code=Code.GET, uri_path=path)
+    message.mtype, message.mid, message.token = CON, 0, b"\0\0\0\0"
+    return bytearray(message.encode())
+
+
+def load(port: int, path: tuple[str, ...], seconds: float, inflight: int, sockets: int) -> None:
+    """Keep ``inflight`` GETs outstanding for ``seconds`` (after one second of warm-up), or until
+    SIGTERM; print the answers counted as JSON. A request unanswered for 2 s is counted lost and
+    replaced."""
+    template = get_template(path)
+    sel = selectors.DefaultSelector()
+    socks = []
+    for _ in range(sockets):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        socks.append(sock)
+        sel.register(sock, selectors.EVENT_READ, len(socks) - 1)
+    mids = [random.randrange(65536) for _ in socks]
+    pending: list[dict[bytes, float]] = [{} for _ in socks]
+    token = random.randrange(1 << 32)
+    counts: dict[str, float] = {"answered": 0, "lost": 0, "bad": 0}
+    stopped: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopped.append(signum))
+
+    def send(i: int, now: float) -> None:
+        nonlocal token
+        token = (token + 1) & 0xFFFFFFFF
+        mids[i] = (mids[i] + 1) & 0xFFFF
+        tok = token.to_bytes(4, "big")
+        template[2:4] = mids[i].to_bytes(2, "big")
+        template[4:8] = tok
+        pending[i][tok] = now
+        socks[i].send(template)
+
+    start = time.monotonic()
+    for n in range(inflight):
+        send(n % sockets, start)
+    measure_from = start + 1.0
+    end = measure_from + seconds
+    next_sweep = start + 0.5
+    counting = False
+    while True:
+        now = time.monotonic()
+        if now >= end or stopped:
+            break
+        if not counting and now >= measure_from:
+            counting, counts = True, dict.fromkeys(counts, 0)
+        for key, _ in sel.select(0.2):
+            i = key.data
+            while True:
+                try:
+                    data = socks[i].recv(2048)
+                except BlockingIOError:
+                    break
+                tkl = data[0] & 0x0F
+                if data[1] == 0:  # an empty ACK; a separate response follows
+                    continue
+                if data[0] >> 4 & 3 == 0:  # a separate CON response: acknowledge it
+                    socks[i].send(bytes([0x60, 0]) + data[2:4])
+                if pending[i].pop(data[4 : 4 + tkl], None) is None:
+                    continue
+                counts["answered" if data[1] == 0x45 else "bad"] += 1
+                send(i, now)
+        if now >= next_sweep:
+            next_sweep = now + 0.5
+            for i in range(sockets):
+                for tok in [t for t, sent in pending[i].items() if now - sent > 2.0]:
+                    del pending[i][tok]
+                    counts["lost"] += 1
+                    send(i, now)
+    counts["seconds"] = time.monotonic() - measure_from
+    print(json.dumps(counts), flush=True)
+
+
+# -- orchestration ---------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One load run against one server process."""
+
+    kind: str
+    answered: int
+    lost: int
+    seconds: float
+    cpu_s: float
+    rss_mb: float
+    peak_rss_mb: float
+    server: dict[str, Any]
+    stopped_early: bool = False
+
+    @property
+    def rate(self) -> float:
+        return self.answered / self.seconds
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.cpu_s * 1000 / max(1, self.answered)
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = FilePath(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pid: int) -> float:
+    for line in FilePath(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_load(
+    kind: str,
+    seconds: float,
+    args: argparse.Namespace,
+    sample: Callable[[float, float], None] | None = None,
+    rss_cap_mb: float | None = None,
+) -> Run:
+    """Start a ``kind`` server process, load it for ``seconds``, and collect the figures."""
+    me = [sys.executable, str(HERE)]
+    server = subprocess.Popen(
+        [*me, "--serve", kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdin is not None and server.stdout is not None
+    try:
+        port = int(server.stdout.readline())
+        gen = subprocess.Popen(
+            [
+                *me,
+                "--load",
+                str(port),
+                "/".join(TARGET_PATH[kind]),
+                f"--seconds={seconds}",
+                f"--inflight={args.inflight}",
+                f"--sockets={args.sockets}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)  # the generator's warm-up
+        cpu0, t0, peak, stopped = proc_cpu_s(server.pid), time.monotonic(), 0.0, False
+        while gen.poll() is None:
+            time.sleep(min(5.0, seconds / 4))
+            rss = proc_rss_mb(server.pid)
+            peak = max(peak, rss)
+            if sample is not None:
+                sample(time.monotonic() - t0, rss)
+            if rss_cap_mb is not None and rss > rss_cap_mb and gen.poll() is None:
+                gen.terminate()
+                stopped = True
+        cpu = proc_cpu_s(server.pid) - cpu0
+        rss = proc_rss_mb(server.pid)
+        out = gen.stdout.read() if gen.stdout else ""
+        counts = json.loads(out)
+        server.stdin.close()
+        stats = json.loads(server.stdout.readline() or "{}")
+        return Run(
+            kind,
+            counts["answered"],
+            counts["lost"],
+            counts["seconds"],
+            cpu,
+            rss,
+            max(peak, rss),
+            stats,
+            stopped,
+        )
+    finally:
+        server.kill()
+        server.wait()
+
+
+def section_read(args: argparse.Namespace) -> None:
+    print(
+        f"\nRead throughput: {args.seconds:g} s each, {args.inflight} CON GETs in flight"
+        f" from {args.sockets} sockets"
+    )
+    runs = [run_load(kind, args.seconds, args) for kind in TARGETS]
+    ceiling = runs[0].rate
+    print(f"{'server':<46} {'req/s':>8} {'CPU ms/req':>11} {'lost':>5} {'of ceiling':>11}")
+    for run in runs:
+        ratio = run.rate / ceiling if ceiling else 0.0
+        print(
+            f"{TARGETS[run.kind]:<46} {run.rate:>8.0f} {run.cpu_ms_per_request:>11.3f}"
+            f" {run.lost:>5} {ratio:>11.0%}"
+        )
+    print(f"goal: the engine at {READ_GOAL:.0%} of the ceiling or more")
+
+
+async def register_instances(count: int) -> tuple[float, int, int]:
+    """Seconds from ``start()`` until the test server has all ``count`` instances; payload
+    bytes and blocks."""
+    sys.path.insert(0, str(TESTS))
+    from peers.lwm2m_server import LwM2MTestServer
+
+    tree = ObjectTree(builtin_registry())
+    tree.create_instance(3, 0, [(0, "ACME")])
+    for i in range(count):
+        tree.create_instance(3303, i, [(5700, 20.0 + i / 100)])
+    async with LwM2MTestServer() as server:
+        assert server.context is not None
+        mman = server.context.request_interfaces[0].token_interface
+        blocks = 0
+        dispatch = mman.dispatch_message
+
+        def count_blocks(message: aiocoap.Message) -> None:
+            nonlocal blocks
+            blocks += message.opt.block1 is not None
+            dispatch(message)
+
+        mman.dispatch_message = count_blocks
+        client = LwM2MClient(tree, "bench", ServerConfig(uri=server.uri), bind=("127.0.0.1", 0))
+        t0 = time.perf_counter()
+        await client.start()
+        event = await asyncio.wait_for(server.next_event("register"), 60)
+        elapsed = time.perf_counter() - t0
+        await client.stop()
+    assert event.payload.count(b"</3303/") == count, "the server got every instance"
+    return elapsed, len(event.payload), blocks
+
+
+def section_register(args: argparse.Namespace) -> None:
+    count = 5000
+    elapsed, size, blocks = asyncio.run(register_instances(count))
+    print(f"\nRegister of {count:,} object instances against the in-repo test server")
+    print(f"{'instances':>9} {'bytes':>7} {'blocks':>7} {'seconds':>8}  goal")
+    print(f"{count:>9,} {size:>7,} {blocks:>7} {elapsed:>8.3f}  under {REGISTER_GOAL_S:g} s")
+
+
+def section_memory(args: argparse.Namespace) -> None:
+    seconds = args.minutes * 60
+    print(
+        f"\nMemory: {args.minutes:g} min of reads as fast as answered, {args.inflight} in flight"
+        f" from {args.sockets} sockets; RSS of the server process"
+    )
+    runs = []
+    for kind in ("engine", "aiocoap"):
+        trace: list[tuple[float, float]] = []
+        runs.append(
+            run_load(
+                kind,
+                seconds,
+                args,
+                sample=lambda t, rss, trace=trace: trace.append((t, rss)),
+                rss_cap_mb=args.rss_cap_mb,
+            )
+        )
+        points = trace[:: max(1, len(trace) // 6)]
+        print(f"  {kind} RSS MB over time: " + ", ".join(f"{t:.0f}s {r:.0f}" for t, r in points))
+    header = f"{'server':<46} {'req/s':>7} {'RSS MB':>7} {'peak MB':>8} {'dedup':>8}"
+    print(header + f" {'stall ms':>9}")
+    for run in runs:
+        note = " (stopped at the RSS cap)" if run.stopped_early else ""
+        print(
+            f"{TARGETS[run.kind]:<46} {run.rate:>7.0f} {run.rss_mb:>7.1f} {run.peak_rss_mb:>8.1f}"
+            f" {run.server.get('dedup', 0):>8} {run.server.get('stall_ms', 0):>9.0f}{note}"
+        )
+    print(f"goal: the engine under {RSS_GOAL_MB:g} MB")
+
+
+# One entry per section, run in this order. Notifications/s with 1,000 resources observed
+# (pmin=0) goes here as its own section, measured against the same ceiling as "read" (a
+# run_load of the "aiocoap" target) and printed in the same table style.
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "read": section_read,
+    "register": section_register,
+    "memory": section_memory,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--seconds", type=float, default=10.0, help="per read-throughput run")
+    parser.add_argument("--minutes", type=float, default=0.5, help="per memory run")
+    parser.add_argument("--inflight", type=int, default=32)
+    parser.add_argument("--sockets", type=int, default=32)
+    parser.add_argument("--rss-cap-mb", type=float, default=2048.0, help="stop a run beyond it")
+    parser.add_argument("--serve", choices=TARGETS, help=argparse.SUPPRESS)
+    parser.add_argument("--load", nargs=2, metavar=("PORT", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve))
+        return
+    if args.load:
+        port, path = args.load
+        load(int(port), tuple(path.split("/")), args.seconds, args.inflight, args.sockets)
+        return
+    print(f"bridged engine benchmarks; aiocoap {aiocoap.meta.version}, {os.cpu_count()} cores")
+    for name in args.sections.split(","):
+        SECTIONS[name](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -40,12 +40,26 @@ from bridged.objects.values import Record, Value
 
 from .access import BOOTSTRAP_ONLY, CREATOR_RIGHTS, AccessControl, Grant, Right
 from .bootstrap import (
+    BINDING,
     BOOTSTRAP_ON_FAILURE,
     HOLD_OFF,
+    LIFETIME,
+    NOTIFICATION_STORING,
     ServerAccount,
     bootstrap_account,
     server_accounts,
 )
+from .bootstrap import IDENTITY as PSK_IDENTITY
+from .bootstrap import IS_BOOTSTRAP as BOOTSTRAP_SERVER
+from .bootstrap import MODE as SECURITY_MODE
+from .bootstrap import NOSEC as MODE_NOSEC
+from .bootstrap import PSK as MODE_PSK
+from .bootstrap import SECRET_KEY as PSK_KEY
+from .bootstrap import SECURITY as SECURITY_OBJECT
+from .bootstrap import SERVER as SERVER_OBJECT
+from .bootstrap import SERVER_SSID as SHORT_SERVER_ID
+from .bootstrap import SSID as SECURITY_SSID
+from .bootstrap import URI as SERVER_URI
 from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper
 from .dm import DeviceManagement, DeviceManagementResource
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
@@ -78,19 +92,8 @@ from .site import ClientSite, NotServing
 
 log = logging.getLogger(__name__)
 
-SECURITY_OBJECT, SERVER_OBJECT = 0, 1
-# /0 Security resources
-SERVER_URI, BOOTSTRAP_SERVER, SECURITY_MODE, PSK_IDENTITY, PSK_KEY, SECURITY_SSID = (
-    0,
-    1,
-    2,
-    3,
-    5,
-    10,
-)
-# /1 Server resources
-SHORT_SERVER_ID, LIFETIME, NOTIFICATION_STORING, BINDING, UPDATE_TRIGGER = 0, 1, 6, 7, 8
-MODE_PSK, MODE_NOSEC = 0, 3
+UPDATE_TRIGGER = 8
+"""/1/x/8 Registration Update Trigger."""
 SUPPORTED_SECURITY_MODES = frozenset({MODE_PSK, MODE_NOSEC})
 """The security modes the client can register with; Bootstrap-Finish refuses any other."""
 BOOTSTRAP_TRIGGER = 9

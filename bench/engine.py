@@ -13,12 +13,16 @@ Sections:
   time per request, as a ratio to the ceiling (goal: at least 50 %).
 * **register**: a Register of 5,000 object instances (Block1) by ``LwM2MClient`` against the
   in-repo test server, until the server has the whole object list (goal: under 2 s).
+* **notify**: notifications per second the engine sends to one loopback observer that observes
+  1,000 resources (/3303/i/5700, pmin=0) whose values change as fast as the server process can
+  change them, as a ratio to the ceiling: a bare aiocoap server with 1,000 observable resources
+  driven the same way (goal: at least 50 %).
 * **memory**: RSS of the server process after ``--minutes`` of reads as fast as the load
   generator gets answers, for the engine and for the bare aiocoap server, with the
   deduplication entries each holds and the longest event-loop stall (goal for the engine: under
   100 MB after 10 minutes).
 
-    .venv/bin/python bench/engine.py [--sections read,register,memory] [--seconds S]
+    .venv/bin/python bench/engine.py [--sections read,notify,register,memory] [--seconds S]
                                      [--minutes M] [--inflight N] [--sockets K]
 """
 
@@ -46,9 +50,11 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import CON
 
 from bridged.engine.client import LwM2MClient, ServerConfig
-from bridged.engine.coap import create_context, message_managers
+from bridged.engine.coap import create_context, message_managers, send_delay
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
+from bridged.engine.observe import Observations
 from bridged.objects.builtin import builtin_registry
+from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 
 READ_GOAL = 0.5
@@ -64,6 +70,7 @@ TARGETS = {
     "engine": "engine, Read /3/0/0",
 }
 TARGET_PATH = {"aiocoap": ("hello",), "engine": ("3", "0", "0")}
+OBSERVED = 1000
 
 
 class Hello(resource.Resource):
@@ -73,9 +80,38 @@ class Hello(resource.Resource):
         return aiocoap.Message(code=Code.CONTENT, payload=b"ACME")
 
 
+async def serve_observed() -> tuple[aiocoap.Context, asyncio.Task[None]]:
+    """The engine with ``OBSERVED`` temperatures, and a task that, once all of them are
+    observed, changes every value and yields to the loop, over and over: as many changes as
+    the engine can notify."""
+    tree = ObjectTree(builtin_registry())
+    for i in range(OBSERVED):
+        tree.create_instance(3303, i, [(5700, 0.0)])
+    dm = DeviceManagement(tree)
+    observations = Observations(dm)
+    context = await create_context(DeviceManagementResource(dm, observations), ("127.0.0.1", 0))
+    observations.send_delay = send_delay(context)
+    paths = [Path((3303, i, 5700)) for i in range(OBSERVED)]
+
+    async def change_forever() -> None:
+        while len(observations) < OBSERVED:
+            await asyncio.sleep(0.05)
+        tick = 0
+        while True:
+            tick += 1
+            for path in paths:
+                tree.set(path, float(tick))
+            await asyncio.sleep(0)
+
+    return context, asyncio.create_task(change_forever())
+
+
 async def serve(kind: str) -> None:
     """Serve ``kind`` on 127.0.0.1, print the port, run until stdin closes, print statistics."""
-    if kind == "aiocoap":
+    changer = None
+    if kind == "engine-observe":
+        context, changer = await serve_observed()
+    elif kind == "aiocoap":
         site = resource.Site()
         site.add_resource(["hello"], Hello())
         context = await aiocoap.Context.create_server_context(
@@ -102,6 +138,8 @@ async def serve(kind: str) -> None:
     watcher = asyncio.create_task(watch_loop())
     await loop.run_in_executor(None, sys.stdin.read)
     watcher.cancel()
+    if changer is not None:
+        changer.cancel()
     bounded = message_managers(context)
     stats = {
         "dedup": len(bounded[0].dedup) if bounded else len(mman._recent_messages),
@@ -189,6 +227,54 @@ def load(port: int, path: tuple[str, ...], seconds: float, inflight: int, socket
                     counts["lost"] += 1
                     send(i, now)
     counts["seconds"] = time.monotonic() - measure_from
+    print(json.dumps(counts), flush=True)
+
+
+def observe_load(port: int, seconds: float) -> None:
+    """Observe every temperature from one socket (a LwM2M server is one peer), acknowledge
+    confirmable notifications, and count the notifications received in ``seconds`` once every
+    observation is established; print the counts as JSON. Observe requests go out in small
+    batches and are repeated until answered, as a burst of 1,000 overflows a socket buffer."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.connect(("127.0.0.1", port))
+    sock.settimeout(0.05)
+    requests = {}
+    for i in range(OBSERVED):
+        message = aiocoap.Message(code=Code.GET, uri_path=("3303", str(i), "5700"), observe=0)
+        message.mtype, message.mid, message.token = CON, i, i.to_bytes(4, "big")
+        requests[message.token] = message.encode()
+    established: set[bytes] = set()
+    counts: dict[str, float] = {"notifications": 0, "con": 0}
+
+    def receive() -> None:
+        try:
+            data = sock.recv(2048)
+        except TimeoutError:
+            return
+        if len(data) < 4 or data[1] == 0:
+            return  # an empty ACK
+        if data[0] >> 4 & 3 == 0:
+            sock.send(bytes([0x60, 0]) + data[2:4])  # acknowledge a confirmable notification
+            counts["con"] += 1
+        token = data[4 : 4 + (data[0] & 0x0F)]
+        if token in requests and data[1] == 0x45:
+            established.add(token)
+            counts["notifications"] += 1
+
+    deadline = time.monotonic() + 60.0
+    while len(established) < OBSERVED and time.monotonic() < deadline:
+        for token in [t for t in requests if t not in established][:50]:
+            sock.send(requests[token])
+        until = time.monotonic() + 0.5
+        while time.monotonic() < until and len(established) < OBSERVED:
+            receive()
+    counts["observing"] = len(established)
+    counts["notifications"] = counts["con"] = 0
+    start = time.monotonic()
+    while time.monotonic() < start + seconds:
+        receive()
+    counts["seconds"] = time.monotonic() - start
     print(json.dumps(counts), flush=True)
 
 
@@ -291,6 +377,44 @@ def run_load(
         server.wait()
 
 
+def run_observe(seconds: float) -> dict[str, float]:
+    """The observer's counts against a fresh engine process."""
+    me = [sys.executable, str(HERE)]
+    server = subprocess.Popen(
+        [*me, "--serve", "engine-observe"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdin is not None and server.stdout is not None
+    try:
+        port = int(server.stdout.readline())
+        observer = subprocess.run(
+            [*me, "--observe", str(port), f"--seconds={seconds}"],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
+        counts: dict[str, float] = json.loads(observer.stdout)
+        return counts
+    finally:
+        server.kill()
+        server.wait()
+
+
+def section_notify(args: argparse.Namespace) -> None:
+    print(
+        f"\nNotifications: {OBSERVED:,} resources observed (pmin=0) by one server socket, every"
+        f" value changing as fast as the engine notifies; {args.seconds:g} s each"
+    )
+    ceiling = run_load("aiocoap", args.seconds, args).rate
+    counts = run_observe(args.seconds)
+    rate = counts["notifications"] / counts["seconds"]
+    print(f"{'server':<52} {'per s':>8} {'CON':>6} {'of ceiling':>11}")
+    print(f"{TARGETS['aiocoap'] + ', GET':<52} {ceiling:>8.0f} {'':>6} {1:>11.0%}")
+    observing = "" if counts["observing"] == OBSERVED else f" ({counts['observing']:.0f} observed)"
+    label = f"engine, notifications of {OBSERVED:,} observations{observing}"
+    print(f"{label:<52} {rate:>8.0f} {counts['con']:>6.0f} {rate / ceiling:>11.0%}")
+    print(f"goal: the engine at {READ_GOAL:.0%} of the ceiling or more")
+
+
 def section_read(args: argparse.Namespace) -> None:
     print(
         f"\nRead throughput: {args.seconds:g} s each, {args.inflight} CON GETs in flight"
@@ -379,11 +503,10 @@ def section_memory(args: argparse.Namespace) -> None:
     print(f"goal: the engine under {RSS_GOAL_MB:g} MB")
 
 
-# One entry per section, run in this order. Notifications/s with 1,000 resources observed
-# (pmin=0) goes here as its own section, measured against the same ceiling as "read" (a
-# run_load of the "aiocoap" target) and printed in the same table style.
+# One entry per section, run in this order.
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "read": section_read,
+    "notify": section_notify,
     "register": section_register,
     "memory": section_memory,
 }
@@ -397,11 +520,15 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--sockets", type=int, default=32)
     parser.add_argument("--rss-cap-mb", type=float, default=2048.0, help="stop a run beyond it")
-    parser.add_argument("--serve", choices=TARGETS, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=[*TARGETS, "engine-observe"], help=argparse.SUPPRESS)
+    parser.add_argument("--observe", metavar="PORT", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--load", nargs=2, metavar=("PORT", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve(args.serve))
+        return
+    if args.observe:
+        observe_load(args.observe, args.seconds)
         return
     if args.load:
         port, path = args.load

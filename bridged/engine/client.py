@@ -61,6 +61,7 @@ from .bootstrap import SERVER_SSID as SHORT_SERVER_ID
 from .bootstrap import SSID as SECURITY_SSID
 from .bootstrap import URI as SERVER_URI
 from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper
+from .coap import send_delay
 from .dm import DeviceManagement, DeviceManagementResource
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
 from .endpoint import Endpoint, UdpEndpoint
@@ -215,6 +216,7 @@ class ServerSession:
             access=access,
         )
         session.endpoint = await session._open_endpoint(bind)
+        session.observations.send_delay = send_delay(session.endpoint.context)
         target = ServerTarget(
             uri=session.uri,
             endpoint=endpoint_name,

@@ -66,6 +66,9 @@ class CoapLimits:
 
 _Held = tuple[aiocoap.Message, Callable[[], None] | None]
 
+HELD_RETRY = 0.05
+"""How soon a producer asks again when messages are already held for the peer."""
+
 
 class BoundedMessageManager(MessageManager):
     """aiocoap's UDP message layer with a bounded deduplication cache and Message-ID pacing."""
@@ -140,6 +143,18 @@ class BoundedMessageManager(MessageManager):
             return
         queue.append((message, messageerror_monitor))
         self._schedule_release(remote)
+
+    def send_delay(self, remote: interfaces.EndpointAddress) -> float:
+        """Seconds until a new message to ``remote`` would go out at once (0: now).
+
+        Producers that can coalesce (notifications: the latest state is what counts) ask this
+        before sending and wait instead of queueing messages that only grow stale here."""
+        now = self.clock()
+        pacer = self.pacers.pacer(remote, now)
+        delay = max(0.0, pacer.ready_at(now) - now)
+        if remote in self._held:
+            return max(delay, HELD_RETRY)
+        return delay
 
     def _take_id(self, message: aiocoap.Message) -> bool:
         """Give ``message`` its peer's next Message ID; False if none is free yet."""
@@ -238,6 +253,13 @@ async def create_context(
         limits,
     )
     return context
+
+
+def send_delay(context: aiocoap.Context) -> Callable[[Any], float] | None:
+    """``BoundedMessageManager.send_delay`` of ``context``'s message layer (an engine context
+    has one: UDP or DTLS), or None for a context without one."""
+    managers = message_managers(context)
+    return managers[0].send_delay if managers else None
 
 
 def message_managers(context: aiocoap.Context) -> list[BoundedMessageManager]:

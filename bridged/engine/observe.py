@@ -163,6 +163,11 @@ class Observations:
         self._unsubscribe: Callable[[], None] | None = self.tree.subscribe(self._on_change)
         self.on_held: Callable[[], None] | None = None
         """Called when a notification becomes due while held (queue mode wakes up for it)."""
+        self.send_delay: Callable[[object], float] | None = None
+        """Seconds before a message to a remote would leave at once (the message layer's
+        Message-ID pacing, ``bridged.engine.coap.send_delay``). While it is positive, due
+        notifications wait here rather than queue below: what finally goes is rendered then,
+        so a burst of changes coalesces into the latest state instead of piling up."""
 
     # -- public interface -------------------------------------------------------------------
 
@@ -359,6 +364,9 @@ class Observations:
                 self._keep(obs)
             else:
                 self._finish(obs, self._render(obs.request))
+            return
+        if self.send_delay is not None and (delay := self.send_delay(obs.key[0])) > 0:
+            self._queue.set(obs, now + delay)
             return
         value = self._value(obs.numeric)
         if obs.state.poll(now, value):

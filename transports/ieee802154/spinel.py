@@ -200,12 +200,12 @@ def _parse(signature: str, pos: int = 0, nested: bool = False) -> tuple[tuple[_F
     fields: list[_Field] = []
     while pos < len(signature):
         char = signature[pos]
-        if fields and _runs_to_end(fields[-1]):
-            raise ValueError(f"D and A(...) run to the end: they must come last in {signature!r}")
         if char == ")":
             if not nested:
                 raise ValueError(f"unbalanced ')' in {signature!r}")
             return tuple(fields), pos + 1
+        if fields and _runs_to_end(fields[-1]):
+            raise ValueError(f"D and A(...) run to the end: they must come last in {signature!r}")
         if char in "tA":
             if signature[pos + 1 : pos + 2] != "(":
                 raise ValueError(f"{char} must be followed by '(' in {signature!r}")

@@ -133,6 +133,11 @@ class FrameDecoder:
         self._partial = bytearray()
         self._synced = False
 
+    def resync(self) -> None:
+        """Forget any partial frame and wait for a flag, as for a newly opened port."""
+        self._partial.clear()
+        self._synced = False
+
     def _refuse(self, error: HdlcDecodeError) -> None:
         self.errors[error.fault] += 1
         if self.on_error is not None:

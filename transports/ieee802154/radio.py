@@ -137,7 +137,11 @@ class RadioError(Exception):
 
 
 class _LinkDown(Exception):
-    """The connection went away (or the RCP reset) while a request waited."""
+    """The connection went away, or the RCP reset (``reset``), while a request waited."""
+
+    def __init__(self, reason: str, *, reset: bool = False) -> None:
+        super().__init__(reason)
+        self.reset = reset
 
 
 class Radio:
@@ -248,7 +252,9 @@ class Radio:
         while True:
             try:
                 await self._connect()
-            except (OSError, serial.SerialException, RadioError, TimeoutError, _LinkDown) as exc:
+            except Exception as exc:  # whatever it is, the daemon keeps running and retries
+                if not isinstance(exc, (OSError, RadioError, TimeoutError, _LinkDown)):
+                    log.exception("bringing up the RCP on %s failed", self.config.port)
                 reason = _describe(exc)
                 await self._disconnect(reason)
                 self._set_state(False, reason)
@@ -267,7 +273,12 @@ class Radio:
     async def _connect(self) -> None:
         self._generation += 1
         generation = self._generation
-        self._serial = await asyncio.to_thread(self._open_port)
+        opening = asyncio.ensure_future(asyncio.to_thread(self._open_port))
+        try:
+            self._serial = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # stopped while the thread opens: close what it opened
+            opening.add_done_callback(_close_opened)
+            raise
         self._decoder.resync()
         self._stop_reading = threading.Event()
         self._reader = threading.Thread(
@@ -301,7 +312,11 @@ class Radio:
             self._set_state(False, f"the RCP reset ({detail}): applying the radio state again")
             try:
                 await self._configure()
-            except (RadioError, TimeoutError, _LinkDown) as exc:
+            except _LinkDown as exc:
+                if exc.reset:  # reset again meanwhile: its event is queued, start over
+                    continue
+                return f"applying the radio state after a reset failed: {_describe(exc)}"
+            except (RadioError, TimeoutError) as exc:
                 return f"applying the radio state after a reset failed: {_describe(exc)}"
             self._set_state(True, self._up_reason())
 
@@ -459,10 +474,10 @@ class Radio:
         self._fail_pending(reason)
         self._events.put_nowait(("lost", reason))
 
-    def _fail_pending(self, reason: str) -> None:
+    def _fail_pending(self, reason: str, *, reset: bool = False) -> None:
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(_LinkDown(reason))
+                future.set_exception(_LinkDown(reason, reset=reset))
 
     def _hdlc_error(self, error: hdlc.HdlcDecodeError) -> None:
         log.debug("from the RCP: %s", error)
@@ -512,12 +527,17 @@ class Radio:
             (status,) = spinel.unpack("i", value)
             if status in spinel.RESET_STATUSES:
                 # Whatever waited for an answer will not get one from the RCP before its reset.
-                self._fail_pending("the RCP reset")
+                self._fail_pending("the RCP reset", reset=True)
                 self._events.put_nowait(("reset", spinel.status_name(status)))
             else:
                 log.debug("RCP status %s", spinel.status_name(status))
         else:
             log.debug("unsolicited property %#x from the RCP", prop)
+
+
+def _close_opened(opening: asyncio.Future[serial.SerialBase]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def _describe(exc: BaseException) -> str:

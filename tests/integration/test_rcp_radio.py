@@ -1,0 +1,358 @@
+"""The RCP host against the emulated dongle, with real pyserial on a pty.
+
+Every test opens the port through the link the emulator keeps pointing at its pty, as a
+/dev/serial/by-id/ path points at a dongle, so unplugging and replugging are real: the port
+fails under pyserial, the path disappears, and a new pty appears behind the same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from emulators.rcp import DEFAULT_EUI64, NOISE_FLOOR, RcpEmulator
+
+from bridged.transports.ieee802154 import hdlc, spinel
+from bridged.transports.ieee802154.radio import (
+    Radio,
+    RadioConfig,
+    RadioState,
+    ReceivedFrame,
+    TxStatus,
+)
+from bridged.transports.ieee802154.spinel import Command, Prop, Status
+
+TIMEOUT = 10.0
+NODE_SHORT = 0x0001
+NODE_EUI64 = bytes.fromhex("00124b0001020304")
+
+# Data frames, 2006, PAN 0x1234 compressed, from the gateway (short 0x0000); FCS slot zeroed.
+TO_NODE_SHORT = bytes.fromhex("61982a341201000000") + b"hello" + b"\0\0"
+TO_STRANGER = bytes.fromhex("61982b341202000000") + b"hello" + b"\0\0"
+TO_NODE_EXT = bytes.fromhex("61dc2c3412") + NODE_EUI64[::-1] + DEFAULT_EUI64[::-1] + b"hi\0\0"
+BROADCAST = bytes.fromhex("41982d3412ffff0000") + b"all" + b"\0\0"
+FROM_NODE = bytes.fromhex("618807341200000100") + b"reading" + b"\x12\x34"
+
+
+@dataclass
+class Host:
+    radio: Radio
+    frames: asyncio.Queue[ReceivedFrame] = field(default_factory=asyncio.Queue)
+    states: asyncio.Queue[RadioState] = field(default_factory=asyncio.Queue)
+
+    async def frame(self) -> ReceivedFrame:
+        return await asyncio.wait_for(self.frames.get(), TIMEOUT)
+
+    async def state(self, up: bool) -> RadioState:
+        """The next reported state that is up (or down)."""
+        while True:
+            state = await asyncio.wait_for(self.states.get(), TIMEOUT)
+            if state.up == up:
+                return state
+
+
+def config(port: Path, **overrides: object) -> RadioConfig:
+    settings: dict[str, object] = {
+        "channel": 15,
+        "pan_id": 0x1234,
+        "short_address": 0x0000,
+        "tx_power": 4,
+        "reopen_backoff": (0.02, 0.2),
+    }
+    settings.update(overrides)
+    return RadioConfig(str(port), **settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def rcp(tmp_path: Path) -> AsyncIterator[RcpEmulator]:
+    async with RcpEmulator(tmp_path / "ttyRCP", neighbours=(NODE_SHORT, NODE_EUI64)) as emulator:
+        yield emulator
+
+
+async def started(rcp: RcpEmulator, **overrides: object) -> Host:
+    host = Host(Radio(config(rcp.link, **overrides), on_frame=lambda f: None))
+    host.radio.on_frame = host.frames.put_nowait
+    host.radio.on_state = host.states.put_nowait
+    await host.radio.start()
+    return host
+
+
+@pytest.fixture
+async def host(rcp: RcpEmulator) -> AsyncIterator[Host]:
+    host = await started(rcp)
+    await host.state(up=True)
+    yield host
+    await host.radio.stop()
+
+
+def resets_sent(rcp: RcpEmulator) -> int:
+    return sum(1 for frame in rcp.requests if frame.command == Command.RESET)
+
+
+def assert_configured(rcp: RcpEmulator) -> None:
+    assert rcp.phy_enabled
+    assert (rcp.channel, rcp.pan_id, rcp.short_address, rcp.tx_power) == (15, 0x1234, 0, 4)
+    assert rcp.ext_address == DEFAULT_EUI64
+    assert rcp.raw_stream
+
+
+async def test_bring_up(rcp: RcpEmulator, host: Host) -> None:
+    assert host.radio.state.up
+    assert host.radio.eui64 == DEFAULT_EUI64
+    assert host.radio.ncp_version.startswith("OPENTHREAD/")
+    assert spinel.CAP_MAC_RAW in host.radio.caps
+    assert_configured(rcp)
+    # RESET comes first, and nothing is set before the RCP said it had reset.
+    assert rcp.requests[0].command == Command.RESET
+    asked = [frame.prop for frame in rcp.requests[1:]]
+    assert asked[:5] == [
+        Prop.PROTOCOL_VERSION,
+        Prop.RCP_API_VERSION,
+        Prop.CAPS,
+        Prop.NCP_VERSION,
+        Prop.HWADDR,
+    ]
+    assert asked[-1] == Prop.MAC_RAW_STREAM_ENABLED
+    assert {frame.tid for frame in rcp.requests[1:]} <= set(range(1, 16))
+
+
+async def test_configured_extended_address_wins_over_hwaddr(rcp: RcpEmulator) -> None:
+    own = bytes.fromhex("0200000000000001")
+    host = await started(rcp, ext_address=own)
+    try:
+        await host.state(up=True)
+        assert rcp.ext_address == own
+        assert host.radio.eui64 == DEFAULT_EUI64
+    finally:
+        await host.radio.stop()
+
+
+async def test_receive_with_metadata(rcp: RcpEmulator, host: Host) -> None:
+    assert rcp.inject(FROM_NODE, rssi=-61, lqi=180)
+    frame = await host.frame()
+    assert frame.psdu == FROM_NODE
+    assert (frame.rssi, frame.lqi, frame.channel, frame.noise_floor) == (-61, 180, 15, NOISE_FLOOR)
+    assert frame.timestamp_us is not None and frame.timestamp_us > 0
+    # A frame on another channel never reaches the host.
+    assert not rcp.inject(FROM_NODE, channel=20)
+    assert rcp.inject(FROM_NODE[:-2] + b"\x00\x00", rssi=-90, lqi=20)
+    assert (await host.frame()).rssi == -90
+    assert host.radio.stats.frames_received == 2
+
+
+async def test_transmit_outcomes(rcp: RcpEmulator, host: Host) -> None:
+    radio = host.radio
+    assert await radio.transmit(TO_NODE_SHORT) is TxStatus.OK
+    assert await radio.transmit(TO_NODE_EXT) is TxStatus.OK
+    assert await radio.transmit(TO_STRANGER) is TxStatus.NO_ACK
+    assert await radio.transmit(BROADCAST) is TxStatus.OK
+    sent = rcp.sent[0]
+    assert sent.psdu == TO_NODE_SHORT
+    assert (sent.request.channel, sent.request.max_frame_retries, sent.request.csma_ca) == (
+        15,
+        3,
+        True,
+    )
+    assert [s.status for s in rcp.sent] == [Status.OK, Status.OK, Status.NO_ACK, Status.OK]
+
+    rcp.tx_outcome = Status.CCA_FAILURE
+    assert await radio.transmit(TO_NODE_SHORT) is TxStatus.CCA_FAILURE
+    rcp.tx_outcome = lambda psdu: Status.NO_ACK if psdu[2] == 0x2A else None
+    assert await radio.transmit(TO_NODE_SHORT) is TxStatus.NO_ACK
+    assert await radio.transmit(TO_NODE_EXT) is TxStatus.OK
+    rcp.queue_outcomes(Status.OK, spinel.STATUS_STACK_NATIVE_BASE + 11, Status.INVALID_ARGUMENT)
+    assert await radio.transmit(TO_NODE_SHORT) is TxStatus.OK
+    assert await radio.transmit(TO_NODE_SHORT) is TxStatus.ABORTED
+    assert await radio.transmit(TO_NODE_SHORT) is TxStatus.FAILED
+
+    assert await radio.transmit(BROADCAST, csma=False, max_retries=0) is TxStatus.OK
+    assert (rcp.sent[-1].request.csma_ca, rcp.sent[-1].request.max_frame_retries) == (False, 0)
+    with pytest.raises(ValueError):
+        await radio.transmit(bytes(128))
+
+
+async def test_on_transmit_lets_a_node_answer(rcp: RcpEmulator, host: Host) -> None:
+    rcp.on_transmit = lambda psdu: rcp.inject(FROM_NODE) and None
+    assert await host.radio.transmit(TO_NODE_SHORT) is TxStatus.OK
+    assert (await host.frame()).psdu == FROM_NODE
+
+
+async def test_one_frame_in_flight(rcp: RcpEmulator, host: Host) -> None:
+    rcp.hold_transmits()
+    first = asyncio.create_task(host.radio.transmit(TO_NODE_SHORT))
+    second = asyncio.create_task(host.radio.transmit(BROADCAST))
+    await rcp.wait_until(lambda: len(rcp.sent) == 1)
+    # A round trip through the host: the second transmit, had it been written, is in by now.
+    assert rcp.inject(FROM_NODE)
+    await host.frame()
+    assert [s.psdu for s in rcp.sent] == [TO_NODE_SHORT]
+    assert not first.done() and not second.done()
+    rcp.release_transmits()
+    assert await asyncio.wait_for(first, TIMEOUT) is TxStatus.OK
+    assert await asyncio.wait_for(second, TIMEOUT) is TxStatus.OK
+    assert [s.psdu for s in rcp.sent] == [TO_NODE_SHORT, BROADCAST]
+
+
+async def test_unsolicited_reset_reapplies_the_radio_state(rcp: RcpEmulator, host: Host) -> None:
+    rcp.hold_transmits()
+    in_flight = asyncio.create_task(host.radio.transmit(TO_NODE_SHORT))
+    await rcp.wait_until(lambda: len(rcp.sent) == 1)
+    rcp.reset(Status.RESET_WATCHDOG)
+    assert await asyncio.wait_for(in_flight, TIMEOUT) is TxStatus.ABORTED
+    down = await host.state(up=False)
+    assert "RESET_WATCHDOG" in down.reason
+    await host.state(up=True)
+    assert_configured(rcp)
+    assert resets_sent(rcp) == 1  # re-applied, not reset again
+    assert host.radio.stats.unsolicited_resets == 1
+    assert rcp.inject(FROM_NODE)
+    assert (await host.frame()).psdu == FROM_NODE
+    assert await host.radio.transmit(TO_NODE_SHORT) is TxStatus.OK
+
+
+async def test_reset_while_reapplying_starts_over(rcp: RcpEmulator, host: Host) -> None:
+    before = len(rcp.requests)
+    rcp.reset()
+    # Reset again as soon as the host has begun applying the state.
+    await rcp.wait_until(lambda: len(rcp.requests) > before)
+    rcp.reset(Status.RESET_POWER_ON)
+    await rcp.wait_until(lambda: rcp.raw_stream)
+    while not host.radio.state.up or host.radio.stats.unsolicited_resets < 2:
+        await host.state(up=True)
+    assert_configured(rcp)
+    assert resets_sent(rcp) == 1
+    assert host.radio.stats.connections == 1
+
+
+async def test_unplug_then_replug_recovers(rcp: RcpEmulator, host: Host) -> None:
+    rcp.unplug()
+    lost = await host.state(up=False)
+    assert "read failed" in lost.reason
+    assert await host.radio.transmit(TO_NODE_SHORT) is TxStatus.ABORTED
+    # Reopening fails while the port is gone; the radio keeps trying with back-off.
+    missing = await host.state(up=False)
+    assert "could not open port" in missing.reason
+    rcp.replug()
+    await host.state(up=True)
+    assert resets_sent(rcp) == 2
+    assert_configured(rcp)
+    assert rcp.inject(FROM_NODE)
+    assert (await host.frame()).psdu == FROM_NODE
+    assert await host.radio.transmit(TO_NODE_SHORT) is TxStatus.OK
+    assert host.radio.stats.connections == 2
+
+
+async def test_missing_port_at_start_is_retried(rcp: RcpEmulator) -> None:
+    rcp.unplug()
+    host = await started(rcp)
+    try:
+        assert not host.radio.state.up
+        assert host.radio.state.reason
+        rcp.replug()
+        await host.state(up=True)
+        assert_configured(rcp)
+    finally:
+        await host.radio.stop()
+    assert host.radio.state == RadioState(False, "stopped")
+
+
+async def test_incompatible_rcp_stays_down_until_it_is_replaced(rcp: RcpEmulator) -> None:
+    rcp.api_version = 3
+    host = await started(rcp)
+    try:
+        assert not host.radio.state.up
+        assert "RCP API version 3" in host.radio.state.reason
+        rcp.api_version = 10  # a reflashed dongle
+        await host.state(up=True)
+    finally:
+        await host.radio.stop()
+
+
+async def test_an_rcp_that_stops_answering_is_reopened(rcp: RcpEmulator) -> None:
+    host = await started(rcp, transmit_timeout=0.5)
+    try:
+        await host.state(up=True)
+        rcp.silent = True
+        assert await host.radio.transmit(TO_NODE_SHORT) is TxStatus.ABORTED
+        down = await host.state(up=False)
+        assert "transmit outcome" in down.reason
+        rcp.silent = False
+        await host.state(up=True)
+        assert resets_sent(rcp) >= 2
+    finally:
+        await host.radio.stop()
+
+
+async def test_garbage_on_the_line_is_survived(rcp: RcpEmulator, host: Host) -> None:
+    good = hdlc.encode_frame(
+        spinel.encode_frame(
+            spinel.prop_frame(
+                Command.PROP_VALUE_IS,
+                Prop.STREAM_RAW,
+                spinel.encode_rx(spinel.RxFrame(FROM_NODE, -70, -100, 0, 15, 99, 1)),
+            )
+        )
+    )
+    rcp.send_raw(b"\x00\xffnoise\x7e\x12\x34\x56\x7e" + bytes(range(256)))
+    rcp.send_raw(good[:-3] + b"\x00" + good[-2:])  # a bad FCS
+    rcp.send_raw(hdlc.encode_frame(b"\x01\x06\x71"))  # not a Spinel header
+    rcp.send_raw(hdlc.encode_frame(spinel.encode_frame(spinel.prop_frame(6, 0x71, b"\x05"))))
+    rcp.send_raw(good)
+    frame = await host.frame()
+    assert (frame.psdu, frame.lqi) == (FROM_NODE, 99)
+    stats = host.radio.stats
+    assert stats.hdlc_errors >= 2
+    assert stats.spinel_errors == 2
+    assert host.radio.state.up
+    assert await host.radio.transmit(TO_NODE_SHORT) is TxStatus.OK
+
+
+@contextlib.asynccontextmanager
+async def tcp_to_pty(path: Path) -> AsyncIterator[int]:
+    """A TCP port on 127.0.0.1 relaying bytes to and from the pty at ``path``, as ser2net
+    serves a dongle on another machine. Yields the port number."""
+    loop = asyncio.get_running_loop()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+
+        def readable() -> None:
+            with contextlib.suppress(BlockingIOError):
+                writer.write(os.read(fd, 4096))
+
+        loop.add_reader(fd, readable)
+        try:
+            while data := await reader.read(4096):
+                os.write(fd, data)
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+            writer.close()
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_serial_url(rcp: RcpEmulator) -> None:
+    async with tcp_to_pty(rcp.link) as port:
+        host = Host(Radio(RadioConfig(f"socket://127.0.0.1:{port}"), on_frame=lambda f: None))
+        host.radio.on_frame = host.frames.put_nowait
+        host.radio.on_state = host.states.put_nowait
+        await host.radio.start()
+        try:
+            await host.state(up=True)
+            assert rcp.raw_stream and rcp.channel == 11
+            assert rcp.inject(FROM_NODE)
+            assert (await host.frame()).psdu == FROM_NODE
+            assert await host.radio.transmit(BROADCAST) is TxStatus.OK
+        finally:
+            await host.radio.stop()

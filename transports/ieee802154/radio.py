@@ -1,0 +1,546 @@
+"""The RCP host: drives an OpenThread radio co-processor over a serial port, frames in and out.
+
+``Radio`` owns the port and keeps the dongle in the state its ``RadioConfig`` describes; above
+it, code sees only raw 802.15.4 frames (PSDUs, each with its 2-byte FCS) and transmit outcomes.
+
+* **The port** is opened with pyserial's ``serial_for_url(..., exclusive=True)``, so a device
+  path, ``socket://host:port`` and ``rfc2217://`` all work and no other process can share the
+  dongle. Reading happens in a dedicated thread, not with ``loop.add_reader``: URL ports have
+  no file descriptor to watch, and the blocking ``read`` of each pyserial backend is the one
+  way that works for all of them. The thread hands bytes to the event loop with
+  ``call_soon_threadsafe``; everything else (HDLC, Spinel, the state) runs in the loop.
+  Writes go through ``asyncio.to_thread`` under a lock, so frames never interleave.
+* **Bring-up**: RESET, then wait for the RCP's reset notification (LAST_STATUS RESET_* with
+  TID 0; nothing may be set before it), check PROTOCOL_VERSION (major 4) and RCP_API_VERSION,
+  read CAPS, NCP_VERSION and HWADDR, then apply the radio state: PHY_ENABLED, PHY_CHAN,
+  PHY_TX_POWER, MAC_15_4_PANID, LADDR, SADDR, and MAC_RAW_STREAM_ENABLED (receive on).
+* **Requests** carry TIDs 1-15; replies are matched by TID and time out.
+* **Faults**: an unsolicited reset while up means the RCP lost its state: the radio state is
+  applied again (an in-flight transmit ends ABORTED). A port that fails (read error, EOF, a
+  write error, an RCP that stops answering) is closed and reopened with exponential back-off,
+  forever, while the daemon runs; ``on_state`` is told of every change, with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import serial
+
+from . import hdlc, spinel
+from .spinel import Command, Prop, SpinelDecodeError, Status
+
+log = logging.getLogger(__name__)
+
+#: The Spinel protocol major version this host speaks (OpenThread's is 4).
+PROTOCOL_MAJOR = 4
+#: The oldest RCP API whose STREAM_RAW layouts this host knows (OpenThread's minimum too).
+MIN_RCP_API_VERSION = 4
+# How long a read blocks in the reader thread: the bound on how long closing the port waits.
+_READ_TIMEOUT = 0.1
+
+
+@dataclass(frozen=True)
+class RadioConfig:
+    """What the radio is set to. ``ext_address`` None uses the dongle's own EUI-64 (HWADDR);
+    addresses are in EUI-64 (big-endian) order, as Spinel carries them."""
+
+    port: str
+    channel: int = 11
+    pan_id: int = 0xABCD
+    ext_address: bytes | None = None
+    short_address: int = 0x0000
+    tx_power: int = 0
+    baudrate: int = 460800
+    reopen_backoff: tuple[float, float] = (0.5, 30.0)
+    request_timeout: float = 2.0
+    #: CSMA-CA back-offs and every retry of a frame nobody ACKs take far longer than a request.
+    transmit_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 11 <= self.channel <= 26:
+            raise ValueError(f"channel must be 11..26, not {self.channel}")
+        if not 0 <= self.pan_id <= 0xFFFF or not 0 <= self.short_address <= 0xFFFF:
+            raise ValueError("pan_id and short_address are 16-bit values")
+        if self.ext_address is not None and len(self.ext_address) != 8:
+            raise ValueError("ext_address must be 8 bytes")
+        if not -128 <= self.tx_power <= 127:
+            raise ValueError(f"tx_power must be -128..127 dBm, not {self.tx_power}")
+        low, high = self.reopen_backoff
+        if not 0 < low <= high:
+            raise ValueError(f"reopen_backoff must be (min, max) with 0 < min <= max: {low, high}")
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedFrame:
+    """A frame heard on the air: the PSDU as received (its FCS included) and its metadata."""
+
+    psdu: bytes
+    rssi: int
+    noise_floor: int
+    lqi: int
+    channel: int
+    timestamp_us: int | None
+    flags: int = 0
+
+
+class TxStatus(enum.Enum):
+    """How a transmit ended."""
+
+    OK = "ok"  # sent; ACKed if it asked for an ACK
+    NO_ACK = "no ACK"  # every retry went unacknowledged
+    CCA_FAILURE = "channel busy"  # CSMA-CA never found the channel clear
+    ABORTED = "aborted"  # the RCP aborted it, or reset, went away or stopped answering
+    FAILED = "failed"  # the RCP refused it with another status
+
+
+_TX_STATUSES = {
+    Status.OK: TxStatus.OK,
+    Status.NO_ACK: TxStatus.NO_ACK,
+    Status.CCA_FAILURE: TxStatus.CCA_FAILURE,
+    Status.DROPPED: TxStatus.ABORTED,
+    # The RCP's own error codes, as some firmware reports them: ABORT, NO_ACK, CHANNEL_ACCESS.
+    spinel.STATUS_STACK_NATIVE_BASE + 11: TxStatus.ABORTED,
+    spinel.STATUS_STACK_NATIVE_BASE + 14: TxStatus.NO_ACK,
+    spinel.STATUS_STACK_NATIVE_BASE + 15: TxStatus.CCA_FAILURE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RadioState:
+    """Up (frames flow) or down, and why."""
+
+    up: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RadioStats:
+    frames_received: int
+    rx_errors: int  # receptions the RCP reported as failed
+    hdlc_errors: int  # refused HDLC frames (bad FCS, too short, overlong, bad escape)
+    spinel_errors: int  # HDLC frames that were not valid Spinel
+    unsolicited_resets: int
+    connections: int  # successful bring-ups
+
+
+class RadioError(Exception):
+    """The RCP refused the bring-up: an incompatible version, a missing capability, an error
+    status. The radio reports it as its down reason and tries again after a back-off."""
+
+
+class _LinkDown(Exception):
+    """The connection went away, or the RCP reset (``reset``), while a request waited."""
+
+    def __init__(self, reason: str, *, reset: bool = False) -> None:
+        super().__init__(reason)
+        self.reset = reset
+
+
+class Radio:
+    """The RCP host. ``on_frame`` and ``on_state`` are called in the event loop's thread."""
+
+    def __init__(
+        self,
+        config: RadioConfig,
+        *,
+        on_frame: Callable[[ReceivedFrame], None],
+        on_state: Callable[[RadioState], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.on_frame = on_frame
+        self.on_state = on_state
+        self.state = RadioState(False, "not started")
+        #: The dongle's HWADDR once it has been up (empty before).
+        self.eui64 = b""
+        self.ncp_version = ""
+        self.caps: frozenset[int] = frozenset()
+        self._decoder = hdlc.FrameDecoder(on_error=self._hdlc_error)
+        self._serial: serial.SerialBase | None = None
+        self._reader: threading.Thread | None = None
+        self._stop_reading = threading.Event()
+        self._generation = 0
+        self._pending: dict[int, asyncio.Future[spinel.Frame]] = {}
+        self._next_tid = 1
+        self._tids = asyncio.Semaphore(spinel.MAX_TID)
+        self._tx_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
+        self._events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._attempted = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._received = self._rx_errors = self._spinel_errors = 0
+        self._resets = self._connections = 0
+
+    @property
+    def stats(self) -> RadioStats:
+        return RadioStats(
+            self._received,
+            self._rx_errors,
+            sum(self._decoder.errors.values()),
+            self._spinel_errors,
+            self._resets,
+            self._connections,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the port and bring the RCP up. Returns after the first attempt, up or not: a
+        missing or failing dongle is retried in the background with back-off, never raised."""
+        if self._supervisor is not None:
+            return
+        self._attempted.clear()
+        self._supervisor = asyncio.create_task(self._supervise(), name="rcp-radio")
+        await self._attempted.wait()
+
+    async def stop(self) -> None:
+        """Close the port; the radio stays down until started again."""
+        task, self._supervisor = self._supervisor, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._disconnect("stopped")
+        self._set_state(False, "stopped")
+
+    async def transmit(self, psdu: bytes, *, csma: bool = True, max_retries: int = 3) -> TxStatus:
+        """Send one PSDU (with room for its 2-byte FCS, which the RCP fills in) on the
+        configured channel. One frame is in flight at a time; the RCP does CSMA-CA and up to
+        ``max_retries`` retries for a frame that asks for an ACK. A radio that is down, resets
+        or stops answering ends the transmit ABORTED."""
+        request = spinel.TxRequest(
+            psdu, self.config.channel, max_frame_retries=max_retries, csma_ca=csma
+        )
+        value = spinel.encode_tx(request)  # refuses a PSDU over 127 bytes before queueing
+        async with self._tx_lock:
+            if not self.state.up:
+                return TxStatus.ABORTED
+            try:
+                reply = await self._request(
+                    Command.PROP_VALUE_SET, Prop.STREAM_RAW, value, self.config.transmit_timeout
+                )
+            except _LinkDown:
+                return TxStatus.ABORTED
+            except TimeoutError:
+                self._link_failed("the RCP gave no transmit outcome")
+                return TxStatus.ABORTED
+            try:
+                prop, status_value = spinel.decode_property(reply.payload)
+                if reply.command != Command.PROP_VALUE_IS or prop != Prop.LAST_STATUS:
+                    raise SpinelDecodeError(f"command {reply.command}, property {prop}")
+                done = spinel.decode_tx_done(status_value)
+            except SpinelDecodeError as exc:
+                log.warning("unexpected answer to a transmit: %s", exc)
+                return TxStatus.FAILED
+            outcome = _TX_STATUSES.get(done.status, TxStatus.FAILED)
+            if outcome is TxStatus.FAILED:
+                log.warning("the RCP refused a transmit: %s", spinel.status_name(done.status))
+            return outcome
+
+    # -- the supervisor: open, bring up, serve, and start again -----------------------------------
+
+    async def _supervise(self) -> None:
+        low, high = self.config.reopen_backoff
+        delay = low
+        while True:
+            try:
+                await self._connect()
+            except Exception as exc:  # whatever it is, the daemon keeps running and retries
+                if not isinstance(exc, (OSError, RadioError, TimeoutError, _LinkDown)):
+                    log.exception("bringing up the RCP on %s failed", self.config.port)
+                reason = _describe(exc)
+                await self._disconnect(reason)
+                self._set_state(False, reason)
+                self._attempted.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, high)
+                continue
+            delay = low
+            self._connections += 1
+            self._set_state(True, self._up_reason())
+            self._attempted.set()
+            reason = await self._serve()
+            await self._disconnect(reason)
+            self._set_state(False, reason)
+
+    async def _connect(self) -> None:
+        self._generation += 1
+        generation = self._generation
+        opening = asyncio.ensure_future(asyncio.to_thread(self._open_port))
+        try:
+            self._serial = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # stopped while the thread opens: close what it opened
+            opening.add_done_callback(_close_opened)
+            raise
+        self._decoder.resync()
+        self._stop_reading = threading.Event()
+        self._reader = threading.Thread(
+            target=self._read_loop,
+            args=(self._serial, generation, asyncio.get_running_loop(), self._stop_reading),
+            name=f"rcp-reader-{self.config.port}",
+            daemon=True,
+        )
+        self._reader.start()
+        await self._bring_up()
+
+    def _open_port(self) -> serial.SerialBase:
+        port = serial.serial_for_url(
+            self.config.port,
+            baudrate=self.config.baudrate,
+            timeout=_READ_TIMEOUT,
+            write_timeout=self.config.request_timeout,
+            exclusive=True,
+        )
+        port.reset_input_buffer()
+        return port
+
+    async def _serve(self) -> str:
+        """Wait while up; re-apply the radio state after each unsolicited reset. Returns why
+        the connection has to be dropped."""
+        while True:
+            kind, detail = await self._events.get()
+            if kind == "lost":
+                return detail
+            self._resets += 1
+            self._set_state(False, f"the RCP reset ({detail}): applying the radio state again")
+            try:
+                await self._configure()
+            except _LinkDown as exc:
+                if exc.reset:  # reset again meanwhile: its event is queued, start over
+                    continue
+                return f"applying the radio state after a reset failed: {_describe(exc)}"
+            except (RadioError, TimeoutError) as exc:
+                return f"applying the radio state after a reset failed: {_describe(exc)}"
+            self._set_state(True, self._up_reason())
+
+    async def _disconnect(self, reason: str) -> None:
+        self._generation += 1  # whatever the old reader still reports is ignored
+        self._fail_pending(reason)
+        port, self._serial = self._serial, None
+        reader, self._reader = self._reader, None
+        self._stop_reading.set()
+        if port is not None:
+            cancel = getattr(port, "cancel_read", None)
+            if cancel is not None:
+                with contextlib.suppress(Exception):
+                    cancel()
+        if reader is not None:
+            await asyncio.to_thread(reader.join)
+        if port is not None:
+            with contextlib.suppress(Exception):
+                port.close()
+        while not self._events.empty():
+            self._events.get_nowait()
+
+    def _up_reason(self) -> str:
+        return f"up on channel {self.config.channel}, EUI-64 {self.eui64.hex()}"
+
+    def _set_state(self, up: bool, reason: str) -> None:
+        state = RadioState(up, reason)
+        if state == self.state:
+            return
+        self.state = state
+        (log.info if up else log.warning)("802.15.4 radio %s: %s", "up" if up else "down", reason)
+        if self.on_state is not None:
+            try:
+                self.on_state(state)
+            except Exception:
+                log.exception("on_state callback failed")
+
+    # -- bring-up ---------------------------------------------------------------------------------
+
+    async def _bring_up(self) -> None:
+        await self._write(spinel.encode_frame(spinel.Frame(Command.RESET)))
+        kind, detail = await asyncio.wait_for(self._events.get(), self.config.request_timeout)
+        if kind == "lost":
+            raise _LinkDown(detail)
+        major, minor = await self._get(Prop.PROTOCOL_VERSION, "ii")
+        if major != PROTOCOL_MAJOR:
+            raise RadioError(f"Spinel protocol {major}.{minor}, this host speaks {PROTOCOL_MAJOR}")
+        (api,) = await self._get(Prop.RCP_API_VERSION, "i")
+        if api < MIN_RCP_API_VERSION:
+            raise RadioError(f"RCP API version {api}, this host needs {MIN_RCP_API_VERSION}")
+        (caps,) = await self._get(Prop.CAPS, "D")
+        self.caps = frozenset(spinel.iter_caps(caps))
+        if spinel.CAP_MAC_RAW not in self.caps:
+            raise RadioError("the firmware is not a raw-radio RCP (no MAC_RAW capability)")
+        (self.ncp_version,) = await self._get(Prop.NCP_VERSION, "U")
+        (self.eui64,) = await self._get(Prop.HWADDR, "E")
+        log.info("RCP %s, API %d, EUI-64 %s", self.ncp_version, api, self.eui64.hex())
+        await self._configure()
+
+    async def _configure(self) -> None:
+        """Apply the whole radio state; after a reset the RCP has forgotten all of it."""
+        config = self.config
+        await self._set(Prop.PHY_ENABLED, "b", True)
+        await self._set(Prop.PHY_CHAN, "C", config.channel)
+        try:
+            await self._set(Prop.PHY_TX_POWER, "c", config.tx_power)
+        except RadioError as exc:  # some RCPs fix their power: not worth staying down for
+            log.warning("the RCP kept its own TX power: %s", exc)
+        await self._set(Prop.MAC_15_4_PANID, "S", config.pan_id)
+        await self._set(Prop.MAC_15_4_LADDR, "E", config.ext_address or self.eui64)
+        await self._set(Prop.MAC_15_4_SADDR, "S", config.short_address)
+        await self._set(Prop.MAC_RAW_STREAM_ENABLED, "b", True)
+
+    async def _get(self, prop: Prop, signature: str) -> tuple[Any, ...]:
+        return await self._property(Command.PROP_VALUE_GET, prop, signature, b"")
+
+    async def _set(self, prop: Prop, signature: str, *values: Any) -> None:
+        value = spinel.pack(signature, *values)
+        await self._property(Command.PROP_VALUE_SET, prop, signature, value)
+
+    async def _property(
+        self, command: Command, prop: Prop, signature: str, value: bytes
+    ) -> tuple[Any, ...]:
+        """A GET or SET, answered by VALUE_IS of the property, or by LAST_STATUS on failure."""
+        reply = await self._request(command, prop, value, self.config.request_timeout)
+        try:
+            answered, answer = spinel.decode_property(reply.payload)
+            if reply.command == Command.PROP_VALUE_IS and answered == prop:
+                return spinel.unpack(signature, answer)
+            if reply.command == Command.PROP_VALUE_IS and answered == Prop.LAST_STATUS:
+                status = spinel.status_name(spinel.unpack_uint(answer)[0])
+                raise RadioError(f"{command.name} {prop.name}: {status}")
+            raise RadioError(f"{command.name} {prop.name} answered by command {reply.command}")
+        except SpinelDecodeError as exc:
+            raise RadioError(f"{command.name} {prop.name}: bad answer: {exc}") from None
+
+    async def _request(
+        self, command: Command, prop: Prop, value: bytes, timeout: float
+    ) -> spinel.Frame:
+        async with self._tids:
+            tid = self._allocate_tid()
+            future: asyncio.Future[spinel.Frame] = asyncio.get_running_loop().create_future()
+            self._pending[tid] = future
+            try:
+                await self._write(spinel.encode_frame(spinel.prop_frame(command, prop, value, tid)))
+                return await asyncio.wait_for(future, timeout)
+            finally:
+                self._pending.pop(tid, None)
+
+    def _allocate_tid(self) -> int:
+        # The semaphore keeps at most 15 requests pending, so one of the 15 TIDs is free.
+        while True:
+            tid = self._next_tid
+            self._next_tid = tid % spinel.MAX_TID + 1
+            if tid not in self._pending:
+                return tid
+
+    async def _write(self, payload: bytes) -> None:
+        port = self._serial
+        if port is None:
+            raise _LinkDown("the port is closed")
+        data = hdlc.encode_frame(payload)
+        async with self._write_lock:
+            try:
+                await asyncio.to_thread(port.write, data)
+            except (OSError, serial.SerialException) as exc:
+                self._link_failed(f"write failed: {exc}")
+                raise _LinkDown(str(exc)) from None
+
+    # -- what the RCP sends -----------------------------------------------------------------------
+
+    def _read_loop(
+        self,
+        port: serial.SerialBase,
+        generation: int,
+        loop: asyncio.AbstractEventLoop,
+        stop: threading.Event,
+    ) -> None:
+        """The reader thread: bytes to the loop until the port fails or the radio stops."""
+        try:
+            while not stop.is_set():
+                data = port.read(port.in_waiting or 1)
+                if data:
+                    loop.call_soon_threadsafe(self._received_bytes, generation, data)
+        except Exception as exc:  # pyserial raises SerialException, OSError or, once closed, more
+            if not stop.is_set():
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+                    loop.call_soon_threadsafe(self._lost, generation, f"read failed: {exc}")
+
+    def _lost(self, generation: int, reason: str) -> None:
+        if generation == self._generation:
+            self._link_failed(reason)
+
+    def _link_failed(self, reason: str) -> None:
+        self._fail_pending(reason)
+        self._events.put_nowait(("lost", reason))
+
+    def _fail_pending(self, reason: str, *, reset: bool = False) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(_LinkDown(reason, reset=reset))
+
+    def _hdlc_error(self, error: hdlc.HdlcDecodeError) -> None:
+        log.debug("from the RCP: %s", error)
+
+    def _received_bytes(self, generation: int, data: bytes) -> None:
+        if generation != self._generation:
+            return
+        for payload in self._decoder.feed(data):
+            try:
+                frame = spinel.decode_frame(payload)
+                if frame.tid:
+                    self._answer(frame)
+                elif frame.command == Command.PROP_VALUE_IS:
+                    self._unsolicited(*spinel.decode_property(frame.payload))
+            except SpinelDecodeError as exc:
+                self._spinel_errors += 1
+                log.debug("bad Spinel frame from the RCP: %s", exc)
+
+    def _answer(self, frame: spinel.Frame) -> None:
+        future = self._pending.pop(frame.tid, None)
+        if future is None or future.done():
+            log.debug("answer with TID %d that nobody waits for", frame.tid)
+        else:
+            future.set_result(frame)
+
+    def _unsolicited(self, prop: int, value: bytes) -> None:
+        if prop == Prop.STREAM_RAW:
+            received = spinel.decode_rx(value)
+            if received.rx_error:
+                self._rx_errors += 1
+                return
+            self._received += 1
+            frame = ReceivedFrame(
+                received.psdu,
+                received.rssi,
+                received.noise_floor,
+                received.lqi,
+                received.channel,
+                received.timestamp_us,
+                received.flags,
+            )
+            try:
+                self.on_frame(frame)
+            except Exception:
+                log.exception("on_frame callback failed")
+        elif prop == Prop.LAST_STATUS:
+            (status,) = spinel.unpack("i", value)
+            if status in spinel.RESET_STATUSES:
+                # Whatever waited for an answer will not get one from the RCP before its reset.
+                self._fail_pending("the RCP reset", reset=True)
+                self._events.put_nowait(("reset", spinel.status_name(status)))
+            else:
+                log.debug("RCP status %s", spinel.status_name(status))
+        else:
+            log.debug("unsolicited property %#x from the RCP", prop)
+
+
+def _close_opened(opening: asyncio.Future[serial.SerialBase]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the RCP did not answer"
+    return str(exc) or type(exc).__name__

@@ -104,3 +104,32 @@ class DecodeError(BadRequest):
 
 class PathError(BadRequest):
     """A text or URI path that is not a valid LwM2M path (4.00)."""
+
+
+def error_for_code(code: int, message: str) -> LwM2MError:
+    """The error a peer's response ``code`` stands for, e.g. a node's 4.05 to a forwarded write,
+    so it reaches the server with the same code. A code with no class of its own becomes the
+    general error of its class (4.00 or 5.00), with the original code named in the message."""
+    for cls in _BY_CODE:
+        if cls.code == code:
+            return cls(message)
+    text = f"{code >> 5}.{code & 0x1F:02d}"
+    if code >> 5 == 4:
+        return BadRequest(f"{message} (the peer answered {text})")
+    return InternalServerError(f"{message} (the peer answered {text})")
+
+
+_BY_CODE: tuple[type[LwM2MError], ...] = (
+    BadRequest,
+    BadOption,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    NotAcceptable,
+    RequestEntityTooLarge,
+    UnsupportedContentFormat,
+    InternalServerError,
+    ServiceUnavailable,
+    GatewayTimeout,
+)

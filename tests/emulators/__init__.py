@@ -1,1 +1,1 @@
-"""Devices the tests put on the other end of a real port: radio dongles and what they hear."""
+"""Emulators of the radios' far side, for the integration tests."""

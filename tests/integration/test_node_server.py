@@ -1,0 +1,190 @@
+"""The gateway as the LwM2M server of 802.15.4 nodes, over CoAP on the node link.
+
+Emulated nodes (tests/emulators/lwm2m_node.py, real CoAP from this project's engine) talk to
+the gateway's ``NodeServer`` through a direct datagram link; the gateway side reports to the
+real node registry on real SQLite. The same server runs over the radio in the transport tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path as FsPath
+
+import pytest
+from emulators.lwm2m_node import SWITCH, TEMPERATURE, DirectLink, EmulatedNode, link_local
+
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.errors import MethodNotAllowed, ServiceUnavailable
+from bridged.objects.paths import Path
+from bridged.objects.values import Record
+from bridged.registry import NodeRegistry
+from bridged.store.database import connect
+from bridged.store.nodes import NodeId, NodeStore, PairedNode
+from bridged.store.readings import ReadingStore
+from bridged.store.secrets import SecretStore
+from bridged.transports.ieee802154.coap_link import create_link_context
+from bridged.transports.ieee802154.node_server import NodeServer, registered_objects
+
+GATEWAY_EUI = bytes.fromhex("00124b0000000001")
+TIMEOUT = 15.0
+
+
+async def until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+class Air:
+    """The gateway's node server on a direct link, and the nodes put on it."""
+
+    def __init__(self, registry: NodeRegistry, server: NodeServer, link: DirectLink) -> None:
+        self.registry = registry
+        self.server = server
+        self.link = link
+        self.nodes: list[EmulatedNode] = []
+
+    async def node(self, index: int, **kwargs: object) -> EmulatedNode:
+        node = EmulatedNode(bytes.fromhex(f"00124b00000100{index:02x}"), f"node-{index}", **kwargs)  # type: ignore[arg-type]
+        self.link.nodes[node.ip] = node
+        await node.start(self.link.from_node(node), self.link.gateway_ip)
+        self.nodes.append(node)
+        return node
+
+    def pair(self, node: EmulatedNode) -> NodeId:
+        node_id = NodeId("802154", node.eui64.hex())
+        self.registry.pair(PairedNode(node_id, node.name, "lwm2m"))
+        return node_id
+
+
+@pytest.fixture
+async def air(tmp_path: FsPath) -> AsyncIterator[Air]:
+    conn = connect(tmp_path / "state.db")
+    registry = NodeRegistry(
+        NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
+    )
+    server = NodeServer("802154", registry, builtin_registry(), awake_window=0.5, request_timeout=5)
+    link = DirectLink(link_local(GATEWAY_EUI))
+    context, link.gateway = await create_link_context(server.site, link.to_node, link.gateway_ip)
+    server.attach(context)
+    air = Air(registry, server, link)
+    yield air
+    link.gateway = None  # nothing more reaches the gateway while it shuts down
+    await server.close()
+    for node in air.nodes:
+        await node.stop(deregister=False)
+    await context.shutdown()
+    conn.close()
+
+
+def test_registered_objects_from_a_register_payload() -> None:
+    payload = b'</>;rt="oma.lwm2m";ct=110,</1/0>,</3/0>,</3303/0>,</3303/1>,</3311>'
+    assert registered_objects(payload) == {1: [0], 3: [0], 3303: [0, 1], 3311: []}
+    alternate = b'</lwm2m>;rt="oma.lwm2m",</lwm2m/3303/0>'
+    assert registered_objects(alternate) == {3303: [0]}
+
+
+async def test_a_paired_node_registers_and_its_values_become_readings(air: Air) -> None:
+    node = await air.node(1)
+    node_id = air.pair(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    live = air.registry.live[node_id]
+    assert {3303, 3311} <= live.objects.keys()
+    await until(lambda: TEMPERATURE in live.values)
+    assert live.values[TEMPERATURE].value == 21.0
+    node.tree.set(TEMPERATURE, 22.5)
+    await until(lambda: live.values[TEMPERATURE].value == 22.5)
+    assert live.state is not None and live.state.reachable
+
+
+async def test_an_unpaired_node_is_refused_once_and_logged_once(
+    air: Air, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        node = await air.node(2)
+        node_id = NodeId("802154", node.eui64.hex())
+        await until(lambda: node_id in air.registry.heard_nodes)
+        await asyncio.sleep(1.0)  # the node keeps retrying
+    assert not node.registered.is_set()
+    assert node_id not in air.registry.live
+    refusals = [r for r in caplog.records if r.name == "bridged.registry"]
+    assert len(refusals) == 1 and "not paired" in refusals[0].getMessage()
+
+
+async def test_permit_join_pairs_a_node_that_registers(air: Air) -> None:
+    air.registry.permit_join(30)
+    node = await air.node(3)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    assert NodeId("802154", node.eui64.hex()) in air.registry.live
+
+
+async def test_send_from_a_node_is_readings_with_their_time(air: Air) -> None:
+    node = await air.node(4)
+    node_id = air.pair(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    live = air.registry.live[node_id]
+    await until(lambda: TEMPERATURE in live.values)  # the observation's first value is in
+    response = await node.send([Record(TEMPERATURE, 19.25, 1_700_000_000.0)])
+    assert response.code.is_successful()
+    await until(lambda: live.values[TEMPERATURE].value == 19.25)
+    assert live.values[TEMPERATURE].time == 1_700_000_000.0
+
+
+async def test_read_write_execute_reach_the_node_and_its_errors_come_back(air: Air) -> None:
+    node = await air.node(5)
+    node_id = air.pair(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    node.tree.set(TEMPERATURE, 23.0)
+    records = await air.server.read(node_id, TEMPERATURE)
+    assert [(r.path, r.value) for r in records] == [(TEMPERATURE, 23.0)]
+    await air.server.write(node_id, SWITCH, [Record(SWITCH, True)])
+    assert node.tree.get(SWITCH) is True
+    with pytest.raises(MethodNotAllowed):  # Sensor Value is read-only: the node says 4.05
+        await air.server.write(node_id, TEMPERATURE, [Record(TEMPERATURE, 1.0)])
+    with pytest.raises(MethodNotAllowed):  # not executable
+        await air.server.execute(node_id, Path((3303, 0, 5700)), "")
+
+
+async def test_a_sleepy_node_is_reachable_only_after_it_talks(air: Air) -> None:
+    node = await air.node(6, sleepy=True)
+    node_id = air.pair(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    live = air.registry.live[node_id]
+    assert live.state is not None and live.state.sleepy
+    await until(lambda: live.state is not None and not live.state.reachable)
+    with pytest.raises(ServiceUnavailable):
+        await air.server.write(node_id, SWITCH, [Record(SWITCH, True)])
+    assert node.tree.get(SWITCH) is False, "nothing was sent into the void"
+    await node.update()
+    await until(lambda: live.state is not None and live.state.reachable)
+    await air.server.write(node_id, SWITCH, [Record(SWITCH, True)])
+    assert node.tree.get(SWITCH) is True
+
+
+async def test_deregistration_makes_the_node_unreachable(air: Air) -> None:
+    node = await air.node(7)
+    node_id = air.pair(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    await node.stop()
+    live = air.registry.live[node_id]
+    await until(lambda: live.state is not None and not live.state.reachable)
+    with pytest.raises(ServiceUnavailable):
+        await air.server.read(node_id, TEMPERATURE)
+
+
+async def test_lost_datagrams_are_retransmitted(air: Air) -> None:
+    lost: list[bytes] = []
+
+    def drop(src: bytes, data: bytes) -> bool:
+        if len(lost) < 2:
+            lost.append(data)
+            return True
+        return False
+
+    air.link.drop = drop
+    node = await air.node(8)
+    air.pair(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    assert len(lost) == 2

@@ -1,0 +1,453 @@
+"""The LwM2M server the 802.15.4 nodes register with: the gateway's side of the node link.
+
+Nodes on the air are constrained LwM2M clients (Contiki-NG, RIOT, Zephyr): they ``POST /rd``,
+update, de-register and ``POST /dp`` (Send) like they would to any LwM2M server, and the gateway
+reads, writes, executes and observes them. This module turns that into the transport contract
+(``transports.base``): a registration is an ``admit`` (only paired EUI-64s get in; others get
+4.03, logged once by the registry), its object list becomes ``objects``, notifications and
+Sends become ``readings``, and every message from a node is a sign that it is reachable.
+
+Sleepy nodes (``b=UQ``, or ``Q`` in 1.1) are reachable only for ``awake_window`` seconds after
+they last talked, as LwM2M queue mode says. An operation on a sleepy node outside that window
+is refused with 5.03 ``ServiceUnavailable`` at once, not sent into the void: the core keeps it
+as desired state and applies it when ``state`` reports the node reachable again, which happens
+as soon as the node next talks.
+
+The CoAP side is aiocoap over :mod:`.coap_link`; ``site`` is served on the node link and
+``attach`` gives the context requests go out through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import aiocoap
+from aiocoap import error, resource
+from aiocoap.numbers.codes import Code
+
+from bridged.objects.definitions import Registry
+from bridged.objects.errors import (
+    BadRequest,
+    DecodeError,
+    GatewayTimeout,
+    LwM2MError,
+    ServiceUnavailable,
+    error_for_code,
+)
+from bridged.objects.formats import ContentFormat, codec_for
+from bridged.objects.linkformat import parse_links
+from bridged.objects.paths import ROOT, Level, Path
+from bridged.objects.values import Record
+from bridged.store.nodes import NodeId
+
+from ..base import Heard, NodeState, TransportEvents
+from .coap_link import LowpanAddress
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIFETIME = 86400
+DEFAULT_AWAKE_WINDOW = 93.0
+"""LwM2M's default queue-mode window: CoAP's MAX_TRANSMIT_WAIT."""
+
+NOT_OBSERVED = frozenset({0, 1, 2, 21})
+"""Objects the gateway never observes on a node: security, server, access control, OSCORE."""
+
+FORMAT = ContentFormat.SENML_CBOR
+
+
+def eui64_from_address(address: LowpanAddress) -> bytes | None:
+    """The node's EUI-64: from the link layer when the link knew it, else from an IPv6 interface
+    identifier that was made from one (RFC 4944 section 6: the U/L bit flipped back)."""
+    if address.eui64 is not None:
+        return address.eui64
+    iid = address.ip[8:]
+    if iid[3:5] == b"\xff\xfe" and iid[:3] == b"\x00\x00\x00":
+        return None  # made from a 16-bit short address: no EUI-64 in it
+    return bytes([iid[0] ^ 0x02]) + iid[1:]
+
+
+def registered_objects(payload: bytes) -> dict[int, list[int]]:
+    """The objects and instances of a Register or Update payload (CoRE link format), without
+    the root link and its alternate path; DecodeError (4.00) on anything else."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DecodeError("the object list is not UTF-8") from e
+    root = "/"
+    links = parse_links(text)
+    for link in links:
+        if ("rt", "oma.lwm2m") in link.attributes:
+            root = link.target.rstrip("/") + "/" if link.target != "/" else "/"
+    objects: dict[int, list[int]] = {}
+    for link in links:
+        target = link.target
+        if ("rt", "oma.lwm2m") in link.attributes or not target.startswith(root):
+            continue
+        path = Path.parse("/" + target[len(root) :])
+        if path.level is Level.ROOT or path.level > Level.INSTANCE:
+            raise DecodeError(f"{target!r} is not an object or an object instance")
+        iids = objects.setdefault(path.ids[0], [])
+        if path.level is Level.INSTANCE and path.ids[1] not in iids:
+            iids.append(path.ids[1])
+    return {oid: sorted(iids) for oid, iids in objects.items()}
+
+
+@dataclass
+class NodeRegistration:
+    """A registered node, as the gateway's server side knows it."""
+
+    node: NodeId
+    address: LowpanAddress
+    endpoint: str
+    location: str
+    lifetime: int
+    binding: str
+    queue: bool
+    version: str
+    objects: dict[int, list[int]]
+    last_heard: float
+    observations: list[aiocoap.protocol.Request] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def _query(request: aiocoap.Message) -> dict[str, str]:
+    query: dict[str, str] = {}
+    for item in request.opt.uri_query:
+        name, _, value = item.partition("=")
+        query[name] = value
+    return query
+
+
+class NodeServer:
+    """Registrations of the nodes on one link, and operations on them (module docstring)."""
+
+    def __init__(
+        self,
+        transport: str,
+        events: TransportEvents,
+        registry: Registry,
+        *,
+        awake_window: float = DEFAULT_AWAKE_WINDOW,
+        request_timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.transport = transport
+        self.events = events
+        self.registry = registry
+        self.awake_window = awake_window
+        self.request_timeout = request_timeout
+        self._clock = clock
+        self.context: aiocoap.Context | None = None
+        self.registrations: dict[NodeId, NodeRegistration] = {}
+        self._by_location: dict[str, NodeId] = {}
+        self._locations = itertools.count(1)
+        self._sleep_timers: dict[NodeId, asyncio.TimerHandle] = {}
+        self.site = _NodeSite(self)
+
+    def attach(self, context: aiocoap.Context) -> None:
+        """The context requests to nodes go out through (the one serving ``site``)."""
+        self.context = context
+
+    def node_of(self, address: LowpanAddress) -> NodeId | None:
+        eui64 = eui64_from_address(address)
+        return None if eui64 is None else NodeId(self.transport, eui64.hex())
+
+    # -- the nodes' requests -----------------------------------------------------------------
+
+    def register(self, request: aiocoap.Message) -> aiocoap.Message:
+        query = _query(request)
+        endpoint = query.get("ep")
+        if not endpoint:
+            raise BadRequest("Register without an endpoint name (ep=)")
+        remote = request.remote
+        assert isinstance(remote, LowpanAddress)
+        node = self.node_of(remote)
+        if node is None:
+            raise BadRequest("the node's address carries no EUI-64 to pair it by")
+        objects = registered_objects(request.payload)
+        lifetime = self._lifetime(query.get("lt"))
+        now = self._clock()
+        heard = Heard(node, now, name=endpoint, profile="lwm2m")
+        if not self.events.admit(heard):
+            return aiocoap.Message(code=Code.FORBIDDEN, payload=b"node not paired")
+        binding = query.get("b", "U")
+        old = self.registrations.pop(node, None)
+        if old is not None:
+            self._drop(old)
+        registration = NodeRegistration(
+            node=node,
+            address=remote,
+            endpoint=endpoint,
+            location=str(next(self._locations)),
+            lifetime=lifetime,
+            binding=binding,
+            queue="Q" in binding or "Q" in query,
+            version=query.get("lwm2m", "1.0"),
+            objects=objects,
+            last_heard=now,
+        )
+        self.registrations[node] = registration
+        self._by_location[registration.location] = node
+        log.info(
+            "node %s registered as %r (%s)",
+            node,
+            endpoint,
+            "sleepy" if registration.queue else "always on",
+            extra={"NODE": str(node)},
+        )
+        self.events.objects(node, objects)
+        self._heard(registration)
+        registration.tasks.append(asyncio.create_task(self._observe(registration)))
+        return aiocoap.Message(code=Code.CREATED, location_path=("rd", registration.location))
+
+    def update(self, registration: NodeRegistration, request: aiocoap.Message) -> aiocoap.Message:
+        query = _query(request)
+        if "lt" in query:
+            registration.lifetime = self._lifetime(query["lt"])
+        if "b" in query:
+            registration.binding = query["b"]
+            registration.queue = "Q" in query["b"]
+        if "Q" in query:
+            registration.queue = True
+        if request.payload:
+            objects = registered_objects(request.payload)
+            if objects != registration.objects:
+                registration.objects = objects
+                self.events.objects(registration.node, objects)
+                for task in registration.tasks:
+                    task.cancel()
+                self._cancel_observations(registration)
+                registration.tasks.append(asyncio.create_task(self._observe(registration)))
+        registration.address = _same_peer(registration.address, request.remote)
+        self._heard(registration)
+        return aiocoap.Message(code=Code.CHANGED)
+
+    def deregister(self, registration: NodeRegistration) -> aiocoap.Message:
+        self.registrations.pop(registration.node, None)
+        self._drop(registration)
+        log.info("node %s de-registered", registration.node, extra={"NODE": str(registration.node)})
+        self.events.state(registration.node, NodeState(reachable=False, time=self._clock()))
+        return aiocoap.Message(code=Code.DELETED)
+
+    def send(self, request: aiocoap.Message) -> aiocoap.Message:
+        """A node's LwM2M Send (``POST /dp``): its records are readings."""
+        remote = request.remote
+        assert isinstance(remote, LowpanAddress)
+        node = self.node_of(remote)
+        registration = None if node is None else self.registrations.get(node)
+        if registration is None:
+            return aiocoap.Message(code=Code.FORBIDDEN, payload=b"not registered")
+        records = self._decode(request.payload, request.opt.content_format, ROOT)
+        self._heard(registration)
+        if records:
+            self.events.readings(registration.node, records)
+        return aiocoap.Message(code=Code.CHANGED)
+
+    def by_location(self, location: str) -> NodeRegistration | None:
+        node = self._by_location.get(location)
+        return None if node is None else self.registrations.get(node)
+
+    # -- operations on nodes -----------------------------------------------------------------
+
+    async def read(self, node: NodeId, path: Path) -> list[Record]:
+        response = await self._request(node, Code.GET, path, accept=FORMAT)
+        return self._decode(response.payload, response.opt.content_format, path)
+
+    async def write(self, node: NodeId, path: Path, records: Sequence[Record]) -> None:
+        """Write ``records`` under ``path``: a resource is replaced (PUT), an instance gets a
+        partial update (POST), as LwM2M maps writes onto CoAP."""
+        payload = codec_for(FORMAT).encode(records, path, self.registry)
+        method = Code.PUT if path.level >= Level.RESOURCE else Code.POST
+        await self._request(node, method, path, payload=payload, content_format=FORMAT)
+
+    async def execute(self, node: NodeId, path: Path, arguments: str) -> None:
+        await self._request(
+            node, Code.POST, path, payload=arguments.encode(), content_format=ContentFormat.TEXT
+        )
+
+    async def close(self) -> None:
+        for registration in list(self.registrations.values()):
+            self._drop(registration)
+        self.registrations.clear()
+        for timer in self._sleep_timers.values():
+            timer.cancel()
+        self._sleep_timers.clear()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _lifetime(self, text: str | None) -> int:
+        if text is None:
+            return DEFAULT_LIFETIME
+        if not text.isdigit() or int(text) == 0:
+            raise BadRequest(f"lifetime {text!r} is not a positive number of seconds")
+        return int(text)
+
+    def _reachable(self, registration: NodeRegistration) -> bool:
+        if not registration.queue:
+            return True
+        return self._clock() - registration.last_heard < self.awake_window
+
+    def _heard(self, registration: NodeRegistration) -> None:
+        """The node talked: it is reachable now, and a sleepy one for the awake window."""
+        now = self._clock()
+        registration.last_heard = now
+        node = registration.node
+        self.events.state(node, NodeState(reachable=True, time=now, sleepy=registration.queue))
+        if registration.queue:
+            timer = self._sleep_timers.pop(node, None)
+            if timer is not None:
+                timer.cancel()
+            self._sleep_timers[node] = asyncio.get_running_loop().call_later(
+                self.awake_window, self._asleep, node
+            )
+
+    def _asleep(self, node: NodeId) -> None:
+        self._sleep_timers.pop(node, None)
+        if node in self.registrations:
+            self.events.state(node, NodeState(reachable=False, time=self._clock(), sleepy=True))
+
+    async def _request(
+        self,
+        node: NodeId,
+        code: Code,
+        path: Path,
+        *,
+        payload: bytes = b"",
+        content_format: int | None = None,
+        accept: int | None = None,
+    ) -> aiocoap.Message:
+        registration = self.registrations.get(node)
+        if registration is None or self.context is None:
+            raise ServiceUnavailable(f"node {node} is not registered")
+        if not self._reachable(registration):
+            raise ServiceUnavailable(f"node {node} is asleep")
+        message = aiocoap.Message(
+            code=code,
+            uri_path=tuple(path.segments()),
+            payload=payload,
+            content_format=content_format,
+            accept=accept,
+        )
+        message.remote = registration.address
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                response = await self.context.request(message).response
+        except TimeoutError:
+            raise GatewayTimeout(f"node {node} did not answer {path}") from None
+        except error.Error as e:
+            raise GatewayTimeout(f"node {node} did not answer {path}: {e}") from None
+        if not response.code.is_successful():
+            detail = response.payload.decode("utf-8", "replace")[:200] or str(response.code)
+            raise error_for_code(int(response.code), f"node {node}: {detail}")
+        self._heard(registration)
+        return response
+
+    def _decode(self, payload: bytes, content_format: int | None, base: Path) -> list[Record]:
+        if content_format is None:
+            raise BadRequest("a payload without a Content-Format")
+        return codec_for(content_format).decode(payload, base, self.registry)
+
+    async def _observe(self, registration: NodeRegistration) -> None:
+        """Observe each data object of a node, turning its notifications into readings."""
+        assert self.context is not None
+        for oid in registration.objects:
+            if oid in NOT_OBSERVED or oid not in self.registry:
+                continue
+            path = Path((oid,))
+            message = aiocoap.Message(code=Code.GET, uri_path=(str(oid),), observe=0, accept=FORMAT)
+            message.remote = registration.address
+            request = self.context.request(message)
+            registration.observations.append(request)
+            registration.tasks.append(
+                asyncio.create_task(self._notifications(registration, request, path))
+            )
+
+    async def _notifications(
+        self, registration: NodeRegistration, request: aiocoap.protocol.Request, path: Path
+    ) -> None:
+        node = registration.node
+        try:
+            first = await request.response
+            self._reading(registration, first, path)
+            if request.observation is None:
+                return
+            async for notification in request.observation:
+                self._reading(registration, notification, path)
+        except (error.Error, asyncio.CancelledError) as e:
+            if not isinstance(e, asyncio.CancelledError):
+                log.info("node %s: observation of %s ended: %s", node, path, e)
+
+    def _reading(
+        self, registration: NodeRegistration, message: aiocoap.Message, path: Path
+    ) -> None:
+        if not message.code.is_successful():
+            log.info(
+                "node %s refused to be observed at %s: %s", registration.node, path, message.code
+            )
+            return
+        try:
+            records = self._decode(message.payload, message.opt.content_format, path)
+        except LwM2MError as e:
+            log.warning("node %s sent %s that cannot be decoded: %s", registration.node, path, e)
+            return
+        self._heard(registration)
+        if records:
+            self.events.readings(registration.node, records)
+
+    def _cancel_observations(self, registration: NodeRegistration) -> None:
+        for request in registration.observations:
+            if request.observation is not None:
+                request.observation.cancel()
+        registration.observations.clear()
+
+    def _drop(self, registration: NodeRegistration) -> None:
+        self._by_location.pop(registration.location, None)
+        self._cancel_observations(registration)
+        for task in registration.tasks:
+            task.cancel()
+        registration.tasks.clear()
+        timer = self._sleep_timers.pop(registration.node, None)
+        if timer is not None:
+            timer.cancel()
+
+
+def _same_peer(old: LowpanAddress, new: object) -> LowpanAddress:
+    return new if isinstance(new, LowpanAddress) else old
+
+
+class _NodeSite(resource.Resource):
+    """``/rd``, ``/rd/{location}`` and ``/dp`` on the node link; anything else is 4.04."""
+
+    def __init__(self, server: NodeServer) -> None:
+        super().__init__()
+        self.server = server
+
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        path = tuple(request.opt.uri_path)
+        server = self.server
+        try:
+            if path == ("rd",) and request.code == Code.POST:
+                return server.register(request)
+            if path == ("dp",) and request.code == Code.POST:
+                return server.send(request)
+            if len(path) == 2 and path[0] == "rd":
+                registration = server.by_location(path[1])
+                if registration is None:
+                    return aiocoap.Message(code=Code.NOT_FOUND)
+                if request.code == Code.POST:
+                    return server.update(registration, request)
+                if request.code == Code.DELETE:
+                    return server.deregister(registration)
+                return aiocoap.Message(code=Code.METHOD_NOT_ALLOWED)
+        except LwM2MError as e:
+            log.info("request from %s refused: %s", request.remote, e)
+            return aiocoap.Message(code=e.code, payload=str(e).encode()[:200])
+        return aiocoap.Message(code=Code.NOT_FOUND)
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        return True

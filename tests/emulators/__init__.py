@@ -1,0 +1,1 @@
+"""Emulators of the radios' far side, for the integration tests."""

@@ -151,6 +151,11 @@ class BluezEmulator:
         """Unplug an adapter, with every device and GATT object below it."""
         await self._mock("RemoveAdapter", "s", name)
 
+    async def wedge(self, name: str = "hci0") -> None:
+        """The adapter silently stops hearing adverts, as a wedged controller does; only a
+        restart of scanning brings them back."""
+        await self._mock("Wedge", "s", name)
+
     async def advertise(
         self,
         address: str,

@@ -212,6 +212,16 @@ def RemoveAdapter(self: Any, name: str) -> None:
     _remove_tree(f"/org/bluez/{name}")
 
 
+@dbus.service.method(MOCK_IFACE, in_signature="s", out_signature="")
+def Wedge(self: Any, name: str) -> None:
+    """The controller stops scanning on its own (the field's "scanner goes quiet"): discovery
+    ends and monitors stop matching, while clients still believe they are scanning."""
+    adapter = mockobject.objects[f"/org/bluez/{name}"]
+    adapter.monitors.clear()
+    if adapter.props[ADAPTER_IFACE]["Discovering"]:
+        _set_discovering(adapter, False)
+
+
 @dbus.service.method(MOCK_IFACE, in_signature="ss", out_signature="")
 def FailNext(self: Any, method: str, error_name: str) -> None:
     """Make the next call of ``method`` (on any object) fail with the D-Bus error ``error_name``."""

@@ -209,6 +209,16 @@ class BluezEmulator:
         assert isinstance(values, list)
         return [bytes(v) for v in values]
 
+    async def drop(self, address: str, *, adapter: str = "hci0") -> None:
+        """The link to a connected node drops, as when it goes out of range."""
+        await self._mock("DropConnection", "ss", adapter, address)
+
+    async def max_connected(self) -> int:
+        """The most devices that were connected at the same time, over the whole test."""
+        (count,) = await self._mock("MaxConnected")
+        assert isinstance(count, int)
+        return count
+
     async def fail_next(self, method: str, error_name: str) -> None:
         """The next call of BlueZ method ``method`` (StartDiscovery, Connect, ReadValue, ...)
         fails with ``error_name``; queue several to fail several calls."""
@@ -233,15 +243,23 @@ class BluezEmulator:
 
     async def adapter_property(self, name: str, prop: str) -> object:
         """An Adapter1 property as bluetoothd reports it (e.g. "Discovering")."""
+        return await self._get(f"/org/bluez/{name}", "org.bluez.Adapter1", prop)
+
+    async def device_property(self, address: str, prop: str, *, adapter: str = "hci0") -> object:
+        """A Device1 property as bluetoothd reports it (e.g. "Connected", "Paired")."""
+        path = f"/org/bluez/{adapter}/dev_{address.upper().replace(':', '_')}"
+        return await self._get(path, "org.bluez.Device1", prop)
+
+    async def _get(self, path: str, interface: str, prop: str) -> object:
         assert self._bus is not None
         reply = await self._bus.call(
             Message(
                 destination="org.bluez",
-                path=f"/org/bluez/{name}",
+                path=path,
                 interface="org.freedesktop.DBus.Properties",
                 member="Get",
                 signature="ss",
-                body=["org.bluez.Adapter1", prop],
+                body=[interface, prop],
             )
         )
         if reply.message_type == MessageType.ERROR:

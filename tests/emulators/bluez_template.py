@@ -48,6 +48,8 @@ def load(mock: Any, parameters: dict[str, Any]) -> None:
     bluez5.load(mock, parameters)
     # method name -> error names still to raise, oldest first
     mock.failures = {}
+    # the most devices connected at once, to check connection budgets
+    mock.max_connected = 0
 
 
 def _root() -> Any:
@@ -389,13 +391,20 @@ def _connect(device: Any) -> None:
     if not device.gatt:
         raise dbus.exceptions.DBusException("Page Timeout", name="org.bluez.Error.Failed")
     _emit_changed(device, DEVICE_IFACE, {"Connected": dbus.Boolean(True)})
+    connected = sum(
+        1
+        for obj in mockobject.objects.values()
+        if DEVICE_IFACE in obj.props and obj.props[DEVICE_IFACE]["Connected"]
+    )
+    _root().max_connected = max(_root().max_connected, connected)
     if not device.gatt_exported:
         _export_gatt(device)
     _emit_changed(device, DEVICE_IFACE, {"ServicesResolved": dbus.Boolean(True)})
 
 
-def _disconnect(device: Any) -> None:
-    _maybe_fail("Disconnect")
+def _disconnect(device: Any, injectable: bool = True) -> None:
+    if injectable:
+        _maybe_fail("Disconnect")
     for path, obj in list(mockobject.objects.items()):
         subscribed = CHAR_IFACE in obj.props and obj.props[CHAR_IFACE]["Notifying"]
         if path.startswith(device.path + "/") and subscribed:
@@ -428,24 +437,28 @@ def _check_connected(char: Any) -> None:
         raise dbus.exceptions.DBusException("Not connected", name="org.bluez.Error.NotConnected")
 
 
-def _require_flag(char: Any, *flags: str) -> None:
+def _require_flag(char: Any, error: str, message: str, *flags: str) -> None:
     if not set(flags) & {str(f) for f in char.props[CHAR_IFACE]["Flags"]}:
-        raise dbus.exceptions.DBusException(
-            "Operation is not supported", name="org.bluez.Error.NotSupported"
-        )
+        raise dbus.exceptions.DBusException(message, name=error)
 
 
 def _read_value(char: Any, _options: Any) -> dbus.Array:
     _maybe_fail("ReadValue")
     _check_connected(char)
-    _require_flag(char, "read")
+    _require_flag(char, "org.bluez.Error.NotPermitted", "Read not permitted", "read")
     return char.props[CHAR_IFACE]["Value"]
 
 
 def _write_value(char: Any, value: Any, _options: Any) -> None:
     _maybe_fail("WriteValue")
     _check_connected(char)
-    _require_flag(char, "write", "write-without-response")
+    _require_flag(
+        char,
+        "org.bluez.Error.NotPermitted",
+        "Write not permitted",
+        "write",
+        "write-without-response",
+    )
     char.writes.append(bytes(bytearray(value)))
     char.props[CHAR_IFACE]["Value"] = _byte_array(value)
 
@@ -453,7 +466,9 @@ def _write_value(char: Any, value: Any, _options: Any) -> None:
 def _start_notify(char: Any) -> None:
     _maybe_fail("StartNotify")
     _check_connected(char)
-    _require_flag(char, "notify", "indicate")
+    _require_flag(
+        char, "org.bluez.Error.NotSupported", "Operation is not supported", "notify", "indicate"
+    )
     _emit_changed(char, CHAR_IFACE, {"Notifying": dbus.Boolean(True)})
 
 
@@ -484,6 +499,18 @@ def Notify(self: Any, address: str, char_uuid: str, value: Any) -> bool:
         return False
     _emit_changed(char, CHAR_IFACE, {"Value": _byte_array(value)})
     return True
+
+
+@dbus.service.method(MOCK_IFACE, in_signature="ss", out_signature="")
+def DropConnection(self: Any, adapter_name: str, address: str) -> None:
+    """The link to a node drops (out of range, battery pulled): BlueZ reports it disconnected."""
+    _disconnect(mockobject.objects[_device_path(adapter_name, address)], injectable=False)
+
+
+@dbus.service.method(MOCK_IFACE, in_signature="", out_signature="u")
+def MaxConnected(self: Any) -> int:
+    """The most devices that were connected at the same time."""
+    return self.max_connected
 
 
 @dbus.service.method(MOCK_IFACE, in_signature="ss", out_signature="aay")

@@ -202,7 +202,7 @@ async def test_connection_failures_are_retried_with_back_off(
     async with GattPoller(
         sink.on_records, on_state=sink.on_state, connect_timeout=10.0, retries=3, backoff=FAST
     ) as poller:
-        assert (await poller.poll(NODE))[0].value == "Bridged Labs"
+        assert {r.path: r.value for r in await poller.poll(NODE)} == EXPECTED
     assert await bluez.calls(node, "Connect") == 3
 
 

@@ -313,7 +313,7 @@ class Scanner:
             bus.disconnect()
             raise
         bus.add_message_handler(self._bluez_signal)
-        lost = asyncio.ensure_future(bus.wait_for_disconnect())
+        lost = asyncio.ensure_future(bus.wait_for_disconnect())  # type: ignore[no-untyped-call]
         lost.add_done_callback(
             lambda _: self._wake_up("the D-Bus connection was lost", restart=True)
         )

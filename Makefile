@@ -11,6 +11,9 @@ STAMP  := $(VENV)/.bridged-installed
 # for the npm interop peers unless a Node.js with npm is already there.
 APT_PACKAGES := python3-venv build-essential autoconf automake libtool libcoap3-bin \
 	$(if $(shell command -v npm),,nodejs npm)
+# The BLE tests' BlueZ emulation: a private dbus-daemon, and what dbus-python (python-dbusmock's
+# binding, built from source by pip) needs to build against libdbus and GLib.
+APT_PACKAGES += dbus libdbus-1-dev libglib2.0-dev pkg-config python3-dev
 NODE_PEERS := tests/peers/node
 
 .PHONY: test demo lint typecheck unit system-deps clean

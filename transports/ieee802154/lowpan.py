@@ -193,7 +193,9 @@ def eui64_from_address(address: bytes) -> bytes | None:
 # --- IPHC addresses -------------------------------------------------------------------------
 
 # Inline bytes per (address compression, mode) for unicast, and per (DAC, DAM) for multicast.
-_UNICAST_INLINE = {(0, 0): 16, (0, 1): 8, (0, 2): 2, (0, 3): 0, (1, 1): 8, (1, 2): 2, (1, 3): 0}
+_UNICAST_INLINE = {
+    (0, 0): 16, (0, 1): 8, (0, 2): 2, (0, 3): 0, (1, 0): 0, (1, 1): 8, (1, 2): 2, (1, 3): 0
+}  # fmt: skip
 _MULTICAST_INLINE = {(0, 0): 16, (0, 1): 6, (0, 2): 4, (0, 3): 1, (1, 0): 6}
 
 
@@ -246,10 +248,12 @@ def _decode_address(
     mac: bytes | None,
     contexts: Mapping[int, Context],
     cid: int,
+    *,
+    source: bool,
 ) -> tuple[bytes, int]:
     table = _MULTICAST_INLINE if multicast else _UNICAST_INLINE
     size = table.get((stateful, mode))
-    if size is None:
+    if size is None or (not source and not multicast and stateful and mode == 0):
         raise LowpanDecodeError(
             f"reserved IPHC address mode (M={multicast:d} AC={stateful} AM={mode})"
         )
@@ -329,9 +333,11 @@ def decompress_header(
         if len(data) <= pos:
             raise LowpanDecodeError("IPHC truncated in the hop limit")
         hop_limit, pos = data[pos], pos + 1
-    src, pos = _decode_address(data, pos, b1 >> 6 & 1, b1 >> 4 & 3, False, src_mac, contexts, sci)
+    src, pos = _decode_address(
+        data, pos, b1 >> 6 & 1, b1 >> 4 & 3, False, src_mac, contexts, sci, source=True
+    )
     dst, pos = _decode_address(
-        data, pos, b1 >> 2 & 1, b1 & 3, bool(b1 & 0x08), dst_mac, contexts, dci
+        data, pos, b1 >> 2 & 1, b1 & 3, bool(b1 & 0x08), dst_mac, contexts, dci, source=False
     )
     udp = b""
     elided = False

@@ -3,8 +3,9 @@
 Real nodes run Contiki-NG, RIOT or Zephyr; the emulated one is built from this project's own
 LwM2M engine pieces (object tree, device management, observations, registrar), so it registers,
 answers reads, writes and executes, notifies and sends the way a compliant client does, over
-whatever datagram link it is given: a direct in-process link in the node-server tests, the RCP
-emulator's air in the radio tests.
+whatever datagram link it is given: a direct in-process link (``DirectLink``) in the node-server
+tests, or the air of the RCP emulator (``RadioAir``: real 802.15.4 frames through 6LoWPAN) in
+the transport tests.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import aiocoap
 from aiocoap.numbers.codes import Code
@@ -36,14 +38,12 @@ from bridged.transports.ieee802154.coap_link import (
     SendDatagram,
     create_link_context,
 )
+from bridged.transports.ieee802154.link import LowpanLink
+from bridged.transports.ieee802154.lowpan import UdpDatagram, eui64_from_address, link_local
+from bridged.transports.ieee802154.mac import parse_frame
 
 TEMPERATURE = Path((3303, 0, 5700))
 SWITCH = Path((3311, 0, 5850))
-
-
-def link_local(eui64: bytes) -> bytes:
-    """fe80::/64 with the interface identifier made from ``eui64`` (RFC 4944 section 6)."""
-    return bytes.fromhex("fe80000000000000") + bytes([eui64[0] ^ 0x02]) + eui64[1:]
 
 
 class EmulatedNode:
@@ -162,3 +162,45 @@ class DirectLink:
                 )
 
         return send
+
+
+class RadioAir:
+    """Emulated nodes on the air of an RCP emulator (tests/emulators/rcp.py).
+
+    A frame the gateway transmits reaches the node it is addressed to (or every node, for a
+    broadcast) through that node's own 6LoWPAN link; what a node sends is compressed, fragmented
+    and injected as frames heard by the dongle. ``drop(psdu)`` decides which frames are lost on
+    the way, in either direction.
+    """
+
+    def __init__(self, rcp: Any, pan_id: int) -> None:
+        self.rcp = rcp
+        self.pan_id = pan_id
+        self.nodes: dict[bytes, tuple[EmulatedNode, LowpanLink]] = {}
+        self.drop: Callable[[bytes], bool] = lambda psdu: False
+        rcp.on_transmit = self._on_air
+
+    async def add(self, node: EmulatedNode) -> None:
+        link = LowpanLink()
+        self.nodes[node.eui64] = (node, link)
+        await node.start(self._sender(node, link), link_local(self.rcp.eui64))
+
+    def _sender(self, node: EmulatedNode, link: LowpanLink) -> SendDatagram:
+        def send(remote: LowpanAddress, data: bytes) -> None:
+            dst = eui64_from_address(remote.ip) or b"\xff\xff"
+            datagram = UdpDatagram(node.ip, 5683, remote.ip, remote.port, data)
+            for psdu in link.send(datagram, src_mac=node.eui64, dst_mac=dst, pan_id=self.pan_id):
+                if not self.drop(psdu):
+                    self.rcp.inject(psdu)
+
+        return send
+
+    def _on_air(self, psdu: bytes) -> None:
+        if self.drop(psdu):
+            return
+        dst = parse_frame(psdu).dst
+        for eui64, (node, link) in self.nodes.items():
+            if dst in (eui64, b"\xff\xff"):
+                datagram = link.receive(psdu)
+                if datagram is not None:
+                    node.received(datagram.src, datagram.src_port, datagram.payload)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path as FsPath
 
 import pytest
-from emulators.lwm2m_node import SWITCH, TEMPERATURE, DirectLink, EmulatedNode, link_local
+from emulators.lwm2m_node import SWITCH, TEMPERATURE, DirectLink, EmulatedNode
 
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.errors import MethodNotAllowed, ServiceUnavailable
@@ -25,6 +25,7 @@ from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
 from bridged.transports.ieee802154.coap_link import create_link_context
+from bridged.transports.ieee802154.lowpan import link_local
 from bridged.transports.ieee802154.node_server import NodeServer, registered_objects
 
 GATEWAY_EUI = bytes.fromhex("00124b0000000001")

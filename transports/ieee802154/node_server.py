@@ -47,6 +47,7 @@ from bridged.store.nodes import NodeId
 
 from ..base import Heard, NodeState, TransportEvents
 from .coap_link import LowpanAddress
+from .lowpan import eui64_from_address
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +59,6 @@ NOT_OBSERVED = frozenset({0, 1, 2, 21})
 """Objects the gateway never observes on a node: security, server, access control, OSCORE."""
 
 FORMAT = ContentFormat.SENML_CBOR
-
-
-def eui64_from_address(address: LowpanAddress) -> bytes | None:
-    """The node's EUI-64: from the link layer when the link knew it, else from an IPv6 interface
-    identifier that was made from one (RFC 4944 section 6: the U/L bit flipped back)."""
-    if address.eui64 is not None:
-        return address.eui64
-    iid = address.ip[8:]
-    if iid[3:5] == b"\xff\xfe" and iid[:3] == b"\x00\x00\x00":
-        return None  # made from a 16-bit short address: no EUI-64 in it
-    return bytes([iid[0] ^ 0x02]) + iid[1:]
 
 
 def registered_objects(payload: bytes) -> dict[int, list[int]]:
@@ -147,6 +137,7 @@ class NodeServer:
         self._by_location: dict[str, NodeId] = {}
         self._locations = itertools.count(1)
         self._sleep_timers: dict[NodeId, asyncio.TimerHandle] = {}
+        self._link_quality: dict[NodeId, tuple[int, int]] = {}
         self.site = _NodeSite(self)
 
     def attach(self, context: aiocoap.Context) -> None:
@@ -154,8 +145,20 @@ class NodeServer:
         self.context = context
 
     def node_of(self, address: LowpanAddress) -> NodeId | None:
-        eui64 = eui64_from_address(address)
+        """The node at ``address``, by the EUI-64 the link knew or its IPv6 address carries."""
+        eui64 = address.eui64 or eui64_from_address(address.ip)
         return None if eui64 is None else NodeId(self.transport, eui64.hex())
+
+    def link_quality(self, eui64: bytes, rssi: int, lqi: int) -> None:
+        """The radio's RSSI and LQI of the node's last frame, reported with its state."""
+        self._link_quality[NodeId(self.transport, eui64.hex())] = (rssi, lqi)
+
+    def forget(self, node: NodeId) -> None:
+        """The node was unpaired: drop its registration (it must register, and be let in,
+        again)."""
+        registration = self.registrations.pop(node, None)
+        if registration is not None:
+            self._drop(registration)
 
     # -- the nodes' requests -----------------------------------------------------------------
 
@@ -297,7 +300,11 @@ class NodeServer:
         now = self._clock()
         registration.last_heard = now
         node = registration.node
-        self.events.state(node, NodeState(reachable=True, time=now, sleepy=registration.queue))
+        rssi, lqi = self._link_quality.get(node, (None, None))
+        self.events.state(
+            node,
+            NodeState(reachable=True, time=now, rssi=rssi, lqi=lqi, sleepy=registration.queue),
+        )
         if registration.queue:
             timer = self._sleep_timers.pop(node, None)
             if timer is not None:

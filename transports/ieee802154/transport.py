@@ -1,0 +1,194 @@
+"""The ``802154`` transport: LwM2M nodes on an IEEE 802.15.4 PAN, through an OpenThread RCP.
+
+The layers, bottom up, each in its own module:
+
+* :mod:`.radio` — the dongle: Spinel over HDLC-lite on a serial port, raw 802.15.4 frames;
+* :mod:`.link` — the 6LoWPAN link, sans-I/O: frames in, UDP datagrams out, and back;
+* :mod:`.coap_link` — aiocoap's message layer over those datagrams;
+* :mod:`.node_server` — the LwM2M server the nodes register with, which reports to the core.
+
+This module wires them and owns the one thing between them that has a pace: the transmit
+queue. The RCP takes one frame at a time (it does CSMA and the MAC retries itself), so frames
+wait here in order, and a fragmented datagram goes out fragment after fragment.
+
+Configuration (its ``[transport.802154]`` section):
+
+``port``          the dongle's serial port or a pyserial URL (required), e.g. /dev/bridged-rcp
+``channel``       802.15.4 channel, 11-26 (default 15)
+``pan_id``        the PAN ID, 0-65535 (default 0xface)
+``baudrate``      serial speed (default 460800)
+``awake_window``  seconds a sleepy node stays reachable after it talks (default 93)
+``request_timeout`` seconds to wait for a node's answer (default 10)
+``reassembly_timeout`` seconds an incomplete fragmented datagram is kept (default 10)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.paths import Path
+from bridged.objects.values import Record
+from bridged.store.nodes import NodeId, PairedNode
+from bridged.store.secrets import Secret
+
+from ..base import Transport, TransportConfigError, TransportEvents
+from .coap_link import LowpanAddress, LowpanMessageInterface, create_link_context
+from .errors import RadioDecodeError
+from .link import LowpanLink
+from .lowpan import UdpDatagram, eui64_from_address, link_local
+from .node_server import NodeServer
+from .radio import Radio, RadioConfig, RadioState, ReceivedFrame, TxStatus
+
+log = logging.getLogger(__name__)
+
+COAP_PORT = 5683
+SHORT_BROADCAST = b"\xff\xff"
+TRANSMIT_QUEUE = 256
+"""Frames waiting for the radio; beyond it new ones are dropped (CoAP retransmits)."""
+
+_KEYS = {
+    "port",
+    "channel",
+    "pan_id",
+    "baudrate",
+    "awake_window",
+    "request_timeout",
+    "reassembly_timeout",
+}
+
+
+def _number(config: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise TransportConfigError(f"802154.{key} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def normalise_eui64(text: str) -> str:
+    """``00:12:4B:00:01:02:03:04`` or ``00124b0001020304`` → ``00124b0001020304``."""
+    digits = text.replace(":", "").replace("-", "").lower()
+    if len(digits) != 16 or any(c not in "0123456789abcdef" for c in digits):
+        raise ValueError(f"{text!r} is not an EUI-64 (16 hex digits)")
+    return digits
+
+
+class IEEE802154Transport(Transport):
+    """Nodes that speak LwM2M over CoAP/6LoWPAN on one 802.15.4 channel."""
+
+    name = "802154"
+
+    def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
+        super().__init__(config, events)
+        unknown = sorted(set(config) - _KEYS)
+        if unknown:
+            raise TransportConfigError(f"802154.{unknown[0]} is not a setting of this transport")
+        port = config.get("port")
+        if not isinstance(port, str) or not port:
+            raise TransportConfigError("802154.port must name the dongle's serial port")
+        self.radio_config = RadioConfig(
+            port=port,
+            channel=int(_number(config, "channel", 15, 11, 26)),
+            pan_id=int(_number(config, "pan_id", 0xFACE, 0, 0xFFFE)),
+            baudrate=int(_number(config, "baudrate", 460800, 1200, 4_000_000)),
+        )
+        self.server = NodeServer(
+            self.name,
+            events,
+            builtin_registry(),
+            awake_window=_number(config, "awake_window", 93, 0.1, 86400),
+            request_timeout=_number(config, "request_timeout", 10, 0.1, 600),
+        )
+        self.link = LowpanLink(reassembly_timeout=_number(config, "reassembly_timeout", 10, 1, 600))
+        self.radio = Radio(self.radio_config, on_frame=self._frame, on_state=self._radio_state)
+        self.decode_errors = 0
+        self.dropped_frames = 0
+        self._interface: LowpanMessageInterface | None = None
+        self._context: Any = None
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(TRANSMIT_QUEUE)
+        self._sender: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._context, self._interface = await create_link_context(
+            self.server.site, self._send_datagram, bytes(16), COAP_PORT
+        )
+        self.server.attach(self._context)
+        self._sender = asyncio.create_task(self._send_frames(), name="802154-transmit")
+        await self.radio.start()
+
+    async def stop(self) -> None:
+        await self.server.close()
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        await self.radio.stop()
+        if self._context is not None:
+            await self._context.shutdown()
+
+    def pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
+        """Nothing to hand the radio: a paired node is let in when it registers."""
+
+    def unpair(self, node: NodeId) -> None:
+        self.server.forget(node)
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def read(self, node: NodeId, path: Path) -> list[Record]:
+        return await self.server.read(node, path)
+
+    async def write(self, node: NodeId, path: Path, records: Sequence[Record]) -> None:
+        await self.server.write(node, path, records)
+
+    async def execute(self, node: NodeId, path: Path, arguments: str) -> None:
+        await self.server.execute(node, path, arguments)
+
+    # -- the air -----------------------------------------------------------------------------
+
+    def _frame(self, frame: ReceivedFrame) -> None:
+        try:
+            datagram = self.link.receive(frame.psdu)
+        except RadioDecodeError as e:
+            self.decode_errors += 1
+            log.debug("frame dropped: %s", e)
+            return
+        if datagram is None or datagram.dst_port != COAP_PORT or self._interface is None:
+            return
+        eui64 = eui64_from_address(datagram.src)
+        if eui64 is not None:
+            self.server.link_quality(eui64, frame.rssi, frame.lqi)
+        self._interface.received(datagram.src, datagram.src_port, datagram.payload)
+
+    def _send_datagram(self, remote: LowpanAddress, payload: bytes) -> None:
+        own = self.radio_config.ext_address or getattr(self.radio, "eui64", None)
+        if not own:
+            log.debug("radio not up: datagram to %s dropped", remote.hostinfo)
+            return
+        dst_mac = eui64_from_address(remote.ip) or SHORT_BROADCAST
+        datagram = UdpDatagram(link_local(own), COAP_PORT, remote.ip, remote.port, payload)
+        for psdu in self.link.send(
+            datagram, src_mac=own, dst_mac=dst_mac, pan_id=self.radio_config.pan_id
+        ):
+            try:
+                self._queue.put_nowait(psdu)
+            except asyncio.QueueFull:
+                self.dropped_frames += 1
+                log.warning("transmit queue full: a frame to %s dropped", remote.hostinfo)
+                return
+
+    async def _send_frames(self) -> None:
+        while True:
+            psdu = await self._queue.get()
+            status = await self.radio.transmit(psdu)
+            if status is not TxStatus.OK:
+                log.debug("frame not delivered: %s", status.name)
+
+    def _radio_state(self, state: RadioState) -> None:
+        level = logging.INFO if state.up else logging.WARNING
+        log.log(level, "802.15.4 radio %s: %s", "up" if state.up else "down", state.reason)

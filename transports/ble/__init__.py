@@ -1,0 +1,1 @@
+"""BLE transport: sensor nodes heard and read through BlueZ with bleak."""

@@ -65,7 +65,7 @@ def test_encrypted_bthome_vector() -> None:
         "/3304/0/5700": 50.55,
         "/3304/0/5701": "%RH",
     }
-    assert all(r.time == 100.0 for r in decoded.records)
+    assert [r.time for r in decoded.records] == [100.0, None, 100.0, None]
 
 
 def test_plain_bthome() -> None:

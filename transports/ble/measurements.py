@@ -37,8 +37,9 @@ table that places a kind in the node-local object tree; ``RecordMapper`` applies
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from bridged.objects.paths import Path
 from bridged.objects.values import Record, Value
@@ -155,86 +156,120 @@ def target(kind: str) -> Target | None:
     return TARGETS.get(kind, GENERIC)
 
 
-def _number(m: Measurement) -> float:
+_AS_IS, _FLOAT, _BOOL, _TEXT, _PRESSED, _COUNT = range(6)
+"""How a plan step turns a measurement's value into a record value."""
+
+_Step: TypeAlias = tuple[int, Path, int] | Record
+"""A value step (measurement index or button ordinal, path, conversion), or a constant record
+(a unit or a sensor type), built once."""
+
+_MAX_PLANS = 1024
+
+
+def _float(kind: str, value: MeasuredValue) -> float:
     """A Sensor Value is a Float: the decoders give numbers for every kind mapped to one."""
-    if isinstance(m.value, (str, bytes)):
-        raise TypeError(f"{m.kind} measurement {m.value!r} is not a number")
-    return float(m.value)
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{kind} measurement {value!r} is not a number")
+    return float(value)
 
 
 class RecordMapper:
     """Turns a node's measurements into node-local records, by ``TARGETS``.
 
-    Holds only a cache of the paths it has built (a handful per kind of node), because building
-    and validating a ``Path`` costs more than the rest of the mapping.
+    A node sends the same kinds in every advert, so the mapping is worked out once per
+    sequence of (kind, unit) and kept as a plan: the paths to write, and the constant records
+    (units, sensor types) ready-made. Constant records carry no time (they describe the
+    sensor, they are not a reading of it); values carry the advert's.
     """
 
     def __init__(self) -> None:
-        self._paths: dict[tuple[int, int, int], Path] = {}
-
-    def _path(self, oid: int, iid: int, rid: int) -> Path:
-        key = (oid, iid, rid)
-        path = self._paths.get(key)
-        if path is None:
-            path = self._paths[key] = Path(key)
-        return path
+        self._plans: dict[tuple[tuple[str, str], ...], tuple[_Step, ...]] = {}
 
     def records(
         self,
-        measurements: Iterable[Measurement],
+        measurements: Sequence[Measurement],
         time: float | None = None,
         button_counts: Sequence[int] = (),
     ) -> tuple[Record, ...]:
-        """The records of ``measurements``, all at ``time``.
+        """The records of ``measurements``, values at ``time``.
 
         ``button_counts[n]`` is the event count of the n-th button in the advert (5501); a
         button without one gets no counter.
         """
+        layout = tuple((m.kind, m.unit) for m in measurements)
+        plan = self._plans.get(layout)
+        if plan is None:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[layout] = _plan(layout)
         out: list[Record] = []
-        device_done: set[int] = set()
-        occurrences: dict[tuple[int, str, int], int] = {}
-        instances: dict[tuple[int, str, int], int] = {}
-        next_free: dict[int, int] = {}
-        units_done: set[tuple[int, int]] = set()
-        buttons = 0
-
-        def emit(oid: int, iid: int, rid: int, value: Value) -> None:
-            out.append(Record(self._path(oid, iid, rid), value, time))
-
-        for m in measurements:
-            t = target(m.kind)
-            if t is None:
+        for step in plan:
+            if type(step) is Record:
+                out.append(step)
                 continue
-            oid, rid = t.object_id, t.resource_id
-            if oid == DEVICE:
-                if rid not in device_done:
-                    device_done.add(rid)
-                    value = str(m.value) if rid == 17 else m.value
-                    emit(oid, 0, rid, value)
+            index, path, conversion = step
+            if conversion == _COUNT:
+                if index < len(button_counts):
+                    out.append(Record(path, button_counts[index], time))
                 continue
-            group = t.group or m.kind
-            key = (oid, group, rid)
-            n = occurrences.get(key, 0)
-            occurrences[key] = n + 1
-            iid = instances.get((oid, group, n))
-            if iid is None:
-                iid = next_free.get(oid, 0)
-                next_free[oid] = iid + 1
-                instances[(oid, group, n)] = iid
-            if oid == PUSH_BUTTON:
-                emit(oid, iid, DIGITAL_INPUT_STATE, m.value != "none")
-                emit(oid, iid, APPLICATION_TYPE, str(m.value))
-                if buttons < len(button_counts):
-                    emit(oid, iid, DIGITAL_INPUT_COUNTER, button_counts[buttons])
-                buttons += 1
-            elif oid == DIGITAL_INPUT:
-                emit(oid, iid, rid, bool(m.value))
-                emit(oid, iid, SENSOR_TYPE, m.kind)
+            m = measurements[index]
+            value: Value
+            if conversion == _FLOAT:
+                value = _float(m.kind, m.value)
+            elif conversion == _BOOL:
+                value = bool(m.value)
+            elif conversion == _TEXT:
+                value = str(m.value)
+            elif conversion == _PRESSED:
+                value = m.value != "none"
             else:
-                emit(oid, iid, rid, _number(m))
-                if m.unit and (oid, iid) not in units_done:
-                    units_done.add((oid, iid))
-                    emit(oid, iid, SENSOR_UNITS, m.unit)
-                if oid == GENERIC_SENSOR:
-                    emit(oid, iid, SENSOR_TYPE, m.kind)
+                value = m.value
+            out.append(Record(path, value, time))
         return tuple(out)
+
+
+def _plan(layout: Sequence[tuple[str, str]]) -> tuple[_Step, ...]:
+    """The steps that map measurements of these (kind, unit)s, by the rules of the module."""
+    steps: list[_Step] = []
+    device_done: set[int] = set()
+    occurrences: dict[tuple[int, str, int], int] = {}
+    instances: dict[tuple[int, str, int], int] = {}
+    next_free: dict[int, int] = {}
+    units_done: set[tuple[int, int]] = set()
+    buttons = 0
+
+    for index, (kind, unit) in enumerate(layout):
+        t = target(kind)
+        if t is None:
+            continue
+        oid, rid = t.object_id, t.resource_id
+        if oid == DEVICE:
+            if rid not in device_done:
+                device_done.add(rid)
+                steps.append((index, Path((oid, 0, rid)), _TEXT if rid == 17 else _AS_IS))
+            continue
+        group = t.group or kind
+        key = (oid, group, rid)
+        n = occurrences.get(key, 0)
+        occurrences[key] = n + 1
+        iid = instances.get((oid, group, n))
+        if iid is None:
+            iid = next_free.get(oid, 0)
+            next_free[oid] = iid + 1
+            instances[(oid, group, n)] = iid
+        if oid == PUSH_BUTTON:
+            steps.append((index, Path((oid, iid, DIGITAL_INPUT_STATE)), _PRESSED))
+            steps.append((index, Path((oid, iid, APPLICATION_TYPE)), _TEXT))
+            steps.append((buttons, Path((oid, iid, DIGITAL_INPUT_COUNTER)), _COUNT))
+            buttons += 1
+        elif oid == DIGITAL_INPUT:
+            steps.append((index, Path((oid, iid, rid)), _BOOL))
+            steps.append(Record(Path((oid, iid, SENSOR_TYPE)), kind))
+        else:
+            steps.append((index, Path((oid, iid, rid)), _FLOAT))
+            if unit and (oid, iid) not in units_done:
+                units_done.add((oid, iid))
+                steps.append(Record(Path((oid, iid, SENSOR_UNITS)), unit))
+            if oid == GENERIC_SENSOR:
+                steps.append(Record(Path((oid, iid, SENSOR_TYPE)), kind))
+    return tuple(steps)

@@ -10,6 +10,8 @@ the node's objects use (see measurements.py); the sequence number is the frame's
 
 from __future__ import annotations
 
+import struct
+
 from .errors import MalformedAdvert
 from .measurements import Frame, Measurement
 
@@ -17,6 +19,8 @@ COMPANY_ID = 0x0499
 FORMAT = 5
 LENGTH = 24
 
+_LAYOUT = struct.Struct(">hHHhhhHBH")
+"""Temperature, humidity, pressure, acceleration X/Y/Z, power, movement, sequence."""
 _S16_NA = -0x8000
 _U16_NA = 0xFFFF
 
@@ -32,29 +36,26 @@ def decode(data: bytes) -> Frame:
         raise MalformedAdvert(
             f"Ruuvi RAWv2 is {LENGTH} bytes starting 05, got {data[:1].hex()} and {len(data)} bytes"
         )
+    (temperature, humidity, pressure, x, y, z, power, movement, sequence) = _LAYOUT.unpack_from(
+        data, 1
+    )
     out: list[Measurement] = []
-    temperature = int.from_bytes(data[1:3], "big", signed=True)
     if temperature != _S16_NA:
         out.append(Measurement("temperature", round(temperature * 0.005, 3), "Cel"))
-    humidity = int.from_bytes(data[3:5], "big")
     if humidity != _U16_NA:
         out.append(Measurement("humidity", round(humidity * 0.0025, 4), "%RH"))
-    pressure = int.from_bytes(data[5:7], "big")
     if pressure != _U16_NA:
         out.append(Measurement("pressure", round((pressure + 50_000) / 100, 2), "hPa"))
-    for axis, offset in (("x", 7), ("y", 9), ("z", 11)):
-        milli_g = int.from_bytes(data[offset : offset + 2], "big", signed=True)
+    for kind, milli_g in (("acceleration_x", x), ("acceleration_y", y), ("acceleration_z", z)):
         if milli_g != _S16_NA:
-            out.append(Measurement(f"acceleration_{axis}", milli_g / 1000, "G"))
-    power = int.from_bytes(data[13:15], "big")
+            out.append(Measurement(kind, milli_g / 1000, "G"))
     battery, tx = power >> 5, power & 0x1F
     if battery != 0x7FF:
         out.append(Measurement("voltage", (battery + 1600) / 1000, "V"))
     if tx != 0x1F:
         out.append(Measurement("tx_power", tx * 2 - 40, "dBm"))
-    if data[15] != 0xFF:
-        out.append(Measurement("movement_count", data[15]))
-    sequence = int.from_bytes(data[16:18], "big")
+    if movement != 0xFF:
+        out.append(Measurement("movement_count", movement))
     return Frame(
         tuple(out),
         packet_id=None if sequence == _U16_NA else sequence,

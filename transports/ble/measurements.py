@@ -204,7 +204,7 @@ class RecordMapper:
             plan = self._plans[layout] = _plan(layout)
         out: list[Record] = []
         for step in plan:
-            if type(step) is Record:
+            if isinstance(step, Record):
                 out.append(step)
                 continue
             index, path, conversion = step

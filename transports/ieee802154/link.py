@@ -1,0 +1,110 @@
+"""The 6LoWPAN link, sans-I/O: raw 802.15.4 PSDUs in and out, UDP datagrams above.
+
+The transport feeds :meth:`LowpanLink.receive` every PSDU the radio reports and sends the
+PSDUs :meth:`LowpanLink.send` returns, one at a time. Everything between (FCS check, duplicate
+suppression, dispatch, reassembly, IPHC, NHC UDP, the UDP checksum) happens here, without I/O,
+and every refusal is a :class:`RadioDecodeError` subclass naming its layer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from .errors import RadioDecodeError, SecuredFrameError
+from .fragment import DEFAULT_BUDGET, DEFAULT_TIMEOUT, Reassembler, fragment
+from .lowpan import IPV6_HEADER, UDP, Context, LowpanDecoder, UdpDatagram, compress
+from .mac import (
+    DuplicateFilter,
+    FrameType,
+    FrameVersion,
+    build_frame,
+    data_frame,
+    max_payload,
+    parse_frame,
+)
+
+__all__ = ["LowpanLink", "RadioDecodeError"]
+
+
+class LowpanLink:
+    """One gateway interface on a PAN: decodes received frames and encodes datagrams to send.
+
+    ``contexts`` is the 6LoWPAN context table (context 0 is usually the PAN's global prefix);
+    ``seq`` and ``tag`` are the first MAC sequence number and datagram tag used by :meth:`send`.
+    """
+
+    def __init__(
+        self,
+        *,
+        contexts: Mapping[int, Context] | None = None,
+        reassembly_budget: int = DEFAULT_BUDGET,
+        reassembly_timeout: float = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+        version: FrameVersion = FrameVersion.V2006,
+        hop_limit: int = 64,
+        seq: int = 0,
+        tag: int = 0,
+    ) -> None:
+        self.contexts: Mapping[int, Context] = dict(contexts or {})
+        self.reassembler = Reassembler(
+            budget=reassembly_budget, timeout=reassembly_timeout, clock=clock
+        )
+        self.duplicates = DuplicateFilter()
+        self.decoder = LowpanDecoder(contexts=self.contexts, reassembler=self.reassembler)
+        self.version = version
+        self.hop_limit = hop_limit
+        self._seq = seq & 0xFF
+        self._tag = tag & 0xFFFF
+
+    def receive(self, psdu: bytes) -> UdpDatagram | None:
+        """The UDP datagram ``psdu`` completes, or None.
+
+        None for frames that carry no datagram for the layers above: acknowledgements, MAC
+        commands and beacons, duplicates, fragments of a datagram still incomplete, and IPv6
+        packets other than UDP (ICMPv6, for instance). Raises the layer's
+        :class:`RadioDecodeError` for a frame that cannot be decoded, and
+        :class:`SecuredFrameError` for one protected by link-layer security.
+        """
+        frame = parse_frame(psdu, fcs=True)
+        if frame.frame_type is not FrameType.DATA:
+            return None
+        if frame.security is not None:
+            raise SecuredFrameError(
+                f"frame secured at level {frame.security.level}: link-layer keys are not held"
+            )
+        if (
+            frame.seq is not None
+            and frame.src is not None
+            and self.duplicates.is_duplicate(frame.src, frame.seq)
+        ):
+            return None
+        packet = self.decoder.decode(frame.payload, src_mac=frame.src, dst_mac=frame.dst)
+        if packet is None or packet.next_header != UDP:
+            return None
+        return UdpDatagram.from_packet(packet)
+
+    def send(
+        self, datagram: UdpDatagram, *, src_mac: bytes, dst_mac: bytes, pan_id: int
+    ) -> list[bytes]:
+        """The PSDUs (FCS included) that carry ``datagram``, fragmented if it needs to be."""
+        packet = datagram.to_packet(hop_limit=self.hop_limit)
+        header, rest = compress(packet, src_mac=src_mac, dst_mac=dst_mac, contexts=self.contexts)
+        room = max_payload(src=src_mac, dst=dst_mac, version=self.version)
+        size = IPV6_HEADER + len(packet.payload)
+        payloads = fragment(header, rest, size, tag=self._tag, max_payload=room)
+        if len(payloads) > 1:
+            self._tag = (self._tag + 1) & 0xFFFF
+        frames = []
+        for payload in payloads:
+            frame = data_frame(
+                seq=self._seq,
+                src=src_mac,
+                dst=dst_mac,
+                pan_id=pan_id,
+                payload=payload,
+                version=self.version,
+            )
+            frames.append(build_frame(frame))
+            self._seq = (self._seq + 1) & 0xFF
+        return frames

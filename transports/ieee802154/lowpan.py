@@ -1,0 +1,583 @@
+"""6LoWPAN: RFC 4944 dispatch, RFC 6282 IPHC and NHC UDP, both ways, and UDP over IPv6.
+
+Decoding turns a MAC payload into an :class:`Ipv6Packet` (fragments go through a
+:class:`~.fragment.Reassembler`); :class:`UdpDatagram` checks the UDP checksum over the RFC 8200
+pseudo-header. Encoding compresses a packet with the smallest IPHC encoding the addresses,
+contexts and MAC addresses allow.
+
+Supported: IPHC with every SAM/DAM mode, stateless and context-based (a context table the
+user configures, as 6LoWPAN-ND would otherwise teach it), the multicast DAM modes, every
+TF/NH/HLIM encoding, NHC UDP with its port and checksum compressions, uncompressed IPv6
+(dispatch 0x41) and LOWPAN_BC0 (skipped). Refused with :class:`LowpanDecodeError`: MESH headers
+(the gateway talks to its neighbours, it does not route a mesh), HC1, NHC extension headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import LowpanDecodeError
+from .fragment import FRAG1, FRAGN, Reassembler, parse_fragment_header
+
+IPV6_HEADER = 40
+UDP_HEADER = 8
+UDP = 17
+DISPATCH_IPV6 = 0x41
+DISPATCH_BC0 = 0x50
+
+_LINK_LOCAL = b"\xfe\x80" + bytes(6)
+_SHORT_IID = b"\x00\x00\x00\xff\xfe\x00"  # RFC 6282 §3.2.2: 0000:00ff:fe00:XXXX
+_HOP_LIMITS = (None, 1, 64, 255)
+_UNSPECIFIED = bytes(16)
+
+
+@dataclass(frozen=True)
+class Context:
+    """One 6LoWPAN context: a prefix of ``length`` bits (RFC 6282 §3.1.1, RFC 6775 §4.2).
+
+    ``compress`` False keeps the context for decoding only (6LoWPAN-ND's C flag).
+    """
+
+    prefix: bytes
+    length: int = 64
+    compress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.length <= 128 or len(self.prefix) > 16:
+            raise ValueError("a context prefix is at most 16 bytes and 128 bits")
+        value = int.from_bytes(self.prefix.ljust(16, b"\0"), "big")
+        value &= ((1 << self.length) - 1) << (128 - self.length)
+        object.__setattr__(self, "prefix", value.to_bytes(16, "big"))
+
+    def apply(self, address: bytes) -> bytes:
+        """``address`` with its first ``length`` bits taken from the prefix."""
+        keep = (1 << (128 - self.length)) - 1
+        value = int.from_bytes(address, "big") & keep | int.from_bytes(self.prefix, "big")
+        return value.to_bytes(16, "big")
+
+
+@dataclass(frozen=True)
+class Ipv6Packet:
+    """An IPv6 packet; ``payload`` is everything after the 40-byte header."""
+
+    src: bytes
+    dst: bytes
+    next_header: int
+    hop_limit: int
+    traffic_class: int = 0
+    flow_label: int = 0
+    payload: bytes = b""
+
+    def to_bytes(self) -> bytes:
+        word = 6 << 28 | self.traffic_class << 20 | self.flow_label
+        return (
+            word.to_bytes(4, "big")
+            + len(self.payload).to_bytes(2, "big")
+            + bytes((self.next_header, self.hop_limit))
+            + self.src
+            + self.dst
+            + self.payload
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Ipv6Packet:
+        if len(data) < IPV6_HEADER:
+            raise LowpanDecodeError(f"IPv6 packet of {len(data)} bytes is shorter than its header")
+        word = int.from_bytes(data[:4], "big")
+        if word >> 28 != 6:
+            raise LowpanDecodeError(f"IP version {word >> 28}, not 6")
+        length = data[4] << 8 | data[5]
+        if length != len(data) - IPV6_HEADER:
+            raise LowpanDecodeError(
+                f"IPv6 payload length {length} for {len(data) - IPV6_HEADER} bytes of payload"
+            )
+        return cls(
+            src=data[8:24],
+            dst=data[24:40],
+            next_header=data[6],
+            hop_limit=data[7],
+            traffic_class=word >> 20 & 0xFF,
+            flow_label=word & 0xFFFFF,
+            payload=data[IPV6_HEADER:],
+        )
+
+
+def udp_checksum(src: bytes, dst: bytes, udp: bytes) -> int:
+    """The UDP checksum field for ``udp`` (header with a zero checksum, and payload).
+
+    Over the RFC 8200 §8.1 pseudo-header. The one's-complement sum of 16-bit words is the
+    value of the whole byte string modulo 0xFFFF (2**16 is 1 modulo 0xFFFF), which one C-level
+    big-integer operation computes. A result of 0 is sent as 0xFFFF (RFC 768).
+    """
+    data = src + dst + len(udp).to_bytes(4, "big") + b"\0\0\0\x11" + udp
+    if len(data) & 1:
+        data += b"\0"
+    total = int.from_bytes(data, "big") % 0xFFFF or 0xFFFF
+    return 0xFFFF - total or 0xFFFF
+
+
+@dataclass(frozen=True)
+class UdpDatagram:
+    """A UDP datagram between two IPv6 addresses."""
+
+    src: bytes
+    src_port: int
+    dst: bytes
+    dst_port: int
+    payload: bytes
+
+    def to_packet(self, *, hop_limit: int = 64) -> Ipv6Packet:
+        """The IPv6 packet carrying this datagram, its checksum computed."""
+        length = UDP_HEADER + len(self.payload)
+        header = self.src_port.to_bytes(2, "big") + self.dst_port.to_bytes(2, "big")
+        header += length.to_bytes(2, "big")
+        checksum = udp_checksum(self.src, self.dst, header + b"\0\0" + self.payload)
+        udp = header + checksum.to_bytes(2, "big") + self.payload
+        return Ipv6Packet(self.src, self.dst, UDP, hop_limit, payload=udp)
+
+    @classmethod
+    def from_packet(cls, packet: Ipv6Packet) -> UdpDatagram:
+        """The datagram in ``packet``; its length and checksum must be right."""
+        udp = packet.payload
+        if packet.next_header != UDP:
+            raise LowpanDecodeError(f"next header {packet.next_header} is not UDP")
+        if len(udp) < UDP_HEADER:
+            raise LowpanDecodeError("UDP datagram shorter than its header")
+        if (udp[4] << 8 | udp[5]) != len(udp):
+            raise LowpanDecodeError("UDP length disagrees with the IPv6 payload length")
+        if not (udp[6] or udp[7]):
+            raise LowpanDecodeError("UDP checksum 0 is not allowed over IPv6")
+        data = packet.src + packet.dst + len(udp).to_bytes(4, "big") + b"\0\0\0\x11" + udp
+        if len(data) & 1:
+            data += b"\0"
+        if int.from_bytes(data, "big") % 0xFFFF:
+            raise LowpanDecodeError("UDP checksum mismatch")
+        return cls(
+            src=packet.src,
+            src_port=udp[0] << 8 | udp[1],
+            dst=packet.dst,
+            dst_port=udp[2] << 8 | udp[3],
+            payload=udp[UDP_HEADER:],
+        )
+
+
+def iid_from_mac(mac: bytes, *, pan_id: int | None = None) -> bytes:
+    """The interface identifier a MAC address stands for (RFC 4944 §6, RFC 6282 §3.2.2).
+
+    An EUI-64 with its U/L bit inverted. A short address gives ``PAN:00ff:fe00:XXXX`` with the
+    U/L bit cleared, where IPHC (and most stacks) use a PAN of 0: pass ``pan_id`` only for the
+    RFC 4944 form.
+    """
+    if len(mac) == 8:
+        return bytes((mac[0] ^ 0x02,)) + mac[1:]
+    if len(mac) != 2:
+        raise ValueError(f"a MAC address is 2 or 8 bytes, not {len(mac)}")
+    if pan_id is None:
+        return _SHORT_IID + mac
+    return bytes((pan_id >> 8 & 0xFD, pan_id & 0xFF)) + _SHORT_IID[2:] + mac
+
+
+def link_local(mac: bytes, *, pan_id: int | None = None) -> bytes:
+    """The fe80::/64 address of a MAC address (see :func:`iid_from_mac`)."""
+    return _LINK_LOCAL + iid_from_mac(mac, pan_id=pan_id)
+
+
+def eui64_from_address(address: bytes) -> bytes | None:
+    """The EUI-64 an IPv6 address's IID was made from, or None for a short-address IID."""
+    if address[10:14] == b"\x00\xff\xfe\x00":
+        return None
+    return bytes((address[8] ^ 0x02,)) + address[9:16]
+
+
+# --- IPHC addresses -------------------------------------------------------------------------
+
+# Inline bytes per (address compression, mode) for unicast, and per (DAC, DAM) for multicast.
+_UNICAST_INLINE = {
+    (0, 0): 16, (0, 1): 8, (0, 2): 2, (0, 3): 0, (1, 0): 0, (1, 1): 8, (1, 2): 2, (1, 3): 0
+}  # fmt: skip
+_MULTICAST_INLINE = {(0, 0): 16, (0, 1): 6, (0, 2): 4, (0, 3): 1, (1, 0): 6}
+
+
+def _expand(
+    inline: bytes, stateful: int, mode: int, multicast: bool, mac: bytes | None, context: Context
+) -> bytes:
+    """The address that ``inline`` bytes stand for under one (AC, AM, M) encoding."""
+    if multicast:
+        if stateful:  # ffXX:XXLL:PPPP:PPPP:PPPP:PPPP:XXXX:XXXX (RFC 3306)
+            length = min(context.length, 64)
+            return b"\xff" + inline[:2] + bytes((length,)) + context.prefix[:8] + inline[2:]
+        if mode == 0:
+            return inline
+        if mode == 1:
+            return b"\xff" + inline[:1] + bytes(9) + inline[1:]
+        if mode == 2:
+            return b"\xff" + inline[:1] + bytes(11) + inline[1:]
+        return b"\xff\x02" + bytes(13) + inline
+    if mode == 0:
+        return inline if not stateful else _UNSPECIFIED
+    if mode == 1:
+        iid = inline
+    elif mode == 2:
+        iid = _SHORT_IID + inline
+    else:
+        if mac is None:
+            raise LowpanDecodeError("address elided but the MAC header has no address to use")
+        iid = iid_from_mac(mac)
+    if not stateful:
+        return _LINK_LOCAL + iid
+    return context.apply(bytes(8) + iid)
+
+
+def _context(contexts: Mapping[int, Context], cid: int) -> Context:
+    context = contexts.get(cid)
+    if context is None:
+        raise LowpanDecodeError(f"IPHC names context {cid}, which is not configured")
+    return context
+
+
+_NO_CONTEXT = Context(b"", 0)
+
+
+def _decode_address(
+    data: bytes,
+    pos: int,
+    stateful: int,
+    mode: int,
+    multicast: bool,
+    mac: bytes | None,
+    contexts: Mapping[int, Context],
+    cid: int,
+    *,
+    source: bool,
+) -> tuple[bytes, int]:
+    table = _MULTICAST_INLINE if multicast else _UNICAST_INLINE
+    size = table.get((stateful, mode))
+    if size is None or (not source and not multicast and stateful and mode == 0):
+        raise LowpanDecodeError(
+            f"reserved IPHC address mode (M={multicast:d} AC={stateful} AM={mode})"
+        )
+    end = pos + size
+    if len(data) < end:
+        raise LowpanDecodeError("IPHC truncated in an address")
+    needs_context = stateful and (multicast or mode != 0)
+    context = _context(contexts, cid) if needs_context else _NO_CONTEXT
+    return _expand(data[pos:end], stateful, mode, multicast, mac, context), end
+
+
+# --- IPHC decoding --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decompressed:
+    """What a compressed header stands for: the uncompressed IPv6 (and UDP) header bytes.
+
+    ``consumed`` is the length of the compressed header; the bytes after it follow the
+    uncompressed header as they are. ``checksum_elided``: the UDP checksum field is 0 and must
+    be computed once the whole datagram is there (RFC 6282 §4.3.2).
+    """
+
+    header: bytes
+    consumed: int
+    checksum_elided: bool = False
+
+
+def decompress_header(
+    data: bytes,
+    *,
+    src_mac: bytes | None,
+    dst_mac: bytes | None,
+    contexts: Mapping[int, Context] | None = None,
+    datagram_size: int | None = None,
+) -> Decompressed:
+    """Decompress the LOWPAN_IPHC header (and NHC UDP) at the start of ``data``.
+
+    ``datagram_size`` is the uncompressed size from a FRAG1 header; without it the datagram is
+    this header plus the rest of ``data``. The length fields are set from it.
+    """
+    contexts = contexts or {}
+    if len(data) < 2 or data[0] >> 5 != 0b011:
+        raise LowpanDecodeError("not a LOWPAN_IPHC header")
+    b0, b1 = data[0], data[1]
+    pos = 2
+    sci = dci = 0
+    if b1 & 0x80:
+        if len(data) < 3:
+            raise LowpanDecodeError("IPHC truncated in the context identifier")
+        sci, dci, pos = data[2] >> 4, data[2] & 0x0F, 3
+    tf = b0 >> 3 & 3
+    size = (4, 3, 1, 0)[tf]
+    if len(data) < pos + size:
+        raise LowpanDecodeError("IPHC truncated in traffic class and flow label")
+    inline = data[pos : pos + size]
+    pos += size
+    if tf == 0:
+        traffic_class = (inline[0] & 0x3F) << 2 | inline[0] >> 6
+        flow_label = (inline[1] & 0x0F) << 16 | inline[2] << 8 | inline[3]
+    elif tf == 1:
+        traffic_class = inline[0] >> 6
+        flow_label = (inline[0] & 0x0F) << 16 | inline[1] << 8 | inline[2]
+    elif tf == 2:
+        traffic_class = (inline[0] & 0x3F) << 2 | inline[0] >> 6
+        flow_label = 0
+    else:
+        traffic_class = flow_label = 0
+    nhc = b0 & 0x04
+    next_header = 0
+    if not nhc:
+        if len(data) <= pos:
+            raise LowpanDecodeError("IPHC truncated in the next header")
+        next_header, pos = data[pos], pos + 1
+    hop_limit = _HOP_LIMITS[b0 & 3]
+    if hop_limit is None:
+        if len(data) <= pos:
+            raise LowpanDecodeError("IPHC truncated in the hop limit")
+        hop_limit, pos = data[pos], pos + 1
+    src, pos = _decode_address(
+        data, pos, b1 >> 6 & 1, b1 >> 4 & 3, False, src_mac, contexts, sci, source=True
+    )
+    dst, pos = _decode_address(
+        data, pos, b1 >> 2 & 1, b1 & 3, bool(b1 & 0x08), dst_mac, contexts, dci, source=False
+    )
+    udp = b""
+    elided = False
+    if nhc:
+        udp, pos, elided = _decompress_udp(data, pos)
+        next_header = UDP
+    total = datagram_size if datagram_size is not None else IPV6_HEADER + len(udp) + len(data) - pos
+    length = total - IPV6_HEADER
+    if length < len(udp):
+        raise LowpanDecodeError(f"datagram size {total} is smaller than its headers")
+    if udp:
+        udp = udp[:4] + length.to_bytes(2, "big") + udp[6:]
+    word = 6 << 28 | traffic_class << 20 | flow_label
+    header = (
+        word.to_bytes(4, "big")
+        + length.to_bytes(2, "big")
+        + bytes((next_header, hop_limit))
+        + src
+        + dst
+        + udp
+    )
+    return Decompressed(header, pos, elided)
+
+
+def _decompress_udp(data: bytes, pos: int) -> tuple[bytes, int, bool]:
+    """NHC UDP (RFC 6282 §4.3.3) to a UDP header with a zero length field."""
+    if len(data) <= pos:
+        raise LowpanDecodeError("IPHC announces a next header compression but ends")
+    nhc = data[pos]
+    if nhc & 0xF0 == 0xE0:
+        raise LowpanDecodeError("NHC extension headers are not supported")
+    if nhc & 0xF8 != 0xF0:
+        raise LowpanDecodeError(f"unknown NHC identifier 0x{nhc:02x}")
+    pos += 1
+    ports = nhc & 3
+    elided = bool(nhc & 0x04)
+    size = (4, 3, 3, 1)[ports] + (0 if elided else 2)
+    if len(data) < pos + size:
+        raise LowpanDecodeError("NHC UDP header truncated")
+    if ports == 0:
+        src_port, dst_port = data[pos] << 8 | data[pos + 1], data[pos + 2] << 8 | data[pos + 3]
+        pos += 4
+    elif ports == 1:
+        src_port, dst_port = data[pos] << 8 | data[pos + 1], 0xF000 | data[pos + 2]
+        pos += 3
+    elif ports == 2:
+        src_port, dst_port = 0xF000 | data[pos], data[pos + 1] << 8 | data[pos + 2]
+        pos += 3
+    else:
+        src_port, dst_port = 0xF0B0 | data[pos] >> 4, 0xF0B0 | data[pos] & 0x0F
+        pos += 1
+    checksum = b"\0\0"
+    if not elided:
+        checksum, pos = data[pos : pos + 2], pos + 2
+    header = src_port.to_bytes(2, "big") + dst_port.to_bytes(2, "big") + b"\0\0" + checksum
+    return header, pos, elided
+
+
+def _with_udp_checksum(packet: Ipv6Packet) -> Ipv6Packet:
+    """``packet`` with the UDP checksum an elided NHC checksum stands for."""
+    udp = packet.payload
+    if len(udp) < UDP_HEADER:
+        raise LowpanDecodeError("UDP datagram shorter than its header")
+    checksum = udp_checksum(packet.src, packet.dst, udp[:6] + b"\0\0" + udp[8:])
+    return Ipv6Packet(
+        packet.src,
+        packet.dst,
+        packet.next_header,
+        packet.hop_limit,
+        packet.traffic_class,
+        packet.flow_label,
+        udp[:6] + checksum.to_bytes(2, "big") + udp[8:],
+    )
+
+
+def _packet(raw: bytes, checksum_elided: bool) -> Ipv6Packet:
+    packet = Ipv6Packet.from_bytes(raw)
+    return _with_udp_checksum(packet) if checksum_elided else packet
+
+
+class LowpanDecoder:
+    """RFC 4944 dispatch over MAC payloads, with reassembly of fragmented datagrams."""
+
+    def __init__(
+        self,
+        *,
+        contexts: Mapping[int, Context] | None = None,
+        reassembler: Reassembler | None = None,
+    ) -> None:
+        self.contexts: Mapping[int, Context] = dict(contexts or {})
+        self.reassembler = reassembler if reassembler is not None else Reassembler()
+
+    def decode(
+        self, payload: bytes, *, src_mac: bytes | None, dst_mac: bytes | None
+    ) -> Ipv6Packet | None:
+        """The IPv6 packet in one MAC payload, or None while a fragmented one is incomplete."""
+        pos = 0
+        while True:
+            if len(payload) <= pos:
+                raise LowpanDecodeError("empty 6LoWPAN payload")
+            dispatch = payload[pos]
+            if dispatch == DISPATCH_BC0:  # a broadcast sequence number for mesh flooding
+                pos += 2
+                continue
+            if dispatch >> 6 == 0b10:
+                raise LowpanDecodeError("6LoWPAN mesh headers are not supported")
+            break
+        if dispatch >> 3 in (FRAG1, FRAGN):
+            header = parse_fragment_header(payload[pos:])
+            body = payload[pos + header.length :]
+            elided = False
+            if header.first:
+                prefix = self._prefix(body, src_mac, dst_mac, header.size)
+                body = prefix.header + body[prefix.consumed :]
+                elided = prefix.checksum_elided
+            done = self.reassembler.add(
+                src_mac or b"", header.size, header.tag, header.offset, body, checksum_elided=elided
+            )
+            return None if done is None else _packet(done.datagram, done.checksum_elided)
+        prefix = self._prefix(payload[pos:], src_mac, dst_mac, None)
+        return _packet(prefix.header + payload[pos + prefix.consumed :], prefix.checksum_elided)
+
+    def _prefix(
+        self, data: bytes, src_mac: bytes | None, dst_mac: bytes | None, size: int | None
+    ) -> Decompressed:
+        if not data:
+            raise LowpanDecodeError("fragment without a 6LoWPAN header")
+        dispatch = data[0]
+        if dispatch >> 5 == 0b011:
+            return decompress_header(
+                data, src_mac=src_mac, dst_mac=dst_mac, contexts=self.contexts, datagram_size=size
+            )
+        if dispatch == DISPATCH_IPV6:
+            return Decompressed(b"", 1)
+        if dispatch >> 6 == 0:
+            raise LowpanDecodeError("not a 6LoWPAN frame (NALP dispatch)")
+        raise LowpanDecodeError(f"unsupported 6LoWPAN dispatch 0x{dispatch:02x}")
+
+
+# --- IPHC compression -----------------------------------------------------------------------
+
+_Candidate = tuple[bytes, int, int, int]  # inline bytes, AC, AM, context ID
+
+
+def _unicast_inline(address: bytes, mode: int) -> bytes:
+    return (address, address[8:], address[14:], b"")[mode]
+
+
+def _multicast_inline(address: bytes, stateful: int, mode: int) -> bytes:
+    if stateful:
+        return address[1:3] + address[12:]
+    return (address, address[1:2] + address[11:], address[1:2] + address[13:], address[15:])[mode]
+
+
+def _candidates(
+    address: bytes, mac: bytes | None, contexts: Mapping[int, Context], source: bool
+) -> list[_Candidate]:
+    """Every encoding of ``address`` that decodes back to it, stateless ones first."""
+    found: list[_Candidate] = []
+    multicast = not source and address[0] == 0xFF
+    if source and address == _UNSPECIFIED:
+        found.append((b"", 1, 0, 0))
+    stateful_options = [(0, 0, _NO_CONTEXT)] + [
+        (1, cid, ctx) for cid, ctx in sorted(contexts.items()) if ctx.compress
+    ]
+    for stateful, cid, context in stateful_options:
+        modes = ((0,) if stateful else (3, 2, 1)) if multicast else (3, 2, 1)
+        for mode in modes:
+            if multicast:
+                inline = _multicast_inline(address, stateful, mode)
+            else:
+                if mode == 3 and mac is None:
+                    continue
+                inline = _unicast_inline(address, mode)
+            if _expand(inline, stateful, mode, multicast, mac, context) == address:
+                found.append((inline, stateful, mode, cid))
+    found.append((address, 0, 0, 0))
+    return found
+
+
+def compress(
+    packet: Ipv6Packet,
+    *,
+    src_mac: bytes | None,
+    dst_mac: bytes | None,
+    contexts: Mapping[int, Context] | None = None,
+) -> tuple[bytes, bytes]:
+    """IPHC-compress ``packet``: (compressed header, the bytes that follow it as they are).
+
+    Picks the shortest encoding: elided or shortened traffic class and flow label, a well-known
+    hop limit, each address in the fewest inline bits any stateless or configured context
+    encoding allows (a context other than 0 costs one more byte), and NHC UDP with compressed
+    ports. The UDP checksum stays inline: eliding it needs the upper layer's consent.
+    """
+    contexts = contexts or {}
+    tc, fl = packet.traffic_class, packet.flow_label
+    ecn_dscp = bytes(((tc & 3) << 6 | tc >> 2,))
+    if not tc and not fl:
+        tf, tf_inline = 3, b""
+    elif not fl:
+        tf, tf_inline = 2, ecn_dscp
+    elif not tc >> 2:
+        tf, tf_inline = 1, bytes(((tc & 3) << 6 | fl >> 16,)) + (fl & 0xFFFF).to_bytes(2, "big")
+    else:
+        tf, tf_inline = 0, ecn_dscp + fl.to_bytes(3, "big")
+    udp = packet.payload
+    use_nhc = (
+        packet.next_header == UDP and len(udp) >= UDP_HEADER and (udp[4] << 8 | udp[5]) == len(udp)
+    )
+    hlim = {1: 1, 64: 2, 255: 3}.get(packet.hop_limit, 0)
+    best: tuple[int, _Candidate, _Candidate] | None = None
+    for s in _candidates(packet.src, src_mac, contexts, source=True):
+        for d in _candidates(packet.dst, dst_mac, contexts, source=False):
+            cost = len(s[0]) + len(d[0]) + (1 if s[3] or d[3] else 0)
+            if best is None or cost < best[0]:
+                best = (cost, s, d)
+    assert best is not None  # the inline encodings are always candidates
+    _, (s_inline, sac, sam, sci), (d_inline, dac, dam, dci) = best
+    multicast = packet.dst[0] == 0xFF
+    b0 = 0x60 | tf << 3 | use_nhc << 2 | hlim
+    b1 = (bool(sci or dci)) << 7 | sac << 6 | sam << 4 | multicast << 3 | dac << 2 | dam
+    out = bytearray((b0, b1))
+    if sci or dci:
+        out.append(sci << 4 | dci)
+    out += tf_inline
+    if not use_nhc:
+        out.append(packet.next_header)
+    if not hlim:
+        out.append(packet.hop_limit)
+    out += s_inline + d_inline
+    if not use_nhc:
+        return bytes(out), packet.payload
+    src_port, dst_port = udp[0] << 8 | udp[1], udp[2] << 8 | udp[3]
+    if src_port >> 4 == 0xF0B and dst_port >> 4 == 0xF0B:
+        out += bytes((0xF3, (src_port & 0xF) << 4 | dst_port & 0xF))
+    elif dst_port >> 8 == 0xF0:
+        out += bytes((0xF1,)) + udp[0:2] + udp[3:4]
+    elif src_port >> 8 == 0xF0:
+        out += bytes((0xF2,)) + udp[1:2] + udp[2:4]
+    else:
+        out += bytes((0xF0,)) + udp[0:4]
+    out += udp[6:8]
+    return bytes(out), udp[UDP_HEADER:]

@@ -66,6 +66,10 @@ class FrameVersion(IntEnum):
     V2015 = 2
 
 
+_FRAME_TYPES = tuple(FrameType)
+_VERSIONS = tuple(FrameVersion)
+
+
 @dataclass(frozen=True)
 class SecurityHeader:
     """The auxiliary security header of a secured frame (2006 and 2015)."""
@@ -292,13 +296,13 @@ def parse_frame(psdu: bytes, *, fcs: bool = True) -> MacFrame:
     if security is not None and len(body) - pos < security.mic_length:
         raise MacDecodeError("secured frame shorter than its MIC")
     return MacFrame(
-        frame_type=FrameType(ftype),
+        frame_type=_FRAME_TYPES[ftype],
         seq=seq,
         dst=dst,
         src=src,
         dst_pan=dst_pan,
         src_pan=src_pan,
-        version=FrameVersion(version),
+        version=_VERSIONS[version],
         pan_id_compression=bool(compression),
         ack_request=bool(fc >> 5 & 1),
         frame_pending=bool(fc >> 4 & 1),

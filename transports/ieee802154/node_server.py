@@ -328,6 +328,10 @@ class NodeServer:
         content_format: int | None = None,
         accept: int | None = None,
     ) -> aiocoap.Message:
+        """Send one request to a node. GatewayTimeout after ``request_timeout`` says the node did
+        not answer in time, not that it never will: CoAP goes on retransmitting a confirmable
+        request for up to MAX_TRANSMIT_SPAN, so a node back in range may still apply it, and
+        its next report shows that."""
         registration = self.registrations.get(node)
         if registration is None or self.context is None:
             raise ServiceUnavailable(f"node {node} is not registered")

@@ -1,0 +1,177 @@
+"""The 802.15.4 transport end to end: real pyserial on a pty, the RCP emulator on the other end,
+emulated LwM2M nodes on its air (real 802.15.4 frames, 6LoWPAN, CoAP), and the real node
+registry on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path as FsPath
+
+import pytest
+from emulators.lwm2m_node import SWITCH, TEMPERATURE, EmulatedNode, RadioAir
+from emulators.rcp import RcpEmulator
+
+from bridged.objects.errors import GatewayTimeout
+from bridged.objects.values import Record
+from bridged.registry import NodeRegistry
+from bridged.store.database import connect
+from bridged.store.nodes import NodeId, NodeStore, PairedNode
+from bridged.store.readings import ReadingStore
+from bridged.store.secrets import SecretStore
+from bridged.transports.base import transport_class
+from bridged.transports.ieee802154.spinel import Status
+from bridged.transports.ieee802154.transport import IEEE802154Transport, normalise_eui64
+
+PAN = 0xFACE
+TIMEOUT = 20.0
+
+
+async def until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+class Gateway:
+    def __init__(
+        self, registry: NodeRegistry, transport: IEEE802154Transport, air: RadioAir
+    ) -> None:
+        self.registry = registry
+        self.transport = transport
+        self.air = air
+        self.nodes: list[EmulatedNode] = []
+
+    async def node(self, index: int, *, paired: bool = True, **kwargs: object) -> EmulatedNode:
+        node = EmulatedNode(bytes.fromhex(f"00124b00000200{index:02x}"), f"n{index}", **kwargs)  # type: ignore[arg-type]
+        if paired:
+            self.registry.pair(PairedNode(self.id(node), node.name, "lwm2m"))
+        await self.air.add(node)
+        self.nodes.append(node)
+        return node
+
+    @staticmethod
+    def id(node: EmulatedNode) -> NodeId:
+        return NodeId("802154", node.eui64.hex())
+
+
+@pytest.fixture
+async def gateway(tmp_path: FsPath) -> AsyncIterator[Gateway]:
+    conn = connect(tmp_path / "state.db")
+    secrets = SecretStore(tmp_path / "secrets.json")
+    registry = NodeRegistry(NodeStore(conn), secrets, ReadingStore(conn))
+    async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
+        config = {"port": str(rcp.link), "pan_id": PAN, "awake_window": 1, "request_timeout": 3}
+        transport = IEEE802154Transport(config, registry)
+        registry.attach(transport)
+        air = RadioAir(rcp, PAN)
+        await transport.start()
+        await rcp.wait_until(lambda: rcp.raw_stream)
+        gw = Gateway(registry, transport, air)
+        yield gw
+        await transport.stop()
+        for node in gw.nodes:
+            await node.stop(deregister=False)
+    conn.close()
+
+
+def test_the_transport_is_found_by_its_entry_point() -> None:
+    assert transport_class("802154") is IEEE802154Transport
+    assert normalise_eui64("00:12:4B:00:01:02:03:04") == "00124b0001020304"
+
+
+async def test_a_node_registers_over_the_air_and_reports(gateway: Gateway) -> None:
+    node = await gateway.node(1)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    live = gateway.registry.live[gateway.id(node)]
+    await until(lambda: TEMPERATURE in live.values)
+    node.tree.set(TEMPERATURE, 24.5)
+    await until(lambda: live.values[TEMPERATURE].value == 24.5)
+    assert live.state is not None and live.state.rssi == -50 and live.state.lqi == 200
+
+
+async def test_read_and_write_reach_the_node_over_the_air(gateway: Gateway) -> None:
+    node = await gateway.node(2)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    node_id = gateway.id(node)
+    node.tree.set(TEMPERATURE, 18.0)
+    records = await gateway.transport.read(node_id, TEMPERATURE)
+    assert [r.value for r in records] == [18.0]
+    await gateway.transport.write(node_id, SWITCH, [Record(SWITCH, True)])
+    assert node.tree.get(SWITCH) is True
+
+
+async def test_a_fragmented_send_arrives_whole(gateway: Gateway) -> None:
+    node = await gateway.node(3)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    live = gateway.registry.live[gateway.id(node)]
+    await until(lambda: TEMPERATURE in live.values)
+    series = [Record(TEMPERATURE, 20 + i / 10, 1_700_000_000.0 + i) for i in range(40)]
+    frames_before = len(gateway.air.rcp.sent)
+    response = await node.send(series)
+    assert response.code.is_successful()
+    await until(lambda: live.values[TEMPERATURE].value == pytest.approx(23.9))
+    assert gateway.transport.link.reassembler.counters.completed >= 1, "it came in fragments"
+    assert len(gateway.air.rcp.sent) > frames_before  # the ACK went back
+
+
+async def test_an_unpaired_node_is_refused_until_permit_join(gateway: Gateway) -> None:
+    node = await gateway.node(4, paired=False)
+    await until(lambda: gateway.id(node) in gateway.registry.heard_nodes)
+    assert gateway.id(node) not in gateway.registry.live
+    gateway.registry.permit_join(60)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    assert gateway.id(node) in gateway.registry.live
+
+
+async def test_lost_frames_are_recovered_by_coap(gateway: Gateway) -> None:
+    lost: list[bytes] = []
+
+    def drop(psdu: bytes) -> bool:
+        if len(lost) < 3:
+            lost.append(psdu)
+            return True
+        return False
+
+    gateway.air.drop = drop
+    node = await gateway.node(5)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    assert len(lost) == 3
+
+
+async def test_no_ack_then_recovery(gateway: Gateway) -> None:
+    node = await gateway.node(6)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    rcp = gateway.air.rcp
+    rcp.tx_outcome = Status.NO_ACK
+    air_drop = gateway.air.drop
+    gateway.air.drop = lambda psdu: True  # the node is out of range: nothing gets through
+    with pytest.raises(GatewayTimeout):
+        await gateway.transport.write(gateway.id(node), SWITCH, [Record(SWITCH, True)])
+    rcp.tx_outcome = None
+    gateway.air.drop = air_drop
+    # CoAP keeps retransmitting the confirmable write after the gateway stopped waiting for
+    # it: once the node is back in range, it lands, and the node answers reads again.
+    await until(lambda: node.tree.get(SWITCH) is True)
+    node.tree.set(TEMPERATURE, 17.0)
+    records = await gateway.transport.read(gateway.id(node), TEMPERATURE)
+    assert [r.value for r in records] == [17.0]
+
+
+async def test_an_unsolicited_reset_and_an_unplugged_dongle_are_survived(
+    gateway: Gateway,
+) -> None:
+    node = await gateway.node(7)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    node_id = gateway.id(node)
+    rcp = gateway.air.rcp
+    rcp.reset()
+    await rcp.wait_until(lambda: rcp.raw_stream and rcp.pan_id == PAN)
+    node.tree.set(TEMPERATURE, 30.0)
+    assert [r.value for r in await gateway.transport.read(node_id, TEMPERATURE)] == [30.0]
+    rcp.unplug()
+    await asyncio.sleep(0.2)
+    rcp.replug()
+    await rcp.wait_until(lambda: rcp.raw_stream, timeout=TIMEOUT)
+    node.tree.set(TEMPERATURE, 31.0)
+    assert [r.value for r in await gateway.transport.read(node_id, TEMPERATURE)] == [31.0]

@@ -14,9 +14,13 @@ APT_PACKAGES := python3-venv build-essential autoconf automake libtool libcoap3-
 # The BLE tests' BlueZ emulation: a private dbus-daemon, and what dbus-python (python-dbusmock's
 # binding, built from source by pip) needs to build against libdbus and GLib.
 APT_PACKAGES += dbus libdbus-1-dev libglib2.0-dev pkg-config python3-dev
+# The Debian package (`make deb`, and the suite's package checks): its build dependencies
+# (packaging/debian/control), lintian, and systemd-analyze to verify the unit.
+APT_PACKAGES += debhelper dpkg-dev fakeroot lintian help2man python3-dev libsystemd-dev pkgconf \
+	systemd
 NODE_PEERS := tests/peers/node
 
-.PHONY: test demo lint typecheck unit system-deps clean
+.PHONY: test demo lint typecheck unit system-deps clean deb
 
 test: system-deps $(STAMP) lint typecheck unit
 
@@ -64,6 +68,10 @@ unit: $(STAMP) $(NODE_PEERS)/node_modules/.package-lock.json
 # The npm interop peers, reinstalled when their lockfile changes.
 $(NODE_PEERS)/node_modules/.package-lock.json: $(NODE_PEERS)/package-lock.json
 	npm ci --prefix $(NODE_PEERS) --no-audit --no-fund --loglevel=error
+
+# The Debian package, built from a copy of the sources into build/deb (see packaging/build-deb).
+deb: system-deps
+	packaging/build-deb build/deb
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis

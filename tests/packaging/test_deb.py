@@ -1,0 +1,345 @@
+"""The Debian package, checked as a user gets it.
+
+One build per session (``packaging/build-deb``, what ``make deb`` runs), then: what the .deb
+holds, its control fields, lintian, the venv run from an extracted tree on Debian's own
+interpreter, ``systemd-analyze verify`` on the unit it ships, the maintainer scripts' syntax,
+and, as root (CI runs on a throwaway Debian 12), a real ``apt-get install`` and ``purge``.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV = "usr/lib/bridged/venv"
+UNIT = "lib/systemd/system/bridged.service"
+UDEV_RULE = "lib/udev/rules.d/99-bridged-rcp.rules"
+CONFFILE = "/etc/bridged/bridged.toml"
+IS_ROOT = os.geteuid() == 0
+BUILD_TOOLS = ("dpkg-buildpackage", "dh", "fakeroot", "help2man")
+# Outside a venv and with no PYTHON* variables: what the package's commands see when a user
+# runs them.
+CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+
+def require(*tools: str) -> None:
+    """Skip when a tool is missing, unless running as root, where ``make test`` installs it."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if not missing:
+        return
+    if IS_ROOT:
+        pytest.fail(f"{', '.join(missing)} missing: `make test` as root apt-installs it")
+    pytest.skip(f"{', '.join(missing)} not installed (`make system-deps` as root adds it)")
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion; its output is in the failure message if it fails.
+
+    It runs in /, so that the checkout's own bridged/ is not importable from the current
+    directory.
+    """
+    proc = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, env=env, cwd="/", check=False
+    )
+    assert proc.returncode == 0, f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@dataclass(frozen=True)
+class Built:
+    deb: Path
+    changes: Path
+    build_dir: Path
+    tree: Path
+    """The .deb's files (``dpkg-deb -x``), a scratch root for running and verifying them."""
+    control: Path
+    """The .deb's control files (``dpkg-deb -e``): control, conffiles, maintainer scripts."""
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    require(*BUILD_TOOLS)
+    out = tmp_path_factory.mktemp("deb")
+    proc = subprocess.run(
+        [str(ROOT / "packaging" / "build-deb"), str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, (
+        f"the package does not build:\n{proc.stdout[-6000:]}\n{proc.stderr}"
+    )
+    (deb,) = out.glob("bridged_*.deb")
+    (changes,) = out.glob("bridged_*.changes")
+    tree, control = out / "tree", out / "control"
+    run("dpkg-deb", "-x", deb, tree)
+    run("dpkg-deb", "-e", deb, control)
+    (build_dir,) = (p for p in out.iterdir() if p.name.startswith("bridged-"))
+    return Built(deb, changes, build_dir, tree, control)
+
+
+def control_fields(built: Built) -> dict[str, str]:
+    text = (built.control / "control").read_text()
+    return dict(re.findall(r"^([\w-]+): (.*)$", text, re.MULTILINE))
+
+
+def venv_python(built: Built) -> str:
+    """The interpreter the venv was made with, e.g. ``python3.11``."""
+    return os.readlink(built.tree / VENV / "bin" / "python3")
+
+
+def test_contents(built: Built) -> None:
+    listing = run("dpkg-deb", "-c", built.deb).stdout
+    paths = {line.split()[5].removeprefix(".") for line in listing.splitlines()}
+    py = venv_python(built)
+    for path in (
+        f"/{UNIT}",
+        f"/{UDEV_RULE}",
+        CONFFILE,
+        "/usr/bin/bridged",
+        "/usr/bin/bridgectl",
+        f"/{VENV}/bin/bridged",
+        f"/{VENV}/bin/bridgectl",
+        f"/{VENV}/lib/{py}/site-packages/bridged/__init__.py",
+        f"/{VENV}/lib/{py}/site-packages/bridged/objects/__init__.py",
+        f"/{VENV}/lib/{py}/site-packages/bridged/transports/__init__.py",
+        "/usr/share/man/man8/bridged.8.gz",
+        "/usr/share/man/man1/bridgectl.1.gz",
+        "/usr/share/doc/bridged/copyright",
+    ):
+        assert path in paths, f"{path} is not in the package"
+    assert (built.control / "conffiles").read_text().split() == [CONFFILE]
+    # The commands are the venv's, not copies; no bytecode (postinst compiles it in place);
+    # no build tools left in a venv nobody should pip-install into.
+    assert os.readlink(built.tree / "usr/bin/bridged") == "../lib/bridged/venv/bin/bridged"
+    assert not [p for p in paths if p.endswith(".pyc") or "__pycache__" in p]
+    assert not [p for p in paths if re.search(r"/site-packages/(pip|setuptools)/", p)]
+    # The staging tree the venv was built in is gone from every script and record.
+    leaked = subprocess.run(
+        ["grep", "-rlF", str(built.build_dir), str(built.tree)], capture_output=True, text=True
+    ).stdout
+    assert not leaked, f"build paths left in:\n{leaked}"
+
+
+def test_bundles_the_runtime_dependencies(built: Built) -> None:
+    """Every runtime dependency in pyproject.toml, with the systemd and dtls extras."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["systemd"]]
+    wanted += project["optional-dependencies"]["dtls"]
+    names = {re.split(r"[<>=!~ \[;]", req, maxsplit=1)[0].lower() for req in wanted}
+    frozen = (built.tree / "usr/share/doc/bridged/venv-packages.txt").read_text().lower()
+    bundled = {re.split(r"==| @ ", line)[0].replace("_", "-") for line in frozen.splitlines()}
+    assert names <= bundled, f"not in the venv: {names - bundled}"
+    assert "aiocoap==0.4.17" in frozen
+
+
+def test_control_fields(built: Built) -> None:
+    fields = control_fields(built)
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert fields["Package"] == "bridged"
+    assert fields["Version"] == version, "packaging/debian/changelog lags pyproject.toml"
+    arch = run("dpkg", "--print-architecture").stdout.strip()
+    assert fields["Architecture"] == arch
+    depends = [d.strip().split()[0] for d in fields["Depends"].split(",")]
+    # The exact interpreter of the venv, the user tools of postinst, and the shared libraries
+    # of the venv's compiled modules (libsystemd0 for systemd-python).
+    assert venv_python(built) in depends
+    assert {"adduser", "libc6", "libsystemd0"} <= set(depends)
+    assert set(fields["Recommends"].replace(",", " ").split()) == {"bluez", "dbus"}
+
+
+def test_lintian_reports_no_errors(built: Built) -> None:
+    require("lintian")
+    proc = subprocess.run(
+        ["lintian", "--fail-on", "error", str(built.changes)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def scratch_root(built: Built) -> Iterator[Path]:
+    """The extracted tree with Debian's interpreter where the venv expects it (/usr/bin)."""
+    py = venv_python(built)
+    link = built.tree / "usr/bin" / py
+    link.symlink_to(f"/usr/bin/{py}")
+    yield built.tree
+    link.unlink()
+
+
+def test_commands_run_from_the_venv(scratch_root: Path) -> None:
+    venv = scratch_root / VENV
+    python = venv / "bin" / "python3"
+    for script, args in (("bridged", "--version"), ("bridgectl", "--help")):
+        proc = run(python, venv / "bin" / script, args, env=CLEAN_ENV)
+        assert proc.stdout.startswith(f"{script} " if args == "--version" else "usage: bridgectl")
+    # The venv is self-contained: bridged comes from it, and the compiled modules (DTLSSocket,
+    # systemd-python, cbor2's C extension) load on Debian's interpreter.
+    check = (
+        "import sys, bridged, aiocoap.defaults, bleak, cbor2, serial, DTLSSocket.dtls;"
+        "import systemd.daemon, systemd.journal;"
+        "assert not aiocoap.defaults.dtls_missing_modules();"
+        "print(sys.prefix); print(bridged.__file__)"
+    )
+    prefix, module = run(python, "-c", check, env=CLEAN_ENV).stdout.split()
+    assert Path(prefix) == venv
+    assert Path(module).is_relative_to(venv)
+
+
+def verify_unit(unit: Path, manpath: Path | None) -> None:
+    """``systemd-analyze verify``, which prints what it dislikes and still exits 0."""
+    require("systemd-analyze")
+    env = dict(CLEAN_ENV)
+    man = ["--man=no"]
+    if manpath is not None and shutil.which("man"):
+        env["MANPATH"], man = str(manpath), []
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", *man, str(unit)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
+
+
+def test_unit_verifies(scratch_root: Path, tmp_path: Path) -> None:
+    """The shipped unit, its ExecStart pointed at the extracted command and its man pages."""
+    text = (scratch_root / UNIT).read_text()
+    assert "ExecStart=/usr/bin/bridged --config /etc/bridged/bridged.toml" in text
+    unit = tmp_path / "bridged.service"
+    unit.write_text(text.replace("=/usr/bin/bridged ", f"={scratch_root}/usr/bin/bridged "))
+    verify_unit(unit, scratch_root / "usr/share/man")
+
+
+def test_unit_is_hardened(built: Built) -> None:
+    settings: dict[str, list[str]] = {}
+    for line in (built.tree / UNIT).read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    for key, value in {
+        "Type": "notify",
+        "User": "bridged",
+        "Group": "bridged",
+        "SupplementaryGroups": "dialout bluetooth",
+        "StateDirectory": "bridged",
+        "RuntimeDirectory": "bridged",
+        "RuntimeDirectoryMode": "0750",
+        "ConfigurationDirectory": "bridged",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes",
+        "Restart": "on-failure",
+        "DevicePolicy": "closed",
+        "CapabilityBoundingSet": "",
+        "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_BLUETOOTH",
+    }.items():
+        assert settings.get(key) == [value], key
+    assert "WatchdogSec" in settings
+    assert "/dev/bridged-rcp rw" in settings["DeviceAllow"]
+    # Hiding /dev would hide the dongle.
+    assert "PrivateDevices" not in settings
+
+
+def test_udev_rule_names_the_common_rcp_dongles(built: Built) -> None:
+    rules = [
+        line
+        for line in (built.tree / UDEV_RULE).read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    matches = [r for r in rules if 'SYMLINK+="bridged-rcp"' in r]
+    ids = {tuple(re.findall(r'ENV\{ID_(?:VENDOR|MODEL)_ID\}=="(\w+)"', r)) for r in matches}
+    assert {("1915", "cafe"), ("10c4", "ea60"), ("0451", "16a8"), ("0451", "bef3")} <= ids
+    for rule in matches:
+        assert 'GROUP="dialout"' in rule and 'MODE="0660"' in rule, rule
+    assert rules[0] == 'ACTION=="remove", GOTO="bridged_rcp_end"'
+    assert rules[-1] == 'LABEL="bridged_rcp_end"'
+
+
+def test_maintainer_scripts_parse(built: Built) -> None:
+    scripts = [built.control / s for s in ("postinst", "prerm", "postrm")]
+    for script in scripts:
+        assert script.read_text().startswith("#!/bin/sh\n"), script.name
+        run("sh", "-n", script)
+    # The debhelper snippets made it in: enabling the unit (deb-systemd-helper) and starting it
+    # only where systemd runs (deb-systemd-invoke behind /run/systemd/system).
+    postinst = scripts[0].read_text()
+    assert "deb-systemd-helper" in postinst and "deb-systemd-invoke" in postinst
+    assert "systemctl start" not in postinst
+
+
+# --- install onto the machine, as root --------------------------------------------------------
+
+
+def named_bridged() -> set[str]:
+    """Every path under the system directories with "bridged" in it."""
+    dirs = [d for d in ("/etc", "/usr", "/lib", "/var", "/run") if Path(d).is_dir()]
+    found = subprocess.run(
+        ["find", *dirs, "-xdev", "-path", "*bridged*"], capture_output=True, text=True
+    ).stdout
+    return set(found.split())
+
+
+def apt_get(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**CLEAN_ENV, "DEBIAN_FRONTEND": "noninteractive"}
+    return run("apt-get", "-y", "-o", "DPkg::Lock::Timeout=300", *args, env=env)
+
+
+def installed() -> bool:
+    status = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", "bridged"], capture_output=True, text=True
+    ).stdout
+    return status.endswith(" installed")
+
+
+def test_install_and_purge(built: Built) -> None:
+    if not IS_ROOT:
+        pytest.skip("installs the package onto the machine: root only (CI's throwaway Debian 12)")
+    if subprocess.run(["dpkg-query", "-W", "bridged"], capture_output=True).returncode == 0:
+        pytest.skip("a bridged package is already on this machine: not the suite's to purge")
+    require("apt-get", "systemd-analyze")
+    before = named_bridged()
+    had_bluetooth = any(g.gr_name == "bluetooth" for g in grp.getgrall())
+    try:
+        # Nothing but the .deb itself is installed: everything it needs is already there.
+        out = apt_get("install", "--no-install-recommends", str(built.deb)).stdout
+        assert "0 upgraded, 1 newly installed" in out, out
+        user = pwd.getpwnam("bridged")
+        assert user.pw_dir == "/var/lib/bridged" and user.pw_uid < 1000
+        assert grp.getgrgid(user.pw_gid).gr_name == "bridged"
+        grp.getgrnam("dialout"), grp.getgrnam("bluetooth")
+        conf = os.stat(CONFFILE)
+        assert (conf.st_mode & 0o777, conf.st_uid, conf.st_gid) == (0o640, 0, user.pw_gid)
+        version = run("/usr/bin/bridged", "--version", env=CLEAN_ENV).stdout
+        assert version.strip() == f"bridged {control_fields(built)['Version']}"
+        run("/usr/bin/bridgectl", "--help", env=CLEAN_ENV)
+        assert list(Path(f"/{VENV}").rglob("__pycache__")), "postinst compiled no bytecode"
+        assert Path("/etc/systemd/system/multi-user.target.wants/bridged.service").is_symlink()
+        verify_unit(Path(f"/{UNIT}"), None)
+
+        apt_get("purge", "bridged")
+        with pytest.raises(KeyError):
+            pwd.getpwnam("bridged")
+        with pytest.raises(KeyError):
+            grp.getgrnam("bridged")
+        has_bluetooth = any(g.gr_name == "bluetooth" for g in grp.getgrall())
+        assert has_bluetooth == had_bluetooth
+        assert named_bridged() == before
+    finally:
+        if installed():
+            apt_get("purge", "bridged")

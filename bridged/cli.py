@@ -313,7 +313,7 @@ def run(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) ->
     """Run the parsed command over ``client``, writing to ``out`` (data) and ``err``."""
     as_json = args.json
 
-    def emit(result: Any, human: Callable[[Any, IO[str]], None] | None = None) -> int:
+    def emit(result: Any, human: Callable[[Any, IO[str]], object] | None = None) -> int:
         if as_json or human is None:
             out.write(json.dumps(result, indent=2) + "\n")
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
 import socket
 import tomllib
@@ -154,8 +155,8 @@ def parse_duration(value: object) -> float:
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
         raise ValueError(f"{value!r} is not a duration (seconds, or a number with s, m, h or d)")
-    if seconds <= 0:
-        raise ValueError(f"{value!r} is not a positive duration")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{value!r} is not a positive, finite duration")
     return seconds
 
 

@@ -13,12 +13,12 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from clients import FAST_RETRY
 
 from bridged.app import Gateway
 from bridged.config import Config, GatewaySection, TransportSection
 from bridged.control import FAILED, INVALID_PARAMS, METHOD_NOT_FOUND, NOT_AVAILABLE, ControlServer
 from bridged.engine.client import ServerConfig
-from clients import FAST_RETRY
 from peers.gateway import FACTS
 from peers.lwm2m_server import LwM2MTestServer
 
@@ -152,9 +152,7 @@ async def test_subscribe_streams_pairing_and_readings(conn: Connection, gateway:
 async def test_tree_operations(conn: Connection, gateway: Gateway) -> None:
     assert await conn.call("create", path="/3303") == {"created": "/3303/0"}
     await conn.call("write", path="/3303/0/5700", value=21.5)
-    assert await conn.call("read", path="/3303/0/5700") == [
-        {"path": "/3303/0/5700", "value": 21.5}
-    ]
+    assert await conn.call("read", path="/3303/0/5700") == [{"path": "/3303/0/5700", "value": 21.5}]
     resources = await conn.call("ls", path="/3303/0")
     assert {"path": "/3303/0/5700", "name": "Sensor Value", "operations": "R"} in resources
     error = await conn.error("exec", path="/3303/0/5700")

@@ -28,7 +28,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridged.engine.access import BOOTSTRAP_ONLY
@@ -370,7 +370,19 @@ class Gateway:
         """Apply what can change while running: the log level, the store bounds and the
         transport sections (a changed transport is restarted). Returns the keys that changed
         but need a restart (gateway identity and directories, servers, bootstrap)."""
-        old, self.config = self.config, config
+        old = self.config
+        before = {s.name: s for s in old.transports}
+        after = {s.name: s for s in config.transports}
+        # Built first: a transport refusing its new table leaves everything as it was.
+        rebuilt = {
+            name: build_transport(config, section, self.registry)
+            for name, section in after.items()
+            if before.get(name) != section
+        }
+        # What needs a restart stays as it runs, so status() and the next reload see that.
+        self.config = replace(
+            config, gateway=old.gateway, servers=old.servers, bootstrap=old.bootstrap
+        )
         logging.getLogger().setLevel(config.log_level.upper())
         self.readings.bounds = config.store.bounds
         pending = [
@@ -382,13 +394,6 @@ class Gateway:
             )
             if changed
         ]
-        before = {s.name: s for s in old.transports}
-        after = {s.name: s for s in config.transports}
-        rebuilt = {
-            name: build_transport(config, section, self.registry)
-            for name, section in after.items()
-            if before.get(name) != section
-        }
         for name in [n for n in before if n not in after or n in rebuilt]:
             transport = self.transports.pop(name)
             await self._stop_transport(name, transport)

@@ -64,6 +64,7 @@ class Notifier:
         self.enabled = bool(self.environ.get("NOTIFY_SOCKET"))
         self._send = _sender(self.environ)
         self._status: str | None = None
+        self._ready = False
 
     def notify(self, *fields: str) -> bool:
         if not self.enabled:
@@ -72,11 +73,13 @@ class Notifier:
 
     def ready(self, status: str) -> None:
         self._status = status
+        self._ready = True
         self.notify("READY=1", f"STATUS={status}")
 
     def status(self, status: str) -> None:
-        """Send ``STATUS=`` when it differs from the last one sent."""
-        if status != self._status:
+        """Send ``STATUS=`` when it differs from the last one sent; before READY=1 the status
+        goes with it."""
+        if self._ready and status != self._status:
             self._status = status
             self.notify(f"STATUS={status}")
 

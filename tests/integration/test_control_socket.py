@@ -8,6 +8,7 @@ import asyncio
 import json
 import stat
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from clients import FAST_RETRY
 
 from bridged.app import Gateway
-from bridged.config import Config, GatewaySection, TransportSection
+from bridged.config import Config, ConfigError, GatewaySection, StoreSection, TransportSection
 from bridged.control import FAILED, INVALID_PARAMS, METHOD_NOT_FOUND, NOT_AVAILABLE, ControlServer
 from bridged.engine.client import ServerConfig
 from peers.gateway import FACTS
@@ -197,3 +198,21 @@ async def test_observe_list_send_and_update(
     error = await conn.error("update", server=9)
     assert error["code"] == FAILED and "9" in error["message"]
     observation.observation.cancel()
+
+
+async def test_reload_applies_what_it_can(gateway: Gateway) -> None:
+    old = gateway.config
+    sim = TransportSection("sim", MappingProxyType({"nodes": 1, "interval": 0.1}))
+    moved = ServerConfig("coap://127.0.0.1:9", short_server_id=2)
+    pending = await gateway.reload(
+        replace(old, transports=(sim,), store=StoreSection(max_readings=10), servers=(moved,))
+    )
+    assert pending == ["server"]
+    assert gateway.config.servers == old.servers  # kept until a restart
+    assert gateway.readings.bounds.max_count == 10
+    assert gateway.transport_state == {"sim": "up"}
+    assert len(gateway.transports["sim"].nodes) == 1  # type: ignore[attr-defined]
+    bad = TransportSection("sim", MappingProxyType({"nodes": -1}))
+    with pytest.raises(ConfigError, match=r"transport\.sim"):
+        await gateway.reload(replace(old, transports=(bad,)))
+    assert gateway.config.transports == (sim,) and gateway.transport_state == {"sim": "up"}

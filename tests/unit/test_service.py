@@ -49,6 +49,7 @@ def listener(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_notify_without_libsystemd(listener: socket.socket, tmp_path: Path) -> None:
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+    notifier.status("not ready yet")  # goes out with READY=1
     notifier.ready("starting")
     assert listener.recv(512) == b"READY=1\nSTATUS=starting"
     notifier.status("starting")  # unchanged: not sent again

@@ -8,8 +8,10 @@ STAMP  := $(VENV)/.bridged-installed
 
 # Debian packages the suite and the demo need: the venv, the toolchain that builds DTLSSocket
 # (the DTLS extra) from source, libcoap's command-line client (an interop peer), and Node.js
-# for the npm interop peers unless a Node.js with npm is already there.
+# for the npm interop peers unless a Node.js with npm is already there; libsystemd-dev and
+# pkg-config build systemd-python (sd_notify and the journal handler of the daemon).
 APT_PACKAGES := python3-venv build-essential autoconf automake libtool libcoap3-bin \
+	libsystemd-dev pkg-config \
 	$(if $(shell command -v npm),,nodejs npm)
 # The BLE tests' BlueZ emulation: a private dbus-daemon, and what dbus-python (python-dbusmock's
 # binding, built from source by pip) needs to build against libdbus and GLib.

@@ -1,29 +1,454 @@
-"""``bridgectl``: pair and inspect nodes through the daemon's control socket.
+"""``bridgectl``: pair and inspect nodes, and drive the LwM2M client, through the daemon's
+control socket (see bridged/control.py for the protocol).
 
-It imports nothing heavy (no bleak, no aiocoap), so ``bridgectl --help`` starts fast.
+It imports nothing heavy (no aiocoap, no bleak, no serial, not the engine): only the standard
+library, so ``bridgectl --help`` and every command start fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import socket
 import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO, Any
 
 from . import __version__
+
+DEFAULT_SOCKET = "/run/bridged/control.sock"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+
+INVALID_PARAMS = -32602
+
+EPILOG = f"""\
+exit status:
+  {EXIT_OK}  done
+  {EXIT_FAILED}  the operation failed (the daemon said why)
+  {EXIT_USAGE}  bad argument
+  {EXIT_NOT_RUNNING}  the daemon is not running (no socket, or nothing listening on it)
+
+The socket is --socket, else $BRIDGED_SOCKET, else {DEFAULT_SOCKET}.
+Examples:
+  bridgectl status
+  bridgectl scan --seconds 30
+  bridgectl pair ble:A4:C1:38:00:11:22 --name kitchen --key bindkey=231d39c1d7cc1ab1aee224cd096db932
+  bridgectl read /3303/0/5700
+  bridgectl --json nodes
+"""
+
+
+class Failed(Exception):
+    """The command failed; ``code`` is the exit status."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Client:
+    """One connection to the control socket; ``call`` sends a request and returns its result,
+    handing any streamed event lines to ``on_event`` meanwhile."""
+
+    def __init__(self, path: str, timeout: float | None) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError) as e:
+            self.sock.close()
+            raise Failed(
+                EXIT_NOT_RUNNING,
+                f"bridged is not running ({path}: {e.strerror}); see systemctl status bridged",
+            ) from None
+        except PermissionError:
+            self.sock.close()
+            raise Failed(
+                EXIT_FAILED, f"{path}: permission denied; join the group bridged"
+            ) from None
+        self.file = self.sock.makefile("rb")
+        self._next = 0
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+    def call(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        on_event: Callable[[Mapping[str, Any]], None] = lambda e: None,
+    ) -> Any:
+        self._next += 1
+        rid = self._next
+        request = {"id": rid, "method": method, "params": dict(params or {})}
+        try:
+            self.sock.sendall(json.dumps(request).encode() + b"\n")
+            while True:
+                line = self.file.readline()
+                if not line:
+                    raise Failed(EXIT_FAILED, "bridged closed the connection")
+                message = json.loads(line)
+                if "event" in message:
+                    on_event(message)
+                    continue
+                if "error" in message:
+                    error = message["error"]
+                    code = EXIT_USAGE if error.get("code") == INVALID_PARAMS else EXIT_FAILED
+                    coap = f" ({error['coap']})" if error.get("coap") else ""
+                    raise Failed(code, f"{error.get('message')}{coap}")
+                if message.get("id") == rid:
+                    return message.get("result")
+        except TimeoutError:
+            raise Failed(EXIT_FAILED, f"no answer from bridged on {self.path}") from None
+        except (ConnectionError, BrokenPipeError) as e:
+            raise Failed(EXIT_FAILED, f"connection to bridged lost: {e}") from None
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def table(rows: Sequence[Sequence[Any]], header: Sequence[str], out: IO[str]) -> None:
+    """Columns padded to their widest cell; None shows as ``-``."""
+    cells = [[("-" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
+    for row in [list(header), *cells]:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def age_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def progress_bar(elapsed: float, total: float, heard: int, width: int = 30) -> str:
+    """``scanning [#####.....]  5/10 s, 3 heard``."""
+    done = 0 if total <= 0 else min(int(width * elapsed / total), width)
+    bar = "#" * done + "." * (width - done)
+    return f"scanning [{bar}] {elapsed:.0f}/{total:.0f} s, {heard} heard"
+
+
+def value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def show_status(status: Mapping[str, Any], out: IO[str]) -> None:
+    out.write(f"endpoint   {status['endpoint']} (exposure {status['exposure']})\n")
+    out.write(f"summary    {status.get('summary', '')}\n")
+    out.write(f"uptime     {status['uptime']:.0f} s, LwM2M client {status['lwm2m']}\n")
+    for s in status["servers"]:
+        detail = f" ({s['detail']})" if s.get("detail") else ""
+        out.write(f"server {s['short_server_id']:<3} {s['uri']}  {s['state']}{detail}\n")
+    nodes = status["nodes"]
+    out.write(
+        f"nodes      {nodes['paired']} paired, {nodes['reachable']} reachable, "
+        f"{nodes['heard']} heard\n"
+    )
+    readings = status["readings"]
+    out.write(
+        f"readings   {readings['stored']} stored, {readings['dropped']} dropped, "
+        f"{readings['unpaired']} from unpaired nodes ignored\n"
+    )
+    for name, state in sorted(status["transports"].items()):
+        out.write(f"transport  {name}: {state}\n")
+    if status.get("permit_join"):
+        out.write(f"permit-join open for {status['permit_join']:.0f} s\n")
+
+
+def show_nodes(nodes: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
+    table(
+        [
+            (
+                n["id"],
+                n["name"],
+                n["profile"] or None,
+                "yes" if n["reachable"] else "no",
+                n["rssi"],
+                n["battery"],
+                age_text(n["age"]),
+            )
+            for n in nodes
+        ],
+        ("NODE", "NAME", "PROFILE", "REACHABLE", "RSSI", "BATTERY", "LAST SEEN"),
+        out,
+    )
+
+
+def show_node(node: Mapping[str, Any], out: IO[str]) -> None:
+    for key in ("id", "name", "transport", "profile", "sleepy", "reachable", "rssi", "battery"):
+        out.write(f"{key:<10} {value_text(node[key])}\n")
+    out.write(f"{'last seen':<10} {age_text(node['age'])}\n")
+    out.write(f"{'keys':<10} {', '.join(node['secrets']) or '-'}\n")
+    table(
+        [(v["path"], v["upstream"], value_text(v["value"])) for v in node["values"]],
+        ("NODE PATH", "UPSTREAM", "VALUE"),
+        out,
+    )
+
+
+def show_records(records: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
+    for r in records:
+        out.write(f"{r['path']} = {value_text(r['value'])}\n")
+
+
+def show_heard(nodes: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
+    table(
+        [
+            (n["id"], n["name"], n["rssi"], n["profile"], "yes" if n["paired"] else "no")
+            for n in nodes
+        ],
+        ("NODE", "NAME", "RSSI", "PROFILE", "PAIRED"),
+        out,
+    )
+
+
+def show_observations(servers: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
+    for s in servers:
+        out.write(f"server {s['short_server_id']} {s['server']}: {len(s['observations'])}\n")
+        for paths in s["observations"]:
+            out.write(f"  {' '.join(paths)}\n")
+
+
+# -- the commands ----------------------------------------------------------------------------
+
+
+def _keys(pairs: Sequence[str]) -> dict[str, str]:
+    keys = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise Failed(EXIT_USAGE, f"--key {name or pair!r}: give NAME=HEX")
+        keys[name] = value
+    return keys
+
+
+def _server(args: argparse.Namespace) -> dict[str, Any]:
+    return {} if args.server is None else {"server": args.server}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bridgectl", description="Pair and inspect the nodes of a running bridged."
+        prog="bridgectl",
+        description="Pair and inspect the nodes of a running bridged, and drive its LwM2M client.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"bridgectl {__version__}")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--socket", help=f"the control socket (default: {DEFAULT_SOCKET})")
+    parser.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for an answer (%(default)s)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, **kwargs)
+
+    command("status", "the gateway: registration, nodes, readings, transports")
+    command("nodes", "the paired nodes")
+    node = command("node", "one paired node")
+    node_sub = node.add_subparsers(dest="node_command", required=True, metavar="ACTION")
+    show = node_sub.add_parser("show", help="a node in detail: state, keys, values")
+    show.add_argument("node", help="transport:address")
+    scan = command("scan", "list the nodes heard during a window, with a progress indicator")
+    scan.add_argument("--seconds", type=float, default=10.0, help="window (%(default)s s)")
+    scan.add_argument("--transport", help="only nodes of this transport")
+    pair = command("pair", "pair a node: it is exposed upstream from now on")
+    pair.add_argument("node", help="transport:address, e.g. ble:A4:C1:38:00:11:22")
+    pair.add_argument("--name", help="its name (shown upstream in 5750 Application Type)")
+    pair.add_argument("--profile", default="", help="how its data is read (bthome, ...)")
+    pair.add_argument("--sleepy", action="store_true", help="a battery node that sleeps")
+    pair.add_argument(
+        "--key", action="append", default=[], metavar="NAME=HEX", help="a key (bindkey=...)"
+    )
+    unpair = command("unpair", "unpair a node: it disappears upstream")
+    unpair.add_argument("node")
+    permit = command("permit-join", "let nodes that ask join for a while (0 closes)")
+    permit.add_argument("seconds", nargs="?", type=float, default=60.0)
+    ls = command("ls", "objects, instances or resources of the gateway's tree")
+    ls.add_argument("path", nargs="?", default="/")
+    read = command("read", "read values of the gateway's tree")
+    read.add_argument("path")
+    write = command("write", "set a resource (text form: 0/1, numbers, base64, oid:iid)")
+    write.add_argument("path")
+    write.add_argument("value")
+    execute = command("exec", "execute a resource")
+    execute.add_argument("path")
+    execute.add_argument("args", nargs="?", default="", help="LwM2M arguments, e.g. 0='x'")
+    create = command("create", "create an object instance")
+    create.add_argument("path", help="/oid (lowest free instance) or /oid/iid")
+    delete = command("delete", "delete an object instance")
+    delete.add_argument("path")
+    observe = command("observe", "the servers' observations")
+    observe_sub = observe.add_subparsers(dest="observe_command", required=True, metavar="ACTION")
+    observe_list = observe_sub.add_parser("list", help="list them per server")
+    observe_list.add_argument("--server", type=int, help="short server ID")
+    send = command("send", "LwM2M Send of the current values of paths")
+    send.add_argument("paths", nargs="+")
+    send.add_argument("--server", type=int, help="short server ID (default: the first)")
+    update = command("update", "send a registration Update now")
+    update.add_argument("--server", type=int, help="short server ID (default: all)")
+    command("start", "register with the servers again (after stop)")
+    command("stop", "de-register from every server and stay off until start")
+    events = command("events", "stream what happens (registrations, nodes, readings...)")
+    events.add_argument("kinds", nargs="*", help="only these kinds (registration, node, ...)")
+    commands = command("commands", "the desired-state queue: commands waiting for a node")
+    commands.add_argument("node", nargs="?")
     return parser
 
 
+def run(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) -> int:
+    """Run the parsed command over ``client``, writing to ``out`` (data) and ``err``."""
+    as_json = args.json
+
+    def emit(result: Any, human: Callable[[Any, IO[str]], object] | None = None) -> int:
+        if as_json or human is None:
+            out.write(json.dumps(result, indent=2) + "\n")
+        else:
+            human(result, out)
+        return EXIT_OK
+
+    cmd = args.command
+    if cmd == "status":
+        return emit(client.call("status"), show_status)
+    if cmd == "nodes":
+        return emit(client.call("nodes"), show_nodes)
+    if cmd == "node":
+        return emit(client.call("node.show", {"node": args.node}), show_node)
+    if cmd == "scan":
+        return _scan(args, client, out, err)
+    if cmd == "pair":
+        params = {"node": args.node, "profile": args.profile, "sleepy": args.sleepy}
+        if args.name:
+            params["name"] = args.name
+        if args.key:
+            params["keys"] = _keys(args.key)
+        return emit(client.call("pair", params), lambda n, o: o.write(f"paired {n['id']}\n"))
+    if cmd == "unpair":
+        result = client.call("unpair", {"node": args.node})
+        return emit(result, lambda r, o: o.write(f"unpaired {r['unpaired']}\n"))
+    if cmd == "permit-join":
+        result = client.call("permit_join", {"seconds": args.seconds})
+        return emit(
+            result,
+            lambda r, o: o.write(
+                f"permit-join open for {r['seconds']:g} s\n"
+                if r["seconds"]
+                else "permit-join closed\n"
+            ),
+        )
+    if cmd == "ls":
+        return emit(
+            client.call("ls", {"path": args.path}),
+            lambda rows, o: table(
+                [(r["path"], r["name"], r.get("operations")) for r in rows],
+                ("PATH", "NAME", "OPERATIONS"),
+                o,
+            ),
+        )
+    if cmd == "read":
+        return emit(client.call("read", {"path": args.path}), show_records)
+    if cmd == "write":
+        result = client.call("write", {"path": args.path, "value": args.value})
+        return emit(result, lambda r, o: None)
+    if cmd == "exec":
+        result = client.call("exec", {"path": args.path, "args": args.args})
+        return emit(result, lambda r, o: None)
+    if cmd == "create":
+        result = client.call("create", {"path": args.path})
+        return emit(result, lambda r, o: o.write(f"created {r['created']}\n"))
+    if cmd == "delete":
+        return emit(client.call("delete", {"path": args.path}), lambda r, o: None)
+    if cmd == "observe":
+        return emit(client.call("observe.list", _server(args)), show_observations)
+    if cmd == "send":
+        result = client.call("send", {"paths": args.paths, **_server(args)})
+        return emit(
+            result,
+            lambda r, o: o.write(f"{r['records']} record(s) {r['status']} ({r['server']})\n"),
+        )
+    if cmd == "update":
+        result = client.call("update", _server(args))
+        return emit(result, lambda r, o: o.write(f"update sent to {', '.join(r['updating'])}\n"))
+    if cmd in ("start", "stop"):
+        result = client.call(cmd)
+        return emit(result, lambda r, o: o.write(f"LwM2M client {r['lwm2m']}\n"))
+    if cmd == "events":
+        return _events(args, client, out)
+    if cmd == "commands":
+        params = {} if args.node is None else {"node": args.node}
+        return emit(client.call("commands.pending", params))
+    raise Failed(EXIT_USAGE, f"unknown command {cmd}")
+
+
+def _scan(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) -> int:
+    live = err.isatty() and not args.json
+
+    def on_event(message: Mapping[str, Any]) -> None:
+        data = message["data"]
+        if message["event"] == "progress" and live:
+            err.write("\r" + progress_bar(data["elapsed"], data["seconds"], data["heard"]))
+            err.flush()
+
+    client.sock.settimeout(args.timeout + args.seconds)
+    params: dict[str, Any] = {"seconds": args.seconds}
+    if args.transport:
+        params["transport"] = args.transport
+    try:
+        result = client.call("scan", params, on_event)
+    finally:
+        if live:
+            err.write("\n")
+    if args.json:
+        out.write(json.dumps(result, indent=2) + "\n")
+    else:
+        show_heard(result, out)
+    return EXIT_OK
+
+
+def _events(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    client.call("subscribe", {"events": args.kinds} if args.kinds else {})
+    client.sock.settimeout(None)
+    try:
+        for line in client.file:
+            message = json.loads(line)
+            if args.json:
+                out.write(json.dumps(message) + "\n")
+            else:
+                data = " ".join(f"{k}={v}" for k, v in message.get("data", {}).items())
+                out.write(f"{message.get('event')} {data}\n")
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("bridgectl: no commands yet", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    path = args.socket or os.environ.get("BRIDGED_SOCKET") or DEFAULT_SOCKET
+    try:
+        client = Client(path, args.timeout)
+        try:
+            return run(args, client, sys.stdout, sys.stderr)
+        finally:
+            client.close()
+    except Failed as e:
+        print(f"bridgectl: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -318,6 +318,11 @@ class ServerSession:
     def trigger_update(self) -> None:
         self.registrar.trigger_update()
 
+    def observed_paths(self) -> list[tuple[Path, ...]]:
+        """The paths of each of this server's observations, oldest first (what ``bridgectl
+        observe list`` shows, like the Zephyr shell's)."""
+        return [obs.paths for obs in self.observations._observations.values()]
+
     async def close(self) -> None:
         """De-register and close the socket."""
         for task in self._tasks:

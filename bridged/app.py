@@ -1,0 +1,720 @@
+"""The gateway as one object: the parts of a configuration wired together.
+
+``Gateway(config)`` builds, in this order: the state directory, the SQLite stores and the
+secrets file, the node registry, the gateway's object tree (built-in definitions and the
+operator's DDF files, /3 and /4 from this machine), the exposure that mirrors paired nodes into
+that tree, the configured transports (each imported only because it is configured), and the
+LwM2M client. ``start`` brings them up without waiting for any server (systemd's READY means
+"running", not "registered"); ``stop`` de-registers, makes every reading durable and closes
+the transports; ``reload`` applies a changed configuration where it can.
+
+Everything the daemon reports (its status, the control socket's event stream, systemd's
+STATUS line) comes from here: ``status()`` is a snapshot, ``events`` a publish/subscribe hub
+of what happens, and ``on_change`` is called whenever the summary may have changed.
+
+Wiring points for the other parts of the gateway (one place each):
+
+* exposure modes: ``build_exposure``;
+* operations on node-backed resources and the desired-state queue: the ``read``/``write``/
+  ``execute`` methods below, which act on the gateway's tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bridged.engine.access import BOOTSTRAP_ONLY
+from bridged.engine.bootstrap_client import BootstrapEvent
+from bridged.engine.client import LwM2MClient
+from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
+from bridged.engine.registration import RegistrationEvent
+from bridged.engine.send import SendOutcome
+from bridged.exposure.instances import InstancesExposure
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.ddf import DefinitionError, load_ddf_dir
+from bridged.objects.errors import BadRequest, NotFound, Unauthorized
+from bridged.objects.paths import ROOT, Level, Path
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import ObjLnk, Record, Value, from_text, to_text
+from bridged.registry import LiveNode, NodeRegistry, RegistryListener
+from bridged.store.database import connect
+from bridged.store.nodes import NodeId, NodeStore, PairedNode
+from bridged.store.readings import ReadingStore
+from bridged.store.secrets import Secret, SecretStore
+from bridged.transports.base import (
+    Heard,
+    Transport,
+    TransportConfigError,
+    UnknownTransport,
+    transport_class,
+)
+
+from .config import Config, ConfigError, TransportSection, transport_error
+
+log = logging.getLogger(__name__)
+
+DATABASE = "state.db"
+SECRETS = "secrets.json"
+EVENT_BACKLOG = 1000
+"""Events a subscriber may fall behind by before it is dropped (a stuck bridgectl must not
+make the daemon buffer without bound)."""
+
+
+class OperationFailed(Exception):
+    """A control operation that cannot be done now; the message says why."""
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened, as the control socket streams it."""
+
+    kind: str
+    data: Mapping[str, Any]
+    time: float = field(default_factory=time.time)
+
+
+class Subscription:
+    """What one subscriber receives, in order; ``overflowed`` once it fell too far behind."""
+
+    def __init__(self, hub: EventHub, kinds: frozenset[str] | None) -> None:
+        self._hub = hub
+        self.kinds = kinds
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(EVENT_BACKLOG)
+        self.overflowed = False
+
+    def wants(self, kind: str) -> bool:
+        return self.kinds is None or kind in self.kinds or kind.split(".")[0] in self.kinds
+
+    async def get(self) -> Event | None:
+        """The next event, or None once the subscription has ended (overflow or close)."""
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+
+class EventHub:
+    """Fan-out of events to subscribers; publishing never blocks and never fails."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscription] = []
+
+    def subscribe(self, kinds: Sequence[str] | None = None) -> Subscription:
+        """Receive events of ``kinds`` (``"node"`` stands for every ``node.*``), all if None."""
+        sub = Subscription(self, None if kinds is None else frozenset(kinds))
+        self._subscribers.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(sub)
+        with contextlib.suppress(asyncio.QueueFull):
+            sub.queue.put_nowait(None)
+
+    def wanted(self, kind: str) -> bool:
+        """Whether anybody listens for ``kind`` (so costly events are built only then)."""
+        return any(s.wants(kind) for s in self._subscribers)
+
+    def publish(self, kind: str, **data: Any) -> None:
+        event = Event(kind, data)
+        for sub in tuple(self._subscribers):
+            if not sub.wants(kind):
+                continue
+            if sub.queue.qsize() >= EVENT_BACKLOG - 1:
+                sub.overflowed = True
+                self.unsubscribe(sub)
+                continue
+            sub.queue.put_nowait(event)
+
+
+# -- values as JSON --------------------------------------------------------------------------
+
+
+def json_value(value: Value) -> Any:
+    """A resource value as JSON: numbers, strings and booleans as they are, Opaque in base64
+    and Objlnk as ``oid:iid`` (their text/plain forms)."""
+    if isinstance(value, (bytes, ObjLnk)):
+        return to_text(value)
+    return value
+
+
+def json_record(record: Record) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": str(record.path), "value": json_value(record.value)}
+    if record.time is not None:
+        out["time"] = record.time
+    return out
+
+
+def node_json(node: LiveNode, now: float) -> dict[str, Any]:
+    """A paired node as ``bridgectl nodes`` shows it."""
+    state = node.state
+    return {
+        "id": str(node.id),
+        "name": node.paired.name,
+        "transport": node.id.transport,
+        "profile": node.paired.profile,
+        "sleepy": node.paired.sleepy or bool(state and state.sleepy),
+        "reachable": bool(state and state.reachable),
+        "last_seen": node.last_seen,
+        "age": None if node.last_seen is None else max(now - node.last_seen, 0.0),
+        "rssi": state.rssi if state else None,
+        "lqi": state.lqi if state else None,
+        "battery": state.battery if state else None,
+        "objects": {str(oid): iids for oid, iids in sorted(node.objects.items())},
+    }
+
+
+def heard_json(heard: Heard) -> dict[str, Any]:
+    return {
+        "id": str(heard.node),
+        "name": heard.name,
+        "rssi": heard.rssi,
+        "profile": heard.profile,
+        "time": heard.time,
+        "records": [json_record(r) for r in heard.records],
+    }
+
+
+# -- building blocks -------------------------------------------------------------------------
+
+
+class GatewayRegistry(NodeRegistry):
+    """The node registry as the gateway runs it: it also tells the event hub what is heard
+    and remembers when its group commit last ran (the watchdog's health check)."""
+
+    def __init__(self, *args: Any, hub: EventHub, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hub = hub
+        self.last_commit = time.monotonic()
+
+    def heard(self, heard: Heard) -> None:
+        super().heard(heard)
+        if self.hub.wanted("node.heard"):
+            self.hub.publish("node.heard", **heard_json(heard))
+
+    def flush(self) -> int:
+        n = super().flush()
+        self.last_commit = time.monotonic()
+        return n
+
+
+class _Publisher:
+    """The ``RegistryListener`` that turns node changes into events."""
+
+    def __init__(self, hub: EventHub, changed: Callable[[], None]) -> None:
+        self.hub = hub
+        self.changed = changed
+
+    def node_added(self, node: LiveNode) -> None:
+        self.hub.publish("node.paired", id=str(node.id), name=node.paired.name)
+        self.changed()
+
+    def node_removed(self, node: NodeId) -> None:
+        self.hub.publish("node.unpaired", id=str(node))
+        self.changed()
+
+    def node_objects(self, node: LiveNode) -> None:
+        pass
+
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        if self.hub.wanted("readings"):
+            self.hub.publish("readings", id=str(node.id), records=[json_record(r) for r in records])
+
+
+def build_tree(config: Config, facts: MachineFacts, on_reboot: Callable[[], None]) -> ObjectTree:
+    """The gateway's own tree: built-in definitions plus the operator's DDF files, /3 and /4
+    describing this machine."""
+    registry = builtin_registry()
+    objects_dir = config.gateway.objects_dir
+    if objects_dir is not None:
+        try:
+            registry.extend(load_ddf_dir(objects_dir))
+        except (DefinitionError, OSError) as e:
+            raise ConfigError(config.path, "gateway.objects_dir", str(e)) from None
+    tree = ObjectTree(registry)
+    install_device_objects(tree, facts, on_reboot=on_reboot)
+    return tree
+
+
+def build_exposure(config: Config, tree: ObjectTree, nodes: NodeStore) -> RegistryListener:
+    """The exposure mode of ``[gateway] exposure``: the one place modes are chosen."""
+    mode = config.gateway.exposure
+    if mode == "instances":
+        return InstancesExposure(tree, nodes)
+    raise ConfigError(
+        config.path, "gateway.exposure", f"the {mode!r} exposure mode is not available yet"
+    )
+
+
+def build_transport(config: Config, section: TransportSection, registry: NodeRegistry) -> Transport:
+    """Import and construct the transport of ``[transport.<name>]``; its refusal of its table
+    is a ConfigError naming the section."""
+    try:
+        cls = transport_class(section.name)
+        return cls(section.options, registry)
+    except (UnknownTransport, TransportConfigError) as e:
+        raise transport_error(config, section.name, e) from None
+
+
+def make_state_dir(path: os.PathLike[str] | str) -> None:
+    """Create the state directory 0750 (systemd's StateDirectory= does it under the unit)."""
+    os.makedirs(path, mode=0o750, exist_ok=True)
+
+
+# -- the gateway -----------------------------------------------------------------------------
+
+
+class Gateway:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        facts: MachineFacts | None = None,
+        on_reboot: Callable[[], None] = lambda: None,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.on_change = on_change
+        self.events = EventHub()
+        self.started_at = time.time()
+        self.registrations: dict[str, RegistrationEvent] = {}
+        self.bootstrap_event: BootstrapEvent | None = None
+        self.transport_state: dict[str, str] = {}
+        self.running = False
+        self.client_running = False
+        self._join_until = 0.0
+        self._registry_task: asyncio.Task[None] | None = None
+        state_dir = config.gateway.state_dir
+        make_state_dir(state_dir)
+        self.db = connect(state_dir / DATABASE)
+        try:
+            self.nodes = NodeStore(self.db)
+            self.readings = ReadingStore(self.db, config.store.bounds)
+            self.secrets = SecretStore(state_dir / SECRETS)
+            self.registry = GatewayRegistry(
+                self.nodes, self.secrets, self.readings, hub=self.events
+            )
+            self.tree = build_tree(config, facts or read_machine_facts(), on_reboot)
+            self.exposure = build_exposure(config, self.tree, self.nodes)
+            self.registry.listen(self.exposure)
+            self.registry.listen(_Publisher(self.events, self._changed))
+            self.transports = {
+                s.name: build_transport(config, s, self.registry) for s in config.transports
+            }
+            self.client = LwM2MClient(
+                self.tree,
+                config.gateway.endpoint,
+                config.servers,
+                bind=(config.gateway.bind_address, config.gateway.bind_port),
+                on_event=self._on_registration,
+                bootstrap=config.bootstrap,
+                state_dir=state_dir,
+                on_bootstrap_event=self._on_bootstrap,
+            )
+        except BaseException:
+            self.db.close()
+            raise
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the transports, the registry's group commit and the LwM2M client; returns
+        once they run, without waiting for any server to answer."""
+        for transport in self.transports.values():
+            await self._start_transport(transport)
+        self._registry_task = asyncio.create_task(self.registry.run(), name="registry")
+        await self.client.start()
+        self.client_running = True
+        self.running = True
+        log.info(
+            "gateway %s up: %d transport(s), %d paired node(s), exposure %s",
+            self.config.gateway.endpoint,
+            len(self.transports),
+            len(self.registry.live),
+            self.config.gateway.exposure,
+        )
+        self._changed()
+
+    async def stop(self) -> None:
+        """De-register, make every reading durable, close the transports (then commit what
+        they said while closing) and the database."""
+        self.running = False
+        if self.client_running:
+            self.client_running = False
+            await self.client.stop()
+        if self._registry_task is not None:
+            self._registry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._registry_task
+            self._registry_task = None
+        self.registry.flush()
+        for name, transport in self.transports.items():
+            await self._stop_transport(name, transport)
+        self.registry.flush()
+        self.db.close()
+
+    async def reload(self, config: Config) -> list[str]:
+        """Apply what can change while running: the log level, the store bounds and the
+        transport sections (a changed transport is restarted). Returns the keys that changed
+        but need a restart (gateway identity and directories, servers, bootstrap)."""
+        old = self.config
+        before = {s.name: s for s in old.transports}
+        after = {s.name: s for s in config.transports}
+        # Built first: a transport refusing its new table leaves everything as it was.
+        rebuilt = {
+            name: build_transport(config, section, self.registry)
+            for name, section in after.items()
+            if before.get(name) != section
+        }
+        # What needs a restart stays as it runs, so status() and the next reload see that.
+        self.config = replace(
+            config, gateway=old.gateway, servers=old.servers, bootstrap=old.bootstrap
+        )
+        logging.getLogger().setLevel(config.log_level.upper())
+        self.readings.bounds = config.store.bounds
+        pending = [
+            key
+            for key, changed in (
+                ("gateway", old.gateway != config.gateway),
+                ("server", old.servers != config.servers),
+                ("bootstrap", old.bootstrap != config.bootstrap),
+            )
+            if changed
+        ]
+        for name in [n for n in before if n not in after or n in rebuilt]:
+            transport = self.transports.pop(name)
+            await self._stop_transport(name, transport)
+            self.registry.transports.pop(name, None)
+            self.transport_state.pop(name, None)
+        for name, transport in rebuilt.items():
+            self.transports[name] = transport
+            await self._start_transport(transport)
+        for key in pending:
+            log.warning("configuration: [%s] changed; it takes effect at the next restart", key)
+        log.info(
+            "configuration reloaded from %s (log level %s, store bounds %d readings / %g s%s)",
+            config.path,
+            config.log_level,
+            config.store.max_readings,
+            config.store.max_age,
+            f", restarted transports {', '.join(rebuilt)}" if rebuilt else "",
+        )
+        self._changed()
+        return pending
+
+    async def _start_transport(self, transport: Transport) -> None:
+        self.registry.attach(transport)
+        try:
+            await transport.start()
+        except Exception as e:
+            # One radio that cannot start must not stop the others, nor the gateway.
+            self.transport_state[transport.name] = f"failed: {e}"
+            log.error("transport %s did not start: %s", transport.name, e)
+        else:
+            self.transport_state[transport.name] = "up"
+        self.events.publish(
+            "transport", name=transport.name, state=self.transport_state[transport.name]
+        )
+
+    async def _stop_transport(self, name: str, transport: Transport) -> None:
+        try:
+            await transport.stop()
+        except Exception as e:
+            log.error("transport %s did not stop cleanly: %s", name, e)
+        self.transport_state[name] = "down"
+
+    # -- what happens ------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self.on_change()
+
+    def _on_registration(self, event: RegistrationEvent) -> None:
+        self.registrations[event.server] = event
+        self.events.publish(
+            "registration",
+            server=event.server,
+            event=event.kind.value,
+            state=event.state.value,
+            detail=event.detail,
+        )
+        self._changed()
+
+    def _on_bootstrap(self, event: BootstrapEvent) -> None:
+        self.bootstrap_event = event
+        self.events.publish(
+            "bootstrap",
+            server=event.server,
+            event=event.kind.value,
+            state=event.state.value,
+            detail=event.detail,
+        )
+        self._changed()
+
+    # -- status ------------------------------------------------------------------------------
+
+    def servers(self) -> list[dict[str, Any]]:
+        """Each server's registration, live from its session, else from its last event."""
+        out = []
+        for session in self.client.sessions:
+            last = self.registrations.get(session.name)
+            out.append(
+                {
+                    "uri": session.uri,
+                    "short_server_id": session.short_server_id,
+                    "state": session.registrar.state.value,
+                    "registered": session.registered,
+                    "version": session.registrar.version,
+                    "observations": len(session.observations),
+                    "last_event": last.kind.value if last else None,
+                    "detail": last.detail if last else "",
+                }
+            )
+        if not out:
+            for server in self.config.servers:
+                last = self.registrations.get(server.uri)
+                out.append(
+                    {
+                        "uri": server.uri,
+                        "short_server_id": server.short_server_id,
+                        "state": "stopped" if not self.client_running else "starting",
+                        "registered": False,
+                        "version": server.version,
+                        "observations": 0,
+                        "last_event": last.kind.value if last else None,
+                        "detail": last.detail if last else "",
+                    }
+                )
+        return out
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot of the gateway (``bridgectl status``)."""
+        live = list(self.registry.live.values())
+        now = time.time()
+        dropped = self.readings.dropped()
+        return {
+            "endpoint": self.config.gateway.endpoint,
+            "exposure": self.config.gateway.exposure,
+            "uptime": now - self.started_at,
+            "running": self.running,
+            "lwm2m": "started" if self.client_running else "stopped",
+            "servers": self.servers(),
+            "bootstrap": None
+            if self.bootstrap_event is None
+            else {
+                "server": self.bootstrap_event.server,
+                "state": self.bootstrap_event.state.value,
+                "detail": self.bootstrap_event.detail,
+            },
+            "nodes": {
+                "paired": len(live),
+                "reachable": sum(1 for n in live if n.state is not None and n.state.reachable),
+                "heard": len(self.registry.heard_nodes),
+            },
+            "readings": {
+                "stored": len(self.readings),
+                "dropped": sum(dropped.values()),
+                "dropped_by_bound": dropped,
+                "unpaired": self.registry.unpaired_readings,
+            },
+            "transports": dict(self.transport_state),
+            "permit_join": max(self._join_until - time.monotonic(), 0.0),
+        }
+
+    def health(self, max_commit_age: float) -> list[str]:
+        """What is wrong, for the watchdog (empty when healthy): the registry's group commit
+        must have run within ``max_commit_age`` seconds and the database must take a write."""
+        problems = []
+        task = self._registry_task
+        if task is None or task.done():
+            problems.append("the registry's group commit is not running")
+        age = time.monotonic() - self.registry.last_commit
+        if age > max_commit_age:
+            problems.append(f"the registry's last group commit was {age:.1f} s ago")
+        try:
+            self.db.execute(
+                "INSERT INTO counters(name, value) VALUES ('watchdog', 0) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + 1"
+            )
+        except sqlite3.Error as e:
+            problems.append(f"the state database does not take a write: {e}")
+        return problems
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    def node_list(self) -> list[dict[str, Any]]:
+        now = time.time()
+        return [node_json(n, now) for n in sorted(self.registry.live.values(), key=lambda n: n.id)]
+
+    def node(self, node_id: NodeId) -> dict[str, Any]:
+        """One paired node in detail: what ``node_list`` says, its upstream paths and values."""
+        live = self.registry.live.get(node_id)
+        if live is None:
+            raise NotFound(f"node {node_id} is not paired")
+        out = node_json(live, time.time())
+        out["paired_at"] = live.paired.paired_at
+        out["secrets"] = sorted(self.secrets.get(node_id))  # names only, never the keys
+        exposed = []
+        for path, record in sorted(live.values.items(), key=lambda kv: kv[0].sort_key()):
+            upstream = None
+            if isinstance(self.exposure, InstancesExposure):
+                gw = self.exposure.gateway_path(node_id, path)
+                upstream = None if gw is None else str(gw)
+            exposed.append({**json_record(record), "upstream": upstream})
+        out["values"] = exposed
+        return out
+
+    def pair(
+        self,
+        node_id: NodeId,
+        *,
+        name: str | None = None,
+        profile: str = "",
+        sleepy: bool = False,
+        secrets: Mapping[str, Secret] | None = None,
+    ) -> dict[str, Any]:
+        heard = self.registry.heard_nodes.get(node_id)
+        name = name or (heard.name if heard and heard.name else str(node_id))
+        profile = profile or (heard.profile if heard and heard.profile else "")
+        live = self.registry.pair(PairedNode(node_id, name, profile, sleepy), secrets)
+        return node_json(live, time.time())
+
+    def unpair(self, node_id: NodeId) -> None:
+        if not self.registry.unpair(node_id):
+            raise NotFound(f"node {node_id} is not paired")
+
+    def permit_join(self, seconds: float) -> float:
+        self.registry.permit_join(seconds)
+        self._join_until = time.monotonic() + seconds
+        self.events.publish("permit_join", seconds=seconds)
+        return max(seconds, 0.0)
+
+    # -- the gateway's tree (the LwM2M shell's ls/read/write/exec/create/delete) --------------
+
+    def ls(self, path: Path) -> list[dict[str, Any]]:
+        """The objects (root), instances (object) or resources (instance or below) at
+        ``path``."""
+        tree = self.tree
+        if path.level is Level.ROOT:
+            return [
+                {"path": f"/{odef.id}", "name": odef.name, "instances": iids}
+                for odef, iids in tree.objects()
+            ]
+        if not tree.has(path):
+            raise NotFound(f"{path} does not exist")
+        if path.level is Level.OBJECT:
+            name = tree.registry.get(path.ids[0]).name
+            return [
+                {"path": f"{path}/{iid}", "name": name} for iid in tree.instance_ids(path.ids[0])
+            ]
+        out = []
+        for p in tree.resource_paths(path):
+            rdef = tree.registry.resource(p.ids[0], p.ids[2])
+            out.append({"path": str(p), "name": rdef.name, "operations": rdef.operations.name})
+        return out
+
+    def read(self, path: Path) -> list[dict[str, Any]]:
+        """The values at or under ``path``. The Security object holds keys and is never read
+        here, as no LwM2M server may read it."""
+        if path.level is Level.ROOT:
+            raise BadRequest("read needs an object path")
+        if path.ids[0] in BOOTSTRAP_ONLY:
+            raise Unauthorized(f"{path} holds keys and is not readable")
+        return [json_record(r) for r in self.tree.read(path)]
+
+    def write(self, path: Path, text: str) -> None:
+        """Set the resource (instance) at ``path`` to the value written as text (the
+        text/plain form: numbers, 0/1 for booleans, base64 for opaque, oid:iid for links).
+
+        Like the Zephyr shell's write this is the device's own write: it sets read-only
+        resources too, checked against their type and range."""
+        if path.level < Level.RESOURCE:
+            raise BadRequest(f"write needs a resource path, not {path}")
+        if path.ids[0] in BOOTSTRAP_ONLY:
+            raise Unauthorized(f"{path} holds keys and is not written here")
+        rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
+        if rdef.multiple and path.level is Level.RESOURCE:
+            raise BadRequest(f"{path} is a multi-instance resource: write one instance of it")
+        if not self.tree.has(path.truncate(Level.INSTANCE)):
+            raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
+        self.tree.set(path, from_text(rdef, text))
+
+    def execute(self, path: Path, arguments: str = "") -> None:
+        self.tree.execute(path, arguments)
+
+    def create(self, path: Path) -> str:
+        """Create the instance ``/oid/iid`` (or the lowest free one under ``/oid``)."""
+        if path.level not in (Level.OBJECT, Level.INSTANCE):
+            raise BadRequest(f"create needs an object or instance path, not {path}")
+        if path.ids[0] in BOOTSTRAP_ONLY:
+            raise Unauthorized(f"{path}: the bootstrap-only objects are not created here")
+        iid = path.ids[1] if path.level is Level.INSTANCE else None
+        return str(self.tree.create_instance(path.ids[0], iid))
+
+    def delete(self, path: Path) -> None:
+        if path.level is Level.INSTANCE and path.ids[0] in BOOTSTRAP_ONLY:
+            raise Unauthorized(f"{path}: the bootstrap-only objects are not deleted here")
+        self.tree.delete(path)
+
+    # -- the LwM2M client (observe list, send, update, start/stop) ---------------------------
+
+    def _sessions(self, server: int | None) -> Iterator[Any]:
+        if not self.client.sessions:
+            raise OperationFailed("the LwM2M client is stopped or has no server session yet")
+        found = [s for s in self.client.sessions if server is None or s.short_server_id == server]
+        if not found:
+            raise OperationFailed(f"no server with short server ID {server}")
+        return iter(found)
+
+    def observations(self, server: int | None = None) -> list[dict[str, Any]]:
+        return [
+            {
+                "server": s.uri,
+                "short_server_id": s.short_server_id,
+                "observations": [[str(p) for p in paths] for paths in s.observed_paths()],
+            }
+            for s in self._sessions(server)
+        ]
+
+    async def send(self, paths: Sequence[Path], server: int | None = None) -> SendOutcome:
+        records: list[Record] = []
+        for path in paths:
+            if path == ROOT:
+                raise BadRequest("send needs resource paths")
+            records.extend(self.tree.read(path))
+        return await self.client.send(records, server)
+
+    def update(self, server: int | None = None) -> list[str]:
+        """Send a registration Update now (to one server or all)."""
+        sessions = list(self._sessions(server))
+        for s in sessions:
+            s.trigger_update()
+        return [s.uri for s in sessions]
+
+    async def start_client(self) -> None:
+        """Register again after ``stop_client`` (``bridgectl start``)."""
+        if self.client_running:
+            raise OperationFailed("the LwM2M client is already started")
+        await self.client.start()
+        self.client_running = True
+        self._changed()
+
+    async def stop_client(self) -> None:
+        """De-register from every server and stay off until ``start_client``."""
+        if not self.client_running:
+            raise OperationFailed("the LwM2M client is already stopped")
+        self.client_running = False
+        await self.client.stop()
+        self._changed()

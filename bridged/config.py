@@ -1,0 +1,456 @@
+"""The configuration file (TOML, /etc/bridged/bridged.toml) as frozen, validated values.
+
+Everything is checked when the file is loaded, so a daemon that starts has a configuration it
+can run: a wrong key or value raises ``ConfigError``, whose message names the file, the key
+(dotted, ``server[0].lifetime``) and why, and an unknown key is an error with a did-you-mean
+(a typo must never silently fall back to a default). Every key is documented, with its
+default, in packaging/bridged.toml; a test keeps the two in step through ``KNOWN_KEYS``.
+
+Transport sections (``[transport.<name>]``) are the one exception: their content belongs to
+the transport, which validates it itself when the gateway builds it (its
+``TransportConfigError`` becomes a ``ConfigError`` through ``transport_error``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import re
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from bridged.engine.bootstrap_client import BootstrapConfig
+from bridged.engine.client import ServerConfig
+from bridged.engine.registration import RetryPolicy
+from bridged.store.readings import Bounds
+
+EXPOSURE_MODES = ("instances", "gateway", "endpoints")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+VERSIONS = ("1.0", "1.1")
+BINDINGS = ("U",)
+DEFAULT_PATH = Path("/etc/bridged/bridged.toml")
+STATE_DIR = Path("/var/lib/bridged")
+RUNTIME_DIR = Path("/run/bridged")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the file, the key and why."""
+
+    def __init__(self, file: Path | str, key: str, why: str) -> None:
+        self.file = str(file)
+        self.key = key
+        self.why = why
+        super().__init__(f"{file}: {key}: {why}" if key else f"{file}: {why}")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySection:
+    """``[gateway]``: who the gateway is and where it keeps its files."""
+
+    endpoint: str
+    exposure: str = "instances"
+    state_dir: Path = STATE_DIR
+    runtime_dir: Path = RUNTIME_DIR
+    bind_address: str = "::"
+    bind_port: int = 0
+    objects_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSection:
+    """``[store]``: the bounds of the readings kept for store-and-forward."""
+
+    max_readings: int = Bounds().max_count
+    max_age: float = Bounds().max_age
+
+    @property
+    def bounds(self) -> Bounds:
+        return Bounds(self.max_readings, self.max_age)
+
+
+@dataclass(frozen=True, slots=True)
+class TransportSection:
+    """``[transport.<name>]``: a transport to start, and its table, handed to it unchanged."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole file. ``path`` is where it was read from (error messages name it)."""
+
+    path: Path
+    gateway: GatewaySection
+    servers: tuple[ServerConfig, ...] = ()
+    bootstrap: BootstrapConfig | None = None
+    store: StoreSection = StoreSection()
+    transports: tuple[TransportSection, ...] = ()
+    log_level: str = "info"
+
+
+# -- the keys, with their checks -------------------------------------------------------------
+
+_RETRY = {
+    "retry_count": "count",
+    "retry_timer": "timer",
+    "retry_sequence_delay": "sequence_delay",
+    "retry_sequence_count": "sequence_count",
+}
+
+KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "gateway": (
+            "endpoint",
+            "exposure",
+            "state_dir",
+            "runtime_dir",
+            "bind_address",
+            "bind_port",
+            "objects_dir",
+        ),
+        "server": (
+            "uri",
+            "short_server_id",
+            "lifetime",
+            "binding",
+            "queue",
+            "queue_window",
+            "version",
+            "request_timeout",
+            "psk_identity",
+            "psk_key",
+            "psk_key_file",
+            "mute_send",
+            *_RETRY,
+        ),
+        "bootstrap": ("uri", "hold_off", "finish_timeout", "request_timeout", *_RETRY),
+        "store": ("max_readings", "max_age"),
+        "log": ("level",),
+        "transport": (),
+    }
+)
+"""Every table and the keys it takes (``transport`` tables take what their transport takes)."""
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a text such as ``"90"``, ``"30m"``, ``"12h"`` or ``"7d"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.fullmatch(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration (seconds, or a number with s, m, h or d)")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{value!r} is not a positive, finite duration")
+    return seconds
+
+
+def default_endpoint(machine_id: Path = Path("/etc/machine-id")) -> str:
+    """``bridged-`` and the first 8 hex digits of the machine ID (the host name without one):
+    unique per machine and stable across reinstalls of the package."""
+    try:
+        mid = machine_id.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        mid = ""
+    if re.fullmatch(r"[0-9a-f]{32}", mid):
+        return f"bridged-{mid[:8]}"
+    return f"bridged-{socket.gethostname().split('.')[0] or 'gateway'}"
+
+
+class _Table:
+    """One table of the file being read: typed getters that name the key when they refuse,
+    and a check that nothing was left unread."""
+
+    def __init__(self, file: Path, key: str, data: object, known: tuple[str, ...]) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(file, key, f"must be a table, not {_kind(data)}")
+        self.file, self.key, self.data = file, key, data
+        for name in data:
+            if name not in known:
+                hint = difflib.get_close_matches(name, known, n=1)
+                why = "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                raise ConfigError(file, self._at(name), why)
+
+    def _at(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def fail(self, name: str, why: str) -> ConfigError:
+        return ConfigError(self.file, self._at(name), why)
+
+    def get(self, name: str, kind: type[T], default: T) -> T:
+        value = self.data.get(name, default)
+        # bool is an int subclass, and TOML's true is never meant as 1.
+        if isinstance(value, bool) and kind is not bool:
+            raise self.fail(name, f"must be {_kind_name(kind)}, not a boolean")
+        if kind is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, kind):
+            raise self.fail(name, f"must be {_kind_name(kind)}, not {_kind(value)}")
+        return value
+
+    def required(self, name: str, kind: type[T]) -> T:
+        if name not in self.data:
+            raise self.fail(name, "is required")
+        value = self.get(name, kind, None)
+        assert value is not None
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int | None = None) -> int:
+        value = self.get(name, int, default)
+        if value < low or (high is not None and value > high):
+            span = f"{low}..{high}" if high is not None else f">= {low}"
+            raise self.fail(name, f"must be {span}, not {value}")
+        return value
+
+    def positive(self, name: str, default: float) -> float:
+        if name not in self.data:
+            return default
+        return self.converted(name, parse_duration)
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.get(name, str, default)
+        if value not in choices:
+            raise self.fail(name, f"must be one of {', '.join(map(repr, choices))}, not {value!r}")
+        return value
+
+    def converted(self, name: str, convert: Callable[[Any], T]) -> T:
+        try:
+            return convert(self.data[name])
+        except ValueError as e:
+            raise self.fail(name, str(e)) from None
+
+    def retry(self, default: RetryPolicy) -> RetryPolicy:
+        return RetryPolicy(
+            count=self.integer("retry_count", default.count, 1),
+            timer=self.positive("retry_timer", default.timer),
+            sequence_delay=self.positive("retry_sequence_delay", default.sequence_delay),
+            sequence_count=self.integer("retry_sequence_count", default.sequence_count, 1),
+        )
+
+
+def _kind_name(kind: type) -> str:
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        list: "an array",
+        dict: "a table",
+    }.get(kind, kind.__name__)
+
+
+def _kind(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def load(path: Path | str = DEFAULT_PATH) -> Config:
+    """Read and validate the file at ``path``; ConfigError on anything wrong."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(path, "", f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, "", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, "", f"not valid TOML: {e}") from None
+    return parse(data, path)
+
+
+def parse(
+    data: Mapping[str, Any],
+    path: Path,
+    *,
+    endpoint_default: Callable[[], str] = default_endpoint,
+) -> Config:
+    """Validate the TOML document ``data`` read from ``path``."""
+    root = _Table(path, "", data, tuple(KNOWN_KEYS))
+    servers = data.get("server", [])
+    if not isinstance(servers, list):
+        raise root.fail("server", "must be an array of tables ([[server]])")
+    parsed = tuple(_server(path, i, s) for i, s in enumerate(servers))
+    ids = [s.short_server_id for s in parsed]
+    for i, ssid in enumerate(ids):
+        if ssid in ids[:i]:
+            raise ConfigError(
+                path, f"server[{i}].short_server_id", f"{ssid} is already used by another server"
+            )
+    bootstrap = None
+    if "bootstrap" in data:
+        bootstrap = _bootstrap(
+            _Table(path, "bootstrap", data["bootstrap"], KNOWN_KEYS["bootstrap"])
+        )
+    if not parsed and bootstrap is None:
+        raise root.fail("server", "no [[server]] and no [bootstrap]: nothing to register with")
+    store = _Table(path, "store", data.get("store", {}), KNOWN_KEYS["store"])
+    log = _Table(path, "log", data.get("log", {}), KNOWN_KEYS["log"])
+    return Config(
+        path=path,
+        gateway=_gateway(
+            _Table(path, "gateway", data.get("gateway", {}), KNOWN_KEYS["gateway"]),
+            endpoint_default,
+        ),
+        servers=parsed,
+        bootstrap=bootstrap,
+        store=StoreSection(
+            max_readings=store.integer("max_readings", Bounds().max_count, 1),
+            max_age=store.positive("max_age", Bounds().max_age),
+        ),
+        transports=_transports(path, data.get("transport", {})),
+        log_level=log.choice("level", "info", LOG_LEVELS),
+    )
+
+
+_ENDPOINT = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+"""What an endpoint name may be: it travels unescaped in the Register query (ep=...)."""
+
+
+def _gateway(t: _Table, endpoint_default: Callable[[], str]) -> GatewaySection:
+    endpoint = t.get("endpoint", str, "") or endpoint_default()
+    if not _ENDPOINT.fullmatch(endpoint):
+        raise t.fail("endpoint", f"{endpoint!r} is not 1-64 letters, digits, '.', '_', '~', '-'")
+    objects_dir = t.get("objects_dir", str, "")
+    return GatewaySection(
+        endpoint=endpoint,
+        exposure=t.choice("exposure", "instances", EXPOSURE_MODES),
+        state_dir=_absolute(t, "state_dir", STATE_DIR),
+        runtime_dir=_absolute(t, "runtime_dir", RUNTIME_DIR),
+        bind_address=t.converted("bind_address", _address) if "bind_address" in t.data else "::",
+        bind_port=t.integer("bind_port", 0, 0, 65535),
+        objects_dir=_absolute(t, "objects_dir", Path(objects_dir)) if objects_dir else None,
+    )
+
+
+def _absolute(t: _Table, name: str, default: Path) -> Path:
+    path = Path(t.get(name, str, str(default)))
+    if not path.is_absolute():
+        raise t.fail(name, f"{str(path)!r} must be an absolute path")
+    return path
+
+
+def _address(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {_kind(value)}")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+    return value
+
+
+def _server(file: Path, index: int, data: object) -> ServerConfig:
+    t = _Table(file, f"server[{index}]", data, KNOWN_KEYS["server"])
+    uri = t.required("uri", str)
+    scheme = urlsplit(uri).scheme
+    if scheme not in ("coap", "coaps") or not urlsplit(uri).hostname:
+        raise t.fail("uri", f"{uri!r} must be coap://host[:port] or coaps://host[:port]")
+    identity = t.get("psk_identity", str, "")
+    key = _psk_key(t)
+    if scheme == "coaps" and not (identity and key):
+        raise t.fail(
+            "psk_identity" if not identity else "psk_key",
+            "coaps:// needs a PSK (psk_identity, and psk_key or psk_key_file)",
+        )
+    if scheme == "coap" and (identity or key):
+        raise t.fail("uri", "a PSK needs a coaps:// URI; coap:// is NoSec")
+    defaults = ServerConfig("coap://localhost")
+    return ServerConfig(
+        uri=uri,
+        short_server_id=t.integer("short_server_id", index + 1, 1, 65534),
+        lifetime=t.integer("lifetime", defaults.lifetime, 1),
+        binding=t.choice("binding", defaults.binding, BINDINGS),
+        queue=t.get("queue", bool, defaults.queue),
+        queue_window=t.positive("queue_window", defaults.queue_window),
+        version=t.choice("version", defaults.version, VERSIONS),
+        request_timeout=t.positive("request_timeout", defaults.request_timeout),
+        retry=t.retry(defaults.retry),
+        psk_identity=identity.encode() if identity else None,
+        psk_key=key,
+        mute_send=t.get("mute_send", bool, defaults.mute_send),
+    )
+
+
+def _psk_key(t: _Table) -> bytes | None:
+    """The PSK from ``psk_key`` (hex) or ``psk_key_file`` (a file holding the hex), which
+    keeps the key out of a world-readable configuration. Messages never show the key."""
+    if "psk_key" in t.data and "psk_key_file" in t.data:
+        raise t.fail("psk_key_file", "give psk_key or psk_key_file, not both")
+    if "psk_key" in t.data:
+        name, text = "psk_key", t.get("psk_key", str, "")
+    elif "psk_key_file" in t.data:
+        name = "psk_key_file"
+        file = _absolute(t, name, Path("/"))
+        try:
+            text = file.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise t.fail(name, f"cannot read {file}: {getattr(e, 'strerror', None) or e}") from None
+    else:
+        return None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise t.fail(name, "the key is not hexadecimal") from None
+    if not key:
+        raise t.fail(name, "the key is empty")
+    return key
+
+
+def _bootstrap(t: _Table) -> BootstrapConfig:
+    uri = t.required("uri", str)
+    if urlsplit(uri).scheme != "coap" or not urlsplit(uri).hostname:
+        raise t.fail("uri", f"{uri!r} must be coap://host[:port] (NoSec)")
+    defaults = BootstrapConfig(uri)
+    return BootstrapConfig(
+        uri=uri,
+        hold_off=t.integer("hold_off", defaults.hold_off, 0),
+        finish_timeout=t.positive("finish_timeout", defaults.finish_timeout),
+        request_timeout=t.positive("request_timeout", defaults.request_timeout),
+        retry=t.retry(defaults.retry),
+    )
+
+
+_TRANSPORT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _transports(file: Path, data: object) -> tuple[TransportSection, ...]:
+    if not isinstance(data, dict):
+        raise ConfigError(file, "transport", f"must be a table, not {_kind(data)}")
+    out = []
+    for name, options in data.items():
+        if not _TRANSPORT_NAME.fullmatch(name):
+            raise ConfigError(file, f"transport.{name}", "is not a transport name")
+        if not isinstance(options, dict):
+            raise ConfigError(file, f"transport.{name}", f"must be a table, not {_kind(options)}")
+        out.append(TransportSection(name, MappingProxyType(dict(options))))
+    return tuple(out)
+
+
+def transport_error(config: Config, name: str, error: Exception) -> ConfigError:
+    """A transport's refusal of its table (``TransportConfigError``, or no such transport
+    installed), as a ConfigError on ``transport.<name>``."""
+    return ConfigError(config.path, f"transport.{name}", str(error))

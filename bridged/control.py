@@ -1,0 +1,590 @@
+"""The control socket: how ``bridgectl`` (or any script) drives the running daemon.
+
+A Unix stream socket at ``<runtime_dir>/control.sock``, mode 0660 and group ``bridged`` when
+that group exists (changing the group needs the right to; when the daemon does not have it the
+socket keeps the daemon's group, which the systemd unit makes ``bridged`` anyway). Each
+connection's peer credentials (SO_PEERCRED) are checked: root, the daemon's own user and the
+members of the socket's group may talk to it; anyone else is refused with one error line.
+
+The protocol is newline-delimited JSON, one request per line::
+
+    {"id": 1, "method": "read", "params": {"path": "/3303/0/5700"}}
+    -> {"id": 1, "result": [{"path": "/3303/0/5700", "value": 21.5}]}
+    -> {"id": 1, "error": {"code": 1, "message": "...", "coap": "4.04"}}
+
+Long operations stream: ``scan`` sends ``{"id": 1, "event": "progress" | "node.heard",
+"data": {...}}`` lines before its result, and ``subscribe`` answers at once, then sends an event
+line for everything that happens (registration state changes, nodes paired, unpaired and heard,
+readings, transports, command outcomes) until ``unsubscribe`` or the connection closes. Other
+requests may be sent on a subscribed connection.
+
+Error codes: the JSON-RPC ones for the protocol (-32700 not JSON, -32600 not a request, -32601
+unknown method, -32602 bad params, -32603 internal error), then 1 the operation failed
+(``coap`` carries the LwM2M code when there is one), 2 not available in this build, 3 refused
+(peer credentials).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import json
+import logging
+import os
+import pwd
+import socket
+import struct
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+from bridged.objects.errors import LwM2MError
+from bridged.objects.paths import Path
+from bridged.store.nodes import NodeId, NodeIdError
+from bridged.store.secrets import Secret
+
+from .app import Gateway, OperationFailed
+from .service import status_line
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "control.sock"
+SOCKET_GROUP = "bridged"
+MAX_LINE = 1 << 16
+MAX_SCAN = 3600.0
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+FAILED = 1
+NOT_AVAILABLE = 2
+REFUSED = 3
+
+
+class ProtocolError(Exception):
+    """A request that cannot be served; ``code`` is one of the error codes above."""
+
+    def __init__(self, code: int, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: Any
+    method: str
+    params: Mapping[str, Any]
+
+
+def parse_request(line: bytes) -> Request:
+    """One request line; ProtocolError (with the id when it could be read) otherwise."""
+    try:
+        message = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ProtocolError(PARSE_ERROR, f"not JSON: {e}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(INVALID_REQUEST, "a request is a JSON object")
+    rid = message.get("id")
+    if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (int, str))):
+        raise ProtocolError(INVALID_REQUEST, "id must be a number or a string")
+    method = message.get("method")
+    if not isinstance(method, str) or not method:
+        raise ProtocolError(INVALID_REQUEST, "method must be a non-empty string", id=rid)
+    params = message.get("params", {})
+    if not isinstance(params, dict):
+        raise ProtocolError(INVALID_REQUEST, "params must be an object", id=rid)
+    unknown = set(message) - {"id", "method", "params"}
+    if unknown:
+        raise ProtocolError(INVALID_REQUEST, f"unknown member(s) {sorted(unknown)}", id=rid)
+    return Request(rid, method, params)
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+def result_line(rid: Any, result: Any) -> bytes:
+    return encode({"id": rid, "result": result})
+
+
+def error_line(rid: Any, code: int, message: str, **data: Any) -> bytes:
+    return encode({"id": rid, "error": {"code": code, "message": message, **data}})
+
+
+def event_line(rid: Any, kind: str, data: Mapping[str, Any], time: float | None = None) -> bytes:
+    body: dict[str, Any] = {"id": rid, "event": kind, "data": dict(data)}
+    if time is not None:
+        body["time"] = time
+    return encode(body)
+
+
+class Params:
+    """A request's params with typed getters; a wrong one is INVALID_PARAMS naming it."""
+
+    def __init__(self, params: Mapping[str, Any], known: tuple[str, ...]) -> None:
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ProtocolError(
+                INVALID_PARAMS,
+                f"unknown param(s) {', '.join(unknown)}; this method takes "
+                + (", ".join(known) or "none"),
+            )
+        self.params = params
+
+    def _bad(self, name: str, why: str) -> ProtocolError:
+        return ProtocolError(INVALID_PARAMS, f"params.{name}: {why}")
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        if name not in self.params or self.params[name] is None:
+            if default is ...:
+                raise self._bad(name, "is required")
+            return default
+        value = self.params[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self._bad(name, f"must be {_names(kinds)}, not a boolean")
+        if not isinstance(value, kinds):
+            raise self._bad(name, f"must be {_names(kinds)}, not {type(value).__name__}")
+        return value
+
+    def path(self, name: str = "path", default: str | None = None) -> Path:
+        text = self.get(name, str, ... if default is None else default)
+        try:
+            return Path.parse(text)
+        except LwM2MError as e:
+            raise self._bad(name, str(e)) from None
+
+    def node(self, name: str = "node") -> NodeId:
+        try:
+            return NodeId.parse(self.get(name, str, ...))
+        except NodeIdError as e:
+            raise self._bad(name, str(e)) from None
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        value = float(self.get(name, (int, float), default))
+        if not low <= value <= high:
+            raise self._bad(name, f"must be between {low:g} and {high:g}, not {value:g}")
+        return value
+
+    def server(self) -> int | None:
+        ssid = self.get("server", int)
+        if ssid is not None and not 1 <= ssid <= 65534:
+            raise self._bad("server", f"short server ID {ssid} is outside 1..65534")
+        return ssid  # type: ignore[no-any-return]
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
+
+
+# -- peer credentials ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer_of(sock: socket.socket) -> Peer:
+    pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return Peer(pid, uid, gid)
+
+
+def peer_allowed(peer: Peer, *, own_uid: int, group: int | None, groups: frozenset[int]) -> bool:
+    """Root, the daemon's own user, or a member of ``group`` (the socket's group): its
+    primary group, or one of ``groups``, the peer user's supplementary groups."""
+    if peer.uid in (0, own_uid):
+        return True
+    if group is None:
+        return False
+    return peer.gid == group or group in groups
+
+
+def user_groups(uid: int) -> frozenset[int]:
+    """The groups ``uid`` is a member of, from the user and group databases."""
+    try:
+        user = pwd.getpwuid(uid)
+    except KeyError:
+        return frozenset()
+    return frozenset(os.getgrouplist(user.pw_name, user.pw_gid))
+
+
+# -- the server ------------------------------------------------------------------------------
+
+Handler = Callable[[Params, "Connection"], Awaitable[Any]]
+
+
+class Connection:
+    """One client connection: its writer (serialised), its peer and its subscription."""
+
+    def __init__(self, writer: asyncio.StreamWriter, peer: Peer) -> None:
+        self.writer = writer
+        self.peer = peer
+        self.lock = asyncio.Lock()
+        self.rid: Any = None
+        self.forwarder: asyncio.Task[None] | None = None
+
+    async def send(self, line: bytes) -> None:
+        async with self.lock:
+            self.writer.write(line)
+            await self.writer.drain()
+
+    async def event(self, kind: str, data: Mapping[str, Any], time: float | None = None) -> None:
+        await self.send(event_line(self.rid, kind, data, time))
+
+
+class ControlServer:
+    """Serves ``gateway`` on ``path`` (see the module docstring)."""
+
+    def __init__(self, gateway: Gateway, path: FsPath, *, group: str = SOCKET_GROUP) -> None:
+        self.gateway = gateway
+        self.path = path
+        self.group_name = group
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._own_uid = os.getuid()
+        self._methods: dict[str, tuple[tuple[str, ...], Handler]] = {
+            "status": ((), self._status),
+            "nodes": ((), self._nodes),
+            "node.show": (("node",), self._node_show),
+            "scan": (("seconds", "transport"), self._scan),
+            "pair": (("node", "name", "profile", "sleepy", "keys"), self._pair),
+            "unpair": (("node",), self._unpair),
+            "permit_join": (("seconds",), self._permit_join),
+            "ls": (("path",), self._ls),
+            "read": (("path",), self._read),
+            "write": (("path", "value"), self._write),
+            "exec": (("path", "args"), self._exec),
+            "create": (("path",), self._create),
+            "delete": (("path",), self._delete),
+            "observe.list": (("server",), self._observe_list),
+            "send": (("paths", "server"), self._send),
+            "update": (("server",), self._update),
+            "start": ((), self._start),
+            "stop": ((), self._stop),
+            "subscribe": (("events",), self._subscribe),
+            "unsubscribe": ((), self._unsubscribe),
+            # The desired-state queue (writes and executes waiting for a sleepy node) comes
+            # with node operations; until then this method says so instead of answering [].
+            "commands.pending": (("node",), self._commands_pending),
+        }
+
+    @property
+    def methods(self) -> list[str]:
+        return sorted(self._methods)
+
+    async def start(self) -> None:
+        """Listen; a live socket at ``path`` means another daemon runs (OperationFailed)."""
+        self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():
+            if await _answers(self.path):
+                raise OperationFailed(f"{self.path}: another bridged is running")
+            self.path.unlink()
+        old = os.umask(0o117)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=MAX_LINE
+            )
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o660)
+        try:
+            os.chown(self.path, -1, grp.getgrnam(self.group_name).gr_gid)
+        except KeyError:
+            log.debug("no group %s: the control socket keeps the daemon's group", self.group_name)
+        except PermissionError:
+            log.debug("not allowed to give the control socket to group %s", self.group_name)
+        log.info("control socket on %s", self.path)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for task in list(self._connections):
+            task.cancel()
+        for task in list(self._connections):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        conn: Connection | None = None
+        try:
+            peer = peer_of(writer.get_extra_info("socket"))
+            conn = Connection(writer, peer)
+            if not self._allowed(peer):
+                log.warning("control socket: uid %d (pid %d) refused", peer.uid, peer.pid)
+                await conn.send(
+                    error_line(None, REFUSED, f"uid {peer.uid} may not use {self.path}")
+                )
+                return
+            while True:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError:
+                    return
+                except asyncio.LimitOverrunError:
+                    await conn.send(
+                        error_line(None, INVALID_REQUEST, f"a request is at most {MAX_LINE} bytes")
+                    )
+                    return
+                if line.strip():
+                    await self.handle(line, conn)
+        except (ConnectionError, BrokenPipeError):
+            pass
+        finally:
+            if conn is not None:
+                await self._end_subscription(conn)
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def _allowed(self, peer: Peer) -> bool:
+        try:
+            group: int | None = os.stat(self.path).st_gid
+        except OSError:
+            group = None
+        groups = user_groups(peer.uid) if peer.uid not in (0, self._own_uid) else frozenset()
+        return peer_allowed(peer, own_uid=self._own_uid, group=group, groups=groups)
+
+    async def handle(self, line: bytes, conn: Connection) -> None:
+        """Serve one request line, answering on ``conn``."""
+        rid = None
+        try:
+            request = parse_request(line)
+            rid = request.id
+            entry = self._methods.get(request.method)
+            if entry is None:
+                raise ProtocolError(
+                    METHOD_NOT_FOUND,
+                    f"unknown method {request.method!r}; known: {', '.join(self.methods)}",
+                )
+            known, handler = entry
+            params = Params(request.params, known)
+            conn.rid = rid
+            result = await handler(params, conn)
+        except ProtocolError as e:
+            await conn.send(error_line(e.data.get("id", rid), e.code, e.message))
+        except LwM2MError as e:
+            await conn.send(error_line(rid, FAILED, str(e), coap=e.code_text))
+        except OperationFailed as e:
+            await conn.send(error_line(rid, FAILED, str(e)))
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            log.exception("control request %r failed", line[:200])
+            await conn.send(error_line(rid, INTERNAL_ERROR, f"{type(e).__name__}: {e}"))
+        else:
+            await conn.send(result_line(rid, result))
+
+    def _audit(self, conn: Connection, what: str) -> None:
+        log.info("control: %s (uid %d, pid %d)", what, conn.peer.uid, conn.peer.pid)
+
+    # -- methods -----------------------------------------------------------------------------
+
+    async def _status(self, p: Params, conn: Connection) -> Any:
+        status = self.gateway.status()
+        status["summary"] = status_line(status)
+        return status
+
+    async def _nodes(self, p: Params, conn: Connection) -> Any:
+        return self.gateway.node_list()
+
+    async def _node_show(self, p: Params, conn: Connection) -> Any:
+        return self.gateway.node(p.node())
+
+    async def _scan(self, p: Params, conn: Connection) -> Any:
+        """Stream what is heard for ``seconds``, with a progress line each second."""
+        seconds = p.number("seconds", 10.0, 0.1, MAX_SCAN)
+        transport = p.get("transport", str)
+        sub = self.gateway.events.subscribe(["node.heard"])
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        heard: dict[str, dict[str, Any]] = {}
+        try:
+            while (left := start + seconds - loop.time()) > 0:
+                await conn.event(
+                    "progress", {"elapsed": seconds - left, "seconds": seconds, "heard": len(heard)}
+                )
+                tick = loop.time() + min(left, 1.0)
+                while (wait := tick - loop.time()) > 0:
+                    try:
+                        async with asyncio.timeout(wait):
+                            event = await sub.get()
+                    except TimeoutError:
+                        break
+                    if event is None:
+                        raise OperationFailed("the scan fell behind what is heard")
+                    node = dict(event.data)
+                    if transport is not None and not node["id"].startswith(f"{transport}:"):
+                        continue
+                    node["paired"] = NodeId.parse(node["id"]) in self.gateway.registry.live
+                    if node["id"] not in heard:
+                        await conn.event("node.heard", node, event.time)
+                    heard[node["id"]] = node
+        finally:
+            sub.close()
+        await conn.event("progress", {"elapsed": seconds, "seconds": seconds, "heard": len(heard)})
+        return sorted(heard.values(), key=lambda n: (-(n["rssi"] or -999), n["id"]))
+
+    async def _pair(self, p: Params, conn: Connection) -> Any:
+        node = p.node()
+        keys = p.get("keys", dict, {})
+        secrets = {}
+        for name, text in keys.items():
+            if not isinstance(text, str):
+                raise ProtocolError(INVALID_PARAMS, f"params.keys.{name}: must be hex text")
+            try:
+                secrets[name] = Secret.from_hex(text)
+            except ValueError as e:
+                raise ProtocolError(INVALID_PARAMS, f"params.keys.{name}: {e}") from None
+        self._audit(conn, f"pair {node}")
+        return self.gateway.pair(
+            node,
+            name=p.get("name", str),
+            profile=p.get("profile", str, ""),
+            sleepy=p.get("sleepy", bool, False),
+            secrets=secrets,
+        )
+
+    async def _unpair(self, p: Params, conn: Connection) -> Any:
+        node = p.node()
+        self._audit(conn, f"unpair {node}")
+        self.gateway.unpair(node)
+        return {"unpaired": str(node)}
+
+    async def _permit_join(self, p: Params, conn: Connection) -> Any:
+        seconds = p.number("seconds", 60.0, 0.0, MAX_SCAN)
+        self._audit(conn, f"permit-join {seconds:g} s")
+        return {"seconds": self.gateway.permit_join(seconds)}
+
+    async def _ls(self, p: Params, conn: Connection) -> Any:
+        return self.gateway.ls(p.path(default="/"))
+
+    async def _read(self, p: Params, conn: Connection) -> Any:
+        return self.gateway.read(p.path())
+
+    async def _write(self, p: Params, conn: Connection) -> Any:
+        path = p.path()
+        value = p.get("value", (str, int, float, bool), ...)
+        text = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        self._audit(conn, f"write {path}")
+        self.gateway.write(path, text)
+        return {"written": str(path)}
+
+    async def _exec(self, p: Params, conn: Connection) -> Any:
+        path = p.path()
+        self._audit(conn, f"exec {path}")
+        self.gateway.execute(path, p.get("args", str, ""))
+        return {"executed": str(path)}
+
+    async def _create(self, p: Params, conn: Connection) -> Any:
+        path = p.path()
+        self._audit(conn, f"create {path}")
+        return {"created": self.gateway.create(path)}
+
+    async def _delete(self, p: Params, conn: Connection) -> Any:
+        path = p.path()
+        self._audit(conn, f"delete {path}")
+        self.gateway.delete(path)
+        return {"deleted": str(path)}
+
+    async def _observe_list(self, p: Params, conn: Connection) -> Any:
+        return self.gateway.observations(p.server())
+
+    async def _send(self, p: Params, conn: Connection) -> Any:
+        texts = p.get("paths", list, ...)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ProtocolError(INVALID_PARAMS, "params.paths: must be a non-empty list of paths")
+        try:
+            paths = [Path.parse(t) for t in texts]
+        except LwM2MError as e:
+            raise ProtocolError(INVALID_PARAMS, f"params.paths: {e}") from None
+        outcome = await self.gateway.send(paths, p.server())
+        result = {
+            "server": outcome.server,
+            "status": outcome.status.value,
+            "records": outcome.records,
+            "detail": outcome.detail,
+        }
+        self.gateway.events.publish("send", **result)
+        if not outcome.delivered:
+            raise OperationFailed(
+                f"send to {outcome.server}: {outcome.status.value} {outcome.detail}"
+            )
+        return result
+
+    async def _update(self, p: Params, conn: Connection) -> Any:
+        return {"updating": self.gateway.update(p.server())}
+
+    async def _start(self, p: Params, conn: Connection) -> Any:
+        self._audit(conn, "start (register)")
+        await self.gateway.start_client()
+        return {"lwm2m": "started"}
+
+    async def _stop(self, p: Params, conn: Connection) -> Any:
+        self._audit(conn, "stop (de-register)")
+        await self.gateway.stop_client()
+        return {"lwm2m": "stopped"}
+
+    async def _subscribe(self, p: Params, conn: Connection) -> Any:
+        kinds = p.get("events", list)
+        if kinds is not None and not all(isinstance(k, str) for k in kinds):
+            raise ProtocolError(INVALID_PARAMS, "params.events: must be a list of event kinds")
+        await self._end_subscription(conn)
+        sub = self.gateway.events.subscribe(kinds)
+        conn.forwarder = asyncio.create_task(self._forward(sub, conn, conn.rid))
+        return {"subscribed": kinds or "all"}
+
+    async def _unsubscribe(self, p: Params, conn: Connection) -> Any:
+        await self._end_subscription(conn)
+        return {"subscribed": None}
+
+    async def _commands_pending(self, p: Params, conn: Connection) -> Any:
+        raise ProtocolError(
+            NOT_AVAILABLE, "the desired-state queue is not available in this build of bridged"
+        )
+
+    async def _forward(self, sub: Any, conn: Connection, rid: Any) -> None:
+        try:
+            while (event := await sub.get()) is not None:
+                await conn.send(event_line(rid, event.kind, event.data, event.time))
+            if sub.overflowed:
+                await conn.send(error_line(rid, FAILED, "subscription dropped: too far behind"))
+        except (ConnectionError, BrokenPipeError):
+            pass
+        finally:
+            sub.close()
+
+    async def _end_subscription(self, conn: Connection) -> None:
+        task, conn.forwarder = conn.forwarder, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _answers(path: FsPath) -> bool:
+    """Whether something listens on the Unix socket ``path``."""
+    try:
+        _, writer = await asyncio.open_unix_connection(str(path))
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return True

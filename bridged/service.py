@@ -1,0 +1,156 @@
+"""systemd integration: readiness, status and the watchdog (sd_notify).
+
+Under ``Type=notify`` systemd waits for ``READY=1``, shows the last ``STATUS=`` line in
+``systemctl status``, and, with ``WatchdogSec=``, kills and restarts a daemon that stops sending
+``WATCHDOG=1``. The watchdog ping must prove that the daemon works, not only that the process
+lives, so it is sent from a health check (``run_watchdog``): the event loop woke on time, the
+node registry's group commit ran recently and the state database took a write. A failed check
+withholds the ping; systemd then restarts the daemon.
+
+Messages go through python-systemd's ``systemd.daemon.notify`` when it is installed, else
+straight to ``$NOTIFY_SOCKET`` (the protocol is one datagram of ``KEY=value`` lines). Outside
+systemd (no ``$NOTIFY_SOCKET``) nothing is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _socket_notify(message: str, environ: Mapping[str, str]) -> bool:
+    """The notify protocol without libsystemd: one datagram to ``$NOTIFY_SOCKET`` (a path,
+    or ``@name`` for an abstract socket)."""
+    address = environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.sendto(message.encode(), address)
+    except OSError as e:
+        log.warning("sd_notify to %s failed: %s", environ.get("NOTIFY_SOCKET"), e)
+        return False
+    return True
+
+
+def _sender(environ: Mapping[str, str]) -> Callable[[str], bool]:
+    if environ is os.environ:
+        try:
+            from systemd import daemon  # python-systemd, the sd_notify of libsystemd
+        except ImportError:
+            pass
+        else:
+            return lambda message: bool(daemon.notify(message))
+    return lambda message: _socket_notify(message, environ)
+
+
+class Notifier:
+    """Sends sd_notify messages when running under systemd; a no-op otherwise.
+
+    ``environ`` other than ``os.environ`` (tests) always uses the socket path directly, since
+    libsystemd reads the real environment."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+        self.enabled = bool(self.environ.get("NOTIFY_SOCKET"))
+        self._send = _sender(self.environ)
+        self._status: str | None = None
+        self._ready = False
+
+    def notify(self, *fields: str) -> bool:
+        if not self.enabled:
+            return False
+        return self._send("\n".join(fields))
+
+    def ready(self, status: str) -> None:
+        self._status = status
+        self._ready = True
+        self.notify("READY=1", f"STATUS={status}")
+
+    def status(self, status: str) -> None:
+        """Send ``STATUS=`` when it differs from the last one sent; before READY=1 the status
+        goes with it."""
+        if self._ready and status != self._status:
+            self._status = status
+            self.notify(f"STATUS={status}")
+
+    def stopping(self) -> None:
+        self.notify("STOPPING=1", "STATUS=stopping: de-registering")
+
+    def reloading(self) -> None:
+        self.notify("RELOADING=1")
+
+
+def watchdog_interval(environ: Mapping[str, str], pid: int) -> float | None:
+    """Seconds between two pings: half of ``$WATCHDOG_USEC``, or None when systemd does not
+    watch this process (no or bad ``$WATCHDOG_USEC``, or ``$WATCHDOG_PID`` is another's)."""
+    usec = environ.get("WATCHDOG_USEC", "")
+    owner = environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if owner and (not owner.isdigit() or int(owner) != pid):
+        return None
+    return int(usec) / 2e6
+
+
+def loop_lag_problem(lag: float, limit: float) -> str | None:
+    """The event loop woke ``lag`` seconds late: a problem once beyond ``limit``."""
+    if lag > limit:
+        return f"the event loop is {lag:.2f} s late"
+    return None
+
+
+async def run_watchdog(
+    notifier: Notifier,
+    interval: float,
+    health: Callable[[], list[str]],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Ping ``WATCHDOG=1`` every ``interval`` seconds while healthy (see the module docstring).
+
+    A loop that wakes more than ``interval`` late counts as unhealthy: by then systemd's
+    timeout is close, and something is blocking the loop."""
+    failing: list[str] = []
+    while True:
+        before = clock()
+        await asyncio.sleep(interval)
+        problems = health()
+        late = loop_lag_problem(clock() - before - interval, interval)
+        if late is not None:
+            problems.append(late)
+        if not problems:
+            notifier.notify("WATCHDOG=1")
+            if failing:
+                log.info("health check passes again")
+        elif problems != failing:
+            log.error("health check fails, watchdog ping withheld: %s", "; ".join(problems))
+        failing = problems
+
+
+def status_line(status: Mapping[str, Any]) -> str:
+    """The one-line summary of ``Gateway.status()`` that ``systemctl status`` shows."""
+    servers = status.get("servers", [])
+    registered = [s for s in servers if s.get("registered")]
+    if status.get("lwm2m") == "stopped":
+        lwm2m = "LwM2M stopped"
+    elif servers and len(registered) == len(servers):
+        lwm2m = "registered to " + ", ".join(s["uri"] for s in registered)
+    elif registered:
+        lwm2m = f"registered to {len(registered)}/{len(servers)} servers"
+    elif servers:
+        first = servers[0]
+        lwm2m = f"LwM2M {first.get('state', 'starting')} ({first['uri']})"
+    else:
+        lwm2m = "LwM2M bootstrapping"
+    nodes = status.get("nodes", {})
+    return f"{lwm2m}; {nodes.get('paired', 0)} nodes paired, {nodes.get('reachable', 0)} reachable"

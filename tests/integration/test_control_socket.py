@@ -1,0 +1,218 @@
+"""The control socket served in-process by a real Gateway (SQLite in tmp_path, the simulated
+transport, the in-repo LwM2M server): the streamed methods (scan, subscribe), the tree
+operations, the errors, and the socket's mode."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from clients import FAST_RETRY
+
+from bridged.app import Gateway
+from bridged.config import Config, ConfigError, GatewaySection, StoreSection, TransportSection
+from bridged.control import FAILED, INVALID_PARAMS, METHOD_NOT_FOUND, NOT_AVAILABLE, ControlServer
+from bridged.engine.client import ServerConfig
+from peers.gateway import FACTS
+from peers.lwm2m_server import LwM2MTestServer
+
+
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.next_id = 0
+
+    async def request(self, method: str, **params: Any) -> int:
+        self.next_id += 1
+        line = {"id": self.next_id, "method": method, "params": params}
+        self.writer.write(json.dumps(line).encode() + b"\n")
+        await self.writer.drain()
+        return self.next_id
+
+    async def line(self, timeout: float = 10.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            data = await self.reader.readline()
+        assert data, "the daemon closed the connection"
+        message: dict[str, Any] = json.loads(data)
+        return message
+
+    async def answer(self, rid: int) -> dict[str, Any]:
+        """The final answer to request ``rid`` (events before it are skipped)."""
+        while True:
+            message = await self.line()
+            if message.get("id") == rid and "event" not in message:
+                return message
+
+    async def call(self, method: str, **params: Any) -> Any:
+        answer = await self.answer(await self.request(method, **params))
+        assert "result" in answer, answer
+        return answer["result"]
+
+    async def error(self, method: str, **params: Any) -> dict[str, Any]:
+        answer = await self.answer(await self.request(method, **params))
+        assert "error" in answer, answer
+        error: dict[str, Any] = answer["error"]
+        return error
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, server: LwM2MTestServer) -> AsyncIterator[Gateway]:
+    config = Config(
+        path=tmp_path / "bridged.toml",
+        gateway=GatewaySection(
+            "gw-control", state_dir=tmp_path / "state", runtime_dir=tmp_path / "run"
+        ),
+        servers=(ServerConfig(server.uri, request_timeout=5, retry=FAST_RETRY),),
+        transports=(TransportSection("sim", MappingProxyType({"nodes": 3, "interval": 0.1})),),
+    )
+    gw = Gateway(config, facts=FACTS)
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
+@pytest.fixture
+async def control(gateway: Gateway, tmp_path: Path) -> AsyncIterator[ControlServer]:
+    srv = ControlServer(gateway, tmp_path / "run" / "control.sock")
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+@pytest.fixture
+async def conn(control: ControlServer) -> AsyncIterator[Connection]:
+    reader, writer = await asyncio.open_unix_connection(str(control.path))
+    try:
+        yield Connection(reader, writer)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_the_socket_is_0660(control: ControlServer) -> None:
+    assert stat.S_IMODE(control.path.stat().st_mode) == 0o660
+    assert stat.S_ISSOCK(control.path.stat().st_mode)
+
+
+async def test_a_second_daemon_on_the_same_socket_is_refused(
+    control: ControlServer, gateway: Gateway
+) -> None:
+    with pytest.raises(Exception, match="another bridged is running"):
+        await ControlServer(gateway, control.path).start()
+
+
+async def test_scan_streams_progress_and_what_is_heard(conn: Connection) -> None:
+    rid = await conn.request("scan", seconds=1.5)
+    progress, heard = [], []
+    while True:
+        message = await conn.line()
+        if message.get("event") == "progress":
+            progress.append(message["data"])
+        elif message.get("event") == "node.heard":
+            heard.append(message["data"]["id"])
+        else:
+            break
+    assert message["id"] == rid
+    result = message["result"]
+    assert {n["id"] for n in result} == {"sim:0001", "sim:0002", "sim:0003"} == set(heard)
+    assert all(not n["paired"] for n in result)
+    assert progress[0]["elapsed"] < 1.5 and progress[-1]["elapsed"] == 1.5 and len(progress) >= 2
+    assert progress[-1]["heard"] == 3
+    assert [p["elapsed"] for p in progress] == sorted(p["elapsed"] for p in progress)
+
+
+async def test_subscribe_streams_pairing_and_readings(conn: Connection, gateway: Gateway) -> None:
+    await conn.call("subscribe", events=["node", "readings"])
+    result = await conn.call("pair", node="sim:0002", name="shed", keys={"bindkey": "00ff"})
+    assert result["name"] == "shed"
+    kinds: dict[str, dict[str, Any]] = {}
+    while "readings" not in kinds:
+        message = await conn.line()
+        if "event" in message:
+            kinds[message["event"]] = message["data"]
+    assert kinds["node.paired"] == {"id": "sim:0002", "name": "shed"}
+    assert kinds["readings"]["id"] == "sim:0002"
+    shown = await conn.call("node.show", node="sim:0002")
+    assert shown["secrets"] == ["bindkey"]  # names only: a key never leaves the daemon
+    assert "00ff" not in json.dumps(shown)
+    await conn.call("unsubscribe")
+    await conn.call("unpair", node="sim:0002")
+
+
+async def test_tree_operations(conn: Connection, gateway: Gateway) -> None:
+    assert await conn.call("create", path="/3303") == {"created": "/3303/0"}
+    await conn.call("write", path="/3303/0/5700", value=21.5)
+    assert await conn.call("read", path="/3303/0/5700") == [{"path": "/3303/0/5700", "value": 21.5}]
+    resources = await conn.call("ls", path="/3303/0")
+    assert {"path": "/3303/0/5700", "name": "Sensor Value", "operations": "R"} in resources
+    error = await conn.error("exec", path="/3303/0/5700")
+    assert error["code"] == FAILED and error["coap"] == "4.05"
+    await conn.call("delete", path="/3303/0")
+    error = await conn.error("read", path="/3303/0")
+    assert error["coap"] == "4.04"
+
+
+async def test_errors(conn: Connection) -> None:
+    assert (await conn.error("frobnicate"))["code"] == METHOD_NOT_FOUND
+    error = await conn.error("read", pth="/3")
+    assert error["code"] == INVALID_PARAMS and "pth" in error["message"]
+    error = await conn.error("commands.pending")
+    assert error["code"] == NOT_AVAILABLE and "desired-state queue" in error["message"]
+    error = await conn.error("send", paths=[])
+    assert error["code"] == INVALID_PARAMS
+    conn.writer.write(b"{not json\n")
+    message = await conn.line()
+    assert message["error"]["code"] == -32700
+    # The connection survives a bad line.
+    assert (await conn.call("status"))["endpoint"] == "gw-control"
+
+
+async def test_observe_list_send_and_update(
+    conn: Connection, gateway: Gateway, server: LwM2MTestServer
+) -> None:
+    await server.next_event("register")
+    async with asyncio.timeout(10):  # the client has the server's answer
+        while not (await conn.call("status"))["servers"][0]["registered"]:
+            await asyncio.sleep(0.01)
+    observation = server.observe("gw-control", "/3/0/13")
+    await observation.response
+    listed = await conn.call("observe.list")
+    assert listed[0]["observations"] == [["/3/0/13"]]
+    result = await conn.call("send", paths=["/3/0/0"])
+    assert result["status"] == "delivered"
+    send = await server.next_event("send")
+    assert [r.name for r in send.records] == ["/3/0/0"]
+    assert (await conn.call("update"))["updating"] == [server.uri]
+    await server.next_event("update")
+    error = await conn.error("update", server=9)
+    assert error["code"] == FAILED and "9" in error["message"]
+    observation.observation.cancel()
+
+
+async def test_reload_applies_what_it_can(gateway: Gateway) -> None:
+    old = gateway.config
+    sim = TransportSection("sim", MappingProxyType({"nodes": 1, "interval": 0.1}))
+    moved = ServerConfig("coap://127.0.0.1:9", short_server_id=2)
+    pending = await gateway.reload(
+        replace(old, transports=(sim,), store=StoreSection(max_readings=10), servers=(moved,))
+    )
+    assert pending == ["server"]
+    assert gateway.config.servers == old.servers  # kept until a restart
+    assert gateway.readings.bounds.max_count == 10
+    assert gateway.transport_state == {"sim": "up"}
+    assert len(gateway.transports["sim"].nodes) == 1  # type: ignore[attr-defined]
+    bad = TransportSection("sim", MappingProxyType({"nodes": -1}))
+    with pytest.raises(ConfigError, match=r"transport\.sim"):
+        await gateway.reload(replace(old, transports=(bad,)))
+    assert gateway.config.transports == (sim,) and gateway.transport_state == {"sim": "up"}

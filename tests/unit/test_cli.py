@@ -1,0 +1,270 @@
+"""bridgectl: exit codes, --json, tables, the scan progress bar, and its fast start.
+
+The daemon side is a scripted Unix socket server in a thread (the CLI's own logic is under
+test here; tests/integration/test_daemon.py runs bridgectl against the real daemon)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridged import cli
+
+HEAVY = ("aiocoap", "bleak", "serial", "bridged.engine", "bridged.app", "cbor2", "sqlite3")
+
+
+class ScriptedDaemon:
+    """Answers each request line with ``answer(request)`` (a list of lines to send)."""
+
+    def __init__(self, path: Path, answer: Callable[[dict[str, Any]], list[dict[str, Any]]]):
+        self.path = path
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rwb") as f:
+                for line in f:
+                    request = json.loads(line)
+                    self.requests.append(request)
+                    for message in self.answer(request):
+                        f.write(json.dumps(message).encode() + b"\n")
+                    f.flush()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def socket_path(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "control.sock"
+
+
+def run(socket_path: Path, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        code = cli.main(["--socket", str(socket_path), *argv])
+    finally:
+        sys.stdout, sys.stderr = old
+    return code, out.getvalue(), err.getvalue()
+
+
+def daemon(socket_path: Path, result: Any = None, error: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    def answer(request: dict[str, Any]) -> list[dict[str, Any]]:
+        if error is not None:
+            return [{"id": request["id"], "error": error}]
+        return [{"id": request["id"], "result": result}]
+
+    return ScriptedDaemon(socket_path, answer)
+
+
+NODES = [
+    {
+        "id": "sim:0001",
+        "name": "porch",
+        "profile": "sim",
+        "reachable": True,
+        "rssi": -60,
+        "battery": None,
+        "age": 75.0,
+    }
+]
+
+
+def test_json_output_is_the_result(socket_path: Path) -> None:
+    d = daemon(socket_path, NODES)
+    try:
+        code, out, _ = run(socket_path, "--json", "nodes")
+    finally:
+        d.close()
+    assert code == cli.EXIT_OK
+    assert json.loads(out) == NODES
+    assert d.requests == [{"id": 1, "method": "nodes", "params": {}}]
+
+
+def test_tables_by_default(socket_path: Path) -> None:
+    d = daemon(socket_path, NODES)
+    try:
+        code, out, _ = run(socket_path, "nodes")
+    finally:
+        d.close()
+    assert code == cli.EXIT_OK
+    header, row = out.splitlines()
+    assert header.split() == [
+        "NODE",
+        "NAME",
+        "PROFILE",
+        "REACHABLE",
+        "RSSI",
+        "BATTERY",
+        "LAST",
+        "SEEN",
+    ]
+    assert row.split() == ["sim:0001", "porch", "sim", "yes", "-60", "-", "1m", "ago"]
+
+
+def test_a_failed_operation_exits_1_with_the_daemons_message(socket_path: Path) -> None:
+    d = daemon(socket_path, error={"code": 1, "message": "/9/9 does not exist", "coap": "4.04"})
+    try:
+        code, out, err = run(socket_path, "read", "/9/9")
+    finally:
+        d.close()
+    assert code == cli.EXIT_FAILED and out == ""
+    assert err.strip() == "bridgectl: /9/9 does not exist (4.04)"
+
+
+def test_params_the_daemon_refuses_exit_2(socket_path: Path) -> None:
+    d = daemon(socket_path, error={"code": -32602, "message": "params.path: bad"})
+    try:
+        code, _, err = run(socket_path, "read", "/x")
+    finally:
+        d.close()
+    assert code == cli.EXIT_USAGE and "params.path" in err
+
+
+def test_bad_arguments_exit_2(socket_path: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--socket", str(socket_path), "permit-join", "soon"])
+    assert info.value.code == cli.EXIT_USAGE
+    with pytest.raises(SystemExit) as info:
+        cli.main(["frobnicate"])
+    assert info.value.code == cli.EXIT_USAGE
+
+
+def test_no_daemon_exits_3(socket_path: Path, tmp_path: Path) -> None:
+    code, _, err = run(socket_path, "status")
+    assert code == cli.EXIT_NOT_RUNNING and "not running" in err
+    # A socket file nobody listens on (a daemon that died) is the same.
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(socket_path))
+    stale.close()
+    code, _, err = run(socket_path, "status")
+    assert code == cli.EXIT_NOT_RUNNING
+
+
+def test_the_socket_comes_from_the_environment(
+    socket_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = daemon(socket_path, {"lwm2m": "stopped"})
+    monkeypatch.setenv("BRIDGED_SOCKET", str(socket_path))
+    try:
+        assert cli.main(["stop"]) == cli.EXIT_OK
+    finally:
+        d.close()
+
+
+def test_every_method_has_a_subcommand(socket_path: Path) -> None:
+    """Each subcommand sends the method of the control socket it stands for."""
+    commands = {
+        ("status",): "status",
+        ("nodes",): "nodes",
+        ("node", "show", "sim:1"): "node.show",
+        ("scan", "--seconds", "1"): "scan",
+        ("pair", "sim:1", "--key", "bindkey=00"): "pair",
+        ("unpair", "sim:1"): "unpair",
+        ("permit-join", "30"): "permit_join",
+        ("ls",): "ls",
+        ("read", "/3"): "read",
+        ("write", "/3/0/15", "x"): "write",
+        ("exec", "/3/0/4"): "exec",
+        ("create", "/3303"): "create",
+        ("delete", "/3303/0"): "delete",
+        ("observe", "list"): "observe.list",
+        ("send", "/3/0/0"): "send",
+        ("update",): "update",
+        ("start",): "start",
+        ("stop",): "stop",
+        ("commands",): "commands.pending",
+    }
+    d = daemon(socket_path, error={"code": 1, "message": "no"})
+    try:
+        for argv, method in commands.items():
+            assert run(socket_path, *argv)[0] == cli.EXIT_FAILED
+            assert d.requests[-1]["method"] == method, argv
+    finally:
+        d.close()
+    assert d.requests[4]["params"] == {
+        "node": "sim:1",
+        "profile": "",
+        "sleepy": False,
+        "keys": {"bindkey": "00"},
+    }
+
+
+def test_scan_streams_progress_on_a_terminal(socket_path: Path) -> None:
+    def answer(request: dict[str, Any]) -> list[dict[str, Any]]:
+        rid = request["id"]
+        heard = {"id": "sim:1", "name": "a", "rssi": -50, "profile": "sim", "paired": False}
+        return [
+            {"id": rid, "event": "progress", "data": {"elapsed": 0, "seconds": 2, "heard": 0}},
+            {"id": rid, "event": "node.heard", "data": heard},
+            {"id": rid, "event": "progress", "data": {"elapsed": 2, "seconds": 2, "heard": 1}},
+            {"id": rid, "result": [heard]},
+        ]
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    d = ScriptedDaemon(socket_path, answer)
+    out, err = io.StringIO(), Terminal()
+    try:
+        args = cli.build_parser().parse_args(["scan", "--seconds", "2"])
+        client = cli.Client(str(socket_path), 5)
+        try:
+            assert cli.run(args, client, out, err) == cli.EXIT_OK
+        finally:
+            client.close()
+    finally:
+        d.close()
+    frames = err.getvalue().split("\r")
+    assert frames[1].startswith("scanning [....") and "0/2 s, 0 heard" in frames[1]
+    assert frames[2].startswith("scanning [####") and "2/2 s, 1 heard" in frames[2]
+    assert "sim:1" in out.getvalue().splitlines()[1]
+
+
+def test_progress_bar() -> None:
+    assert cli.progress_bar(5, 10, 3, width=10) == "scanning [#####.....] 5/10 s, 3 heard"
+    assert cli.progress_bar(12, 10, 0, width=4) == "scanning [####] 12/10 s, 0 heard"
+
+
+def test_help_documents_the_exit_codes() -> None:
+    text = cli.build_parser().format_help()
+    for code in ("0  done", "1  the operation failed", "2  bad argument", "3  the daemon is not"):
+        assert code in text
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """``bridgectl --help`` loads only the standard library and bridged/cli.py."""
+    probe = (
+        "import sys\n"
+        "from bridged import cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print([m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m in {HEAVY!r}])\n"
+    )
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,244 @@
+"""The configuration loader: defaults, every refusal naming file + key + why, and the
+annotated example (packaging/bridged.toml) documenting exactly the keys the loader knows."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridged.config import (
+    KNOWN_KEYS,
+    ConfigError,
+    default_endpoint,
+    load,
+    parse,
+    parse_duration,
+)
+from bridged.engine.client import ServerConfig
+from bridged.store.readings import Bounds
+
+EXAMPLE = Path(__file__).parents[2] / "packaging" / "bridged.toml"
+FILE = Path("/etc/bridged/bridged.toml")
+SERVER = {"uri": "coap://127.0.0.1:5683"}
+
+
+def config(**tables: Any) -> Any:
+    data: dict[str, Any] = {"server": [dict(SERVER)], **tables}
+    return parse(data, FILE, endpoint_default=lambda: "bridged-test")
+
+
+def refusal(data: dict[str, Any]) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse(data, FILE, endpoint_default=lambda: "bridged-test")
+    return info.value
+
+
+def test_defaults() -> None:
+    c = config()
+    assert c.gateway.endpoint == "bridged-test"
+    assert c.gateway.exposure == "instances"
+    assert c.gateway.state_dir == Path("/var/lib/bridged")
+    assert c.gateway.runtime_dir == Path("/run/bridged")
+    assert (c.gateway.bind_address, c.gateway.bind_port) == ("::", 0)
+    assert c.servers == (ServerConfig("coap://127.0.0.1:5683"),)
+    assert c.bootstrap is None
+    assert c.store.bounds == Bounds()
+    assert c.transports == ()
+    assert c.log_level == "info"
+
+
+def test_a_full_configuration() -> None:
+    c = config(
+        gateway={"endpoint": "gw-1", "exposure": "gateway", "bind_address": "127.0.0.1"},
+        server=[
+            {**SERVER, "lifetime": 60, "queue": True, "version": "1.0", "retry_timer": "2m"},
+            {
+                "uri": "coaps://lwm2m.example:5684",
+                "psk_identity": "gw-1",
+                "psk_key": "00112233",
+                "short_server_id": 7,
+            },
+        ],
+        bootstrap={"uri": "coap://bs.example:5783", "hold_off": 3},
+        store={"max_readings": 10, "max_age": "12h"},
+        transport={"sim": {"nodes": 2}},
+        log={"level": "debug"},
+    )
+    first, second = c.servers
+    assert (first.short_server_id, first.lifetime, first.queue, first.version) == (
+        1,
+        60,
+        True,
+        "1.0",
+    )
+    assert first.retry.timer == 120.0
+    assert second.psk_identity == b"gw-1" and second.psk_key == bytes.fromhex("00112233")
+    assert second.security_mode == 0 and second.short_server_id == 7
+    assert c.bootstrap is not None and c.bootstrap.hold_off == 3
+    assert c.store.bounds == Bounds(10, 43200.0)
+    assert [(t.name, dict(t.options)) for t in c.transports] == [("sim", {"nodes": 2})]
+    assert c.log_level == "debug"
+
+
+def test_the_psk_may_come_from_a_file(tmp_path: Path) -> None:
+    key = tmp_path / "server.key"
+    key.write_text("a1b2c3\n")
+    server = {"uri": "coaps://h", "psk_identity": "me", "psk_key_file": str(key)}
+    assert config(server=[server]).servers[0].psk_key == bytes.fromhex("a1b2c3")
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "why"),
+    [
+        ({"server": [{**SERVER, "lifetme": 3}]}, "server[0].lifetme", "did you mean 'lifetime'"),
+        ({"server": [{**SERVER, "lifetime": "x"}]}, "server[0].lifetime", "must be an integer"),
+        ({"server": [{**SERVER, "lifetime": 0}]}, "server[0].lifetime", "must be >= 1"),
+        ({"server": [{**SERVER, "queue": 1}]}, "server[0].queue", "true or false"),
+        ({"server": [{**SERVER, "lifetime": True}]}, "server[0].lifetime", "not a boolean"),
+        ({"server": [{"lifetime": 3}]}, "server[0].uri", "is required"),
+        ({"server": [{"uri": "http://h"}]}, "server[0].uri", "coap://"),
+        ({"server": [{"uri": "coaps://h"}]}, "server[0].psk_identity", "needs a PSK"),
+        (
+            {"server": [{"uri": "coap://h", "psk_identity": "a", "psk_key": "00"}]},
+            "server[0].uri",
+            "coaps://",
+        ),
+        (
+            {"server": [{"uri": "coaps://h", "psk_identity": "a", "psk_key": "zz"}]},
+            "server[0].psk_key",
+            "not hexadecimal",
+        ),
+        (
+            {"server": [{"uri": "coaps://h", "psk_identity": "a", "psk_key_file": "/nonexistent"}]},
+            "server[0].psk_key_file",
+            "cannot read",
+        ),
+        ({"server": [{**SERVER, "version": "1.2"}]}, "server[0].version", "one of '1.0', '1.1'"),
+        ({"server": [{**SERVER, "retry_timer": "soon"}]}, "server[0].retry_timer", "duration"),
+        (
+            {"server": [{**SERVER}, {"uri": "coap://other", "short_server_id": 1}]},
+            "server[1].short_server_id",
+            "already used",
+        ),
+        ({"server": {"uri": "coap://h"}}, "server", "array of tables"),
+        ({}, "server", "nothing to register with"),
+        ({"server": [SERVER], "gatway": {}}, "gatway", "did you mean 'gateway'"),
+        ({"server": [SERVER], "gateway": {"exposure": "x"}}, "gateway.exposure", "one of"),
+        ({"server": [SERVER], "gateway": {"endpoint": "a b"}}, "gateway.endpoint", "letters"),
+        ({"server": [SERVER], "gateway": {"state_dir": "var"}}, "gateway.state_dir", "absolute"),
+        ({"server": [SERVER], "gateway": {"bind_address": "x"}}, "gateway.bind_address", "IPv4"),
+        ({"server": [SERVER], "gateway": {"bind_port": 70000}}, "gateway.bind_port", "0..65535"),
+        ({"server": [SERVER], "gateway": 3}, "gateway", "must be a table"),
+        ({"server": [SERVER], "store": {"max_age": "3w"}}, "store.max_age", "not a duration"),
+        ({"server": [SERVER], "store": {"max_readings": 0}}, "store.max_readings", ">= 1"),
+        ({"server": [SERVER], "log": {"level": "loud"}}, "log.level", "one of"),
+        ({"server": [SERVER], "transport": {"sim": 3}}, "transport.sim", "must be a table"),
+        ({"server": [SERVER], "transport": {"Sim!": {}}}, "transport.Sim!", "transport name"),
+        ({"bootstrap": {"uri": "coaps://h"}}, "bootstrap.uri", "NoSec"),
+        ({"bootstrap": {"uri": "coap://h", "hold_off": -1}}, "bootstrap.hold_off", ">= 0"),
+    ],
+)
+def test_every_refusal_names_file_key_and_why(data: dict[str, Any], key: str, why: str) -> None:
+    error = refusal(data)
+    assert error.key == key
+    assert why in error.why
+    assert str(error).startswith(f"{FILE}: {key}: ")
+
+
+def test_a_psk_never_appears_in_a_message() -> None:
+    error = refusal({"server": [{"uri": "coaps://h", "psk_identity": "a", "psk_key": "s3cr3t"}]})
+    assert "s3cr3t" not in str(error)
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"missing\.toml: cannot read"):
+        load(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gateway\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML: .*line 1"):
+        load(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [(90, 90.0), (1.5, 1.5), ("90", 90.0), ("30s", 30.0), ("30m", 1800.0), ("12h", 43200.0),
+     ("7d", 604800.0), (" 2.5h ", 9000.0)],
+)  # fmt: skip
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@given(st.one_of(st.text(), st.integers(), st.floats(), st.booleans(), st.none()))
+def test_a_duration_is_positive_seconds_or_a_value_error(value: object) -> None:
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        return
+    assert seconds > 0
+
+
+def test_default_endpoint_comes_from_the_machine_id(tmp_path: Path) -> None:
+    mid = tmp_path / "machine-id"
+    mid.write_text("3d1219c7a4b54e6f9d2a0b1c2d3e4f50\n")
+    assert default_endpoint(mid) == "bridged-3d1219c7"
+    assert default_endpoint(tmp_path / "none").startswith("bridged-")
+
+
+# -- the annotated example -------------------------------------------------------------------
+
+
+def documented_keys() -> dict[str, set[str]]:
+    """The keys of each table of the example, set or commented out (``# key = value``)."""
+    tables: dict[str, set[str]] = {}
+    current = ""
+    for line in EXAMPLE.read_text().splitlines():
+        header = re.fullmatch(r"#?\s*\[\[?([a-z_.]+)\]\]?.*", line.strip())
+        if header:
+            current = header.group(1).split(".")[0]
+            tables.setdefault(current, set())
+            continue
+        key = re.fullmatch(r"#?\s*([a-z_]+)\s*=.*", line.strip())
+        if key and current:
+            tables[current].add(key.group(1))
+    return tables
+
+
+def test_the_example_documents_exactly_the_known_keys() -> None:
+    documented = documented_keys()
+    assert set(documented) == set(KNOWN_KEYS)
+    for table, keys in KNOWN_KEYS.items():
+        if table == "transport":
+            continue  # the transports document their own keys
+        assert documented[table] == set(keys), table
+
+
+def test_the_example_loads() -> None:
+    c = load(EXAMPLE)
+    assert c.servers and c.gateway.exposure == "instances"
+
+
+def test_the_defaults_in_the_example_are_the_loaders() -> None:
+    """Uncommenting every documented default changes nothing."""
+    skip = {"endpoint", "objects_dir", "psk_identity", "psk_key", "psk_key_file", "uri"}
+    lines = []
+    table = ""
+    for line in EXAMPLE.read_text().splitlines():
+        stripped = line.strip()
+        header = re.fullmatch(r"#?\s*(\[\[?[a-z_.]+\]\]?).*", stripped)
+        if header:
+            table = header[1]
+        m = re.fullmatch(r"# ([a-z_]+) = (.*)", stripped)
+        if m and table in ("[gateway]", "[[server]]", "[store]", "[log]") and m[1] not in skip:
+            lines.append(f"{m[1]} = {m[2]}")
+        else:
+            lines.append(line)
+    uncommented = tomllib.loads("\n".join(lines))
+    commented = tomllib.loads(EXAMPLE.read_text())
+    assert uncommented != commented
+    assert parse(uncommented, FILE) == parse(commented, FILE)

@@ -1,0 +1,164 @@
+"""The control protocol's parsing and errors, and the peer-credential check."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridged.control import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    Params,
+    Peer,
+    ProtocolError,
+    Request,
+    error_line,
+    event_line,
+    parse_request,
+    peer_allowed,
+    result_line,
+)
+from bridged.objects.paths import Path
+
+
+def test_a_request() -> None:
+    line = b'{"id": 7, "method": "read", "params": {"path": "/3/0"}}\n'
+    assert parse_request(line) == Request(7, "read", {"path": "/3/0"})
+    assert parse_request(b'{"method": "status"}') == Request(None, "status", {})
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "text"),
+    [
+        (b"not json", PARSE_ERROR, "not JSON"),
+        (b"\xff\xfe", PARSE_ERROR, "not JSON"),
+        (b"[1, 2]", INVALID_REQUEST, "JSON object"),
+        (b'{"id": 1}', INVALID_REQUEST, "method"),
+        (b'{"id": 1, "method": ""}', INVALID_REQUEST, "method"),
+        (b'{"id": true, "method": "x"}', INVALID_REQUEST, "id"),
+        (b'{"id": [1], "method": "x"}', INVALID_REQUEST, "id"),
+        (b'{"id": 1, "method": "x", "params": [1]}', INVALID_REQUEST, "params"),
+        (b'{"id": 1, "method": "x", "extra": 1}', INVALID_REQUEST, "extra"),
+    ],
+)
+def test_bad_requests(line: bytes, code: int, text: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_request(line)
+    assert info.value.code == code
+    assert text in info.value.message
+
+
+def test_the_id_of_a_bad_request_is_kept_when_readable() -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_request(b'{"id": 5, "method": 3}')
+    assert info.value.data["id"] == 5
+
+
+@given(st.binary(max_size=200))
+def test_garbage_is_only_ever_a_protocol_error(line: bytes) -> None:
+    try:
+        parse_request(line)
+    except ProtocolError:
+        pass
+
+
+@given(
+    st.one_of(st.integers(), st.text(max_size=10), st.none()),
+    st.text(min_size=1, max_size=20),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+)
+def test_requests_round_trip(rid: object, method: str, params: dict[str, int]) -> None:
+    line = json.dumps({"id": rid, "method": method, "params": params}).encode()
+    assert parse_request(line) == Request(rid, method, params)
+
+
+def test_answer_lines() -> None:
+    assert json.loads(result_line(1, {"a": 1})) == {"id": 1, "result": {"a": 1}}
+    assert json.loads(error_line(2, 1, "no", coap="4.04")) == {
+        "id": 2,
+        "error": {"code": 1, "message": "no", "coap": "4.04"},
+    }
+    assert json.loads(event_line(3, "progress", {"heard": 2}, 5.0)) == {
+        "id": 3,
+        "event": "progress",
+        "data": {"heard": 2},
+        "time": 5.0,
+    }
+    assert result_line(1, None).endswith(b"\n") and b"\n" not in result_line(1, "a\nb")[:-1]
+
+
+def params_error(params: dict[str, object], call: str) -> ProtocolError:
+    p = Params(params, ("path", "node", "seconds", "server", "name"))
+    with pytest.raises(ProtocolError) as info:
+        {
+            "path": p.path,
+            "node": p.node,
+            "seconds": lambda: p.number("seconds", 10, 0.1, 60),
+            "server": p.server,
+            "name": lambda: p.get("name", str, ...),
+        }[call]()
+    assert info.value.code == INVALID_PARAMS
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("params", "call", "text"),
+    [
+        ({}, "path", "params.path: is required"),
+        ({"path": 3}, "path", "params.path: must be a string"),
+        ({"path": "/x/y"}, "path", "params.path:"),
+        ({"node": "nocolon"}, "node", "params.node:"),
+        ({"seconds": 0}, "seconds", "between 0.1 and 60"),
+        ({"seconds": "5"}, "seconds", "must be an integer or a number"),
+        ({"seconds": True}, "seconds", "not a boolean"),
+        ({"server": 0}, "server", "outside 1..65534"),
+        ({}, "name", "params.name: is required"),
+    ],
+)
+def test_bad_params_name_the_param(params: dict[str, object], call: str, text: str) -> None:
+    assert text in params_error(params, call).message
+
+
+def test_unknown_params_are_refused_with_the_known_ones() -> None:
+    with pytest.raises(ProtocolError) as info:
+        Params({"pth": "/3"}, ("path",))
+    assert info.value.code == INVALID_PARAMS
+    assert "pth" in info.value.message and "path" in info.value.message
+
+
+def test_good_params() -> None:
+    p = Params({"path": "/3303/1/5700", "seconds": 5}, ("path", "seconds"))
+    assert p.path() == Path((3303, 1, 5700))
+    assert p.number("seconds", 10, 0.1, 60) == 5.0
+    assert p.path("other", default="/") == Path(())
+
+
+# -- peer credentials ------------------------------------------------------------------------
+
+DAEMON_UID = 990
+GROUP = 990
+
+
+@pytest.mark.parametrize(
+    ("peer", "groups", "allowed"),
+    [
+        (Peer(1, 0, 0), frozenset(), True),  # root
+        (Peer(1, DAEMON_UID, 12), frozenset(), True),  # the daemon's own user
+        (Peer(1, 1000, GROUP), frozenset(), True),  # primary group is the socket's
+        (Peer(1, 1000, 1000), frozenset({27, GROUP}), True),  # member of the socket's group
+        (Peer(1, 1000, 1000), frozenset({27}), False),  # anybody else
+    ],
+)
+def test_peer_credentials(peer: Peer, groups: frozenset[int], allowed: bool) -> None:
+    assert peer_allowed(peer, own_uid=DAEMON_UID, group=GROUP, groups=groups) is allowed
+
+
+def test_without_a_socket_group_only_root_and_the_daemon_pass() -> None:
+    assert peer_allowed(Peer(1, 0, 0), own_uid=DAEMON_UID, group=None, groups=frozenset())
+    assert not peer_allowed(
+        Peer(1, 1000, GROUP), own_uid=DAEMON_UID, group=None, groups=frozenset({GROUP})
+    )

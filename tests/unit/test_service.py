@@ -1,0 +1,134 @@
+"""systemd notification: the watchdog period, the health-gated ping, STATUS lines, and the
+notify protocol without libsystemd."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from bridged.service import (
+    Notifier,
+    loop_lag_problem,
+    run_watchdog,
+    status_line,
+    watchdog_interval,
+)
+
+
+@pytest.mark.parametrize(
+    ("environ", "interval"),
+    [
+        ({}, None),
+        ({"WATCHDOG_USEC": "30000000"}, 15.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "42"}, 15.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "43"}, None),  # another process's
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+    ],
+)
+def test_watchdog_interval(environ: dict[str, str], interval: float | None) -> None:
+    assert watchdog_interval(environ, 42) == interval
+
+
+def test_loop_lag() -> None:
+    assert loop_lag_problem(0.1, 1.0) is None
+    assert loop_lag_problem(1.5, 1.0) == "the event loop is 1.50 s late"
+
+
+@pytest.fixture
+def listener(tmp_path: Path):  # type: ignore[no-untyped-def]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.settimeout(5)
+    yield sock
+    sock.close()
+
+
+def test_notify_without_libsystemd(listener: socket.socket, tmp_path: Path) -> None:
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+    notifier.status("not ready yet")  # goes out with READY=1
+    notifier.ready("starting")
+    assert listener.recv(512) == b"READY=1\nSTATUS=starting"
+    notifier.status("starting")  # unchanged: not sent again
+    notifier.status("registered")
+    assert listener.recv(512) == b"STATUS=registered"
+    notifier.stopping()
+    assert listener.recv(512).startswith(b"STOPPING=1\n")
+
+
+def test_outside_systemd_nothing_is_sent() -> None:
+    notifier = Notifier({})
+    assert not notifier.enabled
+    assert notifier.notify("READY=1") is False
+
+
+async def test_the_watchdog_pings_only_while_healthy(
+    listener: socket.socket, tmp_path: Path
+) -> None:
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+    listener.setblocking(False)
+    loop = asyncio.get_running_loop()
+    problems: list[list[str]] = [[], ["the state database does not take a write"], []]
+    checks = asyncio.Queue[None]()
+
+    def health() -> list[str]:
+        checks.put_nowait(None)
+        return list(problems.pop(0)) if problems else ["stop"]
+
+    task = asyncio.create_task(run_watchdog(notifier, 0.01, health, clock=lambda: 0.0))
+    try:
+        async with asyncio.timeout(10):
+            for _ in range(4):
+                await checks.get()
+    finally:
+        task.cancel()
+    pings = []
+    while True:
+        try:
+            pings.append(await asyncio.wait_for(loop.sock_recv(listener, 64), 0.5))
+        except TimeoutError:
+            break
+    assert pings == [b"WATCHDOG=1", b"WATCHDOG=1"]  # the first and third checks passed
+
+
+@pytest.mark.parametrize(
+    ("status", "line"),
+    [
+        (
+            {
+                "lwm2m": "started",
+                "servers": [{"uri": "coap://a", "registered": True}],
+                "nodes": {"paired": 3, "reachable": 2},
+            },
+            "registered to coap://a; 3 nodes paired, 2 reachable",
+        ),
+        (
+            {
+                "lwm2m": "started",
+                "servers": [
+                    {"uri": "coap://a", "registered": True},
+                    {"uri": "coap://b", "registered": False},
+                ],
+                "nodes": {"paired": 0, "reachable": 0},
+            },
+            "registered to 1/2 servers; 0 nodes paired, 0 reachable",
+        ),
+        (
+            {
+                "lwm2m": "started",
+                "servers": [{"uri": "coap://a", "registered": False, "state": "retry-wait"}],
+                "nodes": {"paired": 1, "reachable": 0},
+            },
+            "LwM2M retry-wait (coap://a); 1 nodes paired, 0 reachable",
+        ),
+        (
+            {"lwm2m": "stopped", "servers": [], "nodes": {"paired": 1, "reachable": 1}},
+            "LwM2M stopped; 1 nodes paired, 1 reachable",
+        ),
+    ],
+)
+def test_status_line(status: dict[str, object], line: str) -> None:
+    assert status_line(status) == line

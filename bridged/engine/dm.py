@@ -450,8 +450,8 @@ class DeviceManagement:
         records = []
         for r in gateway_records(path, await nodes.read(node, local)):
             # What the node has beyond its definition (a resource the DDF lacks) is not shown.
-            rdef = objects[r.path.ids[0]].resources.get(r.path.ids[2])
-            if path.contains(r.path) and rdef is not None and rdef.operations.readable:
+            known = objects[r.path.ids[0]].resources.get(r.path.ids[2])
+            if path.contains(r.path) and known is not None and known.operations.readable:
                 records.append(r)
         if not records and path.level >= Level.RESOURCE:
             raise NotFound(f"node {node} has no value at {local}")

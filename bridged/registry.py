@@ -93,6 +93,8 @@ class NodeRegistry:
         self._pending: list[Reading] = []
         self._join_until = -1.0
         self._refused: OrderedDict[NodeId, None] = OrderedDict()
+        self._awake_hooks: list[Callable[[NodeId], None]] = []
+        self._commit_hooks: list[Callable[[int], None]] = []
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -107,6 +109,17 @@ class NodeRegistry:
         self._listeners.append(listener)
         for node in self.live.values():
             listener.node_added(node)
+
+    def on_awake(self, hook: Callable[[NodeId], None]) -> None:
+        """Call ``hook`` with a paired node each time it shows it can be reached: its transport
+        reports it reachable, or a reading from it arrives (a sleepy node's moment to take the
+        commands kept for it)."""
+        self._awake_hooks.append(hook)
+
+    def on_commit(self, hook: Callable[[int], None]) -> None:
+        """Call ``hook`` with the number of readings after each group commit made them durable
+        (what upstream delivery waits for)."""
+        self._commit_hooks.append(hook)
 
     # -- pairing -----------------------------------------------------------------------------
 
@@ -187,6 +200,8 @@ class NodeRegistry:
             if grew:
                 listener.node_objects(live)
             listener.node_readings(live, stamped)
+        for hook in self._awake_hooks:
+            hook(node)
 
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None:
         live = self.live.get(node)
@@ -202,6 +217,8 @@ class NodeRegistry:
             live.state = state
             if state.reachable:
                 live.last_seen = max(live.last_seen or state.time, state.time)
+                for hook in self._awake_hooks:
+                    hook(node)
 
     def admit(self, heard: Heard) -> bool:
         self.heard(heard)
@@ -229,6 +246,8 @@ class NodeRegistry:
             return 0
         batch, self._pending = self._pending, []
         self.readings_store.append(batch)
+        for hook in self._commit_hooks:
+            hook(len(batch))
         return len(batch)
 
     async def run(self, interval: float = 0.02, expire_every: float = 60.0) -> None:

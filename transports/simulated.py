@@ -7,6 +7,8 @@ Configuration (its section of the config file):
 ``sleepy``    how many of those nodes are sleepy (default 0): reachable only for ``awake``
               seconds after each report, like a battery node that wakes to send
 ``awake``     seconds a sleepy node stays reachable after reporting (default 1)
+``delay``     seconds a node takes to answer a read, write or execute (default 0), to try
+              what a slow radio does to a server's request
 
 Every node has a temperature (/3303/0/5700) and a humidity (/3304/0/5700) that drift slowly,
 and a light switch (/3311/0/5850, writable) so writes can be tried. Unpaired nodes are only
@@ -71,6 +73,7 @@ class SimulatedTransport(Transport):
         sleepy = int(_number(config, "sleepy", 0, 0))
         self.interval = _number(config, "interval", 5.0, 0.001)
         self.awake = _number(config, "awake", 1.0, 0.0)
+        self.delay = _number(config, "delay", 0.0, 0.0)
         self.nodes = {
             n.id: n for n in (SimulatedNode(i + 1, i >= count - sleepy) for i in range(count))
         }
@@ -121,12 +124,18 @@ class SimulatedTransport(Transport):
             raise NotFound(f"{node_id} has no {path}")
         return node
 
+    async def _answer(self) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+
     async def read(self, node: NodeId, path: Path) -> list[Record]:
         sim = self._reachable(node, path)
+        await self._answer()
         return [r for r in sim.values(time.time()) if path.contains(r.path)]
 
     async def write(self, node: NodeId, path: Path, records: Sequence[Record]) -> None:
         sim = self._reachable(node, path)
+        await self._answer()
         for r in records:
             if r.path != SWITCH or not isinstance(r.value, bool):
                 raise MethodNotAllowed(f"{r.path} of a simulated node is not writable")
@@ -135,4 +144,5 @@ class SimulatedTransport(Transport):
 
     async def execute(self, node: NodeId, path: Path, arguments: str) -> None:
         self._reachable(node, path)
+        await self._answer()
         raise MethodNotAllowed(f"{path} of a simulated node is not executable")

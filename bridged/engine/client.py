@@ -65,6 +65,7 @@ from .coap import send_delay
 from .dm import DeviceManagement, DeviceManagementResource
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
 from .endpoint import Endpoint, UdpEndpoint
+from .nodes import NodeBackend
 from .observe import Observations
 from .provisioning import ProvisioningStore
 from .queue_mode import DEFAULT_WINDOW, QueueModeGate, QueueState
@@ -168,6 +169,7 @@ class ServerSession:
         security_instance: int,
         server_instance: int,
         access: AccessControl | None = None,
+        nodes: NodeBackend | None = None,
     ) -> None:
         self.tree = tree
         self.config = config
@@ -179,6 +181,7 @@ class ServerSession:
             version=lambda: self.registrar.version,
             server_id=config.short_server_id,
             access=access,
+            nodes=nodes,
         )
         self.gate: QueueModeGate | None = None
         if config.queue:
@@ -206,6 +209,7 @@ class ServerSession:
         access: AccessControl | None = None,
         bind: tuple[str, int] = ("::", 0),
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
+        nodes: NodeBackend | None = None,
     ) -> ServerSession:
         """The session with its socket open (nothing sent yet)."""
         session = cls(
@@ -214,6 +218,7 @@ class ServerSession:
             security_instance=security_instance,
             server_instance=server_instance,
             access=access,
+            nodes=nodes,
         )
         session.endpoint = await session._open_endpoint(bind)
         session.observations.send_delay = send_delay(session.endpoint.context)
@@ -424,6 +429,9 @@ class LwM2MClient:
     when a server executes /1/x/9 Bootstrap-Request Trigger. With a state directory
     (``state_dir``), what a bootstrap provisioned is saved there and loaded at the next start,
     which then registers straight away.
+
+    With ``nodes``, each server's device management awaits node-backed paths from it (see
+    ``bridged.engine.nodes``).
     """
 
     def __init__(
@@ -437,8 +445,10 @@ class LwM2MClient:
         bootstrap: BootstrapConfig | None = None,
         state_dir: pathlib.Path | None = None,
         on_bootstrap_event: Callable[[BootstrapEvent], None] = lambda e: None,
+        nodes: NodeBackend | None = None,
     ) -> None:
         self.tree = tree
+        self.nodes = nodes
         self.endpoint = endpoint
         if servers is None:
             servers = ()
@@ -620,6 +630,7 @@ class LwM2MClient:
                         access=self.access,
                         bind=self.bind,
                         on_event=self._on_registration_event,
+                        nodes=self.nodes,
                     )
                 )
         except BaseException:

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiocoap
 from aiocoap import resource
@@ -62,6 +62,7 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 
 from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
+from .nodes import NodeBackend, gateway_records, local_records
 
 if TYPE_CHECKING:
     from aiocoap.pipe import Pipe
@@ -134,6 +135,10 @@ class DeviceManagement:
     servers share one tree; ``access`` enforces /2 for it (None: no enforcement, the
     single-server case where the server has full access). A request body larger than
     ``max_payload`` is refused with 4.13.
+
+    With ``nodes``, requests go through ``handle_async``: Read, Write and Execute of a path a
+    node backs (see ``bridged.engine.nodes``) are awaited from the node; everything else, and
+    every request without ``nodes``, is the synchronous ``handle``.
     """
 
     def __init__(
@@ -144,8 +149,10 @@ class DeviceManagement:
         server_id: int | None = None,
         access: AccessControl | None = None,
         max_payload: int = MAX_PAYLOAD,
+        nodes: NodeBackend | None = None,
     ) -> None:
         self.tree = tree
+        self.nodes = nodes
         self.version = version
         self.max_payload = max_payload
         self.attributes: dict[Path, Attributes] = {}
@@ -345,6 +352,12 @@ class DeviceManagement:
     def write_composite(self, payload: bytes, content_format: int | None) -> Reply:
         if content_format is None:
             raise UnsupportedContentFormat("Write-Composite needs a content format")
+        for target, recs in self._composite_targets(payload, content_format).items():
+            self.tree.write(target, recs, replace=True)
+        return Reply(Code.CHANGED)
+
+    def _composite_targets(self, payload: bytes, content_format: int) -> dict[Path, list[Record]]:
+        """A Write-Composite's records by the resource they write, every target checked."""
         records = composite_codec_for(content_format).decode(payload, ROOT, self.tree.registry)
         by_resource: dict[Path, list[Record]] = {}
         for r in records:
@@ -358,9 +371,167 @@ class DeviceManagement:
             if not rdef.operations.writable:
                 raise MethodNotAllowed(f"{target} ({rdef.name}) is not writable")
             self._check(Operation.WRITE, target)
-        for target, recs in by_resource.items():
+        return by_resource
+
+    # -- node-backed paths --------------------------------------------------------------------
+
+    async def handle_async(
+        self,
+        method: int,
+        segments: Sequence[str],
+        query: Sequence[str] = (),
+        payload: bytes = b"",
+        content_format: int | None = None,
+        accept: int | None = None,
+    ) -> Reply:
+        """``handle``, except that Read, Write and Execute of a node-backed path, and a
+        Write-Composite, are awaited from ``nodes``.
+
+        A Read of a node's path answers what the backend returns (the node's answer, or its
+        last reported values with their times when it sleeps). A Write or Execute answers 2.04
+        once the backend has applied it, or kept it as desired state for a sleepy node; the
+        node's error otherwise. Object-level requests (which mix the gateway's instances and
+        the nodes'), Discover, Create, Delete, Write-Attributes and Read-Composite are served
+        from the tree, whose node values are the last ones reported.
+        """
+        nodes = self.nodes
+        sync = (method, segments, query, payload, content_format, accept)
+        if nodes is None or len(payload) > self.max_payload:
+            return self.handle(*sync)
+        try:
+            path = Path.from_segments(segments)
+            if method == Code.iPATCH and path == ROOT and content_format is not None:
+                return await self._write_composite_nodes(nodes, payload, content_format)
+            found = (
+                nodes.locate(path)
+                if path.level >= Level.INSTANCE and path.prefix == self.tree.prefix
+                else None
+            )
+            if found is None:
+                return self.handle(*sync)
+            node, local = found
+            if method == Code.GET and accept != ContentFormat.LINK_FORMAT:
+                return await self._read_node(nodes, path, node, local, accept)
+            if method == Code.PUT and (payload or content_format is not None):
+                return await self._write_node(
+                    nodes, path, node, local, payload, content_format, replace=True
+                )
+            if method == Code.POST and path.level is Level.INSTANCE:
+                return await self._write_node(
+                    nodes, path, node, local, payload, content_format, replace=False
+                )
+            if method == Code.POST and path.level is Level.RESOURCE:
+                return await self._execute_node(nodes, path, node, local, payload, content_format)
+        except LwM2MError as e:
+            log.info(
+                "request %s %s: %s %s",
+                method,
+                "/".join(segments),
+                e.code_text,
+                e,
+                extra={"PATH": "/".join(segments)},
+            )
+            return error_reply(e)
+        return self.handle(*sync)
+
+    async def _read_node(
+        self, nodes: NodeBackend, path: Path, node: Any, local: Path, accept: int | None
+    ) -> Reply:
+        self._check(Operation.READ, path)
+        # The node may have a value the tree has not seen yet: the instance must be exposed
+        # and the resource readable, its value need not be there.
+        if not self.tree.has(path.truncate(Level.INSTANCE)):
+            raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
+        if path.level >= Level.RESOURCE:
+            rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
+            if not rdef.operations.readable:
+                raise MethodNotAllowed(f"{path} ({rdef.name}) is not readable")
+        objects = self.tree.registry.objects
+        records = []
+        for r in gateway_records(path, await nodes.read(node, local)):
+            # What the node has beyond its definition (a resource the DDF lacks) is not shown.
+            known = objects[r.path.ids[0]].resources.get(r.path.ids[2])
+            if path.contains(r.path) and known is not None and known.operations.readable:
+                records.append(r)
+        if not records and path.level >= Level.RESOURCE:
+            raise NotFound(f"node {node} has no value at {local}")
+        records = self._readable(records)
+        codec = self._output_codec(accept, path, records)
+        return self._content(codec, records, path)
+
+    async def _write_node(
+        self,
+        nodes: NodeBackend,
+        path: Path,
+        node: Any,
+        local: Path,
+        payload: bytes,
+        content_format: int | None,
+        *,
+        replace: bool,
+    ) -> Reply:
+        self._check(Operation.WRITE, path)
+        records = self._input_codec(content_format).decode(payload, path, self.tree.registry)
+        self._check_node_write(path, records)
+        await nodes.write(node, local, local_records(path, local, records), replace=replace)
+        return Reply(Code.CHANGED)
+
+    async def _execute_node(
+        self,
+        nodes: NodeBackend,
+        path: Path,
+        node: Any,
+        local: Path,
+        payload: bytes,
+        content_format: int | None,
+    ) -> Reply:
+        self._check(Operation.EXECUTE, path)
+        if content_format not in (None, ContentFormat.TEXT):
+            raise UnsupportedContentFormat("execute arguments are text/plain")
+        try:
+            text = payload.decode("ascii")
+        except UnicodeDecodeError:
+            raise BadRequest("execute arguments must be ASCII") from None
+        parse_execute_arguments(text)
+        rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
+        if not self.tree.has(path.parent):
+            raise NotFound(f"{path.parent} does not exist")
+        if not rdef.operations.executable:
+            raise MethodNotAllowed(f"{path} ({rdef.name}) is not executable")
+        await nodes.execute(node, local, text)
+        return Reply(Code.CHANGED)
+
+    async def _write_composite_nodes(
+        self, nodes: NodeBackend, payload: bytes, content_format: int
+    ) -> Reply:
+        """Write-Composite over the gateway and any number of nodes: everything is checked
+        first; then each node's part goes to its node (or its desired state), in request
+        order, and the gateway's own part is written last, only when every node took its part.
+        A node that fails stops the request with its error; the nodes before it keep what they
+        applied (a radio write cannot be rolled back)."""
+        own: dict[Path, list[Record]] = {}
+        for target, recs in self._composite_targets(payload, content_format).items():
+            found = nodes.locate(target) if target.prefix == self.tree.prefix else None
+            if found is None:
+                own[target] = recs
+                continue
+            node, local = found
+            await nodes.write(node, local, local_records(target, local, recs), replace=True)
+        for target, recs in own.items():
             self.tree.write(target, recs, replace=True)
         return Reply(Code.CHANGED)
+
+    def _check_node_write(self, path: Path, records: Sequence[Record]) -> None:
+        """What the tree would refuse of a write, checked without writing it (the tree
+        changes only once the node has applied the write)."""
+        if not self.tree.has(path.truncate(Level.INSTANCE)):
+            raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
+        for r in records:
+            if not path.contains(r.path):
+                raise BadRequest(f"{r.path} is outside the target {path}")
+            rdef = self.tree.registry.resource(r.path.ids[0], r.path.ids[2])
+            if not rdef.operations.writable:
+                raise MethodNotAllowed(f"{r.path} ({rdef.name}) is not writable")
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -406,10 +577,10 @@ class DeviceManagement:
             del self.attributes[p]
 
 
-def handle_request(handle: Callable[..., Reply], request: aiocoap.Message) -> Reply:
-    """Feed an aiocoap request to a sans-I/O ``handle`` (device management's or the Bootstrap
-    interface's): method, path, query, payload, Content-Format and Accept."""
-    return handle(
+def request_arguments(request: aiocoap.Message) -> tuple[Any, ...]:
+    """What a ``handle`` takes of an aiocoap request: method, path, query, payload,
+    Content-Format and Accept."""
+    return (
         int(request.code),
         tuple(request.opt.uri_path),
         tuple(request.opt.uri_query),
@@ -417,6 +588,19 @@ def handle_request(handle: Callable[..., Reply], request: aiocoap.Message) -> Re
         None if request.opt.content_format is None else int(request.opt.content_format),
         None if request.opt.accept is None else int(request.opt.accept),
     )
+
+
+def handle_request(handle: Callable[..., Reply], request: aiocoap.Message) -> Reply:
+    """Feed an aiocoap request to a sans-I/O ``handle`` (device management's or the Bootstrap
+    interface's)."""
+    return handle(*request_arguments(request))
+
+
+async def handle_request_async(
+    handle: Callable[..., Awaitable[Reply]], request: aiocoap.Message
+) -> Reply:
+    """``handle_request`` for an awaitable ``handle`` (``DeviceManagement.handle_async``)."""
+    return await handle(*request_arguments(request))
 
 
 def reply_message(reply: Reply) -> aiocoap.Message:
@@ -455,4 +639,6 @@ class DeviceManagementResource(resource.Resource):
             await self.observations.render_to_pipe(pipe, super().render_to_pipe)
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        if self.dm.nodes is not None:
+            return reply_message(await handle_request_async(self.dm.handle_async, request))
         return reply_message(handle_request(self.dm.handle, request))

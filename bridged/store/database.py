@@ -59,6 +59,24 @@ MIGRATIONS: tuple[str, ...] = (
         value INTEGER NOT NULL
     );
     """,
+    # 2: commands kept for sleepy nodes (desired state) and how each ended.
+    """
+    CREATE TABLE commands (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        node_id   TEXT NOT NULL,
+        path      TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        replace   INTEGER NOT NULL,
+        body      BLOB NOT NULL,
+        created   REAL NOT NULL,
+        expires   REAL NOT NULL,
+        status    TEXT NOT NULL,
+        detail    TEXT NOT NULL DEFAULT '',
+        finished  REAL
+    ) STRICT;
+    CREATE UNIQUE INDEX commands_one_pending ON commands(node_id, path) WHERE status = 'pending';
+    CREATE INDEX commands_finished ON commands(finished)
+    """,
 )
 
 

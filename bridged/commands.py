@@ -1,0 +1,402 @@
+"""Desired state for sleepy nodes: writes and executes kept until the node can take them.
+
+A battery node that sleeps between reports cannot be written to when a server asks. The
+server's Write or Execute is answered 2.04 and kept here as a command, in the state database
+(so it survives a restart or kill -9), until the node is next reachable: its transport reports
+it reachable, or a reading from it arrives (``NodeRegistry.on_awake``). Then the node's commands
+are applied in the order they were given.
+
+There is one pending command per node and node-local path: a newer write of the same resource
+replaces the older one, which ends ``superseded`` (only the latest desired value matters, and a
+node that wakes after a day does not replay a day of changes). Every command ends, and says so
+in the log (with NODE and PATH fields) and to the listeners (the daemon streams them,
+``bridgectl`` lists ``pending()`` and ``history()``):
+
+``applied``     the node took it; a write is then reported as the node's new values, which is
+                when the gateway's tree shows them;
+``failed``      the node refused it; ``detail`` holds the node's CoAP code and message;
+``expired``     the node was not reachable within the command's time to live (default 24 h);
+``superseded``  a newer command for the same path replaced it before it was applied.
+
+A node that falls asleep again while its commands are applied (5.03, 5.04) keeps the rest
+pending for its next wake-up: that is not the node refusing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TypeVar
+
+import cbor2
+
+from bridged.objects.errors import (
+    GatewayTimeout,
+    InternalServerError,
+    LwM2MError,
+    NotFound,
+    ServiceUnavailable,
+)
+from bridged.objects.paths import Path
+from bridged.objects.values import Record
+from bridged.registry import NodeRegistry
+from bridged.store.nodes import NodeId
+from bridged.store.readings import _decode as decode_value
+from bridged.store.readings import _encode as encode_value
+from bridged.transports.base import Transport
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_TTL = 24 * 3600.0
+"""How long a command waits for its node before it expires."""
+DEFAULT_TIMEOUT = 10.0
+"""How long a node has to answer one read, write or execute before it counts as 5.04."""
+
+
+class CommandStatus(Enum):
+    PENDING = "pending"
+    APPLIED = "applied"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    SUPERSEDED = "superseded"
+
+
+class CommandKind(Enum):
+    WRITE = "write"
+    EXECUTE = "execute"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One write or execute for a node, at a node-local path, and where it stands.
+
+    A write carries ``records`` (``replace`` for PUT, partial for POST); an execute carries
+    ``arguments``. Times are seconds since the epoch; ``finished`` is set once it has ended.
+    """
+
+    id: int
+    node: NodeId
+    path: Path
+    kind: CommandKind
+    created: float
+    expires: float
+    status: CommandStatus
+    records: tuple[Record, ...] = ()
+    arguments: str = ""
+    replace: bool = True
+    detail: str = ""
+    finished: float | None = None
+
+
+CommandListener = Callable[[Command], None]
+
+
+def transport_of(registry: NodeRegistry, node: NodeId) -> Transport:
+    """The transport of a paired ``node``: NotFound if it is not paired, 5.03 if its
+    transport is not running."""
+    if node not in registry.live:
+        raise NotFound(f"node {node} is not paired")
+    transport = registry.transports.get(node.transport)
+    if transport is None:
+        raise ServiceUnavailable(f"transport {node.transport!r} of node {node} is not running")
+    return transport
+
+
+async def call_node(
+    registry: NodeRegistry,
+    node: NodeId,
+    operation: Callable[[Transport], Awaitable[T]],
+    timeout: float,
+) -> T:
+    """Run ``operation`` on ``node``'s transport; 5.04 when the node takes longer than
+    ``timeout``. A transport that fails with anything but an ``LwM2MError`` is a 5.00, so a
+    server always gets a CoAP answer."""
+    transport = transport_of(registry, node)
+    try:
+        async with asyncio.timeout(timeout):
+            return await operation(transport)
+    except TimeoutError:
+        raise GatewayTimeout(f"node {node} did not answer within {timeout:g} s") from None
+    except LwM2MError:
+        raise
+    except Exception as e:
+        log.exception("transport %s failed on node %s", node.transport, node)
+        raise InternalServerError(f"transport {node.transport!r} failed: {e}") from e
+
+
+def _body(records: Sequence[Record], arguments: str) -> bytes:
+    return cbor2.dumps([arguments, [[str(r.path), *encode_value(r.value)] for r in records]])
+
+
+def _parse_body(body: bytes) -> tuple[str, tuple[Record, ...]]:
+    arguments, rows = cbor2.loads(body)
+    return arguments, tuple(
+        Record(Path.parse(path), decode_value(kind, raw)) for path, kind, raw in rows
+    )
+
+
+_COLUMNS = "id, node_id, path, kind, replace, body, created, expires, status, detail, finished"
+
+
+def _command(row: tuple[object, ...]) -> Command:
+    cid, node, path, kind, replace, body, created, expires, status, detail, finished = row
+    assert isinstance(body, bytes)
+    arguments, records = _parse_body(body)
+    return Command(
+        id=int(str(cid)),
+        node=NodeId.parse(str(node)),
+        path=Path.parse(str(path)),
+        kind=CommandKind(kind),
+        created=float(str(created)),
+        expires=float(str(expires)),
+        status=CommandStatus(status),
+        records=records,
+        arguments=arguments,
+        replace=bool(replace),
+        detail=str(detail),
+        finished=None if finished is None else float(str(finished)),
+    )
+
+
+async def _run(command: Command, transport: Transport) -> None:
+    if command.kind is CommandKind.WRITE:
+        await transport.write(command.node, command.path, command.records)
+    else:
+        await transport.execute(command.node, command.path, command.arguments)
+
+
+class CommandQueue:
+    """The ``commands`` table of the state database and the applying of commands.
+
+    It subscribes to ``registry.on_awake``; a node's pending commands are applied by one task
+    at a time. ``clock`` gives seconds since the epoch (command times, expiry); ``ttl`` is how
+    long a command may wait; ``timeout`` how long the node has to answer each command.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        registry: NodeRegistry,
+        *,
+        clock: Callable[[], float] = time.time,
+        ttl: float = DEFAULT_TTL,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        if ttl <= 0 or timeout <= 0:
+            raise ValueError("a command's time to live and the node timeout must be positive")
+        self._conn = conn
+        self.registry = registry
+        self._clock = clock
+        self.ttl = ttl
+        self.timeout = timeout
+        self._listeners: list[CommandListener] = []
+        self._tasks: dict[NodeId, asyncio.Task[None]] = {}
+        self._waiting: set[NodeId] = {
+            NodeId.parse(n)
+            for (n,) in conn.execute(
+                "SELECT DISTINCT node_id FROM commands WHERE status = ?", ("pending",)
+            )
+        }
+        registry.on_awake(self.awake)
+
+    def listen(self, listener: CommandListener) -> None:
+        """Call ``listener`` with every command as it ends (and as it is queued)."""
+        self._listeners.append(listener)
+
+    # -- queueing ----------------------------------------------------------------------------
+
+    def submit_write(
+        self, node: NodeId, path: Path, records: Sequence[Record], *, replace: bool
+    ) -> Command:
+        """Keep a write of node-local ``records`` under ``path`` for when ``node`` wakes."""
+        return self._submit(node, path, CommandKind.WRITE, _body(records, ""), replace)
+
+    def submit_execute(self, node: NodeId, path: Path, arguments: str) -> Command:
+        """Keep an execute of ``path`` with ``arguments`` for when ``node`` wakes."""
+        return self._submit(node, path, CommandKind.EXECUTE, _body((), arguments), False)
+
+    def _submit(
+        self, node: NodeId, path: Path, kind: CommandKind, body: bytes, replace: bool
+    ) -> Command:
+        now = self._clock()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            older = self._select(
+                "WHERE node_id = ? AND path = ? AND status = 'pending'", node, path
+            )
+            conn.execute(
+                "UPDATE commands SET status = 'superseded', finished = ? "
+                "WHERE node_id = ? AND path = ? AND status = 'pending'",
+                (now, str(node), str(path)),
+            )
+            cur = conn.execute(
+                "INSERT INTO commands(node_id, path, kind, replace, body, created, expires, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                (str(node), str(path), kind.value, int(replace), body, now, now + self.ttl),
+            )
+            assert cur.lastrowid is not None
+            conn.executemany(
+                "UPDATE commands SET detail = ? WHERE id = ?",
+                [(f"replaced by command {cur.lastrowid}", c.id) for c in older],
+            )
+            (command,) = self._select("WHERE id = ?", cur.lastrowid)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self._waiting.add(node)
+        for old in older:
+            self._report(
+                dataclasses.replace(
+                    old,
+                    status=CommandStatus.SUPERSEDED,
+                    finished=now,
+                    detail=f"replaced by command {command.id}",
+                )
+            )
+        log.info(
+            "command %d: %s of %s on node %s kept until the node wakes",
+            command.id,
+            kind.value,
+            path,
+            node,
+            extra={"NODE": str(node), "PATH": str(path)},
+        )
+        for listener in self._listeners:
+            listener(command)
+        return command
+
+    # -- what bridgectl shows ----------------------------------------------------------------
+
+    def pending(self, node: NodeId | None = None) -> list[Command]:
+        """The commands waiting for their node (of ``node`` only, when given), oldest first."""
+        if node is None:
+            return self._select("WHERE status = 'pending' ORDER BY id")
+        return self._select("WHERE status = 'pending' AND node_id = ? ORDER BY id", node)
+
+    def history(self, limit: int = 100) -> list[Command]:
+        """The ``limit`` commands that ended most recently, newest first."""
+        return self._select(
+            "WHERE status != 'pending' ORDER BY finished DESC, id DESC LIMIT ?", limit
+        )
+
+    # -- applying ----------------------------------------------------------------------------
+
+    def awake(self, node: NodeId) -> None:
+        """``node`` can be reached now: apply its pending commands (in a task of its own)."""
+        if node not in self._waiting or node in self._tasks:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._apply_task(node), name=f"commands-{node}"
+        )
+        self._tasks[node] = task
+
+    async def _apply_task(self, node: NodeId) -> None:
+        try:
+            await self.apply(node)
+        finally:
+            self._tasks.pop(node, None)
+
+    async def apply(self, node: NodeId) -> list[Command]:
+        """Apply ``node``'s pending commands in order, until one finds it asleep again;
+        returns the commands that ended."""
+        ended: list[Command] = []
+        for command in self.pending(node):
+            if command.expires <= self._clock():
+                ended.append(
+                    self._finish(command, CommandStatus.EXPIRED, "the node did not wake in time")
+                )
+                continue
+            try:
+                await call_node(self.registry, node, functools.partial(_run, command), self.timeout)
+            except (ServiceUnavailable, GatewayTimeout) as e:
+                log.info(
+                    "command %d: node %s out of reach again (%s); kept",
+                    command.id,
+                    node,
+                    e.code_text,
+                    extra={"NODE": str(node), "PATH": str(command.path)},
+                )
+                break
+            except LwM2MError as e:
+                ended.append(self._finish(command, CommandStatus.FAILED, f"{e.code_text} {e}"))
+                continue
+            ended.append(self._finish(command, CommandStatus.APPLIED))
+            if command.kind is CommandKind.WRITE:
+                # The node has the values now: they reach the tree as the node's state.
+                self.registry.readings(node, [Record(r.path, r.value) for r in command.records])
+        if not self.pending(node):
+            self._waiting.discard(node)
+        return ended
+
+    def expire(self) -> list[Command]:
+        """End the commands whose time to live is over; returns them."""
+        now = self._clock()
+        return [
+            self._finish(c, CommandStatus.EXPIRED, "the node did not wake in time")
+            for c in self._select("WHERE status = 'pending' AND expires <= ? ORDER BY id", now)
+        ]
+
+    async def run(self, interval: float = 60.0) -> None:
+        """Expire commands every ``interval`` seconds, until cancelled."""
+        while True:
+            self.expire()
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        """Stop applying (what is not applied stays pending in the database)."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _select(self, where: str, *args: object) -> list[Command]:
+        params = [str(a) if isinstance(a, (NodeId, Path)) else a for a in args]
+        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM commands {where}", params)
+        return [_command(row) for row in rows]
+
+    def _finish(self, command: Command, status: CommandStatus, detail: str = "") -> Command:
+        now = self._clock()
+        cur = self._conn.execute(
+            "UPDATE commands SET status = ?, detail = ?, finished = ? "
+            "WHERE id = ? AND status = 'pending'",
+            (status.value, detail, now, command.id),
+        )
+        ended = dataclasses.replace(command, status=status, finished=now, detail=detail)
+        if cur.rowcount:
+            self._report(ended)
+        return ended
+
+    def _report(self, command: Command) -> None:
+        detail = command.detail
+        level = logging.INFO if command.status is CommandStatus.APPLIED else logging.WARNING
+        if command.status is CommandStatus.SUPERSEDED:
+            level = logging.INFO
+        log.log(
+            level,
+            "command %d: %s of %s on node %s %s%s",
+            command.id,
+            command.kind.value,
+            command.path,
+            command.node,
+            command.status.value,
+            f": {detail}" if detail else "",
+            extra={"NODE": str(command.node), "PATH": str(command.path)},
+        )
+        for listener in self._listeners:
+            listener(command)

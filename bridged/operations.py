@@ -1,0 +1,103 @@
+"""Server operations on node-backed resources: the ``NodeBackend`` over the node registry.
+
+Device management (bridged/engine/dm.py) awaits this for every Read, Write and Execute of a
+path the exposure mode maps to a node (``NodeRouter.node_path``). What happens depends on the
+node:
+
+* **awake nodes** (not sleepy): the operation goes to the node through its transport, with
+  ``timeout`` for the answer (5.04 past it). The node's error is the server's answer: 4.05 for
+  a resource it will not write, 5.03 when it is out of reach, and so on; never a 2.04 for a
+  write that did not happen. A value read, and a write applied, are reported to the registry as
+  the node's readings, so the tree, the store and the observers see them like any other.
+* **sleepy nodes**: a Read answers the last values the node reported, each with the time it
+  was measured (SenML carries it), without waking the radio. A Write or Execute becomes desired
+  state in the ``CommandQueue`` and the server gets 2.04 at once: the node cannot answer now,
+  and a battery node's server expects its commands to be taken when the node next reports.
+  The tree keeps showing what the node last reported until the command is applied.
+
+Nodes that are not paired are never located (their instances are not exposed at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bridged.engine.nodes import NodeRouter
+from bridged.objects.errors import NotFound, ServiceUnavailable
+from bridged.objects.paths import Path
+from bridged.objects.values import Record
+from bridged.registry import LiveNode, NodeRegistry
+from bridged.store.nodes import NodeId
+
+from .commands import DEFAULT_TIMEOUT, CommandQueue, call_node
+
+
+class NodeOperations:
+    """The ``NodeBackend`` (bridged/engine/nodes.py) over ``registry``; ``router`` is the
+    exposure mode; ``commands`` keeps sleepy nodes' writes and executes (without it, they
+    are refused with 5.03)."""
+
+    def __init__(
+        self,
+        registry: NodeRegistry,
+        router: NodeRouter,
+        commands: CommandQueue | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.registry = registry
+        self.router = router
+        self.commands = commands
+        self.timeout = timeout
+
+    def locate(self, path: Path) -> tuple[NodeId, Path] | None:
+        found = self.router.node_path(path)
+        if found is None or found[0] not in self.registry.live:
+            return None
+        return found
+
+    def sleepy(self, node: NodeId) -> bool:
+        """Whether ``node`` sleeps: paired as sleepy, or its transport says so."""
+        live = self._live(node)
+        return live.paired.sleepy or (live.state is not None and live.state.sleepy)
+
+    async def read(self, node: NodeId, local: Path) -> list[Record]:
+        live = self._live(node)
+        if self.sleepy(node):
+            known = [r for p, r in sorted(live.values.items()) if local.contains(p)]
+            if not known:
+                raise ServiceUnavailable(f"node {node} sleeps and has not reported {local} yet")
+            return known
+        records = await call_node(self.registry, node, lambda t: t.read(node, local), self.timeout)
+        if records:
+            self.registry.readings(node, records)
+        # The registry has stamped them with the time they were read.
+        return [live.values.get(r.path, r) for r in records]
+
+    async def write(
+        self, node: NodeId, local: Path, records: Sequence[Record], *, replace: bool
+    ) -> None:
+        if self.sleepy(node):
+            self._queue(node).submit_write(node, local, records, replace=replace)
+            return
+        await call_node(self.registry, node, lambda t: t.write(node, local, records), self.timeout)
+        self.registry.readings(node, [Record(r.path, r.value) for r in records])
+
+    async def execute(self, node: NodeId, local: Path, arguments: str) -> None:
+        if self.sleepy(node):
+            self._queue(node).submit_execute(node, local, arguments)
+            return
+        await call_node(
+            self.registry, node, lambda t: t.execute(node, local, arguments), self.timeout
+        )
+
+    def _live(self, node: NodeId) -> LiveNode:
+        live = self.registry.live.get(node)
+        if live is None:
+            raise NotFound(f"node {node} is not paired")
+        return live
+
+    def _queue(self, node: NodeId) -> CommandQueue:
+        if self.commands is None:
+            raise ServiceUnavailable(f"node {node} sleeps and commands cannot be kept for it")
+        return self.commands

@@ -1,0 +1,132 @@
+"""Batching in store-and-forward delivery (bridged/delivery.py): random bursts, random batch
+bounds and a server that fails at random still get every reading, once, in the order stored.
+
+The session here is a stand-in that records what a Send carried (the real Send is tested
+end to end in tests/integration/test_delivery.py); the store is the real one on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridged.delivery import Delivery, DeliveryConfig, consumer_name
+from bridged.engine.client import ServerConfig
+from bridged.engine.send import SendOutcome, SendStatus
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.paths import Path
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record
+from bridged.store.database import connect
+from bridged.store.nodes import NodeId
+from bridged.store.readings import Reading, ReadingStore
+
+NODES = [NodeId("sim", f"{i:04d}") for i in range(3)]
+NOW = time.time()
+LOCAL = [Path.parse("/3303/0/5700"), Path.parse("/3304/0/5700")]
+
+
+@dataclass
+class Session:
+    """Takes Sends like a server that answers 2.04 or, at random, nothing."""
+
+    tree: ObjectTree
+    failures: random.Random
+    fail_rate: float
+    short_server_id: int = 1
+    registered: bool = True
+    received: list[Record] = field(default_factory=list)
+    sends: int = 0
+
+    async def send(self, records: list[Record]) -> SendOutcome:
+        self.sends += 1
+        if self.failures.random() < self.fail_rate:
+            return SendOutcome(SendStatus.NO_ANSWER, "test", len(records), "timeout")
+        self.received.extend(records)
+        return SendOutcome(SendStatus.DELIVERED, "test", len(records))
+
+
+@dataclass
+class Client:
+    sessions: list[Session]
+    servers: tuple[ServerConfig, ...] = (ServerConfig("coap://127.0.0.1:5683"),)
+
+
+def gateway_path(node: NodeId, local: Path) -> Path:
+    return Path((local.ids[0], NODES.index(node) + 1, *local.ids[2:]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    bursts=st.lists(st.integers(1, 120), min_size=1, max_size=8),
+    max_records=st.integers(1, 64),
+    max_bytes=st.integers(64, 4096),
+    fail_rate=st.sampled_from([0.0, 0.3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_bursts_arrive_complete_and_in_order(
+    bursts: list[int], max_records: int, max_bytes: int, fail_rate: float, seed: int
+) -> None:
+    rng = random.Random(seed)
+    store = ReadingStore(connect(":memory:"))
+    tree = ObjectTree(builtin_registry())
+    session = Session(tree, random.Random(seed + 1), fail_rate)
+    config = DeliveryConfig(
+        max_records=max_records, max_bytes=max_bytes, linger=0, retry=0.001, poll=0.001
+    )
+    delivery = Delivery(Client([session]), store, gateway_path, config)  # type: ignore[arg-type]
+    stored: list[Reading] = []
+
+    async def run() -> None:
+        await delivery.start()
+        t = time.time()
+        for size in bursts:
+            burst = []
+            for _ in range(size):
+                t += rng.choice([0.0, 0.001, 1.0])
+                burst.append(Reading(rng.choice(NODES), rng.choice(LOCAL), rng.random(), t))
+            store.append(burst)
+            stored.extend(burst)
+            delivery.notify()
+            await asyncio.sleep(0)
+        async with asyncio.timeout(30):
+            while len(session.received) < len(stored):
+                await asyncio.sleep(0.001)
+        await delivery.stop()
+
+    asyncio.run(run())
+    expected = [Record(gateway_path(r.node, r.path), r.value, r.time) for r in stored]
+    assert session.received == expected
+    assert not store.pending(consumer_name(1))
+    if fail_rate == 0 and max_bytes >= 4096:
+        assert session.sends <= len(stored)
+
+
+def test_a_reading_no_send_may_carry_is_skipped_not_blocking() -> None:
+    store = ReadingStore(connect(":memory:"))
+    session = Session(ObjectTree(builtin_registry()), random.Random(0), 0.0)
+    delivery = Delivery(Client([session]), store, gateway_path, DeliveryConfig(linger=0))  # type: ignore[arg-type]
+    node = NODES[0]
+    store.append(
+        [
+            Reading(node, LOCAL[0], 20.5, NOW + 0),
+            Reading(node, LOCAL[0], "warm", NOW + 1),  # 5700 is a Float
+            Reading(node, LOCAL[0], 21.0, NOW + 2),
+        ]
+    )
+
+    async def run() -> None:
+        await delivery.start()
+        async with asyncio.timeout(10):
+            while len(session.received) < 2:
+                await asyncio.sleep(0.001)
+        await delivery.stop()
+
+    asyncio.run(run())
+    assert [r.value for r in session.received] == [20.5, 21.0]
+    assert delivery.stats(1).skipped == 1
+    assert not store.pending(consumer_name(1))

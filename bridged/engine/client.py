@@ -61,7 +61,7 @@ from .bootstrap import SERVER_SSID as SHORT_SERVER_ID
 from .bootstrap import SSID as SECURITY_SSID
 from .bootstrap import URI as SERVER_URI
 from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper
-from .dm import DeviceManagement, DeviceManagementResource
+from .dm import DeviceManagement, DeviceManagementResource, EndDevices
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
 from .endpoint import Endpoint, UdpEndpoint
 from .observe import Observations
@@ -97,6 +97,8 @@ UPDATE_TRIGGER = 8
 SUPPORTED_SECURITY_MODES = frozenset({MODE_PSK, MODE_NOSEC})
 """The security modes the client can register with; Bootstrap-Finish refuses any other."""
 BOOTSTRAP_TRIGGER = 9
+GATEWAY_OBJECT, DEVICE_OBJECTS = 25, 3
+"""/25 LwM2M Gateway and its resource 3, IoT Device Objects (an end device's object list)."""
 RETRY_RESOURCES = (("count", 17), ("timer", 18), ("sequence_delay", 19), ("sequence_count", 20))
 """/1/x/17-20: Communication Retry Count, Retry Timer, Sequence Delay Timer, Sequence Retry
 Count; when a Bootstrap-Server provisioned them they override the configuration."""
@@ -167,6 +169,7 @@ class ServerSession:
         security_instance: int,
         server_instance: int,
         access: AccessControl | None = None,
+        devices: EndDevices | None = None,
     ) -> None:
         self.tree = tree
         self.config = config
@@ -178,6 +181,7 @@ class ServerSession:
             version=lambda: self.registrar.version,
             server_id=config.short_server_id,
             access=access,
+            devices=devices,
         )
         self.gate: QueueModeGate | None = None
         if config.queue:
@@ -205,6 +209,7 @@ class ServerSession:
         access: AccessControl | None = None,
         bind: tuple[str, int] = ("::", 0),
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
+        devices: EndDevices | None = None,
     ) -> ServerSession:
         """The session with its socket open (nothing sent yet)."""
         session = cls(
@@ -213,6 +218,7 @@ class ServerSession:
             security_instance=security_instance,
             server_instance=server_instance,
             access=access,
+            devices=devices,
         )
         session.endpoint = await session._open_endpoint(bind)
         target = ServerTarget(
@@ -282,8 +288,9 @@ class ServerSession:
         )
 
     def carries(self, path: Path) -> bool:
-        """True if a change at ``path`` changes what this server's Update carries."""
-        if path.level <= Level.INSTANCE:
+        """True if a change at ``path`` changes what this server's Update carries (or, for
+        /25/x/3, an end device's object list, which a server reads /25 on each Update for)."""
+        if path.level <= Level.INSTANCE or path.ids[::2] == (GATEWAY_OBJECT, DEVICE_OBJECTS):
             return True
         return (
             path.object_id == SERVER_OBJECT
@@ -416,7 +423,8 @@ class LwM2MClient:
     registration fails for good and its /1/x/16 Bootstrap on Registration Failure allows it, or
     when a server executes /1/x/9 Bootstrap-Request Trigger. With a state directory
     (``state_dir``), what a bootstrap provisioned is saved there and loaded at the next start,
-    which then registers straight away.
+    which then registers straight away. With ``devices`` (the ``gateway`` exposure mode), the
+    end devices' trees are served at their prefixes (see ``dm.EndDevices``).
     """
 
     def __init__(
@@ -430,8 +438,10 @@ class LwM2MClient:
         bootstrap: BootstrapConfig | None = None,
         state_dir: pathlib.Path | None = None,
         on_bootstrap_event: Callable[[BootstrapEvent], None] = lambda e: None,
+        devices: EndDevices | None = None,
     ) -> None:
         self.tree = tree
+        self.devices = devices
         self.endpoint = endpoint
         if servers is None:
             servers = ()
@@ -613,6 +623,7 @@ class LwM2MClient:
                         access=self.access,
                         bind=self.bind,
                         on_event=self._on_registration_event,
+                        devices=self.devices,
                     )
                 )
         except BaseException:

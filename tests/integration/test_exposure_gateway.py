@@ -25,9 +25,10 @@ from bridged.exposure.gateway import GatewayExposure
 from bridged.objects.formats import ContentFormat
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record
 from bridged.registry import NodeRegistry
 from bridged.store.database import connect
-from bridged.store.nodes import NodeStore, PairedNode
+from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
 from bridged.transports.simulated import SimulatedNode, SimulatedTransport
@@ -255,3 +256,36 @@ async def test_observe_of_a_prefixed_path_notifies_on_node_readings(
     # The end device is gone: its observation ends with 4.04 (RFC 7641 §4.2).
     last = await asyncio.wait_for(anext(notifications), TIMEOUT)
     assert (last.code, last.opt.observe) == (Code.NOT_FOUND, None)
+
+
+def test_prefixes_and_25_instances_are_the_same_after_a_restart(tmp_path: FsPath) -> None:
+    first = setup(tmp_path)
+    for index, name in ((0, "a"), (1, "b"), (2, "c")):
+        first.pair(index, name)
+    first.registry.unpair(first.node(1).id)
+    first.pair(1, "b")  # re-pairing keeps the prefix
+    before = {
+        first.exposure.prefix(first.node(i).id): first.tree.get(Path((25, i, 0))) for i in range(3)
+    }
+    assert set(before) == {"dev0", "dev1", "dev2"}
+    second = setup(tmp_path)  # the same SQLite state: a restart
+    after = {
+        second.exposure.prefix(second.node(i).id): second.tree.get(Path((25, i, 0)))
+        for i in range(3)
+    }
+    assert after == before
+
+
+def test_node_device_values_land_on_its_own_device_object(gw: Setup) -> None:
+    node = NodeId("ble", "A4:C1:38:00:11:22")
+    gw.registry.pair(PairedNode(node, "attic", "bthome"))
+    gw.registry.readings(node, [Record(Path((3, 0, 9)), 87), Record(Path((3, 0, 0)), "Xiaomi")])
+    prefix = gw.exposure.prefix(node)
+    assert prefix is not None
+    tree = gw.exposure.device_tree(prefix)
+    assert tree is not None
+    assert tree.get(Path((3, 0, 9), prefix)) == 87
+    assert tree.get(Path((3, 0, 0), prefix)) == "Xiaomi"
+    assert gw.exposure.node_path(Path((3, 0, 9), prefix)) == (node, Path((3, 0, 9)))
+    assert gw.exposure.node_path(Path((3, 0, 9))) is None
+    assert gw.exposure.node_path(Path((3342, 0), prefix)) is None

@@ -62,7 +62,7 @@ from .bootstrap import SSID as SECURITY_SSID
 from .bootstrap import URI as SERVER_URI
 from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper
 from .coap import send_delay
-from .dm import DeviceManagement, DeviceManagementResource
+from .dm import DeviceManagement, DeviceManagementResource, EndDevices
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
 from .endpoint import Endpoint, UdpEndpoint
 from .nodes import NodeBackend
@@ -99,6 +99,8 @@ UPDATE_TRIGGER = 8
 SUPPORTED_SECURITY_MODES = frozenset({MODE_PSK, MODE_NOSEC})
 """The security modes the client can register with; Bootstrap-Finish refuses any other."""
 BOOTSTRAP_TRIGGER = 9
+GATEWAY_OBJECT, DEVICE_OBJECTS = 25, 3
+"""/25 LwM2M Gateway and its resource 3, IoT Device Objects (an end device's object list)."""
 RETRY_RESOURCES = (("count", 17), ("timer", 18), ("sequence_delay", 19), ("sequence_count", 20))
 """/1/x/17-20: Communication Retry Count, Retry Timer, Sequence Delay Timer, Sequence Retry
 Count; when a Bootstrap-Server provisioned them they override the configuration."""
@@ -170,6 +172,7 @@ class ServerSession:
         server_instance: int,
         access: AccessControl | None = None,
         nodes: NodeBackend | None = None,
+        devices: EndDevices | None = None,
     ) -> None:
         self.tree = tree
         self.config = config
@@ -182,6 +185,7 @@ class ServerSession:
             server_id=config.short_server_id,
             access=access,
             nodes=nodes,
+            devices=devices,
         )
         self.gate: QueueModeGate | None = None
         if config.queue:
@@ -210,6 +214,7 @@ class ServerSession:
         bind: tuple[str, int] = ("::", 0),
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
         nodes: NodeBackend | None = None,
+        devices: EndDevices | None = None,
     ) -> ServerSession:
         """The session with its socket open (nothing sent yet)."""
         session = cls(
@@ -219,6 +224,7 @@ class ServerSession:
             server_instance=server_instance,
             access=access,
             nodes=nodes,
+            devices=devices,
         )
         session.endpoint = await session._open_endpoint(bind)
         session.observations.send_delay = send_delay(session.endpoint.context)
@@ -289,8 +295,9 @@ class ServerSession:
         )
 
     def carries(self, path: Path) -> bool:
-        """True if a change at ``path`` changes what this server's Update carries."""
-        if path.level <= Level.INSTANCE:
+        """True if a change at ``path`` changes what this server's Update carries (or, for
+        /25/x/3, an end device's object list, which a server reads /25 on each Update for)."""
+        if path.level <= Level.INSTANCE or path.ids[::2] == (GATEWAY_OBJECT, DEVICE_OBJECTS):
             return True
         return (
             path.object_id == SERVER_OBJECT
@@ -431,7 +438,8 @@ class LwM2MClient:
     which then registers straight away.
 
     With ``nodes``, each server's device management awaits node-backed paths from it (see
-    ``bridged.engine.nodes``).
+    ``bridged.engine.nodes``). With ``devices`` (the ``gateway`` exposure mode), the
+    end devices' trees are served at their prefixes (see ``dm.EndDevices``).
     """
 
     def __init__(
@@ -446,9 +454,11 @@ class LwM2MClient:
         state_dir: pathlib.Path | None = None,
         on_bootstrap_event: Callable[[BootstrapEvent], None] = lambda e: None,
         nodes: NodeBackend | None = None,
+        devices: EndDevices | None = None,
     ) -> None:
         self.tree = tree
         self.nodes = nodes
+        self.devices = devices
         self.endpoint = endpoint
         if servers is None:
             servers = ()
@@ -631,6 +641,7 @@ class LwM2MClient:
                         bind=self.bind,
                         on_event=self._on_registration_event,
                         nodes=self.nodes,
+                        devices=self.devices,
                     )
                 )
         except BaseException:

@@ -31,7 +31,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiocoap
 from aiocoap import resource
@@ -58,7 +58,7 @@ from bridged.objects.formats import (
 )
 from bridged.objects.linkformat import Attributes, discover_links, parse_attributes
 from bridged.objects.paths import ROOT, Level, Path
-from bridged.objects.tree import ObjectTree
+from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
 
 from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
@@ -127,6 +127,20 @@ def parse_execute_arguments(text: str) -> dict[int, str | None]:
     return args
 
 
+class EndDevices(Protocol):
+    """The end devices of a LwM2M Gateway (the ``gateway`` exposure mode): each has a tree
+    whose prefix is the end device's, served at prefixed paths (``/dev3/3303/0/5700``)."""
+
+    def device_tree(self, prefix: str) -> ObjectTree | None:
+        """The tree of the end device with ``prefix``; None if there is none."""
+        ...
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Report every change in an end device's tree, and ``Path((), prefix)`` when the end
+        device goes away; returns the function that unsubscribes."""
+        ...
+
+
 class DeviceManagement:
     """Serves one tree to a server. ``version`` is the LwM2M version the server registered
     with, which picks the default format when a request has no Accept.
@@ -139,6 +153,11 @@ class DeviceManagement:
     With ``nodes``, requests go through ``handle_async``: Read, Write and Execute of a path a
     node backs (see ``bridged.engine.nodes``) are awaited from the node; everything else, and
     every request without ``nodes``, is the synchronous ``handle``.
+
+    With ``devices`` (a LwM2M Gateway), a request to a prefixed path is served from that end
+    device's tree, composite requests may mix the gateway's paths and end devices' ones, and an
+    unknown prefix is 4.04. Access Control does not apply to end devices (Gateway TS: servers
+    have full rights on them); their Write-Attributes are kept with the gateway's.
     """
 
     def __init__(
@@ -150,9 +169,12 @@ class DeviceManagement:
         access: AccessControl | None = None,
         max_payload: int = MAX_PAYLOAD,
         nodes: NodeBackend | None = None,
+        devices: EndDevices | None = None,
     ) -> None:
         self.tree = tree
         self.nodes = nodes
+        self.devices = devices
+        self._device_dms: dict[str, DeviceManagement] = {}
         self.version = version
         self.max_payload = max_payload
         self.attributes: dict[Path, Attributes] = {}
@@ -181,7 +203,9 @@ class DeviceManagement:
             path = Path.from_segments(segments)
             if path.prefix != self.tree.prefix:
                 # A non-numeric first segment names an end device; one not served here is 4.04.
-                raise NotFound(f"{path} is not served by this client")
+                return self._device(path)._dispatch(
+                    method, path, query, payload, content_format, accept
+                )
             return self._dispatch(method, path, query, payload, content_format, accept)
         except LwM2MError as e:
             log.info("request %s %s: %s %s", method, "/".join(segments), e.code_text, e)
@@ -328,7 +352,7 @@ class DeviceManagement:
             if p.object_id in BOOTSTRAP_ONLY:
                 raise Unauthorized(f"{p} is only for the bootstrap server")
             self._check(Operation.READ, p)
-            if p.level is Level.ROOT:
+            if p == ROOT:
                 records.extend(
                     self._readable(
                         [r for r in self.tree.read(p) if r.path.ids[0] not in BOOTSTRAP_ONLY]
@@ -336,9 +360,11 @@ class DeviceManagement:
                 )
                 continue
             try:
-                records.extend(self._readable(self.tree.read(p)))
+                tree = self.tree_for(p)
+                found = tree.read(p)
             except NotFound:
                 continue  # partial presence: what exists is returned
+            records.extend(self._readable(found) if tree is self.tree else found)
         records.sort(key=lambda r: r.path.sort_key())
         if accept is None:
             out = composite_codec_for(content_format)
@@ -353,7 +379,7 @@ class DeviceManagement:
         if content_format is None:
             raise UnsupportedContentFormat("Write-Composite needs a content format")
         for target, recs in self._composite_targets(payload, content_format).items():
-            self.tree.write(target, recs, replace=True)
+            self.tree_for(target).write(target, recs, replace=True)
         return Reply(Code.CHANGED)
 
     def _composite_targets(self, payload: bytes, content_format: int) -> dict[Path, list[Record]]:
@@ -366,7 +392,7 @@ class DeviceManagement:
             by_resource.setdefault(r.path.truncate(Level.RESOURCE), []).append(r)
         for target in by_resource:
             rdef = self.tree.registry.resource(target.ids[0], target.ids[2])
-            if not self.tree.has(target.parent):
+            if not self.tree_for(target).has(target.parent):
                 raise NotFound(f"{target.parent} does not exist")
             if not rdef.operations.writable:
                 raise MethodNotAllowed(f"{target} ({rdef.name}) is not writable")
@@ -518,7 +544,7 @@ class DeviceManagement:
             node, local = found
             await nodes.write(node, local, local_records(target, local, recs), replace=True)
         for target, recs in own.items():
-            self.tree.write(target, recs, replace=True)
+            self.tree_for(target).write(target, recs, replace=True)
         return Reply(Code.CHANGED)
 
     def _check_node_write(self, path: Path, records: Sequence[Record]) -> None:
@@ -535,8 +561,33 @@ class DeviceManagement:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def tree_for(self, path: Path) -> ObjectTree:
+        """The tree that holds ``path``: this one, or the end device's its prefix names
+        (NotFound for a prefix no end device has)."""
+        if path.prefix == self.tree.prefix:
+            return self.tree
+        return self._device(path).tree
+
+    def _device(self, path: Path) -> DeviceManagement:
+        """Device management of the end device ``path``'s prefix names; NotFound if none."""
+        prefix = path.prefix
+        tree = None if self.devices is None or prefix is None else self.devices.device_tree(prefix)
+        if tree is None or prefix is None:
+            if prefix is not None and self._device_dms.pop(prefix, None) is not None:
+                self._forget_attributes(Path((), prefix))
+            raise NotFound(f"{path} is not served by this client")
+        dm = self._device_dms.get(prefix)
+        if dm is None or dm.tree is not tree:
+            dm = DeviceManagement(tree, self.version, max_payload=self.max_payload)
+            dm.attributes = self.attributes
+            self._device_dms[prefix] = dm
+        return dm
+
     def _check(self, operation: Operation, path: Path) -> None:
-        """4.01 when access control refuses ``operation`` on ``path`` to this server."""
+        """4.01 when access control refuses ``operation`` on ``path`` to this server (end
+        devices' paths are not subject to it)."""
+        if path.prefix != self.tree.prefix:
+            return
         if self.access is not None and self.server_id is not None:
             self.access.check(self.server_id, operation, path)
 

@@ -47,6 +47,7 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 from aiocoap.pipe import Pipe
 
+from bridged.objects.errors import NotFound
 from bridged.objects.formats import ContentFormat, composite_codec_for
 from bridged.objects.linkformat import Attributes
 from bridged.objects.paths import Level, Path
@@ -161,6 +162,18 @@ class Observations:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = self.tree.subscribe(self._on_change)
+        if dm.devices is not None:
+            # A LwM2M Gateway's end devices: their changes concern prefixed observations.
+            unsubscribe_tree, unsubscribe_devices = (
+                self._unsubscribe,
+                dm.devices.subscribe(self._on_change),
+            )
+
+            def unsubscribe() -> None:
+                unsubscribe_tree()
+                unsubscribe_devices()
+
+            self._unsubscribe = unsubscribe
         self.on_held: Callable[[], None] | None = None
         """Called when a notification becomes due while held (queue mode wakes up for it)."""
         self.send_delay: Callable[[object], float] | None = None
@@ -324,7 +337,7 @@ class Observations:
             return
         now = self.now()
         for obs in affected:
-            if not obs.request.composite and not self.tree.has(obs.paths[0]):
+            if not obs.request.composite and not self._has(obs.paths[0]):
                 obs.gone = True
             obs.state.change(now)
         self._ready |= affected
@@ -463,10 +476,17 @@ class Observations:
         ]
         return policies[0] if len(paths) == 1 else composite_policy(policies)
 
+    def _has(self, path: Path) -> bool:
+        """Whether ``path`` exists, in the tree or in the end device its prefix names."""
+        try:
+            return self.dm.tree_for(path).has(path)
+        except NotFound:
+            return False
+
     def _value(self, numeric: Path | None) -> object:
-        if numeric is None or not self.tree.has(numeric):
+        if numeric is None or not self._has(numeric):
             return None
-        return self.tree.get(numeric)
+        return self.dm.tree_for(numeric).get(numeric)
 
 
 def _discard(index: dict[Path, set[Observation]], path: Path, obs: Observation) -> None:

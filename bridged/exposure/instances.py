@@ -8,6 +8,15 @@ standard resources alone.
 
 The mapping goes both ways: ``node_path`` turns a gateway path back into the node and its
 node-local path, for operations that must reach the node.
+
+A node's own Device object cannot become an instance of the gateway's: /3 is single-instance
+and /3/0 is the gateway. What matters of it upstream is the battery (node-local /3/0/9, which
+the BLE decoders emit), so it becomes an IPSO Generic Sensor instance of its own, with a stable
+ID like every other: ``/3300/x`` with 5700 Sensor Value the level, 5701 Sensor Units ``%`` and
+5750 Application Type ``<node name> battery``. A server can then chart, observe and set
+thresholds on it like any sensor, and tell whose battery it is. The node's other /3 values
+(manufacturer, model, ...) are not shown in this mode; the gateway and endpoints modes show them
+on the node's own /3.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import logging
 from collections.abc import Sequence
 
 from bridged.objects.errors import LwM2MError
-from bridged.objects.paths import Path
+from bridged.objects.paths import MAX_ID, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.registry import LiveNode
@@ -25,6 +34,13 @@ from bridged.store.nodes import NodeId, NodeStore
 log = logging.getLogger(__name__)
 
 APPLICATION_TYPE = 5750
+DEVICE = 3
+BATTERY = Path((DEVICE, 0, 9))
+"""Node-local /3/0/9 Battery Level (%)."""
+GENERIC_SENSOR, SENSOR_VALUE, SENSOR_UNITS = 3300, 5700, 5701
+BATTERY_KEY = MAX_ID + 1
+"""The node-instance key under which the node store keeps the battery's /3300 instance ID: no
+node instance has it, so it never collides with a node's own /3300."""
 
 
 class InstancesExposure:
@@ -37,12 +53,16 @@ class InstancesExposure:
         self._to_node: dict[tuple[int, int], tuple[NodeId, int]] = {}
         self._names: dict[NodeId, str] = {}
         self._unknown: set[int] = set()
+        self._battery: dict[NodeId, int] = {}
         for oid in tree.object_ids():
             for iid in tree.instance_ids(oid):
                 store.reserve_instance(oid, iid)
 
     def gateway_path(self, node: NodeId, local: Path) -> Path | None:
         """The gateway path of a node-local path, or None if that instance is not exposed."""
+        if local.ids[:3] == BATTERY.ids:
+            battery = self._battery.get(node)
+            return None if battery is None else Path((GENERIC_SENSOR, battery, SENSOR_VALUE))
         oid, iid = local.ids[0], local.ids[1]
         gw = self._to_gateway.get(node, {}).get((oid, iid))
         return None if gw is None else Path((oid, gw, *local.ids[2:]))
@@ -54,6 +74,9 @@ class InstancesExposure:
             return None
         found = self._to_node.get((path.ids[0], path.ids[1]))
         if found is None:
+            if path.ids[0] == GENERIC_SENSOR and path.ids[2:3] == (SENSOR_VALUE,):
+                owner = next((n for n, gw in self._battery.items() if gw == path.ids[1]), None)
+                return None if owner is None else (owner, BATTERY)
             return None
         node, local_iid = found
         return node, Path((path.ids[0], local_iid, *path.ids[2:]))
@@ -69,6 +92,9 @@ class InstancesExposure:
             del self._to_node[(oid, gw)]
             self.tree.delete_instance(oid, gw)
         self._names.pop(node, None)
+        battery = self._battery.pop(node, None)
+        if battery is not None:
+            self.tree.delete_instance(GENERIC_SENSOR, battery)
 
     def node_objects(self, node: LiveNode) -> None:
         self._names[node.id] = node.paired.name
@@ -79,7 +105,7 @@ class InstancesExposure:
             del self._to_node[(key[0], gw)]
             self.tree.delete_instance(key[0], gw)
         for oid, iid in sorted(wanted - exposed.keys()):
-            if not self._defined(oid):
+            if oid == DEVICE or not self._defined(oid):
                 continue
             gw = self.store.instance_id(node.id, oid, iid)
             values = [
@@ -97,8 +123,32 @@ class InstancesExposure:
                 continue
             exposed[(oid, iid)] = gw
             self._to_node[(oid, gw)] = (node.id, iid)
+        self._battery_instance(node)
+
+    def _battery_instance(self, node: LiveNode) -> None:
+        """The node's battery as a /3300 instance, once the node has reported its level."""
+        level = node.values.get(BATTERY)
+        if node.id in self._battery or level is None:
+            return
+        gw = self.store.instance_id(node.id, GENERIC_SENSOR, BATTERY_KEY)
+        try:
+            self.tree.create_instance(
+                GENERIC_SENSOR,
+                gw,
+                [
+                    (SENSOR_VALUE, level.value),
+                    (SENSOR_UNITS, "%"),
+                    (APPLICATION_TYPE, f"{node.paired.name} battery"),
+                ],
+            )
+        except LwM2MError as e:
+            log.warning("node %s: battery not exposed: %s", node.id, e)
+            return
+        self._battery[node.id] = gw
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        if node.id not in self._battery:
+            self._battery_instance(node)
         for r in records:
             target = self.gateway_path(node.id, r.path)
             if target is None:

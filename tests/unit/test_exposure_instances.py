@@ -93,3 +93,40 @@ def test_objects_without_a_definition_are_skipped(
     registry.readings(node, [Record(Path((33333, 0, 1)), 1)] * 3)
     assert 33333 not in tree.object_ids()
     assert sum("33333" in r.message for r in caplog.records) == 1
+
+
+def test_the_node_battery_becomes_a_generic_sensor_named_after_the_node(tmp_path: FsPath) -> None:
+    registry, tree, exposure, _ = gateway(tmp_path)
+    node = NodeId("ble", "A4:C1:38:00:11:22")
+    registry.pair(PairedNode(node, "attic", "bthome"))
+    registry.readings(node, [Record(Path((3303, 0, 5700)), 19.5)])
+    assert 3300 not in tree.object_ids()  # no level reported yet
+    registry.readings(node, [Record(Path((3, 0, 0)), "Xiaomi"), Record(Path((3, 0, 9)), 87)])
+    assert 3 not in tree.object_ids()  # the node's /3 is not the gateway's
+    [battery] = tree.instance_ids(3300)
+    assert tree.get(Path((3300, battery, 5700))) == 87.0
+    assert tree.get(Path((3300, battery, 5701))) == "%"
+    assert tree.get(Path((3300, battery, 5750))) == "attic battery"
+    registry.readings(node, [Record(Path((3, 0, 9)), 86)])
+    assert tree.get(Path((3300, battery, 5700))) == 86.0
+    assert exposure.node_path(Path((3300, battery, 5700))) == (node, Path((3, 0, 9)))
+    assert exposure.gateway_path(node, Path((3, 0, 9))) == Path((3300, battery, 5700))
+    assert exposure.gateway_path(node, Path((3, 0, 0))) is None
+
+
+def test_the_battery_instance_is_stable_and_goes_with_the_node(tmp_path: FsPath) -> None:
+    registry, tree, _, _ = gateway(tmp_path)
+    a, b = NodeId("ble", "A4:C1:38:00:00:0A"), NodeId("ble", "A4:C1:38:00:00:0B")
+    for node, name in ((a, "a"), (b, "b")):
+        registry.pair(PairedNode(node, name, "bthome"))
+        registry.readings(node, [Record(Path((3, 0, 9)), 50), Record(Path((3300, 0, 5700)), 1.0)])
+    ids = {tree.get(Path((3300, i, 5750))): i for i in tree.instance_ids(3300)}
+    assert set(ids) == {"a", "b", "a battery", "b battery"}
+    registry.unpair(a)
+    assert "a battery" not in {tree.get(Path((3300, i, 5750))) for i in tree.instance_ids(3300)}
+    registry2, tree2, _, _ = gateway(tmp_path)  # a restart
+    registry2.pair(PairedNode(a, "a", "bthome"))
+    registry2.readings(a, [Record(Path((3, 0, 9)), 49)])
+    registry2.readings(b, [Record(Path((3, 0, 9)), 48)])
+    assert tree2.get(Path((3300, ids["a battery"], 5700))) == 49.0
+    assert tree2.get(Path((3300, ids["b battery"], 5700))) == 48.0

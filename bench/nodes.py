@@ -1,0 +1,392 @@
+"""The three exposure modes with many nodes: memory, registration time, readings per second.
+
+Three processes: this one orchestrates; the **server** is the in-repo LwM2M test server
+(tests/peers/lwm2m_server.py) on 127.0.0.1; the **gateway** is the engine with the node
+registry, the simulated transport and the exposure mode under test, pinned to one core, so its
+RSS and CPU are its own.
+
+* **register**: N simulated nodes are paired in a fresh SQLite store (before the clock starts);
+  then the gateway loads them, builds the exposure and registers. ``startup`` is loading and
+  exposing, ``register`` from starting the client(s) until the server has accepted every
+  registration (one in instances and gateway mode, N in endpoints mode), RSS is the gateway
+  process's after that. Goal: at most 64 MB for 1,000 nodes in instances mode.
+* **readings**: with ``--rate-nodes`` nodes registered, the server observes every node's
+  temperature (instances: /3303/x/5700 from the Register; gateway: it reads /25/x/1 for each
+  prefix, as a gateway-aware server does, then observes /devN/3303/0/5700; endpoints:
+  /3303/0/5700 of each endpoint). The gateway then reports ``--readings`` readings through
+  ``NodeRegistry.readings`` (the transport interface, with its group commit to SQLite running),
+  round robin over the nodes, and the figure is readings / (time from the first reading to the
+  server holding every node's last value). Notifications carry the state at the time they go
+  out, so readings arriving faster than a notification can go are coalesced into it (the
+  notification count is shown). Goal: at least 15,000 readings/s. The gateway's CPU time per
+  reading (feeding, storing, exposing, notifying) is shown too: on a machine shared with other
+  work the wall-clock rate understates what one free core does, and readings per CPU-second
+  does not.
+
+    .venv/bin/python bench/nodes.py [--modes instances,gateway,endpoints]
+                                    [--counts 100,1000,5000] [--readings 100000]
+                                    [--rate-nodes 100] [--sections register,readings]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path as FilePath
+from typing import Any
+
+HERE = FilePath(__file__).resolve()
+sys.path.insert(0, str(HERE.parent.parent / "tests"))
+
+RSS_GOAL_MB = 64.0
+RATE_GOAL = 15_000.0
+FINAL = -40.0
+"""The last reading of every node: when the server holds it everywhere, all was delivered."""
+GATEWAY = "bench-gw"
+MODES = ("instances", "gateway", "endpoints")
+
+
+def rss_mb() -> float:
+    for line in FilePath("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def raise_fd_limit() -> int:
+    """Endpoints mode needs a socket per node: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def emit(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+# -- the server (a process of its own) -----------------------------------------------------------
+
+
+async def serve(mode: str, observe_nodes: int) -> None:
+    """Accept registrations; when ``observe_nodes`` > 0, observe every node's temperature and
+    report when each holds ``FINAL``."""
+    import aiocoap
+    from aiocoap.numbers.codes import Code
+
+    from peers.lwm2m_server import LwM2MTestServer
+
+    raise_fd_limit()
+    srv = LwM2MTestServer()
+    await srv.start()
+    emit(port=srv.port)
+    registered: set[str] = set()
+    waiting: set[tuple[str, str]] = set()
+    notifications = 0
+    observing = 0
+    requests: list[Any] = []
+
+    def on_note(key: tuple[str, str], message: aiocoap.Message) -> None:
+        nonlocal notifications
+        notifications += 1
+        if key in waiting and float(message.payload) == FINAL:
+            waiting.discard(key)
+            if not waiting:
+                emit(done=time.monotonic(), notifications=notifications)
+
+    async def watch(endpoint: str, path: str) -> None:
+        nonlocal observing
+        request = srv.observe(endpoint, path)
+        requests.append(request)
+        first = await request.response
+        if first.code != Code.CONTENT:
+            raise RuntimeError(f"observe {endpoint} {path}: {first.code} {first.payload!r}")
+        key = (endpoint, path)
+        waiting.add(key)
+        assert request.observation is not None
+        request.observation.register_callback(lambda m: on_note(key, m), _suppress_deprecation=True)
+        observing += 1
+        if observing == observe_nodes:
+            emit(observing=observing)
+
+    async def watch_registration(endpoint: str, links: str) -> None:
+        if mode == "endpoints":
+            await watch(endpoint, "/3303/0/5700")
+            return
+        targets = [t.split(">")[0].lstrip("<") for t in links.split(",")]
+        if mode == "instances":
+            for t in targets:
+                if t.startswith("/3303/"):
+                    await watch(endpoint, f"{t}/5700")
+            return
+        for t in targets:
+            if t.startswith("/25/"):
+                prefix = await srv.request(endpoint, Code.GET, f"{t}/1")
+                await watch(endpoint, f"/{prefix.payload.decode()}/3303/0/5700")
+
+    tasks = []
+    loop = asyncio.get_running_loop()
+    stdin_closed = loop.run_in_executor(None, sys.stdin.read)
+    while not stdin_closed.done():
+        get = asyncio.ensure_future(srv.events.get())
+        await asyncio.wait([get, stdin_closed], return_when=asyncio.FIRST_COMPLETED)
+        if not get.done():
+            get.cancel()
+            break
+        event = get.result()
+        if event.kind == "register" and event.code == Code.CREATED:
+            registered.add(event.endpoint)
+            emit(registered=len(registered), at=time.monotonic())
+            if observe_nodes:
+                links = srv.clients[event.endpoint].links
+                tasks.append(asyncio.create_task(watch_registration(event.endpoint, links)))
+    for r in requests:
+        if r.observation is not None and not r.observation.cancelled:
+            r.observation.cancel()
+    await srv.stop()
+
+
+# -- the gateway (a process of its own, on one core) --------------------------------------------
+
+
+async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: str) -> None:
+    from bridged.engine.client import LwM2MClient, ServerConfig
+    from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
+    from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
+    from bridged.exposure.gateway import GatewayExposure
+    from bridged.exposure.instances import InstancesExposure
+    from bridged.objects.builtin import builtin_registry
+    from bridged.objects.tree import ObjectTree
+    from bridged.objects.values import Record
+    from bridged.registry import NodeRegistry
+    from bridged.store.database import connect
+    from bridged.store.nodes import NodeId, NodeStore, PairedNode
+    from bridged.store.readings import ReadingStore
+    from bridged.store.secrets import SecretStore
+    from bridged.transports.simulated import TEMPERATURE, SimulatedTransport
+
+    os.sched_setaffinity(0, {0})
+    raise_fd_limit()
+    conn = connect(state / "state.db")
+    store = NodeStore(conn)
+    for i in range(count):  # pre-paired, before the clock starts
+        store.pair(PairedNode(NodeId("sim", f"{i + 1:04d}"), f"node {i + 1}", "sim"))
+
+    registered = asyncio.Event()
+    done = 0
+
+    def one_registered() -> None:
+        nonlocal done
+        done += 1
+        if done == (count if mode == "endpoints" else 1):
+            registered.set()
+
+    def on_event(e: RegistrationEvent) -> None:
+        if e.kind is EventKind.REGISTRATION_COMPLETE:
+            one_registered()
+
+    t0 = time.monotonic()
+    registry = NodeRegistry(store, SecretStore(state / "secrets.json"), ReadingStore(conn))
+    sim = SimulatedTransport({"nodes": count}, registry)
+    registry.attach(sim)
+    tree = ObjectTree(builtin_registry())
+    tree.create_instance(3, 0, [(0, "bench"), (16, "U")])
+    now = time.time()
+    for node in sim.nodes.values():  # every node has reported once, so it has values
+        sim.report(node, now)
+    config = ServerConfig(uri, lifetime=3600, request_timeout=30.0, retry=RetryPolicy(count=5))
+    client: LwM2MClient | None = None
+    endpoints: EndpointsExposure | None = None
+    if mode == "endpoints":
+
+        def ep_event(ep: NodeEndpoint, e: RegistrationEvent) -> None:
+            on_event(e)
+
+        endpoints = EndpointsExposure(
+            tree.registry, GATEWAY, config, host="127.0.0.1", on_event=ep_event
+        )
+        registry.listen(endpoints)
+        t1 = time.monotonic()
+        await endpoints.start()
+    else:
+        devices = None
+        if mode == "instances":
+            registry.listen(InstancesExposure(tree, store))
+        else:
+            devices = GatewayExposure(tree, store)
+            registry.listen(devices)
+        t1 = time.monotonic()
+        client = LwM2MClient(
+            tree, GATEWAY, config, bind=("127.0.0.1", 0), on_event=on_event, devices=devices
+        )
+        await client.start()
+    await registered.wait()
+    t2 = time.monotonic()
+    emit(startup=t1 - t0, register=t2 - t1, rss=rss_mb(), instances=len(list(tree.instances())))
+
+    committer = asyncio.create_task(registry.run())
+    loop = asyncio.get_running_loop()
+    command = await loop.run_in_executor(None, sys.stdin.readline)
+    if command.strip() == "go" and readings:
+        nodes = [n.id for n in sim.nodes.values()]
+        per_node = readings // len(nodes)
+        cpu0, start = time.process_time(), time.monotonic()
+        for k in range(per_node):
+            value = FINAL if k == per_node - 1 else float(k % 1000)
+            for node in nodes:
+                registry.readings(node, [Record(TEMPERATURE, value)])
+            if k % 5 == 4:
+                await asyncio.sleep(0)  # let the notifications go, as a radio loop would
+        fed = time.monotonic()
+        emit(start=start, fed=fed, readings=per_node * len(nodes), cpu=time.process_time() - cpu0)
+        await loop.run_in_executor(None, sys.stdin.readline)
+        emit(cpu_total=time.process_time() - cpu0)
+    committer.cancel()
+    if client is not None:
+        await client.stop()
+    if endpoints is not None:
+        await endpoints.stop()
+
+
+# -- orchestration ------------------------------------------------------------------------------
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(HERE), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_until(proc: subprocess.Popen[str], key: str) -> dict[str, Any]:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        fields: dict[str, Any] = json.loads(line)
+        if key in fields:
+            return fields
+    raise RuntimeError(f"process ended before reporting {key!r} (exit {proc.wait()})")
+
+
+def run(mode: str, count: int, readings: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as state:
+        server = spawn("--serve", mode, str(count if readings else 0))
+        try:
+            if os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
+                os.sched_setaffinity(server.pid, {1})
+            port = read_until(server, "port")["port"]
+            gw = spawn(
+                "--gateway", mode, str(count), str(readings), state, f"coap://127.0.0.1:{port}"
+            )
+            try:
+                result = read_until(gw, "register")
+                if readings:
+                    read_until(server, "observing")
+                    assert gw.stdin is not None
+                    gw.stdin.write("go\n")
+                    gw.stdin.flush()
+                    fed = read_until(gw, "fed")
+                    done = read_until(server, "done")
+                    gw.stdin.write("stop\n")
+                    gw.stdin.flush()
+                    cpu = read_until(gw, "cpu_total")["cpu_total"]
+                    result.update(
+                        rate=fed["readings"] / (done["done"] - fed["start"]),
+                        fed_rate=fed["readings"] / (fed["fed"] - fed["start"]),
+                        notifications=done["notifications"],
+                        readings=fed["readings"],
+                        cpu=cpu,
+                    )
+                else:
+                    assert gw.stdin is not None
+                    gw.stdin.write("stop\n")
+                    gw.stdin.flush()
+                gw.wait(timeout=600)
+            finally:
+                if gw.poll() is None:
+                    gw.kill()
+        finally:
+            assert server.stdin is not None
+            server.stdin.close()
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    return result
+
+
+def section_register(args: argparse.Namespace) -> None:
+    print("### Registration and memory\n")
+    print(f"RSS of the gateway process after registering (goal: ≤ {RSS_GOAL_MB:g} MB for 1,000")
+    print("nodes in instances mode); N simulated nodes, 3 objects each.\n")
+    print("| mode | nodes | instances in the gateway tree | startup s | register s | RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for mode in args.modes:
+        for count in args.counts:
+            r = run(mode, count, 0)
+            print(
+                f"| {mode} | {count:,} | {r['instances']:,} | {r['startup']:.2f} "
+                f"| {r['register']:.2f} | {r['rss']:.1f} |",
+                flush=True,
+            )
+    print()
+
+
+def section_readings(args: argparse.Namespace) -> None:
+    print("### Readings per second, end to end\n")
+    print(f"{args.readings:,} readings over {args.rate_nodes} nodes, from `NodeRegistry.readings`")
+    print("to the server holding every node's last value; gateway on one core")
+    print(f"(goal: ≥ {RATE_GOAL:,.0f} readings/s).\n")
+    print(
+        "| mode | readings/s end to end | fed/s | notifications | readings per notification "
+        "| gateway CPU µs/reading | readings per gateway CPU-second |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for mode in args.modes:
+        r = run(mode, args.rate_nodes, args.readings)
+        print(
+            f"| {mode} | {r['rate']:,.0f} | {r['fed_rate']:,.0f} | {r['notifications']:,} "
+            f"| {r['readings'] / max(r['notifications'], 1):.1f} "
+            f"| {r['cpu'] / r['readings'] * 1e6:.1f} | {r['readings'] / r['cpu']:,.0f} |",
+            flush=True,
+        )
+    print()
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        asyncio.run(serve(sys.argv[2], int(sys.argv[3])))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--gateway":
+        mode, count, readings, state, uri = sys.argv[2:7]
+        asyncio.run(gateway(mode, int(count), int(readings), FilePath(state), uri))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--modes", default=",".join(MODES), type=lambda s: s.split(","))
+    parser.add_argument(
+        "--counts", default="100,1000,5000", type=lambda s: [int(c) for c in s.split(",")]
+    )
+    parser.add_argument("--readings", type=int, default=100_000)
+    parser.add_argument("--rate-nodes", type=int, default=100)
+    parser.add_argument("--sections", default="register,readings", type=lambda s: s.split(","))
+    args = parser.parse_args()
+    print(f"open files soft limit: {raise_fd_limit()}\n")
+    sections: dict[str, Callable[[argparse.Namespace], None]] = {
+        "register": section_register,
+        "readings": section_readings,
+    }
+    for name in args.sections:
+        sections[name](args)
+
+
+if __name__ == "__main__":
+    main()

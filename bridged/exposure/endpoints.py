@@ -1,0 +1,253 @@
+"""The ``endpoints`` exposure mode: every paired node registers as a LwM2M endpoint of its own.
+
+Any LwM2M server, 1.0 or 1.1, then lists each node as a device, with no knowledge of gateways.
+Each node gets a ``LwM2MClient`` of its own over a tree of its own, with its own UDP socket
+(a server answers, and sends its requests, to the address a registration came from), and the
+gateway's server configuration.
+
+* **Endpoint name**: ``<gateway endpoint>:<node id>``, e.g. ``gw-1:ble:A4:C1:38:00:11:22``.
+  Both parts are stable (the node id is the transport's normalised address), so a node keeps
+  its endpoint, and the server its history, across restarts and re-pairing; the gateway's name
+  in front keeps two gateways that hear the same node apart.
+* **/3 Device**: the node's own /3/0 values as its transport reported them (0 Manufacturer,
+  1 Model Number, 2 Serial Number, 3 Firmware Version, 9 Battery Level, ...), with the
+  mandatory 11 Error Code (0, no error) and 16 Supported Binding ("U"), and 17 Device Type set
+  to the node's name, the text a server's device list shows next to the endpoint. The node's
+  sensors carry the name in 5750 Application Type too, as in the other modes.
+* **/5 Firmware Update** only for a node whose pairing options declare the capability
+  (``options["firmware_update"] = True``). The transports cannot carry firmware to a node yet:
+  the object is there (State 0, Idle) so a server can see the node is updatable, but executing
+  /5/0/2 Update answers 4.04 until a transport implements it. A node that declares /5 in its
+  own object list gets it mirrored like any other object.
+* **Pairing** registers the node's endpoint, **unpairing** de-registers it.
+
+Many nodes must not become a thundering herd after a reboot: endpoints are brought up one at a
+time every ``interval`` seconds, and at most ``concurrency`` are between opening their socket
+and their first registration outcome (registered or failed) at any time, each for at most
+``settle`` seconds. An endpoint that fails (its socket cannot open, its server refuses it) is
+logged and holds up no other; its registrar keeps retrying with the back-off of /1/x/17-20.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.registration import EventKind, RegistrationEvent
+from bridged.objects.definitions import Registry
+from bridged.objects.paths import Path
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record, Value
+from bridged.registry import LiveNode
+from bridged.store.nodes import NodeId
+
+from .mirror import NodeMirror
+
+log = logging.getLogger(__name__)
+
+DEVICE, FIRMWARE = 3, 5
+FIRMWARE_CAPABILITY = "firmware_update"
+"""The pairing option by which a node declares it can take a firmware update."""
+DEFAULT_CONCURRENCY = 32
+DEFAULT_INTERVAL = 0.005
+"""Seconds between two endpoints brought up: 5,000 nodes take 25 s, far below a lifetime."""
+DEFAULT_SETTLE = 30.0
+
+MakeClient = Callable[["NodeEndpoint", Sequence[ServerConfig], tuple[str, int]], LwM2MClient]
+"""Builds the client of one endpoint, bound to the given address, reporting its registration
+events to ``NodeEndpoint.event`` (the default: a plain ``LwM2MClient`` over its tree)."""
+
+
+def endpoint_name(gateway: str, node: NodeId) -> str:
+    """The endpoint name of ``node`` behind the gateway named ``gateway`` (see module doc)."""
+    return f"{gateway}:{node}"
+
+
+def device_values(node: LiveNode) -> list[tuple[int, Value | dict[int, Value]]]:
+    """The endpoint's /3/0 before the node's own values: what LwM2M makes mandatory, and the
+    node's name as its Device Type."""
+    return [(11, {0: 0}), (16, "U"), (17, node.paired.name)]
+
+
+class NodeEndpoint:
+    """One node as an endpoint: its name, its tree and, once brought up, its client."""
+
+    def __init__(
+        self,
+        node: LiveNode,
+        name: str,
+        registry: Registry,
+        report: Callable[[NodeEndpoint, RegistrationEvent], None] = lambda ep, e: None,
+    ) -> None:
+        self.node = node.id
+        self.name = name
+        self.tree = ObjectTree(registry)
+        self.tree.create_instance(DEVICE, 0, device_values(node))
+        if node.paired.options.get(FIRMWARE_CAPABILITY) is True:
+            self.tree.create_instance(FIRMWARE, 0, [(1, ""), (3, 0), (5, 0), (9, 0)])
+        self.mirror = NodeMirror(self.tree)
+        self.mirror.sync(node)
+        self.client: LwM2MClient | None = None
+        self.removed = False
+        self.registered = False
+        self.settled = asyncio.Event()
+        self.lock = asyncio.Lock()
+        self._report = report
+
+    def event(self, e: RegistrationEvent) -> None:
+        """A registration event of this endpoint's client."""
+        if e.kind in (EventKind.REGISTRATION_COMPLETE, EventKind.REGISTRATION_FAILURE):
+            self.registered = e.kind is EventKind.REGISTRATION_COMPLETE
+            self.settled.set()
+        self._report(self, e)
+
+    def node_path(self, path: Path) -> tuple[NodeId, Path] | None:
+        """The node and node-local path behind a path of this endpoint: the same path, for
+        the objects the node has; None for the endpoint's own (/0, /1, a synthesised /5)."""
+        if not path.ids or path.ids[0] not in {oid for oid, _ in self.mirror.instances}:
+            return None
+        return self.node, path
+
+
+class EndpointsExposure:
+    """A ``RegistryListener`` that gives every paired node an endpoint; ``start`` brings them
+    up (paced, see the module docstring), ``stop`` de-registers them all."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        gateway_endpoint: str,
+        servers: ServerConfig | Sequence[ServerConfig],
+        *,
+        host: str = "::",
+        concurrency: int = DEFAULT_CONCURRENCY,
+        interval: float = DEFAULT_INTERVAL,
+        settle: float = DEFAULT_SETTLE,
+        on_event: Callable[[NodeEndpoint, RegistrationEvent], None] = lambda ep, e: None,
+        make_client: MakeClient | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        self.registry = registry
+        self.gateway_endpoint = gateway_endpoint
+        self.servers = (servers,) if isinstance(servers, ServerConfig) else tuple(servers)
+        self.host = host
+        self.concurrency = concurrency
+        self.interval = interval
+        self.settle = settle
+        self.on_event = on_event
+        self.make_client = make_client or self._default_client
+        self.endpoints: dict[NodeId, NodeEndpoint] = {}
+        self._pending: asyncio.Queue[NodeEndpoint] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._runner: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def endpoint(self, node: NodeId) -> NodeEndpoint | None:
+        return self.endpoints.get(node)
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start bringing the endpoints up; returns at once."""
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name="lwm2m-endpoints")
+
+    async def stop(self) -> None:
+        """Stop bringing endpoints up, then de-register all of them, ``concurrency`` at a
+        time."""
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+        bringing_up = [t for t in self._tasks if t.get_name().startswith("endpoint-up")]
+        for task in bringing_up:
+            task.cancel()
+        await asyncio.gather(*bringing_up, return_exceptions=True)
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def down(ep: NodeEndpoint) -> None:
+            async with slots:
+                await self._take_down(ep)
+
+        await asyncio.gather(*(down(ep) for ep in self.endpoints.values()))
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            ep = await self._pending.get()
+            if ep.removed or ep.client is not None:
+                continue
+            await self._slots.acquire()
+            self._spawn(self._bring_up(ep), f"endpoint-up {ep.name}")
+            await asyncio.sleep(self.interval)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _bring_up(self, ep: NodeEndpoint) -> None:
+        """Open the endpoint's socket and register; hold a slot until the first outcome."""
+        try:
+            async with ep.lock:
+                if ep.removed:
+                    return
+                client = self.make_client(ep, self.servers, (self.host, 0))
+                try:
+                    await client.start()
+                except (OSError, ValueError) as e:
+                    log.error("endpoint %s cannot start: %s", ep.name, e)
+                    return
+                ep.client = client
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settle):
+                    await ep.settled.wait()
+        finally:
+            self._slots.release()
+
+    async def _take_down(self, ep: NodeEndpoint) -> None:
+        async with ep.lock:
+            client, ep.client = ep.client, None
+            if client is not None:
+                await client.stop()
+
+    @staticmethod
+    def _default_client(
+        ep: NodeEndpoint, servers: Sequence[ServerConfig], bind: tuple[str, int]
+    ) -> LwM2MClient:
+        return LwM2MClient(ep.tree, ep.name, servers, bind=bind, on_event=ep.event)
+
+    # -- RegistryListener --------------------------------------------------------------------
+
+    def node_added(self, node: LiveNode) -> None:
+        if node.id in self.endpoints:
+            self.node_objects(node)
+            return
+        name = endpoint_name(self.gateway_endpoint, node.id)
+        ep = NodeEndpoint(node, name, self.registry, self.on_event)
+        self.endpoints[node.id] = ep
+        self._pending.put_nowait(ep)
+
+    def node_removed(self, node: NodeId) -> None:
+        ep = self.endpoints.pop(node, None)
+        if ep is None:
+            return
+        ep.removed = True
+        if ep.client is not None or ep.lock.locked():
+            self._spawn(self._take_down(ep), f"endpoint-down {ep.name}")
+
+    def node_objects(self, node: LiveNode) -> None:
+        ep = self.endpoints.get(node.id)
+        if ep is not None:
+            ep.mirror.sync(node)
+
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        ep = self.endpoints.get(node.id)
+        if ep is not None:
+            ep.mirror.apply(node, records)

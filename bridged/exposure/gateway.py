@@ -1,0 +1,159 @@
+"""The ``gateway`` exposure mode: the LwM2M Gateway object (/25), end devices behind prefixes.
+
+Each paired node is an end device (LwM2M Gateway TS 1.1, object 25 version 2.0). Its /25
+instance says who it is and where to find it:
+
+* 0 Device ID: the node id (``ble:A4:C1:38:00:11:22``), which names the node whatever gateway
+  hears it;
+* 1 Prefix: ``devN`` from the node store, allocated once, so it is the same after a restart
+  or a re-pairing (never all digits, so it cannot pass for an object ID);
+* 3 IoT Device Objects: the node's object list in the Register link format, without prefix
+  (``</3303/0>,</3304/0>``).
+
+The node's objects live in a tree of their own whose prefix is the node's, at their node-local
+IDs: a server reads ``/dev3/3303/0/5700``. Register and Update carry the gateway's own objects
+only (with /25 and its instances), as the Gateway TS requires; a node paired or unpaired
+creates or deletes its /25 instance, which is an Update, and a change of a node's object list
+changes /25/x/3, which the engine also sends an Update for, so a server that reads /25 on each
+Update learns of it at once.
+
+Requests to a prefixed path reach the node's tree through ``EndDevices`` (``device_tree`` and
+``subscribe``), which ``DeviceManagement`` and the observations take; an unknown prefix is
+4.04, and the observations of a node that is unpaired end with 4.04.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from bridged.objects.linkformat import format_links, object_links
+from bridged.objects.paths import Path
+from bridged.objects.tree import Listener, ObjectTree
+from bridged.objects.values import Record
+from bridged.registry import LiveNode
+from bridged.store.nodes import NodeId, NodeStore
+
+from .mirror import NodeMirror
+
+log = logging.getLogger(__name__)
+
+GATEWAY_OBJECT = 25
+DEVICE_ID, PREFIX, DEVICE_OBJECTS = 0, 1, 3
+"""/25 resources (Gateway TS 1.1, object version 2.0)."""
+
+
+class _EndDevice:
+    """One node as an end device: its /25 instance, its prefix and its tree."""
+
+    __slots__ = ("instance", "mirror", "node", "prefix", "tree")
+
+    def __init__(self, node: NodeId, instance: int, tree: ObjectTree) -> None:
+        self.node = node
+        self.instance = instance
+        self.tree = tree
+        self.prefix = tree.prefix or ""
+        self.mirror = NodeMirror(tree)
+
+    def object_links(self) -> str:
+        """/25/x/3: the node's objects as the Register payload lists them."""
+        return format_links(object_links(self.tree.objects()))
+
+
+class GatewayExposure:
+    """A ``RegistryListener`` that shows every node as a LwM2M Gateway end device, and the
+    ``EndDevices`` the engine serves prefixed paths from."""
+
+    def __init__(self, tree: ObjectTree, store: NodeStore) -> None:
+        self.tree = tree
+        self.store = store
+        self._devices: dict[NodeId, _EndDevice] = {}
+        self._by_prefix: dict[str, _EndDevice] = {}
+        self._listeners: list[Listener] = []
+        tree.add_object(GATEWAY_OBJECT)
+        for iid in tree.instance_ids(GATEWAY_OBJECT):
+            store.reserve_instance(GATEWAY_OBJECT, iid)
+
+    # -- EndDevices --------------------------------------------------------------------------
+
+    def device_tree(self, prefix: str) -> ObjectTree | None:
+        """The tree of the end device with ``prefix``, or None when no paired node has it."""
+        device = self._by_prefix.get(prefix)
+        return None if device is None else device.tree
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with every change in any end device's tree (prefixed paths), and
+        with the bare prefix path (``/dev3``) when that end device goes away."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _changed(self, path: Path) -> None:
+        for listener in tuple(self._listeners):
+            listener(path)
+
+    # -- mapping -----------------------------------------------------------------------------
+
+    def prefix(self, node: NodeId) -> str | None:
+        device = self._devices.get(node)
+        return None if device is None else device.prefix
+
+    def gateway_path(self, node: NodeId, local: Path) -> Path | None:
+        """The upstream (prefixed) path of a node-local path, or None if the node is not
+        exposed."""
+        device = self._devices.get(node)
+        return None if device is None else local.with_prefix(device.prefix)
+
+    def node_path(self, path: Path) -> tuple[NodeId, Path] | None:
+        """The node and node-local path behind a prefixed path, or None for the gateway's own
+        paths, an unknown prefix or an object the node does not have."""
+        if path.prefix is None or not path.ids:
+            return None
+        device = self._by_prefix.get(path.prefix)
+        if device is None or path.ids[0] not in {oid for oid, _ in device.mirror.instances}:
+            return None
+        return device.node, path.without_prefix()
+
+    # -- RegistryListener --------------------------------------------------------------------
+
+    def node_added(self, node: LiveNode) -> None:
+        device = self._devices.get(node.id)
+        if device is None:
+            prefix = self.store.prefix(node.id)
+            instance = self.store.instance_id(node.id, GATEWAY_OBJECT)
+            device = _EndDevice(node.id, instance, ObjectTree(self.tree.registry, prefix))
+            device.tree.subscribe(self._changed)
+            device.mirror.sync(node)
+            self._devices[node.id] = device
+            self._by_prefix[device.prefix] = device
+            self.tree.create_instance(
+                GATEWAY_OBJECT,
+                instance,
+                [
+                    (DEVICE_ID, str(node.id)),
+                    (PREFIX, device.prefix),
+                    (DEVICE_OBJECTS, device.object_links()),
+                ],
+            )
+            log.info("node %s is end device %s", node.id, device.prefix)
+        else:
+            self.node_objects(node)
+
+    def node_removed(self, node: NodeId) -> None:
+        device = self._devices.pop(node, None)
+        if device is None:
+            return
+        del self._by_prefix[device.prefix]
+        self.tree.delete_instance(GATEWAY_OBJECT, device.instance)
+        self._changed(Path((), device.prefix))
+
+    def node_objects(self, node: LiveNode) -> None:
+        device = self._devices.get(node.id)
+        if device is not None and device.mirror.sync(node):
+            self.tree.set(
+                Path((GATEWAY_OBJECT, device.instance, DEVICE_OBJECTS)), device.object_links()
+            )
+
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        device = self._devices.get(node.id)
+        if device is not None:
+            device.mirror.apply(node, records)

@@ -1,0 +1,97 @@
+"""A node's objects kept in a tree of their own, at their node-local IDs.
+
+The ``gateway`` and ``endpoints`` exposure modes both show a node as it is: its ``/3303/0``
+stays ``/3303/0`` (under the node's prefix in gateway mode, in the node's own endpoint in
+endpoints mode), so one mirror serves both. What the node reported last is what the tree
+holds; instances come and go as the node's object list does. Instances the tree already had
+(an endpoint's own /3/0, say) are filled with the node's values but never deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from bridged.objects.errors import LwM2MError
+from bridged.objects.paths import Level, Path
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record, Value
+from bridged.registry import LiveNode
+
+log = logging.getLogger(__name__)
+
+APPLICATION_TYPE = 5750
+"""IPSO resource 5750 Application Type: where every mode puts the node's name."""
+
+
+def instance_values(node: LiveNode, oid: int, iid: int) -> list[tuple[int, Value]]:
+    """The last reported single-instance resource values of the node's ``/oid/iid``."""
+    return [
+        (r.path.ids[2], r.value)
+        for r in node.values.values()
+        if r.path.ids[:2] == (oid, iid) and len(r.path.ids) == 3
+    ]
+
+
+class NodeMirror:
+    """Keeps one node's objects in ``tree`` (whose prefix, if any, is the node's)."""
+
+    def __init__(self, tree: ObjectTree) -> None:
+        self.tree = tree
+        self.created: set[tuple[int, int]] = set()
+        self.adopted: set[tuple[int, int]] = set()
+
+    @property
+    def instances(self) -> list[tuple[int, int]]:
+        """The node's instances shown in the tree, in order."""
+        return sorted(self.created | self.adopted)
+
+    def sync(self, node: LiveNode) -> bool:
+        """Make the tree's node instances those of ``node.objects``; True if any came or went."""
+        wanted = {(oid, iid) for oid, iids in node.objects.items() for iid in iids}
+        changed = False
+        for oid, iid in sorted(self.created - wanted):
+            self.created.discard((oid, iid))
+            self.tree.delete_instance(oid, iid)
+            if oid not in node.objects and not self.tree.instance_ids(oid):
+                self.tree.remove_object(oid)
+            changed = True
+        self.adopted &= wanted
+        for oid, iid in sorted(wanted - self.created - self.adopted):
+            if oid not in self.tree.registry:
+                log.warning("node %s: object %d has no definition: add its DDF file", node.id, oid)
+                continue
+            values = instance_values(node, oid, iid)
+            if APPLICATION_TYPE in self.tree.registry.get(oid).resources:
+                values.append((APPLICATION_TYPE, node.paired.name))
+            if self.tree.has(Path((oid, iid), self.tree.prefix)):
+                self.adopted.add((oid, iid))
+                self.apply(node, [Record(Path((oid, iid, rid)), v) for rid, v in values])
+                continue
+            try:
+                self.tree.create_instance(oid, iid, values)
+            except LwM2MError as e:
+                log.warning("node %s: /%d/%d not exposed: %s", node.id, oid, iid, e)
+                continue
+            self.created.add((oid, iid))
+            changed = True
+        return changed
+
+    def apply(self, node: LiveNode, records: Sequence[Record]) -> None:
+        """Put the node's readings (node-local paths) into the tree."""
+        shown = self.created | self.adopted
+        prefix = self.tree.prefix
+        for r in records:
+            if r.path.level < Level.RESOURCE or (r.path.ids[0], r.path.ids[1]) not in shown:
+                continue
+            try:
+                self.tree.set(r.path.with_prefix(prefix), r.value, r.time)
+            except LwM2MError as e:
+                log.warning("node %s: %s not updated: %s", node.id, r.path, e)
+
+    def clear(self) -> None:
+        """Remove the instances this mirror created."""
+        for oid, iid in sorted(self.created):
+            self.tree.delete_instance(oid, iid)
+        self.created.clear()
+        self.adopted.clear()

@@ -1,0 +1,236 @@
+"""The ``endpoints`` exposure mode end to end: one real LwM2M client per node, the node registry
+with the simulated transport, real SQLite in tmp_path and the in-repo LwM2M server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+
+import pytest
+from aiocoap.numbers.codes import Code
+from clients import FAST_RETRY
+
+from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.exposure.endpoints import (
+    EndpointsExposure,
+    NodeEndpoint,
+    endpoint_name,
+)
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.formats import ContentFormat
+from bridged.objects.paths import Path
+from bridged.objects.values import Record
+from bridged.registry import NodeRegistry
+from bridged.store.database import connect
+from bridged.store.nodes import NodeId, NodeStore, PairedNode
+from bridged.store.readings import ReadingStore
+from bridged.store.secrets import SecretStore
+from bridged.transports.simulated import SimulatedNode, SimulatedTransport
+from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
+
+GATEWAY = "gw-ep"
+TIMEOUT = 10.0
+
+
+@dataclass
+class Setup:
+    registry: NodeRegistry
+    exposure: EndpointsExposure
+    sim: SimulatedTransport
+
+    def node(self, index: int) -> SimulatedNode:
+        return list(self.sim.nodes.values())[index]
+
+    def pair(self, index: int, name: str, **options: object) -> SimulatedNode:
+        node = self.node(index)
+        self.registry.pair(PairedNode(node.id, name, "sim", options=options))
+        return node
+
+
+def setup(state: FsPath, server_uri: str, nodes: int = 3, **kwargs: object) -> Setup:
+    conn = connect(state / "state.db")
+    registry = NodeRegistry(NodeStore(conn), SecretStore(state / "s.json"), ReadingStore(conn))
+    exposure = EndpointsExposure(
+        builtin_registry(),
+        GATEWAY,
+        ServerConfig(server_uri, request_timeout=5.0, retry=FAST_RETRY),
+        host="127.0.0.1",
+        **kwargs,  # type: ignore[arg-type]
+    )
+    sim = SimulatedTransport({"nodes": nodes}, registry)
+    registry.attach(sim)
+    registry.listen(exposure)
+    return Setup(registry, exposure, sim)
+
+
+@pytest.fixture
+async def gw(tmp_path: FsPath, server: LwM2MTestServer) -> AsyncIterator[Setup]:
+    s = setup(tmp_path, server.uri)
+    await s.exposure.start()
+    try:
+        yield s
+    finally:
+        await s.exposure.stop()
+
+
+async def registered(server: LwM2MTestServer, count: int) -> set[str]:
+    """The endpoints of the next ``count`` Registers."""
+    return {(await server.next_event("register")).endpoint for _ in range(count)}
+
+
+async def settled(ep: NodeEndpoint) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        await ep.settled.wait()
+
+
+async def test_pairing_registers_the_node_as_its_own_endpoint(
+    gw: Setup, server: LwM2MTestServer
+) -> None:
+    node = gw.pair(0, "kitchen")
+    name = endpoint_name(GATEWAY, node.id)
+    assert name == "gw-ep:sim:0001"
+    register = await server.next_event("register")
+    assert register.endpoint == name
+    listed = register.payload.decode().split(",")
+    assert {"</3/0>", "</3303/0>", "</3304/0>", "</3311/0>"} <= set(listed)
+    assert not any(link.startswith(("</5", "</25")) for link in listed)
+    ep = gw.exposure.endpoint(node.id)
+    assert ep is not None
+    await settled(ep)
+    device = await server.request(name, Code.GET, "/3/0", accept=ContentFormat.SENML_CBOR)
+    values = {r.name: r.value for r in decode_senml_cbor(device.payload)}
+    assert values["/3/0/17"] == "kitchen"
+    assert values["/3/0/16"] == "U"
+    now = time.time()
+    gw.sim.report(node, now)
+    read = await server.request(name, Code.GET, "/3303/0/5700")
+    assert float(read.payload) == node.values(now)[0].value
+
+
+async def test_node_device_values_and_battery_land_on_its_own_device_object(
+    gw: Setup, server: LwM2MTestServer
+) -> None:
+    node = NodeId("ble", "A4:C1:38:00:11:22")
+    gw.registry.pair(PairedNode(node, "attic", "bthome"))
+    name = endpoint_name(GATEWAY, node)
+    await server.next_event("register")
+    ep = gw.exposure.endpoint(node)
+    assert ep is not None
+    await settled(ep)
+    gw.registry.readings(
+        node,
+        [
+            Record(Path((3, 0, 0)), "Xiaomi"),
+            Record(Path((3, 0, 1)), "LYWSD03MMC"),
+            Record(Path((3, 0, 9)), 87),
+            Record(Path((3303, 0, 5700)), 19.25),
+        ],
+    )
+    await server.next_event("update")  # /3303/0 is new
+    device = await server.request(name, Code.GET, "/3/0", accept=ContentFormat.SENML_CBOR)
+    values = {r.name: r.value for r in decode_senml_cbor(device.payload)}
+    assert (values["/3/0/0"], values["/3/0/1"], values["/3/0/9"]) == ("Xiaomi", "LYWSD03MMC", 87)
+    assert values["/3/0/17"] == "attic"
+    assert ep.node_path(Path((3, 0, 9))) == (node, Path((3, 0, 9)))
+    assert ep.node_path(Path((1, 0, 1))) is None
+
+
+async def test_firmware_update_only_for_a_node_that_declares_it(
+    gw: Setup, server: LwM2MTestServer
+) -> None:
+    plain = gw.pair(0, "kitchen")
+    updatable = gw.pair(1, "hall", firmware_update=True)
+    registers = {e.endpoint: e for e in [await server.next_event("register") for _ in "ab"]}
+    assert "</5/0>" not in registers[endpoint_name(GATEWAY, plain.id)].payload.decode()
+    assert "</5/0>" in registers[endpoint_name(GATEWAY, updatable.id)].payload.decode().split(",")
+
+
+async def test_unpairing_deregisters_the_endpoint(gw: Setup, server: LwM2MTestServer) -> None:
+    node = gw.pair(0, "kitchen")
+    await server.next_event("register")
+    ep = gw.exposure.endpoint(node.id)
+    assert ep is not None
+    await settled(ep)
+    gw.registry.unpair(node.id)
+    gone = await server.next_event("deregister")
+    assert gone.endpoint == endpoint_name(GATEWAY, node.id)
+    assert gw.exposure.endpoint(node.id) is None
+
+
+async def test_observe_of_a_node_endpoint_notifies_on_readings(
+    gw: Setup, server: LwM2MTestServer
+) -> None:
+    node = gw.pair(0, "kitchen")
+    name = endpoint_name(GATEWAY, node.id)
+    await server.next_event("register")
+    ep = gw.exposure.endpoint(node.id)
+    assert ep is not None
+    await settled(ep)
+    gw.sim.report(node, time.time())
+    attrs = await server.request(name, Code.PUT, "/3303/0/5700", query=["pmin=0"])
+    assert attrs.code == Code.CHANGED
+    request = server.observe(name, "/3303/0/5700")
+    assert (await asyncio.wait_for(request.response, TIMEOUT)).code == Code.CONTENT
+    later = time.time() + 300
+    gw.sim.report(node, later)
+    assert request.observation is not None
+    note = await asyncio.wait_for(anext(aiter(request.observation)), TIMEOUT)
+    assert float(note.payload) == node.values(later)[0].value
+
+
+async def test_many_endpoints_come_up_bounded_and_one_failure_holds_up_none(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    in_flight = 0
+    most = 0
+    broken = NodeId("sim", "0003")
+
+    def make_client(
+        ep: NodeEndpoint, servers: Sequence[ServerConfig], bind: tuple[str, int]
+    ) -> LwM2MClient:
+        nonlocal in_flight, most
+        if ep.node == broken:
+            raise OSError("no socket for this one")
+        in_flight += 1
+        most = max(most, in_flight)
+
+        def event(e: object) -> None:
+            nonlocal in_flight
+            if not ep.settled.is_set():
+                in_flight -= 1
+            ep.event(e)  # type: ignore[arg-type]
+
+        return LwM2MClient(ep.tree, ep.name, servers, bind=bind, on_event=event)
+
+    s = setup(tmp_path, server.uri, nodes=12, concurrency=3, make_client=make_client)
+    for node in s.sim.nodes.values():
+        s.registry.pair(PairedNode(node.id, f"n{node.index}", "sim"))
+    await s.exposure.start()
+    try:
+        names = await registered(server, 11)
+        assert names == {
+            endpoint_name(GATEWAY, n.id) for n in s.sim.nodes.values() if n.id != broken
+        }
+        assert 1 <= most <= 3
+    finally:
+        await s.exposure.stop()
+    deregistered = {e.endpoint for e in server.history if e.kind == "deregister"}
+    assert deregistered == names
+
+
+async def test_endpoint_names_are_the_same_after_a_restart(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    first = setup(tmp_path, server.uri)
+    first.pair(0, "kitchen")
+    first.pair(2, "porch")
+    before = {ep.name for ep in first.exposure.endpoints.values()}
+    second = setup(tmp_path, server.uri)  # the same SQLite state: a restart
+    await second.exposure.start()
+    try:
+        assert await registered(server, 2) == before
+    finally:
+        await second.exposure.stop()

@@ -294,6 +294,9 @@ class BleTransport(Transport):
             return
         node.remember(records)
         self.events.readings(node.id, records)
+        if node.gatt is not None:
+            # values just came from the node: it is reachable, and its battery may be new
+            self._gatt_state(address, NodeState(True, time.time(), sleepy=not node.gatt.persistent))
 
     def _gatt_state(self, address: str, state: NodeState) -> None:
         node = self._nodes.get(address)

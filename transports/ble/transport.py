@@ -178,7 +178,11 @@ class BleTransport(Transport):
     # -- pairing -----------------------------------------------------------------------------
 
     def pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
-        address = normalise_address(node.id.address)
+        try:
+            address = normalise_address(node.id.address)
+        except ValueError as e:
+            log.error("%s cannot be served: %s", node.id, e)
+            return
         secret = secrets.get(BINDKEY)
         bindkey = secret.value if secret is not None else None
         try:
@@ -212,7 +216,10 @@ class BleTransport(Transport):
                 self._remove_gatt(address)
 
     def unpair(self, node: NodeId) -> None:
-        address = normalise_address(node.address)
+        try:
+            address = normalise_address(node.address)
+        except ValueError:
+            return  # never paired here
         old = self._nodes.pop(address, None)
         self.decoder.forget(address)
         self.decrypt_failures.pop(node, None)
@@ -267,8 +274,9 @@ class BleTransport(Transport):
             log.debug("%s: %s", nid, error)
             return
         node.warned.add(kind)
-        message = KEY_FAILURES.get(kind, "{node}: advert refused: " + str(error))
-        log.warning(message.format(node=nid), extra={"NODE": str(nid)})
+        told = KEY_FAILURES.get(kind)
+        message = told.format(node=nid) if told else f"{nid}: advert refused: {error}"
+        log.warning("%s", message, extra={"NODE": str(nid)})
 
     def _scanner_state(self, status: ScannerStatus) -> None:
         where = status.adapter or "the first powered adapter"

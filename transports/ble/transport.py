@@ -1,0 +1,368 @@
+"""The ``ble`` transport: the scanner, the advert decoders and the GATT poller, wired to the core.
+
+Node ids are ``ble:AA:BB:CC:DD:EE:FF`` (``node_id`` normalises any spelling of the MAC). The
+settings are those of `settings` (``[transport.ble]``).
+
+* **Adverts.** Every advert is decoded (``AdvertDecoder``) and reported as ``heard``, paired or
+  not, so that ``bridgectl scan`` lists it with its format and values (none when it could not
+  be decoded, e.g. encrypted without a key). A paired node's records become ``readings``,
+  and its ``state`` says it is reachable, with the RSSI and the last battery level (/3/0/9)
+  it reported. Unpaired adverts never reach ``readings``.
+* **Keys.** A node's BTHome bind key is its secret named ``bindkey``. Adverts that a keyed
+  node's key does not open (``DecryptionFailed``), encrypted adverts of a node paired without
+  a key (``BindKeyRequired``), plaintext from a keyed node (``UnencryptedAdvert``) and
+  replays (``ReplayedAdvert``) are counted in ``decrypt_failures`` and told once per node and
+  cause as a warning (a wrong key would otherwise fill the log at the node's advert rate);
+  duplicates (a node repeats each advert) are dropped without a word; malformed adverts are
+  counted in ``malformed`` and logged at debug.
+* **GATT nodes** (profile ``gatt``) are served by the ``GattPoller``: polled every
+  ``gatt_interval`` seconds (Device Information, Battery and Environmental Sensing by
+  default), or kept connected when their options name characteristics to ``notify``.
+  ``read`` polls such a node now. Their reachability is the poller's (connected or not).
+* **Actuators.** ``write`` of True/False to a configured actuator resource writes its
+  ``on``/``off`` bytes to its characteristic, through the poller (which connects for it);
+  the written value then becomes the resource's reading. Any other write, and every
+  ``execute``, is 4.05 Method Not Allowed: an advertising sensor cannot be written.
+* **Reads of advert-only nodes** answer the last value of each resource under the path, as
+  decoded from the node's adverts; 5.03 when none was heard since the start.
+
+The names of nodes are not written anywhere here: /3347's 5750 carries the button event type,
+so the exposure decides where a node's name goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridged.objects.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+)
+from bridged.objects.paths import Path
+from bridged.objects.values import Record
+from bridged.store.nodes import NodeId, PairedNode
+from bridged.store.secrets import Secret
+from bridged.transports.base import (
+    Heard,
+    NodeState,
+    Transport,
+    TransportConfigError,
+    TransportEvents,
+)
+
+from . import bthome
+from .adverts import (
+    AdvertDecodeError,
+    AdvertDecoder,
+    BindKeyRequired,
+    DecryptionFailed,
+    DuplicateAdvert,
+    MalformedAdvert,
+    RawAdvert,
+    ReplayedAdvert,
+    UnencryptedAdvert,
+)
+from .gatt import GattNode, GattPoller
+from .scanner import Scanner, ScannerState, ScannerStatus
+from .settings import (
+    Actuator,
+    BleSettings,
+    normalise_address,
+    parse_options,
+    parse_settings,
+)
+
+log = logging.getLogger(__name__)
+
+NAME = "ble"
+GATT_PROFILE = "gatt"
+BINDKEY = "bindkey"
+BATTERY = Path((3, 0, 9))
+
+KEY_FAILURES: Mapping[type[AdvertDecodeError], str] = {
+    DecryptionFailed: "bind key for {node} does not decrypt its adverts: check the key",
+    BindKeyRequired: "{node} sends encrypted adverts but was paired without a bind key",
+    UnencryptedAdvert: "{node} sends plaintext adverts although it has a bind key: refused",
+    ReplayedAdvert: "{node} sends BTHome frames with old counters (replayed adverts): refused",
+}
+"""The decrypt failures, and what the one warning per node and cause says."""
+
+
+def node_id(address: str) -> NodeId:
+    """The node id of a BLE node, from any spelling of its MAC; ValueError if it is not one."""
+    return NodeId(NAME, normalise_address(address))
+
+
+@dataclass(slots=True)
+class _Node:
+    """What the transport keeps of one paired node (mutable, private)."""
+
+    id: NodeId
+    bindkey: bytes | None
+    gatt: GattNode | None
+    actuators: dict[Path, Actuator]
+    values: dict[Path, Record] = field(default_factory=dict)
+    rssi: int | None = None
+    warned: set[type[AdvertDecodeError]] = field(default_factory=set)
+
+    def battery(self) -> int | None:
+        record = self.values.get(BATTERY)
+        return record.value if record is not None and isinstance(record.value, int) else None
+
+    def remember(self, records: Sequence[Record]) -> None:
+        for r in records:
+            self.values[r.path] = r
+
+
+class BleTransport(Transport):
+    """BLE nodes heard through BlueZ (adverts) and read through it (GATT)."""
+
+    name = NAME
+
+    def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
+        super().__init__(config, events)
+        self.settings: BleSettings = parse_settings(config)
+        self.decoder = AdvertDecoder()
+        self.scanner = Scanner(
+            self._advert,
+            adapter=self.settings.adapter,
+            mode=self.settings.mode,
+            on_state=self._scanner_state,
+            silence=self.settings.silence,
+        )
+        self.poller = GattPoller(
+            self._gatt_records,
+            on_state=self._gatt_state,
+            slots=self.settings.gatt_slots,
+            connect_timeout=self.settings.connect_timeout,
+        )
+        self.decrypt_failures: Counter[NodeId] = Counter()
+        self.malformed: Counter[NodeId] = Counter()
+        self._nodes: dict[str, _Node] = {}
+        self._started = False
+        self._scan_lost = False
+        self._removals: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start scanning and serving GATT nodes; a missing adapter is retried by the scanner,
+        never raised."""
+        self._started = True
+        await self.scanner.start()
+        for node in self._nodes.values():
+            if node.gatt is not None:
+                self.poller.add(node.gatt)
+
+    async def stop(self) -> None:
+        self._started = False
+        await self.scanner.stop()
+        await self.poller.stop()
+        for task in list(self._removals):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def scanner_status(self) -> ScannerStatus:
+        return self.scanner.status
+
+    # -- pairing -----------------------------------------------------------------------------
+
+    def pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
+        try:
+            address = normalise_address(node.id.address)
+        except ValueError as e:
+            log.error("%s cannot be served: %s", node.id, e)
+            return
+        secret = secrets.get(BINDKEY)
+        bindkey = secret.value if secret is not None else None
+        try:
+            options = parse_options(node.options)
+        except TransportConfigError as e:
+            log.error("%s: its pairing options are wrong, ignored: %s", node.id, e)
+            options = parse_options({})
+        actuators = {a.path: a for a in self.settings.actuators.get(address, ())}
+        actuators.update((a.path, a) for a in options.actuators)
+        gatt = None
+        if node.profile == GATT_PROFILE:
+            gatt = GattNode(
+                address,
+                adapter=self.settings.adapter,
+                interval=options.interval or self.settings.gatt_interval,
+                read=options.read,
+                notify=options.notify,
+                bond=options.bond,
+            )
+        old = self._nodes.get(address)
+        if old is None or old.bindkey != bindkey:
+            # a new key (or none): the old key's counters say nothing about the new frames
+            self.decoder.forget(address)
+        self._nodes[address] = _Node(
+            node.id, bindkey, gatt, actuators, old.values if old is not None else {}
+        )
+        if self._started:
+            if gatt is not None:
+                self.poller.add(gatt)
+            elif old is not None and old.gatt is not None:
+                self._remove_gatt(address)
+
+    def unpair(self, node: NodeId) -> None:
+        try:
+            address = normalise_address(node.address)
+        except ValueError:
+            return  # never paired here
+        old = self._nodes.pop(address, None)
+        self.decoder.forget(address)
+        self.decrypt_failures.pop(node, None)
+        self.malformed.pop(node, None)
+        if old is not None and old.gatt is not None:
+            self._remove_gatt(address)
+
+    def _remove_gatt(self, address: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.poller.remove(address))
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
+
+    # -- adverts -----------------------------------------------------------------------------
+
+    def _advert(self, advert: RawAdvert) -> None:
+        node = self._nodes.get(advert.address)
+        nid = node.id if node is not None else NodeId(NAME, advert.address)
+        try:
+            decoded = self.decoder.decode(advert, node.bindkey if node is not None else None)
+        except DuplicateAdvert:
+            return
+        except AdvertDecodeError as e:
+            self._refused(nid, node, e)
+            profile = "bthome" if bthome.UUID in advert.service_data else None
+            self.events.heard(Heard(nid, advert.time, advert.name, advert.rssi, profile))
+            return
+        records = decoded.records if decoded is not None else ()
+        profile = decoded.profile if decoded is not None else None
+        self.events.heard(Heard(nid, advert.time, advert.name, advert.rssi, profile, records))
+        if node is None:
+            return
+        node.rssi = advert.rssi
+        node.remember(records)
+        if records:
+            self.events.readings(node.id, records)
+        if node.gatt is None:
+            state = NodeState(True, advert.time, rssi=advert.rssi, battery=node.battery())
+            self.events.state(node.id, state)
+
+    def _refused(self, nid: NodeId, node: _Node | None, error: AdvertDecodeError) -> None:
+        if node is None:
+            # an unpaired node: shown by scan without values, not worth counting
+            log.debug("%s: advert not decoded: %s", nid, error)
+            return
+        if isinstance(error, MalformedAdvert):
+            self.malformed[nid] += 1
+            log.debug("%s: malformed advert: %s", nid, error)
+            return
+        self.decrypt_failures[nid] += 1
+        kind = next((k for k in KEY_FAILURES if isinstance(error, k)), type(error))
+        if kind in node.warned:
+            log.debug("%s: %s", nid, error)
+            return
+        node.warned.add(kind)
+        told = KEY_FAILURES.get(kind)
+        message = told.format(node=nid) if told else f"{nid}: advert refused: {error}"
+        log.warning("%s", message, extra={"NODE": str(nid)})
+
+    def _scanner_state(self, status: ScannerStatus) -> None:
+        where = status.adapter or "the first powered adapter"
+        log.info("scanner on %s: %s (%s)", where, status.state.value, status.reason)
+        lost = status.state is ScannerState.NO_ADAPTER or (
+            status.state is ScannerState.RETRYING and bool(status.retry_in)
+        )
+        if status.state is ScannerState.SCANNING:
+            self._scan_lost = False
+        elif lost and not self._scan_lost:
+            # Nothing will be heard until scanning is back: advert-only nodes are out of reach
+            # (they become reachable again with their next advert).
+            self._scan_lost = True
+            for node in self._nodes.values():
+                if node.gatt is None:
+                    self.events.state(node.id, NodeState(False, time.time(), node.rssi))
+
+    # -- GATT --------------------------------------------------------------------------------
+
+    def _gatt_records(self, address: str, records: tuple[Record, ...]) -> None:
+        node = self._nodes.get(address)
+        if node is None:
+            return
+        node.remember(records)
+        self.events.readings(node.id, records)
+        if node.gatt is not None:
+            # values just came from the node: it is reachable, and its battery may be new
+            self._gatt_state(address, NodeState(True, time.time(), sleepy=not node.gatt.persistent))
+
+    def _gatt_state(self, address: str, state: NodeState) -> None:
+        node = self._nodes.get(address)
+        if node is None:
+            return
+        self.events.state(
+            node.id,
+            NodeState(
+                state.reachable,
+                state.time,
+                rssi=node.rssi,
+                battery=node.battery(),
+                sleepy=state.sleepy,
+            ),
+        )
+
+    # -- operations --------------------------------------------------------------------------
+
+    def _paired(self, nid: NodeId) -> _Node:
+        try:
+            node = self._nodes.get(normalise_address(nid.address))
+        except ValueError:
+            node = None
+        if node is None or nid.transport != NAME:
+            raise NotFound(f"{nid} is not a paired BLE node")
+        return node
+
+    async def read(self, node: NodeId, path: Path) -> list[Record]:
+        paired = self._paired(node)
+        if paired.gatt is not None:
+            await self.poller.poll(paired.gatt.address)  # delivered into paired.values
+        elif not paired.values:
+            raise ServiceUnavailable(f"no advert of {node} was decoded yet")
+        found = [r for p, r in paired.values.items() if path.contains(p)]
+        if not found:
+            raise NotFound(f"{node} has no {path}")
+        return found
+
+    async def write(self, node: NodeId, path: Path, records: Sequence[Record]) -> None:
+        paired = self._paired(node)
+        planned: list[tuple[Actuator, bool]] = []
+        for r in records:
+            actuator = paired.actuators.get(r.path)
+            if actuator is None or not path.contains(r.path):
+                raise MethodNotAllowed(f"{r.path} of {node} is not writable")
+            if not isinstance(r.value, bool):
+                raise BadRequest(f"{r.path} of {node} takes true or false, not {r.value!r}")
+            planned.append((actuator, r.value))
+        if not planned:
+            raise MethodNotAllowed(f"{path} of {node} is not writable")
+        address = normalise_address(node.address)
+        for actuator, on in planned:
+            value = actuator.on if on else actuator.off
+            await self.poller.write(address, actuator.characteristic, value)
+        written = [Record(a.path, on) for a, on in planned]
+        paired.remember(written)
+        self.events.readings(paired.id, written)
+
+    async def execute(self, node: NodeId, path: Path, arguments: str) -> None:
+        self._paired(node)
+        raise MethodNotAllowed(f"{path} of {node} is not executable")

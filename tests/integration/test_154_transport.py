@@ -5,6 +5,7 @@ registry on SQLite."""
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path as FsPath
 
@@ -69,9 +70,17 @@ async def gateway(tmp_path: FsPath) -> AsyncIterator[Gateway]:
         await rcp.wait_until(lambda: rcp.raw_stream)
         gw = Gateway(registry, transport, air)
         yield gw
-        await transport.stop()
-        for node in gw.nodes:
-            await node.stop(deregister=False)
+        try:
+            async with asyncio.timeout(15):
+                await transport.stop()
+                for node in gw.nodes:
+                    await node.stop(deregister=False)
+        except TimeoutError:
+            # Seen once on a loaded machine, not reproduced since: leave the stacks of what
+            # was still waiting for the next engineer rather than hang the suite.
+            for task in asyncio.all_tasks():
+                task.print_stack(limit=6)
+            warnings.warn("the 802.15.4 transport did not stop within 15 s", stacklevel=1)
     conn.close()
 
 

@@ -189,26 +189,6 @@ def heard_json(heard: Heard) -> dict[str, Any]:
 # -- building blocks -------------------------------------------------------------------------
 
 
-class GatewayRegistry(NodeRegistry):
-    """The node registry as the gateway runs it: it also tells the event hub what is heard
-    and remembers when its group commit last ran (the watchdog's health check)."""
-
-    def __init__(self, *args: Any, hub: EventHub, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.hub = hub
-        self.last_commit = time.monotonic()
-
-    def heard(self, heard: Heard) -> None:
-        super().heard(heard)
-        if self.hub.wanted("node.heard"):
-            self.hub.publish("node.heard", **heard_json(heard))
-
-    def flush(self) -> int:
-        n = super().flush()
-        self.last_commit = time.monotonic()
-        return n
-
-
 class _Publisher:
     """The ``RegistryListener`` that turns node changes into events."""
 
@@ -304,9 +284,8 @@ class Gateway:
             self.nodes = NodeStore(self.db)
             self.readings = ReadingStore(self.db, config.store.bounds)
             self.secrets = SecretStore(state_dir / SECRETS)
-            self.registry = GatewayRegistry(
-                self.nodes, self.secrets, self.readings, hub=self.events
-            )
+            self.registry = NodeRegistry(self.nodes, self.secrets, self.readings)
+            self.registry.on_heard(self._publish_heard)
             self.tree = build_tree(config, facts or read_machine_facts(), on_reboot)
             self.exposure = build_exposure(config, self.tree, self.nodes)
             self.registry.listen(self.exposure)
@@ -440,6 +419,10 @@ class Gateway:
 
     def _changed(self) -> None:
         self.on_change()
+
+    def _publish_heard(self, heard: Heard) -> None:
+        if self.events.wanted("node.heard"):
+            self.events.publish("node.heard", **heard_json(heard))
 
     def _on_registration(self, event: RegistrationEvent) -> None:
         self.registrations[event.server] = event

@@ -49,8 +49,7 @@ from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.registry import NodeRegistry
 from bridged.store.nodes import NodeId
-from bridged.store.readings import _decode as decode_value
-from bridged.store.readings import _encode as encode_value
+from bridged.store.readings import decode_value, encode_value
 from bridged.transports.base import Transport
 
 log = logging.getLogger(__name__)

@@ -95,6 +95,10 @@ class NodeRegistry:
         self._refused: OrderedDict[NodeId, None] = OrderedDict()
         self._awake_hooks: list[Callable[[NodeId], None]] = []
         self._commit_hooks: list[Callable[[int], None]] = []
+        self._heard_hooks: list[Callable[[Heard], None]] = []
+        self.last_commit = monotonic()
+        """When ``flush`` last ran (monotonic), even with nothing to commit: the health check's
+        proof that the group commit is alive."""
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -120,6 +124,10 @@ class NodeRegistry:
         """Call ``hook`` with the number of readings after each group commit made them durable
         (what upstream delivery waits for)."""
         self._commit_hooks.append(hook)
+
+    def on_heard(self, hook: Callable[[Heard], None]) -> None:
+        """Call ``hook`` with everything heard on the air, paired or not (a live scan)."""
+        self._heard_hooks.append(hook)
 
     # -- pairing -----------------------------------------------------------------------------
 
@@ -171,6 +179,8 @@ class NodeRegistry:
         live = self.live.get(heard.node)
         if live is not None:
             live.last_seen = heard.time
+        for hook in self._heard_hooks:
+            hook(heard)
         self.heard_nodes[heard.node] = heard
         self.heard_nodes.move_to_end(heard.node)
         while len(self.heard_nodes) > HEARD_LIMIT:
@@ -242,6 +252,7 @@ class NodeRegistry:
 
     def flush(self) -> int:
         """Commit the readings reported so far to the store; returns how many."""
+        self.last_commit = self._monotonic()
         if not self._pending:
             return 0
         batch, self._pending = self._pending, []

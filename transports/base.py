@@ -23,7 +23,8 @@ Two directions:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, ClassVar, Protocol
@@ -84,6 +85,38 @@ class TransportEvents(Protocol):
 
 class TransportConfigError(ValueError):
     """A transport's configuration section is wrong; the message names the key and why."""
+
+
+def check_keys(config: Mapping[str, Any], known: Iterable[str], prefix: str) -> None:
+    """TransportConfigError naming the first key of ``config`` that is not one of ``known``
+    (``prefix`` is where the table sits, e.g. ``"ble."``), so a misspelt key is not ignored."""
+    known = frozenset(known)
+    for key in config:
+        if key not in known:
+            raise TransportConfigError(
+                f"{prefix}{key} is not a setting (known: {', '.join(sorted(known))})"
+            )
+
+
+def config_number(
+    value: object,
+    name: str,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    above: bool = False,
+) -> float:
+    """``value`` as a float if it is a number in range (``above``: strictly above ``low``);
+    else TransportConfigError naming ``name`` and the range. Booleans are not numbers here,
+    though Python's ``bool`` is an ``int``."""
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or number < low or (above and number <= low) or number > high:
+        if high < math.inf:
+            bound = f"from {low:g} to {high:g}"
+        else:
+            bound = f"> {low:g}" if above else f">= {low:g}"
+        raise TransportConfigError(f"{name} must be a number {bound}, not {value!r}")
+    return float(number)
 
 
 class Transport(abc.ABC):

@@ -30,7 +30,7 @@ from bridged.objects.values import Record
 from bridged.store.nodes import NodeId, PairedNode
 from bridged.store.secrets import Secret
 
-from .base import Heard, NodeState, Transport, TransportConfigError, TransportEvents
+from .base import Heard, NodeState, Transport, TransportEvents, config_number
 
 TEMPERATURE = Path((3303, 0, 5700))
 HUMIDITY = Path((3304, 0, 5700))
@@ -39,10 +39,7 @@ OBJECTS: Mapping[int, Sequence[int]] = {3303: [0], 3304: [0], 3311: [0]}
 
 
 def _number(config: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise TransportConfigError(f"simulated.{key} must be a number >= {minimum}, not {value!r}")
-    return float(value)
+    return config_number(config.get(key, default), f"simulated.{key}", low=minimum)
 
 
 class SimulatedNode:

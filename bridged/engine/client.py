@@ -333,7 +333,7 @@ class ServerSession:
     def observed_paths(self) -> list[tuple[Path, ...]]:
         """The paths of each of this server's observations, oldest first (what ``bridgectl
         observe list`` shows, like the Zephyr shell's)."""
-        return [obs.paths for obs in self.observations._observations.values()]
+        return self.observations.paths()
 
     async def close(self) -> None:
         """De-register and close the socket."""

@@ -187,6 +187,10 @@ class Observations:
     def __len__(self) -> int:
         return len(self._observations)
 
+    def paths(self) -> list[tuple[Path, ...]]:
+        """The paths of each observation, oldest first."""
+        return [obs.paths for obs in self._observations.values()]
+
     def now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 

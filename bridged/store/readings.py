@@ -60,7 +60,7 @@ class Bounds:
             raise ValueError("store bounds must be positive")
 
 
-def _encode(value: Value) -> tuple[int, object]:
+def encode_value(value: Value) -> tuple[int, object]:
     # bool before int: bool is an int subclass.
     if isinstance(value, bool):
         return _BOOL, int(value)
@@ -75,7 +75,7 @@ def _encode(value: Value) -> tuple[int, object]:
     return _OBJLNK, str(value)
 
 
-def _decode(kind: int, raw: object) -> Value:
+def decode_value(kind: int, raw: object) -> Value:
     if kind == _BOOL:
         return bool(raw)
     if kind == _BIGINT:
@@ -121,7 +121,7 @@ class ReadingStore:
     def append(self, readings: Iterable[Reading]) -> int:
         """Store ``readings`` in one transaction (durable when this returns); returns the seq
         of the last one. Enforces the bounds, oldest first."""
-        rows = [(str(r.node), str(r.path), *_encode(r.value), r.time) for r in readings]
+        rows = [(str(r.node), str(r.path), *encode_value(r.value), r.time) for r in readings]
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             self._conn.executemany(
@@ -146,7 +146,9 @@ class ReadingStore:
             (consumer, limit),
         )
         return [
-            StoredReading(seq, Reading(NodeId.parse(node), Path.parse(path), _decode(kind, raw), t))
+            StoredReading(
+                seq, Reading(NodeId.parse(node), Path.parse(path), decode_value(kind, raw), t)
+            )
             for seq, node, path, kind, raw, t in rows
         ]
 

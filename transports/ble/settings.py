@@ -27,11 +27,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from bridged.objects.errors import PathError
 from bridged.objects.paths import Level, Path
-from bridged.transports.base import TransportConfigError
+from bridged.transports.base import TransportConfigError, check_keys, config_number
 
 from .gatt import DEFAULT_SLOTS, MIN_CONNECT_TIMEOUT
 from .gatt_values import full_uuid
@@ -91,22 +91,6 @@ class NodeOptions:
     actuators: tuple[Actuator, ...] = ()
 
 
-def _unknown(config: Mapping[str, Any], known: frozenset[str], prefix: str) -> None:
-    for key in config:
-        if key not in known:
-            raise TransportConfigError(
-                f"{prefix}{key} is not a setting (known: {', '.join(sorted(known))})"
-            )
-
-
-def _number(value: object, name: str, minimum: float, *, above: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or (value <= minimum if above else value < minimum):  # type: ignore[operator]
-        bound = f"> {minimum:g}" if above else f">= {minimum:g}"
-        raise TransportConfigError(f"{name} must be a number {bound}, not {value!r}")
-    return float(cast(float, value))
-
-
 def _uuid(value: object, name: str) -> str:
     uuid = full_uuid(value) if isinstance(value, str) else ""
     if not _UUID.fullmatch(uuid):
@@ -136,7 +120,7 @@ def _actuator(value: object, name: str, *, with_node: bool) -> tuple[str | None,
     if not isinstance(value, Mapping):
         raise TransportConfigError(f"{name} must be a table (path, characteristic, on, off)")
     known = ACTUATOR_KEYS if with_node else ACTUATOR_KEYS - {"node"}
-    _unknown(value, known, f"{name}.")
+    check_keys(value, known, f"{name}.")
     address = None
     if with_node:
         try:
@@ -165,7 +149,7 @@ def _list(value: object, name: str) -> Sequence[object]:
 
 def parse_settings(config: Mapping[str, Any]) -> BleSettings:
     """Check the ``[transport.ble]`` section; TransportConfigError names ``ble.<key>``."""
-    _unknown(config, SECTION_KEYS, "ble.")
+    check_keys(config, SECTION_KEYS, "ble.")
     adapter = config.get("adapter")
     if adapter is not None:
         if not isinstance(adapter, str):
@@ -191,13 +175,13 @@ def parse_settings(config: Mapping[str, Any]) -> BleSettings:
     return BleSettings(
         adapter=adapter,
         mode=mode,
-        silence=_number(config.get("silence", 90.0), "ble.silence", 0, above=True),
+        silence=config_number(config.get("silence", 90.0), "ble.silence", low=0, above=True),
         gatt_slots=slots,
-        gatt_interval=_number(
-            config.get("gatt_interval", 300.0), "ble.gatt_interval", 0, above=True
+        gatt_interval=config_number(
+            config.get("gatt_interval", 300.0), "ble.gatt_interval", low=0, above=True
         ),
-        connect_timeout=_number(
-            config.get("connect_timeout", 20.0), "ble.connect_timeout", MIN_CONNECT_TIMEOUT
+        connect_timeout=config_number(
+            config.get("connect_timeout", 20.0), "ble.connect_timeout", low=MIN_CONNECT_TIMEOUT
         ),
         actuators={a: tuple(acts) for a, acts in actuators.items()},
     )
@@ -205,13 +189,15 @@ def parse_settings(config: Mapping[str, Any]) -> BleSettings:
 
 def parse_options(options: Mapping[str, Any]) -> NodeOptions:
     """Check a paired node's ``options``; TransportConfigError names ``options.<key>``."""
-    _unknown(options, OPTION_KEYS, "options.")
+    check_keys(options, OPTION_KEYS, "options.")
     interval = options.get("interval")
     bond = options.get("bond", False)
     if not isinstance(bond, bool):
         raise TransportConfigError(f"options.bond must be true or false, not {bond!r}")
     return NodeOptions(
-        interval=None if interval is None else _number(interval, "options.interval", 0, above=True),
+        interval=None
+        if interval is None
+        else config_number(interval, "options.interval", low=0, above=True),
         read=_uuids(options.get("read", []), "options.read"),
         notify=_uuids(options.get("notify", []), "options.notify"),
         bond=bond,

@@ -36,7 +36,13 @@ from bridged.objects.values import Record
 from bridged.store.nodes import NodeId, PairedNode
 from bridged.store.secrets import Secret
 
-from ..base import Transport, TransportConfigError, TransportEvents
+from ..base import (
+    Transport,
+    TransportConfigError,
+    TransportEvents,
+    check_keys,
+    config_number,
+)
 from .coap_link import LowpanAddress, LowpanMessageInterface, create_link_context
 from .errors import RadioDecodeError
 from .link import LowpanLink
@@ -63,10 +69,7 @@ _KEYS = {
 
 
 def _number(config: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise TransportConfigError(f"802154.{key} must be a number from {low:g} to {high:g}")
-    return float(value)
+    return config_number(config.get(key, default), f"802154.{key}", low=low, high=high)
 
 
 def normalise_eui64(text: str) -> str:
@@ -84,9 +87,7 @@ class IEEE802154Transport(Transport):
 
     def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
         super().__init__(config, events)
-        unknown = sorted(set(config) - _KEYS)
-        if unknown:
-            raise TransportConfigError(f"802154.{unknown[0]} is not a setting of this transport")
+        check_keys(config, _KEYS, "802154.")
         port = config.get("port")
         if not isinstance(port, str) or not port:
             raise TransportConfigError("802154.port must name the dongle's serial port")

@@ -37,6 +37,7 @@ from bridged.engine.client import LwM2MClient
 from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
 from bridged.engine.registration import RegistrationEvent
 from bridged.engine.send import SendOutcome
+from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.ddf import DefinitionError, load_ddf_dir
@@ -232,6 +233,8 @@ def build_exposure(config: Config, tree: ObjectTree, nodes: NodeStore) -> Regist
     mode = config.gateway.exposure
     if mode == "instances":
         return InstancesExposure(tree, nodes)
+    if mode == "gateway":
+        return GatewayExposure(tree, nodes)
     raise ConfigError(
         config.path, "gateway.exposure", f"the {mode!r} exposure mode is not available yet"
     )
@@ -302,6 +305,7 @@ class Gateway:
                 bootstrap=config.bootstrap,
                 state_dir=state_dir,
                 on_bootstrap_event=self._on_bootstrap,
+                devices=self.exposure if isinstance(self.exposure, GatewayExposure) else None,
             )
         except BaseException:
             self.db.close()

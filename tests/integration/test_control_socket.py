@@ -14,12 +14,14 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from aiocoap.numbers.codes import Code
 from clients import FAST_RETRY
 
 from bridged.app import Gateway
 from bridged.config import Config, ConfigError, GatewaySection, StoreSection, TransportSection
 from bridged.control import FAILED, INVALID_PARAMS, METHOD_NOT_FOUND, NOT_AVAILABLE, ControlServer
 from bridged.engine.client import ServerConfig
+from bridged.store.nodes import NodeId
 from peers.gateway import FACTS
 from peers.lwm2m_server import LwM2MTestServer
 
@@ -216,3 +218,38 @@ async def test_reload_applies_what_it_can(gateway: Gateway) -> None:
     with pytest.raises(ConfigError, match=r"transport\.sim"):
         await gateway.reload(replace(old, transports=(bad,)))
     assert gateway.config.transports == (sim,) and gateway.transport_state == {"sim": "up"}
+
+
+async def test_the_gateway_exposure_mode_serves_paired_nodes_at_their_prefix(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """``exposure = "gateway"``: Register carries /25 and the gateway's own objects only; a
+    paired node appears as a /25 instance and its values at its prefix."""
+    config = Config(
+        path=tmp_path / "bridged.toml",
+        gateway=GatewaySection(
+            "gw-25",
+            exposure="gateway",
+            state_dir=tmp_path / "state",
+            runtime_dir=tmp_path / "run",
+        ),
+        servers=(ServerConfig(server.uri, request_timeout=5, retry=FAST_RETRY),),
+        transports=(TransportSection("sim", MappingProxyType({"nodes": 1, "interval": 0.1})),),
+    )
+    gw = Gateway(config, facts=FACTS)
+    await gw.start()
+    try:
+        registered = await server.next_event("register")
+        assert b"</25>" in registered.payload and b"</3303" not in registered.payload
+        gw.pair(NodeId("sim", "0001"))
+        await server.next_event("update")
+        prefix = (await server.request("gw-25", Code.GET, "/25/0/1")).payload.decode()
+        assert prefix.startswith("dev")
+        for _ in range(100):
+            reply = await server.request("gw-25", Code.GET, f"/{prefix}/3303/0/5700")
+            if reply.code == Code.CONTENT:
+                break
+            await asyncio.sleep(0.05)
+        assert reply.code == Code.CONTENT and float(reply.payload) > -50
+    finally:
+        await gw.stop()

@@ -434,7 +434,7 @@ def _bootstrap(t: _Table) -> BootstrapConfig:
     )
 
 
-_TRANSPORT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_TRANSPORT_NAME = re.compile(r"[a-z0-9][a-z0-9_]*")  # 802154 starts with a digit
 
 
 def _transports(file: Path, data: object) -> tuple[TransportSection, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,14 @@ def test_every_refusal_names_file_key_and_why(data: dict[str, Any], key: str, wh
     assert error.key == key
     assert why in error.why
     assert str(error).startswith(f"{FILE}: {key}: ")
+
+
+def test_every_transport_entry_point_names_a_valid_table() -> None:
+    """``[transport.802154]`` and the others: each installed transport can be configured."""
+    names = [ep.name for ep in entry_points(group="bridged.transports")]
+    assert "802154" in names
+    c = config(transport={name: {} for name in names})
+    assert [s.name for s in c.transports] == names
 
 
 def test_a_psk_never_appears_in_a_message() -> None:

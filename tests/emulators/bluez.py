@@ -268,32 +268,49 @@ class BluezEmulator:
         return value.value if isinstance(value, Variant) else value
 
 
+def dbus_daemon_missing() -> str | None:
+    """Why the BlueZ emulation cannot run here, or None when it can."""
+    if shutil.which("dbus-daemon") is None:
+        return "dbus-daemon is not installed: apt-get install dbus"
+    return None
+
+
+@contextlib.contextmanager
+def private_bus(directory: Path) -> Iterator[str]:
+    """A private dbus-daemon listening in ``directory``, stopped on exit; yields its address
+    (what ``DBUS_SYSTEM_BUS_ADDRESS`` of bleak's process must be)."""
+    daemon = shutil.which("dbus-daemon")
+    if daemon is None:
+        raise BluezError("dbus-daemon is not installed")
+    address = f"unix:path={directory}/system_bus_socket"
+    with open(directory / "dbus-daemon.log", "wb") as log:
+        proc = subprocess.Popen(
+            [daemon, "--session", "--nofork", "--print-address", f"--address={address}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode().strip()
+        if not line:
+            raise BluezError(f"dbus-daemon exited with {proc.wait()}")
+        yield line
+    finally:
+        proc.terminate()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 @pytest.fixture(scope="session")
 def bluez_bus() -> Iterator[str]:
     """One private dbus-daemon for the session; yields its address."""
-    daemon = shutil.which("dbus-daemon")
-    if daemon is None:
-        pytest.skip("dbus-daemon is not installed: apt-get install dbus")
-    with tempfile.TemporaryDirectory(prefix="bridged-dbus-") as tmp:
-        address = f"unix:path={tmp}/system_bus_socket"
-        with open(f"{tmp}/dbus-daemon.log", "wb") as log:
-            proc = subprocess.Popen(
-                [daemon, "--session", "--nofork", "--print-address", f"--address={address}"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-            )
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline().decode().strip()
-            if not line:
-                raise RuntimeError(f"dbus-daemon exited with {proc.wait()}")
-            yield line
-        finally:
-            proc.terminate()
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+    missing = dbus_daemon_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    with tempfile.TemporaryDirectory(prefix="bridged-dbus-") as tmp, private_bus(Path(tmp)) as bus:
+        yield bus
 
 
 @pytest.fixture(name="bluez")

@@ -22,6 +22,7 @@ from bridged.engine.dm import DeviceManagement, DeviceManagementResource
 from bridged.engine.observe import Observations
 from bridged.engine.registration import (
     Registrar,
+    RegistrationEvent,
     RegistrationParams,
     RetryPolicy,
     ServerTarget,
@@ -57,6 +58,7 @@ class EmulatedNode:
         sleepy: bool = False,
         lifetime: int = 300,
         version: str = "1.1",
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.eui64 = eui64
         self.name = name
@@ -64,6 +66,11 @@ class EmulatedNode:
         self.sleepy = sleepy
         self.lifetime = lifetime
         self.version = version
+        self.retry = retry or RetryPolicy(
+            count=50, timer=0.2, sequence_delay=1.0, sequence_count=100
+        )
+        #: Every registration event, in order (a refused Register is a REGISTRATION_FAILURE).
+        self.events: list[RegistrationEvent] = []
         self.tree = ObjectTree(builtin_registry())
         self.tree.create_instance(
             3, 0, [(0, "Emulated"), (1, "node"), (16, "UQ" if sleepy else "U")]
@@ -88,14 +95,15 @@ class EmulatedNode:
             endpoint=self.name,
             version=self.version,
             request_timeout=5.0,
-            retry=RetryPolicy(count=50, timer=0.2, sequence_delay=1.0, sequence_count=100),
+            retry=self.retry,
         )
 
         def params() -> RegistrationParams:
             links = registration_links(list(self.tree.objects()), version=self.version)
             return RegistrationParams(self.lifetime, "U", self.sleepy, links)
 
-        def on_event(event: object) -> None:
+        def on_event(event: RegistrationEvent) -> None:
+            self.events.append(event)
             if self.registrar is not None and self.registrar.registered:
                 self.registered.set()
 

@@ -26,8 +26,10 @@ NODE_PEERS := tests/peers/node
 
 test: system-deps $(STAMP) lint typecheck unit
 
+# The demo is not part of the installed product: it runs from the repository root, with the
+# emulated radios and the LwM2M test server of tests/ on the path (demo/__main__.py).
 demo: system-deps $(STAMP)
-	$(BIN)/python -m bridged.demo
+	PYTHONPATH=tests $(BIN)/python -m demo
 
 system-deps:
 	@missing=""; \

@@ -66,6 +66,7 @@ class BluezEmulator:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "dbusmock", "--system", "-t", str(TEMPLATE), "-l", str(log)],
             env=env,
+            start_new_session=True,  # Ctrl-C in the demo: stopped by the demo, not the tty
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
         )
@@ -286,6 +287,7 @@ def private_bus(directory: Path) -> Iterator[str]:
     with open(directory / "dbus-daemon.log", "wb") as log:
         proc = subprocess.Popen(
             [daemon, "--session", "--nofork", "--print-address", f"--address={address}"],
+            start_new_session=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,

@@ -105,6 +105,7 @@ class Daemon:
             "--socket",
             str(self.socket),
             *args,
+            start_new_session=True,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -244,6 +245,7 @@ request_timeout = 5
                 "--config",
                 str(path),
                 env=env,
+                start_new_session=True,  # Ctrl-C reaches the caller, which stops it in order
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=stderr,

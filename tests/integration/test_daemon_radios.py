@@ -51,6 +51,16 @@ def instances(links: str, oid: int) -> set[int]:
     return {int(iid) for iid in re.findall(rf"</{oid}/(\d+)>", links)}
 
 
+async def read_until(server: LwM2MTestServer, path: str, wanted: str) -> None:
+    """Read ``path`` (text/plain) from the gateway until it answers ``wanted``."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            response = await server.request(ENDPOINT, Code.GET, path, accept=TEXT)
+            if response.code == Code.CONTENT and response.payload.decode() == wanted:
+                return
+            await asyncio.sleep(0.05)
+
+
 async def next_value(observation: aiocoap.protocol.Request, wanted: str) -> None:
     """Wait for a notification of ``wanted`` (text/plain) on a running observation."""
     async with asyncio.timeout(TIMEOUT):
@@ -81,7 +91,9 @@ async def test_pairing_802154_nodes_through_the_daemon(
         assert [n["id"] for n in nodes] == [node_id(stranger)]
         update = await server.next_event("update", timeout=TIMEOUT)
         (iid,) = instances(update.payload.decode(), 3303)
-        observation = server.observe(ENDPOINT, f"/3303/{iid}/5700", accept=TEXT)
+        value = f"/3303/{iid}/5700"
+        await read_until(server, value, "21.0")  # the node's first report has come through
+        observation = server.observe(ENDPOINT, value, accept=TEXT)
         first = await asyncio.wait_for(observation.response, TIMEOUT)
         assert first.code == Code.CONTENT and first.payload.decode() == "21.0"
         stranger.tree.set(TEMPERATURE, 23.5)

@@ -152,6 +152,16 @@ class ReadingStore:
             for seq, node, path, kind, raw, t in rows
         ]
 
+    def waiting(self, consumer: str) -> int:
+        """How many readings ``consumer`` has not acknowledged (a count, without reading them:
+        the daemon's status asks often)."""
+        (count,) = self._conn.execute(
+            "SELECT count(*) FROM readings "
+            "WHERE seq > coalesce((SELECT seq FROM cursors WHERE consumer = ?), 1e18)",
+            (consumer,),
+        ).fetchone()
+        return int(count)
+
     def ack(self, consumer: str, seq: int) -> None:
         """``consumer`` has delivered everything up to ``seq``."""
         self._conn.execute("BEGIN IMMEDIATE")

@@ -144,7 +144,7 @@ class EventHub:
         """Whether anybody listens for ``kind`` (so costly events are built only then)."""
         return any(s.wants(kind) for s in self._subscribers)
 
-    def publish(self, kind: str, **data: Any) -> None:
+    def publish(self, kind: str, /, **data: Any) -> None:
         event = Event(kind, data)
         for sub in tuple(self._subscribers):
             if not sub.wants(kind):

@@ -84,6 +84,10 @@ ENDPOINT_STATUS_DELAY = 0.5
 """Node endpoints' registration events within this many seconds make one status change (after
 a restart, thousands of endpoints register within seconds)."""
 HISTORY_LIMIT = 1000
+"""How many ended commands ``commands_history`` looks through for one node's."""
+OBSERVED = "observed"
+"""The reading store's consumer in the endpoints mode, where readings travel as
+notifications of the node endpoints, never from the store."""
 
 
 class OperationFailed(Exception):
@@ -400,9 +404,16 @@ class Gateway:
                 devices=exposure if isinstance(exposure, GatewayExposure) else None,
             )
             # Node readings go upstream by Send from the gateway's endpoint; in the endpoints
-            # mode they reach a server through each node endpoint's observations instead.
+            # mode they reach a server through each node endpoint's observations instead, so
+            # nothing waits in the store for a server (nor for a cursor another mode left).
             self.delivery: Delivery | None = None
-            if not isinstance(exposure, EndpointsExposure):
+            if isinstance(exposure, EndpointsExposure):
+                for name in self.readings.consumers():
+                    if name != OBSERVED:
+                        self.readings.remove_consumer(name)
+                self.readings.add_consumer(OBSERVED)
+                self.registry.on_commit(lambda count: self.readings.skip(OBSERVED))
+            else:
                 self.delivery = Delivery(
                     self.client, self.readings, exposure.gateway_path, config.delivery.config
                 )

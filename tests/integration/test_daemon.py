@@ -505,6 +505,11 @@ async def test_endpoints_mode(tmp_path: Path, server: LwM2MTestServer) -> None:
         assert switched.code == Code.CHANGED
         read = await server.request(f"{ENDPOINT}:sim:0001", Code.GET, "/3311/0/5850")
         assert read.payload == b"1"
+        # Readings travel as the endpoints' notifications: none wait in the store.
+        status = await d.ctl_json("status")
+        assert isinstance(status, dict)
+        assert (status["readings"]["stored"], status["readings"]["dropped"]) == (0, 0)
+        assert status["servers"][0]["delivery"] is None
 
         await d.call("unpair", node="sim:0001")
         gone = await server.next_event("deregister")

@@ -1,12 +1,15 @@
 """The gateway as one object: the parts of a configuration wired together.
 
 ``Gateway(config)`` builds, in this order: the state directory, the SQLite stores and the
-secrets file, the node registry, the gateway's object tree (built-in definitions and the
-operator's DDF files, /3 and /4 from this machine), the exposure that mirrors paired nodes into
-that tree, the configured transports (each imported only because it is configured), and the
-LwM2M client. ``start`` brings them up without waiting for any server (systemd's READY means
-"running", not "registered"); ``stop`` de-registers, makes every reading durable and closes
-the transports; ``reload`` applies a changed configuration where it can.
+secrets file, the node registry, the desired-state queue of sleepy nodes, the gateway's object
+tree (built-in definitions and the operator's DDF files, /3 and /4 from this machine), the
+exposure that mirrors paired nodes into that tree (or, in the endpoints mode, gives each node an
+endpoint of its own), the configured transports (each imported only because it is configured),
+the LwM2M client, whose requests for node-backed paths reach the nodes through
+``NodeOperations``, and the delivery of stored readings to every server by Send. ``start``
+brings them up without waiting for any server (systemd's READY means "running", not
+"registered"); ``stop`` stops delivery, de-registers, makes every reading durable and closes the
+transports, then the database; ``reload`` applies a changed configuration where it can.
 
 Everything the daemon reports (its status, the control socket's event stream, systemd's
 STATUS line) comes from here: ``status()`` is a snapshot, ``events`` a publish/subscribe hub
@@ -15,8 +18,11 @@ of what happens, and ``on_change`` is called whenever the summary may have chang
 Wiring points for the other parts of the gateway (one place each):
 
 * exposure modes: ``build_exposure``;
-* operations on node-backed resources and the desired-state queue: the ``read``/``write``/
-  ``execute`` methods below, which act on the gateway's tree.
+* operations on node-backed resources: ``NodeOperations`` given to every LwM2M client (the
+  gateway's, and each node endpoint's); the ``read``/``write``/``execute`` methods below are
+  the shell's and act on the gateway's tree only;
+* command outcomes (applied, failed, expired, superseded): ``_on_command``, which publishes the
+  ``command`` events (``CommandQueue`` logs them with NODE and PATH fields).
 """
 
 from __future__ import annotations
@@ -27,16 +33,20 @@ import logging
 import os
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bridged.commands import Command, CommandQueue
+from bridged.delivery import Delivery
 from bridged.engine.access import BOOTSTRAP_ONLY
 from bridged.engine.bootstrap_client import BootstrapEvent
-from bridged.engine.client import LwM2MClient
+from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
 from bridged.engine.registration import RegistrationEvent
 from bridged.engine.send import SendOutcome
+from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
 from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
 from bridged.objects.builtin import builtin_registry
@@ -45,6 +55,7 @@ from bridged.objects.errors import BadRequest, NotFound, Unauthorized
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import ObjLnk, Record, Value, from_text, to_text
+from bridged.operations import NodeOperations
 from bridged.registry import LiveNode, NodeRegistry, RegistryListener
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
@@ -67,6 +78,16 @@ SECRETS = "secrets.json"
 EVENT_BACKLOG = 1000
 """Events a subscriber may fall behind by before it is dropped (a stuck bridgectl must not
 make the daemon buffer without bound)."""
+EXPIRY_INTERVAL = 60.0
+"""Seconds between two looks for commands whose time to live is over."""
+ENDPOINT_STATUS_DELAY = 0.5
+"""Node endpoints' registration events within this many seconds make one status change (after
+a restart, thousands of endpoints register within seconds)."""
+HISTORY_LIMIT = 1000
+"""How many ended commands ``commands_history`` looks through for one node's."""
+OBSERVED = "observed"
+"""The reading store's consumer in the endpoints mode, where readings travel as
+notifications of the node endpoints, never from the store."""
 
 
 class OperationFailed(Exception):
@@ -127,7 +148,7 @@ class EventHub:
         """Whether anybody listens for ``kind`` (so costly events are built only then)."""
         return any(s.wants(kind) for s in self._subscribers)
 
-    def publish(self, kind: str, **data: Any) -> None:
+    def publish(self, kind: str, /, **data: Any) -> None:
         event = Event(kind, data)
         for sub in tuple(self._subscribers):
             if not sub.wants(kind):
@@ -173,6 +194,24 @@ def node_json(node: LiveNode, now: float) -> dict[str, Any]:
         "lqi": state.lqi if state else None,
         "battery": state.battery if state else None,
         "objects": {str(oid): iids for oid, iids in sorted(node.objects.items())},
+    }
+
+
+def command_json(command: Command) -> dict[str, Any]:
+    """A command of the desired-state queue as ``bridgectl commands`` shows it."""
+    return {
+        "id": command.id,
+        "node": str(command.node),
+        "path": str(command.path),
+        "kind": command.kind.value,
+        "status": command.status.value,
+        "records": [json_record(r) for r in command.records],
+        "arguments": command.arguments,
+        "replace": command.replace,
+        "submitted": command.created,
+        "expires": command.expires,
+        "finished": command.finished,
+        "detail": command.detail,
     }
 
 
@@ -228,16 +267,57 @@ def build_tree(config: Config, facts: MachineFacts, on_reboot: Callable[[], None
     return tree
 
 
-def build_exposure(config: Config, tree: ObjectTree, nodes: NodeStore) -> RegistryListener:
-    """The exposure mode of ``[gateway] exposure``: the one place modes are chosen."""
+Exposure = InstancesExposure | GatewayExposure | EndpointsExposure
+
+
+def build_exposure(
+    config: Config,
+    tree: ObjectTree,
+    nodes: NodeStore,
+    *,
+    endpoint_client: Callable[[NodeEndpoint, Sequence[ServerConfig], tuple[str, int]], LwM2MClient]
+    | None = None,
+    on_endpoint_event: Callable[[NodeEndpoint, RegistrationEvent], None] = lambda ep, e: None,
+) -> Exposure:
+    """The exposure mode of ``[gateway] exposure``: the one place modes are chosen. The
+    endpoints mode builds each node's client with ``endpoint_client`` and reports their
+    registration events to ``on_endpoint_event``."""
     mode = config.gateway.exposure
     if mode == "instances":
         return InstancesExposure(tree, nodes)
     if mode == "gateway":
         return GatewayExposure(tree, nodes)
-    raise ConfigError(
-        config.path, "gateway.exposure", f"the {mode!r} exposure mode is not available yet"
-    )
+    if mode == "endpoints":
+        return EndpointsExposure(
+            tree.registry,
+            config.gateway.endpoint,
+            config.servers,
+            host=config.gateway.bind_address,
+            concurrency=config.gateway.endpoints_concurrency,
+            on_event=on_endpoint_event,
+            make_client=endpoint_client,
+        )
+    raise ConfigError(config.path, "gateway.exposure", f"unknown exposure mode {mode!r}")
+
+
+class _Relay:
+    """The registry's listener that passes everything on to the endpoints exposure running
+    now: ``bridgectl stop`` ends one, ``start`` builds the next over the same nodes."""
+
+    def __init__(self, target: RegistryListener) -> None:
+        self.target = target
+
+    def node_added(self, node: LiveNode) -> None:
+        self.target.node_added(node)
+
+    def node_removed(self, node: NodeId) -> None:
+        self.target.node_removed(node)
+
+    def node_objects(self, node: LiveNode) -> None:
+        self.target.node_objects(node)
+
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        self.target.node_readings(node, records)
 
 
 def build_transport(config: Config, section: TransportSection, registry: NodeRegistry) -> Transport:
@@ -280,6 +360,9 @@ class Gateway:
         self.client_running = False
         self._join_until = 0.0
         self._registry_task: asyncio.Task[None] | None = None
+        self._expiry_task: asyncio.Task[None] | None = None
+        self._status_later: asyncio.TimerHandle | None = None
+        self._endpoints_stopped = False
         state_dir = config.gateway.state_dir
         make_state_dir(state_dir)
         self.db = connect(state_dir / DATABASE)
@@ -289,13 +372,22 @@ class Gateway:
             self.secrets = SecretStore(state_dir / SECRETS)
             self.registry = NodeRegistry(self.nodes, self.secrets, self.readings)
             self.registry.on_heard(self._publish_heard)
+            self.commands = CommandQueue(
+                self.db,
+                self.registry,
+                ttl=config.nodes.command_ttl,
+                timeout=config.nodes.timeout,
+            )
+            self.commands.listen(self._on_command)
             self.tree = build_tree(config, facts or read_machine_facts(), on_reboot)
-            self.exposure = build_exposure(config, self.tree, self.nodes)
-            self.registry.listen(self.exposure)
+            self.exposure = self._build_exposure()
+            self._relay = _Relay(self.exposure)
+            self.registry.listen(self._relay)
             self.registry.listen(_Publisher(self.events, self._changed))
             self.transports = {
                 s.name: build_transport(config, s, self.registry) for s in config.transports
             }
+            exposure = self.exposure
             self.client = LwM2MClient(
                 self.tree,
                 config.gateway.endpoint,
@@ -305,11 +397,55 @@ class Gateway:
                 bootstrap=config.bootstrap,
                 state_dir=state_dir,
                 on_bootstrap_event=self._on_bootstrap,
-                devices=self.exposure if isinstance(self.exposure, GatewayExposure) else None,
+                # In the endpoints mode the gateway's own endpoint has no node in its tree.
+                nodes=None
+                if isinstance(exposure, EndpointsExposure)
+                else self._operations(exposure),
+                devices=exposure if isinstance(exposure, GatewayExposure) else None,
             )
+            # Node readings go upstream by Send from the gateway's endpoint; in the endpoints
+            # mode they reach a server through each node endpoint's observations instead, so
+            # nothing waits in the store for a server (nor for a cursor another mode left).
+            self.delivery: Delivery | None = None
+            if isinstance(exposure, EndpointsExposure):
+                for name in self.readings.consumers():
+                    if name != OBSERVED:
+                        self.readings.remove_consumer(name)
+                self.readings.add_consumer(OBSERVED)
+                self.registry.on_commit(lambda count: self.readings.skip(OBSERVED))
+            else:
+                self.delivery = Delivery(
+                    self.client, self.readings, exposure.gateway_path, config.delivery.config
+                )
+                self.registry.on_commit(self.delivery.notify)
         except BaseException:
             self.db.close()
             raise
+
+    def _operations(
+        self, router: InstancesExposure | GatewayExposure | NodeEndpoint
+    ) -> NodeOperations:
+        return NodeOperations(
+            self.registry, router, self.commands, timeout=self.config.nodes.timeout
+        )
+
+    def _build_exposure(self) -> Exposure:
+        return build_exposure(
+            self.config,
+            self.tree,
+            self.nodes,
+            endpoint_client=self._endpoint_client,
+            on_endpoint_event=self._on_endpoint_event,
+        )
+
+    def _endpoint_client(
+        self, ep: NodeEndpoint, servers: Sequence[ServerConfig], bind: tuple[str, int]
+    ) -> LwM2MClient:
+        """A node endpoint's client: its server requests for the node's objects reach the node
+        (and its command queue) like the gateway's do."""
+        return LwM2MClient(
+            ep.tree, ep.name, servers, bind=bind, on_event=ep.event, nodes=self._operations(ep)
+        )
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -319,8 +455,10 @@ class Gateway:
         for transport in self.transports.values():
             await self._start_transport(transport)
         self._registry_task = asyncio.create_task(self.registry.run(), name="registry")
-        await self.client.start()
-        self.client_running = True
+        self._expiry_task = asyncio.create_task(
+            self.commands.run(EXPIRY_INTERVAL), name="command-expiry"
+        )
+        await self._start_lwm2m()
         self.running = True
         log.info(
             "gateway %s up: %d transport(s), %d paired node(s), exposure %s",
@@ -332,12 +470,20 @@ class Gateway:
         self._changed()
 
     async def stop(self) -> None:
-        """De-register, make every reading durable, close the transports (then commit what
-        they said while closing) and the database."""
+        """Stop delivery, de-register (the node endpoints too), stop applying commands (what is
+        not applied stays pending), make every reading durable, close the transports (then
+        commit what they said while closing) and the database."""
         self.running = False
+        if self._status_later is not None:
+            self._status_later.cancel()
         if self.client_running:
-            self.client_running = False
-            await self.client.stop()
+            await self._stop_lwm2m()
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry_task
+            self._expiry_task = None
+        await self.commands.close()
         if self._registry_task is not None:
             self._registry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -351,8 +497,8 @@ class Gateway:
 
     async def reload(self, config: Config) -> list[str]:
         """Apply what can change while running: the log level, the store bounds and the
-        transport sections (a changed transport is restarted). Returns the keys that changed
-        but need a restart (gateway identity and directories, servers, bootstrap)."""
+        transport sections (a changed transport is restarted). Returns the tables that changed
+        but need a restart (gateway, servers, bootstrap, nodes, delivery)."""
         old = self.config
         before = {s.name: s for s in old.transports}
         after = {s.name: s for s in config.transports}
@@ -364,7 +510,12 @@ class Gateway:
         }
         # What needs a restart stays as it runs, so status() and the next reload see that.
         self.config = replace(
-            config, gateway=old.gateway, servers=old.servers, bootstrap=old.bootstrap
+            config,
+            gateway=old.gateway,
+            servers=old.servers,
+            bootstrap=old.bootstrap,
+            nodes=old.nodes,
+            delivery=old.delivery,
         )
         logging.getLogger().setLevel(config.log_level.upper())
         self.readings.bounds = config.store.bounds
@@ -374,6 +525,8 @@ class Gateway:
                 ("gateway", old.gateway != config.gateway),
                 ("server", old.servers != config.servers),
                 ("bootstrap", old.bootstrap != config.bootstrap),
+                ("nodes", old.nodes != config.nodes),
+                ("delivery", old.delivery != config.delivery),
             )
             if changed
         ]
@@ -397,6 +550,32 @@ class Gateway:
         )
         self._changed()
         return pending
+
+    async def _start_lwm2m(self) -> None:
+        """Register the gateway's endpoint, bring up the node endpoints, start delivery."""
+        if isinstance(self.exposure, EndpointsExposure) and self._endpoints_stopped:
+            # A stopped exposure does not start again: the next one takes over the nodes.
+            self.exposure = self._build_exposure()
+            self._relay.target = self.exposure
+            for node in self.registry.live.values():
+                self.exposure.node_added(node)
+            self._endpoints_stopped = False
+        await self.client.start()
+        if isinstance(self.exposure, EndpointsExposure):
+            await self.exposure.start()
+        if self.delivery is not None:
+            await self.delivery.start()
+        self.client_running = True
+
+    async def _stop_lwm2m(self) -> None:
+        """Stop delivery, then de-register the node endpoints and the gateway's."""
+        self.client_running = False
+        if self.delivery is not None:
+            await self.delivery.stop()
+        if isinstance(self.exposure, EndpointsExposure):
+            await self.exposure.stop()
+            self._endpoints_stopped = True
+        await self.client.stop()
 
     async def _start_transport(self, transport: Transport) -> None:
         self.registry.attach(transport)
@@ -439,6 +618,33 @@ class Gateway:
         )
         self._changed()
 
+    def _on_endpoint_event(self, ep: NodeEndpoint, event: RegistrationEvent) -> None:
+        """A node endpoint's registration event: streamed as it comes, and counted in the
+        status once the burst is over."""
+        self.events.publish(
+            "endpoint",
+            node=str(ep.node),
+            endpoint=ep.name,
+            server=event.server,
+            event=event.kind.value,
+            state=event.state.value,
+            detail=event.detail,
+        )
+        if self._status_later is None:
+            self._status_later = asyncio.get_running_loop().call_later(
+                ENDPOINT_STATUS_DELAY, self._endpoints_changed
+            )
+
+    def _endpoints_changed(self) -> None:
+        self._status_later = None
+        self._changed()
+
+    def _on_command(self, command: Command) -> None:
+        """A command queued or ended (CommandQueue has logged it): stream it, and the pending
+        count in the status changed."""
+        self.events.publish("command", **command_json(command))
+        self._changed()
+
     def _on_bootstrap(self, event: BootstrapEvent) -> None:
         self.bootstrap_event = event
         self.events.publish(
@@ -467,6 +673,7 @@ class Gateway:
                     "observations": len(session.observations),
                     "last_event": last.kind.value if last else None,
                     "detail": last.detail if last else "",
+                    "delivery": self._delivery(session.short_server_id),
                 }
             )
         if not out:
@@ -482,9 +689,41 @@ class Gateway:
                         "observations": 0,
                         "last_event": last.kind.value if last else None,
                         "detail": last.detail if last else "",
+                        "delivery": self._delivery(server.short_server_id),
                     }
                 )
         return out
+
+    def _delivery(self, short_server_id: int) -> dict[str, Any] | None:
+        """The readings waiting for a server, and what delivery did for it since start."""
+        if self.delivery is None or short_server_id not in self.delivery.servers:
+            return None
+        stats = self.delivery.stats(short_server_id)
+        return {
+            "backlog": self.delivery.backlog(short_server_id),
+            "delivered": stats.delivered,
+            "sends": stats.sends,
+            "failed_sends": stats.failed_sends,
+            "skipped": stats.skipped,
+            "last_error": stats.last_error,
+        }
+
+    def endpoint_states(self) -> dict[str, Any] | None:
+        """In the endpoints mode, how many node endpoints are in each registration state
+        (per server: an endpoint with two servers counts twice); ``waiting`` is not brought up
+        yet. None in the other modes."""
+        exposure = self.exposure
+        if not isinstance(exposure, EndpointsExposure):
+            return None
+        states: Counter[str] = Counter()
+        for ep in exposure.endpoints.values():
+            client = ep.client
+            if client is None or not client.sessions:
+                states["waiting"] += 1
+                continue
+            for session in client.sessions:
+                states[session.registrar.state.value] += 1
+        return {"nodes": len(exposure.endpoints), "states": dict(sorted(states.items()))}
 
     def status(self) -> dict[str, Any]:
         """A snapshot of the gateway (``bridgectl status``)."""
@@ -518,6 +757,8 @@ class Gateway:
             },
             "transports": dict(self.transport_state),
             "permit_join": max(self._join_until - time.monotonic(), 0.0),
+            "commands": {"pending": len(self.commands.pending())},
+            "endpoints": self.endpoint_states(),
         }
 
     def health(self, max_commit_age: float) -> list[str]:
@@ -581,6 +822,18 @@ class Gateway:
     def unpair(self, node_id: NodeId) -> None:
         if not self.registry.unpair(node_id):
             raise NotFound(f"node {node_id} is not paired")
+
+    def commands_pending(self, node: NodeId | None = None) -> list[dict[str, Any]]:
+        """The desired-state queue (of ``node`` only, when given), oldest first."""
+        return [command_json(c) for c in self.commands.pending(node)]
+
+    def commands_history(
+        self, node: NodeId | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The ``limit`` commands that ended most recently (of ``node``, among the last
+        HISTORY_LIMIT, when given), newest first, with their outcome."""
+        ended = self.commands.history(limit if node is None else HISTORY_LIMIT)
+        return [command_json(c) for c in ended if node is None or c.node == node][:limit]
 
     def permit_join(self, seconds: float) -> float:
         self.registry.permit_join(seconds)
@@ -691,17 +944,17 @@ class Gateway:
         return [s.uri for s in sessions]
 
     async def start_client(self) -> None:
-        """Register again after ``stop_client`` (``bridgectl start``)."""
+        """Register again after ``stop_client`` (``bridgectl start``), the node endpoints
+        too."""
         if self.client_running:
             raise OperationFailed("the LwM2M client is already started")
-        await self.client.start()
-        self.client_running = True
+        await self._start_lwm2m()
         self._changed()
 
     async def stop_client(self) -> None:
-        """De-register from every server and stay off until ``start_client``."""
+        """Stop delivery, de-register from every server (the node endpoints too) and stay off
+        until ``start_client``."""
         if not self.client_running:
             raise OperationFailed("the LwM2M client is already stopped")
-        self.client_running = False
-        await self.client.stop()
+        await self._stop_lwm2m()
         self._changed()

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any
 
@@ -151,6 +152,17 @@ def show_status(status: Mapping[str, Any], out: IO[str]) -> None:
     for s in status["servers"]:
         detail = f" ({s['detail']})" if s.get("detail") else ""
         out.write(f"server {s['short_server_id']:<3} {s['uri']}  {s['state']}{detail}\n")
+        delivery = s.get("delivery")
+        if delivery:
+            error = f", last error: {delivery['last_error']}" if delivery["last_error"] else ""
+            out.write(
+                f"  delivery {delivery['backlog']} waiting, {delivery['delivered']} delivered "
+                f"in {delivery['sends']} sends, {delivery['skipped']} skipped{error}\n"
+            )
+    endpoints = status.get("endpoints")
+    if endpoints is not None:
+        states = ", ".join(f"{n} {state}" for state, n in endpoints["states"].items())
+        out.write(f"endpoints  {endpoints['nodes']} node endpoints: {states or 'none'}\n")
     nodes = status["nodes"]
     out.write(
         f"nodes      {nodes['paired']} paired, {nodes['reachable']} reachable, "
@@ -161,6 +173,9 @@ def show_status(status: Mapping[str, Any], out: IO[str]) -> None:
         f"readings   {readings['stored']} stored, {readings['dropped']} dropped, "
         f"{readings['unpaired']} from unpaired nodes ignored\n"
     )
+    commands = status.get("commands")
+    if commands is not None:
+        out.write(f"commands   {commands['pending']} pending (bridgectl commands)\n")
     for name, state in sorted(status["transports"].items()):
         out.write(f"transport  {name}: {state}\n")
     if status.get("permit_join"):
@@ -210,6 +225,74 @@ def show_heard(nodes: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
             for n in nodes
         ],
         ("NODE", "NAME", "RSSI", "PROFILE", "PAIRED"),
+        out,
+    )
+
+
+def in_text(seconds: float) -> str:
+    """A time to come, ``in 23h``; ``due`` once it has passed."""
+    if seconds <= 0:
+        return "due"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"in {seconds / size:.0f}{unit}"
+    return f"in {seconds:.0f}s"
+
+
+def command_value(command: Mapping[str, Any]) -> str | None:
+    """What a command sets or passes: a write's value (``path=value`` for each record when it
+    writes several), an execute's arguments."""
+    if command["kind"] == "execute":
+        return command["arguments"] or None
+    records = command["records"]
+    if len(records) == 1 and records[0]["path"] == command["path"]:
+        return value_text(records[0]["value"])
+    return ", ".join(f"{r['path']}={value_text(r['value'])}" for r in records) or None
+
+
+def show_commands(
+    commands: Iterable[Mapping[str, Any]], out: IO[str], now: float | None = None
+) -> None:
+    """The desired-state queue: what waits for which node, since when and until when."""
+    now = time.time() if now is None else now
+    table(
+        [
+            (
+                c["id"],
+                c["node"],
+                c["path"],
+                c["kind"],
+                command_value(c),
+                age_text(max(now - c["submitted"], 0.0)),
+                in_text(c["expires"] - now),
+            )
+            for c in commands
+        ],
+        ("ID", "NODE", "PATH", "KIND", "VALUE", "SUBMITTED", "EXPIRES"),
+        out,
+    )
+
+
+def show_history(
+    commands: Iterable[Mapping[str, Any]], out: IO[str], now: float | None = None
+) -> None:
+    """The commands that ended: how (applied, failed, expired, superseded), when and why."""
+    now = time.time() if now is None else now
+    table(
+        [
+            (
+                c["id"],
+                c["node"],
+                c["path"],
+                c["kind"],
+                command_value(c),
+                c["status"],
+                None if c["finished"] is None else age_text(max(now - c["finished"], 0.0)),
+                c["detail"] or None,
+            )
+            for c in commands
+        ],
+        ("ID", "NODE", "PATH", "KIND", "VALUE", "STATUS", "ENDED", "DETAIL"),
         out,
     )
 
@@ -304,8 +387,20 @@ def build_parser() -> argparse.ArgumentParser:
     command("stop", "de-register from every server and stay off until start")
     events = command("events", "stream what happens (registrations, nodes, readings...)")
     events.add_argument("kinds", nargs="*", help="only these kinds (registration, node, ...)")
-    commands = command("commands", "the desired-state queue: commands waiting for a node")
-    commands.add_argument("node", nargs="?")
+    commands = command(
+        "commands",
+        "the desired-state queue: writes and executes waiting for a sleepy node",
+    )
+    commands.add_argument("node", nargs="?", help="only this node's (transport:address)")
+    commands.add_argument(
+        "--history",
+        action="store_true",
+        help="the commands that ended instead, newest first: applied, failed, expired or "
+        "superseded, and why",
+    )
+    commands.add_argument(
+        "--limit", type=int, default=100, help="with --history, at most this many (%(default)s)"
+    )
     return parser
 
 
@@ -388,8 +483,11 @@ def run(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) ->
     if cmd == "events":
         return _events(args, client, out)
     if cmd == "commands":
-        params = {} if args.node is None else {"node": args.node}
-        return emit(client.call("commands.pending", params))
+        which: dict[str, Any] = {} if args.node is None else {"node": args.node}
+        if args.history:
+            which["limit"] = args.limit
+            return emit(client.call("commands.history", which), show_history)
+        return emit(client.call("commands.pending", which), show_commands)
     raise Failed(EXIT_USAGE, f"unknown command {cmd}")
 
 

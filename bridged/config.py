@@ -26,9 +26,12 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from bridged.commands import DEFAULT_TIMEOUT, DEFAULT_TTL
+from bridged.delivery import DeliveryConfig
 from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import ServerConfig
 from bridged.engine.registration import RetryPolicy
+from bridged.exposure.endpoints import DEFAULT_CONCURRENCY
 from bridged.store.readings import Bounds
 
 EXPOSURE_MODES = ("instances", "gateway", "endpoints")
@@ -63,6 +66,28 @@ class GatewaySection:
     bind_address: str = "::"
     bind_port: int = 0
     objects_dir: Path | None = None
+    endpoints_concurrency: int = DEFAULT_CONCURRENCY
+
+
+@dataclass(frozen=True, slots=True)
+class NodesSection:
+    """``[nodes]``: how long a node has to answer, and how long a command waits for a sleepy
+    one."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    command_ttl: float = DEFAULT_TTL
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySection:
+    """``[delivery]``: how readings are batched into Sends."""
+
+    max_records: int = DeliveryConfig().max_records
+    linger: float = DeliveryConfig().linger
+
+    @property
+    def config(self) -> DeliveryConfig:
+        return DeliveryConfig(max_records=self.max_records, linger=self.linger)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +119,8 @@ class Config:
     servers: tuple[ServerConfig, ...] = ()
     bootstrap: BootstrapConfig | None = None
     store: StoreSection = StoreSection()
+    nodes: NodesSection = NodesSection()
+    delivery: DeliverySection = DeliverySection()
     transports: tuple[TransportSection, ...] = ()
     log_level: str = "info"
 
@@ -117,6 +144,7 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "bind_address",
             "bind_port",
             "objects_dir",
+            "endpoints_concurrency",
         ),
         "server": (
             "uri",
@@ -135,6 +163,8 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
         "bootstrap": ("uri", "hold_off", "finish_timeout", "request_timeout", *_RETRY),
         "store": ("max_readings", "max_age"),
+        "nodes": ("timeout", "command_ttl"),
+        "delivery": ("max_records", "linger"),
         "log": ("level",),
         "transport": (),
     }
@@ -222,6 +252,13 @@ class _Table:
             return default
         return self.converted(name, parse_duration)
 
+    def seconds(self, name: str, default: float, high: float) -> float:
+        """A plain number of seconds, 0 up to ``high``."""
+        value = self.get(name, float, default)
+        if not 0 <= value <= high:
+            raise self.fail(name, f"must be 0..{high:g} seconds, not {value:g}")
+        return value
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.get(name, str, default)
         if value not in choices:
@@ -308,18 +345,31 @@ def parse(
     if not parsed and bootstrap is None:
         raise root.fail("server", "no [[server]] and no [bootstrap]: nothing to register with")
     store = _Table(path, "store", data.get("store", {}), KNOWN_KEYS["store"])
+    nodes = _Table(path, "nodes", data.get("nodes", {}), KNOWN_KEYS["nodes"])
+    delivery = _Table(path, "delivery", data.get("delivery", {}), KNOWN_KEYS["delivery"])
     log = _Table(path, "log", data.get("log", {}), KNOWN_KEYS["log"])
+    gateway_table = _Table(path, "gateway", data.get("gateway", {}), KNOWN_KEYS["gateway"])
+    gateway = _gateway(gateway_table, endpoint_default)
+    if gateway.exposure == "endpoints" and not parsed:
+        # Every node endpoint registers with the configured servers; a Bootstrap-Server
+        # provisions the gateway's own endpoint only.
+        raise gateway_table.fail("exposure", "the endpoints mode needs at least one [[server]]")
     return Config(
         path=path,
-        gateway=_gateway(
-            _Table(path, "gateway", data.get("gateway", {}), KNOWN_KEYS["gateway"]),
-            endpoint_default,
-        ),
+        gateway=gateway,
         servers=parsed,
         bootstrap=bootstrap,
         store=StoreSection(
             max_readings=store.integer("max_readings", Bounds().max_count, 1),
             max_age=store.positive("max_age", Bounds().max_age),
+        ),
+        nodes=NodesSection(
+            timeout=nodes.positive("timeout", DEFAULT_TIMEOUT),
+            command_ttl=nodes.positive("command_ttl", DEFAULT_TTL),
+        ),
+        delivery=DeliverySection(
+            max_records=delivery.integer("max_records", DeliveryConfig().max_records, 1, 10000),
+            linger=delivery.seconds("linger", DeliveryConfig().linger, 10.0),
         ),
         transports=_transports(path, data.get("transport", {})),
         log_level=log.choice("level", "info", LOG_LEVELS),
@@ -343,6 +393,7 @@ def _gateway(t: _Table, endpoint_default: Callable[[], str]) -> GatewaySection:
         bind_address=t.converted("bind_address", _address) if "bind_address" in t.data else "::",
         bind_port=t.integer("bind_port", 0, 0, 65535),
         objects_dir=_absolute(t, "objects_dir", Path(objects_dir)) if objects_dir else None,
+        endpoints_concurrency=t.integer("endpoints_concurrency", DEFAULT_CONCURRENCY, 1, 1024),
     )
 
 

@@ -15,8 +15,13 @@ The protocol is newline-delimited JSON, one request per line::
 Long operations stream: ``scan`` sends ``{"id": 1, "event": "progress" | "node.heard",
 "data": {...}}`` lines before its result, and ``subscribe`` answers at once, then sends an event
 line for everything that happens (registration state changes, nodes paired, unpaired and heard,
-readings, transports, command outcomes) until ``unsubscribe`` or the connection closes. Other
-requests may be sent on a subscribed connection.
+readings, transports, node endpoints' registrations, commands queued and their outcomes) until
+``unsubscribe`` or the connection closes. Other requests may be sent on a subscribed connection.
+
+``commands.pending`` (params ``node``, optional) lists the desired-state queue, the writes and
+executes waiting for a sleepy node; ``commands.history`` (``node``, ``limit``, both optional)
+the commands that ended, newest first, each with its ``status`` (applied, failed, expired,
+superseded) and ``detail`` (the node's CoAP code and message when it failed).
 
 Error codes: the JSON-RPC ones for the protocol (-32700 not JSON, -32600 not a request, -32601
 unknown method, -32602 bad params, -32603 internal error), then 1 the operation failed
@@ -45,7 +50,7 @@ from bridged.objects.paths import Path
 from bridged.store.nodes import NodeId, NodeIdError
 from bridged.store.secrets import Secret
 
-from .app import Gateway, OperationFailed
+from .app import HISTORY_LIMIT, Gateway, OperationFailed
 from .service import status_line
 
 log = logging.getLogger(__name__)
@@ -273,9 +278,8 @@ class ControlServer:
             "stop": ((), self._stop),
             "subscribe": (("events",), self._subscribe),
             "unsubscribe": ((), self._unsubscribe),
-            # The desired-state queue (writes and executes waiting for a sleepy node) comes
-            # with node operations; until then this method says so instead of answering [].
             "commands.pending": (("node",), self._commands_pending),
+            "commands.history": (("node", "limit"), self._commands_history),
         }
 
     @property
@@ -555,9 +559,17 @@ class ControlServer:
         return {"subscribed": None}
 
     async def _commands_pending(self, p: Params, conn: Connection) -> Any:
-        raise ProtocolError(
-            NOT_AVAILABLE, "the desired-state queue is not available in this build of bridged"
-        )
+        """The writes and executes waiting for their (sleepy) node, oldest first."""
+        return self.gateway.commands_pending(self._optional_node(p))
+
+    async def _commands_history(self, p: Params, conn: Connection) -> Any:
+        """The commands that ended, newest first, each with its status and detail."""
+        limit = int(p.number("limit", 100, 1, HISTORY_LIMIT))
+        return self.gateway.commands_history(self._optional_node(p), limit)
+
+    @staticmethod
+    def _optional_node(p: Params) -> NodeId | None:
+        return None if p.get("node", str) is None else p.node()
 
     async def _forward(self, sub: Any, conn: Connection, rid: Any) -> None:
         try:

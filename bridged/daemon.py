@@ -6,8 +6,10 @@
   READY=1.
 * SIGHUP re-reads the configuration and applies what can change while running (see
   ``Gateway.reload``); a configuration that has become bad is refused and the old one kept.
-* SIGTERM or SIGINT: STOPPING=1, the control socket closes, the gateway de-registers from its
-  servers, makes every reading durable and closes its transports; the exit status is 0.
+* SIGTERM or SIGINT: STOPPING=1, the control socket closes, the gateway stops delivering
+  readings, de-registers from its servers (the node endpoints too), makes every reading durable
+  and closes its transports; the exit status is 0. Commands waiting for sleepy nodes stay in
+  the state database for the next start.
 * A server executing Reboot (/3/0/4) stops the daemon the same way with ``EXIT_RESTART``, so
   that systemd (Restart=on-failure) starts it afresh.
 
@@ -33,7 +35,7 @@ from . import __version__
 from .app import Gateway
 from .config import DEFAULT_PATH, Config, ConfigError, load
 from .control import SOCKET_NAME, ControlServer
-from .service import Notifier, run_watchdog, status_line, watchdog_interval
+from .service import Notifier, refresh_status, run_watchdog, status_line, watchdog_interval
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,7 @@ class Daemon:
         )
         control = ControlServer(gateway, self.config.gateway.runtime_dir / SOCKET_NAME)
         watchdog: asyncio.Task[None] | None = None
+        refresher: asyncio.Task[None] | None = None
         try:
             await gateway.start()
             await control.start()
@@ -150,6 +153,11 @@ class Daemon:
                 signal.SIGHUP, lambda: self._track(self.reload(gateway, notifier))
             )
             notifier.ready(status_line(gateway.status()))
+            if notifier.enabled:
+                refresher = asyncio.create_task(
+                    refresh_status(notifier, lambda: status_line(gateway.status())),
+                    name="status",
+                )
             interval = watchdog_interval(os.environ, os.getpid())
             if interval is not None:
                 watchdog = asyncio.create_task(
@@ -160,10 +168,11 @@ class Daemon:
             log.info("stopping")
             notifier.stopping()
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watchdog
+            for task in (watchdog, refresher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await control.stop()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)

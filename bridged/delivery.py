@@ -133,8 +133,7 @@ class Delivery:
 
     def backlog(self, short_server_id: int) -> int:
         """How many readings wait for this server (up to the store's bound)."""
-        name = consumer_name(short_server_id)
-        return len(self.readings.pending(name, limit=len(self.readings) or 1))
+        return self.readings.waiting(consumer_name(short_server_id))
 
     async def start(self) -> None:
         for server in self.servers.values():

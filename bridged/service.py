@@ -24,6 +24,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+STATUS_INTERVAL = 5.0
+"""Seconds between two looks at whether the STATUS= line changed."""
+
 
 def _socket_notify(message: str, environ: Mapping[str, str]) -> bool:
     """The notify protocol without libsystemd: one datagram to ``$NOTIFY_SOCKET`` (a path,
@@ -137,8 +140,20 @@ async def run_watchdog(
         failing = problems
 
 
+async def refresh_status(
+    notifier: Notifier, status: Callable[[], str], interval: float = STATUS_INTERVAL
+) -> None:
+    """Send ``STATUS=`` every ``interval`` seconds if it changed: the readings waiting for a
+    server change without any event saying so."""
+    while True:
+        await asyncio.sleep(interval)
+        notifier.status(status())
+
+
 def status_line(status: Mapping[str, Any]) -> str:
-    """The one-line summary of ``Gateway.status()`` that ``systemctl status`` shows."""
+    """The one-line summary of ``Gateway.status()`` that ``systemctl status`` shows: the
+    registration, the nodes, the node endpoints (endpoints mode), the readings waiting for
+    each server (``/`` between servers) and the commands waiting for sleepy nodes."""
     servers = status.get("servers", [])
     registered = [s for s in servers if s.get("registered")]
     if status.get("lwm2m") == "stopped":
@@ -153,4 +168,17 @@ def status_line(status: Mapping[str, Any]) -> str:
     else:
         lwm2m = "LwM2M bootstrapping"
     nodes = status.get("nodes", {})
-    return f"{lwm2m}; {nodes.get('paired', 0)} nodes paired, {nodes.get('reachable', 0)} reachable"
+    parts = [lwm2m, f"{nodes.get('paired', 0)} nodes paired, {nodes.get('reachable', 0)} reachable"]
+    endpoints = status.get("endpoints")
+    if endpoints:
+        registered = endpoints["states"].get("registered", 0)
+        parts.append(f"{registered}/{endpoints['nodes']} node endpoints registered")
+    backlog = [s["delivery"]["backlog"] for s in servers if s.get("delivery")]
+    if backlog:
+        dropped = status.get("readings", {}).get("dropped", 0)
+        waiting = "/".join(str(n) for n in backlog)
+        parts.append(f"readings {waiting} waiting, {dropped} dropped")
+    pending = status.get("commands", {}).get("pending", 0)
+    if pending:
+        parts.append(f"{pending} commands pending")
+    return "; ".join(parts)

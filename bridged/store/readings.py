@@ -152,11 +152,33 @@ class ReadingStore:
             for seq, node, path, kind, raw, t in rows
         ]
 
+    def waiting(self, consumer: str) -> int:
+        """How many readings ``consumer`` has not acknowledged (a count, without reading them:
+        the daemon's status asks often)."""
+        (count,) = self._conn.execute(
+            "SELECT count(*) FROM readings "
+            "WHERE seq > coalesce((SELECT seq FROM cursors WHERE consumer = ?), 1e18)",
+            (consumer,),
+        ).fetchone()
+        return int(count)
+
     def ack(self, consumer: str, seq: int) -> None:
         """``consumer`` has delivered everything up to ``seq``."""
         self._conn.execute("BEGIN IMMEDIATE")
         self._conn.execute(
             "UPDATE cursors SET seq = max(seq, ?) WHERE consumer = ?", (seq, consumer)
+        )
+        self._prune_delivered()
+        self._conn.execute("COMMIT")
+
+    def skip(self, consumer: str) -> None:
+        """``consumer`` needs none of the readings stored so far (they reached it another way):
+        its cursor moves to the end."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute(
+            "UPDATE cursors SET seq = max(seq, (SELECT coalesce(max(seq), 0) FROM readings)) "
+            "WHERE consumer = ?",
+            (consumer,),
         )
         self._prune_delivered()
         self._conn.execute("COMMIT")

@@ -19,7 +19,7 @@ from clients import FAST_RETRY
 
 from bridged.app import Gateway
 from bridged.config import Config, ConfigError, GatewaySection, StoreSection, TransportSection
-from bridged.control import FAILED, INVALID_PARAMS, METHOD_NOT_FOUND, NOT_AVAILABLE, ControlServer
+from bridged.control import FAILED, INVALID_PARAMS, METHOD_NOT_FOUND, ControlServer
 from bridged.engine.client import ServerConfig
 from bridged.store.nodes import NodeId
 from peers.gateway import FACTS
@@ -169,8 +169,9 @@ async def test_errors(conn: Connection) -> None:
     assert (await conn.error("frobnicate"))["code"] == METHOD_NOT_FOUND
     error = await conn.error("read", pth="/3")
     assert error["code"] == INVALID_PARAMS and "pth" in error["message"]
-    error = await conn.error("commands.pending")
-    assert error["code"] == NOT_AVAILABLE and "desired-state queue" in error["message"]
+    assert await conn.call("commands.pending") == []
+    error = await conn.error("commands.history", node="nocolon")
+    assert error["code"] == INVALID_PARAMS and "params.node" in error["message"]
     error = await conn.error("send", paths=[])
     assert error["code"] == INVALID_PARAMS
     conn.writer.write(b"{not json\n")

@@ -6,6 +6,12 @@ would) and a short watchdog period. ``bridgectl`` runs as a subprocess too, over
 socket. What is checked: READY=1 / STATUS= / WATCHDOG=1 arrive, the daemon registers, the
 bridgectl commands work and what they change reaches the server, SIGHUP reloads, SIGTERM
 de-registers and exits 0, and a bad configuration exits with the file and key in its message.
+
+Then what the daemon wires around the nodes: a server's write to a sleepy node waits in the
+desired-state queue (``bridgectl commands``) until the node wakes, a refused write to an awake
+node is the node's code at the server, readings that arrive while the server is down reach it
+by Send with their original times once it is back, and the endpoints mode gives every paired
+node an endpoint of its own.
 """
 
 from __future__ import annotations
@@ -21,25 +27,36 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiocoap.numbers.codes import Code
 
-from peers.lwm2m_server import LwM2MTestServer
+from peers.lwm2m_server import LwM2MTestServer, SenMLRecord
 
 EXIT_CONFIG = 78
 ENDPOINT = "gw-daemon"
 
 
-def config_text(server_uri: str, tmp: Path, *, level: str = "info", extra: str = "") -> str:
+def config_text(
+    server_uri: str,
+    tmp: Path,
+    *,
+    level: str = "info",
+    extra: str = "",
+    gateway: str = "",
+    sim: str = "nodes = 2\ninterval = 0.2",
+    request_timeout: float = 5,
+) -> str:
     return f"""
 [gateway]
 endpoint = "{ENDPOINT}"
 state_dir = "{tmp / "state"}"
 runtime_dir = "{tmp / "run"}"
 bind_address = "127.0.0.1"
+{gateway}
 
 [[server]]
 uri = "{server_uri}"
 lifetime = 120
-request_timeout = 5
+request_timeout = {request_timeout}
 retry_timer = 0.05
 retry_sequence_delay = 0.2
 
@@ -47,8 +64,7 @@ retry_sequence_delay = 0.2
 level = "{level}"
 
 [transport.sim]
-nodes = 2
-interval = 0.2
+{sim}
 {extra}
 """
 
@@ -121,6 +137,64 @@ class Daemon:
         code, out, err = await self.ctl("--json", *args)
         assert code == 0, f"bridgectl {' '.join(args)}: {code} {err}"
         return json.loads(out)
+
+    async def call(self, method: str, **params: object) -> object:
+        """One request on the control socket (what bridgectl sends), its result."""
+        reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
+        try:
+            line = {"id": 1, "method": method, "params": params}
+            writer.write(json.dumps(line).encode() + b"\n")
+            async with asyncio.timeout(30):
+                answer = json.loads(await reader.readline())
+        finally:
+            writer.close()
+        assert "result" in answer, answer
+        return answer["result"]
+
+    @contextlib.asynccontextmanager
+    async def events(self, *kinds: str) -> AsyncIterator[asyncio.Queue[dict[str, object]]]:
+        """The daemon's events of ``kinds`` (``bridgectl events``), as they come."""
+        reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
+        line = {"id": 1, "method": "subscribe", "params": {"events": list(kinds)}}
+        writer.write(json.dumps(line).encode() + b"\n")
+        async with asyncio.timeout(30):
+            assert "result" in json.loads(await reader.readline())
+        queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+
+        async def forward() -> None:
+            while line := await reader.readline():
+                message = json.loads(line)
+                queue.put_nowait({"event": message["event"], **message["data"]})
+
+        task = asyncio.create_task(forward())
+        try:
+            yield queue
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            writer.close()
+
+    async def wait_registered(self) -> None:
+        async def registered() -> bool:
+            status = await self.ctl_json("status")
+            assert isinstance(status, dict)
+            return bool(status["servers"][0]["registered"])
+
+        await until(registered)
+
+    async def upstream(self, node: str, local: str) -> str:
+        """The gateway path of ``node``'s ``local`` path, once the node has reported it."""
+        found: list[str] = []
+
+        async def reported() -> bool:
+            shown = await self.call("node.show", node=node)
+            assert isinstance(shown, dict)
+            found[:] = [v["upstream"] for v in shown["values"] if v["path"] == local]
+            return bool(found)
+
+        await until(reported)
+        return found[0]
 
     async def wait(self, timeout: float = 30.0) -> int:
         async with asyncio.timeout(timeout):
@@ -285,3 +359,171 @@ async def test_bridgectl_without_daemon_says_not_running(tmp_path: Path) -> None
 def _short_paths(tmp_path: Path) -> None:
     """Unix socket paths are limited to 107 bytes."""
     assert len(str(tmp_path / "run" / "control.sock")) < 100, tmp_path
+
+
+async def next_matching(
+    queue: asyncio.Queue[dict[str, object]], timeout: float = 30.0, **fields: object
+) -> dict[str, object]:
+    """The next event whose fields include ``fields``."""
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await queue.get()
+            if all(event.get(k) == v for k, v in fields.items()):
+                return event
+
+
+async def test_writes_to_nodes_sleepy_and_awake(tmp_path: Path, server: LwM2MTestServer) -> None:
+    """sim:0001 is awake, sim:0002 sleepy; each reports every 6 s, 3 s apart, so a write
+    right after the sleepy node's report waits in the queue for about 6 s."""
+    sim = "nodes = 2\nsleepy = 1\ninterval = 6\nawake = 1"
+    async with running_daemon(tmp_path, config_text(server.uri, tmp_path, sim=sim)) as d:
+        await server.next_event("register", timeout=30)
+        await d.wait_registered()
+        async with d.events("command", "readings") as events:
+            await d.call("pair", node="sim:0001", name="porch")
+            await d.call("pair", node="sim:0002", name="cellar", sleepy=True)
+            await next_matching(events, event="readings", id="sim:0002")
+            sleepy = await d.upstream("sim:0002", "/3311/0/5850")
+            written = await server.request(ENDPOINT, Code.PUT, sleepy, b"1", content_format=0)
+            assert written.code == Code.CHANGED
+            queued = await next_matching(events, event="command", status="pending")
+            pending = await d.ctl_json("commands")
+            assert isinstance(pending, list)
+            assert [(c["id"], c["node"], c["path"], c["kind"], c["status"]) for c in pending] == [
+                (queued["id"], "sim:0002", "/3311/0/5850", "write", "pending")
+            ]
+            assert pending[0]["records"] == [{"path": "/3311/0/5850", "value": True}]
+            assert pending[0]["expires"] - pending[0]["submitted"] == 86400
+            assert await d.ctl_json("commands", "sim:0001") == []
+            code, table, _ = await d.ctl("commands")
+            assert code == 0
+            assert table.split("\n")[1].split()[:5] == [
+                str(queued["id"]),
+                "sim:0002",
+                "/3311/0/5850",
+                "write",
+                "true",
+            ]
+            status = await d.ctl_json("status")
+            assert isinstance(status, dict) and status["commands"] == {"pending": 1}
+
+            # The node wakes (its next report): the command is applied.
+            applied = await next_matching(events, event="command", id=queued["id"])
+            assert applied["status"] == "applied"
+        history = await d.ctl_json("commands", "--history")
+        assert isinstance(history, list)
+        assert (history[0]["id"], history[0]["status"]) == (queued["id"], "applied")
+        assert await d.ctl_json("commands") == []
+        code, table, _ = await d.ctl("commands", "--history", "sim:0002")
+        assert code == 0 and "applied" in table.split("\n")[1]
+        read = await server.request(ENDPOINT, Code.GET, sleepy)
+        assert read.payload == b"1", "the node's new value is upstream"
+        log = d.log.read_text()
+        assert f"command {queued['id']}: write of /3311/0/5850 on node sim:0002 applied" in log
+
+        # The awake node refuses to write its colour: the server gets the node's 4.05.
+        awake = await d.upstream("sim:0001", "/3311/0/5850")
+        colour = awake.rsplit("/", 1)[0] + "/5706"
+        refused = await server.request(ENDPOINT, Code.PUT, colour, b"red", content_format=0)
+        assert refused.code == Code.METHOD_NOT_ALLOWED
+        switched = await server.request(ENDPOINT, Code.PUT, awake, b"1", content_format=0)
+        assert switched.code == Code.CHANGED
+        assert (await server.request(ENDPOINT, Code.GET, awake)).payload == b"1"
+        assert await d.ctl_json("commands") == [], "an awake node's writes are not queued"
+
+
+def sends(server: LwM2MTestServer) -> set[tuple[str, float | None, object]]:
+    return {
+        (r.name, r.time, r.value)
+        for e in server.history
+        if e.kind == "send" and e.code == Code.CHANGED
+        for r in e.records
+    }
+
+
+async def test_readings_of_an_outage_are_sent_with_their_times(tmp_path: Path) -> None:
+    first = LwM2MTestServer()
+    await first.start()
+    port = first.port
+    config = config_text(first.uri, tmp_path, request_timeout=1)
+    async with running_daemon(tmp_path, config) as d:
+        await first.next_event("register", timeout=30)
+        await d.wait_registered()
+        await d.call("pair", node="sim:0001", name="porch")
+        upstream = {p: await d.upstream("sim:0001", p) for p in ("/3303/0/5700", "/3304/0/5700")}
+        await until_sync(lambda: bool(sends(first)))
+        async with d.events("readings") as events:
+            await first.stop()  # the server goes down
+            during: list[SenMLRecord] = []
+            while len(during) < 30:
+                event = await next_matching(events, id="sim:0001")
+                records = event["records"]
+                assert isinstance(records, list)
+                during += [
+                    SenMLRecord(upstream[r["path"]], r["time"], r["value"])
+                    for r in records
+                    if r["path"] in upstream
+                ]
+        async with LwM2MTestServer(port=port) as back:
+            expected = {(r.name, r.time, r.value) for r in during}
+            await until_sync(lambda: expected <= sends(back), timeout=60)
+            status = await d.ctl_json("status")
+            assert isinstance(status, dict)
+            delivery = status["servers"][0]["delivery"]
+            assert delivery["delivered"] >= len(expected) and delivery["failed_sends"] >= 1
+
+
+async def until_sync(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+async def test_endpoints_mode(tmp_path: Path, server: LwM2MTestServer) -> None:
+    config = config_text(server.uri, tmp_path, gateway='exposure = "endpoints"')
+    async with running_daemon(tmp_path, config) as d:
+        assert (await server.next_event("register", timeout=30)).endpoint == ENDPOINT
+        await d.call("pair", node="sim:0001", name="porch")
+        await d.call("pair", node="sim:0002", name="cellar")
+        registered = {(await server.next_event("register")).endpoint for _ in range(2)}
+        assert registered == {f"{ENDPOINT}:sim:0001", f"{ENDPOINT}:sim:0002"}
+        assert set(server.clients) == {ENDPOINT, *registered}
+
+        async def counted() -> bool:
+            status = await d.ctl_json("status")
+            assert isinstance(status, dict)
+            return status["endpoints"] == {"nodes": 2, "states": {"registered": 2}}
+
+        await until(counted)
+        code, table, _ = await d.ctl("status")
+        assert code == 0 and "2 node endpoints: 2 registered" in table
+
+        # A server's request to a node endpoint reaches the node.
+        switched = await server.request(
+            f"{ENDPOINT}:sim:0001", Code.PUT, "/3311/0/5850", b"1", content_format=0
+        )
+        assert switched.code == Code.CHANGED
+        read = await server.request(f"{ENDPOINT}:sim:0001", Code.GET, "/3311/0/5850")
+        assert read.payload == b"1"
+        # Readings travel as the endpoints' notifications: none wait in the store.
+        status = await d.ctl_json("status")
+        assert isinstance(status, dict)
+        assert (status["readings"]["stored"], status["readings"]["dropped"]) == (0, 0)
+        assert status["servers"][0]["delivery"] is None
+
+        await d.call("unpair", node="sim:0001")
+        gone = await server.next_event("deregister")
+        assert gone.endpoint == f"{ENDPOINT}:sim:0001"
+
+        # bridgectl stop and start take the node endpoints down and up with the gateway's.
+        await d.ctl_json("stop")
+        down = {(await server.next_event("deregister")).endpoint for _ in range(2)}
+        assert down == {ENDPOINT, f"{ENDPOINT}:sim:0002"}
+        await d.ctl_json("start")
+        up = {(await server.next_event("register")).endpoint for _ in range(2)}
+        assert up == {ENDPOINT, f"{ENDPOINT}:sim:0002"}
+
+        d.proc.send_signal(signal.SIGTERM)
+        down = {(await server.next_event("deregister")).endpoint for _ in range(2)}
+        assert down == {ENDPOINT, f"{ENDPOINT}:sim:0002"}
+        assert await d.wait() == 0

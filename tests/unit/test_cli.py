@@ -196,6 +196,7 @@ def test_every_method_has_a_subcommand(socket_path: Path) -> None:
         ("start",): "start",
         ("stop",): "stop",
         ("commands",): "commands.pending",
+        ("commands", "--history"): "commands.history",
     }
     d = daemon(socket_path, error={"code": 1, "message": "no"})
     try:
@@ -268,3 +269,134 @@ def test_help_imports_nothing_heavy() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+# -- bridgectl commands ----------------------------------------------------------------------
+
+NOW = 1_700_000_000.0
+WRITE = {
+    "id": 7,
+    "node": "sim:0002",
+    "path": "/3311/0/5850",
+    "kind": "write",
+    "status": "pending",
+    "records": [{"path": "/3311/0/5850", "value": True}],
+    "arguments": "",
+    "replace": True,
+    "submitted": NOW - 300,
+    "expires": NOW + 86100,
+    "finished": None,
+    "detail": "",
+}
+EXECUTE = {
+    **WRITE,
+    "id": 8,
+    "path": "/3311/0",
+    "kind": "execute",
+    "records": [],
+    "arguments": "0='x'",
+    "submitted": NOW - 5,
+    "expires": NOW - 1,
+}
+PARTIAL = {
+    **WRITE,
+    "id": 9,
+    "path": "/3311/0",
+    "replace": False,
+    "records": [
+        {"path": "/3311/0/5850", "value": False},
+        {"path": "/3311/0/5706", "value": "red"},
+    ],
+}
+
+
+def test_the_pending_queue_as_a_table() -> None:
+    out = io.StringIO()
+    cli.show_commands([WRITE, EXECUTE, PARTIAL], out, now=NOW)
+    header, *rows = out.getvalue().splitlines()
+    assert header.split() == ["ID", "NODE", "PATH", "KIND", "VALUE", "SUBMITTED", "EXPIRES"]
+    assert rows[0].split() == [
+        "7",
+        "sim:0002",
+        "/3311/0/5850",
+        "write",
+        "true",
+        "5m",
+        "ago",
+        "in",
+        "24h",
+    ]
+    assert rows[1].split() == ["8", "sim:0002", "/3311/0", "execute", "0='x'", "5s", "ago", "due"]
+    assert "/3311/0/5850=false, /3311/0/5706=red" in rows[2]
+
+
+def test_the_history_as_a_table() -> None:
+    failed = {**WRITE, "status": "failed", "finished": NOW - 60, "detail": "4.05 not writable"}
+    out = io.StringIO()
+    cli.show_history([failed], out, now=NOW)
+    header, row = out.getvalue().splitlines()
+    assert header.split() == ["ID", "NODE", "PATH", "KIND", "VALUE", "STATUS", "ENDED", "DETAIL"]
+    assert row.split() == [
+        "7",
+        "sim:0002",
+        "/3311/0/5850",
+        "write",
+        "true",
+        "failed",
+        "1m",
+        "ago",
+        "4.05",
+        "not",
+        "writable",
+    ]
+
+
+def test_commands_sends_the_node_and_history_the_limit(socket_path: Path) -> None:
+    d = daemon(socket_path, [WRITE])
+    try:
+        code, out, _ = run(socket_path, "--json", "commands", "sim:0002")
+        assert code == cli.EXIT_OK and json.loads(out) == [WRITE]
+        code, out, _ = run(socket_path, "commands", "--history", "--limit", "5")
+        assert code == cli.EXIT_OK and out.splitlines()[0].split()[5] == "STATUS"
+    finally:
+        d.close()
+    assert [(r["method"], r["params"]) for r in d.requests] == [
+        ("commands.pending", {"node": "sim:0002"}),
+        ("commands.history", {"limit": 5}),
+    ]
+
+
+def test_status_shows_delivery_commands_and_node_endpoints() -> None:
+    status = {
+        "endpoint": "gw",
+        "exposure": "endpoints",
+        "summary": "",
+        "uptime": 5,
+        "lwm2m": "started",
+        "servers": [
+            {
+                "short_server_id": 1,
+                "uri": "coap://a",
+                "state": "registered",
+                "delivery": {
+                    "backlog": 12,
+                    "delivered": 300,
+                    "sends": 4,
+                    "skipped": 1,
+                    "failed_sends": 2,
+                    "last_error": "timeout",
+                },
+            }
+        ],
+        "endpoints": {"nodes": 3, "states": {"registered": 2, "waiting": 1}},
+        "nodes": {"paired": 3, "reachable": 3, "heard": 3},
+        "readings": {"stored": 12, "dropped": 0, "unpaired": 0},
+        "commands": {"pending": 2},
+        "transports": {"sim": "up"},
+    }
+    out = io.StringIO()
+    cli.show_status(status, out)
+    text = out.getvalue()
+    assert "delivery 12 waiting, 300 delivered in 4 sends, 1 skipped, last error: timeout" in text
+    assert "3 node endpoints: 2 registered, 1 waiting" in text
+    assert "commands   2 pending" in text

@@ -16,11 +16,13 @@ from hypothesis import strategies as st
 from bridged.config import (
     KNOWN_KEYS,
     ConfigError,
+    NodesSection,
     default_endpoint,
     load,
     parse,
     parse_duration,
 )
+from bridged.delivery import DeliveryConfig
 from bridged.engine.client import ServerConfig
 from bridged.store.readings import Bounds
 
@@ -50,6 +52,9 @@ def test_defaults() -> None:
     assert c.servers == (ServerConfig("coap://127.0.0.1:5683"),)
     assert c.bootstrap is None
     assert c.store.bounds == Bounds()
+    assert c.nodes == NodesSection(timeout=10.0, command_ttl=86400.0)
+    assert c.delivery.config == DeliveryConfig()
+    assert c.gateway.endpoints_concurrency == 32
     assert c.transports == ()
     assert c.log_level == "info"
 
@@ -68,6 +73,8 @@ def test_a_full_configuration() -> None:
         ],
         bootstrap={"uri": "coap://bs.example:5783", "hold_off": 3},
         store={"max_readings": 10, "max_age": "12h"},
+        nodes={"timeout": 2.5, "command_ttl": "2h"},
+        delivery={"max_records": 64, "linger": 0},
         transport={"sim": {"nodes": 2}},
         log={"level": "debug"},
     )
@@ -83,6 +90,8 @@ def test_a_full_configuration() -> None:
     assert second.security_mode == 0 and second.short_server_id == 7
     assert c.bootstrap is not None and c.bootstrap.hold_off == 3
     assert c.store.bounds == Bounds(10, 43200.0)
+    assert c.nodes == NodesSection(timeout=2.5, command_ttl=7200.0)
+    assert c.delivery.config == DeliveryConfig(max_records=64, linger=0.0)
     assert [(t.name, dict(t.options)) for t in c.transports] == [("sim", {"nodes": 2})]
     assert c.log_level == "debug"
 
@@ -142,6 +151,22 @@ def test_the_psk_may_come_from_a_file(tmp_path: Path) -> None:
         ({"server": [SERVER], "transport": {"sim": 3}}, "transport.sim", "must be a table"),
         ({"server": [SERVER], "transport": {"Sim!": {}}}, "transport.Sim!", "transport name"),
         ({"bootstrap": {"uri": "coaps://h"}}, "bootstrap.uri", "NoSec"),
+        (
+            {"bootstrap": {"uri": "coap://h"}, "gateway": {"exposure": "endpoints"}},
+            "gateway.exposure",
+            "needs at least one [[server]]",
+        ),
+        (
+            {"server": [SERVER], "gateway": {"endpoints_concurrency": 0}},
+            "gateway.endpoints_concurrency",
+            "1..1024",
+        ),
+        ({"server": [SERVER], "nodes": {"timeout": 0}}, "nodes.timeout", "positive"),
+        ({"server": [SERVER], "nodes": {"command_ttl": "x"}}, "nodes.command_ttl", "duration"),
+        ({"server": [SERVER], "nodes": {"comand_ttl": 3}}, "nodes.comand_ttl", "did you mean"),
+        ({"server": [SERVER], "delivery": {"max_records": 0}}, "delivery.max_records", "1..10000"),
+        ({"server": [SERVER], "delivery": {"linger": -1}}, "delivery.linger", "0..10 seconds"),
+        ({"server": [SERVER], "delivery": {"linger": "1s"}}, "delivery.linger", "a number"),
         ({"bootstrap": {"uri": "coap://h", "hold_off": -1}}, "bootstrap.hold_off", ">= 0"),
     ],
 )
@@ -243,7 +268,8 @@ def test_the_defaults_in_the_example_are_the_loaders() -> None:
         if header:
             table = header[1]
         m = re.fullmatch(r"# ([a-z_]+) = (.*)", stripped)
-        if m and table in ("[gateway]", "[[server]]", "[store]", "[log]") and m[1] not in skip:
+        tables = ("[gateway]", "[[server]]", "[store]", "[nodes]", "[delivery]", "[log]")
+        if m and table in tables and m[1] not in skip:
             lines.append(f"{m[1]} = {m[2]}")
         else:
             lines.append(line)

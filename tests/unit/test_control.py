@@ -1,8 +1,11 @@
-"""The control protocol's parsing and errors, and the peer-credential check."""
+"""The control protocol's parsing and errors, the peer-credential check, and the
+desired-state queue methods over a stand-in gateway."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path as FsPath
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -12,6 +15,8 @@ from bridged.control import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
+    Connection,
+    ControlServer,
     Params,
     Peer,
     ProtocolError,
@@ -23,6 +28,7 @@ from bridged.control import (
     result_line,
 )
 from bridged.objects.paths import Path
+from bridged.store.nodes import NodeId
 
 
 def test_a_request() -> None:
@@ -162,3 +168,76 @@ def test_without_a_socket_group_only_root_and_the_daemon_pass() -> None:
     assert not peer_allowed(
         Peer(1, 1000, GROUP), own_uid=DAEMON_UID, group=None, groups=frozenset({GROUP})
     )
+
+
+# -- the desired-state queue methods ---------------------------------------------------------
+
+
+class _Writer:
+    """The stream a connection answers on: the lines written."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def write(self, data: bytes) -> None:
+        self.lines.extend(json.loads(line) for line in data.splitlines())
+
+    async def drain(self) -> None:
+        pass
+
+
+class _Commands:
+    """The gateway's side of commands.pending/history: records what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, NodeId | None, int | None]] = []
+
+    def commands_pending(self, node: NodeId | None = None) -> list[dict[str, Any]]:
+        self.asked.append(("pending", node, None))
+        return [{"id": 1}]
+
+    def commands_history(self, node: NodeId | None = None, limit: int = 100) -> list[Any]:
+        self.asked.append(("history", node, limit))
+        return [{"id": 2}]
+
+
+async def ask(method: str, **params: object) -> tuple[dict[str, Any], _Commands]:
+    gateway = _Commands()
+    server = ControlServer(gateway, FsPath("/nonexistent/control.sock"))  # type: ignore[arg-type]
+    writer = _Writer()
+    conn = Connection(writer, Peer(1, 0, 0))  # type: ignore[arg-type]
+    await server.handle(json.dumps({"id": 9, "method": method, "params": params}).encode(), conn)
+    (answer,) = writer.lines
+    return answer, gateway
+
+
+async def test_commands_pending_all_or_of_one_node() -> None:
+    answer, gateway = await ask("commands.pending")
+    assert answer == {"id": 9, "result": [{"id": 1}]}
+    assert gateway.asked == [("pending", None, None)]
+    _, gateway = await ask("commands.pending", node="sim:0002")
+    assert gateway.asked == [("pending", NodeId("sim", "0002"), None)]
+
+
+async def test_commands_history_with_node_and_limit() -> None:
+    answer, gateway = await ask("commands.history", node="ble:A4:C1:38:00:11:22", limit=5)
+    assert answer["result"] == [{"id": 2}]
+    assert gateway.asked == [("history", NodeId("ble", "A4:C1:38:00:11:22"), 5)]
+    _, gateway = await ask("commands.history")
+    assert gateway.asked == [("history", None, 100)]
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "text"),
+    [
+        ("commands.pending", {"node": "nocolon"}, "params.node"),
+        ("commands.pending", {"node": 3}, "params.node: must be a string"),
+        ("commands.pending", {"limit": 3}, "unknown param(s) limit"),
+        ("commands.history", {"limit": 0}, "params.limit: must be between 1 and 1000"),
+        ("commands.history", {"limit": "5"}, "params.limit"),
+    ],
+)
+async def test_commands_bad_params(method: str, params: dict[str, object], text: str) -> None:
+    answer, gateway = await ask(method, **params)
+    assert answer["error"]["code"] == INVALID_PARAMS and text in answer["error"]["message"]
+    assert gateway.asked == []

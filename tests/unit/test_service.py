@@ -128,6 +128,30 @@ async def test_the_watchdog_pings_only_while_healthy(
             {"lwm2m": "stopped", "servers": [], "nodes": {"paired": 1, "reachable": 1}},
             "LwM2M stopped; 1 nodes paired, 1 reachable",
         ),
+        (
+            {
+                "lwm2m": "started",
+                "servers": [
+                    {"uri": "coap://a", "registered": True, "delivery": {"backlog": 12}},
+                    {"uri": "coap://b", "registered": True, "delivery": {"backlog": 0}},
+                ],
+                "nodes": {"paired": 2, "reachable": 1},
+                "readings": {"dropped": 3},
+                "commands": {"pending": 1},
+            },
+            "registered to coap://a, coap://b; 2 nodes paired, 1 reachable; "
+            "readings 12/0 waiting, 3 dropped; 1 commands pending",
+        ),
+        (
+            {
+                "lwm2m": "started",
+                "servers": [{"uri": "coap://a", "registered": True, "delivery": None}],
+                "nodes": {"paired": 3, "reachable": 3},
+                "endpoints": {"nodes": 3, "states": {"registered": 2, "registering": 1}},
+                "commands": {"pending": 0},
+            },
+            "registered to coap://a; 3 nodes paired, 3 reachable; 2/3 node endpoints registered",
+        ),
     ],
 )
 def test_status_line(status: dict[str, object], line: str) -> None:

@@ -65,6 +65,25 @@ def test_a_new_consumer_starts_at_the_end_and_a_known_one_resumes(store: Reading
     assert len(store.pending("a")) == 3
 
 
+def test_waiting_counts_what_a_consumer_has_not_acknowledged(store: ReadingStore) -> None:
+    store.add_consumer("a")
+    store.append(readings(5))
+    assert store.waiting("a") == 5
+    store.ack("a", store.pending("a", limit=2)[-1].seq)
+    assert store.waiting("a") == 3
+    assert store.waiting("unknown") == 0
+
+
+def test_skip_passes_everything_stored_so_far(store: ReadingStore) -> None:
+    store.add_consumer("a")
+    store.skip("a")  # nothing stored yet
+    store.append(readings(4))
+    store.skip("a")
+    assert store.waiting("a") == 0 and len(store) == 0
+    store.append(readings(2))
+    assert store.waiting("a") == 2
+
+
 def test_without_consumers_readings_are_kept(store: ReadingStore) -> None:
     store.append(readings(4))
     assert len(store) == 4

@@ -267,6 +267,8 @@ def test_udev_rule_names_the_common_rcp_dongles(built: Built) -> None:
     assert {("1915", "cafe"), ("10c4", "ea60"), ("0451", "16a8"), ("0451", "bef3")} <= ids
     for rule in matches:
         assert 'GROUP="dialout"' in rule and 'MODE="0660"' in rule, rule
+        # ModemManager's AT probes would garble the Spinel stream.
+        assert 'ENV{ID_MM_DEVICE_IGNORE}="1"' in rule, rule
     assert rules[0] == 'ACTION=="remove", GOTO="bridged_rcp_end"'
     assert rules[-1] == 'LABEL="bridged_rcp_end"'
 

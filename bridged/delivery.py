@@ -138,8 +138,8 @@ def may_skip_unobserved(now: float, settled: float, heard: float, grace: float) 
     """Whether readings a server without Send does not observe may be skipped now: it has had
     ``grace`` seconds since ``settled`` (its registration, or the last series notification that
     failed) to observe them, and it was heard from within the last ``grace`` seconds, so it is
-    there and chose not to."""
-    return now - settled >= grace and now - heard < grace
+    there and chose not to. A ``grace`` of 0 skips them at once."""
+    return grace == 0 or (now - settled >= grace and now - heard < grace)
 
 
 class _Notified(Enum):

@@ -43,11 +43,12 @@ the same batches as **notifications** of its observations instead (step 3 above 
 * readings of paths the server does not observe with time cannot reach a LwM2M 1.0 server at
   all (it has no Send); the current value stays readable. They are skipped, and counted in
   ``skipped`` and ``unobserved``, but only once the server has had a fair chance to observe
-  them: registered (this registration) for at least ``observe_grace`` seconds, since the last
-  series notification that failed too, and heard from within the last ``observe_grace``
-  seconds. So a server that has just registered again and is re-observing, or one that is
-  gone without the client knowing yet, keeps its backlog, while one that observes nothing does
-  not hold the store back for ever;
+  them: ``observe_grace`` seconds since it settled, i.e. since the latest of its registration,
+  the last series notification that failed and the last observation lost (see
+  ``Observations.lost_at``), and it has been heard from since then. So a server that is gone
+  (its observations ended with errors, the client does not know more yet) keeps its backlog
+  until it is back and has had time to observe again, while one that observes nothing, or not
+  everything, does not hold the store back for ever;
 * the server's own observations keep notifying as before (pmin, pmax, the current value);
   series notifications are history with times, beside them.
 
@@ -136,10 +137,10 @@ class DeliveryConfig:
 
 def may_skip_unobserved(now: float, settled: float, heard: float, grace: float) -> bool:
     """Whether readings a server without Send does not observe may be skipped now: it has had
-    ``grace`` seconds since ``settled`` (its registration, or the last series notification that
-    failed) to observe them, and it was heard from within the last ``grace`` seconds, so it is
-    there and chose not to. A ``grace`` of 0 skips them at once."""
-    return grace == 0 or (now - settled >= grace and now - heard < grace)
+    ``grace`` seconds since it ``settled`` (registered, or lost an observation or a series
+    notification) to observe them, and it was heard from since, so it is there and chose not
+    to. A ``grace`` of 0 skips them at once (a server known not to observe)."""
+    return grace == 0 or (now - settled >= grace and heard >= settled)
 
 
 class _Notified(Enum):
@@ -266,8 +267,10 @@ class Delivery:
         observations = session.observations
         now = observations.now()
         if session.registrar.location != server.registration:
-            server.registration, server.settled = session.registrar.location, now
-        skip = may_skip_unobserved(now, server.settled, observations.heard_at, config.observe_grace)
+            # Its answer was heard: that is when the registration began, or close after.
+            server.registration, server.settled = session.registrar.location, observations.heard_at
+        settled = max(server.settled, observations.lost_at or server.settled)
+        skip = may_skip_unobserved(now, settled, observations.heard_at, config.observe_grace)
         if not skip and not all(observations.observes_with_time(r.path) for r in records):
             return _Notified.NOT_OBSERVED_YET
         outcome = await observations.notify_series(records, max_bytes=config.notification_bytes)

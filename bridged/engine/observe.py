@@ -203,6 +203,10 @@ class Observations:
         Message-ID pacing, ``bridged.engine.coap.send_delay``). While it is positive, due
         notifications wait here rather than queue below: what finally goes is rendered then,
         so a burst of changes coalesces into the latest state instead of piling up."""
+        self.lost_at: float | None = None
+        """When an observation last ended from aiocoap's side (``now``'s scale): an RST, a new
+        request on its token, or a notification that failed (no ACK, an ICMP error), which
+        may mean that the server is gone; None if none has."""
         self.watch_ack: Callable[[aiocoap.Message], asyncio.Future[None]] | None = None
         """A future completed when the server acknowledges a confirmable message about to be
         sent (``bridged.engine.coap.ack_watch``); ``notify_series`` needs it."""
@@ -313,6 +317,9 @@ class Observations:
         self._ensure_task()
         try:
             await obs.ended
+        except asyncio.CancelledError:
+            self.lost_at = self.now()
+            raise
         finally:
             self._forget(obs)
 

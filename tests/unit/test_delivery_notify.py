@@ -87,7 +87,8 @@ def test_skipping_unobserved_waits_for_grace_and_a_sign_of_life() -> None:
     grace = 30.0
     assert not may_skip_unobserved(now=100.0, settled=80.0, heard=99.0, grace=grace)
     assert may_skip_unobserved(now=110.0, settled=80.0, heard=99.0, grace=grace)
-    assert not may_skip_unobserved(now=200.0, settled=80.0, heard=99.0, grace=grace)
+    assert may_skip_unobserved(now=110.0, settled=80.0, heard=80.0, grace=grace)
+    assert not may_skip_unobserved(now=200.0, settled=80.0, heard=79.0, grace=grace)  # gone?
     assert may_skip_unobserved(now=200.0, settled=200.0, heard=0.0, grace=0.0)
 
 
@@ -265,6 +266,7 @@ class SeriesObservations:
     fail_rate: float
     received: list[Record] = field(default_factory=list)
     heard_at: float = 0.0
+    lost_at: float | None = None
 
     def now(self) -> float:
         return time.monotonic()

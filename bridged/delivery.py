@@ -26,10 +26,38 @@ batch carries up to ``max_records`` readings per Message ID, which is what lets 
 radios' limit (about 750 readings/s) stay far below the ~265 CON/s a server allows.
 
 A server that cannot take Send (registered as LwM2M 1.0, or with /1/x/23 Mute Send true) gets
-nothing by Send: the backlog then waits in the store, within its bounds, while the server keeps
-seeing the current values through reads and observations. Readings of a node that is no longer
-exposed (unpaired since) or that no Send may carry (a value the resource's definition refuses)
-are skipped and counted, so one bad reading never blocks the others.
+the same batches as **notifications** of its observations instead (step 3 above becomes
+``Observations.notify_series``, see bridged/engine/observe.py):
+
+* a reading goes to every observation that includes its path in a format whose records carry
+  a time (SenML JSON or CBOR, LwM2M JSON 11543), as a record with the time it was measured;
+  an observation gets many records per notification (at most ``notification_bytes`` of
+  payload), in order; each notification is confirmable, and the cursor moves past the batch
+  only once the server has acknowledged every one of them. A notification that is not
+  acknowledged (the server is gone, the observation ended) stops the batch, which is retried
+  whole, so delivery stays at least once and in order, as with Send;
+* observations in TLV, text/plain, opaque or LwM2M CBOR get **no** series: those formats have
+  no time, so an old reading in one would read as the value now, and a server would act on a
+  stale temperature as if it were current. They keep notifying the current value, which is
+  the latest reading: what a user of such a server can expect is the latest, not the history;
+* readings of paths the server does not observe with time cannot reach a LwM2M 1.0 server at
+  all (it has no Send); the current value stays readable. They are skipped, and counted in
+  ``skipped`` and ``unobserved``, but only once the server has had a fair chance to observe
+  them: ``observe_grace`` seconds since it settled, i.e. since the latest of its registration,
+  the last series notification that failed and the last observation lost (see
+  ``Observations.lost_at``), and it has been heard from since then. So a server that is gone
+  (its observations ended with errors, the client does not know more yet) keeps its backlog
+  until it is back and has had time to observe again, while one that observes nothing, or not
+  everything, does not hold the store back for ever;
+* the server's own observations keep notifying as before (pmin, pmax, the current value);
+  series notifications are history with times, beside them.
+
+The mode is decided for each batch, so a server that un-mutes Send (or registers again as 1.1)
+continues by Send from the same cursor, and one that mutes it continues by notifications.
+
+Readings of a node that is no longer exposed (unpaired since) or that no Send or notification
+may carry (a value the resource's definition refuses) are skipped and counted, so one bad
+reading never blocks the others.
 """
 
 from __future__ import annotations
@@ -39,9 +67,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 from bridged.engine.client import LwM2MClient, ServerSession
+from bridged.engine.observe import SERIES_MAX_BYTES
 from bridged.engine.send import SendMuted, SendNotRegistered, SendUnsupported, check_records
+from bridged.engine.series import leading_fit
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import ROOT, Path
@@ -70,14 +101,21 @@ class DeliveryStats:
     failed_sends: int = 0
     skipped: int = 0
     last_error: str = ""
+    notifications: int = 0
+    """Series notifications the server acknowledged (a server without Send)."""
+    failed_notifications: int = 0
+    unobserved: int = 0
+    """Of ``skipped``: readings no observation of a server without Send could carry."""
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryConfig:
     """``max_records`` and ``max_bytes`` bound one Send; ``linger`` is how long a partial batch
     waits for more; ``retry`` is the first back-off after a failed Send (doubling up to
-    ``max_retry``); ``poll`` is how often a server that is not registered, or cannot take
-    Send, is looked at again."""
+    ``max_retry``); ``poll`` is how often a server that is not registered is looked at
+    again. For a server without Send, ``notification_bytes`` bounds one series notification
+    and ``observe_grace`` is how long it has to observe before unobserved readings are
+    skipped (see the module docstring)."""
 
     max_records: int = 256
     max_bytes: int = 16 * 1024
@@ -85,12 +123,32 @@ class DeliveryConfig:
     retry: float = 1.0
     max_retry: float = 60.0
     poll: float = 1.0
+    notification_bytes: int = SERIES_MAX_BYTES
+    observe_grace: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.max_records < 1 or self.max_bytes < 64:
-            raise ValueError("a Send must be allowed at least one record and 64 bytes")
+        if self.max_records < 1 or min(self.max_bytes, self.notification_bytes) < 64:
+            raise ValueError("a message must be allowed at least one record and 64 bytes")
         if min(self.retry, self.max_retry, self.poll) <= 0 or self.linger < 0:
             raise ValueError("delivery periods must be positive")
+        if self.observe_grace < 0:
+            raise ValueError("observe_grace cannot be negative")
+
+
+def may_skip_unobserved(now: float, settled: float, heard: float, grace: float) -> bool:
+    """Whether readings a server without Send does not observe may be skipped now: it has had
+    ``grace`` seconds since it ``settled`` (registered, or lost an observation or a series
+    notification) to observe them, and it was heard from since, so it is there and chose not
+    to. A ``grace`` of 0 skips them at once (a server known not to observe)."""
+    return grace == 0 or (now - settled >= grace and heard >= settled)
+
+
+class _Notified(Enum):
+    """What became of a batch given to a server without Send as notifications."""
+
+    DELIVERED = "delivered"  # acknowledged (or skipped): the cursor moved
+    NOT_OBSERVED_YET = "not-observed-yet"  # some paths are not observed yet: wait for it
+    FAILED = "failed"  # a notification was not acknowledged: retry after a back-off
 
 
 @dataclass
@@ -98,6 +156,8 @@ class _Server:
     short_server_id: int
     stats: DeliveryStats = field(default_factory=DeliveryStats)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    registration: object = None  # the Location of the registration ``settled`` is from
+    settled: float = 0.0
 
 
 class Delivery:
@@ -174,9 +234,15 @@ class Delivery:
                 continue
             try:
                 outcome = await session.send(records)
-            except (SendUnsupported, SendMuted) as e:
-                server.stats.last_error = str(e)
-                await self._wait(server, config.poll)
+            except (SendUnsupported, SendMuted):
+                result = await self._notify(server, session, records, last)
+                if result is _Notified.DELIVERED:
+                    backoff = config.retry
+                elif result is _Notified.NOT_OBSERVED_YET:
+                    await self._wait(server, config.poll)
+                else:
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, config.max_retry)
                 continue
             except SendNotRegistered:
                 await self._wait(server, config.poll)
@@ -191,6 +257,45 @@ class Delivery:
             server.stats.last_error = f"{outcome.status.value} {outcome.detail}".strip()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, config.max_retry)
+
+    async def _notify(
+        self, server: _Server, session: ServerSession, records: list[Record], last: int
+    ) -> _Notified:
+        """Deliver ``records`` (up to seq ``last``) as series notifications."""
+        config, stats = self.config, server.stats
+        observations = session.observations
+        now = observations.now()
+        if session.registrar.location != server.registration:
+            # Its answer was heard: that is when the registration began, or close after.
+            server.registration, server.settled = session.registrar.location, observations.heard_at
+        settled = max(server.settled, observations.lost_at or server.settled)
+        skip = may_skip_unobserved(now, settled, observations.heard_at, config.observe_grace)
+        if not skip and not all(observations.observes_with_time(r.path) for r in records):
+            return _Notified.NOT_OBSERVED_YET
+        outcome = await observations.notify_series(records, max_bytes=config.notification_bytes)
+        stats.notifications += outcome.notifications
+        if not outcome.acknowledged:
+            stats.failed_notifications += 1
+            stats.last_error = outcome.detail
+            server.settled = observations.now()
+            log.info(
+                "server %s: series notification not acknowledged: %s", session.name, outcome.detail
+            )
+            return _Notified.FAILED
+        self.readings.ack(consumer_name(server.short_server_id), last)
+        unobserved = len(outcome.uncovered)
+        stats.delivered += len(records) - unobserved
+        stats.skipped += unobserved
+        stats.unobserved += unobserved
+        if unobserved:
+            log.info(
+                "server %s: %d readings skipped: it has no Send and observes none of their paths"
+                " in a format with time (e.g. %s)",
+                session.name,
+                unobserved,
+                records[outcome.uncovered[0]].path,
+            )
+        return _Notified.DELIVERED
 
     def _records(
         self, session: ServerSession, batch: Sequence[StoredReading], stats: DeliveryStats
@@ -220,16 +325,13 @@ class Delivery:
                 record = None
             entries.append((stored.seq, record))
         codec = codec_for(ContentFormat.SENML_CBOR)
-        count = len(entries)
-        while True:
-            records = [r for _, r in entries[:count] if r is not None]
-            if len(records) <= 1:
-                break
-            size = len(codec.encode(records, ROOT, tree.registry))
-            if size <= self.config.max_bytes:
-                break
-            count = max(1, count * self.config.max_bytes // size)
-        return records, entries[count - 1][0]
+
+        def size(run: Sequence[tuple[int, Record | None]]) -> int:
+            kept = [r for _, r in run if r is not None]
+            return len(codec.encode(kept, ROOT, tree.registry)) if len(kept) > 1 else 0
+
+        count = leading_fit(entries, size, self.config.max_bytes)
+        return [r for _, r in entries[:count] if r is not None], entries[count - 1][0]
 
     def _session(self, short_server_id: int) -> ServerSession | None:
         for session in self.client.sessions:

@@ -61,7 +61,7 @@ from .bootstrap import SERVER_SSID as SHORT_SERVER_ID
 from .bootstrap import SSID as SECURITY_SSID
 from .bootstrap import URI as SERVER_URI
 from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper
-from .coap import send_delay
+from .coap import ack_watch, send_delay
 from .dm import DeviceManagement, DeviceManagementResource, EndDevices
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
 from .endpoint import Endpoint, UdpEndpoint
@@ -228,6 +228,7 @@ class ServerSession:
         )
         session.endpoint = await session._open_endpoint(bind)
         session.observations.send_delay = send_delay(session.endpoint.context)
+        session.observations.watch_ack = ack_watch(session.endpoint.context)
         target = ServerTarget(
             uri=session.uri,
             endpoint=endpoint_name,

@@ -14,8 +14,13 @@ with in one place, whatever code sends through the context:
   and a CON or NON that would need an ID still live at the peer is held, in order, until one is
   free. That covers requests (Register, Update, Send) and notifications alike, as they all pass
   through the message manager's first transmission.
+* **Acknowledgements.** aiocoap tells a confirmable message's sender about an RST or a timeout
+  (both end the exchange with an error) but not about the ACK. ``watch_ack`` gives a future
+  that completes on it, which is what lets store-and-forward move its cursor only once the
+  server has a confirmable notification (``_add_exchange`` and ``_remove_exchange`` are wrapped
+  for it).
 
-Both live in :class:`BoundedMessageManager`, a subclass of aiocoap's ``MessageManager`` that
+These live in :class:`BoundedMessageManager`, a subclass of aiocoap's ``MessageManager`` that
 replaces its deduplication methods (``_deduplicate_message``, ``_store_response_for_duplicates``)
 and wraps ``_send_initially``, the one place where a message is sent for the first time. Those
 are aiocoap internals, pinned like the DTLS transport's: keep aiocoap's version pinned.
@@ -88,6 +93,9 @@ class BoundedMessageManager(MessageManager):
         self.pacers: PacerTable[interfaces.EndpointAddress] = PacerTable(limits.message_ids)
         self._held: dict[interfaces.EndpointAddress, deque[_Held]] = {}
         self._wakeups: dict[interfaces.EndpointAddress, asyncio.TimerHandle] = {}
+        # Acknowledgements watched: by message until it is sent, then by (remote, Message ID).
+        self._unsent_acks: dict[int, tuple[aiocoap.Message, asyncio.Future[None]]] = {}
+        self._acks: dict[tuple[interfaces.EndpointAddress, int], asyncio.Future[None]] = {}
 
     @property
     def held(self) -> int:
@@ -205,6 +213,44 @@ class BoundedMessageManager(MessageManager):
         super().dispatch_error(error, remote)
         self._drop_held(remote)
 
+    # -- acknowledgements --------------------------------------------------------------------
+
+    def watch_ack(self, message: aiocoap.Message) -> asyncio.Future[None]:
+        """A future that completes when the peer acknowledges ``message``, a confirmable
+        message about to be sent (a notification given to its observation's pipe).
+
+        It never completes otherwise: an RST or a timeout ends the exchange (and with it the
+        observation) without an ACK, so the caller waits for either; cancelling the future stops
+        the watch.
+        """
+        future: asyncio.Future[None] = self.loop.create_future()
+        self._unsent_acks[id(message)] = (message, future)
+        future.add_done_callback(lambda f: self._unwatch(id(message), f))
+        return future
+
+    def _unwatch(self, message_id: int, future: asyncio.Future[None]) -> None:
+        entry = self._unsent_acks.get(message_id)
+        if entry is not None and entry[1] is future:
+            del self._unsent_acks[message_id]
+        for key in [k for k, f in self._acks.items() if f is future]:
+            del self._acks[key]
+
+    def _add_exchange(
+        self, message: aiocoap.Message, messageerror_monitor: Callable[[], None]
+    ) -> None:
+        super()._add_exchange(message, messageerror_monitor)
+        entry = self._unsent_acks.pop(id(message), None)
+        if entry is not None and entry[0] is message and not entry[1].done():
+            self._acks[(message.remote, message.mid)] = entry[1]
+
+    def _remove_exchange(self, message: aiocoap.Message) -> None:
+        key = (message.remote, message.mid)
+        future = self._acks.pop(key, None)
+        active = self._active_exchanges is not None and key in self._active_exchanges
+        if future is not None and not future.done() and active and message.mtype is ACK:
+            future.set_result(None)
+        super()._remove_exchange(message)
+
     async def shutdown(self) -> None:
         for remote in list(self._held):
             self._drop_held(remote)
@@ -260,6 +306,15 @@ def send_delay(context: aiocoap.Context) -> Callable[[Any], float] | None:
     has one: UDP or DTLS), or None for a context without one."""
     managers = message_managers(context)
     return managers[0].send_delay if managers else None
+
+
+def ack_watch(
+    context: aiocoap.Context,
+) -> Callable[[aiocoap.Message], asyncio.Future[None]] | None:
+    """``BoundedMessageManager.watch_ack`` of ``context``'s message layer, or None for a context
+    without one."""
+    managers = message_managers(context)
+    return managers[0].watch_ack if managers else None
 
 
 def message_managers(context: aiocoap.Context) -> list[BoundedMessageManager]:

@@ -32,6 +32,16 @@ Queue mode: ``hold`` keeps notifications back (observations keep being evaluated
 that become due wait with their pending state, calling ``on_held`` so that the session can wake
 up; what is sent is rendered from the tree when it goes, so it is the latest state), and
 ``release`` sends what is due.
+
+Time series (``notify_series``): store-and-forward hands over readings a server that cannot take
+Send has not had yet; each goes, with the time it was measured, in confirmable notifications of
+the observations that include its path in a format that carries time (see
+``bridged.engine.series``), one at a time, each awaited until the server acknowledges it
+(``watch_ack``, ``bridged.engine.coap``). They take the observation's next Observe numbers, and
+while one is in flight the observation's own notifications wait: a NON sent meanwhile would
+reach the server with a greater number first, and make it drop the series as stale (RFC 7641
+§3.4). The observation's own notifications otherwise go on as before (pmin, pmax, the current
+value): a series is history, with times, beside them.
 """
 
 from __future__ import annotations
@@ -48,9 +58,10 @@ from aiocoap.numbers.codes import Code
 from aiocoap.pipe import Pipe
 
 from bridged.objects.errors import NotFound
-from bridged.objects.formats import ContentFormat, composite_codec_for
+from bridged.objects.formats import ContentFormat, codec_for, composite_codec_for
 from bridged.objects.linkformat import Attributes
-from bridged.objects.paths import Level, Path
+from bridged.objects.paths import ROOT, Level, Path
+from bridged.objects.values import Record
 
 from .dm import DeviceManagement, Reply, reply_message
 from .notification import (
@@ -63,6 +74,7 @@ from .notification import (
     effective_attributes,
     policy_for,
 )
+from .series import SeriesOutcome, carries_time, split
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +87,14 @@ OBSERVE_MODULO = 1 << 24
 
 SILENT = 26
 """No-Response value that suppresses every response class (2.xx, 4.xx, 5.xx; RFC 7967)."""
+
+SERIES_MAX_BYTES = 1024
+"""The default bound of one series notification's payload: one CoAP datagram without
+Block2, which servers do not ask for on notifications."""
+
+SERIES_ACK_TIMEOUT = 100.0
+"""How long a series notification waits for its ACK at most: a little over MAX_TRANSMIT_WAIT
+(93 s), after which the message layer has given up on it and ended the observation anyway."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +137,8 @@ class Observation:
     ended: asyncio.Future[None] = field(repr=False)
     order: int = 0
     gone: bool = False
+    content_format: int | None = None  # of the response that started it
+    series: bool = False  # a time-series notification is in flight
 
 
 def observable(message: aiocoap.Message) -> bool:
@@ -181,6 +203,13 @@ class Observations:
         Message-ID pacing, ``bridged.engine.coap.send_delay``). While it is positive, due
         notifications wait here rather than queue below: what finally goes is rendered then,
         so a burst of changes coalesces into the latest state instead of piling up."""
+        self.lost_at: float | None = None
+        """When an observation last ended from aiocoap's side (``now``'s scale): an RST, a new
+        request on its token, or a notification that failed (no ACK, an ICMP error), which
+        may mean that the server is gone; None if none has."""
+        self.watch_ack: Callable[[aiocoap.Message], asyncio.Future[None]] | None = None
+        """A future completed when the server acknowledges a confirmable message about to be
+        sent (``bridged.engine.coap.ack_watch``); ``notify_series`` needs it."""
 
     # -- public interface -------------------------------------------------------------------
 
@@ -197,6 +226,12 @@ class Observations:
     def heard(self) -> None:
         """The server showed a sign of life (a request, or a response to one of ours)."""
         self._reliability_now().heard(self.now())
+
+    @property
+    def heard_at(self) -> float:
+        """When the server last showed a sign of life (``now``'s scale; the first observation
+        or ``heard`` counts from then)."""
+        return self._reliability_now().last_heard
 
     @property
     def held(self) -> bool:
@@ -271,6 +306,7 @@ class Observations:
             last_con=now,
             ended=asyncio.get_running_loop().create_future(),
             order=next(self._order),
+            content_format=reply.content_format,
         )
         if (old := self._observations.get(key)) is not None:
             self._forget(old)
@@ -281,8 +317,62 @@ class Observations:
         self._ensure_task()
         try:
             await obs.ended
+        except asyncio.CancelledError:
+            self.lost_at = self.now()
+            raise
         finally:
             self._forget(obs)
+
+    def observes_with_time(self, path: Path) -> bool:
+        """Whether an observation includes ``path`` in a format that carries time, i.e. whether
+        ``notify_series`` can deliver a record of it now."""
+        return any(carries_time(obs.content_format) for obs in self._observing(path))
+
+    async def notify_series(
+        self,
+        records: Sequence[Record],
+        *,
+        max_bytes: int = SERIES_MAX_BYTES,
+        timeout: float = SERIES_ACK_TIMEOUT,
+    ) -> SeriesOutcome:
+        """Deliver ``records``, values with the time each was measured, oldest first, in
+        notifications of the observations that include their paths in a format that carries
+        time (see the module docstring).
+
+        Each such observation gets its records in order, as many per notification as fit
+        ``max_bytes``; every notification is confirmable and awaited until the server
+        acknowledges it. The first one that is not (RST, no ACK within ``timeout``, the
+        observation ended, queue mode holds notifications) stops the series: the caller keeps
+        the records and tries again later, so a server may get a record twice, never out of
+        order.
+        """
+        plan: dict[Observation, list[Record]] = {}
+        uncovered: list[int] = []
+        for index, record in enumerate(records):
+            targets = [o for o in self._observing(record.path) if carries_time(o.content_format)]
+            if not targets:
+                uncovered.append(index)
+            for obs in targets:
+                plan.setdefault(obs, []).append(record)
+        if not plan:
+            return SeriesOutcome(True, 0, tuple(uncovered))
+        if self._held is not None:
+            if self.on_held is not None:
+                self.on_held()
+            return SeriesOutcome(False, 0, tuple(uncovered), "notifications are held (queue mode)")
+        if self.watch_ack is None:
+            return SeriesOutcome(
+                False, 0, tuple(uncovered), "acknowledgements cannot be seen on this transport"
+            )
+        sent = 0
+        for obs in sorted(plan, key=lambda o: o.order):
+            encode = self._series_encoder(obs)
+            for run in split(plan[obs], lambda run: len(encode(run)), max_bytes):  # noqa: B023
+                detail = await self._notify_series(obs, encode(run), timeout)
+                if detail:
+                    return SeriesOutcome(False, sent, tuple(uncovered), detail)
+                sent += 1
+        return SeriesOutcome(True, sent, tuple(uncovered))
 
     async def close(self) -> None:
         """End every observation without a message, stop the scheduler, leave the tree."""
@@ -376,6 +466,8 @@ class Observations:
     def _poll(self, obs: Observation, now: float) -> None:
         if self._held is not None and obs in self._held:
             return
+        if obs.series:
+            return  # polled again when the series notification is settled
         if obs.gone:
             if self._held is not None:
                 self._keep(obs)
@@ -394,6 +486,55 @@ class Observations:
             self._notify(obs, now, value)
         if self._observations.get(obs.key) is obs:
             self._queue.set(obs, obs.state.next_wake())
+
+    async def _notify_series(self, obs: Observation, payload: bytes, timeout: float) -> str:
+        """Send one confirmable series notification on ``obs`` and await its ACK; "" once
+        acknowledged, else why not."""
+        if self._observations.get(obs.key) is not obs:
+            return f"the observation of {obs.paths[0]} ended"
+        assert self.watch_ack is not None and obs.content_format is not None
+        message = aiocoap.Message(code=Code.CONTENT, payload=payload)
+        message.opt.content_format = obs.content_format
+        message.opt.observe = self._next_sequence()
+        message.transport_tuning = aiocoap.Reliable()
+        ack = self.watch_ack(message)
+        obs.series = True
+        try:
+            now = self.now()
+            self._reliability_now().sent(now, confirmable=True)
+            obs.last_con = now
+            self._add_response(obs, message, is_last=False)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await asyncio.wait((ack, obs.ended), return_when=asyncio.FIRST_COMPLETED)
+            acknowledged = ack.done() and not ack.cancelled()
+        finally:
+            ack.cancel()
+            obs.series = False
+            if self._observations.get(obs.key) is obs:
+                self._ready.add(obs)
+                self._wakeup.set()
+        if acknowledged:
+            self.heard()
+            return ""
+        if obs.ended.done():
+            return f"the observation of {obs.paths[0]} ended before the server acknowledged"
+        return f"no acknowledgement within {timeout:g} s"
+
+    def _series_encoder(self, obs: Observation) -> Callable[[Sequence[Record]], bytes]:
+        """How records go in a notification of ``obs``: its format, named as its reads are."""
+        assert obs.content_format is not None
+        codec = codec_for(obs.content_format)
+        base = ROOT if obs.request.composite else obs.paths[0]
+        registry = self.tree.registry if base == ROOT else self.dm.tree_for(base).registry
+        return lambda records: codec.encode(records, base, registry)
+
+    def _observing(self, path: Path) -> list[Observation]:
+        """The observations that include ``path``, oldest first."""
+        found: set[Observation] = set(self._exact.get(ROOT, ()))
+        for level in range(len(path.ids) + 1):
+            found |= self._exact.get(path.truncate(Level(level)), set())
+        return sorted(found, key=lambda o: o.order)
 
     def _keep(self, obs: Observation) -> None:
         assert self._held is not None

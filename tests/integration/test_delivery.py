@@ -55,8 +55,21 @@ class Gateway:
         return out
 
 
+FAST_DELIVERY = DeliveryConfig(max_records=64, retry=0.05, max_retry=0.2, poll=0.05)
+
+
 @contextlib.asynccontextmanager
-async def gateway(state: FsPath, uri: str, bounds: Bounds | None = None) -> AsyncIterator[Gateway]:
+async def gateway(
+    state: FsPath,
+    uri: str,
+    bounds: Bounds | None = None,
+    *,
+    version: str = "1.1",
+    mute_send: bool = False,
+    config: DeliveryConfig = FAST_DELIVERY,
+) -> AsyncIterator[Gateway]:
+    """A gateway with two simulated nodes paired, registered with the server at ``uri`` (as
+    LwM2M ``version``, with /1/x/23 Mute Send ``mute_send``), delivering with ``config``."""
     conn = connect(state / "state.db")
     readings = ReadingStore(conn, bounds)
     registry = NodeRegistry(NodeStore(conn), SecretStore(state / "s.json"), readings)
@@ -70,15 +83,12 @@ async def gateway(state: FsPath, uri: str, bounds: Bounds | None = None) -> Asyn
     client = LwM2MClient(
         tree,
         "gw-nodes",
-        ServerConfig(uri, request_timeout=1.0, retry=FAST_RETRY),
+        ServerConfig(
+            uri, request_timeout=1.0, retry=FAST_RETRY, version=version, mute_send=mute_send
+        ),
         bind=("127.0.0.1", 0),
     )
-    delivery = Delivery(
-        client,
-        readings,
-        exposure.gateway_path,
-        DeliveryConfig(max_records=64, retry=0.05, max_retry=0.2, poll=0.05),
-    )
+    delivery = Delivery(client, readings, exposure.gateway_path, config)
     registry.on_commit(delivery.notify)
     await client.start()
     await delivery.start()

@@ -9,13 +9,15 @@ Send (``POST /dp``) is answered as a LwM2M 1.1 server does: 4.04 from a client i
 (which must register again), 4.15 for anything but SenML CBOR, 4.00 for a payload that
 does not decode, else 2.04 (or ``send_code``, to test how the client takes an error). The SenML
 CBOR payload is decoded here with cbor2 alone, independently of the engine's codec, so a test
-sees the names, times and values as a server would.
+sees the names, times and values as a server would. ``decode_timed`` does the same for a
+notification in any format with times (SenML CBOR or JSON, LwM2M JSON 11543).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -68,16 +70,44 @@ _SENML_VALUES = (2, 3, 4, 8, "vlo")
 
 def decode_senml_cbor(payload: bytes) -> tuple[SenMLRecord, ...]:
     """RFC 8428 resolution: name = bn + n, time = bt + t, with bn and bt inherited."""
+    return _resolve(cbor2.loads(payload), (-2, -3, 0, 6), _SENML_VALUES)
+
+
+_SENML_JSON_VALUES = ("v", "vs", "vb", "vd", "vlo")
+_LWM2M_JSON_VALUES = ("v", "sv", "bv", "ov")
+
+
+def _resolve(
+    items: list[dict], keys: tuple[object, object, object, object], values: Iterable[object]
+) -> tuple[SenMLRecord, ...]:
+    """Name = bn + n and time = bt + t, with bn and bt inherited (``keys``: the labels of bn,
+    bt, n and t)."""
+    bn_key, bt_key, n_key, t_key = keys
     bn, bt = "", None
     out = []
-    for item in cbor2.loads(payload):
-        bn = item.get(-2, bn)
-        bt = item.get(-3, bt)
-        t = item.get(6)
+    for item in items:
+        bn = item.get(bn_key, bn)
+        bt = item.get(bt_key, bt)
+        t = item.get(t_key)
         time = None if t is None and bt is None else (bt or 0) + (t or 0)
-        value = next(item[k] for k in _SENML_VALUES if k in item)
-        out.append(SenMLRecord(bn + item.get(0, ""), time, value))
+        value = next(item[k] for k in values if k in item)
+        out.append(SenMLRecord(bn + item.get(n_key, ""), time, value))
     return tuple(out)
+
+
+def decode_timed(payload: bytes, content_format: int) -> tuple[SenMLRecord, ...]:
+    """The records of a payload in a format with times: SenML CBOR (112) or JSON (110), or
+    LwM2M JSON (11543: ``bn`` and ``bt`` once at the top, the records in ``e``)."""
+    if content_format == 112:
+        return decode_senml_cbor(payload)
+    if content_format == 110:
+        return _resolve(json.loads(payload), ("bn", "bt", "n", "t"), _SENML_JSON_VALUES)
+    if content_format == 11543:
+        document = json.loads(payload)
+        top = {k: document[k] for k in ("bn", "bt") if k in document}
+        items = [{**top, **document["e"][0]}, *document["e"][1:]] if document["e"] else []
+        return _resolve(items, ("bn", "bt", "n", "t"), _LWM2M_JSON_VALUES)
+    raise ValueError(f"content format {content_format} carries no times")
 
 
 def _parse_query(options: Iterable[str]) -> dict[str, str | None]:

@@ -342,7 +342,8 @@ class RcpAir(Air):
 
         node.dm.write = refuse_colour  # type: ignore[method-assign]
         await asyncio.wait_for(node.registered.wait(), TIMEOUT)
-        await until(lambda: TEMPERATURE in self.live(node_id).values, f"{node_id} observed")
+        values = self.live(node_id).values
+        await until(lambda: TEMPERATURE in values and SWITCH in values, f"{node_id} observed")
         return node_id
 
     async def report(self, node: NodeId, value: float, at: float) -> None:

@@ -182,6 +182,7 @@ class Delivery:
             readings.add_consumer(consumer_name(ssid))
         self._tasks: list[asyncio.Task[None]] = []
         self._dropped = sum(readings.dropped().values())
+        self._skipping: set[tuple[NodeId, Path]] = set()
 
     def notify(self, count: int = 0) -> None:
         """New readings are in the store."""
@@ -314,14 +315,17 @@ class Delivery:
                 check_records([record], tree)
             except LwM2MError as e:
                 stats.skipped += 1
-                log.warning(
-                    "reading %d of node %s at %s skipped: %s",
-                    stored.seq,
-                    r.node,
-                    r.path,
-                    e,
-                    extra={"NODE": str(r.node), "PATH": str(r.path)},
-                )
+                if (r.node, r.path) not in self._skipping:
+                    # Once per node and path: a node's /3 values in the instances mode, say,
+                    # are skipped at every report, and a retried batch is skipped again.
+                    self._skipping.add((r.node, r.path))
+                    log.warning(
+                        "readings of node %s at %s are skipped (counted, logged once): %s",
+                        r.node,
+                        r.path,
+                        e,
+                        extra={"NODE": str(r.node), "PATH": str(r.path)},
+                    )
                 record = None
             entries.append((stored.seq, record))
         codec = codec_for(ContentFormat.SENML_CBOR)

@@ -6,7 +6,10 @@ the node's last known values (what a read of a sleepy node answers, with its tim
 to the reading store in small group commits, so a burst of adverts costs one SQLite
 transaction, not one per value; ``flush`` makes everything reported so far durable. Anything
 from a node that is not paired stops here: it is counted, and shown to ``bridgectl scan``
-through ``heard``, but never reaches the store or a server.
+through ``heard``, but never reaches the store or a server. A paired node's object list is
+stored as its transport reports it, so after a restart the node is exposed upstream at once,
+with its instances, and its stored readings can be delivered before it is heard again (an
+802.15.4 node only says what it has when it next registers).
 """
 
 from __future__ import annotations
@@ -86,7 +89,10 @@ class NodeRegistry:
         self._clock = clock
         self._monotonic = monotonic
         self.transports: dict[str, Transport] = {}
-        self.live: dict[NodeId, LiveNode] = {p.id: LiveNode(p) for p in nodes.nodes()}
+        objects = nodes.objects()
+        self.live: dict[NodeId, LiveNode] = {
+            p.id: LiveNode(p, objects.get(p.id, {})) for p in nodes.nodes()
+        }
         self.heard_nodes: OrderedDict[NodeId, Heard] = OrderedDict()
         self.unpaired_readings = 0
         self._listeners: list[RegistryListener] = []
@@ -206,6 +212,8 @@ class NodeRegistry:
                 iids.append(r.path.ids[1])
                 iids.sort()
                 grew = True
+        if grew:
+            self.store.set_objects(node, live.objects)
         for listener in self._listeners:
             if grew:
                 listener.node_objects(live)
@@ -217,7 +225,10 @@ class NodeRegistry:
         live = self.live.get(node)
         if live is None:
             return
-        live.objects = {oid: sorted(iids) for oid, iids in objects.items()}
+        reported = {oid: sorted(iids) for oid, iids in objects.items()}
+        if reported != live.objects:
+            self.store.set_objects(node, reported)
+        live.objects = reported
         for listener in self._listeners:
             listener.node_objects(live)
 

@@ -1,22 +1,28 @@
-"""A gateway with nodes for the node-operation tests: real SQLite, the simulated transport,
-the instances exposure, the node registry, the command queue and device management over them
-(the same parts the daemon wires, without sockets)."""
+"""A gateway with nodes for the node-operation tests: real SQLite, a transport, the instances
+exposure, the node registry, the command queue and device management over them (the same parts
+the daemon wires, without the upstream socket). ``node_gateway`` has the simulated transport
+and its nodes at hand (unit tests); ``air_gateway`` takes any transport of tests/airs.py."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path as FsPath
+
+from airs import Air, AirKind, HandedOver, make_air
 
 from bridged.commands import Command, CommandQueue
 from bridged.engine.dm import DeviceManagement
 from bridged.exposure.instances import InstancesExposure
 from bridged.objects.builtin import builtin_registry
+from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.operations import NodeOperations
 from bridged.registry import NodeRegistry
 from bridged.store.database import connect
-from bridged.store.nodes import NodeStore, PairedNode
+from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
 from bridged.transports.simulated import SimulatedNode, SimulatedTransport
@@ -86,3 +92,53 @@ def node_gateway(
     registry.pair(PairedNode(a.id, "kitchen", "sim"))
     registry.pair(PairedNode(b.id, "cellar", "sim", sleepy=True))
     return NodeGateway(registry, tree, exposure, sim, commands, operations, dm, clock, ended)
+
+
+@dataclass
+class AirGateway:
+    """A gateway whose nodes are on the air of a transport (tests/airs.py): the same parts as
+    ``NodeGateway``, over any transport."""
+
+    registry: NodeRegistry
+    tree: ObjectTree
+    exposure: InstancesExposure
+    air: Air
+    commands: CommandQueue
+    operations: NodeOperations
+    dm: DeviceManagement
+    handed: HandedOver
+
+    def path(self, node: NodeId, local: Path) -> str:
+        """The gateway path of the node's ``local`` path (instances mode)."""
+        target = self.exposure.gateway_path(node, local)
+        assert target is not None, f"{local} of {node} is not exposed"
+        return str(target)
+
+
+@contextlib.asynccontextmanager
+async def air_gateway(
+    state: FsPath, kind: AirKind, *, timeout: float = 10.0
+) -> AsyncIterator[AirGateway]:
+    """A gateway over the ``kind`` air (no node on it yet), with instances of its own of the
+    objects the nodes have (/3/0, /3303/0, /3304/0, /3311/0)."""
+    conn = connect(state / "state.db")
+    registry = NodeRegistry(NodeStore(conn), SecretStore(state / "s.json"), ReadingStore(conn))
+    tree = ObjectTree(builtin_registry())
+    tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
+    for oid in (3303, 3304, 3311):
+        tree.create_instance(oid, 0, [(5750, "gateway")])
+    exposure = InstancesExposure(tree, registry.store)
+    registry.listen(exposure)
+    handed = HandedOver()
+    registry.listen(handed)
+    commands = CommandQueue(conn, registry, timeout=timeout)
+    operations = NodeOperations(registry, exposure, commands, timeout=timeout)
+    dm = DeviceManagement(tree, nodes=operations)
+    air = make_air(kind.kind, registry, state, kind.bluez)
+    await air.start()
+    try:
+        yield AirGateway(registry, tree, exposure, air, commands, operations, dm, handed)
+    finally:
+        await commands.close()
+        await air.stop()
+        conn.close()

@@ -77,6 +77,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX commands_one_pending ON commands(node_id, path) WHERE status = 'pending';
     CREATE INDEX commands_finished ON commands(finished)
     """,
+    # 3: each paired node's object list, so a restarted gateway exposes the node (and delivers
+    # its stored readings) before the node is heard again.
+    """
+    ALTER TABLE nodes ADD COLUMN objects TEXT NOT NULL DEFAULT '{}'
+    """,
 )
 
 

@@ -14,7 +14,7 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,6 +131,21 @@ class NodeStore:
         with self._transaction() as c:
             cur = c.execute("DELETE FROM nodes WHERE id = ?", (str(node_id),))
         return cur.rowcount > 0
+
+    def objects(self) -> dict[NodeId, dict[int, list[int]]]:
+        """Every paired node's objects and their node-local instances, as last reported
+        (empty for a node not heard since it was paired)."""
+        out = {}
+        for node, text in self._conn.execute("SELECT id, objects FROM nodes"):
+            objects = json.loads(text)
+            out[NodeId.parse(node)] = {int(o): [int(i) for i in ii] for o, ii in objects.items()}
+        return out
+
+    def set_objects(self, node_id: NodeId, objects: Mapping[int, Sequence[int]]) -> None:
+        """Remember the node's objects (a paired node's; nothing happens for another)."""
+        text = json.dumps({str(oid): sorted(iids) for oid, iids in sorted(objects.items())})
+        with self._transaction() as c:
+            c.execute("UPDATE nodes SET objects = ? WHERE id = ?", (text, str(node_id)))
 
     def get(self, node_id: NodeId) -> PairedNode | None:
         row = self._conn.execute(

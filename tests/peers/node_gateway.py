@@ -1,20 +1,26 @@
-"""A gateway process for the restart test: ``python -m peers.node_gateway STATE_DIR SERVER_URI``.
+"""A gateway process for the restart test:
+``python -m peers.node_gateway STATE_DIR SERVER_URI [--port TTY --node EUI64 ...]``.
 
-It wires what the daemon wires for store-and-forward (state database, node registry, the
-simulated transport reporting fast, the instances exposure, the LwM2M client with node
-operations, the command queue, delivery) and prints one JSON line per event on stdout, flushed,
-so the test knows what the process had made durable when it killed it:
+It wires what the daemon wires for store-and-forward (state database, node registry, a
+transport, the instances exposure, the LwM2M client with node operations, the command queue,
+delivery) and prints one JSON line per event on stdout, flushed, so the test knows what the
+process had made durable when it killed it:
 
-* ``{"instances": {node: [gateway instance paths]}}`` once at start;
+* ``{"instances": {node: [gateway instance paths]}}`` whenever a node's instances are exposed
+  or change;
 * ``{"committed": [[gateway path, time], ...]}`` after each group commit, listing every reading
   the transport handed over before it (printed after the commit returned: durable).
+
+The transport is the simulated one, reporting fast, unless ``--port`` names the serial port of
+an 802.15.4 dongle (the test's RCP emulator): then the ``802154`` transport serves the nodes
+given by ``--node``, paired at the first start, whose readings the test makes them send.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path as FsPath
 
@@ -24,41 +30,58 @@ from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import RetryPolicy
 from bridged.exposure.instances import InstancesExposure
 from bridged.objects.builtin import builtin_registry
+from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.operations import NodeOperations
-from bridged.registry import NodeRegistry
+from bridged.registry import LiveNode, NodeRegistry
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
-from bridged.transports.simulated import HUMIDITY, SWITCH, TEMPERATURE, SimulatedTransport
+from bridged.transports.base import Transport
+from bridged.transports.ieee802154.transport import IEEE802154Transport
+from bridged.transports.simulated import SimulatedTransport
+
+PAN = 0xFACE
 
 
 class Handover:
-    """The transport's events, passed on to the registry and noted until the next commit."""
+    """A registry listener that notes every reading handed over (with the time the registry
+    gave it) until the next commit, and prints each node's instances once the exposure has
+    them (it listens after the exposure)."""
 
-    def __init__(self, registry: NodeRegistry, exposure: InstancesExposure) -> None:
-        self.registry = registry
+    def __init__(self, exposure: InstancesExposure) -> None:
         self.exposure = exposure
         self.handed: list[tuple[str, float]] = []
-
-    def readings(self, node: NodeId, records: Sequence[Record]) -> None:
-        self.registry.readings(node, records)
-        for r in records:
-            target = self.exposure.gateway_path(node, r.path)
-            assert target is not None and r.time is not None
-            self.handed.append((str(target), r.time))
 
     def committed(self, count: int) -> None:
         print(json.dumps({"committed": self.handed}), flush=True)
         self.handed = []
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.registry, name)
+    def node_added(self, node: LiveNode) -> None:
+        self.node_objects(node)
+
+    def node_removed(self, node: NodeId) -> None:
+        pass
+
+    def node_objects(self, node: LiveNode) -> None:
+        paths = [
+            str(self.exposure.gateway_path(node.id, Path((oid, iid))))
+            for oid, iids in sorted(node.objects.items())
+            for iid in iids
+        ]
+        if paths:
+            print(json.dumps({"instances": {str(node.id): paths}}), flush=True)
+
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        for r in records:
+            target = self.exposure.gateway_path(node.id, r.path)
+            if target is not None and r.time is not None:  # else never delivered
+                self.handed.append((str(target), r.time))
 
 
-async def main(state: FsPath, uri: str) -> None:
+async def main(state: FsPath, uri: str, port: str | None, nodes: Sequence[str]) -> None:
     conn = connect(state / "state.db")
     readings = ReadingStore(conn)
     registry = NodeRegistry(NodeStore(conn), SecretStore(state / "secrets.json"), readings)
@@ -66,17 +89,20 @@ async def main(state: FsPath, uri: str) -> None:
     tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
     exposure = InstancesExposure(tree, registry.store)
     registry.listen(exposure)
-    handover = Handover(registry, exposure)
-    sim = SimulatedTransport({"nodes": 2, "interval": 0.02}, handover)  # type: ignore[arg-type]
-    registry.attach(sim)
-    for node in sim.nodes.values():
-        if node.id not in registry.live:
-            registry.pair(PairedNode(node.id, f"room-{node.index}", "sim"))
-    instances = {
-        str(node): [str(exposure.gateway_path(node, p)) for p in (TEMPERATURE, HUMIDITY, SWITCH)]
-        for node in registry.live
-    }
-    print(json.dumps({"instances": instances}), flush=True)
+    handover = Handover(exposure)
+    registry.listen(handover)
+    transport: Transport
+    if port is None:
+        transport = SimulatedTransport({"nodes": 2, "interval": 0.02}, registry)
+        ids = list(transport.nodes)
+    else:
+        config = {"port": port, "pan_id": PAN, "request_timeout": 5}
+        transport = IEEE802154Transport(config, registry)
+        ids = [NodeId("802154", eui64) for eui64 in nodes]
+    registry.attach(transport)
+    for index, node in enumerate(ids, 1):
+        if node not in registry.live:
+            registry.pair(PairedNode(node, f"room-{index}", transport.name))
     commands = CommandQueue(conn, registry)
     client = LwM2MClient(
         tree,
@@ -99,9 +125,15 @@ async def main(state: FsPath, uri: str) -> None:
     registry.on_commit(handover.committed)
     await client.start()
     await delivery.start()
-    await sim.start()
+    await transport.start()
     await registry.run(interval=0.02)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(FsPath(sys.argv[1]), sys.argv[2]))
+    parser = argparse.ArgumentParser(prog="python -m peers.node_gateway")
+    parser.add_argument("state", type=FsPath)
+    parser.add_argument("uri")
+    parser.add_argument("--port", help="the 802.15.4 dongle's serial port")
+    parser.add_argument("--node", action="append", default=[], help="an 802.15.4 node's EUI-64")
+    args = parser.parse_args()
+    asyncio.run(main(args.state, args.uri, args.port, args.node))

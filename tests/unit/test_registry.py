@@ -10,6 +10,7 @@ from pathlib import Path as FsPath
 
 import pytest
 
+from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.registry import LiveNode, NodeRegistry
 from bridged.store.database import connect
@@ -124,6 +125,32 @@ def test_pairing_survives_a_restart_with_secrets_and_ids(tmp_path: FsPath) -> No
     exposure = Exposure()
     again.listen(exposure)
     assert exposure.added == [node]
+
+
+def test_a_node_is_exposed_with_its_objects_straight_after_a_restart(tmp_path: FsPath) -> None:
+    """An 802.15.4 node says what it has only when it registers: a restarted gateway shows it
+    (and can deliver its stored readings) with the objects it last reported."""
+    first = make(tmp_path)
+    node = NodeId("802154", "00124b0001020304")
+    first.pair(PairedNode(node, "n1", "lwm2m"))
+    first.objects(node, {3303: [0], 3311: [1, 0]})
+    first.readings(node, [Record(TEMPERATURE, 20.5, 1.0e9)])
+    again = make(tmp_path)
+    assert again.live[node].objects == {3303: [0], 3311: [0, 1]}
+    seen: list[dict[int, list[int]]] = []
+
+    class Added(Exposure):
+        def node_added(self, live: LiveNode) -> None:
+            seen.append(dict(live.objects))
+
+    again.listen(Added())
+    assert seen == [{3303: [0], 3311: [0, 1]}]
+    # Unpairing forgets them with the pairing; a new value's instance is remembered too.
+    again.readings(node, [Record(Path((3303, 1, 5700)), 21.0, 1.0e9)])
+    assert make(tmp_path).live[node].objects[3303] == [0, 1]
+    again.unpair(node)
+    again.pair(PairedNode(node, "n1", "lwm2m"))
+    assert make(tmp_path).live[node].objects == {}
 
 
 def test_unpairing_removes_the_node_upstream_and_forgets_its_secrets(

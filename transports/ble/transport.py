@@ -21,7 +21,9 @@ settings are those of `settings` (``[transport.ble]``).
   ``read`` polls such a node now. Their reachability is the poller's (connected or not).
 * **Actuators.** ``write`` of True/False to a configured actuator resource writes its
   ``on``/``off`` bytes to its characteristic, through the poller (which connects for it);
-  the written value then becomes the resource's reading. Any other write, and every
+  the written value then becomes the resource's reading. A node's actuators are among the
+  objects reported for it from pairing on, so a server sees them before the first write.
+  Any other write, and every
   ``execute``, is 4.05 Method Not Allowed: an advertising sensor cannot be written.
 * **Reads of advert-only nodes** answer the last value of each resource under the path, as
   decoded from the node's adverts; 5.03 when none was heard since the start.
@@ -206,14 +208,25 @@ class BleTransport(Transport):
         if old is None or old.bindkey != bindkey:
             # a new key (or none): the old key's counters say nothing about the new frames
             self.decoder.forget(address)
-        self._nodes[address] = _Node(
+        paired = self._nodes[address] = _Node(
             node.id, bindkey, gatt, actuators, old.values if old is not None else {}
         )
+        if actuators:
+            self._announce(paired)
         if self._started:
             if gatt is not None:
                 self.poller.add(gatt)
             elif old is not None and old.gatt is not None:
                 self._remove_gatt(address)
+
+    def _announce(self, node: _Node) -> None:
+        """Report the node's objects: those of the values it reported and those of its
+        actuators. An actuator has no value until it is first written, and a server can only
+        write an instance it was shown."""
+        objects: dict[int, set[int]] = {}
+        for path in (*node.values, *node.actuators):
+            objects.setdefault(path.ids[0], set()).add(path.ids[1])
+        self.events.objects(node.id, {oid: sorted(iids) for oid, iids in objects.items()})
 
     def unpair(self, node: NodeId) -> None:
         try:

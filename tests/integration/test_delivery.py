@@ -34,6 +34,7 @@ from emulators.bluez import bluez_bus, bluez_fixture  # noqa: F401 (fixtures)
 
 from bridged.delivery import Delivery, DeliveryConfig
 from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.registration import EventKind
 from bridged.exposure.instances import InstancesExposure
 from bridged.objects.values import Record
 from bridged.registry import NodeRegistry
@@ -280,13 +281,19 @@ class Feeder:
 
     async def restarted(self) -> None:
         """Once the new gateway has brought the radio up, the nodes' next Update gets 4.04
-        (it does not know them) and they register again."""
+        (it does not know them) and they register again; returns when they have."""
         emulator = self.rcp.emulator
         await emulator.wait_until(
             lambda: self._reset_count() > self.resets and emulator.raw_stream, timeout=30
         )
         for node in self.rcp.nodes.values():
+            mark = len(node.events)
             await node.update()
+            await until(
+                lambda n=node, m=mark: any(
+                    e.kind is EventKind.REGISTRATION_COMPLETE for e in n.events[m:]
+                )
+            )
 
 
 @pytest.mark.parametrize(("kind", "batch"), [("sim", 300), ("802154", 30)])
@@ -369,16 +376,14 @@ async def restart_after_kill_9(
     again = await start()
     reader = asyncio.create_task(follow(again))
     try:
-        if feeder is not None:
-            await feeder.restarted()
-        # Sends are taken again once every node is exposed again: a node whose objects the
-        # restarted gateway does not know yet (an 802.15.4 node until it registers again) has
-        # its stored readings skipped by delivery (test_the_backlog_of_a_node_not_yet_back_...).
+        # Sends are taken again at once: the restarted gateway exposes the nodes with the
+        # objects they last reported, before an 802.15.4 node has registered again.
+        server.send_code = None
         await until(lambda: len(instances) == 2)
         assert instances == known
         if feeder is not None:
+            await feeder.restarted()
             feeder.start()  # the nodes are back: they go on sending
-        server.send_code = None
         await until(lambda: before <= {(r.name, r.time) for r in received(server)})
     finally:
         again.kill()

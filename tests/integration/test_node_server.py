@@ -121,6 +121,26 @@ async def test_permit_join_pairs_a_node_that_registers(air: Air) -> None:
     assert NodeId("802154", node.eui64.hex()) in air.registry.live
 
 
+async def test_an_update_of_another_nodes_location_is_4_04(air: Air) -> None:
+    """Locations count from 1 again after a restart: a node that Updates the location it had
+    with the previous process, now another node's, must register again, not update that."""
+    first, second = await air.node(5), await air.node(6)
+    for node in (first, second):
+        air.pair(node)
+        await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    assert first.registrar is not None and second.registrar is not None
+    theirs, mine = first.registrar.location, second.registrar.location
+    assert theirs != mine
+    second.registrar.location = theirs  # as after a restart of the gateway
+    mark = len(second.events)
+    await second.update()
+    await until(lambda: any(e.kind.value == "registration-complete" for e in second.events[mark:]))
+    assert second.events[mark].detail == "4.04 Not Found: re-register"
+    registrations = air.server.registrations
+    assert registrations[NodeId("802154", first.eui64.hex())].location == theirs[-1]
+    assert registrations[NodeId("802154", second.eui64.hex())].location != theirs[-1]
+
+
 async def test_send_from_a_node_is_readings_with_their_time(air: Air) -> None:
     node = await air.node(4)
     node_id = air.pair(node)

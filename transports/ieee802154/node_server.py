@@ -251,9 +251,16 @@ class NodeServer:
             self.events.readings(registration.node, records)
         return aiocoap.Message(code=Code.CHANGED)
 
-    def by_location(self, location: str) -> NodeRegistration | None:
+    def by_location(self, location: str, remote: object) -> NodeRegistration | None:
+        """The registration at ``/rd/{location}`` if it is the one of the node at ``remote``.
+
+        Locations count from 1 again when the gateway restarts, so a node that registered with
+        the previous process may Update a location now given to another node: that is 4.04
+        for it (it registers again), never an Update of the other node's registration."""
         node = self._by_location.get(location)
-        return None if node is None else self.registrations.get(node)
+        if node is None or not isinstance(remote, LowpanAddress) or self.node_of(remote) != node:
+            return None
+        return self.registrations.get(node)
 
     # -- operations on nodes -----------------------------------------------------------------
 
@@ -447,7 +454,7 @@ class _NodeSite(resource.Resource):
             if path == ("dp",) and request.code == Code.POST:
                 return server.send(request)
             if len(path) == 2 and path[0] == "rd":
-                registration = server.by_location(path[1])
+                registration = server.by_location(path[1], request.remote)
                 if registration is None:
                     return aiocoap.Message(code=Code.NOT_FOUND)
                 if request.code == Code.POST:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import serial
 from emulators.rcp import DEFAULT_EUI64, NOISE_FLOOR, RcpEmulator
 
 from bridged.transports.ieee802154 import hdlc, spinel
@@ -356,3 +359,103 @@ async def test_serial_url(rcp: RcpEmulator) -> None:
             assert await host.radio.transmit(BROADCAST) is TxStatus.OK
         finally:
             await host.radio.stop()
+
+
+# -- stopping at awkward moments ----------------------------------------------------------------
+
+
+def reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("rcp-reader")]
+
+
+def assert_released(rcp: RcpEmulator) -> None:
+    """The radio let go of the dongle: no reader thread, and the port opens exclusively."""
+    assert not reader_threads()
+    serial.serial_for_url(str(rcp.link), exclusive=True).close()
+
+
+async def test_a_transmit_cancelled_as_its_outcome_arrives_is_cancelled(
+    rcp: RcpEmulator, host: Host
+) -> None:
+    # The outcome, then a received frame whose on_frame cancels the transmit: when the
+    # transmit has not woken up to its outcome by then, the cancel must win. A transmit that
+    # returned its outcome anyway would swallow the cancel (Python 3.11's asyncio.wait_for
+    # does): the transport's sender would go on to wait for its next frame, and its stop()
+    # with it, forever. The pty may hand the two frames over in one read or two; an attempt
+    # where the transmit was already done before the cancel proves nothing and is repeated.
+    outcome = spinel.encode_tx_done(spinel.TxDone(Status.OK))
+    heard = spinel.prop_frame(
+        Command.PROP_VALUE_IS,
+        Prop.STREAM_RAW,
+        spinel.encode_rx(spinel.RxFrame(FROM_NODE, -70, -100, 0, 15, 99, 1)),
+    )
+    rcp.hold_transmits()
+    for _ in range(20):
+        host.radio.on_frame = host.frames.put_nowait
+        transmit = asyncio.create_task(host.radio.transmit(TO_NODE_SHORT))
+        await asyncio.wait_for(rcp.transmissions.get(), TIMEOUT)
+        # A round trip through the host: the transmit is done writing and waits for its outcome.
+        assert rcp.inject(FROM_NODE)
+        await host.frame()
+        tid = rcp.requests[-1].tid
+        reply = spinel.prop_frame(Command.PROP_VALUE_IS, Prop.LAST_STATUS, outcome, tid)
+        raced: list[bool] = []
+
+        def cancel(task: asyncio.Task[TxStatus], raced: list[bool], _: ReceivedFrame) -> None:
+            raced.append(not task.done())
+            task.cancel()
+
+        host.radio.on_frame = functools.partial(cancel, transmit, raced)
+        rcp.send_raw(b"".join(hdlc.encode_frame(spinel.encode_frame(f)) for f in (reply, heard)))
+        done, _ = await asyncio.wait([transmit], timeout=TIMEOUT)
+        assert done and raced
+        if raced[0]:
+            assert transmit.cancelled(), f"the cancel was swallowed: {transmit.result()}"
+            break
+    else:
+        pytest.fail("the outcome never arrived before the transmit woke up")
+    assert host.radio.state.up
+
+
+async def test_stop_during_bring_up_ends_start(rcp: RcpEmulator) -> None:
+    rcp.silent = True  # the RCP never answers the reset: start() waits for the first attempt
+    host = Host(Radio(config(rcp.link, request_timeout=30), on_frame=lambda f: None))
+    start = asyncio.create_task(host.radio.start())
+    await rcp.wait_until(lambda: resets_sent(rcp) == 1)
+    await asyncio.wait_for(host.radio.stop(), TIMEOUT)
+    await asyncio.wait_for(start, TIMEOUT)
+    assert host.radio.state == RadioState(False, "stopped")
+    assert_released(rcp)
+
+
+async def test_stop_while_the_port_opens_closes_it(rcp: RcpEmulator) -> None:
+    # Stopped at each of the first loop iterations of a start: while the thread opens the
+    # port, as the reader starts, as the reset goes out.
+    for iterations in range(8):
+        radio = Radio(config(rcp.link), on_frame=lambda f: None)
+        start = asyncio.create_task(radio.start())
+        for _ in range(iterations):
+            await asyncio.sleep(0)
+        await asyncio.wait_for(radio.stop(), TIMEOUT)
+        await asyncio.wait_for(start, TIMEOUT)
+        assert_released(rcp)
+
+
+async def test_stop_while_a_lost_port_is_being_dropped(rcp: RcpEmulator) -> None:
+    # The port vanishes; stop() lands while the radio joins the reader and closes the port,
+    # or during the back-off after it: whichever, stop() returns and nothing is left open.
+    for iterations in (0, 1, 2, 3, 5, 8, 13, 21):
+        host = await started(rcp)
+        await host.state(up=True)
+        rcp.hold_transmits()
+        in_flight = asyncio.create_task(host.radio.transmit(TO_NODE_SHORT))
+        await rcp.wait_until(lambda: bool(rcp.sent))
+        rcp.unplug()
+        for _ in range(iterations):
+            await asyncio.sleep(0)
+        await asyncio.wait_for(host.radio.stop(), TIMEOUT)
+        assert await asyncio.wait_for(in_flight, TIMEOUT) is TxStatus.ABORTED
+        assert not reader_threads()
+        rcp.replug()
+        rcp.sent.clear()
+        assert_released(rcp)

@@ -350,7 +350,7 @@ def test_openthread_vectors(
         ("7a3e3a", "reserved"),  # M=1 DAC=1 DAM=10
         ("7a3f3a", "reserved"),  # M=1 DAC=1 DAM=11
         ("7e3300", "NHC"),  # unknown NHC identifier
-        ("7e33e0", "extension"),  # NHC extension header
+        ("7e33e0", "extension header truncated"),  # NHC Hop-by-Hop cut short
         ("7ad5333a" + "00" * 16, "context 3"),  # unknown context
         ("0011", "NALP"),
         ("42", "dispatch 0x42"),  # HC1

@@ -2,7 +2,7 @@
 
 The transport feeds :meth:`LowpanLink.receive` every PSDU the radio reports and sends the
 PSDUs :meth:`LowpanLink.send` returns, one at a time. Everything between (FCS check, duplicate
-suppression, dispatch, reassembly, IPHC, NHC UDP, the UDP checksum) happens here, without I/O,
+suppression, dispatch, reassembly, IPHC, NHC, the UDP checksum) happens here, without I/O,
 and every refusal is a :class:`RadioDecodeError` subclass naming its layer.
 """
 
@@ -80,7 +80,7 @@ class LowpanLink:
         ):
             return None
         packet = self.decoder.decode(frame.payload, src_mac=frame.src, dst_mac=frame.dst)
-        if packet is None or packet.next_header != UDP:
+        if packet is None or packet.upper_layer()[0] != UDP:
             return None
         return UdpDatagram.from_packet(packet)
 

@@ -1,4 +1,4 @@
-"""6LoWPAN: RFC 4944 dispatch, RFC 6282 IPHC and NHC UDP, both ways, and UDP over IPv6.
+"""6LoWPAN: RFC 4944 dispatch, RFC 6282 IPHC and NHC, both ways, and UDP over IPv6.
 
 Decoding turns a MAC payload into an :class:`Ipv6Packet` (fragments go through a
 :class:`~.fragment.Reassembler`); :class:`UdpDatagram` checks the UDP checksum over the RFC 8200
@@ -8,8 +8,17 @@ contexts and MAC addresses allow.
 Supported: IPHC with every SAM/DAM mode, stateless and context-based (a context table the
 user configures, as 6LoWPAN-ND would otherwise teach it), the multicast DAM modes, every
 TF/NH/HLIM encoding, NHC UDP with its port and checksum compressions, uncompressed IPv6
-(dispatch 0x41) and LOWPAN_BC0 (skipped). Refused with :class:`LowpanDecodeError`: MESH headers
-(the gateway talks to its neighbours, it does not route a mesh), HC1, NHC extension headers.
+(dispatch 0x41) and LOWPAN_BC0 (skipped). NHC extension headers (RFC 6282 §4.2: Hop-by-Hop,
+Routing, Fragment, Destination Options, Mobility) are decoded, not produced: Contiki-NG, RIOT
+and Zephyr nodes in a RPL network send the RPL option (RFC 6553) in a compressed Hop-by-Hop
+header, and the UDP datagram behind it must still be found and its checksum verified. Their
+options are carried, not acted on: the gateway is the datagram's endpoint, not a RPL router.
+
+Refused with :class:`LowpanDecodeError`: MESH headers (the gateway talks to its neighbours, it
+does not route a mesh), HC1, NHC EID 7 (IPv6-in-IPv6, which RPL routers use to tunnel a mesh's
+traffic to its root; a neighbour talking to the gateway does not), a Routing header with
+segments left (it asks the gateway to forward), and a non-atomic IPv6 Fragment header (IPv6
+reassembly is not done; 6LoWPAN fragmentation is what nodes use).
 """
 
 from __future__ import annotations
@@ -23,6 +32,11 @@ from .fragment import FRAG1, FRAGN, Reassembler, parse_fragment_header
 IPV6_HEADER = 40
 UDP_HEADER = 8
 UDP = 17
+HOP_BY_HOP = 0
+ROUTING = 43
+FRAGMENT = 44
+DESTINATION_OPTIONS = 60
+MOBILITY = 135
 DISPATCH_IPV6 = 0x41
 DISPATCH_BC0 = 0x50
 
@@ -30,6 +44,15 @@ _LINK_LOCAL = b"\xfe\x80" + bytes(6)
 _SHORT_IID = b"\x00\x00\x00\xff\xfe\x00"  # RFC 6282 §3.2.2: 0000:00ff:fe00:XXXX
 _HOP_LIMITS = (None, 1, 64, 255)
 _UNSPECIFIED = bytes(16)
+#: The header each NHC extension header ID (RFC 6282 §4.2) stands for; 5 and 6 are reserved.
+_EH_BY_EID = {0: HOP_BY_HOP, 1: ROUTING, 2: FRAGMENT, 3: DESTINATION_OPTIONS, 4: MOBILITY}
+_EID_IPV6 = 7
+#: Extension headers a receiver walks past to find the upper layer (RFC 8200 §4). The Mobility
+#: header is not one of them: it ends the chain (its next header is always 59, none).
+_WALKED = frozenset((HOP_BY_HOP, ROUTING, FRAGMENT, DESTINATION_OPTIONS))
+#: The headers whose options a compressor may strip trailing padding from (RFC 6282 §4.2).
+_PADDED = frozenset((HOP_BY_HOP, DESTINATION_OPTIONS))
+_FRAGMENT_HEADER = 8
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,33 @@ class Ipv6Packet:
             + self.dst
             + self.payload
         )
+
+    def upper_layer(self) -> tuple[int, int]:
+        """The upper-layer protocol and where its header starts in ``payload``, past the
+        extension headers (RFC 8200 §4).
+
+        Raises :class:`LowpanDecodeError` for a truncated chain, a Hop-by-Hop header anywhere
+        but first, a Routing header with segments left (the gateway does not forward) and a
+        fragment of a larger IPv6 packet (an atomic fragment, RFC 6946, holds it whole).
+        """
+        protocol, offset, payload = self.next_header, 0, self.payload
+        while protocol in _WALKED:
+            if protocol == HOP_BY_HOP and offset:
+                raise LowpanDecodeError("Hop-by-Hop options not right after the IPv6 header")
+            if len(payload) < offset + 8:
+                raise LowpanDecodeError(f"extension header {protocol} truncated")
+            if protocol == FRAGMENT:
+                if (payload[offset + 2] << 8 | payload[offset + 3]) & 0xFFF9:
+                    raise LowpanDecodeError("an IPv6 fragment: IPv6 reassembly is not done")
+                size = _FRAGMENT_HEADER
+            else:
+                size = (payload[offset + 1] + 1) * 8
+                if protocol == ROUTING and payload[offset + 3]:
+                    raise LowpanDecodeError("Routing header with segments left")
+            protocol, offset = payload[offset], offset + size
+            if offset > len(payload):
+                raise LowpanDecodeError(f"extension header of {size} bytes truncated")
+        return protocol, offset
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Ipv6Packet:
@@ -138,10 +188,12 @@ class UdpDatagram:
 
     @classmethod
     def from_packet(cls, packet: Ipv6Packet) -> UdpDatagram:
-        """The datagram in ``packet``; its length and checksum must be right."""
-        udp = packet.payload
-        if packet.next_header != UDP:
-            raise LowpanDecodeError(f"next header {packet.next_header} is not UDP")
+        """The datagram in ``packet`` (after any extension headers); its length and checksum
+        must be right."""
+        protocol, offset = packet.upper_layer()
+        if protocol != UDP:
+            raise LowpanDecodeError(f"next header {protocol} is not UDP")
+        udp = packet.payload[offset:]
         if len(udp) < UDP_HEADER:
             raise LowpanDecodeError("UDP datagram shorter than its header")
         if (udp[4] << 8 | udp[5]) != len(udp):
@@ -290,7 +342,7 @@ def decompress_header(
     contexts: Mapping[int, Context] | None = None,
     datagram_size: int | None = None,
 ) -> Decompressed:
-    """Decompress the LOWPAN_IPHC header (and NHC UDP) at the start of ``data``.
+    """Decompress the LOWPAN_IPHC header (and the NHC headers after it) at the start of ``data``.
 
     ``datagram_size`` is the uncompressed size from a FRAG1 header; without it the datagram is
     this header plus the rest of ``data``. The length fields are set from it.
@@ -339,17 +391,17 @@ def decompress_header(
     dst, pos = _decode_address(
         data, pos, b1 >> 2 & 1, b1 & 3, bool(b1 & 0x08), dst_mac, contexts, dci, source=False
     )
-    udp = b""
+    extensions = udp = b""
     elided = False
     if nhc:
-        udp, pos, elided = _decompress_udp(data, pos)
-        next_header = UDP
-    total = datagram_size if datagram_size is not None else IPV6_HEADER + len(udp) + len(data) - pos
+        next_header, extensions, udp, pos, elided = _decompress_nhc(data, pos)
+    headers = len(extensions) + len(udp)
+    total = datagram_size if datagram_size is not None else IPV6_HEADER + headers + len(data) - pos
     length = total - IPV6_HEADER
-    if length < len(udp):
+    if length < headers:
         raise LowpanDecodeError(f"datagram size {total} is smaller than its headers")
     if udp:
-        udp = udp[:4] + length.to_bytes(2, "big") + udp[6:]
+        udp = udp[:4] + (length - len(extensions)).to_bytes(2, "big") + udp[6:]
     word = 6 << 28 | traffic_class << 20 | flow_label
     header = (
         word.to_bytes(4, "big")
@@ -357,18 +409,91 @@ def decompress_header(
         + bytes((next_header, hop_limit))
         + src
         + dst
+        + extensions
         + udp
     )
     return Decompressed(header, pos, elided)
 
 
+def _decompress_nhc(data: bytes, pos: int) -> tuple[int, bytes, bytes, int, bool]:
+    """The chain of NHC headers at ``pos``: NHC extension headers (RFC 6282 §4.2), each with
+    its next header inline or compressed in turn, up to an inline next header or NHC UDP.
+
+    Returns the protocol of the first header, the uncompressed extension headers, the UDP
+    header (empty if the chain ends with an inline next header), the position after the
+    chain, and whether the UDP checksum was elided.
+    """
+    # Each entry: an extension header's protocol, its inline next header (None: the next NHC
+    # header's protocol), and its bytes after the Next Header field.
+    chain: list[tuple[int, int | None, bytes]] = []
+    udp = b""
+    elided = False
+    while True:
+        if len(data) <= pos:
+            raise LowpanDecodeError("IPHC announces a next header compression but ends")
+        nhc = data[pos]
+        if nhc & 0xF0 != 0xE0:
+            udp, pos, elided = _decompress_udp(data, pos)
+            break
+        eid = nhc >> 1 & 7
+        if eid == _EID_IPV6:
+            raise LowpanDecodeError("NHC IPv6 header (IPv6-in-IPv6) is not supported")
+        protocol = _EH_BY_EID.get(eid)
+        if protocol is None:
+            raise LowpanDecodeError(f"reserved NHC extension header ID {eid}")
+        pos += 1
+        inline_next: int | None = None
+        if not nhc & 1:
+            if len(data) <= pos:
+                raise LowpanDecodeError("NHC extension header truncated in its next header")
+            inline_next, pos = data[pos], pos + 1
+        body, pos = _extension_body(data, pos, protocol)
+        chain.append((protocol, inline_next, body))
+        if inline_next is not None:
+            break
+    protocols = [protocol for protocol, _, _ in chain] + [UDP]
+    extensions = b"".join(
+        bytes((protocols[i + 1] if inline_next is None else inline_next,)) + body
+        for i, (_, inline_next, body) in enumerate(chain)
+    )
+    return protocols[0], extensions, udp, pos, elided
+
+
+def _extension_body(data: bytes, pos: int, protocol: int) -> tuple[bytes, int]:
+    """The uncompressed bytes after the Next Header field of the NHC extension header whose
+    Length field is at ``pos``, and the position after it.
+
+    RFC 6282 §4.2 makes the Length count the octets after it (not 8-octet units after the
+    first 8) and lets the compressor drop a trailing Pad1/PadN of Hop-by-Hop and Destination
+    Options, which are padded back to a multiple of 8 octets here. The Fragment header has no
+    Length field: its Reserved octet and the 6 after it are carried as they are.
+    """
+    if protocol == FRAGMENT:
+        end = pos + _FRAGMENT_HEADER - 1
+        if len(data) < end:
+            raise LowpanDecodeError("NHC Fragment header truncated")
+        return data[pos:end], end
+    if len(data) <= pos:
+        raise LowpanDecodeError("NHC extension header truncated in its length")
+    end = pos + 1 + data[pos]
+    if len(data) < end:
+        raise LowpanDecodeError(f"NHC extension header of {data[pos]} bytes truncated")
+    content = data[pos + 1 : end]
+    missing = -(2 + len(content)) % 8
+    if missing and protocol not in _PADDED:
+        raise LowpanDecodeError(
+            f"extension header {protocol} of {2 + len(content)} bytes, not a multiple of 8"
+        )
+    if missing == 1:
+        content += b"\x00"  # Pad1
+    elif missing:
+        content += bytes((1, missing - 2)) + bytes(missing - 2)  # PadN
+    return bytes(((2 + len(content)) // 8 - 1,)) + content, end
+
+
 def _decompress_udp(data: bytes, pos: int) -> tuple[bytes, int, bool]:
     """NHC UDP (RFC 6282 §4.3.3) to a UDP header with a zero length field."""
-    if len(data) <= pos:
-        raise LowpanDecodeError("IPHC announces a next header compression but ends")
     nhc = data[pos]
-    if nhc & 0xF0 == 0xE0:
-        raise LowpanDecodeError("NHC extension headers are not supported")
     if nhc & 0xF8 != 0xF0:
         raise LowpanDecodeError(f"unknown NHC identifier 0x{nhc:02x}")
     pos += 1
@@ -398,7 +523,8 @@ def _decompress_udp(data: bytes, pos: int) -> tuple[bytes, int, bool]:
 
 def _with_udp_checksum(packet: Ipv6Packet) -> Ipv6Packet:
     """``packet`` with the UDP checksum an elided NHC checksum stands for."""
-    udp = packet.payload
+    _, offset = packet.upper_layer()
+    before, udp = packet.payload[:offset], packet.payload[offset:]
     if len(udp) < UDP_HEADER:
         raise LowpanDecodeError("UDP datagram shorter than its header")
     checksum = udp_checksum(packet.src, packet.dst, udp[:6] + b"\0\0" + udp[8:])
@@ -409,7 +535,7 @@ def _with_udp_checksum(packet: Ipv6Packet) -> Ipv6Packet:
         packet.hop_limit,
         packet.traffic_class,
         packet.flow_label,
-        udp[:6] + checksum.to_bytes(2, "big") + udp[8:],
+        before + udp[:6] + checksum.to_bytes(2, "big") + udp[8:],
     )
 
 

@@ -19,6 +19,13 @@ it, code sees only raw 802.15.4 frames (PSDUs, each with its 2-byte FCS) and tra
   applied again (an in-flight transmit ends ABORTED). A port that fails (read error, EOF, a
   write error, an RCP that stops answering) is closed and reopened with exponential back-off,
   forever, while the daemon runs; ``on_state`` is told of every change, with the reason.
+* **Stopping** may come at any moment: while the port opens, during bring-up, during back-off,
+  with a frame in flight, while a lost port is being dropped. ``stop()`` returns once the
+  reader thread has ended and the port is closed, and a ``start()`` still waiting returns too.
+  Waits for the RCP use ``asyncio.timeout``, never ``asyncio.wait_for``: on Python 3.11,
+  ``wait_for`` returns the result of a future that completes in the same loop iteration as a
+  cancel and drops the cancel, which once left the transport's sender (cancelled by
+  ``stop()`` as a transmit outcome came in) waiting for its next frame forever.
 """
 
 from __future__ import annotations
@@ -165,6 +172,8 @@ class Radio:
         self._decoder = hdlc.FrameDecoder(on_error=self._hdlc_error)
         self._serial: serial.SerialBase | None = None
         self._reader: threading.Thread | None = None
+        self._opening: asyncio.Future[serial.SerialBase] | None = None
+        self._closing: asyncio.Future[None] | None = None
         self._stop_reading = threading.Event()
         self._generation = 0
         self._pending: dict[int, asyncio.Future[spinel.Frame]] = {}
@@ -201,12 +210,14 @@ class Radio:
         await self._attempted.wait()
 
     async def stop(self) -> None:
-        """Close the port; the radio stays down until started again."""
+        """Close the port; the radio stays down until started again. Returns once the reader
+        thread has ended and the port is closed, whatever the radio was doing."""
         task, self._supervisor = self._supervisor, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._attempted.set()  # a start() waiting for a first attempt that never came
         await self._disconnect("stopped")
         self._set_state(False, "stopped")
 
@@ -222,6 +233,7 @@ class Radio:
         async with self._tx_lock:
             if not self.state.up:
                 return TxStatus.ABORTED
+            generation = self._generation
             try:
                 reply = await self._request(
                     Command.PROP_VALUE_SET, Prop.STREAM_RAW, value, self.config.transmit_timeout
@@ -229,7 +241,7 @@ class Radio:
             except _LinkDown:
                 return TxStatus.ABORTED
             except TimeoutError:
-                self._link_failed("the RCP gave no transmit outcome")
+                self._lost(generation, "the RCP gave no transmit outcome")
                 return TxStatus.ABORTED
             try:
                 prop, status_value = spinel.decode_property(reply.payload)
@@ -273,12 +285,10 @@ class Radio:
     async def _connect(self) -> None:
         self._generation += 1
         generation = self._generation
-        opening = asyncio.ensure_future(asyncio.to_thread(self._open_port))
-        try:
-            self._serial = await asyncio.shield(opening)
-        except asyncio.CancelledError:  # stopped while the thread opens: close what it opened
-            opening.add_done_callback(_close_opened)
-            raise
+        # Stopped while the thread opens the port, _disconnect waits for it and closes it.
+        self._opening = asyncio.ensure_future(asyncio.to_thread(self._open_port))
+        self._serial = await asyncio.shield(self._opening)
+        self._opening = None
         self._decoder.resync()
         self._stop_reading = threading.Event()
         self._reader = threading.Thread(
@@ -321,23 +331,23 @@ class Radio:
             self._set_state(True, self._up_reason())
 
     async def _disconnect(self, reason: str) -> None:
-        self._generation += 1  # whatever the old reader still reports is ignored
+        """Drop the connection: at once for the state, in the background for what blocks.
+
+        Joining the reader and closing the port run in a shielded task, so a cancel (stop()
+        cancelling the supervisor mid-way) cannot leave the port open; the next _disconnect,
+        stop()'s, waits for it.
+        """
+        self._generation += 1  # whatever the old reader or a late write reports is ignored
         self._fail_pending(reason)
+        while not self._events.empty():
+            self._events.get_nowait()
+        opening, self._opening = self._opening, None
         port, self._serial = self._serial, None
         reader, self._reader = self._reader, None
         self._stop_reading.set()
-        if port is not None:
-            cancel = getattr(port, "cancel_read", None)
-            if cancel is not None:
-                with contextlib.suppress(Exception):
-                    cancel()
-        if reader is not None:
-            await asyncio.to_thread(reader.join)
-        if port is not None:
-            with contextlib.suppress(Exception):
-                port.close()
-        while not self._events.empty():
-            self._events.get_nowait()
+        closing = asyncio.ensure_future(_release(self._closing, opening, port, reader))
+        self._closing = closing
+        await asyncio.shield(closing)
 
     def _up_reason(self) -> str:
         return f"up on channel {self.config.channel}, EUI-64 {self.eui64.hex()}"
@@ -358,7 +368,8 @@ class Radio:
 
     async def _bring_up(self) -> None:
         await self._write(spinel.encode_frame(spinel.Frame(Command.RESET)))
-        kind, detail = await asyncio.wait_for(self._events.get(), self.config.request_timeout)
+        async with asyncio.timeout(self.config.request_timeout):
+            kind, detail = await self._events.get()
         if kind == "lost":
             raise _LinkDown(detail)
         major, minor = await self._get(Prop.PROTOCOL_VERSION, "ii")
@@ -422,7 +433,8 @@ class Radio:
             self._pending[tid] = future
             try:
                 await self._write(spinel.encode_frame(spinel.prop_frame(command, prop, value, tid)))
-                return await asyncio.wait_for(future, timeout)
+                async with asyncio.timeout(timeout):
+                    return await future
             finally:
                 self._pending.pop(tid, None)
 
@@ -439,11 +451,12 @@ class Radio:
         if port is None:
             raise _LinkDown("the port is closed")
         data = hdlc.encode_frame(payload)
+        generation = self._generation
         async with self._write_lock:
             try:
                 await asyncio.to_thread(port.write, data)
             except (OSError, serial.SerialException) as exc:
-                self._link_failed(f"write failed: {exc}")
+                self._lost(generation, f"write failed: {exc}")
                 raise _LinkDown(str(exc)) from None
 
     # -- what the RCP sends -----------------------------------------------------------------------
@@ -535,9 +548,30 @@ class Radio:
             log.debug("unsolicited property %#x from the RCP", prop)
 
 
-def _close_opened(opening: asyncio.Future[serial.SerialBase]) -> None:
-    if not opening.cancelled() and opening.exception() is None:
-        opening.result().close()
+async def _release(
+    previous: asyncio.Future[None] | None,
+    opening: asyncio.Future[serial.SerialBase] | None,
+    port: serial.SerialBase | None,
+    reader: threading.Thread | None,
+) -> None:
+    """Close a dropped connection: wait for an earlier release, for a port still opening (and
+    take it), end the reader (cancel_read wakes it at once where the backend has it, its read
+    timeout bounds the wait elsewhere), then close the port."""
+    if previous is not None:
+        await previous
+    if opening is not None:
+        with contextlib.suppress(Exception):  # failing to open left nothing to close
+            port = await opening
+    if port is not None:
+        cancel = getattr(port, "cancel_read", None)
+        if cancel is not None:
+            with contextlib.suppress(Exception):
+                cancel()
+    if reader is not None:
+        await asyncio.to_thread(reader.join)
+    if port is not None:
+        with contextlib.suppress(Exception):
+            port.close()
 
 
 def _describe(exc: BaseException) -> str:

@@ -134,7 +134,8 @@ async def running_client(
         ServerConfig(
             uri=server_uri,
             lifetime=lifetime,
-            request_timeout=5.0,
+            # Generous: the peers (node, coap-client) answer slowly on a loaded 2-core machine.
+            request_timeout=15.0,
             retry=RetryPolicy(count=3, timer=0.05, sequence_delay=0.2, sequence_count=1),
         ),
         bind=("127.0.0.1", 0),
@@ -148,7 +149,7 @@ async def running_client(
 
 
 async def registration_complete(
-    events: asyncio.Queue[RegistrationEvent], timeout: float = 10.0
+    events: asyncio.Queue[RegistrationEvent], timeout: float = 40.0
 ) -> RegistrationEvent:
     """Wait for the client's next completed Register (the client has the server's answer)."""
     async with asyncio.timeout(timeout):

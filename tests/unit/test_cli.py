@@ -240,7 +240,10 @@ def test_scan_streams_progress_on_a_terminal(socket_path: Path) -> None:
         d.close()
     frames = err.getvalue().split("\r")
     assert frames[1].startswith("scanning [....") and "0/2 s, 0 heard" in frames[1]
-    assert frames[2].startswith("scanning [####") and "2/2 s, 1 heard" in frames[2]
+    # the node's line clears the bar, then the bar is drawn again below it
+    assert frames[2] == "\033[K+ sim:1  a  -50 dBm  sim\n"
+    assert frames[3].startswith("scanning [....") and "0/2 s, 0 heard" in frames[3]
+    assert frames[4].startswith("scanning [####") and "2/2 s, 1 heard" in frames[4]
     assert "sim:1" in out.getvalue().splitlines()[1]
 
 

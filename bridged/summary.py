@@ -28,10 +28,10 @@ SYMBOLS = {"Cel": "°C", "%RH": "%", "Cel/s": "°C/s"}
 
 
 def value_text(value: Value) -> str:
-    """A value as people read it: floats rounded to 2 decimals (``21.4``, ``3.0``), opaque and
-    object links in their text form."""
+    """A value as people read it: floats rounded to 3 decimals (``21.4``, ``3.0``, ``0.004``),
+    opaque and object links in their text form."""
     if isinstance(value, float):
-        return repr(round(value, 2))
+        return repr(round(value, 3))
     if isinstance(value, (bytes, ObjLnk)):
         return to_text(value)
     return str(value)

@@ -4,8 +4,8 @@ A node's ``/3303/0`` becomes, say, the gateway's ``/3303/4``; the gateway instan
 from the node store, so it is the same after a restart or a re-pairing and a server's history
 stays attached to the right sensor. Where the object has resource 5750 Application Type, it
 carries the node's name, so a server user can tell which node an instance belongs to from
-standard resources alone; except where the node's own data fills 5750 (3347 Push button's
-event type), which wins (``mirror.initial_values``, the rule of every mode).
+standard resources alone; except where 5750 is the node's data (3347 Push button's event
+type, or a 5750 the node reports itself): ``mirror.initial_values``, the rule of every mode.
 
 The mapping goes both ways: ``node_path`` turns a gateway path back into the node and its
 node-local path, for operations that must reach the node.

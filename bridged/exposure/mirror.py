@@ -8,13 +8,19 @@ holds; instances come and go as the node's object list does. Instances the tree 
 
 **The node's name in 5750 Application Type**, the rule of every exposure mode (one place:
 ``initial_values``): an instance whose object has 5750 is created with the node's name there,
-unless the node's own data fills that 5750. The node's value wins: it is data (3347 Push
-button's 5750 is the button event type, "press" or "long_press", the only text resource 3347
-has), and a name written over it would hide the event, then be overwritten by the next one.
-So a node's instance never shows both in turn: it shows the node's value from the start when
-the node reported one by then (the BLE decoders send 3347's 5750 with every button event),
-and a name written first is replaced for good once the node reports its own 5750. Readings of
-5750 are applied like any other.
+unless 5750 is the node's data:
+
+* in the objects of ``NODE_DATA_5750``, whatever the node reported so far: 3347 Push button,
+  whose 5750 (its only text resource) carries the button event type, "press" or
+  "long_press", as the BLE decoders map it. A name there would be taken for an event, and
+  the next event would erase it; so a button instance has no name, even before its first
+  event, and a server tells whose button it is by the node's other instances, its /25
+  instance or its endpoint;
+* in any instance for which the node reported its own 5750 by then (a LwM2M node that sets
+  it): the node's value wins.
+
+Readings of 5750 are applied like any other, so a node that reports 5750 later replaces the
+name for good.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ def instance_values(node: LiveNode, oid: int, iid: int) -> list[tuple[int, Value
     ]
 
 
+NODE_DATA_5750 = frozenset({3347})
+"""Objects whose 5750 Application Type is node data, never the node's name (module doc)."""
+
+
 def initial_values(
     registry: Registry, node: LiveNode, oid: int, iid: int
 ) -> list[tuple[int, Value]]:
@@ -52,7 +62,7 @@ def initial_values(
     node's name in 5750 Application Type where the object has it and the node's own data does
     not fill it (see the module docstring)."""
     values = instance_values(node, oid, iid)
-    own = any(rid == APPLICATION_TYPE for rid, _ in values)
+    own = oid in NODE_DATA_5750 or any(rid == APPLICATION_TYPE for rid, _ in values)
     if not own and APPLICATION_TYPE in registry.get(oid).resources:
         values.append((APPLICATION_TYPE, node.paired.name))
     return values

@@ -80,7 +80,7 @@ def normalise_eui64(text: str) -> str:
     """``00:12:4B:00:01:02:03:04``, ``00-12-4b-...`` or ``00124b0001020304`` →
     ``00124b0001020304``, the spelling of the node ids (``eui64.hex()``). One separator
     throughout or none: anything else is ValueError, never a guess."""
-    lower = text.strip().lower() if isinstance(text, str) else ""
+    lower = text.strip().lower() if isinstance(text, str) and text.isascii() else ""
     if not _EUI64.fullmatch(lower):
         raise ValueError(f"{text!r} is not an EUI-64 (00:12:4b:00:01:02:03:04 or 16 hex digits)")
     return lower.replace(":", "").replace("-", "")

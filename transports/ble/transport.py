@@ -209,7 +209,7 @@ class BleTransport(Transport):
         if node.profile != GATT_PROFILE or not options.bond:
             return
         try:
-            await self.poller.pair(address)
+            await self.poller.pair(address, self.settings.adapter)
         except (GattUnreachable, GattFailed) as e:
             raise PairingFailed(f"bonding with {node.id} failed: {e}") from None
         log.info("%s bonded through BlueZ", node.id, extra={"NODE": str(node.id)})

@@ -63,13 +63,16 @@ from bridged.store.readings import ReadingStore
 from bridged.store.secrets import Secret, SecretStore
 from bridged.transports.base import (
     Heard,
+    PairingFailed,
     Transport,
     TransportConfigError,
     UnknownTransport,
+    normalise_node,
     transport_class,
 )
 
 from .config import Config, ConfigError, TransportSection, transport_error
+from .summary import records_text
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +197,8 @@ def node_json(node: LiveNode, now: float) -> dict[str, Any]:
         "lqi": state.lqi if state else None,
         "battery": state.battery if state else None,
         "objects": {str(oid): iids for oid, iids in sorted(node.objects.items())},
+        "decrypt_failures": state.decrypt_failures if state else 0,
+        "problem": state.problem if state else None,
     }
 
 
@@ -216,12 +221,18 @@ def command_json(command: Command) -> dict[str, Any]:
 
 
 def heard_json(heard: Heard) -> dict[str, Any]:
+    """A node heard on the air, as ``bridgectl scan`` shows it: ``values`` is its decoded
+    values as one line (``21.4 °C 48.5 %``), or ``encrypted`` when it sent nothing but
+    encrypted data the gateway has no key for."""
+    values = records_text(heard.records)
     return {
         "id": str(heard.node),
         "name": heard.name,
         "rssi": heard.rssi,
         "profile": heard.profile,
         "time": heard.time,
+        "encrypted": heard.encrypted,
+        "values": values or ("encrypted" if heard.encrypted else ""),
         "records": [json_record(r) for r in heard.records],
     }
 
@@ -812,12 +823,55 @@ class Gateway:
         profile: str = "",
         sleepy: bool = False,
         secrets: Mapping[str, Secret] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Pair ``node_id`` (its address in its transport's spelling, see ``normalise_node``);
+        name and profile default to what was heard of it."""
+        node = self._to_pair(node_id, name, profile, sleepy, options)
+        live = self.registry.pair(node, secrets)
+        return node_json(live, time.time())
+
+    async def pair_node(
+        self,
+        node_id: NodeId,
+        *,
+        name: str | None = None,
+        profile: str = "",
+        sleepy: bool = False,
+        secrets: Mapping[str, Secret] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Pair as a user asks (``bridgectl pair``): like ``pair``, after the node's transport
+        did what pairing needs on the radio (``Transport.prepare_pair``: checking its keys,
+        bonding). ValueError for an address, key or option the node cannot have;
+        OperationFailed, with the radio's reason, when the transport could not do it (the node
+        is then not paired)."""
+        node = self._to_pair(node_id, name, profile, sleepy, options)
+        transport = self.transports.get(node.id.transport)
+        if transport is not None:
+            try:
+                await transport.prepare_pair(node, secrets or {})
+            except PairingFailed as e:
+                raise OperationFailed(str(e)) from None
+        live = self.registry.pair(node, secrets)
+        return node_json(live, time.time())
+
+    def _to_pair(
+        self,
+        node_id: NodeId,
+        name: str | None,
+        profile: str,
+        sleepy: bool,
+        options: Mapping[str, Any] | None,
+    ) -> PairedNode:
+        try:
+            node_id = normalise_node(node_id)
+        except UnknownTransport as e:
+            raise ValueError(str(e)) from None
         heard = self.registry.heard_nodes.get(node_id)
         name = name or (heard.name if heard and heard.name else str(node_id))
         profile = profile or (heard.profile if heard and heard.profile else "")
-        live = self.registry.pair(PairedNode(node_id, name, profile, sleepy), secrets)
-        return node_json(live, time.time())
+        return PairedNode(node_id, name, profile, sleepy, options=dict(options or {}))
 
     def unpair(self, node_id: NodeId) -> None:
         if not self.registry.unpair(node_id):

@@ -38,7 +38,8 @@ The socket is --socket, else $BRIDGED_SOCKET, else {DEFAULT_SOCKET}.
 Examples:
   bridgectl status
   bridgectl scan --seconds 30
-  bridgectl pair ble:A4:C1:38:00:11:22 --name kitchen --key bindkey=231d39c1d7cc1ab1aee224cd096db932
+  bridgectl pair ble A4:C1:38:00:11:22 --name kitchen --bindkey 231d39c1d7cc1ab1aee224cd096db932
+  bridgectl pair 802154 00:12:4b:00:01:02:03:04
   bridgectl read /3303/0/5700
   bridgectl --json nodes
 """
@@ -182,7 +183,18 @@ def show_status(status: Mapping[str, Any], out: IO[str]) -> None:
         out.write(f"permit-join open for {status['permit_join']:.0f} s\n")
 
 
+def problem_text(node: Mapping[str, Any]) -> str | None:
+    """Why a node's data is refused (``bind key does not decrypt this node's adverts``) with
+    its decrypt-failure count, or None when nothing is wrong."""
+    failures = node.get("decrypt_failures") or 0
+    problem = node.get("problem")
+    if problem is None:
+        return None
+    return f"{problem} ({failures} decrypt failure{'' if failures == 1 else 's'})"
+
+
 def show_nodes(nodes: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
+    nodes = list(nodes)
     table(
         [
             (
@@ -199,6 +211,10 @@ def show_nodes(nodes: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
         ("NODE", "NAME", "PROFILE", "REACHABLE", "RSSI", "BATTERY", "LAST SEEN"),
         out,
     )
+    for n in nodes:
+        problem = problem_text(n)
+        if problem is not None:
+            out.write(f"{n['id']}: {problem}\n")
 
 
 def show_node(node: Mapping[str, Any], out: IO[str]) -> None:
@@ -206,6 +222,9 @@ def show_node(node: Mapping[str, Any], out: IO[str]) -> None:
         out.write(f"{key:<10} {value_text(node[key])}\n")
     out.write(f"{'last seen':<10} {age_text(node['age'])}\n")
     out.write(f"{'keys':<10} {', '.join(node['secrets']) or '-'}\n")
+    if node.get("decrypt_failures") or node.get("problem"):
+        out.write(f"{'decrypt failures':<10} {node.get('decrypt_failures') or 0}\n")
+        out.write(f"{'problem':<10} {node.get('problem') or '-'}\n")
     table(
         [(v["path"], v["upstream"], value_text(v["value"])) for v in node["values"]],
         ("NODE PATH", "UPSTREAM", "VALUE"),
@@ -221,10 +240,17 @@ def show_records(records: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
 def show_heard(nodes: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
     table(
         [
-            (n["id"], n["name"], n["rssi"], n["profile"], "yes" if n["paired"] else "no")
+            (
+                n["id"],
+                n["name"],
+                n["rssi"],
+                n["profile"],
+                "yes" if n["paired"] else "no",
+                n.get("values") or None,
+            )
             for n in nodes
         ],
-        ("NODE", "NAME", "RSSI", "PROFILE", "PAIRED"),
+        ("NODE", "NAME", "RSSI", "PROFILE", "PAIRED", "VALUES"),
         out,
     )
 
@@ -297,6 +323,16 @@ def show_history(
     )
 
 
+def heard_line(node: Mapping[str, Any], new: bool) -> str:
+    """One live line of a scan: ``+ ble:A4:C1:38:0A:0B:0C  kitchen  -61 dBm  bthome  21.4 °C``
+    (``+`` a node heard for the first time, ``~`` new values of one already listed)."""
+    rssi = "-" if node.get("rssi") is None else f"{node['rssi']} dBm"
+    paired = "  (paired)" if node.get("paired") else ""
+    fields = (node["id"], node.get("name") or "-", rssi, node.get("profile") or "-")
+    values = node.get("values") or ""
+    return f"{'+' if new else '~'} {'  '.join(fields)}  {values}".rstrip() + paired
+
+
 def show_observations(servers: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
     for s in servers:
         out.write(f"server {s['short_server_id']} {s['server']}: {len(s['observations'])}\n")
@@ -305,6 +341,35 @@ def show_observations(servers: Iterable[Mapping[str, Any]], out: IO[str]) -> Non
 
 
 # -- the commands ----------------------------------------------------------------------------
+
+
+BINDKEY_DIGITS = 32
+
+
+def bindkey_hex(text: str) -> str:
+    """``--bindkey``: 32 hex digits (a 16-byte AES-128 key), checked here so a typo is told
+    before anything reaches the daemon; the message never repeats the key."""
+    digits = text.strip().lower()
+    if len(digits) != BINDKEY_DIGITS or any(c not in "0123456789abcdef" for c in digits):
+        raise Failed(
+            EXIT_USAGE,
+            f"--bindkey: a bind key is {BINDKEY_DIGITS} hex digits (16 bytes); "
+            f"this one has {len(digits)} characters"
+            + ("" if all(c in "0123456789abcdef" for c in digits) else ", not all hex"),
+        )
+    return digits
+
+
+def node_argument(node: str, address: str | None) -> str:
+    """``pair TRANSPORT ADDRESS`` or ``pair transport:address``, as the daemon's node id text;
+    the daemon normalises the address for its transport."""
+    if address is not None:
+        if not node or ":" in node:
+            raise Failed(EXIT_USAGE, f"{node!r} is not a transport name (ble, 802154, ...)")
+        return f"{node}:{address}"
+    if ":" not in node:
+        raise Failed(EXIT_USAGE, f"give TRANSPORT ADDRESS or transport:address, not {node!r}")
+    return node
 
 
 def _keys(pairs: Sequence[str]) -> dict[str, str]:
@@ -345,11 +410,26 @@ def build_parser() -> argparse.ArgumentParser:
     node_sub = node.add_subparsers(dest="node_command", required=True, metavar="ACTION")
     show = node_sub.add_parser("show", help="a node in detail: state, keys, values")
     show.add_argument("node", help="transport:address")
-    scan = command("scan", "list the nodes heard during a window, with a progress indicator")
+    scan = command(
+        "scan",
+        "list the nodes heard during a window, live, with their decoded values "
+        "(with --json: a JSON line per node heard or changed, then the list as a JSON array)",
+    )
     scan.add_argument("--seconds", type=float, default=10.0, help="window (%(default)s s)")
     scan.add_argument("--transport", help="only nodes of this transport")
     pair = command("pair", "pair a node: it is exposed upstream from now on")
-    pair.add_argument("node", help="transport:address, e.g. ble:A4:C1:38:00:11:22")
+    pair.add_argument(
+        "node", help="the transport (ble, 802154, ...), or transport:address in one word"
+    )
+    pair.add_argument(
+        "address",
+        nargs="?",
+        help="its address: a MAC (A4:C1:38:00:11:22) or an EUI-64 (00:12:4b:00:01:02:03:04)",
+    )
+    pair.add_argument("--bindkey", metavar="HEX", help="its BTHome bind key (32 hex digits)")
+    pair.add_argument(
+        "--bond", action="store_true", help="bond through BlueZ (a GATT node that needs it)"
+    )
     pair.add_argument("--name", help="its name (shown upstream in 5750 Application Type)")
     pair.add_argument("--profile", default="", help="how its data is read (bthome, ...)")
     pair.add_argument("--sleepy", action="store_true", help="a battery node that sleeps")
@@ -425,12 +505,9 @@ def run(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) ->
     if cmd == "scan":
         return _scan(args, client, out, err)
     if cmd == "pair":
-        params = {"node": args.node, "profile": args.profile, "sleepy": args.sleepy}
-        if args.name:
-            params["name"] = args.name
-        if args.key:
-            params["keys"] = _keys(args.key)
-        return emit(client.call("pair", params), lambda n, o: o.write(f"paired {n['id']}\n"))
+        return emit(
+            client.call("pair", pair_params(args)), lambda n, o: o.write(f"paired {n['id']}\n")
+        )
     if cmd == "unpair":
         result = client.call("unpair", {"node": args.node})
         return emit(result, lambda r, o: o.write(f"unpaired {r['unpaired']}\n"))
@@ -491,14 +568,51 @@ def run(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) ->
     raise Failed(EXIT_USAGE, f"unknown command {cmd}")
 
 
+def pair_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``pair`` request of ``bridgectl pair``: ``--bond`` means a GATT node (unless
+    ``--profile`` says otherwise) with the option ``bond``."""
+    params: dict[str, Any] = {
+        "node": node_argument(args.node, args.address),
+        "profile": args.profile or ("gatt" if args.bond else ""),
+        "sleepy": args.sleepy,
+    }
+    if args.name:
+        params["name"] = args.name
+    if args.key:
+        params["keys"] = _keys(args.key)
+    if args.bindkey is not None:
+        params["bindkey"] = bindkey_hex(args.bindkey)
+    if args.bond:
+        params["options"] = {"bond": True}
+    return params
+
+
 def _scan(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) -> int:
+    """The scan window: on a terminal, a line per node heard (and per change of its values)
+    above the progress bar; with --json, each of those as a JSON line on stdout as it comes;
+    then the final table (or JSON array)."""
     live = err.isatty() and not args.json
+    shown: set[str] = set()
+    bar = ""
 
     def on_event(message: Mapping[str, Any]) -> None:
+        nonlocal bar
         data = message["data"]
-        if message["event"] == "progress" and live:
-            err.write("\r" + progress_bar(data["elapsed"], data["seconds"], data["heard"]))
-            err.flush()
+        if args.json:
+            if message["event"] == "node.heard":
+                out.write(json.dumps(data) + "\n")
+                out.flush()
+            return
+        if not live:
+            return
+        if message["event"] == "progress":
+            bar = progress_bar(data["elapsed"], data["seconds"], data["heard"])
+        elif message["event"] == "node.heard":
+            line = heard_line(data, data["id"] not in shown)
+            shown.add(data["id"])
+            err.write("\r\033[K" + line + "\n")
+        err.write("\r" + bar)
+        err.flush()
 
     client.sock.settimeout(args.timeout + args.seconds)
     params: dict[str, Any] = {"seconds": args.seconds}
@@ -510,7 +624,7 @@ def _scan(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) 
         if live:
             err.write("\n")
     if args.json:
-        out.write(json.dumps(result, indent=2) + "\n")
+        out.write(json.dumps(result) + "\n")
     else:
         show_heard(result, out)
     return EXIT_OK

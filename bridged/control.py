@@ -13,10 +13,12 @@ The protocol is newline-delimited JSON, one request per line::
     -> {"id": 1, "error": {"code": 1, "message": "...", "coap": "4.04"}}
 
 Long operations stream: ``scan`` sends ``{"id": 1, "event": "progress" | "node.heard",
-"data": {...}}`` lines before its result, and ``subscribe`` answers at once, then sends an event
-line for everything that happens (registration state changes, nodes paired, unpaired and heard,
-readings, transports, node endpoints' registrations, commands queued and their outcomes) until
-``unsubscribe`` or the connection closes. Other requests may be sent on a subscribed connection.
+"data": {...}}`` lines before its result (a ``node.heard`` line for each new node, and again
+when what it shows changes: its values, name, format or pairing), and ``subscribe`` answers
+at once, then sends an event line for everything that happens (registration state changes,
+nodes paired, unpaired and heard, readings, transports, node endpoints' registrations,
+commands queued and their outcomes) until ``unsubscribe`` or the connection closes. Other
+requests may be sent on a subscribed connection.
 
 ``commands.pending`` (params ``node``, optional) lists the desired-state queue, the writes and
 executes waiting for a sleepy node; ``commands.history`` (``node``, ``limit``, both optional)
@@ -68,6 +70,11 @@ INTERNAL_ERROR = -32603
 FAILED = 1
 NOT_AVAILABLE = 2
 REFUSED = 3
+
+
+BINDKEY = "bindkey"
+BINDKEY_BYTES = 16
+"""A BTHome bind key is an AES-128 key."""
 
 
 class ProtocolError(Exception):
@@ -262,7 +269,10 @@ class ControlServer:
             "nodes": ((), self._nodes),
             "node.show": (("node",), self._node_show),
             "scan": (("seconds", "transport"), self._scan),
-            "pair": (("node", "name", "profile", "sleepy", "keys"), self._pair),
+            "pair": (
+                ("node", "name", "profile", "sleepy", "keys", "bindkey", "options"),
+                self._pair,
+            ),
             "unpair": (("node",), self._unpair),
             "permit_join": (("seconds",), self._permit_join),
             "ls": (("path",), self._ls),
@@ -437,7 +447,8 @@ class ControlServer:
                     if transport is not None and not node["id"].startswith(f"{transport}:"):
                         continue
                     node["paired"] = NodeId.parse(node["id"]) in self.gateway.registry.live
-                    if node["id"] not in heard:
+                    before = heard.get(node["id"])
+                    if before is None or _scan_line(before) != _scan_line(node):
                         await conn.event("node.heard", node, event.time)
                     heard[node["id"]] = node
         finally:
@@ -446,6 +457,11 @@ class ControlServer:
         return sorted(heard.values(), key=lambda n: (-(n["rssi"] or -999), n["id"]))
 
     async def _pair(self, p: Params, conn: Connection) -> Any:
+        """Pair ``node`` (``transport:address``, the address in any spelling its transport
+        takes), with its ``keys`` ({name: hex}), its BTHome ``bindkey`` (hex, 16 bytes) and
+        transport ``options`` (e.g. ``{"bond": true}`` for a GATT node that needs bonding).
+        A malformed address, key or option is INVALID_PARAMS; a radio failure (bonding) is
+        FAILED with its reason."""
         node = p.node()
         keys = p.get("keys", dict, {})
         secrets = {}
@@ -456,14 +472,24 @@ class ControlServer:
                 secrets[name] = Secret.from_hex(text)
             except ValueError as e:
                 raise ProtocolError(INVALID_PARAMS, f"params.keys.{name}: {e}") from None
+        bindkey = p.get("bindkey", str)
+        if bindkey is not None:
+            try:
+                secrets[BINDKEY] = Secret.from_hex(bindkey, BINDKEY_BYTES)
+            except ValueError as e:
+                raise ProtocolError(INVALID_PARAMS, f"params.bindkey: {e}") from None
         self._audit(conn, f"pair {node}")
-        return self.gateway.pair(
-            node,
-            name=p.get("name", str),
-            profile=p.get("profile", str, ""),
-            sleepy=p.get("sleepy", bool, False),
-            secrets=secrets,
-        )
+        try:
+            return await self.gateway.pair_node(
+                node,
+                name=p.get("name", str),
+                profile=p.get("profile", str, ""),
+                sleepy=p.get("sleepy", bool, False),
+                secrets=secrets,
+                options=p.get("options", dict, {}),
+            )
+        except ValueError as e:
+            raise ProtocolError(INVALID_PARAMS, f"cannot pair {node}: {e}") from None
 
     async def _unpair(self, p: Params, conn: Connection) -> Any:
         node = p.node()
@@ -588,6 +614,12 @@ class ControlServer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _scan_line(node: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a scan shows of a heard node, but its RSSI (which changes with every advert): a
+    node is streamed again when this changes."""
+    return (node["name"], node["profile"], node["values"], node["paired"])
 
 
 async def _answers(path: FsPath) -> bool:

@@ -43,7 +43,8 @@ class Heard:
 
     ``profile`` is the recognised format (``bthome``, ``ruuvi``, ``lwm2m``, ...) or None;
     ``records`` are the values decoded from what was heard, at node-local paths (empty when the
-    payload could not be decoded, e.g. encrypted without a key).
+    payload could not be decoded, e.g. encrypted without a key). ``encrypted`` says the payload
+    was encrypted, so a scan can tell "encrypted" from "nothing to decode".
     """
 
     node: NodeId
@@ -52,11 +53,17 @@ class Heard:
     rssi: int | None = None
     profile: str | None = None
     records: tuple[Record, ...] = ()
+    encrypted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class NodeState:
-    """Reachability and link quality of a paired node, as the transport last knew them."""
+    """Reachability and link quality of a paired node, as the transport last knew them.
+
+    ``decrypt_failures`` counts what the node sent that its keys did not open (since it was
+    paired with them); ``problem`` says, in a few words, why its data is refused right now
+    (e.g. its bind key does not decrypt its adverts), None while its data is accepted.
+    """
 
     reachable: bool
     time: float
@@ -64,6 +71,8 @@ class NodeState:
     lqi: int | None = None
     battery: int | None = None
     sleepy: bool = False
+    decrypt_failures: int = 0
+    problem: str | None = None
 
 
 class TransportEvents(Protocol):
@@ -85,6 +94,10 @@ class TransportEvents(Protocol):
 
 class TransportConfigError(ValueError):
     """A transport's configuration section is wrong; the message names the key and why."""
+
+
+class PairingFailed(Exception):
+    """The radio could not do what pairing a node needs (e.g. bonding); the message says why."""
 
 
 def check_keys(config: Mapping[str, Any], known: Iterable[str], prefix: str) -> None:
@@ -129,6 +142,21 @@ class Transport(abc.ABC):
         self.config = config
         self.events = events
 
+    @classmethod
+    def normalise_address(cls, address: str) -> str:
+        """``address`` in the one spelling this transport's node ids use, so one node always
+        has one id whatever way a user typed it; ValueError naming the expected form for
+        anything that is not an address of this transport. By default addresses are taken as
+        given."""
+        return address
+
+    async def prepare_pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
+        """What the radio must do before ``node`` is accepted, run when a user pairs it
+        (``pair`` follows when this returns): e.g. bond with a node that needs it. ValueError
+        for keys or options the node cannot have, PairingFailed when the radio could not do it.
+        Nothing by default."""
+        return None
+
     @abc.abstractmethod
     async def start(self) -> None:
         """Open the radio and start listening. Radio faults later are recovered inside the
@@ -161,6 +189,14 @@ class Transport(abc.ABC):
 
 class UnknownTransport(LookupError):
     """The configuration names a transport that is not installed."""
+
+
+def normalise_node(node: NodeId) -> NodeId:
+    """``node`` with its address in its transport's spelling (``Transport.normalise_address``):
+    ``ble:a4-c1-38-00-11-22`` is ``ble:A4:C1:38:00:11:22``. ValueError for an address the
+    transport cannot have, UnknownTransport for a transport that is not installed."""
+    address = transport_class(node.transport).normalise_address(node.address)
+    return node if address == node.address else NodeId(node.transport, address)
 
 
 def transport_class(name: str) -> type[Transport]:

@@ -13,7 +13,8 @@ gateway's server configuration.
   1 Model Number, 2 Serial Number, 3 Firmware Version, 9 Battery Level, ...), with the
   mandatory 11 Error Code (0, no error) and 16 Supported Binding ("U"), and 17 Device Type set
   to the node's name, the text a server's device list shows next to the endpoint. The node's
-  sensors carry the name in 5750 Application Type too, as in the other modes.
+  sensors carry the name in 5750 Application Type too, as in the other modes (unless
+  5750 is the node's data, as 3347 Push button's event type: ``mirror.initial_values``).
 * **/5 Firmware Update** only for a node whose pairing options declare the capability
   (``options["firmware_update"] = True``). The transports cannot carry firmware to a node yet:
   the object is there (State 0, Idle) so a server can see the node is updatable, but executing

@@ -4,7 +4,8 @@ A node's ``/3303/0`` becomes, say, the gateway's ``/3303/4``; the gateway instan
 from the node store, so it is the same after a restart or a re-pairing and a server's history
 stays attached to the right sensor. Where the object has resource 5750 Application Type, it
 carries the node's name, so a server user can tell which node an instance belongs to from
-standard resources alone.
+standard resources alone; except where 5750 is the node's data (3347 Push button's event
+type, or a 5750 the node reports itself): ``mirror.initial_values``, the rule of every mode.
 
 The mapping goes both ways: ``node_path`` turns a gateway path back into the node and its
 node-local path, for operations that must reach the node.
@@ -31,9 +32,10 @@ from bridged.objects.values import Record
 from bridged.registry import LiveNode
 from bridged.store.nodes import NodeId, NodeStore
 
+from .mirror import APPLICATION_TYPE, initial_values
+
 log = logging.getLogger(__name__)
 
-APPLICATION_TYPE = 5750
 DEVICE = 3
 BATTERY = Path((DEVICE, 0, 9))
 """Node-local /3/0/9 Battery Level (%)."""
@@ -108,14 +110,7 @@ class InstancesExposure:
             if oid == DEVICE or not self._defined(oid):
                 continue
             gw = self.store.instance_id(node.id, oid, iid)
-            values = [
-                (r.path.ids[2], r.value)
-                for r in node.values.values()
-                if r.path.ids[:2] == (oid, iid) and len(r.path.ids) == 3
-            ]
-            odef = self.tree.registry.get(oid)
-            if APPLICATION_TYPE in odef.resources:
-                values.append((APPLICATION_TYPE, node.paired.name))
+            values = initial_values(self.tree.registry, node, oid, iid)
             try:
                 self.tree.create_instance(oid, gw, values)
             except LwM2MError as e:

@@ -5,6 +5,22 @@ stays ``/3303/0`` (under the node's prefix in gateway mode, in the node's own en
 endpoints mode), so one mirror serves both. What the node reported last is what the tree
 holds; instances come and go as the node's object list does. Instances the tree already had
 (an endpoint's own /3/0, say) are filled with the node's values but never deleted.
+
+**The node's name in 5750 Application Type**, the rule of every exposure mode (one place:
+``initial_values``): an instance whose object has 5750 is created with the node's name there,
+unless 5750 is the node's data:
+
+* in the objects of ``NODE_DATA_5750``, whatever the node reported so far: 3347 Push button,
+  whose 5750 (its only text resource) carries the button event type, "press" or
+  "long_press", as the BLE decoders map it. A name there would be taken for an event, and
+  the next event would erase it; so a button instance has no name, even before its first
+  event, and a server tells whose button it is by the node's other instances, its /25
+  instance or its endpoint;
+* in any instance for which the node reported its own 5750 by then (a LwM2M node that sets
+  it): the node's value wins.
+
+Readings of 5750 are applied like any other, so a node that reports 5750 later replaces the
+name for good.
 """
 
 from __future__ import annotations
@@ -12,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from bridged.objects.definitions import Registry
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
@@ -21,7 +38,8 @@ from bridged.registry import LiveNode
 log = logging.getLogger(__name__)
 
 APPLICATION_TYPE = 5750
-"""IPSO resource 5750 Application Type: where every mode puts the node's name."""
+"""IPSO resource 5750 Application Type: where every mode puts the node's name (unless the
+node's own data fills it)."""
 
 
 def instance_values(node: LiveNode, oid: int, iid: int) -> list[tuple[int, Value]]:
@@ -31,6 +49,23 @@ def instance_values(node: LiveNode, oid: int, iid: int) -> list[tuple[int, Value
         for r in node.values.values()
         if r.path.ids[:2] == (oid, iid) and len(r.path.ids) == 3
     ]
+
+
+NODE_DATA_5750 = frozenset({3347})
+"""Objects whose 5750 Application Type is node data, never the node's name (module doc)."""
+
+
+def initial_values(
+    registry: Registry, node: LiveNode, oid: int, iid: int
+) -> list[tuple[int, Value]]:
+    """What the node's ``/oid/iid`` is created with in any mode: its reported values, and the
+    node's name in 5750 Application Type where the object has it and the node's own data does
+    not fill it (see the module docstring)."""
+    values = instance_values(node, oid, iid)
+    own = oid in NODE_DATA_5750 or any(rid == APPLICATION_TYPE for rid, _ in values)
+    if not own and APPLICATION_TYPE in registry.get(oid).resources:
+        values.append((APPLICATION_TYPE, node.paired.name))
+    return values
 
 
 class NodeMirror:
@@ -61,9 +96,7 @@ class NodeMirror:
             if oid not in self.tree.registry:
                 log.warning("node %s: object %d has no definition: add its DDF file", node.id, oid)
                 continue
-            values = instance_values(node, oid, iid)
-            if APPLICATION_TYPE in self.tree.registry.get(oid).resources:
-                values.append((APPLICATION_TYPE, node.paired.name))
+            values = initial_values(self.tree.registry, node, oid, iid)
             if self.tree.has(Path((oid, iid), self.tree.prefix)):
                 self.adopted.add((oid, iid))
                 self.apply(node, [Record(Path((oid, iid, rid)), v) for rid, v in values])

@@ -202,8 +202,15 @@ async def test_a_wrong_bind_key_is_counted_and_told_once(
     await until(lambda: transport.decrypt_failures[node] == 3, "three decrypt failures")
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in warnings] == [
-        f"bind key for ble:{SENSOR} does not decrypt its adverts: check the key"
+        f"ble:{SENSOR}: bind key does not decrypt this node's adverts (told once)"
     ]
+    await until(
+        lambda: registry.live[node].state.decrypt_failures == 3,  # type: ignore[union-attr]
+        "the count in the node's state",
+    )
+    state = registry.live[node].state
+    assert state is not None and state.reachable
+    assert state.problem == "bind key does not decrypt this node's adverts"
     assert KEY.hex() not in caplog.text and WRONG.hex() not in caplog.text
     assert registry.live[node].values == {}
     assert stored(registry, node) == {}
@@ -215,6 +222,9 @@ async def test_a_wrong_bind_key_is_counted_and_told_once(
     assert await bluez.advertise(SENSOR, service_data=sealed(13.5, 4))
     await until(lambda: TEMPERATURE in registry.live[node].values, "the decrypted temperature")
     assert values(registry, node)[TEMPERATURE] == 13.5
+    state = registry.live[node].state
+    assert state is not None and (state.problem, state.decrypt_failures) == (None, 0)
+    assert transport.decrypt_failures[node] == 0
 
 
 @pytest.mark.parametrize(

@@ -241,7 +241,10 @@ def test_scan_streams_progress_on_a_terminal(socket_path: Path) -> None:
         d.close()
     frames = err.getvalue().split("\r")
     assert frames[1].startswith("scanning [....") and "0/2 s, 0 heard" in frames[1]
-    assert frames[2].startswith("scanning [####") and "2/2 s, 1 heard" in frames[2]
+    # the node's line clears the bar, then the bar is drawn again below it
+    assert frames[2] == "\033[K+ sim:1  a  -50 dBm  sim\n"
+    assert frames[3].startswith("scanning [....") and "0/2 s, 0 heard" in frames[3]
+    assert frames[4].startswith("scanning [####") and "2/2 s, 1 heard" in frames[4]
     assert "sim:1" in out.getvalue().splitlines()[1]
 
 
@@ -400,3 +403,137 @@ def test_status_shows_delivery_commands_and_node_endpoints() -> None:
     assert "delivery 12 waiting, 300 delivered in 4 sends, 1 skipped, last error: timeout" in text
     assert "3 node endpoints: 2 registered, 1 waiting" in text
     assert "commands   2 pending" in text
+
+
+def pair_request(socket_path: Path, *argv: str) -> tuple[int, str, dict[str, Any] | None]:
+    d = daemon(socket_path, {"id": "x"})
+    try:
+        code, _, err = run(socket_path, "pair", *argv)
+    finally:
+        d.close()
+        socket_path.unlink()
+    return code, err, d.requests[-1]["params"] if d.requests else None
+
+
+def test_pair_transport_address(socket_path: Path) -> None:
+    code, _, params = pair_request(
+        socket_path, "ble", "a4:c1:38:0a:0b:0c", "--bindkey", "231D39C1D7CC1AB1AEE224CD096DB932"
+    )
+    assert code == cli.EXIT_OK
+    # the address goes as typed: the daemon normalises it for its transport
+    assert params == {
+        "node": "ble:a4:c1:38:0a:0b:0c",
+        "profile": "",
+        "sleepy": False,
+        "bindkey": "231d39c1d7cc1ab1aee224cd096db932",
+    }
+    code, _, params = pair_request(socket_path, "802154", "00-12-4b-00-01-02-03-04")
+    assert code == cli.EXIT_OK and params is not None
+    assert params["node"] == "802154:00-12-4b-00-01-02-03-04"
+
+
+def test_pair_transport_colon_address_still_works(socket_path: Path) -> None:
+    code, _, params = pair_request(socket_path, "ble:A4:C1:38:0A:0B:0C", "--name", "kitchen")
+    assert code == cli.EXIT_OK and params is not None
+    assert (params["node"], params["name"]) == ("ble:A4:C1:38:0A:0B:0C", "kitchen")
+
+
+def test_pair_bond_is_a_gatt_node_with_the_bond_option(socket_path: Path) -> None:
+    code, _, params = pair_request(socket_path, "ble", "C4:7C:8D:6A:00:01", "--bond")
+    assert code == cli.EXIT_OK and params is not None
+    assert (params["profile"], params["options"]) == ("gatt", {"bond": True})
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("ble", "A4:C1:38:0A:0B:0C", "--bindkey", "231d39c1"), "32 hex digits"),
+        (("ble", "A4:C1:38:0A:0B:0C", "--bindkey", "z" * 32), "not all hex"),
+        (("A4C1380A0B0C",), "TRANSPORT ADDRESS"),
+        (("ble:A4", "A4:C1:38:0A:0B:0C"), "not a transport name"),
+    ],
+)
+def test_bad_pair_arguments_exit_2_before_asking(
+    socket_path: Path, argv: tuple[str, ...], message: str
+) -> None:
+    code, err, params = pair_request(socket_path, *argv)
+    assert code == cli.EXIT_USAGE and message in err
+    assert params is None  # nothing was sent
+    assert "231d39c1" not in err and "z" * 32 not in err  # a key is never echoed
+
+
+def test_nodes_say_why_a_nodes_data_is_refused(socket_path: Path) -> None:
+    bad = {
+        **NODES[0],
+        "id": "ble:A4:C1:38:0A:0B:0C",
+        "decrypt_failures": 3,
+        "problem": "bind key does not decrypt this node's adverts",
+    }
+    d = daemon(socket_path, [NODES[0], bad])
+    try:
+        code, out, _ = run(socket_path, "nodes")
+    finally:
+        d.close()
+    assert code == cli.EXIT_OK
+    assert out.splitlines()[-1] == (
+        "ble:A4:C1:38:0A:0B:0C: bind key does not decrypt this node's adverts (3 decrypt failures)"
+    )
+    assert len(out.splitlines()) == 4  # header, two rows, one problem
+
+
+def test_scan_lists_values_and_streams_json_lines(socket_path: Path) -> None:
+    first = {
+        "id": "ble:A4:C1:38:0A:0B:0C",
+        "name": "ATC_0B0C",
+        "rssi": -61,
+        "profile": "bthome",
+        "paired": False,
+        "values": "21.4 °C 45.0 %",
+    }
+    sealed = {**first, "id": "ble:54:48:E6:8F:80:A5", "name": None, "values": "encrypted"}
+    update = {**first, "values": "21.5 °C 45.0 %"}
+
+    def answer(request: dict[str, Any]) -> list[dict[str, Any]]:
+        rid = request["id"]
+        return [
+            {"id": rid, "event": "node.heard", "data": first},
+            {"id": rid, "event": "node.heard", "data": sealed},
+            {"id": rid, "event": "progress", "data": {"elapsed": 1, "seconds": 2, "heard": 2}},
+            {"id": rid, "event": "node.heard", "data": update},
+            {"id": rid, "result": [update, sealed]},
+        ]
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for as_json in (False, True):
+        d = ScriptedDaemon(socket_path, answer)
+        out, err = io.StringIO(), Terminal()
+        try:
+            argv = ["--json"] * as_json + ["scan", "--seconds", "2"]
+            args = cli.build_parser().parse_args(argv)
+            client = cli.Client(str(socket_path), 5)
+            try:
+                assert cli.run(args, client, out, err) == cli.EXIT_OK
+            finally:
+                client.close()
+        finally:
+            d.close()
+            socket_path.unlink()
+        if as_json:
+            lines = [json.loads(line) for line in out.getvalue().splitlines()]
+            assert lines == [first, sealed, update, [update, sealed]]
+            assert err.getvalue() == ""
+        else:
+            frames = err.getvalue().split("\r")
+            live = [f.removeprefix("\x1b[K").rstrip("\n") for f in frames if "dBm" in f]
+            assert live == [
+                "+ ble:A4:C1:38:0A:0B:0C  ATC_0B0C  -61 dBm  bthome  21.4 °C 45.0 %",
+                "+ ble:54:48:E6:8F:80:A5  -  -61 dBm  bthome  encrypted",
+                "~ ble:A4:C1:38:0A:0B:0C  ATC_0B0C  -61 dBm  bthome  21.5 °C 45.0 %",
+            ]
+            header, *rows = out.getvalue().splitlines()
+            assert header.split() == ["NODE", "NAME", "RSSI", "PROFILE", "PAIRED", "VALUES"]
+            assert rows[0].split()[-4:] == ["21.5", "°C", "45.0", "%"]
+            assert rows[1].split()[-1] == "encrypted"

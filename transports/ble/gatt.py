@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
@@ -232,13 +232,16 @@ class GattPoller:
         async with self._connection(node) as client:
             await self._write(client, node, char_uuid, value)
 
-    async def pair(self, address: str) -> tuple[Record, ...]:
+    async def pair(self, address: str, adapter: str | None = None) -> tuple[Record, ...]:
         """Bond with the node through BlueZ, then read it; returns (and delivers) its records.
 
-        The node need not be served (``add``) yet: this is what pairing a new node calls.
+        The node need not be served (``add``) yet: this is what pairing a new node calls
+        (``adapter`` is then the one to use). The connection is retried like any; the bonding
+        (Device1.Pair) is not: a refusal (wrong passkey, the node not in pairing mode) would
+        only repeat, so it is GattFailed at once with BlueZ's reason.
         """
-        node = self._nodes.get(address.upper(), GattNode(address))
-        async with self._connection(node, bond=True) as client:
+        node = self._nodes.get(address.upper()) or GattNode(address, adapter=adapter)
+        async with self._connection(replace(node, bond=False)) as client:
             try:
                 await client.pair()
             except CONNECT_ERRORS as e:
@@ -285,7 +288,7 @@ class GattPoller:
 
     @contextlib.asynccontextmanager
     async def _connection(
-        self, node: GattNode, *, bond: bool = False, on_drop: Callable[[], None] | None = None
+        self, node: GattNode, *, on_drop: Callable[[], None] | None = None
     ) -> AsyncIterator[BleakClient]:
         """A connected client holding one of its adapter's slots; retried with back-off."""
         last: BaseException | None = None
@@ -302,7 +305,7 @@ class GattPoller:
                     device,
                     disconnected_callback=(lambda _: on_drop()) if on_drop else None,
                     timeout=self._connect_timeout,
-                    pair=bond or node.bond,
+                    pair=node.bond,
                     bluez={"adapter": adapter},
                 )
                 try:

@@ -20,8 +20,8 @@ table that places a kind in the node-local object tree; ``RecordMapper`` applies
 * A button event goes to 3347 Push button: 5500 Digital Input State is True for a press of any
   kind and False for "none", 5501 Digital Input Counter counts the node's events of that button
   (kept by the caller, see ``AdvertDecoder``), and the event type ("press", "double_press",
-  "long_press", ...) goes to 5750, the one text resource 3347 has. The glue that exposes a node
-  must not also write the node's name there for 3347 instances.
+  "long_press", ...) goes to 5750, the one text resource 3347 has. The exposure modes never
+  write the node's name there (bridged/exposure/mirror.py, ``NODE_DATA_5750``).
 * A dimmer event has no IPSO object: 3300 with the steps signed by direction (left negative).
 * Battery % is the node's Device object: /3/0/9 Battery Level; firmware version /3/0/3, the
   BTHome device type ID /3/0/17 (as text), the node's clock (BTHome timestamp) /3/0/13.

@@ -50,7 +50,7 @@ ACTUATOR_KEYS = frozenset({"node", "path", "characteristic", "on", "off"})
 def normalise_address(text: str) -> str:
     """A BLE MAC in the one spelling node ids use: upper case, colon-separated. Accepts
     ``aa:bb:..``, ``aa-bb-..`` and ``aabbcc..``; ValueError for anything else."""
-    upper = text.strip().upper() if isinstance(text, str) else ""
+    upper = text.strip().upper() if isinstance(text, str) and text.isascii() else ""
     if not _MAC.fullmatch(upper):
         raise ValueError(f"{text!r} is not a Bluetooth address (AA:BB:CC:DD:EE:FF)")
     digits = upper.replace(":", "").replace("-", "")

@@ -8,13 +8,22 @@ settings are those of `settings` (``[transport.ble]``).
   be decoded, e.g. encrypted without a key). A paired node's records become ``readings``,
   and its ``state`` says it is reachable, with the RSSI and the last battery level (/3/0/9)
   it reported. Unpaired adverts never reach ``readings``.
-* **Keys.** A node's BTHome bind key is its secret named ``bindkey``. Adverts that a keyed
-  node's key does not open (``DecryptionFailed``), encrypted adverts of a node paired without
-  a key (``BindKeyRequired``), plaintext from a keyed node (``UnencryptedAdvert``) and
-  replays (``ReplayedAdvert``) are counted in ``decrypt_failures`` and told once per node and
-  cause as a warning (a wrong key would otherwise fill the log at the node's advert rate);
-  duplicates (a node repeats each advert) are dropped without a word; malformed adverts are
-  counted in ``malformed`` and logged at debug.
+* **Keys.** A node's BTHome bind key is its secret named ``bindkey`` (16 bytes; pairing with
+  another length is refused). Adverts that a keyed node's key does not open
+  (``DecryptionFailed``), encrypted adverts of a node paired without a key
+  (``BindKeyRequired``), plaintext from a keyed node (``UnencryptedAdvert``) and replays
+  (``ReplayedAdvert``) are refused: counted in ``decrypt_failures`` (per node, since it was
+  paired with its current key), reported in the node's state (``NodeState.decrypt_failures``
+  and ``problem``, e.g. "bind key does not decrypt this node's adverts", which ``bridgectl
+  nodes`` and ``node show`` print) until an advert is accepted again, and told once per node
+  and cause as a warning (a wrong key would otherwise fill the log at the node's advert rate).
+  Duplicates (a node repeats each advert) are dropped without a word; malformed adverts are
+  counted in ``malformed`` and logged at debug. Encrypted adverts are ``heard`` with
+  ``encrypted`` set, so a scan says "encrypted" for a node whose key it does not have.
+* **Pairing** (``prepare_pair``, before the node is accepted): its bind key and options are
+  checked, and a GATT node whose options say ``bond`` is bonded through BlueZ (Device1.Pair)
+  and read once; a failure is ``PairingFailed`` with BlueZ's reason, and the node is not
+  paired.
 * **GATT nodes** (profile ``gatt``) are served by the ``GattPoller``: polled every
   ``gatt_interval`` seconds (Device Information, Battery and Environmental Sensing by
   default), or kept connected when their options name characteristics to ``notify``.
@@ -56,6 +65,7 @@ from bridged.store.secrets import Secret
 from bridged.transports.base import (
     Heard,
     NodeState,
+    PairingFailed,
     Transport,
     TransportConfigError,
     TransportEvents,
@@ -73,7 +83,7 @@ from .adverts import (
     ReplayedAdvert,
     UnencryptedAdvert,
 )
-from .gatt import GattNode, GattPoller
+from .gatt import GattFailed, GattNode, GattPoller, GattUnreachable
 from .scanner import Scanner, ScannerState, ScannerStatus
 from .settings import (
     Actuator,
@@ -90,13 +100,17 @@ GATT_PROFILE = "gatt"
 BINDKEY = "bindkey"
 BATTERY = Path((3, 0, 9))
 
+BINDKEY_LENGTH = 16
 KEY_FAILURES: Mapping[type[AdvertDecodeError], str] = {
-    DecryptionFailed: "bind key for {node} does not decrypt its adverts: check the key",
-    BindKeyRequired: "{node} sends encrypted adverts but was paired without a bind key",
-    UnencryptedAdvert: "{node} sends plaintext adverts although it has a bind key: refused",
-    ReplayedAdvert: "{node} sends BTHome frames with old counters (replayed adverts): refused",
+    DecryptionFailed: "bind key does not decrypt this node's adverts",
+    BindKeyRequired: "encrypted adverts, but paired without a bind key",
+    UnencryptedAdvert: "plaintext adverts although it has a bind key: refused",
+    ReplayedAdvert: "adverts with old counters (replayed): refused",
 }
-"""The decrypt failures, and what the one warning per node and cause says."""
+"""The decrypt failures, and what the node's state and the one warning per node and cause
+say about them."""
+ENCRYPTED_FAILURES = (BindKeyRequired, DecryptionFailed, ReplayedAdvert)
+"""Refusals that mean the advert was encrypted."""
 
 
 def node_id(address: str) -> NodeId:
@@ -115,6 +129,7 @@ class _Node:
     values: dict[Path, Record] = field(default_factory=dict)
     rssi: int | None = None
     warned: set[type[AdvertDecodeError]] = field(default_factory=set)
+    problem: str | None = None
 
     def battery(self) -> int | None:
         record = self.values.get(BATTERY)
@@ -129,6 +144,10 @@ class BleTransport(Transport):
     """BLE nodes heard through BlueZ (adverts) and read through it (GATT)."""
 
     name = NAME
+
+    @classmethod
+    def normalise_address(cls, address: str) -> str:
+        return normalise_address(address)
 
     def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
         super().__init__(config, events)
@@ -179,6 +198,24 @@ class BleTransport(Transport):
 
     # -- pairing -----------------------------------------------------------------------------
 
+    async def prepare_pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
+        """Check the node's bind key and options; bond with a GATT node that needs it."""
+        address = normalise_address(node.id.address)
+        secret = secrets.get(BINDKEY)
+        if secret is not None and len(secret.value) != BINDKEY_LENGTH:
+            raise ValueError(
+                f"a bind key is {BINDKEY_LENGTH} bytes ({2 * BINDKEY_LENGTH} hex digits), "
+                f"not {len(secret.value)}"
+            )
+        options = parse_options(node.options)
+        if node.profile != GATT_PROFILE or not options.bond:
+            return
+        try:
+            await self.poller.pair(address, self.settings.adapter)
+        except (GattUnreachable, GattFailed) as e:
+            raise PairingFailed(f"bonding with {node.id} failed: {e}") from None
+        log.info("%s bonded through BlueZ", node.id, extra={"NODE": str(node.id)})
+
     def pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
         try:
             address = normalise_address(node.id.address)
@@ -206,8 +243,9 @@ class BleTransport(Transport):
             )
         old = self._nodes.get(address)
         if old is None or old.bindkey != bindkey:
-            # a new key (or none): the old key's counters say nothing about the new frames
+            # a new key (or none): the old key's counters and failures say nothing of the new
             self.decoder.forget(address)
+            self.decrypt_failures.pop(node.id, None)
         paired = self._nodes[address] = _Node(
             node.id, bindkey, gatt, actuators, old.values if old is not None else {}
         )
@@ -255,24 +293,42 @@ class BleTransport(Transport):
         except DuplicateAdvert:
             return
         except AdvertDecodeError as e:
-            self._refused(nid, node, e)
             profile = "bthome" if bthome.UUID in advert.service_data else None
-            self.events.heard(Heard(nid, advert.time, advert.name, advert.rssi, profile))
+            encrypted = isinstance(e, ENCRYPTED_FAILURES)
+            self.events.heard(
+                Heard(nid, advert.time, advert.name, advert.rssi, profile, encrypted=encrypted)
+            )
+            self._refused(nid, node, e, advert)
             return
         records = decoded.records if decoded is not None else ()
         profile = decoded.profile if decoded is not None else None
-        self.events.heard(Heard(nid, advert.time, advert.name, advert.rssi, profile, records))
+        encrypted = decoded is not None and decoded.encrypted
+        self.events.heard(
+            Heard(nid, advert.time, advert.name, advert.rssi, profile, records, encrypted)
+        )
         if node is None:
             return
         node.rssi = advert.rssi
+        node.problem = None
         node.remember(records)
         if records:
             self.events.readings(node.id, records)
         if node.gatt is None:
-            state = NodeState(True, advert.time, rssi=advert.rssi, battery=node.battery())
-            self.events.state(node.id, state)
+            self.events.state(node.id, self._advert_state(node, advert))
 
-    def _refused(self, nid: NodeId, node: _Node | None, error: AdvertDecodeError) -> None:
+    def _advert_state(self, node: _Node, advert: RawAdvert) -> NodeState:
+        return NodeState(
+            True,
+            advert.time,
+            rssi=advert.rssi,
+            battery=node.battery(),
+            decrypt_failures=self.decrypt_failures[node.id],
+            problem=node.problem,
+        )
+
+    def _refused(
+        self, nid: NodeId, node: _Node | None, error: AdvertDecodeError, advert: RawAdvert
+    ) -> None:
         if node is None:
             # an unpaired node: shown by scan without values, not worth counting
             log.debug("%s: advert not decoded: %s", nid, error)
@@ -283,13 +339,16 @@ class BleTransport(Transport):
             return
         self.decrypt_failures[nid] += 1
         kind = next((k for k in KEY_FAILURES if isinstance(error, k)), type(error))
+        node.problem = KEY_FAILURES.get(kind, f"advert refused: {error}")
+        node.rssi = advert.rssi
+        if node.gatt is None:
+            # heard, so in reach; but its data is refused, which the state says
+            self.events.state(nid, self._advert_state(node, advert))
         if kind in node.warned:
             log.debug("%s: %s", nid, error)
             return
         node.warned.add(kind)
-        told = KEY_FAILURES.get(kind)
-        message = told.format(node=nid) if told else f"{nid}: advert refused: {error}"
-        log.warning("%s", message, extra={"NODE": str(nid)})
+        log.warning("%s: %s (told once)", nid, node.problem, extra={"NODE": str(nid)})
 
     def _scanner_state(self, status: ScannerStatus) -> None:
         where = status.adapter or "the first powered adapter"

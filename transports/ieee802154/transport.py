@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,18 +73,27 @@ def _number(config: Mapping[str, Any], key: str, default: float, low: float, hig
     return config_number(config.get(key, default), f"802154.{key}", low=low, high=high)
 
 
+_EUI64 = re.compile(r"[0-9a-f]{2}([:-]?)[0-9a-f]{2}(?:\1[0-9a-f]{2}){6}")
+
+
 def normalise_eui64(text: str) -> str:
-    """``00:12:4B:00:01:02:03:04`` or ``00124b0001020304`` → ``00124b0001020304``."""
-    digits = text.replace(":", "").replace("-", "").lower()
-    if len(digits) != 16 or any(c not in "0123456789abcdef" for c in digits):
-        raise ValueError(f"{text!r} is not an EUI-64 (16 hex digits)")
-    return digits
+    """``00:12:4B:00:01:02:03:04``, ``00-12-4b-...`` or ``00124b0001020304`` →
+    ``00124b0001020304``, the spelling of the node ids (``eui64.hex()``). One separator
+    throughout or none: anything else is ValueError, never a guess."""
+    lower = text.strip().lower() if isinstance(text, str) and text.isascii() else ""
+    if not _EUI64.fullmatch(lower):
+        raise ValueError(f"{text!r} is not an EUI-64 (00:12:4b:00:01:02:03:04 or 16 hex digits)")
+    return lower.replace(":", "").replace("-", "")
 
 
 class IEEE802154Transport(Transport):
     """Nodes that speak LwM2M over CoAP/6LoWPAN on one 802.15.4 channel."""
 
     name = "802154"
+
+    @classmethod
+    def normalise_address(cls, address: str) -> str:
+        return normalise_eui64(address)
 
     def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
         super().__init__(config, events)

@@ -51,6 +51,7 @@ from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
 from bridged.store.nodes import NodeId, NodeIdError
 from bridged.store.secrets import Secret
+from bridged.transports.base import UnknownTransport, normalise_node
 
 from .app import HISTORY_LIMIT, Gateway, OperationFailed
 from .service import status_line
@@ -173,9 +174,15 @@ class Params:
             raise self._bad(name, str(e)) from None
 
     def node(self, name: str = "node") -> NodeId:
+        """A node id, its address in its transport's spelling (``ble:a4-c1-...`` is
+        ``ble:A4:C1:...``); kept as given when its transport is not installed (any more), so
+        such a node can still be shown and unpaired."""
         try:
-            return NodeId.parse(self.get(name, str, ...))
-        except NodeIdError as e:
+            node = NodeId.parse(self.get(name, str, ...))
+            return normalise_node(node)
+        except UnknownTransport:
+            return node
+        except (NodeIdError, ValueError) as e:
             raise self._bad(name, str(e)) from None
 
     def number(self, name: str, default: float, low: float, high: float) -> float:

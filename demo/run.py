@@ -150,7 +150,7 @@ class Demo:
         self._task(self._drive_ble(heard), "BLE adverts")
         await self._until(lambda: len(heard) == 2, "the daemon's BLE scan to hear the sensors")
         for address, name in (BTHOME, RUUVI):
-            await self.ctl("pair", f"ble:{address}", "--name", name)
+            await self.ctl("pair", "ble", address, "--name", name)
 
     async def _until(self, condition: Callable[[], bool], what: str) -> None:
         try:

@@ -100,10 +100,12 @@ async def test_pairing_802154_nodes_through_the_daemon(
         await next_value(observation, "23.5")
         observation.observation.cancel()
 
-        # Pre-authorised by its EUI-64: it gets in while permit-join is closed.
+        # Pre-authorised by its EUI-64 (bridgectl pair 802154 <EUI-64>): it gets in while
+        # permit-join is closed.
         assert await daemon.ctl_json("permit-join", "0") == {"seconds": 0}
         porch = f"802154:{node_eui64(2).hex()}"
-        paired = await daemon.ctl_json("pair", porch, "--name", "porch")
+        typed = ":".join(f"{b:02X}" for b in node_eui64(2))  # 00:12:4B:..., as on a label
+        paired = await daemon.ctl_json("pair", "802154", typed, "--name", "porch")
         assert paired["id"] == porch and paired["name"] == "porch"
         porch_node = await world.add_node(2, "porch-node")
         await asyncio.wait_for(porch_node.registered.wait(), TIMEOUT)

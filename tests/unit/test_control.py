@@ -118,6 +118,8 @@ def params_error(params: dict[str, object], call: str) -> ProtocolError:
         ({"path": 3}, "path", "params.path: must be a string"),
         ({"path": "/x/y"}, "path", "params.path:"),
         ({"node": "nocolon"}, "node", "params.node:"),
+        ({"node": "ble:A4:C1:38"}, "node", "params.node:"),
+        ({"node": "802154:0012"}, "node", "params.node:"),
         ({"seconds": 0}, "seconds", "between 0.1 and 60"),
         ({"seconds": "5"}, "seconds", "must be an integer or a number"),
         ({"seconds": True}, "seconds", "not a boolean"),
@@ -127,6 +129,18 @@ def params_error(params: dict[str, object], call: str) -> ProtocolError:
 )
 def test_bad_params_name_the_param(params: dict[str, object], call: str, text: str) -> None:
     assert text in params_error(params, call).message
+
+
+def test_node_ids_take_their_transports_spelling_for_every_method() -> None:
+    """``unpair``, ``node show`` and ``commands`` find the node however its address is
+    typed; a node of a transport no longer installed can still be named (and unpaired)."""
+
+    def node(text: str) -> NodeId:
+        return Params({"node": text}, ("node",)).node()
+
+    assert node("ble:a4-c1-38-00-11-22") == NodeId("ble", "A4:C1:38:00:11:22")
+    assert node("802154:00:12:4B:00:01:02:03:04") == NodeId("802154", "00124b0001020304")
+    assert node("gone:whatever") == NodeId("gone", "whatever")
 
 
 def test_unknown_params_are_refused_with_the_known_ones() -> None:

@@ -815,7 +815,7 @@ class Gateway:
         out["values"] = exposed
         return out
 
-    def pair(
+    async def pair(
         self,
         node_id: NodeId,
         *,
@@ -825,25 +825,10 @@ class Gateway:
         secrets: Mapping[str, Secret] | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Pair ``node_id`` (its address in its transport's spelling, see ``normalise_node``);
-        name and profile default to what was heard of it."""
-        node = self._to_pair(node_id, name, profile, sleepy, options)
-        live = self.registry.pair(node, secrets)
-        return node_json(live, time.time())
-
-    async def pair_node(
-        self,
-        node_id: NodeId,
-        *,
-        name: str | None = None,
-        profile: str = "",
-        sleepy: bool = False,
-        secrets: Mapping[str, Secret] | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Pair as a user asks (``bridgectl pair``): like ``pair``, after the node's transport
-        did what pairing needs on the radio (``Transport.prepare_pair``: checking its keys,
-        bonding). ValueError for an address, key or option the node cannot have;
+        """Pair ``node_id`` (its address in any spelling its transport takes, see
+        ``normalise_node``; name and profile default to what was heard of it), once its
+        transport did what pairing needs on the radio (``Transport.prepare_pair``: checking
+        its keys, bonding). ValueError for an address, key or option the node cannot have;
         OperationFailed, with the radio's reason, when the transport could not do it (the node
         is then not paired)."""
         node = self._to_pair(node_id, name, profile, sleepy, options)

@@ -276,6 +276,16 @@ def command_value(command: Mapping[str, Any]) -> str | None:
     return ", ".join(f"{r['path']}={value_text(r['value'])}" for r in records) or None
 
 
+COMMAND_COLUMNS = ("ID", "NODE", "PATH", "KIND", "VALUE")
+
+
+def command_cells(command: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The cells every command table starts with: which command, for which node and path,
+    setting or passing what."""
+    c = command
+    return (c["id"], c["node"], c["path"], c["kind"], command_value(c))
+
+
 def show_commands(
     commands: Iterable[Mapping[str, Any]], out: IO[str], now: float | None = None
 ) -> None:
@@ -284,17 +294,13 @@ def show_commands(
     table(
         [
             (
-                c["id"],
-                c["node"],
-                c["path"],
-                c["kind"],
-                command_value(c),
+                *command_cells(c),
                 age_text(max(now - c["submitted"], 0.0)),
                 in_text(c["expires"] - now),
             )
             for c in commands
         ],
-        ("ID", "NODE", "PATH", "KIND", "VALUE", "SUBMITTED", "EXPIRES"),
+        (*COMMAND_COLUMNS, "SUBMITTED", "EXPIRES"),
         out,
     )
 
@@ -307,18 +313,14 @@ def show_history(
     table(
         [
             (
-                c["id"],
-                c["node"],
-                c["path"],
-                c["kind"],
-                command_value(c),
+                *command_cells(c),
                 c["status"],
                 None if c["finished"] is None else age_text(max(now - c["finished"], 0.0)),
                 c["detail"] or None,
             )
             for c in commands
         ],
-        ("ID", "NODE", "PATH", "KIND", "VALUE", "STATUS", "ENDED", "DETAIL"),
+        (*COMMAND_COLUMNS, "STATUS", "ENDED", "DETAIL"),
         out,
     )
 

@@ -487,7 +487,7 @@ class ControlServer:
                 raise ProtocolError(INVALID_PARAMS, f"params.bindkey: {e}") from None
         self._audit(conn, f"pair {node}")
         try:
-            return await self.gateway.pair_node(
+            return await self.gateway.pair(
                 node,
                 name=p.get("name", str),
                 profile=p.get("profile", str, ""),

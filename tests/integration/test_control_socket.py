@@ -242,7 +242,7 @@ async def test_the_gateway_exposure_mode_serves_paired_nodes_at_their_prefix(
     try:
         registered = await server.next_event("register")
         assert b"</25>" in registered.payload and b"</3303" not in registered.payload
-        gw.pair(NodeId("sim", "0001"))
+        await gw.pair(NodeId("sim", "0001"))
         await server.next_event("update")
         prefix = (await server.request("gw-25", Code.GET, "/25/0/1")).payload.decode()
         assert prefix.startswith("dev")

@@ -63,9 +63,11 @@ from bridged.store.readings import ReadingStore
 from bridged.store.secrets import Secret, SecretStore
 from bridged.transports.base import (
     Heard,
+    NodeState,
     PairingFailed,
     Transport,
     TransportConfigError,
+    TransportEvents,
     UnknownTransport,
     normalise_node,
     transport_class,
@@ -331,14 +333,39 @@ class _Relay:
         self.target.node_readings(node, records)
 
 
-def build_transport(config: Config, section: TransportSection, registry: NodeRegistry) -> Transport:
+def build_transport(
+    config: Config, section: TransportSection, events: TransportEvents
+) -> Transport:
     """Import and construct the transport of ``[transport.<name>]``; its refusal of its table
     is a ConfigError naming the section."""
     try:
         cls = transport_class(section.name)
-        return cls(section.options, registry)
+        return cls(section.options, events)
     except (UnknownTransport, TransportConfigError) as e:
         raise transport_error(config, section.name, e) from None
+
+
+class _Unheard:
+    """The ``TransportEvents`` of a transport built only to check its table: it never runs,
+    so nothing ever reaches these."""
+
+    def heard(self, heard: Heard) -> None: ...
+
+    def readings(self, node: NodeId, records: Sequence[Record]) -> None: ...
+
+    def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None: ...
+
+    def state(self, node: NodeId, state: NodeState) -> None: ...
+
+    def admit(self, heard: Heard) -> bool:
+        return False
+
+
+def check_transports(config: Config) -> None:
+    """Build (without starting) the transport of every ``[transport.<name>]``, so that
+    ``bridged --check`` refuses a table the daemon would refuse at start-up (ConfigError)."""
+    for section in config.transports:
+        build_transport(config, section, _Unheard())
 
 
 def make_state_dir(path: os.PathLike[str] | str) -> None:

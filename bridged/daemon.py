@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .app import Gateway
+from .app import Gateway, check_transports
 from .config import DEFAULT_PATH, Config, ConfigError, load
 from .control import SOCKET_NAME, ControlServer
 from .service import Notifier, refresh_status, run_watchdog, status_line, watchdog_interval
@@ -209,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bridged: {e}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check:
+        try:
+            check_transports(config)
+        except ConfigError as e:
+            print(f"bridged: {e}", file=sys.stderr)
+            return EXIT_CONFIG
         print(f"bridged: {args.config}: configuration is valid")
         return 0
     setup_logging(args.log_target, config.log_level)

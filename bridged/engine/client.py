@@ -414,7 +414,8 @@ class ServerSession:
             )
         if outcome.status is SendStatus.REGISTER_AGAIN:
             registrar.register_again()
-        level = logging.INFO if outcome.delivered else logging.WARNING
+        # A busy gateway Sends several times a second: only the failures are news.
+        level = logging.DEBUG if outcome.delivered else logging.WARNING
         log.log(
             level,
             "server %s: Send of %d records %s %s",

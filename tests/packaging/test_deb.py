@@ -245,6 +245,7 @@ def test_unit_is_hardened(built: Built) -> None:
         "PrivateTmp": "yes",
         "NoNewPrivileges": "yes",
         "Restart": "on-failure",
+        "RestartPreventExitStatus": "78",
         "DevicePolicy": "closed",
         "CapabilityBoundingSet": "",
         "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_BLUETOOTH",

@@ -22,6 +22,7 @@ from bridged.config import (
     parse,
     parse_duration,
 )
+from bridged.daemon import EXIT_CONFIG, main
 from bridged.delivery import DeliveryConfig
 from bridged.engine.client import ServerConfig
 from bridged.store.readings import Bounds
@@ -277,3 +278,37 @@ def test_the_defaults_in_the_example_are_the_loaders() -> None:
     commented = tomllib.loads(EXAMPLE.read_text())
     assert uncommented != commented
     assert parse(uncommented, FILE) == parse(commented, FILE)
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("[transport.sim]\nnodes = -1", "transport.sim"),
+        ('[transport.802154]\nport = "/dev/ttyACM0"\nchanel = 20', "802154.chanel"),
+        ("[transport.ble]\nadapter = 7", "ble.adapter"),
+    ],
+)
+def test_check_refuses_what_the_daemon_would_refuse_at_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str, key: str
+) -> None:
+    """``bridged --check`` builds (without starting) every configured transport, which
+    checks its own table: a typo there fails the check, not the next start."""
+    path = tmp_path / "bridged.toml"
+    path.write_text(f'[[server]]\nuri = "coap://127.0.0.1"\n\n{table}\n')
+    assert main(["--config", str(path), "--check"]) == EXIT_CONFIG
+    message = capsys.readouterr().err
+    assert str(path) in message and key in message
+    path.write_text('[[server]]\nuri = "coap://127.0.0.1"\n\n[transport.sim]\nnodes = 2\n')
+    assert main(["--config", str(path), "--check"]) == 0
+
+
+def test_the_examples_transport_tables_pass_their_transports_checks(tmp_path: Path) -> None:
+    """The commented ``[transport.*]`` tables at the end of the example are what a user
+    uncomments: each must be a table its transport accepts."""
+    lines = EXAMPLE.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# [transport."))
+    tables = "\n".join(line.removeprefix("#").removeprefix(" ") for line in lines[start:])
+    assert {"[transport.sim]", "[transport.ble]", "[transport.802154]"} <= set(tables.split())
+    path = tmp_path / "bridged.toml"
+    path.write_text(f'[[server]]\nuri = "coap://127.0.0.1"\n\n{tables}\n')
+    assert main(["--config", str(path), "--check"]) == 0

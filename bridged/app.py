@@ -793,11 +793,21 @@ class Gateway:
                 "dropped_by_bound": dropped,
                 "unpaired": self.registry.unpaired_readings,
             },
-            "transports": dict(self.transport_state),
+            "transports": self.transports_status(),
             "permit_join": max(self._join_until - time.monotonic(), 0.0),
             "commands": {"pending": len(self.commands.pending())},
             "endpoints": self.endpoint_states(),
         }
+
+    def transports_status(self) -> dict[str, str]:
+        """Each transport's state (up, down, failed: ...), with what its radio is doing when
+        it is up: a transport runs even while its dongle or adapter is missing."""
+        out = {}
+        for name, state in self.transport_state.items():
+            transport = self.transports.get(name)
+            condition = None if transport is None else transport.condition
+            out[name] = f"{state}, {condition}" if state == "up" and condition else state
+        return out
 
     def health(self, max_commit_age: float) -> list[str]:
         """What is wrong, for the watchdog (empty when healthy): the registry's group commit

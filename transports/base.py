@@ -141,6 +141,9 @@ class Transport(abc.ABC):
     def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
         self.config = config
         self.events = events
+        self.condition: str | None = None
+        """What the radio is doing now, for ``bridgectl status`` (``radio down: ...``): a
+        transport that started may still have no dongle or adapter to use."""
 
     @classmethod
     def normalise_address(cls, address: str) -> str:

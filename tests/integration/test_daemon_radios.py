@@ -132,3 +132,26 @@ async def test_pairing_802154_nodes_through_the_daemon(
 def _short_paths(tmp_path: Path) -> None:
     """Unix socket paths are limited to 107 bytes."""
     assert len(str(tmp_path / "run" / "control.sock")) < 100, tmp_path
+
+
+async def test_status_says_what_the_radio_is_doing(tmp_path: Path, server: LwM2MTestServer) -> None:
+    """The transport runs while its dongle is pulled (it reopens it with back-off): status
+    says the radio is down, and up again once the dongle is back."""
+
+    async def radio() -> str:
+        status = await daemon.ctl_json("status")
+        return str(status["transports"]["802154"])
+
+    async def until_radio(prefix: str) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            while not (await radio()).startswith(prefix):
+                await asyncio.sleep(0.2)
+
+    async with World(tmp_path) as world:
+        daemon = await world.start_daemon(server.uri, endpoint=ENDPOINT)
+        await until_radio("up, radio up: ")
+        world.rcp.unplug()
+        await until_radio("up, radio down: ")
+        world.rcp.replug()
+        await until_radio("up, radio up: ")
+        assert await daemon.stop() == 0

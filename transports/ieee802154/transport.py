@@ -201,5 +201,5 @@ class IEEE802154Transport(Transport):
                 log.debug("frame not delivered: %s", status.name)
 
     def _radio_state(self, state: RadioState) -> None:
-        level = logging.INFO if state.up else logging.WARNING
-        log.log(level, "802.15.4 radio %s: %s", "up" if state.up else "down", state.reason)
+        # (the radio logs the change itself)
+        self.condition = f"radio {'up' if state.up else 'down'}: {state.reason}"

@@ -342,7 +342,7 @@ def with_socket(endpoints: list[NodeEndpoint]) -> set[str]:
 def failed(caplog: pytest.LogCaptureFixture) -> set[str]:
     """The endpoints whose socket could not open, from the log."""
     return {
-        r.args[0]  # type: ignore[index]
+        r.getMessage().split()[1]
         for r in caplog.records
         if r.name == EP_LOG and r.msg.startswith("endpoint %s cannot open its socket")
     }

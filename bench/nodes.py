@@ -27,7 +27,8 @@ RSS and CPU are its own.
 
     .venv/bin/python bench/nodes.py [--modes instances,gateway,endpoints]
                                     [--counts 100,1000,5000] [--readings 100000]
-                                    [--rate-nodes 100] [--sections register,readings]
+                                    [--rate-nodes 100,1000,5000]
+                                    [--sections register,readings]
 """
 
 from __future__ import annotations
@@ -383,22 +384,23 @@ def section_register(args: argparse.Namespace) -> None:
 
 def section_readings(args: argparse.Namespace) -> None:
     print("### Readings per second, end to end\n")
-    print(f"{args.readings:,} readings over {args.rate_nodes} nodes, from `NodeRegistry.readings`")
+    print(f"{args.readings:,} readings over N nodes, from `NodeRegistry.readings`")
     print("to the server holding every node's last value; gateway on one core")
     print(f"(goal: ≥ {RATE_GOAL:,.0f} readings/s).\n")
     print(
-        "| mode | readings/s end to end | fed/s | notifications | readings per notification "
-        "| gateway CPU µs/reading | readings per gateway CPU-second |"
+        "| mode | nodes | readings/s end to end | fed/s | notifications "
+        "| readings per notification | gateway CPU µs/reading | readings per gateway CPU-second |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for mode in args.modes:
-        r = run(mode, args.rate_nodes, args.readings)
-        print(
-            f"| {mode} | {r['rate']:,.0f} | {r['fed_rate']:,.0f} | {r['notifications']:,} "
-            f"| {r['readings'] / max(r['notifications'], 1):.1f} "
-            f"| {r['cpu'] / r['readings'] * 1e6:.1f} | {r['readings'] / r['cpu']:,.0f} |",
-            flush=True,
-        )
+        for count in args.rate_nodes:
+            r = run(mode, count, args.readings)
+            print(
+                f"| {mode} | {count:,} | {r['rate']:,.0f} | {r['fed_rate']:,.0f} "
+                f"| {r['notifications']:,} | {r['readings'] / max(r['notifications'], 1):.1f} "
+                f"| {r['cpu'] / r['readings'] * 1e6:.1f} | {r['readings'] / r['cpu']:,.0f} |",
+                flush=True,
+            )
     print()
 
 
@@ -416,7 +418,9 @@ def main() -> None:
         "--counts", default="100,1000,5000", type=lambda s: [int(c) for c in s.split(",")]
     )
     parser.add_argument("--readings", type=int, default=100_000)
-    parser.add_argument("--rate-nodes", type=int, default=100)
+    parser.add_argument(
+        "--rate-nodes", default="100", type=lambda s: [int(c) for c in s.split(",")]
+    )
     parser.add_argument("--sections", default="register,readings", type=lambda s: s.split(","))
     args = parser.parse_args()
     print(f"open files soft limit: {raise_fd_limit()}\n")

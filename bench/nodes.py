@@ -9,7 +9,9 @@ RSS and CPU are its own.
   then the gateway loads them, builds the exposure and registers. ``startup`` is loading and
   exposing, ``register`` from starting the client(s) until the server has accepted every
   registration (one in instances and gateway mode, N in endpoints mode), RSS is the gateway
-  process's after that. Goal: at most 64 MB for 1,000 nodes in instances mode.
+  process's after that; ``failed`` counts the Registers that failed on the way (each retried),
+  ``stop`` is the time to de-register everything. Goal: at most 64 MB for 1,000 nodes in
+  instances mode.
 * **readings**: with ``--rate-nodes`` nodes registered, the server observes every node's
   temperature (instances: /3303/x/5700 from the Register; gateway: it reads /25/x/1 for each
   prefix, as a gateway-aware server does, then observes /devN/3303/0/5700; endpoints:
@@ -25,7 +27,8 @@ RSS and CPU are its own.
 
     .venv/bin/python bench/nodes.py [--modes instances,gateway,endpoints]
                                     [--counts 100,1000,5000] [--readings 100000]
-                                    [--rate-nodes 100] [--sections register,readings]
+                                    [--rate-nodes 100,1000,5000]
+                                    [--sections register,readings]
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ import argparse
 import asyncio
 import json
 import os
+import queue
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path as FilePath
@@ -181,7 +186,7 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
         store.pair(PairedNode(NodeId("sim", f"{i + 1:04d}"), f"node {i + 1}", "sim"))
 
     registered = asyncio.Event()
-    done = 0
+    done = failed = 0
 
     def one_registered() -> None:
         nonlocal done
@@ -190,8 +195,11 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
             registered.set()
 
     def on_event(e: RegistrationEvent) -> None:
+        nonlocal failed
         if e.kind is EventKind.REGISTRATION_COMPLETE:
             one_registered()
+        elif e.kind is EventKind.REGISTRATION_FAILURE:
+            failed += 1
 
     t0 = time.monotonic()
     registry = NodeRegistry(store, SecretStore(state / "secrets.json"), ReadingStore(conn))
@@ -230,7 +238,13 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
         await client.start()
     await registered.wait()
     t2 = time.monotonic()
-    emit(startup=t1 - t0, register=t2 - t1, rss=rss_mb(), instances=len(list(tree.instances())))
+    emit(
+        startup=t1 - t0,
+        register=t2 - t1,
+        rss=rss_mb(),
+        instances=len(list(tree.instances())),
+        failed=failed,
+    )
 
     committer = asyncio.create_task(registry.run())
     loop = asyncio.get_running_loop()
@@ -250,55 +264,80 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
         await loop.run_in_executor(None, sys.stdin.readline)
         emit(cpu_total=time.process_time() - cpu0)
     committer.cancel()
+    t3 = time.monotonic()
     if client is not None:
         await client.stop()
     if endpoints is not None:
         await endpoints.stop()
+    emit(stopped=time.monotonic() - t3)
 
 
 # -- orchestration ------------------------------------------------------------------------------
 
 
-def spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(HERE), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+WAIT = 900.0
+"""The longest the orchestrator waits for one report before giving the run up."""
 
 
-def read_until(proc: subprocess.Popen[str], key: str) -> dict[str, Any]:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        fields: dict[str, Any] = json.loads(line)
-        if key in fields:
-            return fields
-    raise RuntimeError(f"process ended before reporting {key!r} (exit {proc.wait()})")
+class Peer:
+    """A server or gateway process, its reports read as they come: a process whose stdout
+    nobody reads blocks once the pipe is full (the server reports every registration: 5,000
+    of them are about 200 KB, three times a pipe's 64 KB), and a blocked server answers
+    nothing."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.pid = self.proc.pid
+        self._reports: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._reports.put(json.loads(line))
+        self._reports.put(None)
+
+    def read_until(self, key: str) -> dict[str, Any]:
+        while True:
+            try:
+                fields = self._reports.get(timeout=WAIT)
+            except queue.Empty:
+                raise RuntimeError(f"no {key!r} reported within {WAIT:g} s") from None
+            if fields is None:
+                raise RuntimeError(f"ended before reporting {key!r} (exit {self.proc.wait()})")
+            if key in fields:
+                return fields
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
 
 
 def run(mode: str, count: int, readings: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as state:
-        server = spawn("--serve", mode, str(count if readings else 0))
+        server = Peer("--serve", mode, str(count if readings else 0))
         try:
             if os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
                 os.sched_setaffinity(server.pid, {1})
-            port = read_until(server, "port")["port"]
-            gw = spawn(
+            port = server.read_until("port")["port"]
+            gw = Peer(
                 "--gateway", mode, str(count), str(readings), state, f"coap://127.0.0.1:{port}"
             )
             try:
-                result = read_until(gw, "register")
+                result = gw.read_until("register")
                 if readings:
-                    read_until(server, "observing")
-                    assert gw.stdin is not None
-                    gw.stdin.write("go\n")
-                    gw.stdin.flush()
-                    fed = read_until(gw, "fed")
-                    done = read_until(server, "done")
-                    gw.stdin.write("stop\n")
-                    gw.stdin.flush()
-                    cpu = read_until(gw, "cpu_total")["cpu_total"]
+                    server.read_until("observing")
+                    gw.send("go")
+                    fed = gw.read_until("fed")
+                    done = server.read_until("done")
+                    gw.send("stop")
+                    cpu = gw.read_until("cpu_total")["cpu_total"]
                     result.update(
                         rate=fed["readings"] / (done["done"] - fed["start"]),
                         fed_rate=fed["readings"] / (fed["fed"] - fed["start"]),
@@ -307,20 +346,19 @@ def run(mode: str, count: int, readings: int) -> dict[str, Any]:
                         cpu=cpu,
                     )
                 else:
-                    assert gw.stdin is not None
-                    gw.stdin.write("stop\n")
-                    gw.stdin.flush()
-                gw.wait(timeout=600)
+                    gw.send("stop")
+                result.update(stopped=gw.read_until("stopped")["stopped"])
+                gw.proc.wait(timeout=600)
             finally:
-                if gw.poll() is None:
-                    gw.kill()
+                if gw.proc.poll() is None:
+                    gw.proc.kill()
         finally:
-            assert server.stdin is not None
-            server.stdin.close()
+            assert server.proc.stdin is not None
+            server.proc.stdin.close()
             try:
-                server.wait(timeout=60)
+                server.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                server.kill()
+                server.proc.kill()
     return result
 
 
@@ -328,14 +366,17 @@ def section_register(args: argparse.Namespace) -> None:
     print("### Registration and memory\n")
     print(f"RSS of the gateway process after registering (goal: ≤ {RSS_GOAL_MB:g} MB for 1,000")
     print("nodes in instances mode); N simulated nodes, 3 objects each.\n")
-    print("| mode | nodes | instances in the gateway tree | startup s | register s | RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| mode | nodes | instances in the gateway tree | startup s | register s "
+        "| failed Registers | RSS MB | stop s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for mode in args.modes:
         for count in args.counts:
             r = run(mode, count, 0)
             print(
                 f"| {mode} | {count:,} | {r['instances']:,} | {r['startup']:.2f} "
-                f"| {r['register']:.2f} | {r['rss']:.1f} |",
+                f"| {r['register']:.2f} | {r['failed']} | {r['rss']:.1f} | {r['stopped']:.2f} |",
                 flush=True,
             )
     print()
@@ -343,22 +384,23 @@ def section_register(args: argparse.Namespace) -> None:
 
 def section_readings(args: argparse.Namespace) -> None:
     print("### Readings per second, end to end\n")
-    print(f"{args.readings:,} readings over {args.rate_nodes} nodes, from `NodeRegistry.readings`")
+    print(f"{args.readings:,} readings over N nodes, from `NodeRegistry.readings`")
     print("to the server holding every node's last value; gateway on one core")
     print(f"(goal: ≥ {RATE_GOAL:,.0f} readings/s).\n")
     print(
-        "| mode | readings/s end to end | fed/s | notifications | readings per notification "
-        "| gateway CPU µs/reading | readings per gateway CPU-second |"
+        "| mode | nodes | readings/s end to end | fed/s | notifications "
+        "| readings per notification | gateway CPU µs/reading | readings per gateway CPU-second |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for mode in args.modes:
-        r = run(mode, args.rate_nodes, args.readings)
-        print(
-            f"| {mode} | {r['rate']:,.0f} | {r['fed_rate']:,.0f} | {r['notifications']:,} "
-            f"| {r['readings'] / max(r['notifications'], 1):.1f} "
-            f"| {r['cpu'] / r['readings'] * 1e6:.1f} | {r['readings'] / r['cpu']:,.0f} |",
-            flush=True,
-        )
+        for count in args.rate_nodes:
+            r = run(mode, count, args.readings)
+            print(
+                f"| {mode} | {count:,} | {r['rate']:,.0f} | {r['fed_rate']:,.0f} "
+                f"| {r['notifications']:,} | {r['readings'] / max(r['notifications'], 1):.1f} "
+                f"| {r['cpu'] / r['readings'] * 1e6:.1f} | {r['readings'] / r['cpu']:,.0f} |",
+                flush=True,
+            )
     print()
 
 
@@ -376,7 +418,9 @@ def main() -> None:
         "--counts", default="100,1000,5000", type=lambda s: [int(c) for c in s.split(",")]
     )
     parser.add_argument("--readings", type=int, default=100_000)
-    parser.add_argument("--rate-nodes", type=int, default=100)
+    parser.add_argument(
+        "--rate-nodes", default="100", type=lambda s: [int(c) for c in s.split(",")]
+    )
     parser.add_argument("--sections", default="register,readings", type=lambda s: s.split(","))
     args = parser.parse_args()
     print(f"open files soft limit: {raise_fd_limit()}\n")

@@ -336,17 +336,22 @@ class ServerSession:
         observe list`` shows, like the Zephyr shell's)."""
         return self.observations.paths()
 
-    async def close(self) -> None:
-        """De-register and close the socket."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        await self.observations.close()
-        await self.registrar.deregister()
-        await self.endpoint.shutdown()
+    async def close(self, *, deregister: bool = True) -> None:
+        """De-register (unless told not to: a shutdown that cannot wait for the server) and
+        close the socket. The socket is closed even when the close is cancelled while the
+        De-register waits for its answer, so that bounding a shutdown leaks nothing."""
+        try:
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._tasks.clear()
+            await self.observations.close()
+            if deregister:
+                await self.registrar.deregister()
+        finally:
+            await self.endpoint.shutdown()
 
     # -- queue mode --------------------------------------------------------------------------
 
@@ -579,9 +584,9 @@ class LwM2MClient:
         )
         self._task = asyncio.create_task(self._lifecycle(), name=f"lwm2m-{self.endpoint}")
 
-    async def stop(self) -> None:
+    async def stop(self, *, deregister: bool = True) -> None:
         """De-register from every server (at once, so a silent one delays no other) and close
-        the sockets."""
+        the sockets; with ``deregister=False`` only close them."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -590,7 +595,7 @@ class LwM2MClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._close_sessions()
+        await self._close_sessions(deregister=deregister)
 
     def _accounts(self) -> list[ServerAccount]:
         """The LwM2M Server accounts in the tree that this client can register with."""
@@ -653,9 +658,9 @@ class LwM2MClient:
         for session in self.sessions:
             session.start()
 
-    async def _close_sessions(self) -> None:
+    async def _close_sessions(self, *, deregister: bool = True) -> None:
         sessions, self.sessions = self.sessions, []
-        await asyncio.gather(*(s.close() for s in sessions))
+        await asyncio.gather(*(s.close(deregister=deregister) for s in sessions))
         if self.access is not None:
             self.access.close()
             self.access = None

@@ -1,7 +1,7 @@
 """The engine's CoAP contexts: aiocoap with bounded memory and paced Message IDs.
 
 Every aiocoap context the engine makes comes from here (:func:`create_context` for plain UDP,
-:func:`append_transport` for the DTLS transport), so that two aiocoap 0.4.17 hazards are dealt
+:func:`append_transport` for the DTLS transport), so that aiocoap 0.4.17's hazards are dealt
 with in one place, whatever code sends through the context:
 
 * **Memory under load.** aiocoap remembers every request it received for EXCHANGE_LIFETIME
@@ -20,6 +20,13 @@ with in one place, whatever code sends through the context:
   server has a confirmable notification (``_add_exchange`` and ``_remove_exchange`` are wrapped
   for it).
 
+Another hazard is in how aiocoap opens its UDP socket: it sets ``SO_REUSEPORT`` on every
+server socket, and Linux then hands a socket bound to port 0 an ephemeral port that another
+``SO_REUSEPORT`` socket of the same user already holds (5,000 such binds: about 800 share a
+port). Two endpoints on one port receive each other's datagrams, and a server's port can be
+taken over by a client. So a context bound to port 0 gets a socket of its own without it
+(:func:`unshared_socket`); a fixed port is bound as aiocoap binds it.
+
 These live in :class:`BoundedMessageManager`, a subclass of aiocoap's ``MessageManager`` that
 replaces its deduplication methods (``_deduplicate_message``, ``_store_response_for_duplicates``)
 and wraps ``_send_initially``, the one place where a message is sent for the first time. Those
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -43,6 +51,7 @@ from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.types import ACK, CON, NON, RST
 from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.udp6 import MessageInterfaceUDP6
+from aiocoap.util.asyncio.getaddrinfo_addrconfig import getaddrinfo_routechecked
 
 from .dedup import DEFAULT_CAPACITY, DEFAULT_CON_WINDOW, DEFAULT_NON_WINDOW, DedupCache
 from .pacing import EXCHANGE_LIFETIME, MESSAGE_IDS, NON_LIFETIME, PacerTable
@@ -287,18 +296,51 @@ async def create_context(
     """A CoAP-over-UDP context serving ``site`` on ``bind``, with the engine's bounds.
 
     Only the UDP transport is opened: aiocoap's default set would also listen for TCP and
-    WebSocket on the CoAP ports, which a gateway must not expose.
+    WebSocket on the CoAP ports, which a gateway must not expose. Port 0 gets a port no other
+    socket shares (see the module docstring).
     """
     loop = asyncio.get_running_loop()
     context = aiocoap.Context(loop=loop, serversite=site, loggername=loggername)
-    await append_transport(
-        context,
-        lambda mman: MessageInterfaceUDP6.create_server_transport_endpoint(
-            mman, log=context.log, loop=loop, bind=bind, multicast=[]
-        ),
-        limits,
-    )
+
+    async def udp(mman: BoundedMessageManager) -> MessageInterfaceUDP6:
+        if bind[1] != 0:
+            return await MessageInterfaceUDP6.create_server_transport_endpoint(
+                mman, log=context.log, loop=loop, bind=bind, multicast=[]
+            )
+        sock = await unshared_socket(bind[0])
+        try:
+            return await MessageInterfaceUDP6._create_transport_endpoint(
+                sock, mman, context.log, loop
+            )
+        except BaseException:
+            sock.close()
+            raise
+
+    await append_transport(context, udp, limits)
     return context
+
+
+async def unshared_socket(host: str) -> socket.socket:
+    """A UDP socket (IPv6, IPv4-mapped too) bound to ``host`` on an ephemeral port that no
+    other socket holds: aiocoap's own binding minus ``SO_REUSEPORT``.
+
+    ``host`` is resolved as aiocoap resolves a bind address; a name that does not resolve
+    raises aiocoap's ``ResolutionError`` as aiocoap does, and running out of file descriptors
+    or ports raises the ``OSError``.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        address = await anext(getaddrinfo_routechecked(loop, log, host, 0))
+    except (socket.gaierror, StopAsyncIteration) as e:
+        raise aiocoap.error.ResolutionError(f"No local bindable address found for {host}") from e
+    sock = socket.socket(family=socket.AF_INET6, type=socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def send_delay(context: aiocoap.Context) -> Callable[[Any], float] | None:

@@ -25,20 +25,35 @@ gateway's server configuration.
 Many nodes must not become a thundering herd after a reboot: endpoints are brought up one at a
 time every ``interval`` seconds, and at most ``concurrency`` are between opening their socket
 and their first registration outcome (registered or failed) at any time, each for at most
-``settle`` seconds. An endpoint that fails (its socket cannot open, its server refuses it) is
-logged and holds up no other; its registrar keeps retrying with the back-off of /1/x/17-20.
+``settle`` seconds. So a server gets at most ``1 / interval`` Registers a second, and fewer
+when it answers slowly: its answers free the slots. A Register that fails (no answer after
+its retransmissions, a refusal) holds up no other endpoint; its registrar retries it with the
+back-off of /1/x/17-20, and since first attempts were paced, so are the retries.
+
+An endpoint whose socket cannot open (out of file descriptors: each endpoint holds one, so
+5,000 nodes need a limit well above the usual 1,024; out of ports; a bind address that does not
+resolve yet) is logged with the reason and brought up again later, with the same back-off
+(``start_retry``, by default the first server's /1/x/17-20), holding up no other.
+
+``stop`` de-registers ``concurrency`` endpoints at a time but waits at most ``stop_timeout``
+seconds in all: a server that stopped answering must not hold a shutdown for
+``request_timeout`` per endpoint. What is not de-registered by then is closed without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import resource
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+import aiocoap
+
 from bridged.engine.client import LwM2MClient, ServerConfig
-from bridged.engine.registration import EventKind, RegistrationEvent
+from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
 from bridged.objects.definitions import Registry
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -57,6 +72,10 @@ DEFAULT_CONCURRENCY = 32
 DEFAULT_INTERVAL = 0.005
 """Seconds between two endpoints brought up: 5,000 nodes take 25 s, far below a lifetime."""
 DEFAULT_SETTLE = 30.0
+DEFAULT_STOP_TIMEOUT = 30.0
+"""Seconds ``stop`` waits for De-registers: a third of systemd's default stop timeout."""
+SPARE_FILES = 64
+"""Open files the daemon needs besides one socket per endpoint (store, transports, control)."""
 
 MakeClient = Callable[["NodeEndpoint", Sequence[ServerConfig], tuple[str, int]], LwM2MClient]
 """Builds the client of one endpoint, bound to the given address, reporting its registration
@@ -93,6 +112,7 @@ class NodeEndpoint:
         self.mirror = NodeMirror(self.tree)
         self.mirror.sync(node)
         self.client: LwM2MClient | None = None
+        self.failed_starts = 0
         self.removed = False
         self.registered = False
         self.settled = asyncio.Event()
@@ -130,6 +150,8 @@ class EndpointsExposure:
         settle: float = DEFAULT_SETTLE,
         on_event: Callable[[NodeEndpoint, RegistrationEvent], None] = lambda ep, e: None,
         make_client: MakeClient | None = None,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        start_retry: RetryPolicy | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -142,6 +164,8 @@ class EndpointsExposure:
         self.settle = settle
         self.on_event = on_event
         self.make_client = make_client or self._default_client
+        self.stop_timeout = stop_timeout
+        self.start_retry = start_retry or (self.servers[0].retry if self.servers else RetryPolicy())
         self.endpoints: dict[NodeId, NodeEndpoint] = {}
         self._pending: asyncio.Queue[NodeEndpoint] = asyncio.Queue()
         self._slots = asyncio.Semaphore(concurrency)
@@ -156,11 +180,25 @@ class EndpointsExposure:
     async def start(self) -> None:
         """Start bringing the endpoints up; returns at once."""
         if self._runner is None:
+            self._check_file_limit()
             self._runner = asyncio.create_task(self._run(), name="lwm2m-endpoints")
+
+    def _check_file_limit(self) -> None:
+        """Say at start, not 1,000 nodes later, that the open-files limit is too low."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        needed = len(self.endpoints) + SPARE_FILES
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            log.warning(
+                "%d endpoints need %d open files or more, but the limit is %d: raise it "
+                "(LimitNOFILE= in the systemd unit)",
+                len(self.endpoints),
+                needed,
+                soft,
+            )
 
     async def stop(self) -> None:
         """Stop bringing endpoints up, then de-register all of them, ``concurrency`` at a
-        time."""
+        time, for at most ``stop_timeout`` seconds; close the rest without De-register."""
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -176,8 +214,24 @@ class EndpointsExposure:
             async with slots:
                 await self._take_down(ep)
 
-        await asyncio.gather(*(down(ep) for ep in self.endpoints.values()))
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Endpoints of unpaired nodes may still be de-registering: the same deadline.
+        downs = [asyncio.create_task(down(ep)) for ep in self.endpoints.values()]
+        downs += self._tasks
+        if not downs:
+            return
+        _, late = await asyncio.wait(downs, timeout=self.stop_timeout)
+        if late:
+            log.warning(
+                "%d endpoints not de-registered within %g s: closing them without",
+                len(late),
+                self.stop_timeout,
+            )
+            for task in late:
+                task.cancel()  # a De-register cut short still closes its socket
+            await asyncio.gather(*late, return_exceptions=True)
+            await asyncio.gather(
+                *(self._take_down(ep, deregister=False) for ep in self.endpoints.values())
+            )
 
     async def _run(self) -> None:
         while True:
@@ -199,12 +253,16 @@ class EndpointsExposure:
             async with ep.lock:
                 if ep.removed:
                     return
-                client = self.make_client(ep, self.servers, (self.host, 0))
                 try:
+                    client = self.make_client(ep, self.servers, (self.host, 0))
                     await client.start()
-                except (OSError, ValueError) as e:
+                except ValueError as e:  # the configuration: trying again cannot help
                     log.error("endpoint %s cannot start: %s", ep.name, e)
                     return
+                except (OSError, aiocoap.error.ResolutionError) as e:
+                    self._start_failed(ep, e)
+                    return
+                ep.failed_starts = 0
                 ep.client = client
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settle):
@@ -212,11 +270,41 @@ class EndpointsExposure:
         finally:
             self._slots.release()
 
-    async def _take_down(self, ep: NodeEndpoint) -> None:
+    def _start_failed(self, ep: NodeEndpoint, error: Exception) -> None:
+        """Log why ``ep`` has no socket and bring it up again after the back-off."""
+        delays = self.start_retry.delays()
+        ep.failed_starts += 1
+        if ep.failed_starts <= len(delays):
+            delay = delays[ep.failed_starts - 1]
+        else:
+            delay = self.start_retry.sequence_delay
+        hint = ""
+        if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            hint = f" (open-files limit {soft}, one socket per endpoint: raise LimitNOFILE=)"
+        log.error(
+            "endpoint %s cannot open its socket: %s%s; trying again in %g s",
+            ep.name,
+            error,
+            hint,
+            delay,
+        )
+        self._spawn(self._again(ep, delay), f"endpoint-up-later {ep.name}")
+
+    async def _again(self, ep: NodeEndpoint, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if not ep.removed:
+            self._pending.put_nowait(ep)
+
+    async def _take_down(self, ep: NodeEndpoint, *, deregister: bool = True) -> None:
+        """Close ``ep``'s client (after its De-register, unless ``deregister`` is False).
+
+        The client is forgotten only once closed: a De-register cut short by ``stop``'s
+        deadline leaves it for the closing without De-register that follows."""
         async with ep.lock:
-            client, ep.client = ep.client, None
-            if client is not None:
-                await client.stop()
+            if ep.client is not None:
+                await ep.client.stop(deregister=deregister)
+                ep.client = None
 
     @staticmethod
     def _default_client(

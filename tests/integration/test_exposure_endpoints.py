@@ -4,11 +4,14 @@ with the simulated transport, real SQLite in tmp_path and the in-repo LwM2M serv
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 
+import aiocoap
 import pytest
 from aiocoap.numbers.codes import Code
 from clients import FAST_RETRY
@@ -50,13 +53,19 @@ class Setup:
         return node
 
 
-def setup(state: FsPath, server_uri: str, nodes: int = 3, **kwargs: object) -> Setup:
+def setup(
+    state: FsPath,
+    server_uri: str,
+    nodes: int = 3,
+    request_timeout: float = 5.0,
+    **kwargs: object,
+) -> Setup:
     conn = connect(state / "state.db")
     registry = NodeRegistry(NodeStore(conn), SecretStore(state / "s.json"), ReadingStore(conn))
     exposure = EndpointsExposure(
         builtin_registry(),
         GATEWAY,
-        ServerConfig(server_uri, request_timeout=5.0, retry=FAST_RETRY),
+        ServerConfig(server_uri, request_timeout=request_timeout, retry=FAST_RETRY),
         host="127.0.0.1",
         **kwargs,  # type: ignore[arg-type]
     )
@@ -234,3 +243,154 @@ async def test_endpoint_names_are_the_same_after_a_restart(
         assert await registered(server, 2) == before
     finally:
         await second.exposure.stop()
+
+
+# -- many endpoints ------------------------------------------------------------------------------
+
+
+def pair_all(s: Setup, count: int | None = None) -> list[str]:
+    """Pair the first ``count`` simulated nodes (all by default); their endpoint names."""
+    nodes = list(s.sim.nodes.values())[:count]
+    for node in nodes:
+        s.registry.pair(PairedNode(node.id, f"n{node.index}", "sim"))
+    return [endpoint_name(GATEWAY, n.id) for n in nodes]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def open_files() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+async def test_registers_lost_on_the_way_do_not_hold_up_the_others_and_all_register(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    # The server loses the first transmission of the Register of every third endpoint, as an
+    # overloaded server or a lossy link does: CoAP's retransmission (2-3 s later) must get it
+    # through while the other endpoints keep coming up.
+    transmissions: dict[str, int] = {}
+    lost: set[str] = set()
+
+    def lossy(message: aiocoap.Message) -> bool:
+        if message.code != Code.POST or list(message.opt.uri_path) != ["rd"]:
+            return False
+        ep = dict(q.partition("=")[::2] for q in message.opt.uri_query)["ep"]
+        if int(ep.rsplit(":", 1)[1]) % 3:
+            return False
+        transmissions[ep] = transmissions.get(ep, 0) + 1
+        if transmissions[ep] == 1:
+            lost.add(ep)
+            return True
+        return False
+
+    server.drop = lossy
+    s = setup(tmp_path, server.uri, nodes=90, request_timeout=30.0, concurrency=16, interval=0.001)
+    names = pair_all(s)
+    await s.exposure.start()
+    try:
+        await until(lambda: set(server.clients) == set(names))
+        assert len(lost) == 30
+        assert all(ep.registered for ep in s.exposure.endpoints.values())
+    finally:
+        await s.exposure.stop()
+    assert {e.endpoint for e in server.history if e.kind == "deregister"} == set(names)
+
+
+async def test_out_of_file_descriptors_fails_only_the_endpoints_without_a_socket(
+    tmp_path: FsPath, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = setup(tmp_path, server.uri, nodes=20, concurrency=20, interval=0.0)
+    names = pair_all(s)
+    endpoints = list(s.exposure.endpoints.values())
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held = open_files()
+    room = 5  # descriptors free below the limit: about five endpoints get a socket
+    limit = 0
+    while limit - len({fd for fd in held if fd < limit}) < room:
+        limit += 1
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        await s.exposure.start()
+        # Every endpoint either has its socket or has said why it has none.
+        await until(lambda: with_socket(endpoints) | failed(caplog) == set(names))
+        up = with_socket(endpoints)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        down = failed(caplog)
+        assert 0 < len(up) <= room + 1 and down and not up & down
+        messages = [r.getMessage() for r in caplog.records if r.name == EP_LOG]
+        assert messages[0].startswith("20 endpoints need 84 open files or more, but the limit")
+        assert all("Too many open files" in m and "LimitNOFILE" in m for m in messages[1:])
+        # Nothing crashed: with descriptors to spare again, the others come up and all register.
+        await until(lambda: set(server.clients) == set(names))
+    finally:
+        await s.exposure.stop()
+
+
+EP_LOG = "bridged.exposure.endpoints"
+
+
+def with_socket(endpoints: list[NodeEndpoint]) -> set[str]:
+    return {ep.name for ep in endpoints if ep.client is not None}
+
+
+def failed(caplog: pytest.LogCaptureFixture) -> set[str]:
+    """The endpoints whose socket could not open, from the log."""
+    return {
+        r.getMessage().split()[1]
+        for r in caplog.records
+        if r.name == EP_LOG and r.msg.startswith("endpoint %s cannot open its socket")
+    }
+
+
+async def test_pairing_and_unpairing_while_the_others_come_up(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    s = setup(tmp_path, server.uri, nodes=42, concurrency=2, interval=0.005)
+    names = pair_all(s, 38)
+    await s.exposure.start()
+    try:
+        await until(lambda: len(server.clients) >= 5)
+        up_already = next(iter(server.clients))
+        early = s.node(1)  # up by now (brought up in pairing order)
+        late = s.node(30)  # not brought up yet
+        assert endpoint_name(GATEWAY, early.id) in server.clients
+        assert endpoint_name(GATEWAY, late.id) not in server.clients
+        s.registry.unpair(early.id)
+        s.registry.unpair(late.id)
+        s.pair(38, "new 1")
+        s.pair(39, "new 2")
+        s.registry.unpair(s.node(20).id)  # unpaired and paired again before its turn
+        s.pair(20, "again")
+        gone = {endpoint_name(GATEWAY, n.id) for n in (early, late)}
+        expected = (set(names) - gone) | {endpoint_name(GATEWAY, s.node(i).id) for i in (38, 39)}
+        await until(lambda: set(server.clients) == expected)
+        assert up_already in server.clients or up_already in gone
+        history = [(e.kind, e.endpoint) for e in server.history]
+        assert ("deregister", endpoint_name(GATEWAY, early.id)) in history
+        assert ("register", endpoint_name(GATEWAY, late.id)) not in history
+        assert set(s.exposure.endpoints) == {NodeId("sim", n.split(":")[-1]) for n in expected}
+    finally:
+        await s.exposure.stop()
+
+
+async def test_stop_is_bounded_when_the_server_no_longer_answers(
+    tmp_path: FsPath, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = setup(tmp_path, server.uri, nodes=60, request_timeout=60.0, interval=0.0, stop_timeout=0.5)
+    names = pair_all(s)
+    before = open_files()
+    await s.exposure.start()
+    await until(lambda: set(server.clients) == set(names))
+    await until(lambda: all(ep.settled.is_set() for ep in s.exposure.endpoints.values()))
+    server.drop = lambda message: message.code == Code.DELETE
+    async with asyncio.timeout(TIMEOUT):  # far below 60 endpoints times request_timeout
+        await s.exposure.stop()
+    assert all(ep.client is None for ep in s.exposure.endpoints.values())
+    assert open_files() <= before  # every endpoint's socket closed
+    assert "60 endpoints not de-registered within 0.5 s" in caplog.text

@@ -3,7 +3,8 @@
 It does what the independent peers cannot script: it records every registration interface
 message (Register, Update, De-register, Send) as an event, refuses LwM2M versions on demand,
 hands out multi-segment Location-Paths, and sends device-management requests to a registered
-client from its own address and port, as a real server does.
+client from its own address and port, as a real server does. ``drop`` loses chosen datagrams
+before aiocoap sees them, as a lossy network or an overloaded server would.
 
 Send (``POST /dp``) is answered as a LwM2M 1.1 server does: 4.04 from a client it does not know
 (which must register again), 4.15 for anything but SenML CBOR, 4.00 for a payload that
@@ -18,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiocoap
 import cbor2
@@ -159,6 +161,8 @@ class LwM2MTestServer:
         self.events: asyncio.Queue[ServerEvent] = asyncio.Queue()
         self.history: list[ServerEvent] = []  # every event in order, for ordering checks
         self.send_code: Code | None = None  # answer every Send with this code instead
+        # every datagram received is offered to ``drop`` first: True loses it unanswered
+        self.drop: Callable[[aiocoap.Message], bool] | None = None
         self.context: aiocoap.Context | None = None
         self._ids = itertools.count(1)
 
@@ -179,11 +183,31 @@ class LwM2MTestServer:
         )
         if self.port == 0:
             self.port = self._bound_port()
+        self._filter_received()
 
     def _bound_port(self) -> int:
         assert self.context is not None
         udp = self.context.request_interfaces[0].token_interface.message_interface
         return int(udp.transport.get_extra_info("socket").getsockname()[1])
+
+    def _filter_received(self) -> None:
+        """Offer every datagram to ``drop`` before aiocoap parses it (aiocoap's transport looks
+        ``datagram_msg_received`` up on its protocol for every datagram)."""
+        assert self.context is not None
+        udp = self.context.request_interfaces[0].token_interface.message_interface
+        receive = udp.datagram_msg_received
+
+        def received(data: bytes, ancdata: Any, flags: int, address: Any) -> None:
+            if self.drop is not None:
+                try:
+                    message = aiocoap.Message.decode(data)
+                except aiocoap.error.UnparsableMessage:
+                    message = None
+                if message is not None and self.drop(message):
+                    return
+            receive(data, ancdata, flags, address)
+
+        udp.datagram_msg_received = received
 
     async def stop(self) -> None:
         if self.context is not None:

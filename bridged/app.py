@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridged.commands import Command, CommandQueue
-from bridged.delivery import Delivery
+from bridged.delivery import Delivery, Route
 from bridged.engine.access import BOOTSTRAP_ONLY
 from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
@@ -91,8 +91,8 @@ a restart, thousands of endpoints register within seconds)."""
 HISTORY_LIMIT = 1000
 """How many ended commands ``commands_history`` looks through for one node's."""
 OBSERVED = "observed"
-"""The reading store's consumer in the endpoints mode, where readings travel as
-notifications of the node endpoints, never from the store."""
+"""The reading store's consumer earlier versions kept in the endpoints mode and moved past
+every reading: removed, so that it holds no reading back."""
 
 
 class OperationFailed(Exception):
@@ -441,21 +441,18 @@ class Gateway:
                 else self._operations(exposure),
                 devices=exposure if isinstance(exposure, GatewayExposure) else None,
             )
-            # Node readings go upstream by Send from the gateway's endpoint; in the endpoints
-            # mode they reach a server through each node endpoint's observations instead, so
-            # nothing waits in the store for a server (nor for a cursor another mode left).
-            self.delivery: Delivery | None = None
-            if isinstance(exposure, EndpointsExposure):
-                for name in self.readings.consumers():
-                    if name != OBSERVED:
-                        self.readings.remove_consumer(name)
-                self.readings.add_consumer(OBSERVED)
-                self.registry.on_commit(lambda count: self.readings.skip(OBSERVED))
-            else:
-                self.delivery = Delivery(
-                    self.client, self.readings, exposure.gateway_path, config.delivery.config
-                )
-                self.registry.on_commit(self.delivery.notify)
+            # Node readings go upstream from the store, by Send or as notifications, through
+            # the gateway's endpoint or, in the endpoints mode, through each node's own.
+            if OBSERVED in self.readings.consumers():
+                self.readings.remove_consumer(OBSERVED)
+            self.delivery = Delivery(
+                self.client,
+                self.readings,
+                None if isinstance(exposure, EndpointsExposure) else exposure.gateway_path,
+                config.delivery.config,
+                route=self._endpoint_route if isinstance(exposure, EndpointsExposure) else None,
+            )
+            self.registry.on_commit(self.delivery.notify)
         except BaseException:
             self.db.close()
             raise
@@ -484,6 +481,13 @@ class Gateway:
         return LwM2MClient(
             ep.tree, ep.name, servers, bind=bind, on_event=ep.event, nodes=self._operations(ep)
         )
+
+    def _endpoint_route(self, node: NodeId) -> Route | None:
+        """In the endpoints mode, a node's readings go through its own endpoint's client, at
+        their node-local paths; None once it is unpaired."""
+        exposure = self.exposure
+        ep = exposure.endpoint(node) if isinstance(exposure, EndpointsExposure) else None
+        return None if ep is None else Route(ep.client, ep.endpoint_path)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -601,15 +605,13 @@ class Gateway:
         await self.client.start()
         if isinstance(self.exposure, EndpointsExposure):
             await self.exposure.start()
-        if self.delivery is not None:
-            await self.delivery.start()
+        await self.delivery.start()
         self.client_running = True
 
     async def _stop_lwm2m(self) -> None:
         """Stop delivery, then de-register the node endpoints and the gateway's."""
         self.client_running = False
-        if self.delivery is not None:
-            await self.delivery.stop()
+        await self.delivery.stop()
         if isinstance(self.exposure, EndpointsExposure):
             await self.exposure.stop()
             self._endpoints_stopped = True
@@ -734,7 +736,7 @@ class Gateway:
 
     def _delivery(self, short_server_id: int) -> dict[str, Any] | None:
         """The readings waiting for a server, and what delivery did for it since start."""
-        if self.delivery is None or short_server_id not in self.delivery.servers:
+        if short_server_id not in self.delivery.servers:
             return None
         stats = self.delivery.stats(short_server_id)
         return {

@@ -58,13 +58,28 @@ continues by Send from the same cursor, and one that mutes it continues by notif
 Readings of a node that is no longer exposed (unpaired since) or that no Send or notification
 may carry (a value the resource's definition refuses) are skipped and counted, so one bad
 reading never blocks the others.
+
+**Where a reading goes** is the exposure mode's to say, through a ``Router``: the client whose
+session of each server carries a node's readings, and the node-local path's counterpart there.
+In the instances and gateway modes every node goes through the gateway's one client, at the
+gateway path of its instance (``gateway_path``). In the endpoints mode each node has a client
+of its own (its endpoint, with the same servers and Short Server IDs) and its readings keep
+their node-local paths there. Delivery stays the one place that decides, with one cursor per
+server whatever the mode: a batch is split by session, each session gets its part in one
+message (Send, or series notifications, as that session's server can take), the parts go
+concurrently, and the cursor moves past the batch only when every part was acknowledged (a
+part that fails makes the whole batch go again: at least once, in order per node). A batch
+stops before the first reading of a node whose session is not registered (yet, e.g. an
+endpoint still coming up after a restart), and delivery waits when that is the first reading.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -76,6 +91,7 @@ from bridged.engine.series import leading_fit
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import ROOT, Path
+from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.store.nodes import NodeId
 from bridged.store.readings import ReadingStore, StoredReading
@@ -85,6 +101,25 @@ log = logging.getLogger(__name__)
 GatewayPath = Callable[[NodeId, Path], Path | None]
 """The exposure mode's mapping of a node-local path to the gateway's (``gateway_path``), None
 when the node's instance is not exposed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one node's readings go: the sessions of ``client`` (None: the node's client is not
+    up yet, delivery waits for it), at ``path(local)`` (None: that instance is not exposed)."""
+
+    client: LwM2MClient | None
+    path: Callable[[Path], Path | None]
+
+
+Router = Callable[[NodeId], Route | None]
+"""The exposure mode's route of a node's readings, None for a node that is not exposed (its
+readings are skipped and counted)."""
+
+
+def gateway_router(client: LwM2MClient, gateway_path: GatewayPath) -> Router:
+    """The route of the modes that expose every node through the gateway's own ``client``."""
+    return lambda node: Route(client, functools.partial(gateway_path, node))
 
 
 def consumer_name(short_server_id: int) -> str:
@@ -143,12 +178,41 @@ def may_skip_unobserved(now: float, settled: float, heard: float, grace: float) 
     return grace == 0 or (now - settled >= grace and heard >= settled)
 
 
-class _Notified(Enum):
-    """What became of a batch given to a server without Send as notifications."""
+class _Outcome(Enum):
+    """What became of one session's part of a batch."""
 
-    DELIVERED = "delivered"  # acknowledged (or skipped): the cursor moved
-    NOT_OBSERVED_YET = "not-observed-yet"  # some paths are not observed yet: wait for it
-    FAILED = "failed"  # a notification was not acknowledged: retry after a back-off
+    DELIVERED = "delivered"  # acknowledged (or, for a server without Send, skipped)
+    WAIT = "wait"  # not registered, or some paths are not observed yet: wait for it
+    FAILED = "failed"  # not acknowledged: retry after a back-off
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """What became of one session's part: its outcome, and of its readings how many went and
+    how many no observation could carry (a server without Send)."""
+
+    outcome: _Outcome
+    delivered: int = 0
+    unobserved: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    """A session's ``settled`` time (module docstring), and the Location of the registration
+    it is from."""
+
+    registration: object
+    at: float
+
+
+@dataclass
+class _Batch:
+    """One round of a server: each session's records, in store order; the seq the cursor moves
+    to once all are acknowledged; how many readings of that run are skipped."""
+
+    parts: dict[ServerSession, list[Record]]
+    last: int
+    skipped: int
 
 
 @dataclass
@@ -156,25 +220,33 @@ class _Server:
     short_server_id: int
     stats: DeliveryStats = field(default_factory=DeliveryStats)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    registration: object = None  # the Location of the registration ``settled`` is from
-    settled: float = 0.0
+    settled: weakref.WeakKeyDictionary[ServerSession, _Settled] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
 
 class Delivery:
-    """Delivers ``readings`` to every server of ``client``; ``gateway_path`` maps node-local
-    paths to the gateway's. ``start``/``stop`` run it; ``notify`` (hook it to
-    ``NodeRegistry.on_commit``) says new readings are in the store."""
+    """Delivers ``readings`` to every server of ``client``. Each node's readings go where
+    ``route`` says (see the module docstring); without it, through ``client`` at the paths
+    ``gateway_path`` maps node-local paths to. ``start``/``stop`` run it; ``notify`` (hook it
+    to ``NodeRegistry.on_commit``) says new readings are in the store."""
 
     def __init__(
         self,
         client: LwM2MClient,
         readings: ReadingStore,
-        gateway_path: GatewayPath,
+        gateway_path: GatewayPath | None,
         config: DeliveryConfig | None = None,
+        *,
+        route: Router | None = None,
     ) -> None:
+        if route is None:
+            if gateway_path is None:
+                raise ValueError("delivery needs a gateway_path or a route")
+            route = gateway_router(client, gateway_path)
         self.client = client
         self.readings = readings
-        self.gateway_path = gateway_path
+        self.route = route
         self.config = config or DeliveryConfig()
         self.servers = {s.short_server_id: _Server(s.short_server_id) for s in client.servers}
         for ssid in self.servers:
@@ -217,77 +289,89 @@ class Delivery:
         config = self.config
         backoff = config.retry
         while True:
-            batch = self.readings.pending(consumer, config.max_records)
-            if not batch:
+            pending = self.readings.pending(consumer, config.max_records)
+            if not pending:
                 await self._wait(server, config.poll)
                 continue
-            if len(batch) < config.max_records and config.linger:
+            if len(pending) < config.max_records and config.linger:
                 await asyncio.sleep(config.linger)
-                batch = self.readings.pending(consumer, config.max_records)
-            session = self._session(server.short_server_id)
-            if session is None or not session.registered:
+                pending = self.readings.pending(consumer, config.max_records)
+            batch = self._batch(server, pending)
+            if batch is None:
                 await self._wait(server, config.poll)
                 continue
             self._report_drops()
-            records, last = self._records(session, batch, server.stats)
-            if not records:
-                self.readings.ack(consumer, last)
-                continue
-            try:
-                outcome = await session.send(records)
-            except (SendUnsupported, SendMuted):
-                result = await self._notify(server, session, records, last)
-                if result is _Notified.DELIVERED:
-                    backoff = config.retry
-                elif result is _Notified.NOT_OBSERVED_YET:
-                    await self._wait(server, config.poll)
-                else:
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, config.max_retry)
-                continue
-            except SendNotRegistered:
-                await self._wait(server, config.poll)
-                continue
-            if outcome.delivered:
-                self.readings.ack(consumer, last)
-                server.stats.delivered += len(records)
-                server.stats.sends += 1
+            parts = await self._deliver_all(server, batch)
+            outcomes = {p.outcome for p in parts}
+            if outcomes <= {_Outcome.DELIVERED}:
+                self.readings.ack(consumer, batch.last)
+                unobserved = sum(p.unobserved for p in parts)
+                server.stats.delivered += sum(p.delivered for p in parts)
+                server.stats.skipped += batch.skipped + unobserved
+                server.stats.unobserved += unobserved
                 backoff = config.retry
-                continue
-            server.stats.failed_sends += 1
-            server.stats.last_error = f"{outcome.status.value} {outcome.detail}".strip()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, config.max_retry)
+            elif _Outcome.FAILED in outcomes:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, config.max_retry)
+            else:
+                await self._wait(server, config.poll)
+
+    async def _deliver_all(self, server: _Server, batch: _Batch) -> Sequence[_Part]:
+        """Every session's part of ``batch``, concurrently (the single part of the modes with
+        one client is awaited as it is, with no task)."""
+        if len(batch.parts) == 1:
+            ((session, records),) = batch.parts.items()
+            return [await self._deliver(server, session, records)]
+        return await asyncio.gather(
+            *(self._deliver(server, session, records) for session, records in batch.parts.items())
+        )
+
+    async def _deliver(
+        self, server: _Server, session: ServerSession, records: list[Record]
+    ) -> _Part:
+        """One session's part of a batch: by Send, or as notifications if it cannot take
+        Send."""
+        stats = server.stats
+        try:
+            outcome = await session.send(records)
+        except (SendUnsupported, SendMuted):
+            return await self._notify(server, session, records)
+        except SendNotRegistered:
+            return _Part(_Outcome.WAIT)
+        if outcome.delivered:
+            stats.sends += 1
+            return _Part(_Outcome.DELIVERED, delivered=len(records))
+        stats.failed_sends += 1
+        stats.last_error = f"{outcome.status.value} {outcome.detail}".strip()
+        return _Part(_Outcome.FAILED)
 
     async def _notify(
-        self, server: _Server, session: ServerSession, records: list[Record], last: int
-    ) -> _Notified:
-        """Deliver ``records`` (up to seq ``last``) as series notifications."""
+        self, server: _Server, session: ServerSession, records: list[Record]
+    ) -> _Part:
+        """Deliver ``records`` as series notifications of ``session``'s observations."""
         config, stats = self.config, server.stats
         observations = session.observations
         now = observations.now()
-        if session.registrar.location != server.registration:
+        settled = server.settled.get(session)
+        if settled is None or session.registrar.location != settled.registration:
             # Its answer was heard: that is when the registration began, or close after.
-            server.registration, server.settled = session.registrar.location, observations.heard_at
-        settled = max(server.settled, observations.lost_at or server.settled)
-        skip = may_skip_unobserved(now, settled, observations.heard_at, config.observe_grace)
+            settled = _Settled(session.registrar.location, observations.heard_at)
+            server.settled[session] = settled
+        since = max(settled.at, observations.lost_at or settled.at)
+        skip = may_skip_unobserved(now, since, observations.heard_at, config.observe_grace)
         if not skip and not all(observations.observes_with_time(r.path) for r in records):
-            return _Notified.NOT_OBSERVED_YET
+            return _Part(_Outcome.WAIT)
         outcome = await observations.notify_series(records, max_bytes=config.notification_bytes)
         stats.notifications += outcome.notifications
         if not outcome.acknowledged:
             stats.failed_notifications += 1
             stats.last_error = outcome.detail
-            server.settled = observations.now()
+            server.settled[session] = _Settled(settled.registration, observations.now())
             log.info(
                 "server %s: series notification not acknowledged: %s", session.name, outcome.detail
             )
-            return _Notified.FAILED
-        self.readings.ack(consumer_name(server.short_server_id), last)
+            return _Part(_Outcome.FAILED)
         unobserved = len(outcome.uncovered)
-        stats.delivered += len(records) - unobserved
-        stats.skipped += unobserved
-        stats.unobserved += unobserved
         if unobserved:
             log.info(
                 "server %s: %d readings skipped: it has no Send and observes none of their paths"
@@ -296,52 +380,83 @@ class Delivery:
                 unobserved,
                 records[outcome.uncovered[0]].path,
             )
-        return _Notified.DELIVERED
+        return _Part(_Outcome.DELIVERED, delivered=len(records) - unobserved, unobserved=unobserved)
 
-    def _records(
-        self, session: ServerSession, batch: Sequence[StoredReading], stats: DeliveryStats
-    ) -> tuple[list[Record], int]:
-        """The records of the longest leading run of ``batch`` that fits one Send, and the seq
-        to acknowledge once it is delivered (which covers the readings skipped in that run)."""
-        tree = session.tree
-        entries: list[tuple[int, Record | None]] = []
-        for stored in batch:
+    def _batch(self, server: _Server, pending: Sequence[StoredReading]) -> _Batch | None:
+        """The longest leading run of ``pending`` that goes in one message per session, or None
+        when the first reading's session is not registered (yet).
+
+        The run stops before the first reading of a node whose session is not registered, and
+        before the first reading that would overflow its session's message; readings that are
+        skipped (not exposed, refused) ride along, so the cursor passes them too."""
+        routes: dict[NodeId, tuple[ServerSession, Callable[[Path], Path | None]] | None] = {}
+        seqs: list[int] = []
+        parts: dict[ServerSession, list[tuple[int, Record]]] = {}
+        for stored in pending:
             r = stored.reading
-            target = self.gateway_path(r.node, r.path)
-            record = None if target is None else Record(target, r.value, r.time)
+            if r.node not in routes:
+                route = self.route(r.node)
+                if route is None:
+                    routes[r.node] = None
+                else:
+                    found = self._session(route, server.short_server_id)
+                    if found is None:
+                        break  # not registered: the run ends here
+                    routes[r.node] = (found, route.path)
+            index = len(seqs)
+            seqs.append(stored.seq)
+            target = routes[r.node]
             try:
-                if record is None:
+                if target is None:
+                    raise LwM2MError(f"node {r.node} is not exposed")
+                session, path = target
+                local = path(r.path)
+                if local is None:
                     raise LwM2MError(f"{r.path} of node {r.node} is not exposed")
-                check_records([record], tree)
+                record = Record(local, r.value, r.time)
+                check_records([record], session.tree)
             except LwM2MError as e:
-                stats.skipped += 1
-                if (r.node, r.path) not in self._skipping:
-                    # Once per node and path: a node's /3 values in the instances mode, say,
-                    # are skipped at every report, and a retried batch is skipped again.
-                    self._skipping.add((r.node, r.path))
-                    log.warning(
-                        "readings of node %s at %s are skipped (counted, logged once): %s",
-                        r.node,
-                        r.path,
-                        e,
-                        extra={"NODE": str(r.node), "PATH": str(r.path)},
-                    )
-                record = None
-            entries.append((stored.seq, record))
+                self._skip(r.node, r.path, e)
+                continue
+            parts.setdefault(session, []).append((index, record))
+        if not seqs:
+            return None
+        cut = len(seqs)
         codec = codec_for(ContentFormat.SENML_CBOR)
+        for session, part in parts.items():
 
-        def size(run: Sequence[tuple[int, Record | None]]) -> int:
-            kept = [r for _, r in run if r is not None]
-            return len(codec.encode(kept, ROOT, tree.registry)) if len(kept) > 1 else 0
+            def size(run: Sequence[tuple[int, Record]], tree: ObjectTree = session.tree) -> int:
+                return len(codec.encode([r for _, r in run], ROOT, tree.registry))
 
-        count = leading_fit(entries, size, self.config.max_bytes)
-        return [r for _, r in entries[:count] if r is not None], entries[count - 1][0]
+            fit = leading_fit(part, size, self.config.max_bytes)
+            if fit < len(part):
+                cut = min(cut, part[fit][0])
+        kept = {s: [r for i, r in part if i < cut] for s, part in parts.items()}
+        kept = {s: records for s, records in kept.items() if records}
+        return _Batch(kept, seqs[cut - 1], cut - sum(len(records) for records in kept.values()))
 
-    def _session(self, short_server_id: int) -> ServerSession | None:
-        for session in self.client.sessions:
+    @staticmethod
+    def _session(route: Route, short_server_id: int) -> ServerSession | None:
+        """The registered session of ``route``'s client with this server, if any."""
+        if route.client is None:
+            return None
+        for session in route.client.sessions:
             if session.short_server_id == short_server_id:
-                return session
+                return session if session.registered else None
         return None
+
+    def _skip(self, node: NodeId, path: Path, why: object) -> None:
+        """Log a skipped reading once per node and path: a node's /3 values in the instances
+        mode, say, are skipped at every report, and a retried batch is skipped again."""
+        if (node, path) not in self._skipping:
+            self._skipping.add((node, path))
+            log.warning(
+                "readings of node %s at %s are skipped (counted, logged once): %s",
+                node,
+                path,
+                why,
+                extra={"NODE": str(node), "PATH": str(path)},
+            )
 
     async def _wait(self, server: _Server, timeout: float) -> None:
         server.wakeup.clear()

@@ -55,7 +55,7 @@ import aiocoap
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
 from bridged.objects.definitions import Registry
-from bridged.objects.paths import Path
+from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value
 from bridged.registry import LiveNode
@@ -132,6 +132,14 @@ class NodeEndpoint:
         if not path.ids or path.ids[0] not in {oid for oid, _ in self.mirror.instances}:
             return None
         return self.node, path
+
+    def endpoint_path(self, local: Path) -> Path | None:
+        """The path of a node-local path at this endpoint: the same path, when the endpoint
+        shows the node's instance (as ``mirror.apply`` does); None otherwise."""
+        if local.level < Level.INSTANCE:
+            return None
+        shown = (local.ids[0], local.ids[1])
+        return local if shown in self.mirror.created or shown in self.mirror.adopted else None
 
 
 class EndpointsExposure:

@@ -11,7 +11,7 @@ Then what the daemon wires around the nodes: a server's write to a sleepy node w
 desired-state queue (``bridgectl commands``) until the node wakes, a refused write to an awake
 node is the node's code at the server, readings that arrive while the server is down reach it
 by Send with their original times once it is back, and the endpoints mode gives every paired
-node an endpoint of its own.
+node an endpoint of its own, through which its readings are sent.
 """
 
 from __future__ import annotations
@@ -473,6 +473,16 @@ async def test_readings_of_an_outage_are_sent_with_their_times(tmp_path: Path) -
             assert delivery["delivered"] >= len(expected) and delivery["failed_sends"] >= 1
 
 
+def sends_of(server: LwM2MTestServer, endpoint: str) -> list[SenMLRecord]:
+    """The records of the Sends of ``endpoint`` the server took (2.04), in order."""
+    return [
+        r
+        for e in server.history
+        if e.kind == "send" and e.code == Code.CHANGED and e.endpoint == endpoint
+        for r in e.records
+    ]
+
+
 async def until_sync(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
     async with asyncio.timeout(timeout):
         while not condition():
@@ -505,11 +515,20 @@ async def test_endpoints_mode(tmp_path: Path, server: LwM2MTestServer) -> None:
         assert switched.code == Code.CHANGED
         read = await server.request(f"{ENDPOINT}:sim:0001", Code.GET, "/3311/0/5850")
         assert read.payload == b"1"
-        # Readings travel as the endpoints' notifications: none wait in the store.
-        status = await d.ctl_json("status")
-        assert isinstance(status, dict)
-        assert (status["readings"]["stored"], status["readings"]["dropped"]) == (0, 0)
-        assert status["servers"][0]["delivery"] is None
+        # Readings go from the store by Send, each through its node's endpoint, at the node's
+        # own paths; status shows the backlog as in the other modes.
+        await until_sync(
+            lambda: {"/3303/0/5700"} <= {r.name for r in sends_of(server, f"{ENDPOINT}:sim:0001")}
+        )
+        assert not sends_of(server, ENDPOINT), "nothing goes through the gateway's endpoint"
+
+        async def delivering() -> bool:
+            status = await d.ctl_json("status")
+            assert isinstance(status, dict)
+            delivery = status["servers"][0]["delivery"]
+            return bool(delivery["delivered"] and delivery["sends"]) and "backlog" in delivery
+
+        await until(delivering)
 
         await d.call("unpair", node="sim:0001")
         gone = await server.next_event("deregister")

@@ -171,18 +171,6 @@ class ReadingStore:
         self._prune_delivered()
         self._conn.execute("COMMIT")
 
-    def skip(self, consumer: str) -> None:
-        """``consumer`` needs none of the readings stored so far (they reached it another way):
-        its cursor moves to the end."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        self._conn.execute(
-            "UPDATE cursors SET seq = max(seq, (SELECT coalesce(max(seq), 0) FROM readings)) "
-            "WHERE consumer = ?",
-            (consumer,),
-        )
-        self._prune_delivered()
-        self._conn.execute("COMMIT")
-
     def expire(self) -> int:
         """Drop readings older than the age bound (call now and then); returns how many."""
         self._conn.execute("BEGIN IMMEDIATE")

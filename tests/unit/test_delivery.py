@@ -76,7 +76,12 @@ def test_random_bursts_arrive_complete_and_in_order(
     tree = ObjectTree(builtin_registry())
     session = Session(tree, random.Random(seed + 1), fail_rate)
     config = DeliveryConfig(
-        max_records=max_records, max_bytes=max_bytes, linger=0, retry=0.001, poll=0.001
+        max_records=max_records,
+        max_bytes=max_bytes,
+        linger=0,
+        retry=0.001,
+        max_retry=0.004,
+        poll=0.001,
     )
     delivery = Delivery(Client([session]), store, gateway_path, config)  # type: ignore[arg-type]
     stored: list[Reading] = []

@@ -326,7 +326,7 @@ def test_a_server_without_send_gets_what_it_observes_in_order_and_the_rest_is_co
     observed = SeriesObservations(Path.parse("/3303"), random.Random(seed + 1), fail_rate)
     session = Session(ObjectTree(builtin_registry()), observed)
     config = DeliveryConfig(
-        max_records=max_records, linger=0, retry=0.001, poll=0.001, observe_grace=0
+        max_records=max_records, linger=0, retry=0.001, max_retry=0.004, poll=0.001, observe_grace=0
     )
     delivery = Delivery(Client([session]), store, gateway_path, config)  # type: ignore[arg-type]
     stored: list[Reading] = []

@@ -105,7 +105,12 @@ def test_each_node_gets_its_readings_in_order_and_the_cursor_reaches_the_end(
 ) -> None:
     rng = random.Random(seed)
     config = DeliveryConfig(
-        max_records=max_records, max_bytes=max_bytes, linger=0, retry=0.001, poll=0.001
+        max_records=max_records,
+        max_bytes=max_bytes,
+        linger=0,
+        retry=0.001,
+        max_retry=0.004,
+        poll=0.001,
     )
     store, sessions, delivery, _ = setup(fail_rate, seed, config)
     stored: list[Reading] = []

@@ -74,16 +74,6 @@ def test_waiting_counts_what_a_consumer_has_not_acknowledged(store: ReadingStore
     assert store.waiting("unknown") == 0
 
 
-def test_skip_passes_everything_stored_so_far(store: ReadingStore) -> None:
-    store.add_consumer("a")
-    store.skip("a")  # nothing stored yet
-    store.append(readings(4))
-    store.skip("a")
-    assert store.waiting("a") == 0 and len(store) == 0
-    store.append(readings(2))
-    assert store.waiting("a") == 2
-
-
 def test_without_consumers_readings_are_kept(store: ReadingStore) -> None:
     store.append(readings(4))
     assert len(store) == 4

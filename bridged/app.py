@@ -56,7 +56,7 @@ from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import ObjLnk, Record, Value, from_text, to_text
 from bridged.operations import NodeOperations
-from bridged.registry import LiveNode, NodeRegistry, RegistryListener
+from bridged.registry import LiveNode, NodeRegistry
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
@@ -313,26 +313,6 @@ def build_exposure(
     raise ConfigError(config.path, "gateway.exposure", f"unknown exposure mode {mode!r}")
 
 
-class _Relay:
-    """The registry's listener that passes everything on to the endpoints exposure running
-    now: ``bridgectl stop`` ends one, ``start`` builds the next over the same nodes."""
-
-    def __init__(self, target: RegistryListener) -> None:
-        self.target = target
-
-    def node_added(self, node: LiveNode) -> None:
-        self.target.node_added(node)
-
-    def node_removed(self, node: NodeId) -> None:
-        self.target.node_removed(node)
-
-    def node_objects(self, node: LiveNode) -> None:
-        self.target.node_objects(node)
-
-    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
-        self.target.node_readings(node, records)
-
-
 def build_transport(
     config: Config, section: TransportSection, events: TransportEvents
 ) -> Transport:
@@ -400,7 +380,6 @@ class Gateway:
         self._registry_task: asyncio.Task[None] | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self._status_later: asyncio.TimerHandle | None = None
-        self._endpoints_stopped = False
         state_dir = config.gateway.state_dir
         make_state_dir(state_dir)
         self.db = connect(state_dir / DATABASE)
@@ -418,9 +397,14 @@ class Gateway:
             )
             self.commands.listen(self._on_command)
             self.tree = build_tree(config, facts or read_machine_facts(), on_reboot)
-            self.exposure = self._build_exposure()
-            self._relay = _Relay(self.exposure)
-            self.registry.listen(self._relay)
+            self.exposure = build_exposure(
+                config,
+                self.tree,
+                self.nodes,
+                endpoint_client=self._endpoint_client,
+                on_endpoint_event=self._on_endpoint_event,
+            )
+            self.registry.listen(self.exposure)
             self.registry.listen(_Publisher(self.events, self._changed))
             self.transports = {
                 s.name: build_transport(config, s, self.registry) for s in config.transports
@@ -462,15 +446,6 @@ class Gateway:
     ) -> NodeOperations:
         return NodeOperations(
             self.registry, router, self.commands, timeout=self.config.nodes.timeout
-        )
-
-    def _build_exposure(self) -> Exposure:
-        return build_exposure(
-            self.config,
-            self.tree,
-            self.nodes,
-            endpoint_client=self._endpoint_client,
-            on_endpoint_event=self._on_endpoint_event,
         )
 
     def _endpoint_client(
@@ -595,13 +570,6 @@ class Gateway:
 
     async def _start_lwm2m(self) -> None:
         """Register the gateway's endpoint, bring up the node endpoints, start delivery."""
-        if isinstance(self.exposure, EndpointsExposure) and self._endpoints_stopped:
-            # A stopped exposure does not start again: the next one takes over the nodes.
-            self.exposure = self._build_exposure()
-            self._relay.target = self.exposure
-            for node in self.registry.live.values():
-                self.exposure.node_added(node)
-            self._endpoints_stopped = False
         await self.client.start()
         if isinstance(self.exposure, EndpointsExposure):
             await self.exposure.start()
@@ -614,7 +582,6 @@ class Gateway:
         await self.delivery.stop()
         if isinstance(self.exposure, EndpointsExposure):
             await self.exposure.stop()
-            self._endpoints_stopped = True
         await self.client.stop()
 
     async def _start_transport(self, transport: Transport) -> None:

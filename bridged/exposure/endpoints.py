@@ -186,9 +186,13 @@ class EndpointsExposure:
     # -- running -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start bringing the endpoints up; returns at once."""
+        """Start bringing the endpoints up; returns at once. After ``stop`` it brings them up
+        again (``bridgectl stop`` / ``start``)."""
         if self._runner is None:
             self._check_file_limit()
+            for ep in self.endpoints.values():
+                if ep.client is None:
+                    self._pending.put_nowait(ep)  # a second entry for one is passed over
             self._runner = asyncio.create_task(self._run(), name="lwm2m-endpoints")
 
     def _check_file_limit(self) -> None:
@@ -259,8 +263,9 @@ class EndpointsExposure:
         """Open the endpoint's socket and register; hold a slot until the first outcome."""
         try:
             async with ep.lock:
-                if ep.removed:
+                if ep.removed or ep.client is not None:
                     return
+                ep.settled.clear()
                 try:
                     client = self.make_client(ep, self.servers, (self.host, 0))
                     await client.start()

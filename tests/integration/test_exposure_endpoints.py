@@ -394,3 +394,23 @@ async def test_stop_is_bounded_when_the_server_no_longer_answers(
     assert all(ep.client is None for ep in s.exposure.endpoints.values())
     assert open_files() <= before  # every endpoint's socket closed
     assert "60 endpoints not de-registered within 0.5 s" in caplog.text
+
+
+async def test_stop_then_start_brings_every_endpoint_up_again(
+    gw: Setup, server: LwM2MTestServer
+) -> None:
+    """``bridgectl stop`` / ``start``: the same exposure de-registers its endpoints, then
+    registers them again, with a node paired in between."""
+    first = gw.pair(0, "kitchen")
+    assert await registered(server, 1) == {endpoint_name(GATEWAY, first.id)}
+    await gw.exposure.stop()
+    assert (await server.next_event("deregister")).endpoint == endpoint_name(GATEWAY, first.id)
+    second = gw.pair(1, "hall")
+    await gw.exposure.start()
+    names = {endpoint_name(GATEWAY, n.id) for n in (first, second)}
+    assert await registered(server, 2) == names
+    for node in (first, second):
+        ep = gw.exposure.endpoint(node.id)
+        assert ep is not None
+        await settled(ep)
+        assert ep.registered

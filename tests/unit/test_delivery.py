@@ -11,6 +11,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from delivery_feed import feed, quick_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -75,35 +76,19 @@ def test_random_bursts_arrive_complete_and_in_order(
     store = ReadingStore(connect(":memory:"))
     tree = ObjectTree(builtin_registry())
     session = Session(tree, random.Random(seed + 1), fail_rate)
-    config = DeliveryConfig(
-        max_records=max_records,
-        max_bytes=max_bytes,
-        linger=0,
-        retry=0.001,
-        max_retry=0.004,
-        poll=0.001,
-    )
+    config = quick_config(max_records=max_records, max_bytes=max_bytes)
     delivery = Delivery(Client([session]), store, gateway_path, config)  # type: ignore[arg-type]
-    stored: list[Reading] = []
+    t = time.time()
 
-    async def run() -> None:
-        await delivery.start()
-        t = time.time()
-        for size in bursts:
-            burst = []
-            for _ in range(size):
-                t += rng.choice([0.0, 0.001, 1.0])
-                burst.append(Reading(rng.choice(NODES), rng.choice(LOCAL), rng.random(), t))
-            store.append(burst)
-            stored.extend(burst)
-            delivery.notify()
-            await asyncio.sleep(0)
-        async with asyncio.timeout(30):
-            while len(session.received) < len(stored):
-                await asyncio.sleep(0.001)
-        await delivery.stop()
+    def burst(size: int) -> list[Reading]:
+        nonlocal t
+        out = []
+        for _ in range(size):
+            t += rng.choice([0.0, 0.001, 1.0])
+            out.append(Reading(rng.choice(NODES), rng.choice(LOCAL), rng.random(), t))
+        return out
 
-    asyncio.run(run())
+    stored = feed(delivery, store, bursts, burst)
     expected = [Record(gateway_path(r.node, r.path), r.value, r.time) for r in stored]
     assert session.received == expected
     assert not store.pending(consumer_name(1))

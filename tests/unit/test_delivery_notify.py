@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 import aiocoap
 import pytest
 from aiocoap.numbers.codes import Code
+from delivery_feed import feed, quick_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridged.delivery import Delivery, DeliveryConfig, consumer_name, may_skip_unobserved
+from bridged.delivery import Delivery, DeliveryConfig, may_skip_unobserved
 from bridged.engine.client import ServerConfig
 from bridged.engine.dm import DeviceManagement
 from bridged.engine.observe import Observations
@@ -325,30 +326,21 @@ def test_a_server_without_send_gets_what_it_observes_in_order_and_the_rest_is_co
     store = ReadingStore(connect(":memory:"))
     observed = SeriesObservations(Path.parse("/3303"), random.Random(seed + 1), fail_rate)
     session = Session(ObjectTree(builtin_registry()), observed)
-    config = DeliveryConfig(
-        max_records=max_records, linger=0, retry=0.001, max_retry=0.004, poll=0.001, observe_grace=0
-    )
+    config = quick_config(max_records=max_records, observe_grace=0)
     delivery = Delivery(Client([session]), store, gateway_path, config)  # type: ignore[arg-type]
-    stored: list[Reading] = []
+    t = time.time()
+    count = 0
 
-    async def run() -> None:
-        await delivery.start()
-        t = time.time()
-        for size in sizes:
-            burst = [
-                Reading(rng.choice(NODES), rng.choice(LOCAL), rng.random(), t + len(stored) + i)
-                for i in range(size)
-            ]
-            store.append(burst)
-            stored.extend(burst)
-            delivery.notify()
-            await asyncio.sleep(0)
-        async with asyncio.timeout(30):
-            while store.pending(consumer_name(1)):
-                await asyncio.sleep(0.001)
-        await delivery.stop()
+    def burst(size: int) -> list[Reading]:
+        nonlocal count
+        out = [
+            Reading(rng.choice(NODES), rng.choice(LOCAL), rng.random(), t + count + i)
+            for i in range(size)
+        ]
+        count += size
+        return out
 
-    asyncio.run(run())
+    stored = feed(delivery, store, sizes, burst)
     records = [Record(gateway_path(r.node, r.path), r.value, r.time) for r in stored]
     temperatures = [r for r in records if r.path.ids[0] == 3303]
     # At least once, in order: without the repeats a retried batch brings, exactly the series.

@@ -14,6 +14,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from delivery_feed import feed, quick_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -104,35 +105,19 @@ def test_each_node_gets_its_readings_in_order_and_the_cursor_reaches_the_end(
     bursts: list[int], max_records: int, max_bytes: int, fail_rate: float, seed: int
 ) -> None:
     rng = random.Random(seed)
-    config = DeliveryConfig(
-        max_records=max_records,
-        max_bytes=max_bytes,
-        linger=0,
-        retry=0.001,
-        max_retry=0.004,
-        poll=0.001,
-    )
+    config = quick_config(max_records=max_records, max_bytes=max_bytes)
     store, sessions, delivery, _ = setup(fail_rate, seed, config)
-    stored: list[Reading] = []
+    t = time.time()
 
-    async def run() -> None:
-        await delivery.start()
-        t = time.time()
-        for size in bursts:
-            burst = []
-            for _ in range(size):
-                t += rng.choice([0.001, 1.0])
-                burst.append(Reading(rng.choice(NODES), rng.choice(LOCAL), rng.random(), t))
-            store.append(burst)
-            stored.extend(burst)
-            delivery.notify()
-            await asyncio.sleep(0)
-        async with asyncio.timeout(30):
-            while store.pending(consumer_name(1)):
-                await asyncio.sleep(0.001)
-        await delivery.stop()
+    def burst(size: int) -> list[Reading]:
+        nonlocal t
+        out = []
+        for _ in range(size):
+            t += rng.choice([0.001, 1.0])
+            out.append(Reading(rng.choice(NODES), rng.choice(LOCAL), rng.random(), t))
+        return out
 
-    asyncio.run(run())
+    stored = feed(delivery, store, bursts, burst)
     for node, session in sessions.items():
         expected = [Record(r.path, r.value, r.time) for r in stored if r.node == node]
         if fail_rate == 0:

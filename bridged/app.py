@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -44,6 +45,7 @@ from bridged.engine.access import BOOTSTRAP_ONLY
 from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
+from bridged.engine.nodes import NodePaths
 from bridged.engine.registration import RegistrationEvent
 from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
@@ -422,7 +424,7 @@ class Gateway:
                 # In the endpoints mode the gateway's own endpoint has no node in its tree.
                 nodes=None
                 if isinstance(exposure, EndpointsExposure)
-                else self._operations(exposure),
+                else self._operations(exposure.paths),
                 devices=exposure if isinstance(exposure, GatewayExposure) else None,
             )
             # Node readings go upstream from the store, by Send or as notifications, through
@@ -432,7 +434,7 @@ class Gateway:
             self.delivery = Delivery(
                 self.client,
                 self.readings,
-                None if isinstance(exposure, EndpointsExposure) else exposure.gateway_path,
+                exposure.paths.upstream,
                 config.delivery.config,
                 route=self._endpoint_route if isinstance(exposure, EndpointsExposure) else None,
             )
@@ -441,11 +443,9 @@ class Gateway:
             self.db.close()
             raise
 
-    def _operations(
-        self, router: InstancesExposure | GatewayExposure | NodeEndpoint
-    ) -> NodeOperations:
+    def _operations(self, paths: NodePaths) -> NodeOperations:
         return NodeOperations(
-            self.registry, router, self.commands, timeout=self.config.nodes.timeout
+            self.registry, paths, self.commands, timeout=self.config.nodes.timeout
         )
 
     def _endpoint_client(
@@ -454,7 +454,12 @@ class Gateway:
         """A node endpoint's client: its server requests for the node's objects reach the node
         (and its command queue) like the gateway's do."""
         return LwM2MClient(
-            ep.tree, ep.name, servers, bind=bind, on_event=ep.event, nodes=self._operations(ep)
+            ep.tree,
+            ep.name,
+            servers,
+            bind=bind,
+            on_event=ep.event,
+            nodes=self._operations(ep.paths),
         )
 
     def _endpoint_route(self, node: NodeId) -> Route | None:
@@ -462,7 +467,7 @@ class Gateway:
         their node-local paths; None once it is unpaired."""
         exposure = self.exposure
         ep = exposure.endpoint(node) if isinstance(exposure, EndpointsExposure) else None
-        return None if ep is None else Route(ep.client, ep.endpoint_path)
+        return None if ep is None else Route(ep.client, functools.partial(ep.paths.upstream, node))
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -813,11 +818,8 @@ class Gateway:
         out["secrets"] = sorted(self.secrets.get(node_id))  # names only, never the keys
         exposed = []
         for path, record in sorted(live.values.items(), key=lambda kv: kv[0].sort_key()):
-            upstream = None
-            if isinstance(self.exposure, InstancesExposure):
-                gw = self.exposure.gateway_path(node_id, path)
-                upstream = None if gw is None else str(gw)
-            exposed.append({**json_record(record), "upstream": upstream})
+            upstream = self.exposure.paths.upstream(node_id, path)
+            exposed.append({**json_record(record), "upstream": upstream and str(upstream)})
         out["values"] = exposed
         return out
 

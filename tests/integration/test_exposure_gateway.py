@@ -286,6 +286,6 @@ def test_node_device_values_land_on_its_own_device_object(gw: Setup) -> None:
     assert tree is not None
     assert tree.get(Path((3, 0, 9), prefix)) == 87
     assert tree.get(Path((3, 0, 0), prefix)) == "Xiaomi"
-    assert gw.exposure.node_path(Path((3, 0, 9), prefix)) == (node, Path((3, 0, 9)))
-    assert gw.exposure.node_path(Path((3, 0, 9))) is None
-    assert gw.exposure.node_path(Path((3342, 0), prefix)) is None
+    assert gw.exposure.paths.local(Path((3, 0, 9), prefix)) == (node, Path((3, 0, 9)))
+    assert gw.exposure.paths.local(Path((3, 0, 9))) is None
+    assert gw.exposure.paths.local(Path((3342, 0), prefix)) is None

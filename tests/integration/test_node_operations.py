@@ -85,7 +85,7 @@ async def test_failed_writes_answer_the_nodes_code(server: LwM2MTestServer, gw: 
     node = await gw.air.add(1, "kitchen")
     with pytest.raises(LwM2MError) as direct:  # what the node itself answers
         await gw.air.transport.write(node, COLOUR, [Record(COLOUR, "red")])
-    colour = str(gw.exposure.gateway_path(node, COLOUR))
+    colour = str(gw.exposure.paths.upstream(node, COLOUR))
     refused = await server.request(EP, Code.PUT, colour, b"red", content_format=0)
     assert refused.code == direct.value.code
     assert not refused.code.is_successful()

@@ -17,7 +17,9 @@ POST /bs                Bootstrap-Finish: 2.04 when the configuration is consist
 
 The codes are those the 1.1 Core lists per operation: a Bootstrap-Write fails with 4.00 or 4.15
 only, a Bootstrap-Delete with 4.00, a Bootstrap-Read with 4.00, 4.01, 4.04 or 4.06, a Finish with
-4.00 or 4.06. Anything that is not a Bootstrap operation is 4.05.
+4.00 or 4.06. Anything that is not a Bootstrap operation is 4.05; so is a Bootstrap-Write or
+Delete of /25, the gateway's view of its end devices, or of an end device's prefixed path:
+a Bootstrap-Server configures the gateway, never its nodes (pairing does).
 
 Bootstrap-Delete of ``/`` removes the servers' configuration (the objects in ``provisioned``:
 Security except the Bootstrap-Server account, Server, Access Control, OSCORE, and /23), not the
@@ -51,7 +53,7 @@ from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
 
-from .dm import Reply
+from .dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT, Reply, changes_end_devices
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +320,11 @@ class BootstrapInterface:
                 return self.finish()
             path = Path.from_segments(segments)
             if path.prefix is not None:
-                raise BadRequest("bootstrap information never holds an end device's objects")
+                raise MethodNotAllowed("bootstrap information never holds an end device's objects")
+            if path.object_id == GATEWAY_OBJECT and changes_end_devices(
+                method, payload, content_format
+            ):
+                raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
             return self._dispatch(method, path, payload, content_format, accept)
         except LwM2MError as e:
             log.info("bootstrap %s %s: %s %s", method, "/".join(segments), e.code_text, e)

@@ -78,6 +78,11 @@ MAX_PAYLOAD = 64 * 1024
 size before they reach us, and a server's writes to a gateway (values, composite writes of
 many nodes) stay far below this, so a larger body is a mistake or an attack."""
 
+GATEWAY_OBJECT = 25
+"""The LwM2M Gateway object (Gateway TS 1.1): the gateway's view of its end devices, which
+pairing and unpairing change. Servers read it; a Create, Write or Delete in it is 4.05 from any
+server, the Bootstrap-Server included (a deleted /25 instance would hide a paired node)."""
+
 NUMERIC_TYPES = frozenset({"Integer", "Unsigned Integer", "Float"})
 """Resource types that gt, lt and st apply to."""
 
@@ -110,6 +115,17 @@ def check_critical_options(numbers: Iterable[int]) -> None:
     for number in numbers:
         if OptionNumber(number).is_critical() and not hasattr(OptionNumber(number), "name"):
             raise BadOption(f"critical option {number} is not understood")
+
+
+END_DEVICES_READ_ONLY = "the end devices change by pairing and unpairing nodes, not here"
+
+
+def changes_end_devices(method: int, payload: bytes, content_format: int | None) -> bool:
+    """Whether a request to /25 would change it: a Create, Write or Delete (Write-Attributes,
+    a PUT without payload, only sets how it is observed)."""
+    if method == Code.PUT:
+        return bool(payload) or content_format is not None
+    return method in (Code.POST, Code.DELETE)
 
 
 def parse_execute_arguments(text: str) -> dict[int, str | None]:
@@ -230,6 +246,10 @@ class DeviceManagement:
             raise MethodNotAllowed("this operation needs an object path")
         if path.object_id in BOOTSTRAP_ONLY:
             raise Unauthorized(f"{path} is only for the bootstrap server")
+        if path.object_id == GATEWAY_OBJECT and changes_end_devices(
+            method, payload, content_format
+        ):
+            raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
         if method == Code.GET:
             if accept == ContentFormat.LINK_FORMAT:
                 return self.discover(path)

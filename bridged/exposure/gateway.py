@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from bridged.engine.dm import GATEWAY_OBJECT
 from bridged.objects.linkformat import format_links, object_links
 from bridged.objects.paths import Path
 from bridged.objects.tree import Listener, ObjectTree
@@ -41,7 +42,6 @@ from .mirror import NodeMirror
 
 log = logging.getLogger(__name__)
 
-GATEWAY_OBJECT = 25
 DEVICE_ID, PREFIX, DEVICE_OBJECTS = 0, 1, 3
 """/25 resources (Gateway TS 1.1, object version 2.0)."""
 

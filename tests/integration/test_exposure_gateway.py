@@ -19,6 +19,7 @@ import pytest
 from aiocoap.numbers.codes import Code
 from clients import FAST_RETRY, gateway_tree
 
+from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import RegistrationEvent
 from bridged.exposure.gateway import GatewayExposure
@@ -32,6 +33,7 @@ from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
 from bridged.transports.simulated import SimulatedNode, SimulatedTransport
+from peers.bootstrap_server import BootstrapTestServer
 from peers.gateway import registration_complete
 from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
 
@@ -289,3 +291,57 @@ def test_node_device_values_land_on_its_own_device_object(gw: Setup) -> None:
     assert gw.exposure.paths.local(Path((3, 0, 9), prefix)) == (node, Path((3, 0, 9)))
     assert gw.exposure.paths.local(Path((3, 0, 9))) is None
     assert gw.exposure.paths.local(Path((3342, 0), prefix)) is None
+
+
+async def test_25_is_not_created_written_or_deleted_by_a_server(
+    gw: Setup, client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    node = gw.pair(0, "kitchen")
+    await server.next_event("update")
+    body = cbor2.dumps([{0: "/25/0/1", 3: "mine"}])
+    for code, path, payload in [
+        (Code.POST, "/25", b""),
+        (Code.PUT, "/25/0", body),
+        (Code.POST, "/25/0", body),
+        (Code.DELETE, "/25/0", b""),
+    ]:
+        format_ = ContentFormat.SENML_CBOR if payload else None
+        answer = await server.request(ENDPOINT, code, path, payload, content_format=format_)
+        assert answer.code == Code.METHOD_NOT_ALLOWED, (code, path)
+    read = await server.request(ENDPOINT, Code.GET, "/25", accept=ContentFormat.SENML_CBOR)
+    assert {r.name: r.value for r in decode_senml_cbor(read.payload)} == {
+        "/25/0/0": str(node.id),
+        "/25/0/1": "dev0",
+        "/25/0/3": "</3303>;ver=1.1,</3303/0>,</3304>;ver=1.1,</3304/0>,</3311/0>",
+    }
+
+
+async def test_a_bootstrap_server_changes_neither_25_nor_end_devices(gw: Setup) -> None:
+    node = gw.pair(0, "kitchen")
+    async with BootstrapTestServer() as bs:
+        client = LwM2MClient(
+            gw.tree,
+            ENDPOINT,
+            None,
+            bind=("127.0.0.1", 0),
+            bootstrap=BootstrapConfig(uri=bs.uri, request_timeout=3.0, retry=FAST_RETRY),
+            devices=gw.exposure,
+        )
+        await client.start()
+        try:
+            request = await bs.next_request()
+            entry = b'[{"bn":"/25/0/","n":"1","vs":"mine"}]'
+            assert (await bs.write(request, "/25/0", entry)).code == Code.METHOD_NOT_ALLOWED
+            assert (await bs.write(request, "/25", entry)).code == Code.METHOD_NOT_ALLOWED
+            assert (await bs.delete(request, "/25/0")).code == Code.METHOD_NOT_ALLOWED
+            assert (await bs.delete(request, "/25")).code == Code.METHOD_NOT_ALLOWED
+            theirs = b'[{"bn":"/dev0/3311/0/","n":"5850","vb":true}]'
+            assert (await bs.write(request, "/dev0/3311/0", theirs)).code == (
+                Code.METHOD_NOT_ALLOWED
+            )
+            assert (await bs.delete(request, "/dev0/3311/0")).code == Code.METHOD_NOT_ALLOWED
+            links = (await bs.discover(request)).payload.decode()
+            assert "</25/0>" in links.split(","), "the paired node is still an end device"
+            assert gw.tree.get(Path((25, 0, 0))) == str(node.id)
+        finally:
+            await client.stop()

@@ -45,6 +45,7 @@ from bridged.engine.access import BOOTSTRAP_ONLY
 from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
+from bridged.engine.dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT
 from bridged.engine.nodes import NodePaths
 from bridged.engine.registration import RegistrationEvent
 from bridged.engine.send import SendOutcome
@@ -53,7 +54,7 @@ from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.ddf import DefinitionError, load_ddf_dir
-from bridged.objects.errors import BadRequest, NotFound, Unauthorized
+from bridged.objects.errors import BadRequest, MethodNotAllowed, NotFound, Unauthorized
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import ObjLnk, Record, Value, from_text, to_text
@@ -951,8 +952,15 @@ class Gateway:
         return str(self.tree.create_instance(path.ids[0], iid))
 
     def delete(self, path: Path) -> None:
+        """Delete an instance of the gateway's own; a node's instance stands for the node and
+        goes only by unpairing it (4.05, as for a server), and so do /25's."""
         if path.level is Level.INSTANCE and path.ids[0] in BOOTSTRAP_ONLY:
             raise Unauthorized(f"{path}: the bootstrap-only objects are not deleted here")
+        found = self.exposure.paths.local(path)
+        if found is not None:
+            raise MethodNotAllowed(f"{path} is node {found.node}'s: unpair the node to remove it")
+        if path.object_id == GATEWAY_OBJECT:
+            raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
         self.tree.delete(path)
 
     # -- the LwM2M client (observe list, send, update, start/stop) ---------------------------
@@ -980,8 +988,28 @@ class Gateway:
         for path in paths:
             if path == ROOT:
                 raise BadRequest("send needs resource paths")
-            records.extend(self.tree.read(path))
+            records.extend(self._send_records(path))
         return await self.client.send(records, server)
+
+    def _send_records(self, path: Path) -> list[Record]:
+        """What a Send of ``path`` carries: for a node's path (``/3303/4/5700``,
+        ``/dev0/3303/0``; the mapping says which), the node's last reported values there with
+        the times it measured them; for the gateway's own, the tree's values."""
+        found = self.exposure.paths.local(path)
+        if found is None:
+            if path.prefix is not None:
+                raise NotFound(f"{path} is no node's instance or resource")
+            return self.tree.read(path)
+        node, local = found
+        live = self.registry.live.get(node)
+        records = []
+        for p, r in sorted(live.values.items() if live else ()):
+            upstream = self.exposure.paths.upstream(node, p) if local.contains(p) else None
+            if upstream is not None and path.contains(upstream):
+                records.append(Record(upstream, r.value, r.time))
+        if not records:
+            raise NotFound(f"node {node} has reported no value at {local} yet")
+        return records
 
     def update(self, server: int | None = None) -> list[str]:
         """Send a registration Update now (to one server or all)."""

@@ -52,6 +52,8 @@ class ModeGateway:
     air: RcpAir
     commands: CommandQueue
     paths: NodePaths
+    operations: list[NodeOperations]
+    """Every node backend made (one per endpoint in the endpoints mode)."""
     endpoint: Callable[[NodeId], str]
     """The endpoint name under which the server knows the node's paths."""
 
@@ -78,8 +80,11 @@ async def mode_gateway(
     commands = CommandQueue(conn, registry, timeout=10.0)
     config = ServerConfig(server.uri, request_timeout=5.0, retry=FAST_RETRY)
 
+    made: list[NodeOperations] = []
+
     def operations(paths: NodePaths) -> NodeOperations:
-        return NodeOperations(registry, paths, commands, timeout=10.0)
+        made.append(NodeOperations(registry, paths, commands, timeout=10.0))
+        return made[-1]
 
     air = RcpAir(registry, state)
     stack = contextlib.AsyncExitStack()
@@ -129,7 +134,7 @@ async def mode_gateway(
             name = lambda node: GATEWAY  # noqa: E731
         await air.start()
         stack.push_async_callback(air.stop)
-        gw = ModeGateway(mode, registry, air, commands, paths, name)
+        gw = ModeGateway(mode, registry, air, commands, paths, made, name)
         gw.server = server
         yield gw
     finally:
@@ -144,6 +149,22 @@ async def gw(
 ) -> AsyncIterator[ModeGateway]:
     async with mode_gateway(request.param, server, tmp_path) as gw:
         yield gw
+
+
+async def test_a_read_reaches_the_node(server: LwM2MTestServer, gw: ModeGateway) -> None:
+    """The gateway's copy of the node's value is no answer: a node out of range times out."""
+    node = await gw.add(1, "kitchen")
+    target = gw.path(node, TEMPERATURE)
+    read = await server.request(gw.endpoint(node), Code.GET, target)
+    assert read.code == Code.CONTENT
+    for operations in gw.operations:
+        operations.timeout = 0.3
+    gw.air.out_of_range(node, True)
+    try:
+        lost = await server.request(gw.endpoint(node), Code.GET, target)
+    finally:
+        gw.air.out_of_range(node, False)
+    assert lost.code == Code.GATEWAY_TIMEOUT
 
 
 async def test_a_write_reaches_the_node(server: LwM2MTestServer, gw: ModeGateway) -> None:

@@ -507,7 +507,12 @@ class DeviceManagement:
                 records.append(Record(target, r.value, r.time))
         if path.level is Level.INSTANCE:
             # What the gateway holds itself in the node's instance (the node's name in 5750).
-            records += [r for r in tree.read(path) if nodes.locate(r.path) is None]
+            answered = {r.path for r in records}
+            records += [
+                r
+                for r in tree.read(path)
+                if r.path not in answered and nodes.locate(r.path) is None
+            ]
             records.sort(key=lambda r: r.path.sort_key())
         if not records and path.level >= Level.RESOURCE:
             raise NotFound(f"node {node} has no value at {local}")

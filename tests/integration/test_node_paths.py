@@ -20,8 +20,10 @@ from aiocoap.numbers.codes import Code
 from airs import RESET_MIN_MAX, SWITCH, TEMPERATURE, RcpAir, until
 from clients import FAST_RETRY, gateway_tree
 from emulators.lwm2m_node import EmulatedNode
+from nodegw import node_gateway
 
 from bridged.commands import CommandQueue, CommandStatus
+from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.nodes import NodePaths
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint, endpoint_name
@@ -36,6 +38,7 @@ from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
+from peers.bootstrap_server import BootstrapTestServer
 from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
 
 GATEWAY = "gw-paths"
@@ -288,3 +291,35 @@ async def test_a_nodes_housekeeping_is_never_shown(
             assert theirs.code == Code.NOT_FOUND
     for node in nodes:
         assert node.tree.get(Path((1, 0, 1))) == NODE_LIFETIME, "the node's lifetime untouched"
+
+
+async def test_a_bootstrap_server_neither_writes_nor_deletes_a_nodes_instance(
+    tmp_path: FsPath,
+) -> None:
+    gw = node_gateway(tmp_path)
+    instance = gw.exposure.paths.upstream(gw.awake.id, Path((3303, 0)))
+    assert instance is not None
+    async with BootstrapTestServer() as bs:
+        client = LwM2MClient(
+            gw.tree,
+            GATEWAY,
+            None,
+            bind=("127.0.0.1", 0),
+            bootstrap=BootstrapConfig(uri=bs.uri, request_timeout=3.0, retry=FAST_RETRY),
+            nodes=gw.operations,
+        )
+        await client.start()
+        try:
+            request = await bs.next_request()
+            assert (await bs.delete(request, str(instance))).code == Code.METHOD_NOT_ALLOWED
+            entry = f'[{{"bn":"{instance}/","n":"5750","vs":"mine"}}]'.encode()
+            written = await bs.write(request, str(instance), entry)
+            assert written.code == Code.METHOD_NOT_ALLOWED
+            assert (await bs.write(request, "/3303", entry)).code == Code.METHOD_NOT_ALLOWED
+            assert (await bs.delete(request, "/3303")).code == Code.DELETED
+            links = (await bs.discover(request, "/3303")).payload.decode().split(",")
+            assert f"<{instance}>" in links, "the node's instance stays"
+            assert "</3303/0>" not in links, "the gateway's own went"
+        finally:
+            await client.stop()
+    assert gw.tree.get(Path((*instance.ids, 5750))) == "kitchen"

@@ -17,9 +17,8 @@ from pathlib import Path as FsPath
 import cbor2
 import pytest
 from aiocoap.numbers.codes import Code
-from clients import FAST_RETRY, gateway_tree
+from clients import FAST_RETRY, bootstrapping, gateway_tree
 
-from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import RegistrationEvent
 from bridged.exposure.gateway import GatewayExposure
@@ -33,7 +32,6 @@ from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
 from bridged.transports.simulated import SimulatedNode, SimulatedTransport
-from peers.bootstrap_server import BootstrapTestServer
 from peers.gateway import registration_complete
 from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
 
@@ -318,30 +316,16 @@ async def test_25_is_not_created_written_or_deleted_by_a_server(
 
 async def test_a_bootstrap_server_changes_neither_25_nor_end_devices(gw: Setup) -> None:
     node = gw.pair(0, "kitchen")
-    async with BootstrapTestServer() as bs:
-        client = LwM2MClient(
-            gw.tree,
-            ENDPOINT,
-            None,
-            bind=("127.0.0.1", 0),
-            bootstrap=BootstrapConfig(uri=bs.uri, request_timeout=3.0, retry=FAST_RETRY),
-            devices=gw.exposure,
-        )
-        await client.start()
-        try:
-            request = await bs.next_request()
-            entry = b'[{"bn":"/25/0/","n":"1","vs":"mine"}]'
-            assert (await bs.write(request, "/25/0", entry)).code == Code.METHOD_NOT_ALLOWED
-            assert (await bs.write(request, "/25", entry)).code == Code.METHOD_NOT_ALLOWED
-            assert (await bs.delete(request, "/25/0")).code == Code.METHOD_NOT_ALLOWED
-            assert (await bs.delete(request, "/25")).code == Code.METHOD_NOT_ALLOWED
-            theirs = b'[{"bn":"/dev0/3311/0/","n":"5850","vb":true}]'
-            assert (await bs.write(request, "/dev0/3311/0", theirs)).code == (
-                Code.METHOD_NOT_ALLOWED
-            )
-            assert (await bs.delete(request, "/dev0/3311/0")).code == Code.METHOD_NOT_ALLOWED
-            links = (await bs.discover(request)).payload.decode()
-            assert "</25/0>" in links.split(","), "the paired node is still an end device"
-            assert gw.tree.get(Path((25, 0, 0))) == str(node.id)
-        finally:
-            await client.stop()
+    async with bootstrapping(gw.tree, ENDPOINT, devices=gw.exposure) as (bs, request):
+        entry = b'[{"bn":"/25/0/","n":"1","vs":"mine"}]'
+        assert (await bs.write(request, "/25/0", entry)).code == Code.METHOD_NOT_ALLOWED
+        assert (await bs.write(request, "/25", entry)).code == Code.METHOD_NOT_ALLOWED
+        assert (await bs.delete(request, "/25/0")).code == Code.METHOD_NOT_ALLOWED
+        assert (await bs.delete(request, "/25")).code == Code.METHOD_NOT_ALLOWED
+        theirs = b'[{"bn":"/dev0/3311/0/","n":"5850","vb":true}]'
+        written = await bs.write(request, "/dev0/3311/0", theirs)
+        assert written.code == Code.METHOD_NOT_ALLOWED
+        assert (await bs.delete(request, "/dev0/3311/0")).code == Code.METHOD_NOT_ALLOWED
+        links = (await bs.discover(request)).payload.decode()
+        assert "</25/0>" in links.split(","), "the paired node is still an end device"
+        assert gw.tree.get(Path((25, 0, 0))) == str(node.id)

@@ -18,12 +18,11 @@ import cbor2
 import pytest
 from aiocoap.numbers.codes import Code
 from airs import RESET_MIN_MAX, SWITCH, TEMPERATURE, RcpAir, until
-from clients import FAST_RETRY, gateway_tree
+from clients import FAST_RETRY, bootstrapping, gateway_tree
 from emulators.lwm2m_node import EmulatedNode
 from nodegw import node_gateway
 
 from bridged.commands import CommandQueue, CommandStatus
-from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.nodes import NodePaths
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint, endpoint_name
@@ -38,7 +37,6 @@ from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
-from peers.bootstrap_server import BootstrapTestServer
 from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
 
 GATEWAY = "gw-paths"
@@ -299,27 +297,14 @@ async def test_a_bootstrap_server_neither_writes_nor_deletes_a_nodes_instance(
     gw = node_gateway(tmp_path)
     instance = gw.exposure.paths.upstream(gw.awake.id, Path((3303, 0)))
     assert instance is not None
-    async with BootstrapTestServer() as bs:
-        client = LwM2MClient(
-            gw.tree,
-            GATEWAY,
-            None,
-            bind=("127.0.0.1", 0),
-            bootstrap=BootstrapConfig(uri=bs.uri, request_timeout=3.0, retry=FAST_RETRY),
-            nodes=gw.operations,
-        )
-        await client.start()
-        try:
-            request = await bs.next_request()
-            assert (await bs.delete(request, str(instance))).code == Code.METHOD_NOT_ALLOWED
-            entry = f'[{{"bn":"{instance}/","n":"5750","vs":"mine"}}]'.encode()
-            written = await bs.write(request, str(instance), entry)
-            assert written.code == Code.METHOD_NOT_ALLOWED
-            assert (await bs.write(request, "/3303", entry)).code == Code.METHOD_NOT_ALLOWED
-            assert (await bs.delete(request, "/3303")).code == Code.DELETED
-            links = (await bs.discover(request, "/3303")).payload.decode().split(",")
-            assert f"<{instance}>" in links, "the node's instance stays"
-            assert "</3303/0>" not in links, "the gateway's own went"
-        finally:
-            await client.stop()
+    async with bootstrapping(gw.tree, GATEWAY, nodes=gw.operations) as (bs, request):
+        assert (await bs.delete(request, str(instance))).code == Code.METHOD_NOT_ALLOWED
+        entry = f'[{{"bn":"{instance}/","n":"5750","vs":"mine"}}]'.encode()
+        written = await bs.write(request, str(instance), entry)
+        assert written.code == Code.METHOD_NOT_ALLOWED
+        assert (await bs.write(request, "/3303", entry)).code == Code.METHOD_NOT_ALLOWED
+        assert (await bs.delete(request, "/3303")).code == Code.DELETED
+        links = (await bs.discover(request, "/3303")).payload.decode().split(",")
+        assert f"<{instance}>" in links, "the node's instance stays"
+        assert "</3303/0>" not in links, "the gateway's own went"
     assert gw.tree.get(Path((*instance.ids, 5750))) == "kitchen"

@@ -46,7 +46,7 @@ from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
 from bridged.engine.dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT
-from bridged.engine.nodes import NodePaths
+from bridged.engine.nodes import NodePaths, not_deleted
 from bridged.engine.registration import RegistrationEvent
 from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
@@ -958,7 +958,7 @@ class Gateway:
             raise Unauthorized(f"{path}: the bootstrap-only objects are not deleted here")
         found = self.exposure.paths.local(path)
         if found is not None:
-            raise MethodNotAllowed(f"{path} is node {found.node}'s: unpair the node to remove it")
+            raise not_deleted(path, found.node)
         if path.object_id == GATEWAY_OBJECT:
             raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
         self.tree.delete(path)

@@ -62,7 +62,7 @@ from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
 
 from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
-from .nodes import NodeBackend
+from .nodes import NodeBackend, not_deleted
 
 if TYPE_CHECKING:
     from aiocoap.pipe import Pipe
@@ -469,7 +469,7 @@ class DeviceManagement:
             if method == Code.POST and path.level is Level.RESOURCE:
                 return await self._execute_node(nodes, path, node, local, payload, content_format)
             if method == Code.DELETE:
-                raise MethodNotAllowed(f"{path} is node {node}'s: unpair the node to remove it")
+                raise not_deleted(path, node)
         except LwM2MError as e:
             log.info(
                 "request %s %s: %s %s",

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from bridged.objects.errors import MethodNotAllowed
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.store.nodes import NodeId
@@ -63,3 +64,9 @@ class NodeBackend(Protocol):
     ) -> None: ...
 
     async def execute(self, node: NodeId, local: Path, arguments: str) -> None: ...
+
+
+def not_deleted(path: Path, node: NodeId) -> MethodNotAllowed:
+    """The 4.05 to a Delete of ``path``, an instance of ``node``: the instance stands for the
+    node, which only unpairing removes (a 2.02 would leave its readings flowing upstream)."""
+    return MethodNotAllowed(f"{path} is node {node}'s: unpair the node to remove it")

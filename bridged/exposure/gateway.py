@@ -49,10 +49,9 @@ DEVICE_ID, PREFIX, DEVICE_OBJECTS = 0, 1, 3
 class _EndDevice:
     """One node as an end device: its /25 instance, its prefix and its tree."""
 
-    __slots__ = ("instance", "mirror", "node", "prefix", "tree")
+    __slots__ = ("instance", "mirror", "prefix", "tree")
 
-    def __init__(self, node: NodeId, instance: int, tree: ObjectTree, paths: PathMap) -> None:
-        self.node = node
+    def __init__(self, instance: int, tree: ObjectTree, paths: PathMap) -> None:
         self.instance = instance
         self.tree = tree
         self.prefix = tree.prefix or ""
@@ -108,7 +107,7 @@ class GatewayExposure:
             prefix = self.store.prefix(node.id)
             instance = self.store.instance_id(node.id, GATEWAY_OBJECT)
             tree = ObjectTree(self.tree.registry, prefix)
-            device = _EndDevice(node.id, instance, tree, self.paths)
+            device = _EndDevice(instance, tree, self.paths)
             device.tree.subscribe(self._changed)
             device.mirror.sync(node)
             self._devices[node.id] = device

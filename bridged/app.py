@@ -413,6 +413,8 @@ class Gateway:
                 s.name: build_transport(config, s, self.registry) for s in config.transports
             }
             exposure = self.exposure
+            self.operations = self._operations(exposure.paths)
+            """Read, Write and Execute of node paths, for servers and bridgectl alike."""
             self.client = LwM2MClient(
                 self.tree,
                 config.gateway.endpoint,
@@ -423,9 +425,7 @@ class Gateway:
                 state_dir=state_dir,
                 on_bootstrap_event=self._on_bootstrap,
                 # In the endpoints mode the gateway's own endpoint has no node in its tree.
-                nodes=None
-                if isinstance(exposure, EndpointsExposure)
-                else self._operations(exposure.paths),
+                nodes=None if isinstance(exposure, EndpointsExposure) else self.operations,
                 devices=exposure if isinstance(exposure, GatewayExposure) else None,
             )
             # Node readings go upstream from the store, by Send or as notifications, through
@@ -922,12 +922,14 @@ class Gateway:
             raise Unauthorized(f"{path} holds keys and is not readable")
         return [json_record(r) for r in self.tree.read(path)]
 
-    def write(self, path: Path, text: str) -> None:
+    async def write(self, path: Path, text: str) -> None:
         """Set the resource (instance) at ``path`` to the value written as text (the
         text/plain form: numbers, 0/1 for booleans, base64 for opaque, oid:iid for links).
 
         Like the Zephyr shell's write this is the device's own write: it sets read-only
-        resources too, checked against their type and range."""
+        resources too, checked against their type and range. A node's resource is the node's
+        to set: the write goes to the node (or waits as its desired state while it sleeps),
+        as a server's does, and the gateway's copy changes once the node has it."""
         if path.level < Level.RESOURCE:
             raise BadRequest(f"write needs a resource path, not {path}")
         if path.ids[0] in BOOTSTRAP_ONLY:
@@ -935,12 +937,24 @@ class Gateway:
         rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
         if rdef.multiple and path.level is Level.RESOURCE:
             raise BadRequest(f"{path} is a multi-instance resource: write one instance of it")
+        found = self.operations.locate(path)
+        if found is not None:
+            node, local = found
+            record = Record(local, from_text(rdef, text))
+            await self.operations.write(node, local, [record], replace=True)
+            return
         if not self.tree.has(path.truncate(Level.INSTANCE)):
             raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
         self.tree.set(path, from_text(rdef, text))
 
-    def execute(self, path: Path, arguments: str = "") -> None:
-        self.tree.execute(path, arguments)
+    async def execute(self, path: Path, arguments: str = "") -> None:
+        """Execute ``path``: at the node, for a node's resource (or when it next wakes)."""
+        found = self.operations.locate(path)
+        if found is None:
+            self.tree.execute(path, arguments)
+            return
+        node, local = found
+        await self.operations.execute(node, local, arguments)
 
     def create(self, path: Path) -> str:
         """Create the instance ``/oid/iid`` (or the lowest free one under ``/oid``)."""

@@ -315,3 +315,20 @@ async def test_send_takes_a_nodes_prefixed_paths(tmp_path: Path, server: LwM2MTe
         await writer.wait_closed()
         await srv.stop()
         await gw.stop()
+
+
+async def test_write_and_exec_of_a_nodes_resource_reach_the_node(
+    conn: Connection, gateway: Gateway
+) -> None:
+    node = NodeId("sim", "0001")
+    await gateway.pair(node)
+    switch = PathId((3311, 0, 5850))
+    async with asyncio.timeout(10):
+        while (upstream := gateway.exposure.paths.upstream(node, switch)) is None:
+            await asyncio.sleep(0.01)
+    simulated = gateway.transports["sim"].nodes[node]  # type: ignore[attr-defined]
+    assert simulated.switch is False
+    assert await conn.call("write", path=str(upstream), value=True) == {"written": str(upstream)}
+    assert simulated.switch is True, "the node itself took the write"
+    error = await conn.error("exec", path=f"{upstream.parent}/5850")
+    assert error["coap"] == "4.05" and "simulated node" in error["message"], "the node's refusal"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -44,6 +45,8 @@ from bridged.engine.access import BOOTSTRAP_ONLY
 from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
+from bridged.engine.dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT
+from bridged.engine.nodes import NodePaths, not_deleted
 from bridged.engine.registration import RegistrationEvent
 from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
@@ -51,7 +54,7 @@ from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.ddf import DefinitionError, load_ddf_dir
-from bridged.objects.errors import BadRequest, NotFound, Unauthorized
+from bridged.objects.errors import BadRequest, MethodNotAllowed, NotFound, Unauthorized
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import ObjLnk, Record, Value, from_text, to_text
@@ -410,6 +413,8 @@ class Gateway:
                 s.name: build_transport(config, s, self.registry) for s in config.transports
             }
             exposure = self.exposure
+            self.operations = self._operations(exposure.paths)
+            """Read, Write and Execute of node paths, for servers and bridgectl alike."""
             self.client = LwM2MClient(
                 self.tree,
                 config.gateway.endpoint,
@@ -420,9 +425,7 @@ class Gateway:
                 state_dir=state_dir,
                 on_bootstrap_event=self._on_bootstrap,
                 # In the endpoints mode the gateway's own endpoint has no node in its tree.
-                nodes=None
-                if isinstance(exposure, EndpointsExposure)
-                else self._operations(exposure),
+                nodes=None if isinstance(exposure, EndpointsExposure) else self.operations,
                 devices=exposure if isinstance(exposure, GatewayExposure) else None,
             )
             # Node readings go upstream from the store, by Send or as notifications, through
@@ -432,7 +435,7 @@ class Gateway:
             self.delivery = Delivery(
                 self.client,
                 self.readings,
-                None if isinstance(exposure, EndpointsExposure) else exposure.gateway_path,
+                exposure.paths.upstream,
                 config.delivery.config,
                 route=self._endpoint_route if isinstance(exposure, EndpointsExposure) else None,
             )
@@ -441,11 +444,9 @@ class Gateway:
             self.db.close()
             raise
 
-    def _operations(
-        self, router: InstancesExposure | GatewayExposure | NodeEndpoint
-    ) -> NodeOperations:
+    def _operations(self, paths: NodePaths) -> NodeOperations:
         return NodeOperations(
-            self.registry, router, self.commands, timeout=self.config.nodes.timeout
+            self.registry, paths, self.commands, timeout=self.config.nodes.timeout
         )
 
     def _endpoint_client(
@@ -454,7 +455,12 @@ class Gateway:
         """A node endpoint's client: its server requests for the node's objects reach the node
         (and its command queue) like the gateway's do."""
         return LwM2MClient(
-            ep.tree, ep.name, servers, bind=bind, on_event=ep.event, nodes=self._operations(ep)
+            ep.tree,
+            ep.name,
+            servers,
+            bind=bind,
+            on_event=ep.event,
+            nodes=self._operations(ep.paths),
         )
 
     def _endpoint_route(self, node: NodeId) -> Route | None:
@@ -462,7 +468,7 @@ class Gateway:
         their node-local paths; None once it is unpaired."""
         exposure = self.exposure
         ep = exposure.endpoint(node) if isinstance(exposure, EndpointsExposure) else None
-        return None if ep is None else Route(ep.client, ep.endpoint_path)
+        return None if ep is None else Route(ep.client, functools.partial(ep.paths.upstream, node))
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -813,11 +819,8 @@ class Gateway:
         out["secrets"] = sorted(self.secrets.get(node_id))  # names only, never the keys
         exposed = []
         for path, record in sorted(live.values.items(), key=lambda kv: kv[0].sort_key()):
-            upstream = None
-            if isinstance(self.exposure, InstancesExposure):
-                gw = self.exposure.gateway_path(node_id, path)
-                upstream = None if gw is None else str(gw)
-            exposed.append({**json_record(record), "upstream": upstream})
+            upstream = self.exposure.paths.upstream(node_id, path)
+            exposed.append({**json_record(record), "upstream": upstream and str(upstream)})
         out["values"] = exposed
         return out
 
@@ -919,12 +922,14 @@ class Gateway:
             raise Unauthorized(f"{path} holds keys and is not readable")
         return [json_record(r) for r in self.tree.read(path)]
 
-    def write(self, path: Path, text: str) -> None:
+    async def write(self, path: Path, text: str) -> None:
         """Set the resource (instance) at ``path`` to the value written as text (the
         text/plain form: numbers, 0/1 for booleans, base64 for opaque, oid:iid for links).
 
         Like the Zephyr shell's write this is the device's own write: it sets read-only
-        resources too, checked against their type and range."""
+        resources too, checked against their type and range. A node's resource is the node's
+        to set: the write goes to the node (or waits as its desired state while it sleeps),
+        as a server's does, and the gateway's copy changes once the node has it."""
         if path.level < Level.RESOURCE:
             raise BadRequest(f"write needs a resource path, not {path}")
         if path.ids[0] in BOOTSTRAP_ONLY:
@@ -932,12 +937,24 @@ class Gateway:
         rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
         if rdef.multiple and path.level is Level.RESOURCE:
             raise BadRequest(f"{path} is a multi-instance resource: write one instance of it")
+        found = self.operations.locate(path)
+        if found is not None:
+            node, local = found
+            record = Record(local, from_text(rdef, text))
+            await self.operations.write(node, local, [record], replace=True)
+            return
         if not self.tree.has(path.truncate(Level.INSTANCE)):
             raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
         self.tree.set(path, from_text(rdef, text))
 
-    def execute(self, path: Path, arguments: str = "") -> None:
-        self.tree.execute(path, arguments)
+    async def execute(self, path: Path, arguments: str = "") -> None:
+        """Execute ``path``: at the node, for a node's resource (or when it next wakes)."""
+        found = self.operations.locate(path)
+        if found is None:
+            self.tree.execute(path, arguments)
+            return
+        node, local = found
+        await self.operations.execute(node, local, arguments)
 
     def create(self, path: Path) -> str:
         """Create the instance ``/oid/iid`` (or the lowest free one under ``/oid``)."""
@@ -949,8 +966,15 @@ class Gateway:
         return str(self.tree.create_instance(path.ids[0], iid))
 
     def delete(self, path: Path) -> None:
+        """Delete an instance of the gateway's own; a node's instance stands for the node and
+        goes only by unpairing it (4.05, as for a server), and so do /25's."""
         if path.level is Level.INSTANCE and path.ids[0] in BOOTSTRAP_ONLY:
             raise Unauthorized(f"{path}: the bootstrap-only objects are not deleted here")
+        found = self.exposure.paths.local(path)
+        if found is not None:
+            raise not_deleted(path, found.node)
+        if path.object_id == GATEWAY_OBJECT:
+            raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
         self.tree.delete(path)
 
     # -- the LwM2M client (observe list, send, update, start/stop) ---------------------------
@@ -978,8 +1002,28 @@ class Gateway:
         for path in paths:
             if path == ROOT:
                 raise BadRequest("send needs resource paths")
-            records.extend(self.tree.read(path))
+            records.extend(self._send_records(path))
         return await self.client.send(records, server)
+
+    def _send_records(self, path: Path) -> list[Record]:
+        """What a Send of ``path`` carries: for a node's path (``/3303/4/5700``,
+        ``/dev0/3303/0``; the mapping says which), the node's last reported values there with
+        the times it measured them; for the gateway's own, the tree's values."""
+        found = self.exposure.paths.local(path)
+        if found is None:
+            if path.prefix is not None:
+                raise NotFound(f"{path} is no node's instance or resource")
+            return self.tree.read(path)
+        node, local = found
+        live = self.registry.live.get(node)
+        records = []
+        for p, r in sorted(live.values.items() if live else ()):
+            upstream = self.exposure.paths.upstream(node, p) if local.contains(p) else None
+            if upstream is not None and path.contains(upstream):
+                records.append(Record(upstream, r.value, r.time))
+        if not records:
+            raise NotFound(f"node {node} has reported no value at {local} yet")
+        return records
 
     def update(self, server: int | None = None) -> list[str]:
         """Send a registration Update now (to one server or all)."""

@@ -520,13 +520,13 @@ class ControlServer:
         value = p.get("value", (str, int, float, bool), ...)
         text = ("1" if value else "0") if isinstance(value, bool) else str(value)
         self._audit(conn, f"write {path}")
-        self.gateway.write(path, text)
+        await self.gateway.write(path, text)
         return {"written": str(path)}
 
     async def _exec(self, p: Params, conn: Connection) -> Any:
         path = p.path()
         self._audit(conn, f"exec {path}")
-        self.gateway.execute(path, p.get("args", str, ""))
+        await self.gateway.execute(path, p.get("args", str, ""))
         return {"executed": str(path)}
 
     async def _create(self, p: Params, conn: Connection) -> Any:

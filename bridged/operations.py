@@ -1,8 +1,8 @@
 """Server operations on node-backed resources: the ``NodeBackend`` over the node registry.
 
 Device management (bridged/engine/dm.py) awaits this for every Read, Write and Execute of a
-path the exposure mode maps to a node (``NodeRouter.node_path``). What happens depends on the
-node:
+path the exposure mode maps to a node (``NodePaths.local``, bridged/exposure/mapping.py). What
+happens depends on the node:
 
 * **awake nodes** (not sleepy): the operation goes to the node through its transport, with
   ``timeout`` for the answer (5.04 past it). The node's error is the server's answer: 4.05 for
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bridged.engine.nodes import NodeRouter
+from bridged.engine.nodes import NodePaths
 from bridged.objects.errors import NotFound, ServiceUnavailable
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -33,28 +33,31 @@ from .commands import DEFAULT_TIMEOUT, CommandQueue, call_node
 
 
 class NodeOperations:
-    """The ``NodeBackend`` (bridged/engine/nodes.py) over ``registry``; ``router`` is the
-    exposure mode; ``commands`` keeps sleepy nodes' writes and executes (without it, they
+    """The ``NodeBackend`` (bridged/engine/nodes.py) over ``registry``; ``paths`` is the
+    exposure mode's mapping; ``commands`` keeps sleepy nodes' writes and executes (without it, they
     are refused with 5.03)."""
 
     def __init__(
         self,
         registry: NodeRegistry,
-        router: NodeRouter,
+        paths: NodePaths,
         commands: CommandQueue | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.registry = registry
-        self.router = router
+        self.paths = paths
         self.commands = commands
         self.timeout = timeout
 
     def locate(self, path: Path) -> tuple[NodeId, Path] | None:
-        found = self.router.node_path(path)
+        found = self.paths.local(path)
         if found is None or found[0] not in self.registry.live:
             return None
         return found
+
+    def upstream(self, node: NodeId, local: Path) -> Path | None:
+        return self.paths.upstream(node, local)
 
     def sleepy(self, node: NodeId) -> bool:
         """Whether ``node`` sleeps: paired as sleepy, or its transport says so."""

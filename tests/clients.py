@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
+from typing import Any
 
+from bridged.engine.bootstrap_client import BootstrapConfig
+from bridged.engine.client import LwM2MClient
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.tree import ObjectTree
+from peers.bootstrap_server import BootstrapRequest, BootstrapTestServer
 
 FAST_RETRY = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1)
 """Loopback only: a failed Register is retried within a fraction of a second."""
@@ -40,3 +46,26 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def bootstrapping(
+    tree: ObjectTree, endpoint: str, **options: Any
+) -> AsyncIterator[tuple[BootstrapTestServer, BootstrapRequest]]:
+    """A client of ``tree`` (with ``options``, e.g. ``nodes``, ``devices``) bootstrapping from
+    an in-repo Bootstrap-Server: the server and the client's Bootstrap-Request, to drive the
+    session from."""
+    async with BootstrapTestServer() as bs:
+        client = LwM2MClient(
+            tree,
+            endpoint,
+            None,
+            bind=("127.0.0.1", 0),
+            bootstrap=BootstrapConfig(uri=bs.uri, request_timeout=3.0, retry=FAST_RETRY),
+            **options,
+        )
+        await client.start()
+        try:
+            yield bs, await bs.next_request()
+        finally:
+            await client.stop()

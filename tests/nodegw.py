@@ -86,7 +86,7 @@ def node_gateway(
     commands = CommandQueue(conn, registry, clock=clock, ttl=ttl, timeout=timeout)
     ended: list[Command] = []
     commands.listen(ended.append)
-    operations = NodeOperations(registry, exposure, commands, timeout=timeout)
+    operations = NodeOperations(registry, exposure.paths, commands, timeout=timeout)
     dm = DeviceManagement(tree, nodes=operations)
     a, b, _ = sim.nodes.values()
     registry.pair(PairedNode(a.id, "kitchen", "sim"))
@@ -110,7 +110,7 @@ class AirGateway:
 
     def path(self, node: NodeId, local: Path) -> str:
         """The gateway path of the node's ``local`` path (instances mode)."""
-        target = self.exposure.gateway_path(node, local)
+        target = self.exposure.paths.upstream(node, local)
         assert target is not None, f"{local} of {node} is not exposed"
         return str(target)
 
@@ -132,7 +132,7 @@ async def air_gateway(
     handed = HandedOver()
     registry.listen(handed)
     commands = CommandQueue(conn, registry, timeout=timeout)
-    operations = NodeOperations(registry, exposure, commands, timeout=timeout)
+    operations = NodeOperations(registry, exposure.paths, commands, timeout=timeout)
     dm = DeviceManagement(tree, nodes=operations)
     air = make_air(kind.kind, registry, state, kind.bluez)
     await air.start()

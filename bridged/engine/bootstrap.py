@@ -17,7 +17,11 @@ POST /bs                Bootstrap-Finish: 2.04 when the configuration is consist
 
 The codes are those the 1.1 Core lists per operation: a Bootstrap-Write fails with 4.00 or 4.15
 only, a Bootstrap-Delete with 4.00, a Bootstrap-Read with 4.00, 4.01, 4.04 or 4.06, a Finish with
-4.00 or 4.06. Anything that is not a Bootstrap operation is 4.05.
+4.00 or 4.06. Anything that is not a Bootstrap operation is 4.05; so is a Bootstrap-Write or
+Delete of /25, the gateway's view of its end devices, or of an end device's prefixed path:
+a Bootstrap-Server configures the gateway, never its nodes (pairing does), so a Bootstrap-Write
+or Delete of a node's instance is 4.05 too, and a Bootstrap-Delete of an object keeps the
+nodes' instances in it.
 
 Bootstrap-Delete of ``/`` removes the servers' configuration (the objects in ``provisioned``:
 Security except the Bootstrap-Server account, Server, Access Control, OSCORE, and /23), not the
@@ -51,9 +55,12 @@ from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
 
-from .dm import Reply
+from .dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT, Reply, changes_end_devices
+from .nodes import NodeBackend
 
 log = logging.getLogger(__name__)
+
+NODES_ARE_PAIRED = "a Bootstrap-Server configures the gateway, never its nodes (pairing does)"
 
 SECURITY, SERVER, ACCESS_CONTROL, DEVICE = 0, 1, 2, 3
 # /0 Security resources
@@ -293,8 +300,10 @@ class BootstrapInterface:
         preferred_format: int = ContentFormat.SENML_CBOR,
         provisioned: frozenset[int] = PROVISIONED_OBJECTS,
         version: str = "1.1",
+        nodes: NodeBackend | None = None,
     ) -> None:
         self.tree = tree
+        self.nodes = nodes
         self.supported_modes = frozenset(supported_modes)
         self.preferred_format = preferred_format
         self.provisioned = provisioned
@@ -318,7 +327,11 @@ class BootstrapInterface:
                 return self.finish()
             path = Path.from_segments(segments)
             if path.prefix is not None:
-                raise BadRequest("bootstrap information never holds an end device's objects")
+                raise MethodNotAllowed("bootstrap information never holds an end device's objects")
+            if path.object_id == GATEWAY_OBJECT and changes_end_devices(
+                method, payload, content_format
+            ):
+                raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
             return self._dispatch(method, path, payload, content_format, accept)
         except LwM2MError as e:
             log.info("bootstrap %s %s: %s %s", method, "/".join(segments), e.code_text, e)
@@ -332,6 +345,8 @@ class BootstrapInterface:
         content_format: int | None,
         accept: int | None,
     ) -> Reply:
+        if method in (Code.PUT, Code.DELETE) and self._nodes(path):
+            raise MethodNotAllowed(f"{path} is a node's: {NODES_ARE_PAIRED}")
         if method == Code.GET:
             if accept == ContentFormat.LINK_FORMAT:
                 return self.discover(path)
@@ -360,6 +375,8 @@ class BootstrapInterface:
             # The Bootstrap-Write codes are 2.04, 4.00 and 4.15: an unknown object or a
             # resource that takes no value is a bad request here.
             raise BadRequest(str(e)) from None
+        if any(self._nodes(Path(instance)) for instance in staged):
+            raise MethodNotAllowed(f"{path} holds a node's instances: {NODES_ARE_PAIRED}")
         for (oid, iid), resources in staged.items():
             if not self.tree.has(Path((oid, iid))):
                 self.tree.create_instance(oid, iid, resources.items())
@@ -483,9 +500,13 @@ class BootstrapInterface:
             oids = [o for o in self.tree.object_ids() if o in self.provisioned]
         for oid in oids:
             for iid in _instances(self.tree, oid):
-                if (oid, iid) not in keep:
+                if (oid, iid) not in keep and not self._nodes(Path((oid, iid))):
                     self.tree.delete_instance(oid, iid)
         return Reply(Code.DELETED)
+
+    def _nodes(self, path: Path) -> bool:
+        """Whether ``path`` is a node's (an instance standing for a node, or deeper)."""
+        return self.nodes is not None and self.nodes.locate(path) is not None
 
     def finish(self) -> Reply:
         """Bootstrap-Finish: accepted only when the configuration is consistent."""

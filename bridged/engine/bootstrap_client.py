@@ -32,6 +32,7 @@ from bridged.objects.tree import ObjectTree
 
 from .bootstrap import NOSEC, SERVER, BootstrapInterface, bootstrap_account
 from .dm import handle_request, reply_message
+from .nodes import NodeBackend
 from .registration import RetryPolicy
 from .site import ClientSite
 
@@ -130,6 +131,7 @@ class Bootstrapper:
         supported_modes: Iterable[int] = (NOSEC,),
         version: str = "1.1",
         on_event: Callable[[BootstrapEvent], None] = lambda e: None,
+        nodes: NodeBackend | None = None,
     ) -> None:
         self.context = context
         self.site = site
@@ -139,6 +141,7 @@ class Bootstrapper:
         self.supported_modes = frozenset(supported_modes)
         self.version = version
         self._on_event = on_event
+        self.nodes = nodes
         self.state = BootstrapState.IDLE
         self._server = config.uri
 
@@ -192,6 +195,7 @@ class Bootstrapper:
             supported_modes=self.supported_modes,
             preferred_format=self.config.preferred_format,
             version=self.version,
+            nodes=self.nodes,
         )
         served = BootstrapResource(interface)
         # The diversion is in place before the request goes out: the Bootstrap-Server may send

@@ -747,6 +747,7 @@ class LwM2MClient:
                 self.bootstrap,
                 supported_modes=SUPPORTED_SECURITY_MODES,
                 on_event=self.on_bootstrap_event,
+                nodes=self.nodes,
             ).run()
         finally:
             await endpoint.shutdown()

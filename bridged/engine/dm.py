@@ -62,7 +62,7 @@ from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
 
 from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
-from .nodes import NodeBackend, gateway_records, local_records
+from .nodes import NodeBackend, not_deleted
 
 if TYPE_CHECKING:
     from aiocoap.pipe import Pipe
@@ -77,6 +77,11 @@ MAX_PAYLOAD = 64 * 1024
 """The largest request body served (4.13 above it). aiocoap reassembles Block1 bodies of any
 size before they reach us, and a server's writes to a gateway (values, composite writes of
 many nodes) stay far below this, so a larger body is a mistake or an attack."""
+
+GATEWAY_OBJECT = 25
+"""The LwM2M Gateway object (Gateway TS 1.1): the gateway's view of its end devices, which
+pairing and unpairing change. Servers read it; a Create, Write or Delete in it is 4.05 from any
+server, the Bootstrap-Server included (a deleted /25 instance would hide a paired node)."""
 
 NUMERIC_TYPES = frozenset({"Integer", "Unsigned Integer", "Float"})
 """Resource types that gt, lt and st apply to."""
@@ -110,6 +115,17 @@ def check_critical_options(numbers: Iterable[int]) -> None:
     for number in numbers:
         if OptionNumber(number).is_critical() and not hasattr(OptionNumber(number), "name"):
             raise BadOption(f"critical option {number} is not understood")
+
+
+END_DEVICES_READ_ONLY = "the end devices change by pairing and unpairing nodes, not here"
+
+
+def changes_end_devices(method: int, payload: bytes, content_format: int | None) -> bool:
+    """Whether a request to /25 would change it: a Create, Write or Delete (Write-Attributes,
+    a PUT without payload, only sets how it is observed)."""
+    if method == Code.PUT:
+        return bool(payload) or content_format is not None
+    return method in (Code.POST, Code.DELETE)
 
 
 def parse_execute_arguments(text: str) -> dict[int, str | None]:
@@ -230,6 +246,10 @@ class DeviceManagement:
             raise MethodNotAllowed("this operation needs an object path")
         if path.object_id in BOOTSTRAP_ONLY:
             raise Unauthorized(f"{path} is only for the bootstrap server")
+        if path.object_id == GATEWAY_OBJECT and changes_end_devices(
+            method, payload, content_format
+        ):
+            raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
         if method == Code.GET:
             if accept == ContentFormat.LINK_FORMAT:
                 return self.discover(path)
@@ -411,14 +431,18 @@ class DeviceManagement:
         accept: int | None = None,
     ) -> Reply:
         """``handle``, except that Read, Write and Execute of a node-backed path, and a
-        Write-Composite, are awaited from ``nodes``.
+        Write-Composite, are awaited from ``nodes``, whatever the path's prefix (the gateway
+        mode's end devices are nodes too); and a node's instance is not deleted here.
 
         A Read of a node's path answers what the backend returns (the node's answer, or its
-        last reported values with their times when it sleeps). A Write or Execute answers 2.04
-        once the backend has applied it, or kept it as desired state for a sleepy node; the
-        node's error otherwise. Object-level requests (which mix the gateway's instances and
-        the nodes'), Discover, Create, Delete, Write-Attributes and Read-Composite are served
-        from the tree, whose node values are the last ones reported.
+        last reported values with their times when it sleeps), with the resources the gateway
+        holds in the node's instance (its name in 5750) from the tree. A Write or Execute
+        answers 2.04 once the backend has applied it, or kept it as desired state for a sleepy
+        node; the node's error otherwise. A Delete of a node's instance is 4.05: the instance
+        stands for the node, which only unpairing removes (a 2.02 would leave the node's
+        readings flowing upstream). Object-level requests (which mix the gateway's instances
+        and the nodes'), Discover, Create, Write-Attributes and Read-Composite are served from
+        the tree, whose node values are the last ones reported.
         """
         nodes = self.nodes
         sync = (method, segments, query, payload, content_format, accept)
@@ -428,11 +452,7 @@ class DeviceManagement:
             path = Path.from_segments(segments)
             if method == Code.iPATCH and path == ROOT and content_format is not None:
                 return await self._write_composite_nodes(nodes, payload, content_format)
-            found = (
-                nodes.locate(path)
-                if path.level >= Level.INSTANCE and path.prefix == self.tree.prefix
-                else None
-            )
+            found = nodes.locate(path)
             if found is None:
                 return self.handle(*sync)
             node, local = found
@@ -448,6 +468,8 @@ class DeviceManagement:
                 )
             if method == Code.POST and path.level is Level.RESOURCE:
                 return await self._execute_node(nodes, path, node, local, payload, content_format)
+            if method == Code.DELETE:
+                raise not_deleted(path, node)
         except LwM2MError as e:
             log.info(
                 "request %s %s: %s %s",
@@ -464,21 +486,34 @@ class DeviceManagement:
         self, nodes: NodeBackend, path: Path, node: Any, local: Path, accept: int | None
     ) -> Reply:
         self._check(Operation.READ, path)
+        tree = self.tree_for(path)
         # The node may have a value the tree has not seen yet: the instance must be exposed
         # and the resource readable, its value need not be there.
-        if not self.tree.has(path.truncate(Level.INSTANCE)):
+        if not tree.has(path.truncate(Level.INSTANCE)):
             raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
         if path.level >= Level.RESOURCE:
-            rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
+            rdef = tree.registry.resource(path.ids[0], path.ids[2])
             if not rdef.operations.readable:
                 raise MethodNotAllowed(f"{path} ({rdef.name}) is not readable")
-        objects = self.tree.registry.objects
+        objects = tree.registry.objects
         records = []
-        for r in gateway_records(path, await nodes.read(node, local)):
+        for r in await nodes.read(node, local):
+            target = nodes.upstream(node, r.path)
+            if target is None or not path.contains(target):
+                continue
             # What the node has beyond its definition (a resource the DDF lacks) is not shown.
-            known = objects[r.path.ids[0]].resources.get(r.path.ids[2])
-            if path.contains(r.path) and known is not None and known.operations.readable:
-                records.append(r)
+            known = objects[target.ids[0]].resources.get(target.ids[2])
+            if known is not None and known.operations.readable:
+                records.append(Record(target, r.value, r.time))
+        if path.level is Level.INSTANCE:
+            # What the gateway holds itself in the node's instance (the node's name in 5750).
+            answered = {r.path for r in records}
+            records += [
+                r
+                for r in tree.read(path)
+                if r.path not in answered and nodes.locate(r.path) is None
+            ]
+            records.sort(key=lambda r: r.path.sort_key())
         if not records and path.level >= Level.RESOURCE:
             raise NotFound(f"node {node} has no value at {local}")
         records = self._readable(records)
@@ -497,10 +532,30 @@ class DeviceManagement:
         replace: bool,
     ) -> Reply:
         self._check(Operation.WRITE, path)
-        records = self._input_codec(content_format).decode(payload, path, self.tree.registry)
-        self._check_node_write(path, records)
-        await nodes.write(node, local, local_records(path, local, records), replace=replace)
+        tree = self.tree_for(path)
+        records = self._input_codec(content_format).decode(payload, path, tree.registry)
+        self._check_node_write(tree, path, records)
+        theirs, held = self._node_records(nodes, records)
+        if theirs or not held:
+            await nodes.write(node, local, theirs, replace=replace)
+        for r in held:
+            tree.set(r.path, r.value)
         return Reply(Code.CHANGED)
+
+    @staticmethod
+    def _node_records(
+        nodes: NodeBackend, records: Sequence[Record]
+    ) -> tuple[list[Record], list[Record]]:
+        """``records`` split into the node's (moved to node-local paths) and those of
+        resources the gateway holds in the node's instances (left as they are)."""
+        theirs, held = [], []
+        for r in records:
+            found = nodes.locate(r.path)
+            if found is None:
+                held.append(r)
+            else:
+                theirs.append(Record(found[1], r.value, r.time))
+        return theirs, held
 
     async def _execute_node(
         self,
@@ -519,8 +574,9 @@ class DeviceManagement:
         except UnicodeDecodeError:
             raise BadRequest("execute arguments must be ASCII") from None
         parse_execute_arguments(text)
-        rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
-        if not self.tree.has(path.parent):
+        tree = self.tree_for(path)
+        rdef = tree.registry.resource(path.ids[0], path.ids[2])
+        if not tree.has(path.parent):
             raise NotFound(f"{path.parent} does not exist")
         if not rdef.operations.executable:
             raise MethodNotAllowed(f"{path} ({rdef.name}) is not executable")
@@ -537,25 +593,27 @@ class DeviceManagement:
         applied (a radio write cannot be rolled back)."""
         own: dict[Path, list[Record]] = {}
         for target, recs in self._composite_targets(payload, content_format).items():
-            found = nodes.locate(target) if target.prefix == self.tree.prefix else None
+            found = nodes.locate(target)
             if found is None:
                 own[target] = recs
                 continue
             node, local = found
-            await nodes.write(node, local, local_records(target, local, recs), replace=True)
+            theirs, _ = self._node_records(nodes, recs)
+            await nodes.write(node, local, theirs, replace=True)
         for target, recs in own.items():
             self.tree_for(target).write(target, recs, replace=True)
         return Reply(Code.CHANGED)
 
-    def _check_node_write(self, path: Path, records: Sequence[Record]) -> None:
+    @staticmethod
+    def _check_node_write(tree: ObjectTree, path: Path, records: Sequence[Record]) -> None:
         """What the tree would refuse of a write, checked without writing it (the tree
         changes only once the node has applied the write)."""
-        if not self.tree.has(path.truncate(Level.INSTANCE)):
+        if not tree.has(path.truncate(Level.INSTANCE)):
             raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
         for r in records:
             if not path.contains(r.path):
                 raise BadRequest(f"{r.path} is outside the target {path}")
-            rdef = self.tree.registry.resource(r.path.ids[0], r.path.ids[2])
+            rdef = tree.registry.resource(r.path.ids[0], r.path.ids[2])
             if not rdef.operations.writable:
                 raise MethodNotAllowed(f"{r.path} ({rdef.name}) is not writable")
 

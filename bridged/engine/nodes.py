@@ -6,9 +6,10 @@ modes): a Read, Write or Execute of such a path must reach the node, which takes
 the gateway's own stays on the synchronous path it always had.
 
 The backend speaks node-local paths (the node's ``/3303/0/5700``, not the gateway's
-``/3303/4/5700``); ``gateway_records`` and ``local_records`` move records between the two, which
-differ only in the prefix and the first two IDs. ``NodeOperations`` (bridged/operations.py) is
-the backend over the node registry; the exposure mode supplies the ``NodeRouter``.
+``/3303/4/5700`` nor ``/dev4/3303/0/5700``); the exposure mode's ``NodePaths`` moves paths
+between the two, record by record, and nothing else does (a node's battery ``/3/0/9`` may be
+``/3300/7/5700`` upstream). ``NodeOperations`` (bridged/operations.py) is the backend over the
+node registry; the exposure mode supplies the ``NodePaths``.
 """
 
 from __future__ import annotations
@@ -16,17 +17,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from bridged.objects.errors import MethodNotAllowed
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.store.nodes import NodeId
 
 
-class NodeRouter(Protocol):
-    """Which node is behind a gateway path (an exposure mode's ``node_path``)."""
+class NodePaths(Protocol):
+    """Which node path is behind an upstream path, and back: the exposure mode's ``PathMap``
+    (bridged/exposure/mapping.py), the one owner of that mapping."""
 
-    def node_path(self, path: Path) -> tuple[NodeId, Path] | None:
-        """The node and node-local path behind ``path`` (an instance or deeper), or None for
-        the gateway's own paths."""
+    def local(self, upstream: Path) -> tuple[NodeId, Path] | None:
+        """The node and node-local path behind ``upstream`` (an instance or deeper), or None
+        for the gateway's own paths (and the resources the gateway holds in a node's
+        instance, such as the node's name in 5750)."""
+        ...
+
+    def upstream(self, node: NodeId, local: Path) -> Path | None:
+        """The upstream path of ``node``'s ``local`` path, None if it is not shown."""
         ...
 
 
@@ -41,7 +49,13 @@ class NodeBackend(Protocol):
     has, never what was only asked for.
     """
 
-    def locate(self, path: Path) -> tuple[NodeId, Path] | None: ...
+    def locate(self, path: Path) -> tuple[NodeId, Path] | None:
+        """The paired node and node-local path behind an upstream path (``NodePaths.local``)."""
+        ...
+
+    def upstream(self, node: NodeId, local: Path) -> Path | None:
+        """``NodePaths.upstream``: where the node's answers go in the reply."""
+        ...
 
     async def read(self, node: NodeId, local: Path) -> list[Record]: ...
 
@@ -52,16 +66,7 @@ class NodeBackend(Protocol):
     async def execute(self, node: NodeId, local: Path, arguments: str) -> None: ...
 
 
-def local_records(gateway: Path, local: Path, records: Sequence[Record]) -> list[Record]:
-    """``records`` under the gateway path ``gateway`` moved under the node-local ``local``."""
-    head = local.ids[:2]
-    return [Record(Path((*head, *r.path.ids[2:])), r.value, r.time) for r in records]
-
-
-def gateway_records(gateway: Path, records: Sequence[Record]) -> list[Record]:
-    """Node-local ``records`` moved under the gateway path ``gateway`` (same object and
-    instance as the node-local path they came from)."""
-    head = gateway.ids[:2]
-    return [
-        Record(Path((*head, *r.path.ids[2:]), gateway.prefix), r.value, r.time) for r in records
-    ]
+def not_deleted(path: Path, node: NodeId) -> MethodNotAllowed:
+    """The 4.05 to a Delete of ``path``, an instance of ``node``: the instance stands for the
+    node, which only unpairing removes (a 2.02 would leave its readings flowing upstream)."""
+    return MethodNotAllowed(f"{path} is node {node}'s: unpair the node to remove it")

@@ -55,12 +55,13 @@ import aiocoap
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
 from bridged.objects.definitions import Registry
-from bridged.objects.paths import Level, Path
+from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value
 from bridged.registry import LiveNode
 from bridged.store.nodes import NodeId
 
+from .mapping import NodePath, PathMap
 from .mirror import NodeMirror
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,10 @@ class NodeEndpoint:
         self.tree.create_instance(DEVICE, 0, device_values(node))
         if node.paired.options.get(FIRMWARE_CAPABILITY) is True:
             self.tree.create_instance(FIRMWARE, 0, [(1, ""), (3, 0), (5, 0), (9, 0)])
-        self.mirror = NodeMirror(self.tree)
+        self.paths = PathMap()
+        """The node's instances at their node-local paths; the endpoint's own /0, /1, a
+        synthesised /5 and its own /3/0 resources are not the node's."""
+        self.mirror = NodeMirror(self.tree, self.paths)
         self.mirror.sync(node)
         self.client: LwM2MClient | None = None
         self.failed_starts = 0
@@ -126,20 +130,21 @@ class NodeEndpoint:
             self.settled.set()
         self._report(self, e)
 
-    def node_path(self, path: Path) -> tuple[NodeId, Path] | None:
-        """The node and node-local path behind a path of this endpoint: the same path, for
-        the objects the node has; None for the endpoint's own (/0, /1, a synthesised /5)."""
-        if not path.ids or path.ids[0] not in {oid for oid, _ in self.mirror.instances}:
-            return None
-        return self.node, path
 
-    def endpoint_path(self, local: Path) -> Path | None:
-        """The path of a node-local path at this endpoint: the same path, when the endpoint
-        shows the node's instance (as ``mirror.apply`` does); None otherwise."""
-        if local.level < Level.INSTANCE:
-            return None
-        shown = (local.ids[0], local.ids[1])
-        return local if shown in self.mirror.created or shown in self.mirror.adopted else None
+class EndpointPaths:
+    """The endpoints mode's answer to "which upstream path is this node path": the path of the
+    node's own endpoint (``NodeEndpoint.paths``). The gateway's own endpoint shows no node, so
+    no path of it is a node's."""
+
+    def __init__(self, endpoints: dict[NodeId, NodeEndpoint]) -> None:
+        self._endpoints = endpoints
+
+    def upstream(self, node: NodeId, local: Path) -> Path | None:
+        ep = self._endpoints.get(node)
+        return None if ep is None else ep.paths.upstream(node, local)
+
+    def local(self, upstream: Path) -> NodePath | None:
+        return None
 
 
 class EndpointsExposure:
@@ -175,6 +180,7 @@ class EndpointsExposure:
         self.stop_timeout = stop_timeout
         self.start_retry = start_retry or (self.servers[0].retry if self.servers else RetryPolicy())
         self.endpoints: dict[NodeId, NodeEndpoint] = {}
+        self.paths = EndpointPaths(self.endpoints)
         self._pending: asyncio.Queue[NodeEndpoint] = asyncio.Queue()
         self._slots = asyncio.Semaphore(concurrency)
         self._runner: asyncio.Task[None] | None = None

@@ -19,7 +19,9 @@ Update learns of it at once.
 
 Requests to a prefixed path reach the node's tree through ``EndDevices`` (``device_tree`` and
 ``subscribe``), which ``DeviceManagement`` and the observations take; an unknown prefix is
-4.04, and the observations of a node that is unpaired end with 4.04.
+4.04, and the observations of a node that is unpaired end with 4.04. Read, Write, Execute and
+Write-Composite of a node's path reach the node itself (``paths``, the mode's ``PathMap``,
+says which node a prefixed path is).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from bridged.engine.dm import GATEWAY_OBJECT
 from bridged.objects.linkformat import format_links, object_links
 from bridged.objects.paths import Path
 from bridged.objects.tree import Listener, ObjectTree
@@ -34,11 +37,11 @@ from bridged.objects.values import Record
 from bridged.registry import LiveNode
 from bridged.store.nodes import NodeId, NodeStore
 
+from .mapping import PathMap
 from .mirror import NodeMirror
 
 log = logging.getLogger(__name__)
 
-GATEWAY_OBJECT = 25
 DEVICE_ID, PREFIX, DEVICE_OBJECTS = 0, 1, 3
 """/25 resources (Gateway TS 1.1, object version 2.0)."""
 
@@ -46,14 +49,13 @@ DEVICE_ID, PREFIX, DEVICE_OBJECTS = 0, 1, 3
 class _EndDevice:
     """One node as an end device: its /25 instance, its prefix and its tree."""
 
-    __slots__ = ("instance", "mirror", "node", "prefix", "tree")
+    __slots__ = ("instance", "mirror", "prefix", "tree")
 
-    def __init__(self, node: NodeId, instance: int, tree: ObjectTree) -> None:
-        self.node = node
+    def __init__(self, instance: int, tree: ObjectTree, paths: PathMap) -> None:
         self.instance = instance
         self.tree = tree
         self.prefix = tree.prefix or ""
-        self.mirror = NodeMirror(tree)
+        self.mirror = NodeMirror(tree, paths)
 
     def object_links(self) -> str:
         """/25/x/3: the node's objects as the Register payload lists them."""
@@ -67,6 +69,8 @@ class GatewayExposure:
     def __init__(self, tree: ObjectTree, store: NodeStore) -> None:
         self.tree = tree
         self.store = store
+        self.paths = PathMap()
+        """Where each node's instances are: ``/devN/...``, the node-local path prefixed."""
         self._devices: dict[NodeId, _EndDevice] = {}
         self._by_prefix: dict[str, _EndDevice] = {}
         self._listeners: list[Listener] = []
@@ -91,27 +95,9 @@ class GatewayExposure:
         for listener in tuple(self._listeners):
             listener(path)
 
-    # -- mapping -----------------------------------------------------------------------------
-
     def prefix(self, node: NodeId) -> str | None:
         device = self._devices.get(node)
         return None if device is None else device.prefix
-
-    def gateway_path(self, node: NodeId, local: Path) -> Path | None:
-        """The upstream (prefixed) path of a node-local path, or None if the node is not
-        exposed."""
-        device = self._devices.get(node)
-        return None if device is None else local.with_prefix(device.prefix)
-
-    def node_path(self, path: Path) -> tuple[NodeId, Path] | None:
-        """The node and node-local path behind a prefixed path, or None for the gateway's own
-        paths, an unknown prefix or an object the node does not have."""
-        if path.prefix is None or not path.ids:
-            return None
-        device = self._by_prefix.get(path.prefix)
-        if device is None or path.ids[0] not in {oid for oid, _ in device.mirror.instances}:
-            return None
-        return device.node, path.without_prefix()
 
     # -- RegistryListener --------------------------------------------------------------------
 
@@ -120,7 +106,8 @@ class GatewayExposure:
         if device is None:
             prefix = self.store.prefix(node.id)
             instance = self.store.instance_id(node.id, GATEWAY_OBJECT)
-            device = _EndDevice(node.id, instance, ObjectTree(self.tree.registry, prefix))
+            tree = ObjectTree(self.tree.registry, prefix)
+            device = _EndDevice(instance, tree, self.paths)
             device.tree.subscribe(self._changed)
             device.mirror.sync(node)
             self._devices[node.id] = device
@@ -143,6 +130,7 @@ class GatewayExposure:
         if device is None:
             return
         del self._by_prefix[device.prefix]
+        self.paths.hide_node(node)
         self.tree.delete_instance(GATEWAY_OBJECT, device.instance)
         self._changed(Path((), device.prefix))
 

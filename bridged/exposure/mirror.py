@@ -21,6 +21,11 @@ unless 5750 is the node's data:
 
 Readings of 5750 are applied like any other, so a node that reports 5750 later replaces the
 name for good.
+
+What the mirror shows, and which resources of it the gateway fills itself (the name, an
+endpoint's own /3/0 resources), it tells its ``PathMap`` (bridged/exposure/mapping.py), which
+answers for the node's paths in both modes. A node's housekeeping objects are never shown
+(``mapping.exposable``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value
 from bridged.registry import LiveNode
+
+from .mapping import PathMap, Shown, exposable
 
 log = logging.getLogger(__name__)
 
@@ -57,49 +64,57 @@ NODE_DATA_5750 = frozenset({3347})
 
 def initial_values(
     registry: Registry, node: LiveNode, oid: int, iid: int
-) -> list[tuple[int, Value]]:
+) -> tuple[list[tuple[int, Value]], frozenset[int]]:
     """What the node's ``/oid/iid`` is created with in any mode: its reported values, and the
     node's name in 5750 Application Type where the object has it and the node's own data does
-    not fill it (see the module docstring)."""
+    not fill it (see the module docstring); and the resources of those the gateway fills
+    itself (``Shown.held``)."""
     values = instance_values(node, oid, iid)
     own = oid in NODE_DATA_5750 or any(rid == APPLICATION_TYPE for rid, _ in values)
     if not own and APPLICATION_TYPE in registry.get(oid).resources:
         values.append((APPLICATION_TYPE, node.paired.name))
-    return values
+        return values, frozenset({APPLICATION_TYPE})
+    return values, frozenset()
 
 
 class NodeMirror:
-    """Keeps one node's objects in ``tree`` (whose prefix, if any, is the node's)."""
+    """Keeps one node's objects in ``tree`` (whose prefix, if any, is the node's) and says
+    so to ``paths``."""
 
-    def __init__(self, tree: ObjectTree) -> None:
+    def __init__(self, tree: ObjectTree, paths: PathMap) -> None:
         self.tree = tree
+        self.paths = paths
         self.created: set[tuple[int, int]] = set()
         self.adopted: set[tuple[int, int]] = set()
 
-    @property
-    def instances(self) -> list[tuple[int, int]]:
-        """The node's instances shown in the tree, in order."""
-        return sorted(self.created | self.adopted)
-
     def sync(self, node: LiveNode) -> bool:
         """Make the tree's node instances those of ``node.objects``; True if any came or went."""
-        wanted = {(oid, iid) for oid, iids in node.objects.items() for iid in iids}
+        wanted = exposable(node.objects)
         changed = False
         for oid, iid in sorted(self.created - wanted):
             self.created.discard((oid, iid))
+            self.paths.hide(node.id, (oid, iid))
             self.tree.delete_instance(oid, iid)
             if oid not in node.objects and not self.tree.instance_ids(oid):
                 self.tree.remove_object(oid)
             changed = True
+        for key in self.adopted - wanted:
+            self.paths.hide(node.id, key)
         self.adopted &= wanted
+        prefix = self.tree.prefix
         for oid, iid in sorted(wanted - self.created - self.adopted):
             if oid not in self.tree.registry:
                 log.warning("node %s: object %d has no definition: add its DDF file", node.id, oid)
                 continue
-            values = initial_values(self.tree.registry, node, oid, iid)
-            if self.tree.has(Path((oid, iid), self.tree.prefix)):
+            values, held = initial_values(self.tree.registry, node, oid, iid)
+            instance = Path((oid, iid), prefix)
+            if self.tree.has(instance):
+                # The tree's own resources there (an endpoint's /3/0) stay the gateway's.
+                own = {p.ids[2] for p in self.tree.resource_paths(instance)} | held
+                held = frozenset(own - {rid for rid, _ in instance_values(node, oid, iid)})
                 self.adopted.add((oid, iid))
-                self.apply(node, [Record(Path((oid, iid, rid)), v) for rid, v in values])
+                self.paths.show(Shown(node.id, (oid, iid), instance, held=held))
+                self._set(node, [Record(Path((oid, iid, rid)), v) for rid, v in values])
                 continue
             try:
                 self.tree.create_instance(oid, iid, values)
@@ -107,24 +122,35 @@ class NodeMirror:
                 log.warning("node %s: /%d/%d not exposed: %s", node.id, oid, iid, e)
                 continue
             self.created.add((oid, iid))
+            self.paths.show(Shown(node.id, (oid, iid), instance, held=held))
             changed = True
         return changed
 
     def apply(self, node: LiveNode, records: Sequence[Record]) -> None:
         """Put the node's readings (node-local paths) into the tree."""
-        shown = self.created | self.adopted
-        prefix = self.tree.prefix
-        for r in records:
-            if r.path.level < Level.RESOURCE or (r.path.ids[0], r.path.ids[1]) not in shown:
-                continue
-            try:
-                self.tree.set(r.path.with_prefix(prefix), r.value, r.time)
-            except LwM2MError as e:
-                log.warning("node %s: %s not updated: %s", node.id, r.path, e)
+        apply_readings(self.tree, self.paths, node, records)
 
-    def clear(self) -> None:
-        """Remove the instances this mirror created."""
-        for oid, iid in sorted(self.created):
-            self.tree.delete_instance(oid, iid)
-        self.created.clear()
-        self.adopted.clear()
+    def _set(self, node: LiveNode, records: Sequence[Record]) -> None:
+        apply_readings(self.tree, self.paths, node, records, claim=False)
+
+
+def apply_readings(
+    tree: ObjectTree,
+    paths: PathMap,
+    node: LiveNode,
+    records: Sequence[Record],
+    *,
+    claim: bool = True,
+) -> None:
+    """Put the node's readings (node-local paths) where ``paths`` shows them in ``tree``;
+    with ``claim``, a resource the gateway held there becomes the node's (``PathMap.reported``)."""
+    for r in records:
+        target = paths.upstream(node.id, r.path)
+        if target is None or r.path.level < Level.RESOURCE:
+            continue
+        if claim:
+            paths.reported(node.id, r.path)
+        try:
+            tree.set(target, r.value, r.time)
+        except LwM2MError as e:
+            log.warning("node %s: %s not updated: %s", node.id, r.path, e)

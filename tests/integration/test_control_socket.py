@@ -21,6 +21,7 @@ from bridged.app import Gateway
 from bridged.config import Config, ConfigError, GatewaySection, StoreSection, TransportSection
 from bridged.control import FAILED, INVALID_PARAMS, METHOD_NOT_FOUND, ControlServer
 from bridged.engine.client import ServerConfig
+from bridged.objects.paths import Path as PathId
 from bridged.store.nodes import NodeId
 from peers.gateway import FACTS
 from peers.lwm2m_server import LwM2MTestServer
@@ -254,3 +255,80 @@ async def test_the_gateway_exposure_mode_serves_paired_nodes_at_their_prefix(
         assert reply.code == Code.CONTENT and float(reply.payload) > -50
     finally:
         await gw.stop()
+
+
+async def test_a_nodes_instance_is_not_deleted_here(conn: Connection, gateway: Gateway) -> None:
+    node = NodeId("sim", "0001")
+    await gateway.pair(node)
+    local = PathId((3303, 0))
+    async with asyncio.timeout(10):
+        while (upstream := gateway.exposure.paths.upstream(node, local)) is None:
+            await asyncio.sleep(0.01)
+    error = await conn.error("delete", path=str(upstream))
+    assert error["coap"] == "4.05"
+    assert await conn.call("read", path=f"{upstream}/5750") == [
+        {"path": f"{upstream}/5750", "value": "sim-1"}
+    ]
+
+
+async def test_send_takes_a_nodes_prefixed_paths(tmp_path: Path, server: LwM2MTestServer) -> None:
+    """``bridgectl send /devN/...``: the server receives the node's value at that path."""
+    config = Config(
+        path=tmp_path / "bridged.toml",
+        gateway=GatewaySection(
+            "gw-25", exposure="gateway", state_dir=tmp_path / "state", runtime_dir=tmp_path / "run"
+        ),
+        servers=(ServerConfig(server.uri, request_timeout=5, retry=FAST_RETRY),),
+        transports=(TransportSection("sim", MappingProxyType({"nodes": 1, "interval": 0.1})),),
+    )
+    gw = Gateway(config, facts=FACTS)
+    await gw.start()
+    srv = ControlServer(gw, tmp_path / "run" / "control.sock")
+    await srv.start()
+    reader, writer = await asyncio.open_unix_connection(str(srv.path))
+    try:
+        await server.next_event("register")
+        node = NodeId("sim", "0001")
+        await gw.pair(node)
+        temperature = PathId((3303, 0, 5700))
+        live = gw.registry.live[node]
+        async with asyncio.timeout(10):
+            while temperature not in live.values:
+                await asyncio.sleep(0.01)
+            while not (await Connection(reader, writer).call("status"))["servers"][0]["registered"]:
+                await asyncio.sleep(0.01)
+        upstream = gw.exposure.paths.upstream(node, temperature)
+        assert upstream is not None and upstream.prefix is not None
+        conn = Connection(reader, writer)
+        result = await conn.call("send", paths=[str(upstream)])
+        assert result["status"] == "delivered"
+        names = [str(upstream)]
+        send = await server.next_event("send")
+        while [r.name for r in send.records] != names:  # the node's readings, delivered anyway
+            send = await server.next_event("send")
+        (record,) = send.records
+        reported = live.values[temperature]
+        assert isinstance(record.value, float) and isinstance(reported.value, float)
+        assert abs(record.value - reported.value) < 0.05, "the node's value (it drifts slowly)"
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        await srv.stop()
+        await gw.stop()
+
+
+async def test_write_and_exec_of_a_nodes_resource_reach_the_node(
+    conn: Connection, gateway: Gateway
+) -> None:
+    node = NodeId("sim", "0001")
+    await gateway.pair(node)
+    switch = PathId((3311, 0, 5850))
+    async with asyncio.timeout(10):
+        while (upstream := gateway.exposure.paths.upstream(node, switch)) is None:
+            await asyncio.sleep(0.01)
+    simulated = gateway.transports["sim"].nodes[node]  # type: ignore[attr-defined]
+    assert simulated.switch is False
+    assert await conn.call("write", path=str(upstream), value=True) == {"written": str(upstream)}
+    assert simulated.switch is True, "the node itself took the write"
+    error = await conn.error("exec", path=f"{upstream.parent}/5850")
+    assert error["coap"] == "4.05" and "simulated node" in error["message"], "the node's refusal"

@@ -78,7 +78,7 @@ class Gateway:
         return out
 
     def handed_since(self, mark: int) -> list[tuple[str, float, object]]:
-        return gateway_paths(self.handed.readings[mark:], self.exposure.gateway_path)
+        return gateway_paths(self.handed.readings[mark:], self.exposure.paths.upstream)
 
 
 FAST_DELIVERY = DeliveryConfig(max_records=64, retry=0.05, max_retry=0.2, poll=0.05)
@@ -115,7 +115,7 @@ async def gateway(
         ),
         bind=("127.0.0.1", 0),
     )
-    delivery = Delivery(client, readings, exposure.gateway_path, config)
+    delivery = Delivery(client, readings, exposure.paths.upstream, config)
     registry.on_commit(delivery.notify)
     await air.start()
     committing = asyncio.create_task(registry.run(interval=0.02))
@@ -237,7 +237,7 @@ async def test_the_backlog_of_a_node_not_yet_back_after_a_restart_is_delivered(
         gw.registry.pair(PairedNode(node, "n1", "lwm2m"))
         gw.registry.objects(node, {3303: [0]})
         gw.registry.readings(node, [Record(TEMPERATURE, 20.5, measured)])
-        path = str(gw.exposure.gateway_path(node, TEMPERATURE))
+        path = str(gw.exposure.paths.upstream(node, TEMPERATURE))
         gw.registry.flush()
     async with gateway(tmp_path, server.uri) as gw:  # restarted; the node is not back yet
         await registered(server)

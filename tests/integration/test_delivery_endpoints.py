@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from bridged.delivery import Delivery, DeliveryConfig, Route, Router
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.exposure.endpoints import EndpointsExposure, endpoint_name
 from bridged.objects.builtin import builtin_registry
-from bridged.objects.paths import Path
 from bridged.registry import NodeRegistry
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore
@@ -47,15 +47,11 @@ class Gateway:
     handed: HandedOver
     nodes: list[NodeId]
 
-    def endpoint_path(self, node: NodeId, local: Path) -> Path | None:
-        ep = self.exposure.endpoint(node)
-        return None if ep is None else ep.endpoint_path(local)
-
     def sent(self, mark: int, node: NodeId) -> list[tuple[str, float, object]]:
         """(path at the node's endpoint, time, value) of the node's readings handed over since
         ``mark``, in order."""
         mine = [h for h in self.handed.readings[mark:] if h.node == node]
-        return gateway_paths(mine, self.endpoint_path)
+        return gateway_paths(mine, self.exposure.paths.upstream)
 
     async def registered(self) -> None:
         async def all_registered() -> None:
@@ -77,7 +73,7 @@ def endpoint_route(exposure: EndpointsExposure) -> Router:
 
     def route(node: NodeId) -> Route | None:
         ep = exposure.endpoint(node)
-        return None if ep is None else Route(ep.client, ep.endpoint_path)
+        return None if ep is None else Route(ep.client, functools.partial(ep.paths.upstream, node))
 
     return route
 

@@ -143,8 +143,8 @@ async def test_node_device_values_and_battery_land_on_its_own_device_object(
     values = {r.name: r.value for r in decode_senml_cbor(device.payload)}
     assert (values["/3/0/0"], values["/3/0/1"], values["/3/0/9"]) == ("Xiaomi", "LYWSD03MMC", 87)
     assert values["/3/0/17"] == "attic"
-    assert ep.node_path(Path((3, 0, 9))) == (node, Path((3, 0, 9)))
-    assert ep.node_path(Path((1, 0, 1))) is None
+    assert ep.paths.local(Path((3, 0, 9))) == (node, Path((3, 0, 9)))
+    assert ep.paths.local(Path((1, 0, 1))) is None
 
 
 async def test_firmware_update_only_for_a_node_that_declares_it(

@@ -17,7 +17,7 @@ from pathlib import Path as FsPath
 import cbor2
 import pytest
 from aiocoap.numbers.codes import Code
-from clients import FAST_RETRY, gateway_tree
+from clients import FAST_RETRY, bootstrapping, gateway_tree
 
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import RegistrationEvent
@@ -286,6 +286,46 @@ def test_node_device_values_land_on_its_own_device_object(gw: Setup) -> None:
     assert tree is not None
     assert tree.get(Path((3, 0, 9), prefix)) == 87
     assert tree.get(Path((3, 0, 0), prefix)) == "Xiaomi"
-    assert gw.exposure.node_path(Path((3, 0, 9), prefix)) == (node, Path((3, 0, 9)))
-    assert gw.exposure.node_path(Path((3, 0, 9))) is None
-    assert gw.exposure.node_path(Path((3342, 0), prefix)) is None
+    assert gw.exposure.paths.local(Path((3, 0, 9), prefix)) == (node, Path((3, 0, 9)))
+    assert gw.exposure.paths.local(Path((3, 0, 9))) is None
+    assert gw.exposure.paths.local(Path((3342, 0), prefix)) is None
+
+
+async def test_25_is_not_created_written_or_deleted_by_a_server(
+    gw: Setup, client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    node = gw.pair(0, "kitchen")
+    await server.next_event("update")
+    body = cbor2.dumps([{0: "/25/0/1", 3: "mine"}])
+    for code, path, payload in [
+        (Code.POST, "/25", b""),
+        (Code.PUT, "/25/0", body),
+        (Code.POST, "/25/0", body),
+        (Code.DELETE, "/25/0", b""),
+    ]:
+        format_ = ContentFormat.SENML_CBOR if payload else None
+        answer = await server.request(ENDPOINT, code, path, payload, content_format=format_)
+        assert answer.code == Code.METHOD_NOT_ALLOWED, (code, path)
+    read = await server.request(ENDPOINT, Code.GET, "/25", accept=ContentFormat.SENML_CBOR)
+    assert {r.name: r.value for r in decode_senml_cbor(read.payload)} == {
+        "/25/0/0": str(node.id),
+        "/25/0/1": "dev0",
+        "/25/0/3": "</3303>;ver=1.1,</3303/0>,</3304>;ver=1.1,</3304/0>,</3311/0>",
+    }
+
+
+async def test_a_bootstrap_server_changes_neither_25_nor_end_devices(gw: Setup) -> None:
+    node = gw.pair(0, "kitchen")
+    async with bootstrapping(gw.tree, ENDPOINT, devices=gw.exposure) as (bs, request):
+        entry = b'[{"bn":"/25/0/","n":"1","vs":"mine"}]'
+        assert (await bs.write(request, "/25/0", entry)).code == Code.METHOD_NOT_ALLOWED
+        assert (await bs.write(request, "/25", entry)).code == Code.METHOD_NOT_ALLOWED
+        assert (await bs.delete(request, "/25/0")).code == Code.METHOD_NOT_ALLOWED
+        assert (await bs.delete(request, "/25")).code == Code.METHOD_NOT_ALLOWED
+        theirs = b'[{"bn":"/dev0/3311/0/","n":"5850","vb":true}]'
+        written = await bs.write(request, "/dev0/3311/0", theirs)
+        assert written.code == Code.METHOD_NOT_ALLOWED
+        assert (await bs.delete(request, "/dev0/3311/0")).code == Code.METHOD_NOT_ALLOWED
+        links = (await bs.discover(request)).payload.decode()
+        assert "</25/0>" in links.split(","), "the paired node is still an end device"
+        assert gw.tree.get(Path((25, 0, 0))) == str(node.id)

@@ -25,13 +25,14 @@ from nodegw import AirGateway, air_gateway
 from bridged.commands import CommandQueue, CommandStatus
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.objects.errors import LwM2MError
+from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.registry import NodeRegistry
 from bridged.store.database import connect
 from bridged.store.nodes import NodeStore
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
-from peers.lwm2m_server import LwM2MTestServer
+from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
 
 EP = "gw-nodes"
 
@@ -85,7 +86,7 @@ async def test_failed_writes_answer_the_nodes_code(server: LwM2MTestServer, gw: 
     node = await gw.air.add(1, "kitchen")
     with pytest.raises(LwM2MError) as direct:  # what the node itself answers
         await gw.air.transport.write(node, COLOUR, [Record(COLOUR, "red")])
-    colour = str(gw.exposure.gateway_path(node, COLOUR))
+    colour = str(gw.exposure.paths.upstream(node, COLOUR))
     refused = await server.request(EP, Code.PUT, colour, b"red", content_format=0)
     assert refused.code == direct.value.code
     assert not refused.code.is_successful()
@@ -212,3 +213,28 @@ def test_kept_commands_survive_kill_9(tmp_path: FsPath) -> None:
     (pending,) = commands.pending()
     assert pending.records[0].value is True
     assert [c.status for c in commands.history()] == [CommandStatus.SUPERSEDED] * 2
+
+
+BATTERY = Path((3, 0, 9))
+
+
+@pytest.mark.parametrize("air_kind", ["ble"], indirect=True)
+async def test_a_read_of_a_nodes_battery_reaches_the_node(
+    server: LwM2MTestServer, gw: AirGateway
+) -> None:
+    """The instances mode shows a node's /3/0/9 as /3300/x/5700 (with units and name the
+    gateway holds): a Read of the resource and of the instance answer the node's level."""
+    node = await gw.air.add(1, "kitchen")
+    battery = gw.path(node, BATTERY)
+    assert battery.startswith("/3300/") and battery.endswith("/5700")
+    level = await server.request(EP, Code.GET, battery)
+    assert (level.code, level.payload) == (Code.CONTENT, b"87")
+    instance = battery.rsplit("/", 1)[0]
+    read = await server.request(EP, Code.GET, instance, accept=112)
+    assert read.code == Code.CONTENT
+    values = {r.name: r.value for r in decode_senml_cbor(read.payload)}
+    assert values == {
+        f"{instance}/5700": 87,
+        f"{instance}/5701": "%",
+        f"{instance}/5750": "kitchen battery",
+    }

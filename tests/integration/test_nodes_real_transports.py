@@ -53,7 +53,7 @@ async def test_gateway_mode_shows_an_802154_node_behind_its_prefix(
         bind=("127.0.0.1", 0),
         on_event=events.put_nowait,
         devices=exposure,
-        nodes=NodeOperations(registry, exposure),
+        nodes=NodeOperations(registry, exposure.paths),
     )
     await client.start()
     try:

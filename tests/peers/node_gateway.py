@@ -67,7 +67,7 @@ class Handover:
 
     def node_objects(self, node: LiveNode) -> None:
         paths = [
-            str(self.exposure.gateway_path(node.id, Path((oid, iid))))
+            str(self.exposure.paths.upstream(node.id, Path((oid, iid))))
             for oid, iids in sorted(node.objects.items())
             for iid in iids
         ]
@@ -76,7 +76,7 @@ class Handover:
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
         for r in records:
-            target = self.exposure.gateway_path(node.id, r.path)
+            target = self.exposure.paths.upstream(node.id, r.path)
             if target is not None and r.time is not None:  # else never delivered
                 self.handed.append((str(target), r.time))
 
@@ -113,12 +113,12 @@ async def main(state: FsPath, uri: str, port: str | None, nodes: Sequence[str]) 
             retry=RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1),
         ),
         bind=("127.0.0.1", 0),
-        nodes=NodeOperations(registry, exposure, commands),
+        nodes=NodeOperations(registry, exposure.paths, commands),
     )
     delivery = Delivery(
         client,
         readings,
-        exposure.gateway_path,
+        exposure.paths.upstream,
         DeliveryConfig(retry=0.05, max_retry=0.5, poll=0.05),
     )
     registry.on_commit(delivery.notify)

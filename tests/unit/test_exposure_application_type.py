@@ -39,7 +39,7 @@ def instances(reg: NodeRegistry) -> tuple[RegistryListener, Reader]:
     exposure = InstancesExposure(tree, reg.store)
 
     def read(oid: int, rid: int) -> Value:
-        path = exposure.gateway_path(NODE, Path((oid, 0, rid)))
+        path = exposure.paths.upstream(NODE, Path((oid, 0, rid)))
         assert path is not None
         return tree.get(path)
 

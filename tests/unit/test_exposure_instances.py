@@ -46,8 +46,8 @@ def test_nodes_become_instances_named_after_them(tmp_path: FsPath) -> None:
     sim.report(a, now)
     assert tree.get(Path((3303, 1, 5700))) == a.values(now)[0].value
     assert tree.get(Path((3303, 0, 5700))) == 19.5
-    assert exposure.node_path(Path((3303, 2, 5700))) == (b.id, Path((3303, 0, 5700)))
-    assert exposure.node_path(Path((3303, 0, 5700))) is None
+    assert exposure.paths.local(Path((3303, 2, 5700))) == (b.id, Path((3303, 0, 5700)))
+    assert exposure.paths.local(Path((3303, 0, 5700))) is None
 
 
 def test_instance_ids_survive_restart_and_repairing(tmp_path: FsPath) -> None:
@@ -72,7 +72,7 @@ def test_unpairing_deletes_the_instances(tmp_path: FsPath) -> None:
     assert tree.instance_ids(3311) == [0]
     registry.unpair(a.id)
     assert tree.instance_ids(3311) == []
-    assert exposure.node_path(Path((3311, 0))) is None
+    assert exposure.paths.local(Path((3311, 0))) is None
 
 
 def test_a_value_of_an_unannounced_instance_exposes_it(tmp_path: FsPath) -> None:
@@ -109,9 +109,9 @@ def test_the_node_battery_becomes_a_generic_sensor_named_after_the_node(tmp_path
     assert tree.get(Path((3300, battery, 5750))) == "attic battery"
     registry.readings(node, [Record(Path((3, 0, 9)), 86)])
     assert tree.get(Path((3300, battery, 5700))) == 86.0
-    assert exposure.node_path(Path((3300, battery, 5700))) == (node, Path((3, 0, 9)))
-    assert exposure.gateway_path(node, Path((3, 0, 9))) == Path((3300, battery, 5700))
-    assert exposure.gateway_path(node, Path((3, 0, 0))) is None
+    assert exposure.paths.local(Path((3300, battery, 5700))) == (node, Path((3, 0, 9)))
+    assert exposure.paths.upstream(node, Path((3, 0, 9))) == Path((3300, battery, 5700))
+    assert exposure.paths.upstream(node, Path((3, 0, 0))) is None
 
 
 def test_the_battery_instance_is_stable_and_goes_with_the_node(tmp_path: FsPath) -> None:

@@ -1,0 +1,161 @@
+"""The node path <-> upstream path mapping: the one owner of "which upstream path is this node
+path, and back", in every exposure mode.
+
+Each exposure mode shows a node's instances upstream somewhere, and ``PathMap`` is where it
+says so (``show``); every part that needs to know asks it and nothing else: device
+management (Read, Write, Execute, Write-Composite of a node path reach the node; see
+bridged/engine/nodes.py), delivery (Send and notifications of node readings), and bridgectl.
+Two owners of this fact once disagreed (a Read of a node's battery found "no value" that the
+tree held), so no other module moves paths between a node and upstream.
+
+The modes differ only in what they show, never in how it is looked up:
+
+* instances: the node's ``/3303/0`` is the gateway's ``/3303/4`` (an instance ID from the
+  node store), and its battery ``/3/0/9`` is ``/3300/x/5700`` (a ``resources`` map);
+* gateway: the node's ``/3303/0`` is ``/devN/3303/0``, under its end-device prefix;
+* endpoints: the node's ``/3303/0`` is ``/3303/0`` of the node's own endpoint (one map per
+  endpoint).
+
+**Resources the gateway holds itself** in a node's instance (the node's name in 5750
+Application Type, the ``%`` unit of the battery, an endpoint's own /3/0 resources) are not the
+node's: ``local`` answers None for them, so they are served from the tree like any of the
+gateway's own resources, and a Read of the whole instance answers the node's values together
+with them. When the node reports a value of such a resource itself, it becomes the node's.
+
+**A node's own LwM2M housekeeping** (``HOUSEKEEPING``: its Security, Server and Access Control
+objects, and OSCORE and /23, which it uses to talk to the gateway) is never shown upstream in any
+mode: ``exposable`` says which of a node's instances may be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+from bridged.objects.paths import Level, Path
+from bridged.store.nodes import NodeId
+
+HOUSEKEEPING = frozenset({0, 1, 2, 21, 23})
+"""Objects that are a node's business with the gateway (0 Security, 1 Server, 2 Access
+Control, 21 OSCORE, 23 COSE/EDHOC): a server writing a node's /1/0/1 would change its lifetime
+toward the gateway, so no mode shows them upstream."""
+
+
+def exposable(objects: Mapping[int, Iterable[int]]) -> set[tuple[int, int]]:
+    """The instances of a node's object list that an exposure may show upstream."""
+    return {(oid, iid) for oid, iids in objects.items() if oid not in HOUSEKEEPING for iid in iids}
+
+
+class NodePath(NamedTuple):
+    """A node and a path in the node's own tree."""
+
+    node: NodeId
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """One node instance as shown upstream.
+
+    ``upstream`` is the upstream instance path (with the end device's prefix, if any).
+    ``resources`` maps upstream resource IDs to the node's, for an instance shown under other
+    resource IDs (the battery); None means the same IDs. ``held`` are the upstream resource IDs
+    the gateway fills itself (module docstring)."""
+
+    node: NodeId
+    local: tuple[int, int]
+    upstream: Path
+    resources: Mapping[int, int] | None = None
+    held: frozenset[int] = field(default_factory=frozenset)
+
+    def to_local(self, upstream: Path) -> Path | None:
+        """The node-local path of ``upstream`` (this instance or deeper), None if the gateway
+        holds it. The instance of a single mapped resource is that resource."""
+        rest = upstream.ids[2:]
+        if rest and rest[0] in self.held:
+            return None
+        if self.resources is None:
+            return Path((*self.local, *rest))
+        if not rest:
+            mapped = list(self.resources.values())
+            return Path((*self.local, mapped[0])) if len(mapped) == 1 else Path(self.local)
+        rid = self.resources.get(rest[0])
+        return None if rid is None else Path((*self.local, rid, *rest[1:]))
+
+    def to_upstream(self, local: Path) -> Path | None:
+        """The upstream path of the node-local ``local`` (this instance or deeper), None for
+        a resource not shown."""
+        rest = local.ids[2:]
+        if self.resources is None:
+            return Path((*self.upstream.ids, *rest), self.upstream.prefix)
+        if not rest:
+            return None
+        rid = next((up for up, mine in self.resources.items() if mine == rest[0]), None)
+        return (
+            None
+            if rid is None
+            else Path((*self.upstream.ids, rid, *rest[1:]), self.upstream.prefix)
+        )
+
+
+class PathMap:
+    """The node instances an exposure shows, looked up both ways."""
+
+    def __init__(self) -> None:
+        self._up: dict[Path, Shown] = {}
+        self._down: dict[NodeId, dict[tuple[int, int], Shown]] = {}
+
+    def show(self, shown: Shown) -> None:
+        """``shown.node``'s instance ``shown.local`` is shown at ``shown.upstream``."""
+        self.hide(shown.node, shown.local)
+        self._up[shown.upstream] = shown
+        self._down.setdefault(shown.node, {})[shown.local] = shown
+
+    def hide(self, node: NodeId, local: tuple[int, int]) -> Shown | None:
+        """Stop showing the node's instance ``local``; returns how it was shown."""
+        shown = self._down.get(node, {}).pop(local, None)
+        if shown is not None:
+            del self._up[shown.upstream]
+        return shown
+
+    def hide_node(self, node: NodeId) -> list[Shown]:
+        """Stop showing any of ``node``'s instances; returns how they were shown."""
+        gone = list(self._down.pop(node, {}).values())
+        for shown in gone:
+            del self._up[shown.upstream]
+        return gone
+
+    def shown(self, node: NodeId, local: tuple[int, int]) -> Shown | None:
+        return self._down.get(node, {}).get(local)
+
+    def instances(self, node: NodeId) -> list[Shown]:
+        """How ``node``'s instances are shown, in node-local order."""
+        return sorted(self._down.get(node, {}).values(), key=lambda s: s.local)
+
+    def upstream(self, node: NodeId, local: Path) -> Path | None:
+        """The upstream path of ``node``'s node-local path ``local`` (an instance or deeper),
+        None when it is not shown."""
+        if local.level < Level.INSTANCE:
+            return None
+        shown = self._down.get(node, {}).get((local.ids[0], local.ids[1]))
+        return None if shown is None else shown.to_upstream(local)
+
+    def local(self, upstream: Path) -> NodePath | None:
+        """The node and node-local path behind ``upstream`` (an instance or deeper), None
+        for the gateway's own paths (and the resources it holds in a node's instance)."""
+        if upstream.level < Level.INSTANCE:
+            return None
+        shown = self._up.get(upstream.truncate(Level.INSTANCE))
+        if shown is None:
+            return None
+        path = shown.to_local(upstream)
+        return None if path is None else NodePath(shown.node, path)
+
+    def reported(self, node: NodeId, local: Path) -> None:
+        """The node reported ``local``: a resource the gateway held there is the node's now."""
+        shown = self._down.get(node, {}).get((local.ids[0], local.ids[1]))
+        if shown is None or shown.resources is not None or local.level < Level.RESOURCE:
+            return
+        if local.ids[2] in shown.held:
+            self.show(replace(shown, held=shown.held - {local.ids[2]}))

@@ -1,0 +1,310 @@
+"""Every server operation on a node's path reaches the node, in every exposure mode, and every
+mode answers for a node's path the way the one mapping (bridged/exposure/mapping.py) says.
+
+Real parts: the 802.15.4 transport on real pyserial with the RCP emulator and emulated LwM2M
+nodes on its air (tests/airs.py), real SQLite, the real client(s), and the in-repo LwM2M server
+on 127.0.0.1, which decodes what it receives with its own codec. What a node received is read
+from the emulated node itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+
+import cbor2
+import pytest
+from aiocoap.numbers.codes import Code
+from airs import RESET_MIN_MAX, SWITCH, TEMPERATURE, RcpAir, until
+from clients import FAST_RETRY, bootstrapping, gateway_tree
+from emulators.lwm2m_node import EmulatedNode
+from nodegw import node_gateway
+
+from bridged.commands import CommandQueue, CommandStatus
+from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.nodes import NodePaths
+from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint, endpoint_name
+from bridged.exposure.gateway import GatewayExposure
+from bridged.exposure.instances import InstancesExposure
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.formats import ContentFormat
+from bridged.objects.paths import Path
+from bridged.operations import NodeOperations
+from bridged.registry import NodeRegistry
+from bridged.store.database import connect
+from bridged.store.nodes import NodeId, NodeStore, PairedNode
+from bridged.store.readings import ReadingStore
+from bridged.store.secrets import SecretStore
+from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
+
+GATEWAY = "gw-paths"
+MODES = ("instances", "gateway", "endpoints")
+SENML_CBOR = ContentFormat.SENML_CBOR
+
+
+@dataclass
+class ModeGateway:
+    """A gateway in one exposure mode over the 802.15.4 air, registered with ``server``."""
+
+    mode: str
+    registry: NodeRegistry
+    air: RcpAir
+    commands: CommandQueue
+    paths: NodePaths
+    operations: list[NodeOperations]
+    """Every node backend made (one per endpoint in the endpoints mode)."""
+    endpoint: Callable[[NodeId], str]
+    """The endpoint name under which the server knows the node's paths."""
+
+    def path(self, node: NodeId, local: Path) -> str:
+        """The node's ``local`` path as the server addresses it in this mode."""
+        upstream = self.paths.upstream(node, local)
+        assert upstream is not None, f"{local} of {node} is not shown"
+        return str(upstream)
+
+    async def add(self, index: int, name: str, *, sleepy: bool = False) -> NodeId:
+        node = await self.air.add(index, name, sleepy=sleepy)
+        await until(lambda: self.endpoint(node) in self.server.clients, "the node's endpoint")
+        return node
+
+    server: LwM2MTestServer = None  # type: ignore[assignment]
+
+
+@contextlib.asynccontextmanager
+async def mode_gateway(
+    mode: str, server: LwM2MTestServer, state: FsPath
+) -> AsyncIterator[ModeGateway]:
+    conn = connect(state / "state.db")
+    registry = NodeRegistry(NodeStore(conn), SecretStore(state / "s.json"), ReadingStore(conn))
+    commands = CommandQueue(conn, registry, timeout=10.0)
+    config = ServerConfig(server.uri, request_timeout=5.0, retry=FAST_RETRY)
+
+    made: list[NodeOperations] = []
+
+    def operations(paths: NodePaths) -> NodeOperations:
+        made.append(NodeOperations(registry, paths, commands, timeout=10.0))
+        return made[-1]
+
+    air = RcpAir(registry, state)
+    stack = contextlib.AsyncExitStack()
+    try:
+        if mode == "endpoints":
+
+            def make_client(
+                ep: NodeEndpoint, servers: object, bind: tuple[str, int]
+            ) -> LwM2MClient:
+                return LwM2MClient(
+                    ep.tree,
+                    ep.name,
+                    config,
+                    bind=bind,
+                    on_event=ep.event,
+                    nodes=operations(ep.paths),
+                )
+
+            endpoints = EndpointsExposure(
+                builtin_registry(), GATEWAY, config, host="127.0.0.1", make_client=make_client
+            )
+            registry.listen(endpoints)
+            await endpoints.start()
+            stack.push_async_callback(endpoints.stop)
+            paths: NodePaths = endpoints.paths
+            name: Callable[[NodeId], str] = lambda node: endpoint_name(GATEWAY, node)  # noqa: E731
+        else:
+            tree = gateway_tree()
+            exposure = (
+                InstancesExposure(tree, registry.store)
+                if mode == "instances"
+                else GatewayExposure(tree, registry.store)
+            )
+            registry.listen(exposure)
+            client = LwM2MClient(
+                tree,
+                GATEWAY,
+                config,
+                bind=("127.0.0.1", 0),
+                nodes=operations(exposure.paths),
+                devices=exposure if isinstance(exposure, GatewayExposure) else None,
+            )
+            await client.start()
+            stack.push_async_callback(client.stop)
+            await until(lambda: GATEWAY in server.clients, "the gateway registered")
+            paths = exposure.paths
+            name = lambda node: GATEWAY  # noqa: E731
+        await air.start()
+        stack.push_async_callback(air.stop)
+        gw = ModeGateway(mode, registry, air, commands, paths, made, name)
+        gw.server = server
+        yield gw
+    finally:
+        await stack.aclose()
+        await commands.close()
+        conn.close()
+
+
+@pytest.fixture(params=MODES)
+async def gw(
+    request: pytest.FixtureRequest, server: LwM2MTestServer, tmp_path: FsPath
+) -> AsyncIterator[ModeGateway]:
+    async with mode_gateway(request.param, server, tmp_path) as gw:
+        yield gw
+
+
+async def test_a_read_reaches_the_node(server: LwM2MTestServer, gw: ModeGateway) -> None:
+    """The gateway's copy of the node's value is no answer: a node out of range times out."""
+    node = await gw.add(1, "kitchen")
+    target = gw.path(node, TEMPERATURE)
+    read = await server.request(gw.endpoint(node), Code.GET, target)
+    assert read.code == Code.CONTENT
+    for operations in gw.operations:
+        operations.timeout = 0.3
+    gw.air.out_of_range(node, True)
+    try:
+        lost = await server.request(gw.endpoint(node), Code.GET, target)
+    finally:
+        gw.air.out_of_range(node, False)
+    assert lost.code == Code.GATEWAY_TIMEOUT
+
+
+async def test_a_write_reaches_the_node(server: LwM2MTestServer, gw: ModeGateway) -> None:
+    node = await gw.add(1, "kitchen")
+    target = gw.path(node, SWITCH)
+    written = await server.request(gw.endpoint(node), Code.PUT, target, b"1", content_format=0)
+    assert written.code == Code.CHANGED
+    assert await gw.air.switch(node) is True, "the node itself has the value written"
+
+
+async def test_an_execute_reaches_the_node(server: LwM2MTestServer, gw: ModeGateway) -> None:
+    node = await gw.add(1, "kitchen")
+    target = gw.path(node, RESET_MIN_MAX)
+    done = await server.request(gw.endpoint(node), Code.POST, target, b"1='x'", content_format=0)
+    assert done.code == Code.CHANGED
+    assert gw.air.executed == [(node, "1='x'")]
+
+
+async def test_a_write_composite_reaches_the_node(server: LwM2MTestServer, gw: ModeGateway) -> None:
+    node = await gw.add(1, "kitchen")
+    body = cbor2.dumps([{0: gw.path(node, SWITCH), 4: True}])
+    written = await server.request(
+        gw.endpoint(node), Code.iPATCH, "/", body, content_format=SENML_CBOR
+    )
+    assert written.code == Code.CHANGED
+    assert await gw.air.switch(node) is True
+
+
+async def test_a_sleepy_nodes_write_is_kept_then_reaches_it(
+    server: LwM2MTestServer, gw: ModeGateway
+) -> None:
+    node = await gw.add(2, "cellar", sleepy=True)
+    await gw.air.sleep(node)
+    target = gw.path(node, SWITCH)
+    written = await server.request(gw.endpoint(node), Code.PUT, target, b"1", content_format=0)
+    assert written.code == Code.CHANGED
+    assert [c.status for c in gw.commands.pending()] == [CommandStatus.PENDING]
+    assert await gw.air.switch(node) is False
+    await gw.air.wake(node)
+    await until(lambda: not gw.commands.pending(), "the command applied")
+    assert await gw.air.switch(node) is True
+
+
+async def test_a_read_of_a_nodes_instance_has_its_name_and_its_values(
+    server: LwM2MTestServer, gw: ModeGateway
+) -> None:
+    node = await gw.add(1, "kitchen")
+    await gw.air.measure(node, 19.25)
+    instance = gw.path(node, TEMPERATURE.truncate(TEMPERATURE.level.INSTANCE))
+    read = await server.request(gw.endpoint(node), Code.GET, instance, accept=SENML_CBOR)
+    assert read.code == Code.CONTENT
+    values = {r.name: r.value for r in decode_senml_cbor(read.payload)}
+    assert values[f"{instance}/5750"] == "kitchen", "the node's name, which Discover lists"
+    assert values[f"{instance}/5700"] == 19.25, "the node's own value"
+    name = await server.request(gw.endpoint(node), Code.GET, f"{instance}/5750")
+    assert (name.code, name.payload) == (Code.CONTENT, b"kitchen")
+    links = await server.request(gw.endpoint(node), Code.GET, instance, accept=40)
+    assert any(link.endswith("/5750>") for link in links.payload.decode().split(","))
+
+
+async def test_a_nodes_instance_is_not_deleted_and_its_readings_still_flow(
+    server: LwM2MTestServer, gw: ModeGateway
+) -> None:
+    node = await gw.add(1, "kitchen")
+    instance = gw.path(node, TEMPERATURE.truncate(TEMPERATURE.level.INSTANCE))
+    deleted = await server.request(gw.endpoint(node), Code.DELETE, instance)
+    assert deleted.code == Code.METHOD_NOT_ALLOWED
+    await gw.air.measure(node, 17.5)
+    read = await server.request(gw.endpoint(node), Code.GET, f"{instance}/5700")
+    assert (read.code, float(read.payload)) == (Code.CONTENT, 17.5)
+
+
+# -- a node's housekeeping ----------------------------------------------------------------------
+
+
+NODE_LIFETIME = 3000
+
+
+async def _node_with_a_server_object(gw: ModeGateway, index: int) -> EmulatedNode:
+    """An 802.15.4 node whose own tree has /1/0 (its account with the gateway), as real
+    LwM2M nodes do; it registers with it."""
+    rcp = gw.air.rcp
+    node_id = rcp.node_id(index)
+    gw.registry.pair(PairedNode(node_id, f"porch-{index}", "lwm2m"))
+    node = EmulatedNode(bytes.fromhex(node_id.address), f"porch-{index}")
+    node.tree.create_instance(1, 0, [(0, 1), (1, NODE_LIFETIME), (6, False), (7, "U")])
+    rcp.nodes[node_id] = node
+    await rcp.air.add(node)
+    await asyncio.wait_for(node.registered.wait(), 20)
+    await until(lambda: 1 in gw.registry.live[node_id].objects, "the node's object list")
+    await until(lambda: gw.endpoint(node_id) in gw.server.clients, "the node's endpoint")
+    return node
+
+
+async def test_a_nodes_housekeeping_is_never_shown(
+    server: LwM2MTestServer, gw: ModeGateway
+) -> None:
+    nodes = [await _node_with_a_server_object(gw, i) for i in (3, 4)]
+    node_ids = [gw.air.rcp.node_id(i) for i in (3, 4)]
+    await gw.air.measure(node_ids[-1], 18.0)  # everything the node reported is in by now
+    for node_id in node_ids:
+        endpoint = gw.endpoint(node_id)
+        links = server.clients[endpoint].links.split(",")
+        assert [link for link in links if link.startswith("</1/")] == ["</1/0>"]
+        discover = await server.request(endpoint, Code.GET, "/1", accept=40)
+        listed = [link for link in discover.payload.decode().split(",") if link.count("/") == 2]
+        assert listed == ["</1/0>"], "one Server account: the gateway's (or the endpoint's)"
+        servers = await server.request(endpoint, Code.GET, "/1", accept=SENML_CBOR)
+        short_ids = [r.value for r in decode_senml_cbor(servers.payload) if r.name.endswith("/0")]
+        assert short_ids == [1]
+        written = await server.request(endpoint, Code.PUT, "/1/0/1", b"600", content_format=0)
+        assert written.code == Code.CHANGED
+        if gw.mode == "gateway":
+            devices = await server.request(endpoint, Code.GET, "/25", accept=SENML_CBOR)
+            objects = [str(r.value) for r in decode_senml_cbor(devices.payload)]
+            assert not any("</1/" in o or "</1>" in o for o in objects), objects
+            prefix = gw.path(node_id, TEMPERATURE).split("/")[1]
+            theirs = await server.request(
+                endpoint, Code.PUT, f"/{prefix}/1/0/1", b"600", content_format=0
+            )
+            assert theirs.code == Code.NOT_FOUND
+    for node in nodes:
+        assert node.tree.get(Path((1, 0, 1))) == NODE_LIFETIME, "the node's lifetime untouched"
+
+
+async def test_a_bootstrap_server_neither_writes_nor_deletes_a_nodes_instance(
+    tmp_path: FsPath,
+) -> None:
+    gw = node_gateway(tmp_path)
+    instance = gw.exposure.paths.upstream(gw.awake.id, Path((3303, 0)))
+    assert instance is not None
+    async with bootstrapping(gw.tree, GATEWAY, nodes=gw.operations) as (bs, request):
+        assert (await bs.delete(request, str(instance))).code == Code.METHOD_NOT_ALLOWED
+        entry = f'[{{"bn":"{instance}/","n":"5750","vs":"mine"}}]'.encode()
+        written = await bs.write(request, str(instance), entry)
+        assert written.code == Code.METHOD_NOT_ALLOWED
+        assert (await bs.write(request, "/3303", entry)).code == Code.METHOD_NOT_ALLOWED
+        assert (await bs.delete(request, "/3303")).code == Code.DELETED
+        links = (await bs.discover(request, "/3303")).payload.decode().split(",")
+        assert f"<{instance}>" in links, "the node's instance stays"
+        assert "</3303/0>" not in links, "the gateway's own went"
+    assert gw.tree.get(Path((*instance.ids, 5750))) == "kitchen"

@@ -1,0 +1,59 @@
+"""The one node path <-> upstream path mapping (bridged/exposure/mapping.py), both ways, for
+what each mode shows: a renumbered instance, a prefixed one, the battery under other IDs, and
+the resources the gateway holds itself."""
+
+from __future__ import annotations
+
+from bridged.exposure.mapping import NodePath, PathMap, Shown, exposable
+from bridged.objects.paths import Path
+from bridged.store.nodes import NodeId
+
+NODE = NodeId("sim", "0001")
+OTHER = NodeId("sim", "0002")
+
+
+def test_a_renumbered_instance_maps_both_ways_but_for_what_the_gateway_holds() -> None:
+    paths = PathMap()
+    paths.show(Shown(NODE, (3303, 0), Path((3303, 4)), held=frozenset({5750})))
+    assert paths.upstream(NODE, Path((3303, 0, 5700))) == Path((3303, 4, 5700))
+    assert paths.local(Path((3303, 4, 5700))) == NodePath(NODE, Path((3303, 0, 5700)))
+    assert paths.local(Path((3303, 4))) == NodePath(NODE, Path((3303, 0)))
+    assert paths.local(Path((3303, 4, 5750))) is None, "the node's name is the gateway's"
+    assert paths.local(Path((3303, 0, 5700))) is None, "the gateway's own instance"
+    assert paths.upstream(OTHER, Path((3303, 0, 5700))) is None
+    paths.reported(NODE, Path((3303, 0, 5750)))
+    assert paths.local(Path((3303, 4, 5750))) == NodePath(NODE, Path((3303, 0, 5750)))
+
+
+def test_a_prefixed_instance_keeps_its_ids() -> None:
+    paths = PathMap()
+    paths.show(Shown(NODE, (3311, 0), Path((3311, 0), "dev3")))
+    assert paths.upstream(NODE, Path((3311, 0, 5850))) == Path((3311, 0, 5850), "dev3")
+    assert paths.local(Path((3311, 0, 5850), "dev3")) == NodePath(NODE, Path((3311, 0, 5850)))
+    assert paths.local(Path((3311, 0, 5850))) is None
+    assert paths.local(Path((3311,), "dev3")) is None, "an object mixes instances"
+
+
+def test_the_battery_is_one_resource_under_other_ids() -> None:
+    paths = PathMap()
+    paths.show(Shown(NODE, (3, 0), Path((3300, 7)), {5700: 9}))
+    assert paths.upstream(NODE, Path((3, 0, 9))) == Path((3300, 7, 5700))
+    assert paths.upstream(NODE, Path((3, 0, 0))) is None, "the node's other /3 values"
+    assert paths.local(Path((3300, 7, 5700))) == NodePath(NODE, Path((3, 0, 9)))
+    assert paths.local(Path((3300, 7))) == NodePath(NODE, Path((3, 0, 9)))
+    assert paths.local(Path((3300, 7, 5701))) is None, "the unit is the gateway's"
+
+
+def test_hiding_forgets_both_ways() -> None:
+    paths = PathMap()
+    paths.show(Shown(NODE, (3303, 0), Path((3303, 4))))
+    paths.show(Shown(NODE, (3304, 0), Path((3304, 4))))
+    assert paths.hide(NODE, (3303, 0)) is not None
+    assert paths.local(Path((3303, 4, 5700))) is None
+    assert [s.upstream for s in paths.hide_node(NODE)] == [Path((3304, 4))]
+    assert paths.upstream(NODE, Path((3304, 0, 5700))) is None
+
+
+def test_a_nodes_housekeeping_is_never_exposable() -> None:
+    objects = {0: [0], 1: [0], 2: [0, 1], 3: [0], 21: [0], 23: [0], 3303: [0, 1]}
+    assert exposable(objects) == {(3, 0), (3303, 0), (3303, 1)}

@@ -17,7 +17,7 @@ from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.objects.formats import ContentFormat
 from bridged.objects.paths import Path
 from peers.dtls_server import DtlsPskServer
-from peers.lwm2m_server import LwM2MTestServer
+from peers.lwm2m_server import LwM2MTestServer, decode_tlv
 
 IDENTITY = b"urn:imei:490154203237518"
 KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
@@ -107,6 +107,36 @@ async def test_stop_deregisters(
     await client.stop()
     await server.next_event("deregister")
     assert "gw-1" not in server.clients
+
+
+async def test_a_server_that_refuses_1_1_is_offered_and_served_lwm2m_1_0_formats() -> None:
+    """After a 4.12 the client registers as LwM2M 1.0: the root link announces LwM2M JSON
+    (11543), not SenML CBOR, the core objects come without a ``ver`` the server cannot know, and
+    a Read without Accept answers TLV, which the server decodes itself."""
+    async with LwM2MTestServer(accepted_versions=("1.0",)) as server:
+        client = LwM2MClient(
+            gateway_tree(),
+            "gw-1",
+            ServerConfig(uri=server.uri, request_timeout=3.0, retry=FAST_RETRY),
+            bind=("127.0.0.1", 0),
+        )
+        await client.start()
+        try:
+            assert (await server.next_event("register")).code == Code.PRECONDITION_FAILED
+            register = await server.next_event("register")
+            assert (register.code, register.query["lwm2m"]) == (Code.CREATED, "1.0")
+            links = register.payload.decode()
+            assert links.startswith('</>;rt="oma.lwm2m";ct=11543,'), links
+            assert "</1>" not in links and "</3>" not in links, links
+            assert "</1/0>" in links and "</3/0>" in links
+            response = await server.request("gw-1", Code.GET, "/3/0")
+            assert response.opt.content_format == ContentFormat.TLV
+            assert decode_tlv(response.payload, (3, 0))[(3, 0, 0)] == b"ACME"
+            client.tree.create_instance(3303, 1, [(5700, 19.0)])
+            update = await server.next_event("update")
+            assert update.payload.decode().startswith('</>;rt="oma.lwm2m";ct=11543,')
+        finally:
+            await client.stop()
 
 
 @pytest.mark.parametrize(

@@ -112,6 +112,38 @@ def decode_timed(payload: bytes, content_format: int) -> tuple[SenMLRecord, ...]
     raise ValueError(f"content format {content_format} carries no times")
 
 
+def decode_tlv(payload: bytes, base: tuple[int, ...] = ()) -> dict[tuple[int, ...], bytes]:
+    """An OMA TLV (11542) payload as the raw value bytes of each resource (instance), keyed by
+    its ID path below ``base`` (the request's path); a server decodes the value by type itself.
+
+    Header byte: bits 7-6 the kind (object instance, resource instance, multiple resource,
+    resource with value), bit 5 a 16-bit ID, bits 4-3 the size of the length field (0: the
+    length is bits 2-0). The first three kinds nest TLVs.
+    """
+    out: dict[tuple[int, ...], bytes] = {}
+    at = 0
+    while at < len(payload):
+        kind, wide, length_size = payload[at] >> 6, payload[at] & 0x20, (payload[at] >> 3) & 3
+        at += 1
+        id_size = 2 if wide else 1
+        ident = int.from_bytes(payload[at : at + id_size], "big")
+        at += id_size
+        if length_size:
+            length = int.from_bytes(payload[at : at + length_size], "big")
+            at += length_size
+        else:
+            length = payload[at - 1 - id_size] & 7
+        value = payload[at : at + length]
+        if len(value) != length:
+            raise ValueError(f"TLV truncated at byte {at}")
+        at += length
+        if kind == 3 or kind == 1:
+            out[(*base, ident)] = value
+        else:
+            out.update(decode_tlv(value, (*base, ident)))
+    return out
+
+
 def _parse_query(options: Iterable[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for q in options:

@@ -329,6 +329,11 @@ class Registrar:
         if response.code != Code.CREATED:
             self._emit(EventKind.REGISTRATION_FAILURE, f"{response.code} {response.payload!r}")
             return False
+        if not response.opt.location_path:
+            # Updates and the De-register go to the Location-Path; without one the server
+            # handed out no registration to keep, and "/" is not one.
+            self._emit(EventKind.REGISTRATION_FAILURE, f"{response.code} without Location-Path")
+            return False
         self.location = tuple(response.opt.location_path)
         self._sent = params
         self._registered_at = self._clock()

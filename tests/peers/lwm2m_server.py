@@ -2,7 +2,7 @@
 
 It does what the independent peers cannot script: it records every registration interface
 message (Register, Update, De-register, Send) as an event, refuses LwM2M versions on demand,
-hands out multi-segment Location-Paths, and sends device-management requests to a registered
+hands out multi-segment Location-Paths (or, with ``omit_location``, none at all), and sends device-management requests to a registered
 client from its own address and port, as a real server does. ``drop`` loses chosen datagrams
 before aiocoap sees them, as a lossy network or an overloaded server would.
 
@@ -193,6 +193,8 @@ class LwM2MTestServer:
         self.events: asyncio.Queue[ServerEvent] = asyncio.Queue()
         self.history: list[ServerEvent] = []  # every event in order, for ordering checks
         self.send_code: Code | None = None  # answer every Send with this code instead
+        # answer Register 2.01 without a Location-Path, as a broken server does
+        self.omit_location = False
         # every datagram received is offered to ``drop`` first: True loses it unanswered
         self.drop: Callable[[aiocoap.Message], bool] | None = None
         self.context: aiocoap.Context | None = None
@@ -309,6 +311,8 @@ class LwM2MTestServer:
             query=q,
         )
         self._emit("register", ep, request, Code.CREATED)
+        if self.omit_location:
+            return aiocoap.Message(code=Code.CREATED)
         return aiocoap.Message(code=Code.CREATED, location_path=location)
 
     def _by_location(self, path: tuple[str, ...]) -> ClientRecord | None:

@@ -2,9 +2,10 @@
 
 It does what the independent peers cannot script: it records every registration interface
 message (Register, Update, De-register, Send) as an event, refuses LwM2M versions on demand,
-hands out multi-segment Location-Paths (or, with ``omit_location``, none at all), and sends device-management requests to a registered
-client from its own address and port, as a real server does. ``drop`` loses chosen datagrams
-before aiocoap sees them, as a lossy network or an overloaded server would.
+hands out multi-segment Location-Paths (or, with ``omit_location``, none at all), and sends
+device-management requests to a registered client from its own address and port, as a real
+server does. ``drop`` loses chosen datagrams before aiocoap sees them, as a lossy network or an
+overloaded server would.
 
 Send (``POST /dp``) is answered as a LwM2M 1.1 server does: 4.04 from a client it does not know
 (which must register again), 4.15 for anything but SenML CBOR, 4.00 for a payload that

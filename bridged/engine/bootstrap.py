@@ -228,9 +228,6 @@ def check_consistency(tree: ObjectTree, supported_modes: Iterable[int] = (NOSEC,
         binding = _value(tree, inst.child(BINDING))
         if isinstance(binding, str) and (not binding or not set(binding) <= _BINDING_LETTERS):
             problems.append(f"{inst}: binding {binding!r} is not made of U, T, S and N")
-        lifetime = _value(tree, inst.child(LIFETIME))
-        if isinstance(lifetime, int) and lifetime <= 0:
-            problems.append(f"{inst}: lifetime {lifetime} is not positive")
     for ssid, sec_iid in sorted(security_ssids.items()):
         if ssid not in server_ssids:
             problems.append(

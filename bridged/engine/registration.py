@@ -113,12 +113,24 @@ class ServerTarget:
         return self.uri
 
 
+MIN_UPDATE_INTERVAL = 1.0
+"""The shortest time between two Updates, whatever the lifetime. A lifetime as short as the
+margin would otherwise make the next Update due the moment the last one was answered: hundreds
+a second. With the floor a 1 s lifetime gets one Update a second, answered about as it ends."""
+
+
 def update_margin(lifetime: int) -> float:
     """How long before the lifetime ends the Update goes out: 10%, between 1 s and 93 s.
 
     93 s is CoAP's MAX_TRANSMIT_WAIT, the longest a CON Update may take to be answered.
     """
     return min(max(lifetime * 0.1, 1.0), 93.0)
+
+
+def update_interval(lifetime: int) -> float:
+    """How long after a Register or Update was answered the next Update goes out: before the
+    lifetime ends by ``update_margin``, never sooner than ``MIN_UPDATE_INTERVAL``."""
+    return max(lifetime - update_margin(lifetime), MIN_UPDATE_INTERVAL)
 
 
 def failure_text(error: BaseException) -> str:
@@ -224,8 +236,7 @@ class Registrar:
         while not self._stopping:
             await self._register_with_retries()
             while self.registered and not self._stopping:
-                params = self._params()
-                due = self._registered_at + params.lifetime - update_margin(params.lifetime)
+                due = self._registered_at + update_interval(self._params().lifetime)
                 try:
                     async with asyncio.timeout(max(due - self._clock(), 0.0)):
                         await self._wake.wait()

@@ -91,6 +91,54 @@ async def test_LightweightM2M_1_1_int_104_registration_update_trigger(
     assert (ev.query, ev.payload) == ({}, b"")
 
 
+@pytest.mark.parametrize(
+    ("path", "payload", "content_format"),
+    [
+        ("/1/0/1", b"\xc1\x01\x9b", ContentFormat.TLV),  # one byte, two's complement: -101
+        ("/1/0/1", b"-5", ContentFormat.TEXT),
+        ("/1/0/1", b"0", ContentFormat.TEXT),
+        ("/1/0/1", b"2147483648", ContentFormat.TEXT),
+        ("/1/0/2", b"-1", ContentFormat.TEXT),
+        ("/1/0/3", b"-1", ContentFormat.TEXT),
+    ],
+)
+async def test_out_of_range_server_resource_is_refused_and_never_sent(
+    client: LwM2MClient, server: LwM2MTestServer, path: str, payload: bytes, content_format: int
+) -> None:
+    """A lifetime or default period out of range is 4.00; what the server then gets in an
+    Update is no ``lt`` at all, and the lifetime reads as before."""
+    await server.next_event("register")
+    response = await server.request("gw-1", Code.PUT, path, payload, content_format=content_format)
+    assert response.code == Code.BAD_REQUEST, response.payload
+    assert (await server.request("gw-1", Code.POST, "/1/0/8")).code == Code.CHANGED
+    assert (await server.next_event("update")).query == {}
+    assert (await server.request("gw-1", Code.GET, "/1/0/1")).payload == b"300"
+
+
+async def test_a_one_second_lifetime_does_not_flood_the_server(
+    server: LwM2MTestServer, events: asyncio.Queue[RegistrationEvent]
+) -> None:
+    """However short the lifetime, Updates keep at least ``MIN_UPDATE_INTERVAL`` apart: over
+    two seconds the server gets a couple, not hundreds."""
+    client = LwM2MClient(
+        gateway_tree(),
+        "gw-1",
+        ServerConfig(uri=server.uri, lifetime=1, request_timeout=3.0, retry=FAST_RETRY),
+        bind=("127.0.0.1", 0),
+        on_event=events.put_nowait,
+    )
+    await client.start()
+    try:
+        await server.next_event("register")
+        await server.next_event("update")
+        counted = len(server.history)
+        await asyncio.sleep(2.0)  # the window the Updates are counted over
+        updates = [e for e in server.history[counted:] if e.kind == "update"]
+        assert 1 <= len(updates) <= 3, f"{len(updates)} Updates in 2 s with lt=1"
+    finally:
+        await client.stop()
+
+
 async def test_new_instance_sends_the_object_list(
     client: LwM2MClient, server: LwM2MTestServer
 ) -> None:

@@ -432,7 +432,9 @@ class BootstrapInterface:
                 links.append(Link(f"/{oid}", ver))
             for iid in iids:
                 links.append(Link(f"/{oid}/{iid}", self._account_attributes(oid, iid, bs)))
-        quoted = QUOTED_ATTRIBUTES | {"lwm2m", "uri"}
+        # ``lwm2m`` is a token, as in the Core 1.1 examples (``</>;lwm2m=1.1``): servers that
+        # read it as one skip their Bootstrap-Read when it comes quoted.
+        quoted = QUOTED_ATTRIBUTES | {"uri"}
         return Reply(Code.CONTENT, format_links(links, quoted=quoted).encode(), 40)
 
     def _account_attributes(

@@ -225,7 +225,7 @@ def test_discover_root_lists_accounts_with_ssid_and_uri(bs: BootstrapInterface) 
     reply = bs.handle(Code.GET, [], accept=LINK)
     assert reply.code == Code.CONTENT and reply.content_format == LINK
     text = reply.payload.decode()
-    assert text.startswith('</>;lwm2m="1.1",</0>;ver=1.1,')
+    assert text.startswith("</>;lwm2m=1.1,</0>;ver=1.1,")
     assert f'</0/0>;uri="{BS_URI}",' in text, "no ssid on the Bootstrap-Server account"
     assert '</0/1>;ssid=7;uri="coap://lwm2m.example"' in text
     assert "</1/1>;ssid=7" in text and "</3/0>," in text and text.endswith("</3303/0>")
@@ -236,7 +236,7 @@ def test_discover_object(bs: BootstrapInterface) -> None:
     links = parse_links(bs.handle(Code.GET, ["3"], accept=LINK).payload.decode())
     assert [link.target for link in links] == ["/", "/3", "/3/0"]
     empty = bs.handle(Code.GET, ["2"], accept=LINK).payload.decode()
-    assert empty == '</>;lwm2m="1.1"', "a defined object without instances lists nothing"
+    assert empty == "</>;lwm2m=1.1", "a defined object without instances lists nothing"
 
 
 @pytest.mark.parametrize(("path", "code"), [("/3/0", Code.BAD_REQUEST), ("/32000", Code.NOT_FOUND)])

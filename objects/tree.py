@@ -31,6 +31,9 @@ ExecuteHandler = Callable[[Path, str], None]
 
 _ResourceSlot = Value | dict[int, Value]
 
+Computed = Callable[[], _ResourceSlot | None]
+"""Gives a computed resource's value when it is read (see ``ObjectTree.compute``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Change:
@@ -45,6 +48,7 @@ class ObjectTree:
     """Objects → instances → resources, checked against a registry of definitions."""
 
     __slots__ = (
+        "_computed",
         "_executors",
         "_listeners",
         "_objects",
@@ -62,6 +66,7 @@ class ObjectTree:
         self._times: dict[Path, float] = {}
         self._listeners: list[Listener] = []
         self._executors: dict[tuple[int, int], ExecuteHandler] = {}
+        self._computed: dict[Path, Computed] = {}
         self._values = 0
         self._structure = 0
 
@@ -197,8 +202,35 @@ class ObjectTree:
             del self._times[p]
         self._changed(path)
 
+    def compute(self, path: Path, value: Computed) -> None:
+        """Give the resource at ``path`` the value of ``value()`` whenever it is read (``read``,
+        ``get``), for a value that changes with time, such as a clock or the free memory: it is
+        current whenever a server reads it or is notified of it, and nothing runs to keep it
+        so while nobody looks. Such a value reports no change (it changes all the time), so an
+        observation of it notifies at its pmax. ``value`` returns None when it does not know:
+        the last value stays. The resource must exist; a Write of it stands until the next
+        read, as the value is then the computed one again.
+        """
+        self._resource_ids(path)
+        self._locate(path)
+        self._computed[path] = value
+
+    def _recompute(self, path: Path) -> None:
+        """Bring the computed resources at, under or above ``path`` up to date, silently."""
+        for target, compute in self._computed.items():
+            if not (path.contains(target) or target.contains(path)) or not self.has(target):
+                continue
+            value = compute()
+            if value is not None:
+                oid, iid, rid = target.ids[:3]
+                self._instance(oid, iid)[rid] = self._checked_slot(
+                    self.registry.get(oid), rid, value
+                )
+                self._times.pop(target, None)  # no time of measurement: it is now
+
     def get(self, path: Path) -> Value | dict[int, Value]:
         """The value at a resource or resource-instance path; NotFound if absent."""
+        self._recompute(path)
         node = self._locate(path)
         if path.level < Level.RESOURCE:
             raise BadRequest(f"{path} is not a resource")
@@ -226,6 +258,7 @@ class ObjectTree:
             rdef = self.registry.resource(path.ids[0], path.ids[2])
             if not rdef.operations.readable:
                 raise MethodNotAllowed(f"{path} ({rdef.name}) is not readable")
+        self._recompute(path)
         node = self._locate(path)
         out: list[Record] = []
         self._collect(path, node, out)

@@ -31,6 +31,9 @@ ExecuteHandler = Callable[[Path, str], None]
 
 _ResourceSlot = Value | dict[int, Value]
 
+Constraint = Callable[[Value], None]
+"""Refuses (BadRequest) a value its definition admits but the client cannot take."""
+
 Computed = Callable[[], _ResourceSlot | None]
 """Gives a computed resource's value when it is read (see ``ObjectTree.compute``)."""
 
@@ -49,6 +52,7 @@ class ObjectTree:
 
     __slots__ = (
         "_computed",
+        "_constraints",
         "_executors",
         "_listeners",
         "_objects",
@@ -67,6 +71,7 @@ class ObjectTree:
         self._listeners: list[Listener] = []
         self._executors: dict[tuple[int, int], ExecuteHandler] = {}
         self._computed: dict[Path, Computed] = {}
+        self._constraints: dict[tuple[int, int], Constraint] = {}
         self._values = 0
         self._structure = 0
 
@@ -175,7 +180,7 @@ class ObjectTree:
                 raise BadRequest(f"{path}: resource {rid} has no instances")
             slot = resources.setdefault(rid, {})
             assert isinstance(slot, dict)
-            slot[path.ids[3]] = check_value(rdef, value)
+            slot[path.ids[3]] = self._checked(oid, rdef, value)
         else:
             resources[rid] = self._checked_slot(odef, rid, value)
         if time is None:
@@ -201,6 +206,14 @@ class ObjectTree:
         for p in [p for p in self._times if path.contains(p)]:
             del self._times[p]
         self._changed(path)
+
+    def constrain(self, oid: int, rid: int, check: Constraint) -> None:
+        """Check every value of resource ``rid`` of object ``oid`` with ``check`` as well, from
+        a server's Write or Create and from the device side alike: for a rule the definitions
+        cannot state, such as the letters of a /1 Binding, whose values the registry leaves to
+        the Core specification."""
+        self.registry.resource(oid, rid)
+        self._constraints[(oid, rid)] = check
 
     def compute(self, path: Path, value: Computed) -> None:
         """Give the resource at ``path`` the value of ``value()`` whenever it is read (``read``,
@@ -397,10 +410,18 @@ class ObjectTree:
         if rdef.multiple:
             if not isinstance(value, dict):
                 raise BadRequest(f"resource {rid} ({rdef.name}) takes resource instances")
-            return {int(ri): check_value(rdef, v) for ri, v in value.items()}
+            return {int(ri): self._checked(odef.id, rdef, v) for ri, v in value.items()}
         if isinstance(value, dict):
             raise BadRequest(f"resource {rid} ({rdef.name}) is single-instance")
-        return check_value(rdef, value)
+        return self._checked(odef.id, rdef, value)
+
+    def _checked(self, oid: int, rdef: ResourceDef, value: object) -> Value:
+        """``value`` checked against its definition and the resource's ``constrain`` check."""
+        checked = check_value(rdef, value)
+        constraint = self._constraints.get((oid, rdef.id))
+        if constraint is not None:
+            constraint(checked)
+        return checked
 
     def _stage(
         self, odef: ObjectDef, target: Path | None, records: Sequence[Record]
@@ -416,7 +437,7 @@ class ObjectTree:
             rdef: ResourceDef = odef.resource(p.ids[2])
             if not rdef.operations.writable:
                 raise MethodNotAllowed(f"{p} ({rdef.name}) is not writable")
-            value = check_value(rdef, rec.value)
+            value = self._checked(odef.id, rdef, rec.value)
             if p.level is Level.RESOURCE_INSTANCE:
                 if not rdef.multiple:
                     raise BadRequest(f"{p}: resource {rdef.id} has no instances")

@@ -49,6 +49,7 @@ from .bootstrap import (
     NOTIFICATION_STORING,
     ServerAccount,
     bootstrap_account,
+    check_binding,
     server_accounts,
 )
 from .bootstrap import IDENTITY as PSK_IDENTITY
@@ -586,6 +587,7 @@ class LwM2MClient:
             self.store.load(self.tree)
         for s in self.servers:
             self._factory_bootstrap(s)
+        self.tree.constrain(SERVER_OBJECT, BINDING, check_binding)
         self.tree.on_execute(SERVER_OBJECT, UPDATE_TRIGGER, self._update_trigger)
         self._unsubscribe = self.tree.subscribe(self._on_change)
         if self.bootstrap is None:

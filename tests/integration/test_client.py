@@ -100,13 +100,16 @@ async def test_LightweightM2M_1_1_int_104_registration_update_trigger(
         ("/1/0/1", b"2147483648", ContentFormat.TEXT),
         ("/1/0/2", b"-1", ContentFormat.TEXT),
         ("/1/0/3", b"-1", ContentFormat.TEXT),
+        ("/1/0/7", b"X", ContentFormat.TEXT),  # a Binding is made of U, T, S and N
+        ("/1/0/7", b"UU", ContentFormat.TEXT),
+        ("/1/0/7", b"", ContentFormat.TEXT),
     ],
 )
 async def test_out_of_range_server_resource_is_refused_and_never_sent(
     client: LwM2MClient, server: LwM2MTestServer, path: str, payload: bytes, content_format: int
 ) -> None:
-    """A lifetime or default period out of range is 4.00; what the server then gets in an
-    Update is no ``lt`` at all, and the lifetime reads as before."""
+    """A lifetime, default period or binding out of range is 4.00; what the server then gets
+    in an Update is no ``lt`` or ``b`` at all, and the lifetime reads as before."""
     await server.next_event("register")
     response = await server.request("gw-1", Code.PUT, path, payload, content_format=content_format)
     assert response.code == Code.BAD_REQUEST, response.payload

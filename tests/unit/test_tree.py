@@ -94,6 +94,23 @@ def test_read_at_every_level(tree: ObjectTree) -> None:
     ]
 
 
+def test_a_constraint_refuses_what_the_definition_admits(tree: ObjectTree) -> None:
+    def positive(value: object) -> None:
+        if isinstance(value, int) and value <= 0:
+            raise BadRequest(f"{value} is not positive")
+
+    tree.constrain(3303, 9, positive)
+    with pytest.raises(BadRequest):
+        tree.write(p("/3303/0/9"), [Record(p("/3303/0/9"), 0)], replace=False)
+    with pytest.raises(BadRequest):
+        tree.set(p("/3303/0/9"), -1)
+    with pytest.raises(BadRequest):
+        tree.create_instance(3303, 5, [(5700, 1.0), (9, 0)])
+    assert not tree.has(p("/3303/0/9")) and not tree.has(p("/3303/5"))
+    tree.write(p("/3303/0/9"), [Record(p("/3303/0/9"), 7)], replace=False)
+    assert tree.get(p("/3303/0/9")) == 7
+
+
 def test_a_computed_resource_is_its_value_when_read(tree: ObjectTree) -> None:
     values: list[int | None] = [1700000005, None, 1700000009]
     tree.compute(p("/3/0/13"), lambda: values[0])

@@ -114,9 +114,11 @@ class ServerTarget:
 
 
 MIN_UPDATE_INTERVAL = 1.0
-"""The shortest time between two Updates, whatever the lifetime. A lifetime as short as the
-margin would otherwise make the next Update due the moment the last one was answered: hundreds
-a second. With the floor a 1 s lifetime gets one Update a second, answered about as it ends."""
+"""The shortest time between two Updates, whatever the lifetime and however often one is asked
+for. A lifetime as short as the margin would otherwise make the next Update due the moment the
+last one was answered: hundreds a second; so would nodes that come and go in a burst, each
+changing the object list. With the floor a 1 s lifetime gets one Update a second, answered
+about as it ends, and a burst of changes goes out together in the next Update."""
 
 
 def update_margin(lifetime: int) -> float:
@@ -244,6 +246,9 @@ class Registrar:
                     pass
                 if self._stopping:
                     return
+                await self._hold_off(self._registered_at + MIN_UPDATE_INTERVAL)
+                if self._stopping:
+                    return
                 if self._register_again:
                     self._register_again = False
                     break
@@ -311,6 +316,12 @@ class Registrar:
                 f"sequence {sequence} failed; next attempt in {pause:g} s",
             )
             await self._sleep(pause)
+
+    async def _hold_off(self, until: float) -> None:
+        """Wait until ``until`` (a ``clock`` time) however often an Update is asked for meanwhile
+        (the Update that follows carries every change); stopping ends the wait."""
+        while not self._stopping and (left := until - self._clock()) > 0:
+            await self._sleep(left)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait, but wake early when stopping."""

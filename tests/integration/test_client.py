@@ -142,6 +142,23 @@ async def test_a_one_second_lifetime_does_not_flood_the_server(
         await client.stop()
 
 
+async def test_a_burst_of_object_changes_does_not_flood_the_server(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """Nodes coming and going every few milliseconds each change the object list; the Updates
+    keep ``MIN_UPDATE_INTERVAL`` apart and the last one carries every change."""
+    await server.next_event("register")
+    counted = len(server.history)
+    for iid in range(1, 41):
+        client.tree.create_instance(3303, iid, [(5700, 19.0)])
+        await asyncio.sleep(0.025)  # the pace of the burst
+    async with asyncio.timeout(10):
+        while "</3303/40>" not in server.clients["gw-1"].links:
+            await asyncio.sleep(0.05)
+    updates = [e for e in server.history[counted:] if e.kind == "update"]
+    assert len(updates) <= 3, f"{len(updates)} Updates for a 1 s burst"
+
+
 async def test_new_instance_sends_the_object_list(
     client: LwM2MClient, server: LwM2MTestServer
 ) -> None:

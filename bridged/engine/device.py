@@ -10,7 +10,7 @@ The module has two halves so that the rules can be tested without a machine:
   turn facts into resource values: which source wins, which addresses a server sees, which
   bearer code applies. ``install_device_objects`` puts those values in a tree, and makes the
   ones that change while the daemon runs computed when read (see ``ObjectTree.compute``): the
-  clock, the free memory, the time zone and all of /4/0 are current whenever a server reads
+  clock, the free memory and all of /4/0 are current whenever a server reads
   them or is notified of them, and nothing runs to keep them so while nobody asks.
 
 Where each fact comes from, and why:
@@ -30,8 +30,8 @@ Where each fact comes from, and why:
   converted.
 * Timezone: the /etc/localtime symlink (what the C library and timedatectl use), then
   /etc/timezone, then the TZ variable; only a name the time zone database knows is taken. The
-  UTC offset is that zone's offset at the time the facts were read, so it follows daylight
-  saving time on each read.
+  UTC offset is that zone's offset at the time the facts were read (at start-up). A server or
+  the operator may set both; what they set stands.
 * Network: files only, so one reader serves the gateway and the tests alike. The interfaces come
   from /sys/class/net; IPv4 addresses from /proc/net/fib_trie (the only file listing them: the
   SIOCGIFADDR ioctl gives one address per interface and cannot read a test root); IPv6
@@ -98,8 +98,7 @@ fallback when no interface has a known bearer, since a gateway without routes is
 one whose cable is out."""
 
 CURRENT_TIME = 13
-STATUS = (10, 14, 15)
-"""/3/0's Memory Free, UTC Offset and Timezone: with Current Time, what changes on its own."""
+MEMORY_FREE = 10
 FACTS_MAX_AGE = 1.0
 """How old, in seconds, the machine facts behind a computed value may be, so that one Read of
 /4/0, or of /3/0 and /4/0 together, reads the machine once rather than once per resource."""
@@ -379,11 +378,10 @@ def install_device_objects(
 ) -> None:
     """Create /3/0 and /4/0 from ``facts`` and route the Device's executable resources.
 
-    Current Time is ``clock()`` when read. Memory Free, UTC Offset, Timezone and /4/0 come,
-    when read, from ``machine()`` (``read_machine_facts`` on the gateway; by default ``facts``
-    again, a machine that never changes), called at most once a ``FACTS_MAX_AGE``. Current
-    Time, UTC Offset and Timezone are writable by a server, but the gateway's clock and zone are
-    the system's (kept by NTP and the administrator): the next read shows the system's again.
+    Current Time is ``clock()`` when read. Memory Free and /4/0 come, when read, from
+    ``machine()`` (``read_machine_facts`` on the gateway; by default ``facts`` again, a machine
+    that never changes), called at most once a ``FACTS_MAX_AGE``. Current Time is writable by a
+    server, but the gateway's clock is the system's (kept by NTP): the next read shows it again.
 
     ``on_reboot`` runs when a server executes /3/0/4 and ``on_factory_reset`` (when given) on
     /3/0/5. They run while the request is being answered, so they must only schedule the
@@ -394,9 +392,8 @@ def install_device_objects(
     recent = _Recent(machine or (lambda: facts), facts)
     device = LwM2MPath((DEVICE, 0), tree.prefix)
     tree.compute(device.child(CURRENT_TIME), lambda: int(clock()))
-    for rid in STATUS:
-        if tree.has(device.child(rid)):
-            tree.compute(device.child(rid), partial(_status, recent, rid))
+    if tree.has(device.child(MEMORY_FREE)):
+        tree.compute(device.child(MEMORY_FREE), partial(_status, recent, MEMORY_FREE))
     connectivity = LwM2MPath((CONNECTIVITY, 0), tree.prefix)
     for rid in connectivity_resources(facts):
         tree.compute(connectivity.child(rid), partial(_connectivity, recent, rid))

@@ -268,9 +268,11 @@ class _Publisher:
             self.hub.publish("readings", id=str(node.id), records=[json_record(r) for r in records])
 
 
-def build_tree(config: Config, facts: MachineFacts, on_reboot: Callable[[], None]) -> ObjectTree:
+def build_tree(
+    config: Config, facts: MachineFacts | None, on_reboot: Callable[[], None]
+) -> ObjectTree:
     """The gateway's own tree: built-in definitions plus the operator's DDF files, /3 and /4
-    describing this machine."""
+    describing this machine, read when a server reads them (or the given ``facts``, fixed)."""
     registry = builtin_registry()
     objects_dir = config.gateway.objects_dir
     if objects_dir is not None:
@@ -279,7 +281,10 @@ def build_tree(config: Config, facts: MachineFacts, on_reboot: Callable[[], None
         except (DefinitionError, OSError) as e:
             raise ConfigError(config.path, "gateway.objects_dir", str(e)) from None
     tree = ObjectTree(registry)
-    install_device_objects(tree, facts, on_reboot=on_reboot)
+    machine = read_machine_facts if facts is None else None
+    install_device_objects(
+        tree, facts or read_machine_facts(), on_reboot=on_reboot, machine=machine
+    )
     return tree
 
 
@@ -399,7 +404,7 @@ class Gateway:
                 timeout=config.nodes.timeout,
             )
             self.commands.listen(self._on_command)
-            self.tree = build_tree(config, facts or read_machine_facts(), on_reboot)
+            self.tree = build_tree(config, facts, on_reboot)
             self.exposure = build_exposure(
                 config,
                 self.tree,

@@ -40,6 +40,14 @@ OBJLNK = ResourceType.OBJLNK
 CORELNK = ResourceType.CORELNK
 NONE = ResourceType.NONE
 
+PERIOD = "0..2147483647"
+"""The Server object's periods in seconds. The registry states no range, but a negative period
+means nothing and client stacks hold these in 32 bits: a server that writes one out of range
+gets 4.00 rather than a client that sends ``lt=-101`` in every Update."""
+LIFETIME = "1..2147483647"
+"""As ``PERIOD``, and at least 1 s: Server 1.1 gives 0 no meaning (1.2 later made it
+"infinite"), and the Bootstrap consistency check has always wanted a positive lifetime."""
+
 
 def _r(
     id: int,
@@ -123,11 +131,11 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         "LwM2M Server",
         [
             _r(0, "Short Server ID", R, INTEGER, mandatory=True, range="1..65534"),
-            _r(1, "Lifetime", RW, INTEGER, mandatory=True, units="s"),
-            _r(2, "Default Minimum Period", RW, INTEGER, units="s"),
-            _r(3, "Default Maximum Period", RW, INTEGER, units="s"),
+            _r(1, "Lifetime", RW, INTEGER, mandatory=True, units="s", range=LIFETIME),
+            _r(2, "Default Minimum Period", RW, INTEGER, units="s", range=PERIOD),
+            _r(3, "Default Maximum Period", RW, INTEGER, units="s", range=PERIOD),
             _r(4, "Disable", E, NONE),
-            _r(5, "Disable Timeout", RW, INTEGER, units="s"),
+            _r(5, "Disable Timeout", RW, INTEGER, units="s", range=PERIOD),
             _r(6, "Notification Storing When Disabled or Offline", RW, BOOLEAN, mandatory=True),
             _r(7, "Binding", RW, STRING, mandatory=True),
             _r(8, "Registration Update Trigger", E, NONE, mandatory=True),

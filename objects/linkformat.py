@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from .definitions import ObjectDef
 from .errors import BadRequest, DecodeError
-from .formats import ContentFormat
+from .formats import announced_formats
 from .paths import Level, Path
 from .values import INT64_MAX
 
@@ -221,17 +221,24 @@ ObjectEntry = tuple[ObjectDef | tuple[int, str], Iterable[int]]
 """An object to register, as its definition or (object ID, version), and its instance IDs."""
 
 
-def object_links(objects: Iterable[ObjectEntry], *, alternate_path: str = "/") -> list[Link]:
+def object_links(
+    objects: Iterable[ObjectEntry], *, alternate_path: str = "/", lwm2m_version: str | None = None
+) -> list[Link]:
     """The object list of Register and Update: ``</1>;ver=1.1,</1/0>,</3/0>,</5>``.
 
     Objects come in ID order, each with ``</oid>`` when it has no instances or a version other
     than 1.0, then ``</oid/iid>`` per instance. ``ver`` goes on the object link only: servers
     refuse it elsewhere. Security, OSCORE and /23 are left out whatever the caller passes. The
     same list, formatted alone, is an end device's object list in the Gateway object (/25).
+
+    Toward a server of ``lwm2m_version``, an object version that needs a later LwM2M version
+    (an ``ObjectDef``'s ``lwm2m_version``: Server 1.1 and Device 1.1 need LwM2M 1.1) is
+    announced as the first version of its major, which such a server knows: within a major
+    version, OMA object versions only add optional resources, so it reads the newer one.
     """
     root = _alternate_root(alternate_path)
     links: list[Link] = []
-    for oid, obj_version, iids in sorted(_entries(objects)):
+    for oid, obj_version, iids in sorted(_entries(objects, lwm2m_version)):
         if oid in NEVER_REGISTERED:
             continue
         if obj_version != "1.0" or not iids:
@@ -245,21 +252,25 @@ def registration_links(
     objects: Iterable[ObjectEntry],
     *,
     version: str = "1.1",
-    content_formats: Sequence[int] = (ContentFormat.SENML_CBOR,),
+    content_formats: Sequence[int] | None = None,
     alternate_path: str = "/",
 ) -> str:
     """The payload of a Register or Update: ``</>;rt="oma.lwm2m";ct=112,</1>;ver=1.1,</1/0>``.
 
     The root link names the alternate path and the content formats (``ct``: one number as a
-    token, several as a quoted list), then come the ``object_links``. ``version`` is the LwM2M
-    version registered with: 1.0 servers expect ``ver`` quoted, later ones a token.
+    token, several as a quoted list; by default those ``version`` can take, see
+    ``announced_formats``), then come the ``object_links`` as a server of ``version`` knows
+    them. ``version`` is the LwM2M version registered with: 1.0 servers expect ``ver`` quoted,
+    later ones a token.
     """
+    if content_formats is None:
+        content_formats = announced_formats(version)
     root_attributes: list[tuple[str, str | None]] = [("rt", "oma.lwm2m")]
     if content_formats:
         root_attributes.append(("ct", " ".join(str(int(cf)) for cf in content_formats)))
     root = Link(_alternate_root(alternate_path) or "/", tuple(root_attributes))
     quoted = QUOTED_ATTRIBUTES | {"ver"} if version == "1.0" else QUOTED_ATTRIBUTES
-    links = [root, *object_links(objects, alternate_path=alternate_path)]
+    links = [root, *object_links(objects, alternate_path=alternate_path, lwm2m_version=version)]
     return format_links(links, quoted=quoted)
 
 
@@ -271,10 +282,22 @@ def _alternate_root(alternate_path: str) -> str:
     return alternate_path.rstrip("/")
 
 
-def _entries(objects: Iterable[ObjectEntry]) -> Iterable[tuple[int, str, list[int]]]:
+def _entries(
+    objects: Iterable[ObjectEntry], lwm2m_version: str | None
+) -> Iterable[tuple[int, str, list[int]]]:
     for obj, iids in objects:
-        oid, obj_version = (obj.id, obj.version) if isinstance(obj, ObjectDef) else obj
+        if isinstance(obj, ObjectDef):
+            oid, obj_version = obj.id, obj.version
+            if lwm2m_version is not None and _numbers(obj.lwm2m_version) > _numbers(lwm2m_version):
+                obj_version = f"{obj_version.split('.')[0]}.0"
+        else:
+            oid, obj_version = obj
         yield oid, obj_version, sorted(iids)
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    """Version "1.1" as (1, 1), so that versions compare as numbers ("1.10" after "1.9")."""
+    return tuple(int(n) for n in version.split(".") if n.isdigit())
 
 
 # -- Discover ---------------------------------------------------------------------------------

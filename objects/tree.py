@@ -31,6 +31,12 @@ ExecuteHandler = Callable[[Path, str], None]
 
 _ResourceSlot = Value | dict[int, Value]
 
+Constraint = Callable[[Value], None]
+"""Refuses (BadRequest) a value its definition admits but the client cannot take."""
+
+Computed = Callable[[], _ResourceSlot | None]
+"""Gives a computed resource's value when it is read (see ``ObjectTree.compute``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Change:
@@ -45,6 +51,8 @@ class ObjectTree:
     """Objects → instances → resources, checked against a registry of definitions."""
 
     __slots__ = (
+        "_computed",
+        "_constraints",
         "_executors",
         "_listeners",
         "_objects",
@@ -62,6 +70,8 @@ class ObjectTree:
         self._times: dict[Path, float] = {}
         self._listeners: list[Listener] = []
         self._executors: dict[tuple[int, int], ExecuteHandler] = {}
+        self._computed: dict[Path, Computed] = {}
+        self._constraints: dict[tuple[int, int], Constraint] = {}
         self._values = 0
         self._structure = 0
 
@@ -170,7 +180,7 @@ class ObjectTree:
                 raise BadRequest(f"{path}: resource {rid} has no instances")
             slot = resources.setdefault(rid, {})
             assert isinstance(slot, dict)
-            slot[path.ids[3]] = check_value(rdef, value)
+            slot[path.ids[3]] = self._checked(oid, rdef, value)
         else:
             resources[rid] = self._checked_slot(odef, rid, value)
         if time is None:
@@ -197,8 +207,43 @@ class ObjectTree:
             del self._times[p]
         self._changed(path)
 
+    def constrain(self, oid: int, rid: int, check: Constraint) -> None:
+        """Check every value of resource ``rid`` of object ``oid`` with ``check`` as well, from
+        a server's Write or Create and from the device side alike: for a rule the definitions
+        cannot state, such as the letters of a /1 Binding, whose values the registry leaves to
+        the Core specification."""
+        self.registry.resource(oid, rid)
+        self._constraints[(oid, rid)] = check
+
+    def compute(self, path: Path, value: Computed) -> None:
+        """Give the resource at ``path`` the value of ``value()`` whenever it is read (``read``,
+        ``get``), for a value that changes with time, such as a clock or the free memory: it is
+        current whenever a server reads it or is notified of it, and nothing runs to keep it
+        so while nobody looks. Such a value reports no change (it changes all the time), so an
+        observation of it notifies at its pmax. ``value`` returns None when it does not know:
+        the last value stays. The resource must exist; a Write of it stands until the next
+        read, as the value is then the computed one again.
+        """
+        self._resource_ids(path)
+        self._locate(path)
+        self._computed[path] = value
+
+    def _recompute(self, path: Path) -> None:
+        """Bring the computed resources at, under or above ``path`` up to date, silently."""
+        for target, compute in self._computed.items():
+            if not (path.contains(target) or target.contains(path)) or not self.has(target):
+                continue
+            value = compute()
+            if value is not None:
+                oid, iid, rid = target.ids[:3]
+                self._instance(oid, iid)[rid] = self._checked_slot(
+                    self.registry.get(oid), rid, value
+                )
+                self._times.pop(target, None)  # no time of measurement: it is now
+
     def get(self, path: Path) -> Value | dict[int, Value]:
         """The value at a resource or resource-instance path; NotFound if absent."""
+        self._recompute(path)
         node = self._locate(path)
         if path.level < Level.RESOURCE:
             raise BadRequest(f"{path} is not a resource")
@@ -226,6 +271,7 @@ class ObjectTree:
             rdef = self.registry.resource(path.ids[0], path.ids[2])
             if not rdef.operations.readable:
                 raise MethodNotAllowed(f"{path} ({rdef.name}) is not readable")
+        self._recompute(path)
         node = self._locate(path)
         out: list[Record] = []
         self._collect(path, node, out)
@@ -364,10 +410,18 @@ class ObjectTree:
         if rdef.multiple:
             if not isinstance(value, dict):
                 raise BadRequest(f"resource {rid} ({rdef.name}) takes resource instances")
-            return {int(ri): check_value(rdef, v) for ri, v in value.items()}
+            return {int(ri): self._checked(odef.id, rdef, v) for ri, v in value.items()}
         if isinstance(value, dict):
             raise BadRequest(f"resource {rid} ({rdef.name}) is single-instance")
-        return check_value(rdef, value)
+        return self._checked(odef.id, rdef, value)
+
+    def _checked(self, oid: int, rdef: ResourceDef, value: object) -> Value:
+        """``value`` checked against its definition and the resource's ``constrain`` check."""
+        checked = check_value(rdef, value)
+        constraint = self._constraints.get((oid, rdef.id))
+        if constraint is not None:
+            constraint(checked)
+        return checked
 
     def _stage(
         self, odef: ObjectDef, target: Path | None, records: Sequence[Record]
@@ -383,7 +437,7 @@ class ObjectTree:
             rdef: ResourceDef = odef.resource(p.ids[2])
             if not rdef.operations.writable:
                 raise MethodNotAllowed(f"{p} ({rdef.name}) is not writable")
-            value = check_value(rdef, rec.value)
+            value = self._checked(odef.id, rdef, rec.value)
             if p.level is Level.RESOURCE_INSTANCE:
                 if not rdef.multiple:
                     raise BadRequest(f"{p}: resource {rdef.id} has no instances")

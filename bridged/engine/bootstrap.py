@@ -86,6 +86,21 @@ These are the objects Bootstrap-Delete of ``/`` clears and the state file keeps.
 
 FINISH_PATH = ("bs",)
 _BINDING_LETTERS = frozenset("UTSN")
+
+
+def check_binding(binding: object) -> None:
+    """BadRequest unless ``binding`` is a /1/x/7 Binding: U, T, S and N (Core 1.1), each once.
+
+    The registry leaves the values to the Core specification, so the tree cannot check them
+    from the definition; the client makes the tree check this (``ObjectTree.constrain``), as a
+    Binding it cannot take would go out in every Update, and every Update would be refused.
+    """
+    if not isinstance(binding, str):
+        return
+    if not binding or not set(binding) <= _BINDING_LETTERS or len(set(binding)) != len(binding):
+        raise BadRequest(f"binding {binding!r} is not made of U, T, S and N, each once")
+
+
 _ACO_MANDATORY = (0, 1, 3)
 _SERVER_MANDATORY = (SERVER_SSID, LIFETIME, NOTIFICATION_STORING, BINDING)
 
@@ -233,11 +248,10 @@ def check_consistency(tree: ObjectTree, supported_modes: Iterable[int] = (NOSEC,
         if ssid not in security_ssids:
             problems.append(f"{inst}: no Security instance has Short Server ID {ssid}")
         binding = _value(tree, inst.child(BINDING))
-        if isinstance(binding, str) and (not binding or not set(binding) <= _BINDING_LETTERS):
-            problems.append(f"{inst}: binding {binding!r} is not made of U, T, S and N")
-        lifetime = _value(tree, inst.child(LIFETIME))
-        if isinstance(lifetime, int) and lifetime <= 0:
-            problems.append(f"{inst}: lifetime {lifetime} is not positive")
+        try:
+            check_binding(binding)
+        except BadRequest as e:
+            problems.append(f"{inst}: {e}")
     for ssid, sec_iid in sorted(security_ssids.items()):
         if ssid not in server_ssids:
             problems.append(
@@ -452,7 +466,9 @@ class BootstrapInterface:
                 links.append(Link(f"/{oid}", ver))
             for iid in iids:
                 links.append(Link(f"/{oid}/{iid}", self._account_attributes(oid, iid, bs)))
-        quoted = QUOTED_ATTRIBUTES | {"lwm2m", "uri"}
+        # ``lwm2m`` is a token, as in the Core 1.1 examples (``</>;lwm2m=1.1``): servers that
+        # read it as one skip their Bootstrap-Read when it comes quoted.
+        quoted = QUOTED_ATTRIBUTES | {"uri"}
         return Reply(Code.CONTENT, format_links(links, quoted=quoted).encode(), 40)
 
     def _account_attributes(

@@ -32,11 +32,13 @@ from urllib.parse import urlsplit
 import aiocoap
 from aiocoap.numbers.codes import Code
 
+from bridged.objects.builtin import builtin_objects
+from bridged.objects.errors import BadRequest
 from bridged.objects.formats import ContentFormat
 from bridged.objects.linkformat import registration_links
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
-from bridged.objects.values import Record, Value
+from bridged.objects.values import Record, Value, check_value
 
 from .access import BOOTSTRAP_ONLY, CREATOR_RIGHTS, AccessControl, Grant, Right
 from .bootstrap import (
@@ -47,6 +49,7 @@ from .bootstrap import (
     NOTIFICATION_STORING,
     ServerAccount,
     bootstrap_account,
+    check_binding,
     server_accounts,
 )
 from .bootstrap import IDENTITY as PSK_IDENTITY
@@ -105,6 +108,16 @@ RETRY_RESOURCES = (("count", 17), ("timer", 18), ("sequence_delay", 19), ("seque
 """/1/x/17-20: Communication Retry Count, Retry Timer, Sequence Delay Timer, Sequence Retry
 Count; when a Bootstrap-Server provisioned them they override the configuration."""
 
+_SERVER_DEFINITION = next(o for o in builtin_objects() if o.id == SERVER_OBJECT)
+
+
+def server_resource_bounds(rid: int) -> tuple[int, int]:
+    """The bounds of /1 resource ``rid`` as its definition states them: the configuration takes
+    the Short Server ID and the lifetime within the same bounds as a server's Write."""
+    rng = _SERVER_DEFINITION.resource(rid).range
+    assert rng is not None and rng.low is not None and rng.high is not None
+    return int(rng.low), int(rng.high)
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -143,10 +156,11 @@ class ServerConfig:
                 raise ValueError(f"server {self.uri}: a PSK needs a coaps:// URI; coap:// is NoSec")
         else:
             raise ValueError(f"server {self.uri!r}: the URI must be coap:// or coaps://")
-        if not 1 <= self.short_server_id <= 65534:
-            raise ValueError(
-                f"server {self.uri}: short_server_id {self.short_server_id} is outside 1..65534"
-            )
+        for rid, value in ((SHORT_SERVER_ID, self.short_server_id), (LIFETIME, self.lifetime)):
+            try:
+                check_value(_SERVER_DEFINITION.resource(rid), value)
+            except BadRequest as e:
+                raise ValueError(f"server {self.uri}: {e}") from None
 
     @property
     def security_mode(self) -> int:
@@ -573,6 +587,7 @@ class LwM2MClient:
             self.store.load(self.tree)
         for s in self.servers:
             self._factory_bootstrap(s)
+        self.tree.constrain(SERVER_OBJECT, BINDING, check_binding)
         self.tree.on_execute(SERVER_OBJECT, UPDATE_TRIGGER, self._update_trigger)
         self._unsubscribe = self.tree.subscribe(self._on_change)
         if self.bootstrap is None:

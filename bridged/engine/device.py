@@ -8,7 +8,10 @@ The module has two halves so that the rules can be tested without a machine:
   the daemon from registering.
 * The pure functions (``device_resources``, ``status_resources``, ``connectivity_resources``)
   turn facts into resource values: which source wins, which addresses a server sees, which
-  bearer code applies. ``install_device_objects`` and ``refresh`` put those values in a tree.
+  bearer code applies. ``install_device_objects`` puts those values in a tree, and makes the
+  ones that change while the daemon runs computed when read (see ``ObjectTree.compute``): the
+  clock, the free memory and all of /4/0 are current whenever a server reads
+  them or is notified of them, and nothing runs to keep them so while nobody asks.
 
 Where each fact comes from, and why:
 
@@ -27,8 +30,8 @@ Where each fact comes from, and why:
   converted.
 * Timezone: the /etc/localtime symlink (what the C library and timedatectl use), then
   /etc/timezone, then the TZ variable; only a name the time zone database knows is taken. The
-  UTC offset is that zone's offset at the time the facts were read, so it follows daylight
-  saving time on each refresh.
+  UTC offset is that zone's offset at the time the facts were read (at start-up). A server or
+  the operator may set both; what they set stands.
 * Network: files only, so one reader serves the gateway and the tests alike. The interfaces come
   from /sys/class/net; IPv4 addresses from /proc/net/fib_trie (the only file listing them: the
   SIOCGIFADDR ioctl gives one address per interface and cannot read a test root); IPv6
@@ -51,6 +54,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import MappingProxyType
@@ -73,7 +77,6 @@ __all__ = [
     "device_resources",
     "install_device_objects",
     "read_machine_facts",
-    "refresh",
     "status_resources",
 ]
 
@@ -93,6 +96,12 @@ BEARER_ETHERNET = 41
 """Network Bearer codes of /4/x/0 (21-40 wireless, 41-50 wireline). Ethernet is also the
 fallback when no interface has a known bearer, since a gateway without routes is most often
 one whose cable is out."""
+
+CURRENT_TIME = 13
+MEMORY_FREE = 10
+FACTS_MAX_AGE = 1.0
+"""How old, in seconds, the machine facts behind a computed value may be, so that one Read of
+/4/0, or of /3/0 and /4/0 together, reads the machine once rather than once per resource."""
 
 UNKNOWN = "unknown"
 DEVICE_TYPE = "gateway"
@@ -364,8 +373,15 @@ def install_device_objects(
     on_reboot: Callable[[], None],
     on_factory_reset: Callable[[], None] | None = None,
     binding: str = "U",
+    machine: Callable[[], MachineFacts] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> None:
     """Create /3/0 and /4/0 from ``facts`` and route the Device's executable resources.
+
+    Current Time is ``clock()`` when read. Memory Free and /4/0 come, when read, from
+    ``machine()`` (``read_machine_facts`` on the gateway; by default ``facts`` again, a machine
+    that never changes), called at most once a ``FACTS_MAX_AGE``. Current Time is writable by a
+    server, but the gateway's clock is the system's (kept by NTP): the next read shows it again.
 
     ``on_reboot`` runs when a server executes /3/0/4 and ``on_factory_reset`` (when given) on
     /3/0/5. They run while the request is being answered, so they must only schedule the
@@ -373,28 +389,41 @@ def install_device_objects(
     """
     tree.create_instance(DEVICE, 0, device_resources(facts, binding=binding).items())
     tree.create_instance(CONNECTIVITY, 0, connectivity_resources(facts).items())
+    recent = _Recent(machine or (lambda: facts), facts)
+    device = LwM2MPath((DEVICE, 0), tree.prefix)
+    tree.compute(device.child(CURRENT_TIME), lambda: int(clock()))
+    if tree.has(device.child(MEMORY_FREE)):
+        tree.compute(device.child(MEMORY_FREE), partial(_status, recent, MEMORY_FREE))
+    connectivity = LwM2MPath((CONNECTIVITY, 0), tree.prefix)
+    for rid in connectivity_resources(facts):
+        tree.compute(connectivity.child(rid), partial(_connectivity, recent, rid))
     tree.on_execute(DEVICE, REBOOT, lambda _path, _arguments: on_reboot())
     if on_factory_reset is not None:
         tree.on_execute(DEVICE, FACTORY_RESET, lambda _path, _arguments: on_factory_reset())
 
 
-def refresh(tree: ObjectTree, facts: MachineFacts) -> None:
-    """Bring the changing values of /3/0 and /4/0 in line with newer ``facts``.
+class _Recent:
+    """The facts of ``read()``, read again when asked for and older than ``FACTS_MAX_AGE``."""
 
-    Only values that differ are set, so observers are notified of real changes only. A value
-    the facts no longer know keeps its last reading. Current Time, UTC Offset and Timezone are
-    writable by a server, but the gateway's clock and zone are the system's (kept by NTP and
-    the administrator), so a refresh puts the system's values back.
-    """
-    _update(tree, LwM2MPath((DEVICE, 0), tree.prefix), status_resources(facts))
-    _update(tree, LwM2MPath((CONNECTIVITY, 0), tree.prefix), connectivity_resources(facts))
+    def __init__(self, read: Callable[[], MachineFacts], first: MachineFacts) -> None:
+        self._read = read
+        self._facts = first
+        self._at = time.monotonic()
+
+    def __call__(self) -> MachineFacts:
+        if time.monotonic() - self._at >= FACTS_MAX_AGE:
+            self._facts, self._at = self._read(), time.monotonic()
+        return self._facts
 
 
-def _update(tree: ObjectTree, instance: LwM2MPath, values: ResourceValues) -> None:
-    for rid, value in values.items():
-        path = instance.child(rid)
-        if not tree.has(path) or tree.get(path) != value:
-            tree.set(path, value)
+def _status(recent: _Recent, rid: int) -> Value | dict[int, Value] | None:
+    """A status value of /3/0 now; None (the last value stays) when the machine stopped
+    saying it."""
+    return status_resources(recent()).get(rid)
+
+
+def _connectivity(recent: _Recent, rid: int) -> Value | dict[int, Value] | None:
+    return connectivity_resources(recent()).get(rid)
 
 
 # -- reading the machine (I/O) ---------------------------------------------------------------

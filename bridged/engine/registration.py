@@ -113,12 +113,26 @@ class ServerTarget:
         return self.uri
 
 
+MIN_UPDATE_INTERVAL = 1.0
+"""The shortest time between two Updates, whatever the lifetime and however often one is asked
+for. A lifetime as short as the margin would otherwise make the next Update due the moment the
+last one was answered: hundreds a second; so would nodes that come and go in a burst, each
+changing the object list. With the floor a 1 s lifetime gets one Update a second, answered
+about as it ends, and a burst of changes goes out together in the next Update."""
+
+
 def update_margin(lifetime: int) -> float:
     """How long before the lifetime ends the Update goes out: 10%, between 1 s and 93 s.
 
     93 s is CoAP's MAX_TRANSMIT_WAIT, the longest a CON Update may take to be answered.
     """
     return min(max(lifetime * 0.1, 1.0), 93.0)
+
+
+def update_interval(lifetime: int) -> float:
+    """How long after a Register or Update was answered the next Update goes out: before the
+    lifetime ends by ``update_margin``, never sooner than ``MIN_UPDATE_INTERVAL``."""
+    return max(lifetime - update_margin(lifetime), MIN_UPDATE_INTERVAL)
 
 
 def failure_text(error: BaseException) -> str:
@@ -224,13 +238,15 @@ class Registrar:
         while not self._stopping:
             await self._register_with_retries()
             while self.registered and not self._stopping:
-                params = self._params()
-                due = self._registered_at + params.lifetime - update_margin(params.lifetime)
+                due = self._registered_at + update_interval(self._params().lifetime)
                 try:
                     async with asyncio.timeout(max(due - self._clock(), 0.0)):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
+                if self._stopping:
+                    return
+                await self._hold_off(self._registered_at + MIN_UPDATE_INTERVAL)
                 if self._stopping:
                     return
                 if self._register_again:
@@ -301,6 +317,12 @@ class Registrar:
             )
             await self._sleep(pause)
 
+    async def _hold_off(self, until: float) -> None:
+        """Wait until ``until`` (a ``clock`` time) however often an Update is asked for meanwhile
+        (the Update that follows carries every change); stopping ends the wait."""
+        while not self._stopping and (left := until - self._clock()) > 0:
+            await self._sleep(left)
+
     async def _sleep(self, seconds: float) -> None:
         """Wait, but wake early when stopping."""
         self._wake.clear()
@@ -328,6 +350,11 @@ class Registrar:
             return await self._register()
         if response.code != Code.CREATED:
             self._emit(EventKind.REGISTRATION_FAILURE, f"{response.code} {response.payload!r}")
+            return False
+        if not response.opt.location_path:
+            # Updates and the De-register go to the Location-Path; without one the server
+            # handed out no registration to keep, and "/" is not one.
+            self._emit(EventKind.REGISTRATION_FAILURE, f"{response.code} without Location-Path")
             return False
         self.location = tuple(response.opt.location_path)
         self._sent = params

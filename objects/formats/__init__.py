@@ -82,6 +82,19 @@ COMPOSITE_FORMATS = frozenset(
 )
 
 
+def announced_formats(lwm2m_version: str) -> tuple[ContentFormat, ...]:
+    """The formats a Register's root link announces (``ct``) to a server of ``lwm2m_version``.
+
+    A 1.0 server knows TLV, text and opaque without being told, and LwM2M JSON (11543) only when
+    the root link says ``ct=11543`` (Core 1.0); SenML and LwM2M CBOR do not exist for it, and a
+    server that reads in a format it was told of but cannot decode gets nothing. From 1.1 on,
+    SenML CBOR is the format the client prefers.
+    """
+    if lwm2m_version == "1.0":
+        return (ContentFormat.LWM2M_JSON,)
+    return (ContentFormat.SENML_CBOR,)
+
+
 def codec_for(content_format: int) -> Codec:
     """The codec for a Content-Format number; UnsupportedContentFormat (4.15) if none."""
     try:

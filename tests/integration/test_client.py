@@ -17,7 +17,7 @@ from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.objects.formats import ContentFormat
 from bridged.objects.paths import Path
 from peers.dtls_server import DtlsPskServer
-from peers.lwm2m_server import LwM2MTestServer
+from peers.lwm2m_server import LwM2MTestServer, decode_tlv
 
 IDENTITY = b"urn:imei:490154203237518"
 KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
@@ -91,6 +91,74 @@ async def test_LightweightM2M_1_1_int_104_registration_update_trigger(
     assert (ev.query, ev.payload) == ({}, b"")
 
 
+@pytest.mark.parametrize(
+    ("path", "payload", "content_format"),
+    [
+        ("/1/0/1", b"\xc1\x01\x9b", ContentFormat.TLV),  # one byte, two's complement: -101
+        ("/1/0/1", b"-5", ContentFormat.TEXT),
+        ("/1/0/1", b"0", ContentFormat.TEXT),
+        ("/1/0/1", b"2147483648", ContentFormat.TEXT),
+        ("/1/0/2", b"-1", ContentFormat.TEXT),
+        ("/1/0/3", b"-1", ContentFormat.TEXT),
+        ("/1/0/7", b"X", ContentFormat.TEXT),  # a Binding is made of U, T, S and N
+        ("/1/0/7", b"UU", ContentFormat.TEXT),
+        ("/1/0/7", b"", ContentFormat.TEXT),
+    ],
+)
+async def test_out_of_range_server_resource_is_refused_and_never_sent(
+    client: LwM2MClient, server: LwM2MTestServer, path: str, payload: bytes, content_format: int
+) -> None:
+    """A lifetime, default period or binding out of range is 4.00; what the server then gets
+    in an Update is no ``lt`` or ``b`` at all, and the lifetime reads as before."""
+    await server.next_event("register")
+    response = await server.request("gw-1", Code.PUT, path, payload, content_format=content_format)
+    assert response.code == Code.BAD_REQUEST, response.payload
+    assert (await server.request("gw-1", Code.POST, "/1/0/8")).code == Code.CHANGED
+    assert (await server.next_event("update")).query == {}
+    assert (await server.request("gw-1", Code.GET, "/1/0/1")).payload == b"300"
+
+
+async def test_a_one_second_lifetime_does_not_flood_the_server(
+    server: LwM2MTestServer, events: asyncio.Queue[RegistrationEvent]
+) -> None:
+    """However short the lifetime, Updates keep at least ``MIN_UPDATE_INTERVAL`` apart: over
+    two seconds the server gets a couple, not hundreds."""
+    client = LwM2MClient(
+        gateway_tree(),
+        "gw-1",
+        ServerConfig(uri=server.uri, lifetime=1, request_timeout=3.0, retry=FAST_RETRY),
+        bind=("127.0.0.1", 0),
+        on_event=events.put_nowait,
+    )
+    await client.start()
+    try:
+        await server.next_event("register")
+        await server.next_event("update")
+        counted = len(server.history)
+        await asyncio.sleep(2.0)  # the window the Updates are counted over
+        updates = [e for e in server.history[counted:] if e.kind == "update"]
+        assert 1 <= len(updates) <= 3, f"{len(updates)} Updates in 2 s with lt=1"
+    finally:
+        await client.stop()
+
+
+async def test_a_burst_of_object_changes_does_not_flood_the_server(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """Nodes coming and going every few milliseconds each change the object list; the Updates
+    keep ``MIN_UPDATE_INTERVAL`` apart and the last one carries every change."""
+    await server.next_event("register")
+    counted = len(server.history)
+    for iid in range(1, 41):
+        client.tree.create_instance(3303, iid, [(5700, 19.0)])
+        await asyncio.sleep(0.025)  # the pace of the burst
+    async with asyncio.timeout(10):
+        while "</3303/40>" not in server.clients["gw-1"].links:
+            await asyncio.sleep(0.05)
+    updates = [e for e in server.history[counted:] if e.kind == "update"]
+    assert len(updates) <= 3, f"{len(updates)} Updates for a 1 s burst"
+
+
 async def test_new_instance_sends_the_object_list(
     client: LwM2MClient, server: LwM2MTestServer
 ) -> None:
@@ -107,6 +175,36 @@ async def test_stop_deregisters(
     await client.stop()
     await server.next_event("deregister")
     assert "gw-1" not in server.clients
+
+
+async def test_a_server_that_refuses_1_1_is_offered_and_served_lwm2m_1_0_formats() -> None:
+    """After a 4.12 the client registers as LwM2M 1.0: the root link announces LwM2M JSON
+    (11543), not SenML CBOR, the core objects come without a ``ver`` the server cannot know, and
+    a Read without Accept answers TLV, which the server decodes itself."""
+    async with LwM2MTestServer(accepted_versions=("1.0",)) as server:
+        client = LwM2MClient(
+            gateway_tree(),
+            "gw-1",
+            ServerConfig(uri=server.uri, request_timeout=3.0, retry=FAST_RETRY),
+            bind=("127.0.0.1", 0),
+        )
+        await client.start()
+        try:
+            assert (await server.next_event("register")).code == Code.PRECONDITION_FAILED
+            register = await server.next_event("register")
+            assert (register.code, register.query["lwm2m"]) == (Code.CREATED, "1.0")
+            links = register.payload.decode()
+            assert links.startswith('</>;rt="oma.lwm2m";ct=11543,'), links
+            assert "</1>" not in links and "</3>" not in links, links
+            assert "</1/0>" in links and "</3/0>" in links
+            response = await server.request("gw-1", Code.GET, "/3/0")
+            assert response.opt.content_format == ContentFormat.TLV
+            assert decode_tlv(response.payload, (3, 0))[(3, 0, 0)] == b"ACME"
+            client.tree.create_instance(3303, 1, [(5700, 19.0)])
+            update = await server.next_event("update")
+            assert update.payload.decode().startswith('</>;rt="oma.lwm2m";ct=11543,')
+        finally:
+            await client.stop()
 
 
 @pytest.mark.parametrize(

@@ -332,3 +332,17 @@ async def test_write_and_exec_of_a_nodes_resource_reach_the_node(
     assert simulated.switch is True, "the node itself took the write"
     error = await conn.error("exec", path=f"{upstream.parent}/5850")
     assert error["coap"] == "4.05" and "simulated node" in error["message"], "the node's refusal"
+
+
+async def test_bridgectl_write_of_a_lifetime_out_of_range_is_refused_and_never_sent(
+    conn: Connection, server: LwM2MTestServer
+) -> None:
+    await server.next_event("register")
+    async with asyncio.timeout(10):
+        while not (await conn.call("status"))["servers"][0]["registered"]:
+            await asyncio.sleep(0.01)
+    for value in (-101, 0):
+        error = await conn.error("write", path="/1/0/1", value=value)
+        assert error["code"] == FAILED and error["coap"] == "4.00", error
+    await conn.call("update")
+    assert (await server.next_event("update")).query == {}, "no lt= in the Update"

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import aiocoap
 import pytest
 from aiocoap import resource
+from aiocoap.numbers.codes import Code
 
 from bridged.engine.registration import (
     EventKind,
@@ -158,6 +159,27 @@ async def test_server_refusing_1_1_gets_a_1_0_registration(context: aiocoap.Cont
         await client.event(EventKind.REGISTRATION_COMPLETE)
         assert client.registrar.version == "1.0"
         await client.close()
+
+
+async def test_created_without_location_path_is_a_failed_registration(
+    context: aiocoap.Context, server: LwM2MTestServer
+) -> None:
+    """A 2.01 that names no Location-Path leaves nowhere to send Updates to: the Register
+    failed, and it is retried as /1/x/17-20 say until the server answers properly."""
+    server.omit_location = True
+    client = Client(context, target(server.uri))
+    failure = await client.event(EventKind.REGISTRATION_FAILURE)
+    assert "Location-Path" in failure.detail
+    assert (await server.next_event("register")).code == Code.CREATED
+    await server.next_event("register")  # the retry
+    assert not client.registrar.registered
+    server.omit_location = False
+    complete = await client.event(EventKind.REGISTRATION_COMPLETE)
+    assert complete.detail == "/" + "/".join(server.clients["gw-1"].location)
+    client.registrar.trigger_update()
+    await server.next_event("update")
+    assert [e.kind for e in server.history if e.kind != "register"] == ["update"]
+    await client.close()
 
 
 def free_udp_port() -> int:

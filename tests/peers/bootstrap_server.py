@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from dataclasses import dataclass
 
 import aiocoap
@@ -90,6 +91,18 @@ def server(
         key = "vb" if isinstance(value, bool) else "v"
         records.append({"n": name.removeprefix("r"), key: value})
     return json.dumps(records).encode()
+
+
+_ENABLER_RE = re.compile(rb"</>;lwm2m=([0-9]+\.[0-9]+)(?:[,;]|$)")
+
+
+def enabler_version(discovered: bytes) -> str | None:
+    """The client's LwM2M version from a Bootstrap-Discover answer, read as servers read it:
+    the root link's ``lwm2m`` as a token (``</>;lwm2m=1.1``, as in the Core 1.1 examples).
+    None when the answer does not say it that way; such a server then skips its
+    Bootstrap-Read."""
+    match = _ENABLER_RE.match(discovered)
+    return match.group(1).decode() if match else None
 
 
 def _b64(data: bytes) -> str:

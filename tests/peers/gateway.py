@@ -102,7 +102,12 @@ def gateway() -> Gateway:
     registry.add(PROBE_OBJECT)
     tree = ObjectTree(registry)
     gw = Gateway(tree)
-    install_device_objects(tree, FACTS, on_reboot=lambda: gw.reboots.put_nowait(None))
+    install_device_objects(
+        tree,
+        FACTS,
+        on_reboot=lambda: gw.reboots.put_nowait(None),
+        clock=lambda: FACTS.time,  # a clock that stands still, so every value is known
+    )
     tree.create_instance(TEMPERATURE, 0, [(5700, 21.5), (5701, "Cel"), (5750, "kitchen")])
     tree.create_instance(PROBE, 0, PROBE_VALUES.items())
 

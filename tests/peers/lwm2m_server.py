@@ -2,9 +2,10 @@
 
 It does what the independent peers cannot script: it records every registration interface
 message (Register, Update, De-register, Send) as an event, refuses LwM2M versions on demand,
-hands out multi-segment Location-Paths, and sends device-management requests to a registered
-client from its own address and port, as a real server does. ``drop`` loses chosen datagrams
-before aiocoap sees them, as a lossy network or an overloaded server would.
+hands out multi-segment Location-Paths (or, with ``omit_location``, none at all), and sends
+device-management requests to a registered client from its own address and port, as a real
+server does. ``drop`` loses chosen datagrams before aiocoap sees them, as a lossy network or an
+overloaded server would.
 
 Send (``POST /dp``) is answered as a LwM2M 1.1 server does: 4.04 from a client it does not know
 (which must register again), 4.15 for anything but SenML CBOR, 4.00 for a payload that
@@ -112,6 +113,38 @@ def decode_timed(payload: bytes, content_format: int) -> tuple[SenMLRecord, ...]
     raise ValueError(f"content format {content_format} carries no times")
 
 
+def decode_tlv(payload: bytes, base: tuple[int, ...] = ()) -> dict[tuple[int, ...], bytes]:
+    """An OMA TLV (11542) payload as the raw value bytes of each resource (instance), keyed by
+    its ID path below ``base`` (the request's path); a server decodes the value by type itself.
+
+    Header byte: bits 7-6 the kind (object instance, resource instance, multiple resource,
+    resource with value), bit 5 a 16-bit ID, bits 4-3 the size of the length field (0: the
+    length is bits 2-0). The first three kinds nest TLVs.
+    """
+    out: dict[tuple[int, ...], bytes] = {}
+    at = 0
+    while at < len(payload):
+        kind, wide, length_size = payload[at] >> 6, payload[at] & 0x20, (payload[at] >> 3) & 3
+        at += 1
+        id_size = 2 if wide else 1
+        ident = int.from_bytes(payload[at : at + id_size], "big")
+        at += id_size
+        if length_size:
+            length = int.from_bytes(payload[at : at + length_size], "big")
+            at += length_size
+        else:
+            length = payload[at - 1 - id_size] & 7
+        value = payload[at : at + length]
+        if len(value) != length:
+            raise ValueError(f"TLV truncated at byte {at}")
+        at += length
+        if kind == 3 or kind == 1:
+            out[(*base, ident)] = value
+        else:
+            out.update(decode_tlv(value, (*base, ident)))
+    return out
+
+
 def _parse_query(options: Iterable[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for q in options:
@@ -161,6 +194,8 @@ class LwM2MTestServer:
         self.events: asyncio.Queue[ServerEvent] = asyncio.Queue()
         self.history: list[ServerEvent] = []  # every event in order, for ordering checks
         self.send_code: Code | None = None  # answer every Send with this code instead
+        # answer Register 2.01 without a Location-Path, as a broken server does
+        self.omit_location = False
         # every datagram received is offered to ``drop`` first: True loses it unanswered
         self.drop: Callable[[aiocoap.Message], bool] | None = None
         self.context: aiocoap.Context | None = None
@@ -277,6 +312,8 @@ class LwM2MTestServer:
             query=q,
         )
         self._emit("register", ep, request, Code.CREATED)
+        if self.omit_location:
+            return aiocoap.Message(code=Code.CREATED)
         return aiocoap.Message(code=Code.CREATED, location_path=location)
 
     def _by_location(self, path: tuple[str, ...]) -> ClientRecord | None:

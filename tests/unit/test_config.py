@@ -109,7 +109,9 @@ def test_the_psk_may_come_from_a_file(tmp_path: Path) -> None:
     [
         ({"server": [{**SERVER, "lifetme": 3}]}, "server[0].lifetme", "did you mean 'lifetime'"),
         ({"server": [{**SERVER, "lifetime": "x"}]}, "server[0].lifetime", "must be an integer"),
-        ({"server": [{**SERVER, "lifetime": 0}]}, "server[0].lifetime", "must be >= 1"),
+        ({"server": [{**SERVER, "lifetime": 0}]}, "server[0].lifetime", "must be 1..2147483647"),
+        ({"server": [{**SERVER, "lifetime": -101}]}, "server[0].lifetime", "not -101"),
+        ({"server": [{**SERVER, "lifetime": 2**31}]}, "server[0].lifetime", "not 2147483648"),
         ({"server": [{**SERVER, "queue": 1}]}, "server[0].queue", "true or false"),
         ({"server": [{**SERVER, "lifetime": True}]}, "server[0].lifetime", "not a boolean"),
         ({"server": [{"lifetime": 3}]}, "server[0].uri", "is required"),
@@ -300,6 +302,17 @@ def test_check_refuses_what_the_daemon_would_refuse_at_start(
     assert str(path) in message and key in message
     path.write_text('[[server]]\nuri = "coap://127.0.0.1"\n\n[transport.sim]\nnodes = 2\n')
     assert main(["--config", str(path), "--check"]) == 0
+
+
+@pytest.mark.parametrize("lifetime", [-101, 0, 2**31])
+def test_check_refuses_a_lifetime_a_server_could_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lifetime: int
+) -> None:
+    """The configuration takes /1/x/1 within the bounds a server's Write has (issue 13)."""
+    path = tmp_path / "bridged.toml"
+    path.write_text(f'[[server]]\nuri = "coap://127.0.0.1"\nlifetime = {lifetime}\n')
+    assert main(["--config", str(path), "--check"]) == EXIT_CONFIG
+    assert "server[0].lifetime: must be 1..2147483647" in capsys.readouterr().err
 
 
 def test_the_examples_transport_tables_pass_their_transports_checks(tmp_path: Path) -> None:

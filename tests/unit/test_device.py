@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bridged import __version__
+from bridged.engine import device
 from bridged.engine.device import (
     BEARER_ETHERNET,
     BEARER_WLAN,
@@ -23,7 +24,6 @@ from bridged.engine.device import (
     device_resources,
     install_device_objects,
     read_machine_facts,
-    refresh,
 )
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.paths import Path as LwM2MPath
@@ -302,7 +302,10 @@ def test_server_reads_the_whole_device() -> None:
     assert {"/3/0/0", "/3/0/1", "/3/0/11/0", "/3/0/13", "/3/0/16", "/3/0/18"} <= paths
 
 
-def test_refresh_sets_only_what_changed() -> None:
+def test_changing_values_are_computed_when_read_and_report_no_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(device, "FACTS_MAX_AGE", 0.0)
     wlan = NetInterface("wlan0", arp_type=1, wireless=True, up=True, physical=True)
     eth = NetInterface("eth0", arp_type=1, up=True, physical=True)
     before = MachineFacts(
@@ -314,12 +317,13 @@ def test_refresh_sets_only_what_changed() -> None:
         default_routes=(DefaultRoute("wlan0", ipaddress.IPv4Address("192.168.1.1")),),
         wireless=(WirelessLink("wlan0", 58, -52),),
     )
-    tree = tree_with(before)
+    machine = [before]
+    tree = ObjectTree(builtin_registry())
+    install_device_objects(tree, before, on_reboot=lambda: None, machine=lambda: machine[0])
     changed: list[str] = []
     tree.subscribe(lambda path: changed.append(str(path)))
-    refresh(tree, before)
-    assert changed == []
-    after = MachineFacts(
+    assert value(tree, "/4/0/0") == BEARER_WLAN
+    machine[0] = MachineFacts(
         time=1_700_000_010,
         mem_total_kib=1000,
         mem_available_kib=400,
@@ -327,23 +331,40 @@ def test_refresh_sets_only_what_changed() -> None:
         addresses=(ipaddress.IPv4Address("10.0.0.5"),),
         default_routes=(DefaultRoute("eth0", ipaddress.IPv4Address("10.0.0.1")),),
     )
-    refresh(tree, after)
-    assert sorted(changed) == sorted(
-        ["/3/0/10", "/3/0/13", "/4/0/0", "/4/0/1", "/4/0/2", "/4/0/3", "/4/0/4", "/4/0/5"]
-    )
     assert value(tree, "/3/0/10") == 409
     assert value(tree, "/4/0/0") == BEARER_ETHERNET
     assert value(tree, "/4/0/1") == {0: BEARER_WLAN, 1: BEARER_ETHERNET}
     assert value(tree, "/4/0/4") == {0: "10.0.0.5"}
     assert (value(tree, "/4/0/2"), value(tree, "/4/0/3")) == (0, 0)
+    records = {str(r.path): r.value for r in tree.read(LwM2MPath.parse("/4/0"))}
+    assert records["/4/0/5/0"] == "10.0.0.1"
+    assert changed == [], "a computed value changes all the time: no change is reported"
 
 
-def test_refresh_restores_the_system_clock_after_a_server_write() -> None:
-    facts = MachineFacts(time=1_700_000_000)
-    tree = tree_with(facts)
-    tree.set(LwM2MPath.parse("/3/0/13"), 5)
-    refresh(tree, facts)
+def test_the_machine_is_read_once_per_facts_max_age() -> None:
+    facts = MachineFacts(time=1_700_000_000, mem_available_kib=500)
+    reads: list[int] = []
+    tree = ObjectTree(builtin_registry())
+
+    def machine() -> MachineFacts:
+        reads.append(1)
+        return facts
+
+    install_device_objects(tree, facts, on_reboot=lambda: None, machine=machine)
+    tree.read(LwM2MPath.parse("/4/0"))
+    tree.read(LwM2MPath.parse("/3/0"))
+    assert len(reads) <= 1
+
+
+def test_current_time_is_the_clock_even_after_a_server_write() -> None:
+    now = [1_700_000_000.5]
+    tree = ObjectTree(builtin_registry())
+    facts = MachineFacts(time=1)
+    install_device_objects(tree, facts, on_reboot=lambda: None, clock=lambda: now[0])
     assert value(tree, "/3/0/13") == 1_700_000_000
+    tree.set(LwM2MPath.parse("/3/0/13"), 5)
+    now[0] += 60
+    assert value(tree, "/3/0/13") == 1_700_000_060
 
 
 @pytest.mark.parametrize(

@@ -226,6 +226,15 @@ def test_registration_as_lwm2m_1_0_quotes_ver() -> None:
     )
 
 
+def test_registration_as_lwm2m_1_0_announces_what_a_1_0_server_knows() -> None:
+    # Server 1.1 and Device 1.1 need LwM2M 1.1: a 1.0 server knows them as 1.0 (no ver); an
+    # IPSO object at 1.1 works with LwM2M 1.0 and keeps its ver; 1.0 has no SenML CBOR.
+    objects = [(REG.get(1), [0]), (REG.get(3), [0]), (REG.get(3303), [0])]
+    assert registration_links(objects, version="1.0") == (
+        '</>;rt="oma.lwm2m";ct=11543,</1/0>,</3/0>,</3303>;ver="1.1",</3303/0>'
+    )
+
+
 def test_alternate_path() -> None:
     # Core 1.0 §5.2.1 example shape: </lwm2m>;rt="oma.lwm2m",</lwm2m/1/101>,...
     assert registration_links(

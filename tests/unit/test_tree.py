@@ -94,6 +94,45 @@ def test_read_at_every_level(tree: ObjectTree) -> None:
     ]
 
 
+def test_a_constraint_refuses_what_the_definition_admits(tree: ObjectTree) -> None:
+    def positive(value: object) -> None:
+        if isinstance(value, int) and value <= 0:
+            raise BadRequest(f"{value} is not positive")
+
+    tree.constrain(3303, 9, positive)
+    with pytest.raises(BadRequest):
+        tree.write(p("/3303/0/9"), [Record(p("/3303/0/9"), 0)], replace=False)
+    with pytest.raises(BadRequest):
+        tree.set(p("/3303/0/9"), -1)
+    with pytest.raises(BadRequest):
+        tree.create_instance(3303, 5, [(5700, 1.0), (9, 0)])
+    assert not tree.has(p("/3303/0/9")) and not tree.has(p("/3303/5"))
+    tree.write(p("/3303/0/9"), [Record(p("/3303/0/9"), 7)], replace=False)
+    assert tree.get(p("/3303/0/9")) == 7
+
+
+def test_a_computed_resource_is_its_value_when_read(tree: ObjectTree) -> None:
+    values: list[int | None] = [1700000005, None, 1700000009]
+    tree.compute(p("/3/0/13"), lambda: values[0])
+    changed: list[Path] = []
+    tree.subscribe(changed.append)
+    assert tree.read(p("/3/0")) == [
+        Record(p("/3/0/0"), "ACME"),
+        Record(p("/3/0/7/0"), 3800),
+        Record(p("/3/0/7/1"), 5000),
+        Record(p("/3/0/13"), 1700000005),
+    ]
+    values.pop(0)
+    assert tree.get(p("/3/0/13")) == 1700000005, "None: the last value stays"
+    values.pop(0)
+    assert tree.get(p("/3/0/13")) == 1700000009
+    assert changed == [], "reads report no change"
+    tree.write(p("/3/0/13"), [Record(p("/3/0/13"), 5)], replace=True)
+    assert tree.read(p("/3/0/13")) == [Record(p("/3/0/13"), 1700000009)]
+    with pytest.raises(NotFound):
+        tree.compute(p("/3/0/14"), lambda: "+01:00")  # absent
+
+
 @pytest.mark.parametrize(
     ("path", "code"),
     [

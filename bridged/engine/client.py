@@ -65,7 +65,13 @@ from .bootstrap import SSID as SECURITY_SSID
 from .bootstrap import URI as SERVER_URI
 from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper
 from .coap import ack_watch, send_delay
-from .dm import DeviceManagement, DeviceManagementResource, EndDevices
+from .dm import (
+    GATEWAY_OBJECT,
+    IOT_DEVICE_OBJECTS,
+    DeviceManagement,
+    DeviceManagementResource,
+    EndDevices,
+)
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
 from .endpoint import Endpoint, UdpEndpoint
 from .nodes import NodeBackend
@@ -102,8 +108,6 @@ UPDATE_TRIGGER = 8
 SUPPORTED_SECURITY_MODES = frozenset({MODE_PSK, MODE_NOSEC})
 """The security modes the client can register with; Bootstrap-Finish refuses any other."""
 BOOTSTRAP_TRIGGER = 9
-GATEWAY_OBJECT, DEVICE_OBJECTS = 25, 3
-"""/25 LwM2M Gateway and its resource 3, IoT Device Objects (an end device's object list)."""
 RETRY_RESOURCES = (("count", 17), ("timer", 18), ("sequence_delay", 19), ("sequence_count", 20))
 """/1/x/17-20: Communication Retry Count, Retry Timer, Sequence Delay Timer, Sequence Retry
 Count; when a Bootstrap-Server provisioned them they override the configuration."""
@@ -312,7 +316,7 @@ class ServerSession:
     def carries(self, path: Path) -> bool:
         """True if a change at ``path`` changes what this server's Update carries (or, for
         /25/x/3, an end device's object list, which a server reads /25 on each Update for)."""
-        if path.level <= Level.INSTANCE or path.ids[::2] == (GATEWAY_OBJECT, DEVICE_OBJECTS):
+        if path.level <= Level.INSTANCE or path.ids[::2] == (GATEWAY_OBJECT, IOT_DEVICE_OBJECTS):
             return True
         return (
             path.object_id == SERVER_OBJECT

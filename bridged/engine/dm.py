@@ -82,6 +82,8 @@ GATEWAY_OBJECT = 25
 """The LwM2M Gateway object (Gateway TS 1.1): the gateway's view of its end devices, which
 pairing and unpairing change. Servers read it; a Create, Write or Delete in it is 4.05 from any
 server, the Bootstrap-Server included (a deleted /25 instance would hide a paired node)."""
+IOT_DEVICE_OBJECTS = 3
+"""/25/x/3 IoT Device Objects: an end device's object list."""
 
 NUMERIC_TYPES = frozenset({"Integer", "Unsigned Integer", "Float"})
 """Resource types that gt, lt and st apply to."""

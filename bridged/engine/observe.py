@@ -396,6 +396,8 @@ class Observations:
             for level in range(len(path.ids) + 1):
                 self._under.setdefault(path.truncate(Level(level)), set()).add(obs)
         self._queue.set(obs, obs.state.next_wake())
+        # The scheduler may be asleep toward a later time than this one's, or toward none.
+        self._wakeup.set()
 
     def _forget(self, obs: Observation) -> None:
         if self._observations.get(obs.key) is not obs:
@@ -444,6 +446,9 @@ class Observations:
             self._task = asyncio.create_task(self._run(), name="lwm2m-notifications")
 
     async def _run(self) -> None:
+        """Step, then sleep until the earliest wake-up time or until ``_wakeup`` is set: every
+        change outside a step that can make something due sooner (a new observation, new
+        attributes, a change of an observed path, a release) sets it."""
         while True:
             self._wakeup.clear()
             self.step(self.now())

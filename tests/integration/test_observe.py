@@ -416,3 +416,36 @@ def test_the_guard_covers_the_udp_transport() -> None:
             await context.shutdown()
 
     assert asyncio.run(scenario()) == 1
+
+
+async def test_a_new_observation_fires_its_pmax_while_the_scheduler_sleeps_without_deadline(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """LightweightM2M-1.1-int-301/304: an observation without pmax leaves the scheduler with
+    nothing to wake for; a new observation with pmax=1 must still get its pmax notification
+    (the scheduler wakes when the set of observations changes)."""
+    await write_attributes(server, "/3303/0/5700", "pmax=1")
+    quiet = observe(server, "/3303/1/5700")
+    await quiet.first()
+    await observation_count(client, 1)
+    n = observe(server, "/3303/0/5700")
+    first = await n.first()
+    again = await n.next()
+    assert again.payload == first.payload == b"21.5"
+    assert again.opt.observe > first.opt.observe
+
+
+async def test_a_short_pmax_added_next_to_a_long_one_fires_at_its_own_period(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """A pmax=1 observation added while the scheduler sleeps toward a pmax=60 one is notified
+    at its own period, not after the long one's (the wait here is far below 60 s)."""
+    await write_attributes(server, "/3303/1/5700", "pmax=60")
+    await write_attributes(server, "/3303/0/5700", "pmax=1")
+    slow = observe(server, "/3303/1/5700")
+    await slow.first()
+    await observation_count(client, 1)
+    n = observe(server, "/3303/0/5700")
+    await n.first()
+    assert (await n.next(timeout=TIMEOUT)).payload == b"21.5"
+    assert slow.queue.empty()

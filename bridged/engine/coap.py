@@ -19,6 +19,11 @@ with in one place, whatever code sends through the context:
   that completes on it, which is what lets store-and-forward move its cursor only once the
   server has a confirmable notification (``_add_exchange`` and ``_remove_exchange`` are wrapped
   for it).
+* **RST to a non-confirmable notification.** aiocoap matches an RST only to a confirmable
+  message; one answering a NON notification is logged and ignored, so the observation went on
+  (RFC 7641 §3.6 says the RST cancels it; OMA int-302). Here a NON notification is remembered
+  by (remote, Message ID) for NON_LIFETIME, the Message ID's reservation, and an RST matching
+  it ends the observation as aiocoap ends one whose CON notification got an RST.
 
 Another hazard is in how aiocoap opens its UDP socket: it sets ``SO_REUSEPORT`` on every
 server socket, and Linux then hands a socket bound to port 0 an ephemeral port that another
@@ -39,7 +44,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +110,11 @@ class BoundedMessageManager(MessageManager):
         # Acknowledgements watched: by message until it is sent, then by (remote, Message ID).
         self._unsent_acks: dict[int, tuple[aiocoap.Message, asyncio.Future[None]]] = {}
         self._acks: dict[tuple[interfaces.EndpointAddress, int], asyncio.Future[None]] = {}
+        # NON notifications sent, by (remote, Message ID): until when an RST may answer each,
+        # and what ends its observation then (see the module docstring)
+        self._notifications: OrderedDict[
+            tuple[interfaces.EndpointAddress, int], tuple[float, Callable[[], None]]
+        ] = OrderedDict()
 
     @property
     def held(self) -> int:
@@ -145,7 +155,7 @@ class BoundedMessageManager(MessageManager):
         remote = message.remote
         queue = self._held.get(remote)
         if queue is None and self._take_id(message):
-            super()._send_initially(message, messageerror_monitor)
+            self._transmit(message, messageerror_monitor)
             return
         if queue is None:
             queue = self._held[remote] = deque()
@@ -160,6 +170,21 @@ class BoundedMessageManager(MessageManager):
             return
         queue.append((message, messageerror_monitor))
         self._schedule_release(remote)
+
+    def _transmit(self, message: aiocoap.Message, monitor: Callable[[], None] | None) -> None:
+        """Send a CON or NON that has its Message ID, remembering a NON notification."""
+        if message.mtype is NON and monitor is not None and message.opt.observe is not None:
+            now = self.clock()
+            notifications = self._notifications
+            while notifications and (
+                next(iter(notifications.values()))[0] <= now
+                or len(notifications) >= self.limits.dedup_capacity
+            ):
+                notifications.popitem(last=False)
+            key = (message.remote, message.mid)
+            notifications.pop(key, None)
+            notifications[key] = (now + self.limits.non_lifetime, monitor)
+        super()._send_initially(message, monitor)
 
     def send_delay(self, remote: interfaces.EndpointAddress) -> float:
         """Seconds until a new message to ``remote`` would go out at once (0: now).
@@ -208,7 +233,7 @@ class BoundedMessageManager(MessageManager):
                 self._schedule_release(remote)
                 return
             queue.popleft()
-            super()._send_initially(message, monitor)
+            self._transmit(message, monitor)
         del self._held[remote]
 
     def _drop_held(self, remote: interfaces.EndpointAddress) -> None:
@@ -221,6 +246,8 @@ class BoundedMessageManager(MessageManager):
         # The token manager has failed every exchange with the remote: nothing held is wanted.
         super().dispatch_error(error, remote)
         self._drop_held(remote)
+        for key in [k for k in self._notifications if k[0] == remote]:
+            del self._notifications[key]
 
     # -- acknowledgements --------------------------------------------------------------------
 
@@ -254,9 +281,19 @@ class BoundedMessageManager(MessageManager):
 
     def _remove_exchange(self, message: aiocoap.Message) -> None:
         key = (message.remote, message.mid)
+        exchange = self._active_exchanges is not None and key in self._active_exchanges
+        if message.mtype is RST and not exchange:
+            entry = self._notifications.pop(key, None)
+            if entry is not None and entry[0] > self.clock():
+                self.log.info(
+                    "RST from %s to notification %d: ending its observation",
+                    message.remote,
+                    message.mid,
+                )
+                entry[1]()
+                return
         future = self._acks.pop(key, None)
-        active = self._active_exchanges is not None and key in self._active_exchanges
-        if future is not None and not future.done() and active and message.mtype is ACK:
+        if future is not None and not future.done() and exchange and message.mtype is ACK:
             future.set_result(None)
         super()._remove_exchange(message)
 
@@ -264,6 +301,7 @@ class BoundedMessageManager(MessageManager):
         for remote in list(self._held):
             self._drop_held(remote)
         self.dedup.clear()
+        self._notifications.clear()
         await super().shutdown()
 
 

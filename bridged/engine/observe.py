@@ -23,10 +23,11 @@ How aiocoap is used (public resource interface only, so it works the same over U
   the last one. One ended from this side without a message (shutdown, cancel by path) gets a
   last response carrying No-Response for every class (RFC 7967), which aiocoap drops instead
   of sending, closing its bookkeeping for the token.
-* aiocoap ignores an RST to a non-confirmable notification (it only matches RSTs to
-  confirmable messages), so that cancellation is seen only when a later notification is
-  confirmable: ``Reliability`` makes one so at the latest ``liveness`` seconds after the
-  server fell silent.
+* An RST to a non-confirmable notification ends its observation too: aiocoap matches RSTs
+  only to confirmable messages, so the engine's message layer matches it to the notification
+  by Message ID (``bridged.engine.coap``). A server that silently forgot an observation is
+  found out by ``Reliability``: a notification is confirmable at the latest ``liveness``
+  seconds after the server fell silent.
 
 Queue mode: ``hold`` keeps notifications back (observations keep being evaluated, and those
 that become due wait with their pending state, calling ``on_held`` so that the session can wake

@@ -214,7 +214,8 @@ async def test_LightweightM2M_1_1_int_307_cancel_with_observe_1(
 
 class RawPeer(asyncio.DatagramProtocol):
     """A bare CoAP peer on its own UDP socket: sends hand-made messages and answers every
-    notification with an RST, as a server that forgot the observation does."""
+    confirmable notification with an RST, as a server that forgot the observation does (the
+    RST to a NON one is tested with the test server's ``reset``)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.DatagramTransport | None = None
@@ -226,7 +227,7 @@ class RawPeer(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         message = aiocoap.Message.decode(data)
         self.received.put_nowait(message)
-        if message.opt.observe is not None and message.mtype in (aiocoap.CON, aiocoap.NON):
+        if message.opt.observe is not None and message.mtype is aiocoap.CON:
             rst = aiocoap.Message(code=Code.EMPTY)
             rst.mtype, rst.mid = aiocoap.RST, message.mid
             assert self.transport is not None
@@ -236,9 +237,9 @@ class RawPeer(asyncio.DatagramProtocol):
 async def test_LightweightM2M_1_1_int_309_cancel_by_rst_to_a_notification(
     client: LwM2MClient,
 ) -> None:
-    """LightweightM2M-1.1-int-309: a peer answers notifications with RST; the first
-    confirmable one that gets it ends the observation (with liveness 0, every notification
-    after a NON is a CON)."""
+    """LightweightM2M-1.1-int-309: a peer answers confirmable notifications with RST; the first
+    one that gets it ends the observation (with liveness 0, every notification after a NON is
+    a CON)."""
     client.sessions[0].observations.liveness = 0.0
     loop = asyncio.get_running_loop()
     transport, peer = await loop.create_datagram_endpoint(
@@ -449,3 +450,25 @@ async def test_a_short_pmax_added_next_to_a_long_one_fires_at_its_own_period(
     await n.first()
     assert (await n.next(timeout=TIMEOUT)).payload == b"21.5"
     assert slow.queue.empty()
+
+
+async def test_LightweightM2M_1_1_int_302_rst_to_a_non_notification_ends_that_observation(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """RFC 7641 §3.6: a server that answers a non-confirmable notification with an RST has
+    cancelled that observation (matched by the notification's Message ID). No notification
+    with its token arrives after the RST, while another observation keeps notifying."""
+    control = observe(server, "/3303/0/5700")
+    await control.first()
+    forgotten = observe(server, "/3303/0", accept=ContentFormat.SENML_CBOR)
+    token = (await forgotten.first()).token
+    await observation_count(client, 2)
+    server.reset = lambda message: message.token == token
+    client.tree.set(TEMPERATURE, 1.0)
+    assert (await control.next()).payload == b"1.0"
+    await observation_count(client, 1)
+    assert [m.mtype for m in server.resets] == [aiocoap.NON]
+    for v in (2.0, 3.0, 4.0):
+        client.tree.set(TEMPERATURE, v)
+        assert (await control.next()).payload == str(v).encode()
+    assert len(server.resets) == 1 and forgotten.queue.empty()

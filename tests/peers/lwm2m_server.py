@@ -4,7 +4,8 @@ It does what the independent peers cannot script: it records every registration 
 message (Register, Update, De-register, Send) as an event, refuses LwM2M versions on demand,
 hands out multi-segment Location-Paths, and sends device-management requests to a registered
 client from its own address and port, as a real server does. ``drop`` loses chosen datagrams
-before aiocoap sees them, as a lossy network or an overloaded server would.
+before aiocoap sees them, as a lossy network or an overloaded server would; ``reset`` answers
+chosen responses (notifications) with an RST, as a server that forgot an observation does.
 
 Send (``POST /dp``) is answered as a LwM2M 1.1 server does: 4.04 from a client it does not know
 (which must register again), 4.15 for anything but SenML CBOR, 4.00 for a payload that
@@ -163,6 +164,10 @@ class LwM2MTestServer:
         self.send_code: Code | None = None  # answer every Send with this code instead
         # every datagram received is offered to ``drop`` first: True loses it unanswered
         self.drop: Callable[[aiocoap.Message], bool] | None = None
+        # every response received is offered to ``reset``: True answers it with an RST (by its
+        # Message ID) instead of passing it on, and keeps it in ``resets``
+        self.reset: Callable[[aiocoap.Message], bool] | None = None
+        self.resets: list[aiocoap.Message] = []
         self.context: aiocoap.Context | None = None
         self._ids = itertools.count(1)
 
@@ -191,20 +196,30 @@ class LwM2MTestServer:
         return int(udp.transport.get_extra_info("socket").getsockname()[1])
 
     def _filter_received(self) -> None:
-        """Offer every datagram to ``drop`` before aiocoap parses it (aiocoap's transport looks
-        ``datagram_msg_received`` up on its protocol for every datagram)."""
+        """Offer every datagram to ``drop`` and ``reset`` before aiocoap parses it (aiocoap's
+        transport looks ``datagram_msg_received`` up on its protocol for every datagram)."""
         assert self.context is not None
         udp = self.context.request_interfaces[0].token_interface.message_interface
         receive = udp.datagram_msg_received
 
         def received(data: bytes, ancdata: Any, flags: int, address: Any) -> None:
-            if self.drop is not None:
-                try:
-                    message = aiocoap.Message.decode(data)
-                except aiocoap.error.UnparsableMessage:
-                    message = None
-                if message is not None and self.drop(message):
-                    return
+            try:
+                message = aiocoap.Message.decode(data)
+            except aiocoap.error.UnparsableMessage:
+                message = None
+            if message is not None and self.drop is not None and self.drop(message):
+                return
+            if (
+                message is not None
+                and self.reset is not None
+                and message.code.is_response()
+                and self.reset(message)
+            ):
+                rst = aiocoap.Message(code=Code.EMPTY)
+                rst.mtype, rst.mid = aiocoap.RST, message.mid
+                udp.transport.get_extra_info("socket").sendto(rst.encode(), address)
+                self.resets.append(message)
+                return
             receive(data, ancdata, flags, address)
 
         udp.datagram_msg_received = received

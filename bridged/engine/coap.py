@@ -25,6 +25,14 @@ with in one place, whatever code sends through the context:
   by (remote, Message ID) for NON_LIFETIME, the Message ID's reservation, and an RST matching
   it ends the observation as aiocoap ends one whose CON notification got an RST.
 
+* **Who is served.** aiocoap serves a request from any address. A context made with
+  ``peers_only`` (the NoSec socket toward one LwM2M server, or toward the Bootstrap-Server)
+  serves requests, and answers pings, only from the addresses its own requests went to
+  (Register and Update go to the server, the Bootstrap-Request to the Bootstrap-Server, and
+  each answers and sends its requests from that address); anything else is dropped before
+  aiocoap sees it, and logged at most every ``REFUSED_LOG_INTERVAL`` seconds. DTLS needs no
+  such filter: a session is bound to its peer.
+
 Another hazard is in how aiocoap opens its UDP socket: it sets ``SO_REUSEPORT`` on every
 server socket, and Linux then hands a socket bound to port 0 an ephemeral port that another
 ``SO_REUSEPORT`` socket of the same user already holds (5,000 such binds: about 800 share a
@@ -53,6 +61,7 @@ import aiocoap
 from aiocoap import interfaces, resource
 from aiocoap.message import Direction
 from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import ACK, CON, NON, RST
 from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.udp6 import MessageInterfaceUDP6
@@ -85,6 +94,13 @@ class CoapLimits:
 
 _Held = tuple[aiocoap.Message, Callable[[], None] | None]
 
+PEERS_KEPT = 4
+"""How many destinations of its own requests a ``peers_only`` context serves: one server, and
+the addresses its name resolved to before (a new one replaces the oldest)."""
+
+REFUSED_LOG_INTERVAL = 60.0
+"""The least time between two log lines about requests dropped for their source."""
+
 HELD_RETRY = 0.05
 """How soon a producer asks again when messages are already held for the peer."""
 
@@ -97,10 +113,17 @@ class BoundedMessageManager(MessageManager):
         token_manager: TokenManager,
         limits: CoapLimits,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        peers_only: bool = False,
     ) -> None:
         super().__init__(token_manager)
         self.limits = limits
         self.clock = clock
+        self.peers_only = peers_only
+        self._peers: OrderedDict[interfaces.EndpointAddress, None] = OrderedDict()
+        self.refused = 0
+        """Requests dropped because they came from elsewhere than a peer (``peers_only``)."""
+        self._refused_logged: tuple[float, int] | None = None  # when, and the count then
         self.dedup: DedupCache[tuple[interfaces.EndpointAddress, int]] = DedupCache(
             limits.dedup_capacity, limits.dedup_con_window, limits.dedup_non_window
         )
@@ -120,6 +143,44 @@ class BoundedMessageManager(MessageManager):
     def held(self) -> int:
         """Messages waiting for a Message ID, over all peers."""
         return sum(len(q) for q in self._held.values())
+
+    # -- who is served ------------------------------------------------------------------------
+
+    def dispatch_message(self, message: aiocoap.Message) -> None:
+        # A request, or a ping (an empty CON), is served only from a peer.
+        asks = message.code.is_request() or message.code is Code.EMPTY
+        if asks and message.mtype in (CON, NON) and not self.serves(message.remote):
+            self._refuse(message)
+            return
+        super().dispatch_message(message)
+
+    def serves(self, remote: interfaces.EndpointAddress) -> bool:
+        """Whether requests from ``remote`` are served here."""
+        return not self.peers_only or remote in self._peers
+
+    def _refuse(self, message: aiocoap.Message) -> None:
+        """Count a request dropped for its source; log it, at most every
+        ``REFUSED_LOG_INTERVAL``, with how many were dropped since the last line."""
+        self.refused += 1
+        now = self.clock()
+        logged = self._refused_logged
+        if logged is None or now - logged[0] >= REFUSED_LOG_INTERVAL:
+            since = self.refused - (logged[1] if logged else 0)
+            self.log.warning(
+                "Dropped %d request(s) from addresses other than the server's (the last from"
+                " %s); this socket serves only %s",
+                since,
+                message.remote,
+                ", ".join(map(str, self._peers)) or "the server, once it has contacted it",
+            )
+            self._refused_logged = (now, self.refused)
+
+    def _remember_peer(self, message: aiocoap.Message) -> None:
+        if message.code.is_request():
+            self._peers.pop(message.remote, None)
+            self._peers[message.remote] = None
+            while len(self._peers) > PEERS_KEPT:
+                self._peers.popitem(last=False)
 
     # -- deduplication -----------------------------------------------------------------------
 
@@ -149,6 +210,7 @@ class BoundedMessageManager(MessageManager):
     def _send_initially(
         self, message: aiocoap.Message, messageerror_monitor: Callable[[], None] | None = None
     ) -> None:
+        self._remember_peer(message)
         if message.mtype not in (CON, NON) or message.remote.is_multicast:
             super()._send_initially(message, messageerror_monitor)
             return
@@ -309,14 +371,17 @@ async def append_transport(
     context: aiocoap.Context,
     create_transport: Callable[[BoundedMessageManager], Awaitable[Any]],
     limits: CoapLimits | None = None,
+    *,
+    peers_only: bool = False,
 ) -> BoundedMessageManager:
-    """Add a message-layer transport to ``context`` over a :class:`BoundedMessageManager`.
+    """Add a message-layer transport to ``context`` over a :class:`BoundedMessageManager`
+    (``peers_only``: see the module docstring).
 
     The counterpart of aiocoap's ``Context._append_tokenmanaged_messagemanaged_transport``, with
     the bounded message manager in place of aiocoap's.
     """
     tman = TokenManager(context)
-    mman = BoundedMessageManager(tman, limits or CoapLimits())
+    mman = BoundedMessageManager(tman, limits or CoapLimits(), peers_only=peers_only)
     transport = await create_transport(mman)
     mman.message_interface = transport
     tman.token_interface = mman
@@ -330,8 +395,10 @@ async def create_context(
     *,
     limits: CoapLimits | None = None,
     loggername: str = "coap-server",
+    peers_only: bool = False,
 ) -> aiocoap.Context:
-    """A CoAP-over-UDP context serving ``site`` on ``bind``, with the engine's bounds.
+    """A CoAP-over-UDP context serving ``site`` on ``bind``, with the engine's bounds;
+    ``peers_only``: only to the addresses its own requests go to (see the module docstring).
 
     Only the UDP transport is opened: aiocoap's default set would also listen for TCP and
     WebSocket on the CoAP ports, which a gateway must not expose. Port 0 gets a port no other
@@ -354,7 +421,7 @@ async def create_context(
             sock.close()
             raise
 
-    await append_transport(context, udp, limits)
+    await append_transport(context, udp, limits, peers_only=peers_only)
     return context
 
 

@@ -1,17 +1,15 @@
 """A batch of malformed CoAP and LwM2M requests against a running client.
 
-Every request of the tables below is sent to the real client (its aiocoap socket on 127.0.0.1),
-the LwM2M ones from the server's own address and port, the raw datagrams from a plain UDP
-socket. Each must get its code (or, for what is not a CoAP request, the CoAP reaction: silence,
-a Reset); afterwards the client still answers a normal Read, is still registered, and nothing
-was logged with a traceback (an exception that escaped the engine or aiocoap).
+Every request of the tables below is sent to the real client (its aiocoap socket on
+127.0.0.1) from the server's own address and port (the client serves no other), the raw
+datagrams too. Each must get its code (or, for what is not a CoAP request, the CoAP reaction:
+silence, a Reset); afterwards the client still answers a normal Read, is still registered, and
+nothing was logged with a traceback (an exception that escaped the engine or aiocoap).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -22,7 +20,7 @@ from aiocoap.numbers.codes import Code
 from bridged.engine.client import LwM2MClient
 from bridged.engine.dm import MAX_PAYLOAD
 from bridged.objects.formats import ContentFormat as CF
-from peers.gateway import ENDPOINT, PROBE_VALUES, Gateway, client_port, gateway, running_client
+from peers.gateway import ENDPOINT, PROBE_VALUES, Gateway, gateway, running_client
 from peers.lwm2m_server import LwM2MTestServer
 
 ANSWER_TIMEOUT = 5.0
@@ -266,23 +264,6 @@ async def run_batch(server: LwM2MTestServer, cases: list[Case]) -> list[str]:
     return wrong
 
 
-async def exchange(port: int, datagram: bytes) -> bytes | None:
-    """Send one datagram from a fresh socket, then a CoAP ping from the same socket: the
-    client handles them in order, so the first answer is the datagram's, or, when the ping's
-    Reset comes first, the datagram got none (None). No quiet period is waited out."""
-    loop = asyncio.get_running_loop()
-    ping = coap(0, 0, 0xBEEF)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        sock.bind(("127.0.0.1", 0))
-        await loop.sock_sendto(sock, datagram, ("127.0.0.1", port))
-        await loop.sock_sendto(sock, ping, ("127.0.0.1", port))
-        first = await asyncio.wait_for(loop.sock_recv(sock, 2048), ANSWER_TIMEOUT)
-        if first[:4] == bytes([0x70, 0]) + ping[2:4]:
-            return None
-        return first
-
-
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         f"{r.name}: {r.getMessage()}"
@@ -331,9 +312,8 @@ async def test_malformed_request_batch(
     """The whole batch, LwM2M requests and raw datagrams, against one client: each gets its
     code, and the client comes out of it serving and registered, with nothing escaped."""
     wrong = await run_batch(server, BATCH)
-    port = client_port(client)
     for datagram in GARBAGE:
-        answer = await exchange(port, datagram.data)
+        answer = await server.exchange(ENDPOINT, datagram.data, ANSWER_TIMEOUT)
         got = None if answer is None else (answer[0] >> 4 & 3, Code(answer[1]))
         if got != datagram.answer:
             wrong.append(f"datagram {datagram.name}: expected {datagram.answer}, got {got}")
@@ -342,11 +322,13 @@ async def test_malformed_request_batch(
     assert tracebacks(caplog) == []
 
 
-async def test_unknown_critical_option_is_a_bad_option(client: LwM2MClient) -> None:
+async def test_unknown_critical_option_is_a_bad_option(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
     """RFC 7252 5.4.1: a CON request with an unrecognised critical option gets 4.02."""
     # Uri-Path "3", then option 65003 (odd: critical): delta 64992 = 269 + 0xFCD3
     request = coap(0, 1, 0x123E, b"\x03", b"\xb1\x33\xe1\xfc\xd3\x01")
-    answer = await exchange(client_port(client), request)
+    answer = await server.exchange(ENDPOINT, request)
     assert answer is not None and Code(answer[1]) == Code.BAD_OPTION
 
 
@@ -354,18 +336,18 @@ async def test_uri_path_that_is_not_utf8_escapes_nothing(
     client: LwM2MClient, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A Uri-Path of bytes that are not UTF-8 is dropped or refused without a traceback."""
-    answer = await exchange(client_port(client), coap(0, 1, 0x1300, b"\x06", b"\xb2\xff\xfe"))
+    answer = await server.exchange(ENDPOINT, coap(0, 1, 0x1300, b"\x06", b"\xb2\xff\xfe"))
     assert answer is None or Code(answer[1]) == Code.BAD_REQUEST
     await assert_still_serving(server, client)
     assert tracebacks(caplog) == []
 
 
 async def test_oversized_datagram_is_refused_not_truncated(
-    gw: Gateway, client: LwM2MClient
+    gw: Gateway, client: LwM2MClient, server: LwM2MTestServer
 ) -> None:
     """A single datagram larger than the client reads is refused with 4.13 (RFC 7959 2.9.3),
     never written cut short."""
     rest = b"\xb5" + b"32771" + b"\x01" + b"0" + b"\x01" + b"0" + b"\x10" + b"\xff" + b"y" * 5000
-    answer = await exchange(client_port(client), coap(0, 3, 0x1301, b"\x07", rest))
+    answer = await server.exchange(ENDPOINT, coap(0, 3, 0x1301, b"\x07", rest))
     assert gw.value("/32771/0/0") == "probe"
     assert answer is not None and Code(answer[1]) == Code.REQUEST_ENTITY_TOO_LARGE

@@ -17,6 +17,7 @@ from aiocoap import resource
 from aiocoap.numbers.codes import Code
 
 from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.coap import BoundedMessageManager
 from bridged.engine.registration import RetryPolicy
 from bridged.engine.udp import guard_stale_icmp_errors
 from bridged.objects.builtin import builtin_registry
@@ -212,56 +213,27 @@ async def test_LightweightM2M_1_1_int_307_cancel_with_observe_1(
     await observation_count(client, 0)
 
 
-class RawPeer(asyncio.DatagramProtocol):
-    """A bare CoAP peer on its own UDP socket: sends hand-made messages and answers every
-    confirmable notification with an RST, as a server that forgot the observation does (the
-    RST to a NON one is tested with the test server's ``reset``)."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
-        self.received: asyncio.Queue[aiocoap.Message] = asyncio.Queue()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        message = aiocoap.Message.decode(data)
-        self.received.put_nowait(message)
-        if message.opt.observe is not None and message.mtype is aiocoap.CON:
-            rst = aiocoap.Message(code=Code.EMPTY)
-            rst.mtype, rst.mid = aiocoap.RST, message.mid
-            assert self.transport is not None
-            self.transport.sendto(rst.encode(), addr)
-
-
 async def test_LightweightM2M_1_1_int_309_cancel_by_rst_to_a_notification(
-    client: LwM2MClient,
+    client: LwM2MClient, server: LwM2MTestServer
 ) -> None:
-    """LightweightM2M-1.1-int-309: a peer answers confirmable notifications with RST; the first
-    one that gets it ends the observation (with liveness 0, every notification after a NON is
-    a CON)."""
+    """LightweightM2M-1.1-int-309: the server answers confirmable notifications with RST; the
+    first one that gets it ends the observation (with liveness 0, every notification after a
+    NON is a CON). The RST to a NON is tested on its own below."""
     client.sessions[0].observations.liveness = 0.0
-    loop = asyncio.get_running_loop()
-    transport, peer = await loop.create_datagram_endpoint(
-        RawPeer, remote_addr=("127.0.0.1", client_port(client))
-    )
-    try:
-        get = aiocoap.Message(code=Code.GET, uri_path=["3303", "0", "5700"], observe=0)
-        get.mtype, get.mid, get.token = aiocoap.CON, 1, b"\x0b"
-        transport.sendto(get.encode())
-        async with asyncio.timeout(TIMEOUT):
-            first = await peer.received.get()
-        assert (first.code, first.payload) == (Code.CONTENT, b"21.5")
-        await observation_count(client, 1)
-        async with asyncio.timeout(TIMEOUT):
-            v, note = 0.0, first
-            while note.mtype != aiocoap.CON:
-                v += 1.0
-                client.tree.set(TEMPERATURE, v)
-                note = await peer.received.get()
-        await observation_count(client, 0)
-    finally:
-        transport.close()
+    server.reset = lambda message: message.mtype == aiocoap.CON
+    n = observe(server, "/3303/0/5700")
+    assert (await n.first()).payload == b"21.5"
+    await observation_count(client, 1)
+    v = 0.0
+    async with asyncio.timeout(TIMEOUT):
+        while not server.resets:
+            v += 1.0
+            client.tree.set(TEMPERATURE, v)
+            while not server.resets and n.queue.empty():
+                await asyncio.sleep(0.01)
+            while not n.queue.empty():
+                assert n.queue.get_nowait().mtype == aiocoap.NON
+    await observation_count(client, 0)
 
 
 async def test_confirmable_notification_after_silence(
@@ -332,13 +304,13 @@ async def test_hold_and_release_for_queue_mode(
     assert (await n.next()).payload == b"31.0"
 
 
-async def test_libcoap_coap_client_observes(client: LwM2MClient) -> None:
-    """An independent CoAP implementation (libcoap's coap-client -s) observes a resource and
-    gets notifications with growing Observe numbers."""
+async def test_libcoap_coap_client_observes(client: LwM2MClient, server: LwM2MTestServer) -> None:
+    """An independent CoAP implementation (libcoap's coap-client -s), from the server's address
+    and port, observes a resource and gets notifications with growing Observe numbers."""
     from peers.libcoap import CoapClient, CoapClientMissing
 
     try:
-        coap = CoapClient()
+        coap = CoapClient(bind=("127.0.0.1", server.port))
     except CoapClientMissing as e:
         pytest.skip(str(e))
     uri = f"coap://127.0.0.1:{client_port(client)}/3303/0/5700"
@@ -352,6 +324,13 @@ async def test_libcoap_coap_client_observes(client: LwM2MClient) -> None:
             assert (note.code, note.payload) == ("2.05", str(v).encode())
             numbers.append(note.observe)
     assert None not in numbers and numbers == sorted(numbers)  # type: ignore[type-var]
+
+
+@pytest.fixture
+def any_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client's socket serves any address, as it did before it served only its server's:
+    the stale ICMP hazard needs a second peer on it."""
+    monkeypatch.setattr(BoundedMessageManager, "serves", lambda self, remote: True)
 
 
 async def _observer_gone_then_change(client: LwM2MClient, server: LwM2MTestServer) -> Notifications:
@@ -372,6 +351,7 @@ async def _observer_gone_then_change(client: LwM2MClient, server: LwM2MTestServe
     return n
 
 
+@pytest.mark.usefixtures("any_source")
 async def test_aiocoap_hazard_reproduced_without_the_guard(
     client: LwM2MClient,
     server: LwM2MTestServer,
@@ -391,6 +371,7 @@ async def test_aiocoap_hazard_reproduced_without_the_guard(
     assert "'bool' object is not iterable" in caplog.text
 
 
+@pytest.mark.usefixtures("any_source")
 async def test_notifications_keep_flowing_after_another_observer_went_away(
     client: LwM2MClient, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -68,6 +68,7 @@ from aiocoap.transports.udp6 import MessageInterfaceUDP6
 from aiocoap.util.asyncio.getaddrinfo_addrconfig import getaddrinfo_routechecked
 
 from .dedup import DEFAULT_CAPACITY, DEFAULT_CON_WINDOW, DEFAULT_NON_WINDOW, DedupCache
+from .options import CheckedSite
 from .pacing import EXCHANGE_LIFETIME, MESSAGE_IDS, NON_LIFETIME, PacerTable
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,10 @@ _Held = tuple[aiocoap.Message, Callable[[], None] | None]
 PEERS_KEPT = 4
 """How many destinations of its own requests a ``peers_only`` context serves: one server, and
 the addresses its name resolved to before (a new one replaces the oldest)."""
+
+MAX_TOKEN_LENGTH = 8
+"""Token lengths 9 to 15 are reserved: a message with one is a format error (RFC 7252 §3),
+which aiocoap 0.4.17 does not check."""
 
 REFUSED_LOG_INTERVAL = 60.0
 """The least time between two log lines about requests dropped for their source."""
@@ -152,7 +157,25 @@ class BoundedMessageManager(MessageManager):
         if asks and message.mtype in (CON, NON) and not self.serves(message.remote):
             self._refuse(message)
             return
+        if len(message.token) > MAX_TOKEN_LENGTH:
+            self._reject_malformed(message, f"a {len(message.token)}-byte token")
+            return
         super().dispatch_message(message)
+
+    def _reject_malformed(self, message: aiocoap.Message, why: str) -> None:
+        """A message format error (RFC 7252 §3, §4.2-4.3): a CON gets an RST, the rest is
+        ignored; either way nothing above this layer sees it."""
+        self.log.info(
+            "Message from %s with %s: %s",
+            message.remote,
+            why,
+            "reset" if message.mtype is CON else "ignored",
+        )
+        if message.mtype is CON:
+            rst = aiocoap.Message(code=Code.EMPTY)
+            rst.mtype, rst.mid = RST, message.mid
+            rst.remote = message.remote.as_response_address()
+            self._send_via_transport(rst)
 
     def serves(self, remote: interfaces.EndpointAddress) -> bool:
         """Whether requests from ``remote`` are served here."""
@@ -397,7 +420,8 @@ async def create_context(
     loggername: str = "coap-server",
     peers_only: bool = False,
 ) -> aiocoap.Context:
-    """A CoAP-over-UDP context serving ``site`` on ``bind``, with the engine's bounds;
+    """A CoAP-over-UDP context serving ``site`` on ``bind`` (behind the option check of
+    ``bridged.engine.options``), with the engine's bounds;
     ``peers_only``: only to the addresses its own requests go to (see the module docstring).
 
     Only the UDP transport is opened: aiocoap's default set would also listen for TCP and
@@ -405,7 +429,8 @@ async def create_context(
     socket shares (see the module docstring).
     """
     loop = asyncio.get_running_loop()
-    context = aiocoap.Context(loop=loop, serversite=site, loggername=loggername)
+    served = None if site is None else CheckedSite(site)
+    context = aiocoap.Context(loop=loop, serversite=served, loggername=loggername)
 
     async def udp(mman: BoundedMessageManager) -> MessageInterfaceUDP6:
         if bind[1] != 0:

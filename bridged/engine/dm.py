@@ -29,17 +29,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiocoap
 from aiocoap import resource
 from aiocoap.numbers.codes import Code
-from aiocoap.numbers.optionnumbers import OptionNumber
 
 from bridged.objects.errors import (
-    BadOption,
     BadRequest,
     LwM2MError,
     MethodNotAllowed,
@@ -100,16 +98,6 @@ class Reply:
 def error_reply(error: LwM2MError) -> Reply:
     """The reply to a request that failed with ``error``: its code, its message as diagnostic."""
     return Reply(error.code, str(error).encode()[:512])
-
-
-def check_critical_options(numbers: Iterable[int]) -> None:
-    """BadOption (4.02) when ``numbers``, a request's option numbers, hold a critical (odd) one
-    that aiocoap does not know (RFC 7252 5.4.1): such a request must be refused, not served as
-    if the option were absent. aiocoap 0.4.17 parses unknown options without complaint and
-    checks them only in its ``Site`` (which the engine's resource is not) and OSCORE layers."""
-    for number in numbers:
-        if OptionNumber(number).is_critical() and not hasattr(OptionNumber(number), "name"):
-            raise BadOption(f"critical option {number} is not understood")
 
 
 def parse_execute_arguments(text: str) -> dict[int, str | None]:
@@ -678,12 +666,6 @@ class DeviceManagementResource(resource.Resource):
         self.observations = observations
 
     async def render_to_pipe(self, pipe: Pipe) -> None:
-        try:
-            check_critical_options(option.number for option in pipe.request.opt.option_list())
-        except BadOption as e:
-            log.info("request from %s: %s %s", pipe.request.remote, e.code_text, e)
-            pipe.add_response(reply_message(error_reply(e)), is_last=True)
-            return
         if self.observations is None:
             await super().render_to_pipe(pipe)
         else:

@@ -13,9 +13,11 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiocoap
 import cbor2
 import pytest
 from aiocoap.numbers.codes import Code
+from aiocoap.optiontypes import OpaqueOption
 
 from bridged.engine.client import LwM2MClient
 from bridged.engine.dm import MAX_PAYLOAD
@@ -228,6 +230,88 @@ GARBAGE = [
 ]
 
 
+def with_options(
+    code: Code,
+    path: str,
+    *options: tuple[int, bytes],
+    mid: int,
+    payload: bytes = b"",
+    token: bytes = b"\x21",
+    type_: int = 0,
+) -> bytes:
+    """A request with raw ``options`` (number, value) besides its Uri-Path, encoded by aiocoap."""
+    message = aiocoap.Message(code=code, uri_path=[s for s in path.split("/") if s])
+    for number, value in options:
+        message.opt.add_option(OpaqueOption(number, value))
+    if payload:
+        message.payload, message.opt.content_format = payload, CF.TEXT
+    message.mtype, message.mid, message.token = aiocoap.Type(type_), mid, token
+    return bytes(message.encode())
+
+
+IF_MATCH, URI_HOST, IF_NONE_MATCH, URI_PORT, OSCORE = 1, 3, 5, 7, 9
+ACCEPT, Q_BLOCK1, EDHOC, Q_BLOCK2, BLOCK1, PROXY_URI, PROXY_SCHEME = 17, 19, 21, 31, 27, 35, 39
+
+BAD_OPTIONS: list[tuple[str, Code, str, list[tuple[int, bytes]], bytes]] = [
+    # RFC 7252 5.4.1: critical options the client does not serve are refused, not ignored
+    ("If-None-Match on GET", Code.GET, "/3/0/0", [(IF_NONE_MATCH, b"")], b""),
+    ("If-Match on PUT (no ETags here)", Code.PUT, "/32771/0/0", [(IF_MATCH, b"\x01")], b"new"),
+    ("If-Match on GET", Code.GET, "/3/0/0", [(IF_MATCH, b"")], b""),
+    ("OSCORE", Code.GET, "/3/0/0", [(OSCORE, b"\x09\x00")], b""),
+    ("EDHOC", Code.GET, "/3/0/0", [(EDHOC, b"")], b""),
+    ("Q-Block2", Code.GET, "/3/0/0", [(Q_BLOCK2, b"\x00")], b""),
+    ("Q-Block1", Code.PUT, "/32771/0/0", [(Q_BLOCK1, b"\x00")], b"x"),
+    ("Block1 on GET", Code.GET, "/3/0/0", [(BLOCK1, b"\x00")], b""),
+    ("Accept twice", Code.GET, "/3/0/0", [(ACCEPT, b""), (ACCEPT, b"")], b""),
+    ("Uri-Port twice", Code.GET, "/3/0/0", [(URI_PORT, b"\x16\x33"), (URI_PORT, b"\x16")], b""),
+    ("unknown critical option 2049", Code.GET, "/3/0/0", [(2049, b"x")], b""),
+]
+
+OPTIONS = [
+    *(
+        Datagram(name, with_options(method, path, *opts, mid=0x1400 + i, payload=payload), bad)
+        for i, (name, method, path, opts, payload) in enumerate(BAD_OPTIONS)
+        for bad in [(ACK, Code.BAD_OPTION)]
+    ),
+    # RFC 7252 5.10.2: not a forward proxy
+    Datagram(
+        "Proxy-Uri",
+        with_options(Code.GET, "/", (PROXY_URI, b"coap://127.0.0.1/3/0/0"), mid=0x1420),
+        (ACK, Code.PROXYING_NOT_SUPPORTED),
+    ),
+    Datagram(
+        "Proxy-Scheme",
+        with_options(Code.GET, "/3/0/0", (PROXY_SCHEME, b"coap"), mid=0x1421),
+        (ACK, Code.PROXYING_NOT_SUPPORTED),
+    ),
+    # RFC 7252 3: token lengths 9-15 are a message format error
+    Datagram(
+        "9-byte token, CON",
+        with_options(Code.GET, "/3/0/0", mid=0x1422, token=bytes(9)),
+        (RST, Code.EMPTY),
+    ),
+    Datagram(
+        "15-byte token, NON",
+        with_options(Code.GET, "/3/0/0", mid=0x1423, token=bytes(15), type_=1),
+        None,
+    ),
+    # what is served: Uri-Host and Uri-Port once, Accept once, elective options unknown
+    Datagram(
+        "Uri-Host, Uri-Port, Accept, unknown elective",
+        with_options(
+            Code.GET,
+            "/3/0/0",
+            (URI_HOST, b"gw"),
+            (URI_PORT, b"\x16\x33"),
+            (ACCEPT, b""),
+            (2048, b"x"),
+            mid=0x1424,
+        ),
+        (ACK, Code.CONTENT),
+    ),
+]
+
+
 @pytest.fixture
 def gw() -> Gateway:
     return gateway()
@@ -261,6 +345,18 @@ async def run_batch(server: LwM2MTestServer, cases: list[Case]) -> list[str]:
         code = await send(server, case)
         if code != case.expected:
             wrong.append(f"{case}: expected {case.expected}, got {code}")
+    return wrong
+
+
+async def exchange_all(server: LwM2MTestServer, datagrams: list[Datagram]) -> list[str]:
+    """Send every datagram from the server's socket; return a line for each one that got
+    another reaction."""
+    wrong = []
+    for datagram in datagrams:
+        answer = await server.exchange(ENDPOINT, datagram.data, ANSWER_TIMEOUT)
+        got = None if answer is None else (answer[0] >> 4 & 3, Code(answer[1]))
+        if got != datagram.answer:
+            wrong.append(f"datagram {datagram.name}: expected {datagram.answer}, got {got}")
     return wrong
 
 
@@ -311,12 +407,7 @@ async def test_malformed_request_batch(
 ) -> None:
     """The whole batch, LwM2M requests and raw datagrams, against one client: each gets its
     code, and the client comes out of it serving and registered, with nothing escaped."""
-    wrong = await run_batch(server, BATCH)
-    for datagram in GARBAGE:
-        answer = await server.exchange(ENDPOINT, datagram.data, ANSWER_TIMEOUT)
-        got = None if answer is None else (answer[0] >> 4 & 3, Code(answer[1]))
-        if got != datagram.answer:
-            wrong.append(f"datagram {datagram.name}: expected {datagram.answer}, got {got}")
+    wrong = await run_batch(server, BATCH) + await exchange_all(server, GARBAGE)
     assert wrong == [], "\n".join(wrong)
     await assert_still_serving(server, client)
     assert tracebacks(caplog) == []
@@ -330,6 +421,19 @@ async def test_unknown_critical_option_is_a_bad_option(
     request = coap(0, 1, 0x123E, b"\x03", b"\xb1\x33\xe1\xfc\xd3\x01")
     answer = await server.exchange(ENDPOINT, request)
     assert answer is not None and Code(answer[1]) == Code.BAD_OPTION
+
+
+async def test_options_not_served_are_refused(
+    gw: Gateway, client: LwM2MClient, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each request with a critical option the client does not serve gets 4.02 (5.05 for the
+    proxy options), a reserved token length is a format error, and nothing is served as if the
+    option were absent: the conditional write changed nothing."""
+    wrong = await exchange_all(server, OPTIONS)
+    assert wrong == [], "\n".join(wrong)
+    assert gw.value("/32771/0/0") == "probe"
+    await assert_still_serving(server, client)
+    assert tracebacks(caplog) == []
 
 
 async def test_uri_path_that_is_not_utf8_escapes_nothing(

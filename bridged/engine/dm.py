@@ -60,6 +60,7 @@ from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
 
 from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
+from .blockwise import Block1Assembler
 from .nodes import NodeBackend, gateway_records, local_records
 
 if TYPE_CHECKING:
@@ -72,9 +73,9 @@ log = logging.getLogger(__name__)
 NUMERIC_ONLY = frozenset({"gt", "lt", "st"})
 
 MAX_PAYLOAD = 64 * 1024
-"""The largest request body served (4.13 above it). aiocoap reassembles Block1 bodies of any
-size before they reach us, and a server's writes to a gateway (values, composite writes of
-many nodes) stay far below this, so a larger body is a mistake or an attack."""
+"""The largest request body served (4.13 above it, at the first Block1 block past it: see
+``bridged.engine.blockwise``). A server's writes to a gateway (values, composite writes of many
+nodes) stay far below this, so a larger body is a mistake or an attack."""
 
 NUMERIC_TYPES = frozenset({"Integer", "Unsigned Integer", "Float"})
 """Resource types that gt, lt and st apply to."""
@@ -662,6 +663,7 @@ class DeviceManagementResource(resource.Resource):
 
     def __init__(self, dm: DeviceManagement, observations: Observations | None = None) -> None:
         super().__init__()
+        self._block1 = Block1Assembler(dm.max_payload)  # in place of aiocoap's unbounded spool
         self.dm = dm
         self.observations = observations
 

@@ -5,6 +5,10 @@ Every request of the tables below is sent to the real client (its aiocoap socket
 datagrams too. Each must get its code (or, for what is not a CoAP request, the CoAP reaction:
 silence, a Reset); afterwards the client still answers a normal Read, is still registered, and
 nothing was logged with a traceback (an exception that escaped the engine or aiocoap).
+
+Block-wise bodies (Block1) are sent block by block the same way, so each answer is seen: 2.31
+Continue for a block that is taken, 4.13 at the first block past the 64 KiB bound (with Size1
+telling the bound), 4.08 for a block that does not follow on.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import aiocoap
 import cbor2
 import pytest
 from aiocoap.numbers.codes import Code
-from aiocoap.optiontypes import OpaqueOption
+from aiocoap.optiontypes import BlockOption, OpaqueOption
 
 from bridged.engine.client import LwM2MClient
 from bridged.engine.dm import MAX_PAYLOAD
@@ -455,3 +459,71 @@ async def test_oversized_datagram_is_refused_not_truncated(
     answer = await server.exchange(ENDPOINT, coap(0, 3, 0x1301, b"\x07", rest))
     assert gw.value("/32771/0/0") == "probe"
     assert answer is not None and Code(answer[1]) == Code.REQUEST_ENTITY_TOO_LARGE
+
+
+# -- Block1 (RFC 7959) sent block by block: each answer is seen -------------------------------
+
+SIZE_EXPONENT = 6  # 1024-byte blocks
+BLOCK = 1 << (SIZE_EXPONENT + 4)
+TARGET = "/32771/0/0"  # a string resource of the probe object
+
+
+def block(number: int, *, more: bool = True, mid: int, size1: int | None = None) -> bytes:
+    """Block ``number`` of a text Write to ``TARGET``, a CON with Message ID ``mid``."""
+    message = aiocoap.Message(code=Code.PUT, uri_path=[s for s in TARGET.split("/") if s])
+    message.payload = b"x" * BLOCK
+    message.opt.content_format = CF.TEXT
+    message.opt.block1 = BlockOption.BlockwiseTuple(number, more, SIZE_EXPONENT)
+    if size1 is not None:
+        message.opt.size1 = size1
+    message.mtype, message.mid, message.token = aiocoap.CON, mid, bytes([number & 0xFF])
+    return bytes(message.encode())
+
+
+async def answer(server: LwM2MTestServer, datagram: bytes) -> aiocoap.Message:
+    raw = await server.exchange(ENDPOINT, datagram)
+    assert raw is not None, "no answer"
+    return aiocoap.Message.decode(raw)
+
+
+async def test_the_first_block_past_the_bound_is_refused(
+    gw: Gateway, client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """Blocks up to 64 KiB are taken (2.31); the first one beyond gets 4.13 with Size1, before
+    any more is kept, and the transfer is over: its next block is 4.08. Nothing was written."""
+    blocks = MAX_PAYLOAD // BLOCK
+    for n in range(blocks):
+        taken = await answer(server, block(n, mid=0x2000 + n))
+        assert taken.code == Code.CONTINUE, (n, taken)
+    refused = await answer(server, block(blocks, mid=0x2000 + blocks))
+    assert (refused.code, refused.opt.size1) == (Code.REQUEST_ENTITY_TOO_LARGE, MAX_PAYLOAD)
+    after = await answer(server, block(blocks + 1, mid=0x2000 + blocks + 1))
+    assert after.code == Code.REQUEST_ENTITY_INCOMPLETE
+    assert gw.value(TARGET) == "probe"
+
+
+async def test_a_first_block_announcing_too_much_is_refused(
+    gw: Gateway, client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """RFC 7959 §4: Size1 in the first block announces the body's size; over the bound, the
+    transfer is refused at once."""
+    refused = await answer(server, block(0, mid=0x2100, size1=16 * 1024 * 1024))
+    assert (refused.code, refused.opt.size1) == (Code.REQUEST_ENTITY_TOO_LARGE, MAX_PAYLOAD)
+
+
+async def test_a_broken_block_sequence_is_incomplete(
+    gw: Gateway, client: LwM2MClient, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A block that skips one, and a block with no transfer in progress, get 4.08 (RFC 7959
+    §2.9.2), without an error in the log; a write after them works."""
+    assert (await answer(server, block(0, mid=0x2200))).code == Code.CONTINUE
+    assert (await answer(server, block(2, mid=0x2201))).code == Code.REQUEST_ENTITY_INCOMPLETE
+    assert (await answer(server, block(5, mid=0x2202))).code == Code.REQUEST_ENTITY_INCOMPLETE
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+    assert gw.value(TARGET) == "probe"
+    body = "y" * (3 * BLOCK + 17)
+    written = await server.request(
+        ENDPOINT, Code.PUT, TARGET, body.encode(), content_format=CF.TEXT
+    )
+    assert written.code == Code.CHANGED
+    assert gw.value(TARGET) == body

@@ -89,6 +89,11 @@ OBSERVE_MODULO = 1 << 24
 SILENT = 26
 """No-Response value that suppresses every response class (2.xx, 4.xx, 5.xx; RFC 7967)."""
 
+MAX_OBSERVATIONS = 4096
+"""The default bound on one server's observations (``[[server]] max_observations``): each
+costs some 9 KB, so the bound keeps a server (or anyone speaking for it) from growing the
+process without end. Past it, an Observe is answered as a plain Read (RFC 7641 §4.1)."""
+
 SERIES_MAX_BYTES = 1024
 """The default bound of one series notification's payload: one CoAP datagram without
 Block2, which servers do not ask for on notifications."""
@@ -156,8 +161,9 @@ class Observations:
 
     ``server_instance`` is the ID of the server's /1 instance, whose resources 2 and 3 give the
     default pmin and pmax. ``clock`` returns monotonic seconds (the event loop's time by
-    default); ``liveness`` is ``Reliability``'s (it may be changed at any time). ``close``
-    ends everything.
+    default); ``liveness`` is ``Reliability``'s (it may be changed at any time). ``limit`` is
+    how many observations the server may have at once (``MAX_OBSERVATIONS``). ``close`` ends
+    everything.
     """
 
     def __init__(
@@ -167,8 +173,11 @@ class Observations:
         server_instance: int | None = None,
         clock: Callable[[], float] | None = None,
         liveness: float = DEFAULT_LIVENESS,
+        limit: int = MAX_OBSERVATIONS,
     ) -> None:
         self.dm = dm
+        self.limit = limit
+        self._at_limit = False  # logged that the limit was reached (again once below it)
         self.tree = dm.tree
         self.server_instance = server_instance
         self._clock = clock
@@ -295,6 +304,10 @@ class Observations:
             pipe.add_response(reply_message(reply), is_last=True)
             return
         key = (message.remote, bytes(message.token))
+        if key not in self._observations and len(self._observations) >= self.limit:
+            self._decline(request)
+            pipe.add_response(reply_message(reply), is_last=True)
+            return
         paths, numeric = self._targets(request)
         now = self.now()
         obs = Observation(
@@ -323,6 +336,18 @@ class Observations:
             raise
         finally:
             self._forget(obs)
+
+    def _decline(self, request: ObserveRequest) -> None:
+        """Answer without observing (RFC 7641 §4.1: the response has no Observe option, and the
+        server knows it is not observing); logged once each time the limit is reached."""
+        if not self._at_limit:
+            self._at_limit = True
+            log.warning(
+                "the server has %d observations, the most allowed (max_observations);"
+                " further Observe requests (first: /%s) are answered without observing",
+                len(self._observations),
+                "/".join(request.segments),
+            )
 
     def observes_with_time(self, path: Path) -> bool:
         """Whether an observation includes ``path`` in a format that carries time, i.e. whether
@@ -412,6 +437,8 @@ class Observations:
         self._ready.discard(obs)
         if self._held is not None:
             self._held.discard(obs)
+        if len(self._observations) < self.limit:
+            self._at_limit = False
         if not obs.ended.done():
             obs.ended.set_result(None)
 

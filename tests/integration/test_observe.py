@@ -453,3 +453,33 @@ async def test_LightweightM2M_1_1_int_302_rst_to_a_non_notification_ends_that_ob
         client.tree.set(TEMPERATURE, v)
         assert (await control.next()).payload == str(v).encode()
     assert len(server.resets) == 1 and forgotten.queue.empty()
+
+
+async def test_observations_past_the_bound_are_answered_as_reads(
+    server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``max_observations``: past the bound an Observe gets its 2.05 without the Observe
+    option (RFC 7641 §4.1: the server knows it does not observe), logged once; changes then
+    notify the observations within the bound only."""
+    tree = ObjectTree(builtin_registry())
+    tree.create_instance(3303, 0, [(5700, 21.5)])
+    tree.create_instance(3303, 1, [(5700, 19.0)])
+    config = ServerConfig(uri=server.uri, request_timeout=3.0, max_observations=2)
+    client = LwM2MClient(tree, "gw-1", config, bind=("127.0.0.1", 0))
+    await client.start()
+    try:
+        await server.next_event("register")
+        kept = [observe(server, "/3303/0/5700"), observe(server, "/3303/1/5700")]
+        for n in kept:
+            assert (await n.first()).opt.observe is not None
+        await observation_count(client, 2)
+        for path in ("/3303/0", "/3303/1"):
+            declined = await server.observe("gw-1", path).response
+            assert (declined.code, declined.opt.observe) == (Code.CONTENT, None)
+        assert len(client.sessions[0].observations) == 2
+        tree.set(TEMPERATURE, 30.0)
+        assert (await kept[0].next()).payload == b"30.0"
+        declines = [r for r in caplog.records if "max_observations" in r.getMessage()]
+        assert len(declines) == 1
+    finally:
+        await client.stop()

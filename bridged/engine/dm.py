@@ -62,6 +62,7 @@ from bridged.objects.values import Record
 from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
 from .blockwise import Block1Assembler
 from .nodes import NodeBackend, gateway_records, local_records
+from .notification import effective_attributes
 
 if TYPE_CHECKING:
     from aiocoap.pipe import Pipe
@@ -290,7 +291,7 @@ class DeviceManagement:
 
     def discover(self, path: Path) -> Reply:
         if path.level > Level.RESOURCE:
-            raise BadRequest("Discover addresses an object, an instance or a resource")
+            raise MethodNotAllowed("Discover addresses an object, an instance or a resource")
         paths = [*self.tree.instances(), *self.tree.resource_paths(path)]
         dims: dict[Path, int] = {}
         for p in paths:
@@ -303,10 +304,25 @@ class DeviceManagement:
             path,
             paths,
             dims=dims,
-            attributes={p: a for p, a in self.attributes.items() if path.contains(p)},
+            attributes=self._discovered_attributes(path),
             object_version=odef.version,
         )
         return Reply(Code.CONTENT, text.encode(), ContentFormat.LINK_FORMAT)
+
+    def _discovered_attributes(self, target: Path) -> dict[Path, Attributes]:
+        """The attributes a Discover of ``target`` reports (LwM2M Core §5.4.1): the target's
+        own, inherited from its object and instance when it is a resource, and the own
+        attributes of the paths one level below it (an instance's resources, a resource's
+        instances); deeper paths show none."""
+        found = {p: a for p, a in self.attributes.items() if p.ids and p.parent == target}
+        own = (
+            effective_attributes(self.attributes, target)
+            if target.level is Level.RESOURCE
+            else self.attributes.get(target)
+        )
+        if own is not None and own.pairs():
+            found[target] = own
+        return found
 
     def write_attributes(self, path: Path, query: Sequence[str]) -> Reply:
         self._check(Operation.WRITE_ATTRIBUTES, path)

@@ -483,3 +483,43 @@ async def test_observations_past_the_bound_are_answered_as_reads(
         assert len(declines) == 1
     finally:
         await client.stop()
+
+
+async def discover(server: LwM2MTestServer, path: str) -> aiocoap.Message:
+    return await server.request("gw-1", Code.GET, path, accept=ContentFormat.LINK_FORMAT)
+
+
+async def test_LightweightM2M_1_1_int_260_261_discover_reports_inherited_attributes(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """LightweightM2M-1.1-int-260 F / int-261 C (LwM2M Core §5.4.1): a Discover of a resource
+    reports the attributes that apply to it, inherited from its object and instance; one of an
+    instance reports the instance's own and its resources' own; one of an object its own."""
+    client.tree.set(Path((3, 0, 11)), {0: 0})
+    await write_attributes(server, "/3", "pmin=10", "pmax=200")
+    await write_attributes(server, "/3/0", "pmax=320")
+    await write_attributes(server, "/3/0/16", "pmin=5")
+    resource = await discover(server, "/3/0/11")
+    assert resource.code == Code.CONTENT
+    assert resource.payload.decode().split(",") == [
+        "</3/0/11>;dim=1;pmin=10;pmax=320",
+        "</3/0/11/0>",
+    ]
+    inherited = (await discover(server, "/3/0/16")).payload.decode()
+    assert inherited == "</3/0/16>;pmin=5;pmax=320"
+    instance = (await discover(server, "/3/0")).payload.decode().split(",")
+    assert instance[0] == "</3/0>;pmax=320"
+    assert "</3/0/16>;pmin=5" in instance and "</3/0/11>;dim=1" in instance
+    obj = (await discover(server, "/3")).payload.decode().split(",")
+    assert obj[0].startswith("</3>") and obj[0].endswith(";pmin=10;pmax=200")
+    assert "</3/0/16>" in obj
+
+
+async def test_discover_of_a_resource_instance_is_method_not_allowed(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """LwM2M Core's response codes: Discover addresses an object, instance or resource; one of
+    a resource instance is 4.05."""
+    client.tree.set(Path((3, 0, 11)), {0: 0})
+    answer = await discover(server, "/3/0/11/0")
+    assert answer.code == Code.METHOD_NOT_ALLOWED

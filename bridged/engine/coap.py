@@ -24,7 +24,6 @@ with in one place, whatever code sends through the context:
   (RFC 7641 §3.6 says the RST cancels it; OMA int-302). Here a NON notification is remembered
   by (remote, Message ID) for NON_LIFETIME, the Message ID's reservation, and an RST matching
   it ends the observation as aiocoap ends one whose CON notification got an RST.
-
 * **Who is served.** aiocoap serves a request from any address. A context made with
   ``peers_only`` (the NoSec socket toward one LwM2M server, or toward the Bootstrap-Server)
   serves requests, and answers pings, only from the addresses its own requests went to
@@ -32,6 +31,8 @@ with in one place, whatever code sends through the context:
   each answers and sends its requests from that address); anything else is dropped before
   aiocoap sees it, and logged at most every ``REFUSED_LOG_INTERVAL`` seconds. DTLS needs no
   such filter: a session is bound to its peer.
+* **Message format.** A reserved token length (9 to 15) is a format error (RFC 7252 §3): a CON
+  gets an RST, anything else is ignored, and nothing above the message layer sees it.
 
 Another hazard is in how aiocoap opens its UDP socket: it sets ``SO_REUSEPORT`` on every
 server socket, and Linux then hands a socket bound to port 0 an ephemeral port that another
@@ -42,8 +43,9 @@ taken over by a client. So a context bound to port 0 gets a socket of its own wi
 
 These live in :class:`BoundedMessageManager`, a subclass of aiocoap's ``MessageManager`` that
 replaces its deduplication methods (``_deduplicate_message``, ``_store_response_for_duplicates``)
-and wraps ``_send_initially``, the one place where a message is sent for the first time. Those
-are aiocoap internals, pinned like the DTLS transport's: keep aiocoap's version pinned.
+and wraps ``dispatch_message`` (every incoming message), ``_send_initially`` (the one place where
+a message is sent for the first time), ``_add_exchange`` and ``_remove_exchange``. Those are
+aiocoap internals, pinned like the DTLS transport's: keep aiocoap's version pinned.
 """
 
 from __future__ import annotations

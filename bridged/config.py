@@ -160,6 +160,7 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "psk_key",
             "psk_key_file",
             "mute_send",
+            "max_observations",
             *_RETRY,
         ),
         "bootstrap": ("uri", "hold_off", "finish_timeout", "request_timeout", *_RETRY),
@@ -446,6 +447,7 @@ def _server(file: Path, index: int, data: object) -> ServerConfig:
         psk_identity=identity.encode() if identity else None,
         psk_key=key,
         mute_send=t.get("mute_send", bool, defaults.mute_send),
+        max_observations=t.integer("max_observations", defaults.max_observations, 0),
     )
 
 

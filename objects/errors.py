@@ -68,6 +68,13 @@ class NotAcceptable(LwM2MError):
     code = coap_code(4, 6)
 
 
+class RequestEntityIncomplete(LwM2MError):
+    """4.08: a block-wise request body whose blocks do not follow on from each other (RFC 7959
+    2.9.2), or whose first blocks were never received."""
+
+    code = coap_code(4, 8)
+
+
 class RequestEntityTooLarge(LwM2MError):
     """4.13: the payload is larger than this client accepts."""
 
@@ -90,6 +97,13 @@ class ServiceUnavailable(LwM2MError):
     """5.03: the node behind the gateway cannot be reached now (out of range, radio down)."""
 
     code = coap_code(5, 3)
+
+
+class ProxyingNotSupported(LwM2MError):
+    """5.05: the request asks the client to act as a forward proxy (Proxy-Uri, Proxy-Scheme),
+    which it is not (RFC 7252 5.10.2)."""
+
+    code = coap_code(5, 5)
 
 
 class GatewayTimeout(LwM2MError):
@@ -127,9 +141,11 @@ _BY_CODE: tuple[type[LwM2MError], ...] = (
     NotFound,
     MethodNotAllowed,
     NotAcceptable,
+    RequestEntityIncomplete,
     RequestEntityTooLarge,
     UnsupportedContentFormat,
     InternalServerError,
     ServiceUnavailable,
+    ProxyingNotSupported,
     GatewayTimeout,
 )

@@ -75,7 +75,7 @@ from .dm import (
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
 from .endpoint import Endpoint, UdpEndpoint
 from .nodes import NodeBackend
-from .observe import Observations
+from .observe import MAX_OBSERVATIONS, Observations
 from .provisioning import ProvisioningStore
 from .queue_mode import DEFAULT_WINDOW, QueueModeGate, QueueState
 from .registration import (
@@ -129,7 +129,8 @@ class ServerConfig:
 
     A ``coaps://`` URI needs ``psk_identity`` and ``psk_key`` (security mode 0, DTLS-PSK); a
     ``coap://`` URI takes neither (security mode 3, NoSec). ``queue_window`` is how long the
-    client stays reachable after each message in queue mode; ``mute_send`` is /1/x/23.
+    client stays reachable after each message in queue mode; ``mute_send`` is /1/x/23;
+    ``max_observations`` bounds the server's observations (``observe.MAX_OBSERVATIONS``).
     """
 
     uri: str
@@ -145,6 +146,7 @@ class ServerConfig:
     psk_key: bytes | None = None
     dtls_handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     mute_send: bool = False
+    max_observations: int = MAX_OBSERVATIONS
 
     def __post_init__(self) -> None:
         scheme = urlsplit(self.uri).scheme
@@ -214,7 +216,9 @@ class ServerSession:
         # the client sleeps and releases them (``release``) once an Update has told the server
         # it is awake; a notification that falls due while held calls ``wake`` so that the
         # Update goes out.
-        self.observations = Observations(self.dm, server_instance=server_instance)
+        self.observations = Observations(
+            self.dm, server_instance=server_instance, limit=config.max_observations
+        )
         self.observations.on_held = self.wake
         self._awake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

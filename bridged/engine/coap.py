@@ -19,6 +19,20 @@ with in one place, whatever code sends through the context:
   that completes on it, which is what lets store-and-forward move its cursor only once the
   server has a confirmable notification (``_add_exchange`` and ``_remove_exchange`` are wrapped
   for it).
+* **RST to a non-confirmable notification.** aiocoap matches an RST only to a confirmable
+  message; one answering a NON notification is logged and ignored, so the observation went on
+  (RFC 7641 §3.6 says the RST cancels it; OMA int-302). Here a NON notification is remembered
+  by (remote, Message ID) for NON_LIFETIME, the Message ID's reservation, and an RST matching
+  it ends the observation as aiocoap ends one whose CON notification got an RST.
+* **Who is served.** aiocoap serves a request from any address. A context made with
+  ``peers_only`` (the NoSec socket toward one LwM2M server, or toward the Bootstrap-Server)
+  serves requests, and answers pings, only from the addresses its own requests went to
+  (Register and Update go to the server, the Bootstrap-Request to the Bootstrap-Server, and
+  each answers and sends its requests from that address); anything else is dropped before
+  aiocoap sees it, and logged at most every ``REFUSED_LOG_INTERVAL`` seconds. DTLS needs no
+  such filter: a session is bound to its peer.
+* **Message format.** A reserved token length (9 to 15) is a format error (RFC 7252 §3): a CON
+  gets an RST, anything else is ignored, and nothing above the message layer sees it.
 
 Another hazard is in how aiocoap opens its UDP socket: it sets ``SO_REUSEPORT`` on every
 server socket, and Linux then hands a socket bound to port 0 an ephemeral port that another
@@ -29,8 +43,9 @@ taken over by a client. So a context bound to port 0 gets a socket of its own wi
 
 These live in :class:`BoundedMessageManager`, a subclass of aiocoap's ``MessageManager`` that
 replaces its deduplication methods (``_deduplicate_message``, ``_store_response_for_duplicates``)
-and wraps ``_send_initially``, the one place where a message is sent for the first time. Those
-are aiocoap internals, pinned like the DTLS transport's: keep aiocoap's version pinned.
+and wraps ``dispatch_message`` (every incoming message), ``_send_initially`` (the one place where
+a message is sent for the first time), ``_add_exchange`` and ``_remove_exchange``. Those are
+aiocoap internals, pinned like the DTLS transport's: keep aiocoap's version pinned.
 """
 
 from __future__ import annotations
@@ -39,7 +54,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,12 +63,14 @@ import aiocoap
 from aiocoap import interfaces, resource
 from aiocoap.message import Direction
 from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import ACK, CON, NON, RST
 from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.udp6 import MessageInterfaceUDP6
 from aiocoap.util.asyncio.getaddrinfo_addrconfig import getaddrinfo_routechecked
 
 from .dedup import DEFAULT_CAPACITY, DEFAULT_CON_WINDOW, DEFAULT_NON_WINDOW, DedupCache
+from .options import CheckedSite
 from .pacing import EXCHANGE_LIFETIME, MESSAGE_IDS, NON_LIFETIME, PacerTable
 
 log = logging.getLogger(__name__)
@@ -80,6 +97,17 @@ class CoapLimits:
 
 _Held = tuple[aiocoap.Message, Callable[[], None] | None]
 
+PEERS_KEPT = 4
+"""How many destinations of its own requests a ``peers_only`` context serves: one server, and
+the addresses its name resolved to before (a new one replaces the oldest)."""
+
+MAX_TOKEN_LENGTH = 8
+"""Token lengths 9 to 15 are reserved: a message with one is a format error (RFC 7252 §3),
+which aiocoap 0.4.17 does not check."""
+
+REFUSED_LOG_INTERVAL = 60.0
+"""The least time between two log lines about requests dropped for their source."""
+
 HELD_RETRY = 0.05
 """How soon a producer asks again when messages are already held for the peer."""
 
@@ -92,10 +120,17 @@ class BoundedMessageManager(MessageManager):
         token_manager: TokenManager,
         limits: CoapLimits,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        peers_only: bool = False,
     ) -> None:
         super().__init__(token_manager)
         self.limits = limits
         self.clock = clock
+        self.peers_only = peers_only
+        self._peers: OrderedDict[interfaces.EndpointAddress, None] = OrderedDict()
+        self.refused = 0
+        """Requests dropped because they came from elsewhere than a peer (``peers_only``)."""
+        self._refused_logged: tuple[float, int] | None = None  # when, and the count then
         self.dedup: DedupCache[tuple[interfaces.EndpointAddress, int]] = DedupCache(
             limits.dedup_capacity, limits.dedup_con_window, limits.dedup_non_window
         )
@@ -105,11 +140,72 @@ class BoundedMessageManager(MessageManager):
         # Acknowledgements watched: by message until it is sent, then by (remote, Message ID).
         self._unsent_acks: dict[int, tuple[aiocoap.Message, asyncio.Future[None]]] = {}
         self._acks: dict[tuple[interfaces.EndpointAddress, int], asyncio.Future[None]] = {}
+        # NON notifications sent, by (remote, Message ID): until when an RST may answer each,
+        # and what ends its observation then (see the module docstring)
+        self._notifications: OrderedDict[
+            tuple[interfaces.EndpointAddress, int], tuple[float, Callable[[], None]]
+        ] = OrderedDict()
 
     @property
     def held(self) -> int:
         """Messages waiting for a Message ID, over all peers."""
         return sum(len(q) for q in self._held.values())
+
+    # -- who is served ------------------------------------------------------------------------
+
+    def dispatch_message(self, message: aiocoap.Message) -> None:
+        # A request, or a ping (an empty CON), is served only from a peer.
+        asks = message.code.is_request() or message.code is Code.EMPTY
+        if asks and message.mtype in (CON, NON) and not self.serves(message.remote):
+            self._refuse(message)
+            return
+        if len(message.token) > MAX_TOKEN_LENGTH:
+            self._reject_malformed(message, f"a {len(message.token)}-byte token")
+            return
+        super().dispatch_message(message)
+
+    def _reject_malformed(self, message: aiocoap.Message, why: str) -> None:
+        """A message format error (RFC 7252 §3, §4.2-4.3): a CON gets an RST, the rest is
+        ignored; either way nothing above this layer sees it."""
+        self.log.info(
+            "Message from %s with %s: %s",
+            message.remote,
+            why,
+            "reset" if message.mtype is CON else "ignored",
+        )
+        if message.mtype is CON:
+            rst = aiocoap.Message(code=Code.EMPTY)
+            rst.mtype, rst.mid = RST, message.mid
+            rst.remote = message.remote.as_response_address()
+            self._send_via_transport(rst)
+
+    def serves(self, remote: interfaces.EndpointAddress) -> bool:
+        """Whether requests from ``remote`` are served here."""
+        return not self.peers_only or remote in self._peers
+
+    def _refuse(self, message: aiocoap.Message) -> None:
+        """Count a request dropped for its source; log it, at most every
+        ``REFUSED_LOG_INTERVAL``, with how many were dropped since the last line."""
+        self.refused += 1
+        now = self.clock()
+        logged = self._refused_logged
+        if logged is None or now - logged[0] >= REFUSED_LOG_INTERVAL:
+            since = self.refused - (logged[1] if logged else 0)
+            self.log.warning(
+                "Dropped %d request(s) from addresses other than the server's (the last from"
+                " %s); this socket serves only %s",
+                since,
+                message.remote,
+                ", ".join(map(str, self._peers)) or "the server, once it has contacted it",
+            )
+            self._refused_logged = (now, self.refused)
+
+    def _remember_peer(self, message: aiocoap.Message) -> None:
+        if message.code.is_request():
+            self._peers.pop(message.remote, None)
+            self._peers[message.remote] = None
+            while len(self._peers) > PEERS_KEPT:
+                self._peers.popitem(last=False)
 
     # -- deduplication -----------------------------------------------------------------------
 
@@ -139,13 +235,14 @@ class BoundedMessageManager(MessageManager):
     def _send_initially(
         self, message: aiocoap.Message, messageerror_monitor: Callable[[], None] | None = None
     ) -> None:
+        self._remember_peer(message)
         if message.mtype not in (CON, NON) or message.remote.is_multicast:
             super()._send_initially(message, messageerror_monitor)
             return
         remote = message.remote
         queue = self._held.get(remote)
         if queue is None and self._take_id(message):
-            super()._send_initially(message, messageerror_monitor)
+            self._transmit(message, messageerror_monitor)
             return
         if queue is None:
             queue = self._held[remote] = deque()
@@ -160,6 +257,21 @@ class BoundedMessageManager(MessageManager):
             return
         queue.append((message, messageerror_monitor))
         self._schedule_release(remote)
+
+    def _transmit(self, message: aiocoap.Message, monitor: Callable[[], None] | None) -> None:
+        """Send a CON or NON that has its Message ID, remembering a NON notification."""
+        if message.mtype is NON and monitor is not None and message.opt.observe is not None:
+            now = self.clock()
+            notifications = self._notifications
+            while notifications and (
+                next(iter(notifications.values()))[0] <= now
+                or len(notifications) >= self.limits.dedup_capacity
+            ):
+                notifications.popitem(last=False)
+            key = (message.remote, message.mid)
+            notifications.pop(key, None)
+            notifications[key] = (now + self.limits.non_lifetime, monitor)
+        super()._send_initially(message, monitor)
 
     def send_delay(self, remote: interfaces.EndpointAddress) -> float:
         """Seconds until a new message to ``remote`` would go out at once (0: now).
@@ -208,7 +320,7 @@ class BoundedMessageManager(MessageManager):
                 self._schedule_release(remote)
                 return
             queue.popleft()
-            super()._send_initially(message, monitor)
+            self._transmit(message, monitor)
         del self._held[remote]
 
     def _drop_held(self, remote: interfaces.EndpointAddress) -> None:
@@ -221,6 +333,8 @@ class BoundedMessageManager(MessageManager):
         # The token manager has failed every exchange with the remote: nothing held is wanted.
         super().dispatch_error(error, remote)
         self._drop_held(remote)
+        for key in [k for k in self._notifications if k[0] == remote]:
+            del self._notifications[key]
 
     # -- acknowledgements --------------------------------------------------------------------
 
@@ -254,9 +368,19 @@ class BoundedMessageManager(MessageManager):
 
     def _remove_exchange(self, message: aiocoap.Message) -> None:
         key = (message.remote, message.mid)
+        exchange = self._active_exchanges is not None and key in self._active_exchanges
+        if message.mtype is RST and not exchange:
+            entry = self._notifications.pop(key, None)
+            if entry is not None and entry[0] > self.clock():
+                self.log.info(
+                    "RST from %s to notification %d: ending its observation",
+                    message.remote,
+                    message.mid,
+                )
+                entry[1]()
+                return
         future = self._acks.pop(key, None)
-        active = self._active_exchanges is not None and key in self._active_exchanges
-        if future is not None and not future.done() and active and message.mtype is ACK:
+        if future is not None and not future.done() and exchange and message.mtype is ACK:
             future.set_result(None)
         super()._remove_exchange(message)
 
@@ -264,6 +388,7 @@ class BoundedMessageManager(MessageManager):
         for remote in list(self._held):
             self._drop_held(remote)
         self.dedup.clear()
+        self._notifications.clear()
         await super().shutdown()
 
 
@@ -271,14 +396,17 @@ async def append_transport(
     context: aiocoap.Context,
     create_transport: Callable[[BoundedMessageManager], Awaitable[Any]],
     limits: CoapLimits | None = None,
+    *,
+    peers_only: bool = False,
 ) -> BoundedMessageManager:
-    """Add a message-layer transport to ``context`` over a :class:`BoundedMessageManager`.
+    """Add a message-layer transport to ``context`` over a :class:`BoundedMessageManager`
+    (``peers_only``: see the module docstring).
 
     The counterpart of aiocoap's ``Context._append_tokenmanaged_messagemanaged_transport``, with
     the bounded message manager in place of aiocoap's.
     """
     tman = TokenManager(context)
-    mman = BoundedMessageManager(tman, limits or CoapLimits())
+    mman = BoundedMessageManager(tman, limits or CoapLimits(), peers_only=peers_only)
     transport = await create_transport(mman)
     mman.message_interface = transport
     tman.token_interface = mman
@@ -292,15 +420,19 @@ async def create_context(
     *,
     limits: CoapLimits | None = None,
     loggername: str = "coap-server",
+    peers_only: bool = False,
 ) -> aiocoap.Context:
-    """A CoAP-over-UDP context serving ``site`` on ``bind``, with the engine's bounds.
+    """A CoAP-over-UDP context serving ``site`` on ``bind`` (behind the option check of
+    ``bridged.engine.options``), with the engine's bounds;
+    ``peers_only``: only to the addresses its own requests go to (see the module docstring).
 
     Only the UDP transport is opened: aiocoap's default set would also listen for TCP and
     WebSocket on the CoAP ports, which a gateway must not expose. Port 0 gets a port no other
     socket shares (see the module docstring).
     """
     loop = asyncio.get_running_loop()
-    context = aiocoap.Context(loop=loop, serversite=site, loggername=loggername)
+    served = None if site is None else CheckedSite(site)
+    context = aiocoap.Context(loop=loop, serversite=served, loggername=loggername)
 
     async def udp(mman: BoundedMessageManager) -> MessageInterfaceUDP6:
         if bind[1] != 0:
@@ -316,7 +448,7 @@ async def create_context(
             sock.close()
             raise
 
-    await append_transport(context, udp, limits)
+    await append_transport(context, udp, limits, peers_only=peers_only)
     return context
 
 

@@ -29,17 +29,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiocoap
 from aiocoap import resource
 from aiocoap.numbers.codes import Code
-from aiocoap.numbers.optionnumbers import OptionNumber
 
 from bridged.objects.errors import (
-    BadOption,
     BadRequest,
     LwM2MError,
     MethodNotAllowed,
@@ -62,7 +60,9 @@ from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
 
 from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
+from .blockwise import Block1Assembler
 from .nodes import NodeBackend, not_deleted
+from .notification import effective_attributes
 
 if TYPE_CHECKING:
     from aiocoap.pipe import Pipe
@@ -74,9 +74,9 @@ log = logging.getLogger(__name__)
 NUMERIC_ONLY = frozenset({"gt", "lt", "st"})
 
 MAX_PAYLOAD = 64 * 1024
-"""The largest request body served (4.13 above it). aiocoap reassembles Block1 bodies of any
-size before they reach us, and a server's writes to a gateway (values, composite writes of
-many nodes) stay far below this, so a larger body is a mistake or an attack."""
+"""The largest request body served (4.13 above it, at the first Block1 block past it: see
+``bridged.engine.blockwise``). A server's writes to a gateway (values, composite writes of many
+nodes) stay far below this, so a larger body is a mistake or an attack."""
 
 GATEWAY_OBJECT = 25
 """The LwM2M Gateway object (Gateway TS 1.1): the gateway's view of its end devices, which
@@ -107,16 +107,6 @@ class Reply:
 def error_reply(error: LwM2MError) -> Reply:
     """The reply to a request that failed with ``error``: its code, its message as diagnostic."""
     return Reply(error.code, str(error).encode()[:512])
-
-
-def check_critical_options(numbers: Iterable[int]) -> None:
-    """BadOption (4.02) when ``numbers``, a request's option numbers, hold a critical (odd) one
-    that aiocoap does not know (RFC 7252 5.4.1): such a request must be refused, not served as
-    if the option were absent. aiocoap 0.4.17 parses unknown options without complaint and
-    checks them only in its ``Site`` (which the engine's resource is not) and OSCORE layers."""
-    for number in numbers:
-        if OptionNumber(number).is_critical() and not hasattr(OptionNumber(number), "name"):
-            raise BadOption(f"critical option {number} is not understood")
 
 
 END_DEVICES_READ_ONLY = "the end devices change by pairing and unpairing nodes, not here"
@@ -323,7 +313,7 @@ class DeviceManagement:
 
     def discover(self, path: Path) -> Reply:
         if path.level > Level.RESOURCE:
-            raise BadRequest("Discover addresses an object, an instance or a resource")
+            raise MethodNotAllowed("Discover addresses an object, an instance or a resource")
         paths = [*self.tree.instances(), *self.tree.resource_paths(path)]
         dims: dict[Path, int] = {}
         for p in paths:
@@ -336,10 +326,25 @@ class DeviceManagement:
             path,
             paths,
             dims=dims,
-            attributes={p: a for p, a in self.attributes.items() if path.contains(p)},
+            attributes=self._discovered_attributes(path),
             object_version=odef.version,
         )
         return Reply(Code.CONTENT, text.encode(), ContentFormat.LINK_FORMAT)
+
+    def _discovered_attributes(self, target: Path) -> dict[Path, Attributes]:
+        """The attributes a Discover of ``target`` reports (LwM2M Core §5.4.1): the target's
+        own, inherited from its object and instance when it is a resource, and the own
+        attributes of the paths one level below it (an instance's resources, a resource's
+        instances); deeper paths show none."""
+        found = {p: a for p, a in self.attributes.items() if p.ids and p.parent == target}
+        own = (
+            effective_attributes(self.attributes, target)
+            if target.level is Level.RESOURCE
+            else self.attributes.get(target)
+        )
+        if own is not None and own.pairs():
+            found[target] = own
+        return found
 
     def write_attributes(self, path: Path, query: Sequence[str]) -> Reply:
         self._check(Operation.WRITE_ATTRIBUTES, path)
@@ -734,16 +739,11 @@ class DeviceManagementResource(resource.Resource):
 
     def __init__(self, dm: DeviceManagement, observations: Observations | None = None) -> None:
         super().__init__()
+        self._block1 = Block1Assembler(dm.max_payload)  # in place of aiocoap's unbounded spool
         self.dm = dm
         self.observations = observations
 
     async def render_to_pipe(self, pipe: Pipe) -> None:
-        try:
-            check_critical_options(option.number for option in pipe.request.opt.option_list())
-        except BadOption as e:
-            log.info("request from %s: %s %s", pipe.request.remote, e.code_text, e)
-            pipe.add_response(reply_message(error_reply(e)), is_last=True)
-            return
         if self.observations is None:
             await super().render_to_pipe(pipe)
         else:

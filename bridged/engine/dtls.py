@@ -47,6 +47,7 @@ from aiocoap.transports.tinydtls import (
 )
 
 from .coap import append_transport
+from .options import CheckedSite
 
 #: Same budget CoAP gives a confirmable message before giving up (MAX_TRANSMIT_SPAN, RFC 7252).
 DEFAULT_HANDSHAKE_TIMEOUT = 45.0
@@ -232,7 +233,9 @@ class DtlsPskEndpoint:
             psk=key, client_identity=identity
         )
         context = Context(
-            serversite=site, loggername=loggername, client_credentials=client_credentials
+            serversite=CheckedSite(site),
+            loggername=loggername,
+            client_credentials=client_credentials,
         )
         loop = asyncio.get_running_loop()
         transports: list[_PskTransport] = []

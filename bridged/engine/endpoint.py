@@ -36,7 +36,9 @@ class UdpEndpoint:
     """Plain CoAP over UDP (NoSec): one socket, serving ``site`` and sending requests.
 
     The socket is the client's address as the server sees it, so it is opened once per server
-    and kept for the life of the session.
+    and kept for the life of the session. Without a security layer to bind it to its server,
+    it serves only the addresses its own requests went to (the server's: ``peers_only`` in
+    ``bridged.engine.coap``); requests from anywhere else are dropped.
     """
 
     def __init__(self, context: aiocoap.Context) -> None:
@@ -47,7 +49,7 @@ class UdpEndpoint:
         cls, site: interfaces.Resource, bind: tuple[str, int] = ("::", 0)
     ) -> UdpEndpoint:
         """Open the socket on ``bind``; only UDP, so that no TCP or WebSocket port opens too."""
-        context = await create_context(site, bind)
+        context = await create_context(site, bind, peers_only=True)
         guard_stale_icmp_errors(context)
         guard_received_datagrams(context)
         return cls(context)

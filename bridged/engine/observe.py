@@ -23,10 +23,11 @@ How aiocoap is used (public resource interface only, so it works the same over U
   the last one. One ended from this side without a message (shutdown, cancel by path) gets a
   last response carrying No-Response for every class (RFC 7967), which aiocoap drops instead
   of sending, closing its bookkeeping for the token.
-* aiocoap ignores an RST to a non-confirmable notification (it only matches RSTs to
-  confirmable messages), so that cancellation is seen only when a later notification is
-  confirmable: ``Reliability`` makes one so at the latest ``liveness`` seconds after the
-  server fell silent.
+* An RST to a non-confirmable notification ends its observation too: aiocoap matches RSTs
+  only to confirmable messages, so the engine's message layer matches it to the notification
+  by Message ID (``bridged.engine.coap``). A server that silently forgot an observation is
+  found out by ``Reliability``: a notification is confirmable at the latest ``liveness``
+  seconds after the server fell silent.
 
 Queue mode: ``hold`` keeps notifications back (observations keep being evaluated, and those
 that become due wait with their pending state, calling ``on_held`` so that the session can wake
@@ -87,6 +88,11 @@ OBSERVE_MODULO = 1 << 24
 
 SILENT = 26
 """No-Response value that suppresses every response class (2.xx, 4.xx, 5.xx; RFC 7967)."""
+
+MAX_OBSERVATIONS = 4096
+"""The default bound on one server's observations (``[[server]] max_observations``): each
+costs some 9 KB, so the bound keeps a server (or anyone speaking for it) from growing the
+process without end. Past it, an Observe is answered as a plain Read (RFC 7641 §4.1)."""
 
 SERIES_MAX_BYTES = 1024
 """The default bound of one series notification's payload: one CoAP datagram without
@@ -155,8 +161,9 @@ class Observations:
 
     ``server_instance`` is the ID of the server's /1 instance, whose resources 2 and 3 give the
     default pmin and pmax. ``clock`` returns monotonic seconds (the event loop's time by
-    default); ``liveness`` is ``Reliability``'s (it may be changed at any time). ``close``
-    ends everything.
+    default); ``liveness`` is ``Reliability``'s (it may be changed at any time). ``limit`` is
+    how many observations the server may have at once (``MAX_OBSERVATIONS``). ``close`` ends
+    everything.
     """
 
     def __init__(
@@ -166,8 +173,11 @@ class Observations:
         server_instance: int | None = None,
         clock: Callable[[], float] | None = None,
         liveness: float = DEFAULT_LIVENESS,
+        limit: int = MAX_OBSERVATIONS,
     ) -> None:
         self.dm = dm
+        self.limit = limit
+        self._at_limit = False  # logged that the limit was reached (again once below it)
         self.tree = dm.tree
         self.server_instance = server_instance
         self._clock = clock
@@ -294,6 +304,10 @@ class Observations:
             pipe.add_response(reply_message(reply), is_last=True)
             return
         key = (message.remote, bytes(message.token))
+        if key not in self._observations and len(self._observations) >= self.limit:
+            self._decline(request)
+            pipe.add_response(reply_message(reply), is_last=True)
+            return
         paths, numeric = self._targets(request)
         now = self.now()
         obs = Observation(
@@ -322,6 +336,18 @@ class Observations:
             raise
         finally:
             self._forget(obs)
+
+    def _decline(self, request: ObserveRequest) -> None:
+        """Answer without observing (RFC 7641 §4.1: the response has no Observe option, and the
+        server knows it is not observing); logged once each time the limit is reached."""
+        if not self._at_limit:
+            self._at_limit = True
+            log.warning(
+                "the server has %d observations, the most allowed (max_observations);"
+                " further Observe requests (first: /%s) are answered without observing",
+                len(self._observations),
+                "/".join(request.segments),
+            )
 
     def observes_with_time(self, path: Path) -> bool:
         """Whether an observation includes ``path`` in a format that carries time, i.e. whether
@@ -396,6 +422,8 @@ class Observations:
             for level in range(len(path.ids) + 1):
                 self._under.setdefault(path.truncate(Level(level)), set()).add(obs)
         self._queue.set(obs, obs.state.next_wake())
+        # The scheduler may be asleep toward a later time than this one's, or toward none.
+        self._wakeup.set()
 
     def _forget(self, obs: Observation) -> None:
         if self._observations.get(obs.key) is not obs:
@@ -409,6 +437,8 @@ class Observations:
         self._ready.discard(obs)
         if self._held is not None:
             self._held.discard(obs)
+        if len(self._observations) < self.limit:
+            self._at_limit = False
         if not obs.ended.done():
             obs.ended.set_result(None)
 
@@ -444,6 +474,9 @@ class Observations:
             self._task = asyncio.create_task(self._run(), name="lwm2m-notifications")
 
     async def _run(self) -> None:
+        """Step, then sleep until the earliest wake-up time or until ``_wakeup`` is set: every
+        change outside a step that can make something due sooner (a new observation, new
+        attributes, a change of an observed path, a release) sets it."""
         while True:
             self._wakeup.clear()
             self.step(self.now())

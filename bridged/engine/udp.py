@@ -31,7 +31,8 @@ for two datagrams aiocoap 0.4.17 mishandles:
   4096 bytes) arrives cut short, and aiocoap ignores the kernel's ``MSG_TRUNC`` flag: a request
   would be served with its payload (or its options) cut off. The guard never passes such a
   datagram on; a confirmable request gets 4.13 Request Entity Too Large (RFC 7959 2.9.3), so
-  the server knows to send it block-wise, anything else is dropped.
+  the server knows to send it block-wise, anything else is dropped (and so is a request from
+  an address the socket does not serve, ``peers_only`` in ``bridged.engine.coap``).
 - A text option (Uri-Path, Uri-Query...) that is not UTF-8 makes aiocoap's parser raise
   ``UnicodeDecodeError`` instead of its ``UnparsableMessage``, which escapes into the event
   loop's reader callback and is logged with a traceback. The guard drops the datagram as
@@ -147,6 +148,10 @@ def _refuse_truncated(
     messages: MessageInterfaceUDP6, data: bytes, ancdata: Sequence[Any], address: Any
 ) -> None:
     refusal = refusal_of_truncated(data)
+    remote = UDP6EndpointAddress(address, messages, pktinfo=_pktinfo(ancdata))
+    serves = getattr(messages._ctx, "serves", None)
+    if serves is not None and not serves(remote):
+        return  # not an address this socket serves: no answer
     log.warning(
         "Datagram from %s larger than %d bytes: %s",
         address,
@@ -155,7 +160,12 @@ def _refuse_truncated(
     )
     if refusal is None:
         return
-    pktinfo = next(
+    refusal.remote = remote
+    messages.send(refusal)
+
+
+def _pktinfo(ancdata: Sequence[Any]) -> Any:
+    return next(
         (
             cmsg_data
             for level, kind, cmsg_data in ancdata
@@ -163,5 +173,3 @@ def _refuse_truncated(
         ),
         None,
     )
-    refusal.remote = UDP6EndpointAddress(address, messages, pktinfo=pktinfo)
-    messages.send(refusal)

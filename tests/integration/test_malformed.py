@@ -1,28 +1,32 @@
 """A batch of malformed CoAP and LwM2M requests against a running client.
 
-Every request of the tables below is sent to the real client (its aiocoap socket on 127.0.0.1),
-the LwM2M ones from the server's own address and port, the raw datagrams from a plain UDP
-socket. Each must get its code (or, for what is not a CoAP request, the CoAP reaction: silence,
-a Reset); afterwards the client still answers a normal Read, is still registered, and nothing
-was logged with a traceback (an exception that escaped the engine or aiocoap).
+Every request of the tables below is sent to the real client (its aiocoap socket on
+127.0.0.1) from the server's own address and port (the client serves no other), the raw
+datagrams too. Each must get its code (or, for what is not a CoAP request, the CoAP reaction:
+silence, a Reset); afterwards the client still answers a normal Read, is still registered, and
+nothing was logged with a traceback (an exception that escaped the engine or aiocoap).
+
+Block-wise bodies (Block1) are sent block by block the same way, so each answer is seen: 2.31
+Continue for a block that is taken, 4.13 at the first block past the 64 KiB bound (with Size1
+telling the bound), 4.08 for a block that does not follow on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiocoap
 import cbor2
 import pytest
 from aiocoap.numbers.codes import Code
+from aiocoap.optiontypes import BlockOption, OpaqueOption
 
 from bridged.engine.client import LwM2MClient
 from bridged.engine.dm import MAX_PAYLOAD
 from bridged.objects.formats import ContentFormat as CF
-from peers.gateway import ENDPOINT, PROBE_VALUES, Gateway, client_port, gateway, running_client
+from peers.gateway import ENDPOINT, PROBE_VALUES, Gateway, gateway, running_client
 from peers.lwm2m_server import LwM2MTestServer
 
 ANSWER_TIMEOUT = 5.0
@@ -230,6 +234,88 @@ GARBAGE = [
 ]
 
 
+def with_options(
+    code: Code,
+    path: str,
+    *options: tuple[int, bytes],
+    mid: int,
+    payload: bytes = b"",
+    token: bytes = b"\x21",
+    type_: int = 0,
+) -> bytes:
+    """A request with raw ``options`` (number, value) besides its Uri-Path, encoded by aiocoap."""
+    message = aiocoap.Message(code=code, uri_path=[s for s in path.split("/") if s])
+    for number, value in options:
+        message.opt.add_option(OpaqueOption(number, value))
+    if payload:
+        message.payload, message.opt.content_format = payload, CF.TEXT
+    message.mtype, message.mid, message.token = aiocoap.Type(type_), mid, token
+    return bytes(message.encode())
+
+
+IF_MATCH, URI_HOST, IF_NONE_MATCH, URI_PORT, OSCORE = 1, 3, 5, 7, 9
+ACCEPT, Q_BLOCK1, EDHOC, Q_BLOCK2, BLOCK1, PROXY_URI, PROXY_SCHEME = 17, 19, 21, 31, 27, 35, 39
+
+BAD_OPTIONS: list[tuple[str, Code, str, list[tuple[int, bytes]], bytes]] = [
+    # RFC 7252 5.4.1: critical options the client does not serve are refused, not ignored
+    ("If-None-Match on GET", Code.GET, "/3/0/0", [(IF_NONE_MATCH, b"")], b""),
+    ("If-Match on PUT (no ETags here)", Code.PUT, "/32771/0/0", [(IF_MATCH, b"\x01")], b"new"),
+    ("If-Match on GET", Code.GET, "/3/0/0", [(IF_MATCH, b"")], b""),
+    ("OSCORE", Code.GET, "/3/0/0", [(OSCORE, b"\x09\x00")], b""),
+    ("EDHOC", Code.GET, "/3/0/0", [(EDHOC, b"")], b""),
+    ("Q-Block2", Code.GET, "/3/0/0", [(Q_BLOCK2, b"\x00")], b""),
+    ("Q-Block1", Code.PUT, "/32771/0/0", [(Q_BLOCK1, b"\x00")], b"x"),
+    ("Block1 on GET", Code.GET, "/3/0/0", [(BLOCK1, b"\x00")], b""),
+    ("Accept twice", Code.GET, "/3/0/0", [(ACCEPT, b""), (ACCEPT, b"")], b""),
+    ("Uri-Port twice", Code.GET, "/3/0/0", [(URI_PORT, b"\x16\x33"), (URI_PORT, b"\x16")], b""),
+    ("unknown critical option 2049", Code.GET, "/3/0/0", [(2049, b"x")], b""),
+]
+
+OPTIONS = [
+    *(
+        Datagram(name, with_options(method, path, *opts, mid=0x1400 + i, payload=payload), bad)
+        for i, (name, method, path, opts, payload) in enumerate(BAD_OPTIONS)
+        for bad in [(ACK, Code.BAD_OPTION)]
+    ),
+    # RFC 7252 5.10.2: not a forward proxy
+    Datagram(
+        "Proxy-Uri",
+        with_options(Code.GET, "/", (PROXY_URI, b"coap://127.0.0.1/3/0/0"), mid=0x1420),
+        (ACK, Code.PROXYING_NOT_SUPPORTED),
+    ),
+    Datagram(
+        "Proxy-Scheme",
+        with_options(Code.GET, "/3/0/0", (PROXY_SCHEME, b"coap"), mid=0x1421),
+        (ACK, Code.PROXYING_NOT_SUPPORTED),
+    ),
+    # RFC 7252 3: token lengths 9-15 are a message format error
+    Datagram(
+        "9-byte token, CON",
+        with_options(Code.GET, "/3/0/0", mid=0x1422, token=bytes(9)),
+        (RST, Code.EMPTY),
+    ),
+    Datagram(
+        "15-byte token, NON",
+        with_options(Code.GET, "/3/0/0", mid=0x1423, token=bytes(15), type_=1),
+        None,
+    ),
+    # what is served: Uri-Host and Uri-Port once, Accept once, elective options unknown
+    Datagram(
+        "Uri-Host, Uri-Port, Accept, unknown elective",
+        with_options(
+            Code.GET,
+            "/3/0/0",
+            (URI_HOST, b"gw"),
+            (URI_PORT, b"\x16\x33"),
+            (ACCEPT, b""),
+            (2048, b"x"),
+            mid=0x1424,
+        ),
+        (ACK, Code.CONTENT),
+    ),
+]
+
+
 @pytest.fixture
 def gw() -> Gateway:
     return gateway()
@@ -266,21 +352,16 @@ async def run_batch(server: LwM2MTestServer, cases: list[Case]) -> list[str]:
     return wrong
 
 
-async def exchange(port: int, datagram: bytes) -> bytes | None:
-    """Send one datagram from a fresh socket, then a CoAP ping from the same socket: the
-    client handles them in order, so the first answer is the datagram's, or, when the ping's
-    Reset comes first, the datagram got none (None). No quiet period is waited out."""
-    loop = asyncio.get_running_loop()
-    ping = coap(0, 0, 0xBEEF)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        sock.bind(("127.0.0.1", 0))
-        await loop.sock_sendto(sock, datagram, ("127.0.0.1", port))
-        await loop.sock_sendto(sock, ping, ("127.0.0.1", port))
-        first = await asyncio.wait_for(loop.sock_recv(sock, 2048), ANSWER_TIMEOUT)
-        if first[:4] == bytes([0x70, 0]) + ping[2:4]:
-            return None
-        return first
+async def exchange_all(server: LwM2MTestServer, datagrams: list[Datagram]) -> list[str]:
+    """Send every datagram from the server's socket; return a line for each one that got
+    another reaction."""
+    wrong = []
+    for datagram in datagrams:
+        answer = await server.exchange(ENDPOINT, datagram.data, ANSWER_TIMEOUT)
+        got = None if answer is None else (answer[0] >> 4 & 3, Code(answer[1]))
+        if got != datagram.answer:
+            wrong.append(f"datagram {datagram.name}: expected {datagram.answer}, got {got}")
+    return wrong
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -330,42 +411,119 @@ async def test_malformed_request_batch(
 ) -> None:
     """The whole batch, LwM2M requests and raw datagrams, against one client: each gets its
     code, and the client comes out of it serving and registered, with nothing escaped."""
-    wrong = await run_batch(server, BATCH)
-    port = client_port(client)
-    for datagram in GARBAGE:
-        answer = await exchange(port, datagram.data)
-        got = None if answer is None else (answer[0] >> 4 & 3, Code(answer[1]))
-        if got != datagram.answer:
-            wrong.append(f"datagram {datagram.name}: expected {datagram.answer}, got {got}")
+    wrong = await run_batch(server, BATCH) + await exchange_all(server, GARBAGE)
     assert wrong == [], "\n".join(wrong)
     await assert_still_serving(server, client)
     assert tracebacks(caplog) == []
 
 
-async def test_unknown_critical_option_is_a_bad_option(client: LwM2MClient) -> None:
+async def test_unknown_critical_option_is_a_bad_option(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
     """RFC 7252 5.4.1: a CON request with an unrecognised critical option gets 4.02."""
     # Uri-Path "3", then option 65003 (odd: critical): delta 64992 = 269 + 0xFCD3
     request = coap(0, 1, 0x123E, b"\x03", b"\xb1\x33\xe1\xfc\xd3\x01")
-    answer = await exchange(client_port(client), request)
+    answer = await server.exchange(ENDPOINT, request)
     assert answer is not None and Code(answer[1]) == Code.BAD_OPTION
+
+
+async def test_options_not_served_are_refused(
+    gw: Gateway, client: LwM2MClient, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each request with a critical option the client does not serve gets 4.02 (5.05 for the
+    proxy options), a reserved token length is a format error, and nothing is served as if the
+    option were absent: the conditional write changed nothing."""
+    wrong = await exchange_all(server, OPTIONS)
+    assert wrong == [], "\n".join(wrong)
+    assert gw.value("/32771/0/0") == "probe"
+    await assert_still_serving(server, client)
+    assert tracebacks(caplog) == []
 
 
 async def test_uri_path_that_is_not_utf8_escapes_nothing(
     client: LwM2MClient, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A Uri-Path of bytes that are not UTF-8 is dropped or refused without a traceback."""
-    answer = await exchange(client_port(client), coap(0, 1, 0x1300, b"\x06", b"\xb2\xff\xfe"))
+    answer = await server.exchange(ENDPOINT, coap(0, 1, 0x1300, b"\x06", b"\xb2\xff\xfe"))
     assert answer is None or Code(answer[1]) == Code.BAD_REQUEST
     await assert_still_serving(server, client)
     assert tracebacks(caplog) == []
 
 
 async def test_oversized_datagram_is_refused_not_truncated(
-    gw: Gateway, client: LwM2MClient
+    gw: Gateway, client: LwM2MClient, server: LwM2MTestServer
 ) -> None:
     """A single datagram larger than the client reads is refused with 4.13 (RFC 7959 2.9.3),
     never written cut short."""
     rest = b"\xb5" + b"32771" + b"\x01" + b"0" + b"\x01" + b"0" + b"\x10" + b"\xff" + b"y" * 5000
-    answer = await exchange(client_port(client), coap(0, 3, 0x1301, b"\x07", rest))
+    answer = await server.exchange(ENDPOINT, coap(0, 3, 0x1301, b"\x07", rest))
     assert gw.value("/32771/0/0") == "probe"
     assert answer is not None and Code(answer[1]) == Code.REQUEST_ENTITY_TOO_LARGE
+
+
+# -- Block1 (RFC 7959) sent block by block: each answer is seen -------------------------------
+
+SIZE_EXPONENT = 6  # 1024-byte blocks
+BLOCK = 1 << (SIZE_EXPONENT + 4)
+TARGET = "/32771/0/0"  # a string resource of the probe object
+
+
+def block(number: int, *, more: bool = True, mid: int, size1: int | None = None) -> bytes:
+    """Block ``number`` of a text Write to ``TARGET``, a CON with Message ID ``mid``."""
+    message = aiocoap.Message(code=Code.PUT, uri_path=[s for s in TARGET.split("/") if s])
+    message.payload = b"x" * BLOCK
+    message.opt.content_format = CF.TEXT
+    message.opt.block1 = BlockOption.BlockwiseTuple(number, more, SIZE_EXPONENT)
+    if size1 is not None:
+        message.opt.size1 = size1
+    message.mtype, message.mid, message.token = aiocoap.CON, mid, bytes([number & 0xFF])
+    return bytes(message.encode())
+
+
+async def answer(server: LwM2MTestServer, datagram: bytes) -> aiocoap.Message:
+    raw = await server.exchange(ENDPOINT, datagram)
+    assert raw is not None, "no answer"
+    return aiocoap.Message.decode(raw)
+
+
+async def test_the_first_block_past_the_bound_is_refused(
+    gw: Gateway, client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """Blocks up to 64 KiB are taken (2.31); the first one beyond gets 4.13 with Size1, before
+    any more is kept, and the transfer is over: its next block is 4.08. Nothing was written."""
+    blocks = MAX_PAYLOAD // BLOCK
+    for n in range(blocks):
+        taken = await answer(server, block(n, mid=0x2000 + n))
+        assert taken.code == Code.CONTINUE, (n, taken)
+    refused = await answer(server, block(blocks, mid=0x2000 + blocks))
+    assert (refused.code, refused.opt.size1) == (Code.REQUEST_ENTITY_TOO_LARGE, MAX_PAYLOAD)
+    after = await answer(server, block(blocks + 1, mid=0x2000 + blocks + 1))
+    assert after.code == Code.REQUEST_ENTITY_INCOMPLETE
+    assert gw.value(TARGET) == "probe"
+
+
+async def test_a_first_block_announcing_too_much_is_refused(
+    gw: Gateway, client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """RFC 7959 §4: Size1 in the first block announces the body's size; over the bound, the
+    transfer is refused at once."""
+    refused = await answer(server, block(0, mid=0x2100, size1=16 * 1024 * 1024))
+    assert (refused.code, refused.opt.size1) == (Code.REQUEST_ENTITY_TOO_LARGE, MAX_PAYLOAD)
+
+
+async def test_a_broken_block_sequence_is_incomplete(
+    gw: Gateway, client: LwM2MClient, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A block that skips one, and a block with no transfer in progress, get 4.08 (RFC 7959
+    §2.9.2), without an error in the log; a write after them works."""
+    assert (await answer(server, block(0, mid=0x2200))).code == Code.CONTINUE
+    assert (await answer(server, block(2, mid=0x2201))).code == Code.REQUEST_ENTITY_INCOMPLETE
+    assert (await answer(server, block(5, mid=0x2202))).code == Code.REQUEST_ENTITY_INCOMPLETE
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+    assert gw.value(TARGET) == "probe"
+    body = "y" * (3 * BLOCK + 17)
+    written = await server.request(
+        ENDPOINT, Code.PUT, TARGET, body.encode(), content_format=CF.TEXT
+    )
+    assert written.code == Code.CHANGED
+    assert gw.value(TARGET) == body

@@ -17,6 +17,7 @@ from aiocoap import resource
 from aiocoap.numbers.codes import Code
 
 from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.coap import BoundedMessageManager
 from bridged.engine.registration import RetryPolicy
 from bridged.engine.udp import guard_stale_icmp_errors
 from bridged.objects.builtin import builtin_registry
@@ -212,55 +213,27 @@ async def test_LightweightM2M_1_1_int_307_cancel_with_observe_1(
     await observation_count(client, 0)
 
 
-class RawPeer(asyncio.DatagramProtocol):
-    """A bare CoAP peer on its own UDP socket: sends hand-made messages and answers every
-    notification with an RST, as a server that forgot the observation does."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
-        self.received: asyncio.Queue[aiocoap.Message] = asyncio.Queue()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        message = aiocoap.Message.decode(data)
-        self.received.put_nowait(message)
-        if message.opt.observe is not None and message.mtype in (aiocoap.CON, aiocoap.NON):
-            rst = aiocoap.Message(code=Code.EMPTY)
-            rst.mtype, rst.mid = aiocoap.RST, message.mid
-            assert self.transport is not None
-            self.transport.sendto(rst.encode(), addr)
-
-
 async def test_LightweightM2M_1_1_int_309_cancel_by_rst_to_a_notification(
-    client: LwM2MClient,
+    client: LwM2MClient, server: LwM2MTestServer
 ) -> None:
-    """LightweightM2M-1.1-int-309: a peer answers notifications with RST; the first
-    confirmable one that gets it ends the observation (with liveness 0, every notification
-    after a NON is a CON)."""
+    """LightweightM2M-1.1-int-309: the server answers confirmable notifications with RST; the
+    first one that gets it ends the observation (with liveness 0, every notification after a
+    NON is a CON). The RST to a NON is tested on its own below."""
     client.sessions[0].observations.liveness = 0.0
-    loop = asyncio.get_running_loop()
-    transport, peer = await loop.create_datagram_endpoint(
-        RawPeer, remote_addr=("127.0.0.1", client_port(client))
-    )
-    try:
-        get = aiocoap.Message(code=Code.GET, uri_path=["3303", "0", "5700"], observe=0)
-        get.mtype, get.mid, get.token = aiocoap.CON, 1, b"\x0b"
-        transport.sendto(get.encode())
-        async with asyncio.timeout(TIMEOUT):
-            first = await peer.received.get()
-        assert (first.code, first.payload) == (Code.CONTENT, b"21.5")
-        await observation_count(client, 1)
-        async with asyncio.timeout(TIMEOUT):
-            v, note = 0.0, first
-            while note.mtype != aiocoap.CON:
-                v += 1.0
-                client.tree.set(TEMPERATURE, v)
-                note = await peer.received.get()
-        await observation_count(client, 0)
-    finally:
-        transport.close()
+    server.reset = lambda message: message.mtype == aiocoap.CON
+    n = observe(server, "/3303/0/5700")
+    assert (await n.first()).payload == b"21.5"
+    await observation_count(client, 1)
+    v = 0.0
+    async with asyncio.timeout(TIMEOUT):
+        while not server.resets:
+            v += 1.0
+            client.tree.set(TEMPERATURE, v)
+            while not server.resets and n.queue.empty():
+                await asyncio.sleep(0.01)
+            while not n.queue.empty():
+                assert n.queue.get_nowait().mtype == aiocoap.NON
+    await observation_count(client, 0)
 
 
 async def test_confirmable_notification_after_silence(
@@ -331,13 +304,13 @@ async def test_hold_and_release_for_queue_mode(
     assert (await n.next()).payload == b"31.0"
 
 
-async def test_libcoap_coap_client_observes(client: LwM2MClient) -> None:
-    """An independent CoAP implementation (libcoap's coap-client -s) observes a resource and
-    gets notifications with growing Observe numbers."""
+async def test_libcoap_coap_client_observes(client: LwM2MClient, server: LwM2MTestServer) -> None:
+    """An independent CoAP implementation (libcoap's coap-client -s), from the server's address
+    and port, observes a resource and gets notifications with growing Observe numbers."""
     from peers.libcoap import CoapClient, CoapClientMissing
 
     try:
-        coap = CoapClient()
+        coap = CoapClient(bind=("127.0.0.1", server.port))
     except CoapClientMissing as e:
         pytest.skip(str(e))
     uri = f"coap://127.0.0.1:{client_port(client)}/3303/0/5700"
@@ -351,6 +324,13 @@ async def test_libcoap_coap_client_observes(client: LwM2MClient) -> None:
             assert (note.code, note.payload) == ("2.05", str(v).encode())
             numbers.append(note.observe)
     assert None not in numbers and numbers == sorted(numbers)  # type: ignore[type-var]
+
+
+@pytest.fixture
+def any_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client's socket serves any address, as it did before it served only its server's:
+    the stale ICMP hazard needs a second peer on it."""
+    monkeypatch.setattr(BoundedMessageManager, "serves", lambda self, remote: True)
 
 
 async def _observer_gone_then_change(client: LwM2MClient, server: LwM2MTestServer) -> Notifications:
@@ -371,6 +351,7 @@ async def _observer_gone_then_change(client: LwM2MClient, server: LwM2MTestServe
     return n
 
 
+@pytest.mark.usefixtures("any_source")
 async def test_aiocoap_hazard_reproduced_without_the_guard(
     client: LwM2MClient,
     server: LwM2MTestServer,
@@ -390,6 +371,7 @@ async def test_aiocoap_hazard_reproduced_without_the_guard(
     assert "'bool' object is not iterable" in caplog.text
 
 
+@pytest.mark.usefixtures("any_source")
 async def test_notifications_keep_flowing_after_another_observer_went_away(
     client: LwM2MClient, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -416,3 +398,128 @@ def test_the_guard_covers_the_udp_transport() -> None:
             await context.shutdown()
 
     assert asyncio.run(scenario()) == 1
+
+
+async def test_a_new_observation_fires_its_pmax_while_the_scheduler_sleeps_without_deadline(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """LightweightM2M-1.1-int-301/304: an observation without pmax leaves the scheduler with
+    nothing to wake for; a new observation with pmax=1 must still get its pmax notification
+    (the scheduler wakes when the set of observations changes)."""
+    await write_attributes(server, "/3303/0/5700", "pmax=1")
+    quiet = observe(server, "/3303/1/5700")
+    await quiet.first()
+    await observation_count(client, 1)
+    n = observe(server, "/3303/0/5700")
+    first = await n.first()
+    again = await n.next()
+    assert again.payload == first.payload == b"21.5"
+    assert again.opt.observe > first.opt.observe
+
+
+async def test_a_short_pmax_added_next_to_a_long_one_fires_at_its_own_period(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """A pmax=1 observation added while the scheduler sleeps toward a pmax=60 one is notified
+    at its own period, not after the long one's (the wait here is far below 60 s)."""
+    await write_attributes(server, "/3303/1/5700", "pmax=60")
+    await write_attributes(server, "/3303/0/5700", "pmax=1")
+    slow = observe(server, "/3303/1/5700")
+    await slow.first()
+    await observation_count(client, 1)
+    n = observe(server, "/3303/0/5700")
+    await n.first()
+    assert (await n.next(timeout=TIMEOUT)).payload == b"21.5"
+    assert slow.queue.empty()
+
+
+async def test_LightweightM2M_1_1_int_302_rst_to_a_non_notification_ends_that_observation(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """RFC 7641 §3.6: a server that answers a non-confirmable notification with an RST has
+    cancelled that observation (matched by the notification's Message ID). No notification
+    with its token arrives after the RST, while another observation keeps notifying."""
+    control = observe(server, "/3303/0/5700")
+    await control.first()
+    forgotten = observe(server, "/3303/0", accept=ContentFormat.SENML_CBOR)
+    token = (await forgotten.first()).token
+    await observation_count(client, 2)
+    server.reset = lambda message: message.token == token
+    client.tree.set(TEMPERATURE, 1.0)
+    assert (await control.next()).payload == b"1.0"
+    await observation_count(client, 1)
+    assert [m.mtype for m in server.resets] == [aiocoap.NON]
+    for v in (2.0, 3.0, 4.0):
+        client.tree.set(TEMPERATURE, v)
+        assert (await control.next()).payload == str(v).encode()
+    assert len(server.resets) == 1 and forgotten.queue.empty()
+
+
+async def test_observations_past_the_bound_are_answered_as_reads(
+    server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``max_observations``: past the bound an Observe gets its 2.05 without the Observe
+    option (RFC 7641 §4.1: the server knows it does not observe), logged once; changes then
+    notify the observations within the bound only."""
+    tree = ObjectTree(builtin_registry())
+    tree.create_instance(3303, 0, [(5700, 21.5)])
+    tree.create_instance(3303, 1, [(5700, 19.0)])
+    config = ServerConfig(uri=server.uri, request_timeout=3.0, max_observations=2)
+    client = LwM2MClient(tree, "gw-1", config, bind=("127.0.0.1", 0))
+    await client.start()
+    try:
+        await server.next_event("register")
+        kept = [observe(server, "/3303/0/5700"), observe(server, "/3303/1/5700")]
+        for n in kept:
+            assert (await n.first()).opt.observe is not None
+        await observation_count(client, 2)
+        for path in ("/3303/0", "/3303/1"):
+            declined = await server.observe("gw-1", path).response
+            assert (declined.code, declined.opt.observe) == (Code.CONTENT, None)
+        assert len(client.sessions[0].observations) == 2
+        tree.set(TEMPERATURE, 30.0)
+        assert (await kept[0].next()).payload == b"30.0"
+        declines = [r for r in caplog.records if "max_observations" in r.getMessage()]
+        assert len(declines) == 1
+    finally:
+        await client.stop()
+
+
+async def discover(server: LwM2MTestServer, path: str) -> aiocoap.Message:
+    return await server.request("gw-1", Code.GET, path, accept=ContentFormat.LINK_FORMAT)
+
+
+async def test_LightweightM2M_1_1_int_260_261_discover_reports_inherited_attributes(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """LightweightM2M-1.1-int-260 F / int-261 C (LwM2M Core §5.4.1): a Discover of a resource
+    reports the attributes that apply to it, inherited from its object and instance; one of an
+    instance reports the instance's own and its resources' own; one of an object its own."""
+    client.tree.set(Path((3, 0, 11)), {0: 0})
+    await write_attributes(server, "/3", "pmin=10", "pmax=200")
+    await write_attributes(server, "/3/0", "pmax=320")
+    await write_attributes(server, "/3/0/16", "pmin=5")
+    resource = await discover(server, "/3/0/11")
+    assert resource.code == Code.CONTENT
+    assert resource.payload.decode().split(",") == [
+        "</3/0/11>;dim=1;pmin=10;pmax=320",
+        "</3/0/11/0>",
+    ]
+    inherited = (await discover(server, "/3/0/16")).payload.decode()
+    assert inherited == "</3/0/16>;pmin=5;pmax=320"
+    instance = (await discover(server, "/3/0")).payload.decode().split(",")
+    assert instance[0] == "</3/0>;pmax=320"
+    assert "</3/0/16>;pmin=5" in instance and "</3/0/11>;dim=1" in instance
+    obj = (await discover(server, "/3")).payload.decode().split(",")
+    assert obj[0].startswith("</3>") and obj[0].endswith(";pmin=10;pmax=200")
+    assert "</3/0/16>" in obj
+
+
+async def test_discover_of_a_resource_instance_is_method_not_allowed(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """LwM2M Core's response codes: Discover addresses an object, instance or resource; one of
+    a resource instance is 4.05."""
+    client.tree.set(Path((3, 0, 11)), {0: 0})
+    answer = await discover(server, "/3/0/11/0")
+    assert answer.code == Code.METHOD_NOT_ALLOWED

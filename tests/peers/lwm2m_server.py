@@ -4,8 +4,10 @@ It does what the independent peers cannot script: it records every registration 
 message (Register, Update, De-register, Send) as an event, refuses LwM2M versions on demand,
 hands out multi-segment Location-Paths (or, with ``omit_location``, none at all), and sends
 device-management requests to a registered client from its own address and port, as a real
-server does. ``drop`` loses chosen datagrams before aiocoap sees them, as a lossy network or an
-overloaded server would.
+server does (``exchange`` sends hand-made datagrams from there too, since a NoSec client serves
+its server's address only). ``drop`` loses chosen datagrams before aiocoap sees them, as a lossy
+network or an overloaded server would; ``reset`` answers chosen responses (notifications) with
+an RST, as a server that forgot an observation does.
 
 Send (``POST /dp``) is answered as a LwM2M 1.1 server does: 4.04 from a client it does not know
 (which must register again), 4.15 for anything but SenML CBOR, 4.00 for a payload that
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,8 +201,16 @@ class LwM2MTestServer:
         self.omit_location = False
         # every datagram received is offered to ``drop`` first: True loses it unanswered
         self.drop: Callable[[aiocoap.Message], bool] | None = None
+        # every response received is offered to ``reset``: True answers it with an RST (by its
+        # Message ID) instead of passing it on, and keeps it in ``resets``
+        self.reset: Callable[[aiocoap.Message], bool] | None = None
+        self.resets: list[aiocoap.Message] = []
         self.context: aiocoap.Context | None = None
         self._ids = itertools.count(1)
+        # raw exchanges in flight: Message IDs answered by an ACK or RST -> the answer
+        self._raw: dict[int, asyncio.Future[bytes]] = {}
+        # each exchange's ping has an ID of its own: a late RST must not answer the next one
+        self._ping_ids = itertools.cycle(range(0xBE00, 0xBF00))
 
     async def __aenter__(self) -> LwM2MTestServer:
         await self.start()
@@ -218,28 +229,49 @@ class LwM2MTestServer:
         )
         if self.port == 0:
             self.port = self._bound_port()
+        self._socket().setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._filter_received()
 
-    def _bound_port(self) -> int:
+    def _socket(self) -> socket.socket:
+        """The server's UDP socket. It gets SO_REUSEADDR, so that libcoap's coap-client can
+        send from the server's address and port (``peers.libcoap``) while the server runs."""
         assert self.context is not None
         udp = self.context.request_interfaces[0].token_interface.message_interface
-        return int(udp.transport.get_extra_info("socket").getsockname()[1])
+        sock: socket.socket = udp.transport.get_extra_info("socket")
+        return sock
+
+    def _bound_port(self) -> int:
+        return int(self._socket().getsockname()[1])
 
     def _filter_received(self) -> None:
-        """Offer every datagram to ``drop`` before aiocoap parses it (aiocoap's transport looks
-        ``datagram_msg_received`` up on its protocol for every datagram)."""
+        """Offer every datagram to ``drop`` and ``reset`` before aiocoap parses it (aiocoap's
+        transport looks ``datagram_msg_received`` up on its protocol for every datagram)."""
         assert self.context is not None
         udp = self.context.request_interfaces[0].token_interface.message_interface
         receive = udp.datagram_msg_received
 
         def received(data: bytes, ancdata: Any, flags: int, address: Any) -> None:
-            if self.drop is not None:
-                try:
-                    message = aiocoap.Message.decode(data)
-                except aiocoap.error.UnparsableMessage:
-                    message = None
-                if message is not None and self.drop(message):
-                    return
+            raw = self._raw.get(int.from_bytes(data[2:4], "big")) if len(data) >= 4 else None
+            if raw is not None and data[0] >> 4 & 3 in (2, 3) and not raw.done():
+                raw.set_result(data)  # an ACK or RST answering a raw exchange
+                return
+            try:
+                message = aiocoap.Message.decode(data)
+            except aiocoap.error.UnparsableMessage:
+                message = None
+            if message is not None and self.drop is not None and self.drop(message):
+                return
+            if (
+                message is not None
+                and self.reset is not None
+                and message.code.is_response()
+                and self.reset(message)
+            ):
+                rst = aiocoap.Message(code=Code.EMPTY)
+                rst.mtype, rst.mid = aiocoap.RST, message.mid
+                self._socket().sendto(rst.encode(), address)
+                self.resets.append(message)
+                return
             receive(data, ancdata, flags, address)
 
         udp.datagram_msg_received = received
@@ -339,6 +371,29 @@ class LwM2MTestServer:
         record.remote = request.remote
         self._emit("update", record.endpoint, request, Code.CHANGED)
         return aiocoap.Message(code=Code.CHANGED)
+
+    async def exchange(self, endpoint: str, datagram: bytes, timeout: float = 10.0) -> bytes | None:
+        """Send one hand-made datagram to a registered client from the server's socket, then
+        a CoAP ping: the client handles them in order, so the first ACK or
+        RST is the datagram's answer, or, when the ping's RST comes first, it got none (None).
+        Only piggybacked answers are seen (a NON request's answer has an ID of its own)."""
+        sock = self._socket()
+        address = self.clients[endpoint].remote.sockaddr  # type: ignore[attr-defined]
+        ping_id = next(self._ping_ids)
+        ids = {ping_id} | ({int.from_bytes(datagram[2:4], "big")} if len(datagram) >= 4 else set())
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        for mid in ids:
+            self._raw[mid] = answer
+        try:
+            sock.sendto(datagram, address)
+            sock.sendto(bytes([0x40, 0]) + ping_id.to_bytes(2, "big"), address)
+            async with asyncio.timeout(timeout):
+                first = await answer
+        finally:
+            for mid in ids:
+                self._raw.pop(mid, None)
+        ping = first[0] >> 4 & 3 == 3 and int.from_bytes(first[2:4], "big") == ping_id
+        return None if ping else first
 
     def forget(self, endpoint: str) -> None:
         """Drop a registration, as a restarted server would: the next Update gets 4.04."""

@@ -25,6 +25,7 @@ from bridged.config import (
 from bridged.daemon import EXIT_CONFIG, main
 from bridged.delivery import DeliveryConfig
 from bridged.engine.client import ServerConfig
+from bridged.engine.observe import MAX_OBSERVATIONS
 from bridged.store.readings import Bounds
 
 EXAMPLE = Path(__file__).parents[2] / "packaging" / "bridged.toml"
@@ -325,3 +326,13 @@ def test_the_examples_transport_tables_pass_their_transports_checks(tmp_path: Pa
     path = tmp_path / "bridged.toml"
     path.write_text(f'[[server]]\nuri = "coap://127.0.0.1"\n\n{tables}\n')
     assert main(["--config", str(path), "--check"]) == 0
+
+
+def test_max_observations_bounds_a_servers_observations() -> None:
+    """``[[server]] max_observations``: the default is the engine's, 0 is allowed (observe
+    nothing), a negative number or a non-integer is refused with the key named."""
+    assert config(server=[SERVER]).servers[0].max_observations == MAX_OBSERVATIONS
+    assert config(server=[{**SERVER, "max_observations": 0}]).servers[0].max_observations == 0
+    for bad, why in ((-1, ">= 0"), ("many", "integer")):
+        error = refusal({"server": [{**SERVER, "max_observations": bad}]})
+        assert (error.key, why in error.why) == ("server[0].max_observations", True)

@@ -10,12 +10,10 @@ from aiocoap.numbers.codes import Code
 
 from bridged.engine.dm import (
     DeviceManagement,
-    check_critical_options,
-    error_reply,
     parse_execute_arguments,
 )
 from bridged.objects.builtin import builtin_registry
-from bridged.objects.errors import BadOption, BadRequest
+from bridged.objects.errors import BadRequest
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -174,24 +172,3 @@ def test_execute_argument_syntax(text: str, args: dict[int, str | None]) -> None
 def test_bad_execute_arguments(text: str) -> None:
     with pytest.raises(BadRequest):
         parse_execute_arguments(text)
-
-
-@pytest.mark.parametrize(
-    "numbers",
-    [
-        [],
-        [11, 11, 15, 17, 12],  # Uri-Path, Uri-Query, Accept, Content-Format
-        [6, 23, 27, 60],  # Observe, Block2, Block1, Size1
-        [1, 5, 3, 7],  # critical ones aiocoap knows: If-Match, If-None-Match, Uri-Host, Uri-Port
-        [65000, 2048],  # unknown but elective
-    ],
-)
-def test_known_or_elective_options_pass(numbers: list[int]) -> None:
-    check_critical_options(numbers)
-
-
-@pytest.mark.parametrize("number", [65003, 2049, 25, 65535])
-def test_an_unknown_critical_option_is_a_bad_option(number: int) -> None:
-    with pytest.raises(BadOption, match=str(number)) as raised:
-        check_critical_options([11, number, 15])
-    assert error_reply(raised.value).code == Code.BAD_OPTION

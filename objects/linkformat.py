@@ -287,12 +287,19 @@ def _entries(
 ) -> Iterable[tuple[int, str, list[int]]]:
     for obj, iids in objects:
         if isinstance(obj, ObjectDef):
-            oid, obj_version = obj.id, obj.version
-            if lwm2m_version is not None and _numbers(obj.lwm2m_version) > _numbers(lwm2m_version):
-                obj_version = f"{obj_version.split('.')[0]}.0"
+            oid, obj_version = obj.id, announced_version(obj, lwm2m_version)
         else:
             oid, obj_version = obj
         yield oid, obj_version, sorted(iids)
+
+
+def announced_version(obj: ObjectDef, lwm2m_version: str | None) -> str:
+    """The version of ``obj`` shown to a server of ``lwm2m_version`` (None: any), in Register
+    and Discover alike: one that needs a later LwM2M version is shown as the first version of
+    its major, which such a server knows (``object_links``)."""
+    if lwm2m_version is not None and _numbers(obj.lwm2m_version) > _numbers(lwm2m_version):
+        return f"{obj.version.split('.')[0]}.0"
+    return obj.version
 
 
 def _numbers(version: str) -> tuple[int, ...]:

@@ -54,7 +54,12 @@ from bridged.objects.formats import (
     codec_for,
     composite_codec_for,
 )
-from bridged.objects.linkformat import Attributes, discover_links, parse_attributes
+from bridged.objects.linkformat import (
+    Attributes,
+    announced_version,
+    discover_links,
+    parse_attributes,
+)
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
@@ -327,7 +332,7 @@ class DeviceManagement:
             paths,
             dims=dims,
             attributes=self._discovered_attributes(path),
-            object_version=odef.version,
+            object_version=announced_version(odef, self.version()),
         )
         return Reply(Code.CONTENT, text.encode(), ContentFormat.LINK_FORMAT)
 

@@ -200,6 +200,10 @@ async def test_a_server_that_refuses_1_1_is_offered_and_served_lwm2m_1_0_formats
             response = await server.request("gw-1", Code.GET, "/3/0")
             assert response.opt.content_format == ContentFormat.TLV
             assert decode_tlv(response.payload, (3, 0))[(3, 0, 0)] == b"ACME"
+            for oid in (1, 3):  # Discover shows the versions the Register showed
+                found = await server.request("gw-1", Code.GET, f"/{oid}", accept=40)
+                assert found.code == Code.CONTENT
+                assert found.payload.decode().startswith(f"</{oid}>,"), found.payload
             client.tree.create_instance(3303, 1, [(5700, 19.0)])
             update = await server.next_event("update")
             assert update.payload.decode().startswith('</>;rt="oma.lwm2m";ct=11543,')

@@ -133,12 +133,16 @@ async def test_LightweightM2M_1_1_int_0_client_initiated_bootstrap(
     leshan_bootstrap.put_config(ep, dm_config(dm_server.uri, ssid=7, lifetime=120))
     async with daemon(tmp_path, ep, leshan_bootstrap.uri) as d:
         session = await leshan_session(leshan_bootstrap, d, ep)
+        assert session["state"] == "finished", session
+        assert (session["identity"], session["pct"], session["format"]) == ("unsecure", 112, 112)
+        assert exchanges(session) == [
+            ("delete", "/0", "2.02"),
+            ("delete", "/1", "2.02"),
+            *PROVISION,
+        ]
         register = await dm_server.next_event("register", timeout=30)
-    assert session["state"] == "finished", session
-    assert (session["identity"], session["pct"], session["format"]) == ("unsecure", 112, 112)
-    assert exchanges(session) == [("delete", "/0", "2.02"), ("delete", "/1", "2.02"), *PROVISION]
-    assert register.endpoint == ep
-    assert (register.query["lt"], register.query["lwm2m"]) == ("120", "1.1")
+        assert register.endpoint == ep
+        assert (register.query["lt"], register.query["lwm2m"]) == ("120", "1.1")
 
 
 @needs_dtls
@@ -154,13 +158,13 @@ async def test_LightweightM2M_1_1_int_1_psk_server_account(
         leshan_bootstrap.put_config(ep, config)
         async with daemon(tmp_path, ep, leshan_bootstrap.uri) as d:
             session = await leshan_session(leshan_bootstrap, d, ep)
+            assert session["state"] == "finished", session
+            assert exchanges(session)[2:] == PROVISION
             async with asyncio.timeout(30):
                 registration = await dm.registrations.get()
+            assert registration.endpoint == ep and "lt=90" in registration.query
     finally:
         await dm.shutdown()
-    assert session["state"] == "finished", session
-    assert exchanges(session)[2:] == PROVISION
-    assert registration.endpoint == ep and "lt=90" in registration.query
 
 
 @needs_dtls
@@ -188,10 +192,10 @@ async def test_LightweightM2M_1_1_int_1_bootstrap_over_dtls_psk(
     )
     async with running_daemon(tmp_path, daemon_config(tmp_path, ep, bootstrap)) as d:
         session = await leshan_session(leshan_bootstrap, d, ep)
+        assert session["state"] == "finished", session
+        assert session["identity"] == f"psk:{IDENTITY.decode()}"
         register = await dm_server.next_event("register", timeout=30)
-    assert session["state"] == "finished", session
-    assert session["identity"] == f"psk:{IDENTITY.decode()}"
-    assert register.endpoint == ep and register.query["lt"] == "90"
+        assert register.endpoint == ep and register.query["lt"] == "90"
 
 
 async def test_LightweightM2M_1_1_int_4_bootstrap_delete(
@@ -206,24 +210,24 @@ async def test_LightweightM2M_1_1_int_4_bootstrap_delete(
     leshan_bootstrap.put_config(ep, dm_config(dm_server.uri, delete=()), before)
     async with daemon(tmp_path, ep, leshan_bootstrap.uri, DEAD_SERVER) as d:
         session = await leshan_session(leshan_bootstrap, d, ep)
+        assert session["state"] == "finished", session
+        first, deleted, second, *rest = session["requests"]
+        assert [(r["op"], r["code"]) for r in (first, deleted, second)] == [
+            ("discover", "2.05"),
+            ("delete", "2.02"),
+            ("discover", "2.05"),
+        ]
+        factory, after = links(first), links(second)
+        accounts = {url: a for url, a in factory.items() if url.startswith("/0/") and "ssid" in a}
+        assert [a["ssid"] for a in accounts.values()] == ["3"], factory
+        assert any(url.startswith("/1/") for url in factory)
+        assert not any(url.startswith("/1/") for url in after), after
+        bs_accounts = [url for url in after if url.startswith("/0/")]
+        assert len(bs_accounts) == 1 and "ssid" not in after[bs_accounts[0]], after
+        assert "/3/0" in after
+        assert exchanges({"requests": rest}) == PROVISION
         register = await dm_server.next_event("register", timeout=30)
-    assert session["state"] == "finished", session
-    first, deleted, second, *rest = session["requests"]
-    assert [(r["op"], r["code"]) for r in (first, deleted, second)] == [
-        ("discover", "2.05"),
-        ("delete", "2.02"),
-        ("discover", "2.05"),
-    ]
-    factory, after = links(first), links(second)
-    accounts = {url: a for url, a in factory.items() if url.startswith("/0/") and "ssid" in a}
-    assert [a["ssid"] for a in accounts.values()] == ["3"], factory
-    assert any(url.startswith("/1/") for url in factory)
-    assert not any(url.startswith("/1/") for url in after), after
-    bs_accounts = [url for url in after if url.startswith("/0/")]
-    assert len(bs_accounts) == 1 and "ssid" not in after[bs_accounts[0]], after
-    assert "/3/0" in after
-    assert exchanges({"requests": rest}) == PROVISION
-    assert register.endpoint == ep
+        assert register.endpoint == ep
 
 
 async def test_LightweightM2M_1_1_int_6_bootstrap_discover_by_leshan(
@@ -237,15 +241,15 @@ async def test_LightweightM2M_1_1_int_6_bootstrap_discover_by_leshan(
     leshan_bootstrap.put_config(ep, config)
     async with daemon(tmp_path, ep, leshan_bootstrap.uri) as d:
         session = await leshan_session(leshan_bootstrap, d, ep)
+        assert session["state"] == "finished", session
+        discover, *rest = session["requests"]
+        assert (discover["op"], discover["path"], discover["code"]) == ("discover", "/", "2.05")
+        found = links(discover)
+        assert "/0/0" in found and "ssid" not in found["/0/0"], found
+        assert [r["op"] for r in rest] == ["delete", "delete", "write", "write", "finish"]
+        assert all(r["code"] in ("2.02", "2.04") for r in rest), rest
         register = await dm_server.next_event("register", timeout=30)
-    assert session["state"] == "finished", session
-    discover, *rest = session["requests"]
-    assert (discover["op"], discover["path"], discover["code"]) == ("discover", "/", "2.05")
-    found = links(discover)
-    assert "/0/0" in found and "ssid" not in found["/0/0"], found
-    assert [r["op"] for r in rest] == ["delete", "delete", "write", "write", "finish"]
-    assert all(r["code"] in ("2.02", "2.04") for r in rest), rest
-    assert register.endpoint == ep and register.query["lt"] == "150"
+        assert register.endpoint == ep and register.query["lt"] == "150"
 
 
 @pytest.mark.xfail(
@@ -277,10 +281,14 @@ async def test_LightweightM2M_1_1_int_7_fallback_to_bootstrap(
     leshan_bootstrap.put_config(ep, dm_config(dm_server.uri, ssid=9, lifetime=100))
     async with daemon(tmp_path, ep, leshan_bootstrap.uri, DEAD_SERVER) as d:
         session = await leshan_session(leshan_bootstrap, d, ep)
+        assert session["state"] == "finished", session
+        assert exchanges(session) == [
+            ("delete", "/0", "2.02"),
+            ("delete", "/1", "2.02"),
+            *PROVISION,
+        ]
         register = await dm_server.next_event("register", timeout=30)
-    assert session["state"] == "finished", session
-    assert exchanges(session) == [("delete", "/0", "2.02"), ("delete", "/1", "2.02"), *PROVISION]
-    assert register.endpoint == ep and register.query["lt"] == "100"
+        assert register.endpoint == ep and register.query["lt"] == "100"
 
 
 async def test_LightweightM2M_1_1_int_8_bootstrap_read(
@@ -294,19 +302,19 @@ async def test_LightweightM2M_1_1_int_8_bootstrap_read(
     leshan_bootstrap.put_config(ep, dm_config(dm_server.uri), before)
     async with daemon(tmp_path, ep, leshan_bootstrap.uri, DEAD_SERVER) as d:
         session = await leshan_session(leshan_bootstrap, d, ep)
+        assert session["state"] == "finished", session
+        read, security_read, *rest = session["requests"]
+        assert (read["op"], read["path"], read["code"]) == ("read", "/1", "2.05")
+        values = read["values"]
+        instance = next(p.split("/")[2] for p, v in values.items() if p.endswith("/0") and v == 3)
+        assert values[f"/1/{instance}/1"] == 77, values
+        assert (security_read["op"], security_read["code"]) == ("read", "4.01")
+        assert exchanges({"requests": rest}) == [
+            ("delete", "/0", "2.02"),
+            ("delete", "/1", "2.02"),
+            *PROVISION,
+        ]
         await dm_server.next_event("register", timeout=30)
-    assert session["state"] == "finished", session
-    read, security_read, *rest = session["requests"]
-    assert (read["op"], read["path"], read["code"]) == ("read", "/1", "2.05")
-    values = read["values"]
-    instance = next(p.split("/")[2] for p, v in values.items() if p.endswith("/0") and v == 3)
-    assert values[f"/1/{instance}/1"] == 77, values
-    assert (security_read["op"], security_read["code"]) == ("read", "4.01")
-    assert exchanges({"requests": rest}) == [
-        ("delete", "/0", "2.02"),
-        ("delete", "/1", "2.02"),
-        *PROVISION,
-    ]
 
 
 async def test_LightweightM2M_1_1_int_9_inconsistent_configuration_is_refused(
@@ -322,10 +330,10 @@ async def test_LightweightM2M_1_1_int_9_inconsistent_configuration_is_refused(
     leshan_bootstrap.put_config(ep, inconsistent)
     async with daemon(tmp_path, ep, leshan_bootstrap.uri, bootstrap="finish_timeout = 3") as d:
         refused = await leshan_session(leshan_bootstrap, d, ep)
+        assert (refused["state"], refused["cause"]) == ("failed", "FINISH_FAILED"), refused
+        assert exchanges(refused)[-1] == ("finish", "/", "4.06")
         leshan_bootstrap.put_config(ep, dm_config(dm_server.uri, ssid=6, lifetime=110))
         accepted = await leshan_bootstrap.session(ep, index=1)
+        assert accepted["state"] == "finished", accepted
         register = await dm_server.next_event("register", timeout=30)
-    assert (refused["state"], refused["cause"]) == ("failed", "FINISH_FAILED"), refused
-    assert exchanges(refused)[-1] == ("finish", "/", "4.06")
-    assert accepted["state"] == "finished", accepted
-    assert register.endpoint == ep and register.query["lt"] == "110"
+        assert register.endpoint == ep and register.query["lt"] == "110"

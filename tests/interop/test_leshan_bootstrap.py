@@ -9,7 +9,7 @@ shown where it lands: the daemon then registers with the provisioned server (the
 test server, or the in-repo DTLS-PSK server for a PSK account) with the provisioned lifetime.
 
 Not run: int-2 (certificates) and int-3 (smartcard) — bridged supports NoSec and PSK only — and
-int-5 (server-initiated bootstrap), which Leshan 2.0.0-M4's bootstrap server cannot start.
+int-5 (server-initiated bootstrap): Leshan's bootstrap server only answers Bootstrap-Requests.
 """
 
 from __future__ import annotations
@@ -330,7 +330,7 @@ async def test_LightweightM2M_1_1_int_9_inconsistent_configuration_is_refused(
     leshan_bootstrap.put_config(ep, inconsistent)
     async with daemon(tmp_path, ep, leshan_bootstrap.uri, bootstrap="finish_timeout = 3") as d:
         refused = await leshan_session(leshan_bootstrap, d, ep)
-        assert (refused["state"], refused["cause"]) == ("failed", "FINISH_FAILED"), refused
+        assert (refused["state"], refused.get("cause")) == ("failed", "FINISH_FAILED"), refused
         assert exchanges(refused)[-1] == ("finish", "/", "4.06")
         leshan_bootstrap.put_config(ep, dm_config(dm_server.uri, ssid=6, lifetime=110))
         accepted = await leshan_bootstrap.session(ep, index=1)

@@ -306,7 +306,8 @@ async def test_LightweightM2M_1_1_int_8_bootstrap_read(
         read, security_read, *rest = session["requests"]
         assert (read["op"], read["path"], read["code"]) == ("read", "/1", "2.05")
         values = read["values"]
-        instance = next(p.split("/")[2] for p, v in values.items() if p.endswith("/0") and v == 3)
+        ssids = {p.split("/")[2]: v for p, v in values.items() if p.split("/")[3:] == ["0"]}
+        instance = next(iid for iid, ssid in ssids.items() if ssid == 3)
         assert values[f"/1/{instance}/1"] == 77, values
         assert (security_read["op"], security_read["code"]) == ("read", "4.01")
         assert exchanges({"requests": rest}) == [

@@ -41,6 +41,7 @@ import java.net.InetSocketAddress;
 import java.net.URLDecoder;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.HexFormat;
 import java.util.Iterator;
 import java.util.List;
@@ -86,8 +87,9 @@ public final class LeshanBootstrapPeer {
     private final InMemoryBootstrapConfigStore store = new InMemoryBootstrapConfigStore();
     /** Per endpoint, the "before" requests of its config, as the client put them. */
     private final Map<String, JsonNode> before = new ConcurrentHashMap<>();
-    /** What the session listener saw, oldest first. */
+    /** What the session listener saw, oldest first; guarded by the recorder. */
     private final List<ObjectNode> sessions = new ArrayList<>();
+    private final Recorder recorder = new Recorder();
 
     public static void main(String[] args) throws Exception {
         if (args.length != 3) {
@@ -108,7 +110,7 @@ public final class LeshanBootstrapPeer {
                 security, new SecurityChecker(), new BeforeThenConfig(),
                 new StandardBootstrapModelProvider()));
         LeshanBootstrapServer server = builder.build();
-        server.addListener(new Recorder());
+        server.addListener(recorder);
         server.start();
         Runtime.getRuntime().addShutdownHook(new Thread(server::destroy));
 
@@ -168,7 +170,7 @@ public final class LeshanBootstrapPeer {
         switch (x.getRequestMethod()) {
             case "GET" -> {
                 ArrayNode out = JSON.createArrayNode();
-                synchronized (sessions) {
+                synchronized (recorder) {
                     for (ObjectNode s : sessions)
                         if (endpoint == null || endpoint.equals(s.path("endpoint").asText()))
                             out.add(s.deepCopy());
@@ -176,7 +178,7 @@ public final class LeshanBootstrapPeer {
                 reply(x, 200, out);
             }
             case "DELETE" -> {
-                synchronized (sessions) {
+                synchronized (recorder) {
                     sessions.clear();
                 }
                 reply(x, 204, null);
@@ -260,9 +262,10 @@ public final class LeshanBootstrapPeer {
 
     // -- what Leshan reported --------------------------------------------------------------------
 
+    /** Leshan calls it from its CoAP threads, the HTTP API reads it: every access holds its lock. */
     private final class Recorder implements BootstrapSessionListener {
         /** The record of each live session, by Leshan's session ID. */
-        private final Map<String, ObjectNode> live = new ConcurrentHashMap<>();
+        private final Map<String, ObjectNode> live = new HashMap<>();
 
         private ObjectNode open(String endpoint, Identity identity, String state) {
             ObjectNode s = JSON.createObjectNode();
@@ -271,9 +274,7 @@ public final class LeshanBootstrapPeer {
                     : identity.isSecure() ? "secure" : "unsecure");
             s.put("state", state);
             s.putArray("requests");
-            synchronized (sessions) {
-                sessions.add(s);
-            }
+            sessions.add(s);
             return s;
         }
 
@@ -298,22 +299,22 @@ public final class LeshanBootstrapPeer {
         public void sessionInitiated(BootstrapRequest request, Identity identity) {}
 
         @Override
-        public void unAuthorized(BootstrapRequest request, Identity identity) {
+        public synchronized void unAuthorized(BootstrapRequest request, Identity identity) {
             open(request.getEndpointName(), identity, "unauthorized");
         }
 
         @Override
-        public void authorized(BootstrapSession session) {
+        public synchronized void authorized(BootstrapSession session) {
             of(session);
         }
 
         @Override
-        public void noConfig(BootstrapSession session) {
+        public synchronized void noConfig(BootstrapSession session) {
             of(session).put("state", "no-config");
         }
 
         @Override
-        public void sendRequest(BootstrapSession session,
+        public synchronized void sendRequest(BootstrapSession session,
                 BootstrapDownlinkRequest<? extends LwM2mResponse> request) {
             ObjectNode r = ((ArrayNode) of(session).get("requests")).addObject();
             r.put("op", request.getClass().getSimpleName().replace("Bootstrap", "")
@@ -322,31 +323,31 @@ public final class LeshanBootstrapPeer {
         }
 
         @Override
-        public void onResponseSuccess(BootstrapSession session,
+        public synchronized void onResponseSuccess(BootstrapSession session,
                 BootstrapDownlinkRequest<? extends LwM2mResponse> request, LwM2mResponse response) {
             answered(last(session), response);
         }
 
         @Override
-        public void onResponseError(BootstrapSession session,
+        public synchronized void onResponseError(BootstrapSession session,
                 BootstrapDownlinkRequest<? extends LwM2mResponse> request, LwM2mResponse response) {
             answered(last(session), response);
         }
 
         @Override
-        public void onRequestFailure(BootstrapSession session,
+        public synchronized void onRequestFailure(BootstrapSession session,
                 BootstrapDownlinkRequest<? extends LwM2mResponse> request, Throwable cause) {
             last(session).put("failure", String.valueOf(cause));
         }
 
         @Override
-        public void end(BootstrapSession session) {
+        public synchronized void end(BootstrapSession session) {
             of(session).put("state", "finished");
             live.remove(session.getId());
         }
 
         @Override
-        public void failed(BootstrapSession session, BootstrapFailureCause cause) {
+        public synchronized void failed(BootstrapSession session, BootstrapFailureCause cause) {
             of(session).put("state", "failed").put("cause", cause.name());
             live.remove(session.getId());
         }

@@ -338,3 +338,41 @@ async def test_LightweightM2M_1_1_int_9_inconsistent_configuration_is_refused(
         assert accepted["state"] == "finished", accepted
         register = await dm_server.next_event("register", timeout=30)
         assert register.endpoint == ep and register.query["lt"] == "110"
+
+
+@needs_dtls
+@pytest.mark.xfail(
+    strict=True,
+    reason="bridged's DTLS stack (tinydtls in DTLSSocket 0.2.3) insists on the "
+    "extended_master_secret (RFC 7627) and renegotiation_info (RFC 5746) extensions; Leshan "
+    "2.0.0-M4's Californium 2.6.3 answers a ServerHello with neither, and tinydtls aborts with "
+    "handshake_failure (RFC 7627 5.3 lets a client refuse such legacy servers)",
+)
+async def test_dtls_psk_handshake_with_leshan_coaps(leshan_bootstrap: LeshanBootstrap) -> None:
+    """bridged's own DTLS-PSK endpoint against Leshan's CoAPS endpoint: a Bootstrap-Request with
+    the config's Bootstrap-Server PSK starts a session Leshan authorizes with that identity, and
+    one naming an endpoint whose account has another PSK (none) is 4.01. This is the transport
+    int-1 needs once [bootstrap] takes coaps://."""
+    from aiocoap import Code, Message, resource
+
+    from bridged.engine.dtls import DtlsPskEndpoint
+
+    ep = "bs-coaps-peer"
+    config = dm_config("coap://127.0.0.1:9")
+    config["security"]["0"] = security(
+        leshan_bootstrap.secure_uri, bootstrap=True, psk=(IDENTITY, KEY)
+    )
+    leshan_bootstrap.put_config(ep, config)
+    client = await DtlsPskEndpoint.create(
+        leshan_bootstrap.secure_uri, IDENTITY, KEY, resource.Site(), handshake_timeout=5
+    )
+    try:
+        uri = f"{leshan_bootstrap.secure_uri}/bs?ep="
+        async with asyncio.timeout(10):
+            accepted = await client.request(Message(code=Code.POST, uri=uri + ep))
+            refused = await client.request(Message(code=Code.POST, uri=uri + "bs-int-0"))
+        assert (accepted.code, refused.code) == (Code.CHANGED, Code.UNAUTHORIZED)
+        session = await leshan_bootstrap.session(ep)
+        assert session["identity"] == f"psk:{IDENTITY.decode()}"
+    finally:
+        await client.shutdown()

@@ -27,6 +27,7 @@ from integration.test_daemon import Daemon, running_daemon
 from peers.dtls_server import DtlsPskServer
 from peers.leshan_bootstrap import (
     LeshanBootstrap,
+    LeshanBootstrapError,
     dm_config,
     leshan_bootstrap_fixture,  # noqa: F401 (fixture)
     security,
@@ -376,3 +377,36 @@ async def test_dtls_psk_handshake_with_leshan_coaps(leshan_bootstrap: LeshanBoot
         assert session["identity"] == f"psk:{IDENTITY.decode()}"
     finally:
         await client.shutdown()
+
+
+async def test_harness_config_api_and_a_session_without_config(
+    leshan_bootstrap: LeshanBootstrap,
+) -> None:
+    """The peer on its own, played by hand with aiocoap: a config Leshan's ConfigurationChecker
+    refuses is an error naming the problem, a stored one reads back and deletes, and a
+    Bootstrap-Request for an endpoint without config is refused and reported as such."""
+    import aiocoap
+
+    ep = "bs-harness"
+    broken = dm_config("coaps://127.0.0.1:9")
+    broken["security"]["1"]["securityMode"] = "PSK"  # no identity, no key
+    with pytest.raises(LeshanBootstrapError, match="400"):
+        leshan_bootstrap.put_config(ep, broken)
+    leshan_bootstrap.put_config(ep, dm_config("coap://127.0.0.1:9", ssid=2))
+    stored = leshan_bootstrap.config(ep)
+    assert stored is not None and stored["security"]["1"]["uri"] == "coap://127.0.0.1:9"
+    assert stored["servers"]["1"]["shortId"] == 2
+    leshan_bootstrap.delete_config(ep)
+    assert leshan_bootstrap.config(ep) is None
+
+    context = await aiocoap.Context.create_client_context()
+    try:
+        request = aiocoap.Message(code=aiocoap.POST, uri=f"{leshan_bootstrap.uri}/bs?ep={ep}")
+        async with asyncio.timeout(30):
+            answer = await context.request(request).response
+    finally:
+        await context.shutdown()
+    assert answer.code == aiocoap.BAD_REQUEST
+    session = await leshan_bootstrap.session(ep)
+    assert (session["state"], session["cause"]) == ("failed", "NO_BOOTSTRAP_CONFIG"), session
+    assert session["requests"] == []

@@ -37,8 +37,9 @@ REPO = Path(__file__).resolve().parents[2]
 JAR = REPO / "build" / "peers" / "leshan-bootstrap" / "leshan-bootstrap.jar"
 START_TIMEOUT = 60.0
 """A JVM and Californium start in seconds, but the machine is shared by parallel runs."""
-DONE = frozenset({"finished", "failed", "no-config", "unauthorized"})
-"""Session states after which Leshan sends nothing more."""
+DONE = frozenset({"finished", "failed", "unauthorized"})
+"""Session states after which Leshan sends nothing more (a missing config is a failure with
+cause NO_BOOTSTRAP_CONFIG; a refused identity has no session, only this state)."""
 
 
 class LeshanBootstrapUnavailable(RuntimeError):

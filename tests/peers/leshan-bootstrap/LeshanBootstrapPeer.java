@@ -309,9 +309,7 @@ public final class LeshanBootstrapPeer {
         }
 
         @Override
-        public synchronized void noConfig(BootstrapSession session) {
-            of(session).put("state", "no-config");
-        }
+        public void noConfig(BootstrapSession session) {} // then failed(NO_BOOTSTRAP_CONFIG)
 
         @Override
         public synchronized void sendRequest(BootstrapSession session,

@@ -80,6 +80,7 @@ $(NODE_PEERS)/node_modules/.package-lock.json: $(NODE_PEERS)/package-lock.json
 # Leshan's bootstrap server peer (its launcher, and Leshan from Maven Central into ~/.m2), rebuilt
 # into build/peers/leshan-bootstrap when its pom or its source changes.
 $(LESHAN_BS_STAMP): $(LESHAN_BS)/pom.xml $(LESHAN_BS)/LeshanBootstrapPeer.java
+	rm -rf $(dir $@)lib
 	mvn -q -B -f $(LESHAN_BS)/pom.xml package
 	touch $@
 

@@ -1,11 +1,12 @@
 """Eclipse Leshan's bootstrap server as a test peer (tests/peers/leshan-bootstrap/).
 
-Leshan's library (leshan-server-cf 2.0.0-M4, the version of the Leshan DM server peer) does the
-bootstrap; the launcher around it only starts it on 127.0.0.1, takes Leshan ``BootstrapConfig``
-objects per endpoint over a small HTTP API and reports what Leshan's session listener saw: each
-session's state, every request Leshan sent with the CoAP code it got back, the links Leshan parsed
-from a Bootstrap-Discover answer and the values it decoded from a Bootstrap-Read answer. Tests
-assert on that report, which is Leshan's reading of the exchange, not the gateway's.
+Leshan's library (leshan-server-cf 2.0.0-M15, the newest served; the pom says why not the DM
+server peer's 2.0.0-M4) does the bootstrap; the launcher around it only starts it on 127.0.0.1,
+takes Leshan ``BootstrapConfig`` objects per endpoint over a small HTTP API and reports what
+Leshan's session listener saw: each session's state, every request Leshan sent with the CoAP
+code it got back, the links Leshan parsed from a Bootstrap-Discover answer and the values it
+decoded from a Bootstrap-Read answer. Tests assert on that report, which is Leshan's reading of
+the exchange, not the gateway's.
 
 ``make unit`` builds the launcher with Maven (a stamp re-run when its pom or source changes).
 The process is started once per test run (the session-scoped fixture ``leshan_bootstrap``, which

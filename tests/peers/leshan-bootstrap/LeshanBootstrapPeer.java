@@ -48,8 +48,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import org.eclipse.leshan.core.Link;
 import org.eclipse.leshan.core.SecurityMode;
+import org.eclipse.leshan.core.endpoint.Protocol;
+import org.eclipse.leshan.core.link.attributes.Attribute;
+import org.eclipse.leshan.core.link.lwm2m.LwM2mLink;
 import org.eclipse.leshan.core.node.LwM2mNode;
 import org.eclipse.leshan.core.node.LwM2mObject;
 import org.eclipse.leshan.core.node.LwM2mObjectInstance;
@@ -60,7 +62,10 @@ import org.eclipse.leshan.core.request.BootstrapDownlinkRequest;
 import org.eclipse.leshan.core.request.BootstrapReadRequest;
 import org.eclipse.leshan.core.request.BootstrapRequest;
 import org.eclipse.leshan.core.request.ContentFormat;
-import org.eclipse.leshan.core.request.Identity;
+import org.eclipse.leshan.core.peer.LwM2mIdentity;
+import org.eclipse.leshan.core.peer.LwM2mPeer;
+import org.eclipse.leshan.core.peer.OscoreIdentity;
+import org.eclipse.leshan.core.peer.PskIdentity;
 import org.eclipse.leshan.core.response.BootstrapDiscoverResponse;
 import org.eclipse.leshan.core.response.BootstrapReadResponse;
 import org.eclipse.leshan.core.response.LwM2mResponse;
@@ -70,14 +75,14 @@ import org.eclipse.leshan.server.bootstrap.BootstrapFailureCause;
 import org.eclipse.leshan.server.bootstrap.BootstrapSession;
 import org.eclipse.leshan.server.bootstrap.BootstrapSessionListener;
 import org.eclipse.leshan.server.bootstrap.BootstrapTaskProvider;
-import org.eclipse.leshan.server.bootstrap.DefaultBootstrapSessionManager;
 import org.eclipse.leshan.server.bootstrap.InMemoryBootstrapConfigStore;
 import org.eclipse.leshan.server.bootstrap.InvalidConfigurationException;
-import org.eclipse.leshan.server.californium.bootstrap.LeshanBootstrapServer;
-import org.eclipse.leshan.server.californium.bootstrap.LeshanBootstrapServerBuilder;
-import org.eclipse.leshan.server.model.StandardBootstrapModelProvider;
+import org.eclipse.leshan.server.bootstrap.LeshanBootstrapServer;
+import org.eclipse.leshan.server.bootstrap.LeshanBootstrapServerBuilder;
+import org.eclipse.leshan.server.californium.bootstrap.endpoint.CaliforniumBootstrapServerEndpointsProvider;
+import org.eclipse.leshan.server.californium.bootstrap.endpoint.coap.CoapBootstrapServerProtocolProvider;
+import org.eclipse.leshan.server.californium.bootstrap.endpoint.coaps.CoapsBootstrapServerProtocolProvider;
 import org.eclipse.leshan.server.security.BootstrapSecurityStore;
-import org.eclipse.leshan.server.security.SecurityChecker;
 import org.eclipse.leshan.server.security.SecurityInfo;
 
 public final class LeshanBootstrapPeer {
@@ -101,14 +106,15 @@ public final class LeshanBootstrapPeer {
     }
 
     private void run(int coapPort, int coapsPort, int httpPort) throws IOException {
+        CaliforniumBootstrapServerEndpointsProvider.Builder endpoints =
+                new CaliforniumBootstrapServerEndpointsProvider.Builder(
+                        new CoapBootstrapServerProtocolProvider(), new CoapsBootstrapServerProtocolProvider());
+        endpoints.addEndpoint(new InetSocketAddress(HOST, coapPort), Protocol.COAP);
+        endpoints.addEndpoint(new InetSocketAddress(HOST, coapsPort), Protocol.COAPS);
         LeshanBootstrapServerBuilder builder = new LeshanBootstrapServerBuilder();
-        builder.setLocalAddress(HOST, coapPort);
-        builder.setLocalSecureAddress(HOST, coapsPort);
-        BootstrapSecurityStore security = new PskFromConfigs();
-        builder.setSecurityStore(security);
-        builder.setSessionManager(new DefaultBootstrapSessionManager(
-                security, new SecurityChecker(), new BeforeThenConfig(),
-                new StandardBootstrapModelProvider()));
+        builder.setEndpointsProviders(endpoints.build());
+        builder.setSecurityStore(new PskFromConfigs());
+        builder.setTaskProvider(new BeforeThenConfig());
         LeshanBootstrapServer server = builder.build();
         server.addListener(recorder);
         server.start();
@@ -118,8 +124,9 @@ public final class LeshanBootstrapPeer {
         http.createContext("/config/", this::config);
         http.createContext("/sessions", this::sessions);
         http.start();
-        System.out.printf("READY coap=%d coaps=%d http=%d%n", server.getUnsecuredAddress().getPort(),
-                server.getSecuredAddress().getPort(), http.getAddress().getPort());
+        System.out.printf("READY coap=%d coaps=%d http=%d%n",
+                server.getEndpoint(Protocol.COAP).getURI().getPort(),
+                server.getEndpoint(Protocol.COAPS).getURI().getPort(), http.getAddress().getPort());
         System.out.flush();
     }
 
@@ -211,7 +218,7 @@ public final class LeshanBootstrapPeer {
         public Tasks getTasks(BootstrapSession session, List<LwM2mResponse> previous) {
             JsonNode steps = before.get(session.getEndpoint());
             if (previous == null && steps != null && steps.size() > 0
-                    && store.get(session.getEndpoint(), session.getIdentity(), session) != null) {
+                    && store.get(session) != null) {
                 Tasks tasks = new Tasks();
                 tasks.requestsToSend = new ArrayList<>();
                 for (JsonNode step : steps)
@@ -253,9 +260,14 @@ public final class LeshanBootstrapPeer {
             for (String endpoint : store.getAll().keySet())
                 for (Iterator<SecurityInfo> it = getAllByEndpoint(endpoint); it.hasNext();) {
                     SecurityInfo info = it.next();
-                    if (info.getIdentity().equals(identity))
+                    if (info.getPskIdentity().equals(identity))
                         return info;
                 }
+            return null;
+        }
+
+        @Override
+        public SecurityInfo getByOscoreIdentity(OscoreIdentity identity) {
             return null;
         }
     }
@@ -267,10 +279,11 @@ public final class LeshanBootstrapPeer {
         /** The record of each live session, by Leshan's session ID. */
         private final Map<String, ObjectNode> live = new HashMap<>();
 
-        private ObjectNode open(String endpoint, Identity identity, String state) {
+        private ObjectNode open(String endpoint, LwM2mPeer peer, String state) {
             ObjectNode s = JSON.createObjectNode();
             s.put("endpoint", endpoint);
-            s.put("identity", identity.isPSK() ? "psk:" + identity.getPskIdentity()
+            LwM2mIdentity identity = peer.getIdentity();
+            s.put("identity", identity instanceof PskIdentity psk ? "psk:" + psk.getPskIdentity()
                     : identity.isSecure() ? "secure" : "unsecure");
             s.put("state", state);
             s.putArray("requests");
@@ -280,7 +293,7 @@ public final class LeshanBootstrapPeer {
 
         private ObjectNode of(BootstrapSession session) {
             return live.computeIfAbsent(session.getId(), id -> {
-                ObjectNode s = open(session.getEndpoint(), session.getIdentity(), "started");
+                ObjectNode s = open(session.getEndpoint(), session.getClientTransportData(), "started");
                 BootstrapRequest request = session.getBootstrapRequest();
                 if (request.getPreferredContentFormat() != null)
                     s.put("pct", request.getPreferredContentFormat().getCode());
@@ -296,11 +309,11 @@ public final class LeshanBootstrapPeer {
         }
 
         @Override
-        public void sessionInitiated(BootstrapRequest request, Identity identity) {}
+        public void sessionInitiated(BootstrapRequest request, LwM2mPeer client) {}
 
         @Override
-        public synchronized void unAuthorized(BootstrapRequest request, Identity identity) {
-            open(request.getEndpointName(), identity, "unauthorized");
+        public synchronized void unAuthorized(BootstrapRequest request, LwM2mPeer client) {
+            open(request.getEndpointName(), client, "unauthorized");
         }
 
         @Override
@@ -358,9 +371,10 @@ public final class LeshanBootstrapPeer {
                 r.put("error", response.getErrorMessage());
             if (response instanceof BootstrapDiscoverResponse d && d.getObjectLinks() != null) {
                 ArrayNode links = r.putArray("links");
-                for (Link link : d.getObjectLinks()) {
-                    ObjectNode l = links.addObject().put("url", link.getUrl());
-                    link.getAttributes().forEach((k, v) -> l.put(k, v == null ? null : String.valueOf(v)));
+                for (LwM2mLink link : d.getObjectLinks()) {
+                    ObjectNode l = links.addObject().put("url", link.getUriReference());
+                    for (Attribute a : link.getAttributes())
+                        l.put(a.getName(), a.hasValue() ? String.valueOf(a.getValue()) : null);
                 }
             }
             if (response instanceof BootstrapReadResponse rd && rd.getContent() != null)

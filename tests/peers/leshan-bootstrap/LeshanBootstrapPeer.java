@@ -14,12 +14,17 @@
  *   GET    /sessions?endpoint=E   what Leshan's BootstrapSessionListener reported, per session
  *   DELETE /sessions
  *
+ * A session is {endpoint, identity ("unsecure" | "psk:ID"), pct, format, state ("started",
+ * "finished", "failed" with a cause, or "unauthorized"), requests: [{op, path, code ("2.04"),
+ * error, links (a Bootstrap-Discover answer as Leshan parsed it), values (a Bootstrap-Read answer
+ * as Leshan decoded it), failure (the exception when there was no usable answer)}]}.
+ *
  * "before" lists Bootstrap-Discover, -Read and -Delete requests ({"op": "discover"|"read"|
  * "delete", "path": "/1"}) that Leshan sends ahead of the ones its config store derives from the
  * config, for the interop cases that start with them (Leshan's own task provider never reads, and
- * discovers only to find the Bootstrap-Server account). A config
- * whose Bootstrap-Server account (bootstrapServer = true) is PSK makes Leshan require that PSK on
- * CoAPS for the endpoint, the way Leshan's demo derives its bootstrap security store.
+ * discovers only to find the Bootstrap-Server account). A config whose Bootstrap-Server account
+ * (bootstrapServer = true) is PSK makes Leshan require that PSK on CoAPS for the endpoint, the
+ * way Leshan's demo derives its bootstrap security store.
  */
 
 import com.fasterxml.jackson.core.JsonGenerator;

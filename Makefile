@@ -20,7 +20,11 @@ APT_PACKAGES += dbus libdbus-1-dev libglib2.0-dev pkg-config python3-dev
 # (packaging/debian/control), lintian, and systemd-analyze to verify the unit.
 APT_PACKAGES += debhelper dpkg-dev fakeroot lintian help2man python3-dev libsystemd-dev pkgconf \
 	systemd
+# Eclipse Leshan, the reference LwM2M server, as interop peers: a JRE and Maven build and run them.
+APT_PACKAGES += default-jre-headless maven
 NODE_PEERS := tests/peers/node
+LESHAN_BS := tests/peers/leshan-bootstrap
+LESHAN_BS_STAMP := build/peers/leshan-bootstrap/.built
 
 .PHONY: test demo lint typecheck unit system-deps clean deb
 
@@ -66,12 +70,19 @@ typecheck: $(STAMP)
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
 	  --cache-dir $(CURDIR)/.mypy_cache -p bridged
 
-unit: $(STAMP) $(NODE_PEERS)/node_modules/.package-lock.json
+unit: $(STAMP) $(NODE_PEERS)/node_modules/.package-lock.json $(LESHAN_BS_STAMP)
 	$(BIN)/pytest
 
 # The npm interop peers, reinstalled when their lockfile changes.
 $(NODE_PEERS)/node_modules/.package-lock.json: $(NODE_PEERS)/package-lock.json
 	npm ci --prefix $(NODE_PEERS) --no-audit --no-fund --loglevel=error
+
+# Leshan's bootstrap server peer (its launcher, and Leshan from Maven Central into ~/.m2), rebuilt
+# into build/peers/leshan-bootstrap when its pom or its source changes.
+$(LESHAN_BS_STAMP): $(LESHAN_BS)/pom.xml $(LESHAN_BS)/LeshanBootstrapPeer.java
+	rm -rf $(dir $@)lib
+	mvn -q -B -f $(LESHAN_BS)/pom.xml package
+	touch $@
 
 # The Debian package, built from a copy of the sources into build/deb (see packaging/build-deb).
 deb: system-deps

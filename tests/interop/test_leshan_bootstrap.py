@@ -52,14 +52,6 @@ retry_sequence_count = 1
 """A factory server account that never answers (nothing listens on the discard port): the
 daemon gives up on it and falls back to the Bootstrap-Server (/1/x/16 defaults to true)."""
 
-ISSUE_13_ITEM_8 = pytest.mark.xfail(
-    strict=True,
-    reason='issue 13 item 8: Bootstrap-Discover answers </>;lwm2m="1.1" (quoted); Core 1.1\'s '
-    "Bootstrap-Discover example is </>;lwm2m=1.1, and Leshan refuses the whole answer (its "
-    "LinkParseException: Invalid lwm2m version, version should not be quoted)",
-)
-"""What the Leshan cases that rest on a Bootstrap-Discover answer wait for."""
-
 needs_dtls = pytest.mark.skipif(
     importlib.util.find_spec("DTLSSocket") is None,
     reason="DTLSSocket is not installed (pip install 'bridged[dtls]')",
@@ -181,7 +173,7 @@ async def test_LightweightM2M_1_1_int_1_psk_server_account(
 @needs_dtls
 @pytest.mark.xfail(
     strict=True,
-    reason="bridged's [bootstrap] takes a coap:// URI only (NoSec): it cannot reach a "
+    reason="issue 20 (bootstrap over DTLS): bridged's [bootstrap] takes a coap:// URI only (NoSec): it cannot reach a "
     "Bootstrap-Server over DTLS-PSK, which int-1 requires (the Security object's Security Mode, "
     "/0/x/2, may be 0 = PSK for the Bootstrap-Server account too). The daemon refuses the "
     "configuration.",
@@ -234,7 +226,6 @@ async def test_LightweightM2M_1_1_int_4_bootstrap_delete(
         assert register.endpoint == ep
 
 
-@ISSUE_13_ITEM_8
 async def test_LightweightM2M_1_1_int_4_delete_keeps_bootstrap_account_and_device(
     tmp_path: Path, leshan_bootstrap: LeshanBootstrap, dm_server: LwM2MTestServer
 ) -> None:
@@ -258,7 +249,6 @@ async def test_LightweightM2M_1_1_int_4_delete_keeps_bootstrap_account_and_devic
         assert "/3/0" in after
 
 
-@ISSUE_13_ITEM_8
 async def test_LightweightM2M_1_1_int_6_bootstrap_discover_by_leshan(
     tmp_path: Path, leshan_bootstrap: LeshanBootstrap, dm_server: LwM2MTestServer
 ) -> None:
@@ -281,7 +271,6 @@ async def test_LightweightM2M_1_1_int_6_bootstrap_discover_by_leshan(
         assert register.endpoint == ep and register.query["lt"] == "150"
 
 
-@ISSUE_13_ITEM_8
 async def test_LightweightM2M_1_1_int_6_discover_reports_the_version_leshan_reads(
     tmp_path: Path, leshan_bootstrap: LeshanBootstrap, dm_server: LwM2MTestServer
 ) -> None:

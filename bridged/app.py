@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -58,6 +59,7 @@ from bridged.objects.values import ObjLnk, Record, Value, from_text, to_text
 from bridged.operations import NodeOperations
 from bridged.registry import LiveNode, NodeRegistry
 from bridged.store.database import connect
+from bridged.store.files import DirectoryLocked, lock_directory
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import Secret, SecretStore
@@ -353,6 +355,20 @@ def make_state_dir(path: os.PathLike[str] | str) -> None:
     os.makedirs(path, mode=0o750, exist_ok=True)
 
 
+def open_state_dir(config: Config) -> int:
+    """Create the state directory and take its lock (see ``lock_directory``); returns the
+    lock's file descriptor. A directory that cannot be made, or that another daemon holds,
+    is a ConfigError on ``gateway.state_dir``."""
+    path = config.gateway.state_dir
+    try:
+        make_state_dir(path)
+        return lock_directory(path)
+    except DirectoryLocked as e:
+        raise ConfigError(config.path, "gateway.state_dir", str(e)) from None
+    except OSError as e:
+        raise ConfigError(config.path, "gateway.state_dir", f"{path}: {e.strerror or e}") from None
+
+
 # -- the gateway -----------------------------------------------------------------------------
 
 
@@ -381,8 +397,12 @@ class Gateway:
         self._expiry_task: asyncio.Task[None] | None = None
         self._status_later: asyncio.TimerHandle | None = None
         state_dir = config.gateway.state_dir
-        make_state_dir(state_dir)
-        self.db = connect(state_dir / DATABASE)
+        self._lock = open_state_dir(config)
+        try:
+            self.db = connect(state_dir / DATABASE)
+        except BaseException:
+            os.close(self._lock)
+            raise
         try:
             self.nodes = NodeStore(self.db)
             self.readings = ReadingStore(self.db, config.store.bounds)
@@ -439,6 +459,7 @@ class Gateway:
             self.registry.on_commit(self.delivery.notify)
         except BaseException:
             self.db.close()
+            os.close(self._lock)
             raise
 
     def _operations(
@@ -475,7 +496,17 @@ class Gateway:
         self._expiry_task = asyncio.create_task(
             self.commands.run(EXPIRY_INTERVAL), name="command-expiry"
         )
-        await self._start_lwm2m()
+        try:
+            await self._start_lwm2m()
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+            gw = self.config.gateway
+            raise ConfigError(
+                self.config.path,
+                "gateway.bind_port",
+                f"port {gw.bind_port} on {gw.bind_address} is in use (another bridged?)",
+            ) from None
         self.running = True
         log.info(
             "gateway %s up: %d transport(s), %d paired node(s), exposure %s",
@@ -511,6 +542,7 @@ class Gateway:
             await self._stop_transport(name, transport)
         self.registry.flush()
         self.db.close()
+        os.close(self._lock)
 
     async def reload(self, config: Config) -> list[str]:
         """Apply what can change while running: the log level, the store bounds and the

@@ -204,16 +204,13 @@ class Daemon:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # The same checks as --check before anything is created: a bad file starts nothing.
         config = load(args.config)
+        check_transports(config)
     except ConfigError as e:
         print(f"bridged: {e}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check:
-        try:
-            check_transports(config)
-        except ConfigError as e:
-            print(f"bridged: {e}", file=sys.stderr)
-            return EXIT_CONFIG
         print(f"bridged: {args.config}: configuration is valid")
         return 0
     setup_logging(args.log_target, config.log_level)

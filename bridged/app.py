@@ -61,7 +61,7 @@ from bridged.registry import LiveNode, NodeRegistry
 from bridged.store.database import connect
 from bridged.store.files import DirectoryLocked, lock_directory
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
-from bridged.store.readings import ReadingStore
+from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
 from bridged.store.secrets import Secret, SecretStore
 from bridged.transports.base import (
     Heard,
@@ -91,6 +91,8 @@ ENDPOINT_STATUS_DELAY = 0.5
 """Node endpoints' registration events within this many seconds make one status change (after
 a restart, thousands of endpoints register within seconds)."""
 HISTORY_LIMIT = 1000
+STORAGE_CONDITIONS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY")
+"""SQLite errors of a file system that is full or refuses writes, not of a broken daemon."""
 """How many ended commands ``commands_history`` looks through for one node's."""
 OBSERVED = "observed"
 """The reading store's consumer earlier versions kept in the endpoints mode and moved past
@@ -334,6 +336,8 @@ class _Unheard:
     def heard(self, heard: Heard) -> None: ...
 
     def readings(self, node: NodeId, records: Sequence[Record]) -> None: ...
+
+    async def durable(self) -> None: ...
 
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None: ...
 
@@ -769,6 +773,10 @@ class Gateway:
         live = list(self.registry.live.values())
         now = time.time()
         dropped = self.readings.dropped()
+        registry = self.registry
+        if registry.unstored_dropped:
+            unstored = dropped.get(DROPPED_UNSTORED, 0) + registry.unstored_dropped
+            dropped[DROPPED_UNSTORED] = unstored
         return {
             "endpoint": self.config.gateway.endpoint,
             "exposure": self.config.gateway.exposure,
@@ -792,7 +800,9 @@ class Gateway:
                 "stored": len(self.readings),
                 "dropped": sum(dropped.values()),
                 "dropped_by_bound": dropped,
-                "unpaired": self.registry.unpaired_readings,
+                "unpaired": registry.unpaired_readings,
+                "unstored": registry.unstored,
+                "problem": registry.store_problem,
             },
             "transports": self.transports_status(),
             "permit_join": max(self._join_until - time.monotonic(), 0.0),
@@ -826,6 +836,10 @@ class Gateway:
                 "ON CONFLICT(name) DO UPDATE SET value = value + 1"
             )
         except sqlite3.Error as e:
+            # A full or read-only file system is a condition the daemon lives through (its
+            # readings wait in memory, see NodeRegistry); a restart would lose them.
+            if getattr(e, "sqlite_errorname", "").startswith(STORAGE_CONDITIONS):
+                return problems
             problems.append(f"the state database does not take a write: {e}")
         return problems
 

@@ -174,6 +174,11 @@ def show_status(status: Mapping[str, Any], out: IO[str]) -> None:
         f"readings   {readings['stored']} stored, {readings['dropped']} dropped, "
         f"{readings['unpaired']} from unpaired nodes ignored\n"
     )
+    if readings.get("problem"):
+        out.write(
+            f"  STORING FAILS: {readings['problem']}; {readings['unstored']} readings held "
+            "in memory until it works again\n"
+        )
     commands = status.get("commands")
     if commands is not None:
         out.write(f"commands   {commands['pending']} pending (bridgectl commands)\n")

@@ -14,12 +14,14 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridged.objects.paths import MAX_ID
+
+from .database import transaction
 
 _TRANSPORT = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -88,15 +90,8 @@ class NodeStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._conn)
 
     # -- pairing -----------------------------------------------------------------------------
 

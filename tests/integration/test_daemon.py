@@ -203,8 +203,14 @@ class Daemon:
 
 @contextlib.asynccontextmanager
 async def running_daemon(
-    tmp_path: Path, config: str, *, notify: NotifyListener | None = None
+    tmp_path: Path,
+    config: str,
+    *,
+    notify: NotifyListener | None = None,
+    log_lines: list[str] | None = None,
 ) -> AsyncIterator[Daemon]:
+    """The daemon with ``config``, its log in ``Daemon.log``, or (``log_lines``) read from a
+    pipe into that list as it comes: a pipe is not a file, so a file size limit spares it."""
     cfg = tmp_path / "bridged.toml"
     cfg.write_text(config)
     env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
@@ -222,8 +228,15 @@ async def running_daemon(
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
+            stderr=stderr if log_lines is None else asyncio.subprocess.PIPE,
         )
+
+    async def drain(lines: list[str]) -> None:
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            lines.append(line.decode(errors="replace"))
+
+    reader = None if log_lines is None else asyncio.create_task(drain(log_lines))
     daemon = Daemon(proc, tmp_path / "run" / "control.sock", log)
     try:
         yield daemon
@@ -231,6 +244,8 @@ async def running_daemon(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        if reader is not None:
+            await reader
 
 
 async def until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,86 @@
+"""The real daemon lives through a file system that refuses writes, and loses nothing it can
+keep.
+
+The fault is made as the kernel makes it, without root: the daemon's file size limit
+(RLIMIT_FSIZE, set from outside with prlimit) drops to one byte, so every write to the state
+database fails (SQLite: "disk I/O error", as on a file system remounted read-only or a disk
+that failed), then goes back up, as when space is freed. The daemon's log goes through a pipe,
+which the limit does not touch. Readings produced meanwhile are counted from the daemon's own
+event stream and must all reach the LwM2M server afterwards; ``bridgectl status`` shows the
+condition while it lasts.
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+from integration.test_daemon import (
+    _short_paths,  # noqa: F401 (fixture)
+    config_text,
+    next_matching,
+    running_daemon,
+    sends,
+    until,
+    until_sync,
+)
+from peers.lwm2m_server import LwM2MTestServer
+
+
+def file_size_limit(pid: int, soft: int) -> None:
+    _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
+
+
+async def test_storing_resumes_after_the_file_system_refused_writes(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    sim = "nodes = 1\ninterval = 0.2"
+    log: list[str] = []
+    config = config_text(server.uri, tmp_path, sim=sim)
+    async with running_daemon(tmp_path, config, log_lines=log) as d:
+        await server.next_event("register", timeout=30)
+        await d.wait_registered()
+        await d.call("pair", node="sim:0001", name="porch")
+        upstream = {p: await d.upstream("sim:0001", p) for p in ("/3303/0/5700", "/3304/0/5700")}
+        await until_sync(lambda: bool(sends(server)))
+        normal = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)[0]
+        produced: set[tuple[str, float, object]] = set()
+        async with d.events("readings") as events:
+            file_size_limit(d.proc.pid, 1)
+            try:
+
+                async def refusing() -> bool:
+                    status = await d.ctl_json("status")
+                    assert isinstance(status, dict)
+                    return bool(status["readings"]["problem"])
+
+                await until(refusing)
+                code, text, _ = await d.ctl("status")
+                assert code == 0 and "STORING FAILS" in text
+                # Readings go on arriving; the daemon holds them.
+                while len(produced) < 20:
+                    event = await next_matching(events, id="sim:0001")
+                    records = event["records"]
+                    assert isinstance(records, list)
+                    produced |= {
+                        (upstream[r["path"]], r["time"], r["value"])
+                        for r in records
+                        if r["path"] in upstream
+                    }
+                status = await d.ctl_json("status")
+                assert isinstance(status, dict) and status["readings"]["unstored"] > 0
+            finally:
+                file_size_limit(d.proc.pid, normal)
+
+        # Space is back: storing resumes by itself, and every reading reaches the server.
+        await until_sync(lambda: produced <= sends(server), timeout=60)
+        status = await d.ctl_json("status")
+        assert isinstance(status, dict)
+        assert status["readings"]["problem"] is None
+        assert status["readings"]["dropped"] == 0
+        assert d.proc.returncode is None
+    errors = [line for line in log if "refuses writes" in line]
+    assert len(errors) == 1, log  # said once, not at every group commit
+    assert any("takes writes again" in line for line in log)
+    assert not any("Traceback" in line for line in log)

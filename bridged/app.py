@@ -45,7 +45,7 @@ from bridged.engine.access import BOOTSTRAP_ONLY
 from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
-from bridged.engine.registration import RegistrationEvent
+from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
 from bridged.exposure.gateway import GatewayExposure
@@ -652,6 +652,7 @@ class Gateway:
 
     def _on_registration(self, event: RegistrationEvent) -> None:
         self.registrations[event.server] = event
+        self._server_registered(event)
         self.events.publish(
             "registration",
             server=event.server,
@@ -661,9 +662,19 @@ class Gateway:
         )
         self._changed()
 
+    def _server_registered(self, event: RegistrationEvent) -> None:
+        """A completed registration says the server is there: delivery to it stops backing
+        off (a server a Bootstrap-Server provisioned is not configured: every server)."""
+        if event.kind is EventKind.REGISTRATION_COMPLETE:
+            ssid = next(
+                (s.short_server_id for s in self.config.servers if s.uri == event.server), None
+            )
+            self.delivery.registered(ssid)
+
     def _on_endpoint_event(self, ep: NodeEndpoint, event: RegistrationEvent) -> None:
         """A node endpoint's registration event: streamed as it comes, and counted in the
         status once the burst is over."""
+        self._server_registered(event)
         self.events.publish(
             "endpoint",
             node=str(ep.node),

@@ -447,6 +447,22 @@ async def test_writes_to_nodes_sleepy_and_awake(tmp_path: Path, server: LwM2MTes
         assert await d.ctl_json("commands") == [], "an awake node's writes are not queued"
 
 
+async def produced(
+    events: asyncio.Queue[dict[str, object]], node: str, upstream: dict[str, str], count: int
+) -> set[tuple[str, float, object]]:
+    """At least ``count`` readings of ``node`` as the daemon's event stream reports them, as
+    (gateway path, time, value) of the node-local paths ``upstream`` maps."""
+    out: set[tuple[str, float, object]] = set()
+    while len(out) < count:
+        event = await next_matching(events, id=node)
+        records = event["records"]
+        assert isinstance(records, list)
+        out |= {
+            (upstream[r["path"]], r["time"], r["value"]) for r in records if r["path"] in upstream
+        }
+    return out
+
+
 def sends(server: LwM2MTestServer) -> set[tuple[str, float | None, object]]:
     return {
         (r.name, r.time, r.value)

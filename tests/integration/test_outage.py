@@ -19,7 +19,7 @@ from emulators.world import World
 from integration.test_daemon import (
     _short_paths,  # noqa: F401 (fixture)
     config_text,
-    next_matching,
+    produced,
     running_daemon,
     sends,
     until,
@@ -84,16 +84,7 @@ async def test_the_backlog_goes_as_soon_as_the_gateway_has_registered_again(
 
         await until(backing_off, timeout=60)
         async with d.events("readings") as events:
-            during: set[tuple[str, float, object]] = set()
-            while len(during) < 4:
-                event = await next_matching(events, id="sim:0001")
-                records = event["records"]
-                assert isinstance(records, list)
-                during |= {
-                    (upstream[r["path"]], r["time"], r["value"])
-                    for r in records
-                    if r["path"] in upstream
-                }
+            during = await produced(events, "sim:0001", upstream, 4)
         await first.stop()  # restarted: it has forgotten the gateway
         async with LwM2MTestServer(port=port) as back:
             # The gateway learns the server lost it (its Update is 4.04) and registers again.

@@ -18,7 +18,7 @@ from pathlib import Path
 from integration.test_daemon import (
     _short_paths,  # noqa: F401 (fixture)
     config_text,
-    next_matching,
+    produced,
     running_daemon,
     sends,
     until,
@@ -45,7 +45,6 @@ async def test_storing_resumes_after_the_file_system_refused_writes(
         upstream = {p: await d.upstream("sim:0001", p) for p in ("/3303/0/5700", "/3304/0/5700")}
         await until_sync(lambda: bool(sends(server)))
         normal = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)[0]
-        produced: set[tuple[str, float, object]] = set()
         async with d.events("readings") as events:
             file_size_limit(d.proc.pid, 1)
             try:
@@ -59,22 +58,14 @@ async def test_storing_resumes_after_the_file_system_refused_writes(
                 code, text, _ = await d.ctl("status")
                 assert code == 0 and "STORING FAILS" in text
                 # Readings go on arriving; the daemon holds them.
-                while len(produced) < 20:
-                    event = await next_matching(events, id="sim:0001")
-                    records = event["records"]
-                    assert isinstance(records, list)
-                    produced |= {
-                        (upstream[r["path"]], r["time"], r["value"])
-                        for r in records
-                        if r["path"] in upstream
-                    }
+                during = await produced(events, "sim:0001", upstream, 20)
                 status = await d.ctl_json("status")
                 assert isinstance(status, dict) and status["readings"]["unstored"] > 0
             finally:
                 file_size_limit(d.proc.pid, normal)
 
         # Space is back: storing resumes by itself, and every reading reaches the server.
-        await until_sync(lambda: produced <= sends(server), timeout=60)
+        await until_sync(lambda: during <= sends(server), timeout=60)
         status = await d.ctl_json("status")
         assert isinstance(status, dict)
         assert status["readings"]["problem"] is None

@@ -95,15 +95,31 @@ def connect(path: Path | str) -> sqlite3.Connection:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date.
 
     ``":memory:"`` gives a private in-memory database, for tests of logic only: it has no WAL.
+    A damaged file (``PRAGMA quick_check``) or one of a newer schema is a DatabaseError that
+    says what to do; the file is not touched.
     """
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as e:
+        raise DatabaseError(f"{path}: cannot open the state database ({e})") from None
+    try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        (verdict,) = conn.execute("PRAGMA quick_check(1)").fetchone()
+        if verdict != "ok":
+            found = " ".join(str(verdict).replace("*** in database main ***", "").split())
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {found[:200]}")
         _migrate(conn)
+    except DatabaseError as e:
+        conn.close()
+        raise DatabaseError(f"{path}: {e}") from None
     except sqlite3.DatabaseError as e:
-        raise DatabaseError(f"{path}: {e}") from e
+        conn.close()
+        raise DatabaseError(
+            f"{path}: the state database is damaged ({e}); nothing was changed: "
+            "`bridged --recover` keeps it aside and starts a new one with what still reads"
+        ) from None
     return conn
 
 
@@ -125,8 +141,9 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def _migrate(conn: sqlite3.Connection) -> None:
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > len(MIGRATIONS):
-        raise sqlite3.DatabaseError(
-            f"schema version {version} is newer than this bridged knows ({len(MIGRATIONS)})"
+        raise DatabaseError(
+            f"schema version {version} is newer than this bridged knows ({len(MIGRATIONS)}):"
+            " it was written by a later version; install that one again"
         )
     for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
         log.info("state database: schema %d -> %d", target - 1, target)

@@ -60,7 +60,7 @@ from bridged.operations import NodeOperations
 from bridged.registry import LiveNode, NodeRegistry
 from bridged.store.database import connect
 from bridged.store.files import DirectoryLocked, lock_directory
-from bridged.store.nodes import NodeId, NodeStore, PairedNode
+from bridged.store.nodes import NodeId, NodeStore, PairedNode, check_name
 from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
 from bridged.store.secrets import Secret, SecretStore
 from bridged.transports.base import (
@@ -917,6 +917,8 @@ class Gateway:
         except UnknownTransport as e:
             raise ValueError(str(e)) from None
         heard = self.registry.heard_nodes.get(node_id)
+        if name:
+            check_name(name)
         name = name or (heard.name if heard and heard.name else str(node_id))
         profile = profile or (heard.profile if heard and heard.profile else "")
         return PairedNode(node_id, name, profile, sleepy, options=dict(options or {}))

@@ -101,6 +101,8 @@ def parse_request(line: bytes) -> Request:
         message = json.loads(line)
     except (ValueError, UnicodeDecodeError) as e:
         raise ProtocolError(PARSE_ERROR, f"not JSON: {e}") from None
+    except RecursionError:
+        raise ProtocolError(PARSE_ERROR, "not JSON this daemon reads: nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError(INVALID_REQUEST, "a request is a JSON object")
     rid = message.get("id")

@@ -70,6 +70,20 @@ class NodeId:
         return f"{self.transport}:{self.address}"
 
 
+MAX_NAME = 64
+"""The longest node name, in characters: it is shown in tables and sent upstream as the
+node's Application Type (5750)."""
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can be a node's name; ValueError saying why not."""
+    if len(name) > MAX_NAME:
+        raise ValueError(f"a node name is at most {MAX_NAME} characters, not {len(name)}")
+    if not name.isprintable():
+        raise ValueError("a node name is printable text (no control characters)")
+    return name
+
+
 @dataclass(frozen=True, slots=True)
 class PairedNode:
     """A node the gateway accepts. ``profile`` says how its data is read (a format name such as

@@ -12,8 +12,10 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from aiocoap.numbers.codes import Code
 
 from integration.test_daemon import (
@@ -45,42 +47,45 @@ def call(method: str, **params: object) -> bytes:
     return json.dumps({"id": 7, "method": method, "params": params}).encode()
 
 
-async def test_an_over_long_string_from_a_server_is_refused(
-    tmp_path: Path, server: LwM2MTestServer
-) -> None:
+@pytest.fixture
+async def daemon(tmp_path: Path, server: LwM2MTestServer) -> AsyncIterator[Daemon]:
+    """The daemon, registered with ``server``; its log has no traceback at the end."""
     async with running_daemon(tmp_path, config_text(server.uri, tmp_path)) as d:
         await server.next_event("register", timeout=30)
         await d.wait_registered()
-        before = (await server.request(ENDPOINT, Code.GET, "/3/0/14")).payload
-        written = await server.request(ENDPOINT, Code.PUT, "/3/0/14", b"+" * 3000, content_format=0)
-        assert written.code == Code.BAD_REQUEST and b"2048" in written.payload
-        assert (await server.request(ENDPOINT, Code.GET, "/3/0/14")).payload == before
+        yield d
     assert "Traceback" not in d.log.read_text()
+
+
+async def test_an_over_long_string_from_a_server_is_refused(
+    daemon: Daemon, server: LwM2MTestServer
+) -> None:
+    before = (await server.request(ENDPOINT, Code.GET, "/3/0/14")).payload
+    written = await server.request(ENDPOINT, Code.PUT, "/3/0/14", b"+" * 3000, content_format=0)
+    assert written.code == Code.BAD_REQUEST and b"2048" in written.payload
+    assert (await server.request(ENDPOINT, Code.GET, "/3/0/14")).payload == before
 
 
 async def test_over_long_text_and_deep_json_on_the_control_socket_are_refused(
-    tmp_path: Path, server: LwM2MTestServer
+    daemon: Daemon,
 ) -> None:
-    async with running_daemon(tmp_path, config_text(server.uri, tmp_path)) as d:
-        await server.next_event("register", timeout=30)
-        await d.wait_registered()
-        answer = await request(d, call("write", path="/3/0/15", value="x" * 60000))
-        error = answer["error"]
-        assert isinstance(error, dict)
-        assert error["code"] == FAILED and error["coap"] == "4.00" and "2048" in error["message"]
-        answer = await request(d, call("pair", node="sim:0001", name="n" * 60000))
-        error = answer["error"]
-        assert isinstance(error, dict)
-        assert error["code"] == INVALID_PARAMS and "at most 64" in error["message"]
-        assert await d.ctl_json("nodes") == []
+    d = daemon
+    answer = await request(d, call("write", path="/3/0/15", value="x" * 60000))
+    error = answer["error"]
+    assert isinstance(error, dict)
+    assert error["code"] == FAILED and error["coap"] == "4.00" and "2048" in error["message"]
+    answer = await request(d, call("pair", node="sim:0001", name="n" * 60000))
+    error = answer["error"]
+    assert isinstance(error, dict)
+    assert error["code"] == INVALID_PARAMS and "at most 64" in error["message"]
+    assert await d.ctl_json("nodes") == []
 
-        deep = b'{"id": 1, "method": "status", "params": ' + b"[" * 30000 + b"]" * 30000 + b"}"
-        answer = await request(d, deep)
-        error = answer["error"]
-        assert isinstance(error, dict)
-        assert error["code"] == PARSE_ERROR and "nested too deeply" in error["message"]
-        assert "result" in await request(d, call("status"))
-    assert "Traceback" not in d.log.read_text()
+    deep = b'{"id": 1, "method": "status", "params": ' + b"[" * 30000 + b"]" * 30000 + b"}"
+    answer = await request(d, deep)
+    error = answer["error"]
+    assert isinstance(error, dict)
+    assert error["code"] == PARSE_ERROR and "nested too deeply" in error["message"]
+    assert "result" in await request(d, call("status"))
 
 
 def test_bridgectl_waits_then_says_so_when_the_backlog_is_full(tmp_path: Path) -> None:

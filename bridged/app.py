@@ -57,8 +57,8 @@ from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import ObjLnk, Record, Value, from_text, to_text
 from bridged.operations import NodeOperations
-from bridged.registry import LiveNode, NodeRegistry
-from bridged.store.database import connect
+from bridged.registry import COMMIT_INTERVAL, LiveNode, NodeRegistry
+from bridged.store.database import connect, mark_running, mark_stopped, unclean_stops
 from bridged.store.files import DirectoryLocked, lock_directory
 from bridged.store.nodes import NodeId, NodeStore, PairedNode, check_name
 from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
@@ -494,6 +494,7 @@ class Gateway:
     async def start(self) -> None:
         """Start the transports, the registry's group commit and the LwM2M client; returns
         once they run, without waiting for any server to answer."""
+        self._mark_running()
         for transport in self.transports.values():
             await self._start_transport(transport)
         self._registry_task = asyncio.create_task(self.registry.run(), name="registry")
@@ -545,8 +546,40 @@ class Gateway:
         for name, transport in self.transports.items():
             await self._stop_transport(name, transport)
         self.registry.flush()
+        self._mark_stopped()
         self.db.close()
         os.close(self._lock)
+
+    def _mark_running(self) -> None:
+        """Count the previous run if it did not stop cleanly (see ``mark_running``)."""
+        try:
+            unclean = mark_running(self.db)
+        except sqlite3.Error as e:
+            log.warning("the state database does not take a write at start: %s", e)
+            return
+        if unclean:
+            log.warning(
+                "the previous run did not stop cleanly (kill -9, a crash, a power cut): the "
+                "readings of its last %g s that no node had been told were received may be "
+                "lost (counted: readings.unclean_stops in bridgectl status)",
+                COMMIT_INTERVAL,
+            )
+
+    def _mark_stopped(self) -> None:
+        """A clean stop, unless readings could not be stored: they are lost with the process,
+        which the next start then counts."""
+        lost = self.registry.unstored
+        if lost:
+            log.error(
+                "%d readings are lost: the state database refused them until the stop (%s)",
+                lost,
+                self.registry.store_problem,
+            )
+            return
+        try:
+            mark_stopped(self.db)
+        except sqlite3.Error as e:
+            log.warning("the state database does not take a write at stop: %s", e)
 
     async def reload(self, config: Config) -> list[str]:
         """Apply what can change while running: the log level, the store bounds and the
@@ -813,6 +846,7 @@ class Gateway:
                 "dropped_by_bound": dropped,
                 "unpaired": registry.unpaired_readings,
                 "unstored": registry.unstored,
+                "unclean_stops": unclean_stops(self.db),
                 "problem": registry.store_problem,
             },
             "transports": self.transports_status(),

@@ -138,6 +138,44 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+RUNNING = "running"
+"""Counter row that is 1 while a daemon uses the database and 0 after a clean stop."""
+UNCLEAN_STOPS = "unclean_stops"
+"""How many times a daemon ended without a clean stop (kill -9, a crash, a power cut)."""
+
+
+def mark_running(conn: sqlite3.Connection) -> bool:
+    """Note that a daemon uses the database now; True when the previous one ended without a
+    clean stop (it is then counted in ``UNCLEAN_STOPS``): the readings nobody acknowledged of
+    its last group commit window may be lost, and this is how that is known."""
+    with transaction(conn):
+        row = conn.execute("SELECT value FROM counters WHERE name = ?", (RUNNING,)).fetchone()
+        unclean = row is not None and row[0] == 1
+        if unclean:
+            conn.execute(
+                "INSERT INTO counters(name, value) VALUES (?, 1) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                (UNCLEAN_STOPS,),
+            )
+        conn.execute(
+            "INSERT INTO counters(name, value) VALUES (?, 1) "
+            "ON CONFLICT(name) DO UPDATE SET value = 1",
+            (RUNNING,),
+        )
+    return unclean
+
+
+def mark_stopped(conn: sqlite3.Connection) -> None:
+    """The daemon stops cleanly: everything it took is in the database."""
+    with transaction(conn):
+        conn.execute("UPDATE counters SET value = 0 WHERE name = ?", (RUNNING,))
+
+
+def unclean_stops(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM counters WHERE name = ?", (UNCLEAN_STOPS,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > len(MIGRATIONS):

@@ -13,6 +13,7 @@ condition while it lasts.
 from __future__ import annotations
 
 import resource
+import signal
 from pathlib import Path
 
 from integration.test_daemon import (
@@ -75,3 +76,31 @@ async def test_storing_resumes_after_the_file_system_refused_writes(
     assert len(errors) == 1, log  # said once, not at every group commit
     assert any("takes writes again" in line for line in log)
     assert not any("Traceback" in line for line in log)
+
+
+async def test_an_unclean_stop_is_counted_and_a_clean_one_is_not(tmp_path: Path) -> None:
+    """kill -9 can lose the readings of the last group commit that no node was told were
+    received: the next start says so and counts it (readings.unclean_stops)."""
+    config = config_text("coap://127.0.0.1:9", tmp_path, sim="nodes = 1\ninterval = 0.05")
+
+    async def started() -> dict[str, object]:
+        async def answers() -> bool:
+            code, _, _ = await d.ctl("status")
+            return code == 0
+
+        await until(answers)
+        readings = (await d.ctl_json("status"))["readings"]  # type: ignore[index]
+        assert isinstance(readings, dict)
+        return readings
+
+    async with running_daemon(tmp_path, config) as d:
+        assert (await started())["unclean_stops"] == 0
+        d.proc.kill()
+        await d.wait()
+    async with running_daemon(tmp_path, config) as d:
+        assert (await started())["unclean_stops"] == 1
+        assert "did not stop cleanly" in d.log.read_text()
+        d.proc.send_signal(signal.SIGTERM)
+        assert await d.wait() == 0
+    async with running_daemon(tmp_path, config) as d:
+        assert (await started())["unclean_stops"] == 1

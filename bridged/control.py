@@ -41,6 +41,7 @@ import logging
 import os
 import pwd
 import socket
+import sqlite3
 import struct
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -406,6 +407,10 @@ class ControlServer:
             await conn.send(error_line(rid, FAILED, str(e), coap=e.code_text))
         except OperationFailed as e:
             await conn.send(error_line(rid, FAILED, str(e)))
+        except sqlite3.OperationalError as e:
+            # A full or read-only file system: the change was not made, and is not a bug.
+            message = f"the state database refuses the change ({e}); see bridgectl status"
+            await conn.send(error_line(rid, FAILED, message))
         except (ConnectionError, asyncio.CancelledError):
             raise
         except Exception as e:

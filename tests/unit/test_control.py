@@ -4,6 +4,7 @@ desired-state queue methods over a stand-in gateway."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridged.control import (
+    FAILED,
     INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -255,3 +257,18 @@ async def test_commands_bad_params(method: str, params: dict[str, object], text:
     answer, gateway = await ask(method, **params)
     assert answer["error"]["code"] == INVALID_PARAMS and text in answer["error"]["message"]
     assert gateway.asked == []
+
+
+class _FullDisk(_Commands):
+    def commands_pending(self, node: NodeId | None = None) -> list[dict[str, Any]]:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+async def test_a_refused_write_of_the_state_database_is_a_failure_not_an_internal_error() -> None:
+    server = ControlServer(_FullDisk(), FsPath("/nonexistent/control.sock"))  # type: ignore[arg-type]
+    writer = _Writer()
+    conn = Connection(writer, Peer(1, 0, 0))  # type: ignore[arg-type]
+    await server.handle(b'{"id": 3, "method": "commands.pending"}', conn)
+    (answer,) = writer.lines
+    assert answer["error"]["code"] == FAILED
+    assert "state database refuses" in answer["error"]["message"]

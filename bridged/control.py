@@ -51,7 +51,7 @@ from typing import Any
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
 from bridged.store.nodes import NodeId, NodeIdError
-from bridged.store.secrets import Secret
+from bridged.store.secrets import Secret, SecretsFileError
 from bridged.transports.base import UnknownTransport, normalise_node
 
 from .app import HISTORY_LIMIT, Gateway, OperationFailed
@@ -405,7 +405,7 @@ class ControlServer:
             await conn.send(error_line(e.data.get("id", rid), e.code, e.message))
         except LwM2MError as e:
             await conn.send(error_line(rid, FAILED, str(e), coap=e.code_text))
-        except OperationFailed as e:
+        except (OperationFailed, SecretsFileError) as e:
             await conn.send(error_line(rid, FAILED, str(e)))
         except sqlite3.OperationalError as e:
             # A full or read-only file system: the change was not made, and is not a bug.

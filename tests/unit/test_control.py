@@ -31,6 +31,7 @@ from bridged.control import (
 )
 from bridged.objects.paths import Path
 from bridged.store.nodes import NodeId
+from bridged.store.secrets import SecretsFileError
 
 
 def test_a_request() -> None:
@@ -260,15 +261,27 @@ async def test_commands_bad_params(method: str, params: dict[str, object], text:
 
 
 class _FullDisk(_Commands):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
     def commands_pending(self, node: NodeId | None = None) -> list[dict[str, Any]]:
-        raise sqlite3.OperationalError("database or disk is full")
+        raise self.error
 
 
-async def test_a_refused_write_of_the_state_database_is_a_failure_not_an_internal_error() -> None:
-    server = ControlServer(_FullDisk(), FsPath("/nonexistent/control.sock"))  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (sqlite3.OperationalError("database or disk is full"), "state database refuses"),
+        (SecretsFileError("/var/lib/bridged/secrets.json: cannot write: full"), "cannot write"),
+    ],
+)
+async def test_a_refused_write_of_a_state_file_is_a_failure_not_an_internal_error(
+    error: Exception, text: str
+) -> None:
+    server = ControlServer(_FullDisk(error), FsPath("/nonexistent/control.sock"))  # type: ignore[arg-type]
     writer = _Writer()
     conn = Connection(writer, Peer(1, 0, 0))  # type: ignore[arg-type]
     await server.handle(b'{"id": 3, "method": "commands.pending"}', conn)
     (answer,) = writer.lines
-    assert answer["error"]["code"] == FAILED
-    assert "state database refuses" in answer["error"]["message"]
+    assert answer["error"]["code"] == FAILED and text in answer["error"]["message"]

@@ -6,6 +6,9 @@ leaves, not at the next group commit (kill -9 in between lost them, uncounted). 
 a second SQLite connection, which sees exactly what a restarted process would: committed rows.
 The group commit's own timer is made very long, so only the hand-off can have committed them.
 
+Then end to end through the real daemon on the RCP emulator, killed right after the last 2.04:
+every value a node was answered 2.04 for reaches the server after the restart.
+
 And when the store refuses writes (here a full database: SQLITE_FULL through
 ``max_page_count``), the node is not told 2.04: it gets 5.03 and keeps its values.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -21,9 +25,12 @@ from pathlib import Path as FsPath
 
 import pytest
 from emulators.lwm2m_node import TEMPERATURE, EmulatedNode
+from emulators.world import World
 
 from bridged.objects.values import Record
+from integration.test_daemon import sends
 from integration.test_node_server import TIMEOUT, Air, air, until  # noqa: F401 (fixture)
+from peers.lwm2m_server import LwM2MTestServer
 
 NOW = round(time.time())  # within the store's age bound
 SENT = [Record(TEMPERATURE, 19.25 + i, NOW + i) for i in range(3)]
@@ -86,3 +93,29 @@ async def registered(gw: Air, index: int) -> EmulatedNode:
 
 def _expected() -> list[tuple[str, object, float]]:
     return [(str(r.path), r.value, r.time) for r in SENT]
+
+
+async def test_every_send_answered_2_04_reaches_the_server_across_kill_9(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """Through the real daemon on the RCP emulator: a node Sends, each answered 2.04, and the
+    daemon is killed right after the last answer. Restarted, it delivers every value that was
+    answered: what was produced (acknowledged) = what the server received."""
+    async with World(tmp_path) as world:
+        daemon = await world.start_daemon(server.uri, endpoint="gw-kill")
+        await daemon.ctl_json("permit-join", "30")
+        node = await world.add_node(1, "porch")
+        await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+        update = await server.next_event("update", timeout=TIMEOUT)
+        (iid,) = {int(i) for i in re.findall(r"</3303/(\d+)>", update.payload.decode())}
+        name = f"/3303/{iid}/5700"
+        acknowledged = set()
+        for i in range(10):
+            record = Record(TEMPERATURE, 100.0 + i, NOW + i)
+            response = await node.send([record])
+            assert response.code.is_successful()
+            acknowledged.add((name, record.time, record.value))
+        daemon.proc.kill()
+        await daemon.proc.wait()
+        await world.start_daemon(server.uri, endpoint="gw-kill")
+        await until(lambda: acknowledged <= sends(server), timeout=60)

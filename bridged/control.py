@@ -63,6 +63,9 @@ SOCKET_NAME = "control.sock"
 SOCKET_GROUP = "bridged"
 MAX_LINE = 1 << 16
 MAX_SCAN = 3600.0
+MAX_TEXT = 4096
+"""The longest text param: every text the daemon takes (a path, a node id, a value, which the
+resource's own bound then checks) is far shorter."""
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -167,6 +170,8 @@ class Params:
             raise self._bad(name, f"must be {_names(kinds)}, not a boolean")
         if not isinstance(value, kinds):
             raise self._bad(name, f"must be {_names(kinds)}, not {type(value).__name__}")
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise self._bad(name, f"is at most {MAX_TEXT} characters, not {len(value)}")
         return value
 
     def path(self, name: str = "path", default: str | None = None) -> Path:

@@ -70,14 +70,16 @@ async def test_over_long_text_and_deep_json_on_the_control_socket_are_refused(
     daemon: Daemon,
 ) -> None:
     d = daemon
-    answer = await request(d, call("write", path="/3/0/15", value="x" * 60000))
-    error = answer["error"]
-    assert isinstance(error, dict)
-    assert error["code"] == FAILED and error["coap"] == "4.00" and "2048" in error["message"]
-    answer = await request(d, call("pair", node="sim:0001", name="n" * 60000))
-    error = answer["error"]
-    assert isinstance(error, dict)
-    assert error["code"] == INVALID_PARAMS and "at most 64" in error["message"]
+    for value, code, why in [
+        ("x" * 3000, FAILED, "over 2048 bytes"),  # the resource's bound (4.00)
+        ("x" * 60000, INVALID_PARAMS, "params.value: is at most 4096 characters"),
+    ]:
+        error = (await request(d, call("write", path="/3/0/15", value=value)))["error"]
+        assert isinstance(error, dict) and error["code"] == code and why in error["message"]
+    for name, why in [("n" * 100, "at most 64"), ("n" * 60000, "params.name: is at most 4096")]:
+        error = (await request(d, call("pair", node="sim:0001", name=name)))["error"]
+        assert isinstance(error, dict)
+        assert error["code"] == INVALID_PARAMS and why in error["message"]
     assert await d.ctl_json("nodes") == []
 
     deep = b'{"id": 1, "method": "status", "params": ' + b"[" * 30000 + b"]" * 30000 + b"}"

@@ -252,6 +252,7 @@ async def test_commands_history_with_node_and_limit() -> None:
         ("commands.pending", {"limit": 3}, "unknown param(s) limit"),
         ("commands.history", {"limit": 0}, "params.limit: must be between 1 and 1000"),
         ("commands.history", {"limit": "5"}, "params.limit"),
+        ("commands.pending", {"node": "sim:" + "0" * 5000}, "params.node: is at most 4096"),
     ],
 )
 async def test_commands_bad_params(method: str, params: dict[str, object], text: str) -> None:

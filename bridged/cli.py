@@ -194,6 +194,11 @@ def show_status(status: Mapping[str, Any], out: IO[str]) -> None:
         f"readings   {readings['stored']} stored, {readings['dropped']} dropped, "
         f"{readings['unpaired']} from unpaired nodes ignored\n"
     )
+    if readings.get("unclean_stops"):
+        out.write(
+            f"  {readings['unclean_stops']} unclean stops (kill -9, crash): each may have lost "
+            "the readings of its last group commit that no node was told were received\n"
+        )
     if readings.get("problem"):
         out.write(
             f"  STORING FAILS: {readings['problem']}; {readings['unstored']} readings held "

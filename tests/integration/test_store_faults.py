@@ -100,6 +100,8 @@ async def test_an_unclean_stop_is_counted_and_a_clean_one_is_not(tmp_path: Path)
     async with running_daemon(tmp_path, config) as d:
         assert (await started())["unclean_stops"] == 1
         assert "did not stop cleanly" in d.log.read_text()
+        code, text, _ = await d.ctl("status")
+        assert code == 0 and "1 unclean stops" in text
         d.proc.send_signal(signal.SIGTERM)
         assert await d.wait() == 0
     async with running_daemon(tmp_path, config) as d:

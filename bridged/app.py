@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -47,7 +48,7 @@ from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
 from bridged.engine.dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT
 from bridged.engine.nodes import NodePaths, not_deleted
-from bridged.engine.registration import RegistrationEvent
+from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
 from bridged.exposure.gateway import GatewayExposure
@@ -59,10 +60,11 @@ from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import ObjLnk, Record, Value, from_text, to_text
 from bridged.operations import NodeOperations
-from bridged.registry import LiveNode, NodeRegistry
-from bridged.store.database import connect
-from bridged.store.nodes import NodeId, NodeStore, PairedNode
-from bridged.store.readings import ReadingStore
+from bridged.registry import COMMIT_INTERVAL, LiveNode, NodeRegistry
+from bridged.store.database import connect, mark_running, mark_stopped, unclean_stops
+from bridged.store.files import DirectoryLocked, lock_directory
+from bridged.store.nodes import NodeId, NodeStore, PairedNode, check_name
+from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
 from bridged.store.secrets import Secret, SecretStore
 from bridged.transports.base import (
     Heard,
@@ -92,6 +94,8 @@ ENDPOINT_STATUS_DELAY = 0.5
 """Node endpoints' registration events within this many seconds make one status change (after
 a restart, thousands of endpoints register within seconds)."""
 HISTORY_LIMIT = 1000
+STORAGE_CONDITIONS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY")
+"""SQLite errors of a file system that is full or refuses writes, not of a broken daemon."""
 """How many ended commands ``commands_history`` looks through for one node's."""
 OBSERVED = "observed"
 """The reading store's consumer earlier versions kept in the endpoints mode and moved past
@@ -341,6 +345,8 @@ class _Unheard:
 
     def readings(self, node: NodeId, records: Sequence[Record]) -> None: ...
 
+    async def durable(self) -> None: ...
+
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None: ...
 
     def state(self, node: NodeId, state: NodeState) -> None: ...
@@ -359,6 +365,20 @@ def check_transports(config: Config) -> None:
 def make_state_dir(path: os.PathLike[str] | str) -> None:
     """Create the state directory 0750 (systemd's StateDirectory= does it under the unit)."""
     os.makedirs(path, mode=0o750, exist_ok=True)
+
+
+def open_state_dir(config: Config) -> int:
+    """Create the state directory and take its lock (see ``lock_directory``); returns the
+    lock's file descriptor. A directory that cannot be made, or that another daemon holds,
+    is a ConfigError on ``gateway.state_dir``."""
+    path = config.gateway.state_dir
+    try:
+        make_state_dir(path)
+        return lock_directory(path)
+    except DirectoryLocked as e:
+        raise ConfigError(config.path, "gateway.state_dir", str(e)) from None
+    except OSError as e:
+        raise ConfigError(config.path, "gateway.state_dir", f"{path}: {e.strerror or e}") from None
 
 
 # -- the gateway -----------------------------------------------------------------------------
@@ -389,8 +409,12 @@ class Gateway:
         self._expiry_task: asyncio.Task[None] | None = None
         self._status_later: asyncio.TimerHandle | None = None
         state_dir = config.gateway.state_dir
-        make_state_dir(state_dir)
-        self.db = connect(state_dir / DATABASE)
+        self._lock = open_state_dir(config)
+        try:
+            self.db = connect(state_dir / DATABASE)
+        except BaseException:
+            os.close(self._lock)
+            raise
         try:
             self.nodes = NodeStore(self.db)
             self.readings = ReadingStore(self.db, config.store.bounds)
@@ -447,6 +471,7 @@ class Gateway:
             self.registry.on_commit(self.delivery.notify)
         except BaseException:
             self.db.close()
+            os.close(self._lock)
             raise
 
     def _operations(self, paths: NodePaths) -> NodeOperations:
@@ -480,13 +505,24 @@ class Gateway:
     async def start(self) -> None:
         """Start the transports, the registry's group commit and the LwM2M client; returns
         once they run, without waiting for any server to answer."""
+        self._mark_running()
         for transport in self.transports.values():
             await self._start_transport(transport)
         self._registry_task = asyncio.create_task(self.registry.run(), name="registry")
         self._expiry_task = asyncio.create_task(
             self.commands.run(EXPIRY_INTERVAL), name="command-expiry"
         )
-        await self._start_lwm2m()
+        try:
+            await self._start_lwm2m()
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+            gw = self.config.gateway
+            raise ConfigError(
+                self.config.path,
+                "gateway.bind_port",
+                f"port {gw.bind_port} on {gw.bind_address} is in use (another bridged?)",
+            ) from None
         self.running = True
         log.info(
             "gateway %s up: %d transport(s), %d paired node(s), exposure %s",
@@ -521,7 +557,40 @@ class Gateway:
         for name, transport in self.transports.items():
             await self._stop_transport(name, transport)
         self.registry.flush()
+        self._mark_stopped()
         self.db.close()
+        os.close(self._lock)
+
+    def _mark_running(self) -> None:
+        """Count the previous run if it did not stop cleanly (see ``mark_running``)."""
+        try:
+            unclean = mark_running(self.db)
+        except sqlite3.Error as e:
+            log.warning("the state database does not take a write at start: %s", e)
+            return
+        if unclean:
+            log.warning(
+                "the previous run did not stop cleanly (kill -9, a crash, a power cut): the "
+                "readings of its last %g s that no node had been told were received may be "
+                "lost (counted: readings.unclean_stops in bridgectl status)",
+                COMMIT_INTERVAL,
+            )
+
+    def _mark_stopped(self) -> None:
+        """A clean stop, unless readings could not be stored: they are lost with the process,
+        which the next start then counts."""
+        lost = self.registry.unstored
+        if lost:
+            log.error(
+                "%d readings are lost: the state database refused them until the stop (%s)",
+                lost,
+                self.registry.store_problem,
+            )
+            return
+        try:
+            mark_stopped(self.db)
+        except sqlite3.Error as e:
+            log.warning("the state database does not take a write at stop: %s", e)
 
     async def reload(self, config: Config) -> list[str]:
         """Apply what can change while running: the log level, the store bounds and the
@@ -627,6 +696,7 @@ class Gateway:
 
     def _on_registration(self, event: RegistrationEvent) -> None:
         self.registrations[event.server] = event
+        self._server_registered(event)
         self.events.publish(
             "registration",
             server=event.server,
@@ -636,9 +706,19 @@ class Gateway:
         )
         self._changed()
 
+    def _server_registered(self, event: RegistrationEvent) -> None:
+        """A completed registration says the server is there: delivery to it stops backing
+        off (a server a Bootstrap-Server provisioned is not configured: every server)."""
+        if event.kind is EventKind.REGISTRATION_COMPLETE:
+            ssid = next(
+                (s.short_server_id for s in self.config.servers if s.uri == event.server), None
+            )
+            self.delivery.registered(ssid)
+
     def _on_endpoint_event(self, ep: NodeEndpoint, event: RegistrationEvent) -> None:
         """A node endpoint's registration event: streamed as it comes, and counted in the
         status once the burst is over."""
+        self._server_registered(event)
         self.events.publish(
             "endpoint",
             node=str(ep.node),
@@ -748,6 +828,10 @@ class Gateway:
         live = list(self.registry.live.values())
         now = time.time()
         dropped = self.readings.dropped()
+        registry = self.registry
+        if registry.unstored_dropped:
+            unstored = dropped.get(DROPPED_UNSTORED, 0) + registry.unstored_dropped
+            dropped[DROPPED_UNSTORED] = unstored
         return {
             "endpoint": self.config.gateway.endpoint,
             "exposure": self.config.gateway.exposure,
@@ -771,7 +855,10 @@ class Gateway:
                 "stored": len(self.readings),
                 "dropped": sum(dropped.values()),
                 "dropped_by_bound": dropped,
-                "unpaired": self.registry.unpaired_readings,
+                "unpaired": registry.unpaired_readings,
+                "unstored": registry.unstored,
+                "unclean_stops": unclean_stops(self.db),
+                "problem": registry.store_problem,
             },
             "transports": self.transports_status(),
             "permit_join": max(self._join_until - time.monotonic(), 0.0),
@@ -805,6 +892,10 @@ class Gateway:
                 "ON CONFLICT(name) DO UPDATE SET value = value + 1"
             )
         except sqlite3.Error as e:
+            # A full or read-only file system is a condition the daemon lives through (its
+            # readings wait in memory, see NodeRegistry); a restart would lose them.
+            if getattr(e, "sqlite_errorname", "").startswith(STORAGE_CONDITIONS):
+                return problems
             problems.append(f"the state database does not take a write: {e}")
         return problems
 
@@ -868,6 +959,8 @@ class Gateway:
         except UnknownTransport as e:
             raise ValueError(str(e)) from None
         heard = self.registry.heard_nodes.get(node_id)
+        if name:
+            check_name(name)
         name = name or (heard.name if heard and heard.name else str(node_id))
         profile = profile or (heard.profile if heard and heard.profile else "")
         return PairedNode(node_id, name, profile, sleepy, options=dict(options or {}))

@@ -24,6 +24,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
+CONNECT_WAIT = 30.0
+"""Seconds to wait for a connection while the daemon's backlog is full, without --timeout."""
 
 INVALID_PARAMS = -32602
 
@@ -62,7 +64,7 @@ class Client:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
-            self.sock.connect(path)
+            self._connect(timeout)
         except (FileNotFoundError, ConnectionRefusedError) as e:
             self.sock.close()
             raise Failed(
@@ -76,6 +78,24 @@ class Client:
             ) from None
         self.file = self.sock.makefile("rb")
         self._next = 0
+
+    def _connect(self, timeout: float | None) -> None:
+        """Connect, waiting while the daemon's listen backlog is full (a socket with a
+        timeout is non-blocking inside, and connect then fails with EAGAIN at once)."""
+        deadline = time.monotonic() + (CONNECT_WAIT if timeout is None else timeout)
+        while True:
+            try:
+                self.sock.connect(self.path)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self.sock.close()
+                    raise Failed(
+                        EXIT_FAILED,
+                        f"bridged is too busy to take a connection on {self.path} "
+                        "(its backlog is full); try again",
+                    ) from None
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.file.close()
@@ -174,6 +194,16 @@ def show_status(status: Mapping[str, Any], out: IO[str]) -> None:
         f"readings   {readings['stored']} stored, {readings['dropped']} dropped, "
         f"{readings['unpaired']} from unpaired nodes ignored\n"
     )
+    if readings.get("unclean_stops"):
+        out.write(
+            f"  {readings['unclean_stops']} unclean stops (kill -9, crash): each may have lost "
+            "the readings of its last group commit that no node was told were received\n"
+        )
+    if readings.get("problem"):
+        out.write(
+            f"  STORING FAILS: {readings['problem']}; {readings['unstored']} readings held "
+            "in memory until it works again\n"
+        )
     commands = status.get("commands")
     if commands is not None:
         out.write(f"commands   {commands['pending']} pending (bridgectl commands)\n")

@@ -31,7 +31,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
@@ -47,7 +47,8 @@ from bridged.objects.errors import (
 )
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from bridged.registry import NodeRegistry
+from bridged.registry import NodeRegistry, StoreUnavailable
+from bridged.store.database import transaction
 from bridged.store.nodes import NodeId
 from bridged.store.readings import decode_value, encode_value
 from bridged.transports.base import Transport
@@ -174,6 +175,17 @@ async def _run(command: Command, transport: Transport) -> None:
         await transport.execute(command.node, command.path, command.arguments)
 
 
+@contextlib.contextmanager
+def _kept() -> Iterator[None]:
+    """A command the state database refuses (a full or read-only file system) is not taken:
+    5.03, the server may try again, rather than a 5.00 that looks like a bug."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        why = f"the command cannot be kept: the state database refuses it ({e})"
+        raise StoreUnavailable(why) from None
+
+
 class CommandQueue:
     """The ``commands`` table of the state database and the applying of commands.
 
@@ -229,8 +241,7 @@ class CommandQueue:
     ) -> Command:
         now = self._clock()
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _kept(), transaction(conn):
             older = self._select(
                 "WHERE node_id = ? AND path = ? AND status = 'pending'", node, path
             )
@@ -250,10 +261,6 @@ class CommandQueue:
                 [(f"replaced by command {cur.lastrowid}", c.id) for c in older],
             )
             (command,) = self._select("WHERE id = ?", cur.lastrowid)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         self._waiting.add(node)
         for old in older:
             self._report(
@@ -350,7 +357,11 @@ class CommandQueue:
     async def run(self, interval: float = 60.0) -> None:
         """Expire commands every ``interval`` seconds, until cancelled."""
         while True:
-            self.expire()
+            try:
+                self.expire()
+            except sqlite3.Error as e:
+                # A full or read-only file system: the commands stay pending; try again later.
+                log.warning("commands could not be expired: %s", e)
             await asyncio.sleep(interval)
 
     async def close(self) -> None:

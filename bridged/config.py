@@ -175,6 +175,11 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION = 366 * 86400.0
+"""The longest duration any key takes (a year): more is a typo, and a timer of 8.6e24 s would
+leave the daemon waiting for ever after its first failure."""
+MAX_RETRY_COUNT = 32
+"""Attempts per registration sequence: the wait doubles after each, so more would overflow."""
 
 
 def parse_duration(value: object) -> float:
@@ -189,6 +194,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"{value!r} is not a duration (seconds, or a number with s, m, h or d)")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{value!r} is not a positive, finite duration")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than {MAX_DURATION / 86400:g} days")
     return seconds
 
 
@@ -275,10 +282,12 @@ class _Table:
 
     def retry(self, default: RetryPolicy) -> RetryPolicy:
         return RetryPolicy(
-            count=self.integer("retry_count", default.count, 1),
+            count=self.integer("retry_count", default.count, 1, MAX_RETRY_COUNT),
             timer=self.positive("retry_timer", default.timer),
             sequence_delay=self.positive("retry_sequence_delay", default.sequence_delay),
-            sequence_count=self.integer("retry_sequence_count", default.sequence_count, 1),
+            sequence_count=self.integer(
+                "retry_sequence_count", default.sequence_count, 1, MAX_RETRY_COUNT
+            ),
         )
 
 
@@ -352,6 +361,12 @@ def parse(
     log = _Table(path, "log", data.get("log", {}), KNOWN_KEYS["log"])
     gateway_table = _Table(path, "gateway", data.get("gateway", {}), KNOWN_KEYS["gateway"])
     gateway = _gateway(gateway_table, endpoint_default)
+    plain = [s for s in parsed if urlsplit(s.uri).scheme == "coap"]
+    if gateway.bind_port != 0 and len(plain) > 1:
+        # Each NoSec server has a socket of its own; one fixed port cannot serve two.
+        raise gateway_table.fail(
+            "bind_port", f"{len(plain)} coap:// servers cannot share the fixed port; use 0"
+        )
     if gateway.exposure == "endpoints" and not parsed:
         # Every node endpoint registers with the configured servers; a Bootstrap-Server
         # provisions the gateway's own endpoint only.
@@ -390,11 +405,13 @@ def _gateway(t: _Table, endpoint_default: Callable[[], str]) -> GatewaySection:
     return GatewaySection(
         endpoint=endpoint,
         exposure=t.choice("exposure", "instances", EXPOSURE_MODES),
-        state_dir=_absolute(t, "state_dir", STATE_DIR),
-        runtime_dir=_absolute(t, "runtime_dir", RUNTIME_DIR),
+        state_dir=_directory(t, "state_dir", STATE_DIR, must_exist=False),
+        runtime_dir=_directory(t, "runtime_dir", RUNTIME_DIR, must_exist=False),
         bind_address=t.converted("bind_address", _address) if "bind_address" in t.data else "::",
         bind_port=t.integer("bind_port", 0, 0, 65535),
-        objects_dir=_absolute(t, "objects_dir", Path(objects_dir)) if objects_dir else None,
+        objects_dir=_directory(t, "objects_dir", Path(objects_dir), must_exist=True)
+        if objects_dir
+        else None,
         endpoints_concurrency=t.integer("endpoints_concurrency", DEFAULT_CONCURRENCY, 1, 1024),
     )
 
@@ -404,6 +421,17 @@ def _absolute(t: _Table, name: str, default: Path) -> Path:
     if not path.is_absolute():
         raise t.fail(name, f"{str(path)!r} must be an absolute path")
     return path
+
+
+def _directory(t: _Table, name: str, default: Path, *, must_exist: bool) -> Path:
+    """An absolute path that is a directory, or (``must_exist=False``) nothing yet: the daemon
+    creates it at start."""
+    path = _absolute(t, name, default)
+    if path.is_dir() or (not must_exist and not path.exists()):
+        return path
+    if path.exists():
+        raise t.fail(name, f"{str(path)!r} is not a directory")
+    raise t.fail(name, f"{str(path)!r} does not exist")
 
 
 def _address(value: object) -> str:
@@ -419,9 +447,7 @@ def _address(value: object) -> str:
 def _server(file: Path, index: int, data: object) -> ServerConfig:
     t = _Table(file, f"server[{index}]", data, KNOWN_KEYS["server"])
     uri = t.required("uri", str)
-    scheme = urlsplit(uri).scheme
-    if scheme not in ("coap", "coaps") or not urlsplit(uri).hostname:
-        raise t.fail("uri", f"{uri!r} must be coap://host[:port] or coaps://host[:port]")
+    scheme = _server_uri(t, uri, ("coap", "coaps"))
     identity = t.get("psk_identity", str, "")
     key = _psk_key(t)
     if scheme == "coaps" and not (identity and key):
@@ -451,6 +477,27 @@ def _server(file: Path, index: int, data: object) -> ServerConfig:
     )
 
 
+def _server_uri(t: _Table, uri: str, schemes: tuple[str, ...], note: str = "") -> str:
+    """Check ``uri`` is ``scheme://host[:port]`` with a port of 1-65535 and nothing else (no
+    user, path, query or fragment: a server URI that the registrar could never reach); returns
+    its scheme."""
+    shape = " or ".join(f"{s}://host[:port]" for s in schemes) + note
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as e:
+        raise t.fail("uri", f"{uri!r} is not a URI ({e}); it must be {shape}") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise t.fail("uri", f"{uri!r} must be {shape}")
+    if parts.username is not None or parts.password is not None:
+        raise t.fail("uri", f"{uri!r} must be {shape}, without a user name or password")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise t.fail("uri", f"{uri!r} must be {shape}, without a path, query or fragment")
+    if port == 0:
+        raise t.fail("uri", f"{uri!r}: port 0 is not a server port (1-65535)")
+    return parts.scheme
+
+
 def _psk_key(t: _Table) -> bytes | None:
     """The PSK from ``psk_key`` (hex) or ``psk_key_file`` (a file holding the hex), which
     keeps the key out of a world-readable configuration. Messages never show the key."""
@@ -478,8 +525,7 @@ def _psk_key(t: _Table) -> bytes | None:
 
 def _bootstrap(t: _Table) -> BootstrapConfig:
     uri = t.required("uri", str)
-    if urlsplit(uri).scheme != "coap" or not urlsplit(uri).hostname:
-        raise t.fail("uri", f"{uri!r} must be coap://host[:port] (NoSec)")
+    _server_uri(t, uri, ("coap",), " (NoSec)")
     defaults = BootstrapConfig(uri)
     return BootstrapConfig(
         uri=uri,

@@ -41,6 +41,7 @@ import logging
 import os
 import pwd
 import socket
+import sqlite3
 import struct
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ from typing import Any
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
 from bridged.store.nodes import NodeId, NodeIdError
-from bridged.store.secrets import Secret
+from bridged.store.secrets import Secret, SecretsFileError
 from bridged.transports.base import UnknownTransport, normalise_node
 
 from .app import HISTORY_LIMIT, Gateway, OperationFailed
@@ -62,6 +63,9 @@ SOCKET_NAME = "control.sock"
 SOCKET_GROUP = "bridged"
 MAX_LINE = 1 << 16
 MAX_SCAN = 3600.0
+MAX_TEXT = 4096
+"""The longest text param: every text the daemon takes (a path, a node id, a value, which the
+resource's own bound then checks) is far shorter."""
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -101,6 +105,8 @@ def parse_request(line: bytes) -> Request:
         message = json.loads(line)
     except (ValueError, UnicodeDecodeError) as e:
         raise ProtocolError(PARSE_ERROR, f"not JSON: {e}") from None
+    except RecursionError:
+        raise ProtocolError(PARSE_ERROR, "not JSON this daemon reads: nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError(INVALID_REQUEST, "a request is a JSON object")
     rid = message.get("id")
@@ -164,6 +170,8 @@ class Params:
             raise self._bad(name, f"must be {_names(kinds)}, not a boolean")
         if not isinstance(value, kinds):
             raise self._bad(name, f"must be {_names(kinds)}, not {type(value).__name__}")
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise self._bad(name, f"is at most {MAX_TEXT} characters, not {len(value)}")
         return value
 
     def path(self, name: str = "path", default: str | None = None) -> Path:
@@ -402,8 +410,12 @@ class ControlServer:
             await conn.send(error_line(e.data.get("id", rid), e.code, e.message))
         except LwM2MError as e:
             await conn.send(error_line(rid, FAILED, str(e), coap=e.code_text))
-        except OperationFailed as e:
+        except (OperationFailed, SecretsFileError) as e:
             await conn.send(error_line(rid, FAILED, str(e)))
+        except sqlite3.OperationalError as e:
+            # A full or read-only file system: the change was not made, and is not a bug.
+            message = f"the state database refuses the change ({e}); see bridgectl status"
+            await conn.send(error_line(rid, FAILED, message))
         except (ConnectionError, asyncio.CancelledError):
             raise
         except Exception as e:

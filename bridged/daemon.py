@@ -1,7 +1,9 @@
 """``bridged``: the daemon. ``bridged --config FILE`` runs the gateway until SIGTERM or SIGINT.
 
 * Start: the configuration is loaded and checked (a bad one exits with ``EXIT_CONFIG`` and
-  one line naming the file, the key and why), the gateway starts (transports, store, the LwM2M
+  one line naming the file, the key and why; so does a damaged state database or secrets
+  file, naming ``bridged --recover``, and a state directory another daemon holds), the
+  gateway starts (transports, store, the LwM2M
   client, which registers in the background), the control socket listens, and systemd is told
   READY=1.
 * SIGHUP re-reads the configuration and applies what can change while running (see
@@ -32,10 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .app import Gateway, check_transports
+from .app import DATABASE, SECRETS, Gateway, check_transports, open_state_dir
 from .config import DEFAULT_PATH, Config, ConfigError, load
 from .control import SOCKET_NAME, ControlServer
 from .service import Notifier, refresh_status, run_watchdog, status_line, watchdog_interval
+from .store.database import DatabaseError
+from .store.recovery import recover_database, recover_secrets
+from .store.secrets import SecretsFileError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where logs go: the journal under systemd ($JOURNAL_STREAM) with auto",
     )
     parser.add_argument("--check", action="store_true", help="check the configuration and exit")
+    parser.add_argument(
+        "--recover",
+        action="store_true",
+        help="keep a damaged state database or secrets file aside, replace it with what can "
+        "still be read, and exit (with the daemon stopped)",
+    )
     parser.add_argument("--version", action="version", version=f"bridged {__version__}")
     return parser
 
@@ -204,28 +215,45 @@ class Daemon:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # The same checks as --check before anything is created: a bad file starts nothing.
         config = load(args.config)
+        check_transports(config)
     except ConfigError as e:
         print(f"bridged: {e}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check:
-        try:
-            check_transports(config)
-        except ConfigError as e:
-            print(f"bridged: {e}", file=sys.stderr)
-            return EXIT_CONFIG
         print(f"bridged: {args.config}: configuration is valid")
         return 0
+    if args.recover:
+        return recover(config)
     setup_logging(args.log_target, config.log_level)
     try:
         return asyncio.run(Daemon(config).run())
-    except ConfigError as e:
+    except (ConfigError, DatabaseError, SecretsFileError) as e:
+        # Nothing a restart can fix: one line that says what to do, and no restart loop.
         print(f"bridged: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as e:
         log.critical("bridged failed: %s", e, exc_info=True)
         print(f"bridged: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def recover(config: Config) -> int:
+    """``--recover``: see bridged/store/recovery.py. Refused while a daemon holds the state
+    directory."""
+    state_dir = config.gateway.state_dir
+    try:
+        lock = open_state_dir(config)
+    except ConfigError as e:
+        print(f"bridged: {e}; stop it first", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        for line in recover_database(state_dir / DATABASE) + recover_secrets(state_dir / SECRETS):
+            print(f"bridged: {line}")
+    finally:
+        os.close(lock)
+    return 0
 
 
 if __name__ == "__main__":

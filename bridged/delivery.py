@@ -220,6 +220,8 @@ class _Server:
     short_server_id: int
     stats: DeliveryStats = field(default_factory=DeliveryStats)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    registered: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the server (re-)registered: a back-off in progress ends at once."""
     settled: weakref.WeakKeyDictionary[ServerSession, _Settled] = field(
         default_factory=weakref.WeakKeyDictionary
     )
@@ -261,6 +263,14 @@ class Delivery:
         for server in self.servers.values():
             server.wakeup.set()
 
+    def registered(self, short_server_id: int | None = None) -> None:
+        """The server (every server, for None) has registered (again): it is there, so a
+        back-off after failed Sends ends now and starts from ``retry`` again; after an outage
+        the backlog goes at once, not up to ``max_retry`` later."""
+        for server in self.servers.values():
+            if short_server_id in (None, server.short_server_id):
+                server.registered.set()
+
     def stats(self, short_server_id: int) -> DeliveryStats:
         return self.servers[short_server_id].stats
 
@@ -301,6 +311,7 @@ class Delivery:
                 await self._wait(server, config.poll)
                 continue
             self._report_drops()
+            server.registered.clear()
             parts = await self._deliver_all(server, batch)
             outcomes = {p.outcome for p in parts}
             if outcomes <= {_Outcome.DELIVERED}:
@@ -311,8 +322,10 @@ class Delivery:
                 server.stats.unobserved += unobserved
                 backoff = config.retry
             elif _Outcome.FAILED in outcomes:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, config.max_retry)
+                if await self._back_off(server, backoff):
+                    backoff = config.retry
+                else:
+                    backoff = min(backoff * 2, config.max_retry)
             else:
                 await self._wait(server, config.poll)
 
@@ -457,6 +470,15 @@ class Delivery:
                 why,
                 extra={"NODE": str(node), "PATH": str(path)},
             )
+
+    @staticmethod
+    async def _back_off(server: _Server, delay: float) -> bool:
+        """Wait ``delay`` seconds after a failed batch; True when a registration of the server
+        (since the batch began) ended the wait early."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await server.registered.wait()
+        return server.registered.is_set()
 
     async def _wait(self, server: _Server, timeout: float) -> None:
         server.wakeup.clear()

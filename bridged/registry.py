@@ -10,18 +10,32 @@ through ``heard``, but never reaches the store or a server. A paired node's obje
 stored as its transport reports it, so after a restart the node is exposed upstream at once,
 with its instances, and its stored readings can be delivered before it is heard again (an
 802.15.4 node only says what it has when it next registers).
+
+Durability: a transport that acknowledges readings to the node (an 802.15.4 node's Send
+answered 2.04) awaits ``durable`` first, so that what a node was told is received survives
+kill -9. Readings nobody acknowledges (BLE adverts, notifications) are durable at the next
+group commit, at most ``COMMIT_INTERVAL`` later: kill -9 can lose those of the last window.
+
+When the state database refuses writes (a full disk, a file system turned read-only) the
+group commit goes on: the readings stay in memory (up to ``UNSTORED_LIMIT``, beyond which the
+oldest are dropped and counted as ``dropped_unstored``), the condition is logged once and
+shown by ``store_problem`` (``bridgectl status``), and the write is tried again every
+``STORE_RETRY`` seconds until it succeeds, which stores them all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bridged.objects.errors import ServiceUnavailable
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
@@ -31,9 +45,21 @@ from bridged.transports.base import Heard, NodeState, Transport
 
 log = logging.getLogger(__name__)
 
+COMMIT_INTERVAL = 0.02
+"""Seconds between two group commits."""
+UNSTORED_LIMIT = 50_000
+"""Readings kept in memory while the state database refuses writes."""
+STORE_RETRY = 1.0
+"""Seconds between two tries of a write the state database refused."""
+
 HEARD_LIMIT = 4096
 """How many distinct unpaired nodes the scan table, and the log-once list of refused nodes,
 remember (a busy street has hundreds)."""
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """Readings could not be made durable: the state database refuses writes. A transport
+    answers 5.03 instead of acknowledging them, and the node sends them again later."""
 
 
 @dataclass
@@ -97,6 +123,13 @@ class NodeRegistry:
         self.unpaired_readings = 0
         self._listeners: list[RegistryListener] = []
         self._pending: list[Reading] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._committing = False
+        self._retry_at = 0.0
+        self.unstored_dropped = 0
+        """Readings dropped from memory while writes failed, not yet counted in the store."""
+        self.store_problem: str | None = None
+        """Why the state database refuses writes; None while it takes them."""
         self._join_until = -1.0
         self._refused: OrderedDict[NodeId, None] = OrderedDict()
         self._awake_hooks: list[Callable[[NodeId], None]] = []
@@ -213,7 +246,7 @@ class NodeRegistry:
                 iids.sort()
                 grew = True
         if grew:
-            self.store.set_objects(node, live.objects)
+            self._save_objects(node, live.objects)
         for listener in self._listeners:
             if grew:
                 listener.node_objects(live)
@@ -227,7 +260,7 @@ class NodeRegistry:
             return
         reported = {oid: sorted(iids) for oid, iids in objects.items()}
         if reported != live.objects:
-            self.store.set_objects(node, reported)
+            self._save_objects(node, reported)
         live.objects = reported
         for listener in self._listeners:
             listener.node_objects(live)
@@ -259,28 +292,122 @@ class NodeRegistry:
             )
         return False
 
+    def _save_objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None:
+        """Remember a node's objects; a refused write leaves them in memory only (the node is
+        exposed as now until a restart), and never stops its readings."""
+        try:
+            self.store.set_objects(node, objects)
+        except sqlite3.DatabaseError as e:
+            log.warning(
+                "node %s: its objects are not saved: %s", node, e, extra={"NODE": str(node)}
+            )
+
     # -- durability --------------------------------------------------------------------------
 
+    @property
+    def unstored(self) -> int:
+        """Readings reported and not in the store yet (held in memory)."""
+        return len(self._pending)
+
+    async def durable(self) -> None:
+        """Return once every reading reported so far is in the store (committed at once,
+        with whatever else this turn of the event loop reported). StoreUnavailable when the
+        store refuses them: they stay in memory (see the module docstring) but must not be
+        acknowledged as durable."""
+        if self.store_problem is not None:
+            raise StoreUnavailable(self.store_problem)
+        if not self._pending:
+            return
+        if not self._committing:
+            # No group commit runs (before start, while stopping): commit now.
+            self.flush()
+            if self.store_problem is not None:
+                raise StoreUnavailable(self.store_problem)
+            return
+        loop = asyncio.get_running_loop()
+        if not self._waiters:
+            # Those who wait are not kept for the group commit's timer: the readings reported
+            # in this turn of the event loop are committed together right after it.
+            loop.call_soon(self.flush)
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
+
     def flush(self) -> int:
-        """Commit the readings reported so far to the store; returns how many."""
+        """Commit the readings reported so far to the store; returns how many (0 when the
+        store refused them: they are kept, see the module docstring)."""
         self.last_commit = self._monotonic()
         if not self._pending:
+            self._settle(None)
             return 0
-        batch, self._pending = self._pending, []
-        self.readings_store.append(batch)
+        if self.store_problem is not None and self._monotonic() < self._retry_at:
+            return 0
+        batch = self._pending
+        try:
+            self.readings_store.append(batch, unstored=self.unstored_dropped)
+        except sqlite3.DatabaseError as e:
+            self._store_refused(e)
+            return 0
+        self._pending = []
+        if self.store_problem is not None:
+            log.warning(
+                "the state database takes writes again: %d readings kept in memory are stored%s",
+                len(batch),
+                f", {self.unstored_dropped} were dropped" if self.unstored_dropped else "",
+            )
+            self.store_problem = None
+        self.unstored_dropped = 0
+        self._settle(None)
         for hook in self._commit_hooks:
             hook(len(batch))
         return len(batch)
 
-    async def run(self, interval: float = 0.02, expire_every: float = 60.0) -> None:
+    def _store_refused(self, error: sqlite3.DatabaseError) -> None:
+        """The store refused a group commit: keep its readings (the newest UNSTORED_LIMIT),
+        say so once, and fail whoever awaits their durability."""
+        problem = f"the state database refuses writes ({error})"
+        if problem != self.store_problem:
+            log.error(
+                "%s: readings are kept in memory (up to %d) until it takes them again",
+                problem,
+                UNSTORED_LIMIT,
+            )
+        self.store_problem = problem
+        self._retry_at = self._monotonic() + STORE_RETRY
+        excess = len(self._pending) - UNSTORED_LIMIT
+        if excess > 0:
+            if not self.unstored_dropped:
+                log.error(
+                    "more than %d readings are not stored: dropping the oldest (counted)",
+                    UNSTORED_LIMIT,
+                )
+            del self._pending[:excess]
+            self.unstored_dropped += excess
+        self._settle(StoreUnavailable(problem))
+
+    def _settle(self, error: Exception | None) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+
+    async def run(self, interval: float = COMMIT_INTERVAL, expire_every: float = 60.0) -> None:
         """Group-commit readings every ``interval`` seconds and apply the store's age bound."""
         next_expiry = self._monotonic() + expire_every
+        self._committing = True
         try:
             while True:
                 await asyncio.sleep(interval)
                 self.flush()
                 if self._monotonic() >= next_expiry:
-                    self.readings_store.expire()
                     next_expiry = self._monotonic() + expire_every
+                    with contextlib.suppress(sqlite3.DatabaseError):
+                        # A refused write is reported by the group commit.
+                        self.readings_store.expire()
         finally:
+            self._committing = False
             self.flush()

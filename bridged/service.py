@@ -178,6 +178,9 @@ def status_line(status: Mapping[str, Any]) -> str:
         dropped = status.get("readings", {}).get("dropped", 0)
         waiting = "/".join(str(n) for n in backlog)
         parts.append(f"readings {waiting} waiting, {dropped} dropped")
+    problem = status.get("readings", {}).get("problem")
+    if problem:
+        parts.append(f"storing fails: {problem}")
     pending = status.get("commands", {}).get("pending", 0)
     if pending:
         parts.append(f"{pending} commands pending")

@@ -108,11 +108,25 @@ def check_type(defn: ResourceDef, value: object) -> Value:
     raise _type_error(defn, value)
 
 
+MAX_STRING_BYTES = 2048
+"""The longest String value (UTF-8 bytes) of a resource whose definition gives no range: the
+definitions' own ranges are shorter (a URI is 0..255 bytes), and a time zone, a name or a
+version that does not fit in this is a mistake or an attack, not a value to keep."""
+
+
 def check_value(defn: ResourceDef, value: object) -> Value:
-    """``check_type``, then the definition's range: a number's value, a string's length."""
+    """``check_type``, then the definition's range: a number's value, a string's length (at
+    most ``MAX_STRING_BYTES`` when the definition has no range)."""
     v = check_type(defn, value)
     rng = defn.range
     if rng is None or (rng.low is None and rng.high is None):
+        if defn.type is ResourceType.STRING and isinstance(v, str):
+            size = len(v.encode())
+            if size > MAX_STRING_BYTES:
+                raise BadRequest(
+                    f"resource {defn.id} ({defn.name}) length {size} is over "
+                    f"{MAX_STRING_BYTES} bytes"
+                )
         return v
     if isinstance(v, (bool, ObjLnk)):
         return v

@@ -30,12 +30,21 @@ from bridged.objects.values import Record
 from bridged.store.nodes import NodeId, PairedNode
 from bridged.store.secrets import Secret
 
-from .base import Heard, NodeState, Transport, TransportEvents, config_number
+from .base import (
+    Heard,
+    NodeState,
+    Transport,
+    TransportConfigError,
+    TransportEvents,
+    check_keys,
+    config_number,
+)
 
 TEMPERATURE = Path((3303, 0, 5700))
 HUMIDITY = Path((3304, 0, 5700))
 SWITCH = Path((3311, 0, 5850))
 OBJECTS: Mapping[int, Sequence[int]] = {3303: [0], 3304: [0], 3311: [0]}
+SETTINGS = ("nodes", "interval", "sleepy", "awake", "delay")
 
 
 def _number(config: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
@@ -66,8 +75,12 @@ class SimulatedTransport(Transport):
 
     def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
         super().__init__(config, events)
-        count = int(_number(config, "nodes", 3, 0))
+        check_keys(config, SETTINGS, "simulated.")
+        # At least one node: the reporting loop has nothing to wait for without one.
+        count = int(_number(config, "nodes", 3, 1))
         sleepy = int(_number(config, "sleepy", 0, 0))
+        if sleepy > count:
+            raise TransportConfigError(f"simulated.sleepy ({sleepy}) is more than nodes ({count})")
         self.interval = _number(config, "interval", 5.0, 0.001)
         self.awake = _number(config, "awake", 1.0, 0.0)
         self.delay = _number(config, "delay", 0.0, 0.0)

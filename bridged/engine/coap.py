@@ -38,8 +38,9 @@ Another hazard is in how aiocoap opens its UDP socket: it sets ``SO_REUSEPORT`` 
 server socket, and Linux then hands a socket bound to port 0 an ephemeral port that another
 ``SO_REUSEPORT`` socket of the same user already holds (5,000 such binds: about 800 share a
 port). Two endpoints on one port receive each other's datagrams, and a server's port can be
-taken over by a client. So a context bound to port 0 gets a socket of its own without it
-(:func:`unshared_socket`); a fixed port is bound as aiocoap binds it.
+taken over by a client. So every context gets a socket of its own without it
+(:func:`unshared_socket`): on port 0 an ephemeral port nobody shares, on a fixed port the port
+itself, which a second daemon then cannot take (EADDRINUSE) instead of sharing it.
 
 These live in :class:`BoundedMessageManager`, a subclass of aiocoap's ``MessageManager`` that
 replaces its deduplication methods (``_deduplicate_message``, ``_store_response_for_duplicates``)
@@ -427,19 +428,15 @@ async def create_context(
     ``peers_only``: only to the addresses its own requests go to (see the module docstring).
 
     Only the UDP transport is opened: aiocoap's default set would also listen for TCP and
-    WebSocket on the CoAP ports, which a gateway must not expose. Port 0 gets a port no other
-    socket shares (see the module docstring).
+    WebSocket on the CoAP ports, which a gateway must not expose. The port, fixed or ephemeral,
+    is shared with no other socket (see the module docstring).
     """
     loop = asyncio.get_running_loop()
     served = None if site is None else CheckedSite(site)
     context = aiocoap.Context(loop=loop, serversite=served, loggername=loggername)
 
     async def udp(mman: BoundedMessageManager) -> MessageInterfaceUDP6:
-        if bind[1] != 0:
-            return await MessageInterfaceUDP6.create_server_transport_endpoint(
-                mman, log=context.log, loop=loop, bind=bind, multicast=[]
-            )
-        sock = await unshared_socket(bind[0])
+        sock = await unshared_socket(bind[0], bind[1])
         try:
             return await MessageInterfaceUDP6._create_transport_endpoint(
                 sock, mman, context.log, loop
@@ -452,9 +449,9 @@ async def create_context(
     return context
 
 
-async def unshared_socket(host: str) -> socket.socket:
-    """A UDP socket (IPv6, IPv4-mapped too) bound to ``host`` on an ephemeral port that no
-    other socket holds: aiocoap's own binding minus ``SO_REUSEPORT``.
+async def unshared_socket(host: str, port: int = 0) -> socket.socket:
+    """A UDP socket (IPv6, IPv4-mapped too) bound to ``host`` on ``port`` (0: an ephemeral
+    port) that no other socket holds: aiocoap's own binding minus ``SO_REUSEPORT``.
 
     ``host`` is resolved as aiocoap resolves a bind address; a name that does not resolve
     raises aiocoap's ``ResolutionError`` as aiocoap does, and running out of file descriptors
@@ -462,7 +459,7 @@ async def unshared_socket(host: str) -> socket.socket:
     """
     loop = asyncio.get_running_loop()
     try:
-        address = await anext(getaddrinfo_routechecked(loop, log, host, 0))
+        address = await anext(getaddrinfo_routechecked(loop, log, host, port))
     except (socket.gaierror, StopAsyncIteration) as e:
         raise aiocoap.error.ResolutionError(f"No local bindable address found for {host}") from e
     sock = socket.socket(family=socket.AF_INET6, type=socket.SOCK_DGRAM)

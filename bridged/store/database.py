@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -93,33 +95,98 @@ def connect(path: Path | str) -> sqlite3.Connection:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date.
 
     ``":memory:"`` gives a private in-memory database, for tests of logic only: it has no WAL.
+    A damaged file (``PRAGMA quick_check``) or one of a newer schema is a DatabaseError that
+    says what to do; the file is not touched.
     """
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as e:
+        raise DatabaseError(f"{path}: cannot open the state database ({e})") from None
+    try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        (verdict,) = conn.execute("PRAGMA quick_check(1)").fetchone()
+        if verdict != "ok":
+            found = " ".join(str(verdict).replace("*** in database main ***", "").split())
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {found[:200]}")
         _migrate(conn)
+    except DatabaseError as e:
+        conn.close()
+        raise DatabaseError(f"{path}: {e}") from None
     except sqlite3.DatabaseError as e:
-        raise DatabaseError(f"{path}: {e}") from e
+        conn.close()
+        raise DatabaseError(
+            f"{path}: the state database is damaged ({e}); nothing was changed: "
+            "`bridged --recover` keeps it aside and starts a new one with what still reads"
+        ) from None
     return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on an error. SQLite has already rolled back
+    after some errors (a full disk, an I/O error), so ROLLBACK only when one is still open:
+    a second error from ROLLBACK would hide the first."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+RUNNING = "running"
+"""Counter row that is 1 while a daemon uses the database and 0 after a clean stop."""
+UNCLEAN_STOPS = "unclean_stops"
+"""How many times a daemon ended without a clean stop (kill -9, a crash, a power cut)."""
+
+
+def mark_running(conn: sqlite3.Connection) -> bool:
+    """Note that a daemon uses the database now; True when the previous one ended without a
+    clean stop (it is then counted in ``UNCLEAN_STOPS``): the readings nobody acknowledged of
+    its last group commit window may be lost, and this is how that is known."""
+    with transaction(conn):
+        row = conn.execute("SELECT value FROM counters WHERE name = ?", (RUNNING,)).fetchone()
+        unclean = row is not None and row[0] == 1
+        if unclean:
+            conn.execute(
+                "INSERT INTO counters(name, value) VALUES (?, 1) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                (UNCLEAN_STOPS,),
+            )
+        conn.execute(
+            "INSERT INTO counters(name, value) VALUES (?, 1) "
+            "ON CONFLICT(name) DO UPDATE SET value = 1",
+            (RUNNING,),
+        )
+    return unclean
+
+
+def mark_stopped(conn: sqlite3.Connection) -> None:
+    """The daemon stops cleanly: everything it took is in the database."""
+    with transaction(conn):
+        conn.execute("UPDATE counters SET value = 0 WHERE name = ?", (RUNNING,))
+
+
+def unclean_stops(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM counters WHERE name = ?", (UNCLEAN_STOPS,)).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > len(MIGRATIONS):
-        raise sqlite3.DatabaseError(
-            f"schema version {version} is newer than this bridged knows ({len(MIGRATIONS)})"
+        raise DatabaseError(
+            f"schema version {version} is newer than this bridged knows ({len(MIGRATIONS)}):"
+            " it was written by a later version; install that one again"
         )
     for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
         log.info("state database: schema %d -> %d", target - 1, target)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for statement in script.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version={target}")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")

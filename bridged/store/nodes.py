@@ -14,12 +14,14 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridged.objects.paths import MAX_ID
+
+from .database import transaction
 
 _TRANSPORT = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -68,6 +70,20 @@ class NodeId:
         return f"{self.transport}:{self.address}"
 
 
+MAX_NAME = 64
+"""The longest node name, in characters: it is shown in tables and sent upstream as the
+node's Application Type (5750)."""
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can be a node's name; ValueError saying why not."""
+    if len(name) > MAX_NAME:
+        raise ValueError(f"a node name is at most {MAX_NAME} characters, not {len(name)}")
+    if not name.isprintable():
+        raise ValueError("a node name is printable text (no control characters)")
+    return name
+
+
 @dataclass(frozen=True, slots=True)
 class PairedNode:
     """A node the gateway accepts. ``profile`` says how its data is read (a format name such as
@@ -88,15 +104,8 @@ class NodeStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._conn)
 
     # -- pairing -----------------------------------------------------------------------------
 

@@ -9,6 +9,11 @@ Rows every consumer has passed are deleted.
 The store is bounded by count and by age. When a bound is hit the oldest readings go first,
 and how many went is counted per reason in the ``counters`` table, so the loss is reported
 (bridgectl status, the logs) rather than silent.
+
+When the file system refuses writes (full, or turned read-only) ``append`` raises and the
+caller keeps the readings (see the registry's ``flush``); ``ack`` keeps the consumer's cursor
+in memory until a write succeeds again, so delivery goes on from the stored backlog instead of
+sending it again.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from bridged.objects.paths import Path
 from bridged.objects.values import ObjLnk, Value
 
+from .database import transaction
 from .nodes import NodeId
 
 _INT, _FLOAT, _STR, _BOOL, _BYTES, _OBJLNK, _BIGINT = range(7)
@@ -28,6 +34,9 @@ _INT64 = range(-(2**63), 2**63)
 
 DROPPED_COUNT = "dropped_count"
 DROPPED_AGE = "dropped_age"
+DROPPED_UNSTORED = "dropped_unstored"
+"""Readings the registry could not keep while the file system refused writes."""
+DROPPED = (DROPPED_COUNT, DROPPED_AGE, DROPPED_UNSTORED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +108,8 @@ class ReadingStore:
         self.bounds = bounds or Bounds()
         self._clock = clock
         (self._count,) = conn.execute("SELECT count(*) FROM readings").fetchone()
+        self._acked: dict[str, int] = {}
+        """Each consumer's cursor as delivery moved it, ahead of the table while writes fail."""
 
     def __len__(self) -> int:
         return int(self._count)
@@ -113,37 +124,42 @@ class ReadingStore:
         )
 
     def remove_consumer(self, name: str) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-        self._conn.execute("DELETE FROM cursors WHERE consumer = ?", (name,))
-        self._prune_delivered()
-        self._conn.execute("COMMIT")
+        self._acked.pop(name, None)
+        with transaction(self._conn):
+            self._conn.execute("DELETE FROM cursors WHERE consumer = ?", (name,))
+            self._prune_delivered()
 
-    def append(self, readings: Iterable[Reading]) -> int:
+    def append(self, readings: Iterable[Reading], *, unstored: int = 0) -> int:
         """Store ``readings`` in one transaction (durable when this returns); returns the seq
-        of the last one. Enforces the bounds, oldest first."""
+        of the last one. Enforces the bounds, oldest first. ``unstored`` readings that could
+        not be kept while writes failed are counted (``DROPPED_UNSTORED``) in the same
+        transaction. sqlite3.Error when the database refuses the write: nothing is stored."""
         rows = [(str(r.node), str(r.path), *encode_value(r.value), r.time) for r in readings]
-        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self._conn.executemany(
-                "INSERT INTO readings(node_id, path, kind, value, time) VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-            self._count += len(rows)
-            self._enforce_bounds()
-            (last,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM readings").fetchone()
+            with transaction(self._conn):
+                self._conn.executemany(
+                    "INSERT INTO readings(node_id, path, kind, value, time) VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._count += len(rows)
+                if unstored:
+                    self._bump(DROPPED_UNSTORED, unstored)
+                self._enforce_bounds()
+                (last,) = self._conn.execute(
+                    "SELECT coalesce(max(seq), 0) FROM readings"
+                ).fetchone()
         except BaseException:
-            self._conn.execute("ROLLBACK")
             (self._count,) = self._conn.execute("SELECT count(*) FROM readings").fetchone()
             raise
-        self._conn.execute("COMMIT")
         return int(last)
 
     def pending(self, consumer: str, limit: int = 1000) -> list[StoredReading]:
         """The oldest readings ``consumer`` has not acknowledged, in arrival order."""
         rows = self._conn.execute(
             "SELECT seq, node_id, path, kind, value, time FROM readings "
-            "WHERE seq > (SELECT seq FROM cursors WHERE consumer = ?) ORDER BY seq LIMIT ?",
-            (consumer, limit),
+            "WHERE seq > max((SELECT seq FROM cursors WHERE consumer = ?), ?) "
+            "ORDER BY seq LIMIT ?",
+            (consumer, self._acked.get(consumer, 0), limit),
         )
         return [
             StoredReading(
@@ -157,33 +173,39 @@ class ReadingStore:
         the daemon's status asks often)."""
         (count,) = self._conn.execute(
             "SELECT count(*) FROM readings "
-            "WHERE seq > coalesce((SELECT seq FROM cursors WHERE consumer = ?), 1e18)",
-            (consumer,),
+            "WHERE seq > max(coalesce((SELECT seq FROM cursors WHERE consumer = ?), 1e18), ?)",
+            (consumer, self._acked.get(consumer, 0)),
         ).fetchone()
         return int(count)
 
-    def ack(self, consumer: str, seq: int) -> None:
-        """``consumer`` has delivered everything up to ``seq``."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        self._conn.execute(
-            "UPDATE cursors SET seq = max(seq, ?) WHERE consumer = ?", (seq, consumer)
-        )
-        self._prune_delivered()
-        self._conn.execute("COMMIT")
+    def ack(self, consumer: str, seq: int) -> bool:
+        """``consumer`` has delivered everything up to ``seq``. False when the database
+        refused the write: the cursor then moves in memory only (``pending`` and ``waiting``
+        follow it) and is written with the next ack that succeeds; a restart before then
+        delivers those readings again (at least once)."""
+        self._acked[consumer] = max(self._acked.get(consumer, 0), seq)
+        try:
+            with transaction(self._conn):
+                self._conn.execute(
+                    "UPDATE cursors SET seq = max(seq, ?) WHERE consumer = ?",
+                    (self._acked[consumer], consumer),
+                )
+                self._prune_delivered()
+        except sqlite3.OperationalError:
+            return False
+        return True
 
     def expire(self) -> int:
         """Drop readings older than the age bound (call now and then); returns how many."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        dropped = self._drop_older_than(self._clock() - self.bounds.max_age)
-        self._conn.execute("COMMIT")
-        return dropped
+        with transaction(self._conn):
+            return self._drop_older_than(self._clock() - self.bounds.max_age)
 
     def dropped(self) -> dict[str, int]:
-        """How many readings each bound has discarded, ever."""
+        """How many readings each bound (and a refused write) has discarded, ever."""
         return {
             name: int(value)
             for name, value in self._conn.execute("SELECT name, value FROM counters")
-            if name in (DROPPED_COUNT, DROPPED_AGE)
+            if name in DROPPED
         }
 
     def consumers(self) -> dict[str, int]:

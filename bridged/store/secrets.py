@@ -46,6 +46,20 @@ class Secret:
         return cls(raw)
 
 
+def parse_secrets(text: str) -> dict[str, dict[str, str]]:
+    """The secrets file's content, ``{node id: {name: key as hex}}``; ValueError saying what
+    is wrong with it."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or not all(
+        isinstance(v, dict) and all(isinstance(x, str) for x in v.values()) for v in data.values()
+    ):
+        raise ValueError("not an object of objects of hex strings")
+    for keys in data.values():
+        for value in keys.values():
+            bytes.fromhex(value)
+    return data
+
+
 class SecretStore:
     """``{node id: {name: key}}`` in ``path``."""
 
@@ -61,18 +75,12 @@ class SecretStore:
         except (OSError, UnicodeDecodeError) as e:
             raise SecretsFileError(f"{self.path}: cannot read: {e}") from e
         try:
-            data = json.loads(text)
-            if not isinstance(data, dict) or not all(
-                isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
-                for v in data.values()
-            ):
-                raise ValueError("not an object of objects of hex strings")
-            for keys in data.values():
-                for value in keys.values():
-                    bytes.fromhex(value)
+            return parse_secrets(text)
         except ValueError as e:
-            raise SecretsFileError(f"{self.path}: malformed ({e}); fix or remove it") from e
-        return data
+            raise SecretsFileError(
+                f"{self.path}: damaged ({e}); nothing was changed: `bridged --recover` keeps "
+                "it aside and keeps the keys that still read"
+            ) from None
 
     def get(self, node: NodeId) -> dict[str, Secret]:
         return {k: Secret(bytes.fromhex(v)) for k, v in self._data.get(str(node), {}).items()}

@@ -203,8 +203,14 @@ class Daemon:
 
 @contextlib.asynccontextmanager
 async def running_daemon(
-    tmp_path: Path, config: str, *, notify: NotifyListener | None = None
+    tmp_path: Path,
+    config: str,
+    *,
+    notify: NotifyListener | None = None,
+    log_lines: list[str] | None = None,
 ) -> AsyncIterator[Daemon]:
+    """The daemon with ``config``, its log in ``Daemon.log``, or (``log_lines``) read from a
+    pipe into that list as it comes: a pipe is not a file, so a file size limit spares it."""
     cfg = tmp_path / "bridged.toml"
     cfg.write_text(config)
     env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
@@ -222,8 +228,15 @@ async def running_daemon(
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
+            stderr=stderr if log_lines is None else asyncio.subprocess.PIPE,
         )
+
+    async def drain(lines: list[str]) -> None:
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            lines.append(line.decode(errors="replace"))
+
+    reader = None if log_lines is None else asyncio.create_task(drain(log_lines))
     daemon = Daemon(proc, tmp_path / "run" / "control.sock", log)
     try:
         yield daemon
@@ -231,6 +244,8 @@ async def running_daemon(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        if reader is not None:
+            await reader
 
 
 async def until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -430,6 +445,22 @@ async def test_writes_to_nodes_sleepy_and_awake(tmp_path: Path, server: LwM2MTes
         assert switched.code == Code.CHANGED
         assert (await server.request(ENDPOINT, Code.GET, awake)).payload == b"1"
         assert await d.ctl_json("commands") == [], "an awake node's writes are not queued"
+
+
+async def produced(
+    events: asyncio.Queue[dict[str, object]], node: str, upstream: dict[str, str], count: int
+) -> set[tuple[str, float, object]]:
+    """At least ``count`` readings of ``node`` as the daemon's event stream reports them, as
+    (gateway path, time, value) of the node-local paths ``upstream`` maps."""
+    out: set[tuple[str, float, object]] = set()
+    while len(out) < count:
+        event = await next_matching(events, id=node)
+        records = event["records"]
+        assert isinstance(records, list)
+        out |= {
+            (upstream[r["path"]], r["time"], r["value"]) for r in records if r["path"] in upstream
+        }
+    return out
 
 
 def sends(server: LwM2MTestServer) -> set[tuple[str, float | None, object]]:

@@ -4,6 +4,7 @@ desired-state queue methods over a stand-in gateway."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridged.control import (
+    FAILED,
     INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -29,6 +31,7 @@ from bridged.control import (
 )
 from bridged.objects.paths import Path
 from bridged.store.nodes import NodeId
+from bridged.store.secrets import SecretsFileError
 
 
 def test_a_request() -> None:
@@ -249,9 +252,37 @@ async def test_commands_history_with_node_and_limit() -> None:
         ("commands.pending", {"limit": 3}, "unknown param(s) limit"),
         ("commands.history", {"limit": 0}, "params.limit: must be between 1 and 1000"),
         ("commands.history", {"limit": "5"}, "params.limit"),
+        ("commands.pending", {"node": "sim:" + "0" * 5000}, "params.node: is at most 4096"),
     ],
 )
 async def test_commands_bad_params(method: str, params: dict[str, object], text: str) -> None:
     answer, gateway = await ask(method, **params)
     assert answer["error"]["code"] == INVALID_PARAMS and text in answer["error"]["message"]
     assert gateway.asked == []
+
+
+class _FullDisk(_Commands):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def commands_pending(self, node: NodeId | None = None) -> list[dict[str, Any]]:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (sqlite3.OperationalError("database or disk is full"), "state database refuses"),
+        (SecretsFileError("/var/lib/bridged/secrets.json: cannot write: full"), "cannot write"),
+    ],
+)
+async def test_a_refused_write_of_a_state_file_is_a_failure_not_an_internal_error(
+    error: Exception, text: str
+) -> None:
+    server = ControlServer(_FullDisk(error), FsPath("/nonexistent/control.sock"))  # type: ignore[arg-type]
+    writer = _Writer()
+    conn = Connection(writer, Peer(1, 0, 0))  # type: ignore[arg-type]
+    await server.handle(b'{"id": 3, "method": "commands.pending"}', conn)
+    (answer,) = writer.lines
+    assert answer["error"]["code"] == FAILED and text in answer["error"]["message"]

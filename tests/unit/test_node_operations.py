@@ -4,7 +4,9 @@ NodeOperations and the CommandQueue), with the simulated transport and real SQLi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from pathlib import Path as FsPath
 
 import cbor2
@@ -228,3 +230,27 @@ async def test_gateway_paths_stay_synchronous(gw: NodeGateway) -> None:
     reply = await gw.dm.handle_async(Code.GET, segments("3311/0/5750"))
     assert (reply.code, reply.payload) == (Code.CONTENT, b"gateway")
     assert gw.dm.handle(Code.GET, segments("3311/0/5750")) == reply
+
+
+async def test_a_command_the_full_store_cannot_keep_is_5_03(
+    gw: NodeGateway, tmp_path: FsPath
+) -> None:
+    gw.wake(gw.sleepy)
+    gw.sleep(gw.sleepy)
+    conn = gw.commands._conn
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    conn.execute(f"PRAGMA max_page_count={pages}")  # the disk is full
+    # Fill the commands' pages so that no new row fits, as on a full disk.
+    for size in (4000, 1000, 200, 50, 1):
+        with contextlib.suppress(sqlite3.OperationalError):
+            while True:
+                conn.execute(
+                    "INSERT INTO commands(node_id, path, kind, replace, body, created, expires,"
+                    " status) VALUES ('x', '/1', 'write', 0, ?, 0, 0, 'applied')",
+                    (b"f" * size,),
+                )
+    assert await put(gw, SWITCH_2, b"1") == Code.SERVICE_UNAVAILABLE
+    assert not gw.commands.pending()
+    conn.execute("PRAGMA max_page_count=1073741823")  # space is back
+    assert await put(gw, SWITCH_2, b"1") == Code.CHANGED
+    assert len(gw.commands.pending()) == 1

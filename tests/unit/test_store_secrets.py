@@ -52,7 +52,7 @@ def test_bad_keys_are_explained_without_echoing_them(text: str, message: str) ->
 def test_a_malformed_file_is_named_and_left_alone(tmp_path: Path, content: str) -> None:
     path = tmp_path / "secrets.json"
     path.write_text(content)
-    with pytest.raises(SecretsFileError, match=r"secrets\.json.*malformed"):
+    with pytest.raises(SecretsFileError, match=r"secrets\.json.*damaged.*bridged --recover"):
         SecretStore(path)
     assert path.read_text() == content
 

@@ -237,8 +237,9 @@ class NodeServer:
         self.events.state(registration.node, NodeState(reachable=False, time=self._clock()))
         return aiocoap.Message(code=Code.DELETED)
 
-    def send(self, request: aiocoap.Message) -> aiocoap.Message:
-        """A node's LwM2M Send (``POST /dp``): its records are readings."""
+    async def send(self, request: aiocoap.Message) -> aiocoap.Message:
+        """A node's LwM2M Send (``POST /dp``): its records are readings, durable before the
+        2.04 (a 5.03 when the store refuses them: the node sends them again)."""
         remote = request.remote
         assert isinstance(remote, LowpanAddress)
         node = self.node_of(remote)
@@ -249,6 +250,7 @@ class NodeServer:
         self._heard(registration)
         if records:
             self.events.readings(registration.node, records)
+            await self.events.durable()
         return aiocoap.Message(code=Code.CHANGED)
 
     def by_location(self, location: str, remote: object) -> NodeRegistration | None:
@@ -452,7 +454,7 @@ class _NodeSite(resource.Resource):
             if path == ("rd",) and request.code == Code.POST:
                 return server.register(request)
             if path == ("dp",) and request.code == Code.POST:
-                return server.send(request)
+                return await server.send(request)
             if len(path) == 2 and path[0] == "rd":
                 registration = server.by_location(path[1], request.remote)
                 if registration is None:

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ from bridged.store.nodes import NodeId, PairedNode
 from bridged.store.secrets import Secret
 
 from ..base import (
+    NodeState,
     Transport,
     TransportConfigError,
     TransportEvents,
@@ -203,3 +205,9 @@ class IEEE802154Transport(Transport):
     def _radio_state(self, state: RadioState) -> None:
         # (the radio logs the change itself)
         self.condition = f"radio {'up' if state.up else 'down'}: {state.reason}"
+        if not state.up:
+            # Nothing reaches a node while the radio is down: none is reachable (each is again
+            # when it is next heard, its registration kept for when the radio is back).
+            now = time.time()
+            for node, registration in self.server.registrations.items():
+                self.events.state(node, NodeState(False, now, sleepy=registration.queue))

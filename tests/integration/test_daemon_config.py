@@ -1,0 +1,145 @@
+"""A configuration the daemon cannot run with is refused by ``bridged --check`` and at start,
+the same way: exit 78 (EX_CONFIG, which the unit does not restart) and one line naming the
+file, the key and why; never a traceback, a hang or a daemon sitting at "registering".
+
+And a second daemon on a state directory (or a fixed CoAP port) that a running one holds
+refuses to start instead of sharing it.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from integration.test_daemon import EXIT_CONFIG, config_text, running_daemon, until
+from peers.lwm2m_server import LwM2MTestServer
+
+SERVER = "coap://127.0.0.1:9"
+
+
+def _uri(uri: str) -> Callable[[Path], str]:
+    return lambda tmp: config_text(uri, tmp)
+
+
+def _state_dir_is_a_file(tmp: Path) -> str:
+    (tmp / "state").write_text("not a directory")
+    return config_text(SERVER, tmp)
+
+
+TWO_NOSEC_SERVERS = f'[[server]]\nuri = "{SERVER}"\nshort_server_id = 2\n'
+
+BAD: dict[str, tuple[Callable[[Path], str], str]] = {
+    "port-99999": (_uri("coap://127.0.0.1:99999"), "server[0].uri"),
+    "port-abc": (_uri("coap://127.0.0.1:abc"), "server[0].uri"),
+    "port-0": (_uri("coap://127.0.0.1:0"), "server[0].uri"),
+    "user-info": (_uri("coap://user:pw@127.0.0.1:5683"), "server[0].uri"),
+    "open-bracket": (_uri("coap://[::1"), "server[0].uri"),
+    "sim-no-nodes": (
+        lambda tmp: config_text(SERVER, tmp, sim="nodes = 0"),
+        "transport.sim",
+    ),
+    "sim-unknown-key": (
+        lambda tmp: config_text(SERVER, tmp, sim="nodes = 2\nnodez = 3"),
+        "transport.sim",
+    ),
+    "objects-dir-missing": (
+        lambda tmp: config_text(SERVER, tmp, gateway=f'objects_dir = "{tmp / "nowhere"}"'),
+        "gateway.objects_dir",
+    ),
+    "state-dir-is-a-file": (_state_dir_is_a_file, "gateway.state_dir"),
+    "retry-timer-huge": (
+        lambda tmp: config_text(SERVER, tmp).replace("retry_timer = 0.05", "retry_timer = 8.6e24"),
+        "server[0].retry_timer",
+    ),
+    "two-nosec-one-port": (
+        lambda tmp: config_text(SERVER, tmp, gateway="bind_port = 56831", extra=TWO_NOSEC_SERVERS),
+        "gateway.bind_port",
+    ),
+}
+
+
+def _one_line(text: str, tmp: Path, key: str) -> None:
+    assert "Traceback" not in text, text
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    assert str(tmp / "bridged.toml") in lines[0] and key in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+async def test_refused_at_check_and_at_start(tmp_path: Path, case: str) -> None:
+    make, key = BAD[case]
+    text = make(tmp_path)
+    cfg = tmp_path / "bridged.toml"
+    cfg.write_text(text)
+    check = subprocess.run(
+        [sys.executable, "-m", "bridged.daemon", "--config", str(cfg), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == EXIT_CONFIG, check.stdout + check.stderr
+    _one_line(check.stderr, tmp_path, key)
+    async with running_daemon(tmp_path, text) as d:
+        assert await d.wait(timeout=60) == EXIT_CONFIG
+        _one_line(d.log.read_text(), tmp_path, key)
+
+
+async def test_second_daemon_on_one_state_dir_refuses(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    text = config_text(server.uri, tmp_path)
+    async with running_daemon(tmp_path, text) as first:
+        await server.next_event("register", timeout=30)
+        await first.wait_registered()
+        second_dir = tmp_path / "second"
+        second_dir.mkdir()
+        # Same state directory, its own control socket.
+        text2 = text.replace(f'runtime_dir = "{tmp_path / "run"}"', f'runtime_dir = "{second_dir}"')
+        async with running_daemon(second_dir, text2) as second:
+            assert await second.wait(timeout=60) == EXIT_CONFIG
+            log = second.log.read_text()
+        assert "Traceback" not in log
+        assert str(tmp_path / "state") in log and "another bridged" in log
+        status = await first.ctl_json("status")
+        assert isinstance(status, dict) and status["servers"][0]["registered"]
+
+
+async def test_second_daemon_on_one_fixed_port_refuses(
+    tmp_path: Path, server: LwM2MTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in production: aiocoap left to its default, which shares ports (SO_REUSEPORT).
+    monkeypatch.delenv("AIOCOAP_REUSE_PORT")
+    port = _free_udp_port()
+    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    async with running_daemon(
+        first_dir, config_text(server.uri, first_dir, gateway=f"bind_port = {port}")
+    ) as first:
+        await server.next_event("register", timeout=30)
+        await first.wait_registered()
+        async with running_daemon(
+            second_dir, config_text(server.uri, second_dir, gateway=f"bind_port = {port}")
+        ) as second:
+            assert await second.wait(timeout=60) == EXIT_CONFIG
+            log = second.log.read_text()
+        assert "Traceback" not in log
+        assert "gateway.bind_port" in log.strip().splitlines()[-1] and str(port) in log
+        # The first still has its server: an Update goes through.
+        await first.ctl_json("update")
+        await until(lambda: _updated(server))
+
+
+async def _updated(server: LwM2MTestServer) -> bool:
+    return any(e.kind == "update" for e in server.history)
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -20,7 +20,13 @@ APT_PACKAGES += dbus libdbus-1-dev libglib2.0-dev pkg-config python3-dev
 # (packaging/debian/control), lintian, and systemd-analyze to verify the unit.
 APT_PACKAGES += debhelper dpkg-dev fakeroot lintian help2man python3-dev libsystemd-dev pkgconf \
 	systemd
+# The Leshan interop peer (tests/peers/leshan): a JRE to run it and Maven to fetch it, unless a
+# Java and a Maven are already there.
+APT_PACKAGES += $(if $(shell command -v java),,default-jre-headless) \
+	$(if $(shell command -v mvn),,maven)
 NODE_PEERS := tests/peers/node
+LESHAN_POM := tests/peers/leshan/pom.xml
+LESHAN_JAR := build/peers/leshan/leshan-server-demo.jar
 
 .PHONY: test demo lint typecheck unit system-deps clean deb
 
@@ -66,12 +72,18 @@ typecheck: $(STAMP)
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
 	  --cache-dir $(CURDIR)/.mypy_cache -p bridged
 
-unit: $(STAMP) $(NODE_PEERS)/node_modules/.package-lock.json
+unit: $(STAMP) $(NODE_PEERS)/node_modules/.package-lock.json $(LESHAN_JAR)
 	$(BIN)/pytest
 
 # The npm interop peers, reinstalled when their lockfile changes.
 $(NODE_PEERS)/node_modules/.package-lock.json: $(NODE_PEERS)/package-lock.json
 	npm ci --prefix $(NODE_PEERS) --no-audit --no-fund --loglevel=error
+
+# The Leshan LwM2M server peer, fetched from Maven Central again when its pom changes (the pom
+# pins the version and copies the jar here, under build/, which git ignores).
+$(LESHAN_JAR): $(LESHAN_POM)
+	mvn -q -B -Dstyle.color=never -f $(LESHAN_POM) dependency:copy
+	touch $@
 
 # The Debian package, built from a copy of the sources into build/deb (see packaging/build-deb).
 deb: system-deps

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-
 from integration.test_daemon import Daemon
+
 from peers.leshan import Answer, EventStream, Leshan
 from peers.leshan_gateway import registered_daemon
 
@@ -113,9 +113,7 @@ async def test_int201_211_224_read_a_node_resource(
     assert isinstance(answer.value, float) and abs(answer.value - reference) < 0.5
 
 
-@pytest.mark.parametrize(
-    "fmt", ["TLV", pytest.param("SENML_CBOR", marks=TIMESTAMPED_READ), "JSON"]
-)
+@pytest.mark.parametrize("fmt", ["TLV", pytest.param("SENML_CBOR", marks=TIMESTAMPED_READ), "JSON"])
 async def test_int222_read_on_an_object(
     gateway: Daemon, leshan: Leshan, temperature: str, fmt: str
 ) -> None:
@@ -146,8 +144,11 @@ async def test_int223_read_of_a_node_instance_has_everything_discover_lists(
 ) -> None:
     """int-223 on a node's instance: every readable resource Discover lists is in the Read."""
     instance = temperature.rsplit("/", 1)[0]
-    listed = {int(link["url"].split("/")[3]) for link in (await leshan.discover(EP, instance)).links
-              if link["url"].count("/") == 3}
+    listed = {
+        int(link["url"].split("/")[3])
+        for link in (await leshan.discover(EP, instance)).links
+        if link["url"].count("/") == 3
+    }
     read = (await leshan.read(EP, instance, "TLV")).resources()
     assert read.get(5750) == "porch"
     assert listed - {5605} <= set(read)
@@ -194,13 +195,14 @@ async def test_int205_212_215_220_233_234_227_write_a_resource(
     assert (await leshan.read(EP, "/3/0/15", "TLV")).value == zone
 
 
-async def test_int226_partial_update_on_an_object_instance(
-    gateway: Daemon, leshan: Leshan
-) -> None:
+async def test_int226_partial_update_on_an_object_instance(gateway: Daemon, leshan: Leshan) -> None:
     """int-226: a partial update (POST /3/0) of 14 UTC Offset and 15 Timezone changes those
     two and leaves the instance's other resources as they were."""
     before = stable(await leshan.read(EP, "/3/0", "TLV"))
-    node = {"id": 0, "resources": [{"id": 14, "value": "+09:00"}, {"id": 15, "value": "Asia/Tokyo"}]}
+    node = {
+        "id": 0,
+        "resources": [{"id": 14, "value": "+09:00"}, {"id": 15, "value": "Asia/Tokyo"}],
+    }
     written = await leshan.write(EP, "/3/0", node, "TLV", replace=False)
     assert written.code == "2.04", written.raw
     after = stable(await leshan.read(EP, "/3/0", "SENML_CBOR"))
@@ -239,7 +241,9 @@ async def test_int261_write_attributes_on_a_multiple_resource(
 ) -> None:
     """int-261: Write-Attributes on /3/0/11 (multiple); Discover shows them with dim."""
     assert (await leshan.write_attributes(EP, "/3/0/11", pmin=10, pmax=200)).code == "2.04"
-    links = {link["url"]: link["attributes"] for link in (await leshan.discover(EP, "/3/0/11")).links}
+    links = {
+        link["url"]: link["attributes"] for link in (await leshan.discover(EP, "/3/0/11")).links
+    }
     assert links["/3/0/11"] == {"dim": "1", "pmin": "10", "pmax": "200"}
 
 
@@ -254,7 +258,9 @@ async def test_int261_discover_reports_inherited_attributes(
     """Attributes written on /4 and /4/0 are inherited by /4/0/0 (Core 1.1 §5.1.2)."""
     assert (await leshan.write_attributes(EP, "/4", pmin=10, pmax=200)).code == "2.04"
     assert (await leshan.write_attributes(EP, "/4/0", pmax=320)).code == "2.04"
-    links = {link["url"]: link["attributes"] for link in (await leshan.discover(EP, "/4/0/0")).links}
+    links = {
+        link["url"]: link["attributes"] for link in (await leshan.discover(EP, "/4/0/0")).links
+    }
     assert links["/4/0/0"] == {"pmin": "10", "pmax": "320"}
 
 

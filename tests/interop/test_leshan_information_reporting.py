@@ -22,8 +22,8 @@ from typing import Any
 import cbor2
 import pytest
 import pytest_asyncio
-
 from integration.test_daemon import Daemon
+
 from peers.leshan import Event, EventStream, Leshan
 from peers.leshan_gateway import registered_daemon
 
@@ -170,7 +170,9 @@ async def test_int302_cancel_observation_by_reset(
     if note.data["type"] == "NON":  # a CON one is answered RST by the same rule
         await coap.next(
             "COAPLOG",
-            match=lambda d: d["type"] == "RST" and not d["incoming"] and d["mId"] == note.data["mId"],
+            match=lambda d: (
+                d["type"] == "RST" and not d["incoming"] and d["mId"] == note.data["mId"]
+            ),
         )
     events.drain("NOTIFICATION")
     for _ in range(2):

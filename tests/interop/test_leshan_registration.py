@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
-
 from integration.test_daemon import Daemon
+
 from peers.leshan import Event, EventStream, Leshan
 from peers.leshan_gateway import link_urls, registered_daemon
 
@@ -45,9 +45,7 @@ async def gateway(
         yield running
 
 
-async def test_int101_initial_registration(
-    gateway: tuple[Daemon, Event], leshan: Leshan
-) -> None:
+async def test_int101_initial_registration(gateway: tuple[Daemon, Event], leshan: Leshan) -> None:
     """int-101: Leshan registers the endpoint as LwM2M 1.1, UDP binding, with the configured
     lifetime and the gateway's objects; the Security object /0 is never listed (Core 6.2.1)."""
     _, registration = gateway

@@ -21,8 +21,8 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from integration.test_daemon import Daemon, running_daemon
+
 from peers.leshan import Event, EventStream, Leshan
 from peers.leshan_gateway import config
 

@@ -68,7 +68,9 @@ from bridged.objects.definitions import ObjectDef, ResourceType
 REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "tests" / "peers" / "leshan" / "pom.xml"
 JAR = REPO / "build" / "peers" / "leshan" / "leshan-server-demo.jar"
-INSTALL_COMMAND = f"make {JAR.relative_to(REPO)}  (runs: mvn -q -B -f {POM.relative_to(REPO)} dependency:copy)"
+INSTALL_COMMAND = (
+    f"make {JAR.relative_to(REPO)}  (runs: mvn -q -B -f {POM.relative_to(REPO)} dependency:copy)"
+)
 
 JVM_OPTIONS = ("--add-opens", "java.base/java.util=ALL-UNNAMED")
 """Leshan M4's demo serialises registrations with a Gson that reflects into java.util, which
@@ -95,7 +97,9 @@ class LeshanFailed(RuntimeError):
 def find_java() -> str:
     java = shutil.which("java")
     if java is None:
-        raise LeshanMissing("java is not installed; install it with: apt-get install default-jre-headless")
+        raise LeshanMissing(
+            "java is not installed; install it with: apt-get install default-jre-headless"
+        )
     return java
 
 
@@ -297,11 +301,11 @@ class Leshan:
         models.mkdir(parents=True, exist_ok=True)
         write_missing_models(jar, models)
         log = workdir / "leshan.log"
+        ports = ("-lh", "127.0.0.1", "-lp", "0", "-slh", "127.0.0.1", "-slp", "0")
+        http = ("-wh", "127.0.0.1", "-wp", "0")
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [java, *JVM_OPTIONS, "-jar", str(jar)]
-                + ["-lh", "127.0.0.1", "-lp", "0", "-slh", "127.0.0.1", "-slp", "0"]
-                + ["-wh", "127.0.0.1", "-wp", "0", "-m", str(models)],
+                [java, *JVM_OPTIONS, "-jar", str(jar), *ports, *http, "-m", str(models)],
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -350,9 +354,7 @@ class Leshan:
         finally:
             conn.close()
 
-    async def api(
-        self, method: str, path: str, query: str = "", body: Any = None
-    ) -> Any:
+    async def api(self, method: str, path: str, query: str = "", body: Any = None) -> Any:
         """One API call; its JSON answer (None when empty). LeshanFailed unless HTTP 200."""
         data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
         status, text = await asyncio.to_thread(self._call, method, path, query, data)
@@ -405,9 +407,7 @@ class Leshan:
         return await self.write(endpoint, path, {"id": rid, "value": value}, format)
 
     async def execute(self, endpoint: str, path: str, arguments: str | None = None) -> Answer:
-        return await self.operation(
-            "POST", endpoint, path, body=(arguments or "").encode() or None
-        )
+        return await self.operation("POST", endpoint, path, body=(arguments or "").encode() or None)
 
     async def observe(self, endpoint: str, path: str, format: str | None = None) -> Answer:
         return await self.operation("POST", endpoint, f"{path}/observe", format=format)
@@ -475,7 +475,7 @@ def ddf_xml(objects: Iterable[ObjectDef]) -> str:
     ]
     for obj in objects:
         parts += [
-            "<Object ObjectType=\"MODefinition\">",
+            '<Object ObjectType="MODefinition">',
             field("Name", obj.name),
             field("Description1", obj.description),
             field("ObjectID", obj.id),

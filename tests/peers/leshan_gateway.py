@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from integration.test_daemon import Daemon, running_daemon
+
 from peers.leshan import Event, EventStream, Leshan
 
 SIM = "nodes = 2\ninterval = 0.5"

@@ -90,7 +90,7 @@ def stable(answer: Answer) -> dict[int, Any]:
 
 
 @pytest.mark.parametrize("fmt", INSTANCE_FORMATS)
-async def test_int203_204_231_232_read_device_instance(
+async def test_LightweightM2M_1_1_int_203_204_231_232_read_device_instance(
     gateway: Daemon, leshan: Leshan, fmt: str
 ) -> None:
     """int-203 TLV, 204 JSON, 231 SenML JSON, 232 SenML CBOR (and int-223, Read on an Object
@@ -102,7 +102,7 @@ async def test_int203_204_231_232_read_device_instance(
 
 
 @pytest.mark.parametrize("fmt", formats(RESOURCE_FORMATS))
-async def test_int201_211_224_read_a_node_resource(
+async def test_LightweightM2M_1_1_int_201_211_224_read_a_node_resource(
     gateway: Daemon, leshan: Leshan, temperature: str, fmt: str
 ) -> None:
     """int-201 Plain Text, 211 CBOR and the others (int-224, Read on a Resource): Leshan
@@ -114,7 +114,7 @@ async def test_int201_211_224_read_a_node_resource(
 
 
 @pytest.mark.parametrize("fmt", ["TLV", pytest.param("SENML_CBOR", marks=TIMESTAMPED_READ), "JSON"])
-async def test_int222_read_on_an_object(
+async def test_LightweightM2M_1_1_int_222_read_on_an_object(
     gateway: Daemon, leshan: Leshan, temperature: str, fmt: str
 ) -> None:
     """int-222: a Read of /3303 gives every instance, the node's with its temperature."""
@@ -125,7 +125,7 @@ async def test_int222_read_on_an_object(
 
 
 @TIMESTAMPED_READ
-async def test_int237_read_on_an_object_without_content_format(
+async def test_LightweightM2M_1_1_int_237_read_on_an_object_without_content_format(
     gateway: Daemon, leshan: Leshan, temperature: str
 ) -> None:
     """int-237: without an Accept option the client picks the format (SenML CBOR, its
@@ -139,7 +139,7 @@ async def test_int237_read_on_an_object_without_content_format(
     reason="issue 13 item 3: a Read of a node's /3303/x leaves out 5750 Application Type "
     "(the node's name) that Discover lists",
 )
-async def test_int223_read_of_a_node_instance_has_everything_discover_lists(
+async def test_LightweightM2M_1_1_int_223_read_of_a_node_instance_has_everything_discover_lists(
     gateway: Daemon, leshan: Leshan, temperature: str
 ) -> None:
     """int-223 on a node's instance: every readable resource Discover lists is in the Read."""
@@ -155,7 +155,7 @@ async def test_int223_read_of_a_node_instance_has_everything_discover_lists(
 
 
 @pytest.mark.parametrize("fmt", INSTANCE_FORMATS)
-async def test_int225_read_on_a_resource_instance(
+async def test_LightweightM2M_1_1_int_225_read_on_a_resource_instance(
     gateway: Daemon, leshan: Leshan, fmt: str
 ) -> None:
     """int-225: /3/0/11/0 (the first Error Code). Leshan decodes a resource instance with ID 0
@@ -165,7 +165,9 @@ async def test_int225_read_on_a_resource_instance(
     assert answer.content == {"id": 0}
 
 
-async def test_int221_operations_on_security_fail(gateway: Daemon, leshan: Leshan) -> None:
+async def test_LightweightM2M_1_1_int_221_operations_on_security_fail(
+    gateway: Daemon, leshan: Leshan
+) -> None:
     """int-221: the Security object is the bootstrap server's only (Core 1.1 §E.1): Read and
     Write from a DM server fail with 4.01."""
     assert (await leshan.read(EP, "/0/0", "TLV")).code == "4.01"
@@ -184,7 +186,7 @@ async def test_int221_operations_on_security_fail(gateway: Daemon, leshan: Lesha
         ("int-234", "SENML_JSON"),
     ],
 )
-async def test_int205_212_215_220_233_234_227_write_a_resource(
+async def test_LightweightM2M_1_1_int_205_212_215_220_233_234_227_write_a_resource(
     gateway: Daemon, leshan: Leshan, test_id: str, fmt: str
 ) -> None:
     """Setting basic information (int-227, Replace on a Resource): Leshan writes /3/0/15
@@ -195,7 +197,9 @@ async def test_int205_212_215_220_233_234_227_write_a_resource(
     assert (await leshan.read(EP, "/3/0/15", "TLV")).value == zone
 
 
-async def test_int226_partial_update_on_an_object_instance(gateway: Daemon, leshan: Leshan) -> None:
+async def test_LightweightM2M_1_1_int_226_partial_update_on_an_object_instance(
+    gateway: Daemon, leshan: Leshan
+) -> None:
     """int-226: a partial update (POST /3/0) of 14 UTC Offset and 15 Timezone changes those
     two and leaves the instance's other resources as they were."""
     before = stable(await leshan.read(EP, "/3/0", "TLV"))
@@ -212,7 +216,9 @@ async def test_int226_partial_update_on_an_object_instance(gateway: Daemon, lesh
     }
 
 
-async def test_int256_write_operation_failure(gateway: Daemon, leshan: Leshan) -> None:
+async def test_LightweightM2M_1_1_int_256_write_operation_failure(
+    gateway: Daemon, leshan: Leshan
+) -> None:
     """int-256: a Write of a read-only resource (/3/0/0 Manufacturer) fails with 4.05, and
     the value stays."""
     before = (await leshan.read(EP, "/3/0/0", "TEXT")).value
@@ -221,12 +227,16 @@ async def test_int256_write_operation_failure(gateway: Daemon, leshan: Leshan) -
     assert (await leshan.read(EP, "/3/0/0", "TEXT")).value == before
 
 
-async def test_int242_execute_a_readable_resource_fails(gateway: Daemon, leshan: Leshan) -> None:
+async def test_execute_of_a_resource_that_is_not_executable_is_4_05(
+    gateway: Daemon, leshan: Leshan
+) -> None:
     """An Execute of a resource that is not executable (/3/0/0) is 4.05 (Core 1.1 §6.3.5)."""
     assert (await leshan.execute(EP, "/3/0/0")).code == "4.05"
 
 
-async def test_int260_discover(gateway: Daemon, leshan: Leshan, temperature: str) -> None:
+async def test_LightweightM2M_1_1_int_260_discover(
+    gateway: Daemon, leshan: Leshan, temperature: str
+) -> None:
     """int-260: Discover of /3/0 lists its resources, the multi-instance 11 with dim (Core 1.1
     §5.4.2); Discover of the node's instance lists 5700."""
     links = {link["url"]: link["attributes"] for link in (await leshan.discover(EP, "/3/0")).links}
@@ -236,7 +246,7 @@ async def test_int260_discover(gateway: Daemon, leshan: Leshan, temperature: str
     assert temperature in {link["url"] for link in (await leshan.discover(EP, instance)).links}
 
 
-async def test_int261_write_attributes_on_a_multiple_resource(
+async def test_LightweightM2M_1_1_int_261_write_attributes_on_a_multiple_resource(
     gateway: Daemon, leshan: Leshan
 ) -> None:
     """int-261: Write-Attributes on /3/0/11 (multiple); Discover shows them with dim."""
@@ -252,7 +262,7 @@ async def test_int261_write_attributes_on_a_multiple_resource(
     reason="issue 13 item 10: Discover does not report attributes inherited from the object "
     "and the instance (Core 1.1 §5.4.2, OMA int-260 F / int-261 C)",
 )
-async def test_int261_discover_reports_inherited_attributes(
+async def test_LightweightM2M_1_1_int_261_discover_reports_inherited_attributes(
     gateway: Daemon, leshan: Leshan
 ) -> None:
     """Attributes written on /4 and /4/0 are inherited by /4/0/0 (Core 1.1 §5.1.2)."""
@@ -264,7 +274,7 @@ async def test_int261_discover_reports_inherited_attributes(
     assert links["/4/0/0"] == {"pmin": "10", "pmax": "320"}
 
 
-async def test_int241_execute_reboot(gateway: Daemon, leshan: Leshan) -> None:
+async def test_LightweightM2M_1_1_int_241_execute_reboot(gateway: Daemon, leshan: Leshan) -> None:
     """int-241: Leshan executes /3/0/4 Reboot; the client answers 2.04 and the daemon exits
     with 75 so that systemd starts it again (a gateway reboots its service, not the host)."""
     answer = await leshan.execute(EP, "/3/0/4")

@@ -79,7 +79,7 @@ async def notified(events: EventStream, path: str, timeout: float = 30.0) -> Any
     ]["value"]
 
 
-async def test_int301_observe_with_pmin_pmax(
+async def test_LightweightM2M_1_1_int_301_observe_with_pmin_pmax(
     gateway: Daemon, leshan: Leshan, events: EventStream, coap: EventStream, temperature: str
 ) -> None:
     """int-301: Write-Attributes pmin=0 pmax=1 on the node's temperature, Observe in TLV:
@@ -92,7 +92,7 @@ async def test_int301_observe_with_pmin_pmax(
     assert all(isinstance(v, float) and 17.9 <= v <= 24.1 for v in values)
 
 
-async def test_int301_greater_than_and_less_than(
+async def test_LightweightM2M_1_1_int_301_greater_than_and_less_than(
     gateway: Daemon, leshan: Leshan, events: EventStream
 ) -> None:
     """int-301 with gt/lt (Core 1.1 §5.1.2): /1/0/1 Lifetime observed with gt=200 lt=50 is
@@ -109,7 +109,9 @@ async def test_int301_greater_than_and_less_than(
     await leshan.cancel_observe(EP, path)
 
 
-async def test_int301_step(gateway: Daemon, leshan: Leshan, events: EventStream) -> None:
+async def test_LightweightM2M_1_1_int_301_step(
+    gateway: Daemon, leshan: Leshan, events: EventStream
+) -> None:
     """int-301 with st (Core 1.1 §5.1.2): /1/0/1 Lifetime observed with st=100 (and thresholds
     it never crosses) is notified when it moved at least 100 from the last notified value."""
     path = "/1/0/1"
@@ -129,7 +131,7 @@ async def test_int301_step(gateway: Daemon, leshan: Leshan, events: EventStream)
     "record has a time ('value should not be timestamped'); the gateway gives a node's value "
     "with its measuring time (legal, Core 1.1 §7.4.5; eclipse-leshan/leshan#1616)",
 )
-async def test_int301_observe_in_senml_cbor(
+async def test_LightweightM2M_1_1_int_301_observe_in_senml_cbor(
     gateway: Daemon, leshan: Leshan, events: EventStream, temperature: str
 ) -> None:
     """int-301 in SenML CBOR, the default format of a 1.1 client."""
@@ -145,7 +147,7 @@ async def test_int301_observe_in_senml_cbor(
     reason="issue 13 item 2: an RST answering a NON notification does not end the "
     "observation (RFC 7641 §3.6, OMA int-302)",
 )
-async def test_int302_cancel_observation_by_reset(
+async def test_LightweightM2M_1_1_int_302_cancel_observation_by_reset(
     gateway: Daemon, leshan: Leshan, events: EventStream, coap: EventStream, temperature: str
 ) -> None:
     """int-302: Leshan forgets the temperature's observation and answers its next notification
@@ -202,7 +204,7 @@ def is_send(data: dict[str, Any]) -> bool:
     return bool(data["incoming"]) and data["code"] == "POST" and '"dp"' in data["options"]
 
 
-async def test_int306_send_with_a_time_series(
+async def test_LightweightM2M_1_1_int_306_send_with_a_time_series(
     gateway: Daemon, coap: EventStream, temperature: str
 ) -> None:
     """int-306: the node's readings go to Leshan by Send (POST /dp, SenML CBOR): a Send holds
@@ -220,7 +222,7 @@ async def test_int306_send_with_a_time_series(
     assert answer.data["code"] == "2.04", answer.data
 
 
-async def test_int307_muting_send(
+async def test_LightweightM2M_1_1_int_307_muting_send(
     gateway: Daemon, leshan: Leshan, events: EventStream, coap: EventStream
 ) -> None:
     """int-307: Leshan writes /1/0/23 Mute Send = true; no Send reaches it while muted (seen
@@ -240,7 +242,7 @@ async def test_int307_muting_send(
     await leshan.cancel_observe(EP, keeper)
 
 
-async def test_int311_send_command(gateway: Daemon, coap: EventStream) -> None:
+async def test_LightweightM2M_1_1_int_311_send_command(gateway: Daemon, coap: EventStream) -> None:
     """int-311: ``bridgectl send /3/0/0`` sends the current value; Leshan takes it (2.04)."""
     coap.drain()
     await gateway.ctl_json("send", "/3/0/0")

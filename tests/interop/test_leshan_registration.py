@@ -45,7 +45,9 @@ async def gateway(
         yield running
 
 
-async def test_int101_initial_registration(gateway: tuple[Daemon, Event], leshan: Leshan) -> None:
+async def test_LightweightM2M_1_1_int_101_initial_registration(
+    gateway: tuple[Daemon, Event], leshan: Leshan
+) -> None:
     """int-101: Leshan registers the endpoint as LwM2M 1.1, UDP binding, with the configured
     lifetime and the gateway's objects; the Security object /0 is never listed (Core 6.2.1)."""
     _, registration = gateway
@@ -58,7 +60,7 @@ async def test_int101_initial_registration(gateway: tuple[Daemon, Event], leshan
     assert listed is not None and listed["registrationId"] == data["registrationId"]
 
 
-async def test_int102_registration_update_with_the_paired_nodes_objects(
+async def test_LightweightM2M_1_1_int_102_registration_update_with_the_paired_nodes_objects(
     gateway: tuple[Daemon, Event], events: EventStream
 ) -> None:
     """int-102: pairing a node adds its objects as gateway instances; Leshan takes the Update
@@ -70,7 +72,7 @@ async def test_int102_registration_update_with_the_paired_nodes_objects(
     assert {"3303", "3304", "3311"} <= objects
 
 
-async def test_int104_registration_update_trigger(
+async def test_LightweightM2M_1_1_int_104_registration_update_trigger(
     gateway: tuple[Daemon, Event], leshan: Leshan, events: EventStream
 ) -> None:
     """int-104: Leshan executes /1/0/8 Registration Update Trigger; the client answers 2.04
@@ -81,7 +83,7 @@ async def test_int104_registration_update_trigger(
     await events.next("UPDATED", endpoint=EP)
 
 
-async def test_int107_extending_the_lifetime_and_updates_by_lifetime(
+async def test_LightweightM2M_1_1_int_107_extending_the_lifetime_and_updates_by_lifetime(
     gateway: tuple[Daemon, Event], leshan: Leshan, events: EventStream
 ) -> None:
     """int-107: Leshan writes /1/0/1 Lifetime; the client sends an Update carrying it (lt=), and
@@ -103,7 +105,7 @@ async def test_int107_extending_the_lifetime_and_updates_by_lifetime(
     assert restored.data["update"]["lifeTimeInSec"] == LIFETIME
 
 
-async def test_int103_deregistration_on_sigterm(
+async def test_LightweightM2M_1_1_int_103_deregistration_on_sigterm(
     gateway: tuple[Daemon, Event], leshan: Leshan, events: EventStream
 ) -> None:
     """int-103: SIGTERM (systemctl stop) de-registers: Leshan reports the De-register and no

@@ -53,7 +53,7 @@ async def registered_or_refused(events: EventStream, daemon: Daemon) -> Event:
     "extended_master_secret (RFC 7627 §5.3 lets it); Leshan M4's Scandium (Californium 2.6) "
     "has no RFC 7627",
 )
-async def test_int401_psk_mode(tmp_path: Path, leshan: Leshan) -> None:
+async def test_LightweightM2M_1_1_int_401_psk_mode(tmp_path: Path, leshan: Leshan) -> None:
     """int-401: Register over DTLS-PSK (Leshan: ``secure``), a Read and an Observe with its
     notification over the session, then De-register over it."""
     await leshan.add_psk(EP, IDENTITY, KEY)

@@ -58,7 +58,8 @@ async def test_LightweightM2M_1_1_int_401_psk_mode(tmp_path: Path, leshan: Lesha
     notification over the session, then De-register over it."""
     await leshan.add_psk(EP, IDENTITY, KEY)
     server = f'psk_identity = "{IDENTITY}"\npsk_key = "{KEY.hex()}"'
-    text = config(leshan.secure_uri, tmp_path, EP, server=server)
+    # A short request timeout: a failed handshake is then reported (and the case ends) at once.
+    text = config(leshan.secure_uri, tmp_path, EP, server=server, request_timeout=2)
     try:
         with leshan.events() as events:
             async with running_daemon(tmp_path, text) as daemon:

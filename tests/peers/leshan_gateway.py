@@ -30,6 +30,7 @@ def config(
     *,
     exposure: str = "instances",
     lifetime: int = 120,
+    request_timeout: float = 10,
     server: str = "",
     sim: str = SIM,
     extra: str = "",
@@ -46,7 +47,7 @@ bind_address = "127.0.0.1"
 [[server]]
 uri = "{uri}"
 lifetime = {lifetime}
-request_timeout = 10
+request_timeout = {request_timeout}
 retry_timer = 0.05
 retry_sequence_delay = 0.2
 {server}

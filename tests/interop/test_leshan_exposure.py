@@ -91,7 +91,7 @@ async def read_observe_send_write(
     assert (await leshan.observe(ep, temperature, "TLV")).code == "2.05"
     note = await events.next("NOTIFICATION", endpoint=ep, match=lambda d: d["res"] == temperature)
     assert isinstance(note.data["val"]["value"], float)
-    with leshan.events(ep) as coap:
+    async with leshan.trace(ep) as coap:
         assert isinstance(await sent(coap, temperature), float)
         written_at = time.time()
         assert (await leshan.write_value(ep, switch, True, "TLV")).code == "2.04"

@@ -55,11 +55,11 @@ async def gateway(
         yield daemon
 
 
-@pytest.fixture(scope="module")
-def coap(leshan: Leshan, gateway: Daemon) -> Iterator[EventStream]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def coap(leshan: Leshan, gateway: Daemon) -> AsyncIterator[EventStream]:
     """Leshan's trace of the endpoint's CoAP messages (opened once it is registered: Leshan
     keys the trace by the registration's address)."""
-    with leshan.events(EP) as stream:
+    async with leshan.trace(EP) as stream:
         yield stream
 
 

@@ -55,7 +55,7 @@ import time
 import urllib.parse
 import zipfile
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -441,6 +441,30 @@ class Leshan:
             yield stream
         finally:
             stream.close()
+
+    @contextlib.asynccontextmanager
+    async def trace(self, endpoint: str, timeout: float = 30.0) -> AsyncIterator[EventStream]:
+        """The COAPLOG events of registered ``endpoint``, from the moment Leshan traces them.
+
+        Leshan attaches the trace after it has answered the stream's request, so the stream is
+        known to be live only once a message shows in it: Leshan reads /1/0/1 (Lifetime, which
+        every client has) until its GET appears. What came before is dropped.
+        """
+
+        def outgoing_get(data: dict[str, Any]) -> bool:
+            return not data["incoming"] and data["code"] == "GET"
+
+        with self.events(endpoint) as stream:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.read(endpoint, "/1/0/1", "TEXT")
+                    try:
+                        await stream.next("COAPLOG", timeout=1.0, match=outgoing_get)
+                        break
+                    except TimeoutError:
+                        continue
+            stream.drain()
+            yield stream
 
 
 # -- models ---------------------------------------------------------------------------------

@@ -59,8 +59,8 @@ def leshan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Leshan]:
         find_java()
         check_jar()
     except LeshanMissing as missing:
-        if in_ci():
-            pytest.fail(f"CI must run the Leshan cases: {missing}")
+        if in_ci():  # an error, which no expected failure absorbs (they name what they expect)
+            raise LeshanMissing(f"CI must run the Leshan cases: {missing}") from None
         pytest.skip(str(missing))
     server = Leshan.start(tmp_path_factory.mktemp("leshan"))
     try:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 from integration.test_daemon import Daemon
 
@@ -47,8 +48,6 @@ def is_send(data: dict[str, Any]) -> bool:
 
 def sent_records(send: Event) -> list[dict[int, Any]]:
     """The SenML CBOR records of a Send (names resolved against the base name, -2)."""
-    import cbor2
-
     payload = str(send.data["payload"])
     assert payload.startswith("Hex:"), payload
     records, base = [], ""

@@ -5,7 +5,7 @@ event loop (the tests drive asyncio themselves), so the fixture cannot start the
 async context manager that does, already pointed at the checked executable.
 
 Only a missing ``node`` skips (Node.js is optional for contributors), and a missing Java or
-Leshan jar outside CI (``CI=true`` makes it a failure, so CI cannot pass by skipping). Everything
+Leshan jar outside CI (``CI=true`` makes it an error, so CI cannot pass by skipping). Everything
 else ``make test`` installs is an error when absent, with the command that fixes it: the npm
 packages of the lwm2m-node-lib peer, libcoap's coap-client, aiocoap-rd. A broken setup never
 passes as "skipped".

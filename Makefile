@@ -20,9 +20,14 @@ APT_PACKAGES += dbus libdbus-1-dev libglib2.0-dev pkg-config python3-dev
 # (packaging/debian/control), lintian, and systemd-analyze to verify the unit.
 APT_PACKAGES += debhelper dpkg-dev fakeroot lintian help2man python3-dev libsystemd-dev pkgconf \
 	systemd
-# Eclipse Leshan, the reference LwM2M server, as interop peers: a JRE and Maven build and run them.
-APT_PACKAGES += default-jre-headless maven
+# Eclipse Leshan, the reference LwM2M server, as interop peers (tests/peers/leshan and
+# tests/peers/leshan-bootstrap): a JRE runs them and Maven fetches and builds them, unless a Java
+# and a Maven are already there.
+APT_PACKAGES += $(if $(shell command -v java),,default-jre-headless) \
+	$(if $(shell command -v mvn),,maven)
 NODE_PEERS := tests/peers/node
+LESHAN_POM := tests/peers/leshan/pom.xml
+LESHAN_JAR := build/peers/leshan/leshan-server-demo.jar
 LESHAN_BS := tests/peers/leshan-bootstrap
 LESHAN_BS_STAMP := build/peers/leshan-bootstrap/.built
 
@@ -70,18 +75,24 @@ typecheck: $(STAMP)
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
 	  --cache-dir $(CURDIR)/.mypy_cache -p bridged
 
-unit: $(STAMP) $(NODE_PEERS)/node_modules/.package-lock.json $(LESHAN_BS_STAMP)
+unit: $(STAMP) $(NODE_PEERS)/node_modules/.package-lock.json $(LESHAN_JAR) $(LESHAN_BS_STAMP)
 	$(BIN)/pytest
 
 # The npm interop peers, reinstalled when their lockfile changes.
 $(NODE_PEERS)/node_modules/.package-lock.json: $(NODE_PEERS)/package-lock.json
 	npm ci --prefix $(NODE_PEERS) --no-audit --no-fund --loglevel=error
 
+# The Leshan LwM2M server peer, fetched from Maven Central again when its pom changes (the pom
+# pins the version and copies the jar here, under build/, which git ignores).
+$(LESHAN_JAR): $(LESHAN_POM)
+	mvn -q -B -Dstyle.color=never -f $(LESHAN_POM) dependency:copy
+	touch $@
+
 # Leshan's bootstrap server peer (its launcher, and Leshan from Maven Central into ~/.m2), rebuilt
 # into build/peers/leshan-bootstrap when its pom or its source changes.
 $(LESHAN_BS_STAMP): $(LESHAN_BS)/pom.xml $(LESHAN_BS)/LeshanBootstrapPeer.java
 	rm -rf $(dir $@)lib
-	mvn -q -B -f $(LESHAN_BS)/pom.xml package
+	mvn -q -B -Dstyle.color=never -f $(LESHAN_BS)/pom.xml package
 	touch $@
 
 # The Debian package, built from a copy of the sources into build/deb (see packaging/build-deb).

@@ -26,6 +26,7 @@ from aiocoap.optiontypes import BlockOption, OpaqueOption
 from bridged.engine.client import LwM2MClient
 from bridged.engine.dm import MAX_PAYLOAD
 from bridged.objects.formats import ContentFormat as CF
+from bridged.objects.values import MAX_STRING_BYTES
 from peers.gateway import ENDPOINT, PROBE_VALUES, Gateway, gateway, running_client
 from peers.lwm2m_server import LwM2MTestServer
 
@@ -521,7 +522,7 @@ async def test_a_broken_block_sequence_is_incomplete(
     assert (await answer(server, block(5, mid=0x2202))).code == Code.REQUEST_ENTITY_INCOMPLETE
     assert [r for r in caplog.records if r.levelname == "ERROR"] == []
     assert gw.value(TARGET) == "probe"
-    body = "y" * (3 * BLOCK + 17)
+    body = "y" * (MAX_STRING_BYTES - 1)  # several blocks, within what a string may hold
     written = await server.request(
         ENDPOINT, Code.PUT, TARGET, body.encode(), content_format=CF.TEXT
     )

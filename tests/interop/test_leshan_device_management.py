@@ -136,12 +136,6 @@ async def test_LightweightM2M_1_1_int_237_read_on_an_object_without_content_form
     assert answer.code == "2.05", answer.raw
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 13 item 3: a Read of a node's /3303/x leaves out 5750 Application Type "
-    "(the node's name) that Discover lists",
-)
 async def test_LightweightM2M_1_1_int_223_read_of_a_node_instance_has_everything_discover_lists(
     gateway: Daemon, leshan: Leshan, temperature: str
 ) -> None:
@@ -260,12 +254,6 @@ async def test_LightweightM2M_1_1_int_261_write_attributes_on_a_multiple_resourc
     assert links["/3/0/11"] == {"dim": "1", "pmin": "10", "pmax": "200"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 13 item 10: Discover does not report attributes inherited from the object "
-    "and the instance (Core 1.1 §5.4.2, OMA int-260 F / int-261 C)",
-)
 async def test_LightweightM2M_1_1_int_261_discover_reports_inherited_attributes(
     gateway: Daemon, leshan: Leshan
 ) -> None:

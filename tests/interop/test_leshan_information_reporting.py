@@ -143,12 +143,6 @@ async def test_LightweightM2M_1_1_int_301_observe_in_senml_cbor(
     assert isinstance(await notified(events, humidity), float)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 13 item 2: an RST answering a NON notification does not end the "
-    "observation (RFC 7641 §3.6, OMA int-302)",
-)
 async def test_LightweightM2M_1_1_int_302_cancel_observation_by_reset(
     gateway: Daemon, leshan: Leshan, events: EventStream, coap: EventStream, temperature: str
 ) -> None:

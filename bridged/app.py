@@ -264,6 +264,9 @@ class _Publisher:
         if self.hub.wanted("readings"):
             self.hub.publish("readings", id=str(node.id), records=[json_record(r) for r in records])
 
+    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
+        pass
+
 
 def build_tree(config: Config, facts: MachineFacts, on_reboot: Callable[[], None]) -> ObjectTree:
     """The gateway's own tree: built-in definitions plus the operator's DDF files, /3 and /4
@@ -332,6 +335,8 @@ class _Unheard:
     def heard(self, heard: Heard) -> None: ...
 
     def readings(self, node: NodeId, records: Sequence[Record]) -> None: ...
+
+    def values(self, node: NodeId, records: Sequence[Record]) -> None: ...
 
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None: ...
 

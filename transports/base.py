@@ -13,6 +13,11 @@ Two directions:
   ``heard`` for every node on the air (paired or not: scans use it), ``admit`` when an
   unpaired node asks to join (the core answers, as a permit-join window is open or not),
   ``readings`` and ``objects`` for paired nodes, ``state`` for reachability and link quality.
+  ``readings`` are only what the node measured and reported (an advert, a Send, a changed
+  value it notified): each is stored and delivered upstream once, with the node's time. What
+  the gateway merely read from the node (an observation's first answer, unchanged metadata, a
+  resource a node that reports by Send also notifies) goes to ``values``: it refreshes what
+  the gateway shows of the node and is never a reading.
   These are plain calls, never awaited: the core queues and batches, the radio loop never blocks.
 * **Core → transport**: ``read``, ``write`` and ``execute`` on a paired node, which raise the
   ``LwM2MError`` a server should see (``ServiceUnavailable`` 5.03 for a node out of reach,
@@ -81,6 +86,8 @@ class TransportEvents(Protocol):
     def heard(self, heard: Heard) -> None: ...
 
     def readings(self, node: NodeId, records: Sequence[Record]) -> None: ...
+
+    def values(self, node: NodeId, records: Sequence[Record]) -> None: ...
 
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None: ...
 

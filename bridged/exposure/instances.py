@@ -153,6 +153,9 @@ class InstancesExposure:
             except LwM2MError as e:
                 log.warning("node %s: %s not updated: %s", node.id, r.path, e)
 
+    node_values = node_readings
+    """Values read from a node are shown as its readings are (they are just not stored)."""
+
     def _defined(self, oid: int) -> bool:
         if oid in self.tree.registry:
             return True

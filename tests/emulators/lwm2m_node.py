@@ -84,10 +84,18 @@ class EmulatedNode:
         self.registrar: Registrar | None = None
         self._task: asyncio.Task[None] | None = None
         self.registered = asyncio.Event()
+        #: Every notification the node sent, in order.
+        self.notifications: list[aiocoap.Message] = []
 
     async def start(self, send: SendDatagram, gateway_ip: bytes) -> None:
+        def sending(remote: LowpanAddress, data: bytes) -> None:
+            message = aiocoap.Message.decode(data)
+            if message.code.is_successful() and message.opt.observe is not None:
+                self.notifications.append(message)
+            send(remote, data)
+
         self.context, self.interface = await create_link_context(
-            DeviceManagementResource(self.dm, self.observations), send, self.ip
+            DeviceManagementResource(self.dm, self.observations), sending, self.ip
         )
         host = LowpanAddress(self.interface, gateway_ip, 5683).hostinfo
         target = ServerTarget(
@@ -125,6 +133,12 @@ class EmulatedNode:
             content_format=ContentFormat.SENML_CBOR,
         )
         return await self.registrar.exchange(message)
+
+    async def measure(self, value: float, at: float) -> aiocoap.Message:
+        """The sensor measures ``value`` at ``at``, as a node that reports by Send does: the
+        value changes in its tree (its observers are notified) and it Sends it with its time."""
+        self.tree.set(TEMPERATURE, value)
+        return await self.send([Record(TEMPERATURE, value, at)])
 
     async def update(self) -> None:
         """Talk to the gateway now (a sleepy node waking up)."""

@@ -37,6 +37,9 @@ class Recorder:
     def readings(self, node: NodeId, records: Sequence[Record]) -> None:
         self.readings_.append((node, list(records)))
 
+    def values(self, node: NodeId, records: Sequence[Record]) -> None:
+        pass
+
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None:
         self.objects_[node] = objects
 

@@ -4,8 +4,9 @@ Nodes on the air are constrained LwM2M clients (Contiki-NG, RIOT, Zephyr): they 
 update, de-register and ``POST /dp`` (Send) like they would to any LwM2M server, and the gateway
 reads, writes, executes and observes them. This module turns that into the transport contract
 (``transports.base``): a registration is an ``admit`` (only paired EUI-64s get in; others get
-4.03, logged once by the registry), its object list becomes ``objects``, notifications and
-Sends become ``readings``, and every message from a node is a sign that it is reachable.
+4.03, logged once by the registry), its object list becomes ``objects``, its Sends and
+notifications become ``readings`` or ``values`` by the rule of :mod:`.sources` (one measured
+value is one reading), and every message from a node is a sign that it is reachable.
 
 Sleepy nodes (``b=UQ``, or ``Q`` in 1.1) are reachable only for ``awake_window`` seconds after
 they last talked, as LwM2M queue mode says. An operation on a sleepy node outside that window
@@ -48,6 +49,7 @@ from bridged.store.nodes import NodeId
 from ..base import Heard, NodeState, TransportEvents
 from .coap_link import LowpanAddress
 from .lowpan import eui64_from_address
+from .sources import NodeSources, Sorted
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class NodeRegistration:
     version: str
     objects: dict[int, list[int]]
     last_heard: float
+    sources: NodeSources = field(default_factory=NodeSources)
     observations: list[aiocoap.protocol.Request] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -247,8 +250,7 @@ class NodeServer:
             return aiocoap.Message(code=Code.FORBIDDEN, payload=b"not registered")
         records = self._decode(request.payload, request.opt.content_format, ROOT)
         self._heard(registration)
-        if records:
-            self.events.readings(registration.node, records)
+        self._report(registration, registration.sources.sent(records))
         return aiocoap.Message(code=Code.CHANGED)
 
     def by_location(self, location: str, remote: object) -> NodeRegistration | None:
@@ -391,17 +393,17 @@ class NodeServer:
         node = registration.node
         try:
             first = await request.response
-            self._reading(registration, first, path)
+            self._notified(registration, first, path, first=True)
             if request.observation is None:
                 return
             async for notification in request.observation:
-                self._reading(registration, notification, path)
+                self._notified(registration, notification, path, first=False)
         except (error.Error, asyncio.CancelledError) as e:
             if not isinstance(e, asyncio.CancelledError):
                 log.info("node %s: observation of %s ended: %s", node, path, e)
 
-    def _reading(
-        self, registration: NodeRegistration, message: aiocoap.Message, path: Path
+    def _notified(
+        self, registration: NodeRegistration, message: aiocoap.Message, path: Path, *, first: bool
     ) -> None:
         if not message.code.is_successful():
             log.info(
@@ -414,8 +416,16 @@ class NodeServer:
             log.warning("node %s sent %s that cannot be decoded: %s", registration.node, path, e)
             return
         self._heard(registration)
-        if records:
-            self.events.readings(registration.node, records)
+        sources = registration.sources
+        said = sources.snapshot(records) if first else sources.notified(records)
+        self._report(registration, said)
+
+    def _report(self, registration: NodeRegistration, said: Sorted) -> None:
+        """Hand the core what a node said: readings and values (see ``sources``)."""
+        if said.readings:
+            self.events.readings(registration.node, said.readings)
+        if said.values:
+            self.events.values(registration.node, said.values)
 
     def _cancel_observations(self, registration: NodeRegistration) -> None:
         for request in registration.observations:

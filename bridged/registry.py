@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -120,9 +120,12 @@ class NodeRegistry:
     def attach(self, transport: Transport) -> None:
         """Hand ``transport`` the nodes of its kind that are paired."""
         self.transports[transport.name] = transport
+        sessions = self.store.sessions()
         for node in self.live.values():
             if node.id.transport == transport.name:
                 transport.pair(node.paired, self.secrets.get(node.id))
+                if node.id in sessions:
+                    transport.resume(node.id, sessions[node.id])
 
     def listen(self, listener: RegistryListener) -> None:
         self._listeners.append(listener)
@@ -264,6 +267,15 @@ class NodeRegistry:
                 live.last_seen = max(live.last_seen or state.time, state.time)
                 for hook in self._awake_hooks:
                     hook(node)
+
+    def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None:
+        if node in self.live:
+            self.store.set_session(node, session)
+
+    async def durable(self) -> None:
+        # Commits now: one transaction per acknowledged batch (an 802.15.4 Send), never a
+        # reading acknowledged to a node and lost with the group-commit window.
+        self.flush()
 
     def admit(self, heard: Heard) -> bool:
         self.heard(heard)

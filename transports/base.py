@@ -89,6 +89,18 @@ class TransportEvents(Protocol):
 
     def values(self, node: NodeId, records: Sequence[Record]) -> None: ...
 
+    def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None:
+        """Keep ``session`` (JSON-able) for a paired node across restarts, durably before this
+        returns; None forgets it. A restarted gateway hands it back through
+        ``Transport.resume``. For what the transport must not lose when the gateway restarts
+        (an 802.15.4 node's LwM2M registration)."""
+        ...
+
+    async def durable(self) -> None:
+        """Return once every reading reported so far is durable: what a transport awaits
+        before it acknowledges readings to the node (an 802.15.4 Send's 2.04)."""
+        ...
+
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None: ...
 
     def state(self, node: NodeId, state: NodeState) -> None: ...
@@ -165,6 +177,11 @@ class Transport(abc.ABC):
         (``pair`` follows when this returns): e.g. bond with a node that needs it. ValueError
         for keys or options the node cannot have, PairingFailed when the radio could not do it.
         Nothing by default."""
+        return None
+
+    def resume(self, node: NodeId, session: Mapping[str, Any]) -> None:
+        """What this transport kept of a paired node (``TransportEvents.session``), handed
+        back before ``start`` when the gateway starts again. Nothing by default."""
         return None
 
     @abc.abstractmethod

@@ -123,7 +123,8 @@ class EmulatedNode:
             self.interface.received(ip, port, payload)
 
     async def send(self, records: list[Record]) -> aiocoap.Message:
-        """LwM2M Send of ``records`` to the gateway (``POST /dp``, SenML CBOR)."""
+        """LwM2M Send of ``records`` to the gateway (``POST /dp``, SenML CBOR). A 4.04 says
+        the gateway does not know the node: it registers again, as a LwM2M client does."""
         assert self.registrar is not None
         payload = codec_for(ContentFormat.SENML_CBOR).encode(records, ROOT, self.tree.registry)
         message = aiocoap.Message(
@@ -132,7 +133,10 @@ class EmulatedNode:
             payload=payload,
             content_format=ContentFormat.SENML_CBOR,
         )
-        return await self.registrar.exchange(message)
+        response = await self.registrar.exchange(message)
+        if response.code == Code.NOT_FOUND:
+            self.registrar.register_again()
+        return response
 
     async def measure(self, value: float, at: float) -> aiocoap.Message:
         """The sensor measures ``value`` at ``at``, as a node that reports by Send does: the

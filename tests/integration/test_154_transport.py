@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path as FsPath
 
 import pytest
+from airs import HandedOver
 from emulators.lwm2m_node import SWITCH, TEMPERATURE, EmulatedNode, RadioAir
 from emulators.rcp import RcpEmulator
 
+from bridged.engine.registration import EventKind
 from bridged.objects.errors import GatewayTimeout
 from bridged.objects.values import Record
 from bridged.registry import NodeRegistry
@@ -185,3 +187,49 @@ async def test_an_unsolicited_reset_and_an_unplugged_dongle_are_survived(
     await rcp.wait_until(lambda: rcp.raw_stream, timeout=TIMEOUT)
     node.tree.set(TEMPERATURE, 31.0)
     assert [r.value for r in await gateway.transport.read(node_id, TEMPERATURE)] == [31.0]
+
+
+async def test_a_restarted_gateway_keeps_its_nodes_registrations_and_observes_them_again(
+    tmp_path: FsPath,
+) -> None:
+    """A node that reports by notifying (LwM2M 1.0: no Send) goes on being heard after the
+    gateway restarts, without registering again: the registration was kept, and the gateway
+    observes the node anew at once."""
+    conn = connect(tmp_path / "state.db")
+
+    def gateway() -> tuple[NodeRegistry, IEEE802154Transport, HandedOver]:
+        registry = NodeRegistry(
+            NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
+        )
+        handed = HandedOver()
+        registry.listen(handed)
+        transport = IEEE802154Transport({"port": str(rcp.link), "pan_id": PAN}, registry)
+        registry.attach(transport)
+        return registry, transport, handed
+
+    async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
+        air = RadioAir(rcp, PAN)
+        registry, transport, _ = gateway()
+        await transport.start()
+        node = EmulatedNode(bytes.fromhex("00124b0000020099"), "old", version="1.0")
+        node_id = NodeId("802154", node.eui64.hex())
+        registry.pair(PairedNode(node_id, "old", "lwm2m"))
+        await air.add(node)
+        try:
+            await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+            await transport.stop()
+
+            registry, transport, handed = gateway()  # the same state database
+            await transport.start()
+            try:
+                live = registry.live[node_id]
+                await until(lambda: TEMPERATURE in live.values)  # observed again
+                node.tree.set(TEMPERATURE, 26.5)
+                await until(lambda: any(h.value == 26.5 for h in handed.readings))
+            finally:
+                await transport.stop()
+            registered = [e for e in node.events if e.kind is EventKind.REGISTRATION_COMPLETE]
+            assert len(registered) == 1, "it did not have to register again"
+        finally:
+            await node.stop(deregister=False)
+            conn.close()

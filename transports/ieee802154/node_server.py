@@ -24,8 +24,9 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiocoap
 from aiocoap import error, resource
@@ -47,9 +48,9 @@ from bridged.objects.values import Record
 from bridged.store.nodes import NodeId
 
 from ..base import Heard, NodeState, TransportEvents
-from .coap_link import LowpanAddress
+from .coap_link import LowpanAddress, LowpanMessageInterface
 from .lowpan import eui64_from_address
-from .sources import NodeSources, Sorted
+from .sources import HOLD, NodeSources, Sorted
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,50 @@ class NodeRegistration:
     objects: dict[int, list[int]]
     last_heard: float
     sources: NodeSources = field(default_factory=NodeSources)
+    hold: asyncio.TimerHandle | None = None
+    """Releases the readings ``sources`` holds (see ``sources.HOLD``)."""
+    observed: bool = False
+    """Whether the gateway has started observing the node's objects for this registration."""
     observations: list[aiocoap.protocol.Request] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sources.may_send = self.version != "1.0"
+
+    def session(self) -> dict[str, Any]:
+        """What the gateway keeps of this registration across a restart."""
+        return {
+            "endpoint": self.endpoint,
+            "location": self.location,
+            "lifetime": self.lifetime,
+            "binding": self.binding,
+            "queue": self.queue,
+            "version": self.version,
+            "objects": {str(oid): iids for oid, iids in self.objects.items()},
+            "ip": self.address.ip.hex(),
+            "port": self.address.port,
+            "sends": self.sources.sends,
+        }
+
+    @classmethod
+    def resumed(
+        cls, node: NodeId, session: Mapping[str, Any], address: LowpanAddress, now: float
+    ) -> NodeRegistration:
+        """The registration ``session`` kept; KeyError, TypeError or ValueError if it is
+        not one."""
+        return cls(
+            node=node,
+            address=address,
+            endpoint=str(session["endpoint"]),
+            location=str(session["location"]),
+            lifetime=int(session["lifetime"]),
+            binding=str(session["binding"]),
+            queue=bool(session["queue"]),
+            version=str(session["version"]),
+            objects={int(o): [int(i) for i in ii] for o, ii in session["objects"].items()},
+            last_heard=now,
+            sources=NodeSources(sends=bool(session["sends"])),
+        )
 
 
 def _query(request: aiocoap.Message) -> dict[str, str]:
@@ -139,13 +182,66 @@ class NodeServer:
         self.registrations: dict[NodeId, NodeRegistration] = {}
         self._by_location: dict[str, NodeId] = {}
         self._locations = itertools.count(1)
+        self._resumed: dict[NodeId, Mapping[str, Any]] = {}
+        self._unknown: set[NodeId] = set()
+        """Nodes told (and logged once) that the gateway has no registration of theirs."""
         self._sleep_timers: dict[NodeId, asyncio.TimerHandle] = {}
         self._link_quality: dict[NodeId, tuple[int, int]] = {}
         self.site = _NodeSite(self)
 
-    def attach(self, context: aiocoap.Context) -> None:
-        """The context requests to nodes go out through (the one serving ``site``)."""
+    def resume(self, node: NodeId, session: Mapping[str, Any]) -> None:
+        """A registration the gateway kept across its restart; it is taken up on ``attach``."""
+        self._resumed[node] = session
+
+    def attach(self, context: aiocoap.Context, interface: LowpanMessageInterface) -> None:
+        """The context requests to nodes go out through (the one serving ``site``) and its
+        interface on the node link. The registrations kept across a restart are taken up:
+        the nodes' Sends, Updates and notifications are accepted as before, and the gateway
+        observes an always-on node again at once (a sleepy one when it next talks)."""
         self.context = context
+        resumed, self._resumed = self._resumed, {}
+        for node, session in resumed.items():
+            eui64 = self._eui64(node)
+            try:
+                address = LowpanAddress(
+                    interface, bytes.fromhex(session["ip"]), int(session["port"]), eui64
+                )
+                registration = NodeRegistration.resumed(node, session, address, self._clock())
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                log.warning(
+                    "node %s: its kept registration is unreadable (%s): it must register again",
+                    node,
+                    e,
+                    extra={"NODE": str(node)},
+                )
+                continue
+            self.registrations[node] = registration
+            self._by_location[registration.location] = node
+            if not registration.queue:
+                self._start_observing(registration)
+        if resumed:
+            log.info("%d node registration(s) resumed", len(self.registrations))
+
+    @staticmethod
+    def _eui64(node: NodeId) -> bytes | None:
+        try:
+            return bytes.fromhex(node.address)
+        except ValueError:
+            return None
+
+    def _new_location(self) -> str:
+        """A registration location no current registration has."""
+        while (location := str(next(self._locations))) in self._by_location:
+            pass
+        return location
+
+    def _keep(self, registration: NodeRegistration) -> None:
+        """Keep the registration across restarts (durable before the node is answered)."""
+        self.events.session(registration.node, registration.session())
+
+    def _start_observing(self, registration: NodeRegistration) -> None:
+        registration.observed = True
+        registration.tasks.append(asyncio.create_task(self._observe(registration)))
 
     def node_of(self, address: LowpanAddress) -> NodeId | None:
         """The node at ``address``, by the EUI-64 the link knew or its IPv6 address carries."""
@@ -189,16 +285,19 @@ class NodeServer:
             node=node,
             address=remote,
             endpoint=endpoint,
-            location=str(next(self._locations)),
+            location=self._new_location(),
             lifetime=lifetime,
             binding=binding,
             queue="Q" in binding or "Q" in query,
             version=query.get("lwm2m", "1.0"),
             objects=objects,
             last_heard=now,
+            sources=NodeSources(sends=old is not None and old.sources.sends),
         )
         self.registrations[node] = registration
         self._by_location[registration.location] = node
+        self._unknown.discard(node)
+        self._keep(registration)
         log.info(
             "node %s registered as %r (%s)",
             node,
@@ -208,10 +307,11 @@ class NodeServer:
         )
         self.events.objects(node, objects)
         self._heard(registration)
-        registration.tasks.append(asyncio.create_task(self._observe(registration)))
+        self._start_observing(registration)
         return aiocoap.Message(code=Code.CREATED, location_path=("rd", registration.location))
 
     def update(self, registration: NodeRegistration, request: aiocoap.Message) -> aiocoap.Message:
+        kept = registration.session()
         query = _query(request)
         if "lt" in query:
             registration.lifetime = self._lifetime(query["lt"])
@@ -228,37 +328,68 @@ class NodeServer:
                 for task in registration.tasks:
                     task.cancel()
                 self._cancel_observations(registration)
-                registration.tasks.append(asyncio.create_task(self._observe(registration)))
+                self._start_observing(registration)
         registration.address = _same_peer(registration.address, request.remote)
+        if not registration.observed:
+            self._start_observing(registration)
+        if registration.session() != kept:
+            self._keep(registration)
         self._heard(registration)
         return aiocoap.Message(code=Code.CHANGED)
 
     def deregister(self, registration: NodeRegistration) -> aiocoap.Message:
         self.registrations.pop(registration.node, None)
         self._drop(registration)
+        self.events.session(registration.node, None)
         log.info("node %s de-registered", registration.node, extra={"NODE": str(registration.node)})
         self.events.state(registration.node, NodeState(reachable=False, time=self._clock()))
         return aiocoap.Message(code=Code.DELETED)
 
-    def send(self, request: aiocoap.Message) -> aiocoap.Message:
-        """A node's LwM2M Send (``POST /dp``): its records are readings."""
+    async def send(self, request: aiocoap.Message) -> aiocoap.Message:
+        """A node's LwM2M Send (``POST /dp``): its records are readings, durable before the
+        node is answered 2.04 (it may forget them then)."""
         remote = request.remote
         assert isinstance(remote, LowpanAddress)
         node = self.node_of(remote)
         registration = None if node is None else self.registrations.get(node)
         if registration is None:
-            return aiocoap.Message(code=Code.FORBIDDEN, payload=b"not registered")
+            return self.unknown(node, remote, "Send")
         records = self._decode(request.payload, request.opt.content_format, ROOT)
-        self._heard(registration)
+        sends = registration.sources.sends
+        if registration.hold is not None:
+            registration.hold.cancel()
+            registration.hold = None
         self._report(registration, registration.sources.sent(records))
+        if not sends:
+            self._keep(registration)  # it reports by Send: remembered across restarts
+        if not registration.observed:
+            self._start_observing(registration)
+        self._heard(registration)
+        await self.events.durable()
         return aiocoap.Message(code=Code.CHANGED)
+
+    def unknown(self, node: NodeId | None, remote: LowpanAddress, what: str) -> aiocoap.Message:
+        """4.04 for a message of a registration the gateway does not have (as Leshan answers
+        a Send from a client it does not know): a node registers again at once, rather than
+        when its next Update fails. Logged once per node until it registers."""
+        key = node if node is not None else NodeId(self.transport, remote.hostinfo)
+        if key not in self._unknown:
+            self._unknown.add(key)
+            log.warning(
+                "%s from %s: no registration of it: answered 4.04 so that it registers again "
+                "(logged once)",
+                what,
+                node or remote.hostinfo,
+                extra={"NODE": str(key)},
+            )
+        return aiocoap.Message(code=Code.NOT_FOUND, payload=b"not registered")
 
     def by_location(self, location: str, remote: object) -> NodeRegistration | None:
         """The registration at ``/rd/{location}`` if it is the one of the node at ``remote``.
 
-        Locations count from 1 again when the gateway restarts, so a node that registered with
-        the previous process may Update a location now given to another node: that is 4.04
-        for it (it registers again), never an Update of the other node's registration."""
+        A location freed (a node de-registered, or was unpaired) may be given to another node
+        while the first still holds it: that is 4.04 for the first (it registers again), never
+        an Update of the other node's registration."""
         node = self._by_location.get(location)
         if node is None or not isinstance(remote, LowpanAddress) or self.node_of(remote) != node:
             return None
@@ -417,8 +548,17 @@ class NodeServer:
             return
         self._heard(registration)
         sources = registration.sources
-        said = sources.snapshot(records) if first else sources.notified(records)
+        said = sources.snapshot(records) if first else sources.notified(records, self._clock())
         self._report(registration, said)
+        if sources.held and registration.hold is None:
+            registration.hold = asyncio.get_running_loop().call_later(
+                HOLD, self._release, registration
+            )
+
+    def _release(self, registration: NodeRegistration) -> None:
+        """No Send came for what the node notified: its held readings are readings now."""
+        registration.hold = None
+        self._report(registration, registration.sources.release())
 
     def _report(self, registration: NodeRegistration, said: Sorted) -> None:
         """Hand the core what a node said: readings and values (see ``sources``)."""
@@ -434,6 +574,9 @@ class NodeServer:
         registration.observations.clear()
 
     def _drop(self, registration: NodeRegistration) -> None:
+        if registration.hold is not None:
+            registration.hold.cancel()
+            self._release(registration)
         self._by_location.pop(registration.location, None)
         self._cancel_observations(registration)
         for task in registration.tasks:
@@ -462,11 +605,14 @@ class _NodeSite(resource.Resource):
             if path == ("rd",) and request.code == Code.POST:
                 return server.register(request)
             if path == ("dp",) and request.code == Code.POST:
-                return server.send(request)
+                return await server.send(request)
             if len(path) == 2 and path[0] == "rd":
                 registration = server.by_location(path[1], request.remote)
                 if registration is None:
-                    return aiocoap.Message(code=Code.NOT_FOUND)
+                    remote = request.remote
+                    assert isinstance(remote, LowpanAddress)
+                    what = "De-register" if request.code == Code.DELETE else "Update"
+                    return server.unknown(server.node_of(remote), remote, what)
                 if request.code == Code.POST:
                     return server.update(registration, request)
                 if request.code == Code.DELETE:

@@ -129,7 +129,7 @@ class IEEE802154Transport(Transport):
         self._context, self._interface = await create_link_context(
             self.server.site, self._send_datagram, bytes(16), COAP_PORT
         )
-        self.server.attach(self._context)
+        self.server.attach(self._context, self._interface)
         self._sender = asyncio.create_task(self._send_frames(), name="802154-transmit")
         await self.radio.start()
 
@@ -142,6 +142,9 @@ class IEEE802154Transport(Transport):
         await self.radio.stop()
         if self._context is not None:
             await self._context.shutdown()
+
+    def resume(self, node: NodeId, session: Mapping[str, Any]) -> None:
+        self.server.resume(node, session)
 
     def pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
         """Nothing to hand the radio: a paired node is let in when it registers."""

@@ -40,7 +40,7 @@ from bridged.transports.ieee802154.coap_link import (
     create_link_context,
 )
 from bridged.transports.ieee802154.link import LowpanLink
-from bridged.transports.ieee802154.lowpan import UdpDatagram, eui64_from_address, link_local
+from bridged.transports.ieee802154.lowpan import UdpDatagram, link_local, mac_from_address
 from bridged.transports.ieee802154.mac import parse_frame
 
 TEMPERATURE = Path((3303, 0, 5700))
@@ -59,10 +59,14 @@ class EmulatedNode:
         lifetime: int = 300,
         version: str = "1.1",
         retry: RetryPolicy | None = None,
+        short: bytes | None = None,
     ) -> None:
         self.eui64 = eui64
+        self.short = short
+        #: The MAC address it sends from: its EUI-64, or its 16-bit short address if it has one.
+        self.mac = short or eui64
         self.name = name
-        self.ip = link_local(eui64)
+        self.ip = link_local(self.mac)
         self.sleepy = sleepy
         self.lifetime = lifetime
         self.version = version
@@ -184,7 +188,7 @@ class DirectLink:
         def send(remote: LowpanAddress, data: bytes) -> None:
             if self.gateway is not None and not self.drop(node.ip, data):
                 asyncio.get_running_loop().call_soon(
-                    self.gateway.received, node.ip, 5683, data, node.eui64
+                    self.gateway.received, node.ip, 5683, data, None if node.short else node.eui64
                 )
 
         return send
@@ -208,14 +212,14 @@ class RadioAir:
 
     async def add(self, node: EmulatedNode) -> None:
         link = LowpanLink()
-        self.nodes[node.eui64] = (node, link)
+        self.nodes[node.mac] = (node, link)
         await node.start(self._sender(node, link), link_local(self.rcp.eui64))
 
     def _sender(self, node: EmulatedNode, link: LowpanLink) -> SendDatagram:
         def send(remote: LowpanAddress, data: bytes) -> None:
-            dst = eui64_from_address(remote.ip) or b"\xff\xff"
+            dst = mac_from_address(remote.ip)
             datagram = UdpDatagram(node.ip, 5683, remote.ip, remote.port, data)
-            for psdu in link.send(datagram, src_mac=node.eui64, dst_mac=dst, pan_id=self.pan_id):
+            for psdu in link.send(datagram, src_mac=node.mac, dst_mac=dst, pan_id=self.pan_id):
                 if not self.drop(psdu):
                     self.rcp.inject(psdu)
 
@@ -225,8 +229,8 @@ class RadioAir:
         if self.drop(psdu):
             return
         dst = parse_frame(psdu).dst
-        for eui64, (node, link) in self.nodes.items():
-            if dst in (eui64, b"\xff\xff"):
+        for mac, (node, link) in self.nodes.items():
+            if dst in (mac, b"\xff\xff"):
                 datagram = link.receive(psdu)
                 if datagram is not None:
                     node.received(datagram.src, datagram.src_port, datagram.payload)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path as FsPath
 
 import pytest
+from aiocoap.numbers.codes import Code
 from airs import HandedOver
 from emulators.lwm2m_node import SWITCH, TEMPERATURE, EmulatedNode, RadioAir
 from emulators.rcp import RcpEmulator
@@ -22,6 +23,7 @@ from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
 from bridged.transports.base import transport_class
+from bridged.transports.ieee802154.mac import parse_frame
 from bridged.transports.ieee802154.spinel import Status
 from bridged.transports.ieee802154.transport import IEEE802154Transport, normalise_eui64
 
@@ -233,3 +235,25 @@ async def test_a_restarted_gateway_keeps_its_nodes_registrations_and_observes_th
         finally:
             await node.stop(deregister=False)
             conn.close()
+
+
+async def test_a_node_with_a_short_address_pairs_by_pan_id_and_short_address(
+    gateway: Gateway,
+) -> None:
+    """It registers, Sends, and every answer goes to its short address (unicast), never to
+    the broadcast address every node would hear and drop."""
+    node_id = NodeId("802154", "face:0001")
+    assert IEEE802154Transport.normalise_address("0xFACE:0x0001") == node_id.address
+    gateway.registry.pair(PairedNode(node_id, "short", "lwm2m"))
+    node = EmulatedNode(bytes.fromhex("00124b00000200aa"), "short", short=b"\x00\x01")
+    gateway.nodes.append(node)
+    sent_before = len(gateway.air.rcp.sent)
+    await gateway.air.add(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    response = await node.send([Record(TEMPERATURE, 19.5, 1_700_000_000.0)])
+    assert response.code == Code.CHANGED
+    live = gateway.registry.live[node_id]
+    await until(lambda: live.values[TEMPERATURE].value == 19.5)
+    assert live.values[TEMPERATURE].time == 1_700_000_000.0
+    to = {parse_frame(f.psdu).dst for f in gateway.air.rcp.sent[sent_before:]}
+    assert to == {b"\x00\x01"}, "answers go to the node's short address"

@@ -49,7 +49,7 @@ from bridged.store.nodes import NodeId
 
 from ..base import Heard, NodeState, TransportEvents
 from .coap_link import LowpanAddress, LowpanMessageInterface
-from .lowpan import eui64_from_address
+from .lowpan import mac_from_address
 from .sources import HOLD, NodeSources, Sorted
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,19 @@ NOT_OBSERVED = frozenset({0, 1, 2, 21})
 """Objects the gateway never observes on a node: security, server, access control, OSCORE."""
 
 FORMAT = ContentFormat.SENML_CBOR
+
+DEFAULT_PAN_ID = 0xFACE
+
+
+def node_address(mac: bytes, pan_id: int) -> str:
+    """The address part of the node id of a node sending from ``mac`` on PAN ``pan_id``.
+
+    A node is paired by its EUI-64 (``00124b0001020304``) when it sends from it. A node that
+    sends from a 16-bit short address is paired by the PAN ID and that short address
+    (``face:0001``): the short address is all its frames and its IPv6 address carry, and it
+    is unique on the PAN for as long as the node keeps it (a node given another short address
+    is another node to the gateway, to be paired again)."""
+    return mac.hex() if len(mac) == 8 else f"{pan_id:04x}:{mac.hex()}"
 
 
 def registered_objects(payload: bytes) -> dict[int, list[int]]:
@@ -170,9 +183,11 @@ class NodeServer:
         *,
         awake_window: float = DEFAULT_AWAKE_WINDOW,
         request_timeout: float = 10.0,
+        pan_id: int = DEFAULT_PAN_ID,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.transport = transport
+        self.pan_id = pan_id
         self.events = events
         self.registry = registry
         self.awake_window = awake_window
@@ -224,10 +239,8 @@ class NodeServer:
 
     @staticmethod
     def _eui64(node: NodeId) -> bytes | None:
-        try:
-            return bytes.fromhex(node.address)
-        except ValueError:
-            return None
+        """The EUI-64 of a node paired by it (None: by its PAN ID and short address)."""
+        return bytes.fromhex(node.address) if len(node.address) == 16 else None
 
     def _new_location(self) -> str:
         """A registration location no current registration has."""
@@ -243,14 +256,16 @@ class NodeServer:
         registration.observed = True
         registration.tasks.append(asyncio.create_task(self._observe(registration)))
 
-    def node_of(self, address: LowpanAddress) -> NodeId | None:
-        """The node at ``address``, by the EUI-64 the link knew or its IPv6 address carries."""
-        eui64 = address.eui64 or eui64_from_address(address.ip)
-        return None if eui64 is None else NodeId(self.transport, eui64.hex())
+    def node_of(self, address: LowpanAddress) -> NodeId:
+        """The node at ``address``, by the MAC address the link knew or its IPv6 address
+        carries (``node_address``)."""
+        mac = address.eui64 or mac_from_address(address.ip)
+        return NodeId(self.transport, node_address(mac, self.pan_id))
 
-    def link_quality(self, eui64: bytes, rssi: int, lqi: int) -> None:
-        """The radio's RSSI and LQI of the node's last frame, reported with its state."""
-        self._link_quality[NodeId(self.transport, eui64.hex())] = (rssi, lqi)
+    def link_quality(self, address: LowpanAddress, rssi: int, lqi: int) -> None:
+        """The radio's RSSI and LQI of the last frame from ``address``, reported with the
+        node's state."""
+        self._link_quality[self.node_of(address)] = (rssi, lqi)
 
     def forget(self, node: NodeId) -> None:
         """The node was unpaired: drop its registration (it must register, and be let in,
@@ -269,8 +284,6 @@ class NodeServer:
         remote = request.remote
         assert isinstance(remote, LowpanAddress)
         node = self.node_of(remote)
-        if node is None:
-            raise BadRequest("the node's address carries no EUI-64 to pair it by")
         objects = registered_objects(request.payload)
         lifetime = self._lifetime(query.get("lt"))
         now = self._clock()
@@ -351,9 +364,9 @@ class NodeServer:
         remote = request.remote
         assert isinstance(remote, LowpanAddress)
         node = self.node_of(remote)
-        registration = None if node is None else self.registrations.get(node)
+        registration = self.registrations.get(node)
         if registration is None:
-            return self.unknown(node, remote, "Send")
+            return self.unknown(node, "Send")
         records = self._decode(request.payload, request.opt.content_format, ROOT)
         sends = registration.sources.sends
         if registration.hold is not None:
@@ -368,19 +381,18 @@ class NodeServer:
         await self.events.durable()
         return aiocoap.Message(code=Code.CHANGED)
 
-    def unknown(self, node: NodeId | None, remote: LowpanAddress, what: str) -> aiocoap.Message:
+    def unknown(self, node: NodeId, what: str) -> aiocoap.Message:
         """4.04 for a message of a registration the gateway does not have (as Leshan answers
         a Send from a client it does not know): a node registers again at once, rather than
         when its next Update fails. Logged once per node until it registers."""
-        key = node if node is not None else NodeId(self.transport, remote.hostinfo)
-        if key not in self._unknown:
-            self._unknown.add(key)
+        if node not in self._unknown:
+            self._unknown.add(node)
             log.warning(
                 "%s from %s: no registration of it: answered 4.04 so that it registers again "
                 "(logged once)",
                 what,
-                node or remote.hostinfo,
-                extra={"NODE": str(key)},
+                node,
+                extra={"NODE": str(node)},
             )
         return aiocoap.Message(code=Code.NOT_FOUND, payload=b"not registered")
 
@@ -612,7 +624,7 @@ class _NodeSite(resource.Resource):
                     remote = request.remote
                     assert isinstance(remote, LowpanAddress)
                     what = "De-register" if request.code == Code.DELETE else "Update"
-                    return server.unknown(server.node_of(remote), remote, what)
+                    return server.unknown(server.node_of(remote), what)
                 if request.code == Code.POST:
                     return server.update(registration, request)
                 if request.code == Code.DELETE:

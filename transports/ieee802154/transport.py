@@ -47,14 +47,13 @@ from ..base import (
 from .coap_link import LowpanAddress, LowpanMessageInterface, create_link_context
 from .errors import RadioDecodeError
 from .link import LowpanLink
-from .lowpan import UdpDatagram, eui64_from_address, link_local
-from .node_server import NodeServer
+from .lowpan import UdpDatagram, link_local, mac_from_address
+from .node_server import DEFAULT_PAN_ID, NodeServer
 from .radio import Radio, RadioConfig, RadioState, ReceivedFrame, TxStatus
 
 log = logging.getLogger(__name__)
 
 COAP_PORT = 5683
-SHORT_BROADCAST = b"\xff\xff"
 TRANSMIT_QUEUE = 256
 """Frames waiting for the radio; beyond it new ones are dropped (CoAP retransmits)."""
 
@@ -86,6 +85,28 @@ def normalise_eui64(text: str) -> str:
     return lower.replace(":", "").replace("-", "")
 
 
+_SHORT = re.compile(r"(?:0x)?([0-9a-f]{4}):(?:0x)?([0-9a-f]{4})")
+NO_SHORT_ADDRESS = (0xFFFE, 0xFFFF)
+"""0xfffe: the node has no short address (it sends from its EUI-64); 0xffff: broadcast."""
+
+
+def normalise_node_address(text: str) -> str:
+    """A node's address in the spelling of the node ids: its EUI-64 (``normalise_eui64``), or
+    for a node that sends from a 16-bit short address, its PAN ID and short address as four
+    hex digits each: ``FACE:0001`` or ``0xface:0x0001`` → ``face:0001`` (see
+    ``node_server.node_address``). ValueError naming both forms for anything else."""
+    with contextlib.suppress(ValueError):
+        return normalise_eui64(text)
+    lower = text.strip().lower() if isinstance(text, str) and text.isascii() else ""
+    short = _SHORT.fullmatch(lower)
+    if short is None or int(short[2], 16) in NO_SHORT_ADDRESS:
+        raise ValueError(
+            f"{text!r} is not an 802.15.4 node address: an EUI-64 (00:12:4b:00:01:02:03:04) "
+            "or a PAN ID and a short address (face:0001)"
+        )
+    return f"{short[1]}:{short[2]}"
+
+
 class IEEE802154Transport(Transport):
     """Nodes that speak LwM2M over CoAP/6LoWPAN on one 802.15.4 channel."""
 
@@ -93,7 +114,7 @@ class IEEE802154Transport(Transport):
 
     @classmethod
     def normalise_address(cls, address: str) -> str:
-        return normalise_eui64(address)
+        return normalise_node_address(address)
 
     def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
         super().__init__(config, events)
@@ -104,7 +125,7 @@ class IEEE802154Transport(Transport):
         self.radio_config = RadioConfig(
             port=port,
             channel=int(_number(config, "channel", 15, 11, 26)),
-            pan_id=int(_number(config, "pan_id", 0xFACE, 0, 0xFFFE)),
+            pan_id=int(_number(config, "pan_id", DEFAULT_PAN_ID, 0, 0xFFFE)),
             baudrate=int(_number(config, "baudrate", 460800, 1200, 4_000_000)),
         )
         self.server = NodeServer(
@@ -113,6 +134,7 @@ class IEEE802154Transport(Transport):
             builtin_registry(),
             awake_window=_number(config, "awake_window", 93, 0.1, 86400),
             request_timeout=_number(config, "request_timeout", 10, 0.1, 600),
+            pan_id=self.radio_config.pan_id,
         )
         self.link = LowpanLink(reassembly_timeout=_number(config, "reassembly_timeout", 10, 1, 600))
         self.radio = Radio(self.radio_config, on_frame=self._frame, on_state=self._radio_state)
@@ -174,9 +196,8 @@ class IEEE802154Transport(Transport):
             return
         if datagram is None or datagram.dst_port != COAP_PORT or self._interface is None:
             return
-        eui64 = eui64_from_address(datagram.src)
-        if eui64 is not None:
-            self.server.link_quality(eui64, frame.rssi, frame.lqi)
+        remote = LowpanAddress(self._interface, datagram.src, datagram.src_port)
+        self.server.link_quality(remote, frame.rssi, frame.lqi)
         self._interface.received(datagram.src, datagram.src_port, datagram.payload)
 
     def _send_datagram(self, remote: LowpanAddress, payload: bytes) -> None:
@@ -184,7 +205,7 @@ class IEEE802154Transport(Transport):
         if not own:
             log.debug("radio not up: datagram to %s dropped", remote.hostinfo)
             return
-        dst_mac = eui64_from_address(remote.ip) or SHORT_BROADCAST
+        dst_mac = mac_from_address(remote.ip)  # unicast, to an EUI-64 or a short address
         datagram = UdpDatagram(link_local(own), COAP_PORT, remote.ip, remote.port, payload)
         for psdu in self.link.send(
             datagram, src_mac=own, dst_mac=dst_mac, pan_id=self.radio_config.pan_id

@@ -60,11 +60,15 @@ class EmulatedNode:
         version: str = "1.1",
         retry: RetryPolicy | None = None,
         short: bytes | None = None,
+        port: int = 5683,
+        server_port: int = 5683,
     ) -> None:
         self.eui64 = eui64
         self.short = short
         #: The MAC address it sends from: its EUI-64, or its 16-bit short address if it has one.
         self.mac = short or eui64
+        #: Its own UDP port, and the port of the LwM2M server URI it was given.
+        self.port, self.server_port = port, server_port
         self.name = name
         self.ip = link_local(self.mac)
         self.sleepy = sleepy
@@ -99,9 +103,9 @@ class EmulatedNode:
             send(remote, data)
 
         self.context, self.interface = await create_link_context(
-            DeviceManagementResource(self.dm, self.observations), sending, self.ip
+            DeviceManagementResource(self.dm, self.observations), sending, self.ip, self.port
         )
-        host = LowpanAddress(self.interface, gateway_ip, 5683).hostinfo
+        host = LowpanAddress(self.interface, gateway_ip, self.server_port).hostinfo
         target = ServerTarget(
             uri=f"coap://{host}",
             endpoint=self.name,
@@ -218,7 +222,7 @@ class RadioAir:
     def _sender(self, node: EmulatedNode, link: LowpanLink) -> SendDatagram:
         def send(remote: LowpanAddress, data: bytes) -> None:
             dst = mac_from_address(remote.ip)
-            datagram = UdpDatagram(node.ip, 5683, remote.ip, remote.port, data)
+            datagram = UdpDatagram(node.ip, node.port, remote.ip, remote.port, data)
             for psdu in link.send(datagram, src_mac=node.mac, dst_mac=dst, pan_id=self.pan_id):
                 if not self.drop(psdu):
                     self.rcp.inject(psdu)

@@ -5,6 +5,7 @@ registry on SQLite."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path as FsPath
 
@@ -22,10 +23,14 @@ from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
-from bridged.transports.base import transport_class
+from bridged.transports.base import TransportConfigError, transport_class
 from bridged.transports.ieee802154.mac import parse_frame
 from bridged.transports.ieee802154.spinel import Status
-from bridged.transports.ieee802154.transport import IEEE802154Transport, normalise_eui64
+from bridged.transports.ieee802154.transport import (
+    IEEE802154Transport,
+    coap_ports,
+    normalise_eui64,
+)
 
 PAN = 0xFACE
 TIMEOUT = 20.0
@@ -257,3 +262,56 @@ async def test_a_node_with_a_short_address_pairs_by_pan_id_and_short_address(
     assert live.values[TEMPERATURE].time == 1_700_000_000.0
     to = {parse_frame(f.psdu).dst for f in gateway.air.rcp.sent[sent_before:]}
     assert to == {b"\x00\x01"}, "answers go to the node's short address"
+
+
+async def test_the_ports_the_gateway_serves_are_a_setting_and_other_ports_are_said_once(
+    tmp_path: FsPath, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nodes given ``coap://[gateway]:61617`` (0xF0B1: 6LoWPAN's NHC carries 0xF0B0..0xF0BF
+    in 4 bits each) get in when the gateway serves that port; a node sending elsewhere is
+    dropped, and the log says which node, which port and why, once."""
+    conn = connect(tmp_path / "state.db")
+    registry = NodeRegistry(
+        NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
+    )
+    async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
+        config = {"port": str(rcp.link), "pan_id": PAN, "coap_ports": [0xF0B1]}
+        transport = IEEE802154Transport(config, registry)
+        registry.attach(transport)
+        air = RadioAir(rcp, PAN)
+        await transport.start()
+        compact = EmulatedNode(node_eui(0x30), "compact", port=0xF0B0, server_port=0xF0B1)
+        elsewhere = EmulatedNode(node_eui(0x31), "elsewhere", server_port=5683)
+        for node in (compact, elsewhere):
+            registry.pair(PairedNode(NodeId("802154", node.eui64.hex()), node.name, "lwm2m"))
+        try:
+            with caplog.at_level(logging.WARNING):
+                for node in (compact, elsewhere):
+                    await air.add(node)
+                await asyncio.wait_for(compact.registered.wait(), TIMEOUT)
+                response = await compact.send([Record(TEMPERATURE, 18.5, 1_700_000_000.0)])
+                assert response.code == Code.CHANGED
+                await until(lambda: len(elsewhere.events) >= 2)  # it tried, twice, unanswered
+            assert not elsewhere.registered.is_set()
+            said = [r.getMessage() for r in caplog.records if "does not serve" in r.getMessage()]
+            assert said == [
+                f"node 802154:{elsewhere.eui64.hex()} sends to UDP port 5683, which the gateway "
+                "does not serve ([transport.802154] coap_ports = [61617]): its datagrams are "
+                "dropped (logged once)"
+            ]
+        finally:
+            await transport.stop()
+            for node in (compact, elsewhere):
+                await node.stop(deregister=False)
+            conn.close()
+
+
+@pytest.mark.parametrize("ports", [[], [0], [5683, 5683], 5683, ["5683"], [True]])
+def test_coap_ports_are_checked(ports: object) -> None:
+    with pytest.raises(TransportConfigError, match=r"802154\.coap_ports must be a list"):
+        coap_ports(ports)
+    assert coap_ports([5683, 0xF0B1]) == (5683, 61617)
+
+
+def node_eui(index: int) -> bytes:
+    return bytes.fromhex(f"00124b00000200{index:02x}")

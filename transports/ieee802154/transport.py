@@ -20,6 +20,10 @@ Configuration (its ``[transport.802154]`` section):
 ``awake_window``  seconds a sleepy node stays reachable after it talks (default 93)
 ``request_timeout`` seconds to wait for a node's answer (default 10)
 ``reassembly_timeout`` seconds an incomplete fragmented datagram is kept (default 10)
+``coap_ports``    the UDP ports the gateway serves the nodes on, the port of the LwM2M server
+                  URI they are given (default [5683]; e.g. 61617, 0xF0B1, which 6LoWPAN
+                  compresses best). A datagram to another port is dropped, and logged once per
+                  node with the reason.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.paths import Path
@@ -54,6 +59,11 @@ from .radio import Radio, RadioConfig, RadioState, ReceivedFrame, TxStatus
 log = logging.getLogger(__name__)
 
 COAP_PORT = 5683
+K = TypeVar("K")
+V = TypeVar("V")
+LOGGED_LIMIT = 4096
+"""How many nodes the log-once list of dropped datagrams, and the port each node talks to,
+remember (the air may carry any number of addresses)."""
 TRANSMIT_QUEUE = 256
 """Frames waiting for the radio; beyond it new ones are dropped (CoAP retransmits)."""
 
@@ -65,6 +75,7 @@ _KEYS = {
     "awake_window",
     "request_timeout",
     "reassembly_timeout",
+    "coap_ports",
 }
 
 
@@ -73,6 +84,20 @@ def _number(config: Mapping[str, Any], key: str, default: float, low: float, hig
 
 
 _EUI64 = re.compile(r"[0-9a-f]{2}([:-]?)[0-9a-f]{2}(?:\1[0-9a-f]{2}){6}")
+
+
+def coap_ports(value: object) -> tuple[int, ...]:
+    """``[transport.802154] coap_ports``: a non-empty list of distinct UDP ports."""
+    ports = value if isinstance(value, list) else None
+    if (
+        not ports
+        or any(isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 65535 for p in ports)
+        or len(set(ports)) != len(ports)
+    ):
+        raise TransportConfigError(
+            f"802154.coap_ports must be a list of distinct UDP ports 1..65535, not {value!r}"
+        )
+    return tuple(ports)
 
 
 def normalise_eui64(text: str) -> str:
@@ -136,6 +161,10 @@ class IEEE802154Transport(Transport):
             request_timeout=_number(config, "request_timeout", 10, 0.1, 600),
             pan_id=self.radio_config.pan_id,
         )
+        self.coap_ports = coap_ports(config.get("coap_ports", [COAP_PORT]))
+        self._ports: OrderedDict[tuple[bytes, int], int] = OrderedDict()
+        """The port each node last talked to: what the gateway talks to it from."""
+        self._dropped: OrderedDict[NodeId, None] = OrderedDict()
         self.link = LowpanLink(reassembly_timeout=_number(config, "reassembly_timeout", 10, 1, 600))
         self.radio = Radio(self.radio_config, on_frame=self._frame, on_state=self._radio_state)
         self.decode_errors = 0
@@ -149,7 +178,7 @@ class IEEE802154Transport(Transport):
 
     async def start(self) -> None:
         self._context, self._interface = await create_link_context(
-            self.server.site, self._send_datagram, bytes(16), COAP_PORT
+            self.server.site, self._send_datagram, bytes(16), self.coap_ports[0]
         )
         self.server.attach(self._context, self._interface)
         self._sender = asyncio.create_task(self._send_frames(), name="802154-transmit")
@@ -194,9 +223,13 @@ class IEEE802154Transport(Transport):
             self.decode_errors += 1
             log.debug("frame dropped: %s", e)
             return
-        if datagram is None or datagram.dst_port != COAP_PORT or self._interface is None:
+        if datagram is None or self._interface is None:
             return
         remote = LowpanAddress(self._interface, datagram.src, datagram.src_port)
+        if datagram.dst_port not in self.coap_ports:
+            self._not_served(remote, datagram.dst_port)
+            return
+        _remember(self._ports, (datagram.src, datagram.src_port), datagram.dst_port)
         self.server.link_quality(remote, frame.rssi, frame.lqi)
         self._interface.received(datagram.src, datagram.src_port, datagram.payload)
 
@@ -206,7 +239,8 @@ class IEEE802154Transport(Transport):
             log.debug("radio not up: datagram to %s dropped", remote.hostinfo)
             return
         dst_mac = mac_from_address(remote.ip)  # unicast, to an EUI-64 or a short address
-        datagram = UdpDatagram(link_local(own), COAP_PORT, remote.ip, remote.port, payload)
+        port = self._ports.get((remote.ip, remote.port), self.coap_ports[0])
+        datagram = UdpDatagram(link_local(own), port, remote.ip, remote.port, payload)
         for psdu in self.link.send(
             datagram, src_mac=own, dst_mac=dst_mac, pan_id=self.radio_config.pan_id
         ):
@@ -216,6 +250,21 @@ class IEEE802154Transport(Transport):
                 self.dropped_frames += 1
                 log.warning("transmit queue full: a frame to %s dropped", remote.hostinfo)
                 return
+
+    def _not_served(self, remote: LowpanAddress, port: int) -> None:
+        """A datagram to a port the gateway does not serve: dropped, and said once per node."""
+        node = self.server.node_of(remote)
+        if node in self._dropped:
+            return
+        _remember(self._dropped, node, None)
+        log.warning(
+            "node %s sends to UDP port %d, which the gateway does not serve "
+            "([transport.802154] coap_ports = %s): its datagrams are dropped (logged once)",
+            node,
+            port,
+            list(self.coap_ports),
+            extra={"NODE": str(node)},
+        )
 
     async def _send_frames(self) -> None:
         while True:
@@ -227,3 +276,11 @@ class IEEE802154Transport(Transport):
     def _radio_state(self, state: RadioState) -> None:
         # (the radio logs the change itself)
         self.condition = f"radio {'up' if state.up else 'down'}: {state.reason}"
+
+
+def _remember(table: OrderedDict[K, V], key: K, value: V) -> None:
+    """``table[key] = value``, the most recent last, at most ``LOGGED_LIMIT`` entries."""
+    table[key] = value
+    table.move_to_end(key)
+    if len(table) > LOGGED_LIMIT:
+        table.popitem(last=False)

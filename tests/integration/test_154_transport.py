@@ -15,9 +15,14 @@ from airs import HandedOver
 from emulators.lwm2m_node import SWITCH, TEMPERATURE, EmulatedNode, RadioAir
 from emulators.rcp import RcpEmulator
 
+from bridged.commands import CommandQueue
 from bridged.engine.registration import EventKind
+from bridged.exposure.instances import InstancesExposure
+from bridged.objects.builtin import builtin_registry
 from bridged.objects.errors import GatewayTimeout
+from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
+from bridged.operations import NodeOperations
 from bridged.registry import NodeRegistry
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
@@ -219,11 +224,8 @@ async def test_a_restarted_gateway_keeps_its_nodes_registrations_and_observes_th
         registry, transport, _ = gateway()
         await transport.start()
         node = EmulatedNode(bytes.fromhex("00124b0000020099"), "old", version="1.0")
-        node_id = NodeId("802154", node.eui64.hex())
-        registry.pair(PairedNode(node_id, "old", "lwm2m"))
-        await air.add(node)
         try:
-            await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+            node_id = await join(registry, air, node)
             await transport.stop()
 
             registry, transport, handed = gateway()  # the same state database
@@ -315,3 +317,61 @@ def test_coap_ports_are_checked(ports: object) -> None:
 
 def node_eui(index: int) -> bytes:
     return bytes.fromhex(f"00124b00000200{index:02x}")
+
+
+async def test_a_node_in_queue_mode_is_sleepy_after_a_restart_though_paired_awake(
+    tmp_path: FsPath,
+) -> None:
+    """The node registers in queue mode; its pairing does not say it sleeps. The transport's
+    knowledge wins, also after a restart before the node has talked again: a write for it is
+    kept (not sent into the void, not 5.03/5.04) and reaches the node when it wakes."""
+    conn = connect(tmp_path / "state.db")
+    asleep = False
+
+    def gateway() -> tuple[NodeRegistry, IEEE802154Transport, NodeOperations, CommandQueue]:
+        registry = NodeRegistry(
+            NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
+        )
+        config = {"port": str(rcp.link), "pan_id": PAN, "awake_window": 1, "request_timeout": 2}
+        transport = IEEE802154Transport(config, registry)
+        registry.attach(transport)
+        commands = CommandQueue(conn, registry, timeout=5)
+        exposure = InstancesExposure(ObjectTree(builtin_registry()), registry.store)
+        operations = NodeOperations(registry, exposure, commands, timeout=5)
+        return registry, transport, operations, commands
+
+    async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
+        air = RadioAir(rcp, PAN)
+        air.drop = lambda psdu: asleep  # the node's radio is off while it sleeps
+        registry, transport, _, commands = gateway()
+        await transport.start()
+        node = EmulatedNode(node_eui(0x40), "cellar", sleepy=True)
+        try:
+            node_id = await join(registry, air, node)  # paired without saying it sleeps
+            await commands.close()
+            await transport.stop()
+            asleep = True
+
+            _, transport, operations, commands = gateway()  # restarted, the node asleep
+            await transport.start()
+            try:
+                await operations.write(node_id, SWITCH, [Record(SWITCH, True)], replace=True)
+                assert node.tree.get(SWITCH) is False, "kept while it sleeps"
+                asleep = False
+                await node.update()  # it wakes and talks
+                await until(lambda: node.tree.get(SWITCH) is True)
+            finally:
+                await commands.close()
+                await transport.stop()
+        finally:
+            await node.stop(deregister=False)
+            conn.close()
+
+
+async def join(registry: NodeRegistry, air: RadioAir, node: EmulatedNode) -> NodeId:
+    """Pair ``node`` (not as sleepy), put it on the air; its id once it has registered."""
+    node_id = NodeId("802154", node.eui64.hex())
+    registry.pair(PairedNode(node_id, node.name, "lwm2m"))
+    await air.add(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    return node_id

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -148,7 +149,8 @@ class NodeRegistration:
         cls, node: NodeId, session: Mapping[str, Any], address: LowpanAddress, now: float
     ) -> NodeRegistration:
         """The registration ``session`` kept; KeyError, TypeError or ValueError if it is
-        not one."""
+        not one. A sleepy node counts as asleep until it next talks (``last_heard``)."""
+        queue = bool(session["queue"])
         return cls(
             node=node,
             address=address,
@@ -156,10 +158,10 @@ class NodeRegistration:
             location=str(session["location"]),
             lifetime=int(session["lifetime"]),
             binding=str(session["binding"]),
-            queue=bool(session["queue"]),
+            queue=queue,
             version=str(session["version"]),
             objects={int(o): [int(i) for i in ii] for o, ii in session["objects"].items()},
-            last_heard=now,
+            last_heard=-math.inf if queue else now,
             sources=NodeSources(sends=bool(session["sends"])),
         )
 
@@ -232,7 +234,11 @@ class NodeServer:
                 continue
             self.registrations[node] = registration
             self._by_location[registration.location] = node
-            if not registration.queue:
+            if registration.queue:
+                # What the transport knows wins over the pairing, from the start: a node in
+                # queue mode is sleepy (read from what it reported, written when it wakes).
+                self.events.state(node, NodeState(reachable=False, time=self._clock(), sleepy=True))
+            else:
                 self._start_observing(registration)
         if resumed:
             log.info("%d node registration(s) resumed", len(self.registrations))

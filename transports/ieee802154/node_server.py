@@ -25,9 +25,10 @@ import itertools
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiocoap
 from aiocoap import error, resource
@@ -65,6 +66,19 @@ NOT_OBSERVED = frozenset({0, 1, 2, 21})
 FORMAT = ContentFormat.SENML_CBOR
 
 DEFAULT_PAN_ID = 0xFACE
+REMEMBERED = 4096
+"""How many nodes a log-once list, or a table of what was learnt per node address, holds (the
+air may carry any number of addresses): the oldest go first."""
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(table: OrderedDict[K, V], key: K, value: V) -> None:
+    """``table[key] = value``, the most recent last, at most ``REMEMBERED`` entries."""
+    table[key] = value
+    table.move_to_end(key)
+    if len(table) > REMEMBERED:
+        table.popitem(last=False)
 
 
 def node_address(mac: bytes, pan_id: int) -> str:
@@ -200,7 +214,7 @@ class NodeServer:
         self._by_location: dict[str, NodeId] = {}
         self._locations = itertools.count(1)
         self._resumed: dict[NodeId, Mapping[str, Any]] = {}
-        self._unknown: set[NodeId] = set()
+        self._unknown: OrderedDict[NodeId, None] = OrderedDict()
         """Nodes told (and logged once) that the gateway has no registration of theirs."""
         self._sleep_timers: dict[NodeId, asyncio.TimerHandle] = {}
         self._link_quality: dict[NodeId, tuple[int, int]] = {}
@@ -315,7 +329,7 @@ class NodeServer:
         )
         self.registrations[node] = registration
         self._by_location[registration.location] = node
-        self._unknown.discard(node)
+        self._unknown.pop(node, None)
         self._keep(registration)
         log.info(
             "node %s registered as %r (%s)",
@@ -392,7 +406,7 @@ class NodeServer:
         a Send from a client it does not know): a node registers again at once, rather than
         when its next Update fails. Logged once per node until it registers."""
         if node not in self._unknown:
-            self._unknown.add(node)
+            remember(self._unknown, node, None)
             log.warning(
                 "%s from %s: no registration of it: answered 4.04 so that it registers again "
                 "(logged once)",

@@ -34,7 +34,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.paths import Path
@@ -53,17 +53,12 @@ from .coap_link import LowpanAddress, LowpanMessageInterface, create_link_contex
 from .errors import RadioDecodeError
 from .link import LowpanLink
 from .lowpan import UdpDatagram, link_local, mac_from_address
-from .node_server import DEFAULT_PAN_ID, NodeServer
+from .node_server import DEFAULT_PAN_ID, NodeServer, remember
 from .radio import Radio, RadioConfig, RadioState, ReceivedFrame, TxStatus
 
 log = logging.getLogger(__name__)
 
 COAP_PORT = 5683
-K = TypeVar("K")
-V = TypeVar("V")
-LOGGED_LIMIT = 4096
-"""How many nodes the log-once list of dropped datagrams, and the port each node talks to,
-remember (the air may carry any number of addresses)."""
 TRANSMIT_QUEUE = 256
 """Frames waiting for the radio; beyond it new ones are dropped (CoAP retransmits)."""
 
@@ -229,7 +224,7 @@ class IEEE802154Transport(Transport):
         if datagram.dst_port not in self.coap_ports:
             self._not_served(remote, datagram.dst_port)
             return
-        _remember(self._ports, (datagram.src, datagram.src_port), datagram.dst_port)
+        remember(self._ports, (datagram.src, datagram.src_port), datagram.dst_port)
         self.server.link_quality(remote, frame.rssi, frame.lqi)
         self._interface.received(datagram.src, datagram.src_port, datagram.payload)
 
@@ -256,7 +251,7 @@ class IEEE802154Transport(Transport):
         node = self.server.node_of(remote)
         if node in self._dropped:
             return
-        _remember(self._dropped, node, None)
+        remember(self._dropped, node, None)
         log.warning(
             "node %s sends to UDP port %d, which the gateway does not serve "
             "([transport.802154] coap_ports = %s): its datagrams are dropped (logged once)",
@@ -276,11 +271,3 @@ class IEEE802154Transport(Transport):
     def _radio_state(self, state: RadioState) -> None:
         # (the radio logs the change itself)
         self.condition = f"radio {'up' if state.up else 'down'}: {state.reason}"
-
-
-def _remember(table: OrderedDict[K, V], key: K, value: V) -> None:
-    """``table[key] = value``, the most recent last, at most ``LOGGED_LIMIT`` entries."""
-    table[key] = value
-    table.move_to_end(key)
-    if len(table) > LOGGED_LIMIT:
-        table.popitem(last=False)

@@ -271,6 +271,9 @@ class _Publisher:
         if self.hub.wanted("readings"):
             self.hub.publish("readings", id=str(node.id), records=[json_record(r) for r in records])
 
+    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
+        pass
+
 
 def build_tree(
     config: Config, facts: MachineFacts | None, on_reboot: Callable[[], None]
@@ -344,6 +347,10 @@ class _Unheard:
     def heard(self, heard: Heard) -> None: ...
 
     def readings(self, node: NodeId, records: Sequence[Record]) -> None: ...
+
+    def values(self, node: NodeId, records: Sequence[Record]) -> None: ...
+
+    def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None: ...
 
     async def durable(self) -> None: ...
 

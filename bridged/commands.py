@@ -341,7 +341,7 @@ class CommandQueue:
             ended.append(self._finish(command, CommandStatus.APPLIED))
             if command.kind is CommandKind.WRITE:
                 # The node has the values now: they reach the tree as the node's state.
-                self.registry.readings(node, [Record(r.path, r.value) for r in command.records])
+                self.registry.values(node, [Record(r.path, r.value) for r in command.records])
         if not self.pending(node):
             self._waiting.discard(node)
         return ended

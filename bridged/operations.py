@@ -73,7 +73,7 @@ class NodeOperations:
             return known
         records = await call_node(self.registry, node, lambda t: t.read(node, local), self.timeout)
         if records:
-            self.registry.readings(node, records)
+            self.registry.values(node, records)  # what was read, not a measurement reported
         # The registry has stamped them with the time they were read.
         return [live.values.get(r.path, r) for r in records]
 
@@ -84,7 +84,7 @@ class NodeOperations:
             self._queue(node).submit_write(node, local, records, replace=replace)
             return
         await call_node(self.registry, node, lambda t: t.write(node, local, records), self.timeout)
-        self.registry.readings(node, [Record(r.path, r.value) for r in records])
+        self.registry.values(node, [Record(r.path, r.value) for r in records])
 
     async def execute(self, node: NodeId, local: Path, arguments: str) -> None:
         if self.sleepy(node):

@@ -4,7 +4,10 @@ the way a reading travels from a transport to the store and to the exposure.
 It is the ``TransportEvents`` every transport reports to. Readings of paired nodes are kept as
 the node's last known values (what a read of a sleepy node answers, with its time) and appended
 to the reading store in small group commits, so a burst of adverts costs one SQLite
-transaction, not one per value; ``flush`` makes everything reported so far durable. Anything
+transaction, not one per value; ``flush`` makes everything reported so far durable. Values
+the gateway read from a node (``values``: a read, an observation's snapshot) are kept and
+shown the same way but never stored: only what a node measured and reported is a reading, so
+one measured value is one upstream record. Anything
 from a node that is not paired stops here: it is counted, and shown to ``bridgectl scan``
 through ``heard``, but never reaches the store or a server. A paired node's object list is
 stored as its transport reports it, so after a restart the node is exposed upstream at once,
@@ -33,7 +36,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridged.objects.errors import ServiceUnavailable
 from bridged.objects.paths import Path
@@ -86,7 +89,13 @@ class RegistryListener(Protocol):
 
     def node_objects(self, node: LiveNode) -> None: ...
 
-    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None: ...
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        """The node's readings (measured values, stored for delivery): show them."""
+        ...
+
+    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
+        """Values the gateway read from the node (not readings, never stored): show them."""
+        ...
 
 
 def absolute_time(t: float | None, now: float) -> float:
@@ -144,9 +153,12 @@ class NodeRegistry:
     def attach(self, transport: Transport) -> None:
         """Hand ``transport`` the nodes of its kind that are paired."""
         self.transports[transport.name] = transport
+        sessions = self.store.sessions()
         for node in self.live.values():
             if node.id.transport == transport.name:
                 transport.pair(node.paired, self.secrets.get(node.id))
+                if node.id in sessions:
+                    transport.resume(node.id, sessions[node.id])
 
     def listen(self, listener: RegistryListener) -> None:
         self._listeners.append(listener)
@@ -230,29 +242,44 @@ class NodeRegistry:
         if live is None:
             self.unpaired_readings += len(records)
             return
+        stamped = self._known(live, records)
+        for r in stamped:
+            assert r.time is not None
+            self._pending.append(Reading(node, r.path, r.value, r.time))
+        for listener in self._listeners:
+            listener.node_readings(live, stamped)
+        for hook in self._awake_hooks:
+            hook(node)
+
+    def values(self, node: NodeId, records: Sequence[Record]) -> None:
+        live = self.live.get(node)
+        if live is None:
+            return
+        stamped = self._known(live, records)
+        for listener in self._listeners:
+            listener.node_values(live, stamped)
+        for hook in self._awake_hooks:
+            hook(node)
+
+    def _known(self, live: LiveNode, records: Sequence[Record]) -> list[Record]:
+        """``records`` with absolute times, taken as the node's last known values; a value of
+        an instance the node never announced announces it."""
         now = self._clock()
         stamped = [Record(r.path, r.value, absolute_time(r.time, now)) for r in records]
         live.last_seen = max(live.last_seen or now, now)
-        for r in stamped:
-            live.values[r.path] = r
-            assert r.time is not None
-            self._pending.append(Reading(node, r.path, r.value, r.time))
-        # A value of an instance the node never announced announces it.
         grew = False
         for r in stamped:
+            live.values[r.path] = r
             iids = live.objects.setdefault(r.path.ids[0], [])
             if r.path.ids[1] not in iids:
                 iids.append(r.path.ids[1])
                 iids.sort()
                 grew = True
         if grew:
-            self._save_objects(node, live.objects)
-        for listener in self._listeners:
-            if grew:
+            self._save_objects(live.id, live.objects)
+            for listener in self._listeners:
                 listener.node_objects(live)
-            listener.node_readings(live, stamped)
-        for hook in self._awake_hooks:
-            hook(node)
+        return stamped
 
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None:
         live = self.live.get(node)
@@ -273,6 +300,16 @@ class NodeRegistry:
                 live.last_seen = max(live.last_seen or state.time, state.time)
                 for hook in self._awake_hooks:
                     hook(node)
+
+    def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None:
+        """Keep a node's session; a refused write leaves it in memory only (the node works
+        until a restart, then registers again when told 4.04)."""
+        if node not in self.live:
+            return
+        try:
+            self.store.set_session(node, session)
+        except sqlite3.DatabaseError as e:
+            log.warning("node %s: its session is not saved: %s", node, e, extra={"NODE": str(node)})
 
     def admit(self, heard: Heard) -> bool:
         self.heard(heard)

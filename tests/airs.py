@@ -89,6 +89,9 @@ class HandedOver:
     def node_objects(self, node: LiveNode) -> None:
         pass
 
+    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
+        pass  # not readings: never stored nor delivered
+
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
         for r in records:
             assert r.time is not None

@@ -13,6 +13,11 @@ Two directions:
   ``heard`` for every node on the air (paired or not: scans use it), ``admit`` when an
   unpaired node asks to join (the core answers, as a permit-join window is open or not),
   ``readings`` and ``objects`` for paired nodes, ``state`` for reachability and link quality.
+  ``readings`` are only what the node measured and reported (an advert, a Send, a changed
+  value it notified): each is stored and delivered upstream once, with the node's time. What
+  the gateway merely read from the node (an observation's first answer, unchanged metadata, a
+  resource a node that reports by Send also notifies) goes to ``values``: it refreshes what
+  the gateway shows of the node and is never a reading.
   These are plain calls, never awaited: the core queues and batches, the radio loop never blocks.
 * **Core → transport**: ``read``, ``write`` and ``execute`` on a paired node, which raise the
   ``LwM2MError`` a server should see (``ServiceUnavailable`` 5.03 for a node out of reach,
@@ -82,10 +87,20 @@ class TransportEvents(Protocol):
 
     def readings(self, node: NodeId, records: Sequence[Record]) -> None: ...
 
+    def values(self, node: NodeId, records: Sequence[Record]) -> None: ...
+
+    def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None:
+        """Keep ``session`` (JSON-able) for a paired node across restarts, durably before this
+        returns; None forgets it. A restarted gateway hands it back through
+        ``Transport.resume``. For what the transport must not lose when the gateway restarts
+        (an 802.15.4 node's LwM2M registration)."""
+        ...
+
     async def durable(self) -> None:
-        """Return once the readings reported so far are durable (kill -9 cannot lose them).
-        A transport that acknowledges readings to the node awaits this first; it raises a
-        LwM2MError (5.03) when they cannot be made durable, which the node should be told."""
+        """Return once every reading reported so far is durable (kill -9 cannot lose them):
+        what a transport awaits before it acknowledges readings to the node (an 802.15.4
+        Send's 2.04). It raises a LwM2MError (5.03) when they cannot be made durable, which the
+        node should be told."""
         ...
 
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None: ...
@@ -164,6 +179,11 @@ class Transport(abc.ABC):
         (``pair`` follows when this returns): e.g. bond with a node that needs it. ValueError
         for keys or options the node cannot have, PairingFailed when the radio could not do it.
         Nothing by default."""
+        return None
+
+    def resume(self, node: NodeId, session: Mapping[str, Any]) -> None:
+        """What this transport kept of a paired node (``TransportEvents.session``), handed
+        back before ``start`` when the gateway starts again. Nothing by default."""
         return None
 
     @abc.abstractmethod

@@ -359,3 +359,6 @@ class EndpointsExposure:
         ep = self.endpoints.get(node.id)
         if ep is not None:
             ep.mirror.apply(node, records)
+
+    node_values = node_readings
+    """Values read from a node are shown as its readings are (they are just not stored)."""

@@ -145,3 +145,6 @@ class GatewayExposure:
         device = self._devices.get(node.id)
         if device is not None:
             device.mirror.apply(node, records)
+
+    node_values = node_readings
+    """Values read from a node are shown as its readings are (they are just not stored)."""

@@ -119,6 +119,9 @@ class InstancesExposure:
         self._battery_instance(node)
         apply_readings(self.tree, self.paths, node, records)
 
+    node_values = node_readings
+    """Values read from a node are shown as its readings are (they are just not stored)."""
+
     def _defined(self, oid: int) -> bool:
         if oid in self.tree.registry:
             return True

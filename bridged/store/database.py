@@ -84,6 +84,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE nodes ADD COLUMN objects TEXT NOT NULL DEFAULT '{}'
     """,
+    # 4: what a transport keeps of each paired node across restarts (an 802.15.4 node's
+    # LwM2M registration), so a restarted gateway takes the node's Sends, Updates and
+    # notifications at once instead of losing them until the node registers again.
+    """
+    ALTER TABLE nodes ADD COLUMN session TEXT NOT NULL DEFAULT 'null'
+    """,
 )
 
 

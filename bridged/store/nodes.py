@@ -156,6 +156,22 @@ class NodeStore:
         with self._transaction() as c:
             c.execute("UPDATE nodes SET objects = ? WHERE id = ?", (text, str(node_id)))
 
+    def sessions(self) -> dict[NodeId, dict[str, Any]]:
+        """What each paired node's transport asked to keep of it (``set_session``)."""
+        out = {}
+        for node, text in self._conn.execute("SELECT id, session FROM nodes"):
+            session = json.loads(text)
+            if session is not None:
+                out[NodeId.parse(node)] = session
+        return out
+
+    def set_session(self, node_id: NodeId, session: Mapping[str, Any] | None) -> None:
+        """Keep ``session`` (JSON-able) for a paired node, None forgets it; it goes when the
+        node is unpaired."""
+        text = json.dumps(None if session is None else dict(session), sort_keys=True)
+        with self._transaction() as c:
+            c.execute("UPDATE nodes SET session = ? WHERE id = ?", (text, str(node_id)))
+
     def get(self, node_id: NodeId) -> PairedNode | None:
         row = self._conn.execute(
             "SELECT id, name, profile, sleepy, paired_at, options FROM nodes WHERE id = ?",

@@ -40,7 +40,7 @@ from bridged.transports.ieee802154.coap_link import (
     create_link_context,
 )
 from bridged.transports.ieee802154.link import LowpanLink
-from bridged.transports.ieee802154.lowpan import UdpDatagram, eui64_from_address, link_local
+from bridged.transports.ieee802154.lowpan import UdpDatagram, link_local, mac_from_address
 from bridged.transports.ieee802154.mac import parse_frame
 
 TEMPERATURE = Path((3303, 0, 5700))
@@ -59,10 +59,18 @@ class EmulatedNode:
         lifetime: int = 300,
         version: str = "1.1",
         retry: RetryPolicy | None = None,
+        short: bytes | None = None,
+        port: int = 5683,
+        server_port: int = 5683,
     ) -> None:
         self.eui64 = eui64
+        self.short = short
+        #: The MAC address it sends from: its EUI-64, or its 16-bit short address if it has one.
+        self.mac = short or eui64
+        #: Its own UDP port, and the port of the LwM2M server URI it was given.
+        self.port, self.server_port = port, server_port
         self.name = name
-        self.ip = link_local(eui64)
+        self.ip = link_local(self.mac)
         self.sleepy = sleepy
         self.lifetime = lifetime
         self.version = version
@@ -84,12 +92,20 @@ class EmulatedNode:
         self.registrar: Registrar | None = None
         self._task: asyncio.Task[None] | None = None
         self.registered = asyncio.Event()
+        #: Every notification the node sent, in order.
+        self.notifications: list[aiocoap.Message] = []
 
     async def start(self, send: SendDatagram, gateway_ip: bytes) -> None:
+        def sending(remote: LowpanAddress, data: bytes) -> None:
+            message = aiocoap.Message.decode(data)
+            if message.code.is_successful() and message.opt.observe is not None:
+                self.notifications.append(message)
+            send(remote, data)
+
         self.context, self.interface = await create_link_context(
-            DeviceManagementResource(self.dm, self.observations), send, self.ip
+            DeviceManagementResource(self.dm, self.observations), sending, self.ip, self.port
         )
-        host = LowpanAddress(self.interface, gateway_ip, 5683).hostinfo
+        host = LowpanAddress(self.interface, gateway_ip, self.server_port).hostinfo
         target = ServerTarget(
             uri=f"coap://{host}",
             endpoint=self.name,
@@ -115,7 +131,8 @@ class EmulatedNode:
             self.interface.received(ip, port, payload)
 
     async def send(self, records: list[Record]) -> aiocoap.Message:
-        """LwM2M Send of ``records`` to the gateway (``POST /dp``, SenML CBOR)."""
+        """LwM2M Send of ``records`` to the gateway (``POST /dp``, SenML CBOR). A 4.04 says
+        the gateway does not know the node: it registers again, as a LwM2M client does."""
         assert self.registrar is not None
         payload = codec_for(ContentFormat.SENML_CBOR).encode(records, ROOT, self.tree.registry)
         message = aiocoap.Message(
@@ -124,7 +141,16 @@ class EmulatedNode:
             payload=payload,
             content_format=ContentFormat.SENML_CBOR,
         )
-        return await self.registrar.exchange(message)
+        response = await self.registrar.exchange(message)
+        if response.code == Code.NOT_FOUND:
+            self.registrar.register_again()
+        return response
+
+    async def measure(self, value: float, at: float) -> aiocoap.Message:
+        """The sensor measures ``value`` at ``at``, as a node that reports by Send does: the
+        value changes in its tree (its observers are notified) and it Sends it with its time."""
+        self.tree.set(TEMPERATURE, value)
+        return await self.send([Record(TEMPERATURE, value, at)])
 
     async def update(self) -> None:
         """Talk to the gateway now (a sleepy node waking up)."""
@@ -166,7 +192,7 @@ class DirectLink:
         def send(remote: LowpanAddress, data: bytes) -> None:
             if self.gateway is not None and not self.drop(node.ip, data):
                 asyncio.get_running_loop().call_soon(
-                    self.gateway.received, node.ip, 5683, data, node.eui64
+                    self.gateway.received, node.ip, 5683, data, None if node.short else node.eui64
                 )
 
         return send
@@ -190,14 +216,14 @@ class RadioAir:
 
     async def add(self, node: EmulatedNode) -> None:
         link = LowpanLink()
-        self.nodes[node.eui64] = (node, link)
+        self.nodes[node.mac] = (node, link)
         await node.start(self._sender(node, link), link_local(self.rcp.eui64))
 
     def _sender(self, node: EmulatedNode, link: LowpanLink) -> SendDatagram:
         def send(remote: LowpanAddress, data: bytes) -> None:
-            dst = eui64_from_address(remote.ip) or b"\xff\xff"
-            datagram = UdpDatagram(node.ip, 5683, remote.ip, remote.port, data)
-            for psdu in link.send(datagram, src_mac=node.eui64, dst_mac=dst, pan_id=self.pan_id):
+            dst = mac_from_address(remote.ip)
+            datagram = UdpDatagram(node.ip, node.port, remote.ip, remote.port, data)
+            for psdu in link.send(datagram, src_mac=node.mac, dst_mac=dst, pan_id=self.pan_id):
                 if not self.drop(psdu):
                     self.rcp.inject(psdu)
 
@@ -207,8 +233,8 @@ class RadioAir:
         if self.drop(psdu):
             return
         dst = parse_frame(psdu).dst
-        for eui64, (node, link) in self.nodes.items():
-            if dst in (eui64, b"\xff\xff"):
+        for mac, (node, link) in self.nodes.items():
+            if dst in (mac, b"\xff\xff"):
                 datagram = link.receive(psdu)
                 if datagram is not None:
                     node.received(datagram.src, datagram.src_port, datagram.payload)

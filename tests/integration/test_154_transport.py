@@ -5,23 +5,37 @@ registry on SQLite."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path as FsPath
 
 import pytest
+from aiocoap.numbers.codes import Code
+from airs import HandedOver
 from emulators.lwm2m_node import SWITCH, TEMPERATURE, EmulatedNode, RadioAir
 from emulators.rcp import RcpEmulator
 
+from bridged.commands import CommandQueue
+from bridged.engine.registration import EventKind
+from bridged.exposure.instances import InstancesExposure
+from bridged.objects.builtin import builtin_registry
 from bridged.objects.errors import GatewayTimeout
+from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
+from bridged.operations import NodeOperations
 from bridged.registry import NodeRegistry
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
-from bridged.transports.base import transport_class
+from bridged.transports.base import TransportConfigError, transport_class
+from bridged.transports.ieee802154.mac import parse_frame
 from bridged.transports.ieee802154.spinel import Status
-from bridged.transports.ieee802154.transport import IEEE802154Transport, normalise_eui64
+from bridged.transports.ieee802154.transport import (
+    IEEE802154Transport,
+    coap_ports,
+    normalise_eui64,
+)
 
 PAN = 0xFACE
 TIMEOUT = 20.0
@@ -185,3 +199,179 @@ async def test_an_unsolicited_reset_and_an_unplugged_dongle_are_survived(
     await rcp.wait_until(lambda: rcp.raw_stream, timeout=TIMEOUT)
     node.tree.set(TEMPERATURE, 31.0)
     assert [r.value for r in await gateway.transport.read(node_id, TEMPERATURE)] == [31.0]
+
+
+async def test_a_restarted_gateway_keeps_its_nodes_registrations_and_observes_them_again(
+    tmp_path: FsPath,
+) -> None:
+    """A node that reports by notifying (LwM2M 1.0: no Send) goes on being heard after the
+    gateway restarts, without registering again: the registration was kept, and the gateway
+    observes the node anew at once."""
+    conn = connect(tmp_path / "state.db")
+
+    def gateway() -> tuple[NodeRegistry, IEEE802154Transport, HandedOver]:
+        registry = NodeRegistry(
+            NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
+        )
+        handed = HandedOver()
+        registry.listen(handed)
+        transport = IEEE802154Transport({"port": str(rcp.link), "pan_id": PAN}, registry)
+        registry.attach(transport)
+        return registry, transport, handed
+
+    async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
+        air = RadioAir(rcp, PAN)
+        registry, transport, _ = gateway()
+        await transport.start()
+        node = EmulatedNode(bytes.fromhex("00124b0000020099"), "old", version="1.0")
+        try:
+            node_id = await join(registry, air, node)
+            await transport.stop()
+
+            registry, transport, handed = gateway()  # the same state database
+            await transport.start()
+            try:
+                live = registry.live[node_id]
+                await until(lambda: TEMPERATURE in live.values)  # observed again
+                node.tree.set(TEMPERATURE, 26.5)
+                await until(lambda: any(h.value == 26.5 for h in handed.readings))
+            finally:
+                await transport.stop()
+            registered = [e for e in node.events if e.kind is EventKind.REGISTRATION_COMPLETE]
+            assert len(registered) == 1, "it did not have to register again"
+        finally:
+            await node.stop(deregister=False)
+            conn.close()
+
+
+async def test_a_node_with_a_short_address_pairs_by_pan_id_and_short_address(
+    gateway: Gateway,
+) -> None:
+    """It registers, Sends, and every answer goes to its short address (unicast), never to
+    the broadcast address every node would hear and drop."""
+    node_id = NodeId("802154", "face:0001")
+    assert IEEE802154Transport.normalise_address("0xFACE:0x0001") == node_id.address
+    gateway.registry.pair(PairedNode(node_id, "short", "lwm2m"))
+    node = EmulatedNode(bytes.fromhex("00124b00000200aa"), "short", short=b"\x00\x01")
+    gateway.nodes.append(node)
+    sent_before = len(gateway.air.rcp.sent)
+    await gateway.air.add(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    response = await node.send([Record(TEMPERATURE, 19.5, 1_700_000_000.0)])
+    assert response.code == Code.CHANGED
+    live = gateway.registry.live[node_id]
+    await until(lambda: live.values[TEMPERATURE].value == 19.5)
+    assert live.values[TEMPERATURE].time == 1_700_000_000.0
+    to = {parse_frame(f.psdu).dst for f in gateway.air.rcp.sent[sent_before:]}
+    assert to == {b"\x00\x01"}, "answers go to the node's short address"
+
+
+async def test_the_ports_the_gateway_serves_are_a_setting_and_other_ports_are_said_once(
+    tmp_path: FsPath, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nodes given ``coap://[gateway]:61617`` (0xF0B1: 6LoWPAN's NHC carries 0xF0B0..0xF0BF
+    in 4 bits each) get in when the gateway serves that port; a node sending elsewhere is
+    dropped, and the log says which node, which port and why, once."""
+    conn = connect(tmp_path / "state.db")
+    registry = NodeRegistry(
+        NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
+    )
+    async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
+        config = {"port": str(rcp.link), "pan_id": PAN, "coap_ports": [0xF0B1]}
+        transport = IEEE802154Transport(config, registry)
+        registry.attach(transport)
+        air = RadioAir(rcp, PAN)
+        await transport.start()
+        compact = EmulatedNode(node_eui(0x30), "compact", port=0xF0B0, server_port=0xF0B1)
+        elsewhere = EmulatedNode(node_eui(0x31), "elsewhere", server_port=5683)
+        for node in (compact, elsewhere):
+            registry.pair(PairedNode(NodeId("802154", node.eui64.hex()), node.name, "lwm2m"))
+        try:
+            with caplog.at_level(logging.WARNING):
+                for node in (compact, elsewhere):
+                    await air.add(node)
+                await asyncio.wait_for(compact.registered.wait(), TIMEOUT)
+                response = await compact.send([Record(TEMPERATURE, 18.5, 1_700_000_000.0)])
+                assert response.code == Code.CHANGED
+                await until(lambda: len(elsewhere.events) >= 2)  # it tried, twice, unanswered
+            assert not elsewhere.registered.is_set()
+            said = [r.getMessage() for r in caplog.records if "does not serve" in r.getMessage()]
+            assert said == [
+                f"node 802154:{elsewhere.eui64.hex()} sends to UDP port 5683, which the gateway "
+                "does not serve ([transport.802154] coap_ports = [61617]): its datagrams are "
+                "dropped (logged once)"
+            ]
+        finally:
+            await transport.stop()
+            for node in (compact, elsewhere):
+                await node.stop(deregister=False)
+            conn.close()
+
+
+@pytest.mark.parametrize("ports", [[], [0], [5683, 5683], 5683, ["5683"], [True]])
+def test_coap_ports_are_checked(ports: object) -> None:
+    with pytest.raises(TransportConfigError, match=r"802154\.coap_ports must be a list"):
+        coap_ports(ports)
+    assert coap_ports([5683, 0xF0B1]) == (5683, 61617)
+
+
+def node_eui(index: int) -> bytes:
+    return bytes.fromhex(f"00124b00000200{index:02x}")
+
+
+async def test_a_node_in_queue_mode_is_sleepy_after_a_restart_though_paired_awake(
+    tmp_path: FsPath,
+) -> None:
+    """The node registers in queue mode; its pairing does not say it sleeps. The transport's
+    knowledge wins, also after a restart before the node has talked again: a write for it is
+    kept (not sent into the void, not 5.03/5.04) and reaches the node when it wakes."""
+    conn = connect(tmp_path / "state.db")
+    asleep = False
+
+    def gateway() -> tuple[NodeRegistry, IEEE802154Transport, NodeOperations, CommandQueue]:
+        registry = NodeRegistry(
+            NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
+        )
+        config = {"port": str(rcp.link), "pan_id": PAN, "awake_window": 1, "request_timeout": 2}
+        transport = IEEE802154Transport(config, registry)
+        registry.attach(transport)
+        commands = CommandQueue(conn, registry, timeout=5)
+        exposure = InstancesExposure(ObjectTree(builtin_registry()), registry.store)
+        operations = NodeOperations(registry, exposure, commands, timeout=5)
+        return registry, transport, operations, commands
+
+    async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
+        air = RadioAir(rcp, PAN)
+        air.drop = lambda psdu: asleep  # the node's radio is off while it sleeps
+        registry, transport, _, commands = gateway()
+        await transport.start()
+        node = EmulatedNode(node_eui(0x40), "cellar", sleepy=True)
+        try:
+            node_id = await join(registry, air, node)  # paired without saying it sleeps
+            await commands.close()
+            await transport.stop()
+            asleep = True
+
+            _, transport, operations, commands = gateway()  # restarted, the node asleep
+            await transport.start()
+            try:
+                await operations.write(node_id, SWITCH, [Record(SWITCH, True)], replace=True)
+                assert node.tree.get(SWITCH) is False, "kept while it sleeps"
+                asleep = False
+                await node.update()  # it wakes and talks
+                await until(lambda: node.tree.get(SWITCH) is True)
+            finally:
+                await commands.close()
+                await transport.stop()
+        finally:
+            await node.stop(deregister=False)
+            conn.close()
+
+
+async def join(registry: NodeRegistry, air: RadioAir, node: EmulatedNode) -> NodeId:
+    """Pair ``node`` (not as sleepy), put it on the air; its id once it has registered."""
+    node_id = NodeId("802154", node.eui64.hex())
+    registry.pair(PairedNode(node_id, node.name, "lwm2m"))
+    await air.add(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    return node_id

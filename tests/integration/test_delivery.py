@@ -281,8 +281,8 @@ class Feeder:
         self.resets = self._reset_count()
 
     async def restarted(self) -> None:
-        """Once the new gateway has brought the radio up, the nodes' next Update gets 4.04
-        (it does not know them) and they register again; returns when they have."""
+        """Once the new gateway has brought the radio up, the nodes' next Update is taken
+        (it kept their registrations: they need not register again); returns when it is."""
         emulator = self.rcp.emulator
         await emulator.wait_until(
             lambda: self._reset_count() > self.resets and emulator.raw_stream, timeout=30
@@ -292,7 +292,7 @@ class Feeder:
             await node.update()
             await until(
                 lambda n=node, m=mark: any(
-                    e.kind is EventKind.REGISTRATION_COMPLETE for e in n.events[m:]
+                    e.kind is EventKind.UPDATE_COMPLETE for e in n.events[m:]
                 )
             )
 

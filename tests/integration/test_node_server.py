@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path as FsPath
 
 import pytest
+from aiocoap.numbers.codes import Code
 from emulators.lwm2m_node import SWITCH, TEMPERATURE, DirectLink, EmulatedNode
 
+from bridged.engine.registration import EventKind
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.errors import MethodNotAllowed, ServiceUnavailable
 from bridged.objects.paths import Path
@@ -69,7 +71,7 @@ async def air(tmp_path: FsPath) -> AsyncIterator[Air]:
     server = NodeServer("802154", registry, builtin_registry(), awake_window=0.5, request_timeout=5)
     link = DirectLink(link_local(GATEWAY_EUI))
     context, link.gateway = await create_link_context(server.site, link.to_node, link.gateway_ip)
-    server.attach(context)
+    server.attach(context, link.gateway)
     air = Air(registry, server, link)
     yield air
     link.gateway = None  # nothing more reaches the gateway while it shuts down
@@ -122,8 +124,8 @@ async def test_permit_join_pairs_a_node_that_registers(air: Air) -> None:
 
 
 async def test_an_update_of_another_nodes_location_is_4_04(air: Air) -> None:
-    """Locations count from 1 again after a restart: a node that Updates the location it had
-    with the previous process, now another node's, must register again, not update that."""
+    """A node that Updates a location now another node's (it was freed and given again)
+    must register again, not update that."""
     first, second = await air.node(5), await air.node(6)
     for node in (first, second):
         air.pair(node)
@@ -139,6 +141,26 @@ async def test_an_update_of_another_nodes_location_is_4_04(air: Air) -> None:
     registrations = air.server.registrations
     assert registrations[NodeId("802154", first.eui64.hex())].location == theirs[-1]
     assert registrations[NodeId("802154", second.eui64.hex())].location != theirs[-1]
+
+
+async def test_a_send_of_a_registration_the_gateway_lost_is_4_04_and_it_registers_again(
+    air: Air, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As Leshan answers a Send from a client it does not know: the node registers at once
+    rather than when its next Update fails (a lifetime later), and the gateway says so once."""
+    node = await air.node(7)
+    air.pair(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    await air.server.close()  # its registration is gone (a state directory lost, say)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            response = await node.send([Record(TEMPERATURE, 19.0, 1_700_000_000.0)])
+            assert response.code == Code.NOT_FOUND
+    await until(lambda: sum(e.kind is EventKind.REGISTRATION_COMPLETE for e in node.events) == 2)
+    response = await node.send([Record(TEMPERATURE, 19.0, 1_700_000_000.0)])
+    assert response.code == Code.CHANGED
+    said = [r.getMessage() for r in caplog.records if r.name.endswith("node_server")]
+    assert len(said) == 1 and "no registration of it: answered 4.04" in said[0]
 
 
 async def test_send_from_a_node_is_readings_with_their_time(air: Air) -> None:

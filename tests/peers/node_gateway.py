@@ -74,6 +74,9 @@ class Handover:
         if paths:
             print(json.dumps({"instances": {str(node.id): paths}}), flush=True)
 
+    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
+        pass  # not readings: never stored nor delivered
+
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
         for r in records:
             target = self.exposure.paths.upstream(node.id, r.path)

@@ -62,6 +62,9 @@ def test_eui64s_are_16_lower_case_hex_digits(text: str) -> None:
         (IEEE802154Transport, "00:12-4b:00:01:02:03:04"),
         (IEEE802154Transport, "A4:C1:38:0A:0B:0C"),  # a MAC is not an EUI-64
         (IEEE802154Transport, "00124b000102030g"),
+        (IEEE802154Transport, "face:ffff"),  # broadcast, not a node's short address
+        (IEEE802154Transport, "face:fffe"),  # "no short address"
+        (IEEE802154Transport, "face:001"),
     ],
 )
 def test_malformed_addresses_are_refused(cls: type[BleTransport], text: str) -> None:

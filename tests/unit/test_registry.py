@@ -44,6 +44,9 @@ class Exposure:
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
         self.readings.append((node.id, list(records)))
 
+    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
+        pass
+
 
 class Clock:
     def __init__(self) -> None:

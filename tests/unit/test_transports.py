@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,12 @@ class Recorder:
 
     def readings(self, node: NodeId, records: Sequence[Record]) -> None:
         self.readings_.append((node, list(records)))
+
+    def values(self, node: NodeId, records: Sequence[Record]) -> None:
+        pass
+
+    def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None:
+        pass
 
     async def durable(self) -> None:
         pass

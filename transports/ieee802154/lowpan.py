@@ -242,6 +242,12 @@ def eui64_from_address(address: bytes) -> bytes | None:
     return bytes((address[8] ^ 0x02,)) + address[9:16]
 
 
+def mac_from_address(address: bytes) -> bytes:
+    """The MAC address an IPv6 address's IID was made from: the EUI-64, or the 16-bit short
+    address of a ``....:00ff:fe00:XXXX`` IID (either form of :func:`iid_from_mac`)."""
+    return eui64_from_address(address) or address[14:16]
+
+
 # --- IPHC addresses -------------------------------------------------------------------------
 
 # Inline bytes per (address compression, mode) for unicast, and per (DAC, DAM) for multicast.

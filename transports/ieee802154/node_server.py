@@ -4,8 +4,9 @@ Nodes on the air are constrained LwM2M clients (Contiki-NG, RIOT, Zephyr): they 
 update, de-register and ``POST /dp`` (Send) like they would to any LwM2M server, and the gateway
 reads, writes, executes and observes them. This module turns that into the transport contract
 (``transports.base``): a registration is an ``admit`` (only paired EUI-64s get in; others get
-4.03, logged once by the registry), its object list becomes ``objects``, notifications and
-Sends become ``readings``, and every message from a node is a sign that it is reachable.
+4.03, logged once by the registry), its object list becomes ``objects``, its Sends and
+notifications become ``readings`` or ``values`` by the rule of :mod:`.sources` (one measured
+value is one reading), and every message from a node is a sign that it is reachable.
 
 Sleepy nodes (``b=UQ``, or ``Q`` in 1.1) are reachable only for ``awake_window`` seconds after
 they last talked, as LwM2M queue mode says. An operation on a sleepy node outside that window
@@ -22,9 +23,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import aiocoap
 from aiocoap import error, resource
@@ -46,8 +50,9 @@ from bridged.objects.values import Record
 from bridged.store.nodes import NodeId
 
 from ..base import Heard, NodeState, TransportEvents
-from .coap_link import LowpanAddress
-from .lowpan import eui64_from_address
+from .coap_link import LowpanAddress, LowpanMessageInterface
+from .lowpan import mac_from_address
+from .sources import HOLD, NodeSources, Sorted
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,32 @@ NOT_OBSERVED = frozenset({0, 1, 2, 21})
 """Objects the gateway never observes on a node: security, server, access control, OSCORE."""
 
 FORMAT = ContentFormat.SENML_CBOR
+
+DEFAULT_PAN_ID = 0xFACE
+REMEMBERED = 4096
+"""How many nodes a log-once list, or a table of what was learnt per node address, holds (the
+air may carry any number of addresses): the oldest go first."""
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(table: OrderedDict[K, V], key: K, value: V) -> None:
+    """``table[key] = value``, the most recent last, at most ``REMEMBERED`` entries."""
+    table[key] = value
+    table.move_to_end(key)
+    if len(table) > REMEMBERED:
+        table.popitem(last=False)
+
+
+def node_address(mac: bytes, pan_id: int) -> str:
+    """The address part of the node id of a node sending from ``mac`` on PAN ``pan_id``.
+
+    A node is paired by its EUI-64 (``00124b0001020304``) when it sends from it. A node that
+    sends from a 16-bit short address is paired by the PAN ID and that short address
+    (``face:0001``): the short address is all its frames and its IPv6 address carry, and it
+    is unique on the PAN for as long as the node keeps it (a node given another short address
+    is another node to the gateway, to be paired again)."""
+    return mac.hex() if len(mac) == 8 else f"{pan_id:04x}:{mac.hex()}"
 
 
 def registered_objects(payload: bytes) -> dict[int, list[int]]:
@@ -101,8 +132,52 @@ class NodeRegistration:
     version: str
     objects: dict[int, list[int]]
     last_heard: float
+    sources: NodeSources = field(default_factory=NodeSources)
+    hold: asyncio.TimerHandle | None = None
+    """Releases the readings ``sources`` holds (see ``sources.HOLD``)."""
+    observed: bool = False
+    """Whether the gateway has started observing the node's objects for this registration."""
     observations: list[aiocoap.protocol.Request] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sources.may_send = self.version != "1.0"
+
+    def session(self) -> dict[str, Any]:
+        """What the gateway keeps of this registration across a restart."""
+        return {
+            "endpoint": self.endpoint,
+            "location": self.location,
+            "lifetime": self.lifetime,
+            "binding": self.binding,
+            "queue": self.queue,
+            "version": self.version,
+            "objects": {str(oid): iids for oid, iids in self.objects.items()},
+            "ip": self.address.ip.hex(),
+            "port": self.address.port,
+            "sends": self.sources.sends,
+        }
+
+    @classmethod
+    def resumed(
+        cls, node: NodeId, session: Mapping[str, Any], address: LowpanAddress, now: float
+    ) -> NodeRegistration:
+        """The registration ``session`` kept; KeyError, TypeError or ValueError if it is
+        not one. A sleepy node counts as asleep until it next talks (``last_heard``)."""
+        queue = bool(session["queue"])
+        return cls(
+            node=node,
+            address=address,
+            endpoint=str(session["endpoint"]),
+            location=str(session["location"]),
+            lifetime=int(session["lifetime"]),
+            binding=str(session["binding"]),
+            queue=queue,
+            version=str(session["version"]),
+            objects={int(o): [int(i) for i in ii] for o, ii in session["objects"].items()},
+            last_heard=-math.inf if queue else now,
+            sources=NodeSources(sends=bool(session["sends"])),
+        )
 
 
 def _query(request: aiocoap.Message) -> dict[str, str]:
@@ -124,9 +199,11 @@ class NodeServer:
         *,
         awake_window: float = DEFAULT_AWAKE_WINDOW,
         request_timeout: float = 10.0,
+        pan_id: int = DEFAULT_PAN_ID,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.transport = transport
+        self.pan_id = pan_id
         self.events = events
         self.registry = registry
         self.awake_window = awake_window
@@ -136,22 +213,79 @@ class NodeServer:
         self.registrations: dict[NodeId, NodeRegistration] = {}
         self._by_location: dict[str, NodeId] = {}
         self._locations = itertools.count(1)
+        self._resumed: dict[NodeId, Mapping[str, Any]] = {}
+        self._unknown: OrderedDict[NodeId, None] = OrderedDict()
+        """Nodes told (and logged once) that the gateway has no registration of theirs."""
         self._sleep_timers: dict[NodeId, asyncio.TimerHandle] = {}
         self._link_quality: dict[NodeId, tuple[int, int]] = {}
         self.site = _NodeSite(self)
 
-    def attach(self, context: aiocoap.Context) -> None:
-        """The context requests to nodes go out through (the one serving ``site``)."""
+    def resume(self, node: NodeId, session: Mapping[str, Any]) -> None:
+        """A registration the gateway kept across its restart; it is taken up on ``attach``."""
+        self._resumed[node] = session
+
+    def attach(self, context: aiocoap.Context, interface: LowpanMessageInterface) -> None:
+        """The context requests to nodes go out through (the one serving ``site``) and its
+        interface on the node link. The registrations kept across a restart are taken up:
+        the nodes' Sends, Updates and notifications are accepted as before, and the gateway
+        observes an always-on node again at once (a sleepy one when it next talks)."""
         self.context = context
+        resumed, self._resumed = self._resumed, {}
+        for node, session in resumed.items():
+            eui64 = self._eui64(node)
+            try:
+                address = LowpanAddress(
+                    interface, bytes.fromhex(session["ip"]), int(session["port"]), eui64
+                )
+                registration = NodeRegistration.resumed(node, session, address, self._clock())
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                log.warning(
+                    "node %s: its kept registration is unreadable (%s): it must register again",
+                    node,
+                    e,
+                    extra={"NODE": str(node)},
+                )
+                continue
+            self.registrations[node] = registration
+            self._by_location[registration.location] = node
+            if registration.queue:
+                # What the transport knows wins over the pairing, from the start: a node in
+                # queue mode is sleepy (read from what it reported, written when it wakes).
+                self.events.state(node, NodeState(reachable=False, time=self._clock(), sleepy=True))
+            else:
+                self._start_observing(registration)
+        if resumed:
+            log.info("%d node registration(s) resumed", len(self.registrations))
 
-    def node_of(self, address: LowpanAddress) -> NodeId | None:
-        """The node at ``address``, by the EUI-64 the link knew or its IPv6 address carries."""
-        eui64 = address.eui64 or eui64_from_address(address.ip)
-        return None if eui64 is None else NodeId(self.transport, eui64.hex())
+    @staticmethod
+    def _eui64(node: NodeId) -> bytes | None:
+        """The EUI-64 of a node paired by it (None: by its PAN ID and short address)."""
+        return bytes.fromhex(node.address) if len(node.address) == 16 else None
 
-    def link_quality(self, eui64: bytes, rssi: int, lqi: int) -> None:
-        """The radio's RSSI and LQI of the node's last frame, reported with its state."""
-        self._link_quality[NodeId(self.transport, eui64.hex())] = (rssi, lqi)
+    def _new_location(self) -> str:
+        """A registration location no current registration has."""
+        while (location := str(next(self._locations))) in self._by_location:
+            pass
+        return location
+
+    def _keep(self, registration: NodeRegistration) -> None:
+        """Keep the registration across restarts (durable before the node is answered)."""
+        self.events.session(registration.node, registration.session())
+
+    def _start_observing(self, registration: NodeRegistration) -> None:
+        registration.observed = True
+        registration.tasks.append(asyncio.create_task(self._observe(registration)))
+
+    def node_of(self, address: LowpanAddress) -> NodeId:
+        """The node at ``address``, by the MAC address the link knew or its IPv6 address
+        carries (``node_address``)."""
+        mac = address.eui64 or mac_from_address(address.ip)
+        return NodeId(self.transport, node_address(mac, self.pan_id))
+
+    def link_quality(self, address: LowpanAddress, rssi: int, lqi: int) -> None:
+        """The radio's RSSI and LQI of the last frame from ``address``, reported with the
+        node's state."""
+        self._link_quality[self.node_of(address)] = (rssi, lqi)
 
     def forget(self, node: NodeId) -> None:
         """The node was unpaired: drop its registration (it must register, and be let in,
@@ -170,8 +304,6 @@ class NodeServer:
         remote = request.remote
         assert isinstance(remote, LowpanAddress)
         node = self.node_of(remote)
-        if node is None:
-            raise BadRequest("the node's address carries no EUI-64 to pair it by")
         objects = registered_objects(request.payload)
         lifetime = self._lifetime(query.get("lt"))
         now = self._clock()
@@ -186,16 +318,19 @@ class NodeServer:
             node=node,
             address=remote,
             endpoint=endpoint,
-            location=str(next(self._locations)),
+            location=self._new_location(),
             lifetime=lifetime,
             binding=binding,
             queue="Q" in binding or "Q" in query,
             version=query.get("lwm2m", "1.0"),
             objects=objects,
             last_heard=now,
+            sources=NodeSources(sends=old is not None and old.sources.sends),
         )
         self.registrations[node] = registration
         self._by_location[registration.location] = node
+        self._unknown.pop(node, None)
+        self._keep(registration)
         log.info(
             "node %s registered as %r (%s)",
             node,
@@ -205,10 +340,11 @@ class NodeServer:
         )
         self.events.objects(node, objects)
         self._heard(registration)
-        registration.tasks.append(asyncio.create_task(self._observe(registration)))
+        self._start_observing(registration)
         return aiocoap.Message(code=Code.CREATED, location_path=("rd", registration.location))
 
     def update(self, registration: NodeRegistration, request: aiocoap.Message) -> aiocoap.Message:
+        kept = registration.session()
         query = _query(request)
         if "lt" in query:
             registration.lifetime = self._lifetime(query["lt"])
@@ -225,40 +361,68 @@ class NodeServer:
                 for task in registration.tasks:
                     task.cancel()
                 self._cancel_observations(registration)
-                registration.tasks.append(asyncio.create_task(self._observe(registration)))
+                self._start_observing(registration)
         registration.address = _same_peer(registration.address, request.remote)
+        if not registration.observed:
+            self._start_observing(registration)
+        if registration.session() != kept:
+            self._keep(registration)
         self._heard(registration)
         return aiocoap.Message(code=Code.CHANGED)
 
     def deregister(self, registration: NodeRegistration) -> aiocoap.Message:
         self.registrations.pop(registration.node, None)
         self._drop(registration)
+        self.events.session(registration.node, None)
         log.info("node %s de-registered", registration.node, extra={"NODE": str(registration.node)})
         self.events.state(registration.node, NodeState(reachable=False, time=self._clock()))
         return aiocoap.Message(code=Code.DELETED)
 
     async def send(self, request: aiocoap.Message) -> aiocoap.Message:
         """A node's LwM2M Send (``POST /dp``): its records are readings, durable before the
-        2.04 (a 5.03 when the store refuses them: the node sends them again)."""
+        node is answered 2.04 (it may forget them then); a 5.03 when the store refuses them (the
+        node sends them again)."""
         remote = request.remote
         assert isinstance(remote, LowpanAddress)
         node = self.node_of(remote)
-        registration = None if node is None else self.registrations.get(node)
+        registration = self.registrations.get(node)
         if registration is None:
-            return aiocoap.Message(code=Code.FORBIDDEN, payload=b"not registered")
+            return self.unknown(node, "Send")
         records = self._decode(request.payload, request.opt.content_format, ROOT)
+        sends = registration.sources.sends
+        if registration.hold is not None:
+            registration.hold.cancel()
+            registration.hold = None
+        self._report(registration, registration.sources.sent(records))
+        if not sends:
+            self._keep(registration)  # it reports by Send: remembered across restarts
+        if not registration.observed:
+            self._start_observing(registration)
         self._heard(registration)
-        if records:
-            self.events.readings(registration.node, records)
-            await self.events.durable()
+        await self.events.durable()
         return aiocoap.Message(code=Code.CHANGED)
+
+    def unknown(self, node: NodeId, what: str) -> aiocoap.Message:
+        """4.04 for a message of a registration the gateway does not have (as Leshan answers
+        a Send from a client it does not know): a node registers again at once, rather than
+        when its next Update fails. Logged once per node until it registers."""
+        if node not in self._unknown:
+            remember(self._unknown, node, None)
+            log.warning(
+                "%s from %s: no registration of it: answered 4.04 so that it registers again "
+                "(logged once)",
+                what,
+                node,
+                extra={"NODE": str(node)},
+            )
+        return aiocoap.Message(code=Code.NOT_FOUND, payload=b"not registered")
 
     def by_location(self, location: str, remote: object) -> NodeRegistration | None:
         """The registration at ``/rd/{location}`` if it is the one of the node at ``remote``.
 
-        Locations count from 1 again when the gateway restarts, so a node that registered with
-        the previous process may Update a location now given to another node: that is 4.04
-        for it (it registers again), never an Update of the other node's registration."""
+        A location freed (a node de-registered, or was unpaired) may be given to another node
+        while the first still holds it: that is 4.04 for the first (it registers again), never
+        an Update of the other node's registration."""
         node = self._by_location.get(location)
         if node is None or not isinstance(remote, LowpanAddress) or self.node_of(remote) != node:
             return None
@@ -393,17 +557,17 @@ class NodeServer:
         node = registration.node
         try:
             first = await request.response
-            self._reading(registration, first, path)
+            self._notified(registration, first, path, first=True)
             if request.observation is None:
                 return
             async for notification in request.observation:
-                self._reading(registration, notification, path)
+                self._notified(registration, notification, path, first=False)
         except (error.Error, asyncio.CancelledError) as e:
             if not isinstance(e, asyncio.CancelledError):
                 log.info("node %s: observation of %s ended: %s", node, path, e)
 
-    def _reading(
-        self, registration: NodeRegistration, message: aiocoap.Message, path: Path
+    def _notified(
+        self, registration: NodeRegistration, message: aiocoap.Message, path: Path, *, first: bool
     ) -> None:
         if not message.code.is_successful():
             log.info(
@@ -416,8 +580,25 @@ class NodeServer:
             log.warning("node %s sent %s that cannot be decoded: %s", registration.node, path, e)
             return
         self._heard(registration)
-        if records:
-            self.events.readings(registration.node, records)
+        sources = registration.sources
+        said = sources.snapshot(records) if first else sources.notified(records, self._clock())
+        self._report(registration, said)
+        if sources.held and registration.hold is None:
+            registration.hold = asyncio.get_running_loop().call_later(
+                HOLD, self._release, registration
+            )
+
+    def _release(self, registration: NodeRegistration) -> None:
+        """No Send came for what the node notified: its held readings are readings now."""
+        registration.hold = None
+        self._report(registration, registration.sources.release())
+
+    def _report(self, registration: NodeRegistration, said: Sorted) -> None:
+        """Hand the core what a node said: readings and values (see ``sources``)."""
+        if said.readings:
+            self.events.readings(registration.node, said.readings)
+        if said.values:
+            self.events.values(registration.node, said.values)
 
     def _cancel_observations(self, registration: NodeRegistration) -> None:
         for request in registration.observations:
@@ -426,6 +607,9 @@ class NodeServer:
         registration.observations.clear()
 
     def _drop(self, registration: NodeRegistration) -> None:
+        if registration.hold is not None:
+            registration.hold.cancel()
+            self._release(registration)
         self._by_location.pop(registration.location, None)
         self._cancel_observations(registration)
         for task in registration.tasks:
@@ -458,7 +642,10 @@ class _NodeSite(resource.Resource):
             if len(path) == 2 and path[0] == "rd":
                 registration = server.by_location(path[1], request.remote)
                 if registration is None:
-                    return aiocoap.Message(code=Code.NOT_FOUND)
+                    remote = request.remote
+                    assert isinstance(remote, LowpanAddress)
+                    what = "De-register" if request.code == Code.DELETE else "Update"
+                    return server.unknown(server.node_of(remote), what)
                 if request.code == Code.POST:
                     return server.update(registration, request)
                 if request.code == Code.DELETE:

@@ -20,6 +20,10 @@ Configuration (its ``[transport.802154]`` section):
 ``awake_window``  seconds a sleepy node stays reachable after it talks (default 93)
 ``request_timeout`` seconds to wait for a node's answer (default 10)
 ``reassembly_timeout`` seconds an incomplete fragmented datagram is kept (default 10)
+``coap_ports``    the UDP ports the gateway serves the nodes on, the port of the LwM2M server
+                  URI they are given (default [5683]; e.g. 61617, 0xF0B1, which 6LoWPAN
+                  compresses best). A datagram to another port is dropped, and logged once per
+                  node with the reason.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import contextlib
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,14 +54,13 @@ from ..base import (
 from .coap_link import LowpanAddress, LowpanMessageInterface, create_link_context
 from .errors import RadioDecodeError
 from .link import LowpanLink
-from .lowpan import UdpDatagram, eui64_from_address, link_local
-from .node_server import NodeServer
+from .lowpan import UdpDatagram, link_local, mac_from_address
+from .node_server import DEFAULT_PAN_ID, NodeServer, remember
 from .radio import Radio, RadioConfig, RadioState, ReceivedFrame, TxStatus
 
 log = logging.getLogger(__name__)
 
 COAP_PORT = 5683
-SHORT_BROADCAST = b"\xff\xff"
 TRANSMIT_QUEUE = 256
 """Frames waiting for the radio; beyond it new ones are dropped (CoAP retransmits)."""
 
@@ -68,6 +72,7 @@ _KEYS = {
     "awake_window",
     "request_timeout",
     "reassembly_timeout",
+    "coap_ports",
 }
 
 
@@ -76,6 +81,20 @@ def _number(config: Mapping[str, Any], key: str, default: float, low: float, hig
 
 
 _EUI64 = re.compile(r"[0-9a-f]{2}([:-]?)[0-9a-f]{2}(?:\1[0-9a-f]{2}){6}")
+
+
+def coap_ports(value: object) -> tuple[int, ...]:
+    """``[transport.802154] coap_ports``: a non-empty list of distinct UDP ports."""
+    ports = value if isinstance(value, list) else None
+    if (
+        not ports
+        or any(isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 65535 for p in ports)
+        or len(set(ports)) != len(ports)
+    ):
+        raise TransportConfigError(
+            f"802154.coap_ports must be a list of distinct UDP ports 1..65535, not {value!r}"
+        )
+    return tuple(ports)
 
 
 def normalise_eui64(text: str) -> str:
@@ -88,6 +107,28 @@ def normalise_eui64(text: str) -> str:
     return lower.replace(":", "").replace("-", "")
 
 
+_SHORT = re.compile(r"(?:0x)?([0-9a-f]{4}):(?:0x)?([0-9a-f]{4})")
+NO_SHORT_ADDRESS = (0xFFFE, 0xFFFF)
+"""0xfffe: the node has no short address (it sends from its EUI-64); 0xffff: broadcast."""
+
+
+def normalise_node_address(text: str) -> str:
+    """A node's address in the spelling of the node ids: its EUI-64 (``normalise_eui64``), or
+    for a node that sends from a 16-bit short address, its PAN ID and short address as four
+    hex digits each: ``FACE:0001`` or ``0xface:0x0001`` → ``face:0001`` (see
+    ``node_server.node_address``). ValueError naming both forms for anything else."""
+    with contextlib.suppress(ValueError):
+        return normalise_eui64(text)
+    lower = text.strip().lower() if isinstance(text, str) and text.isascii() else ""
+    short = _SHORT.fullmatch(lower)
+    if short is None or int(short[2], 16) in NO_SHORT_ADDRESS:
+        raise ValueError(
+            f"{text!r} is not an 802.15.4 node address: an EUI-64 (00:12:4b:00:01:02:03:04) "
+            "or a PAN ID and a short address (face:0001)"
+        )
+    return f"{short[1]}:{short[2]}"
+
+
 class IEEE802154Transport(Transport):
     """Nodes that speak LwM2M over CoAP/6LoWPAN on one 802.15.4 channel."""
 
@@ -95,7 +136,7 @@ class IEEE802154Transport(Transport):
 
     @classmethod
     def normalise_address(cls, address: str) -> str:
-        return normalise_eui64(address)
+        return normalise_node_address(address)
 
     def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
         super().__init__(config, events)
@@ -106,7 +147,7 @@ class IEEE802154Transport(Transport):
         self.radio_config = RadioConfig(
             port=port,
             channel=int(_number(config, "channel", 15, 11, 26)),
-            pan_id=int(_number(config, "pan_id", 0xFACE, 0, 0xFFFE)),
+            pan_id=int(_number(config, "pan_id", DEFAULT_PAN_ID, 0, 0xFFFE)),
             baudrate=int(_number(config, "baudrate", 460800, 1200, 4_000_000)),
         )
         self.server = NodeServer(
@@ -115,7 +156,12 @@ class IEEE802154Transport(Transport):
             builtin_registry(),
             awake_window=_number(config, "awake_window", 93, 0.1, 86400),
             request_timeout=_number(config, "request_timeout", 10, 0.1, 600),
+            pan_id=self.radio_config.pan_id,
         )
+        self.coap_ports = coap_ports(config.get("coap_ports", [COAP_PORT]))
+        self._ports: OrderedDict[tuple[bytes, int], int] = OrderedDict()
+        """The port each node last talked to: what the gateway talks to it from."""
+        self._dropped: OrderedDict[NodeId, None] = OrderedDict()
         self.link = LowpanLink(reassembly_timeout=_number(config, "reassembly_timeout", 10, 1, 600))
         self.radio = Radio(self.radio_config, on_frame=self._frame, on_state=self._radio_state)
         self.decode_errors = 0
@@ -129,9 +175,9 @@ class IEEE802154Transport(Transport):
 
     async def start(self) -> None:
         self._context, self._interface = await create_link_context(
-            self.server.site, self._send_datagram, bytes(16), COAP_PORT
+            self.server.site, self._send_datagram, bytes(16), self.coap_ports[0]
         )
-        self.server.attach(self._context)
+        self.server.attach(self._context, self._interface)
         self._sender = asyncio.create_task(self._send_frames(), name="802154-transmit")
         await self.radio.start()
 
@@ -144,6 +190,9 @@ class IEEE802154Transport(Transport):
         await self.radio.stop()
         if self._context is not None:
             await self._context.shutdown()
+
+    def resume(self, node: NodeId, session: Mapping[str, Any]) -> None:
+        self.server.resume(node, session)
 
     def pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
         """Nothing to hand the radio: a paired node is let in when it registers."""
@@ -171,11 +220,14 @@ class IEEE802154Transport(Transport):
             self.decode_errors += 1
             log.debug("frame dropped: %s", e)
             return
-        if datagram is None or datagram.dst_port != COAP_PORT or self._interface is None:
+        if datagram is None or self._interface is None:
             return
-        eui64 = eui64_from_address(datagram.src)
-        if eui64 is not None:
-            self.server.link_quality(eui64, frame.rssi, frame.lqi)
+        remote = LowpanAddress(self._interface, datagram.src, datagram.src_port)
+        if datagram.dst_port not in self.coap_ports:
+            self._not_served(remote, datagram.dst_port)
+            return
+        remember(self._ports, (datagram.src, datagram.src_port), datagram.dst_port)
+        self.server.link_quality(remote, frame.rssi, frame.lqi)
         self._interface.received(datagram.src, datagram.src_port, datagram.payload)
 
     def _send_datagram(self, remote: LowpanAddress, payload: bytes) -> None:
@@ -183,8 +235,9 @@ class IEEE802154Transport(Transport):
         if not own:
             log.debug("radio not up: datagram to %s dropped", remote.hostinfo)
             return
-        dst_mac = eui64_from_address(remote.ip) or SHORT_BROADCAST
-        datagram = UdpDatagram(link_local(own), COAP_PORT, remote.ip, remote.port, payload)
+        dst_mac = mac_from_address(remote.ip)  # unicast, to an EUI-64 or a short address
+        port = self._ports.get((remote.ip, remote.port), self.coap_ports[0])
+        datagram = UdpDatagram(link_local(own), port, remote.ip, remote.port, payload)
         for psdu in self.link.send(
             datagram, src_mac=own, dst_mac=dst_mac, pan_id=self.radio_config.pan_id
         ):
@@ -194,6 +247,21 @@ class IEEE802154Transport(Transport):
                 self.dropped_frames += 1
                 log.warning("transmit queue full: a frame to %s dropped", remote.hostinfo)
                 return
+
+    def _not_served(self, remote: LowpanAddress, port: int) -> None:
+        """A datagram to a port the gateway does not serve: dropped, and said once per node."""
+        node = self.server.node_of(remote)
+        if node in self._dropped:
+            return
+        remember(self._dropped, node, None)
+        log.warning(
+            "node %s sends to UDP port %d, which the gateway does not serve "
+            "([transport.802154] coap_ports = %s): its datagrams are dropped (logged once)",
+            node,
+            port,
+            list(self.coap_ports),
+            extra={"NODE": str(node)},
+        )
 
     async def _send_frames(self) -> None:
         while True:

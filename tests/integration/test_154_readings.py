@@ -52,7 +52,7 @@ async def test_each_measured_value_is_one_upstream_record_with_the_nodes_time(
                 value, at = 20.0 + n * 10 + i / 4, start + 60 * i + n
                 response = await node.measure(value, at)
                 assert response.code == Code.CHANGED, "the gateway took the Send"
-                path = gw.exposure.gateway_path(node_id, TEMPERATURE)
+                path = gw.exposure.paths.upstream(node_id, TEMPERATURE)
                 measured.append((str(path), at, value))
 
         # Every notification of those values has reached the gateway too.

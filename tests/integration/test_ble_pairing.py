@@ -272,7 +272,7 @@ async def test_pair_refuses_bad_addresses_and_keys(conn: Connection) -> None:
     bad = await conn.error("pair", node=f"ble:{SENSOR}", keys={"bindkey": "00ff"})
     assert bad["code"] == INVALID_PARAMS and "16 bytes" in bad["message"]
     bad = await conn.error("pair", node="802154:00:12:4b")
-    assert bad["code"] == INVALID_PARAMS and "is not an EUI-64" in bad["message"]
+    assert bad["code"] == INVALID_PARAMS and "is not an 802.15.4 node address" in bad["message"]
     bad = await conn.error("pair", node="zigbee:1")
     assert bad["code"] == INVALID_PARAMS and "no transport named 'zigbee'" in bad["message"]
     assert await conn.call("nodes") == []

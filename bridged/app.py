@@ -46,7 +46,7 @@ from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
 from bridged.engine.dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT
-from bridged.engine.nodes import NodePaths, not_deleted
+from bridged.engine.nodes import NodePaths, node_owned
 from bridged.engine.registration import RegistrationEvent
 from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
@@ -957,11 +957,14 @@ class Gateway:
         await self.operations.execute(node, local, arguments)
 
     def create(self, path: Path) -> str:
-        """Create the instance ``/oid/iid`` (or the lowest free one under ``/oid``)."""
+        """Create the instance ``/oid/iid`` (or the lowest free one under ``/oid``) of the
+        gateway's own; in an object that holds nodes' instances, 4.05 as for a server."""
         if path.level not in (Level.OBJECT, Level.INSTANCE):
             raise BadRequest(f"create needs an object or instance path, not {path}")
         if path.ids[0] in BOOTSTRAP_ONLY:
             raise Unauthorized(f"{path}: the bootstrap-only objects are not created here")
+        if self.exposure.paths.holds_nodes(path):
+            raise node_owned(path)
         iid = path.ids[1] if path.level is Level.INSTANCE else None
         return str(self.tree.create_instance(path.ids[0], iid))
 
@@ -972,7 +975,7 @@ class Gateway:
             raise Unauthorized(f"{path}: the bootstrap-only objects are not deleted here")
         found = self.exposure.paths.local(path)
         if found is not None:
-            raise not_deleted(path, found.node)
+            raise node_owned(path, found.node)
         if path.object_id == GATEWAY_OBJECT:
             raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
         self.tree.delete(path)

@@ -62,7 +62,7 @@ from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
 
 from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
-from .nodes import NodeBackend, not_deleted
+from .nodes import NodeBackend, node_owned
 
 if TYPE_CHECKING:
     from aiocoap.pipe import Pipe
@@ -438,11 +438,11 @@ class DeviceManagement:
         last reported values with their times when it sleeps), with the resources the gateway
         holds in the node's instance (its name in 5750) from the tree. A Write or Execute
         answers 2.04 once the backend has applied it, or kept it as desired state for a sleepy
-        node; the node's error otherwise. A Delete of a node's instance is 4.05: the instance
-        stands for the node, which only unpairing removes (a 2.02 would leave the node's
-        readings flowing upstream). Object-level requests (which mix the gateway's instances
-        and the nodes'), Discover, Create, Write-Attributes and Read-Composite are served from
-        the tree, whose node values are the last ones reported.
+        node; the node's error otherwise. A Delete of a node's instance, and a Create in an
+        object that holds nodes' instances, are 4.05 (``node_owned``). Other object-level
+        requests (which mix the gateway's instances and the nodes'), Discover,
+        Write-Attributes and Read-Composite are served from the tree, whose node values are
+        the last ones reported.
         """
         nodes = self.nodes
         sync = (method, segments, query, payload, content_format, accept)
@@ -452,6 +452,9 @@ class DeviceManagement:
             path = Path.from_segments(segments)
             if method == Code.iPATCH and path == ROOT and content_format is not None:
                 return await self._write_composite_nodes(nodes, payload, content_format)
+            if method == Code.POST and path.level is Level.OBJECT and nodes.holds_nodes(path):
+                self.tree_for(path)  # an end device that is not there is 4.04
+                raise node_owned(path)
             found = nodes.locate(path)
             if found is None:
                 return self.handle(*sync)
@@ -469,7 +472,7 @@ class DeviceManagement:
             if method == Code.POST and path.level is Level.RESOURCE:
                 return await self._execute_node(nodes, path, node, local, payload, content_format)
             if method == Code.DELETE:
-                raise not_deleted(path, node)
+                raise node_owned(path, node)
         except LwM2MError as e:
             log.info(
                 "request %s %s: %s %s",

@@ -154,15 +154,17 @@ async def test_subscribe_streams_pairing_and_readings(conn: Connection, gateway:
 
 
 async def test_tree_operations(conn: Connection, gateway: Gateway) -> None:
-    assert await conn.call("create", path="/3303") == {"created": "/3303/0"}
-    await conn.call("write", path="/3303/0/5700", value=21.5)
-    assert await conn.call("read", path="/3303/0/5700") == [{"path": "/3303/0/5700", "value": 21.5}]
-    resources = await conn.call("ls", path="/3303/0")
-    assert {"path": "/3303/0/5700", "name": "Sensor Value", "operations": "R"} in resources
-    error = await conn.error("exec", path="/3303/0/5700")
+    error = await conn.error("create", path="/3303")
+    assert error["coap"] == "4.05", "the instances mode's /3303 holds the nodes' instances"
+    assert await conn.call("create", path="/2") == {"created": "/2/0"}
+    await conn.call("write", path="/2/0/3", value=7)
+    assert await conn.call("read", path="/2/0/3") == [{"path": "/2/0/3", "value": 7}]
+    resources = await conn.call("ls", path="/2/0")
+    assert {"path": "/2/0/3", "name": "Access Control Owner", "operations": "RW"} in resources
+    error = await conn.error("exec", path="/2/0/3")
     assert error["code"] == FAILED and error["coap"] == "4.05"
-    await conn.call("delete", path="/3303/0")
-    error = await conn.error("read", path="/3303/0")
+    await conn.call("delete", path="/2/0")
+    error = await conn.error("read", path="/2/0")
     assert error["coap"] == "4.04"
 
 

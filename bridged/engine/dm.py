@@ -60,6 +60,7 @@ from bridged.objects.linkformat import Attributes, discover_links, parse_attribu
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
+from bridged.store.nodes import NodeId
 
 from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
 from .nodes import NodeBackend, node_owned
@@ -489,37 +490,7 @@ class DeviceManagement:
         self, nodes: NodeBackend, path: Path, node: Any, local: Path, accept: int | None
     ) -> Reply:
         self._check(Operation.READ, path)
-        tree = self.tree_for(path)
-        # The node may have a value the tree has not seen yet: the instance must be exposed
-        # and the resource readable, its value need not be there.
-        if not tree.has(path.truncate(Level.INSTANCE)):
-            raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
-        if path.level >= Level.RESOURCE:
-            rdef = tree.registry.resource(path.ids[0], path.ids[2])
-            if not rdef.operations.readable:
-                raise MethodNotAllowed(f"{path} ({rdef.name}) is not readable")
-        objects = tree.registry.objects
-        records = []
-        for r in await nodes.read(node, local):
-            target = nodes.upstream(node, r.path)
-            if target is None or not path.contains(target):
-                continue
-            # What the node has beyond its definition (a resource the DDF lacks) is not shown.
-            known = objects[target.ids[0]].resources.get(target.ids[2])
-            if known is not None and known.operations.readable:
-                records.append(Record(target, r.value, r.time))
-        if path.level is Level.INSTANCE:
-            # What the gateway holds itself in the node's instance (the node's name in 5750).
-            answered = {r.path for r in records}
-            records += [
-                r
-                for r in tree.read(path)
-                if r.path not in answered and nodes.locate(r.path) is None
-            ]
-            records.sort(key=lambda r: r.path.sort_key())
-        if not records and path.level >= Level.RESOURCE:
-            raise NotFound(f"node {node} has no value at {local}")
-        records = self._readable(records)
+        records = self._readable(await read_node(nodes, self.tree_for(path), path, node, local))
         codec = self._output_codec(accept, path, records)
         return self._content(codec, records, path)
 
@@ -687,6 +658,45 @@ class DeviceManagement:
     def _forget_attributes(self, path: Path) -> None:
         for p in [p for p in self.attributes if path.contains(p)]:
             del self.attributes[p]
+
+
+async def read_node(
+    nodes: NodeBackend, tree: ObjectTree, path: Path, node: NodeId, local: Path
+) -> list[Record]:
+    """What a Read of ``path`` answers, a path of ``tree`` that ``nodes`` locates at
+    ``node``'s ``local``, for a server and bridgectl alike: what the node answers (its last
+    report, with its times, when it sleeps) at upstream paths, and at instance level the
+    resources the gateway holds in the instance (the node's name in 5750) from ``tree``.
+
+    What the node has beyond its object's definition (a resource the DDF lacks) is not shown.
+    NotFound for an instance not shown, or a resource the node has no value of; MethodNotAllowed
+    for a resource that is not readable."""
+    # The node may have a value the tree has not seen yet: the instance must be exposed
+    # and the resource readable, its value need not be there.
+    if not tree.has(path.truncate(Level.INSTANCE)):
+        raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
+    if path.level >= Level.RESOURCE:
+        rdef = tree.registry.resource(path.ids[0], path.ids[2])
+        if not rdef.operations.readable:
+            raise MethodNotAllowed(f"{path} ({rdef.name}) is not readable")
+    objects = tree.registry.objects
+    records = []
+    for r in await nodes.read(node, local):
+        target = nodes.upstream(node, r.path)
+        if target is None or not path.contains(target):
+            continue
+        known = objects[target.ids[0]].resources.get(target.ids[2])
+        if known is not None and known.operations.readable:
+            records.append(Record(target, r.value, r.time))
+    if path.level is Level.INSTANCE:
+        answered = {r.path for r in records}
+        records += [
+            r for r in tree.read(path) if r.path not in answered and nodes.locate(r.path) is None
+        ]
+        records.sort(key=lambda r: r.path.sort_key())
+    if not records and path.level >= Level.RESOURCE:
+        raise NotFound(f"node {node} has no value at {local}")
+    return records
 
 
 def request_arguments(request: aiocoap.Message) -> tuple[Any, ...]:

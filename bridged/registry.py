@@ -3,8 +3,11 @@ the way a reading travels from a transport to the store and to the exposure.
 
 It is the ``TransportEvents`` every transport reports to. Readings of paired nodes are kept as
 the node's last known values (what a read of a sleepy node answers, with its time) and appended
-to the reading store in small group commits, so a burst of adverts costs one SQLite
-transaction, not one per value; ``flush`` makes everything reported so far durable. Anything
+to the reading store, one transaction per report (an advert, a node's Send with all its
+records), before the report is acted on: a BLE advert is acknowledged to nobody, so the
+gateway taking it is the only receipt there is, and a node's Send is answered after it. A
+commit window (readings kept in memory for the next group commit) was lost, uncounted, by every
+kill -9; a transaction costs ~50 us. Anything
 from a node that is not paired stops here: it is counted, and shown to ``bridgectl scan``
 through ``heard``, but never reaches the store or a server. A paired node's object list is
 stored as its transport reports it, so after a restart the node is exposed upstream at once,
@@ -204,6 +207,9 @@ class NodeRegistry:
             live.values[r.path] = r
             assert r.time is not None
             self._pending.append(Reading(node, r.path, r.value, r.time))
+        # Durable before anything acts on it (module docstring): a kill -9 right after would
+        # otherwise lose it, uncounted, with nobody to send it again.
+        self.flush()
         # A value of an instance the node never announced announces it.
         grew = False
         for r in stamped:
@@ -273,7 +279,8 @@ class NodeRegistry:
         return len(batch)
 
     async def run(self, interval: float = 0.02, expire_every: float = 60.0) -> None:
-        """Group-commit readings every ``interval`` seconds and apply the store's age bound."""
+        """Apply the store's age bound, and ``flush`` every ``interval`` seconds (readings are
+        committed as they come; this is the health check's sign of life)."""
         next_expiry = self._monotonic() + expire_every
         try:
             while True:

@@ -13,14 +13,13 @@ only receipt there is: the reading must be durable before the daemon does anythi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from airs import until
 from emulators.world import World, ble_unavailable
 
 from bridged.cli import Client
@@ -59,15 +58,6 @@ async def taken(ctl: Client, sensor: int, packet: int, timeout: float = TIMEOUT)
         return any(v["path"] == "/3303/0/5700" and v["value"] == value for v in values)
 
     await until(shown, f"advert {packet} of {SENSORS[sensor]} taken", timeout)
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.001)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def received(server: LwM2MTestServer) -> Counter[float]:

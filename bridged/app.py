@@ -46,8 +46,8 @@ from bridged.engine.access import BOOTSTRAP_ONLY
 from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
-from bridged.engine.dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT
-from bridged.engine.nodes import NodePaths, not_deleted
+from bridged.engine.dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT, read_node
+from bridged.engine.nodes import NodePaths, node_owned
 from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
@@ -449,6 +449,8 @@ class Gateway:
                 s.name: build_transport(config, s, self.registry) for s in config.transports
             }
             exposure = self.exposure
+            self.devices = exposure if isinstance(exposure, GatewayExposure) else None
+            """The end devices behind prefixes, in the gateway mode."""
             self.operations = self._operations(exposure.paths)
             """Read, Write and Execute of node paths, for servers and bridgectl alike."""
             self.client = LwM2MClient(
@@ -462,7 +464,7 @@ class Gateway:
                 on_bootstrap_event=self._on_bootstrap,
                 # In the endpoints mode the gateway's own endpoint has no node in its tree.
                 nodes=None if isinstance(exposure, EndpointsExposure) else self.operations,
-                devices=exposure if isinstance(exposure, GatewayExposure) else None,
+                devices=self.devices,
             )
             # Node readings go upstream from the store, by Send or as notifications, through
             # the gateway's endpoint or, in the endpoints mode, through each node's own.
@@ -996,10 +998,20 @@ class Gateway:
 
     # -- the gateway's tree (the LwM2M shell's ls/read/write/exec/create/delete) --------------
 
+    def _tree_for(self, path: Path) -> ObjectTree:
+        """The tree that holds ``path``: the gateway's, or the one of the end device its prefix
+        names (the gateway mode's ``/devN/...``)."""
+        if path.prefix is None:
+            return self.tree
+        tree = None if self.devices is None else self.devices.device_tree(path.prefix)
+        if tree is None:
+            raise NotFound(f"{path}: no end device has the prefix {path.prefix}")
+        return tree
+
     def ls(self, path: Path) -> list[dict[str, Any]]:
         """The objects (root), instances (object) or resources (instance or below) at
-        ``path``."""
-        tree = self.tree
+        ``path``, an end device's too (``/devN/...``)."""
+        tree = self._tree_for(path)
         if path.level is Level.ROOT:
             return [
                 {"path": f"/{odef.id}", "name": odef.name, "instances": iids}
@@ -1018,14 +1030,20 @@ class Gateway:
             out.append({"path": str(p), "name": rdef.name, "operations": rdef.operations.name})
         return out
 
-    def read(self, path: Path) -> list[dict[str, Any]]:
+    async def read(self, path: Path) -> list[dict[str, Any]]:
         """The values at or under ``path``. The Security object holds keys and is never read
-        here, as no LwM2M server may read it."""
+        here, as no LwM2M server may read it. A node's instance or resource is read from the
+        node as a server's Read is (``dm.read_node``: a sleepy node's last report, with its
+        time); the gateway's copy of a node is no answer."""
         if path.level is Level.ROOT:
             raise BadRequest("read needs an object path")
         if path.ids[0] in BOOTSTRAP_ONLY:
             raise Unauthorized(f"{path} holds keys and is not readable")
-        return [json_record(r) for r in self.tree.read(path)]
+        tree = self._tree_for(path)
+        found = self.operations.locate(path)
+        if found is None:
+            return [json_record(r) for r in tree.read(path)]
+        return [json_record(r) for r in await read_node(self.operations, tree, path, *found)]
 
     async def write(self, path: Path, text: str) -> None:
         """Set the resource (instance) at ``path`` to the value written as text (the
@@ -1062,11 +1080,14 @@ class Gateway:
         await self.operations.execute(node, local, arguments)
 
     def create(self, path: Path) -> str:
-        """Create the instance ``/oid/iid`` (or the lowest free one under ``/oid``)."""
+        """Create the instance ``/oid/iid`` (or the lowest free one under ``/oid``) of the
+        gateway's own; in an object that holds nodes' instances, 4.05 as for a server."""
         if path.level not in (Level.OBJECT, Level.INSTANCE):
             raise BadRequest(f"create needs an object or instance path, not {path}")
         if path.ids[0] in BOOTSTRAP_ONLY:
             raise Unauthorized(f"{path}: the bootstrap-only objects are not created here")
+        if self.exposure.paths.holds_nodes(path):
+            raise node_owned(path)
         iid = path.ids[1] if path.level is Level.INSTANCE else None
         return str(self.tree.create_instance(path.ids[0], iid))
 
@@ -1077,7 +1098,7 @@ class Gateway:
             raise Unauthorized(f"{path}: the bootstrap-only objects are not deleted here")
         found = self.exposure.paths.local(path)
         if found is not None:
-            raise not_deleted(path, found.node)
+            raise node_owned(path, found.node)
         if path.object_id == GATEWAY_OBJECT:
             raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
         self.tree.delete(path)

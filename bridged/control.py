@@ -525,7 +525,7 @@ class ControlServer:
         return self.gateway.ls(p.path(default="/"))
 
     async def _read(self, p: Params, conn: Connection) -> Any:
-        return self.gateway.read(p.path())
+        return await self.gateway.read(p.path())
 
     async def _write(self, p: Params, conn: Connection) -> Any:
         path = p.path()

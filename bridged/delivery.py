@@ -1,8 +1,8 @@
 """Store-and-forward: node readings delivered upstream from the reading store, in batches.
 
-Every reading a transport hands over is in the reading store once the registry's group commit
-returns (see bridged/store/readings.py). Each LwM2M server has its own consumer cursor there
-(``lwm2m:<Short Server ID>``), and one task per server moves it:
+Every reading a transport hands over is in the reading store once the registry has taken it
+(see bridged/registry.py and bridged/store/readings.py). Each LwM2M server has its own consumer
+cursor there (``lwm2m:<Short Server ID>``), and one task per server moves it:
 
 1. take the oldest readings the server has not acknowledged, in arrival order; when fewer than
    a full batch are waiting, linger a moment first, so a burst of adverts becomes one message;

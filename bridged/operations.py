@@ -59,6 +59,9 @@ class NodeOperations:
     def upstream(self, node: NodeId, local: Path) -> Path | None:
         return self.paths.upstream(node, local)
 
+    def holds_nodes(self, upstream: Path) -> bool:
+        return self.paths.holds_nodes(upstream)
+
     def sleepy(self, node: NodeId) -> bool:
         """Whether ``node`` sleeps: paired as sleepy, or its transport says so."""
         live = self._live(node)

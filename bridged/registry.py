@@ -3,11 +3,13 @@ the way a reading travels from a transport to the store and to the exposure.
 
 It is the ``TransportEvents`` every transport reports to. Readings of paired nodes are kept as
 the node's last known values (what a read of a sleepy node answers, with its time) and appended
-to the reading store in small group commits, so a burst of adverts costs one SQLite
-transaction, not one per value; ``flush`` makes everything reported so far durable. Values
-the gateway read from a node (``values``: a read, an observation's snapshot) are kept and
-shown the same way but never stored: only what a node measured and reported is a reading, so
-one measured value is one upstream record. Anything
+to the reading store, one transaction per report (an advert, a node's Send with all its
+records), before the report is acted on: a BLE advert is acknowledged to nobody, so the
+gateway taking it is the only receipt there is, and a node's Send is answered after it. A
+commit window (readings kept in memory for the next group commit) was lost, uncounted, by every
+kill -9; a transaction costs ~50 us. Values the gateway read from a node (``values``: a read,
+an observation's snapshot) are kept and shown the same way but never stored: only what a node
+measured and reported is a reading, so one measured value is one upstream record. Anything
 from a node that is not paired stops here: it is counted, and shown to ``bridgectl scan``
 through ``heard``, but never reaches the store or a server. A paired node's object list is
 stored as its transport reports it, so after a restart the node is exposed upstream at once,
@@ -246,6 +248,9 @@ class NodeRegistry:
         for r in stamped:
             assert r.time is not None
             self._pending.append(Reading(node, r.path, r.value, r.time))
+        # Durable before anything acts on it (module docstring): a kill -9 right after would
+        # otherwise lose it, uncounted, with nobody to send it again.
+        self.flush()
         for listener in self._listeners:
             listener.node_readings(live, stamped)
         for hook in self._awake_hooks:
@@ -433,7 +438,9 @@ class NodeRegistry:
                 waiter.set_exception(error)
 
     async def run(self, interval: float = COMMIT_INTERVAL, expire_every: float = 60.0) -> None:
-        """Group-commit readings every ``interval`` seconds and apply the store's age bound."""
+        """Apply the store's age bound, and ``flush`` every ``interval`` seconds: readings are
+        committed as they come, so this retries what a refusing store left in memory, and is the
+        health check's sign of life."""
         next_expiry = self._monotonic() + expire_every
         self._committing = True
         try:

@@ -20,8 +20,9 @@ only, a Bootstrap-Delete with 4.00, a Bootstrap-Read with 4.00, 4.01, 4.04 or 4.
 4.00 or 4.06. Anything that is not a Bootstrap operation is 4.05; so is a Bootstrap-Write or
 Delete of /25, the gateway's view of its end devices, or of an end device's prefixed path:
 a Bootstrap-Server configures the gateway, never its nodes (pairing does), so a Bootstrap-Write
-or Delete of a node's instance is 4.05 too, and a Bootstrap-Delete of an object keeps the
-nodes' instances in it.
+or Delete of a node's instance, or a Bootstrap-Write that would create an instance in an object
+that holds nodes' instances, is 4.05 too (``nodes.node_owned``), and a Bootstrap-Delete of an
+object keeps the nodes' instances in it.
 
 Bootstrap-Delete of ``/`` removes the servers' configuration (the objects in ``provisioned``:
 Security except the Bootstrap-Server account, Server, Access Control, OSCORE, and /23), not the
@@ -56,11 +57,9 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
 
 from .dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT, Reply, changes_end_devices
-from .nodes import NodeBackend
+from .nodes import NodeBackend, node_owned
 
 log = logging.getLogger(__name__)
-
-NODES_ARE_PAIRED = "a Bootstrap-Server configures the gateway, never its nodes (pairing does)"
 
 SECURITY, SERVER, ACCESS_CONTROL, DEVICE = 0, 1, 2, 3
 # /0 Security resources
@@ -360,7 +359,7 @@ class BootstrapInterface:
         accept: int | None,
     ) -> Reply:
         if method in (Code.PUT, Code.DELETE) and self._nodes(path):
-            raise MethodNotAllowed(f"{path} is a node's: {NODES_ARE_PAIRED}")
+            raise node_owned(path)
         if method == Code.GET:
             if accept == ContentFormat.LINK_FORMAT:
                 return self.discover(path)
@@ -389,8 +388,15 @@ class BootstrapInterface:
             # The Bootstrap-Write codes are 2.04, 4.00 and 4.15: an unknown object or a
             # resource that takes no value is a bad request here.
             raise BadRequest(str(e)) from None
-        if any(self._nodes(Path(instance)) for instance in staged):
-            raise MethodNotAllowed(f"{path} holds a node's instances: {NODES_ARE_PAIRED}")
+        for oid, iid in staged:
+            instance = Path((oid, iid))
+            if self._nodes(instance) or (
+                # A new instance where nodes' instances are would stand for no node.
+                self.nodes is not None
+                and not self.tree.has(instance)
+                and self.nodes.holds_nodes(instance)
+            ):
+                raise node_owned(instance)
         for (oid, iid), resources in staged.items():
             if not self.tree.has(Path((oid, iid))):
                 self.tree.create_instance(oid, iid, resources.items())

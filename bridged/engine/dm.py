@@ -63,10 +63,11 @@ from bridged.objects.linkformat import (
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
+from bridged.store.nodes import NodeId
 
 from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
 from .blockwise import Block1Assembler
-from .nodes import NodeBackend, not_deleted
+from .nodes import NodeBackend, node_owned
 from .notification import effective_attributes
 
 if TYPE_CHECKING:
@@ -450,11 +451,11 @@ class DeviceManagement:
         last reported values with their times when it sleeps), with the resources the gateway
         holds in the node's instance (its name in 5750) from the tree. A Write or Execute
         answers 2.04 once the backend has applied it, or kept it as desired state for a sleepy
-        node; the node's error otherwise. A Delete of a node's instance is 4.05: the instance
-        stands for the node, which only unpairing removes (a 2.02 would leave the node's
-        readings flowing upstream). Object-level requests (which mix the gateway's instances
-        and the nodes'), Discover, Create, Write-Attributes and Read-Composite are served from
-        the tree, whose node values are the last ones reported.
+        node; the node's error otherwise. A Delete of a node's instance, and a Create in an
+        object that holds nodes' instances, are 4.05 (``node_owned``). Other object-level
+        requests (which mix the gateway's instances and the nodes'), Discover,
+        Write-Attributes and Read-Composite are served from the tree, whose node values are
+        the last ones reported.
         """
         nodes = self.nodes
         sync = (method, segments, query, payload, content_format, accept)
@@ -464,6 +465,9 @@ class DeviceManagement:
             path = Path.from_segments(segments)
             if method == Code.iPATCH and path == ROOT and content_format is not None:
                 return await self._write_composite_nodes(nodes, payload, content_format)
+            if method == Code.POST and path.level is Level.OBJECT and nodes.holds_nodes(path):
+                self.tree_for(path)  # an end device that is not there is 4.04
+                raise node_owned(path)
             found = nodes.locate(path)
             if found is None:
                 return self.handle(*sync)
@@ -481,7 +485,7 @@ class DeviceManagement:
             if method == Code.POST and path.level is Level.RESOURCE:
                 return await self._execute_node(nodes, path, node, local, payload, content_format)
             if method == Code.DELETE:
-                raise not_deleted(path, node)
+                raise node_owned(path, node)
         except LwM2MError as e:
             log.info(
                 "request %s %s: %s %s",
@@ -498,37 +502,7 @@ class DeviceManagement:
         self, nodes: NodeBackend, path: Path, node: Any, local: Path, accept: int | None
     ) -> Reply:
         self._check(Operation.READ, path)
-        tree = self.tree_for(path)
-        # The node may have a value the tree has not seen yet: the instance must be exposed
-        # and the resource readable, its value need not be there.
-        if not tree.has(path.truncate(Level.INSTANCE)):
-            raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
-        if path.level >= Level.RESOURCE:
-            rdef = tree.registry.resource(path.ids[0], path.ids[2])
-            if not rdef.operations.readable:
-                raise MethodNotAllowed(f"{path} ({rdef.name}) is not readable")
-        objects = tree.registry.objects
-        records = []
-        for r in await nodes.read(node, local):
-            target = nodes.upstream(node, r.path)
-            if target is None or not path.contains(target):
-                continue
-            # What the node has beyond its definition (a resource the DDF lacks) is not shown.
-            known = objects[target.ids[0]].resources.get(target.ids[2])
-            if known is not None and known.operations.readable:
-                records.append(Record(target, r.value, r.time))
-        if path.level is Level.INSTANCE:
-            # What the gateway holds itself in the node's instance (the node's name in 5750).
-            answered = {r.path for r in records}
-            records += [
-                r
-                for r in tree.read(path)
-                if r.path not in answered and nodes.locate(r.path) is None
-            ]
-            records.sort(key=lambda r: r.path.sort_key())
-        if not records and path.level >= Level.RESOURCE:
-            raise NotFound(f"node {node} has no value at {local}")
-        records = self._readable(records)
+        records = self._readable(await read_node(nodes, self.tree_for(path), path, node, local))
         codec = self._output_codec(accept, path, records)
         return self._content(codec, records, path)
 
@@ -696,6 +670,45 @@ class DeviceManagement:
     def _forget_attributes(self, path: Path) -> None:
         for p in [p for p in self.attributes if path.contains(p)]:
             del self.attributes[p]
+
+
+async def read_node(
+    nodes: NodeBackend, tree: ObjectTree, path: Path, node: NodeId, local: Path
+) -> list[Record]:
+    """What a Read of ``path`` answers, a path of ``tree`` that ``nodes`` locates at
+    ``node``'s ``local``, for a server and bridgectl alike: what the node answers (its last
+    report, with its times, when it sleeps) at upstream paths, and at instance level the
+    resources the gateway holds in the instance (the node's name in 5750) from ``tree``.
+
+    What the node has beyond its object's definition (a resource the DDF lacks) is not shown.
+    NotFound for an instance not shown, or a resource the node has no value of; MethodNotAllowed
+    for a resource that is not readable."""
+    # The node may have a value the tree has not seen yet: the instance must be exposed
+    # and the resource readable, its value need not be there.
+    if not tree.has(path.truncate(Level.INSTANCE)):
+        raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
+    if path.level >= Level.RESOURCE:
+        rdef = tree.registry.resource(path.ids[0], path.ids[2])
+        if not rdef.operations.readable:
+            raise MethodNotAllowed(f"{path} ({rdef.name}) is not readable")
+    objects = tree.registry.objects
+    records = []
+    for r in await nodes.read(node, local):
+        target = nodes.upstream(node, r.path)
+        if target is None or not path.contains(target):
+            continue
+        known = objects[target.ids[0]].resources.get(target.ids[2])
+        if known is not None and known.operations.readable:
+            records.append(Record(target, r.value, r.time))
+    if path.level is Level.INSTANCE:
+        answered = {r.path for r in records}
+        records += [
+            r for r in tree.read(path) if r.path not in answered and nodes.locate(r.path) is None
+        ]
+        records.sort(key=lambda r: r.path.sort_key())
+    if not records and path.level >= Level.RESOURCE:
+        raise NotFound(f"node {node} has no value at {local}")
+    return records
 
 
 def request_arguments(request: aiocoap.Message) -> tuple[Any, ...]:

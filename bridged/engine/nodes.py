@@ -37,6 +37,11 @@ class NodePaths(Protocol):
         """The upstream path of ``node``'s ``local`` path, None if it is not shown."""
         ...
 
+    def holds_nodes(self, upstream: Path) -> bool:
+        """Whether the object of ``upstream`` is one the mode shows nodes' instances in, where
+        nothing is created but by pairing (``node_owned``)."""
+        ...
+
 
 class NodeBackend(Protocol):
     """What device management awaits for node-backed paths.
@@ -57,6 +62,10 @@ class NodeBackend(Protocol):
         """``NodePaths.upstream``: where the node's answers go in the reply."""
         ...
 
+    def holds_nodes(self, upstream: Path) -> bool:
+        """``NodePaths.holds_nodes``: a Create there is ``node_owned``."""
+        ...
+
     async def read(self, node: NodeId, local: Path) -> list[Record]: ...
 
     async def write(
@@ -66,7 +75,13 @@ class NodeBackend(Protocol):
     async def execute(self, node: NodeId, local: Path, arguments: str) -> None: ...
 
 
-def not_deleted(path: Path, node: NodeId) -> MethodNotAllowed:
-    """The 4.05 to a Delete of ``path``, an instance of ``node``: the instance stands for the
-    node, which only unpairing removes (a 2.02 would leave its readings flowing upstream)."""
-    return MethodNotAllowed(f"{path} is node {node}'s: unpair the node to remove it")
+def node_owned(path: Path, node: NodeId | None = None) -> MethodNotAllowed:
+    """The 4.05 to a Create or Delete at ``path``, an instance of ``node`` or an object that
+    holds nodes' instances (``NodePaths.holds_nodes``), from any server, the Bootstrap-Server
+    and bridgectl alike. A node's instances stand for the node: pairing adds them and only
+    unpairing removes them. A deleted one would leave the node's readings flowing upstream; a
+    created one would stand for no node."""
+    whose = "the nodes'" if node is None else f"node {node}'s"
+    return MethodNotAllowed(
+        f"{path} is {whose}: pairing adds its instances, unpairing removes them"
+    )

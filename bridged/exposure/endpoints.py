@@ -146,6 +146,9 @@ class EndpointPaths:
     def local(self, upstream: Path) -> NodePath | None:
         return None
 
+    def holds_nodes(self, upstream: Path) -> bool:
+        return False
+
 
 class EndpointsExposure:
     """A ``RegistryListener`` that gives every paired node an endpoint; ``start`` brings them

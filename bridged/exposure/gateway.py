@@ -69,7 +69,7 @@ class GatewayExposure:
     def __init__(self, tree: ObjectTree, store: NodeStore) -> None:
         self.tree = tree
         self.store = store
-        self.paths = PathMap()
+        self.paths = PathMap(prefixed=True)
         """Where each node's instances are: ``/devN/...``, the node-local path prefixed."""
         self._devices: dict[NodeId, _EndDevice] = {}
         self._by_prefix: dict[str, _EndDevice] = {}

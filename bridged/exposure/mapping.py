@@ -25,6 +25,15 @@ with them. When the node reports a value of such a resource itself, it becomes t
 **A node's own LwM2M housekeeping** (``HOUSEKEEPING``: its Security, Server and Access Control
 objects, and OSCORE and /23, which it uses to talk to the gateway) is never shown upstream in any
 mode: ``exposable`` says which of a node's instances may be.
+
+**The objects where a mode shows nodes' instances** (``holds_nodes``) are the nodes': their
+instances come with pairing and go with unpairing, so nobody creates one there (a server's
+Create is 4.05, ``bridged/engine/nodes.py`` ``node_owned``). That is a node's whole tree in the
+gateway mode (``/devN/...``) and in the endpoints mode (a node's endpoint), and in the
+instances mode every object of the gateway's but the housekeeping ones: their instance IDs are
+the node store's, so an instance created there would stand for no sensor and take the ID the
+next node's instance is given (which then could not be shown). The gateway mode's own,
+unprefixed objects are the gateway's.
 """
 
 from __future__ import annotations
@@ -102,7 +111,10 @@ class Shown:
 class PathMap:
     """The node instances an exposure shows, looked up both ways."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, prefixed: bool = False) -> None:
+        self._prefixed = prefixed
+        """Whether nodes are shown under end-device prefixes (the gateway mode) rather than in
+        the unprefixed tree (the other modes)."""
         self._up: dict[Path, Shown] = {}
         self._down: dict[NodeId, dict[tuple[int, int], Shown]] = {}
 
@@ -151,6 +163,15 @@ class PathMap:
             return None
         path = shown.to_local(upstream)
         return None if path is None else NodePath(shown.node, path)
+
+    def holds_nodes(self, upstream: Path) -> bool:
+        """Whether the object of ``upstream`` is one this mode shows nodes' instances in (the
+        module docstring): nothing is created there but by pairing."""
+        return (
+            upstream.level >= Level.OBJECT
+            and upstream.ids[0] not in HOUSEKEEPING
+            and (upstream.prefix is not None) == self._prefixed
+        )
 
     def reported(self, node: NodeId, local: Path) -> None:
         """The node reported ``local``: a resource the gateway held there is the node's now."""

@@ -109,18 +109,57 @@ def _set_discovering(adapter: Any, on: bool) -> None:
 
 def _start_discovery(adapter: Any) -> None:
     _maybe_fail("StartDiscovery")
-    if adapter.props[ADAPTER_IFACE]["Discovering"]:
+    discovering = adapter.props[ADAPTER_IFACE]["Discovering"]
+    if discovering and adapter.caller in adapter.discovery_clients:
         raise dbus.exceptions.DBusException(
             "Operation already in progress", name="org.bluez.Error.InProgress"
         )
-    _set_discovering(adapter, True)
+    adapter.discovery_clients.add(adapter.caller)
+    if not discovering:
+        _set_discovering(adapter, True)
 
 
 def _stop_discovery(adapter: Any) -> None:
     _maybe_fail("StopDiscovery")
-    if not adapter.props[ADAPTER_IFACE]["Discovering"]:
+    clients = adapter.discovery_clients
+    if not adapter.props[ADAPTER_IFACE]["Discovering"] or adapter.caller not in clients:
         raise dbus.exceptions.DBusException("No discovery started", name="org.bluez.Error.Failed")
-    _set_discovering(adapter, False)
+    clients.discard(adapter.caller)
+    if not clients:
+        _set_discovering(adapter, False)
+
+
+def _discovery_per_client(adapter: Any) -> None:
+    """Discovery sessions per D-Bus client, as bluetoothd keeps them: StartDiscovery is
+    InProgress only for a client that has one already, the adapter discovers while any client
+    has one, and a client that leaves the bus (a process killed) ends its session. dbusmock
+    does not hand its methods the caller, so they get it through ``adapter.caller``."""
+    adapter.discovery_clients = set()
+    for name in ("StartDiscovery", "StopDiscovery"):
+        in_sig, out_sig, code, _ = adapter.methods[ADAPTER_IFACE][name]
+
+        def method(self: Any, sender: str | None = None, _name: str = name) -> Any:
+            self.caller = sender
+            return mockobject.DBusMockObject.mock_method(self, ADAPTER_IFACE, _name, "")
+
+        wrapped = dbus.service.method(
+            ADAPTER_IFACE, out_signature=out_sig, sender_keyword="sender"
+        )(method)
+        wrapped.__name__ = name
+        wrapped._dbus_in_signature = in_sig
+        wrapped._dbus_args = []
+        adapter.methods[ADAPTER_IFACE][name] = (in_sig, out_sig, code, wrapped)
+
+    def left(name: str, old: str, new: str) -> None:
+        if new or name not in adapter.discovery_clients:
+            return
+        adapter.discovery_clients.discard(name)
+        if not adapter.discovery_clients and adapter.props[ADAPTER_IFACE]["Discovering"]:
+            _set_discovering(adapter, False)
+
+    adapter.connection.add_signal_receiver(
+        left, signal_name="NameOwnerChanged", dbus_interface="org.freedesktop.DBus"
+    )
 
 
 def _set_discovery_filter(adapter: Any, discovery_filter: Any) -> None:
@@ -189,6 +228,7 @@ def AddAdapter(self: Any, name: str, address: str, monitor: bool) -> str:
     adapter = mockobject.objects[path]
     adapter.monitors = []
     adapter.discovery_filter = {}
+    _discovery_per_client(adapter)
     if monitor:
         adapter.AddProperties(
             MONITOR_MANAGER_IFACE,

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from aiocoap.numbers.codes import Code
@@ -154,15 +156,17 @@ async def test_subscribe_streams_pairing_and_readings(conn: Connection, gateway:
 
 
 async def test_tree_operations(conn: Connection, gateway: Gateway) -> None:
-    assert await conn.call("create", path="/3303") == {"created": "/3303/0"}
-    await conn.call("write", path="/3303/0/5700", value=21.5)
-    assert await conn.call("read", path="/3303/0/5700") == [{"path": "/3303/0/5700", "value": 21.5}]
-    resources = await conn.call("ls", path="/3303/0")
-    assert {"path": "/3303/0/5700", "name": "Sensor Value", "operations": "R"} in resources
-    error = await conn.error("exec", path="/3303/0/5700")
+    error = await conn.error("create", path="/3303")
+    assert error["coap"] == "4.05", "the instances mode's /3303 holds the nodes' instances"
+    assert await conn.call("create", path="/2") == {"created": "/2/0"}
+    await conn.call("write", path="/2/0/3", value=7)
+    assert await conn.call("read", path="/2/0/3") == [{"path": "/2/0/3", "value": 7}]
+    resources = await conn.call("ls", path="/2/0")
+    assert {"path": "/2/0/3", "name": "Access Control Owner", "operations": "RW"} in resources
+    error = await conn.error("exec", path="/2/0/3")
     assert error["code"] == FAILED and error["coap"] == "4.05"
-    await conn.call("delete", path="/3303/0")
-    error = await conn.error("read", path="/3303/0")
+    await conn.call("delete", path="/2/0")
+    error = await conn.error("read", path="/2/0")
     assert error["coap"] == "4.04"
 
 
@@ -222,23 +226,25 @@ async def test_reload_applies_what_it_can(gateway: Gateway) -> None:
     assert gateway.config.transports == (sim,) and gateway.transport_state == {"sim": "up"}
 
 
+def gateway_mode(tmp_path: Path, server: LwM2MTestServer, **sim: Any) -> Config:
+    """A configuration in the gateway exposure mode (nodes behind ``/devN`` prefixes) over the
+    simulated transport configured by ``sim``."""
+    return Config(
+        path=tmp_path / "bridged.toml",
+        gateway=GatewaySection(
+            "gw-25", exposure="gateway", state_dir=tmp_path / "state", runtime_dir=tmp_path / "run"
+        ),
+        servers=(ServerConfig(server.uri, request_timeout=5, retry=FAST_RETRY),),
+        transports=(TransportSection("sim", MappingProxyType(sim)),),
+    )
+
+
 async def test_the_gateway_exposure_mode_serves_paired_nodes_at_their_prefix(
     tmp_path: Path, server: LwM2MTestServer
 ) -> None:
     """``exposure = "gateway"``: Register carries /25 and the gateway's own objects only; a
     paired node appears as a /25 instance and its values at its prefix."""
-    config = Config(
-        path=tmp_path / "bridged.toml",
-        gateway=GatewaySection(
-            "gw-25",
-            exposure="gateway",
-            state_dir=tmp_path / "state",
-            runtime_dir=tmp_path / "run",
-        ),
-        servers=(ServerConfig(server.uri, request_timeout=5, retry=FAST_RETRY),),
-        transports=(TransportSection("sim", MappingProxyType({"nodes": 1, "interval": 0.1})),),
-    )
-    gw = Gateway(config, facts=FACTS)
+    gw = Gateway(gateway_mode(tmp_path, server, nodes=1, interval=0.1), facts=FACTS)
     await gw.start()
     try:
         registered = await server.next_event("register")
@@ -257,13 +263,19 @@ async def test_the_gateway_exposure_mode_serves_paired_nodes_at_their_prefix(
         await gw.stop()
 
 
+async def shown(gateway: Gateway, node: NodeId, local: PathId) -> PathId:
+    """Where ``node``'s ``local`` path is shown, once it is."""
+    async with asyncio.timeout(10):
+        while (upstream := gateway.exposure.paths.upstream(node, local)) is None:
+            await asyncio.sleep(0.01)
+    return upstream
+
+
 async def test_a_nodes_instance_is_not_deleted_here(conn: Connection, gateway: Gateway) -> None:
     node = NodeId("sim", "0001")
     await gateway.pair(node)
     local = PathId((3303, 0))
-    async with asyncio.timeout(10):
-        while (upstream := gateway.exposure.paths.upstream(node, local)) is None:
-            await asyncio.sleep(0.01)
+    upstream = await shown(gateway, node, local)
     error = await conn.error("delete", path=str(upstream))
     assert error["coap"] == "4.05"
     assert await conn.call("read", path=f"{upstream}/5750") == [
@@ -273,15 +285,7 @@ async def test_a_nodes_instance_is_not_deleted_here(conn: Connection, gateway: G
 
 async def test_send_takes_a_nodes_prefixed_paths(tmp_path: Path, server: LwM2MTestServer) -> None:
     """``bridgectl send /devN/...``: the server receives the node's value at that path."""
-    config = Config(
-        path=tmp_path / "bridged.toml",
-        gateway=GatewaySection(
-            "gw-25", exposure="gateway", state_dir=tmp_path / "state", runtime_dir=tmp_path / "run"
-        ),
-        servers=(ServerConfig(server.uri, request_timeout=5, retry=FAST_RETRY),),
-        transports=(TransportSection("sim", MappingProxyType({"nodes": 1, "interval": 0.1})),),
-    )
-    gw = Gateway(config, facts=FACTS)
+    gw = Gateway(gateway_mode(tmp_path, server, nodes=1, interval=0.1), facts=FACTS)
     await gw.start()
     srv = ControlServer(gw, tmp_path / "run" / "control.sock")
     await srv.start()
@@ -322,10 +326,7 @@ async def test_write_and_exec_of_a_nodes_resource_reach_the_node(
 ) -> None:
     node = NodeId("sim", "0001")
     await gateway.pair(node)
-    switch = PathId((3311, 0, 5850))
-    async with asyncio.timeout(10):
-        while (upstream := gateway.exposure.paths.upstream(node, switch)) is None:
-            await asyncio.sleep(0.01)
+    upstream = await shown(gateway, node, PathId((3311, 0, 5850)))
     simulated = gateway.transports["sim"].nodes[node]  # type: ignore[attr-defined]
     assert simulated.switch is False
     assert await conn.call("write", path=str(upstream), value=True) == {"written": str(upstream)}
@@ -346,3 +347,63 @@ async def test_bridgectl_write_of_a_lifetime_out_of_range_is_refused_and_never_s
         assert error["code"] == FAILED and error["coap"] == "4.00", error
     await conn.call("update")
     assert (await server.next_event("update")).query == {}, "no lt= in the Update"
+
+
+@pytest.fixture
+async def devices(
+    tmp_path: Path, server: LwM2MTestServer
+) -> AsyncIterator[tuple[Gateway, Connection]]:
+    """A gateway in the gateway mode whose simulated nodes report only when a test makes them
+    (``report``), and a connection to its control socket."""
+    config = gateway_mode(tmp_path, server, nodes=2, sleepy=1, interval=86400)
+    gw = Gateway(config, facts=FACTS)
+    await gw.start()
+    srv = ControlServer(gw, tmp_path / "run" / "control.sock")
+    await srv.start()
+    reader, writer = await asyncio.open_unix_connection(str(srv.path))
+    try:
+        yield gw, Connection(reader, writer)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        await srv.stop()
+        await gw.stop()
+
+
+async def test_ls_and_read_of_a_nodes_prefixed_path_go_to_the_node(
+    devices: tuple[Gateway, Connection],
+) -> None:
+    """``bridgectl ls /devN/...`` lists the end device's tree; ``read`` asks the node itself
+    (its switch flipped on the node, never reported, is what the read answers), or, for a
+    sleepy node, answers its last report with the time it was made; ``create`` there is
+    4.05."""
+    gateway, conn = devices
+    awake, sleepy = NodeId("sim", "0001"), NodeId("sim", "0002")
+    await gateway.pair(awake)
+    await gateway.pair(sleepy, sleepy=True)
+    switch = await shown(gateway, awake, PathId((3311, 0, 5850)))
+    assert switch.prefix is not None
+    listed = await conn.call("ls", path=str(switch.parent))
+    name = {"path": f"{switch.parent}/5750", "name": "Application Type", "operations": "RW"}
+    assert name in listed, "the end device's tree (the node has reported nothing yet)"
+    objects = await conn.call("ls", path=f"/{switch.prefix}")
+    assert "/3311" in [o["path"] for o in objects]
+    transport = gateway.transports["sim"]
+    transport.nodes[awake].switch = True  # type: ignore[attr-defined]
+    assert await conn.call("read", path=str(switch)) == [
+        {"path": str(switch), "value": True, "time": ANY}
+    ], "the node's own value, not the gateway's copy (it has none)"
+    instance = await conn.call("read", path=str(switch.parent))
+    assert {"path": f"{switch.parent}/5750", "value": "sim-1"} in instance, "the gateway's own"
+    assert {"path": str(switch), "value": True, "time": ANY} in instance
+
+    temperature = await shown(gateway, sleepy, PathId((3303, 0, 5700)))
+    made = time.time() - 100
+    simulated = transport.nodes[sleepy]  # type: ignore[attr-defined]
+    transport.report(simulated, made)  # type: ignore[attr-defined]
+    (value,) = simulated.values(made)[:1]
+    assert await conn.call("read", path=str(temperature)) == [
+        {"path": str(temperature), "value": value.value, "time": made}
+    ]
+    error = await conn.error("create", path=f"/{switch.prefix}/3303")
+    assert error["coap"] == "4.05"

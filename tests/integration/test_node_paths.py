@@ -29,8 +29,9 @@ from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint, endpoint
 from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
 from bridged.objects.builtin import builtin_registry
-from bridged.objects.formats import ContentFormat
-from bridged.objects.paths import Path
+from bridged.objects.formats import ContentFormat, codec_for
+from bridged.objects.paths import Level, Path
+from bridged.objects.values import Record
 from bridged.operations import NodeOperations
 from bridged.registry import NodeRegistry
 from bridged.store.database import connect
@@ -40,6 +41,7 @@ from bridged.store.secrets import SecretStore
 from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
 
 GATEWAY = "gw-paths"
+LINK_FORMAT, TLV = ContentFormat.LINK_FORMAT, ContentFormat.TLV
 MODES = ("instances", "gateway", "endpoints")
 SENML_CBOR = ContentFormat.SENML_CBOR
 
@@ -238,6 +240,30 @@ async def test_a_nodes_instance_is_not_deleted_and_its_readings_still_flow(
     assert (read.code, float(read.payload)) == (Code.CONTENT, 17.5)
 
 
+async def test_nothing_is_created_where_nodes_instances_are(
+    server: LwM2MTestServer, gw: ModeGateway
+) -> None:
+    """A Create in a node's object (``/devN/3303``, ``/3303`` of its endpoint, ``/3303`` of
+    the instances mode) is 4.05: the server sees no new instance, and in the instances mode the
+    next node's instance still gets its ID (a created one would have taken it)."""
+    node = await gw.add(1, "kitchen")
+    endpoint = gw.endpoint(node)
+    instance = gw.path(node, TEMPERATURE.truncate(Level.INSTANCE))
+    target = instance.rsplit("/", 1)[0]
+    listed = await server.request(endpoint, Code.GET, target, accept=LINK_FORMAT)
+    body = codec_for(ContentFormat.TLV).encode(
+        [Record(Path((3303, 9, 5750)), "phantom")], Path((3303,)), builtin_registry()
+    )
+    created = await server.request(endpoint, Code.POST, target, body, content_format=TLV)
+    assert created.code == Code.METHOD_NOT_ALLOWED
+    after = await server.request(endpoint, Code.GET, target, accept=LINK_FORMAT)
+    assert after.payload == listed.payload, "no instance the server did not have before"
+    other = await gw.add(2, "cellar")
+    await gw.air.measure(other, 16.5)
+    read = await server.request(gw.endpoint(other), Code.GET, gw.path(other, TEMPERATURE))
+    assert (read.code, float(read.payload)) == (Code.CONTENT, 16.5)
+
+
 # -- a node's housekeeping ----------------------------------------------------------------------
 
 
@@ -303,6 +329,9 @@ async def test_a_bootstrap_server_neither_writes_nor_deletes_a_nodes_instance(
         written = await bs.write(request, str(instance), entry)
         assert written.code == Code.METHOD_NOT_ALLOWED
         assert (await bs.write(request, "/3303", entry)).code == Code.METHOD_NOT_ALLOWED
+        new = b'[{"bn":"/3303/9/","n":"5750","vs":"phantom"}]'
+        created = await bs.write(request, "/3303/9", new)
+        assert created.code == Code.METHOD_NOT_ALLOWED, "no instance that stands for no node"
         assert (await bs.delete(request, "/3303")).code == Code.DELETED
         links = (await bs.discover(request, "/3303")).payload.decode().split(",")
         assert f"<{instance}>" in links, "the node's instance stays"

@@ -57,3 +57,12 @@ def test_hiding_forgets_both_ways() -> None:
 def test_a_nodes_housekeeping_is_never_exposable() -> None:
     objects = {0: [0], 1: [0], 2: [0, 1], 3: [0], 21: [0], 23: [0], 3303: [0, 1]}
     assert exposable(objects) == {(3, 0), (3303, 0), (3303, 1)}
+
+
+def test_the_objects_that_hold_nodes_instances() -> None:
+    unprefixed, prefixed = PathMap(), PathMap(prefixed=True)
+    assert unprefixed.holds_nodes(Path((3303,))) and unprefixed.holds_nodes(Path((3303, 4)))
+    assert not unprefixed.holds_nodes(Path((1,))), "the housekeeping objects are the gateway's"
+    assert not unprefixed.holds_nodes(Path(())), "the root is no object"
+    assert prefixed.holds_nodes(Path((3303,), "dev0"))
+    assert not prefixed.holds_nodes(Path((3303,))), "the gateway mode's own objects"

@@ -7,7 +7,7 @@ Every codec has the same contract (``Codec``):
     composite read), in path order; each record's path is a resource (/o/i/r) or resource
     instance (/o/i/r/ri) path that ``base`` contains. A multi-instance resource's values are
     resource-instance records. A format that cannot represent this read raises NotAcceptable
-    (4.06); text/plain and opaque carry exactly one value at exactly ``base``.
+    (4.06); text/plain, opaque and plain CBOR carry exactly one value at exactly ``base``.
 
 ``decode(payload, base, registry) -> list[Record]``
     The inverse, for a write or create on ``base``. Values come back typed by their
@@ -41,6 +41,7 @@ class ContentFormat(IntEnum):
     TEXT = 0
     LINK_FORMAT = 40
     OPAQUE = 42
+    CBOR = 60
     SENML_JSON = 110
     SENML_CBOR = 112
     TLV = 11542
@@ -70,6 +71,7 @@ class CompositeCodec(Codec, Protocol):
 _MODULES: dict[ContentFormat, str] = {
     ContentFormat.TEXT: "text",
     ContentFormat.OPAQUE: "opaque",
+    ContentFormat.CBOR: "plain_cbor",
     ContentFormat.TLV: "tlv",
     ContentFormat.LWM2M_JSON: "lwm2m_json",
     ContentFormat.SENML_JSON: "senml_json",

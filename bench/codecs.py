@@ -60,9 +60,10 @@ def main() -> None:
         ContentFormat.LWM2M_JSON,
         ContentFormat.TEXT,
         ContentFormat.OPAQUE,
+        ContentFormat.CBOR,
     ):
         codec = codec_for(cf)
-        if cf in (ContentFormat.TEXT, ContentFormat.OPAQUE):
+        if cf in (ContentFormat.TEXT, ContentFormat.OPAQUE, ContentFormat.CBOR):
             print(f"{cf.name:<14} {int(cf):>6} {'-':>10} {'-':>10} {'-':>9}  one value per payload")
             continue
         payload = codec.encode(records, base, registry)

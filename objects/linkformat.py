@@ -255,7 +255,7 @@ def registration_links(
     content_formats: Sequence[int] | None = None,
     alternate_path: str = "/",
 ) -> str:
-    """The payload of a Register or Update: ``</>;rt="oma.lwm2m";ct=112,</1>;ver=1.1,</1/0>``.
+    """The payload of a Register or Update: ``</>;rt="oma.lwm2m";ct="112 110 60",</1/0>,...``.
 
     The root link names the alternate path and the content formats (``ct``: one number as a
     token, several as a quoted list; by default those ``version`` can take, see

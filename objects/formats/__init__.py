@@ -7,7 +7,7 @@ Every codec has the same contract (``Codec``):
     composite read), in path order; each record's path is a resource (/o/i/r) or resource
     instance (/o/i/r/ri) path that ``base`` contains. A multi-instance resource's values are
     resource-instance records. A format that cannot represent this read raises NotAcceptable
-    (4.06); text/plain and opaque carry exactly one value at exactly ``base``.
+    (4.06); text/plain, opaque and plain CBOR carry exactly one value at exactly ``base``.
 
 ``decode(payload, base, registry) -> list[Record]``
     The inverse, for a write or create on ``base``. Values come back typed by their
@@ -41,6 +41,7 @@ class ContentFormat(IntEnum):
     TEXT = 0
     LINK_FORMAT = 40
     OPAQUE = 42
+    CBOR = 60
     SENML_JSON = 110
     SENML_CBOR = 112
     TLV = 11542
@@ -70,6 +71,7 @@ class CompositeCodec(Codec, Protocol):
 _MODULES: dict[ContentFormat, str] = {
     ContentFormat.TEXT: "text",
     ContentFormat.OPAQUE: "opaque",
+    ContentFormat.CBOR: "plain_cbor",
     ContentFormat.TLV: "tlv",
     ContentFormat.LWM2M_JSON: "lwm2m_json",
     ContentFormat.SENML_JSON: "senml_json",
@@ -85,14 +87,21 @@ COMPOSITE_FORMATS = frozenset(
 def announced_formats(lwm2m_version: str) -> tuple[ContentFormat, ...]:
     """The formats a Register's root link announces (``ct``) to a server of ``lwm2m_version``.
 
-    A 1.0 server knows TLV, text and opaque without being told, and LwM2M JSON (11543) only when
-    the root link says ``ct=11543`` (Core 1.0); SenML and LwM2M CBOR do not exist for it, and a
-    server that reads in a format it was told of but cannot decode gets nothing. From 1.1 on,
-    SenML CBOR is the format the client prefers.
+    ``ct`` names the optional formats the client supports (Core 1.1.1 §6.2.1: "If the LwM2M
+    Client supports optional data formats, it MAY inform the LwM2M Server ... using the ct=
+    link attribute"; 1.2 shows ``ct="110 112 60"``), so that a server knows what it can ask
+    for. A 1.0 server knows TLV, text and opaque without being told, and LwM2M JSON (11543)
+    only when the root link says ``ct=11543`` (Core 1.0); SenML, plain and LwM2M CBOR do not
+    exist for it, and a server that reads in a format it was told of but cannot decode gets
+    nothing. A 1.1 client must support text, opaque and link format, should support SenML CBOR
+    or JSON, may support plain CBOR, and should not use the legacy TLV and LwM2M JSON (Core
+    1.1.1 §7.4): it announces SenML CBOR first, the format it prefers, then SenML JSON and plain
+    CBOR. The legacy formats are served when asked for, not offered, and LwM2M CBOR (11544) is
+    LwM2M 1.2, unknown to a 1.1 server.
     """
     if lwm2m_version == "1.0":
         return (ContentFormat.LWM2M_JSON,)
-    return (ContentFormat.SENML_CBOR,)
+    return (ContentFormat.SENML_CBOR, ContentFormat.SENML_JSON, ContentFormat.CBOR)
 
 
 def codec_for(content_format: int) -> Codec:

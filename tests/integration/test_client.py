@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 from collections.abc import AsyncIterator
 
+import cbor2
 import pytest
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
@@ -57,6 +58,20 @@ async def test_LightweightM2M_1_1_int_101_registers_its_objects(
     assert links.startswith('</>;rt="oma.lwm2m"')
     assert "</1/0>" in links and "</3/0>" in links and "</3303/0>" in links
     assert "</0" not in links, "the Security object is never listed"
+
+
+async def test_LightweightM2M_1_1_int_101_announces_the_optional_formats_it_serves(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """The root link's ``ct`` names the optional formats the client supports (Core 1.1.1
+    §6.2.1), SenML CBOR first: SenML CBOR, SenML JSON and plain CBOR. The server reads a
+    resource in each and gets it in that format; plain CBOR's is the value itself."""
+    ev = await server.next_event("register")
+    assert ev.payload.decode().split(",")[0] == '</>;rt="oma.lwm2m";ct="112 110 60"'
+    for cf in (112, 110, 60):
+        response = await server.request("gw-1", Code.GET, "/3/0/0", accept=cf)
+        assert (response.code, response.opt.content_format) == (Code.CONTENT, cf)
+    assert cbor2.loads(response.payload) == "ACME"
 
 
 async def test_LightweightM2M_1_1_int_201_server_reads_over_the_registered_socket(

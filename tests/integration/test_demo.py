@@ -80,7 +80,10 @@ async def test_the_demo_shows_what_the_server_sees_and_stops_cleanly() -> None:
 
 def test_the_screen_model() -> None:
     view = load_view()
-    links = '</>;rt="oma.lwm2m";ct=112,</1/0>,</3/0>,</3303>;ver=1.1,</3303/0>,</3303/4>,</3311/0>'
+    links = (
+        '</>;rt="oma.lwm2m";ct="112 110 60",'
+        "</1/0>,</3/0>,</3303>;ver=1.1,</3303/0>,</3303/4>,</3311/0>"
+    )
     assert view.object_list(links) == {1: [0], 3: [0], 3303: [0, 4], 3311: [0]}
     assert view.node_instances(view.object_list(links)) == ["/3303/0", "/3303/4", "/3311/0"]
 

@@ -44,7 +44,7 @@ async def test_LightweightM2M_1_1_int_101_initial_registration(
     assert (data["lifetime"], data["version"], data["binding"]) == (600, "1.1", "U")
     assert data["port"] == client_port(client)
     links = str(data["payload"]).split(",")
-    assert links[0] == '</>;rt="oma.lwm2m";ct=112'
+    assert links[0] == '</>;rt="oma.lwm2m";ct="112 110 60"'
     for link in ("</1/0>", "</3>;ver=1.1", "</3/0>", "</4/0>", "</3303/0>", "</32771/0>"):
         assert link in links
     assert not any(link.startswith(("</0", "</21")) for link in links)

@@ -17,6 +17,7 @@ One daemon serves the module, in file order.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import cbor2
@@ -178,6 +179,27 @@ async def test_LightweightM2M_1_1_int_302_cancel_observation_by_reset(
     later = [e.data for e in coap.drain("COAPLOG") if notification(e.data)]
     assert not later, f"notifications after the RST: {later}"
     await leshan.cancel_observe(EP, keeper)
+
+
+async def test_LightweightM2M_1_1_int_301_observe_in_plain_cbor(
+    gateway: Daemon, leshan: Leshan, events: EventStream, temperature: str
+) -> None:
+    """int-301 in plain CBOR (Content-Format 60, a single resource's value): Leshan decodes
+    the first value and the notifications of the node's temperature (pmax=1) as Floats, and
+    an observed Current Time (a CBOR epoch time, tag 1) as a time."""
+    answer = await leshan.observe(EP, temperature, "CBOR")
+    assert answer.code == "2.05", answer.raw
+    values = [answer.value] + [await notified(events, temperature) for _ in range(2)]
+    assert all(isinstance(v, float) and 17.9 <= v <= 24.1 for v in values)
+    await leshan.cancel_observe(EP, temperature)
+    clock = "/3/0/13"
+    assert (await leshan.write_attributes(EP, clock, pmin=0, pmax=1)).code == "2.04"
+    first = await leshan.observe(EP, clock, "CBOR")
+    assert first.code == "2.05", first.raw
+    for value in (first.value, await notified(events, clock)):
+        seen = datetime.fromisoformat(value)
+        assert abs((seen - datetime.now(UTC)).total_seconds()) < 60, value
+    await leshan.cancel_observe(EP, clock)
 
 
 def sends(log: list[Event]) -> list[tuple[Event, Event | None]]:

@@ -5,6 +5,7 @@ Named after the OMA LwM2M 1.1 interoperability tests where one applies.
 
 from __future__ import annotations
 
+import cbor2
 import pytest
 from aiocoap.numbers.codes import Code
 
@@ -22,6 +23,7 @@ from bridged.objects.values import Record
 TLV = ContentFormat.TLV
 TEXT = ContentFormat.TEXT
 LINK = ContentFormat.LINK_FORMAT
+CBOR = ContentFormat.CBOR
 
 
 @pytest.fixture
@@ -80,6 +82,26 @@ def test_bad_paths_are_400(dm: DeviceManagement) -> None:
 def test_LightweightM2M_1_1_int_227_write_replace_on_resource(dm: DeviceManagement) -> None:
     r = dm.handle(Code.PUT, ["3303", "0", "5750"], payload=b"hall", content_format=TEXT)
     assert r.code == Code.CHANGED
+    assert dm.tree.get(Path.parse("/3303/0/5750")) == "hall"
+
+
+def test_LightweightM2M_1_1_int_211_212_plain_cbor_carries_one_resource(
+    dm: DeviceManagement,
+) -> None:
+    """Plain CBOR (60) reads and writes a single resource; at an instance it is 4.06 (read)
+    and 4.15 (write), for another format can carry those; bad CBOR is 4.00."""
+    read = dm.handle(Code.GET, ["3303", "0", "5700"], accept=CBOR)
+    assert (read.code, read.content_format) == (Code.CONTENT, CBOR)
+    assert cbor2.loads(read.payload) == 21.5
+    write = dm.handle(Code.PUT, ["3303", "0", "5750"], payload=b"\x64hall", content_format=CBOR)
+    assert write.code == Code.CHANGED
+    assert dm.tree.get(Path.parse("/3303/0/5750")) == "hall"
+    assert get(dm, "/3303/0", CBOR)[0] == Code.NOT_ACCEPTABLE
+    whole = dm.handle(Code.PUT, ["3303", "0"], payload=b"\x64hall", content_format=CBOR)
+    assert whole.code == Code.UNSUPPORTED_CONTENT_FORMAT
+    for bad in (b"\x64hal", b"\x7f\x64hall\xff", b"\x01"):  # truncated, indefinite, an int
+        r = dm.handle(Code.PUT, ["3303", "0", "5750"], payload=bad, content_format=CBOR)
+        assert r.code == Code.BAD_REQUEST, bad
     assert dm.tree.get(Path.parse("/3303/0/5750")) == "hall"
 
 

@@ -207,7 +207,8 @@ def test_registration_payload() -> None:
     ]
     assert [REG.get(i).version for i in (1, 3, 4, 25)] == ["1.1", "1.1", "1.1", "2.0"]
     assert registration_links(objects) == (
-        '</>;rt="oma.lwm2m";ct=112,</1>;ver=1.1,</1/0>,</3>;ver=1.1,</3/0>,</4>;ver=1.1,'
+        '</>;rt="oma.lwm2m";ct="112 110 60",</1>;ver=1.1,</1/0>,</3>;ver=1.1,</3/0>,'
+        "</4>;ver=1.1,"
         "</25>;ver=2.0,</25/0>,</25/1>,</3303/0>,</3303/1>"
     )
 
@@ -239,7 +240,7 @@ def test_alternate_path() -> None:
     # Core 1.0 §5.2.1 example shape: </lwm2m>;rt="oma.lwm2m",</lwm2m/1/101>,...
     assert registration_links(
         [((1, "1.0"), [101, 102]), ((2, "1.0"), [0])], alternate_path="/lwm2m"
-    ) == ('</lwm2m>;rt="oma.lwm2m";ct=112,</lwm2m/1/101>,</lwm2m/1/102>,</lwm2m/2/0>')
+    ) == ('</lwm2m>;rt="oma.lwm2m";ct="112 110 60",</lwm2m/1/101>,</lwm2m/1/102>,</lwm2m/2/0>')
     for bad in ("lwm2m", "/3", "/a/12", "/a b"):
         with pytest.raises(ValueError):
             registration_links([], alternate_path=bad)

@@ -11,6 +11,7 @@ from bridged.objects.definitions import Registry, ResourceType
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import Codec, ContentFormat, codec_for
 from bridged.objects.formats.opaque import CODEC as OPAQUE
+from bridged.objects.formats.plain_cbor import CODEC as PLAIN_CBOR
 from bridged.objects.formats.text import CODEC as TEXT
 from bridged.objects.paths import Path
 from bridged.objects.values import ObjLnk, Record, Value
@@ -124,18 +125,24 @@ def test_text_decode_errors(builtin: Registry, base: str, payload: bytes, code: 
     assert decode_error(TEXT, payload, base, builtin) == code
 
 
-@given(single_values())
-def test_text_round_trip(read: Read) -> None:
-    payload = TEXT.encode(read.records, read.base, read.registry)
-    assert TEXT.decode(payload, read.base, read.registry) == read.records
+SINGLE_VALUE_OF_ANY_TYPE = [TEXT, PLAIN_CBOR]
+"""The formats that carry one value of any type (plain CBOR's own tests: test_plain_cbor)."""
 
 
-@given(reads())
-def test_text_reads_of_several_values_are_not_acceptable(read: Read) -> None:
+@pytest.mark.parametrize("codec", SINGLE_VALUE_OF_ANY_TYPE)
+@given(read=single_values())
+def test_single_value_round_trip(codec: Codec, read: Read) -> None:
+    payload = codec.encode(read.records, read.base, read.registry)
+    assert codec.decode(payload, read.base, read.registry) == read.records
+
+
+@pytest.mark.parametrize("codec", SINGLE_VALUE_OF_ANY_TYPE)
+@given(read=reads())
+def test_single_value_reads_of_several_values_are_not_acceptable(codec: Codec, read: Read) -> None:
     if len(read.records) == 1 and read.records[0].path == read.base:
         return
     with pytest.raises(LwM2MError) as exc:
-        TEXT.encode(read.records, read.base, read.registry)
+        codec.encode(read.records, read.base, read.registry)
     assert exc.value.code_text == "4.06"
 
 

@@ -188,15 +188,19 @@ class LeshanM15(Launcher):
     ) -> tuple[int, dict[str, Any]]:
         """The first ``kind`` event of ``endpoint`` at index ``after`` or later, with its index.
         ``give_up`` returns a reason to fail at once (the client can no longer produce it)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                found = await asyncio.to_thread(self.events, endpoint)
-                for index, event in enumerate(found[after:], after):
-                    if event["event"] == kind:
-                        return index, event
-                if (reason := give_up()) is not None:
-                    pytest.fail(f"no {kind} of {endpoint} from Leshan: {reason}")
-                await asyncio.sleep(0.05)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await asyncio.to_thread(self.events, endpoint)
+            for index, event in enumerate(found[after:], after):
+                if event["event"] == kind:
+                    return index, event
+            reason = give_up()
+            if reason is None and time.monotonic() > deadline:
+                reported = [e["event"] for e in found]
+                reason = f"none within {timeout} s; Leshan reported {reported}"
+            if reason is not None:
+                pytest.fail(f"no {kind} of {endpoint} from Leshan: {reason}")
+            await asyncio.sleep(0.05)
 
     async def _operation(self, endpoint: str, op: str, path: str, **params: Any) -> dict[str, Any]:
         query = urllib.parse.urlencode({"path": path} | params)

@@ -27,7 +27,7 @@ from integration.test_daemon import Daemon, running_daemon
 from bridged.objects.formats import ContentFormat
 from peers.leshan import Event, EventStream, Leshan
 from peers.leshan_gateway import config
-from peers.leshan_m15 import LeshanM15, leshan_m15_fixture  # noqa: F401 (fixture)
+from peers.leshan_m15 import LauncherError, LeshanM15, leshan_m15_fixture  # noqa: F401 (fixture)
 
 pytest_plugins = ["peers.fixtures"]
 
@@ -163,3 +163,16 @@ async def test_LightweightM2M_1_1_int_401_psk_mode_wrong_key_refused(
         assert leshan_m15.events(ep) == []
     finally:
         leshan_m15.remove_security(ep)
+
+
+async def test_harness_leshan_m15_refuses_what_it_cannot_take(leshan_m15: LeshanM15) -> None:
+    """The peer's API says so when Leshan refuses: an identity another endpoint has (Leshan's
+    store keeps PSK identities unique), a request to a client that is not registered."""
+    leshan_m15.add_psk("gw-harness-a", "harness-identity", KEY)
+    try:
+        with pytest.raises(LauncherError, match="NonUniqueSecurityInfo"):
+            leshan_m15.add_psk("gw-harness-b", "harness-identity", KEY)
+    finally:
+        leshan_m15.remove_security("gw-harness-a")
+    with pytest.raises(LauncherError, match="not registered"):
+        await leshan_m15.read("gw-harness-none", "/3/0/0", ContentFormat.TEXT)

@@ -21,15 +21,15 @@ APT_PACKAGES += dbus libdbus-1-dev libglib2.0-dev pkg-config python3-dev
 APT_PACKAGES += debhelper dpkg-dev fakeroot lintian help2man python3-dev libsystemd-dev pkgconf \
 	systemd
 # Eclipse Leshan, the reference LwM2M server, as interop peers (tests/peers/leshan and
-# tests/peers/leshan-bootstrap): a JRE runs them and Maven fetches and builds them, unless a Java
+# tests/peers/leshan-m15): a JRE runs them and Maven fetches and builds them, unless a Java
 # and a Maven are already there.
 APT_PACKAGES += $(if $(shell command -v java),,default-jre-headless) \
 	$(if $(shell command -v mvn),,maven)
 NODE_PEERS := tests/peers/node
 LESHAN_POM := tests/peers/leshan/pom.xml
 LESHAN_JAR := build/peers/leshan/leshan-server-demo.jar
-LESHAN_BS := tests/peers/leshan-bootstrap
-LESHAN_BS_STAMP := build/peers/leshan-bootstrap/.built
+LESHAN_M15 := tests/peers/leshan-m15
+LESHAN_M15_STAMP := build/peers/leshan-m15/.built
 
 .PHONY: test demo lint typecheck unit system-deps clean deb
 
@@ -75,7 +75,7 @@ typecheck: $(STAMP)
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
 	  --cache-dir $(CURDIR)/.mypy_cache -p bridged
 
-unit: $(STAMP) $(NODE_PEERS)/node_modules/.package-lock.json $(LESHAN_JAR) $(LESHAN_BS_STAMP)
+unit: $(STAMP) $(NODE_PEERS)/node_modules/.package-lock.json $(LESHAN_JAR) $(LESHAN_M15_STAMP)
 	$(BIN)/pytest
 
 # The npm interop peers, reinstalled when their lockfile changes.
@@ -88,11 +88,11 @@ $(LESHAN_JAR): $(LESHAN_POM)
 	mvn -q -B -Dstyle.color=never -f $(LESHAN_POM) dependency:copy
 	touch $@
 
-# Leshan's bootstrap server peer (its launcher, and Leshan from Maven Central into ~/.m2), rebuilt
-# into build/peers/leshan-bootstrap when its pom or its source changes.
-$(LESHAN_BS_STAMP): $(LESHAN_BS)/pom.xml $(LESHAN_BS)/LeshanBootstrapPeer.java
+# Leshan 2.0.0-M15's bootstrap server and LwM2M server peers (their launchers, and Leshan from
+# Maven Central into ~/.m2), rebuilt into build/peers/leshan-m15 when the pom or a source changes.
+$(LESHAN_M15_STAMP): $(LESHAN_M15)/pom.xml $(wildcard $(LESHAN_M15)/*.java)
 	rm -rf $(dir $@)lib
-	mvn -q -B -Dstyle.color=never -f $(LESHAN_BS)/pom.xml package
+	mvn -q -B -Dstyle.color=never -f $(LESHAN_M15)/pom.xml package
 	touch $@
 
 # The Debian package, built from a copy of the sources into build/deb (see packaging/build-deb).

@@ -27,11 +27,11 @@ from integration.test_daemon import Daemon, running_daemon
 from peers.dtls_server import DtlsPskServer
 from peers.leshan_bootstrap import (
     LeshanBootstrap,
-    LeshanBootstrapError,
     dm_config,
     leshan_bootstrap_fixture,  # noqa: F401 (fixture)
     security,
 )
+from peers.leshan_m15 import LauncherError
 from peers.lwm2m_server import LwM2MTestServer
 
 IDENTITY = b"bridged-bs-psk"
@@ -398,7 +398,7 @@ async def test_harness_config_api_and_a_session_without_config(
     ep = "bs-harness"
     broken = dm_config("coaps://127.0.0.1:9")
     broken["security"]["1"]["securityMode"] = "PSK"  # no identity, no key
-    with pytest.raises(LeshanBootstrapError, match="400"):
+    with pytest.raises(LauncherError, match="400"):
         leshan_bootstrap.put_config(ep, broken)
     leshan_bootstrap.put_config(ep, dm_config("coap://127.0.0.1:9", ssid=2))
     stored = leshan_bootstrap.config(ep)

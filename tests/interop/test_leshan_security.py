@@ -1,17 +1,18 @@
-"""OMA LwM2M 1.1 interop, Security: int-401 UDP Channel Security, PSK mode, against Eclipse
-Leshan 2.0.0-M4 (Scandium, Californium 2.6's DTLS 1.2) with the real daemon.
+"""OMA LwM2M 1.1 interop, Security: int-401 UDP Channel Security, PSK mode, with the real daemon,
+against Eclipse Leshan 2.0.0-M15's LwM2M server (Californium 3.12's DTLS 1.2; passes) and against
+the suite's main Leshan, the 2.0.0-M4 demo (Californium 2.6; a strict expected failure).
 
-Leshan is given the endpoint's PSK through its security API; the daemon is configured with a
+Leshan is given the endpoint's PSK (its security store); the daemon is configured with a
 coaps:// URI and the same identity and key.
 
-The handshake fails today, and neither side breaks a MUST: the gateway's DTLS (tinydtls in
+Against M4 the handshake fails, and neither side breaks a MUST: the gateway's DTLS (tinydtls in
 DTLSSocket 0.2.3) offers the extended_master_secret extension (RFC 7627) and aborts with a fatal
 handshake_failure alert (40) when the ServerHello does not echo it, which RFC 7627 §5.3 allows a
 client to do; Scandium before Californium 3.0 does not implement RFC 7627, so Leshan M4 never
 echoes it. Seen on the wire: ClientHello (suites C0A8, C0A4; extension 0x0017), the server's
 ServerHello (TLS_PSK_WITH_AES_128_CCM_8, no extensions) and ServerHelloDone, then the client's
-alert 02 28. Newer Leshan versions (Californium 3) negotiate it. The case stays, strict xfail,
-so that a gateway that stops requiring the extension (or a Leshan that has it) shows up.
+alert 02 28. That case stays, strict xfail, so that a gateway that stops requiring the extension
+shows up; M15, which negotiates it, carries the case itself.
 """
 
 from __future__ import annotations
@@ -23,14 +24,32 @@ from pathlib import Path
 import pytest
 from integration.test_daemon import Daemon, running_daemon
 
+from bridged.objects.formats import ContentFormat
 from peers.leshan import Event, EventStream, Leshan
 from peers.leshan_gateway import config
+from peers.leshan_m15 import LauncherError, LeshanM15, leshan_m15_fixture  # noqa: F401 (fixture)
 
 pytest_plugins = ["peers.fixtures"]
 
 EP = "gw-leshan-psk"
 IDENTITY = "gw-leshan-psk-identity"
 KEY = bytes.fromhex("0123456789abcdef0123456789abcdef")
+LIFETIME = 120
+
+
+def psk_server(identity: str, key: bytes) -> str:
+    """The daemon's ``[[server]]`` keys for a DTLS-PSK account."""
+    return f'psk_identity = "{identity}"\npsk_key = "{key.hex()}"'
+
+
+def registration_failed(daemon: Daemon) -> str | None:
+    """Why the daemon can no longer register (a failed handshake is known within seconds)."""
+    if daemon.proc.returncode is not None:
+        return f"the daemon exited ({daemon.proc.returncode}):\n{daemon.log.read_text()[-1500:]}"
+    log = daemon.log.read_text()
+    if "registration-failure" in log:
+        return f"the daemon could not register over DTLS:\n{log[-1500:]}"
+    return None
 
 
 async def registered_or_refused(events: EventStream, daemon: Daemon) -> Event:
@@ -42,9 +61,8 @@ async def registered_or_refused(events: EventStream, daemon: Daemon) -> Event:
                 return await events.next("REGISTRATION", endpoint=EP, timeout=0.2)
             except TimeoutError:
                 pass
-            log = daemon.log.read_text()
-            if "registration-failure" in log:
-                pytest.fail(f"the daemon could not register over DTLS:\n{log[-1500:]}")
+            if (reason := registration_failed(daemon)) is not None:
+                pytest.fail(reason)
 
 
 @pytest.mark.xfail(
@@ -54,11 +72,13 @@ async def registered_or_refused(events: EventStream, daemon: Daemon) -> Event:
     "extended_master_secret (RFC 7627 §5.3 lets it); Leshan M4's Scandium (Californium 2.6) "
     "has no RFC 7627",
 )
-async def test_LightweightM2M_1_1_int_401_psk_mode(tmp_path: Path, leshan: Leshan) -> None:
-    """int-401: Register over DTLS-PSK (Leshan: ``secure``), a Read and an Observe with its
-    notification over the session, then De-register over it."""
+async def test_LightweightM2M_1_1_int_401_psk_mode_leshan_m4(
+    tmp_path: Path, leshan: Leshan
+) -> None:
+    """int-401 against Leshan M4: Register over DTLS-PSK (Leshan: ``secure``), a Read and an
+    Observe with its notification over the session, then De-register over it."""
     await leshan.add_psk(EP, IDENTITY, KEY)
-    server = f'psk_identity = "{IDENTITY}"\npsk_key = "{KEY.hex()}"'
+    server = psk_server(IDENTITY, KEY)
     # A short request timeout: a failed handshake is then reported (and the case ends) at once.
     text = config(leshan.secure_uri, tmp_path, EP, server=server, request_timeout=2)
     try:
@@ -77,3 +97,82 @@ async def test_LightweightM2M_1_1_int_401_psk_mode(tmp_path: Path, leshan: Lesha
                 assert await daemon.wait() == 0
     finally:
         await leshan.remove_security(EP)
+
+
+async def test_LightweightM2M_1_1_int_401_psk_mode(tmp_path: Path, leshan_m15: LeshanM15) -> None:
+    """int-401 against Leshan M15: Register over DTLS-PSK (Leshan: secure, with the configured
+    identity), Leshan's Read decodes the values, its Observe gets a notification over the
+    session, and SIGTERM de-registers over it."""
+    ep, identity = "gw-leshan15-psk", "gw-leshan15-psk-identity"
+    leshan_m15.add_psk(ep, identity, KEY)
+    text = config(
+        leshan_m15.secure_uri, tmp_path, ep, server=psk_server(identity, KEY), lifetime=LIFETIME
+    )
+    try:
+        async with running_daemon(tmp_path, text) as daemon:
+            _, registered = await leshan_m15.event(
+                ep, "registered", give_up=lambda: registration_failed(daemon)
+            )
+            registration = registered["registration"]
+            assert registration["secure"] is True
+            assert registration["identity"] == f"psk:{identity}"
+            assert registration["lifetime"] == LIFETIME and registration["version"] == "1.1"
+            assert {"/1/0", "/3/0"} <= {link["url"] for link in registration["links"]}
+
+            manufacturer = await leshan_m15.read(ep, "/3/0/0", ContentFormat.TEXT)
+            assert manufacturer["code"] == "2.05", manufacturer
+            assert isinstance(manufacturer["values"]["/3/0/0"], str)
+            server = await leshan_m15.read(ep, "/1/0", ContentFormat.TLV)
+            assert server["code"] == "2.05", server
+            assert server["values"]["/1/0/1"] == LIFETIME and server["values"]["/1/0/7"] == "U"
+
+            attributes = await leshan_m15.write_attributes(ep, "/1/0/7", pmin=0, pmax=1)
+            assert attributes["code"] == "2.04", attributes
+            observed = await leshan_m15.observe(ep, "/1/0/7", ContentFormat.TLV)
+            assert observed["code"] == "2.05" and observed["values"] == {"/1/0/7": "U"}, observed
+            _, note = await leshan_m15.event(ep, "notification")
+            assert note["path"] == "/1/0/7" and note["values"] == {"/1/0/7": "U"}, note
+
+            daemon.proc.send_signal(signal.SIGTERM)
+            _, gone = await leshan_m15.event(ep, "deregistered")
+            assert (
+                gone["expired"] is False and gone["registration"]["identity"] == f"psk:{identity}"
+            )
+            assert await daemon.wait() == 0
+        assert ep not in {c["endpoint"] for c in leshan_m15.clients()}
+    finally:
+        leshan_m15.remove_security(ep)
+
+
+async def test_LightweightM2M_1_1_int_401_psk_mode_wrong_key_refused(
+    tmp_path: Path, leshan_m15: LeshanM15
+) -> None:
+    """The PSK matters: a daemon with the right identity and a wrong key fails the handshake
+    (the Finished messages do not verify), and Leshan reports no registration of it."""
+    ep, identity = "gw-leshan15-badkey", "gw-leshan15-badkey-identity"
+    leshan_m15.add_psk(ep, identity, KEY)
+    wrong = bytes(b ^ 0xFF for b in KEY)
+    text = config(
+        leshan_m15.secure_uri, tmp_path, ep, server=psk_server(identity, wrong), request_timeout=2
+    )
+    try:
+        async with running_daemon(tmp_path, text) as daemon:
+            async with asyncio.timeout(60):
+                while registration_failed(daemon) is None:
+                    await asyncio.sleep(0.1)
+        assert leshan_m15.events(ep) == []
+    finally:
+        leshan_m15.remove_security(ep)
+
+
+async def test_harness_leshan_m15_refuses_what_it_cannot_take(leshan_m15: LeshanM15) -> None:
+    """The peer's API says so when Leshan refuses: an identity another endpoint has (Leshan's
+    store keeps PSK identities unique), a request to a client that is not registered."""
+    leshan_m15.add_psk("gw-harness-a", "harness-identity", KEY)
+    try:
+        with pytest.raises(LauncherError, match="NonUniqueSecurityInfo"):
+            leshan_m15.add_psk("gw-harness-b", "harness-identity", KEY)
+    finally:
+        leshan_m15.remove_security("gw-harness-a")
+    with pytest.raises(LauncherError, match="not registered"):
+        await leshan_m15.read("gw-harness-none", "/3/0/0", ContentFormat.TEXT)

@@ -5,7 +5,7 @@
  * Leshan's (LeshanBootstrapServer, DefaultBootstrapSessionManager, BootstrapConfigStoreTaskProvider,
  * InMemoryBootstrapConfigStore). This class adds what a test needs around it:
  *
- *   java -jar leshan-bootstrap.jar COAP_PORT COAPS_PORT HTTP_PORT   (0: any free port)
+ *   java -cp leshan-m15.jar LeshanBootstrapPeer COAP_PORT COAPS_PORT HTTP_PORT   (0: any free port)
  *
  * prints "READY coap=P coaps=P http=P" once it listens on 127.0.0.1, then serves
  *
@@ -27,27 +27,18 @@
  * way Leshan's demo derives its bootstrap security store.
  */
 
-import com.fasterxml.jackson.core.JsonGenerator;
-import com.fasterxml.jackson.core.JsonParser;
-import com.fasterxml.jackson.annotation.JsonInclude;
-import com.fasterxml.jackson.databind.DeserializationContext;
-import com.fasterxml.jackson.databind.JsonDeserializer;
+import static java.nio.charset.StandardCharsets.UTF_8;
+
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.JsonSerializer;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializerProvider;
-import com.fasterxml.jackson.databind.module.SimpleModule;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import java.io.IOException;
 import java.net.InetSocketAddress;
-import java.net.URLDecoder;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.HexFormat;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
@@ -55,22 +46,13 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import org.eclipse.leshan.core.SecurityMode;
 import org.eclipse.leshan.core.endpoint.Protocol;
-import org.eclipse.leshan.core.link.attributes.Attribute;
-import org.eclipse.leshan.core.link.lwm2m.LwM2mLink;
-import org.eclipse.leshan.core.node.LwM2mNode;
-import org.eclipse.leshan.core.node.LwM2mObject;
-import org.eclipse.leshan.core.node.LwM2mObjectInstance;
-import org.eclipse.leshan.core.node.LwM2mResource;
 import org.eclipse.leshan.core.request.BootstrapDeleteRequest;
 import org.eclipse.leshan.core.request.BootstrapDiscoverRequest;
 import org.eclipse.leshan.core.request.BootstrapDownlinkRequest;
 import org.eclipse.leshan.core.request.BootstrapReadRequest;
 import org.eclipse.leshan.core.request.BootstrapRequest;
-import org.eclipse.leshan.core.request.ContentFormat;
-import org.eclipse.leshan.core.peer.LwM2mIdentity;
 import org.eclipse.leshan.core.peer.LwM2mPeer;
 import org.eclipse.leshan.core.peer.OscoreIdentity;
-import org.eclipse.leshan.core.peer.PskIdentity;
 import org.eclipse.leshan.core.response.BootstrapDiscoverResponse;
 import org.eclipse.leshan.core.response.BootstrapReadResponse;
 import org.eclipse.leshan.core.response.LwM2mResponse;
@@ -91,8 +73,8 @@ import org.eclipse.leshan.server.security.BootstrapSecurityStore;
 import org.eclipse.leshan.server.security.SecurityInfo;
 
 public final class LeshanBootstrapPeer {
-    private static final String HOST = "127.0.0.1";
-    private static final ObjectMapper JSON = mapper();
+    private static final String HOST = PeerApi.HOST;
+    private static final ObjectMapper JSON = PeerApi.JSON;
 
     private final InMemoryBootstrapConfigStore store = new InMemoryBootstrapConfigStore();
     /** Per endpoint, the "before" requests of its config, as the client put them. */
@@ -125,21 +107,18 @@ public final class LeshanBootstrapPeer {
         server.start();
         Runtime.getRuntime().addShutdownHook(new Thread(server::destroy));
 
-        HttpServer http = HttpServer.create(new InetSocketAddress(HOST, httpPort), 0);
+        HttpServer http = PeerApi.http(httpPort);
         http.createContext("/config/", this::config);
         http.createContext("/sessions", this::sessions);
         http.start();
-        System.out.printf("READY coap=%d coaps=%d http=%d%n",
-                server.getEndpoint(Protocol.COAP).getURI().getPort(),
-                server.getEndpoint(Protocol.COAPS).getURI().getPort(), http.getAddress().getPort());
-        System.out.flush();
+        PeerApi.ready(server.getEndpoint(Protocol.COAP).getURI().getPort(),
+                server.getEndpoint(Protocol.COAPS).getURI().getPort(), http);
     }
 
     // -- the HTTP API ----------------------------------------------------------------------------
 
     private void config(HttpExchange x) throws IOException {
-        String endpoint = URLDecoder.decode(
-                x.getRequestURI().getRawPath().substring("/config/".length()), StandardCharsets.UTF_8);
+        String endpoint = PeerApi.tail(x, "/config/");
         switch (x.getRequestMethod()) {
             case "PUT" -> {
                 JsonNode body;
@@ -175,10 +154,7 @@ public final class LeshanBootstrapPeer {
     }
 
     private void sessions(HttpExchange x) throws IOException {
-        String query = x.getRequestURI().getRawQuery();
-        String endpoint = query != null && query.startsWith("endpoint=")
-                ? URLDecoder.decode(query.substring("endpoint=".length()), StandardCharsets.UTF_8)
-                : null;
+        String endpoint = PeerApi.query(x).get("endpoint");
         switch (x.getRequestMethod()) {
             case "GET" -> {
                 ArrayNode out = JSON.createArrayNode();
@@ -200,12 +176,7 @@ public final class LeshanBootstrapPeer {
     }
 
     private static void reply(HttpExchange x, int status, JsonNode body) throws IOException {
-        byte[] bytes = body == null ? new byte[0] : JSON.writeValueAsBytes(body);
-        x.getResponseHeaders().set("Content-Type", "application/json");
-        x.sendResponseHeaders(status, bytes.length == 0 ? -1 : bytes.length);
-        if (bytes.length > 0)
-            x.getResponseBody().write(bytes);
-        x.close();
+        PeerApi.reply(x, status, body);
     }
 
     // -- Leshan's session manager, fed by its config store ---------------------------------------
@@ -256,7 +227,7 @@ public final class LeshanBootstrapPeer {
                 for (BootstrapConfig.ServerSecurity s : config.security.values())
                     if (s.bootstrapServer && s.securityMode == SecurityMode.PSK)
                         infos.add(SecurityInfo.newPreSharedKeyInfo(
-                                endpoint, new String(s.publicKeyOrId, StandardCharsets.UTF_8), s.secretKey));
+                                endpoint, new String(s.publicKeyOrId, UTF_8), s.secretKey));
             return infos.iterator();
         }
 
@@ -287,9 +258,7 @@ public final class LeshanBootstrapPeer {
         private ObjectNode open(String endpoint, LwM2mPeer peer, String state) {
             ObjectNode s = JSON.createObjectNode();
             s.put("endpoint", endpoint);
-            LwM2mIdentity identity = peer.getIdentity();
-            s.put("identity", identity instanceof PskIdentity psk ? "psk:" + psk.getPskIdentity()
-                    : identity.isSecure() ? "secure" : "unsecure");
+            s.put("identity", PeerApi.identity(peer));
             s.put("state", state);
             s.putArray("requests");
             sessions.add(s);
@@ -341,13 +310,13 @@ public final class LeshanBootstrapPeer {
         @Override
         public synchronized void onResponseSuccess(BootstrapSession session,
                 BootstrapDownlinkRequest<? extends LwM2mResponse> request, LwM2mResponse response) {
-            answered(last(session), response);
+            answered(last(session), request, response);
         }
 
         @Override
         public synchronized void onResponseError(BootstrapSession session,
                 BootstrapDownlinkRequest<? extends LwM2mResponse> request, LwM2mResponse response) {
-            answered(last(session), response);
+            answered(last(session), request, response);
         }
 
         @Override
@@ -369,72 +338,14 @@ public final class LeshanBootstrapPeer {
         }
 
         /** The response's CoAP code ("2.04"), its diagnostic, and what Leshan decoded of it. */
-        private void answered(ObjectNode r, LwM2mResponse response) {
-            int code = response.getCode().getCode();
-            r.put("code", String.format("%d.%02d", code / 100, code % 100));
+        private void answered(ObjectNode r, BootstrapDownlinkRequest<?> request, LwM2mResponse response) {
+            r.put("code", PeerApi.code(response.getCode()));
             if (response.getErrorMessage() != null)
                 r.put("error", response.getErrorMessage());
-            if (response instanceof BootstrapDiscoverResponse d && d.getObjectLinks() != null) {
-                ArrayNode links = r.putArray("links");
-                for (LwM2mLink link : d.getObjectLinks()) {
-                    ObjectNode l = links.addObject().put("url", link.getUriReference());
-                    for (Attribute a : link.getAttributes())
-                        l.put(a.getName(), a.hasValue() ? String.valueOf(a.getValue()) : null);
-                }
-            }
+            if (response instanceof BootstrapDiscoverResponse d && d.getObjectLinks() != null)
+                r.set("links", PeerApi.links(d.getObjectLinks()));
             if (response instanceof BootstrapReadResponse rd && rd.getContent() != null)
-                r.set("values", values(rd.getContent()));
+                r.set("values", PeerApi.values(request.getPath(), rd.getContent()));
         }
-    }
-
-    /** A decoded LwM2M node as {"/o/i/r": value, "/o/i/r/ri": value}. */
-    private static ObjectNode values(LwM2mNode node) {
-        ObjectNode out = JSON.createObjectNode();
-        if (node instanceof LwM2mObject o)
-            o.getInstances().values().forEach(i -> instance(out, "/" + o.getId(), i));
-        else if (node instanceof LwM2mObjectInstance i)
-            instance(out, "", i);
-        else if (node instanceof LwM2mResource r)
-            resource(out, "", r);
-        return out;
-    }
-
-    private static void instance(ObjectNode out, String prefix, LwM2mObjectInstance i) {
-        i.getResources().values().forEach(r -> resource(out, prefix + "/" + i.getId(), r));
-    }
-
-    private static void resource(ObjectNode out, String prefix, LwM2mResource r) {
-        if (r.isMultiInstances())
-            r.getInstances().forEach((id, ri) -> out.set(prefix + "/" + r.getId() + "/" + id,
-                    JSON.valueToTree(plain(ri.getValue()))));
-        else
-            out.set(prefix + "/" + r.getId(), JSON.valueToTree(plain(r.getValue())));
-    }
-
-    private static Object plain(Object value) {
-        if (value instanceof byte[] b)
-            return HexFormat.of().formatHex(b);
-        if (value instanceof Number || value instanceof Boolean || value instanceof String)
-            return value;
-        return String.valueOf(value);
-    }
-
-    /** Jackson over Leshan's BootstrapConfig (public fields); a content format is its code. */
-    private static ObjectMapper mapper() {
-        SimpleModule formats = new SimpleModule();
-        formats.addSerializer(ContentFormat.class, new JsonSerializer<ContentFormat>() {
-            @Override
-            public void serialize(ContentFormat f, JsonGenerator g, SerializerProvider p) throws IOException {
-                g.writeNumber(f.getCode());
-            }
-        });
-        formats.addDeserializer(ContentFormat.class, new JsonDeserializer<ContentFormat>() {
-            @Override
-            public ContentFormat deserialize(JsonParser parser, DeserializationContext c) throws IOException {
-                return ContentFormat.fromCode(parser.getIntValue());
-            }
-        });
-        return new ObjectMapper().registerModule(formats)
-                .setSerializationInclusion(JsonInclude.Include.NON_NULL);
     }
 }

@@ -1,0 +1,290 @@
+/*
+ * Eclipse Leshan's LwM2M server 2.0.0-M15, started for the interop suite (tests/peers/leshan_m15.py).
+ *
+ * Wiring only: registration, DTLS (Californium 3's Scandium), the security check, the requests,
+ * their encoding and the decoding of every answer and notification are Leshan's (LeshanServer with
+ * its Californium CoAP and CoAPS endpoints, InMemorySecurityStore, VersionedModelProvider). This
+ * class adds what a test needs around it:
+ *
+ *   java -cp leshan-m15.jar LeshanServerPeer COAP_PORT COAPS_PORT HTTP_PORT [MODELS_DIR]
+ *
+ * (0: any free port; MODELS_DIR: DDF files added to Leshan's own models) prints
+ * "READY coap=P coaps=P http=P" once it listens on 127.0.0.1, then serves
+ *
+ *   PUT    /security/{endpoint}   {"identity": "...", "key": "<hex>"}: the endpoint's PSK
+ *   DELETE /security/{endpoint}
+ *   GET    /clients                       the registrations Leshan holds now
+ *   GET    /events?endpoint=E             what Leshan's listeners reported, oldest first
+ *   POST   /clients/{endpoint}/read?path=/3/0/0&format=0          (format: a content format code)
+ *   POST   /clients/{endpoint}/observe?path=/3/0/0&format=11542
+ *   POST   /clients/{endpoint}/attributes?path=/1/0/7&pmin=0&pmax=1   Write-Attributes
+ *
+ * A registration is {id, endpoint, identity ("psk:ID" | "unsecure"), secure, lifetime, version,
+ * binding, queue, links: [{url, attribute: value}]}. An event is {event: "registered" |
+ * "updated" | "deregistered", endpoint, registration, (deregistered) expired} or {event:
+ * "notification", endpoint, path, code, values} or {event: "observe-error", endpoint, path,
+ * error}. A request's answer is {code ("2.05"), error, values ({"/3/0/0": value}, what Leshan
+ * decoded)}, or {failure} when there was no answer (a timeout, a refused or undecodable one).
+ */
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
+import java.io.File;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HexFormat;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import org.eclipse.leshan.core.endpoint.Protocol;
+import org.eclipse.leshan.core.link.lwm2m.attributes.DefaultLwM2mAttributeParser;
+import org.eclipse.leshan.core.link.lwm2m.attributes.LwM2mAttributeSet;
+import org.eclipse.leshan.core.model.ObjectLoader;
+import org.eclipse.leshan.core.model.ObjectModel;
+import org.eclipse.leshan.core.node.LwM2mPath;
+import org.eclipse.leshan.core.observation.CompositeObservation;
+import org.eclipse.leshan.core.observation.Observation;
+import org.eclipse.leshan.core.observation.SingleObservation;
+import org.eclipse.leshan.core.request.ContentFormat;
+import org.eclipse.leshan.core.request.DownlinkRequest;
+import org.eclipse.leshan.core.request.ObserveRequest;
+import org.eclipse.leshan.core.request.ReadRequest;
+import org.eclipse.leshan.core.request.WriteAttributesRequest;
+import org.eclipse.leshan.core.response.LwM2mResponse;
+import org.eclipse.leshan.core.response.ObserveCompositeResponse;
+import org.eclipse.leshan.core.response.ObserveResponse;
+import org.eclipse.leshan.core.response.ReadResponse;
+import org.eclipse.leshan.server.LeshanServer;
+import org.eclipse.leshan.server.LeshanServerBuilder;
+import org.eclipse.leshan.server.californium.endpoint.CaliforniumServerEndpointsProvider;
+import org.eclipse.leshan.server.californium.endpoint.coap.CoapServerProtocolProvider;
+import org.eclipse.leshan.server.californium.endpoint.coaps.CoapsServerProtocolProvider;
+import org.eclipse.leshan.server.model.VersionedModelProvider;
+import org.eclipse.leshan.server.observation.ObservationListener;
+import org.eclipse.leshan.server.registration.Registration;
+import org.eclipse.leshan.server.registration.RegistrationListener;
+import org.eclipse.leshan.server.registration.RegistrationUpdate;
+import org.eclipse.leshan.server.security.InMemorySecurityStore;
+import org.eclipse.leshan.server.security.NonUniqueSecurityInfoException;
+import org.eclipse.leshan.server.security.SecurityInfo;
+
+public final class LeshanServerPeer {
+    /** How long a request waits for the client's answer: long, for a loaded 2-core machine. */
+    private static final long REQUEST_TIMEOUT_MS = 20_000;
+
+    private final InMemorySecurityStore security = new InMemorySecurityStore();
+    /** What the listeners reported, oldest first; guarded by itself. */
+    private final List<ObjectNode> events = new ArrayList<>();
+    private LeshanServer server;
+
+    public static void main(String[] args) throws Exception {
+        if (args.length != 3 && args.length != 4) {
+            System.err.println("usage: LeshanServerPeer COAP_PORT COAPS_PORT HTTP_PORT [MODELS_DIR]");
+            System.exit(2);
+        }
+        new LeshanServerPeer().run(Integer.parseInt(args[0]), Integer.parseInt(args[1]),
+                Integer.parseInt(args[2]), args.length == 4 ? new File(args[3]) : null);
+    }
+
+    private void run(int coapPort, int coapsPort, int httpPort, File models) throws IOException {
+        CaliforniumServerEndpointsProvider.Builder endpoints = new CaliforniumServerEndpointsProvider.Builder(
+                new CoapServerProtocolProvider(), new CoapsServerProtocolProvider());
+        endpoints.addEndpoint(new InetSocketAddress(PeerApi.HOST, coapPort), Protocol.COAP);
+        endpoints.addEndpoint(new InetSocketAddress(PeerApi.HOST, coapsPort), Protocol.COAPS);
+        List<ObjectModel> objects = new ArrayList<>(ObjectLoader.loadAllDefault());
+        if (models != null)
+            objects.addAll(ObjectLoader.loadObjectsFromDir(models, true));
+        LeshanServerBuilder builder = new LeshanServerBuilder();
+        builder.setEndpointsProviders(endpoints.build());
+        builder.setSecurityStore(security);
+        builder.setObjectModelProvider(new VersionedModelProvider(objects));
+        server = builder.build();
+        server.getRegistrationService().addListener(new Registrations());
+        server.getObservationService().addListener(new Notifications());
+        server.start();
+        Runtime.getRuntime().addShutdownHook(new Thread(server::destroy));
+
+        HttpServer http = PeerApi.http(httpPort);
+        http.createContext("/security/", this::security);
+        http.createContext("/clients", this::clients);
+        http.createContext("/events", this::events);
+        http.start();
+        PeerApi.ready(server.getEndpoint(Protocol.COAP).getURI().getPort(),
+                server.getEndpoint(Protocol.COAPS).getURI().getPort(), http);
+    }
+
+    // -- the HTTP API ----------------------------------------------------------------------------
+
+    private void security(HttpExchange x) throws IOException {
+        String endpoint = PeerApi.tail(x, "/security/");
+        switch (x.getRequestMethod()) {
+            case "PUT" -> {
+                JsonNode body = PeerApi.JSON.readTree(x.getRequestBody());
+                try {
+                    byte[] key = HexFormat.of().parseHex(body.path("key").asText());
+                    security.add(SecurityInfo.newPreSharedKeyInfo(endpoint, body.path("identity").asText(), key));
+                } catch (IllegalArgumentException | NonUniqueSecurityInfoException e) {
+                    PeerApi.error(x, 400, String.valueOf(e));
+                    return;
+                }
+                PeerApi.reply(x, 204, null);
+            }
+            case "DELETE" -> PeerApi.reply(x, security.remove(endpoint, true) == null ? 404 : 204, null);
+            default -> PeerApi.reply(x, 405, null);
+        }
+    }
+
+    private void events(HttpExchange x) throws IOException {
+        String endpoint = PeerApi.query(x).get("endpoint");
+        ArrayNode out = PeerApi.JSON.createArrayNode();
+        synchronized (events) {
+            for (ObjectNode e : events)
+                if (endpoint == null || endpoint.equals(e.path("endpoint").asText()))
+                    out.add(e.deepCopy());
+        }
+        PeerApi.reply(x, 200, out);
+    }
+
+    private void clients(HttpExchange x) throws IOException {
+        String[] parts = x.getRequestURI().getRawPath().split("/"); // "", "clients", EP, operation
+        if (parts.length == 2 && x.getRequestMethod().equals("GET")) {
+            ArrayNode out = PeerApi.JSON.createArrayNode();
+            for (Iterator<Registration> it = server.getRegistrationService().getAllRegistrations(); it.hasNext();)
+                out.add(registration(it.next()));
+            PeerApi.reply(x, 200, out);
+            return;
+        }
+        if (parts.length != 4 || !x.getRequestMethod().equals("POST")) {
+            PeerApi.reply(x, 405, null);
+            return;
+        }
+        String endpoint = PeerApi.tail(x, "/clients/").split("/")[0];
+        Registration registration = server.getRegistrationService().getByEndpoint(endpoint);
+        if (registration == null) {
+            PeerApi.error(x, 404, "not registered: " + endpoint);
+            return;
+        }
+        Map<String, String> query = PeerApi.query(x);
+        String path = query.remove("path");
+        String format = query.remove("format");
+        ContentFormat contentFormat = format == null ? null : ContentFormat.fromCode(Integer.parseInt(format));
+        DownlinkRequest<? extends LwM2mResponse> request;
+        try {
+            request = switch (parts[3]) {
+                case "read" -> new ReadRequest(contentFormat, path);
+                case "observe" -> new ObserveRequest(contentFormat, path);
+                case "attributes" -> new WriteAttributesRequest(path, new LwM2mAttributeSet(
+                        new DefaultLwM2mAttributeParser().parseQueryParams(query.entrySet().stream()
+                                .map(e -> e.getKey() + "=" + e.getValue()).toList())));
+                default -> null;
+            };
+        } catch (RuntimeException | org.eclipse.leshan.core.link.attributes.InvalidAttributeException e) {
+            PeerApi.error(x, 400, String.valueOf(e));
+            return;
+        }
+        if (request == null) {
+            PeerApi.error(x, 404, "no operation " + parts[3]);
+            return;
+        }
+        ObjectNode out = PeerApi.JSON.createObjectNode();
+        try {
+            LwM2mResponse response = server.send(registration, request, REQUEST_TIMEOUT_MS);
+            if (response == null)
+                out.put("failure", "no answer within " + REQUEST_TIMEOUT_MS + " ms");
+            else
+                answered(out, new LwM2mPath(path), response);
+        } catch (RuntimeException | InterruptedException e) {
+            out.put("failure", String.valueOf(e));
+        }
+        PeerApi.reply(x, 200, out);
+    }
+
+    /** A response's CoAP code, its diagnostic and what Leshan decoded of it. */
+    private static void answered(ObjectNode out, LwM2mPath path, LwM2mResponse response) {
+        out.put("code", PeerApi.code(response.getCode()));
+        if (response.getErrorMessage() != null)
+            out.put("error", response.getErrorMessage());
+        if (response instanceof ReadResponse read && read.getContent() != null)
+            out.set("values", PeerApi.values(path, read.getContent()));
+    }
+
+    private static ObjectNode registration(Registration r) {
+        ObjectNode out = PeerApi.JSON.createObjectNode();
+        out.put("id", r.getId());
+        out.put("endpoint", r.getEndpoint());
+        out.put("identity", PeerApi.identity(r.getClientTransportData()));
+        out.put("secure", r.getClientTransportData().getIdentity().isSecure());
+        out.put("lifetime", r.getLifeTimeInSec());
+        out.put("version", r.getLwM2mVersion().toString());
+        out.put("binding", r.getBindingMode().stream().map(Enum::name).reduce("", String::concat));
+        out.put("queue", r.usesQueueMode());
+        out.set("links", PeerApi.links(r.getObjectLinks()));
+        return out;
+    }
+
+    // -- what Leshan reported --------------------------------------------------------------------
+
+    private void record(ObjectNode event) {
+        synchronized (events) {
+            events.add(event);
+        }
+    }
+
+    private ObjectNode event(String kind, Registration registration) {
+        ObjectNode e = PeerApi.JSON.createObjectNode().put("event", kind).put("endpoint", registration.getEndpoint());
+        e.set("registration", registration(registration));
+        return e;
+    }
+
+    private final class Registrations implements RegistrationListener {
+        @Override
+        public void registered(Registration registration, Registration previous, Collection<Observation> observations) {
+            record(event("registered", registration));
+        }
+
+        @Override
+        public void updated(RegistrationUpdate update, Registration updated, Registration previous) {
+            record(event("updated", updated));
+        }
+
+        @Override
+        public void unregistered(Registration registration, Collection<Observation> observations, boolean expired,
+                Registration newRegistration) {
+            record(event("deregistered", registration).put("expired", expired));
+        }
+    }
+
+    private final class Notifications implements ObservationListener {
+        @Override
+        public void newObservation(Observation observation, Registration registration) {}
+
+        @Override
+        public void cancelled(Observation observation) {}
+
+        @Override
+        public void onResponse(SingleObservation observation, Registration registration, ObserveResponse response) {
+            ObjectNode e = PeerApi.JSON.createObjectNode().put("event", "notification")
+                    .put("endpoint", registration.getEndpoint()).put("path", observation.getPath().toString());
+            answered(e, observation.getPath(), response);
+            record(e);
+        }
+
+        @Override
+        public void onResponse(CompositeObservation observation, Registration registration,
+                ObserveCompositeResponse response) {}
+
+        @Override
+        public void onError(Observation observation, Registration registration, Exception error) {
+            ObjectNode e = PeerApi.JSON.createObjectNode().put("event", "observe-error")
+                    .put("endpoint", registration.getEndpoint()).put("error", String.valueOf(error));
+            if (observation instanceof SingleObservation single)
+                e.put("path", single.getPath().toString());
+            record(e);
+        }
+    }
+}

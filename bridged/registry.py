@@ -4,7 +4,10 @@ the way a reading travels from a transport to the store and to the exposure.
 It is the ``TransportEvents`` every transport reports to. Readings of paired nodes are kept as
 the node's last known values (what a read of a sleepy node answers, with its time) and appended
 to the reading store in small group commits, so a burst of adverts costs one SQLite
-transaction, not one per value; ``flush`` makes everything reported so far durable. Values
+transaction, not one per value; ``flush`` makes everything reported so far durable. The same
+commit keeps each node's last reading of each resource (``ReadingStore.last_values``), which
+a restarted gateway starts from: a sleepy node's Read is answered, and every node is shown
+with its values, before the node talks again. Values
 the gateway read from a node (``values``: a read, an observation's snapshot) are kept and
 shown the same way but never stored: only what a node measured and reported is a reading, so
 one measured value is one upstream record. Anything
@@ -125,8 +128,14 @@ class NodeRegistry:
         self._monotonic = monotonic
         self.transports: dict[str, Transport] = {}
         objects = nodes.objects()
+        last = readings.last_values()
         self.live: dict[NodeId, LiveNode] = {
-            p.id: LiveNode(p, objects.get(p.id, {})) for p in nodes.nodes()
+            p.id: LiveNode(
+                p,
+                objects.get(p.id, {}),
+                values={r.path: Record(r.path, r.value, r.time) for r in last.get(p.id, ())},
+            )
+            for p in nodes.nodes()
         }
         self.heard_nodes: OrderedDict[NodeId, Heard] = OrderedDict()
         self.unpaired_readings = 0

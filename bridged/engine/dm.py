@@ -27,6 +27,7 @@ only the instances that server may read.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -452,9 +453,17 @@ class DeviceManagement:
         answers 2.04 once the backend has applied it, or kept it as desired state for a sleepy
         node; the node's error otherwise. A Delete of a node's instance is 4.05: the instance
         stands for the node, which only unpairing removes (a 2.02 would leave the node's
-        readings flowing upstream). Object-level requests (which mix the gateway's instances
-        and the nodes'), Discover, Create, Write-Attributes and Read-Composite are served from
-        the tree, whose node values are the last ones reported.
+        readings flowing upstream).
+
+        A Read of an object that holds nodes' instances answers every instance it has, as the
+        LwM2M Core says: the gateway's own from the tree, each node's as a Read of that
+        instance would (``_read_object``). A node that cannot answer now (out of reach, too
+        slow, asleep) is there with its last reported values, each with the time it was
+        measured (SenML and JSON carry it, so a server sees how old it is), never left out:
+        one mute node must not make the object unreadable for the others, and the Read of its
+        own instance or resource says why (5.03, 5.04). Other object-level requests,
+        Discover, Create, Write-Attributes and Read-Composite are served from the tree, whose
+        node values are the last ones reported.
         """
         nodes = self.nodes
         sync = (method, segments, query, payload, content_format, accept)
@@ -464,11 +473,14 @@ class DeviceManagement:
             path = Path.from_segments(segments)
             if method == Code.iPATCH and path == ROOT and content_format is not None:
                 return await self._write_composite_nodes(nodes, payload, content_format)
+            reads = method == Code.GET and accept != ContentFormat.LINK_FORMAT
+            if reads and path.level is Level.OBJECT:
+                return await self._read_object(nodes, path, accept) or self.handle(*sync)
             found = nodes.locate(path)
             if found is None:
                 return self.handle(*sync)
             node, local = found
-            if method == Code.GET and accept != ContentFormat.LINK_FORMAT:
+            if reads:
                 return await self._read_node(nodes, path, node, local, accept)
             if method == Code.PUT and (payload or content_format is not None):
                 return await self._write_node(
@@ -494,10 +506,55 @@ class DeviceManagement:
             return error_reply(e)
         return self.handle(*sync)
 
+    async def _read_object(
+        self, nodes: NodeBackend, path: Path, accept: int | None
+    ) -> Reply | None:
+        """The Read of object ``path`` (see ``handle_async``): the nodes' instances read at
+        once, each bounded by the backend's timeout; None when no node has an instance in it
+        (the plain ``read`` answers)."""
+        tree = self.tree_for(path)
+        if not tree.has(path):
+            return None
+        instances = [path.child(iid) for iid in tree.instance_ids(path.ids[0])]
+        located = {instance: nodes.locate(instance) for instance in instances}
+        if not any(located.values()):
+            return None
+        self._check(Operation.READ, path)
+
+        async def read(instance: Path) -> list[Record]:
+            found = located[instance]
+            if found is None:
+                return tree.read(instance)
+            try:
+                return await self._node_read(nodes, instance, *found)
+            except LwM2MError as e:
+                log.info(
+                    "read %s: node %s cannot answer (%s %s): its last reported values",
+                    path,
+                    found[0],
+                    e.code_text,
+                    e,
+                )
+                return tree.read(instance)
+
+        parts = await asyncio.gather(*(read(instance) for instance in instances))
+        records = self._readable([r for part in parts for r in part])
+        codec = self._output_codec(accept, path, records)
+        return self._content(codec, records, path)
+
     async def _read_node(
         self, nodes: NodeBackend, path: Path, node: Any, local: Path, accept: int | None
     ) -> Reply:
         self._check(Operation.READ, path)
+        records = self._readable(await self._node_read(nodes, path, node, local))
+        codec = self._output_codec(accept, path, records)
+        return self._content(codec, records, path)
+
+    async def _node_read(
+        self, nodes: NodeBackend, path: Path, node: Any, local: Path
+    ) -> list[Record]:
+        """What a Read of the node's ``path`` (an instance or deeper) answers: the node's
+        values at their upstream paths, and in an instance what the gateway holds there."""
         tree = self.tree_for(path)
         # The node may have a value the tree has not seen yet: the instance must be exposed
         # and the resource readable, its value need not be there.
@@ -528,9 +585,7 @@ class DeviceManagement:
             records.sort(key=lambda r: r.path.sort_key())
         if not records and path.level >= Level.RESOURCE:
             raise NotFound(f"node {node} has no value at {local}")
-        records = self._readable(records)
-        codec = self._output_codec(accept, path, records)
-        return self._content(codec, records, path)
+        return records
 
     async def _write_node(
         self,

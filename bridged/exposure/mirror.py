@@ -49,13 +49,17 @@ APPLICATION_TYPE = 5750
 node's own data fills it)."""
 
 
+def instance_records(node: LiveNode, oid: int, iid: int) -> list[Record]:
+    """The last reported single-instance resource values of the node's ``/oid/iid``, each
+    with the time it was measured."""
+    return [
+        r for r in node.values.values() if r.path.ids[:2] == (oid, iid) and len(r.path.ids) == 3
+    ]
+
+
 def instance_values(node: LiveNode, oid: int, iid: int) -> list[tuple[int, Value]]:
     """The last reported single-instance resource values of the node's ``/oid/iid``."""
-    return [
-        (r.path.ids[2], r.value)
-        for r in node.values.values()
-        if r.path.ids[:2] == (oid, iid) and len(r.path.ids) == 3
-    ]
+    return [(r.path.ids[2], r.value) for r in instance_records(node, oid, iid)]
 
 
 NODE_DATA_5750 = frozenset({3347})
@@ -115,6 +119,7 @@ class NodeMirror:
                 self.adopted.add((oid, iid))
                 self.paths.show(Shown(node.id, (oid, iid), instance, held=held))
                 self._set(node, [Record(Path((oid, iid, rid)), v) for rid, v in values])
+                self._set(node, instance_records(node, oid, iid))  # with their times
                 continue
             try:
                 self.tree.create_instance(oid, iid, values)
@@ -123,6 +128,7 @@ class NodeMirror:
                 continue
             self.created.add((oid, iid))
             self.paths.show(Shown(node.id, (oid, iid), instance, held=held))
+            self._set(node, instance_records(node, oid, iid))  # with their times
             changed = True
         return changed
 

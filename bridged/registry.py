@@ -7,15 +7,14 @@ to the reading store in small group commits, so a burst of adverts costs one SQL
 transaction, not one per value; ``flush`` makes everything reported so far durable. The same
 commit keeps each node's last reading of each resource (``ReadingStore.last_values``), which
 a restarted gateway starts from: a sleepy node's Read is answered, and every node is shown
-with its values, before the node talks again. Values
-the gateway read from a node (``values``: a read, an observation's snapshot) are kept and
-shown the same way but never stored: only what a node measured and reported is a reading, so
-one measured value is one upstream record. Anything
-from a node that is not paired stops here: it is counted, and shown to ``bridgectl scan``
-through ``heard``, but never reaches the store or a server. A paired node's object list is
-stored as its transport reports it, so after a restart the node is exposed upstream at once,
-with its instances, and its stored readings can be delivered before it is heard again (an
-802.15.4 node only says what it has when it next registers).
+with its values, before the node talks again. Values the gateway read from a node
+(``values``: a read, an observation's snapshot) are kept and shown the same way but never
+stored: only what a node measured and reported is a reading, so one measured value is one
+upstream record. Anything from a node that is not paired stops here: it is counted, and
+shown to ``bridgectl scan`` through ``heard``, but never reaches the store or a server. A
+paired node's object list is stored as its transport reports it, so after a restart the node
+is exposed upstream at once, with its instances, and its stored readings can be delivered
+before it is heard again (an 802.15.4 node only says what it has when it next registers).
 
 Durability: a transport that acknowledges readings to the node (an 802.15.4 node's Send
 answered 2.04) awaits ``durable`` first, so that what a node was told is received survives

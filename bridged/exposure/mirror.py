@@ -3,7 +3,8 @@
 The ``gateway`` and ``endpoints`` exposure modes both show a node as it is: its ``/3303/0``
 stays ``/3303/0`` (under the node's prefix in gateway mode, in the node's own endpoint in
 endpoints mode), so one mirror serves both. What the node reported last is what the tree
-holds; instances come and go as the node's object list does. Instances the tree already had
+holds, each value with the time it was measured (also those a restarted gateway starts
+from); instances come and go as the node's object list does. Instances the tree already had
 (an endpoint's own /3/0, say) are filled with the node's values but never deleted.
 
 **The node's name in 5750 Application Type**, the rule of every exposure mode (one place:

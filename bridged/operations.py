@@ -10,10 +10,12 @@ happens depends on the node:
   write that did not happen. A value read, and a write applied, are reported to the registry as
   the node's readings, so the tree, the store and the observers see them like any other.
 * **sleepy nodes**: a Read answers the last values the node reported, each with the time it
-  was measured (SenML carries it), without waking the radio. A Write or Execute becomes desired
-  state in the ``CommandQueue`` and the server gets 2.04 at once: the node cannot answer now,
-  and a battery node's server expects its commands to be taken when the node next reports.
-  The tree keeps showing what the node last reported until the command is applied.
+  was measured (SenML carries it), without waking the radio; also after a restart, before the
+  node talks again (the registry starts from the last values the store kept). A Write or
+  Execute becomes desired state in the ``CommandQueue`` and the server gets 2.04 at once: the
+  node cannot answer now, and a battery node's server expects its commands to be taken when
+  the node next reports. The tree keeps showing what the node last reported until the command
+  is applied.
 
 Nodes that are not paired are never located (their instances are not exposed at all).
 """

@@ -7,7 +7,10 @@ to the reading store, one transaction per report (an advert, a node's Send with 
 records), before the report is acted on: a BLE advert is acknowledged to nobody, so the
 gateway taking it is the only receipt there is, and a node's Send is answered after it. A
 commit window (readings kept in memory for the next group commit) was lost, uncounted, by every
-kill -9; a transaction costs ~50 us. Values the gateway read from a node (``values``: a read,
+kill -9; a transaction costs ~50 us. The same commit keeps each node's last reading of each
+resource (``ReadingStore.last_values``), which a restarted gateway starts from: a sleepy
+node's Read is answered, and every node is shown with its values, before the node talks
+again. Values the gateway read from a node (``values``: a read,
 an observation's snapshot) are kept and shown the same way but never stored: only what a node
 measured and reported is a reading, so one measured value is one upstream record. Anything
 from a node that is not paired stops here: it is counted, and shown to ``bridgectl scan``
@@ -127,8 +130,14 @@ class NodeRegistry:
         self._monotonic = monotonic
         self.transports: dict[str, Transport] = {}
         objects = nodes.objects()
+        last = readings.last_values()
         self.live: dict[NodeId, LiveNode] = {
-            p.id: LiveNode(p, objects.get(p.id, {})) for p in nodes.nodes()
+            p.id: LiveNode(
+                p,
+                objects.get(p.id, {}),
+                values={r.path: Record(r.path, r.value, r.time) for r in last.get(p.id, ())},
+            )
+            for p in nodes.nodes()
         }
         self.heard_nodes: OrderedDict[NodeId, Heard] = OrderedDict()
         self.unpaired_readings = 0

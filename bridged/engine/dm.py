@@ -27,6 +27,7 @@ only the instances that server may read.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -452,10 +453,19 @@ class DeviceManagement:
         holds in the node's instance (its name in 5750) from the tree. A Write or Execute
         answers 2.04 once the backend has applied it, or kept it as desired state for a sleepy
         node; the node's error otherwise. A Delete of a node's instance, and a Create in an
-        object that holds nodes' instances, are 4.05 (``node_owned``). Other object-level
-        requests (which mix the gateway's instances and the nodes'), Discover,
-        Write-Attributes and Read-Composite are served from the tree, whose node values are
-        the last ones reported.
+        object that holds nodes' instances, are 4.05 (``node_owned``): the instance stands for
+        the node, which only pairing and unpairing change (a 2.02 would leave the node's
+        readings flowing upstream).
+
+        A Read of an object that holds nodes' instances answers every instance it has, as the
+        LwM2M Core says: the gateway's own from the tree, each node's as a Read of that
+        instance would (``_read_object``). A node that cannot answer now (out of reach, too
+        slow, asleep) is there with its last reported values, each with the time it was
+        measured (SenML and JSON carry it, so a server sees how old it is), never left out:
+        one mute node must not make the object unreadable for the others, and the Read of its
+        own instance or resource says why (5.03, 5.04). Other object-level requests,
+        Discover, Write-Attributes and Read-Composite are served from the tree, whose node
+        values are the last ones reported.
         """
         nodes = self.nodes
         sync = (method, segments, query, payload, content_format, accept)
@@ -468,11 +478,14 @@ class DeviceManagement:
             if method == Code.POST and path.level is Level.OBJECT and nodes.holds_nodes(path):
                 self.tree_for(path)  # an end device that is not there is 4.04
                 raise node_owned(path)
+            reads = method == Code.GET and accept != ContentFormat.LINK_FORMAT
+            if reads and path.level is Level.OBJECT:
+                return await self._read_object(nodes, path, accept) or self.handle(*sync)
             found = nodes.locate(path)
             if found is None:
                 return self.handle(*sync)
             node, local = found
-            if method == Code.GET and accept != ContentFormat.LINK_FORMAT:
+            if reads:
                 return await self._read_node(nodes, path, node, local, accept)
             if method == Code.PUT and (payload or content_format is not None):
                 return await self._write_node(
@@ -497,6 +510,42 @@ class DeviceManagement:
             )
             return error_reply(e)
         return self.handle(*sync)
+
+    async def _read_object(
+        self, nodes: NodeBackend, path: Path, accept: int | None
+    ) -> Reply | None:
+        """The Read of object ``path`` (see ``handle_async``): the nodes' instances read at
+        once, each bounded by the backend's timeout; None when no node has an instance in it
+        (the plain ``read`` answers)."""
+        tree = self.tree_for(path)
+        if not tree.has(path):
+            return None
+        instances = [path.child(iid) for iid in tree.instance_ids(path.ids[0])]
+        located = {instance: nodes.locate(instance) for instance in instances}
+        if not any(located.values()):
+            return None
+        self._check(Operation.READ, path)
+
+        async def read(instance: Path) -> list[Record]:
+            found = located[instance]
+            if found is None:
+                return tree.read(instance)
+            try:
+                return await read_node(nodes, self.tree_for(instance), instance, *found)
+            except LwM2MError as e:
+                log.info(
+                    "read %s: node %s cannot answer (%s %s): its last reported values",
+                    path,
+                    found[0],
+                    e.code_text,
+                    e,
+                )
+                return tree.read(instance)
+
+        parts = await asyncio.gather(*(read(instance) for instance in instances))
+        records = self._readable([r for part in parts for r in part])
+        codec = self._output_codec(accept, path, records)
+        return self._content(codec, records, path)
 
     async def _read_node(
         self, nodes: NodeBackend, path: Path, node: Any, local: Path, accept: int | None

@@ -35,7 +35,7 @@ from bridged.registry import LiveNode
 from bridged.store.nodes import NodeId, NodeStore
 
 from .mapping import PathMap, Shown, exposable
-from .mirror import APPLICATION_TYPE, apply_readings, initial_values
+from .mirror import APPLICATION_TYPE, apply_readings, initial_values, instance_records
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,9 @@ class InstancesExposure:
                 log.warning("node %s: /%d/%d not exposed: %s", node.id, oid, iid, e)
                 continue
             self.paths.show(Shown(node.id, (oid, iid), Path((oid, gw)), held=held))
+            apply_readings(
+                self.tree, self.paths, node, instance_records(node, oid, iid), claim=False
+            )  # with their times
         self._battery_instance(node)
 
     def _battery_instance(self, node: LiveNode) -> None:
@@ -114,6 +117,7 @@ class InstancesExposure:
             node.id, BATTERY_INSTANCE, Path((GENERIC_SENSOR, gw)), {SENSOR_VALUE: BATTERY_LEVEL}
         )
         self.paths.show(battery)
+        apply_readings(self.tree, self.paths, node, [level], claim=False)  # with its time
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
         self._battery_instance(node)

@@ -3,7 +3,8 @@
 The ``gateway`` and ``endpoints`` exposure modes both show a node as it is: its ``/3303/0``
 stays ``/3303/0`` (under the node's prefix in gateway mode, in the node's own endpoint in
 endpoints mode), so one mirror serves both. What the node reported last is what the tree
-holds; instances come and go as the node's object list does. Instances the tree already had
+holds, each value with the time it was measured (also those a restarted gateway starts
+from); instances come and go as the node's object list does. Instances the tree already had
 (an endpoint's own /3/0, say) are filled with the node's values but never deleted.
 
 **The node's name in 5750 Application Type**, the rule of every exposure mode (one place:
@@ -49,13 +50,17 @@ APPLICATION_TYPE = 5750
 node's own data fills it)."""
 
 
+def instance_records(node: LiveNode, oid: int, iid: int) -> list[Record]:
+    """The last reported single-instance resource values of the node's ``/oid/iid``, each
+    with the time it was measured."""
+    return [
+        r for r in node.values.values() if r.path.ids[:2] == (oid, iid) and len(r.path.ids) == 3
+    ]
+
+
 def instance_values(node: LiveNode, oid: int, iid: int) -> list[tuple[int, Value]]:
     """The last reported single-instance resource values of the node's ``/oid/iid``."""
-    return [
-        (r.path.ids[2], r.value)
-        for r in node.values.values()
-        if r.path.ids[:2] == (oid, iid) and len(r.path.ids) == 3
-    ]
+    return [(r.path.ids[2], r.value) for r in instance_records(node, oid, iid)]
 
 
 NODE_DATA_5750 = frozenset({3347})
@@ -115,6 +120,7 @@ class NodeMirror:
                 self.adopted.add((oid, iid))
                 self.paths.show(Shown(node.id, (oid, iid), instance, held=held))
                 self._set(node, [Record(Path((oid, iid, rid)), v) for rid, v in values])
+                self._set(node, instance_records(node, oid, iid))  # with their times
                 continue
             try:
                 self.tree.create_instance(oid, iid, values)
@@ -123,6 +129,7 @@ class NodeMirror:
                 continue
             self.created.add((oid, iid))
             self.paths.show(Shown(node.id, (oid, iid), instance, held=held))
+            self._set(node, instance_records(node, oid, iid))  # with their times
             changed = True
         return changed
 

@@ -90,6 +90,24 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE nodes ADD COLUMN session TEXT NOT NULL DEFAULT 'null'
     """,
+    # 5: each paired node's last reported value of each resource, with its time, so that a
+    # restarted gateway answers a read of a sleepy node (and shows every node upstream) before
+    # the node talks again: readings are deleted once delivered. Seeded with what the readings
+    # table still holds.
+    """
+    CREATE TABLE last_values (
+        node_id TEXT NOT NULL,
+        path    TEXT NOT NULL,
+        kind    INTEGER NOT NULL,
+        value   ANY,
+        time    REAL NOT NULL,
+        PRIMARY KEY (node_id, path)
+    ) STRICT;
+    INSERT INTO last_values(node_id, path, kind, value, time)
+        SELECT node_id, path, kind, value, time FROM readings
+         WHERE seq IN (SELECT max(seq) FROM readings GROUP BY node_id, path)
+           AND node_id IN (SELECT id FROM nodes)
+    """,
 )
 
 

@@ -24,7 +24,16 @@ from .database import DatabaseError, connect, transaction
 from .files import write_private_file
 from .secrets import parse_secrets
 
-TABLES = ("nodes", "instance_ids", "prefixes", "commands", "cursors", "counters", "readings")
+TABLES = (
+    "nodes",
+    "instance_ids",
+    "prefixes",
+    "commands",
+    "cursors",
+    "counters",
+    "readings",
+    "last_values",
+)
 """What is copied, most precious first: a table that breaks the copy half-way cannot take the
 pairings with it."""
 

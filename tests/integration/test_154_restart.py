@@ -24,7 +24,7 @@ from emulators.world import World, node_eui64
 
 from bridged.engine.registration import EventKind
 from bridged.objects.values import Record
-from peers.lwm2m_server import LwM2MTestServer
+from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
 
 ENDPOINT = "gw-154-restart"
 TIMEOUT = 60.0
@@ -153,4 +153,34 @@ async def test_no_reading_is_lost_across_kill_9_and_sigterm(
         assert not lost, f"{len(lost)} of {len(produced)} lost ({duplicates} duplicates)"
         assert [registrations(n) for n in nodes] == [1, 1], "no node had to register again"
         assert "answered 4.04" not in daemon.log.read_text()
+        assert await daemon.stop() == 0
+
+
+async def test_after_a_restart_a_sleeping_nodes_read_answers_its_last_report(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """A node in queue mode (paired without --sleepy) Sends a temperature, which the server
+    gets (and the gateway deletes once delivered); the daemon restarts while the node sleeps
+    on with its radio off. The server's Read of /3303 has the node's instance with that value
+    and the node's time, and the Read of the resource answers it (not 5.03)."""
+    async with World(tmp_path) as world:
+        assert world.air is not None
+        daemon = await world.start_daemon(server.uri, endpoint=ENDPOINT)
+        await daemon.ctl_json("pair", "802154", node_eui64(3).hex(), "--name", "cellar")
+        node = await world.add_node(3, "cellar", sleepy=True)
+        await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+        measured = float(int(time.time()) - 100)
+        assert (await node.send([Record(TEMPERATURE, 16.5, measured)])).code == Code.CHANGED
+        await until(lambda: measured in received(server), "the Send delivered")
+        assert await daemon.stop() == 0
+        world.air.drop = lambda psdu: True  # asleep: its radio is off
+        daemon = await world.start_daemon(server.uri, endpoint=ENDPOINT)
+        await until(lambda: ENDPOINT in server.clients, "the gateway registered again")
+        read = await server.request(ENDPOINT, Code.GET, "/3303", accept=112)
+        assert read.code == Code.CONTENT
+        (last,) = [r for r in decode_senml_cbor(read.payload) if r.name.endswith("/5700")]
+        assert (last.value, last.time) == (16.5, measured)
+        read = await server.request(ENDPOINT, Code.GET, last.name, accept=112)
+        assert read.code == Code.CONTENT, read.payload
+        assert [(r.value, r.time) for r in decode_senml_cbor(read.payload)] == [(16.5, measured)]
         assert await daemon.stop() == 0

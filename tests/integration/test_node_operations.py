@@ -5,6 +5,7 @@ and a command kept for a sleepy node survives kill -9 of the process that took i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,13 +21,15 @@ from aiocoap.numbers.codes import Code
 from airs import COLOUR, RESET_MIN_MAX, SWITCH, TEMPERATURE, AirKind, air_kind_fixture, until  # noqa: F401
 from clients import FAST_RETRY
 from emulators.bluez import bluez_bus, bluez_fixture  # noqa: F401 (fixtures)
-from nodegw import AirGateway, air_gateway
+from nodegw import AirGateway, air_gateway, node_gateway
 
 from bridged.commands import CommandQueue, CommandStatus
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
+from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
+from bridged.operations import NodeOperations
 from bridged.registry import NodeRegistry
 from bridged.store.database import connect
 from bridged.store.nodes import NodeStore
@@ -37,24 +40,32 @@ from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
 EP = "gw-nodes"
 
 
+@contextlib.asynccontextmanager
+async def registered(
+    tree: ObjectTree, operations: NodeOperations, server: LwM2MTestServer
+) -> AsyncIterator[None]:
+    """The real client over ``tree`` and ``operations``, registered with ``server`` as EP."""
+    client = LwM2MClient(
+        tree,
+        EP,
+        ServerConfig(server.uri, retry=FAST_RETRY),
+        bind=("127.0.0.1", 0),
+        nodes=operations,
+    )
+    await client.start()
+    try:
+        await until(lambda: EP in server.clients, "the gateway registered")
+        yield
+    finally:
+        await client.stop()
+
+
 @pytest.fixture
 async def gw(
     air_kind: AirKind, server: LwM2MTestServer, tmp_path: FsPath
 ) -> AsyncIterator[AirGateway]:
-    async with air_gateway(tmp_path, air_kind) as gw:
-        client = LwM2MClient(
-            gw.tree,
-            EP,
-            ServerConfig(server.uri, retry=FAST_RETRY),
-            bind=("127.0.0.1", 0),
-            nodes=gw.operations,
-        )
-        await client.start()
-        try:
-            await until(lambda: EP in server.clients, "the gateway registered")
-            yield gw
-        finally:
-            await client.stop()
+    async with air_gateway(tmp_path, air_kind) as gw, registered(gw.tree, gw.operations, server):
+        yield gw
 
 
 async def test_read_reaches_the_node(server: LwM2MTestServer, gw: AirGateway) -> None:
@@ -238,3 +249,27 @@ async def test_a_read_of_a_nodes_battery_reaches_the_node(
         f"{instance}/5701": "%",
         f"{instance}/5750": "kitchen battery",
     }
+
+
+async def test_an_object_read_asks_each_nodes_instance(
+    server: LwM2MTestServer, tmp_path: FsPath
+) -> None:
+    """The awake node has never reported: the Read of /3303 asks it, as a Read of its
+    instance would, instead of showing its instance without a value; the sleepy node's
+    instance has its last report with its time, and the gateway's own instance is there."""
+    gw = node_gateway(tmp_path)
+    measured = float(int(time.time()) - 100)
+    gw.sim.report(gw.sleepy, measured)
+    awake, sleepy = (
+        str(gw.exposure.paths.upstream(n.id, TEMPERATURE)) for n in (gw.awake, gw.sleepy)
+    )
+    try:
+        async with registered(gw.tree, gw.operations, server):
+            read = await server.request(EP, Code.GET, "/3303", accept=112)
+    finally:
+        await gw.commands.close()
+    assert read.code == Code.CONTENT
+    values = {r.name: (r.value, r.time) for r in decode_senml_cbor(read.payload)}
+    assert values["/3303/0/5750"] == ("gateway", None)
+    assert isinstance(values[awake][0], float), "the awake node was asked"
+    assert values[sleepy] == (gw.sleepy.values(measured)[0].value, measured)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -337,3 +338,65 @@ async def test_a_bootstrap_server_neither_writes_nor_deletes_a_nodes_instance(
         assert f"<{instance}>" in links, "the node's instance stays"
         assert "</3303/0>" not in links, "the gateway's own went"
     assert gw.tree.get(Path((*instance.ids, 5750))) == "kitchen"
+
+
+# -- after a restart, and when a node cannot answer ---------------------------------------------
+
+
+def _object_of(instance: str) -> str:
+    """``/dev0/3303/0`` -> ``/dev0/3303``: the object path of an instance path."""
+    return instance.rsplit("/", 1)[0]
+
+
+def _timed(payload: bytes) -> dict[str, tuple[object, float | None]]:
+    return {r.name: (r.value, r.time) for r in decode_senml_cbor(payload)}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_after_a_restart_a_sleepy_nodes_reads_answer_its_last_report(
+    mode: str, server: LwM2MTestServer, tmp_path: FsPath
+) -> None:
+    """The node Sent its temperature, which was delivered (and so deleted from the store); the
+    gateway restarts and the node sleeps on without a word. A Read of the resource answers the
+    last report with the time it was measured, and the object's Read has the node's instance
+    with it (not 5.03, not an instance without its value)."""
+    measured = float(int(time.time()) - 100)
+    async with mode_gateway(mode, server, tmp_path) as gw:
+        node = await gw.add(2, "cellar", sleepy=True)
+        await gw.air.report(node, 16.5, measured)  # its Send, durable before its 2.04
+    async with mode_gateway(mode, server, tmp_path) as gw:  # the node asleep, not on the air
+        endpoint = gw.endpoint(node)
+        await until(lambda: endpoint in server.clients, "registered again")
+        target = gw.path(node, TEMPERATURE)
+        read = await server.request(endpoint, Code.GET, target, accept=SENML_CBOR)
+        assert read.code == Code.CONTENT, read.payload
+        assert _timed(read.payload) == {target: (16.5, measured)}
+        whole = _object_of(gw.path(node, TEMPERATURE.truncate(TEMPERATURE.level.INSTANCE)))
+        read = await server.request(endpoint, Code.GET, whole, accept=SENML_CBOR)
+        assert read.code == Code.CONTENT, read.payload
+        assert _timed(read.payload)[target] == (16.5, measured)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_object_read_keeps_a_node_that_cannot_answer_with_its_last_report(
+    mode: str, server: LwM2MTestServer, tmp_path: FsPath
+) -> None:
+    """An awake node reported, then the gateway restarted and the node is gone from the air. A
+    Read of its resource says why (the node does not answer); the Read of the object still has
+    the node's instance with the value it last reported and that value's time."""
+    measured = float(int(time.time()) - 30)
+    async with mode_gateway(mode, server, tmp_path) as gw:
+        node = await gw.add(1, "kitchen")
+        await gw.air.report(node, 19.25, measured)
+    async with mode_gateway(mode, server, tmp_path) as gw:
+        endpoint = gw.endpoint(node)
+        await until(lambda: endpoint in server.clients, "registered again")
+        for operations in gw.operations:
+            operations.timeout = 0.3
+        target = gw.path(node, TEMPERATURE)
+        lost = await server.request(endpoint, Code.GET, target)
+        assert lost.code in (Code.SERVICE_UNAVAILABLE, Code.GATEWAY_TIMEOUT), lost
+        whole = _object_of(gw.path(node, TEMPERATURE.truncate(TEMPERATURE.level.INSTANCE)))
+        read = await server.request(endpoint, Code.GET, whole, accept=SENML_CBOR)
+        assert read.code == Code.CONTENT, read.payload
+        assert _timed(read.payload)[target] == (19.25, measured)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from bridged.objects.paths import Path
 from bridged.objects.values import ObjLnk, Value
 from bridged.store.database import connect
-from bridged.store.nodes import NodeId
+from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import DROPPED_AGE, DROPPED_COUNT, Bounds, Reading, ReadingStore
 
 NODE = NodeId("ble", "A4:C1:38:00:11:22")
@@ -146,3 +146,30 @@ def test_every_value_type_comes_back_as_it_went_in(vals: list[Value]) -> None:
     back = [s.reading for s in store.pending("a")]
     assert back == sent
     assert [type(r.value) for r in back] == [type(v) for v in vals]
+
+
+def test_a_paired_nodes_last_value_of_each_resource_outlives_delivery(
+    tmp_path: FsPath, clock: Clock
+) -> None:
+    """One row per node resource, the last reported, kept after its reading is delivered and
+    deleted, and after reopening; none for a node not paired; gone when the node is unpaired."""
+    conn = connect(tmp_path / "state.db")
+    nodes = NodeStore(conn)
+    nodes.pair(PairedNode(NODE, "kitchen", "bthome"))
+    stranger = NodeId("ble", "A4:C1:38:00:00:01")
+    humidity = Path.parse("/3304/0/5700")
+    store = ReadingStore(conn, clock=clock)
+    store.add_consumer("a")
+    store.append([*readings(3), Reading(NODE, humidity, 55, 1_700_000_001.0)])
+    store.append([*readings(2, 1_700_000_010.0), Reading(stranger, TEMP, 1.0, clock.now)])
+    store.ack("a", store.pending("a")[-1].seq)
+    assert len(store) == 0
+    last = ReadingStore(connect(tmp_path / "state.db"), clock=clock).last_values()
+    assert last == {
+        NODE: [
+            Reading(NODE, TEMP, 20.1, 1_700_000_011.0),
+            Reading(NODE, humidity, 55, 1_700_000_001.0),
+        ]
+    }
+    nodes.unpair(NODE)
+    assert store.last_values() == {}

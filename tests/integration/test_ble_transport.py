@@ -26,7 +26,10 @@ from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import Secret, SecretStore
 from bridged.transports.base import transport_class
-from bridged.transports.ble import bthome
+from bridged.transports.ble import bthome, formats
+from bridged.transports.ble.advert_data import ManufacturerData
+from bridged.transports.ble.errors import MalformedAdvert
+from bridged.transports.ble.measurements import Frame, Measurement
 from bridged.transports.ble.scanner import ScannerState
 from bridged.transports.ble.transport import BleTransport, node_id
 
@@ -253,6 +256,50 @@ async def test_ruuvi_and_atc_pvvx_adverts(
     await until(lambda: TEMPERATURE in registry.live[node].values, "the readings")
     got = values(registry, node)
     assert {p: got[p] for p in expected} == expected
+
+
+class CellarFormat:
+    """A test-only advert format: a temperature (s16 LE, 0.01 °C) as manufacturer data of
+    0xFFFF, the company ID the Bluetooth SIG keeps for tests; 3 bytes are another format."""
+
+    name = "cellar"
+    where = ManufacturerData(0xFFFF)
+
+    def decode(self, data: bytes, address: str, bindkey: bytes | None) -> Frame | None:
+        if len(data) == 3:
+            return None
+        if len(data) != 2:
+            raise MalformedAdvert(f"a cellar advert is 2 bytes, not {len(data)}")
+        value = int.from_bytes(data, "little", signed=True) / 100
+        return Frame((Measurement("temperature", value, "Cel"),))
+
+
+async def test_a_registered_advert_format_is_decoded_from_the_air(
+    bluez: BluezEmulator,
+    registry: NodeRegistry,
+    ble: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The extension point: a format registered in ``formats.FORMATS`` (here by the test) is
+    asked by the real scanner path, for its readings and for what it refuses."""
+    monkeypatch.setattr(formats, "FORMATS", (*formats.FORMATS, CellarFormat()))
+    transport = await ble()
+    node, other = node_id(SENSOR), node_id(OTHER)
+    registry.pair(PairedNode(node, "cellar", "cellar"))
+    registry.pair(PairedNode(other, "shed", "cellar"))
+    reading = (-1234).to_bytes(2, "little", signed=True)
+    assert await bluez.advertise(SENSOR, manufacturer_data={0xFFFF: reading})
+    await until(lambda: TEMPERATURE in registry.live[node].values, "the temperature")
+    assert stored(registry, node) == {TEMPERATURE: -12.34, Path.parse("/3303/0/5701"): "Cel"}
+    assert registry.heard_nodes[node].profile == "cellar"
+
+    assert await bluez.advertise(OTHER, manufacturer_data={0xFFFF: b"\x01"})
+    await until(lambda: transport.malformed[other] == 1, "the malformed advert to be counted")
+    assert registry.heard_nodes[other].profile == "cellar"  # refused, still heard as a cellar
+    assert await bluez.advertise(OTHER, rssi=-75, manufacturer_data={0xFFFF: bytes(3)})
+    await until(lambda: registry.heard_nodes[other].rssi == -75, "the declined advert")
+    assert registry.heard_nodes[other].profile is None  # declined: no format knows it
+    assert stored(registry, other) == {}
 
 
 async def test_an_advert_only_node_cannot_be_written_or_executed(

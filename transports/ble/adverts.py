@@ -1,18 +1,19 @@
 """From a heard advert to node-local records: the one call the BLE transport makes per advert.
 
-``AdvertDecoder.decode`` finds the format (BTHome v2 service data under 0xFCD2, Ruuvi RAWv2
-manufacturer data under 0x0499, ATC1441 or pvvx service data under 0x181A, in that order),
-decodes it, applies the per-node memory no stateless decoder can have, and maps the
-measurements to records with ``measurements.RecordMapper``:
+``AdvertDecoder.decode`` asks the registry of advert formats (formats.py: BTHome v2 service
+data under 0xFCD2, Ruuvi RAWv2 manufacturer data under 0x0499, ATC1441 or pvvx service data
+under 0x181A, in that order) for the first that decodes the advert, then applies the per-node
+memory no stateless format can have, the same for every format, and maps the measurements to
+records with ``measurements.RecordMapper``:
 
-* **Replay protection.** An encrypted BTHome frame's counter must be above the last one
+* **Replay protection.** An encrypted frame's counter must be above the last one
   accepted from that node: a lower counter, or the same counter on different bytes, is
   ``ReplayedAdvert``. The counter is recorded only after the MIC verified, so forged frames
   cannot push it up, and counters are kept apart from the dedupe memory, so a flood of
   unpaired addresses cannot evict them. A node whose counter restarted (new battery) needs
   ``forget`` (re-pairing does it). Counters live in memory: after a restart the first frame
   sets the mark again.
-* **Downgrade refusal.** With a bind key, only encrypted BTHome is accepted from the node:
+* **Downgrade refusal.** With a bind key, only encrypted frames are accepted from the node:
   plaintext (of any format) is ``UnencryptedAdvert``.
 * **Dedupe.** Nodes repeat each advert several times. An advert whose packet ID (BTHome
   packet ID, Ruuvi measurement sequence, ATC/pvvx counter) equals the last accepted one of that
@@ -31,12 +32,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM
-
 from bridged.objects.values import Record
 
-from . import atc, bthome, ruuvi
-from .advert_data import RawAdvert
+from . import formats
+from .advert_data import AdvertFormat, RawAdvert
 from .errors import (
     AdvertDecodeError,
     BindKeyRequired,
@@ -101,7 +100,8 @@ class _Counter:
 
 class AdvertDecoder:
     """Per-gateway advert decoding state: replay counters, packet IDs and button counts per
-    address, bounded. Not thread-safe; the transport calls it from its event loop."""
+    address, bounded. Not thread-safe; the transport calls it from its event loop. The formats
+    are those registered in ``formats.FORMATS`` when it is made."""
 
     def __init__(
         self,
@@ -111,10 +111,10 @@ class AdvertDecoder:
     ) -> None:
         self.max_nodes = max_nodes
         self.dedupe_window = dedupe_window
+        self._formats: tuple[AdvertFormat, ...] = formats.FORMATS
         self._mapper = RecordMapper()
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
         self._counters: OrderedDict[str, _Counter] = OrderedDict()
-        self._ciphers: dict[bytes, AESCCM] = {}
 
     def forget(self, address: str) -> None:
         """Drop what is remembered of ``address`` (on pairing, unpairing or a new bind key)."""
@@ -122,55 +122,33 @@ class AdvertDecoder:
         self._counters.pop(address, None)
 
     def decode(self, advert: RawAdvert, bindkey: bytes | None = None) -> Decoded | None:
-        """Decode and map ``advert``; None when no format here recognises it.
+        """Decode and map ``advert``; None when no registered format recognises it.
 
-        ``bindkey`` is the node's BTHome bind key when it has one: encrypted adverts need it,
-        and with it plaintext ones are refused. Raises only ``AdvertDecodeError`` subclasses.
+        ``bindkey`` is the node's bind key when it has one: encrypted adverts need it, and with
+        it plaintext ones are refused. Raises only ``AdvertDecodeError`` subclasses, whose
+        ``profile`` names the format that recognised the advert.
         """
-        sd = advert.service_data
-        data = sd.get(bthome.UUID)
-        if data is not None:
-            return self._bthome(advert, data, bindkey)
-        found: tuple[str, Frame] | None = None
-        md = advert.manufacturer_data.get(ruuvi.COMPANY_ID)
-        if md is not None and ruuvi.is_rawv2(md):
-            found = ("ruuvi", ruuvi.decode(md))
-        else:
-            ess = sd.get(atc.UUID)
-            if ess is not None:
-                found = atc.decode(ess)
-        if found is None:
-            return None
-        if bindkey is not None:
-            raise UnencryptedAdvert(f"{found[0]} advert from {advert.address}, a keyed node")
-        profile, frame = found
-        return self._accept(advert, profile, frame, encrypted=False)
-
-    def _bthome(self, advert: RawAdvert, data: bytes, bindkey: bytes | None) -> Decoded:
-        if data and not data[0] & bthome.ENCRYPTED and bindkey is not None:
-            raise UnencryptedAdvert(f"plaintext BTHome advert from {advert.address}, a keyed node")
-        key = None if bindkey is None else self._cipher(bindkey)
-        parsed = bthome.decode(data, advert.address, key)
-        if parsed.counter is not None:
-            self._check_counter(advert.address, parsed.counter, data)
-        return self._accept(advert, "bthome", parsed.frame(), encrypted=parsed.encrypted)
-
-    def _cipher(self, bindkey: bytes) -> AESCCM:
-        aes = self._ciphers.get(bindkey)
-        if aes is None:
-            if len(self._ciphers) >= self.max_nodes:
-                self._ciphers.clear()
-            aes = self._ciphers[bindkey] = bthome.cipher(bindkey)
-        return aes
+        for fmt in self._formats:
+            data = fmt.where.find(advert)
+            if data is None:
+                continue
+            try:
+                frame = fmt.decode(data, advert.address, bindkey)
+                if frame is not None:
+                    return self._accept(advert, fmt.name, data, frame, bindkey)
+            except AdvertDecodeError as e:
+                e.profile = fmt.name
+                raise
+        return None
 
     def _check_counter(self, address: str, counter: int, data: bytes) -> None:
         last = self._counters.get(address)
         if last is not None:
             if counter == last.value and data == last.frame:
-                raise DuplicateAdvert(f"BTHome frame {counter} from {address} again")
+                raise DuplicateAdvert(f"encrypted frame {counter} from {address} again")
             if counter <= last.value:
                 raise ReplayedAdvert(
-                    f"BTHome counter {counter} from {address} is not above {last.value}"
+                    f"encryption counter {counter} from {address} is not above {last.value}"
                 )
             self._counters.move_to_end(address)
             last.value, last.frame = counter, data
@@ -179,7 +157,15 @@ class AdvertDecoder:
         if len(self._counters) > self.max_nodes:
             self._counters.popitem(last=False)
 
-    def _accept(self, advert: RawAdvert, profile: str, frame: Frame, encrypted: bool) -> Decoded:
+    def _accept(
+        self, advert: RawAdvert, profile: str, data: bytes, frame: Frame, bindkey: bytes | None
+    ) -> Decoded:
+        if bindkey is not None and not frame.encrypted:
+            raise UnencryptedAdvert(
+                f"plaintext {profile} advert from {advert.address}, a keyed node"
+            )
+        if frame.counter is not None:
+            self._check_counter(advert.address, frame.counter, data)
         seen = self._seen.get(advert.address)
         if seen is None:
             seen = self._seen[advert.address] = _Seen()
@@ -206,4 +192,4 @@ class AdvertDecoder:
                     seen.buttons[n] += 1
                 counts.append(seen.buttons[n])
         records = self._mapper.records(frame.measurements, advert.time, counts)
-        return Decoded(profile, records, encrypted, pid, frame.measurements)
+        return Decoded(profile, records, frame.encrypted, pid, frame.measurements)

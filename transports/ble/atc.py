@@ -15,10 +15,15 @@ Other lengths on 0x181A (pvvx's encrypted variants, other firmware) are not thes
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .advert_data import ServiceData, Where
 from .errors import MalformedAdvert
 from .measurements import Frame, Measurement
 
 UUID = "0000181a-0000-1000-8000-00805f9b34fb"
+WHERE = ServiceData(UUID)
 ATC1441_LENGTH = 13
 PVVX_LENGTH = 15
 
@@ -60,11 +65,27 @@ def decode_pvvx(data: bytes) -> Frame:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CustomFormat:
+    """ATC1441 or pvvx as an advert format (formats.py): service data of 0x181A of its length."""
+
+    name: str
+    length: int
+    read: Callable[[bytes], Frame]
+    where: Where = WHERE
+
+    def decode(self, data: bytes, address: str, bindkey: bytes | None) -> Frame | None:
+        return self.read(data) if len(data) == self.length else None
+
+
+ATC1441 = CustomFormat("atc1441", ATC1441_LENGTH, decode_atc1441)
+PVVX = CustomFormat("pvvx", PVVX_LENGTH, decode_pvvx)
+
+
 def decode(data: bytes) -> tuple[str, Frame] | None:
     """The profile ("atc1441" or "pvvx") and frame of 0x181A service data, or None for a
     length that is neither format."""
-    if len(data) == ATC1441_LENGTH:
-        return "atc1441", decode_atc1441(data)
-    if len(data) == PVVX_LENGTH:
-        return "pvvx", decode_pvvx(data)
+    for custom in (ATC1441, PVVX):
+        if len(data) == custom.length:
+            return custom.name, custom.read(data)
     return None

@@ -22,10 +22,12 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
+from .advert_data import ServiceData
 from .errors import BindKeyRequired, DecryptionFailed, MalformedAdvert, UnknownObjectId
 from .measurements import BINARY_KINDS, Frame, Measurement
 
@@ -199,7 +201,9 @@ class BTHomeFrame:
         )
 
     def frame(self) -> Frame:
-        return Frame(self.measurements, self.packet_id)
+        return Frame(
+            self.measurements, self.packet_id, encrypted=self.encrypted, counter=self.counter
+        )
 
 
 def mac_bytes(address: str) -> bytes:
@@ -273,6 +277,19 @@ def decode(
         mac=mac,
         counter=counter,
     )
+
+
+class BTHomeFormat:
+    """BTHome v2 as an advert format (formats.py): all service data under 0xFCD2 is BTHome."""
+
+    name: Final = "bthome"
+    where: Final = ServiceData(UUID)
+
+    def decode(self, data: bytes, address: str, bindkey: bytes | None) -> Frame:
+        return decode(data, address, bindkey).frame()
+
+
+BTHOME = BTHomeFormat()
 
 
 def _objects(payload: bytes) -> tuple[tuple[int, ObjectValue], ...]:

@@ -11,6 +11,10 @@ from __future__ import annotations
 class AdvertDecodeError(ValueError):
     """An advert of a recognised format that could not be turned into measurements."""
 
+    profile: str | None = None
+    """The format that recognised the advert (``AdvertFormat.name``), set by ``AdvertDecoder``:
+    a refused advert is still heard as what it is."""
+
 
 class MalformedAdvert(AdvertDecodeError):
     """The bytes do not follow the format: too short, a wrong version, a bad value."""

@@ -72,12 +72,16 @@ class Measurement:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """What a stateless advert decoder returns: the measurements and the frame's own sequence
-    number (BTHome packet ID, Ruuvi measurement sequence, ATC/pvvx counter) for dedupe."""
+    """What a stateless advert decoder returns: the measurements, the frame's own sequence
+    number (BTHome packet ID, Ruuvi measurement sequence, ATC/pvvx counter) for dedupe, and
+    for a frame that was encrypted its encryption counter, which must grow from frame to frame
+    (replay protection, kept by ``AdvertDecoder``)."""
 
     measurements: tuple[Measurement, ...]
     packet_id: int | None = None
     packet_id_modulus: int = 256
+    encrypted: bool = False
+    counter: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

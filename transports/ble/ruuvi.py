@@ -11,7 +11,9 @@ the node's objects use (see measurements.py); the sequence number is the frame's
 from __future__ import annotations
 
 import struct
+from typing import Final
 
+from .advert_data import ManufacturerData
 from .errors import MalformedAdvert
 from .measurements import Frame, Measurement
 
@@ -61,3 +63,17 @@ def decode(data: bytes) -> Frame:
         packet_id=None if sequence == _U16_NA else sequence,
         packet_id_modulus=0x10000,
     )
+
+
+class RawV2Format:
+    """RAWv2 as an advert format (formats.py): manufacturer data of 0x0499 that claims data
+    format 5; the RuuviTag's other data formats are not it."""
+
+    name: Final = "ruuvi"
+    where: Final = ManufacturerData(COMPANY_ID)
+
+    def decode(self, data: bytes, address: str, bindkey: bytes | None) -> Frame | None:
+        return decode(data) if is_rawv2(data) else None
+
+
+RAWV2 = RawV2Format()

@@ -71,7 +71,6 @@ from bridged.transports.base import (
     TransportEvents,
 )
 
-from . import bthome
 from .adverts import (
     AdvertDecodeError,
     AdvertDecoder,
@@ -293,10 +292,9 @@ class BleTransport(Transport):
         except DuplicateAdvert:
             return
         except AdvertDecodeError as e:
-            profile = "bthome" if bthome.UUID in advert.service_data else None
             encrypted = isinstance(e, ENCRYPTED_FAILURES)
             self.events.heard(
-                Heard(nid, advert.time, advert.name, advert.rssi, profile, encrypted=encrypted)
+                Heard(nid, advert.time, advert.name, advert.rssi, e.profile, encrypted=encrypted)
             )
             self._refused(nid, node, e, advert)
             return

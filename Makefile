@@ -63,11 +63,11 @@ endef
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml setup.py packaging/debian/changelog | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,dtls]'
 	touch $@ $(DEMO_STAMP)
 
-$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+$(DEMO_STAMP): pyproject.toml setup.py packaging/debian/changelog | $(BIN)/python
 	$(BIN)/pip install -q -e '.[demo]'
 	touch $@
 

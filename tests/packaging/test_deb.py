@@ -1,10 +1,11 @@
 """The Debian package, checked as a user gets it.
 
-One build per session (``packaging/build-deb``, what ``make deb`` runs) of a copy of the checkout
-whose changelog has a new entry, as a release would (the version has one source), then: what
-the .deb holds (the license of every bundled library in its copyright file), its control fields, lintian, the venv run from an extracted tree on Debian's own
-interpreter, ``systemd-analyze verify`` on the unit it ships, the maintainer scripts' syntax,
-and, as root (CI runs on a throwaway Debian 12), a real ``apt-get install`` and ``purge``.
+One build per session (``packaging/build-deb``, what ``make deb`` runs) of a copy of the
+checkout whose changelog has a new entry, as a release would (the version has one source),
+then: what the .deb holds (the license of every bundled library in its copyright file), its
+control fields, lintian, the venv run from an extracted tree on Debian's own interpreter,
+``systemd-analyze verify`` on the unit it ships, the maintainer scripts' syntax, and, as root
+(CI runs on a throwaway Debian 12), a real ``apt-get install`` and ``purge``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import shutil
 import subprocess
 import tomllib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from email.utils import formatdate
 from fnmatch import fnmatch
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest

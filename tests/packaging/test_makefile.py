@@ -51,7 +51,7 @@ def pip_installs(recipes: str) -> list[str]:
 def test_make_demo_installs_only_what_the_demo_needs() -> None:
     recipes = dry_run("demo")
     packages = apt_packages(recipes)
-    assert DEMO_NEEDS <= packages
+    assert packages >= DEMO_NEEDS
     assert not packages & TEST_ONLY, packages & TEST_ONLY
     assert pip_installs(recipes) == [".[demo]"]
     assert "PYTHONPATH=tests .venv/bin/python -m demo" in recipes
@@ -59,5 +59,5 @@ def test_make_demo_installs_only_what_the_demo_needs() -> None:
 
 def test_make_test_still_installs_everything() -> None:
     recipes = dry_run("test")
-    assert DEMO_NEEDS | TEST_ONLY <= apt_packages(recipes)
+    assert apt_packages(recipes) >= DEMO_NEEDS | TEST_ONLY
     assert pip_installs(recipes) == [".[test,dtls]"]

@@ -25,12 +25,12 @@ from pathlib import Path
 from emulators.bluez import BluezError
 from emulators.world import World, ble_unavailable
 
+from bridged.trial import run_until, stop_on_signals
 from peers.lwm2m_server import LwM2MTestServer
 
 from .run import Demo, DemoFailed, Screen, log_tail, out_of_sight
 from .view import ServerView
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
 """prctl(2): the signal the kernel sends this process when its parent dies."""
 
@@ -62,10 +62,7 @@ def own_log(path: Path) -> Iterator[None]:
 
 
 async def demo(seconds: float | None) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     if not stop_with_parent():
         stop.set()
     screen = Screen(ServerView(), sys.stdout, sys.stdout.isatty())
@@ -84,15 +81,8 @@ async def demo(seconds: float | None) -> int:
                 missing = f"the BlueZ emulation did not start ({e or type(e).__name__})"
                 world = await stack.enter_async_context(World(Path(tmp)))
             shown = Demo(server, world, screen)
-            running = asyncio.create_task(shown.run(seconds, missing))
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait((running, stopping), return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            running.cancel()
             try:
-                await running
-            except asyncio.CancelledError:
-                pass
+                await run_until(stop, shown.run(seconds, missing))
             except (DemoFailed, RuntimeError, TimeoutError, OSError) as e:
                 failed = str(e) or type(e).__name__
             status = await shown.shutdown()

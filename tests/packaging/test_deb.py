@@ -268,6 +268,18 @@ def test_commands_run_from_the_venv(built: Built, scratch_root: Path) -> None:
     assert Path(module).is_relative_to(venv)
 
 
+def tried(bridged: Path | str, *python: Path) -> None:
+    """``bridged --try`` (README: try it without radios) shows a working gateway."""
+    out = run(*python, bridged, "--try", "--seconds", "4", env=CLEAN_ENV).stdout
+    assert "server: bridged-try registered" in out and "bridged exited with status 0" in out
+    assert re.search(r"it works: the server received \d+ readings", out), out
+
+
+def test_try_without_radios_from_the_venv(scratch_root: Path) -> None:
+    venv = scratch_root / VENV
+    tried(venv / "bin" / "bridged", venv / "bin" / "python3")
+
+
 def verify_unit(unit: Path, manpath: Path | None) -> None:
     """``systemd-analyze verify``, which prints what it dislikes and still exits 0."""
     require("systemd-analyze")
@@ -400,6 +412,7 @@ def test_install_and_purge(built: Built) -> None:
         version = run("/usr/bin/bridged", "--version", env=CLEAN_ENV).stdout
         assert version.strip() == f"bridged {control_fields(built)['Version']}"
         run("/usr/bin/bridgectl", "--help", env=CLEAN_ENV)
+        tried("/usr/bin/bridged")
         assert list(Path(f"/{VENV}").rglob("__pycache__")), "postinst compiled no bytecode"
         assert Path("/etc/systemd/system/multi-user.target.wants/bridged.service").is_symlink()
         verify_unit(Path(f"/{UNIT}"), None)

@@ -27,8 +27,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = "usr/lib/bridged/venv"
-UNIT = "lib/systemd/system/bridged.service"
-UDEV_RULE = "lib/udev/rules.d/99-bridged-rcp.rules"
+UNIT = "systemd/system/bridged.service"
+UDEV_RULE = "udev/rules.d/99-bridged-rcp.rules"
+"""Under /lib on Debian 12, /usr/lib from Debian 13 on (debhelper follows the release)."""
 CONFFILE = "/etc/bridged/bridged.toml"
 IS_ROOT = os.geteuid() == 0
 BUILD_TOOLS = ("dpkg-buildpackage", "dh", "fakeroot", "help2man")
@@ -121,6 +122,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     return Built(deb, changes, build_dir, tree, control)
 
 
+def system_lib(built: Built, path: str) -> str:
+    """Where the package put ``path`` (``UNIT``, ``UDEV_RULE``): lib/... or usr/lib/..."""
+    for prefix in ("lib", "usr/lib"):
+        if (built.tree / prefix / path).exists():
+            return f"{prefix}/{path}"
+    pytest.fail(f"{path} is not in the package, under /lib or /usr/lib")
+
+
 def control_fields(built: Built) -> dict[str, str]:
     text = (built.control / "control").read_text()
     return dict(re.findall(r"^([\w-]+): (.*)$", text, re.MULTILINE))
@@ -136,8 +145,8 @@ def test_contents(built: Built) -> None:
     paths = {line.split()[5].removeprefix(".") for line in listing.splitlines()}
     py = venv_python(built)
     for path in (
-        f"/{UNIT}",
-        f"/{UDEV_RULE}",
+        f"/{system_lib(built, UNIT)}",
+        f"/{system_lib(built, UDEV_RULE)}",
         CONFFILE,
         "/usr/bin/bridged",
         "/usr/bin/bridgectl",
@@ -297,9 +306,9 @@ def verify_unit(unit: Path, manpath: Path | None) -> None:
     assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
 
 
-def test_unit_verifies(scratch_root: Path, tmp_path: Path) -> None:
+def test_unit_verifies(built: Built, scratch_root: Path, tmp_path: Path) -> None:
     """The shipped unit, its ExecStart pointed at the extracted command and its man pages."""
-    text = (scratch_root / UNIT).read_text()
+    text = (scratch_root / system_lib(built, UNIT)).read_text()
     assert "ExecStart=/usr/bin/bridged --config /etc/bridged/bridged.toml" in text
     unit = tmp_path / "bridged.service"
     unit.write_text(text.replace("=/usr/bin/bridged ", f"={scratch_root}/usr/bin/bridged "))
@@ -308,7 +317,7 @@ def test_unit_verifies(scratch_root: Path, tmp_path: Path) -> None:
 
 def test_unit_is_hardened(built: Built) -> None:
     settings: dict[str, list[str]] = {}
-    for line in (built.tree / UNIT).read_text().splitlines():
+    for line in (built.tree / system_lib(built, UNIT)).read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             key, value = line.split("=", 1)
             settings.setdefault(key, []).append(value)
@@ -341,7 +350,7 @@ def test_unit_is_hardened(built: Built) -> None:
 def test_udev_rule_names_the_common_rcp_dongles(built: Built) -> None:
     rules = [
         line
-        for line in (built.tree / UDEV_RULE).read_text().splitlines()
+        for line in (built.tree / system_lib(built, UDEV_RULE)).read_text().splitlines()
         if line and not line.startswith("#")
     ]
     matches = [r for r in rules if 'SYMLINK+="bridged-rcp"' in r]
@@ -415,7 +424,7 @@ def test_install_and_purge(built: Built) -> None:
         tried("/usr/bin/bridged")
         assert list(Path(f"/{VENV}").rglob("__pycache__")), "postinst compiled no bytecode"
         assert Path("/etc/systemd/system/multi-user.target.wants/bridged.service").is_symlink()
-        verify_unit(Path(f"/{UNIT}"), None)
+        verify_unit(Path(f"/{system_lib(built, UNIT)}"), None)
 
         apt_get("purge", "bridged")
         with pytest.raises(KeyError):

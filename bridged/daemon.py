@@ -223,7 +223,10 @@ class Daemon:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.seconds is not None and not args.trial:
+        parser.error("--seconds goes with --try")
     if args.trial:
         from . import trial  # aiocoap's server side and the trial's own output
 

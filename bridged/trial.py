@@ -127,6 +127,7 @@ class LocalServer(aiocoap.resource.Resource):
         self.deregistered = asyncio.Event()
         self.readings = 0
         self._reads: set[asyncio.Task[None]] = set()
+        self._read_once: set[LwM2MPath] = set()
 
     async def start(self) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -180,10 +181,17 @@ class LocalServer(aiocoap.resource.Resource):
         shown = " ".join(str(p) for p in new) or "no new instances"
         self.say(f"server: {ENDPOINT} {what}: {shown}")
         for instance in new:
-            if instance.ids[0] >= NODE_OBJECTS:
-                task = asyncio.create_task(self._read(instance))
-                self._reads.add(task)
-                task.add_done_callback(self._reads.discard)
+            self._learn(instance)
+
+    def _learn(self, instance: LwM2MPath) -> None:
+        """Read a node instance not read yet (once; a Send may come before the Update that
+        lists it)."""
+        if instance.ids[0] < NODE_OBJECTS or instance in self._read_once:
+            return
+        self._read_once.add(instance)
+        task = asyncio.create_task(self._read(instance))
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
 
     async def _read(self, instance: LwM2MPath) -> None:
         """Read a new node instance, as a server's UI would, for its node's name (5750) and
@@ -216,6 +224,7 @@ class LocalServer(aiocoap.resource.Resource):
         self.say(f"server: received a Send of {len(records)} readings")
         for record in records:
             self.say(f"    {self.describe(record.path, record.value)}")
+            self._learn(LwM2MPath(record.path.ids[:2]))
         return aiocoap.Message(code=Code.CHANGED)
 
     def describe(self, path: LwM2MPath, value: object) -> str:

@@ -82,3 +82,15 @@ def test_try_stops_everything_on_ctrl_c_and_a_closed_terminal(
     assert "server: bridged-try de-registered" in out
     assert list(tmp_path.iterdir()) == []
     assert no_daemon_runs_on(tmp_path)
+
+
+def test_seconds_without_try_is_refused() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridged.daemon", "--seconds", "5"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "--seconds goes with --try" in proc.stderr and "Traceback" not in proc.stderr

@@ -41,7 +41,7 @@ def stop_with_parent() -> bool:
     parent = os.getppid()
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        return True  # not Linux: nothing to ask for
+        return True  # refused (not expected on Linux): the other ways out still stop it
     return os.getppid() == parent
 
 

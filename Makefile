@@ -5,25 +5,27 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bridged-installed
+DEMO_STAMP := $(VENV)/.bridged-demo
 
-# Debian packages the suite and the demo need: the venv, the toolchain that builds DTLSSocket
-# (the DTLS extra) from source, libcoap's command-line client (an interop peer), and Node.js
-# for the npm interop peers unless a Node.js with npm is already there; libsystemd-dev and
-# pkg-config build systemd-python (sd_notify and the journal handler of the daemon).
-APT_PACKAGES := python3-venv build-essential autoconf automake libtool libcoap3-bin \
-	libsystemd-dev pkg-config \
+# Debian packages the demo needs: the venv, and for the BlueZ emulation a private dbus-daemon
+# and what dbus-python (python-dbusmock's binding, built from source by pip) needs to build
+# against libdbus and GLib.
+DEMO_APT_PACKAGES := python3-venv python3-dev build-essential pkg-config \
+	dbus libdbus-1-dev libglib2.0-dev
+# What the suite needs besides: the toolchain that builds DTLSSocket (the DTLS extra) from
+# source, libcoap's command-line client (an interop peer), and Node.js for the npm interop peers
+# unless a Node.js with npm is already there.
+TEST_APT_PACKAGES := autoconf automake libtool libcoap3-bin \
 	$(if $(shell command -v npm),,nodejs npm)
-# The BLE tests' BlueZ emulation: a private dbus-daemon, and what dbus-python (python-dbusmock's
-# binding, built from source by pip) needs to build against libdbus and GLib.
-APT_PACKAGES += dbus libdbus-1-dev libglib2.0-dev pkg-config python3-dev
 # The Debian package (`make deb`, and the suite's package checks): its build dependencies
-# (packaging/debian/control), lintian, and systemd-analyze to verify the unit.
-APT_PACKAGES += debhelper dpkg-dev fakeroot lintian help2man python3-dev libsystemd-dev pkgconf \
-	systemd
+# (packaging/debian/control; libsystemd-dev builds systemd-python, sd_notify and the journal
+# handler of the daemon, which the suite tests too), lintian, and systemd-analyze to verify the
+# unit.
+TEST_APT_PACKAGES += debhelper dpkg-dev fakeroot lintian help2man libsystemd-dev pkgconf systemd
 # Eclipse Leshan, the reference LwM2M server, as interop peers (tests/peers/leshan and
 # tests/peers/leshan-m15): a JRE runs them and Maven fetches and builds them, unless a Java
 # and a Maven are already there.
-APT_PACKAGES += $(if $(shell command -v java),,default-jre-headless) \
+TEST_APT_PACKAGES += $(if $(shell command -v java),,default-jre-headless) \
 	$(if $(shell command -v mvn),,maven)
 NODE_PEERS := tests/peers/node
 LESHAN_POM := tests/peers/leshan/pom.xml
@@ -31,18 +33,26 @@ LESHAN_JAR := build/peers/leshan/leshan-server-demo.jar
 LESHAN_M15 := tests/peers/leshan-m15
 LESHAN_M15_STAMP := build/peers/leshan-m15/.built
 
-.PHONY: test demo lint typecheck unit system-deps clean deb
+.PHONY: test demo lint typecheck unit system-deps demo-deps clean deb
 
 test: system-deps $(STAMP) lint typecheck unit
 
 # The demo is not part of the installed product: it runs from the repository root, with the
-# emulated radios and the LwM2M test server of tests/ on the path (demo/__main__.py).
-demo: system-deps $(STAMP)
+# emulated radios and the LwM2M test server of tests/ on the path (demo/__main__.py). It
+# installs only what it needs (the `demo` extra, DEMO_APT_PACKAGES), not the suite's tools.
+demo: demo-deps $(DEMO_STAMP)
 	PYTHONPATH=tests $(BIN)/python -m demo
 
+demo-deps:
+	@$(call apt_install,$(DEMO_APT_PACKAGES))
+
 system-deps:
-	@missing=""; \
-	for p in $(APT_PACKAGES); do \
+	@$(call apt_install,$(DEMO_APT_PACKAGES) $(TEST_APT_PACKAGES))
+
+# Installs the Debian packages $(1) that are missing, as root; otherwise prints the command.
+define apt_install
+missing=""; \
+	for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -53,12 +63,17 @@ system-deps:
 	  echo "Missing Debian packages:$$missing"; \
 	  echo "Install them with: sudo apt-get install$$missing"; \
 	fi
+endef
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml setup.py packaging/debian/changelog | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,dtls]'
+	touch $@ $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml setup.py packaging/debian/changelog | $(BIN)/python
+	$(BIN)/pip install -q -e '.[demo]'
 	touch $@
 
 lint: $(STAMP)

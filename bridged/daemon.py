@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep a damaged state database or secrets file aside, replace it with what can "
         "still be read, and exit (with the daemon stopped)",
     )
+    parser.add_argument(
+        "--try",
+        dest="trial",
+        action="store_true",
+        help="try the gateway without radios or a server: run it with simulated nodes against "
+        "a LwM2M server on this machine, everything in a temp dir, until Ctrl-C",
+    )
+    parser.add_argument(
+        "--seconds", type=float, help="with --try: stop after this many seconds of readings"
+    )
     parser.add_argument("--version", action="version", version=f"bridged {__version__}")
     return parser
 
@@ -213,7 +223,14 @@ class Daemon:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.seconds is not None and not args.trial:
+        parser.error("--seconds goes with --try")
+    if args.trial:
+        from . import trial  # aiocoap's server side and the trial's own output
+
+        return trial.main(args.seconds)
     try:
         # The same checks as --check before anything is created: a bad file starts nothing.
         config = load(args.config)

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import math
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TextIO
 
 import aiocoap
@@ -36,11 +36,23 @@ TICK = 0.5
 """Seconds between two changes of the emulated nodes' values."""
 SENML_CBOR = 112
 STEP_TIMEOUT = 30.0
-TITLE = "bridged demo: the real daemon, emulated radios, a LwM2M server on 127.0.0.1 (Ctrl-C stops)"
+TITLE = "bridged demo: real daemon, emulated radios, local LwM2M server (Ctrl-C stops)"
 
 
 class DemoFailed(RuntimeError):
     """A step of the demo did not happen (the message says which)."""
+
+
+@contextlib.contextmanager
+def out_of_sight(out: TextIO) -> Iterator[None]:
+    """Writes to ``out`` where nobody reads any more (``... | head``: EPIPE; the terminal was
+    closed: EIO) go nowhere, and so does all later output to its file descriptor (the
+    interpreter's last flush included): the demo still stops everything it started."""
+    try:
+        yield
+    except OSError:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), out.fileno())
 
 
 class Screen:
@@ -56,12 +68,10 @@ class Screen:
         if self.tty:
             self._dirty.set()
             return
-        try:
+        with out_of_sight(self.out):
             for line in lines:
                 self.out.write(line + "\n")
             self.out.flush()
-        except BrokenPipeError:  # `... | head`: nobody reads on, but the demo still stops cleanly
-            self.out = open(os.devnull, "w")  # noqa: SIM115 (open until the process ends)
 
     def say(self, text: str) -> None:
         self.lines([self.view.event(text)])
@@ -73,8 +83,11 @@ class Screen:
 
     def draw(self) -> None:
         if self.tty:
-            self.out.write("\x1b[H\x1b[2J" + self.view.render(TITLE) + "\n")
-            self.out.flush()
+            with out_of_sight(self.out):
+                size = os.get_terminal_size(self.out.fileno())
+                page = self.view.render(TITLE, size.lines - 1, size.columns - 1)
+                self.out.write("\x1b[H\x1b[2J" + page + "\n")
+                self.out.flush()
 
     async def refresh(self, period: float = 0.25) -> None:
         """Redraw whenever something changed, at most every ``period`` seconds (a terminal)."""
@@ -107,7 +120,7 @@ class Demo:
         self._task(self._watch_server(), "server-events")
         say(f"LwM2M server listening on {self.server.uri}")
         self.daemon = await self.world.start_daemon(self.server.uri, endpoint=ENDPOINT)
-        say(f"bridged started (pid {self.daemon.proc.pid}), RCP emulator on {self.world.rcp.link}")
+        say(f"bridged started (pid {self.daemon.proc.pid}) with an emulated 802.15.4 radio dongle")
         say(f"BLE left out: {ble_missing}" if ble_missing else "BLE: BlueZ emulated on hci0")
         await self._wait(self.registered, "the gateway's Register")
 
@@ -118,28 +131,32 @@ class Demo:
         await self.ctl("permit-join", "30")
         for node in nodes:
             await self._wait(node.registered, f"802.15.4 node {node.name} to join")
+        say(f"{', '.join(NODES_154)} joined: the gateway accepted their Registers")
         await self.ctl("permit-join", "0")
         self._task(self._drive_154(nodes), "802.15.4 values")
 
         if self.world.bluez is not None:
             await self._pair_ble()
-        await self.ctl("nodes")
-        say("live: the server observes every node-backed instance; values change as nodes report")
+        say("live: the server observes the nodes' instances; values change as nodes report")
         if seconds is None:
             await asyncio.Future()
         else:
             await asyncio.sleep(seconds)
 
     async def ctl(self, *args: str) -> str:
-        """Run bridgectl as a user would and show the command and its answer."""
+        """Run bridgectl as a user would and show the command and its answer (on the same line
+        when it is one line)."""
         assert self.daemon is not None
         code, out, err = await self.daemon.ctl(*args)
         answer = (out if code == 0 else err).strip()
+        command = f"$ bridgectl {' '.join(args)}"
         lines = answer.splitlines()
-        self.screen.lines(
-            [self.view.event(f"$ bridgectl {' '.join(args)}")]
-            + [self.view.event(f"    {line}") for line in lines]
-        )
+        if len(lines) == 1:
+            self.screen.lines([self.view.event(f"{command}  ->  {lines[0]}")])
+        else:
+            self.screen.lines(
+                [self.view.event(command)] + [self.view.event(f"    {line}") for line in lines]
+            )
         if code != 0:
             raise DemoFailed(f"bridgectl {' '.join(args)} failed ({code}): {answer}")
         return out

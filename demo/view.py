@@ -4,20 +4,26 @@
 notifications decoded to SenML records, and the demo's own lines: commands it runs and what
 they answered) and keeps it. It renders two ways:
 
-* ``render()``: the whole screen (the endpoint, its objects and instances, a table of the
-  node-backed values with how often each changed, and the latest events), redrawn on a
-  terminal;
-* the lines ``event``, ``values`` and ``deregistered`` return, printed one after the other
-  when stdout is not a terminal (a log, or a test reading the demo's output).
+* ``render()``: the whole screen, redrawn on a terminal: the endpoint and its objects, the
+  story so far (what the demo did and what the server saw, the pairing included: never pushed
+  out by values), and a table of the node-backed values, each with its node, what it is
+  (the object's name, a Generic Sensor's type, the resource's name unless it is the Sensor
+  Value) and how often it changed; rows that do not fit the terminal are counted, not shown;
+* the lines ``event``, ``notified``, ``updated`` and ``deregistered`` return, printed one after
+  the other when stdout is not a terminal (a log, or a test reading the demo's output).
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.errors import NotFound
 
 UNITS, APPLICATION_TYPE, SENSOR_TYPE = 5701, 5750, 5751
 METADATA = frozenset({UNITS, APPLICATION_TYPE, SENSOR_TYPE})
@@ -26,7 +32,15 @@ METADATA = frozenset({UNITS, APPLICATION_TYPE, SENSOR_TYPE})
 NODE_OBJECTS = 3200
 """Node-backed objects are IPSO objects (3200 and up); below are the gateway's own."""
 
-EVENT_LINES = 8
+GENERIC_SENSOR, SENSOR_VALUE = 3300, 5700
+
+STORY_LINES = 24
+"""The demo's whole story fits (about 16 lines); a longer run keeps the latest."""
+
+UNIT_SIGNS = {"Cel": "°C"}
+"""UCUM codes (5701 Sensor Units) a reader knows better by their sign."""
+
+DEFINITIONS = builtin_registry()
 
 _LINK = re.compile(r"<(/[0-9/]*)>")
 
@@ -47,6 +61,14 @@ def object_list(links: str) -> dict[int, list[int]]:
 def node_instances(objects: dict[int, list[int]]) -> list[str]:
     """The node-backed instances (``/3303/0``) among ``objects``: what the demo observes."""
     return [f"/{oid}/{iid}" for oid, iids in objects.items() if oid >= NODE_OBJECTS for iid in iids]
+
+
+def objects_text(objects: dict[int, list[int]]) -> str:
+    """``/1[0] /3303[0,1]``: objects with their instances."""
+    return " ".join(
+        f"/{oid}" + (f"[{','.join(map(str, iids))}]" if iids else "")
+        for oid, iids in objects.items()
+    )
 
 
 def show(value: object) -> str:
@@ -79,12 +101,16 @@ class ServerView:
         self.values: dict[str, Value] = {}
         self.names: dict[str, str] = {}  # instance path -> 5750
         self.units: dict[str, str] = {}  # instance path -> 5701
-        self.events: deque[str] = deque(maxlen=EVENT_LINES)
+        self.kinds: dict[str, str] = {}  # instance path -> 5751
+        self.story: deque[str] = deque(maxlen=STORY_LINES)
+
+    def _line(self, text: str) -> str:
+        return f"{time.strftime('%H:%M:%S', time.localtime(self._clock()))}  {text}"
 
     def event(self, text: str) -> str:
-        """Note ``text`` among the latest events; returns its line."""
-        line = f"{time.strftime('%H:%M:%S', time.localtime(self._clock()))}  {text}"
-        self.events.append(line)
+        """Note ``text`` in the story; returns its line."""
+        line = self._line(text)
+        self.story.append(line)
         return line
 
     def registered_as(self, endpoint: str, query: dict[str, str | None], links: str) -> str:
@@ -95,16 +121,26 @@ class ServerView:
             f"binding {query.get('b') or 'U'}"
         )
         self.objects = object_list(links)
-        return self.event(f"server: {endpoint} registered ({self.registration}): {links}")
+        return self.event(f"server: {endpoint} registered: {objects_text(self.objects)}")
 
     def updated(self, endpoint: str, links: str) -> str:
-        if links:
-            self.objects = object_list(links)
-            gone = [p for p in self.values if not self._listed(p)]
-            for path in gone:
-                del self.values[path]
-            return self.event(f"server: {endpoint} updated its objects: {links}")
-        return self.event(f"server: {endpoint} updated its registration")
+        """An Update: with an object list, what it added and removed."""
+        if not links:
+            return self.event(f"server: {endpoint} updated its registration")
+        before, self.objects = self.objects, object_list(links)
+        for path in [p for p in self.values if not self._listed(p)]:
+            del self.values[path]
+        changes = [
+            f"{word} {objects_text(diff)}"
+            for word, diff in (
+                ("new", _minus(self.objects, before)),
+                ("gone", _minus(before, self.objects)),
+            )
+            if diff
+        ]
+        return self.event(
+            f"server: {endpoint} updated its objects: {'; '.join(changes) or 'no change'}"
+        )
 
     def deregistered(self, endpoint: str) -> str:
         self.registered = False
@@ -126,7 +162,9 @@ class ServerView:
             if rid == APPLICATION_TYPE:
                 self.names[instance] = str(value)
             elif rid == UNITS:
-                self.units[instance] = str(value)
+                self.units[instance] = UNIT_SIGNS.get(str(value), str(value))
+            elif rid == SENSOR_TYPE:
+                self.kinds[instance] = str(value).replace("_", " ")
         for path, value in records:
             ids = path.strip("/").split("/")
             if len(ids) < 3 or int(ids[2]) in METADATA:
@@ -139,44 +177,96 @@ class ServerView:
             else:
                 known.value = value
                 known.changes += 1
-            lines.append(self.event(f"value {path} = {self._shown(path)}"))
+            lines.append(
+                self._line(
+                    f"{self.node(path) or '?'}  {self.what(path)} = {self.shown(path)}  ({path})"
+                )
+            )
         return lines
 
-    def _shown(self, path: str) -> str:
-        instance = "/" + "/".join(path.strip("/").split("/")[:2])
-        unit = self.units.get(instance, "")
-        name = self.names.get(instance)
-        text = f"{show(self.values[path].value)} {unit}".rstrip()
-        return f"{text}  ({name})" if name else text
+    def node(self, path: str) -> str:
+        """Whose value it is: its instance's 5750 Application Type, the node's name."""
+        return self.names.get(_instance(path), "")
 
-    def render(self, title: str) -> str:
-        """The whole screen."""
-        out = [title, ""]
+    def what(self, path: str) -> str:
+        """What the value is: a Generic Sensor's type (5751), else the object's name, with the
+        resource's name unless it is the Sensor Value (``Accelerometer X Value``)."""
+        oid, rid = (int(s) for s in path.strip("/").split("/")[::2])
+        kind = self.kinds.get(_instance(path)) if oid == GENERIC_SENSOR else None
+        try:
+            odef = DEFINITIONS.get(oid)
+        except NotFound:
+            return f"object {oid} resource {rid}"
+        name = kind or odef.name
+        if rid == SENSOR_VALUE or rid not in odef.resources:
+            return name
+        return f"{name} {odef.resources[rid].name}"
+
+    def shown(self, path: str) -> str:
+        """The value with its unit."""
+        return f"{show(self.values[path].value)} {self.units.get(_instance(path), '')}".rstrip()
+
+    def render(self, title: str, height: int | None = None, width: int | None = None) -> str:
+        """The whole screen; in ``height`` lines of ``width`` columns when given: the story's
+        latest lines and the value rows that fit, each part at least half the room it needs."""
+        head = [title]
         if self.endpoint is None:
-            out.append("LwM2M server: waiting for the gateway to register")
+            head.append("LwM2M server: waiting for the gateway to register")
         else:
             state = "registered" if self.registered else "de-registered"
-            out.append(f"LwM2M server sees endpoint {self.endpoint}: {state} ({self.registration})")
-            listing = "  ".join(
-                f"/{oid}" + (f"[{','.join(map(str, iids))}]" if iids else "")
-                for oid, iids in self.objects.items()
-            )
-            out.append(f"objects: {listing}")
-        out.append("")
-        out.append(f"{'path':<18} {'node':<22} {'value':>12} {'unit':<6} {'changes':>7}")
-        for path in sorted(self.values, key=_path_key):
-            value = self.values[path]
-            instance = "/" + "/".join(path.strip("/").split("/")[:2])
-            out.append(
-                f"{path:<18} {self.names.get(instance, ''):<22.22} {show(value.value):>12} "
-                f"{self.units.get(instance, ''):<6} {value.changes:>7}"
-            )
-        if not self.values:
-            out.append("(no node-backed values yet)")
-        out.append("")
-        out.append("latest events:")
-        out.extend(f"  {line}" for line in self.events)
-        return "\n".join(out)
+            head.append(f"server sees {self.endpoint}: {state} ({self.registration})")
+            head.append(f"objects: {objects_text(self.objects)}")
+        head = [part for line in head for part in _wrapped(line, width, "  ")]
+        entries = [_wrapped(f"  {line}", width, " " * 12) for line in self.story]
+        rows = [
+            f"{self.node(path):<16.16} {self.what(path):<24.24} "
+            f"{show(self.values[path].value):>9} {self.units.get(_instance(path), ''):<4} "
+            f"{self.values[path].changes:>7}  {path}"
+            for path in sorted(self.values, key=lambda p: (self.node(p), _path_key(p)))
+        ] or ["(no node-backed values yet)"]
+        header = f"{'node':<16} {'what':<24} {'value':>9} {'unit':<4} {'changes':>7}  path"
+        needed = sum(map(len, entries))
+        room = needed + len(rows) if height is None else height - len(head) - 4
+        story = _latest(entries, max(min(needed, room - len(rows)), min(needed, room // 2), 1))
+        more = "... {} more (a taller terminal shows them)"
+        rows = _fitted(rows, max(room - len(story), 1), more)
+        out = [*head, "", "what happened:", *story, "", header[:width], *rows]
+        return "\n".join(line[:width] for line in out)
+
+
+def _wrapped(line: str, width: int | None, indent: str) -> list[str]:
+    if width is None or len(line) <= width:
+        return [line]
+    return textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False)
+
+
+def _fitted(lines: list[str], room: int, more: str) -> list[str]:
+    """``lines`` in ``room`` lines: the first that fit and a line that counts the others."""
+    if len(lines) <= room:
+        return lines
+    kept = max(room - 1, 0)
+    return [*lines[:kept], more.format(len(lines) - kept)]
+
+
+def _latest(entries: list[list[str]], room: int) -> list[str]:
+    """The latest whole entries (lines, each wrapped) that fit in ``room`` lines, after a line
+    that counts the others."""
+    kept: list[str] = []
+    for count, entry in enumerate(reversed(entries)):
+        if len(kept) + len(entry) > room - (count < len(entries) - 1):
+            return [f"  ({len(entries) - count} earlier)", *kept]
+        kept = entry + kept
+    return kept
+
+
+def _instance(path: str) -> str:
+    return "/" + "/".join(path.strip("/").split("/")[:2])
+
+
+def _minus(objects: dict[int, list[int]], other: dict[int, list[int]]) -> dict[int, list[int]]:
+    """The instances of ``objects`` that ``other`` does not list."""
+    diff = {oid: [i for i in iids if i not in other.get(oid, [])] for oid, iids in objects.items()}
+    return {oid: iids for oid, iids in diff.items() if iids or oid not in other}
 
 
 def _path_key(path: str) -> tuple[int, ...]:

@@ -30,6 +30,7 @@ from typing import Any
 
 from bridged.engine.registration import RetryPolicy
 from bridged.transports.ble import bthome, ruuvi
+from bridged.trial import bridgectl
 
 from .bluez import BluezEmulator, dbus_daemon_missing, private_bus
 from .lwm2m_node import EmulatedNode, RadioAir
@@ -98,27 +99,7 @@ class Daemon:
 
     async def ctl(self, *args: str, timeout: float = 30.0) -> tuple[int, str, str]:
         """Run ``bridgectl ARGS`` against this daemon: exit status, stdout, stderr."""
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bridged.cli",
-            "--socket",
-            str(self.socket),
-            *args,
-            start_new_session=True,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                out, err = await proc.communicate()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
+        return await bridgectl(self.socket, *args, timeout=timeout)
 
     async def ctl_json(self, *args: str) -> Any:
         """``bridgectl --json ARGS``, decoded; RuntimeError with its message when it fails."""

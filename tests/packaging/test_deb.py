@@ -1,9 +1,11 @@
 """The Debian package, checked as a user gets it.
 
-One build per session (``packaging/build-deb``, what ``make deb`` runs), then: what the .deb
-holds, its control fields, lintian, the venv run from an extracted tree on Debian's own
-interpreter, ``systemd-analyze verify`` on the unit it ships, the maintainer scripts' syntax,
-and, as root (CI runs on a throwaway Debian 12), a real ``apt-get install`` and ``purge``.
+One build per session (``packaging/build-deb``, what ``make deb`` runs) of a copy of the
+checkout whose changelog has a new entry, as a release would (the version has one source),
+then: what the .deb holds (the license of every bundled library in its copyright file), its
+control fields, lintian, the venv run from an extracted tree on Debian's own interpreter,
+``systemd-analyze verify`` on the unit it ships, the maintainer scripts' syntax, and, as root
+(CI runs on a throwaway Debian 12), a real ``apt-get install`` and ``purge``.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ import subprocess
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.utils import formatdate
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = "usr/lib/bridged/venv"
-UNIT = "lib/systemd/system/bridged.service"
-UDEV_RULE = "lib/udev/rules.d/99-bridged-rcp.rules"
+UNIT = "systemd/system/bridged.service"
+UDEV_RULE = "udev/rules.d/99-bridged-rcp.rules"
+"""Under /lib on Debian 12, /usr/lib from Debian 13 on (debhelper follows the release)."""
 CONFFILE = "/etc/bridged/bridged.toml"
 IS_ROOT = os.geteuid() == 0
 BUILD_TOOLS = ("dpkg-buildpackage", "dh", "fakeroot", "help2man")
@@ -67,12 +72,40 @@ class Built:
     """The .deb's control files (``dpkg-deb -e``): control, conffiles, maintainer scripts."""
 
 
+def released(checkout: Path) -> str:
+    """A copy of the checkout in ``checkout`` with a changelog entry on top of the last one, as
+    a maintainer adds for a release (nothing else changes); returns its version."""
+    shutil.copytree(
+        ROOT,
+        checkout,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "node_modules", "__pycache__", "*_cache", ".hypothesis"
+        ),
+    )
+    changelog = checkout / "packaging" / "debian" / "changelog"
+    text = changelog.read_text()
+    previous = re.match(r"bridged \(([^)]*)\)", text)
+    trailer = re.search(r"^ -- (.*?>)  ", text, re.MULTILINE)
+    assert previous is not None and trailer is not None, text
+    version = previous.group(1) + (".release2" if "+" in previous.group(1) else "+release2")
+    entry = (
+        f"bridged ({version}) bookworm; urgency=medium\n\n"
+        "  * A release: the suite's package build, with a version of its own.\n\n"
+        f" -- {trailer.group(1)}  {formatdate()}\n\n"
+    )
+    changelog.write_text(entry + text)
+    return version
+
+
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     require(*BUILD_TOOLS)
     out = tmp_path_factory.mktemp("deb")
+    checkout = tmp_path_factory.mktemp("checkout") / "bridged"
+    released(checkout)
     proc = subprocess.run(
-        [str(ROOT / "packaging" / "build-deb"), str(out)],
+        [str(checkout / "packaging" / "build-deb"), str(out)],
         capture_output=True,
         text=True,
         check=False,
@@ -87,6 +120,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     run("dpkg-deb", "-e", deb, control)
     (build_dir,) = (p for p in out.iterdir() if p.name.startswith("bridged-"))
     return Built(deb, changes, build_dir, tree, control)
+
+
+def system_lib(built: Built, path: str) -> str:
+    """Where the package put ``path`` (``UNIT``, ``UDEV_RULE``): lib/... or usr/lib/..."""
+    for prefix in ("lib", "usr/lib"):
+        if (built.tree / prefix / path).exists():
+            return f"{prefix}/{path}"
+    pytest.fail(f"{path} is not in the package, under /lib or /usr/lib")
 
 
 def control_fields(built: Built) -> dict[str, str]:
@@ -104,8 +145,8 @@ def test_contents(built: Built) -> None:
     paths = {line.split()[5].removeprefix(".") for line in listing.splitlines()}
     py = venv_python(built)
     for path in (
-        f"/{UNIT}",
-        f"/{UDEV_RULE}",
+        f"/{system_lib(built, UNIT)}",
+        f"/{system_lib(built, UDEV_RULE)}",
         CONFFILE,
         "/usr/bin/bridged",
         "/usr/bin/bridgectl",
@@ -119,6 +160,7 @@ def test_contents(built: Built) -> None:
         "/usr/share/doc/bridged/copyright",
     ):
         assert path in paths, f"{path} is not in the package"
+    assert paths & {"/usr/share/doc/bridged/README.md", "/usr/share/doc/bridged/README.md.gz"}
     assert (built.control / "conffiles").read_text().split() == [CONFFILE]
     # The commands are the venv's, not copies; no bytecode (postinst compiles it in place);
     # no build tools left in a venv nobody should pip-install into.
@@ -144,11 +186,37 @@ def test_bundles_the_runtime_dependencies(built: Built) -> None:
     assert "aiocoap==0.4.17" in frozen
 
 
+def test_copyright_names_every_bundled_library(built: Built) -> None:
+    """Every file a bundled distribution installed into the venv falls under a stanza of its
+    own in debian/copyright, not under bridged's ``Files: *``."""
+    copyright_text = (built.tree / "usr/share/doc/bridged/copyright").read_text()
+    patterns = [
+        p
+        for files in re.findall(r"^Files: (.*(?:\n +.*)*)", copyright_text, re.MULTILINE)
+        for p in files.split()
+        if p != "*"
+    ]
+    site = built.tree / VENV / "lib" / venv_python(built) / "site-packages"
+    uncovered = set()
+    for record in site.glob("*.dist-info/RECORD"):
+        if record.parent.name.startswith("bridged-"):
+            continue
+        for line in record.read_text().splitlines():
+            path = line.rsplit(",", 2)[0]
+            if path.startswith("..") or ".dist-info/" in path or "__pycache__" in path:
+                continue
+            installed = f"{VENV}/lib/{venv_python(built)}/site-packages/{path}"
+            if not any(fnmatch(installed, p) for p in patterns):
+                uncovered.add(f"{record.parent.name}: {path.split('/')[0]}")
+    assert not uncovered, f"not in debian/copyright: {sorted(uncovered)}"
+
+
 def test_control_fields(built: Built) -> None:
     fields = control_fields(built)
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert fields["Package"] == "bridged"
-    assert fields["Version"] == version, "packaging/debian/changelog lags pyproject.toml"
+    changelog = (built.build_dir / "packaging" / "debian" / "changelog").read_text()
+    assert fields["Version"] == re.findall(r"bridged \(([^)]*)\)", changelog)[0]
+    assert "+release2" in fields["Version"] or ".release2" in fields["Version"]
     arch = run("dpkg", "--print-architecture").stdout.strip()
     assert fields["Architecture"] == arch
     depends = [d.strip().split()[0] for d in fields["Depends"].split(",")]
@@ -180,12 +248,22 @@ def scratch_root(built: Built) -> Iterator[Path]:
     link.unlink()
 
 
-def test_commands_run_from_the_venv(scratch_root: Path) -> None:
+def test_commands_run_from_the_venv(built: Built, scratch_root: Path) -> None:
     venv = scratch_root / VENV
     python = venv / "bin" / "python3"
-    for script, args in (("bridged", "--version"), ("bridgectl", "--help")):
-        proc = run(python, venv / "bin" / script, args, env=CLEAN_ENV)
-        assert proc.stdout.startswith(f"{script} " if args == "--version" else "usage: bridgectl")
+    version = control_fields(built)["Version"]
+    # The version of the changelog, also the one the gateway's /3/0/3 tells LwM2M servers.
+    assert run(python, venv / "bin" / "bridged", "--version", env=CLEAN_ENV).stdout == (
+        f"bridged {version}\n"
+    )
+    firmware = (
+        "from bridged.engine.device import MachineFacts, device_resources;"
+        "print(device_resources(MachineFacts(time=0))[3])"
+    )
+    assert run(python, "-c", firmware, env=CLEAN_ENV).stdout == f"{version}\n"
+    assert run(python, venv / "bin" / "bridgectl", "--help", env=CLEAN_ENV).stdout.startswith(
+        "usage: bridgectl"
+    )
     # The venv is self-contained: bridged comes from it, and the compiled modules (DTLSSocket,
     # systemd-python, cbor2's C extension) load on Debian's interpreter.
     check = (
@@ -197,6 +275,18 @@ def test_commands_run_from_the_venv(scratch_root: Path) -> None:
     prefix, module = run(python, "-c", check, env=CLEAN_ENV).stdout.split()
     assert Path(prefix) == venv
     assert Path(module).is_relative_to(venv)
+
+
+def tried(bridged: Path | str, *python: Path) -> None:
+    """``bridged --try`` (README: try it without radios) shows a working gateway."""
+    out = run(*python, bridged, "--try", "--seconds", "4", env=CLEAN_ENV).stdout
+    assert "server: bridged-try registered" in out and "bridged exited with status 0" in out
+    assert re.search(r"it works: the server received \d+ readings", out), out
+
+
+def test_try_without_radios_from_the_venv(scratch_root: Path) -> None:
+    venv = scratch_root / VENV
+    tried(venv / "bin" / "bridged", venv / "bin" / "python3")
 
 
 def verify_unit(unit: Path, manpath: Path | None) -> None:
@@ -216,9 +306,9 @@ def verify_unit(unit: Path, manpath: Path | None) -> None:
     assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
 
 
-def test_unit_verifies(scratch_root: Path, tmp_path: Path) -> None:
+def test_unit_verifies(built: Built, scratch_root: Path, tmp_path: Path) -> None:
     """The shipped unit, its ExecStart pointed at the extracted command and its man pages."""
-    text = (scratch_root / UNIT).read_text()
+    text = (scratch_root / system_lib(built, UNIT)).read_text()
     assert "ExecStart=/usr/bin/bridged --config /etc/bridged/bridged.toml" in text
     unit = tmp_path / "bridged.service"
     unit.write_text(text.replace("=/usr/bin/bridged ", f"={scratch_root}/usr/bin/bridged "))
@@ -227,7 +317,7 @@ def test_unit_verifies(scratch_root: Path, tmp_path: Path) -> None:
 
 def test_unit_is_hardened(built: Built) -> None:
     settings: dict[str, list[str]] = {}
-    for line in (built.tree / UNIT).read_text().splitlines():
+    for line in (built.tree / system_lib(built, UNIT)).read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             key, value = line.split("=", 1)
             settings.setdefault(key, []).append(value)
@@ -260,7 +350,7 @@ def test_unit_is_hardened(built: Built) -> None:
 def test_udev_rule_names_the_common_rcp_dongles(built: Built) -> None:
     rules = [
         line
-        for line in (built.tree / UDEV_RULE).read_text().splitlines()
+        for line in (built.tree / system_lib(built, UDEV_RULE)).read_text().splitlines()
         if line and not line.startswith("#")
     ]
     matches = [r for r in rules if 'SYMLINK+="bridged-rcp"' in r]
@@ -331,9 +421,10 @@ def test_install_and_purge(built: Built) -> None:
         version = run("/usr/bin/bridged", "--version", env=CLEAN_ENV).stdout
         assert version.strip() == f"bridged {control_fields(built)['Version']}"
         run("/usr/bin/bridgectl", "--help", env=CLEAN_ENV)
+        tried("/usr/bin/bridged")
         assert list(Path(f"/{VENV}").rglob("__pycache__")), "postinst compiled no bytecode"
         assert Path("/etc/systemd/system/multi-user.target.wants/bridged.service").is_symlink()
-        verify_unit(Path(f"/{UNIT}"), None)
+        verify_unit(Path(f"/{system_lib(built, UNIT)}"), None)
 
         apt_get("purge", "bridged")
         with pytest.raises(KeyError):

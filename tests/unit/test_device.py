@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -184,6 +185,14 @@ def tree_with(
 
 def value(tree: ObjectTree, text: str) -> object:
     return tree.get(LwM2MPath.parse(text))
+
+
+def test_firmware_version_is_the_changelog_version() -> None:
+    """/3/0/3 has one source, the top entry of packaging/debian/changelog (setup.py), which the
+    .deb's Version and ``bridged --version`` show too (tests/packaging/test_deb.py bumps it)."""
+    changelog = Path(__file__).parents[2] / "packaging" / "debian" / "changelog"
+    latest = re.findall(r"^bridged \(([^)]*)\)", changelog.read_text(), re.MULTILINE)[0]
+    assert device_resources(MachineFacts(time=0))[3] == __version__ == latest
 
 
 def test_raspberry_pi_device(pi_root: Path) -> None:

@@ -1,0 +1,63 @@
+"""What `make demo` and `make test` install, as make would run it (``make -n -B``: every
+recipe printed, none run).
+
+The demo needs the venv, a dbus-daemon and what builds dbus-python; the suite's toolchain (the
+JRE and Maven of the Leshan peer, the Debian packaging tools, libcoap, autotools for DTLSSocket)
+is 158 MB to download that the demo never uses.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_NEEDS = {"python3-venv", "dbus", "libdbus-1-dev", "libglib2.0-dev"}
+TEST_ONLY = {
+    "default-jre-headless",
+    "maven",
+    "debhelper",
+    "lintian",
+    "fakeroot",
+    "help2man",
+    "libcoap3-bin",
+    "autoconf",
+}
+
+
+def dry_run(target: str) -> str:
+    if shutil.which("make") is None:
+        pytest.skip("make not installed")
+    proc = subprocess.run(
+        ["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def apt_packages(recipes: str) -> set[str]:
+    """The packages the apt_install loop of the recipes checks and installs."""
+    return {p for found in re.findall(r"for p in ([^;]*);", recipes) for p in found.split()}
+
+
+def pip_installs(recipes: str) -> list[str]:
+    return re.findall(r"pip install -q -e '([^']*)'", recipes)
+
+
+def test_make_demo_installs_only_what_the_demo_needs() -> None:
+    recipes = dry_run("demo")
+    packages = apt_packages(recipes)
+    assert packages >= DEMO_NEEDS
+    assert not packages & TEST_ONLY, packages & TEST_ONLY
+    assert pip_installs(recipes) == [".[demo]"]
+    assert "PYTHONPATH=tests .venv/bin/python -m demo" in recipes
+
+
+def test_make_test_still_installs_everything() -> None:
+    recipes = dry_run("test")
+    assert apt_packages(recipes) >= DEMO_NEEDS | TEST_ONLY
+    assert pip_installs(recipes) == [".[test,dtls]"]

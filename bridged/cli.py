@@ -414,6 +414,17 @@ def _keys(pairs: Sequence[str]) -> dict[str, str]:
     return keys
 
 
+def _values(pairs: Sequence[str]) -> dict[str, str]:
+    """``create``'s ``RID=VALUE`` arguments as {resource ID: text form}."""
+    values = {}
+    for pair in pairs:
+        rid, sep, value = pair.partition("=")
+        if not sep or not rid.isdigit():
+            raise Failed(EXIT_USAGE, f"{pair!r}: give RID=VALUE, e.g. 5550=1")
+        values[rid] = value
+    return values
+
+
 def _server(args: argparse.Namespace) -> dict[str, Any]:
     return {} if args.server is None else {"server": args.server}
 
@@ -482,8 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
     execute = command("exec", "execute a resource")
     execute.add_argument("path")
     execute.add_argument("args", nargs="?", default="", help="LwM2M arguments, e.g. 0='x'")
-    create = command("create", "create an object instance")
+    create = command("create", "create an object instance, with its mandatory resources")
     create.add_argument("path", help="/oid (lowest free instance) or /oid/iid")
+    create.add_argument(
+        "values", nargs="*", metavar="RID=VALUE", help="a resource's value (text form), e.g. 5550=1"
+    )
     delete = command("delete", "delete an object instance")
     delete.add_argument("path")
     observe = command("observe", "the servers' observations")
@@ -571,7 +585,7 @@ def run(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) ->
         result = client.call("exec", {"path": args.path, "args": args.args})
         return emit(result, lambda r, o: None)
     if cmd == "create":
-        result = client.call("create", {"path": args.path})
+        result = client.call("create", {"path": args.path, "values": _values(args.values)})
         return emit(result, lambda r, o: o.write(f"created {r['created']}\n"))
     if cmd == "delete":
         return emit(client.call("delete", {"path": args.path}), lambda r, o: None)

@@ -294,7 +294,7 @@ class ControlServer:
             "read": (("path",), self._read),
             "write": (("path", "value"), self._write),
             "exec": (("path", "args"), self._exec),
-            "create": (("path",), self._create),
+            "create": (("path", "values"), self._create),
             "delete": (("path",), self._delete),
             "observe.list": (("server",), self._observe_list),
             "send": (("paths", "server"), self._send),
@@ -542,9 +542,17 @@ class ControlServer:
         return {"executed": str(path)}
 
     async def _create(self, p: Params, conn: Connection) -> Any:
+        """Create an instance with ``values`` ({resource ID: text form}, optional)."""
         path = p.path()
+        values: dict[int, str] = {}
+        for rid, text in p.get("values", dict, {}).items():
+            if not (isinstance(rid, str) and rid.isdigit() and isinstance(text, str)):
+                raise ProtocolError(
+                    INVALID_PARAMS, f"params.values.{rid}: give resource ID: text value"
+                )
+            values[int(rid)] = text
         self._audit(conn, f"create {path}")
-        return {"created": self.gateway.create(path)}
+        return {"created": self.gateway.create(path, values)}
 
     async def _delete(self, p: Params, conn: Connection) -> Any:
         path = p.path()

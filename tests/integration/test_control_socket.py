@@ -154,16 +154,73 @@ async def test_subscribe_streams_pairing_and_readings(conn: Connection, gateway:
 
 
 async def test_tree_operations(conn: Connection, gateway: Gateway) -> None:
-    assert await conn.call("create", path="/3303") == {"created": "/3303/0"}
-    await conn.call("write", path="/3303/0/5700", value=21.5)
-    assert await conn.call("read", path="/3303/0/5700") == [{"path": "/3303/0/5700", "value": 21.5}]
-    resources = await conn.call("ls", path="/3303/0")
-    assert {"path": "/3303/0/5700", "name": "Sensor Value", "operations": "R"} in resources
-    error = await conn.error("exec", path="/3303/0/5700")
+    created = await conn.call("create", path="/3201", values={"5550": "1"})
+    assert created == {"created": "/3201/0"}
+    await conn.call("write", path="/3201/0/5550", value=False)
+    assert await conn.call("read", path="/3201/0/5550") == [
+        {"path": "/3201/0/5550", "value": False}
+    ]
+    resources = await conn.call("ls", path="/3/0")
+    assert {"path": "/3/0/0", "name": "Manufacturer", "operations": "R"} in resources
+    error = await conn.error("exec", path="/3/0/0")
     assert error["code"] == FAILED and error["coap"] == "4.05"
-    await conn.call("delete", path="/3303/0")
-    error = await conn.error("read", path="/3303/0")
+    await conn.call("delete", path="/3201/0")
+    error = await conn.error("read", path="/3201/0")
     assert error["coap"] == "4.04"
+
+
+async def test_create_without_mandatory_resources_is_refused_as_a_servers_create(
+    conn: Connection, gateway: Gateway, server: LwM2MTestServer
+) -> None:
+    """``bridgectl create /3303`` would make a temperature instance without its Sensor Value
+    (mandatory, and read-only: nothing would ever set it): 4.00, as a server's Create."""
+    await server.next_event("register")
+    error = await conn.error("create", path="/3303")
+    assert error["code"] == FAILED and error["coap"] == "4.00", error
+    assert "5700 (Sensor Value)" in error["message"]
+    reply = await server.request("gw-control", Code.POST, "/3303", b"\x80", content_format=112)
+    assert reply.code == Code.BAD_REQUEST
+    assert "5700 (Sensor Value)" in reply.payload.decode()
+    assert not gateway.tree.has(PathId((3303, 0))), "no instance was made"
+    error = await conn.error("create", path="/3201/4")
+    assert error["coap"] == "4.00" and "5550 (Digital Output State)" in error["message"]
+    assert await conn.call("create", path="/3201/4", values={"5550": "0"}) == {"created": "/3201/4"}
+
+
+async def test_a_write_of_a_read_only_resource_is_405_and_never_reaches_the_server(
+    conn: Connection, gateway: Gateway, server: LwM2MTestServer
+) -> None:
+    """``bridgectl write /3303/0/5700 -40`` of a node's sensor value was accepted, and a Send
+    then delivered -40 as the node's reading: 4.05, as a server's Write of it is, and the
+    Send carries what the node measured."""
+    await server.next_event("register")
+    node = NodeId("sim", "0001")
+    await gateway.pair(node)
+    temperature = PathId((3303, 0, 5700))
+    live = gateway.registry.live[node]
+    async with asyncio.timeout(10):
+        while (upstream := gateway.exposure.paths.upstream(node, temperature)) is None:
+            await asyncio.sleep(0.01)
+        while temperature not in live.values:
+            await asyncio.sleep(0.01)
+        while not (await conn.call("status"))["servers"][0]["registered"]:
+            await asyncio.sleep(0.01)
+    error = await conn.error("write", path=str(upstream), value=-40)
+    assert error["code"] == FAILED and error["coap"] == "4.05", error
+    reply = await server.request("gw-control", Code.PUT, str(upstream), b"-40", content_format=0)
+    assert reply.code == Code.METHOD_NOT_ALLOWED, "the same code as a server's Write"
+    manufacturer = gateway.tree.get(PathId((3, 0, 0)))
+    error = await conn.error("write", path="/3/0/0", value="Evil Corp")
+    assert error["coap"] == "4.05", "the gateway's own read-only resources alike"
+    assert (await conn.call("send", paths=[str(upstream), "/3/0/0"]))["status"] == "delivered"
+    names = {str(upstream), "/3/0/0"}
+    send = await server.next_event("send")
+    while {r.name for r in send.records} != names:  # the node's readings, delivered anyway
+        send = await server.next_event("send")
+    values = {r.name: r.value for r in send.records}
+    assert values["/3/0/0"] == manufacturer != "Evil Corp"
+    sent = values[str(upstream)]
+    assert isinstance(sent, float) and sent > -39, "the node's own measurement, not -40"
 
 
 async def test_errors(conn: Connection) -> None:
@@ -331,7 +388,7 @@ async def test_write_and_exec_of_a_nodes_resource_reach_the_node(
     assert await conn.call("write", path=str(upstream), value=True) == {"written": str(upstream)}
     assert simulated.switch is True, "the node itself took the write"
     error = await conn.error("exec", path=f"{upstream.parent}/5850")
-    assert error["coap"] == "4.05" and "simulated node" in error["message"], "the node's refusal"
+    assert error["coap"] == "4.05" and "not executable" in error["message"], "a server's 4.05"
 
 
 async def test_bridgectl_write_of_a_lifetime_out_of_range_is_refused_and_never_sent(

@@ -8,12 +8,14 @@ library, so ``bridgectl --help`` and every command start fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import json
 import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 from . import __version__
@@ -24,6 +26,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT), as shells report a command it ended: 128 + 2."""
 CONNECT_WAIT = 30.0
 """Seconds to wait for a connection while the daemon's backlog is full, without --timeout."""
 
@@ -35,6 +39,7 @@ exit status:
   {EXIT_FAILED}  the operation failed (the daemon said why)
   {EXIT_USAGE}  bad argument
   {EXIT_NOT_RUNNING}  the daemon is not running (no socket, or nothing listening on it)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); scan prints what it heard until then
 
 The socket is --socket, else $BRIDGED_SOCKET, else {DEFAULT_SOCKET}.
 Examples:
@@ -110,27 +115,43 @@ class Client:
         self._next += 1
         rid = self._next
         request = {"id": rid, "method": method, "params": dict(params or {})}
-        try:
+        with self._socket_errors():
             self.sock.sendall(json.dumps(request).encode() + b"\n")
-            while True:
-                line = self.file.readline()
-                if not line:
-                    raise Failed(EXIT_FAILED, "bridged closed the connection")
-                message = json.loads(line)
-                if "event" in message:
-                    on_event(message)
-                    continue
-                if "error" in message:
-                    error = message["error"]
-                    code = EXIT_USAGE if error.get("code") == INVALID_PARAMS else EXIT_FAILED
-                    coap = f" ({error['coap']})" if error.get("coap") else ""
-                    raise Failed(code, f"{error.get('message')}{coap}")
-                if message.get("id") == rid:
-                    return message.get("result")
+        while True:
+            message = self.receive()
+            if "event" in message:
+                # Outside the socket's error handling: a closed stdout is not a lost daemon.
+                on_event(message)
+                continue
+            if "error" in message:
+                raise failure(message["error"])
+            if message.get("id") == rid:
+                return message.get("result")
+
+    def receive(self) -> dict[str, Any]:
+        """The next line from the daemon (a result, an error or an event)."""
+        with self._socket_errors():
+            line = self.file.readline()
+        if not line:
+            raise Failed(EXIT_FAILED, "bridged closed the connection")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    @contextlib.contextmanager
+    def _socket_errors(self) -> Iterator[None]:
+        try:
+            yield
         except TimeoutError:
             raise Failed(EXIT_FAILED, f"no answer from bridged on {self.path}") from None
         except (ConnectionError, BrokenPipeError) as e:
             raise Failed(EXIT_FAILED, f"connection to bridged lost: {e}") from None
+
+
+def failure(error: Mapping[str, Any]) -> Failed:
+    """The daemon's error answer as the failure bridgectl exits with."""
+    code = EXIT_USAGE if error.get("code") == INVALID_PARAMS else EXIT_FAILED
+    coap = f" ({error['coap']})" if error.get("coap") else ""
+    return Failed(code, f"{error.get('message')}{coap}")
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -249,7 +270,8 @@ def show_nodes(nodes: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
 
 def show_node(node: Mapping[str, Any], out: IO[str]) -> None:
     for key in ("id", "name", "transport", "profile", "sleepy", "reachable", "rssi", "battery"):
-        out.write(f"{key:<10} {value_text(node[key])}\n")
+        value = node[key]
+        out.write(f"{key:<10} {'unknown' if value is None else value_text(value)}\n")
     out.write(f"{'last seen':<10} {age_text(node['age'])}\n")
     out.write(f"{'keys':<10} {', '.join(node['secrets']) or '-'}\n")
     if node.get("decrypt_failures") or node.get("problem"):
@@ -429,6 +451,27 @@ def _server(args: argparse.Namespace) -> dict[str, Any]:
     return {} if args.server is None else {"server": args.server}
 
 
+def _common_options(parser: argparse.ArgumentParser, after_command: bool = False) -> None:
+    """--socket, --json and --timeout, taken before the command and after it. After it their
+    default is SUPPRESS, so that one given before the command is not reset by it."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if after_command else value
+
+    parser.add_argument(
+        "--socket", default=default(None), help=f"the control socket (default: {DEFAULT_SOCKET})"
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="machine-readable output"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=default(30.0),
+        help="seconds to wait for an answer (30)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bridgectl",
@@ -437,21 +480,24 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"bridgectl {__version__}")
-    parser.add_argument("--socket", help=f"the control socket (default: {DEFAULT_SOCKET})")
-    parser.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
-    parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds to wait for an answer (%(default)s)"
-    )
+    _common_options(parser)
+    after = argparse.ArgumentParser(add_help=False)
+    _common_options(after, after_command=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help, **kwargs)
+        return sub.add_parser(name, help=help, description=help, parents=[after], **kwargs)
+
+    def action(
+        actions: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
+    ) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=help, description=help, parents=[after])
 
     command("status", "the gateway: registration, nodes, readings, transports")
     command("nodes", "the paired nodes")
     node = command("node", "one paired node")
     node_sub = node.add_subparsers(dest="node_command", required=True, metavar="ACTION")
-    show = node_sub.add_parser("show", help="a node in detail: state, keys, values")
+    show = action(node_sub, "show", "a node in detail: state, keys, values")
     show.add_argument("node", help="transport:address")
     scan = command(
         "scan",
@@ -502,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("path")
     observe = command("observe", "the servers' observations")
     observe_sub = observe.add_subparsers(dest="observe_command", required=True, metavar="ACTION")
-    observe_list = observe_sub.add_parser("list", help="list them per server")
+    observe_list = action(observe_sub, "list", "list them per server")
     observe_list.add_argument("--server", type=int, help="short server ID")
     send = command("send", "LwM2M Send of the current values of paths")
     send.add_argument("paths", nargs="+")
@@ -639,11 +685,14 @@ def _scan(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) 
     then the final table (or JSON array)."""
     live = err.isatty() and not args.json
     shown: set[str] = set()
+    heard: dict[str, Mapping[str, Any]] = {}
     bar = ""
 
     def on_event(message: Mapping[str, Any]) -> None:
         nonlocal bar
         data = message["data"]
+        if message["event"] == "node.heard":
+            heard[data["id"]] = data
         if args.json:
             if message["event"] == "node.heard":
                 out.write(json.dumps(data) + "\n")
@@ -664,8 +713,12 @@ def _scan(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) 
     params: dict[str, Any] = {"seconds": args.seconds}
     if args.transport:
         params["transport"] = args.transport
+    code = EXIT_OK
     try:
         result = client.call("scan", params, on_event)
+    except KeyboardInterrupt:
+        # Ctrl-C ends the window early: what was heard so far is still the answer.
+        result, code = list(heard.values()), EXIT_INTERRUPTED
     finally:
         if live:
             err.write("\n")
@@ -673,24 +726,61 @@ def _scan(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) 
         out.write(json.dumps(result) + "\n")
     else:
         show_heard(result, out)
-    return EXIT_OK
+    return code
+
+
+TIME_KEYS = frozenset({"time", "submitted", "expires", "finished", "last_seen", "paired_at"})
+"""The event data that are times (seconds since the epoch): shown as local ISO times."""
+
+
+def iso_time(seconds: float) -> str:
+    """``2026-12-06T23:21:05+01:00``: local time, to the second, with its offset."""
+    return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+def field_text(key: str, value: Any) -> str:
+    """One event field as ``key=value``: times in local ISO form, records as ``path=value``
+    pairs, text with spaces quoted, anything else nested as compact JSON."""
+    if key in TIME_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{key}={iso_time(value)}"
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, dict) and "path" in v and "value" in v for v in value)
+    ):
+        return f"{key}=" + ",".join(f"{v['path']}={value_text(v['value'])}" for v in value)
+    if isinstance(value, (dict, list)):
+        return f"{key}={json.dumps(value, separators=(',', ':'), ensure_ascii=False)}"
+    text = value_text(value)
+    if not text or any(c.isspace() or c in '"=' for c in text):
+        text = json.dumps(text, ensure_ascii=False)
+    return f"{key}={text}"
+
+
+def event_text(message: Mapping[str, Any]) -> str:
+    """An event as one line: ``2026-12-06T23:21:05+01:00 node.paired id=sim:0002 name=shed``
+    (fields without a value left out)."""
+    when = message.get("time")
+    fields = [
+        field_text(k, v) for k, v in message.get("data", {}).items() if v is not None and v != ""
+    ]
+    head = [iso_time(when)] if isinstance(when, (int, float)) else []
+    return " ".join([*head, str(message.get("event")), *fields])
 
 
 def _events(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    """Stream events until Ctrl-C (the usual end: exit 0) or the daemon ends them."""
     client.call("subscribe", {"events": args.kinds} if args.kinds else {})
     client.sock.settimeout(None)
     try:
-        for line in client.file:
-            message = json.loads(line)
-            if args.json:
-                out.write(json.dumps(message) + "\n")
-            else:
-                data = " ".join(f"{k}={v}" for k, v in message.get("data", {}).items())
-                out.write(f"{message.get('event')} {data}\n")
+        while True:
+            message = client.receive()
+            if "error" in message:
+                raise failure(message["error"])
+            out.write((json.dumps(message) if args.json else event_text(message)) + "\n")
             out.flush()
     except KeyboardInterrupt:
-        pass
-    return EXIT_OK
+        return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -706,7 +796,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bridgectl: {e}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
-        return EXIT_FAILED
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``bridgectl events | head``): it had what it wanted. Point
+        # stdout at /dev/null so that the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

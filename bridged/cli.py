@@ -12,8 +12,10 @@ import contextlib
 import datetime
 import json
 import os
+import queue
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
@@ -21,6 +23,9 @@ from typing import IO, Any
 from . import __version__
 
 DEFAULT_SOCKET = "/run/bridged/control.sock"
+MONITOR_SOCKET_NAME = "monitor.sock"
+"""The read-only socket beside the control socket, for a monitoring user (group
+bridged-monitor): bridgectl falls back to it when the control socket is not theirs."""
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -65,44 +70,66 @@ class Client:
     handing any streamed event lines to ``on_event`` meanwhile."""
 
     def __init__(self, path: str, timeout: float | None) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
+        monitor = os.path.join(os.path.dirname(path), MONITOR_SOCKET_NAME)
         try:
-            self._connect(timeout)
+            self.sock = self._open(path, timeout)
+        except PermissionError:
+            # Not a member of bridged: perhaps of bridged-monitor, which may watch.
+            try:
+                self.sock = self._open(monitor, timeout)
+            except (PermissionError, FileNotFoundError, ConnectionRefusedError):
+                raise Failed(
+                    EXIT_FAILED,
+                    f"{path}: permission denied; join the group bridged "
+                    f"(or bridged-monitor, to watch through {monitor})",
+                ) from None
+            path = monitor
+        self.path = path
+        self.file = self.sock.makefile("rb")
+        self._next = 0
+
+    def _open(self, path: str, timeout: float | None) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            self._connect(sock, path, timeout)
         except (FileNotFoundError, ConnectionRefusedError) as e:
-            self.sock.close()
+            sock.close()
+            if isinstance(e, FileNotFoundError) and os.path.basename(path) == MONITOR_SOCKET_NAME:
+                raise
             raise Failed(
                 EXIT_NOT_RUNNING,
                 f"bridged is not running ({path}: {e.strerror}); see systemctl status bridged",
             ) from None
         except PermissionError:
-            self.sock.close()
-            raise Failed(
-                EXIT_FAILED, f"{path}: permission denied; join the group bridged"
-            ) from None
-        self.file = self.sock.makefile("rb")
-        self._next = 0
+            sock.close()
+            raise
+        return sock
 
-    def _connect(self, timeout: float | None) -> None:
+    @staticmethod
+    def _connect(sock: socket.socket, path: str, timeout: float | None) -> None:
         """Connect, waiting while the daemon's listen backlog is full (a socket with a
         timeout is non-blocking inside, and connect then fails with EAGAIN at once)."""
         deadline = time.monotonic() + (CONNECT_WAIT if timeout is None else timeout)
         while True:
             try:
-                self.sock.connect(self.path)
+                sock.connect(path)
                 return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    self.sock.close()
+                    sock.close()
                     raise Failed(
                         EXIT_FAILED,
-                        f"bridged is too busy to take a connection on {self.path} "
+                        f"bridged is too busy to take a connection on {path} "
                         "(its backlog is full); try again",
                     ) from None
                 time.sleep(0.05)
 
     def close(self) -> None:
+        # Shut down first: a Stream's thread blocked reading the file holds its lock, and
+        # closing the file would wait for it; the shutdown ends that read.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.file.close()
         self.sock.close()
 
@@ -112,11 +139,7 @@ class Client:
         params: Mapping[str, Any] | None = None,
         on_event: Callable[[Mapping[str, Any]], None] = lambda e: None,
     ) -> Any:
-        self._next += 1
-        rid = self._next
-        request = {"id": rid, "method": method, "params": dict(params or {})}
-        with self._socket_errors():
-            self.sock.sendall(json.dumps(request).encode() + b"\n")
+        rid = self.send(method, params)
         while True:
             message = self.receive()
             if "event" in message:
@@ -127,6 +150,14 @@ class Client:
                 raise failure(message["error"])
             if message.get("id") == rid:
                 return message.get("result")
+
+    def send(self, method: str, params: Mapping[str, Any] | None = None) -> int:
+        """Send a request; returns its id."""
+        self._next += 1
+        request = {"id": self._next, "method": method, "params": dict(params or {})}
+        with self._socket_errors():
+            self.sock.sendall(json.dumps(request).encode() + b"\n")
+        return self._next
 
     def receive(self) -> dict[str, Any]:
         """The next line from the daemon (a result, an error or an event)."""
@@ -527,8 +558,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     unpair = command("unpair", "unpair a node: it disappears upstream")
     unpair.add_argument("node")
-    permit = command("permit-join", "let nodes that ask join for a while (0 closes)")
+    permit = command(
+        "permit-join",
+        "let nodes that ask join for a while (0 closes); with --wait (the default on a "
+        "terminal) count down and show each node that joins until the window closes, and "
+        "Ctrl-C closes it",
+    )
     permit.add_argument("seconds", nargs="?", type=float, default=60.0)
+    permit.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        help="count down and show the nodes that join (default: when stdout is a terminal)",
+    )
     ls = command("ls", "objects, instances or resources of the gateway's tree")
     ls.add_argument("path", nargs="?", default="/")
     read = command("read", "read values of the gateway's tree")
@@ -604,6 +645,9 @@ def run(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) ->
         result = client.call("unpair", {"node": args.node})
         return emit(result, lambda r, o: o.write(f"unpaired {r['unpaired']}\n"))
     if cmd == "permit-join":
+        wait = out.isatty() if args.wait is None else args.wait
+        if wait and args.seconds > 0:
+            return _permit_join(args, client, out, err)
         result = client.call("permit_join", {"seconds": args.seconds})
         return emit(
             result,
@@ -781,6 +825,103 @@ def _events(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
             out.flush()
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+class Stream:
+    """The lines of a subscribed connection, read by a thread into a queue, so that the
+    caller can wait for the next one a second at a time (a socket file cannot be read again
+    once a read timed out) and Ctrl-C still interrupts the wait."""
+
+    END: dict[str, Any] = {}
+    """What ``get`` returns once the daemon closed the connection."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.held: list[dict[str, Any]] = []
+        client.sock.settimeout(None)
+        threading.Thread(target=self._read, name="bridgectl-stream", daemon=True).start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in self.client.file:
+                self.lines.put(json.loads(line))
+        self.lines.put(self.END)
+
+    def get(self, timeout: float) -> dict[str, Any] | None:
+        """The next message, None when none came within ``timeout``, END at the end."""
+        if self.held:
+            return self.held.pop(0)
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def call(self, method: str, params: Mapping[str, Any], timeout: float) -> Any:
+        """A request on the streamed connection: its result; the events that come before it
+        are kept for ``get``."""
+        rid = self.client.send(method, params)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if message.get("id") == rid and "event" not in message:
+                if "error" in message:
+                    raise failure(message["error"])
+                return message.get("result")
+            self.held.append(message)
+            if message is self.END:
+                break
+        raise Failed(EXIT_FAILED, f"no answer from bridged to {method}")
+
+
+def _permit_join(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) -> int:
+    """Open the window, then count down and show each node that joins until it closes
+    (here, or by anyone else's ``permit-join``); Ctrl-C closes it (exit 130). On a terminal
+    the countdown is redrawn on stderr; each join is a line on stdout (a JSON line with
+    --json), and so is the end."""
+    live = err.isatty() and not args.json
+    client.call("subscribe", {"events": ["node.paired", "permit_join"]})  # before: miss none
+    stream = Stream(client)
+    seconds = stream.call("permit_join", {"seconds": args.seconds}, args.timeout)["seconds"]
+    deadline = time.monotonic() + seconds
+    joined: list[dict[str, Any]] = []
+
+    def say(line: str) -> None:
+        if live:
+            err.write("\r\033[K")
+            err.flush()
+        out.write(line + "\n")
+        out.flush()
+
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            if live:
+                err.write(f"\rpermit-join open: {left:.0f} s left, {len(joined)} joined\033[K")
+                err.flush()
+            message = stream.get(min(left, 1.0))
+            if message is None:
+                continue
+            if message is stream.END:
+                raise Failed(EXIT_FAILED, "bridged closed the connection")
+            data = message.get("data", {})
+            if message.get("event") == "node.paired":
+                joined.append(dict(data))
+                say(json.dumps(data) if args.json else f"joined {data['id']} ({data['name']})")
+            elif message.get("event") == "permit_join":
+                # Someone opened it again for longer, or closed it.
+                deadline = time.monotonic() + max(float(data["seconds"]), 0.0)
+    except KeyboardInterrupt:
+        with contextlib.suppress(Failed):
+            stream.call("permit_join", {"seconds": 0}, args.timeout)
+        end = {"closed": "interrupted", "joined": [n["id"] for n in joined]}
+        say(json.dumps(end) if args.json else f"permit-join closed: {len(joined)} joined")
+        return EXIT_INTERRUPTED
+    end = {"closed": "window over", "joined": [n["id"] for n in joined]}
+    say(json.dumps(end) if args.json else f"permit-join closed: {len(joined)} joined")
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

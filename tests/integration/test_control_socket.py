@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import signal
 import stat
+import sys
+import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,10 +25,11 @@ from clients import FAST_RETRY
 
 from bridged.app import Gateway
 from bridged.config import Config, ConfigError, GatewaySection, StoreSection, TransportSection
-from bridged.control import FAILED, INVALID_PARAMS, METHOD_NOT_FOUND, ControlServer
+from bridged.control import FAILED, INVALID_PARAMS, METHOD_NOT_FOUND, REFUSED, ControlServer
 from bridged.engine.client import ServerConfig
 from bridged.objects.paths import Path as PathId
 from bridged.store.nodes import NodeId
+from bridged.transports.base import Heard
 from peers.gateway import FACTS
 from peers.lwm2m_server import LwM2MTestServer
 
@@ -403,3 +410,144 @@ async def test_bridgectl_write_of_a_lifetime_out_of_range_is_refused_and_never_s
         assert error["code"] == FAILED and error["coap"] == "4.00", error
     await conn.call("update")
     assert (await server.next_event("update")).query == {}, "no lt= in the Update"
+
+
+# -- issue 18.8: the read-only role and the permit-join countdown -------------------------------
+
+
+async def test_the_monitor_socket_watches_and_never_changes(
+    control: ControlServer, gateway: Gateway
+) -> None:
+    """monitor.sock, beside control.sock: status, nodes, reads and events; every method that
+    changes the gateway is REFUSED, naming the socket that may."""
+    path = control.monitor_path
+    assert path.name == "monitor.sock" and path.parent == control.path.parent
+    assert stat.S_IMODE(path.stat().st_mode) == 0o660 and stat.S_ISSOCK(path.stat().st_mode)
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    monitor = Connection(reader, writer)
+    try:
+        assert (await monitor.call("status"))["endpoint"] == "gw-control"
+        assert await monitor.call("nodes") == []
+        assert (await monitor.call("read", path="/3/0/0"))[0]["path"] == "/3/0/0"
+        assert await monitor.call("subscribe", events=["node"]) == {"subscribed": ["node"]}
+        for method, params in [
+            ("pair", {"node": "sim:0002"}),
+            ("write", {"path": "/3/0/15", "value": "UTC"}),
+            ("exec", {"path": "/3/0/4"}),
+            ("permit_join", {"seconds": 30}),
+            ("create", {"path": "/3201", "values": {"5550": "1"}}),
+            ("stop", {}),
+        ]:
+            error = await monitor.error(method, **params)
+            assert error["code"] == REFUSED, (method, error)
+            assert "read-only" in error["message"] and str(control.path) in error["message"]
+        assert NodeId("sim", "0002") not in gateway.registry.live
+        assert gateway.tree.get(PathId((3, 0, 15))) != "UTC" and gateway.client_running
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def _runs_as_nobody() -> bool:
+    return os.getuid() == 0 and os.path.exists(SYSTEM_PYTHON) and _world_readable(REPO)
+
+
+def _world_readable(path: Path) -> bool:
+    return all(p.stat().st_mode & 0o005 == 0o005 for p in [path, *path.parents])
+
+
+REPO = Path(__file__).resolve().parents[2]
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+async def bridgectl(socket_path: Path, *argv: str, **popen: Any) -> asyncio.subprocess.Process:
+    """bridgectl as a user runs it, in a process of its own; it needs the standard library
+    only, so a user without the venv (nobody) runs it with the system Python."""
+    python = sys.executable
+    if popen.pop("as_nobody", False):
+        python = SYSTEM_PYTHON
+        popen.update(user="nobody", group="nogroup", extra_groups=[])
+    return await asyncio.create_subprocess_exec(
+        python,
+        "-m",
+        "bridged.cli",
+        "--socket",
+        str(socket_path),
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        **popen,
+    )
+
+
+@pytest.mark.skipif(not _runs_as_nobody(), reason="needs root, to run bridgectl as nobody")
+async def test_a_monitoring_user_runs_status_and_events_but_not_pair_or_write(
+    gateway: Gateway,
+) -> None:
+    """nobody, a member of the monitor socket's group but not of the control socket's:
+    bridgectl finds control.sock closed to it and watches through monitor.sock."""
+    run = Path(tempfile.mkdtemp(prefix="bridged-monitor-"))
+    try:
+        run.chmod(0o751)
+        control = ControlServer(gateway, run / "control.sock", monitor_group="nogroup")
+        await control.start()
+        try:
+            status = await bridgectl(control.path, "status", "--json", as_nobody=True)
+            out, err = await status.communicate()
+            assert status.returncode == 0, err
+            assert json.loads(out)["endpoint"] == "gw-control"
+            events = await bridgectl(control.path, "events", as_nobody=True)
+            assert events.stdout is not None
+            async with asyncio.timeout(10):
+                while not gateway.events.wanted("node.paired"):
+                    await asyncio.sleep(0.01)
+            await gateway.pair(NodeId("sim", "0003"))
+            async with asyncio.timeout(10):
+                line = (await events.stdout.readline()).decode()
+            assert " node.paired id=sim:0003 " in line, line
+            events.send_signal(signal.SIGINT)
+            assert await events.wait() == 0
+            for argv in (("pair", "sim:0002"), ("write", "/3/0/15", "UTC")):
+                refused = await bridgectl(control.path, *argv, as_nobody=True)
+                _, err = await refused.communicate()
+                assert refused.returncode == 1 and b"read-only" in err, (argv, err)
+            assert NodeId("sim", "0002") not in gateway.registry.live
+        finally:
+            await control.stop()
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+
+
+async def test_permit_join_counts_down_shows_each_join_and_ends_with_the_window(
+    control: ControlServer, gateway: Gateway
+) -> None:
+    proc = await bridgectl(control.path, "permit-join", "1.5", "--wait")
+    assert proc.stdout is not None
+    async with asyncio.timeout(10):
+        while not gateway.registry.join_open:
+            await asyncio.sleep(0.01)
+    stranger = NodeId("sim", "0009")
+    assert gateway.registry.admit(Heard(stranger, time.time(), name="stranger"))
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert out.decode().splitlines() == [
+        "joined sim:0009 (stranger)",
+        "permit-join closed: 1 joined",
+    ]
+    assert not gateway.registry.join_open
+
+
+async def test_ctrl_c_during_permit_join_closes_the_window(
+    control: ControlServer, gateway: Gateway
+) -> None:
+    proc = await bridgectl(control.path, "permit-join", "600", "--wait", "--json")
+    async with asyncio.timeout(10):
+        while not gateway.registry.join_open:
+            await asyncio.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = await proc.communicate()
+    assert proc.returncode == 130, err
+    assert json.loads(out.decode().splitlines()[-1]) == {"closed": "interrupted", "joined": []}
+    assert not gateway.registry.join_open, "Ctrl-C closed the window"
+    assert b"Traceback" not in err

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import math
 import os
 import queue
 import socket
@@ -899,7 +900,9 @@ def _permit_join(args: argparse.Namespace, client: Client, out: IO[str], err: IO
     try:
         while (left := deadline - time.monotonic()) > 0:
             if live:
-                err.write(f"\rpermit-join open: {left:.0f} s left, {len(joined)} joined\033[K")
+                err.write(
+                    f"\rpermit-join open: {math.ceil(left)} s left, {len(joined)} joined\033[K"
+                )
                 err.flush()
             message = stream.get(min(left, 1.0))
             if message is None:

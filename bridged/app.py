@@ -40,13 +40,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from aiocoap.numbers.codes import Code
+
 from bridged.commands import Command, CommandQueue
 from bridged.delivery import Delivery, Route
 from bridged.engine.access import BOOTSTRAP_ONLY
 from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
-from bridged.engine.dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT, read_node
+from bridged.engine.dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT, DeviceManagement, read_node
 from bridged.engine.nodes import NodePaths, node_owned
 from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.engine.send import SendOutcome
@@ -56,6 +58,7 @@ from bridged.exposure.instances import InstancesExposure
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.ddf import DefinitionError, load_ddf_dir
 from bridged.objects.errors import BadRequest, MethodNotAllowed, NotFound, Unauthorized
+from bridged.objects.formats import ContentFormat
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import ObjLnk, Record, Value, from_text, to_text
@@ -453,6 +456,12 @@ class Gateway:
             """The end devices behind prefixes, in the gateway mode."""
             self.operations = self._operations(exposure.paths)
             """Read, Write and Execute of node paths, for servers and bridgectl alike."""
+            self.shell = DeviceManagement(
+                self.tree,
+                nodes=self.operations,
+                devices=exposure if isinstance(exposure, GatewayExposure) else None,
+            )
+            """bridgectl's write and exec: a server's, with a server's full rights."""
             self.client = LwM2MClient(
                 self.tree,
                 config.gateway.endpoint,
@@ -1049,47 +1058,45 @@ class Gateway:
         """Set the resource (instance) at ``path`` to the value written as text (the
         text/plain form: numbers, 0/1 for booleans, base64 for opaque, oid:iid for links).
 
-        Like the Zephyr shell's write this is the device's own write: it sets read-only
-        resources too, checked against their type and range. A node's resource is the node's
-        to set: the write goes to the node (or waits as its desired state while it sleeps),
-        as a server's does, and the gateway's copy changes once the node has it."""
+        It is a server's Write (``self.shell``): a read-only resource is 4.05, a sensor value
+        is the node's to report, not the operator's to make up (a made-up value would go
+        upstream as a reading); a node's resource goes to the node, or waits as its desired
+        state while it sleeps, and the gateway's copy changes once the node has it."""
         if path.level < Level.RESOURCE:
             raise BadRequest(f"write needs a resource path, not {path}")
-        if path.ids[0] in BOOTSTRAP_ONLY:
-            raise Unauthorized(f"{path} holds keys and is not written here")
         rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
         if rdef.multiple and path.level is Level.RESOURCE:
             raise BadRequest(f"{path} is a multi-instance resource: write one instance of it")
-        found = self.operations.locate(path)
-        if found is not None:
-            node, local = found
-            record = Record(local, from_text(rdef, text))
-            await self.operations.write(node, local, [record], replace=True)
-            return
-        if not self.tree.has(path.truncate(Level.INSTANCE)):
-            raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
-        self.tree.set(path, from_text(rdef, text))
+        await self.shell.operate(
+            Code.PUT, path.segments(), payload=text.encode(), content_format=ContentFormat.TEXT
+        )
 
     async def execute(self, path: Path, arguments: str = "") -> None:
-        """Execute ``path``: at the node, for a node's resource (or when it next wakes)."""
-        found = self.operations.locate(path)
-        if found is None:
-            self.tree.execute(path, arguments)
-            return
-        node, local = found
-        await self.operations.execute(node, local, arguments)
+        """Execute ``path`` as a server's Execute does: at the node, for a node's resource
+        (or when it next wakes)."""
+        if path.level is not Level.RESOURCE:
+            raise MethodNotAllowed(f"execute on {path}: target a resource")
+        await self.shell.operate(Code.POST, path.segments(), payload=arguments.encode())
 
-    def create(self, path: Path) -> str:
-        """Create the instance ``/oid/iid`` (or the lowest free one under ``/oid``) of the
-        gateway's own; in an object that holds nodes' instances, 4.05 as for a server."""
+    def create(self, path: Path, values: Mapping[int, str] | None = None) -> str:
+        """Create the instance ``/oid/iid`` (or the lowest free one under ``/oid``) with
+        ``values`` ({resource ID: text form}) as a server's Create does: 4.00 without the
+        object's mandatory resources, 4.05 for a read-only one, and 4.05 in an object that
+        holds nodes' instances."""
         if path.level not in (Level.OBJECT, Level.INSTANCE):
             raise BadRequest(f"create needs an object or instance path, not {path}")
         if path.ids[0] in BOOTSTRAP_ONLY:
             raise Unauthorized(f"{path}: the bootstrap-only objects are not created here")
         if self.exposure.paths.holds_nodes(path):
             raise node_owned(path)
-        iid = path.ids[1] if path.level is Level.INSTANCE else None
-        return str(self.tree.create_instance(path.ids[0], iid))
+        oid = path.ids[0]
+        odef = self.tree.registry.get(oid)
+        iid = path.ids[1] if path.level is Level.INSTANCE else self.tree.free_instance_id(oid)
+        records = [
+            Record(Path((oid, iid, rid)), from_text(odef.resource(rid), text))
+            for rid, text in (values or {}).items()
+        ]
+        return str(self.tree.create(Path((oid,)), records, iid=iid))
 
     def delete(self, path: Path) -> None:
         """Delete an instance of the gateway's own; a node's instance stands for the node and

@@ -8,22 +8,32 @@ library, so ``bridgectl --help`` and every command start fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import json
+import math
 import os
+import queue
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 from . import __version__
 
 DEFAULT_SOCKET = "/run/bridged/control.sock"
+MONITOR_SOCKET_NAME = "monitor.sock"
+"""The read-only socket beside the control socket, for a monitoring user (group
+bridged-monitor): bridgectl falls back to it when the control socket is not theirs."""
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT), as shells report a command it ended: 128 + 2."""
 CONNECT_WAIT = 30.0
 """Seconds to wait for a connection while the daemon's backlog is full, without --timeout."""
 
@@ -35,6 +45,7 @@ exit status:
   {EXIT_FAILED}  the operation failed (the daemon said why)
   {EXIT_USAGE}  bad argument
   {EXIT_NOT_RUNNING}  the daemon is not running (no socket, or nothing listening on it)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); scan prints what it heard until then
 
 The socket is --socket, else $BRIDGED_SOCKET, else {DEFAULT_SOCKET}.
 Examples:
@@ -60,44 +71,66 @@ class Client:
     handing any streamed event lines to ``on_event`` meanwhile."""
 
     def __init__(self, path: str, timeout: float | None) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
+        monitor = os.path.join(os.path.dirname(path), MONITOR_SOCKET_NAME)
         try:
-            self._connect(timeout)
+            self.sock = self._open(path, timeout)
+        except PermissionError:
+            # Not a member of bridged: perhaps of bridged-monitor, which may watch.
+            try:
+                self.sock = self._open(monitor, timeout)
+            except (PermissionError, FileNotFoundError, ConnectionRefusedError):
+                raise Failed(
+                    EXIT_FAILED,
+                    f"{path}: permission denied; join the group bridged "
+                    f"(or bridged-monitor, to watch through {monitor})",
+                ) from None
+            path = monitor
+        self.path = path
+        self.file = self.sock.makefile("rb")
+        self._next = 0
+
+    def _open(self, path: str, timeout: float | None) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            self._connect(sock, path, timeout)
         except (FileNotFoundError, ConnectionRefusedError) as e:
-            self.sock.close()
+            sock.close()
+            if isinstance(e, FileNotFoundError) and os.path.basename(path) == MONITOR_SOCKET_NAME:
+                raise
             raise Failed(
                 EXIT_NOT_RUNNING,
                 f"bridged is not running ({path}: {e.strerror}); see systemctl status bridged",
             ) from None
         except PermissionError:
-            self.sock.close()
-            raise Failed(
-                EXIT_FAILED, f"{path}: permission denied; join the group bridged"
-            ) from None
-        self.file = self.sock.makefile("rb")
-        self._next = 0
+            sock.close()
+            raise
+        return sock
 
-    def _connect(self, timeout: float | None) -> None:
+    @staticmethod
+    def _connect(sock: socket.socket, path: str, timeout: float | None) -> None:
         """Connect, waiting while the daemon's listen backlog is full (a socket with a
         timeout is non-blocking inside, and connect then fails with EAGAIN at once)."""
         deadline = time.monotonic() + (CONNECT_WAIT if timeout is None else timeout)
         while True:
             try:
-                self.sock.connect(self.path)
+                sock.connect(path)
                 return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    self.sock.close()
+                    sock.close()
                     raise Failed(
                         EXIT_FAILED,
-                        f"bridged is too busy to take a connection on {self.path} "
+                        f"bridged is too busy to take a connection on {path} "
                         "(its backlog is full); try again",
                     ) from None
                 time.sleep(0.05)
 
     def close(self) -> None:
+        # Shut down first: a Stream's thread blocked reading the file holds its lock, and
+        # closing the file would wait for it; the shutdown ends that read.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.file.close()
         self.sock.close()
 
@@ -107,30 +140,50 @@ class Client:
         params: Mapping[str, Any] | None = None,
         on_event: Callable[[Mapping[str, Any]], None] = lambda e: None,
     ) -> Any:
+        rid = self.send(method, params)
+        while True:
+            message = self.receive()
+            if "event" in message:
+                # Outside the socket's error handling: a closed stdout is not a lost daemon.
+                on_event(message)
+                continue
+            if "error" in message:
+                raise failure(message["error"])
+            if message.get("id") == rid:
+                return message.get("result")
+
+    def send(self, method: str, params: Mapping[str, Any] | None = None) -> int:
+        """Send a request; returns its id."""
         self._next += 1
-        rid = self._next
-        request = {"id": rid, "method": method, "params": dict(params or {})}
-        try:
+        request = {"id": self._next, "method": method, "params": dict(params or {})}
+        with self._socket_errors():
             self.sock.sendall(json.dumps(request).encode() + b"\n")
-            while True:
-                line = self.file.readline()
-                if not line:
-                    raise Failed(EXIT_FAILED, "bridged closed the connection")
-                message = json.loads(line)
-                if "event" in message:
-                    on_event(message)
-                    continue
-                if "error" in message:
-                    error = message["error"]
-                    code = EXIT_USAGE if error.get("code") == INVALID_PARAMS else EXIT_FAILED
-                    coap = f" ({error['coap']})" if error.get("coap") else ""
-                    raise Failed(code, f"{error.get('message')}{coap}")
-                if message.get("id") == rid:
-                    return message.get("result")
+        return self._next
+
+    def receive(self) -> dict[str, Any]:
+        """The next line from the daemon (a result, an error or an event)."""
+        with self._socket_errors():
+            line = self.file.readline()
+        if not line:
+            raise Failed(EXIT_FAILED, "bridged closed the connection")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    @contextlib.contextmanager
+    def _socket_errors(self) -> Iterator[None]:
+        try:
+            yield
         except TimeoutError:
             raise Failed(EXIT_FAILED, f"no answer from bridged on {self.path}") from None
         except (ConnectionError, BrokenPipeError) as e:
             raise Failed(EXIT_FAILED, f"connection to bridged lost: {e}") from None
+
+
+def failure(error: Mapping[str, Any]) -> Failed:
+    """The daemon's error answer as the failure bridgectl exits with."""
+    code = EXIT_USAGE if error.get("code") == INVALID_PARAMS else EXIT_FAILED
+    coap = f" ({error['coap']})" if error.get("coap") else ""
+    return Failed(code, f"{error.get('message')}{coap}")
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -249,7 +302,8 @@ def show_nodes(nodes: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
 
 def show_node(node: Mapping[str, Any], out: IO[str]) -> None:
     for key in ("id", "name", "transport", "profile", "sleepy", "reachable", "rssi", "battery"):
-        out.write(f"{key:<10} {value_text(node[key])}\n")
+        value = node[key]
+        out.write(f"{key:<10} {'unknown' if value is None else value_text(value)}\n")
     out.write(f"{'last seen':<10} {age_text(node['age'])}\n")
     out.write(f"{'keys':<10} {', '.join(node['secrets']) or '-'}\n")
     if node.get("decrypt_failures") or node.get("problem"):
@@ -414,8 +468,40 @@ def _keys(pairs: Sequence[str]) -> dict[str, str]:
     return keys
 
 
+def _values(pairs: Sequence[str]) -> dict[str, str]:
+    """``create``'s ``RID=VALUE`` arguments as {resource ID: text form}."""
+    values = {}
+    for pair in pairs:
+        rid, sep, value = pair.partition("=")
+        if not sep or not rid.isdigit():
+            raise Failed(EXIT_USAGE, f"{pair!r}: give RID=VALUE, e.g. 5550=1")
+        values[rid] = value
+    return values
+
+
 def _server(args: argparse.Namespace) -> dict[str, Any]:
     return {} if args.server is None else {"server": args.server}
+
+
+def _common_options(parser: argparse.ArgumentParser, after_command: bool = False) -> None:
+    """--socket, --json and --timeout, taken before the command and after it. After it their
+    default is SUPPRESS, so that one given before the command is not reset by it."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if after_command else value
+
+    parser.add_argument(
+        "--socket", default=default(None), help=f"the control socket (default: {DEFAULT_SOCKET})"
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="machine-readable output"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=default(30.0),
+        help="seconds to wait for an answer (30)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -426,21 +512,24 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"bridgectl {__version__}")
-    parser.add_argument("--socket", help=f"the control socket (default: {DEFAULT_SOCKET})")
-    parser.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
-    parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds to wait for an answer (%(default)s)"
-    )
+    _common_options(parser)
+    after = argparse.ArgumentParser(add_help=False)
+    _common_options(after, after_command=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help, **kwargs)
+        return sub.add_parser(name, help=help, description=help, parents=[after], **kwargs)
+
+    def action(
+        actions: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
+    ) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=help, description=help, parents=[after])
 
     command("status", "the gateway: registration, nodes, readings, transports")
     command("nodes", "the paired nodes")
     node = command("node", "one paired node")
     node_sub = node.add_subparsers(dest="node_command", required=True, metavar="ACTION")
-    show = node_sub.add_parser("show", help="a node in detail: state, keys, values")
+    show = action(node_sub, "show", "a node in detail: state, keys, values")
     show.add_argument("node", help="transport:address")
     scan = command(
         "scan",
@@ -470,8 +559,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     unpair = command("unpair", "unpair a node: it disappears upstream")
     unpair.add_argument("node")
-    permit = command("permit-join", "let nodes that ask join for a while (0 closes)")
+    permit = command(
+        "permit-join",
+        "let nodes that ask join for a while (0 closes); with --wait (the default on a "
+        "terminal) count down and show each node that joins until the window closes, and "
+        "Ctrl-C closes it",
+    )
     permit.add_argument("seconds", nargs="?", type=float, default=60.0)
+    permit.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        help="count down and show the nodes that join (default: when stdout is a terminal)",
+    )
     ls = command("ls", "objects, instances or resources of the gateway's tree")
     ls.add_argument("path", nargs="?", default="/")
     read = command("read", "read values of the gateway's tree")
@@ -482,13 +581,16 @@ def build_parser() -> argparse.ArgumentParser:
     execute = command("exec", "execute a resource")
     execute.add_argument("path")
     execute.add_argument("args", nargs="?", default="", help="LwM2M arguments, e.g. 0='x'")
-    create = command("create", "create an object instance")
+    create = command("create", "create an object instance, with its mandatory resources")
     create.add_argument("path", help="/oid (lowest free instance) or /oid/iid")
+    create.add_argument(
+        "values", nargs="*", metavar="RID=VALUE", help="a resource's value (text form), e.g. 5550=1"
+    )
     delete = command("delete", "delete an object instance")
     delete.add_argument("path")
     observe = command("observe", "the servers' observations")
     observe_sub = observe.add_subparsers(dest="observe_command", required=True, metavar="ACTION")
-    observe_list = observe_sub.add_parser("list", help="list them per server")
+    observe_list = action(observe_sub, "list", "list them per server")
     observe_list.add_argument("--server", type=int, help="short server ID")
     send = command("send", "LwM2M Send of the current values of paths")
     send.add_argument("paths", nargs="+")
@@ -544,6 +646,9 @@ def run(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) ->
         result = client.call("unpair", {"node": args.node})
         return emit(result, lambda r, o: o.write(f"unpaired {r['unpaired']}\n"))
     if cmd == "permit-join":
+        wait = out.isatty() if args.wait is None else args.wait
+        if wait and args.seconds > 0:
+            return _permit_join(args, client, out, err)
         result = client.call("permit_join", {"seconds": args.seconds})
         return emit(
             result,
@@ -571,7 +676,7 @@ def run(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) ->
         result = client.call("exec", {"path": args.path, "args": args.args})
         return emit(result, lambda r, o: None)
     if cmd == "create":
-        result = client.call("create", {"path": args.path})
+        result = client.call("create", {"path": args.path, "values": _values(args.values)})
         return emit(result, lambda r, o: o.write(f"created {r['created']}\n"))
     if cmd == "delete":
         return emit(client.call("delete", {"path": args.path}), lambda r, o: None)
@@ -625,11 +730,14 @@ def _scan(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) 
     then the final table (or JSON array)."""
     live = err.isatty() and not args.json
     shown: set[str] = set()
+    heard: dict[str, Mapping[str, Any]] = {}
     bar = ""
 
     def on_event(message: Mapping[str, Any]) -> None:
         nonlocal bar
         data = message["data"]
+        if message["event"] == "node.heard":
+            heard[data["id"]] = data
         if args.json:
             if message["event"] == "node.heard":
                 out.write(json.dumps(data) + "\n")
@@ -650,8 +758,12 @@ def _scan(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) 
     params: dict[str, Any] = {"seconds": args.seconds}
     if args.transport:
         params["transport"] = args.transport
+    code = EXIT_OK
     try:
         result = client.call("scan", params, on_event)
+    except KeyboardInterrupt:
+        # Ctrl-C ends the window early: what was heard so far is still the answer.
+        result, code = list(heard.values()), EXIT_INTERRUPTED
     finally:
         if live:
             err.write("\n")
@@ -659,23 +771,159 @@ def _scan(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) 
         out.write(json.dumps(result) + "\n")
     else:
         show_heard(result, out)
-    return EXIT_OK
+    return code
+
+
+TIME_KEYS = frozenset({"time", "submitted", "expires", "finished", "last_seen", "paired_at"})
+"""The event data that are times (seconds since the epoch): shown as local ISO times."""
+
+
+def iso_time(seconds: float) -> str:
+    """``2026-12-06T23:21:05+01:00``: local time, to the second, with its offset."""
+    return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+def field_text(key: str, value: Any) -> str:
+    """One event field as ``key=value``: times in local ISO form, records as ``path=value``
+    pairs, text with spaces quoted, anything else nested as compact JSON."""
+    if key in TIME_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{key}={iso_time(value)}"
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, dict) and "path" in v and "value" in v for v in value)
+    ):
+        return f"{key}=" + ",".join(f"{v['path']}={value_text(v['value'])}" for v in value)
+    if isinstance(value, (dict, list)):
+        return f"{key}={json.dumps(value, separators=(',', ':'), ensure_ascii=False)}"
+    text = value_text(value)
+    if not text or any(c.isspace() or c in '"=' for c in text):
+        text = json.dumps(text, ensure_ascii=False)
+    return f"{key}={text}"
+
+
+def event_text(message: Mapping[str, Any]) -> str:
+    """An event as one line: ``2026-12-06T23:21:05+01:00 node.paired id=sim:0002 name=shed``
+    (fields without a value left out)."""
+    when = message.get("time")
+    fields = [
+        field_text(k, v) for k, v in message.get("data", {}).items() if v is not None and v != ""
+    ]
+    head = [iso_time(when)] if isinstance(when, (int, float)) else []
+    return " ".join([*head, str(message.get("event")), *fields])
 
 
 def _events(args: argparse.Namespace, client: Client, out: IO[str]) -> int:
+    """Stream events until Ctrl-C (the usual end: exit 0) or the daemon ends them."""
     client.call("subscribe", {"events": args.kinds} if args.kinds else {})
     client.sock.settimeout(None)
     try:
-        for line in client.file:
-            message = json.loads(line)
-            if args.json:
-                out.write(json.dumps(message) + "\n")
-            else:
-                data = " ".join(f"{k}={v}" for k, v in message.get("data", {}).items())
-                out.write(f"{message.get('event')} {data}\n")
+        while True:
+            message = client.receive()
+            if "error" in message:
+                raise failure(message["error"])
+            out.write((json.dumps(message) if args.json else event_text(message)) + "\n")
             out.flush()
     except KeyboardInterrupt:
-        pass
+        return EXIT_OK
+
+
+class Stream:
+    """The lines of a subscribed connection, read by a thread into a queue, so that the
+    caller can wait for the next one a second at a time (a socket file cannot be read again
+    once a read timed out) and Ctrl-C still interrupts the wait."""
+
+    END: dict[str, Any] = {}
+    """What ``get`` returns once the daemon closed the connection."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.held: list[dict[str, Any]] = []
+        client.sock.settimeout(None)
+        threading.Thread(target=self._read, name="bridgectl-stream", daemon=True).start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in self.client.file:
+                self.lines.put(json.loads(line))
+        self.lines.put(self.END)
+
+    def get(self, timeout: float) -> dict[str, Any] | None:
+        """The next message, None when none came within ``timeout``, END at the end."""
+        if self.held:
+            return self.held.pop(0)
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def call(self, method: str, params: Mapping[str, Any], timeout: float) -> Any:
+        """A request on the streamed connection: its result; the events that come before it
+        are kept for ``get``."""
+        rid = self.client.send(method, params)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if message.get("id") == rid and "event" not in message:
+                if "error" in message:
+                    raise failure(message["error"])
+                return message.get("result")
+            self.held.append(message)
+            if message is self.END:
+                break
+        raise Failed(EXIT_FAILED, f"no answer from bridged to {method}")
+
+
+def _permit_join(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) -> int:
+    """Open the window, then count down and show each node that joins until it closes
+    (here, or by anyone else's ``permit-join``); Ctrl-C closes it (exit 130). On a terminal
+    the countdown is redrawn on stderr; each join is a line on stdout (a JSON line with
+    --json), and so is the end."""
+    live = err.isatty() and not args.json
+    client.call("subscribe", {"events": ["node.paired", "permit_join"]})  # before: miss none
+    stream = Stream(client)
+    seconds = stream.call("permit_join", {"seconds": args.seconds}, args.timeout)["seconds"]
+    deadline = time.monotonic() + seconds
+    joined: list[dict[str, Any]] = []
+
+    def say(line: str) -> None:
+        if live:
+            err.write("\r\033[K")
+            err.flush()
+        out.write(line + "\n")
+        out.flush()
+
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            if live:
+                err.write(
+                    f"\rpermit-join open: {math.ceil(left)} s left, {len(joined)} joined\033[K"
+                )
+                err.flush()
+            message = stream.get(min(left, 1.0))
+            if message is None:
+                continue
+            if message is stream.END:
+                raise Failed(EXIT_FAILED, "bridged closed the connection")
+            data = message.get("data", {})
+            if message.get("event") == "node.paired":
+                joined.append(dict(data))
+                say(json.dumps(data) if args.json else f"joined {data['id']} ({data['name']})")
+            elif message.get("event") == "permit_join":
+                # Someone opened it again for longer, or closed it.
+                deadline = time.monotonic() + max(float(data["seconds"]), 0.0)
+    except KeyboardInterrupt:
+        with contextlib.suppress(Failed):
+            stream.call("permit_join", {"seconds": 0}, args.timeout)
+        end = {"closed": "interrupted", "joined": [n["id"] for n in joined]}
+        say(json.dumps(end) if args.json else f"permit-join closed: {len(joined)} joined")
+        return EXIT_INTERRUPTED
+    end = {"closed": "window over", "joined": [n["id"] for n in joined]}
+    say(json.dumps(end) if args.json else f"permit-join closed: {len(joined)} joined")
     return EXIT_OK
 
 
@@ -692,7 +940,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bridgectl: {e}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
-        return EXIT_FAILED
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``bridgectl events | head``): it had what it wanted. Point
+        # stdout at /dev/null so that the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -6,6 +6,13 @@ socket keeps the daemon's group, which the systemd unit makes ``bridged`` anyway
 connection's peer credentials (SO_PEERCRED) are checked: root, the daemon's own user and the
 members of the socket's group may talk to it; anyone else is refused with one error line.
 
+Beside it, ``<runtime_dir>/monitor.sock`` (mode 0660, group ``bridged-monitor`` when that
+group exists) serves the same protocol read-only, for a monitoring user: status, nodes, events,
+reads, scans; a method that changes the gateway (pair, write, exec, permit-join, ...) is
+refused there with REFUSED. Its members, and those of ``bridged``, may use it. Two sockets
+rather than one with a group check, so that the file system's permissions keep a monitoring
+user away from the changing methods even before the daemon looks at who is calling.
+
 The protocol is newline-delimited JSON, one request per line::
 
     {"id": 1, "method": "read", "params": {"path": "/3303/0/5700"}}
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import grp
 import json
 import logging
@@ -55,12 +63,14 @@ from bridged.store.secrets import Secret, SecretsFileError
 from bridged.transports.base import UnknownTransport, normalise_node
 
 from .app import HISTORY_LIMIT, Gateway, OperationFailed
+from .cli import MONITOR_SOCKET_NAME
 from .service import status_line
 
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "control.sock"
 SOCKET_GROUP = "bridged"
+MONITOR_GROUP = "bridged-monitor"
 MAX_LINE = 1 << 16
 MAX_SCAN = 3600.0
 MAX_TEXT = 4096
@@ -226,14 +236,15 @@ def peer_of(sock: socket.socket) -> Peer:
     return Peer(pid, uid, gid)
 
 
-def peer_allowed(peer: Peer, *, own_uid: int, group: int | None, groups: frozenset[int]) -> bool:
-    """Root, the daemon's own user, or a member of ``group`` (the socket's group): its
-    primary group, or one of ``groups``, the peer user's supplementary groups."""
+def peer_allowed(
+    peer: Peer, *, own_uid: int, allowed: frozenset[int], groups: frozenset[int]
+) -> bool:
+    """Root, the daemon's own user, or a member of one of the ``allowed`` groups (the
+    socket's, and for the monitor socket the control socket's too): its primary group, or
+    one of ``groups``, the peer user's supplementary groups."""
     if peer.uid in (0, own_uid):
         return True
-    if group is None:
-        return False
-    return peer.gid == group or group in groups
+    return peer.gid in allowed or bool(allowed & groups)
 
 
 def user_groups(uid: int) -> frozenset[int]:
@@ -253,9 +264,10 @@ Handler = Callable[[Params, "Connection"], Awaitable[Any]]
 class Connection:
     """One client connection: its writer (serialised), its peer and its subscription."""
 
-    def __init__(self, writer: asyncio.StreamWriter, peer: Peer) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, peer: Peer, read_only: bool = False) -> None:
         self.writer = writer
         self.peer = peer
+        self.read_only = read_only
         self.lock = asyncio.Lock()
         self.rid: Any = None
         self.forwarder: asyncio.Task[None] | None = None
@@ -269,42 +281,63 @@ class Connection:
         await self.send(event_line(self.rid, kind, data, time))
 
 
-class ControlServer:
-    """Serves ``gateway`` on ``path`` (see the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class Method:
+    """A method of the socket: the params it takes, its handler, and whether it changes the
+    gateway (pairing, its tree, its LwM2M client): those are refused on the monitor socket."""
 
-    def __init__(self, gateway: Gateway, path: FsPath, *, group: str = SOCKET_GROUP) -> None:
+    params: tuple[str, ...]
+    handler: Handler
+    changes: bool = False
+
+
+class ControlServer:
+    """Serves ``gateway`` on ``path``, and read-only on ``monitor_path`` (see the module
+    docstring)."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        path: FsPath,
+        *,
+        group: str = SOCKET_GROUP,
+        monitor_group: str = MONITOR_GROUP,
+    ) -> None:
         self.gateway = gateway
         self.path = path
+        self.monitor_path = path.with_name(MONITOR_SOCKET_NAME)
         self.group_name = group
-        self._server: asyncio.Server | None = None
+        self.monitor_group = monitor_group
+        self._servers: list[asyncio.Server] = []
         self._connections: set[asyncio.Task[None]] = set()
         self._own_uid = os.getuid()
-        self._methods: dict[str, tuple[tuple[str, ...], Handler]] = {
-            "status": ((), self._status),
-            "nodes": ((), self._nodes),
-            "node.show": (("node",), self._node_show),
-            "scan": (("seconds", "transport"), self._scan),
-            "pair": (
+        self._methods: dict[str, Method] = {
+            "status": Method((), self._status),
+            "nodes": Method((), self._nodes),
+            "node.show": Method(("node",), self._node_show),
+            "scan": Method(("seconds", "transport"), self._scan),
+            "pair": Method(
                 ("node", "name", "profile", "sleepy", "keys", "bindkey", "options"),
                 self._pair,
+                changes=True,
             ),
-            "unpair": (("node",), self._unpair),
-            "permit_join": (("seconds",), self._permit_join),
-            "ls": (("path",), self._ls),
-            "read": (("path",), self._read),
-            "write": (("path", "value"), self._write),
-            "exec": (("path", "args"), self._exec),
-            "create": (("path",), self._create),
-            "delete": (("path",), self._delete),
-            "observe.list": (("server",), self._observe_list),
-            "send": (("paths", "server"), self._send),
-            "update": (("server",), self._update),
-            "start": ((), self._start),
-            "stop": ((), self._stop),
-            "subscribe": (("events",), self._subscribe),
-            "unsubscribe": ((), self._unsubscribe),
-            "commands.pending": (("node",), self._commands_pending),
-            "commands.history": (("node", "limit"), self._commands_history),
+            "unpair": Method(("node",), self._unpair, changes=True),
+            "permit_join": Method(("seconds",), self._permit_join, changes=True),
+            "ls": Method(("path",), self._ls),
+            "read": Method(("path",), self._read),
+            "write": Method(("path", "value"), self._write, changes=True),
+            "exec": Method(("path", "args"), self._exec, changes=True),
+            "create": Method(("path", "values"), self._create, changes=True),
+            "delete": Method(("path",), self._delete, changes=True),
+            "observe.list": Method(("server",), self._observe_list),
+            "send": Method(("paths", "server"), self._send, changes=True),
+            "update": Method(("server",), self._update, changes=True),
+            "start": Method((), self._start, changes=True),
+            "stop": Method((), self._stop, changes=True),
+            "subscribe": Method(("events",), self._subscribe),
+            "unsubscribe": Method((), self._unsubscribe),
+            "commands.pending": Method(("node",), self._commands_pending),
+            "commands.history": Method(("node", "limit"), self._commands_history),
         }
 
     @property
@@ -312,53 +345,65 @@ class ControlServer:
         return sorted(self._methods)
 
     async def start(self) -> None:
-        """Listen; a live socket at ``path`` means another daemon runs (OperationFailed)."""
-        self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        if self.path.exists() or self.path.is_symlink():
-            if await _answers(self.path):
-                raise OperationFailed(f"{self.path}: another bridged is running")
-            self.path.unlink()
+        """Listen on both sockets; a live socket at ``path`` means another daemon runs
+        (OperationFailed). The runtime directory, when made here, lets others through (not
+        list it): the monitor socket's users are not in the daemon's group."""
+        self.path.parent.mkdir(mode=0o751, parents=True, exist_ok=True)
+        if await _answers(self.path):
+            raise OperationFailed(f"{self.path}: another bridged is running")
+        for path, group, read_only in (
+            (self.path, self.group_name, False),
+            (self.monitor_path, self.monitor_group, True),
+        ):
+            await self._listen(path, group, read_only)
+        log.info("control socket on %s, read-only on %s", self.path, self.monitor_path)
+
+    async def _listen(self, path: FsPath, group: str, read_only: bool) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
         old = os.umask(0o117)
         try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=MAX_LINE
+            server = await asyncio.start_unix_server(
+                functools.partial(self._serve, read_only=read_only), path=str(path), limit=MAX_LINE
             )
         finally:
             os.umask(old)
-        os.chmod(self.path, 0o660)
+        self._servers.append(server)
+        os.chmod(path, 0o660)
         try:
-            os.chown(self.path, -1, grp.getgrnam(self.group_name).gr_gid)
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
         except KeyError:
-            log.debug("no group %s: the control socket keeps the daemon's group", self.group_name)
+            log.debug("no group %s: %s keeps the daemon's group", group, path)
         except PermissionError:
-            log.debug("not allowed to give the control socket to group %s", self.group_name)
-        log.info("control socket on %s", self.path)
+            log.debug("not allowed to give %s to group %s", path, group)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
         for task in list(self._connections):
             task.cancel()
         for task in list(self._connections):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        for path in (self.path, self.monitor_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, read_only: bool
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
         conn: Connection | None = None
+        path = self.monitor_path if read_only else self.path
         try:
             peer = peer_of(writer.get_extra_info("socket"))
-            conn = Connection(writer, peer)
-            if not self._allowed(peer):
-                log.warning("control socket: uid %d (pid %d) refused", peer.uid, peer.pid)
-                await conn.send(
-                    error_line(None, REFUSED, f"uid {peer.uid} may not use {self.path}")
-                )
+            conn = Connection(writer, peer, read_only)
+            if not self._allowed(peer, read_only):
+                log.warning("%s: uid %d (pid %d) refused", path, peer.uid, peer.pid)
+                await conn.send(error_line(None, REFUSED, f"uid {peer.uid} may not use {path}"))
                 return
             while True:
                 try:
@@ -382,13 +427,15 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _allowed(self, peer: Peer) -> bool:
-        try:
-            group: int | None = os.stat(self.path).st_gid
-        except OSError:
-            group = None
+    def _allowed(self, peer: Peer, read_only: bool) -> bool:
+        """The members of the socket's group; on the monitor socket, those of the control
+        socket's group too."""
+        allowed = set()
+        for path in (self.monitor_path, self.path) if read_only else (self.path,):
+            with contextlib.suppress(OSError):
+                allowed.add(os.stat(path).st_gid)
         groups = user_groups(peer.uid) if peer.uid not in (0, self._own_uid) else frozenset()
-        return peer_allowed(peer, own_uid=self._own_uid, group=group, groups=groups)
+        return peer_allowed(peer, own_uid=self._own_uid, allowed=frozenset(allowed), groups=groups)
 
     async def handle(self, line: bytes, conn: Connection) -> None:
         """Serve one request line, answering on ``conn``."""
@@ -396,16 +443,21 @@ class ControlServer:
         try:
             request = parse_request(line)
             rid = request.id
-            entry = self._methods.get(request.method)
-            if entry is None:
+            method = self._methods.get(request.method)
+            if method is None:
                 raise ProtocolError(
                     METHOD_NOT_FOUND,
                     f"unknown method {request.method!r}; known: {', '.join(self.methods)}",
                 )
-            known, handler = entry
-            params = Params(request.params, known)
+            if method.changes and conn.read_only:
+                raise ProtocolError(
+                    REFUSED,
+                    f"{request.method} changes the gateway: {self.monitor_path} is read-only; "
+                    f"use {self.path} (group {self.group_name})",
+                )
+            params = Params(request.params, method.params)
             conn.rid = rid
-            result = await handler(params, conn)
+            result = await method.handler(params, conn)
         except ProtocolError as e:
             await conn.send(error_line(e.data.get("id", rid), e.code, e.message))
         except LwM2MError as e:
@@ -542,9 +594,17 @@ class ControlServer:
         return {"executed": str(path)}
 
     async def _create(self, p: Params, conn: Connection) -> Any:
+        """Create an instance with ``values`` ({resource ID: text form}, optional)."""
         path = p.path()
+        values: dict[int, str] = {}
+        for rid, text in p.get("values", dict, {}).items():
+            if not (isinstance(rid, str) and rid.isdigit() and isinstance(text, str)):
+                raise ProtocolError(
+                    INVALID_PARAMS, f"params.values.{rid}: give resource ID: text value"
+                )
+            values[int(rid)] = text
         self._audit(conn, f"create {path}")
-        return {"created": self.gateway.create(path)}
+        return {"created": self.gateway.create(path, values)}
 
     async def _delete(self, p: Params, conn: Connection) -> Any:
         path = p.path()

@@ -110,6 +110,11 @@ class ObjectTree:
         """The instance IDs of object ``oid`` in order; NotFound if the object is absent."""
         return sorted(self._object(oid))
 
+    def free_instance_id(self, oid: int) -> int:
+        """The lowest instance ID object ``oid`` does not use: the one a Create takes."""
+        taken = self._objects.get(oid, {})
+        return next(i for i in range(len(taken) + 1) if i not in taken)
+
     def has(self, path: Path) -> bool:
         """True if ``path`` exists in the tree."""
         try:
@@ -132,7 +137,7 @@ class ObjectTree:
         odef = self.registry.get(oid)
         instances = self._objects.get(oid, {})
         if iid is None:
-            iid = next(i for i in range(len(instances) + 1) if i not in instances)
+            iid = self.free_instance_id(oid)
         if iid in instances:
             raise BadRequest(f"instance {self._path((oid, iid))} already exists")
         if not odef.multiple and instances:
@@ -306,11 +311,15 @@ class ObjectTree:
             self._times.pop(rec.path, None)
             self._changed(rec.path.with_prefix(self.prefix))
 
-    def create(self, path: Path, records: Sequence[Record]) -> Path:
+    def create(self, path: Path, records: Sequence[Record], *, iid: int | None = None) -> Path:
         """Server Create on an object path: a new instance from ``records``.
 
-        The records' instance ID, when they carry one, is the new instance's ID; otherwise the
-        lowest free ID is used. Returns the new instance path.
+        The records' instance ID, when they carry one, is the new instance's ID, else ``iid``,
+        else the lowest free ID. Returns the new instance path. An instance without all its
+        object's mandatory resources (but the executable ones, which hold no value) is 4.00
+        (LwM2M Create: "Mandatory Resources are not specified"): a read-only one, a sensor
+        value, a server cannot give, and nothing would ever set it in an instance the device
+        did not make itself.
         """
         if path.level is not Level.OBJECT:
             raise MethodNotAllowed(f"create on {path}: target an object")
@@ -319,8 +328,16 @@ class ObjectTree:
         iids = {r.path.ids[1] for r in records if len(r.path.ids) > 1}
         if len(iids) > 1:
             raise BadRequest("create carries one instance at a time")
-        iid = iids.pop() if iids else None
+        iid = iids.pop() if iids else iid
         staged = self._stage(odef, None, records)
+        missing = [
+            r
+            for r in odef.resources.values()
+            if r.mandatory and not r.operations.executable and r.id not in staged
+        ]
+        if missing:
+            names = ", ".join(f"{r.id} ({r.name})" for r in missing)
+            raise BadRequest(f"create on {path}: mandatory resources missing: {names}")
         return self.create_instance(oid, iid, staged.items())
 
     def delete(self, path: Path) -> None:

@@ -116,6 +116,13 @@ def error_reply(error: LwM2MError) -> Reply:
     return Reply(error.code, str(error).encode()[:512])
 
 
+def _refused(method: int, segments: Sequence[str], error: LwM2MError) -> Reply:
+    """The reply to a request that failed with ``error``, logged with its path."""
+    where = "/".join(segments)
+    log.info("request %s %s: %s %s", method, where, error.code_text, error, extra={"PATH": where})
+    return error_reply(error)
+
+
 END_DEVICES_READ_ONLY = "the end devices change by pairing and unpairing nodes, not here"
 
 
@@ -211,20 +218,30 @@ class DeviceManagement:
     ) -> Reply:
         """Apply one request; every failure becomes the reply with its CoAP code."""
         try:
-            if len(payload) > self.max_payload:
-                raise RequestEntityTooLarge(
-                    f"a {len(payload)}-byte payload exceeds the {self.max_payload} bytes served"
-                )
-            path = Path.from_segments(segments)
-            if path.prefix != self.tree.prefix:
-                # A non-numeric first segment names an end device; one not served here is 4.04.
-                return self._device(path)._dispatch(
-                    method, path, query, payload, content_format, accept
-                )
-            return self._dispatch(method, path, query, payload, content_format, accept)
+            return self._handle(method, segments, query, payload, content_format, accept)
         except LwM2MError as e:
-            log.info("request %s %s: %s %s", method, "/".join(segments), e.code_text, e)
-            return error_reply(e)
+            return _refused(method, segments, e)
+
+    def _handle(
+        self,
+        method: int,
+        segments: Sequence[str],
+        query: Sequence[str],
+        payload: bytes,
+        content_format: int | None,
+        accept: int | None,
+    ) -> Reply:
+        if len(payload) > self.max_payload:
+            raise RequestEntityTooLarge(
+                f"a {len(payload)}-byte payload exceeds the {self.max_payload} bytes served"
+            )
+        path = Path.from_segments(segments)
+        if path.prefix != self.tree.prefix:
+            # A non-numeric first segment names an end device; one not served here is 4.04.
+            return self._device(path)._dispatch(
+                method, path, query, payload, content_format, accept
+            )
+        return self._dispatch(method, path, query, payload, content_format, accept)
 
     def _dispatch(
         self,
@@ -298,8 +315,7 @@ class DeviceManagement:
                 raise
             # A TLV Create without an Object Instance wrapper leaves the ID to the client: read
             # the resources as those of the instance it is about to get.
-            taken = set(self.tree.instance_ids(path.ids[0])) if self.tree.has(path) else set()
-            new = next(i for i in range(len(taken) + 1) if i not in taken)
+            new = self.tree.free_instance_id(path.ids[0])
             records = codec.decode(payload, path.child(new), self.tree.registry)
         created = self.tree.create(path, records)
         if self.access is not None and self.server_id is not None:
@@ -467,49 +483,55 @@ class DeviceManagement:
         Discover, Write-Attributes and Read-Composite are served from the tree, whose node
         values are the last ones reported.
         """
+        try:
+            return await self.operate(method, segments, query, payload, content_format, accept)
+        except LwM2MError as e:
+            return _refused(method, segments, e)
+
+    async def operate(
+        self,
+        method: int,
+        segments: Sequence[str],
+        query: Sequence[str] = (),
+        payload: bytes = b"",
+        content_format: int | None = None,
+        accept: int | None = None,
+    ) -> Reply:
+        """``handle_async`` that raises the LwM2MError instead of answering it: bridgectl's
+        write and exec go through here, so the operator gets what a server would, the code
+        and its reason (the operator has a server's full rights: no access control)."""
         nodes = self.nodes
         sync = (method, segments, query, payload, content_format, accept)
         if nodes is None or len(payload) > self.max_payload:
-            return self.handle(*sync)
-        try:
-            path = Path.from_segments(segments)
-            if method == Code.iPATCH and path == ROOT and content_format is not None:
-                return await self._write_composite_nodes(nodes, payload, content_format)
-            if method == Code.POST and path.level is Level.OBJECT and nodes.holds_nodes(path):
-                self.tree_for(path)  # an end device that is not there is 4.04
-                raise node_owned(path)
-            reads = method == Code.GET and accept != ContentFormat.LINK_FORMAT
-            if reads and path.level is Level.OBJECT:
-                return await self._read_object(nodes, path, accept) or self.handle(*sync)
-            found = nodes.locate(path)
-            if found is None:
-                return self.handle(*sync)
-            node, local = found
-            if reads:
-                return await self._read_node(nodes, path, node, local, accept)
-            if method == Code.PUT and (payload or content_format is not None):
-                return await self._write_node(
-                    nodes, path, node, local, payload, content_format, replace=True
-                )
-            if method == Code.POST and path.level is Level.INSTANCE:
-                return await self._write_node(
-                    nodes, path, node, local, payload, content_format, replace=False
-                )
-            if method == Code.POST and path.level is Level.RESOURCE:
-                return await self._execute_node(nodes, path, node, local, payload, content_format)
-            if method == Code.DELETE:
-                raise node_owned(path, node)
-        except LwM2MError as e:
-            log.info(
-                "request %s %s: %s %s",
-                method,
-                "/".join(segments),
-                e.code_text,
-                e,
-                extra={"PATH": "/".join(segments)},
+            return self._handle(*sync)
+        path = Path.from_segments(segments)
+        if method == Code.iPATCH and path == ROOT and content_format is not None:
+            return await self._write_composite_nodes(nodes, payload, content_format)
+        if method == Code.POST and path.level is Level.OBJECT and nodes.holds_nodes(path):
+            self.tree_for(path)  # an end device that is not there is 4.04
+            raise node_owned(path)
+        reads = method == Code.GET and accept != ContentFormat.LINK_FORMAT
+        if reads and path.level is Level.OBJECT:
+            return await self._read_object(nodes, path, accept) or self._handle(*sync)
+        found = nodes.locate(path)
+        if found is None:
+            return self._handle(*sync)
+        node, local = found
+        if reads:
+            return await self._read_node(nodes, path, node, local, accept)
+        if method == Code.PUT and (payload or content_format is not None):
+            return await self._write_node(
+                nodes, path, node, local, payload, content_format, replace=True
             )
-            return error_reply(e)
-        return self.handle(*sync)
+        if method == Code.POST and path.level is Level.INSTANCE:
+            return await self._write_node(
+                nodes, path, node, local, payload, content_format, replace=False
+            )
+        if method == Code.POST and path.level is Level.RESOURCE:
+            return await self._execute_node(nodes, path, node, local, payload, content_format)
+        if method == Code.DELETE:
+            raise node_owned(path, node)
+        return self._handle(*sync)
 
     async def _read_object(
         self, nodes: NodeBackend, path: Path, accept: int | None

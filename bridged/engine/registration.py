@@ -18,6 +18,7 @@ queue mode keys on.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import Callable
@@ -135,11 +136,39 @@ def update_interval(lifetime: int) -> float:
     return max(lifetime - update_margin(lifetime), MIN_UPDATE_INTERVAL)
 
 
-def failure_text(error: BaseException) -> str:
-    """An exchange's failure as an event tells it: the error's class and message, so that a
-    DTLS handshake error says what to check (the PSK identity and key)."""
+_UNREACHABLE = {
+    errno.ECONNREFUSED: "refused: nothing listens on its port (ICMP port unreachable)",
+    errno.EHOSTUNREACH: "unreachable: no route to the host",
+    errno.ENETUNREACH: "unreachable: no route to its network",
+    errno.EACCES: "refused by this machine: sending to it is not permitted",
+}
+
+
+def failure_text(error: BaseException, server: str = "", timeout: float | None = None) -> str:
+    """An exchange's failure as an event tells it, in words a user acts on: ``server``
+    refused (nothing listens on its port), unreachable (no route), its name does not resolve,
+    or it timed out; else the error's class and message, so that a DTLS handshake error says
+    what to check (the PSK identity and key). aiocoap's NetworkError reads "Network error:
+    NetworkError" whatever happened: the socket error it wraps says what did."""
+    who = f"{server} " if server else ""
+    cause = error.__cause__ if isinstance(error, aiocoap.error.NetworkError) else error
+    code = getattr(cause, "errno", None)
+    if code in _UNREACHABLE:
+        return f"{who}{_UNREACHABLE[code]}"
+    if isinstance(error, aiocoap.error.ResolutionError):
+        return f"{who}unreachable: {error}"
+    if isinstance(error, (TimeoutError, aiocoap.error.TimeoutError)):
+        within = "" if timeout is None else f" within {timeout:g} s"
+        return f"{who}timed out: no answer{within}"
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def next_try_text(seconds: float) -> str:
+    """When a failed registration is tried again: ``next try in 60 s, at 23:21:05`` (local
+    time, so that a status read later still says when)."""
+    at = time.strftime("%H:%M:%S", time.localtime(time.time() + seconds))
+    return f"next try in {seconds:g} s, at {at}"
 
 
 def register_query(target: ServerTarget, params: RegistrationParams, version: str) -> list[str]:
@@ -301,9 +330,13 @@ class Registrar:
 
     async def _register_with_retries(self) -> None:
         sequence = 0
+        retry = self.target.retry
         while not self._stopping:
-            for delay in self.target.retry.delays():
-                if await self._register():
+            delays = retry.delays()
+            for attempt, delay in enumerate(delays, 1):
+                # The last attempt of a sequence waits its delay, then the sequence delay.
+                pause = delay + (retry.sequence_delay if attempt == len(delays) else 0.0)
+                if await self._register(pause):
                     return
                 if self._stopping:
                     return
@@ -332,7 +365,9 @@ class Registrar:
         except TimeoutError:
             pass
 
-    async def _register(self) -> bool:
+    async def _register(self, retry_in: float) -> bool:
+        """Register once; a failure's event says what happened and when the next try is
+        (``retry_in`` seconds from now)."""
         self._wake.clear()
         self._set(RegistrationState.REGISTERING)
         params = self._params()
@@ -342,19 +377,28 @@ class Registrar:
         try:
             response = await self.exchange(msg)
         except (aiocoap.error.Error, TimeoutError, OSError) as e:
-            self._emit(EventKind.REGISTRATION_FAILURE, failure_text(e))
+            why = failure_text(e, self.target.name, self.target.request_timeout)
+            self._emit(EventKind.REGISTRATION_FAILURE, f"{why}; {next_try_text(retry_in)}")
             return False
         if response.code == PRECONDITION_FAILED and self.version != "1.0":
             self._emit(EventKind.VERSION_FALLBACK, f"{response.code}: retrying as LwM2M 1.0")
             self.version = "1.0"
-            return await self._register()
+            return await self._register(retry_in)
         if response.code != Code.CREATED:
-            self._emit(EventKind.REGISTRATION_FAILURE, f"{response.code} {response.payload!r}")
+            self._emit(
+                EventKind.REGISTRATION_FAILURE,
+                f"{self.target.name} answered {response.code} {response.payload!r}; "
+                + next_try_text(retry_in),
+            )
             return False
         if not response.opt.location_path:
             # Updates and the De-register go to the Location-Path; without one the server
             # handed out no registration to keep, and "/" is not one.
-            self._emit(EventKind.REGISTRATION_FAILURE, f"{response.code} without Location-Path")
+            self._emit(
+                EventKind.REGISTRATION_FAILURE,
+                f"{self.target.name} answered {response.code} without Location-Path; "
+                + next_try_text(retry_in),
+            )
             return False
         self.location = tuple(response.opt.location_path)
         self._sent = params

@@ -38,7 +38,7 @@ async def endpoints() -> AsyncIterator[tuple[AccessControl, dict[int, str]]]:
     access = AccessControl(tree)
     access.grant(3303, 0, owner=1, acl={0: int(Right.READ)})
     access.grant(3303, 1, owner=2, acl={})
-    access.grant(3303, 65535, owner=65535, acl={1: int(Right.CREATE)})
+    access.grant(3201, 65535, owner=65535, acl={1: int(Right.CREATE)})
     contexts: list[aiocoap.Context] = []
     uris: dict[int, str] = {}
     try:
@@ -67,19 +67,21 @@ async def test_each_server_gets_what_its_acl_grants_over_the_wire(
     assert (owned.code, owned.payload) == ("2.05", b"19.0")
 
     create = codec_for(ContentFormat.TLV).encode(
-        [Record(Path.parse("/3303/5/5750"), "attic")], Path((3303,)), access.tree.registry
+        [Record(Path.parse("/3201/5/5550"), True), Record(Path.parse("/3201/5/5750"), "attic")],
+        Path((3201,)),
+        access.tree.registry,
     )
     denied = await client.request(
-        "post", f"{uri[2]}/3303", content_format=ContentFormat.TLV, payload=create
+        "post", f"{uri[2]}/3201", content_format=ContentFormat.TLV, payload=create
     )
     assert denied.code == "4.01"
     created = await client.request(
-        "post", f"{uri[1]}/3303", content_format=ContentFormat.TLV, payload=create
+        "post", f"{uri[1]}/3201", content_format=ContentFormat.TLV, payload=create
     )
     assert created.code == "2.01"
-    entry = access.table.entry(3303, 5)
+    entry = access.table.entry(3201, 5)
     assert entry is not None and entry.owner == 1
     acl = await client.request("get", f"{uri[2]}/2/{entry.iid}/3", accept=ContentFormat.TEXT)
     assert (acl.code, acl.payload) == ("2.05", b"1"), "any server reads /2"
-    assert (await client.request("get", f"{uri[2]}/3303/5/5750")).code == "4.01"
-    assert (await client.request("get", f"{uri[1]}/3303/5/5750")).code == "2.05"
+    assert (await client.request("get", f"{uri[2]}/3201/5/5750")).code == "4.01"
+    assert (await client.request("get", f"{uri[1]}/3201/5/5750")).code == "2.05"

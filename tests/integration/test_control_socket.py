@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import signal
 import stat
+import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -21,10 +26,11 @@ from clients import FAST_RETRY
 
 from bridged.app import Gateway
 from bridged.config import Config, ConfigError, GatewaySection, StoreSection, TransportSection
-from bridged.control import FAILED, INVALID_PARAMS, METHOD_NOT_FOUND, ControlServer
+from bridged.control import FAILED, INVALID_PARAMS, METHOD_NOT_FOUND, REFUSED, ControlServer
 from bridged.engine.client import ServerConfig
 from bridged.objects.paths import Path as PathId
 from bridged.store.nodes import NodeId
+from bridged.transports.base import Heard
 from peers.gateway import FACTS
 from peers.lwm2m_server import LwM2MTestServer
 
@@ -156,18 +162,87 @@ async def test_subscribe_streams_pairing_and_readings(conn: Connection, gateway:
 
 
 async def test_tree_operations(conn: Connection, gateway: Gateway) -> None:
+    """In the instances mode every object but the housekeeping ones holds nodes' instances:
+    nothing is created there; the tree is listed and a non-executable resource is 4.05."""
     error = await conn.error("create", path="/3303")
     assert error["coap"] == "4.05", "the instances mode's /3303 holds the nodes' instances"
-    assert await conn.call("create", path="/2") == {"created": "/2/0"}
-    await conn.call("write", path="/2/0/3", value=7)
-    assert await conn.call("read", path="/2/0/3") == [{"path": "/2/0/3", "value": 7}]
-    resources = await conn.call("ls", path="/2/0")
-    assert {"path": "/2/0/3", "name": "Access Control Owner", "operations": "RW"} in resources
-    error = await conn.error("exec", path="/2/0/3")
+    resources = await conn.call("ls", path="/3/0")
+    assert {"path": "/3/0/0", "name": "Manufacturer", "operations": "R"} in resources
+    error = await conn.error("exec", path="/3/0/0")
     assert error["code"] == FAILED and error["coap"] == "4.05"
-    await conn.call("delete", path="/2/0")
-    error = await conn.error("read", path="/2/0")
+
+
+async def test_tree_operations_on_the_gateways_own_objects(
+    devices: tuple[Gateway, Connection],
+) -> None:
+    """In the gateway mode the unprefixed objects are the gateway's own: created with their
+    mandatory resources, written, read and deleted."""
+    _, conn = devices
+    created = await conn.call("create", path="/3201", values={"5550": "1"})
+    assert created == {"created": "/3201/0"}
+    await conn.call("write", path="/3201/0/5550", value=False)
+    assert await conn.call("read", path="/3201/0/5550") == [
+        {"path": "/3201/0/5550", "value": False}
+    ]
+    await conn.call("delete", path="/3201/0")
+    error = await conn.error("read", path="/3201/0")
     assert error["coap"] == "4.04"
+
+
+async def test_create_without_mandatory_resources_is_refused_as_a_servers_create(
+    devices: tuple[Gateway, Connection], server: LwM2MTestServer
+) -> None:
+    """``bridgectl create /3303`` (the gateway mode's own /3303) would make a temperature
+    instance without its Sensor Value (mandatory, and read-only: nothing would ever set it):
+    4.00, as a server's Create."""
+    gateway, conn = devices
+    await server.next_event("register")
+    error = await conn.error("create", path="/3303")
+    assert error["code"] == FAILED and error["coap"] == "4.00", error
+    assert "5700 (Sensor Value)" in error["message"]
+    reply = await server.request("gw-25", Code.POST, "/3303", b"\x80", content_format=112)
+    assert reply.code == Code.BAD_REQUEST
+    assert "5700 (Sensor Value)" in reply.payload.decode()
+    assert not gateway.tree.has(PathId((3303, 0))), "no instance was made"
+    error = await conn.error("create", path="/3201/4")
+    assert error["coap"] == "4.00" and "5550 (Digital Output State)" in error["message"]
+    assert await conn.call("create", path="/3201/4", values={"5550": "0"}) == {"created": "/3201/4"}
+
+
+async def test_a_write_of_a_read_only_resource_is_405_and_never_reaches_the_server(
+    conn: Connection, gateway: Gateway, server: LwM2MTestServer
+) -> None:
+    """``bridgectl write /3303/0/5700 -40`` of a node's sensor value was accepted, and a Send
+    then delivered -40 as the node's reading: 4.05, as a server's Write of it is, and the
+    Send carries what the node measured."""
+    await server.next_event("register")
+    node = NodeId("sim", "0001")
+    await gateway.pair(node)
+    temperature = PathId((3303, 0, 5700))
+    live = gateway.registry.live[node]
+    async with asyncio.timeout(10):
+        while (upstream := gateway.exposure.paths.upstream(node, temperature)) is None:
+            await asyncio.sleep(0.01)
+        while temperature not in live.values:
+            await asyncio.sleep(0.01)
+        while not (await conn.call("status"))["servers"][0]["registered"]:
+            await asyncio.sleep(0.01)
+    error = await conn.error("write", path=str(upstream), value=-40)
+    assert error["code"] == FAILED and error["coap"] == "4.05", error
+    reply = await server.request("gw-control", Code.PUT, str(upstream), b"-40", content_format=0)
+    assert reply.code == Code.METHOD_NOT_ALLOWED, "the same code as a server's Write"
+    manufacturer = gateway.tree.get(PathId((3, 0, 0)))
+    error = await conn.error("write", path="/3/0/0", value="Evil Corp")
+    assert error["coap"] == "4.05", "the gateway's own read-only resources alike"
+    assert (await conn.call("send", paths=[str(upstream), "/3/0/0"]))["status"] == "delivered"
+    names = {str(upstream), "/3/0/0"}
+    send = await server.next_event("send")
+    while {r.name for r in send.records} != names:  # the node's readings, delivered anyway
+        send = await server.next_event("send")
+    values = {r.name: r.value for r in send.records}
+    assert values["/3/0/0"] == manufacturer != "Evil Corp"
+    sent = values[str(upstream)]
+    assert isinstance(sent, float) and sent > -39, "the node's own measurement, not -40"
 
 
 async def test_errors(conn: Connection) -> None:
@@ -332,7 +407,7 @@ async def test_write_and_exec_of_a_nodes_resource_reach_the_node(
     assert await conn.call("write", path=str(upstream), value=True) == {"written": str(upstream)}
     assert simulated.switch is True, "the node itself took the write"
     error = await conn.error("exec", path=f"{upstream.parent}/5850")
-    assert error["coap"] == "4.05" and "simulated node" in error["message"], "the node's refusal"
+    assert error["coap"] == "4.05" and "not executable" in error["message"], "a server's 4.05"
 
 
 async def test_bridgectl_write_of_a_lifetime_out_of_range_is_refused_and_never_sent(
@@ -407,3 +482,144 @@ async def test_ls_and_read_of_a_nodes_prefixed_path_go_to_the_node(
     ]
     error = await conn.error("create", path=f"/{switch.prefix}/3303")
     assert error["coap"] == "4.05"
+
+
+# -- issue 18.8: the read-only role and the permit-join countdown -------------------------------
+
+
+async def test_the_monitor_socket_watches_and_never_changes(
+    control: ControlServer, gateway: Gateway
+) -> None:
+    """monitor.sock, beside control.sock: status, nodes, reads and events; every method that
+    changes the gateway is REFUSED, naming the socket that may."""
+    path = control.monitor_path
+    assert path.name == "monitor.sock" and path.parent == control.path.parent
+    assert stat.S_IMODE(path.stat().st_mode) == 0o660 and stat.S_ISSOCK(path.stat().st_mode)
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    monitor = Connection(reader, writer)
+    try:
+        assert (await monitor.call("status"))["endpoint"] == "gw-control"
+        assert await monitor.call("nodes") == []
+        assert (await monitor.call("read", path="/3/0/0"))[0]["path"] == "/3/0/0"
+        assert await monitor.call("subscribe", events=["node"]) == {"subscribed": ["node"]}
+        for method, params in [
+            ("pair", {"node": "sim:0002"}),
+            ("write", {"path": "/3/0/15", "value": "UTC"}),
+            ("exec", {"path": "/3/0/4"}),
+            ("permit_join", {"seconds": 30}),
+            ("create", {"path": "/3201", "values": {"5550": "1"}}),
+            ("stop", {}),
+        ]:
+            error = await monitor.error(method, **params)
+            assert error["code"] == REFUSED, (method, error)
+            assert "read-only" in error["message"] and str(control.path) in error["message"]
+        assert NodeId("sim", "0002") not in gateway.registry.live
+        assert gateway.tree.get(PathId((3, 0, 15))) != "UTC" and gateway.client_running
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def _runs_as_nobody() -> bool:
+    return os.getuid() == 0 and os.path.exists(SYSTEM_PYTHON) and _world_readable(REPO)
+
+
+def _world_readable(path: Path) -> bool:
+    return all(p.stat().st_mode & 0o005 == 0o005 for p in [path, *path.parents])
+
+
+REPO = Path(__file__).resolve().parents[2]
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+async def bridgectl(socket_path: Path, *argv: str, **popen: Any) -> asyncio.subprocess.Process:
+    """bridgectl as a user runs it, in a process of its own; it needs the standard library
+    only, so a user without the venv (nobody) runs it with the system Python."""
+    python = sys.executable
+    if popen.pop("as_nobody", False):
+        python = SYSTEM_PYTHON
+        popen.update(user="nobody", group="nogroup", extra_groups=[])
+    return await asyncio.create_subprocess_exec(
+        python,
+        "-m",
+        "bridged.cli",
+        "--socket",
+        str(socket_path),
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        **popen,
+    )
+
+
+@pytest.mark.skipif(not _runs_as_nobody(), reason="needs root, to run bridgectl as nobody")
+async def test_a_monitoring_user_runs_status_and_events_but_not_pair_or_write(
+    gateway: Gateway,
+) -> None:
+    """nobody, a member of the monitor socket's group but not of the control socket's:
+    bridgectl finds control.sock closed to it and watches through monitor.sock."""
+    run = Path(tempfile.mkdtemp(prefix="bridged-monitor-"))
+    try:
+        run.chmod(0o751)
+        control = ControlServer(gateway, run / "control.sock", monitor_group="nogroup")
+        await control.start()
+        try:
+            status = await bridgectl(control.path, "status", "--json", as_nobody=True)
+            out, err = await status.communicate()
+            assert status.returncode == 0, err
+            assert json.loads(out)["endpoint"] == "gw-control"
+            events = await bridgectl(control.path, "events", as_nobody=True)
+            assert events.stdout is not None
+            async with asyncio.timeout(10):
+                while not gateway.events.wanted("node.paired"):
+                    await asyncio.sleep(0.01)
+            await gateway.pair(NodeId("sim", "0003"))
+            async with asyncio.timeout(10):
+                line = (await events.stdout.readline()).decode()
+            assert " node.paired id=sim:0003 " in line, line
+            events.send_signal(signal.SIGINT)
+            assert await events.wait() == 0
+            for argv in (("pair", "sim:0002"), ("write", "/3/0/15", "UTC")):
+                refused = await bridgectl(control.path, *argv, as_nobody=True)
+                _, err = await refused.communicate()
+                assert refused.returncode == 1 and b"read-only" in err, (argv, err)
+            assert NodeId("sim", "0002") not in gateway.registry.live
+        finally:
+            await control.stop()
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+
+
+async def test_permit_join_counts_down_shows_each_join_and_ends_with_the_window(
+    control: ControlServer, gateway: Gateway
+) -> None:
+    proc = await bridgectl(control.path, "permit-join", "1.5", "--wait")
+    assert proc.stdout is not None
+    async with asyncio.timeout(10):
+        while not gateway.registry.join_open:
+            await asyncio.sleep(0.01)
+    stranger = NodeId("sim", "0009")
+    assert gateway.registry.admit(Heard(stranger, time.time(), name="stranger"))
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert out.decode().splitlines() == [
+        "joined sim:0009 (stranger)",
+        "permit-join closed: 1 joined",
+    ]
+    assert not gateway.registry.join_open
+
+
+async def test_ctrl_c_during_permit_join_closes_the_window(
+    control: ControlServer, gateway: Gateway
+) -> None:
+    proc = await bridgectl(control.path, "permit-join", "600", "--wait", "--json")
+    async with asyncio.timeout(10):
+        while not gateway.registry.join_open:
+            await asyncio.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = await proc.communicate()
+    assert proc.returncode == 130, err
+    assert json.loads(out.decode().splitlines()[-1]) == {"closed": "interrupted", "joined": []}
+    assert not gateway.registry.join_open, "Ctrl-C closed the window"
+    assert b"Traceback" not in err

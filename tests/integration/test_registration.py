@@ -198,10 +198,37 @@ async def test_unreachable_server_is_retried_until_it_comes_up(context: aiocoap.
     )
     failure = await client.event(EventKind.REGISTRATION_FAILURE)
     assert failure.server.endswith(str(port))
+    # It said "NetworkError: Network error: NetworkError": which server, what happened, when
+    # the next try is.
+    assert failure.detail.startswith(f"coap://127.0.0.1:{port} refused: nothing listens"), (
+        failure.detail
+    )
+    assert "; next try in 0.05 s, at " in failure.detail, failure.detail
     async with LwM2MTestServer(port=port) as server:
         await server.next_event("register", timeout=15)
         await client.event(EventKind.REGISTRATION_COMPLETE, timeout=15)
     await client.close()
+
+
+async def test_a_server_that_does_not_answer_is_a_timeout_with_the_next_try(
+    context: aiocoap.Context,
+) -> None:
+    """A socket that takes the Register and never answers: the failure says it timed out,
+    within the request timeout, and when the last attempt of a sequence tries again (its
+    delay, then the sequence delay)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        uri = f"coap://127.0.0.1:{silent.getsockname()[1]}"
+        retry = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1)
+        client = Client(
+            context, ServerTarget(uri=uri, endpoint="gw-1", request_timeout=0.3, retry=retry)
+        )
+        first = await client.event(EventKind.REGISTRATION_FAILURE)
+        assert first.detail.startswith(f"{uri} timed out: no answer within 0.3 s; "), first.detail
+        assert "next try in 0.05 s" in first.detail
+        second = await client.event(EventKind.REGISTRATION_FAILURE)
+        assert "next try in 0.2 s" in second.detail, "0.1 s, then the sequence's 0.1 s"
+        await client.close()
 
 
 def test_retry_policy_backs_off_exponentially() -> None:

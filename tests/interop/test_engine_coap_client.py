@@ -309,26 +309,30 @@ async def test_execute_with_arguments(gw: Gateway, send: Sender) -> None:
 async def test_create_and_delete(gw: Gateway, send: Sender, node_server: LwM2MNodeServer) -> None:
     """Create (POST on an object) makes the instance the payload names and answers its
     location; Delete removes it. Each sends the server a new object list. The payload
-    carries writable resources only: a read-only one (the sensor's value) is 4.05."""
+    carries writable resources only: a read-only one (the sensor's value) is 4.05, and an
+    instance without its mandatory resources (the sensor's value again) is 4.00."""
     refused = b'[{"bn":"/3303/5/","n":"5700","v":18.5},{"n":"5750","vs":"cellar"}]'
     assert (await send("post", "/3303", content_format=110, payload=refused)).code == "4.05"
-    payload = b'[{"bn":"/3303/5/","n":"5750","vs":"cellar"}]'
-    response = await send("post", "/3303", content_format=110, payload=payload)
+    unmeasured = b'[{"bn":"/3303/5/","n":"5750","vs":"cellar"}]'
+    assert (await send("post", "/3303", content_format=110, payload=unmeasured)).code == "4.00"
+    payload = b'[{"bn":"/3201/5/","n":"5550","vb":true},{"n":"5750","vs":"cellar"}]'
+    response = await send("post", "/3201", content_format=110, payload=payload)
     assert response.code == "2.01"
-    assert response.options.get("Location-Path") == "3303/5"
-    assert gw.value("/3303/5/5750") == "cellar"
+    assert response.options.get("Location-Path") == "3201/5"
+    assert gw.value("/3201/5/5750") == "cellar"
     update = await node_server.wait_event("update", endpoint=ENDPOINT, timeout=20.0)
-    assert "</3303/5>" in str(update.data["payload"]).split(",")
+    assert "</3201/5>" in str(update.data["payload"]).split(",")
 
     # TLV without an instance wrapper: the client picks the lowest free ID.
-    tlv = bytes.fromhex("e61676") + b"garage"  # resource 5750 (16-bit ID), 6 bytes
-    response = await send("post", "/3303", content_format=11542, payload=tlv)
-    assert (response.code, response.options.get("Location-Path")) == ("2.01", "3303/1")
-    assert gw.value("/3303/1/5750") == "garage"
+    state = bytes.fromhex("e115ae01")  # resource 5550 (16-bit ID), 1 byte: true
+    tlv = state + bytes.fromhex("e61676") + b"garage"  # resource 5750, 6 bytes
+    response = await send("post", "/3201", content_format=11542, payload=tlv)
+    assert (response.code, response.options.get("Location-Path")) == ("2.01", "3201/0")
+    assert gw.value("/3201/0/5750") == "garage"
 
-    assert (await send("delete", "/3303/5")).code == "2.02"
-    assert not gw.tree.has(Path.parse("/3303/5"))
-    assert (await send("delete", "/3303/5")).code == "4.04"
+    assert (await send("delete", "/3201/5")).code == "2.02"
+    assert not gw.tree.has(Path.parse("/3201/5"))
+    assert (await send("delete", "/3201/5")).code == "4.04"
 
 
 async def test_LightweightM2M_1_1_int_261_write_attributes_then_discover(send: Sender) -> None:

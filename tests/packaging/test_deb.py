@@ -157,6 +157,9 @@ def test_contents(built: Built) -> None:
         f"/{VENV}/lib/{py}/site-packages/bridged/transports/__init__.py",
         "/usr/share/man/man8/bridged.8.gz",
         "/usr/share/man/man1/bridgectl.1.gz",
+        "/usr/share/man/man1/bridgectl-pair.1.gz",
+        "/usr/share/bash-completion/completions/bridgectl",
+        "/usr/share/zsh/vendor-completions/_bridgectl",
         "/usr/share/doc/bridged/copyright",
     ):
         assert path in paths, f"{path} is not in the package"

@@ -174,6 +174,10 @@ def make_tree() -> ObjectTree:
     return tree
 
 
+CREATE_5 = [Record(Path.parse("/3201/5/5550"), True), Record(Path.parse("/3201/5/5750"), "attic")]
+"""A Create of /3201/5 with its mandatory Digital Output State."""
+
+
 @pytest.fixture
 def access() -> Iterator[AccessControl]:
     """Server 1 manages the device; server 2 reads it. /3303/0 is readable by everyone (default
@@ -287,19 +291,18 @@ def test_delete_needs_the_delete_bit_and_takes_the_access_control_instance_along
 def test_create_needs_the_objects_create_bit_and_makes_the_creator_owner(
     one: DeviceManagement, two: DeviceManagement, access: AccessControl
 ) -> None:
-    payload = codec_for(TLV).encode(
-        [Record(Path.parse("/3303/5/5750"), "attic")], Path((3303,)), one.tree.registry
-    )
-    assert code(two, Code.POST, "/3303", payload=payload, content_format=TLV) == (Code.UNAUTHORIZED)
-    assert not one.tree.has(Path.parse("/3303/5"))
-    reply = one.handle(Code.POST, ["3303"], payload=payload, content_format=TLV)
-    assert (reply.code, reply.location) == (Code.CREATED, ("3303", "5"))
-    entry = access.table.entry(3303, 5)
+    access.grant(3201, 65535, owner=65535, acl={1: int(C)})
+    payload = codec_for(TLV).encode(CREATE_5, Path((3201,)), one.tree.registry)
+    assert code(two, Code.POST, "/3201", payload=payload, content_format=TLV) == (Code.UNAUTHORIZED)
+    assert not one.tree.has(Path.parse("/3201/5"))
+    reply = one.handle(Code.POST, ["3201"], payload=payload, content_format=TLV)
+    assert (reply.code, reply.location) == (Code.CREATED, ("3201", "5"))
+    entry = access.table.entry(3201, 5)
     assert entry is not None
     assert (entry.owner, dict(entry.acl)) == (1, {1: int(CREATOR_RIGHTS)})
-    assert code(one, Code.GET, "/3303/5/5750") == Code.CONTENT
-    assert code(two, Code.GET, "/3303/5/5750") == Code.UNAUTHORIZED, "no default entry"
-    assert code(one, Code.DELETE, "/3303/5") == Code.DELETED
+    assert code(one, Code.GET, "/3201/5/5750") == Code.CONTENT
+    assert code(two, Code.GET, "/3201/5/5750") == Code.UNAUTHORIZED, "no default entry"
+    assert code(one, Code.DELETE, "/3201/5") == Code.DELETED
 
 
 def test_creating_an_object_without_create_rights_anywhere_is_refused(
@@ -444,15 +447,15 @@ def test_local_grant_covers_the_gateways_own_instances_and_yields_to_a_creator()
         assert targets == {(1, 0), (1, 1), (3, 0), (3303, 0), (3303, 1)}, "never /0 nor /2"
         tree.create_instance(3303, 2, [(5700, 5.0)])  # a node appears: the device side
         assert access.table.entry(3303, 2) == AclEntry(5, 3303, 2, {0: int(R)}, owner=1)
-        access.grant(3303, 65535, owner=65535, acl={2: int(C)})
+        access.grant(3201, 65535, owner=65535, acl={2: int(C)})
         two = DeviceManagement(tree, server_id=2, access=access)
         payload = codec_for(TLV).encode(
-            [Record(Path.parse("/3303/7/5750"), "attic")], Path((3303,)), tree.registry
+            [Record(Path.parse("/3201/7/5550"), True)], Path((3201,)), tree.registry
         )
-        assert code(two, Code.POST, "/3303", payload=payload, content_format=TLV) == (Code.CREATED)
-        entry = access.table.entry(3303, 7)
+        assert code(two, Code.POST, "/3201", payload=payload, content_format=TLV) == (Code.CREATED)
+        entry = access.table.entry(3201, 7)
         assert entry is not None and (entry.owner, dict(entry.acl)) == (2, {2: 15})
-        governing = [e for e in access.table.entries() if (e.object_id, e.instance_id) == (3303, 7)]
+        governing = [e for e in access.table.entries() if (e.object_id, e.instance_id) == (3201, 7)]
         assert len(governing) == 1, "the creator's /2 instance replaced the local one"
         assert code(two, Code.GET, "/3303/0/5700") == Code.CONTENT, "local default: read"
         assert code(two, Code.POST, "/3303/0/5605") == Code.UNAUTHORIZED
@@ -464,7 +467,8 @@ def test_local_grant_covers_the_gateways_own_instances_and_yields_to_a_creator()
 
 
 def request_needing(right: Right, dm: DeviceManagement) -> int:
-    """Send server 2's request that needs exactly ``right`` on /3303/0 (Create: on /3303)."""
+    """Send server 2's request that needs exactly ``right`` on /3303/0 (Create: on /3201, an
+    object whose mandatory resource a server can give)."""
     if right is R:
         return code(dm, Code.GET, "/3303/0/5700")
     if right is W:
@@ -474,9 +478,9 @@ def request_needing(right: Right, dm: DeviceManagement) -> int:
     if right is D:
         return code(dm, Code.DELETE, "/3303/0")
     create = codec_for(TLV).encode(
-        [Record(Path.parse("/3303/9/5750"), "new")], Path((3303,)), dm.tree.registry
+        [Record(Path.parse("/3201/9/5550"), True)], Path((3201,)), dm.tree.registry
     )
-    return code(dm, Code.POST, "/3303", payload=create, content_format=TLV)
+    return code(dm, Code.POST, "/3201", payload=create, content_format=TLV)
 
 
 @given(
@@ -494,7 +498,7 @@ def test_a_server_without_the_bit_never_succeeds_and_with_it_is_never_refused(
     try:
         acl = {2: mask} if default is None else {0: default, 2: mask}
         access.grant(3303, 0, owner=owner, acl=acl)
-        access.grant(3303, 65535, owner=owner, acl={**acl, 2: create})
+        access.grant(3201, 65535, owner=owner, acl={**acl, 2: create})
         dm = DeviceManagement(access.tree, server_id=2, access=access)
         reply = request_needing(right, dm)
         bits = create if right is C else mask

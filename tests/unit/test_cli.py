@@ -5,9 +5,11 @@ test here; tests/integration/test_daemon.py runs bridgectl against the real daem
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -537,3 +539,183 @@ def test_scan_lists_values_and_streams_json_lines(socket_path: Path) -> None:
             assert header.split() == ["NODE", "NAME", "RSSI", "PROFILE", "PAIRED", "VALUES"]
             assert rows[0].split()[-4:] == ["21.5", "°C", "45.0", "%"]
             assert rows[1].split()[-1] == "encrypted"
+
+
+# -- issue 18.7: what a user of bridgectl hit ---------------------------------------------------
+
+
+def test_json_socket_and_timeout_work_after_the_command_too(socket_path: Path) -> None:
+    """The README says every command takes --json: after the command as well as before."""
+    d = daemon(socket_path, NODES)
+    try:
+        code, out, _ = run(socket_path, "nodes", "--json")
+        assert (code, json.loads(out)) == (cli.EXIT_OK, NODES)
+        code, out, _ = run(socket_path, "observe", "list", "--json", "--timeout", "5")
+        assert (code, json.loads(out)) == (cli.EXIT_OK, NODES)
+        code, out, _ = run(socket_path, "--json", "nodes")
+        assert json.loads(out) == NODES, "before the command: the subcommand keeps it"
+    finally:
+        d.close()
+    code = cli.main(["nodes", "--socket", str(socket_path.parent / "none.sock")])
+    assert code == cli.EXIT_NOT_RUNNING, "--socket after the command is the socket used"
+
+
+def test_node_show_says_unknown_for_what_the_node_never_told() -> None:
+    node = {
+        **NODES[0],
+        "transport": "sim",
+        "sleepy": False,
+        "rssi": None,
+        "secrets": [],
+        "values": [],
+    }
+    out = io.StringIO()
+    cli.show_node(node, out)
+    lines = dict(line.split(None, 1) for line in out.getvalue().splitlines()[:8])
+    assert lines["battery"] == "unknown" and lines["rssi"] == "unknown"
+    assert "None" not in out.getvalue()
+
+
+def test_events_are_readable_lines_with_local_iso_times() -> None:
+    """Not Python reprs and epoch seconds: ``<ISO time> <kind> key=value ...``."""
+    when = 1_700_000_000.5
+    iso = cli.iso_time(when)
+    assert iso.startswith("2023-11-1") and iso[19] in "+-Z" and len(iso) in (20, 25)
+    registration = {
+        "event": "registration",
+        "time": when,
+        "data": {
+            "server": "coap://192.0.2.1:5683",
+            "event": "registration-failure",
+            "state": "retry-wait",
+            "detail": "coap://192.0.2.1:5683 timed out: no answer within 93 s",
+        },
+    }
+    assert cli.event_text(registration) == (
+        f"{iso} registration server=coap://192.0.2.1:5683 event=registration-failure "
+        'state=retry-wait detail="coap://192.0.2.1:5683 timed out: no answer within 93 s"'
+    )
+    readings = {
+        "event": "readings",
+        "time": when,
+        "data": {
+            "id": "sim:0001",
+            "records": [
+                {"path": "/3303/0/5700", "value": 21.5, "time": when},
+                {"path": "/3311/0/5850", "value": True},
+            ],
+        },
+    }
+    assert cli.event_text(readings) == (
+        f"{iso} readings id=sim:0001 records=/3303/0/5700=21.5,/3311/0/5850=true"
+    )
+    command = {
+        "event": "command",
+        "data": {"id": 7, "submitted": when, "detail": "", "finished": None, "arguments": ""},
+    }
+    assert cli.event_text(command) == f"command id=7 submitted={iso}"
+    nested = {"event": "x", "data": {"objects": {"3303": [0]}}}
+    assert cli.event_text(nested) == 'x objects={"3303":[0]}'
+
+
+class Interrupting(io.StringIO):
+    """A terminal whose user presses Ctrl-C as the progress bar is drawn after a node's line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines = 0
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if "scanning" in text and self.lines:
+            raise KeyboardInterrupt
+        self.lines += text.endswith("\n")
+        return super().write(text)
+
+
+def test_ctrl_c_during_scan_exits_130_with_the_table_so_far(socket_path: Path) -> None:
+    heard = {"id": "sim:1", "name": "a", "rssi": -50, "profile": "sim", "paired": False}
+
+    def answer(request: dict[str, Any]) -> list[dict[str, Any]]:
+        rid = request["id"]
+        return [
+            {"id": rid, "event": "progress", "data": {"elapsed": 0, "seconds": 9, "heard": 0}},
+            {"id": rid, "event": "node.heard", "data": heard},
+        ]
+
+    d = ScriptedDaemon(socket_path, answer)
+    out, err = io.StringIO(), Interrupting()
+    try:
+        args = cli.build_parser().parse_args(["scan", "--seconds", "9"])
+        client = cli.Client(str(socket_path), 5)
+        try:
+            assert cli.run(args, client, out, err) == cli.EXIT_INTERRUPTED == 130
+        finally:
+            client.close()
+    finally:
+        d.close()
+    header, row = out.getvalue().splitlines()
+    assert header.split()[0] == "NODE" and row.split()[:2] == ["sim:1", "a"]
+
+
+def bridgectl(socket_path: Path, *argv: str, **popen: Any) -> subprocess.Popen[str]:
+    """bridgectl as a user runs it: its own process, its stdout a pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridged.cli", "--socket", str(socket_path), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def test_sigint_during_scan_exits_130_with_what_was_heard(socket_path: Path) -> None:
+    heard = {"id": "sim:1", "name": "a", "rssi": -50, "profile": "sim", "paired": False}
+    d = ScriptedDaemon(
+        socket_path,
+        lambda request: [{"id": request["id"], "event": "node.heard", "data": heard}],
+    )
+    try:
+        proc = bridgectl(socket_path, "scan", "--seconds", "60", "--json")
+        assert proc.stdout is not None and proc.stderr is not None
+        assert json.loads(proc.stdout.readline()) == heard  # streamed: it has the node
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        d.close()
+    assert proc.returncode == 130, err
+    assert json.loads(rest) == [heard]
+    assert "Traceback" not in err
+
+
+def test_events_into_a_pipe_that_closes_is_no_traceback(socket_path: Path) -> None:
+    """``bridgectl events | head``: the reader goes; bridgectl ends quietly, exit 0."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(socket_path))
+    server.listen()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with contextlib.suppress(OSError), conn, conn.makefile("rwb") as f:
+            request = json.loads(f.readline())
+            f.write(json.dumps({"id": request["id"], "result": {"subscribed": "all"}}).encode())
+            f.write(b"\n")
+            event = {"id": request["id"], "event": "node.heard", "time": 1.7e9, "data": NODES[0]}
+            while True:  # until bridgectl is gone
+                f.write(json.dumps(event).encode() + b"\n")
+                f.flush()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        proc = bridgectl(socket_path, "events")
+        assert proc.stdout is not None and proc.stderr is not None
+        assert "node.heard id=sim:0001" in proc.stdout.readline()
+        proc.stdout.close()  # head has its lines
+        err = proc.stderr.read()
+        assert proc.wait(timeout=30) == cli.EXIT_OK, err
+    finally:
+        server.close()
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -177,13 +177,32 @@ GROUP = 990
     ],
 )
 def test_peer_credentials(peer: Peer, groups: frozenset[int], allowed: bool) -> None:
-    assert peer_allowed(peer, own_uid=DAEMON_UID, group=GROUP, groups=groups) is allowed
+    assert peer_allowed(peer, own_uid=DAEMON_UID, allowed=frozenset({GROUP}), groups=groups) is (
+        allowed
+    )
 
 
 def test_without_a_socket_group_only_root_and_the_daemon_pass() -> None:
-    assert peer_allowed(Peer(1, 0, 0), own_uid=DAEMON_UID, group=None, groups=frozenset())
+    assert peer_allowed(Peer(1, 0, 0), own_uid=DAEMON_UID, allowed=frozenset(), groups=frozenset())
     assert not peer_allowed(
-        Peer(1, 1000, GROUP), own_uid=DAEMON_UID, group=None, groups=frozenset({GROUP})
+        Peer(1, 1000, GROUP), own_uid=DAEMON_UID, allowed=frozenset(), groups=frozenset({GROUP})
+    )
+
+
+MONITOR = 991
+
+
+def test_the_monitor_socket_takes_either_group() -> None:
+    """A member of bridged-monitor only, or of bridged, may watch; only bridged may change."""
+    watcher = Peer(1, 1001, 1001)
+    assert peer_allowed(
+        watcher,
+        own_uid=DAEMON_UID,
+        allowed=frozenset({MONITOR, GROUP}),
+        groups=frozenset({MONITOR}),
+    )
+    assert not peer_allowed(
+        watcher, own_uid=DAEMON_UID, allowed=frozenset({GROUP}), groups=frozenset({MONITOR})
     )
 
 

@@ -141,19 +141,32 @@ def test_LightweightM2M_1_1_int_241_execute(dm: DeviceManagement) -> None:
 def test_create_with_and_without_instance_id_then_delete(dm: DeviceManagement) -> None:
     tlv = codec_for(TLV)
     with_id = tlv.encode(
+        [Record(Path.parse("/3201/5/5550"), True)], Path.parse("/3201"), dm.tree.registry
+    )
+    r = dm.handle(Code.POST, ["3201"], payload=with_id, content_format=TLV)
+    assert (r.code, r.location) == (Code.CREATED, ("3201", "5"))
+    bare = tlv.encode(
+        [Record(Path.parse("/3201/0/5550"), False), Record(Path.parse("/3201/0/5750"), "cellar")],
+        Path.parse("/3201/0"),
+        dm.tree.registry,
+    )
+    r = dm.handle(Code.POST, ["3201"], payload=bare, content_format=TLV)
+    assert (r.code, r.location) == (Code.CREATED, ("3201", "0")), "the client picks the ID"
+    assert dm.tree.get(Path.parse("/3201/0/5750")) == "cellar"
+    assert dm.handle(Code.DELETE, ["3201", "5"]).code == Code.DELETED
+    assert dm.handle(Code.DELETE, ["3201", "5"]).code == Code.NOT_FOUND
+    assert dm.handle(Code.DELETE, ["3", "0"]).code == Code.METHOD_NOT_ALLOWED
+
+
+def test_a_create_without_a_mandatory_resource_is_400(dm: DeviceManagement) -> None:
+    """LwM2M Create: "Mandatory Resources are not specified" is 4.00; a temperature instance
+    without its (read-only) Sensor Value would never get one."""
+    named = codec_for(TLV).encode(
         [Record(Path.parse("/3303/5/5750"), "attic")], Path.parse("/3303"), dm.tree.registry
     )
-    r = dm.handle(Code.POST, ["3303"], payload=with_id, content_format=TLV)
-    assert (r.code, r.location) == (Code.CREATED, ("3303", "5"))
-    bare = tlv.encode(
-        [Record(Path.parse("/3303/1/5750"), "cellar")], Path.parse("/3303/1"), dm.tree.registry
-    )
-    r = dm.handle(Code.POST, ["3303"], payload=bare, content_format=TLV)
-    assert (r.code, r.location) == (Code.CREATED, ("3303", "1")), "the client picks the ID"
-    assert dm.tree.get(Path.parse("/3303/1/5750")) == "cellar"
-    assert dm.handle(Code.DELETE, ["3303", "5"]).code == Code.DELETED
-    assert dm.handle(Code.DELETE, ["3303", "5"]).code == Code.NOT_FOUND
-    assert dm.handle(Code.DELETE, ["3", "0"]).code == Code.METHOD_NOT_ALLOWED
+    r = dm.handle(Code.POST, ["3303"], payload=named, content_format=TLV)
+    assert r.code == Code.BAD_REQUEST and b"5700 (Sensor Value)" in r.payload
+    assert not dm.tree.has(Path.parse("/3303/5"))
 
 
 def test_LightweightM2M_1_1_int_260_discover(dm: DeviceManagement) -> None:

@@ -195,20 +195,40 @@ def test_partial_update_merges_and_replace_replaces(tree: ObjectTree) -> None:
 
 
 def test_create_and_delete(tree: ObjectTree) -> None:
-    new = tree.create(p("/3303"), [Record(p("/3303/7/5750"), "attic")])
-    assert new == p("/3303/7")
-    auto = tree.create(p("/3303"), [])
-    assert auto == p("/3303/2")
-    with pytest.raises(BadRequest):
-        tree.create(p("/3303"), [Record(p("/3303/0/5750"), "dup")])
+    tree.registry.add(
+        make_object(
+            3201,
+            "Digital Output",
+            [
+                ResourceDef(5550, "Digital Output State", RW, ResourceType.BOOLEAN, mandatory=True),
+                ResourceDef(5750, "Application Type", RW, ResourceType.STRING),
+            ],
+        )
+    )
+    new = tree.create(p("/3201"), [Record(p("/3201/7/5550"), True)])
+    assert new == p("/3201/7")
+    auto = tree.create(p("/3201"), [Record(p("/3201/0/5550"), False)], iid=0)
+    assert auto == p("/3201/0")
+    with pytest.raises(BadRequest, match="already exists"):
+        tree.create(p("/3201"), [Record(p("/3201/0/5550"), True)])
     with pytest.raises(BadRequest):
         tree.create(p("/3"), [])  # single-instance object already has /3/0
-    tree.delete(p("/3303/7"))
-    assert not tree.has(p("/3303/7"))
+    tree.delete(p("/3201/7"))
+    assert not tree.has(p("/3201/7"))
     with pytest.raises(NotFound):
         tree.delete(p("/3303/7"))
     with pytest.raises(MethodNotAllowed):
         tree.delete(p("/3/0"))
+
+
+def test_create_without_a_mandatory_resource_is_400_naming_it(tree: ObjectTree) -> None:
+    """A Sensor Value is mandatory and read-only: no Create can give it, and nothing would
+    ever set it in the instance; an executable mandatory resource holds no value."""
+    with pytest.raises(BadRequest, match=r"mandatory resources missing: 5700 \(Sensor Value\)"):
+        tree.create(p("/3303"), [Record(p("/3303/7/5750"), "attic")])
+    assert not tree.has(p("/3303/7"))
+    with pytest.raises(MethodNotAllowed):
+        tree.create(p("/3303"), [Record(p("/3303/7/5700"), 20.0)])
 
 
 def test_execute(tree: ObjectTree) -> None:

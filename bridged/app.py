@@ -17,7 +17,8 @@ of what happens, and ``on_change`` is called whenever the summary may have chang
 
 Wiring points for the other parts of the gateway (one place each):
 
-* exposure modes: ``build_exposure``;
+* exposure modes: ``build_exposure``, the one place a mode is chosen; the gateway asks the
+  mode (``bridged.exposure.mode.ExposureMode``) and never which one it is;
 * operations on node-backed resources: ``NodeOperations`` given to every LwM2M client (the
   gateway's, and each node endpoint's); the ``read``/``write``/``execute`` methods below are
   the shell's and act on the gateway's tree only;
@@ -30,18 +31,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import logging
 import os
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridged.commands import Command, CommandQueue
-from bridged.delivery import Delivery, Route
+from bridged.delivery import Delivery
 from bridged.engine.access import BOOTSTRAP_ONLY
 from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
@@ -53,6 +52,7 @@ from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
 from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
+from bridged.exposure.mode import ExposureMode
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.ddf import DefinitionError, load_ddf_dir
 from bridged.objects.errors import BadRequest, MethodNotAllowed, NotFound, Unauthorized
@@ -295,9 +295,6 @@ def build_tree(
     return tree
 
 
-Exposure = InstancesExposure | GatewayExposure | EndpointsExposure
-
-
 def build_exposure(
     config: Config,
     tree: ObjectTree,
@@ -306,8 +303,9 @@ def build_exposure(
     endpoint_client: Callable[[NodeEndpoint, Sequence[ServerConfig], tuple[str, int]], LwM2MClient]
     | None = None,
     on_endpoint_event: Callable[[NodeEndpoint, RegistrationEvent], None] = lambda ep, e: None,
-) -> Exposure:
-    """The exposure mode of ``[gateway] exposure``: the one place modes are chosen. The
+) -> ExposureMode:
+    """The exposure mode of ``[gateway] exposure``: the one place modes are chosen (everything
+    else asks the mode, see ``ExposureMode``). The
     endpoints mode builds each node's client with ``endpoint_client`` and reports their
     registration events to ``on_endpoint_event``."""
     mode = config.gateway.exposure
@@ -449,7 +447,7 @@ class Gateway:
                 s.name: build_transport(config, s, self.registry) for s in config.transports
             }
             exposure = self.exposure
-            self.devices = exposure if isinstance(exposure, GatewayExposure) else None
+            self.devices = exposure.devices
             """The end devices behind prefixes, in the gateway mode."""
             self.operations = self._operations(exposure.paths)
             """Read, Write and Execute of node paths, for servers and bridgectl alike."""
@@ -462,8 +460,7 @@ class Gateway:
                 bootstrap=config.bootstrap,
                 state_dir=state_dir,
                 on_bootstrap_event=self._on_bootstrap,
-                # In the endpoints mode the gateway's own endpoint has no node in its tree.
-                nodes=None if isinstance(exposure, EndpointsExposure) else self.operations,
+                nodes=self.operations if exposure.nodes_on_gateway else None,
                 devices=self.devices,
             )
             # Node readings go upstream from the store, by Send or as notifications, through
@@ -475,7 +472,7 @@ class Gateway:
                 self.readings,
                 exposure.paths.upstream,
                 config.delivery.config,
-                route=self._endpoint_route if isinstance(exposure, EndpointsExposure) else None,
+                route=exposure.router(self.client),
             )
             self.registry.on_commit(self.delivery.notify)
         except BaseException:
@@ -501,13 +498,6 @@ class Gateway:
             on_event=ep.event,
             nodes=self._operations(ep.paths),
         )
-
-    def _endpoint_route(self, node: NodeId) -> Route | None:
-        """In the endpoints mode, a node's readings go through its own endpoint's client, at
-        their node-local paths; None once it is unpaired."""
-        exposure = self.exposure
-        ep = exposure.endpoint(node) if isinstance(exposure, EndpointsExposure) else None
-        return None if ep is None else Route(ep.client, functools.partial(ep.paths.upstream, node))
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -660,8 +650,7 @@ class Gateway:
     async def _start_lwm2m(self) -> None:
         """Register the gateway's endpoint, bring up the node endpoints, start delivery."""
         await self.client.start()
-        if isinstance(self.exposure, EndpointsExposure):
-            await self.exposure.start()
+        await self.exposure.start()
         await self.delivery.start()
         self.client_running = True
 
@@ -669,8 +658,7 @@ class Gateway:
         """Stop delivery, then de-register the node endpoints and the gateway's."""
         self.client_running = False
         await self.delivery.stop()
-        if isinstance(self.exposure, EndpointsExposure):
-            await self.exposure.stop()
+        await self.exposure.stop()
         await self.client.stop()
 
     async def _start_transport(self, transport: Transport) -> None:
@@ -815,23 +803,6 @@ class Gateway:
             "last_error": stats.last_error,
         }
 
-    def endpoint_states(self) -> dict[str, Any] | None:
-        """In the endpoints mode, how many node endpoints are in each registration state
-        (per server: an endpoint with two servers counts twice); ``waiting`` is not brought up
-        yet. None in the other modes."""
-        exposure = self.exposure
-        if not isinstance(exposure, EndpointsExposure):
-            return None
-        states: Counter[str] = Counter()
-        for ep in exposure.endpoints.values():
-            client = ep.client
-            if client is None or not client.sessions:
-                states["waiting"] += 1
-                continue
-            for session in client.sessions:
-                states[session.registrar.state.value] += 1
-        return {"nodes": len(exposure.endpoints), "states": dict(sorted(states.items()))}
-
     def status(self) -> dict[str, Any]:
         """A snapshot of the gateway (``bridgectl status``)."""
         live = list(self.registry.live.values())
@@ -872,7 +843,7 @@ class Gateway:
             "transports": self.transports_status(),
             "permit_join": max(self._join_until - time.monotonic(), 0.0),
             "commands": {"pending": len(self.commands.pending())},
-            "endpoints": self.endpoint_states(),
+            "endpoints": self.exposure.status(),
         }
 
     def transports_status(self) -> dict[str, str]:
@@ -1098,7 +1069,7 @@ class Gateway:
             raise Unauthorized(f"{path}: the bootstrap-only objects are not deleted here")
         found = self.exposure.paths.local(path)
         if found is not None:
-            raise node_owned(path, found.node)
+            raise node_owned(path, found[0])
         if path.object_id == GATEWAY_OBJECT:
             raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
         self.tree.delete(path)

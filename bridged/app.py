@@ -61,7 +61,13 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import ObjLnk, Record, Value, from_text, to_text
 from bridged.operations import NodeOperations
 from bridged.registry import COMMIT_INTERVAL, LiveNode, NodeRegistry
-from bridged.store.database import connect, mark_running, mark_stopped, unclean_stops
+from bridged.store.database import (
+    connect,
+    mark_running,
+    mark_stopped,
+    prove_writable,
+    unclean_stops,
+)
 from bridged.store.files import DirectoryLocked, lock_directory
 from bridged.store.nodes import NodeId, NodeStore, PairedNode, check_name
 from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
@@ -867,10 +873,7 @@ class Gateway:
         if age > max_commit_age:
             problems.append(f"the registry's last group commit was {age:.1f} s ago")
         try:
-            self.db.execute(
-                "INSERT INTO counters(name, value) VALUES ('watchdog', 0) "
-                "ON CONFLICT(name) DO UPDATE SET value = value + 1"
-            )
+            prove_writable(self.db)
         except sqlite3.Error as e:
             # A full or read-only file system is a condition the daemon lives through (its
             # readings wait in memory, see NodeRegistry); a restart would lose them.

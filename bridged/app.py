@@ -36,7 +36,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from bridged.commands import Command, CommandQueue
@@ -58,9 +58,9 @@ from bridged.objects.ddf import DefinitionError, load_ddf_dir
 from bridged.objects.errors import BadRequest, MethodNotAllowed, NotFound, Unauthorized
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
-from bridged.objects.values import ObjLnk, Record, Value, from_text, to_text
+from bridged.objects.values import Record, from_text
 from bridged.operations import NodeOperations
-from bridged.registry import COMMIT_INTERVAL, LiveNode, NodeRegistry
+from bridged.registry import COMMIT_INTERVAL, NodeRegistry
 from bridged.store.database import (
     connect,
     mark_running,
@@ -85,24 +85,22 @@ from bridged.transports.base import (
 )
 
 from .config import Config, ConfigError, TransportSection, transport_error
-from .summary import records_text
+from .events import EventHub, NodeEvents
+from .views import command_json, heard_json, json_record, node_json
 
 log = logging.getLogger(__name__)
 
 DATABASE = "state.db"
 SECRETS = "secrets.json"
-EVENT_BACKLOG = 1000
-"""Events a subscriber may fall behind by before it is dropped (a stuck bridgectl must not
-make the daemon buffer without bound)."""
 EXPIRY_INTERVAL = 60.0
 """Seconds between two looks for commands whose time to live is over."""
 ENDPOINT_STATUS_DELAY = 0.5
 """Node endpoints' registration events within this many seconds make one status change (after
 a restart, thousands of endpoints register within seconds)."""
 HISTORY_LIMIT = 1000
+"""How many ended commands ``commands_history`` looks through for one node's."""
 STORAGE_CONDITIONS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY")
 """SQLite errors of a file system that is full or refuses writes, not of a broken daemon."""
-"""How many ended commands ``commands_history`` looks through for one node's."""
 OBSERVED = "observed"
 """The reading store's consumer earlier versions kept in the endpoints mode and moved past
 every reading: removed, so that it holds no reading back."""
@@ -112,173 +110,7 @@ class OperationFailed(Exception):
     """A control operation that cannot be done now; the message says why."""
 
 
-# -- events ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One thing that happened, as the control socket streams it."""
-
-    kind: str
-    data: Mapping[str, Any]
-    time: float = field(default_factory=time.time)
-
-
-class Subscription:
-    """What one subscriber receives, in order; ``overflowed`` once it fell too far behind."""
-
-    def __init__(self, hub: EventHub, kinds: frozenset[str] | None) -> None:
-        self._hub = hub
-        self.kinds = kinds
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(EVENT_BACKLOG)
-        self.overflowed = False
-
-    def wants(self, kind: str) -> bool:
-        return self.kinds is None or kind in self.kinds or kind.split(".")[0] in self.kinds
-
-    async def get(self) -> Event | None:
-        """The next event, or None once the subscription has ended (overflow or close)."""
-        return await self.queue.get()
-
-    def close(self) -> None:
-        self._hub.unsubscribe(self)
-
-
-class EventHub:
-    """Fan-out of events to subscribers; publishing never blocks and never fails."""
-
-    def __init__(self) -> None:
-        self._subscribers: list[Subscription] = []
-
-    def subscribe(self, kinds: Sequence[str] | None = None) -> Subscription:
-        """Receive events of ``kinds`` (``"node"`` stands for every ``node.*``), all if None."""
-        sub = Subscription(self, None if kinds is None else frozenset(kinds))
-        self._subscribers.append(sub)
-        return sub
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        with contextlib.suppress(ValueError):
-            self._subscribers.remove(sub)
-        with contextlib.suppress(asyncio.QueueFull):
-            sub.queue.put_nowait(None)
-
-    def wanted(self, kind: str) -> bool:
-        """Whether anybody listens for ``kind`` (so costly events are built only then)."""
-        return any(s.wants(kind) for s in self._subscribers)
-
-    def publish(self, kind: str, /, **data: Any) -> None:
-        event = Event(kind, data)
-        for sub in tuple(self._subscribers):
-            if not sub.wants(kind):
-                continue
-            if sub.queue.qsize() >= EVENT_BACKLOG - 1:
-                sub.overflowed = True
-                self.unsubscribe(sub)
-                continue
-            sub.queue.put_nowait(event)
-
-
-# -- values as JSON --------------------------------------------------------------------------
-
-
-def json_value(value: Value) -> Any:
-    """A resource value as JSON: numbers, strings and booleans as they are, Opaque in base64
-    and Objlnk as ``oid:iid`` (their text/plain forms)."""
-    if isinstance(value, (bytes, ObjLnk)):
-        return to_text(value)
-    return value
-
-
-def json_record(record: Record) -> dict[str, Any]:
-    out: dict[str, Any] = {"path": str(record.path), "value": json_value(record.value)}
-    if record.time is not None:
-        out["time"] = record.time
-    return out
-
-
-def node_json(node: LiveNode, now: float) -> dict[str, Any]:
-    """A paired node as ``bridgectl nodes`` shows it."""
-    state = node.state
-    return {
-        "id": str(node.id),
-        "name": node.paired.name,
-        "transport": node.id.transport,
-        "profile": node.paired.profile,
-        "sleepy": node.paired.sleepy or bool(state and state.sleepy),
-        "reachable": bool(state and state.reachable),
-        "last_seen": node.last_seen,
-        "age": None if node.last_seen is None else max(now - node.last_seen, 0.0),
-        "rssi": state.rssi if state else None,
-        "lqi": state.lqi if state else None,
-        "battery": state.battery if state else None,
-        "objects": {str(oid): iids for oid, iids in sorted(node.objects.items())},
-        "decrypt_failures": state.decrypt_failures if state else 0,
-        "problem": state.problem if state else None,
-    }
-
-
-def command_json(command: Command) -> dict[str, Any]:
-    """A command of the desired-state queue as ``bridgectl commands`` shows it."""
-    return {
-        "id": command.id,
-        "node": str(command.node),
-        "path": str(command.path),
-        "kind": command.kind.value,
-        "status": command.status.value,
-        "records": [json_record(r) for r in command.records],
-        "arguments": command.arguments,
-        "replace": command.replace,
-        "submitted": command.created,
-        "expires": command.expires,
-        "finished": command.finished,
-        "detail": command.detail,
-    }
-
-
-def heard_json(heard: Heard) -> dict[str, Any]:
-    """A node heard on the air, as ``bridgectl scan`` shows it: ``values`` is its decoded
-    values as one line (``21.4 °C 48.5 %``), or ``encrypted`` when it sent nothing but
-    encrypted data the gateway has no key for."""
-    values = records_text(heard.records)
-    return {
-        "id": str(heard.node),
-        "name": heard.name,
-        "rssi": heard.rssi,
-        "profile": heard.profile,
-        "time": heard.time,
-        "encrypted": heard.encrypted,
-        "values": values or ("encrypted" if heard.encrypted else ""),
-        "records": [json_record(r) for r in heard.records],
-    }
-
-
 # -- building blocks -------------------------------------------------------------------------
-
-
-class _Publisher:
-    """The ``RegistryListener`` that turns node changes into events."""
-
-    def __init__(self, hub: EventHub, changed: Callable[[], None]) -> None:
-        self.hub = hub
-        self.changed = changed
-
-    def node_added(self, node: LiveNode) -> None:
-        self.hub.publish("node.paired", id=str(node.id), name=node.paired.name)
-        self.changed()
-
-    def node_removed(self, node: NodeId) -> None:
-        self.hub.publish("node.unpaired", id=str(node))
-        self.changed()
-
-    def node_objects(self, node: LiveNode) -> None:
-        pass
-
-    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
-        if self.hub.wanted("readings"):
-            self.hub.publish("readings", id=str(node.id), records=[json_record(r) for r in records])
-
-    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
-        pass
 
 
 def build_tree(
@@ -448,7 +280,7 @@ class Gateway:
                 on_endpoint_event=self._on_endpoint_event,
             )
             self.registry.listen(self.exposure)
-            self.registry.listen(_Publisher(self.events, self._changed))
+            self.registry.listen(NodeEvents(self.events, self._changed))
             self.transports = {
                 s.name: build_transport(config, s, self.registry) for s in config.transports
             }

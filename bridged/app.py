@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from bridged.commands import Command, CommandQueue
+from bridged.commands import CommandQueue
 from bridged.delivery import Delivery
 from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
@@ -58,6 +58,7 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.operations import NodeOperations
 from bridged.registry import COMMIT_INTERVAL, NodeRegistry
+from bridged.store.commands import Command
 from bridged.store.database import (
     connect,
     mark_running,

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridged.commands import Command
 from bridged.objects.values import ObjLnk, Record, Value, to_text
 from bridged.registry import LiveNode
+from bridged.store.commands import Command
 from bridged.transports.base import Heard
 
 from .summary import records_text

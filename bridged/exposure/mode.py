@@ -1,5 +1,5 @@
 """What every exposure mode is: one interface, so that nothing outside the mode factory
-(``bridged.app.build_exposure``) asks which mode it is.
+(``bridged.build.build_exposure``) asks which mode it is.
 
 A mode decides four things, and says each here:
 

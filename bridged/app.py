@@ -77,7 +77,7 @@ from .build import build_exposure, build_transport, build_tree, open_state_dir
 from .config import Config, ConfigError
 from .events import EventHub, NodeEvents
 from .shell import Shell
-from .views import command_json, heard_json, json_record, node_json
+from .views import command_json, heard_json, json_record, node_json, server_json
 
 log = logging.getLogger(__name__)
 
@@ -470,53 +470,32 @@ class Gateway:
 
     def servers(self) -> list[dict[str, Any]]:
         """Each server's registration, live from its session, else from its last event."""
-        out = []
-        for session in self.client.sessions:
-            last = self.registrations.get(session.name)
-            out.append(
-                {
-                    "uri": session.uri,
-                    "short_server_id": session.short_server_id,
-                    "state": session.registrar.state.value,
-                    "registered": session.registered,
-                    "version": session.registrar.version,
-                    "observations": len(session.observations),
-                    "last_event": last.kind.value if last else None,
-                    "detail": last.detail if last else "",
-                    "delivery": self._delivery(session.short_server_id),
-                }
+        out = [
+            server_json(
+                session.uri,
+                session.short_server_id,
+                session.registrar.version,
+                session.registrar.state.value,
+                registered=session.registered,
+                observations=len(session.observations),
+                last=self.registrations.get(session.name),
+                delivery=self.delivery,
             )
-        if not out:
-            for server in self.config.servers:
-                last = self.registrations.get(server.uri)
-                out.append(
-                    {
-                        "uri": server.uri,
-                        "short_server_id": server.short_server_id,
-                        "state": "stopped" if not self.client_running else "starting",
-                        "registered": False,
-                        "version": server.version,
-                        "observations": 0,
-                        "last_event": last.kind.value if last else None,
-                        "detail": last.detail if last else "",
-                        "delivery": self._delivery(server.short_server_id),
-                    }
-                )
-        return out
-
-    def _delivery(self, short_server_id: int) -> dict[str, Any] | None:
-        """The readings waiting for a server, and what delivery did for it since start."""
-        if short_server_id not in self.delivery.servers:
-            return None
-        stats = self.delivery.stats(short_server_id)
-        return {
-            "backlog": self.delivery.backlog(short_server_id),
-            "delivered": stats.delivered,
-            "sends": stats.sends,
-            "failed_sends": stats.failed_sends,
-            "skipped": stats.skipped,
-            "last_error": stats.last_error,
-        }
+            for session in self.client.sessions
+        ]
+        return out or [
+            server_json(
+                server.uri,
+                server.short_server_id,
+                server.version,
+                "starting" if self.client_running else "stopped",
+                registered=False,
+                observations=0,
+                last=self.registrations.get(server.uri),
+                delivery=self.delivery,
+            )
+            for server in self.config.servers
+        ]
 
     def status(self) -> dict[str, Any]:
         """A snapshot of the gateway (``bridgectl status``)."""

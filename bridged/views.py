@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridged.delivery import Delivery
+from bridged.engine.registration import RegistrationEvent
 from bridged.objects.values import ObjLnk, Record, Value, to_text
 from bridged.registry import LiveNode
 from bridged.store.commands import Command
@@ -83,4 +85,46 @@ def heard_json(heard: Heard) -> dict[str, Any]:
         "encrypted": heard.encrypted,
         "values": values or ("encrypted" if heard.encrypted else ""),
         "records": [json_record(r) for r in heard.records],
+    }
+
+
+def server_json(
+    uri: str,
+    short_server_id: int,
+    version: str,
+    state: str,
+    *,
+    registered: bool,
+    observations: int,
+    last: RegistrationEvent | None,
+    delivery: Delivery,
+) -> dict[str, Any]:
+    """A server's registration as ``bridgectl status`` shows it: its ``state``, the last
+    registration event ``last``, and what ``delivery`` holds and did for it."""
+    return {
+        "uri": uri,
+        "short_server_id": short_server_id,
+        "state": state,
+        "registered": registered,
+        "version": version,
+        "observations": observations,
+        "last_event": last.kind.value if last else None,
+        "detail": last.detail if last else "",
+        "delivery": delivery_json(delivery, short_server_id),
+    }
+
+
+def delivery_json(delivery: Delivery, short_server_id: int) -> dict[str, Any] | None:
+    """The readings waiting for a server, and what delivery did for it since start; None
+    for a server delivery does not serve."""
+    if short_server_id not in delivery.servers:
+        return None
+    stats = delivery.stats(short_server_id)
+    return {
+        "backlog": delivery.backlog(short_server_id),
+        "delivered": stats.delivered,
+        "sends": stats.sends,
+        "failed_sends": stats.failed_sends,
+        "skipped": stats.skipped,
+        "last_error": stats.last_error,
     }

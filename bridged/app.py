@@ -17,10 +17,12 @@ of what happens, and ``on_change`` is called whenever the summary may have chang
 
 Wiring points for the other parts of the gateway (one place each):
 
-* exposure modes: ``build_exposure``;
+* the parts a configuration names (tree, exposure mode, transports, state directory):
+  ``bridged.build``; the gateway asks its exposure mode (``bridged.exposure.mode``), never
+  which one it is;
+* the event hub: ``bridged.events``; the JSON views bridgectl shows: ``bridged.views``;
 * operations on node-backed resources: ``NodeOperations`` given to every LwM2M client (the
-  gateway's, and each node endpoint's); the ``read``/``write``/``execute`` methods below are
-  the shell's and act on the gateway's tree only;
+  gateway's and each node endpoint's) and to the shell (``bridged.shell``);
 * command outcomes (applied, failed, expired, superseded): ``_on_command``, which publishes the
   ``command`` events (``CommandQueue`` logs them with NODE and PATH fields).
 """
@@ -30,76 +32,66 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import logging
 import os
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-from aiocoap.numbers.codes import Code
-
-from bridged.commands import Command, CommandQueue
-from bridged.delivery import Delivery, Route
-from bridged.engine.access import BOOTSTRAP_ONLY
+from bridged.commands import CommandQueue
+from bridged.delivery import Delivery
 from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
-from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
-from bridged.engine.dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT, DeviceManagement, read_node
-from bridged.engine.nodes import NodePaths, node_owned
+from bridged.engine.device import MachineFacts
+from bridged.engine.nodes import NodePaths
 from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.engine.send import SendOutcome
-from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
-from bridged.exposure.gateway import GatewayExposure
-from bridged.exposure.instances import InstancesExposure
-from bridged.objects.builtin import builtin_registry
-from bridged.objects.ddf import DefinitionError, load_ddf_dir
-from bridged.objects.errors import BadRequest, MethodNotAllowed, NotFound, Unauthorized
-from bridged.objects.formats import ContentFormat
-from bridged.objects.paths import ROOT, Level, Path
-from bridged.objects.tree import ObjectTree
-from bridged.objects.values import ObjLnk, Record, Value, from_text, to_text
+from bridged.exposure.endpoints import NodeEndpoint
+from bridged.objects.errors import BadRequest, NotFound
+from bridged.objects.paths import ROOT, Path
+from bridged.objects.values import Record
 from bridged.operations import NodeOperations
-from bridged.registry import COMMIT_INTERVAL, LiveNode, NodeRegistry
-from bridged.store.database import connect, mark_running, mark_stopped, unclean_stops
-from bridged.store.files import DirectoryLocked, lock_directory
+from bridged.registry import COMMIT_INTERVAL, NodeRegistry
+from bridged.store.commands import Command
+from bridged.store.database import (
+    connect,
+    mark_running,
+    mark_stopped,
+    prove_writable,
+    unclean_stops,
+)
 from bridged.store.nodes import NodeId, NodeStore, PairedNode, check_name
 from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
 from bridged.store.secrets import Secret, SecretStore
 from bridged.transports.base import (
     Heard,
-    NodeState,
     PairingFailed,
     Transport,
-    TransportConfigError,
-    TransportEvents,
     UnknownTransport,
     normalise_node,
-    transport_class,
 )
 
-from .config import Config, ConfigError, TransportSection, transport_error
-from .summary import records_text
+from .build import build_exposure, build_transport, build_tree, open_state_dir
+from .config import Config, ConfigError
+from .events import EventHub, NodeEvents
+from .shell import Shell
+from .views import command_json, heard_json, json_record, node_json, server_json
 
 log = logging.getLogger(__name__)
 
 DATABASE = "state.db"
 SECRETS = "secrets.json"
-EVENT_BACKLOG = 1000
-"""Events a subscriber may fall behind by before it is dropped (a stuck bridgectl must not
-make the daemon buffer without bound)."""
 EXPIRY_INTERVAL = 60.0
 """Seconds between two looks for commands whose time to live is over."""
 ENDPOINT_STATUS_DELAY = 0.5
 """Node endpoints' registration events within this many seconds make one status change (after
 a restart, thousands of endpoints register within seconds)."""
 HISTORY_LIMIT = 1000
+"""How many ended commands ``commands_history`` looks through for one node's."""
 STORAGE_CONDITIONS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY")
 """SQLite errors of a file system that is full or refuses writes, not of a broken daemon."""
-"""How many ended commands ``commands_history`` looks through for one node's."""
 OBSERVED = "observed"
 """The reading store's consumer earlier versions kept in the endpoints mode and moved past
 every reading: removed, so that it holds no reading back."""
@@ -107,288 +99,6 @@ every reading: removed, so that it holds no reading back."""
 
 class OperationFailed(Exception):
     """A control operation that cannot be done now; the message says why."""
-
-
-# -- events ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One thing that happened, as the control socket streams it."""
-
-    kind: str
-    data: Mapping[str, Any]
-    time: float = field(default_factory=time.time)
-
-
-class Subscription:
-    """What one subscriber receives, in order; ``overflowed`` once it fell too far behind."""
-
-    def __init__(self, hub: EventHub, kinds: frozenset[str] | None) -> None:
-        self._hub = hub
-        self.kinds = kinds
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(EVENT_BACKLOG)
-        self.overflowed = False
-
-    def wants(self, kind: str) -> bool:
-        return self.kinds is None or kind in self.kinds or kind.split(".")[0] in self.kinds
-
-    async def get(self) -> Event | None:
-        """The next event, or None once the subscription has ended (overflow or close)."""
-        return await self.queue.get()
-
-    def close(self) -> None:
-        self._hub.unsubscribe(self)
-
-
-class EventHub:
-    """Fan-out of events to subscribers; publishing never blocks and never fails."""
-
-    def __init__(self) -> None:
-        self._subscribers: list[Subscription] = []
-
-    def subscribe(self, kinds: Sequence[str] | None = None) -> Subscription:
-        """Receive events of ``kinds`` (``"node"`` stands for every ``node.*``), all if None."""
-        sub = Subscription(self, None if kinds is None else frozenset(kinds))
-        self._subscribers.append(sub)
-        return sub
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        with contextlib.suppress(ValueError):
-            self._subscribers.remove(sub)
-        with contextlib.suppress(asyncio.QueueFull):
-            sub.queue.put_nowait(None)
-
-    def wanted(self, kind: str) -> bool:
-        """Whether anybody listens for ``kind`` (so costly events are built only then)."""
-        return any(s.wants(kind) for s in self._subscribers)
-
-    def publish(self, kind: str, /, **data: Any) -> None:
-        event = Event(kind, data)
-        for sub in tuple(self._subscribers):
-            if not sub.wants(kind):
-                continue
-            if sub.queue.qsize() >= EVENT_BACKLOG - 1:
-                sub.overflowed = True
-                self.unsubscribe(sub)
-                continue
-            sub.queue.put_nowait(event)
-
-
-# -- values as JSON --------------------------------------------------------------------------
-
-
-def json_value(value: Value) -> Any:
-    """A resource value as JSON: numbers, strings and booleans as they are, Opaque in base64
-    and Objlnk as ``oid:iid`` (their text/plain forms)."""
-    if isinstance(value, (bytes, ObjLnk)):
-        return to_text(value)
-    return value
-
-
-def json_record(record: Record) -> dict[str, Any]:
-    out: dict[str, Any] = {"path": str(record.path), "value": json_value(record.value)}
-    if record.time is not None:
-        out["time"] = record.time
-    return out
-
-
-def node_json(node: LiveNode, now: float) -> dict[str, Any]:
-    """A paired node as ``bridgectl nodes`` shows it."""
-    state = node.state
-    return {
-        "id": str(node.id),
-        "name": node.paired.name,
-        "transport": node.id.transport,
-        "profile": node.paired.profile,
-        "sleepy": node.paired.sleepy or bool(state and state.sleepy),
-        "reachable": bool(state and state.reachable),
-        "last_seen": node.last_seen,
-        "age": None if node.last_seen is None else max(now - node.last_seen, 0.0),
-        "rssi": state.rssi if state else None,
-        "lqi": state.lqi if state else None,
-        "battery": state.battery if state else None,
-        "objects": {str(oid): iids for oid, iids in sorted(node.objects.items())},
-        "decrypt_failures": state.decrypt_failures if state else 0,
-        "problem": state.problem if state else None,
-    }
-
-
-def command_json(command: Command) -> dict[str, Any]:
-    """A command of the desired-state queue as ``bridgectl commands`` shows it."""
-    return {
-        "id": command.id,
-        "node": str(command.node),
-        "path": str(command.path),
-        "kind": command.kind.value,
-        "status": command.status.value,
-        "records": [json_record(r) for r in command.records],
-        "arguments": command.arguments,
-        "replace": command.replace,
-        "submitted": command.created,
-        "expires": command.expires,
-        "finished": command.finished,
-        "detail": command.detail,
-    }
-
-
-def heard_json(heard: Heard) -> dict[str, Any]:
-    """A node heard on the air, as ``bridgectl scan`` shows it: ``values`` is its decoded
-    values as one line (``21.4 °C 48.5 %``), or ``encrypted`` when it sent nothing but
-    encrypted data the gateway has no key for."""
-    values = records_text(heard.records)
-    return {
-        "id": str(heard.node),
-        "name": heard.name,
-        "rssi": heard.rssi,
-        "profile": heard.profile,
-        "time": heard.time,
-        "encrypted": heard.encrypted,
-        "values": values or ("encrypted" if heard.encrypted else ""),
-        "records": [json_record(r) for r in heard.records],
-    }
-
-
-# -- building blocks -------------------------------------------------------------------------
-
-
-class _Publisher:
-    """The ``RegistryListener`` that turns node changes into events."""
-
-    def __init__(self, hub: EventHub, changed: Callable[[], None]) -> None:
-        self.hub = hub
-        self.changed = changed
-
-    def node_added(self, node: LiveNode) -> None:
-        self.hub.publish("node.paired", id=str(node.id), name=node.paired.name)
-        self.changed()
-
-    def node_removed(self, node: NodeId) -> None:
-        self.hub.publish("node.unpaired", id=str(node))
-        self.changed()
-
-    def node_objects(self, node: LiveNode) -> None:
-        pass
-
-    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
-        if self.hub.wanted("readings"):
-            self.hub.publish("readings", id=str(node.id), records=[json_record(r) for r in records])
-
-    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
-        pass
-
-
-def build_tree(
-    config: Config, facts: MachineFacts | None, on_reboot: Callable[[], None]
-) -> ObjectTree:
-    """The gateway's own tree: built-in definitions plus the operator's DDF files, /3 and /4
-    describing this machine, read when a server reads them (or the given ``facts``, fixed)."""
-    registry = builtin_registry()
-    objects_dir = config.gateway.objects_dir
-    if objects_dir is not None:
-        try:
-            registry.extend(load_ddf_dir(objects_dir))
-        except (DefinitionError, OSError) as e:
-            raise ConfigError(config.path, "gateway.objects_dir", str(e)) from None
-    tree = ObjectTree(registry)
-    machine = read_machine_facts if facts is None else None
-    install_device_objects(
-        tree, facts or read_machine_facts(), on_reboot=on_reboot, machine=machine
-    )
-    return tree
-
-
-Exposure = InstancesExposure | GatewayExposure | EndpointsExposure
-
-
-def build_exposure(
-    config: Config,
-    tree: ObjectTree,
-    nodes: NodeStore,
-    *,
-    endpoint_client: Callable[[NodeEndpoint, Sequence[ServerConfig], tuple[str, int]], LwM2MClient]
-    | None = None,
-    on_endpoint_event: Callable[[NodeEndpoint, RegistrationEvent], None] = lambda ep, e: None,
-) -> Exposure:
-    """The exposure mode of ``[gateway] exposure``: the one place modes are chosen. The
-    endpoints mode builds each node's client with ``endpoint_client`` and reports their
-    registration events to ``on_endpoint_event``."""
-    mode = config.gateway.exposure
-    if mode == "instances":
-        return InstancesExposure(tree, nodes)
-    if mode == "gateway":
-        return GatewayExposure(tree, nodes)
-    if mode == "endpoints":
-        return EndpointsExposure(
-            tree.registry,
-            config.gateway.endpoint,
-            config.servers,
-            host=config.gateway.bind_address,
-            concurrency=config.gateway.endpoints_concurrency,
-            on_event=on_endpoint_event,
-            make_client=endpoint_client,
-        )
-    raise ConfigError(config.path, "gateway.exposure", f"unknown exposure mode {mode!r}")
-
-
-def build_transport(
-    config: Config, section: TransportSection, events: TransportEvents
-) -> Transport:
-    """Import and construct the transport of ``[transport.<name>]``; its refusal of its table
-    is a ConfigError naming the section."""
-    try:
-        cls = transport_class(section.name)
-        return cls(section.options, events)
-    except (UnknownTransport, TransportConfigError) as e:
-        raise transport_error(config, section.name, e) from None
-
-
-class _Unheard:
-    """The ``TransportEvents`` of a transport built only to check its table: it never runs,
-    so nothing ever reaches these."""
-
-    def heard(self, heard: Heard) -> None: ...
-
-    def readings(self, node: NodeId, records: Sequence[Record]) -> None: ...
-
-    def values(self, node: NodeId, records: Sequence[Record]) -> None: ...
-
-    def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None: ...
-
-    async def durable(self) -> None: ...
-
-    def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None: ...
-
-    def state(self, node: NodeId, state: NodeState) -> None: ...
-
-    def admit(self, heard: Heard) -> bool:
-        return False
-
-
-def check_transports(config: Config) -> None:
-    """Build (without starting) the transport of every ``[transport.<name>]``, so that
-    ``bridged --check`` refuses a table the daemon would refuse at start-up (ConfigError)."""
-    for section in config.transports:
-        build_transport(config, section, _Unheard())
-
-
-def make_state_dir(path: os.PathLike[str] | str) -> None:
-    """Create the state directory 0750 (systemd's StateDirectory= does it under the unit)."""
-    os.makedirs(path, mode=0o750, exist_ok=True)
-
-
-def open_state_dir(config: Config) -> int:
-    """Create the state directory and take its lock (see ``lock_directory``); returns the
-    lock's file descriptor. A directory that cannot be made, or that another daemon holds,
-    is a ConfigError on ``gateway.state_dir``."""
-    path = config.gateway.state_dir
-    try:
-        make_state_dir(path)
-        return lock_directory(path)
-    except DirectoryLocked as e:
-        raise ConfigError(config.path, "gateway.state_dir", str(e)) from None
-    except OSError as e:
-        raise ConfigError(config.path, "gateway.state_dir", f"{path}: {e.strerror or e}") from None
 
 
 # -- the gateway -----------------------------------------------------------------------------
@@ -447,21 +157,15 @@ class Gateway:
                 on_endpoint_event=self._on_endpoint_event,
             )
             self.registry.listen(self.exposure)
-            self.registry.listen(_Publisher(self.events, self._changed))
+            self.registry.listen(NodeEvents(self.events, self._changed))
             self.transports = {
                 s.name: build_transport(config, s, self.registry) for s in config.transports
             }
             exposure = self.exposure
-            self.devices = exposure if isinstance(exposure, GatewayExposure) else None
-            """The end devices behind prefixes, in the gateway mode."""
             self.operations = self._operations(exposure.paths)
             """Read, Write and Execute of node paths, for servers and bridgectl alike."""
-            self.shell = DeviceManagement(
-                self.tree,
-                nodes=self.operations,
-                devices=exposure if isinstance(exposure, GatewayExposure) else None,
-            )
-            """bridgectl's write and exec: a server's, with a server's full rights."""
+            self.shell = Shell(self.tree, self.operations, exposure.paths, exposure.devices)
+            """The LwM2M shell's verbs (bridgectl ls, read, write, exec, create, delete)."""
             self.client = LwM2MClient(
                 self.tree,
                 config.gateway.endpoint,
@@ -471,9 +175,8 @@ class Gateway:
                 bootstrap=config.bootstrap,
                 state_dir=state_dir,
                 on_bootstrap_event=self._on_bootstrap,
-                # In the endpoints mode the gateway's own endpoint has no node in its tree.
-                nodes=None if isinstance(exposure, EndpointsExposure) else self.operations,
-                devices=self.devices,
+                nodes=self.operations if exposure.nodes_on_gateway else None,
+                devices=exposure.devices,
             )
             # Node readings go upstream from the store, by Send or as notifications, through
             # the gateway's endpoint or, in the endpoints mode, through each node's own.
@@ -484,7 +187,7 @@ class Gateway:
                 self.readings,
                 exposure.paths.upstream,
                 config.delivery.config,
-                route=self._endpoint_route if isinstance(exposure, EndpointsExposure) else None,
+                route=exposure.router(self.client),
             )
             self.registry.on_commit(self.delivery.notify)
         except BaseException:
@@ -510,13 +213,6 @@ class Gateway:
             on_event=ep.event,
             nodes=self._operations(ep.paths),
         )
-
-    def _endpoint_route(self, node: NodeId) -> Route | None:
-        """In the endpoints mode, a node's readings go through its own endpoint's client, at
-        their node-local paths; None once it is unpaired."""
-        exposure = self.exposure
-        ep = exposure.endpoint(node) if isinstance(exposure, EndpointsExposure) else None
-        return None if ep is None else Route(ep.client, functools.partial(ep.paths.upstream, node))
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -669,8 +365,7 @@ class Gateway:
     async def _start_lwm2m(self) -> None:
         """Register the gateway's endpoint, bring up the node endpoints, start delivery."""
         await self.client.start()
-        if isinstance(self.exposure, EndpointsExposure):
-            await self.exposure.start()
+        await self.exposure.start()
         await self.delivery.start()
         self.client_running = True
 
@@ -678,8 +373,7 @@ class Gateway:
         """Stop delivery, then de-register the node endpoints and the gateway's."""
         self.client_running = False
         await self.delivery.stop()
-        if isinstance(self.exposure, EndpointsExposure):
-            await self.exposure.stop()
+        await self.exposure.stop()
         await self.client.stop()
 
     async def _start_transport(self, transport: Transport) -> None:
@@ -776,70 +470,32 @@ class Gateway:
 
     def servers(self) -> list[dict[str, Any]]:
         """Each server's registration, live from its session, else from its last event."""
-        out = []
-        for session in self.client.sessions:
-            last = self.registrations.get(session.name)
-            out.append(
-                {
-                    "uri": session.uri,
-                    "short_server_id": session.short_server_id,
-                    "state": session.registrar.state.value,
-                    "registered": session.registered,
-                    "version": session.registrar.version,
-                    "observations": len(session.observations),
-                    "last_event": last.kind.value if last else None,
-                    "detail": last.detail if last else "",
-                    "delivery": self._delivery(session.short_server_id),
-                }
+        out = [
+            server_json(
+                session.uri,
+                session.short_server_id,
+                session.registrar.version,
+                session.registrar.state.value,
+                registered=session.registered,
+                observations=len(session.observations),
+                last=self.registrations.get(session.name),
+                delivery=self.delivery,
             )
-        if not out:
-            for server in self.config.servers:
-                last = self.registrations.get(server.uri)
-                out.append(
-                    {
-                        "uri": server.uri,
-                        "short_server_id": server.short_server_id,
-                        "state": "stopped" if not self.client_running else "starting",
-                        "registered": False,
-                        "version": server.version,
-                        "observations": 0,
-                        "last_event": last.kind.value if last else None,
-                        "detail": last.detail if last else "",
-                        "delivery": self._delivery(server.short_server_id),
-                    }
-                )
-        return out
-
-    def _delivery(self, short_server_id: int) -> dict[str, Any] | None:
-        """The readings waiting for a server, and what delivery did for it since start."""
-        if short_server_id not in self.delivery.servers:
-            return None
-        stats = self.delivery.stats(short_server_id)
-        return {
-            "backlog": self.delivery.backlog(short_server_id),
-            "delivered": stats.delivered,
-            "sends": stats.sends,
-            "failed_sends": stats.failed_sends,
-            "skipped": stats.skipped,
-            "last_error": stats.last_error,
-        }
-
-    def endpoint_states(self) -> dict[str, Any] | None:
-        """In the endpoints mode, how many node endpoints are in each registration state
-        (per server: an endpoint with two servers counts twice); ``waiting`` is not brought up
-        yet. None in the other modes."""
-        exposure = self.exposure
-        if not isinstance(exposure, EndpointsExposure):
-            return None
-        states: Counter[str] = Counter()
-        for ep in exposure.endpoints.values():
-            client = ep.client
-            if client is None or not client.sessions:
-                states["waiting"] += 1
-                continue
-            for session in client.sessions:
-                states[session.registrar.state.value] += 1
-        return {"nodes": len(exposure.endpoints), "states": dict(sorted(states.items()))}
+            for session in self.client.sessions
+        ]
+        return out or [
+            server_json(
+                server.uri,
+                server.short_server_id,
+                server.version,
+                "starting" if self.client_running else "stopped",
+                registered=False,
+                observations=0,
+                last=self.registrations.get(server.uri),
+                delivery=self.delivery,
+            )
+            for server in self.config.servers
+        ]
 
     def status(self) -> dict[str, Any]:
         """A snapshot of the gateway (``bridgectl status``)."""
@@ -881,7 +537,7 @@ class Gateway:
             "transports": self.transports_status(),
             "permit_join": max(self._join_until - time.monotonic(), 0.0),
             "commands": {"pending": len(self.commands.pending())},
-            "endpoints": self.endpoint_states(),
+            "endpoints": self.exposure.status(),
         }
 
     def transports_status(self) -> dict[str, str]:
@@ -905,10 +561,7 @@ class Gateway:
         if age > max_commit_age:
             problems.append(f"the registry's last group commit was {age:.1f} s ago")
         try:
-            self.db.execute(
-                "INSERT INTO counters(name, value) VALUES ('watchdog', 0) "
-                "ON CONFLICT(name) DO UPDATE SET value = value + 1"
-            )
+            prove_writable(self.db)
         except sqlite3.Error as e:
             # A full or read-only file system is a condition the daemon lives through (its
             # readings wait in memory, see NodeRegistry); a restart would lose them.
@@ -1004,111 +657,6 @@ class Gateway:
         self._join_until = time.monotonic() + seconds
         self.events.publish("permit_join", seconds=seconds)
         return max(seconds, 0.0)
-
-    # -- the gateway's tree (the LwM2M shell's ls/read/write/exec/create/delete) --------------
-
-    def _tree_for(self, path: Path) -> ObjectTree:
-        """The tree that holds ``path``: the gateway's, or the one of the end device its prefix
-        names (the gateway mode's ``/devN/...``)."""
-        if path.prefix is None:
-            return self.tree
-        tree = None if self.devices is None else self.devices.device_tree(path.prefix)
-        if tree is None:
-            raise NotFound(f"{path}: no end device has the prefix {path.prefix}")
-        return tree
-
-    def ls(self, path: Path) -> list[dict[str, Any]]:
-        """The objects (root), instances (object) or resources (instance or below) at
-        ``path``, an end device's too (``/devN/...``)."""
-        tree = self._tree_for(path)
-        if path.level is Level.ROOT:
-            return [
-                {"path": f"/{odef.id}", "name": odef.name, "instances": iids}
-                for odef, iids in tree.objects()
-            ]
-        if not tree.has(path):
-            raise NotFound(f"{path} does not exist")
-        if path.level is Level.OBJECT:
-            name = tree.registry.get(path.ids[0]).name
-            return [
-                {"path": f"{path}/{iid}", "name": name} for iid in tree.instance_ids(path.ids[0])
-            ]
-        out = []
-        for p in tree.resource_paths(path):
-            rdef = tree.registry.resource(p.ids[0], p.ids[2])
-            out.append({"path": str(p), "name": rdef.name, "operations": rdef.operations.name})
-        return out
-
-    async def read(self, path: Path) -> list[dict[str, Any]]:
-        """The values at or under ``path``. The Security object holds keys and is never read
-        here, as no LwM2M server may read it. A node's instance or resource is read from the
-        node as a server's Read is (``dm.read_node``: a sleepy node's last report, with its
-        time); the gateway's copy of a node is no answer."""
-        if path.level is Level.ROOT:
-            raise BadRequest("read needs an object path")
-        if path.ids[0] in BOOTSTRAP_ONLY:
-            raise Unauthorized(f"{path} holds keys and is not readable")
-        tree = self._tree_for(path)
-        found = self.operations.locate(path)
-        if found is None:
-            return [json_record(r) for r in tree.read(path)]
-        return [json_record(r) for r in await read_node(self.operations, tree, path, *found)]
-
-    async def write(self, path: Path, text: str) -> None:
-        """Set the resource (instance) at ``path`` to the value written as text (the
-        text/plain form: numbers, 0/1 for booleans, base64 for opaque, oid:iid for links).
-
-        It is a server's Write (``self.shell``): a read-only resource is 4.05, a sensor value
-        is the node's to report, not the operator's to make up (a made-up value would go
-        upstream as a reading); a node's resource goes to the node, or waits as its desired
-        state while it sleeps, and the gateway's copy changes once the node has it."""
-        if path.level < Level.RESOURCE:
-            raise BadRequest(f"write needs a resource path, not {path}")
-        rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
-        if rdef.multiple and path.level is Level.RESOURCE:
-            raise BadRequest(f"{path} is a multi-instance resource: write one instance of it")
-        await self.shell.operate(
-            Code.PUT, path.segments(), payload=text.encode(), content_format=ContentFormat.TEXT
-        )
-
-    async def execute(self, path: Path, arguments: str = "") -> None:
-        """Execute ``path`` as a server's Execute does: at the node, for a node's resource
-        (or when it next wakes)."""
-        if path.level is not Level.RESOURCE:
-            raise MethodNotAllowed(f"execute on {path}: target a resource")
-        await self.shell.operate(Code.POST, path.segments(), payload=arguments.encode())
-
-    def create(self, path: Path, values: Mapping[int, str] | None = None) -> str:
-        """Create the instance ``/oid/iid`` (or the lowest free one under ``/oid``) with
-        ``values`` ({resource ID: text form}) as a server's Create does: 4.00 without the
-        object's mandatory resources, 4.05 for a read-only one, and 4.05 in an object that
-        holds nodes' instances."""
-        if path.level not in (Level.OBJECT, Level.INSTANCE):
-            raise BadRequest(f"create needs an object or instance path, not {path}")
-        if path.ids[0] in BOOTSTRAP_ONLY:
-            raise Unauthorized(f"{path}: the bootstrap-only objects are not created here")
-        if self.exposure.paths.holds_nodes(path):
-            raise node_owned(path)
-        oid = path.ids[0]
-        odef = self.tree.registry.get(oid)
-        iid = path.ids[1] if path.level is Level.INSTANCE else self.tree.free_instance_id(oid)
-        records = [
-            Record(Path((oid, iid, rid)), from_text(odef.resource(rid), text))
-            for rid, text in (values or {}).items()
-        ]
-        return str(self.tree.create(Path((oid,)), records, iid=iid))
-
-    def delete(self, path: Path) -> None:
-        """Delete an instance of the gateway's own; a node's instance stands for the node and
-        goes only by unpairing it (4.05, as for a server), and so do /25's."""
-        if path.level is Level.INSTANCE and path.ids[0] in BOOTSTRAP_ONLY:
-            raise Unauthorized(f"{path}: the bootstrap-only objects are not deleted here")
-        found = self.exposure.paths.local(path)
-        if found is not None:
-            raise node_owned(path, found.node)
-        if path.object_id == GATEWAY_OBJECT:
-            raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
-        self.tree.delete(path)
 
     # -- the LwM2M client (observe list, send, update, start/stop) ---------------------------
 

@@ -32,11 +32,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from typing import TypeVar
-
-import cbor2
 
 from bridged.objects.errors import (
     GatewayTimeout,
@@ -48,9 +44,8 @@ from bridged.objects.errors import (
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.registry import NodeRegistry, StoreUnavailable
-from bridged.store.database import transaction
+from bridged.store.commands import Command, CommandKind, CommandStatus, CommandStore
 from bridged.store.nodes import NodeId
-from bridged.store.readings import decode_value, encode_value
 from bridged.transports.base import Transport
 
 log = logging.getLogger(__name__)
@@ -61,41 +56,6 @@ DEFAULT_TTL = 24 * 3600.0
 """How long a command waits for its node before it expires."""
 DEFAULT_TIMEOUT = 10.0
 """How long a node has to answer one read, write or execute before it counts as 5.04."""
-
-
-class CommandStatus(Enum):
-    PENDING = "pending"
-    APPLIED = "applied"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    SUPERSEDED = "superseded"
-
-
-class CommandKind(Enum):
-    WRITE = "write"
-    EXECUTE = "execute"
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One write or execute for a node, at a node-local path, and where it stands.
-
-    A write carries ``records`` (``replace`` for PUT, partial for POST); an execute carries
-    ``arguments``. Times are seconds since the epoch; ``finished`` is set once it has ended.
-    """
-
-    id: int
-    node: NodeId
-    path: Path
-    kind: CommandKind
-    created: float
-    expires: float
-    status: CommandStatus
-    records: tuple[Record, ...] = ()
-    arguments: str = ""
-    replace: bool = True
-    detail: str = ""
-    finished: float | None = None
 
 
 CommandListener = Callable[[Command], None]
@@ -134,40 +94,6 @@ async def call_node(
         raise InternalServerError(f"transport {node.transport!r} failed: {e}") from e
 
 
-def _body(records: Sequence[Record], arguments: str) -> bytes:
-    return cbor2.dumps([arguments, [[str(r.path), *encode_value(r.value)] for r in records]])
-
-
-def _parse_body(body: bytes) -> tuple[str, tuple[Record, ...]]:
-    arguments, rows = cbor2.loads(body)
-    return arguments, tuple(
-        Record(Path.parse(path), decode_value(kind, raw)) for path, kind, raw in rows
-    )
-
-
-_COLUMNS = "id, node_id, path, kind, replace, body, created, expires, status, detail, finished"
-
-
-def _command(row: tuple[object, ...]) -> Command:
-    cid, node, path, kind, replace, body, created, expires, status, detail, finished = row
-    assert isinstance(body, bytes)
-    arguments, records = _parse_body(body)
-    return Command(
-        id=int(str(cid)),
-        node=NodeId.parse(str(node)),
-        path=Path.parse(str(path)),
-        kind=CommandKind(kind),
-        created=float(str(created)),
-        expires=float(str(expires)),
-        status=CommandStatus(status),
-        records=records,
-        arguments=arguments,
-        replace=bool(replace),
-        detail=str(detail),
-        finished=None if finished is None else float(str(finished)),
-    )
-
-
 async def _run(command: Command, transport: Transport) -> None:
     if command.kind is CommandKind.WRITE:
         await transport.write(command.node, command.path, command.records)
@@ -187,7 +113,8 @@ def _kept() -> Iterator[None]:
 
 
 class CommandQueue:
-    """The ``commands`` table of the state database and the applying of commands.
+    """The desired-state queue, kept in the state database (``CommandStore``), and the applying
+    of commands.
 
     It subscribes to ``registry.on_awake``; a node's pending commands are applied by one task
     at a time. ``clock`` gives seconds since the epoch (command times, expiry); ``ttl`` is how
@@ -205,19 +132,14 @@ class CommandQueue:
     ) -> None:
         if ttl <= 0 or timeout <= 0:
             raise ValueError("a command's time to live and the node timeout must be positive")
-        self._conn = conn
+        self.store = CommandStore(conn)
         self.registry = registry
         self._clock = clock
         self.ttl = ttl
         self.timeout = timeout
         self._listeners: list[CommandListener] = []
         self._tasks: dict[NodeId, asyncio.Task[None]] = {}
-        self._waiting: set[NodeId] = {
-            NodeId.parse(n)
-            for (n,) in conn.execute(
-                "SELECT DISTINCT node_id FROM commands WHERE status = ?", ("pending",)
-            )
-        }
+        self._waiting = self.store.waiting()
         registry.on_awake(self.awake)
 
     def listen(self, listener: CommandListener) -> None:
@@ -230,37 +152,20 @@ class CommandQueue:
         self, node: NodeId, path: Path, records: Sequence[Record], *, replace: bool
     ) -> Command:
         """Keep a write of node-local ``records`` under ``path`` for when ``node`` wakes."""
-        return self._submit(node, path, CommandKind.WRITE, _body(records, ""), replace)
+        write = (node, path, CommandKind.WRITE, records, "")
+        return self._submit(functools.partial(self.store.add, *write, replace=replace))
 
     def submit_execute(self, node: NodeId, path: Path, arguments: str) -> Command:
         """Keep an execute of ``path`` with ``arguments`` for when ``node`` wakes."""
-        return self._submit(node, path, CommandKind.EXECUTE, _body((), arguments), False)
+        execute = (node, path, CommandKind.EXECUTE, (), arguments)
+        return self._submit(functools.partial(self.store.add, *execute, replace=False))
 
-    def _submit(
-        self, node: NodeId, path: Path, kind: CommandKind, body: bytes, replace: bool
-    ) -> Command:
+    def _submit(self, add: Callable[..., tuple[Command, list[Command]]]) -> Command:
+        """Keep the command ``add`` adds to the store (given its times), and say so."""
         now = self._clock()
-        conn = self._conn
-        with _kept(), transaction(conn):
-            older = self._select(
-                "WHERE node_id = ? AND path = ? AND status = 'pending'", node, path
-            )
-            conn.execute(
-                "UPDATE commands SET status = 'superseded', finished = ? "
-                "WHERE node_id = ? AND path = ? AND status = 'pending'",
-                (now, str(node), str(path)),
-            )
-            cur = conn.execute(
-                "INSERT INTO commands(node_id, path, kind, replace, body, created, expires, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
-                (str(node), str(path), kind.value, int(replace), body, now, now + self.ttl),
-            )
-            assert cur.lastrowid is not None
-            conn.executemany(
-                "UPDATE commands SET detail = ? WHERE id = ?",
-                [(f"replaced by command {cur.lastrowid}", c.id) for c in older],
-            )
-            (command,) = self._select("WHERE id = ?", cur.lastrowid)
+        with _kept():
+            command, older = add(now=now, expires=now + self.ttl)
+        node, path = command.node, command.path
         self._waiting.add(node)
         for old in older:
             self._report(
@@ -274,7 +179,7 @@ class CommandQueue:
         log.info(
             "command %d: %s of %s on node %s kept until the node wakes",
             command.id,
-            kind.value,
+            command.kind.value,
             path,
             node,
             extra={"NODE": str(node), "PATH": str(path)},
@@ -287,15 +192,11 @@ class CommandQueue:
 
     def pending(self, node: NodeId | None = None) -> list[Command]:
         """The commands waiting for their node (of ``node`` only, when given), oldest first."""
-        if node is None:
-            return self._select("WHERE status = 'pending' ORDER BY id")
-        return self._select("WHERE status = 'pending' AND node_id = ? ORDER BY id", node)
+        return self.store.pending(node)
 
     def history(self, limit: int = 100) -> list[Command]:
         """The ``limit`` commands that ended most recently, newest first."""
-        return self._select(
-            "WHERE status != 'pending' ORDER BY finished DESC, id DESC LIMIT ?", limit
-        )
+        return self.store.history(limit)
 
     # -- applying ----------------------------------------------------------------------------
 
@@ -351,7 +252,7 @@ class CommandQueue:
         now = self._clock()
         return [
             self._finish(c, CommandStatus.EXPIRED, "the node did not wake in time")
-            for c in self._select("WHERE status = 'pending' AND expires <= ? ORDER BY id", now)
+            for c in self.store.due(now)
         ]
 
     async def run(self, interval: float = 60.0) -> None:
@@ -375,20 +276,10 @@ class CommandQueue:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _select(self, where: str, *args: object) -> list[Command]:
-        params = [str(a) if isinstance(a, (NodeId, Path)) else a for a in args]
-        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM commands {where}", params)
-        return [_command(row) for row in rows]
-
     def _finish(self, command: Command, status: CommandStatus, detail: str = "") -> Command:
         now = self._clock()
-        cur = self._conn.execute(
-            "UPDATE commands SET status = ?, detail = ?, finished = ? "
-            "WHERE id = ? AND status = 'pending'",
-            (status.value, detail, now, command.id),
-        )
         ended = dataclasses.replace(command, status=status, finished=now, detail=detail)
-        if cur.rowcount:
+        if self.store.finish(command, status, detail, now):
             self._report(ended)
         return ended
 

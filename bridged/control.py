@@ -574,23 +574,23 @@ class ControlServer:
         return {"seconds": self.gateway.permit_join(seconds)}
 
     async def _ls(self, p: Params, conn: Connection) -> Any:
-        return self.gateway.ls(p.path(default="/"))
+        return self.gateway.shell.ls(p.path(default="/"))
 
     async def _read(self, p: Params, conn: Connection) -> Any:
-        return await self.gateway.read(p.path())
+        return await self.gateway.shell.read(p.path())
 
     async def _write(self, p: Params, conn: Connection) -> Any:
         path = p.path()
         value = p.get("value", (str, int, float, bool), ...)
         text = ("1" if value else "0") if isinstance(value, bool) else str(value)
         self._audit(conn, f"write {path}")
-        await self.gateway.write(path, text)
+        await self.gateway.shell.write(path, text)
         return {"written": str(path)}
 
     async def _exec(self, p: Params, conn: Connection) -> Any:
         path = p.path()
         self._audit(conn, f"exec {path}")
-        await self.gateway.execute(path, p.get("args", str, ""))
+        await self.gateway.shell.execute(path, p.get("args", str, ""))
         return {"executed": str(path)}
 
     async def _create(self, p: Params, conn: Connection) -> Any:
@@ -604,12 +604,12 @@ class ControlServer:
                 )
             values[int(rid)] = text
         self._audit(conn, f"create {path}")
-        return {"created": self.gateway.create(path, values)}
+        return {"created": self.gateway.shell.create(path, values)}
 
     async def _delete(self, p: Params, conn: Connection) -> Any:
         path = p.path()
         self._audit(conn, f"delete {path}")
-        self.gateway.delete(path)
+        self.gateway.shell.delete(path)
         return {"deleted": str(path)}
 
     async def _observe_list(self, p: Params, conn: Connection) -> Any:

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .app import DATABASE, SECRETS, Gateway, check_transports, open_state_dir
+from .app import DATABASE, SECRETS, Gateway
+from .build import check_transports, open_state_dir
 from .config import DEFAULT_PATH, Config, ConfigError, load
 from .control import SOCKET_NAME, ControlServer
 from .service import Notifier, refresh_status, run_watchdog, status_line, watchdog_interval

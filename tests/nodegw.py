@@ -13,7 +13,7 @@ from pathlib import Path as FsPath
 
 from airs import Air, AirKind, HandedOver, make_air
 
-from bridged.commands import Command, CommandQueue
+from bridged.commands import CommandQueue
 from bridged.engine.dm import DeviceManagement
 from bridged.exposure.instances import InstancesExposure
 from bridged.objects.builtin import builtin_registry
@@ -21,6 +21,7 @@ from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.operations import NodeOperations
 from bridged.registry import NodeRegistry
+from bridged.store.commands import Command
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore

@@ -45,14 +45,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import resource
+from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import aiocoap
 
+from bridged.delivery import Route, Router
 from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.dm import EndDevices
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
 from bridged.objects.definitions import Registry
 from bridged.objects.paths import Path
@@ -151,8 +155,12 @@ class EndpointPaths:
 
 
 class EndpointsExposure:
-    """A ``RegistryListener`` that gives every paired node an endpoint; ``start`` brings them
+    """The ``ExposureMode`` that gives every paired node an endpoint; ``start`` brings them
     up (paced, see the module docstring), ``stop`` de-registers them all."""
+
+    nodes_on_gateway = False
+    """The gateway's own endpoint shows no node: each node's paths are its endpoint's, whose
+    client reaches the node (``make_client``)."""
 
     def __init__(
         self,
@@ -191,6 +199,37 @@ class EndpointsExposure:
 
     def endpoint(self, node: NodeId) -> NodeEndpoint | None:
         return self.endpoints.get(node)
+
+    # -- ExposureMode ------------------------------------------------------------------------
+
+    @property
+    def devices(self) -> EndDevices | None:
+        return None
+
+    def router(self, client: LwM2MClient) -> Router:
+        """A node's readings go through its own endpoint's client, at their node-local paths;
+        None once it is unpaired. The gateway's ``client`` carries none."""
+
+        def route(node: NodeId) -> Route | None:
+            ep = self.endpoints.get(node)
+            return (
+                None if ep is None else Route(ep.client, functools.partial(ep.paths.upstream, node))
+            )
+
+        return route
+
+    def status(self) -> dict[str, Any]:
+        """How many node endpoints are in each registration state (per server: an endpoint
+        with two servers counts twice); ``waiting`` is not brought up yet."""
+        states: Counter[str] = Counter()
+        for ep in self.endpoints.values():
+            client = ep.client
+            if client is None or not client.sessions:
+                states["waiting"] += 1
+                continue
+            for session in client.sessions:
+                states[session.registrar.state.value] += 1
+        return {"nodes": len(self.endpoints), "states": dict(sorted(states.items()))}
 
     # -- running -----------------------------------------------------------------------------
 

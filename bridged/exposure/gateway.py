@@ -39,6 +39,7 @@ from bridged.store.nodes import NodeId, NodeStore
 
 from .mapping import PathMap
 from .mirror import NodeMirror
+from .mode import ThroughGateway
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,8 @@ class _EndDevice:
         return format_links(object_links(self.tree.objects()))
 
 
-class GatewayExposure:
-    """A ``RegistryListener`` that shows every node as a LwM2M Gateway end device, and the
+class GatewayExposure(ThroughGateway):
+    """The ``ExposureMode`` that shows every node as a LwM2M Gateway end device, and the
     ``EndDevices`` the engine serves prefixed paths from."""
 
     def __init__(self, tree: ObjectTree, store: NodeStore) -> None:
@@ -79,6 +80,12 @@ class GatewayExposure:
             store.reserve_instance(GATEWAY_OBJECT, iid)
 
     # -- EndDevices --------------------------------------------------------------------------
+
+    @property
+    def devices(self) -> GatewayExposure:
+        """The gateway's endpoint serves the end devices at their prefixes: this mode is
+        their ``EndDevices``."""
+        return self
 
     def device_tree(self, prefix: str) -> ObjectTree | None:
         """The tree of the end device with ``prefix``, or None when no paired node has it."""

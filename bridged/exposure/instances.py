@@ -36,6 +36,7 @@ from bridged.store.nodes import NodeId, NodeStore
 
 from .mapping import PathMap, Shown, exposable
 from .mirror import APPLICATION_TYPE, apply_readings, initial_values, instance_records
+from .mode import ThroughGateway
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,8 @@ BATTERY_KEY = MAX_ID + 1
 node instance has it, so it never collides with a node's own /3300."""
 
 
-class InstancesExposure:
-    """A ``RegistryListener`` that mirrors node-local objects into the gateway's tree."""
+class InstancesExposure(ThroughGateway):
+    """The ``ExposureMode`` that mirrors node-local objects into the gateway's tree."""
 
     def __init__(self, tree: ObjectTree, store: NodeStore) -> None:
         self.tree = tree

@@ -166,6 +166,8 @@ RUNNING = "running"
 """Counter row that is 1 while a daemon uses the database and 0 after a clean stop."""
 UNCLEAN_STOPS = "unclean_stops"
 """How many times a daemon ended without a clean stop (kill -9, a crash, a power cut)."""
+WATCHDOG = "watchdog"
+"""Counter row the watchdog's health check writes (``prove_writable``)."""
 
 
 def mark_running(conn: sqlite3.Connection) -> bool:
@@ -193,6 +195,16 @@ def mark_stopped(conn: sqlite3.Connection) -> None:
     """The daemon stops cleanly: everything it took is in the database."""
     with transaction(conn):
         conn.execute("UPDATE counters SET value = 0 WHERE name = ?", (RUNNING,))
+
+
+def prove_writable(conn: sqlite3.Connection) -> None:
+    """Write one row (a counter of these proofs), so that the watchdog knows the database
+    takes a write; raises the ``sqlite3.Error`` of a database that does not."""
+    conn.execute(
+        "INSERT INTO counters(name, value) VALUES (?, 0) "
+        "ON CONFLICT(name) DO UPDATE SET value = value + 1",
+        (WATCHDOG,),
+    )
 
 
 def unclean_stops(conn: sqlite3.Connection) -> int:

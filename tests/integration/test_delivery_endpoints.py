@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from aiocoap.numbers.codes import Code
 from airs import TEMPERATURE, HandedOver, SimAir, gateway_paths
 from clients import FAST_RETRY, gateway_tree
 
-from bridged.delivery import Delivery, DeliveryConfig, Route, Router
+from bridged.delivery import Delivery, DeliveryConfig
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.exposure.endpoints import EndpointsExposure, endpoint_name
 from bridged.objects.builtin import builtin_registry
@@ -68,16 +67,6 @@ class Gateway:
         await until(lambda: self.delivery.backlog(1) == 0)
 
 
-def endpoint_route(exposure: EndpointsExposure) -> Router:
-    """As the daemon routes a node's readings in this mode (bridged/app.py)."""
-
-    def route(node: NodeId) -> Route | None:
-        ep = exposure.endpoint(node)
-        return None if ep is None else Route(ep.client, functools.partial(ep.paths.upstream, node))
-
-    return route
-
-
 @contextlib.asynccontextmanager
 async def gateway(
     state: FsPath, uri: str, *, version: str = "1.1", config: DeliveryConfig = FAST_DELIVERY
@@ -97,7 +86,7 @@ async def gateway(
     # The gateway's own client names the servers (as in the daemon); this test does not need it
     # registered, the node endpoints carry the readings.
     own = LwM2MClient(gateway_tree(), GATEWAY, server, bind=("127.0.0.1", 0))
-    delivery = Delivery(own, readings, None, config, route=endpoint_route(exposure))
+    delivery = Delivery(own, readings, None, config, route=exposure.router(own))
     registry.on_commit(delivery.notify)
     committing = asyncio.create_task(registry.run(interval=0.02))
     try:

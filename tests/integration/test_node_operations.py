@@ -23,7 +23,7 @@ from clients import FAST_RETRY
 from emulators.bluez import bluez_bus, bluez_fixture  # noqa: F401 (fixtures)
 from nodegw import AirGateway, air_gateway, node_gateway
 
-from bridged.commands import CommandQueue, CommandStatus
+from bridged.commands import CommandQueue
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
@@ -31,6 +31,7 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.operations import NodeOperations
 from bridged.registry import NodeRegistry
+from bridged.store.commands import CommandStatus
 from bridged.store.database import connect
 from bridged.store.nodes import NodeStore
 from bridged.store.readings import ReadingStore

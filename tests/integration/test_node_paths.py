@@ -23,7 +23,7 @@ from clients import FAST_RETRY, bootstrapping, gateway_tree
 from emulators.lwm2m_node import EmulatedNode
 from nodegw import node_gateway
 
-from bridged.commands import CommandQueue, CommandStatus
+from bridged.commands import CommandQueue
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.nodes import NodePaths
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint, endpoint_name
@@ -35,6 +35,7 @@ from bridged.objects.paths import Level, Path
 from bridged.objects.values import Record
 from bridged.operations import NodeOperations
 from bridged.registry import NodeRegistry
+from bridged.store.commands import CommandStatus
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore

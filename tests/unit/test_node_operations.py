@@ -14,9 +14,10 @@ import pytest
 from aiocoap.numbers.codes import Code
 from nodegw import NodeGateway, node_gateway
 
-from bridged.commands import CommandQueue, CommandStatus
+from bridged.commands import CommandQueue
 from bridged.objects.paths import Path
 from bridged.registry import NodeRegistry
+from bridged.store.commands import CommandStatus
 from bridged.store.database import connect
 from bridged.store.nodes import NodeStore
 from bridged.store.readings import ReadingStore
@@ -237,7 +238,7 @@ async def test_a_command_the_full_store_cannot_keep_is_5_03(
 ) -> None:
     gw.wake(gw.sleepy)
     gw.sleep(gw.sleepy)
-    conn = gw.commands._conn
+    conn = gw.commands.store._conn
     (pages,) = conn.execute("PRAGMA page_count").fetchone()
     conn.execute(f"PRAGMA max_page_count={pages}")  # the disk is full
     # Fill the commands' pages so that no new row fits, as on a full disk.

@@ -1,0 +1,149 @@
+"""The gateway's parts, built from its configuration: its object tree, its exposure mode, its
+transports, its state directory. Each refusal of the configuration is a ``ConfigError``
+naming the table and key, so ``bridged --check`` and the daemon's start-up refuse alike.
+
+``build_exposure`` is the one place an exposure mode is chosen: everything else asks the mode
+(``bridged.exposure.mode.ExposureMode``), never which one it is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
+from bridged.engine.registration import RegistrationEvent
+from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
+from bridged.exposure.gateway import GatewayExposure
+from bridged.exposure.instances import InstancesExposure
+from bridged.exposure.mode import ExposureMode
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.ddf import DefinitionError, load_ddf_dir
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record
+from bridged.store.files import DirectoryLocked, lock_directory
+from bridged.store.nodes import NodeId, NodeStore
+from bridged.transports.base import (
+    Heard,
+    NodeState,
+    Transport,
+    TransportConfigError,
+    TransportEvents,
+    UnknownTransport,
+    transport_class,
+)
+
+from .config import Config, ConfigError, TransportSection, transport_error
+
+
+def build_tree(
+    config: Config, facts: MachineFacts | None, on_reboot: Callable[[], None]
+) -> ObjectTree:
+    """The gateway's own tree: built-in definitions plus the operator's DDF files, /3 and /4
+    describing this machine, read when a server reads them (or the given ``facts``, fixed)."""
+    registry = builtin_registry()
+    objects_dir = config.gateway.objects_dir
+    if objects_dir is not None:
+        try:
+            registry.extend(load_ddf_dir(objects_dir))
+        except (DefinitionError, OSError) as e:
+            raise ConfigError(config.path, "gateway.objects_dir", str(e)) from None
+    tree = ObjectTree(registry)
+    machine = read_machine_facts if facts is None else None
+    install_device_objects(
+        tree, facts or read_machine_facts(), on_reboot=on_reboot, machine=machine
+    )
+    return tree
+
+
+def build_exposure(
+    config: Config,
+    tree: ObjectTree,
+    nodes: NodeStore,
+    *,
+    endpoint_client: Callable[[NodeEndpoint, Sequence[ServerConfig], tuple[str, int]], LwM2MClient]
+    | None = None,
+    on_endpoint_event: Callable[[NodeEndpoint, RegistrationEvent], None] = lambda ep, e: None,
+) -> ExposureMode:
+    """The exposure mode of ``[gateway] exposure``: the one place modes are chosen (everything
+    else asks the mode, see ``ExposureMode``). The
+    endpoints mode builds each node's client with ``endpoint_client`` and reports their
+    registration events to ``on_endpoint_event``."""
+    mode = config.gateway.exposure
+    if mode == "instances":
+        return InstancesExposure(tree, nodes)
+    if mode == "gateway":
+        return GatewayExposure(tree, nodes)
+    if mode == "endpoints":
+        return EndpointsExposure(
+            tree.registry,
+            config.gateway.endpoint,
+            config.servers,
+            host=config.gateway.bind_address,
+            concurrency=config.gateway.endpoints_concurrency,
+            on_event=on_endpoint_event,
+            make_client=endpoint_client,
+        )
+    raise ConfigError(config.path, "gateway.exposure", f"unknown exposure mode {mode!r}")
+
+
+def build_transport(
+    config: Config, section: TransportSection, events: TransportEvents
+) -> Transport:
+    """Import and construct the transport of ``[transport.<name>]``; its refusal of its table
+    is a ConfigError naming the section."""
+    try:
+        cls = transport_class(section.name)
+        return cls(section.options, events)
+    except (UnknownTransport, TransportConfigError) as e:
+        raise transport_error(config, section.name, e) from None
+
+
+class _Unheard:
+    """The ``TransportEvents`` of a transport built only to check its table: it never runs,
+    so nothing ever reaches these."""
+
+    def heard(self, heard: Heard) -> None: ...
+
+    def readings(self, node: NodeId, records: Sequence[Record]) -> None: ...
+
+    def values(self, node: NodeId, records: Sequence[Record]) -> None: ...
+
+    def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None: ...
+
+    async def durable(self) -> None: ...
+
+    def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None: ...
+
+    def state(self, node: NodeId, state: NodeState) -> None: ...
+
+    def admit(self, heard: Heard) -> bool:
+        return False
+
+
+def check_transports(config: Config) -> None:
+    """Build (without starting) the transport of every ``[transport.<name>]``, so that
+    ``bridged --check`` refuses a table the daemon would refuse at start-up (ConfigError)."""
+    for section in config.transports:
+        build_transport(config, section, _Unheard())
+
+
+def make_state_dir(path: os.PathLike[str] | str) -> None:
+    """Create the state directory 0750 (systemd's StateDirectory= does it under the unit)."""
+    os.makedirs(path, mode=0o750, exist_ok=True)
+
+
+def open_state_dir(config: Config) -> int:
+    """Create the state directory and take its lock (see ``lock_directory``); returns the
+    lock's file descriptor. A directory that cannot be made, or that another daemon holds,
+    is a ConfigError on ``gateway.state_dir``."""
+    path = config.gateway.state_dir
+    try:
+        make_state_dir(path)
+        return lock_directory(path)
+    except DirectoryLocked as e:
+        raise ConfigError(config.path, "gateway.state_dir", str(e)) from None
+    except OSError as e:
+        raise ConfigError(config.path, "gateway.state_dir", f"{path}: {e.strerror or e}") from None

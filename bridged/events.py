@@ -1,0 +1,115 @@
+"""What happens in the gateway, as the control socket streams it (``bridgectl events``).
+
+``EventHub`` fans each event out to its subscribers without ever blocking or failing the part
+that publishes it: a subscriber that falls ``EVENT_BACKLOG`` events behind (a stuck bridgectl)
+is dropped rather than make the daemon buffer without bound. ``NodeEvents`` is the registry
+listener that turns node changes into events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridged.objects.values import Record
+from bridged.registry import LiveNode
+from bridged.store.nodes import NodeId
+
+from .views import json_record
+
+EVENT_BACKLOG = 1000
+"""Events a subscriber may fall behind by before it is dropped (a stuck bridgectl must not
+make the daemon buffer without bound)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened, as the control socket streams it."""
+
+    kind: str
+    data: Mapping[str, Any]
+    time: float = field(default_factory=time.time)
+
+
+class Subscription:
+    """What one subscriber receives, in order; ``overflowed`` once it fell too far behind."""
+
+    def __init__(self, hub: EventHub, kinds: frozenset[str] | None) -> None:
+        self._hub = hub
+        self.kinds = kinds
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(EVENT_BACKLOG)
+        self.overflowed = False
+
+    def wants(self, kind: str) -> bool:
+        return self.kinds is None or kind in self.kinds or kind.split(".")[0] in self.kinds
+
+    async def get(self) -> Event | None:
+        """The next event, or None once the subscription has ended (overflow or close)."""
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+
+class EventHub:
+    """Fan-out of events to subscribers; publishing never blocks and never fails."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscription] = []
+
+    def subscribe(self, kinds: Sequence[str] | None = None) -> Subscription:
+        """Receive events of ``kinds`` (``"node"`` stands for every ``node.*``), all if None."""
+        sub = Subscription(self, None if kinds is None else frozenset(kinds))
+        self._subscribers.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(sub)
+        with contextlib.suppress(asyncio.QueueFull):
+            sub.queue.put_nowait(None)
+
+    def wanted(self, kind: str) -> bool:
+        """Whether anybody listens for ``kind`` (so costly events are built only then)."""
+        return any(s.wants(kind) for s in self._subscribers)
+
+    def publish(self, kind: str, /, **data: Any) -> None:
+        event = Event(kind, data)
+        for sub in tuple(self._subscribers):
+            if not sub.wants(kind):
+                continue
+            if sub.queue.qsize() >= EVENT_BACKLOG - 1:
+                sub.overflowed = True
+                self.unsubscribe(sub)
+                continue
+            sub.queue.put_nowait(event)
+
+
+class NodeEvents:
+    """The ``RegistryListener`` that turns node changes into events."""
+
+    def __init__(self, hub: EventHub, changed: Callable[[], None]) -> None:
+        self.hub = hub
+        self.changed = changed
+
+    def node_added(self, node: LiveNode) -> None:
+        self.hub.publish("node.paired", id=str(node.id), name=node.paired.name)
+        self.changed()
+
+    def node_removed(self, node: NodeId) -> None:
+        self.hub.publish("node.unpaired", id=str(node))
+        self.changed()
+
+    def node_objects(self, node: LiveNode) -> None:
+        pass
+
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        if self.hub.wanted("readings"):
+            self.hub.publish("readings", id=str(node.id), records=[json_record(r) for r in records])
+
+    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
+        pass

@@ -1,0 +1,130 @@
+"""The gateway's things as JSON, as ``bridgectl`` shows them: resource values, paired nodes,
+commands of the desired-state queue, nodes heard on the air. One place, so that the control
+socket's answers and its event stream spell a node or a value the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridged.delivery import Delivery
+from bridged.engine.registration import RegistrationEvent
+from bridged.objects.values import ObjLnk, Record, Value, to_text
+from bridged.registry import LiveNode
+from bridged.store.commands import Command
+from bridged.transports.base import Heard
+
+from .summary import records_text
+
+
+def json_value(value: Value) -> Any:
+    """A resource value as JSON: numbers, strings and booleans as they are, Opaque in base64
+    and Objlnk as ``oid:iid`` (their text/plain forms)."""
+    if isinstance(value, (bytes, ObjLnk)):
+        return to_text(value)
+    return value
+
+
+def json_record(record: Record) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": str(record.path), "value": json_value(record.value)}
+    if record.time is not None:
+        out["time"] = record.time
+    return out
+
+
+def node_json(node: LiveNode, now: float) -> dict[str, Any]:
+    """A paired node as ``bridgectl nodes`` shows it."""
+    state = node.state
+    return {
+        "id": str(node.id),
+        "name": node.paired.name,
+        "transport": node.id.transport,
+        "profile": node.paired.profile,
+        "sleepy": node.paired.sleepy or bool(state and state.sleepy),
+        "reachable": bool(state and state.reachable),
+        "last_seen": node.last_seen,
+        "age": None if node.last_seen is None else max(now - node.last_seen, 0.0),
+        "rssi": state.rssi if state else None,
+        "lqi": state.lqi if state else None,
+        "battery": state.battery if state else None,
+        "objects": {str(oid): iids for oid, iids in sorted(node.objects.items())},
+        "decrypt_failures": state.decrypt_failures if state else 0,
+        "problem": state.problem if state else None,
+    }
+
+
+def command_json(command: Command) -> dict[str, Any]:
+    """A command of the desired-state queue as ``bridgectl commands`` shows it."""
+    return {
+        "id": command.id,
+        "node": str(command.node),
+        "path": str(command.path),
+        "kind": command.kind.value,
+        "status": command.status.value,
+        "records": [json_record(r) for r in command.records],
+        "arguments": command.arguments,
+        "replace": command.replace,
+        "submitted": command.created,
+        "expires": command.expires,
+        "finished": command.finished,
+        "detail": command.detail,
+    }
+
+
+def heard_json(heard: Heard) -> dict[str, Any]:
+    """A node heard on the air, as ``bridgectl scan`` shows it: ``values`` is its decoded
+    values as one line (``21.4 °C 48.5 %``), or ``encrypted`` when it sent nothing but
+    encrypted data the gateway has no key for."""
+    values = records_text(heard.records)
+    return {
+        "id": str(heard.node),
+        "name": heard.name,
+        "rssi": heard.rssi,
+        "profile": heard.profile,
+        "time": heard.time,
+        "encrypted": heard.encrypted,
+        "values": values or ("encrypted" if heard.encrypted else ""),
+        "records": [json_record(r) for r in heard.records],
+    }
+
+
+def server_json(
+    uri: str,
+    short_server_id: int,
+    version: str,
+    state: str,
+    *,
+    registered: bool,
+    observations: int,
+    last: RegistrationEvent | None,
+    delivery: Delivery,
+) -> dict[str, Any]:
+    """A server's registration as ``bridgectl status`` shows it: its ``state``, the last
+    registration event ``last``, and what ``delivery`` holds and did for it."""
+    return {
+        "uri": uri,
+        "short_server_id": short_server_id,
+        "state": state,
+        "registered": registered,
+        "version": version,
+        "observations": observations,
+        "last_event": last.kind.value if last else None,
+        "detail": last.detail if last else "",
+        "delivery": delivery_json(delivery, short_server_id),
+    }
+
+
+def delivery_json(delivery: Delivery, short_server_id: int) -> dict[str, Any] | None:
+    """The readings waiting for a server, and what delivery did for it since start; None
+    for a server delivery does not serve."""
+    if short_server_id not in delivery.servers:
+        return None
+    stats = delivery.stats(short_server_id)
+    return {
+        "backlog": delivery.backlog(short_server_id),
+        "delivered": stats.delivered,
+        "sends": stats.sends,
+        "failed_sends": stats.failed_sends,
+        "skipped": stats.skipped,
+        "last_error": stats.last_error,
+    }

@@ -328,10 +328,10 @@ def test_unit_is_hardened(built: Built) -> None:
         "Type": "notify",
         "User": "bridged",
         "Group": "bridged",
-        "SupplementaryGroups": "dialout bluetooth",
+        "SupplementaryGroups": "dialout bluetooth bridged-monitor",
         "StateDirectory": "bridged",
         "RuntimeDirectory": "bridged",
-        "RuntimeDirectoryMode": "0750",
+        "RuntimeDirectoryMode": "0751",
         "ConfigurationDirectory": "bridged",
         "ProtectSystem": "strict",
         "ProtectHome": "yes",
@@ -418,7 +418,7 @@ def test_install_and_purge(built: Built) -> None:
         user = pwd.getpwnam("bridged")
         assert user.pw_dir == "/var/lib/bridged" and user.pw_uid < 1000
         assert grp.getgrgid(user.pw_gid).gr_name == "bridged"
-        grp.getgrnam("dialout"), grp.getgrnam("bluetooth")
+        grp.getgrnam("dialout"), grp.getgrnam("bluetooth"), grp.getgrnam("bridged-monitor")
         conf = os.stat(CONFFILE)
         assert (conf.st_mode & 0o777, conf.st_uid, conf.st_gid) == (0o640, 0, user.pw_gid)
         version = run("/usr/bin/bridged", "--version", env=CLEAN_ENV).stdout
@@ -434,6 +434,8 @@ def test_install_and_purge(built: Built) -> None:
             pwd.getpwnam("bridged")
         with pytest.raises(KeyError):
             grp.getgrnam("bridged")
+        with pytest.raises(KeyError):
+            grp.getgrnam("bridged-monitor")
         has_bluetooth = any(g.gr_name == "bluetooth" for g in grp.getgrall())
         assert has_bluetooth == had_bluetooth
         assert named_bridged() == before

@@ -36,8 +36,7 @@ from typing import Any, ClassVar, Protocol
 
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId, PairedNode
-from bridged.store.secrets import Secret
+from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 ENTRY_POINT_GROUP = "bridged.transports"
 

@@ -27,8 +27,7 @@ from typing import Any
 from bridged.objects.errors import MethodNotAllowed, NotFound, ServiceUnavailable
 from bridged.objects.paths import Level, Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId, PairedNode
-from bridged.store.secrets import Secret
+from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from .base import (
     Heard,

@@ -60,8 +60,6 @@ from bridged.objects.errors import (
 )
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId, PairedNode
-from bridged.store.secrets import Secret
 from bridged.transports.base import (
     Heard,
     NodeState,
@@ -70,6 +68,7 @@ from bridged.transports.base import (
     TransportConfigError,
     TransportEvents,
 )
+from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from .adverts import (
     AdvertDecodeError,

@@ -40,8 +40,7 @@ from typing import Any
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId, PairedNode
-from bridged.store.secrets import Secret
+from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from ..base import (
     NodeState,

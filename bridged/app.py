@@ -63,9 +63,9 @@ from bridged.operations import NodeOperations
 from bridged.registry import COMMIT_INTERVAL, LiveNode, NodeRegistry
 from bridged.store.database import connect, mark_running, mark_stopped, unclean_stops
 from bridged.store.files import DirectoryLocked, lock_directory
-from bridged.store.nodes import NodeId, NodeStore, PairedNode, check_name
+from bridged.store.nodes import NodeStore, check_name
 from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
-from bridged.store.secrets import Secret, SecretStore
+from bridged.store.secrets import SecretStore
 from bridged.transports.base import (
     Heard,
     NodeState,
@@ -77,6 +77,7 @@ from bridged.transports.base import (
     normalise_node,
     transport_class,
 )
+from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from .config import Config, ConfigError, TransportSection, transport_error
 from .summary import records_text

@@ -49,9 +49,9 @@ from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.registry import NodeRegistry, StoreUnavailable
 from bridged.store.database import transaction
-from bridged.store.nodes import NodeId
 from bridged.store.readings import decode_value, encode_value
 from bridged.transports.base import Transport
+from bridged.transports.nodes import NodeId
 
 log = logging.getLogger(__name__)
 

@@ -46,10 +46,11 @@ from typing import Any, Protocol
 from bridged.objects.errors import ServiceUnavailable
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId, NodeStore, PairedNode
+from bridged.store.nodes import NodeStore
 from bridged.store.readings import Reading, ReadingStore
-from bridged.store.secrets import Secret, SecretStore
+from bridged.store.secrets import SecretStore
 from bridged.transports.base import Heard, NodeState, Transport
+from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 log = logging.getLogger(__name__)
 

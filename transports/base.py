@@ -219,6 +219,12 @@ class UnknownTransport(LookupError):
     """The configuration names a transport that is not installed."""
 
 
+class TransportLoadError(UnknownTransport):
+    """The configuration names a transport that is installed but whose module cannot be
+    imported, as python-can reports an interface plug-in that fails to load: one message, not
+    the import's traceback."""
+
+
 def normalise_node(node: NodeId) -> NodeId:
     """``node`` with its address in its transport's spelling (``Transport.normalise_address``):
     ``ble:a4-c1-38-00-11-22`` is ``ble:A4:C1:38:00:11:22``. ValueError for an address the
@@ -228,14 +234,24 @@ def normalise_node(node: NodeId) -> NodeId:
 
 
 def transport_class(name: str) -> type[Transport]:
-    """Import the transport registered as ``name`` in the ``bridged.transports`` group."""
+    """Import the transport registered as ``name`` in the ``bridged.transports`` group;
+    UnknownTransport when none is, TransportLoadError when its module fails to import."""
     found = metadata.entry_points(group=ENTRY_POINT_GROUP, name=name)
     if not found:
         known = sorted(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))
         raise UnknownTransport(
             f"no transport named {name!r} is installed (known: {', '.join(known) or 'none'})"
         )
-    cls = next(iter(found)).load()
+    entry_point = next(iter(found))
+    try:
+        cls = entry_point.load()
+    except Exception as e:
+        # Whatever importing it raised (a library missing, a broken install): one line naming
+        # the transport and the cause, which the daemon shows as a configuration error.
+        raise TransportLoadError(
+            f"transport {name!r} is installed but cannot be loaded "
+            f"({entry_point.value}): {type(e).__name__}: {e}"
+        ) from e
     if not (isinstance(cls, type) and issubclass(cls, Transport)):
         raise UnknownTransport(f"entry point {name!r} is not a Transport subclass")
     return cls

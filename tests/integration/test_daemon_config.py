@@ -8,6 +8,7 @@ refuses to start instead of sharing it.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -87,6 +88,49 @@ async def test_refused_at_check_and_at_start(tmp_path: Path, case: str) -> None:
     async with running_daemon(tmp_path, text) as d:
         assert await d.wait(timeout=60) == EXIT_CONFIG
         _one_line(d.log.read_text(), tmp_path, key)
+
+
+BROKEN_TRANSPORTS = {
+    # An installed transport whose module cannot import (a library it needs is missing) ...
+    "import-error": "import a_library_that_is_not_installed_here\n",
+    # ... or whose module raises while it loads.
+    "raises": "raise RuntimeError('no radio library')\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_TRANSPORTS))
+async def test_a_transport_that_fails_to_load_is_refused_in_one_line(
+    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transport plug-in (an entry point in the ``bridged.transports`` group of another
+    distribution) whose module fails to import: exit 78 and one line, at --check and at start,
+    never the import's traceback."""
+    plugins = tmp_path / "plugins"
+    info = plugins / "broken_radio-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-radio\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[bridged.transports]\nbroken = broken_radio:BrokenTransport\n"
+    )
+    (plugins / "broken_radio.py").write_text(BROKEN_TRANSPORTS[case])
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(plugins), os.environ.get("PYTHONPATH")]))
+    )
+    text = config_text(SERVER, tmp_path, extra="[transport.broken]\n")
+    cfg = tmp_path / "bridged.toml"
+    cfg.write_text(text)
+    check = subprocess.run(
+        [sys.executable, "-m", "bridged.daemon", "--config", str(cfg), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == EXIT_CONFIG, check.stdout + check.stderr
+    _one_line(check.stderr, tmp_path, "transport.broken")
+    assert "broken_radio" in check.stderr
+    async with running_daemon(tmp_path, text) as d:
+        assert await d.wait(timeout=60) == EXIT_CONFIG
+        _one_line(d.log.read_text(), tmp_path, "transport.broken")
 
 
 async def test_second_daemon_on_one_state_dir_refuses(

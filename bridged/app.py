@@ -53,8 +53,10 @@ from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
 from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
+from bridged.hosting import transport_host
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.ddf import DefinitionError, load_ddf_dir
+from bridged.objects.definitions import Registry
 from bridged.objects.errors import BadRequest, MethodNotAllowed, NotFound, Unauthorized
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
@@ -330,13 +332,14 @@ def build_exposure(
 
 
 def build_transport(
-    config: Config, section: TransportSection, events: TransportEvents
+    config: Config, section: TransportSection, events: TransportEvents, definitions: Registry
 ) -> Transport:
-    """Import and construct the transport of ``[transport.<name>]``; its refusal of its table
-    is a ConfigError naming the section."""
+    """Import and construct the transport of ``[transport.<name>]``, lent ``definitions`` and
+    the gateway's CoAP message layer; its refusal of its table is a ConfigError naming the
+    section."""
     try:
         cls = transport_class(section.name)
-        return cls(section.options, events)
+        return cls(section.options, events, transport_host(definitions))
     except (UnknownTransport, TransportConfigError) as e:
         raise transport_error(config, section.name, e) from None
 
@@ -367,7 +370,7 @@ def check_transports(config: Config) -> None:
     """Build (without starting) the transport of every ``[transport.<name>]``, so that
     ``bridged --check`` refuses a table the daemon would refuse at start-up (ConfigError)."""
     for section in config.transports:
-        build_transport(config, section, _Unheard())
+        build_transport(config, section, _Unheard(), builtin_registry())
 
 
 def make_state_dir(path: os.PathLike[str] | str) -> None:
@@ -447,7 +450,8 @@ class Gateway:
             self.registry.listen(self.exposure)
             self.registry.listen(_Publisher(self.events, self._changed))
             self.transports = {
-                s.name: build_transport(config, s, self.registry) for s in config.transports
+                s.name: build_transport(config, s, self.registry, self.tree.registry)
+                for s in config.transports
             }
             exposure = self.exposure
             self.devices = exposure if isinstance(exposure, GatewayExposure) else None
@@ -611,7 +615,7 @@ class Gateway:
         after = {s.name: s for s in config.transports}
         # Built first: a transport refusing its new table leaves everything as it was.
         rebuilt = {
-            name: build_transport(config, section, self.registry)
+            name: build_transport(config, section, self.registry, self.tree.registry)
             for name, section in after.items()
             if before.get(name) != section
         }

@@ -38,6 +38,7 @@ from typing import TypeVar
 
 import cbor2
 
+from bridged.listeners import Listeners
 from bridged.objects.errors import (
     GatewayTimeout,
     InternalServerError,
@@ -210,7 +211,7 @@ class CommandQueue:
         self._clock = clock
         self.ttl = ttl
         self.timeout = timeout
-        self._listeners: list[CommandListener] = []
+        self._listeners: Listeners[CommandListener] = Listeners("commands")
         self._tasks: dict[NodeId, asyncio.Task[None]] = {}
         self._waiting: set[NodeId] = {
             NodeId.parse(n)
@@ -222,7 +223,7 @@ class CommandQueue:
 
     def listen(self, listener: CommandListener) -> None:
         """Call ``listener`` with every command as it ends (and as it is queued)."""
-        self._listeners.append(listener)
+        self._listeners.add(listener)
 
     # -- queueing ----------------------------------------------------------------------------
 
@@ -279,8 +280,7 @@ class CommandQueue:
             node,
             extra={"NODE": str(node), "PATH": str(path)},
         )
-        for listener in self._listeners:
-            listener(command)
+        self._listeners.notify(lambda listener: listener(command))
         return command
 
     # -- what bridgectl shows ----------------------------------------------------------------
@@ -408,5 +408,4 @@ class CommandQueue:
             f": {detail}" if detail else "",
             extra={"NODE": str(command.node), "PATH": str(command.path)},
         )
-        for listener in self._listeners:
-            listener(command)
+        self._listeners.notify(lambda listener: listener(command))

@@ -38,7 +38,6 @@ from typing import TypeVar
 
 import cbor2
 
-from bridged.listeners import Listeners
 from bridged.objects.errors import (
     GatewayTimeout,
     InternalServerError,
@@ -46,6 +45,7 @@ from bridged.objects.errors import (
     NotFound,
     ServiceUnavailable,
 )
+from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.registry import NodeRegistry, StoreUnavailable

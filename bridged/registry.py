@@ -20,7 +20,7 @@ with its instances, and its stored readings can be delivered before it is heard 
 802.15.4 node only says what it has when it next registers).
 
 Who is told (the exposure, the control socket's views, the command queue, delivery) is told
-through ``Listeners`` (bridged/listeners.py): a listener that raises is logged and the others
+through ``Listeners`` (objects/listeners.py): a listener that raises is logged and the others
 are still told, so a reading one of them could not take is still stored and still delivered.
 
 Durability: a transport that acknowledges readings to the node (an 802.15.4 node's Send
@@ -47,8 +47,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bridged.listeners import Listeners
 from bridged.objects.errors import ServiceUnavailable
+from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.store.nodes import NodeStore

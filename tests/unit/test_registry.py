@@ -242,7 +242,7 @@ def test_a_listener_that_raises_does_not_stop_the_others(
     registry.on_awake(awake.append)
     registry.on_commit(broken)
     registry.on_commit(committed.append)
-    with caplog.at_level(logging.ERROR, logger="bridged.listeners"):
+    with caplog.at_level(logging.ERROR, logger="bridged.objects.listeners"):
         registry.readings(node, [Record(TEMPERATURE, 21.5)])
     assert [(n, [r.value for r in rs]) for n, rs in exposure.readings] == [(node, [21.5])]
     assert exposure.objects == [node]  # the new instance /3303/0, past the failing listener

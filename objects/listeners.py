@@ -1,5 +1,8 @@
 """Who is told of an event: one small mechanism for every observer list of the gateway.
 
+It lives with the object model, the package every other one builds on (the core, the
+transports), so that the object tree's change listeners use it as well; it does no I/O.
+
 An event reaches several independent parties (the exposure, the control socket's live
 views, the command queue, upstream delivery). One of them failing is its own defect and must
 not become everyone's: when a listener raised inside ``NodeRegistry.readings``, the listeners
@@ -29,8 +32,14 @@ class Listeners(Generic[L]):
         self.event = event
         self._listeners: list[L] = []
 
-    def add(self, listener: L) -> None:
+    def add(self, listener: L) -> Callable[[], None]:
+        """Tell ``listener`` from the next event on; returns the function that stops it."""
         self._listeners.append(listener)
+        return lambda: self._discard(listener)
+
+    def _discard(self, listener: L) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def notify(self, tell: Callable[[L], object]) -> None:
         """``tell`` each listener, in order; one that raises is logged and the rest are still

@@ -62,9 +62,9 @@ from bridged.store.database import (
     prove_writable,
     unclean_stops,
 )
-from bridged.store.nodes import NodeId, NodeStore, PairedNode, check_name
+from bridged.store.nodes import NodeStore, check_name
 from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
-from bridged.store.secrets import Secret, SecretStore
+from bridged.store.secrets import SecretStore
 from bridged.transports.base import (
     Heard,
     PairingFailed,
@@ -72,6 +72,7 @@ from bridged.transports.base import (
     UnknownTransport,
     normalise_node,
 )
+from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from .build import build_exposure, build_transport, build_tree, open_state_dir
 from .config import Config, ConfigError
@@ -159,7 +160,8 @@ class Gateway:
             self.registry.listen(self.exposure)
             self.registry.listen(NodeEvents(self.events, self._changed))
             self.transports = {
-                s.name: build_transport(config, s, self.registry) for s in config.transports
+                s.name: build_transport(config, s, self.registry, self.tree.registry)
+                for s in config.transports
             }
             exposure = self.exposure
             self.operations = self._operations(exposure.paths)
@@ -315,7 +317,7 @@ class Gateway:
         after = {s.name: s for s in config.transports}
         # Built first: a transport refusing its new table leaves everything as it was.
         rebuilt = {
-            name: build_transport(config, section, self.registry)
+            name: build_transport(config, section, self.registry, self.tree.registry)
             for name, section in after.items()
             if before.get(name) != section
         }

@@ -19,12 +19,14 @@ from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
 from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
 from bridged.exposure.mode import ExposureMode
+from bridged.hosting import transport_host
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.ddf import DefinitionError, load_ddf_dir
+from bridged.objects.definitions import Registry
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.store.files import DirectoryLocked, lock_directory
-from bridged.store.nodes import NodeId, NodeStore
+from bridged.store.nodes import NodeStore
 from bridged.transports.base import (
     Heard,
     NodeState,
@@ -34,6 +36,7 @@ from bridged.transports.base import (
     UnknownTransport,
     transport_class,
 )
+from bridged.transports.nodes import NodeId
 
 from .config import Config, ConfigError, TransportSection, transport_error
 
@@ -90,13 +93,14 @@ def build_exposure(
 
 
 def build_transport(
-    config: Config, section: TransportSection, events: TransportEvents
+    config: Config, section: TransportSection, events: TransportEvents, definitions: Registry
 ) -> Transport:
-    """Import and construct the transport of ``[transport.<name>]``; its refusal of its table
-    is a ConfigError naming the section."""
+    """Import and construct the transport of ``[transport.<name>]``, lent ``definitions`` and
+    the gateway's CoAP message layer; its refusal of its table is a ConfigError naming the
+    section."""
     try:
         cls = transport_class(section.name)
-        return cls(section.options, events)
+        return cls(section.options, events, transport_host(definitions))
     except (UnknownTransport, TransportConfigError) as e:
         raise transport_error(config, section.name, e) from None
 
@@ -127,7 +131,7 @@ def check_transports(config: Config) -> None:
     """Build (without starting) the transport of every ``[transport.<name>]``, so that
     ``bridged --check`` refuses a table the daemon would refuse at start-up (ConfigError)."""
     for section in config.transports:
-        build_transport(config, section, _Unheard())
+        build_transport(config, section, _Unheard(), builtin_registry())
 
 
 def make_state_dir(path: os.PathLike[str] | str) -> None:

@@ -41,12 +41,13 @@ from bridged.objects.errors import (
     NotFound,
     ServiceUnavailable,
 )
+from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.registry import NodeRegistry, StoreUnavailable
 from bridged.store.commands import Command, CommandKind, CommandStatus, CommandStore
-from bridged.store.nodes import NodeId
 from bridged.transports.base import Transport
+from bridged.transports.nodes import NodeId
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +138,14 @@ class CommandQueue:
         self._clock = clock
         self.ttl = ttl
         self.timeout = timeout
-        self._listeners: list[CommandListener] = []
+        self._listeners: Listeners[CommandListener] = Listeners("commands")
         self._tasks: dict[NodeId, asyncio.Task[None]] = {}
         self._waiting = self.store.waiting()
         registry.on_awake(self.awake)
 
     def listen(self, listener: CommandListener) -> None:
         """Call ``listener`` with every command as it ends (and as it is queued)."""
-        self._listeners.append(listener)
+        self._listeners.add(listener)
 
     # -- queueing ----------------------------------------------------------------------------
 
@@ -184,8 +185,7 @@ class CommandQueue:
             node,
             extra={"NODE": str(node), "PATH": str(path)},
         )
-        for listener in self._listeners:
-            listener(command)
+        self._listeners.notify(lambda listener: listener(command))
         return command
 
     # -- what bridgectl shows ----------------------------------------------------------------
@@ -299,5 +299,4 @@ class CommandQueue:
             f": {detail}" if detail else "",
             extra={"NODE": str(command.node), "PATH": str(command.path)},
         )
-        for listener in self._listeners:
-            listener(command)
+        self._listeners.notify(lambda listener: listener(command))

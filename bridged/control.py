@@ -58,9 +58,9 @@ from typing import Any
 
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
-from bridged.store.nodes import NodeId, NodeIdError
-from bridged.store.secrets import Secret, SecretsFileError
+from bridged.store.secrets import SecretsFileError
 from bridged.transports.base import UnknownTransport, normalise_node
+from bridged.transports.nodes import NodeId, NodeIdError, Secret
 
 from .app import HISTORY_LIMIT, Gateway, OperationFailed
 from .cli import MONITOR_SOCKET_NAME

@@ -93,8 +93,8 @@ from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import ROOT, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId
 from bridged.store.readings import ReadingStore, StoredReading
+from bridged.transports.nodes import NodeId
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from bridged.objects.values import Record
 from bridged.registry import LiveNode
-from bridged.store.nodes import NodeId
+from bridged.transports.nodes import NodeId
 
 from .views import json_record
 

@@ -29,7 +29,7 @@ from bridged.objects.errors import NotFound, ServiceUnavailable
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.registry import LiveNode, NodeRegistry
-from bridged.store.nodes import NodeId
+from bridged.transports.nodes import NodeId
 
 from .commands import DEFAULT_TIMEOUT, CommandQueue, call_node
 

@@ -19,6 +19,10 @@ stored as its transport reports it, so after a restart the node is exposed upstr
 with its instances, and its stored readings can be delivered before it is heard again (an
 802.15.4 node only says what it has when it next registers).
 
+Who is told (the exposure, the control socket's views, the command queue, delivery) is told
+through ``Listeners`` (objects/listeners.py): a listener that raises is logged and the others
+are still told, so a reading one of them could not take is still stored and still delivered.
+
 Durability: a transport that acknowledges readings to the node (an 802.15.4 node's Send
 answered 2.04) awaits ``durable`` first, so that what a node was told is received survives
 kill -9. Readings nobody acknowledges (BLE adverts, notifications) are durable at the next
@@ -44,12 +48,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridged.objects.errors import ServiceUnavailable
+from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId, NodeStore, PairedNode
+from bridged.store.nodes import NodeStore
 from bridged.store.readings import Reading, ReadingStore
-from bridged.store.secrets import Secret, SecretStore
+from bridged.store.secrets import SecretStore
 from bridged.transports.base import Heard, NodeState, Transport
+from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +147,7 @@ class NodeRegistry:
         }
         self.heard_nodes: OrderedDict[NodeId, Heard] = OrderedDict()
         self.unpaired_readings = 0
-        self._listeners: list[RegistryListener] = []
+        self._listeners: Listeners[RegistryListener] = Listeners("the node registry")
         self._pending: list[Reading] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._committing = False
@@ -152,9 +158,9 @@ class NodeRegistry:
         """Why the state database refuses writes; None while it takes them."""
         self._join_until = -1.0
         self._refused: OrderedDict[NodeId, None] = OrderedDict()
-        self._awake_hooks: list[Callable[[NodeId], None]] = []
-        self._commit_hooks: list[Callable[[int], None]] = []
-        self._heard_hooks: list[Callable[[Heard], None]] = []
+        self._awake_hooks: Listeners[Callable[[NodeId], None]] = Listeners("nodes awake")
+        self._commit_hooks: Listeners[Callable[[int], None]] = Listeners("readings committed")
+        self._heard_hooks: Listeners[Callable[[Heard], None]] = Listeners("nodes heard")
         self.last_commit = monotonic()
         """When ``flush`` last ran (monotonic), even with nothing to commit: the health check's
         proof that the group commit is alive."""
@@ -172,7 +178,7 @@ class NodeRegistry:
                     transport.resume(node.id, sessions[node.id])
 
     def listen(self, listener: RegistryListener) -> None:
-        self._listeners.append(listener)
+        self._listeners.add(listener)
         for node in self.live.values():
             listener.node_added(node)
 
@@ -180,16 +186,16 @@ class NodeRegistry:
         """Call ``hook`` with a paired node each time it shows it can be reached: its transport
         reports it reachable, or a reading from it arrives (a sleepy node's moment to take the
         commands kept for it)."""
-        self._awake_hooks.append(hook)
+        self._awake_hooks.add(hook)
 
     def on_commit(self, hook: Callable[[int], None]) -> None:
         """Call ``hook`` with the number of readings after each group commit made them durable
         (what upstream delivery waits for)."""
-        self._commit_hooks.append(hook)
+        self._commit_hooks.add(hook)
 
     def on_heard(self, hook: Callable[[Heard], None]) -> None:
         """Call ``hook`` with everything heard on the air, paired or not (a live scan)."""
-        self._heard_hooks.append(hook)
+        self._heard_hooks.add(hook)
 
     # -- pairing -----------------------------------------------------------------------------
 
@@ -208,8 +214,7 @@ class NodeRegistry:
         if transport is not None:
             transport.pair(stored, self.secrets.get(node.id))
         log.info("node %s paired as %r", node.id, stored.name, extra={"NODE": str(node.id)})
-        for listener in self._listeners:
-            listener.node_added(live)
+        self._listeners.notify(lambda listener: listener.node_added(live))
         return live
 
     def unpair(self, node: NodeId) -> bool:
@@ -222,8 +227,7 @@ class NodeRegistry:
         if transport is not None:
             transport.unpair(node)
         log.info("node %s unpaired", node, extra={"NODE": str(node)})
-        for listener in self._listeners:
-            listener.node_removed(node)
+        self._listeners.notify(lambda listener: listener.node_removed(node))
         return True
 
     def permit_join(self, seconds: float) -> None:
@@ -241,8 +245,7 @@ class NodeRegistry:
         live = self.live.get(heard.node)
         if live is not None:
             live.last_seen = heard.time
-        for hook in self._heard_hooks:
-            hook(heard)
+        self._heard_hooks.notify(lambda hook: hook(heard))
         self.heard_nodes[heard.node] = heard
         self.heard_nodes.move_to_end(heard.node)
         while len(self.heard_nodes) > HEARD_LIMIT:
@@ -260,20 +263,16 @@ class NodeRegistry:
         # Durable before anything acts on it (module docstring): a kill -9 right after would
         # otherwise lose it, uncounted, with nobody to send it again.
         self.flush()
-        for listener in self._listeners:
-            listener.node_readings(live, stamped)
-        for hook in self._awake_hooks:
-            hook(node)
+        self._listeners.notify(lambda listener: listener.node_readings(live, stamped))
+        self._awake_hooks.notify(lambda hook: hook(node))
 
     def values(self, node: NodeId, records: Sequence[Record]) -> None:
         live = self.live.get(node)
         if live is None:
             return
         stamped = self._known(live, records)
-        for listener in self._listeners:
-            listener.node_values(live, stamped)
-        for hook in self._awake_hooks:
-            hook(node)
+        self._listeners.notify(lambda listener: listener.node_values(live, stamped))
+        self._awake_hooks.notify(lambda hook: hook(node))
 
     def _known(self, live: LiveNode, records: Sequence[Record]) -> list[Record]:
         """``records`` with absolute times, taken as the node's last known values; a value of
@@ -291,8 +290,7 @@ class NodeRegistry:
                 grew = True
         if grew:
             self._save_objects(live.id, live.objects)
-            for listener in self._listeners:
-                listener.node_objects(live)
+            self._listeners.notify(lambda listener: listener.node_objects(live))
         return stamped
 
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None:
@@ -303,8 +301,7 @@ class NodeRegistry:
         if reported != live.objects:
             self._save_objects(node, reported)
         live.objects = reported
-        for listener in self._listeners:
-            listener.node_objects(live)
+        self._listeners.notify(lambda listener: listener.node_objects(live))
 
     def state(self, node: NodeId, state: NodeState) -> None:
         live = self.live.get(node)
@@ -312,8 +309,7 @@ class NodeRegistry:
             live.state = state
             if state.reachable:
                 live.last_seen = max(live.last_seen or state.time, state.time)
-                for hook in self._awake_hooks:
-                    hook(node)
+                self._awake_hooks.notify(lambda hook: hook(node))
 
     def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None:
         """Keep a node's session; a refused write leaves it in memory only (the node works
@@ -409,8 +405,7 @@ class NodeRegistry:
             self.store_problem = None
         self.unstored_dropped = 0
         self._settle(None)
-        for hook in self._commit_hooks:
-            hook(len(batch))
+        self._commit_hooks.notify(lambda hook: hook(len(batch)))
         return len(batch)
 
     def _store_refused(self, error: sqlite3.DatabaseError) -> None:

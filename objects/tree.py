@@ -19,6 +19,7 @@ from typing import cast
 
 from .definitions import ObjectDef, Registry, ResourceDef
 from .errors import BadRequest, MethodNotAllowed, NotFound
+from .listeners import Listeners
 from .paths import Level, Path
 from .values import Record, Value, check_value
 
@@ -68,7 +69,7 @@ class ObjectTree:
         self.prefix = prefix
         self._objects: dict[int, dict[int, dict[int, _ResourceSlot]]] = {}
         self._times: dict[Path, float] = {}
-        self._listeners: list[Listener] = []
+        self._listeners: Listeners[Listener] = Listeners("object tree changes")
         self._executors: dict[tuple[int, int], ExecuteHandler] = {}
         self._computed: dict[Path, Computed] = {}
         self._constraints: dict[tuple[int, int], Constraint] = {}
@@ -78,9 +79,9 @@ class ObjectTree:
     # -- observation of changes -------------------------------------------------------------
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` on every change; returns the function that unsubscribes it."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        """Call ``listener`` on every change; returns the function that unsubscribes it. A
+        listener that raises is logged, and the others are still told (``Listeners``)."""
+        return self._listeners.add(listener)
 
     @property
     def change(self) -> Change:
@@ -91,8 +92,7 @@ class ObjectTree:
             self._structure += 1
         else:
             self._values += 1
-        for listener in tuple(self._listeners):
-            listener(path)
+        self._listeners.notify(lambda listener: listener(path))
 
     # -- structure ---------------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ from emulators.lwm2m_node import EmulatedNode, RadioAir
 from emulators.rcp import RcpEmulator
 
 from bridged.engine.dm import Reply
+from bridged.hosting import transport_host
+from bridged.objects.builtin import builtin_registry
 from bridged.objects.errors import Forbidden, MethodNotAllowed
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -309,7 +311,9 @@ class RcpAir(Air):
 
         await self.rcp.__aenter__()
         config = self.rcp.config(awake_window=0.5, request_timeout=5)
-        self._transport = IEEE802154Transport(config, self.registry)
+        self._transport = IEEE802154Transport(
+            config, self.registry, transport_host(builtin_registry())
+        )
         self.registry.attach(self._transport)
         await self._transport.start()
         await self.rcp.radio_up()

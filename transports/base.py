@@ -23,21 +23,27 @@ Two directions:
   ``LwM2MError`` a server should see (``ServiceUnavailable`` 5.03 for a node out of reach,
   ``GatewayTimeout`` 5.04 for one that did not answer, or the node's own error code);
   ``pair``/``unpair`` tell the transport which nodes to accept.
+
+Besides the events, the core lends each transport a ``TransportHost``: the object definitions
+the gateway knows (so an object taught by a DDF file is understood by the transport too) and
+the gateway's CoAP message layer. Together with the node values of ``transports/nodes.py``
+that is all a transport needs of the core: nothing under transports/ imports the store or the
+engine (``tests/unit/test_transport_imports.py`` checks it).
 """
 
 from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, ClassVar, Protocol
 
+from bridged.objects.definitions import Registry
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId, PairedNode
-from bridged.store.secrets import Secret
+from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 ENTRY_POINT_GROUP = "bridged.transports"
 
@@ -113,6 +119,30 @@ class TransportEvents(Protocol):
         ...
 
 
+class CoapTransportHelper(Protocol):
+    """Add a message-layer transport to an aiocoap ``context``: ``create_transport`` is given
+    the message manager and returns the transport's message interface (see
+    ``transports/ieee802154/coap_link.py``). The gateway's helper puts its bounded message
+    manager below, so a transport's own CoAP side has the same bounded deduplication and
+    Message-ID pacing as the gateway's server-facing side."""
+
+    def __call__(
+        self, context: Any, create_transport: Callable[[Any], Awaitable[Any]]
+    ) -> Awaitable[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TransportHost:
+    """What the gateway lends a transport besides the events, so that a transport needs nothing
+    from the gateway's internals: ``definitions``, every object the gateway knows (built-in and
+    the operator's DDF files), so a node's objects are decoded the same as the gateway's own;
+    ``append_coap_transport``, the gateway's CoAP message layer for a transport that speaks CoAP
+    to its nodes."""
+
+    definitions: Registry
+    append_coap_transport: CoapTransportHelper
+
+
 class TransportConfigError(ValueError):
     """A transport's configuration section is wrong; the message names the key and why."""
 
@@ -159,9 +189,17 @@ class Transport(abc.ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        events: TransportEvents,
+        host: TransportHost | None = None,
+    ) -> None:
         self.config = config
         self.events = events
+        self.host = host
+        """What the gateway lends (``TransportHost``); None for a transport built outside a
+        gateway, which then needs none of it (a transport that does requires it)."""
         self.condition: str | None = None
         """What the radio is doing now, for ``bridgectl status`` (``radio down: ...``): a
         transport that started may still have no dongle or adapter to use."""
@@ -220,6 +258,12 @@ class UnknownTransport(LookupError):
     """The configuration names a transport that is not installed."""
 
 
+class TransportLoadError(UnknownTransport):
+    """The configuration names a transport that is installed but whose module cannot be
+    imported, as python-can reports an interface plug-in that fails to load: one message, not
+    the import's traceback."""
+
+
 def normalise_node(node: NodeId) -> NodeId:
     """``node`` with its address in its transport's spelling (``Transport.normalise_address``):
     ``ble:a4-c1-38-00-11-22`` is ``ble:A4:C1:38:00:11:22``. ValueError for an address the
@@ -229,14 +273,24 @@ def normalise_node(node: NodeId) -> NodeId:
 
 
 def transport_class(name: str) -> type[Transport]:
-    """Import the transport registered as ``name`` in the ``bridged.transports`` group."""
+    """Import the transport registered as ``name`` in the ``bridged.transports`` group;
+    UnknownTransport when none is, TransportLoadError when its module fails to import."""
     found = metadata.entry_points(group=ENTRY_POINT_GROUP, name=name)
     if not found:
         known = sorted(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))
         raise UnknownTransport(
             f"no transport named {name!r} is installed (known: {', '.join(known) or 'none'})"
         )
-    cls = next(iter(found)).load()
+    entry_point = next(iter(found))
+    try:
+        cls = entry_point.load()
+    except Exception as e:
+        # Whatever importing it raised (a library missing, a broken install): one line naming
+        # the transport and the cause, which the daemon shows as a configuration error.
+        raise TransportLoadError(
+            f"transport {name!r} is installed but cannot be loaded "
+            f"({entry_point.value}): {type(e).__name__}: {e}"
+        ) from e
     if not (isinstance(cls, type) and issubclass(cls, Transport)):
         raise UnknownTransport(f"entry point {name!r} is not a Transport subclass")
     return cls

@@ -27,8 +27,7 @@ from typing import Any
 from bridged.objects.errors import MethodNotAllowed, NotFound, ServiceUnavailable
 from bridged.objects.paths import Level, Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId, PairedNode
-from bridged.store.secrets import Secret
+from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from .base import (
     Heard,
@@ -36,6 +35,7 @@ from .base import (
     Transport,
     TransportConfigError,
     TransportEvents,
+    TransportHost,
     check_keys,
     config_number,
 )
@@ -73,8 +73,13 @@ class SimulatedNode:
 class SimulatedTransport(Transport):
     name = "sim"
 
-    def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
-        super().__init__(config, events)
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        events: TransportEvents,
+        host: TransportHost | None = None,
+    ) -> None:
+        super().__init__(config, events, host)
         check_keys(config, SETTINGS, "simulated.")
         # At least one node: the reporting loop has nothing to wait for without one.
         count = int(_number(config, "nodes", 3, 1))

@@ -64,7 +64,7 @@ from bridged.objects.linkformat import (
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId
+from bridged.transports.nodes import NodeId
 
 from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
 from .blockwise import Block1Assembler

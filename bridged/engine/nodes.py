@@ -20,7 +20,7 @@ from typing import Protocol
 from bridged.objects.errors import MethodNotAllowed
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId
+from bridged.transports.nodes import NodeId
 
 
 class NodePaths(Protocol):

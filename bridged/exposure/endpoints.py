@@ -63,7 +63,7 @@ from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value
 from bridged.registry import LiveNode
-from bridged.store.nodes import NodeId
+from bridged.transports.nodes import NodeId
 
 from .mapping import NodePath, PathMap
 from .mirror import NodeMirror

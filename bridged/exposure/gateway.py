@@ -35,7 +35,8 @@ from bridged.objects.paths import Path
 from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
 from bridged.registry import LiveNode
-from bridged.store.nodes import NodeId, NodeStore
+from bridged.store.nodes import NodeStore
+from bridged.transports.nodes import NodeId
 
 from .mapping import PathMap
 from .mirror import NodeMirror

@@ -32,7 +32,8 @@ from bridged.objects.paths import MAX_ID, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.registry import LiveNode
-from bridged.store.nodes import NodeId, NodeStore
+from bridged.store.nodes import NodeStore
+from bridged.transports.nodes import NodeId
 
 from .mapping import PathMap, Shown, exposable
 from .mirror import APPLICATION_TYPE, apply_readings, initial_values, instance_records

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from bridged.objects.paths import Level, Path
-from bridged.store.nodes import NodeId
+from bridged.transports.nodes import NodeId
 
 HOUSEKEEPING = frozenset({0, 1, 2, 21, 23})
 """Objects that are a node's business with the gateway (0 Security, 1 Server, 2 Access

@@ -17,9 +17,9 @@ import cbor2
 
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
+from bridged.transports.nodes import NodeId
 
 from .database import transaction
-from .nodes import NodeId
 from .readings import decode_value, encode_value
 
 

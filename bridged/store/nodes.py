@@ -11,20 +11,16 @@ allocation first.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from typing import Any
 
 from bridged.objects.paths import MAX_ID
+from bridged.transports.nodes import NodeId, PairedNode
 
 from .database import transaction
-
-_TRANSPORT = re.compile(r"[a-z][a-z0-9_]*")
-
 
 _LOWEST_FREE = """
     SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM instance_ids WHERE object_id = :o AND instance_id = 0)
@@ -36,38 +32,6 @@ _LOWEST_FREE = """
     ORDER BY 1 LIMIT 1
 """
 """The lowest instance ID of object ``:o`` nobody holds: 0, or the first gap after a taken one."""
-
-
-class NodeIdError(ValueError):
-    """A node id that is not ``transport:address``."""
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class NodeId:
-    """``transport:address``, e.g. ``ble:A4:C1:38:00:11:22`` or ``802154:00124b0001020304``.
-
-    The address is the transport's own spelling; each transport normalises it (case, separators)
-    before making the id, so one node always has one id.
-    """
-
-    transport: str
-    address: str
-
-    def __post_init__(self) -> None:
-        if not _TRANSPORT.fullmatch(self.transport) and not self.transport.isdigit():
-            raise NodeIdError(f"{self.transport!r} is not a transport name")
-        if not self.address or any(c.isspace() for c in self.address):
-            raise NodeIdError(f"{self.address!r} is not a node address")
-
-    @classmethod
-    def parse(cls, text: str) -> NodeId:
-        transport, sep, address = text.partition(":")
-        if not sep:
-            raise NodeIdError(f"{text!r} is not a node id (transport:address)")
-        return cls(transport, address)
-
-    def __str__(self) -> str:
-        return f"{self.transport}:{self.address}"
 
 
 MAX_NAME = 64
@@ -82,20 +46,6 @@ def check_name(name: str) -> str:
     if not name.isprintable():
         raise ValueError("a node name is printable text (no control characters)")
     return name
-
-
-@dataclass(frozen=True, slots=True)
-class PairedNode:
-    """A node the gateway accepts. ``profile`` says how its data is read (a format name such as
-    ``bthome`` or ``lwm2m``); ``options`` holds transport-specific settings that are not
-    secret (secrets live in the secrets file)."""
-
-    id: NodeId
-    name: str
-    profile: str
-    sleepy: bool = False
-    paired_at: float = 0.0
-    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class NodeStore:

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 from bridged.objects.paths import Path
 from bridged.objects.values import ObjLnk, Value
+from bridged.transports.nodes import NodeId
 
 from .database import transaction
-from .nodes import NodeId
 
 _INT, _FLOAT, _STR, _BOOL, _BYTES, _OBJLNK, _BIGINT = range(7)
 _INT64 = range(-(2**63), 2**63)

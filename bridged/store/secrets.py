@@ -9,41 +9,15 @@ in ``repr`` or ``str``: a secret that reaches a log line shows as ``<secret>``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
+from bridged.transports.nodes import NodeId, Secret
+
 from .files import write_private_file
-from .nodes import NodeId
 
 
 class SecretsFileError(Exception):
     """The secrets file cannot be read or written; the message names the file and why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """Key bytes that do not print."""
-
-    value: bytes
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
-
-    @classmethod
-    def from_hex(cls, text: str, size: int | None = None) -> Secret:
-        """Parse a key given as hex (``--bindkey``); ValueError says what is wrong without
-        echoing the key."""
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError:
-            raise ValueError("the key is not hexadecimal") from None
-        if size is not None and len(raw) != size:
-            raise ValueError(
-                f"the key must be {size} bytes ({2 * size} hex digits), not {len(raw)}"
-            )
-        return cls(raw)
 
 
 def parse_secrets(text: str) -> dict[str, dict[str, str]]:

@@ -18,6 +18,7 @@ from typing import Any
 import aiocoap
 from aiocoap.numbers.codes import Code
 
+from bridged.engine.coap import append_transport
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
 from bridged.engine.observe import Observations
 from bridged.engine.registration import (
@@ -103,7 +104,11 @@ class EmulatedNode:
             send(remote, data)
 
         self.context, self.interface = await create_link_context(
-            DeviceManagementResource(self.dm, self.observations), sending, self.ip, self.port
+            DeviceManagementResource(self.dm, self.observations),
+            sending,
+            self.ip,
+            self.port,
+            append_transport,
         )
         host = LowpanAddress(self.interface, gateway_ip, self.server_port).hostinfo
         target = ServerTarget(

@@ -18,8 +18,11 @@ from emulators.rcp import RcpEmulator
 from bridged.commands import CommandQueue
 from bridged.engine.registration import EventKind
 from bridged.exposure.instances import InstancesExposure
+from bridged.hosting import transport_host
 from bridged.objects.builtin import builtin_registry
+from bridged.objects.ddf import load_ddf_file
 from bridged.objects.errors import GatewayTimeout
+from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.operations import NodeOperations
@@ -76,7 +79,7 @@ async def gateway(tmp_path: FsPath) -> AsyncIterator[Gateway]:
     registry = NodeRegistry(NodeStore(conn), secrets, ReadingStore(conn))
     async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
         config = {"port": str(rcp.link), "pan_id": PAN, "awake_window": 1, "request_timeout": 3}
-        transport = IEEE802154Transport(config, registry)
+        transport = IEEE802154Transport(config, registry, transport_host(builtin_registry()))
         registry.attach(transport)
         air = RadioAir(rcp, PAN)
         await transport.start()
@@ -215,7 +218,9 @@ async def test_a_restarted_gateway_keeps_its_nodes_registrations_and_observes_th
         )
         handed = HandedOver()
         registry.listen(handed)
-        transport = IEEE802154Transport({"port": str(rcp.link), "pan_id": PAN}, registry)
+        transport = IEEE802154Transport(
+            {"port": str(rcp.link), "pan_id": PAN}, registry, transport_host(builtin_registry())
+        )
         registry.attach(transport)
         return registry, transport, handed
 
@@ -278,7 +283,7 @@ async def test_the_ports_the_gateway_serves_are_a_setting_and_other_ports_are_sa
     )
     async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
         config = {"port": str(rcp.link), "pan_id": PAN, "coap_ports": [0xF0B1]}
-        transport = IEEE802154Transport(config, registry)
+        transport = IEEE802154Transport(config, registry, transport_host(builtin_registry()))
         registry.attach(transport)
         air = RadioAir(rcp, PAN)
         await transport.start()
@@ -333,7 +338,7 @@ async def test_a_node_in_queue_mode_is_sleepy_after_a_restart_though_paired_awak
             NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
         )
         config = {"port": str(rcp.link), "pan_id": PAN, "awake_window": 1, "request_timeout": 2}
-        transport = IEEE802154Transport(config, registry)
+        transport = IEEE802154Transport(config, registry, transport_host(builtin_registry()))
         registry.attach(transport)
         commands = CommandQueue(conn, registry, timeout=5)
         exposure = InstancesExposure(ObjectTree(builtin_registry()), registry.store)
@@ -375,3 +380,43 @@ async def join(registry: NodeRegistry, air: RadioAir, node: EmulatedNode) -> Nod
     await air.add(node)
     await asyncio.wait_for(node.registered.wait(), TIMEOUT)
     return node_id
+
+
+SOIL_PROBE_DDF = FsPath(__file__).resolve().parents[1] / "fixtures" / "ddf" / "good" / "32769.xml"
+MOISTURE = Path((32769, 0, 0))
+
+
+async def test_an_object_taught_by_a_ddf_file_reaches_the_node_server(tmp_path: FsPath) -> None:
+    """The transport is lent the gateway's definitions (built-in plus the operator's DDF
+    files): a node's object known only from a DDF file is observed like a built-in one, so its
+    values and changes reach the gateway."""
+    soil = load_ddf_file(SOIL_PROBE_DDF)
+    definitions = builtin_registry()
+    definitions.extend(soil)
+    conn = connect(tmp_path / "state.db")
+    registry = NodeRegistry(
+        NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
+    )
+    async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
+        config = {"port": str(rcp.link), "pan_id": PAN}
+        transport = IEEE802154Transport(config, registry, transport_host(definitions))
+        registry.attach(transport)
+        air = RadioAir(rcp, PAN)
+        await transport.start()
+        node = EmulatedNode(node_eui(0x40), "soil")
+        node.tree.registry.extend(soil)
+        node.tree.create_instance(32769, 0, [(0, 31.5)])
+        node_id = NodeId("802154", node.eui64.hex())
+        registry.pair(PairedNode(node_id, node.name, "lwm2m"))
+        try:
+            await air.add(node)
+            await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+            live = registry.live[node_id]
+            await until(lambda: MOISTURE in live.values)
+            assert live.values[MOISTURE].value == 31.5
+            node.tree.set(MOISTURE, 42.0)
+            await until(lambda: live.values[MOISTURE].value == 42.0)
+        finally:
+            await transport.stop()
+            await node.stop(deregister=False)
+            conn.close()

@@ -8,6 +8,7 @@ refuses to start instead of sharing it.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -16,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from integration.test_daemon import EXIT_CONFIG, config_text, running_daemon, until
+from integration.test_daemon import (
+    EXIT_CONFIG,
+    config_text,
+    running_daemon,
+    until,
+    until_sync,
+)
 from peers.lwm2m_server import LwM2MTestServer
 
 SERVER = "coap://127.0.0.1:9"
@@ -87,6 +94,98 @@ async def test_refused_at_check_and_at_start(tmp_path: Path, case: str) -> None:
     async with running_daemon(tmp_path, text) as d:
         assert await d.wait(timeout=60) == EXIT_CONFIG
         _one_line(d.log.read_text(), tmp_path, key)
+
+
+def install_transport(
+    monkeypatch: pytest.MonkeyPatch, tmp: Path, module: str, name: str, source: str
+) -> None:
+    """A transport shipped by another distribution: its module and an entry point in the
+    ``bridged.transports`` group, on the daemon's PYTHONPATH (as pip would install it)."""
+    plugins = tmp / "plugins"
+    info = plugins / f"{module}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        f"[bridged.transports]\n{name} = {module}:PluginTransport\n"
+    )
+    (plugins / f"{module}.py").write_text(source)
+    path = os.pathsep.join(filter(None, [str(plugins), os.environ.get("PYTHONPATH")]))
+    monkeypatch.setenv("PYTHONPATH", path)
+
+
+PLUGIN = """
+import asyncio, time
+from bridged.transports.base import Heard, Transport
+from bridged.transports.nodes import NodeId
+
+
+class PluginTransport(Transport):
+    name = "plugin"
+
+    async def start(self):
+        self._task = asyncio.ensure_future(self._hear())
+
+    async def _hear(self):
+        while True:
+            self.events.heard(Heard(NodeId("plugin", "0001"), time.time(), name="from-a-plugin"))
+            await asyncio.sleep(0.1)
+
+    async def stop(self):
+        self._task.cancel()
+
+    def pair(self, node, secrets): ...
+    def unpair(self, node): ...
+    async def read(self, node, path): return []
+    async def write(self, node, path, records): ...
+    async def execute(self, node, path, arguments): ...
+"""
+
+
+async def test_a_transport_from_another_distribution_runs_with_no_core_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "add a transport" walk of docs/architecture.md: a class and an entry point in
+    another distribution, and the real daemon loads it by its table and lists its nodes."""
+    install_transport(monkeypatch, tmp_path, "plugin_radio", "plugin", PLUGIN)
+    text = config_text(SERVER, tmp_path, extra="[transport.plugin]\n")
+    async with running_daemon(tmp_path, text) as d:
+        await until_sync(d.socket_path.exists)
+        code, out, err = await d.ctl("scan", "--seconds", "1", "--transport", "plugin")
+        assert code == 0, err
+        assert "plugin:0001" in out and "from-a-plugin" in out, out
+
+
+BROKEN_TRANSPORTS = {
+    # An installed transport whose module cannot import (a library it needs is missing) ...
+    "import-error": "import a_library_that_is_not_installed_here\n",
+    # ... or whose module raises while it loads.
+    "raises": "raise RuntimeError('no radio library')\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_TRANSPORTS))
+async def test_a_transport_that_fails_to_load_is_refused_in_one_line(
+    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transport plug-in (an entry point in the ``bridged.transports`` group of another
+    distribution) whose module fails to import: exit 78 and one line, at --check and at start,
+    never the import's traceback."""
+    install_transport(monkeypatch, tmp_path, "broken_radio", "broken", BROKEN_TRANSPORTS[case])
+    text = config_text(SERVER, tmp_path, extra="[transport.broken]\n")
+    cfg = tmp_path / "bridged.toml"
+    cfg.write_text(text)
+    check = subprocess.run(
+        [sys.executable, "-m", "bridged.daemon", "--config", str(cfg), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == EXIT_CONFIG, check.stdout + check.stderr
+    _one_line(check.stderr, tmp_path, "transport.broken")
+    assert "broken_radio" in check.stderr
+    async with running_daemon(tmp_path, text) as d:
+        assert await d.wait(timeout=60) == EXIT_CONFIG
+        _one_line(d.log.read_text(), tmp_path, "transport.broken")
 
 
 async def test_second_daemon_on_one_state_dir_refuses(

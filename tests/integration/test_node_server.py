@@ -14,8 +14,10 @@ from pathlib import Path as FsPath
 
 import pytest
 from aiocoap.numbers.codes import Code
+from aiocoap.numbers.constants import COAP_PORT
 from emulators.lwm2m_node import SWITCH, TEMPERATURE, DirectLink, EmulatedNode
 
+from bridged.engine.coap import append_transport
 from bridged.engine.registration import EventKind
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.errors import MethodNotAllowed, ServiceUnavailable
@@ -70,7 +72,9 @@ async def air(tmp_path: FsPath) -> AsyncIterator[Air]:
     )
     server = NodeServer("802154", registry, builtin_registry(), awake_window=0.5, request_timeout=5)
     link = DirectLink(link_local(GATEWAY_EUI))
-    context, link.gateway = await create_link_context(server.site, link.to_node, link.gateway_ip)
+    context, link.gateway = await create_link_context(
+        server.site, link.to_node, link.gateway_ip, COAP_PORT, append_transport
+    )
     server.attach(context, link.gateway)
     air = Air(registry, server, link)
     yield air

@@ -29,6 +29,7 @@ from bridged.delivery import Delivery, DeliveryConfig
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import RetryPolicy
 from bridged.exposure.instances import InstancesExposure
+from bridged.hosting import transport_host
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -100,7 +101,7 @@ async def main(state: FsPath, uri: str, port: str | None, nodes: Sequence[str]) 
         ids = list(transport.nodes)
     else:
         config = {"port": port, "pan_id": PAN, "request_timeout": 5}
-        transport = IEEE802154Transport(config, registry)
+        transport = IEEE802154Transport(config, registry, transport_host(builtin_registry()))
         ids = [NodeId("802154", eui64) for eui64 in nodes]
     registry.attach(transport)
     for index, node in enumerate(ids, 1):

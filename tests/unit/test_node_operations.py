@@ -255,3 +255,22 @@ async def test_a_command_the_full_store_cannot_keep_is_5_03(
     conn.execute("PRAGMA max_page_count=1073741823")  # space is back
     assert await put(gw, SWITCH_2, b"1") == Code.CHANGED
     assert len(gw.commands.pending()) == 1
+
+
+async def test_a_command_listener_that_raises_does_not_stop_the_others(gw: NodeGateway) -> None:
+    """The command is still kept and applied, and the listener after the failing one is
+    still told of it as it is queued and as it ends."""
+
+    def broken(command: object) -> None:
+        raise RuntimeError("a listener's own defect")
+
+    told: list[CommandStatus] = []
+    gw.commands.listen(broken)
+    gw.commands.listen(lambda command: told.append(command.status))
+    gw.wake(gw.sleepy)
+    gw.sleep(gw.sleepy)
+    assert await put(gw, SWITCH_2, b"1") == Code.CHANGED
+    gw.wake(gw.sleepy)
+    await settled(gw)
+    assert gw.sleepy.switch is True
+    assert told == [CommandStatus.PENDING, CommandStatus.APPLIED]

@@ -210,3 +210,45 @@ def test_a_report_is_durable_when_it_returns(tmp_path: FsPath) -> None:
     registry.pair(PairedNode(node, "n", "sim"))
     registry.readings(node, [Record(TEMPERATURE, float(i)) for i in range(10)])
     assert len(make(tmp_path).readings_store) == 10, "committed: another connection has them"
+
+
+class Failing(Exposure):
+    """A listener with a defect: it raises on every reading and every object list."""
+
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        raise RuntimeError("a listener's own defect")
+
+    def node_objects(self, node: LiveNode) -> None:
+        raise RuntimeError("a listener's own defect")
+
+
+def broken(_: object) -> None:
+    raise RuntimeError("a hook's own defect")
+
+
+def test_a_listener_that_raises_does_not_stop_the_others(
+    registry: NodeRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The failing listener comes first; the reading is still stored, the listener after it
+    and the hooks still get it, and the transport reporting it sees no exception."""
+    node = NodeId("sim", "0001")
+    registry.pair(PairedNode(node, "n", "sim"))
+    registry.listen(Failing())
+    exposure = Exposure()
+    registry.listen(exposure)
+    awake: list[NodeId] = []
+    committed: list[int] = []
+    registry.on_awake(broken)
+    registry.on_awake(awake.append)
+    registry.on_commit(broken)
+    registry.on_commit(committed.append)
+    with caplog.at_level(logging.ERROR, logger="bridged.objects.listeners"):
+        registry.readings(node, [Record(TEMPERATURE, 21.5)])
+    assert [(n, [r.value for r in rs]) for n, rs in exposure.readings] == [(node, [21.5])]
+    assert exposure.objects == [node]  # the new instance /3303/0, past the failing listener
+    assert awake == [node]
+    assert committed == [1]
+    stored = registry.readings_store.pending("server")
+    assert [(s.reading.node, s.reading.value) for s in stored] == [(node, 21.5)]
+    failures = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failures) == 4 and all(r.exc_info for r in failures)

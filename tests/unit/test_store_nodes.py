@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridged.store.database import DatabaseError, connect
-from bridged.store.nodes import NodeId, NodeIdError, NodeStore, PairedNode
+from bridged.store.nodes import NodeStore
+from bridged.transports.nodes import NodeId, NodeIdError, PairedNode
 
 BLE = NodeId("ble", "A4:C1:38:00:11:22")
 OTHER = NodeId("ble", "A4:C1:38:00:11:33")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from importlib import metadata
 from typing import Any
 
 import pytest
@@ -14,9 +15,11 @@ from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.store.nodes import NodeId, PairedNode
 from bridged.transports.base import (
+    ENTRY_POINT_GROUP,
     Heard,
     NodeState,
     TransportConfigError,
+    TransportLoadError,
     UnknownTransport,
     transport_class,
 )
@@ -64,6 +67,19 @@ def test_transports_are_found_by_entry_point_name() -> None:
 def test_an_unknown_transport_lists_the_installed_ones() -> None:
     with pytest.raises(UnknownTransport, match=r"'zigbee'.*known: .*sim"):
         transport_class("zigbee")
+
+
+def test_a_transport_that_fails_to_import_is_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = metadata.EntryPoint("broken", "no_such_module_for_bridged:Radio", ENTRY_POINT_GROUP)
+    monkeypatch.setattr(
+        metadata, "entry_points", lambda **select: metadata.EntryPoints([broken]).select(**select)
+    )
+    with pytest.raises(TransportLoadError) as raised:
+        transport_class("broken")
+    message = str(raised.value)
+    assert "'broken'" in message and "no_such_module_for_bridged" in message
+    assert "\n" not in message
+    assert isinstance(raised.value, UnknownTransport)  # refused like a missing one
 
 
 def paired(sim: SimulatedTransport, node: NodeId) -> None:

@@ -274,6 +274,21 @@ def test_changes_are_reported(tree: ObjectTree) -> None:
     assert len(seen) == 4
 
 
+def test_a_change_listener_that_raises_does_not_stop_the_others(tree: ObjectTree) -> None:
+    """The value is set, the listener after the failing one (an observation that notifies a
+    server) still hears of it, and whoever set it sees no error of a listener's."""
+
+    def broken(path: Path) -> None:
+        raise RuntimeError("a listener's own defect")
+
+    seen: list[str] = []
+    tree.subscribe(broken)
+    tree.subscribe(lambda path: seen.append(str(path)))
+    tree.set(p("/3303/0/5700"), 22.5)
+    assert tree.get(p("/3303/0/5700")) == 22.5
+    assert seen == ["/3303/0/5700"]
+
+
 def test_device_side_set_keeps_time(tree: ObjectTree) -> None:
     tree.set(p("/3303/0/5700"), 22.0, time=1700000001.5)
     assert tree.read(p("/3303/0/5700")) == [Record(p("/3303/0/5700"), 22.0, 1700000001.5)]

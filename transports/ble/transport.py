@@ -60,8 +60,6 @@ from bridged.objects.errors import (
 )
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId, PairedNode
-from bridged.store.secrets import Secret
 from bridged.transports.base import (
     Heard,
     NodeState,
@@ -69,7 +67,9 @@ from bridged.transports.base import (
     Transport,
     TransportConfigError,
     TransportEvents,
+    TransportHost,
 )
+from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from .adverts import (
     AdvertDecodeError,
@@ -148,8 +148,13 @@ class BleTransport(Transport):
     def normalise_address(cls, address: str) -> str:
         return normalise_address(address)
 
-    def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
-        super().__init__(config, events)
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        events: TransportEvents,
+        host: TransportHost | None = None,
+    ) -> None:
+        super().__init__(config, events, host)
         self.settings: BleSettings = parse_settings(config)
         self.decoder = AdvertDecoder()
         self.scanner = Scanner(

@@ -7,8 +7,9 @@ Observe), which aiocoap already does well above its message layer. So the radio 
 below aiocoap's message manager, like a socket: :class:`LowpanMessageInterface` hands every
 outgoing CoAP message to ``send_datagram`` (the link's ``send``, which compresses, fragments and
 transmits it) and takes every UDP payload the link reassembled in :meth:`received`. The context
-is made by :func:`bridged.engine.coap.append_transport`, so the node-facing side has the same
-bounded deduplication and Message-ID pacing as the server-facing side.
+is made by the gateway's CoAP helper (``TransportHost.append_coap_transport``), so the
+node-facing side has the same bounded deduplication and Message-ID pacing as the server-facing
+side.
 
 A node's address is its IPv6 address and UDP port; its EUI-64 (the identity it is paired by)
 travels with the address but is not part of its identity as a CoAP peer.
@@ -26,7 +27,7 @@ from aiocoap import error, interfaces
 from aiocoap.numbers.constants import COAP_PORT
 from aiocoap.util import hostportsplit
 
-from bridged.engine.coap import append_transport
+from ..base import CoapTransportHelper
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,15 @@ class LowpanMessageInterface(interfaces.MessageInterface):
 
 
 async def create_link_context(
-    site: Any, send_datagram: SendDatagram, ip: bytes, port: int = COAP_PORT
+    site: Any,
+    send_datagram: SendDatagram,
+    ip: bytes,
+    port: int,
+    append_transport: CoapTransportHelper,
 ) -> tuple[aiocoap.Context, LowpanMessageInterface]:
     """A CoAP context serving ``site`` on the 6LoWPAN link as ``ip``/``port``, and its message
-    interface (to feed it what the link receives)."""
+    interface (to feed it what the link receives), over the message layer ``append_transport``
+    adds."""
     context = aiocoap.Context(serversite=site, loggername="coap-lowpan")
     interfaces_made: list[LowpanMessageInterface] = []
 

@@ -47,7 +47,7 @@ from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.linkformat import parse_links
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId
+from bridged.transports.nodes import NodeId
 
 from ..base import Heard, NodeState, TransportEvents
 from .coap_link import LowpanAddress, LowpanMessageInterface

@@ -37,17 +37,16 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bridged.objects.builtin import builtin_registry
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeId, PairedNode
-from bridged.store.secrets import Secret
+from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from ..base import (
     NodeState,
     Transport,
     TransportConfigError,
     TransportEvents,
+    TransportHost,
     check_keys,
     config_number,
 )
@@ -138,8 +137,11 @@ class IEEE802154Transport(Transport):
     def normalise_address(cls, address: str) -> str:
         return normalise_node_address(address)
 
-    def __init__(self, config: Mapping[str, Any], events: TransportEvents) -> None:
-        super().__init__(config, events)
+    def __init__(
+        self, config: Mapping[str, Any], events: TransportEvents, host: TransportHost
+    ) -> None:
+        super().__init__(config, events, host)
+        self._coap = host.append_coap_transport
         check_keys(config, _KEYS, "802154.")
         port = config.get("port")
         if not isinstance(port, str) or not port:
@@ -153,7 +155,7 @@ class IEEE802154Transport(Transport):
         self.server = NodeServer(
             self.name,
             events,
-            builtin_registry(),
+            host.definitions,
             awake_window=_number(config, "awake_window", 93, 0.1, 86400),
             request_timeout=_number(config, "request_timeout", 10, 0.1, 600),
             pan_id=self.radio_config.pan_id,
@@ -175,7 +177,7 @@ class IEEE802154Transport(Transport):
 
     async def start(self) -> None:
         self._context, self._interface = await create_link_context(
-            self.server.site, self._send_datagram, bytes(16), self.coap_ports[0]
+            self.server.site, self._send_datagram, bytes(16), self.coap_ports[0], self._coap
         )
         self.server.attach(self._context, self._interface)
         self._sender = asyncio.create_task(self._send_frames(), name="802154-transmit")

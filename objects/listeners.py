@@ -1,0 +1,55 @@
+"""Who is told of an event: one small mechanism for every observer list of the gateway.
+
+It lives with the object model, the package every other one builds on (the core, the
+transports), so that the object tree's change listeners use it as well; it does no I/O.
+
+An event reaches several independent parties (the exposure, the control socket's live
+views, the command queue, upstream delivery). One of them failing is its own defect and must
+not become everyone's: when a listener raised inside ``NodeRegistry.readings``, the listeners
+after it never heard of that reading, so a server missed a value the store had. ``Listeners``
+calls each listener in the order they were added, and a listener that raises is logged (with
+its traceback and what it was told) and skipped; the others are still told. It is generic in
+what a listener is, so it serves a Protocol with several methods (``tell`` picks the method)
+and a plain callback alike, typed as precisely as the listener itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+L = TypeVar("L")
+
+
+class Listeners(Generic[L]):
+    """The listeners of one kind of event, named by ``event`` in the log (``node readings``,
+    ``readings committed``)."""
+
+    def __init__(self, event: str) -> None:
+        self.event = event
+        self._listeners: list[L] = []
+
+    def add(self, listener: L) -> Callable[[], None]:
+        """Tell ``listener`` from the next event on; returns the function that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._discard(listener)
+
+    def _discard(self, listener: L) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def notify(self, tell: Callable[[L], object]) -> None:
+        """``tell`` each listener, in order; one that raises is logged and the rest are still
+        told. A listener added while they are told hears from the next event on."""
+        for listener in tuple(self._listeners):
+            try:
+                tell(listener)
+            except Exception:
+                log.exception(
+                    "a listener of %s failed (the others were still told): %r",
+                    self.event,
+                    listener,
+                )

@@ -262,11 +262,14 @@ async def test_a_node_with_a_short_address_pairs_by_pan_id_and_short_address(
     sent_before = len(gateway.air.rcp.sent)
     await gateway.air.add(node)
     await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    handed = HandedOver()
+    gateway.registry.listen(handed)
     response = await node.send([Record(TEMPERATURE, 19.5, 1_700_000_000.0)])
     assert response.code == Code.CHANGED
-    live = gateway.registry.live[node_id]
-    await until(lambda: live.values[TEMPERATURE].value == 19.5)
-    assert live.values[TEMPERATURE].time == 1_700_000_000.0
+    # The Send is a reading before its 2.04 (the node's time kept). The node's value as the
+    # gateway shows it may be newer by then: the first answer of the gateway's observation.
+    sent = [(h.node, h.path, h.value, h.time) for h in handed.readings if h.path == TEMPERATURE]
+    assert (node_id, TEMPERATURE, 19.5, 1_700_000_000.0) in sent
     to = {parse_frame(f.psdu).dst for f in gateway.air.rcp.sent[sent_before:]}
     assert to == {b"\x00\x01"}, "answers go to the node's short address"
 

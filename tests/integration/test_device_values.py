@@ -15,7 +15,7 @@ import pytest
 from aiocoap.numbers.codes import Code
 from clients import FAST_RETRY
 
-from bridged import app
+from bridged import app, build
 from bridged.config import Config, GatewaySection
 from bridged.engine import device
 from bridged.engine.client import LwM2MClient, ServerConfig
@@ -135,7 +135,7 @@ async def test_the_gateway_reads_its_machine_when_a_server_reads(
     /3/0/13 from the system clock."""
     monkeypatch.setattr(device, "FACTS_MAX_AGE", 0.0)
     machine = Machine()
-    monkeypatch.setattr(app, "read_machine_facts", lambda: machine.facts)
+    monkeypatch.setattr(build, "read_machine_facts", lambda: machine.facts)
     config = Config(
         path=tmp_path / "bridged.toml",
         gateway=GatewaySection("gw-1", state_dir=tmp_path / "state", runtime_dir=tmp_path / "run"),

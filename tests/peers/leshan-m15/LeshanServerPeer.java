@@ -18,12 +18,20 @@
  *   POST   /clients/{endpoint}/read?path=/3/0/0&format=0          (format: a content format code)
  *   POST   /clients/{endpoint}/observe?path=/3/0/0&format=11542
  *   POST   /clients/{endpoint}/attributes?path=/1/0/7&pmin=0&pmax=1   Write-Attributes
+ *   POST   /clients/{endpoint}/read-composite?format=112      body ["/3/0/0", "/3303/0/5700"]
+ *   POST   /clients/{endpoint}/observe-composite?format=112   body: the same
+ *   POST   /clients/{endpoint}/cancel-composite               body: the observation's paths
+ *   POST   /clients/{endpoint}/write-composite?format=112     body {"/3/0/15": "Europe/Paris"}
+ *
+ * (the composite operations' format is both the request's and the answer's content format; a
+ * value to write is typed by its JSON type: string, integer, float, boolean; the cancel is
+ * Leshan's active one, Observe=1 with the observation's token, after which Leshan forgets it)
  *
  * A registration is {id, endpoint, identity ("psk:ID" | "unsecure"), secure, lifetime, version,
  * binding, queue, links: [{url, attribute: value}]}. An event is {event: "registered" |
  * "updated" | "deregistered", endpoint, registration, (deregistered) expired} or {event:
- * "notification", endpoint, path, code, values} or {event: "observe-error", endpoint, path,
- * error}. A request's answer is {code ("2.05"), error, values ({"/3/0/0": value}, what Leshan
+ * "notification", endpoint, path (paths for a composite observation), code, values} or {event:
+ * "observe-error", endpoint, path, error}. A request's answer is {code ("2.05"), error, values ({"/3/0/0": value}, what Leshan
  * decoded)}, or {failure} when there was no answer (a timeout, a refused or undecodable one).
  */
 
@@ -50,14 +58,19 @@ import org.eclipse.leshan.core.node.LwM2mPath;
 import org.eclipse.leshan.core.observation.CompositeObservation;
 import org.eclipse.leshan.core.observation.Observation;
 import org.eclipse.leshan.core.observation.SingleObservation;
+import org.eclipse.leshan.core.request.CancelCompositeObservationRequest;
 import org.eclipse.leshan.core.request.ContentFormat;
 import org.eclipse.leshan.core.request.DownlinkRequest;
+import org.eclipse.leshan.core.request.ObserveCompositeRequest;
 import org.eclipse.leshan.core.request.ObserveRequest;
+import org.eclipse.leshan.core.request.ReadCompositeRequest;
 import org.eclipse.leshan.core.request.ReadRequest;
 import org.eclipse.leshan.core.request.WriteAttributesRequest;
+import org.eclipse.leshan.core.request.WriteCompositeRequest;
 import org.eclipse.leshan.core.response.LwM2mResponse;
 import org.eclipse.leshan.core.response.ObserveCompositeResponse;
 import org.eclipse.leshan.core.response.ObserveResponse;
+import org.eclipse.leshan.core.response.ReadCompositeResponse;
 import org.eclipse.leshan.core.response.ReadResponse;
 import org.eclipse.leshan.server.LeshanServer;
 import org.eclipse.leshan.server.LeshanServerBuilder;
@@ -181,9 +194,16 @@ public final class LeshanServerPeer {
                 case "attributes" -> new WriteAttributesRequest(path, new LwM2mAttributeSet(
                         new DefaultLwM2mAttributeParser().parseQueryParams(query.entrySet().stream()
                                 .map(e -> e.getKey() + "=" + e.getValue()).toList())));
+                case "read-composite" -> new ReadCompositeRequest(contentFormat, contentFormat, paths(x));
+                case "observe-composite" -> new ObserveCompositeRequest(contentFormat, contentFormat,
+                        paths(x).stream().map(LwM2mPath::new).toList());
+                case "cancel-composite" -> cancel(registration, paths(x));
+                case "write-composite" -> new WriteCompositeRequest(contentFormat,
+                        PeerApi.JSON.convertValue(PeerApi.JSON.readTree(x.getRequestBody()), PATH_VALUES));
                 default -> null;
             };
-        } catch (RuntimeException | org.eclipse.leshan.core.link.attributes.InvalidAttributeException e) {
+        } catch (RuntimeException | IOException
+                | org.eclipse.leshan.core.link.attributes.InvalidAttributeException e) {
             PeerApi.error(x, 400, String.valueOf(e));
             return;
         }
@@ -197,11 +217,40 @@ public final class LeshanServerPeer {
             if (response == null)
                 out.put("failure", "no answer within " + REQUEST_TIMEOUT_MS + " ms");
             else
-                answered(out, new LwM2mPath(path), response);
+                answered(out, path == null ? null : new LwM2mPath(path), response);
+            if (request instanceof CancelCompositeObservationRequest cancel)
+                server.getObservationService().cancelObservation(cancel.getObservation());
         } catch (RuntimeException | InterruptedException e) {
-            out.put("failure", String.valueOf(e));
+            out.put("failure", causes(e));
         }
         PeerApi.reply(x, 200, out);
+    }
+
+    private static final com.fasterxml.jackson.core.type.TypeReference<Map<String, Object>> PATH_VALUES =
+            new com.fasterxml.jackson.core.type.TypeReference<>() {};
+
+    /** A composite request's paths: the body, a JSON array of strings. */
+    private static List<String> paths(HttpExchange x) throws IOException {
+        List<String> paths = new ArrayList<>();
+        PeerApi.JSON.readTree(x.getRequestBody()).forEach(p -> paths.add(p.asText()));
+        return paths;
+    }
+
+    /** Leshan's active cancel of the registration's composite observation of exactly ``paths``. */
+    private CancelCompositeObservationRequest cancel(Registration registration, List<String> paths) {
+        List<LwM2mPath> wanted = paths.stream().map(LwM2mPath::new).toList();
+        for (Observation o : server.getObservationService().getObservations(registration))
+            if (o instanceof CompositeObservation composite && composite.getPaths().equals(wanted))
+                return new CancelCompositeObservationRequest(composite);
+        throw new IllegalArgumentException("no composite observation of " + paths);
+    }
+
+    /** An exception and its causes, one a line: Leshan's decoding error says why in a cause. */
+    private static String causes(Throwable e) {
+        StringBuilder out = new StringBuilder(String.valueOf(e));
+        for (Throwable c = e.getCause(); c != null; c = c.getCause())
+            out.append("\ncaused by ").append(c);
+        return out.toString();
     }
 
     /** A response's CoAP code, its diagnostic and what Leshan decoded of it. */
@@ -211,6 +260,14 @@ public final class LeshanServerPeer {
             out.put("error", response.getErrorMessage());
         if (response instanceof ReadResponse read && read.getContent() != null)
             out.set("values", PeerApi.values(path, read.getContent()));
+        if (response instanceof ReadCompositeResponse read && read.getContent() != null) {
+            ObjectNode values = PeerApi.JSON.createObjectNode();
+            read.getContent().forEach((at, node) -> {
+                if (node != null)
+                    values.setAll(PeerApi.values(at, node));
+            });
+            out.set("values", values);
+        }
     }
 
     private static ObjectNode registration(Registration r) {
@@ -276,7 +333,14 @@ public final class LeshanServerPeer {
 
         @Override
         public void onResponse(CompositeObservation observation, Registration registration,
-                ObserveCompositeResponse response) {}
+                ObserveCompositeResponse response) {
+            ObjectNode e = PeerApi.JSON.createObjectNode().put("event", "notification")
+                    .put("endpoint", registration.getEndpoint());
+            ArrayNode paths = e.putArray("paths");
+            observation.getPaths().forEach(p -> paths.add(p.toString()));
+            answered(e, null, response);
+            record(e);
+        }
 
         @Override
         public void onError(Observation observation, Registration registration, Exception error) {

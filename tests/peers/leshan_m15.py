@@ -232,6 +232,11 @@ class LeshanM15(Launcher):
         """Leshan's Write-Attributes (pmin, pmax, gt, lt, st) on ``path``: {code, error}."""
         return await self._operation(endpoint, "attributes", path, **attributes)
 
+    async def cancel(self, endpoint: str, path: str) -> dict[str, Any]:
+        """Leshan's active cancel (Observe=1, the observation's token) of its observation of
+        ``path``: {code, values}; Leshan then forgets the observation."""
+        return await self._operation(endpoint, "cancel", path)
+
     async def read_composite(self, endpoint: str, paths: list[str], format: int) -> dict[str, Any]:
         """Leshan's Read-Composite (FETCH) of ``paths`` in Content-Format ``format`` (SenML JSON
         or CBOR, for the paths asked and the answer): as :meth:`read`, every path's values."""
@@ -245,8 +250,7 @@ class LeshanM15(Launcher):
         return await self._operation(endpoint, "observe-composite", None, paths, format=format)
 
     async def cancel_composite(self, endpoint: str, paths: list[str]) -> dict[str, Any]:
-        """Leshan's active cancel (Observe=1) of its composite observation of ``paths``:
-        {code, values}; Leshan then forgets the observation."""
+        """Leshan's active cancel of its composite observation of ``paths``, as :meth:`cancel`."""
         return await self._operation(endpoint, "cancel-composite", None, paths)
 
     async def write_composite(

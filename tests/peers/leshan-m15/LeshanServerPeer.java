@@ -18,14 +18,16 @@
  *   POST   /clients/{endpoint}/read?path=/3/0/0&format=0          (format: a content format code)
  *   POST   /clients/{endpoint}/observe?path=/3/0/0&format=11542
  *   POST   /clients/{endpoint}/attributes?path=/1/0/7&pmin=0&pmax=1   Write-Attributes
+ *   POST   /clients/{endpoint}/cancel?path=/3/0/0                Leshan's active cancel
  *   POST   /clients/{endpoint}/read-composite?format=112      body ["/3/0/0", "/3303/0/5700"]
  *   POST   /clients/{endpoint}/observe-composite?format=112   body: the same
  *   POST   /clients/{endpoint}/cancel-composite               body: the observation's paths
  *   POST   /clients/{endpoint}/write-composite?format=112     body {"/3/0/15": "Europe/Paris"}
  *
  * (the composite operations' format is both the request's and the answer's content format; a
- * value to write is typed by its JSON type: string, integer, float, boolean; the cancel is
- * Leshan's active one, Observe=1 with the observation's token, after which Leshan forgets it)
+ * value to write is typed by its JSON type: string, integer, float, boolean; a cancel is
+ * Leshan's active one, the observation's request with Observe=1 and its token, after which
+ * Leshan forgets the observation)
  *
  * A registration is {id, endpoint, identity ("psk:ID" | "unsecure"), secure, lifetime, version,
  * binding, queue, links: [{url, attribute: value}]}. An event is {event: "registered" |
@@ -45,6 +47,7 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.Comparator;
 import java.util.HexFormat;
 import java.util.Iterator;
 import java.util.List;
@@ -54,11 +57,14 @@ import org.eclipse.leshan.core.link.lwm2m.attributes.DefaultLwM2mAttributeParser
 import org.eclipse.leshan.core.link.lwm2m.attributes.LwM2mAttributeSet;
 import org.eclipse.leshan.core.model.ObjectLoader;
 import org.eclipse.leshan.core.model.ObjectModel;
+import org.eclipse.leshan.core.node.LwM2mNode;
 import org.eclipse.leshan.core.node.LwM2mPath;
+import org.eclipse.leshan.core.node.TimestampedLwM2mNodes;
 import org.eclipse.leshan.core.observation.CompositeObservation;
 import org.eclipse.leshan.core.observation.Observation;
 import org.eclipse.leshan.core.observation.SingleObservation;
 import org.eclipse.leshan.core.request.CancelCompositeObservationRequest;
+import org.eclipse.leshan.core.request.CancelObservationRequest;
 import org.eclipse.leshan.core.request.ContentFormat;
 import org.eclipse.leshan.core.request.DownlinkRequest;
 import org.eclipse.leshan.core.request.ObserveCompositeRequest;
@@ -197,7 +203,10 @@ public final class LeshanServerPeer {
                 case "read-composite" -> new ReadCompositeRequest(contentFormat, contentFormat, paths(x));
                 case "observe-composite" -> new ObserveCompositeRequest(contentFormat, contentFormat,
                         paths(x).stream().map(LwM2mPath::new).toList());
-                case "cancel-composite" -> cancel(registration, paths(x));
+                case "cancel" -> new CancelObservationRequest(
+                        observation(registration, List.of(path), SingleObservation.class));
+                case "cancel-composite" -> new CancelCompositeObservationRequest(
+                        observation(registration, paths(x), CompositeObservation.class));
                 case "write-composite" -> new WriteCompositeRequest(contentFormat,
                         PeerApi.JSON.convertValue(PeerApi.JSON.readTree(x.getRequestBody()), PATH_VALUES));
                 default -> null;
@@ -218,11 +227,14 @@ public final class LeshanServerPeer {
                 out.put("failure", "no answer within " + REQUEST_TIMEOUT_MS + " ms");
             else
                 answered(out, path == null ? null : new LwM2mPath(path), response);
-            if (request instanceof CancelCompositeObservationRequest cancel)
-                server.getObservationService().cancelObservation(cancel.getObservation());
         } catch (RuntimeException | InterruptedException e) {
             out.put("failure", causes(e));
         }
+        // The client was told; Leshan forgets the observation whatever it made of the answer.
+        if (request instanceof CancelCompositeObservationRequest cancel)
+            server.getObservationService().cancelObservation(cancel.getObservation());
+        if (request instanceof CancelObservationRequest cancel)
+            server.getObservationService().cancelObservation(cancel.getObservation());
         PeerApi.reply(x, 200, out);
     }
 
@@ -236,13 +248,16 @@ public final class LeshanServerPeer {
         return paths;
     }
 
-    /** Leshan's active cancel of the registration's composite observation of exactly ``paths``. */
-    private CancelCompositeObservationRequest cancel(Registration registration, List<String> paths) {
+    /** The registration's observation of ``kind`` (single or composite) of exactly ``paths``. */
+    private <T extends Observation> T observation(Registration registration, List<String> paths, Class<T> kind) {
         List<LwM2mPath> wanted = paths.stream().map(LwM2mPath::new).toList();
-        for (Observation o : server.getObservationService().getObservations(registration))
-            if (o instanceof CompositeObservation composite && composite.getPaths().equals(wanted))
-                return new CancelCompositeObservationRequest(composite);
-        throw new IllegalArgumentException("no composite observation of " + paths);
+        for (Observation o : server.getObservationService().getObservations(registration)) {
+            List<LwM2mPath> observed = o instanceof CompositeObservation c ? c.getPaths()
+                    : List.of(((SingleObservation) o).getPath());
+            if (kind.isInstance(o) && observed.equals(wanted))
+                return kind.cast(o);
+        }
+        throw new IllegalArgumentException("no " + kind.getSimpleName() + " of " + paths);
     }
 
     /** An exception and its causes, one a line: Leshan's decoding error says why in a cause. */
@@ -262,12 +277,24 @@ public final class LeshanServerPeer {
             out.set("values", PeerApi.values(path, read.getContent()));
         if (response instanceof ReadCompositeResponse read && read.getContent() != null) {
             ObjectNode values = PeerApi.JSON.createObjectNode();
-            read.getContent().forEach((at, node) -> {
-                if (node != null)
-                    values.setAll(PeerApi.values(at, node));
-            });
+            // Records of different times: getContent() has the latest time's only, with null
+            // for the other paths (and so has getNodes(), which merges the times in no order).
+            if (read instanceof ObserveCompositeResponse observed && observed.getTimestampedLwM2mNodes() != null) {
+                TimestampedLwM2mNodes timed = observed.getTimestampedLwM2mNodes();
+                timed.getTimestamps().stream().sorted(Comparator.nullsFirst(Comparator.naturalOrder()))
+                        .forEach(t -> composite(values, timed.getNodesAt(t)));
+            } else
+                composite(values, read.getContent());
             out.set("values", values);
         }
+    }
+
+    /** The values of a composite answer's paths that it has (a later one replaces). */
+    private static void composite(ObjectNode values, Map<LwM2mPath, LwM2mNode> content) {
+        content.forEach((at, node) -> {
+            if (node != null)
+                values.setAll(PeerApi.values(at, node));
+        });
     }
 
     private static ObjectNode registration(Registration r) {

@@ -4,12 +4,14 @@ Why a second Leshan server: the suite's main one, the demo ``leshan-server-demo`
 (tests/peers/leshan.py; the only Leshan demo Maven Central serves), runs Californium 2.6, whose
 DTLS has no extended_master_secret (RFC 7627); bridged's DTLS (tinydtls in DTLSSocket) aborts the
 handshake without it. Leshan 2.0.0-M15's Californium 3.12 negotiates it, so the DTLS-PSK cases run
-against this one: Leshan's own ``LeshanServer`` (tests/peers/leshan-m15/LeshanServerPeer.java,
-wiring only) on CoAP and CoAPS, with an in-memory security store that the tests give a PSK per
-endpoint. Its small HTTP API reports what Leshan decoded: each registration (endpoint, the
-identity of its DTLS session, lifetime, links), updates and de-registrations, the answers to a
-Read, an Observe, a Write-Attributes or a composite operation (Read-, Write-, Observe-Composite
-and its cancel) it sent, and the notifications it received.
+against this one, and so do the composite operations and the active cancel of an observation,
+which M4's demo API cannot send: Leshan's own ``LeshanServer``
+(tests/peers/leshan-m15/LeshanServerPeer.java, wiring only) on CoAP and CoAPS, with an in-memory
+security store that the tests give a PSK per endpoint. Its small HTTP API reports what Leshan
+decoded: each registration (endpoint, the identity of its DTLS session, lifetime, links),
+updates and de-registrations, the answers to a Read, an Observe, a Write-Attributes, a cancel or
+a composite operation (Read-, Write-, Observe-Composite and its cancel) it sent, and the
+notifications it received.
 
 Both M15 launchers (this one and Leshan's bootstrap server, tests/peers/leshan_bootstrap.py) are
 one Maven project, built by ``make unit`` into build/peers/leshan-m15/; :class:`Launcher` starts

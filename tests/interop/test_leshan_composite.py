@@ -36,6 +36,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 EP = "gw-leshan15-composite"
 NODE = "sim:0001"
 SENML = [ContentFormat.SENML_CBOR, ContentFormat.SENML_JSON]
+REFUSES_TIMESTAMPS = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="Leshan M15 limitation: it refuses a record with a time in a Read-Composite answer and "
+    "in an Observe-Composite's first answer ('value should not be timestamped'); the gateway "
+    "gives a node's value with the time the node measured it, which Core 1.1 §7.4.5 does not "
+    "forbid (OMA_LwM2M_for_Developers#567)",
+)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -125,13 +133,7 @@ async def test_LightweightM2M_1_1_int_229_read_composite(
     assert values == {"/1/0/1": 120, "/1/0/7": "U"}, answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Leshan M15 limitation: it refuses a Read-Composite answer whose record has a time "
-    "('value should not be timestamped'); the gateway gives a node's value with the time the "
-    "node measured it, which Core 1.1 §7.4.5 does not forbid (OMA_LwM2M_for_Developers#567)",
-)
+@REFUSES_TIMESTAMPS
 @pytest.mark.parametrize("fmt", SENML, ids=lambda f: f.name)
 async def test_LightweightM2M_1_1_int_229_read_composite_with_a_node_value(
     gateway: Daemon, leshan_m15: LeshanM15, temperature: str, fmt: ContentFormat
@@ -145,12 +147,7 @@ async def test_LightweightM2M_1_1_int_229_read_composite_with_a_node_value(
     assert a_temperature(answer["values"][temperature]), answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Leshan M15 limitation: the root holds the node's values, whose records have a time, "
-    "which it refuses in a Read-Composite answer (see int-229 with a node value)",
-)
+@REFUSES_TIMESTAMPS
 async def test_LightweightM2M_1_1_int_235_read_composite_of_the_root(
     gateway: Daemon, leshan_m15: LeshanM15, temperature: str
 ) -> None:
@@ -217,12 +214,7 @@ async def test_LightweightM2M_1_1_int_304_310_observe_composite(
     assert note["code"] == "2.05" and note["values"]["/1/0/1"] == 120, note
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Leshan M15 limitation: it refuses an Observe-Composite answer whose record has a "
-    "time ('value should not be timestamped'), as it does a Read-Composite's (int-229 above)",
-)
+@REFUSES_TIMESTAMPS
 async def test_LightweightM2M_1_1_int_304_observe_composite_of_a_node(
     gateway: Daemon, leshan_m15: LeshanM15, temperature: str, switch: str
 ) -> None:

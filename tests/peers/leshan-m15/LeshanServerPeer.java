@@ -33,10 +33,12 @@
  * binding, queue, links: [{url, attribute: value}]}. An event is {event: "registered" |
  * "updated" | "deregistered", endpoint, registration, (deregistered) expired} or {event:
  * "notification", endpoint, path (paths for a composite observation), code, values} or {event:
- * "observe-error", endpoint, path, error}. A request's answer is {code ("2.05"), error, values ({"/3/0/0": value}, what Leshan
- * decoded)}, or {failure} when there was no answer (a timeout, a refused or undecodable one).
+ * "observe-error", endpoint, path, error}. A request's answer is {code ("2.05"), error, values
+ * ({"/3/0/0": value}, what Leshan decoded)}, or {failure} when there was no answer (a timeout, a
+ * refused or undecodable one; with the exception's causes).
  */
 
+import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -95,6 +97,8 @@ import org.eclipse.leshan.server.security.SecurityInfo;
 public final class LeshanServerPeer {
     /** How long a request waits for the client's answer: long, for a loaded 2-core machine. */
     private static final long REQUEST_TIMEOUT_MS = 20_000;
+    /** A Write-Composite's body: {path: value}, each value as Jackson reads it. */
+    private static final TypeReference<Map<String, Object>> PATH_VALUES = new TypeReference<>() {};
 
     private final InMemorySecurityStore security = new InMemorySecurityStore();
     /** What the listeners reported, oldest first; guarded by itself. */
@@ -237,9 +241,6 @@ public final class LeshanServerPeer {
             server.getObservationService().cancelObservation(cancel.getObservation());
         PeerApi.reply(x, 200, out);
     }
-
-    private static final com.fasterxml.jackson.core.type.TypeReference<Map<String, Object>> PATH_VALUES =
-            new com.fasterxml.jackson.core.type.TypeReference<>() {};
 
     /** A composite request's paths: the body, a JSON array of strings. */
     private static List<String> paths(HttpExchange x) throws IOException {

@@ -8,8 +8,9 @@ not decode is answered 4.00 (its SendResource decodes before it answers), so its
 verdict on our encoding.
 
 Not run here, for Leshan 2.0.0-M4 has no Observe-Composite at all and its demo API cancels an
-observation only passively: int-303 (Cancel with the Observe option), int-304/305/308/309/310
-(Observe-Composite). The daemon's composite observations are proven against the in-repo server.
+observation only passively: int-303 (Cancel with the Observe option), int-304/305/310
+(Observe-Composite) run against Leshan 2.0.0-M15 (tests/interop/test_leshan_composite.py);
+int-308/309 are not run.
 
 One daemon serves the module, in file order.
 """

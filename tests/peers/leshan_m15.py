@@ -4,11 +4,14 @@ Why a second Leshan server: the suite's main one, the demo ``leshan-server-demo`
 (tests/peers/leshan.py; the only Leshan demo Maven Central serves), runs Californium 2.6, whose
 DTLS has no extended_master_secret (RFC 7627); bridged's DTLS (tinydtls in DTLSSocket) aborts the
 handshake without it. Leshan 2.0.0-M15's Californium 3.12 negotiates it, so the DTLS-PSK cases run
-against this one: Leshan's own ``LeshanServer`` (tests/peers/leshan-m15/LeshanServerPeer.java,
-wiring only) on CoAP and CoAPS, with an in-memory security store that the tests give a PSK per
-endpoint. Its small HTTP API reports what Leshan decoded: each registration (endpoint, the
-identity of its DTLS session, lifetime, links), updates and de-registrations, the answers to a
-Read, an Observe or a Write-Attributes it sent, and the notifications it received.
+against this one, and so do the composite operations and the active cancel of an observation,
+which M4's demo API cannot send: Leshan's own ``LeshanServer``
+(tests/peers/leshan-m15/LeshanServerPeer.java, wiring only) on CoAP and CoAPS, with an in-memory
+security store that the tests give a PSK per endpoint. Its small HTTP API reports what Leshan
+decoded: each registration (endpoint, the identity of its DTLS session, lifetime, links),
+updates and de-registrations, the answers to a Read, an Observe, a Write-Attributes, a cancel or
+a composite operation (Read-, Write-, Observe-Composite and its cancel) it sent, and the
+notifications it received.
 
 Both M15 launchers (this one and Leshan's bootstrap server, tests/peers/leshan_bootstrap.py) are
 one Maven project, built by ``make unit`` into build/peers/leshan-m15/; :class:`Launcher` starts
@@ -173,8 +176,8 @@ class LeshanM15(Launcher):
 
     def events(self, endpoint: str) -> list[dict[str, Any]]:
         """What Leshan's listeners reported of ``endpoint``, oldest first: ``registered``,
-        ``updated``, ``deregistered`` (with the registration), ``notification`` (path, code,
-        values), ``observe-error``."""
+        ``updated``, ``deregistered`` (with the registration), ``notification`` (path, or
+        paths for a composite observation; code, values), ``observe-error``."""
         return list(self._call("GET", "/events?" + urllib.parse.urlencode({"endpoint": endpoint})))
 
     async def event(
@@ -184,15 +187,17 @@ class LeshanM15(Launcher):
         *,
         after: int = 0,
         timeout: float = 60.0,
+        match: Callable[[dict[str, Any]], bool] = lambda event: True,
         give_up: Callable[[], str | None] = lambda: None,
     ) -> tuple[int, dict[str, Any]]:
-        """The first ``kind`` event of ``endpoint`` at index ``after`` or later, with its index.
-        ``give_up`` returns a reason to fail at once (the client can no longer produce it)."""
+        """The first ``kind`` event of ``endpoint`` that ``match`` takes, at index ``after`` or
+        later, with its index. ``give_up`` returns a reason to fail at once (the client can no
+        longer produce it)."""
         deadline = time.monotonic() + timeout
         while True:
             found = await asyncio.to_thread(self.events, endpoint)
             for index, event in enumerate(found[after:], after):
-                if event["event"] == kind:
+                if event["event"] == kind and match(event):
                     return index, event
             reason = give_up()
             if reason is None and time.monotonic() > deadline:
@@ -202,14 +207,18 @@ class LeshanM15(Launcher):
                 pytest.fail(f"no {kind} of {endpoint} from Leshan: {reason}")
             await asyncio.sleep(0.05)
 
-    async def _operation(self, endpoint: str, op: str, path: str, **params: Any) -> dict[str, Any]:
-        query = urllib.parse.urlencode({"path": path} | params)
+    async def _operation(
+        self, endpoint: str, op: str, path: str | None, body: object = None, **params: Any
+    ) -> dict[str, Any]:
+        """One request Leshan sends to ``endpoint``; ``body`` is a composite operation's paths
+        or values (and ``path`` then None)."""
+        query = urllib.parse.urlencode(({} if path is None else {"path": path}) | params)
         # Leshan waits up to 20 s for the client's answer (LeshanServerPeer.REQUEST_TIMEOUT_MS).
         found = await asyncio.to_thread(
-            self._call, "POST", f"/clients/{endpoint}/{op}?{query}", None, 30
+            self._call, "POST", f"/clients/{endpoint}/{op}?{query}", body, 30
         )
         if found is None:
-            raise LauncherError(f"{op} {path}: {endpoint} is not registered with Leshan")
+            raise LauncherError(f"{op} {path or body}: {endpoint} is not registered with Leshan")
         return dict(found)
 
     async def read(self, endpoint: str, path: str, format: int) -> dict[str, Any]:
@@ -224,6 +233,34 @@ class LeshanM15(Launcher):
     async def write_attributes(self, endpoint: str, path: str, **attributes: Any) -> dict[str, Any]:
         """Leshan's Write-Attributes (pmin, pmax, gt, lt, st) on ``path``: {code, error}."""
         return await self._operation(endpoint, "attributes", path, **attributes)
+
+    async def cancel(self, endpoint: str, path: str) -> dict[str, Any]:
+        """Leshan's active cancel (Observe=1, the observation's token) of its observation of
+        ``path``: {code, values}; Leshan then forgets the observation."""
+        return await self._operation(endpoint, "cancel", path)
+
+    async def read_composite(self, endpoint: str, paths: list[str], format: int) -> dict[str, Any]:
+        """Leshan's Read-Composite (FETCH) of ``paths`` in Content-Format ``format`` (SenML JSON
+        or CBOR, for the paths asked and the answer): as :meth:`read`, every path's values."""
+        return await self._operation(endpoint, "read-composite", None, paths, format=format)
+
+    async def observe_composite(
+        self, endpoint: str, paths: list[str], format: int
+    ) -> dict[str, Any]:
+        """Leshan's Observe-Composite of ``paths``: the answer as :meth:`read_composite`, each
+        notification an event with these ``paths``."""
+        return await self._operation(endpoint, "observe-composite", None, paths, format=format)
+
+    async def cancel_composite(self, endpoint: str, paths: list[str]) -> dict[str, Any]:
+        """Leshan's active cancel of its composite observation of ``paths``, as :meth:`cancel`."""
+        return await self._operation(endpoint, "cancel-composite", None, paths)
+
+    async def write_composite(
+        self, endpoint: str, values: dict[str, Any], format: int
+    ) -> dict[str, Any]:
+        """Leshan's Write-Composite (iPATCH) of ``values`` ({path: value}; Leshan types each
+        value by its JSON type) in ``format``: {code, error}."""
+        return await self._operation(endpoint, "write-composite", None, values, format=format)
 
 
 @pytest.fixture(name="leshan_m15", scope="session")

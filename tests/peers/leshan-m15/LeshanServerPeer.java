@@ -18,15 +18,27 @@
  *   POST   /clients/{endpoint}/read?path=/3/0/0&format=0          (format: a content format code)
  *   POST   /clients/{endpoint}/observe?path=/3/0/0&format=11542
  *   POST   /clients/{endpoint}/attributes?path=/1/0/7&pmin=0&pmax=1   Write-Attributes
+ *   POST   /clients/{endpoint}/cancel?path=/3/0/0                Leshan's active cancel
+ *   POST   /clients/{endpoint}/read-composite?format=112      body ["/3/0/0", "/3303/0/5700"]
+ *   POST   /clients/{endpoint}/observe-composite?format=112   body: the same
+ *   POST   /clients/{endpoint}/cancel-composite               body: the observation's paths
+ *   POST   /clients/{endpoint}/write-composite?format=112     body {"/3/0/15": "Europe/Paris"}
+ *
+ * (the composite operations' format is both the request's and the answer's content format; a
+ * value to write is typed by its JSON type: string, integer, float, boolean; a cancel is
+ * Leshan's active one, the observation's request with Observe=1 and its token, after which
+ * Leshan forgets the observation)
  *
  * A registration is {id, endpoint, identity ("psk:ID" | "unsecure"), secure, lifetime, version,
  * binding, queue, links: [{url, attribute: value}]}. An event is {event: "registered" |
  * "updated" | "deregistered", endpoint, registration, (deregistered) expired} or {event:
- * "notification", endpoint, path, code, values} or {event: "observe-error", endpoint, path,
- * error}. A request's answer is {code ("2.05"), error, values ({"/3/0/0": value}, what Leshan
- * decoded)}, or {failure} when there was no answer (a timeout, a refused or undecodable one).
+ * "notification", endpoint, path (paths for a composite observation), code, values} or {event:
+ * "observe-error", endpoint, path, error}. A request's answer is {code ("2.05"), error, values
+ * ({"/3/0/0": value}, what Leshan decoded)}, or {failure} when there was no answer (a timeout, a
+ * refused or undecodable one; with the exception's causes).
  */
 
+import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -37,6 +49,7 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.Comparator;
 import java.util.HexFormat;
 import java.util.Iterator;
 import java.util.List;
@@ -46,18 +59,26 @@ import org.eclipse.leshan.core.link.lwm2m.attributes.DefaultLwM2mAttributeParser
 import org.eclipse.leshan.core.link.lwm2m.attributes.LwM2mAttributeSet;
 import org.eclipse.leshan.core.model.ObjectLoader;
 import org.eclipse.leshan.core.model.ObjectModel;
+import org.eclipse.leshan.core.node.LwM2mNode;
 import org.eclipse.leshan.core.node.LwM2mPath;
+import org.eclipse.leshan.core.node.TimestampedLwM2mNodes;
 import org.eclipse.leshan.core.observation.CompositeObservation;
 import org.eclipse.leshan.core.observation.Observation;
 import org.eclipse.leshan.core.observation.SingleObservation;
+import org.eclipse.leshan.core.request.CancelCompositeObservationRequest;
+import org.eclipse.leshan.core.request.CancelObservationRequest;
 import org.eclipse.leshan.core.request.ContentFormat;
 import org.eclipse.leshan.core.request.DownlinkRequest;
+import org.eclipse.leshan.core.request.ObserveCompositeRequest;
 import org.eclipse.leshan.core.request.ObserveRequest;
+import org.eclipse.leshan.core.request.ReadCompositeRequest;
 import org.eclipse.leshan.core.request.ReadRequest;
 import org.eclipse.leshan.core.request.WriteAttributesRequest;
+import org.eclipse.leshan.core.request.WriteCompositeRequest;
 import org.eclipse.leshan.core.response.LwM2mResponse;
 import org.eclipse.leshan.core.response.ObserveCompositeResponse;
 import org.eclipse.leshan.core.response.ObserveResponse;
+import org.eclipse.leshan.core.response.ReadCompositeResponse;
 import org.eclipse.leshan.core.response.ReadResponse;
 import org.eclipse.leshan.server.LeshanServer;
 import org.eclipse.leshan.server.LeshanServerBuilder;
@@ -76,6 +97,8 @@ import org.eclipse.leshan.server.security.SecurityInfo;
 public final class LeshanServerPeer {
     /** How long a request waits for the client's answer: long, for a loaded 2-core machine. */
     private static final long REQUEST_TIMEOUT_MS = 20_000;
+    /** A Write-Composite's body: {path: value}, each value as Jackson reads it. */
+    private static final TypeReference<Map<String, Object>> PATH_VALUES = new TypeReference<>() {};
 
     private final InMemorySecurityStore security = new InMemorySecurityStore();
     /** What the listeners reported, oldest first; guarded by itself. */
@@ -181,9 +204,19 @@ public final class LeshanServerPeer {
                 case "attributes" -> new WriteAttributesRequest(path, new LwM2mAttributeSet(
                         new DefaultLwM2mAttributeParser().parseQueryParams(query.entrySet().stream()
                                 .map(e -> e.getKey() + "=" + e.getValue()).toList())));
+                case "read-composite" -> new ReadCompositeRequest(contentFormat, contentFormat, paths(x));
+                case "observe-composite" -> new ObserveCompositeRequest(contentFormat, contentFormat,
+                        paths(x).stream().map(LwM2mPath::new).toList());
+                case "cancel" -> new CancelObservationRequest(
+                        observation(registration, List.of(path), SingleObservation.class));
+                case "cancel-composite" -> new CancelCompositeObservationRequest(
+                        observation(registration, paths(x), CompositeObservation.class));
+                case "write-composite" -> new WriteCompositeRequest(contentFormat,
+                        PeerApi.JSON.convertValue(PeerApi.JSON.readTree(x.getRequestBody()), PATH_VALUES));
                 default -> null;
             };
-        } catch (RuntimeException | org.eclipse.leshan.core.link.attributes.InvalidAttributeException e) {
+        } catch (RuntimeException | IOException
+                | org.eclipse.leshan.core.link.attributes.InvalidAttributeException e) {
             PeerApi.error(x, 400, String.valueOf(e));
             return;
         }
@@ -197,11 +230,43 @@ public final class LeshanServerPeer {
             if (response == null)
                 out.put("failure", "no answer within " + REQUEST_TIMEOUT_MS + " ms");
             else
-                answered(out, new LwM2mPath(path), response);
+                answered(out, path == null ? null : new LwM2mPath(path), response);
         } catch (RuntimeException | InterruptedException e) {
-            out.put("failure", String.valueOf(e));
+            out.put("failure", causes(e));
         }
+        // The client was told; Leshan forgets the observation whatever it made of the answer.
+        if (request instanceof CancelCompositeObservationRequest cancel)
+            server.getObservationService().cancelObservation(cancel.getObservation());
+        if (request instanceof CancelObservationRequest cancel)
+            server.getObservationService().cancelObservation(cancel.getObservation());
         PeerApi.reply(x, 200, out);
+    }
+
+    /** A composite request's paths: the body, a JSON array of strings. */
+    private static List<String> paths(HttpExchange x) throws IOException {
+        List<String> paths = new ArrayList<>();
+        PeerApi.JSON.readTree(x.getRequestBody()).forEach(p -> paths.add(p.asText()));
+        return paths;
+    }
+
+    /** The registration's observation of ``kind`` (single or composite) of exactly ``paths``. */
+    private <T extends Observation> T observation(Registration registration, List<String> paths, Class<T> kind) {
+        List<LwM2mPath> wanted = paths.stream().map(LwM2mPath::new).toList();
+        for (Observation o : server.getObservationService().getObservations(registration)) {
+            List<LwM2mPath> observed = o instanceof CompositeObservation c ? c.getPaths()
+                    : List.of(((SingleObservation) o).getPath());
+            if (kind.isInstance(o) && observed.equals(wanted))
+                return kind.cast(o);
+        }
+        throw new IllegalArgumentException("no " + kind.getSimpleName() + " of " + paths);
+    }
+
+    /** An exception and its causes, one a line: Leshan's decoding error says why in a cause. */
+    private static String causes(Throwable e) {
+        StringBuilder out = new StringBuilder(String.valueOf(e));
+        for (Throwable c = e.getCause(); c != null; c = c.getCause())
+            out.append("\ncaused by ").append(c);
+        return out.toString();
     }
 
     /** A response's CoAP code, its diagnostic and what Leshan decoded of it. */
@@ -211,6 +276,26 @@ public final class LeshanServerPeer {
             out.put("error", response.getErrorMessage());
         if (response instanceof ReadResponse read && read.getContent() != null)
             out.set("values", PeerApi.values(path, read.getContent()));
+        if (response instanceof ReadCompositeResponse read && read.getContent() != null) {
+            ObjectNode values = PeerApi.JSON.createObjectNode();
+            // Records of different times: getContent() has the latest time's only, with null
+            // for the other paths (and so has getNodes(), which merges the times in no order).
+            if (read instanceof ObserveCompositeResponse observed && observed.getTimestampedLwM2mNodes() != null) {
+                TimestampedLwM2mNodes timed = observed.getTimestampedLwM2mNodes();
+                timed.getTimestamps().stream().sorted(Comparator.nullsFirst(Comparator.naturalOrder()))
+                        .forEach(t -> composite(values, timed.getNodesAt(t)));
+            } else
+                composite(values, read.getContent());
+            out.set("values", values);
+        }
+    }
+
+    /** The values of a composite answer's paths that it has (a later one replaces). */
+    private static void composite(ObjectNode values, Map<LwM2mPath, LwM2mNode> content) {
+        content.forEach((at, node) -> {
+            if (node != null)
+                values.setAll(PeerApi.values(at, node));
+        });
     }
 
     private static ObjectNode registration(Registration r) {
@@ -276,7 +361,14 @@ public final class LeshanServerPeer {
 
         @Override
         public void onResponse(CompositeObservation observation, Registration registration,
-                ObserveCompositeResponse response) {}
+                ObserveCompositeResponse response) {
+            ObjectNode e = PeerApi.JSON.createObjectNode().put("event", "notification")
+                    .put("endpoint", registration.getEndpoint());
+            ArrayNode paths = e.putArray("paths");
+            observation.getPaths().forEach(p -> paths.add(p.toString()));
+            answered(e, null, response);
+            record(e);
+        }
 
         @Override
         public void onError(Observation observation, Registration registration, Exception error) {

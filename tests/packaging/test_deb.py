@@ -25,6 +25,10 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.timeout(600)
+"""The first test to use ``built`` waits for the whole package build (the venv's pip installs
+included): half a minute on an idle machine, several on a loaded CI runner."""
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV = "usr/lib/bridged/venv"
 UNIT = "systemd/system/bridged.service"

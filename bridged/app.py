@@ -53,7 +53,7 @@ from bridged.objects.errors import BadRequest, NotFound
 from bridged.objects.paths import ROOT, Path
 from bridged.objects.values import Record
 from bridged.operations import NodeOperations
-from bridged.registry import COMMIT_INTERVAL, NodeRegistry
+from bridged.registry import NodeRegistry
 from bridged.store.commands import Command
 from bridged.store.database import (
     connect,
@@ -286,10 +286,9 @@ class Gateway:
             return
         if unclean:
             log.warning(
-                "the previous run did not stop cleanly (kill -9, a crash, a power cut): the "
-                "readings of its last %g s that no node had been told were received may be "
-                "lost (counted: readings.unclean_stops in bridgectl status)",
-                COMMIT_INTERVAL,
+                "the previous run did not stop cleanly (kill -9, a crash, a power cut): what "
+                "was still on its way from the radios to it may be lost (counted: "
+                "readings.unclean_stops in bridgectl status)"
             )
 
     def _mark_stopped(self) -> None:

@@ -250,7 +250,7 @@ def show_status(status: Mapping[str, Any], out: IO[str]) -> None:
     if readings.get("unclean_stops"):
         out.write(
             f"  {readings['unclean_stops']} unclean stops (kill -9, crash): each may have lost "
-            "the readings of its last group commit that no node was told were received\n"
+            "what was still on its way from the radio to the gateway\n"
         )
     if readings.get("problem"):
         out.write(

@@ -24,12 +24,12 @@ through ``Listeners`` (objects/listeners.py): a listener that raises is logged a
 are still told, so a reading one of them could not take is still stored and still delivered.
 
 Durability: a transport that acknowledges readings to the node (an 802.15.4 node's Send
-answered 2.04) awaits ``durable`` first, so that what a node was told is received survives
-kill -9. Readings nobody acknowledges (BLE adverts, notifications) are durable at the next
-group commit, at most ``COMMIT_INTERVAL`` later: kill -9 can lose those of the last window.
+answered 2.04) awaits ``durable`` first, which fails (5.03) while the store refuses writes, so
+that what a node was told is received survives kill -9; every other report is committed as
+it is taken.
 
 When the state database refuses writes (a full disk, a file system turned read-only) the
-group commit goes on: the readings stay in memory (up to ``UNSTORED_LIMIT``, beyond which the
+gateway goes on: the readings stay in memory (up to ``UNSTORED_LIMIT``, beyond which the
 oldest are dropped and counted as ``dropped_unstored``), the condition is logged once and
 shown by ``store_problem`` (``bridgectl status``), and the write is tried again every
 ``STORE_RETRY`` seconds until it succeeds, which stores them all.
@@ -60,7 +60,8 @@ from bridged.transports.nodes import NodeId, PairedNode, Secret
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL = 0.02
-"""Seconds between two group commits."""
+"""Seconds between two runs of the commit loop: a retry of what a refusing store left in
+memory, and the health check's sign of life."""
 UNSTORED_LIMIT = 50_000
 """Readings kept in memory while the state database refuses writes."""
 STORE_RETRY = 1.0

@@ -79,8 +79,8 @@ async def test_storing_resumes_after_the_file_system_refused_writes(
 
 
 async def test_an_unclean_stop_is_counted_and_a_clean_one_is_not(tmp_path: Path) -> None:
-    """kill -9 can lose the readings of the last group commit that no node was told were
-    received: the next start says so and counts it (readings.unclean_stops)."""
+    """kill -9 can lose what was still on its way from the radio to the gateway: the next start
+    says so and counts it (readings.unclean_stops)."""
     config = config_text("coap://127.0.0.1:9", tmp_path, sim="nodes = 1\ninterval = 0.05")
 
     async def started() -> dict[str, object]:

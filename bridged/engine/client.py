@@ -79,6 +79,7 @@ from .observe import MAX_OBSERVATIONS, Observations
 from .provisioning import ProvisioningStore
 from .queue_mode import DEFAULT_WINDOW, QueueModeGate, QueueState
 from .registration import (
+    MIN_UPDATE_INTERVAL,
     EventKind,
     Registrar,
     RegistrationEvent,
@@ -423,6 +424,7 @@ class ServerSession:
         """
         payload = encode_send(records, self.tree)
         registrar = self.registrar
+        await registrar.announced(self.config.request_timeout + MIN_UPDATE_INTERVAL)
         check_allowed(
             registered=registrar.registered,
             version=registrar.version,

@@ -18,6 +18,7 @@ queue mode keys on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import time
@@ -210,6 +211,7 @@ class Registrar:
         self._sent: RegistrationParams | None = None
         self._registered_at = 0.0
         self._wake = asyncio.Event()
+        self._moved = asyncio.Event()  # set, and replaced, at every change of state
         self._stopping = False
         self._register_again = False
         self._on_answer = on_answer
@@ -236,6 +238,20 @@ class Registrar:
             self._register_again = True
             self._set(RegistrationState.IDLE)
             self._wake.set()
+
+    async def announced(self, timeout: float) -> None:
+        """Return once the server has been told the current object list: at once when no
+        Update is due, else after the Update that is (it may wait out the 1 s floor between
+        Updates). A Send right after a node's instances appeared would name instances the
+        server was never told of, and a server checks a Send's paths against the registration
+        (Leshan answers 4.04, which reads as a lost registration). Bounded by ``timeout``:
+        past it the caller goes on and the server's answer decides."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self.registered and (
+                    self._wake.is_set() or self.state is RegistrationState.UPDATING
+                ):
+                    await self._moved.wait()
 
     def uri(self, *segments: str) -> str:
         """The URI of ``segments`` below the Server URI's path, as Register's ``rd``."""
@@ -310,6 +326,8 @@ class Registrar:
         if state is not self.state:
             log.debug("server %s: %s -> %s", self.target.name, self.state.value, state.value)
             self.state = state
+            moved, self._moved = self._moved, asyncio.Event()
+            moved.set()
 
     def _emit(self, kind: EventKind, detail: str = "") -> None:
         event = RegistrationEvent(kind, self.target.name, self.state, detail)

@@ -161,3 +161,19 @@ async def test_long_series_goes_out_in_blocks(client: LwM2MClient, server: LwM2M
     ev = await server.next_event("send")
     assert len(ev.payload) > 16 * 1024
     assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]
+
+
+async def test_a_send_of_a_new_instance_goes_after_the_update_that_announces_it(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """A node paired a moment ago: its instance is new in the tree and its first reading is
+    Sent at once. The server must have been told of the instance first (Leshan checks a
+    Send's paths against the registration and answers 4.04 otherwise), so the Update that lists
+    it comes before the Send, even within the 1 s floor between two Updates."""
+    client.tree.create_instance(3303, 7, [(5700, 18.0)])
+    outcome = await client.send([Record(Path.parse("/3303/7/5700"), 18.0, 1_700_000_000.0)])
+    assert outcome.delivered
+    kinds = [e.kind for e in server.history if e.kind in ("update", "send")]
+    assert kinds[:2] == ["update", "send"], kinds
+    update = next(e for e in server.history if e.kind == "update")
+    assert "</3303/7>" in update.payload.decode()

@@ -108,10 +108,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     out = tmp_path_factory.mktemp("deb")
     checkout = tmp_path_factory.mktemp("checkout") / "bridged"
     released(checkout)
+    # As a user's shell runs it: no PYTHON* variables (PYTHONDONTWRITEBYTECODE would hide
+    # bytecode the build writes into the venv).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     proc = subprocess.run(
         [str(checkout / "packaging" / "build-deb"), str(out)],
         capture_output=True,
         text=True,
+        env=env,
         check=False,
     )
     assert proc.returncode == 0, (

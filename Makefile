@@ -22,6 +22,9 @@ TEST_APT_PACKAGES := autoconf automake libtool libcoap3-bin \
 # handler of the daemon, which the suite tests too), lintian, and systemd-analyze to verify the
 # unit.
 TEST_APT_PACKAGES += debhelper dpkg-dev fakeroot lintian help2man libsystemd-dev pkgconf systemd
+# packaging/release-check: the .deb built, installed and run on Debian 13 too, in a debootstrap
+# root it caches in /var/cache/bridged-release (tests/packaging/test_release.py).
+TEST_APT_PACKAGES += debootstrap
 # Eclipse Leshan, the reference LwM2M server, as interop peers (tests/peers/leshan and
 # tests/peers/leshan-m15): a JRE runs them and Maven fetches and builds them, unless a Java
 # and a Maven are already there.

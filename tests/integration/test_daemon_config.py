@@ -29,6 +29,18 @@ from peers.lwm2m_server import LwM2MTestServer
 SERVER = "coap://127.0.0.1:9"
 
 
+def checked(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """``bridged --check`` of the configuration ``text``, as a user runs it."""
+    cfg = tmp_path / "bridged.toml"
+    cfg.write_text(text)
+    return subprocess.run(
+        [sys.executable, "-m", "bridged.daemon", "--config", str(cfg), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def _uri(uri: str) -> Callable[[Path], str]:
     return lambda tmp: config_text(uri, tmp)
 
@@ -81,14 +93,7 @@ def _one_line(text: str, tmp: Path, key: str) -> None:
 async def test_refused_at_check_and_at_start(tmp_path: Path, case: str) -> None:
     make, key = BAD[case]
     text = make(tmp_path)
-    cfg = tmp_path / "bridged.toml"
-    cfg.write_text(text)
-    check = subprocess.run(
-        [sys.executable, "-m", "bridged.daemon", "--config", str(cfg), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    check = checked(tmp_path, text)
     assert check.returncode == EXIT_CONFIG, check.stdout + check.stderr
     _one_line(check.stderr, tmp_path, key)
     async with running_daemon(tmp_path, text) as d:
@@ -172,14 +177,7 @@ async def test_a_transport_that_fails_to_load_is_refused_in_one_line(
     never the import's traceback."""
     install_transport(monkeypatch, tmp_path, "broken_radio", "broken", BROKEN_TRANSPORTS[case])
     text = config_text(SERVER, tmp_path, extra="[transport.broken]\n")
-    cfg = tmp_path / "bridged.toml"
-    cfg.write_text(text)
-    check = subprocess.run(
-        [sys.executable, "-m", "bridged.daemon", "--config", str(cfg), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    check = checked(tmp_path, text)
     assert check.returncode == EXIT_CONFIG, check.stdout + check.stderr
     _one_line(check.stderr, tmp_path, "transport.broken")
     assert "broken_radio" in check.stderr

@@ -19,6 +19,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.timeout(1800)
+"""The first run makes the trixie root (debootstrap and the build dependencies, about 2 minutes
+here, more on a slow mirror); the suite's 120 s default would cut it short."""
+
 
 def test_builds_installs_and_runs_on_debian_13() -> None:
     if os.geteuid() != 0:

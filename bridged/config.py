@@ -28,11 +28,11 @@ from urllib.parse import urlsplit
 
 from bridged.commands import DEFAULT_TIMEOUT, DEFAULT_TTL
 from bridged.delivery import DeliveryConfig
-from bridged.engine.bootstrap import LIFETIME, SERVER_SSID
 from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import ServerConfig, server_resource_bounds
 from bridged.engine.registration import RetryPolicy
 from bridged.exposure.endpoints import DEFAULT_CONCURRENCY
+from bridged.objects.ids import Server
 from bridged.store.readings import Bounds
 
 EXPOSURE_MODES = ("instances", "gateway", "endpoints")
@@ -461,9 +461,9 @@ def _server(file: Path, index: int, data: object) -> ServerConfig:
     return ServerConfig(
         uri=uri,
         short_server_id=t.integer(
-            "short_server_id", index + 1, *server_resource_bounds(SERVER_SSID)
+            "short_server_id", index + 1, *server_resource_bounds(Server.SSID)
         ),
-        lifetime=t.integer("lifetime", defaults.lifetime, *server_resource_bounds(LIFETIME)),
+        lifetime=t.integer("lifetime", defaults.lifetime, *server_resource_bounds(Server.LIFETIME)),
         binding=t.choice("binding", defaults.binding, BINDINGS),
         queue=t.get("queue", bool, defaults.queue),
         queue_window=t.positive("queue_window", defaults.queue_window),

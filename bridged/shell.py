@@ -20,7 +20,6 @@ from aiocoap.numbers.codes import Code
 from bridged.engine.access import BOOTSTRAP_ONLY
 from bridged.engine.dm import (
     END_DEVICES_READ_ONLY,
-    GATEWAY_OBJECT,
     DeviceManagement,
     EndDevices,
     read_node,
@@ -28,6 +27,7 @@ from bridged.engine.dm import (
 from bridged.engine.nodes import NodePaths, node_owned
 from bridged.objects.errors import BadRequest, MethodNotAllowed, NotFound, Unauthorized
 from bridged.objects.formats import ContentFormat
+from bridged.objects.ids import LwM2MGateway
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, from_text
@@ -153,6 +153,6 @@ class Shell:
         found = self.paths.local(path)
         if found is not None:
             raise node_owned(path, found[0])
-        if path.object_id == GATEWAY_OBJECT:
+        if path.object_id == LwM2MGateway.OBJECT:
             raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
         self.tree.delete(path)

@@ -19,6 +19,7 @@ from typing import cast
 
 from .definitions import ObjectDef, Registry, ResourceDef
 from .errors import BadRequest, MethodNotAllowed, NotFound
+from .ids import DEVICE_PATH
 from .listeners import Listeners
 from .paths import Level, Path
 from .values import Record, Value, check_value
@@ -344,7 +345,7 @@ class ObjectTree:
         """Server Delete of an object instance (the Device instance /3/0 cannot go)."""
         if path.level is not Level.INSTANCE:
             raise MethodNotAllowed(f"delete on {path}: target an instance")
-        if path.ids == (3, 0):
+        if path.ids == DEVICE_PATH.ids:
             raise MethodNotAllowed("/3/0 cannot be deleted")
         self.delete_instance(path.ids[0], path.ids[1])
 

@@ -39,26 +39,18 @@ from dataclasses import dataclass, field
 from enum import Enum, IntFlag
 
 from bridged.objects.errors import Unauthorized
+from bridged.objects.ids import COSE, OSCORE, Acl, Security
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 
 log = logging.getLogger(__name__)
 
-ACCESS_CONTROL = 2
-"""The Access Control object's ID."""
-
-BOOTSTRAP_ONLY = frozenset({0, 21, 23})
+BOOTSTRAP_ONLY = frozenset({Security.OBJECT, OSCORE, COSE})
 """Security, OSCORE and EDHOC objects: never visible to a LwM2M Server (4.01)."""
-
-OBJECT_ID, INSTANCE_ID, ACL, OWNER = 0, 1, 2, 3
-"""The resources of a /2 instance."""
 
 DEFAULT_SERVER = 0
 """The ACL entry that applies to a server without an entry of its own."""
-
-OBJECT_LEVEL = 65535
-"""The Object Instance ID of the /2 instance that holds an object's Create rights."""
 
 
 class Right(IntFlag):
@@ -201,12 +193,12 @@ class AclTable:
         object's)."""
         if object_id in BOOTSTRAP_ONLY:
             return False
-        if object_id == ACCESS_CONTROL:
+        if object_id == Acl.OBJECT:
             return self._allows_on_access_control(ssid, operation, instance_id)
         required = REQUIRED[operation]
         if required is None:
             return True
-        target = OBJECT_LEVEL if operation is Operation.CREATE else instance_id
+        target = Acl.OBJECT_LEVEL if operation is Operation.CREATE else instance_id
         if target is None:
             return False
         entry = self.entry(object_id, target)
@@ -233,7 +225,7 @@ class AccessControl:
     """
 
     def __init__(self, tree: ObjectTree, *, local: Grant | None = None) -> None:
-        tree.registry.get(ACCESS_CONTROL)  # its instances are created here: it must be defined
+        tree.registry.get(Acl.OBJECT)  # its instances are created here: it must be defined
         self.tree = tree
         self.local = local
         self._table = AclTable(self._read_entries())
@@ -311,23 +303,23 @@ class AccessControl:
         bootstrap); ``acl`` maps Short Server IDs (0: default) to ``Right`` bits, ``owner``
         65535 leaves the instance to the bootstrap server.
         """
-        if object_id == ACCESS_CONTROL:
+        if object_id == Acl.OBJECT:
             raise ValueError("/2 instances have no /2 instance of their own")
         self._drop(self._table.governing(object_id, instance_id))
         return self.tree.create_instance(
-            ACCESS_CONTROL,
+            Acl.OBJECT,
             None,
             [
-                (OBJECT_ID, object_id),
-                (INSTANCE_ID, instance_id),
-                (ACL, {int(s): int(bits) for s, bits in acl.items()}),
-                (OWNER, owner),
+                (Acl.OBJECT_ID, object_id),
+                (Acl.INSTANCE_ID, instance_id),
+                (Acl.ACL, {int(s): int(bits) for s, bits in acl.items()}),
+                (Acl.OWNER, owner),
             ],
         )
 
     def _on_change(self, path: Path) -> None:
         oid = path.object_id
-        if oid == ACCESS_CONTROL:
+        if oid == Acl.OBJECT:
             self._reread(path)
         elif oid is None or path.level > Level.INSTANCE:
             return
@@ -341,7 +333,7 @@ class AccessControl:
                 self._drop(
                     e
                     for e in self._table.entries()
-                    if e.object_id == oid and e.instance_id != OBJECT_LEVEL
+                    if e.object_id == oid and e.instance_id != Acl.OBJECT_LEVEL
                 )
             else:
                 self._drop(self._table.governing(oid, path.ids[1]))
@@ -365,7 +357,7 @@ class AccessControl:
         if (
             self.local is None
             or oid in BOOTSTRAP_ONLY
-            or oid == ACCESS_CONTROL
+            or oid == Acl.OBJECT
             or self.table.entry(oid, iid) is not None
         ):
             return
@@ -374,14 +366,14 @@ class AccessControl:
     def _drop(self, entries: Iterable[AclEntry]) -> None:
         """Delete these /2 instances."""
         for e in list(entries):
-            self.tree.delete_instance(ACCESS_CONTROL, e.iid)
+            self.tree.delete_instance(Acl.OBJECT, e.iid)
 
     def _read_entries(self) -> list[AclEntry]:
         """The well-formed /2 instances in the tree."""
-        base = Path((ACCESS_CONTROL,), self.tree.prefix)
+        base = Path((Acl.OBJECT,), self.tree.prefix)
         if not self.tree.has(base):
             return []
-        found = (self._read_entry(iid) for iid in self.tree.instance_ids(ACCESS_CONTROL))
+        found = (self._read_entry(iid) for iid in self.tree.instance_ids(Acl.OBJECT))
         return [e for e in found if e is not None]
 
     def _read_entry(self, iid: int) -> AclEntry | None:
@@ -389,13 +381,17 @@ class AccessControl:
         since then it grants nothing."""
         values: dict[int, object] = {}
         acl: dict[int, int] = {}
-        for r in self.tree.read(Path((ACCESS_CONTROL, iid), self.tree.prefix)):
-            if r.path.level is Level.RESOURCE_INSTANCE and r.path.ids[2] == ACL:
+        for r in self.tree.read(Path((Acl.OBJECT, iid), self.tree.prefix)):
+            if r.path.level is Level.RESOURCE_INSTANCE and r.path.ids[2] == Acl.ACL:
                 if isinstance(r.value, int):
                     acl[r.path.ids[3]] = r.value
             else:
                 values[r.path.ids[2]] = r.value
-        oid, target, owner = values.get(OBJECT_ID), values.get(INSTANCE_ID), values.get(OWNER)
+        oid, target, owner = (
+            values.get(Acl.OBJECT_ID),
+            values.get(Acl.INSTANCE_ID),
+            values.get(Acl.OWNER),
+        )
         if not isinstance(oid, int) or not isinstance(target, int):
             log.warning("/2/%d names no target instance; it grants nothing", iid)
             return None

@@ -51,35 +51,37 @@ from bridged.objects.errors import (
     UnsupportedContentFormat,
 )
 from bridged.objects.formats import ContentFormat, acceptable_for, codec_for
+from bridged.objects.ids import (
+    COSE,
+    OSCORE,
+    Acl,
+    Device,
+    LwM2MGateway,
+    Security,
+    SecurityMode,
+    Server,
+)
 from bridged.objects.linkformat import QUOTED_ATTRIBUTES, Link, format_links
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
 
-from .dm import END_DEVICES_READ_ONLY, GATEWAY_OBJECT, Reply, changes_end_devices
+from .dm import END_DEVICES_READ_ONLY, Reply, changes_end_devices
 from .nodes import NodeBackend, node_owned
 
 log = logging.getLogger(__name__)
 
-SECURITY, SERVER, ACCESS_CONTROL, DEVICE = 0, 1, 2, 3
-# /0 Security resources
-URI, IS_BOOTSTRAP, MODE, IDENTITY, SECRET_KEY, SSID, HOLD_OFF = 0, 1, 2, 3, 5, 10, 11
-# /1 Server resources (the Short Server ID is resource 0 there)
-SERVER_SSID, LIFETIME, NOTIFICATION_STORING, BINDING = 0, 1, 6, 7
-PRIORITY, BOOTSTRAP_ON_FAILURE = 13, 16
-
-PSK, RPK, CERTIFICATE, NOSEC, EST = 0, 1, 2, 3, 4
 SECURITY_MODE_NAMES = MappingProxyType(
     {
-        PSK: "PSK",
-        RPK: "RPK",
-        CERTIFICATE: "Certificate",
-        NOSEC: "NoSec",
-        EST: "EST",
+        SecurityMode.PSK: "PSK",
+        SecurityMode.RPK: "RPK",
+        SecurityMode.CERTIFICATE: "Certificate",
+        SecurityMode.NOSEC: "NoSec",
+        SecurityMode.EST: "EST",
     }
 )
 
-PROVISIONED_OBJECTS = frozenset({SECURITY, SERVER, ACCESS_CONTROL, 21, 23})
+PROVISIONED_OBJECTS = frozenset({Security.OBJECT, Server.OBJECT, Acl.OBJECT, OSCORE, COSE})
 """What the Bootstrap-Server configures: Security, Server, Access Control, OSCORE and /23.
 These are the objects Bootstrap-Delete of ``/`` clears and the state file keeps."""
 
@@ -100,8 +102,8 @@ def check_binding(binding: object) -> None:
         raise BadRequest(f"binding {binding!r} is not made of U, T, S and N, each once")
 
 
-_ACO_MANDATORY = (0, 1, 3)
-_SERVER_MANDATORY = (SERVER_SSID, LIFETIME, NOTIFICATION_STORING, BINDING)
+_ACO_MANDATORY = (Acl.OBJECT_ID, Acl.INSTANCE_ID, Acl.OWNER)
+_SERVER_MANDATORY = (Server.SSID, Server.LIFETIME, Server.NOTIFICATION_STORING, Server.BINDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,15 +138,18 @@ def _instances(tree: ObjectTree, oid: int) -> list[int]:
 
 def bootstrap_account(tree: ObjectTree) -> BootstrapAccount | None:
     """The Bootstrap-Server account in the tree, if there is one (the first, if several)."""
-    for iid in _instances(tree, SECURITY):
-        inst = Path((SECURITY, iid))
-        if _value(tree, inst.child(IS_BOOTSTRAP)) is True:
-            uri, mode = _value(tree, inst.child(URI)), _value(tree, inst.child(MODE))
-            hold_off = _value(tree, inst.child(HOLD_OFF))
+    for iid in _instances(tree, Security.OBJECT):
+        inst = Path((Security.OBJECT, iid))
+        if _value(tree, inst.child(Security.IS_BOOTSTRAP)) is True:
+            uri, mode = (
+                _value(tree, inst.child(Security.URI)),
+                _value(tree, inst.child(Security.MODE)),
+            )
+            hold_off = _value(tree, inst.child(Security.HOLD_OFF))
             return BootstrapAccount(
                 iid,
                 uri if isinstance(uri, str) else "",
-                mode if isinstance(mode, int) else NOSEC,
+                mode if isinstance(mode, int) else SecurityMode.NOSEC,
                 hold_off if isinstance(hold_off, int) and hold_off > 0 else 0,
             )
     return None
@@ -154,21 +159,21 @@ def server_accounts(tree: ObjectTree) -> list[ServerAccount]:
     """The complete LwM2M Server accounts, in registration order: /1/x/13 Registration
     Priority Order first (lowest first, absent last), then Short Server ID."""
     security: dict[int, tuple[int, str, int]] = {}
-    for iid in _instances(tree, SECURITY):
-        inst = Path((SECURITY, iid))
-        ssid, uri = _value(tree, inst.child(SSID)), _value(tree, inst.child(URI))
-        mode = _value(tree, inst.child(MODE))
-        if _value(tree, inst.child(IS_BOOTSTRAP)) is True or not isinstance(ssid, int):
+    for iid in _instances(tree, Security.OBJECT):
+        inst = Path((Security.OBJECT, iid))
+        ssid, uri = _value(tree, inst.child(Security.SSID)), _value(tree, inst.child(Security.URI))
+        mode = _value(tree, inst.child(Security.MODE))
+        if _value(tree, inst.child(Security.IS_BOOTSTRAP)) is True or not isinstance(ssid, int):
             continue
         if isinstance(uri, str) and isinstance(mode, int):
             security.setdefault(ssid, (iid, uri, mode))
     ranked: list[tuple[tuple[int, int], ServerAccount]] = []
-    for iid in _instances(tree, SERVER):
-        ssid = _value(tree, Path((SERVER, iid, SERVER_SSID)))
+    for iid in _instances(tree, Server.OBJECT):
+        ssid = _value(tree, Path((Server.OBJECT, iid, Server.SSID)))
         if not isinstance(ssid, int) or ssid not in security:
             continue
         sec_iid, uri, mode = security[ssid]
-        priority = _value(tree, Path((SERVER, iid, PRIORITY)))
+        priority = _value(tree, Path((Server.OBJECT, iid, Server.PRIORITY)))
         rank = priority if isinstance(priority, int) else 2**32
         ranked.append(((rank, ssid), ServerAccount(ssid, uri, mode, sec_iid, iid)))
     return [account for _, account in sorted(ranked, key=lambda r: r[0])]
@@ -192,7 +197,9 @@ def all_records(tree: ObjectTree, path: Path) -> list[Record]:
 # -- consistency ------------------------------------------------------------------------------
 
 
-def check_consistency(tree: ObjectTree, supported_modes: Iterable[int] = (NOSEC,)) -> list[str]:
+def check_consistency(
+    tree: ObjectTree, supported_modes: Iterable[int] = (SecurityMode.NOSEC,)
+) -> list[str]:
     """What is wrong with the configuration in the tree; an empty list means consistent.
 
     Consistent means: at most one Bootstrap-Server account; every Security instance complete
@@ -205,48 +212,48 @@ def check_consistency(tree: ObjectTree, supported_modes: Iterable[int] = (NOSEC,
     problems: list[str] = []
     bootstrap_iids: list[int] = []
     security_ssids: dict[int, int] = {}
-    for iid in _instances(tree, SECURITY):
-        inst = Path((SECURITY, iid))
-        is_bs = _value(tree, inst.child(IS_BOOTSTRAP))
+    for iid in _instances(tree, Security.OBJECT):
+        inst = Path((Security.OBJECT, iid))
+        is_bs = _value(tree, inst.child(Security.IS_BOOTSTRAP))
         if not isinstance(is_bs, bool):
             problems.append(f"{inst}: Bootstrap-Server (resource 1) is missing")
             continue
         if is_bs:
             bootstrap_iids.append(iid)
         else:
-            ssid = _value(tree, inst.child(SSID))
+            ssid = _value(tree, inst.child(Security.SSID))
             if not isinstance(ssid, int):
                 problems.append(f"{inst}: Short Server ID (resource 10) is missing")
             elif ssid in security_ssids:
                 problems.append(
                     f"{inst}: Short Server ID {ssid} is also that of "
-                    f"{Path((SECURITY, security_ssids[ssid]))}"
+                    f"{Path((Security.OBJECT, security_ssids[ssid]))}"
                 )
             else:
                 security_ssids[ssid] = iid
         problems.extend(_security_problems(tree, inst, supported))
     if len(bootstrap_iids) > 1:
-        listed = ", ".join(str(Path((SECURITY, i))) for i in bootstrap_iids)
+        listed = ", ".join(str(Path((Security.OBJECT, i))) for i in bootstrap_iids)
         problems.append(f"more than one Bootstrap-Server account: {listed}")
 
     server_ssids: dict[int, int] = {}
-    for iid in _instances(tree, SERVER):
-        inst = Path((SERVER, iid))
+    for iid in _instances(tree, Server.OBJECT):
+        inst = Path((Server.OBJECT, iid))
         missing = [str(r) for r in _SERVER_MANDATORY if not tree.has(inst.child(r))]
         if missing:
             problems.append(f"{inst}: mandatory resources {', '.join(missing)} are missing")
-        ssid = _value(tree, inst.child(SERVER_SSID))
+        ssid = _value(tree, inst.child(Server.SSID))
         if not isinstance(ssid, int):
             continue
         if ssid in server_ssids:
             problems.append(
                 f"{inst}: Short Server ID {ssid} is also that of "
-                f"{Path((SERVER, server_ssids[ssid]))}"
+                f"{Path((Server.OBJECT, server_ssids[ssid]))}"
             )
         server_ssids[ssid] = iid
         if ssid not in security_ssids:
             problems.append(f"{inst}: no Security instance has Short Server ID {ssid}")
-        binding = _value(tree, inst.child(BINDING))
+        binding = _value(tree, inst.child(Server.BINDING))
         try:
             check_binding(binding)
         except BadRequest as e:
@@ -254,11 +261,11 @@ def check_consistency(tree: ObjectTree, supported_modes: Iterable[int] = (NOSEC,
     for ssid, sec_iid in sorted(security_ssids.items()):
         if ssid not in server_ssids:
             problems.append(
-                f"{Path((SECURITY, sec_iid))}: no Server instance has Short Server ID {ssid}"
+                f"{Path((Security.OBJECT, sec_iid))}: no Server instance has Short Server ID {ssid}"
             )
 
-    for iid in _instances(tree, ACCESS_CONTROL):
-        inst = Path((ACCESS_CONTROL, iid))
+    for iid in _instances(tree, Acl.OBJECT):
+        inst = Path((Acl.OBJECT, iid))
         missing = [str(r) for r in _ACO_MANDATORY if not tree.has(inst.child(r))]
         if missing:
             problems.append(f"{inst}: mandatory resources {', '.join(missing)} are missing")
@@ -271,7 +278,7 @@ def check_consistency(tree: ObjectTree, supported_modes: Iterable[int] = (NOSEC,
 def _security_problems(tree: ObjectTree, inst: Path, supported: frozenset[int]) -> list[str]:
     """What is wrong with one Security instance's URI, mode and keys."""
     problems: list[str] = []
-    uri, mode = _value(tree, inst.child(URI)), _value(tree, inst.child(MODE))
+    uri, mode = _value(tree, inst.child(Security.URI)), _value(tree, inst.child(Security.MODE))
     if not isinstance(mode, int):
         return [f"{inst}: Security Mode (resource 2) is missing"]
     name = SECURITY_MODE_NAMES.get(mode, str(mode))
@@ -282,11 +289,11 @@ def _security_problems(tree: ObjectTree, inst: Path, supported: frozenset[int]) 
         problems.append(f"{inst}: LwM2M Server URI (resource 0) is missing")
     else:
         split = urlsplit(uri)
-        wanted = "coap" if mode == NOSEC else "coaps"
+        wanted = "coap" if mode == SecurityMode.NOSEC else "coaps"
         if split.scheme != wanted or not split.hostname:
             problems.append(f"{inst}: URI {uri!r} is not a {wanted}:// URI, as {name} needs")
-    if mode == PSK:
-        for rid, what in ((IDENTITY, "PSK identity"), (SECRET_KEY, "PSK key")):
+    if mode == SecurityMode.PSK:
+        for rid, what in ((Security.IDENTITY, "PSK identity"), (Security.SECRET_KEY, "PSK key")):
             value = _value(tree, inst.child(rid))
             if not isinstance(value, bytes) or not value:
                 problems.append(f"{inst}: the {what} (resource {rid}) is missing")
@@ -309,7 +316,7 @@ class BootstrapInterface:
         self,
         tree: ObjectTree,
         *,
-        supported_modes: Iterable[int] = (NOSEC,),
+        supported_modes: Iterable[int] = (SecurityMode.NOSEC,),
         preferred_format: int = ContentFormat.SENML_CBOR,
         provisioned: frozenset[int] = PROVISIONED_OBJECTS,
         version: str = "1.1",
@@ -341,7 +348,7 @@ class BootstrapInterface:
             path = Path.from_segments(segments)
             if path.prefix is not None:
                 raise MethodNotAllowed("bootstrap information never holds an end device's objects")
-            if path.object_id == GATEWAY_OBJECT and changes_end_devices(
+            if path.object_id == LwM2MGateway.OBJECT and changes_end_devices(
                 method, payload, content_format
             ):
                 raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
@@ -438,7 +445,7 @@ class BootstrapInterface:
 
     def read(self, path: Path, accept: int | None) -> Reply:
         """Bootstrap-Read, of /1 Server and /2 Access Control only (LwM2M 1.1)."""
-        if path.level is Level.ROOT or path.ids[0] not in (SERVER, ACCESS_CONTROL):
+        if path.level is Level.ROOT or path.ids[0] not in (Server.OBJECT, Acl.OBJECT):
             raise Unauthorized(f"Bootstrap-Read reads /1 and /2 only, not {path}")
         if path.level > Level.RESOURCE:
             raise BadRequest("Bootstrap-Read targets an object, instance or resource")
@@ -482,14 +489,18 @@ class BootstrapInterface:
     ) -> tuple[tuple[str, str | None], ...]:
         """``ssid`` on Security (but the Bootstrap-Server's) and Server instances, ``uri`` on
         Security instances."""
-        if oid not in (SECURITY, SERVER):
+        if oid not in (Security.OBJECT, Server.OBJECT):
             return ()
         inst = Path((oid, iid))
         pairs: list[tuple[str, str | None]] = []
-        ssid = _value(self.tree, inst.child(SSID if oid == SECURITY else SERVER_SSID))
-        if isinstance(ssid, int) and not (oid == SECURITY and bs is not None and bs.iid == iid):
+        ssid = _value(
+            self.tree, inst.child(Security.SSID if oid == Security.OBJECT else Server.SSID)
+        )
+        if isinstance(ssid, int) and not (
+            oid == Security.OBJECT and bs is not None and bs.iid == iid
+        ):
             pairs.append(("ssid", str(ssid)))
-        uri = _value(self.tree, inst.child(URI)) if oid == SECURITY else None
+        uri = _value(self.tree, inst.child(Security.URI)) if oid == Security.OBJECT else None
         if isinstance(uri, str):
             pairs.append(("uri", uri))
         return tuple(pairs)
@@ -499,10 +510,10 @@ class BootstrapInterface:
         if path.level > Level.INSTANCE:
             raise BadRequest(f"Bootstrap-Delete targets /, an object or an instance, not {path}")
         bs = bootstrap_account(self.tree)
-        keep = {(SECURITY, bs.iid)} if bs is not None else set()
+        keep = {(Security.OBJECT, bs.iid)} if bs is not None else set()
         if path.level is Level.INSTANCE:
             oid, iid = path.ids
-            if oid == DEVICE:
+            if oid == Device.OBJECT:
                 raise BadRequest("the Device object instance is never deleted")
             if (oid, iid) in keep:
                 raise BadRequest(f"{path} is the Bootstrap-Server account")
@@ -511,7 +522,7 @@ class BootstrapInterface:
             self.tree.delete_instance(oid, iid)
             return Reply(Code.DELETED)
         if path.level is Level.OBJECT:
-            if path.ids[0] == DEVICE:
+            if path.ids[0] == Device.OBJECT:
                 raise BadRequest("the Device object instance is never deleted")
             try:
                 self.tree.registry.get(path.ids[0])

@@ -27,10 +27,11 @@ from aiocoap import resource
 from aiocoap.numbers.codes import Code
 
 from bridged.objects.formats import ContentFormat
+from bridged.objects.ids import SecurityMode, Server
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 
-from .bootstrap import NOSEC, SERVER, BootstrapInterface, bootstrap_account
+from .bootstrap import BootstrapInterface, bootstrap_account
 from .dm import handle_request, reply_message
 from .nodes import NodeBackend
 from .registration import RetryPolicy
@@ -38,8 +39,6 @@ from .site import ClientSite
 
 log = logging.getLogger(__name__)
 
-LAST_BOOTSTRAPPED = 12
-"""/1/x/12, set on every Server instance when a bootstrap finishes."""
 
 EXCHANGE_LIFETIME = 247.0
 """CoAP's EXCHANGE_LIFETIME (RFC 7252): the default wait for the Bootstrap-Server's next word."""
@@ -128,7 +127,7 @@ class Bootstrapper:
         endpoint: str,
         config: BootstrapConfig,
         *,
-        supported_modes: Iterable[int] = (NOSEC,),
+        supported_modes: Iterable[int] = (SecurityMode.NOSEC,),
         version: str = "1.1",
         on_event: Callable[[BootstrapEvent], None] = lambda e: None,
         nodes: NodeBackend | None = None,
@@ -254,8 +253,8 @@ class Bootstrapper:
 
     def _stamp_servers(self) -> None:
         """Record the time of this bootstrap in /1/x/12 Last Bootstrapped."""
-        if not self.tree.has(Path((SERVER,))):
+        if not self.tree.has(Path((Server.OBJECT,))):
             return
         now = int(time.time())
-        for iid in self.tree.instance_ids(SERVER):
-            self.tree.set(Path((SERVER, iid, LAST_BOOTSTRAPPED)), now)
+        for iid in self.tree.instance_ids(Server.OBJECT):
+            self.tree.set(Path((Server.OBJECT, iid, Server.LAST_BOOTSTRAPPED)), now)

@@ -35,39 +35,17 @@ from aiocoap.numbers.codes import Code
 from bridged.objects.builtin import builtin_objects
 from bridged.objects.errors import BadRequest
 from bridged.objects.formats import ContentFormat
+from bridged.objects.ids import Acl, LwM2MGateway, Security, SecurityMode, Server
 from bridged.objects.linkformat import registration_links
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
 
 from .access import BOOTSTRAP_ONLY, CREATOR_RIGHTS, AccessControl, Grant, Right
-from .bootstrap import (
-    BINDING,
-    BOOTSTRAP_ON_FAILURE,
-    HOLD_OFF,
-    LIFETIME,
-    NOTIFICATION_STORING,
-    ServerAccount,
-    bootstrap_account,
-    check_binding,
-    server_accounts,
-)
-from .bootstrap import IDENTITY as PSK_IDENTITY
-from .bootstrap import IS_BOOTSTRAP as BOOTSTRAP_SERVER
-from .bootstrap import MODE as SECURITY_MODE
-from .bootstrap import NOSEC as MODE_NOSEC
-from .bootstrap import PSK as MODE_PSK
-from .bootstrap import SECRET_KEY as PSK_KEY
-from .bootstrap import SECURITY as SECURITY_OBJECT
-from .bootstrap import SERVER as SERVER_OBJECT
-from .bootstrap import SERVER_SSID as SHORT_SERVER_ID
-from .bootstrap import SSID as SECURITY_SSID
-from .bootstrap import URI as SERVER_URI
+from .bootstrap import ServerAccount, bootstrap_account, check_binding, server_accounts
 from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper
 from .coap import ack_watch, send_delay
 from .dm import (
-    GATEWAY_OBJECT,
-    IOT_DEVICE_OBJECTS,
     DeviceManagement,
     DeviceManagementResource,
     EndDevices,
@@ -90,7 +68,6 @@ from .registration import (
     failure_text,
 )
 from .send import (
-    MUTE_SEND,
     SEND_PATH,
     SendNotRegistered,
     SendOutcome,
@@ -104,16 +81,18 @@ from .site import ClientSite, NotServing
 
 log = logging.getLogger(__name__)
 
-UPDATE_TRIGGER = 8
-"""/1/x/8 Registration Update Trigger."""
-SUPPORTED_SECURITY_MODES = frozenset({MODE_PSK, MODE_NOSEC})
+SUPPORTED_SECURITY_MODES = frozenset({SecurityMode.PSK, SecurityMode.NOSEC})
 """The security modes the client can register with; Bootstrap-Finish refuses any other."""
-BOOTSTRAP_TRIGGER = 9
-RETRY_RESOURCES = (("count", 17), ("timer", 18), ("sequence_delay", 19), ("sequence_count", 20))
+RETRY_RESOURCES = (
+    ("count", Server.RETRY_COUNT),
+    ("timer", Server.RETRY_TIMER),
+    ("sequence_delay", Server.SEQUENCE_DELAY),
+    ("sequence_count", Server.SEQUENCE_COUNT),
+)
 """/1/x/17-20: Communication Retry Count, Retry Timer, Sequence Delay Timer, Sequence Retry
 Count; when a Bootstrap-Server provisioned them they override the configuration."""
 
-_SERVER_DEFINITION = next(o for o in builtin_objects() if o.id == SERVER_OBJECT)
+_SERVER_DEFINITION = next(o for o in builtin_objects() if o.id == Server.OBJECT)
 
 
 def server_resource_bounds(rid: int) -> tuple[int, int]:
@@ -163,7 +142,7 @@ class ServerConfig:
                 raise ValueError(f"server {self.uri}: a PSK needs a coaps:// URI; coap:// is NoSec")
         else:
             raise ValueError(f"server {self.uri!r}: the URI must be coap:// or coaps://")
-        for rid, value in ((SHORT_SERVER_ID, self.short_server_id), (LIFETIME, self.lifetime)):
+        for rid, value in ((Server.SSID, self.short_server_id), (Server.LIFETIME, self.lifetime)):
             try:
                 check_value(_SERVER_DEFINITION.resource(rid), value)
             except BadRequest as e:
@@ -172,7 +151,7 @@ class ServerConfig:
     @property
     def security_mode(self) -> int:
         """LwM2M security mode (/0/x/2): 0 for DTLS-PSK, 3 for NoSec."""
-        return MODE_PSK if self.psk_key else MODE_NOSEC
+        return SecurityMode.PSK if self.psk_key else SecurityMode.NOSEC
 
 
 class ServerSession:
@@ -267,7 +246,7 @@ class ServerSession:
     # -- what the tree says ------------------------------------------------------------------
 
     def _security(self, rid: int) -> Value | None:
-        path = Path((SECURITY_OBJECT, self.security_instance, rid))
+        path = Path((Security.OBJECT, self.security_instance, rid))
         if not self.tree.has(path):
             return None
         value = self.tree.get(path)
@@ -276,7 +255,7 @@ class ServerSession:
     @property
     def uri(self) -> str:
         """The Server URI, /0/x/0."""
-        uri = self._security(SERVER_URI)
+        uri = self._security(Security.URI)
         return uri if isinstance(uri, str) else self.config.uri
 
     @property
@@ -285,10 +264,10 @@ class ServerSession:
 
     async def _open_endpoint(self, bind: tuple[str, int]) -> Endpoint:
         site = DeviceManagementResource(self.dm, self.observations)
-        mode = self._security(SECURITY_MODE)
+        mode = self._security(Security.MODE)
         scheme = urlsplit(self.uri).scheme
-        if mode == MODE_PSK and scheme == "coaps":
-            identity, key = self._security(PSK_IDENTITY), self._security(PSK_KEY)
+        if mode == SecurityMode.PSK and scheme == "coaps":
+            identity, key = self._security(Security.IDENTITY), self._security(Security.SECRET_KEY)
             if not isinstance(identity, bytes) or not isinstance(key, bytes) or not key:
                 raise ValueError(f"server {self.uri}: /0/{self.security_instance} has no PSK")
             return await DtlsPskEndpoint.create(
@@ -298,7 +277,7 @@ class ServerSession:
                 site,
                 handshake_timeout=self.config.dtls_handshake_timeout,
             )
-        if mode == MODE_NOSEC and scheme == "coap":
+        if mode == SecurityMode.NOSEC and scheme == "coap":
             return await UdpEndpoint.create(site, bind)
         raise ValueError(
             f"server {self.uri}: security mode {mode!r} over {scheme}:// is not supported"
@@ -307,9 +286,9 @@ class ServerSession:
 
     def params(self) -> RegistrationParams:
         """What the registration carries now, read from the tree and this server's /1."""
-        server = Path((SERVER_OBJECT, self.server_instance))
-        lifetime = self.tree.get(server.child(LIFETIME))
-        binding = self.tree.get(server.child(BINDING))
+        server = Path((Server.OBJECT, self.server_instance))
+        lifetime = self.tree.get(server.child(Server.LIFETIME))
+        binding = self.tree.get(server.child(Server.BINDING))
         objects = [(o, iids) for o, iids in self.tree.objects() if o.id not in BOOTSTRAP_ONLY]
         return RegistrationParams(
             lifetime=lifetime if isinstance(lifetime, int) else self.config.lifetime,
@@ -321,12 +300,15 @@ class ServerSession:
     def carries(self, path: Path) -> bool:
         """True if a change at ``path`` changes what this server's Update carries (or, for
         /25/x/3, an end device's object list, which a server reads /25 on each Update for)."""
-        if path.level <= Level.INSTANCE or path.ids[::2] == (GATEWAY_OBJECT, IOT_DEVICE_OBJECTS):
+        if path.level <= Level.INSTANCE or path.ids[::2] == (
+            LwM2MGateway.OBJECT,
+            LwM2MGateway.IOT_DEVICE_OBJECTS,
+        ):
             return True
         return (
-            path.object_id == SERVER_OBJECT
+            path.object_id == Server.OBJECT
             and path.ids[1] == self.server_instance
-            and path.resource_id in (LIFETIME, BINDING)
+            and path.resource_id in (Server.LIFETIME, Server.BINDING)
         )
 
     # -- running -----------------------------------------------------------------------------
@@ -499,7 +481,7 @@ class LwM2MClient:
         ids = [s.short_server_id for s in self.servers]
         if len(set(ids)) != len(ids):
             raise ValueError(f"short server IDs must differ between servers: {ids}")
-        plain = sum(1 for s in self.servers if s.security_mode == MODE_NOSEC)
+        plain = sum(1 for s in self.servers if s.security_mode == SecurityMode.NOSEC)
         if bind[1] != 0 and plain > 1:
             raise ValueError(f"{plain} NoSec servers cannot share the fixed port {bind[1]}")
         self.bind = bind
@@ -536,26 +518,26 @@ class LwM2MClient:
     def _factory_bootstrap(self, s: ServerConfig) -> None:
         """Create the /0 and /1 instances of server ``s`` from the configuration unless
         instances with its Short Server ID are there already."""
-        if self._find(SECURITY_OBJECT, SECURITY_SSID, s.short_server_id) is None:
+        if self._find(Security.OBJECT, Security.SSID, s.short_server_id) is None:
             values: list[tuple[int, Value | dict[int, Value]]] = [
-                (SERVER_URI, s.uri),
-                (BOOTSTRAP_SERVER, False),
-                (SECURITY_MODE, s.security_mode),
-                (SECURITY_SSID, s.short_server_id),
+                (Security.URI, s.uri),
+                (Security.IS_BOOTSTRAP, False),
+                (Security.MODE, s.security_mode),
+                (Security.SSID, s.short_server_id),
             ]
             if s.psk_identity is not None and s.psk_key is not None:
-                values += [(PSK_IDENTITY, s.psk_identity), (PSK_KEY, s.psk_key)]
-            self.tree.create_instance(SECURITY_OBJECT, None, values)
-        if self._find(SERVER_OBJECT, SHORT_SERVER_ID, s.short_server_id) is None:
+                values += [(Security.IDENTITY, s.psk_identity), (Security.SECRET_KEY, s.psk_key)]
+            self.tree.create_instance(Security.OBJECT, None, values)
+        if self._find(Server.OBJECT, Server.SSID, s.short_server_id) is None:
             self.tree.create_instance(
-                SERVER_OBJECT,
+                Server.OBJECT,
                 None,
                 [
-                    (SHORT_SERVER_ID, s.short_server_id),
-                    (LIFETIME, s.lifetime),
-                    (NOTIFICATION_STORING, False),
-                    (BINDING, s.binding),
-                    (MUTE_SEND, s.mute_send),
+                    (Server.SSID, s.short_server_id),
+                    (Server.LIFETIME, s.lifetime),
+                    (Server.NOTIFICATION_STORING, False),
+                    (Server.BINDING, s.binding),
+                    (Server.MUTE_SEND, s.mute_send),
                 ],
             )
 
@@ -564,16 +546,16 @@ class LwM2MClient:
         configuration names its own Bootstrap-Server, which then wins)."""
         if bootstrap_account(self.tree) is None:
             self.tree.create_instance(
-                SECURITY_OBJECT,
+                Security.OBJECT,
                 None,
                 [
-                    (SERVER_URI, b.uri),
-                    (BOOTSTRAP_SERVER, True),
-                    (SECURITY_MODE, MODE_NOSEC),
-                    (PSK_IDENTITY, b""),
-                    (4, b""),
-                    (PSK_KEY, b""),
-                    (HOLD_OFF, b.hold_off),
+                    (Security.URI, b.uri),
+                    (Security.IS_BOOTSTRAP, True),
+                    (Security.MODE, SecurityMode.NOSEC),
+                    (Security.IDENTITY, b""),
+                    (Security.SERVER_PUBLIC_KEY, b""),
+                    (Security.SECRET_KEY, b""),
+                    (Security.HOLD_OFF, b.hold_off),
                 ],
             )
 
@@ -597,15 +579,15 @@ class LwM2MClient:
             self.store.load(self.tree)
         for s in self.servers:
             self._factory_bootstrap(s)
-        self.tree.constrain(SERVER_OBJECT, BINDING, check_binding)
-        self.tree.on_execute(SERVER_OBJECT, UPDATE_TRIGGER, self._update_trigger)
+        self.tree.constrain(Server.OBJECT, Server.BINDING, check_binding)
+        self.tree.on_execute(Server.OBJECT, Server.UPDATE_TRIGGER, self._update_trigger)
         self._unsubscribe = self.tree.subscribe(self._on_change)
         if self.bootstrap is None:
             await self._open_sessions()
             return
         self._factory_bootstrap_account(self.bootstrap)
         self.tree.on_execute(
-            SERVER_OBJECT, BOOTSTRAP_TRIGGER, lambda path, args: self._bootstrap_wanted.set()
+            Server.OBJECT, Server.BOOTSTRAP_TRIGGER, lambda path, args: self._bootstrap_wanted.set()
         )
         self._task = asyncio.create_task(self._lifecycle(), name=f"lwm2m-{self.endpoint}")
 
@@ -637,10 +619,10 @@ class LwM2MClient:
         ) or ServerConfig(
             account.uri,
             account.ssid,
-            psk_identity=self._bytes(account.security_iid, PSK_IDENTITY),
-            psk_key=self._bytes(account.security_iid, PSK_KEY),
+            psk_identity=self._bytes(account.security_iid, Security.IDENTITY),
+            psk_key=self._bytes(account.security_iid, Security.SECRET_KEY),
         )
-        server = Path((SERVER_OBJECT, account.server_iid))
+        server = Path((Server.OBJECT, account.server_iid))
         provisioned = {
             name: value
             for name, rid in RETRY_RESOURCES
@@ -652,7 +634,7 @@ class LwM2MClient:
         )
 
     def _bytes(self, security_iid: int, rid: int) -> bytes | None:
-        path = Path((SECURITY_OBJECT, security_iid, rid))
+        path = Path((Security.OBJECT, security_iid, rid))
         value = self.tree.get(path) if self.tree.has(path) else None
         return value if isinstance(value, bytes) and value else None
 
@@ -700,8 +682,13 @@ class LwM2MClient:
         binding, its Update trigger).
         """
         provisioned = {
-            (self.tree.get(Path((2, iid, 0))), self.tree.get(Path((2, iid, 1))))
-            for iid in (self.tree.instance_ids(2) if self.tree.has(Path((2,))) else [])
+            (
+                self.tree.get(Path((Acl.OBJECT, iid, Acl.OBJECT_ID))),
+                self.tree.get(Path((Acl.OBJECT, iid, Acl.INSTANCE_ID))),
+            )
+            for iid in (
+                self.tree.instance_ids(Acl.OBJECT) if self.tree.has(Path((Acl.OBJECT,))) else []
+            )
         }
         primary = accounts[0].ssid
         access = AccessControl(
@@ -709,9 +696,9 @@ class LwM2MClient:
             local=Grant(primary, {primary: int(CREATOR_RIGHTS), 0: int(Right.READ)}),
         )
         for a in accounts:
-            if (SERVER_OBJECT, a.server_iid) not in provisioned:
+            if (Server.OBJECT, a.server_iid) not in provisioned:
                 access.grant(
-                    SERVER_OBJECT, a.server_iid, owner=a.ssid, acl={a.ssid: int(CREATOR_RIGHTS)}
+                    Server.OBJECT, a.server_iid, owner=a.ssid, acl={a.ssid: int(CREATOR_RIGHTS)}
                 )
         return access
 
@@ -741,7 +728,7 @@ class LwM2MClient:
 
     def _bootstrap_on_failure(self, server_iid: int) -> bool:
         """/1/x/16 of the server that failed; true when absent, as LwM2M 1.1 says."""
-        flag = Path((SERVER_OBJECT, server_iid, BOOTSTRAP_ON_FAILURE))
+        flag = Path((Server.OBJECT, server_iid, Server.BOOTSTRAP_ON_FAILURE))
         return not self.tree.has(flag) or self.tree.get(flag) is not False
 
     async def _lifecycle(self) -> None:

@@ -61,6 +61,7 @@ from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 from bridged import __version__
+from bridged.objects.ids import Connectivity, Device
 from bridged.objects.paths import Path as LwM2MPath
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Value
@@ -86,19 +87,12 @@ ResourceValues = dict[int, Value | dict[int, Value]]
 """Resource values of one instance by resource ID, as ``ObjectTree.create_instance`` takes them
 (a multi-instance resource is a ``{riid: value}`` dict)."""
 
-DEVICE = 3
-CONNECTIVITY = 4
-REBOOT = 4
-FACTORY_RESET = 5
-
 BEARER_WLAN = 21
 BEARER_ETHERNET = 41
 """Network Bearer codes of /4/x/0 (21-40 wireless, 41-50 wireline). Ethernet is also the
 fallback when no interface has a known bearer, since a gateway without routes is most often
 one whose cable is out."""
 
-CURRENT_TIME = 13
-MEMORY_FREE = 10
 FACTS_MAX_AGE = 1.0
 """How old, in seconds, the machine facts behind a computed value may be, so that one Read of
 /4/0, or of /3/0 and /4/0 together, reads the machine once rather than once per resource."""
@@ -219,33 +213,33 @@ def device_resources(facts: MachineFacts, *, binding: str = "U") -> ResourceValu
     """
     manufacturer, model, hardware = _identity(facts)
     values: ResourceValues = {
-        0: manufacturer,
-        1: model,
-        3: __version__,
-        16: binding,
-        17: DEVICE_TYPE,
-        19: _software_version(facts),
+        Device.MANUFACTURER: manufacturer,
+        Device.MODEL_NUMBER: model,
+        Device.FIRMWARE_VERSION: __version__,
+        Device.SUPPORTED_BINDINGS: binding,
+        Device.DEVICE_TYPE: DEVICE_TYPE,
+        Device.SOFTWARE_VERSION: _software_version(facts),
     }
     serial = _serial_number(facts)
     if serial is not None:
-        values[2] = serial
+        values[Device.SERIAL_NUMBER] = serial
     if hardware is not None:
-        values[18] = hardware
+        values[Device.HARDWARE_VERSION] = hardware
     if facts.mem_total_kib is not None:
-        values[21] = _kilobytes(facts.mem_total_kib)
+        values[Device.MEMORY_TOTAL] = _kilobytes(facts.mem_total_kib)
     values.update(status_resources(facts))
     return values
 
 
 def status_resources(facts: MachineFacts) -> ResourceValues:
     """The /3/0 values that change while the daemon runs: memory, errors, time and zone."""
-    values: ResourceValues = {11: {0: NO_ERROR}, 13: facts.time}
+    values: ResourceValues = {Device.ERROR_CODE: {0: NO_ERROR}, Device.CURRENT_TIME: facts.time}
     if facts.mem_available_kib is not None:
-        values[10] = _kilobytes(facts.mem_available_kib)
+        values[Device.MEMORY_FREE] = _kilobytes(facts.mem_available_kib)
     if facts.utc_offset is not None:
-        values[14] = _utc_offset_text(facts.utc_offset)
+        values[Device.UTC_OFFSET] = _utc_offset_text(facts.utc_offset)
     if facts.timezone is not None:
-        values[15] = facts.timezone
+        values[Device.TIMEZONE] = facts.timezone
     return values
 
 
@@ -269,12 +263,12 @@ def connectivity_resources(facts: MachineFacts) -> ResourceValues:
     )
     routers = dict.fromkeys(str(r.gateway) for r in _by_preference(facts.default_routes))
     return {
-        0: bearer,
-        1: dict(enumerate(sorted(available))),
-        2: 0 if radio is None else radio.level,
-        3: 0 if radio is None else radio.quality,
-        4: dict(enumerate(str(a) for a in addresses)),
-        5: dict(enumerate(routers)),
+        Connectivity.NETWORK_BEARER: bearer,
+        Connectivity.AVAILABLE_BEARERS: dict(enumerate(sorted(available))),
+        Connectivity.RADIO_SIGNAL_STRENGTH: 0 if radio is None else radio.level,
+        Connectivity.LINK_QUALITY: 0 if radio is None else radio.quality,
+        Connectivity.IP_ADDRESSES: dict(enumerate(str(a) for a in addresses)),
+        Connectivity.ROUTER_IP_ADDRESSES: dict(enumerate(routers)),
     }
 
 
@@ -387,19 +381,21 @@ def install_device_objects(
     /3/0/5. They run while the request is being answered, so they must only schedule the
     restart and return, or the server never sees its 2.04.
     """
-    tree.create_instance(DEVICE, 0, device_resources(facts, binding=binding).items())
-    tree.create_instance(CONNECTIVITY, 0, connectivity_resources(facts).items())
+    tree.create_instance(Device.OBJECT, 0, device_resources(facts, binding=binding).items())
+    tree.create_instance(Connectivity.OBJECT, 0, connectivity_resources(facts).items())
     recent = _Recent(machine or (lambda: facts), facts)
-    device = LwM2MPath((DEVICE, 0), tree.prefix)
-    tree.compute(device.child(CURRENT_TIME), lambda: int(clock()))
-    if tree.has(device.child(MEMORY_FREE)):
-        tree.compute(device.child(MEMORY_FREE), partial(_status, recent, MEMORY_FREE))
-    connectivity = LwM2MPath((CONNECTIVITY, 0), tree.prefix)
+    device = LwM2MPath((Device.OBJECT, 0), tree.prefix)
+    tree.compute(device.child(Device.CURRENT_TIME), lambda: int(clock()))
+    if tree.has(device.child(Device.MEMORY_FREE)):
+        tree.compute(device.child(Device.MEMORY_FREE), partial(_status, recent, Device.MEMORY_FREE))
+    connectivity = LwM2MPath((Connectivity.OBJECT, 0), tree.prefix)
     for rid in connectivity_resources(facts):
         tree.compute(connectivity.child(rid), partial(_connectivity, recent, rid))
-    tree.on_execute(DEVICE, REBOOT, lambda _path, _arguments: on_reboot())
+    tree.on_execute(Device.OBJECT, Device.REBOOT, lambda _path, _arguments: on_reboot())
     if on_factory_reset is not None:
-        tree.on_execute(DEVICE, FACTORY_RESET, lambda _path, _arguments: on_factory_reset())
+        tree.on_execute(
+            Device.OBJECT, Device.FACTORY_RESET, lambda _path, _arguments: on_factory_reset()
+        )
 
 
 class _Recent:

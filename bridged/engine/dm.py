@@ -55,6 +55,7 @@ from bridged.objects.formats import (
     codec_for,
     composite_codec_for,
 )
+from bridged.objects.ids import LwM2MGateway
 from bridged.objects.linkformat import (
     Attributes,
     announced_version,
@@ -84,13 +85,6 @@ MAX_PAYLOAD = 64 * 1024
 """The largest request body served (4.13 above it, at the first Block1 block past it: see
 ``bridged.engine.blockwise``). A server's writes to a gateway (values, composite writes of many
 nodes) stay far below this, so a larger body is a mistake or an attack."""
-
-GATEWAY_OBJECT = 25
-"""The LwM2M Gateway object (Gateway TS 1.1): the gateway's view of its end devices, which
-pairing and unpairing change. Servers read it; a Create, Write or Delete in it is 4.05 from any
-server, the Bootstrap-Server included (a deleted /25 instance would hide a paired node)."""
-IOT_DEVICE_OBJECTS = 3
-"""/25/x/3 IoT Device Objects: an end device's object list."""
 
 NUMERIC_TYPES = frozenset({"Integer", "Unsigned Integer", "Float"})
 """Resource types that gt, lt and st apply to."""
@@ -262,7 +256,7 @@ class DeviceManagement:
             raise MethodNotAllowed("this operation needs an object path")
         if path.object_id in BOOTSTRAP_ONLY:
             raise Unauthorized(f"{path} is only for the bootstrap server")
-        if path.object_id == GATEWAY_OBJECT and changes_end_devices(
+        if path.object_id == LwM2MGateway.OBJECT and changes_end_devices(
             method, payload, content_format
         ):
             raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")

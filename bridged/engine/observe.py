@@ -60,6 +60,7 @@ from aiocoap.pipe import Pipe
 
 from bridged.objects.errors import NotFound
 from bridged.objects.formats import ContentFormat, codec_for, composite_codec_for
+from bridged.objects.ids import Server
 from bridged.objects.linkformat import Attributes
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.values import Record
@@ -79,9 +80,6 @@ from .series import SeriesOutcome, carries_time, split
 
 log = logging.getLogger(__name__)
 
-SERVER_OBJECT = 1
-DEFAULT_PMIN, DEFAULT_PMAX = 2, 3
-"""/1/x/2 Default Minimum Period and /1/x/3 Default Maximum Period."""
 
 OBSERVE_MODULO = 1 << 24
 """The Observe option carries a 24-bit sequence number (RFC 7641 §4.4)."""
@@ -451,8 +449,12 @@ class Observations:
         self._add_response(obs, last, is_last=True)
 
     def _on_change(self, path: Path) -> None:
-        server = path.object_id == SERVER_OBJECT and path.instance_id == self.server_instance
-        if server and path.resource_id in (None, DEFAULT_PMIN, DEFAULT_PMAX) and self._observations:
+        server = path.object_id == Server.OBJECT and path.instance_id == self.server_instance
+        if (
+            server
+            and path.resource_id in (None, Server.DEFAULT_PMIN, Server.DEFAULT_PMAX)
+            and self._observations
+        ):
             self.attributes_changed()
         affected = set(self._under.get(path, ()))
         for level in range(len(path.ids)):
@@ -634,9 +636,9 @@ class Observations:
     def _defaults(self) -> Attributes:
         if self.server_instance is None:
             return Attributes()
-        server = Path((SERVER_OBJECT, self.server_instance))
+        server = Path((Server.OBJECT, self.server_instance))
         periods: dict[str, int] = {}
-        for name, rid in (("pmin", DEFAULT_PMIN), ("pmax", DEFAULT_PMAX)):
+        for name, rid in (("pmin", Server.DEFAULT_PMIN), ("pmax", Server.DEFAULT_PMAX)):
             if self.tree.has(server.child(rid)):
                 value = self.tree.get(server.child(rid))
                 if isinstance(value, int) and not isinstance(value, bool):

@@ -27,18 +27,19 @@ import cbor2
 
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
+from bridged.objects.ids import Acl, Security, Server
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Value
 from bridged.store.files import write_private_file
 
-from .bootstrap import ACCESS_CONTROL, SECURITY, SERVER, all_records
+from .bootstrap import all_records
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "provisioning.cbor"
 FORMAT = 1
-STORED_OBJECTS = (SECURITY, SERVER, ACCESS_CONTROL)
+STORED_OBJECTS = (Security.OBJECT, Server.OBJECT, Acl.OBJECT)
 
 
 class CorruptStateError(Exception):

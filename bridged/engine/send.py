@@ -23,6 +23,7 @@ from aiocoap.numbers.codes import Code
 
 from bridged.objects.errors import BadRequest, LwM2MError, NotFound, coap_code
 from bridged.objects.formats import ContentFormat, codec_for
+from bridged.objects.ids import Server
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, check_value
@@ -31,8 +32,6 @@ from .access import BOOTSTRAP_ONLY
 
 SEND_PATH = "dp"
 """Send goes to ``dp`` below the Server URI's path, as Register goes to ``rd``."""
-
-SERVER_OBJECT, MUTE_SEND = 1, 23
 
 
 class SendRefused(LwM2MError):
@@ -113,7 +112,7 @@ def encode_send(records: Sequence[Record], tree: ObjectTree) -> bytes:
 def muted(tree: ObjectTree, server_instance: int) -> bool:
     """/1/x/23 Mute Send of the server's /1 instance; absent means not muted (its default)."""
     try:
-        return tree.get(Path((SERVER_OBJECT, server_instance, MUTE_SEND))) is True
+        return tree.get(Path((Server.OBJECT, server_instance, Server.MUTE_SEND))) is True
     except NotFound:
         return False
 

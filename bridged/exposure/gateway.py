@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from bridged.engine.dm import GATEWAY_OBJECT
+from bridged.objects.ids import LwM2MGateway
 from bridged.objects.linkformat import format_links, object_links
 from bridged.objects.paths import Path
 from bridged.objects.tree import Listener, ObjectTree
@@ -76,9 +76,9 @@ class GatewayExposure(ThroughGateway):
         self._devices: dict[NodeId, _EndDevice] = {}
         self._by_prefix: dict[str, _EndDevice] = {}
         self._listeners: list[Listener] = []
-        tree.add_object(GATEWAY_OBJECT)
-        for iid in tree.instance_ids(GATEWAY_OBJECT):
-            store.reserve_instance(GATEWAY_OBJECT, iid)
+        tree.add_object(LwM2MGateway.OBJECT)
+        for iid in tree.instance_ids(LwM2MGateway.OBJECT):
+            store.reserve_instance(LwM2MGateway.OBJECT, iid)
 
     # -- EndDevices --------------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ class GatewayExposure(ThroughGateway):
         device = self._devices.get(node.id)
         if device is None:
             prefix = self.store.prefix(node.id)
-            instance = self.store.instance_id(node.id, GATEWAY_OBJECT)
+            instance = self.store.instance_id(node.id, LwM2MGateway.OBJECT)
             tree = ObjectTree(self.tree.registry, prefix)
             device = _EndDevice(instance, tree, self.paths)
             device.tree.subscribe(self._changed)
@@ -121,7 +121,7 @@ class GatewayExposure(ThroughGateway):
             self._devices[node.id] = device
             self._by_prefix[device.prefix] = device
             self.tree.create_instance(
-                GATEWAY_OBJECT,
+                LwM2MGateway.OBJECT,
                 instance,
                 [
                     (DEVICE_ID, str(node.id)),
@@ -139,14 +139,14 @@ class GatewayExposure(ThroughGateway):
             return
         del self._by_prefix[device.prefix]
         self.paths.hide_node(node)
-        self.tree.delete_instance(GATEWAY_OBJECT, device.instance)
+        self.tree.delete_instance(LwM2MGateway.OBJECT, device.instance)
         self._changed(Path((), device.prefix))
 
     def node_objects(self, node: LiveNode) -> None:
         device = self._devices.get(node.id)
         if device is not None and device.mirror.sync(node):
             self.tree.set(
-                Path((GATEWAY_OBJECT, device.instance, DEVICE_OBJECTS)), device.object_links()
+                Path((LwM2MGateway.OBJECT, device.instance, DEVICE_OBJECTS)), device.object_links()
             )
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:

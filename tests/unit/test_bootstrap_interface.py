@@ -14,8 +14,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridged.engine.bootstrap import (
-    NOSEC,
-    PSK,
     BootstrapInterface,
     bootstrap_account,
     check_consistency,
@@ -25,6 +23,7 @@ from bridged.engine.dm import Reply
 from bridged.engine.site import ClientSite
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.formats import ContentFormat, codec_for
+from bridged.objects.ids import SecurityMode
 from bridged.objects.linkformat import parse_links
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -39,7 +38,7 @@ BS_URI = "coap://bs.example:5683"
 
 def make_tree() -> ObjectTree:
     tree = ObjectTree(builtin_registry())
-    tree.create_instance(0, 0, [(0, BS_URI), (1, True), (2, NOSEC)])
+    tree.create_instance(0, 0, [(0, BS_URI), (1, True), (2, SecurityMode.NOSEC)])
     tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
     tree.create_instance(3303, 0, [(5700, 21.5)])
     return tree
@@ -47,7 +46,7 @@ def make_tree() -> ObjectTree:
 
 @pytest.fixture
 def bs() -> BootstrapInterface:
-    return BootstrapInterface(make_tree(), supported_modes=(NOSEC, PSK))
+    return BootstrapInterface(make_tree(), supported_modes=(SecurityMode.NOSEC, SecurityMode.PSK))
 
 
 def senml(base: str, **values: object) -> bytes:
@@ -69,7 +68,7 @@ def put(bs: BootstrapInterface, path: str, payload: bytes, cf: int | None = SENM
 
 def account(bs: BootstrapInterface, ssid: int = 7, uri: str = "coap://lwm2m.example") -> None:
     """Provision one complete NoSec LwM2M Server account as /0/1 and /1/1."""
-    reply = put(bs, "/0/1", senml("/0/1/", r0=uri, r1=False, r2=NOSEC, r10=ssid))
+    reply = put(bs, "/0/1", senml("/0/1/", r0=uri, r1=False, r2=SecurityMode.NOSEC, r10=ssid))
     assert reply.code == Code.CHANGED, reply
     reply = put(bs, "/1/1", senml("/1/1/", r0=ssid, r1=300, r6=False, r7="U"))
     assert reply.code == Code.CHANGED, reply
@@ -295,18 +294,27 @@ def test_finish_only_by_post(bs: BootstrapInterface) -> None:
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        ({"/0/1": dict(r2=PSK, r0="coaps://lwm2m.example")}, "PSK identity"),
+        ({"/0/1": dict(r2=SecurityMode.PSK, r0="coaps://lwm2m.example")}, "PSK identity"),
         ({"/0/1": dict(r2=1)}, "security mode RPK is not supported"),
         ({"/0/1": dict(r0="http://lwm2m.example")}, "not a coap:// URI"),
         ({"/0/1": dict(r0="coaps://lwm2m.example")}, "not a coap:// URI"),
         ({"/0/1": dict(r10=8)}, "no Server instance has Short Server ID 8"),
         ({"/1/1": dict(r7="X")}, "binding 'X'"),
-        ({"/0/2": dict(r0="coap://b.example", r1=True, r2=NOSEC)}, "more than one Bootstrap"),
-        ({"/0/3": dict(r0="coap://c.example", r1=False, r2=NOSEC, r10=7)}, "also that of /0/1"),
+        (
+            {"/0/2": dict(r0="coap://b.example", r1=True, r2=SecurityMode.NOSEC)},
+            "more than one Bootstrap",
+        ),
+        (
+            {"/0/3": dict(r0="coap://c.example", r1=False, r2=SecurityMode.NOSEC, r10=7)},
+            "also that of /0/1",
+        ),
         ({"/1/3": dict(r0=7, r1=60, r6=False, r7="U")}, "also that of /1/1"),
         ({"/1/4": dict(r0=9, r1=60)}, "mandatory resources 6, 7 are missing"),
         ({"/2/0": dict(r0=1)}, "/2/0: mandatory resources 1, 3 are missing"),
-        ({"/0/5": dict(r0="coap://d.example", r2=NOSEC)}, "/0/5: Bootstrap-Server (resource 1)"),
+        (
+            {"/0/5": dict(r0="coap://d.example", r2=SecurityMode.NOSEC)},
+            "/0/5: Bootstrap-Server (resource 1)",
+        ),
     ],
 )
 def test_consistency_problems(bs: BootstrapInterface, change: dict, problem: str) -> None:
@@ -332,17 +340,26 @@ def test_psk_account_with_keys_is_consistent() -> None:
     tree.create_instance(
         0,
         1,
-        [(0, "coaps://s.example"), (1, False), (2, PSK), (3, b"id"), (5, b"key"), (10, 3)],
+        [
+            (0, "coaps://s.example"),
+            (1, False),
+            (2, SecurityMode.PSK),
+            (3, b"id"),
+            (5, b"key"),
+            (10, 3),
+        ],
     )
     tree.create_instance(1, 1, [(0, 3), (1, 60), (6, False), (7, "U")])
-    assert check_consistency(tree, (NOSEC, PSK)) == []
-    assert "not supported" in check_consistency(tree, (NOSEC,))[0]
+    assert check_consistency(tree, (SecurityMode.NOSEC, SecurityMode.PSK)) == []
+    assert "not supported" in check_consistency(tree, (SecurityMode.NOSEC,))[0]
 
 
 def test_server_accounts_follow_the_priority_order() -> None:
     tree = make_tree()
     for iid, ssid, priority in ((1, 10, 2), (2, 20, 1), (3, 30, None)):
-        tree.create_instance(0, iid, [(0, f"coap://s{ssid}"), (1, False), (2, NOSEC), (10, ssid)])
+        tree.create_instance(
+            0, iid, [(0, f"coap://s{ssid}"), (1, False), (2, SecurityMode.NOSEC), (10, ssid)]
+        )
         values: list[tuple[int, object]] = [(0, ssid), (1, 60), (6, False), (7, "U")]
         if priority is not None:
             values.append((13, priority))
@@ -381,9 +398,9 @@ def test_any_complete_account_finishes_and_reads_back(
 ) -> None:
     bs = BootstrapInterface(make_tree())
     uri = f"coap://{host}:5683"
-    assert put(bs, f"/0/{iid}", senml(f"/0/{iid}/", r0=uri, r1=False, r2=NOSEC, r10=ssid)).code == (
-        Code.CHANGED
-    )
+    assert put(
+        bs, f"/0/{iid}", senml(f"/0/{iid}/", r0=uri, r1=False, r2=SecurityMode.NOSEC, r10=ssid)
+    ).code == (Code.CHANGED)
     values = senml(f"/1/{iid}/", r0=ssid, r1=lifetime, r6=False, r7=binding)
     assert put(bs, f"/1/{iid}", values).code == Code.CHANGED
     assert finish(bs).code == Code.CHANGED

@@ -13,23 +13,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridged.engine.bootstrap import NOSEC, PSK, all_records
+from bridged.engine.bootstrap import all_records
 from bridged.engine.provisioning import FILE_NAME, ProvisioningStore
 from bridged.objects.builtin import builtin_registry
+from bridged.objects.ids import SecurityMode
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 
 
 def provisioned_tree() -> ObjectTree:
     tree = ObjectTree(builtin_registry())
-    tree.create_instance(0, 0, [(0, "coap://bs.example"), (1, True), (2, NOSEC)])
+    tree.create_instance(0, 0, [(0, "coap://bs.example"), (1, True), (2, SecurityMode.NOSEC)])
     tree.create_instance(
         0,
         4,
         [
             (0, "coaps://s.example"),
             (1, False),
-            (2, PSK),
+            (2, SecurityMode.PSK),
             (3, b"gw-1"),
             (5, b"\x00\x01secret"),
             (10, 9),

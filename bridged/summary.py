@@ -16,13 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bridged.objects.ids import Device, Ipso, IpsoResource
 from bridged.objects.values import ObjLnk, Record, Value, to_text
 
-DEVICE, BATTERY = 3, 9
-ACCELEROMETER, PUSH_BUTTON = 3313, 3347
-DIGITAL_INPUT_STATE, APPLICATION_TYPE, SENSOR_TYPE = 5500, 5750, 5751
-SENSOR_VALUE, SENSOR_UNITS = 5700, 5701
-AXES = (5702, 5703, 5704)
+AXES = (IpsoResource.X_VALUE, IpsoResource.Y_VALUE, IpsoResource.Z_VALUE)
 SYMBOLS = {"Cel": "°C", "%RH": "%", "Cel/s": "°C/s"}
 """UCUM units that read better as their symbol."""
 
@@ -45,23 +42,23 @@ def records_text(records: Sequence[Record]) -> str:
             instances.setdefault((r.path.ids[0], r.path.ids[1]), {})[r.path.ids[2]] = r.value
     parts: list[str] = []
     for (oid, _), res in instances.items():
-        if oid == DEVICE:
-            if BATTERY in res:
-                parts.append(f"battery {value_text(res[BATTERY])} %")
-        elif oid == PUSH_BUTTON:
-            parts.append(f"button {value_text(res.get(APPLICATION_TYPE, 'event'))}")
-        elif oid == ACCELEROMETER and any(a in res for a in AXES):
+        if oid == Device.OBJECT:
+            if Device.BATTERY_LEVEL in res:
+                parts.append(f"battery {value_text(res[Device.BATTERY_LEVEL])} %")
+        elif oid == Ipso.PUSH_BUTTON:
+            parts.append(f"button {value_text(res.get(IpsoResource.APPLICATION_TYPE, 'event'))}")
+        elif oid == Ipso.ACCELEROMETER and any(a in res for a in AXES):
             parts.append("/".join(value_text(res.get(a, "-")) for a in AXES) + " G")
-        elif SENSOR_VALUE in res:
-            unit = res.get(SENSOR_UNITS)
-            value = value_text(res[SENSOR_VALUE])
+        elif IpsoResource.SENSOR_VALUE in res:
+            unit = res.get(IpsoResource.SENSOR_UNITS)
+            value = value_text(res[IpsoResource.SENSOR_VALUE])
             if unit:
                 unit_text = value_text(unit)
                 parts.append(f"{value} {SYMBOLS.get(unit_text, unit_text)}")
             else:
-                kind = res.get(SENSOR_TYPE)
+                kind = res.get(IpsoResource.SENSOR_TYPE)
                 parts.append(f"{value_text(kind)} {value}" if kind else value)
-        elif DIGITAL_INPUT_STATE in res:
-            state = "on" if res[DIGITAL_INPUT_STATE] else "off"
-            parts.append(f"{value_text(res.get(SENSOR_TYPE, 'input'))} {state}")
+        elif IpsoResource.DIGITAL_INPUT_STATE in res:
+            state = "on" if res[IpsoResource.DIGITAL_INPUT_STATE] else "off"
+            parts.append(f"{value_text(res.get(IpsoResource.SENSOR_TYPE, 'input'))} {state}")
     return " ".join(parts)

@@ -36,6 +36,7 @@ from aiocoap.numbers.codes import Code
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
+from bridged.objects.ids import Ipso, IpsoResource
 from bridged.objects.linkformat import parse_links
 from bridged.objects.paths import Path as LwM2MPath
 
@@ -45,9 +46,6 @@ INTERVAL = 2.0
 """Seconds between two reports of a simulated node: something happens every few seconds."""
 STEP_TIMEOUT = 30.0
 """Generous: the daemon is a Python process that may start on a small, busy machine."""
-NODE_OBJECTS = 3200
-"""Node-backed objects are IPSO objects (3200 and up); below are the gateway's own."""
-UNITS, APPLICATION_TYPE = 5701, 5750
 LOCATION = ("rd", "bridged-try")
 DEFINITIONS = builtin_registry()
 
@@ -186,7 +184,7 @@ class LocalServer(aiocoap.resource.Resource):
     def _learn(self, instance: LwM2MPath) -> None:
         """Read a node instance not read yet (once; a Send may come before the Update that
         lists it)."""
-        if instance.ids[0] < NODE_OBJECTS or instance in self._read_once:
+        if instance.ids[0] < Ipso.FIRST or instance in self._read_once:
             return
         self._read_once.add(instance)
         task = asyncio.create_task(self._read(instance))
@@ -208,9 +206,9 @@ class LocalServer(aiocoap.resource.Resource):
                 return
             codec = codec_for(ContentFormat.SENML_CBOR)
             for record in codec.decode(bytes(response.payload), instance, DEFINITIONS):
-                if record.path.ids[2:] == (APPLICATION_TYPE,):
+                if record.path.ids[2:] == (IpsoResource.APPLICATION_TYPE,):
                     self.names[instance] = str(record.value)
-                elif record.path.ids[2:] == (UNITS,):
+                elif record.path.ids[2:] == (IpsoResource.SENSOR_UNITS,):
                     self.units[instance] = str(record.value)
 
     def _send(self, request: aiocoap.Message) -> aiocoap.Message:

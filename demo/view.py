@@ -24,15 +24,12 @@ from dataclasses import dataclass
 
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.errors import NotFound
+from bridged.objects.ids import Ipso, IpsoResource
 
-UNITS, APPLICATION_TYPE, SENSOR_TYPE = 5701, 5750, 5751
-METADATA = frozenset({UNITS, APPLICATION_TYPE, SENSOR_TYPE})
+METADATA = frozenset(
+    {IpsoResource.SENSOR_UNITS, IpsoResource.APPLICATION_TYPE, IpsoResource.SENSOR_TYPE}
+)
 """Resources shown beside a value rather than as values of their own."""
-
-NODE_OBJECTS = 3200
-"""Node-backed objects are IPSO objects (3200 and up); below are the gateway's own."""
-
-GENERIC_SENSOR, SENSOR_VALUE = 3300, 5700
 
 STORY_LINES = 24
 """The demo's whole story fits (about 16 lines); a longer run keeps the latest."""
@@ -60,7 +57,7 @@ def object_list(links: str) -> dict[int, list[int]]:
 
 def node_instances(objects: dict[int, list[int]]) -> list[str]:
     """The node-backed instances (``/3303/0``) among ``objects``: what the demo observes."""
-    return [f"/{oid}/{iid}" for oid, iids in objects.items() if oid >= NODE_OBJECTS for iid in iids]
+    return [f"/{oid}/{iid}" for oid, iids in objects.items() if oid >= Ipso.FIRST for iid in iids]
 
 
 def objects_text(objects: dict[int, list[int]]) -> str:
@@ -159,11 +156,11 @@ class ServerView:
             if len(ids) < 3:
                 continue
             instance, rid = "/" + "/".join(ids[:2]), int(ids[2])
-            if rid == APPLICATION_TYPE:
+            if rid == IpsoResource.APPLICATION_TYPE:
                 self.names[instance] = str(value)
-            elif rid == UNITS:
+            elif rid == IpsoResource.SENSOR_UNITS:
                 self.units[instance] = UNIT_SIGNS.get(str(value), str(value))
-            elif rid == SENSOR_TYPE:
+            elif rid == IpsoResource.SENSOR_TYPE:
                 self.kinds[instance] = str(value).replace("_", " ")
         for path, value in records:
             ids = path.strip("/").split("/")
@@ -192,13 +189,13 @@ class ServerView:
         """What the value is: a Generic Sensor's type (5751), else the object's name, with the
         resource's name unless it is the Sensor Value (``Accelerometer X Value``)."""
         oid, rid = (int(s) for s in path.strip("/").split("/")[::2])
-        kind = self.kinds.get(_instance(path)) if oid == GENERIC_SENSOR else None
+        kind = self.kinds.get(_instance(path)) if oid == Ipso.GENERIC_SENSOR else None
         try:
             odef = DEFINITIONS.get(oid)
         except NotFound:
             return f"object {oid} resource {rid}"
         name = kind or odef.name
-        if rid == SENSOR_VALUE or rid not in odef.resources:
+        if rid == IpsoResource.SENSOR_VALUE or rid not in odef.resources:
             return name
         return f"{name} {odef.resources[rid].name}"
 

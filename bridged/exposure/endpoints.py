@@ -59,6 +59,7 @@ from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.dm import EndDevices
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
 from bridged.objects.definitions import Registry
+from bridged.objects.ids import SINGLE, Device, FirmwareUpdate
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value
@@ -70,7 +71,6 @@ from .mirror import NodeMirror
 
 log = logging.getLogger(__name__)
 
-DEVICE, FIRMWARE = 3, 5
 FIRMWARE_CAPABILITY = "firmware_update"
 """The pairing option by which a node declares it can take a firmware update."""
 DEFAULT_CONCURRENCY = 32
@@ -111,9 +111,18 @@ class NodeEndpoint:
         self.node = node.id
         self.name = name
         self.tree = ObjectTree(registry)
-        self.tree.create_instance(DEVICE, 0, device_values(node))
+        self.tree.create_instance(Device.OBJECT, SINGLE, device_values(node))
         if node.paired.options.get(FIRMWARE_CAPABILITY) is True:
-            self.tree.create_instance(FIRMWARE, 0, [(1, ""), (3, 0), (5, 0), (9, 0)])
+            self.tree.create_instance(
+                FirmwareUpdate.OBJECT,
+                SINGLE,
+                [
+                    (FirmwareUpdate.PACKAGE_URI, ""),
+                    (FirmwareUpdate.STATE, 0),
+                    (FirmwareUpdate.UPDATE_RESULT, 0),
+                    (FirmwareUpdate.DELIVERY_METHOD, 0),
+                ],
+            )
         self.paths = PathMap()
         """The node's instances at their node-local paths; the endpoint's own /0, /1, a
         synthesised /5 and its own /3/0 resources are not the node's."""

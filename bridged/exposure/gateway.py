@@ -44,9 +44,6 @@ from .mode import ThroughGateway
 
 log = logging.getLogger(__name__)
 
-DEVICE_ID, PREFIX, DEVICE_OBJECTS = 0, 1, 3
-"""/25 resources (Gateway TS 1.1, object version 2.0)."""
-
 
 class _EndDevice:
     """One node as an end device: its /25 instance, its prefix and its tree."""
@@ -124,9 +121,9 @@ class GatewayExposure(ThroughGateway):
                 LwM2MGateway.OBJECT,
                 instance,
                 [
-                    (DEVICE_ID, str(node.id)),
-                    (PREFIX, device.prefix),
-                    (DEVICE_OBJECTS, device.object_links()),
+                    (LwM2MGateway.DEVICE_ID, str(node.id)),
+                    (LwM2MGateway.PREFIX, device.prefix),
+                    (LwM2MGateway.IOT_DEVICE_OBJECTS, device.object_links()),
                 ],
             )
             log.info("node %s is end device %s", node.id, device.prefix)
@@ -146,7 +143,8 @@ class GatewayExposure(ThroughGateway):
         device = self._devices.get(node.id)
         if device is not None and device.mirror.sync(node):
             self.tree.set(
-                Path((LwM2MGateway.OBJECT, device.instance, DEVICE_OBJECTS)), device.object_links()
+                Path((LwM2MGateway.OBJECT, device.instance, LwM2MGateway.IOT_DEVICE_OBJECTS)),
+                device.object_links(),
             )
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:

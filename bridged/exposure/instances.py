@@ -28,6 +28,7 @@ import logging
 from collections.abc import Sequence
 
 from bridged.objects.errors import LwM2MError
+from bridged.objects.ids import BATTERY_PATH, DEVICE_PATH, Device, Ipso, IpsoResource
 from bridged.objects.paths import MAX_ID, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
@@ -36,16 +37,11 @@ from bridged.store.nodes import NodeStore
 from bridged.transports.nodes import NodeId
 
 from .mapping import PathMap, Shown, exposable
-from .mirror import APPLICATION_TYPE, apply_readings, initial_values, instance_records
+from .mirror import apply_readings, initial_values, instance_records
 from .mode import ThroughGateway
 
 log = logging.getLogger(__name__)
 
-DEVICE, BATTERY_LEVEL = 3, 9
-BATTERY_INSTANCE = (DEVICE, 0)
-BATTERY = Path((*BATTERY_INSTANCE, BATTERY_LEVEL))
-"""Node-local /3/0/9 Battery Level (%)."""
-GENERIC_SENSOR, SENSOR_VALUE, SENSOR_UNITS = 3300, 5700, 5701
 BATTERY_KEY = MAX_ID + 1
 """The node-instance key under which the node store keeps the battery's /3300 instance ID: no
 node instance has it, so it never collides with a node's own /3300."""
@@ -81,7 +77,11 @@ class InstancesExposure(ThroughGateway):
                 self.paths.hide(node.id, shown.local)
                 self.tree.delete_instance(shown.upstream.ids[0], shown.upstream.ids[1])
         for oid, iid in sorted(wanted):
-            if oid == DEVICE or not self._defined(oid) or self.paths.shown(node.id, (oid, iid)):
+            if (
+                oid == Device.OBJECT
+                or not self._defined(oid)
+                or self.paths.shown(node.id, (oid, iid))
+            ):
                 continue
             gw = self.store.instance_id(node.id, oid, iid)
             values, held = initial_values(self.tree.registry, node, oid, iid)
@@ -98,25 +98,28 @@ class InstancesExposure(ThroughGateway):
 
     def _battery_instance(self, node: LiveNode) -> None:
         """The node's battery as a /3300 instance, once the node has reported its level."""
-        level = node.values.get(BATTERY)
-        if self.paths.shown(node.id, BATTERY_INSTANCE) is not None or level is None:
+        level = node.values.get(BATTERY_PATH)
+        if self.paths.shown(node.id, DEVICE_PATH.ids) is not None or level is None:
             return
-        gw = self.store.instance_id(node.id, GENERIC_SENSOR, BATTERY_KEY)
+        gw = self.store.instance_id(node.id, Ipso.GENERIC_SENSOR, BATTERY_KEY)
         try:
             self.tree.create_instance(
-                GENERIC_SENSOR,
+                Ipso.GENERIC_SENSOR,
                 gw,
                 [
-                    (SENSOR_VALUE, level.value),
-                    (SENSOR_UNITS, "%"),
-                    (APPLICATION_TYPE, f"{node.paired.name} battery"),
+                    (IpsoResource.SENSOR_VALUE, level.value),
+                    (IpsoResource.SENSOR_UNITS, "%"),
+                    (IpsoResource.APPLICATION_TYPE, f"{node.paired.name} battery"),
                 ],
             )
         except LwM2MError as e:
             log.warning("node %s: battery not exposed: %s", node.id, e)
             return
         battery = Shown(
-            node.id, BATTERY_INSTANCE, Path((GENERIC_SENSOR, gw)), {SENSOR_VALUE: BATTERY_LEVEL}
+            node.id,
+            DEVICE_PATH.ids,
+            Path((Ipso.GENERIC_SENSOR, gw)),
+            {IpsoResource.SENSOR_VALUE: Device.BATTERY_LEVEL},
         )
         self.paths.show(battery)
         apply_readings(self.tree, self.paths, node, [level], claim=False)  # with its time

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 
 from bridged.objects.definitions import Registry
 from bridged.objects.errors import LwM2MError
+from bridged.objects.ids import Ipso, IpsoResource
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value
@@ -44,10 +45,6 @@ from bridged.registry import LiveNode
 from .mapping import PathMap, Shown, exposable
 
 log = logging.getLogger(__name__)
-
-APPLICATION_TYPE = 5750
-"""IPSO resource 5750 Application Type: where every mode puts the node's name (unless the
-node's own data fills it)."""
 
 
 def instance_records(node: LiveNode, oid: int, iid: int) -> list[Record]:
@@ -63,7 +60,7 @@ def instance_values(node: LiveNode, oid: int, iid: int) -> list[tuple[int, Value
     return [(r.path.ids[2], r.value) for r in instance_records(node, oid, iid)]
 
 
-NODE_DATA_5750 = frozenset({3347})
+NODE_DATA_5750 = frozenset({Ipso.PUSH_BUTTON})
 """Objects whose 5750 Application Type is node data, never the node's name (module doc)."""
 
 
@@ -75,10 +72,10 @@ def initial_values(
     not fill it (see the module docstring); and the resources of those the gateway fills
     itself (``Shown.held``)."""
     values = instance_values(node, oid, iid)
-    own = oid in NODE_DATA_5750 or any(rid == APPLICATION_TYPE for rid, _ in values)
-    if not own and APPLICATION_TYPE in registry.get(oid).resources:
-        values.append((APPLICATION_TYPE, node.paired.name))
-        return values, frozenset({APPLICATION_TYPE})
+    own = oid in NODE_DATA_5750 or any(rid == IpsoResource.APPLICATION_TYPE for rid, _ in values)
+    if not own and IpsoResource.APPLICATION_TYPE in registry.get(oid).resources:
+        values.append((IpsoResource.APPLICATION_TYPE, node.paired.name))
+        return values, frozenset({IpsoResource.APPLICATION_TYPE})
     return values, frozenset()
 
 

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Sequence
 
 from bridged.objects.errors import LwM2MError
-from bridged.objects.ids import BATTERY_PATH, DEVICE_PATH, Device, Ipso, IpsoResource
+from bridged.objects.ids import BATTERY_PATH, SINGLE, Device, Ipso, IpsoResource
 from bridged.objects.paths import MAX_ID, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
@@ -99,7 +99,7 @@ class InstancesExposure(ThroughGateway):
     def _battery_instance(self, node: LiveNode) -> None:
         """The node's battery as a /3300 instance, once the node has reported its level."""
         level = node.values.get(BATTERY_PATH)
-        if self.paths.shown(node.id, DEVICE_PATH.ids) is not None or level is None:
+        if self.paths.shown(node.id, (Device.OBJECT, SINGLE)) is not None or level is None:
             return
         gw = self.store.instance_id(node.id, Ipso.GENERIC_SENSOR, BATTERY_KEY)
         try:
@@ -117,7 +117,7 @@ class InstancesExposure(ThroughGateway):
             return
         battery = Shown(
             node.id,
-            DEVICE_PATH.ids,
+            (Device.OBJECT, SINGLE),
             Path((Ipso.GENERIC_SENSOR, gw)),
             {IpsoResource.SENSOR_VALUE: Device.BATTERY_LEVEL},
         )

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bridged.objects.errors import MethodNotAllowed, NotFound, ServiceUnavailable
+from bridged.objects.ids import SINGLE, Ipso, IpsoResource
 from bridged.objects.paths import Level, Path
 from bridged.objects.values import Record
 from bridged.transports.nodes import NodeId, PairedNode, Secret
@@ -40,10 +41,12 @@ from .base import (
     config_number,
 )
 
-TEMPERATURE = Path((3303, 0, 5700))
-HUMIDITY = Path((3304, 0, 5700))
-SWITCH = Path((3311, 0, 5850))
-OBJECTS: Mapping[int, Sequence[int]] = {3303: [0], 3304: [0], 3311: [0]}
+TEMPERATURE = Path((Ipso.TEMPERATURE, SINGLE, IpsoResource.SENSOR_VALUE))
+HUMIDITY = Path((Ipso.HUMIDITY, SINGLE, IpsoResource.SENSOR_VALUE))
+SWITCH = Path((Ipso.LIGHT_CONTROL, SINGLE, IpsoResource.ON_OFF))
+OBJECTS: Mapping[int, Sequence[int]] = {
+    p.ids[0]: [p.ids[1]] for p in (TEMPERATURE, HUMIDITY, SWITCH)
+}
 SETTINGS = ("nodes", "interval", "sleepy", "awake", "delay")
 
 

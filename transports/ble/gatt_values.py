@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from bridged.objects.ids import BATTERY_PATH, DEVICE_PATH, SINGLE, Device, Ipso, IpsoResource
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 
@@ -84,7 +85,7 @@ def _battery(value: bytes) -> Record | None:
     level = _int(value, 1, False, "Battery Level")
     if level > 100:
         raise GattDecodeError(f"Battery Level {level} is outside 0..100 %")
-    return Record(Path((3, 0, 9)), level)
+    return Record(BATTERY_PATH, level)
 
 
 def _temperature(value: bytes) -> Record | None:
@@ -93,7 +94,7 @@ def _temperature(value: bytes) -> Record | None:
         return None
     if raw < -27315:
         raise GattDecodeError(f"Temperature {raw / 100} °C is below absolute zero")
-    return Record(Path((3303, 0, 5700)), raw / 100)
+    return Record(Path((Ipso.TEMPERATURE, SINGLE, IpsoResource.SENSOR_VALUE)), raw / 100)
 
 
 def _humidity(value: bytes) -> Record | None:
@@ -102,21 +103,24 @@ def _humidity(value: bytes) -> Record | None:
         return None
     if raw > 10000:
         raise GattDecodeError(f"Humidity {raw / 100} % is above 100 %")
-    return Record(Path((3304, 0, 5700)), raw / 100)
+    return Record(Path((Ipso.HUMIDITY, SINGLE, IpsoResource.SENSOR_VALUE)), raw / 100)
 
 
 def _pressure(value: bytes) -> Record | None:
     # 0.1 Pa steps; 1 hPa = 100 Pa = 1000 steps
-    return Record(Path((3315, 0, 5700)), _int(value, 4, False, "Pressure") / 1000)
+    return Record(
+        Path((Ipso.BAROMETER, SINGLE, IpsoResource.SENSOR_VALUE)),
+        _int(value, 4, False, "Pressure") / 1000,
+    )
 
 
 DECODERS: Mapping[str, Callable[[bytes], Record | None]] = {
-    MANUFACTURER_NAME: _string(Path((3, 0, 0)), "Manufacturer Name"),
-    MODEL_NUMBER: _string(Path((3, 0, 1)), "Model Number"),
-    SERIAL_NUMBER: _string(Path((3, 0, 2)), "Serial Number"),
-    FIRMWARE_REVISION: _string(Path((3, 0, 3)), "Firmware Revision"),
-    HARDWARE_REVISION: _string(Path((3, 0, 18)), "Hardware Revision"),
-    SOFTWARE_REVISION: _string(Path((3, 0, 19)), "Software Revision"),
+    MANUFACTURER_NAME: _string(DEVICE_PATH.child(Device.MANUFACTURER), "Manufacturer Name"),
+    MODEL_NUMBER: _string(DEVICE_PATH.child(Device.MODEL_NUMBER), "Model Number"),
+    SERIAL_NUMBER: _string(DEVICE_PATH.child(Device.SERIAL_NUMBER), "Serial Number"),
+    FIRMWARE_REVISION: _string(DEVICE_PATH.child(Device.FIRMWARE_VERSION), "Firmware Revision"),
+    HARDWARE_REVISION: _string(DEVICE_PATH.child(Device.HARDWARE_VERSION), "Hardware Revision"),
+    SOFTWARE_REVISION: _string(DEVICE_PATH.child(Device.SOFTWARE_VERSION), "Software Revision"),
     BATTERY_LEVEL: _battery,
     TEMPERATURE: _temperature,
     HUMIDITY: _humidity,

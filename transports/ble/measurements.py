@@ -41,21 +41,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from bridged.objects.ids import SINGLE, Device, Ipso, IpsoResource
 from bridged.objects.paths import Path
 from bridged.objects.values import Record, Value
-
-DEVICE = 3
-DIGITAL_INPUT = 3200
-GENERIC_SENSOR = 3300
-ACCELEROMETER = 3313
-PUSH_BUTTON = 3347
-
-DIGITAL_INPUT_STATE = 5500
-DIGITAL_INPUT_COUNTER = 5501
-SENSOR_VALUE = 5700
-SENSOR_UNITS = 5701
-APPLICATION_TYPE = 5750
-SENSOR_TYPE = 5751
 
 MeasuredValue = float | int | bool | str | bytes
 
@@ -90,7 +78,7 @@ class Target:
     fill one instance together (accelerometer axes) the name of that group."""
 
     object_id: int
-    resource_id: int = SENSOR_VALUE
+    resource_id: int = IpsoResource.SENSOR_VALUE
     group: str | None = None
 
 
@@ -130,27 +118,27 @@ UNMAPPED_KINDS = frozenset({"text", "raw"})
 """Decoded but with no resource to go to (see the module docstring)."""
 
 TARGETS: dict[str, Target] = {
-    "temperature": Target(3303),
-    "humidity": Target(3304),
-    "pressure": Target(3315),
-    "illuminance": Target(3301),
-    "voltage": Target(3316),
-    "current": Target(3317),
-    "power": Target(3328),
-    "energy": Target(3331),
-    "battery": Target(DEVICE, 9),
-    "firmware_version": Target(DEVICE, 3),
-    "timestamp": Target(DEVICE, 13),
-    "device_type": Target(DEVICE, 17),
-    "button": Target(PUSH_BUTTON, DIGITAL_INPUT_STATE),
-    "acceleration_x": Target(ACCELEROMETER, 5702, "acceleration"),
-    "acceleration_y": Target(ACCELEROMETER, 5703, "acceleration"),
-    "acceleration_z": Target(ACCELEROMETER, 5704, "acceleration"),
-    **{kind: Target(DIGITAL_INPUT, DIGITAL_INPUT_STATE) for kind in BINARY_KINDS},
+    "temperature": Target(Ipso.TEMPERATURE),
+    "humidity": Target(Ipso.HUMIDITY),
+    "pressure": Target(Ipso.BAROMETER),
+    "illuminance": Target(Ipso.ILLUMINANCE),
+    "voltage": Target(Ipso.VOLTAGE),
+    "current": Target(Ipso.CURRENT),
+    "power": Target(Ipso.POWER),
+    "energy": Target(Ipso.ENERGY),
+    "battery": Target(Device.OBJECT, Device.BATTERY_LEVEL),
+    "firmware_version": Target(Device.OBJECT, Device.FIRMWARE_VERSION),
+    "timestamp": Target(Device.OBJECT, Device.CURRENT_TIME),
+    "device_type": Target(Device.OBJECT, Device.DEVICE_TYPE),
+    "button": Target(Ipso.PUSH_BUTTON, IpsoResource.DIGITAL_INPUT_STATE),
+    "acceleration_x": Target(Ipso.ACCELEROMETER, IpsoResource.X_VALUE, "acceleration"),
+    "acceleration_y": Target(Ipso.ACCELEROMETER, IpsoResource.Y_VALUE, "acceleration"),
+    "acceleration_z": Target(Ipso.ACCELEROMETER, IpsoResource.Z_VALUE, "acceleration"),
+    **{kind: Target(Ipso.DIGITAL_INPUT, IpsoResource.DIGITAL_INPUT_STATE) for kind in BINARY_KINDS},
 }
 """Kinds with an object of their own; every other mapped kind goes to 3300 Generic Sensor."""
 
-GENERIC = Target(GENERIC_SENSOR)
+GENERIC = Target(Ipso.GENERIC_SENSOR)
 
 
 def target(kind: str) -> Target | None:
@@ -247,10 +235,11 @@ def _plan(layout: Sequence[tuple[str, str]]) -> tuple[_Step, ...]:
         if t is None:
             continue
         oid, rid = t.object_id, t.resource_id
-        if oid == DEVICE:
+        if oid == Device.OBJECT:
             if rid not in device_done:
                 device_done.add(rid)
-                steps.append((index, Path((oid, 0, rid)), _TEXT if rid == 17 else _AS_IS))
+                conversion = _TEXT if rid == Device.DEVICE_TYPE else _AS_IS
+                steps.append((index, Path((oid, SINGLE, rid)), conversion))
             continue
         group = t.group or kind
         key = (oid, group, rid)
@@ -261,19 +250,19 @@ def _plan(layout: Sequence[tuple[str, str]]) -> tuple[_Step, ...]:
             iid = next_free.get(oid, 0)
             next_free[oid] = iid + 1
             instances[(oid, group, n)] = iid
-        if oid == PUSH_BUTTON:
-            steps.append((index, Path((oid, iid, DIGITAL_INPUT_STATE)), _PRESSED))
-            steps.append((index, Path((oid, iid, APPLICATION_TYPE)), _TEXT))
-            steps.append((buttons, Path((oid, iid, DIGITAL_INPUT_COUNTER)), _COUNT))
+        if oid == Ipso.PUSH_BUTTON:
+            steps.append((index, Path((oid, iid, IpsoResource.DIGITAL_INPUT_STATE)), _PRESSED))
+            steps.append((index, Path((oid, iid, IpsoResource.APPLICATION_TYPE)), _TEXT))
+            steps.append((buttons, Path((oid, iid, IpsoResource.DIGITAL_INPUT_COUNTER)), _COUNT))
             buttons += 1
-        elif oid == DIGITAL_INPUT:
+        elif oid == Ipso.DIGITAL_INPUT:
             steps.append((index, Path((oid, iid, rid)), _BOOL))
-            steps.append(Record(Path((oid, iid, SENSOR_TYPE)), kind))
+            steps.append(Record(Path((oid, iid, IpsoResource.SENSOR_TYPE)), kind))
         else:
             steps.append((index, Path((oid, iid, rid)), _FLOAT))
             if unit and (oid, iid) not in units_done:
                 units_done.add((oid, iid))
-                steps.append(Record(Path((oid, iid, SENSOR_UNITS)), unit))
-            if oid == GENERIC_SENSOR:
-                steps.append(Record(Path((oid, iid, SENSOR_TYPE)), kind))
+                steps.append(Record(Path((oid, iid, IpsoResource.SENSOR_UNITS)), unit))
+            if oid == Ipso.GENERIC_SENSOR:
+                steps.append(Record(Path((oid, iid, IpsoResource.SENSOR_TYPE)), kind))
     return tuple(steps)

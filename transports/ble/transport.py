@@ -58,6 +58,7 @@ from bridged.objects.errors import (
     NotFound,
     ServiceUnavailable,
 )
+from bridged.objects.ids import BATTERY_PATH
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.transports.base import (
@@ -97,7 +98,6 @@ log = logging.getLogger(__name__)
 NAME = "ble"
 GATT_PROFILE = "gatt"
 BINDKEY = "bindkey"
-BATTERY = Path((3, 0, 9))
 
 BINDKEY_LENGTH = 16
 KEY_FAILURES: Mapping[type[AdvertDecodeError], str] = {
@@ -131,7 +131,7 @@ class _Node:
     problem: str | None = None
 
     def battery(self) -> int | None:
-        record = self.values.get(BATTERY)
+        record = self.values.get(BATTERY_PATH)
         return record.value if record is not None and isinstance(record.value, int) else None
 
     def remember(self, records: Sequence[Record]) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 
 from aiocoap.numbers.codes import Code
 
-from bridged.engine.access import BOOTSTRAP_ONLY
 from bridged.engine.dm import (
     END_DEVICES_READ_ONLY,
     DeviceManagement,
@@ -27,7 +26,7 @@ from bridged.engine.dm import (
 from bridged.engine.nodes import NodePaths, node_owned
 from bridged.objects.errors import BadRequest, MethodNotAllowed, NotFound, Unauthorized
 from bridged.objects.formats import ContentFormat
-from bridged.objects.ids import LwM2MGateway
+from bridged.objects.ids import BOOTSTRAP_ONLY, LwM2MGateway
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, from_text

@@ -151,6 +151,15 @@ COSE: Final = 23
 server."""
 
 
+BOOTSTRAP_ONLY: Final = frozenset({Security.OBJECT, OSCORE, COSE})
+"""Objects only the Bootstrap-Server may see: never in Register or Update, and 4.01 to a
+LwM2M Server that asks for them."""
+
+HOUSEKEEPING: Final = frozenset({*BOOTSTRAP_ONLY, Server.OBJECT, Acl.OBJECT})
+"""A LwM2M client's own business with its servers, what the Bootstrap-Server provisions:
+Bootstrap-Delete of ``/`` clears them; a node's are never shown upstream nor observed."""
+
+
 class LwM2MGateway:
     """/25 LwM2M Gateway (Gateway TS 1.1, object version 2.0): the gateway's view of its end
     devices, which pairing and unpairing change; servers only read it."""

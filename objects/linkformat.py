@@ -17,6 +17,7 @@ from typing import Any, Final
 from .definitions import ObjectDef
 from .errors import BadRequest, DecodeError
 from .formats import announced_formats
+from .ids import BOOTSTRAP_ONLY
 from .paths import Level, Path
 from .values import INT64_MAX
 
@@ -214,9 +215,6 @@ def format_attributes(attributes: Attributes) -> list[str]:
 
 # -- Register and Update ----------------------------------------------------------------------
 
-NEVER_REGISTERED: Final = frozenset({0, 21, 23})
-"""Security, OSCORE and (1.2.1) the objects only Bootstrap may see: never in Register/Update."""
-
 ObjectEntry = tuple[ObjectDef | tuple[int, str], Iterable[int]]
 """An object to register, as its definition or (object ID, version), and its instance IDs."""
 
@@ -239,7 +237,7 @@ def object_links(
     root = _alternate_root(alternate_path)
     links: list[Link] = []
     for oid, obj_version, iids in sorted(_entries(objects, lwm2m_version)):
-        if oid in NEVER_REGISTERED:
+        if oid in BOOTSTRAP_ONLY:
             continue
         if obj_version != "1.0" or not iids:
             ver = (("ver", obj_version),) if obj_version != "1.0" else ()

@@ -39,15 +39,12 @@ from dataclasses import dataclass, field
 from enum import Enum, IntFlag
 
 from bridged.objects.errors import Unauthorized
-from bridged.objects.ids import COSE, OSCORE, Acl, Security
+from bridged.objects.ids import BOOTSTRAP_ONLY, Acl
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 
 log = logging.getLogger(__name__)
-
-BOOTSTRAP_ONLY = frozenset({Security.OBJECT, OSCORE, COSE})
-"""Security, OSCORE and EDHOC objects: never visible to a LwM2M Server (4.01)."""
 
 DEFAULT_SERVER = 0
 """The ACL entry that applies to a server without an entry of its own."""

@@ -52,8 +52,7 @@ from bridged.objects.errors import (
 )
 from bridged.objects.formats import ContentFormat, acceptable_for, codec_for
 from bridged.objects.ids import (
-    COSE,
-    OSCORE,
+    HOUSEKEEPING,
     Acl,
     Device,
     LwM2MGateway,
@@ -81,9 +80,6 @@ SECURITY_MODE_NAMES = MappingProxyType(
     }
 )
 
-PROVISIONED_OBJECTS = frozenset({Security.OBJECT, Server.OBJECT, Acl.OBJECT, OSCORE, COSE})
-"""What the Bootstrap-Server configures: Security, Server, Access Control, OSCORE and /23.
-These are the objects Bootstrap-Delete of ``/`` clears and the state file keeps."""
 
 FINISH_PATH = ("bs",)
 _BINDING_LETTERS = frozenset("UTSN")
@@ -318,7 +314,7 @@ class BootstrapInterface:
         *,
         supported_modes: Iterable[int] = (SecurityMode.NOSEC,),
         preferred_format: int = ContentFormat.SENML_CBOR,
-        provisioned: frozenset[int] = PROVISIONED_OBJECTS,
+        provisioned: frozenset[int] = HOUSEKEEPING,
         version: str = "1.1",
         nodes: NodeBackend | None = None,
     ) -> None:

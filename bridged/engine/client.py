@@ -35,13 +35,13 @@ from aiocoap.numbers.codes import Code
 from bridged.objects.builtin import builtin_objects
 from bridged.objects.errors import BadRequest
 from bridged.objects.formats import ContentFormat
-from bridged.objects.ids import Acl, LwM2MGateway, Security, SecurityMode, Server
+from bridged.objects.ids import BOOTSTRAP_ONLY, Acl, LwM2MGateway, Security, SecurityMode, Server
 from bridged.objects.linkformat import registration_links
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
 
-from .access import BOOTSTRAP_ONLY, CREATOR_RIGHTS, AccessControl, Grant, Right
+from .access import CREATOR_RIGHTS, AccessControl, Grant, Right
 from .bootstrap import ServerAccount, bootstrap_account, check_binding, server_accounts
 from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper
 from .coap import ack_watch, send_delay

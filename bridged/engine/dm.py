@@ -55,7 +55,7 @@ from bridged.objects.formats import (
     codec_for,
     composite_codec_for,
 )
-from bridged.objects.ids import LwM2MGateway
+from bridged.objects.ids import BOOTSTRAP_ONLY, LwM2MGateway
 from bridged.objects.linkformat import (
     Attributes,
     announced_version,
@@ -67,7 +67,7 @@ from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
 from bridged.transports.nodes import NodeId
 
-from .access import BOOTSTRAP_ONLY, AccessControl, Operation, check_server_id
+from .access import AccessControl, Operation, check_server_id
 from .blockwise import Block1Assembler
 from .nodes import NodeBackend, node_owned
 from .notification import effective_attributes

@@ -23,12 +23,10 @@ from aiocoap.numbers.codes import Code
 
 from bridged.objects.errors import BadRequest, LwM2MError, NotFound, coap_code
 from bridged.objects.formats import ContentFormat, codec_for
-from bridged.objects.ids import Server
+from bridged.objects.ids import BOOTSTRAP_ONLY, Server
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, check_value
-
-from .access import BOOTSTRAP_ONLY
 
 SEND_PATH = "dp"
 """Send goes to ``dp`` below the Server URI's path, as Register goes to ``rd``."""

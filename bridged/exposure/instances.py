@@ -10,7 +10,7 @@ type, or a 5750 the node reports itself): ``mirror.initial_values``, the rule of
 The mapping goes both ways, in ``paths`` (bridged/exposure/mapping.py): which gateway path is a
 node path, and which node and node-local path a gateway path is, for operations that must
 reach the node. A node's /0, /1, /2, /21 and /23 are its own business with the gateway and
-never become instances of the gateway's (``mapping.HOUSEKEEPING``).
+never become instances of the gateway's (``ids.HOUSEKEEPING``).
 
 A node's own Device object cannot become an instance of the gateway's: /3 is single-instance
 and /3/0 is the gateway. What matters of it upstream is the battery (node-local /3/0/9, which

@@ -22,9 +22,10 @@ node's: ``local`` answers None for them, so they are served from the tree like a
 gateway's own resources, and a Read of the whole instance answers the node's values together
 with them. When the node reports a value of such a resource itself, it becomes the node's.
 
-**A node's own LwM2M housekeeping** (``HOUSEKEEPING``: its Security, Server and Access Control
-objects, and OSCORE and /23, which it uses to talk to the gateway) is never shown upstream in any
-mode: ``exposable`` says which of a node's instances may be.
+**A node's own LwM2M housekeeping** (``objects.ids.HOUSEKEEPING``: its Security, Server and
+Access Control objects, and OSCORE and /23, which it uses to talk to the gateway; a server
+writing a node's /1/0/1 would change its lifetime toward the gateway) is never shown upstream in
+any mode: ``exposable`` says which of a node's instances may be.
 
 **The objects where a mode shows nodes' instances** (``holds_nodes``) are the nodes': their
 instances come with pairing and go with unpairing, so nobody creates one there (a server's
@@ -42,13 +43,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
+from bridged.objects.ids import HOUSEKEEPING
 from bridged.objects.paths import Level, Path
 from bridged.transports.nodes import NodeId
-
-HOUSEKEEPING = frozenset({0, 1, 2, 21, 23})
-"""Objects that are a node's business with the gateway (0 Security, 1 Server, 2 Access
-Control, 21 OSCORE, 23 COSE/EDHOC): a server writing a node's /1/0/1 would change its lifetime
-toward the gateway, so no mode shows them upstream."""
 
 
 def exposable(objects: Mapping[int, Iterable[int]]) -> set[tuple[int, int]]:

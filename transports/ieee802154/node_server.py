@@ -44,6 +44,7 @@ from bridged.objects.errors import (
     error_for_code,
 )
 from bridged.objects.formats import ContentFormat, codec_for
+from bridged.objects.ids import HOUSEKEEPING
 from bridged.objects.linkformat import parse_links
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.values import Record
@@ -59,9 +60,6 @@ log = logging.getLogger(__name__)
 DEFAULT_LIFETIME = 86400
 DEFAULT_AWAKE_WINDOW = 93.0
 """LwM2M's default queue-mode window: CoAP's MAX_TRANSMIT_WAIT."""
-
-NOT_OBSERVED = frozenset({0, 1, 2, 21})
-"""Objects the gateway never observes on a node: security, server, access control, OSCORE."""
 
 FORMAT = ContentFormat.SENML_CBOR
 
@@ -540,7 +538,7 @@ class NodeServer:
         """Observe each data object of a node, turning its notifications into readings."""
         assert self.context is not None
         for oid in registration.objects:
-            if oid in NOT_OBSERVED or oid not in self.registry:
+            if oid in HOUSEKEEPING or oid not in self.registry:
                 continue
             path = Path((oid,))
             message = aiocoap.Message(code=Code.GET, uri_path=(str(oid),), observe=0, accept=FORMAT)

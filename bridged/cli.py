@@ -429,17 +429,17 @@ def show_observations(servers: Iterable[Mapping[str, Any]], out: IO[str]) -> Non
 # -- the commands ----------------------------------------------------------------------------
 
 
-BINDKEY_DIGITS = 32
-
-
 def bindkey_hex(text: str) -> str:
     """``--bindkey``: 32 hex digits (a 16-byte AES-128 key), checked here so a typo is told
     before anything reaches the daemon; the message never repeats the key."""
+    # The BTHome format owns the key's length; loaded only when a bind key is given.
+    from bridged.transports.ble.bthome import BINDKEY_LENGTH
+
     digits = text.strip().lower()
-    if len(digits) != BINDKEY_DIGITS or any(c not in "0123456789abcdef" for c in digits):
+    if len(digits) != 2 * BINDKEY_LENGTH or any(c not in "0123456789abcdef" for c in digits):
         raise Failed(
             EXIT_USAGE,
-            f"--bindkey: a bind key is {BINDKEY_DIGITS} hex digits (16 bytes); "
+            f"--bindkey: a bind key is {2 * BINDKEY_LENGTH} hex digits ({BINDKEY_LENGTH} bytes); "
             f"this one has {len(digits)} characters"
             + ("" if all(c in "0123456789abcdef" for c in digits) else ", not all hex"),
         )

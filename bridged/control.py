@@ -88,8 +88,6 @@ REFUSED = 3
 
 
 BINDKEY = "bindkey"
-BINDKEY_BYTES = 16
-"""A BTHome bind key is an AES-128 key."""
 
 
 class ProtocolError(Exception):
@@ -545,8 +543,11 @@ class ControlServer:
                 raise ProtocolError(INVALID_PARAMS, f"params.keys.{name}: {e}") from None
         bindkey = p.get("bindkey", str)
         if bindkey is not None:
+            # The BTHome format owns the key's length; loaded only when a bind key is given.
+            from bridged.transports.ble.bthome import BINDKEY_LENGTH
+
             try:
-                secrets[BINDKEY] = Secret.from_hex(bindkey, BINDKEY_BYTES)
+                secrets[BINDKEY] = Secret.from_hex(bindkey, BINDKEY_LENGTH)
             except ValueError as e:
                 raise ProtocolError(INVALID_PARAMS, f"params.bindkey: {e}") from None
         self._audit(conn, f"pair {node}")

@@ -31,6 +31,10 @@ from .advert_data import ServiceData
 from .errors import BindKeyRequired, DecryptionFailed, MalformedAdvert, UnknownObjectId
 from .measurements import BINARY_KINDS, Frame, Measurement
 
+BINDKEY_LENGTH: Final = 16
+"""A BTHome bind key is an AES-128 key: 16 bytes (32 hex digits). The one statement of it: the
+transport's pairing, the control socket and bridgectl check a key against this."""
+
 UUID16 = 0xFCD2
 UUID = "0000fcd2-0000-1000-8000-00805f9b34fb"
 """The service data key bleak gives BTHome v2 adverts under."""
@@ -219,8 +223,8 @@ def mac_bytes(address: str) -> bytes:
 
 def cipher(bindkey: bytes) -> AESCCM:
     """The AES-CCM cipher of a bind key; DecryptionFailed if the key is not 16 bytes."""
-    if len(bindkey) != 16:
-        raise DecryptionFailed(f"a BTHome bind key is 16 bytes, not {len(bindkey)}")
+    if len(bindkey) != BINDKEY_LENGTH:
+        raise DecryptionFailed(f"a BTHome bind key is {BINDKEY_LENGTH} bytes, not {len(bindkey)}")
     return AESCCM(bindkey, tag_length=_MIC_LEN)
 
 

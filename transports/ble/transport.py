@@ -83,6 +83,7 @@ from .adverts import (
     ReplayedAdvert,
     UnencryptedAdvert,
 )
+from .bthome import BINDKEY_LENGTH
 from .gatt import GattFailed, GattNode, GattPoller, GattUnreachable
 from .scanner import Scanner, ScannerState, ScannerStatus
 from .settings import (
@@ -99,7 +100,6 @@ NAME = "ble"
 GATT_PROFILE = "gatt"
 BINDKEY = "bindkey"
 
-BINDKEY_LENGTH = 16
 KEY_FAILURES: Mapping[type[AdvertDecodeError], str] = {
     DecryptionFailed: "bind key does not decrypt this node's adverts",
     BindKeyRequired: "encrypted adverts, but paired without a bind key",

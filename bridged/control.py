@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
+from bridged.engine.access import check_server_id
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
 from bridged.store.secrets import SecretsFileError
@@ -209,9 +210,12 @@ class Params:
 
     def server(self) -> int | None:
         ssid = self.get("server", int)
-        if ssid is not None and not 1 <= ssid <= 65534:
-            raise self._bad("server", f"short server ID {ssid} is outside 1..65534")
-        return ssid  # type: ignore[no-any-return]
+        if ssid is None:
+            return None
+        try:
+            return check_server_id(ssid)
+        except ValueError as e:
+            raise self._bad("server", str(e)) from None
 
 
 def _names(kinds: tuple[type, ...]) -> str:

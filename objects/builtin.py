@@ -19,6 +19,7 @@ from .definitions import (
     ValueRange,
     make_object,
 )
+from .ids import SSID_RANGE
 
 __all__ = ["builtin_objects", "builtin_registry"]
 
@@ -44,6 +45,9 @@ PERIOD = "0..2147483647"
 """The Server object's periods in seconds. The registry states no range, but a negative period
 means nothing and client stacks hold these in 32 bits: a server that writes one out of range
 gets 4.00 rather than a client that sends ``lt=-101`` in every Update."""
+SHORT_SERVER_ID = f"{SSID_RANGE.start}..{SSID_RANGE.stop - 1}"
+"""/0/x/10 and /1/x/0, from the vocabulary's one statement of the range."""
+
 LIFETIME = "1..2147483647"
 """As ``PERIOD``, and at least 1 s: Server 1.1 gives 0 no meaning (1.2 later made it
 "infinite"), and the Bootstrap consistency check has always wanted a positive lifetime."""
@@ -112,7 +116,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             _r(7, "SMS Binding Key Parameters", BOOTSTRAP, OPAQUE, range="6"),
             _r(8, "SMS Binding Secret Key(s)", BOOTSTRAP, OPAQUE, range="16,32,48"),
             _r(9, "LwM2M Server SMS Number", BOOTSTRAP, STRING),
-            _r(10, "Short Server ID", BOOTSTRAP, INTEGER, range="1..65534"),
+            _r(10, "Short Server ID", BOOTSTRAP, INTEGER, range=SHORT_SERVER_ID),
             _r(11, "Client Hold Off Time", BOOTSTRAP, INTEGER, units="s"),
             _r(12, "Bootstrap-Server Account Timeout", BOOTSTRAP, INTEGER, units="s"),
             _r(13, "Matching Type", BOOTSTRAP, UNSIGNED, units="s", range="0..3"),
@@ -130,7 +134,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         1,
         "LwM2M Server",
         [
-            _r(0, "Short Server ID", R, INTEGER, mandatory=True, range="1..65534"),
+            _r(0, "Short Server ID", R, INTEGER, mandatory=True, range=SHORT_SERVER_ID),
             _r(1, "Lifetime", RW, INTEGER, mandatory=True, units="s", range=LIFETIME),
             _r(2, "Default Minimum Period", RW, INTEGER, units="s", range=PERIOD),
             _r(3, "Default Maximum Period", RW, INTEGER, units="s", range=PERIOD),

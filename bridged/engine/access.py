@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from enum import Enum, IntFlag
 
 from bridged.objects.errors import Unauthorized
-from bridged.objects.ids import BOOTSTRAP_ONLY, Acl
+from bridged.objects.ids import BOOTSTRAP_ONLY, SSID_RANGE, Acl
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
@@ -94,9 +94,12 @@ _READ_ONLY = frozenset(op for op, right in REQUIRED.items() if right in (None, R
 
 
 def check_server_id(ssid: int) -> int:
-    """A Short Server ID is 1..65534 (0 names the default ACL entry, 65535 the bootstrap)."""
-    if type(ssid) is not int or not 1 <= ssid <= 65534:
-        raise ValueError(f"a Short Server ID is 1..65534, not {ssid!r}")
+    """A Short Server ID is 1..65534 (0 names the default ACL entry, 65535 the bootstrap);
+    ValueError otherwise. The one check of the range (``ids.SSID_RANGE``)."""
+    if type(ssid) is not int or ssid not in SSID_RANGE:
+        raise ValueError(
+            f"short server ID {ssid!r} is outside {SSID_RANGE.start}..{SSID_RANGE.stop - 1}"
+        )
     return ssid
 
 

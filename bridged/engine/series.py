@@ -10,8 +10,9 @@ now", so an old reading sent in it would be taken for the current value (and a s
 temperature may trigger an alarm, or hide one). Those observations keep notifying the current
 value and get no series.
 
-Nothing here does I/O: ``bridged.engine.observe`` sends what these functions decide, and
-``bridged.delivery`` bounds its Send batches with ``leading_fit`` too.
+Which formats carry a time is the formats' capability table (``objects.formats.FORMATS``,
+``carries_time``). Nothing here does I/O: ``bridged.engine.observe`` sends what these functions
+decide, and ``bridged.delivery`` bounds its Send batches with ``leading_fit`` too.
 """
 
 from __future__ import annotations
@@ -20,20 +21,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bridged.objects.formats import ContentFormat
 from bridged.objects.paths import Path
 
-TIMED_FORMATS = frozenset(
-    {ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_JSON}
-)
-"""The content formats whose records carry the time a value was measured."""
-
 T = TypeVar("T")
-
-
-def carries_time(content_format: int | None) -> bool:
-    """Whether a notification in ``content_format`` can carry a time series."""
-    return content_format in TIMED_FORMATS
 
 
 def covers(observed: Iterable[Path], path: Path) -> bool:

@@ -15,8 +15,12 @@ Every codec has the same contract (``Codec``):
     BadRequest (4.00), an unknown object or resource NotFound (4.04), a format that cannot carry
     this target UnsupportedContentFormat (4.15). Nothing else escapes.
 
-Composite-capable formats (SenML JSON, SenML CBOR, LwM2M CBOR) also encode and decode the
-plain path lists of Read-Composite and Observe-Composite requests (``CompositeCodec``).
+What a format can carry beyond values is its row in one table, ``FORMATS``: composite-capable
+formats (SenML JSON, SenML CBOR, LwM2M CBOR) also encode and decode the plain path lists of
+Read-Composite and Observe-Composite requests (``CompositeCodec``); timed formats (SenML JSON,
+SenML CBOR, LwM2M JSON) carry the time each value was measured, so a notification in one can
+carry a series of stored readings (``bridged.engine.series``). TLV, text, opaque, plain and
+LwM2M CBOR have no time field: a value in them means "now".
 
 Codec modules are imported on first use, so a daemon that speaks only SenML CBOR never loads
 the others.
@@ -25,7 +29,8 @@ the others.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol, cast
 
@@ -68,20 +73,48 @@ class CompositeCodec(Codec, Protocol):
     def decode_paths(self, payload: bytes) -> list[Path]: ...
 
 
-_MODULES: dict[ContentFormat, str] = {
-    ContentFormat.TEXT: "text",
-    ContentFormat.OPAQUE: "opaque",
-    ContentFormat.CBOR: "plain_cbor",
-    ContentFormat.TLV: "tlv",
-    ContentFormat.LWM2M_JSON: "lwm2m_json",
-    ContentFormat.SENML_JSON: "senml_json",
-    ContentFormat.SENML_CBOR: "senml_cbor",
-    ContentFormat.LWM2M_CBOR: "lwm2m_cbor",
-}
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """One data format's row: its codec module and what it can carry beyond values."""
 
-COMPOSITE_FORMATS = frozenset(
-    {ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR}
-)
+    module: str
+    """The codec's module in this package, imported on first use."""
+    composite: bool = False
+    """Carries the path lists of composite requests (``CompositeCodec``)."""
+    timed: bool = False
+    """Carries the time each value was measured (a series of readings)."""
+
+
+FORMATS: Mapping[ContentFormat, Capabilities] = {
+    ContentFormat.TEXT: Capabilities("text"),
+    ContentFormat.OPAQUE: Capabilities("opaque"),
+    ContentFormat.CBOR: Capabilities("plain_cbor"),
+    ContentFormat.TLV: Capabilities("tlv"),
+    ContentFormat.LWM2M_JSON: Capabilities("lwm2m_json", timed=True),
+    ContentFormat.SENML_JSON: Capabilities("senml_json", composite=True, timed=True),
+    ContentFormat.SENML_CBOR: Capabilities("senml_cbor", composite=True, timed=True),
+    ContentFormat.LWM2M_CBOR: Capabilities("lwm2m_cbor", composite=True),
+}
+"""Every data format the gateway speaks (link format is not one: it carries no values)."""
+
+
+def _capabilities(content_format: int | None) -> Capabilities | None:
+    if content_format is None or content_format not in FORMATS:
+        return None
+    return FORMATS[ContentFormat(content_format)]
+
+
+def is_composite(content_format: int | None) -> bool:
+    """Whether ``content_format`` can carry a composite request's path list."""
+    found = _capabilities(content_format)
+    return found is not None and found.composite
+
+
+def carries_time(content_format: int | None) -> bool:
+    """Whether ``content_format`` carries the time of each value, so a notification in it
+    can carry a series of stored readings."""
+    found = _capabilities(content_format)
+    return found is not None and found.timed
 
 
 def announced_formats(lwm2m_version: str) -> tuple[ContentFormat, ...]:
@@ -107,7 +140,7 @@ def announced_formats(lwm2m_version: str) -> tuple[ContentFormat, ...]:
 def codec_for(content_format: int) -> Codec:
     """The codec for a Content-Format number; UnsupportedContentFormat (4.15) if none."""
     try:
-        name = _MODULES[ContentFormat(content_format)]
+        name = FORMATS[ContentFormat(content_format)].module
     except (ValueError, KeyError):
         raise UnsupportedContentFormat(
             f"content format {content_format} is not a data format"
@@ -119,7 +152,7 @@ def codec_for(content_format: int) -> Codec:
 def composite_codec_for(content_format: int) -> CompositeCodec:
     """The codec for a composite request; UnsupportedContentFormat if it cannot carry one."""
     codec = codec_for(content_format)
-    if content_format not in COMPOSITE_FORMATS:
+    if not is_composite(content_format):
         raise UnsupportedContentFormat(
             f"content format {content_format} cannot carry a composite operation"
         )

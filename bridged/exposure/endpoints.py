@@ -95,7 +95,11 @@ def endpoint_name(gateway: str, node: NodeId) -> str:
 def device_values(node: LiveNode) -> list[tuple[int, Value | dict[int, Value]]]:
     """The endpoint's /3/0 before the node's own values: what LwM2M makes mandatory, and the
     node's name as its Device Type."""
-    return [(11, {0: 0}), (16, "U"), (17, node.paired.name)]
+    return [
+        (Device.ERROR_CODE, {0: 0}),
+        (Device.SUPPORTED_BINDINGS, "U"),
+        (Device.DEVICE_TYPE, node.paired.name),
+    ]
 
 
 class NodeEndpoint:

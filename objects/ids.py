@@ -9,8 +9,9 @@ codecs and the built-in definition tables (``builtin.py``, whose numbers *are* t
 definitions).
 
 The numbers are those of the OMA LwM2M registry (Core TS 1.1/1.2 for objects 0-6, the
-Gateway TS 1.1 for 25, IPSO Smart Objects for 3200 and up). Only IDs the code uses are here:
-a new one is added when code needs it. Instance IDs are not vocabulary (a node's instance
+Gateway TS 1.1 for 25, IPSO Smart Objects for 3200 and up). The IDs here are those the code
+uses (and the /5 and /6 ones that firmware update and location work is about to): a new one
+is added when code needs it. Instance IDs are not vocabulary (a node's instance
 is whatever it is), except the few fixed ones named below (``SINGLE``, ``OBJECT_LEVEL``).
 
 The classes are namespaces, never instantiated: their attributes are plain ``int`` so that
@@ -209,5 +210,3 @@ BATTERY_PATH: Final = Path((Device.OBJECT, SINGLE, Device.BATTERY_LEVEL))
 """/3/0/9 Battery Level (%), where a node reports its battery."""
 DEVICE_PATH: Final = Path((Device.OBJECT, SINGLE))
 """/3/0, the one Device instance."""
-CONNECTIVITY_PATH: Final = Path((Connectivity.OBJECT, SINGLE))
-"""/4/0, the one Connectivity Monitoring instance."""

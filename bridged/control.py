@@ -13,6 +13,10 @@ refused there with REFUSED. Its members, and those of ``bridged``, may use it. T
 rather than one with a group check, so that the file system's permissions keep a monitoring
 user away from the changing methods even before the daemon looks at who is calling.
 
+The methods are the verbs of bridged/verbs.py, each with the params, access and gateway call
+declared there; this module reads a request's params by their kinds (``Params``), refuses a
+changing verb on the monitor socket, and serves the streams of ``scan`` and ``subscribe``.
+
 The protocol is newline-delimited JSON, one request per line::
 
     {"id": 1, "method": "read", "params": {"path": "/3303/0/5700"}}

@@ -155,6 +155,10 @@ def pair_request(args: argparse.Namespace, request: dict[str, Any]) -> dict[str,
 
 
 async def _pair(gw: Gateway, a: Args, s: Session) -> Any:
+    """Pair ``node`` with its ``keys`` ({name: hex}) and the keys its transport takes as params
+    of their own (``bindkey``), and transport ``options`` (``{"bond": true}``). A malformed
+    address, key or option is INVALID_PARAMS; a radio failure (bonding) is FAILED with its
+    reason."""
     secrets = dict(a.keys)
     for param in pairing_params():
         if param.wire and getattr(a, param.name) is not None:

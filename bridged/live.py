@@ -106,8 +106,6 @@ def permit_join(
     live = err.isatty() and not args.json
     client.call("subscribe", {"events": ["node.paired", "permit_join"]})  # before: miss none
     stream = Stream(client)
-    seconds = stream.call("permit_join", request, args.timeout)["seconds"]
-    deadline = time.monotonic() + seconds
     joined: list[dict[str, Any]] = []
 
     def say(line: str) -> None:
@@ -118,6 +116,9 @@ def permit_join(
         out.flush()
 
     try:
+        # Inside: a Ctrl-C as the window opens, before its answer is here, closes it too.
+        seconds = stream.call("permit_join", request, args.timeout)["seconds"]
+        deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             if live:
                 err.write(

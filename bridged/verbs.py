@@ -109,13 +109,14 @@ def pairing_params() -> tuple[Param, ...]:
 
 
 def _checked(check: Callable[[str], str], name: str) -> Callable[[str], str]:
-    """``check`` with its message naming the option ``--name``."""
+    """``check`` with its message naming the option ``--name``; a value it refuses is
+    Failed (exit 2)."""
 
     def checked(text: str) -> str:
         try:
             return check(text)
         except ValueError as e:
-            raise ValueError(f"--{name}: {e}") from None
+            raise Failed(EXIT_USAGE, f"--{name}: {e}") from None
 
     return checked
 
@@ -135,9 +136,15 @@ def node_argument(node: str, address: str | None) -> str:
 def pair_request(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any]:
     """bridgectl's ``pair`` request: the node in one word, and each declared option given
     checked against the node's transport; a flag (``--bond``) goes into ``options`` and
-    brings its profile (``gatt``) unless ``--profile`` names one."""
+    brings its profile (``gatt``) unless ``--profile`` names one; a ``--key`` the transport
+    declares is checked as its own option would be."""
     request["node"] = node_argument(args.node, args.address)
     transport = request["node"].partition(":")[0]
+    pairing = installed_pairings().get(transport)
+    for key in pairing.keys if pairing is not None else ():
+        if key.name in request.get("keys", {}):
+            check = _checked(key.check_hex, f"key {key.name}")
+            request["keys"][key.name] = check(request["keys"][key.name])
     options = {}
     for name, (option, transports) in pairing_options().items():
         if getattr(args, name) in (None, False):

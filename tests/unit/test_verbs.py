@@ -193,6 +193,9 @@ def test_a_transports_declared_options_are_sent_and_checked(
             "--commission",
         )  # fmt: skip
         short = bridgectl(radio, "--socket", str(socket_path), "pair", "fake:01", "--netkey", "0a")
+        named = bridgectl(
+            radio, "--socket", str(socket_path), "pair", "fake:1", "--key", "netkey=0a"
+        )
         other = bridgectl(radio, "--socket", str(socket_path), "pair", "ble:A4", "--commission")
     finally:
         d.close()
@@ -207,6 +210,8 @@ def test_a_transports_declared_options_are_sent_and_checked(
     assert short.returncode == cli.EXIT_USAGE
     assert "--netkey: a network key is 16 bytes (32 hex digits)" in short.stderr
     assert "0a" not in short.stderr, "a key is never echoed"
+    assert named.returncode == cli.EXIT_USAGE, "its --key too"
+    assert "--key netkey: a network key is 16 bytes" in named.stderr
     assert other.returncode == cli.EXIT_USAGE
     assert "--commission is for fake nodes, not ble" in other.stderr
     assert len(d.requests) == 1, "nothing sent for a refused one"

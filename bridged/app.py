@@ -73,10 +73,12 @@ from bridged.transports.base import (
     normalise_node,
 )
 from bridged.transports.nodes import NodeId, PairedNode, Secret
+from bridged.transports.pairing import pairing
 
 from .build import build_exposure, build_transport, build_tree, open_state_dir
 from .config import Config, ConfigError
 from .events import EventHub, NodeEvents
+from .protocol import HISTORY_LIMIT, OperationFailed
 from .shell import Shell
 from .views import command_json, heard_json, json_record, node_json, server_json
 
@@ -89,17 +91,11 @@ EXPIRY_INTERVAL = 60.0
 ENDPOINT_STATUS_DELAY = 0.5
 """Node endpoints' registration events within this many seconds make one status change (after
 a restart, thousands of endpoints register within seconds)."""
-HISTORY_LIMIT = 1000
-"""How many ended commands ``commands_history`` looks through for one node's."""
 STORAGE_CONDITIONS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY")
 """SQLite errors of a file system that is full or refuses writes, not of a broken daemon."""
 OBSERVED = "observed"
 """The reading store's consumer earlier versions kept in the endpoints mode and moved past
 every reading: removed, so that it holds no reading back."""
-
-
-class OperationFailed(Exception):
-    """A control operation that cannot be done now; the message says why."""
 
 
 # -- the gateway -----------------------------------------------------------------------------
@@ -605,10 +601,12 @@ class Gateway:
         """Pair ``node_id`` (its address in any spelling its transport takes, see
         ``normalise_node``; name and profile default to what was heard of it), once its
         transport did what pairing needs on the radio (``Transport.prepare_pair``: checking
-        its keys, bonding). ValueError for an address, key or option the node cannot have;
+        its keys, bonding), and its keys against its transport's declaration
+        (transports/pairing.py). ValueError for an address, key or option the node cannot have;
         OperationFailed, with the radio's reason, when the transport could not do it (the node
         is then not paired)."""
         node = self._to_pair(node_id, name, profile, sleepy, options)
+        pairing(node.id.transport).check(secrets or {})
         transport = self.transports.get(node.id.transport)
         if transport is not None:
             try:

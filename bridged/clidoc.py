@@ -1,8 +1,9 @@
 """bridgectl's shell completion (bash, zsh) and manual pages, generated from its parser.
 
-``build_parser`` in bridged/cli.py is the one table of bridgectl's commands, their arguments
-and their help; what a shell completes and what ``man bridgectl-pair`` says are read from it
-here, so that a command added there is completed and documented without another list to keep.
+``build_parser`` in bridged/cli.py builds bridgectl's parser from the verb table
+(bridged/verbs.py) and the installed transports' pairing options; what a shell completes and
+what ``man bridgectl-pair`` says are read from that parser here, so that a verb added to the
+table is completed and documented without another list to keep.
 
 ``python -m bridged.clidoc DIR [--version V]`` writes::
 

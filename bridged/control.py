@@ -13,6 +13,10 @@ refused there with REFUSED. Its members, and those of ``bridged``, may use it. T
 rather than one with a group check, so that the file system's permissions keep a monitoring
 user away from the changing methods even before the daemon looks at who is calling.
 
+The methods are the verbs of bridged/verbs.py, each with the params, access and gateway call
+declared there; this module reads a request's params by their kinds (``Params``), refuses a
+changing verb on the monitor socket, and serves the streams of ``scan`` and ``subscribe``.
+
 The protocol is newline-delimited JSON, one request per line::
 
     {"id": 1, "method": "read", "params": {"path": "/3303/0/5700"}}
@@ -44,6 +48,7 @@ import asyncio
 import contextlib
 import functools
 import grp
+import inspect
 import json
 import logging
 import os
@@ -51,7 +56,7 @@ import pwd
 import socket
 import sqlite3
 import struct
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
@@ -63,32 +68,29 @@ from bridged.store.secrets import SecretsFileError
 from bridged.transports.base import UnknownTransport, normalise_node
 from bridged.transports.nodes import NodeId, NodeIdError, Secret
 
-from .app import HISTORY_LIMIT, Gateway, OperationFailed
-from .cli import MONITOR_SOCKET_NAME
-from .service import status_line
+from . import verbs
+from .app import Gateway
+from .protocol import (
+    FAILED,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    MONITOR_SOCKET_NAME,
+    PARSE_ERROR,
+    REFUSED,
+    OperationFailed,
+)
+from .verb import BadParams, Verb
 
 log = logging.getLogger(__name__)
 
-SOCKET_NAME = "control.sock"
 SOCKET_GROUP = "bridged"
 MONITOR_GROUP = "bridged-monitor"
 MAX_LINE = 1 << 16
-MAX_SCAN = 3600.0
 MAX_TEXT = 4096
 """The longest text param: every text the daemon takes (a path, a node id, a value, which the
 resource's own bound then checks) is far shorter."""
-
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-FAILED = 1
-NOT_AVAILABLE = 2
-REFUSED = 3
-
-
-BINDKEY = "bindkey"
 
 
 class ProtocolError(Exception):
@@ -165,22 +167,22 @@ class Params:
             )
         self.params = params
 
-    def _bad(self, name: str, why: str) -> ProtocolError:
+    def bad(self, name: str, why: str) -> ProtocolError:
         return ProtocolError(INVALID_PARAMS, f"params.{name}: {why}")
 
     def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
         if name not in self.params or self.params[name] is None:
             if default is ...:
-                raise self._bad(name, "is required")
+                raise self.bad(name, "is required")
             return default
         value = self.params[name]
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if isinstance(value, bool) and bool not in kinds:
-            raise self._bad(name, f"must be {_names(kinds)}, not a boolean")
+            raise self.bad(name, f"must be {_names(kinds)}, not a boolean")
         if not isinstance(value, kinds):
-            raise self._bad(name, f"must be {_names(kinds)}, not {type(value).__name__}")
+            raise self.bad(name, f"must be {_names(kinds)}, not {type(value).__name__}")
         if isinstance(value, str) and len(value) > MAX_TEXT:
-            raise self._bad(name, f"is at most {MAX_TEXT} characters, not {len(value)}")
+            raise self.bad(name, f"is at most {MAX_TEXT} characters, not {len(value)}")
         return value
 
     def path(self, name: str = "path", default: str | None = None) -> Path:
@@ -188,7 +190,7 @@ class Params:
         try:
             return Path.parse(text)
         except LwM2MError as e:
-            raise self._bad(name, str(e)) from None
+            raise self.bad(name, str(e)) from None
 
     def node(self, name: str = "node") -> NodeId:
         """A node id, its address in its transport's spelling (``ble:a4-c1-...`` is
@@ -200,22 +202,52 @@ class Params:
         except UnknownTransport:
             return node
         except (NodeIdError, ValueError) as e:
-            raise self._bad(name, str(e)) from None
+            raise self.bad(name, str(e)) from None
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
         value = float(self.get(name, (int, float), default))
         if not low <= value <= high:
-            raise self._bad(name, f"must be between {low:g} and {high:g}, not {value:g}")
+            raise self.bad(name, f"must be between {low:g} and {high:g}, not {value:g}")
         return value
 
-    def server(self) -> int | None:
-        ssid = self.get("server", int)
+    def server(self, name: str = "server") -> int | None:
+        ssid = self.get(name, int)
         if ssid is None:
             return None
         try:
             return check_server_id(ssid)
         except ValueError as e:
-            raise self._bad("server", str(e)) from None
+            raise self.bad(name, str(e)) from None
+
+    def paths(self, name: str) -> list[Path]:
+        texts = self.get(name, list, ...)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise self.bad(name, "must be a non-empty list of paths")
+        try:
+            return [Path.parse(t) for t in texts]
+        except LwM2MError as e:
+            raise self.bad(name, str(e)) from None
+
+    def key(self, name: str) -> Secret | None:
+        """A key given in hex; its length is its transport's to check (transports/pairing.py),
+        and no message repeats it."""
+        text = self.get(name, str)
+        try:
+            return None if text is None else Secret.from_hex(text)
+        except ValueError as e:
+            raise self.bad(name, str(e)) from None
+
+    def keys(self, name: str) -> dict[str, Secret]:
+        """Keys by name, each in hex."""
+        secrets = {}
+        for key, text in self.get(name, dict, {}).items():
+            if not isinstance(text, str):
+                raise self.bad(f"{name}.{key}", "must be hex text")
+            try:
+                secrets[key] = Secret.from_hex(text)
+            except ValueError as e:
+                raise self.bad(f"{name}.{key}", str(e)) from None
+        return secrets
 
 
 def _names(kinds: tuple[type, ...]) -> str:
@@ -260,8 +292,6 @@ def user_groups(uid: int) -> frozenset[int]:
 
 # -- the server ------------------------------------------------------------------------------
 
-Handler = Callable[[Params, "Connection"], Awaitable[Any]]
-
 
 class Connection:
     """One client connection: its writer (serialised), its peer and its subscription."""
@@ -281,16 +311,6 @@ class Connection:
 
     async def event(self, kind: str, data: Mapping[str, Any], time: float | None = None) -> None:
         await self.send(event_line(self.rid, kind, data, time))
-
-
-@dataclass(frozen=True, slots=True)
-class Method:
-    """A method of the socket: the params it takes, its handler, and whether it changes the
-    gateway (pairing, its tree, its LwM2M client): those are refused on the monitor socket."""
-
-    params: tuple[str, ...]
-    handler: Handler
-    changes: bool = False
 
 
 class ControlServer:
@@ -313,38 +333,11 @@ class ControlServer:
         self._servers: list[asyncio.Server] = []
         self._connections: set[asyncio.Task[None]] = set()
         self._own_uid = os.getuid()
-        self._methods: dict[str, Method] = {
-            "status": Method((), self._status),
-            "nodes": Method((), self._nodes),
-            "node.show": Method(("node",), self._node_show),
-            "scan": Method(("seconds", "transport"), self._scan),
-            "pair": Method(
-                ("node", "name", "profile", "sleepy", "keys", "bindkey", "options"),
-                self._pair,
-                changes=True,
-            ),
-            "unpair": Method(("node",), self._unpair, changes=True),
-            "permit_join": Method(("seconds",), self._permit_join, changes=True),
-            "ls": Method(("path",), self._ls),
-            "read": Method(("path",), self._read),
-            "write": Method(("path", "value"), self._write, changes=True),
-            "exec": Method(("path", "args"), self._exec, changes=True),
-            "create": Method(("path", "values"), self._create, changes=True),
-            "delete": Method(("path",), self._delete, changes=True),
-            "observe.list": Method(("server",), self._observe_list),
-            "send": Method(("paths", "server"), self._send, changes=True),
-            "update": Method(("server",), self._update, changes=True),
-            "start": Method((), self._start, changes=True),
-            "stop": Method((), self._stop, changes=True),
-            "subscribe": Method(("events",), self._subscribe),
-            "unsubscribe": Method((), self._unsubscribe),
-            "commands.pending": Method(("node",), self._commands_pending),
-            "commands.history": Method(("node", "limit"), self._commands_history),
-        }
+        self._verbs = {verb.method: verb for verb in verbs.VERBS}
 
     @property
     def methods(self) -> list[str]:
-        return sorted(self._methods)
+        return sorted(self._verbs)
 
     async def start(self) -> None:
         """Listen on both sockets; a live socket at ``path`` means another daemon runs
@@ -423,7 +416,7 @@ class ControlServer:
             pass
         finally:
             if conn is not None:
-                await self._end_subscription(conn)
+                await self.end_subscription(conn)
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
@@ -445,23 +438,24 @@ class ControlServer:
         try:
             request = parse_request(line)
             rid = request.id
-            method = self._methods.get(request.method)
-            if method is None:
+            verb = self._verbs.get(request.method)
+            if verb is None:
                 raise ProtocolError(
                     METHOD_NOT_FOUND,
                     f"unknown method {request.method!r}; known: {', '.join(self.methods)}",
                 )
-            if method.changes and conn.read_only:
+            if verb.changes and conn.read_only:
                 raise ProtocolError(
                     REFUSED,
                     f"{request.method} changes the gateway: {self.monitor_path} is read-only; "
                     f"use {self.path} (group {self.group_name})",
                 )
-            params = Params(request.params, method.params)
             conn.rid = rid
-            result = await method.handler(params, conn)
+            result = await self._serve_verb(verb, request.params, conn)
         except ProtocolError as e:
             await conn.send(error_line(e.data.get("id", rid), e.code, e.message))
+        except BadParams as e:
+            await conn.send(error_line(rid, INVALID_PARAMS, str(e)))
         except LwM2MError as e:
             await conn.send(error_line(rid, FAILED, str(e), coap=e.code_text))
         except (OperationFailed, SecretsFileError) as e:
@@ -481,23 +475,46 @@ class ControlServer:
     def _audit(self, conn: Connection, what: str) -> None:
         log.info("control: %s (uid %d, pid %d)", what, conn.peer.uid, conn.peer.pid)
 
-    # -- methods -----------------------------------------------------------------------------
+    async def _serve_verb(self, verb: Verb, params: Mapping[str, Any], conn: Connection) -> Any:
+        """Read the request's params by the verb's declaration, log it when it changes the
+        gateway, and make its gateway call."""
+        args = verb.read(Params(params, tuple(p.name for p in verb.wire_params())))
+        if verb.audit is not None:
+            self._audit(conn, verb.audit.format_map(vars(args)))
+        result = verb.call(self.gateway, args, _Session(self, conn))
+        return await result if inspect.isawaitable(result) else result
 
-    async def _status(self, p: Params, conn: Connection) -> Any:
-        status = self.gateway.status()
-        status["summary"] = status_line(status)
-        return status
+    async def forward(self, sub: Any, conn: Connection, rid: Any) -> None:
+        try:
+            while (event := await sub.get()) is not None:
+                await conn.send(event_line(rid, event.kind, event.data, event.time))
+            if sub.overflowed:
+                await conn.send(error_line(rid, FAILED, "subscription dropped: too far behind"))
+        except (ConnectionError, BrokenPipeError):
+            pass
+        finally:
+            sub.close()
 
-    async def _nodes(self, p: Params, conn: Connection) -> Any:
-        return self.gateway.node_list()
+    async def end_subscription(self, conn: Connection) -> None:
+        task, conn.forwarder = conn.forwarder, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
-    async def _node_show(self, p: Params, conn: Connection) -> Any:
-        return self.gateway.node(p.node())
 
-    async def _scan(self, p: Params, conn: Connection) -> Any:
+class _Session:
+    """The connection a verb is served on (``bridged.verb.Session``): the streams of scan and
+    subscribe are the connection's."""
+
+    def __init__(self, server: ControlServer, conn: Connection) -> None:
+        self.server = server
+        self.gateway = server.gateway
+        self.conn = conn
+
+    async def scan(self, seconds: float, transport: str | None) -> list[dict[str, Any]]:
         """Stream what is heard for ``seconds``, with a progress line each second."""
-        seconds = p.number("seconds", 10.0, 0.1, MAX_SCAN)
-        transport = p.get("transport", str)
+        conn = self.conn
         sub = self.gateway.events.subscribe(["node.heard"])
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -529,175 +546,17 @@ class ControlServer:
         await conn.event("progress", {"elapsed": seconds, "seconds": seconds, "heard": len(heard)})
         return sorted(heard.values(), key=lambda n: (-(n["rssi"] or -999), n["id"]))
 
-    async def _pair(self, p: Params, conn: Connection) -> Any:
-        """Pair ``node`` (``transport:address``, the address in any spelling its transport
-        takes), with its ``keys`` ({name: hex}), its BTHome ``bindkey`` (hex, 16 bytes) and
-        transport ``options`` (e.g. ``{"bond": true}`` for a GATT node that needs bonding).
-        A malformed address, key or option is INVALID_PARAMS; a radio failure (bonding) is
-        FAILED with its reason."""
-        node = p.node()
-        keys = p.get("keys", dict, {})
-        secrets = {}
-        for name, text in keys.items():
-            if not isinstance(text, str):
-                raise ProtocolError(INVALID_PARAMS, f"params.keys.{name}: must be hex text")
-            try:
-                secrets[name] = Secret.from_hex(text)
-            except ValueError as e:
-                raise ProtocolError(INVALID_PARAMS, f"params.keys.{name}: {e}") from None
-        bindkey = p.get("bindkey", str)
-        if bindkey is not None:
-            # The BTHome format owns the key's length; loaded only when a bind key is given.
-            from bridged.transports.ble.bthome import BINDKEY_LENGTH
-
-            try:
-                secrets[BINDKEY] = Secret.from_hex(bindkey, BINDKEY_LENGTH)
-            except ValueError as e:
-                raise ProtocolError(INVALID_PARAMS, f"params.bindkey: {e}") from None
-        self._audit(conn, f"pair {node}")
-        try:
-            return await self.gateway.pair(
-                node,
-                name=p.get("name", str),
-                profile=p.get("profile", str, ""),
-                sleepy=p.get("sleepy", bool, False),
-                secrets=secrets,
-                options=p.get("options", dict, {}),
-            )
-        except ValueError as e:
-            raise ProtocolError(INVALID_PARAMS, f"cannot pair {node}: {e}") from None
-
-    async def _unpair(self, p: Params, conn: Connection) -> Any:
-        node = p.node()
-        self._audit(conn, f"unpair {node}")
-        self.gateway.unpair(node)
-        return {"unpaired": str(node)}
-
-    async def _permit_join(self, p: Params, conn: Connection) -> Any:
-        seconds = p.number("seconds", 60.0, 0.0, MAX_SCAN)
-        self._audit(conn, f"permit-join {seconds:g} s")
-        return {"seconds": self.gateway.permit_join(seconds)}
-
-    async def _ls(self, p: Params, conn: Connection) -> Any:
-        return self.gateway.shell.ls(p.path(default="/"))
-
-    async def _read(self, p: Params, conn: Connection) -> Any:
-        return await self.gateway.shell.read(p.path())
-
-    async def _write(self, p: Params, conn: Connection) -> Any:
-        path = p.path()
-        value = p.get("value", (str, int, float, bool), ...)
-        text = ("1" if value else "0") if isinstance(value, bool) else str(value)
-        self._audit(conn, f"write {path}")
-        await self.gateway.shell.write(path, text)
-        return {"written": str(path)}
-
-    async def _exec(self, p: Params, conn: Connection) -> Any:
-        path = p.path()
-        self._audit(conn, f"exec {path}")
-        await self.gateway.shell.execute(path, p.get("args", str, ""))
-        return {"executed": str(path)}
-
-    async def _create(self, p: Params, conn: Connection) -> Any:
-        """Create an instance with ``values`` ({resource ID: text form}, optional)."""
-        path = p.path()
-        values: dict[int, str] = {}
-        for rid, text in p.get("values", dict, {}).items():
-            if not (isinstance(rid, str) and rid.isdigit() and isinstance(text, str)):
-                raise ProtocolError(
-                    INVALID_PARAMS, f"params.values.{rid}: give resource ID: text value"
-                )
-            values[int(rid)] = text
-        self._audit(conn, f"create {path}")
-        return {"created": self.gateway.shell.create(path, values)}
-
-    async def _delete(self, p: Params, conn: Connection) -> Any:
-        path = p.path()
-        self._audit(conn, f"delete {path}")
-        self.gateway.shell.delete(path)
-        return {"deleted": str(path)}
-
-    async def _observe_list(self, p: Params, conn: Connection) -> Any:
-        return self.gateway.observations(p.server())
-
-    async def _send(self, p: Params, conn: Connection) -> Any:
-        texts = p.get("paths", list, ...)
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise ProtocolError(INVALID_PARAMS, "params.paths: must be a non-empty list of paths")
-        try:
-            paths = [Path.parse(t) for t in texts]
-        except LwM2MError as e:
-            raise ProtocolError(INVALID_PARAMS, f"params.paths: {e}") from None
-        outcome = await self.gateway.send(paths, p.server())
-        result = {
-            "server": outcome.server,
-            "status": outcome.status.value,
-            "records": outcome.records,
-            "detail": outcome.detail,
-        }
-        self.gateway.events.publish("send", **result)
-        if not outcome.delivered:
-            raise OperationFailed(
-                f"send to {outcome.server}: {outcome.status.value} {outcome.detail}"
-            )
-        return result
-
-    async def _update(self, p: Params, conn: Connection) -> Any:
-        return {"updating": self.gateway.update(p.server())}
-
-    async def _start(self, p: Params, conn: Connection) -> Any:
-        self._audit(conn, "start (register)")
-        await self.gateway.start_client()
-        return {"lwm2m": "started"}
-
-    async def _stop(self, p: Params, conn: Connection) -> Any:
-        self._audit(conn, "stop (de-register)")
-        await self.gateway.stop_client()
-        return {"lwm2m": "stopped"}
-
-    async def _subscribe(self, p: Params, conn: Connection) -> Any:
-        kinds = p.get("events", list)
-        if kinds is not None and not all(isinstance(k, str) for k in kinds):
-            raise ProtocolError(INVALID_PARAMS, "params.events: must be a list of event kinds")
-        await self._end_subscription(conn)
+    async def subscribe(self, kinds: list[str] | None) -> dict[str, Any]:
+        await self.server.end_subscription(self.conn)
         sub = self.gateway.events.subscribe(kinds)
-        conn.forwarder = asyncio.create_task(self._forward(sub, conn, conn.rid))
+        self.conn.forwarder = asyncio.create_task(
+            self.server.forward(sub, self.conn, self.conn.rid)
+        )
         return {"subscribed": kinds or "all"}
 
-    async def _unsubscribe(self, p: Params, conn: Connection) -> Any:
-        await self._end_subscription(conn)
+    async def unsubscribe(self) -> dict[str, Any]:
+        await self.server.end_subscription(self.conn)
         return {"subscribed": None}
-
-    async def _commands_pending(self, p: Params, conn: Connection) -> Any:
-        """The writes and executes waiting for their (sleepy) node, oldest first."""
-        return self.gateway.commands_pending(self._optional_node(p))
-
-    async def _commands_history(self, p: Params, conn: Connection) -> Any:
-        """The commands that ended, newest first, each with its status and detail."""
-        limit = int(p.number("limit", 100, 1, HISTORY_LIMIT))
-        return self.gateway.commands_history(self._optional_node(p), limit)
-
-    @staticmethod
-    def _optional_node(p: Params) -> NodeId | None:
-        return None if p.get("node", str) is None else p.node()
-
-    async def _forward(self, sub: Any, conn: Connection, rid: Any) -> None:
-        try:
-            while (event := await sub.get()) is not None:
-                await conn.send(event_line(rid, event.kind, event.data, event.time))
-            if sub.overflowed:
-                await conn.send(error_line(rid, FAILED, "subscription dropped: too far behind"))
-        except (ConnectionError, BrokenPipeError):
-            pass
-        finally:
-            sub.close()
-
-    async def _end_subscription(self, conn: Connection) -> None:
-        task, conn.forwarder = conn.forwarder, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def _scan_line(node: Mapping[str, Any]) -> tuple[Any, ...]:

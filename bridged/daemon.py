@@ -37,7 +37,8 @@ from . import __version__
 from .app import DATABASE, SECRETS, Gateway
 from .build import check_transports, open_state_dir
 from .config import DEFAULT_PATH, Config, ConfigError, load
-from .control import SOCKET_NAME, ControlServer
+from .control import ControlServer
+from .protocol import SOCKET_NAME
 from .service import Notifier, refresh_status, run_watchdog, status_line, watchdog_interval
 from .store.database import DatabaseError
 from .store.recovery import recover_database, recover_secrets

@@ -24,6 +24,10 @@ Two directions:
   ``GatewayTimeout`` 5.04 for one that did not answer, or the node's own error code);
   ``pair``/``unpair`` tell the transport which nodes to accept.
 
+What a transport's nodes take when they are paired (keys, yes/no options) it declares in a
+``Pairing`` (``transports/pairing.py``), registered in the ``bridged.pairing`` entry-point
+group: ``bridgectl pair`` offers it and the core checks every pairing against it.
+
 Besides the events, the core lends each transport a ``TransportHost``: the object definitions
 the gateway knows (so an object taught by a DDF file is understood by the transport too) and
 the gateway's CoAP message layer. Together with the node values of ``transports/nodes.py``

@@ -5,6 +5,7 @@ operations, the errors, and the socket's mode."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import pytest
 from aiocoap.numbers.codes import Code
 from clients import FAST_RETRY
 
+from bridged import cli, verbs
 from bridged.app import Gateway
 from bridged.config import Config, ConfigError, GatewaySection, StoreSection, TransportSection
 from bridged.control import FAILED, INVALID_PARAMS, METHOD_NOT_FOUND, REFUSED, ControlServer
@@ -31,6 +33,7 @@ from bridged.engine.client import ServerConfig
 from bridged.objects.paths import Path as PathId
 from bridged.store.nodes import NodeId
 from bridged.transports.base import Heard
+from bridged.verb import TEXT, Param, Verb
 from peers.gateway import FACTS
 from peers.lwm2m_server import LwM2MTestServer
 
@@ -625,3 +628,53 @@ async def test_ctrl_c_during_permit_join_closes_the_window(
     assert json.loads(out.decode().splitlines()[-1]) == {"closed": "interrupted", "joined": []}
     assert not gateway.registry.join_open, "Ctrl-C closed the window"
     assert b"Traceback" not in err
+
+
+async def test_a_verb_added_to_the_table_is_a_bridgectl_command_end_to_end(
+    gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One declaration and the gateway call it makes: the socket serves it and bridgectl
+    offers it (its help, its params, its text and JSON output), with no other edit."""
+    count = Verb(
+        "node.count",
+        "count the paired nodes",
+        lambda gw, a, s: {
+            "paired": len([n for n in gw.node_list() if n["transport"] == a.transport])
+        },
+        params=(Param("transport", TEXT, "only this transport's", "sim"),),
+        show=lambda r, o: o.write(f"{r['paired']} paired\n"),
+    )
+    monkeypatch.setattr(verbs, "VERBS", (*verbs.VERBS, count))
+    control = ControlServer(gateway, tmp_path / "run" / "control.sock")
+    await control.start()
+    try:
+        await gateway.pair(NodeId("sim", "0002"))
+        parser = cli.build_parser()
+        assert "count the paired nodes" in parser.parse_args(["node", "count"]).verb.help
+
+        def bridgectl(*argv: str) -> tuple[int, str]:
+            args = cli.build_parser().parse_args(argv)
+            client = cli.Client(str(control.path), 5)
+            out, err = io.StringIO(), io.StringIO()
+            try:
+                return cli.run(args, client, out, err), out.getvalue()
+            finally:
+                client.close()
+
+        assert await asyncio.to_thread(bridgectl, "node", "count") == (0, "1 paired\n")
+        argv = ("node", "count", "--transport", "ble", "--json")
+        code, out = await asyncio.to_thread(bridgectl, *argv)
+        assert (code, json.loads(out)) == (0, {"paired": 0})
+    finally:
+        await control.stop()
+
+
+async def test_a_key_is_checked_by_its_transports_declaration_even_when_not_configured(
+    conn: Connection,
+) -> None:
+    """This gateway runs only the simulated transport; a BLE node paired with a bind key of
+    the wrong length is still refused, as its transport declares it (16 bytes)."""
+    bad = await conn.error("pair", node="ble:A4:C1:38:00:11:22", keys={"bindkey": "00ff"})
+    assert bad["code"] == INVALID_PARAMS and "16 bytes" in bad["message"]
+    assert "00ff" not in bad["message"]
+    assert await conn.call("nodes") == []

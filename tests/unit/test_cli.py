@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from bridged import cli
+from bridged import cli, output
 
 HEAVY = ("aiocoap", "bleak", "serial", "bridged.engine", "bridged.app", "cbor2", "sqlite3")
 
@@ -251,8 +251,8 @@ def test_scan_streams_progress_on_a_terminal(socket_path: Path) -> None:
 
 
 def test_progress_bar() -> None:
-    assert cli.progress_bar(5, 10, 3, width=10) == "scanning [#####.....] 5/10 s, 3 heard"
-    assert cli.progress_bar(12, 10, 0, width=4) == "scanning [####] 12/10 s, 0 heard"
+    assert output.progress_bar(5, 10, 3, width=10) == "scanning [#####.....] 5/10 s, 3 heard"
+    assert output.progress_bar(12, 10, 0, width=4) == "scanning [####] 12/10 s, 0 heard"
 
 
 def test_help_documents_the_exit_codes() -> None:
@@ -317,7 +317,7 @@ PARTIAL = {
 
 def test_the_pending_queue_as_a_table() -> None:
     out = io.StringIO()
-    cli.show_commands([WRITE, EXECUTE, PARTIAL], out, now=NOW)
+    output.show_commands([WRITE, EXECUTE, PARTIAL], out, now=NOW)
     header, *rows = out.getvalue().splitlines()
     assert header.split() == ["ID", "NODE", "PATH", "KIND", "VALUE", "SUBMITTED", "EXPIRES"]
     assert rows[0].split() == [
@@ -338,7 +338,7 @@ def test_the_pending_queue_as_a_table() -> None:
 def test_the_history_as_a_table() -> None:
     failed = {**WRITE, "status": "failed", "finished": NOW - 60, "detail": "4.05 not writable"}
     out = io.StringIO()
-    cli.show_history([failed], out, now=NOW)
+    output.show_history([failed], out, now=NOW)
     header, row = out.getvalue().splitlines()
     assert header.split() == ["ID", "NODE", "PATH", "KIND", "VALUE", "STATUS", "ENDED", "DETAIL"]
     assert row.split() == [
@@ -400,7 +400,7 @@ def test_status_shows_delivery_commands_and_node_endpoints() -> None:
         "transports": {"sim": "up"},
     }
     out = io.StringIO()
-    cli.show_status(status, out)
+    output.show_status(status, out)
     text = out.getvalue()
     assert "delivery 12 waiting, 300 delivered in 4 sends, 1 skipped, last error: timeout" in text
     assert "3 node endpoints: 2 registered, 1 waiting" in text
@@ -570,7 +570,7 @@ def test_node_show_says_unknown_for_what_the_node_never_told() -> None:
         "values": [],
     }
     out = io.StringIO()
-    cli.show_node(node, out)
+    output.show_node(node, out)
     lines = dict(line.split(None, 1) for line in out.getvalue().splitlines()[:8])
     assert lines["battery"] == "unknown" and lines["rssi"] == "unknown"
     assert "None" not in out.getvalue()
@@ -579,7 +579,7 @@ def test_node_show_says_unknown_for_what_the_node_never_told() -> None:
 def test_events_are_readable_lines_with_local_iso_times() -> None:
     """Not Python reprs and epoch seconds: ``<ISO time> <kind> key=value ...``."""
     when = 1_700_000_000.5
-    iso = cli.iso_time(when)
+    iso = output.iso_time(when)
     assert iso.startswith("2023-11-1") and iso[19] in "+-Z" and len(iso) in (20, 25)
     registration = {
         "event": "registration",
@@ -591,7 +591,7 @@ def test_events_are_readable_lines_with_local_iso_times() -> None:
             "detail": "coap://192.0.2.1:5683 timed out: no answer within 93 s",
         },
     }
-    assert cli.event_text(registration) == (
+    assert output.event_text(registration) == (
         f"{iso} registration server=coap://192.0.2.1:5683 event=registration-failure "
         'state=retry-wait detail="coap://192.0.2.1:5683 timed out: no answer within 93 s"'
     )
@@ -606,16 +606,16 @@ def test_events_are_readable_lines_with_local_iso_times() -> None:
             ],
         },
     }
-    assert cli.event_text(readings) == (
+    assert output.event_text(readings) == (
         f"{iso} readings id=sim:0001 records=/3303/0/5700=21.5,/3311/0/5850=true"
     )
     command = {
         "event": "command",
         "data": {"id": 7, "submitted": when, "detail": "", "finished": None, "arguments": ""},
     }
-    assert cli.event_text(command) == f"command id=7 submitted={iso}"
+    assert output.event_text(command) == f"command id=7 submitted={iso}"
     nested = {"event": "x", "data": {"objects": {"3303": [0]}}}
-    assert cli.event_text(nested) == 'x objects={"3303":[0]}'
+    assert output.event_text(nested) == 'x objects={"3303":[0]}'
 
 
 class Interrupting(io.StringIO):

@@ -340,18 +340,19 @@ def test_the_walk_finds_restated_names_and_instance_values() -> None:
 # -- one place for each domain rule -----------------------------------------------------------
 
 
-def test_the_bind_key_length_has_one_owner(monkeypatch: pytest.MonkeyPatch) -> None:
-    """bridgectl, the control socket and the BLE transport check a bind key against the
-    BTHome format's ``BINDKEY_LENGTH``: changed there, it is changed everywhere."""
-    from bridged import cli
-    from bridged.transports.ble import bthome
+def test_the_bind_key_length_has_one_owner() -> None:
+    """The BLE pairing declaration (which bridgectl and the gateway check a key against) and
+    the BTHome cipher both take the length from ``ble/pairing.BINDKEY_LENGTH``."""
+    from bridged.transports.ble import bthome, pairing
 
-    monkeypatch.setattr(bthome, "BINDKEY_LENGTH", 8)
-    assert cli.bindkey_hex("00" * 8) == "00" * 8
-    with pytest.raises(cli.Failed, match="16 hex digits"):
-        cli.bindkey_hex("00" * 16)
-    with pytest.raises(Exception, match="8 bytes"):
-        bthome.cipher(bytes(16))
+    assert pairing.BINDKEY.size == pairing.BINDKEY_LENGTH
+    assert bthome.BINDKEY_LENGTH is pairing.BINDKEY_LENGTH
+    assert pairing.BINDKEY.check_hex("ab" * pairing.BINDKEY_LENGTH)
+    with pytest.raises(ValueError, match=f"{pairing.BINDKEY_LENGTH} bytes"):
+        pairing.BINDKEY.check_hex("ab" * (pairing.BINDKEY_LENGTH - 1))
+    bthome.cipher(bytes(pairing.BINDKEY_LENGTH))
+    with pytest.raises(Exception, match=f"{pairing.BINDKEY_LENGTH} bytes"):
+        bthome.cipher(bytes(pairing.BINDKEY_LENGTH // 2))
 
 
 def test_the_short_server_id_range_has_one_owner() -> None:

@@ -30,10 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from .advert_data import ServiceData
 from .errors import BindKeyRequired, DecryptionFailed, MalformedAdvert, UnknownObjectId
 from .measurements import BINARY_KINDS, Frame, Measurement
-
-BINDKEY_LENGTH: Final = 16
-"""A BTHome bind key is an AES-128 key: 16 bytes (32 hex digits). The one statement of it: the
-transport's pairing, the control socket and bridgectl check a key against this."""
+from .pairing import BINDKEY_LENGTH
 
 UUID16 = 0xFCD2
 UUID = "0000fcd2-0000-1000-8000-00805f9b34fb"

@@ -20,10 +20,10 @@ settings are those of `settings` (``[transport.ble]``).
   Duplicates (a node repeats each advert) are dropped without a word; malformed adverts are
   counted in ``malformed`` and logged at debug. Encrypted adverts are ``heard`` with
   ``encrypted`` set, so a scan says "encrypted" for a node whose key it does not have.
-* **Pairing** (``prepare_pair``, before the node is accepted): its bind key and options are
-  checked, and a GATT node whose options say ``bond`` is bonded through BlueZ (Device1.Pair)
-  and read once; a failure is ``PairingFailed`` with BlueZ's reason, and the node is not
-  paired.
+* **Pairing** (``prepare_pair``, before the node is accepted): its options are checked (the
+  core checks its bind key against the declaration in ``pairing.py``), and a GATT node whose
+  options say ``bond`` is bonded through BlueZ (Device1.Pair) and read once; a failure is
+  ``PairingFailed`` with BlueZ's reason, and the node is not paired.
 * **GATT nodes** (profile ``gatt``) are served by the ``GattPoller``: polled every
   ``gatt_interval`` seconds (Device Information, Battery and Environmental Sensing by
   default), or kept connected when their options name characteristics to ``notify``.
@@ -83,8 +83,8 @@ from .adverts import (
     ReplayedAdvert,
     UnencryptedAdvert,
 )
-from .bthome import BINDKEY_LENGTH
 from .gatt import GattFailed, GattNode, GattPoller, GattUnreachable
+from .pairing import BINDKEY, GATT_PROFILE
 from .scanner import Scanner, ScannerState, ScannerStatus
 from .settings import (
     Actuator,
@@ -97,8 +97,6 @@ from .settings import (
 log = logging.getLogger(__name__)
 
 NAME = "ble"
-GATT_PROFILE = "gatt"
-BINDKEY = "bindkey"
 
 KEY_FAILURES: Mapping[type[AdvertDecodeError], str] = {
     DecryptionFailed: "bind key does not decrypt this node's adverts",
@@ -203,14 +201,8 @@ class BleTransport(Transport):
     # -- pairing -----------------------------------------------------------------------------
 
     async def prepare_pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
-        """Check the node's bind key and options; bond with a GATT node that needs it."""
+        """Check the node's options; bond with a GATT node that needs it."""
         address = normalise_address(node.id.address)
-        secret = secrets.get(BINDKEY)
-        if secret is not None and len(secret.value) != BINDKEY_LENGTH:
-            raise ValueError(
-                f"a bind key is {BINDKEY_LENGTH} bytes ({2 * BINDKEY_LENGTH} hex digits), "
-                f"not {len(secret.value)}"
-            )
         options = parse_options(node.options)
         if node.profile != GATT_PROFILE or not options.bond:
             return
@@ -226,7 +218,7 @@ class BleTransport(Transport):
         except ValueError as e:
             log.error("%s cannot be served: %s", node.id, e)
             return
-        secret = secrets.get(BINDKEY)
+        secret = secrets.get(BINDKEY.name)
         bindkey = secret.value if secret is not None else None
         try:
             options = parse_options(node.options)

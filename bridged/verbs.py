@@ -1,0 +1,504 @@
+"""bridgectl's verbs: each declared once, here. The control socket serves exactly these
+(bridged/control.py) and bridgectl offers exactly these (bridged/cli.py), with the params, help,
+access and output declared here; see bridged/verb.py for what a declaration says.
+
+Adding a verb is one ``Verb`` below and the gateway call it makes (a method of the Gateway or
+of one of its parts); its manual page and shell completion follow (bridged/clidoc.py).
+
+``pair`` also takes what the installed transports declare for their nodes
+(transports/pairing.py): bridgectl reads their declarations, as the daemon does, rather than
+asking the daemon, so that ``bridgectl pair --help``, the manual pages built with the package
+and the check of a key's length work with no daemon running; both ends of one installation
+read the same declarations, and the daemon checks every pairing against them again.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import TYPE_CHECKING, Any, cast
+
+from .live import events, permit_join, scan
+from .output import (
+    show_commands,
+    show_history,
+    show_node,
+    show_nodes,
+    show_observations,
+    show_records,
+    show_status,
+    table,
+)
+from .protocol import EXIT_USAGE, HISTORY_LIMIT, Failed, OperationFailed
+from .service import status_line
+from .verb import (
+    ASSIGNMENTS,
+    FLAG,
+    KEYS,
+    MAPPING,
+    NODE,
+    PATH,
+    PATHS,
+    REQUIRED,
+    SERVER,
+    SWITCH,
+    TEXT,
+    VALUE,
+    WORDS,
+    Args,
+    BadParams,
+    Hex,
+    Number,
+    Param,
+    Session,
+    Verb,
+)
+
+if TYPE_CHECKING:
+    from bridged.transports.pairing import Pairing, PairingFlag, PairingKey
+
+    from .app import Gateway
+
+MAX_SECONDS = 3600.0
+"""The longest scan or permit-join window."""
+
+GROUPS = {"node": "one paired node", "observe": "the servers' observations"}
+"""The help of bridgectl's commands whose verbs are its actions (``node show``)."""
+
+
+# -- pairing: the options the installed transports declare -----------------------------------
+
+
+def installed_pairings() -> Mapping[str, Pairing]:
+    """The installed transports' pairing declarations. bridgectl may run from a source tree
+    without the transports' packages (with the system Python, say): then there are none."""
+    try:
+        from bridged.transports.pairing import installed
+    except ImportError:
+        return {}
+    return installed()
+
+
+@cache
+def pairing_options() -> dict[str, tuple[PairingKey | PairingFlag, tuple[str, ...]]]:
+    """Each option a transport declares (``bindkey``, ``bond``), by name, with the transports
+    that take it; the first declaration of a name stands for all."""
+    found: dict[str, tuple[PairingKey | PairingFlag, tuple[str, ...]]] = {}
+    for transport, pairing in sorted(installed_pairings().items()):
+        options: list[PairingKey | PairingFlag] = [k for k in pairing.keys if k.option]
+        options += pairing.flags
+        for option in options:
+            first, transports = found.get(option.name, (option, ()))
+            found[option.name] = (first, (*transports, transport))
+    return found
+
+
+def pairing_params() -> tuple[Param, ...]:
+    """``pair``'s params from the declarations: a key with its own option is sent as the
+    param of its name (``bindkey``), a flag is bridgectl's and goes into ``options``."""
+    params = []
+    for name, (option, transports) in pairing_options().items():
+        help = f"{', '.join(transports)}: {option.help}"
+        if option.takes_hex:
+            check = _checked(cast("PairingKey", option).check_hex, name)
+            params.append(Param(name, Hex(check), help, metavar="HEX"))
+        else:
+            params.append(Param(name, FLAG, help, wire=False))
+    return tuple(params)
+
+
+def _checked(check: Callable[[str], str], name: str) -> Callable[[str], str]:
+    """``check`` with its message naming the option ``--name``; a value it refuses is
+    Failed (exit 2)."""
+
+    def checked(text: str) -> str:
+        try:
+            return check(text)
+        except ValueError as e:
+            raise Failed(EXIT_USAGE, f"--{name}: {e}") from None
+
+    return checked
+
+
+def node_argument(node: str, address: str | None) -> str:
+    """``pair TRANSPORT ADDRESS`` or ``pair transport:address``, as the daemon's node id text;
+    the daemon normalises the address for its transport."""
+    if address is not None:
+        if not node or ":" in node:
+            raise Failed(EXIT_USAGE, f"{node!r} is not a transport name (ble, 802154, ...)")
+        return f"{node}:{address}"
+    if ":" not in node:
+        raise Failed(EXIT_USAGE, f"give TRANSPORT ADDRESS or transport:address, not {node!r}")
+    return node
+
+
+def pair_request(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any]:
+    """bridgectl's ``pair`` request: the node in one word, and each declared option given
+    checked against the node's transport; a flag (``--bond``) goes into ``options`` and
+    brings its profile (``gatt``) unless ``--profile`` names one; a ``--key`` the transport
+    declares is checked as its own option would be."""
+    request["node"] = node_argument(args.node, args.address)
+    transport = request["node"].partition(":")[0]
+    pairing = installed_pairings().get(transport)
+    for key in pairing.keys if pairing is not None else ():
+        if key.name in request.get("keys", {}):
+            check = _checked(key.check_hex, f"key {key.name}")
+            request["keys"][key.name] = check(request["keys"][key.name])
+    options = {}
+    for name, (option, transports) in pairing_options().items():
+        if getattr(args, name) in (None, False):
+            continue
+        if transport not in transports:
+            raise Failed(
+                EXIT_USAGE, f"--{name} is for {', '.join(transports)} nodes, not {transport}"
+            )
+        if not option.takes_hex:
+            options[name] = True
+            request["profile"] = request.get("profile") or cast("PairingFlag", option).profile
+    if options:
+        request["options"] = options
+    return request
+
+
+async def _pair(gw: Gateway, a: Args, s: Session) -> Any:
+    """Pair ``node`` with its ``keys`` ({name: hex}) and the keys its transport takes as params
+    of their own (``bindkey``), and transport ``options`` (``{"bond": true}``). A malformed
+    address, key or option is INVALID_PARAMS; a radio failure (bonding) is FAILED with its
+    reason."""
+    secrets = dict(a.keys)
+    for param in pairing_params():
+        if param.wire and getattr(a, param.name) is not None:
+            secrets[param.name] = getattr(a, param.name)
+    try:
+        return await gw.pair(
+            a.node,
+            name=a.name,
+            profile=a.profile,
+            sleepy=a.sleepy,
+            secrets=secrets,
+            options=a.options,
+        )
+    except ValueError as e:
+        raise BadParams(f"cannot pair {a.node}: {e}") from None
+
+
+# -- the gateway calls that are more than a call ---------------------------------------------
+
+
+def _status(gw: Gateway, a: Args, s: Session) -> Any:
+    status = gw.status()
+    status["summary"] = status_line(status)
+    return status
+
+
+async def _send(gw: Gateway, a: Args, s: Session) -> Any:
+    outcome = await gw.send(a.paths, a.server)
+    result = {
+        "server": outcome.server,
+        "status": outcome.status.value,
+        "records": outcome.records,
+        "detail": outcome.detail,
+    }
+    gw.events.publish("send", **result)
+    if not outcome.delivered:
+        raise OperationFailed(f"send to {outcome.server}: {outcome.status.value} {outcome.detail}")
+    return result
+
+
+async def _write(gw: Gateway, a: Args, s: Session) -> Any:
+    await gw.shell.write(a.path, a.value)
+    return {"written": str(a.path)}
+
+
+async def _exec(gw: Gateway, a: Args, s: Session) -> Any:
+    await gw.shell.execute(a.path, a.args)
+    return {"executed": str(a.path)}
+
+
+def _delete(gw: Gateway, a: Args, s: Session) -> Any:
+    gw.shell.delete(a.path)
+    return {"deleted": str(a.path)}
+
+
+def _unpair(gw: Gateway, a: Args, s: Session) -> Any:
+    gw.unpair(a.node)
+    return {"unpaired": str(a.node)}
+
+
+async def _start(gw: Gateway, a: Args, s: Session) -> Any:
+    await gw.start_client()
+    return {"lwm2m": "started"}
+
+
+async def _stop(gw: Gateway, a: Args, s: Session) -> Any:
+    await gw.stop_client()
+    return {"lwm2m": "stopped"}
+
+
+def _quiet(result: Any, out: Any) -> None:
+    """Nothing to say: the exit status says it was done."""
+
+
+def _lwm2m(result: Any, out: Any) -> None:
+    out.write(f"LwM2M client {result['lwm2m']}\n")
+
+
+COMMANDS_NODE = Param("node", NODE, "only this node's (transport:address)", positional=True)
+
+VERBS: tuple[Verb, ...] = (
+    Verb(
+        "status",
+        "the gateway: registration, nodes, readings, transports",
+        _status,
+        show=show_status,
+    ),
+    Verb("nodes", "the paired nodes", lambda gw, a, s: gw.node_list(), show=show_nodes),
+    Verb(
+        "node.show",
+        "a node in detail: state, keys, values",
+        lambda gw, a, s: gw.node(a.node),
+        params=(Param("node", NODE, "transport:address", REQUIRED, positional=True),),
+        show=show_node,
+    ),
+    Verb(
+        "scan",
+        "list the nodes heard during a window, live, with their decoded values "
+        "(with --json: a JSON line per node heard or changed, then the list as a JSON array)",
+        lambda gw, a, s: s.scan(a.seconds, a.transport),
+        params=(
+            Param("seconds", Number(0.1, MAX_SECONDS), "window (%(default)s s)", 10.0),
+            Param("transport", TEXT, "only nodes of this transport"),
+        ),
+        streams=True,
+        run=scan,
+    ),
+    Verb(
+        "pair",
+        "pair a node: it is exposed upstream from now on",
+        _pair,
+        params=(
+            Param(
+                "node",
+                NODE,
+                "the transport (ble, 802154, ...), or transport:address in one word",
+                REQUIRED,
+                positional=True,
+            ),
+            Param(
+                "address",
+                TEXT,
+                "its address: a MAC (A4:C1:38:00:11:22) or an EUI-64 (00:12:4b:00:01:02:03:04)",
+                positional=True,
+                wire=False,
+            ),
+            Param("name", TEXT, "its name (shown upstream in 5750 Application Type)"),
+            Param("profile", TEXT, "how its data is read (bthome, ...)", "", send_empty=True),
+            Param("sleepy", FLAG, "a battery node that sleeps", False),
+            Param(
+                "keys",
+                KEYS,
+                "a key its transport takes, by name (repeatable)",
+                metavar="NAME=HEX",
+                option="--key",
+            ),
+            Param("options", MAPPING, cli=False),
+        ),
+        changes=True,
+        audit="pair {node}",
+        show=lambda n, o: o.write(f"paired {n['id']}\n"),
+        more=pairing_params,
+        request=pair_request,
+    ),
+    Verb(
+        "unpair",
+        "unpair a node: it disappears upstream",
+        _unpair,
+        params=(Param("node", NODE, default=REQUIRED, positional=True),),
+        changes=True,
+        audit="unpair {node}",
+        show=lambda r, o: o.write(f"unpaired {r['unpaired']}\n"),
+    ),
+    Verb(
+        "permit_join",
+        "let nodes that ask join for a while (0 closes); with --wait (the default on a "
+        "terminal) count down and show each node that joins until the window closes, and "
+        "Ctrl-C closes it",
+        lambda gw, a, s: {"seconds": gw.permit_join(a.seconds)},
+        params=(
+            Param("seconds", Number(0.0, MAX_SECONDS), default=60.0, positional=True),
+            Param(
+                "wait",
+                SWITCH,
+                "count down and show the nodes that join (default: when stdout is a terminal)",
+                wire=False,
+            ),
+        ),
+        changes=True,
+        streams=True,
+        audit="permit-join {seconds:g} s",
+        run=permit_join,
+        show=lambda r, o: o.write(
+            f"permit-join open for {r['seconds']:g} s\n" if r["seconds"] else "permit-join closed\n"
+        ),
+    ),
+    Verb(
+        "ls",
+        "objects, instances or resources of the gateway's tree",
+        lambda gw, a, s: gw.shell.ls(a.path),
+        params=(Param("path", PATH, default="/", positional=True, send_empty=True),),
+        show=lambda rows, o: table(
+            [(r["path"], r["name"], r.get("operations")) for r in rows],
+            ("PATH", "NAME", "OPERATIONS"),
+            o,
+        ),
+    ),
+    Verb(
+        "read",
+        "read values of the gateway's tree",
+        lambda gw, a, s: gw.shell.read(a.path),
+        params=(Param("path", PATH, default=REQUIRED, positional=True),),
+        show=show_records,
+    ),
+    Verb(
+        "write",
+        "set a resource (text form: 0/1, numbers, base64, oid:iid)",
+        _write,
+        params=(
+            Param("path", PATH, default=REQUIRED, positional=True),
+            Param("value", VALUE, default=REQUIRED, positional=True),
+        ),
+        changes=True,
+        audit="write {path}",
+        show=_quiet,
+    ),
+    Verb(
+        "exec",
+        "execute a resource",
+        _exec,
+        params=(
+            Param("path", PATH, default=REQUIRED, positional=True),
+            Param(
+                "args", TEXT, "LwM2M arguments, e.g. 0='x'", "", positional=True, send_empty=True
+            ),
+        ),
+        changes=True,
+        audit="exec {path}",
+        show=_quiet,
+    ),
+    Verb(
+        "create",
+        "create an object instance, with its mandatory resources",
+        lambda gw, a, s: {"created": gw.shell.create(a.path, a.values)},
+        params=(
+            Param(
+                "path", PATH, "/oid (lowest free instance) or /oid/iid", REQUIRED, positional=True
+            ),
+            Param(
+                "values",
+                ASSIGNMENTS,
+                "a resource's value (text form), e.g. 5550=1",
+                positional=True,
+                metavar="RID=VALUE",
+                send_empty=True,
+            ),
+        ),
+        changes=True,
+        audit="create {path}",
+        show=lambda r, o: o.write(f"created {r['created']}\n"),
+    ),
+    Verb(
+        "delete",
+        "delete an object instance",
+        _delete,
+        params=(Param("path", PATH, default=REQUIRED, positional=True),),
+        changes=True,
+        audit="delete {path}",
+        show=_quiet,
+    ),
+    Verb(
+        "observe.list",
+        "list them per server",
+        lambda gw, a, s: gw.observations(a.server),
+        params=(Param("server", SERVER, "short server ID"),),
+        show=show_observations,
+    ),
+    Verb(
+        "send",
+        "LwM2M Send of the current values of paths",
+        _send,
+        params=(
+            Param("paths", PATHS, default=REQUIRED, positional=True),
+            Param("server", SERVER, "short server ID (default: the first)"),
+        ),
+        changes=True,
+        show=lambda r, o: o.write(f"{r['records']} record(s) {r['status']} ({r['server']})\n"),
+    ),
+    Verb(
+        "update",
+        "send a registration Update now",
+        lambda gw, a, s: {"updating": gw.update(a.server)},
+        params=(Param("server", SERVER, "short server ID (default: all)"),),
+        changes=True,
+        show=lambda r, o: o.write(f"update sent to {', '.join(r['updating'])}\n"),
+    ),
+    Verb(
+        "start",
+        "register with the servers again (after stop)",
+        _start,
+        changes=True,
+        audit="start (register)",
+        show=_lwm2m,
+    ),
+    Verb(
+        "stop",
+        "de-register from every server and stay off until start",
+        _stop,
+        changes=True,
+        audit="stop (de-register)",
+        show=_lwm2m,
+    ),
+    Verb(
+        "subscribe",
+        "stream what happens (registrations, nodes, readings...)",
+        lambda gw, a, s: s.subscribe(a.events),
+        params=(
+            Param(
+                "events",
+                WORDS,
+                "only these kinds (registration, node, ...)",
+                positional=True,
+                metavar="kinds",
+            ),
+        ),
+        streams=True,
+        cli="events",
+        run=events,
+    ),
+    Verb("unsubscribe", "stop the event stream", lambda gw, a, s: s.unsubscribe(), cli=None),
+    Verb(
+        "commands.pending",
+        "the desired-state queue: writes and executes waiting for a sleepy node",
+        lambda gw, a, s: gw.commands_pending(a.node),
+        params=(COMMANDS_NODE,),
+        cli="commands",
+        show=show_commands,
+    ),
+    Verb(
+        "commands.history",
+        "the commands that ended instead, newest first: applied, failed, expired or "
+        "superseded, and why",
+        lambda gw, a, s: gw.commands_history(a.node, a.limit),
+        params=(
+            COMMANDS_NODE,
+            Param(
+                "limit",
+                Number(1, HISTORY_LIMIT, integer=True),
+                "with --history, at most this many (%(default)s)",
+                100,
+            ),
+        ),
+        cli="commands --history",
+        show=show_history,
+    ),
+)

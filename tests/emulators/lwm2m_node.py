@@ -219,10 +219,9 @@ class RadioAir:
     the way, in either direction.
 
     Link-layer security: a node added with a ``key`` secures its frames with it (the settings of
-    ``security``: level 5, key identifier mode 1, index 1, as the gateway's defaults) and takes
-    only frames of the gateway secured with it, its counters checked as the gateway checks
-    them; ``rekey`` changes the key (None: the node sends in the clear, as a forger without the
-    key would, its frame counter going on). What reached each node is kept: ``opened`` counts
+    ``security``: level 5, key identifier mode 1, index 1, as the gateway's defaults, and the
+    network key if they have one) and takes only frames of the gateway secured with it, its
+    counters checked as the gateway checks them. What reached each node is kept: ``opened`` counts
     the secured frames it opened, ``plain`` the frames it took in the clear, ``refused`` the
     frames its link refused (with the error); ``injected`` is every PSDU it put on the air.
     """
@@ -237,22 +236,15 @@ class RadioAir:
         self.plain: collections.Counter[bytes] = collections.Counter()
         self.refused: dict[bytes, list[RadioDecodeError]] = collections.defaultdict(list)
         self.injected: dict[bytes, list[bytes]] = collections.defaultdict(list)
-        self._counters: dict[bytes, FrameCounter] = {}
         rcp.on_transmit = self._on_air
 
     async def add(self, node: EmulatedNode, *, key: bytes | None = None) -> None:
-        link = LowpanLink()
-        self.nodes[node.mac] = (node, link)
-        self.rekey(node, key)
-        await node.start(self._sender(node, link), link_local(self.rcp.eui64))
-
-    def rekey(self, node: EmulatedNode, key: bytes | None) -> None:
-        """The node's link key from now on (None: none); its own frame counter goes on."""
-        _, link = self.nodes[node.mac]
-        counter = self._counters.setdefault(node.mac, FrameCounter())
-        link.security = LinkSecurity(self.security, counter)
+        security = LinkSecurity(self.security, FrameCounter())
         if key is not None:
-            link.security.pair(self.rcp.eui64, key)
+            security.pair(self.rcp.eui64, key)
+        link = LowpanLink(security=security)
+        self.nodes[node.mac] = (node, link)
+        await node.start(self._sender(node, link), link_local(self.rcp.eui64))
 
     def _sender(self, node: EmulatedNode, link: LowpanLink) -> SendDatagram:
         def send(remote: LowpanAddress, data: bytes) -> None:

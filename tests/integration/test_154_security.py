@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiocoap
 import pytest
@@ -31,6 +31,8 @@ from bridged.transports.ieee802154.link_security import SecuritySettings
 from bridged.transports.ieee802154.lowpan import UdpDatagram, link_local
 from bridged.transports.ieee802154.mac import parse_frame
 from bridged.transports.nodes import Secret
+from integration.test_154_restart import received as times
+from integration.test_154_restart import until
 from peers.lwm2m_server import LwM2MTestServer
 
 ENDPOINT = "gw-154-security"
@@ -39,30 +41,10 @@ KEY = bytes.fromhex("5a6967426565416c6c69616e63653039")
 OTHER_KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            while not condition():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
-def times(server: LwM2MTestServer) -> list[float]:
-    """The times of the temperatures the server took in the gateway's Sends."""
-    return [
-        r.time
-        for e in server.history
-        if e.kind == "send" and e.code == Code.CHANGED
-        for r in e.records
-        if r.name.endswith("/5700") and r.time is not None
-    ]
-
-
 async def refused(daemon: Daemon, node: EmulatedNode, problem: str, above: int) -> int:
     """Wait until ``bridgectl node show`` counts more than ``above`` refused frames of the node,
     for ``problem``; returns the count."""
-    shown: dict[str, object] = {}
+    shown: dict[str, Any] = {}
     try:
         async with asyncio.timeout(TIMEOUT):
             while True:
@@ -88,10 +70,21 @@ async def paired_keyed_node(world: World, daemon: Daemon, key: bytes = KEY) -> E
     return await world.add_node(1, "cellar", link_key=key)
 
 
-def send_frames(world: World, node: EmulatedNode, mark: int) -> list[bytes]:
-    """The frames the node put on the air since ``mark`` (its first frames of a Send)."""
+async def a_keyed_node_that_sent(
+    world: World, server: LwM2MTestServer
+) -> tuple[Daemon, EmulatedNode, float, list[bytes]]:
+    """The daemon started, a node paired with its link key and registered, which then Sent a
+    temperature: the daemon, the node, the time of that reading (at the server) and the frames
+    of its Send (secured, as recorded on the air)."""
     assert world.air is not None
-    return world.air.injected[node.mac][mark:]
+    daemon = await world.start_daemon(server.uri, endpoint=ENDPOINT)
+    node = await paired_keyed_node(world, daemon)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    mark = len(world.air.injected[node.mac])
+    first = await measured(node, server, 21.0)
+    frames = world.air.injected[node.mac][mark:]
+    assert frames and all(parse_frame(f).security is not None for f in frames)
+    return daemon, node, first, frames
 
 
 def forged_send(world: World, node: EmulatedNode, value: float) -> list[bytes]:
@@ -122,13 +115,7 @@ async def test_a_keyed_node_is_served_and_forged_or_replayed_frames_are_not(
     async with World(tmp_path) as world:
         assert world.air is not None
         air = world.air
-        daemon = await world.start_daemon(server.uri, endpoint=ENDPOINT)
-        node = await paired_keyed_node(world, daemon)
-        await asyncio.wait_for(node.registered.wait(), TIMEOUT)
-        mark = len(air.injected[node.mac])
-        first = await measured(node, server, 21.0)
-        replayable = send_frames(world, node, mark)
-        assert replayable and all(parse_frame(f).security is not None for f in replayable)
+        daemon, node, first, replayable = await a_keyed_node_that_sent(world, server)
         # The gateway's frames reach the node secured, and the node opened every one.
         assert air.opened[node.mac] > 0 and air.plain[node.mac] == 0
         assert air.refused[node.mac] == []
@@ -160,12 +147,7 @@ async def test_a_replay_after_a_gateway_restart_is_refused(
     async with World(tmp_path) as world:
         assert world.air is not None
         air = world.air
-        daemon = await world.start_daemon(server.uri, endpoint=ENDPOINT)
-        node = await paired_keyed_node(world, daemon)
-        await asyncio.wait_for(node.registered.wait(), TIMEOUT)
-        mark = len(air.injected[node.mac])
-        first = await measured(node, server, 21.0)
-        replayable = send_frames(world, node, mark)
+        daemon, node, first, replayable = await a_keyed_node_that_sent(world, server)
         await measured(node, server, 22.0)
         daemon.proc.kill()
         await daemon.proc.wait()

@@ -119,6 +119,9 @@ async def test_a_keyed_node_is_served_and_forged_or_replayed_frames_are_not(
         # The gateway's frames reach the node secured, and the node opened every one.
         assert air.opened[node.mac] > 0 and air.plain[node.mac] == 0
         assert air.refused[node.mac] == []
+        # ... secured by the host: the RCP is told not to secure them again.
+        to_node = [f for f in world.rcp.sent if parse_frame(f.psdu).dst == node.mac]
+        assert to_node and all(f.request.security_processed for f in to_node)
 
         # A radio that knows the node's address but not its key: its Send goes in the clear.
         for psdu in forged_send(world, node, 99.0):

@@ -4,9 +4,13 @@ counters both ways, and the 6LoWPAN link with security on both ends."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from bridged.hosting import transport_host
+from bridged.objects.builtin import builtin_registry
+from bridged.transports.base import TransportConfigError
 from bridged.transports.ieee802154.errors import (
     AuthenticationError,
     ReplayError,
@@ -16,6 +20,7 @@ from bridged.transports.ieee802154.errors import (
 from bridged.transports.ieee802154.link import LowpanLink
 from bridged.transports.ieee802154.link_security import (
     MAX_COUNTER,
+    RESERVE_WINDOW,
     FrameCounter,
     FrameCounterError,
     LinkSecurity,
@@ -24,6 +29,11 @@ from bridged.transports.ieee802154.link_security import (
 from bridged.transports.ieee802154.lowpan import UdpDatagram, link_local
 from bridged.transports.ieee802154.mac import MAX_PSDU, build_frame, data_frame, parse_frame
 from bridged.transports.ieee802154.security import KeyIdentifier
+from bridged.transports.ieee802154.transport import (
+    COUNTER_FILE,
+    IEEE802154Transport,
+    security_settings,
+)
 from bridged.transports.nodes import Secret
 
 KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
@@ -229,3 +239,62 @@ def test_datagrams_cross_a_secured_link_whole_and_fragmented(size: int) -> None:
     answer = replace(sent, src=sent.dst, dst=sent.src, payload=b"\x60\x44")
     (back,) = gateway_link.send(answer, src_mac=GATEWAY, dst_mac=NODE, pan_id=PAN)
     assert node_link.receive(back) == answer
+
+
+# -- the transport's settings and its counter file -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"network_key": "00" * 15}, "network_key"),
+        ({"network_key": KEY.hex(), "network_key_file": "/x"}, "network_key_file"),
+        ({"network_key_file": "relative.key"}, "network_key_file"),
+        ({"network_key_file": "/nonexistent/network.key"}, "network_key_file"),
+        ({"security_level": 4}, "security_level"),
+        ({"security_level": True}, "security_level"),
+        ({"key_id_mode": 3}, "key_id_mode"),
+        ({"key_index": 0}, "key_index"),
+        ({"key_source": "00000000"}, "key_source"),
+        ({"key_id_mode": 2, "key_source": "0000"}, "key_source"),
+    ],
+)
+def test_security_settings_are_checked(options: dict[str, object], key: str) -> None:
+    with pytest.raises(TransportConfigError, match=key) as refused:
+        security_settings(options)
+    assert KEY.hex() not in str(refused.value)
+
+
+def test_security_settings_from_the_table(tmp_path: Path) -> None:
+    key_file = tmp_path / "network.key"
+    key_file.write_text(KEY.hex().upper() + "\n")
+    table = {"network_key_file": str(key_file), "security_level": 6, "key_id_mode": 2}
+    settings = security_settings({**table, "key_source": "0000face", "key_index": 7})
+    assert settings.network_key == Secret(KEY) and settings.level == 6
+    assert settings.key_id == KeyIdentifier(2, bytes.fromhex("0000face"), 7)
+    assert KEY.hex() not in repr(settings)
+
+
+def test_the_gateways_counter_is_kept_0600_in_the_state_directory(tmp_path: Path) -> None:
+    def transport() -> IEEE802154Transport:
+        host = transport_host(builtin_registry(), tmp_path)
+        return IEEE802154Transport({"port": "/dev/null", "network_key": KEY.hex()}, Unheard(), host)
+
+    first = transport().security.counter
+    assert [first.next() for _ in range(3)] == [0, 1, 2]
+    kept = tmp_path / "transports" / COUNTER_FILE
+    assert (kept.stat().st_mode & 0o777, kept.read_text()) == (0o600, f"{RESERVE_WINDOW}\n")
+    assert transport().security.counter.next() == RESERVE_WINDOW
+    kept.write_text("garbage")
+    with pytest.raises(FrameCounterError, match="damaged"):
+        transport().security.counter.next()
+    with pytest.raises(TransportConfigError, match="state directory"):
+        host = transport_host(builtin_registry())  # lends no files
+        IEEE802154Transport({"port": "/dev/null", "network_key": KEY.hex()}, Unheard(), host)
+
+
+class Unheard:
+    """Events nobody hears: the transport above is never started."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"{name} reported by a transport that never started")

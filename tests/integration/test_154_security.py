@@ -137,6 +137,8 @@ async def test_a_keyed_node_is_served_and_forged_or_replayed_frames_are_not(
         after = await measured(node, server, 22.0)
         got = times(server)
         assert got.count(first) == 1 and after in got
+        shown = await daemon.ctl_json("node", "show", node_id(node))
+        assert (shown["decrypt_failures"], shown["problem"]) == (failures, None), "taken again"
         assert all(r.value != 99.0 for e in server.history for r in getattr(e, "records", ()))
         assert air.plain[node.mac] == 0 and air.refused[node.mac] == []
         assert await daemon.stop() == 0

@@ -3,16 +3,21 @@ counters both ways, and the 6LoWPAN link with security on both ends."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridged.hosting import transport_host
 from bridged.objects.builtin import builtin_registry
 from bridged.transports.base import TransportConfigError
 from bridged.transports.ieee802154.errors import (
     AuthenticationError,
+    RadioDecodeError,
     ReplayError,
     SecuredFrameError,
     UnsecuredFrameError,
@@ -27,14 +32,21 @@ from bridged.transports.ieee802154.link_security import (
     SecuritySettings,
 )
 from bridged.transports.ieee802154.lowpan import UdpDatagram, link_local
-from bridged.transports.ieee802154.mac import MAX_PSDU, build_frame, data_frame, parse_frame
+from bridged.transports.ieee802154.mac import (
+    MAX_PSDU,
+    build_frame,
+    crc16_kermit,
+    data_frame,
+    parse_frame,
+)
+from bridged.transports.ieee802154.node_events import NodeEvents, split_session
 from bridged.transports.ieee802154.security import KeyIdentifier
 from bridged.transports.ieee802154.transport import (
     COUNTER_FILE,
     IEEE802154Transport,
     security_settings,
 )
-from bridged.transports.nodes import Secret
+from bridged.transports.nodes import NodeId, Secret
 
 KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
 OTHER = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
@@ -298,3 +310,52 @@ class Unheard:
 
     def __getattr__(self, name: str) -> object:
         raise AssertionError(f"{name} reported by a transport that never started")
+
+
+@settings(max_examples=300)
+@given(data=st.binary(max_size=127), position=st.integers(0, 126), flip=st.integers(1, 255))
+def test_whatever_the_air_brings_a_secured_link_says_a_typed_error(
+    data: bytes, position: int, flip: int
+) -> None:
+    """Random bytes, and a valid secured frame with any byte changed (its FCS made to fit):
+    a RadioDecodeError or nothing, never another exception, never the datagram."""
+    gateway = LowpanLink(security=gateway_side(network=OTHER))
+    gateway.security.pair(NODE, KEY)  # type: ignore[union-attr]
+    sent = UdpDatagram(link_local(NODE), 5683, link_local(GATEWAY), 5683, b"reading")
+    (valid,) = LowpanLink(security=node_side()).send(
+        sent, src_mac=NODE, dst_mac=GATEWAY, pan_id=PAN
+    )
+    body = bytearray(valid[:-2])
+    body[position % len(body)] ^= flip
+    for psdu in (data, bytes(body) + crc16_kermit(bytes(body)).to_bytes(2, "little")):
+        try:
+            assert gateway.receive(psdu) != sent
+        except RadioDecodeError:
+            pass
+
+
+class Sessions:
+    """The core's end of the sessions: what was last kept of each node."""
+
+    def __init__(self) -> None:
+        self.kept: dict[NodeId, Mapping[str, Any] | None] = {}
+
+    def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None:
+        self.kept[node] = session
+
+
+def test_a_nodes_session_is_its_registration_and_its_links_counter() -> None:
+    sessions = Sessions()
+    events = NodeEvents(sessions)  # type: ignore[arg-type]
+    node = NodeId("802154", NODE.hex())
+    registration = {"endpoint": "kitchen", "location": "1"}
+    events.session(node, registration)
+    events.link(node, {"counter": 7})
+    assert sessions.kept[node] == {**registration, "link": {"counter": 7}}
+    assert split_session(sessions.kept[node] or {}) == (registration, {"counter": 7})
+    events.session(node, None)  # it de-registered: the counter stays kept
+    assert sessions.kept[node] == {"link": {"counter": 7}}
+    assert split_session({"link": {"counter": 7}}) == (None, {"counter": 7})
+    events.link(node, None)
+    assert sessions.kept[node] is None
+    assert split_session(registration) == (registration, None)  # kept before links had a part

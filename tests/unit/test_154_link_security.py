@@ -22,6 +22,7 @@ from bridged.transports.ieee802154.errors import (
     SecuredFrameError,
     UnsecuredFrameError,
 )
+from bridged.transports.ieee802154.keys import security_settings
 from bridged.transports.ieee802154.link import LowpanLink
 from bridged.transports.ieee802154.link_security import (
     MAX_COUNTER,
@@ -41,11 +42,7 @@ from bridged.transports.ieee802154.mac import (
 )
 from bridged.transports.ieee802154.node_events import NodeEvents, split_session
 from bridged.transports.ieee802154.security import KeyIdentifier
-from bridged.transports.ieee802154.transport import (
-    COUNTER_FILE,
-    IEEE802154Transport,
-    security_settings,
-)
+from bridged.transports.ieee802154.transport import COUNTER_FILE, IEEE802154Transport
 from bridged.transports.nodes import NodeId, Secret
 
 KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")

@@ -95,12 +95,13 @@ def build_exposure(
 def build_transport(
     config: Config, section: TransportSection, events: TransportEvents, definitions: Registry
 ) -> Transport:
-    """Import and construct the transport of ``[transport.<name>]``, lent ``definitions`` and
-    the gateway's CoAP message layer; its refusal of its table is a ConfigError naming the
-    section."""
+    """Import and construct the transport of ``[transport.<name>]``, lent ``definitions``, the
+    gateway's CoAP message layer and its files in the state directory; its refusal of its
+    table is a ConfigError naming the section."""
     try:
         cls = transport_class(section.name)
-        return cls(section.options, events, transport_host(definitions))
+        host = transport_host(definitions, config.gateway.state_dir)
+        return cls(section.options, events, host)
     except (UnknownTransport, TransportConfigError) as e:
         raise transport_error(config, section.name, e) from None
 

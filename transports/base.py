@@ -29,10 +29,11 @@ What a transport's nodes take when they are paired (keys, yes/no options) it dec
 group: ``bridgectl pair`` offers it and the core checks every pairing against it.
 
 Besides the events, the core lends each transport a ``TransportHost``: the object definitions
-the gateway knows (so an object taught by a DDF file is understood by the transport too) and
-the gateway's CoAP message layer. Together with the node values of ``transports/nodes.py``
-that is all a transport needs of the core: nothing under transports/ imports the store or the
-engine (``tests/unit/test_transport_imports.py`` checks it).
+the gateway knows (so an object taught by a DDF file is understood by the transport too), the
+gateway's CoAP message layer, and small files of its own in the state directory. Together with
+the node values of ``transports/nodes.py`` that is all a transport needs of the core: nothing
+under transports/ imports the store or the engine (``tests/unit/test_transport_imports.py``
+checks it).
 """
 
 from __future__ import annotations
@@ -135,16 +136,33 @@ class CoapTransportHelper(Protocol):
     ) -> Awaitable[Any]: ...
 
 
+class TransportFiles(Protocol):
+    """Small files a transport keeps across restarts, beside the gateway's state (e.g. the
+    802.15.4 transport's frame counter, which is the transport's, not any one node's). A name
+    is a plain file name, begun with the transport's name; a file is mode 0600 and replaced
+    whole, so a crash leaves the old content or the new. Both raise OSError."""
+
+    def read(self, name: str) -> bytes | None:
+        """The file's content; None when it was never written."""
+        ...
+
+    def write(self, name: str, data: bytes) -> None:
+        """Replace the file with ``data``, durably before this returns."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class TransportHost:
     """What the gateway lends a transport besides the events, so that a transport needs nothing
     from the gateway's internals: ``definitions``, every object the gateway knows (built-in and
     the operator's DDF files), so a node's objects are decoded the same as the gateway's own;
     ``append_coap_transport``, the gateway's CoAP message layer for a transport that speaks CoAP
-    to its nodes."""
+    to its nodes; ``files``, where it may keep small files of its own (None when the gateway
+    has no state directory to lend, as in tests that need none)."""
 
     definitions: Registry
     append_coap_transport: CoapTransportHelper
+    files: TransportFiles | None = None
 
 
 class TransportConfigError(ValueError):

@@ -11,6 +11,7 @@ the transport tests.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import Callable
 from typing import Any
@@ -40,7 +41,13 @@ from bridged.transports.ieee802154.coap_link import (
     SendDatagram,
     create_link_context,
 )
+from bridged.transports.ieee802154.errors import RadioDecodeError
 from bridged.transports.ieee802154.link import LowpanLink
+from bridged.transports.ieee802154.link_security import (
+    FrameCounter,
+    LinkSecurity,
+    SecuritySettings,
+)
 from bridged.transports.ieee802154.lowpan import UdpDatagram, link_local, mac_from_address
 from bridged.transports.ieee802154.mac import parse_frame
 
@@ -210,17 +217,32 @@ class RadioAir:
     broadcast) through that node's own 6LoWPAN link; what a node sends is compressed, fragmented
     and injected as frames heard by the dongle. ``drop(psdu)`` decides which frames are lost on
     the way, in either direction.
+
+    Link-layer security: a node added with a ``key`` secures its frames with it (the settings of
+    ``security``: level 5, key identifier mode 1, index 1, as the gateway's defaults, and the
+    network key if they have one) and takes only frames of the gateway secured with it, its
+    counters checked as the gateway checks them. What reached each node is kept: ``opened`` counts
+    the secured frames it opened, ``plain`` the frames it took in the clear, ``refused`` the
+    frames its link refused (with the error); ``injected`` is every PSDU it put on the air.
     """
 
-    def __init__(self, rcp: Any, pan_id: int) -> None:
+    def __init__(self, rcp: Any, pan_id: int, *, security: SecuritySettings | None = None) -> None:
         self.rcp = rcp
         self.pan_id = pan_id
+        self.security = security or SecuritySettings()
         self.nodes: dict[bytes, tuple[EmulatedNode, LowpanLink]] = {}
         self.drop: Callable[[bytes], bool] = lambda psdu: False
+        self.opened: collections.Counter[bytes] = collections.Counter()
+        self.plain: collections.Counter[bytes] = collections.Counter()
+        self.refused: dict[bytes, list[RadioDecodeError]] = collections.defaultdict(list)
+        self.injected: dict[bytes, list[bytes]] = collections.defaultdict(list)
         rcp.on_transmit = self._on_air
 
-    async def add(self, node: EmulatedNode) -> None:
-        link = LowpanLink()
+    async def add(self, node: EmulatedNode, *, key: bytes | None = None) -> None:
+        security = LinkSecurity(self.security, FrameCounter())
+        if key is not None:
+            security.pair(self.rcp.eui64, key)
+        link = LowpanLink(security=security)
         self.nodes[node.mac] = (node, link)
         await node.start(self._sender(node, link), link_local(self.rcp.eui64))
 
@@ -229,6 +251,7 @@ class RadioAir:
             dst = mac_from_address(remote.ip)
             datagram = UdpDatagram(node.ip, node.port, remote.ip, remote.port, data)
             for psdu in link.send(datagram, src_mac=node.mac, dst_mac=dst, pan_id=self.pan_id):
+                self.injected[node.mac].append(psdu)
                 if not self.drop(psdu):
                     self.rcp.inject(psdu)
 
@@ -237,9 +260,14 @@ class RadioAir:
     def _on_air(self, psdu: bytes) -> None:
         if self.drop(psdu):
             return
-        dst = parse_frame(psdu).dst
+        frame = parse_frame(psdu)
         for mac, (node, link) in self.nodes.items():
-            if dst in (mac, b"\xff\xff"):
-                datagram = link.receive(psdu)
+            if frame.dst in (mac, b"\xff\xff"):
+                try:
+                    datagram = link.receive(psdu)
+                except RadioDecodeError as e:
+                    self.refused[mac].append(e)
+                    continue
+                (self.opened if frame.security is not None else self.plain)[mac] += 1
                 if datagram is not None:
                     node.received(datagram.src, datagram.src_port, datagram.payload)

@@ -137,9 +137,11 @@ class Daemon:
 class World:
     """The emulated radios and the daemon among them (see the module docstring)."""
 
-    def __init__(self, workdir: Path, *, ble: bool = False) -> None:
+    def __init__(self, workdir: Path, *, ble: bool = False, radio_options: str = "") -> None:
         self.workdir = workdir
         self.want_ble = ble
+        self.radio_options = radio_options
+        """More lines of the daemon's ``[transport.802154]`` table (e.g. its network key)."""
         self.rcp = RcpEmulator(workdir / "ttyRCP")
         self.air: RadioAir | None = None
         self.bluez: BluezEmulator | None = None
@@ -207,6 +209,7 @@ level = "{level}"
 port = "{self.rcp.link}"
 pan_id = {PAN}
 request_timeout = 5
+{self.radio_options}
 {ble}"""
 
     async def start_daemon(self, server_uri: str, *, endpoint: str, level: str = "info") -> Daemon:
@@ -246,13 +249,16 @@ request_timeout = 5
 
     # -- the nodes -----------------------------------------------------------------------------
 
-    async def add_node(self, index: int, name: str, **kwargs: Any) -> EmulatedNode:
-        """An 802.15.4 node on the air: it starts registering with the gateway at once."""
+    async def add_node(
+        self, index: int, name: str, *, link_key: bytes | None = None, **kwargs: Any
+    ) -> EmulatedNode:
+        """An 802.15.4 node on the air: it starts registering with the gateway at once, its
+        frames secured with ``link_key`` if it has one."""
         assert self.air is not None
         kwargs.setdefault("retry", NODE_RETRY)
         node = EmulatedNode(node_eui64(index), name, **kwargs)
         self.nodes.append(node)
-        await self.air.add(node)
+        await self.air.add(node, key=link_key)
         return node
 
     async def advertise_bthome(

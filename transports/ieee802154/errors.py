@@ -16,12 +16,35 @@ class MacDecodeError(RadioDecodeError):
     """A malformed or unsupported IEEE 802.15.4 MAC frame (bad FCS, reserved fields, truncation)."""
 
 
-class SecuredFrameError(MacDecodeError):
-    """A frame with link-layer security (AES-CCM*): its payload is ciphertext, not 6LoWPAN.
+class LinkSecurityError(MacDecodeError):
+    """A frame refused by link-layer security (IEEE 802.15.4 frame security, AES-CCM*).
 
-    Keys live on the nodes' side of the network; until the gateway holds them such frames are
-    refused rather than decoded into garbage.
+    The subclasses are the causes the transport counts per node: a frame it cannot open, a
+    plaintext frame from a node that must secure its frames, a MIC that does not verify, a
+    replayed frame counter.
     """
+
+
+class SecuredFrameError(LinkSecurityError):
+    """A secured frame the gateway cannot open: it holds no key for the frame's source, or the
+    frame uses what is not supported (2003 security, a level without encryption and MIC, a key
+    identifier other than the configured one, frame counter suppression, IEs). Its payload is
+    ciphertext, so it is refused rather than decoded into garbage."""
+
+
+class UnsecuredFrameError(LinkSecurityError):
+    """A plaintext frame from a source that holds a key (a node paired with a link key, or any
+    node of a PAN with a network key): anyone can send it with that address, so it is refused."""
+
+
+class AuthenticationError(LinkSecurityError):
+    """The MIC of a secured frame does not verify: the frame was sent with another key, or its
+    bytes were changed on the way."""
+
+
+class ReplayError(LinkSecurityError):
+    """A secured frame whose frame counter is not above the last one accepted from its source:
+    a recorded frame sent again."""
 
 
 class LowpanDecodeError(RadioDecodeError):

@@ -1,9 +1,12 @@
 """The 6LoWPAN link, sans-I/O: raw 802.15.4 PSDUs in and out, UDP datagrams above.
 
 The transport feeds :meth:`LowpanLink.receive` every PSDU the radio reports and sends the
-PSDUs :meth:`LowpanLink.send` returns, one at a time. Everything between (FCS check, duplicate
-suppression, dispatch, reassembly, IPHC, NHC, the UDP checksum) happens here, without I/O,
-and every refusal is a :class:`RadioDecodeError` subclass naming its layer.
+PSDUs :meth:`LowpanLink.send` returns, one at a time. Everything between (FCS check, link-layer
+security, duplicate suppression, dispatch, reassembly, IPHC, NHC, the UDP checksum) happens
+here, without I/O, and every refusal is a :class:`RadioDecodeError` subclass naming its layer.
+
+Link-layer security is the link's ``security`` (:mod:`.link_security`: keys, counters); a link
+without it takes plaintext frames and refuses secured ones (:class:`SecuredFrameError`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable, Mapping
 
 from .errors import RadioDecodeError, SecuredFrameError
 from .fragment import DEFAULT_BUDGET, DEFAULT_TIMEOUT, Reassembler, fragment
+from .link_security import LinkSecurity
 from .lowpan import IPV6_HEADER, UDP, Context, LowpanDecoder, UdpDatagram, compress
 from .mac import (
     DuplicateFilter,
@@ -31,7 +35,8 @@ class LowpanLink:
     """One gateway interface on a PAN: decodes received frames and encodes datagrams to send.
 
     ``contexts`` is the 6LoWPAN context table (context 0 is usually the PAN's global prefix);
-    ``seq`` and ``tag`` are the first MAC sequence number and datagram tag used by :meth:`send`.
+    ``seq`` and ``tag`` are the first MAC sequence number and datagram tag used by :meth:`send`;
+    ``security`` opens and secures frames (None: no link-layer security).
     """
 
     def __init__(
@@ -45,7 +50,9 @@ class LowpanLink:
         hop_limit: int = 64,
         seq: int = 0,
         tag: int = 0,
+        security: LinkSecurity | None = None,
     ) -> None:
+        self.security = security
         self.contexts: Mapping[int, Context] = dict(contexts or {})
         self.reassembler = Reassembler(
             budget=reassembly_budget, timeout=reassembly_timeout, clock=clock
@@ -63,13 +70,18 @@ class LowpanLink:
         None for frames that carry no datagram for the layers above: acknowledgements, MAC
         commands and beacons, duplicates, fragments of a datagram still incomplete, and IPv6
         packets other than UDP (ICMPv6, for instance). Raises the layer's
-        :class:`RadioDecodeError` for a frame that cannot be decoded, and
-        :class:`SecuredFrameError` for one protected by link-layer security.
+        :class:`RadioDecodeError` for a frame that cannot be decoded, and a
+        :class:`LinkSecurityError` for one that link-layer security refuses.
         """
         frame = parse_frame(psdu, fcs=True)
         if frame.frame_type is not FrameType.DATA:
             return None
-        if frame.security is not None:
+        if self.security is not None:
+            opened = self.security.open(frame, psdu)
+            if opened is None:
+                return None
+            frame = opened
+        elif frame.security is not None:
             raise SecuredFrameError(
                 f"frame secured at level {frame.security.level}: link-layer keys are not held"
             )
@@ -87,10 +99,13 @@ class LowpanLink:
     def send(
         self, datagram: UdpDatagram, *, src_mac: bytes, dst_mac: bytes, pan_id: int
     ) -> list[bytes]:
-        """The PSDUs (FCS included) that carry ``datagram``, fragmented if it needs to be."""
+        """The PSDUs (FCS included) that carry ``datagram``, fragmented if it needs to be, and
+        secured when ``dst_mac`` has a key (FrameCounterError when no frame counter can be had:
+        nothing is sent)."""
         packet = datagram.to_packet(hop_limit=self.hop_limit)
         header, rest = compress(packet, src_mac=src_mac, dst_mac=dst_mac, contexts=self.contexts)
-        room = max_payload(src=src_mac, dst=dst_mac, version=self.version)
+        aux = self.security.header_for(dst_mac) if self.security is not None else None
+        room = max_payload(src=src_mac, dst=dst_mac, version=self.version, security=aux)
         size = IPV6_HEADER + len(packet.payload)
         payloads = fragment(header, rest, size, tag=self._tag, max_payload=room)
         if len(payloads) > 1:
@@ -105,6 +120,7 @@ class LowpanLink:
                 payload=payload,
                 version=self.version,
             )
-            frames.append(build_frame(frame))
+            security = self.security
+            frames.append(security.seal(frame) if security is not None else build_frame(frame))
             self._seq = (self._seq + 1) & 0xFF
         return frames

@@ -11,16 +11,17 @@ significant byte first. On the air both travel little-endian; this module is the
 that knows.
 
 Security-enabled frames (AES-CCM*) are parsed up to their auxiliary security header: the frame
-comes back with :attr:`MacFrame.security` set and its payload still encrypted, so the caller
-decides (the link refuses them with :class:`SecuredFrameError`). The 2003 security format,
-which has no auxiliary header, is refused outright.
+comes back with :attr:`MacFrame.security` set and its payload still protected (MIC included),
+so the caller decides (:mod:`.security` opens it with a key, and the link refuses it with
+:class:`SecuredFrameError` when it holds none). The 2003 security format, which has no
+auxiliary header, is refused outright.
 """
 
 from __future__ import annotations
 
 import binascii
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from .errors import MacDecodeError, SecuredFrameError
@@ -425,12 +426,19 @@ def build_ack(seq: int, *, frame_pending: bool = False) -> bytes:
     )
 
 
-def max_payload(*, src: bytes, dst: bytes, version: FrameVersion = FrameVersion.V2006) -> int:
-    """Room for the MAC payload in an intra-PAN data frame between these addresses."""
-    header = build_frame(
-        data_frame(seq=0, src=src, dst=dst, pan_id=0, payload=b"", version=version)
-    )
-    return MAX_PSDU - len(header)
+def max_payload(
+    *,
+    src: bytes,
+    dst: bytes,
+    version: FrameVersion = FrameVersion.V2006,
+    security: SecurityHeader | None = None,
+) -> int:
+    """Room for the MAC payload in an intra-PAN data frame between these addresses; with
+    ``security``, room for the plaintext once the auxiliary security header and the MIC are
+    in the frame too."""
+    frame = data_frame(seq=0, src=src, dst=dst, pan_id=0, payload=b"", version=version)
+    header = build_frame(replace(frame, security=security))
+    return MAX_PSDU - len(header) - (security.mic_length if security is not None else 0)
 
 
 class DuplicateFilter:

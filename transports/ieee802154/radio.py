@@ -225,9 +225,19 @@ class Radio:
         """Send one PSDU (with room for its 2-byte FCS, which the RCP fills in) on the
         configured channel. One frame is in flight at a time; the RCP does CSMA-CA and up to
         ``max_retries`` retries for a frame that asks for an ACK. A radio that is down, resets
-        or stops answering ends the transmit ABORTED."""
+        or stops answering ends the transmit ABORTED.
+
+        A frame with security enabled was secured by the host (link_security.py), its frame
+        counter included: it goes as it is, marked processed, so an RCP that can secure frames
+        itself neither secures it again with its own key nor rewrites its counter."""
+        secured = bool(psdu[:1]) and bool(psdu[0] & 0x08)  # frame control: security enabled
         request = spinel.TxRequest(
-            psdu, self.config.channel, max_frame_retries=max_retries, csma_ca=csma
+            psdu,
+            self.config.channel,
+            max_frame_retries=max_retries,
+            csma_ca=csma,
+            header_updated=secured,
+            security_processed=secured,
         )
         value = spinel.encode_tx(request)  # refuses a PSDU over 127 bytes before queueing
         async with self._tx_lock:

@@ -24,6 +24,25 @@ Configuration (its ``[transport.802154]`` section):
                   URI they are given (default [5683]; e.g. 61617, 0xF0B1, which 6LoWPAN
                   compresses best). A datagram to another port is dropped, and logged once per
                   node with the reason.
+
+Link-layer security (IEEE 802.15.4 frame security, AES-CCM*; :mod:`.link_security`):
+
+``network_key``   the PAN's network key, 32 hex digits, or ``network_key_file``: a file that
+                  holds them (keep it 0640 root:bridged). Every node must then secure its
+                  frames, with the network key or with a link key of its own
+``security_level`` the level of the gateway's frames: 5 (ENC-MIC-32, default), 6 (ENC-MIC-64)
+                  or 7 (ENC-MIC-128); frames of levels 5-7 are accepted
+``key_id_mode``   how frames name their key: 1 (default: ``key_index``) or 2 (``key_source``,
+                  8 hex digits, and ``key_index``); ``key_index`` 1-255 (default 1). The
+                  gateway's frames carry it, and a node's frames must
+
+A node's link key is its secret ``link`` (``bridgectl pair 802154 <EUI-64> --key
+link=<32 hex digits>``): the node's frames must then be secured with it, plaintext ones are
+refused. Refused frames count in the node's ``decrypt_failures`` with the reason as its
+``problem`` (``bridgectl node show``), until a frame of it is taken again. The frame counter
+accepted last from each paired node is kept with the node's session, so that a restarted
+gateway takes no old frame; the gateway's own counter (one for all keys) is kept in
+``transports/802154-frame-counter`` in the state directory, reserved ahead.
 """
 
 from __future__ import annotations
@@ -51,11 +70,23 @@ from ..base import (
     config_number,
 )
 from .coap_link import LowpanAddress, LowpanMessageInterface, create_link_context
-from .errors import RadioDecodeError
+from .errors import (
+    AuthenticationError,
+    LinkSecurityError,
+    MacDecodeError,
+    RadioDecodeError,
+    ReplayError,
+    UnsecuredFrameError,
+)
+from .keys import KEY_SETTINGS, LINK_KEY, security_settings
 from .link import LowpanLink
+from .link_security import FrameCounter, FrameCounterError, LinkSecurity
 from .lowpan import UdpDatagram, link_local, mac_from_address
-from .node_server import DEFAULT_PAN_ID, NodeServer, remember
+from .mac import parse_frame
+from .node_events import NodeEvents, split_session
+from .node_server import DEFAULT_PAN_ID, NodeServer, node_address, remember
 from .radio import Radio, RadioConfig, RadioState, ReceivedFrame, TxStatus
+from .security import KEY_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +103,18 @@ _KEYS = {
     "request_timeout",
     "reassembly_timeout",
     "coap_ports",
+    *KEY_SETTINGS,
 }
+COUNTER_FILE = "802154-frame-counter"
+"""The gateway's own frame counter, reserved ahead (``TransportHost.files``)."""
+
+
+_PROBLEMS: dict[type, str] = {
+    UnsecuredFrameError: "unsecured frames refused: the node is paired with a key",
+    AuthenticationError: "its frames do not verify with its key (another key, or forged)",
+    ReplayError: "replayed frames refused (a frame counter already taken)",
+}
+"""What ``bridgectl node show`` says of a node whose frames link-layer security refuses."""
 
 
 def _number(config: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
@@ -152,9 +194,10 @@ class IEEE802154Transport(Transport):
             pan_id=int(_number(config, "pan_id", DEFAULT_PAN_ID, 0, 0xFFFE)),
             baudrate=int(_number(config, "baudrate", 460800, 1200, 4_000_000)),
         )
+        self.node_events = NodeEvents(events)
         self.server = NodeServer(
             self.name,
-            events,
+            self.node_events,
             host.definitions,
             awake_window=_number(config, "awake_window", 93, 0.1, 86400),
             request_timeout=_number(config, "request_timeout", 10, 0.1, 600),
@@ -164,7 +207,20 @@ class IEEE802154Transport(Transport):
         self._ports: OrderedDict[tuple[bytes, int], int] = OrderedDict()
         """The port each node last talked to: what the gateway talks to it from."""
         self._dropped: OrderedDict[NodeId, None] = OrderedDict()
-        self.link = LowpanLink(reassembly_timeout=_number(config, "reassembly_timeout", 10, 1, 600))
+        settings = security_settings(config)
+        self._files = host.files
+        if settings.network_key is not None and self._files is None:
+            raise TransportConfigError("802154.network_key needs a state directory")
+        counter = FrameCounter(load=self._kept_counter, reserve=self._keep_counter)
+        self.security = LinkSecurity(settings, counter, accepted=self._counter_accepted)
+        self._paired: set[NodeId] = set()
+        self.refused_frames = 0
+        """Frames refused by link-layer security, of any source."""
+        self._told: OrderedDict[tuple[NodeId, type], None] = OrderedDict()
+        self.link = LowpanLink(
+            reassembly_timeout=_number(config, "reassembly_timeout", 10, 1, 600),
+            security=self.security,
+        )
         self.radio = Radio(self.radio_config, on_frame=self._frame, on_state=self._radio_state)
         self.decode_errors = 0
         self.dropped_frames = 0
@@ -194,13 +250,79 @@ class IEEE802154Transport(Transport):
             await self._context.shutdown()
 
     def resume(self, node: NodeId, session: Mapping[str, Any]) -> None:
-        self.server.resume(node, session)
+        registration, link = split_session(session)
+        self.node_events.resume(node, registration, link)
+        counter = link.get("counter") if link is not None else None
+        if isinstance(counter, int) and not isinstance(counter, bool):
+            self.security.restore(self._mac(node), counter)
+        if registration is not None:
+            self.server.resume(node, registration)
+
+    async def prepare_pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
+        """A node takes one key, its link key (16 bytes), and only by its EUI-64: the nonce of
+        its frames is made of it. ValueError otherwise."""
+        unknown = sorted(set(secrets) - {LINK_KEY})
+        if unknown:
+            raise ValueError(
+                f"an 802.15.4 node takes one key, --key {LINK_KEY}=<{2 * KEY_SIZE} hex digits>, "
+                f"not {', '.join(unknown)}"
+            )
+        key = secrets.get(LINK_KEY)
+        if key is None:
+            return
+        if len(key.value) != KEY_SIZE:
+            raise ValueError(
+                f"a link key is {KEY_SIZE} bytes ({2 * KEY_SIZE} hex digits), not {len(key.value)}"
+            )
+        if len(self._mac(node.id)) != 8:
+            raise ValueError("a node with a link key is paired by its EUI-64")
+        if self._files is None:
+            raise ValueError("link keys need a state directory for the frame counter")
 
     def pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
-        """Nothing to hand the radio: a paired node is let in when it registers."""
+        """The node is let in when it registers; with a link key, only secured by it. A new
+        key starts its frame counters afresh (what the old key counted says nothing of it)."""
+        self._paired.add(node.id)
+        key = secrets.get(LINK_KEY)
+        if self.security.pair(self._mac(node.id), key.value if key is not None else None):
+            self.node_events.rekeyed(node.id)
+            self.node_events.link(node.id, None)
 
     def unpair(self, node: NodeId) -> None:
+        self._paired.discard(node)
+        self.security.unpair(self._mac(node))
+        self.node_events.forget(node)
         self.server.forget(node)
+
+    def _mac(self, node: NodeId) -> bytes:
+        """The MAC address ``node`` sends from (``node_address`` the other way)."""
+        return bytes.fromhex(node.address.rpartition(":")[2])
+
+    def _node(self, mac: bytes) -> NodeId:
+        return NodeId(self.name, node_address(mac, self.radio_config.pan_id))
+
+    # -- frame counters ----------------------------------------------------------------------
+
+    def _counter_accepted(self, peer: bytes, counter: int) -> None:
+        """Kept with the node's session, durably before the frame is acted on."""
+        self.node_events.link(self._node(peer), {"counter": counter})
+
+    def _kept_counter(self) -> int | None:
+        data = self._files.read(COUNTER_FILE) if self._files is not None else None
+        if data is None:
+            return None
+        try:
+            return int(data.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            raise ValueError(
+                f"transports/{COUNTER_FILE} in the state directory is damaged: restore it, or "
+                "give every node new keys"
+            ) from None
+
+    def _keep_counter(self, upto: int) -> None:
+        if self._files is None:
+            raise OSError("no state directory to keep the frame counter in")
+        self._files.write(COUNTER_FILE, f"{upto}\n".encode("ascii"))
 
     # -- operations --------------------------------------------------------------------------
 
@@ -218,6 +340,9 @@ class IEEE802154Transport(Transport):
     def _frame(self, frame: ReceivedFrame) -> None:
         try:
             datagram = self.link.receive(frame.psdu)
+        except LinkSecurityError as e:
+            self._refused(frame.psdu, e)
+            return
         except RadioDecodeError as e:
             self.decode_errors += 1
             log.debug("frame dropped: %s", e)
@@ -229,6 +354,7 @@ class IEEE802154Transport(Transport):
             self._not_served(remote, datagram.dst_port)
             return
         remember(self._ports, (datagram.src, datagram.src_port), datagram.dst_port)
+        self.node_events.accepted(self.server.node_of(remote))
         self.server.link_quality(remote, frame.rssi, frame.lqi)
         self._interface.received(datagram.src, datagram.src_port, datagram.payload)
 
@@ -240,15 +366,44 @@ class IEEE802154Transport(Transport):
         dst_mac = mac_from_address(remote.ip)  # unicast, to an EUI-64 or a short address
         port = self._ports.get((remote.ip, remote.port), self.coap_ports[0])
         datagram = UdpDatagram(link_local(own), port, remote.ip, remote.port, payload)
-        for psdu in self.link.send(
-            datagram, src_mac=own, dst_mac=dst_mac, pan_id=self.radio_config.pan_id
-        ):
+        try:
+            frames = self.link.send(
+                datagram, src_mac=own, dst_mac=dst_mac, pan_id=self.radio_config.pan_id
+            )
+        except (FrameCounterError, ValueError) as e:
+            log.error("a datagram to %s is not sent: %s", remote.hostinfo, e)
+            return
+        for psdu in frames:
             try:
                 self._queue.put_nowait(psdu)
             except asyncio.QueueFull:
                 self.dropped_frames += 1
                 log.warning("transmit queue full: a frame to %s dropped", remote.hostinfo)
                 return
+
+    def _refused(self, psdu: bytes, error: LinkSecurityError) -> None:
+        """A frame refused by link-layer security: counted; for a paired node, counted as its
+        own and said once per node and cause (a forger would otherwise fill the log)."""
+        self.refused_frames += 1
+        try:
+            source = parse_frame(psdu).src
+        except MacDecodeError:
+            source = None
+        node = self._node(source) if source is not None else None
+        if node is None or node not in self._paired:
+            log.debug("frame from %s refused: %s", node or "an unknown source", error)
+            return
+        problem = _PROBLEMS.get(type(error), f"secured frames not opened: {error}")
+        self.node_events.refuse(node, problem)
+        if (node, type(error)) in self._told:
+            return
+        remember(self._told, (node, type(error)), None)
+        log.warning(
+            "node %s: a frame refused by link-layer security: %s (said once)",
+            node,
+            error,
+            extra={"NODE": str(node)},
+        )
 
     def _not_served(self, remote: LowpanAddress, port: int) -> None:
         """A datagram to a port the gateway does not serve: dropped, and said once per node."""
@@ -280,4 +435,4 @@ class IEEE802154Transport(Transport):
             # when it is next heard, its registration kept for when the radio is back).
             now = time.time()
             for node, registration in self.server.registrations.items():
-                self.events.state(node, NodeState(False, now, sleepy=registration.queue))
+                self.node_events.state(node, NodeState(False, now, sleepy=registration.queue))

@@ -12,10 +12,8 @@ from bridged.transports.nodes import Secret
 
 from ..base import TransportConfigError
 from .link_security import SecuritySettings
-from .security import KEY_SIZE, KeyIdentifier
-
-LINK_KEY = "link"
-"""The name of a node's link key among its secrets (``--key link=...``)."""
+from .pairing import KEY_SIZE
+from .security import KeyIdentifier
 
 KEY_SETTINGS = (
     "network_key",

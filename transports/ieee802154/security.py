@@ -32,9 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from .errors import AuthenticationError, SecuredFrameError
 from .mac import MAX_PSDU, FrameType, MacFrame, SecurityHeader, build_frame
-
-KEY_SIZE = 16
-"""AES-128: the only key size of 802.15.4 security."""
+from .pairing import KEY_SIZE
 
 ENC_MIC_LEVELS = (5, 6, 7)
 """The levels that both encrypt and authenticate (ENC-MIC-32, -64, -128): what the gateway

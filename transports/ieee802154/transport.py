@@ -78,15 +78,15 @@ from .errors import (
     ReplayError,
     UnsecuredFrameError,
 )
-from .keys import KEY_SETTINGS, LINK_KEY, security_settings
+from .keys import KEY_SETTINGS, security_settings
 from .link import LowpanLink
 from .link_security import FrameCounter, FrameCounterError, LinkSecurity
 from .lowpan import UdpDatagram, link_local, mac_from_address
 from .mac import parse_frame
 from .node_events import NodeEvents, split_session
 from .node_server import DEFAULT_PAN_ID, NodeServer, node_address, remember
+from .pairing import LINK_KEY
 from .radio import Radio, RadioConfig, RadioState, ReceivedFrame, TxStatus
-from .security import KEY_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -261,19 +261,16 @@ class IEEE802154Transport(Transport):
     async def prepare_pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
         """A node takes one key, its link key (16 bytes), and only by its EUI-64: the nonce of
         its frames is made of it. ValueError otherwise."""
-        unknown = sorted(set(secrets) - {LINK_KEY})
+        unknown = sorted(set(secrets) - {LINK_KEY.name})
         if unknown:
             raise ValueError(
-                f"an 802.15.4 node takes one key, --key {LINK_KEY}=<{2 * KEY_SIZE} hex digits>, "
-                f"not {', '.join(unknown)}"
+                f"an 802.15.4 node takes one key, --key {LINK_KEY.name}=<{2 * LINK_KEY.size} "
+                f"hex digits>, not {', '.join(unknown)}"
             )
-        key = secrets.get(LINK_KEY)
+        key = secrets.get(LINK_KEY.name)
         if key is None:
             return
-        if len(key.value) != KEY_SIZE:
-            raise ValueError(
-                f"a link key is {KEY_SIZE} bytes ({2 * KEY_SIZE} hex digits), not {len(key.value)}"
-            )
+        LINK_KEY.check(key)
         if len(self._mac(node.id)) != 8:
             raise ValueError("a node with a link key is paired by its EUI-64")
         if self._files is None:
@@ -283,7 +280,7 @@ class IEEE802154Transport(Transport):
         """The node is let in when it registers; with a link key, only secured by it. A new
         key starts its frame counters afresh (what the old key counted says nothing of it)."""
         self._paired.add(node.id)
-        key = secrets.get(LINK_KEY)
+        key = secrets.get(LINK_KEY.name)
         if self.security.pair(self._mac(node.id), key.value if key is not None else None):
             self.node_events.rekeyed(node.id)
             self.node_events.link(node.id, None)

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
+from bridged.aio import cancel_and_wait
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
 from bridged.store.secrets import SecretsFileError
@@ -381,11 +382,7 @@ class ControlServer:
         for server in self._servers:
             server.close()
         self._servers.clear()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._connections)
         for path in (self.path, self.monitor_path):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -689,10 +686,7 @@ class ControlServer:
 
     async def _end_subscription(self, conn: Connection) -> None:
         task, conn.forwarder = conn.forwarder, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
 
 def _scan_line(node: Mapping[str, Any]) -> tuple[Any, ...]:

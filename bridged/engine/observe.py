@@ -60,7 +60,7 @@ from aiocoap.pipe import Pipe
 
 from bridged.aio import cancel_and_wait
 from bridged.objects.errors import NotFound
-from bridged.objects.formats import ContentFormat, codec_for, composite_codec_for
+from bridged.objects.formats import ContentFormat, carries_time, codec_for, composite_codec_for
 from bridged.objects.linkformat import Attributes
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.values import Record
@@ -76,7 +76,7 @@ from .notification import (
     effective_attributes,
     policy_for,
 )
-from .series import SeriesOutcome, carries_time, split
+from .series import SeriesOutcome, split
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,9 @@
 A server that cannot take Send (LwM2M 1.0, or Mute Send) still gets the readings stored while it
 was away when it observes their paths: each reading goes out in a notification of an
 observation that covers its path, as a record with the time it was measured, many records per
-notification. Only formats whose records carry a time can do that: SenML JSON and SenML CBOR
-(``t``), and LwM2M JSON (``t``, relative to a ``bt`` the encoder leaves out). TLV, text/plain,
+notification. Only formats whose records carry a time can do that (their codec is ``timed``:
+``bridged.objects.formats.carries_time``): SenML JSON and SenML CBOR (``t``), and LwM2M JSON
+(``t``, relative to a ``bt`` the encoder leaves out). TLV, text/plain,
 opaque and LwM2M CBOR have no time field: a notification in one of them says "this is the value
 now", so an old reading sent in it would be taken for the current value (and a stale
 temperature may trigger an alarm, or hide one). Those observations keep notifying the current
@@ -20,20 +21,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bridged.objects.formats import ContentFormat
 from bridged.objects.paths import Path
 
-TIMED_FORMATS = frozenset(
-    {ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_JSON}
-)
-"""The content formats whose records carry the time a value was measured."""
-
 T = TypeVar("T")
-
-
-def carries_time(content_format: int | None) -> bool:
-    """Whether a notification in ``content_format`` can carry a time series."""
-    return content_format in TIMED_FORMATS
 
 
 def covers(observed: Iterable[Path], path: Path) -> bool:

@@ -34,9 +34,9 @@ from bridged.engine.client import ServerConfig
 from bridged.engine.dm import DeviceManagement
 from bridged.engine.observe import Observations
 from bridged.engine.send import SendUnsupported
-from bridged.engine.series import SeriesOutcome, carries_time, covers, leading_fit, split
+from bridged.engine.series import SeriesOutcome, covers, leading_fit, split
 from bridged.objects.builtin import builtin_registry
-from bridged.objects.formats import ContentFormat
+from bridged.objects.formats import ContentFormat, carries_time
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.definitions import Registry
-from bridged.objects.formats import ContentFormat, codec_for, is_composite
+from bridged.objects.formats import CompositeCodec, ContentFormat, codec_for
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
@@ -73,7 +73,7 @@ def main() -> None:
         note = ""
         if cf in (ContentFormat.SENML_CBOR, ContentFormat.TLV):
             note = f"encode at {enc / GOAL_MS:.0%} of the {GOAL_MS:.0f} ms budget"
-        elif is_composite(cf):
+        elif isinstance(codec, CompositeCodec):
             note = "composite-capable"
         print(f"{cf.name:<14} {int(cf):>6} {enc:>10.2f} {dec:>10.2f} {len(payload):>9}  {note}")
 

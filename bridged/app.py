@@ -30,7 +30,6 @@ Wiring points for the other parts of the gateway (one place each):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -40,6 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from bridged.aio import cancel_and_wait
 from bridged.commands import CommandQueue
 from bridged.delivery import Delivery
 from bridged.engine.bootstrap_client import BootstrapEvent
@@ -254,17 +254,11 @@ class Gateway:
             self._status_later.cancel()
         if self.client_running:
             await self._stop_lwm2m()
-        if self._expiry_task is not None:
-            self._expiry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry_task
-            self._expiry_task = None
+        await cancel_and_wait(self._expiry_task)
+        self._expiry_task = None
         await self.commands.close()
-        if self._registry_task is not None:
-            self._registry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._registry_task
-            self._registry_task = None
+        await cancel_and_wait(self._registry_task)
+        self._registry_task = None
         self.registry.flush()
         for name, transport in self.transports.items():
             await self._stop_transport(name, transport)

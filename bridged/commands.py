@@ -34,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
 
+from bridged.aio import cancel_and_wait
 from bridged.objects.errors import (
     GatewayTimeout,
     InternalServerError,
@@ -268,11 +269,7 @@ class CommandQueue:
     async def close(self) -> None:
         """Stop applying (what is not applied stays pending in the database)."""
         tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
 
     # -- internals ---------------------------------------------------------------------------
 

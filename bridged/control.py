@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
+from bridged.aio import cancel_and_wait
 from bridged.engine.access import check_server_id
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
@@ -376,11 +377,7 @@ class ControlServer:
         for server in self._servers:
             server.close()
         self._servers.clear()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._connections)
         for path in (self.path, self.monitor_path):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -32,6 +31,8 @@ import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
+
+from bridged.aio import cancel_and_wait
 
 from . import __version__
 from .app import DATABASE, SECRETS, Gateway
@@ -191,11 +192,7 @@ class Daemon:
             log.info("stopping")
             notifier.stopping()
         finally:
-            for task in (watchdog, refresher):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            await cancel_and_wait(watchdog, refresher)
             await control.stop()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)

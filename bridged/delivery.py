@@ -84,6 +84,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from bridged.aio import Backoff, cancel_and_wait
 from bridged.engine.client import LwM2MClient, ServerSession
 from bridged.engine.observe import SERIES_MAX_BYTES
 from bridged.engine.send import SendMuted, SendNotRegistered, SendUnsupported, check_records
@@ -285,11 +286,7 @@ class Delivery:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
 
     # -- one server --------------------------------------------------------------------------
@@ -297,7 +294,8 @@ class Delivery:
     async def _serve(self, server: _Server) -> None:
         consumer = consumer_name(server.short_server_id)
         config = self.config
-        backoff = config.retry
+        backoff = Backoff(config.retry, config.max_retry)
+        failures = 0
         while True:
             pending = self.readings.pending(consumer, config.max_records)
             if not pending:
@@ -320,12 +318,10 @@ class Delivery:
                 server.stats.delivered += sum(p.delivered for p in parts)
                 server.stats.skipped += batch.skipped + unobserved
                 server.stats.unobserved += unobserved
-                backoff = config.retry
+                failures = 0
             elif _Outcome.FAILED in outcomes:
-                if await self._back_off(server, backoff):
-                    backoff = config.retry
-                else:
-                    backoff = min(backoff * 2, config.max_retry)
+                registered = await self._back_off(server, backoff.delay(failures))
+                failures = 0 if registered else failures + 1
             else:
                 await self._wait(server, config.poll)
 

@@ -2,8 +2,9 @@
 
 ``EventHub`` fans each event out to its subscribers without ever blocking or failing the part
 that publishes it: a subscriber that falls ``EVENT_BACKLOG`` events behind (a stuck bridgectl)
-is dropped rather than make the daemon buffer without bound. ``NodeEvents`` is the registry
-listener that turns node changes into events.
+is dropped rather than make the daemon buffer without bound, and one whose queue fails is
+logged and skipped (``Listeners``), the others still get the event. ``NodeEvents`` is the
+registry listener that turns node changes into events.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridged.objects.listeners import Listeners
 from bridged.objects.values import Record
 from bridged.registry import LiveNode
 from bridged.transports.nodes import NodeId
@@ -38,40 +40,44 @@ class Event:
 class Subscription:
     """What one subscriber receives, in order; ``overflowed`` once it fell too far behind."""
 
-    def __init__(self, hub: EventHub, kinds: frozenset[str] | None) -> None:
-        self._hub = hub
+    def __init__(self, subscribers: Listeners[Subscription], kinds: frozenset[str] | None) -> None:
         self.kinds = kinds
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(EVENT_BACKLOG)
         self.overflowed = False
+        self._leave = subscribers.add(self)
 
     def wants(self, kind: str) -> bool:
         return self.kinds is None or kind in self.kinds or kind.split(".")[0] in self.kinds
+
+    def offer(self, event: Event) -> None:
+        """Queue ``event`` if it is wanted; one too many behind ends the subscription."""
+        if not self.wants(event.kind):
+            return
+        if self.queue.qsize() >= EVENT_BACKLOG - 1:
+            self.overflowed = True
+            self.close()
+            return
+        self.queue.put_nowait(event)
 
     async def get(self) -> Event | None:
         """The next event, or None once the subscription has ended (overflow or close)."""
         return await self.queue.get()
 
     def close(self) -> None:
-        self._hub.unsubscribe(self)
+        self._leave()
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
 
 
 class EventHub:
     """Fan-out of events to subscribers; publishing never blocks and never fails."""
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscription] = []
+        self._subscribers: Listeners[Subscription] = Listeners("gateway events")
 
     def subscribe(self, kinds: Sequence[str] | None = None) -> Subscription:
         """Receive events of ``kinds`` (``"node"`` stands for every ``node.*``), all if None."""
-        sub = Subscription(self, None if kinds is None else frozenset(kinds))
-        self._subscribers.append(sub)
-        return sub
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        with contextlib.suppress(ValueError):
-            self._subscribers.remove(sub)
-        with contextlib.suppress(asyncio.QueueFull):
-            sub.queue.put_nowait(None)
+        return Subscription(self._subscribers, None if kinds is None else frozenset(kinds))
 
     def wanted(self, kind: str) -> bool:
         """Whether anybody listens for ``kind`` (so costly events are built only then)."""
@@ -79,14 +85,7 @@ class EventHub:
 
     def publish(self, kind: str, /, **data: Any) -> None:
         event = Event(kind, data)
-        for sub in tuple(self._subscribers):
-            if not sub.wants(kind):
-                continue
-            if sub.queue.qsize() >= EVENT_BACKLOG - 1:
-                sub.overflowed = True
-                self.unsubscribe(sub)
-                continue
-            sub.queue.put_nowait(event)
+        self._subscribers.notify(lambda sub: sub.offer(event))
 
 
 class NodeEvents:

@@ -33,6 +33,7 @@ import aiocoap
 import aiocoap.resource
 from aiocoap.numbers.codes import Code
 
+from bridged.aio import cancel_and_wait
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
@@ -72,13 +73,8 @@ async def run_until(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> boo
     running = asyncio.create_task(work)
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait((running, stopping), return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    running.cancel()
-    try:
-        await running
-    except asyncio.CancelledError:
-        return False
-    return True
+    await cancel_and_wait(stopping, running)
+    return not running.cancelled()
 
 
 async def bridgectl(

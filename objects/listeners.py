@@ -16,7 +16,7 @@ and a plain callback alike, typed as precisely as the listener itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,10 @@ class Listeners(Generic[L]):
         """Tell ``listener`` from the next event on; returns the function that stops it."""
         self._listeners.append(listener)
         return lambda: self._discard(listener)
+
+    def __iter__(self) -> Iterator[L]:
+        """The listeners now, in order (whether anybody would hear an event, before making it)."""
+        return iter(tuple(self._listeners))
 
     def _discard(self, listener: L) -> None:
         if listener in self._listeners:

@@ -18,12 +18,12 @@ and a light switch (/3311/0/5850, writable) so writes can be tried. Unpaired nod
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bridged.aio import cancel_and_wait
 from bridged.objects.errors import MethodNotAllowed, NotFound, ServiceUnavailable
 from bridged.objects.ids import SINGLE, Ipso, IpsoResource
 from bridged.objects.paths import Level, Path
@@ -102,11 +102,8 @@ class SimulatedTransport(Transport):
         self._task = asyncio.create_task(self._run(), name="transport-sim")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
         self.paired.add(node.id)

@@ -22,7 +22,6 @@ others. ``LwM2MClient.send`` delivers records with the Send operation (see ``sen
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import pathlib
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 import aiocoap
 from aiocoap.numbers.codes import Code
 
+from bridged.aio import cancel_and_wait
 from bridged.objects.builtin import builtin_objects
 from bridged.objects.errors import BadRequest
 from bridged.objects.formats import ContentFormat
@@ -346,11 +346,7 @@ class ServerSession:
         close the socket. The socket is closed even when the close is cancelled while the
         De-register waits for its answer, so that bounding a shutdown leaks nothing."""
         try:
-            for task in self._tasks:
-                task.cancel()
-            for task in self._tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(*self._tasks)
             self._tasks.clear()
             await self.observations.close()
             if deregister:
@@ -597,11 +593,8 @@ class LwM2MClient:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._close_sessions(deregister=deregister)
 
     def _accounts(self) -> list[ServerAccount]:

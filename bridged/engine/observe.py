@@ -58,6 +58,7 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 from aiocoap.pipe import Pipe
 
+from bridged.aio import cancel_and_wait
 from bridged.objects.errors import NotFound
 from bridged.objects.formats import ContentFormat, carries_time, codec_for, composite_codec_for
 from bridged.objects.ids import Server
@@ -405,11 +406,8 @@ class Observations:
             self._unsubscribe = None
         for obs in list(self._observations.values()):
             self._finish(obs, None)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     # -- bookkeeping ------------------------------------------------------------------------
 

@@ -3,16 +3,18 @@
 A server that cannot take Send (LwM2M 1.0, or Mute Send) still gets the readings stored while it
 was away when it observes their paths: each reading goes out in a notification of an
 observation that covers its path, as a record with the time it was measured, many records per
-notification. Only formats whose records carry a time can do that: SenML JSON and SenML CBOR
-(``t``), and LwM2M JSON (``t``, relative to a ``bt`` the encoder leaves out). TLV, text/plain,
+notification. Only formats whose records carry a time can do that (their codec is ``timed``:
+``bridged.objects.formats.carries_time``): SenML JSON and SenML CBOR (``t``), and LwM2M JSON
+(``t``, relative to a ``bt`` the encoder leaves out). TLV, text/plain,
 opaque and LwM2M CBOR have no time field: a notification in one of them says "this is the value
 now", so an old reading sent in it would be taken for the current value (and a stale
 temperature may trigger an alarm, or hide one). Those observations keep notifying the current
 value and get no series.
 
-Which formats carry a time is the formats' capability table (``objects.formats.FORMATS``,
-``carries_time``). Nothing here does I/O: ``bridged.engine.observe`` sends what these functions
-decide, and ``bridged.delivery`` bounds its Send batches with ``leading_fit`` too.
+Which formats carry a time is said by each format's codec (``timed``, asked through
+``objects.formats.carries_time``). Nothing here does I/O: ``bridged.engine.observe`` sends
+what these functions decide, and ``bridged.delivery`` bounds its Send batches with
+``leading_fit`` too.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ from typing import Any
 
 import aiocoap
 
+from bridged.aio import cancel_and_wait
 from bridged.delivery import Route, Router
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.dm import EndDevices
@@ -272,11 +273,8 @@ class EndpointsExposure:
     async def stop(self) -> None:
         """Stop bringing endpoints up, then de-register all of them, ``concurrency`` at a
         time, for at most ``stop_timeout`` seconds; close the rest without De-register."""
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
+        await cancel_and_wait(self._runner)
+        self._runner = None
         bringing_up = [t for t in self._tasks if t.get_name().startswith("endpoint-up")]
         for task in bringing_up:
             task.cancel()

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 
 from bridged.objects.ids import LwM2MGateway
 from bridged.objects.linkformat import format_links, object_links
+from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.tree import Listener, ObjectTree
 from bridged.objects.values import Record
@@ -72,7 +73,7 @@ class GatewayExposure(ThroughGateway):
         """Where each node's instances are: ``/devN/...``, the node-local path prefixed."""
         self._devices: dict[NodeId, _EndDevice] = {}
         self._by_prefix: dict[str, _EndDevice] = {}
-        self._listeners: list[Listener] = []
+        self._listeners: Listeners[Listener] = Listeners("end device tree changes")
         tree.add_object(LwM2MGateway.OBJECT)
         for iid in tree.instance_ids(LwM2MGateway.OBJECT):
             store.reserve_instance(LwM2MGateway.OBJECT, iid)
@@ -93,12 +94,10 @@ class GatewayExposure(ThroughGateway):
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with every change in any end device's tree (prefixed paths), and
         with the bare prefix path (``/dev3``) when that end device goes away."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        return self._listeners.add(listener)
 
     def _changed(self, path: Path) -> None:
-        for listener in tuple(self._listeners):
-            listener(path)
+        self._listeners.notify(lambda listener: listener(path))
 
     def prefix(self, node: NodeId) -> str | None:
         device = self._devices.get(node)

@@ -15,12 +15,14 @@ Every codec has the same contract (``Codec``):
     BadRequest (4.00), an unknown object or resource NotFound (4.04), a format that cannot carry
     this target UnsupportedContentFormat (4.15). Nothing else escapes.
 
-What a format can carry beyond values is its row in one table, ``FORMATS``: composite-capable
-formats (SenML JSON, SenML CBOR, LwM2M CBOR) also encode and decode the plain path lists of
-Read-Composite and Observe-Composite requests (``CompositeCodec``); timed formats (SenML JSON,
-SenML CBOR, LwM2M JSON) carry the time each value was measured, so a notification in one can
-carry a series of stored readings (``bridged.engine.series``). TLV, text, opaque, plain and
-LwM2M CBOR have no time field: a value in them means "now".
+Composite-capable formats (SenML JSON, SenML CBOR, LwM2M CBOR) also encode and decode the
+plain path lists of Read-Composite and Observe-Composite requests (``CompositeCodec``). A codec
+says whether its records carry the time a value was measured (``timed``): only those can carry
+a notification's time series (``bridged.engine.series``).
+
+What a format can do is said by its codec, and nowhere else: a new format is its codec module
+here and one line, its number and module, in ``ContentFormat``; the engine serves it for every
+operation (Read, Write, Observe, composite ones when it is a ``CompositeCodec``) with no edit.
 
 Codec modules are imported on first use, so a daemon that speaks only SenML CBOR never loads
 the others.
@@ -28,11 +30,11 @@ the others.
 
 from __future__ import annotations
 
+import functools
 import importlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from enum import IntEnum
-from typing import Protocol, cast
+from typing import Protocol, cast, runtime_checkable
 
 from ..definitions import Registry
 from ..errors import NotAcceptable, UnsupportedContentFormat
@@ -41,17 +43,27 @@ from ..values import Record
 
 
 class ContentFormat(IntEnum):
-    """CoAP Content-Format numbers of the LwM2M formats."""
+    """CoAP Content-Format numbers of the LwM2M formats, each with its codec's module."""
 
-    TEXT = 0
-    LINK_FORMAT = 40
-    OPAQUE = 42
-    CBOR = 60
-    SENML_JSON = 110
-    SENML_CBOR = 112
-    TLV = 11542
-    LWM2M_JSON = 11543
-    LWM2M_CBOR = 11544
+    module: str | None
+    """The module of this package whose ``CODEC`` encodes and decodes the format; None for link
+    format, which carries links, not records (``bridged.objects.linkformat``)."""
+
+    def __new__(cls, number: int, module: str | None = None) -> ContentFormat:
+        member = int.__new__(cls, number)
+        member._value_ = number
+        member.module = module
+        return member
+
+    TEXT = 0, "text"
+    LINK_FORMAT = 40, None
+    OPAQUE = 42, "opaque"
+    CBOR = 60, "plain_cbor"
+    SENML_JSON = 110, "senml_json"
+    SENML_CBOR = 112, "senml_cbor"
+    TLV = 11542, "tlv"
+    LWM2M_JSON = 11543, "lwm2m_json"
+    LWM2M_CBOR = 11544, "lwm2m_cbor"
 
 
 class Codec(Protocol):
@@ -60,61 +72,23 @@ class Codec(Protocol):
     @property
     def content_format(self) -> ContentFormat: ...
 
+    @property
+    def timed(self) -> bool:
+        """Whether each record carries the time its value was measured (SenML's ``t``)."""
+        ...
+
     def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes: ...
 
     def decode(self, payload: bytes, base: Path, registry: Registry) -> list[Record]: ...
 
 
+@runtime_checkable
 class CompositeCodec(Codec, Protocol):
     """A codec that also carries the path lists of composite requests."""
 
     def encode_paths(self, paths: Sequence[Path]) -> bytes: ...
 
     def decode_paths(self, payload: bytes) -> list[Path]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """One data format's row: its codec module and what it can carry beyond values."""
-
-    module: str
-    """The codec's module in this package, imported on first use."""
-    composite: bool = False
-    """Carries the path lists of composite requests (``CompositeCodec``)."""
-    timed: bool = False
-    """Carries the time each value was measured (a series of readings)."""
-
-
-FORMATS: Mapping[ContentFormat, Capabilities] = {
-    ContentFormat.TEXT: Capabilities("text"),
-    ContentFormat.OPAQUE: Capabilities("opaque"),
-    ContentFormat.CBOR: Capabilities("plain_cbor"),
-    ContentFormat.TLV: Capabilities("tlv"),
-    ContentFormat.LWM2M_JSON: Capabilities("lwm2m_json", timed=True),
-    ContentFormat.SENML_JSON: Capabilities("senml_json", composite=True, timed=True),
-    ContentFormat.SENML_CBOR: Capabilities("senml_cbor", composite=True, timed=True),
-    ContentFormat.LWM2M_CBOR: Capabilities("lwm2m_cbor", composite=True),
-}
-"""Every data format the gateway speaks (link format is not one: it carries no values)."""
-
-
-def _capabilities(content_format: int | None) -> Capabilities | None:
-    if content_format is None or content_format not in FORMATS:
-        return None
-    return FORMATS[ContentFormat(content_format)]
-
-
-def is_composite(content_format: int | None) -> bool:
-    """Whether ``content_format`` can carry a composite request's path list."""
-    found = _capabilities(content_format)
-    return found is not None and found.composite
-
-
-def carries_time(content_format: int | None) -> bool:
-    """Whether ``content_format`` carries the time of each value, so a notification in it
-    can carry a series of stored readings."""
-    found = _capabilities(content_format)
-    return found is not None and found.timed
 
 
 def announced_formats(lwm2m_version: str) -> tuple[ContentFormat, ...]:
@@ -140,11 +114,11 @@ def announced_formats(lwm2m_version: str) -> tuple[ContentFormat, ...]:
 def codec_for(content_format: int) -> Codec:
     """The codec for a Content-Format number; UnsupportedContentFormat (4.15) if none."""
     try:
-        name = FORMATS[ContentFormat(content_format)].module
-    except (ValueError, KeyError):
-        raise UnsupportedContentFormat(
-            f"content format {content_format} is not a data format"
-        ) from None
+        name = ContentFormat(content_format).module
+    except ValueError:
+        name = None
+    if name is None:
+        raise UnsupportedContentFormat(f"content format {content_format} is not a data format")
     module = importlib.import_module(f"{__name__}.{name}")
     return cast(Codec, module.CODEC)
 
@@ -152,11 +126,26 @@ def codec_for(content_format: int) -> Codec:
 def composite_codec_for(content_format: int) -> CompositeCodec:
     """The codec for a composite request; UnsupportedContentFormat if it cannot carry one."""
     codec = codec_for(content_format)
-    if not is_composite(content_format):
+    if not isinstance(codec, CompositeCodec):
         raise UnsupportedContentFormat(
             f"content format {content_format} cannot carry a composite operation"
         )
-    return cast(CompositeCodec, codec)
+    return codec
+
+
+@functools.lru_cache(maxsize=32)
+def carries_time(content_format: int | None) -> bool:
+    """Whether records in ``content_format`` carry their time: False for no format, for one
+    that is not a data format, and for a codec that has no time field.
+
+    Asked for every observation a reading may go to, so each answer is kept (it never changes).
+    """
+    if content_format is None:
+        return False
+    try:
+        return codec_for(content_format).timed
+    except UnsupportedContentFormat:
+        return False
 
 
 def acceptable_for(content_format: int) -> Codec:

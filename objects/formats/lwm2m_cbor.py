@@ -261,6 +261,7 @@ class LwM2MCborCodec:
     """LwM2M CBOR for reads, writes and composite requests. Time is not carried."""
 
     content_format: ContentFormat = ContentFormat.LWM2M_CBOR
+    timed = False
 
     def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
         return _dump(_tree((r.path, _cbor_value(r.value)) for r in records))

@@ -54,6 +54,7 @@ class LwM2MJsonCodec:
     """The LwM2M JSON codec (see ``formats.Codec``)."""
 
     content_format = ContentFormat.LWM2M_JSON
+    timed = True
 
     def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
         bn, entries = encode_entries(records, base, DIALECT)

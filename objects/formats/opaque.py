@@ -24,6 +24,7 @@ class OpaqueCodec:
     """application/octet-stream: one Opaque value, as is."""
 
     content_format: ContentFormat = ContentFormat.OPAQUE
+    timed = False
 
     def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
         value = single_record(records, base, _NAME).value

@@ -153,6 +153,7 @@ class PlainCborCodec:
     """application/cbor: one value as one CBOR data item."""
 
     content_format: ContentFormat = ContentFormat.CBOR
+    timed = False
 
     def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
         value = single_record(records, base, _NAME).value

@@ -146,6 +146,7 @@ class SenMLCborCodec:
     """The SenML CBOR codec (see ``formats.Codec`` and ``formats.CompositeCodec``)."""
 
     content_format = ContentFormat.SENML_CBOR
+    timed = True
 
     def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
         return _dump(encode_pack(records, base, DIALECT))

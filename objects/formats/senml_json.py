@@ -103,6 +103,7 @@ class SenMLJsonCodec:
     """The SenML JSON codec (see ``formats.Codec`` and ``formats.CompositeCodec``)."""
 
     content_format = ContentFormat.SENML_JSON
+    timed = True
 
     def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
         return dump_json(encode_pack(records, base, DIALECT), DIALECT.name)

@@ -60,6 +60,7 @@ class TextCodec:
     """text/plain: the UTF-8 text form of one value."""
 
     content_format: ContentFormat = ContentFormat.TEXT
+    timed = False
 
     def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
         return to_text(single_record(records, base, "text/plain").value).encode()

@@ -422,6 +422,7 @@ class TlvCodec:
     """
 
     content_format: ContentFormat = ContentFormat.TLV
+    timed = False
 
     def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
         ids = base.ids

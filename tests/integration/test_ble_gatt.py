@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 from emulators.bluez import FAILED, BluezEmulator, GattSpec, bluez_bus, bluez_fixture  # noqa: F401
 
+from bridged.aio import Backoff
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.transports.base import NodeState
-from bridged.transports.ble.backoff import Backoff
 from bridged.transports.ble.gatt import GattFailed, GattNode, GattPoller, GattUnreachable
 
 TIMEOUT = 20.0

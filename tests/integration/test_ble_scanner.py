@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from emulators.bluez import IN_PROGRESS, NOT_READY, BluezEmulator, bluez_bus, bluez_fixture  # noqa: F401 (fixtures)
 
+from bridged.aio import Backoff
 from bridged.transports.ble.advert_data import RawAdvert
-from bridged.transports.ble.backoff import Backoff
 from bridged.transports.ble.scanner import Scanner, ScannerState, ScannerStatus
 
 TIMEOUT = 20.0

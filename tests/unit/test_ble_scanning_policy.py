@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from bridged.transports.ble.adapters import (
     AdapterInfo,
@@ -12,7 +10,6 @@ from bridged.transports.ble.adapters import (
     adapters_from_objects,
     select_adapter,
 )
-from bridged.transports.ble.backoff import Backoff
 from bridged.transports.ble.scanner import choose_mode
 
 OBJECTS = {
@@ -70,14 +67,3 @@ def test_scanning_mode_and_its_reason() -> None:
         "active",
         "passive scanning failed to start on hci0",
     )
-
-
-def test_backoff_doubles_up_to_its_cap() -> None:
-    b = Backoff(1.0, 60.0)
-    assert [b.delay(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
-
-
-@given(st.integers(-5, 10**6))
-def test_backoff_is_bounded(attempt: int) -> None:
-    b = Backoff(0.5, 30.0, 3.0)
-    assert 0.5 <= b.delay(attempt) <= 30.0

@@ -1,7 +1,8 @@
 """Transports depend on the contract only: what they import of the gateway is the contract
-(``bridged.transports``: ``base.py``, ``nodes.py``) and the object model (``bridged.objects``),
-never the store, the engine or the rest of the core, so a new transport can be written, and an
-old one kept, without knowing the gateway's internals."""
+(``bridged.transports``: ``base.py``, ``nodes.py``), the object model (``bridged.objects``) and
+the asyncio helpers every layer shares (``bridged.aio``, a leaf), never the store, the engine or
+the rest of the core, so a new transport can be written, and an old one kept, without knowing
+the gateway's internals."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import ast
 from pathlib import Path
 
 TRANSPORTS = Path(__file__).resolve().parents[2] / "transports"
-ALLOWED = ("bridged.objects", "bridged.transports")
+ALLOWED = ("bridged.objects", "bridged.transports", "bridged.aio")
+AIO = TRANSPORTS.parent / "bridged" / "aio.py"
 
 
 def package_of(path: Path) -> str:
@@ -60,3 +62,9 @@ def test_the_walk_finds_internal_imports_however_written() -> None:
     names = [name for _, name in imported(source, "bridged.transports.ieee802154")]
     assert names == ["bridged.transports.base", "bridged.store.nodes", "bridged.engine.coap"]
     assert [internal(n) for n in names] == [False, True, True]
+
+
+def test_the_shared_helpers_import_nothing_of_the_gateway() -> None:
+    """What transports may import beside the contract stays a leaf: it cannot pull the core in."""
+    names = [name for _, name in imported(AIO.read_text(), "bridged")]
+    assert names and not [n for n in names if n.partition(".")[0] == "bridged"]

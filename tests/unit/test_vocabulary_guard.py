@@ -376,16 +376,18 @@ def test_the_short_server_id_range_has_one_owner() -> None:
         assert error.message == f"params.server: {refused.value}"
 
 
-def test_format_capabilities_are_one_table() -> None:
-    """A format is composite in the table exactly when its codec carries path lists, and the
-    engine asks the table whether a format carries time."""
+def test_format_capabilities_are_said_by_each_codec() -> None:
+    """What a format can carry is its codec's to say, and nowhere else: it is composite when
+    its codec carries path lists, it carries time when its codec says ``timed``, and the
+    engine asks through ``objects.formats`` (no restated format sets)."""
     from bridged.engine import observe, series
     from bridged.objects import formats
 
-    for cf, row in formats.FORMATS.items():
+    for cf in formats.ContentFormat:
+        if cf.module is None:
+            continue
         codec = formats.codec_for(cf)
-        assert row.composite is hasattr(codec, "encode_paths"), cf
-        assert formats.is_composite(cf) is row.composite
-        assert formats.carries_time(cf) is row.timed
+        assert isinstance(codec, formats.CompositeCodec) is hasattr(codec, "encode_paths"), cf
+        assert formats.carries_time(cf) is codec.timed, cf
     assert not hasattr(series, "TIMED_FORMATS") and not hasattr(formats, "COMPOSITE_FORMATS")
     assert observe.carries_time is formats.carries_time

@@ -31,12 +31,12 @@ from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError
 
+from bridged.aio import Backoff, cancel_and_wait
 from bridged.objects.errors import GatewayTimeout, ServiceUnavailable
 from bridged.objects.values import Record
 from bridged.transports.base import NodeState
 
 from .adapters import AdapterNotFound, read_adapters, select_adapter
-from .backoff import Backoff
 from .gatt_values import GattDecodeError, decodable, decode, full_uuid
 from .scanner import describe
 
@@ -140,10 +140,7 @@ class GattPoller:
         address = address.upper()
         self._nodes.pop(address, None)
         task = self._tasks.pop(address, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def stop(self) -> None:
         for address in list(self._tasks):

@@ -35,6 +35,8 @@ from bleak.exc import BleakDBusError
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
+from bridged.aio import Backoff, cancel_and_wait
+
 from .adapters import (
     ADAPTER_IFACE,
     BLUEZ,
@@ -44,7 +46,6 @@ from .adapters import (
     select_adapter,
 )
 from .advert_data import RawAdvert
-from .backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +169,7 @@ class Scanner:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._report(ScannerState.STOPPED, self._status.adapter, None, "stopped")
 
     async def __aenter__(self) -> Scanner:

@@ -41,6 +41,8 @@ from typing import Any
 
 import serial
 
+from bridged.aio import Backoff, cancel_and_wait
+
 from . import hdlc, spinel
 from .spinel import Command, Prop, SpinelDecodeError, Status
 
@@ -213,10 +215,7 @@ class Radio:
         """Close the port; the radio stays down until started again. Returns once the reader
         thread has ended and the port is closed, whatever the radio was doing."""
         task, self._supervisor = self._supervisor, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._attempted.set()  # a start() waiting for a first attempt that never came
         await self._disconnect("stopped")
         self._set_state(False, "stopped")
@@ -269,8 +268,8 @@ class Radio:
     # -- the supervisor: open, bring up, serve, and start again -----------------------------------
 
     async def _supervise(self) -> None:
-        low, high = self.config.reopen_backoff
-        delay = low
+        backoff = Backoff(*self.config.reopen_backoff)
+        failures = 0
         while True:
             try:
                 await self._connect()
@@ -281,10 +280,10 @@ class Radio:
                 await self._disconnect(reason)
                 self._set_state(False, reason)
                 self._attempted.set()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, high)
+                await asyncio.sleep(backoff.delay(failures))
+                failures += 1
                 continue
-            delay = low
+            failures = 0
             self._connections += 1
             self._set_state(True, self._up_reason())
             self._attempted.set()

@@ -56,6 +56,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bridged.aio import cancel_and_wait
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.transports.nodes import NodeId, PairedNode, Secret
@@ -241,10 +242,7 @@ class IEEE802154Transport(Transport):
 
     async def stop(self) -> None:
         await self.server.close()
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+        await cancel_and_wait(self._sender)
         await self.radio.stop()
         if self._context is not None:
             await self._context.shutdown()

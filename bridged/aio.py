@@ -1,0 +1,74 @@
+"""Two asyncio patterns every layer needs, written once: ending tasks, and waiting between
+retries.
+
+**Ending a task** (``cancel_and_wait``): cancel it and wait until it has ended, so that what
+it holds (a socket, a D-Bus connection, a serial port) is released before the caller goes on.
+Written out by hand, as ``task.cancel()`` then ``await`` it under
+``contextlib.suppress(CancelledError)``, it swallows the *caller's* cancellation too: when the
+caller is cancelled while it waits (a stop bounded by a timeout, Ctrl-C during shutdown), the
+``CancelledError`` meant for it is taken for the task's and dropped, and the caller runs on as if
+nothing had asked it to stop. Here the wait is ``asyncio.wait``, which never raises what the
+tasks end with: a ``CancelledError`` out of it is always the caller's own, and propagates.
+
+**Waiting between retries** (``Backoff``): a failed BlueZ operation, a GATT connection, an RCP
+dongle that will not open, a Send a server did not acknowledge: each retries after a delay that
+doubles up to a cap, so a lasting fault costs little and a fault that clears is noticed soon.
+
+It is a leaf: it imports nothing of the gateway, so the transports may use it as they use the
+contract (``tests/unit/test_transport_imports.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+
+async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:
+    """Cancel ``tasks`` (None: nothing to end) and return once each has ended.
+
+    A task that ended with an error other than its cancellation (before it was cancelled, or
+    while it cleaned up) raises that error here, the first of them, as awaiting it would; a
+    task that ended normally or cancelled is not an error. When the caller is cancelled while
+    it waits, the tasks still end first (nothing is left running behind its back, holding what
+    it held), then the caller's ``CancelledError`` propagates.
+    """
+    pending = [task for task in tasks if task is not None]
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    try:
+        await asyncio.wait(pending)
+    except asyncio.CancelledError:
+        await asyncio.wait(pending)
+        _first_error(pending)  # retrieved, not raised: the caller's cancellation goes first
+        raise
+    error = _first_error(pending)
+    if error is not None:
+        raise error
+
+
+def _first_error(tasks: list[asyncio.Future[Any]]) -> BaseException | None:
+    """The first error (not a cancellation) the ended ``tasks`` ended with, each retrieved."""
+    errors = [e for t in tasks if not t.cancelled() and (e := t.exception()) is not None]
+    return errors[0] if errors else None
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Attempt ``n`` (from 0) waits ``initial * factor**n`` seconds, capped at ``maximum``.
+
+    The cap keeps a gateway retrying forever at a bounded pace: an adapter or a server that
+    comes back after an hour is used again within ``maximum`` seconds, without a restart of the
+    daemon.
+    """
+
+    initial: float = 1.0
+    maximum: float = 60.0
+    factor: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        # The exponent is capped so that a long outage cannot overflow the float.
+        return min(self.initial * self.factor ** min(max(attempt, 0), 64), self.maximum)

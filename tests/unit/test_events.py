@@ -1,0 +1,70 @@
+"""The event hub of ``bridgectl events``: every subscriber gets what it asked for, in order,
+and no subscriber's failure reaches the part that publishes or the other subscribers."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bridged.events import EVENT_BACKLOG, Event, EventHub, Subscription
+
+
+async def test_a_subscriber_that_fails_does_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failing subscriber comes first; the one after it still gets the event, the
+    publisher sees no error, and the failure is logged with its traceback."""
+    hub = EventHub()
+    failing = hub.subscribe()
+    other = hub.subscribe(["node"])
+
+    def broken(event: Event | None) -> None:
+        raise RuntimeError("a subscriber's own defect")
+
+    monkeypatch.setattr(failing.queue, "put_nowait", broken)
+    with caplog.at_level(logging.ERROR, logger="bridged.objects.listeners"):
+        hub.publish("node.paired", id="sim:0001")
+    event = other.queue.get_nowait()
+    assert event is not None and (event.kind, event.data) == ("node.paired", {"id": "sim:0001"})
+    (failure,) = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert failure.exc_info is not None
+
+
+async def test_each_subscriber_gets_the_kinds_it_asked_for_in_order() -> None:
+    hub = EventHub()
+    nodes, readings, everything = (
+        hub.subscribe(["node"]),
+        hub.subscribe(["readings"]),
+        hub.subscribe(),
+    )
+    assert hub.wanted("readings") and hub.wanted("node.heard")
+    hub.publish("node.paired", id="a")
+    hub.publish("readings", id="a", records=[])
+    hub.publish("node.unpaired", id="a")
+    readings.close()
+    everything.close()
+    nodes.close()
+    assert not hub.wanted("readings")
+
+    async def kinds(sub: Subscription) -> list[str]:
+        got = []
+        while (event := await sub.get()) is not None:
+            got.append(event.kind)
+        return got
+
+    assert await kinds(nodes) == ["node.paired", "node.unpaired"]
+    assert await kinds(readings) == ["readings"]
+    assert await kinds(everything) == ["node.paired", "readings", "node.unpaired"]
+
+
+async def test_a_subscriber_that_falls_too_far_behind_is_dropped_not_buffered() -> None:
+    hub = EventHub()
+    stuck, reading = hub.subscribe(), hub.subscribe()
+    for n in range(EVENT_BACKLOG + 10):
+        hub.publish("node.heard", n=n)
+        assert await reading.get() is not None
+    assert stuck.overflowed and not reading.overflowed
+    got = [stuck.queue.get_nowait() for _ in range(stuck.queue.qsize())]
+    assert got[-1] is None  # the end of the subscription, after what it had kept
+    assert [e.data["n"] for e in got[:-1] if e is not None] == list(range(EVENT_BACKLOG - 1))

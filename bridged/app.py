@@ -77,6 +77,7 @@ from bridged.transports.nodes import NodeId, PairedNode, Secret
 from .build import build_exposure, build_transport, build_tree, open_state_dir
 from .config import Config, ConfigError
 from .events import EventHub, NodeEvents
+from .health import HealthFeed, HealthMonitor, NodeHealth
 from .shell import Shell
 from .views import command_json, heard_json, json_record, node_json, server_json
 
@@ -163,6 +164,12 @@ class Gateway:
                 s.name: build_transport(config, s, self.registry, self.tree.registry)
                 for s in config.transports
             }
+            self.nodes_health = HealthMonitor(config.health)
+            """Every paired node's availability, link and battery (bridged/health.py)."""
+            self.nodes_health.listen(self._node_health)
+            self.registry.on_heard(self.nodes_health.heard)
+            self.registry.on_state(self.nodes_health.state)
+            self.registry.listen(HealthFeed(self.nodes_health, self._bearer))
             exposure = self.exposure
             self.operations = self._operations(exposure.paths)
             """Read, Write and Execute of node paths, for servers and bridgectl alike."""
@@ -197,6 +204,17 @@ class Gateway:
             os.close(self._lock)
             raise
 
+    def _bearer(self, node: NodeId) -> int | None:
+        transport = self.transports.get(node.transport)
+        return None if transport is None else transport.bearer
+
+    def _node_health(self, node: NodeId, health: NodeHealth, before: NodeHealth | None) -> None:
+        """A node's health changed: upstream through the exposure mode, and a ``node.health``
+        event when its faults (its error codes) changed."""
+        self.exposure.node_health(node, health)
+        if before is not None and before.errors != health.errors:
+            self.events.publish("node.health", id=str(node), **health.json())
+
     def _operations(self, paths: NodePaths) -> NodeOperations:
         return NodeOperations(
             self.registry, paths, self.commands, timeout=self.config.nodes.timeout
@@ -225,6 +243,7 @@ class Gateway:
         for transport in self.transports.values():
             await self._start_transport(transport)
         self._registry_task = asyncio.create_task(self.registry.run(), name="registry")
+        self.nodes_health.start()
         self._expiry_task = asyncio.create_task(
             self.commands.run(EXPIRY_INTERVAL), name="command-expiry"
         )
@@ -273,6 +292,7 @@ class Gateway:
         for name, transport in self.transports.items():
             await self._stop_transport(name, transport)
         self.registry.flush()
+        self.nodes_health.stop()
         self._mark_stopped()
         self.db.close()
         os.close(self._lock)
@@ -331,6 +351,7 @@ class Gateway:
         )
         logging.getLogger().setLevel(config.log_level.upper())
         self.readings.bounds = config.store.bounds
+        self.nodes_health.policy = config.health
         pending = [
             key
             for key, changed in (

@@ -47,6 +47,11 @@ from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 ENTRY_POINT_GROUP = "bridged.transports"
 
+BEARER_BLUETOOTH = 22
+BEARER_IEEE_802154 = 23
+"""LwM2M /4/x/0 Network Bearer values of the radios (Connectivity Monitoring: 22 Bluetooth
+network, 23 IEEE 802.15.4 network): what a transport gives as its ``bearer``."""
+
 
 @dataclass(frozen=True, slots=True)
 class Heard:
@@ -74,6 +79,9 @@ class NodeState:
     ``decrypt_failures`` counts what the node sent that its keys did not open (since it was
     paired with them); ``problem`` says, in a few words, why its data is refused right now
     (e.g. its bind key does not decrypt its adverts), None while its data is accepted.
+    ``expect`` is, when the transport knows it, within how many seconds the node must be heard
+    again or be taken for gone (an 802.15.4 node's LwM2M registration lifetime): the node
+    health model's automatic timeout (bridged/health.py).
     """
 
     reachable: bool
@@ -84,6 +92,7 @@ class NodeState:
     sleepy: bool = False
     decrypt_failures: int = 0
     problem: str | None = None
+    expect: float | None = None
 
 
 class TransportEvents(Protocol):
@@ -188,6 +197,9 @@ class Transport(abc.ABC):
     name; ``config`` is its section of the configuration file."""
 
     name: ClassVar[str]
+    bearer: ClassVar[int | None] = None
+    """The /4/x/0 Network Bearer its nodes are reached over (``BEARER_*``), shown as each
+    node's /4/0/0 where the exposure mode shows it; None when no value of LwM2M's list fits."""
 
     def __init__(
         self,

@@ -58,6 +58,7 @@ from bridged.delivery import Route, Router
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.dm import EndDevices
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
+from bridged.health import NodeHealth
 from bridged.objects.definitions import Registry
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -404,3 +405,9 @@ class EndpointsExposure:
 
     node_values = node_readings
     """Values read from a node are shown as its readings are (they are just not stored)."""
+
+    def node_health(self, node: NodeId, health: NodeHealth) -> None:
+        """The node endpoint's /3/0/11, /3/0/20 and /4/0 (``NodeHealth.resources``)."""
+        ep = self.endpoints.get(node)
+        if ep is not None:
+            ep.mirror.show_health(node, health.resources())

@@ -30,6 +30,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from bridged.engine.dm import GATEWAY_OBJECT
+from bridged.health import NodeHealth
 from bridged.objects.linkformat import format_links, object_links
 from bridged.objects.paths import Path
 from bridged.objects.tree import Listener, ObjectTree
@@ -156,3 +157,12 @@ class GatewayExposure(ThroughGateway):
 
     node_values = node_readings
     """Values read from a node are shown as its readings are (they are just not stored)."""
+
+    def node_health(self, node: NodeId, health: NodeHealth) -> None:
+        """The node's /devN/3/0/11, /3/0/20 and /4/0 (``NodeHealth.resources``); a /3/0 or
+        /4/0 created for them is in /25/x/3 like the node's own objects."""
+        device = self._devices.get(node)
+        if device is not None and device.mirror.show_health(node, health.resources()):
+            self.tree.set(
+                Path((GATEWAY_OBJECT, device.instance, DEVICE_OBJECTS)), device.object_links()
+            )

@@ -61,6 +61,7 @@ from bridged.objects.errors import (
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.transports.base import (
+    BEARER_BLUETOOTH,
     Heard,
     NodeState,
     PairingFailed,
@@ -143,6 +144,7 @@ class BleTransport(Transport):
     """BLE nodes heard through BlueZ (adverts) and read through it (GATT)."""
 
     name = NAME
+    bearer = BEARER_BLUETOOTH
 
     @classmethod
     def normalise_address(cls, address: str) -> str:

@@ -42,6 +42,7 @@ from bridged.objects.values import Record
 from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from ..base import (
+    BEARER_IEEE_802154,
     NodeState,
     Transport,
     TransportConfigError,
@@ -132,6 +133,7 @@ class IEEE802154Transport(Transport):
     """Nodes that speak LwM2M over CoAP/6LoWPAN on one 802.15.4 channel."""
 
     name = "802154"
+    bearer = BEARER_IEEE_802154
 
     @classmethod
     def normalise_address(cls, address: str) -> str:

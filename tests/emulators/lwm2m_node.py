@@ -217,6 +217,9 @@ class RadioAir:
         self.pan_id = pan_id
         self.nodes: dict[bytes, tuple[EmulatedNode, LowpanLink]] = {}
         self.drop: Callable[[bytes], bool] = lambda psdu: False
+        self.quality: dict[bytes, tuple[int, int]] = {}
+        """The RSSI (dBm) and LQI the dongle hears each node at, by its MAC (the emulator's
+        defaults otherwise): a link that degrades."""
         rcp.on_transmit = self._on_air
 
     async def add(self, node: EmulatedNode) -> None:
@@ -229,8 +232,10 @@ class RadioAir:
             dst = mac_from_address(remote.ip)
             datagram = UdpDatagram(node.ip, node.port, remote.ip, remote.port, data)
             for psdu in link.send(datagram, src_mac=node.mac, dst_mac=dst, pan_id=self.pan_id):
-                if not self.drop(psdu):
-                    self.rcp.inject(psdu)
+                if self.drop(psdu):
+                    continue
+                quality = self.quality.get(node.mac)
+                self.rcp.inject(psdu) if quality is None else self.rcp.inject(psdu, *quality)
 
         return send
 

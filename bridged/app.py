@@ -77,6 +77,7 @@ from bridged.transports.nodes import NodeId, PairedNode, Secret
 from .build import build_exposure, build_transport, build_tree, open_state_dir
 from .config import Config, ConfigError
 from .events import EventHub, NodeEvents
+from .faults import RADIO_DOWN, SERVER_UNREACHABLE, STORE_REFUSES_WRITES, Fault, GatewayFaults
 from .health import HealthFeed, HealthMonitor, NodeHealth
 from .shell import Shell
 from .views import command_json, heard_json, json_record, node_json, server_json
@@ -151,6 +152,10 @@ class Gateway:
             )
             self.commands.listen(self._on_command)
             self.tree = build_tree(config, facts, on_reboot)
+            self.faults = GatewayFaults(self.tree)
+            """The gateway's own faults, in its /3/0/11 (bridged/faults.py)."""
+            self.faults.listen(self._on_fault)
+            self.registry.on_store_problem(self._store_fault)
             self.exposure = build_exposure(
                 config,
                 self.tree,
@@ -400,12 +405,14 @@ class Gateway:
 
     async def _start_transport(self, transport: Transport) -> None:
         self.registry.attach(transport)
+        transport.fault_listeners.add(self._radio_fault)
         try:
             await transport.start()
         except Exception as e:
             # One radio that cannot start must not stop the others, nor the gateway.
             self.transport_state[transport.name] = f"failed: {e}"
             log.error("transport %s did not start: %s", transport.name, e)
+            self.faults.raise_fault(f"transport.{transport.name}", RADIO_DOWN, f"failed: {e}")
         else:
             self.transport_state[transport.name] = "up"
         self.events.publish(
@@ -418,6 +425,25 @@ class Gateway:
         except Exception as e:
             log.error("transport %s did not stop cleanly: %s", name, e)
         self.transport_state[name] = "down"
+        self.faults.clear(f"transport.{name}")
+
+    def _radio_fault(self, transport: Transport) -> None:
+        """A transport's radio went down or came back: one of the gateway's own faults."""
+        if transport.fault is None:
+            self.faults.clear(f"transport.{transport.name}")
+        else:
+            self.faults.raise_fault(f"transport.{transport.name}", RADIO_DOWN, transport.fault)
+
+    def _store_fault(self, problem: str | None) -> None:
+        if problem is None:
+            self.faults.clear("store")
+        else:
+            self.faults.raise_fault("store", STORE_REFUSES_WRITES, problem)
+
+    def _on_fault(self, fault: Fault, present: bool) -> None:
+        self.events.publish(
+            "gateway.fault", source=fault.source, code=fault.code, why=fault.why, present=present
+        )
 
     # -- what happens ------------------------------------------------------------------------
 
@@ -430,6 +456,12 @@ class Gateway:
 
     def _on_registration(self, event: RegistrationEvent) -> None:
         self.registrations[event.server] = event
+        source = f"server {event.server}"
+        if event.kind in (EventKind.REGISTRATION_FAILURE, EventKind.UPDATE_FAILURE):
+            why = f"{event.kind.value}: {event.detail}" if event.detail else event.kind.value
+            self.faults.raise_fault(source, SERVER_UNREACHABLE, why)
+        elif event.kind in (EventKind.REGISTRATION_COMPLETE, EventKind.UPDATE_COMPLETE):
+            self.faults.clear(source)
         self._server_registered(event)
         self.events.publish(
             "registration",

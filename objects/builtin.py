@@ -188,7 +188,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             _r(8, "Power Source Current", R, INTEGER, multiple=True),
             _r(9, "Battery Level", R, INTEGER, units="%", range="0..100"),
             _r(10, "Memory Free", R, INTEGER),
-            _r(11, "Error Code", R, INTEGER, multiple=True, mandatory=True, range="0..8"),
+            _r(11, "Error Code", R, INTEGER, multiple=True, mandatory=True, range="0..32"),
             _r(12, "Reset Error Code", E, NONE),
             _r(13, "Current Time", RW, TIME),
             _r(14, "UTC Offset", RW, STRING),

@@ -41,6 +41,7 @@ from importlib import metadata
 from typing import Any, ClassVar, Protocol
 
 from bridged.objects.definitions import Registry
+from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.transports.nodes import NodeId, PairedNode, Secret
@@ -215,6 +216,20 @@ class Transport(abc.ABC):
         self.condition: str | None = None
         """What the radio is doing now, for ``bridgectl status`` (``radio down: ...``): a
         transport that started may still have no dongle or adapter to use."""
+        self.fault: str | None = None
+        """What keeps the radio from working now (the dongle unplugged, the adapter lost), None
+        while it works: one of the gateway's own faults (its /3/0/11), set through
+        ``radio_condition``."""
+        self.fault_listeners: Listeners[Callable[[Transport], None]] = Listeners("radio faults")
+        """Told when ``fault`` changes (the gateway shows it upstream and logs it)."""
+
+    def radio_condition(self, condition: str, *, fault: bool) -> None:
+        """Say what the radio is doing now (``condition``, shown by ``bridgectl status``), and
+        whether it is a fault: nothing can be heard or sent until it is over."""
+        self.condition = condition
+        before, self.fault = self.fault, condition if fault else None
+        if self.fault != before:
+            self.fault_listeners.notify(lambda tell: tell(self))
 
     @classmethod
     def normalise_address(cls, address: str) -> str:

@@ -149,7 +149,11 @@ class NodeMirror:
         for key, values in by_instance.items():
             instance = Path(key, self.tree.prefix)
             if not self.tree.has(instance):
-                self.tree.create_instance(*key, values)
+                try:
+                    self.tree.create_instance(*key, values)
+                except LwM2MError as e:
+                    log.warning("node %s: its health is not shown in %s: %s", node, instance, e)
+                    continue
                 created = True
                 continue
             shown = self.paths.shown(node, key)

@@ -7,7 +7,8 @@ node's health resources and the test asserts the notifications it decoded: a nod
 is unreachable (/3/0/11 Error Code 7; in the instances mode its "<name> available" /3200
 instance false) and is cleared when it is heard again; a link that degrades notifies low
 signal (/3/0/11 4, /4/0/2 and /4/0/3; in the instances mode its "<name> signal" /3300);
-a battery that drops notifies /3/0/9, /3/0/20 and /3/0/11 1.
+a battery that drops notifies /3/0/9, /3/0/20 and /3/0/11 1. The gateway's own /3/0/11 says
+when its dongle is unplugged, until it is back.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from airs import Rcp
+from airs import Rcp, until
 from clients import FAST_RETRY
 from emulators.bluez import BluezEmulator, bluez_bus, bluez_fixture  # noqa: F401 (fixtures)
 
@@ -28,6 +29,7 @@ from bridged.app import Gateway
 from bridged.config import Config, GatewaySection, TransportSection
 from bridged.engine.client import ServerConfig
 from bridged.exposure.endpoints import endpoint_name
+from bridged.faults import RADIO_DOWN
 from bridged.health import (
     BATTERY_LOW,
     LOW_BATTERY,
@@ -172,15 +174,6 @@ class Health:
             assert event.endpoint == self.endpoint
 
 
-async def until(condition: Callable[[], object], what: str) -> None:
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            while not condition():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
 # -- 802.15.4 -----------------------------------------------------------------------------------
 
 
@@ -292,3 +285,28 @@ async def test_a_ble_node_whose_adverts_stop_is_unavailable_and_its_battery_drop
                 assert LOW_BATTERY in codes(low)
         watch.cancel()
         level.cancel()
+
+
+# -- the gateway's own faults -------------------------------------------------------------------
+
+
+async def test_an_unplugged_dongle_is_a_gateway_fault_until_it_is_back(
+    server: LwM2MTestServer, tmp_path: FsPath
+) -> None:
+    async with Rcp(tmp_path) as rcp:
+        section = TransportSection("802154", MappingProxyType(rcp.config()))
+        async with running(config(tmp_path, server, "instances", section), server) as gw:
+            await rcp.radio_up()
+            events = gw.events.subscribe(["gateway.fault"])
+            watch = Watch(server, ENDPOINT, "/3/0/11")
+            assert codes(await watch.start()) == {NO_ERROR}
+            rcp.emulator.unplug()
+            down = await watch.until(lambda v: RADIO_DOWN in codes(v), "the radio down")
+            assert codes(down) == {RADIO_DOWN}
+            async with asyncio.timeout(TIMEOUT):
+                event = await events.get()
+            assert event is not None and event.data["source"] == "transport.802154"
+            assert event.data["present"] and "radio down" in event.data["why"]
+            rcp.emulator.replug()
+            await watch.until(lambda v: codes(v) == {NO_ERROR}, "the fault cleared")
+            watch.cancel()

@@ -358,9 +358,11 @@ class BleTransport(Transport):
     def _scanner_state(self, status: ScannerStatus) -> None:
         where = status.adapter or "the first powered adapter"
         log.info("scanner on %s: %s (%s)", where, status.state.value, status.reason)
-        self.condition = f"scanner on {where}: {status.state.value} ({status.reason})"
         lost = status.state is ScannerState.NO_ADAPTER or (
             status.state is ScannerState.RETRYING and bool(status.retry_in)
+        )
+        self.radio_condition(
+            f"scanner on {where}: {status.state.value} ({status.reason})", fault=lost
         )
         if status.state is ScannerState.SCANNING:
             self._scan_lost = False

@@ -276,7 +276,9 @@ class IEEE802154Transport(Transport):
 
     def _radio_state(self, state: RadioState) -> None:
         # (the radio logs the change itself)
-        self.condition = f"radio {'up' if state.up else 'down'}: {state.reason}"
+        self.radio_condition(
+            f"radio {'up' if state.up else 'down'}: {state.reason}", fault=not state.up
+        )
         if not state.up:
             # Nothing reaches a node while the radio is down: none is reachable (each is again
             # when it is next heard, its registration kept for when the radio is back).

@@ -1,0 +1,93 @@
+"""The gateway's own faults: what is wrong with the gateway itself, in its /3/0/11 and the log.
+
+A node's health is ``bridged.health``; this is the gateway's: a radio down (the 802.15.4
+dongle unplugged, the BlueZ adapter lost), the state database refusing writes (a full disk, a
+file system turned read-only), a server that cannot be reached. Each part that knows of one
+says so (``raise_fault``) and says when it is over (``clear``); the gateway's /3/0/11 Error
+Code lists the codes of the faults present (one resource instance each, 0 alone without any,
+as the Core says), a server observing it is notified as they come and go, each start and end
+is one log line, and listeners (the event stream, the event log) are told.
+
+Codes (Core /3/0/11: 7 IP connectivity failure, 8 Peripheral malfunction; 16..32 device
+specific):
+
+* a radio down is 8: the dongle and the adapter are the gateway's peripherals;
+* a server unreachable is 7: the gateway's own IP connectivity toward it failed;
+* the state database refusing writes is 17 (the Core's 5 Out of memory is RAM, which a full
+  disk is not, and a server must not read it as a memory leak).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bridged.objects.listeners import Listeners
+from bridged.objects.paths import Path
+from bridged.objects.tree import ObjectTree
+
+from .health import DEVICE, ERROR_CODE, NO_ERROR, UNREACHABLE
+
+log = logging.getLogger(__name__)
+
+PERIPHERAL_MALFUNCTION = 8
+STORE_REFUSES_WRITES = 17
+RADIO_DOWN = PERIPHERAL_MALFUNCTION
+SERVER_UNREACHABLE = UNREACHABLE
+"""7 IP connectivity failure: the Core's code, the same as a node's unreachable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault of the gateway: ``source`` is what has it (``transport.802154``, ``store``,
+    ``server coap://...``), ``code`` its /3/0/11 value, ``why`` in a few words."""
+
+    source: str
+    code: int
+    why: str
+
+
+FaultListener = Callable[[Fault, bool], None]
+"""Told ``(fault, present)`` when a fault starts (True) or ends (False)."""
+
+
+class GatewayFaults:
+    """The faults present now, shown in ``tree``'s /3/0/11 (see the module docstring)."""
+
+    def __init__(self, tree: ObjectTree) -> None:
+        self.tree = tree
+        self.present: dict[str, Fault] = {}
+        self._listeners: Listeners[FaultListener] = Listeners("gateway faults")
+
+    def listen(self, listener: FaultListener) -> Callable[[], None]:
+        return self._listeners.add(listener)
+
+    def raise_fault(self, source: str, code: int, why: str) -> None:
+        """``source`` has a fault now (a new ``why`` replaces the old, said again)."""
+        fault = Fault(source, code, why)
+        if self.present.get(source) == fault:
+            return
+        self.present[source] = fault
+        log.error("gateway fault: %s: %s (error code %d)", source, why, code)
+        self._show()
+        self._listeners.notify(lambda tell: tell(fault, True))
+
+    def clear(self, source: str) -> None:
+        """``source``'s fault, if it had one, is over."""
+        fault = self.present.pop(source, None)
+        if fault is None:
+            return
+        log.warning("gateway fault over: %s (was: %s)", source, fault.why)
+        self._show()
+        self._listeners.notify(lambda tell: tell(fault, False))
+
+    @property
+    def codes(self) -> tuple[int, ...]:
+        """/3/0/11's values: the codes present, each once, in order; ``(0,)`` without any."""
+        return tuple(sorted({f.code for f in self.present.values()})) or (NO_ERROR,)
+
+    def _show(self) -> None:
+        path = Path((DEVICE, 0, ERROR_CODE), self.tree.prefix)
+        if self.tree.has(Path((DEVICE, 0))):
+            self.tree.set(path, dict(enumerate(self.codes)))

@@ -1,0 +1,45 @@
+"""The gateway's own faults (bridged/faults.py) in its /3/0/11, and a node's in its mirror."""
+
+from __future__ import annotations
+
+from bridged.exposure.mapping import PathMap
+from bridged.exposure.mirror import NodeMirror
+from bridged.faults import RADIO_DOWN, STORE_REFUSES_WRITES, Fault, GatewayFaults
+from bridged.health import DATA_REFUSED, UNREACHABLE, NodeHealth
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.paths import Path
+from bridged.objects.tree import ObjectTree
+from bridged.transports.nodes import NodeId
+
+ERROR_CODE = Path((3, 0, 11))
+
+
+def test_each_fault_is_an_error_code_instance_and_none_is_0() -> None:
+    tree = ObjectTree(builtin_registry())
+    tree.create_instance(3, 0, [(11, {0: 0})])
+    faults = GatewayFaults(tree)
+    told: list[tuple[Fault, bool]] = []
+    faults.listen(lambda fault, present: told.append((fault, present)))
+    faults.raise_fault("store", STORE_REFUSES_WRITES, "the state database refuses writes")
+    faults.raise_fault("transport.802154", RADIO_DOWN, "radio down: unplugged")
+    faults.raise_fault("transport.802154", RADIO_DOWN, "radio down: unplugged")  # no news
+    assert tree.get(ERROR_CODE) == {0: RADIO_DOWN, 1: STORE_REFUSES_WRITES}
+    faults.clear("store")
+    assert tree.get(ERROR_CODE) == {0: RADIO_DOWN}
+    faults.clear("transport.802154")
+    faults.clear("transport.802154")
+    assert tree.get(ERROR_CODE) == {0: 0}
+    assert [(f.source, present) for f, present in told] == [
+        ("store", True),
+        ("transport.802154", True),
+        ("store", False),
+        ("transport.802154", False),
+    ]
+
+
+def test_a_nodes_device_specific_code_is_shown_in_its_device_object() -> None:
+    tree = ObjectTree(builtin_registry(), "dev0")
+    mirror = NodeMirror(tree, PathMap(prefixed=True))
+    health = NodeHealth(available=False, problem="bind key does not decrypt its adverts")
+    assert mirror.show_health(NodeId("ble", "A4:C1:38:00:00:01"), health.resources())
+    assert tree.get(Path((3, 0, 11), "dev0")) == {0: UNREACHABLE, 1: DATA_REFUSED}

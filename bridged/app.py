@@ -62,6 +62,7 @@ from bridged.store.database import (
     prove_writable,
     unclean_stops,
 )
+from bridged.store.faultlog import FaultLogStore
 from bridged.store.nodes import NodeStore, check_name
 from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
 from bridged.store.secrets import SecretStore
@@ -76,9 +77,10 @@ from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from .build import build_exposure, build_transport, build_tree, open_state_dir
 from .config import Config, ConfigError
+from .eventlog import EventLog
 from .events import EventHub, NodeEvents
 from .faults import RADIO_DOWN, SERVER_UNREACHABLE, STORE_REFUSES_WRITES, Fault, GatewayFaults
-from .health import HealthFeed, HealthMonitor, NodeHealth
+from .health import NO_ERROR, HealthFeed, HealthMonitor, NodeHealth
 from .shell import Shell
 from .views import command_json, heard_json, json_record, node_json, server_json
 
@@ -152,6 +154,8 @@ class Gateway:
             )
             self.commands.listen(self._on_command)
             self.tree = build_tree(config, facts, on_reboot)
+            self.event_log = EventLog(self.tree, FaultLogStore(self.db))
+            """The fault log, /20/0 (bridged/eventlog.py)."""
             self.faults = GatewayFaults(self.tree)
             """The gateway's own faults, in its /3/0/11 (bridged/faults.py)."""
             self.faults.listen(self._on_fault)
@@ -217,8 +221,14 @@ class Gateway:
         """A node's health changed: upstream through the exposure mode, and a ``node.health``
         event when its faults (its error codes) changed."""
         self.exposure.node_health(node, health)
-        if before is not None and before.errors != health.errors:
-            self.events.publish("node.health", id=str(node), **health.json())
+        if before is None or before.errors == health.errors:
+            return
+        self.events.publish("node.health", id=str(node), **health.json())
+        old, new = set(before.errors) - {NO_ERROR}, set(health.errors) - {NO_ERROR}
+        for code in sorted(new - old):
+            self.event_log.record(f"node {node}", code, True, health.why(code))
+        for code in sorted(old - new):
+            self.event_log.record(f"node {node}", code, False, before.why(code))
 
     def _operations(self, paths: NodePaths) -> NodeOperations:
         return NodeOperations(
@@ -444,6 +454,7 @@ class Gateway:
         self.events.publish(
             "gateway.fault", source=fault.source, code=fault.code, why=fault.why, present=present
         )
+        self.event_log.record(fault.source, fault.code, present, fault.why)
 
     # -- what happens ------------------------------------------------------------------------
 

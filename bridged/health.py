@@ -139,6 +139,15 @@ class NodeHealth:
         ]
         return tuple(codes) or (NO_ERROR,)
 
+    def why(self, code: int) -> str:
+        """What error code ``code`` of ``errors`` means for this node, in a few words."""
+        return {
+            UNREACHABLE: f"not heard for {self.timeout:.0f} s",
+            LOW_BATTERY: f"battery {self.battery} %",
+            LOW_SIGNAL: f"RSSI {self.rssi} dBm",
+            DATA_REFUSED: self.problem or "its frames are refused",
+        }.get(code, "")
+
     @property
     def battery_status(self) -> int:
         """The node's /3/0/20 Battery Status."""

@@ -6,7 +6,8 @@ one on the real bleak against the BlueZ emulation. The in-repo LwM2M server obse
 node's health resources and the test asserts the notifications it decoded: a node that stops
 is unreachable (/3/0/11 Error Code 7; in the instances mode its "<name> available" /3200
 instance false) and is cleared when it is heard again; a link that degrades notifies low
-signal (/3/0/11 4, /4/0/2 and /4/0/3; in the instances mode its "<name> signal" /3300);
+signal (/3/0/11 4, /4/0/2 and /4/0/3; in the instances mode its "<name> signal" /3300), and
+the gateway's /20 Event Log keeps it all;
 a battery that drops notifies /3/0/9, /3/0/20 and /3/0/11 1. The gateway's own /3/0/11 says
 when its dongle is unplugged, until it is back.
 """
@@ -21,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from aiocoap.numbers.codes import Code
 from airs import Rcp, until
 from clients import FAST_RETRY
 from emulators.bluez import BluezEmulator, bluez_bus, bluez_fixture  # noqa: F401 (fixtures)
@@ -217,6 +219,15 @@ async def test_an_802154_node_that_stops_is_unreachable_until_heard_and_a_weak_l
                 await watch.until(lambda v: LOW_SIGNAL in codes(v), "low signal strength")
             watch.cancel()
             signal.cancel()
+
+            # The Event Log keeps what happened, for a server that was not looking.
+            read = await server.request(ENDPOINT, Code.GET, "/20/0/4014")
+            assert read.code == Code.CONTENT
+            lines = read.payload.decode().splitlines()
+            raised = f" node {node} raised {UNREACHABLE} not heard for {SILENCE:.0f} s"
+            cleared = f" node {node} cleared {UNREACHABLE} "
+            assert any(line.endswith(raised) for line in lines), lines
+            assert any(cleared in line for line in lines), lines
 
 
 # -- BLE ----------------------------------------------------------------------------------------

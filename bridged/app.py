@@ -639,14 +639,21 @@ class Gateway:
 
     def node_list(self) -> list[dict[str, Any]]:
         now = time.time()
-        return [node_json(n, now) for n in sorted(self.registry.live.values(), key=lambda n: n.id)]
+        nodes = sorted(self.registry.live.values(), key=lambda n: n.id)
+        return [self._with_health(node_json(n, now), n.id) for n in nodes]
+
+    def _with_health(self, out: dict[str, Any], node: NodeId) -> dict[str, Any]:
+        health = self.nodes_health.health(node)
+        if health is not None:
+            out["health"] = health.json()
+        return out
 
     def node(self, node_id: NodeId) -> dict[str, Any]:
         """One paired node in detail: what ``node_list`` says, its upstream paths and values."""
         live = self.registry.live.get(node_id)
         if live is None:
             raise NotFound(f"node {node_id} is not paired")
-        out = node_json(live, time.time())
+        out = self._with_health(node_json(live, time.time()), node_id)
         out["paired_at"] = live.paired.paired_at
         out["secrets"] = sorted(self.secrets.get(node_id))  # names only, never the keys
         exposed = []

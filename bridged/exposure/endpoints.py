@@ -11,7 +11,9 @@ gateway's server configuration.
   in front keeps two gateways that hear the same node apart.
 * **/3 Device**: the node's own /3/0 values as its transport reported them (0 Manufacturer,
   1 Model Number, 2 Serial Number, 3 Firmware Version, 9 Battery Level, ...), with the
-  mandatory 11 Error Code (0, no error) and 16 Supported Binding ("U"), and 17 Device Type set
+  mandatory 11 Error Code (the node's health, ``bridged.health``: 0 without a fault), 20
+  Battery Status and a /4/0 with the node's bearer and link quality (``node_health``), 16
+  Supported Binding ("U"), and 17 Device Type set
   to the node's name, the text a server's device list shows next to the endpoint. The node's
   sensors carry the name in 5750 Application Type too, as in the other modes (unless
   5750 is the node's data, as 3347 Push button's event type: ``mirror.initial_values``).

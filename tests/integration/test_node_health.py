@@ -283,6 +283,8 @@ async def test_a_ble_node_whose_adverts_stop_is_unavailable_and_its_battery_drop
                 pass
         assert event is not None and event.data["id"] == str(node)
         assert event.data["errors"] == [UNREACHABLE]
+        shown = gw.node(node)["health"]  # what bridgectl nodes and node show say
+        assert (shown["available"], shown["errors"]) == (False, [UNREACHABLE])
         battery[0] = 12
         if mode == "instances":
             level = await health.watch(server, f"{health.instance(3300, 'battery')}/5700")

@@ -187,6 +187,10 @@ class NodeHealth:
         }
 
 
+SAME_REPORT = 1.0
+"""Seconds within which what is heard of a node is one report (an advert is heard, changes the
+node's state and brings readings, each told apart): intervals are measured between reports."""
+
 HealthListener = Callable[[NodeId, NodeHealth, NodeHealth | None], None]
 """Told ``(node, health, before)`` when what is shown of a node's health changes; ``before``
 is None the first time (the node was just added)."""
@@ -196,8 +200,11 @@ is None the first time (the node was just added)."""
 class _Tracked:
     health: NodeHealth
     deadline: float
+    """When (monotonic) the node becomes unavailable unless heard."""
     expect: float | None = None
     interval: float | None = None
+    heard: float | None = None
+    """When (monotonic) the report that started the latest interval was heard."""
 
 
 class HealthMonitor:
@@ -208,9 +215,14 @@ class HealthMonitor:
         policy: HealthPolicy = HealthPolicy(),
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy
         self.clock = clock
+        """Wall time: when a node was heard, as shown."""
+        self.monotonic = monotonic
+        """What deadlines and intervals are measured on, so a wall clock that jumps (a Pi
+        without RTC setting its clock from NTP after boot) makes no node unavailable."""
         self._nodes: dict[NodeId, _Tracked] = {}
         self._listeners: Listeners[HealthListener] = Listeners("node health")
         self._timer: asyncio.TimerHandle | None = None
@@ -229,7 +241,7 @@ class HealthMonitor:
 
     @property
     def armed(self) -> float | None:
-        """When the deadline timer fires (the clock's time), None while none is armed."""
+        """When the deadline timer fires (``monotonic``'s time), None while none is armed."""
         return None if self._timer is None else self._timer_at
 
     # -- what the gateway hears --------------------------------------------------------------
@@ -239,7 +251,7 @@ class HealthMonitor:
         available until its timeout passes without a word from it."""
         if node in self._nodes:
             return
-        now = self.clock()
+        now = self.monotonic()
         timeout = self.policy.timeout(node, None, None)
         health = NodeHealth(timeout=timeout, bearer=bearer)
         if battery is not None:
@@ -299,14 +311,17 @@ class HealthMonitor:
         before = tracked.health
         health = before
         if heard_at is not None:
-            last = before.last_heard
-            if last is not None and heard_at > last:
-                gap = heard_at - last
+            now = self.monotonic()
+            if tracked.heard is not None and now - tracked.heard >= SAME_REPORT:
+                gap = now - tracked.heard
                 tracked.interval = gap if tracked.interval is None else min(tracked.interval, gap)
+            if tracked.heard is None or now - tracked.heard >= SAME_REPORT:
+                tracked.heard = now
             timeout = self.policy.timeout(node, tracked.expect, tracked.interval)
+            last = before.last_heard
             latest = heard_at if last is None else max(last, heard_at)
             health = replace(health, available=True, last_heard=latest, timeout=timeout)
-            tracked.deadline = latest + timeout
+            tracked.deadline = now + timeout
         if rssi is not None:
             health = replace(health, rssi=rssi, low_signal=rssi <= self.policy.low_signal)
         if lqi is not None:
@@ -350,7 +365,7 @@ class HealthMonitor:
         except RuntimeError:
             return  # no loop yet (the gateway is being built): ``start`` arms it
         self._timer_at = deadline
-        self._timer = loop.call_later(max(0.0, deadline - self.clock()), self.expire)
+        self._timer = loop.call_later(max(0.0, deadline - self.monotonic()), self.expire)
 
     def _disarm(self) -> None:
         if self._timer is not None:
@@ -370,7 +385,7 @@ class HealthMonitor:
         the timer is armed again at the earliest deadline left."""
         self._timer = None
         self._timer_at = math.inf
-        now = self.clock()
+        now = self.monotonic()
         for node, tracked in list(self._nodes.items()):
             if tracked.health.available and tracked.deadline <= now:
                 before = tracked.health

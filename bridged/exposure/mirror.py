@@ -161,10 +161,13 @@ class NodeMirror:
             if shown is not None and shown.resources is None and not rids <= shown.held:
                 self.paths.show(replace(shown, held=shown.held | rids))
             for rid, value in values:
+                path = instance.child(rid)
+                if self.tree.has(path) and self.tree.get(path) == value:
+                    continue  # unchanged: no notification for what a server already has
                 try:
-                    self.tree.set(instance.child(rid), value)
+                    self.tree.set(path, value)
                 except LwM2MError as e:
-                    log.warning("node %s: %s not updated: %s", node, instance.child(rid), e)
+                    log.warning("node %s: %s not updated: %s", node, path, e)
         return created
 
     def apply(self, node: LiveNode, records: Sequence[Record]) -> None:

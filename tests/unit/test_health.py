@@ -38,9 +38,13 @@ class Clock:
 Told = list[tuple[NodeId, NodeHealth, NodeHealth | None]]
 
 
-def monitor(policy: HealthPolicy | None = None) -> tuple[HealthMonitor, Clock, Told]:
+def monitor(
+    policy: HealthPolicy | None = None, wall: Clock | None = None
+) -> tuple[HealthMonitor, Clock, Told]:
+    """A monitor on a test clock (``monotonic``); ``wall`` is its wall clock (the same one
+    unless given)."""
     clock = Clock()
-    health = HealthMonitor(policy or HealthPolicy(), clock=clock)
+    health = HealthMonitor(policy or HealthPolicy(), clock=wall or clock, monotonic=clock)
     told: Told = []
     health.listen(lambda node, now, before: told.append((node, now, before)))
     return health, clock, told
@@ -154,3 +158,26 @@ def test_the_resources_a_node_shows_upstream() -> None:
         Path((4, 0, 2)): -71,
         Path((4, 0, 3)): 180,
     }
+
+
+async def test_a_wall_clock_that_jumps_makes_no_node_unavailable() -> None:
+    wall = Clock()
+    health, clock, _ = monitor(HealthPolicy(minimum=1, nodes={BLE: 60}), wall=wall)
+    health.add(BLE)
+    health.heard(Heard(BLE, wall.now))
+    wall.now += 3600  # NTP sets the clock of a Pi that has no RTC
+    clock.now += 10
+    health.expire()
+    assert health.health(BLE).available  # type: ignore[union-attr]
+
+
+async def test_what_one_advert_brings_is_one_report_not_an_interval() -> None:
+    health, clock, _ = monitor(HealthPolicy(minimum=1, intervals=10, unknown=900))
+    health.add(BLE)
+    for _ in range(3):
+        clock.now += 5
+        health.heard(Heard(BLE, clock.now, rssi=-70))  # the advert heard
+        clock.now += 0.001
+        health.state(BLE, NodeState(True, clock.now, rssi=-70, battery=80))  # its state
+        health.update(BLE, clock.now, battery=80)  # its readings
+    assert health.health(BLE).timeout == pytest.approx(50, abs=0.1)  # type: ignore[union-attr]

@@ -79,7 +79,14 @@ from .build import build_exposure, build_transport, build_tree, open_state_dir
 from .config import Config, ConfigError
 from .eventlog import EventLog
 from .events import EventHub, NodeEvents
-from .faults import RADIO_DOWN, SERVER_UNREACHABLE, STORE_REFUSES_WRITES, Fault, GatewayFaults
+from .faults import (
+    RADIO_DOWN,
+    SERVER_UNREACHABLE,
+    STORE_REFUSES_WRITES,
+    ClockWatch,
+    Fault,
+    GatewayFaults,
+)
 from .health import NO_ERROR, HealthFeed, HealthMonitor, NodeHealth
 from .shell import Shell
 from .views import command_json, heard_json, json_record, node_json, server_json
@@ -159,6 +166,8 @@ class Gateway:
             self.faults = GatewayFaults(self.tree)
             """The gateway's own faults, in its /3/0/11 (bridged/faults.py)."""
             self.faults.listen(self._on_fault)
+            self.clock_watch = ClockWatch(self.faults)
+            self.registry.on_heard(lambda _heard: self.clock_watch.check())
             self.registry.on_store_problem(self._store_fault)
             self.exposure = build_exposure(
                 config,

@@ -14,12 +14,17 @@ specific):
 * a radio down is 8: the dongle and the adapter are the gateway's peripherals;
 * a server unreachable is 7: the gateway's own IP connectivity toward it failed;
 * the state database refusing writes is 17 (the Core's 5 Out of memory is RAM, which a full
-  disk is not, and a server must not read it as a memory leak).
+  disk is not, and a server must not read it as a memory leak);
+* a clock jump is 18: a moment, not a state (``occurred``): it is logged and kept in the
+  event log, started and ended at once, as nothing is left to clear. ``ClockWatch`` sees it
+  when something happens (a node heard), comparing the wall clock with the monotonic one,
+  so no timer runs for it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +38,7 @@ log = logging.getLogger(__name__)
 
 PERIPHERAL_MALFUNCTION = 8
 STORE_REFUSES_WRITES = 17
+CLOCK_JUMPED = 18
 RADIO_DOWN = PERIPHERAL_MALFUNCTION
 SERVER_UNREACHABLE = UNREACHABLE
 """7 IP connectivity failure: the Core's code, the same as a node's unreachable."""
@@ -82,6 +88,13 @@ class GatewayFaults:
         self._show()
         self._listeners.notify(lambda tell: tell(fault, False))
 
+    def occurred(self, source: str, code: int, why: str) -> None:
+        """A fault that is a moment (a clock jump): logged, started and ended at once."""
+        fault = Fault(source, code, why)
+        log.error("gateway fault: %s: %s (error code %d)", source, why, code)
+        self._listeners.notify(lambda tell: tell(fault, True))
+        self._listeners.notify(lambda tell: tell(fault, False))
+
     @property
     def codes(self) -> tuple[int, ...]:
         """/3/0/11's values: the codes present, each once, in order; ``(0,)`` without any."""
@@ -91,3 +104,32 @@ class GatewayFaults:
         path = Path((DEVICE, 0, ERROR_CODE), self.tree.prefix)
         if self.tree.has(Path((DEVICE, 0))):
             self.tree.set(path, dict(enumerate(self.codes)))
+
+
+JUMP_THRESHOLD = 30.0
+"""Seconds the wall clock may move against the monotonic one before it is a jump (NTP slews
+small errors; it steps large ones)."""
+
+
+class ClockWatch:
+    """Sees the wall clock jump (see the module docstring) when ``check`` is called."""
+
+    def __init__(
+        self,
+        faults: GatewayFaults,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        threshold: float = JUMP_THRESHOLD,
+    ) -> None:
+        self.faults = faults
+        self._clock = clock
+        self._monotonic = monotonic
+        self.threshold = threshold
+        self._offset = clock() - monotonic()
+
+    def check(self) -> None:
+        offset = self._clock() - self._monotonic()
+        jump, self._offset = offset - self._offset, offset
+        if abs(jump) >= self.threshold:
+            self.faults.occurred("clock", CLOCK_JUMPED, f"the clock jumped by {jump:+.0f} s")

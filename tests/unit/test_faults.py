@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from bridged.exposure.mapping import PathMap
 from bridged.exposure.mirror import NodeMirror
-from bridged.faults import RADIO_DOWN, STORE_REFUSES_WRITES, Fault, GatewayFaults
+from bridged.faults import (
+    CLOCK_JUMPED,
+    RADIO_DOWN,
+    STORE_REFUSES_WRITES,
+    ClockWatch,
+    Fault,
+    GatewayFaults,
+)
 from bridged.health import DATA_REFUSED, UNREACHABLE, NodeHealth
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.paths import Path
@@ -43,3 +50,24 @@ def test_a_nodes_device_specific_code_is_shown_in_its_device_object() -> None:
     health = NodeHealth(available=False, problem="bind key does not decrypt its adverts")
     assert mirror.show_health(NodeId("ble", "A4:C1:38:00:00:01"), health.resources())
     assert tree.get(Path((3, 0, 11), "dev0")) == {0: UNREACHABLE, 1: DATA_REFUSED}
+
+
+def test_a_clock_jump_is_told_as_a_moment_and_leaves_no_code() -> None:
+    tree = ObjectTree(builtin_registry())
+    tree.create_instance(3, 0, [(11, {0: 0})])
+    faults = GatewayFaults(tree)
+    told: list[tuple[Fault, bool]] = []
+    faults.listen(lambda fault, present: told.append((fault, present)))
+    wall, mono = [1_000.0], [50.0]
+    watch = ClockWatch(faults, clock=lambda: wall[0], monotonic=lambda: mono[0])
+    wall[0] += 10
+    mono[0] += 10
+    watch.check()  # time passed, the clock did not jump
+    assert told == []
+    wall[0] += 3600
+    watch.check()
+    assert [(f.code, f.why, present) for f, present in told] == [
+        (CLOCK_JUMPED, "the clock jumped by +3600 s", True),
+        (CLOCK_JUMPED, "the clock jumped by +3600 s", False),
+    ]
+    assert tree.get(ERROR_CODE) == {0: 0}

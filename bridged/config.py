@@ -411,11 +411,17 @@ _ENDPOINT = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 """What an endpoint name may be: it travels unescaped in the Register query (ep=...)."""
 
 
+def _any_keys(t: _Table, name: str) -> _Table:
+    """The subtable ``name`` of ``t``, whose keys are the user's (transports, node ids)."""
+    data = t.data.get(name, {})
+    return _Table(t.file, f"{t.key}.{name}", data, tuple(data) if isinstance(data, dict) else ())
+
+
 def _health(t: _Table) -> HealthPolicy:
     """``[health]``, with its ``[health.transport]`` and ``[health.node]`` timeouts."""
     default = HealthPolicy()
-    transports = _Table(t.file, "health.transport", t.data.get("transport", {}), ())
-    nodes = _Table(t.file, "health.node", t.data.get("node", {}), ())
+    transports = _any_keys(t, "transport")
+    nodes = _any_keys(t, "node")
     by_node: dict[NodeId, float] = {}
     for key in nodes.data:
         try:

@@ -9,7 +9,7 @@ instance false) and is cleared when it is heard again; a link that degrades noti
 signal (/3/0/11 4, /4/0/2 and /4/0/3; in the instances mode its "<name> signal" /3300), and
 the gateway's /20 Event Log keeps it all;
 a battery that drops notifies /3/0/9, /3/0/20 and /3/0/11 1. The gateway's own /3/0/11 says
-when its dongle is unplugged, until it is back.
+when its dongle is unplugged or its Bluetooth adapter lost, until it is back.
 """
 
 from __future__ import annotations
@@ -323,3 +323,24 @@ async def test_an_unplugged_dongle_is_a_gateway_fault_until_it_is_back(
             rcp.emulator.replug()
             await watch.until(lambda v: codes(v) == {NO_ERROR}, "the fault cleared")
             watch.cancel()
+
+
+async def test_a_lost_bluetooth_adapter_is_a_gateway_fault_until_it_is_back(
+    server: LwM2MTestServer, tmp_path: FsPath, bluez: BluezEmulator
+) -> None:
+    await bluez.add_adapter("hci0", monitor=False)
+    section = TransportSection("ble", MappingProxyType({"adapter": "hci0"}))
+    async with running(config(tmp_path, server, "gateway", section), server) as gw:
+        ble: Any = gw.transports["ble"]
+        await until(lambda: ble.scanner_status.state is ScannerState.SCANNING, "scanning")
+        watch = Watch(server, ENDPOINT, "/3/0/11")
+        assert codes(await watch.start()) == {NO_ERROR}
+        await bluez.remove_adapter("hci0")
+        await watch.until(lambda v: codes(v) == {RADIO_DOWN}, "the adapter lost")
+        await bluez.add_adapter("hci0", monitor=False)
+        await watch.until(lambda v: codes(v) == {NO_ERROR}, "the fault cleared")
+        read = await server.request(ENDPOINT, Code.GET, "/20/0/4014")
+        lines = read.payload.decode().splitlines()
+        assert any(f" transport.ble raised {RADIO_DOWN} scanner on hci0:" in x for x in lines)
+        assert any(f" transport.ble cleared {RADIO_DOWN} " in x for x in lines), lines
+        watch.cancel()

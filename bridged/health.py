@@ -68,6 +68,7 @@ BATTERY_LEVEL, ERROR_CODE, BATTERY_STATUS = 9, 11, 20
 NETWORK_BEARER, AVAILABLE_BEARERS, RADIO_SIGNAL_STRENGTH, LINK_QUALITY = 0, 1, 2, 3
 """Connectivity Monitoring (/4) resources."""
 BATTERY = Path((DEVICE, 0, BATTERY_LEVEL))
+OWN_ERRORS = (DEVICE, 0, ERROR_CODE)
 """A node's own battery level (%), as its transport reports it."""
 
 BATTERY_NORMAL = 0
@@ -123,6 +124,9 @@ class NodeHealth:
     low_signal: bool = False
     bearer: int | None = None
     """Its transport's /4/x/0 Network Bearer (``Transport.bearer``)."""
+    own_errors: tuple[int, ...] = ()
+    """The Error Codes the node reports in its own /3/0/11 (an 802.15.4 LwM2M node's), which
+    its shown /3/0/11 carries besides the gateway's."""
 
     @property
     def errors(self) -> tuple[int, ...]:
@@ -137,6 +141,7 @@ class NodeHealth:
             )
             if on
         ]
+        codes += [c for c in self.own_errors if c != NO_ERROR and c not in codes]
         return tuple(codes) or (NO_ERROR,)
 
     def why(self, code: int) -> str:
@@ -302,6 +307,7 @@ class HealthMonitor:
         decrypt_failures: int | None = None,
         problem: str | None = None,
         problem_known: bool = False,
+        own_errors: tuple[int, ...] | None = None,
     ) -> None:
         """What is new of ``node``: heard at ``heard_at`` (None: not heard now), and the
         values given (None: unchanged)."""
@@ -334,6 +340,8 @@ class HealthMonitor:
             health = replace(health, decrypt_failures=decrypt_failures)
         if problem_known:
             health = replace(health, problem=problem)
+        if own_errors is not None:
+            health = replace(health, own_errors=own_errors)
         if health != before:
             self._set(node, tracked, health, before)
         if heard_at is not None:
@@ -418,7 +426,13 @@ class HealthFeed:
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
         # Heard now, whatever time the node gave its measurements (a Send of stored ones).
-        self.monitor.update(node.id, self.monitor.clock(), battery=_battery(records))
+        # A report of the node's /3/0/11 carries all its codes (the instances it has now).
+        own = tuple(
+            r.value for r in records if r.path.ids[:3] == OWN_ERRORS and type(r.value) is int
+        )
+        self.monitor.update(
+            node.id, self.monitor.clock(), battery=_battery(records), own_errors=own or None
+        )
 
     node_values = node_readings
     """What the gateway read of a node (its answer) is the node heard, like its reports."""

@@ -93,6 +93,9 @@ class NodeMirror:
         self.paths = paths
         self.created: set[tuple[int, int]] = set()
         self.adopted: set[tuple[int, int]] = set()
+        self.health: set[tuple[int, int, int]] = set()
+        """The resources ``show_health`` fills: the node's own values there (its own /3/0/11)
+        are merged into them by the health model, never set over them."""
 
     def sync(self, node: LiveNode) -> bool:
         """Make the tree's node instances those of ``node.objects``; True if any came or went."""
@@ -146,6 +149,7 @@ class NodeMirror:
         by_instance: dict[tuple[int, int], list[tuple[int, Value | dict[int, Value]]]] = {}
         for path, value in resources.items():
             by_instance.setdefault((path.ids[0], path.ids[1]), []).append((path.ids[2], value))
+            self.health.add((path.ids[0], path.ids[1], path.ids[2]))
         for key, values in by_instance.items():
             instance = Path(key, self.tree.prefix)
             if not self.tree.has(instance):
@@ -171,7 +175,10 @@ class NodeMirror:
         return created
 
     def apply(self, node: LiveNode, records: Sequence[Record]) -> None:
-        """Put the node's readings (node-local paths) into the tree."""
+        """Put the node's readings (node-local paths) into the tree, but for the health
+        resources (``self.health``)."""
+        if self.health:
+            records = [r for r in records if r.path.ids[:3] not in self.health]
         apply_readings(self.tree, self.paths, node, records)
 
     def _set(self, node: LiveNode, records: Sequence[Record]) -> None:

@@ -12,11 +12,20 @@ from bridged.faults import (
     Fault,
     GatewayFaults,
 )
-from bridged.health import DATA_REFUSED, UNREACHABLE, NodeHealth
+from bridged.health import (
+    DATA_REFUSED,
+    UNREACHABLE,
+    HealthFeed,
+    HealthMonitor,
+    HealthPolicy,
+    NodeHealth,
+)
 from bridged.objects.builtin import builtin_registry
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
-from bridged.transports.nodes import NodeId
+from bridged.objects.values import Record
+from bridged.registry import LiveNode
+from bridged.transports.nodes import NodeId, PairedNode
 
 ERROR_CODE = Path((3, 0, 11))
 
@@ -71,3 +80,24 @@ def test_a_clock_jump_is_told_as_a_moment_and_leaves_no_code() -> None:
         (CLOCK_JUMPED, "the clock jumped by +3600 s", False),
     ]
     assert tree.get(ERROR_CODE) == {0: 0}
+
+
+async def test_a_nodes_own_error_codes_join_the_gateways_and_never_overwrite_them() -> None:
+    node = NodeId("802154", "00124b0001020304")
+    live = LiveNode(PairedNode(node, "boiler", "lwm2m"), {3: [0]})
+    now = [100.0]
+    monitor = HealthMonitor(HealthPolicy(nodes={node: 60}), monotonic=lambda: now[0])
+    feed = HealthFeed(monitor, lambda _node: None)
+    feed.node_added(live)
+    tree = ObjectTree(builtin_registry(), "dev0")
+    mirror = NodeMirror(tree, PathMap(prefixed=True))
+    mirror.sync(live)
+    monitor.listen(lambda _node, health, _before: mirror.show_health(node, health.resources()))
+    monitor.expire()  # not yet due
+    feed.node_readings(live, [Record(Path((3, 0, 11, 0)), 5)])  # the node's own: out of memory
+    assert tree.get(Path((3, 0, 11), "dev0")) == {0: 5}
+    now[0] += 61  # its timeout passes
+    monitor.expire()
+    assert tree.get(Path((3, 0, 11), "dev0")) == {0: UNREACHABLE, 1: 5}
+    mirror.apply(live, [Record(Path((3, 0, 11, 0)), 0)])  # a stale report is not set over it
+    assert tree.get(Path((3, 0, 11), "dev0")) == {0: UNREACHABLE, 1: 5}

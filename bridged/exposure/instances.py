@@ -139,7 +139,8 @@ class InstancesExposure(ThroughGateway):
                 log.warning("node %s: its health is not exposed in /%d: %s", node, oid, e)
             return
         for rid, value in values:
-            self.tree.set(instance.child(rid), value)
+            if self.tree.get(instance.child(rid)) != value:  # no notification of no change
+                self.tree.set(instance.child(rid), value)
 
     def node_objects(self, node: LiveNode) -> None:
         wanted = exposable(node.objects)

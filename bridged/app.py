@@ -598,7 +598,12 @@ class Gateway:
                 "paired": len(live),
                 "reachable": sum(1 for n in live if n.state is not None and n.state.reachable),
                 "heard": len(self.registry.heard_nodes),
+                "unavailable": self.nodes_health.unavailable,
             },
+            "faults": [
+                {"source": f.source, "code": f.code, "why": f.why}
+                for f in self.faults.present.values()
+            ],
             "readings": {
                 "stored": len(self.readings),
                 "dropped": sum(dropped.values()),

@@ -245,6 +245,11 @@ class HealthMonitor:
         return None if tracked is None else tracked.health
 
     @property
+    def unavailable(self) -> int:
+        """How many nodes are unavailable now."""
+        return sum(1 for t in self._nodes.values() if not t.health.available)
+
+    @property
     def armed(self) -> float | None:
         """When the deadline timer fires (``monotonic``'s time), None while none is armed."""
         return None if self._timer is None else self._timer_at

@@ -285,6 +285,7 @@ async def test_a_ble_node_whose_adverts_stop_is_unavailable_and_its_battery_drop
         assert event.data["errors"] == [UNREACHABLE]
         shown = gw.node(node)["health"]  # what bridgectl nodes and node show say
         assert (shown["available"], shown["errors"]) == (False, [UNREACHABLE])
+        assert gw.status()["nodes"]["unavailable"] == 1
         battery[0] = 12
         if mode == "instances":
             level = await health.watch(server, f"{health.instance(3300, 'battery')}/5700")
@@ -316,6 +317,8 @@ async def test_an_unplugged_dongle_is_a_gateway_fault_until_it_is_back(
             rcp.emulator.unplug()
             down = await watch.until(lambda v: RADIO_DOWN in codes(v), "the radio down")
             assert codes(down) == {RADIO_DOWN}
+            [fault] = gw.status()["faults"]  # bridgectl status
+            assert (fault["source"], fault["code"]) == ("transport.802154", RADIO_DOWN)
             async with asyncio.timeout(TIMEOUT):
                 event = await events.get()
             assert event is not None and event.data["source"] == "transport.802154"

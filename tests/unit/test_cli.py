@@ -371,6 +371,12 @@ def test_commands_sends_the_node_and_history_the_limit(socket_path: Path) -> Non
     ]
 
 
+def status_text(status: dict[str, Any]) -> str:
+    out = io.StringIO()
+    cli.show_status(status, out)
+    return out.getvalue()
+
+
 def test_status_shows_delivery_commands_and_node_endpoints() -> None:
     status = {
         "endpoint": "gw",
@@ -399,9 +405,7 @@ def test_status_shows_delivery_commands_and_node_endpoints() -> None:
         "commands": {"pending": 2},
         "transports": {"sim": "up"},
     }
-    out = io.StringIO()
-    cli.show_status(status, out)
-    text = out.getvalue()
+    text = status_text(status)
     assert "delivery 12 waiting, 300 delivered in 4 sends, 1 skipped, last error: timeout" in text
     assert "3 node endpoints: 2 registered, 1 waiting" in text
     assert "commands   2 pending" in text
@@ -419,9 +423,7 @@ def test_status_shows_unavailable_nodes_and_the_gateways_faults() -> None:
         "readings": {"stored": 0, "dropped": 0, "unpaired": 0},
         "transports": {"802154": "up"},
     }
-    out = io.StringIO()
-    cli.show_status(status, out)
-    text = out.getvalue()
+    text = status_text(status)
     assert "nodes      3 paired, 1 reachable, 3 heard, 2 UNAVAILABLE" in text
     assert "FAULT      transport.802154: radio down: unplugged (error code 8)" in text
 

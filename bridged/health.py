@@ -192,6 +192,8 @@ class NodeHealth:
         }
 
 
+RSSI_STEP = 3
+"""dB an RSSI must move by to be shown (``HealthMonitor._rssi_news``)."""
 SAME_REPORT = 1.0
 """Seconds within which what is heard of a node is one report (an advert is heard, changes the
 node's state and brings readings, each told apart): intervals are measured between reports."""
@@ -210,6 +212,9 @@ class _Tracked:
     interval: float | None = None
     heard: float | None = None
     """When (monotonic) the report that started the latest interval was heard."""
+    last_heard: float | None = None
+    """When (wall clock) the node was last heard: ``NodeHealth.last_heard`` is this as of
+    the node's last change, ``HealthMonitor.health`` gives it current."""
 
 
 class HealthMonitor:
@@ -241,8 +246,13 @@ class HealthMonitor:
         return remove
 
     def health(self, node: NodeId) -> NodeHealth | None:
+        """The node's health now (with when it was last heard)."""
         tracked = self._nodes.get(node)
-        return None if tracked is None else tracked.health
+        if tracked is None:
+            return None
+        if tracked.last_heard != tracked.health.last_heard:
+            tracked.health = replace(tracked.health, last_heard=tracked.last_heard)
+        return tracked.health
 
     @property
     def unavailable(self) -> int:
@@ -320,7 +330,7 @@ class HealthMonitor:
         if tracked is None:
             return
         before = tracked.health
-        health = before
+        changes: dict[str, object] = {}
         if heard_at is not None:
             now = self.monotonic()
             if tracked.heard is not None and now - tracked.heard >= SAME_REPORT:
@@ -329,28 +339,40 @@ class HealthMonitor:
             if tracked.heard is None or now - tracked.heard >= SAME_REPORT:
                 tracked.heard = now
             timeout = self.policy.timeout(node, tracked.expect, tracked.interval)
-            last = before.last_heard
-            latest = heard_at if last is None else max(last, heard_at)
-            health = replace(health, available=True, last_heard=latest, timeout=timeout)
             tracked.deadline = now + timeout
-        if rssi is not None:
-            health = replace(health, rssi=rssi, low_signal=rssi <= self.policy.low_signal)
-        if lqi is not None:
-            health = replace(health, lqi=lqi)
-        if battery is not None:
-            health = replace(
-                health, battery=battery, low_battery=battery <= self.policy.low_battery
-            )
-        if decrypt_failures is not None:
-            health = replace(health, decrypt_failures=decrypt_failures)
-        if problem_known:
-            health = replace(health, problem=problem)
-        if own_errors is not None:
-            health = replace(health, own_errors=own_errors)
-        if health != before:
+            if not before.available:
+                changes["available"] = True
+            if timeout != before.timeout:
+                changes["timeout"] = timeout
+            if before.last_heard is None or heard_at > before.last_heard:
+                tracked.last_heard = heard_at
+        if rssi is not None and self._rssi_news(before, rssi):
+            changes.update(rssi=rssi, low_signal=rssi <= self.policy.low_signal)
+        if lqi is not None and lqi != before.lqi:
+            changes["lqi"] = lqi
+        if battery is not None and battery != before.battery:
+            changes.update(battery=battery, low_battery=battery <= self.policy.low_battery)
+        if decrypt_failures is not None and decrypt_failures != before.decrypt_failures:
+            changes["decrypt_failures"] = decrypt_failures
+        if problem_known and problem != before.problem:
+            changes["problem"] = problem
+        if own_errors is not None and own_errors != before.own_errors:
+            changes["own_errors"] = own_errors
+        if changes:
+            # What changes with every report (when it was heard) is no news: kept apart.
+            health = replace(before, last_heard=tracked.last_heard, **changes)  # type: ignore[arg-type]
             self._set(node, tracked, health, before)
         if heard_at is not None:
             self._arm(tracked.deadline)
+
+    def _rssi_news(self, before: NodeHealth, rssi: int) -> bool:
+        """Whether ``rssi`` is worth showing: it moved ``RSSI_STEP`` or more from the RSSI shown,
+        or crossed the low-signal line. A BLE node's RSSI wanders by a few dB from advert to
+        advert, which would otherwise be a change (and a notification) with each."""
+        if before.rssi is None:
+            return True
+        crossed = (rssi <= self.policy.low_signal) != before.low_signal
+        return crossed or abs(rssi - before.rssi) >= RSSI_STEP
 
     # -- the deadline ------------------------------------------------------------------------
 

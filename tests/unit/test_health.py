@@ -181,3 +181,17 @@ async def test_what_one_advert_brings_is_one_report_not_an_interval() -> None:
         health.state(BLE, NodeState(True, clock.now, rssi=-70, battery=80))  # its state
         health.update(BLE, clock.now, battery=80)  # its readings
     assert health.health(BLE).timeout == pytest.approx(50, abs=0.1)  # type: ignore[union-attr]
+
+
+async def test_an_rssi_that_wanders_by_a_few_db_is_no_news() -> None:
+    health, clock, told = monitor(HealthPolicy(low_signal=-90, nodes={BLE: 60}))
+    health.add(BLE)
+    for rssi in (-70, -71, -69, -72, -70):
+        clock.now += 5
+        health.heard(Heard(BLE, clock.now, rssi=rssi))
+    assert [now.rssi for _, now, _ in told] == [None, -70]
+    health.heard(Heard(BLE, clock.now, rssi=-74))  # moved 4 dB
+    health.heard(Heard(BLE, clock.now, rssi=-89))
+    health.heard(Heard(BLE, clock.now, rssi=-90))  # crossed the low-signal line by 1 dB
+    assert [now.rssi for _, now, _ in told][2:] == [-74, -89, -90]
+    assert told[-1][1].errors == (LOW_SIGNAL,)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path as FsPath
 from types import MappingProxyType
 from typing import Any
@@ -24,14 +25,14 @@ from typing import Any
 import pytest
 from aiocoap.numbers.codes import Code
 from airs import Rcp, until
-from clients import FAST_RETRY
+from clients import FAST_RETRY, free_udp_port
 from emulators.bluez import BluezEmulator, bluez_bus, bluez_fixture  # noqa: F401 (fixtures)
 
 from bridged.app import Gateway
 from bridged.config import Config, GatewaySection, TransportSection
 from bridged.engine.client import ServerConfig
 from bridged.exposure.endpoints import endpoint_name
-from bridged.faults import RADIO_DOWN
+from bridged.faults import RADIO_DOWN, SERVER_UNREACHABLE
 from bridged.health import (
     BATTERY_LOW,
     LOW_BATTERY,
@@ -347,3 +348,20 @@ async def test_a_lost_bluetooth_adapter_is_a_gateway_fault_until_it_is_back(
         assert any(f" transport.ble raised {RADIO_DOWN} scanner on hci0:" in x for x in lines)
         assert any(f" transport.ble cleared {RADIO_DOWN} " in x for x in lines), lines
         watch.cancel()
+
+
+async def test_a_server_that_cannot_be_reached_is_a_gateway_fault_another_server_reads(
+    server: LwM2MTestServer, tmp_path: FsPath
+) -> None:
+    dead = f"coap://127.0.0.1:{free_udp_port()}"
+    cfg = replace(
+        config(tmp_path, server, "instances", TransportSection("sim", MappingProxyType({}))),
+        servers=(
+            ServerConfig(server.uri, short_server_id=1, request_timeout=5, retry=FAST_RETRY),
+            ServerConfig(dead, short_server_id=2, request_timeout=0.3, retry=FAST_RETRY),
+        ),
+    )
+    async with running(cfg, server) as gw:
+        await until(lambda: f"server {dead}" in gw.faults.present, "the registration failed")
+        read = await server.request(ENDPOINT, Code.GET, "/3/0/11", accept=ContentFormat.SENML_CBOR)
+        assert codes(values(read.payload)) == {SERVER_UNREACHABLE}

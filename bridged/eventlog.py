@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Value
 
@@ -60,7 +61,10 @@ class EventLog:
         self._clock = clock
         self.entries: deque[FaultEntry] = deque(store.entries(), maxlen=store.limit)
         """What LogData shows: the stored entries and those the database refused meanwhile."""
-        self.instance = tree.create_instance(
+        self.instance = self._create()
+
+    def _create(self) -> Path:
+        return self.tree.create_instance(
             EVENT_LOG, 0, [(LOG_CLASS, CLASS_EVENT), (LOG_DATA_FORMAT, FORMAT_BYTES), *self._data()]
         )
 
@@ -73,6 +77,10 @@ class EventLog:
         except sqlite3.DatabaseError as e:
             # The store's own fault says why; the entry is shown until a restart.
             log.debug("fault log entry not stored: %s", e)
+        if not self.tree.has(self.instance):
+            # A Bootstrap-Server deleted it: the log is the gateway's, and it is back.
+            self.instance = self._create()
+            return
         for rid, value in self._data():
             self.tree.set(self.instance.child(rid), value)
 

@@ -40,3 +40,11 @@ def test_entries_are_shown_bounded_and_kept_across_a_restart(tmp_path: FsPath) -
     again, tree = opened(tmp_path)  # a restart: a server reads what happened before it
     assert tree.get(Path((20, 0, LOG_DATA))) == data
     assert len(again.entries) == 3
+
+
+def test_a_deleted_log_instance_comes_back_with_the_next_entry(tmp_path: FsPath) -> None:
+    log, tree = opened(tmp_path)
+    tree.delete_instance(20, 0)  # a Bootstrap-Delete
+    log.record("store", 17, True, "the state database refuses writes")
+    data = tree.get(Path((20, 0, LOG_DATA)))
+    assert isinstance(data, bytes) and b" store raised 17 " in data

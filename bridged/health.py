@@ -344,7 +344,7 @@ class HealthMonitor:
                 changes["available"] = True
             if timeout != before.timeout:
                 changes["timeout"] = timeout
-            if before.last_heard is None or heard_at > before.last_heard:
+            if tracked.last_heard is None or heard_at > tracked.last_heard:
                 tracked.last_heard = heard_at
         if rssi is not None and self._rssi_news(before, rssi):
             changes.update(rssi=rssi, low_signal=rssi <= self.policy.low_signal)

@@ -195,3 +195,16 @@ async def test_an_rssi_that_wanders_by_a_few_db_is_no_news() -> None:
     health.heard(Heard(BLE, clock.now, rssi=-90))  # crossed the low-signal line by 1 dB
     assert [now.rssi for _, now, _ in told][2:] == [-74, -89, -90]
     assert told[-1][1].errors == (LOW_SIGNAL,)
+
+
+async def test_when_a_node_was_last_heard_is_current_without_a_change_of_health() -> None:
+    health, clock, told = monitor(HealthPolicy(nodes={BLE: 60}))
+    health.add(BLE)
+    health.heard(Heard(BLE, clock.now, rssi=-70))
+    for _ in range(3):
+        clock.now += 5
+        health.heard(Heard(BLE, clock.now, rssi=-70))
+    health.heard(Heard(BLE, clock.now - 7, rssi=-70))  # an older report arriving late
+    assert len(told) == 2  # added, then its first RSSI: nothing else was news
+    now = health.health(BLE)
+    assert now is not None and now.last_heard == clock.now

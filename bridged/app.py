@@ -62,6 +62,7 @@ from bridged.store.database import (
     prove_writable,
     unclean_stops,
 )
+from bridged.store.faultlog import FaultLogStore
 from bridged.store.nodes import NodeStore, check_name
 from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
 from bridged.store.secrets import SecretStore
@@ -77,7 +78,17 @@ from bridged.transports.pairing import pairing
 
 from .build import build_exposure, build_transport, build_tree, open_state_dir
 from .config import Config, ConfigError
+from .eventlog import EventLog
 from .events import EventHub, NodeEvents
+from .faults import (
+    RADIO_DOWN,
+    SERVER_UNREACHABLE,
+    STORE_REFUSES_WRITES,
+    ClockWatch,
+    Fault,
+    GatewayFaults,
+)
+from .health import NO_ERROR, HealthFeed, HealthMonitor, NodeHealth
 from .protocol import HISTORY_LIMIT, OperationFailed
 from .shell import Shell
 from .views import command_json, heard_json, json_record, node_json, server_json
@@ -146,6 +157,14 @@ class Gateway:
             )
             self.commands.listen(self._on_command)
             self.tree = build_tree(config, facts, on_reboot)
+            self.event_log = EventLog(self.tree, FaultLogStore(self.db))
+            """The fault log, /20/0 (bridged/eventlog.py)."""
+            self.faults = GatewayFaults(self.tree)
+            """The gateway's own faults, in its /3/0/11 (bridged/faults.py)."""
+            self.faults.listen(self._on_fault)
+            self.clock_watch = ClockWatch(self.faults)
+            self.registry.on_heard(lambda _heard: self.clock_watch.check())
+            self.registry.on_store_problem(self._store_fault)
             self.exposure = build_exposure(
                 config,
                 self.tree,
@@ -159,6 +178,12 @@ class Gateway:
                 s.name: build_transport(config, s, self.registry, self.tree.registry)
                 for s in config.transports
             }
+            self.nodes_health = HealthMonitor(config.health)
+            """Every paired node's availability, link and battery (bridged/health.py)."""
+            self.nodes_health.listen(self._node_health)
+            self.registry.on_heard(self.nodes_health.heard)
+            self.registry.on_state(self.nodes_health.state)
+            self.registry.listen(HealthFeed(self.nodes_health, self._bearer))
             exposure = self.exposure
             self.operations = self._operations(exposure.paths)
             """Read, Write and Execute of node paths, for servers and bridgectl alike."""
@@ -193,6 +218,23 @@ class Gateway:
             os.close(self._lock)
             raise
 
+    def _bearer(self, node: NodeId) -> int | None:
+        transport = self.transports.get(node.transport)
+        return None if transport is None else transport.bearer
+
+    def _node_health(self, node: NodeId, health: NodeHealth, before: NodeHealth | None) -> None:
+        """A node's health changed: upstream through the exposure mode, and a ``node.health``
+        event when its faults (its error codes) changed."""
+        self.exposure.node_health(node, health)
+        if before is None or before.errors == health.errors:
+            return
+        self.events.publish("node.health", id=str(node), **health.json())
+        old, new = set(before.errors) - {NO_ERROR}, set(health.errors) - {NO_ERROR}
+        for code in sorted(new - old):
+            self.event_log.record(f"node {node}", code, True, health.why(code))
+        for code in sorted(old - new):
+            self.event_log.record(f"node {node}", code, False, before.why(code))
+
     def _operations(self, paths: NodePaths) -> NodeOperations:
         return NodeOperations(
             self.registry, paths, self.commands, timeout=self.config.nodes.timeout
@@ -221,6 +263,7 @@ class Gateway:
         for transport in self.transports.values():
             await self._start_transport(transport)
         self._registry_task = asyncio.create_task(self.registry.run(), name="registry")
+        self.nodes_health.start()
         self._expiry_task = asyncio.create_task(
             self.commands.run(EXPIRY_INTERVAL), name="command-expiry"
         )
@@ -263,6 +306,7 @@ class Gateway:
         for name, transport in self.transports.items():
             await self._stop_transport(name, transport)
         self.registry.flush()
+        self.nodes_health.stop()
         self._mark_stopped()
         self.db.close()
         os.close(self._lock)
@@ -321,6 +365,7 @@ class Gateway:
         )
         logging.getLogger().setLevel(config.log_level.upper())
         self.readings.bounds = config.store.bounds
+        self.nodes_health.policy = config.health
         pending = [
             key
             for key, changed in (
@@ -369,12 +414,14 @@ class Gateway:
 
     async def _start_transport(self, transport: Transport) -> None:
         self.registry.attach(transport)
+        transport.fault_listeners.add(self._radio_fault)
         try:
             await transport.start()
         except Exception as e:
             # One radio that cannot start must not stop the others, nor the gateway.
             self.transport_state[transport.name] = f"failed: {e}"
             log.error("transport %s did not start: %s", transport.name, e)
+            self.faults.raise_fault(f"transport.{transport.name}", RADIO_DOWN, f"failed: {e}")
         else:
             self.transport_state[transport.name] = "up"
         self.events.publish(
@@ -387,6 +434,26 @@ class Gateway:
         except Exception as e:
             log.error("transport %s did not stop cleanly: %s", name, e)
         self.transport_state[name] = "down"
+        self.faults.clear(f"transport.{name}")
+
+    def _radio_fault(self, transport: Transport) -> None:
+        """A transport's radio went down or came back: one of the gateway's own faults."""
+        if transport.fault is None:
+            self.faults.clear(f"transport.{transport.name}")
+        else:
+            self.faults.raise_fault(f"transport.{transport.name}", RADIO_DOWN, transport.fault)
+
+    def _store_fault(self, problem: str | None) -> None:
+        if problem is None:
+            self.faults.clear("store")
+        else:
+            self.faults.raise_fault("store", STORE_REFUSES_WRITES, problem)
+
+    def _on_fault(self, fault: Fault, present: bool) -> None:
+        self.events.publish(
+            "gateway.fault", source=fault.source, code=fault.code, why=fault.why, present=present
+        )
+        self.event_log.record(fault.source, fault.code, present, fault.why)
 
     # -- what happens ------------------------------------------------------------------------
 
@@ -399,6 +466,12 @@ class Gateway:
 
     def _on_registration(self, event: RegistrationEvent) -> None:
         self.registrations[event.server] = event
+        source = f"server {event.server}"
+        if event.kind in (EventKind.REGISTRATION_FAILURE, EventKind.UPDATE_FAILURE):
+            why = f"{event.kind.value}: {event.detail}" if event.detail else event.kind.value
+            self.faults.raise_fault(source, SERVER_UNREACHABLE, why)
+        elif event.kind in (EventKind.REGISTRATION_COMPLETE, EventKind.UPDATE_COMPLETE):
+            self.faults.clear(source)
         self._server_registered(event)
         self.events.publish(
             "registration",
@@ -515,7 +588,12 @@ class Gateway:
                 "paired": len(live),
                 "reachable": sum(1 for n in live if n.state is not None and n.state.reachable),
                 "heard": len(self.registry.heard_nodes),
+                "unavailable": self.nodes_health.unavailable,
             },
+            "faults": [
+                {"source": f.source, "code": f.code, "why": f.why}
+                for f in self.faults.present.values()
+            ],
             "readings": {
                 "stored": len(self.readings),
                 "dropped": sum(dropped.values()),
@@ -565,14 +643,21 @@ class Gateway:
 
     def node_list(self) -> list[dict[str, Any]]:
         now = time.time()
-        return [node_json(n, now) for n in sorted(self.registry.live.values(), key=lambda n: n.id)]
+        nodes = sorted(self.registry.live.values(), key=lambda n: n.id)
+        return [self._with_health(node_json(n, now), n.id) for n in nodes]
+
+    def _with_health(self, out: dict[str, Any], node: NodeId) -> dict[str, Any]:
+        health = self.nodes_health.health(node)
+        if health is not None:
+            out["health"] = health.json()
+        return out
 
     def node(self, node_id: NodeId) -> dict[str, Any]:
         """One paired node in detail: what ``node_list`` says, its upstream paths and values."""
         live = self.registry.live.get(node_id)
         if live is None:
             raise NotFound(f"node {node_id} is not paired")
-        out = node_json(live, time.time())
+        out = self._with_health(node_json(live, time.time()), node_id)
         out["paired_at"] = live.paired.paired_at
         out["secrets"] = sorted(self.secrets.get(node_id))  # names only, never the keys
         exposed = []

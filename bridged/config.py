@@ -32,8 +32,10 @@ from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import ServerConfig, server_resource_bounds
 from bridged.engine.registration import RetryPolicy
 from bridged.exposure.endpoints import DEFAULT_CONCURRENCY
+from bridged.health import HealthPolicy
 from bridged.objects.ids import Server
 from bridged.store.readings import Bounds
+from bridged.transports.nodes import NodeId
 
 EXPOSURE_MODES = ("instances", "gateway", "endpoints")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -122,6 +124,7 @@ class Config:
     store: StoreSection = StoreSection()
     nodes: NodesSection = NodesSection()
     delivery: DeliverySection = DeliverySection()
+    health: HealthPolicy = field(default_factory=HealthPolicy)
     transports: tuple[TransportSection, ...] = ()
     log_level: str = "info"
 
@@ -166,6 +169,15 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "bootstrap": ("uri", "hold_off", "finish_timeout", "request_timeout", *_RETRY),
         "store": ("max_readings", "max_age"),
         "nodes": ("timeout", "command_ttl"),
+        "health": (
+            "minimum",
+            "intervals",
+            "unknown",
+            "low_battery",
+            "low_signal",
+            "transport",
+            "node",
+        ),
         "delivery": ("max_records", "linger"),
         "log": ("level",),
         "transport": (),
@@ -358,6 +370,7 @@ def parse(
     store = _Table(path, "store", data.get("store", {}), KNOWN_KEYS["store"])
     nodes = _Table(path, "nodes", data.get("nodes", {}), KNOWN_KEYS["nodes"])
     delivery = _Table(path, "delivery", data.get("delivery", {}), KNOWN_KEYS["delivery"])
+    health = _Table(path, "health", data.get("health", {}), KNOWN_KEYS["health"])
     log = _Table(path, "log", data.get("log", {}), KNOWN_KEYS["log"])
     gateway_table = _Table(path, "gateway", data.get("gateway", {}), KNOWN_KEYS["gateway"])
     gateway = _gateway(gateway_table, endpoint_default)
@@ -388,6 +401,7 @@ def parse(
             max_records=delivery.integer("max_records", DeliveryConfig().max_records, 1, 10000),
             linger=delivery.seconds("linger", DeliveryConfig().linger, 10.0),
         ),
+        health=_health(health),
         transports=_transports(path, data.get("transport", {})),
         log_level=log.choice("level", "info", LOG_LEVELS),
     )
@@ -395,6 +409,40 @@ def parse(
 
 _ENDPOINT = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 """What an endpoint name may be: it travels unescaped in the Register query (ep=...)."""
+
+
+def _any_keys(t: _Table, name: str) -> _Table:
+    """The subtable ``name`` of ``t``, whose keys are the user's (transports, node ids)."""
+    data = t.data.get(name, {})
+    return _Table(t.file, f"{t.key}.{name}", data, tuple(data) if isinstance(data, dict) else ())
+
+
+def _health(t: _Table) -> HealthPolicy:
+    """``[health]``, with its ``[health.transport]`` and ``[health.node]`` timeouts."""
+    default = HealthPolicy()
+    transports = _any_keys(t, "transport")
+    nodes = _any_keys(t, "node")
+    by_node: dict[NodeId, float] = {}
+    for key in nodes.data:
+        try:
+            node = NodeId.parse(key)
+        except ValueError as e:
+            raise nodes.fail(key, str(e)) from None
+        by_node[node] = nodes.converted(key, parse_duration)
+    intervals = t.get("intervals", float, default.intervals)
+    if not 1 <= intervals <= 1000:
+        raise t.fail("intervals", f"must be 1..1000, not {intervals:g}")
+    return HealthPolicy(
+        minimum=t.positive("minimum", default.minimum),
+        intervals=intervals,
+        unknown=t.positive("unknown", default.unknown),
+        low_battery=t.integer("low_battery", default.low_battery, 0, 100),
+        low_signal=t.integer("low_signal", default.low_signal, -200, 0),
+        transports=MappingProxyType(
+            {name: transports.converted(name, parse_duration) for name in transports.data}
+        ),
+        nodes=MappingProxyType(by_node),
+    )
 
 
 def _gateway(t: _Table, endpoint_default: Callable[[], str]) -> GatewaySection:

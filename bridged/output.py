@@ -62,10 +62,13 @@ def show_status(status: Mapping[str, Any], out: IO[str]) -> None:
         states = ", ".join(f"{n} {state}" for state, n in endpoints["states"].items())
         out.write(f"endpoints  {endpoints['nodes']} node endpoints: {states or 'none'}\n")
     nodes = status["nodes"]
+    unavailable = f", {nodes['unavailable']} UNAVAILABLE" if nodes.get("unavailable") else ""
     out.write(
         f"nodes      {nodes['paired']} paired, {nodes['reachable']} reachable, "
-        f"{nodes['heard']} heard\n"
+        f"{nodes['heard']} heard{unavailable}\n"
     )
+    for fault in status.get("faults", ()):
+        out.write(f"FAULT      {fault['source']}: {fault['why']} (error code {fault['code']})\n")
     readings = status["readings"]
     out.write(
         f"readings   {readings['stored']} stored, {readings['dropped']} dropped, "

@@ -162,6 +162,8 @@ class NodeRegistry:
         self._awake_hooks: Listeners[Callable[[NodeId], None]] = Listeners("nodes awake")
         self._commit_hooks: Listeners[Callable[[int], None]] = Listeners("readings committed")
         self._heard_hooks: Listeners[Callable[[Heard], None]] = Listeners("nodes heard")
+        self._state_hooks: Listeners[Callable[[NodeId, NodeState], None]] = Listeners("node states")
+        self._store_hooks: Listeners[Callable[[str | None], None]] = Listeners("store problems")
         self.last_commit = monotonic()
         """When ``flush`` last ran (monotonic), even with nothing to commit: the health check's
         proof that the group commit is alive."""
@@ -197,6 +199,15 @@ class NodeRegistry:
     def on_heard(self, hook: Callable[[Heard], None]) -> None:
         """Call ``hook`` with everything heard on the air, paired or not (a live scan)."""
         self._heard_hooks.add(hook)
+
+    def on_state(self, hook: Callable[[NodeId, NodeState], None]) -> None:
+        """Call ``hook`` with a paired node and each state its transport reports (the node
+        health model's link quality, battery and refused frames)."""
+        self._state_hooks.add(hook)
+
+    def on_store_problem(self, hook: Callable[[str | None], None]) -> None:
+        """Call ``hook`` with ``store_problem`` each time it changes (None: writes work again)."""
+        self._store_hooks.add(hook)
 
     # -- pairing -----------------------------------------------------------------------------
 
@@ -308,6 +319,7 @@ class NodeRegistry:
         live = self.live.get(node)
         if live is not None:
             live.state = state
+            self._state_hooks.notify(lambda hook: hook(node, state))
             if state.reachable:
                 live.last_seen = max(live.last_seen or state.time, state.time)
                 self._awake_hooks.notify(lambda hook: hook(node))
@@ -404,6 +416,7 @@ class NodeRegistry:
                 f", {self.unstored_dropped} were dropped" if self.unstored_dropped else "",
             )
             self.store_problem = None
+            self._store_hooks.notify(lambda hook: hook(None))
         self.unstored_dropped = 0
         self._settle(None)
         self._commit_hooks.notify(lambda hook: hook(len(batch)))
@@ -419,7 +432,8 @@ class NodeRegistry:
                 problem,
                 UNSTORED_LIMIT,
             )
-        self.store_problem = problem
+            self.store_problem = problem
+            self._store_hooks.notify(lambda hook: hook(problem))
         self._retry_at = self._monotonic() + STORE_RETRY
         excess = len(self._pending) - UNSTORED_LIMIT
         if excess > 0:

@@ -2,7 +2,8 @@
 
 The facts (IDs, operations, types, flags, units, ranges) are those of the OMA LwM2M registry
 for the object versions an LwM2M 1.1 gateway speaks: Security, Server and Device 1.1, LwM2M
-Gateway 2.0 (whose resource 2 was removed), and the current IPSO sensor and actuator objects.
+Gateway 2.0 (whose resource 2 was removed), Event Log 2.1 (LwM2M 1.2's, where the gateway
+keeps its fault log), and the current IPSO sensor and actuator objects.
 They live here as Python rather than as bundled XML so the daemon starts without parsing
 anything and a reviewer can read a definition in one place. A user's DDF directory is loaded
 over these (``Registry.add`` replaces) to add objects or to change a version.
@@ -192,7 +193,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             _r(8, "Power Source Current", R, INTEGER, multiple=True),
             _r(9, "Battery Level", R, INTEGER, units="%", range="0..100"),
             _r(10, "Memory Free", R, INTEGER),
-            _r(11, "Error Code", R, INTEGER, multiple=True, mandatory=True, range="0..8"),
+            _r(11, "Error Code", R, INTEGER, multiple=True, mandatory=True, range="0..32"),
             _r(12, "Reset Error Code", E, NONE),
             _r(13, "Current Time", RW, TIME),
             _r(14, "UTC Offset", RW, STRING),
@@ -263,6 +264,23 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         lwm2m_version="1.1",
         multiple=False,
         urn="urn:oma:lwm2m:oma:5:1.1",
+    ),
+    make_object(
+        20,
+        "Event Log",
+        [
+            _r(4010, "LogClass", RW, INTEGER, range="0..255"),
+            _r(4011, "LogStart", E, NONE),
+            _r(4012, "LogStop", E, NONE),
+            _r(4013, "LogStatus", R, INTEGER, range="0..255"),
+            _r(4014, "LogData", R, OPAQUE, mandatory=True),
+            _r(4015, "LogDataFormat", RW, INTEGER, range="0..255"),
+            _r(4016, "LogDataIncremental", BOOTSTRAP, OPAQUE),
+            _r(4017, "LogDataIncrementalMinimumSendInterval", RW, UNSIGNED),
+        ],
+        version="2.1",
+        lwm2m_version="1.1",
+        urn="urn:oma:lwm2m:oma:20:2.1",
     ),
     make_object(
         25,

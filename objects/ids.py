@@ -112,6 +112,7 @@ class Device:
     DEVICE_TYPE: Final = 17
     HARDWARE_VERSION: Final = 18
     SOFTWARE_VERSION: Final = 19
+    BATTERY_STATUS: Final = 20
     MEMORY_TOTAL: Final = 21
 
 
@@ -143,6 +144,16 @@ class Location:
     """/6 Location."""
 
     OBJECT: Final = 6
+
+
+class EventLog:
+    """/20 Event Log (LwM2M 1.2): the gateway's record of faults, starting and ending."""
+
+    OBJECT: Final = 20
+    LOG_CLASS: Final = 4010
+    LOG_STATUS: Final = 4013
+    LOG_DATA: Final = 4014
+    LOG_DATA_FORMAT: Final = 4015
 
 
 OSCORE: Final = 21

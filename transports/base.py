@@ -46,11 +46,17 @@ from importlib import metadata
 from typing import Any, ClassVar, Protocol
 
 from bridged.objects.definitions import Registry
+from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 ENTRY_POINT_GROUP = "bridged.transports"
+
+BEARER_BLUETOOTH = 22
+BEARER_IEEE_802154 = 23
+"""LwM2M /4/x/0 Network Bearer values of the radios (Connectivity Monitoring: 22 Bluetooth
+network, 23 IEEE 802.15.4 network): what a transport gives as its ``bearer``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,9 @@ class NodeState:
     ``decrypt_failures`` counts what the node sent that its keys did not open (since it was
     paired with them); ``problem`` says, in a few words, why its data is refused right now
     (e.g. its bind key does not decrypt its adverts), None while its data is accepted.
+    ``expect`` is, when the transport knows it, within how many seconds the node must be heard
+    again or be taken for gone (an 802.15.4 node's LwM2M registration lifetime): the node
+    health model's automatic timeout (bridged/health.py).
     """
 
     reachable: bool
@@ -89,6 +98,7 @@ class NodeState:
     sleepy: bool = False
     decrypt_failures: int = 0
     problem: str | None = None
+    expect: float | None = None
 
 
 class TransportEvents(Protocol):
@@ -210,6 +220,9 @@ class Transport(abc.ABC):
     name; ``config`` is its section of the configuration file."""
 
     name: ClassVar[str]
+    bearer: ClassVar[int | None] = None
+    """The /4/x/0 Network Bearer its nodes are reached over (``BEARER_*``), shown as each
+    node's /4/0/0 where the exposure mode shows it; None when no value of LwM2M's list fits."""
 
     def __init__(
         self,
@@ -225,6 +238,20 @@ class Transport(abc.ABC):
         self.condition: str | None = None
         """What the radio is doing now, for ``bridgectl status`` (``radio down: ...``): a
         transport that started may still have no dongle or adapter to use."""
+        self.fault: str | None = None
+        """What keeps the radio from working now (the dongle unplugged, the adapter lost), None
+        while it works: one of the gateway's own faults (its /3/0/11), set through
+        ``radio_condition``."""
+        self.fault_listeners: Listeners[Callable[[Transport], None]] = Listeners("radio faults")
+        """Told when ``fault`` changes (the gateway shows it upstream and logs it)."""
+
+    def radio_condition(self, condition: str, *, fault: bool) -> None:
+        """Say what the radio is doing now (``condition``, shown by ``bridgectl status``), and
+        whether it is a fault: nothing can be heard or sent until it is over."""
+        self.condition = condition
+        before, self.fault = self.fault, condition if fault else None
+        if self.fault != before:
+            self.fault_listeners.notify(lambda tell: tell(self))
 
     @classmethod
     def normalise_address(cls, address: str) -> str:

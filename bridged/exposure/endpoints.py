@@ -11,7 +11,9 @@ gateway's server configuration.
   in front keeps two gateways that hear the same node apart.
 * **/3 Device**: the node's own /3/0 values as its transport reported them (0 Manufacturer,
   1 Model Number, 2 Serial Number, 3 Firmware Version, 9 Battery Level, ...), with the
-  mandatory 11 Error Code (0, no error) and 16 Supported Binding ("U"), and 17 Device Type set
+  mandatory 11 Error Code (the node's health, ``bridged.health``: 0 without a fault), 20
+  Battery Status and a /4/0 with the node's bearer and link quality (``node_health``), 16
+  Supported Binding ("U"), and 17 Device Type set
   to the node's name, the text a server's device list shows next to the endpoint. The node's
   sensors carry the name in 5750 Application Type too, as in the other modes (unless
   5750 is the node's data, as 3347 Push button's event type: ``mirror.initial_values``).
@@ -59,6 +61,7 @@ from bridged.delivery import Route, Router
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.dm import EndDevices
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
+from bridged.health import NodeHealth
 from bridged.objects.definitions import Registry
 from bridged.objects.ids import SINGLE, Device, FirmwareUpdate
 from bridged.objects.paths import Path
@@ -415,3 +418,9 @@ class EndpointsExposure:
 
     node_values = node_readings
     """Values read from a node are shown as its readings are (they are just not stored)."""
+
+    def node_health(self, node: NodeId, health: NodeHealth) -> None:
+        """The node endpoint's /3/0/11, /3/0/20 and /4/0 (``NodeHealth.resources``)."""
+        ep = self.endpoints.get(node)
+        if ep is not None:
+            ep.mirror.show_health(node, health.resources())

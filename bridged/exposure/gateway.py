@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from bridged.health import NodeHealth
 from bridged.objects.ids import LwM2MGateway
 from bridged.objects.linkformat import format_links, object_links
 from bridged.objects.listeners import Listeners
@@ -153,3 +154,13 @@ class GatewayExposure(ThroughGateway):
 
     node_values = node_readings
     """Values read from a node are shown as its readings are (they are just not stored)."""
+
+    def node_health(self, node: NodeId, health: NodeHealth) -> None:
+        """The node's /devN/3/0/11, /3/0/20 and /4/0 (``NodeHealth.resources``); a /3/0 or
+        /4/0 created for them is in /25/x/3 like the node's own objects."""
+        device = self._devices.get(node)
+        if device is not None and device.mirror.show_health(node, health.resources()):
+            self.tree.set(
+                Path((LwM2MGateway.OBJECT, device.instance, LwM2MGateway.IOT_DEVICE_OBJECTS)),
+                device.object_links(),
+            )

@@ -20,6 +20,15 @@ ID like every other: ``/3300/x`` with 5700 Sensor Value the level, 5701 Sensor U
 thresholds on it like any sensor, and tell whose battery it is. The node's other /3 values
 (manufacturer, model, ...) are not shown in this mode; the gateway and endpoints modes show them
 on the node's own /3.
+
+**A node's health** (``bridged.health``) cannot be the node's /3/0/11 and /4/0 here either (both
+single-instance, and the gateway's own), so it takes standard IPSO instances of its own, with
+stable IDs like the battery's, which any server reads, observes and charts without knowing of
+gateways: ``/3200/x`` Digital Input, 5500 Digital Input State true while the node is available,
+5750 ``<node name> available``, 5751 ``availability``; and, once the node's RSSI is known,
+``/3300/y`` Generic Sensor, 5700 its last RSSI, 5701 ``dBm``, 5750 ``<node name> signal``,
+5751 ``rssi``. The gateway's own /3/0/11 says what is wrong with the gateway itself
+(``bridged.faults``).
 """
 
 from __future__ import annotations
@@ -27,11 +36,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from bridged.health import NodeHealth
 from bridged.objects.errors import LwM2MError
 from bridged.objects.ids import BATTERY_PATH, SINGLE, Device, Ipso, IpsoResource
 from bridged.objects.paths import MAX_ID, Path
 from bridged.objects.tree import ObjectTree
-from bridged.objects.values import Record
+from bridged.objects.values import Record, Value
 from bridged.registry import LiveNode
 from bridged.store.nodes import NodeStore
 from bridged.transports.nodes import NodeId
@@ -45,6 +55,8 @@ log = logging.getLogger(__name__)
 BATTERY_KEY = MAX_ID + 1
 """The node-instance key under which the node store keeps the battery's /3300 instance ID: no
 node instance has it, so it never collides with a node's own /3300."""
+AVAILABLE_KEY, SIGNAL_KEY = MAX_ID + 2, MAX_ID + 3
+"""The node-instance keys of its availability (/3200) and signal (/3300) instances."""
 
 
 class InstancesExposure(ThroughGateway):
@@ -57,6 +69,9 @@ class InstancesExposure(ThroughGateway):
         """Where each node's instances are: ``/oid/<gateway instance>``, the battery
         ``/3300/x/5700``."""
         self._unknown: set[int] = set()
+        self._names: dict[NodeId, str] = {}
+        self._health: dict[NodeId, dict[int, Path]] = {}
+        """Each node's health instances (module docstring), by node-instance key."""
         for oid in tree.object_ids():
             for iid in tree.instance_ids(oid):
                 store.reserve_instance(oid, iid)
@@ -64,11 +79,66 @@ class InstancesExposure(ThroughGateway):
     # -- RegistryListener --------------------------------------------------------------------
 
     def node_added(self, node: LiveNode) -> None:
+        self._names[node.id] = node.paired.name
         self.node_objects(node)
 
     def node_removed(self, node: NodeId) -> None:
         for shown in self.paths.hide_node(node):
             self.tree.delete_instance(shown.upstream.ids[0], shown.upstream.ids[1])
+        for instance in self._health.pop(node, {}).values():
+            self.tree.delete_instance(instance.ids[0], instance.ids[1])
+        self._names.pop(node, None)
+
+    def node_health(self, node: NodeId, health: NodeHealth) -> None:
+        """The node's availability and signal instances (module docstring)."""
+        name = self._names.get(node)
+        if name is None:
+            return
+        self._health_instance(
+            node,
+            AVAILABLE_KEY,
+            Ipso.DIGITAL_INPUT,
+            [(IpsoResource.DIGITAL_INPUT_STATE, health.available)],
+            [
+                (IpsoResource.APPLICATION_TYPE, f"{name} available"),
+                (IpsoResource.SENSOR_TYPE, "availability"),
+            ],
+        )
+        if health.rssi is not None:
+            self._health_instance(
+                node,
+                SIGNAL_KEY,
+                Ipso.GENERIC_SENSOR,
+                [(IpsoResource.SENSOR_VALUE, health.rssi)],
+                [
+                    (IpsoResource.SENSOR_UNITS, "dBm"),
+                    (IpsoResource.APPLICATION_TYPE, f"{name} signal"),
+                    (IpsoResource.SENSOR_TYPE, "rssi"),
+                ],
+            )
+
+    def _health_instance(
+        self,
+        node: NodeId,
+        key: int,
+        oid: int,
+        values: list[tuple[int, Value]],
+        fixed: list[tuple[int, Value]],
+    ) -> None:
+        """Set ``values`` in the node's health instance ``key`` of ``oid``, created (with
+        ``fixed``) the first time; the gateway's own, served from the tree."""
+        instances = self._health.setdefault(node, {})
+        instance = instances.get(key)
+        if instance is None:
+            gw = self.store.instance_id(node, oid, key)
+            try:
+                instances[key] = self.tree.create_instance(oid, gw, [*values, *fixed])
+            except LwM2MError as e:
+                log.warning("node %s: its health is not exposed in /%d: %s", node, oid, e)
+            return
+        for rid, value in values:
+            if self.tree.get(instance.child(rid)) != value:  # no notification of no change
+                self.tree.set(instance.child(rid), value)
 
     def node_objects(self, node: LiveNode) -> None:
         wanted = exposable(node.objects)

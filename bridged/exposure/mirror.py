@@ -32,7 +32,8 @@ answers for the node's paths in both modes. A node's housekeeping objects are ne
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from bridged.objects.definitions import Registry
 from bridged.objects.errors import LwM2MError
@@ -41,6 +42,7 @@ from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value
 from bridged.registry import LiveNode
+from bridged.transports.nodes import NodeId
 
 from .mapping import PathMap, Shown, exposable
 
@@ -88,6 +90,9 @@ class NodeMirror:
         self.paths = paths
         self.created: set[tuple[int, int]] = set()
         self.adopted: set[tuple[int, int]] = set()
+        self.health: set[tuple[int, int, int]] = set()
+        """The resources ``show_health`` fills: the node's own values there (its own /3/0/11)
+        are merged into them by the health model, never set over them."""
 
     def sync(self, node: LiveNode) -> bool:
         """Make the tree's node instances those of ``node.objects``; True if any came or went."""
@@ -130,8 +135,47 @@ class NodeMirror:
             changed = True
         return changed
 
+    def show_health(self, node: NodeId, resources: Mapping[Path, Value | dict[int, Value]]) -> bool:
+        """Put what the gateway states of the node's health (``NodeHealth.resources``,
+        node-local /3/0 and /4/0) in the tree, creating those instances if the node has none;
+        True if one was created. These resources are the gateway's (held): a server's Read
+        of them is answered from the tree, also while the node cannot be reached, and an
+        instance the node does not have stays the gateway's whole (nothing of it reaches the
+        node)."""
+        created = False
+        by_instance: dict[tuple[int, int], list[tuple[int, Value | dict[int, Value]]]] = {}
+        for path, value in resources.items():
+            by_instance.setdefault((path.ids[0], path.ids[1]), []).append((path.ids[2], value))
+            self.health.add((path.ids[0], path.ids[1], path.ids[2]))
+        for key, values in by_instance.items():
+            instance = Path(key, self.tree.prefix)
+            if not self.tree.has(instance):
+                try:
+                    self.tree.create_instance(*key, values)
+                except LwM2MError as e:
+                    log.warning("node %s: its health is not shown in %s: %s", node, instance, e)
+                    continue
+                created = True
+                continue
+            shown = self.paths.shown(node, key)
+            rids = frozenset(rid for rid, _ in values)
+            if shown is not None and shown.resources is None and not rids <= shown.held:
+                self.paths.show(replace(shown, held=shown.held | rids))
+            for rid, value in values:
+                path = instance.child(rid)
+                if self.tree.has(path) and self.tree.get(path) == value:
+                    continue  # unchanged: no notification for what a server already has
+                try:
+                    self.tree.set(path, value)
+                except LwM2MError as e:
+                    log.warning("node %s: %s not updated: %s", node, path, e)
+        return created
+
     def apply(self, node: LiveNode, records: Sequence[Record]) -> None:
-        """Put the node's readings (node-local paths) into the tree."""
+        """Put the node's readings (node-local paths) into the tree, but for the health
+        resources (``self.health``)."""
+        if self.health:
+            records = [r for r in records if r.path.ids[:3] not in self.health]
         apply_readings(self.tree, self.paths, node, records)
 
     def _set(self, node: LiveNode, records: Sequence[Record]) -> None:

@@ -14,6 +14,8 @@ A mode decides four things, and says each here:
   endpoint shows any (the endpoints mode's nodes are reached through their own endpoints);
 * **delivery**: ``router`` says through which client, at which upstream path, a node's readings
   go;
+* **health**: ``node_health`` shows a node's availability, link and battery upstream (see
+  README, "Node health");
 * **status**: ``status`` is what ``bridgectl status`` shows of the mode, None when it has
   nothing of its own to say.
 
@@ -29,7 +31,9 @@ from bridged.delivery import Router, gateway_router
 from bridged.engine.client import LwM2MClient
 from bridged.engine.dm import EndDevices
 from bridged.engine.nodes import NodePaths
+from bridged.health import NodeHealth
 from bridged.registry import RegistryListener
+from bridged.transports.nodes import NodeId
 
 from .mapping import PathMap
 
@@ -56,6 +60,11 @@ class ExposureMode(RegistryListener, Protocol):
 
     def router(self, client: LwM2MClient) -> Router:
         """Where each node's readings go upstream; ``client`` is the gateway's own."""
+        ...
+
+    def node_health(self, node: NodeId, health: NodeHealth) -> None:
+        """Show what the gateway knows of the node's health (``bridged.health``) upstream,
+        in the objects this mode can say it with."""
         ...
 
     async def start(self) -> None:

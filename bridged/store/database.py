@@ -108,6 +108,18 @@ MIGRATIONS: tuple[str, ...] = (
          WHERE seq IN (SELECT max(seq) FROM readings GROUP BY node_id, path)
            AND node_id IN (SELECT id FROM nodes)
     """,
+    # 6: the fault log (the gateway's and its nodes' faults, starting and ending), bounded,
+    # which a server reads in /20 Event Log after an outage.
+    """
+    CREATE TABLE fault_log (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        time    REAL NOT NULL,
+        source  TEXT NOT NULL,
+        code    INTEGER NOT NULL,
+        present INTEGER NOT NULL,
+        why     TEXT NOT NULL
+    ) STRICT
+    """,
 )
 
 

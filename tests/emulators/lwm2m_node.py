@@ -236,6 +236,9 @@ class RadioAir:
         self.plain: collections.Counter[bytes] = collections.Counter()
         self.refused: dict[bytes, list[RadioDecodeError]] = collections.defaultdict(list)
         self.injected: dict[bytes, list[bytes]] = collections.defaultdict(list)
+        self.quality: dict[bytes, tuple[int, int]] = {}
+        """The RSSI (dBm) and LQI the dongle hears each node at, by its MAC (the emulator's
+        defaults otherwise): a link that degrades."""
         rcp.on_transmit = self._on_air
 
     async def add(self, node: EmulatedNode, *, key: bytes | None = None) -> None:
@@ -252,8 +255,10 @@ class RadioAir:
             datagram = UdpDatagram(node.ip, node.port, remote.ip, remote.port, data)
             for psdu in link.send(datagram, src_mac=node.mac, dst_mac=dst, pan_id=self.pan_id):
                 self.injected[node.mac].append(psdu)
-                if not self.drop(psdu):
-                    self.rcp.inject(psdu)
+                if self.drop(psdu):
+                    continue
+                quality = self.quality.get(node.mac)
+                self.rcp.inject(psdu) if quality is None else self.rcp.inject(psdu, *quality)
 
         return send
 

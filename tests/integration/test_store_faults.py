@@ -16,7 +16,12 @@ import resource
 import signal
 from pathlib import Path
 
+from aiocoap.numbers.codes import Code
+
+from bridged.faults import STORE_REFUSES_WRITES
+from bridged.objects.formats import ContentFormat
 from integration.test_daemon import (
+    ENDPOINT,
     _short_paths,  # noqa: F401 (fixture)
     config_text,
     produced,
@@ -25,7 +30,13 @@ from integration.test_daemon import (
     until,
     until_sync,
 )
-from peers.lwm2m_server import LwM2MTestServer
+from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
+
+
+async def error_codes(server: LwM2MTestServer) -> list[object]:
+    """The gateway's /3/0/11 Error Code as a server reads it."""
+    read = await server.request(ENDPOINT, Code.GET, "/3/0/11", accept=ContentFormat.SENML_CBOR)
+    return [r.value for r in decode_senml_cbor(read.payload)]
 
 
 def file_size_limit(pid: int, soft: int) -> None:
@@ -58,6 +69,7 @@ async def test_storing_resumes_after_the_file_system_refused_writes(
                 await until(refusing)
                 code, text, _ = await d.ctl("status")
                 assert code == 0 and "STORING FAILS" in text
+                assert await error_codes(server) == [STORE_REFUSES_WRITES]
                 # Readings go on arriving; the daemon holds them.
                 during = await produced(events, "sim:0001", upstream, 20)
                 status = await d.ctl_json("status")
@@ -71,9 +83,12 @@ async def test_storing_resumes_after_the_file_system_refused_writes(
         assert isinstance(status, dict)
         assert status["readings"]["problem"] is None
         assert status["readings"]["dropped"] == 0
+        assert await error_codes(server) == [0]  # the fault is over
         assert d.proc.returncode is None
-    errors = [line for line in log if "refuses writes" in line]
+    errors = [line for line in log if "refuses writes" in line and "bridged.registry" in line]
     assert len(errors) == 1, log  # said once, not at every group commit
+    faults = [line for line in log if "bridged.faults" in line]
+    assert len(faults) == 2 and "gateway fault over: store" in faults[1], faults
     assert any("takes writes again" in line for line in log)
     assert not any("Traceback" in line for line in log)
 

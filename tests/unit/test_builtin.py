@@ -13,7 +13,7 @@ from bridged.objects.definitions import ObjectDef, Operations, ResourceType
 from bridged.objects.errors import BadRequest, NotFound
 from bridged.objects.values import check_value
 
-CORE = {0, 1, 2, 3, 4, 5, 25}
+CORE = {0, 1, 2, 3, 4, 5, 20, 25}
 IPSO_SENSORS = {3300, 3301, 3303, 3304, 3313, 3315, 3316, 3317, 3323, 3328, 3331}
 IPSO_CONTROLS = {3200, 3201, 3311, 3342, 3347}
 

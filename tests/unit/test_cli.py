@@ -407,6 +407,25 @@ def test_status_shows_delivery_commands_and_node_endpoints() -> None:
     assert "commands   2 pending" in text
 
 
+def test_status_shows_unavailable_nodes_and_the_gateways_faults() -> None:
+    status = {
+        "endpoint": "gw",
+        "exposure": "instances",
+        "uptime": 5,
+        "lwm2m": "started",
+        "servers": [],
+        "nodes": {"paired": 3, "reachable": 1, "heard": 3, "unavailable": 2},
+        "faults": [{"source": "transport.802154", "code": 8, "why": "radio down: unplugged"}],
+        "readings": {"stored": 0, "dropped": 0, "unpaired": 0},
+        "transports": {"802154": "up"},
+    }
+    out = io.StringIO()
+    output.show_status(status, out)
+    text = out.getvalue()
+    assert "nodes      3 paired, 1 reachable, 3 heard, 2 UNAVAILABLE" in text
+    assert "FAULT      transport.802154: radio down: unplugged (error code 8)" in text
+
+
 def pair_request(socket_path: Path, *argv: str) -> tuple[int, str, dict[str, Any] | None]:
     d = daemon(socket_path, {"id": "x"})
     try:

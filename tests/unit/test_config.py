@@ -336,3 +336,37 @@ def test_max_observations_bounds_a_servers_observations() -> None:
     for bad, why in ((-1, ">= 0"), ("many", "integer")):
         error = refusal({"server": [{**SERVER, "max_observations": bad}]})
         assert (error.key, why in error.why) == ("server[0].max_observations", True)
+
+
+def test_health_timeouts_per_transport_and_per_node() -> None:
+    from bridged.health import HealthPolicy
+    from bridged.transports.nodes import NodeId
+
+    assert config().health == HealthPolicy()
+    c = config(
+        health={
+            "minimum": "30s",
+            "intervals": 5,
+            "low_battery": 15,
+            "transport": {"802154": "2h"},
+            "node": {"ble:A4:C1:38:00:11:22": 900},
+        }
+    )
+    assert (c.health.minimum, c.health.intervals, c.health.low_battery) == (30.0, 5.0, 15)
+    assert c.health.transports == {"802154": 7200.0}
+    assert c.health.nodes == {NodeId("ble", "A4:C1:38:00:11:22"): 900.0}
+    assert c.health.timeout(NodeId("802154", "00124b0001020304"), 300, None) == 7200.0
+
+
+@pytest.mark.parametrize(
+    ("health", "message"),
+    [
+        ({"minimun": 60}, "health.minimun: unknown key (did you mean 'minimum'?)"),
+        ({"intervals": 0}, "health.intervals: must be 1..1000, not 0"),
+        ({"low_signal": 10}, "health.low_signal: must be -200..0, not 10"),
+        ({"transport": {"ble": "soon"}}, "health.transport.ble: 'soon' is not a duration"),
+        ({"node": {"A4:C1": 60}}, "health.node.A4:C1: 'A4' is not a transport name"),
+    ],
+)
+def test_a_wrong_health_key_is_refused_by_name(health: dict[str, Any], message: str) -> None:
+    assert message in str(refusal({"server": [dict(SERVER)], "health": health}))

@@ -62,6 +62,7 @@ from bridged.objects.ids import BATTERY_PATH
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.transports.base import (
+    BEARER_BLUETOOTH,
     Heard,
     NodeState,
     PairingFailed,
@@ -141,6 +142,7 @@ class BleTransport(Transport):
     """BLE nodes heard through BlueZ (adverts) and read through it (GATT)."""
 
     name = NAME
+    bearer = BEARER_BLUETOOTH
 
     @classmethod
     def normalise_address(cls, address: str) -> str:
@@ -348,9 +350,11 @@ class BleTransport(Transport):
     def _scanner_state(self, status: ScannerStatus) -> None:
         where = status.adapter or "the first powered adapter"
         log.info("scanner on %s: %s (%s)", where, status.state.value, status.reason)
-        self.condition = f"scanner on {where}: {status.state.value} ({status.reason})"
         lost = status.state is ScannerState.NO_ADAPTER or (
             status.state is ScannerState.RETRYING and bool(status.retry_in)
+        )
+        self.radio_condition(
+            f"scanner on {where}: {status.state.value} ({status.reason})", fault=lost
         )
         if status.state is ScannerState.SCANNING:
             self._scan_lost = False

@@ -474,7 +474,14 @@ class NodeServer:
         rssi, lqi = self._link_quality.get(node, (None, None))
         self.events.state(
             node,
-            NodeState(reachable=True, time=now, rssi=rssi, lqi=lqi, sleepy=registration.queue),
+            NodeState(
+                reachable=True,
+                time=now,
+                rssi=rssi,
+                lqi=lqi,
+                sleepy=registration.queue,
+                expect=registration.lifetime,
+            ),
         )
         if registration.queue:
             timer = self._sleep_timers.pop(node, None)

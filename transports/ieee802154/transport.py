@@ -62,6 +62,7 @@ from bridged.objects.values import Record
 from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from ..base import (
+    BEARER_IEEE_802154,
     NodeState,
     Transport,
     TransportConfigError,
@@ -175,6 +176,7 @@ class IEEE802154Transport(Transport):
     """Nodes that speak LwM2M over CoAP/6LoWPAN on one 802.15.4 channel."""
 
     name = "802154"
+    bearer = BEARER_IEEE_802154
 
     @classmethod
     def normalise_address(cls, address: str) -> str:
@@ -424,7 +426,9 @@ class IEEE802154Transport(Transport):
 
     def _radio_state(self, state: RadioState) -> None:
         # (the radio logs the change itself)
-        self.condition = f"radio {'up' if state.up else 'down'}: {state.reason}"
+        self.radio_condition(
+            f"radio {'up' if state.up else 'down'}: {state.reason}", fault=not state.up
+        )
         if not state.up:
             # Nothing reaches a node while the radio is down: none is reachable (each is again
             # when it is next heard, its registration kept for when the radio is back).

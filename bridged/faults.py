@@ -1,0 +1,136 @@
+"""The gateway's own faults: what is wrong with the gateway itself, in its /3/0/11 and the log.
+
+A node's health is ``bridged.health``; this is the gateway's: a radio down (the 802.15.4
+dongle unplugged, the BlueZ adapter lost), the state database refusing writes (a full disk, a
+file system turned read-only), a server that cannot be reached. Each part that knows of one
+says so (``raise_fault``) and says when it is over (``clear``); the gateway's /3/0/11 Error
+Code lists the codes of the faults present (one resource instance each, 0 alone without any,
+as the Core says), a server observing it is notified as they come and go, each start and end
+is one log line, and listeners (the event stream, the event log) are told.
+
+Codes (Core /3/0/11: 7 IP connectivity failure, 8 Peripheral malfunction; 16..32 device
+specific):
+
+* a radio down is 8: the dongle and the adapter are the gateway's peripherals;
+* a server unreachable is 7: the gateway's own IP connectivity toward it failed;
+* the state database refusing writes is 17 (the Core's 5 Out of memory is RAM, which a full
+  disk is not, and a server must not read it as a memory leak);
+* a clock jump is 18: a moment, not a state (``occurred``): it is logged and kept in the
+  event log, started and ended at once, as nothing is left to clear. ``ClockWatch`` sees it
+  when something happens (a node heard), comparing the wall clock with the monotonic one,
+  so no timer runs for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bridged.objects.ids import DEVICE_PATH, Device
+from bridged.objects.listeners import Listeners
+from bridged.objects.paths import Path
+from bridged.objects.tree import ObjectTree
+
+from .health import NO_ERROR, UNREACHABLE
+
+log = logging.getLogger(__name__)
+
+PERIPHERAL_MALFUNCTION = 8
+STORE_REFUSES_WRITES = 17
+CLOCK_JUMPED = 18
+RADIO_DOWN = PERIPHERAL_MALFUNCTION
+SERVER_UNREACHABLE = UNREACHABLE
+"""7 IP connectivity failure: the Core's code, the same as a node's unreachable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault of the gateway: ``source`` is what has it (``transport.802154``, ``store``,
+    ``server coap://...``), ``code`` its /3/0/11 value, ``why`` in a few words."""
+
+    source: str
+    code: int
+    why: str
+
+
+FaultListener = Callable[[Fault, bool], None]
+"""Told ``(fault, present)`` when a fault starts (True) or ends (False)."""
+
+
+class GatewayFaults:
+    """The faults present now, shown in ``tree``'s /3/0/11 (see the module docstring)."""
+
+    def __init__(self, tree: ObjectTree) -> None:
+        self.tree = tree
+        self.present: dict[str, Fault] = {}
+        self._listeners: Listeners[FaultListener] = Listeners("gateway faults")
+
+    def listen(self, listener: FaultListener) -> Callable[[], None]:
+        return self._listeners.add(listener)
+
+    def raise_fault(self, source: str, code: int, why: str) -> None:
+        """``source`` has a fault now (a new ``why`` replaces the old, said again)."""
+        fault = Fault(source, code, why)
+        if self.present.get(source) == fault:
+            return
+        self.present[source] = fault
+        log.error("gateway fault: %s: %s (error code %d)", source, why, code)
+        self._show()
+        self._listeners.notify(lambda tell: tell(fault, True))
+
+    def clear(self, source: str) -> None:
+        """``source``'s fault, if it had one, is over."""
+        fault = self.present.pop(source, None)
+        if fault is None:
+            return
+        log.warning("gateway fault over: %s (was: %s)", source, fault.why)
+        self._show()
+        self._listeners.notify(lambda tell: tell(fault, False))
+
+    def occurred(self, source: str, code: int, why: str) -> None:
+        """A fault that is a moment (a clock jump): logged, started and ended at once."""
+        fault = Fault(source, code, why)
+        log.error("gateway fault: %s: %s (error code %d)", source, why, code)
+        self._listeners.notify(lambda tell: tell(fault, True))
+        self._listeners.notify(lambda tell: tell(fault, False))
+
+    @property
+    def codes(self) -> tuple[int, ...]:
+        """/3/0/11's values: the codes present, each once, in order; ``(0,)`` without any."""
+        return tuple(sorted({f.code for f in self.present.values()})) or (NO_ERROR,)
+
+    def _show(self) -> None:
+        path = Path((*DEVICE_PATH.ids, Device.ERROR_CODE), self.tree.prefix)
+        if self.tree.has(DEVICE_PATH):
+            self.tree.set(path, dict(enumerate(self.codes)))
+
+
+JUMP_THRESHOLD = 30.0
+"""Seconds the wall clock may move against the monotonic one before it is a jump (NTP slews
+small errors; it steps large ones)."""
+
+
+class ClockWatch:
+    """Sees the wall clock jump (see the module docstring) when ``check`` is called."""
+
+    def __init__(
+        self,
+        faults: GatewayFaults,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        threshold: float = JUMP_THRESHOLD,
+    ) -> None:
+        self.faults = faults
+        self._clock = clock
+        self._monotonic = monotonic
+        self.threshold = threshold
+        self._offset = clock() - monotonic()
+
+    def check(self) -> None:
+        offset = self._clock() - self._monotonic()
+        jump, self._offset = offset - self._offset, offset
+        if abs(jump) >= self.threshold:
+            self.faults.occurred("clock", CLOCK_JUMPED, f"the clock jumped by {jump:+.0f} s")

@@ -1,0 +1,475 @@
+"""Node health: is a paired node available, how good is its link, how full its battery.
+
+"Is my sensor dead or just quiet?" is answered here, once, for every exposure mode, the event
+stream and the log. ``HealthMonitor`` is told what the transports say of each paired node
+(heard with an RSSI, its state with link quality, battery and refused frames, its readings)
+and keeps a ``NodeHealth`` per node; every change of what a server or a user is shown is told
+to its listeners (the exposure mode puts it upstream, the event hub streams it, the event log
+keeps the faults).
+
+**Availability.** A node is unavailable once nothing was heard of it for its timeout, which
+is, in this order: the node's own (``[health.node]``), its transport's
+(``[health.transport]``), or automatic: a node whose transport says when it must be heard
+again (an 802.15.4 node's LwM2M registration lifetime: a node that neither talks nor updates
+its registration within it is, by LwM2M's own rule, gone) gets that; any other node (BLE
+adverts, GATT polls) ``intervals`` times the shortest interval it was heard at so far, and
+``unknown`` until two reports show an interval. No timeout is shorter than ``minimum``. Being
+asleep is not being unavailable: a sleepy node between two wake-ups is reachable by its desired
+state queue, and only its silence beyond the timeout is a fault.
+
+**Idle means asleep.** One timer, armed at the earliest deadline of the available nodes, and
+none while every node is unavailable or none is paired. A node heard again moves its deadline
+later without touching the timer: the timer then fires early, finds nobody due, and is armed
+at the new earliest deadline; so with nodes heard every second and a one-minute timeout it
+fires about once a minute, never once per report.
+
+**Error codes** (/3/0/11 in the modes that show a node's Device object): the Core's values
+that say what a server must act on. A node unreachable is 7 (IP connectivity failure): the
+Core's one code for "the device lost its communication link", which is what a server should
+act on (check the radio, the range, the node's power), for an 802.15.4 node (which speaks IPv6
+over 6LoWPAN) and a BLE node alike; 8 (Peripheral malfunction) would say the device's
+hardware is broken, which the gateway cannot know of a node it merely stopped hearing. Low
+battery is 1, low received signal strength 4, and a node whose data the gateway refuses (its
+key does not open its frames) is the device-specific 16. No fault is the single value 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from bridged.objects.ids import BATTERY_PATH, SINGLE, Connectivity, Device
+from bridged.objects.listeners import Listeners
+from bridged.objects.paths import Path
+from bridged.objects.values import Record, Value
+from bridged.registry import LiveNode
+from bridged.transports.base import Heard, NodeState
+from bridged.transports.nodes import NodeId
+
+log = logging.getLogger(__name__)
+
+NO_ERROR = 0
+LOW_BATTERY = 1
+LOW_SIGNAL = 4
+UNREACHABLE = 7
+"""Device /3/0/11 Error Code values (Core: 1 low battery power, 4 low received signal strength,
+7 IP connectivity failure); see the module docstring for why 7 says "node unreachable"."""
+DATA_REFUSED = 16
+"""The first device-specific Error Code (16..32): the node's frames are refused (its key does
+not open them)."""
+
+OWN_ERRORS = (Device.OBJECT, SINGLE, Device.ERROR_CODE)
+CONNECTIVITY = {
+    rid: Path((Connectivity.OBJECT, SINGLE, rid))
+    for rid in (
+        Connectivity.NETWORK_BEARER,
+        Connectivity.AVAILABLE_BEARERS,
+        Connectivity.RADIO_SIGNAL_STRENGTH,
+        Connectivity.LINK_QUALITY,
+    )
+}
+"""The /4/0 resources a node's health fills."""
+"""Where a node reports its own Error Codes (an 802.15.4 LwM2M node's /3/0/11)."""
+
+BATTERY_NORMAL = 0
+BATTERY_LOW = 4
+BATTERY_UNKNOWN = 6
+"""Device /3/0/20 Battery Status values (Core: 0 Normal, 4 Low Battery, 6 Unknown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """``[health]``: when a node is unavailable, and what a low battery and a weak link are.
+
+    Timeouts are seconds (see the module docstring for the order they apply in)."""
+
+    minimum: float = 60.0
+    intervals: float = 10.0
+    unknown: float = 900.0
+    low_battery: int = 20
+    """Battery level (%) at or below which a node's battery is low."""
+    low_signal: int = -90
+    """RSSI (dBm) at or below which a node's link is weak."""
+    transports: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    nodes: Mapping[NodeId, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    def timeout(self, node: NodeId, expect: float | None, interval: float | None) -> float:
+        """Seconds of silence after which ``node`` is unavailable: ``expect`` is when its
+        transport said it must be heard again, ``interval`` the shortest one it was heard at."""
+        configured = self.nodes.get(node, self.transports.get(node.transport))
+        if configured is not None:
+            return configured
+        if expect is not None:
+            automatic = expect
+        elif interval is not None:
+            automatic = self.intervals * interval
+        else:
+            automatic = self.unknown
+        return max(self.minimum, automatic)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHealth:
+    """What the gateway knows of one node's health, as shown upstream and by bridgectl."""
+
+    available: bool = True
+    last_heard: float | None = None
+    rssi: int | None = None
+    lqi: int | None = None
+    battery: int | None = None
+    decrypt_failures: int = 0
+    problem: str | None = None
+    timeout: float = 0.0
+    low_battery: bool = False
+    low_signal: bool = False
+    bearer: int | None = None
+    """Its transport's /4/x/0 Network Bearer (``Transport.bearer``)."""
+    own_errors: tuple[int, ...] = ()
+    """The Error Codes the node reports in its own /3/0/11 (an 802.15.4 LwM2M node's), which
+    its shown /3/0/11 carries besides the gateway's."""
+
+    @property
+    def errors(self) -> tuple[int, ...]:
+        """The node's /3/0/11 Error Codes, most urgent first; ``(0,)`` without a fault."""
+        codes = [
+            code
+            for code, on in (
+                (UNREACHABLE, not self.available),
+                (LOW_BATTERY, self.low_battery),
+                (LOW_SIGNAL, self.low_signal),
+                (DATA_REFUSED, self.problem is not None),
+            )
+            if on
+        ]
+        codes += [c for c in self.own_errors if c != NO_ERROR and c not in codes]
+        return tuple(codes) or (NO_ERROR,)
+
+    def why(self, code: int) -> str:
+        """What error code ``code`` of ``errors`` means for this node, in a few words."""
+        return {
+            UNREACHABLE: f"not heard for {self.timeout:.0f} s",
+            LOW_BATTERY: f"battery {self.battery} %",
+            LOW_SIGNAL: f"RSSI {self.rssi} dBm",
+            DATA_REFUSED: self.problem or "its frames are refused",
+        }.get(code, "")
+
+    @property
+    def battery_status(self) -> int:
+        """The node's /3/0/20 Battery Status."""
+        if self.battery is None:
+            return BATTERY_UNKNOWN
+        return BATTERY_LOW if self.low_battery else BATTERY_NORMAL
+
+    def resources(self) -> dict[Path, Value | dict[int, Value]]:
+        """The node-local /3/0 and /4/0 resources the gateway states of the node's health (a
+        multi-instance resource as ``{riid: value}``), for the modes that show a node's Device
+        and Connectivity Monitoring objects. The Battery Level is the node's own reading."""
+        out: dict[Path, Value | dict[int, Value]] = {
+            Path((Device.OBJECT, SINGLE, Device.ERROR_CODE)): dict(enumerate(self.errors)),
+            Path((Device.OBJECT, SINGLE, Device.BATTERY_STATUS)): self.battery_status,
+        }
+        if self.bearer is not None:
+            out[CONNECTIVITY[Connectivity.NETWORK_BEARER]] = self.bearer
+            out[CONNECTIVITY[Connectivity.AVAILABLE_BEARERS]] = {0: self.bearer}
+        if self.rssi is not None:
+            out[CONNECTIVITY[Connectivity.RADIO_SIGNAL_STRENGTH]] = self.rssi
+        if self.lqi is not None:
+            out[CONNECTIVITY[Connectivity.LINK_QUALITY]] = self.lqi
+        return out
+
+    def json(self) -> dict[str, object]:
+        """As bridgectl shows it (``nodes``, ``health`` events)."""
+        return {
+            "available": self.available,
+            "last_heard": self.last_heard,
+            "timeout": self.timeout,
+            "rssi": self.rssi,
+            "lqi": self.lqi,
+            "battery": self.battery,
+            "decrypt_failures": self.decrypt_failures,
+            "problem": self.problem,
+            "errors": list(self.errors),
+        }
+
+
+RSSI_STEP = 3
+"""dB an RSSI must move by to be shown (``HealthMonitor._rssi_news``)."""
+SAME_REPORT = 1.0
+"""Seconds within which what is heard of a node is one report (an advert is heard, changes the
+node's state and brings readings, each told apart): intervals are measured between reports."""
+
+HealthListener = Callable[[NodeId, NodeHealth, NodeHealth | None], None]
+"""Told ``(node, health, before)`` when what is shown of a node's health changes; ``before``
+is None the first time (the node was just added)."""
+
+
+@dataclass(slots=True)
+class _Tracked:
+    health: NodeHealth
+    deadline: float
+    """When (monotonic) the node becomes unavailable unless heard."""
+    expect: float | None = None
+    interval: float | None = None
+    heard: float | None = None
+    """When (monotonic) the report that started the latest interval was heard."""
+    last_heard: float | None = None
+    """When (wall clock) the node was last heard: ``NodeHealth.last_heard`` is this as of
+    the node's last change, ``HealthMonitor.health`` gives it current."""
+
+
+class HealthMonitor:
+    """Every paired node's ``NodeHealth`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        policy: HealthPolicy = HealthPolicy(),
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy = policy
+        self.clock = clock
+        """Wall time: when a node was heard, as shown."""
+        self.monotonic = monotonic
+        """What deadlines and intervals are measured on, so a wall clock that jumps (a Pi
+        without RTC setting its clock from NTP after boot) makes no node unavailable."""
+        self._nodes: dict[NodeId, _Tracked] = {}
+        self._listeners: Listeners[HealthListener] = Listeners("node health")
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    def listen(self, listener: HealthListener) -> Callable[[], None]:
+        """Tell ``listener`` of every change, and of every node's health now."""
+        remove = self._listeners.add(listener)
+        for node, tracked in self._nodes.items():
+            listener(node, tracked.health, None)
+        return remove
+
+    def health(self, node: NodeId) -> NodeHealth | None:
+        """The node's health now (with when it was last heard)."""
+        tracked = self._nodes.get(node)
+        if tracked is None:
+            return None
+        if tracked.last_heard != tracked.health.last_heard:
+            tracked.health = replace(tracked.health, last_heard=tracked.last_heard)
+        return tracked.health
+
+    @property
+    def unavailable(self) -> int:
+        """How many nodes are unavailable now."""
+        return sum(1 for t in self._nodes.values() if not t.health.available)
+
+    @property
+    def armed(self) -> float | None:
+        """When the deadline timer fires (``monotonic``'s time), None while none is armed."""
+        return None if self._timer is None else self._timer_at
+
+    # -- what the gateway hears --------------------------------------------------------------
+
+    def add(self, node: NodeId, bearer: int | None = None, battery: int | None = None) -> None:
+        """A node is paired (or the gateway starts with it, its last ``battery`` level known):
+        available until its timeout passes without a word from it."""
+        if node in self._nodes:
+            return
+        now = self.monotonic()
+        timeout = self.policy.timeout(node, None, None)
+        health = NodeHealth(timeout=timeout, bearer=bearer)
+        if battery is not None:
+            health = replace(
+                health, battery=battery, low_battery=battery <= self.policy.low_battery
+            )
+        tracked = _Tracked(health, now + timeout)
+        self._nodes[node] = tracked
+        self._listeners.notify(lambda tell: tell(node, tracked.health, None))
+        self._arm(tracked.deadline)
+
+    def remove(self, node: NodeId) -> None:
+        self._nodes.pop(node, None)
+        if not self._nodes:
+            self._disarm()
+
+    def heard(self, heard: Heard) -> None:
+        """Something of ``heard.node`` was on the air (an advert, a frame)."""
+        self.update(heard.node, heard.time, rssi=heard.rssi)
+
+    def state(self, node: NodeId, state: NodeState) -> None:
+        """Its transport's view: link quality, battery, refused frames; reachable says it was
+        heard (unreachable is a sleepy node asleep or a radio down, not silence)."""
+        tracked = self._nodes.get(node)
+        if tracked is None:
+            return
+        if state.expect is not None:
+            tracked.expect = state.expect
+        self.update(
+            node,
+            state.time if state.reachable else None,
+            rssi=state.rssi,
+            lqi=state.lqi,
+            battery=state.battery,
+            decrypt_failures=state.decrypt_failures,
+            problem=state.problem,
+            problem_known=True,
+        )
+
+    def update(
+        self,
+        node: NodeId,
+        heard_at: float | None,
+        *,
+        rssi: int | None = None,
+        lqi: int | None = None,
+        battery: int | None = None,
+        decrypt_failures: int | None = None,
+        problem: str | None = None,
+        problem_known: bool = False,
+        own_errors: tuple[int, ...] | None = None,
+    ) -> None:
+        """What is new of ``node``: heard at ``heard_at`` (None: not heard now), and the
+        values given (None: unchanged)."""
+        tracked = self._nodes.get(node)
+        if tracked is None:
+            return
+        before = tracked.health
+        changes: dict[str, object] = {}
+        if heard_at is not None:
+            now = self.monotonic()
+            if tracked.heard is not None and now - tracked.heard >= SAME_REPORT:
+                gap = now - tracked.heard
+                tracked.interval = gap if tracked.interval is None else min(tracked.interval, gap)
+            if tracked.heard is None or now - tracked.heard >= SAME_REPORT:
+                tracked.heard = now
+            timeout = self.policy.timeout(node, tracked.expect, tracked.interval)
+            tracked.deadline = now + timeout
+            if not before.available:
+                changes["available"] = True
+            if timeout != before.timeout:
+                changes["timeout"] = timeout
+            if tracked.last_heard is None or heard_at > tracked.last_heard:
+                tracked.last_heard = heard_at
+        if rssi is not None and self._rssi_news(before, rssi):
+            changes.update(rssi=rssi, low_signal=rssi <= self.policy.low_signal)
+        if lqi is not None and lqi != before.lqi:
+            changes["lqi"] = lqi
+        if battery is not None and battery != before.battery:
+            changes.update(battery=battery, low_battery=battery <= self.policy.low_battery)
+        if decrypt_failures is not None and decrypt_failures != before.decrypt_failures:
+            changes["decrypt_failures"] = decrypt_failures
+        if problem_known and problem != before.problem:
+            changes["problem"] = problem
+        if own_errors is not None and own_errors != before.own_errors:
+            changes["own_errors"] = own_errors
+        if changes:
+            # What changes with every report (when it was heard) is no news: kept apart.
+            health = replace(before, last_heard=tracked.last_heard, **changes)  # type: ignore[arg-type]
+            self._set(node, tracked, health, before)
+        if heard_at is not None:
+            self._arm(tracked.deadline)
+
+    def _rssi_news(self, before: NodeHealth, rssi: int) -> bool:
+        """Whether ``rssi`` is worth showing: it moved ``RSSI_STEP`` or more from the RSSI shown,
+        or crossed the low-signal line. A BLE node's RSSI wanders by a few dB from advert to
+        advert, which would otherwise be a change (and a notification) with each."""
+        if before.rssi is None:
+            return True
+        crossed = (rssi <= self.policy.low_signal) != before.low_signal
+        return crossed or abs(rssi - before.rssi) >= RSSI_STEP
+
+    # -- the deadline ------------------------------------------------------------------------
+
+    def _set(self, node: NodeId, tracked: _Tracked, health: NodeHealth, before: NodeHealth) -> None:
+        tracked.health = health
+        if health.available != before.available:
+            if health.available:
+                log.info("node %s is available again", node, extra={"NODE": str(node)})
+            else:
+                log.warning(
+                    "node %s is unavailable: not heard for %.0f s",
+                    node,
+                    health.timeout,
+                    extra={"NODE": str(node)},
+                )
+        self._listeners.notify(lambda tell: tell(node, health, before))
+
+    def _arm(self, deadline: float) -> None:
+        """Have the timer fire at ``deadline`` at the latest."""
+        if deadline >= self._timer_at:
+            return
+        self._disarm()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop yet (the gateway is being built): ``start`` arms it
+        self._timer_at = deadline
+        self._timer = loop.call_later(max(0.0, deadline - self.monotonic()), self.expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = math.inf
+
+    def start(self) -> None:
+        """Arm the timer for the nodes added before the event loop ran."""
+        self._rearm()
+
+    def stop(self) -> None:
+        self._disarm()
+
+    def expire(self) -> None:
+        """The deadline timer: every available node past its deadline becomes unavailable;
+        the timer is armed again at the earliest deadline left."""
+        self._timer = None
+        self._timer_at = math.inf
+        now = self.monotonic()
+        for node, tracked in list(self._nodes.items()):
+            if tracked.health.available and tracked.deadline <= now:
+                before = tracked.health
+                self._set(node, tracked, replace(before, available=False), before)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        deadlines = [t.deadline for t in self._nodes.values() if t.health.available]
+        if deadlines:
+            self._arm(min(deadlines))
+
+
+class HealthFeed:
+    """The ``RegistryListener`` that tells a ``HealthMonitor`` of paired nodes and of what they
+    report (a report is the node heard; a battery level among its readings is its battery).
+    ``bearer`` names a node's transport's Network Bearer."""
+
+    def __init__(self, monitor: HealthMonitor, bearer: Callable[[NodeId], int | None]) -> None:
+        self.monitor = monitor
+        self.bearer = bearer
+
+    def node_added(self, node: LiveNode) -> None:
+        self.monitor.add(node.id, self.bearer(node.id), _battery(node.values.values()))
+
+    def node_removed(self, node: NodeId) -> None:
+        self.monitor.remove(node)
+
+    def node_objects(self, node: LiveNode) -> None:
+        pass
+
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        # Heard now, whatever time the node gave its measurements (a Send of stored ones).
+        # A report of the node's /3/0/11 carries all its codes (the instances it has now).
+        own = tuple(
+            r.value for r in records if r.path.ids[:3] == OWN_ERRORS and type(r.value) is int
+        )
+        self.monitor.update(
+            node.id, self.monitor.clock(), battery=_battery(records), own_errors=own or None
+        )
+
+    node_values = node_readings
+    """What the gateway read of a node (its answer) is the node heard, like its reports."""
+
+
+def _battery(records: Iterable[Record]) -> int | None:
+    level = next((r.value for r in records if r.path == BATTERY_PATH), None)
+    return int(level) if isinstance(level, (int, float)) and not isinstance(level, bool) else None

@@ -1,0 +1,103 @@
+"""The gateway's own faults (bridged/faults.py) in its /3/0/11, and a node's in its mirror."""
+
+from __future__ import annotations
+
+from bridged.exposure.mapping import PathMap
+from bridged.exposure.mirror import NodeMirror
+from bridged.faults import (
+    CLOCK_JUMPED,
+    RADIO_DOWN,
+    STORE_REFUSES_WRITES,
+    ClockWatch,
+    Fault,
+    GatewayFaults,
+)
+from bridged.health import (
+    DATA_REFUSED,
+    UNREACHABLE,
+    HealthFeed,
+    HealthMonitor,
+    HealthPolicy,
+    NodeHealth,
+)
+from bridged.objects.builtin import builtin_registry
+from bridged.objects.paths import Path
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record
+from bridged.registry import LiveNode
+from bridged.transports.nodes import NodeId, PairedNode
+
+ERROR_CODE = Path((3, 0, 11))
+
+
+def test_each_fault_is_an_error_code_instance_and_none_is_0() -> None:
+    tree = ObjectTree(builtin_registry())
+    tree.create_instance(3, 0, [(11, {0: 0})])
+    faults = GatewayFaults(tree)
+    told: list[tuple[Fault, bool]] = []
+    faults.listen(lambda fault, present: told.append((fault, present)))
+    faults.raise_fault("store", STORE_REFUSES_WRITES, "the state database refuses writes")
+    faults.raise_fault("transport.802154", RADIO_DOWN, "radio down: unplugged")
+    faults.raise_fault("transport.802154", RADIO_DOWN, "radio down: unplugged")  # no news
+    assert tree.get(ERROR_CODE) == {0: RADIO_DOWN, 1: STORE_REFUSES_WRITES}
+    faults.clear("store")
+    assert tree.get(ERROR_CODE) == {0: RADIO_DOWN}
+    faults.clear("transport.802154")
+    faults.clear("transport.802154")
+    assert tree.get(ERROR_CODE) == {0: 0}
+    assert [(f.source, present) for f, present in told] == [
+        ("store", True),
+        ("transport.802154", True),
+        ("store", False),
+        ("transport.802154", False),
+    ]
+
+
+def test_a_nodes_device_specific_code_is_shown_in_its_device_object() -> None:
+    tree = ObjectTree(builtin_registry(), "dev0")
+    mirror = NodeMirror(tree, PathMap(prefixed=True))
+    health = NodeHealth(available=False, problem="bind key does not decrypt its adverts")
+    assert mirror.show_health(NodeId("ble", "A4:C1:38:00:00:01"), health.resources())
+    assert tree.get(Path((3, 0, 11), "dev0")) == {0: UNREACHABLE, 1: DATA_REFUSED}
+
+
+def test_a_clock_jump_is_told_as_a_moment_and_leaves_no_code() -> None:
+    tree = ObjectTree(builtin_registry())
+    tree.create_instance(3, 0, [(11, {0: 0})])
+    faults = GatewayFaults(tree)
+    told: list[tuple[Fault, bool]] = []
+    faults.listen(lambda fault, present: told.append((fault, present)))
+    wall, mono = [1_000.0], [50.0]
+    watch = ClockWatch(faults, clock=lambda: wall[0], monotonic=lambda: mono[0])
+    wall[0] += 10
+    mono[0] += 10
+    watch.check()  # time passed, the clock did not jump
+    assert told == []
+    wall[0] += 3600
+    watch.check()
+    assert [(f.code, f.why, present) for f, present in told] == [
+        (CLOCK_JUMPED, "the clock jumped by +3600 s", True),
+        (CLOCK_JUMPED, "the clock jumped by +3600 s", False),
+    ]
+    assert tree.get(ERROR_CODE) == {0: 0}
+
+
+async def test_a_nodes_own_error_codes_join_the_gateways_and_never_overwrite_them() -> None:
+    node = NodeId("802154", "00124b0001020304")
+    live = LiveNode(PairedNode(node, "boiler", "lwm2m"), {3: [0]})
+    now = [100.0]
+    monitor = HealthMonitor(HealthPolicy(nodes={node: 60}), monotonic=lambda: now[0])
+    feed = HealthFeed(monitor, lambda _node: None)
+    feed.node_added(live)
+    tree = ObjectTree(builtin_registry(), "dev0")
+    mirror = NodeMirror(tree, PathMap(prefixed=True))
+    mirror.sync(live)
+    monitor.listen(lambda _node, health, _before: mirror.show_health(node, health.resources()))
+    monitor.expire()  # not yet due
+    feed.node_readings(live, [Record(Path((3, 0, 11, 0)), 5)])  # the node's own: out of memory
+    assert tree.get(Path((3, 0, 11), "dev0")) == {0: 5}
+    now[0] += 61  # its timeout passes
+    monitor.expire()
+    assert tree.get(Path((3, 0, 11), "dev0")) == {0: UNREACHABLE, 1: 5}
+    mirror.apply(live, [Record(Path((3, 0, 11, 0)), 0)])  # a stale report is not set over it
+    assert tree.get(Path((3, 0, 11), "dev0")) == {0: UNREACHABLE, 1: 5}

@@ -49,6 +49,7 @@ from bridged.engine.nodes import NodePaths
 from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import NodeEndpoint
+from bridged.firmware import FirmwareUpdates
 from bridged.objects.errors import BadRequest, NotFound
 from bridged.objects.paths import ROOT, Path
 from bridged.objects.values import Record
@@ -62,6 +63,7 @@ from bridged.store.database import (
     prove_writable,
     unclean_stops,
 )
+from bridged.store.firmware import FirmwareStore
 from bridged.store.nodes import NodeStore, check_name
 from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
 from bridged.store.secrets import SecretStore
@@ -159,6 +161,15 @@ class Gateway:
             )
             self.registry.listen(self.exposure)
             self.registry.listen(NodeEvents(self.events, self._changed))
+            self.firmware = FirmwareUpdates(
+                self.registry,
+                FirmwareStore(self.db),
+                state_dir,
+                max_size=config.nodes.firmware_max_size,
+                timeout=config.nodes.firmware_timeout,
+            )
+            """Each updatable node's /5 (shown once its transport is attached: ``start``)."""
+            self.registry.listen(self.firmware)
             self.transports = {
                 s.name: build_transport(config, s, self.registry, self.tree.registry)
                 for s in config.transports
@@ -199,7 +210,11 @@ class Gateway:
 
     def _operations(self, paths: NodePaths) -> NodeOperations:
         return NodeOperations(
-            self.registry, paths, self.commands, timeout=self.config.nodes.timeout
+            self.registry,
+            paths,
+            self.commands,
+            timeout=self.config.nodes.timeout,
+            firmware=self.firmware,
         )
 
     def _endpoint_client(
@@ -224,6 +239,7 @@ class Gateway:
         self._mark_running()
         for transport in self.transports.values():
             await self._start_transport(transport)
+        self.firmware.start()
         self._registry_task = asyncio.create_task(self.registry.run(), name="registry")
         self._expiry_task = asyncio.create_task(
             self.commands.run(EXPIRY_INTERVAL), name="command-expiry"
@@ -264,6 +280,7 @@ class Gateway:
                 await self._expiry_task
             self._expiry_task = None
         await self.commands.close()
+        await self.firmware.close()
         if self._registry_task is not None:
             self._registry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,138 @@
+"""Fetching a firmware package from the URI a server wrote to /5/0/1 (pull delivery).
+
+coap:// goes through aiocoap, whose client follows Block2 to the end; http:// and https://
+through the standard library, resumed with a Range request when the connection breaks before
+the end (a server that ignores Range sends it all again, which is taken from the start). Every
+failure is a ``FirmwareError`` with the /5/0/5 code object 5 gives it: a URI that is not one is
+Invalid URI (7), a scheme not offered in /5/0/8 Unsupported protocol (9), a package larger than
+the bound Not enough flash (2), a transfer that broke and could not be resumed, or took longer
+than ``timeout``, Connection lost (4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import logging
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiocoap
+from aiocoap.numbers.codes import Code
+
+from bridged.transports.firmware import DownloadProtocol, FirmwareError, UpdateResult
+
+log = logging.getLogger(__name__)
+
+SCHEMES = {
+    "coap": DownloadProtocol.COAP,
+    "http": DownloadProtocol.HTTP,
+    "https": DownloadProtocol.HTTPS,
+}
+"""What /5/0/8 offers. coaps:// is not among them: aiocoap's DTLS client needs a PSK for the
+host, and a server naming a package URI gives none."""
+HTTP_ATTEMPTS = 3
+"""Connections tried for one http(s) download: the first, and resumptions after a break."""
+CHUNK = 64 * 1024
+
+
+def check_uri(uri: str) -> str:
+    """``uri``'s scheme once it is a URI this gateway can fetch; FirmwareError otherwise."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError as e:
+        raise FirmwareError(UpdateResult.INVALID_URI, f"{uri!r} is not a URI: {e}") from None
+    if not parts.scheme or not parts.hostname:
+        raise FirmwareError(UpdateResult.INVALID_URI, f"{uri!r} is not a URI with a host")
+    if parts.scheme not in SCHEMES:
+        raise FirmwareError(
+            UpdateResult.UNSUPPORTED_PROTOCOL,
+            f"{parts.scheme}:// is not offered (only {', '.join(SCHEMES)})",
+        )
+    return parts.scheme
+
+
+async def download(uri: str, dest: Path, max_size: int, timeout: float) -> None:
+    """Fetch ``uri`` into ``dest`` (which may hold the start of it from an interrupted try),
+    at most ``max_size`` bytes, within ``timeout`` seconds."""
+    scheme = check_uri(uri)
+    try:
+        async with asyncio.timeout(timeout):
+            if scheme == "coap":
+                await _coap(uri, dest, max_size)
+            else:
+                await asyncio.to_thread(_http, uri, dest, max_size, timeout)
+    except TimeoutError:
+        raise FirmwareError(
+            UpdateResult.CONNECTION_LOST, f"{uri}: not fetched within {timeout:g} s"
+        ) from None
+
+
+def _too_big(size: int, max_size: int) -> FirmwareError:
+    return FirmwareError(
+        UpdateResult.NOT_ENOUGH_FLASH,
+        f"the package is {size} bytes or more; at most {max_size} are kept",
+    )
+
+
+async def _coap(uri: str, dest: Path, max_size: int) -> None:
+    context = await aiocoap.Context.create_client_context()
+    try:
+        request = context.request(aiocoap.Message(code=Code.GET, uri=uri))
+        try:
+            response = await request.response
+        except aiocoap.error.ResolutionError as e:
+            raise FirmwareError(UpdateResult.INVALID_URI, f"{uri}: {e}") from None
+        except aiocoap.error.Error as e:
+            raise FirmwareError(UpdateResult.CONNECTION_LOST, f"{uri}: {e}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await context.shutdown()
+    if response.code in (Code.NOT_FOUND, Code.BAD_REQUEST, Code.FORBIDDEN):
+        raise FirmwareError(UpdateResult.INVALID_URI, f"{uri}: {response.code}")
+    if not response.code.is_successful():
+        raise FirmwareError(UpdateResult.CONNECTION_LOST, f"{uri}: {response.code}")
+    if len(response.payload) > max_size:
+        raise _too_big(len(response.payload), max_size)
+    dest.write_bytes(response.payload)
+
+
+def _http(uri: str, dest: Path, max_size: int, timeout: float) -> None:
+    """The blocking http(s) fetch, resumed with Range after a break (module docstring)."""
+    error: Exception | None = None
+    for _ in range(HTTP_ATTEMPTS):
+        have = dest.stat().st_size if dest.exists() else 0
+        request = urllib.request.Request(uri, headers={"Range": f"bytes={have}-"} if have else {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                resumed = response.status == 206
+                length = response.headers.get("Content-Length")
+                if length is not None and (have if resumed else 0) + int(length) > max_size:
+                    raise _too_big((have if resumed else 0) + int(length), max_size)
+                with dest.open("ab" if resumed else "wb") as out:
+                    while chunk := response.read(CHUNK):
+                        out.write(chunk)
+                        if out.tell() > max_size:
+                            raise _too_big(out.tell(), max_size)
+                    if length is not None and out.tell() < (have if resumed else 0) + int(length):
+                        raise http.client.IncompleteRead(b"")
+            return
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and have:  # nothing after what we have: it was complete
+                return
+            result = UpdateResult.INVALID_URI if e.code in (400, 403, 404, 410) else None
+            raise FirmwareError(
+                result or UpdateResult.CONNECTION_LOST, f"{uri}: HTTP {e.code} {e.reason}"
+            ) from None
+        except urllib.error.URLError as e:
+            if isinstance(e.reason, OSError) and "Name or service" in str(e.reason):
+                raise FirmwareError(UpdateResult.INVALID_URI, f"{uri}: {e.reason}") from None
+            error = e
+        except (OSError, http.client.HTTPException) as e:
+            error = e
+        log.info("firmware download %s broke (%s); resuming", uri, error)
+    raise FirmwareError(UpdateResult.CONNECTION_LOST, f"{uri}: {error}")

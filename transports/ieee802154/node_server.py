@@ -21,12 +21,13 @@ The CoAP side is aiocoap over :mod:`.coap_link`; ``site`` is served on the node 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -60,8 +61,10 @@ DEFAULT_LIFETIME = 86400
 DEFAULT_AWAKE_WINDOW = 93.0
 """LwM2M's default queue-mode window: CoAP's MAX_TRANSMIT_WAIT."""
 
-NOT_OBSERVED = frozenset({0, 1, 2, 21})
-"""Objects the gateway never observes on a node: security, server, access control, OSCORE."""
+NOT_OBSERVED = frozenset({0, 1, 2, 5, 21})
+"""Objects the gateway never observes on a node: security, server, access control, OSCORE,
+and its /5 Firmware Update, which the gateway drives itself (``firmware.LowpanUpdater``) and
+shows upstream as its own view of the node's update."""
 
 FORMAT = ContentFormat.SENML_CBOR
 
@@ -218,6 +221,8 @@ class NodeServer:
         """Nodes told (and logged once) that the gateway has no registration of theirs."""
         self._sleep_timers: dict[NodeId, asyncio.TimerHandle] = {}
         self._link_quality: dict[NodeId, tuple[int, int]] = {}
+        self._packages: dict[str, tuple[NodeId, bytes]] = {}
+        """Firmware images offered to nodes by token (``offer``)."""
         self.site = _NodeSite(self)
 
     def resume(self, node: NodeId, session: Mapping[str, Any]) -> None:
@@ -293,6 +298,31 @@ class NodeServer:
         registration = self.registrations.pop(node, None)
         if registration is not None:
             self._drop(registration)
+
+    def registration_of(self, node: NodeId) -> NodeRegistration | None:
+        """The node's current registration (a new one once it registers again)."""
+        return self.registrations.get(node)
+
+    @contextlib.contextmanager
+    def offer(self, node: NodeId, token: str, data: bytes) -> Iterator[None]:
+        """Serve ``data`` to ``node`` alone at ``/fw/{token}`` while in the ``with``: the
+        firmware image it pulls (Block2, by aiocoap's resource layer)."""
+        self._packages[token] = (node, data)
+        try:
+            yield
+        finally:
+            self._packages.pop(token, None)
+
+    def package(self, token: str, request: aiocoap.Message) -> aiocoap.Message:
+        """A node's GET of ``/fw/{token}``: its image, 4.04 for anything else."""
+        offered = self._packages.get(token)
+        remote = request.remote
+        if offered is None or not isinstance(remote, LowpanAddress):
+            return aiocoap.Message(code=Code.NOT_FOUND)
+        node, data = offered
+        if self.node_of(remote) != node:
+            return aiocoap.Message(code=Code.FORBIDDEN, payload=b"not your image")
+        return aiocoap.Message(code=Code.CONTENT, payload=data)
 
     # -- the nodes' requests -----------------------------------------------------------------
 
@@ -625,7 +655,8 @@ def _same_peer(old: LowpanAddress, new: object) -> LowpanAddress:
 
 
 class _NodeSite(resource.Resource):
-    """``/rd``, ``/rd/{location}`` and ``/dp`` on the node link; anything else is 4.04."""
+    """``/rd``, ``/rd/{location}``, ``/dp`` and the images offered at ``/fw/{token}`` on the
+    node link; anything else is 4.04."""
 
     def __init__(self, server: NodeServer) -> None:
         super().__init__()
@@ -639,6 +670,8 @@ class _NodeSite(resource.Resource):
                 return server.register(request)
             if path == ("dp",) and request.code == Code.POST:
                 return await server.send(request)
+            if len(path) == 2 and path[0] == "fw" and request.code == Code.GET:
+                return server.package(path[1], request)
             if len(path) == 2 and path[0] == "rd":
                 registration = server.by_location(path[1], request.remote)
                 if registration is None:

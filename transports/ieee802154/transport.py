@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import re
 import time
@@ -39,6 +40,7 @@ from typing import Any
 
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
+from bridged.transports.firmware import FirmwareError, FirmwareUpdater, UpdateResult
 from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from ..base import (
@@ -52,6 +54,7 @@ from ..base import (
 )
 from .coap_link import LowpanAddress, LowpanMessageInterface, create_link_context
 from .errors import RadioDecodeError
+from .firmware import LowpanUpdater
 from .link import LowpanLink
 from .lowpan import UdpDatagram, link_local, mac_from_address
 from .node_server import DEFAULT_PAN_ID, NodeServer, remember
@@ -203,6 +206,17 @@ class IEEE802154Transport(Transport):
         self.server.forget(node)
 
     # -- operations --------------------------------------------------------------------------
+
+    def firmware_updater(self, node: NodeId) -> FirmwareUpdater | None:
+        """Every node is a LwM2M client with a /5 of its own (``firmware.LowpanUpdater``)."""
+        return LowpanUpdater(self.server, self._base_uri)
+
+    def _base_uri(self) -> str:
+        """``coap://`` and the gateway's address and first port on the node link."""
+        own = self.radio_config.ext_address or getattr(self.radio, "eui64", None)
+        if not own:
+            raise FirmwareError(UpdateResult.UPDATE_FAILED, "the radio is not up")
+        return f"coap://[{ipaddress.IPv6Address(link_local(own))}]:{self.coap_ports[0]}"
 
     async def read(self, node: NodeId, path: Path) -> list[Record]:
         return await self.server.read(node, path)

@@ -1,6 +1,6 @@
-"""MCUboot images for the firmware tests: a header with a version, a body, and the TLV trailer
-whose SHA-256 an emulated node checks (MCUboot's own integrity check), as imgtool lays them
-out; ``corrupt`` gives one whose trailer does not match its bytes."""
+"""MCUboot images, as the emulated nodes boot them: a header with a version, a body, and the
+TLV trailer whose SHA-256 an emulated node checks (MCUboot's own integrity check), as imgtool
+lays them out; ``corrupt`` gives one whose trailer does not match its bytes."""
 
 from __future__ import annotations
 

@@ -1,0 +1,112 @@
+"""Firmware update of an 802.15.4 node, end to end: the real daemon (a subprocess) with the RCP
+emulator on a pty and an emulated LwM2M node (with a /5 of its own, MCUboot-like) on its air;
+the in-repo LwM2M server updates the node through the gateway's /5 of it, in the gateway and
+endpoints modes. The node pulls the image from the gateway over 6LoWPAN (Block2) or, where it
+only takes push, gets it written (Block1); what it received is read from the node itself,
+what the server observed from the server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiocoap.numbers.codes import Code
+from emulators.lwm2m_node import FIRST_VERSION, EmulatedNode
+from emulators.mcuboot import image, version_of
+from emulators.world import Daemon, World, node_eui64
+from firmware_view import (
+    DOWNLOADED,
+    FULL_WALK,
+    IDLE,
+    OPAQUE,
+    TIMEOUT,
+    FirmwareView,
+)
+
+from peers.lwm2m_server import LwM2MTestServer
+
+ENDPOINT = "gw-fw154"
+INDEX = 4
+NODE = f"802154:{node_eui64(INDEX).hex()}"
+MODES = ("gateway", "endpoints")
+
+
+@dataclass
+class Updatable:
+    world: World
+    daemon: Daemon
+    node: EmulatedNode
+    fw: FirmwareView
+
+
+async def upstream(daemon: Daemon, local: str) -> str:
+    """The upstream path of the node's ``local`` path, once it is shown."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            shown = await daemon.ctl_json("node", "show", NODE)
+            found = [v["upstream"] for v in shown["values"] if v["path"] == local]
+            if found and found[0]:
+                return str(found[0])
+            await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def updatable(
+    tmp_path: Path, server: LwM2MTestServer, mode: str, *, delivery: int = 2
+) -> AsyncIterator[Updatable]:
+    async with World(tmp_path) as world:
+        daemon = await world.start_daemon(
+            server.uri, endpoint=ENDPOINT, gateway=f'exposure = "{mode}"'
+        )
+        await daemon.ctl_json("pair", "802154", node_eui64(INDEX).hex(), "--name", "hall")
+        node = await world.add_node(INDEX, "hall", firmware_delivery=delivery)
+        await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+        state = await upstream(daemon, "/5/0/3")
+        endpoint = ENDPOINT if mode == "gateway" else f"{ENDPOINT}:{NODE}"
+        async with asyncio.timeout(TIMEOUT):
+            while endpoint not in server.clients:
+                await asyncio.sleep(0.05)
+        prefix = state.removesuffix("/5/0/3")
+        async with FirmwareView(server, endpoint, prefix).watching() as fw:
+            yield Updatable(world, daemon, node, fw)
+
+
+@pytest.mark.parametrize(("mode", "delivery"), [("gateway", 0), ("endpoints", 1)])
+async def test_a_node_is_updated_over_the_air(
+    tmp_path: Path, server: LwM2MTestServer, mode: str, delivery: int
+) -> None:
+    """Pull (the node fetches the image from the gateway with Block2) in the gateway mode,
+    push (the gateway writes it to the node with Block1) in the endpoints mode."""
+    package = image((2, 0, 1, 5), 6_000)
+    async with updatable(tmp_path, server, mode, delivery=delivery) as up:
+        fw = up.fw
+        assert await fw.write(0, package, OPAQUE) == Code.CHANGED
+        await fw.until(DOWNLOADED, 0)
+        registrations = len(up.node.events)
+        assert await fw.execute() == Code.CHANGED
+        await fw.until(IDLE, 1, timeout=120)
+        assert hashlib.sha256(up.node.firmware).digest() == hashlib.sha256(package).digest()
+        assert len(up.node.events) > registrations  # it registered again after its reboot
+        assert fw.went(FULL_WALK)
+        assert (await fw.read(7)).decode() == version_of(package)
+        assert up.node.firmware_states[-2:] == [3, 0]  # Updating, then Idle (success)
+
+
+async def test_a_corrupt_image_fails_its_integrity_check_on_the_node(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    package = image((2, 0, 0, 0), 3_000, corrupt=True)
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, 5, timeout=120)
+        assert up.node.package == package  # it had the image: its check refused it
+        assert up.node.firmware == b""  # it runs what it ran
+        firmware = await up.fw.server.request(up.fw.endpoint, Code.GET, f"{up.fw.prefix}/3/0/3")
+        assert firmware.payload.decode() == FIRST_VERSION

@@ -119,6 +119,11 @@ class FirmwareUpdates:
         """Whether ``node``'s ``local`` path is its /5 that this gateway keeps."""
         return local.ids[0] == FIRMWARE_OBJECT and self.updater(node) is not None
 
+    def max_body(self, node: NodeId, local: LwPath) -> int | None:
+        """A package written to the node's /5/0/0 may be ``max_size`` bytes; a body over it
+        is refused at its first block (4.13), before anything is kept."""
+        return self.max_size if local == _path(PACKAGE) and self.serves(node, local) else None
+
     def row(self, node: NodeId) -> FirmwareRow:
         return self.rows.get(node) or FirmwareRow(node, int(State.IDLE), int(UpdateResult.INITIAL))
 

@@ -68,6 +68,12 @@ class NodeOperations:
     def holds_nodes(self, upstream: Path) -> bool:
         return self.paths.holds_nodes(upstream)
 
+    def max_body(self, upstream: Path) -> int | None:
+        found = self.locate(upstream)
+        if found is None or self.firmware is None:
+            return None
+        return self.firmware.max_body(*found)
+
     def sleepy(self, node: NodeId) -> bool:
         """Whether ``node`` sleeps: paired as sleepy, or its transport says so."""
         live = self._live(node)

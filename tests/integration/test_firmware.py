@@ -220,3 +220,20 @@ async def test_the_instances_mode_shows_no_nodes_5(tmp_path: Path, server: LwM2M
         assert 5 not in gw.tree.object_ids() or gw.tree.instance_ids(5) == [0]
     finally:
         await gw.stop()
+
+
+async def test_a_package_larger_than_other_bodies_is_pushed(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """A package may be larger than the 64 KiB any other request body is bounded by, up to
+    ``firmware_max_size``; past that bound the Block1 transfer is refused at once (4.13)."""
+    package = image((5, 0, 0, 0), 150_000)
+    async with updatable(tmp_path, server, "gateway", max_size=160_000) as up:
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.write(0, image((5, 0, 0, 1), 170_000), OPAQUE) == (
+            Code.REQUEST_ENTITY_TOO_LARGE
+        )
+        assert await up.fw.execute() == Code.CHANGED  # the package taken before is kept
+        await up.fw.until(IDLE, 1)
+        assert up.node.firmware == package

@@ -19,12 +19,15 @@ from aiocoap.numbers.codes import Code
 from emulators.lwm2m_node import FIRST_VERSION, EmulatedNode
 from emulators.mcuboot import image, version_of
 from emulators.world import Daemon, World, node_eui64
+from firmware_servers import HttpPackage, http_package
 from firmware_view import (
     DOWNLOADED,
     FULL_WALK,
     IDLE,
     OPAQUE,
+    TEXT,
     TIMEOUT,
+    UPDATING,
     FirmwareView,
 )
 
@@ -110,3 +113,45 @@ async def test_a_corrupt_image_fails_its_integrity_check_on_the_node(
         assert up.node.firmware == b""  # it runs what it ran
         firmware = await up.fw.server.request(up.fw.endpoint, Code.GET, f"{up.fw.prefix}/3/0/3")
         assert firmware.payload.decode() == FIRST_VERSION
+
+
+async def test_a_gateway_restart_midway_keeps_the_servers_view(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The daemon stops while the node is being updated: started again, it shows the server
+    the update under way (never Idle with no result, as if nothing had happened), runs it
+    again from the package it kept, and the node ends running the image."""
+    package = image((3, 3, 0, 0), 4_000)
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(UPDATING, 0)
+        assert await up.daemon.stop() == 0
+        await up.world.start_daemon(server.uri, endpoint=ENDPOINT, gateway='exposure = "gateway"')
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                register = await server.next_event("register")
+                if register.endpoint == ENDPOINT:
+                    break
+        after = FirmwareView(server, ENDPOINT, up.fw.prefix)
+        async with after.watching():
+            assert after.states[0] in ((UPDATING, 0), (IDLE, 1))
+            await after.until(IDLE, 1, timeout=120)
+        assert up.node.firmware == package
+
+
+async def test_a_package_the_server_names_reaches_the_node(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """Pull twice: the gateway fetches the server's http:// URI, the node the gateway's
+    coap:// one (endpoints mode)."""
+    package = image((4, 1, 0, 2), 5_000)
+    with http_package(HttpPackage(package)) as http:
+        async with updatable(tmp_path, server, "endpoints", delivery=0) as up:
+            assert await up.fw.write(1, http.url.encode(), TEXT) == Code.CHANGED
+            await up.fw.until(DOWNLOADED, 0)
+            assert await up.fw.execute() == Code.CHANGED
+            await up.fw.until(IDLE, 1, timeout=120)
+            assert up.node.firmware == package
+            assert up.fw.went(FULL_WALK[1:])

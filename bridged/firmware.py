@@ -40,7 +40,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from bridged.objects.errors import BadRequest, MethodNotAllowed, NotFound
+from bridged.objects.errors import BadRequest, LwM2MError, MethodNotAllowed, NotFound
 from bridged.objects.paths import Path as LwPath
 from bridged.objects.values import Record
 from bridged.registry import LiveNode, NodeRegistry
@@ -297,6 +297,9 @@ class FirmwareUpdates:
             self._failed(node, e)
         except OSError as e:
             self._failed(node, FirmwareError(UpdateResult.NOT_ENOUGH_FLASH, str(e)))
+        except Exception as e:  # a fetch that broke otherwise must not stay Downloading
+            log.exception("node %s: fetching %s failed", node, uri, extra={"NODE": str(node)})
+            self._failed(node, FirmwareError(UpdateResult.CONNECTION_LOST, str(e)))
 
     def _downloaded(self, node: NodeId) -> None:
         """The package is on disk: check it, record what it is, Downloaded."""
@@ -347,7 +350,11 @@ class FirmwareUpdates:
         except FirmwareError as e:
             self._failed(node, e)
             return
-        except OSError as e:
+        except LwM2MError as e:  # the node out of reach, asleep, refusing
+            self._failed(node, FirmwareError(UpdateResult.UPDATE_FAILED, f"{node}: {e}"))
+            return
+        except Exception as e:  # an updater's defect must not leave the node Updating
+            log.exception("node %s: firmware update failed", node, extra={"NODE": str(node)})
             self._failed(node, FirmwareError(UpdateResult.UPDATE_FAILED, str(e)))
             return
         finally:

@@ -237,3 +237,17 @@ async def test_a_package_larger_than_other_bodies_is_pushed(
         assert await up.fw.execute() == Code.CHANGED  # the package taken before is kept
         await up.fw.until(IDLE, 1)
         assert up.node.firmware == package
+
+
+async def test_a_node_out_of_reach_ends_the_update_failed(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The node cannot be reached when Update is executed (it sleeps): Idle with Update
+    Result 8, not Updating for ever."""
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, image((6, 0, 0, 0)), OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        up.node.sleepy, up.node.last_report = True, 0.0  # asleep from now on
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, 8)
+        assert up.node.firmware == b""

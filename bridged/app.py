@@ -169,6 +169,7 @@ class Gateway:
                 timeout=config.nodes.firmware_timeout,
             )
             """Each updatable node's /5 (shown once its transport is attached: ``start``)."""
+            self.firmware.on_change = self._firmware_changed
             self.registry.listen(self.firmware)
             self.transports = {
                 s.name: build_transport(config, s, self.registry, self.tree.registry)
@@ -420,6 +421,12 @@ class Gateway:
     def _changed(self) -> None:
         self.on_change()
 
+    def _firmware_changed(self, node: NodeId) -> None:
+        """A node's firmware update moved on: the ``firmware`` event, with its progress."""
+        status = self.firmware.status(node)
+        if status is not None:
+            self.events.publish("firmware", node=str(node), **status)
+
     def _publish_heard(self, heard: Heard) -> None:
         if self.events.wanted("node.heard"):
             self.events.publish("node.heard", **heard_json(heard))
@@ -607,6 +614,7 @@ class Gateway:
             upstream = self.exposure.paths.upstream(node_id, path)
             exposed.append({**json_record(record), "upstream": upstream and str(upstream)})
         out["values"] = exposed
+        out["firmware"] = self.firmware.status(node_id)
         return out
 
     async def pair(

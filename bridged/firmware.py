@@ -104,6 +104,8 @@ class FirmwareUpdates:
         self.timeout = timeout
         self._fetch = fetch
         self._clock = clock
+        self.on_change: Callable[[NodeId], None] = lambda node: None
+        """Told of each change of a node's update (its state, result, progress)."""
         self.rows: dict[NodeId, FirmwareRow] = store.all()
         self.progress: dict[NodeId, tuple[int, int]] = {}
         """Bytes the node has of the package being delivered to it, and of all."""
@@ -345,6 +347,7 @@ class FirmwareUpdates:
 
             def progress(done: int, total: int) -> None:
                 self.progress[node] = (done, total)
+                self.on_change(node)
 
             version = await updater.update(node, image, progress)
         except FirmwareError as e:
@@ -374,6 +377,25 @@ class FirmwareUpdates:
         self.store.save(row)
         self.rows[node] = row
         self._show_values(node)
+        self.on_change(node)
+
+    def status(self, node: NodeId) -> dict[str, Any] | None:
+        """The node's update as bridgectl shows it (``node show``, the ``firmware`` event);
+        None for a node this gateway cannot update."""
+        if self.updater(node) is None:
+            return None
+        row = self.row(node)
+        done, total = self.progress.get(node, (None, None))
+        return {
+            "state": State(row.state).name.lower(),
+            "result": row.result,
+            "package": row.name,
+            "version": row.version,
+            "uri": row.uri,
+            "size": row.size,
+            "sent": done,
+            "percent": None if not total or done is None else round(100 * done / total),
+        }
 
     def _show_values(self, node: NodeId) -> None:
         if node in self.registry.live:

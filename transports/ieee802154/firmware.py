@@ -109,7 +109,7 @@ class LowpanUpdater:
     async def _update(self, node: NodeId, data: bytes, progress: Progress) -> str:
         if await self._pulls(node):
             token = secrets.token_hex(8)
-            with self.server.offer(node, token, data):
+            with self.server.offer(node, token, data, progress):
                 await self._write(node, _fw(PACKAGE_URI), f"{self.base_uri()}/fw/{token}")
                 await self._until(node, State.DOWNLOADED)
         else:

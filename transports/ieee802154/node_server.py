@@ -29,7 +29,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiocoap
 from aiocoap import error, resource
@@ -48,12 +48,16 @@ from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.linkformat import parse_links
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.values import Record
+from bridged.transports.firmware import Progress
 from bridged.transports.nodes import NodeId
 
 from ..base import Heard, NodeState, TransportEvents
 from .coap_link import LowpanAddress, LowpanMessageInterface
 from .lowpan import mac_from_address
 from .sources import HOLD, NodeSources, Sorted
+
+if TYPE_CHECKING:
+    from aiocoap.pipe import Pipe
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +225,7 @@ class NodeServer:
         """Nodes told (and logged once) that the gateway has no registration of theirs."""
         self._sleep_timers: dict[NodeId, asyncio.TimerHandle] = {}
         self._link_quality: dict[NodeId, tuple[int, int]] = {}
-        self._packages: dict[str, tuple[NodeId, bytes]] = {}
+        self._packages: dict[str, tuple[NodeId, bytes, Progress]] = {}
         """Firmware images offered to nodes by token (``offer``)."""
         self.site = _NodeSite(self)
 
@@ -304,10 +308,13 @@ class NodeServer:
         return self.registrations.get(node)
 
     @contextlib.contextmanager
-    def offer(self, node: NodeId, token: str, data: bytes) -> Iterator[None]:
+    def offer(
+        self, node: NodeId, token: str, data: bytes, progress: Progress = lambda done, all: None
+    ) -> Iterator[None]:
         """Serve ``data`` to ``node`` alone at ``/fw/{token}`` while in the ``with``: the
-        firmware image it pulls (Block2, by aiocoap's resource layer)."""
-        self._packages[token] = (node, data)
+        firmware image it pulls (Block2, by aiocoap's resource layer); ``progress`` is told
+        where each block the node asks for starts."""
+        self._packages[token] = (node, data, progress)
         try:
             yield
         finally:
@@ -319,10 +326,19 @@ class NodeServer:
         remote = request.remote
         if offered is None or not isinstance(remote, LowpanAddress):
             return aiocoap.Message(code=Code.NOT_FOUND)
-        node, data = offered
+        node, data, _ = offered
         if self.node_of(remote) != node:
             return aiocoap.Message(code=Code.FORBIDDEN, payload=b"not your image")
         return aiocoap.Message(code=Code.CONTENT, payload=data)
+
+    def fetching(self, request: aiocoap.Message) -> None:
+        """A request on the node link: a block of an offered image tells how far its node is
+        (every block, also those aiocoap answers from its cache without a render)."""
+        path = tuple(request.opt.uri_path)
+        offered = self._packages.get(path[1]) if len(path) == 2 and path[0] == "fw" else None
+        block = request.opt.block2
+        if offered is not None and block is not None:
+            offered[2](min(block.start, len(offered[1])), len(offered[1]))
 
     # -- the nodes' requests -----------------------------------------------------------------
 
@@ -691,3 +707,7 @@ class _NodeSite(resource.Resource):
 
     async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
         return True
+
+    async def render_to_pipe(self, pipe: Pipe) -> None:
+        self.server.fetching(pipe.request)
+        await super().render_to_pipe(pipe)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiocoap.numbers.codes import Code
+from control_events import control_events
 from emulators.lwm2m_node import FIRST_VERSION, EmulatedNode
 from emulators.mcuboot import image, version_of
 from emulators.world import Daemon, World, node_eui64
@@ -159,31 +158,6 @@ async def test_a_package_the_server_names_reaches_the_node(
             assert up.fw.went(FULL_WALK[1:])
 
 
-@contextlib.asynccontextmanager
-async def firmware_events(daemon: Daemon) -> AsyncIterator[list[dict[str, Any]]]:
-    """The daemon's ``firmware`` events (``bridgectl events firmware``), as they come."""
-    reader, writer = await asyncio.open_unix_connection(str(daemon.socket))
-    writer.write(
-        json.dumps({"id": 1, "method": "subscribe", "params": {"events": ["firmware"]}}).encode()
-        + b"\n"
-    )
-    assert "result" in json.loads(await asyncio.wait_for(reader.readline(), TIMEOUT))
-    seen: list[dict[str, Any]] = []
-
-    async def forward() -> None:
-        while line := await reader.readline():
-            seen.append(json.loads(line)["data"])
-
-    task = asyncio.create_task(forward())
-    try:
-        yield seen
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        writer.close()
-
-
 async def test_the_nodes_progress_is_told_as_it_pulls(
     tmp_path: Path, server: LwM2MTestServer
 ) -> None:
@@ -191,13 +165,15 @@ async def test_the_nodes_progress_is_told_as_it_pulls(
     ``node show`` while it runs)."""
     package = image((2, 2, 0, 0), 6_000)
     async with updatable(tmp_path, server, "gateway", delivery=0) as up:
-        async with firmware_events(up.daemon) as seen:
+        async with control_events(up.daemon.socket, "firmware") as events:
             assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
             await up.fw.until(DOWNLOADED, 0)
             assert await up.fw.execute() == Code.CHANGED
             await up.fw.until(IDLE, 1, timeout=120)
+            seen = [await asyncio.wait_for(events.get(), TIMEOUT)]
+            while (seen[-1]["state"], seen[-1]["result"]) != ("idle", 1):
+                seen.append(await asyncio.wait_for(events.get(), TIMEOUT))
         sent = [e["sent"] for e in seen if e["node"] == NODE and e["sent"] is not None]
         assert sent == sorted(sent) and len(set(sent)) > 2 and sent[-1] == len(package)
-        assert seen[-1]["state"] == "idle" and seen[-1]["result"] == 1
         shown = await up.daemon.ctl_json("node", "show", NODE)
         assert shown["firmware"]["version"] == "2.2.0+0"

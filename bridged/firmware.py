@@ -180,9 +180,14 @@ class FirmwareUpdates:
     # -- running -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Pick up what a restart cut short (module docstring); transports must be attached."""
-        for node, row in list(self.rows.items()):
-            if node not in self.registry.live or self.updater(node) is None:
+        """Show every updatable node's /5 (its transport is attached now: a node need not
+        talk first) and pick up what a restart cut short (module docstring)."""
+        for node in list(self.registry.live):
+            if self.updater(node) is None:
+                continue
+            self._show_values(node)
+            row = self.rows.get(node)
+            if row is None:
                 continue
             if row.state == State.DOWNLOADING and row.uri:
                 self._spawn(node, self._pull(node, row.uri))
@@ -190,7 +195,6 @@ class FirmwareUpdates:
                 self._set(node, state=State.IDLE, result=UpdateResult.CONNECTION_LOST)
             elif row.state == State.UPDATING:
                 self._spawn(node, self._update(node))
-            self._show_values(node)
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())

@@ -177,3 +177,16 @@ async def test_the_nodes_progress_is_told_as_it_pulls(
         assert sent == sorted(sent) and len(set(sent)) > 2 and sent[-1] == len(package)
         shown = await up.daemon.ctl_json("node", "show", NODE)
         assert shown["firmware"]["version"] == "2.2.0+0"
+
+
+async def test_a_restarted_gateway_shows_the_nodes_5_before_the_node_talks(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.daemon.stop() == 0
+        assert up.world.air is not None
+        up.world.air.drop = lambda psdu: True  # the node is silent from now on
+        daemon = await up.world.start_daemon(
+            server.uri, endpoint=ENDPOINT, gateway='exposure = "gateway"'
+        )
+        assert await upstream(daemon, "/5/0/3") == f"{up.fw.prefix}/5/0/3"

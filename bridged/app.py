@@ -84,6 +84,9 @@ from .views import command_json, heard_json, json_record, node_json, server_json
 
 log = logging.getLogger(__name__)
 
+FIRMWARE_DIR = "firmware"
+"""The state directory's folder of the packages kept for nodes' updates."""
+
 DATABASE = "state.db"
 SECRETS = "secrets.json"
 EXPIRY_INTERVAL = 60.0
@@ -164,7 +167,7 @@ class Gateway:
             self.firmware = FirmwareUpdates(
                 self.registry,
                 FirmwareStore(self.db),
-                state_dir,
+                state_dir / FIRMWARE_DIR,
                 max_size=config.nodes.firmware_max_size,
                 timeout=config.nodes.firmware_timeout,
             )

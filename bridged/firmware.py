@@ -146,6 +146,8 @@ class FirmwareUpdates:
         ]
 
     def package_file(self, node: NodeId) -> Path:
+        """Where the node's package is kept (``directory``, made 0700 when first needed)."""
+        self.directory.mkdir(mode=0o700, exist_ok=True)
         return self.directory / f"{str(node).replace(':', '_').replace('/', '_')}.fw"
 
     # -- RegistryListener ---------------------------------------------------------------------

@@ -185,10 +185,17 @@ class World:
     # -- the daemon ----------------------------------------------------------------------------
 
     def config(
-        self, server_uri: str, *, endpoint: str, level: str = "info", gateway: str = ""
+        self,
+        server_uri: str,
+        *,
+        endpoint: str,
+        level: str = "info",
+        gateway: str = "",
+        radio: str = "",
     ) -> str:
         """The daemon's configuration: the server, the radios of this world, dirs in workdir;
-        ``gateway``, more lines of its [gateway] table (``exposure = "gateway"``)."""
+        ``gateway`` and ``radio``, more lines of its [gateway] and [transport.802154] tables
+        (``exposure = "gateway"``, ``awake_window = 2``)."""
         ble = f'\n[transport.ble]\nadapter = "{ADAPTER}"\n' if self.bluez is not None else ""
         return f"""[gateway]
 endpoint = "{endpoint}"
@@ -211,15 +218,23 @@ level = "{level}"
 port = "{self.rcp.link}"
 pan_id = {PAN}
 request_timeout = 5
+{radio}
 {ble}"""
 
     async def start_daemon(
-        self, server_uri: str, *, endpoint: str, level: str = "info", gateway: str = ""
+        self,
+        server_uri: str,
+        *,
+        endpoint: str,
+        level: str = "info",
+        gateway: str = "",
+        radio: str = "",
     ) -> Daemon:
         """Start ``bridged`` for this world and wait until its control socket answers and its
         802.15.4 radio is up. Stopped (killed if still running) when the world closes."""
         path = self.workdir / "bridged.toml"
-        path.write_text(self.config(server_uri, endpoint=endpoint, level=level, gateway=gateway))
+        text = self.config(server_uri, endpoint=endpoint, level=level, gateway=gateway, radio=radio)
+        path.write_text(text)
         env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
         if self.bus is not None:
             env["DBUS_SYSTEM_BUS_ADDRESS"] = self.bus

@@ -61,14 +61,20 @@ async def upstream(daemon: Daemon, local: str) -> str:
 
 @contextlib.asynccontextmanager
 async def updatable(
-    tmp_path: Path, server: LwM2MTestServer, mode: str, *, delivery: int = 2
+    tmp_path: Path,
+    server: LwM2MTestServer,
+    mode: str,
+    *,
+    delivery: int = 2,
+    sleepy: bool = False,
+    radio: str = "",
 ) -> AsyncIterator[Updatable]:
     async with World(tmp_path) as world:
         daemon = await world.start_daemon(
-            server.uri, endpoint=ENDPOINT, gateway=f'exposure = "{mode}"'
+            server.uri, endpoint=ENDPOINT, gateway=f'exposure = "{mode}"', radio=radio
         )
         await daemon.ctl_json("pair", "802154", node_eui64(INDEX).hex(), "--name", "hall")
-        node = await world.add_node(INDEX, "hall", firmware_delivery=delivery)
+        node = await world.add_node(INDEX, "hall", firmware_delivery=delivery, sleepy=sleepy)
         await asyncio.wait_for(node.registered.wait(), TIMEOUT)
         state = await upstream(daemon, "/5/0/3")
         endpoint = ENDPOINT if mode == "gateway" else f"{ENDPOINT}:{NODE}"
@@ -190,3 +196,25 @@ async def test_a_restarted_gateway_shows_the_nodes_5_before_the_node_talks(
             server.uri, endpoint=ENDPOINT, gateway='exposure = "gateway"'
         )
         assert await upstream(daemon, "/5/0/3") == f"{up.fw.prefix}/5/0/3"
+
+
+async def test_a_sleepy_node_is_updated_when_it_wakes(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The node sleeps when Update is executed: the server sees Updating at once, and the
+    gateway carries the update out in the node's next wake window."""
+    package = image((8, 0, 0, 0), 4_000)
+    async with updatable(
+        tmp_path, server, "gateway", delivery=0, sleepy=True, radio="awake_window = 2"
+    ) as up:
+        async with asyncio.timeout(TIMEOUT):
+            while (await up.daemon.ctl_json("node", "show", NODE))["reachable"]:
+                await asyncio.sleep(0.2)
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(UPDATING, 0)
+        assert up.node.package == b""  # asleep: nothing was asked of it yet
+        await up.node.update()  # it wakes
+        await up.fw.until(IDLE, 1, timeout=120)
+        assert up.node.firmware == package

@@ -15,18 +15,21 @@ The gateway acts as the node's LwM2M server for it (``FirmwareUpdater``, transpo
    /3/0/3 Firmware Version it then gives, confirm success.
 
 While it waits the node may not answer (it is downloading, rebooting): those reads are tried
-again every ``poll`` seconds until ``timeout``. Only the node being updated may fetch its image,
-and only while its update runs.
+again every ``poll`` seconds until ``timeout``. A sleepy node is reached in its wake windows:
+whatever the gateway must ask of it waits until it next talks (``NodeServer.awake``), so the
+server's Update is taken at once and carried out when the node wakes. Only the node being
+updated may fetch its image, and only while its update runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path as FsPath
+from typing import TypeVar
 
-from bridged.objects.errors import LwM2MError
+from bridged.objects.errors import LwM2MError, ServiceUnavailable
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.transports.firmware import (
@@ -51,6 +54,7 @@ from bridged.transports.nodes import NodeId
 
 from .node_server import NodeServer
 
+T = TypeVar("T")
 FIRMWARE_VERSION = Path((3, 0, 3))
 DEFAULT_POLL = 1.0
 """Seconds between two reads of the node's State while it downloads or applies an image."""
@@ -110,23 +114,34 @@ class LowpanUpdater:
         if await self._pulls(node):
             token = secrets.token_hex(8)
             with self.server.offer(node, token, data, progress):
-                await self._write(node, _fw(PACKAGE_URI), f"{self.base_uri()}/fw/{token}")
+                uri = f"{self.base_uri()}/fw/{token}"
+                await self._awake(node, lambda: self._write(node, _fw(PACKAGE_URI), uri))
                 await self._until(node, State.DOWNLOADED)
         else:
-            await self._write(node, _fw(PACKAGE), data)
+            await self._awake(node, lambda: self._write(node, _fw(PACKAGE), data))
             await self._until(node, State.DOWNLOADED)
         progress(len(data), len(data))
         registered = self.server.registration_of(node)
-        await self.server.execute(node, _fw(UPDATE), "")
+        await self._awake(node, lambda: self.server.execute(node, _fw(UPDATE), ""))
         await self._until(node, State.IDLE, done=True)
         # The node reboots into the image and registers again: what it then runs says.
         while self.server.registration_of(node) is registered:
             await asyncio.sleep(self.poll)
-        return str(await self._read(node, FIRMWARE_VERSION))
+        return str(await self._awake(node, lambda: self._read(node, FIRMWARE_VERSION)))
+
+    async def _awake(self, node: NodeId, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` once the node is awake; again after the next wake while it says the
+        node sleeps (5.03)."""
+        while True:
+            await self.server.awake(node)
+            try:
+                return await call()
+            except ServiceUnavailable:
+                await asyncio.sleep(self.poll)  # asleep again: wait for its next wake
 
     async def _pulls(self, node: NodeId) -> bool:
         """Whether the node takes a URI (coap://) rather than the image itself."""
-        method = await self._read(node, _fw(DELIVERY_METHOD))
+        method = await self._awake(node, lambda: self._read(node, _fw(DELIVERY_METHOD)))
         if method not in (Delivery.PULL, Delivery.BOTH):
             return False
         try:
@@ -139,6 +154,8 @@ class LowpanUpdater:
     async def _write(self, node: NodeId, path: Path, value: str | bytes) -> None:
         try:
             await self.server.write(node, path, [Record(path, value)])
+        except ServiceUnavailable:
+            raise
         except LwM2MError as e:
             raise FirmwareError(UpdateResult.UPDATE_FAILED, f"{node}: {path}: {e}") from None
 
@@ -152,10 +169,11 @@ class LowpanUpdater:
         """Wait for the node's State to be ``state`` (with ``done``, and a result said);
         FirmwareError with the node's result when it reports a failure."""
         while True:
+            await self.server.awake(node)
             try:
                 records = await self.server.read(node, Path((FIRMWARE_OBJECT, 0)))
             except LwM2MError:
-                records = []  # busy, rebooting: asked again
+                records = []  # busy, rebooting, asleep again: asked again
             values = {r.path.ids[2]: r.value for r in records if len(r.path.ids) == 3}
             result = values.get(UPDATE_RESULT, UpdateResult.INITIAL)
             if result not in (UpdateResult.INITIAL, UpdateResult.SUCCESS):

@@ -226,6 +226,8 @@ class NodeServer:
         self._sleep_timers: dict[NodeId, asyncio.TimerHandle] = {}
         self._link_quality: dict[NodeId, tuple[int, int]] = {}
         self._packages: dict[str, tuple[NodeId, bytes, Progress]] = {}
+        self._wakers: dict[NodeId, list[asyncio.Future[None]]] = {}
+        """Who waits for a node to talk (``awake``)."""
         """Firmware images offered to nodes by token (``offer``)."""
         self.site = _NodeSite(self)
 
@@ -302,6 +304,23 @@ class NodeServer:
         registration = self.registrations.pop(node, None)
         if registration is not None:
             self._drop(registration)
+
+    async def awake(self, node: NodeId) -> None:
+        """Return once ``node`` can be reached: at once if it is, else when it next talks (a
+        sleepy node's wake window, or a node registering again)."""
+        registration = self.registrations.get(node)
+        if registration is not None and self._reachable(registration):
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._wakers.setdefault(node, []).append(waiter)
+        try:
+            await waiter
+        finally:
+            waiters = self._wakers.get(node, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._wakers.pop(node, None)
 
     def registration_of(self, node: NodeId) -> NodeRegistration | None:
         """The node's current registration (a new one once it registers again)."""
@@ -524,6 +543,9 @@ class NodeServer:
             node,
             NodeState(reachable=True, time=now, rssi=rssi, lqi=lqi, sleepy=registration.queue),
         )
+        for waiter in self._wakers.pop(node, []):
+            if not waiter.done():
+                waiter.set_result(None)
         if registration.queue:
             timer = self._sleep_timers.pop(node, None)
             if timer is not None:

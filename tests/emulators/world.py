@@ -221,20 +221,12 @@ request_timeout = 5
 {radio}
 {ble}"""
 
-    async def start_daemon(
-        self,
-        server_uri: str,
-        *,
-        endpoint: str,
-        level: str = "info",
-        gateway: str = "",
-        radio: str = "",
-    ) -> Daemon:
-        """Start ``bridged`` for this world and wait until its control socket answers and its
-        802.15.4 radio is up. Stopped (killed if still running) when the world closes."""
+    async def start_daemon(self, server_uri: str, *, endpoint: str, **options: str) -> Daemon:
+        """Start ``bridged`` for this world (``options`` as ``config`` takes them) and wait until
+        its control socket answers and its 802.15.4 radio is up. Stopped (killed if still
+        running) when the world closes."""
         path = self.workdir / "bridged.toml"
-        text = self.config(server_uri, endpoint=endpoint, level=level, gateway=gateway, radio=radio)
-        path.write_text(text)
+        path.write_text(self.config(server_uri, endpoint=endpoint, **options))
         env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
         if self.bus is not None:
             env["DBUS_SYSTEM_BUS_ADDRESS"] = self.bus

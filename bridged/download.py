@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import http.client
 import logging
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -36,6 +37,10 @@ SCHEMES = {
 host, and a server naming a package URI gives none."""
 HTTP_ATTEMPTS = 3
 """Connections tried for one http(s) download: the first, and resumptions after a break."""
+READ_TIMEOUT = 15.0
+"""Seconds an http(s) read may wait for data: the fetch runs in a thread, which a cancelled
+download (a reset /5, a stopping gateway) can only tell to stop between reads, so a stalled
+server must not hold it (and the daemon's exit) for the whole download timeout."""
 CHUNK = 64 * 1024
 
 
@@ -65,7 +70,13 @@ async def download(uri: str, dest: Path, max_size: int, timeout: float) -> None:
             if scheme == "coap":
                 await _coap(uri, dest, max_size)
             else:
-                await asyncio.to_thread(_http, uri, dest, max_size, timeout)
+                stop = threading.Event()
+                try:
+                    await asyncio.to_thread(
+                        _http, uri, dest, max_size, min(timeout, READ_TIMEOUT), stop
+                    )
+                finally:
+                    stop.set()  # cancelled: the thread stops at its next read
     except TimeoutError:
         raise FirmwareError(
             UpdateResult.CONNECTION_LOST, f"{uri}: not fetched within {timeout:g} s"
@@ -101,10 +112,13 @@ async def _coap(uri: str, dest: Path, max_size: int) -> None:
     dest.write_bytes(response.payload)
 
 
-def _http(uri: str, dest: Path, max_size: int, timeout: float) -> None:
-    """The blocking http(s) fetch, resumed with Range after a break (module docstring)."""
+def _http(uri: str, dest: Path, max_size: int, timeout: float, stop: threading.Event) -> None:
+    """The blocking http(s) fetch, resumed with Range after a break (module docstring);
+    ``stop`` set, it ends at its next read and leaves ``dest`` as it is."""
     error: Exception | None = None
     for _ in range(HTTP_ATTEMPTS):
+        if stop.is_set():
+            return
         have = dest.stat().st_size if dest.exists() else 0
         request = urllib.request.Request(uri, headers={"Range": f"bytes={have}-"} if have else {})
         try:
@@ -114,8 +128,11 @@ def _http(uri: str, dest: Path, max_size: int, timeout: float) -> None:
                 if length is not None and (have if resumed else 0) + int(length) > max_size:
                     raise _too_big((have if resumed else 0) + int(length), max_size)
                 with dest.open("ab" if resumed else "wb") as out:
-                    while chunk := response.read(CHUNK):
+                    while chunk := response.read1(CHUNK):
+                        if stop.is_set():
+                            return
                         out.write(chunk)
+                        out.flush()  # what came is kept: a restart resumes after it
                         if out.tell() > max_size:
                             raise _too_big(out.tell(), max_size)
                     if length is not None and out.tell() < (have if resumed else 0) + int(length):

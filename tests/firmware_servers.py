@@ -14,11 +14,15 @@ from aiocoap import resource
 
 class HttpPackage:
     """``data`` at ``url``; ``cut`` bytes into the first full transfer the connection is
-    closed (0: never). ``requests`` are the Range headers asked, in order."""
+    closed (0: never), once ``release`` is set (at once by default). ``requests`` are the Range
+    headers asked, in order."""
 
-    def __init__(self, data: bytes, cut: int = 0) -> None:
+    def __init__(self, data: bytes, cut: int = 0, *, stall: bool = False) -> None:
         self.data = data
         self.cut = cut
+        self.release = threading.Event()
+        if not stall:
+            self.release.set()
         self.requests: list[str | None] = []
         self.url = ""
 
@@ -40,6 +44,7 @@ def http_package(package: HttpPackage) -> Iterator[HttpPackage]:
             if package.cut and not ranged:
                 self.wfile.write(body[: package.cut])
                 self.wfile.flush()
+                package.release.wait(30)
                 self.connection.shutdown(2)
                 return
             self.wfile.write(body)
@@ -54,6 +59,7 @@ def http_package(package: HttpPackage) -> Iterator[HttpPackage]:
     try:
         yield package
     finally:
+        package.release.set()
         server.shutdown()
         server.server_close()
         thread.join()

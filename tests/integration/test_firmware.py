@@ -251,3 +251,25 @@ async def test_a_node_out_of_reach_ends_the_update_failed(
         assert await up.fw.execute() == Code.CHANGED
         await up.fw.until(IDLE, 8)
         assert up.node.firmware == b""
+
+
+async def test_a_pull_cut_by_a_restart_resumes_where_it_was(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The gateway stops while it fetches a package (the server stalls after 10 kB): started
+    again, it asks for the rest only (Range), and the stopped fetch asked for nothing more."""
+    package = image((9, 0, 0, 0), 40_000)
+    kept = tmp_path / "state" / "firmware" / "sim_0001.fw"
+    with http_package(HttpPackage(package, cut=10_000, stall=True)) as http:
+        async with updatable(tmp_path, server, "gateway") as up:
+            assert await up.fw.write(1, http.url.encode(), TEXT) == Code.CHANGED
+            async with asyncio.timeout(TIMEOUT):
+                while not (kept.exists() and kept.stat().st_size == 10_000):
+                    await asyncio.sleep(0.02)
+        http.release.set()  # the first connection ends, its fetch was told to stop
+        async with updatable(tmp_path, server, "gateway") as up:
+            await up.fw.until(DOWNLOADED, 0)
+            assert await up.fw.execute() == Code.CHANGED
+            await up.fw.until(IDLE, 1)
+            assert up.node.firmware == package
+        assert http.requests == [None, "bytes=10000-"]

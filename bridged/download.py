@@ -1,12 +1,12 @@
 """Fetching a firmware package from the URI a server wrote to /5/0/1 (pull delivery).
 
-coap:// goes through aiocoap, whose client follows Block2 to the end; http:// and https://
-through the standard library, resumed with a Range request when the connection breaks before
-the end (a server that ignores Range sends it all again, which is taken from the start). Every
-failure is a ``FirmwareError`` with the /5/0/5 code object 5 gives it: a URI that is not one is
-Invalid URI (7), a scheme not offered in /5/0/8 Unsupported protocol (9), a package larger than
-the bound Not enough flash (2), a transfer that broke and could not be resumed, or took longer
-than ``timeout``, Connection lost (4).
+coap:// is fetched block by block (Block2) and http:// and https:// through the standard
+library, resumed with a Range request when the connection breaks before the end (a server that
+ignores Range sends it all again, which is taken from the start). Every failure is a
+``FirmwareError`` with the /5/0/5 code object 5 gives it: a URI that is not one is Invalid URI
+(7), a scheme not offered in /5/0/8 Unsupported protocol (9), a package larger than the bound
+Not enough flash (2), a transfer that broke and could not be resumed, or took longer than
+``timeout``, Connection lost (4).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import aiocoap
 from aiocoap.numbers.codes import Code
+from aiocoap.optiontypes import BlockOption
 
 from bridged.transports.firmware import DownloadProtocol, FirmwareError, UpdateResult
 
@@ -42,6 +43,8 @@ READ_TIMEOUT = 15.0
 download (a reset /5, a stopping gateway) can only tell to stop between reads, so a stalled
 server must not hold it (and the daemon's exit) for the whole download timeout."""
 CHUNK = 64 * 1024
+BLOCK_EXPONENT = 6
+"""Block2 blocks of 1024 bytes asked for (a server may answer smaller ones)."""
 
 
 def check_uri(uri: str) -> str:
@@ -91,25 +94,58 @@ def _too_big(size: int, max_size: int) -> FirmwareError:
 
 
 async def _coap(uri: str, dest: Path, max_size: int) -> None:
+    """Fetch ``uri`` block by block (Block2, 1024 bytes or what the server picks), each
+    written to ``dest`` as it comes: the bound holds at the first block past it, and a fetch
+    cut short (a restart) goes on from the blocks ``dest`` has."""
     context = await aiocoap.Context.create_client_context()
     try:
-        request = context.request(aiocoap.Message(code=Code.GET, uri=uri))
-        try:
-            response = await request.response
-        except aiocoap.error.ResolutionError as e:
-            raise FirmwareError(UpdateResult.INVALID_URI, f"{uri}: {e}") from None
-        except aiocoap.error.Error as e:
-            raise FirmwareError(UpdateResult.CONNECTION_LOST, f"{uri}: {e}") from None
+        have = dest.stat().st_size if dest.exists() else 0
+        offset = have - have % 2 ** (BLOCK_EXPONENT + 4)
+        with dest.open("r+b" if dest.exists() else "wb") as out:
+            out.truncate(offset)
+            out.seek(offset)
+            exponent = BLOCK_EXPONENT
+            while True:
+                number = offset // 2 ** (exponent + 4)
+                request = aiocoap.Message(code=Code.GET, uri=uri)
+                request.opt.block2 = BlockOption.BlockwiseTuple(number, False, exponent)
+                response = await _coap_response(context, request, uri)
+                block = response.opt.block2
+                if block is None:  # all of it at once (a small package, or no Block2)
+                    out.seek(0)
+                    out.truncate()
+                elif block.start != offset:
+                    raise FirmwareError(
+                        UpdateResult.CONNECTION_LOST,
+                        f"{uri}: block at byte {block.start} for the one at {offset}",
+                    )
+                if out.tell() + len(response.payload) > max_size:
+                    raise _too_big(out.tell() + len(response.payload), max_size)
+                out.write(response.payload)
+                out.flush()
+                if block is None or not block.more:
+                    return
+                offset += len(response.payload)
+                exponent = min(block.size_exponent, BLOCK_EXPONENT)
     finally:
         with contextlib.suppress(Exception):
             await context.shutdown()
+
+
+async def _coap_response(
+    context: aiocoap.Context, request: aiocoap.Message, uri: str
+) -> aiocoap.Message:
+    try:
+        response = await context.request(request, handle_blockwise=False).response
+    except aiocoap.error.ResolutionError as e:
+        raise FirmwareError(UpdateResult.INVALID_URI, f"{uri}: {e}") from None
+    except aiocoap.error.Error as e:
+        raise FirmwareError(UpdateResult.CONNECTION_LOST, f"{uri}: {e}") from None
     if response.code in (Code.NOT_FOUND, Code.BAD_REQUEST, Code.FORBIDDEN):
         raise FirmwareError(UpdateResult.INVALID_URI, f"{uri}: {response.code}")
     if not response.code.is_successful():
         raise FirmwareError(UpdateResult.CONNECTION_LOST, f"{uri}: {response.code}")
-    if len(response.payload) > max_size:
-        raise _too_big(len(response.payload), max_size)
-    dest.write_bytes(response.payload)
+    return response
 
 
 def _http(uri: str, dest: Path, max_size: int, timeout: float, stop: threading.Event) -> None:

@@ -167,6 +167,19 @@ async def test_a_package_too_big_is_not_enough_flash(
         await up.fw.until(IDLE, 2)
 
 
+async def test_a_coap_package_too_big_is_not_enough_flash(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """Fetched block by block, a coap:// package is refused at the first block past the
+    bound, not after all of it is in memory."""
+    async with (
+        coap_package(image((1, 0, 0, 0), 30_000)) as uri,
+        updatable(tmp_path, server, "gateway", max_size=10_000) as up,
+    ):
+        assert await up.fw.write(1, uri.encode(), TEXT) == Code.CHANGED
+        await up.fw.until(IDLE, 2)
+
+
 async def test_a_package_that_is_no_image_is_refused(
     tmp_path: Path, server: LwM2MTestServer
 ) -> None:

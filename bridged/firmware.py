@@ -37,8 +37,9 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from enum import IntEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from bridged.objects.errors import BadRequest, LwM2MError, MethodNotAllowed, NotFound
 from bridged.objects.paths import Path as LwPath
@@ -322,11 +323,12 @@ class FirmwareUpdates:
                 f"the package is {len(data)} bytes; at most {self.max_size} are kept",
             )
         name, version = updater.describe(target)
+        uri = self.row(node).uri
         self._set(
             node,
             state=State.DOWNLOADED,
             result=UpdateResult.INITIAL,
-            name=name,
+            name=name or PurePosixPath(urlsplit(uri).path).name,
             version=version,
             sha256=hashlib.sha256(data).hexdigest(),
             size=len(data),

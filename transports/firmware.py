@@ -101,8 +101,9 @@ class FirmwareUpdater(Protocol):
     """How one transport puts an image on one of its nodes."""
 
     def describe(self, path: Path) -> tuple[str, str]:
-        """The package name and version of the image at ``path``, after the format checks
-        this transport's nodes need; FirmwareError(UNSUPPORTED_PACKAGE) for a file they
+        """The package name and version the image at ``path`` carries ("" for what its format
+        does not say: the core then names a pulled package by its URI), after the format
+        checks this transport's nodes need; FirmwareError(UNSUPPORTED_PACKAGE) for a file they
         cannot take. Run before anything is sent to the node."""
         ...
 

@@ -96,7 +96,7 @@ class SimulatedUpdater:
             header = mcuboot_header(f.read(64))
         if header is None:
             raise FirmwareError(UpdateResult.UNSUPPORTED_PACKAGE, "not an MCUboot image")
-        return path.name, header.version
+        return "", header.version
 
     async def update(self, node: NodeId, image: FirmwareImage, progress: Progress) -> str:
         sim = self.transport._reachable(node, FIRMWARE_VERSION)

@@ -123,6 +123,7 @@ async def test_a_package_pulled_over_http_resumes_a_cut_transfer(
             assert await fw.write(1, http.url.encode(), TEXT) == Code.CHANGED
             await fw.until(DOWNLOADED, 0)
             assert http.requests == [None, "bytes=10000-"]
+            assert (await fw.read(6)).decode() == "fw.bin"  # named by its URI
             assert await fw.execute() == Code.CHANGED
             await fw.until(IDLE, 1)
             assert up.node.firmware == package

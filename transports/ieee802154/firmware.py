@@ -95,10 +95,10 @@ class LowpanUpdater:
 
     def describe(self, path: FsPath) -> tuple[str, str]:
         """A LwM2M node judges its own package (its /5/0/5 says so), so any file is taken;
-        an MCUboot image's header gives its version."""
+        an MCUboot image's header gives its version (it names none)."""
         with path.open("rb") as f:
             header = mcuboot_header(f.read(64))
-        return path.name, "" if header is None else header.version
+        return "", "" if header is None else header.version
 
     async def update(self, node: NodeId, image: FirmwareImage, progress: Progress) -> str:
         data = await asyncio.to_thread(image.path.read_bytes)

@@ -189,13 +189,20 @@ async def test_a_package_that_is_no_image_is_refused(
         await up.fw.until(IDLE, 6)
 
 
-async def test_an_empty_uri_resets_to_idle(tmp_path: Path, server: LwM2MTestServer) -> None:
+async def test_an_empty_uri_or_package_resets_to_idle(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
     async with updatable(tmp_path, server, "gateway") as up:
         assert await up.fw.write(0, image((1, 0, 0, 0)), OPAQUE) == Code.CHANGED
         await up.fw.until(DOWNLOADED, 0)
         assert await up.fw.write(1, b"", TEXT) == Code.CHANGED
         await up.fw.until(IDLE, 0)
         assert await up.fw.execute() == Code.METHOD_NOT_ALLOWED
+        assert await up.fw.write(0, image((1, 0, 0, 1)), OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.write(0, b"\0", OPAQUE) == Code.CHANGED  # NUL: reset too
+        await up.fw.until(IDLE, 0)
+        assert not any((up.gw.config.gateway.state_dir / "firmware").iterdir())
 
 
 async def test_a_restart_keeps_the_servers_view(tmp_path: Path, server: LwM2MTestServer) -> None:

@@ -178,7 +178,7 @@ class FirmwareUpdates:
         if self.updater(node.id) is None:
             return
         if INSTANCE not in node.objects.get(FIRMWARE_OBJECT, ()) or _path(STATE) not in node.values:
-            self.registry.values(node.id, self.records(node.id))
+            self.registry.held(node.id, self.records(node.id))
 
     # -- running -----------------------------------------------------------------------------
 
@@ -407,4 +407,4 @@ class FirmwareUpdates:
 
     def _show_values(self, node: NodeId) -> None:
         if node in self.registry.live:
-            self.registry.values(node, self.records(node))
+            self.registry.held(node, self.records(node))

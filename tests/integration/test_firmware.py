@@ -294,3 +294,14 @@ async def test_a_pull_cut_by_a_restart_resumes_where_it_was(
             await up.fw.until(IDLE, 1)
             assert up.node.firmware == package
         assert http.requests == [None, "bytes=10000-"]
+
+
+async def test_the_gateways_own_5_is_not_the_node_talking(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The node's /5 values are the gateway's: showing and changing them is no sign the node
+    was heard (its last seen time, and the wake its sleepy commands wait for)."""
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, image((1, 2, 3, 4)), OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert up.gw.registry.live[NODE].last_seen is None  # it has not reported since paired

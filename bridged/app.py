@@ -49,6 +49,7 @@ from bridged.engine.nodes import NodePaths
 from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import NodeEndpoint
+from bridged.firmware import FirmwareUpdates
 from bridged.objects.errors import BadRequest, NotFound
 from bridged.objects.paths import ROOT, Path
 from bridged.objects.values import Record
@@ -63,6 +64,7 @@ from bridged.store.database import (
     unclean_stops,
 )
 from bridged.store.faultlog import FaultLogStore
+from bridged.store.firmware import FirmwareStore
 from bridged.store.nodes import NodeStore, check_name
 from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
 from bridged.store.secrets import SecretStore
@@ -94,6 +96,9 @@ from .shell import Shell
 from .views import command_json, heard_json, json_record, node_json, server_json
 
 log = logging.getLogger(__name__)
+
+FIRMWARE_DIR = "firmware"
+"""The state directory's folder of the packages kept for nodes' updates."""
 
 DATABASE = "state.db"
 SECRETS = "secrets.json"
@@ -174,6 +179,16 @@ class Gateway:
             )
             self.registry.listen(self.exposure)
             self.registry.listen(NodeEvents(self.events, self._changed))
+            self.firmware = FirmwareUpdates(
+                self.registry,
+                FirmwareStore(self.db),
+                state_dir / FIRMWARE_DIR,
+                max_size=config.nodes.firmware_max_size,
+                timeout=config.nodes.firmware_timeout,
+            )
+            """Each updatable node's /5 (shown once its transport is attached: ``start``)."""
+            self.firmware.on_change = self._firmware_changed
+            self.registry.listen(self.firmware)
             self.transports = {
                 s.name: build_transport(config, s, self.registry, self.tree.registry)
                 for s in config.transports
@@ -237,7 +252,11 @@ class Gateway:
 
     def _operations(self, paths: NodePaths) -> NodeOperations:
         return NodeOperations(
-            self.registry, paths, self.commands, timeout=self.config.nodes.timeout
+            self.registry,
+            paths,
+            self.commands,
+            timeout=self.config.nodes.timeout,
+            firmware=self.firmware,
         )
 
     def _endpoint_client(
@@ -262,6 +281,7 @@ class Gateway:
         self._mark_running()
         for transport in self.transports.values():
             await self._start_transport(transport)
+        self.firmware.start()
         self._registry_task = asyncio.create_task(self.registry.run(), name="registry")
         self.nodes_health.start()
         self._expiry_task = asyncio.create_task(
@@ -300,6 +320,7 @@ class Gateway:
         await cancel_and_wait(self._expiry_task)
         self._expiry_task = None
         await self.commands.close()
+        await self.firmware.close()
         await cancel_and_wait(self._registry_task)
         self._registry_task = None
         self.registry.flush()
@@ -459,6 +480,12 @@ class Gateway:
 
     def _changed(self) -> None:
         self.on_change()
+
+    def _firmware_changed(self, node: NodeId) -> None:
+        """A node's firmware update moved on: the ``firmware`` event, with its progress."""
+        status = self.firmware.status(node)
+        if status is not None:
+            self.events.publish("firmware", node=str(node), **status)
 
     def _publish_heard(self, heard: Heard) -> None:
         if self.events.wanted("node.heard"):
@@ -665,6 +692,7 @@ class Gateway:
             upstream = self.exposure.paths.upstream(node_id, path)
             exposed.append({**json_record(record), "upstream": upstream and str(upstream)})
         out["values"] = exposed
+        out["firmware"] = self.firmware.status(node_id)
         return out
 
     async def pair(

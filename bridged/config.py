@@ -32,6 +32,8 @@ from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import ServerConfig, server_resource_bounds
 from bridged.engine.registration import RetryPolicy
 from bridged.exposure.endpoints import DEFAULT_CONCURRENCY
+from bridged.firmware import DEFAULT_DOWNLOAD_TIMEOUT
+from bridged.firmware import DEFAULT_MAX_SIZE as DEFAULT_FIRMWARE_MAX_SIZE
 from bridged.health import HealthPolicy
 from bridged.objects.ids import Server
 from bridged.store.readings import Bounds
@@ -79,6 +81,10 @@ class NodesSection:
 
     timeout: float = DEFAULT_TIMEOUT
     command_ttl: float = DEFAULT_TTL
+    firmware_max_size: int = DEFAULT_FIRMWARE_MAX_SIZE
+    """The largest firmware package kept for a node (bytes): /5/0/5 is 2 beyond it."""
+    firmware_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
+    """Seconds a package fetched from a /5/0/1 URI may take."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +174,7 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
         "bootstrap": ("uri", "hold_off", "finish_timeout", "request_timeout", *_RETRY),
         "store": ("max_readings", "max_age"),
-        "nodes": ("timeout", "command_ttl"),
+        "nodes": ("timeout", "command_ttl", "firmware_max_size", "firmware_timeout"),
         "health": (
             "minimum",
             "intervals",
@@ -396,6 +402,10 @@ def parse(
         nodes=NodesSection(
             timeout=nodes.positive("timeout", DEFAULT_TIMEOUT),
             command_ttl=nodes.positive("command_ttl", DEFAULT_TTL),
+            firmware_max_size=nodes.integer(
+                "firmware_max_size", DEFAULT_FIRMWARE_MAX_SIZE, 1, 2**31
+            ),
+            firmware_timeout=nodes.positive("firmware_timeout", DEFAULT_DOWNLOAD_TIMEOUT),
         ),
         delivery=DeliverySection(
             max_records=delivery.integer("max_records", DeliveryConfig().max_records, 1, 10000),

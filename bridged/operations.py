@@ -32,12 +32,14 @@ from bridged.registry import LiveNode, NodeRegistry
 from bridged.transports.nodes import NodeId
 
 from .commands import DEFAULT_TIMEOUT, CommandQueue, call_node
+from .firmware import FirmwareUpdates
 
 
 class NodeOperations:
     """The ``NodeBackend`` (bridged/engine/nodes.py) over ``registry``; ``paths`` is the
     exposure mode's mapping; ``commands`` keeps sleepy nodes' writes and executes (without it, they
-    are refused with 5.03)."""
+    are refused with 5.03); ``firmware`` takes the /5 of the nodes it updates (the gateway is the
+    LwM2M client of a node's /5: bridged/firmware.py)."""
 
     def __init__(
         self,
@@ -46,11 +48,13 @@ class NodeOperations:
         commands: CommandQueue | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        firmware: FirmwareUpdates | None = None,
     ) -> None:
         self.registry = registry
         self.paths = paths
         self.commands = commands
         self.timeout = timeout
+        self.firmware = firmware
 
     def locate(self, path: Path) -> tuple[NodeId, Path] | None:
         found = self.paths.local(path)
@@ -64,13 +68,26 @@ class NodeOperations:
     def holds_nodes(self, upstream: Path) -> bool:
         return self.paths.holds_nodes(upstream)
 
+    def max_body(self, upstream: Path) -> int | None:
+        found = self.locate(upstream)
+        if found is None or self.firmware is None:
+            return None
+        return self.firmware.max_body(*found)
+
     def sleepy(self, node: NodeId) -> bool:
         """Whether ``node`` sleeps: paired as sleepy, or its transport says so."""
         live = self._live(node)
         return live.paired.sleepy or (live.state is not None and live.state.sleepy)
 
+    def _firmware(self, node: NodeId, local: Path) -> FirmwareUpdates | None:
+        """The gateway's /5 of ``node`` when ``local`` is in it, else None (the node's own)."""
+        firmware = self.firmware
+        return firmware if firmware is not None and firmware.serves(node, local) else None
+
     async def read(self, node: NodeId, local: Path) -> list[Record]:
         live = self._live(node)
+        if firmware := self._firmware(node, local):
+            return firmware.read(node, local)
         if self.sleepy(node):
             known = [r for p, r in sorted(live.values.items()) if local.contains(p)]
             if not known:
@@ -85,6 +102,9 @@ class NodeOperations:
     async def write(
         self, node: NodeId, local: Path, records: Sequence[Record], *, replace: bool
     ) -> None:
+        if firmware := self._firmware(node, local):
+            await firmware.write(node, local, records)
+            return
         if self.sleepy(node):
             self._queue(node).submit_write(node, local, records, replace=replace)
             return
@@ -92,6 +112,9 @@ class NodeOperations:
         self.registry.values(node, [Record(r.path, r.value) for r in records])
 
     async def execute(self, node: NodeId, local: Path, arguments: str) -> None:
+        if firmware := self._firmware(node, local):
+            await firmware.execute(node, local, arguments)
+            return
         if self.sleepy(node):
             self._queue(node).submit_execute(node, local, arguments)
             return

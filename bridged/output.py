@@ -136,6 +136,13 @@ def show_node(node: Mapping[str, Any], out: IO[str]) -> None:
     if node.get("decrypt_failures") or node.get("problem"):
         out.write(f"{'decrypt failures':<10} {node.get('decrypt_failures') or 0}\n")
         out.write(f"{'problem':<10} {node.get('problem') or '-'}\n")
+    firmware = node.get("firmware")
+    if firmware:
+        sent = "" if firmware["percent"] is None else f", {firmware['percent']}% sent"
+        out.write(
+            f"{'firmware':<10} {firmware['state']}, result {firmware['result']}"
+            f" {firmware['version'] or ''}{sent}\n"
+        )
     table(
         [(v["path"], v["upstream"], value_text(v["value"])) for v in node["values"]],
         ("NODE PATH", "UPSTREAM", "VALUE"),

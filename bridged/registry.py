@@ -286,12 +286,25 @@ class NodeRegistry:
         self._listeners.notify(lambda listener: listener.node_values(live, stamped))
         self._awake_hooks.notify(lambda hook: hook(node))
 
-    def _known(self, live: LiveNode, records: Sequence[Record]) -> list[Record]:
+    def held(self, node: NodeId, records: Sequence[Record]) -> None:
+        """Values the gateway keeps for ``node`` itself (its /5 Firmware Update, which the
+        gateway drives): shown like ``values``, but no sign that the node talked (its last
+        seen time and its wake stay as they were)."""
+        live = self.live.get(node)
+        if live is None:
+            return
+        stamped = self._known(live, records, heard=False)
+        self._listeners.notify(lambda listener: listener.node_values(live, stamped))
+
+    def _known(
+        self, live: LiveNode, records: Sequence[Record], *, heard: bool = True
+    ) -> list[Record]:
         """``records`` with absolute times, taken as the node's last known values; a value of
-        an instance the node never announced announces it."""
+        an instance the node never announced announces it. ``heard``: the node said them."""
         now = self._clock()
         stamped = [Record(r.path, r.value, absolute_time(r.time, now)) for r in records]
-        live.last_seen = max(live.last_seen or now, now)
+        if heard:
+            live.last_seen = max(live.last_seen or now, now)
         grew = False
         for r in stamped:
             live.values[r.path] = r

@@ -137,6 +137,9 @@ class FirmwareUpdate:
     UPDATE: Final = 2
     STATE: Final = 3
     UPDATE_RESULT: Final = 5
+    PKG_NAME: Final = 6
+    PKG_VERSION: Final = 7
+    PROTOCOL_SUPPORT: Final = 8
     DELIVERY_METHOD: Final = 9
 
 

@@ -49,6 +49,7 @@ from bridged.objects.definitions import Registry
 from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
+from bridged.transports.firmware import FirmwareUpdater
 from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 ENTRY_POINT_GROUP = "bridged.transports"
@@ -271,6 +272,11 @@ class Transport(abc.ABC):
     def resume(self, node: NodeId, session: Mapping[str, Any]) -> None:
         """What this transport kept of a paired node (``TransportEvents.session``), handed
         back before ``start`` when the gateway starts again. Nothing by default."""
+        return None
+
+    def firmware_updater(self, node: NodeId) -> FirmwareUpdater | None:
+        """How this transport updates ``node``'s firmware (``transports/firmware.py``), None
+        when it cannot: the core then shows the node no /5. None by default."""
         return None
 
     @abc.abstractmethod

@@ -12,7 +12,8 @@ Configuration (its section of the config file):
 
 Every node has a temperature (/3303/0/5700) and a humidity (/3304/0/5700) that drift slowly,
 and a light switch (/3311/0/5850, writable) so writes can be tried. Unpaired nodes are only
-``heard``; paired ones report readings.
+``heard``; paired ones report readings. Every node takes a firmware update (``SimulatedUpdater``):
+an MCUboot image, whose version it then runs (/3/0/3), so the /5 walk can be tried.
 """
 
 from __future__ import annotations
@@ -21,13 +22,22 @@ import asyncio
 import math
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path as FsPath
 from typing import Any
 
 from bridged.aio import cancel_and_wait
 from bridged.objects.errors import MethodNotAllowed, NotFound, ServiceUnavailable
-from bridged.objects.ids import SINGLE, Ipso, IpsoResource
+from bridged.objects.ids import SINGLE, Device, Ipso, IpsoResource
 from bridged.objects.paths import Level, Path
 from bridged.objects.values import Record
+from bridged.transports.firmware import (
+    FirmwareError,
+    FirmwareImage,
+    FirmwareUpdater,
+    Progress,
+    UpdateResult,
+    mcuboot_header,
+)
 from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from .base import (
@@ -44,6 +54,7 @@ from .base import (
 TEMPERATURE = Path((Ipso.TEMPERATURE, SINGLE, IpsoResource.SENSOR_VALUE))
 HUMIDITY = Path((Ipso.HUMIDITY, SINGLE, IpsoResource.SENSOR_VALUE))
 SWITCH = Path((Ipso.LIGHT_CONTROL, SINGLE, IpsoResource.ON_OFF))
+FIRMWARE_VERSION = Path((Device.OBJECT, SINGLE, Device.FIRMWARE_VERSION))
 OBJECTS: Mapping[int, Sequence[int]] = {
     p.ids[0]: [p.ids[1]] for p in (TEMPERATURE, HUMIDITY, SWITCH)
 }
@@ -63,6 +74,9 @@ class SimulatedNode:
         self.sleepy = sleepy
         self.switch = False
         self.last_report = -math.inf
+        self.firmware = b""
+        """The image it runs, once it was updated, and the version it says it runs."""
+        self.version = "1.0.0"
 
     def values(self, now: float) -> list[Record]:
         phase = now / 600 + self.index
@@ -71,6 +85,33 @@ class SimulatedNode:
             Record(HUMIDITY, round(45.0 + 10.0 * math.cos(phase), 1), now),
             Record(SWITCH, self.switch, now),
         ]
+
+
+class SimulatedUpdater:
+    """A simulated node's firmware update: it takes an MCUboot image (its header's version is
+    what the node runs afterwards, reported as /3/0/3) and refuses anything else."""
+
+    def __init__(self, transport: SimulatedTransport) -> None:
+        self.transport = transport
+
+    def describe(self, path: FsPath) -> tuple[str, str]:
+        with path.open("rb") as f:
+            header = mcuboot_header(f.read(64))
+        if header is None:
+            raise FirmwareError(UpdateResult.UNSUPPORTED_PACKAGE, "not an MCUboot image")
+        return "", header.version
+
+    async def update(self, node: NodeId, image: FirmwareImage, progress: Progress) -> str:
+        sim = self.transport._reachable(node, FIRMWARE_VERSION)
+        data = await asyncio.to_thread(image.path.read_bytes)
+        header = mcuboot_header(data)
+        if header is None or len(data) < header.header_size + header.image_size:
+            raise FirmwareError(UpdateResult.INTEGRITY_FAILURE, "the image is cut short")
+        await self.transport._answer()
+        progress(len(data), len(data))
+        sim.firmware, sim.version = data, header.version
+        self.transport.events.values(node, [Record(FIRMWARE_VERSION, header.version)])
+        return header.version
 
 
 class SimulatedTransport(Transport):
@@ -113,6 +154,9 @@ class SimulatedTransport(Transport):
     def unpair(self, node: NodeId) -> None:
         self.paired.discard(node)
 
+    def firmware_updater(self, node: NodeId) -> FirmwareUpdater | None:
+        return SimulatedUpdater(self) if node in self.nodes else None
+
     async def _run(self) -> None:
         per_node = self.interval / max(len(self.nodes), 1)
         while True:
@@ -135,7 +179,7 @@ class SimulatedTransport(Transport):
             raise NotFound(f"{node_id} is not a paired simulated node")
         if node.sleepy and time.time() - node.last_report > self.awake:
             raise ServiceUnavailable(f"{node_id} is asleep")
-        if path.level < Level.OBJECT or path.ids[0] not in OBJECTS:
+        if path.level < Level.OBJECT or path.ids[0] not in (*OBJECTS, FIRMWARE_VERSION.ids[0]):
             raise NotFound(f"{node_id} has no {path}")
         return node
 
@@ -146,7 +190,9 @@ class SimulatedTransport(Transport):
     async def read(self, node: NodeId, path: Path) -> list[Record]:
         sim = self._reachable(node, path)
         await self._answer()
-        return [r for r in sim.values(time.time()) if path.contains(r.path)]
+        now = time.time()
+        known = [*sim.values(now), Record(FIRMWARE_VERSION, sim.version, now)]
+        return [r for r in known if path.contains(r.path)]
 
     async def write(self, node: NodeId, path: Path, records: Sequence[Record]) -> None:
         sim = self._reachable(node, path)

@@ -10,7 +10,8 @@ as blocks keep coming, and a block that does not follow on from the previous one
 
 * the first block past ``max_payload`` (or a first block whose Size1 announces more) ends the
   transfer with 4.13 Request Entity Too Large, carrying Size1 = ``max_payload`` (RFC 7959
-  §2.9.3, §4), so nothing beyond the bound is kept;
+  §2.9.3, §4), so nothing beyond the bound is kept; ``limit`` may give a request a bound of
+  its own (a firmware package written to a node's /5/0/0 is larger than any other body);
 * a block that is not the next one expected, or that comes without a transfer in progress,
   ends it with 4.08 Request Entity Incomplete (§2.9.2); a block of the wrong size is 4.00;
 * a transfer whose next block has not come within ``lifetime`` (EXCHANGE_LIFETIME) is dropped,
@@ -69,6 +70,7 @@ class Refused(RenderableError):
 @dataclass
 class _Transfer:
     first: aiocoap.Message
+    limit: int
     parts: list[bytes] = field(default_factory=list)
     received: int = 0
     last_seen: float = 0.0
@@ -85,8 +87,10 @@ class Block1Assembler:
         lifetime: float = EXCHANGE_LIFETIME,
         max_transfers: int = MAX_TRANSFERS,
         clock: Callable[[], float] | None = None,
+        limit: Callable[[aiocoap.Message], int] | None = None,
     ) -> None:
         self.max_payload = max_payload
+        self._limit = limit or (lambda request: max_payload)
         self.lifetime = lifetime
         self.max_transfers = max_transfers
         self._clock = clock
@@ -104,6 +108,8 @@ class Block1Assembler:
             return request
         try:
             return self._feed(request)
+        except RequestEntityTooLarge as e:
+            raise Refused(e, self._limit(request)) from None
         except LwM2MError as e:
             raise Refused(e, self.max_payload) from None
 
@@ -121,11 +127,12 @@ class Block1Assembler:
         if block.block_number == 0:
             self._transfers.pop(key, None)
             announced = request.opt.size1
-            if announced is not None and announced > self.max_payload:
+            limit = self._limit(request)
+            if announced is not None and announced > limit:
                 raise RequestEntityTooLarge(
-                    f"a {announced}-byte body exceeds the {self.max_payload} bytes served"
+                    f"a {announced}-byte body exceeds the {limit} bytes served"
                 )
-            transfer = _Transfer(request)
+            transfer = _Transfer(request, limit)
         else:
             found = self._transfers.pop(key, None)
             if found is None:
@@ -142,8 +149,8 @@ class Block1Assembler:
         bert = block.size_exponent == BERT_EXPONENT and len(payload) % block.size == 0
         if block.more and not (full or bert):
             raise BadRequest(f"block {block.block_number} is not {block.size} bytes long")
-        if transfer.received + len(payload) > self.max_payload:
-            raise RequestEntityTooLarge(f"the body exceeds the {self.max_payload} bytes served")
+        if transfer.received + len(payload) > transfer.limit:
+            raise RequestEntityTooLarge(f"the body exceeds the {transfer.limit} bytes served")
         transfer.parts.append(payload)
         transfer.received += len(payload)
         if block.more:

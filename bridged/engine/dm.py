@@ -482,6 +482,19 @@ class DeviceManagement:
         except LwM2MError as e:
             return _refused(method, segments, e)
 
+    def body_limit(self, method: int, segments: Sequence[str]) -> int:
+        """The largest request body taken for ``method`` on ``segments``: ``max_payload``, or
+        what the node backend takes in a Write of that node path (``NodeBackend.max_body``:
+        a firmware package)."""
+        nodes = self.nodes
+        if nodes is None or method not in (Code.PUT, Code.POST):
+            return self.max_payload
+        try:
+            path = Path.from_segments(segments)
+        except LwM2MError:
+            return self.max_payload
+        return max(self.max_payload, nodes.max_body(path) or 0)
+
     async def operate(
         self,
         method: int,
@@ -496,7 +509,7 @@ class DeviceManagement:
         and its reason (the operator has a server's full rights: no access control)."""
         nodes = self.nodes
         sync = (method, segments, query, payload, content_format, accept)
-        if nodes is None or len(payload) > self.max_payload:
+        if nodes is None or len(payload) > self.body_limit(method, segments):
             return self._handle(*sync)
         path = Path.from_segments(segments)
         if method == Code.iPATCH and path == ROOT and content_format is not None:
@@ -822,7 +835,10 @@ class DeviceManagementResource(resource.Resource):
 
     def __init__(self, dm: DeviceManagement, observations: Observations | None = None) -> None:
         super().__init__()
-        self._block1 = Block1Assembler(dm.max_payload)  # in place of aiocoap's unbounded spool
+        # In place of aiocoap's unbounded spool:
+        self._block1 = Block1Assembler(
+            dm.max_payload, limit=lambda r: dm.body_limit(r.code, r.opt.uri_path)
+        )
         self.dm = dm
         self.observations = observations
 

@@ -66,6 +66,11 @@ class NodeBackend(Protocol):
         """``NodePaths.holds_nodes``: a Create there is ``node_owned``."""
         ...
 
+    def max_body(self, upstream: Path) -> int | None:
+        """The largest body a Write of ``upstream`` may carry when it is larger than any
+        other request's (a firmware package for a node's /5/0/0); None: the usual bound."""
+        ...
+
     async def read(self, node: NodeId, local: Path) -> list[Record]: ...
 
     async def write(

@@ -17,11 +17,8 @@ gateway's server configuration.
   to the node's name, the text a server's device list shows next to the endpoint. The node's
   sensors carry the name in 5750 Application Type too, as in the other modes (unless
   5750 is the node's data, as 3347 Push button's event type: ``mirror.initial_values``).
-* **/5 Firmware Update** only for a node whose pairing options declare the capability
-  (``options["firmware_update"] = True``). The transports cannot carry firmware to a node yet:
-  the object is there (State 0, Idle) so a server can see the node is updatable, but executing
-  /5/0/2 Update answers 4.04 until a transport implements it. A node that declares /5 in its
-  own object list gets it mirrored like any other object.
+* **/5 Firmware Update** for a node whose transport can update it: the node's /5/0, kept by the
+  gateway (bridged/firmware.py) like in the gateway mode.
 * **Pairing** registers the node's endpoint, **unpairing** de-registers it.
 
 Many nodes must not become a thundering herd after a reboot: endpoints are brought up one at a
@@ -63,7 +60,7 @@ from bridged.engine.dm import EndDevices
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
 from bridged.health import NodeHealth
 from bridged.objects.definitions import Registry
-from bridged.objects.ids import SINGLE, Device, FirmwareUpdate
+from bridged.objects.ids import SINGLE, Device
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value
@@ -75,8 +72,6 @@ from .mirror import NodeMirror
 
 log = logging.getLogger(__name__)
 
-FIRMWARE_CAPABILITY = "firmware_update"
-"""The pairing option by which a node declares it can take a firmware update."""
 DEFAULT_CONCURRENCY = 32
 DEFAULT_INTERVAL = 0.005
 """Seconds between two endpoints brought up: 5,000 nodes take 25 s, far below a lifetime."""
@@ -120,20 +115,9 @@ class NodeEndpoint:
         self.name = name
         self.tree = ObjectTree(registry)
         self.tree.create_instance(Device.OBJECT, SINGLE, device_values(node))
-        if node.paired.options.get(FIRMWARE_CAPABILITY) is True:
-            self.tree.create_instance(
-                FirmwareUpdate.OBJECT,
-                SINGLE,
-                [
-                    (FirmwareUpdate.PACKAGE_URI, ""),
-                    (FirmwareUpdate.STATE, 0),
-                    (FirmwareUpdate.UPDATE_RESULT, 0),
-                    (FirmwareUpdate.DELIVERY_METHOD, 0),
-                ],
-            )
         self.paths = PathMap()
-        """The node's instances at their node-local paths; the endpoint's own /0, /1, a
-        synthesised /5 and its own /3/0 resources are not the node's."""
+        """The node's instances at their node-local paths; the endpoint's own /0, /1 and its
+        own /3/0 resources are not the node's."""
         self.mirror = NodeMirror(self.tree, self.paths)
         self.mirror.sync(node)
         self.client: LwM2MClient | None = None

@@ -12,12 +12,13 @@ node path, and which node and node-local path a gateway path is, for operations 
 reach the node. A node's /0, /1, /2, /21 and /23 are its own business with the gateway and
 never become instances of the gateway's (``ids.HOUSEKEEPING``).
 
-A node's own Device object cannot become an instance of the gateway's: /3 is single-instance
-and /3/0 is the gateway. What matters of it upstream is the battery (node-local /3/0/9, which
-the BLE decoders emit), so it becomes an IPSO Generic Sensor instance of its own, with a stable
-ID like every other: ``/3300/x`` with 5700 Sensor Value the level, 5701 Sensor Units ``%`` and
-5750 Application Type ``<node name> battery``. A server can then chart, observe and set
-thresholds on it like any sensor, and tell whose battery it is. The node's other /3 values
+A node's own Device object cannot become an instance of the gateway's: /3 is single-instance and
+/3/0 is the gateway (so are the node's other single-instance objects: its /5 Firmware Update is
+shown in the other modes only). What matters of it upstream is the battery (node-local /3/0/9,
+which the BLE decoders emit), so it becomes an IPSO Generic Sensor instance of its own, with a
+stable ID like every other: ``/3300/x`` with 5700 Sensor Value the level, 5701 Sensor Units
+``%`` and 5750 Application Type ``<node name> battery``. A server can then chart, observe and
+set thresholds on it like any sensor, and tell whose battery it is. The node's other /3 values
 (manufacturer, model, ...) are not shown in this mode; the gateway and endpoints modes show them
 on the node's own /3.
 
@@ -148,8 +149,8 @@ class InstancesExposure(ThroughGateway):
                 self.tree.delete_instance(shown.upstream.ids[0], shown.upstream.ids[1])
         for oid, iid in sorted(wanted):
             if (
-                oid == Device.OBJECT
-                or not self._defined(oid)
+                not self._defined(oid)
+                or self._gateways(oid)
                 or self.paths.shown(node.id, (oid, iid))
             ):
                 continue
@@ -165,6 +166,11 @@ class InstancesExposure(ThroughGateway):
                 self.tree, self.paths, node, instance_records(node, oid, iid), claim=False
             )  # with their times
         self._battery_instance(node)
+
+    def _gateways(self, oid: int) -> bool:
+        """Whether object ``oid`` is single-instance: its one instance is the gateway's own
+        (/3 Device, /5 Firmware Update), so a node's cannot be shown there."""
+        return not self.tree.registry.get(oid).multiple
 
     def _battery_instance(self, node: LiveNode) -> None:
         """The node's battery as a /3300 instance, once the node has reported its level."""

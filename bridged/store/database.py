@@ -120,6 +120,21 @@ MIGRATIONS: tuple[str, ...] = (
         why     TEXT NOT NULL
     ) STRICT
     """,
+    # 7: each node's /5 Firmware Update as the server sees it (state, result, package), so a
+    # gateway restarted mid-update neither loses the server's view nor the package on disk.
+    """
+    CREATE TABLE firmware (
+        node_id  TEXT PRIMARY KEY,
+        state    INTEGER NOT NULL,
+        result   INTEGER NOT NULL,
+        uri      TEXT NOT NULL,
+        name     TEXT NOT NULL,
+        version  TEXT NOT NULL,
+        sha256   TEXT NOT NULL,
+        size     INTEGER NOT NULL,
+        changed  REAL NOT NULL
+    ) STRICT
+    """,
 )
 
 

@@ -30,6 +30,7 @@ from bridged.engine.registration import (
     ServerTarget,
 )
 from bridged.objects.builtin import builtin_registry
+from bridged.objects.errors import MethodNotAllowed
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.linkformat import registration_links
 from bridged.objects.paths import ROOT, Path
@@ -51,12 +52,25 @@ from bridged.transports.ieee802154.link_security import (
 from bridged.transports.ieee802154.lowpan import UdpDatagram, link_local, mac_from_address
 from bridged.transports.ieee802154.mac import parse_frame
 
+from .mcuboot import verified, version_of
+
 TEMPERATURE = Path((3303, 0, 5700))
 SWITCH = Path((3311, 0, 5850))
+FIRMWARE_VERSION = Path((3, 0, 3))
+FIRST_VERSION = "1.0.0+0"
+PACKAGE, PACKAGE_URI, STATE, RESULT = (Path((5, 0, rid)) for rid in (0, 1, 3, 5))
+IDLE, DOWNLOADING, DOWNLOADED, UPDATING = 0, 1, 2, 3
+SUCCESS, CONNECTION_LOST, INTEGRITY_FAILURE, INVALID_URI = 1, 4, 5, 7
 
 
 class EmulatedNode:
-    """One node: a temperature (/3303/0), a switch (/3311/0/5850, writable), /3 Device."""
+    """One node: a temperature (/3303/0), a switch (/3311/0/5850, writable), /3 Device, and
+    /5 Firmware Update as a node running MCUboot has it: it takes a package pushed to /5/0/0
+    (Block1) or pulls the one at the coap:// URI written to /5/0/1 (Block2, through its own
+    CoAP context: over the air), and on Execute /5/0/2 checks it as MCUboot does (the
+    trailer's SHA-256: Update Result 5 if it does not match), "reboots" into it (/3/0/3 its
+    version) and registers again. ``firmware_delivery`` is its /5/0/9 (0 pull, 1 push, 2 both).
+    """
 
     def __init__(
         self,
@@ -70,6 +84,7 @@ class EmulatedNode:
         short: bytes | None = None,
         port: int = 5683,
         server_port: int = 5683,
+        firmware_delivery: int = 2,
     ) -> None:
         self.eui64 = eui64
         self.short = short
@@ -93,6 +108,18 @@ class EmulatedNode:
         )
         self.tree.create_instance(3303, 0, [(5700, 21.0), (5701, "Cel")])
         self.tree.create_instance(3311, 0, [(5850, False)])
+        self.tree.set(FIRMWARE_VERSION, FIRST_VERSION)
+        self.tree.create_instance(
+            5, 0, [(1, ""), (3, IDLE), (5, 0), (8, {0: 0}), (9, firmware_delivery)]
+        )
+        self.tree.subscribe(self._firmware_written)
+        self.tree.on_execute(5, 2, self._firmware_update)
+        #: The package it downloaded, and the image it runs once updated.
+        self.package = b""
+        self.firmware = b""
+        #: Every /5/0/3 State it went through, in order.
+        self.firmware_states: list[int] = [IDLE]
+        self._fetch: asyncio.Task[None] | None = None
         self.dm = DeviceManagement(self.tree)
         self.observations = Observations(self.dm)
         self.context: aiocoap.Context | None = None
@@ -169,6 +196,68 @@ class EmulatedNode:
         assert self.registrar is not None
         self.registrar.trigger_update()
 
+    # -- /5 Firmware Update -----------------------------------------------------------------
+
+    def _firmware_state(self, state: int, result: int | None = None) -> None:
+        if result is not None:
+            self.tree.set(RESULT, result)
+        self.tree.set(STATE, state)
+        self.firmware_states.append(state)
+
+    def _firmware_written(self, path: Path) -> None:
+        """A server wrote /5/0/0 or /5/0/1 (the node sets neither itself)."""
+        if path == PACKAGE:
+            value = self.tree.get(PACKAGE)
+            assert isinstance(value, bytes)
+            if value in (b"", b"\0"):
+                self._firmware_state(IDLE, 0)
+                return
+            self._firmware_state(DOWNLOADING, 0)
+            self.package = value
+            self._firmware_state(DOWNLOADED)
+        elif path == PACKAGE_URI:
+            uri = self.tree.get(PACKAGE_URI)
+            assert isinstance(uri, str)
+            if self._fetch is not None:
+                self._fetch.cancel()
+            if not uri:
+                self._firmware_state(IDLE, 0)
+                return
+            self._firmware_state(DOWNLOADING, 0)
+            self._fetch = asyncio.get_running_loop().create_task(self._pull(uri))
+
+    async def _pull(self, uri: str) -> None:
+        """GET ``uri`` from the node's own context: aiocoap asks block after block (Block2)."""
+        assert self.context is not None
+        try:
+            response = await self.context.request(aiocoap.Message(code=Code.GET, uri=uri)).response
+        except Exception:
+            self._firmware_state(IDLE, CONNECTION_LOST)
+            return
+        if not response.code.is_successful():
+            self._firmware_state(IDLE, INVALID_URI)
+            return
+        self.package = response.payload
+        self._firmware_state(DOWNLOADED)
+
+    def _firmware_update(self, path: Path, arguments: str) -> None:
+        if self.tree.get(STATE) != DOWNLOADED:
+            raise MethodNotAllowed("Update needs a downloaded package")
+        self._firmware_state(UPDATING, 0)
+        asyncio.get_running_loop().call_soon(self._reboot)
+
+    def _reboot(self) -> None:
+        """MCUboot checks the new image and boots it (or keeps the old one), then the node
+        registers again with what it runs."""
+        if not verified(self.package):
+            self._firmware_state(IDLE, INTEGRITY_FAILURE)
+            return
+        self.firmware = self.package
+        self.tree.set(FIRMWARE_VERSION, version_of(self.firmware))
+        self._firmware_state(IDLE, SUCCESS)
+        if self.registrar is not None:
+            self.registrar.register_again()
+
     async def stop(self, *, deregister: bool = True) -> None:
         """De-register (unless told not to) and close; a second call does nothing."""
         if self.context is None:
@@ -180,6 +269,8 @@ class EmulatedNode:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._fetch is not None:
+            self._fetch.cancel()
         await self.observations.close()
         context, self.context = self.context, None
         await context.shutdown()

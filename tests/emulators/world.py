@@ -186,14 +186,25 @@ class World:
 
     # -- the daemon ----------------------------------------------------------------------------
 
-    def config(self, server_uri: str, *, endpoint: str, level: str = "info") -> str:
-        """The daemon's configuration: the server, the radios of this world, dirs in workdir."""
+    def config(
+        self,
+        server_uri: str,
+        *,
+        endpoint: str,
+        level: str = "info",
+        gateway: str = "",
+        radio: str = "",
+    ) -> str:
+        """The daemon's configuration: the server, the radios of this world, dirs in workdir;
+        ``gateway`` and ``radio``, more lines of its [gateway] and [transport.802154] tables
+        (``exposure = "gateway"``, ``awake_window = 2``)."""
         ble = f'\n[transport.ble]\nadapter = "{ADAPTER}"\n' if self.bluez is not None else ""
         return f"""[gateway]
 endpoint = "{endpoint}"
 state_dir = "{self.workdir / "state"}"
 runtime_dir = "{self.workdir / "run"}"
 bind_address = "127.0.0.1"
+{gateway}
 
 [[server]]
 uri = "{server_uri}"
@@ -210,13 +221,15 @@ port = "{self.rcp.link}"
 pan_id = {PAN}
 request_timeout = 5
 {self.radio_options}
+{radio}
 {ble}"""
 
-    async def start_daemon(self, server_uri: str, *, endpoint: str, level: str = "info") -> Daemon:
-        """Start ``bridged`` for this world and wait until its control socket answers and its
-        802.15.4 radio is up. Stopped (killed if still running) when the world closes."""
+    async def start_daemon(self, server_uri: str, *, endpoint: str, **options: str) -> Daemon:
+        """Start ``bridged`` for this world (``options`` as ``config`` takes them) and wait until
+        its control socket answers and its 802.15.4 radio is up. Stopped (killed if still
+        running) when the world closes."""
         path = self.workdir / "bridged.toml"
-        path.write_text(self.config(server_uri, endpoint=endpoint, level=level))
+        path.write_text(self.config(server_uri, endpoint=endpoint, **options))
         env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
         if self.bus is not None:
             env["DBUS_SYSTEM_BUS_ADDRESS"] = self.bus

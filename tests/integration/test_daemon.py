@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from aiocoap.numbers.codes import Code
+from control_events import control_events
 
 from peers.lwm2m_server import LwM2MTestServer, SenMLRecord
 
@@ -151,29 +152,11 @@ class Daemon:
         assert "result" in answer, answer
         return answer["result"]
 
-    @contextlib.asynccontextmanager
-    async def events(self, *kinds: str) -> AsyncIterator[asyncio.Queue[dict[str, object]]]:
+    def events(
+        self, *kinds: str
+    ) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[dict[str, object]]]:
         """The daemon's events of ``kinds`` (``bridgectl events``), as they come."""
-        reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
-        line = {"id": 1, "method": "subscribe", "params": {"events": list(kinds)}}
-        writer.write(json.dumps(line).encode() + b"\n")
-        async with asyncio.timeout(30):
-            assert "result" in json.loads(await reader.readline())
-        queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
-
-        async def forward() -> None:
-            while line := await reader.readline():
-                message = json.loads(line)
-                queue.put_nowait({"event": message["event"], **message["data"]})
-
-        task = asyncio.create_task(forward())
-        try:
-            yield queue
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            writer.close()
+        return control_events(self.socket_path, *kinds)
 
     async def wait_registered(self) -> None:
         async def registered() -> bool:

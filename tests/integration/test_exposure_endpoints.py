@@ -147,16 +147,6 @@ async def test_node_device_values_and_battery_land_on_its_own_device_object(
     assert ep.paths.local(Path((1, 0, 1))) is None
 
 
-async def test_firmware_update_only_for_a_node_that_declares_it(
-    gw: Setup, server: LwM2MTestServer
-) -> None:
-    plain = gw.pair(0, "kitchen")
-    updatable = gw.pair(1, "hall", firmware_update=True)
-    registers = {e.endpoint: e for e in [await server.next_event("register") for _ in "ab"]}
-    assert "</5/0>" not in registers[endpoint_name(GATEWAY, plain.id)].payload.decode()
-    assert "</5/0>" in registers[endpoint_name(GATEWAY, updatable.id)].payload.decode().split(",")
-
-
 async def test_unpairing_deregisters_the_endpoint(gw: Setup, server: LwM2MTestServer) -> None:
     node = gw.pair(0, "kitchen")
     await server.next_event("register")

@@ -6,14 +6,14 @@ from __future__ import annotations
 from pathlib import Path as FsPath
 
 from bridged.eventlog import STATUS_VALID_DATA, EventLog
-from bridged.objects.ids import EventLog as EventLogObject
-
-LOG_DATA, LOG_STATUS = EventLogObject.LOG_DATA, EventLogObject.LOG_STATUS
 from bridged.objects.builtin import builtin_registry
+from bridged.objects.ids import EventLog as EventLogObject
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.store.database import connect
 from bridged.store.faultlog import FaultLogStore
+
+LOG_DATA, LOG_STATUS = EventLogObject.LOG_DATA, EventLogObject.LOG_STATUS
 
 START = 1_796_000_000.0  # 2026-11-29T...Z
 

@@ -21,14 +21,15 @@ The CoAP side is aiocoap over :mod:`.coap_link`; ``site`` is served on the node 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiocoap
 from aiocoap import error, resource
@@ -44,10 +45,11 @@ from bridged.objects.errors import (
     error_for_code,
 )
 from bridged.objects.formats import ContentFormat, codec_for
-from bridged.objects.ids import HOUSEKEEPING
+from bridged.objects.ids import HOUSEKEEPING, FirmwareUpdate
 from bridged.objects.linkformat import parse_links
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.values import Record
+from bridged.transports.firmware import Progress
 from bridged.transports.nodes import NodeId
 
 from ..base import Heard, NodeState, TransportEvents
@@ -55,11 +57,19 @@ from .coap_link import LowpanAddress, LowpanMessageInterface
 from .lowpan import mac_from_address
 from .sources import HOLD, NodeSources, Sorted
 
+if TYPE_CHECKING:
+    from aiocoap.pipe import Pipe
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LIFETIME = 86400
 DEFAULT_AWAKE_WINDOW = 93.0
 """LwM2M's default queue-mode window: CoAP's MAX_TRANSMIT_WAIT."""
+
+NOT_OBSERVED = HOUSEKEEPING | {FirmwareUpdate.OBJECT}
+"""Objects the gateway never observes on a node: its housekeeping (security, servers, access
+control, OSCORE, COSE), and its /5 Firmware Update, which the gateway drives itself
+(``firmware.LowpanUpdater``) and shows upstream as its own view of the node's update."""
 
 FORMAT = ContentFormat.SENML_CBOR
 
@@ -216,6 +226,10 @@ class NodeServer:
         """Nodes told (and logged once) that the gateway has no registration of theirs."""
         self._sleep_timers: dict[NodeId, asyncio.TimerHandle] = {}
         self._link_quality: dict[NodeId, tuple[int, int]] = {}
+        self._packages: dict[str, tuple[NodeId, bytes, Progress]] = {}
+        self._wakers: dict[NodeId, list[asyncio.Future[None]]] = {}
+        """Who waits for a node to talk (``awake``)."""
+        """Firmware images offered to nodes by token (``offer``)."""
         self.site = _NodeSite(self)
 
     def resume(self, node: NodeId, session: Mapping[str, Any]) -> None:
@@ -291,6 +305,60 @@ class NodeServer:
         registration = self.registrations.pop(node, None)
         if registration is not None:
             self._drop(registration)
+
+    async def awake(self, node: NodeId) -> None:
+        """Return once ``node`` can be reached: at once if it is, else when it next talks (a
+        sleepy node's wake window, or a node registering again)."""
+        registration = self.registrations.get(node)
+        if registration is not None and self._reachable(registration):
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._wakers.setdefault(node, []).append(waiter)
+        try:
+            await waiter
+        finally:
+            waiters = self._wakers.get(node, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._wakers.pop(node, None)
+
+    def registration_of(self, node: NodeId) -> NodeRegistration | None:
+        """The node's current registration (a new one once it registers again)."""
+        return self.registrations.get(node)
+
+    @contextlib.contextmanager
+    def offer(
+        self, node: NodeId, token: str, data: bytes, progress: Progress = lambda done, all: None
+    ) -> Iterator[None]:
+        """Serve ``data`` to ``node`` alone at ``/fw/{token}`` while in the ``with``: the
+        firmware image it pulls (Block2, by aiocoap's resource layer); ``progress`` is told
+        where each block the node asks for starts."""
+        self._packages[token] = (node, data, progress)
+        try:
+            yield
+        finally:
+            self._packages.pop(token, None)
+
+    def package(self, token: str, request: aiocoap.Message) -> aiocoap.Message:
+        """A node's GET of ``/fw/{token}``: its image, 4.04 for anything else."""
+        offered = self._packages.get(token)
+        remote = request.remote
+        if offered is None or not isinstance(remote, LowpanAddress):
+            return aiocoap.Message(code=Code.NOT_FOUND)
+        node, data, _ = offered
+        if self.node_of(remote) != node:
+            return aiocoap.Message(code=Code.FORBIDDEN, payload=b"not your image")
+        return aiocoap.Message(code=Code.CONTENT, payload=data)
+
+    def fetching(self, request: aiocoap.Message) -> None:
+        """A request on the node link: a block of an offered image tells how far its node is
+        (every block, also those aiocoap answers from its cache without a render)."""
+        path = tuple(request.opt.uri_path)
+        offered = self._packages.get(path[1]) if len(path) == 2 and path[0] == "fw" else None
+        block = request.opt.block2
+        if offered is not None and block is not None:
+            offered[2](min(block.start, len(offered[1])), len(offered[1]))
 
     # -- the nodes' requests -----------------------------------------------------------------
 
@@ -483,6 +551,9 @@ class NodeServer:
                 expect=registration.lifetime,
             ),
         )
+        for waiter in self._wakers.pop(node, []):
+            if not waiter.done():
+                waiter.set_result(None)
         if registration.queue:
             timer = self._sleep_timers.pop(node, None)
             if timer is not None:
@@ -545,7 +616,7 @@ class NodeServer:
         """Observe each data object of a node, turning its notifications into readings."""
         assert self.context is not None
         for oid in registration.objects:
-            if oid in HOUSEKEEPING or oid not in self.registry:
+            if oid in NOT_OBSERVED or oid not in self.registry:
                 continue
             path = Path((oid,))
             message = aiocoap.Message(code=Code.GET, uri_path=(str(oid),), observe=0, accept=FORMAT)
@@ -630,7 +701,8 @@ def _same_peer(old: LowpanAddress, new: object) -> LowpanAddress:
 
 
 class _NodeSite(resource.Resource):
-    """``/rd``, ``/rd/{location}`` and ``/dp`` on the node link; anything else is 4.04."""
+    """``/rd``, ``/rd/{location}``, ``/dp`` and the images offered at ``/fw/{token}`` on the
+    node link; anything else is 4.04."""
 
     def __init__(self, server: NodeServer) -> None:
         super().__init__()
@@ -644,6 +716,8 @@ class _NodeSite(resource.Resource):
                 return server.register(request)
             if path == ("dp",) and request.code == Code.POST:
                 return await server.send(request)
+            if len(path) == 2 and path[0] == "fw" and request.code == Code.GET:
+                return server.package(path[1], request)
             if len(path) == 2 and path[0] == "rd":
                 registration = server.by_location(path[1], request.remote)
                 if registration is None:
@@ -663,3 +737,7 @@ class _NodeSite(resource.Resource):
 
     async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
         return True
+
+    async def render_to_pipe(self, pipe: Pipe) -> None:
+        self.server.fetching(pipe.request)
+        await super().render_to_pipe(pipe)

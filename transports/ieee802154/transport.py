@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import re
 import time
@@ -59,6 +60,7 @@ from typing import Any
 from bridged.aio import cancel_and_wait
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
+from bridged.transports.firmware import FirmwareError, FirmwareUpdater, UpdateResult
 from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 from ..base import (
@@ -80,6 +82,7 @@ from .errors import (
     ReplayError,
     UnsecuredFrameError,
 )
+from .firmware import LowpanUpdater
 from .keys import KEY_SETTINGS, security_settings
 from .link import LowpanLink
 from .link_security import FrameCounter, FrameCounterError, LinkSecurity
@@ -322,6 +325,17 @@ class IEEE802154Transport(Transport):
         self._files.write(COUNTER_FILE, f"{upto}\n".encode("ascii"))
 
     # -- operations --------------------------------------------------------------------------
+
+    def firmware_updater(self, node: NodeId) -> FirmwareUpdater | None:
+        """Every node is a LwM2M client with a /5 of its own (``firmware.LowpanUpdater``)."""
+        return LowpanUpdater(self.server, self._base_uri)
+
+    def _base_uri(self) -> str:
+        """``coap://`` and the gateway's address and first port on the node link."""
+        own = self.radio_config.ext_address or getattr(self.radio, "eui64", None)
+        if not own:
+            raise FirmwareError(UpdateResult.UPDATE_FAILED, "the radio is not up")
+        return f"coap://[{ipaddress.IPv6Address(link_local(own))}]:{self.coap_ports[0]}"
 
     async def read(self, node: NodeId, path: Path) -> list[Record]:
         return await self.server.read(node, path)

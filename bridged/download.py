@@ -1,0 +1,191 @@
+"""Fetching a firmware package from the URI a server wrote to /5/0/1 (pull delivery).
+
+coap:// is fetched block by block (Block2) and http:// and https:// through the standard
+library, resumed with a Range request when the connection breaks before the end (a server that
+ignores Range sends it all again, which is taken from the start). Every failure is a
+``FirmwareError`` with the /5/0/5 code object 5 gives it: a URI that is not one is Invalid URI
+(7), a scheme not offered in /5/0/8 Unsupported protocol (9), a package larger than the bound
+Not enough flash (2), a transfer that broke and could not be resumed, or took longer than
+``timeout``, Connection lost (4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import logging
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiocoap
+from aiocoap.numbers.codes import Code
+from aiocoap.optiontypes import BlockOption
+
+from bridged.transports.firmware import DownloadProtocol, FirmwareError, UpdateResult
+
+log = logging.getLogger(__name__)
+
+SCHEMES = {
+    "coap": DownloadProtocol.COAP,
+    "http": DownloadProtocol.HTTP,
+    "https": DownloadProtocol.HTTPS,
+}
+"""What /5/0/8 offers. coaps:// is not among them: aiocoap's DTLS client needs a PSK for the
+host, and a server naming a package URI gives none."""
+HTTP_ATTEMPTS = 3
+"""Connections tried for one http(s) download: the first, and resumptions after a break."""
+READ_TIMEOUT = 15.0
+"""Seconds an http(s) read may wait for data: the fetch runs in a thread, which a cancelled
+download (a reset /5, a stopping gateway) can only tell to stop between reads, so a stalled
+server must not hold it (and the daemon's exit) for the whole download timeout."""
+CHUNK = 64 * 1024
+BLOCK_EXPONENT = 6
+"""Block2 blocks of 1024 bytes asked for (a server may answer smaller ones)."""
+
+
+def check_uri(uri: str) -> str:
+    """``uri``'s scheme once it is a URI this gateway can fetch; FirmwareError otherwise."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError as e:
+        raise FirmwareError(UpdateResult.INVALID_URI, f"{uri!r} is not a URI: {e}") from None
+    if not parts.scheme or not parts.hostname:
+        raise FirmwareError(UpdateResult.INVALID_URI, f"{uri!r} is not a URI with a host")
+    if parts.scheme not in SCHEMES:
+        raise FirmwareError(
+            UpdateResult.UNSUPPORTED_PROTOCOL,
+            f"{parts.scheme}:// is not offered (only {', '.join(SCHEMES)})",
+        )
+    return parts.scheme
+
+
+async def download(uri: str, dest: Path, max_size: int, timeout: float) -> None:
+    """Fetch ``uri`` into ``dest`` (which may hold the start of it from an interrupted try),
+    at most ``max_size`` bytes, within ``timeout`` seconds."""
+    scheme = check_uri(uri)
+    try:
+        async with asyncio.timeout(timeout):
+            if scheme == "coap":
+                await _coap(uri, dest, max_size)
+            else:
+                stop = threading.Event()
+                try:
+                    await asyncio.to_thread(
+                        _http, uri, dest, max_size, min(timeout, READ_TIMEOUT), stop
+                    )
+                finally:
+                    stop.set()  # cancelled: the thread stops at its next read
+    except TimeoutError:
+        raise FirmwareError(
+            UpdateResult.CONNECTION_LOST, f"{uri}: not fetched within {timeout:g} s"
+        ) from None
+
+
+def _too_big(size: int, max_size: int) -> FirmwareError:
+    return FirmwareError(
+        UpdateResult.NOT_ENOUGH_FLASH,
+        f"the package is {size} bytes or more; at most {max_size} are kept",
+    )
+
+
+async def _coap(uri: str, dest: Path, max_size: int) -> None:
+    """Fetch ``uri`` block by block (Block2, 1024 bytes or what the server picks), each
+    written to ``dest`` as it comes: the bound holds at the first block past it, and a fetch
+    cut short (a restart) goes on from the blocks ``dest`` has."""
+    context = await aiocoap.Context.create_client_context()
+    try:
+        have = dest.stat().st_size if dest.exists() else 0
+        offset = have - have % 2 ** (BLOCK_EXPONENT + 4)
+        with dest.open("r+b" if dest.exists() else "wb") as out:
+            out.truncate(offset)
+            out.seek(offset)
+            exponent = BLOCK_EXPONENT
+            while True:
+                number = offset // 2 ** (exponent + 4)
+                request = aiocoap.Message(code=Code.GET, uri=uri)
+                request.opt.block2 = BlockOption.BlockwiseTuple(number, False, exponent)
+                response = await _coap_response(context, request, uri)
+                block = response.opt.block2
+                if block is None:  # all of it at once (a small package, or no Block2)
+                    out.seek(0)
+                    out.truncate()
+                elif block.start != offset:
+                    raise FirmwareError(
+                        UpdateResult.CONNECTION_LOST,
+                        f"{uri}: block at byte {block.start} for the one at {offset}",
+                    )
+                if out.tell() + len(response.payload) > max_size:
+                    raise _too_big(out.tell() + len(response.payload), max_size)
+                out.write(response.payload)
+                out.flush()
+                if block is None or not block.more:
+                    return
+                offset += len(response.payload)
+                exponent = min(block.size_exponent, BLOCK_EXPONENT)
+    finally:
+        with contextlib.suppress(Exception):
+            await context.shutdown()
+
+
+async def _coap_response(
+    context: aiocoap.Context, request: aiocoap.Message, uri: str
+) -> aiocoap.Message:
+    try:
+        response = await context.request(request, handle_blockwise=False).response
+    except aiocoap.error.ResolutionError as e:
+        raise FirmwareError(UpdateResult.INVALID_URI, f"{uri}: {e}") from None
+    except aiocoap.error.Error as e:
+        raise FirmwareError(UpdateResult.CONNECTION_LOST, f"{uri}: {e}") from None
+    if response.code in (Code.NOT_FOUND, Code.BAD_REQUEST, Code.FORBIDDEN):
+        raise FirmwareError(UpdateResult.INVALID_URI, f"{uri}: {response.code}")
+    if not response.code.is_successful():
+        raise FirmwareError(UpdateResult.CONNECTION_LOST, f"{uri}: {response.code}")
+    return response
+
+
+def _http(uri: str, dest: Path, max_size: int, timeout: float, stop: threading.Event) -> None:
+    """The blocking http(s) fetch, resumed with Range after a break (module docstring);
+    ``stop`` set, it ends at its next read and leaves ``dest`` as it is."""
+    error: Exception | None = None
+    for _ in range(HTTP_ATTEMPTS):
+        if stop.is_set():
+            return
+        have = dest.stat().st_size if dest.exists() else 0
+        request = urllib.request.Request(uri, headers={"Range": f"bytes={have}-"} if have else {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                resumed = response.status == 206
+                length = response.headers.get("Content-Length")
+                if length is not None and (have if resumed else 0) + int(length) > max_size:
+                    raise _too_big((have if resumed else 0) + int(length), max_size)
+                with dest.open("ab" if resumed else "wb") as out:
+                    while chunk := response.read1(CHUNK):
+                        if stop.is_set():
+                            return
+                        out.write(chunk)
+                        out.flush()  # what came is kept: a restart resumes after it
+                        if out.tell() > max_size:
+                            raise _too_big(out.tell(), max_size)
+                    if length is not None and out.tell() < (have if resumed else 0) + int(length):
+                        raise http.client.IncompleteRead(b"")
+            return
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and have:  # nothing after what we have: it was complete
+                return
+            result = UpdateResult.INVALID_URI if e.code in (400, 403, 404, 410) else None
+            raise FirmwareError(
+                result or UpdateResult.CONNECTION_LOST, f"{uri}: HTTP {e.code} {e.reason}"
+            ) from None
+        except urllib.error.URLError as e:
+            if isinstance(e.reason, OSError) and "Name or service" in str(e.reason):
+                raise FirmwareError(UpdateResult.INVALID_URI, f"{uri}: {e.reason}") from None
+            error = e
+        except (OSError, http.client.HTTPException) as e:
+            error = e
+        log.info("firmware download %s broke (%s); resuming", uri, error)
+    raise FirmwareError(UpdateResult.CONNECTION_LOST, f"{uri}: {error}")

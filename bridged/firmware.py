@@ -1,0 +1,412 @@
+"""LwM2M /5 Firmware Update for each node whose transport can update it.
+
+A node is shown a /5/0 (``/devN/5/0`` in the gateway mode, ``/5/0`` of its endpoint in the
+endpoints mode) when its transport offers a ``FirmwareUpdater`` for it
+(``transports/firmware.py``). The gateway is the LwM2M client of that /5: the server talks to
+the gateway, and the gateway to the node in the node's own way. Server operations on the node's
+/5 come here from ``NodeOperations`` instead of going to the node's transport as they are.
+
+The OMA state machine, exactly (object 5's State and Update Result):
+
+* **push**: a Write of /5/0/0 (Block1, assembled by the engine) is Downloading while the bytes
+  go to a file in the state directory, then Downloaded once the file is checked: its size
+  against ``max_size`` (Not enough flash, 2), its format by the node's updater (Unsupported
+  package type, 6), its SHA-256 recorded;
+* **pull**: a Write of /5/0/1 is Downloading while the package is fetched (``bridged/download``:
+  coap://, http://, https://; 7 Invalid URI, 9 Unsupported protocol, 4 Connection lost), then
+  Downloaded, checked the same way;
+* **Execute /5/0/2** in Downloaded is Updating while the node's updater delivers and applies it,
+  then Idle with 1 (success, /5/0/7 the version the node now runs) or the updater's result;
+  in any other state it is 4.05;
+* a Write of an empty /5/0/1, or of /5/0/0 with nothing (or one NUL byte), is Idle with 0 and
+  the package removed.
+
+Every change is made durable (``FirmwareStore``) before the server is shown it, as values of
+the node's /5/0 through the registry, so observations of /5/0/3 and /5/0/5 notify. A gateway
+restarted mid-way picks up where it was: a pull is fetched again (resumed where http allows),
+a push cut short is Idle with Connection lost, an update under way is run again from the
+package on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from enum import IntEnum
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from bridged.objects.errors import BadRequest, LwM2MError, MethodNotAllowed, NotFound
+from bridged.objects.ids import FirmwareUpdate
+from bridged.objects.paths import Path as LwPath
+from bridged.objects.values import Record
+from bridged.registry import LiveNode, NodeRegistry
+from bridged.store.firmware import FirmwareRow, FirmwareStore
+from bridged.transports.firmware import (
+    Delivery,
+    FirmwareError,
+    FirmwareImage,
+    FirmwareUpdater,
+    State,
+    UpdateResult,
+)
+from bridged.transports.nodes import NodeId
+
+from .download import SCHEMES, check_uri, download
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SIZE = 4 * 1024 * 1024
+"""The largest package kept for a node, by default (``[nodes] firmware_max_size``)."""
+DEFAULT_DOWNLOAD_TIMEOUT = 600.0
+"""Seconds a pull may take (``[nodes] firmware_timeout``)."""
+INSTANCE = 0
+
+Fetch = Callable[[str, Path, int, float], Coroutine[Any, Any, None]]
+
+
+def _path(rid: int, *more: int) -> LwPath:
+    return LwPath((FirmwareUpdate.OBJECT, INSTANCE, rid, *more))
+
+
+class FirmwareUpdates:
+    """Every node's /5: a ``RegistryListener`` that shows it, and the backend
+    ``NodeOperations`` hands the node's /5 paths to."""
+
+    def __init__(
+        self,
+        registry: NodeRegistry,
+        store: FirmwareStore,
+        directory: Path,
+        *,
+        max_size: int = DEFAULT_MAX_SIZE,
+        timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
+        fetch: Fetch = download,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.directory = directory
+        self.max_size = max_size
+        self.timeout = timeout
+        self._fetch = fetch
+        self._clock = clock
+        self.on_change: Callable[[NodeId], None] = lambda node: None
+        """Told of each change of a node's update (its state, result, progress)."""
+        self.rows: dict[NodeId, FirmwareRow] = store.all()
+        self.progress: dict[NodeId, tuple[int, int]] = {}
+        """Bytes the node has of the package being delivered to it, and of all."""
+        self._tasks: dict[NodeId, asyncio.Task[None]] = {}
+
+    # -- which nodes -------------------------------------------------------------------------
+
+    def updater(self, node: NodeId) -> FirmwareUpdater | None:
+        transport = self.registry.transports.get(node.transport)
+        return None if transport is None else transport.firmware_updater(node)
+
+    def serves(self, node: NodeId, local: LwPath) -> bool:
+        """Whether ``node``'s ``local`` path is its /5 that this gateway keeps."""
+        return local.ids[0] == FirmwareUpdate.OBJECT and self.updater(node) is not None
+
+    def max_body(self, node: NodeId, local: LwPath) -> int | None:
+        """A package written to the node's /5/0/0 may be ``max_size`` bytes; a body over it
+        is refused at its first block (4.13), before anything is kept."""
+        return (
+            self.max_size
+            if local == _path(FirmwareUpdate.PACKAGE) and self.serves(node, local)
+            else None
+        )
+
+    def row(self, node: NodeId) -> FirmwareRow:
+        return self.rows.get(node) or FirmwareRow(node, int(State.IDLE), int(UpdateResult.INITIAL))
+
+    def records(self, node: NodeId) -> list[Record]:
+        """The node's /5/0 as the server reads it (not 0 Package, which is write-only)."""
+        row = self.row(node)
+        offered = [
+            Record(_path(FirmwareUpdate.PROTOCOL_SUPPORT, i), int(p))
+            for i, p in enumerate(SCHEMES.values())
+        ]
+        return [
+            Record(_path(FirmwareUpdate.PACKAGE_URI), row.uri),
+            Record(_path(FirmwareUpdate.STATE), row.state),
+            Record(_path(FirmwareUpdate.UPDATE_RESULT), row.result),
+            Record(_path(FirmwareUpdate.PKG_NAME), row.name),
+            Record(_path(FirmwareUpdate.PKG_VERSION), row.version),
+            *offered,
+            Record(_path(FirmwareUpdate.DELIVERY_METHOD), int(Delivery.BOTH)),
+        ]
+
+    def package_file(self, node: NodeId) -> Path:
+        """Where the node's package is kept (``directory``, made 0700 when first needed)."""
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        return self.directory / f"{str(node).replace(':', '_').replace('/', '_')}.fw"
+
+    # -- RegistryListener ---------------------------------------------------------------------
+
+    def node_added(self, node: LiveNode) -> None:
+        self._show(node)
+
+    def node_objects(self, node: LiveNode) -> None:
+        self._show(node)
+
+    def node_removed(self, node: NodeId) -> None:
+        task = self._tasks.pop(node, None)
+        if task is not None:
+            task.cancel()
+        self.rows.pop(node, None)
+        self.store.forget(node)
+        self.package_file(node).unlink(missing_ok=True)
+
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        return None
+
+    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
+        return None
+
+    def _show(self, node: LiveNode) -> None:
+        """Give an updatable node its /5/0 (the registry announces the instance), once."""
+        if self.updater(node.id) is None:
+            return
+        if (
+            INSTANCE not in node.objects.get(FirmwareUpdate.OBJECT, ())
+            or _path(FirmwareUpdate.STATE) not in node.values
+        ):
+            self.registry.held(node.id, self.records(node.id))
+
+    # -- running -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Show every updatable node's /5 (its transport is attached now: a node need not
+        talk first) and pick up what a restart cut short (module docstring)."""
+        for node in list(self.registry.live):
+            if self.updater(node) is None:
+                continue
+            self._show_values(node)
+            row = self.rows.get(node)
+            if row is None:
+                continue
+            if row.state == State.DOWNLOADING and row.uri:
+                self._spawn(node, self._pull(node, row.uri))
+            elif row.state == State.DOWNLOADING:
+                self._set(node, state=State.IDLE, result=UpdateResult.CONNECTION_LOST)
+            elif row.state == State.UPDATING:
+                self._spawn(node, self._update(node))
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, node: NodeId, coro: Coroutine[Any, Any, None]) -> None:
+        old = self._tasks.pop(node, None)
+        if old is not None:
+            old.cancel()
+        task = asyncio.create_task(coro, name=f"firmware {node}")
+        self._tasks[node] = task
+        task.add_done_callback(
+            lambda t: self._tasks.pop(node, None) if self._tasks.get(node) is t else None
+        )
+
+    # -- server operations (from NodeOperations) ---------------------------------------------
+
+    def read(self, node: NodeId, local: LwPath) -> list[Record]:
+        if local.level.value >= 3 and local.ids[2] in (
+            FirmwareUpdate.PACKAGE,
+            FirmwareUpdate.UPDATE,
+        ):
+            raise MethodNotAllowed(f"{local} is not readable")
+        found = [r for r in self.records(node) if local.contains(r.path)]
+        if not found:
+            raise NotFound(f"{local} has no value")
+        return found
+
+    async def write(self, node: NodeId, local: LwPath, records: Sequence[Record]) -> None:
+        for r in records:
+            rid = r.path.ids[2] if len(r.path.ids) > 2 else None
+            if rid == FirmwareUpdate.PACKAGE:
+                await self._push(node, r.value)
+            elif rid == FirmwareUpdate.PACKAGE_URI:
+                self._take_uri(node, r.value)
+            else:
+                raise MethodNotAllowed(f"{r.path} is not writable")
+
+    async def execute(self, node: NodeId, local: LwPath, arguments: str) -> None:
+        if local.ids[2:] != (FirmwareUpdate.UPDATE,):
+            raise MethodNotAllowed(f"{local} is not executable")
+        row = self.row(node)
+        if row.state != State.DOWNLOADED:
+            raise MethodNotAllowed(
+                f"{node}: Update needs a downloaded package; the state is {State(row.state).name}"
+            )
+        self._set(node, state=State.UPDATING, result=UpdateResult.INITIAL)
+        self._spawn(node, self._update(node))
+
+    # -- the state machine -------------------------------------------------------------------
+
+    def _busy(self, node: NodeId) -> None:
+        if self.row(node).state in (State.UPDATING,):
+            raise MethodNotAllowed(f"{node} is being updated")
+
+    def _reset(self, node: NodeId) -> None:
+        task = self._tasks.pop(node, None)
+        if task is not None:
+            task.cancel()
+        self.package_file(node).unlink(missing_ok=True)
+        self._set(node, state=State.IDLE, result=UpdateResult.INITIAL, uri="", sha256="", size=0)
+
+    async def _push(self, node: NodeId, value: object) -> None:
+        if not isinstance(value, bytes):
+            raise BadRequest("/5/0/0 Package is opaque")
+        self._busy(node)
+        if value in (b"", b"\0"):
+            self._reset(node)
+            return
+        self._reset(node)
+        self._set(node, state=State.DOWNLOADING)
+        target = self.package_file(node)
+        try:
+            if len(value) > self.max_size:
+                raise FirmwareError(
+                    UpdateResult.NOT_ENOUGH_FLASH,
+                    f"the package is {len(value)} bytes; at most {self.max_size} are kept",
+                )
+            await asyncio.to_thread(target.write_bytes, value)
+            self._downloaded(node)
+        except FirmwareError as e:
+            self._failed(node, e)
+        except OSError as e:
+            self._failed(node, FirmwareError(UpdateResult.NOT_ENOUGH_FLASH, str(e)))
+
+    def _take_uri(self, node: NodeId, value: object) -> None:
+        if not isinstance(value, str):
+            raise BadRequest("/5/0/1 Package URI is a string")
+        self._busy(node)
+        self._reset(node)
+        if not value:
+            return
+        self._set(node, uri=value)
+        try:
+            check_uri(value)
+        except FirmwareError as e:
+            self._failed(node, e)
+            return
+        self._set(node, state=State.DOWNLOADING)
+        self._spawn(node, self._pull(node, value))
+
+    async def _pull(self, node: NodeId, uri: str) -> None:
+        try:
+            await self._fetch(uri, self.package_file(node), self.max_size, self.timeout)
+            self._downloaded(node)
+        except FirmwareError as e:
+            self._failed(node, e)
+        except OSError as e:
+            self._failed(node, FirmwareError(UpdateResult.NOT_ENOUGH_FLASH, str(e)))
+        except Exception as e:  # a fetch that broke otherwise must not stay Downloading
+            log.exception("node %s: fetching %s failed", node, uri, extra={"NODE": str(node)})
+            self._failed(node, FirmwareError(UpdateResult.CONNECTION_LOST, str(e)))
+
+    def _downloaded(self, node: NodeId) -> None:
+        """The package is on disk: check it, record what it is, Downloaded."""
+        updater = self.updater(node)
+        if updater is None:
+            raise FirmwareError(UpdateResult.UPDATE_FAILED, f"{node} cannot be updated now")
+        target = self.package_file(node)
+        data = target.read_bytes()
+        if len(data) > self.max_size:
+            raise FirmwareError(
+                UpdateResult.NOT_ENOUGH_FLASH,
+                f"the package is {len(data)} bytes; at most {self.max_size} are kept",
+            )
+        name, version = updater.describe(target)
+        uri = self.row(node).uri
+        self._set(
+            node,
+            state=State.DOWNLOADED,
+            result=UpdateResult.INITIAL,
+            name=name or PurePosixPath(urlsplit(uri).path).name,
+            version=version,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+        )
+
+    def _failed(self, node: NodeId, error: FirmwareError) -> None:
+        log.warning("node %s: firmware: %s", node, error, extra={"NODE": str(node)})
+        self.package_file(node).unlink(missing_ok=True)
+        self._set(node, state=State.IDLE, result=error.result, sha256="", size=0)
+
+    async def _update(self, node: NodeId) -> None:
+        row = self.row(node)
+        target = self.package_file(node)
+        updater = self.updater(node)
+        try:
+            if updater is None:
+                raise FirmwareError(UpdateResult.UPDATE_FAILED, f"{node} cannot be updated now")
+            data = await asyncio.to_thread(target.read_bytes)
+            if hashlib.sha256(data).hexdigest() != row.sha256:
+                raise FirmwareError(
+                    UpdateResult.INTEGRITY_FAILURE, "the package on disk is not the one taken"
+                )
+            image = FirmwareImage(target, row.size, row.sha256, row.name, row.version)
+
+            def progress(done: int, total: int) -> None:
+                self.progress[node] = (done, total)
+                self.on_change(node)
+
+            version = await updater.update(node, image, progress)
+        except FirmwareError as e:
+            self._failed(node, e)
+            return
+        except LwM2MError as e:  # the node out of reach, asleep, refusing
+            self._failed(node, FirmwareError(UpdateResult.UPDATE_FAILED, f"{node}: {e}"))
+            return
+        except Exception as e:  # an updater's defect must not leave the node Updating
+            log.exception("node %s: firmware update failed", node, extra={"NODE": str(node)})
+            self._failed(node, FirmwareError(UpdateResult.UPDATE_FAILED, str(e)))
+            return
+        finally:
+            self.progress.pop(node, None)
+        log.info("node %s: firmware updated to %s", node, version, extra={"NODE": str(node)})
+        target.unlink(missing_ok=True)
+        self._set(
+            node, state=State.IDLE, result=UpdateResult.SUCCESS, version=version or row.version
+        )
+
+    def _set(self, node: NodeId, **changes: Any) -> None:
+        """Make the change durable, then show it."""
+        plain: dict[str, Any] = {
+            k: int(v) if isinstance(v, IntEnum) else v for k, v in changes.items()
+        }
+        row = dataclasses.replace(self.row(node), changed=self._clock(), **plain)
+        self.store.save(row)
+        self.rows[node] = row
+        self._show_values(node)
+        self.on_change(node)
+
+    def status(self, node: NodeId) -> dict[str, Any] | None:
+        """The node's update as bridgectl shows it (``node show``, the ``firmware`` event);
+        None for a node this gateway cannot update."""
+        if self.updater(node) is None:
+            return None
+        row = self.row(node)
+        done, total = self.progress.get(node, (None, None))
+        return {
+            "state": State(row.state).name.lower(),
+            "result": row.result,
+            "package": row.name,
+            "version": row.version,
+            "uri": row.uri,
+            "size": row.size,
+            "sent": done,
+            "percent": None if not total or done is None else round(100 * done / total),
+        }
+
+    def _show_values(self, node: NodeId) -> None:
+        if node in self.registry.live:
+            self.registry.held(node, self.records(node))

@@ -1,0 +1,307 @@
+"""/5 Firmware Update of nodes through the gateway, end to end: the real gateway (bridged.app)
+over the simulated transport, real SQLite in tmp_path, the in-repo LwM2M server, and package
+servers on loopback (http:// and coap://). The server pushes (Block1) or names (pull) a
+package, executes Update, and observes State and Update Result move as object 5 says; what the
+node received is read from the simulated node itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+from aiocoap.numbers.codes import Code
+from clients import FAST_RETRY
+from emulators.mcuboot import image, version_of
+from firmware_servers import HttpPackage, coap_package, http_package
+from firmware_view import (
+    DOWNLOADED,
+    DOWNLOADING,
+    FULL_WALK,
+    IDLE,
+    OPAQUE,
+    TEXT,
+    TIMEOUT,
+    UPDATING,
+    FirmwareView,
+)
+
+from bridged.app import Gateway
+from bridged.config import Config, GatewaySection, NodesSection, TransportSection
+from bridged.engine.client import ServerConfig
+from bridged.exposure.endpoints import endpoint_name
+from bridged.objects.paths import Path as PathId
+from bridged.store.nodes import NodeId
+from bridged.transports.simulated import SimulatedNode, SimulatedTransport
+from peers.gateway import FACTS
+from peers.lwm2m_server import LwM2MTestServer
+
+GATEWAY = "gw-fw"
+NODE = NodeId("sim", "0001")
+MODES = ("gateway", "endpoints")
+
+
+def config(tmp_path: Path, server: LwM2MTestServer, mode: str, max_size: int) -> Config:
+    return Config(
+        path=tmp_path / "bridged.toml",
+        gateway=GatewaySection(
+            GATEWAY, exposure=mode, state_dir=tmp_path / "state", runtime_dir=tmp_path / "run"
+        ),
+        servers=(ServerConfig(server.uri, request_timeout=5, retry=FAST_RETRY),),
+        nodes=NodesSection(firmware_max_size=max_size, firmware_timeout=10.0),
+        transports=(TransportSection("sim", MappingProxyType({"nodes": 1, "interval": 30})),),
+    )
+
+
+@dataclass
+class Updatable:
+    """A gateway with node sim:0001 paired, and the server's view of the node's /5."""
+
+    gw: Gateway
+    fw: FirmwareView
+
+    @property
+    def node(self) -> SimulatedNode:
+        transport = self.gw.transports["sim"]
+        assert isinstance(transport, SimulatedTransport)
+        return transport.nodes[NODE]
+
+
+@contextlib.asynccontextmanager
+async def updatable(
+    tmp_path: Path, server: LwM2MTestServer, mode: str, *, max_size: int = 100_000
+) -> AsyncIterator[Updatable]:
+    gw = Gateway(config(tmp_path, server, mode, max_size), facts=FACTS)
+    await gw.start()
+    try:
+        await server.next_event("register", timeout=TIMEOUT)
+        await gw.pair(NODE)
+        async with asyncio.timeout(TIMEOUT):
+            while (upstream := gw.exposure.paths.upstream(NODE, PathId((5, 0)))) is None:
+                await asyncio.sleep(0.02)
+            endpoint = GATEWAY if mode == "gateway" else endpoint_name(GATEWAY, NODE)
+            while endpoint not in server.clients:
+                await asyncio.sleep(0.02)
+        prefix = "" if upstream.prefix is None else f"/{upstream.prefix}"
+        async with FirmwareView(server, endpoint, prefix).watching() as fw:
+            yield Updatable(gw, fw)
+    finally:
+        await gw.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_pushed_package_updates_the_node(
+    tmp_path: Path, server: LwM2MTestServer, mode: str
+) -> None:
+    package = image((2, 1, 0, 7))
+    async with updatable(tmp_path, server, mode) as up:
+        fw = up.fw
+        assert await fw.write(0, package, OPAQUE) == Code.CHANGED  # Block1: 20 kB
+        await fw.until(DOWNLOADED, 0)
+        assert (await fw.read(7)).decode() == "2.1.0+7"
+        assert await fw.execute() == Code.CHANGED
+        await fw.until(IDLE, 1)
+        assert hashlib.sha256(up.node.firmware).digest() == hashlib.sha256(package).digest()
+        assert fw.went(FULL_WALK)
+        firmware = await server.request(fw.endpoint, Code.GET, f"{fw.prefix}/3/0/3")
+        assert firmware.payload.decode() == version_of(package)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_package_pulled_over_http_resumes_a_cut_transfer(
+    tmp_path: Path, server: LwM2MTestServer, mode: str
+) -> None:
+    package = image((3, 0, 0, 1), 40_000)
+    with http_package(HttpPackage(package, cut=10_000)) as http:
+        async with updatable(tmp_path, server, mode) as up:
+            fw = up.fw
+            assert await fw.write(1, http.url.encode(), TEXT) == Code.CHANGED
+            await fw.until(DOWNLOADED, 0)
+            assert http.requests == [None, "bytes=10000-"]
+            assert (await fw.read(6)).decode() == "fw.bin"  # named by its URI
+            assert await fw.execute() == Code.CHANGED
+            await fw.until(IDLE, 1)
+            assert up.node.firmware == package
+            assert fw.went([(DOWNLOADING, 0), (DOWNLOADED, 0), (UPDATING, 0), (IDLE, 1)])
+
+
+async def test_a_package_pulled_over_coap(tmp_path: Path, server: LwM2MTestServer) -> None:
+    package = image((3, 1, 0, 0), 30_000)
+    async with coap_package(package) as uri, updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(1, uri.encode(), TEXT) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, 1)
+        assert up.node.firmware == package
+
+
+@pytest.mark.parametrize(
+    ("uri", "result"),
+    [("not a uri", 7), ("ftp://127.0.0.1/fw.bin", 9), ("coaps://127.0.0.1/fw", 9)],
+)
+async def test_a_uri_that_cannot_be_fetched_ends_idle_with_its_result(
+    tmp_path: Path, server: LwM2MTestServer, uri: str, result: int
+) -> None:
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(1, uri.encode(), TEXT) == Code.CHANGED
+        await up.fw.until(IDLE, result)
+        assert await up.fw.execute() == Code.METHOD_NOT_ALLOWED  # nothing downloaded
+
+
+async def test_a_missing_package_is_an_invalid_uri(tmp_path: Path, server: LwM2MTestServer) -> None:
+    with http_package(HttpPackage(b"")) as http:
+        async with updatable(tmp_path, server, "gateway") as up:
+            await up.fw.write(1, http.url.replace("fw.bin", "nope").encode(), TEXT)
+            await up.fw.until(IDLE, 7)
+
+
+async def test_a_package_too_big_is_not_enough_flash(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    async with updatable(tmp_path, server, "endpoints", max_size=10_000) as up:
+        assert await up.fw.write(0, image((1, 0, 0, 0), 12_000), OPAQUE) == Code.CHANGED
+        await up.fw.until(IDLE, 2)
+
+
+async def test_a_coap_package_too_big_is_not_enough_flash(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """Fetched block by block, a coap:// package is refused at the first block past the
+    bound, not after all of it is in memory."""
+    async with (
+        coap_package(image((1, 0, 0, 0), 30_000)) as uri,
+        updatable(tmp_path, server, "gateway", max_size=10_000) as up,
+    ):
+        assert await up.fw.write(1, uri.encode(), TEXT) == Code.CHANGED
+        await up.fw.until(IDLE, 2)
+
+
+async def test_a_package_that_is_no_image_is_refused(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, b"\x7fELF" + bytes(3000), OPAQUE) == Code.CHANGED
+        await up.fw.until(IDLE, 6)
+
+
+async def test_an_empty_uri_or_package_resets_to_idle(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, image((1, 0, 0, 0)), OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.write(1, b"", TEXT) == Code.CHANGED
+        await up.fw.until(IDLE, 0)
+        assert await up.fw.execute() == Code.METHOD_NOT_ALLOWED
+        assert await up.fw.write(0, image((1, 0, 0, 1)), OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.write(0, b"\0", OPAQUE) == Code.CHANGED  # NUL: reset too
+        await up.fw.until(IDLE, 0)
+        assert not any((up.gw.config.gateway.state_dir / "firmware").iterdir())
+
+
+async def test_a_restart_keeps_the_servers_view(tmp_path: Path, server: LwM2MTestServer) -> None:
+    package = image((4, 0, 0, 0))
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert up.fw.states[0] == (DOWNLOADED, 0)
+        assert (await up.fw.read(7)).decode() == "4.0.0+0"
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, 1)
+        assert up.node.firmware == package
+
+
+async def test_a_node_endpoint_registers_its_5(tmp_path: Path, server: LwM2MTestServer) -> None:
+    """In the endpoints mode the node's /5/0 is in its endpoint's Register."""
+    async with updatable(tmp_path, server, "endpoints") as up:
+        while (register := await server.next_event("register")).endpoint != up.fw.endpoint:
+            pass
+        assert "</5/0>" in register.payload.decode().split(",")
+
+
+async def test_the_instances_mode_shows_no_nodes_5(tmp_path: Path, server: LwM2MTestServer) -> None:
+    """In the instances mode a node's /5 is never an instance of the gateway's (README: node
+    updates need the other modes)."""
+    gw = Gateway(config(tmp_path, server, "instances", 100_000), facts=FACTS)
+    await gw.start()
+    try:
+        await server.next_event("register", timeout=TIMEOUT)
+        await gw.pair(NODE)
+        async with asyncio.timeout(TIMEOUT):
+            while gw.exposure.paths.upstream(NODE, PathId((3311, 0))) is None:
+                await asyncio.sleep(0.02)
+        assert gw.exposure.paths.upstream(NODE, PathId((5, 0))) is None
+        assert 5 not in gw.tree.object_ids() or gw.tree.instance_ids(5) == [0]
+    finally:
+        await gw.stop()
+
+
+async def test_a_package_larger_than_other_bodies_is_pushed(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """A package may be larger than the 64 KiB any other request body is bounded by, up to
+    ``firmware_max_size``; past that bound the Block1 transfer is refused at once (4.13)."""
+    package = image((5, 0, 0, 0), 150_000)
+    async with updatable(tmp_path, server, "gateway", max_size=160_000) as up:
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.write(0, image((5, 0, 0, 1), 170_000), OPAQUE) == (
+            Code.REQUEST_ENTITY_TOO_LARGE
+        )
+        assert await up.fw.execute() == Code.CHANGED  # the package taken before is kept
+        await up.fw.until(IDLE, 1)
+        assert up.node.firmware == package
+
+
+async def test_a_node_out_of_reach_ends_the_update_failed(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The node cannot be reached when Update is executed (it sleeps): Idle with Update
+    Result 8, not Updating for ever."""
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, image((6, 0, 0, 0)), OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        up.node.sleepy, up.node.last_report = True, 0.0  # asleep from now on
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, 8)
+        assert up.node.firmware == b""
+
+
+async def test_a_pull_cut_by_a_restart_resumes_where_it_was(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The gateway stops while it fetches a package (the server stalls after 10 kB): started
+    again, it asks for the rest only (Range), and the stopped fetch asked for nothing more."""
+    package = image((9, 0, 0, 0), 40_000)
+    kept = tmp_path / "state" / "firmware" / "sim_0001.fw"
+    with http_package(HttpPackage(package, cut=10_000, stall=True)) as http:
+        async with updatable(tmp_path, server, "gateway") as up:
+            assert await up.fw.write(1, http.url.encode(), TEXT) == Code.CHANGED
+            async with asyncio.timeout(TIMEOUT):
+                while not (kept.exists() and kept.stat().st_size == 10_000):
+                    await asyncio.sleep(0.02)
+        http.release.set()  # the first connection ends, its fetch was told to stop
+        async with updatable(tmp_path, server, "gateway") as up:
+            await up.fw.until(DOWNLOADED, 0)
+            assert await up.fw.execute() == Code.CHANGED
+            await up.fw.until(IDLE, 1)
+            assert up.node.firmware == package
+        assert http.requests == [None, "bytes=10000-"]
+
+
+async def test_the_gateways_own_5_is_not_the_node_talking(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The node's /5 values are the gateway's: showing and changing them is no sign the node
+    was heard (its last seen time, and the wake its sleepy commands wait for)."""
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, image((1, 2, 3, 4)), OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert up.gw.registry.live[NODE].last_seen is None  # it has not reported since paired

@@ -1,0 +1,220 @@
+"""Firmware update of an 802.15.4 node, end to end: the real daemon (a subprocess) with the RCP
+emulator on a pty and an emulated LwM2M node (with a /5 of its own, MCUboot-like) on its air;
+the in-repo LwM2M server updates the node through the gateway's /5 of it, in the gateway and
+endpoints modes. The node pulls the image from the gateway over 6LoWPAN (Block2) or, where it
+only takes push, gets it written (Block1); what it received is read from the node itself,
+what the server observed from the server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiocoap.numbers.codes import Code
+from control_events import control_events
+from emulators.lwm2m_node import FIRST_VERSION, EmulatedNode
+from emulators.mcuboot import image, version_of
+from emulators.world import Daemon, World, node_eui64
+from firmware_servers import HttpPackage, http_package
+from firmware_view import (
+    DOWNLOADED,
+    FULL_WALK,
+    IDLE,
+    OPAQUE,
+    TEXT,
+    TIMEOUT,
+    UPDATING,
+    FirmwareView,
+)
+
+from peers.lwm2m_server import LwM2MTestServer
+
+ENDPOINT = "gw-fw154"
+INDEX = 4
+NODE = f"802154:{node_eui64(INDEX).hex()}"
+MODES = ("gateway", "endpoints")
+
+
+@dataclass
+class Updatable:
+    world: World
+    daemon: Daemon
+    node: EmulatedNode
+    fw: FirmwareView
+
+
+async def upstream(daemon: Daemon, local: str) -> str:
+    """The upstream path of the node's ``local`` path, once it is shown."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            shown = await daemon.ctl_json("node", "show", NODE)
+            found = [v["upstream"] for v in shown["values"] if v["path"] == local]
+            if found and found[0]:
+                return str(found[0])
+            await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def updatable(
+    tmp_path: Path,
+    server: LwM2MTestServer,
+    mode: str,
+    *,
+    delivery: int = 2,
+    sleepy: bool = False,
+    radio: str = "",
+) -> AsyncIterator[Updatable]:
+    async with World(tmp_path) as world:
+        daemon = await world.start_daemon(
+            server.uri, endpoint=ENDPOINT, gateway=f'exposure = "{mode}"', radio=radio
+        )
+        await daemon.ctl_json("pair", "802154", node_eui64(INDEX).hex(), "--name", "hall")
+        node = await world.add_node(INDEX, "hall", firmware_delivery=delivery, sleepy=sleepy)
+        await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+        state = await upstream(daemon, "/5/0/3")
+        endpoint = ENDPOINT if mode == "gateway" else f"{ENDPOINT}:{NODE}"
+        async with asyncio.timeout(TIMEOUT):
+            while endpoint not in server.clients:
+                await asyncio.sleep(0.05)
+        prefix = state.removesuffix("/5/0/3")
+        async with FirmwareView(server, endpoint, prefix).watching() as fw:
+            yield Updatable(world, daemon, node, fw)
+
+
+@pytest.mark.parametrize(("mode", "delivery"), [("gateway", 0), ("endpoints", 1)])
+async def test_a_node_is_updated_over_the_air(
+    tmp_path: Path, server: LwM2MTestServer, mode: str, delivery: int
+) -> None:
+    """Pull (the node fetches the image from the gateway with Block2) in the gateway mode,
+    push (the gateway writes it to the node with Block1) in the endpoints mode."""
+    package = image((2, 0, 1, 5), 6_000)
+    async with updatable(tmp_path, server, mode, delivery=delivery) as up:
+        fw = up.fw
+        assert await fw.write(0, package, OPAQUE) == Code.CHANGED
+        await fw.until(DOWNLOADED, 0)
+        registrations = len(up.node.events)
+        assert await fw.execute() == Code.CHANGED
+        await fw.until(IDLE, 1, timeout=120)
+        assert hashlib.sha256(up.node.firmware).digest() == hashlib.sha256(package).digest()
+        assert len(up.node.events) > registrations  # it registered again after its reboot
+        assert fw.went(FULL_WALK)
+        assert (await fw.read(7)).decode() == version_of(package)
+        assert up.node.firmware_states[-2:] == [3, 0]  # Updating, then Idle (success)
+
+
+async def test_a_corrupt_image_fails_its_integrity_check_on_the_node(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    package = image((2, 0, 0, 0), 3_000, corrupt=True)
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, 5, timeout=120)
+        assert up.node.package == package  # it had the image: its check refused it
+        assert up.node.firmware == b""  # it runs what it ran
+        firmware = await up.fw.server.request(up.fw.endpoint, Code.GET, f"{up.fw.prefix}/3/0/3")
+        assert firmware.payload.decode() == FIRST_VERSION
+
+
+async def test_a_gateway_restart_midway_keeps_the_servers_view(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The daemon stops while the node is being updated: started again, it shows the server
+    the update under way (never Idle with no result, as if nothing had happened), runs it
+    again from the package it kept, and the node ends running the image."""
+    package = image((3, 3, 0, 0), 4_000)
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(UPDATING, 0)
+        assert await up.daemon.stop() == 0
+        await up.world.start_daemon(server.uri, endpoint=ENDPOINT, gateway='exposure = "gateway"')
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                register = await server.next_event("register")
+                if register.endpoint == ENDPOINT:
+                    break
+        after = FirmwareView(server, ENDPOINT, up.fw.prefix)
+        async with after.watching():
+            assert after.states[0] in ((UPDATING, 0), (IDLE, 1))
+            await after.until(IDLE, 1, timeout=120)
+        assert up.node.firmware == package
+
+
+async def test_a_package_the_server_names_reaches_the_node(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """Pull twice: the gateway fetches the server's http:// URI, the node the gateway's
+    coap:// one (endpoints mode)."""
+    package = image((4, 1, 0, 2), 5_000)
+    with http_package(HttpPackage(package)) as http:
+        async with updatable(tmp_path, server, "endpoints", delivery=0) as up:
+            assert await up.fw.write(1, http.url.encode(), TEXT) == Code.CHANGED
+            await up.fw.until(DOWNLOADED, 0)
+            assert await up.fw.execute() == Code.CHANGED
+            await up.fw.until(IDLE, 1, timeout=120)
+            assert up.node.firmware == package
+            assert up.fw.went(FULL_WALK[1:])
+
+
+async def test_the_nodes_progress_is_told_as_it_pulls(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """Each block the node asks for moves the update's progress (``firmware`` events, and
+    ``node show`` while it runs)."""
+    package = image((2, 2, 0, 0), 6_000)
+    async with updatable(tmp_path, server, "gateway", delivery=0) as up:
+        async with control_events(up.daemon.socket, "firmware") as events:
+            assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+            await up.fw.until(DOWNLOADED, 0)
+            assert await up.fw.execute() == Code.CHANGED
+            await up.fw.until(IDLE, 1, timeout=120)
+            seen = [await asyncio.wait_for(events.get(), TIMEOUT)]
+            while (seen[-1]["state"], seen[-1]["result"]) != ("idle", 1):
+                seen.append(await asyncio.wait_for(events.get(), TIMEOUT))
+        sent = [e["sent"] for e in seen if e["node"] == NODE and e["sent"] is not None]
+        assert sent == sorted(sent) and len(set(sent)) > 2 and sent[-1] == len(package)
+        shown = await up.daemon.ctl_json("node", "show", NODE)
+        assert shown["firmware"]["version"] == "2.2.0+0"
+
+
+async def test_a_restarted_gateway_shows_the_nodes_5_before_the_node_talks(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.daemon.stop() == 0
+        assert up.world.air is not None
+        up.world.air.drop = lambda psdu: True  # the node is silent from now on
+        daemon = await up.world.start_daemon(
+            server.uri, endpoint=ENDPOINT, gateway='exposure = "gateway"'
+        )
+        assert await upstream(daemon, "/5/0/3") == f"{up.fw.prefix}/5/0/3"
+
+
+async def test_a_sleepy_node_is_updated_when_it_wakes(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The node sleeps when Update is executed: the server sees Updating at once, and the
+    gateway carries the update out in the node's next wake window."""
+    package = image((8, 0, 0, 0), 4_000)
+    async with updatable(
+        tmp_path, server, "gateway", delivery=0, sleepy=True, radio="awake_window = 2"
+    ) as up:
+        async with asyncio.timeout(TIMEOUT):
+            while (await up.daemon.ctl_json("node", "show", NODE))["reachable"]:
+                await asyncio.sleep(0.2)
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(UPDATING, 0)
+        assert up.node.package == b""  # asleep: nothing was asked of it yet
+        await up.node.update()  # it wakes
+        await up.fw.until(IDLE, 1, timeout=120)
+        assert up.node.firmware == package

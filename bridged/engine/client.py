@@ -417,12 +417,15 @@ class ServerSession:
 
     # -- Send --------------------------------------------------------------------------------
 
-    async def send(self, records: Sequence[Record]) -> SendOutcome:
+    async def send(self, records: Sequence[Record], *, payload: bytes | None = None) -> SendOutcome:
         """Send ``records`` (POST /dp, SenML CBOR); raises ``SendRefused`` when it cannot go.
 
-        Bad records raise BadRequest or NotFound before anything is sent.
+        Bad records raise BadRequest or NotFound before anything is sent. ``payload`` is
+        ``records`` checked (``check_records``) and encoded already, as delivery has them after
+        sizing its batch: they are not checked and encoded again.
         """
-        payload = encode_send(records, self.tree)
+        if payload is None:
+            payload = encode_send(records, self.tree)
         registrar = self.registrar
         await registrar.announced(self.config.request_timeout + MIN_UPDATE_INTERVAL)
         check_allowed(

@@ -15,6 +15,7 @@ from typing import Protocol
 import aiocoap
 from aiocoap import interfaces
 from aiocoap.message import UndecidedRemote
+from aiocoap.transports.udp6 import UDP6EndpointAddress
 
 from .coap import create_context
 from .udp import guard_received_datagrams, guard_stale_icmp_errors
@@ -76,8 +77,12 @@ class UdpEndpoint:
         except aiocoap.error.NetworkError:
             self.drop_session()
             raise
-        if isinstance(asked, UndecidedRemote):
-            self._resolved[asked] = response.remote
+        if isinstance(asked, UndecidedRemote) and isinstance(response.remote, UDP6EndpointAddress):
+            # As aiocoap's own resolution gives it, without the local address it was received
+            # on: aiocoap names every request's task by its repr, and that address's repr asks
+            # the kernel for the interface's name (a socket and an ioctl) each time.
+            remote = response.remote
+            self._resolved[asked] = UDP6EndpointAddress(remote.sockaddr, remote.interface)
         return response
 
     def drop_session(self) -> None:

@@ -17,6 +17,7 @@ from aiocoap import interfaces
 from aiocoap.message import UndecidedRemote
 from aiocoap.transports.udp6 import UDP6EndpointAddress
 
+from .addresses import cached
 from .coap import create_context
 from .udp import guard_received_datagrams, guard_stale_icmp_errors
 
@@ -82,7 +83,7 @@ class UdpEndpoint:
             # on: aiocoap names every request's task by its repr, and that address's repr asks
             # the kernel for the interface's name (a socket and an ioctl) each time.
             remote = response.remote
-            self._resolved[asked] = UDP6EndpointAddress(remote.sockaddr, remote.interface)
+            self._resolved[asked] = cached(UDP6EndpointAddress(remote.sockaddr, remote.interface))
         return response
 
     def drop_session(self) -> None:

@@ -205,3 +205,28 @@ async def test_sends_go_to_the_address_resolved_once_not_resolved_per_request(
         del loop.getaddrinfo
     assert got == [(SenMLRecord("/3303/0/5700", r.time, r.value),) for r in SERIES]
     assert before >= 1 and len(lookups) == before
+
+
+async def test_the_servers_reads_do_not_ask_the_kernel_for_the_interface_name_per_request(
+    client: LwM2MClient, server: LwM2MTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiocoap names the task of every request it serves by the request's repr, and the repr
+    of an address received with its local address asks the kernel for the interface name (a
+    socket, an ioctl, a close): the engine's addresses answer that once per address."""
+    import socket
+    import traceback
+
+    asked: list[int] = []
+    name = socket.if_indextoname
+
+    def counted(index: int) -> str:
+        # The test server is in this process too: count the gateway's calls only.
+        if any("/bridged/engine/" in frame.filename for frame in traceback.extract_stack()):
+            asked.append(index)
+        return name(index)
+
+    monkeypatch.setattr(socket, "if_indextoname", counted)
+    for _ in range(10):
+        response = await server.request("gw-1", Code.GET, "/3/0/0")
+        assert (response.code, response.payload) == (Code.CONTENT, b"ACME")
+    assert len(asked) <= 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import selectors
 import socket
@@ -89,6 +90,7 @@ async def serve_gateway(port: int, state: FilePath) -> None:
     from bridged.app import Gateway
     from bridged.config import load
 
+    logging.basicConfig(level=logging.ERROR)  # the daemon's logging is not set up here
     for sub in ("state", "run"):
         (state / sub).mkdir(mode=0o700)
     path = state / "bridged.toml"

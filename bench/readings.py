@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import queue
 import re
@@ -122,6 +123,7 @@ async def gateway(count: int, rate: str, total: int, state: FilePath, uri: str) 
     from bridged.transports.nodes import NodeId, PairedNode
     from bridged.transports.simulated import TEMPERATURE
 
+    logging.basicConfig(level=logging.ERROR)  # the daemon's logging is not set up here
     (state / "state").mkdir(mode=0o700)
     (state / "run").mkdir(mode=0o700)
     conn = connect(state / "state" / DATABASE)

@@ -146,8 +146,8 @@ class ReadingStore:
             "(SELECT seq FROM sqlite_sequence WHERE name = 'readings'), 0))"
         ).fetchone()
         self._next_seq = int(last) + 1
-        """The seq the next reading gets: ``append`` numbers its rows, so the tail knows them
-        without reading them back (never reused, as AUTOINCREMENT promises)."""
+        """The seq the next reading gets (never reused, as AUTOINCREMENT promises): ``append``
+        learns its rows' seqs from SQLite without reading them back."""
         (oldest,) = conn.execute("SELECT min(time) FROM readings").fetchone()
         self._oldest: float = float("inf") if oldest is None else float(oldest)
         """No stored reading is older than this (it may be older than the oldest left): the
@@ -182,21 +182,17 @@ class ReadingStore:
         not be kept while writes failed are counted (``DROPPED_UNSTORED``) in the same
         transaction. sqlite3.Error when the database refuses the write: nothing is stored."""
         batch = list(readings)
-        first = self._next_seq
-        rows = [
-            (seq, str(r.node), str(r.path), *encode_value(r.value), r.time)
-            for seq, r in zip(itertools.count(first), batch, strict=False)
-        ]
+        rows = [(str(r.node), str(r.path), *encode_value(r.value), r.time) for r in batch]
         oldest = min((r.time for r in batch), default=self._oldest)
         try:
             with transaction(self._conn):
                 self._conn.executemany(
-                    "INSERT INTO readings(seq, node_id, path, kind, value, time) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO readings(node_id, path, kind, value, time) VALUES (?, ?, ?, ?, ?)",
                     rows,
                 )
+                (last,) = self._conn.execute("SELECT last_insert_rowid()").fetchone()
                 self._count += len(rows)
-                latest = {(node, path): row for _, node, path, *row in rows}
+                latest = {(node, path): row for node, path, *row in rows}
                 self._conn.executemany(_REMEMBER, [(*key, *row) for key, row in latest.items()])
                 if unstored:
                     self._bump(DROPPED_UNSTORED, unstored)
@@ -207,9 +203,16 @@ class ReadingStore:
             self._tail.clear()  # what the table holds now is not known: read it back
             self._oldest = float("-inf")  # nor its oldest: the next append looks
             raise
+        if not rows:
+            return self._next_seq - 1
+        # One transaction's rows have consecutive seqs (AUTOINCREMENT, one writer at a time).
+        first = int(last) - len(rows) + 1
+        if first != self._next_seq:
+            self._tail.clear()  # someone else stored readings: the tail would miss them
         self._next_seq = first + len(rows)
         self._tail.extend(
-            StoredReading(seq, r) for seq, r in zip(itertools.count(first), batch, strict=False)
+            StoredReading(seq, r)
+            for seq, r in zip(range(first, self._next_seq), batch, strict=True)
         )
         while len(self._tail) > TAIL_LIMIT:
             self._tail.popleft()

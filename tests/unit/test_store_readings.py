@@ -211,3 +211,17 @@ def test_a_consumer_behind_the_memory_tail_gets_every_reading_once_in_order(
     every = [r for i in range(5) for r in readings(4, start=1_700_000_000.0 + 10 * i)]
     assert got == {"fast": every, "slow": every}
     assert len(store) == 0 and store.waiting("slow") == 0
+
+
+def test_readings_another_store_wrote_are_delivered_in_order_too(
+    tmp_path: FsPath, store: ReadingStore, clock: Clock
+) -> None:
+    store.add_consumer("a")
+    store.append(readings(2))
+    other = ReadingStore(connect(tmp_path / "state.db"), clock=clock)
+    other.append(readings(2, start=1_700_000_100.0))
+    store.append(readings(2, start=1_700_000_200.0))
+    got = [s.reading for s in store.pending("a")]
+    assert got == readings(2) + readings(2, start=1_700_000_100.0) + readings(
+        2, start=1_700_000_200.0
+    )

@@ -68,7 +68,8 @@ their node-local paths there. Delivery stays the one place that decides, with on
 server whatever the mode: a batch is split by session, each session gets its part in one
 message (Send, or series notifications, as that session's server can take), the parts go
 concurrently, and the cursor moves past the batch only when every part was acknowledged (a
-part that fails makes the whole batch go again: at least once, in order per node). A batch
+part that fails, or must wait, makes the batch go again, in order per node, without the
+parts that were acknowledged: a sibling's failure sends no reading twice). A batch
 stops before the first reading of a node whose session is not registered (yet, e.g. an
 endpoint still coming up after a restart), and delivery waits when that is the first reading.
 """

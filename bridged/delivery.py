@@ -68,7 +68,8 @@ their node-local paths there. Delivery stays the one place that decides, with on
 server whatever the mode: a batch is split by session, each session gets its part in one
 message (Send, or series notifications, as that session's server can take), the parts go
 concurrently, and the cursor moves past the batch only when every part was acknowledged (a
-part that fails makes the whole batch go again: at least once, in order per node). A batch
+part that fails, or must wait, makes the batch go again, in order per node, without the
+parts that were acknowledged: a sibling's failure sends no reading twice). A batch
 stops before the first reading of a node whose session is not registered (yet, e.g. an
 endpoint still coming up after a restart), and delivery waits when that is the first reading.
 """
@@ -92,7 +93,6 @@ from bridged.engine.series import leading_fit
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import ROOT, Path
-from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.store.readings import ReadingStore, StoredReading
 from bridged.transports.nodes import NodeId
@@ -208,12 +208,16 @@ class _Settled:
 
 @dataclass
 class _Batch:
-    """One round of a server: each session's records, in store order; the seq the cursor moves
-    to once all are acknowledged; how many readings of that run are skipped."""
+    """One round of a server: each session's records, in store order, and the seq of its last
+    one; the seq the cursor moves to once all are acknowledged; how many readings of that run
+    are skipped."""
 
     parts: dict[ServerSession, list[Record]]
+    lasts: dict[ServerSession, int]
     last: int
     skipped: int
+    payloads: dict[ServerSession, bytes] = field(default_factory=dict)
+    """The parts' Send payloads where sizing them encoded them already (checked records)."""
 
 
 @dataclass
@@ -226,6 +230,11 @@ class _Server:
     settled: weakref.WeakKeyDictionary[ServerSession, _Settled] = field(
         default_factory=weakref.WeakKeyDictionary
     )
+    has: weakref.WeakKeyDictionary[ServerSession, int] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+    """The seq up to which a session acknowledged its part of a batch whose other parts must
+    go again: the retry leaves those readings out (one measured value, one upstream record)."""
 
 
 class Delivery:
@@ -312,37 +321,57 @@ class Delivery:
             server.registered.clear()
             parts = await self._deliver_all(server, batch)
             outcomes = {p.outcome for p in parts}
+            self._count(server, parts, batch.skipped if outcomes <= {_Outcome.DELIVERED} else 0)
             if outcomes <= {_Outcome.DELIVERED}:
                 self.readings.ack(consumer, batch.last)
-                unobserved = sum(p.unobserved for p in parts)
-                server.stats.delivered += sum(p.delivered for p in parts)
-                server.stats.skipped += batch.skipped + unobserved
-                server.stats.unobserved += unobserved
+                for session in [s for s, seq in server.has.items() if seq <= batch.last]:
+                    del server.has[session]
                 failures = 0
-            elif _Outcome.FAILED in outcomes:
+                continue
+            # Some parts went, others must go again: the retry leaves out what went.
+            for session, part in zip(batch.parts, parts, strict=True):
+                if part.outcome is _Outcome.DELIVERED:
+                    server.has[session] = batch.lasts[session]
+            if _Outcome.FAILED in outcomes:
                 registered = await self._back_off(server, backoff.delay(failures))
                 failures = 0 if registered else failures + 1
             else:
                 await self._wait(server, config.poll)
+
+    @staticmethod
+    def _count(server: _Server, parts: Sequence[_Part], skipped: int) -> None:
+        """Count the delivered parts' readings (and ``skipped`` more)."""
+        delivered = [p for p in parts if p.outcome is _Outcome.DELIVERED]
+        unobserved = sum(p.unobserved for p in delivered)
+        server.stats.delivered += sum(p.delivered for p in delivered)
+        server.stats.skipped += skipped + unobserved
+        server.stats.unobserved += unobserved
 
     async def _deliver_all(self, server: _Server, batch: _Batch) -> Sequence[_Part]:
         """Every session's part of ``batch``, concurrently (the single part of the modes with
         one client is awaited as it is, with no task)."""
         if len(batch.parts) == 1:
             ((session, records),) = batch.parts.items()
-            return [await self._deliver(server, session, records)]
+            return [await self._deliver(server, session, records, batch.payloads.get(session))]
         return await asyncio.gather(
-            *(self._deliver(server, session, records) for session, records in batch.parts.items())
+            *(
+                self._deliver(server, session, records, batch.payloads.get(session))
+                for session, records in batch.parts.items()
+            )
         )
 
     async def _deliver(
-        self, server: _Server, session: ServerSession, records: list[Record]
+        self,
+        server: _Server,
+        session: ServerSession,
+        records: list[Record],
+        payload: bytes | None = None,
     ) -> _Part:
-        """One session's part of a batch: by Send, or as notifications if it cannot take
-        Send."""
+        """One session's part of a batch: by Send (``payload``: the records as encoded already),
+        or as notifications if it cannot take Send."""
         stats = server.stats
         try:
-            outcome = await session.send(records)
+            outcome = await session.send(records, payload=payload)
         except (SendUnsupported, SendMuted):
             return await self._notify(server, session, records)
         except SendNotRegistered:
@@ -401,6 +430,7 @@ class Delivery:
         routes: dict[NodeId, tuple[ServerSession, Callable[[Path], Path | None]] | None] = {}
         seqs: list[int] = []
         parts: dict[ServerSession, list[tuple[int, Record]]] = {}
+        had: list[int] = []  # indexes of readings their session acknowledged already
         for stored in pending:
             r = stored.reading
             if r.node not in routes:
@@ -419,6 +449,9 @@ class Delivery:
                 if target is None:
                     raise LwM2MError(f"node {r.node} is not exposed")
                 session, path = target
+                if stored.seq <= server.has.get(session, 0):
+                    had.append(index)
+                    continue
                 local = path(r.path)
                 if local is None:
                     raise LwM2MError(f"{r.path} of node {r.node} is not exposed")
@@ -432,17 +465,33 @@ class Delivery:
             return None
         cut = len(seqs)
         codec = codec_for(ContentFormat.SENML_CBOR)
+        encoded: dict[ServerSession, tuple[int, bytes]] = {}
         for session, part in parts.items():
 
-            def size(run: Sequence[tuple[int, Record]], tree: ObjectTree = session.tree) -> int:
-                return len(codec.encode([r for _, r in run], ROOT, tree.registry))
+            def size(
+                run: Sequence[tuple[int, Record]],
+                session: ServerSession = session,
+            ) -> int:
+                payload = codec.encode([r for _, r in run], ROOT, session.tree.registry)
+                encoded[session] = (len(run), payload)
+                return len(payload)
 
             fit = leading_fit(part, size, self.config.max_bytes)
             if fit < len(part):
                 cut = min(cut, part[fit][0])
-        kept = {s: [r for i, r in part if i < cut] for s, part in parts.items()}
-        kept = {s: records for s, records in kept.items() if records}
-        return _Batch(kept, seqs[cut - 1], cut - sum(len(records) for records in kept.values()))
+        kept: dict[ServerSession, list[Record]] = {}
+        lasts: dict[ServerSession, int] = {}
+        for session, part in parts.items():
+            run = [(i, r) for i, r in part if i < cut]
+            if run:
+                kept[session] = [r for _, r in run]
+                lasts[session] = seqs[run[-1][0]]
+        payloads = {
+            s: encoded[s][1] for s in kept if s in encoded and encoded[s][0] == len(kept[s])
+        }
+        done = sum(1 for i in had if i < cut)
+        skipped = cut - done - sum(len(records) for records in kept.values())
+        return _Batch(kept, lasts, seqs[cut - 1], skipped, payloads)
 
     @staticmethod
     def _session(route: Route, short_server_id: int) -> ServerSession | None:

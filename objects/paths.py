@@ -72,9 +72,21 @@ class Path:
             ids.append(int(seg))
         return cls(tuple(ids), prefix)
 
+    @classmethod
+    def derived(cls, ids: tuple[int, ...], prefix: str | None = None) -> Path:
+        """A path of ``ids`` taken from paths already validated (a parent's, a mapping's), at
+        most 4 of them: built without checking them again, as the hot path of every reading
+        builds several."""
+        path = object.__new__(cls)
+        object.__setattr__(path, "ids", ids)
+        object.__setattr__(path, "prefix", prefix)
+        return path
+
     @property
     def level(self) -> Level:
-        return Level(len(self.ids))
+        # An index, not ``Level(n)``: the enum's lookup costs a call per use, and every
+        # reading asks several times.
+        return _LEVELS[len(self.ids)]
 
     @property
     def object_id(self) -> int | None:
@@ -99,11 +111,11 @@ class Path:
     @property
     def parent(self) -> Path:
         """The path one level up (the root's parent is the root)."""
-        return Path(self.ids[:-1], self.prefix)
+        return Path.derived(self.ids[:-1], self.prefix)
 
     def truncate(self, level: Level) -> Path:
         """This path cut to ``level`` IDs."""
-        return Path(self.ids[: int(level)], self.prefix)
+        return Path.derived(self.ids[: int(level)], self.prefix)
 
     def contains(self, other: Path) -> bool:
         """True if ``other`` is this path or below it.
@@ -122,7 +134,7 @@ class Path:
         return other.ids[: len(self.ids)] == self.ids
 
     def without_prefix(self) -> Path:
-        return Path(self.ids) if self.prefix is not None else self
+        return Path.derived(self.ids) if self.prefix is not None else self
 
     def with_prefix(self, prefix: str | None) -> Path:
         return Path(self.ids, prefix)
@@ -147,6 +159,7 @@ class Path:
 
 
 ROOT = Path()
+_LEVELS = tuple(Level)
 
 
 def is_prefix(segment: str) -> bool:

@@ -395,43 +395,45 @@ class ServerSession:
 
     # -- Send --------------------------------------------------------------------------------
 
-    async def send(self, records: Sequence[Record]) -> SendOutcome:
+    async def send(self, records: Sequence[Record], *, payload: bytes | None = None) -> SendOutcome:
         """Send ``records`` (POST /dp, SenML CBOR); raises ``SendRefused`` when it cannot go.
 
-        Bad records raise BadRequest or NotFound before anything is sent.
+        Bad records raise BadRequest or NotFound before anything is sent. ``payload`` is
+        ``records`` checked (``check_records``) and encoded already, as delivery has them after
+        sizing its batch: they are not checked and encoded again.
         """
-        payload = encode_send(records, self.tree)
-        registrar = self.registrar
+        if payload is None:
+            payload = encode_send(records, self.tree)
+        registrar, name = self.registrar, self.name  # the name reads the tree: once
         await registrar.announced(self.config.request_timeout + MIN_UPDATE_INTERVAL)
         check_allowed(
             registered=registrar.registered,
             version=registrar.version,
             muted=muted(self.tree, self.server_instance),
-            server=self.name,
+            server=name,
         )
         msg = aiocoap.Message(code=Code.POST, uri=registrar.uri(SEND_PATH), payload=payload)
         msg.opt.content_format = ContentFormat.SENML_CBOR
         try:
             response = await registrar.exchange(msg)
         except (aiocoap.error.Error, TimeoutError, OSError) as e:
-            outcome = SendOutcome(SendStatus.NO_ANSWER, self.name, len(records), failure_text(e))
+            outcome = SendOutcome(SendStatus.NO_ANSWER, name, len(records), failure_text(e))
         else:
-            outcome = outcome_of(
-                int(response.code), bytes(response.payload), self.name, len(records)
-            )
+            outcome = outcome_of(int(response.code), bytes(response.payload), name, len(records))
         if outcome.status is SendStatus.REGISTER_AGAIN:
             registrar.register_again()
         # A busy gateway Sends several times a second: only the failures are news.
         level = logging.DEBUG if outcome.delivered else logging.WARNING
-        log.log(
-            level,
-            "server %s: Send of %d records %s %s",
-            self.name,
-            len(records),
-            outcome.status.value,
-            outcome.detail,
-            extra={"SERVER": self.name},
-        )
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "server %s: Send of %d records %s %s",
+                name,
+                len(records),
+                outcome.status.value,
+                outcome.detail,
+                extra={"SERVER": name},
+            )
         return outcome
 
 

@@ -31,6 +31,9 @@ with in one place, whatever code sends through the context:
   each answers and sends its requests from that address); anything else is dropped before
   aiocoap sees it, and logged at most every ``REFUSED_LOG_INTERVAL`` seconds. DTLS needs no
   such filter: a session is bound to its peer.
+* **Addresses.** aiocoap parses a message's remote address (and may ask the kernel for an
+  interface name) several times per message; every received message's address is replaced
+  by an equal one that computes those answers once (:mod:`bridged.engine.addresses`).
 * **Message format.** A reserved token length (9 to 15) is a format error (RFC 7252 §3): a CON
   gets an RST, anything else is ignored, and nothing above the message layer sees it.
 
@@ -70,6 +73,7 @@ from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.udp6 import MessageInterfaceUDP6
 from aiocoap.util.asyncio.getaddrinfo_addrconfig import getaddrinfo_routechecked
 
+from .addresses import cached
 from .dedup import DEFAULT_CAPACITY, DEFAULT_CON_WINDOW, DEFAULT_NON_WINDOW, DedupCache
 from .options import CheckedSite
 from .pacing import EXCHANGE_LIFETIME, MESSAGE_IDS, NON_LIFETIME, PacerTable
@@ -155,6 +159,7 @@ class BoundedMessageManager(MessageManager):
     # -- who is served ------------------------------------------------------------------------
 
     def dispatch_message(self, message: aiocoap.Message) -> None:
+        message.remote = cached(message.remote)
         # A request, or a ping (an empty CON), is served only from a peer.
         asks = message.code.is_request() or message.code is Code.EMPTY
         if asks and message.mtype in (CON, NON) and not self.serves(message.remote):

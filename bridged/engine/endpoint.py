@@ -14,7 +14,10 @@ from typing import Protocol
 
 import aiocoap
 from aiocoap import interfaces
+from aiocoap.message import UndecidedRemote
+from aiocoap.transports.udp6 import UDP6EndpointAddress
 
+from .addresses import cached
 from .coap import create_context
 from .udp import guard_received_datagrams, guard_stale_icmp_errors
 
@@ -39,10 +42,17 @@ class UdpEndpoint:
     and kept for the life of the session. Without a security layer to bind it to its server,
     it serves only the addresses its own requests went to (the server's: ``peers_only`` in
     ``bridged.engine.coap``); requests from anywhere else are dropped.
+
+    The server's address is resolved once: aiocoap 0.4.17 resolves a request's URI for every
+    request (a ``getaddrinfo`` handed to a worker thread, even for an IP literal), which cost
+    a busy gateway more than the Send itself. The address the server answered from is kept
+    for the URI's origin and used until a request fails (``drop_session``), after which the
+    host is resolved again.
     """
 
     def __init__(self, context: aiocoap.Context) -> None:
         self._context = context
+        self._resolved: dict[interfaces.EndpointAddress, interfaces.EndpointAddress] = {}
 
     @classmethod
     async def create(
@@ -59,11 +69,27 @@ class UdpEndpoint:
         return self._context
 
     async def request(self, message: aiocoap.Message) -> aiocoap.Message:
-        response: aiocoap.Message = await self._context.request(message).response
+        asked = message.remote
+        known = self._resolved.get(asked)
+        if known is not None:
+            message.remote = known
+        try:
+            response: aiocoap.Message = await self._context.request(message).response
+        except aiocoap.error.NetworkError:
+            self.drop_session()
+            raise
+        if isinstance(asked, UndecidedRemote) and isinstance(response.remote, UDP6EndpointAddress):
+            # As aiocoap's own resolution gives it, without the local address it was received
+            # on: aiocoap names every request's task by its repr, and that address's repr asks
+            # the kernel for the interface's name (a socket and an ioctl) each time.
+            remote = response.remote
+            self._resolved[asked] = cached(UDP6EndpointAddress(remote.sockaddr, remote.interface))
         return response
 
     def drop_session(self) -> None:
-        """Nothing to drop: plain UDP has no session state the server could have lost."""
+        """Plain UDP has no session state the server could have lost; forget its resolved
+        address, so that the next request resolves the host again (it may have moved)."""
+        self._resolved.clear()
 
     async def shutdown(self) -> None:
         await self._context.shutdown()

@@ -455,8 +455,12 @@ class Observations:
         ):
             self.attributes_changed()
         affected = set(self._under.get(path, ()))
-        for level in range(len(path.ids)):
-            affected |= self._exact.get(path.truncate(Level(level)), set())
+        if self._exact:
+            # Every path above this one; built directly, as every reading's tree update asks.
+            for depth in range(len(path.ids)):
+                above = self._exact.get(Path.derived(path.ids[:depth], path.prefix))
+                if above:
+                    affected |= above
         if not affected:
             return
         now = self.now()

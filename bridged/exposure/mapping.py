@@ -94,7 +94,7 @@ class Shown:
         a resource not shown."""
         rest = local.ids[2:]
         if self.resources is None:
-            return Path((*self.upstream.ids, *rest), self.upstream.prefix)
+            return Path.derived((*self.upstream.ids, *rest), self.upstream.prefix)
         if not rest:
             return None
         rid = next((up for up, mine in self.resources.items() if mine == rest[0]), None)

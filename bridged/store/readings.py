@@ -14,12 +14,22 @@ When the file system refuses writes (full, or turned read-only) ``append`` raise
 caller keeps the readings (see the registry's ``flush``); ``ack`` keeps the consumer's cursor
 in memory until a write succeeds again, so delivery goes on from the stored backlog instead of
 sending it again.
+
+The table is the journal, not the way readings reach delivery: what ``append`` stored is also
+kept in memory, in order (the *tail*, at most ``TAIL_LIMIT`` readings, the objects the
+transport reported), and ``pending`` answers from it whenever every reading after the
+consumer's cursor is in it. The table is read back only when it is not: after a restart, or
+when a consumer fell further behind than the tail holds (an outage), or after the bounds
+deleted rows. Each reading costs its insert and its share of the acknowledging delete; no
+select, and no object rebuilt from its row, on the way to a server.
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -37,6 +47,11 @@ DROPPED_AGE = "dropped_age"
 DROPPED_UNSTORED = "dropped_unstored"
 """Readings the registry could not keep while the file system refused writes."""
 DROPPED = (DROPPED_COUNT, DROPPED_AGE, DROPPED_UNSTORED)
+
+TAIL_LIMIT = 4096
+"""The newest readings kept in memory for delivery (module docstring): several full Sends
+(``DeliveryConfig.max_records``) per server, about 1 MB; a consumer further behind reads the
+table."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +139,21 @@ class ReadingStore:
         self.bounds = bounds or Bounds()
         self._clock = clock
         (self._count,) = conn.execute("SELECT count(*) FROM readings").fetchone()
-        self._acked: dict[str, int] = {}
+        self._cursors: dict[str, int] = self.consumers()
         """Each consumer's cursor as delivery moved it, ahead of the table while writes fail."""
+        (last,) = conn.execute(
+            "SELECT max(coalesce((SELECT max(seq) FROM readings), 0), coalesce("
+            "(SELECT seq FROM sqlite_sequence WHERE name = 'readings'), 0))"
+        ).fetchone()
+        self._next_seq = int(last) + 1
+        """The seq the next reading gets (never reused, as AUTOINCREMENT promises): ``append``
+        learns its rows' seqs from SQLite without reading them back."""
+        (oldest,) = conn.execute("SELECT min(time) FROM readings").fetchone()
+        self._oldest: float = float("inf") if oldest is None else float(oldest)
+        """No stored reading is older than this (it may be older than the oldest left): the
+        age bound's delete runs only when it can find something."""
+        self._tail: deque[StoredReading] = deque()
+        """The newest stored readings, consecutive seqs up to the last one (module docstring)."""
 
     def __len__(self) -> int:
         return int(self._count)
@@ -134,13 +162,16 @@ class ReadingStore:
         """Start a cursor for ``name`` at the current end if it has none: a new server gets
         what arrives from now on, a known one resumes where it was."""
         self._conn.execute(
-            "INSERT OR IGNORE INTO cursors(consumer, seq) "
-            "VALUES (?, (SELECT coalesce(max(seq), 0) FROM readings))",
-            (name,),
+            "INSERT OR IGNORE INTO cursors(consumer, seq) VALUES (?, ?)",
+            (name, self._next_seq - 1),
         )
+        (seq,) = self._conn.execute(
+            "SELECT seq FROM cursors WHERE consumer = ?", (name,)
+        ).fetchone()
+        self._cursors[name] = max(int(seq), self._cursors.get(name, 0))
 
     def remove_consumer(self, name: str) -> None:
-        self._acked.pop(name, None)
+        self._cursors.pop(name, None)
         with transaction(self._conn):
             self._conn.execute("DELETE FROM cursors WHERE consumer = ?", (name,))
             self._prune_delivered()
@@ -150,26 +181,42 @@ class ReadingStore:
         of the last one. Enforces the bounds, oldest first. ``unstored`` readings that could
         not be kept while writes failed are counted (``DROPPED_UNSTORED``) in the same
         transaction. sqlite3.Error when the database refuses the write: nothing is stored."""
-        rows = [(str(r.node), str(r.path), *encode_value(r.value), r.time) for r in readings]
+        batch = list(readings)
+        rows = [(str(r.node), str(r.path), *encode_value(r.value), r.time) for r in batch]
+        oldest = min((r.time for r in batch), default=self._oldest)
         try:
             with transaction(self._conn):
                 self._conn.executemany(
                     "INSERT INTO readings(node_id, path, kind, value, time) VALUES (?, ?, ?, ?, ?)",
                     rows,
                 )
+                (last,) = self._conn.execute("SELECT last_insert_rowid()").fetchone()
                 self._count += len(rows)
                 latest = {(node, path): row for node, path, *row in rows}
                 self._conn.executemany(_REMEMBER, [(*key, *row) for key, row in latest.items()])
                 if unstored:
                     self._bump(DROPPED_UNSTORED, unstored)
+                self._oldest = min(self._oldest, oldest)
                 self._enforce_bounds()
-                (last,) = self._conn.execute(
-                    "SELECT coalesce(max(seq), 0) FROM readings"
-                ).fetchone()
         except BaseException:
             (self._count,) = self._conn.execute("SELECT count(*) FROM readings").fetchone()
+            self._tail.clear()  # what the table holds now is not known: read it back
+            self._oldest = float("-inf")  # nor its oldest: the next append looks
             raise
-        return int(last)
+        if not rows:
+            return self._next_seq - 1
+        # One transaction's rows have consecutive seqs (AUTOINCREMENT, one writer at a time).
+        first = int(last) - len(rows) + 1
+        if first != self._next_seq:
+            self._tail.clear()  # someone else stored readings: the tail would miss them
+        self._next_seq = first + len(rows)
+        self._tail.extend(
+            StoredReading(seq, r)
+            for seq, r in zip(range(first, self._next_seq), batch, strict=True)
+        )
+        while len(self._tail) > TAIL_LIMIT:
+            self._tail.popleft()
+        return self._next_seq - 1
 
     def last_values(self) -> dict[NodeId, list[Reading]]:
         """Each paired node's last reported value of each resource, with its time (kept by
@@ -185,12 +232,18 @@ class ReadingStore:
         return out
 
     def pending(self, consumer: str, limit: int = 1000) -> list[StoredReading]:
-        """The oldest readings ``consumer`` has not acknowledged, in arrival order."""
+        """The oldest readings ``consumer`` has not acknowledged, in arrival order: from the
+        tail when it holds all of them (module docstring), else from the table."""
+        after = self._cursors.get(consumer)
+        if after is None:
+            return []
+        start = self._in_tail(after)
+        if start is not None:
+            return list(itertools.islice(self._tail, start, start + limit))
         rows = self._conn.execute(
             "SELECT seq, node_id, path, kind, value, time FROM readings "
-            "WHERE seq > max((SELECT seq FROM cursors WHERE consumer = ?), ?) "
-            "ORDER BY seq LIMIT ?",
-            (consumer, self._acked.get(consumer, 0), limit),
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
         )
         return [
             StoredReading(
@@ -202,24 +255,39 @@ class ReadingStore:
     def waiting(self, consumer: str) -> int:
         """How many readings ``consumer`` has not acknowledged (a count, without reading them:
         the daemon's status asks often)."""
+        after = self._cursors.get(consumer)
+        if after is None:
+            return 0
+        start = self._in_tail(after)
+        if start is not None:
+            return len(self._tail) - start
         (count,) = self._conn.execute(
-            "SELECT count(*) FROM readings "
-            "WHERE seq > max(coalesce((SELECT seq FROM cursors WHERE consumer = ?), 1e18), ?)",
-            (consumer, self._acked.get(consumer, 0)),
+            "SELECT count(*) FROM readings WHERE seq > ?", (after,)
         ).fetchone()
         return int(count)
+
+    def _in_tail(self, after: int) -> int | None:
+        """The tail's index of the first reading after seq ``after``, when the tail holds every
+        stored reading after it; None when the table must be read."""
+        first = self._tail[0].seq if self._tail else self._next_seq
+        if after + 1 < first:
+            return None
+        return min(after + 1 - first, len(self._tail))
 
     def ack(self, consumer: str, seq: int) -> bool:
         """``consumer`` has delivered everything up to ``seq``. False when the database
         refused the write: the cursor then moves in memory only (``pending`` and ``waiting``
         follow it) and is written with the next ack that succeeds; a restart before then
         delivers those readings again (at least once)."""
-        self._acked[consumer] = max(self._acked.get(consumer, 0), seq)
+        self._cursors[consumer] = max(self._cursors.get(consumer, 0), seq)
+        passed = min(self._cursors.values())
+        while self._tail and self._tail[0].seq <= passed:
+            self._tail.popleft()
         try:
             with transaction(self._conn):
                 self._conn.execute(
                     "UPDATE cursors SET seq = max(seq, ?) WHERE consumer = ?",
-                    (self._acked[consumer], consumer),
+                    (self._cursors[consumer], consumer),
                 )
                 self._prune_delivered()
         except sqlite3.OperationalError:
@@ -253,13 +321,19 @@ class ReadingStore:
             )
             self._count -= excess
             self._bump(DROPPED_COUNT, excess)
+            self._tail.clear()
         self._drop_older_than(self._clock() - self.bounds.max_age)
 
     def _drop_older_than(self, cutoff: float) -> int:
+        if self._oldest >= cutoff:
+            return 0  # nothing to find
         cur = self._conn.execute("DELETE FROM readings WHERE time < ?", (cutoff,))
+        (oldest,) = self._conn.execute("SELECT min(time) FROM readings").fetchone()
+        self._oldest = float("inf") if oldest is None else float(oldest)
         if cur.rowcount > 0:
             self._count -= cur.rowcount
             self._bump(DROPPED_AGE, cur.rowcount)
+            self._tail.clear()
         return max(cur.rowcount, 0)
 
     def _prune_delivered(self) -> None:

@@ -177,3 +177,56 @@ async def test_a_send_of_a_new_instance_goes_after_the_update_that_announces_it(
     assert kinds[:2] == ["update", "send"], kinds
     update = next(e for e in server.history if e.kind == "update")
     assert "</3303/7>" in update.payload.decode()
+
+
+async def test_sends_go_to_the_address_resolved_once_not_resolved_per_request(
+    server: LwM2MTestServer,
+) -> None:
+    """aiocoap resolves a request's URI every time (a getaddrinfo in a worker thread, even for
+    an IP literal): the client resolves the server's address once and sends there."""
+    loop = asyncio.get_running_loop()
+    lookups: list[object] = []
+    resolve = loop.getaddrinfo
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        lookups.append(args[0])
+        return await resolve(*args, **kwargs)  # type: ignore[arg-type]
+
+    loop.getaddrinfo = counted  # type: ignore[method-assign, assignment]
+    try:
+        client, events = await registered_client(server, uri=f"coap://localhost:{server.port}")
+        await next_event(events, EventKind.REGISTRATION_COMPLETE)
+        before = len(lookups)
+        for record in SERIES:
+            assert (await client.send([record])).delivered
+        got = [(await server.next_event("send")).records for _ in SERIES]
+        await client.stop()
+    finally:
+        del loop.getaddrinfo
+    assert got == [(SenMLRecord("/3303/0/5700", r.time, r.value),) for r in SERIES]
+    assert before >= 1 and len(lookups) == before
+
+
+async def test_the_servers_reads_do_not_ask_the_kernel_for_the_interface_name_per_request(
+    client: LwM2MClient, server: LwM2MTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiocoap names the task of every request it serves by the request's repr, and the repr
+    of an address received with its local address asks the kernel for the interface name (a
+    socket, an ioctl, a close): the engine's addresses answer that once per address."""
+    import socket
+    import traceback
+
+    asked: list[int] = []
+    name = socket.if_indextoname
+
+    def counted(index: int) -> str:
+        # The test server is in this process too: count the gateway's calls only.
+        if any("/bridged/engine/" in frame.filename for frame in traceback.extract_stack()):
+            asked.append(index)
+        return name(index)
+
+    monkeypatch.setattr(socket, "if_indextoname", counted)
+    for _ in range(10):
+        response = await server.request("gw-1", Code.GET, "/3/0/0")
+        assert (response.code, response.payload) == (Code.CONTENT, b"ACME")
+    assert len(asked) <= 1

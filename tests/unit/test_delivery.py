@@ -43,7 +43,7 @@ class Session:
     received: list[Record] = field(default_factory=list)
     sends: int = 0
 
-    async def send(self, records: list[Record]) -> SendOutcome:
+    async def send(self, records: list[Record], payload: bytes | None = None) -> SendOutcome:
         self.sends += 1
         if self.failures.random() < self.fail_rate:
             return SendOutcome(SendStatus.NO_ANSWER, "test", len(records), "timeout")

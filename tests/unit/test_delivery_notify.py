@@ -302,7 +302,7 @@ class Session:
     name: str = "coap://test"
     registrar: Registrar = field(default_factory=Registrar)
 
-    async def send(self, records: list[Record]) -> None:
+    async def send(self, records: list[Record], payload: bytes | None = None) -> None:
         raise SendUnsupported("LwM2M 1.0")
 
 

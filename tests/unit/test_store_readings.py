@@ -173,3 +173,55 @@ def test_a_paired_nodes_last_value_of_each_resource_outlives_delivery(
     }
     nodes.unpair(NODE)
     assert store.last_values() == {}
+
+
+def test_pending_hands_over_the_readings_appended_without_reading_them_back(
+    tmp_path: FsPath, store: ReadingStore
+) -> None:
+    store.add_consumer("a")
+    appended = readings(3)
+    store.append(appended)
+    # The very objects the transport reported: nothing re-parsed from the table.
+    assert all(s.reading is r for s, r in zip(store.pending("a"), appended, strict=True))
+    # After a restart the table is read back, to the same readings.
+    again = ReadingStore(connect(tmp_path / "state.db"))
+    assert [s.reading for s in again.pending("a")] == appended
+
+
+def test_a_consumer_behind_the_memory_tail_gets_every_reading_once_in_order(
+    store: ReadingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bridged.store.readings as module
+
+    monkeypatch.setattr(module, "TAIL_LIMIT", 3)
+    store.add_consumer("fast")
+    store.add_consumer("slow")
+    got: dict[str, list[Reading]] = {"fast": [], "slow": []}
+    for i in range(5):
+        store.append(readings(4, start=1_700_000_000.0 + 10 * i))
+        batch = store.pending("fast", limit=2)
+        while batch:
+            got["fast"] += [s.reading for s in batch]
+            store.ack("fast", batch[-1].seq)
+            batch = store.pending("fast", limit=2)
+    assert store.waiting("slow") == 20
+    while batch := store.pending("slow", limit=7):
+        got["slow"] += [s.reading for s in batch]
+        store.ack("slow", batch[-1].seq)
+    every = [r for i in range(5) for r in readings(4, start=1_700_000_000.0 + 10 * i)]
+    assert got == {"fast": every, "slow": every}
+    assert len(store) == 0 and store.waiting("slow") == 0
+
+
+def test_readings_another_store_wrote_are_delivered_in_order_too(
+    tmp_path: FsPath, store: ReadingStore, clock: Clock
+) -> None:
+    store.add_consumer("a")
+    store.append(readings(2))
+    other = ReadingStore(connect(tmp_path / "state.db"), clock=clock)
+    other.append(readings(2, start=1_700_000_100.0))
+    store.append(readings(2, start=1_700_000_200.0))
+    got = [s.reading for s in store.pending("a")]
+    assert got == readings(2) + readings(2, start=1_700_000_100.0) + readings(
+        2, start=1_700_000_200.0
+    )

@@ -1,0 +1,345 @@
+"""Readings through the gateway's whole path, as users pay for it: upstream records per CPU-second.
+
+Three processes. The **server** is the in-repo LwM2M test server (tests/peers/lwm2m_server.py)
+on 127.0.0.1: it answers every Send 2.04 after decoding its SenML CBOR with its own code, and
+counts the records it received and the distinct (name, value) pairs among them. The
+**gateway** is the real ``Gateway`` (bridged/app.py) built from a configuration file, in the
+instances exposure mode, with N nodes paired in its state directory before it starts; a
+**feeder** in the gateway process plays a transport: it calls the node registry's
+``TransportEvents`` (``heard``, ``state``, ``readings``) as the simulated transport does for
+one report, with ONE reading per report (a temperature with the time it was measured, each
+value distinct), round robin over the nodes. From there the path is the product's: the commit
+to SQLite, the exposure's tree update, Delivery, and LwM2M Send to the server. This process
+orchestrates.
+
+Rates: ``--rate`` reports per second (spread evenly, 100 by default: a realistic gateway with
+100 to 1,000 nodes reporting every 1 to 10 s), and ``max``: every report in its own turn of
+the event loop (``asyncio.sleep(0)`` between two), as fast as the gateway takes them.
+
+Figures, all of the gateway process only (``time.process_time``: every thread of it, none of
+the server's): CPU from the first report until the server acknowledged the last record, per
+upstream record (µs) and as records per CPU-second; upstream records per measured value (what
+the server received over what was fed: 1.0 is the invariant); and, with ``--callgrind``, the
+instructions the gateway executed per record in a shorter run under ``valgrind
+--tool=callgrind`` (instrumentation switched on by ``callgrind_control`` for the feed only).
+
+Left out: the radio and its decoding (bench/radio.py, bench/ble.py measure those), the
+server's CPU, the gateway's start and registration, and idle time before the feed. The feeder
+is in the gateway process, so its own small cost (building a Record per report) is counted.
+
+    .venv/bin/python bench/readings.py [--nodes 100,1000] [--rates 100,max]
+                                       [--seconds 20] [--max-readings 20000] [--callgrind]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path as FilePath
+from typing import Any
+
+HERE = FilePath(__file__).resolve()
+sys.path.insert(0, str(HERE.parent.parent / "tests"))
+
+RECORDS_GOAL = 25_000
+INSTRUCTIONS_GOAL = 150_000
+ENDPOINT = "bench-readings"
+
+
+def emit(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+# -- the server (a process of its own) ----------------------------------------------------------
+
+
+async def serve() -> None:
+    """Answer Register and Send; after each Send, report the records received so far and how
+    many distinct (name, value) pairs they hold."""
+    from peers.lwm2m_server import LwM2MTestServer
+
+    srv = LwM2MTestServer()
+    await srv.start()
+    emit(port=srv.port)
+    records = 0
+    distinct: set[tuple[str, object]] = set()
+    loop = asyncio.get_running_loop()
+    stdin_closed = loop.run_in_executor(None, sys.stdin.read)
+    while not stdin_closed.done():
+        get = asyncio.ensure_future(srv.events.get())
+        await asyncio.wait([get, stdin_closed], return_when=asyncio.FIRST_COMPLETED)
+        if not get.done():
+            get.cancel()
+            break
+        event = get.result()
+        if event.kind == "register":
+            emit(registered=event.endpoint)
+        elif event.kind == "send":
+            records += len(event.records)
+            distinct.update((r.name, r.value) for r in event.records)
+            emit(records=records, distinct=len(distinct))
+    await srv.stop()
+
+
+# -- the gateway (a process of its own) ---------------------------------------------------------
+
+
+CONFIG = """
+[gateway]
+endpoint = "{endpoint}"
+state_dir = "{state}/state"
+runtime_dir = "{state}/run"
+bind_address = "127.0.0.1"
+exposure = "instances"
+
+[[server]]
+uri = "{uri}"
+lifetime = 86400
+
+[log]
+level = "warning"
+"""
+
+
+async def gateway(count: int, rate: str, total: int, state: FilePath, uri: str) -> None:
+    from bridged.app import DATABASE, Gateway
+    from bridged.config import load
+    from bridged.delivery import consumer_name
+    from bridged.objects.values import Record
+    from bridged.store.database import connect
+    from bridged.store.nodes import NodeStore
+    from bridged.transports.base import Heard, NodeState
+    from bridged.transports.nodes import NodeId, PairedNode
+    from bridged.transports.simulated import TEMPERATURE
+
+    logging.basicConfig(level=logging.ERROR)  # the daemon's logging is not set up here
+    (state / "state").mkdir(mode=0o700)
+    (state / "run").mkdir(mode=0o700)
+    conn = connect(state / "state" / DATABASE)
+    store = NodeStore(conn)
+    nodes = [NodeId("sim", f"{i + 1:04d}") for i in range(count)]
+    for node in nodes:  # paired, with their objects, before the gateway starts
+        store.pair(PairedNode(node, f"node {node.address}", "sim"))
+        store.set_objects(node, {3303: [0]})
+    conn.close()
+    path = state / "bridged.toml"
+    path.write_text(CONFIG.format(endpoint=ENDPOINT, state=state, uri=uri))
+    gw = Gateway(load(path))
+    await gw.start()
+    while not any(s.registered for s in gw.client.sessions):
+        await asyncio.sleep(0.01)
+    emit(ready=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)  # "go"
+
+    events = gw.registry
+    stats = gw.delivery.stats(gw.config.servers[0].short_server_id)
+    backlog = consumer_name(gw.config.servers[0].short_server_id)
+    period = 0.0 if rate == "max" else 1.0 / float(rate)
+    cpu0, start = time.process_time(), time.monotonic()
+    for k in range(total):
+        node = nodes[k % count]
+        now = time.time()
+        record = Record(TEMPERATURE, float(k), now)
+        events.heard(Heard(node, now, node.address, -60, "sim", (record,)))
+        events.state(node, NodeState(True, now, rssi=-60))
+        events.readings(node, [record])
+        if period:
+            delay = start + (k + 1) * period - time.monotonic()
+            await asyncio.sleep(max(delay, 0.0))
+        else:
+            await asyncio.sleep(0)
+    fed = time.monotonic()
+    while stats.delivered < total:
+        await asyncio.sleep(0.01)
+    cpu = time.process_time() - cpu0
+    emit(
+        fed=total,
+        cpu=cpu,
+        feed_s=fed - start,
+        wall_s=time.monotonic() - start,
+        sends=stats.sends,
+        waiting=gw.readings.waiting(backlog),
+    )
+    await loop.run_in_executor(None, sys.stdin.readline)  # "stop"
+    await gw.stop()
+    emit(stopped=True)
+
+
+# -- orchestration ------------------------------------------------------------------------------
+
+
+WAIT = 600.0
+
+
+class Peer:
+    """A process whose JSON reports are read as they come (a full pipe would block it)."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.pid = self.proc.pid
+        self.reports: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.last: dict[str, Any] = {}
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.reports.put(json.loads(line))
+        self.reports.put(None)
+
+    def read_until(self, key: str, done: Any = None) -> dict[str, Any]:
+        """The next report with ``key`` (whose value satisfies ``done``, when given)."""
+        while True:
+            try:
+                fields = self.reports.get(timeout=WAIT)
+            except queue.Empty:
+                raise RuntimeError(f"no {key!r} reported within {WAIT:g} s") from None
+            if fields is None:
+                raise RuntimeError(f"ended before reporting {key!r} (exit {self.proc.wait()})")
+            self.last.update(fields)
+            if key in fields and (done is None or done(fields)):
+                return fields
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run(count: int, rate: str, total: int, callgrind: FilePath | None = None) -> dict[str, Any]:
+    """One run: a fresh server and gateway, ``total`` reports over ``count`` nodes."""
+    me = [sys.executable, str(HERE)]
+    with tempfile.TemporaryDirectory() as state:
+        server = Peer([*me, "--serve"])
+        try:
+            if (os.cpu_count() or 1) > 1:
+                os.sched_setaffinity(server.pid, {1})
+            port = server.read_until("port")["port"]
+            command = [*me, "--gateway", str(count), rate, str(total), state]
+            command.append(f"coap://127.0.0.1:{port}")
+            if callgrind is not None:
+                command = [
+                    "valgrind",
+                    "--tool=callgrind",
+                    "--instr-atstart=no",
+                    f"--callgrind-out-file={callgrind}",
+                    f"--log-file={callgrind}.log",
+                    *command,
+                ]
+            gw = Peer(command)
+            try:
+                if (os.cpu_count() or 1) > 1:
+                    os.sched_setaffinity(gw.pid, {0})
+                gw.read_until("ready")
+                server.read_until("registered")
+                if callgrind is not None:
+                    subprocess.run(
+                        ["callgrind_control", "-i", "on", str(gw.pid)],
+                        check=True,
+                        capture_output=True,
+                    )
+                gw.send("go")
+                result = gw.read_until("fed")
+                if callgrind is not None:
+                    subprocess.run(
+                        ["callgrind_control", "-i", "off", str(gw.pid)],
+                        check=True,
+                        capture_output=True,
+                    )
+                got = server.read_until("records", lambda f: f["distinct"] >= total)
+                result.update(records=got["records"], distinct=got["distinct"])
+                gw.send("stop")
+                gw.read_until("stopped")
+            finally:
+                gw.close()
+        finally:
+            server.close()
+    if callgrind is not None:
+        result["instructions"] = callgrind_total(callgrind)
+    return result
+
+
+def callgrind_total(out: FilePath) -> int:
+    """The instructions (Ir) callgrind collected while instrumentation was on, from its log."""
+    log = FilePath(f"{out}.log")
+    match = re.search(r"Collected : (\d+)", log.read_text())
+    if match is None:
+        raise RuntimeError(f"no instruction total in {log}")
+    return int(match.group(1))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        asyncio.run(serve())
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--gateway":
+        count, rate, total, state, uri = sys.argv[2:7]
+        asyncio.run(gateway(int(count), rate, int(total), FilePath(state), uri))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--nodes", default="100,1000", type=lambda s: [int(c) for c in s.split(",")]
+    )
+    parser.add_argument("--rates", default="100,max", type=lambda s: s.split(","))
+    parser.add_argument("--seconds", type=float, default=20.0, help="per paced run")
+    parser.add_argument("--max-readings", type=int, default=20_000, help="per run at max")
+    parser.add_argument("--callgrind", action="store_true", help="add instructions per record")
+    parser.add_argument("--callgrind-readings", type=int, default=2_000)
+    args = parser.parse_args()
+    callgrind = args.callgrind and shutil.which("valgrind") is not None
+    print(
+        "| nodes | reports/s | readings fed | upstream records | records per value "
+        "| Sends | gateway CPU s | µs per record | records per CPU-second"
+        + (" | instructions per record |" if callgrind else " |")
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if callgrind else ""))
+    for count in args.nodes:
+        for rate in args.rates:
+            total = args.max_readings if rate == "max" else int(float(rate) * args.seconds)
+            r = run(count, rate, total)
+            cell = ""
+            if callgrind:
+                with tempfile.TemporaryDirectory() as tmp:
+                    out = FilePath(tmp) / "callgrind.out"
+                    small = min(total, args.callgrind_readings)
+                    c = run(count, rate, small, out)
+                    cell = f" {c['instructions'] / c['records'] / 1000:,.0f} k |"
+            shown = f"{total / r['feed_s']:,.0f}" + (" (max)" if rate == "max" else "")
+            print(
+                f"| {count:,} | {shown} | {r['fed']:,} | {r['records']:,} "
+                f"| {r['records'] / r['fed']:.2f} | {r['sends']:,} | {r['cpu']:.2f} "
+                f"| {r['cpu'] / r['records'] * 1e6:.0f} | {r['records'] / r['cpu']:,.0f} |" + cell,
+                flush=True,
+            )
+    print(
+        f"\ngoal: ≥ {RECORDS_GOAL:,} upstream records per gateway CPU-second"
+        + (f", ≤ {INSTRUCTIONS_GOAL // 1000} k instructions per record" if callgrind else "")
+    )
+
+
+if __name__ == "__main__":
+    main()

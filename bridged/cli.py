@@ -558,6 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
     pair.add_argument(
         "--bond", action="store_true", help="bond through BlueZ (a GATT node that needs it)"
     )
+    pair.add_argument(
+        "--firmware",
+        choices=("smp",),
+        help="how its firmware is updated: smp (a GATT node running MCUboot with MCUmgr SMP)",
+    )
     pair.add_argument("--name", help="its name (shown upstream in 5750 Application Type)")
     pair.add_argument("--profile", default="", help="how its data is read (bthome, ...)")
     pair.add_argument("--sleepy", action="store_true", help="a battery node that sleeps")
@@ -713,11 +718,12 @@ def run(args: argparse.Namespace, client: Client, out: IO[str], err: IO[str]) ->
 
 
 def pair_params(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``pair`` request of ``bridgectl pair``: ``--bond`` means a GATT node (unless
-    ``--profile`` says otherwise) with the option ``bond``."""
+    """The ``pair`` request of ``bridgectl pair``: ``--bond`` and ``--firmware`` mean a GATT
+    node (unless ``--profile`` says otherwise) with the option ``bond`` or ``firmware``."""
+    gatt = args.bond or args.firmware
     params: dict[str, Any] = {
         "node": node_argument(args.node, args.address),
-        "profile": args.profile or ("gatt" if args.bond else ""),
+        "profile": args.profile or ("gatt" if gatt else ""),
         "sleepy": args.sleepy,
     }
     if args.name:
@@ -726,8 +732,13 @@ def pair_params(args: argparse.Namespace) -> dict[str, Any]:
         params["keys"] = _keys(args.key)
     if args.bindkey is not None:
         params["bindkey"] = bindkey_hex(args.bindkey)
+    options: dict[str, Any] = {}
     if args.bond:
-        params["options"] = {"bond": True}
+        options["bond"] = True
+    if args.firmware:
+        options["firmware"] = args.firmware
+    if options:
+        params["options"] = options
     return params
 
 

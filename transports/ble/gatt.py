@@ -250,6 +250,14 @@ class GattPoller:
         self._deliver(node, records)
         return records
 
+    def connection(
+        self, address: str, on_drop: Callable[[], None] | None = None
+    ) -> contextlib.AbstractAsyncContextManager[BleakClient]:
+        """A connection to the node for another protocol over its GATT (SMP firmware update),
+        holding one of its adapter's slots and retried like any; ``on_drop`` is called when
+        the link drops. GattUnreachable when every attempt failed."""
+        return self._connection(self._node(address), on_drop=on_drop)
+
     def _node(self, address: str) -> GattNode:
         return self._nodes.get(address.upper()) or GattNode(address)
 

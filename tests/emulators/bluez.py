@@ -190,25 +190,32 @@ class BluezEmulator:
     ) -> str:
         """A connectable node BlueZ knows (it was heard before), serving ``services``. UUIDs may
         be short ("180f"). Returns the device's object path."""
-        spec = {
-            normalize_uuid_str(s): {
-                normalize_uuid_str(c): [list(flags), bytes(value)]
-                for c, (flags, value) in chars.items()
-            }
-            for s, chars in services.items()
-        }
         (path,) = await self._mock(
-            "AddGattDevice", "sssa{sa{s(asay)}}", adapter, address, name or "", spec
+            "AddGattDevice", "sssa{sa{s(asay)}}", adapter, address, name or "", _spec(services)
         )
         return str(path)
 
     async def add_smp_device(
-        self, address: str, running: bytes, *, name: str | None = None, adapter: str = "hci0"
+        self,
+        address: str,
+        running: bytes,
+        services: GattSpec | None = None,
+        *,
+        name: str | None = None,
+        adapter: str = "hci0",
     ) -> str:
         """A node running MCUboot with MCUmgr's SMP over GATT (`emulators.mcuboot`), booted on
-        ``running`` (an image); its Device Information firmware revision is that image's
-        version. Returns the device's object path."""
-        (path,) = await self._mock("AddSmpDevice", "sssay", adapter, address, name or "", running)
+        ``running`` (an image), serving ``services`` too; its Device Information firmware
+        revision is that image's version. Returns the device's object path."""
+        (path,) = await self._mock(
+            "AddSmpDevice",
+            "sssa{sa{s(asay)}}ay",
+            adapter,
+            address,
+            name or "",
+            _spec(services or {}),
+            running,
+        )
         return str(path)
 
     async def smp_node(self, address: str) -> dict[str, Any]:
@@ -292,6 +299,17 @@ class BluezEmulator:
             raise BluezError(f"Get {prop}: {reply.error_name}: {reply.body}")
         value = reply.body[0]
         return value.value if isinstance(value, Variant) else value
+
+
+def _spec(services: GattSpec) -> dict[str, dict[str, list[object]]]:
+    """A GATT spec as the mock takes it: full UUIDs, (flags, value) as lists."""
+    return {
+        normalize_uuid_str(s): {
+            normalize_uuid_str(c): [list(flags), bytes(value)]
+            for c, (flags, value) in chars.items()
+        }
+        for s, chars in services.items()
+    }
 
 
 def dbus_daemon_missing() -> str | None:

@@ -472,6 +472,8 @@ def _disconnect(device: Any, injectable: bool = True) -> None:
             DEVICE_IFACE,
             {"ServicesResolved": dbus.Boolean(False), "Connected": dbus.Boolean(False)},
         )
+    if device.smp is not None:
+        device.smp.buffer.clear()  # a request cut midway is gone with the link
 
 
 def _pair(device: Any) -> None:
@@ -561,22 +563,19 @@ def _show_version(device: Any) -> None:
             obj.props[CHAR_IFACE]["Value"] = _byte_array(version.encode())
 
 
-@dbus.service.method(MOCK_IFACE, in_signature="sssay", out_signature="s")
-def AddSmpDevice(self: Any, adapter_name: str, address: str, name: str, running: Any) -> str:
+@dbus.service.method(MOCK_IFACE, in_signature="sssa{sa{s(asay)}}ay", out_signature="s")
+def AddSmpDevice(
+    self: Any, adapter_name: str, address: str, name: str, services: Any, running: Any
+) -> str:
     """A node running MCUboot and MCUmgr's SMP over GATT, with ``running`` (an MCUboot image)
-    in its primary slot, its version also in the Device Information firmware revision."""
-    path = str(
-        AddGattDevice(
-            self,
-            adapter_name,
-            address,
-            name,
-            {
-                DIS: {FIRMWARE_REVISION: (["read"], b"")},
-                SMP_SERVICE: {SMP_CHAR: (["write-without-response", "notify"], b"")},
-            },
-        )
-    )
+    in its primary slot, its version also in the Device Information firmware revision, and
+    ``services`` besides."""
+    spec = {
+        **services,
+        DIS: {FIRMWARE_REVISION: (["read"], b"")},
+        SMP_SERVICE: {SMP_CHAR: (["write-without-response", "notify"], b"")},
+    }
+    path = str(AddGattDevice(self, adapter_name, address, name, spec))
     device = mockobject.objects[path]
     device.smp = mcuboot.SmpServer(mcuboot.Mcuboot(bytes(bytearray(running))))
     _show_version(device)

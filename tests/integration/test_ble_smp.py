@@ -4,6 +4,7 @@ holds and runs afterwards is read from the node."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,8 +13,10 @@ import pytest
 from emulators.bluez import BluezEmulator, bluez_bus, bluez_fixture  # noqa: F401
 from emulators.mcuboot import image, version_of
 
+from bridged.objects.paths import Path as LwPath
+from bridged.objects.values import Record
 from bridged.transports.ble.backoff import Backoff
-from bridged.transports.ble.gatt import GattPoller
+from bridged.transports.ble.gatt import GattNode, GattPoller
 from bridged.transports.ble.smp import SmpUpdater
 from bridged.transports.firmware import FirmwareError, FirmwareImage, UpdateResult
 from bridged.transports.nodes import NodeId
@@ -25,8 +28,15 @@ FAST = Backoff(0.01, 0.05)
 
 
 @pytest.fixture
-async def poller() -> AsyncIterator[GattPoller]:
-    async with GattPoller(lambda _a, _r: None, connect_timeout=10.0, backoff=FAST) as p:
+def delivered() -> asyncio.Queue[tuple[Record, ...]]:
+    return asyncio.Queue()
+
+
+@pytest.fixture
+async def poller(delivered: asyncio.Queue[tuple[Record, ...]]) -> AsyncIterator[GattPoller]:
+    async with GattPoller(
+        lambda _a, r: delivered.put_nowait(r), connect_timeout=10.0, backoff=FAST
+    ) as p:
         yield p
 
 
@@ -131,3 +141,50 @@ def test_a_file_without_an_mcuboot_header_is_an_unsupported_package(tmp_path: Pa
     with pytest.raises(FirmwareError) as short:
         SmpUpdater(GattPoller(lambda _a, _r: None), NODE).describe(truncated)
     assert short.value.result == UpdateResult.UNSUPPORTED_PACKAGE
+
+
+async def test_a_poll_during_an_update_waits_for_its_connection(
+    bluez: BluezEmulator, node: str, poller: GattPoller, tmp_path: Path
+) -> None:
+    """BlueZ has one link to a node: a poll's connection would be the update's, and its end
+    would cut the upload. The poller connects to a node once at a time."""
+    data = image((2, 0, 0, 0), 40_000)
+    sent: list[int] = []
+    update = asyncio.create_task(
+        SmpUpdater(poller, NODE).update(
+            NID, package(tmp_path, data), lambda done, _t: sent.append(done)
+        )
+    )
+    while (await bluez.smp_node(NODE))["received"] == 0:
+        await asyncio.sleep(0.01)
+    records = await poller.poll(NODE)
+    assert LwPath((3, 0, 3)) in {r.path for r in records}
+    assert await update == version_of(data)
+    assert sent == sorted(set(sent)), "the upload went on in one connection, never resumed"
+
+
+async def test_a_subscribed_node_is_updated_over_its_standing_connection(
+    bluez: BluezEmulator,
+    poller: GattPoller,
+    tmp_path: Path,
+    delivered: asyncio.Queue[tuple[Record, ...]],
+) -> None:
+    await bluez.add_adapter("hci0", monitor=False)
+    await bluez.add_smp_device(NODE, RUNNING, {"180f": {"2a19": (["read", "notify"], b"\x57")}})
+    poller.add(GattNode(NODE, notify=("2a19",)))
+    await asyncio.wait_for(delivered.get(), 20)  # connected and subscribed
+    data = image((2, 0, 0, 0), 5_000)
+    version = await SmpUpdater(poller, NODE).update(
+        NID, package(tmp_path, data), lambda _d, _t: None
+    )
+    assert version == version_of(data)
+    assert (await bluez.smp_node(NODE))["confirmed"]
+    # after the node's reset the poller is subscribed again
+    battery = LwPath((3, 0, 9))
+    async with asyncio.timeout(20):
+        while True:
+            if await bluez.notify(NODE, "2a19", b"\x21"):
+                records = await delivered.get()
+                if any(r.path == battery and r.value == 0x21 for r in records):
+                    break
+            await asyncio.sleep(0.05)

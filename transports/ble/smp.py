@@ -108,7 +108,11 @@ class GattSmpTransport(SMPTransport):
         await self._client.start_notify(char, self._notified)
 
     async def disconnect(self) -> None:
-        """The poller's connection is closed by the poller."""
+        """Unsubscribe; the connection is the poller's (it may be a subscribed node's
+        standing one, which stays)."""
+        if self._char is not None and not self._dropped:
+            with contextlib.suppress(*CONNECT_ERRORS):
+                await self._client.stop_notify(self._char)
 
     def _notified(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
         self._buffer += data
@@ -278,7 +282,10 @@ class SmpUpdater:
             transport = GattSmpTransport(client)
             smp = SMPClient(transport, self.address, timeout_s=REQUEST_TIMEOUT)
             await smp.connect()
-            yield smp
+            try:
+                yield smp
+            finally:
+                await smp.disconnect()
 
     @staticmethod
     async def _request(

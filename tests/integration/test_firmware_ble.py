@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from aiocoap.numbers.codes import Code
-from emulators.bluez import BluezEmulator
 from emulators.mcuboot import image, version_of
 from emulators.world import Daemon, World, ble_unavailable
 from firmware_servers import HttpPackage, http_package
@@ -35,13 +34,14 @@ UPDATE_TIMEOUT = 120.0
 
 @dataclass
 class Updatable:
-    bluez: BluezEmulator
+    world: World
     daemon: Daemon
     fw: FirmwareView
 
     async def node(self) -> dict[str, Any]:
         """What the emulated node holds and runs."""
-        return await self.bluez.smp_node(ADDRESS)
+        assert self.world.bluez is not None
+        return await self.world.bluez.smp_node(ADDRESS)
 
 
 @contextlib.asynccontextmanager
@@ -56,7 +56,7 @@ async def updatable(tmp_path: Path, server: LwM2MTestServer, mode: str) -> Async
         await daemon.upstream(NODE, "/3/0/3")  # the node was read
         view = await FirmwareView.of_node(server, daemon, ENDPOINT, NODE, mode)
         async with view.watching() as fw:
-            yield Updatable(world.bluez, daemon, fw)
+            yield Updatable(world, daemon, fw)
 
 
 async def firmware_version(fw: FirmwareView) -> str:
@@ -124,7 +124,8 @@ async def test_an_update_that_meets_trouble_ends_with_the_result_it_had(
 ) -> None:
     async with updatable(tmp_path, server, "endpoints") as up:
         if cuts:
-            await up.bluez.smp_cut_at(ADDRESS, *cuts)
+            assert up.world.bluez is not None
+            await up.world.bluez.smp_cut_at(ADDRESS, *cuts)
         assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
         await up.fw.until(DOWNLOADED, 0)
         assert await up.fw.execute() == Code.CHANGED
@@ -137,3 +138,22 @@ async def test_an_update_that_meets_trouble_ends_with_the_result_it_had(
         else:
             assert held["version"] == version_of(RUNNING) and held["confirmed"]
             assert await firmware_version(up.fw) == version_of(RUNNING)
+
+
+async def test_the_firmware_option_is_kept_with_the_pairing(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """Restarted, the gateway still offers the node's /5 and updates it."""
+    package = image((5, 0, 0, 0), 3_000)
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.daemon.stop() == 0
+        daemon = await up.world.start_daemon(
+            server.uri, endpoint=ENDPOINT, gateway='exposure = "gateway"'
+        )
+        after = await FirmwareView.of_node(server, daemon, ENDPOINT, NODE, "gateway")
+        async with after.watching():
+            assert await after.write(0, package, OPAQUE) == Code.CHANGED
+            await after.until(DOWNLOADED, 0)
+            assert await after.execute() == Code.CHANGED
+            await after.until(IDLE, 1, timeout=UPDATE_TIMEOUT)
+        assert (await up.node())["version"] == version_of(package)

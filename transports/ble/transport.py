@@ -208,7 +208,8 @@ class BleTransport(Transport):
     # -- pairing -----------------------------------------------------------------------------
 
     async def prepare_pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
-        """Check the node's bind key and options; bond with a GATT node that needs it."""
+        """Check the node's bind key and options (``firmware`` needs a GATT node); bond with a
+        GATT node that needs it."""
         address = normalise_address(node.id.address)
         secret = secrets.get(BINDKEY)
         if secret is not None and len(secret.value) != BINDKEY_LENGTH:
@@ -217,6 +218,11 @@ class BleTransport(Transport):
                 f"not {len(secret.value)}"
             )
         options = parse_options(node.options)
+        if options.firmware is not None and node.profile != GATT_PROFILE:
+            raise ValueError(
+                f"firmware {options.firmware} updates a GATT node over its connection: pair "
+                f"{node.id} with the profile {GATT_PROFILE}"
+            )
         if node.profile != GATT_PROFILE or not options.bond:
             return
         try:

@@ -188,3 +188,15 @@ async def test_a_subscribed_node_is_updated_over_its_standing_connection(
                 if any(r.path == battery and r.value == 0x21 for r in records):
                     break
             await asyncio.sleep(0.05)
+
+
+async def test_a_node_without_the_smp_service_fails_the_update(
+    bluez: BluezEmulator, poller: GattPoller, tmp_path: Path
+) -> None:
+    await bluez.add_adapter("hci0", monitor=False)
+    await bluez.add_gatt_device(NODE, {"180f": {"2a19": (["read"], b"\x57")}})
+    data = image((2, 0, 0, 0), 1_000)
+    with pytest.raises(FirmwareError) as failed:
+        await SmpUpdater(poller, NODE).update(NID, package(tmp_path, data), lambda _d, _t: None)
+    assert failed.value.result == UpdateResult.UPDATE_FAILED
+    assert "no MCUmgr SMP service" in str(failed.value)

@@ -101,7 +101,7 @@ class GattSmpTransport(SMPTransport):
         char = self._client.services.get_characteristic(SMP_CHARACTERISTIC_UUID)
         if char is None:
             raise FirmwareError(
-                UpdateResult.UNSUPPORTED_PACKAGE,
+                UpdateResult.UPDATE_FAILED,
                 f"{address} has no MCUmgr SMP service: it cannot take an image over BLE",
             )
         self._char = char
@@ -203,7 +203,9 @@ class SmpUpdater:
             with contextlib.suppress(*LINK_ERRORS):  # the node may drop the link as it resets
                 await smp.request(ResetWrite(), timeout_s=REQUEST_TIMEOUT)
         await self._rebooted(node, digest)
-        await self.poller.poll(self.address)  # its Device Information: the new /3/0/3
+        # its Device Information, for the new /3/0/3; the update is done whether or not
+        with contextlib.suppress(GattUnreachable, GattFailed):
+            await self.poller.poll(self.address)
         return header.version
 
     async def _upload(self, node: NodeId, data: bytes, progress: Progress) -> bytes:

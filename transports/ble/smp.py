@@ -4,8 +4,9 @@ The node's bootloader (MCUboot) keeps two slots: it runs the primary, and takes 
 the secondary. ``SmpUpdater`` (the ``FirmwareUpdater`` of transports/firmware.py) drives the
 update the way MCUmgr clients do, through smpclient (the SMP client library; its requests and
 upload loop, ``smp`` for the messages) over the connection the GATT poller makes
-(``GattSmpTransport``, so the node is connected within its adapter's slot budget and without a
-discovery of our own, which would collide with the scanner):
+(``GattSmpTransport``). smpclient's own BLE transport is not used: it finds the node with a
+discovery of its own, which would collide with the gateway's scanner in BlueZ, and it would
+bypass the adapter's connection-slot budget and the node's turn on its one link:
 
 1. ``describe`` refuses a file without an MCUboot image header (Unsupported package, 6) before
    anything is sent;

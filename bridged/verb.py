@@ -150,6 +150,16 @@ class Flag(Kind):
         return p.get(param.name, bool, param.default)
 
 
+@dataclass(frozen=True, slots=True)
+class Choice(Kind):
+    """One of ``choices``: ``--name CHOICE`` on the command line."""
+
+    choices: tuple[str, ...]
+
+    def argparse(self, param: Param) -> dict[str, Any]:
+        return {"choices": self.choices}
+
+
 class Switch(Kind):
     """Yes, no or unsaid (``--name``/``--no-name``): bridgectl's own, never sent."""
 

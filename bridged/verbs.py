@@ -48,6 +48,7 @@ from .verb import (
     WORDS,
     Args,
     BadParams,
+    Choice,
     Hex,
     Number,
     Param,
@@ -104,7 +105,9 @@ def pairing_params() -> tuple[Param, ...]:
             check = _checked(cast("PairingKey", option).check_hex, name)
             params.append(Param(name, Hex(check), help, metavar="HEX"))
         else:
-            params.append(Param(name, FLAG, help, wire=False))
+            flag = cast("PairingFlag", option)
+            kind = Choice(flag.choices) if flag.choices else FLAG
+            params.append(Param(name, kind, help, wire=False))
     return tuple(params)
 
 
@@ -154,8 +157,9 @@ def pair_request(args: argparse.Namespace, request: dict[str, Any]) -> dict[str,
                 EXIT_USAGE, f"--{name} is for {', '.join(transports)} nodes, not {transport}"
             )
         if not option.takes_hex:
-            options[name] = True
-            request["profile"] = request.get("profile") or cast("PairingFlag", option).profile
+            flag = cast("PairingFlag", option)
+            options[name] = getattr(args, name) if flag.choices else True
+            request["profile"] = request.get("profile") or flag.profile
     if options:
         request["options"] = options
     return request

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiocoap.numbers.codes import Code
+from emulators.world import Daemon
 
 from bridged.objects.formats import ContentFormat
 from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
@@ -30,6 +31,19 @@ class FirmwareView:
     """``/devN`` in the gateway mode, empty on a node's own endpoint."""
     states: list[tuple[int, int]] = field(default_factory=list)
     """(State, Update Result) pairs the server was notified of, in order."""
+
+    @classmethod
+    async def of_node(
+        cls, server: LwM2MTestServer, daemon: Daemon, gateway: str, node: str, mode: str
+    ) -> FirmwareView:
+        """The view of ``node``'s /5 through the gateway (endpoint ``gateway``) in the
+        exposure ``mode``, once the daemon shows it and its endpoint is registered."""
+        state = await daemon.upstream(node, "/5/0/3")
+        endpoint = gateway if mode == "gateway" else f"{gateway}:{node}"
+        async with asyncio.timeout(TIMEOUT):
+            while endpoint not in server.clients:
+                await asyncio.sleep(0.05)
+        return cls(server, endpoint, state.removesuffix("/5/0/3"))
 
     def path(self, rid: int | None = None) -> str:
         return f"{self.prefix}/5/0" + ("" if rid is None else f"/{rid}")

@@ -1,4 +1,4 @@
-"""What a transport takes when a node is paired: its keys and its yes/no options.
+"""What a transport takes when a node is paired: its keys and its options.
 
 A transport declares them here, in a ``Pairing`` it registers in the ``bridged.pairing``
 entry-point group under its name (beside its ``bridged.transports`` entry point), so that:
@@ -62,12 +62,15 @@ class PairingKey:
 
 @dataclass(frozen=True, slots=True)
 class PairingFlag:
-    """A yes/no option of the node, ``--NAME``, kept in its pairing options as ``NAME: true``;
-    given, the node's profile is ``profile`` unless the user names another."""
+    """An option of the node kept in its pairing options: yes/no, ``--NAME``, kept as
+    ``NAME: true``; or, with ``choices``, one of them, ``--NAME CHOICE``, kept as
+    ``NAME: "CHOICE"`` (``--firmware smp``). Given, the node's profile is ``profile`` unless
+    the user names another."""
 
     name: str
     help: str
     profile: str = ""
+    choices: tuple[str, ...] = ()
     takes_hex: ClassVar[bool] = False
 
 

@@ -10,6 +10,7 @@ tests. The ``bluez`` fixture hands back a `BluezEmulator`, the far side of the r
     await bluez.advertise("A4:C1:38:00:00:01", service_data={BTHOME: b"\\x40\\x02\\xc4\\x09"})
     await bluez.add_gatt_device(address, services={"180f": {"2a19": (["read"], b"\\x64")}})
     await bluez.notify(address, "2a6e", b"\\x34\\x08")
+    await bluez.add_smp_device(address, mcuboot.image((1, 0, 0, 0)))  # MCUboot + SMP
     await bluez.fail_next("StartDiscovery", "org.bluez.Error.InProgress")
 
 Tests that use it skip only when dbus-daemon is missing (``make test`` installs it).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -26,6 +28,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bleak.uuids import normalize_uuid_str
@@ -187,17 +190,46 @@ class BluezEmulator:
     ) -> str:
         """A connectable node BlueZ knows (it was heard before), serving ``services``. UUIDs may
         be short ("180f"). Returns the device's object path."""
-        spec = {
-            normalize_uuid_str(s): {
-                normalize_uuid_str(c): [list(flags), bytes(value)]
-                for c, (flags, value) in chars.items()
-            }
-            for s, chars in services.items()
-        }
         (path,) = await self._mock(
-            "AddGattDevice", "sssa{sa{s(asay)}}", adapter, address, name or "", spec
+            "AddGattDevice", "sssa{sa{s(asay)}}", adapter, address, name or "", _spec(services)
         )
         return str(path)
+
+    async def add_smp_device(
+        self,
+        address: str,
+        running: bytes,
+        services: GattSpec | None = None,
+        *,
+        name: str | None = None,
+        adapter: str = "hci0",
+    ) -> str:
+        """A node running MCUboot with MCUmgr's SMP over GATT (`emulators.mcuboot`), booted on
+        ``running`` (an image), serving ``services`` too; its Device Information firmware
+        revision is that image's version. Returns the device's object path."""
+        (path,) = await self._mock(
+            "AddSmpDevice",
+            "sssa{sa{s(asay)}}ay",
+            adapter,
+            address,
+            name or "",
+            _spec(services or {}),
+            running,
+        )
+        return str(path)
+
+    async def smp_node(self, address: str) -> dict[str, Any]:
+        """What an SMP node holds: ``version`` it runs, ``confirmed``, the SHA-256 (hex) of its
+        ``primary`` and ``secondary`` slots, the image bytes it ``received``, its ``boots``, and the
+        links ``smp_cut_at`` dropped (``cuts``)."""
+        (text,) = await self._mock("SmpNode", "s", address)
+        found: dict[str, Any] = json.loads(str(text))
+        return found
+
+    async def smp_cut_at(self, address: str, *received: int) -> None:
+        """The link to an SMP node drops once it took each of ``received`` image bytes in all
+        (once each, in order), before it answers the chunk."""
+        await self._mock("SmpCutAt", "sau", address, list(received))
 
     async def notify(self, address: str, char_uuid: str, value: bytes) -> bool:
         """The node notifies a new value; returns whether a client was subscribed."""
@@ -267,6 +299,17 @@ class BluezEmulator:
             raise BluezError(f"Get {prop}: {reply.error_name}: {reply.body}")
         value = reply.body[0]
         return value.value if isinstance(value, Variant) else value
+
+
+def _spec(services: GattSpec) -> dict[str, dict[str, list[object]]]:
+    """A GATT spec as the mock takes it: full UUIDs, (flags, value) as lists."""
+    return {
+        normalize_uuid_str(s): {
+            normalize_uuid_str(c): [list(flags), bytes(value)]
+            for c, (flags, value) in chars.items()
+        }
+        for s, chars in services.items()
+    }
 
 
 def dbus_daemon_missing() -> str | None:

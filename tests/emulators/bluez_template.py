@@ -23,6 +23,10 @@ Every piece of state lives on mock objects, so dbusmock's ``Reset`` returns to a
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import dbus
@@ -42,6 +46,16 @@ DEVICE_IFACE = "org.bluez.Device1"
 SERVICE_IFACE = "org.bluez.GattService1"
 CHAR_IFACE = "org.bluez.GattCharacteristic1"
 MONITOR_MANAGER_IFACE = "org.bluez.AdvertisementMonitorManager1"
+
+sys.path.insert(0, str(Path(__file__).parent))  # this process runs the file, not the package
+import mcuboot  # noqa: E402
+
+SMP_SERVICE = "8d53dc1d-1db7-4cd3-868b-8a527460aa84"
+SMP_CHAR = "da2e7828-fbce-4e01-ae9e-261174997c48"
+DIS = "0000180a-0000-1000-8000-00805f9b34fb"
+FIRMWARE_REVISION = "00002a26-0000-1000-8000-00805f9b34fb"
+ATT_PAYLOAD = 244
+"""What one notification carries at the characteristics' MTU of 247."""
 
 
 def load(mock: Any, parameters: dict[str, Any]) -> None:
@@ -313,6 +327,9 @@ def _add_device(adapter_name: str, address: str, name: str, rssi: int) -> Any:
     device = mockobject.objects[path]
     device.gatt = {}
     device.gatt_exported = False
+    device.smp = None
+    device.cut_at = []
+    device.cuts = 0
     return device
 
 
@@ -455,6 +472,8 @@ def _disconnect(device: Any, injectable: bool = True) -> None:
             DEVICE_IFACE,
             {"ServicesResolved": dbus.Boolean(False), "Connected": dbus.Boolean(False)},
         )
+    if device.smp is not None:
+        device.smp.buffer.clear()  # a request cut midway is gone with the link
 
 
 def _pair(device: Any) -> None:
@@ -501,6 +520,102 @@ def _write_value(char: Any, value: Any, _options: Any) -> None:
     )
     char.writes.append(bytes(bytearray(value)))
     char.props[CHAR_IFACE]["Value"] = _byte_array(value)
+    device = mockobject.objects[char.path.rsplit("/", 2)[0]]
+    if char.props[CHAR_IFACE]["UUID"] == SMP_CHAR and device.smp is not None:
+        _smp_write(device, char, bytes(bytearray(value)))
+
+
+# -- an MCUboot node's SMP server ---------------------------------------------------------------
+
+
+def _smp_write(device: Any, char: Any, data: bytes) -> None:
+    """The node's MCUmgr takes the bytes; its responses are notified in ATT-sized pieces. A
+    reset request is answered, then the link drops and the node boots (``mcuboot.Mcuboot``);
+    an upload reaching a count of bytes ``SmpCutAt`` set drops the link before it is answered."""
+    server = device.smp
+    for frame in server.feed(data):
+        if device.cut_at and server.boot.received >= device.cut_at[0]:
+            device.cut_at.pop(0)
+            device.cuts += 1
+            _disconnect(device, injectable=False)
+            return
+        if char.props[CHAR_IFACE]["Notifying"]:
+            for i in range(0, len(frame), ATT_PAYLOAD):
+                _emit_changed(char, CHAR_IFACE, {"Value": _byte_array(frame[i : i + ATT_PAYLOAD])})
+    if server.reset_due:
+        server.reset_due = False
+        server.buffer.clear()
+        _disconnect(device, injectable=False)
+        server.boot.reset()
+        _show_version(device)
+
+
+def _show_version(device: Any) -> None:
+    """The Device Information firmware revision is what the node runs."""
+    version = device.smp.boot.version
+    device.gatt[DIS][FIRMWARE_REVISION] = (["read"], version.encode())
+    for obj in mockobject.objects.values():
+        if (
+            obj.path.startswith(device.path + "/")
+            and CHAR_IFACE in obj.props
+            and obj.props[CHAR_IFACE]["UUID"] == FIRMWARE_REVISION
+        ):
+            obj.props[CHAR_IFACE]["Value"] = _byte_array(version.encode())
+
+
+@dbus.service.method(MOCK_IFACE, in_signature="sssa{sa{s(asay)}}ay", out_signature="s")
+def AddSmpDevice(
+    self: Any, adapter_name: str, address: str, name: str, services: Any, running: Any
+) -> str:
+    """A node running MCUboot and MCUmgr's SMP over GATT, with ``running`` (an MCUboot image)
+    in its primary slot, its version also in the Device Information firmware revision, and
+    ``services`` besides."""
+    spec = {
+        **services,
+        DIS: {FIRMWARE_REVISION: (["read"], b"")},
+        SMP_SERVICE: {SMP_CHAR: (["write-without-response", "notify"], b"")},
+    }
+    path = str(AddGattDevice(self, adapter_name, address, name, spec))
+    device = mockobject.objects[path]
+    device.smp = mcuboot.SmpServer(mcuboot.Mcuboot(bytes(bytearray(running))))
+    _show_version(device)
+    return path
+
+
+@dbus.service.method(MOCK_IFACE, in_signature="s", out_signature="s")
+def SmpNode(self: Any, address: str) -> str:
+    """What an SMP node holds, as JSON: its running version, whether it is confirmed, the
+    SHA-256 of each slot, the image bytes it took, its boots and the links SmpCutAt cut."""
+    device = _smp_device(address)
+    boot = device.smp.boot
+    return json.dumps(
+        {
+            "version": boot.version,
+            "confirmed": boot.confirmed,
+            "primary": hashlib.sha256(boot.primary).hexdigest(),
+            "secondary": hashlib.sha256(boot.secondary).hexdigest(),
+            "received": boot.received,
+            "boots": boot.boots,
+            "cuts": device.cuts,
+        }
+    )
+
+
+@dbus.service.method(MOCK_IFACE, in_signature="sau", out_signature="")
+def SmpCutAt(self: Any, address: str, received: Any) -> None:
+    """The link drops once the node took each of ``received`` image bytes (once each)."""
+    _smp_device(address).cut_at = [int(r) for r in received]
+
+
+def _smp_device(address: str) -> Any:
+    for obj in mockobject.objects.values():
+        if getattr(obj, "smp", None) is not None and obj.path.endswith(
+            "/dev_" + address.upper().replace(":", "_")
+        ):
+            return obj
+    raise dbus.exceptions.DBusException(
+        f"{address} is no SMP node", name="org.bluez.Mock.NoSuchDevice"
+    )
 
 
 def _start_notify(char: Any) -> None:

@@ -108,6 +108,16 @@ class Daemon:
             raise RuntimeError(f"bridgectl {' '.join(args)}: exit {code}: {err.strip()}")
         return json.loads(out)
 
+    async def upstream(self, node: str, local: str, timeout: float = START_TIMEOUT) -> str:
+        """The upstream path of ``node``'s ``local`` path, once ``node show`` shows it."""
+        async with asyncio.timeout(timeout):
+            while True:
+                shown = await self.ctl_json("node", "show", node)
+                found = [v["upstream"] for v in shown["values"] if v["path"] == local]
+                if found and found[0]:
+                    return str(found[0])
+                await asyncio.sleep(0.1)
+
     async def ready(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until the control socket answers (the daemon is up)."""
         async with asyncio.timeout(timeout):

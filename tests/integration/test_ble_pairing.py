@@ -271,6 +271,8 @@ async def test_pair_refuses_bad_addresses_and_keys(conn: Connection) -> None:
     # a bind key given as a plain key is checked by the transport too
     bad = await conn.error("pair", node=f"ble:{SENSOR}", keys={"bindkey": "00ff"})
     assert bad["code"] == INVALID_PARAMS and "16 bytes" in bad["message"]
+    bad = await conn.error("pair", node=f"ble:{SENSOR}", options={"firmware": "smp"})
+    assert bad["code"] == INVALID_PARAMS and "GATT node" in bad["message"]
     bad = await conn.error("pair", node="802154:00:12:4b")
     assert bad["code"] == INVALID_PARAMS and "is not an 802.15.4 node address" in bad["message"]
     bad = await conn.error("pair", node="zigbee:1")

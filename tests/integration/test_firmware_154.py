@@ -48,17 +48,6 @@ class Updatable:
     fw: FirmwareView
 
 
-async def upstream(daemon: Daemon, local: str) -> str:
-    """The upstream path of the node's ``local`` path, once it is shown."""
-    async with asyncio.timeout(TIMEOUT):
-        while True:
-            shown = await daemon.ctl_json("node", "show", NODE)
-            found = [v["upstream"] for v in shown["values"] if v["path"] == local]
-            if found and found[0]:
-                return str(found[0])
-            await asyncio.sleep(0.1)
-
-
 @contextlib.asynccontextmanager
 async def updatable(
     tmp_path: Path,
@@ -76,13 +65,8 @@ async def updatable(
         await daemon.ctl_json("pair", "802154", node_eui64(INDEX).hex(), "--name", "hall")
         node = await world.add_node(INDEX, "hall", firmware_delivery=delivery, sleepy=sleepy)
         await asyncio.wait_for(node.registered.wait(), TIMEOUT)
-        state = await upstream(daemon, "/5/0/3")
-        endpoint = ENDPOINT if mode == "gateway" else f"{ENDPOINT}:{NODE}"
-        async with asyncio.timeout(TIMEOUT):
-            while endpoint not in server.clients:
-                await asyncio.sleep(0.05)
-        prefix = state.removesuffix("/5/0/3")
-        async with FirmwareView(server, endpoint, prefix).watching() as fw:
+        view = await FirmwareView.of_node(server, daemon, ENDPOINT, NODE, mode)
+        async with view.watching() as fw:
             yield Updatable(world, daemon, node, fw)
 
 
@@ -195,7 +179,7 @@ async def test_a_restarted_gateway_shows_the_nodes_5_before_the_node_talks(
         daemon = await up.world.start_daemon(
             server.uri, endpoint=ENDPOINT, gateway='exposure = "gateway"'
         )
-        assert await upstream(daemon, "/5/0/3") == f"{up.fw.prefix}/5/0/3"
+        assert await daemon.upstream(NODE, "/5/0/3") == f"{up.fw.prefix}/5/0/3"
 
 
 async def test_a_sleepy_node_is_updated_when_it_wakes(

@@ -138,6 +138,7 @@ def test_node_options() -> None:
             "notify": ["2a6e"],
             "bond": True,
             "actuators": [{"path": "/3311/0/5850", "characteristic": "ffe1"}],
+            "firmware": "smp",
         }
     )
     assert options == NodeOptions(
@@ -146,6 +147,7 @@ def test_node_options() -> None:
         notify=("00002a6e-0000-1000-8000-00805f9b34fb",),
         bond=True,
         actuators=(Actuator(Path.parse("/3311/0/5850"), SWITCH),),
+        firmware="smp",
     )
 
 
@@ -157,6 +159,7 @@ def test_node_options() -> None:
         ({"read": "2a19"}, r"options\.read must be a list of characteristic UUIDs"),
         ({"notify": ["temperature"]}, r"options\.notify\[0\] must be a characteristic UUID"),
         ({"bond": "yes"}, r"options\.bond must be true or false"),
+        ({"firmware": "dfu"}, r"options\.firmware must be one of smp, not 'dfu'"),
         ({"actuators": [{"node": "C4:7C:8D:6A:00:01"}]}, r"options\.actuators\[0\]\.node is not"),
     ],
 )

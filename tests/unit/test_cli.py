@@ -465,6 +465,14 @@ def test_pair_bond_is_a_gatt_node_with_the_bond_option(socket_path: Path) -> Non
     assert (params["profile"], params["options"]) == ("gatt", {"bond": True})
 
 
+def test_pair_firmware_smp_is_a_gatt_node_with_the_firmware_option(socket_path: Path) -> None:
+    argv = ("ble", "C4:7C:8D:6A:00:09", "--firmware", "smp", "--bond")
+    code, _, params = pair_request(socket_path, *argv)
+    assert code == cli.EXIT_OK and params is not None
+    assert params["profile"] == "gatt"
+    assert params["options"] == {"bond": True, "firmware": "smp"}
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -121,6 +121,8 @@ class GattPoller:
         self._nodes: dict[str, GattNode] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._live: dict[str, BleakClient] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._drop_listeners: dict[str, set[Callable[[], None]]] = {}
         self._reachable: dict[str, bool] = {}
 
     # -- nodes and their schedules -------------------------------------------------------------
@@ -164,9 +166,8 @@ class GattPoller:
         while True:
             dropped = asyncio.Event()
             try:
-                async with self._connection(node, on_drop=dropped.set) as client:
+                async with self._standing(node, dropped.set) as client:
                     failures = 0
-                    self._live[node.address.upper()] = client
                     # subscribe first, so that no change falls between the read and the
                     # subscription
                     for uuid in node.notify:
@@ -177,8 +178,6 @@ class GattPoller:
             except (GattUnreachable, GattFailed) as e:
                 failures += 1
                 log.warning("%s: %s", node.address, e)
-            finally:
-                self._live.pop(node.address.upper(), None)
             self._set_reachable(node, False, "disconnected")
             await asyncio.sleep(self._backoff.delay(failures))
 
@@ -207,12 +206,8 @@ class GattPoller:
         Raises GattUnreachable when every connection attempt failed, GattFailed when a read did.
         """
         node = self._node(address)
-        live = self._live.get(node.address.upper())
-        if live is not None and live.is_connected:
-            records = await self._read_all(live, node)
-        else:
-            async with self._connection(node) as client:
-                records = await self._read_all(client, node)
+        async with self._connection(node) as client:
+            records = await self._read_all(client, node)
         self._deliver(node, records)
         return records
 
@@ -222,10 +217,6 @@ class GattPoller:
         Uses the standing connection of a subscribed node, else connects for the write only.
         """
         node = self._node(address)
-        live = self._live.get(node.address.upper())
-        if live is not None and live.is_connected:
-            await self._write(live, node, char_uuid, value)
-            return
         async with self._connection(node) as client:
             await self._write(client, node, char_uuid, value)
 
@@ -246,6 +237,24 @@ class GattPoller:
             records = await self._read_all(client, node)
         self._deliver(node, records)
         return records
+
+    @contextlib.asynccontextmanager
+    async def connection(
+        self, address: str, on_drop: Callable[[], None] | None = None
+    ) -> AsyncIterator[BleakClient]:
+        """A connection to the node for another protocol over its GATT (SMP firmware update):
+        the standing one of a subscribed node, else one of its own, holding one of the
+        adapter's slots and retried like any. ``on_drop`` is called if the link drops while
+        it is used. GattUnreachable when every attempt failed."""
+        listeners = self._drop_listeners.setdefault(address.upper(), set())
+        if on_drop is not None:
+            listeners.add(on_drop)
+        try:
+            async with self._connection(self._node(address)) as client:
+                yield client
+        finally:
+            if on_drop is not None:
+                listeners.discard(on_drop)
 
     def _node(self, address: str) -> GattNode:
         return self._nodes.get(address.upper()) or GattNode(address)
@@ -287,7 +296,55 @@ class GattPoller:
     async def _connection(
         self, node: GattNode, *, on_drop: Callable[[], None] | None = None
     ) -> AsyncIterator[BleakClient]:
-        """A connected client holding one of its adapter's slots; retried with back-off."""
+        """A connected client: a subscribed node's standing connection, shared, else one of
+        its own holding one of its adapter's slots, retried with back-off. BlueZ has one link
+        per node, which the end of one user would cut for another: so a node's users take
+        turns (a poll waits for a firmware update's connection)."""
+        key = node.address.upper()
+        async with self._turn(key):
+            live = self._live.get(key)
+            if live is not None and live.is_connected:
+                yield live
+                return
+            async with self._connect(node, self._dropped(key, on_drop)) as client:
+                yield client
+
+    @contextlib.asynccontextmanager
+    async def _standing(
+        self, node: GattNode, on_drop: Callable[[], None]
+    ) -> AsyncIterator[BleakClient]:
+        """A subscription's connection: it takes the node's turn only to connect, and is
+        shared with the node's other users from then on."""
+        key = node.address.upper()
+        async with contextlib.AsyncExitStack() as stack:
+            async with self._turn(key):
+                connecting = self._connect(node, self._dropped(key, on_drop))
+                client = await stack.enter_async_context(connecting)
+                self._live[key] = client
+            stack.callback(self._live.pop, key, None)
+            yield client
+
+    def _turn(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def _dropped(
+        self, key: str, on_drop: Callable[[], None] | None
+    ) -> Callable[[BleakClient], None]:
+        """The disconnected callback of a node's connection: its user's ``on_drop`` and those
+        of ``connection``'s users."""
+
+        def dropped(_client: BleakClient) -> None:
+            if on_drop is not None:
+                on_drop()
+            for listener in list(self._drop_listeners.get(key, ())):
+                listener()
+
+        return dropped
+
+    @contextlib.asynccontextmanager
+    async def _connect(
+        self, node: GattNode, dropped: Callable[[BleakClient], None]
+    ) -> AsyncIterator[BleakClient]:
         last: BaseException | None = None
         for attempt in range(self._retries):
             if attempt:
@@ -300,7 +357,7 @@ class GattPoller:
             async with self._budget(adapter):
                 client = BleakClient(
                     device,
-                    disconnected_callback=(lambda _: on_drop()) if on_drop else None,
+                    disconnected_callback=dropped,
                     timeout=self._connect_timeout,
                     pair=node.bond,
                     bluez={"adapter": adapter},

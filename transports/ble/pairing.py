@@ -1,6 +1,7 @@
 """What a BLE node takes when it is paired (see ``transports/pairing.py``): its BTHome bind key
-and, for a GATT node that needs it, bonding through BlueZ. bridgectl reads this module to
-offer ``--bindkey`` and ``--bond``, so it imports nothing but the contract."""
+and, for a GATT node, bonding through BlueZ and how its firmware is updated (MCUmgr SMP).
+bridgectl reads this module to offer ``--bindkey``, ``--bond`` and ``--firmware``, so it
+imports nothing but the contract."""
 
 from __future__ import annotations
 
@@ -20,5 +21,11 @@ BINDKEY = PairingKey(
     option=True,
 )
 BOND = PairingFlag("bond", "bond through BlueZ (a GATT node that needs it)", profile=GATT_PROFILE)
+FIRMWARE = PairingFlag(
+    "firmware",
+    "how its firmware is updated: smp (a GATT node running MCUboot with MCUmgr SMP)",
+    profile=GATT_PROFILE,
+    choices=("smp",),
+)
 
-PAIRING = Pairing(keys=(BINDKEY,), flags=(BOND,))
+PAIRING = Pairing(keys=(BINDKEY,), flags=(BOND, FIRMWARE))

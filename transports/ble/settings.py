@@ -18,8 +18,10 @@ refused at start-up rather than becoming a silently ignored setting.
                      characteristic
 
 A paired node's ``options`` (``bridgectl pair``) may hold ``interval`` (its own poll interval),
-``read`` and ``notify`` (characteristic UUIDs; see ``gatt.GattNode``), ``bond`` (bool) and
-``actuators`` (as above, without ``node``); they take precedence over the section.
+``read`` and ``notify`` (characteristic UUIDs; see ``gatt.GattNode``), ``bond`` (bool),
+``actuators`` (as above, without ``node``) and ``firmware`` (``"smp"``: the node runs MCUboot
+with MCUmgr's SMP over GATT, so a server can update it through /5; see ``smp``); they take
+precedence over the section.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from bridged.transports.base import TransportConfigError, check_keys, config_num
 
 from .gatt import DEFAULT_SLOTS, MIN_CONNECT_TIMEOUT
 from .gatt_values import full_uuid
+from .pairing import FIRMWARE
 
 _MAC = re.compile(r"[0-9A-F]{2}([:-]?)[0-9A-F]{2}(?:\1[0-9A-F]{2}){4}")
 _ADAPTER_NAME = re.compile(r"hci[0-9]+")
@@ -43,7 +46,9 @@ MODES = ("auto", "active", "passive")
 SECTION_KEYS = frozenset(
     {"adapter", "mode", "silence", "gatt_slots", "gatt_interval", "connect_timeout", "actuators"}
 )
-OPTION_KEYS = frozenset({"interval", "read", "notify", "bond", "actuators"})
+OPTION_KEYS = frozenset({"interval", "read", "notify", "bond", "actuators", "firmware"})
+FIRMWARE_METHODS = FIRMWARE.choices
+"""How a node's firmware can be updated (option ``firmware``), as its pairing declares it."""
 ACTUATOR_KEYS = frozenset({"node", "path", "characteristic", "on", "off"})
 
 
@@ -89,6 +94,7 @@ class NodeOptions:
     notify: tuple[str, ...] = ()
     bond: bool = False
     actuators: tuple[Actuator, ...] = ()
+    firmware: str | None = None
 
 
 def _uuid(value: object, name: str) -> str:
@@ -194,6 +200,11 @@ def parse_options(options: Mapping[str, Any]) -> NodeOptions:
     bond = options.get("bond", False)
     if not isinstance(bond, bool):
         raise TransportConfigError(f"options.bond must be true or false, not {bond!r}")
+    firmware = options.get("firmware")
+    if firmware is not None and firmware not in FIRMWARE_METHODS:
+        raise TransportConfigError(
+            f"options.firmware must be one of {', '.join(FIRMWARE_METHODS)}, not {firmware!r}"
+        )
     return NodeOptions(
         interval=None
         if interval is None
@@ -205,4 +216,5 @@ def parse_options(options: Mapping[str, Any]) -> NodeOptions:
             _actuator(entry, f"options.actuators[{i}]", with_node=False)[1]
             for i, entry in enumerate(_list(options.get("actuators", []), "options.actuators"))
         ),
+        firmware=firmware,
     )

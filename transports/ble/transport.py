@@ -28,6 +28,9 @@ settings are those of `settings` (``[transport.ble]``).
   ``gatt_interval`` seconds (Device Information, Battery and Environmental Sensing by
   default), or kept connected when their options name characteristics to ``notify``.
   ``read`` polls such a node now. Their reachability is the poller's (connected or not).
+* **Firmware.** A GATT node paired with the option ``firmware = "smp"`` runs MCUboot with
+  MCUmgr's SMP over GATT: ``firmware_updater`` offers its ``SmpUpdater`` (``smp``), through
+  which the core's /5 of the node uploads, tests, resets and confirms an image.
 * **Actuators.** ``write`` of True/False to a configured actuator resource writes its
   ``on``/``off`` bytes to its characteristic, through the poller (which connects for it);
   the written value then becomes the resource's reading. A node's actuators are among the
@@ -94,6 +97,7 @@ from .settings import (
     parse_options,
     parse_settings,
 )
+from .smp import FIRMWARE_SMP, SmpUpdater
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +128,7 @@ class _Node:
     bindkey: bytes | None
     gatt: GattNode | None
     actuators: dict[Path, Actuator]
+    updater: SmpUpdater | None = None
     values: dict[Path, Record] = field(default_factory=dict)
     rssi: int | None = None
     warned: set[type[AdvertDecodeError]] = field(default_factory=set)
@@ -203,9 +208,15 @@ class BleTransport(Transport):
     # -- pairing -----------------------------------------------------------------------------
 
     async def prepare_pair(self, node: PairedNode, secrets: Mapping[str, Secret]) -> None:
-        """Check the node's options; bond with a GATT node that needs it."""
+        """Check the node's bind key and options (``firmware`` needs a GATT node); bond with a
+        GATT node that needs it."""
         address = normalise_address(node.id.address)
         options = parse_options(node.options)
+        if options.firmware is not None and node.profile != GATT_PROFILE:
+            raise ValueError(
+                f"firmware {options.firmware} updates a GATT node over its connection: pair "
+                f"{node.id} with the profile {GATT_PROFILE}"
+            )
         if node.profile != GATT_PROFILE or not options.bond:
             return
         try:
@@ -244,8 +255,11 @@ class BleTransport(Transport):
             # a new key (or none): the old key's counters and failures say nothing of the new
             self.decoder.forget(address)
             self.decrypt_failures.pop(node.id, None)
+        updater = None
+        if gatt is not None and options.firmware == FIRMWARE_SMP:
+            updater = SmpUpdater(self.poller, address)
         paired = self._nodes[address] = _Node(
-            node.id, bindkey, gatt, actuators, old.values if old is not None else {}
+            node.id, bindkey, gatt, actuators, updater, old.values if old is not None else {}
         )
         if actuators:
             self._announce(paired)
@@ -280,6 +294,14 @@ class BleTransport(Transport):
         task = asyncio.get_running_loop().create_task(self.poller.remove(address))
         self._removals.add(task)
         task.add_done_callback(self._removals.discard)
+
+    def firmware_updater(self, node: NodeId) -> SmpUpdater | None:
+        """A GATT node paired with ``firmware = "smp"`` is updated over MCUmgr's SMP."""
+        try:
+            paired = self._paired(node)
+        except NotFound:
+            return None
+        return paired.updater
 
     # -- adverts -----------------------------------------------------------------------------
 

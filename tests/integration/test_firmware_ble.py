@@ -1,0 +1,159 @@
+"""Firmware update of a BLE node running MCUboot with MCUmgr SMP over GATT, end to end: the
+real daemon (a subprocess) with the BlueZ emulation, whose node runs an emulated MCUboot
+(`emulators.mcuboot`) behind the SMP GATT service; the in-repo LwM2M server updates the node
+through the gateway's /5 of it, in the gateway and endpoints modes, pushing the package
+(Block1) or naming an http:// URI. What the node holds and runs is read from the emulated
+node, what the server observed from the server."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiocoap.numbers.codes import Code
+from emulators.mcuboot import image, version_of
+from emulators.world import Daemon, World, ble_unavailable
+from firmware_servers import HttpPackage, http_package
+from firmware_view import DOWNLOADED, FULL_WALK, IDLE, OPAQUE, TEXT, FirmwareView
+
+from peers.lwm2m_server import LwM2MTestServer
+
+pytestmark = pytest.mark.skipif(ble_unavailable() is not None, reason=str(ble_unavailable()))
+
+ENDPOINT = "gw-fwble"
+ADDRESS = "C4:7C:8D:6A:00:09"
+NODE = f"ble:{ADDRESS}"
+RUNNING = image((1, 0, 0, 0), 2_000)
+UPDATE_TIMEOUT = 120.0
+
+
+@dataclass
+class Updatable:
+    world: World
+    daemon: Daemon
+    fw: FirmwareView
+
+    async def node(self) -> dict[str, Any]:
+        """What the emulated node holds and runs."""
+        assert self.world.bluez is not None
+        return await self.world.bluez.smp_node(ADDRESS)
+
+
+@contextlib.asynccontextmanager
+async def updatable(tmp_path: Path, server: LwM2MTestServer, mode: str) -> AsyncIterator[Updatable]:
+    async with World(tmp_path, ble=True) as world:
+        assert world.bluez is not None
+        await world.bluez.add_smp_device(ADDRESS, RUNNING, name="fw-node")
+        daemon = await world.start_daemon(
+            server.uri, endpoint=ENDPOINT, gateway=f'exposure = "{mode}"'
+        )
+        await daemon.ctl_json("pair", "ble", ADDRESS, "--firmware", "smp", "--name", "pump")
+        await daemon.upstream(NODE, "/3/0/3")  # the node was read
+        view = await FirmwareView.of_node(server, daemon, ENDPOINT, NODE, mode)
+        async with view.watching() as fw:
+            yield Updatable(world, daemon, fw)
+
+
+async def firmware_version(fw: FirmwareView) -> str:
+    reply = await fw.server.request(fw.endpoint, Code.GET, f"{fw.prefix}/3/0/3")
+    assert reply.code == Code.CONTENT, reply
+    return str(reply.payload.decode())
+
+
+@pytest.mark.parametrize("mode", ["gateway", "endpoints"])
+async def test_a_server_updates_an_smp_node(
+    tmp_path: Path, server: LwM2MTestServer, mode: str
+) -> None:
+    """Push (Block1 to /5/0/0) in the gateway mode, pull (an http:// URI in /5/0/1) in the
+    endpoints mode; the node receives exactly the image, boots it and keeps it."""
+    package = image((2, 1, 0, 3), 8_000)
+    with http_package(HttpPackage(package)) as http:
+        async with updatable(tmp_path, server, mode) as up:
+            assert await firmware_version(up.fw) == version_of(RUNNING)
+            if mode == "gateway":
+                assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+            else:
+                assert await up.fw.write(1, http.url.encode(), TEXT) == Code.CHANGED
+            await up.fw.until(DOWNLOADED, 0)
+            assert (await up.node())["received"] == 0  # nothing goes before Update
+            assert await up.fw.execute() == Code.CHANGED
+            await up.fw.until(IDLE, 1, timeout=UPDATE_TIMEOUT)
+            held = await up.node()
+            assert held["primary"] == hashlib.sha256(package).hexdigest()
+            assert held["version"] == version_of(package) and held["confirmed"]
+            assert held["received"] == len(package) and held["boots"] == 1
+            assert up.fw.went(FULL_WALK if mode == "gateway" else FULL_WALK[1:])
+            assert (await up.fw.read(7)).decode() == version_of(package)
+            assert await firmware_version(up.fw) == version_of(package)
+
+
+async def test_a_package_that_is_no_mcuboot_image_is_refused_before_the_node_gets_it(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, b"PK\x03\x04" + bytes(3_000), OPAQUE) == Code.CHANGED
+        await up.fw.until(IDLE, 6)
+        held = await up.node()
+        assert held["received"] == 0 and held["boots"] == 0
+        assert held["version"] == version_of(RUNNING)
+
+
+@pytest.mark.parametrize(
+    ("package", "cuts", "result"),
+    [
+        # boots once, resets before it is confirmed: MCUboot reverts it
+        (image((2, 0, 0, 0), 3_000, crashes=True), (), 8),
+        # the link drops mid-upload once: the upload resumes from the node's offset
+        (image((2, 0, 0, 0), 9_000), (4_000,), 1),
+        # it drops on every connection the updater makes: Connection lost
+        (image((2, 0, 0, 0), 9_000), (2_000, 4_000, 6_000), 4),
+    ],
+    ids=["rolls-back", "cut-once-resumes", "cut-every-time"],
+)
+async def test_an_update_that_meets_trouble_ends_with_the_result_it_had(
+    tmp_path: Path,
+    server: LwM2MTestServer,
+    package: bytes,
+    cuts: tuple[int, ...],
+    result: int,
+) -> None:
+    async with updatable(tmp_path, server, "endpoints") as up:
+        if cuts:
+            assert up.world.bluez is not None
+            await up.world.bluez.smp_cut_at(ADDRESS, *cuts)
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, result, timeout=UPDATE_TIMEOUT)
+        held = await up.node()
+        assert held["cuts"] == len(cuts)
+        if result == 1:
+            assert held["primary"] == hashlib.sha256(package).hexdigest()
+            assert held["received"] == len(package)  # resumed: no byte sent twice
+        else:
+            assert held["version"] == version_of(RUNNING) and held["confirmed"]
+            assert await firmware_version(up.fw) == version_of(RUNNING)
+
+
+async def test_the_firmware_option_is_kept_with_the_pairing(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """Restarted, the gateway still offers the node's /5 and updates it."""
+    package = image((5, 0, 0, 0), 3_000)
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.daemon.stop() == 0
+        daemon = await up.world.start_daemon(
+            server.uri, endpoint=ENDPOINT, gateway='exposure = "gateway"'
+        )
+        after = await FirmwareView.of_node(server, daemon, ENDPOINT, NODE, "gateway")
+        async with after.watching():
+            assert await after.write(0, package, OPAQUE) == Code.CHANGED
+            await after.until(DOWNLOADED, 0)
+            assert await after.execute() == Code.CHANGED
+            await after.until(IDLE, 1, timeout=UPDATE_TIMEOUT)
+        assert (await up.node())["version"] == version_of(package)

@@ -6,12 +6,18 @@
  * its Californium CoAP and CoAPS endpoints, InMemorySecurityStore, VersionedModelProvider). This
  * class adds what a test needs around it:
  *
- *   java -cp leshan-m15.jar LeshanServerPeer COAP_PORT COAPS_PORT HTTP_PORT [MODELS_DIR]
+ *   java -cp leshan-m15.jar LeshanServerPeer COAP_PORT COAPS_PORT HTTP_PORT [MODELS_DIR [CREDENTIALS_DIR]]
  *
- * (0: any free port; MODELS_DIR: DDF files added to Leshan's own models) prints
+ * (0: any free port; MODELS_DIR: DDF files added to Leshan's own models, "" for none;
+ * CREDENTIALS_DIR: the server's own DTLS credentials for the certificate and raw public key
+ * modes, written by the test at run time: server.key (PKCS#8 DER), server.pub (SubjectPublicKeyInfo
+ * DER), chain.pem (the server's certificate chain, leaf first) and trust.pem (the CAs whose client
+ * certificates Leshan accepts)) prints
  * "READY coap=P coaps=P http=P" once it listens on 127.0.0.1, then serves
  *
- *   PUT    /security/{endpoint}   {"identity": "...", "key": "<hex>"}: the endpoint's PSK
+ *   PUT    /security/{endpoint}   {"identity": "...", "key": "<hex>"}: the endpoint's PSK,
+ *                                  {"rpk": "<hex SubjectPublicKeyInfo DER>"}: its raw public key,
+ *                                  {"x509": true}: a certificate whose CN is the endpoint name
  *   DELETE /security/{endpoint}
  *   GET    /clients                       the registrations Leshan holds now
  *   GET    /events?endpoint=E             what Leshan's listeners reported, oldest first
@@ -29,7 +35,7 @@
  * Leshan's active one, the observation's request with Observe=1 and its token, after which
  * Leshan forgets the observation)
  *
- * A registration is {id, endpoint, identity ("psk:ID" | "unsecure"), secure, lifetime, version,
+ * A registration is {id, endpoint, identity ("psk:ID" | "rpk:<hex>" | "x509:CN" | "unsecure"), secure, lifetime, version,
  * binding, queue, links: [{url, attribute: value}]}. An event is {event: "registered" |
  * "updated" | "deregistered", endpoint, registration, (deregistered) expired} or {event:
  * "notification", endpoint, path (paths for a composite observation), code, values} or {event:
@@ -47,10 +53,10 @@ import com.sun.net.httpserver.HttpServer;
 import java.io.File;
 import java.io.IOException;
 import java.net.InetSocketAddress;
+import java.security.GeneralSecurityException;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Comparator;
-import java.util.HexFormat;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
@@ -92,7 +98,6 @@ import org.eclipse.leshan.server.registration.RegistrationListener;
 import org.eclipse.leshan.server.registration.RegistrationUpdate;
 import org.eclipse.leshan.server.security.InMemorySecurityStore;
 import org.eclipse.leshan.server.security.NonUniqueSecurityInfoException;
-import org.eclipse.leshan.server.security.SecurityInfo;
 
 public final class LeshanServerPeer {
     /** How long a request waits for the client's answer: long, for a loaded 2-core machine. */
@@ -106,15 +111,18 @@ public final class LeshanServerPeer {
     private LeshanServer server;
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 3 && args.length != 4) {
-            System.err.println("usage: LeshanServerPeer COAP_PORT COAPS_PORT HTTP_PORT [MODELS_DIR]");
+        if (args.length < 3 || args.length > 5) {
+            System.err.println(
+                    "usage: LeshanServerPeer COAP_PORT COAPS_PORT HTTP_PORT [MODELS_DIR [CREDENTIALS_DIR]]");
             System.exit(2);
         }
         new LeshanServerPeer().run(Integer.parseInt(args[0]), Integer.parseInt(args[1]),
-                Integer.parseInt(args[2]), args.length == 4 ? new File(args[3]) : null);
+                Integer.parseInt(args[2]), args.length >= 4 && !args[3].isEmpty() ? new File(args[3]) : null,
+                args.length == 5 ? new File(args[4]) : null);
     }
 
-    private void run(int coapPort, int coapsPort, int httpPort, File models) throws IOException {
+    private void run(int coapPort, int coapsPort, int httpPort, File models, File credentials)
+            throws IOException, GeneralSecurityException {
         CaliforniumServerEndpointsProvider.Builder endpoints = new CaliforniumServerEndpointsProvider.Builder(
                 new CoapServerProtocolProvider(), new CoapsServerProtocolProvider());
         endpoints.addEndpoint(new InetSocketAddress(PeerApi.HOST, coapPort), Protocol.COAP);
@@ -125,6 +133,8 @@ public final class LeshanServerPeer {
         LeshanServerBuilder builder = new LeshanServerBuilder();
         builder.setEndpointsProviders(endpoints.build());
         builder.setSecurityStore(security);
+        if (credentials != null)
+            PeerApi.credentials(builder, credentials);
         builder.setObjectModelProvider(new VersionedModelProvider(objects));
         server = builder.build();
         server.getRegistrationService().addListener(new Registrations());
@@ -149,9 +159,8 @@ public final class LeshanServerPeer {
             case "PUT" -> {
                 JsonNode body = PeerApi.JSON.readTree(x.getRequestBody());
                 try {
-                    byte[] key = HexFormat.of().parseHex(body.path("key").asText());
-                    security.add(SecurityInfo.newPreSharedKeyInfo(endpoint, body.path("identity").asText(), key));
-                } catch (IllegalArgumentException | NonUniqueSecurityInfoException e) {
+                    security.add(PeerApi.securityInfo(endpoint, body));
+                } catch (IllegalArgumentException | NonUniqueSecurityInfoException | GeneralSecurityException e) {
                     PeerApi.error(x, 400, String.valueOf(e));
                     return;
                 }

@@ -18,6 +18,7 @@ import ipaddress
 import math
 import re
 import socket
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,13 +27,21 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from bridged.commands import DEFAULT_TIMEOUT, DEFAULT_TTL
 from bridged.delivery import DeliveryConfig
 from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import ServerConfig, server_resource_bounds
+from bridged.engine.dtls_x509 import (
+    X509Credentials,
+    load_certificate,
+    load_certificates,
+    load_private_key,
+)
 from bridged.engine.registration import RetryPolicy
 from bridged.exposure.endpoints import DEFAULT_CONCURRENCY
-from bridged.objects.ids import Server
+from bridged.objects.ids import CertificateUsage, Server
 from bridged.store.readings import Bounds
 
 EXPOSURE_MODES = ("instances", "gateway", "endpoints")
@@ -135,6 +144,9 @@ _RETRY = {
     "retry_sequence_count": "sequence_count",
 }
 
+X509_KEYS = ("certificate", "private_key", "server_certificate", "certificate_usage", "trust_store")
+"""A ``[[server]]``'s keys for security mode 2 (certificates)."""
+
 KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "gateway": (
@@ -159,6 +171,7 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "psk_identity",
             "psk_key",
             "psk_key_file",
+            *X509_KEYS,
             "mute_send",
             "max_observations",
             *_RETRY,
@@ -450,13 +463,17 @@ def _server(file: Path, index: int, data: object) -> ServerConfig:
     scheme = _server_uri(t, uri, ("coap", "coaps"))
     identity = t.get("psk_identity", str, "")
     key = _psk_key(t)
-    if scheme == "coaps" and not (identity and key):
+    x509 = _x509(t)
+    if x509 is not None and (identity or key):
+        raise t.fail("certificate", "give a PSK or a certificate, not both")
+    if scheme == "coaps" and x509 is None and not (identity and key):
         raise t.fail(
             "psk_identity" if not identity else "psk_key",
-            "coaps:// needs a PSK (psk_identity, and psk_key or psk_key_file)",
+            "coaps:// needs a PSK (psk_identity, and psk_key or psk_key_file)"
+            " or a certificate (certificate, private_key, server_certificate)",
         )
-    if scheme == "coap" and (identity or key):
-        raise t.fail("uri", "a PSK needs a coaps:// URI; coap:// is NoSec")
+    if scheme == "coap" and (identity or key or x509 is not None):
+        raise t.fail("uri", "a PSK or a certificate needs a coaps:// URI; coap:// is NoSec")
     defaults = ServerConfig("coap://localhost")
     return ServerConfig(
         uri=uri,
@@ -472,6 +489,7 @@ def _server(file: Path, index: int, data: object) -> ServerConfig:
         retry=t.retry(defaults.retry),
         psk_identity=identity.encode() if identity else None,
         psk_key=key,
+        x509=x509,
         mute_send=t.get("mute_send", bool, defaults.mute_send),
         max_observations=t.integer("max_observations", defaults.max_observations, 0),
     )
@@ -507,11 +525,10 @@ def _psk_key(t: _Table) -> bytes | None:
         name, text = "psk_key", t.get("psk_key", str, "")
     elif "psk_key_file" in t.data:
         name = "psk_key_file"
-        file = _absolute(t, name, Path("/"))
         try:
-            text = file.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError) as e:
-            raise t.fail(name, f"cannot read {file}: {getattr(e, 'strerror', None) or e}") from None
+            text = _file(t, name, secret=True).decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise t.fail(name, "the key is not hexadecimal") from None
     else:
         return None
     try:
@@ -521,6 +538,76 @@ def _psk_key(t: _Table) -> bytes | None:
     if not key:
         raise t.fail(name, "the key is empty")
     return key
+
+
+SECRET_MODE_MASK = stat.S_IWGRP | stat.S_IRWXO
+"""What a file holding a key must not allow: group write, or anything for others (0600 and
+0640 root:bridged pass)."""
+
+
+def _file(t: _Table, name: str, *, secret: bool = False) -> bytes:
+    """The bytes of the file key ``name`` names (an absolute path); a ``secret`` one (a key)
+    must be 0600 or 0640, or the configuration is refused (the key could have been read).
+    Messages never show the content."""
+    file = _absolute(t, name, Path("/"))
+    try:
+        mode = file.stat().st_mode
+        data = file.read_bytes()
+    except OSError as e:
+        raise t.fail(name, f"cannot read {file}: {e.strerror or e}") from None
+    if secret and mode & SECRET_MODE_MASK:
+        raise t.fail(
+            name,
+            f"{file} is mode {stat.S_IMODE(mode):04o}: a key file must be 0600 or 0640"
+            " (not writable by its group, nothing for others)",
+        )
+    return data
+
+
+def _x509(t: _Table) -> X509Credentials | None:
+    """Security mode 2 from ``certificate``, ``private_key`` (0600/0640), ``server_certificate``
+    (PEM or DER files), ``certificate_usage`` (/0/x/15, 0-3, default 3) and ``trust_store`` (a
+    PEM bundle of CAs, which usages 0 and 1 validate against); None without ``certificate``."""
+    given = [k for k in X509_KEYS if k in t.data]
+    if not given:
+        return None
+    for name in ("certificate", "private_key", "server_certificate"):
+        if name not in t.data:
+            raise t.fail(name, f"is required with {given[0]} (security mode 2, certificate)")
+    usage = t.integer(
+        "certificate_usage",
+        CertificateUsage.DOMAIN_ISSUED_CERTIFICATE,
+        CertificateUsage.CA_CONSTRAINT,
+        CertificateUsage.DOMAIN_ISSUED_CERTIFICATE,
+    )
+    certificates = {}
+    for name in ("certificate", "server_certificate"):
+        try:
+            certificates[name] = load_certificate(_file(t, name)).public_bytes(Encoding.DER)
+        except ValueError:
+            raise t.fail(name, "not an X.509 certificate in PEM or DER") from None
+    try:
+        key = load_private_key(_file(t, "private_key", secret=True))
+    except ValueError as e:
+        raise t.fail("private_key", str(e)) from None
+    trust: tuple[bytes, ...] = ()
+    if "trust_store" in t.data:
+        try:
+            trust = tuple(
+                c.public_bytes(Encoding.DER) for c in load_certificates(_file(t, "trust_store"))
+            )
+        except ValueError:
+            raise t.fail("trust_store", "not X.509 certificates in PEM or DER") from None
+    validated = (CertificateUsage.CA_CONSTRAINT, CertificateUsage.SERVICE_CERTIFICATE_CONSTRAINT)
+    if usage in validated and not trust:
+        raise t.fail("trust_store", f"is required with certificate_usage {usage}")
+    return X509Credentials(
+        certificate=certificates["certificate"],
+        private_key=key,
+        server_certificate=certificates["server_certificate"],
+        usage=usage,
+        trust_store=trust,
+    )
 
 
 def _bootstrap(t: _Table) -> BootstrapConfig:

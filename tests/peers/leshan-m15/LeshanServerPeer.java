@@ -39,7 +39,9 @@
  * binding, queue, links: [{url, attribute: value}]}. An event is {event: "registered" |
  * "updated" | "deregistered", endpoint, registration, (deregistered) expired} or {event:
  * "notification", endpoint, path (paths for a composite observation), code, values} or {event:
- * "observe-error", endpoint, path, error}. A request's answer is {code ("2.05"), error, values
+ * "observe-error", endpoint, path, error} or {event: "send", endpoint, values} (a Send Leshan
+ * decoded, the records of every time merged, a later one replacing) or {event: "send-error",
+ * endpoint, error}. A request's answer is {code ("2.05"), error, values
  * ({"/3/0/0": value}, what Leshan decoded)}, or {failure} when there was no answer (a timeout, a
  * refused or undecodable one; with the exception's causes).
  */
@@ -79,6 +81,7 @@ import org.eclipse.leshan.core.request.ObserveCompositeRequest;
 import org.eclipse.leshan.core.request.ObserveRequest;
 import org.eclipse.leshan.core.request.ReadCompositeRequest;
 import org.eclipse.leshan.core.request.ReadRequest;
+import org.eclipse.leshan.core.request.SendRequest;
 import org.eclipse.leshan.core.request.WriteAttributesRequest;
 import org.eclipse.leshan.core.request.WriteCompositeRequest;
 import org.eclipse.leshan.core.response.LwM2mResponse;
@@ -98,6 +101,7 @@ import org.eclipse.leshan.server.registration.RegistrationListener;
 import org.eclipse.leshan.server.registration.RegistrationUpdate;
 import org.eclipse.leshan.server.security.InMemorySecurityStore;
 import org.eclipse.leshan.server.security.NonUniqueSecurityInfoException;
+import org.eclipse.leshan.server.send.SendListener;
 
 public final class LeshanServerPeer {
     /** How long a request waits for the client's answer: long, for a loaded 2-core machine. */
@@ -139,6 +143,7 @@ public final class LeshanServerPeer {
         server = builder.build();
         server.getRegistrationService().addListener(new Registrations());
         server.getObservationService().addListener(new Notifications());
+        server.getSendService().addListener(new Sends());
         server.start();
         Runtime.getRuntime().addShutdownHook(new Thread(server::destroy));
 
@@ -386,6 +391,25 @@ public final class LeshanServerPeer {
             if (observation instanceof SingleObservation single)
                 e.put("path", single.getPath().toString());
             record(e);
+        }
+    }
+
+    private final class Sends implements SendListener {
+        @Override
+        public void dataReceived(Registration registration, TimestampedLwM2mNodes data, SendRequest request) {
+            ObjectNode values = PeerApi.JSON.createObjectNode();
+            data.getTimestamps().stream().sorted(Comparator.nullsFirst(Comparator.naturalOrder()))
+                    .forEach(t -> composite(values, data.getNodesAt(t)));
+            ObjectNode e = PeerApi.JSON.createObjectNode().put("event", "send")
+                    .put("endpoint", registration.getEndpoint());
+            e.set("values", values);
+            record(e);
+        }
+
+        @Override
+        public void onError(Registration registration, String message, Exception error) {
+            record(PeerApi.JSON.createObjectNode().put("event", "send-error")
+                    .put("endpoint", registration.getEndpoint()).put("error", message + ": " + error));
         }
     }
 }

@@ -582,20 +582,21 @@ def _x509(t: _Table) -> X509Credentials | None:
     )
     certificates = {}
     for name in ("certificate", "server_certificate"):
+        data = _file(t, name)
         try:
-            certificates[name] = load_certificate(_file(t, name)).public_bytes(Encoding.DER)
+            certificates[name] = load_certificate(data).public_bytes(Encoding.DER)
         except ValueError:
             raise t.fail(name, "not an X.509 certificate in PEM or DER") from None
+    data = _file(t, "private_key", secret=True)
     try:
-        key = load_private_key(_file(t, "private_key", secret=True))
+        key = load_private_key(data)
     except ValueError as e:
         raise t.fail("private_key", str(e)) from None
     trust: tuple[bytes, ...] = ()
     if "trust_store" in t.data:
+        data = _file(t, "trust_store")
         try:
-            trust = tuple(
-                c.public_bytes(Encoding.DER) for c in load_certificates(_file(t, "trust_store"))
-            )
+            trust = tuple(c.public_bytes(Encoding.DER) for c in load_certificates(data))
         except ValueError:
             raise t.fail("trust_store", "not X.509 certificates in PEM or DER") from None
     validated = (CertificateUsage.CA_CONSTRAINT, CertificateUsage.SERVICE_CERTIFICATE_CONSTRAINT)

@@ -144,6 +144,8 @@ _RETRY = {
     "retry_sequence_count": "sequence_count",
 }
 
+PSK_KEYS = ("psk_identity", "psk_key", "psk_key_file")
+"""A ``[[server]]``'s (or ``[bootstrap]``'s) keys for security mode 0 (PSK)."""
 X509_KEYS = ("certificate", "private_key", "server_certificate", "certificate_usage", "trust_store")
 """A ``[[server]]``'s keys for security mode 2 (certificates)."""
 
@@ -168,15 +170,21 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "queue_window",
             "version",
             "request_timeout",
-            "psk_identity",
-            "psk_key",
-            "psk_key_file",
+            *PSK_KEYS,
             *X509_KEYS,
             "mute_send",
             "max_observations",
             *_RETRY,
         ),
-        "bootstrap": ("uri", "hold_off", "finish_timeout", "request_timeout", *_RETRY),
+        "bootstrap": (
+            "uri",
+            "hold_off",
+            "finish_timeout",
+            "request_timeout",
+            *PSK_KEYS,
+            *X509_KEYS,
+            *_RETRY,
+        ),
         "store": ("max_readings", "max_age"),
         "nodes": ("timeout", "command_ttl"),
         "delivery": ("max_records", "linger"),
@@ -461,19 +469,7 @@ def _server(file: Path, index: int, data: object) -> ServerConfig:
     t = _Table(file, f"server[{index}]", data, KNOWN_KEYS["server"])
     uri = t.required("uri", str)
     scheme = _server_uri(t, uri, ("coap", "coaps"))
-    identity = t.get("psk_identity", str, "")
-    key = _psk_key(t)
-    x509 = _x509(t)
-    if x509 is not None and (identity or key):
-        raise t.fail("certificate", "give a PSK or a certificate, not both")
-    if scheme == "coaps" and x509 is None and not (identity and key):
-        raise t.fail(
-            "psk_identity" if not identity else "psk_key",
-            "coaps:// needs a PSK (psk_identity, and psk_key or psk_key_file)"
-            " or a certificate (certificate, private_key, server_certificate)",
-        )
-    if scheme == "coap" and (identity or key or x509 is not None):
-        raise t.fail("uri", "a PSK or a certificate needs a coaps:// URI; coap:// is NoSec")
+    identity, key, x509 = _credentials(t, scheme)
     defaults = ServerConfig("coap://localhost")
     return ServerConfig(
         uri=uri,
@@ -487,12 +483,33 @@ def _server(file: Path, index: int, data: object) -> ServerConfig:
         version=t.choice("version", defaults.version, VERSIONS),
         request_timeout=t.positive("request_timeout", defaults.request_timeout),
         retry=t.retry(defaults.retry),
-        psk_identity=identity.encode() if identity else None,
+        psk_identity=identity,
         psk_key=key,
         x509=x509,
         mute_send=t.get("mute_send", bool, defaults.mute_send),
         max_observations=t.integer("max_observations", defaults.max_observations, 0),
     )
+
+
+def _credentials(
+    t: _Table, scheme: str
+) -> tuple[bytes | None, bytes | None, X509Credentials | None]:
+    """A server's (or the Bootstrap-Server's) DTLS credentials: a PSK (identity, key), a
+    certificate, or for coap:// none of them; each refusal names the key."""
+    identity = t.get("psk_identity", str, "")
+    key = _psk_key(t)
+    x509 = _x509(t)
+    if x509 is not None and (identity or key):
+        raise t.fail("certificate", "give a PSK or a certificate, not both")
+    if scheme == "coaps" and x509 is None and not (identity and key):
+        raise t.fail(
+            "psk_identity" if not identity else "psk_key",
+            "coaps:// needs a PSK (psk_identity, and psk_key or psk_key_file)"
+            " or a certificate (certificate, private_key, server_certificate)",
+        )
+    if scheme == "coap" and (identity or key or x509 is not None):
+        raise t.fail("uri", "a PSK or a certificate needs a coaps:// URI; coap:// is NoSec")
+    return identity.encode() if identity else None, key, x509
 
 
 def _server_uri(t: _Table, uri: str, schemes: tuple[str, ...], note: str = "") -> str:
@@ -613,10 +630,13 @@ def _x509(t: _Table) -> X509Credentials | None:
 
 def _bootstrap(t: _Table) -> BootstrapConfig:
     uri = t.required("uri", str)
-    _server_uri(t, uri, ("coap",), " (NoSec)")
+    identity, key, x509 = _credentials(t, _server_uri(t, uri, ("coap", "coaps")))
     defaults = BootstrapConfig(uri)
     return BootstrapConfig(
         uri=uri,
+        psk_identity=identity,
+        psk_key=key,
+        x509=x509,
         hold_off=t.integer("hold_off", defaults.hold_off, 0),
         finish_timeout=t.positive("finish_timeout", defaults.finish_timeout),
         request_timeout=t.positive("request_timeout", defaults.request_timeout),

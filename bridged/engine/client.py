@@ -200,6 +200,65 @@ def x509_credentials(
     )
 
 
+async def open_endpoint(
+    tree: ObjectTree,
+    security_iid: int,
+    uri: str,
+    site: aiocoap.interfaces.Resource,
+    *,
+    bind: tuple[str, int],
+    trust_store: tuple[bytes, ...] = (),
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+) -> Endpoint:
+    """The endpoint towards the server (or Bootstrap-Server) of /0/``security_iid``, serving
+    ``site``: as its Security Mode (/0/x/2) and its keys say, over ``uri``'s scheme. A mode
+    this client cannot do, or a mode that does not match the scheme, is a ValueError: never
+    a session with less security than /0 asks."""
+    instance = Path((Security.OBJECT, security_iid))
+
+    def resource(rid: int) -> Value | None:
+        value = tree.get(instance.child(rid)) if tree.has(instance.child(rid)) else None
+        return None if isinstance(value, dict) else value
+
+    mode, scheme = resource(Security.MODE), urlsplit(uri).scheme
+    if mode == SecurityMode.PSK and scheme == "coaps":
+        identity, key = resource(Security.IDENTITY), resource(Security.SECRET_KEY)
+        if not isinstance(identity, bytes) or not isinstance(key, bytes) or not key:
+            raise ValueError(f"server {uri}: {instance} has no PSK")
+        return await DtlsPskEndpoint.create(
+            uri, identity, key, site, handshake_timeout=handshake_timeout
+        )
+    if mode == SecurityMode.CERTIFICATE and scheme == "coaps":
+        return await DtlsX509Endpoint.create(
+            uri,
+            x509_credentials(tree, security_iid, trust_store),
+            site,
+            handshake_timeout=handshake_timeout,
+        )
+    if mode == SecurityMode.NOSEC and scheme == "coap":
+        return await UdpEndpoint.create(site, bind)
+    raise ValueError(
+        f"server {uri}: security mode {mode!r} over {scheme}:// is not supported"
+        " (NoSec over coap://, PSK or certificates over coaps://)"
+    )
+
+
+def credential_values(
+    psk_identity: bytes | None, psk_key: bytes | None, x509: X509Credentials | None
+) -> list[tuple[int, Value | dict[int, Value]]]:
+    """The /0 resources that carry a configured PSK or certificate."""
+    if psk_identity is not None and psk_key is not None:
+        return [(Security.IDENTITY, psk_identity), (Security.SECRET_KEY, psk_key)]
+    if x509 is not None:
+        return [
+            (Security.IDENTITY, x509.certificate),
+            (Security.SERVER_PUBLIC_KEY, x509.server_certificate),
+            (Security.SECRET_KEY, x509.private_key),
+            (Security.CERTIFICATE_USAGE, x509.usage),
+        ]
+    return []
+
+
 class ServerSession:
     """Everything the client has toward one server (see the module docstring).
 
@@ -309,33 +368,14 @@ class ServerSession:
         return self.uri
 
     async def _open_endpoint(self, bind: tuple[str, int]) -> Endpoint:
-        site = DeviceManagementResource(self.dm, self.observations)
-        mode = self._security(Security.MODE)
-        scheme = urlsplit(self.uri).scheme
-        if mode == SecurityMode.PSK and scheme == "coaps":
-            identity, key = self._security(Security.IDENTITY), self._security(Security.SECRET_KEY)
-            if not isinstance(identity, bytes) or not isinstance(key, bytes) or not key:
-                raise ValueError(f"server {self.uri}: /0/{self.security_instance} has no PSK")
-            return await DtlsPskEndpoint.create(
-                self.uri,
-                identity,
-                key,
-                site,
-                handshake_timeout=self.config.dtls_handshake_timeout,
-            )
-        if mode == SecurityMode.CERTIFICATE and scheme == "coaps":
-            trust = self.config.x509.trust_store if self.config.x509 is not None else ()
-            return await DtlsX509Endpoint.create(
-                self.uri,
-                x509_credentials(self.tree, self.security_instance, trust),
-                site,
-                handshake_timeout=self.config.dtls_handshake_timeout,
-            )
-        if mode == SecurityMode.NOSEC and scheme == "coap":
-            return await UdpEndpoint.create(site, bind)
-        raise ValueError(
-            f"server {self.uri}: security mode {mode!r} over {scheme}:// is not supported"
-            " (NoSec over coap://, PSK or certificates over coaps://)"
+        return await open_endpoint(
+            self.tree,
+            self.security_instance,
+            self.uri,
+            DeviceManagementResource(self.dm, self.observations),
+            bind=bind,
+            trust_store=self.config.x509.trust_store if self.config.x509 is not None else (),
+            handshake_timeout=self.config.dtls_handshake_timeout,
         )
 
     def params(self) -> RegistrationParams:
@@ -579,15 +619,7 @@ class LwM2MClient:
                 (Security.MODE, s.security_mode),
                 (Security.SSID, s.short_server_id),
             ]
-            if s.psk_identity is not None and s.psk_key is not None:
-                values += [(Security.IDENTITY, s.psk_identity), (Security.SECRET_KEY, s.psk_key)]
-            if s.x509 is not None:
-                values += [
-                    (Security.IDENTITY, s.x509.certificate),
-                    (Security.SERVER_PUBLIC_KEY, s.x509.server_certificate),
-                    (Security.SECRET_KEY, s.x509.private_key),
-                    (Security.CERTIFICATE_USAGE, s.x509.usage),
-                ]
+            values += credential_values(s.psk_identity, s.psk_key, s.x509)
             self.tree.create_instance(Security.OBJECT, None, values)
         if self._find(Server.OBJECT, Server.SSID, s.short_server_id) is None:
             self.tree.create_instance(
@@ -606,16 +638,18 @@ class LwM2MClient:
         """The configured Bootstrap-Server's /0 instance, unless the tree has one (a saved
         configuration names its own Bootstrap-Server, which then wins)."""
         if bootstrap_account(self.tree) is None:
+            keys: dict[int, Value | dict[int, Value]] = dict.fromkeys(
+                (Security.IDENTITY, Security.SERVER_PUBLIC_KEY, Security.SECRET_KEY), b""
+            )
+            keys.update(credential_values(b.psk_identity, b.psk_key, b.x509))
             self.tree.create_instance(
                 Security.OBJECT,
                 None,
                 [
                     (Security.URI, b.uri),
                     (Security.IS_BOOTSTRAP, True),
-                    (Security.MODE, SecurityMode.NOSEC),
-                    (Security.IDENTITY, b""),
-                    (Security.SERVER_PUBLIC_KEY, b""),
-                    (Security.SECRET_KEY, b""),
+                    (Security.MODE, b.security_mode),
+                    *keys.items(),
                     (Security.HOLD_OFF, b.hold_off),
                 ],
             )
@@ -813,8 +847,13 @@ class LwM2MClient:
     async def _bootstrap_once(self) -> None:
         """One bootstrap, on a socket of its own that serves only the Bootstrap-Server."""
         assert self.bootstrap is not None
+        account = bootstrap_account(self.tree)
+        assert account is not None  # the factory bootstrap made one
         site = ClientSite(NotServing())
-        endpoint = await UdpEndpoint.create(site, self.bind)
+        trust = self.bootstrap.x509.trust_store if self.bootstrap.x509 is not None else ()
+        endpoint = await open_endpoint(
+            self.tree, account.iid, account.uri, site, bind=self.bind, trust_store=trust
+        )
         try:
             await Bootstrapper(
                 endpoint.context,

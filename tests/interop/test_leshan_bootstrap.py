@@ -171,14 +171,6 @@ async def test_LightweightM2M_1_1_int_1_psk_server_account(
 
 
 @needs_dtls
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 (bootstrap over DTLS): bridged's [bootstrap] takes a coap:// URI only "
-    "(NoSec): it cannot reach a "
-    "Bootstrap-Server over DTLS-PSK, which int-1 requires (the Security object's Security Mode, "
-    "/0/x/2, may be 0 = PSK for the Bootstrap-Server account too). The daemon refuses the "
-    "configuration.",
-)
 async def test_LightweightM2M_1_1_int_1_bootstrap_over_dtls_psk(
     tmp_path: Path, leshan_bootstrap: LeshanBootstrap, dm_server: LwM2MTestServer
 ) -> None:

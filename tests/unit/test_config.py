@@ -232,7 +232,7 @@ def test_certificate_refusals(tmp_path: Path, keys: dict[str, Any], key: str, wh
         ({"server": [SERVER], "log": {"level": "loud"}}, "log.level", "one of"),
         ({"server": [SERVER], "transport": {"sim": 3}}, "transport.sim", "must be a table"),
         ({"server": [SERVER], "transport": {"Sim!": {}}}, "transport.Sim!", "transport name"),
-        ({"bootstrap": {"uri": "coaps://h"}}, "bootstrap.uri", "NoSec"),
+        ({"bootstrap": {"uri": "coaps://h"}}, "bootstrap.psk_identity", "needs a PSK"),
         (
             {"bootstrap": {"uri": "coap://h"}, "gateway": {"exposure": "endpoints"}},
             "gateway.exposure",

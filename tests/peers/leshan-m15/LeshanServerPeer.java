@@ -137,8 +137,11 @@ public final class LeshanServerPeer {
         LeshanServerBuilder builder = new LeshanServerBuilder();
         builder.setEndpointsProviders(endpoints.build());
         builder.setSecurityStore(security);
-        if (credentials != null)
-            PeerApi.credentials(builder, credentials);
+        if (credentials != null) {
+            PeerApi.Credentials c = PeerApi.Credentials.read(credentials);
+            builder.setPrivateKey(c.privateKey()).setPublicKey(c.publicKey())
+                    .setCertificateChain(c.chain()).setTrustedCertificates(c.trusted());
+        }
         builder.setObjectModelProvider(new VersionedModelProvider(objects));
         server = builder.build();
         server.getRegistrationService().addListener(new Registrations());

@@ -55,7 +55,6 @@ import org.eclipse.leshan.core.peer.PskIdentity;
 import org.eclipse.leshan.core.peer.RpkIdentity;
 import org.eclipse.leshan.core.peer.X509Identity;
 import org.eclipse.leshan.core.request.ContentFormat;
-import org.eclipse.leshan.server.LeshanServerBuilder;
 import org.eclipse.leshan.server.security.SecurityInfo;
 
 final class PeerApi {
@@ -152,16 +151,18 @@ final class PeerApi {
     }
 
     /**
-     * The server's DTLS credentials from ``dir`` (see LeshanServerPeer's usage): its key pair, for
-     * the raw public key mode, and its certificate chain and trusted CAs, for the certificate mode.
+     * A server's own DTLS credentials, read from ``dir`` (see LeshanServerPeer's usage): its key
+     * pair, for the raw public key mode, and its certificate chain and trusted CAs, for the
+     * certificate mode. Both launchers' builders take them.
      */
-    static void credentials(LeshanServerBuilder builder, File dir) throws IOException, GeneralSecurityException {
-        PrivateKey key = KeyFactory.getInstance("EC")
-                .generatePrivate(new PKCS8EncodedKeySpec(Files.readAllBytes(dir.toPath().resolve("server.key"))));
-        builder.setPrivateKey(key);
-        builder.setPublicKey(publicKey(Files.readAllBytes(dir.toPath().resolve("server.pub"))));
-        builder.setCertificateChain(certificates(dir, "chain.pem").toArray(new X509Certificate[0]));
-        builder.setTrustedCertificates(certificates(dir, "trust.pem").toArray(new X509Certificate[0]));
+    record Credentials(PrivateKey privateKey, PublicKey publicKey, X509Certificate[] chain, X509Certificate[] trusted) {
+        static Credentials read(File dir) throws IOException, GeneralSecurityException {
+            PrivateKey key = KeyFactory.getInstance("EC")
+                    .generatePrivate(new PKCS8EncodedKeySpec(Files.readAllBytes(dir.toPath().resolve("server.key"))));
+            return new Credentials(key, PeerApi.publicKey(Files.readAllBytes(dir.toPath().resolve("server.pub"))),
+                    certificates(dir, "chain.pem").toArray(new X509Certificate[0]),
+                    certificates(dir, "trust.pem").toArray(new X509Certificate[0]));
+        }
     }
 
     private static List<X509Certificate> certificates(File dir, String name) throws IOException, GeneralSecurityException {

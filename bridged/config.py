@@ -371,6 +371,7 @@ def parse(
             )
     bootstrap = None
     if "bootstrap" in data:
+        _refuse_rpk(path, "bootstrap", data["bootstrap"])
         bootstrap = _bootstrap(
             _Table(path, "bootstrap", data["bootstrap"], KNOWN_KEYS["bootstrap"])
         )
@@ -465,7 +466,24 @@ def _address(value: object) -> str:
     return value
 
 
+RPK_KEYS = ("public_key", "server_public_key")
+"""Keys of security mode 1 (raw public keys), which no DTLS binding here can do: refused with
+that reason rather than as unknown keys (docs/security.md)."""
+
+
+def _refuse_rpk(file: Path, key: str, data: object) -> None:
+    for name in RPK_KEYS:
+        if isinstance(data, dict) and name in data:
+            raise ConfigError(
+                file,
+                f"{key}.{name}",
+                "raw public keys (security mode 1) are not supported: no DTLS library available"
+                " here does them (docs/security.md); use a certificate or a PSK",
+            )
+
+
 def _server(file: Path, index: int, data: object) -> ServerConfig:
+    _refuse_rpk(file, f"server[{index}]", data)
     t = _Table(file, f"server[{index}]", data, KNOWN_KEYS["server"])
     uri = t.required("uri", str)
     scheme = _server_uri(t, uri, ("coap", "coaps"))

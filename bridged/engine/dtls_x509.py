@@ -402,7 +402,10 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.session.received(data)
 
     def error_received(self, exc: Exception) -> None:
-        self.session._fail(error.NetworkError(str(exc)))
+        # the OSError as the cause, which is where registration.failure_text looks for its errno
+        failure = error.NetworkError(str(exc))
+        failure.__cause__ = exc
+        self.session._fail(failure)
 
 
 class _X509Transport(interfaces.MessageInterface):

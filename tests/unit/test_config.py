@@ -152,6 +152,16 @@ def test_a_certificate_server(tmp_path: Path) -> None:
     assert s.x509.private_key.hex() not in repr(s)
 
 
+@pytest.mark.parametrize("table", ["server", "bootstrap"])
+def test_raw_public_keys_are_refused_with_the_reason(table: str) -> None:
+    """Security mode 1 cannot be done here (docs/security.md): the key says so, never an
+    'unknown key' and never a fall back to another mode."""
+    entry = {"uri": "coaps://h", "public_key": "/etc/bridged/gateway.pub"}
+    data: dict[str, Any] = {"server": [entry]} if table == "server" else {"bootstrap": entry}
+    e = refusal(data)
+    assert e.key.endswith("public_key") and "raw public keys" in str(e), str(e)
+
+
 @pytest.mark.parametrize(
     ("keys", "key", "why"),
     [

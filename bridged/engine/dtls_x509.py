@@ -235,6 +235,7 @@ class X509Session(interfaces.EndpointAddress):
         self._timer: asyncio.TimerHandle | None = None
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(handshake_timeout, self._timed_out, handshake_timeout)
+        # held: the event loop keeps only a weak reference to a task
         self._start = asyncio.ensure_future(self._open())
 
     # -- EndpointAddress ---------------------------------------------------------------------
@@ -272,7 +273,12 @@ class X509Session(interfaces.EndpointAddress):
                 lambda: _Datagrams(self), remote_addr=(self._host, self._port)
             )
         except OSError as e:
-            self._fail(error.NetworkError(str(e)))
+            failure = error.NetworkError(str(e))
+            failure.__cause__ = e
+            self._fail(failure)
+            return
+        if self._closed:  # shut down while the socket was being opened
+            self._udp.close()
             return
         log.info("Starting a DTLS session (certificate) with %s", self.hostinfo)
         self._handshake()

@@ -59,7 +59,7 @@ from .dm import (
     EndDevices,
 )
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
-from .dtls_x509 import DtlsX509Endpoint, X509Credentials
+from .dtls_x509 import X509Credentials
 from .endpoint import Endpoint, UdpEndpoint
 from .nodes import NodeBackend
 from .observe import MAX_OBSERVATIONS, Observations
@@ -229,6 +229,9 @@ async def open_endpoint(
             uri, identity, key, site, handshake_timeout=handshake_timeout
         )
     if mode == SecurityMode.CERTIFICATE and scheme == "coaps":
+        # imported here: pyOpenSSL is in the dtls extra, which a gateway may go without
+        from .dtls_openssl import DtlsX509Endpoint
+
         return await DtlsX509Endpoint.create(
             uri,
             x509_credentials(tree, security_iid, trust_store),

@@ -234,7 +234,7 @@ class DtlsEndpoint:
     Its :attr:`context` serves the client's site to the server over the DTLS session the client
     opens, and sends the client's own requests (Register, Update, ...) through :meth:`request`,
     which keeps that session alive and usable. The subclasses build the context with their
-    transport: :class:`DtlsPskEndpoint` (PSK, tinydtls) and ``dtls_x509.DtlsX509Endpoint``
+    transport: :class:`DtlsPskEndpoint` (PSK, tinydtls) and ``dtls_openssl.DtlsX509Endpoint``
     (certificates, OpenSSL).
     """
 

@@ -5,7 +5,7 @@ server (the server's requests arrive on the socket the client registered from), 
 the client's own requests (Register, Update, Send...), and a way to forget a session the server
 may have lost so that the next Register starts afresh. ``Endpoint`` is that contract;
 ``UdpEndpoint`` fulfils it for NoSec (security mode 3), ``dtls.DtlsPskEndpoint`` for PSK
-(security mode 0) and ``dtls_x509.DtlsX509Endpoint`` for certificates (security mode 2), so the
+(security mode 0) and ``dtls_openssl.DtlsX509Endpoint`` for certificates (security mode 2), so the
 registrar and the Send code do not care which one they talk through.
 """
 

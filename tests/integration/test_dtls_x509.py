@@ -1,9 +1,10 @@
 """LwM2M security mode 2 (DTLS 1.2 with certificates) over the client's own session, against
 the in-repo certificate DTLS server (tests/peers/dtls_x509_server.py, OpenSSL on the server side).
 
-The client is ``bridged.engine.dtls_x509.DtlsX509Endpoint`` with a site of its own; the test plays
-the LwM2M server by hand: it answers the client's requests and sends its own into the session the
-client opened. Everything synchronises on queues and futures with timeouts, never on sleeps.
+The client is ``bridged.engine.dtls_openssl.DtlsX509Endpoint`` with a site of its own; the test
+plays the LwM2M server by hand: it answers the client's requests and sends its own into the
+session the client opened. Everything synchronises on queues and futures with timeouts, never
+on sleeps.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 from aiocoap import ACK, CON, GET, POST, Code, Message, resource
 
 from bridged.engine.dtls import DtlsHandshakeError
-from bridged.engine.dtls_x509 import DtlsIdentityError, DtlsX509Endpoint, X509Credentials
+from bridged.engine.dtls_openssl import DtlsX509Endpoint
+from bridged.engine.dtls_x509 import DtlsIdentityError, X509Credentials
 from peers.dtls_x509_server import X509DtlsServer
 from peers.pki import Pki
 

@@ -18,6 +18,7 @@ import ipaddress
 import math
 import re
 import socket
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,16 +27,24 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from bridged.commands import DEFAULT_TIMEOUT, DEFAULT_TTL
 from bridged.delivery import DeliveryConfig
 from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import ServerConfig, server_resource_bounds
+from bridged.engine.dtls_x509 import (
+    X509Credentials,
+    load_certificate,
+    load_certificates,
+    load_private_key,
+)
 from bridged.engine.registration import RetryPolicy
 from bridged.exposure.endpoints import DEFAULT_CONCURRENCY
 from bridged.firmware import DEFAULT_DOWNLOAD_TIMEOUT
 from bridged.firmware import DEFAULT_MAX_SIZE as DEFAULT_FIRMWARE_MAX_SIZE
 from bridged.health import HealthPolicy
-from bridged.objects.ids import Server
+from bridged.objects.ids import CertificateUsage, Server
 from bridged.store.readings import Bounds
 from bridged.transports.nodes import NodeId
 
@@ -144,6 +153,11 @@ _RETRY = {
     "retry_sequence_count": "sequence_count",
 }
 
+PSK_KEYS = ("psk_identity", "psk_key", "psk_key_file")
+"""A ``[[server]]``'s (or ``[bootstrap]``'s) keys for security mode 0 (PSK)."""
+X509_KEYS = ("certificate", "private_key", "server_certificate", "certificate_usage", "trust_store")
+"""A ``[[server]]``'s keys for security mode 2 (certificates)."""
+
 KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "gateway": (
@@ -165,14 +179,21 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "queue_window",
             "version",
             "request_timeout",
-            "psk_identity",
-            "psk_key",
-            "psk_key_file",
+            *PSK_KEYS,
+            *X509_KEYS,
             "mute_send",
             "max_observations",
             *_RETRY,
         ),
-        "bootstrap": ("uri", "hold_off", "finish_timeout", "request_timeout", *_RETRY),
+        "bootstrap": (
+            "uri",
+            "hold_off",
+            "finish_timeout",
+            "request_timeout",
+            *PSK_KEYS,
+            *X509_KEYS,
+            *_RETRY,
+        ),
         "store": ("max_readings", "max_age"),
         "nodes": ("timeout", "command_ttl", "firmware_max_size", "firmware_timeout"),
         "health": (
@@ -368,6 +389,7 @@ def parse(
             )
     bootstrap = None
     if "bootstrap" in data:
+        _refuse_rpk(path, "bootstrap", data["bootstrap"])
         bootstrap = _bootstrap(
             _Table(path, "bootstrap", data["bootstrap"], KNOWN_KEYS["bootstrap"])
         )
@@ -502,19 +524,28 @@ def _address(value: object) -> str:
     return value
 
 
+RPK_KEYS = ("public_key", "server_public_key")
+"""Keys of security mode 1 (raw public keys), which no DTLS binding here can do: refused with
+that reason rather than as unknown keys (docs/security.md)."""
+
+
+def _refuse_rpk(file: Path, key: str, data: object) -> None:
+    for name in RPK_KEYS:
+        if isinstance(data, dict) and name in data:
+            raise ConfigError(
+                file,
+                f"{key}.{name}",
+                "raw public keys (security mode 1) are not supported: no DTLS library available"
+                " here does them (docs/security.md); use a certificate or a PSK",
+            )
+
+
 def _server(file: Path, index: int, data: object) -> ServerConfig:
+    _refuse_rpk(file, f"server[{index}]", data)
     t = _Table(file, f"server[{index}]", data, KNOWN_KEYS["server"])
     uri = t.required("uri", str)
     scheme = _server_uri(t, uri, ("coap", "coaps"))
-    identity = t.get("psk_identity", str, "")
-    key = _psk_key(t)
-    if scheme == "coaps" and not (identity and key):
-        raise t.fail(
-            "psk_identity" if not identity else "psk_key",
-            "coaps:// needs a PSK (psk_identity, and psk_key or psk_key_file)",
-        )
-    if scheme == "coap" and (identity or key):
-        raise t.fail("uri", "a PSK needs a coaps:// URI; coap:// is NoSec")
+    identity, key, x509 = _credentials(t, scheme)
     defaults = ServerConfig("coap://localhost")
     return ServerConfig(
         uri=uri,
@@ -528,11 +559,33 @@ def _server(file: Path, index: int, data: object) -> ServerConfig:
         version=t.choice("version", defaults.version, VERSIONS),
         request_timeout=t.positive("request_timeout", defaults.request_timeout),
         retry=t.retry(defaults.retry),
-        psk_identity=identity.encode() if identity else None,
+        psk_identity=identity,
         psk_key=key,
+        x509=x509,
         mute_send=t.get("mute_send", bool, defaults.mute_send),
         max_observations=t.integer("max_observations", defaults.max_observations, 0),
     )
+
+
+def _credentials(
+    t: _Table, scheme: str
+) -> tuple[bytes | None, bytes | None, X509Credentials | None]:
+    """A server's (or the Bootstrap-Server's) DTLS credentials: a PSK (identity, key), a
+    certificate, or for coap:// none of them; each refusal names the key."""
+    identity = t.get("psk_identity", str, "")
+    key = _psk_key(t)
+    x509 = _x509(t)
+    if x509 is not None and (identity or key):
+        raise t.fail("certificate", "give a PSK or a certificate, not both")
+    if scheme == "coaps" and x509 is None and not (identity and key):
+        raise t.fail(
+            "psk_identity" if not identity else "psk_key",
+            "coaps:// needs a PSK (psk_identity, and psk_key or psk_key_file)"
+            " or a certificate (certificate, private_key, server_certificate)",
+        )
+    if scheme == "coap" and (identity or key or x509 is not None):
+        raise t.fail("uri", "a PSK or a certificate needs a coaps:// URI; coap:// is NoSec")
+    return identity.encode() if identity else None, key, x509
 
 
 def _server_uri(t: _Table, uri: str, schemes: tuple[str, ...], note: str = "") -> str:
@@ -565,11 +618,10 @@ def _psk_key(t: _Table) -> bytes | None:
         name, text = "psk_key", t.get("psk_key", str, "")
     elif "psk_key_file" in t.data:
         name = "psk_key_file"
-        file = _absolute(t, name, Path("/"))
         try:
-            text = file.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError) as e:
-            raise t.fail(name, f"cannot read {file}: {getattr(e, 'strerror', None) or e}") from None
+            text = _file(t, name, secret=True).decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise t.fail(name, "the key is not hexadecimal") from None
     else:
         return None
     try:
@@ -581,12 +633,86 @@ def _psk_key(t: _Table) -> bytes | None:
     return key
 
 
+SECRET_MODE_MASK = stat.S_IWGRP | stat.S_IRWXO
+"""What a file holding a key must not allow: group write, or anything for others (0600 and
+0640 root:bridged pass)."""
+
+
+def _file(t: _Table, name: str, *, secret: bool = False) -> bytes:
+    """The bytes of the file key ``name`` names (an absolute path); a ``secret`` one (a key)
+    must be 0600 or 0640, or the configuration is refused (the key could have been read).
+    Messages never show the content."""
+    file = _absolute(t, name, Path("/"))
+    try:
+        mode = file.stat().st_mode
+        data = file.read_bytes()
+    except OSError as e:
+        raise t.fail(name, f"cannot read {file}: {e.strerror or e}") from None
+    if secret and mode & SECRET_MODE_MASK:
+        raise t.fail(
+            name,
+            f"{file} is mode {stat.S_IMODE(mode):04o}: a key file must be 0600 or 0640"
+            " (not writable by its group, nothing for others)",
+        )
+    return data
+
+
+def _x509(t: _Table) -> X509Credentials | None:
+    """Security mode 2 from ``certificate``, ``private_key`` (0600/0640), ``server_certificate``
+    (PEM or DER files), ``certificate_usage`` (/0/x/15, 0-3, default 3) and ``trust_store`` (a
+    PEM bundle of CAs, which usages 0 and 1 validate against); None without ``certificate``."""
+    given = [k for k in X509_KEYS if k in t.data]
+    if not given:
+        return None
+    for name in ("certificate", "private_key", "server_certificate"):
+        if name not in t.data:
+            raise t.fail(name, f"is required with {given[0]} (security mode 2, certificate)")
+    usage = t.integer(
+        "certificate_usage",
+        CertificateUsage.DOMAIN_ISSUED_CERTIFICATE,
+        CertificateUsage.CA_CONSTRAINT,
+        CertificateUsage.DOMAIN_ISSUED_CERTIFICATE,
+    )
+    certificates = {}
+    for name in ("certificate", "server_certificate"):
+        data = _file(t, name)
+        try:
+            certificates[name] = load_certificate(data).public_bytes(Encoding.DER)
+        except ValueError:
+            raise t.fail(name, "not an X.509 certificate in PEM or DER") from None
+    data = _file(t, "private_key", secret=True)
+    try:
+        key = load_private_key(data)
+    except ValueError as e:
+        raise t.fail("private_key", str(e)) from None
+    trust: tuple[bytes, ...] = ()
+    if "trust_store" in t.data:
+        data = _file(t, "trust_store")
+        try:
+            trust = tuple(c.public_bytes(Encoding.DER) for c in load_certificates(data))
+        except ValueError:
+            raise t.fail("trust_store", "not X.509 certificates in PEM or DER") from None
+    validated = (CertificateUsage.CA_CONSTRAINT, CertificateUsage.SERVICE_CERTIFICATE_CONSTRAINT)
+    if usage in validated and not trust:
+        raise t.fail("trust_store", f"is required with certificate_usage {usage}")
+    return X509Credentials(
+        certificate=certificates["certificate"],
+        private_key=key,
+        server_certificate=certificates["server_certificate"],
+        usage=usage,
+        trust_store=trust,
+    )
+
+
 def _bootstrap(t: _Table) -> BootstrapConfig:
     uri = t.required("uri", str)
-    _server_uri(t, uri, ("coap",), " (NoSec)")
+    identity, key, x509 = _credentials(t, _server_uri(t, uri, ("coap", "coaps")))
     defaults = BootstrapConfig(uri)
     return BootstrapConfig(
         uri=uri,
+        psk_identity=identity,
+        psk_key=key,
+        x509=x509,
         hold_off=t.integer("hold_off", defaults.hold_off, 0),
         finish_timeout=t.positive("finish_timeout", defaults.finish_timeout),
         request_timeout=t.positive("request_timeout", defaults.request_timeout),

@@ -40,6 +40,17 @@ class Security:
     SECRET_KEY: Final = 5
     SSID: Final = 10
     HOLD_OFF: Final = 11
+    CERTIFICATE_USAGE: Final = 15
+
+
+class CertificateUsage:
+    """The values of /0/x/15 Certificate Usage (RFC 6698's, as the Core spec takes them)."""
+
+    CA_CONSTRAINT: Final = 0
+    SERVICE_CERTIFICATE_CONSTRAINT: Final = 1
+    TRUST_ANCHOR_ASSERTION: Final = 2
+    DOMAIN_ISSUED_CERTIFICATE: Final = 3
+    """The default when /0/x/15 is absent."""
 
 
 class SecurityMode:

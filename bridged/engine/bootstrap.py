@@ -288,12 +288,24 @@ def _security_problems(tree: ObjectTree, inst: Path, supported: frozenset[int]) 
         wanted = "coap" if mode == SecurityMode.NOSEC else "coaps"
         if split.scheme != wanted or not split.hostname:
             problems.append(f"{inst}: URI {uri!r} is not a {wanted}:// URI, as {name} needs")
-    if mode == SecurityMode.PSK:
-        for rid, what in ((Security.IDENTITY, "PSK identity"), (Security.SECRET_KEY, "PSK key")):
-            value = _value(tree, inst.child(rid))
-            if not isinstance(value, bytes) or not value:
-                problems.append(f"{inst}: the {what} (resource {rid}) is missing")
+    for rid, what in _KEYS.get(mode, ()):
+        value = _value(tree, inst.child(rid))
+        if not isinstance(value, bytes) or not value:
+            problems.append(f"{inst}: the {what} (resource {rid}) is missing")
     return problems
+
+
+_KEYS = MappingProxyType(
+    {
+        SecurityMode.PSK: ((Security.IDENTITY, "PSK identity"), (Security.SECRET_KEY, "PSK key")),
+        SecurityMode.CERTIFICATE: (
+            (Security.IDENTITY, "client certificate"),
+            (Security.SERVER_PUBLIC_KEY, "server certificate"),
+            (Security.SECRET_KEY, "client private key"),
+        ),
+    }
+)
+"""The /0 resources each security mode needs, for the Bootstrap-Finish consistency check."""
 
 
 # -- the interface ----------------------------------------------------------------------------

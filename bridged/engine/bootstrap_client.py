@@ -33,6 +33,7 @@ from bridged.objects.tree import ObjectTree
 
 from .bootstrap import BootstrapInterface, bootstrap_account
 from .dm import handle_request, reply_message
+from .dtls_x509 import X509Credentials
 from .nodes import NodeBackend
 from .registration import RetryPolicy
 from .site import ClientSite
@@ -50,6 +51,11 @@ class BootstrapConfig:
     = true), and how patiently to bootstrap."""
 
     uri: str
+    psk_identity: bytes | None = None
+    """With ``psk_key``, DTLS-PSK to a coaps:// Bootstrap-Server (security mode 0)."""
+    psk_key: bytes | None = field(default=None, repr=False)
+    x509: X509Credentials | None = None
+    """DTLS with certificates to a coaps:// Bootstrap-Server (security mode 2)."""
     hold_off: int = 0
     """/0/x/11 Client Hold Off Time: seconds to wait before the Bootstrap-Request."""
     finish_timeout: float = EXCHANGE_LIFETIME
@@ -58,6 +64,13 @@ class BootstrapConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     preferred_format: int = ContentFormat.SENML_CBOR
     """Sent as ``pct`` (LwM2M 1.1), and used for a Bootstrap-Read without Accept."""
+
+    @property
+    def security_mode(self) -> int:
+        """/0/x/2 of its account: 2 with a certificate, 0 with a PSK, else 3 (NoSec)."""
+        if self.x509 is not None:
+            return SecurityMode.CERTIFICATE
+        return SecurityMode.PSK if self.psk_key else SecurityMode.NOSEC
 
 
 class BootstrapState(Enum):

@@ -35,7 +35,15 @@ from bridged.aio import cancel_and_wait
 from bridged.objects.builtin import builtin_objects
 from bridged.objects.errors import BadRequest
 from bridged.objects.formats import ContentFormat
-from bridged.objects.ids import BOOTSTRAP_ONLY, Acl, LwM2MGateway, Security, SecurityMode, Server
+from bridged.objects.ids import (
+    BOOTSTRAP_ONLY,
+    Acl,
+    CertificateUsage,
+    LwM2MGateway,
+    Security,
+    SecurityMode,
+    Server,
+)
 from bridged.objects.linkformat import registration_links
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
@@ -51,6 +59,7 @@ from .dm import (
     EndDevices,
 )
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
+from .dtls_x509 import X509Credentials
 from .endpoint import Endpoint, UdpEndpoint
 from .nodes import NodeBackend
 from .observe import MAX_OBSERVATIONS, Observations
@@ -81,7 +90,9 @@ from .site import ClientSite, NotServing
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SECURITY_MODES = frozenset({SecurityMode.PSK, SecurityMode.NOSEC})
+SUPPORTED_SECURITY_MODES = frozenset(
+    {SecurityMode.PSK, SecurityMode.CERTIFICATE, SecurityMode.NOSEC}
+)
 """The security modes the client can register with; Bootstrap-Finish refuses any other."""
 RETRY_RESOURCES = (
     ("count", Server.RETRY_COUNT),
@@ -107,8 +118,9 @@ def server_resource_bounds(rid: int) -> tuple[int, int]:
 class ServerConfig:
     """One LwM2M server as the configuration describes it (factory bootstrap).
 
-    A ``coaps://`` URI needs ``psk_identity`` and ``psk_key`` (security mode 0, DTLS-PSK); a
-    ``coap://`` URI takes neither (security mode 3, NoSec). ``queue_window`` is how long the
+    A ``coaps://`` URI needs ``psk_identity`` and ``psk_key`` (security mode 0, DTLS-PSK) or
+    ``x509`` (security mode 2, certificates); a ``coap://`` URI takes none (security mode 3,
+    NoSec). ``queue_window`` is how long the
     client stays reachable after each message in queue mode; ``mute_send`` is /1/x/23;
     ``max_observations`` bounds the server's observations (``observe.MAX_OBSERVATIONS``).
     """
@@ -124,6 +136,7 @@ class ServerConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     psk_identity: bytes | None = None
     psk_key: bytes | None = None
+    x509: X509Credentials | None = None
     dtls_handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     mute_send: bool = False
     max_observations: int = MAX_OBSERVATIONS
@@ -131,15 +144,20 @@ class ServerConfig:
     def __post_init__(self) -> None:
         scheme = urlsplit(self.uri).scheme
         psk = self.psk_identity is not None or self.psk_key is not None
+        if psk and self.x509 is not None:
+            raise ValueError(f"server {self.uri}: a PSK or a certificate, not both")
         if scheme == "coaps":
-            if not self.psk_identity or not self.psk_key:
+            if self.x509 is None and (not self.psk_identity or not self.psk_key):
                 raise ValueError(
                     f"server {self.uri}: coaps:// needs psk_identity and psk_key"
-                    " (security mode 0, DTLS-PSK)"
+                    " (security mode 0, DTLS-PSK) or a certificate (security mode 2)"
                 )
         elif scheme == "coap":
-            if psk:
-                raise ValueError(f"server {self.uri}: a PSK needs a coaps:// URI; coap:// is NoSec")
+            if psk or self.x509 is not None:
+                raise ValueError(
+                    f"server {self.uri}: a PSK or certificate needs a coaps:// URI;"
+                    " coap:// is NoSec"
+                )
         else:
             raise ValueError(f"server {self.uri!r}: the URI must be coap:// or coaps://")
         for rid, value in ((Server.SSID, self.short_server_id), (Server.LIFETIME, self.lifetime)):
@@ -150,8 +168,98 @@ class ServerConfig:
 
     @property
     def security_mode(self) -> int:
-        """LwM2M security mode (/0/x/2): 0 for DTLS-PSK, 3 for NoSec."""
+        """LwM2M security mode (/0/x/2): 0 for DTLS-PSK, 2 for certificates, 3 for NoSec."""
+        if self.x509 is not None:
+            return SecurityMode.CERTIFICATE
         return SecurityMode.PSK if self.psk_key else SecurityMode.NOSEC
+
+
+def x509_credentials(
+    tree: ObjectTree, security_iid: int, trust_store: tuple[bytes, ...] = ()
+) -> X509Credentials:
+    """Security mode 2's credentials from /0/``security_iid``: resources 3 (the client's
+    certificate), 4 (the server's), 5 (the client's key) and 15 (Certificate Usage, 3 when
+    absent); ValueError naming what is missing."""
+    instance = Path((Security.OBJECT, security_iid))
+
+    def opaque(rid: int, what: str) -> bytes:
+        path = instance.child(rid)
+        value = tree.get(path) if tree.has(path) else None
+        if not isinstance(value, bytes) or not value:
+            raise ValueError(f"{path}: the {what} is missing (security mode 2, certificate)")
+        return value
+
+    usage_path = instance.child(Security.CERTIFICATE_USAGE)
+    usage = tree.get(usage_path) if tree.has(usage_path) else None
+    return X509Credentials(
+        certificate=opaque(Security.IDENTITY, "client certificate"),
+        private_key=opaque(Security.SECRET_KEY, "client private key"),
+        server_certificate=opaque(Security.SERVER_PUBLIC_KEY, "server certificate"),
+        usage=usage if isinstance(usage, int) else CertificateUsage.DOMAIN_ISSUED_CERTIFICATE,
+        trust_store=trust_store,
+    )
+
+
+async def open_endpoint(
+    tree: ObjectTree,
+    security_iid: int,
+    uri: str,
+    site: aiocoap.interfaces.Resource,
+    *,
+    bind: tuple[str, int],
+    trust_store: tuple[bytes, ...] = (),
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+) -> Endpoint:
+    """The endpoint towards the server (or Bootstrap-Server) of /0/``security_iid``, serving
+    ``site``: as its Security Mode (/0/x/2) and its keys say, over ``uri``'s scheme. A mode
+    this client cannot do, or a mode that does not match the scheme, is a ValueError: never
+    a session with less security than /0 asks."""
+    instance = Path((Security.OBJECT, security_iid))
+
+    def resource(rid: int) -> Value | None:
+        value = tree.get(instance.child(rid)) if tree.has(instance.child(rid)) else None
+        return None if isinstance(value, dict) else value
+
+    mode, scheme = resource(Security.MODE), urlsplit(uri).scheme
+    if mode == SecurityMode.PSK and scheme == "coaps":
+        identity, key = resource(Security.IDENTITY), resource(Security.SECRET_KEY)
+        if not isinstance(identity, bytes) or not isinstance(key, bytes) or not key:
+            raise ValueError(f"server {uri}: {instance} has no PSK")
+        return await DtlsPskEndpoint.create(
+            uri, identity, key, site, handshake_timeout=handshake_timeout
+        )
+    if mode == SecurityMode.CERTIFICATE and scheme == "coaps":
+        # imported here: pyOpenSSL is in the dtls extra, which a gateway may go without
+        from .dtls_openssl import DtlsX509Endpoint
+
+        return await DtlsX509Endpoint.create(
+            uri,
+            x509_credentials(tree, security_iid, trust_store),
+            site,
+            handshake_timeout=handshake_timeout,
+        )
+    if mode == SecurityMode.NOSEC and scheme == "coap":
+        return await UdpEndpoint.create(site, bind)
+    raise ValueError(
+        f"server {uri}: security mode {mode!r} over {scheme}:// is not supported"
+        " (NoSec over coap://, PSK or certificates over coaps://)"
+    )
+
+
+def credential_values(
+    psk_identity: bytes | None, psk_key: bytes | None, x509: X509Credentials | None
+) -> list[tuple[int, Value | dict[int, Value]]]:
+    """The /0 resources that carry a configured PSK or certificate."""
+    if psk_identity is not None and psk_key is not None:
+        return [(Security.IDENTITY, psk_identity), (Security.SECRET_KEY, psk_key)]
+    if x509 is not None:
+        return [
+            (Security.IDENTITY, x509.certificate),
+            (Security.SERVER_PUBLIC_KEY, x509.server_certificate),
+            (Security.SECRET_KEY, x509.private_key),
+            (Security.CERTIFICATE_USAGE, x509.usage),
+        ]
+    return []
 
 
 class ServerSession:
@@ -263,25 +371,14 @@ class ServerSession:
         return self.uri
 
     async def _open_endpoint(self, bind: tuple[str, int]) -> Endpoint:
-        site = DeviceManagementResource(self.dm, self.observations)
-        mode = self._security(Security.MODE)
-        scheme = urlsplit(self.uri).scheme
-        if mode == SecurityMode.PSK and scheme == "coaps":
-            identity, key = self._security(Security.IDENTITY), self._security(Security.SECRET_KEY)
-            if not isinstance(identity, bytes) or not isinstance(key, bytes) or not key:
-                raise ValueError(f"server {self.uri}: /0/{self.security_instance} has no PSK")
-            return await DtlsPskEndpoint.create(
-                self.uri,
-                identity,
-                key,
-                site,
-                handshake_timeout=self.config.dtls_handshake_timeout,
-            )
-        if mode == SecurityMode.NOSEC and scheme == "coap":
-            return await UdpEndpoint.create(site, bind)
-        raise ValueError(
-            f"server {self.uri}: security mode {mode!r} over {scheme}:// is not supported"
-            " (NoSec over coap://, PSK over coaps://)"
+        return await open_endpoint(
+            self.tree,
+            self.security_instance,
+            self.uri,
+            DeviceManagementResource(self.dm, self.observations),
+            bind=bind,
+            trust_store=self.config.x509.trust_store if self.config.x509 is not None else (),
+            handshake_timeout=self.config.dtls_handshake_timeout,
         )
 
     def params(self) -> RegistrationParams:
@@ -523,8 +620,7 @@ class LwM2MClient:
                 (Security.MODE, s.security_mode),
                 (Security.SSID, s.short_server_id),
             ]
-            if s.psk_identity is not None and s.psk_key is not None:
-                values += [(Security.IDENTITY, s.psk_identity), (Security.SECRET_KEY, s.psk_key)]
+            values += credential_values(s.psk_identity, s.psk_key, s.x509)
             self.tree.create_instance(Security.OBJECT, None, values)
         if self._find(Server.OBJECT, Server.SSID, s.short_server_id) is None:
             self.tree.create_instance(
@@ -543,16 +639,18 @@ class LwM2MClient:
         """The configured Bootstrap-Server's /0 instance, unless the tree has one (a saved
         configuration names its own Bootstrap-Server, which then wins)."""
         if bootstrap_account(self.tree) is None:
+            keys: dict[int, Value | dict[int, Value]] = dict.fromkeys(
+                (Security.IDENTITY, Security.SERVER_PUBLIC_KEY, Security.SECRET_KEY), b""
+            )
+            keys.update(credential_values(b.psk_identity, b.psk_key, b.x509))
             self.tree.create_instance(
                 Security.OBJECT,
                 None,
                 [
                     (Security.URI, b.uri),
                     (Security.IS_BOOTSTRAP, True),
-                    (Security.MODE, SecurityMode.NOSEC),
-                    (Security.IDENTITY, b""),
-                    (Security.SERVER_PUBLIC_KEY, b""),
-                    (Security.SECRET_KEY, b""),
+                    (Security.MODE, b.security_mode),
+                    *keys.items(),
                     (Security.HOLD_OFF, b.hold_off),
                 ],
             )
@@ -609,14 +707,18 @@ class LwM2MClient:
         """The configuration of ``account``'s server: the configured one with its Short Server
         ID, or defaults for a server a Bootstrap-Server provisioned. Retry settings the
         Bootstrap-Server put in /1/x/17-20 win over the configured ones."""
-        config = next(
-            (s for s in self.servers if s.short_server_id == account.ssid), None
-        ) or ServerConfig(
-            account.uri,
-            account.ssid,
-            psk_identity=self._bytes(account.security_iid, Security.IDENTITY),
-            psk_key=self._bytes(account.security_iid, Security.SECRET_KEY),
-        )
+        config = next((s for s in self.servers if s.short_server_id == account.ssid), None)
+        if config is None and account.security_mode == SecurityMode.CERTIFICATE:
+            config = ServerConfig(
+                account.uri, account.ssid, x509=x509_credentials(self.tree, account.security_iid)
+            )
+        elif config is None:
+            config = ServerConfig(
+                account.uri,
+                account.ssid,
+                psk_identity=self._bytes(account.security_iid, Security.IDENTITY),
+                psk_key=self._bytes(account.security_iid, Security.SECRET_KEY),
+            )
         server = Path((Server.OBJECT, account.server_iid))
         provisioned = {
             name: value
@@ -743,8 +845,13 @@ class LwM2MClient:
     async def _bootstrap_once(self) -> None:
         """One bootstrap, on a socket of its own that serves only the Bootstrap-Server."""
         assert self.bootstrap is not None
+        account = bootstrap_account(self.tree)
+        assert account is not None  # the factory bootstrap made one
         site = ClientSite(NotServing())
-        endpoint = await UdpEndpoint.create(site, self.bind)
+        trust = self.bootstrap.x509.trust_store if self.bootstrap.x509 is not None else ()
+        endpoint = await open_endpoint(
+            self.tree, account.iid, account.uri, site, bind=self.bind, trust_store=trust
+        )
         try:
             await Bootstrapper(
                 endpoint.context,

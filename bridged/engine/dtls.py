@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from aiocoap import GET, Context, Message, credentials, error, interfaces
@@ -54,7 +56,8 @@ DEFAULT_HANDSHAKE_TIMEOUT = 45.0
 
 
 class DtlsHandshakeError(error.NetworkError):
-    """The DTLS-PSK handshake with the server did not complete in time.
+    """The DTLS handshake with the server did not complete in time (``mode``: "PSK" or
+    "certificate", which names what to check).
 
     A subclass of aiocoap's ``NetworkError`` so that aiocoap hands it to the failing request
     unchanged instead of wrapping it; ``__str__`` is overridden because aiocoap's only names the
@@ -62,18 +65,22 @@ class DtlsHandshakeError(error.NetworkError):
     (wrong address, filtered) from one that refused the keys.
     """
 
-    def __init__(self, hostinfo: str, timeout: float, answered: bool) -> None:
+    def __init__(self, hostinfo: str, timeout: float, answered: bool, mode: str = "PSK") -> None:
         super().__init__(hostinfo, timeout, answered)
         self.hostinfo = hostinfo
         self.timeout = timeout
         self.answered = answered
+        self.mode = mode
 
     def __str__(self) -> str:
         failed = (
-            f"DTLS-PSK handshake with {self.hostinfo} did not complete within {self.timeout:g} s"
+            f"DTLS-{self.mode} handshake with {self.hostinfo} did not complete within"
+            f" {self.timeout:g} s"
         )
         if not self.answered:
             return f"{failed}: no answer from the server"
+        if self.mode != "PSK":
+            return f"{failed}: the server answered but did not finish the handshake"
         return (
             f"{failed}: the server answered but did not accept the handshake; check the PSK"
             " identity and key (/0/x/3, /0/x/5), as a server silently drops a Finished message"
@@ -198,54 +205,44 @@ def credentials_pattern(server_uri: str) -> str:
     return f"coaps://{rendered.netloc}/*"
 
 
-class DtlsPskEndpoint:
-    """The client's CoAP endpoint towards one LwM2M server in security mode 0 (PSK).
+T = TypeVar("T", bound=interfaces.MessageInterface)
 
-    Its :attr:`context` serves ``site`` to the server over the DTLS session the client opens, and
-    sends the client's own requests (Register, Update, ...) through :meth:`request`, which keeps
-    that session alive and usable.
+
+async def only_transport(context: Context, create: Callable[[interfaces.MessageManager], T]) -> T:
+    """Give ``context`` its one transport, ``create``d over the engine's bounded message
+    manager (``coap.append_transport``): the default set would also open plain UDP, TCP and
+    WebSocket endpoints on the CoAP ports, which a gateway must not expose."""
+    made: list[T] = []
+
+    async def create_transport(mman: interfaces.MessageManager) -> T:
+        made.append(create(mman))
+        return made[0]
+
+    await append_transport(context, create_transport)
+    return made[0]
+
+
+class Sessions(Protocol):
+    """A DTLS transport as its endpoint sees it: sessions it can end."""
+
+    def close_sessions(self) -> None: ...
+
+
+class DtlsEndpoint:
+    """The client's CoAP endpoint towards one LwM2M server over DTLS, whatever the credentials.
+
+    Its :attr:`context` serves the client's site to the server over the DTLS session the client
+    opens, and sends the client's own requests (Register, Update, ...) through :meth:`request`,
+    which keeps that session alive and usable. The subclasses build the context with their
+    transport: :class:`DtlsPskEndpoint` (PSK, tinydtls) and ``dtls_openssl.DtlsX509Endpoint``
+    (certificates, OpenSSL).
     """
 
-    def __init__(self, context: Context, transport: _PskTransport, server_uri: str) -> None:
+    def __init__(self, context: Context, transport: Sessions, server_uri: str) -> None:
         self.context = context
         self.server_uri = server_uri
         self._transport = transport
         self._session: interfaces.EndpointAddress | None = None
-
-    @classmethod
-    async def create(
-        cls,
-        server_uri: str,
-        identity: bytes,
-        key: bytes,
-        site: interfaces.Resource,
-        *,
-        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-        loggername: str = "bridged.engine.dtls",
-    ) -> DtlsPskEndpoint:
-        """Build the context for ``server_uri`` with PSK ``identity`` (/0/x/3) and ``key`` (/0/x/5).
-
-        The context gets exactly one transport, tinydtls: the default set would also open plain
-        UDP, TCP and WebSocket endpoints on the CoAP ports, which a gateway must not expose.
-        """
-        client_credentials = credentials.CredentialsMap()
-        client_credentials[credentials_pattern(server_uri)] = credentials.DTLS(
-            psk=key, client_identity=identity
-        )
-        context = Context(
-            serversite=CheckedSite(site),
-            loggername=loggername,
-            client_credentials=client_credentials,
-        )
-        loop = asyncio.get_running_loop()
-        transports: list[_PskTransport] = []
-
-        async def create_transport(mman: interfaces.MessageManager) -> _PskTransport:
-            transports.append(_PskTransport(mman, context.log, loop, handshake_timeout))
-            return transports[0]
-
-        await append_transport(context, create_transport)
-        return cls(context, transports[0], server_uri)
 
     @property
     def session(self) -> interfaces.EndpointAddress | None:
@@ -286,3 +283,38 @@ class DtlsPskEndpoint:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.server_uri}>"
+
+
+class DtlsPskEndpoint(DtlsEndpoint):
+    """The endpoint towards a server in security mode 0 (PSK), over aiocoap's tinydtls."""
+
+    @classmethod
+    async def create(
+        cls,
+        server_uri: str,
+        identity: bytes,
+        key: bytes,
+        site: interfaces.Resource,
+        *,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        loggername: str = "bridged.engine.dtls",
+    ) -> DtlsPskEndpoint:
+        """Build the context for ``server_uri`` with PSK ``identity`` (/0/x/3) and ``key`` (/0/x/5).
+
+        The context gets exactly one transport, tinydtls: the default set would also open plain
+        UDP, TCP and WebSocket endpoints on the CoAP ports, which a gateway must not expose.
+        """
+        client_credentials = credentials.CredentialsMap()
+        client_credentials[credentials_pattern(server_uri)] = credentials.DTLS(
+            psk=key, client_identity=identity
+        )
+        context = Context(
+            serversite=CheckedSite(site),
+            loggername=loggername,
+            client_credentials=client_credentials,
+        )
+        loop = asyncio.get_running_loop()
+        transport = await only_transport(
+            context, lambda mman: _PskTransport(mman, context.log, loop, handshake_timeout)
+        )
+        return cls(context, transport, server_uri)

@@ -4,8 +4,9 @@ A session needs three things of its endpoint: a context that serves the client's
 server (the server's requests arrive on the socket the client registered from), a way to send
 the client's own requests (Register, Update, Send...), and a way to forget a session the server
 may have lost so that the next Register starts afresh. ``Endpoint`` is that contract;
-``UdpEndpoint`` fulfils it for NoSec (security mode 3) and ``dtls.DtlsPskEndpoint`` for PSK
-(security mode 0), so the registrar and the Send code do not care which one they talk through.
+``UdpEndpoint`` fulfils it for NoSec (security mode 3), ``dtls.DtlsPskEndpoint`` for PSK
+(security mode 0) and ``dtls_openssl.DtlsX509Endpoint`` for certificates (security mode 2), so the
+registrar and the Send code do not care which one they talk through.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ answer and the values it decoded from a Bootstrap-Read answer. That the provisio
 shown where it lands: the daemon then registers with the provisioned server (the in-repo LwM2M
 test server, or the in-repo DTLS-PSK server for a PSK account) with the provisioned lifetime.
 
-Not run: int-2 (certificates) and int-3 (smartcard) — bridged supports NoSec and PSK only — and
-int-5 (server-initiated bootstrap): Leshan's bootstrap server only answers Bootstrap-Requests.
+Not run: int-3 (smartcard), which bridged does not support, and int-5 (server-initiated
+bootstrap): Leshan's bootstrap server only answers Bootstrap-Requests.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from peers.leshan_bootstrap import (
     leshan_bootstrap_fixture,  # noqa: F401 (fixture)
     security,
 )
-from peers.leshan_m15 import LauncherError
+from peers.leshan_m15 import LauncherError, LeshanM15, leshan_m15_fixture  # noqa: F401 (fixture)
 from peers.lwm2m_server import LwM2MTestServer
 
 IDENTITY = b"bridged-bs-psk"
@@ -171,14 +171,6 @@ async def test_LightweightM2M_1_1_int_1_psk_server_account(
 
 
 @needs_dtls
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 (bootstrap over DTLS): bridged's [bootstrap] takes a coap:// URI only "
-    "(NoSec): it cannot reach a "
-    "Bootstrap-Server over DTLS-PSK, which int-1 requires (the Security object's Security Mode, "
-    "/0/x/2, may be 0 = PSK for the Bootstrap-Server account too). The daemon refuses the "
-    "configuration.",
-)
 async def test_LightweightM2M_1_1_int_1_bootstrap_over_dtls_psk(
     tmp_path: Path, leshan_bootstrap: LeshanBootstrap, dm_server: LwM2MTestServer
 ) -> None:
@@ -418,3 +410,47 @@ async def test_harness_config_api_and_a_session_without_config(
     session = await leshan_bootstrap.session(ep)
     assert (session["state"], session["cause"]) == ("failed", "NO_BOOTSTRAP_CONFIG"), session
     assert session["requests"] == []
+
+
+async def test_LightweightM2M_1_1_int_2_bootstrap_over_dtls_with_certificates(
+    tmp_path: Path, leshan_bootstrap: LeshanBootstrap, leshan_m15: LeshanM15
+) -> None:
+    """LightweightM2M-1.1-int-2: the client bootstraps from Leshan's CoAPS endpoint with its
+    certificate (security mode 2; Leshan: identity ``x509:<endpoint>``), is given a certificate
+    account (/0/x/3, 4, 5, 10, 15) for Leshan's LwM2M server, and registers there over DTLS with
+    that certificate; what was provisioned is persisted 0600."""
+    ep = "bs-int-2"
+    bs_client = leshan_bootstrap.pki.issue(ep)
+    dm_client = leshan_m15.pki.issue(ep)
+    config = dm_config(leshan_m15.secure_uri, ssid=6, lifetime=95)
+    config["security"]["1"] = security(
+        leshan_m15.secure_uri,
+        server_id=6,
+        x509=(dm_client.der, leshan_m15.certificate.der, dm_client.key_der()),
+    )
+    config["security"]["0"] = security(
+        leshan_bootstrap.secure_uri,
+        bootstrap=True,
+        x509=(bs_client.der, leshan_bootstrap.certificate.der, bs_client.key_der()),
+    )
+    leshan_bootstrap.put_config(ep, config)
+    leshan_m15.add_x509(ep)
+    cert, key = bs_client.write(tmp_path / "pki", "client")
+    server = tmp_path / "pki" / "bootstrap.pem"
+    server.write_bytes(leshan_bootstrap.certificate.pem)
+    bootstrap = (
+        f'uri = "{leshan_bootstrap.secure_uri}"\ncertificate = "{cert}"\n'
+        f'private_key = "{key}"\nserver_certificate = "{server}"'
+    )
+    try:
+        async with running_daemon(tmp_path, daemon_config(tmp_path, ep, bootstrap)) as d:
+            session = await leshan_session(leshan_bootstrap, d, ep)
+            assert session["state"] == "finished", session
+            assert session["identity"] == f"x509:{ep}"
+            _, registered = await leshan_m15.event(ep, "registered")
+            assert registered["registration"]["identity"] == f"x509:{ep}"
+            assert registered["registration"]["lifetime"] == 95
+        saved = [p for p in (tmp_path / "state").iterdir() if p.name.startswith("provision")]
+        assert saved and all(p.stat().st_mode & 0o077 == 0 for p in saved), saved
+    finally:
+        leshan_m15.remove_security(ep)

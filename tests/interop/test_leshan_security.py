@@ -18,6 +18,7 @@ shows up; M15, which negotiates it, carries the case itself.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import signal
 from pathlib import Path
 
@@ -25,9 +26,11 @@ import pytest
 from integration.test_daemon import Daemon, running_daemon
 
 from bridged.objects.formats import ContentFormat
+from bridged.objects.ids import CertificateUsage
 from peers.leshan import Event, EventStream, Leshan
 from peers.leshan_gateway import config
 from peers.leshan_m15 import LauncherError, LeshanM15, leshan_m15_fixture  # noqa: F401 (fixture)
+from peers.pki import Issued, Pki, now
 
 pytest_plugins = ["peers.fixtures"]
 
@@ -50,6 +53,17 @@ def registration_failed(daemon: Daemon) -> str | None:
     if "registration-failure" in log:
         return f"the daemon could not register over DTLS:\n{log[-1500:]}"
     return None
+
+
+async def observed_over_session(leshan_m15: LeshanM15, ep: str) -> None:
+    """Leshan's Write-Attributes and Observe of /1/0/7 reach the client over its session, and
+    the notification comes back over it."""
+    attributes = await leshan_m15.write_attributes(ep, "/1/0/7", pmin=0, pmax=1)
+    assert attributes["code"] == "2.04", attributes
+    observed = await leshan_m15.observe(ep, "/1/0/7", ContentFormat.TLV)
+    assert observed["code"] == "2.05" and observed["values"] == {"/1/0/7": "U"}, observed
+    _, note = await leshan_m15.event(ep, "notification")
+    assert note["path"] == "/1/0/7" and note["values"] == {"/1/0/7": "U"}, note
 
 
 async def registered_or_refused(events: EventStream, daemon: Daemon) -> Event:
@@ -126,12 +140,7 @@ async def test_LightweightM2M_1_1_int_401_psk_mode(tmp_path: Path, leshan_m15: L
             assert server["code"] == "2.05", server
             assert server["values"]["/1/0/1"] == LIFETIME and server["values"]["/1/0/7"] == "U"
 
-            attributes = await leshan_m15.write_attributes(ep, "/1/0/7", pmin=0, pmax=1)
-            assert attributes["code"] == "2.04", attributes
-            observed = await leshan_m15.observe(ep, "/1/0/7", ContentFormat.TLV)
-            assert observed["code"] == "2.05" and observed["values"] == {"/1/0/7": "U"}, observed
-            _, note = await leshan_m15.event(ep, "notification")
-            assert note["path"] == "/1/0/7" and note["values"] == {"/1/0/7": "U"}, note
+            await observed_over_session(leshan_m15, ep)
 
             daemon.proc.send_signal(signal.SIGTERM)
             _, gone = await leshan_m15.event(ep, "deregistered")
@@ -176,3 +185,132 @@ async def test_harness_leshan_m15_refuses_what_it_cannot_take(leshan_m15: Leshan
         leshan_m15.remove_security("gw-harness-a")
     with pytest.raises(LauncherError, match="not registered"):
         await leshan_m15.read("gw-harness-none", "/3/0/0", ContentFormat.TEXT)
+
+
+# -- security mode 2: X.509 certificates -------------------------------------------------------
+
+
+def x509_server(
+    tmp: Path,
+    client: Issued,
+    server_certificate: bytes,
+    *,
+    usage: int | None = None,
+    trust: bytes | None = None,
+) -> str:
+    """The daemon's ``[[server]]`` keys for a certificate account, its files written in ``tmp``
+    (the key 0600)."""
+    cert, key = client.write(tmp / "pki", "client")
+    server = tmp / "pki" / "server.pem"
+    server.write_bytes(server_certificate)
+    keys = f'certificate = "{cert}"\nprivate_key = "{key}"\nserver_certificate = "{server}"\n'
+    if usage is not None:
+        keys += f"certificate_usage = {usage}\n"
+    if trust is not None:
+        (tmp / "pki" / "trust.pem").write_bytes(trust)
+        keys += f'trust_store = "{tmp / "pki" / "trust.pem"}"\n'
+    return keys
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        pytest.param(None, id="domain-issued-certificate"),
+        pytest.param(CertificateUsage.TRUST_ANCHOR_ASSERTION, id="trust-anchor"),
+        pytest.param(CertificateUsage.SERVICE_CERTIFICATE_CONSTRAINT, id="service-certificate"),
+        pytest.param(CertificateUsage.CA_CONSTRAINT, id="ca-constraint"),
+    ],
+)
+async def test_LightweightM2M_1_1_int_401_certificate_mode(
+    tmp_path: Path, leshan_m15: LeshanM15, usage: int | None
+) -> None:
+    """Security mode 2 against Leshan M15, each certificate usage: Register over DTLS with the
+    client's certificate (Leshan: identity ``x509:<CN>``, the endpoint name), Leshan's Read
+    and Observe over the session, a Send Leshan decodes, De-register over it."""
+    ep = f"gw-leshan15-x509-{usage}"
+    pki = leshan_m15.pki
+    anchor = {
+        None: leshan_m15.certificate.pem,
+        CertificateUsage.TRUST_ANCHOR_ASSERTION: pki.ca.pem,
+        CertificateUsage.SERVICE_CERTIFICATE_CONSTRAINT: leshan_m15.certificate.pem,
+        CertificateUsage.CA_CONSTRAINT: pki.ca.pem,
+    }[usage]
+    trust = pki.ca.pem if usage in (0, 1) else None
+    server = x509_server(tmp_path, pki.issue(ep), anchor, usage=usage, trust=trust)
+    leshan_m15.add_x509(ep)
+    text = config(leshan_m15.secure_uri, tmp_path, ep, server=server, lifetime=LIFETIME)
+    try:
+        async with running_daemon(tmp_path, text) as daemon:
+            _, registered = await leshan_m15.event(
+                ep, "registered", give_up=lambda: registration_failed(daemon)
+            )
+            assert registered["registration"]["secure"] is True
+            assert registered["registration"]["identity"] == f"x509:{ep}"
+
+            manufacturer = await leshan_m15.read(ep, "/3/0/0", ContentFormat.TEXT)
+            assert manufacturer["code"] == "2.05", manufacturer
+            assert isinstance(manufacturer["values"]["/3/0/0"], str)
+            await observed_over_session(leshan_m15, ep)
+
+            await daemon.ctl_json("send", "/3/0/0")
+            _, sent = await leshan_m15.event(ep, "send")
+            assert sent["values"]["/3/0/0"] == manufacturer["values"]["/3/0/0"], sent
+
+            daemon.proc.send_signal(signal.SIGTERM)
+            _, gone = await leshan_m15.event(ep, "deregistered")
+            assert gone["registration"]["identity"] == f"x509:{ep}"
+            assert await daemon.wait() == 0
+    finally:
+        leshan_m15.remove_security(ep)
+
+
+async def refused(tmp_path: Path, leshan_m15: LeshanM15, ep: str, server: str) -> str:
+    """Run the daemon until it logs that registering failed; Leshan must not have seen the
+    endpoint register. The log's failure lines."""
+    text = config(leshan_m15.secure_uri, tmp_path, ep, server=server, request_timeout=2)
+    async with running_daemon(tmp_path, text) as daemon:
+        async with asyncio.timeout(60):
+            while registration_failed(daemon) is None:
+                await asyncio.sleep(0.1)
+    assert [e for e in leshan_m15.events(ep) if e["event"] == "registered"] == []
+    return "\n".join(line for line in daemon.log.read_text().splitlines() if "failure" in line)
+
+
+REFUSALS = {
+    # the server's certificate is not /0/x/4 (same CA, same host): usage 3 refuses it
+    "server-not-the-configured-one": (
+        "DtlsIdentityError",
+        "not the server certificate configured",
+    ),
+    # usage 2 with another CA as the trust anchor: Leshan's chain does not validate
+    "untrusted-server": ("DtlsIdentityError", "does not validate"),
+    # a client certificate from a CA Leshan does not trust, or expired: Leshan's alert
+    "client-certificate-of-another-ca": ("DtlsAlertError", "bad certificate"),
+    "expired-client-certificate": ("DtlsAlertError", "certificate expired"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+async def test_certificate_mode_refusals(tmp_path: Path, leshan_m15: LeshanM15, case: str) -> None:
+    """Each way a certificate session must not come up: the daemon logs the typed error that
+    says why, retries, and never registers (Leshan sees no registration)."""
+    ep = f"gw-leshan15-x509-{case}"
+    pki, usage = leshan_m15.pki, None
+    client, anchor = pki.issue(ep), leshan_m15.certificate.pem
+    if case == "server-not-the-configured-one":
+        anchor = pki.issue("impostor", server_host="127.0.0.1").pem
+    elif case == "untrusted-server":
+        anchor, usage = Pki("another CA").ca.pem, CertificateUsage.TRUST_ANCHOR_ASSERTION
+    elif case == "client-certificate-of-another-ca":
+        client = Pki("another CA").issue(ep)
+    elif case == "expired-client-certificate":
+        client = pki.issue(ep, valid_from=now() - datetime.timedelta(days=3))
+    leshan_m15.add_x509(ep)
+    try:
+        failures = await refused(
+            tmp_path, leshan_m15, ep, x509_server(tmp_path, client, anchor, usage=usage)
+        )
+    finally:
+        leshan_m15.remove_security(ep)
+    kind, why = REFUSALS[case]
+    assert f"registration-failure {kind}" in failures and why in failures, failures

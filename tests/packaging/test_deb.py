@@ -278,7 +278,7 @@ def test_commands_run_from_the_venv(built: Built, scratch_root: Path) -> None:
     # The venv is self-contained: bridged comes from it, and the compiled modules (DTLSSocket,
     # systemd-python, cbor2's C extension) load on Debian's interpreter.
     check = (
-        "import sys, bridged, aiocoap.defaults, bleak, cbor2, serial, DTLSSocket.dtls;"
+        "import sys, bridged, aiocoap.defaults, bleak, cbor2, serial, DTLSSocket.dtls, OpenSSL.SSL;"
         "import systemd.daemon, systemd.journal;"
         "assert not aiocoap.defaults.dtls_missing_modules();"
         "print(sys.prefix); print(bridged.__file__)"

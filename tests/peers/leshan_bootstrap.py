@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from peers.leshan_m15 import Launcher
+from peers.leshan_m15 import HOST, Launcher
+from peers.pki import Issued, Pki
 
 DONE = frozenset({"finished", "failed", "unauthorized"})
 """Session states after which Leshan sends nothing more (a missing config is a failure with
@@ -38,8 +39,10 @@ def security(
     server_id: int | None = None,
     bootstrap: bool = False,
     psk: tuple[bytes, bytes] | None = None,
+    x509: tuple[bytes, bytes, bytes] | None = None,
 ) -> dict[str, Any]:
-    """A ``BootstrapConfig.ServerSecurity`` (an /0 instance): NoSec, or PSK (identity, key)."""
+    """A ``BootstrapConfig.ServerSecurity`` (an /0 instance): NoSec, PSK (identity, key) or
+    X509 (the client's certificate, the server's, the client's key: DER)."""
     out: dict[str, Any] = {"uri": uri, "bootstrapServer": bootstrap, "securityMode": "NO_SEC"}
     if server_id is not None:
         out["serverId"] = server_id
@@ -48,6 +51,12 @@ def security(
         out["securityMode"] = "PSK"
         out["publicKeyOrId"] = base64.b64encode(identity).decode()
         out["secretKey"] = base64.b64encode(key).decode()
+    if x509 is not None:
+        certificate, server_certificate, private_key = x509
+        out["securityMode"] = "X509"
+        out["publicKeyOrId"] = base64.b64encode(certificate).decode()
+        out["serverPublicKey"] = base64.b64encode(server_certificate).decode()
+        out["secretKey"] = base64.b64encode(private_key).decode()
     return out
 
 
@@ -80,9 +89,12 @@ def dm_config(
 
 
 class LeshanBootstrap(Launcher):
-    """Leshan 2.0.0-M15's bootstrap server (LeshanBootstrapPeer)."""
+    """Leshan 2.0.0-M15's bootstrap server (LeshanBootstrapPeer), its own certificate
+    (``certificate``, for 127.0.0.1) from the test CA ``pki``, whose clients it trusts."""
 
     MAIN = "LeshanBootstrapPeer"
+    pki: Pki
+    certificate: Issued
 
     def put_config(
         self, endpoint: str, config: dict[str, Any], before: Sequence[tuple[str, str]] = ()
@@ -118,4 +130,9 @@ class LeshanBootstrap(Launcher):
 @pytest.fixture(name="leshan_bootstrap", scope="session")
 def leshan_bootstrap_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LeshanBootstrap]:
     """Leshan's bootstrap server, started once per test run and stopped at its end."""
-    yield from LeshanBootstrap.fixture(tmp_path_factory)
+    pki = Pki("bootstrap test CA")
+    certificate = pki.issue("leshan-bootstrap", server_host=HOST)
+    credentials = pki.leshan_credentials(certificate, tmp_path_factory.mktemp("leshan-bs-dtls"))
+    for peer in LeshanBootstrap.fixture(tmp_path_factory, str(credentials)):
+        peer.pki, peer.certificate = pki, certificate
+        yield peer

@@ -2,16 +2,17 @@
 
 Why a second Leshan server: the suite's main one, the demo ``leshan-server-demo`` 2.0.0-M4
 (tests/peers/leshan.py; the only Leshan demo Maven Central serves), runs Californium 2.6, whose
-DTLS has no extended_master_secret (RFC 7627); bridged's DTLS (tinydtls in DTLSSocket) aborts the
-handshake without it. Leshan 2.0.0-M15's Californium 3.12 negotiates it, so the DTLS-PSK cases run
-against this one, and so do the composite operations and the active cancel of an observation,
-which M4's demo API cannot send: Leshan's own ``LeshanServer``
+DTLS has no extended_master_secret (RFC 7627); bridged's DTLS (tinydtls in DTLSSocket) aborts
+the handshake without it. Leshan 2.0.0-M15's Californium 3.12 negotiates it, so the DTLS-PSK
+cases run against this one, and so do the composite operations and the active cancel of an
+observation, which M4's demo API cannot send: Leshan's own ``LeshanServer``
 (tests/peers/leshan-m15/LeshanServerPeer.java, wiring only) on CoAP and CoAPS, with an in-memory
-security store that the tests give a PSK per endpoint. Its small HTTP API reports what Leshan
-decoded: each registration (endpoint, the identity of its DTLS session, lifetime, links),
-updates and de-registrations, the answers to a Read, an Observe, a Write-Attributes, a cancel or
-a composite operation (Read-, Write-, Observe-Composite and its cancel) it sent, and the
-notifications it received.
+security store that the tests give a PSK, a raw public key or a certificate per endpoint (its
+own certificate and key pair come from a test CA made at run time, tests/peers/pki.py). Its
+small HTTP API reports what Leshan decoded: each registration (endpoint, the identity of its
+DTLS session, lifetime, links), updates and de-registrations, the answers to a Read, an Observe,
+a Write-Attributes, a cancel or a composite operation (Read-, Write-, Observe-Composite and its
+cancel) it sent, and the notifications it received.
 
 Both M15 launchers (this one and Leshan's bootstrap server, tests/peers/leshan_bootstrap.py) are
 one Maven project, built by ``make unit`` into build/peers/leshan-m15/; :class:`Launcher` starts
@@ -37,6 +38,7 @@ from typing import Any, Self
 import pytest
 
 from peers.leshan import LeshanFailed, LeshanMissing, find_java, in_ci, write_missing_models
+from peers.pki import Issued, Pki
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
@@ -157,9 +159,21 @@ def _tail(log: Path) -> str:
 
 
 class LeshanM15(Launcher):
-    """Leshan 2.0.0-M15's LwM2M server (LeshanServerPeer)."""
+    """Leshan 2.0.0-M15's LwM2M server (LeshanServerPeer). ``pki`` is the test CA its
+    certificate (``certificate``, for 127.0.0.1) comes from and whose client certificates it
+    trusts; ``certificate`` is also its raw public key."""
 
     MAIN = "LeshanServerPeer"
+    pki: Pki
+    certificate: Issued
+
+    def add_x509(self, endpoint: str) -> None:
+        """Let ``endpoint`` connect with a certificate of the test CA whose CN is its name."""
+        self._call("PUT", f"/security/{endpoint}", {"x509": True})
+
+    def add_rpk(self, endpoint: str, public_key: bytes) -> None:
+        """Let ``endpoint`` connect with this raw public key (SubjectPublicKeyInfo DER)."""
+        self._call("PUT", f"/security/{endpoint}", {"rpk": public_key.hex()})
 
     def add_psk(self, endpoint: str, identity: str, key: bytes) -> None:
         """Let ``endpoint`` connect over DTLS with this PSK (Leshan's authorizer then refuses
@@ -271,4 +285,9 @@ def leshan_m15_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Les
     models = tmp_path_factory.mktemp("leshan-m15-models")
     if LESHAN_CORE.is_file():
         write_missing_models(LESHAN_CORE, models)
-    yield from LeshanM15.fixture(tmp_path_factory, str(models))
+    pki = Pki()
+    certificate = pki.issue("leshan-m15", server_host=HOST)
+    credentials = pki.leshan_credentials(certificate, tmp_path_factory.mktemp("leshan-m15-dtls"))
+    for peer in LeshanM15.fixture(tmp_path_factory, str(models), str(credentials)):
+        peer.pki, peer.certificate = pki, certificate
+        yield peer

@@ -448,3 +448,21 @@ async def test_site_diverts_claimed_requests_until_undone() -> None:
     await site.render_to_pipe(_Pipe("bs"))
     assert (bootstrap.rendered, dm.rendered) == (["bs"], ["dm", "bs"])
     undo()  # twice is harmless
+
+
+def test_certificate_account_needs_its_certificates_and_key() -> None:
+    """Security mode 2: Bootstrap-Finish wants the client's certificate (3), the server's (4)
+    and the client's key (5); with all three it is accepted."""
+    bs = BootstrapInterface(
+        make_tree(), supported_modes=(SecurityMode.NOSEC, SecurityMode.CERTIFICATE)
+    )
+    account(bs)
+    change = dict(r0="coaps://lwm2m.example", r2=SecurityMode.CERTIFICATE)
+    assert put(bs, "/0/1", senml("/0/1/", **change)).code == Code.CHANGED
+    reply = finish(bs)
+    assert reply.code == Code.NOT_ACCEPTABLE
+    for problem in ("client certificate (resource 3)", "server certificate (resource 4)"):
+        assert problem in reply.payload.decode()
+    for rid, value in ((3, b"cert"), (4, b"server"), (5, b"key")):
+        bs.tree.set(Path((0, 1, rid)), value)
+    assert finish(bs).code == Code.CHANGED

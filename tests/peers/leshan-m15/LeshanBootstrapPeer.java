@@ -5,7 +5,10 @@
  * Leshan's (LeshanBootstrapServer, DefaultBootstrapSessionManager, BootstrapConfigStoreTaskProvider,
  * InMemoryBootstrapConfigStore). This class adds what a test needs around it:
  *
- *   java -cp leshan-m15.jar LeshanBootstrapPeer COAP_PORT COAPS_PORT HTTP_PORT   (0: any free port)
+ *   java -cp leshan-m15.jar LeshanBootstrapPeer COAP_PORT COAPS_PORT HTTP_PORT [CREDENTIALS_DIR]
+ *
+ * (0: any free port; CREDENTIALS_DIR: the bootstrap server's own DTLS credentials, as for
+ * LeshanServerPeer)
  *
  * prints "READY coap=P coaps=P http=P" once it listens on 127.0.0.1, then serves
  *
@@ -14,7 +17,7 @@
  *   GET    /sessions?endpoint=E   what Leshan's BootstrapSessionListener reported, per session
  *   DELETE /sessions
  *
- * A session is {endpoint, identity ("unsecure" | "psk:ID"), pct, format, state ("started",
+ * A session is {endpoint, identity ("unsecure" | "psk:ID" | "x509:CN"), pct, format, state ("started",
  * "finished", "failed" with a cause, or "unauthorized"), requests: [{op, path, code ("2.04"),
  * error, links (a Bootstrap-Discover answer as Leshan parsed it), values (a Bootstrap-Read answer
  * as Leshan decoded it), failure (the exception when there was no usable answer)}]}.
@@ -24,7 +27,8 @@
  * config, for the interop cases that start with them (Leshan's own task provider never reads, and
  * discovers only to find the Bootstrap-Server account). A config whose Bootstrap-Server account
  * (bootstrapServer = true) is PSK makes Leshan require that PSK on CoAPS for the endpoint, the
- * way Leshan's demo derives its bootstrap security store.
+ * way Leshan's demo derives its bootstrap security store; one that is X509 makes it require a
+ * certificate of a trusted CA whose CN is the endpoint name.
  */
 
 import static java.nio.charset.StandardCharsets.UTF_8;
@@ -35,8 +39,10 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
+import java.io.File;
 import java.io.IOException;
 import java.net.InetSocketAddress;
+import java.security.GeneralSecurityException;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.Iterator;
@@ -84,15 +90,16 @@ public final class LeshanBootstrapPeer {
     private final Recorder recorder = new Recorder();
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 3) {
-            System.err.println("usage: LeshanBootstrapPeer COAP_PORT COAPS_PORT HTTP_PORT");
+        if (args.length != 3 && args.length != 4) {
+            System.err.println("usage: LeshanBootstrapPeer COAP_PORT COAPS_PORT HTTP_PORT [CREDENTIALS_DIR]");
             System.exit(2);
         }
-        new LeshanBootstrapPeer().run(
-                Integer.parseInt(args[0]), Integer.parseInt(args[1]), Integer.parseInt(args[2]));
+        new LeshanBootstrapPeer().run(Integer.parseInt(args[0]), Integer.parseInt(args[1]),
+                Integer.parseInt(args[2]), args.length == 4 ? new File(args[3]) : null);
     }
 
-    private void run(int coapPort, int coapsPort, int httpPort) throws IOException {
+    private void run(int coapPort, int coapsPort, int httpPort, File credentials)
+            throws IOException, GeneralSecurityException {
         CaliforniumBootstrapServerEndpointsProvider.Builder endpoints =
                 new CaliforniumBootstrapServerEndpointsProvider.Builder(
                         new CoapBootstrapServerProtocolProvider(), new CoapsBootstrapServerProtocolProvider());
@@ -100,7 +107,12 @@ public final class LeshanBootstrapPeer {
         endpoints.addEndpoint(new InetSocketAddress(HOST, coapsPort), Protocol.COAPS);
         LeshanBootstrapServerBuilder builder = new LeshanBootstrapServerBuilder();
         builder.setEndpointsProviders(endpoints.build());
-        builder.setSecurityStore(new PskFromConfigs());
+        builder.setSecurityStore(new SecurityFromConfigs());
+        if (credentials != null) {
+            PeerApi.Credentials c = PeerApi.Credentials.read(credentials);
+            builder.setPrivateKey(c.privateKey()).setPublicKey(c.publicKey())
+                    .setCertificateChain(c.chain()).setTrustedCertificates(c.trusted());
+        }
         builder.setTaskProvider(new BeforeThenConfig());
         LeshanBootstrapServer server = builder.build();
         server.addListener(recorder);
@@ -217,8 +229,11 @@ public final class LeshanBootstrapPeer {
         }
     }
 
-    /** The PSK of each config's Bootstrap-Server account: what the client must present on CoAPS. */
-    private final class PskFromConfigs implements BootstrapSecurityStore {
+    /**
+     * What the client must present on CoAPS, from each config's Bootstrap-Server account: its
+     * PSK, or a certificate (X509).
+     */
+    private final class SecurityFromConfigs implements BootstrapSecurityStore {
         @Override
         public Iterator<SecurityInfo> getAllByEndpoint(String endpoint) {
             BootstrapConfig config = store.getAll().get(endpoint);
@@ -228,6 +243,8 @@ public final class LeshanBootstrapPeer {
                     if (s.bootstrapServer && s.securityMode == SecurityMode.PSK)
                         infos.add(SecurityInfo.newPreSharedKeyInfo(
                                 endpoint, new String(s.publicKeyOrId, UTF_8), s.secretKey));
+                    else if (s.bootstrapServer && s.securityMode == SecurityMode.X509)
+                        infos.add(SecurityInfo.newX509CertInfo(endpoint));
             return infos.iterator();
         }
 
@@ -236,7 +253,7 @@ public final class LeshanBootstrapPeer {
             for (String endpoint : store.getAll().keySet())
                 for (Iterator<SecurityInfo> it = getAllByEndpoint(endpoint); it.hasNext();) {
                     SecurityInfo info = it.next();
-                    if (info.getPskIdentity().equals(identity))
+                    if (identity.equals(info.getPskIdentity()))
                         return info;
                 }
             return null;

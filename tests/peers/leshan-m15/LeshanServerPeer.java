@@ -6,12 +6,18 @@
  * its Californium CoAP and CoAPS endpoints, InMemorySecurityStore, VersionedModelProvider). This
  * class adds what a test needs around it:
  *
- *   java -cp leshan-m15.jar LeshanServerPeer COAP_PORT COAPS_PORT HTTP_PORT [MODELS_DIR]
+ *   java -cp leshan-m15.jar LeshanServerPeer COAP_PORT COAPS_PORT HTTP_PORT [MODELS_DIR [CREDENTIALS_DIR]]
  *
- * (0: any free port; MODELS_DIR: DDF files added to Leshan's own models) prints
+ * (0: any free port; MODELS_DIR: DDF files added to Leshan's own models, "" for none;
+ * CREDENTIALS_DIR: the server's own DTLS credentials for the certificate and raw public key
+ * modes, written by the test at run time: server.key (PKCS#8 DER), server.pub (SubjectPublicKeyInfo
+ * DER), chain.pem (the server's certificate chain, leaf first) and trust.pem (the CAs whose client
+ * certificates Leshan accepts)) prints
  * "READY coap=P coaps=P http=P" once it listens on 127.0.0.1, then serves
  *
- *   PUT    /security/{endpoint}   {"identity": "...", "key": "<hex>"}: the endpoint's PSK
+ *   PUT    /security/{endpoint}   {"identity": "...", "key": "<hex>"}: the endpoint's PSK,
+ *                                  {"rpk": "<hex SubjectPublicKeyInfo DER>"}: its raw public key,
+ *                                  {"x509": true}: a certificate whose CN is the endpoint name
  *   DELETE /security/{endpoint}
  *   GET    /clients                       the registrations Leshan holds now
  *   GET    /events?endpoint=E             what Leshan's listeners reported, oldest first
@@ -29,11 +35,13 @@
  * Leshan's active one, the observation's request with Observe=1 and its token, after which
  * Leshan forgets the observation)
  *
- * A registration is {id, endpoint, identity ("psk:ID" | "unsecure"), secure, lifetime, version,
+ * A registration is {id, endpoint, identity ("psk:ID" | "rpk:<hex>" | "x509:CN" | "unsecure"), secure, lifetime, version,
  * binding, queue, links: [{url, attribute: value}]}. An event is {event: "registered" |
  * "updated" | "deregistered", endpoint, registration, (deregistered) expired} or {event:
  * "notification", endpoint, path (paths for a composite observation), code, values} or {event:
- * "observe-error", endpoint, path, error}. A request's answer is {code ("2.05"), error, values
+ * "observe-error", endpoint, path, error} or {event: "send", endpoint, values} (a Send Leshan
+ * decoded, the records of every time merged, a later one replacing) or {event: "send-error",
+ * endpoint, error}. A request's answer is {code ("2.05"), error, values
  * ({"/3/0/0": value}, what Leshan decoded)}, or {failure} when there was no answer (a timeout, a
  * refused or undecodable one; with the exception's causes).
  */
@@ -47,10 +55,10 @@ import com.sun.net.httpserver.HttpServer;
 import java.io.File;
 import java.io.IOException;
 import java.net.InetSocketAddress;
+import java.security.GeneralSecurityException;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Comparator;
-import java.util.HexFormat;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
@@ -73,6 +81,7 @@ import org.eclipse.leshan.core.request.ObserveCompositeRequest;
 import org.eclipse.leshan.core.request.ObserveRequest;
 import org.eclipse.leshan.core.request.ReadCompositeRequest;
 import org.eclipse.leshan.core.request.ReadRequest;
+import org.eclipse.leshan.core.request.SendRequest;
 import org.eclipse.leshan.core.request.WriteAttributesRequest;
 import org.eclipse.leshan.core.request.WriteCompositeRequest;
 import org.eclipse.leshan.core.response.LwM2mResponse;
@@ -92,7 +101,7 @@ import org.eclipse.leshan.server.registration.RegistrationListener;
 import org.eclipse.leshan.server.registration.RegistrationUpdate;
 import org.eclipse.leshan.server.security.InMemorySecurityStore;
 import org.eclipse.leshan.server.security.NonUniqueSecurityInfoException;
-import org.eclipse.leshan.server.security.SecurityInfo;
+import org.eclipse.leshan.server.send.SendListener;
 
 public final class LeshanServerPeer {
     /** How long a request waits for the client's answer: long, for a loaded 2-core machine. */
@@ -106,15 +115,18 @@ public final class LeshanServerPeer {
     private LeshanServer server;
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 3 && args.length != 4) {
-            System.err.println("usage: LeshanServerPeer COAP_PORT COAPS_PORT HTTP_PORT [MODELS_DIR]");
+        if (args.length < 3 || args.length > 5) {
+            System.err.println(
+                    "usage: LeshanServerPeer COAP_PORT COAPS_PORT HTTP_PORT [MODELS_DIR [CREDENTIALS_DIR]]");
             System.exit(2);
         }
         new LeshanServerPeer().run(Integer.parseInt(args[0]), Integer.parseInt(args[1]),
-                Integer.parseInt(args[2]), args.length == 4 ? new File(args[3]) : null);
+                Integer.parseInt(args[2]), args.length >= 4 && !args[3].isEmpty() ? new File(args[3]) : null,
+                args.length == 5 ? new File(args[4]) : null);
     }
 
-    private void run(int coapPort, int coapsPort, int httpPort, File models) throws IOException {
+    private void run(int coapPort, int coapsPort, int httpPort, File models, File credentials)
+            throws IOException, GeneralSecurityException {
         CaliforniumServerEndpointsProvider.Builder endpoints = new CaliforniumServerEndpointsProvider.Builder(
                 new CoapServerProtocolProvider(), new CoapsServerProtocolProvider());
         endpoints.addEndpoint(new InetSocketAddress(PeerApi.HOST, coapPort), Protocol.COAP);
@@ -125,10 +137,16 @@ public final class LeshanServerPeer {
         LeshanServerBuilder builder = new LeshanServerBuilder();
         builder.setEndpointsProviders(endpoints.build());
         builder.setSecurityStore(security);
+        if (credentials != null) {
+            PeerApi.Credentials c = PeerApi.Credentials.read(credentials);
+            builder.setPrivateKey(c.privateKey()).setPublicKey(c.publicKey())
+                    .setCertificateChain(c.chain()).setTrustedCertificates(c.trusted());
+        }
         builder.setObjectModelProvider(new VersionedModelProvider(objects));
         server = builder.build();
         server.getRegistrationService().addListener(new Registrations());
         server.getObservationService().addListener(new Notifications());
+        server.getSendService().addListener(new Sends());
         server.start();
         Runtime.getRuntime().addShutdownHook(new Thread(server::destroy));
 
@@ -149,9 +167,8 @@ public final class LeshanServerPeer {
             case "PUT" -> {
                 JsonNode body = PeerApi.JSON.readTree(x.getRequestBody());
                 try {
-                    byte[] key = HexFormat.of().parseHex(body.path("key").asText());
-                    security.add(SecurityInfo.newPreSharedKeyInfo(endpoint, body.path("identity").asText(), key));
-                } catch (IllegalArgumentException | NonUniqueSecurityInfoException e) {
+                    security.add(PeerApi.securityInfo(endpoint, body));
+                } catch (IllegalArgumentException | NonUniqueSecurityInfoException | GeneralSecurityException e) {
                     PeerApi.error(x, 400, String.valueOf(e));
                     return;
                 }
@@ -377,6 +394,25 @@ public final class LeshanServerPeer {
             if (observation instanceof SingleObservation single)
                 e.put("path", single.getPath().toString());
             record(e);
+        }
+    }
+
+    private final class Sends implements SendListener {
+        @Override
+        public void dataReceived(Registration registration, TimestampedLwM2mNodes data, SendRequest request) {
+            ObjectNode values = PeerApi.JSON.createObjectNode();
+            data.getTimestamps().stream().sorted(Comparator.nullsFirst(Comparator.naturalOrder()))
+                    .forEach(t -> composite(values, data.getNodesAt(t)));
+            ObjectNode e = PeerApi.JSON.createObjectNode().put("event", "send")
+                    .put("endpoint", registration.getEndpoint());
+            e.set("values", values);
+            record(e);
+        }
+
+        @Override
+        public void onError(Registration registration, String message, Exception error) {
+            record(PeerApi.JSON.createObjectNode().put("event", "send-error")
+                    .put("endpoint", registration.getEndpoint()).put("error", message + ": " + error));
         }
     }
 }

@@ -18,7 +18,21 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
+import java.io.File;
 import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.security.GeneralSecurityException;
+import java.security.KeyFactory;
+import java.security.PrivateKey;
+import java.security.PublicKey;
+import java.security.cert.Certificate;
+import java.security.cert.CertificateFactory;
+import java.security.cert.X509Certificate;
+import java.security.spec.PKCS8EncodedKeySpec;
+import java.security.spec.X509EncodedKeySpec;
+import java.util.ArrayList;
+import java.util.List;
 import java.net.InetSocketAddress;
 import java.net.URLDecoder;
 import java.nio.charset.StandardCharsets;
@@ -38,7 +52,10 @@ import org.eclipse.leshan.core.node.LwM2mResourceInstance;
 import org.eclipse.leshan.core.peer.LwM2mIdentity;
 import org.eclipse.leshan.core.peer.LwM2mPeer;
 import org.eclipse.leshan.core.peer.PskIdentity;
+import org.eclipse.leshan.core.peer.RpkIdentity;
+import org.eclipse.leshan.core.peer.X509Identity;
 import org.eclipse.leshan.core.request.ContentFormat;
+import org.eclipse.leshan.server.security.SecurityInfo;
 
 final class PeerApi {
     static final String HOST = "127.0.0.1";
@@ -99,11 +116,62 @@ final class PeerApi {
         return String.format("%d.%02d", code.getCode() / 100, code.getCode() % 100);
     }
 
-    /** How Leshan identified the peer: "psk:ID" for DTLS-PSK, "unsecure" for plain CoAP. */
+    /**
+     * How Leshan identified the peer: "psk:ID" for DTLS-PSK, "rpk:<hex SubjectPublicKeyInfo DER>"
+     * for a raw public key, "x509:CN" for a certificate, "unsecure" for plain CoAP.
+     */
     static String identity(LwM2mPeer peer) {
         LwM2mIdentity identity = peer.getIdentity();
-        return identity instanceof PskIdentity psk ? "psk:" + psk.getPskIdentity()
-                : identity.isSecure() ? "secure" : "unsecure";
+        if (identity instanceof PskIdentity psk)
+            return "psk:" + psk.getPskIdentity();
+        if (identity instanceof RpkIdentity rpk)
+            return "rpk:" + HexFormat.of().formatHex(rpk.getPublicKey().getEncoded());
+        if (identity instanceof X509Identity x509)
+            return "x509:" + x509.getX509CommonName();
+        return identity.isSecure() ? "secure" : "unsecure";
+    }
+
+    /**
+     * An endpoint's security info from a PUT /security/{endpoint} body: {"identity", "key" (hex)}
+     * for a PSK, {"rpk": hex SubjectPublicKeyInfo DER} for a raw public key, {"x509": true} for a
+     * certificate (Leshan then wants its CN to be the endpoint name).
+     */
+    static SecurityInfo securityInfo(String endpoint, JsonNode body) throws GeneralSecurityException {
+        if (body.has("rpk"))
+            return SecurityInfo.newRawPublicKeyInfo(endpoint, publicKey(HexFormat.of().parseHex(body.path("rpk").asText())));
+        if (body.path("x509").asBoolean())
+            return SecurityInfo.newX509CertInfo(endpoint);
+        byte[] key = HexFormat.of().parseHex(body.path("key").asText());
+        return SecurityInfo.newPreSharedKeyInfo(endpoint, body.path("identity").asText(), key);
+    }
+
+    /** An EC public key from its SubjectPublicKeyInfo DER. */
+    static PublicKey publicKey(byte[] der) throws GeneralSecurityException {
+        return KeyFactory.getInstance("EC").generatePublic(new X509EncodedKeySpec(der));
+    }
+
+    /**
+     * A server's own DTLS credentials, read from ``dir`` (see LeshanServerPeer's usage): its key
+     * pair, for the raw public key mode, and its certificate chain and trusted CAs, for the
+     * certificate mode. Both launchers' builders take them.
+     */
+    record Credentials(PrivateKey privateKey, PublicKey publicKey, X509Certificate[] chain, X509Certificate[] trusted) {
+        static Credentials read(File dir) throws IOException, GeneralSecurityException {
+            PrivateKey key = KeyFactory.getInstance("EC")
+                    .generatePrivate(new PKCS8EncodedKeySpec(Files.readAllBytes(dir.toPath().resolve("server.key"))));
+            return new Credentials(key, PeerApi.publicKey(Files.readAllBytes(dir.toPath().resolve("server.pub"))),
+                    certificates(dir, "chain.pem").toArray(new X509Certificate[0]),
+                    certificates(dir, "trust.pem").toArray(new X509Certificate[0]));
+        }
+    }
+
+    private static List<X509Certificate> certificates(File dir, String name) throws IOException, GeneralSecurityException {
+        List<X509Certificate> out = new ArrayList<>();
+        try (InputStream in = Files.newInputStream(dir.toPath().resolve(name))) {
+            for (Certificate c : CertificateFactory.getInstance("X.509").generateCertificates(in))
+                out.add((X509Certificate) c);
+        }
+        return out;
     }
 
     /** Links as Leshan parsed them: {"url": "/3/0", attribute: value or null, ...}. */

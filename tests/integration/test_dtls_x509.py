@@ -1,0 +1,133 @@
+"""LwM2M security mode 2 (DTLS 1.2 with certificates) over the client's own session, against
+the in-repo certificate DTLS server (tests/peers/dtls_x509_server.py, OpenSSL on the server side).
+
+The client is ``bridged.engine.dtls_openssl.DtlsX509Endpoint`` with a site of its own; the test
+plays the LwM2M server by hand: it answers the client's requests and sends its own into the
+session the client opened. Everything synchronises on queues and futures with timeouts, never
+on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiocoap import ACK, CON, GET, POST, Code, Message, resource
+
+from bridged.engine.dtls import DtlsHandshakeError
+from bridged.engine.dtls_openssl import DtlsX509Endpoint
+from bridged.engine.dtls_x509 import DtlsIdentityError, X509Credentials
+from peers.dtls_x509_server import X509DtlsServer
+from peers.pki import Pki
+
+TIMEOUT = 10.0
+
+
+class Manufacturer(resource.Resource):  # type: ignore[misc]
+    async def render_get(self, request: Message) -> Message:
+        return Message(code=Code.CONTENT, payload=b"ACME")
+
+
+def site() -> resource.Site:
+    s = resource.Site()
+    s.add_resource(["3", "0", "0"], Manufacturer())
+    return s
+
+
+@pytest.fixture(name="pki", scope="module")
+def pki_fixture() -> Pki:
+    return Pki()
+
+
+@pytest.fixture(name="server")
+async def server_fixture(pki: Pki) -> AsyncIterator[X509DtlsServer]:
+    server = await X509DtlsServer.start(
+        pki.issue("server", server_host="127.0.0.1"), pki.ca.certificate
+    )
+    yield server
+    server.shutdown()
+
+
+def credentials(pki: Pki, server_certificate: bytes) -> X509Credentials:
+    """A client certificate of the test CA, pinning ``server_certificate`` (usage 3)."""
+    client = pki.issue("bridged-test")
+    return X509Credentials(client.der, client.key_der(), server_certificate)
+
+
+def by_hand(message: Message, mtype: Any, mid: int, token: bytes) -> Message:
+    """``message`` with the type, ID and token the test (playing the server) picks: set after
+    construction, as aiocoap deprecates them as constructor arguments."""
+    message.mtype, message.mid, message.token = mtype, mid, token
+    return message
+
+
+async def answered(server: X509DtlsServer, request: asyncio.Future[Message]) -> tuple[Any, Message]:
+    """The server's side of one client request: read it, answer 2.01 piggybacked; returns the
+    client's address and what the client got."""
+    addr, message = await asyncio.wait_for(server.received.get(), TIMEOUT)
+    assert message.code == POST
+    server.send(addr, by_hand(Message(code=Code.CREATED), ACK, message.mid, message.token))
+    response = await asyncio.wait_for(request, TIMEOUT)
+    assert response.code == Code.CREATED
+    return addr, response
+
+
+async def test_server_requests_travel_in_the_clients_session_and_close_notify_handshakes_anew(
+    pki: Pki, server: X509DtlsServer
+) -> None:
+    """The server reads /3/0/0 through the session the client's Register opened; after the
+    server's close_notify the client's next request handshakes again, from a new port."""
+    endpoint = await DtlsX509Endpoint.create(
+        server.uri, credentials(pki, server.certificate.der), site()
+    )
+    try:
+        register = Message(code=POST, uri=f"{server.uri}/rd?ep=bridged-test")
+        addr, _ = await answered(server, asyncio.ensure_future(endpoint.request(register)))
+
+        read = Message(code=GET, uri_path=("3", "0", "0"))
+        server.send(addr, by_hand(read, CON, 77, b"rd"))
+        got, answer = await asyncio.wait_for(server.received.get(), TIMEOUT)
+        assert got == addr and answer.code == Code.CONTENT and answer.payload == b"ACME"
+        assert (answer.mid, answer.token) == (77, b"rd")
+
+        server.close(addr)
+        again = Message(code=POST, uri=f"{server.uri}/rd?ep=bridged-test")
+        new_addr, _ = await answered(server, asyncio.ensure_future(endpoint.request(again)))
+        assert new_addr != addr
+    finally:
+        await endpoint.shutdown()
+
+
+async def test_an_impostor_server_gets_nothing(pki: Pki, server: X509DtlsServer) -> None:
+    """The server's certificate is not the one pinned: the request fails with
+    DtlsIdentityError and the server never receives a CoAP message."""
+    other = pki.issue("server", server_host="127.0.0.1").der
+    endpoint = await DtlsX509Endpoint.create(server.uri, credentials(pki, other), site())
+    try:
+        with pytest.raises(DtlsIdentityError, match="not the server certificate configured"):
+            await asyncio.wait_for(
+                endpoint.request(Message(code=POST, uri=f"{server.uri}/rd?ep=x")), TIMEOUT
+            )
+        assert server.received.empty()
+    finally:
+        await endpoint.shutdown()
+
+
+async def test_a_silent_server_is_a_handshake_timeout(pki: Pki) -> None:
+    """Nothing answers: DtlsHandshakeError says the server never answered."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        uri = f"coaps://127.0.0.1:{silent.getsockname()[1]}"
+        client = pki.issue("bridged-test")
+        creds = X509Credentials(client.der, client.key_der(), client.der)
+        endpoint = await DtlsX509Endpoint.create(uri, creds, site(), handshake_timeout=1.0)
+        try:
+            with pytest.raises(DtlsHandshakeError, match="no answer from the server"):
+                await asyncio.wait_for(
+                    endpoint.request(Message(code=POST, uri=f"{uri}/rd?ep=x")), TIMEOUT
+                )
+        finally:
+            await endpoint.shutdown()

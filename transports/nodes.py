@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _TRANSPORT = re.compile(r"[a-z][a-z0-9_]*")
+_SPACE = re.compile(r"\s")
+"""What str.isspace calls a space (the same Unicode category), found without a Python loop
+over the address: a start parses every paired node's id."""
 
 
 class NodeIdError(ValueError):
@@ -34,7 +37,7 @@ class NodeId:
     def __post_init__(self) -> None:
         if not _TRANSPORT.fullmatch(self.transport) and not self.transport.isdigit():
             raise NodeIdError(f"{self.transport!r} is not a transport name")
-        if not self.address or any(c.isspace() for c in self.address):
+        if not self.address or _SPACE.search(self.address):
             raise NodeIdError(f"{self.address!r} is not a node address")
 
     @classmethod

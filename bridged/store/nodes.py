@@ -23,15 +23,18 @@ from bridged.transports.nodes import NodeId, PairedNode
 from .database import transaction
 
 _LOWEST_FREE = """
-    SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM instance_ids WHERE object_id = :o AND instance_id = 0)
+    SELECT :low WHERE :low <= :max AND NOT EXISTS (
+           SELECT 1 FROM instance_ids WHERE object_id = :o AND instance_id = :low)
     UNION ALL
     SELECT a.instance_id + 1 FROM instance_ids a
-     WHERE a.object_id = :o AND a.instance_id < :max AND NOT EXISTS (
+     WHERE a.object_id = :o AND a.instance_id >= :low AND a.instance_id < :max AND NOT EXISTS (
            SELECT 1 FROM instance_ids b
             WHERE b.object_id = :o AND b.instance_id = a.instance_id + 1)
     ORDER BY 1 LIMIT 1
 """
-"""The lowest instance ID of object ``:o`` nobody holds: 0, or the first gap after a taken one."""
+"""The lowest instance ID of object ``:o`` from ``:low`` up that nobody holds: ``:low``, or
+the first gap after a taken one. Searching from the lowest ID found free before (IDs are never
+given back, see ``NodeStore._low``) keeps an allocation from walking every ID held so far."""
 
 
 MAX_NAME = 64
@@ -53,6 +56,15 @@ class NodeStore:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._low: dict[int, int] = {}
+        """Per object, an instance ID below which every ID is held: where the search for a
+        free one starts. IDs are held for good (a reclaimed one goes straight to another
+        node), so it only grows, and allocating N IDs costs N short searches, not N**2."""
+        self._prefix_low = 0
+        """The same for prefixes: every ``dev<n>`` below it is held."""
+        self._node_ids: tuple[str, dict[tuple[int, int], int]] | None = None
+        """The last node asked about and its IDs (``instance_id``): the exposure asks for each
+        of a node's instances in turn, which is then one query per node."""
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return transaction(self._conn)
@@ -142,27 +154,41 @@ class NodeStore:
     def instance_id(self, node_id: NodeId, object_id: int, node_instance: int = 0) -> int:
         """The gateway instance ID of the node's ``/object_id/node_instance``, allocated on first
         use (the lowest free ID) and the same ever after."""
-        key = (str(node_id), object_id, node_instance)
-        row = self._conn.execute(
-            "SELECT instance_id FROM instance_ids "
-            "WHERE node_id = ? AND object_id = ? AND node_instance = ?",
-            key,
-        ).fetchone()
-        if row is not None:
-            return int(row[0])
+        node = str(node_id)
+        ids = self._ids_of(node)
+        found = ids.get((object_id, node_instance))
+        if found is not None:
+            return found
+        low = self._low.get(object_id, 0)
         with self._transaction() as c:
-            row = c.execute(_LOWEST_FREE, {"o": object_id, "max": MAX_ID}).fetchone()
+            row = c.execute(_LOWEST_FREE, {"o": object_id, "low": low, "max": MAX_ID}).fetchone()
             free = int(row[0]) if row is not None else self._reclaim(c, object_id)
             c.execute(
                 "INSERT INTO instance_ids(node_id, object_id, node_instance, instance_id) "
                 "VALUES (?, ?, ?, ?)",
-                (*key, free),
+                (node, object_id, node_instance, free),
             )
+        if row is None:
+            self._node_ids = None  # a reclaimed ID was another node's
+        else:
+            self._low[object_id] = free + 1
+            ids[(object_id, node_instance)] = free
         return free
+
+    def _ids_of(self, node: str) -> dict[tuple[int, int], int]:
+        """Every instance ID held for ``node``, by (object, node instance)."""
+        if self._node_ids is None or self._node_ids[0] != node:
+            rows = self._conn.execute(
+                "SELECT object_id, node_instance, instance_id FROM instance_ids WHERE node_id = ?",
+                (node,),
+            )
+            self._node_ids = (node, {(o, n): i for o, n, i in rows})
+        return self._node_ids[1]
 
     def reserve_instance(self, object_id: int, instance_id: int) -> None:
         """Keep ``instance_id`` of ``object_id`` from ever being given to a node: for the
         gateway's own instances (its /3/0, a configured /3303/0, ...)."""
+        self._node_ids = None
         with self._transaction() as c:
             c.execute(
                 "INSERT OR IGNORE INTO instance_ids(node_id, object_id, node_instance, "
@@ -178,13 +204,13 @@ class NodeStore:
         if row is not None:
             return str(row[0])
         with self._transaction() as c:
-            taken = {r[0] for r in c.execute("SELECT prefix FROM prefixes")}
-            n = 0
-            while f"dev{n}" in taken:
+            n = self._prefix_low
+            while c.execute("SELECT 1 FROM prefixes WHERE prefix = ?", (f"dev{n}",)).fetchone():
                 n += 1
             c.execute(
                 "INSERT INTO prefixes(node_id, prefix) VALUES (?, ?)", (str(node_id), f"dev{n}")
             )
+        self._prefix_low = n + 1
         return f"dev{n}"
 
     def _reclaim(self, c: sqlite3.Connection, object_id: int) -> int:

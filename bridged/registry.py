@@ -77,9 +77,10 @@ class StoreUnavailable(ServiceUnavailable):
     answers 5.03 instead of acknowledging them, and the node sends them again later."""
 
 
-@dataclass
+@dataclass(slots=True)
 class LiveNode:
-    """A paired node and what is known of it now."""
+    """A paired node and what is known of it now. ``objects`` is replaced, never changed in
+    place: nodes that reported the same objects share one mapping (``NodeStore.objects``)."""
 
     paired: PairedNode
     objects: dict[int, list[int]] = field(default_factory=dict)
@@ -284,10 +285,10 @@ class NodeRegistry:
         grew = False
         for r in stamped:
             live.values[r.path] = r
-            iids = live.objects.setdefault(r.path.ids[0], [])
-            if r.path.ids[1] not in iids:
-                iids.append(r.path.ids[1])
-                iids.sort()
+            oid, iid = r.path.ids[0], r.path.ids[1]
+            iids = live.objects.get(oid, [])
+            if iid not in iids:
+                live.objects = {**live.objects, oid: sorted([*iids, iid])}
                 grew = True
         if grew:
             self._save_objects(live.id, live.objects)
@@ -301,7 +302,7 @@ class NodeRegistry:
         reported = {oid: sorted(iids) for oid, iids in objects.items()}
         if reported != live.objects:
             self._save_objects(node, reported)
-        live.objects = reported
+            live.objects = reported  # an equal one stays: it may be shared (LiveNode)
         self._listeners.notify(lambda listener: listener.node_objects(live))
 
     def state(self, node: NodeId, state: NodeState) -> None:

@@ -9,6 +9,7 @@ them from the contract rather than the other way round.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,8 @@ class NodeId:
         transport, sep, address = text.partition(":")
         if not sep:
             raise NodeIdError(f"{text!r} is not a node id (transport:address)")
-        return cls(transport, address)
+        # One string per transport name, not one per node id (a start parses thousands).
+        return cls(sys.intern(transport), address)
 
     def __str__(self) -> str:
         return f"{self.transport}:{self.address}"

@@ -61,6 +61,9 @@ class InstancesExposure(ThroughGateway):
         """Where each node's instances are: ``/oid/<gateway instance>``, the battery
         ``/3300/x/5700``."""
         self._unknown: set[int] = set()
+        self._locals: dict[tuple[int, int], tuple[int, int]] = {}
+        """One (object, node instance) tuple per value, for every node's ``Shown.local``:
+        thousands of nodes have the same few."""
         for oid in tree.object_ids():
             for iid in tree.instance_ids(oid):
                 store.reserve_instance(oid, iid)
@@ -90,7 +93,8 @@ class InstancesExposure(ThroughGateway):
             except LwM2MError as e:
                 log.warning("node %s: /%d/%d not exposed: %s", node.id, oid, iid, e)
                 continue
-            self.paths.show(Shown(node.id, (oid, iid), Path((oid, gw)), held=held))
+            local = self._locals.setdefault((oid, iid), (oid, iid))
+            self.paths.show(Shown(node.id, local, Path((oid, gw)), held=held))
             apply_readings(
                 self.tree, self.paths, node, instance_records(node, oid, iid), claim=False
             )  # with their times

@@ -252,3 +252,27 @@ def test_a_listener_that_raises_does_not_stop_the_others(
     assert [(s.reading.node, s.reading.value) for s in stored] == [(node, 21.5)]
     failures = [r for r in caplog.records if "failed" in r.getMessage()]
     assert len(failures) == 4 and all(r.exc_info for r in failures)
+
+
+def test_nodes_with_the_same_objects_share_them_and_one_growing_leaves_the_others(
+    tmp_path: FsPath,
+) -> None:
+    """A restart with thousands of nodes of one kind keeps one object map for all of them
+    (memory: 10,000 nodes in 64 MB); a node that shows a new instance gets a map of its own,
+    and the others keep theirs, in memory and in the store."""
+    first = make(tmp_path)
+    nodes = [NodeId("sim", f"{i:04d}") for i in range(3)]
+    for node in nodes:
+        first.pair(PairedNode(node, str(node), "sim"))
+        first.objects(node, {3303: [0], 3304: [0]})
+    again = make(tmp_path)
+    a, b, c = (again.live[n] for n in nodes)
+    assert a.objects is b.objects is c.objects
+    again.objects(nodes[2], {3304: [0], 3303: [0]})  # the same again: still shared
+    assert again.live[nodes[2]].objects is a.objects
+    again.readings(nodes[0], [Record(Path((3303, 1, 5700)), 21.0, 1.0e9)])
+    assert again.live[nodes[0]].objects == {3303: [0, 1], 3304: [0]}
+    assert b.objects == c.objects == {3303: [0], 3304: [0]}
+    restarted = make(tmp_path)
+    assert restarted.live[nodes[1]].objects == {3303: [0], 3304: [0]}
+    assert restarted.live[nodes[0]].objects == {3303: [0, 1], 3304: [0]}

@@ -83,10 +83,14 @@ class InstancesExposure(ThroughGateway):
             if shown.resources is None and shown.local not in wanted:
                 self.paths.hide(node.id, shown.local)
                 self.tree.delete_instance(shown.upstream.ids[0], shown.upstream.ids[1])
-        for oid, iid in sorted(wanted):
-            if oid == DEVICE or not self._defined(oid) or self.paths.shown(node.id, (oid, iid)):
-                continue
-            gw = self.store.instance_id(node.id, oid, iid)
+        to_show = [
+            (oid, iid)
+            for oid, iid in sorted(wanted)
+            if oid != DEVICE and self._defined(oid) and not self.paths.shown(node.id, (oid, iid))
+        ]
+        ids = self.store.instance_ids(node.id, to_show)
+        for oid, iid in to_show:
+            gw = ids[(oid, iid)]
             values, held = initial_values(self.tree.registry, node, oid, iid)
             try:
                 self.tree.create_instance(oid, gw, values)

@@ -161,26 +161,43 @@ class NodeStore:
     def instance_id(self, node_id: NodeId, object_id: int, node_instance: int = 0) -> int:
         """The gateway instance ID of the node's ``/object_id/node_instance``, allocated on first
         use (the lowest free ID) and the same ever after."""
+        key = (object_id, node_instance)
+        return self.instance_ids(node_id, [key])[key]
+
+    def instance_ids(
+        self, node_id: NodeId, keys: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], int]:
+        """``instance_id`` of each of the node's (object, node instance) ``keys``: those not
+        allocated yet are, in one transaction (a first start allocates thousands)."""
         node = str(node_id)
         ids = self._ids_of(node)
-        found = ids.get((object_id, node_instance))
-        if found is not None:
-            return found
-        low = self._low.get(object_id, 0)
+        missing = [key for key in keys if key not in ids]
+        if not missing:
+            return {key: ids[key] for key in keys}
+        low = dict(self._low)  # taken on only once the transaction is committed
+        allocated = {}
+        reclaimed = False
         with self._transaction() as c:
-            row = c.execute(_LOWEST_FREE, {"o": object_id, "low": low, "max": MAX_ID}).fetchone()
-            free = int(row[0]) if row is not None else self._reclaim(c, object_id)
-            c.execute(
-                "INSERT INTO instance_ids(node_id, object_id, node_instance, instance_id) "
-                "VALUES (?, ?, ?, ?)",
-                (node, object_id, node_instance, free),
-            )
-        if row is None:
+            for object_id, node_instance in missing:
+                params = {"o": object_id, "low": low.get(object_id, 0), "max": MAX_ID}
+                row = c.execute(_LOWEST_FREE, params).fetchone()
+                if row is None:
+                    free, reclaimed = self._reclaim(c, object_id), True
+                else:
+                    free = int(row[0])
+                    low[object_id] = free + 1
+                c.execute(
+                    "INSERT INTO instance_ids(node_id, object_id, node_instance, instance_id) "
+                    "VALUES (?, ?, ?, ?)",
+                    (node, object_id, node_instance, free),
+                )
+                allocated[(object_id, node_instance)] = free
+        self._low = low
+        ids.update(allocated)
+        found = {key: ids[key] for key in keys}
+        if reclaimed:
             self._node_ids = None  # a reclaimed ID was another node's
-        else:
-            self._low[object_id] = free + 1
-            ids[(object_id, node_instance)] = free
-        return free
+        return found
 
     def _ids_of(self, node: str) -> dict[tuple[int, int], int]:
         """Every instance ID held for ``node``, by (object, node instance)."""

@@ -164,3 +164,19 @@ def test_allocating_an_id_does_not_walk_every_id_held(store: NodeStore) -> None:
     assert many <= 2 * few + 10, (few, many)
     prefixes = _vm_steps(store, lambda: [store.prefix(NodeId("ble", f"C{i}")) for i in ten])
     assert prefixes <= 2 * few + 10, (few, prefixes)
+
+
+def test_a_nodes_ids_are_allocated_in_one_transaction(store: NodeStore) -> None:
+    """A first start allocates every instance of thousands of nodes: one commit per node, not
+    one per instance; IDs already held cost no statement at all."""
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    keys = [(3303, 0), (3304, 0), (3303, 1)]
+    ids = store.instance_ids(BLE, keys)
+    assert ids == {(3303, 0): 0, (3304, 0): 0, (3303, 1): 1}
+    assert statements.count("COMMIT") == 1
+    statements.clear()
+    assert store.instance_ids(BLE, keys) == ids
+    assert statements == []
+    store._conn.set_trace_callback(None)
+    assert NodeStore(store._conn).instance_ids(BLE, keys) == ids

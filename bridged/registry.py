@@ -378,8 +378,8 @@ class NodeRegistry:
             return
         loop = asyncio.get_running_loop()
         if not self._waiters:
-            # Those who wait are not kept for the group commit's timer: the readings reported
-            # in this turn of the event loop are committed together right after it.
+            # The readings reported in this turn of the event loop are committed together
+            # right after it.
             loop.call_soon(self.flush)
         waiter = loop.create_future()
         self._waiters.append(waiter)

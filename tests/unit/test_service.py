@@ -103,9 +103,8 @@ async def test_the_status_line_rides_on_the_watchdogs_wake_up(
     notifier.ready("starting")
     listener.setblocking(False)
     loop = asyncio.get_running_loop()
-    assert await asyncio.wait_for(loop.sock_recv(listener, 64), 5) == (
-        b"READY=1\nSTATUS=starting"
-    )
+    ready = await asyncio.wait_for(loop.sock_recv(listener, 64), 5)
+    assert ready == b"READY=1\nSTATUS=starting"
     lines = ["starting", "registered", "registered"]
     checks = asyncio.Queue[None]()
 

@@ -36,7 +36,8 @@ def config_text(
     state: Path, server_uri: str, *, exposure: str = "instances", extra: str = ""
 ) -> str:
     """The daemon's configuration: the state and runtime directories under ``state``, one
-    server, no transport unless ``extra`` adds one."""
+    server, no transport unless ``extra`` adds one, the default log level (what it logs at
+    start is part of the start)."""
     return f"""[gateway]
 endpoint = "bench-daemon"
 state_dir = "{state / "state"}"
@@ -50,7 +51,7 @@ lifetime = 3600
 request_timeout = 30
 
 [log]
-level = "warning"
+level = "info"
 {extra}"""
 
 

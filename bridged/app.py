@@ -158,7 +158,8 @@ class Gateway:
                 endpoint_client=self._endpoint_client,
                 on_endpoint_event=self._on_endpoint_event,
             )
-            self.registry.listen(self.exposure)
+            with self.nodes.allocating():  # a first start allocates every node's IDs
+                self.registry.listen(self.exposure)
             self.registry.listen(NodeEvents(self.events, self._changed))
             self.transports = {
                 s.name: build_transport(config, s, self.registry, self.tree.registry)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import MappingProxyType
 from typing import Any
 
@@ -67,8 +67,26 @@ class NodeStore:
         """The last node asked about and its IDs (``instance_id``): the exposure asks for each
         of a node's instances in turn, which is then one query per node."""
 
+        self._batched = False
+        """Inside ``allocating``: writes join its one transaction."""
+
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._conn)
+        return nullcontext(self._conn) if self._batched else transaction(self._conn)
+
+    @contextmanager
+    def allocating(self) -> Iterator[None]:
+        """Make every write inside (the IDs a start allocates for thousands of nodes) one
+        transaction: one commit, not one per node. When it fails, nothing allocated inside is
+        kept, in the database or in this store's memory of it."""
+        with transaction(self._conn):
+            self._batched = True
+            try:
+                yield
+            except BaseException:
+                self._low, self._prefix_low, self._node_ids = {}, 0, None
+                raise
+            finally:
+                self._batched = False
 
     # -- pairing -----------------------------------------------------------------------------
 

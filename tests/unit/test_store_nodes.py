@@ -180,3 +180,26 @@ def test_a_nodes_ids_are_allocated_in_one_transaction(store: NodeStore) -> None:
     assert statements == []
     store._conn.set_trace_callback(None)
     assert NodeStore(store._conn).instance_ids(BLE, keys) == ids
+
+
+def test_ids_allocated_together_are_one_commit_and_none_survives_a_failure(
+    store: NodeStore,
+) -> None:
+    """A start exposes every paired node inside ``allocating``: one commit for all their IDs.
+    A start that fails inside keeps none of them, and the store's memory of what is held
+    stays true to the database."""
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    with store.allocating():
+        for i in range(5):
+            store.instance_ids(NodeId("ble", f"N{i}"), [(3303, 0), (3304, 0)])
+            store.prefix(NodeId("ble", f"N{i}"))
+    store._conn.set_trace_callback(None)
+    assert statements.count("COMMIT") == 1
+    with pytest.raises(RuntimeError), store.allocating():
+        store.instance_id(NodeId("ble", "late"), 3303)
+        store.prefix(NodeId("ble", "late"))
+        raise RuntimeError("the start failed")
+    assert store.instance_id(OTHER, 3303) == 5
+    assert store.prefix(OTHER) == "dev5"
+    assert store.instance_id(NodeId("ble", "N2"), 3304) == 2

@@ -83,7 +83,7 @@ async def measure(kind: str, nodes: int, values: int) -> dict[str, Any]:
             delivery = Delivery(client, readings, exposure.gateway_path, DeliveryConfig())
             registry.on_commit(delivery.notify)
             await air.start()
-            committing = asyncio.create_task(registry.run(interval=0.02))
+            committing = asyncio.create_task(registry.run())
             emulated: dict[NodeId, EmulatedNode] = {}
             try:
                 await client.start()

@@ -58,6 +58,9 @@ DEFAULT_TTL = 24 * 3600.0
 """How long a command waits for its node before it expires."""
 DEFAULT_TIMEOUT = 10.0
 """How long a node has to answer one read, write or execute before it counts as 5.04."""
+EXPIRY_RECHECK = 3600.0
+"""The longest ``CommandQueue.run`` sleeps before it looks at the first expiry again (a wall
+clock set back meanwhile would otherwise make an expiry late)."""
 
 
 CommandListener = Callable[[Command], None]
@@ -142,6 +145,8 @@ class CommandQueue:
         self._listeners: Listeners[CommandListener] = Listeners("commands")
         self._tasks: dict[NodeId, asyncio.Task[None]] = {}
         self._waiting = self.store.waiting()
+        self._wake = asyncio.Event()
+        """Set when a command is kept or ends: ``run`` looks at the first expiry again."""
         registry.on_awake(self.awake)
 
     def listen(self, listener: CommandListener) -> None:
@@ -169,6 +174,7 @@ class CommandQueue:
             command, older = add(now=now, expires=now + self.ttl)
         node, path = command.node, command.path
         self._waiting.add(node)
+        self._wake.set()
         for old in older:
             self._report(
                 dataclasses.replace(
@@ -256,15 +262,26 @@ class CommandQueue:
             for c in self.store.due(now)
         ]
 
-    async def run(self, interval: float = 60.0) -> None:
-        """Expire commands every ``interval`` seconds, until cancelled."""
+    async def run(self, retry: float = 60.0) -> None:
+        """Expire each command when its time to live is over, until cancelled: it sleeps until
+        the first pending command's expiry (at most ``retry`` seconds after the state database
+        refused to expire one), and with no command pending it has no timer at all (a new
+        command wakes it)."""
         while True:
             try:
                 self.expire()
+                due = self.store.next_expiry()
             except sqlite3.Error as e:
                 # A full or read-only file system: the commands stay pending; try again later.
                 log.warning("commands could not be expired: %s", e)
-            await asyncio.sleep(interval)
+                due = self._clock() + retry
+            self._wake.clear()
+            if due is None:
+                await self._wake.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(max(due - self._clock(), 0.0), EXPIRY_RECHECK)):
+                    await self._wake.wait()
 
     async def close(self) -> None:
         """Stop applying (what is not applied stays pending in the database)."""
@@ -276,6 +293,7 @@ class CommandQueue:
     def _finish(self, command: Command, status: CommandStatus, detail: str = "") -> Command:
         now = self._clock()
         ended = dataclasses.replace(command, status=status, finished=now, detail=detail)
+        self._wake.set()
         if self.store.finish(command, status, detail, now):
             self._report(ended)
         return ended

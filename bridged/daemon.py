@@ -177,16 +177,21 @@ class Daemon:
                 signal.SIGHUP, lambda: self._track(self.reload(gateway, notifier))
             )
             notifier.ready(status_line(gateway.status()))
-            if notifier.enabled:
-                refresher = asyncio.create_task(
-                    refresh_status(notifier, lambda: status_line(gateway.status())),
-                    name="status",
-                )
             interval = watchdog_interval(os.environ, os.getpid())
             if interval is not None:
                 watchdog = asyncio.create_task(
-                    run_watchdog(notifier, interval, lambda: gateway.health(4 * interval)),
+                    run_watchdog(
+                        notifier,
+                        interval,
+                        gateway.health,
+                        status=lambda: status_line(gateway.status()),
+                    ),
                     name="watchdog",
+                )
+            elif notifier.enabled:
+                refresher = asyncio.create_task(
+                    refresh_status(notifier, lambda: status_line(gateway.status())),
+                    name="status",
                 )
             await self._stop.wait()
             log.info("stopping")

@@ -308,7 +308,7 @@ class Delivery:
         while True:
             pending = self.readings.pending(consumer, config.max_records)
             if not pending:
-                await self._wait(server, config.poll)
+                await self._wait(server, None)  # until ``notify``: idle means asleep
                 continue
             if len(pending) < config.max_records and config.linger:
                 await asyncio.sleep(config.linger)
@@ -525,7 +525,7 @@ class Delivery:
                 await server.registered.wait()
         return server.registered.is_set()
 
-    async def _wait(self, server: _Server, timeout: float) -> None:
+    async def _wait(self, server: _Server, timeout: float | None) -> None:
         server.wakeup.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):

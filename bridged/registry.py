@@ -59,13 +59,13 @@ from bridged.transports.nodes import NodeId, PairedNode, Secret
 
 log = logging.getLogger(__name__)
 
-COMMIT_INTERVAL = 0.02
-"""Seconds between two runs of the commit loop: a retry of what a refusing store left in
-memory, and the health check's sign of life."""
 UNSTORED_LIMIT = 50_000
 """Readings kept in memory while the state database refuses writes."""
 STORE_RETRY = 1.0
 """Seconds between two tries of a write the state database refused."""
+EXPIRY_RECHECK = 3600.0
+"""The longest ``run`` waits for the store's oldest reading to pass the age bound before it
+looks again (a wall clock set back meanwhile would otherwise make it late)."""
 
 HEARD_LIMIT = 4096
 """How many distinct unpaired nodes the scan table, and the log-once list of refused nodes,
@@ -77,9 +77,10 @@ class StoreUnavailable(ServiceUnavailable):
     answers 5.03 instead of acknowledging them, and the node sends them again later."""
 
 
-@dataclass
+@dataclass(slots=True)
 class LiveNode:
-    """A paired node and what is known of it now."""
+    """A paired node and what is known of it now. ``objects`` is replaced, never changed in
+    place: nodes that reported the same objects share one mapping (``NodeStore.objects``)."""
 
     paired: PairedNode
     objects: dict[int, list[int]] = field(default_factory=dict)
@@ -164,9 +165,12 @@ class NodeRegistry:
         self._heard_hooks: Listeners[Callable[[Heard], None]] = Listeners("nodes heard")
         self._state_hooks: Listeners[Callable[[NodeId, NodeState], None]] = Listeners("node states")
         self._store_hooks: Listeners[Callable[[str | None], None]] = Listeners("store problems")
-        self.last_commit = monotonic()
-        """When ``flush`` last ran (monotonic), even with nothing to commit: the health check's
-        proof that the group commit is alive."""
+        self._wake = asyncio.Event()
+        """Set when ``run`` has a new deadline: a refused write to retry, a first reading in
+        an empty store (its age bound), changed bounds."""
+        self._expiring = False
+        """Whether ``run`` waits for the store's oldest reading to pass the age bound (False:
+        the store was empty when it looked)."""
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -308,10 +312,10 @@ class NodeRegistry:
         grew = False
         for r in stamped:
             live.values[r.path] = r
-            iids = live.objects.setdefault(r.path.ids[0], [])
-            if r.path.ids[1] not in iids:
-                iids.append(r.path.ids[1])
-                iids.sort()
+            oid, iid = r.path.ids[0], r.path.ids[1]
+            iids = live.objects.get(oid, [])
+            if iid not in iids:
+                live.objects = {**live.objects, oid: sorted([*iids, iid])}
                 grew = True
         if grew:
             self._save_objects(live.id, live.objects)
@@ -325,7 +329,7 @@ class NodeRegistry:
         reported = {oid: sorted(iids) for oid, iids in objects.items()}
         if reported != live.objects:
             self._save_objects(node, reported)
-        live.objects = reported
+            live.objects = reported  # an equal one stays: it may be shared (LiveNode)
         self._listeners.notify(lambda listener: listener.node_objects(live))
 
     def state(self, node: NodeId, state: NodeState) -> None:
@@ -399,8 +403,8 @@ class NodeRegistry:
             return
         loop = asyncio.get_running_loop()
         if not self._waiters:
-            # Those who wait are not kept for the group commit's timer: the readings reported
-            # in this turn of the event loop are committed together right after it.
+            # The readings reported in this turn of the event loop are committed together
+            # right after it.
             loop.call_soon(self.flush)
         waiter = loop.create_future()
         self._waiters.append(waiter)
@@ -409,7 +413,6 @@ class NodeRegistry:
     def flush(self) -> int:
         """Commit the readings reported so far to the store; returns how many (0 when the
         store refused them: they are kept, see the module docstring)."""
-        self.last_commit = self._monotonic()
         if not self._pending:
             self._settle(None)
             return 0
@@ -422,6 +425,8 @@ class NodeRegistry:
             self._store_refused(e)
             return 0
         self._pending = []
+        if not self._expiring:
+            self._wake.set()  # the store held nothing: the age bound has a deadline now
         if self.store_problem is not None:
             log.warning(
                 "the state database takes writes again: %d readings kept in memory are stored%s",
@@ -448,6 +453,7 @@ class NodeRegistry:
             self.store_problem = problem
             self._store_hooks.notify(lambda hook: hook(problem))
         self._retry_at = self._monotonic() + STORE_RETRY
+        self._wake.set()
         excess = len(self._pending) - UNSTORED_LIMIT
         if excess > 0:
             if not self.unstored_dropped:
@@ -469,21 +475,49 @@ class NodeRegistry:
             else:
                 waiter.set_exception(error)
 
-    async def run(self, interval: float = COMMIT_INTERVAL, expire_every: float = 60.0) -> None:
-        """Apply the store's age bound, and ``flush`` every ``interval`` seconds: readings are
-        committed as they come, so this retries what a refusing store left in memory, and is the
-        health check's sign of life."""
-        next_expiry = self._monotonic() + expire_every
+    def reschedule(self) -> None:
+        """The store's bounds changed (a reload): ``run`` looks at the age bound again."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """What the group commit does besides committing, each when it is due and nothing
+        in between: readings are committed as they are reported, so this only retries what a
+        refusing store left in memory (every ``STORE_RETRY`` seconds until it takes them) and
+        applies the store's age bound when its oldest reading reaches it. An idle gateway
+        (nothing refused, the store empty or its readings young) has no timer here."""
         self._committing = True
         try:
             while True:
-                await asyncio.sleep(interval)
-                self.flush()
-                if self._monotonic() >= next_expiry:
-                    next_expiry = self._monotonic() + expire_every
+                self._wake.clear()
+                delay = self._next_due()
+                if delay is None:
+                    await self._wake.wait()
+                elif delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self._wake.wait()
+                if self.store_problem is not None:
+                    self.flush()
+                if self._expiring:
                     with contextlib.suppress(sqlite3.DatabaseError):
                         # A refused write is reported by the group commit.
-                        self.readings_store.expire()
+                        if self.readings_store.expires_in() == 0:
+                            self.readings_store.expire()
         finally:
             self._committing = False
             self.flush()
+
+    def _next_due(self) -> float | None:
+        """Seconds until ``run`` has something to do: the retry of a refused write, the
+        store's oldest reading passing the age bound; None for nothing."""
+        due = []
+        if self.store_problem is not None and self._pending:
+            due.append(max(self._retry_at - self._monotonic(), 0.0))
+        try:
+            expiry = self.readings_store.expires_in()
+        except sqlite3.DatabaseError:
+            expiry = STORE_RETRY
+        self._expiring = expiry is not None
+        if expiry is not None:
+            due.append(min(expiry, EXPIRY_RECHECK))
+        return min(due, default=None)

@@ -4,7 +4,7 @@ Under ``Type=notify`` systemd waits for ``READY=1``, shows the last ``STATUS=`` 
 ``systemctl status``, and, with ``WatchdogSec=``, kills and restarts a daemon that stops sending
 ``WATCHDOG=1``. The watchdog ping must prove that the daemon works, not only that the process
 lives, so it is sent from a health check (``run_watchdog``): the event loop woke on time, the
-node registry's group commit ran recently and the state database took a write. A failed check
+node registry's group commit is running and the state database took a write. A failed check
 withholds the ping; systemd then restarts the daemon.
 
 Messages go through python-systemd's ``systemd.daemon.notify`` when it is installed, else
@@ -117,9 +117,12 @@ async def run_watchdog(
     interval: float,
     health: Callable[[], list[str]],
     *,
+    status: Callable[[], str] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Ping ``WATCHDOG=1`` every ``interval`` seconds while healthy (see the module docstring).
+    """Ping ``WATCHDOG=1`` every ``interval`` seconds while healthy (see the module docstring),
+    and send ``STATUS=`` if ``status`` changed: the watchdog's wake-up is the one the daemon
+    has while idle, so the status line rides on it instead of a timer of its own.
 
     A loop that wakes more than ``interval`` late counts as unhealthy: by then systemd's
     timeout is close, and something is blocking the loop."""
@@ -127,6 +130,8 @@ async def run_watchdog(
     while True:
         before = clock()
         await asyncio.sleep(interval)
+        if status is not None:
+            notifier.status(status())
         problems = health()
         late = loop_lag_problem(clock() - before - interval, interval)
         if late is not None:
@@ -144,7 +149,8 @@ async def refresh_status(
     notifier: Notifier, status: Callable[[], str], interval: float = STATUS_INTERVAL
 ) -> None:
     """Send ``STATUS=`` every ``interval`` seconds if it changed: the readings waiting for a
-    server change without any event saying so."""
+    server change without any event saying so. Only without a watchdog, which does it on its
+    own wake-ups (``run_watchdog``)."""
     while True:
         await asyncio.sleep(interval)
         notifier.status(status())

@@ -126,7 +126,8 @@ class GatewayExposure(ThroughGateway):
                     (LwM2MGateway.IOT_DEVICE_OBJECTS, device.object_links()),
                 ],
             )
-            log.info("node %s is end device %s", node.id, device.prefix)
+            # Debug: it is said for every node at every start (bridgectl shows the prefix).
+            log.debug("node %s is end device %s", node.id, device.prefix)
         else:
             self.node_objects(node)
 

@@ -73,6 +73,9 @@ class InstancesExposure(ThroughGateway):
         self._names: dict[NodeId, str] = {}
         self._health: dict[NodeId, dict[int, Path]] = {}
         """Each node's health instances (module docstring), by node-instance key."""
+        self._locals: dict[tuple[int, int], tuple[int, int]] = {}
+        """One (object, node instance) tuple per value, for every node's ``Shown.local``:
+        thousands of nodes have the same few."""
         for oid in tree.object_ids():
             for iid in tree.instance_ids(oid):
                 store.reserve_instance(oid, iid)
@@ -147,21 +150,24 @@ class InstancesExposure(ThroughGateway):
             if shown.resources is None and shown.local not in wanted:
                 self.paths.hide(node.id, shown.local)
                 self.tree.delete_instance(shown.upstream.ids[0], shown.upstream.ids[1])
-        for oid, iid in sorted(wanted):
-            if (
-                not self._defined(oid)
-                or self._gateways(oid)
-                or self.paths.shown(node.id, (oid, iid))
-            ):
-                continue
-            gw = self.store.instance_id(node.id, oid, iid)
+        to_show = [
+            (oid, iid)
+            for oid, iid in sorted(wanted)
+            if self._defined(oid)
+            and not self._gateways(oid)
+            and not self.paths.shown(node.id, (oid, iid))
+        ]
+        ids = self.store.instance_ids(node.id, to_show)
+        for oid, iid in to_show:
+            gw = ids[(oid, iid)]
             values, held = initial_values(self.tree.registry, node, oid, iid)
             try:
                 self.tree.create_instance(oid, gw, values)
             except LwM2MError as e:
                 log.warning("node %s: /%d/%d not exposed: %s", node.id, oid, iid, e)
                 continue
-            self.paths.show(Shown(node.id, (oid, iid), Path((oid, gw)), held=held))
+            local = self._locals.setdefault((oid, iid), (oid, iid))
+            self.paths.show(Shown(node.id, local, Path((oid, gw)), held=held))
             apply_readings(
                 self.tree, self.paths, node, instance_records(node, oid, iid), claim=False
             )  # with their times

@@ -166,6 +166,13 @@ class CommandStore:
         """The pending commands whose time to live is over at ``now``, oldest first."""
         return self._select("WHERE status = 'pending' AND expires <= ? ORDER BY id", now)
 
+    def next_expiry(self) -> float | None:
+        """When the first pending command's time to live is over; None with none pending."""
+        (expires,) = self._conn.execute(
+            "SELECT min(expires) FROM commands WHERE status = 'pending'"
+        ).fetchone()
+        return None if expires is None else float(expires)
+
     def finish(self, command: Command, status: CommandStatus, detail: str, now: float) -> bool:
         """End ``command`` with ``status``; False when it had ended already."""
         cur = self._conn.execute(

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from types import MappingProxyType
 from typing import Any
 
 from bridged.objects.paths import MAX_ID
@@ -23,15 +24,18 @@ from bridged.transports.nodes import NodeId, PairedNode
 from .database import transaction
 
 _LOWEST_FREE = """
-    SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM instance_ids WHERE object_id = :o AND instance_id = 0)
+    SELECT :low WHERE :low <= :max AND NOT EXISTS (
+           SELECT 1 FROM instance_ids WHERE object_id = :o AND instance_id = :low)
     UNION ALL
     SELECT a.instance_id + 1 FROM instance_ids a
-     WHERE a.object_id = :o AND a.instance_id < :max AND NOT EXISTS (
+     WHERE a.object_id = :o AND a.instance_id >= :low AND a.instance_id < :max AND NOT EXISTS (
            SELECT 1 FROM instance_ids b
             WHERE b.object_id = :o AND b.instance_id = a.instance_id + 1)
     ORDER BY 1 LIMIT 1
 """
-"""The lowest instance ID of object ``:o`` nobody holds: 0, or the first gap after a taken one."""
+"""The lowest instance ID of object ``:o`` from ``:low`` up that nobody holds: ``:low``, or
+the first gap after a taken one. Searching from the lowest ID found free before (IDs are never
+given back, see ``NodeStore._low``) keeps an allocation from walking every ID held so far."""
 
 
 MAX_NAME = 64
@@ -53,9 +57,36 @@ class NodeStore:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._low: dict[int, int] = {}
+        """Per object, an instance ID below which every ID is held: where the search for a
+        free one starts. IDs are held for good (a reclaimed one goes straight to another
+        node), so it only grows, and allocating N IDs costs N short searches, not N**2."""
+        self._prefix_low = 0
+        """The same for prefixes: every ``dev<n>`` below it is held."""
+        self._node_ids: tuple[str, dict[tuple[int, int], int]] | None = None
+        """The last node asked about and its IDs (``instance_id``): the exposure asks for each
+        of a node's instances in turn, which is then one query per node."""
+
+        self._batched = False
+        """Inside ``allocating``: writes join its one transaction."""
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._conn)
+        return nullcontext(self._conn) if self._batched else transaction(self._conn)
+
+    @contextmanager
+    def allocating(self) -> Iterator[None]:
+        """Make every write inside (the IDs a start allocates for thousands of nodes) one
+        transaction: one commit, not one per node. When it fails, nothing allocated inside is
+        kept, in the database or in this store's memory of it."""
+        with transaction(self._conn):
+            self._batched = True
+            try:
+                yield
+            except BaseException:
+                self._low, self._prefix_low, self._node_ids = {}, 0, None
+                raise
+            finally:
+                self._batched = False
 
     # -- pairing -----------------------------------------------------------------------------
 
@@ -95,11 +126,17 @@ class NodeStore:
 
     def objects(self) -> dict[NodeId, dict[int, list[int]]]:
         """Every paired node's objects and their node-local instances, as last reported
-        (empty for a node not heard since it was paired)."""
+        (empty for a node not heard since it was paired). Nodes that reported the same objects
+        share one mapping (thousands of nodes of one kind are a few hundred bytes each less):
+        it is never changed in place (``NodeRegistry`` replaces a node's)."""
         out = {}
+        shared: dict[str, dict[int, list[int]]] = {}
         for node, text in self._conn.execute("SELECT id, objects FROM nodes"):
-            objects = json.loads(text)
-            out[NodeId.parse(node)] = {int(o): [int(i) for i in ii] for o, ii in objects.items()}
+            objects = shared.get(text)
+            if objects is None:
+                parsed = json.loads(text).items()
+                objects = shared[text] = {int(o): [int(i) for i in ii] for o, ii in parsed}
+            out[NodeId.parse(node)] = objects
         return out
 
     def set_objects(self, node_id: NodeId, objects: Mapping[int, Sequence[int]]) -> None:
@@ -142,27 +179,58 @@ class NodeStore:
     def instance_id(self, node_id: NodeId, object_id: int, node_instance: int = 0) -> int:
         """The gateway instance ID of the node's ``/object_id/node_instance``, allocated on first
         use (the lowest free ID) and the same ever after."""
-        key = (str(node_id), object_id, node_instance)
-        row = self._conn.execute(
-            "SELECT instance_id FROM instance_ids "
-            "WHERE node_id = ? AND object_id = ? AND node_instance = ?",
-            key,
-        ).fetchone()
-        if row is not None:
-            return int(row[0])
+        key = (object_id, node_instance)
+        return self.instance_ids(node_id, [key])[key]
+
+    def instance_ids(
+        self, node_id: NodeId, keys: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], int]:
+        """``instance_id`` of each of the node's (object, node instance) ``keys``: those not
+        allocated yet are, in one transaction (a first start allocates thousands)."""
+        node = str(node_id)
+        ids = self._ids_of(node)
+        missing = [key for key in keys if key not in ids]
+        if not missing:
+            return {key: ids[key] for key in keys}
+        low = dict(self._low)  # taken on only once the transaction is committed
+        allocated = {}
+        reclaimed = False
         with self._transaction() as c:
-            row = c.execute(_LOWEST_FREE, {"o": object_id, "max": MAX_ID}).fetchone()
-            free = int(row[0]) if row is not None else self._reclaim(c, object_id)
-            c.execute(
-                "INSERT INTO instance_ids(node_id, object_id, node_instance, instance_id) "
-                "VALUES (?, ?, ?, ?)",
-                (*key, free),
+            for object_id, node_instance in missing:
+                params = {"o": object_id, "low": low.get(object_id, 0), "max": MAX_ID}
+                row = c.execute(_LOWEST_FREE, params).fetchone()
+                if row is None:
+                    free, reclaimed = self._reclaim(c, object_id), True
+                else:
+                    free = int(row[0])
+                    low[object_id] = free + 1
+                c.execute(
+                    "INSERT INTO instance_ids(node_id, object_id, node_instance, instance_id) "
+                    "VALUES (?, ?, ?, ?)",
+                    (node, object_id, node_instance, free),
+                )
+                allocated[(object_id, node_instance)] = free
+        self._low = low
+        ids.update(allocated)
+        found = {key: ids[key] for key in keys}
+        if reclaimed:
+            self._node_ids = None  # a reclaimed ID was another node's
+        return found
+
+    def _ids_of(self, node: str) -> dict[tuple[int, int], int]:
+        """Every instance ID held for ``node``, by (object, node instance)."""
+        if self._node_ids is None or self._node_ids[0] != node:
+            rows = self._conn.execute(
+                "SELECT object_id, node_instance, instance_id FROM instance_ids WHERE node_id = ?",
+                (node,),
             )
-        return free
+            self._node_ids = (node, {(o, n): i for o, n, i in rows})
+        return self._node_ids[1]
 
     def reserve_instance(self, object_id: int, instance_id: int) -> None:
         """Keep ``instance_id`` of ``object_id`` from ever being given to a node: for the
         gateway's own instances (its /3/0, a configured /3303/0, ...)."""
+        self._node_ids = None
         with self._transaction() as c:
             c.execute(
                 "INSERT OR IGNORE INTO instance_ids(node_id, object_id, node_instance, "
@@ -178,13 +246,13 @@ class NodeStore:
         if row is not None:
             return str(row[0])
         with self._transaction() as c:
-            taken = {r[0] for r in c.execute("SELECT prefix FROM prefixes")}
-            n = 0
-            while f"dev{n}" in taken:
+            n = self._prefix_low
+            while c.execute("SELECT 1 FROM prefixes WHERE prefix = ?", (f"dev{n}",)).fetchone():
                 n += 1
             c.execute(
                 "INSERT INTO prefixes(node_id, prefix) VALUES (?, ?)", (str(node_id), f"dev{n}")
             )
+        self._prefix_low = n + 1
         return f"dev{n}"
 
     def _reclaim(self, c: sqlite3.Connection, object_id: int) -> int:
@@ -200,7 +268,10 @@ class NodeStore:
         return int(row[1])
 
 
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
+"""The options of every node paired without any (most): one read-only mapping for all."""
+
+
 def _node(row: tuple[Any, ...]) -> PairedNode:
-    return PairedNode(
-        NodeId.parse(row[0]), row[1], row[2], bool(row[3]), float(row[4]), json.loads(row[5])
-    )
+    options = _NO_OPTIONS if row[5] == "{}" else json.loads(row[5])
+    return PairedNode(NodeId.parse(row[0]), row[1], row[2], bool(row[3]), float(row[4]), options)

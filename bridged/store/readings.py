@@ -295,9 +295,18 @@ class ReadingStore:
         return True
 
     def expire(self) -> int:
-        """Drop readings older than the age bound (call now and then); returns how many."""
+        """Drop readings older than the age bound (call when ``expires_in`` says); returns
+        how many."""
         with transaction(self._conn):
             return self._drop_older_than(self._clock() - self.bounds.max_age)
+
+    def expires_in(self) -> float | None:
+        """Seconds until the oldest reading passes the age bound (``expire`` drops it then);
+        None while the store holds none, when there is nothing to expire."""
+        (oldest,) = self._conn.execute("SELECT min(time) FROM readings").fetchone()
+        if oldest is None:
+            return None
+        return max(float(oldest) + self.bounds.max_age - self._clock(), 0.0)
 
     def dropped(self) -> dict[str, int]:
         """How many readings each bound (and a refused write) has discarded, ever."""

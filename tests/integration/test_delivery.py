@@ -118,7 +118,7 @@ async def gateway(
     delivery = Delivery(client, readings, exposure.paths.upstream, config)
     registry.on_commit(delivery.notify)
     await air.start()
-    committing = asyncio.create_task(registry.run(interval=0.02))
+    committing = asyncio.create_task(registry.run())
     try:
         nodes = [await air.add(i, f"room-{i}") for i in (1, 2)]
         await client.start()

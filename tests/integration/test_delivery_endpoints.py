@@ -88,7 +88,7 @@ async def gateway(
     own = LwM2MClient(gateway_tree(), GATEWAY, server, bind=("127.0.0.1", 0))
     delivery = Delivery(own, readings, None, config, route=exposure.router(own))
     registry.on_commit(delivery.notify)
-    committing = asyncio.create_task(registry.run(interval=0.02))
+    committing = asyncio.create_task(registry.run())
     try:
         nodes = [await air.add(i, f"room-{i}") for i in (1, 2)]
         await exposure.start()

@@ -4,7 +4,7 @@ An 802.15.4 node's Send answered 2.04 has been received, as far as the node know
 not send those values again. So they must be committed to the state database before the 2.04
 leaves, not at the next group commit (kill -9 in between lost them, uncounted). Checked from
 a second SQLite connection, which sees exactly what a restarted process would: committed rows.
-The group commit's own timer is made very long, so only the hand-off can have committed them.
+The group commit has no timer to commit them later: it commits what is reported, as it is.
 
 Then end to end through the real daemon on the RCP emulator, killed right after the last 2.04:
 every value a node was answered 2.04 for reaches the server after the restart.
@@ -43,9 +43,8 @@ def committed(db: FsPath) -> list[tuple[str, object, float]]:
 
 @pytest.fixture
 async def committing(air: Air) -> AsyncIterator[Air]:  # noqa: F811 (the fixture imported)
-    """test_node_server's ``air`` with the registry's group commit running, on a timer that
-    never fires during a test."""
-    task = asyncio.create_task(air.registry.run(interval=3600))
+    """test_node_server's ``air`` with the registry's group commit running."""
+    task = asyncio.create_task(air.registry.run())
     yield air
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

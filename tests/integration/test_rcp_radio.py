@@ -124,6 +124,17 @@ async def test_bring_up(rcp: RcpEmulator, host: Host) -> None:
     assert {frame.tid for frame in rcp.requests[1:]} <= set(range(1, 16))
 
 
+async def test_the_reader_thread_sleeps_until_bytes_come(rcp: RcpEmulator, host: Host) -> None:
+    """Idle means asleep: on a tty the reader's read has no timeout (it woke ten times a
+    second to look whether it was stopped); stopping cancels the read instead."""
+    port = host.radio._serial
+    assert port is not None and port.timeout is None
+    assert rcp.inject(FROM_NODE)
+    assert (await host.frame()).psdu == FROM_NODE
+    await host.radio.stop()
+    assert not reader_threads()
+
+
 async def test_configured_extended_address_wins_over_hwaddr(rcp: RcpEmulator) -> None:
     own = bytes.fromhex("0200000000000001")
     host = await started(rcp, ext_address=own)

@@ -130,7 +130,7 @@ async def main(state: FsPath, uri: str, port: str | None, nodes: Sequence[str]) 
     await client.start()
     await delivery.start()
     await transport.start()
-    await registry.run(interval=0.02)
+    await registry.run()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from delivery_feed import feed, quick_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from timers import armed, settled
 
 from bridged.delivery import Delivery, DeliveryConfig, consumer_name
 from bridged.engine.client import ServerConfig
@@ -120,3 +121,25 @@ def test_a_reading_no_send_may_carry_is_skipped_not_blocking() -> None:
     assert [r.value for r in session.received] == [20.5, 21.0]
     assert delivery.stats(1).skipped == 1
     assert not store.pending(consumer_name(1))
+
+
+async def test_with_nothing_to_deliver_delivery_arms_no_timer() -> None:
+    """Idle means asleep: with nothing waiting, delivery waits for ``notify`` without a timer
+    (it looked at the store every second); a reading stored then is delivered at once."""
+    store = ReadingStore(connect(":memory:"))
+    session = Session(ObjectTree(builtin_registry()), random.Random(0), 0.0)
+    delivery = Delivery(Client([session]), store, gateway_path, DeliveryConfig(linger=0))  # type: ignore[arg-type]
+    await delivery.start()
+    try:
+        await settled()
+        assert armed() == []
+        store.append([Reading(NODES[0], LOCAL[0], 20.5, NOW)])
+        delivery.notify()
+        async with asyncio.timeout(10):
+            while not session.received:
+                await asyncio.sleep(0.01)
+        assert session.received == [Record(gateway_path(NODES[0], LOCAL[0]), 20.5, NOW)]
+        await settled()
+        assert armed() == []
+    finally:
+        await delivery.stop()

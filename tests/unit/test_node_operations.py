@@ -13,6 +13,8 @@ import cbor2
 import pytest
 from aiocoap.numbers.codes import Code
 from nodegw import NodeGateway, node_gateway
+from timers import armed
+from timers import settled as loop_settled
 
 from bridged.commands import CommandQueue
 from bridged.objects.paths import Path
@@ -274,3 +276,30 @@ async def test_a_command_listener_that_raises_does_not_stop_the_others(gw: NodeG
     await settled(gw)
     assert gw.sleepy.switch is True
     assert told == [CommandStatus.PENDING, CommandStatus.APPLIED]
+
+
+async def test_the_expiry_sleeps_until_the_first_command_expires(gw: NodeGateway) -> None:
+    """With no command pending, the expiry arms no timer (it looked every 60 s); a command
+    kept arms one, for when its time to live is over."""
+    task = asyncio.create_task(gw.commands.run())
+    try:
+        await loop_settled()
+        assert armed() == []
+        assert await put(gw, SWITCH_2, b"1") == Code.CHANGED
+        gw.clock.now += 1800  # half of the command's time to live
+        await loop_settled()
+        (deadline,) = armed()
+        assert 1700 < deadline.when() - asyncio.get_running_loop().time() <= 1800
+        gw.clock.now += 1800
+        (expired,) = gw.commands.expire()
+        assert expired.status is CommandStatus.EXPIRED
+        assert await put(gw, SWITCH_2, b"0") == Code.CHANGED
+        assert len(gw.commands.pending()) == 1
+        gw.wake(gw.sleepy)
+        await settled(gw)
+        await loop_settled()
+        assert armed() == [], "the applied command's deadline went with it"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path as FsPath
 
 import pytest
+from timers import armed, settled
 
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.registry import LiveNode, NodeRegistry
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
-from bridged.store.readings import ReadingStore
+from bridged.store.readings import Bounds, ReadingStore
 from bridged.store.secrets import Secret, SecretStore
 from bridged.transports.base import Heard
 from bridged.transports.simulated import TEMPERATURE, SimulatedTransport
@@ -252,3 +255,57 @@ def test_a_listener_that_raises_does_not_stop_the_others(
     assert [(s.reading.node, s.reading.value) for s in stored] == [(node, 21.5)]
     failures = [r for r in caplog.records if "failed" in r.getMessage()]
     assert len(failures) == 4 and all(r.exc_info for r in failures)
+
+
+def test_nodes_with_the_same_objects_share_them_and_one_growing_leaves_the_others(
+    tmp_path: FsPath,
+) -> None:
+    """A restart with thousands of nodes of one kind keeps one object map for all of them
+    (memory: 10,000 nodes in 64 MB); a node that shows a new instance gets a map of its own,
+    and the others keep theirs, in memory and in the store."""
+    first = make(tmp_path)
+    nodes = [NodeId("sim", f"{i:04d}") for i in range(3)]
+    for node in nodes:
+        first.pair(PairedNode(node, str(node), "sim"))
+        first.objects(node, {3303: [0], 3304: [0]})
+    again = make(tmp_path)
+    a, b, c = (again.live[n] for n in nodes)
+    assert a.objects is b.objects is c.objects
+    again.objects(nodes[2], {3304: [0], 3303: [0]})  # the same again: still shared
+    assert again.live[nodes[2]].objects is a.objects
+    again.readings(nodes[0], [Record(Path((3303, 1, 5700)), 21.0, 1.0e9)])
+    assert again.live[nodes[0]].objects == {3303: [0, 1], 3304: [0]}
+    assert b.objects == c.objects == {3303: [0], 3304: [0]}
+    restarted = make(tmp_path)
+    assert restarted.live[nodes[1]].objects == {3303: [0], 3304: [0]}
+    assert restarted.live[nodes[0]].objects == {3303: [0, 1], 3304: [0]}
+
+
+async def test_the_group_commit_has_no_timer_while_idle_and_expires_on_time(
+    tmp_path: FsPath,
+) -> None:
+    """Idle means asleep: with nothing refused and nothing stored, the group commit arms no
+    timer (it was a 20 ms loop, 50 wake-ups a second). A reading stored arms one deadline,
+    its age bound, and the reading is dropped when it is reached (it was looked at every 60 s)."""
+    registry = make(tmp_path)
+    registry.readings_store.bounds = Bounds(max_age=0.3)
+    node = NodeId("sim", "0001")
+    registry.pair(PairedNode(node, "n1", "sim"))
+    task = asyncio.create_task(registry.run())
+    try:
+        await settled()
+        assert armed() == []
+        registry.readings(node, [Record(TEMPERATURE, 20.5)])
+        await settled()
+        (deadline,) = armed()
+        assert deadline.when() - asyncio.get_running_loop().time() > 0.1
+        async with asyncio.timeout(30):
+            while len(registry.readings_store):
+                await asyncio.sleep(0.05)
+        assert registry.readings_store.dropped() == {"dropped_age": 1}
+        await settled()
+        assert armed() == []
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

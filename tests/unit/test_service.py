@@ -94,6 +94,42 @@ async def test_the_watchdog_pings_only_while_healthy(
     assert pings == [b"WATCHDOG=1", b"WATCHDOG=1"]  # the first and third checks passed
 
 
+async def test_the_status_line_rides_on_the_watchdogs_wake_up(
+    listener: socket.socket, tmp_path: Path
+) -> None:
+    """Idle means asleep: under a watchdog, STATUS= is refreshed at its pings (a changed
+    line only), not by a timer of its own."""
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+    notifier.ready("starting")
+    listener.setblocking(False)
+    loop = asyncio.get_running_loop()
+    ready = await asyncio.wait_for(loop.sock_recv(listener, 64), 5)
+    assert ready == b"READY=1\nSTATUS=starting"
+    lines = ["starting", "registered", "registered"]
+    checks = asyncio.Queue[None]()
+
+    def health() -> list[str]:
+        checks.put_nowait(None)
+        return []
+
+    task = asyncio.create_task(
+        run_watchdog(notifier, 0.01, health, status=lambda: lines.pop(0), clock=lambda: 0.0)
+    )
+    try:
+        async with asyncio.timeout(10):
+            for _ in range(3):
+                await checks.get()
+    finally:
+        task.cancel()
+    sent = []
+    while True:
+        try:
+            sent.append(await asyncio.wait_for(loop.sock_recv(listener, 64), 0.5))
+        except TimeoutError:
+            break
+    assert sent == [b"WATCHDOG=1", b"STATUS=registered", b"WATCHDOG=1", b"WATCHDOG=1"]
+
+
 @pytest.mark.parametrize(
     ("status", "line"),
     [

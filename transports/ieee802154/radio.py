@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 PROTOCOL_MAJOR = 4
 #: The oldest RCP API whose STREAM_RAW layouts this host knows (OpenThread's minimum too).
 MIN_RCP_API_VERSION = 4
-# How long a read blocks in the reader thread: the bound on how long closing the port waits.
+# How long a read blocks in the reader thread of a port whose read cannot be cancelled: the
+# bound on how long closing such a port waits.
 _READ_TIMEOUT = 0.1
 
 
@@ -313,10 +314,15 @@ class Radio:
         port = serial.serial_for_url(
             self.config.port,
             baudrate=self.config.baudrate,
-            timeout=_READ_TIMEOUT,
             write_timeout=self.config.request_timeout,
             exclusive=True,
+            do_not_open=True,
         )
+        # A read that can be cancelled (a tty, loop://) blocks until bytes come, so the reader
+        # thread sleeps while the air is quiet; the others (socket://, rfc2217://) wake every
+        # _READ_TIMEOUT to see whether they are stopped.
+        port.timeout = None if hasattr(port, "cancel_read") else _READ_TIMEOUT
+        port.open()
         port.reset_input_buffer()
         return port
 

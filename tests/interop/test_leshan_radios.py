@@ -26,6 +26,7 @@ from nodegw import AirGateway, air_gateway
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
+from peers.fixtures import leshan_events
 from peers.leshan import EventStream, Leshan
 
 pytest_plugins = ["peers.fixtures"]
@@ -33,11 +34,12 @@ pytest_plugins = ["peers.fixtures"]
 EP = "gw-leshan-radio"
 
 
-@pytest.fixture
-def events(leshan: Leshan, monkeypatch: pytest.MonkeyPatch) -> Any:
+events = leshan_events()
+
+
+@pytest.fixture(autouse=True)
+def no_shared_ports(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")  # no two tests' sockets on one port
-    with leshan.events() as stream:
-        yield stream
 
 
 @pytest.fixture

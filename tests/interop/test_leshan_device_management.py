@@ -21,8 +21,7 @@ import pytest
 import pytest_asyncio
 from integration.test_daemon import Daemon
 
-from peers.fixtures import leshan_events
-from peers.leshan import Answer, EventStream, Leshan, LeshanFailed
+from peers.leshan import Answer, EventStream, Leshan, LeshanFailed, leshan_events
 from peers.leshan_gateway import registered_daemon
 
 pytest_plugins = ["peers.fixtures"]

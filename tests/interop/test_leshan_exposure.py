@@ -24,8 +24,7 @@ import cbor2
 import pytest
 from integration.test_daemon import Daemon
 
-from peers.fixtures import leshan_events
-from peers.leshan import Event, EventStream, Leshan, LeshanFailed
+from peers.leshan import Event, EventStream, Leshan, LeshanFailed, leshan_events
 from peers.leshan_gateway import link_urls, registered_daemon
 
 pytest_plugins = ["peers.fixtures"]

@@ -13,8 +13,7 @@ import pytest
 from emulators.mcuboot import image
 from firmware_servers import coap_package
 
-from peers.fixtures import leshan_events
-from peers.leshan import EventStream, Leshan
+from peers.leshan import EventStream, Leshan, leshan_events
 from peers.leshan_gateway import link_urls, registered_daemon
 
 pytest_plugins = ["peers.fixtures"]

@@ -26,8 +26,7 @@ from nodegw import AirGateway, air_gateway
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from peers.fixtures import leshan_events
-from peers.leshan import EventStream, Leshan
+from peers.leshan import EventStream, Leshan, leshan_events
 
 pytest_plugins = ["peers.fixtures"]
 

@@ -20,8 +20,7 @@ import pytest
 import pytest_asyncio
 from integration.test_daemon import Daemon
 
-from peers.fixtures import leshan_events
-from peers.leshan import Event, EventStream, Leshan
+from peers.leshan import Event, EventStream, Leshan, leshan_events
 from peers.leshan_gateway import link_urls, registered_daemon
 
 pytest_plugins = ["peers.fixtures"]

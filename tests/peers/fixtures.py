@@ -19,12 +19,11 @@ from __future__ import annotations
 import functools
 import shutil
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
 
 import pytest
 
 from peers.aiocoap_rd import AiocoapRD, RDFactory, find_aiocoap_rd
-from peers.leshan import EventStream, Leshan, LeshanMissing, check_jar, find_java, in_ci
+from peers.leshan import Leshan, LeshanMissing, check_jar, find_java, in_ci
 from peers.libcoap import CoapClient, find_coap_client
 from peers.lwm2m_node import LwM2MNodeServer, NodeServerFactory, check_packages
 
@@ -68,16 +67,3 @@ def leshan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Leshan]:
         yield server
     finally:
         server.stop()
-
-
-def leshan_events(scope: Literal["function", "module"] = "function") -> Any:
-    """An ``events`` fixture of ``scope``, the Leshan server's event stream, for a module to
-    bind: ``events = leshan_events("module")``. A module-scoped stream spans the module's tests
-    (they share one registered daemon); a function-scoped one sees only its test's events."""
-
-    @pytest.fixture(scope=scope, name="events")
-    def events(leshan: Leshan) -> Iterator[EventStream]:
-        with leshan.events() as stream:
-            yield stream
-
-    return events

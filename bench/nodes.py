@@ -171,7 +171,7 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
     from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
     from bridged.exposure.gateway import GatewayExposure
     from bridged.exposure.instances import InstancesExposure
-    from bridged.objects.builtin import builtin_registry
+    from bridged.objects.builtin import builtin_definitions
     from bridged.objects.tree import ObjectTree
     from bridged.objects.values import Record
     from bridged.registry import NodeRegistry
@@ -208,7 +208,7 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
     registry = NodeRegistry(store, SecretStore(state / "secrets.json"), ReadingStore(conn))
     sim = SimulatedTransport({"nodes": count}, registry)
     registry.attach(sim)
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3, 0, [(0, "bench"), (16, "U")])
     now = time.time()
     for node in sim.nodes.values():  # every node has reported once, so it has values
@@ -222,7 +222,7 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
             on_event(e)
 
         endpoints = EndpointsExposure(
-            tree.registry, GATEWAY, config, host="127.0.0.1", on_event=ep_event
+            tree.definitions, GATEWAY, config, host="127.0.0.1", on_event=ep_event
         )
         registry.listen(endpoints)
         t1 = time.monotonic()

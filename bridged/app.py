@@ -190,7 +190,7 @@ class Gateway:
             self.firmware.on_change = self._firmware_changed
             self.registry.listen(self.firmware)
             self.transports = {
-                s.name: build_transport(config, s, self.registry, self.tree.registry)
+                s.name: build_transport(config, s, self.registry, self.tree.definitions)
                 for s in config.transports
             }
             self.nodes_health = HealthMonitor(config.health)
@@ -371,7 +371,7 @@ class Gateway:
         after = {s.name: s for s in config.transports}
         # Built first: a transport refusing its new table leaves everything as it was.
         rebuilt = {
-            name: build_transport(config, section, self.registry, self.tree.registry)
+            name: build_transport(config, section, self.registry, self.tree.definitions)
             for name, section in after.items()
             if before.get(name) != section
         }

@@ -435,7 +435,7 @@ class Delivery:
         for session, part in parts.items():
 
             def size(run: Sequence[tuple[int, Record]], tree: ObjectTree = session.tree) -> int:
-                return len(codec.encode([r for _, r in run], ROOT, tree.registry))
+                return len(codec.encode([r for _, r in run], ROOT, tree.definitions))
 
             fit = leading_fit(part, size, self.config.max_bytes)
             if fit < len(part):

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, ClassVar, Protocol
 
-from bridged.objects.definitions import Registry
+from bridged.objects.definitions import Definitions
 from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -171,7 +171,7 @@ class TransportHost:
     to its nodes; ``files``, where it may keep small files of its own (None when the gateway
     has no state directory to lend, as in tests that need none)."""
 
-    definitions: Registry
+    definitions: Definitions
     append_coap_transport: CoapTransportHelper
     files: TransportFiles | None = None
 

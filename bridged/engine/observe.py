@@ -559,8 +559,8 @@ class Observations:
         assert obs.content_format is not None
         codec = codec_for(obs.content_format)
         base = ROOT if obs.request.composite else obs.paths[0]
-        registry = self.tree.registry if base == ROOT else self.dm.tree_for(base).registry
-        return lambda records: codec.encode(records, base, registry)
+        definitions = self.tree.definitions if base == ROOT else self.dm.tree_for(base).definitions
+        return lambda records: codec.encode(records, base, definitions)
 
     def _observing(self, path: Path) -> list[Observation]:
         """The observations that include ``path``, oldest first."""

@@ -111,7 +111,7 @@ class GatewayExposure(ThroughGateway):
         if device is None:
             prefix = self.store.prefix(node.id)
             instance = self.store.instance_id(node.id, LwM2MGateway.OBJECT)
-            tree = ObjectTree(self.tree.registry, prefix)
+            tree = ObjectTree(self.tree.definitions, prefix)
             device = _EndDevice(instance, tree, self.paths)
             device.tree.subscribe(self._changed)
             device.mirror.sync(node)

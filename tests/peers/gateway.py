@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.definitions import (
     Operations,
     ResourceDef,
@@ -98,9 +98,9 @@ class Gateway:
 
 def gateway() -> Gateway:
     """A fresh gateway tree (see the module docstring)."""
-    registry = builtin_registry()
-    registry.add(PROBE_OBJECT)
-    tree = ObjectTree(registry)
+    definitions = builtin_definitions()
+    definitions.add(PROBE_OBJECT)
+    tree = ObjectTree(definitions)
     gw = Gateway(tree)
     install_device_objects(
         tree,

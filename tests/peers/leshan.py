@@ -63,7 +63,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.ddf import parse_ddf
 from bridged.objects.definitions import ObjectDef, ResourceType
 
@@ -482,7 +482,7 @@ def write_missing_models(jar: Path, folder: Path) -> list[int]:
             if name.startswith("models/") and name.endswith(".xml")
             for obj in parse_ddf(z.read(name), name)
         }
-    missing = [obj for obj in builtin_registry() if (obj.id, obj.version) not in known]
+    missing = [obj for obj in builtin_definitions() if (obj.id, obj.version) not in known]
     for obj in missing:
         (folder / f"{obj.id}-{obj.version.replace('.', '_')}.xml").write_text(ddf_xml([obj]))
     return [obj.id for obj in missing]

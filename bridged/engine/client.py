@@ -50,8 +50,7 @@ from .dm import (
     DeviceManagementResource,
     EndDevices,
 )
-from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
-from .endpoint import Endpoint, UdpEndpoint
+from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskUplink
 from .nodes import NodeBackend
 from .observe import MAX_OBSERVATIONS, Observations
 from .provisioning import ProvisioningStore
@@ -78,6 +77,7 @@ from .send import (
     outcome_of,
 )
 from .site import ClientSite, NotServing
+from .uplink import UdpUplink, Uplink
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class ServerSession:
     Build it with ``open``, run it with ``start``, end it with ``close``.
     """
 
-    endpoint: Endpoint
+    uplink: Uplink
     registrar: Registrar
 
     def __init__(
@@ -228,9 +228,9 @@ class ServerSession:
             nodes=nodes,
             devices=devices,
         )
-        session.endpoint = await session._open_endpoint(bind)
-        session.observations.send_delay = send_delay(session.endpoint.context)
-        session.observations.watch_ack = ack_watch(session.endpoint.context)
+        session.uplink = await session._open_uplink(bind)
+        session.observations.send_delay = send_delay(session.uplink.context)
+        session.observations.watch_ack = ack_watch(session.uplink.context)
         target = ServerTarget(
             uri=session.uri,
             endpoint=endpoint_name,
@@ -239,7 +239,7 @@ class ServerSession:
             retry=config.retry,
         )
         session.registrar = Registrar(
-            session.endpoint, target, session.params, on_event, on_answer=session.answered
+            session.uplink, target, session.params, on_event, on_answer=session.answered
         )
         return session
 
@@ -262,7 +262,7 @@ class ServerSession:
     def name(self) -> str:
         return self.uri
 
-    async def _open_endpoint(self, bind: tuple[str, int]) -> Endpoint:
+    async def _open_uplink(self, bind: tuple[str, int]) -> Uplink:
         site = DeviceManagementResource(self.dm, self.observations)
         mode = self._security(Security.MODE)
         scheme = urlsplit(self.uri).scheme
@@ -270,7 +270,7 @@ class ServerSession:
             identity, key = self._security(Security.IDENTITY), self._security(Security.SECRET_KEY)
             if not isinstance(identity, bytes) or not isinstance(key, bytes) or not key:
                 raise ValueError(f"server {self.uri}: /0/{self.security_instance} has no PSK")
-            return await DtlsPskEndpoint.create(
+            return await DtlsPskUplink.create(
                 self.uri,
                 identity,
                 key,
@@ -278,7 +278,7 @@ class ServerSession:
                 handshake_timeout=self.config.dtls_handshake_timeout,
             )
         if mode == SecurityMode.NOSEC and scheme == "coap":
-            return await UdpEndpoint.create(site, bind)
+            return await UdpUplink.create(site, bind)
         raise ValueError(
             f"server {self.uri}: security mode {mode!r} over {scheme}:// is not supported"
             " (NoSec over coap://, PSK over coaps://)"
@@ -352,7 +352,7 @@ class ServerSession:
             if deregister:
                 await self.registrar.deregister()
         finally:
-            await self.endpoint.shutdown()
+            await self.uplink.shutdown()
 
     # -- queue mode --------------------------------------------------------------------------
 
@@ -652,7 +652,7 @@ class LwM2MClient:
                     )
                 )
         except BaseException:
-            await asyncio.gather(*(s.endpoint.shutdown() for s in self.sessions))
+            await asyncio.gather(*(s.uplink.shutdown() for s in self.sessions))
             self.sessions.clear()
             raise
         for session in self.sessions:
@@ -742,10 +742,10 @@ class LwM2MClient:
         """One bootstrap, on a socket of its own that serves only the Bootstrap-Server."""
         assert self.bootstrap is not None
         site = ClientSite(NotServing())
-        endpoint = await UdpEndpoint.create(site, self.bind)
+        uplink = await UdpUplink.create(site, self.bind)
         try:
             await Bootstrapper(
-                endpoint.context,
+                uplink.context,
                 site,
                 self.tree,
                 self.endpoint,
@@ -755,7 +755,7 @@ class LwM2MClient:
                 nodes=self.nodes,
             ).run()
         finally:
-            await endpoint.shutdown()
+            await uplink.shutdown()
         if self.store is not None:
             try:
                 self.store.save(self.tree)

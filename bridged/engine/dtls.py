@@ -7,10 +7,10 @@ site, with a few sharp edges that this module deals with in one place:
 
 * **The session must be held.** aiocoap keeps DTLS connections in a weak pool; once nothing
   references a connection it is garbage-collected and closed without a word, and the server's
-  requests are lost. :class:`DtlsPskEndpoint` keeps the remote of the last response.
+  requests are lost. :class:`DtlsPskUplink` keeps the remote of the last response.
 * **A dead session is not noticed.** After a server restart without ICMP errors, aiocoap keeps
   writing into a session the server no longer knows, and no new handshake happens.
-  :meth:`DtlsPskEndpoint.request` shuts the session down when a request fails at the network
+  :meth:`DtlsPskUplink.request` shuts the session down when a request fails at the network
   level, so the caller's next Register handshakes afresh (on a new local port).
 * **A wrong PSK is silent.** A DTLS server discards a Finished message it cannot verify (RFC 6347
   section 4.1.2.1 allows invalid records to be dropped), so a wrong identity or key only shows as
@@ -198,8 +198,8 @@ def credentials_pattern(server_uri: str) -> str:
     return f"coaps://{rendered.netloc}/*"
 
 
-class DtlsPskEndpoint:
-    """The client's CoAP endpoint towards one LwM2M server in security mode 0 (PSK).
+class DtlsPskUplink:
+    """The client's uplink towards one LwM2M server in security mode 0 (PSK).
 
     Its :attr:`context` serves ``site`` to the server over the DTLS session the client opens, and
     sends the client's own requests (Register, Update, ...) through :meth:`request`, which keeps
@@ -222,11 +222,11 @@ class DtlsPskEndpoint:
         *,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         loggername: str = "bridged.engine.dtls",
-    ) -> DtlsPskEndpoint:
+    ) -> DtlsPskUplink:
         """Build the context for ``server_uri`` with PSK ``identity`` (/0/x/3) and ``key`` (/0/x/5).
 
         The context gets exactly one transport, tinydtls: the default set would also open plain
-        UDP, TCP and WebSocket endpoints on the CoAP ports, which a gateway must not expose.
+        UDP, TCP and WebSocket sockets on the CoAP ports, which a gateway must not expose.
         """
         client_credentials = credentials.CredentialsMap()
         client_credentials[credentials_pattern(server_uri)] = credentials.DTLS(

@@ -363,7 +363,7 @@ async def test_aiocoap_hazard_reproduced_without_the_guard(
     ``TypeError: 'bool' object is not iterable``, and nothing more is notified (the server is
     not told: it just stops hearing)."""
     await client.stop()
-    monkeypatch.setattr("bridged.engine.endpoint.guard_stale_icmp_errors", lambda context: 0)
+    monkeypatch.setattr("bridged.engine.uplink.guard_stale_icmp_errors", lambda context: 0)
     await client.start()
     await server.next_event("register")
     await _observer_gone_then_change(client, server)

@@ -166,6 +166,6 @@ async def registration_complete(
 def client_port(client: LwM2MClient) -> int:
     """The UDP port the client's socket is bound to (aiocoap does not report it for port 0)."""
     assert client.sessions, "the client is not started"
-    context = client.sessions[0].endpoint.context
+    context = client.sessions[0].uplink.context
     udp = context.request_interfaces[0].token_interface.message_interface
     return int(udp.transport.get_extra_info("socket").getsockname()[1])

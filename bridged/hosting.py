@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridged.engine.coap import append_transport
+from bridged.engine.coap import append_message_interface
 from bridged.objects.definitions import Definitions
 from bridged.store.files import write_private_file
 from bridged.transports.base import TransportHost
@@ -43,4 +43,4 @@ def transport_host(definitions: Definitions, state_dir: Path | None = None) -> T
     operator's DDF files): the engine's bounded CoAP message layer for their CoAP sides, and,
     with a ``state_dir``, files of their own in its ``transports/`` folder."""
     files = StateFiles(state_dir / TRANSPORT_FILES) if state_dir is not None else None
-    return TransportHost(definitions, append_transport, files)
+    return TransportHost(definitions, append_message_interface, files)

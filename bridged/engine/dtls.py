@@ -25,9 +25,9 @@ site, with a few sharp edges that this module deals with in one place:
 The tinydtls pieces used (``DTLSClientConnection`` with its ``send``, ``_event``,
 ``_inject_error`` and ``shutdown`` hooks and its ``SingleConnection`` protocol; the transport's
 ``_pool`` keyed by ``(host, port, identity)``) are aiocoap internals, pinned by
-``tests/integration/test_dtls.py``; keep aiocoap's version pinned. The transport is added through
-:func:`bridged.engine.coap.append_transport`, so the DTLS context has the same memory bound and
-Message-ID pacing as the plain one.
+``tests/integration/test_dtls.py``; keep aiocoap's version pinned. The transport is added
+through :func:`bridged.engine.coap.append_message_interface`, so the DTLS context has the same
+memory bound and Message-ID pacing as the plain one.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from aiocoap.transports.tinydtls import (
     MessageInterfaceTinyDTLS,
 )
 
-from .coap import append_transport
+from .coap import append_message_interface
 from .options import CheckedSite
 
 #: Same budget CoAP gives a confirmable message before giving up (MAX_TRANSMIT_SPAN, RFC 7252).
@@ -240,11 +240,11 @@ class DtlsPskUplink:
         loop = asyncio.get_running_loop()
         transports: list[_PskTransport] = []
 
-        async def create_transport(mman: interfaces.MessageManager) -> _PskTransport:
+        async def create_interface(mman: interfaces.MessageManager) -> _PskTransport:
             transports.append(_PskTransport(mman, context.log, loop, handshake_timeout))
             return transports[0]
 
-        await append_transport(context, create_transport)
+        await append_message_interface(context, create_interface)
         return cls(context, transports[0], server_uri)
 
     @property

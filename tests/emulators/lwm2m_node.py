@@ -19,7 +19,7 @@ from typing import Any
 import aiocoap
 from aiocoap.numbers.codes import Code
 
-from bridged.engine.coap import append_transport
+from bridged.engine.coap import append_message_interface
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
 from bridged.engine.observe import Observations
 from bridged.engine.registration import (
@@ -142,7 +142,7 @@ class EmulatedNode:
             sending,
             self.ip,
             self.port,
-            append_transport,
+            append_message_interface,
         )
         host = LowpanAddress(self.interface, gateway_ip, self.server_port).hostinfo
         target = ServerTarget(

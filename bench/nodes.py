@@ -228,15 +228,15 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
         t1 = time.monotonic()
         await endpoints.start()
     else:
-        devices = None
+        end_devices = None
         if mode == "instances":
             registry.listen(InstancesExposure(tree, store))
         else:
-            devices = GatewayExposure(tree, store)
-            registry.listen(devices)
+            end_devices = GatewayExposure(tree, store)
+            registry.listen(end_devices)
         t1 = time.monotonic()
         client = LwM2MClient(
-            tree, GATEWAY, config, bind=("127.0.0.1", 0), on_event=on_event, devices=devices
+            tree, GATEWAY, config, bind=("127.0.0.1", 0), on_event=on_event, end_devices=end_devices
         )
         await client.start()
     await registered.wait()

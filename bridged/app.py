@@ -202,7 +202,7 @@ class Gateway:
             exposure = self.exposure
             self.operations = self._operations(exposure.paths)
             """Read, Write and Execute of node paths, for servers and bridgectl alike."""
-            self.shell = Shell(self.tree, self.operations, exposure.paths, exposure.devices)
+            self.shell = Shell(self.tree, self.operations, exposure.paths, exposure.end_devices)
             """The LwM2M shell's verbs (bridgectl ls, read, write, exec, create, delete)."""
             self.client = LwM2MClient(
                 self.tree,
@@ -214,7 +214,7 @@ class Gateway:
                 state_dir=state_dir,
                 on_bootstrap_event=self._on_bootstrap,
                 nodes=self.operations if exposure.nodes_on_gateway else None,
-                devices=exposure.devices,
+                end_devices=exposure.end_devices,
             )
             # Node readings go upstream from the store, by Send or as notifications, through
             # the gateway's endpoint or, in the endpoints mode, through each node's own.

@@ -6,7 +6,7 @@ Write, Execute and Create are a server's, with a server's codes (a read-only res
 Read, Write or Execute of one goes to the node (or its desired-state queue) through the same
 ``NodeOperations`` a server's does, and creating or deleting a node's instance is refused as
 it is for a server. Which path is a node's is the
-exposure mode's ``paths`` to say; in the gateway mode, ``devices`` hold the end devices' trees
+exposure mode's ``paths`` to say; in the gateway mode, ``end_devices`` hold the end devices' trees
 at their prefixes.
 """
 
@@ -44,13 +44,13 @@ class Shell:
         tree: ObjectTree,
         operations: NodeOperations,
         paths: NodePaths,
-        devices: EndDevices | None,
+        end_devices: EndDevices | None,
     ) -> None:
         self.tree = tree
         self.operations = operations
         self.paths = paths
-        self.devices = devices
-        self.server = DeviceManagement(tree, nodes=operations, devices=devices)
+        self.end_devices = end_devices
+        self.server = DeviceManagement(tree, nodes=operations, end_devices=end_devices)
         """Write and exec are a server's, with a server's full rights (no access control)."""
 
     def _tree_for(self, path: Path) -> ObjectTree:
@@ -58,7 +58,7 @@ class Shell:
         names (the gateway mode's ``/devN/...``)."""
         if path.prefix is None:
             return self.tree
-        tree = None if self.devices is None else self.devices.device_tree(path.prefix)
+        tree = None if self.end_devices is None else self.end_devices.end_device_tree(path.prefix)
         if tree is None:
             raise NotFound(f"{path}: no end device has the prefix {path.prefix}")
         return tree

@@ -52,7 +52,7 @@ def free_udp_port() -> int:
 async def bootstrapping(
     tree: ObjectTree, endpoint: str, **options: Any
 ) -> AsyncIterator[tuple[BootstrapTestServer, BootstrapRequest]]:
-    """A client of ``tree`` (with ``options``, e.g. ``nodes``, ``devices``) bootstrapping from
+    """A client of ``tree`` (with ``options``, e.g. ``nodes``, ``end_devices``) bootstrapping from
     an in-repo Bootstrap-Server: the server and the client's Bootstrap-Request, to drive the
     session from."""
     async with BootstrapTestServer() as bs:

@@ -172,7 +172,7 @@ class ServerSession:
         server_instance: int,
         access: AccessControl | None = None,
         nodes: NodeBackend | None = None,
-        devices: EndDevices | None = None,
+        end_devices: EndDevices | None = None,
     ) -> None:
         self.tree = tree
         self.config = config
@@ -185,7 +185,7 @@ class ServerSession:
             server_id=config.short_server_id,
             access=access,
             nodes=nodes,
-            devices=devices,
+            end_devices=end_devices,
         )
         self.gate: QueueModeGate | None = None
         if config.queue:
@@ -216,7 +216,7 @@ class ServerSession:
         bind: tuple[str, int] = ("::", 0),
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
         nodes: NodeBackend | None = None,
-        devices: EndDevices | None = None,
+        end_devices: EndDevices | None = None,
     ) -> ServerSession:
         """The session with its socket open (nothing sent yet)."""
         session = cls(
@@ -226,7 +226,7 @@ class ServerSession:
             server_instance=server_instance,
             access=access,
             nodes=nodes,
-            devices=devices,
+            end_devices=end_devices,
         )
         session.uplink = await session._open_uplink(bind)
         session.observations.send_delay = send_delay(session.uplink.context)
@@ -447,7 +447,7 @@ class LwM2MClient:
     which then registers straight away.
 
     With ``nodes``, each server's device management awaits node-backed paths from it (see
-    ``bridged.engine.nodes``). With ``devices`` (the ``gateway`` exposure mode), the
+    ``bridged.engine.nodes``). With ``end_devices`` (the ``gateway`` exposure mode), the
     end devices' trees are served at their prefixes (see ``dm.EndDevices``).
     """
 
@@ -463,11 +463,11 @@ class LwM2MClient:
         state_dir: pathlib.Path | None = None,
         on_bootstrap_event: Callable[[BootstrapEvent], None] = lambda e: None,
         nodes: NodeBackend | None = None,
-        devices: EndDevices | None = None,
+        end_devices: EndDevices | None = None,
     ) -> None:
         self.tree = tree
         self.nodes = nodes
-        self.devices = devices
+        self.end_devices = end_devices
         self.endpoint = endpoint
         if servers is None:
             servers = ()
@@ -648,7 +648,7 @@ class LwM2MClient:
                         bind=self.bind,
                         on_event=self._on_registration_event,
                         nodes=self.nodes,
-                        devices=self.devices,
+                        end_devices=self.end_devices,
                     )
                 )
         except BaseException:

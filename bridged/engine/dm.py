@@ -147,7 +147,7 @@ class EndDevices(Protocol):
     """The end devices of a LwM2M Gateway (the ``gateway`` exposure mode): each has a tree
     whose prefix is the end device's, served at prefixed paths (``/dev3/3303/0/5700``)."""
 
-    def device_tree(self, prefix: str) -> ObjectTree | None:
+    def end_device_tree(self, prefix: str) -> ObjectTree | None:
         """The tree of the end device with ``prefix``; None if there is none."""
         ...
 
@@ -170,7 +170,7 @@ class DeviceManagement:
     node backs (see ``bridged.engine.nodes``) are awaited from the node; everything else, and
     every request without ``nodes``, is the synchronous ``handle``.
 
-    With ``devices`` (a LwM2M Gateway), a request to a prefixed path is served from that end
+    With ``end_devices`` (a LwM2M Gateway), a request to a prefixed path is served from that end
     device's tree, composite requests may mix the gateway's paths and end devices' ones, and an
     unknown prefix is 4.04. Access Control does not apply to end devices (Gateway TS: servers
     have full rights on them); their Write-Attributes are kept with the gateway's.
@@ -185,12 +185,12 @@ class DeviceManagement:
         access: AccessControl | None = None,
         max_payload: int = MAX_PAYLOAD,
         nodes: NodeBackend | None = None,
-        devices: EndDevices | None = None,
+        end_devices: EndDevices | None = None,
     ) -> None:
         self.tree = tree
         self.nodes = nodes
-        self.devices = devices
-        self._device_dms: dict[str, DeviceManagement] = {}
+        self.end_devices = end_devices
+        self._end_device_dms: dict[str, DeviceManagement] = {}
         self.version = version
         self.max_payload = max_payload
         self.attributes: dict[Path, Attributes] = {}
@@ -232,7 +232,7 @@ class DeviceManagement:
         path = Path.from_segments(segments)
         if path.prefix != self.tree.prefix:
             # A non-numeric first segment names an end device; one not served here is 4.04.
-            return self._device(path)._dispatch(
+            return self._end_device(path)._dispatch(
                 method, path, query, payload, content_format, accept
             )
         return self._dispatch(method, path, query, payload, content_format, accept)
@@ -688,21 +688,24 @@ class DeviceManagement:
         (NotFound for a prefix no end device has)."""
         if path.prefix == self.tree.prefix:
             return self.tree
-        return self._device(path).tree
+        return self._end_device(path).tree
 
-    def _device(self, path: Path) -> DeviceManagement:
+    def _end_device(self, path: Path) -> DeviceManagement:
         """Device management of the end device ``path``'s prefix names; NotFound if none."""
         prefix = path.prefix
-        tree = None if self.devices is None or prefix is None else self.devices.device_tree(prefix)
+        end_devices = self.end_devices
+        tree = (
+            None if end_devices is None or prefix is None else end_devices.end_device_tree(prefix)
+        )
         if tree is None or prefix is None:
-            if prefix is not None and self._device_dms.pop(prefix, None) is not None:
+            if prefix is not None and self._end_device_dms.pop(prefix, None) is not None:
                 self._forget_attributes(Path((), prefix))
             raise NotFound(f"{path} is not served by this client")
-        dm = self._device_dms.get(prefix)
+        dm = self._end_device_dms.get(prefix)
         if dm is None or dm.tree is not tree:
             dm = DeviceManagement(tree, self.version, max_payload=self.max_payload)
             dm.attributes = self.attributes
-            self._device_dms[prefix] = dm
+            self._end_device_dms[prefix] = dm
         return dm
 
     def _check(self, operation: Operation, path: Path) -> None:

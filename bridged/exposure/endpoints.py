@@ -204,7 +204,7 @@ class EndpointsExposure:
     # -- ExposureMode ------------------------------------------------------------------------
 
     @property
-    def devices(self) -> EndDevices | None:
+    def end_devices(self) -> EndDevices | None:
         return None
 
     def router(self, client: LwM2MClient) -> Router:

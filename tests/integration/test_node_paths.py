@@ -130,7 +130,7 @@ async def mode_gateway(
                 config,
                 bind=("127.0.0.1", 0),
                 nodes=operations(exposure.paths),
-                devices=exposure if isinstance(exposure, GatewayExposure) else None,
+                end_devices=exposure if isinstance(exposure, GatewayExposure) else None,
             )
             await client.start()
             stack.push_async_callback(client.stop)

@@ -52,7 +52,7 @@ async def test_gateway_mode_shows_an_802154_node_behind_its_prefix(
         ServerConfig(server.uri, request_timeout=5.0, retry=FAST_RETRY),
         bind=("127.0.0.1", 0),
         on_event=events.put_nowait,
-        devices=exposure,
+        end_devices=exposure,
         nodes=NodeOperations(registry, exposure.paths),
     )
     await client.start()

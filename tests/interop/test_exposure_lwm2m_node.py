@@ -95,7 +95,9 @@ async def test_gateway_mode_register_carries_25_and_the_server_reads_the_end_dev
     registry.listen(exposure)
     first, second = sim.nodes.values()
     registry.pair(PairedNode(first.id, "kitchen", "sim"))
-    client = LwM2MClient(tree, GATEWAY, config(peer.uri), bind=("127.0.0.1", 0), devices=exposure)
+    client = LwM2MClient(
+        tree, GATEWAY, config(peer.uri), bind=("127.0.0.1", 0), end_devices=exposure
+    )
     await client.start()
     try:
         registration = await peer.wait_event("registration", endpoint=GATEWAY)

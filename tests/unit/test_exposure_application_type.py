@@ -52,7 +52,7 @@ def gateway(reg: NodeRegistry) -> tuple[RegistryListener, Reader]:
     def read(oid: int, rid: int) -> Value:
         prefix = exposure.prefix(NODE)
         assert prefix is not None
-        tree = exposure.device_tree(prefix)
+        tree = exposure.end_device_tree(prefix)
         assert tree is not None
         return tree.get(Path((oid, 0, rid), prefix))
 

@@ -9,13 +9,11 @@ package, in a process of its own, so the checkout is never written to.
 from __future__ import annotations
 
 import difflib
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from overlays import run_over
 
 import bridged
 
@@ -115,27 +113,17 @@ def overlay(tmp_path: Path) -> Path:
 def test_a_content_format_is_a_codec_module_and_one_line(overlay: Path) -> None:
     formats = overlay / "bridged" / "objects" / "formats"
     (formats / "probe.py").write_text(CODEC)
-    definitions = formats / "__init__.py"
-    before = definitions.read_text()
+    table = formats / "__init__.py"
+    before = table.read_text()
     last = '    LWM2M_CBOR = 11544, "lwm2m_cbor"\n'
     assert last in before
-    definitions.write_text(before.replace(last, f'{last}    PROBE = {NUMBER}, "probe"\n'))
+    table.write_text(before.replace(last, f'{last}    PROBE = {NUMBER}, "probe"\n'))
     changed = [
         line
-        for line in difflib.unified_diff(before.splitlines(), definitions.read_text().splitlines())
+        for line in difflib.unified_diff(before.splitlines(), table.read_text().splitlines())
         if line[:1] in "+-" and line[:3] not in ("+++", "---")
     ]
     assert changed == [f'+    PROBE = {NUMBER}, "probe"']
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = str(overlay)
-    proc = subprocess.run(
-        [sys.executable, "-c", SERVED, str(overlay), str(NUMBER)],
-        cwd=overlay,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    proc = run_over(overlay, SERVED, str(overlay), str(NUMBER))
     assert proc.returncode == 0 and proc.stdout.strip() == "served", proc.stderr

@@ -14,8 +14,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from bridged.objects.builtin import builtin_registry
-from bridged.objects.definitions import Registry
+from bridged.objects.builtin import builtin_definitions
+from bridged.objects.definitions import Definitions
 from bridged.objects.formats import CompositeCodec, ContentFormat, codec_for
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -25,13 +25,13 @@ GOAL_MS = 20.0
 """Encode budget for SenML CBOR and TLV on this read."""
 
 
-def build_read(instances: int) -> tuple[Registry, Path, list[Record]]:
-    registry = builtin_registry()
-    tree = ObjectTree(registry)
+def build_read(instances: int) -> tuple[Definitions, Path, list[Record]]:
+    definitions = builtin_definitions()
+    tree = ObjectTree(definitions)
     for i in range(instances):
         tree.create_instance(3303, i, [(5700, 20.0 + i / 100), (5701, "Cel"), (5750, f"node-{i}")])
     base = Path((3303,))
-    return registry, base, tree.read(base)
+    return definitions, base, tree.read(base)
 
 
 def median_ms(fn: Callable[[], object], repeat: int) -> float:
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
-    registry, base, records = build_read(args.instances)
+    definitions, base, records = build_read(args.instances)
     print(f"Read of {base}: {args.instances} instances x 3 resources = {len(records)} values")
     print(f"{'format':<14} {'CF':>6} {'encode ms':>10} {'decode ms':>10} {'bytes':>9}  note")
     for cf in (
@@ -66,10 +66,10 @@ def main() -> None:
         if cf in (ContentFormat.TEXT, ContentFormat.OPAQUE, ContentFormat.CBOR):
             print(f"{cf.name:<14} {int(cf):>6} {'-':>10} {'-':>10} {'-':>9}  one value per payload")
             continue
-        payload = codec.encode(records, base, registry)
-        assert codec.decode(payload, base, registry) == records, f"{cf.name} does not round-trip"
-        enc = median_ms(lambda c=codec: c.encode(records, base, registry), args.repeat)
-        dec = median_ms(lambda c=codec, p=payload: c.decode(p, base, registry), args.repeat)
+        payload = codec.encode(records, base, definitions)
+        assert codec.decode(payload, base, definitions) == records, f"{cf.name} does not round-trip"
+        enc = median_ms(lambda c=codec: c.encode(records, base, definitions), args.repeat)
+        dec = median_ms(lambda c=codec, p=payload: c.decode(p, base, definitions), args.repeat)
         note = ""
         if cf in (ContentFormat.SENML_CBOR, ContentFormat.TLV):
             note = f"encode at {enc / GOAL_MS:.0%} of the {GOAL_MS:.0f} ms budget"

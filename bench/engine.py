@@ -53,7 +53,7 @@ from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.coap import create_context, message_managers, send_delay
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
 from bridged.engine.observe import Observations
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 
@@ -84,7 +84,7 @@ async def serve_observed() -> tuple[aiocoap.Context, asyncio.Task[None]]:
     """The engine with ``OBSERVED`` temperatures, and a task that, once all of them are
     observed, changes every value and yields to the loop, over and over: as many changes as
     the engine can notify."""
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     for i in range(OBSERVED):
         tree.create_instance(3303, i, [(5700, 0.0)])
     dm = DeviceManagement(tree)
@@ -118,7 +118,7 @@ async def serve(kind: str) -> None:
             site, bind=("127.0.0.1", 0), transports=["udp6"]
         )
     else:
-        tree = ObjectTree(builtin_registry())
+        tree = ObjectTree(builtin_definitions())
         tree.create_instance(3, 0, [(0, "ACME"), (1, "bridged"), (16, "U")])
         site = DeviceManagementResource(DeviceManagement(tree))
         context = await create_context(site, ("127.0.0.1", 0))
@@ -438,7 +438,7 @@ async def register_instances(count: int) -> tuple[float, int, int]:
     sys.path.insert(0, str(TESTS))
     from peers.lwm2m_server import LwM2MTestServer
 
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3, 0, [(0, "ACME")])
     for i in range(count):
         tree.create_instance(3303, i, [(5700, 20.0 + i / 100)])

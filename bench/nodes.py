@@ -170,7 +170,7 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
     from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
     from bridged.exposure.gateway import GatewayExposure
     from bridged.exposure.instances import InstancesExposure
-    from bridged.objects.builtin import builtin_registry
+    from bridged.objects.builtin import builtin_definitions
     from bridged.objects.tree import ObjectTree
     from bridged.objects.values import Record
     from bridged.registry import NodeRegistry
@@ -207,7 +207,7 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
     registry = NodeRegistry(store, SecretStore(state / "secrets.json"), ReadingStore(conn))
     sim = SimulatedTransport({"nodes": count}, registry)
     registry.attach(sim)
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3, 0, [(0, "bench"), (16, "U")])
     now = time.time()
     for node in sim.nodes.values():  # every node has reported once, so it has values
@@ -221,21 +221,21 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
             on_event(e)
 
         endpoints = EndpointsExposure(
-            tree.registry, GATEWAY, config, host="127.0.0.1", on_event=ep_event
+            tree.definitions, GATEWAY, config, host="127.0.0.1", on_event=ep_event
         )
         registry.listen(endpoints)
         t1 = time.monotonic()
         await endpoints.start()
     else:
-        devices = None
+        end_devices = None
         if mode == "instances":
             registry.listen(InstancesExposure(tree, store))
         else:
-            devices = GatewayExposure(tree, store)
-            registry.listen(devices)
+            end_devices = GatewayExposure(tree, store)
+            registry.listen(end_devices)
         t1 = time.monotonic()
         client = LwM2MClient(
-            tree, GATEWAY, config, bind=("127.0.0.1", 0), on_event=on_event, devices=devices
+            tree, GATEWAY, config, bind=("127.0.0.1", 0), on_event=on_event, end_devices=end_devices
         )
         await client.start()
     await registered.wait()

@@ -192,7 +192,7 @@ class Gateway:
             self.firmware.on_change = self._firmware_changed
             self.registry.listen(self.firmware)
             self.transports = {
-                s.name: build_transport(config, s, self.registry, self.tree.registry)
+                s.name: build_transport(config, s, self.registry, self.tree.definitions)
                 for s in config.transports
             }
             self.nodes_health = HealthMonitor(config.health)
@@ -204,7 +204,7 @@ class Gateway:
             exposure = self.exposure
             self.operations = self._operations(exposure.paths)
             """Read, Write and Execute of node paths, for servers and bridgectl alike."""
-            self.shell = Shell(self.tree, self.operations, exposure.paths, exposure.devices)
+            self.shell = Shell(self.tree, self.operations, exposure.paths, exposure.end_devices)
             """The LwM2M shell's verbs (bridgectl ls, read, write, exec, create, delete)."""
             self.client = LwM2MClient(
                 self.tree,
@@ -216,7 +216,7 @@ class Gateway:
                 state_dir=state_dir,
                 on_bootstrap_event=self._on_bootstrap,
                 nodes=self.operations if exposure.nodes_on_gateway else None,
-                devices=exposure.devices,
+                end_devices=exposure.end_devices,
             )
             # Node readings go upstream from the store, by Send or as notifications, through
             # the gateway's endpoint or, in the endpoints mode, through each node's own.
@@ -373,7 +373,7 @@ class Gateway:
         after = {s.name: s for s in config.transports}
         # Built first: a transport refusing its new table leaves everything as it was.
         rebuilt = {
-            name: build_transport(config, section, self.registry, self.tree.registry)
+            name: build_transport(config, section, self.registry, self.tree.definitions)
             for name, section in after.items()
             if before.get(name) != section
         }

@@ -20,9 +20,9 @@ from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
 from bridged.exposure.mode import ExposureMode
 from bridged.hosting import transport_host
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.ddf import DefinitionError, load_ddf_dir
-from bridged.objects.definitions import Registry
+from bridged.objects.definitions import Definitions
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.store.files import DirectoryLocked, lock_directory
@@ -46,14 +46,14 @@ def build_tree(
 ) -> ObjectTree:
     """The gateway's own tree: built-in definitions plus the operator's DDF files, /3 and /4
     describing this machine, read when a server reads them (or the given ``facts``, fixed)."""
-    registry = builtin_registry()
+    definitions = builtin_definitions()
     objects_dir = config.gateway.objects_dir
     if objects_dir is not None:
         try:
-            registry.extend(load_ddf_dir(objects_dir))
+            definitions.extend(load_ddf_dir(objects_dir))
         except (DefinitionError, OSError) as e:
             raise ConfigError(config.path, "gateway.objects_dir", str(e)) from None
-    tree = ObjectTree(registry)
+    tree = ObjectTree(definitions)
     machine = read_machine_facts if facts is None else None
     install_device_objects(
         tree, facts or read_machine_facts(), on_reboot=on_reboot, machine=machine
@@ -81,7 +81,7 @@ def build_exposure(
         return GatewayExposure(tree, nodes)
     if mode == "endpoints":
         return EndpointsExposure(
-            tree.registry,
+            tree.definitions,
             config.gateway.endpoint,
             config.servers,
             host=config.gateway.bind_address,
@@ -93,7 +93,7 @@ def build_exposure(
 
 
 def build_transport(
-    config: Config, section: TransportSection, events: TransportEvents, definitions: Registry
+    config: Config, section: TransportSection, events: TransportEvents, definitions: Definitions
 ) -> Transport:
     """Import and construct the transport of ``[transport.<name>]``, lent ``definitions``, the
     gateway's CoAP message layer and its files in the state directory; its refusal of its
@@ -132,7 +132,7 @@ def check_transports(config: Config) -> None:
     """Build (without starting) the transport of every ``[transport.<name>]``, so that
     ``bridged --check`` refuses a table the daemon would refuse at start-up (ConfigError)."""
     for section in config.transports:
-        build_transport(config, section, _Unheard(), builtin_registry())
+        build_transport(config, section, _Unheard(), builtin_definitions())
 
 
 def make_state_dir(path: os.PathLike[str] | str) -> None:

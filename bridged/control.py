@@ -494,10 +494,7 @@ class ControlServer:
 
     async def end_subscription(self, conn: Connection) -> None:
         task, conn.forwarder = conn.forwarder, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
 
 class _Session:

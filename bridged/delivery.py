@@ -472,7 +472,7 @@ class Delivery:
                 run: Sequence[tuple[int, Record]],
                 session: ServerSession = session,
             ) -> int:
-                payload = codec.encode([r for _, r in run], ROOT, session.tree.registry)
+                payload = codec.encode([r for _, r in run], ROOT, session.tree.definitions)
                 encoded[session] = (len(run), payload)
                 return len(payload)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridged.engine.coap import append_transport
-from bridged.objects.definitions import Registry
+from bridged.engine.coap import append_message_interface
+from bridged.objects.definitions import Definitions
 from bridged.store.files import write_private_file
 from bridged.transports.base import TransportHost
 
@@ -38,9 +38,9 @@ class StateFiles:
         write_private_file(self._path(name), data)
 
 
-def transport_host(definitions: Registry, state_dir: Path | None = None) -> TransportHost:
+def transport_host(definitions: Definitions, state_dir: Path | None = None) -> TransportHost:
     """The host for transports of a gateway that knows ``definitions`` (built-in and the
     operator's DDF files): the engine's bounded CoAP message layer for their CoAP sides, and,
     with a ``state_dir``, files of their own in its ``transports/`` folder."""
     files = StateFiles(state_dir / TRANSPORT_FILES) if state_dir is not None else None
-    return TransportHost(definitions, append_transport, files)
+    return TransportHost(definitions, append_message_interface, files)

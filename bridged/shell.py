@@ -6,7 +6,7 @@ Write, Execute and Create are a server's, with a server's codes (a read-only res
 Read, Write or Execute of one goes to the node (or its desired-state queue) through the same
 ``NodeOperations`` a server's does, and creating or deleting a node's instance is refused as
 it is for a server. Which path is a node's is the
-exposure mode's ``paths`` to say; in the gateway mode, ``devices`` hold the end devices' trees
+exposure mode's ``paths`` to say; in the gateway mode, ``end_devices`` hold the end devices' trees
 at their prefixes.
 """
 
@@ -44,13 +44,13 @@ class Shell:
         tree: ObjectTree,
         operations: NodeOperations,
         paths: NodePaths,
-        devices: EndDevices | None,
+        end_devices: EndDevices | None,
     ) -> None:
         self.tree = tree
         self.operations = operations
         self.paths = paths
-        self.devices = devices
-        self.server = DeviceManagement(tree, nodes=operations, devices=devices)
+        self.end_devices = end_devices
+        self.server = DeviceManagement(tree, nodes=operations, end_devices=end_devices)
         """Write and exec are a server's, with a server's full rights (no access control)."""
 
     def _tree_for(self, path: Path) -> ObjectTree:
@@ -58,7 +58,7 @@ class Shell:
         names (the gateway mode's ``/devN/...``)."""
         if path.prefix is None:
             return self.tree
-        tree = None if self.devices is None else self.devices.device_tree(path.prefix)
+        tree = None if self.end_devices is None else self.end_devices.end_device_tree(path.prefix)
         if tree is None:
             raise NotFound(f"{path}: no end device has the prefix {path.prefix}")
         return tree
@@ -75,13 +75,13 @@ class Shell:
         if not tree.has(path):
             raise NotFound(f"{path} does not exist")
         if path.level is Level.OBJECT:
-            name = tree.registry.get(path.ids[0]).name
+            name = tree.definitions.get(path.ids[0]).name
             return [
                 {"path": f"{path}/{iid}", "name": name} for iid in tree.instance_ids(path.ids[0])
             ]
         out = []
         for p in tree.resource_paths(path):
-            rdef = tree.registry.resource(p.ids[0], p.ids[2])
+            rdef = tree.definitions.resource(p.ids[0], p.ids[2])
             out.append({"path": str(p), "name": rdef.name, "operations": rdef.operations.name})
         return out
 
@@ -110,7 +110,7 @@ class Shell:
         state while it sleeps, and the gateway's copy changes once the node has it."""
         if path.level < Level.RESOURCE:
             raise BadRequest(f"write needs a resource path, not {path}")
-        rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
+        rdef = self.tree.definitions.resource(path.ids[0], path.ids[2])
         if rdef.multiple and path.level is Level.RESOURCE:
             raise BadRequest(f"{path} is a multi-instance resource: write one instance of it")
         await self.server.operate(
@@ -136,7 +136,7 @@ class Shell:
         if self.paths.holds_nodes(path):
             raise node_owned(path)
         oid = path.ids[0]
-        odef = self.tree.registry.get(oid)
+        odef = self.tree.definitions.get(oid)
         iid = path.ids[1] if path.level is Level.INSTANCE else self.tree.free_instance_id(oid)
         records = [
             Record(Path((oid, iid, rid)), from_text(odef.resource(rid), text))

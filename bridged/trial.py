@@ -34,7 +34,7 @@ import aiocoap.resource
 from aiocoap.numbers.codes import Code
 
 from bridged.aio import cancel_and_wait
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.ids import Ipso, IpsoResource
@@ -48,7 +48,7 @@ INTERVAL = 2.0
 STEP_TIMEOUT = 30.0
 """Generous: the daemon is a Python process that may start on a small, busy machine."""
 LOCATION = ("rd", "bridged-try")
-DEFINITIONS = builtin_registry()
+DEFINITIONS = builtin_definitions()
 
 
 class TryFailed(Exception):

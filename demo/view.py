@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import NotFound
 from bridged.objects.ids import Ipso, IpsoResource
 
@@ -37,7 +37,7 @@ STORY_LINES = 24
 UNIT_SIGNS = {"Cel": "°C"}
 """UCUM codes (5701 Sensor Units) a reader knows better by their sign."""
 
-DEFINITIONS = builtin_registry()
+DEFINITIONS = builtin_definitions()
 
 _LINK = re.compile(r"<(/[0-9/]*)>")
 

@@ -6,15 +6,15 @@ Gateway 2.0 (whose resource 2 was removed), Event Log 2.1 (LwM2M 1.2's, where th
 keeps its fault log), and the current IPSO sensor and actuator objects.
 They live here as Python rather than as bundled XML so the daemon starts without parsing
 anything and a reviewer can read a definition in one place. A user's DDF directory is loaded
-over these (``Registry.add`` replaces) to add objects or to change a version.
+over these (``Definitions.add`` replaces) to add objects or to change a version.
 """
 
 from __future__ import annotations
 
 from .definitions import (
+    Definitions,
     ObjectDef,
     Operations,
-    Registry,
     ResourceDef,
     ResourceType,
     ValueRange,
@@ -22,7 +22,7 @@ from .definitions import (
 )
 from .ids import SSID_RANGE
 
-__all__ = ["builtin_objects", "builtin_registry"]
+__all__ = ["builtin_definitions", "builtin_objects"]
 
 R = Operations.R
 W = Operations.W
@@ -43,7 +43,7 @@ CORELNK = ResourceType.CORELNK
 NONE = ResourceType.NONE
 
 PERIOD = "0..2147483647"
-"""The Server object's periods in seconds. The registry states no range, but a negative period
+"""The Server object's periods in seconds. The OMA registry states no range, but a negative period
 means nothing and client stacks hold these in 32 bits: a server that writes one out of range
 gets 4.00 rather than a client that sends ``lt=-101`` in every Update."""
 SHORT_SERVER_ID = f"{SSID_RANGE.start}..{SSID_RANGE.stop - 1}"
@@ -490,8 +490,8 @@ def builtin_objects() -> tuple[ObjectDef, ...]:
     return _OBJECTS
 
 
-def builtin_registry() -> Registry:
-    """A new registry holding the built-in definitions, for the caller to extend or override."""
-    registry = Registry()
-    registry.extend(_OBJECTS)
-    return registry
+def builtin_definitions() -> Definitions:
+    """A new ``Definitions`` holding the built-in ones, for the caller to extend or override."""
+    definitions = Definitions()
+    definitions.extend(_OBJECTS)
+    return definitions

@@ -35,7 +35,7 @@ from .definitions import (
 from .paths import MAX_ID
 
 MAX_DDF_SIZE = 4 * 1024 * 1024
-"""Bytes a DDF file may have; the largest registry object file is about 35 KB."""
+"""Bytes a DDF file may have; the largest OMA registry object file is about 35 KB."""
 
 _ID_RE = re.compile(r"[0-9]{1,5}")
 _VERSION_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}")
@@ -65,7 +65,7 @@ def parse_ddf(data: bytes, source: str = "<bytes>") -> list[ObjectDef]:
     """The objects a DDF document defines, in document order.
 
     ``source`` names the document in error messages. An ``<Object>`` of ObjectType
-    "CommonResources" (the registry's reusable-resource list) defines no object and is skipped.
+    "CommonResources" (the OMA registry's reusable-resource list) defines no object and is skipped.
     """
     root = _parse_xml(data, source)
     if _local(root.tag) != "LWM2M":
@@ -286,7 +286,7 @@ def _operations(fields: dict[str, Element], fail: Callable[[str], DefinitionErro
 def _type(fields: dict[str, Element], fail: Callable[[str], DefinitionError]) -> ResourceType:
     """Type, any case and spacing; empty or "none" means the resource carries no value.
 
-    The registry leaves Type empty on executable resources, and on a few others that have no
+    The OMA registry leaves Type empty on executable resources, and on a few others that have no
     value to read either (10482 resource 5), so an empty Type is NONE whatever the operations.
     """
     if "Type" not in fields:

@@ -1,4 +1,4 @@
-"""Object and resource definitions, and the registry that holds them.
+"""Object and resource definitions, and ``Definitions``, the set that holds them.
 
 Definitions are the facts the rest of the model checks against: a value's type and range, which
 operations a resource allows, whether it has instances. They come from the built-in set
@@ -66,7 +66,7 @@ class ValueRange:
     """A resource's RangeEnumeration.
 
     ``low``/``high`` bound the value of a number, or the length of a String or Opaque; either is
-    None when the text gives no bound. ``text`` keeps the original wording, which the registry
+    None when the text gives no bound. ``text`` keeps the original wording, which the OMA registry
     also uses for enumerations and prose that no checker can enforce.
     """
 
@@ -132,7 +132,7 @@ class ObjectDef:
 
 
 def default_urn(oid: int, version: str = "1.0") -> str:
-    """The registry's URN form: ``oma`` below 1024, ``ext`` up to 10240, ``x`` for vendors;
+    """The OMA registry's URN form: ``oma`` below 1024, ``ext`` up to 10240, ``x`` for vendors;
     a version other than 1.0 is appended (``urn:oma:lwm2m:ext:3303:1.1``)."""
     kind = "oma" if oid < 1024 else "ext" if oid <= 10240 else "x"
     suffix = f":{version}" if version != "1.0" else ""
@@ -153,7 +153,7 @@ def make_object(
 ) -> ObjectDef:
     """Build an ObjectDef from a list of resources (keyed by their IDs).
 
-    The resource map is read-only, since one definition is shared by every registry and tree.
+    The resource map is read-only, since one definition is shared by every ``Definitions`` and tree.
     """
     return ObjectDef(
         id=id,
@@ -169,7 +169,7 @@ def make_object(
 
 
 @dataclass(slots=True)
-class Registry:
+class Definitions:
     """Object definitions by object ID.
 
     Later additions replace earlier ones, so a user's DDF file can override a built-in

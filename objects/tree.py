@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from .definitions import ObjectDef, Registry, ResourceDef
+from .definitions import Definitions, ObjectDef, ResourceDef
 from .errors import BadRequest, MethodNotAllowed, NotFound
 from .ids import DEVICE_PATH
 from .listeners import Listeners
@@ -50,7 +50,7 @@ class Change:
 
 
 class ObjectTree:
-    """Objects → instances → resources, checked against a registry of definitions."""
+    """Objects → instances → resources, checked against the object definitions."""
 
     __slots__ = (
         "_computed",
@@ -61,12 +61,12 @@ class ObjectTree:
         "_structure",
         "_times",
         "_values",
+        "definitions",
         "prefix",
-        "registry",
     )
 
-    def __init__(self, registry: Registry, prefix: str | None = None) -> None:
-        self.registry = registry
+    def __init__(self, definitions: Definitions, prefix: str | None = None) -> None:
+        self.definitions = definitions
         self.prefix = prefix
         self._objects: dict[int, dict[int, dict[int, _ResourceSlot]]] = {}
         self._times: dict[Path, float] = {}
@@ -99,7 +99,7 @@ class ObjectTree:
 
     def add_object(self, oid: int) -> None:
         """Make object ``oid`` present (with no instances yet); it must be defined."""
-        self.registry.get(oid)
+        self.definitions.get(oid)
         if oid not in self._objects:
             self._objects[oid] = {}
             self._changed(self._path((oid,)), structural=True)
@@ -135,7 +135,7 @@ class ObjectTree:
         ``values`` are (resource ID, value) pairs; a multi-instance resource takes a
         ``{riid: value}`` dict. The object is added if absent. Returns the instance path.
         """
-        odef = self.registry.get(oid)
+        odef = self.definitions.get(oid)
         instances = self._objects.get(oid, {})
         if iid is None:
             iid = self.free_instance_id(oid)
@@ -178,7 +178,7 @@ class ObjectTree:
         type- and range-checked; ``time`` records when it was measured (None: now).
         """
         oid, iid, rid = self._resource_ids(path)
-        odef = self.registry.get(oid)
+        odef = self.definitions.get(oid)
         resources = self._instance(oid, iid)
         if path.level is Level.RESOURCE_INSTANCE:
             rdef = odef.resource(rid)
@@ -216,9 +216,9 @@ class ObjectTree:
     def constrain(self, oid: int, rid: int, check: Constraint) -> None:
         """Check every value of resource ``rid`` of object ``oid`` with ``check`` as well, from
         a server's Write or Create and from the device side alike: for a rule the definitions
-        cannot state, such as the letters of a /1 Binding, whose values the registry leaves to
+        cannot state, such as the letters of a /1 Binding, whose values the OMA registry leaves to
         the Core specification."""
-        self.registry.resource(oid, rid)
+        self.definitions.resource(oid, rid)
         self._constraints[(oid, rid)] = check
 
     def compute(self, path: Path, value: Computed) -> None:
@@ -243,7 +243,7 @@ class ObjectTree:
             if value is not None:
                 oid, iid, rid = target.ids[:3]
                 self._instance(oid, iid)[rid] = self._checked_slot(
-                    self.registry.get(oid), rid, value
+                    self.definitions.get(oid), rid, value
                 )
                 self._times.pop(target, None)  # no time of measurement: it is now
 
@@ -261,7 +261,7 @@ class ObjectTree:
         An executable resource is present (listed by Discover, executable) only once it has a
         handler; executing one without a handler is 4.04.
         """
-        if not self.registry.resource(oid, rid).operations.executable:
+        if not self.definitions.resource(oid, rid).operations.executable:
             raise BadRequest(f"resource /{oid}/x/{rid} is not executable")
         self._executors[(oid, rid)] = handler
 
@@ -274,7 +274,7 @@ class ObjectTree:
         """
         if path.level >= Level.RESOURCE:
             self._locate(path.truncate(Level.INSTANCE))
-            rdef = self.registry.resource(path.ids[0], path.ids[2])
+            rdef = self.definitions.resource(path.ids[0], path.ids[2])
             if not rdef.operations.readable:
                 raise MethodNotAllowed(f"{path} ({rdef.name}) is not readable")
         self._recompute(path)
@@ -294,7 +294,7 @@ class ObjectTree:
         if path.level < Level.INSTANCE:
             raise MethodNotAllowed(f"write on {path}: target an instance or a resource")
         oid, iid = path.ids[0], path.ids[1]
-        odef = self.registry.get(oid)
+        odef = self.definitions.get(oid)
         resources = self._instance(oid, iid)
         staged = self._stage(odef, path, records)
         if replace and path.level is Level.INSTANCE:
@@ -325,7 +325,7 @@ class ObjectTree:
         if path.level is not Level.OBJECT:
             raise MethodNotAllowed(f"create on {path}: target an object")
         oid = path.ids[0]
-        odef = self.registry.get(oid)
+        odef = self.definitions.get(oid)
         iids = {r.path.ids[1] for r in records if len(r.path.ids) > 1}
         if len(iids) > 1:
             raise BadRequest("create carries one instance at a time")
@@ -354,7 +354,7 @@ class ObjectTree:
         if path.level is not Level.RESOURCE:
             raise MethodNotAllowed(f"execute on {path}: target a resource")
         oid, iid, rid = path.ids
-        rdef = self.registry.resource(oid, rid)
+        rdef = self.definitions.resource(oid, rid)
         self._instance(oid, iid)
         if not rdef.operations.executable:
             raise MethodNotAllowed(f"{path} ({rdef.name}) is not executable")
@@ -374,7 +374,7 @@ class ObjectTree:
     def objects(self) -> Iterator[tuple[ObjectDef, list[int]]]:
         """Each present object's definition with its instance IDs, in order."""
         for oid in sorted(self._objects):
-            yield self.registry.get(oid), sorted(self._objects[oid])
+            yield self.definitions.get(oid), sorted(self._objects[oid])
 
     def resource_paths(self, path: Path) -> list[Path]:
         """The resource and resource-instance paths at or under ``path`` (for Discover)."""
@@ -481,7 +481,7 @@ class ObjectTree:
             return
         assert isinstance(node, dict)
         if level == Level.INSTANCE:
-            odef = self.registry.get(path.ids[0])
+            odef = self.definitions.get(path.ids[0])
             for rid in sorted(node):
                 if odef.resource(rid).operations.readable:
                     self._collect(path.child(rid), node[rid], out)

@@ -32,7 +32,7 @@ from emulators.rcp import RcpEmulator
 
 from bridged.engine.dm import Reply
 from bridged.hosting import transport_host
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import Forbidden, MethodNotAllowed
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -312,7 +312,7 @@ class RcpAir(Air):
         await self.rcp.__aenter__()
         config = self.rcp.config(awake_window=0.5, request_timeout=5)
         self._transport = IEEE802154Transport(
-            config, self.registry, transport_host(builtin_registry())
+            config, self.registry, transport_host(builtin_definitions())
         )
         self.registry.attach(self._transport)
         await self._transport.start()

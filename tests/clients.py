@@ -11,7 +11,7 @@ from typing import Any
 from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import LwM2MClient
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.tree import ObjectTree
 from peers.bootstrap_server import BootstrapRequest, BootstrapTestServer
 
@@ -21,7 +21,7 @@ FAST_RETRY = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count
 
 def gateway_tree() -> ObjectTree:
     """A tree with /3/0 (Manufacturer "ACME") and one temperature, /3303/0."""
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
     tree.create_instance(3303, 0, [(5700, 21.5)])
     return tree
@@ -52,7 +52,7 @@ def free_udp_port() -> int:
 async def bootstrapping(
     tree: ObjectTree, endpoint: str, **options: Any
 ) -> AsyncIterator[tuple[BootstrapTestServer, BootstrapRequest]]:
-    """A client of ``tree`` (with ``options``, e.g. ``nodes``, ``devices``) bootstrapping from
+    """A client of ``tree`` (with ``options``, e.g. ``nodes``, ``end_devices``) bootstrapping from
     an in-repo Bootstrap-Server: the server and the client's Bootstrap-Request, to drive the
     session from."""
     async with BootstrapTestServer() as bs:

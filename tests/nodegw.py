@@ -16,7 +16,7 @@ from airs import Air, AirKind, HandedOver, make_air
 from bridged.commands import CommandQueue
 from bridged.engine.dm import DeviceManagement
 from bridged.exposure.instances import InstancesExposure
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.operations import NodeOperations
@@ -77,7 +77,7 @@ def node_gateway(
     conn = connect(state / "state.db")
     clock = Clock()
     registry = NodeRegistry(NodeStore(conn), SecretStore(state / "s.json"), ReadingStore(conn))
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     for oid in (3303, 3304, 3311):
         tree.create_instance(oid, 0, [(5750, "gateway")])
     exposure = InstancesExposure(tree, registry.store)
@@ -124,7 +124,7 @@ async def air_gateway(
     objects the nodes have (/3/0, /3303/0, /3304/0, /3311/0)."""
     conn = connect(state / "state.db")
     registry = NodeRegistry(NodeStore(conn), SecretStore(state / "s.json"), ReadingStore(conn))
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
     for oid in (3303, 3304, 3311):
         tree.create_instance(oid, 0, [(5750, "gateway")])

@@ -1,6 +1,6 @@
 """Hypothesis strategies shared by the codec tests: generated definitions and reads.
 
-A generated read is (registry, base, records): a registry of random object definitions, a base
+A generated read is (definitions, base, records): random object definitions, a base
 path at some level, and the records a read of that base would return, in path order. Every
 codec's round-trip property is ``decode(encode(records)) == records`` over these.
 """
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from bridged.objects.definitions import (
+    Definitions,
     ObjectDef,
     Operations,
-    Registry,
     ResourceDef,
     ResourceType,
     make_object,
@@ -66,8 +66,8 @@ def object_defs(draw: st.DrawFn, oid: int) -> ObjectDef:
 
 
 @st.composite
-def registries(draw: st.DrawFn) -> Registry:
-    reg = Registry()
+def definition_sets(draw: st.DrawFn) -> Definitions:
+    reg = Definitions()
     for oid in draw(st.lists(ids, min_size=1, max_size=3, unique=True)):
         reg.add(draw(object_defs(oid)))
     return reg
@@ -75,7 +75,7 @@ def registries(draw: st.DrawFn) -> Registry:
 
 @dataclass(frozen=True)
 class Read:
-    registry: Registry
+    definitions: Definitions
     base: Path
     records: list[Record]
 
@@ -102,8 +102,8 @@ def reads(
     with_prefix: bool = False,
 ) -> Read:
     """A read at one of ``levels`` (object, instance, resource or resource instance)."""
-    registry = draw(registries())
-    obj = draw(st.sampled_from(sorted(registry, key=lambda o: o.id)))
+    definitions = draw(definition_sets())
+    obj = draw(st.sampled_from(sorted(definitions, key=lambda o: o.id)))
     prefix = draw(prefixes) if with_prefix else None
     level = draw(st.sampled_from(levels))
     opath = Path((obj.id,), prefix)
@@ -112,21 +112,21 @@ def reads(
         for iid in sorted(draw(st.lists(small_ids, min_size=1, max_size=3, unique=True))):
             rids = draw(st.lists(st.sampled_from(sorted(obj.resources)), min_size=1, unique=True))
             records += _records_of_instance(draw, obj, opath.child(iid), rids)
-        return Read(registry, opath, records)
+        return Read(definitions, opath, records)
     ipath = opath.child(draw(small_ids))
     if level is Level.INSTANCE:
         rids = draw(st.lists(st.sampled_from(sorted(obj.resources)), min_size=1, unique=True))
-        return Read(registry, ipath, _records_of_instance(draw, obj, ipath, rids))
+        return Read(definitions, ipath, _records_of_instance(draw, obj, ipath, rids))
     rid = draw(st.sampled_from(sorted(obj.resources)))
     rdef = obj.resources[rid]
     rpath = ipath.child(rid)
     if level is Level.RESOURCE:
-        return Read(registry, rpath, _records_of_instance(draw, obj, ipath, [rid]))
+        return Read(definitions, rpath, _records_of_instance(draw, obj, ipath, [rid]))
     # Resource-instance level needs a multi-instance resource; fall back to the resource.
     if not rdef.multiple:
-        return Read(registry, rpath, [Record(rpath, draw(values_of(rdef.type)))])
+        return Read(definitions, rpath, [Record(rpath, draw(values_of(rdef.type)))])
     ripath = rpath.child(draw(small_ids))
-    return Read(registry, ripath, [Record(ripath, draw(values_of(rdef.type)))])
+    return Read(definitions, ripath, [Record(ripath, draw(values_of(rdef.type)))])
 
 
 @st.composite
@@ -136,31 +136,31 @@ def single_values(draw: st.DrawFn, types: tuple[ResourceType, ...] = tuple(VALUE
     multiple = draw(st.booleans())
     rid = draw(small_ids)
     oid = draw(ids)
-    registry = Registry()
-    registry.add(
+    definitions = Definitions()
+    definitions.add(
         make_object(oid, "Object", [ResourceDef(rid, "R", Operations.RW, rtype, multiple)])
     )
     path = Path((oid, draw(small_ids), rid))
     if multiple:
         path = path.child(draw(small_ids))
-    return Read(registry, path, [Record(path, draw(values_of(rtype)))])
+    return Read(definitions, path, [Record(path, draw(values_of(rtype)))])
 
 
 @st.composite
 def composite_reads(draw: st.DrawFn, with_prefix: bool = False) -> Read:
     """Records from several objects at once, under the root: a Read-Composite answer."""
-    registry = draw(registries())
+    definitions = draw(definition_sets())
     records: list[Record] = []
-    for obj in sorted(registry, key=lambda o: o.id):
+    for obj in sorted(definitions, key=lambda o: o.id):
         prefix = draw(st.one_of(st.none(), prefixes)) if with_prefix else None
         iid = draw(small_ids)
         rids = draw(st.lists(st.sampled_from(sorted(obj.resources)), min_size=1, unique=True))
         records += _records_of_instance(draw, obj, Path((obj.id, iid), prefix), rids)
     records.sort(key=lambda r: r.path.sort_key())
-    return Read(registry, Path(), records)
+    return Read(definitions, Path(), records)
 
 
 def timed(read: Read, times: list[float]) -> Read:
     """The same read with a time on each record (for the formats that carry time)."""
     recs = [Record(r.path, r.value, t) for r, t in zip(read.records, times, strict=True)]
-    return Read(read.registry, read.base, recs)
+    return Read(read.definitions, read.base, recs)

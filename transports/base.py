@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, ClassVar, Protocol
 
-from bridged.objects.definitions import Registry
+from bridged.objects.definitions import Definitions
 from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -135,15 +135,15 @@ class TransportEvents(Protocol):
         ...
 
 
-class CoapTransportHelper(Protocol):
-    """Add a message-layer transport to an aiocoap ``context``: ``create_transport`` is given
-    the message manager and returns the transport's message interface (see
+class MessageInterfaceHelper(Protocol):
+    """Add a message interface to an aiocoap ``context``: ``create_interface`` is given the
+    message manager and returns the message interface (see
     ``transports/ieee802154/coap_link.py``). The gateway's helper puts its bounded message
     manager below, so a transport's own CoAP side has the same bounded deduplication and
     Message-ID pacing as the gateway's server-facing side."""
 
     def __call__(
-        self, context: Any, create_transport: Callable[[Any], Awaitable[Any]]
+        self, context: Any, create_interface: Callable[[Any], Awaitable[Any]]
     ) -> Awaitable[Any]: ...
 
 
@@ -167,12 +167,12 @@ class TransportHost:
     """What the gateway lends a transport besides the events, so that a transport needs nothing
     from the gateway's internals: ``definitions``, every object the gateway knows (built-in and
     the operator's DDF files), so a node's objects are decoded the same as the gateway's own;
-    ``append_coap_transport``, the gateway's CoAP message layer for a transport that speaks CoAP
+    ``append_message_interface``, the gateway's CoAP message layer for a transport that speaks CoAP
     to its nodes; ``files``, where it may keep small files of its own (None when the gateway
     has no state directory to lend, as in tests that need none)."""
 
-    definitions: Registry
-    append_coap_transport: CoapTransportHelper
+    definitions: Definitions
+    append_message_interface: MessageInterfaceHelper
     files: TransportFiles | None = None
 
 

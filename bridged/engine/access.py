@@ -225,7 +225,7 @@ class AccessControl:
     """
 
     def __init__(self, tree: ObjectTree, *, local: Grant | None = None) -> None:
-        tree.registry.get(Acl.OBJECT)  # its instances are created here: it must be defined
+        tree.definitions.get(Acl.OBJECT)  # its instances are created here: it must be defined
         self.tree = tree
         self.local = local
         self._table = AclTable(self._read_entries())

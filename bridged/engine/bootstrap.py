@@ -88,7 +88,7 @@ _BINDING_LETTERS = frozenset("UTSN")
 def check_binding(binding: object) -> None:
     """BadRequest unless ``binding`` is a /1/x/7 Binding: U, T, S and N (Core 1.1), each once.
 
-    The registry leaves the values to the Core specification, so the tree cannot check them
+    The OMA registry leaves the values to the Core specification, so the tree cannot check them
     from the definition; the client makes the tree check this (``ObjectTree.constrain``), as a
     Binding it cannot take would go out in every Update, and every Update would be refused.
     """
@@ -395,7 +395,7 @@ class BootstrapInterface:
             raise UnsupportedContentFormat("a Bootstrap-Write needs a Content-Format")
         codec = codec_for(content_format)
         try:
-            records = codec.decode(payload, path, self.tree.registry)
+            records = codec.decode(payload, path, self.tree.definitions)
             staged = self._stage(path, records)
         except UnsupportedContentFormat:
             raise
@@ -424,13 +424,13 @@ class BootstrapInterface:
         self, target: Path, records: Sequence[Record]
     ) -> dict[tuple[int, int], dict[int, Value | dict[int, Value]]]:
         """Check every record against the definitions and group them by instance."""
-        registry = self.tree.registry
+        definitions = self.tree.definitions
         staged: dict[tuple[int, int], dict[int, Value | dict[int, Value]]] = {}
         for rec in records:
             p = rec.path
             if not target.contains(p) or p.level < Level.RESOURCE:
                 raise BadRequest(f"{p} is not a resource under {target}")
-            rdef = registry.resource(p.ids[0], p.ids[2])
+            rdef = definitions.resource(p.ids[0], p.ids[2])
             if rdef.type.value == "none":
                 raise BadRequest(f"{p} ({rdef.name}) takes no value")
             value = check_value(rdef, rec.value)
@@ -444,7 +444,7 @@ class BootstrapInterface:
             else:
                 resources[rdef.id] = value
         for oid, iid in staged:
-            odef = registry.get(oid)
+            odef = definitions.get(oid)
             others = [i for i in _instances(self.tree, oid) if i != iid]
             others += [i for o, i in staged if o == oid and i != iid]
             if not odef.multiple and others:
@@ -462,10 +462,10 @@ class BootstrapInterface:
         if self.tree.has(path):
             records = all_records(self.tree, path)
         elif path.level is Level.OBJECT:
-            self.tree.registry.get(path.ids[0])  # an object with no instances reads as empty
+            self.tree.definitions.get(path.ids[0])  # an object with no instances reads as empty
         else:
             raise NotFound(f"{path} does not exist")
-        payload = codec.encode(records, path, self.tree.registry)
+        payload = codec.encode(records, path, self.tree.definitions)
         return Reply(Code.CONTENT, payload, int(codec.content_format))
 
     def discover(self, path: Path) -> Reply:
@@ -473,14 +473,14 @@ class BootstrapInterface:
         if path.level > Level.OBJECT:
             raise BadRequest(f"Bootstrap-Discover targets / or an object, not {path}")
         if path.level is Level.OBJECT:
-            self.tree.registry.get(path.ids[0])
+            self.tree.definitions.get(path.ids[0])
             oids = [path.ids[0]] if self.tree.has(path) else []
         else:
             oids = self.tree.object_ids()
         bs = bootstrap_account(self.tree)
         links = [Link("/", (("lwm2m", self.version),))]
         for oid in oids:
-            odef = self.tree.registry.get(oid)
+            odef = self.tree.definitions.get(oid)
             iids = self.tree.instance_ids(oid)
             if odef.version != "1.0" or not iids:
                 ver = (("ver", odef.version),) if odef.version != "1.0" else ()
@@ -533,7 +533,7 @@ class BootstrapInterface:
             if path.ids[0] == Device.OBJECT:
                 raise BadRequest("the Device object instance is never deleted")
             try:
-                self.tree.registry.get(path.ids[0])
+                self.tree.definitions.get(path.ids[0])
             except LwM2MError:
                 raise BadRequest(f"object {path.ids[0]} is not defined") from None
             oids = [path.ids[0]]

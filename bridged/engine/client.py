@@ -58,9 +58,8 @@ from .dm import (
     DeviceManagementResource,
     EndDevices,
 )
-from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskEndpoint
+from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskUplink
 from .dtls_x509 import X509Credentials
-from .endpoint import Endpoint, UdpEndpoint
 from .nodes import NodeBackend
 from .observe import MAX_OBSERVATIONS, Observations
 from .provisioning import ProvisioningStore
@@ -87,6 +86,7 @@ from .send import (
     outcome_of,
 )
 from .site import ClientSite, NotServing
+from .uplink import UdpUplink, Uplink
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def x509_credentials(
     )
 
 
-async def open_endpoint(
+async def open_uplink(
     tree: ObjectTree,
     security_iid: int,
     uri: str,
@@ -209,7 +209,7 @@ async def open_endpoint(
     bind: tuple[str, int],
     trust_store: tuple[bytes, ...] = (),
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-) -> Endpoint:
+) -> Uplink:
     """The endpoint towards the server (or Bootstrap-Server) of /0/``security_iid``, serving
     ``site``: as its Security Mode (/0/x/2) and its keys say, over ``uri``'s scheme. A mode
     this client cannot do, or a mode that does not match the scheme, is a ValueError: never
@@ -225,21 +225,21 @@ async def open_endpoint(
         identity, key = resource(Security.IDENTITY), resource(Security.SECRET_KEY)
         if not isinstance(identity, bytes) or not isinstance(key, bytes) or not key:
             raise ValueError(f"server {uri}: {instance} has no PSK")
-        return await DtlsPskEndpoint.create(
+        return await DtlsPskUplink.create(
             uri, identity, key, site, handshake_timeout=handshake_timeout
         )
     if mode == SecurityMode.CERTIFICATE and scheme == "coaps":
         # imported here: pyOpenSSL is in the dtls extra, which a gateway may go without
-        from .dtls_openssl import DtlsX509Endpoint
+        from .dtls_openssl import DtlsX509Uplink
 
-        return await DtlsX509Endpoint.create(
+        return await DtlsX509Uplink.create(
             uri,
             x509_credentials(tree, security_iid, trust_store),
             site,
             handshake_timeout=handshake_timeout,
         )
     if mode == SecurityMode.NOSEC and scheme == "coap":
-        return await UdpEndpoint.create(site, bind)
+        return await UdpUplink.create(site, bind)
     raise ValueError(
         f"server {uri}: security mode {mode!r} over {scheme}:// is not supported"
         " (NoSec over coap://, PSK or certificates over coaps://)"
@@ -268,7 +268,7 @@ class ServerSession:
     Build it with ``open``, run it with ``start``, end it with ``close``.
     """
 
-    endpoint: Endpoint
+    uplink: Uplink
     registrar: Registrar
 
     def __init__(
@@ -280,7 +280,7 @@ class ServerSession:
         server_instance: int,
         access: AccessControl | None = None,
         nodes: NodeBackend | None = None,
-        devices: EndDevices | None = None,
+        end_devices: EndDevices | None = None,
     ) -> None:
         self.tree = tree
         self.config = config
@@ -293,7 +293,7 @@ class ServerSession:
             server_id=config.short_server_id,
             access=access,
             nodes=nodes,
-            devices=devices,
+            end_devices=end_devices,
         )
         self.gate: QueueModeGate | None = None
         if config.queue:
@@ -324,7 +324,7 @@ class ServerSession:
         bind: tuple[str, int] = ("::", 0),
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
         nodes: NodeBackend | None = None,
-        devices: EndDevices | None = None,
+        end_devices: EndDevices | None = None,
     ) -> ServerSession:
         """The session with its socket open (nothing sent yet)."""
         session = cls(
@@ -334,11 +334,11 @@ class ServerSession:
             server_instance=server_instance,
             access=access,
             nodes=nodes,
-            devices=devices,
+            end_devices=end_devices,
         )
-        session.endpoint = await session._open_endpoint(bind)
-        session.observations.send_delay = send_delay(session.endpoint.context)
-        session.observations.watch_ack = ack_watch(session.endpoint.context)
+        session.uplink = await session._open_uplink(bind)
+        session.observations.send_delay = send_delay(session.uplink.context)
+        session.observations.watch_ack = ack_watch(session.uplink.context)
         target = ServerTarget(
             uri=session.uri,
             endpoint=endpoint_name,
@@ -347,7 +347,7 @@ class ServerSession:
             retry=config.retry,
         )
         session.registrar = Registrar(
-            session.endpoint, target, session.params, on_event, on_answer=session.answered
+            session.uplink, target, session.params, on_event, on_answer=session.answered
         )
         return session
 
@@ -370,8 +370,8 @@ class ServerSession:
     def name(self) -> str:
         return self.uri
 
-    async def _open_endpoint(self, bind: tuple[str, int]) -> Endpoint:
-        return await open_endpoint(
+    async def _open_uplink(self, bind: tuple[str, int]) -> Uplink:
+        return await open_uplink(
             self.tree,
             self.security_instance,
             self.uri,
@@ -449,7 +449,7 @@ class ServerSession:
             if deregister:
                 await self.registrar.deregister()
         finally:
-            await self.endpoint.shutdown()
+            await self.uplink.shutdown()
 
     # -- queue mode --------------------------------------------------------------------------
 
@@ -546,7 +546,7 @@ class LwM2MClient:
     which then registers straight away.
 
     With ``nodes``, each server's device management awaits node-backed paths from it (see
-    ``bridged.engine.nodes``). With ``devices`` (the ``gateway`` exposure mode), the
+    ``bridged.engine.nodes``). With ``end_devices`` (the ``gateway`` exposure mode), the
     end devices' trees are served at their prefixes (see ``dm.EndDevices``).
     """
 
@@ -562,11 +562,11 @@ class LwM2MClient:
         state_dir: pathlib.Path | None = None,
         on_bootstrap_event: Callable[[BootstrapEvent], None] = lambda e: None,
         nodes: NodeBackend | None = None,
-        devices: EndDevices | None = None,
+        end_devices: EndDevices | None = None,
     ) -> None:
         self.tree = tree
         self.nodes = nodes
-        self.devices = devices
+        self.end_devices = end_devices
         self.endpoint = endpoint
         if servers is None:
             servers = ()
@@ -752,11 +752,11 @@ class LwM2MClient:
                         bind=self.bind,
                         on_event=self._on_registration_event,
                         nodes=self.nodes,
-                        devices=self.devices,
+                        end_devices=self.end_devices,
                     )
                 )
         except BaseException:
-            await asyncio.gather(*(s.endpoint.shutdown() for s in self.sessions))
+            await asyncio.gather(*(s.uplink.shutdown() for s in self.sessions))
             self.sessions.clear()
             raise
         for session in self.sessions:
@@ -849,12 +849,12 @@ class LwM2MClient:
         assert account is not None  # the factory bootstrap made one
         site = ClientSite(NotServing())
         trust = self.bootstrap.x509.trust_store if self.bootstrap.x509 is not None else ()
-        endpoint = await open_endpoint(
+        uplink = await open_uplink(
             self.tree, account.iid, account.uri, site, bind=self.bind, trust_store=trust
         )
         try:
             await Bootstrapper(
-                endpoint.context,
+                uplink.context,
                 site,
                 self.tree,
                 self.endpoint,
@@ -864,7 +864,7 @@ class LwM2MClient:
                 nodes=self.nodes,
             ).run()
         finally:
-            await endpoint.shutdown()
+            await uplink.shutdown()
         if self.store is not None:
             try:
                 self.store.save(self.tree)

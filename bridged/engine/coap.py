@@ -1,8 +1,8 @@
 """The engine's CoAP contexts: aiocoap with bounded memory and paced Message IDs.
 
 Every aiocoap context the engine makes comes from here (:func:`create_context` for plain UDP,
-:func:`append_transport` for the DTLS transport), so that aiocoap 0.4.17's hazards are dealt
-with in one place, whatever code sends through the context:
+:func:`append_message_interface` for DTLS), so that aiocoap 0.4.17's hazards are dealt with in
+one place, whatever code sends through the context:
 
 * **Memory under load.** aiocoap remembers every request it received for EXCHANGE_LIFETIME
   (247 s), with its response message and one event-loop timer each, so a server reading fast
@@ -398,14 +398,14 @@ class BoundedMessageManager(MessageManager):
         await super().shutdown()
 
 
-async def append_transport(
+async def append_message_interface(
     context: aiocoap.Context,
-    create_transport: Callable[[BoundedMessageManager], Awaitable[Any]],
+    create_interface: Callable[[BoundedMessageManager], Awaitable[Any]],
     limits: CoapLimits | None = None,
     *,
     peers_only: bool = False,
 ) -> BoundedMessageManager:
-    """Add a message-layer transport to ``context`` over a :class:`BoundedMessageManager`
+    """Add a message interface to ``context`` over a :class:`BoundedMessageManager`
     (``peers_only``: see the module docstring).
 
     The counterpart of aiocoap's ``Context._append_tokenmanaged_messagemanaged_transport``, with
@@ -413,8 +413,7 @@ async def append_transport(
     """
     tman = TokenManager(context)
     mman = BoundedMessageManager(tman, limits or CoapLimits(), peers_only=peers_only)
-    transport = await create_transport(mman)
-    mman.message_interface = transport
+    mman.message_interface = await create_interface(mman)
     tman.token_interface = mman
     context.request_interfaces.append(tman)
     return mman
@@ -450,7 +449,7 @@ async def create_context(
             sock.close()
             raise
 
-    await append_transport(context, udp, limits, peers_only=peers_only)
+    await append_message_interface(context, udp, limits, peers_only=peers_only)
     return context
 
 

@@ -26,7 +26,7 @@ Where each fact comes from, and why:
   used: it is readable by root only.
 * Memory Free and Memory Total: MemAvailable (the kernel's estimate of what can still be
   allocated without swapping, which is what "free" means to an operator) and MemTotal from
-  /proc/meminfo. Its "kB" are KiB; the registry counts kilobytes of 1000 bytes, so they are
+  /proc/meminfo. Its "kB" are KiB; the OMA registry counts kilobytes of 1000 bytes, so they are
   converted.
 * Timezone: the /etc/localtime symlink (what the C library and timedatectl use), then
   /etc/timezone, then the TZ variable; only a name the time zone database knows is taken. The

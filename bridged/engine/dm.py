@@ -147,7 +147,7 @@ class EndDevices(Protocol):
     """The end devices of a LwM2M Gateway (the ``gateway`` exposure mode): each has a tree
     whose prefix is the end device's, served at prefixed paths (``/dev3/3303/0/5700``)."""
 
-    def device_tree(self, prefix: str) -> ObjectTree | None:
+    def end_device_tree(self, prefix: str) -> ObjectTree | None:
         """The tree of the end device with ``prefix``; None if there is none."""
         ...
 
@@ -170,7 +170,7 @@ class DeviceManagement:
     node backs (see ``bridged.engine.nodes``) are awaited from the node; everything else, and
     every request without ``nodes``, is the synchronous ``handle``.
 
-    With ``devices`` (a LwM2M Gateway), a request to a prefixed path is served from that end
+    With ``end_devices`` (a LwM2M Gateway), a request to a prefixed path is served from that end
     device's tree, composite requests may mix the gateway's paths and end devices' ones, and an
     unknown prefix is 4.04. Access Control does not apply to end devices (Gateway TS: servers
     have full rights on them); their Write-Attributes are kept with the gateway's.
@@ -185,12 +185,12 @@ class DeviceManagement:
         access: AccessControl | None = None,
         max_payload: int = MAX_PAYLOAD,
         nodes: NodeBackend | None = None,
-        devices: EndDevices | None = None,
+        end_devices: EndDevices | None = None,
     ) -> None:
         self.tree = tree
         self.nodes = nodes
-        self.devices = devices
-        self._device_dms: dict[str, DeviceManagement] = {}
+        self.end_devices = end_devices
+        self._end_device_dms: dict[str, DeviceManagement] = {}
         self.version = version
         self.max_payload = max_payload
         self.attributes: dict[Path, Attributes] = {}
@@ -232,7 +232,7 @@ class DeviceManagement:
         path = Path.from_segments(segments)
         if path.prefix != self.tree.prefix:
             # A non-numeric first segment names an end device; one not served here is 4.04.
-            return self._device(path)._dispatch(
+            return self._end_device(path)._dispatch(
                 method, path, query, payload, content_format, accept
             )
         return self._dispatch(method, path, query, payload, content_format, accept)
@@ -295,7 +295,7 @@ class DeviceManagement:
         self, path: Path, payload: bytes, content_format: int | None, *, replace: bool
     ) -> Reply:
         self._check(Operation.WRITE, path)
-        records = self._input_codec(content_format).decode(payload, path, self.tree.registry)
+        records = self._input_codec(content_format).decode(payload, path, self.tree.definitions)
         self.tree.write(path, records, replace=replace)
         return Reply(Code.CHANGED)
 
@@ -303,14 +303,14 @@ class DeviceManagement:
         self._check(Operation.CREATE, path)
         codec = self._input_codec(content_format)
         try:
-            records = codec.decode(payload, path, self.tree.registry)
+            records = codec.decode(payload, path, self.tree.definitions)
         except BadRequest:
             if codec.content_format is not ContentFormat.TLV:
                 raise
             # A TLV Create without an Object Instance wrapper leaves the ID to the client: read
             # the resources as those of the instance it is about to get.
             new = self.tree.free_instance_id(path.ids[0])
-            records = codec.decode(payload, path.child(new), self.tree.registry)
+            records = codec.decode(payload, path.child(new), self.tree.definitions)
         created = self.tree.create(path, records)
         if self.access is not None and self.server_id is not None:
             self.access.created(self.server_id, created)
@@ -338,7 +338,7 @@ class DeviceManagement:
                 value = self.tree.get(p)
                 if isinstance(value, dict):
                     dims[p] = len(value)
-        odef = self.tree.registry.get(path.ids[0])
+        odef = self.tree.definitions.get(path.ids[0])
         text = discover_links(
             path,
             paths,
@@ -369,12 +369,12 @@ class DeviceManagement:
         if not self.tree.has(path) and path.level is not Level.OBJECT:
             raise NotFound(f"{path} does not exist")
         if path.level is Level.OBJECT:
-            self.tree.registry.get(path.ids[0])
+            self.tree.definitions.get(path.ids[0])
         named = {name for name, _ in change.pairs()} | change.unset
         if named & NUMERIC_ONLY:
             if path.level < Level.RESOURCE:
                 raise BadRequest("gt, lt and st apply to a numeric resource")
-            rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
+            rdef = self.tree.definitions.resource(path.ids[0], path.ids[2])
             if rdef.type.value not in NUMERIC_TYPES:
                 raise BadRequest(f"gt, lt and st apply to numbers; {rdef.name} is not one")
         merged = self.attributes.get(path, Attributes()).updated(change)
@@ -428,14 +428,14 @@ class DeviceManagement:
 
     def _composite_targets(self, payload: bytes, content_format: int) -> dict[Path, list[Record]]:
         """A Write-Composite's records by the resource they write, every target checked."""
-        records = composite_codec_for(content_format).decode(payload, ROOT, self.tree.registry)
+        records = composite_codec_for(content_format).decode(payload, ROOT, self.tree.definitions)
         by_resource: dict[Path, list[Record]] = {}
         for r in records:
             if r.path.ids[0] in BOOTSTRAP_ONLY:
                 raise Unauthorized(f"{r.path} is only for the bootstrap server")
             by_resource.setdefault(r.path.truncate(Level.RESOURCE), []).append(r)
         for target in by_resource:
-            rdef = self.tree.registry.resource(target.ids[0], target.ids[2])
+            rdef = self.tree.definitions.resource(target.ids[0], target.ids[2])
             if not self.tree_for(target).has(target.parent):
                 raise NotFound(f"{target.parent} does not exist")
             if not rdef.operations.writable:
@@ -597,7 +597,7 @@ class DeviceManagement:
     ) -> Reply:
         self._check(Operation.WRITE, path)
         tree = self.tree_for(path)
-        records = self._input_codec(content_format).decode(payload, path, tree.registry)
+        records = self._input_codec(content_format).decode(payload, path, tree.definitions)
         self._check_node_write(tree, path, records)
         theirs, held = self._node_records(nodes, records)
         if theirs or not held:
@@ -639,7 +639,7 @@ class DeviceManagement:
             raise BadRequest("execute arguments must be ASCII") from None
         parse_execute_arguments(text)
         tree = self.tree_for(path)
-        rdef = tree.registry.resource(path.ids[0], path.ids[2])
+        rdef = tree.definitions.resource(path.ids[0], path.ids[2])
         if not tree.has(path.parent):
             raise NotFound(f"{path.parent} does not exist")
         if not rdef.operations.executable:
@@ -677,7 +677,7 @@ class DeviceManagement:
         for r in records:
             if not path.contains(r.path):
                 raise BadRequest(f"{r.path} is outside the target {path}")
-            rdef = tree.registry.resource(r.path.ids[0], r.path.ids[2])
+            rdef = tree.definitions.resource(r.path.ids[0], r.path.ids[2])
             if not rdef.operations.writable:
                 raise MethodNotAllowed(f"{r.path} ({rdef.name}) is not writable")
 
@@ -688,21 +688,24 @@ class DeviceManagement:
         (NotFound for a prefix no end device has)."""
         if path.prefix == self.tree.prefix:
             return self.tree
-        return self._device(path).tree
+        return self._end_device(path).tree
 
-    def _device(self, path: Path) -> DeviceManagement:
+    def _end_device(self, path: Path) -> DeviceManagement:
         """Device management of the end device ``path``'s prefix names; NotFound if none."""
         prefix = path.prefix
-        tree = None if self.devices is None or prefix is None else self.devices.device_tree(prefix)
+        end_devices = self.end_devices
+        tree = (
+            None if end_devices is None or prefix is None else end_devices.end_device_tree(prefix)
+        )
         if tree is None or prefix is None:
-            if prefix is not None and self._device_dms.pop(prefix, None) is not None:
+            if prefix is not None and self._end_device_dms.pop(prefix, None) is not None:
                 self._forget_attributes(Path((), prefix))
             raise NotFound(f"{path} is not served by this client")
-        dm = self._device_dms.get(prefix)
+        dm = self._end_device_dms.get(prefix)
         if dm is None or dm.tree is not tree:
             dm = DeviceManagement(tree, self.version, max_payload=self.max_payload)
             dm.attributes = self.attributes
-            self._device_dms[prefix] = dm
+            self._end_device_dms[prefix] = dm
         return dm
 
     def _check(self, operation: Operation, path: Path) -> None:
@@ -724,12 +727,12 @@ class DeviceManagement:
         of a numeric one): what gt, lt and st can watch."""
         if path.level < Level.RESOURCE or path.object_id in BOOTSTRAP_ONLY:
             return False
-        rdef = self.tree.registry.resource(path.ids[0], path.ids[2])
+        rdef = self.tree.definitions.resource(path.ids[0], path.ids[2])
         single = path.level is Level.RESOURCE_INSTANCE or not rdef.multiple
         return single and rdef.type.value in NUMERIC_TYPES
 
     def _content(self, codec: Codec, records: list[Record], base: Path) -> Reply:
-        payload = codec.encode(records, base, self.tree.registry)
+        payload = codec.encode(records, base, self.tree.definitions)
         return Reply(Code.CONTENT, payload, int(codec.content_format))
 
     def _output_codec(self, accept: int | None, path: Path, records: list[Record]) -> Codec:
@@ -766,10 +769,10 @@ async def read_node(
     if not tree.has(path.truncate(Level.INSTANCE)):
         raise NotFound(f"{path.truncate(Level.INSTANCE)} does not exist")
     if path.level >= Level.RESOURCE:
-        rdef = tree.registry.resource(path.ids[0], path.ids[2])
+        rdef = tree.definitions.resource(path.ids[0], path.ids[2])
         if not rdef.operations.readable:
             raise MethodNotAllowed(f"{path} ({rdef.name}) is not readable")
-    objects = tree.registry.objects
+    objects = tree.definitions.objects
     records = []
     for r in await nodes.read(node, local):
         target = nodes.upstream(node, r.path)

@@ -7,10 +7,10 @@ site, with a few sharp edges that this module deals with in one place:
 
 * **The session must be held.** aiocoap keeps DTLS connections in a weak pool; once nothing
   references a connection it is garbage-collected and closed without a word, and the server's
-  requests are lost. :class:`DtlsPskEndpoint` keeps the remote of the last response.
+  requests are lost. :class:`DtlsPskUplink` keeps the remote of the last response.
 * **A dead session is not noticed.** After a server restart without ICMP errors, aiocoap keeps
   writing into a session the server no longer knows, and no new handshake happens.
-  :meth:`DtlsPskEndpoint.request` shuts the session down when a request fails at the network
+  :meth:`DtlsPskUplink.request` shuts the session down when a request fails at the network
   level, so the caller's next Register handshakes afresh (on a new local port).
 * **A wrong PSK is silent.** A DTLS server discards a Finished message it cannot verify (RFC 6347
   section 4.1.2.1 allows invalid records to be dropped), so a wrong identity or key only shows as
@@ -25,9 +25,9 @@ site, with a few sharp edges that this module deals with in one place:
 The tinydtls pieces used (``DTLSClientConnection`` with its ``send``, ``_event``,
 ``_inject_error`` and ``shutdown`` hooks and its ``SingleConnection`` protocol; the transport's
 ``_pool`` keyed by ``(host, port, identity)``) are aiocoap internals, pinned by
-``tests/integration/test_dtls.py``; keep aiocoap's version pinned. The transport is added through
-:func:`bridged.engine.coap.append_transport`, so the DTLS context has the same memory bound and
-Message-ID pacing as the plain one.
+``tests/integration/test_dtls.py``; keep aiocoap's version pinned. The transport is added
+through :func:`bridged.engine.coap.append_message_interface`, so the DTLS context has the same
+memory bound and Message-ID pacing as the plain one.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from aiocoap.transports.tinydtls import (
     MessageInterfaceTinyDTLS,
 )
 
-from .coap import append_transport
+from .coap import append_message_interface
 from .options import CheckedSite
 
 #: Same budget CoAP gives a confirmable message before giving up (MAX_TRANSMIT_SPAN, RFC 7252).
@@ -208,17 +208,17 @@ def credentials_pattern(server_uri: str) -> str:
 T = TypeVar("T", bound=interfaces.MessageInterface)
 
 
-async def only_transport(context: Context, create: Callable[[interfaces.MessageManager], T]) -> T:
-    """Give ``context`` its one transport, ``create``d over the engine's bounded message
-    manager (``coap.append_transport``): the default set would also open plain UDP, TCP and
+async def only_interface(context: Context, create: Callable[[interfaces.MessageManager], T]) -> T:
+    """Give ``context`` its one message interface, ``create``d over the engine's bounded message
+    manager (``coap.append_message_interface``): the default set would also open plain UDP, TCP and
     WebSocket endpoints on the CoAP ports, which a gateway must not expose."""
     made: list[T] = []
 
-    async def create_transport(mman: interfaces.MessageManager) -> T:
+    async def create_interface(mman: interfaces.MessageManager) -> T:
         made.append(create(mman))
         return made[0]
 
-    await append_transport(context, create_transport)
+    await append_message_interface(context, create_interface)
     return made[0]
 
 
@@ -228,13 +228,13 @@ class Sessions(Protocol):
     def close_sessions(self) -> None: ...
 
 
-class DtlsEndpoint:
+class DtlsUplink:
     """The client's CoAP endpoint towards one LwM2M server over DTLS, whatever the credentials.
 
     Its :attr:`context` serves the client's site to the server over the DTLS session the client
     opens, and sends the client's own requests (Register, Update, ...) through :meth:`request`,
     which keeps that session alive and usable. The subclasses build the context with their
-    transport: :class:`DtlsPskEndpoint` (PSK, tinydtls) and ``dtls_openssl.DtlsX509Endpoint``
+    transport: :class:`DtlsPskUplink` (PSK, tinydtls) and ``dtls_openssl.DtlsX509Uplink``
     (certificates, OpenSSL).
     """
 
@@ -285,7 +285,7 @@ class DtlsEndpoint:
         return f"<{type(self).__name__} {self.server_uri}>"
 
 
-class DtlsPskEndpoint(DtlsEndpoint):
+class DtlsPskUplink(DtlsUplink):
     """The endpoint towards a server in security mode 0 (PSK), over aiocoap's tinydtls."""
 
     @classmethod
@@ -298,7 +298,7 @@ class DtlsPskEndpoint(DtlsEndpoint):
         *,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         loggername: str = "bridged.engine.dtls",
-    ) -> DtlsPskEndpoint:
+    ) -> DtlsPskUplink:
         """Build the context for ``server_uri`` with PSK ``identity`` (/0/x/3) and ``key`` (/0/x/5).
 
         The context gets exactly one transport, tinydtls: the default set would also open plain
@@ -314,7 +314,7 @@ class DtlsPskEndpoint(DtlsEndpoint):
             client_credentials=client_credentials,
         )
         loop = asyncio.get_running_loop()
-        transport = await only_transport(
+        transport = await only_interface(
             context, lambda mman: _PskTransport(mman, context.log, loop, handshake_timeout)
         )
         return cls(context, transport, server_uri)

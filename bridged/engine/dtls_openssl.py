@@ -12,7 +12,7 @@ does not complete are each a typed error (``DtlsIdentityError``, ``DtlsAlertErro
 ``DtlsHandshakeError``), given to the requests waiting on the session; the registrar logs it once
 and tries again later, never with less security.
 
-Imported only when a certificate session is opened (``client.open_endpoint``): pyOpenSSL is part
+Imported only when a certificate session is opened (``client.open_uplink``): pyOpenSSL is part
 of the ``dtls`` extra, which a gateway without DTLS servers (the demo) does not install.
 """
 
@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
-from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsEndpoint, DtlsHandshakeError, only_transport
+from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsHandshakeError, DtlsUplink, only_interface
 from .dtls_x509 import (
     DtlsAlertError,
     DtlsIdentityError,
@@ -342,7 +342,7 @@ class _X509Transport(interfaces.MessageInterface):
         self.close_sessions()
 
 
-class DtlsX509Endpoint(DtlsEndpoint):
+class DtlsX509Uplink(DtlsUplink):
     """The endpoint towards a server in security mode 2 (certificates), over OpenSSL."""
 
     @classmethod
@@ -354,10 +354,10 @@ class DtlsX509Endpoint(DtlsEndpoint):
         *,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         loggername: str = "bridged.engine.dtls_x509",
-    ) -> DtlsX509Endpoint:
+    ) -> DtlsX509Uplink:
         """The context for ``server_uri``, serving ``site`` over the session it opens."""
         context = Context(serversite=CheckedSite(site), loggername=loggername)
-        transport = await only_transport(
+        transport = await only_interface(
             context, lambda mman: _X509Transport(mman, credentials, handshake_timeout)
         )
         return cls(context, transport, server_uri)

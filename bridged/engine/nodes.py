@@ -49,7 +49,7 @@ class NodeBackend(Protocol):
     Each operation raises the ``LwM2MError`` the server should see: the node's own error, 5.03
     for a node out of reach, 5.04 for one that did not answer in time. A write or execute the
     backend keeps as desired state (a sleepy node) returns normally: the server gets 2.04. The
-    backend reports an applied write back as the node's new values (through the registry,
+    backend reports an applied write back as the node's new values (through the node registry,
     like any reading), which is when the tree changes: a server reading back sees what the node
     has, never what was only asked for.
     """

@@ -193,16 +193,16 @@ class Observations:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = self.tree.subscribe(self._on_change)
-        if dm.devices is not None:
+        if dm.end_devices is not None:
             # A LwM2M Gateway's end devices: their changes concern prefixed observations.
-            unsubscribe_tree, unsubscribe_devices = (
+            unsubscribe_tree, unsubscribe_end_devices = (
                 self._unsubscribe,
-                dm.devices.subscribe(self._on_change),
+                dm.end_devices.subscribe(self._on_change),
             )
 
             def unsubscribe() -> None:
                 unsubscribe_tree()
-                unsubscribe_devices()
+                unsubscribe_end_devices()
 
             self._unsubscribe = unsubscribe
         self.on_held: Callable[[], None] | None = None
@@ -563,8 +563,8 @@ class Observations:
         assert obs.content_format is not None
         codec = codec_for(obs.content_format)
         base = ROOT if obs.request.composite else obs.paths[0]
-        registry = self.tree.registry if base == ROOT else self.dm.tree_for(base).registry
-        return lambda records: codec.encode(records, base, registry)
+        definitions = self.tree.definitions if base == ROOT else self.dm.tree_for(base).definitions
+        return lambda records: codec.encode(records, base, definitions)
 
     def _observing(self, path: Path) -> list[Observation]:
         """The observations that include ``path``, oldest first."""

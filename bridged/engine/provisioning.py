@@ -71,7 +71,7 @@ class ProvisioningStore:
             if tree.has(Path((oid,)))
             for r in all_records(tree, Path((oid,)))
         ]
-        values = codec_for(ContentFormat.SENML_CBOR).encode(records, ROOT, tree.registry)
+        values = codec_for(ContentFormat.SENML_CBOR).encode(records, ROOT, tree.definitions)
         data = cbor2.dumps({"format": FORMAT, "instances": instances, "values": values})
         write_private_file(self.path, data)
 
@@ -123,7 +123,7 @@ class ProvisioningStore:
         instances, values = doc.get("instances"), doc.get("values")
         if not isinstance(instances, list) or not isinstance(values, bytes):
             raise CorruptStateError("instances or values are missing")
-        scratch = ObjectTree(tree.registry)
+        scratch = ObjectTree(tree.definitions)
         staged: dict[tuple[int, int], dict[int, Value | dict[int, Value]]] = {}
         try:
             for pair in instances:
@@ -136,7 +136,7 @@ class ProvisioningStore:
                     raise CorruptStateError(f"bad instance entry {pair!r}")
                 scratch.create_instance(pair[0], pair[1])
                 staged[(pair[0], pair[1])] = {}
-            records = codec_for(ContentFormat.SENML_CBOR).decode(values, ROOT, tree.registry)
+            records = codec_for(ContentFormat.SENML_CBOR).decode(values, ROOT, tree.definitions)
             for rec in records:
                 p = rec.path
                 if (p.ids[0], p.ids[1]) not in staged:

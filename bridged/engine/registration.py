@@ -9,7 +9,7 @@ Communication Retry resources (/1/x/17-20) say, then go on at the sequence delay
 Every state change is a ``RegistrationEvent``, which the daemon reports in its status and logs,
 like the RD client events of the Zephyr LwM2M client.
 
-The registrar talks through an ``Endpoint`` (plain UDP or DTLS-PSK), and its ``exchange`` is the
+The registrar talks through an ``Uplink`` (plain UDP or DTLS-PSK), and its ``exchange`` is the
 one way the session's own requests reach the server, so the Send operation gets the same
 timeout, the same recovery of a lost DTLS session and the same "the client spoke" signal that
 queue mode keys on.
@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import aiocoap
 from aiocoap.numbers.codes import Code
 
-from .endpoint import Endpoint, UdpEndpoint
+from .uplink import UdpUplink, Uplink
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class Registrar:
 
     def __init__(
         self,
-        endpoint: Endpoint | aiocoap.Context,
+        uplink: Uplink | aiocoap.Context,
         target: ServerTarget,
         params: Callable[[], RegistrationParams],
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
@@ -197,9 +197,9 @@ class Registrar:
         *,
         on_answer: Callable[[], None] = lambda: None,
     ) -> None:
-        """``endpoint`` carries the requests (a bare context is plain UDP); ``on_answer`` is
+        """``uplink`` carries the requests (a bare context is plain UDP); ``on_answer`` is
         called whenever the server answers one of them (queue mode's "the client spoke")."""
-        self.endpoint = UdpEndpoint(endpoint) if isinstance(endpoint, aiocoap.Context) else endpoint
+        self.uplink = UdpUplink(uplink) if isinstance(uplink, aiocoap.Context) else uplink
         self.target = target
         self._params = params
         self._on_event = on_event
@@ -260,15 +260,15 @@ class Registrar:
     async def exchange(self, msg: aiocoap.Message) -> aiocoap.Message:
         """Send one request to the server within the request timeout; return the response.
 
-        A timeout drops the endpoint's session, as a network error already does in the DTLS
-        endpoint: a server that stopped answering may have lost it, and the Register that
+        A timeout drops the uplink's session, as a network error already does in the DTLS
+        uplink: a server that stopped answering may have lost it, and the Register that
         follows must handshake afresh.
         """
         try:
             async with asyncio.timeout(self.target.request_timeout):
-                response = await self.endpoint.request(msg)
+                response = await self.uplink.request(msg)
         except TimeoutError:
-            self.endpoint.drop_session()
+            self.uplink.drop_session()
             raise
         self.remote = response.remote
         self._on_answer()

@@ -92,7 +92,7 @@ def check_records(records: Sequence[Record], tree: ObjectTree) -> None:
             raise BadRequest(f"Send records name resources, not {path}")
         if path.ids[0] in BOOTSTRAP_ONLY:
             raise BadRequest(f"{path} is bootstrap-only and is never sent")
-        rdef = tree.registry.resource(path.ids[0], path.ids[2])
+        rdef = tree.definitions.resource(path.ids[0], path.ids[2])
         if not rdef.operations.readable:
             raise BadRequest(f"{path} ({rdef.name}) is not a readable resource")
         if rdef.multiple != (path.level is Level.RESOURCE_INSTANCE):
@@ -104,7 +104,7 @@ def check_records(records: Sequence[Record], tree: ObjectTree) -> None:
 def encode_send(records: Sequence[Record], tree: ObjectTree) -> bytes:
     """The SenML CBOR payload of a Send: every record by its full path, with its time if any."""
     check_records(records, tree)
-    return codec_for(ContentFormat.SENML_CBOR).encode(records, ROOT, tree.registry)
+    return codec_for(ContentFormat.SENML_CBOR).encode(records, ROOT, tree.definitions)
 
 
 def muted(tree: ObjectTree, server_instance: int) -> bool:

@@ -59,7 +59,7 @@ from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.dm import EndDevices
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
 from bridged.health import NodeHealth
-from bridged.objects.definitions import Registry
+from bridged.objects.definitions import Definitions
 from bridged.objects.ids import SINGLE, Device
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -108,12 +108,12 @@ class NodeEndpoint:
         self,
         node: LiveNode,
         name: str,
-        registry: Registry,
+        definitions: Definitions,
         report: Callable[[NodeEndpoint, RegistrationEvent], None] = lambda ep, e: None,
     ) -> None:
         self.node = node.id
         self.name = name
-        self.tree = ObjectTree(registry)
+        self.tree = ObjectTree(definitions)
         self.tree.create_instance(Device.OBJECT, SINGLE, device_values(node))
         self.paths = PathMap()
         """The node's instances at their node-local paths; the endpoint's own /0, /1 and its
@@ -165,7 +165,7 @@ class EndpointsExposure:
 
     def __init__(
         self,
-        registry: Registry,
+        definitions: Definitions,
         gateway_endpoint: str,
         servers: ServerConfig | Sequence[ServerConfig],
         *,
@@ -180,7 +180,7 @@ class EndpointsExposure:
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
-        self.registry = registry
+        self.definitions = definitions
         self.gateway_endpoint = gateway_endpoint
         self.servers = (servers,) if isinstance(servers, ServerConfig) else tuple(servers)
         self.host = host
@@ -204,7 +204,7 @@ class EndpointsExposure:
     # -- ExposureMode ------------------------------------------------------------------------
 
     @property
-    def devices(self) -> EndDevices | None:
+    def end_devices(self) -> EndDevices | None:
         return None
 
     def router(self, client: LwM2MClient) -> Router:
@@ -378,7 +378,7 @@ class EndpointsExposure:
             self.node_objects(node)
             return
         name = endpoint_name(self.gateway_endpoint, node.id)
-        ep = NodeEndpoint(node, name, self.registry, self.on_event)
+        ep = NodeEndpoint(node, name, self.definitions, self.on_event)
         self.endpoints[node.id] = ep
         self._pending.put_nowait(ep)
 

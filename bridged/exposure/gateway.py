@@ -17,7 +17,7 @@ creates or deletes its /25 instance, which is an Update, and a change of a node'
 changes /25/x/3, which the engine also sends an Update for, so a server that reads /25 on each
 Update learns of it at once.
 
-Requests to a prefixed path reach the node's tree through ``EndDevices`` (``device_tree`` and
+Requests to a prefixed path reach the node's tree through ``EndDevices`` (``end_device_tree`` and
 ``subscribe``), which ``DeviceManagement`` and the observations take; an unknown prefix is
 4.04, and the observations of a node that is unpaired end with 4.04. Read, Write, Execute and
 Write-Composite of a node's path reach the node itself (``paths``, the mode's ``PathMap``,
@@ -72,7 +72,7 @@ class GatewayExposure(ThroughGateway):
         self.store = store
         self.paths = PathMap(prefixed=True)
         """Where each node's instances are: ``/devN/...``, the node-local path prefixed."""
-        self._devices: dict[NodeId, _EndDevice] = {}
+        self._end_devices: dict[NodeId, _EndDevice] = {}
         self._by_prefix: dict[str, _EndDevice] = {}
         self._listeners: Listeners[Listener] = Listeners("end device tree changes")
         tree.add_object(LwM2MGateway.OBJECT)
@@ -82,12 +82,12 @@ class GatewayExposure(ThroughGateway):
     # -- EndDevices --------------------------------------------------------------------------
 
     @property
-    def devices(self) -> GatewayExposure:
+    def end_devices(self) -> GatewayExposure:
         """The gateway's endpoint serves the end devices at their prefixes: this mode is
         their ``EndDevices``."""
         return self
 
-    def device_tree(self, prefix: str) -> ObjectTree | None:
+    def end_device_tree(self, prefix: str) -> ObjectTree | None:
         """The tree of the end device with ``prefix``, or None when no paired node has it."""
         device = self._by_prefix.get(prefix)
         return None if device is None else device.tree
@@ -101,21 +101,21 @@ class GatewayExposure(ThroughGateway):
         self._listeners.notify(lambda listener: listener(path))
 
     def prefix(self, node: NodeId) -> str | None:
-        device = self._devices.get(node)
+        device = self._end_devices.get(node)
         return None if device is None else device.prefix
 
     # -- RegistryListener --------------------------------------------------------------------
 
     def node_added(self, node: LiveNode) -> None:
-        device = self._devices.get(node.id)
+        device = self._end_devices.get(node.id)
         if device is None:
             prefix = self.store.prefix(node.id)
             instance = self.store.instance_id(node.id, LwM2MGateway.OBJECT)
-            tree = ObjectTree(self.tree.registry, prefix)
+            tree = ObjectTree(self.tree.definitions, prefix)
             device = _EndDevice(instance, tree, self.paths)
             device.tree.subscribe(self._changed)
             device.mirror.sync(node)
-            self._devices[node.id] = device
+            self._end_devices[node.id] = device
             self._by_prefix[device.prefix] = device
             self.tree.create_instance(
                 LwM2MGateway.OBJECT,
@@ -132,7 +132,7 @@ class GatewayExposure(ThroughGateway):
             self.node_objects(node)
 
     def node_removed(self, node: NodeId) -> None:
-        device = self._devices.pop(node, None)
+        device = self._end_devices.pop(node, None)
         if device is None:
             return
         del self._by_prefix[device.prefix]
@@ -141,7 +141,7 @@ class GatewayExposure(ThroughGateway):
         self._changed(Path((), device.prefix))
 
     def node_objects(self, node: LiveNode) -> None:
-        device = self._devices.get(node.id)
+        device = self._end_devices.get(node.id)
         if device is not None and device.mirror.sync(node):
             self.tree.set(
                 Path((LwM2MGateway.OBJECT, device.instance, LwM2MGateway.IOT_DEVICE_OBJECTS)),
@@ -149,7 +149,7 @@ class GatewayExposure(ThroughGateway):
             )
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
-        device = self._devices.get(node.id)
+        device = self._end_devices.get(node.id)
         if device is not None:
             device.mirror.apply(node, records)
 
@@ -159,7 +159,7 @@ class GatewayExposure(ThroughGateway):
     def node_health(self, node: NodeId, health: NodeHealth) -> None:
         """The node's /devN/3/0/11, /3/0/20 and /4/0 (``NodeHealth.resources``); a /3/0 or
         /4/0 created for them is in /25/x/3 like the node's own objects."""
-        device = self._devices.get(node)
+        device = self._end_devices.get(node)
         if device is not None and device.mirror.show_health(node, health.resources()):
             self.tree.set(
                 Path((LwM2MGateway.OBJECT, device.instance, LwM2MGateway.IOT_DEVICE_OBJECTS)),

@@ -160,7 +160,7 @@ class InstancesExposure(ThroughGateway):
         ids = self.store.instance_ids(node.id, to_show)
         for oid, iid in to_show:
             gw = ids[(oid, iid)]
-            values, held = initial_values(self.tree.registry, node, oid, iid)
+            values, held = initial_values(self.tree.definitions, node, oid, iid)
             try:
                 self.tree.create_instance(oid, gw, values)
             except LwM2MError as e:
@@ -176,7 +176,7 @@ class InstancesExposure(ThroughGateway):
     def _gateways(self, oid: int) -> bool:
         """Whether object ``oid`` is single-instance: its one instance is the gateway's own
         (/3 Device, /5 Firmware Update), so a node's cannot be shown there."""
-        return not self.tree.registry.get(oid).multiple
+        return not self.tree.definitions.get(oid).multiple
 
     def _battery_instance(self, node: LiveNode) -> None:
         """The node's battery as a /3300 instance, once the node has reported its level."""
@@ -214,7 +214,7 @@ class InstancesExposure(ThroughGateway):
     """Values read from a node are shown as its readings are (they are just not stored)."""
 
     def _defined(self, oid: int) -> bool:
-        if oid in self.tree.registry:
+        if oid in self.tree.definitions:
             return True
         if oid not in self._unknown:
             self._unknown.add(oid)

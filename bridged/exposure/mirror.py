@@ -35,7 +35,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from bridged.objects.definitions import Registry
+from bridged.objects.definitions import Definitions
 from bridged.objects.errors import LwM2MError
 from bridged.objects.ids import Ipso, IpsoResource
 from bridged.objects.paths import Level, Path
@@ -70,7 +70,7 @@ set each was 6 MB of a gateway with 10,000 nodes)."""
 
 
 def initial_values(
-    registry: Registry, node: LiveNode, oid: int, iid: int
+    definitions: Definitions, node: LiveNode, oid: int, iid: int
 ) -> tuple[list[tuple[int, Value]], frozenset[int]]:
     """What the node's ``/oid/iid`` is created with in any mode: its reported values, and the
     node's name in 5750 Application Type where the object has it and the node's own data does
@@ -78,7 +78,7 @@ def initial_values(
     itself (``Shown.held``)."""
     values = instance_values(node, oid, iid)
     own = oid in NODE_DATA_5750 or any(rid == IpsoResource.APPLICATION_TYPE for rid, _ in values)
-    if not own and IpsoResource.APPLICATION_TYPE in registry.get(oid).resources:
+    if not own and IpsoResource.APPLICATION_TYPE in definitions.get(oid).resources:
         values.append((IpsoResource.APPLICATION_TYPE, node.paired.name))
         return values, HELD_NAME
     return values, frozenset()
@@ -113,10 +113,10 @@ class NodeMirror:
         self.adopted &= wanted
         prefix = self.tree.prefix
         for oid, iid in sorted(wanted - self.created - self.adopted):
-            if oid not in self.tree.registry:
+            if oid not in self.tree.definitions:
                 log.warning("node %s: object %d has no definition: add its DDF file", node.id, oid)
                 continue
-            values, held = initial_values(self.tree.registry, node, oid, iid)
+            values, held = initial_values(self.tree.definitions, node, oid, iid)
             instance = Path((oid, iid), prefix)
             if self.tree.has(instance):
                 # The tree's own resources there (an endpoint's /3/0) stay the gateway's.

@@ -5,7 +5,7 @@ A mode decides four things, and says each here:
 
 * **what it registers**: as a ``RegistryListener`` it is told of nodes paired, unpaired and
   reporting, and shows them upstream (instances of the gateway's objects, end devices behind
-  prefixes, or endpoints of their own); ``devices`` are the end devices the gateway's own
+  prefixes, or endpoints of their own); ``end_devices`` are the end devices the gateway's own
   endpoint serves at prefixes, ``start``/``stop`` bring up and take down the endpoints the mode
   registers besides the gateway's;
 * **how it maps paths**: ``paths``, through the one mapping owner (``mapping.PathMap``);
@@ -47,7 +47,7 @@ class ExposureMode(RegistryListener, Protocol):
         ...
 
     @property
-    def devices(self) -> EndDevices | None:
+    def end_devices(self) -> EndDevices | None:
         """The end devices served at prefixes by the gateway's endpoint; None if there are
         none in this mode."""
         ...
@@ -89,7 +89,7 @@ class ThroughGateway:
     nodes_on_gateway = True
 
     @property
-    def devices(self) -> EndDevices | None:
+    def end_devices(self) -> EndDevices | None:
         return None
 
     def router(self, client: LwM2MClient) -> Router:

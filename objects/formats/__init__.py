@@ -2,16 +2,16 @@
 
 Every codec has the same contract (``Codec``):
 
-``encode(records, base, registry) -> bytes``
+``encode(records, base, definitions) -> bytes``
     ``records`` are the values of a read of ``base`` (a path at any level, or the root for a
     composite read), in path order; each record's path is a resource (/o/i/r) or resource
     instance (/o/i/r/ri) path that ``base`` contains. A multi-instance resource's values are
     resource-instance records. A format that cannot represent this read raises NotAcceptable
     (4.06); text/plain, opaque and plain CBOR carry exactly one value at exactly ``base``.
 
-``decode(payload, base, registry) -> list[Record]``
+``decode(payload, base, definitions) -> list[Record]``
     The inverse, for a write or create on ``base``. Values come back typed by their
-    definitions in ``registry``. Bad bytes raise DecodeError (4.00), a name outside ``base``
+    ``definitions``. Bad bytes raise DecodeError (4.00), a name outside ``base``
     BadRequest (4.00), an unknown object or resource NotFound (4.04), a format that cannot carry
     this target UnsupportedContentFormat (4.15). Nothing else escapes.
 
@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from enum import IntEnum
 from typing import Protocol, cast, runtime_checkable
 
-from ..definitions import Registry
+from ..definitions import Definitions
 from ..errors import NotAcceptable, UnsupportedContentFormat
 from ..paths import Path
 from ..values import Record
@@ -77,9 +77,9 @@ class Codec(Protocol):
         """Whether each record carries the time its value was measured (SenML's ``t``)."""
         ...
 
-    def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes: ...
+    def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes: ...
 
-    def decode(self, payload: bytes, base: Path, registry: Registry) -> list[Record]: ...
+    def decode(self, payload: bytes, base: Path, definitions: Definitions) -> list[Record]: ...
 
 
 @runtime_checkable

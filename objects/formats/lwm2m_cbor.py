@@ -36,7 +36,7 @@ from typing import Final
 
 import cbor2
 
-from ..definitions import Registry, ResourceType
+from ..definitions import Definitions, ResourceType
 from ..errors import BadRequest, DecodeError, NotAcceptable
 from ..paths import Path, is_prefix
 from ..values import ObjLnk, Record, Value, check_id, check_type
@@ -229,7 +229,7 @@ def _cbor_value(value: Value) -> object:
     return str(value) if isinstance(value, ObjLnk) else value
 
 
-def _typed(registry: Registry, path: Path, raw: object) -> Value:
+def _typed(definitions: Definitions, path: Path, raw: object) -> Value:
     """The leaf at ``path`` as its resource's Python type; NotFound or BadRequest if it is not.
 
     A multi-instance resource holds a map of resource instances, and a single one holds its
@@ -238,7 +238,7 @@ def _typed(registry: Registry, path: Path, raw: object) -> Value:
     ids = path.ids
     if len(ids) < 3:
         raise DecodeError(f"{path} holds a value where a map is needed")
-    rdef = registry.resource(ids[0], ids[2])
+    rdef = definitions.resource(ids[0], ids[2])
     if rdef.multiple != (len(ids) == _MAX_IDS):
         kind = "multi-instance" if rdef.multiple else "single-instance"
         raise BadRequest(f"{path}: resource {rdef.id} ({rdef.name}) is {kind}")
@@ -263,15 +263,15 @@ class LwM2MCborCodec:
     content_format: ContentFormat = ContentFormat.LWM2M_CBOR
     timed = False
 
-    def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
+    def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes:
         return _dump(_tree((r.path, _cbor_value(r.value)) for r in records))
 
-    def decode(self, payload: bytes, base: Path, registry: Registry) -> list[Record]:
+    def decode(self, payload: bytes, base: Path, definitions: Definitions) -> list[Record]:
         leaves = _flatten(payload)
         for path in leaves:
             if not base.contains(path):
                 raise BadRequest(f"{path} is outside {base}")
-        records = [Record(path, _typed(registry, path, raw)) for path, raw in leaves.items()]
+        records = [Record(path, _typed(definitions, path, raw)) for path, raw in leaves.items()]
         records.sort(key=lambda r: r.path.sort_key())
         return records
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 
-from ..definitions import Registry, ResourceType
+from ..definitions import Definitions, ResourceType
 from ..errors import DecodeError
 from ..paths import Path
 from ..values import Record
@@ -56,18 +56,18 @@ class LwM2MJsonCodec:
     content_format = ContentFormat.LWM2M_JSON
     timed = True
 
-    def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
+    def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes:
         bn, entries = encode_entries(records, base, DIALECT)
         document: dict[str, str | list[Item]] = {"bn": bn, "e": entries} if bn else {"e": entries}
         return dump_json(document, DIALECT.name)
 
-    def decode(self, payload: bytes, base: Path, registry: Registry) -> list[Record]:
+    def decode(self, payload: bytes, base: Path, definitions: Definitions) -> list[Record]:
         document = load_json(payload, DIALECT.name)
         if type(document) is not dict or "e" not in document:
             raise DecodeError('an LwM2M JSON payload is an object with an "e" array')
         bn = text(document["bn"], "base name") if "bn" in document else ""
         bt = number(document["bt"], "base time") if "bt" in document else None
-        return decode_pack(document["e"], base, registry, DIALECT, base_name=bn, base_time=bt)
+        return decode_pack(document["e"], base, definitions, DIALECT, base_name=bn, base_time=bt)
 
 
 CODEC = LwM2MJsonCodec()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..definitions import Registry, ResourceType
+from ..definitions import Definitions, ResourceType
 from ..errors import NotAcceptable, UnsupportedContentFormat
 from ..paths import Path
 from ..values import Record
@@ -26,15 +26,15 @@ class OpaqueCodec:
     content_format: ContentFormat = ContentFormat.OPAQUE
     timed = False
 
-    def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
+    def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes:
         value = single_record(records, base, _NAME).value
         # Opaque is the only type whose values are bytes.
         if not isinstance(value, bytes):
             raise NotAcceptable(f"{_NAME} carries only Opaque values, and {base} is not one")
         return value
 
-    def decode(self, payload: bytes, base: Path, registry: Registry) -> list[Record]:
-        rdef = single_target(base, registry, _NAME)
+    def decode(self, payload: bytes, base: Path, definitions: Definitions) -> list[Record]:
+        rdef = single_target(base, definitions, _NAME)
         if rdef.type is not ResourceType.OPAQUE:
             raise UnsupportedContentFormat(
                 f"{_NAME} carries only Opaque values, and {base} is {rdef.type.value}"

@@ -46,7 +46,7 @@ from typing import Final
 
 import cbor2
 
-from ..definitions import Registry, ResourceType
+from ..definitions import Definitions, ResourceType
 from ..errors import BadRequest, DecodeError
 from ..paths import Path
 from ..values import ObjLnk, Record, check_type
@@ -155,9 +155,9 @@ class PlainCborCodec:
     content_format: ContentFormat = ContentFormat.CBOR
     timed = False
 
-    def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
+    def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes:
         value = single_record(records, base, _NAME).value
-        rtype = registry.resource(base.ids[0], base.ids[2]).type
+        rtype = definitions.resource(base.ids[0], base.ids[2]).type
         item: object = value
         if rtype is ResourceType.TIME:
             item = cbor2.CBORTag(_EPOCH_TAG, value)
@@ -167,8 +167,8 @@ class PlainCborCodec:
             item = str(value)
         return cbor2.dumps(item, canonical=True)
 
-    def decode(self, payload: bytes, base: Path, registry: Registry) -> list[Record]:
-        rdef = single_target(base, registry, _NAME)
+    def decode(self, payload: bytes, base: Path, definitions: Definitions) -> list[Record]:
+        rdef = single_target(base, definitions, _NAME)
         raw = _load(payload)
         if isinstance(raw, _Epoch):
             if rdef.type is not ResourceType.TIME:

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..definitions import Registry, ResourceDef, ResourceType
+from ..definitions import Definitions, ResourceDef, ResourceType
 from ..errors import BadRequest, DecodeError, InternalServerError, PathError
 from ..paths import Level, Path
 from ..values import INT64_MIN, UINT64_MAX, ObjLnk, Record, Value, check_type
@@ -187,7 +187,7 @@ def encode_path_list(paths: Sequence[Path], dialect: Dialect) -> list[Item]:
 def decode_pack(
     items: object,
     base: Path,
-    registry: Registry,
+    definitions: Definitions,
     dialect: Dialect,
     *,
     base_name: str = "",
@@ -208,7 +208,7 @@ def decode_pack(
         level = len(path.ids)
         if level < Level.RESOURCE:
             raise BadRequest(f"{name!r} is not a resource or resource instance")
-        rdef = registry.resource(path.ids[0], path.ids[2])
+        rdef = definitions.resource(path.ids[0], path.ids[2])
         if rdef.multiple != (level == Level.RESOURCE_INSTANCE):
             kind = "multi-instance" if rdef.multiple else "single-instance"
             raise BadRequest(f"{name!r} does not address {kind} resource {rdef.id} as such")

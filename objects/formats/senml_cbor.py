@@ -17,7 +17,7 @@ from typing import Any
 
 import cbor2
 
-from ..definitions import Registry, ResourceType
+from ..definitions import Definitions, ResourceType
 from ..errors import DecodeError, NotAcceptable
 from ..paths import Path
 from ..values import Record
@@ -148,11 +148,11 @@ class SenMLCborCodec:
     content_format = ContentFormat.SENML_CBOR
     timed = True
 
-    def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
+    def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes:
         return _dump(encode_pack(records, base, DIALECT))
 
-    def decode(self, payload: bytes, base: Path, registry: Registry) -> list[Record]:
-        return decode_pack(_load(payload), base, registry, DIALECT)
+    def decode(self, payload: bytes, base: Path, definitions: Definitions) -> list[Record]:
+        return decode_pack(_load(payload), base, definitions, DIALECT)
 
     def encode_paths(self, paths: Sequence[Path]) -> bytes:
         return _dump(encode_path_list(paths, DIALECT))

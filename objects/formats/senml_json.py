@@ -10,7 +10,7 @@ import base64
 import json
 from collections.abc import Sequence
 
-from ..definitions import Registry, ResourceType
+from ..definitions import Definitions, ResourceType
 from ..errors import DecodeError, NotAcceptable
 from ..paths import Path
 from ..values import Record
@@ -105,11 +105,11 @@ class SenMLJsonCodec:
     content_format = ContentFormat.SENML_JSON
     timed = True
 
-    def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
+    def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes:
         return dump_json(encode_pack(records, base, DIALECT), DIALECT.name)
 
-    def decode(self, payload: bytes, base: Path, registry: Registry) -> list[Record]:
-        return decode_pack(load_json(payload, DIALECT.name), base, registry, DIALECT)
+    def decode(self, payload: bytes, base: Path, definitions: Definitions) -> list[Record]:
+        return decode_pack(load_json(payload, DIALECT.name), base, definitions, DIALECT)
 
     def encode_paths(self, paths: Sequence[Path]) -> bytes:
         return dump_json(encode_path_list(paths, DIALECT), DIALECT.name)

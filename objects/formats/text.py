@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..definitions import Registry, ResourceDef
+from ..definitions import Definitions, ResourceDef
 from ..errors import BadRequest, DecodeError, NotAcceptable, UnsupportedContentFormat
 from ..paths import Level, Path
 from ..values import Record, from_text, to_text
@@ -34,18 +34,18 @@ def single_record(records: Sequence[Record], base: Path, format_name: str) -> Re
     return records[0]
 
 
-def single_target(base: Path, registry: Registry, format_name: str) -> ResourceDef:
+def single_target(base: Path, definitions: Definitions, format_name: str) -> ResourceDef:
     """The definition of the one value a single-value write to ``base`` sets.
 
     The codes tell the server what went wrong. An object, an instance or a multi-instance
     resource is a fine target that this format cannot carry (another format could), so the
     answer is 4.15. A resource-instance ID on a single-instance resource is a bad path whatever
-    the format, so that is 4.00. An unknown object or resource is 4.04 from the registry.
+    the format, so that is 4.00. An unknown object or resource is 4.04 from the definitions.
     """
     if base.level < Level.RESOURCE:
         raise UnsupportedContentFormat(f"{format_name} cannot carry a write to {base}")
     ids = base.ids
-    rdef = registry.resource(ids[0], ids[2])
+    rdef = definitions.resource(ids[0], ids[2])
     if base.level is Level.RESOURCE and rdef.multiple:
         raise UnsupportedContentFormat(
             f"{format_name} cannot carry all instances of multi-instance resource {base}"
@@ -62,11 +62,11 @@ class TextCodec:
     content_format: ContentFormat = ContentFormat.TEXT
     timed = False
 
-    def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
+    def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes:
         return to_text(single_record(records, base, "text/plain").value).encode()
 
-    def decode(self, payload: bytes, base: Path, registry: Registry) -> list[Record]:
-        rdef = single_target(base, registry, "text/plain")
+    def decode(self, payload: bytes, base: Path, definitions: Definitions) -> list[Record]:
+        rdef = single_target(base, definitions, "text/plain")
         try:
             text = payload.decode()
         except UnicodeDecodeError as e:

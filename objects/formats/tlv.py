@@ -12,7 +12,7 @@ depends on the request's path (``base``):
 - of a resource instance, one Resource Instance TLV.
 
 The root cannot be addressed at all, which is why TLV has no composite operations. Values carry
-no type either: the registry's definition says how to read each one.
+no type either: the resource's definition says how to read each one.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
-from ..definitions import ObjectDef, Registry, ResourceDef, ResourceType
+from ..definitions import Definitions, ObjectDef, ResourceDef, ResourceType
 from ..errors import (
     BadRequest,
     DecodeError,
@@ -326,7 +326,7 @@ def _unexpected(tlv: Tlv, where: str) -> BadRequest:
 
 @dataclass(frozen=True, slots=True)
 class _Reader:
-    """Turns the TLVs of one payload into records under ``base``, typed by the registry."""
+    """Turns the TLVs of one payload into records under ``base``, typed by the definitions."""
 
     buf: bytes
     obj: ObjectDef
@@ -424,11 +424,11 @@ class TlvCodec:
     content_format: ContentFormat = ContentFormat.TLV
     timed = False
 
-    def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
+    def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes:
         ids = base.ids
         if not ids:
             raise NotAcceptable("TLV cannot carry a read of the root")
-        obj = registry.get(ids[0])
+        obj = definitions.get(ids[0])
         try:
             if len(ids) == 1:
                 return b"".join(
@@ -444,12 +444,12 @@ class TlvCodec:
         except _VALUE_ERRORS as e:
             raise InternalServerError(f"a value under {base} does not fit its type: {e}") from e
 
-    def decode(self, payload: bytes, base: Path, registry: Registry) -> list[Record]:
+    def decode(self, payload: bytes, base: Path, definitions: Definitions) -> list[Record]:
         ids = base.ids
         if not ids:
             raise UnsupportedContentFormat("TLV cannot carry a write to the root")
         buf = bytes(payload)
-        reader = _Reader(buf, registry.get(ids[0]), [])
+        reader = _Reader(buf, definitions.get(ids[0]), [])
         reader.payload(_split(buf, 0, len(buf)), base)
         return reader.out
 

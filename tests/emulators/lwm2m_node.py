@@ -19,7 +19,7 @@ from typing import Any
 import aiocoap
 from aiocoap.numbers.codes import Code
 
-from bridged.engine.coap import append_transport
+from bridged.engine.coap import append_message_interface
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
 from bridged.engine.observe import Observations
 from bridged.engine.registration import (
@@ -29,7 +29,7 @@ from bridged.engine.registration import (
     RetryPolicy,
     ServerTarget,
 )
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import MethodNotAllowed
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.linkformat import registration_links
@@ -102,7 +102,7 @@ class EmulatedNode:
         )
         #: Every registration event, in order (a refused Register is a REGISTRATION_FAILURE).
         self.events: list[RegistrationEvent] = []
-        self.tree = ObjectTree(builtin_registry())
+        self.tree = ObjectTree(builtin_definitions())
         self.tree.create_instance(
             3, 0, [(0, "Emulated"), (1, "node"), (16, "UQ" if sleepy else "U")]
         )
@@ -142,7 +142,7 @@ class EmulatedNode:
             sending,
             self.ip,
             self.port,
-            append_transport,
+            append_message_interface,
         )
         host = LowpanAddress(self.interface, gateway_ip, self.server_port).hostinfo
         target = ServerTarget(
@@ -173,7 +173,7 @@ class EmulatedNode:
         """LwM2M Send of ``records`` to the gateway (``POST /dp``, SenML CBOR). A 4.04 says
         the gateway does not know the node: it registers again, as a LwM2M client does."""
         assert self.registrar is not None
-        payload = codec_for(ContentFormat.SENML_CBOR).encode(records, ROOT, self.tree.registry)
+        payload = codec_for(ContentFormat.SENML_CBOR).encode(records, ROOT, self.tree.definitions)
         message = aiocoap.Message(
             code=Code.POST,
             uri=self.registrar.uri("dp"),

@@ -22,7 +22,7 @@ from aiocoap.numbers.codes import Code
 from emulators.lwm2m_node import TEMPERATURE, EmulatedNode
 from emulators.world import PAN, Daemon, World, node_eui64, node_id
 
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import ROOT
 from bridged.objects.values import Record
@@ -95,7 +95,7 @@ def forged_send(world: World, node: EmulatedNode, value: float) -> list[bytes]:
         code=Code.POST,
         uri_path=("dp",),
         content_format=ContentFormat.SENML_CBOR,
-        payload=codec_for(ContentFormat.SENML_CBOR).encode(records, ROOT, builtin_registry()),
+        payload=codec_for(ContentFormat.SENML_CBOR).encode(records, ROOT, builtin_definitions()),
     )
     message.mtype, message.mid, message.token = aiocoap.CON, 0x4242, b"forged"
     gateway = world.rcp.eui64

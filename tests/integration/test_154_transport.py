@@ -19,7 +19,7 @@ from bridged.commands import CommandQueue
 from bridged.engine.registration import EventKind
 from bridged.exposure.instances import InstancesExposure
 from bridged.hosting import transport_host
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.ddf import load_ddf_file
 from bridged.objects.errors import GatewayTimeout
 from bridged.objects.paths import Path
@@ -79,7 +79,7 @@ async def gateway(tmp_path: FsPath) -> AsyncIterator[Gateway]:
     registry = NodeRegistry(NodeStore(conn), secrets, ReadingStore(conn))
     async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
         config = {"port": str(rcp.link), "pan_id": PAN, "awake_window": 1, "request_timeout": 3}
-        transport = IEEE802154Transport(config, registry, transport_host(builtin_registry()))
+        transport = IEEE802154Transport(config, registry, transport_host(builtin_definitions()))
         registry.attach(transport)
         air = RadioAir(rcp, PAN)
         await transport.start()
@@ -214,7 +214,7 @@ async def test_a_restarted_gateway_keeps_its_nodes_registrations_and_observes_th
         handed = HandedOver()
         registry.listen(handed)
         transport = IEEE802154Transport(
-            {"port": str(rcp.link), "pan_id": PAN}, registry, transport_host(builtin_registry())
+            {"port": str(rcp.link), "pan_id": PAN}, registry, transport_host(builtin_definitions())
         )
         registry.attach(transport)
         return registry, transport, handed
@@ -281,7 +281,7 @@ async def test_the_ports_the_gateway_serves_are_a_setting_and_other_ports_are_sa
     )
     async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
         config = {"port": str(rcp.link), "pan_id": PAN, "coap_ports": [0xF0B1]}
-        transport = IEEE802154Transport(config, registry, transport_host(builtin_registry()))
+        transport = IEEE802154Transport(config, registry, transport_host(builtin_definitions()))
         registry.attach(transport)
         air = RadioAir(rcp, PAN)
         await transport.start()
@@ -336,10 +336,10 @@ async def test_a_node_in_queue_mode_is_sleepy_after_a_restart_though_paired_awak
             NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
         )
         config = {"port": str(rcp.link), "pan_id": PAN, "awake_window": 1, "request_timeout": 2}
-        transport = IEEE802154Transport(config, registry, transport_host(builtin_registry()))
+        transport = IEEE802154Transport(config, registry, transport_host(builtin_definitions()))
         registry.attach(transport)
         commands = CommandQueue(conn, registry, timeout=5)
-        exposure = InstancesExposure(ObjectTree(builtin_registry()), registry.store)
+        exposure = InstancesExposure(ObjectTree(builtin_definitions()), registry.store)
         operations = NodeOperations(registry, exposure, commands, timeout=5)
         return registry, transport, operations, commands
 
@@ -389,7 +389,7 @@ async def test_an_object_taught_by_a_ddf_file_reaches_the_node_server(tmp_path: 
     files): a node's object known only from a DDF file is observed like a built-in one, so its
     values and changes reach the gateway."""
     soil = load_ddf_file(SOIL_PROBE_DDF)
-    definitions = builtin_registry()
+    definitions = builtin_definitions()
     definitions.extend(soil)
     conn = connect(tmp_path / "state.db")
     registry = NodeRegistry(
@@ -402,7 +402,7 @@ async def test_an_object_taught_by_a_ddf_file_reaches_the_node_server(tmp_path: 
         air = RadioAir(rcp, PAN)
         await transport.start()
         node = EmulatedNode(node_eui(0x40), "soil")
-        node.tree.registry.extend(soil)
+        node.tree.definitions.extend(soil)
         node.tree.create_instance(32769, 0, [(0, 31.5)])
         node_id = NodeId("802154", node.eui64.hex())
         registry.pair(PairedNode(node_id, node.name, "lwm2m"))

@@ -14,7 +14,7 @@ import pytest
 
 from bridged.engine.access import AccessControl, Right
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -32,7 +32,7 @@ def _port(context: aiocoap.Context) -> int:
 @pytest.fixture
 async def endpoints() -> AsyncIterator[tuple[AccessControl, dict[int, str]]]:
     """The base URI that reaches each server's DeviceManagement, by Short Server ID."""
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3303, 0, [(5700, 21.5)])
     tree.create_instance(3303, 1, [(5700, 19.0)])
     access = AccessControl(tree)
@@ -69,7 +69,7 @@ async def test_each_server_gets_what_its_acl_grants_over_the_wire(
     create = codec_for(ContentFormat.TLV).encode(
         [Record(Path.parse("/3201/5/5550"), True), Record(Path.parse("/3201/5/5750"), "attic")],
         Path((3201,)),
-        access.tree.registry,
+        access.tree.definitions,
     )
     denied = await client.request(
         "post", f"{uri[2]}/3201", content_format=ContentFormat.TLV, payload=create

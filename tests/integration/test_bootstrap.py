@@ -20,7 +20,7 @@ from bridged.engine.bootstrap_client import BootstrapConfig, BootstrapEvent, Boo
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.provisioning import FILE_NAME, ProvisioningStore
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from peers.bootstrap_server import BootstrapTestServer, enabler_version, security, server
@@ -42,7 +42,7 @@ async def dm_server() -> AsyncIterator[LwM2MTestServer]:
 
 
 def gateway_tree() -> ObjectTree:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
     tree.create_instance(3303, 0, [(5700, 21.5)])
     return tree
@@ -301,7 +301,7 @@ async def test_only_the_bootstrap_server_may_bootstrap(
 
 def _state_with_dead_server(state_dir: pathlib.Path, **server_extra: int | bool) -> None:
     """A saved configuration whose only server does not answer, retrying fast (/1/x/17-20)."""
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(0, 0, [(0, "coap://127.0.0.1:9"), (1, False), (2, 3), (10, 4)])
     values: list[tuple[int, int | bool | str]] = [(0, 4), (1, 60), (6, False), (7, "U")]
     values += [(17, 1), (18, 0), (19, 0), (20, 1)]
@@ -333,7 +333,7 @@ async def test_provisioned_retry_resources_lead_to_fallback(
     await clients.start(bs.uri, tmp_path)
     await bs.provision(await bs.next_request(), dm_server.uri)
     await clients.registered()
-    loaded = ObjectTree(builtin_registry())
+    loaded = ObjectTree(builtin_definitions())
     assert ProvisioningStore(tmp_path).load(loaded)
     assert loaded.get(Path.parse("/0/1/0")) == dm_server.uri, "the new configuration is saved"
 

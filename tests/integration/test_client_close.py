@@ -19,7 +19,7 @@ TIMEOUT = 10.0
 
 
 def client_socket(client: LwM2MClient) -> socket.socket:
-    context = client.sessions[0].endpoint.context
+    context = client.sessions[0].uplink.context
     messages = context.request_interfaces[0].token_interface.message_interface
     sock = messages.transport.get_extra_info("socket")
     assert isinstance(sock, socket.socket)

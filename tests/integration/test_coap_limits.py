@@ -20,7 +20,7 @@ from bridged.engine.coap import (
     message_managers,
 )
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.tree import ObjectTree
 
 TIMEOUT = 20.0
@@ -130,7 +130,7 @@ async def test_a_duplicate_non_is_dropped(
 
 async def test_thousands_of_reads_never_grow_the_cache_beyond_its_bound() -> None:
     """A server reading a client's /3/0/0 3,000 times, 50 at a time, from one socket."""
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3, 0, [(0, "ACME")])
     bound = 200
     client = await create_context(

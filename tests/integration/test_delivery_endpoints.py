@@ -23,7 +23,7 @@ from clients import FAST_RETRY, gateway_tree
 from bridged.delivery import Delivery, DeliveryConfig
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.exposure.endpoints import EndpointsExposure, endpoint_name
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.registry import NodeRegistry
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore
@@ -78,7 +78,7 @@ async def gateway(
     conn = connect(state / "state.db")
     readings = ReadingStore(conn)
     registry = NodeRegistry(NodeStore(conn), SecretStore(state / "s.json"), readings)
-    exposure = EndpointsExposure(builtin_registry(), GATEWAY, server, host="127.0.0.1")
+    exposure = EndpointsExposure(builtin_definitions(), GATEWAY, server, host="127.0.0.1")
     registry.listen(exposure)
     handed = HandedOver()
     registry.listen(handed)

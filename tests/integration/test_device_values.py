@@ -20,7 +20,7 @@ from bridged.config import Config, GatewaySection
 from bridged.engine import device
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import DefaultRoute, MachineFacts, NetInterface, install_device_objects
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat
 from bridged.objects.tree import ObjectTree
 from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
@@ -57,7 +57,7 @@ def machine(monkeypatch: pytest.MonkeyPatch) -> Machine:
 
 @pytest.fixture
 async def client(server: LwM2MTestServer, machine: Machine) -> AsyncIterator[LwM2MClient]:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     install_device_objects(
         tree,
         machine.facts,

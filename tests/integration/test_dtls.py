@@ -19,7 +19,7 @@ from aiocoap import ACK, EMPTY, GET, POST, PUT, RST, Code, Message, error, resou
 from aiocoap.numbers.constants import TransportTuning
 from aiocoap.transports.tinydtls import DTLSClientConnection
 
-from bridged.engine.dtls import DtlsHandshakeError, DtlsPskEndpoint, credentials_pattern
+from bridged.engine.dtls import DtlsHandshakeError, DtlsPskUplink, credentials_pattern
 from peers.dtls_server import DtlsPskServer, Registration
 
 pytestmark = pytest.mark.skipif(
@@ -93,7 +93,7 @@ class Observed(resource.ObservableResource):  # type: ignore[misc]
 
 @dataclass
 class Client:
-    endpoint: DtlsPskEndpoint
+    endpoint: DtlsPskUplink
     manufacturer: Value
     large: Value
     counter: Observed
@@ -122,7 +122,7 @@ async def start_client(
     site.add_resource(("3", "0", "0"), manufacturer)
     site.add_resource(("3", "0", "1"), large)
     site.add_resource(("3", "0", "13"), counter)
-    endpoint = await DtlsPskEndpoint.create(
+    endpoint = await DtlsPskUplink.create(
         server_uri, IDENTITY, key, site, handshake_timeout=handshake_timeout
     )
     return Client(endpoint, manufacturer, large, counter)

@@ -1,7 +1,7 @@
 """LwM2M security mode 2 (DTLS 1.2 with certificates) over the client's own session, against
 the in-repo certificate DTLS server (tests/peers/dtls_x509_server.py, OpenSSL on the server side).
 
-The client is ``bridged.engine.dtls_openssl.DtlsX509Endpoint`` with a site of its own; the test
+The client is ``bridged.engine.dtls_openssl.DtlsX509Uplink`` with a site of its own; the test
 plays the LwM2M server by hand: it answers the client's requests and sends its own into the
 session the client opened. Everything synchronises on queues and futures with timeouts, never
 on sleeps.
@@ -18,7 +18,7 @@ import pytest
 from aiocoap import ACK, CON, GET, POST, Code, Message, resource
 
 from bridged.engine.dtls import DtlsHandshakeError
-from bridged.engine.dtls_openssl import DtlsX509Endpoint
+from bridged.engine.dtls_openssl import DtlsX509Uplink
 from bridged.engine.dtls_x509 import DtlsIdentityError, X509Credentials
 from peers.dtls_x509_server import X509DtlsServer
 from peers.pki import Pki
@@ -80,7 +80,7 @@ async def test_server_requests_travel_in_the_clients_session_and_close_notify_ha
 ) -> None:
     """The server reads /3/0/0 through the session the client's Register opened; after the
     server's close_notify the client's next request handshakes again, from a new port."""
-    endpoint = await DtlsX509Endpoint.create(
+    endpoint = await DtlsX509Uplink.create(
         server.uri, credentials(pki, server.certificate.der), site()
     )
     try:
@@ -105,7 +105,7 @@ async def test_an_impostor_server_gets_nothing(pki: Pki, server: X509DtlsServer)
     """The server's certificate is not the one pinned: the request fails with
     DtlsIdentityError and the server never receives a CoAP message."""
     other = pki.issue("server", server_host="127.0.0.1").der
-    endpoint = await DtlsX509Endpoint.create(server.uri, credentials(pki, other), site())
+    endpoint = await DtlsX509Uplink.create(server.uri, credentials(pki, other), site())
     try:
         with pytest.raises(DtlsIdentityError, match="not the server certificate configured"):
             await asyncio.wait_for(
@@ -123,7 +123,7 @@ async def test_a_silent_server_is_a_handshake_timeout(pki: Pki) -> None:
         uri = f"coaps://127.0.0.1:{silent.getsockname()[1]}"
         client = pki.issue("bridged-test")
         creds = X509Credentials(client.der, client.key_der(), client.der)
-        endpoint = await DtlsX509Endpoint.create(uri, creds, site(), handshake_timeout=1.0)
+        endpoint = await DtlsX509Uplink.create(uri, creds, site(), handshake_timeout=1.0)
         try:
             with pytest.raises(DtlsHandshakeError, match="no answer from the server"):
                 await asyncio.wait_for(

@@ -22,7 +22,7 @@ from bridged.exposure.endpoints import (
     NodeEndpoint,
     endpoint_name,
 )
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -63,7 +63,7 @@ def setup(
     conn = connect(state / "state.db")
     registry = NodeRegistry(NodeStore(conn), SecretStore(state / "s.json"), ReadingStore(conn))
     exposure = EndpointsExposure(
-        builtin_registry(),
+        builtin_definitions(),
         GATEWAY,
         ServerConfig(server_uri, request_timeout=request_timeout, retry=FAST_RETRY),
         host="127.0.0.1",

@@ -80,7 +80,7 @@ async def client(gw: Setup, server: LwM2MTestServer) -> AsyncIterator[LwM2MClien
         ServerConfig(server.uri, request_timeout=5.0, retry=FAST_RETRY),
         bind=("127.0.0.1", 0),
         on_event=events.put_nowait,
-        devices=gw.exposure,
+        end_devices=gw.exposure,
     )
     await c.start()
     await registration_complete(events)
@@ -107,7 +107,7 @@ async def test_register_carries_the_gateway_objects_and_25_only(
         ServerConfig(server.uri, request_timeout=5.0, retry=FAST_RETRY),
         bind=("127.0.0.1", 0),
         on_event=events.put_nowait,
-        devices=gw.exposure,
+        end_devices=gw.exposure,
     )
     await c.start()
     try:
@@ -188,8 +188,8 @@ async def test_discover_write_execute_and_attributes_through_the_prefix(
         ENDPOINT, Code.PUT, "/dev0/3311/0/5850", b"1", content_format=ContentFormat.TEXT
     )
     assert write.code == Code.CHANGED
-    assert gw.exposure.device_tree("dev0") is not None
-    tree = gw.exposure.device_tree("dev0")
+    assert gw.exposure.end_device_tree("dev0") is not None
+    tree = gw.exposure.end_device_tree("dev0")
     assert tree is not None and tree.get(Path((3311, 0, 5850), "dev0")) is True
     ran: list[tuple[Path, str]] = []
     tree.on_execute(3303, 5605, lambda path, args: ran.append((path, args)))
@@ -232,7 +232,7 @@ async def test_composite_read_and_write_mix_the_gateway_and_end_devices(
         content_format=ContentFormat.SENML_CBOR,
     )
     assert write.code == Code.CHANGED
-    tree = gw.exposure.device_tree("dev1")
+    tree = gw.exposure.end_device_tree("dev1")
     assert tree is not None and tree.get(Path((3311, 0, 5850), "dev1")) is True
     assert gw.tree.get(Path((3303, 0, 5750))) == "gateway"
 
@@ -282,7 +282,7 @@ def test_node_device_values_land_on_its_own_device_object(gw: Setup) -> None:
     gw.registry.readings(node, [Record(Path((3, 0, 9)), 87), Record(Path((3, 0, 0)), "Xiaomi")])
     prefix = gw.exposure.prefix(node)
     assert prefix is not None
-    tree = gw.exposure.device_tree(prefix)
+    tree = gw.exposure.end_device_tree(prefix)
     assert tree is not None
     assert tree.get(Path((3, 0, 9), prefix)) == 87
     assert tree.get(Path((3, 0, 0), prefix)) == "Xiaomi"
@@ -316,7 +316,7 @@ async def test_25_is_not_created_written_or_deleted_by_a_server(
 
 async def test_a_bootstrap_server_changes_neither_25_nor_end_devices(gw: Setup) -> None:
     node = gw.pair(0, "kitchen")
-    async with bootstrapping(gw.tree, ENDPOINT, devices=gw.exposure) as (bs, request):
+    async with bootstrapping(gw.tree, ENDPOINT, end_devices=gw.exposure) as (bs, request):
         entry = b'[{"bn":"/25/0/","n":"1","vs":"mine"}]'
         assert (await bs.write(request, "/25/0", entry)).code == Code.METHOD_NOT_ALLOWED
         assert (await bs.write(request, "/25", entry)).code == Code.METHOD_NOT_ALLOWED

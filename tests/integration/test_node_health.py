@@ -141,8 +141,8 @@ class Health:
         self.endpoint = endpoint_name(ENDPOINT, node) if mode == "endpoints" else ENDPOINT
         prefix = ""
         if mode == "gateway":
-            devices: Any = gw.exposure.devices
-            prefix = f"/{devices.prefix(node)}"
+            end_devices: Any = gw.exposure.end_devices
+            prefix = f"/{end_devices.prefix(node)}"
         self.prefix = prefix
 
     def instance(self, oid: int, label: str) -> str:

@@ -29,7 +29,7 @@ from bridged.engine.nodes import NodePaths
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint, endpoint_name
 from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import Level, Path
 from bridged.objects.values import Record
@@ -109,7 +109,7 @@ async def mode_gateway(
                 )
 
             endpoints = EndpointsExposure(
-                builtin_registry(), GATEWAY, config, host="127.0.0.1", make_client=make_client
+                builtin_definitions(), GATEWAY, config, host="127.0.0.1", make_client=make_client
             )
             registry.listen(endpoints)
             await endpoints.start()
@@ -130,7 +130,7 @@ async def mode_gateway(
                 config,
                 bind=("127.0.0.1", 0),
                 nodes=operations(exposure.paths),
-                devices=exposure if isinstance(exposure, GatewayExposure) else None,
+                end_devices=exposure if isinstance(exposure, GatewayExposure) else None,
             )
             await client.start()
             stack.push_async_callback(client.stop)
@@ -254,7 +254,7 @@ async def test_nothing_is_created_where_nodes_instances_are(
     target = instance.rsplit("/", 1)[0]
     listed = await server.request(endpoint, Code.GET, target, accept=LINK_FORMAT)
     body = codec_for(ContentFormat.TLV).encode(
-        [Record(Path((3303, 9, 5750)), "phantom")], Path((3303,)), builtin_registry()
+        [Record(Path((3303, 9, 5750)), "phantom")], Path((3303,)), builtin_definitions()
     )
     created = await server.request(endpoint, Code.POST, target, body, content_format=TLV)
     assert created.code == Code.METHOD_NOT_ALLOWED

@@ -17,9 +17,9 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.constants import COAP_PORT
 from emulators.lwm2m_node import SWITCH, TEMPERATURE, DirectLink, EmulatedNode
 
-from bridged.engine.coap import append_transport
+from bridged.engine.coap import append_message_interface
 from bridged.engine.registration import EventKind
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import MethodNotAllowed, ServiceUnavailable
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -70,10 +70,12 @@ async def air(tmp_path: FsPath) -> AsyncIterator[Air]:
     registry = NodeRegistry(
         NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
     )
-    server = NodeServer("802154", registry, builtin_registry(), awake_window=0.5, request_timeout=5)
+    server = NodeServer(
+        "802154", registry, builtin_definitions(), awake_window=0.5, request_timeout=5
+    )
     link = DirectLink(link_local(GATEWAY_EUI))
     context, link.gateway = await create_link_context(
-        server.site, link.to_node, link.gateway_ip, COAP_PORT, append_transport
+        server.site, link.to_node, link.gateway_ip, COAP_PORT, append_message_interface
     )
     server.attach(context, link.gateway)
     air = Air(registry, server, link)

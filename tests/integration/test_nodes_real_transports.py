@@ -17,7 +17,7 @@ from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import RegistrationEvent
 from bridged.exposure.endpoints import EndpointsExposure, endpoint_name
 from bridged.exposure.gateway import GatewayExposure
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat
 from bridged.operations import NodeOperations
 from bridged.registry import NodeRegistry
@@ -52,7 +52,7 @@ async def test_gateway_mode_shows_an_802154_node_behind_its_prefix(
         ServerConfig(server.uri, request_timeout=5.0, retry=FAST_RETRY),
         bind=("127.0.0.1", 0),
         on_event=events.put_nowait,
-        devices=exposure,
+        end_devices=exposure,
         nodes=NodeOperations(registry, exposure.paths),
     )
     await client.start()
@@ -81,7 +81,7 @@ async def test_endpoints_mode_registers_a_ble_node_as_its_own_endpoint(
 ) -> None:
     registry = registry_in(tmp_path)
     exposure = EndpointsExposure(
-        builtin_registry(),
+        builtin_definitions(),
         "gw-ep",
         ServerConfig(server.uri, request_timeout=5.0, retry=FAST_RETRY),
         host="127.0.0.1",

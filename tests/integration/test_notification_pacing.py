@@ -25,7 +25,7 @@ from aiocoap.numbers.types import CON
 from bridged.engine.coap import CoapLimits, create_context, send_delay
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
 from bridged.engine.observe import Observations
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 
@@ -60,7 +60,7 @@ async def receive(sock: socket.socket) -> dict[bytes, float]:
 async def test_notifications_wait_for_message_ids_instead_of_ending_observations(
     paced: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     for i in range(OBSERVED):
         tree.create_instance(3303, i, [(5700, 0.0)])
     dm = DeviceManagement(tree)

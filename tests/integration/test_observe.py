@@ -20,7 +20,7 @@ from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.coap import BoundedMessageManager
 from bridged.engine.registration import RetryPolicy
 from bridged.engine.udp import guard_stale_icmp_errors
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -33,7 +33,7 @@ TIMEOUT = 10.0
 
 @pytest.fixture
 async def client(server: LwM2MTestServer) -> AsyncIterator[LwM2MClient]:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
     tree.create_instance(3303, 0, [(5700, 21.5), (5750, "kitchen")])
     tree.create_instance(3303, 1, [(5700, 19.0)])
@@ -363,7 +363,7 @@ async def test_aiocoap_hazard_reproduced_without_the_guard(
     ``TypeError: 'bool' object is not iterable``, and nothing more is notified (the server is
     not told: it just stops hearing)."""
     await client.stop()
-    monkeypatch.setattr("bridged.engine.endpoint.guard_stale_icmp_errors", lambda context: 0)
+    monkeypatch.setattr("bridged.engine.uplink.guard_stale_icmp_errors", lambda context: 0)
     await client.start()
     await server.next_event("register")
     await _observer_gone_then_change(client, server)
@@ -461,7 +461,7 @@ async def test_observations_past_the_bound_are_answered_as_reads(
     """``max_observations``: past the bound an Observe gets its 2.05 without the Observe
     option (RFC 7641 §4.1: the server knows it does not observe), logged once; changes then
     notify the observations within the bound only."""
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3303, 0, [(5700, 21.5)])
     tree.create_instance(3303, 1, [(5700, 19.0)])
     config = ServerConfig(uri=server.uri, request_timeout=3.0, max_observations=2)

@@ -84,7 +84,7 @@ async def test_LightweightM2M_1_1_int_2xx_read_in_every_format(
     assert response.code == "2.05", (test_id, response)
     assert response.content_format in (str(int(accept)), _LIBCOAP_NAMES.get(accept))
     target = Path.parse(path)
-    decoded = codec_for(accept).decode(response.payload, target, gw.tree.registry)
+    decoded = codec_for(accept).decode(response.payload, target, gw.tree.definitions)
     assert pairs(decoded) == pairs(gw.tree.read(target))
 
 
@@ -103,7 +103,7 @@ async def test_LightweightM2M_1_1_int_237_read_without_accept(gw: Gateway, send:
     response = await send("get", "/32771")
     assert (response.code, response.content_format) == ("2.05", "application/senml+cbor")
     decoded = codec_for(CF.SENML_CBOR).decode(
-        response.payload, Path.parse("/32771"), gw.tree.registry
+        response.payload, Path.parse("/32771"), gw.tree.definitions
     )
     assert pairs(decoded) == pairs(gw.tree.read(Path.parse("/32771")))
     response = await send("get", "/3303/0/5701")
@@ -250,13 +250,13 @@ async def test_LightweightM2M_1_1_int_229_236_read_composite(
     assert response.code == "2.05"
     expected = [r for p in wanted if gw.tree.has(p) for r in gw.tree.read(p)]
     expected.sort(key=lambda r: r.path.sort_key())
-    assert pairs(codec.decode(response.payload, ROOT, gw.tree.registry)) == pairs(expected)
+    assert pairs(codec.decode(response.payload, ROOT, gw.tree.definitions)) == pairs(expected)
 
     response = await send(
         "fetch", "/", content_format=int(content_format), payload=codec.encode_paths([ROOT])
     )
     assert response.code == "2.05"
-    everything = codec.decode(response.payload, ROOT, gw.tree.registry)
+    everything = codec.decode(response.payload, ROOT, gw.tree.definitions)
     assert {r.path.ids[0] for r in everything} == {1, 3, 4, 3303, 32771}
 
 

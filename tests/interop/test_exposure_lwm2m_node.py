@@ -21,7 +21,7 @@ from clients import FAST_RETRY, gateway_tree
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.exposure.endpoints import EndpointsExposure, endpoint_name
 from bridged.exposure.gateway import GatewayExposure
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.registry import NodeRegistry
 from bridged.store.database import connect
 from bridged.store.nodes import NodeStore, PairedNode
@@ -57,7 +57,7 @@ async def test_endpoints_mode_register_read_observe_and_deregister(
     tmp_path: FsPath, peer: LwM2MNodeServer
 ) -> None:
     registry, sim = nodes(tmp_path)
-    exposure = EndpointsExposure(builtin_registry(), GATEWAY, config(peer.uri), host="127.0.0.1")
+    exposure = EndpointsExposure(builtin_definitions(), GATEWAY, config(peer.uri), host="127.0.0.1")
     registry.listen(exposure)
     node = next(iter(sim.nodes.values()))
     name = endpoint_name(GATEWAY, node.id)
@@ -95,7 +95,9 @@ async def test_gateway_mode_register_carries_25_and_the_server_reads_the_end_dev
     registry.listen(exposure)
     first, second = sim.nodes.values()
     registry.pair(PairedNode(first.id, "kitchen", "sim"))
-    client = LwM2MClient(tree, GATEWAY, config(peer.uri), bind=("127.0.0.1", 0), devices=exposure)
+    client = LwM2MClient(
+        tree, GATEWAY, config(peer.uri), bind=("127.0.0.1", 0), end_devices=exposure
+    )
     await client.start()
     try:
         registration = await peer.wait_event("registration", endpoint=GATEWAY)

@@ -354,7 +354,7 @@ async def test_dtls_psk_handshake_with_leshan_coaps(leshan_bootstrap: LeshanBoot
     has no such PSK is refused (Leshan answers 4.00 and reports it unauthorized)."""
     from aiocoap import Code, Message, resource
 
-    from bridged.engine.dtls import DtlsPskEndpoint
+    from bridged.engine.dtls import DtlsPskUplink
 
     ep = "bs-coaps-peer"
     config = dm_config("coap://127.0.0.1:9")
@@ -362,7 +362,7 @@ async def test_dtls_psk_handshake_with_leshan_coaps(leshan_bootstrap: LeshanBoot
         leshan_bootstrap.secure_uri, bootstrap=True, psk=(PEER_IDENTITY, KEY)
     )
     leshan_bootstrap.put_config(ep, config)
-    client = await DtlsPskEndpoint.create(
+    client = await DtlsPskUplink.create(
         leshan_bootstrap.secure_uri, PEER_IDENTITY, KEY, resource.Site(), handshake_timeout=5
     )
     try:

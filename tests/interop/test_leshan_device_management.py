@@ -14,14 +14,14 @@ One daemon serves the module; int-241 (Reboot) ends it, so it runs last.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from integration.test_daemon import Daemon
 
-from peers.leshan import Answer, EventStream, Leshan, LeshanFailed
+from peers.leshan import Answer, EventStream, Leshan, LeshanFailed, leshan_events
 from peers.leshan_gateway import registered_daemon
 
 pytest_plugins = ["peers.fixtures"]
@@ -53,10 +53,7 @@ def formats(names: list[str]) -> list[Any]:
     return [pytest.param(f, marks=marks[f]) if f in marks else f for f in names]
 
 
-@pytest.fixture(scope="module")
-def events(leshan: Leshan) -> Iterator[EventStream]:
-    with leshan.events() as stream:
-        yield stream
+events = leshan_events("module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -17,7 +17,6 @@ up (Read, Observe, Send) and a Write from Leshan going down to the node.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import cbor2
 import pytest
 from integration.test_daemon import Daemon
 
-from peers.leshan import Event, EventStream, Leshan, LeshanFailed
+from peers.leshan import Event, EventStream, Leshan, LeshanFailed, leshan_events
 from peers.leshan_gateway import link_urls, registered_daemon
 
 pytest_plugins = ["peers.fixtures"]
@@ -36,10 +35,7 @@ SWITCH = "/3311/0/5850"
 TEMPERATURE = "/3303/0/5700"
 
 
-@pytest.fixture
-def events(leshan: Leshan) -> Iterator[EventStream]:
-    with leshan.events() as stream:
-        yield stream
+events = leshan_events()
 
 
 def is_send(data: dict[str, Any]) -> bool:

@@ -7,14 +7,13 @@ package to the node endpoint's /5/0/0 (Block1) or writes a coap:// Package URI, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from emulators.mcuboot import image
 from firmware_servers import coap_package
 
-from peers.leshan import EventStream, Leshan
+from peers.leshan import EventStream, Leshan, leshan_events
 from peers.leshan_gateway import link_urls, registered_daemon
 
 pytest_plugins = ["peers.fixtures"]
@@ -23,10 +22,7 @@ NODE = "sim:0001"
 TIMEOUT = 60.0
 
 
-@pytest.fixture
-def events(leshan: Leshan) -> Iterator[EventStream]:
-    with leshan.events() as stream:
-        yield stream
+events = leshan_events()
 
 
 async def ended(leshan: Leshan, ep: str, state: int, result: int) -> None:

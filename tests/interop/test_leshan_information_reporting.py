@@ -17,7 +17,7 @@ One daemon serves the module, in file order.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ import pytest
 import pytest_asyncio
 from integration.test_daemon import Daemon
 
-from peers.leshan import Event, EventStream, Leshan, LeshanFailed
+from peers.leshan import Event, EventStream, Leshan, LeshanFailed, leshan_events
 from peers.leshan_gateway import registered_daemon
 
 pytest_plugins = ["peers.fixtures"]
@@ -39,10 +39,7 @@ LINGER = 1.5
 carries a time series of its temperature."""
 
 
-@pytest.fixture(scope="module")
-def events(leshan: Leshan) -> Iterator[EventStream]:
-    with leshan.events() as stream:
-        yield stream
+events = leshan_events("module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

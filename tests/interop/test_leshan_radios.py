@@ -26,18 +26,19 @@ from nodegw import AirGateway, air_gateway
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from peers.leshan import EventStream, Leshan
+from peers.leshan import EventStream, Leshan, leshan_events
 
 pytest_plugins = ["peers.fixtures"]
 
 EP = "gw-leshan-radio"
 
 
-@pytest.fixture
-def events(leshan: Leshan, monkeypatch: pytest.MonkeyPatch) -> Any:
+events = leshan_events()
+
+
+@pytest.fixture(autouse=True)
+def no_shared_ports(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIOCOAP_REUSE_PORT", "0")  # no two tests' sockets on one port
-    with leshan.events() as stream:
-        yield stream
 
 
 @pytest.fixture

@@ -14,13 +14,13 @@ in-repo server (tests/integration/test_queue_mode.py).
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 from integration.test_daemon import Daemon
 
-from peers.leshan import Event, EventStream, Leshan
+from peers.leshan import Event, EventStream, Leshan, leshan_events
 from peers.leshan_gateway import link_urls, registered_daemon
 
 pytest_plugins = ["peers.fixtures"]
@@ -30,10 +30,7 @@ EP = "gw-leshan-registration"
 LIFETIME = 120
 
 
-@pytest.fixture(scope="module")
-def events(leshan: Leshan) -> Iterator[EventStream]:
-    with leshan.events() as stream:
-        yield stream
+events = leshan_events("module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

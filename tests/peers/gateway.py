@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.definitions import (
     Operations,
     ResourceDef,
@@ -98,9 +98,9 @@ class Gateway:
 
 def gateway() -> Gateway:
     """A fresh gateway tree (see the module docstring)."""
-    registry = builtin_registry()
-    registry.add(PROBE_OBJECT)
-    tree = ObjectTree(registry)
+    definitions = builtin_definitions()
+    definitions.add(PROBE_OBJECT)
+    tree = ObjectTree(definitions)
     gw = Gateway(tree)
     install_device_objects(
         tree,
@@ -166,6 +166,6 @@ async def registration_complete(
 def client_port(client: LwM2MClient) -> int:
     """The UDP port the client's socket is bound to (aiocoap does not report it for port 0)."""
     assert client.sessions, "the client is not started"
-    context = client.sessions[0].endpoint.context
+    context = client.sessions[0].uplink.context
     udp = context.request_interfaces[0].token_interface.message_interface
     return int(udp.transport.get_extra_info("socket").getsockname()[1])

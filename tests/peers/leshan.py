@@ -58,10 +58,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from xml.sax.saxutils import escape
 
-from bridged.objects.builtin import builtin_registry
+import pytest
+
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.ddf import parse_ddf
 from bridged.objects.definitions import ObjectDef, ResourceType
 
@@ -480,7 +482,7 @@ def write_missing_models(jar: Path, folder: Path) -> list[int]:
             if name.startswith("models/") and name.endswith(".xml")
             for obj in parse_ddf(z.read(name), name)
         }
-    missing = [obj for obj in builtin_registry() if (obj.id, obj.version) not in known]
+    missing = [obj for obj in builtin_definitions() if (obj.id, obj.version) not in known]
     for obj in missing:
         (folder / f"{obj.id}-{obj.version.replace('.', '_')}.xml").write_text(ddf_xml([obj]))
     return [obj.id for obj in missing]
@@ -533,3 +535,16 @@ def ddf_xml(objects: Iterable[ObjectDef]) -> str:
 def in_ci() -> bool:
     """True on CI, where a missing peer must fail the run rather than skip its tests."""
     return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def leshan_events(scope: Literal["function", "module"] = "function") -> Any:
+    """An ``events`` fixture of ``scope``, the Leshan server's event stream, for a module to
+    bind: ``events = leshan_events("module")``. A module-scoped stream spans the module's tests
+    (they share one registered daemon); a function-scoped one sees only its test's events."""
+
+    @pytest.fixture(scope=scope, name="events")
+    def events(leshan: Leshan) -> Iterator[EventStream]:
+        with leshan.events() as stream:
+            yield stream
+
+    return events

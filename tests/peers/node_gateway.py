@@ -30,7 +30,7 @@ from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import RetryPolicy
 from bridged.exposure.instances import InstancesExposure
 from bridged.hosting import transport_host
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
@@ -89,7 +89,7 @@ async def main(state: FsPath, uri: str, port: str | None, nodes: Sequence[str]) 
     conn = connect(state / "state.db")
     readings = ReadingStore(conn)
     registry = NodeRegistry(NodeStore(conn), SecretStore(state / "secrets.json"), readings)
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
     exposure = InstancesExposure(tree, registry.store)
     registry.listen(exposure)
@@ -101,7 +101,7 @@ async def main(state: FsPath, uri: str, port: str | None, nodes: Sequence[str]) 
         ids = list(transport.nodes)
     else:
         config = {"port": port, "pan_id": PAN, "request_timeout": 5}
-        transport = IEEE802154Transport(config, registry, transport_host(builtin_registry()))
+        transport = IEEE802154Transport(config, registry, transport_host(builtin_definitions()))
         ids = [NodeId("802154", eui64) for eui64 in nodes]
     registry.attach(transport)
     for index, node in enumerate(ids, 1):

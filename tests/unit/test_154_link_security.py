@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridged.hosting import transport_host
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.transports.base import TransportConfigError
 from bridged.transports.ieee802154.errors import (
     AuthenticationError,
@@ -286,7 +286,7 @@ def test_security_settings_from_the_table(tmp_path: Path) -> None:
 
 def test_the_gateways_counter_is_kept_0600_in_the_state_directory(tmp_path: Path) -> None:
     def transport() -> IEEE802154Transport:
-        host = transport_host(builtin_registry(), tmp_path)
+        host = transport_host(builtin_definitions(), tmp_path)
         return IEEE802154Transport({"port": "/dev/null", "network_key": KEY.hex()}, Unheard(), host)
 
     first = transport().security.counter
@@ -298,7 +298,7 @@ def test_the_gateways_counter_is_kept_0600_in_the_state_directory(tmp_path: Path
     with pytest.raises(FrameCounterError, match="damaged"):
         transport().security.counter.next()
     with pytest.raises(TransportConfigError, match="state directory"):
-        host = transport_host(builtin_registry())  # lends no files
+        host = transport_host(builtin_definitions())  # lends no files
         IEEE802154Transport({"port": "/dev/null", "network_key": KEY.hex()}, Unheard(), host)
 
 

@@ -25,7 +25,7 @@ from bridged.engine.access import (
     granted,
 )
 from bridged.engine.dm import DeviceManagement
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import Unauthorized
 from bridged.objects.formats import ContentFormat, codec_for, composite_codec_for
 from bridged.objects.paths import Level, Path
@@ -163,7 +163,7 @@ def test_own_entry_alone_decides(
 
 
 def make_tree() -> ObjectTree:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(1, 0, [(0, 1), (1, 300), (6, False), (7, "U")])
     tree.create_instance(1, 1, [(0, 2), (1, 300), (6, False), (7, "U")])
     tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
@@ -234,7 +234,7 @@ def test_LightweightM2M_1_1_int_222_read_on_object_returns_only_readable_instanc
     for dm, visible in ((one, {0}), (two, {0, 1})):
         reply = dm.handle(Code.GET, ["3303"], accept=SENML_JSON)
         assert reply.code == Code.CONTENT
-        records = codec_for(SENML_JSON).decode(reply.payload, Path((3303,)), dm.tree.registry)
+        records = codec_for(SENML_JSON).decode(reply.payload, Path((3303,)), dm.tree.definitions)
         assert {r.path.ids[1] for r in records} == visible
 
 
@@ -247,7 +247,7 @@ def test_write_needs_the_write_bit(one: DeviceManagement, two: DeviceManagement)
     assert one.tree.get(Path.parse("/3303/0/5750")) == "kitchen", "nothing was written"
     assert put(one, "/3303/0/5750") == Code.CHANGED
     partial = codec_for(TLV).encode(
-        [Record(Path.parse("/3303/1/5750"), "attic")], Path.parse("/3303/1"), one.tree.registry
+        [Record(Path.parse("/3303/1/5750"), "attic")], Path.parse("/3303/1"), one.tree.definitions
     )
     assert code(one, Code.POST, "/3303/1", payload=partial, content_format=TLV) == (
         Code.UNAUTHORIZED
@@ -292,7 +292,7 @@ def test_create_needs_the_objects_create_bit_and_makes_the_creator_owner(
     one: DeviceManagement, two: DeviceManagement, access: AccessControl
 ) -> None:
     access.grant(3201, 65535, owner=65535, acl={1: int(C)})
-    payload = codec_for(TLV).encode(CREATE_5, Path((3201,)), one.tree.registry)
+    payload = codec_for(TLV).encode(CREATE_5, Path((3201,)), one.tree.definitions)
     assert code(two, Code.POST, "/3201", payload=payload, content_format=TLV) == (Code.UNAUTHORIZED)
     assert not one.tree.has(Path.parse("/3201/5"))
     reply = one.handle(Code.POST, ["3201"], payload=payload, content_format=TLV)
@@ -309,7 +309,7 @@ def test_creating_an_object_without_create_rights_anywhere_is_refused(
     one: DeviceManagement,
 ) -> None:
     payload = codec_for(TLV).encode(
-        [Record(Path.parse("/3304/0/5700"), 40.0)], Path((3304,)), one.tree.registry
+        [Record(Path.parse("/3304/0/5700"), 40.0)], Path((3304,)), one.tree.definitions
     )
     assert code(one, Code.POST, "/3304", payload=payload, content_format=TLV) == (Code.UNAUTHORIZED)
 
@@ -355,7 +355,7 @@ def test_LightweightM2M_1_1_int_229_read_composite_under_access_control(
         r = one.handle(Code.FETCH, [], payload=body, content_format=SENML_JSON)
         if r.code != Code.CONTENT:
             return r.code, set()
-        records = composite.decode(r.payload, Path(), one.tree.registry)
+        records = composite.decode(r.payload, Path(), one.tree.definitions)
         return r.code, {rec.path.truncate(Level.INSTANCE) for rec in records}
 
     assert fetch("/3/0/0", "/3303/1/5700")[0] == Code.UNAUTHORIZED
@@ -377,7 +377,7 @@ def test_LightweightM2M_1_1_int_230_write_composite_checks_every_target_first(
             Record(Path.parse("/3303/1/5750"), "loft"),
         ],
         Path(),
-        one.tree.registry,
+        one.tree.definitions,
     )
     r = one.handle(Code.iPATCH, [], payload=body, content_format=SENML_JSON)
     assert r.code == Code.UNAUTHORIZED
@@ -450,7 +450,7 @@ def test_local_grant_covers_the_gateways_own_instances_and_yields_to_a_creator()
         access.grant(3201, 65535, owner=65535, acl={2: int(C)})
         two = DeviceManagement(tree, server_id=2, access=access)
         payload = codec_for(TLV).encode(
-            [Record(Path.parse("/3201/7/5550"), True)], Path((3201,)), tree.registry
+            [Record(Path.parse("/3201/7/5550"), True)], Path((3201,)), tree.definitions
         )
         assert code(two, Code.POST, "/3201", payload=payload, content_format=TLV) == (Code.CREATED)
         entry = access.table.entry(3201, 7)
@@ -478,7 +478,7 @@ def request_needing(right: Right, dm: DeviceManagement) -> int:
     if right is D:
         return code(dm, Code.DELETE, "/3303/0")
     create = codec_for(TLV).encode(
-        [Record(Path.parse("/3201/9/5550"), True)], Path((3201,)), dm.tree.registry
+        [Record(Path.parse("/3201/9/5550"), True)], Path((3201,)), dm.tree.definitions
     )
     return code(dm, Code.POST, "/3201", payload=create, content_format=TLV)
 

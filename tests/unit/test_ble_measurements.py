@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import pytest
 
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
@@ -71,7 +71,7 @@ def all_frames() -> list[tuple[Measurement, ...]]:
 def test_every_record_is_valid_for_its_resource(measurements: tuple[Measurement, ...]) -> None:
     """Every kind every decoder produces, at the extremes of its range, maps to records the
     built-in definitions accept, and those records make instances of a real object tree."""
-    registry = builtin_registry()
+    definitions = builtin_definitions()
     records = RecordMapper().records(measurements, 1.0, [5] * len(measurements))
     mapped_kinds = {m.kind for m in measurements} - UNMAPPED_KINDS
     assert mapped_kinds, "nothing mapped"
@@ -80,13 +80,13 @@ def test_every_record_is_valid_for_its_resource(measurements: tuple[Measurement,
     assert len(paths) == len(set(paths)), "a path twice in one advert"
     for r in records:
         oid, iid, rid = r.path.ids
-        defn = registry.get(oid).resources[rid]
+        defn = definitions.get(oid).resources[rid]
         assert not defn.multiple
         checked = check_value(defn, r.value)
         assert checked == r.value and type(checked) is type(r.value)
         assert r.time == (None if rid in (5701, 5751) else 1.0)
         instances[(oid, iid)].append((rid, r.value))
-    tree = ObjectTree(registry)
+    tree = ObjectTree(definitions)
     for (oid, iid), values in sorted(instances.items()):
         tree.create_instance(oid, iid, values)
         for rid, value in values:

@@ -21,7 +21,7 @@ from bridged.engine.bootstrap import (
 )
 from bridged.engine.dm import Reply
 from bridged.engine.site import ClientSite
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.ids import SecurityMode
 from bridged.objects.linkformat import parse_links
@@ -37,7 +37,7 @@ BS_URI = "coap://bs.example:5683"
 
 
 def make_tree() -> ObjectTree:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(0, 0, [(0, BS_URI), (1, True), (2, SecurityMode.NOSEC)])
     tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
     tree.create_instance(3303, 0, [(5700, 21.5)])
@@ -113,7 +113,7 @@ def test_write_at_object_level_creates_several_instances(bs: BootstrapInterface)
 
 def test_write_at_resource_level_in_tlv_and_text(bs: BootstrapInterface) -> None:
     tlv = codec_for(TLV).encode(
-        [Record(Path.parse("/1/2/1"), 120)], Path.parse("/1/2/1"), bs.tree.registry
+        [Record(Path.parse("/1/2/1"), 120)], Path.parse("/1/2/1"), bs.tree.definitions
     )
     assert put(bs, "/1/2/1", tlv, TLV).code == Code.CHANGED, "creates /1/2"
     assert put(bs, "/0/0/0", b"coap://other.example", TEXT).code == Code.CHANGED
@@ -186,7 +186,7 @@ def test_LightweightM2M_1_1_int_8_read_server_object(bs: BootstrapInterface) -> 
     reply = bs.handle(Code.GET, ["1"])
     assert (reply.code, reply.content_format) == (Code.CONTENT, ContentFormat.SENML_CBOR)
     records = codec_for(ContentFormat.SENML_CBOR).decode(
-        reply.payload, Path.parse("/1"), bs.tree.registry
+        reply.payload, Path.parse("/1"), bs.tree.definitions
     )
     assert Record(Path.parse("/1/1/17"), 3) in records
     reply = bs.handle(Code.GET, ["1", "1", "1"], accept=TEXT)

@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 
 from bridged.engine.bootstrap import all_records
 from bridged.engine.provisioning import FILE_NAME, ProvisioningStore
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.ids import SecurityMode
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 
 
 def provisioned_tree() -> ObjectTree:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(0, 0, [(0, "coap://bs.example"), (1, True), (2, SecurityMode.NOSEC)])
     tree.create_instance(
         0,
@@ -58,7 +58,7 @@ def test_round_trip_keeps_keys_bootstrap_only_resources_and_empty_instances(
     saved = provisioned_tree()
     store = ProvisioningStore(tmp_path / "state")
     store.save(saved)
-    loaded = ObjectTree(builtin_registry())
+    loaded = ObjectTree(builtin_definitions())
     loaded.create_instance(1, 0, [(0, 1), (1, 300), (6, False), (7, "U")])  # factory leftovers
     assert store.load(loaded)
     assert snapshot(loaded) == snapshot(saved)
@@ -90,12 +90,12 @@ def test_replacement_is_atomic(tmp_path: pathlib.Path, monkeypatch: pytest.Monke
     assert store.path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [FILE_NAME], "the temporary file is gone"
     store.save(changed)
-    loaded = ObjectTree(builtin_registry())
+    loaded = ObjectTree(builtin_definitions())
     assert store.load(loaded) and loaded.get(Path.parse("/1/2/1")) == 999
 
 
 def test_missing_file_is_not_an_error(tmp_path: pathlib.Path) -> None:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     assert not ProvisioningStore(tmp_path).load(tree)
     assert list(tree.instances()) == []
 
@@ -132,7 +132,7 @@ def test_unusable_file_is_kept_aside_and_named_in_the_log(
     store.save(provisioned_tree())
     bad = damage(store.path.read_bytes())  # type: ignore[operator]
     store.path.write_bytes(bad)
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(1, 0, [(0, 1), (1, 300), (6, False), (7, "U")])
     with caplog.at_level(logging.ERROR, logger="bridged.engine.provisioning"):
         assert not store.load(tree)
@@ -148,7 +148,7 @@ def test_unreadable_file_is_reported(
 ) -> None:
     (tmp_path / FILE_NAME).mkdir()  # reading a directory fails with an OSError
     with caplog.at_level(logging.ERROR, logger="bridged.engine.provisioning"):
-        assert not ProvisioningStore(tmp_path).load(ObjectTree(builtin_registry()))
+        assert not ProvisioningStore(tmp_path).load(ObjectTree(builtin_definitions()))
     assert str(tmp_path / FILE_NAME) in caplog.text
 
 
@@ -163,7 +163,7 @@ def test_any_truncation_is_detected(tmp_path: pathlib.Path, cut: int) -> None:
     store.save(saved)
     data = store.path.read_bytes()
     store.path.write_bytes(data[: cut % (len(data) + 1)])
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     if store.load(tree):
         assert snapshot(tree) == snapshot(saved)
     else:

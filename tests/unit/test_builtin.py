@@ -1,4 +1,4 @@
-"""Built-in definitions: spot-checked facts from the registry, and consistency of the whole set."""
+"""Built-in definitions: facts checked against the OMA registry, and consistency of the set."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridged.objects.builtin import builtin_objects, builtin_registry
+from bridged.objects.builtin import builtin_definitions, builtin_objects
 from bridged.objects.ddf import load_ddf_file
 from bridged.objects.definitions import ObjectDef, Operations, ResourceType
 from bridged.objects.errors import BadRequest, NotFound
@@ -63,7 +63,7 @@ def test_resource_facts(
     mandatory: bool,
     units: str,
 ) -> None:
-    res = builtin_registry().resource(oid, rid)
+    res = builtin_definitions().resource(oid, rid)
     assert (res.id, res.name, res.operations, res.type) == (rid, name, ops, rtype)
     assert (res.multiple, res.mandatory, res.units) == (multiple, mandatory, units)
 
@@ -83,7 +83,7 @@ def test_resource_facts(
 def test_core_object_versions(
     oid: int, version: str, lwm2m_version: str, multiple: bool, mandatory: bool, rids: set[int]
 ) -> None:
-    obj = builtin_registry().get(oid)
+    obj = builtin_definitions().get(oid)
     assert (obj.version, obj.lwm2m_version) == (version, lwm2m_version)
     assert (obj.multiple, obj.mandatory) == (multiple, mandatory)
     assert set(obj.resources) == rids
@@ -92,11 +92,11 @@ def test_core_object_versions(
 def test_gateway_has_no_resource_2() -> None:
     """Resource 2 (IoT Device Object) was removed in LwM2M Gateway 2.0."""
     with pytest.raises(NotFound):
-        builtin_registry().resource(25, 2)
+        builtin_definitions().resource(25, 2)
 
 
 def test_urns_carry_the_version() -> None:
-    reg = builtin_registry()
+    reg = builtin_definitions()
     assert reg.get(1).urn == "urn:oma:lwm2m:oma:1:1.1"
     assert reg.get(25).urn == "urn:oma:lwm2m:oma:25:2.0"
     assert reg.get(3311).urn == "urn:oma:lwm2m:ext:3311"
@@ -121,14 +121,14 @@ def test_ids_are_unique_and_in_order() -> None:
 
 
 def test_registry_is_fresh_each_call() -> None:
-    first = builtin_registry()
+    first = builtin_definitions()
     first.objects.pop(3)
-    assert 3 in builtin_registry()
-    assert builtin_registry() is not builtin_registry()
+    assert 3 in builtin_definitions()
+    assert builtin_definitions() is not builtin_definitions()
 
 
 def test_shared_definitions_are_read_only() -> None:
-    resources = builtin_registry().get(3).resources
+    resources = builtin_definitions().get(3).resources
     with pytest.raises(TypeError):
         resources[99] = resources[0]  # type: ignore[index]
 
@@ -147,7 +147,7 @@ def test_shared_definitions_are_read_only() -> None:
     ],
 )
 def test_range_admits(oid: int, rid: int, value: object) -> None:
-    assert check_value(builtin_registry().resource(oid, rid), value) == value
+    assert check_value(builtin_definitions().resource(oid, rid), value) == value
 
 
 @pytest.mark.parametrize(
@@ -165,14 +165,14 @@ def test_range_admits(oid: int, rid: int, value: object) -> None:
 )
 def test_range_refuses(oid: int, rid: int, value: object) -> None:
     with pytest.raises(BadRequest):
-        check_value(builtin_registry().resource(oid, rid), value)
+        check_value(builtin_definitions().resource(oid, rid), value)
 
 
 REGISTRY = Path(__file__).resolve().parents[3] / "shared" / "reference" / "lwm2m-registry"
 
 
 def _registry_file(oid: int, version: str) -> Path | None:
-    """The registry's DDF file for ``oid`` at ``version`` (current file or version history)."""
+    """The OMA registry's DDF file for ``oid`` at ``version`` (current file or version history)."""
     current = REGISTRY / f"{oid}.xml"
     old = REGISTRY / "version_history" / f"{oid}-{version.replace('.', '_')}.xml"
     for candidate in (old, current):
@@ -186,10 +186,10 @@ def _registry_file(oid: int, version: str) -> Path | None:
 @pytest.mark.skipif(not REGISTRY.is_dir(), reason="no copy of the OMA LwM2M registry")
 @pytest.mark.parametrize("obj", builtin_objects(), ids=lambda o: str(o.id))
 def test_builtin_facts_match_the_registry(obj: ObjectDef) -> None:
-    """Every built-in definition says what the registry's DDF of that version says."""
+    """Every built-in definition says what the OMA registry's DDF of that version says."""
     source = _registry_file(obj.id, obj.version)
     if source is None:
-        pytest.skip(f"the registry copy has no {obj.id} v{obj.version}")
+        pytest.skip(f"the OMA registry copy has no {obj.id} v{obj.version}")
     [ddf] = load_ddf_file(source)
     assert (obj.name, obj.multiple, obj.mandatory) == (ddf.name, ddf.multiple, ddf.mandatory)
     assert sorted(obj.resources) == sorted(ddf.resources)

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ class ScriptedDaemon:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
         self.sock.listen()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.conn: socket.socket | None = None
+        self.thread = threading.Thread(target=self._serve, name="scripted-daemon")
         self.thread.start()
 
     def _serve(self) -> None:
@@ -44,7 +46,8 @@ class ScriptedDaemon:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn, conn.makefile("rwb") as f:
+            self.conn = conn
+            with contextlib.suppress(OSError), conn, conn.makefile("rwb") as f:
                 for line in f:
                     request = json.loads(line)
                     self.requests.append(request)
@@ -53,7 +56,34 @@ class ScriptedDaemon:
                     f.flush()
 
     def close(self) -> None:
+        """Stop serving and join the thread. Shutting the sockets down is what wakes it: on
+        Linux, closing a socket another thread waits on (in ``accept`` or a read) leaves that
+        thread waiting, for ever."""
+        for sock in (self.sock, self.conn):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "the scripted daemon's thread did not stop"
+
+
+def test_the_scripted_daemon_stops_its_thread(socket_path: Path) -> None:
+    """Idle in ``accept`` or serving a client that is still connected, it ends at ``close``."""
+    idle = ScriptedDaemon(socket_path, lambda request: [])
+    idle.close()
+    assert not idle.thread.is_alive()
+    socket_path.unlink()
+    serving = ScriptedDaemon(socket_path, lambda request: [])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(str(socket_path))
+        client.sendall(b'{"id": 1, "method": "nodes"}\n')
+        deadline = time.monotonic() + 10
+        while not serving.requests and time.monotonic() < deadline:
+            time.sleep(0.01)  # polled: the thread reads the client's next line once it has one
+        assert serving.requests
+        serving.close()
+    assert not serving.thread.is_alive()
 
 
 @pytest.fixture
@@ -724,17 +754,23 @@ def test_events_into_a_pipe_that_closes_is_no_traceback(socket_path: Path) -> No
     server.listen()
 
     def serve() -> None:
-        conn, _ = server.accept()
-        with contextlib.suppress(OSError), conn, conn.makefile("rwb") as f:
-            request = json.loads(f.readline())
-            f.write(json.dumps({"id": request["id"], "result": {"subscribed": "all"}}).encode())
-            f.write(b"\n")
-            event = {"id": request["id"], "event": "node.heard", "time": 1.7e9, "data": NODES[0]}
-            while True:  # until bridgectl is gone
-                f.write(json.dumps(event).encode() + b"\n")
-                f.flush()
+        with contextlib.suppress(OSError):  # accept woken by the shutdown, or bridgectl gone
+            conn, _ = server.accept()
+            with conn, conn.makefile("rwb") as f:
+                request = json.loads(f.readline())
+                result = {"id": request["id"], "result": {"subscribed": "all"}}
+                f.write(json.dumps(result).encode() + b"\n")
+                event = {
+                    "id": request["id"],
+                    "event": "node.heard",
+                    "time": 1.7e9,
+                    "data": NODES[0],
+                }
+                while True:  # until bridgectl is gone
+                    f.write(json.dumps(event).encode() + b"\n")
+                    f.flush()
 
-    thread = threading.Thread(target=serve, daemon=True)
+    thread = threading.Thread(target=serve, name="events-server")
     thread.start()
     try:
         proc = bridgectl(socket_path, "events")
@@ -744,5 +780,9 @@ def test_events_into_a_pipe_that_closes_is_no_traceback(socket_path: Path) -> No
         err = proc.stderr.read()
         assert proc.wait(timeout=30) == cli.EXIT_OK, err
     finally:
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_RDWR)  # wakes an accept still waiting; close does not
         server.close()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
     assert "Traceback" not in err and "BrokenPipe" not in err, err

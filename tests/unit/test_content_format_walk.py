@@ -9,13 +9,11 @@ package, in a process of its own, so the checkout is never written to.
 from __future__ import annotations
 
 import difflib
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from overlays import run_over
 
 import bridged
 
@@ -27,7 +25,7 @@ CODEC = '''"""A format for the walk's test: SenML JSON behind a marker, with a n
 
 from collections.abc import Sequence
 
-from ..definitions import Registry
+from ..definitions import Definitions
 from ..paths import Path
 from ..values import Record
 from . import ContentFormat
@@ -40,10 +38,10 @@ class ProbeCodec:
     content_format = ContentFormat.PROBE
     timed = True
 
-    def encode(self, records: Sequence[Record], base: Path, registry: Registry) -> bytes:
+    def encode(self, records: Sequence[Record], base: Path, registry: Definitions) -> bytes:
         return MARK + SENML.encode(records, base, registry)
 
-    def decode(self, payload: bytes, base: Path, registry: Registry) -> list[Record]:
+    def decode(self, payload: bytes, base: Path, registry: Definitions) -> list[Record]:
         return SENML.decode(payload.removeprefix(MARK), base, registry)
 
     def encode_paths(self, paths: Sequence[Path]) -> bytes:
@@ -62,7 +60,7 @@ import sys
 from aiocoap.numbers.codes import Code
 
 from bridged.engine.dm import DeviceManagement
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat, carries_time, codec_for
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -71,7 +69,7 @@ import bridged.objects
 overlay, number = sys.argv[1], int(sys.argv[2])
 assert bridged.objects.__file__.startswith(overlay), bridged.objects.__file__
 
-tree = ObjectTree(builtin_registry())
+tree = ObjectTree(builtin_definitions())
 tree.create_instance(3303, 0, [(5700, 21.5), (5750, "kitchen")])
 dm = DeviceManagement(tree)
 probe = ContentFormat(number)
@@ -79,7 +77,7 @@ probe = ContentFormat(number)
 read = dm.handle(Code.GET, ["3303", "0"], accept=probe)
 assert (read.code, read.content_format) == (Code.CONTENT, probe), read
 assert read.payload.startswith(b"probe:[")
-records = codec_for(probe).decode(read.payload, Path.parse("/3303/0"), tree.registry)
+records = codec_for(probe).decode(read.payload, Path.parse("/3303/0"), tree.definitions)
 assert [(str(r.path), r.value) for r in records][0] == ("/3303/0/5700", 21.5), records
 
 payload = b'probe:[{"n":"/3303/0/5750","vs":"cellar"}]'
@@ -115,27 +113,17 @@ def overlay(tmp_path: Path) -> Path:
 def test_a_content_format_is_a_codec_module_and_one_line(overlay: Path) -> None:
     formats = overlay / "bridged" / "objects" / "formats"
     (formats / "probe.py").write_text(CODEC)
-    registry = formats / "__init__.py"
-    before = registry.read_text()
+    table = formats / "__init__.py"
+    before = table.read_text()
     last = '    LWM2M_CBOR = 11544, "lwm2m_cbor"\n'
     assert last in before
-    registry.write_text(before.replace(last, f'{last}    PROBE = {NUMBER}, "probe"\n'))
+    table.write_text(before.replace(last, f'{last}    PROBE = {NUMBER}, "probe"\n'))
     changed = [
         line
-        for line in difflib.unified_diff(before.splitlines(), registry.read_text().splitlines())
+        for line in difflib.unified_diff(before.splitlines(), table.read_text().splitlines())
         if line[:1] in "+-" and line[:3] not in ("+++", "---")
     ]
     assert changed == [f'+    PROBE = {NUMBER}, "probe"']
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = str(overlay)
-    proc = subprocess.run(
-        [sys.executable, "-c", SERVED, str(overlay), str(NUMBER)],
-        cwd=overlay,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    proc = run_over(overlay, SERVED, str(overlay), str(NUMBER))
     assert proc.returncode == 0 and proc.stdout.strip() == "served", proc.stderr

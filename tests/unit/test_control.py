@@ -3,6 +3,7 @@ desired-state queue methods over a stand-in gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path as FsPath
@@ -305,3 +306,31 @@ async def test_a_refused_write_of_a_state_file_is_a_failure_not_an_internal_erro
     await server.handle(b'{"id": 3, "method": "commands.pending"}', conn)
     (answer,) = writer.lines
     assert answer["error"]["code"] == FAILED and text in answer["error"]["message"]
+
+
+async def test_ending_a_subscription_keeps_the_callers_cancellation() -> None:
+    """A handler cancelled while it ends its connection's subscription (the daemon stopping)
+    ends cancelled once the forwarder has ended, rather than running on: under a
+    ``suppress(CancelledError)`` the caller's cancellation was taken for the forwarder's
+    (bridged/aio.py, ``cancel_and_wait``)."""
+    server = ControlServer(_Commands(), FsPath("/nonexistent/control.sock"))  # type: ignore[arg-type]
+    conn = Connection(_Writer(), Peer(1, 0, 0))  # type: ignore[arg-type]
+    started, cleaning, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def forwarder() -> None:
+        try:
+            started.set()
+            await asyncio.Event().wait()
+        finally:
+            cleaning.set()
+            await release.wait()  # its clean-up takes a while
+
+    conn.forwarder = asyncio.create_task(forwarder())
+    await started.wait()
+    ending = asyncio.create_task(server.end_subscription(conn))
+    await cleaning.wait()  # the handler waits for the forwarder now
+    ending.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await ending
+    assert conn.forwarder is None

@@ -1,4 +1,4 @@
-"""DDF XML loading: both schema variants, registry quirks, typed errors for bad or hostile files."""
+"""DDF XML loading: both schema variants, OMA registry quirks, typed errors for bad files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.ddf import DefinitionError, load_ddf_dir, load_ddf_file, parse_ddf
 from bridged.objects.definitions import ObjectDef, Operations, ResourceType, ValueRange
 
@@ -120,16 +120,16 @@ def test_load_dir_is_sorted_and_complete() -> None:
 
 
 def test_dir_overrides_builtins() -> None:
-    registry = builtin_registry()
-    assert registry.get(3303).version == "1.1"
-    registry.extend(load_ddf_dir(GOOD))
-    temperature = registry.get(3303)
+    definitions = builtin_definitions()
+    assert definitions.get(3303).version == "1.1"
+    definitions.extend(load_ddf_dir(GOOD))
+    temperature = definitions.get(3303)
     assert temperature.version == "9.0"
     assert set(temperature.resources) == {5700}
     assert temperature.resource(5700).range == ValueRange("-30..60", -30, 60)
-    assert 32769 in registry and 32770 in registry
-    assert registry.get(3).name == "Device"
-    assert builtin_registry().get(3303).version == "1.1"
+    assert 32769 in definitions and 32770 in definitions
+    assert definitions.get(3).name == "Device"
+    assert builtin_definitions().get(3303).version == "1.1"
 
 
 def test_dir_refuses_the_same_object_twice(tmp_path: Path) -> None:
@@ -320,7 +320,7 @@ def test_mutated_field_values_raise_only_definition_error(data: st.DataObject) -
 
 @pytest.mark.skipif(not REGISTRY.is_dir(), reason="no copy of the OMA LwM2M registry")
 def test_the_whole_oma_registry_parses() -> None:
-    """Every object file of the registry (and of its version history) loads as one object."""
+    """Every object file of the OMA registry (and of its version history) loads as one object."""
     count = 0
     for folder in (REGISTRY, REGISTRY / "version_history"):
         for path in sorted(folder.glob("*.xml")):

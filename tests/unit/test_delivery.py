@@ -19,7 +19,7 @@ from timers import armed, settled
 from bridged.delivery import Delivery, DeliveryConfig, consumer_name
 from bridged.engine.client import ServerConfig
 from bridged.engine.send import SendOutcome, SendStatus
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
@@ -75,7 +75,7 @@ def test_random_bursts_arrive_complete_and_in_order(
 ) -> None:
     rng = random.Random(seed)
     store = ReadingStore(connect(":memory:"))
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     session = Session(tree, random.Random(seed + 1), fail_rate)
     config = quick_config(max_records=max_records, max_bytes=max_bytes)
     delivery = Delivery(Client([session]), store, gateway_path, config)  # type: ignore[arg-type]
@@ -99,7 +99,7 @@ def test_random_bursts_arrive_complete_and_in_order(
 
 def test_a_reading_no_send_may_carry_is_skipped_not_blocking() -> None:
     store = ReadingStore(connect(":memory:"))
-    session = Session(ObjectTree(builtin_registry()), random.Random(0), 0.0)
+    session = Session(ObjectTree(builtin_definitions()), random.Random(0), 0.0)
     delivery = Delivery(Client([session]), store, gateway_path, DeliveryConfig(linger=0))  # type: ignore[arg-type]
     node = NODES[0]
     store.append(
@@ -127,7 +127,7 @@ async def test_with_nothing_to_deliver_delivery_arms_no_timer() -> None:
     """Idle means asleep: with nothing waiting, delivery waits for ``notify`` without a timer
     (it looked at the store every second); a reading stored then is delivered at once."""
     store = ReadingStore(connect(":memory:"))
-    session = Session(ObjectTree(builtin_registry()), random.Random(0), 0.0)
+    session = Session(ObjectTree(builtin_definitions()), random.Random(0), 0.0)
     delivery = Delivery(Client([session]), store, gateway_path, DeliveryConfig(linger=0))  # type: ignore[arg-type]
     await delivery.start()
     try:

@@ -35,7 +35,7 @@ from bridged.engine.dm import DeviceManagement
 from bridged.engine.observe import Observations
 from bridged.engine.send import SendUnsupported
 from bridged.engine.series import SeriesOutcome, covers, leading_fit, split
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat, carries_time
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -146,7 +146,7 @@ class Acks:
 
 @pytest.fixture
 def tree() -> ObjectTree:
-    t = ObjectTree(builtin_registry())
+    t = ObjectTree(builtin_definitions())
     t.create_instance(1, 0, [(0, 1), (1, 300), (6, False), (7, "U")])
     t.create_instance(3303, 0, [(5700, 20.0)])
     t.create_instance(3304, 0, [(5700, 40.0)])
@@ -325,7 +325,7 @@ def test_a_server_without_send_gets_what_it_observes_in_order_and_the_rest_is_co
     rng = random.Random(seed)
     store = ReadingStore(connect(":memory:"))
     observed = SeriesObservations(Path.parse("/3303"), random.Random(seed + 1), fail_rate)
-    session = Session(ObjectTree(builtin_registry()), observed)
+    session = Session(ObjectTree(builtin_definitions()), observed)
     config = quick_config(max_records=max_records, observe_grace=0)
     delivery = Delivery(Client([session]), store, gateway_path, config)  # type: ignore[arg-type]
     t = time.time()

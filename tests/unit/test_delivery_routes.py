@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from bridged.delivery import Delivery, DeliveryConfig, Route, consumer_name
 from bridged.engine.client import ServerConfig
 from bridged.engine.send import SendOutcome, SendStatus
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
@@ -69,7 +69,7 @@ def setup(
     fail_rate: float, seed: int, config: DeliveryConfig
 ) -> tuple[ReadingStore, dict[NodeId, Session], Delivery, list[int]]:
     store = ReadingStore(connect(":memory:"))
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     overlap = [0, 0]
     sessions = {
         n: Session(tree, random.Random(seed + i), fail_rate, overlap) for i, n in enumerate(NODES)
@@ -167,7 +167,7 @@ def test_an_unregistered_session_holds_the_run_up_from_its_first_reading() -> No
 
 def test_an_unexposed_nodes_readings_are_skipped_and_counted() -> None:
     store = ReadingStore(connect(":memory:"))
-    session = Session(ObjectTree(builtin_registry()), random.Random(0), 0.0, [0, 0])
+    session = Session(ObjectTree(builtin_definitions()), random.Random(0), 0.0, [0, 0])
     client = Client([session])
 
     def route(node: NodeId) -> Route | None:

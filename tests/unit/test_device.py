@@ -26,7 +26,7 @@ from bridged.engine.device import (
     install_device_objects,
     read_machine_facts,
 )
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path as LwM2MPath
 from bridged.objects.tree import ObjectTree
 
@@ -171,7 +171,7 @@ def tree_with(
     factory_reset: bool = False,
 ) -> ObjectTree:
     """A tree holding the gateway's objects; executed callbacks are recorded in ``calls``."""
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     record = [] if calls is None else calls
     install_device_objects(
         tree,
@@ -327,7 +327,7 @@ def test_changing_values_are_computed_when_read_and_report_no_change(
         wireless=(WirelessLink("wlan0", 58, -52),),
     )
     machine = [before]
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     install_device_objects(tree, before, on_reboot=lambda: None, machine=lambda: machine[0])
     changed: list[str] = []
     tree.subscribe(lambda path: changed.append(str(path)))
@@ -353,7 +353,7 @@ def test_changing_values_are_computed_when_read_and_report_no_change(
 def test_the_machine_is_read_once_per_facts_max_age() -> None:
     facts = MachineFacts(time=1_700_000_000, mem_available_kib=500)
     reads: list[int] = []
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
 
     def machine() -> MachineFacts:
         reads.append(1)
@@ -367,7 +367,7 @@ def test_the_machine_is_read_once_per_facts_max_age() -> None:
 
 def test_current_time_is_the_clock_even_after_a_server_write() -> None:
     now = [1_700_000_000.5]
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     facts = MachineFacts(time=1)
     install_device_objects(tree, facts, on_reboot=lambda: None, clock=lambda: now[0])
     assert value(tree, "/3/0/13") == 1_700_000_000

@@ -13,7 +13,7 @@ from bridged.engine.dm import (
     DeviceManagement,
     parse_execute_arguments,
 )
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import BadRequest
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import Path
@@ -28,7 +28,7 @@ CBOR = ContentFormat.CBOR
 
 @pytest.fixture
 def dm() -> DeviceManagement:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(0, 0, [(0, "coap://127.0.0.1"), (1, False), (2, 3)])
     tree.create_instance(1, 0, [(0, 1), (1, 300), (6, False), (7, "U")])
     tree.create_instance(3, 0, [(0, "ACME"), (1, "GW-1"), (11, {0: 0}), (16, "U")])
@@ -50,7 +50,7 @@ def test_LightweightM2M_1_1_int_201_read_plain_text(dm: DeviceManagement) -> Non
 def test_LightweightM2M_1_1_int_203_read_tlv_and_decode_back(dm: DeviceManagement) -> None:
     reply = dm.handle(Code.GET, ["3", "0"], accept=TLV)
     assert reply.code == Code.CONTENT and reply.content_format == TLV
-    records = codec_for(TLV).decode(reply.payload, Path.parse("/3/0"), dm.tree.registry)
+    records = codec_for(TLV).decode(reply.payload, Path.parse("/3/0"), dm.tree.definitions)
     assert Record(Path.parse("/3/0/1"), "GW-1") in records
 
 
@@ -118,7 +118,7 @@ def test_LightweightM2M_1_1_int_256_write_failures(dm: DeviceManagement) -> None
 
 def test_LightweightM2M_1_1_int_226_partial_update_on_instance(dm: DeviceManagement) -> None:
     payload = codec_for(TLV).encode(
-        [Record(Path.parse("/1/0/1"), 120)], Path.parse("/1/0"), dm.tree.registry
+        [Record(Path.parse("/1/0/1"), 120)], Path.parse("/1/0"), dm.tree.definitions
     )
     r = dm.handle(Code.POST, ["1", "0"], payload=payload, content_format=TLV)
     assert r.code == Code.CHANGED
@@ -141,14 +141,14 @@ def test_LightweightM2M_1_1_int_241_execute(dm: DeviceManagement) -> None:
 def test_create_with_and_without_instance_id_then_delete(dm: DeviceManagement) -> None:
     tlv = codec_for(TLV)
     with_id = tlv.encode(
-        [Record(Path.parse("/3201/5/5550"), True)], Path.parse("/3201"), dm.tree.registry
+        [Record(Path.parse("/3201/5/5550"), True)], Path.parse("/3201"), dm.tree.definitions
     )
     r = dm.handle(Code.POST, ["3201"], payload=with_id, content_format=TLV)
     assert (r.code, r.location) == (Code.CREATED, ("3201", "5"))
     bare = tlv.encode(
         [Record(Path.parse("/3201/0/5550"), False), Record(Path.parse("/3201/0/5750"), "cellar")],
         Path.parse("/3201/0"),
-        dm.tree.registry,
+        dm.tree.definitions,
     )
     r = dm.handle(Code.POST, ["3201"], payload=bare, content_format=TLV)
     assert (r.code, r.location) == (Code.CREATED, ("3201", "0")), "the client picks the ID"
@@ -162,7 +162,7 @@ def test_a_create_without_a_mandatory_resource_is_400(dm: DeviceManagement) -> N
     """LwM2M Create: "Mandatory Resources are not specified" is 4.00; a temperature instance
     without its (read-only) Sensor Value would never get one."""
     named = codec_for(TLV).encode(
-        [Record(Path.parse("/3303/5/5750"), "attic")], Path.parse("/3303"), dm.tree.registry
+        [Record(Path.parse("/3303/5/5750"), "attic")], Path.parse("/3303"), dm.tree.definitions
     )
     r = dm.handle(Code.POST, ["3303"], payload=named, content_format=TLV)
     assert r.code == Code.BAD_REQUEST and b"5700 (Sensor Value)" in r.payload

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path as FsPath
 
 from bridged.eventlog import STATUS_VALID_DATA, EventLog
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.ids import EventLog as EventLogObject
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -19,7 +19,7 @@ START = 1_796_000_000.0  # 2026-11-29T...Z
 
 
 def opened(state: FsPath, limit: int = 3) -> tuple[EventLog, ObjectTree]:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     clock = iter(START + i for i in range(100))
     return EventLog(
         tree, FaultLogStore(connect(state / "state.db"), limit), clock=lambda: next(clock)

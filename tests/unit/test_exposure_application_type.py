@@ -12,7 +12,7 @@ import pytest
 from bridged.exposure.endpoints import EndpointsExposure
 from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import NotFound
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -35,7 +35,7 @@ def registry(tmp_path: FsPath) -> NodeRegistry:
 
 
 def instances(reg: NodeRegistry) -> tuple[RegistryListener, Reader]:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     exposure = InstancesExposure(tree, reg.store)
 
     def read(oid: int, rid: int) -> Value:
@@ -47,12 +47,12 @@ def instances(reg: NodeRegistry) -> tuple[RegistryListener, Reader]:
 
 
 def gateway(reg: NodeRegistry) -> tuple[RegistryListener, Reader]:
-    exposure = GatewayExposure(ObjectTree(builtin_registry()), reg.store)
+    exposure = GatewayExposure(ObjectTree(builtin_definitions()), reg.store)
 
     def read(oid: int, rid: int) -> Value:
         prefix = exposure.prefix(NODE)
         assert prefix is not None
-        tree = exposure.device_tree(prefix)
+        tree = exposure.end_device_tree(prefix)
         assert tree is not None
         return tree.get(Path((oid, 0, rid), prefix))
 
@@ -60,7 +60,7 @@ def gateway(reg: NodeRegistry) -> tuple[RegistryListener, Reader]:
 
 
 def endpoints(reg: NodeRegistry) -> tuple[RegistryListener, Reader]:
-    exposure = EndpointsExposure(builtin_registry(), "gw-1", ())
+    exposure = EndpointsExposure(builtin_definitions(), "gw-1", ())
 
     def read(oid: int, rid: int) -> Value:
         return exposure.endpoints[NODE].tree.get(Path((oid, 0, rid)))

@@ -10,7 +10,7 @@ from pathlib import Path as FsPath
 import pytest
 
 from bridged.exposure.gateway import GatewayExposure
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
@@ -28,7 +28,7 @@ def test_an_end_device_listener_that_raises_does_not_stop_the_others(
 ) -> None:
     conn = connect(tmp_path / "state.db")
     reg = NodeRegistry(NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn))
-    exposure = GatewayExposure(ObjectTree(builtin_registry()), reg.store)
+    exposure = GatewayExposure(ObjectTree(builtin_definitions()), reg.store)
     reg.listen(exposure)
 
     def broken(path: Path) -> None:

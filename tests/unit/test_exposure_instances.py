@@ -8,7 +8,7 @@ from pathlib import Path as FsPath
 import pytest
 
 from bridged.exposure.instances import InstancesExposure
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
@@ -25,7 +25,7 @@ def gateway(
 ) -> tuple[NodeRegistry, ObjectTree, InstancesExposure, SimulatedTransport]:
     conn = connect(state / "state.db")
     registry = NodeRegistry(NodeStore(conn), SecretStore(state / "s.json"), ReadingStore(conn))
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3303, 0, [(5700, 19.5)])  # the gateway's own thermometer
     exposure = InstancesExposure(tree, registry.store)
     sim = SimulatedTransport({"nodes": 3}, registry)

@@ -20,7 +20,7 @@ from bridged.health import (
     HealthPolicy,
     NodeHealth,
 )
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
@@ -31,7 +31,7 @@ ERROR_CODE = Path((3, 0, 11))
 
 
 def test_each_fault_is_an_error_code_instance_and_none_is_0() -> None:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3, 0, [(11, {0: 0})])
     faults = GatewayFaults(tree)
     told: list[tuple[Fault, bool]] = []
@@ -54,7 +54,7 @@ def test_each_fault_is_an_error_code_instance_and_none_is_0() -> None:
 
 
 def test_a_nodes_device_specific_code_is_shown_in_its_device_object() -> None:
-    tree = ObjectTree(builtin_registry(), "dev0")
+    tree = ObjectTree(builtin_definitions(), "dev0")
     mirror = NodeMirror(tree, PathMap(prefixed=True))
     health = NodeHealth(available=False, problem="bind key does not decrypt its adverts")
     assert mirror.show_health(NodeId("ble", "A4:C1:38:00:00:01"), health.resources())
@@ -62,7 +62,7 @@ def test_a_nodes_device_specific_code_is_shown_in_its_device_object() -> None:
 
 
 def test_a_clock_jump_is_told_as_a_moment_and_leaves_no_code() -> None:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(3, 0, [(11, {0: 0})])
     faults = GatewayFaults(tree)
     told: list[tuple[Fault, bool]] = []
@@ -89,7 +89,7 @@ async def test_a_nodes_own_error_codes_join_the_gateways_and_never_overwrite_the
     monitor = HealthMonitor(HealthPolicy(nodes={node: 60}), monotonic=lambda: now[0])
     feed = HealthFeed(monitor, lambda _node: None)
     feed.node_added(live)
-    tree = ObjectTree(builtin_registry(), "dev0")
+    tree = ObjectTree(builtin_definitions(), "dev0")
     mirror = NodeMirror(tree, PathMap(prefixed=True))
     mirror.sync(live)
     monitor.listen(lambda _node, health, _before: mirror.show_health(node, health.resources()))

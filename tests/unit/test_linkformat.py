@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import BadRequest, DecodeError, LwM2MError
 from bridged.objects.linkformat import (
     ATTRIBUTE_NAMES,
@@ -191,7 +191,7 @@ def test_arbitrary_text_raises_only_decode_error(text: str) -> None:
 
 # -- Register and Update ----------------------------------------------------------------------
 
-REG = builtin_registry()
+REG = builtin_definitions()
 
 
 def test_registration_payload() -> None:

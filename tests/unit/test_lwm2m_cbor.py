@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.definitions import (
+    Definitions,
     Operations,
-    Registry,
     ResourceDef,
     ResourceType,
     make_object,
@@ -27,9 +27,9 @@ from strategies import Read, composite_reads, prefixes, reads
 T = ResourceType
 
 
-def registry(*objects: tuple[int, dict[int, tuple[ResourceType, bool]]]) -> Registry:
+def definitions(*objects: tuple[int, dict[int, tuple[ResourceType, bool]]]) -> Definitions:
     """A registry of objects given as (oid, {rid: (type, multiple)})."""
-    reg = Registry()
+    reg = Definitions()
     for oid, resources in objects:
         reg.add(
             make_object(
@@ -57,7 +57,7 @@ def test_registered_as_the_composite_codec_for_11544() -> None:
 
 # Anjay Lite, tests/anj/io/lwm2m_cbor_in.c (AVSystem; read for the bytes only): object 13,
 # instance 26, Integer resources 1 and 2. Every legal nesting and compression of one payload.
-ANJAY_13_26 = registry((13, {1: (T.INTEGER, False), 2: (T.INTEGER, False)}))
+ANJAY_13_26 = definitions((13, {1: (T.INTEGER, False), 2: (T.INTEGER, False)}))
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_anjay_lite_nestings(hex_: str, base: str, expected: list[tuple[str, int
 def test_anjay_lite_all_types() -> None:
     # Anjay Lite lwm2m_cbor_in.c, all_types: {[13, 26]: {1: 1, 2: -1, 3: 2.5 (float16),
     # 4: "test", 5: h'11223344', 6: "12:34", 7: 1}}
-    reg = registry(
+    reg = definitions(
         (
             13,
             {
@@ -129,7 +129,7 @@ def test_anjay_lite_all_types() -> None:
     ],
 )
 def test_anjay_lite_opaque(hex_: str) -> None:
-    reg = registry((13, {1: (T.OPAQUE, False)}))
+    reg = definitions((13, {1: (T.OPAQUE, False)}))
     assert CODEC.decode(bytes.fromhex(hex_), Path.parse("/13/26/1"), reg) == [
         rec("/13/26/1", bytes.fromhex("00112233445566778899aabbccddeeff"))
     ]
@@ -147,7 +147,7 @@ def test_anjay_lite_opaque(hex_: str) -> None:
     ],
 )
 def test_anjay_lite_composite(hex_: str) -> None:
-    reg = registry((13, {1: (T.INTEGER, False)}), (14, {2: (T.INTEGER, False)}))
+    reg = definitions((13, {1: (T.INTEGER, False)}), (14, {2: (T.INTEGER, False)}))
     assert CODEC.decode(bytes.fromhex(hex_), ROOT, reg) == [
         rec("/13/26/1", 1),
         rec("/14/27/2", 2),
@@ -169,7 +169,7 @@ def test_anjay_lite_composite(hex_: str) -> None:
     ],
 )
 def test_anjay_lite_rejected(hex_: str) -> None:
-    reg = registry((13, {1: (T.FLOAT, True)}))
+    reg = definitions((13, {1: (T.FLOAT, True)}))
     with pytest.raises(LwM2MError) as exc:
         CODEC.decode(bytes.fromhex(hex_), ROOT, reg)
     assert exc.value.code_text == "4.00"
@@ -188,7 +188,7 @@ def test_anjay_lite_rejected(hex_: str) -> None:
     ],
 )
 def test_anjay_lite_encoder_output_reads_back(hex_: str, expected: list[tuple[str, int]]) -> None:
-    reg = registry(
+    reg = definitions(
         (1, {1: (T.UNSIGNED, False)}), (3, {1: (T.UNSIGNED, False), 3: (T.UNSIGNED, False)})
     )
     records = [rec(p, v) for p, v in expected]
@@ -198,7 +198,7 @@ def test_anjay_lite_encoder_output_reads_back(hex_: str, expected: list[tuple[st
 
 def test_anjay_lite_resource_instances_read_back() -> None:
     # Anjay Lite lwm2m_cbor_encoder.c, send_two_resource_instances: {3: {3: {3: {0: 25, 1: 11}}}}
-    reg = registry((3, {3: (T.UNSIGNED, True)}))
+    reg = definitions((3, {3: (T.UNSIGNED, True)}))
     payload = bytes.fromhex("bf03bf03bf03bf001819010bffffffff")
     assert CODEC.decode(payload, ROOT, reg) == [rec("/3/3/3/0", 25), rec("/3/3/3/1", 11)]
 
@@ -207,7 +207,7 @@ def test_device_object_example() -> None:
     # The Device object example of OMA-TS-LightweightM2M_Core-V1_2 §7.4.6:
     # {3: {0: {0: "Open Mobile Alliance", 9: 100, 7: {0: 3800, 1: 5000}}}}. Our canonical form
     # keeps the two-level chain 3/0 nested and sorts keys, so the bytes are fixed here.
-    reg = builtin_registry()
+    reg = builtin_definitions()
     records = [
         rec("/3/0/0", "Open Mobile Alliance"),
         rec("/3/0/7/0", 3800),
@@ -233,7 +233,7 @@ def test_device_object_example() -> None:
 def test_gateway_prefix_example() -> None:
     # LwM2M 1.2.2 compliance checklist CBOR-11 (Gateway TS): ID = PREFIX / uint /
     # array [PREFIX] 1*uint, e.g. {["d01", 3, 0]: {0: "Company A", 9: 100}}.
-    reg = builtin_registry()
+    reg = builtin_definitions()
     payload = cbor2.dumps({("d01", 3, 0): {0: "Company A", 9: 100}})
     records = [rec("/d01/3/0/0", "Company A"), rec("/d01/3/0/9", 100)]
     assert CODEC.decode(payload, Path.parse("/d01/3/0"), reg) == records
@@ -264,7 +264,7 @@ def test_gateway_prefix_example() -> None:
 )
 def test_canonical_form(records: list[tuple[str, int]], tree: object) -> None:
     recs = [rec(p, v) for p, v in records]
-    payload = CODEC.encode(recs, ROOT, builtin_registry())
+    payload = CODEC.encode(recs, ROOT, builtin_definitions())
     assert cbor2.loads(payload) == tree
     assert payload == cbor2.dumps(tree, canonical=True)
 
@@ -283,19 +283,19 @@ def test_canonical_form(records: list[tuple[str, int]], tree: object) -> None:
     ],
 )
 def test_values_take_their_shortest_exact_form(value: Value, hex_: str) -> None:
-    payload = CODEC.encode([Record(Path((3, 0, 9)), value)], ROOT, builtin_registry())
+    payload = CODEC.encode([Record(Path((3, 0, 9)), value)], ROOT, builtin_definitions())
     assert payload == bytes.fromhex("a1830300" + "09" + hex_)
 
 
 @pytest.mark.parametrize("hex_", ["f93e00", "fa3fc00000", "fb3ff8000000000000"])
 def test_floats_of_every_width_decode(hex_: str) -> None:
-    reg = registry((13, {3: (T.FLOAT, False)}))
+    reg = definitions((13, {3: (T.FLOAT, False)}))
     payload = bytes.fromhex("a1830d181a03" + hex_)
     assert CODEC.decode(payload, ROOT, reg) == [rec("/13/26/3", 1.5)]
 
 
 def test_time_accepts_an_epoch_tag() -> None:
-    reg = registry((13, {7: (T.TIME, False), 1: (T.INTEGER, False)}))
+    reg = definitions((13, {7: (T.TIME, False), 1: (T.INTEGER, False)}))
     tagged = bytes.fromhex("a1830d181a07c11a514b67b0")  # {[13, 26, 7]: 1(1363896240)}
     assert CODEC.decode(tagged, ROOT, reg) == [rec("/13/26/7", 1363896240)]
     with pytest.raises(LwM2MError) as exc:  # but an Integer does not
@@ -304,7 +304,7 @@ def test_time_accepts_an_epoch_tag() -> None:
 
 
 def test_encode_1000_instances_is_fast() -> None:
-    reg = builtin_registry()
+    reg = builtin_definitions()
     records = [
         Record(Path((3303, i, rid)), value)
         for i in range(1000)
@@ -327,9 +327,9 @@ ALL_LEVELS = (Level.OBJECT, Level.INSTANCE, Level.RESOURCE, Level.RESOURCE_INSTA
 
 
 def roundtrip(read: Read) -> None:
-    payload = CODEC.encode(read.records, read.base, read.registry)
-    assert CODEC.decode(payload, read.base, read.registry) == read.records
-    assert CODEC.encode(read.records, read.base, read.registry) == payload
+    payload = CODEC.encode(read.records, read.base, read.definitions)
+    assert CODEC.decode(payload, read.base, read.definitions) == read.records
+    assert CODEC.encode(read.records, read.base, read.definitions) == payload
 
 
 @given(reads(levels=ALL_LEVELS))
@@ -375,7 +375,7 @@ def reshaped(draw: st.DrawFn, read: Read) -> bytes:
 def test_every_legal_shape_decodes(data: st.DataObject) -> None:
     read = data.draw(st.one_of(reads(levels=ALL_LEVELS), composite_reads(with_prefix=True)))
     payload = data.draw(reshaped(read))
-    assert CODEC.decode(payload, read.base, read.registry) == read.records
+    assert CODEC.decode(payload, read.base, read.definitions) == read.records
 
 
 paths = st.builds(
@@ -412,7 +412,7 @@ def test_root_is_no_path() -> None:
 
 # -- bad input --------------------------------------------------------------------------------
 
-BAD_REGISTRY = registry(
+BAD_REGISTRY = definitions(
     (3, {0: (T.STRING, False), 7: (T.INTEGER, True), 9: (T.INTEGER, False), 13: (T.TIME, False)}),
 )
 
@@ -480,7 +480,7 @@ def test_bad_path_lists(tree: object) -> None:
     assert exc.value.code_text == "4.00"
 
 
-FUZZ_REGISTRY = registry(
+FUZZ_REGISTRY = definitions(
     *((oid, {rid: (t, rid >= len(T)) for rid, t in enumerate(list(T) * 2)}) for oid in (0, 1, 2))
 )
 

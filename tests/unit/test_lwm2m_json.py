@@ -13,8 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridged.objects.builtin import builtin_registry
-from bridged.objects.definitions import Operations, Registry, ResourceDef, ResourceType, make_object
+from bridged.objects.builtin import builtin_definitions
+from bridged.objects.definitions import (
+    Definitions,
+    Operations,
+    ResourceDef,
+    ResourceType,
+    make_object,
+)
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.formats.lwm2m_json import CODEC
@@ -54,8 +60,8 @@ OBJ1024 = make_object(
 )
 
 
-def registry() -> Registry:
-    reg = builtin_registry()
+def definitions() -> Definitions:
+    reg = builtin_definitions()
     reg.add(OBJ1024)
     return reg
 
@@ -76,8 +82,8 @@ def test_registered() -> None:
 
 
 def test_device_instance_vector() -> None:
-    assert CODEC.encode(DEVICE_RECORDS, p("/3/0"), registry()) == DEVICE_JSON
-    assert CODEC.decode(DEVICE_JSON, p("/3/0"), registry()) == DEVICE_RECORDS
+    assert CODEC.encode(DEVICE_RECORDS, p("/3/0"), definitions()) == DEVICE_JSON
+    assert CODEC.decode(DEVICE_JSON, p("/3/0"), definitions()) == DEVICE_RECORDS
 
 
 def test_device_instance_base_name_variants() -> None:
@@ -88,7 +94,7 @@ def test_device_instance_base_name_variants() -> None:
     bare = {"e": [{**e, "n": "/3/0/" + e["n"]} for e in entries]}
     for document in (rooted, bare):
         payload = json.dumps(document).encode()
-        assert CODEC.decode(payload, p("/3/0"), registry()) == DEVICE_RECORDS
+        assert CODEC.decode(payload, p("/3/0"), definitions()) == DEVICE_RECORDS
 
 
 def test_custom_instance_vector() -> None:
@@ -96,7 +102,7 @@ def test_custom_instance_vector() -> None:
     payload = (
         b'{"bn":"1024/0/", "e":[{"n":"0","sv":"a string"},{"n":"1","v":10.5},{"n":"2","bv":true}]}'
     )
-    assert CODEC.decode(payload, p("/1024/0"), registry()) == [
+    assert CODEC.decode(payload, p("/1024/0"), definitions()) == [
         Record(p("/1024/0/0"), "a string"),
         Record(p("/1024/0/1"), 10.5),
         Record(p("/1024/0/2"), True),
@@ -109,7 +115,7 @@ def test_timestamped_vectors() -> None:
         b'{"bn":"/1024/0/1","e":[{"v":22.9,"t":-30},{"v":22.4,"t":-5},{"v":24.1,"t":-50}],'
         b'"bt":25462634}'
     )
-    assert CODEC.decode(payload, p("/1024/0/1"), registry()) == [
+    assert CODEC.decode(payload, p("/1024/0/1"), definitions()) == [
         Record(p("/1024/0/1"), 22.9, 25462634 - 30),
         Record(p("/1024/0/1"), 22.4, 25462634 - 5),
         Record(p("/1024/0/1"), 24.1, 25462634 - 50),
@@ -120,7 +126,7 @@ def test_timestamped_vectors() -> None:
         Record(p("/1024/0/1"), 22.4, 510),
         Record(p("/1024/0/1"), 24.1, 520),
     ]
-    assert CODEC.encode(records, p("/1024/0/1"), registry()) == (
+    assert CODEC.encode(records, p("/1024/0/1"), definitions()) == (
         b'{"bn":"/1024/0/1","e":[{"v":22.9,"t":500},{"v":22.4,"t":510},{"v":24.1,"t":520}]}'
     )
     records = [
@@ -129,7 +135,7 @@ def test_timestamped_vectors() -> None:
         Record(p("/1024/0/1"), 22.4, 120),
         Record(p("/1024/0/1"), 24.1, 130),
     ]
-    assert CODEC.encode(records, p("/1024/0"), registry()) == (
+    assert CODEC.encode(records, p("/1024/0"), definitions()) == (
         b'{"bn":"/1024/0/","e":[{"n":"1","v":22.9,"t":110},{"n":"0","sv":"a string","t":120},'
         b'{"n":"1","v":22.4,"t":120},{"n":"1","v":24.1,"t":130}]}'
     )
@@ -138,7 +144,7 @@ def test_timestamped_vectors() -> None:
 def test_base_name_cut_inside_an_id_vector() -> None:
     # Leshan json_cut_basename_name_in_the_middle_of_an_id: "3/0/1" + "1/0" is /3/0/11/0.
     payload = b'{"bn":"3/0/1","e":[{"n":"1/0","v":0},{"n":"1/1","v":0}]}'
-    assert CODEC.decode(payload, p("/3/0/11"), registry()) == [
+    assert CODEC.decode(payload, p("/3/0/11"), definitions()) == [
         Record(p("/3/0/11/0"), 0),
         Record(p("/3/0/11/1"), 0),
     ]
@@ -146,15 +152,15 @@ def test_base_name_cut_inside_an_id_vector() -> None:
 
 def test_empty_entries_vector() -> None:
     # Leshan json_empty_object / json_empty_instance: {"e":[]} is empty, {} is malformed.
-    assert CODEC.decode(b'{"e":[]}', p("/2"), registry()) == []
-    assert CODEC.decode(b'{"bn":"2/0", "e":[]}', p("/2/0"), registry()) == []
-    fails(lambda: CODEC.decode(b"{}", p("/2"), registry()), "4.00")
+    assert CODEC.decode(b'{"e":[]}', p("/2"), definitions()) == []
+    assert CODEC.decode(b'{"bn":"2/0", "e":[]}', p("/2/0"), definitions()) == []
+    fails(lambda: CODEC.decode(b"{}", p("/2"), definitions()), "4.00")
 
 
 def test_missing_value_vector() -> None:
     # Leshan json_missing_value_for_resource.
     payload = b'{"bn":"2/0/","e":[{"n":"0"}]}'
-    fails(lambda: CODEC.decode(payload, p("/2/0/0"), registry()), "4.00")
+    fails(lambda: CODEC.decode(payload, p("/2/0/0"), definitions()), "4.00")
 
 
 def test_opaque_is_padded_standard_base64() -> None:
@@ -162,22 +168,24 @@ def test_opaque_is_padded_standard_base64() -> None:
     # "AQIDBAU=" is Leshan's text_decode_opaque_from_base64_string value.
     records = [Record(p("/1024/0/3"), b"\x01\x02\x03\x04\x05")]
     payload = b'{"bn":"/1024/0/3","e":[{"sv":"AQIDBAU="}]}'
-    assert CODEC.encode(records, p("/1024/0/3"), registry()) == payload
-    assert CODEC.decode(payload, p("/1024/0/3"), registry()) == records
+    assert CODEC.encode(records, p("/1024/0/3"), definitions()) == payload
+    assert CODEC.decode(payload, p("/1024/0/3"), definitions()) == records
     # Unpadded is accepted, the URL-safe alphabet is not.
     unpadded = b'{"bn":"/1024/0/3","e":[{"sv":"AQIDBAU"}]}'
-    assert CODEC.decode(unpadded, p("/1024/0/3"), registry()) == records
-    fails(lambda: CODEC.decode(b'{"e":[{"n":"/1024/0/3","sv":"-_8"}]}', ROOT, registry()), "4.00")
-    assert CODEC.encode([Record(p("/1024/0/3"), b"\xfb\xff")], p("/1024/0/3"), registry()) == (
+    assert CODEC.decode(unpadded, p("/1024/0/3"), definitions()) == records
+    fails(
+        lambda: CODEC.decode(b'{"e":[{"n":"/1024/0/3","sv":"-_8"}]}', ROOT, definitions()), "4.00"
+    )
+    assert CODEC.encode([Record(p("/1024/0/3"), b"\xfb\xff")], p("/1024/0/3"), definitions()) == (
         b'{"bn":"/1024/0/3","e":[{"sv":"+/8="}]}'
     )
 
 
 def test_object_links() -> None:
     records = [Record(p("/1024/0/4/0"), ObjLnk(66, 0)), Record(p("/1024/0/4/1"), ObjLnk(67, 1))]
-    payload = CODEC.encode(records, p("/1024/0/4"), registry())
+    payload = CODEC.encode(records, p("/1024/0/4"), definitions())
     assert payload == b'{"bn":"/1024/0/4/","e":[{"n":"0","ov":"66:0"},{"n":"1","ov":"67:1"}]}'
-    assert CODEC.decode(payload, p("/1024/0/4"), registry()) == records
+    assert CODEC.decode(payload, p("/1024/0/4"), definitions()) == records
 
 
 @pytest.mark.parametrize(
@@ -207,16 +215,16 @@ def test_object_links() -> None:
     ],
 )
 def test_bad_input(payload: bytes, code: str) -> None:
-    fails(lambda: CODEC.decode(payload, p("/1024/0"), registry()), code)
+    fails(lambda: CODEC.decode(payload, p("/1024/0"), definitions()), code)
 
 
 def test_unknown_object() -> None:
-    fails(lambda: CODEC.decode(b'{"e":[{"n":"/9999/0/0","v":1}]}', ROOT, registry()), "4.04")
+    fails(lambda: CODEC.decode(b'{"e":[{"n":"/9999/0/0","v":1}]}', ROOT, definitions()), "4.04")
 
 
 def test_nan_is_not_acceptable() -> None:
     records = [Record(p("/1024/0/1"), float("nan"))]
-    fails(lambda: CODEC.encode(records, p("/1024/0/1"), registry()), "4.06")
+    fails(lambda: CODEC.encode(records, p("/1024/0/1"), definitions()), "4.06")
 
 
 # -- Round trips and robustness -----------------------------------------------------------------
@@ -226,8 +234,8 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
 
 
 def roundtrip(read: Read) -> None:
-    payload = CODEC.encode(read.records, read.base, read.registry)
-    assert CODEC.decode(payload, read.base, read.registry) == read.records
+    payload = CODEC.encode(read.records, read.base, read.definitions)
+    assert CODEC.decode(payload, read.base, read.definitions) == read.records
 
 
 @given(read=reads(levels=ALL_LEVELS))
@@ -269,7 +277,7 @@ documents = st.fixed_dictionaries({"e": entries}, optional={"bn": entry_values, 
 @given(document=json_values | documents)
 def test_arbitrary_json_structures(document: object) -> None:
     try:
-        CODEC.decode(json.dumps(document).encode(), ROOT, registry())
+        CODEC.decode(json.dumps(document).encode(), ROOT, definitions())
     except LwM2MError:
         pass
 
@@ -277,6 +285,6 @@ def test_arbitrary_json_structures(document: object) -> None:
 @given(payload=st.binary())
 def test_arbitrary_bytes(payload: bytes) -> None:
     try:
-        CODEC.decode(payload, ROOT, registry())
+        CODEC.decode(payload, ROOT, definitions())
     except LwM2MError:
         pass

@@ -28,7 +28,7 @@ from bridged.engine.notification import (
     policy_for,
 )
 from bridged.engine.observe import Observations
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.linkformat import Attributes
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -296,7 +296,7 @@ class RecordingPipe:
 
 @pytest.fixture
 def tree() -> ObjectTree:
-    t = ObjectTree(builtin_registry())
+    t = ObjectTree(builtin_definitions())
     t.create_instance(1, 0, [(0, 1), (1, 300), (2, 5), (6, False), (7, "U")])
     t.create_instance(3303, 0, [(5700, 20.0)])
     t.create_instance(3303, 1, [(5700, 10.0)])

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridged.objects.builtin import builtin_registry
-from bridged.objects.definitions import Registry
+from bridged.objects.builtin import builtin_definitions
+from bridged.objects.definitions import Definitions
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, acceptable_for, codec_for
 from bridged.objects.formats.plain_cbor import CODEC as CBOR
@@ -36,17 +36,17 @@ INSTANCE = "/3/0/7/1"  # Power Source Voltage, an Integer resource instance
 
 
 @pytest.fixture(scope="module")
-def builtin() -> Registry:
-    return builtin_registry()
+def builtin() -> Definitions:
+    return builtin_definitions()
 
 
 def rec(path: str, value: Value) -> Record:
     return Record(Path.parse(path), value)
 
 
-def decode_error(payload: bytes, base: str, registry: Registry) -> str:
+def decode_error(payload: bytes, base: str, definitions: Definitions) -> str:
     with pytest.raises(LwM2MError) as exc:
-        CBOR.decode(payload, Path.parse(base), registry)
+        CBOR.decode(payload, Path.parse(base), definitions)
     return exc.value.code_text
 
 
@@ -106,7 +106,7 @@ RFC8949_VALUES: list[tuple[str, Value, str]] = [
 
 
 @pytest.mark.parametrize(("path", "value", "hex_"), RFC8949_VALUES)
-def test_rfc8949_vectors(builtin: Registry, path: str, value: Value, hex_: str) -> None:
+def test_rfc8949_vectors(builtin: Definitions, path: str, value: Value, hex_: str) -> None:
     records = [rec(path, value)]
     assert CBOR.encode(records, Path.parse(path), builtin).hex() == hex_
     assert CBOR.decode(bytes.fromhex(hex_), Path.parse(path), builtin) == records
@@ -128,7 +128,7 @@ def test_rfc8949_vectors(builtin: Registry, path: str, value: Value, hex_: str) 
         (TIME, "c13a0001869f", -100000),
     ],
 )
-def test_other_forms_decode(builtin: Registry, path: str, hex_: str, value: Value) -> None:
+def test_other_forms_decode(builtin: Definitions, path: str, hex_: str, value: Value) -> None:
     assert CBOR.decode(bytes.fromhex(hex_), Path.parse(path), builtin) == [rec(path, value)]
 
 
@@ -189,7 +189,7 @@ def test_other_forms_decode(builtin: Registry, path: str, hex_: str, value: Valu
         (TIME, "c1c101"),  # 1(1(1)): nested tags
     ],
 )
-def test_refused_with_4_00(builtin: Registry, path: str, hex_: str) -> None:
+def test_refused_with_4_00(builtin: Definitions, path: str, hex_: str) -> None:
     assert decode_error(bytes.fromhex(hex_), path, builtin) == "4.00"
 
 
@@ -206,7 +206,7 @@ def test_refused_with_4_00(builtin: Registry, path: str, hex_: str) -> None:
         ("/3/0/99", "4.04"),
     ],
 )
-def test_write_targets_it_cannot_carry(builtin: Registry, base: str, code: str) -> None:
+def test_write_targets_it_cannot_carry(builtin: Definitions, base: str, code: str) -> None:
     assert decode_error(b"\x01", base, builtin) == code
 
 
@@ -222,7 +222,7 @@ def test_write_targets_it_cannot_carry(builtin: Registry, base: str, code: str) 
     ],
 )
 def test_reads_of_more_than_one_value_are_not_acceptable(
-    builtin: Registry, records: list[Record], base: str
+    builtin: Definitions, records: list[Record], base: str
 ) -> None:
     with pytest.raises(LwM2MError) as exc:
         CBOR.encode(records, Path.parse(base), builtin)
@@ -233,7 +233,7 @@ def test_reads_of_more_than_one_value_are_not_acceptable(
 def test_arbitrary_bytes_decode_or_raise_a_typed_4_00(read: Read, payload: bytes) -> None:
     """Any payload either decodes or is refused with 4.00: no other error, no crash."""
     try:
-        CBOR.decode(payload, read.base, read.registry)
+        CBOR.decode(payload, read.base, read.definitions)
     except LwM2MError as e:
         assert e.code_text == "4.00", e
 
@@ -260,7 +260,7 @@ def test_well_formed_cbor_decodes_to_what_a_reference_decoder_reads_or_4_00(
     value cbor2 reads from it, typed for the resource, or refused with 4.00: never another."""
     payload = cbor2.dumps(item, canonical=canonical)
     try:
-        (record,) = CBOR.decode(payload, read.base, read.registry)
+        (record,) = CBOR.decode(payload, read.base, read.definitions)
     except LwM2MError as e:
         assert e.code_text == "4.00", e
         return

@@ -17,7 +17,7 @@ from bridged.engine.send import (
     muted,
     outcome_of,
 )
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import BadRequest, NotFound
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import ROOT, Path
@@ -29,7 +29,7 @@ TEMPERATURE = Path.parse("/3303/0/5700")
 
 @pytest.fixture
 def tree() -> ObjectTree:
-    tree = ObjectTree(builtin_registry())
+    tree = ObjectTree(builtin_definitions())
     tree.create_instance(1, 0, [(0, 1), (1, 300), (6, False), (7, "U")])
     tree.create_instance(3, 0, [(0, "ACME")])
     tree.create_instance(3303, 0, [(5700, 21.5)])
@@ -49,7 +49,7 @@ def test_time_series_is_one_record_per_reading_with_its_time(tree: ObjectTree) -
         {0: "/3/0/0", 3: "ACME"},
     ]
     decoded = codec_for(ContentFormat.SENML_CBOR).decode(
-        encode_send(records, tree), ROOT, tree.registry
+        encode_send(records, tree), ROOT, tree.definitions
     )
     assert decoded == records
 

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridged.objects.builtin import builtin_registry
+from bridged.objects.builtin import builtin_definitions
 from bridged.objects.definitions import (
+    Definitions,
     ObjectDef,
     Operations,
-    Registry,
     ResourceDef,
     ResourceType,
     make_object,
@@ -42,8 +42,8 @@ def p(text: str) -> Path:
     return Path.parse(text)
 
 
-def registry(*objects: ObjectDef, builtin: bool = True) -> Registry:
-    reg = builtin_registry() if builtin else Registry()
+def definitions(*objects: ObjectDef, builtin: bool = True) -> Definitions:
+    reg = builtin_definitions() if builtin else Definitions()
     reg.extend(objects)
     return reg
 
@@ -109,7 +109,7 @@ DEVICE_CBOR = bytes.fromhex(
 
 
 def test_device_instance_json_vector() -> None:
-    reg = builtin_registry()
+    reg = builtin_definitions()
     assert JSON.decode(DEVICE_JSON, p("/3/0"), reg) == DEVICE_RECORDS
     assert JSON.encode(DEVICE_RECORDS, p("/3/0"), reg) == DEVICE_JSON
 
@@ -118,16 +118,16 @@ def test_single_resource_json_vector() -> None:
     # OMA Core Table 7.4.4-5 (Wakaama senml_json_test_4; Leshan senml_json_encode_single_resource).
     payload = b'[{"bn":"/3/0/0","vs":"Open Mobile Alliance"}]'
     records = [Record(p("/3/0/0"), "Open Mobile Alliance")]
-    assert JSON.decode(payload, p("/3/0/0"), builtin_registry()) == records
-    assert JSON.encode(records, p("/3/0/0"), builtin_registry()) == payload
+    assert JSON.decode(payload, p("/3/0/0"), builtin_definitions()) == records
+    assert JSON.encode(records, p("/3/0/0"), builtin_definitions()) == payload
 
 
 def test_multiple_resource_json_vector() -> None:
     # Leshan LwM2mNodeEncoderTest.senml_json_encode_multiple_resource.
     payload = b'[{"bn":"/3/0/7/","n":"0","v":3800},{"n":"1","v":5000}]'
     records = [Record(p("/3/0/7/0"), 3800), Record(p("/3/0/7/1"), 5000)]
-    assert JSON.encode(records, p("/3/0/7"), builtin_registry()) == payload
-    assert JSON.decode(payload, p("/3/0/7"), builtin_registry()) == records
+    assert JSON.encode(records, p("/3/0/7"), builtin_definitions()) == payload
+    assert JSON.decode(payload, p("/3/0/7"), builtin_definitions()) == records
 
 
 def test_timestamped_json_vector() -> None:
@@ -136,7 +136,7 @@ def test_timestamped_json_vector() -> None:
         b'[{"bn":"/72/","bt":25462634,"n":"1/2","v":22.4,"t":-5},'
         b'{"n":"1/2","v":22.9,"t":-30},{"n":"1/2","v":24.1,"t":-50}]'
     )
-    assert JSON.decode(payload, p("/72"), registry(OBJ72)) == [
+    assert JSON.decode(payload, p("/72"), definitions(OBJ72)) == [
         Record(p("/72/1/2"), 22.4, 25462634 - 5),
         Record(p("/72/1/2"), 22.9, 25462634 - 30),
         Record(p("/72/1/2"), 24.1, 25462634 - 50),
@@ -153,7 +153,7 @@ def test_object_links_json_vector() -> None:
         b'{"n":"66/1/1","vs":"Internet.15.235"},{"n":"66/1/2","vlo":"65535:65535"},'
         b'{"n":"67/0/0","vs":"85.76.76.84"},{"n":"67/0/1","vs":"85.76.255.255"}]'
     )
-    records = JSON.decode(payload, ROOT, registry(OBJ65, OBJ66, OBJ67))
+    records = JSON.decode(payload, ROOT, definitions(OBJ65, OBJ66, OBJ67))
     assert [str(r.path) for r in records][:3] == ["/65/0/0/0", "/65/0/0/1", "/65/0/1"]
     assert records[0].value == ObjLnk(66, 0)
     assert records[9].value == ObjLnk(65535, 65535)
@@ -168,7 +168,7 @@ def test_object_links_json_vector() -> None:
         b'{"n":"1","vs":"Internet.15.235"},{"n":"2","vlo":"65535:65535"},'
         b'{"bn":"","n":"/67/0/0","vs":"85.76.76.84"},{"n":"/67/0/1","vs":"85.76.255.255"}]'
     )
-    assert JSON.decode(variant, ROOT, registry(OBJ65, OBJ66, OBJ67)) == records
+    assert JSON.decode(variant, ROOT, definitions(OBJ65, OBJ66, OBJ67)) == records
 
 
 def test_composite_write_json_vector() -> None:
@@ -177,7 +177,7 @@ def test_composite_write_json_vector() -> None:
         b'[{"n":"/3311/0/5850", "vb":false},{"n":"/3311/1/5850", "vb":false},'
         b'{"n":"/3311/2/5851", "v":20},{"n":"/3308/0/5900", "v":18}]'
     )
-    assert JSON.decode(payload, ROOT, registry(SET_POINT)) == [
+    assert JSON.decode(payload, ROOT, definitions(SET_POINT)) == [
         Record(p("/3311/0/5850"), False),
         Record(p("/3311/1/5850"), False),
         Record(p("/3311/2/5851"), 20),
@@ -217,7 +217,7 @@ def test_base_name_changes_midway_json_vector() -> None:
         b'[{"bn":"/2/3/","n":"0","v":3},{"n":"1","v":1},{"n":"3","v":123},'
         b'{"bn":"/2/2/","n":"0","v":4},{"n":"1","v":2},{"n":"3","v":124}]'
     )
-    assert JSON.decode(payload, p("/2"), builtin_registry()) == [
+    assert JSON.decode(payload, p("/2"), builtin_definitions()) == [
         Record(p("/2/3/0"), 3),
         Record(p("/2/3/1"), 1),
         Record(p("/2/3/3"), 123),
@@ -233,7 +233,7 @@ def test_base_name_only_per_record_json_vector() -> None:
         b'[{"bn":"/4/0/0","v":45},{"bn":"/4/0/1","v":30},{"bn":"/4/0/2","v":100},'
         b'{"bn":"/6/0/","n":"0","v":43.918998},{"n":"1","v":2.351149},{"n":"5","v":1610029880}]'
     )
-    assert JSON.decode(payload, ROOT, registry(CONNECTIVITY, LOCATION)) == [
+    assert JSON.decode(payload, ROOT, definitions(CONNECTIVITY, LOCATION)) == [
         Record(p("/4/0/0"), 45),
         Record(p("/4/0/1"), 30),
         Record(p("/4/0/2"), 100),
@@ -249,7 +249,7 @@ def test_base_time_survives_base_name_change_json_vector() -> None:
         b'[{"bn": "/3303/0/5700","bt": 1699877805.766,"v": -128.8},'
         b'{"bn": "/6/0/0","t": 0.101,"v": -39.0}]'
     )
-    assert JSON.decode(payload, ROOT, registry(LOCATION)) == [
+    assert JSON.decode(payload, ROOT, definitions(LOCATION)) == [
         Record(p("/3303/0/5700"), -128.8, 1699877805.766),
         Record(p("/6/0/0"), -39.0, 1699877805.766 + 0.101),
     ]
@@ -258,7 +258,7 @@ def test_base_time_survives_base_name_change_json_vector() -> None:
         b'[{"bn":"/4/0/","bt":268600000,"n":"0","v":1,"t":1},{"n":"1","v":2,"t":2},'
         b'{"n":"1","v":3,"t":3},{"bn":"/3/0/7/","n":"0","v":3800}]'
     )
-    assert JSON.decode(payload, ROOT, registry(CONNECTIVITY)) == [
+    assert JSON.decode(payload, ROOT, definitions(CONNECTIVITY)) == [
         Record(p("/4/0/0"), 1, 268600001),
         Record(p("/4/0/1"), 2, 268600002),
         Record(p("/4/0/1"), 3, 268600003),
@@ -270,8 +270,8 @@ def test_opaque_json_vector() -> None:
     # Leshan senml_json_encode_opaque_resource / senml_json_decode_opaque_resource.
     payload = b'[{"bn":"/0/0/3","vd":"q83v"}]'
     records = [Record(p("/0/0/3"), bytes.fromhex("abcdef"))]
-    assert JSON.encode(records, p("/0/0/3"), builtin_registry()) == payload
-    assert JSON.decode(payload, p("/0/0/3"), builtin_registry()) == records
+    assert JSON.encode(records, p("/0/0/3"), builtin_definitions()) == payload
+    assert JSON.decode(payload, p("/0/0/3"), builtin_definitions()) == records
 
 
 @pytest.mark.parametrize(
@@ -285,7 +285,7 @@ def test_opaque_json_vector() -> None:
 )
 def test_opaque_json_padding_variants(vd: str, data: bytes) -> None:
     payload = json.dumps([{"bn": "/34/0/2", "vd": vd}]).encode()
-    assert JSON.decode(payload, p("/34/0/2"), registry(OBJ34_OPAQUE)) == [
+    assert JSON.decode(payload, p("/34/0/2"), definitions(OBJ34_OPAQUE)) == [
         Record(p("/34/0/2"), data)
     ]
 
@@ -293,7 +293,7 @@ def test_opaque_json_padding_variants(vd: str, data: bytes) -> None:
 def test_integral_number_for_time_json_vector() -> None:
     # Leshan senml_json_decode_single_resource_using_exponantial_notation.
     payload = b'[{"bn":"/3/0/13","v":1.638435E9}]'
-    assert JSON.decode(payload, p("/3/0/13"), builtin_registry()) == [
+    assert JSON.decode(payload, p("/3/0/13"), builtin_definitions()) == [
         Record(p("/3/0/13"), 1638435000)
     ]
 
@@ -310,7 +310,7 @@ def test_integral_number_for_time_json_vector() -> None:
     ],
 )
 def test_names_are_plain_concatenation(payload: bytes, base: str) -> None:
-    assert JSON.decode(payload, p(base), builtin_registry()) == [Record(p("/2/3/0"), 1234)]
+    assert JSON.decode(payload, p(base), builtin_definitions()) == [Record(p("/2/3/0"), 1234)]
 
 
 def test_base_fields_anywhere_in_the_first_record() -> None:
@@ -319,7 +319,7 @@ def test_base_fields_anywhere_in_the_first_record() -> None:
         b'[{"n":"1","v":1234,"bn" : "/12/0/","bt" : 1234567},{"n":"3","v":56.789},'
         b'{"n":"2/0","v":0.23},{"n":"2/1","v":-52.0006}]'
     )
-    assert JSON.decode(payload, p("/12/0"), registry(OBJ12)) == [
+    assert JSON.decode(payload, p("/12/0"), definitions(OBJ12)) == [
         Record(p("/12/0/1"), 1234, 1234567),
         Record(p("/12/0/3"), 56.789, 1234567),
         Record(p("/12/0/2/0"), 0.23, 1234567),
@@ -328,7 +328,7 @@ def test_base_fields_anywhere_in_the_first_record() -> None:
 
 
 def test_version_and_unknown_labels() -> None:
-    reg = registry(OBJ34)
+    reg = definitions(OBJ34)
     # Wakaama senml_json_test_18 / 20: bver 10 and unknown labels are fine.
     for payload in (
         b'[{"bver":10,"n":"/34/0/2","v":1}]',
@@ -346,13 +346,13 @@ def test_version_and_unknown_labels() -> None:
 def test_base_value_is_added() -> None:
     # Wakaama senml_json_test_22: bv 1 + v 1 is 2.
     payload = b'[{ "bv":1,"n":"/34/0/2","v":1}]'
-    assert JSON.decode(payload, ROOT, registry(OBJ34)) == [Record(p("/34/0/2"), 2)]
+    assert JSON.decode(payload, ROOT, definitions(OBJ34)) == [Record(p("/34/0/2"), 2)]
 
 
 def test_string_escapes_and_empty_strings() -> None:
     # Wakaama senml_json_test_24 (escapes) and senml_json_test_26 (empty string).
     text = "".join(map(chr, range(33))) + '"\\/\b\f\n\r\t'
-    reg = registry(OBJ34_STRING)
+    reg = definitions(OBJ34_STRING)
     payload = JSON.encode([Record(p("/34/0/2"), text)], p("/34/0/2"), reg)
     assert JSON.decode(payload, p("/34/0/2"), reg) == [Record(p("/34/0/2"), text)]
     assert JSON.decode(b'[{"bn":"/34/0/2","vs":""}]', p("/34/0/2"), reg) == [
@@ -363,7 +363,7 @@ def test_string_escapes_and_empty_strings() -> None:
 def test_rfc8428_names_are_not_paths() -> None:
     # RFC 8428 §5.1.1: a valid SenML pack, but its name is no LwM2M path.
     payload = b'[{"n":"urn:dev:ow:10e2073a01080063","u":"Cel","v":23.1}]'
-    err = fails(lambda: JSON.decode(payload, ROOT, builtin_registry()), "4.00")
+    err = fails(lambda: JSON.decode(payload, ROOT, builtin_definitions()), "4.00")
     assert "urn:dev:ow:10e2073a01080063" in str(err)
 
 
@@ -371,7 +371,7 @@ def test_rfc8428_names_are_not_paths() -> None:
 
 
 def test_device_instance_cbor_vector() -> None:
-    reg = builtin_registry()
+    reg = builtin_definitions()
     assert CBOR.decode(DEVICE_CBOR, p("/3/0"), reg) == DEVICE_RECORDS
     assert CBOR.encode(DEVICE_RECORDS, p("/3/0"), reg) == DEVICE_CBOR
 
@@ -382,7 +382,7 @@ def test_timestamped_cbor_vector() -> None:
         "83a521642f37322f221a0184876a0063312f3202fb40366666666666660624a30063312f3202fb40"
         "36e6666666666606381da30063312f3202fb403819999999999a063831"
     )
-    assert CBOR.decode(payload, p("/72"), registry(OBJ72)) == [
+    assert CBOR.decode(payload, p("/72"), definitions(OBJ72)) == [
         Record(p("/72/1/2"), 22.4, 25462634 - 5),
         Record(p("/72/1/2"), 22.9, 25462634 - 30),
         Record(p("/72/1/2"), 24.1, 25462634 - 50),
@@ -393,8 +393,8 @@ def test_opaque_cbor_vector() -> None:
     # Leshan senml_cbor_encode_opaque_resource: [{-2: "/0/0/3", 8: h'ABCDEF'}].
     payload = bytes.fromhex("81a221662f302f302f330843abcdef")
     records = [Record(p("/0/0/3"), bytes.fromhex("abcdef"))]
-    assert CBOR.encode(records, p("/0/0/3"), builtin_registry()) == payload
-    assert CBOR.decode(payload, p("/0/0/3"), builtin_registry()) == records
+    assert CBOR.encode(records, p("/0/0/3"), builtin_definitions()) == payload
+    assert CBOR.decode(payload, p("/0/0/3"), builtin_definitions()) == records
 
 
 def test_decimal_fraction_times_cbor_vector() -> None:
@@ -403,7 +403,7 @@ def test_decimal_fraction_times_cbor_vector() -> None:
         "83a321662f302f302f3022c482001a1dcd6504036c53616d706c65537472696e67a321662f302f302f"
         "3122c482001a1dcd650504f4a321662f302f302f3222c482001a1dcd6506021901c8"
     )
-    assert CBOR.decode(payload, ROOT, builtin_registry()) == [
+    assert CBOR.decode(payload, ROOT, builtin_definitions()) == [
         Record(p("/0/0/0"), "SampleString", 500000004),
         Record(p("/0/0/1"), False, 500000005),
         Record(p("/0/0/2"), 456, 500000006),
@@ -411,7 +411,7 @@ def test_decimal_fraction_times_cbor_vector() -> None:
 
 
 def test_decimal_fraction_values() -> None:
-    reg = registry(OBJ72)
+    reg = definitions(OBJ72)
     # [{-2: "/72/0/2", 2: 4([-1, 225])}] is 22.5
     payload = cbor2.dumps([{-2: "/72/0/2", 2: cbor2.CBORTag(4, [-1, 225])}])
     assert CBOR.decode(payload, p("/72/0/2"), reg) == [Record(p("/72/0/2"), 22.5)]
@@ -422,7 +422,7 @@ def test_decimal_fraction_values() -> None:
 
 def test_label_order_and_base_name_forms_cbor_vectors() -> None:
     # Wakaama senml_cbor_test_8: labels in any order in a map; re-encoded in the usual order.
-    reg = registry(OBJ65_543)
+    reg = definitions(OBJ65_543)
     payload = bytes.fromhex(
         "84a321682f36352f3534332f00613003654c574d324da2021907df006131a20063322f3004f5a204f40063322f31"
     )
@@ -439,9 +439,9 @@ def test_label_order_and_base_name_forms_cbor_vectors() -> None:
     assert CBOR.encode(records, p("/65/543"), reg) == expected
     # Wakaama senml_cbor_test_9: bn "/2/3" + n "/0", re-encoded as bn "/2/3/" + n "0".
     payload = bytes.fromhex("81a321642f322f3300622f30021904d2")
-    records = CBOR.decode(payload, p("/2/3"), builtin_registry())
+    records = CBOR.decode(payload, p("/2/3"), builtin_definitions())
     assert records == [Record(p("/2/3/0"), 1234)]
-    assert CBOR.encode(records, p("/2/3"), builtin_registry()) == bytes.fromhex(
+    assert CBOR.encode(records, p("/2/3"), builtin_definitions()) == bytes.fromhex(
         "81a321652f322f332f006130021904d2"
     )
 
@@ -456,7 +456,7 @@ def test_rfc8428_cbor_example() -> None:
         "062202fb3ff6666666666666a3006763757272656e74062102f93e00a3006763757272656e74062002"
         "fb3ff999999999999aa3006763757272656e74060002fb3ffb333333333333"
     )
-    err = fails(lambda: CBOR.decode(payload, ROOT, builtin_registry()), "4.00")
+    err = fails(lambda: CBOR.decode(payload, ROOT, builtin_definitions()), "4.00")
     assert "urn:dev:ow:10e2073a0108006:voltage" in str(err)
 
 
@@ -477,7 +477,7 @@ def test_composite_codecs_are_registered() -> None:
 
 
 def test_gateway_prefix_is_part_of_the_name() -> None:
-    reg = builtin_registry()
+    reg = builtin_definitions()
     records = [Record(p("/dev0/3303/0/5700"), 21.5)]
     assert JSON.encode(records, p("/dev0/3303/0"), reg) == (
         b'[{"bn":"/dev0/3303/0/","n":"5700","v":21.5}]'
@@ -489,7 +489,7 @@ def test_gateway_prefix_is_part_of_the_name() -> None:
 
 
 def test_time_encoding() -> None:
-    reg = registry(OBJ72)
+    reg = definitions(OBJ72)
     records = [Record(p("/72/0/2"), 1.5, 1700000000.25), Record(p("/72/0/2"), 2.5, -5)]
     assert JSON.encode(records, p("/72/0/2"), reg) == (
         b'[{"bn":"/72/0/2","v":1.5,"t":1700000000.25},{"v":2.5,"t":-5}]'
@@ -503,7 +503,7 @@ def test_time_encoding() -> None:
 
 @pytest.mark.parametrize("codec", CODECS)
 def test_floats_survive_exactly(codec: CompositeCodec) -> None:
-    reg = registry(OBJ72)
+    reg = definitions(OBJ72)
     for x in (0.1, 1e-310, 1.7976931348623157e308, -0.0, 2.0**53 + 2, 22.4):
         records = [Record(p("/72/0/2"), x, x)]
         assert codec.decode(codec.encode(records, p("/72/0/2"), reg), p("/72/0/2"), reg) == records
@@ -516,8 +516,8 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
 
 
 def roundtrip(codec: CompositeCodec, read: Read) -> None:
-    payload = codec.encode(read.records, read.base, read.registry)
-    assert codec.decode(payload, read.base, read.registry) == read.records
+    payload = codec.encode(read.records, read.base, read.definitions)
+    assert codec.decode(payload, read.base, read.definitions) == read.records
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -575,7 +575,7 @@ SMALL = make_object(
         ResourceDef(7, "Run", Operations.E, ResourceType.NONE),
     ],
 )
-SMALL_REG = registry(SMALL, builtin=False)
+SMALL_REG = definitions(SMALL, builtin=False)
 
 
 def json_records(*records: dict[str, object]) -> bytes:

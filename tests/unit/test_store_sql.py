@@ -12,7 +12,7 @@ import bridged
 
 PACKAGE = Path(bridged.__file__).parent
 STORE = PACKAGE / "store"
-SOURCES = (PACKAGE, PACKAGE.parent / "transports")
+SOURCES = (PACKAGE, PACKAGE.parent / "objects", PACKAGE.parent / "transports")
 EXECUTES = frozenset({"execute", "executemany", "executescript"})
 
 

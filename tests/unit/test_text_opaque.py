@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridged.objects.builtin import builtin_registry
-from bridged.objects.definitions import Registry, ResourceType
+from bridged.objects.builtin import builtin_definitions
+from bridged.objects.definitions import Definitions, ResourceType
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import Codec, ContentFormat, codec_for
 from bridged.objects.formats.opaque import CODEC as OPAQUE
@@ -23,19 +23,19 @@ def rec(path: str, value: Value) -> Record:
 
 
 @pytest.fixture(scope="module")
-def builtin() -> Registry:
-    return builtin_registry()
+def builtin() -> Definitions:
+    return builtin_definitions()
 
 
-def encode_error(codec: Codec, records: list[Record], base: str, registry: Registry) -> str:
+def encode_error(codec: Codec, records: list[Record], base: str, definitions: Definitions) -> str:
     with pytest.raises(LwM2MError) as exc:
-        codec.encode(records, Path.parse(base), registry)
+        codec.encode(records, Path.parse(base), definitions)
     return exc.value.code_text
 
 
-def decode_error(codec: Codec, payload: bytes, base: str, registry: Registry) -> str:
+def decode_error(codec: Codec, payload: bytes, base: str, definitions: Definitions) -> str:
     with pytest.raises(LwM2MError) as exc:
-        codec.decode(payload, Path.parse(base), registry)
+        codec.decode(payload, Path.parse(base), definitions)
     return exc.value.code_text
 
 
@@ -68,7 +68,7 @@ def test_registered_for_their_content_formats() -> None:
         ("/3/0/14", "+02:00 \u00e9t\u00e9".encode(), "+02:00 \u00e9t\u00e9"),
     ],
 )
-def test_text_values(builtin: Registry, path: str, payload: bytes, value: Value) -> None:
+def test_text_values(builtin: Definitions, path: str, payload: bytes, value: Value) -> None:
     records = [rec(path, value)]
     assert TEXT.encode(records, Path.parse(path), builtin) == payload
     assert TEXT.decode(payload, Path.parse(path), builtin) == records
@@ -87,7 +87,7 @@ def test_text_values(builtin: Registry, path: str, payload: bytes, value: Value)
     ],
 )
 def test_text_cannot_represent_more_or_less_than_one_value(
-    builtin: Registry, records: list[Record], base: str
+    builtin: Definitions, records: list[Record], base: str
 ) -> None:
     assert encode_error(TEXT, records, base, builtin) == "4.06"
 
@@ -121,7 +121,7 @@ def test_text_cannot_represent_more_or_less_than_one_value(
         ("/3/0/4", b"", "4.00"),
     ],
 )
-def test_text_decode_errors(builtin: Registry, base: str, payload: bytes, code: str) -> None:
+def test_text_decode_errors(builtin: Definitions, base: str, payload: bytes, code: str) -> None:
     assert decode_error(TEXT, payload, base, builtin) == code
 
 
@@ -132,8 +132,8 @@ SINGLE_VALUE_OF_ANY_TYPE = [TEXT, PLAIN_CBOR]
 @pytest.mark.parametrize("codec", SINGLE_VALUE_OF_ANY_TYPE)
 @given(read=single_values())
 def test_single_value_round_trip(codec: Codec, read: Read) -> None:
-    payload = codec.encode(read.records, read.base, read.registry)
-    assert codec.decode(payload, read.base, read.registry) == read.records
+    payload = codec.encode(read.records, read.base, read.definitions)
+    assert codec.decode(payload, read.base, read.definitions) == read.records
 
 
 @pytest.mark.parametrize("codec", SINGLE_VALUE_OF_ANY_TYPE)
@@ -142,14 +142,14 @@ def test_single_value_reads_of_several_values_are_not_acceptable(codec: Codec, r
     if len(read.records) == 1 and read.records[0].path == read.base:
         return
     with pytest.raises(LwM2MError) as exc:
-        codec.encode(read.records, read.base, read.registry)
+        codec.encode(read.records, read.base, read.definitions)
     assert exc.value.code_text == "4.06"
 
 
 @given(single_values(), st.binary(max_size=40))
 def test_text_arbitrary_bytes_decode_or_raise_lwm2m_errors(read: Read, payload: bytes) -> None:
     try:
-        TEXT.decode(payload, read.base, read.registry)
+        TEXT.decode(payload, read.base, read.definitions)
     except LwM2MError:
         pass
 
@@ -165,7 +165,7 @@ def test_text_arbitrary_bytes_decode_or_raise_lwm2m_errors(read: Read, payload: 
         ("/0/0/3", b"\x30\x82"),  # Security: Public Key or Identity
     ],
 )
-def test_opaque_values_travel_as_they_are(builtin: Registry, path: str, value: bytes) -> None:
+def test_opaque_values_travel_as_they_are(builtin: Definitions, path: str, value: bytes) -> None:
     records = [rec(path, value)]
     assert OPAQUE.encode(records, Path.parse(path), builtin) == value
     assert OPAQUE.decode(value, Path.parse(path), builtin) == records
@@ -182,7 +182,7 @@ def test_opaque_values_travel_as_they_are(builtin: Registry, path: str, value: b
     ],
 )
 def test_opaque_encodes_only_one_opaque_value(
-    builtin: Registry, records: list[Record], base: str
+    builtin: Definitions, records: list[Record], base: str
 ) -> None:
     assert encode_error(OPAQUE, records, base, builtin) == "4.06"
 
@@ -201,20 +201,20 @@ def test_opaque_encodes_only_one_opaque_value(
         ("/9999/0/0", "4.04"),
     ],
 )
-def test_opaque_decode_errors(builtin: Registry, base: str, code: str) -> None:
+def test_opaque_decode_errors(builtin: Definitions, base: str, code: str) -> None:
     assert decode_error(OPAQUE, b"\x01\x02", base, builtin) == code
 
 
 @given(single_values(types=(ResourceType.OPAQUE,)))
 def test_opaque_round_trip(read: Read) -> None:
-    payload = OPAQUE.encode(read.records, read.base, read.registry)
-    assert OPAQUE.decode(payload, read.base, read.registry) == read.records
+    payload = OPAQUE.encode(read.records, read.base, read.definitions)
+    assert OPAQUE.decode(payload, read.base, read.definitions) == read.records
 
 
 @given(single_values())
 def test_opaque_refuses_every_other_type(read: Read) -> None:
-    rtype = read.registry.resource(read.base.ids[0], read.base.ids[2]).type
+    rtype = read.definitions.resource(read.base.ids[0], read.base.ids[2]).type
     if rtype is ResourceType.OPAQUE:
         return
-    assert encode_error(OPAQUE, read.records, str(read.base), read.registry) == "4.06"
-    assert decode_error(OPAQUE, b"\x00", str(read.base), read.registry) == "4.15"
+    assert encode_error(OPAQUE, read.records, str(read.base), read.definitions) == "4.06"
+    assert decode_error(OPAQUE, b"\x00", str(read.base), read.definitions) == "4.15"

@@ -12,8 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridged.objects.builtin import builtin_registry
-from bridged.objects.definitions import Operations, Registry, ResourceDef, ResourceType, make_object
+from bridged.objects.builtin import builtin_definitions
+from bridged.objects.definitions import (
+    Definitions,
+    Operations,
+    ResourceDef,
+    ResourceType,
+    make_object,
+)
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.formats.tlv import CODEC
@@ -29,20 +35,20 @@ def rec(path: str, value: Value) -> Record:
     return Record(Path.parse(path), value)
 
 
-def error_code(payload: bytes, base: str, registry: Registry) -> str:
+def error_code(payload: bytes, base: str, definitions: Definitions) -> str:
     with pytest.raises(LwM2MError) as exc:
-        CODEC.decode(payload, Path.parse(base), registry)
+        CODEC.decode(payload, Path.parse(base), definitions)
     return exc.value.code_text
 
 
 @pytest.fixture(scope="module")
-def builtin() -> Registry:
-    return builtin_registry()
+def builtin() -> Definitions:
+    return builtin_definitions()
 
 
-def custom(*resources: tuple[int, ResourceType, bool], oid: int = 1000) -> Registry:
+def custom(*resources: tuple[int, ResourceType, bool], oid: int = 1000) -> Definitions:
     """A registry of one object with the given (id, type, multiple) resources."""
-    reg = Registry()
+    reg = Definitions()
     defs = [ResourceDef(rid, f"R{rid}", Operations.RW, t, m) for rid, t, m in resources]
     reg.add(make_object(oid, f"Object {oid}", defs))
     return reg
@@ -135,7 +141,7 @@ SERVER_RECORDS = [rec("/1/0/0", 1), rec("/1/0/1", 86400), rec("/1/0/6", True), r
     ],
 )
 def test_published_payloads_on_builtin_objects(
-    builtin: Registry, base: str, payload: bytes, records: list[Record]
+    builtin: Definitions, base: str, payload: bytes, records: list[Record]
 ) -> None:
     assert CODEC.encode(records, Path.parse(base), builtin) == payload
     assert CODEC.decode(payload, Path.parse(base), builtin) == records
@@ -145,8 +151,8 @@ def test_published_payloads_on_builtin_objects(
 # the example with LESHAN's definitions of them (ENCODED_OBJ65: Read /65/0, ENCODED_OBJ66:
 # Read /66; EMQX case08, case09).
 @pytest.fixture(scope="module")
-def links() -> Registry:
-    reg = Registry()
+def links() -> Definitions:
+    reg = Definitions()
     link, string, integer = ResourceType.OBJLNK, ResourceType.STRING, ResourceType.INTEGER
     reg.add(
         make_object(
@@ -206,7 +212,7 @@ def links() -> Registry:
     ],
 )
 def test_published_object_link_payloads(
-    links: Registry, base: str, payload: bytes, records: list[Record]
+    links: Definitions, base: str, payload: bytes, records: list[Record]
 ) -> None:
     assert CODEC.encode(records, Path.parse(base), links) == payload
     assert CODEC.decode(payload, Path.parse(base), links) == records
@@ -264,9 +270,9 @@ INTEGER_1: Spec = ((1, ResourceType.INTEGER, False),)
 def test_published_wakaama_payloads(
     spec: Spec, base: str, payload: bytes, records: list[Record]
 ) -> None:
-    registry = custom(*spec)
-    assert CODEC.encode(records, Path.parse(base), registry) == payload
-    assert CODEC.decode(payload, Path.parse(base), registry) == records
+    definitions = custom(*spec)
+    assert CODEC.encode(records, Path.parse(base), definitions) == payload
+    assert CODEC.decode(payload, Path.parse(base), definitions) == records
 
 
 SHORT, LONG = 0xAA, 0xAABB
@@ -341,24 +347,24 @@ DECODE_ONLY_VECTORS = [
 ]
 
 
-def _one_resource(rtype: ResourceType, rid: int) -> tuple[Registry, Path]:
+def _one_resource(rtype: ResourceType, rid: int) -> tuple[Definitions, Path]:
     return custom((rid, rtype, False)), Path((1000, 0, rid))
 
 
 @pytest.mark.parametrize(("rtype", "rid", "value", "tlv"), VALUE_VECTORS)
 def test_value_vectors(rtype: ResourceType, rid: int, value: Value, tlv: str) -> None:
-    registry, path = _one_resource(rtype, rid)
+    definitions, path = _one_resource(rtype, rid)
     records = [Record(path, value)]
-    assert CODEC.encode(records, path, registry).hex() == bytes.fromhex(tlv).hex()
-    assert CODEC.decode(bytes.fromhex(tlv), path, registry) == records
+    assert CODEC.encode(records, path, definitions).hex() == bytes.fromhex(tlv).hex()
+    assert CODEC.decode(bytes.fromhex(tlv), path, definitions) == records
     # At instance level the same TLV stands bare, without an Object Instance wrapper.
-    assert CODEC.encode(records, path.parent, registry) == bytes.fromhex(tlv)
+    assert CODEC.encode(records, path.parent, definitions) == bytes.fromhex(tlv)
 
 
 @pytest.mark.parametrize(("rtype", "rid", "value", "tlv"), DECODE_ONLY_VECTORS)
 def test_decode_only_vectors(rtype: ResourceType, rid: int, value: Value, tlv: str) -> None:
-    registry, path = _one_resource(rtype, rid)
-    assert CODEC.decode(bytes.fromhex(tlv), path, registry) == [Record(path, value)]
+    definitions, path = _one_resource(rtype, rid)
+    assert CODEC.decode(bytes.fromhex(tlv), path, definitions) == [Record(path, value)]
 
 
 @pytest.mark.parametrize(
@@ -374,24 +380,24 @@ def test_decode_only_vectors(rtype: ResourceType, rid: int, value: Value, tlv: s
     ],
 )
 def test_length_field_widths(length: int, header: str) -> None:
-    registry, path = _one_resource(OPQ, 5)
+    definitions, path = _one_resource(OPQ, 5)
     records = [Record(path, bytes(length))]
     payload = bytes.fromhex(header) + bytes(length)
-    assert CODEC.encode(records, path, registry) == payload
-    assert CODEC.decode(payload, path, registry) == records
+    assert CODEC.encode(records, path, definitions) == payload
+    assert CODEC.decode(payload, path, definitions) == records
 
 
 @pytest.mark.parametrize(
     ("rid", "header"), [(255, "C1 FF"), (256, "E1 01 00"), (65534, "E1 FF FE")]
 )
 def test_identifier_widths(rid: int, header: str) -> None:
-    registry, path = _one_resource(BOOL, rid)
+    definitions, path = _one_resource(BOOL, rid)
     payload = bytes.fromhex(header) + b"\x01"
-    assert CODEC.encode([Record(path, True)], path, registry) == payload
-    assert CODEC.decode(payload, path, registry) == [Record(path, True)]
+    assert CODEC.encode([Record(path, True)], path, definitions) == payload
+    assert CODEC.decode(payload, path, definitions) == [Record(path, True)]
 
 
-def test_multi_instance_resource_is_wrapped_even_when_empty_or_single(builtin: Registry) -> None:
+def test_multi_instance_resource_is_wrapped_even_when_empty_or_single(builtin: Definitions) -> None:
     path = Path.parse("/3/0/11")
     assert CODEC.encode([], path, builtin) == bytes.fromhex("80 0B")
     assert CODEC.decode(bytes.fromhex("80 0B"), path, builtin) == []
@@ -402,7 +408,7 @@ def test_multi_instance_resource_is_wrapped_even_when_empty_or_single(builtin: R
     assert CODEC.encode(one, path.child(0), builtin) == bytes.fromhex("41 00 00")
 
 
-def test_gateway_prefix_travels_in_the_path_not_the_payload(builtin: Registry) -> None:
+def test_gateway_prefix_travels_in_the_path_not_the_payload(builtin: Definitions) -> None:
     base = Path.parse("/dev3/3/0")
     records = [Record(r.path.with_prefix("dev3"), r.value) for r in SPEC_DEVICE_RECORDS]
     assert CODEC.encode(records, base, builtin) == SPEC_DEVICE
@@ -426,7 +432,7 @@ def test_gateway_prefix_travels_in_the_path_not_the_payload(builtin: Registry) -
     ],
 )
 def test_accepted_write_shapes(
-    builtin: Registry, base: str, payload: bytes, records: list[Record]
+    builtin: Definitions, base: str, payload: bytes, records: list[Record]
 ) -> None:
     assert CODEC.decode(payload, Path.parse(base), builtin) == records
 
@@ -476,7 +482,7 @@ def test_accepted_write_shapes(
         ("/3/0/6", bytes.fromhex("41 00 01 41 00 05"), "4.00"),
     ],
 )
-def test_rejected_write_shapes(builtin: Registry, base: str, payload: bytes, code: str) -> None:
+def test_rejected_write_shapes(builtin: Definitions, base: str, payload: bytes, code: str) -> None:
     assert error_code(payload, base, builtin) == code
 
 
@@ -517,7 +523,9 @@ def test_rejected_write_shapes(builtin: Registry, base: str, payload: bytes, cod
         ("/3", bytes.fromhex("0011223344556677889900")),
     ],
 )
-def test_malformed_payloads_are_decode_errors(builtin: Registry, base: str, payload: bytes) -> None:
+def test_malformed_payloads_are_decode_errors(
+    builtin: Definitions, base: str, payload: bytes
+) -> None:
     assert error_code(payload, base, builtin) == "4.00"
 
 
@@ -531,7 +539,7 @@ def test_malformed_payloads_are_decode_errors(builtin: Registry, base: str, payl
     ],
 )
 def test_every_truncation_fails_or_stops_at_a_tlv_boundary(
-    builtin: Registry, base: str, payload: bytes, records: list[Record], accepted: int
+    builtin: Definitions, base: str, payload: bytes, records: list[Record], accepted: int
 ) -> None:
     """A cut inside a TLV is a decode error; a cut between top-level TLVs is a shorter write."""
     path = Path.parse(base)
@@ -549,14 +557,14 @@ def test_every_truncation_fails_or_stops_at_a_tlv_boundary(
 
 
 @pytest.mark.parametrize("trailer", [b"\x00", b"\xc1", b"\xc1\x09", b"\xff\xff"])
-def test_trailing_garbage_is_a_decode_error(builtin: Registry, trailer: bytes) -> None:
+def test_trailing_garbage_is_a_decode_error(builtin: Definitions, trailer: bytes) -> None:
     assert error_code(ACCESS_CONTROL + trailer, "/2", builtin) == "4.00"
 
 
 # -- encoding what TLV cannot carry -----------------------------------------------------------
 
 
-def test_root_read_is_not_acceptable(builtin: Registry) -> None:
+def test_root_read_is_not_acceptable(builtin: Definitions) -> None:
     with pytest.raises(LwM2MError) as exc:
         CODEC.encode(SERVER_RECORDS, Path(), builtin)
     assert exc.value.code_text == "4.06"
@@ -575,7 +583,7 @@ def test_root_read_is_not_acceptable(builtin: Registry) -> None:
     ],
 )
 def test_records_that_do_not_fit_their_definitions_are_internal_errors(
-    builtin: Registry, record: Record, base: str
+    builtin: Definitions, record: Record, base: str
 ) -> None:
     with pytest.raises(LwM2MError) as exc:
         CODEC.encode([record], Path.parse(base), builtin)
@@ -587,31 +595,31 @@ def test_records_that_do_not_fit_their_definitions_are_internal_errors(
 
 @given(reads(levels=ALL_LEVELS))
 def test_round_trip(read: Read) -> None:
-    payload = CODEC.encode(read.records, read.base, read.registry)
-    assert CODEC.decode(payload, read.base, read.registry) == read.records
+    payload = CODEC.encode(read.records, read.base, read.definitions)
+    assert CODEC.decode(payload, read.base, read.definitions) == read.records
 
 
 @given(reads(levels=ALL_LEVELS, with_prefix=True))
 def test_round_trip_with_prefix(read: Read) -> None:
-    payload = CODEC.encode(read.records, read.base, read.registry)
-    assert CODEC.decode(payload, read.base, read.registry) == read.records
+    payload = CODEC.encode(read.records, read.base, read.definitions)
+    assert CODEC.decode(payload, read.base, read.definitions) == read.records
 
 
 @given(reads(levels=ALL_LEVELS), st.binary(max_size=64))
 def test_arbitrary_bytes_decode_or_raise_lwm2m_errors(read: Read, payload: bytes) -> None:
     try:
-        CODEC.decode(payload, read.base, read.registry)
+        CODEC.decode(payload, read.base, read.definitions)
     except LwM2MError:
         pass
 
 
 @given(reads(levels=ALL_LEVELS), st.data())
 def test_corrupted_payloads_decode_or_raise_lwm2m_errors(read: Read, data: st.DataObject) -> None:
-    payload = bytearray(CODEC.encode(read.records, read.base, read.registry))
+    payload = bytearray(CODEC.encode(read.records, read.base, read.definitions))
     if payload:
         at = data.draw(st.integers(0, len(payload) - 1))
         payload[at] = data.draw(st.integers(0, 255))
     try:
-        CODEC.decode(bytes(payload), read.base, read.registry)
+        CODEC.decode(bytes(payload), read.base, read.definitions)
     except LwM2MError:
         pass

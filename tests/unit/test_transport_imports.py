@@ -57,7 +57,7 @@ def test_the_walk_finds_internal_imports_however_written() -> None:
         "from ..base import Transport\n"
         "import bridged.store.nodes\n"
         "def later():\n"
-        "    from ...engine.coap import append_transport\n"
+        "    from ...engine.coap import append_message_interface\n"
     )
     names = [name for _, name in imported(source, "bridged.transports.ieee802154")]
     assert names == ["bridged.transports.base", "bridged.store.nodes", "bridged.engine.coap"]

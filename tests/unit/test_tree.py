@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridged.objects.definitions import (
+    Definitions,
     Operations,
-    Registry,
     ResourceDef,
     ResourceType,
     ValueRange,
@@ -22,8 +22,8 @@ from bridged.objects.values import ObjLnk, Record
 R, W, RW, E = Operations.R, Operations.W, Operations.RW, Operations.E
 
 
-def registry() -> Registry:
-    reg = Registry()
+def definitions() -> Definitions:
+    reg = Definitions()
     reg.add(
         make_object(
             3,
@@ -65,7 +65,7 @@ def registry() -> Registry:
 
 @pytest.fixture
 def tree() -> ObjectTree:
-    t = ObjectTree(registry())
+    t = ObjectTree(definitions())
     t.create_instance(3, 0, [(0, "ACME"), (7, {0: 3800, 1: 5000}), (13, 1700000000)])
     t.create_instance(3303, 0, [(5700, 21.5), (5750, "kitchen")])
     t.create_instance(3303, 1, [(5700, 19)])
@@ -195,7 +195,7 @@ def test_partial_update_merges_and_replace_replaces(tree: ObjectTree) -> None:
 
 
 def test_create_and_delete(tree: ObjectTree) -> None:
-    tree.registry.add(
+    tree.definitions.add(
         make_object(
             3201,
             "Digital Output",
@@ -297,7 +297,7 @@ def test_device_side_set_keeps_time(tree: ObjectTree) -> None:
 
 
 def test_prefixed_tree() -> None:
-    t = ObjectTree(registry(), prefix="dev0")
+    t = ObjectTree(definitions(), prefix="dev0")
     t.create_instance(3303, 0, [(5700, 1.0)])
     assert [str(r.path) for r in t.read(p("/dev0/3303"))] == ["/dev0/3303/0/5700"]
     assert list(t.instances()) == [p("/dev0/3303/0")]
@@ -319,7 +319,7 @@ def test_resource_paths_for_discover(tree: ObjectTree) -> None:
 
 @given(st.one_of(st.integers(), st.floats(), st.text(), st.binary(), st.none(), st.booleans()))
 def test_any_value_is_accepted_typed_or_refused_with_400(value: object) -> None:
-    t = ObjectTree(registry())
+    t = ObjectTree(definitions())
     t.create_instance(3303, 0)
     for rid in (5700, 5750, 9):
         try:

@@ -360,12 +360,12 @@ def test_the_short_server_id_range_has_one_owner() -> None:
     same range, from ``ids.SSID_RANGE``."""
     from bridged.control import ProtocolError
     from bridged.engine.access import check_server_id
-    from bridged.objects.builtin import builtin_registry
+    from bridged.objects.builtin import builtin_definitions
     from bridged.objects.ids import SSID_RANGE, Security, Server
 
-    registry = builtin_registry()
+    definitions = builtin_definitions()
     for oid, rid in ((Server.OBJECT, Server.SSID), (Security.OBJECT, Security.SSID)):
-        bounds = registry.resource(oid, rid).range
+        bounds = definitions.resource(oid, rid).range
         assert bounds is not None
         assert (bounds.low, bounds.high) == (SSID_RANGE.start, SSID_RANGE.stop - 1)
     for ssid in (0, SSID_RANGE.stop):

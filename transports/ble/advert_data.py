@@ -53,13 +53,13 @@ Where = ServiceData | ManufacturerData
 
 
 class AdvertFormat(Protocol):
-    """One advert format, as the registry (formats.py) lists it and ``AdvertDecoder`` uses it.
+    """One advert format, as ``FORMATS`` (formats.py) lists it and ``AdvertDecoder`` uses it.
 
     ``where`` says which bytes of an advert are the format's; ``decode`` gets those bytes, the
     advert's address and the node's bind key (None for a node without one; a format that
     encrypts needs both, the others ignore them) and returns the frame, or None when the bytes
     are not this format after all (another version or length under the same key: the next
-    format of the registry is tried). It is stateless and raises only ``AdvertDecodeError``
+    format of ``FORMATS`` is tried). It is stateless and raises only ``AdvertDecodeError``
     subclasses (errors.py); replay protection, downgrade refusal, dedupe and the mapping to
     records are the decoder's, the same for every format.
     """

@@ -1,6 +1,6 @@
 """From a heard advert to node-local records: the one call the BLE transport makes per advert.
 
-``AdvertDecoder.decode`` asks the registry of advert formats (formats.py: BTHome v2 service
+``AdvertDecoder.decode`` asks the advert formats (formats.py ``FORMATS``: BTHome v2 service
 data under 0xFCD2, Ruuvi RAWv2 manufacturer data under 0x0499, ATC1441 or pvvx service data
 under 0x181A, in that order) for the first that decodes the advert, then applies the per-node
 memory no stateless format can have, the same for every format, and maps the measurements to

@@ -1,4 +1,4 @@
-"""The advert formats the BLE transport knows: the one registry ``AdvertDecoder`` asks.
+"""The advert formats the BLE transport knows: the one list (``FORMATS``) ``AdvertDecoder`` asks.
 
 A new format is a module with an ``AdvertFormat`` (advert_data.py) and one line here. Order
 matters where an advert can carry several formats: the first that decodes it wins, and a

@@ -7,7 +7,7 @@ Observe), which aiocoap already does well above its message layer. So the radio 
 below aiocoap's message manager, like a socket: :class:`LowpanMessageInterface` hands every
 outgoing CoAP message to ``send_datagram`` (the link's ``send``, which compresses, fragments and
 transmits it) and takes every UDP payload the link reassembled in :meth:`received`. The context
-is made by the gateway's CoAP helper (``TransportHost.append_coap_transport``), so the
+is made by the gateway's CoAP helper (``TransportHost.append_message_interface``), so the
 node-facing side has the same bounded deduplication and Message-ID pacing as the server-facing
 side.
 
@@ -27,7 +27,7 @@ from aiocoap import error, interfaces
 from aiocoap.numbers.constants import COAP_PORT
 from aiocoap.util import hostportsplit
 
-from ..base import CoapTransportHelper
+from ..base import MessageInterfaceHelper
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +153,11 @@ async def create_link_context(
     send_datagram: SendDatagram,
     ip: bytes,
     port: int,
-    append_transport: CoapTransportHelper,
+    append_message_interface: MessageInterfaceHelper,
 ) -> tuple[aiocoap.Context, LowpanMessageInterface]:
     """A CoAP context serving ``site`` on the 6LoWPAN link as ``ip``/``port``, and its message
-    interface (to feed it what the link receives), over the message layer ``append_transport``
-    adds."""
+    interface (to feed it what the link receives), over the message layer
+    ``append_message_interface`` adds."""
     context = aiocoap.Context(serversite=site, loggername="coap-lowpan")
     interfaces_made: list[LowpanMessageInterface] = []
 
@@ -166,5 +166,5 @@ async def create_link_context(
         interfaces_made.append(interface)
         return interface
 
-    await append_transport(context, make)
+    await append_message_interface(context, make)
     return context, interfaces_made[0]

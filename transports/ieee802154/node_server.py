@@ -4,7 +4,7 @@ Nodes on the air are constrained LwM2M clients (Contiki-NG, RIOT, Zephyr): they 
 update, de-register and ``POST /dp`` (Send) like they would to any LwM2M server, and the gateway
 reads, writes, executes and observes them. This module turns that into the transport contract
 (``transports.base``): a registration is an ``admit`` (only paired EUI-64s get in; others get
-4.03, logged once by the registry), its object list becomes ``objects``, its Sends and
+4.03, logged once by the node registry), its object list becomes ``objects``, its Sends and
 notifications become ``readings`` or ``values`` by the rule of :mod:`.sources` (one measured
 value is one reading), and every message from a node is a sign that it is reachable.
 
@@ -35,7 +35,7 @@ import aiocoap
 from aiocoap import error, resource
 from aiocoap.numbers.codes import Code
 
-from bridged.objects.definitions import Registry
+from bridged.objects.definitions import Definitions
 from bridged.objects.errors import (
     BadRequest,
     DecodeError,
@@ -203,7 +203,7 @@ class NodeServer:
         self,
         transport: str,
         events: TransportEvents,
-        registry: Registry,
+        definitions: Definitions,
         *,
         awake_window: float = DEFAULT_AWAKE_WINDOW,
         request_timeout: float = 10.0,
@@ -213,7 +213,7 @@ class NodeServer:
         self.transport = transport
         self.pan_id = pan_id
         self.events = events
-        self.registry = registry
+        self.definitions = definitions
         self.awake_window = awake_window
         self.request_timeout = request_timeout
         self._clock = clock
@@ -503,7 +503,7 @@ class NodeServer:
     async def write(self, node: NodeId, path: Path, records: Sequence[Record]) -> None:
         """Write ``records`` under ``path``: a resource is replaced (PUT), an instance gets a
         partial update (POST), as LwM2M maps writes onto CoAP."""
-        payload = codec_for(FORMAT).encode(records, path, self.registry)
+        payload = codec_for(FORMAT).encode(records, path, self.definitions)
         method = Code.PUT if path.level >= Level.RESOURCE else Code.POST
         await self._request(node, method, path, payload=payload, content_format=FORMAT)
 
@@ -610,13 +610,13 @@ class NodeServer:
     def _decode(self, payload: bytes, content_format: int | None, base: Path) -> list[Record]:
         if content_format is None:
             raise BadRequest("a payload without a Content-Format")
-        return codec_for(content_format).decode(payload, base, self.registry)
+        return codec_for(content_format).decode(payload, base, self.definitions)
 
     async def _observe(self, registration: NodeRegistration) -> None:
         """Observe each data object of a node, turning its notifications into readings."""
         assert self.context is not None
         for oid in registration.objects:
-            if oid in NOT_OBSERVED or oid not in self.registry:
+            if oid in NOT_OBSERVED or oid not in self.definitions:
                 continue
             path = Path((oid,))
             message = aiocoap.Message(code=Code.GET, uri_path=(str(oid),), observe=0, accept=FORMAT)

@@ -189,7 +189,7 @@ class IEEE802154Transport(Transport):
         self, config: Mapping[str, Any], events: TransportEvents, host: TransportHost
     ) -> None:
         super().__init__(config, events, host)
-        self._coap = host.append_coap_transport
+        self._coap = host.append_message_interface
         check_keys(config, _KEYS, "802154.")
         port = config.get("port")
         if not isinstance(port, str) or not port:

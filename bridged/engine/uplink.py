@@ -1,12 +1,19 @@
-"""The client's CoAP endpoint toward one LwM2M server, whatever its security mode.
+"""The client's uplink: its CoAP socket (and security session) toward one LwM2M server,
+whatever its security mode. (A LwM2M endpoint is a registration: see docs/architecture.md.)
 
-A session needs three things of its endpoint: a context that serves the client's site to the
+A session needs three things of its uplink: a context that serves the client's site to the
 server (the server's requests arrive on the socket the client registered from), a way to send
 the client's own requests (Register, Update, Send...), and a way to forget a session the server
-may have lost so that the next Register starts afresh. ``Endpoint`` is that contract;
-``UdpEndpoint`` fulfils it for NoSec (security mode 3), ``dtls.DtlsPskEndpoint`` for PSK
-(security mode 0) and ``dtls_openssl.DtlsX509Endpoint`` for certificates (security mode 2), so the
+<<<<<<< HEAD:bridged/engine/uplink.py
+may have lost so that the next Register starts afresh. ``Uplink`` is that contract;
+``UdpUplink`` fulfils it for NoSec (security mode 3), ``dtls.DtlsPskUplink`` for PSK
+(security mode 0) and ``dtls_openssl.DtlsX509Uplink`` for certificates (security mode 2), so the
 registrar and the Send code do not care which one they talk through.
+=======
+may have lost so that the next Register starts afresh. ``Uplink`` is that contract;
+``UdpUplink`` fulfils it for NoSec (security mode 3) and ``dtls.DtlsPskUplink`` for PSK
+(security mode 0), so the registrar and the Send code do not care which one they talk through.
+>>>>>>> names:bridged/engine/uplink.py
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ from .coap import create_context
 from .udp import guard_received_datagrams, guard_stale_icmp_errors
 
 
-class Endpoint(Protocol):
-    """What a session asks of its CoAP endpoint (see the module docstring)."""
+class Uplink(Protocol):
+    """What a session asks of its uplink (see the module docstring)."""
 
     @property
     def context(self) -> aiocoap.Context: ...
@@ -36,7 +43,7 @@ class Endpoint(Protocol):
     async def shutdown(self) -> None: ...
 
 
-class UdpEndpoint:
+class UdpUplink:
     """Plain CoAP over UDP (NoSec): one socket, serving ``site`` and sending requests.
 
     The socket is the client's address as the server sees it, so it is opened once per server
@@ -58,7 +65,7 @@ class UdpEndpoint:
     @classmethod
     async def create(
         cls, site: interfaces.Resource, bind: tuple[str, int] = ("::", 0)
-    ) -> UdpEndpoint:
+    ) -> UdpUplink:
         """Open the socket on ``bind``; only UDP, so that no TCP or WebSocket port opens too."""
         context = await create_context(site, bind, peers_only=True)
         guard_stale_icmp_errors(context)

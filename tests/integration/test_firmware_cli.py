@@ -11,6 +11,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -145,6 +146,30 @@ async def test_an_upload_cut_midway_leaves_the_node_idle_and_nothing_kept(
         assert code == 0, err
         assert up.node.firmware == package
         assert up.fw.went([(IDLE, CONNECTION_LOST), *WALK[1:]])
+
+
+async def test_bridgectl_killed_mid_upload_leaves_the_node_idle(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """A real bridgectl, killed once the daemon took its first chunk of a 100-chunk file."""
+    package = image((2, 1, 0, 0), 100 * UPLOAD_CHUNK)
+    (tmp_path / "fw.bin").write_bytes(package)
+    async with controlled(tmp_path, server, max_size=len(package)) as (up, socket):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridged.cli", "--socket", str(socket), "node", "update",
+            str(NODE), str(tmp_path / "fw.bin"), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                while up.gw.firmware.progress.get(NODE, (0, 0))[0] == 0:
+                    await asyncio.sleep(0.001)
+        finally:
+            proc.kill()
+            await proc.wait()
+        await up.fw.until(IDLE, CONNECTION_LOST)
+        assert not any(package_dir(up).iterdir())
+        assert up.node.firmware == b""
 
 
 async def test_no_wait_returns_once_the_file_is_taken(

@@ -93,7 +93,14 @@ from .faults import (
 from .health import NO_ERROR, HealthFeed, HealthMonitor, NodeHealth
 from .protocol import HISTORY_LIMIT, OperationFailed
 from .shell import Shell
-from .views import command_json, heard_json, json_record, node_json, server_json
+from .views import (
+    command_json,
+    firmware_command_json,
+    heard_json,
+    json_record,
+    node_json,
+    server_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -748,8 +755,12 @@ class Gateway:
             raise NotFound(f"node {node_id} is not paired")
 
     def commands_pending(self, node: NodeId | None = None) -> list[dict[str, Any]]:
-        """The desired-state queue (of ``node`` only, when given), oldest first."""
-        return [command_json(c) for c in self.commands.pending(node)]
+        """The desired-state queue (of ``node`` only, when given), oldest first, then the
+        firmware updates under way (which wait for a sleepy node's wakes as well)."""
+        return [command_json(c) for c in self.commands.pending(node)] + [
+            firmware_command_json(n, since, self.firmware.status(n))
+            for n, since in self.firmware.under_way(node)
+        ]
 
     def commands_history(
         self, node: NodeId | None = None, limit: int = 100

@@ -45,6 +45,7 @@ unknown method, -32602 bad params, -32603 internal error), then 1 the operation 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import grp
@@ -56,7 +57,7 @@ import pwd
 import socket
 import sqlite3
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
@@ -80,6 +81,7 @@ from .protocol import (
     MONITOR_SOCKET_NAME,
     PARSE_ERROR,
     REFUSED,
+    UPLOAD_CHUNK,
     OperationFailed,
 )
 from .verb import BadParams, Verb
@@ -238,6 +240,19 @@ class Params:
         except ValueError as e:
             raise self.bad(name, str(e)) from None
 
+    def data(self, name: str) -> bytes:
+        """Bytes in base64, at most UPLOAD_CHUNK of them (a chunk of a file bridgectl sends)."""
+        text = self.params.get(name)
+        if not isinstance(text, str):
+            raise self.bad(name, "is required, as base64 text")
+        try:
+            data = base64.b64decode(text, validate=True)
+        except ValueError:
+            raise self.bad(name, "is not base64") from None
+        if len(data) > UPLOAD_CHUNK:
+            raise self.bad(name, f"is at most {UPLOAD_CHUNK} bytes, not {len(data)}")
+        return data
+
     def keys(self, name: str) -> dict[str, Secret]:
         """Keys by name, each in hex."""
         secrets = {}
@@ -304,6 +319,8 @@ class Connection:
         self.lock = asyncio.Lock()
         self.rid: Any = None
         self.forwarder: asyncio.Task[None] | None = None
+        self.on_close: list[Callable[[], None]] = []
+        """What to undo when the connection ends (an upload it left unfinished)."""
 
     async def send(self, line: bytes) -> None:
         async with self.lock:
@@ -414,6 +431,8 @@ class ControlServer:
         finally:
             if conn is not None:
                 await self.end_subscription(conn)
+                for undo in conn.on_close:
+                    undo()
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
@@ -551,6 +570,9 @@ class _Session:
     async def unsubscribe(self) -> dict[str, Any]:
         await self.server.end_subscription(self.conn)
         return {"subscribed": None}
+
+    def on_close(self, undo: Callable[[], None]) -> None:
+        self.conn.on_close.append(undo)
 
 
 def _scan_line(node: Mapping[str, Any]) -> tuple[Any, ...]:

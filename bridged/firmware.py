@@ -26,6 +26,15 @@ the node's /5/0 through the registry, so observations of /5/0/3 and /5/0/5 notif
 restarted mid-way picks up where it was: a pull is fetched again (resumed where http allows),
 a push cut short is Idle with Connection lost, an update under way is run again from the
 package on disk.
+
+**A local update** (``bridgectl node update NODE FILE``) takes the same path as a push: the
+daemon never opens a path a client names (it runs as another user, and could be made to read
+its own secrets), so bridgectl sends the file's bytes, in chunks (a control request is at most
+64 KiB): ``begin_upload`` (its size, bounded by ``max_size`` before anything is sent, and its
+SHA-256) is Downloading, ``upload_chunk`` appends at the offset said, ``finish_upload`` checks
+size and SHA-256 (Integrity failure, 5), is Downloaded as a push would be, and executes Update
+as a server's Execute does. An upload whose connection ends before it is finished
+(``abandon_upload``: bridgectl killed) is Idle with Connection lost, nothing kept.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from enum import IntEnum
@@ -41,7 +51,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridged.objects.errors import BadRequest, LwM2MError, MethodNotAllowed, NotFound
+from bridged.objects.errors import (
+    BadRequest,
+    LwM2MError,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+)
 from bridged.objects.ids import FirmwareUpdate
 from bridged.objects.paths import Path as LwPath
 from bridged.objects.values import Record
@@ -68,6 +84,17 @@ DEFAULT_DOWNLOAD_TIMEOUT = 600.0
 INSTANCE = 0
 
 Fetch = Callable[[str, Path, int, float], Coroutine[Any, Any, None]]
+
+
+@dataclasses.dataclass(slots=True)
+class _Upload:
+    """A local update's package as it comes from bridgectl."""
+
+    token: str
+    size: int
+    sha256: str
+    received: int = 0
+    hash: Any = dataclasses.field(default_factory=hashlib.sha256)
 
 
 def _path(rid: int, *more: int) -> LwPath:
@@ -102,6 +129,7 @@ class FirmwareUpdates:
         self.progress: dict[NodeId, tuple[int, int]] = {}
         """Bytes the node has of the package being delivered to it, and of all."""
         self._tasks: dict[NodeId, asyncio.Task[None]] = {}
+        self._uploads: dict[NodeId, _Upload] = {}
 
     # -- which nodes -------------------------------------------------------------------------
 
@@ -156,6 +184,7 @@ class FirmwareUpdates:
         self._show(node)
 
     def node_removed(self, node: NodeId) -> None:
+        self._uploads.pop(node, None)
         task = self._tasks.pop(node, None)
         if task is not None:
             task.cancel()
@@ -248,6 +277,90 @@ class FirmwareUpdates:
         self._set(node, state=State.UPDATING, result=UpdateResult.INITIAL)
         self._spawn(node, self._update(node))
 
+    # -- a local update (from bridgectl, module docstring) -----------------------------------
+
+    def begin_upload(self, node: NodeId, size: int, sha256: str) -> str:
+        """Take ``size`` bytes of package for ``node`` from bridgectl: the token its chunks
+        and its finish give. Refused (nothing changed) for a node this gateway cannot update,
+        a package over ``max_size``, or a node whose update is under way."""
+        if node not in self.registry.live:
+            raise NotFound(f"node {node} is not paired")
+        if self.updater(node) is None:
+            raise NotFound(f"node {node}: its transport cannot update its firmware")
+        if size > self.max_size:
+            raise RequestEntityTooLarge(
+                f"the package is {size} bytes; at most {self.max_size} are kept "
+                "([nodes] firmware_max_size)"
+            )
+        if self.row(node).state in (State.DOWNLOADING, State.UPDATING) or node in self._uploads:
+            raise MethodNotAllowed(
+                f"{node} is being updated ({State(self.row(node).state).name.lower()})"
+            )
+        self._reset(node)
+        self.package_file(node).write_bytes(b"")
+        upload = _Upload(secrets.token_hex(8), size, sha256.lower())
+        self._uploads[node] = upload
+        self._set(node, state=State.DOWNLOADING)
+        self._uploaded(node, upload)
+        return upload.token
+
+    def _upload(self, node: NodeId, token: str) -> _Upload:
+        upload = self._uploads.get(node)
+        if upload is None or upload.token != token:
+            raise NotFound(f"no upload {token} to {node} under way")
+        return upload
+
+    async def upload_chunk(self, node: NodeId, token: str, offset: int, data: bytes) -> int:
+        """Append ``data`` at ``offset`` (where the package ends so far); the bytes taken."""
+        upload = self._upload(node, token)
+        if offset != upload.received:
+            raise BadRequest(f"the upload to {node} is at {upload.received}, not {offset}")
+        if upload.received + len(data) > upload.size:
+            raise RequestEntityTooLarge(f"the upload to {node} said it was {upload.size} bytes")
+        upload.received += len(data)  # before the wait: a chunk sent twice is refused
+        upload.hash.update(data)
+        with self.package_file(node).open("ab") as f:
+            await asyncio.to_thread(f.write, data)
+        self._uploaded(node, upload)
+        return upload.received
+
+    async def finish_upload(self, node: NodeId, token: str) -> None:
+        """The package is all here: check it, Downloaded, then Update as an Execute would."""
+        upload = self._upload(node, token)
+        del self._uploads[node]
+        self.progress.pop(node, None)
+        try:
+            if upload.received != upload.size or upload.hash.hexdigest() != upload.sha256:
+                raise FirmwareError(
+                    UpdateResult.INTEGRITY_FAILURE,
+                    f"{upload.received} bytes of SHA-256 {upload.hash.hexdigest()} taken, "
+                    f"{upload.size} of {upload.sha256} said",
+                )
+            self._downloaded(node)
+        except FirmwareError as e:
+            self._failed(node, e)
+            raise BadRequest(f"{node}: {e} (Update Result {int(e.result)})") from None
+        await self.execute(node, _path(FirmwareUpdate.UPDATE), "")
+
+    def abandon_upload(self, node: NodeId, token: str) -> None:
+        """The upload's connection ended: unless finished, Idle with Connection lost."""
+        upload = self._uploads.get(node)
+        if upload is None or upload.token != token:
+            return
+        del self._uploads[node]
+        self.progress.pop(node, None)
+        self._failed(
+            node,
+            FirmwareError(
+                UpdateResult.CONNECTION_LOST,
+                f"the upload was cut after {upload.received} of {upload.size} bytes",
+            ),
+        )
+
+    def _uploaded(self, node: NodeId, upload: _Upload) -> None:
+        self.progress[node] = (upload.received, upload.size)
+        self.on_change(node)
+
     # -- the state machine -------------------------------------------------------------------
 
     def _busy(self, node: NodeId) -> None:
@@ -255,6 +368,7 @@ class FirmwareUpdates:
             raise MethodNotAllowed(f"{node} is being updated")
 
     def _reset(self, node: NodeId) -> None:
+        self._uploads.pop(node, None)  # a server's package supersedes a local one
         task = self._tasks.pop(node, None)
         if task is not None:
             task.cancel()
@@ -389,6 +503,15 @@ class FirmwareUpdates:
         self._show_values(node)
         self.on_change(node)
 
+    def under_way(self, node: NodeId | None = None) -> list[tuple[NodeId, float]]:
+        """The nodes (``node`` only, when given) whose update is being carried out, each with
+        when it began: a sleepy node's waits for its wake windows (``bridgectl commands``)."""
+        return [
+            (n, row.changed)
+            for n, row in sorted(self.rows.items(), key=lambda kv: kv[1].changed)
+            if row.state == State.UPDATING and (node is None or n == node)
+        ]
+
     def status(self, node: NodeId) -> dict[str, Any] | None:
         """The node's update as bridgectl shows it (``node show``, the ``firmware`` event);
         None for a node this gateway cannot update."""
@@ -396,14 +519,20 @@ class FirmwareUpdates:
             return None
         row = self.row(node)
         done, total = self.progress.get(node, (None, None))
+        try:
+            outcome = UpdateResult(row.result).name.lower().replace("_", " ")
+        except ValueError:
+            outcome = "unknown"
         return {
             "state": State(row.state).name.lower(),
             "result": row.result,
+            "outcome": outcome,
             "package": row.name,
             "version": row.version,
             "uri": row.uri,
             "size": row.size,
             "sent": done,
+            "total": total,
             "percent": None if not total or done is None else round(100 * done / total),
         }
 

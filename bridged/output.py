@@ -138,11 +138,7 @@ def show_node(node: Mapping[str, Any], out: IO[str]) -> None:
         out.write(f"{'problem':<10} {node.get('problem') or '-'}\n")
     firmware = node.get("firmware")
     if firmware:
-        sent = "" if firmware["percent"] is None else f", {firmware['percent']}% sent"
-        out.write(
-            f"{'firmware':<10} {firmware['state']}, result {firmware['result']}"
-            f" {firmware['version'] or ''}{sent}\n"
-        )
+        out.write(f"{'firmware':<10} {firmware_text(firmware)}\n")
     table(
         [(v["path"], v["upstream"], value_text(v["value"])) for v in node["values"]],
         ("NODE PATH", "UPSTREAM", "VALUE"),
@@ -173,6 +169,19 @@ def show_heard(nodes: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
     )
 
 
+def firmware_text(firmware: Mapping[str, Any]) -> str:
+    """A node's firmware update: ``updating, 12000/40000 bytes (30%)``, or how it ended:
+    ``idle, result 1 success, 2.1.0+7``."""
+    words = [firmware["state"]]
+    if firmware.get("sent") is not None and firmware.get("total"):
+        words.append(f"{firmware['sent']}/{firmware['total']} bytes ({firmware['percent']}%)")
+    else:
+        words.append(f"result {firmware['result']} {firmware.get('outcome', '')}".rstrip())
+    if firmware.get("version"):
+        words.append(str(firmware["version"]))
+    return ", ".join(words)
+
+
 def in_text(seconds: float) -> str:
     """A time to come, ``in 23h``; ``due`` once it has passed."""
     if seconds <= 0:
@@ -188,6 +197,8 @@ def command_value(command: Mapping[str, Any]) -> str | None:
     writes several), an execute's arguments."""
     if command["kind"] == "execute":
         return command["arguments"] or None
+    if command["kind"] == "firmware":
+        return firmware_text(command["firmware"])
     records = command["records"]
     if len(records) == 1 and records[0]["path"] == command["path"]:
         return value_text(records[0]["value"])
@@ -214,7 +225,7 @@ def show_commands(
             (
                 *command_cells(c),
                 age_text(max(now - c["submitted"], 0.0)),
-                in_text(c["expires"] - now),
+                None if c["expires"] is None else in_text(c["expires"] - now),
             )
             for c in commands
         ],

@@ -48,6 +48,9 @@ NOT_AVAILABLE = 2
 REFUSED = 3
 """Refused: peer credentials, or a changing method on the read-only monitor socket."""
 
+UPLOAD_CHUNK = 32 * 1024
+"""Bytes of a file in one ``node.update_chunk`` request: base64 makes them 43,692 characters,
+well within the 64 KiB a request line may be."""
 HISTORY_LIMIT = 1000
 """The most ended commands ``commands.history`` answers (and looks through for one node's)."""
 

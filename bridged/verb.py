@@ -49,6 +49,7 @@ class Reader(Protocol):
     def server(self, name: str = "server") -> int | None: ...
     def key(self, name: str) -> Any: ...
     def keys(self, name: str) -> dict[str, Any]: ...
+    def data(self, name: str) -> bytes: ...
     def bad(self, name: str, why: str) -> Exception: ...
 
 
@@ -58,6 +59,8 @@ class Session(Protocol):
     async def scan(self, seconds: float, transport: str | None) -> list[dict[str, Any]]: ...
     async def subscribe(self, kinds: list[str] | None) -> dict[str, Any]: ...
     async def unsubscribe(self) -> dict[str, Any]: ...
+    def on_close(self, undo: Callable[[], None]) -> None:
+        """Have ``undo()`` run when the connection ends (what it left unfinished)."""
 
 
 Args = SimpleNamespace
@@ -239,6 +242,19 @@ class Keys(Kind):
         return p.keys(param.name)
 
 
+class LocalFile(Kind):
+    """A file bridgectl reads itself and sends (``node update``): the daemon never opens a
+    path a client names, since it runs as another user."""
+
+
+class Data(Kind):
+    """Bytes, base64 in a request (a chunk of a file): the control socket's only, bridgectl
+    reads the file itself."""
+
+    def read(self, p: Reader, param: Param) -> Any:
+        return p.data(param.name)
+
+
 class JsonObject(Kind):
     """A JSON object the daemon hands on as is (a transport's pairing options): the control
     socket's only, bridgectl builds it from the options it declares."""
@@ -274,6 +290,8 @@ WORDS = Words()
 ASSIGNMENTS = Assignments()
 KEYS = Keys()
 MAPPING = JsonObject()
+DATA = Data()
+FILE = LocalFile()
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
-from .live import events, permit_join, scan
+from .live import events, node_update, permit_join, scan
 from .output import (
     show_commands,
     show_history,
@@ -30,10 +30,12 @@ from .output import (
     show_status,
     table,
 )
-from .protocol import EXIT_USAGE, HISTORY_LIMIT, Failed, OperationFailed
+from .protocol import EXIT_USAGE, HISTORY_LIMIT, UPLOAD_CHUNK, Failed, OperationFailed
 from .service import status_line
 from .verb import (
     ASSIGNMENTS,
+    DATA,
+    FILE,
     FLAG,
     KEYS,
     MAPPING,
@@ -240,6 +242,28 @@ async def _stop(gw: Gateway, a: Args, s: Session) -> Any:
     return {"lwm2m": "stopped"}
 
 
+def _update_begin(gw: Gateway, a: Args, s: Session) -> Any:
+    """Begin a local firmware update (``bridged/firmware.py``): the upload is the
+    connection's, undone (Idle, Connection lost) if it ends before the finish."""
+    if len(a.sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in a.sha256):
+        raise BadParams("params.sha256: give the package's SHA-256 as 64 hex digits")
+    token = gw.firmware.begin_upload(a.node, a.size, a.sha256)
+    s.on_close(lambda: gw.firmware.abandon_upload(a.node, token))
+    return {"node": str(a.node), "upload": token, "chunk": UPLOAD_CHUNK}
+
+
+async def _update_chunk(gw: Gateway, a: Args, s: Session) -> Any:
+    return {"received": await gw.firmware.upload_chunk(a.node, a.upload, a.offset, a.data)}
+
+
+async def _update_finish(gw: Gateway, a: Args, s: Session) -> Any:
+    await gw.firmware.finish_upload(a.node, a.upload)
+    return gw.firmware.status(a.node)
+
+
+UPLOAD = Param("upload", TEXT, "the token node.update gave", REQUIRED, cli=False)
+
+
 def _quiet(result: Any, out: Any) -> None:
     """Nothing to say: the exit status says it was done."""
 
@@ -264,6 +288,49 @@ VERBS: tuple[Verb, ...] = (
         lambda gw, a, s: gw.node(a.node),
         params=(Param("node", NODE, "transport:address", REQUIRED, positional=True),),
         show=show_node,
+    ),
+    Verb(
+        "node.update",
+        "update a node's firmware from a file (/5, as a server's push and Execute would): "
+        "bridgectl sends the file, then shows the progress until it is applied or failed",
+        _update_begin,
+        params=(
+            Param("node", NODE, "transport:address", REQUIRED, positional=True),
+            Param("file", FILE, "the firmware image", REQUIRED, positional=True, wire=False),
+            Param(
+                "wait",
+                SWITCH,
+                "show the progress until the update ends (the default); --no-wait returns "
+                "once the file is taken",
+                wire=False,
+            ),
+            Param("size", Number(1, 2**31, integer=True), default=REQUIRED, cli=False),
+            Param("sha256", TEXT, default=REQUIRED, cli=False),
+        ),
+        changes=True,
+        audit="node update {node} ({size} bytes, SHA-256 {sha256})",
+        run=node_update,
+    ),
+    Verb(
+        "node.update_chunk",
+        "the next chunk of a node update's file",
+        _update_chunk,
+        params=(
+            Param("node", NODE, default=REQUIRED),
+            UPLOAD,
+            Param("offset", Number(0, 2**31, integer=True), default=REQUIRED),
+            Param("data", DATA, "at most UPLOAD_CHUNK bytes, base64", REQUIRED),
+        ),
+        changes=True,
+        cli=None,
+    ),
+    Verb(
+        "node.update_finish",
+        "the file is sent: check it and update the node",
+        _update_finish,
+        params=(Param("node", NODE, default=REQUIRED), UPLOAD),
+        changes=True,
+        cli=None,
     ),
     Verb(
         "scan",

@@ -5,14 +5,17 @@ socket's answers and its event stream spell a node or a value the same way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from bridged.delivery import Delivery
 from bridged.engine.registration import RegistrationEvent
+from bridged.objects.ids import FirmwareUpdate
 from bridged.objects.values import ObjLnk, Record, Value, to_text
 from bridged.registry import LiveNode
 from bridged.store.commands import Command
 from bridged.transports.base import Heard
+from bridged.transports.nodes import NodeId
 
 from .summary import records_text
 
@@ -68,6 +71,29 @@ def command_json(command: Command) -> dict[str, Any]:
         "expires": command.expires,
         "finished": command.finished,
         "detail": command.detail,
+    }
+
+
+def firmware_command_json(
+    node: NodeId, since: float, status: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """A node's firmware update under way, as ``bridgectl commands`` lists it beside the
+    queue's commands: it too waits for a sleepy node's wake windows (its progress in
+    ``firmware``; it ends with the update, its deadline the transport's)."""
+    return {
+        "id": None,
+        "node": str(node),
+        "path": f"/{FirmwareUpdate.OBJECT}/0/{FirmwareUpdate.UPDATE}",
+        "kind": "firmware",
+        "status": "pending",
+        "records": [],
+        "arguments": "",
+        "replace": False,
+        "submitted": since,
+        "expires": None,
+        "finished": None,
+        "detail": "",
+        "firmware": status,
     }
 
 

@@ -4,16 +4,10 @@ whatever its security mode. (A LwM2M endpoint is a registration: see docs/archit
 A session needs three things of its uplink: a context that serves the client's site to the
 server (the server's requests arrive on the socket the client registered from), a way to send
 the client's own requests (Register, Update, Send...), and a way to forget a session the server
-<<<<<<< HEAD:bridged/engine/uplink.py
 may have lost so that the next Register starts afresh. ``Uplink`` is that contract;
 ``UdpUplink`` fulfils it for NoSec (security mode 3), ``dtls.DtlsPskUplink`` for PSK
 (security mode 0) and ``dtls_openssl.DtlsX509Uplink`` for certificates (security mode 2), so the
 registrar and the Send code do not care which one they talk through.
-=======
-may have lost so that the next Register starts afresh. ``Uplink`` is that contract;
-``UdpUplink`` fulfils it for NoSec (security mode 3) and ``dtls.DtlsPskUplink`` for PSK
-(security mode 0), so the registrar and the Send code do not care which one they talk through.
->>>>>>> names:bridged/engine/uplink.py
 """
 
 from __future__ import annotations

@@ -365,6 +365,23 @@ def test_the_pending_queue_as_a_table() -> None:
     assert "/3311/0/5850=false, /3311/0/5706=red" in rows[2]
 
 
+def test_a_firmware_update_under_way_is_listed_with_its_progress() -> None:
+    firmware = {"state": "updating", "result": 0, "outcome": "initial", "version": "2.0.0+0"}
+    update = {
+        **WRITE,
+        "id": None,
+        "path": "/5/0/2",
+        "kind": "firmware",
+        "records": [],
+        "expires": None,
+        "firmware": {**firmware, "sent": 3072, "total": 4096, "percent": 75},
+    }
+    out = io.StringIO()
+    output.show_commands([update], out, now=NOW)
+    (row,) = out.getvalue().splitlines()[1:]
+    assert "/5/0/2  firmware  updating, 3072/4096 bytes (75%), 2.0.0+0  5m ago" in row
+
+
 def test_the_history_as_a_table() -> None:
     failed = {**WRITE, "status": "failed", "finished": NOW - 60, "detail": "4.05 not writable"}
     out = io.StringIO()

@@ -48,7 +48,7 @@ def complete(written: Path, line: str) -> list[str]:
 def test_bash_completes_commands_actions_and_options(written: Path) -> None:
     assert complete(written, "bridgectl st") == ["start", "status", "stop"]
     assert complete(written, "bridgectl --json no") == ["node", "nodes"]
-    assert complete(written, "bridgectl node ") == ["show"]
+    assert complete(written, "bridgectl node ") == ["show", "update"]
     assert complete(written, "bridgectl node show sim:1 --j") == ["--json"]
     assert "--bindkey" in complete(written, "bridgectl pair ble A4:C1:38:00:11:22 --")
     assert complete(written, "bridgectl permit-join 60 --w") == ["--wait"]

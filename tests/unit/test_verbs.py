@@ -13,15 +13,19 @@ import os
 import subprocess
 import sys
 import textwrap
+from base64 import b64encode
 from pathlib import Path as FsPath
 from typing import Any
 
 import pytest
 
 from bridged import cli, verbs
-from bridged.control import REFUSED, Connection, ControlServer, Peer
+from bridged.control import REFUSED, Connection, ControlServer, Params, Peer, ProtocolError
+from bridged.protocol import UPLOAD_CHUNK
 from bridged.verb import (
     ASSIGNMENTS,
+    DATA,
+    FILE,
     KEYS,
     NODE,
     PATH,
@@ -40,7 +44,13 @@ from bridged.verb import (
 from .test_cli import ScriptedDaemon, run
 from .test_control import _Writer
 
-SAMPLES: dict[Any, list[str]] = {NODE: ["sim:1"], PATH: ["/3"], PATHS: ["/3/0/0"], VALUE: ["x"]}
+SAMPLES: dict[Any, list[str]] = {
+    NODE: ["sim:1"],
+    PATH: ["/3"],
+    PATHS: ["/3/0/0"],
+    VALUE: ["x"],
+    FILE: [__file__],
+}
 """A value bridgectl takes for a required argument of each kind (text: ``x``)."""
 
 
@@ -92,7 +102,11 @@ def test_each_command_sends_its_verbs_method(socket_path: FsPath, verb: Verb) ->
 
 
 def test_the_socket_only_verbs_are_declared_so() -> None:
-    assert [v.method for v in verbs.VERBS if not v.words] == ["unsubscribe"]
+    assert [v.method for v in verbs.VERBS if not v.words] == [
+        "node.update_chunk",
+        "node.update_finish",
+        "unsubscribe",
+    ]
     assert all(v.run is not None for v in CLI_VERBS if v.streams), "a stream is shown live"
 
 
@@ -132,10 +146,24 @@ def test_every_kind_reads_what_bridgectl_sends() -> None:
     """The kinds a table param may have each take a command-line value and send it as the
     request's (or keep it to bridgectl)."""
     kinds = {type(p.kind) for v in verbs.VERBS for p in v.params}
-    known = {type(k) for k in (NODE, PATH, PATHS, VALUE, WORDS, ASSIGNMENTS, KEYS, SERVER)}
+    known = {
+        type(k) for k in (NODE, PATH, PATHS, VALUE, WORDS, ASSIGNMENTS, KEYS, SERVER, DATA, FILE)
+    }
     assert kinds - known <= {Number, Flag, Switch, type(verbs.TEXT), type(verbs.MAPPING)}
     assert Param("x", ASSIGNMENTS).kind.to_wire(["5550=1"]) == {"5550": "1"}
     assert Param("x", KEYS).kind.to_wire(["link=00ff"]) == {"link": "00ff"}
+
+
+def test_a_chunk_of_a_file_is_base64_and_bounded() -> None:
+    data = Param("data", DATA)
+    chunk = bytes(range(256)) * (UPLOAD_CHUNK // 256)
+    assert data.kind.read(Params({"data": b64encode(chunk).decode()}, ("data",)), data) == chunk
+    for bad, why in (
+        ("not base64!", "is not base64"),
+        (b64encode(chunk + b"x").decode(), "at most"),
+    ):
+        with pytest.raises(ProtocolError, match=why):
+            data.kind.read(Params({"data": bad}, ("data",)), data)
 
 
 # -- a transport's pairing options -----------------------------------------------------------

@@ -17,9 +17,10 @@ of what happens, and ``on_change`` is called whenever the summary may have chang
 
 Wiring points for the other parts of the gateway (one place each):
 
-* the parts a configuration names (tree, exposure mode, transports, state directory):
-  ``bridged.build``; the gateway asks its exposure mode (``bridged.exposure.mode``), never
-  which one it is;
+* the parts a configuration names (tree, exposure mode, transports, state directory) and
+  the parts wired to whom they tell (node health, the gateway's own faults and the event log,
+  firmware updates): ``bridged.build``; the gateway asks its exposure mode
+  (``bridged.exposure.mode``), never which one it is;
 * the event hub: ``bridged.events``; the JSON views bridgectl shows: ``bridged.views``;
 * operations on node-backed resources: ``NodeOperations`` given to every LwM2M client (the
   gateway's and each node endpoint's) and to the shell (``bridged.shell``);
@@ -49,7 +50,6 @@ from bridged.engine.nodes import NodePaths
 from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import NodeEndpoint
-from bridged.firmware import FirmwareUpdates
 from bridged.objects.errors import BadRequest, NotFound
 from bridged.objects.paths import ROOT, Path
 from bridged.objects.values import Record
@@ -64,12 +64,10 @@ from bridged.store.database import (
     unclean_stops,
 )
 from bridged.store.faultlog import FaultLogStore
-from bridged.store.firmware import FirmwareStore
 from bridged.store.nodes import NodeStore, check_name
 from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
 from bridged.store.secrets import SecretStore
 from bridged.transports.base import (
-    Heard,
     PairingFailed,
     Transport,
     UnknownTransport,
@@ -78,34 +76,30 @@ from bridged.transports.base import (
 from bridged.transports.nodes import NodeId, PairedNode, Secret
 from bridged.transports.pairing import pairing
 
-from .build import build_exposure, build_transport, build_tree, open_state_dir
+from .build import (
+    build_exposure,
+    build_faults,
+    build_firmware,
+    build_health,
+    build_transport,
+    build_tree,
+    open_state_dir,
+)
 from .config import Config, ConfigError
 from .eventlog import EventLog
-from .events import EventHub, NodeEvents
-from .faults import (
-    RADIO_DOWN,
-    SERVER_UNREACHABLE,
-    STORE_REFUSES_WRITES,
-    ClockWatch,
-    Fault,
-    GatewayFaults,
-)
-from .health import NO_ERROR, HealthFeed, HealthMonitor, NodeHealth
+from .events import EventHub, HeardEvents, NodeEvents
+from .faults import RADIO_DOWN, SERVER_UNREACHABLE
 from .protocol import HISTORY_LIMIT, OperationFailed
 from .shell import Shell
 from .views import (
     command_json,
     firmware_command_json,
-    heard_json,
-    json_record,
+    node_detail_json,
     node_json,
-    server_json,
+    servers_json,
 )
 
 log = logging.getLogger(__name__)
-
-FIRMWARE_DIR = "firmware"
-"""The state directory's folder of the packages kept for nodes' updates."""
 
 DATABASE = "state.db"
 SECRETS = "secrets.json"
@@ -161,7 +155,7 @@ class Gateway:
             self.readings = ReadingStore(self.db, config.store.bounds)
             self.secrets = SecretStore(state_dir / SECRETS)
             self.registry = NodeRegistry(self.nodes, self.secrets, self.readings)
-            self.registry.on_heard(self._publish_heard)
+            self.registry.on_heard(HeardEvents(self.events))
             self.commands = CommandQueue(
                 self.db,
                 self.registry,
@@ -170,14 +164,9 @@ class Gateway:
             )
             self.commands.listen(self._on_command)
             self.tree = build_tree(config, facts, on_reboot)
-            self.event_log = EventLog(self.tree, FaultLogStore(self.db))
-            """The fault log, /20/0 (bridged/eventlog.py)."""
-            self.faults = GatewayFaults(self.tree)
+            event_log = EventLog(self.tree, FaultLogStore(self.db))  # /20/0
+            self.faults = build_faults(self.tree, self.registry, self.events, event_log)
             """The gateway's own faults, in its /3/0/11 (bridged/faults.py)."""
-            self.faults.listen(self._on_fault)
-            self.clock_watch = ClockWatch(self.faults)
-            self.registry.on_heard(lambda _heard: self.clock_watch.check())
-            self.registry.on_store_problem(self._store_fault)
             self.exposure = build_exposure(
                 config,
                 self.tree,
@@ -188,26 +177,16 @@ class Gateway:
             with self.nodes.allocating():  # a first start allocates every node's IDs
                 self.registry.listen(self.exposure)
             self.registry.listen(NodeEvents(self.events, self._changed))
-            self.firmware = FirmwareUpdates(
-                self.registry,
-                FirmwareStore(self.db),
-                state_dir / FIRMWARE_DIR,
-                max_size=config.nodes.firmware_max_size,
-                timeout=config.nodes.firmware_timeout,
-            )
+            self.firmware = build_firmware(config, self.registry, self.db, self.events)
             """Each updatable node's /5 (shown once its transport is attached: ``start``)."""
-            self.firmware.on_change = self._firmware_changed
-            self.registry.listen(self.firmware)
             self.transports = {
                 s.name: build_transport(config, s, self.registry, self.tree.definitions)
                 for s in config.transports
             }
-            self.nodes_health = HealthMonitor(config.health)
+            self.nodes_health = build_health(
+                config, self.registry, self.transports, self.exposure, self.events, event_log
+            )
             """Every paired node's availability, link and battery (bridged/health.py)."""
-            self.nodes_health.listen(self._node_health)
-            self.registry.on_heard(self.nodes_health.heard)
-            self.registry.on_state(self.nodes_health.state)
-            self.registry.listen(HealthFeed(self.nodes_health, self._bearer))
             exposure = self.exposure
             self.operations = self._operations(exposure.paths)
             """Read, Write and Execute of node paths, for servers and bridgectl alike."""
@@ -241,23 +220,6 @@ class Gateway:
             self.db.close()
             os.close(self._lock)
             raise
-
-    def _bearer(self, node: NodeId) -> int | None:
-        transport = self.transports.get(node.transport)
-        return None if transport is None else transport.bearer
-
-    def _node_health(self, node: NodeId, health: NodeHealth, before: NodeHealth | None) -> None:
-        """A node's health changed: upstream through the exposure mode, and a ``node.health``
-        event when its faults (its error codes) changed."""
-        self.exposure.node_health(node, health)
-        if before is None or before.errors == health.errors:
-            return
-        self.events.publish("node.health", id=str(node), **health.json())
-        old, new = set(before.errors) - {NO_ERROR}, set(health.errors) - {NO_ERROR}
-        for code in sorted(new - old):
-            self.event_log.record(f"node {node}", code, True, health.why(code))
-        for code in sorted(old - new):
-            self.event_log.record(f"node {node}", code, False, before.why(code))
 
     def _operations(self, paths: NodePaths) -> NodeOperations:
         return NodeOperations(
@@ -445,7 +407,7 @@ class Gateway:
 
     async def _start_transport(self, transport: Transport) -> None:
         self.registry.attach(transport)
-        transport.fault_listeners.add(self._radio_fault)
+        transport.fault_listeners.add(self.faults.radio)
         try:
             await transport.start()
         except Exception as e:
@@ -467,39 +429,10 @@ class Gateway:
         self.transport_state[name] = "down"
         self.faults.clear(f"transport.{name}")
 
-    def _radio_fault(self, transport: Transport) -> None:
-        """A transport's radio went down or came back: one of the gateway's own faults."""
-        if transport.fault is None:
-            self.faults.clear(f"transport.{transport.name}")
-        else:
-            self.faults.raise_fault(f"transport.{transport.name}", RADIO_DOWN, transport.fault)
-
-    def _store_fault(self, problem: str | None) -> None:
-        if problem is None:
-            self.faults.clear("store")
-        else:
-            self.faults.raise_fault("store", STORE_REFUSES_WRITES, problem)
-
-    def _on_fault(self, fault: Fault, present: bool) -> None:
-        self.events.publish(
-            "gateway.fault", source=fault.source, code=fault.code, why=fault.why, present=present
-        )
-        self.event_log.record(fault.source, fault.code, present, fault.why)
-
     # -- what happens ------------------------------------------------------------------------
 
     def _changed(self) -> None:
         self.on_change()
-
-    def _firmware_changed(self, node: NodeId) -> None:
-        """A node's firmware update moved on: the ``firmware`` event, with its progress."""
-        status = self.firmware.status(node)
-        if status is not None:
-            self.events.publish("firmware", node=str(node), **status)
-
-    def _publish_heard(self, heard: Heard) -> None:
-        if self.events.wanted("node.heard"):
-            self.events.publish("node.heard", **heard_json(heard))
 
     def _on_registration(self, event: RegistrationEvent) -> None:
         self.registrations[event.server] = event
@@ -569,35 +502,6 @@ class Gateway:
 
     # -- status ------------------------------------------------------------------------------
 
-    def servers(self) -> list[dict[str, Any]]:
-        """Each server's registration, live from its session, else from its last event."""
-        out = [
-            server_json(
-                session.uri,
-                session.short_server_id,
-                session.registrar.version,
-                session.registrar.state.value,
-                registered=session.registered,
-                observations=len(session.observations),
-                last=self.registrations.get(session.name),
-                delivery=self.delivery,
-            )
-            for session in self.client.sessions
-        ]
-        return out or [
-            server_json(
-                server.uri,
-                server.short_server_id,
-                server.version,
-                "starting" if self.client_running else "stopped",
-                registered=False,
-                observations=0,
-                last=self.registrations.get(server.uri),
-                delivery=self.delivery,
-            )
-            for server in self.config.servers
-        ]
-
     def status(self) -> dict[str, Any]:
         """A snapshot of the gateway (``bridgectl status``)."""
         live = list(self.registry.live.values())
@@ -613,7 +517,13 @@ class Gateway:
             "uptime": now - self.started_at,
             "running": self.running,
             "lwm2m": "started" if self.client_running else "stopped",
-            "servers": self.servers(),
+            "servers": servers_json(
+                self.client,
+                self.config.servers,
+                self.registrations,
+                self.delivery,
+                running=self.client_running,
+            ),
             "bootstrap": None
             if self.bootstrap_event is None
             else {
@@ -679,29 +589,21 @@ class Gateway:
     def node_list(self) -> list[dict[str, Any]]:
         now = time.time()
         nodes = sorted(self.registry.live.values(), key=lambda n: n.id)
-        return [self._with_health(node_json(n, now), n.id) for n in nodes]
-
-    def _with_health(self, out: dict[str, Any], node: NodeId) -> dict[str, Any]:
-        health = self.nodes_health.health(node)
-        if health is not None:
-            out["health"] = health.json()
-        return out
+        return [node_json(n, now, self.nodes_health.health(n.id)) for n in nodes]
 
     def node(self, node_id: NodeId) -> dict[str, Any]:
         """One paired node in detail: what ``node_list`` says, its upstream paths and values."""
         live = self.registry.live.get(node_id)
         if live is None:
             raise NotFound(f"node {node_id} is not paired")
-        out = self._with_health(node_json(live, time.time()), node_id)
-        out["paired_at"] = live.paired.paired_at
-        out["secrets"] = sorted(self.secrets.get(node_id))  # names only, never the keys
-        exposed = []
-        for path, record in sorted(live.values.items(), key=lambda kv: kv[0].sort_key()):
-            upstream = self.exposure.paths.upstream(node_id, path)
-            exposed.append({**json_record(record), "upstream": upstream and str(upstream)})
-        out["values"] = exposed
-        out["firmware"] = self.firmware.status(node_id)
-        return out
+        return node_detail_json(
+            live,
+            time.time(),
+            self.nodes_health.health(node_id),
+            secrets=self.secrets.get(node_id),
+            upstream=self.exposure.paths.upstream,
+            firmware=self.firmware.status(node_id),
+        )
 
     async def pair(
         self,

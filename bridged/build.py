@@ -1,5 +1,6 @@
 """The gateway's parts, built from its configuration: its object tree, its exposure mode, its
-transports, its state directory. Each refusal of the configuration is a ``ConfigError``
+transports, its state directory, and the parts wired to what they tell (node health, the
+gateway's own faults, firmware updates). Each refusal of the configuration is a ``ConfigError``
 naming the table and key, so ``bridged --check`` and the daemon's start-up refuse alike.
 
 ``build_exposure`` is the one place an exposure mode is chosen: everything else asks the mode
@@ -9,6 +10,7 @@ naming the table and key, so ``bridged --check`` and the daemon's start-up refus
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,7 +27,9 @@ from bridged.objects.ddf import DefinitionError, load_ddf_dir
 from bridged.objects.definitions import Definitions
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
+from bridged.registry import NodeRegistry
 from bridged.store.files import DirectoryLocked, lock_directory
+from bridged.store.firmware import FirmwareStore
 from bridged.store.nodes import NodeStore
 from bridged.transports.base import (
     Heard,
@@ -39,6 +43,11 @@ from bridged.transports.base import (
 from bridged.transports.nodes import NodeId
 
 from .config import Config, ConfigError, TransportSection, transport_error
+from .eventlog import EventLog
+from .events import EventHub
+from .faults import ClockWatch, Fault, GatewayFaults
+from .firmware import FirmwareUpdates
+from .health import HealthFeed, HealthMonitor, HealthNews
 
 
 def build_tree(
@@ -90,6 +99,73 @@ def build_exposure(
             make_client=endpoint_client,
         )
     raise ConfigError(config.path, "gateway.exposure", f"unknown exposure mode {mode!r}")
+
+
+def build_health(
+    config: Config,
+    registry: NodeRegistry,
+    transports: Mapping[str, Transport],
+    exposure: ExposureMode,
+    events: EventHub,
+    event_log: EventLog,
+) -> HealthMonitor:
+    """Node health (``bridged.health``), fed by the registry (what is heard, each node's
+    state, its reports) and told to the exposure mode, the event hub and the event log
+    (``HealthNews``). ``transports`` is the gateway's own mapping, read at each new node, so a
+    transport a reload restarted still names its nodes' Network Bearer."""
+    monitor = HealthMonitor(config.health)
+    monitor.listen(HealthNews(exposure, events, event_log))
+    registry.on_heard(monitor.heard)
+    registry.on_state(monitor.state)
+
+    def bearer(node: NodeId) -> int | None:
+        transport = transports.get(node.transport)
+        return None if transport is None else transport.bearer
+
+    registry.listen(HealthFeed(monitor, bearer))
+    return monitor
+
+
+def build_faults(
+    tree: ObjectTree, registry: NodeRegistry, events: EventHub, event_log: EventLog
+) -> GatewayFaults:
+    """The gateway's own faults in its /3/0/11 (``bridged.faults``): the store refusing
+    writes (told by the registry) and a clock that jumped (checked as nodes are heard); each
+    fault starting and ending is a ``gateway.fault`` event and a line of the event log."""
+    faults = GatewayFaults(tree)
+
+    def told(fault: Fault, present: bool) -> None:
+        events.publish(
+            "gateway.fault", source=fault.source, code=fault.code, why=fault.why, present=present
+        )
+        event_log.record(fault.source, fault.code, present, fault.why)
+
+    faults.listen(told)
+    clock = ClockWatch(faults)
+    registry.on_heard(lambda _heard: clock.check())
+    registry.on_store_problem(faults.store_problem)
+    return faults
+
+
+FIRMWARE_DIR = "firmware"
+"""The state directory's folder of the packages kept for nodes' updates."""
+
+
+def build_firmware(
+    config: Config, registry: NodeRegistry, db: sqlite3.Connection, events: EventHub
+) -> FirmwareUpdates:
+    """Each updatable node's /5 (``bridged.firmware``), a registry listener, its package
+    files in the state directory, its progress streamed as ``firmware`` events."""
+    firmware = FirmwareUpdates(
+        registry,
+        FirmwareStore(db),
+        config.gateway.state_dir / FIRMWARE_DIR,
+        max_size=config.nodes.firmware_max_size,
+        timeout=config.nodes.firmware_timeout,
+        events=events,
+    )
+    registry.listen(firmware)
+    return firmware
 
 
 def build_transport(

@@ -4,7 +4,7 @@
 that publishes it: a subscriber that falls ``EVENT_BACKLOG`` events behind (a stuck bridgectl)
 is dropped rather than make the daemon buffer without bound, and one whose queue fails is
 logged and skipped (``Listeners``), the others still get the event. ``NodeEvents`` is the
-registry listener that turns node changes into events.
+registry listener that turns node changes into events, ``HeardEvents`` what the radios hear.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Any
 from bridged.objects.listeners import Listeners
 from bridged.objects.values import Record
 from bridged.registry import LiveNode
+from bridged.transports.base import Heard
 from bridged.transports.nodes import NodeId
 
-from .views import json_record
+from .views import heard_json, json_record
 
 EVENT_BACKLOG = 1000
 """Events a subscriber may fall behind by before it is dropped (a stuck bridgectl must not
@@ -112,3 +113,15 @@ class NodeEvents:
 
     def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
         pass
+
+
+class HeardEvents:
+    """The registry's ``on_heard`` callback: a ``node.heard`` event per node heard, built
+    only while somebody listens (a scan hears many nodes a second)."""
+
+    def __init__(self, hub: EventHub) -> None:
+        self.hub = hub
+
+    def __call__(self, heard: Heard) -> None:
+        if self.hub.wanted("node.heard"):
+            self.hub.publish("node.heard", **heard_json(heard))

@@ -32,6 +32,7 @@ from bridged.objects.ids import DEVICE_PATH, Device
 from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
+from bridged.transports.base import Transport
 
 from .health import NO_ERROR, UNREACHABLE
 
@@ -95,6 +96,21 @@ class GatewayFaults:
         log.error("gateway fault: %s: %s (error code %d)", source, why, code)
         self._listeners.notify(lambda tell: tell(fault, True))
         self._listeners.notify(lambda tell: tell(fault, False))
+
+    def store_problem(self, problem: str | None) -> None:
+        """The registry's word on the state database (``NodeRegistry.on_store_problem``): why
+        it refuses writes, or None once it takes them again."""
+        if problem is None:
+            self.clear("store")
+        else:
+            self.raise_fault("store", STORE_REFUSES_WRITES, problem)
+
+    def radio(self, transport: Transport) -> None:
+        """A transport's radio went down or came back (one of its ``fault_listeners``)."""
+        if transport.fault is None:
+            self.clear(f"transport.{transport.name}")
+        else:
+            self.raise_fault(f"transport.{transport.name}", RADIO_DOWN, transport.fault)
 
     @property
     def codes(self) -> tuple[int, ...]:

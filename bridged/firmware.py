@@ -74,6 +74,7 @@ from bridged.transports.firmware import (
 from bridged.transports.nodes import NodeId
 
 from .download import SCHEMES, check_uri, download
+from .events import EventHub
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class FirmwareUpdates:
         timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
         fetch: Fetch = download,
         clock: Callable[[], float] = time.time,
+        events: EventHub | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -123,8 +125,9 @@ class FirmwareUpdates:
         self.timeout = timeout
         self._fetch = fetch
         self._clock = clock
-        self.on_change: Callable[[NodeId], None] = lambda node: None
-        """Told of each change of a node's update (its state, result, progress)."""
+        self.events = events
+        """Where each change of a node's update (its state, result, progress) is published,
+        as a ``firmware`` event (``bridgectl node update`` follows it)."""
         self.rows: dict[NodeId, FirmwareRow] = store.all()
         self.progress: dict[NodeId, tuple[int, int]] = {}
         """Bytes the node has of the package being delivered to it, and of all."""
@@ -359,7 +362,7 @@ class FirmwareUpdates:
 
     def _uploaded(self, node: NodeId, upload: _Upload) -> None:
         self.progress[node] = (upload.received, upload.size)
-        self.on_change(node)
+        self._changed(node)
 
     # -- the state machine -------------------------------------------------------------------
 
@@ -471,7 +474,7 @@ class FirmwareUpdates:
 
             def progress(done: int, total: int) -> None:
                 self.progress[node] = (done, total)
-                self.on_change(node)
+                self._changed(node)
 
             version = await updater.update(node, image, progress)
         except FirmwareError as e:
@@ -501,7 +504,12 @@ class FirmwareUpdates:
         self.store.save(row)
         self.rows[node] = row
         self._show_values(node)
-        self.on_change(node)
+        self._changed(node)
+
+    def _changed(self, node: NodeId) -> None:
+        status = self.status(node)
+        if self.events is not None and status is not None:
+            self.events.publish("firmware", node=str(node), **status)
 
     def under_way(self, node: NodeId | None = None) -> list[tuple[NodeId, float]]:
         """The nodes (``node`` only, when given) whose update is being carried out, each with

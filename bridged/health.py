@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from bridged.objects.ids import BATTERY_PATH, SINGLE, Connectivity, Device
 from bridged.objects.listeners import Listeners
@@ -50,6 +51,11 @@ from bridged.objects.values import Record, Value
 from bridged.registry import LiveNode
 from bridged.transports.base import Heard, NodeState
 from bridged.transports.nodes import NodeId
+
+if TYPE_CHECKING:  # the mode, the hub and the log know NodeHealth: imported for types only
+    from bridged.eventlog import EventLog
+    from bridged.events import EventHub
+    from bridged.exposure.mode import ExposureMode
 
 log = logging.getLogger(__name__)
 
@@ -468,6 +474,29 @@ class HealthFeed:
 
     node_values = node_readings
     """What the gateway read of a node (its answer) is the node heard, like its reports."""
+
+
+class HealthNews:
+    """The ``HealthMonitor`` listener that tells a node's health where it goes: upstream
+    through the exposure mode (every change: availability, link, battery), and, when its
+    faults (its error codes) changed, a ``node.health`` event and each fault starting or
+    ending in the event log (/20/0)."""
+
+    def __init__(self, exposure: ExposureMode, events: EventHub, event_log: EventLog) -> None:
+        self.exposure = exposure
+        self.events = events
+        self.event_log = event_log
+
+    def __call__(self, node: NodeId, health: NodeHealth, before: NodeHealth | None) -> None:
+        self.exposure.node_health(node, health)
+        if before is None or before.errors == health.errors:
+            return
+        self.events.publish("node.health", id=str(node), **health.json())
+        old, new = set(before.errors) - {NO_ERROR}, set(health.errors) - {NO_ERROR}
+        for code in sorted(new - old):
+            self.event_log.record(f"node {node}", code, True, health.why(code))
+        for code in sorted(old - new):
+            self.event_log.record(f"node {node}", code, False, before.why(code))
 
 
 def _battery(records: Iterable[Record]) -> int | None:

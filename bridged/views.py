@@ -5,12 +5,15 @@ socket's answers and its event stream spell a node or a value the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from bridged.delivery import Delivery
+from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import RegistrationEvent
+from bridged.health import NodeHealth
 from bridged.objects.ids import FirmwareUpdate
+from bridged.objects.paths import Path
 from bridged.objects.values import ObjLnk, Record, Value, to_text
 from bridged.registry import LiveNode
 from bridged.store.commands import Command
@@ -35,10 +38,10 @@ def json_record(record: Record) -> dict[str, Any]:
     return out
 
 
-def node_json(node: LiveNode, now: float) -> dict[str, Any]:
-    """A paired node as ``bridgectl nodes`` shows it."""
+def node_json(node: LiveNode, now: float, health: NodeHealth | None = None) -> dict[str, Any]:
+    """A paired node as ``bridgectl nodes`` shows it, with its ``health`` when known."""
     state = node.state
-    return {
+    out = {
         "id": str(node.id),
         "name": node.paired.name,
         "transport": node.id.transport,
@@ -54,6 +57,33 @@ def node_json(node: LiveNode, now: float) -> dict[str, Any]:
         "decrypt_failures": state.decrypt_failures if state else 0,
         "problem": state.problem if state else None,
     }
+    if health is not None:
+        out["health"] = health.json()
+    return out
+
+
+def node_detail_json(
+    node: LiveNode,
+    now: float,
+    health: NodeHealth | None,
+    *,
+    secrets: Iterable[str],
+    upstream: Callable[[NodeId, Path], Path | None],
+    firmware: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """One paired node as ``bridgectl node`` shows it: what ``node_json`` says, when it was
+    paired, the names of its ``secrets`` (never the keys), each value with its ``upstream``
+    path (None: not shown upstream), and its firmware update's status."""
+    out = node_json(node, now, health)
+    out["paired_at"] = node.paired.paired_at
+    out["secrets"] = sorted(secrets)
+    values = sorted(node.values.items(), key=lambda kv: kv[0].sort_key())
+    out["values"] = [
+        {**json_record(record), "upstream": (up := upstream(node.id, path)) and str(up)}
+        for path, record in values
+    ]
+    out["firmware"] = firmware
+    return out
 
 
 def command_json(command: Command) -> dict[str, Any]:
@@ -112,6 +142,44 @@ def heard_json(heard: Heard) -> dict[str, Any]:
         "values": values or ("encrypted" if heard.encrypted else ""),
         "records": [json_record(r) for r in heard.records],
     }
+
+
+def servers_json(
+    client: LwM2MClient,
+    configured: Sequence[ServerConfig],
+    registrations: Mapping[str, RegistrationEvent],
+    delivery: Delivery,
+    *,
+    running: bool,
+) -> list[dict[str, Any]]:
+    """Each server's registration, live from the ``client``'s session, else (no session yet,
+    or the client stopped) each ``configured`` server from its last event."""
+    out = [
+        server_json(
+            session.uri,
+            session.short_server_id,
+            session.registrar.version,
+            session.registrar.state.value,
+            registered=session.registered,
+            observations=len(session.observations),
+            last=registrations.get(session.name),
+            delivery=delivery,
+        )
+        for session in client.sessions
+    ]
+    return out or [
+        server_json(
+            server.uri,
+            server.short_server_id,
+            server.version,
+            "starting" if running else "stopped",
+            registered=False,
+            observations=0,
+            last=registrations.get(server.uri),
+            delivery=delivery,
+        )
+        for server in configured
+    ]
 
 
 def server_json(

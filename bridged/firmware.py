@@ -51,6 +51,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from bridged.aio import cancel_and_wait
 from bridged.objects.errors import (
     BadRequest,
     LwM2MError,
@@ -231,10 +232,10 @@ class FirmwareUpdates:
                 self._spawn(node, self._update(node))
 
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """End the fetches and updates under way (a restart picks them up: ``start``). Each
+        logs its own failure (``_pull``, ``_update``), so an error out of one here is a defect
+        of its handling, raised as ``Gateway.stop`` raises its other tasks' errors."""
+        await cancel_and_wait(*self._tasks.values())
 
     def _spawn(self, node: NodeId, coro: Coroutine[Any, Any, None]) -> None:
         old = self._tasks.pop(node, None)

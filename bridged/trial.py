@@ -133,9 +133,7 @@ class LocalServer(aiocoap.resource.Resource):
         self.uri = f"coap://127.0.0.1:{port}"
 
     async def stop(self) -> None:
-        for task in self._reads:
-            task.cancel()
-        await asyncio.gather(*self._reads, return_exceptions=True)
+        await cancel_and_wait(*self._reads)  # a read's own errors are suppressed in it
         if self.context is not None:
             await self.context.shutdown()
 

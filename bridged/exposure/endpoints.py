@@ -48,7 +48,7 @@ import functools
 import logging
 import resource
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from typing import Any
 
 import aiocoap
@@ -263,9 +263,7 @@ class EndpointsExposure:
         await cancel_and_wait(self._runner)
         self._runner = None
         bringing_up = [t for t in self._tasks if t.get_name().startswith("endpoint-up")]
-        for task in bringing_up:
-            task.cancel()
-        await asyncio.gather(*bringing_up, return_exceptions=True)
+        await self._end(bringing_up, "bringing up")
         slots = asyncio.Semaphore(self.concurrency)
 
         async def down(ep: NodeEndpoint) -> None:
@@ -284,12 +282,19 @@ class EndpointsExposure:
                 len(late),
                 self.stop_timeout,
             )
-            for task in late:
-                task.cancel()  # a De-register cut short still closes its socket
-            await asyncio.gather(*late, return_exceptions=True)
+            await self._end(late, "de-registering")  # cut short, it still closes its socket
             await asyncio.gather(
                 *(self._take_down(ep, deregister=False) for ep in self.endpoints.values())
             )
+
+    @staticmethod
+    async def _end(tasks: Collection[asyncio.Task[None]], doing: str) -> None:
+        """End ``tasks`` (``cancel_and_wait``); an error one of them ended with is logged, not
+        raised: one endpoint's defect must not keep ``stop`` from taking down the others."""
+        try:
+            await cancel_and_wait(*tasks)
+        except Exception:
+            log.exception("an endpoint failed while %s, as it was stopped", doing)
 
     async def _run(self) -> None:
         while True:

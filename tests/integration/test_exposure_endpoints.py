@@ -404,3 +404,46 @@ async def test_stop_then_start_brings_every_endpoint_up_again(
         assert ep is not None
         await settled(ep)
         assert ep.registered
+
+
+async def test_a_bring_up_that_fails_as_it_is_stopped_is_logged_and_the_others_still_go_down(
+    tmp_path: FsPath, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``stop`` ends the bring-ups under way: an error one ends with (a defect in its clean-up)
+    is said in the log, never swallowed, and the registered endpoints still de-register."""
+    stuck = NodeId("sim", "0002")
+    starting = asyncio.Event()
+
+    class StuckClient:
+        """A client whose start never answers and whose clean-up fails when cancelled."""
+
+        sessions: list[object] = []
+
+        async def start(self) -> None:
+            starting.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise RuntimeError("a defect in the clean-up") from None
+
+        async def stop(self, deregister: bool = True) -> None:
+            pass
+
+    def make_client(
+        ep: NodeEndpoint, servers: Sequence[ServerConfig], bind: tuple[str, int]
+    ) -> LwM2MClient:
+        if ep.node == stuck:
+            return StuckClient()  # type: ignore[return-value]
+        return LwM2MClient(ep.tree, ep.name, servers, bind=bind, on_event=ep.event)
+
+    s = setup(tmp_path, server.uri, nodes=2, interval=0.0, make_client=make_client)
+    names = pair_all(s)
+    await s.exposure.start()
+    assert await registered(server, 1) == {endpoint_name(GATEWAY, NodeId("sim", "0001"))}
+    async with asyncio.timeout(TIMEOUT):
+        await starting.wait()
+    async with asyncio.timeout(TIMEOUT):
+        await s.exposure.stop()
+    assert "a defect in the clean-up" in caplog.text
+    deregistered = {e.endpoint for e in server.history if e.kind == "deregister"}
+    assert deregistered == {names[0]}

@@ -22,6 +22,7 @@ Wiring points for the other parts of the gateway (one place each):
   firmware updates): ``bridged.build``; the gateway asks its exposure mode
   (``bridged.exposure.mode``), never which one it is;
 * the event hub: ``bridged.events``; the JSON views bridgectl shows: ``bridged.views``;
+  what the servers say of the registrations: ``bridged.registrations``;
 * operations on node-backed resources: ``NodeOperations`` given to every LwM2M client (the
   gateway's and each node endpoint's) and to the shell (``bridged.shell``);
 * command outcomes (applied, failed, expired, superseded): ``_on_command``, which publishes the
@@ -43,11 +44,9 @@ from typing import Any
 from bridged.aio import cancel_and_wait
 from bridged.commands import CommandQueue
 from bridged.delivery import Delivery
-from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts
 from bridged.engine.nodes import NodePaths
-from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import NodeEndpoint
 from bridged.objects.errors import BadRequest, NotFound
@@ -88,10 +87,12 @@ from .build import (
 from .config import Config, ConfigError
 from .eventlog import EventLog
 from .events import EventHub, HeardEvents, NodeEvents
-from .faults import RADIO_DOWN, SERVER_UNREACHABLE
+from .faults import RADIO_DOWN
 from .protocol import HISTORY_LIMIT, OperationFailed
+from .registrations import Registrations
 from .shell import Shell
 from .views import (
+    bootstrap_json,
     command_json,
     firmware_command_json,
     node_detail_json,
@@ -106,9 +107,6 @@ SECRETS = "secrets.json"
 EXPIRY_RETRY = 60.0
 """Seconds before commands are looked at again after the state database refused to expire
 them (otherwise each expires when its time to live is over)."""
-ENDPOINT_STATUS_DELAY = 0.5
-"""Node endpoints' registration events within this many seconds make one status change (after
-a restart, thousands of endpoints register within seconds)."""
 STORAGE_CONDITIONS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY")
 """SQLite errors of a file system that is full or refuses writes, not of a broken daemon."""
 OBSERVED = "observed"
@@ -134,15 +132,12 @@ class Gateway:
         self.on_change = on_change
         self.events = EventHub()
         self.started_at = time.time()
-        self.registrations: dict[str, RegistrationEvent] = {}
-        self.bootstrap_event: BootstrapEvent | None = None
         self.transport_state: dict[str, str] = {}
         self.running = False
         self.client_running = False
         self._join_until = 0.0
         self._registry_task: asyncio.Task[None] | None = None
         self._expiry_task: asyncio.Task[None] | None = None
-        self._status_later: asyncio.TimerHandle | None = None
         state_dir = config.gateway.state_dir
         self._lock = open_state_dir(config)
         try:
@@ -167,12 +162,20 @@ class Gateway:
             event_log = EventLog(self.tree, FaultLogStore(self.db))  # /20/0
             self.faults = build_faults(self.tree, self.registry, self.events, event_log)
             """The gateway's own faults, in its /3/0/11 (bridged/faults.py)."""
+            self.registrations = Registrations(
+                config.servers,
+                self.faults,
+                self.events,
+                registered=lambda ssid: self.delivery.registered(ssid),
+                changed=self._changed,
+            )
+            """What the servers say of the registrations (bridged/registrations.py)."""
             self.exposure = build_exposure(
                 config,
                 self.tree,
                 self.nodes,
                 endpoint_client=self._endpoint_client,
-                on_endpoint_event=self._on_endpoint_event,
+                on_endpoint_event=self.registrations.endpoint,
             )
             with self.nodes.allocating():  # a first start allocates every node's IDs
                 self.registry.listen(self.exposure)
@@ -197,10 +200,10 @@ class Gateway:
                 config.gateway.endpoint,
                 config.servers,
                 bind=(config.gateway.bind_address, config.gateway.bind_port),
-                on_event=self._on_registration,
+                on_event=self.registrations.registration,
                 bootstrap=config.bootstrap,
                 state_dir=state_dir,
-                on_bootstrap_event=self._on_bootstrap,
+                on_bootstrap_event=self.registrations.bootstrap,
                 nodes=self.operations if exposure.nodes_on_gateway else None,
                 end_devices=exposure.end_devices,
             )
@@ -284,8 +287,7 @@ class Gateway:
         not applied stays pending), make every reading durable, close the transports (then
         commit what they said while closing) and the database."""
         self.running = False
-        if self._status_later is not None:
-            self._status_later.cancel()
+        self.registrations.close()
         if self.client_running:
             await self._stop_lwm2m()
         await cancel_and_wait(self._expiry_task)
@@ -434,70 +436,10 @@ class Gateway:
     def _changed(self) -> None:
         self.on_change()
 
-    def _on_registration(self, event: RegistrationEvent) -> None:
-        self.registrations[event.server] = event
-        source = f"server {event.server}"
-        if event.kind in (EventKind.REGISTRATION_FAILURE, EventKind.UPDATE_FAILURE):
-            why = f"{event.kind.value}: {event.detail}" if event.detail else event.kind.value
-            self.faults.raise_fault(source, SERVER_UNREACHABLE, why)
-        elif event.kind in (EventKind.REGISTRATION_COMPLETE, EventKind.UPDATE_COMPLETE):
-            self.faults.clear(source)
-        self._server_registered(event)
-        self.events.publish(
-            "registration",
-            server=event.server,
-            event=event.kind.value,
-            state=event.state.value,
-            detail=event.detail,
-        )
-        self._changed()
-
-    def _server_registered(self, event: RegistrationEvent) -> None:
-        """A completed registration says the server is there: delivery to it stops backing
-        off (a server a Bootstrap-Server provisioned is not configured: every server)."""
-        if event.kind is EventKind.REGISTRATION_COMPLETE:
-            ssid = next(
-                (s.short_server_id for s in self.config.servers if s.uri == event.server), None
-            )
-            self.delivery.registered(ssid)
-
-    def _on_endpoint_event(self, ep: NodeEndpoint, event: RegistrationEvent) -> None:
-        """A node endpoint's registration event: streamed as it comes, and counted in the
-        status once the burst is over."""
-        self._server_registered(event)
-        self.events.publish(
-            "endpoint",
-            node=str(ep.node),
-            endpoint=ep.name,
-            server=event.server,
-            event=event.kind.value,
-            state=event.state.value,
-            detail=event.detail,
-        )
-        if self._status_later is None:
-            self._status_later = asyncio.get_running_loop().call_later(
-                ENDPOINT_STATUS_DELAY, self._endpoints_changed
-            )
-
-    def _endpoints_changed(self) -> None:
-        self._status_later = None
-        self._changed()
-
     def _on_command(self, command: Command) -> None:
         """A command queued or ended (CommandQueue has logged it): stream it, and the pending
         count in the status changed."""
         self.events.publish("command", **command_json(command))
-        self._changed()
-
-    def _on_bootstrap(self, event: BootstrapEvent) -> None:
-        self.bootstrap_event = event
-        self.events.publish(
-            "bootstrap",
-            server=event.server,
-            event=event.kind.value,
-            state=event.state.value,
-            detail=event.detail,
-        )
         self._changed()
 
     # -- status ------------------------------------------------------------------------------
@@ -520,17 +462,11 @@ class Gateway:
             "servers": servers_json(
                 self.client,
                 self.config.servers,
-                self.registrations,
+                self.registrations.last,
                 self.delivery,
                 running=self.client_running,
             ),
-            "bootstrap": None
-            if self.bootstrap_event is None
-            else {
-                "server": self.bootstrap_event.server,
-                "state": self.bootstrap_event.state.value,
-                "detail": self.bootstrap_event.detail,
-            },
+            "bootstrap": bootstrap_json(self.registrations.bootstrap_event),
             "nodes": {
                 "paired": len(live),
                 "reachable": sum(1 for n in live if n.state is not None and n.state.reachable),

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from bridged.delivery import Delivery
+from bridged.engine.bootstrap_client import BootstrapEvent
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import RegistrationEvent
 from bridged.health import NodeHealth
@@ -142,6 +143,13 @@ def heard_json(heard: Heard) -> dict[str, Any]:
         "values": values or ("encrypted" if heard.encrypted else ""),
         "records": [json_record(r) for r in heard.records],
     }
+
+
+def bootstrap_json(event: BootstrapEvent | None) -> dict[str, Any] | None:
+    """The bootstrap's last event as ``bridgectl status`` shows it (None: none yet)."""
+    if event is None:
+        return None
+    return {"server": event.server, "state": event.state.value, "detail": event.detail}
 
 
 def servers_json(

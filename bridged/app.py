@@ -22,7 +22,8 @@ Wiring points for the other parts of the gateway (one place each):
   firmware updates): ``bridged.build``; the gateway asks its exposure mode
   (``bridged.exposure.mode``), never which one it is;
 * the event hub: ``bridged.events``; the JSON views bridgectl shows: ``bridged.views``;
-  what the servers say of the registrations: ``bridged.registrations``;
+  what the servers say of the registrations: ``bridged.registrations``; bridgectl's
+  observations, send and update: ``bridged.server_verbs``;
 * operations on node-backed resources: ``NodeOperations`` given to every LwM2M client (the
   gateway's and each node endpoint's) and to the shell (``bridged.shell``);
 * command outcomes (applied, failed, expired, superseded): ``_on_command``, which publishes the
@@ -37,7 +38,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -47,11 +48,8 @@ from bridged.delivery import Delivery
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts
 from bridged.engine.nodes import NodePaths
-from bridged.engine.send import SendOutcome
 from bridged.exposure.endpoints import NodeEndpoint
-from bridged.objects.errors import BadRequest, NotFound
-from bridged.objects.paths import ROOT, Path
-from bridged.objects.values import Record
+from bridged.objects.errors import NotFound
 from bridged.operations import NodeOperations
 from bridged.registry import NodeRegistry
 from bridged.store.commands import Command
@@ -90,6 +88,7 @@ from .events import EventHub, HeardEvents, NodeEvents
 from .faults import RADIO_DOWN
 from .protocol import HISTORY_LIMIT, OperationFailed
 from .registrations import Registrations
+from .server_verbs import ServerVerbs
 from .shell import Shell
 from .views import (
     bootstrap_json,
@@ -207,6 +206,8 @@ class Gateway:
                 nodes=self.operations if exposure.nodes_on_gateway else None,
                 end_devices=exposure.end_devices,
             )
+            self.server_verbs = ServerVerbs(self.client, self.tree, self.registry, exposure.paths)
+            """bridgectl observations, send, update (bridged/server_verbs.py)."""
             # Node readings go upstream from the store, by Send or as notifications, through
             # the gateway's endpoint or, in the endpoints mode, through each node's own.
             if OBSERVED in self.readings.consumers():
@@ -615,59 +616,6 @@ class Gateway:
         return max(seconds, 0.0)
 
     # -- the LwM2M client (observe list, send, update, start/stop) ---------------------------
-
-    def _sessions(self, server: int | None) -> Iterator[Any]:
-        if not self.client.sessions:
-            raise OperationFailed("the LwM2M client is stopped or has no server session yet")
-        found = [s for s in self.client.sessions if server is None or s.short_server_id == server]
-        if not found:
-            raise OperationFailed(f"no server with short server ID {server}")
-        return iter(found)
-
-    def observations(self, server: int | None = None) -> list[dict[str, Any]]:
-        return [
-            {
-                "server": s.uri,
-                "short_server_id": s.short_server_id,
-                "observations": [[str(p) for p in paths] for paths in s.observed_paths()],
-            }
-            for s in self._sessions(server)
-        ]
-
-    async def send(self, paths: Sequence[Path], server: int | None = None) -> SendOutcome:
-        records: list[Record] = []
-        for path in paths:
-            if path == ROOT:
-                raise BadRequest("send needs resource paths")
-            records.extend(self._send_records(path))
-        return await self.client.send(records, server)
-
-    def _send_records(self, path: Path) -> list[Record]:
-        """What a Send of ``path`` carries: for a node's path (``/3303/4/5700``,
-        ``/dev0/3303/0``; the mapping says which), the node's last reported values there with
-        the times it measured them; for the gateway's own, the tree's values."""
-        found = self.exposure.paths.local(path)
-        if found is None:
-            if path.prefix is not None:
-                raise NotFound(f"{path} is no node's instance or resource")
-            return self.tree.read(path)
-        node, local = found
-        live = self.registry.live.get(node)
-        records = []
-        for p, r in sorted(live.values.items() if live else ()):
-            upstream = self.exposure.paths.upstream(node, p) if local.contains(p) else None
-            if upstream is not None and path.contains(upstream):
-                records.append(Record(upstream, r.value, r.time))
-        if not records:
-            raise NotFound(f"node {node} has reported no value at {local} yet")
-        return records
-
-    def update(self, server: int | None = None) -> list[str]:
-        """Send a registration Update now (to one server or all)."""
-        sessions = list(self._sessions(server))
-        for s in sessions:
-            s.trigger_update()
-        return [s.uri for s in sessions]
 
     async def start_client(self) -> None:
         """Register again after ``stop_client`` (``bridgectl start``), the node endpoints

@@ -199,7 +199,7 @@ def _status(gw: Gateway, a: Args, s: Session) -> Any:
 
 
 async def _send(gw: Gateway, a: Args, s: Session) -> Any:
-    outcome = await gw.send(a.paths, a.server)
+    outcome = await gw.server_verbs.send(a.paths, a.server)
     result = {
         "server": outcome.server,
         "status": outcome.status.value,
@@ -490,7 +490,7 @@ VERBS: tuple[Verb, ...] = (
     Verb(
         "observe.list",
         "list them per server",
-        lambda gw, a, s: gw.observations(a.server),
+        lambda gw, a, s: gw.server_verbs.observations(a.server),
         params=(Param("server", SERVER, "short server ID"),),
         show=show_observations,
     ),
@@ -508,7 +508,7 @@ VERBS: tuple[Verb, ...] = (
     Verb(
         "update",
         "send a registration Update now",
-        lambda gw, a, s: {"updating": gw.update(a.server)},
+        lambda gw, a, s: {"updating": gw.server_verbs.update(a.server)},
         params=(Param("server", SERVER, "short server ID (default: all)"),),
         changes=True,
         show=lambda r, o: o.write(f"update sent to {', '.join(r['updating'])}\n"),

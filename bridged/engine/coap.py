@@ -75,8 +75,8 @@ from aiocoap.util.asyncio.getaddrinfo_addrconfig import getaddrinfo_routechecked
 
 from .addresses import cached
 from .dedup import DEFAULT_CAPACITY, DEFAULT_CON_WINDOW, DEFAULT_NON_WINDOW, DedupCache
-from .options import CheckedSite
 from .pacing import EXCHANGE_LIFETIME, MESSAGE_IDS, NON_LIFETIME, PacerTable
+from .serving import ServingContext
 
 log = logging.getLogger(__name__)
 
@@ -436,8 +436,7 @@ async def create_context(
     is shared with no other socket (see the module docstring).
     """
     loop = asyncio.get_running_loop()
-    served = None if site is None else CheckedSite(site)
-    context = aiocoap.Context(loop=loop, serversite=served, loggername=loggername)
+    context = ServingContext(site, loop=loop, loggername=loggername)
 
     async def udp(mman: BoundedMessageManager) -> MessageInterfaceUDP6:
         sock = await unshared_socket(bind[0], bind[1])

@@ -486,9 +486,15 @@ class ObjectTree:
         assert isinstance(node, dict)
         if level == Level.INSTANCE:
             odef = self.definitions.get(ids[0])
+            times = self._times
             for rid in sorted(node):
-                if odef.resource(rid).operations.readable:
-                    self._collect(Path.derived((*ids, rid), prefix), node[rid], out)
+                if not odef.resource(rid).operations.readable:
+                    continue
+                slot, rp = node[rid], Path.derived((*ids, rid), prefix)
+                if isinstance(slot, dict):
+                    self._collect(rp, slot, out)
+                else:  # a single-instance resource, the most common: no call for it
+                    out.append(Record(rp, slot, times.get(rp) if times else None))
             return
         for i in sorted(node):
             self._collect(Path.derived((*ids, i), prefix), node[i], out)

@@ -236,7 +236,10 @@ class ObjectTree:
 
     def _recompute(self, path: Path) -> None:
         """Bring the computed resources at, under or above ``path`` up to date, silently."""
+        oid = path.ids[0] if path.ids else None
         for target, compute in self._computed.items():
+            if oid is not None and target.ids[0] != oid:
+                continue  # another object's (the tree's paths share its prefix)
             if not (path.contains(target) or target.contains(path)) or not self.has(target):
                 continue
             value = compute()

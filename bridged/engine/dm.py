@@ -926,13 +926,15 @@ class DeviceManagementResource(resource.Resource):
         if self.observations is not None:
             self.observations.heard()
         response = reply_message(reply)
+        if block2 is not None or len(response.payload) > request.remote.maximum_payload_size:
 
-        async def built() -> aiocoap.Message:
-            return response
+            async def built() -> aiocoap.Message:
+                return response
 
-        # aiocoap's own Block2 handling (the first block of a large response, the rest kept
-        # for the later requests), which awaits nothing here but ``built``:
-        pipe.add_response(run_now(self._block2.extract_or_insert(request, built)), is_last=True)
+            # aiocoap's own Block2 handling (the first block of a large response, the rest
+            # kept for the later requests), which awaits nothing here but ``built``:
+            response = run_now(self._block2.extract_or_insert(request, built))
+        pipe.add_response(response, is_last=True)
         return True
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:

@@ -68,7 +68,7 @@ def check_options(method: int, numbers: Iterable[int]) -> None:
     if proxy := sorted(counts.keys() & PROXY_OPTIONS):
         raise ProxyingNotSupported(f"option {proxy[0]}: this client is not a proxy")
     for number, count in sorted(counts.items()):
-        if not OptionNumber(number).is_critical():
+        if not number & 1:  # elective (RFC 7252 §5.4.6: odd numbers are critical)
             continue
         served = SERVED.get(number)
         if served is None:

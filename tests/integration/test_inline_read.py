@@ -8,13 +8,16 @@ task (``CheckedSite.render_to_pipe``); the responses must match in code, options
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import aiocoap
 import pytest
+from aiocoap import resource
 from aiocoap.numbers.codes import Code
-from aiocoap.numbers.types import CON
+from aiocoap.numbers.types import ACK, CON
 from aiocoap.optiontypes import BlockOption
 from aiocoap.pipe import Pipe
 from aiocoap.transports.udp6 import UDP6EndpointAddress
@@ -186,4 +189,45 @@ async def test_the_context_answers_a_read_before_returning_to_the_event_loop() -
         context.render_to_pipe(pipe)
         assert answers == [(Code.CONTENT, aiocoap.Message(content_format=0).opt.encode(), b"ACME")]
     finally:
+        await context.shutdown()
+
+
+class Slow(resource.Resource):
+    """Answers once ``release`` is set: a request that cannot be answered at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        await self.release.wait()
+        return aiocoap.Message(code=Code.CONTENT, payload=b"late")
+
+
+async def test_a_request_not_answered_at_once_still_gets_an_empty_ack_then_its_response() -> None:
+    """RFC 7252 §5.2.2: the empty-ACK timer is armed only for a request not answered inline,
+    and such a request gets the empty ACK, then its response as a CON of its own."""
+    slow = Slow()
+    context = await create_context(slow, ("127.0.0.1", 0))
+    port = context.request_interfaces[0].token_interface.message_interface._local_port()
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.connect(("127.0.0.1", port))
+    try:
+        get = aiocoap.Message(code=Code.GET)
+        get.mtype, get.mid, get.token = CON, 0x1234, b"sl"
+        await loop.sock_sendall(sock, get.encode())
+        ack = aiocoap.Message.decode(await asyncio.wait_for(loop.sock_recv(sock, 1500), 10))
+        assert (ack.mtype, ack.code, ack.mid, ack.token) == (ACK, Code.EMPTY, 0x1234, b"")
+        slow.release.set()
+        late = aiocoap.Message.decode(await asyncio.wait_for(loop.sock_recv(sock, 1500), 10))
+        assert (late.mtype, late.code, late.token, late.payload) == (
+            CON,
+            Code.CONTENT,
+            b"sl",
+            b"late",
+        )
+    finally:
+        sock.close()
         await context.shutdown()

@@ -30,6 +30,11 @@ class ResourceType(Enum):
     CORELNK = "Corelnk"
     NONE = "none"
 
+    # Each member is its only instance and equal only to itself: the identity hash is the
+    # right one, and it is computed in C (Enum's own hashes the name in Python, on every
+    # lookup of a codec's encoder for every value encoded).
+    __hash__ = object.__hash__
+
 
 class Operations(Enum):
     """What a resource allows: read, write, both, execute, or nothing (bootstrap only)."""

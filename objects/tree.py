@@ -236,7 +236,10 @@ class ObjectTree:
 
     def _recompute(self, path: Path) -> None:
         """Bring the computed resources at, under or above ``path`` up to date, silently."""
+        oid = path.ids[0] if path.ids else None
         for target, compute in self._computed.items():
+            if oid is not None and target.ids[0] != oid:
+                continue  # another object's (the tree's paths share its prefix)
             if not (path.contains(target) or target.contains(path)) or not self.has(target):
                 continue
             value = compute()
@@ -469,25 +472,35 @@ class ObjectTree:
         return staged
 
     def _collect(self, path: Path, node: object, out: list[Record]) -> None:
+        # The tree's keys are IDs checked when they went in: the paths under ``path`` are
+        # built without checking them again (``Path.derived``), as every Read builds one per
+        # value it answers.
         level = path.level
+        ids, prefix = path.ids, path.prefix
         if level >= Level.RESOURCE and not isinstance(node, dict):
             out.append(Record(path, cast(Value, node), self._times.get(path)))
             return
         if level == Level.RESOURCE:
             assert isinstance(node, dict)
             for ri in sorted(node):
-                rip = path.child(ri)
+                rip = Path.derived((*ids, ri), prefix)
                 out.append(Record(rip, node[ri], self._times.get(rip, self._times.get(path))))
             return
         assert isinstance(node, dict)
         if level == Level.INSTANCE:
-            odef = self.definitions.get(path.ids[0])
+            odef = self.definitions.get(ids[0])
+            times = self._times
             for rid in sorted(node):
-                if odef.resource(rid).operations.readable:
-                    self._collect(path.child(rid), node[rid], out)
+                if not odef.resource(rid).operations.readable:
+                    continue
+                slot, rp = node[rid], Path.derived((*ids, rid), prefix)
+                if isinstance(slot, dict):
+                    self._collect(rp, slot, out)
+                else:  # a single-instance resource, the most common: no call for it
+                    out.append(Record(rp, slot, times.get(rp) if times else None))
             return
         for i in sorted(node):
-            self._collect(path.child(i), node[i], out)
+            self._collect(Path.derived((*ids, i), prefix), node[i], out)
 
     def _walk_paths(self, path: Path, node: object, out: list[Path]) -> None:
         if path.level >= Level.RESOURCE:

@@ -48,7 +48,8 @@ itself, which a second daemon then cannot take (EADDRINUSE) instead of sharing i
 These live in :class:`BoundedMessageManager`, a subclass of aiocoap's ``MessageManager`` that
 replaces its deduplication methods (``_deduplicate_message``, ``_store_response_for_duplicates``)
 and wraps ``dispatch_message`` (every incoming message), ``_send_initially`` (the one place where
-a message is sent for the first time), ``_add_exchange`` and ``_remove_exchange``. Those are
+a message is sent for the first time), ``_add_exchange`` and ``_remove_exchange``, and replaces
+``_process_request`` (its empty-ACK timer armed only for a request not answered at once). Those are
 aiocoap internals, pinned like the DTLS transport's: keep aiocoap's version pinned.
 """
 
@@ -75,8 +76,8 @@ from aiocoap.util.asyncio.getaddrinfo_addrconfig import getaddrinfo_routechecked
 
 from .addresses import cached
 from .dedup import DEFAULT_CAPACITY, DEFAULT_CON_WINDOW, DEFAULT_NON_WINDOW, DedupCache
-from .options import CheckedSite
 from .pacing import EXCHANGE_LIFETIME, MESSAGE_IDS, NON_LIFETIME, PacerTable
+from .serving import ServingContext
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,16 @@ REFUSED_LOG_INTERVAL = 60.0
 
 HELD_RETRY = 0.05
 """How soon a producer asks again when messages are already held for the peer."""
+
+
+class _Unarmed:
+    """The empty-ACK timer of a request still being answered at once: nothing to cancel."""
+
+    def cancel(self) -> None:
+        pass
+
+
+_UNARMED = _Unarmed()
 
 
 class BoundedMessageManager(MessageManager):
@@ -212,6 +223,37 @@ class BoundedMessageManager(MessageManager):
             self._peers[message.remote] = None
             while len(self._peers) > PEERS_KEPT:
                 self._peers.popitem(last=False)
+
+    # -- the empty ACK -----------------------------------------------------------------------
+
+    def _process_request(self, request: aiocoap.Message) -> None:
+        """aiocoap's, except that the timer that sends an empty ACK when the response is slow
+        (EMPTY_ACK_DELAY) is armed only if the request was not answered at once: a Read
+        answered inline (``bridged.engine.serving``) took the piggyback opportunity before
+        the timer could matter, and arming and cancelling one per request is work for the
+        event loop's timer heap on every Read."""
+        if request.mtype is not CON:
+            super()._process_request(request)
+            return
+        key = (request.remote, request.token)
+        waiting = self._piggyback_opportunities
+        if (old := waiting.pop(key, None)) is not None:
+            self.log.warning(
+                "New request came in while old request not ACKed yet; cancelling that ACK"
+            )
+            old[1].cancel()
+        pending = (request.mid, _UNARMED)
+        waiting[key] = pending
+        self.token_manager.process_request(request)
+        if waiting.get(key) is pending:  # no response yet: wait for it, then ACK empty
+            handle = self.loop.call_later(
+                request.transport_tuning.EMPTY_ACK_DELAY, self._ack_empty, key
+            )
+            waiting[key] = (request.mid, handle)
+
+    def _ack_empty(self, key: tuple[interfaces.EndpointAddress, bytes]) -> None:
+        mid, _ = self._piggyback_opportunities.pop(key)
+        self._send_empty_ack(key[0], mid, "Response took too long to prepare")
 
     # -- deduplication -----------------------------------------------------------------------
 
@@ -436,8 +478,7 @@ async def create_context(
     is shared with no other socket (see the module docstring).
     """
     loop = asyncio.get_running_loop()
-    served = None if site is None else CheckedSite(site)
-    context = aiocoap.Context(loop=loop, serversite=served, loggername=loggername)
+    context = ServingContext(site, loop=loop, loggername=loggername)
 
     async def udp(mman: BoundedMessageManager) -> MessageInterfaceUDP6:
         sock = await unshared_socket(bind[0], bind[1])

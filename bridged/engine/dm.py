@@ -30,9 +30,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiocoap
 from aiocoap import resource
@@ -78,6 +78,8 @@ if TYPE_CHECKING:
     from .observe import Observations
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 NUMERIC_ONLY = frozenset({"gt", "lt", "st"})
 
@@ -509,7 +511,7 @@ class DeviceManagement:
         and its reason (the operator has a server's full rights: no access control)."""
         nodes = self.nodes
         sync = (method, segments, query, payload, content_format, accept)
-        if nodes is None or len(payload) > self.body_limit(method, segments):
+        if nodes is None or self._local(method, segments, payload, content_format, accept):
             return self._handle(*sync)
         path = Path.from_segments(segments)
         if method == Code.iPATCH and path == ROOT and content_format is not None:
@@ -539,6 +541,47 @@ class DeviceManagement:
         if method == Code.DELETE:
             raise node_owned(path, node)
         return self._handle(*sync)
+
+    def _local(
+        self,
+        method: int,
+        segments: Sequence[str],
+        payload: bytes,
+        content_format: int | None,
+        accept: int | None,
+    ) -> bool:
+        """Whether ``operate`` answers this request from the tree alone, as ``handle`` does:
+        the node backend has no part in it (raises what ``Path.from_segments`` raises)."""
+        nodes = self.nodes
+        if nodes is None or len(payload) > self.body_limit(method, segments):
+            return True
+        path = Path.from_segments(segments)
+        if method == Code.iPATCH and path == ROOT and content_format is not None:
+            return False
+        reads = method == Code.GET and accept != ContentFormat.LINK_FORMAT
+        if path.level is Level.OBJECT and (reads or method == Code.POST):
+            return False  # the nodes' instances of the object: read, or refused a Create
+        return nodes.locate(path) is None
+
+    def handle_now(
+        self,
+        method: int,
+        segments: Sequence[str],
+        query: Sequence[str] = (),
+        payload: bytes = b"",
+        content_format: int | None = None,
+        accept: int | None = None,
+    ) -> Reply | None:
+        """``handle_async``'s reply when it can be given without awaiting anything (the
+        request is answered from the tree: ``_local``), None otherwise. The server's plain
+        Reads of the gateway's own objects are answered here, inline, by the context's fast
+        path (``bridged.engine.coap.ServingContext``)."""
+        try:
+            if not self._local(method, segments, payload, content_format, accept):
+                return None
+            return self._handle(method, segments, query, payload, content_format, accept)
+        except LwM2MError as e:
+            return _refused(method, segments, e)
 
     async def _read_object(
         self, nodes: NodeBackend, path: Path, accept: int | None
@@ -818,6 +861,18 @@ async def handle_request_async(
     return await handle(*request_arguments(request))
 
 
+def run_now(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that completes without suspending (RuntimeError if it
+    suspends: it was not one)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coroutine.close()
+    raise RuntimeError(f"{coroutine!r} suspended")
+
+
 def reply_message(reply: Reply) -> aiocoap.Message:
     """The CoAP response carrying ``reply``."""
     msg = aiocoap.Message(code=Code(reply.code), payload=reply.payload)
@@ -850,6 +905,37 @@ class DeviceManagementResource(resource.Resource):
             await super().render_to_pipe(pipe)
         else:
             await self.observations.render_to_pipe(pipe, super().render_to_pipe)
+
+    def render_now(self, pipe: Pipe) -> bool:
+        """Answer ``pipe``'s request inline if it is a plain Read (GET without Observe or
+        Block1, not a later Block2 block) that ``DeviceManagement.handle_now`` answers from
+        the tree: the same response ``render_to_pipe`` would give, without the task aiocoap
+        runs it in (``bridged.engine.serving``). False: not answered, nothing done."""
+        request = pipe.request
+        block2 = request.opt.block2
+        if (
+            request.code != Code.GET
+            or request.opt.observe is not None
+            or request.opt.block1 is not None
+            or (block2 is not None and block2.block_number != 0)
+        ):
+            return False
+        reply = self.dm.handle_now(*request_arguments(request))
+        if reply is None:
+            return False
+        if self.observations is not None:
+            self.observations.heard()
+        response = reply_message(reply)
+        if block2 is not None or len(response.payload) > request.remote.maximum_payload_size:
+
+            async def built() -> aiocoap.Message:
+                return response
+
+            # aiocoap's own Block2 handling (the first block of a large response, the rest
+            # kept for the later requests), which awaits nothing here but ``built``:
+            response = run_now(self._block2.extract_or_insert(request, built))
+        pipe.add_response(response, is_last=True)
+        return True
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
         if self.dm.nodes is not None:

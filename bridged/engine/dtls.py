@@ -49,7 +49,7 @@ from aiocoap.transports.tinydtls import (
 )
 
 from .coap import append_message_interface
-from .options import CheckedSite
+from .serving import ServingContext
 
 #: Same budget CoAP gives a confirmable message before giving up (MAX_TRANSMIT_SPAN, RFC 7252).
 DEFAULT_HANDSHAKE_TIMEOUT = 45.0
@@ -308,8 +308,8 @@ class DtlsPskUplink(DtlsUplink):
         client_credentials[credentials_pattern(server_uri)] = credentials.DTLS(
             psk=key, client_identity=identity
         )
-        context = Context(
-            serversite=CheckedSite(site),
+        context = ServingContext(
+            site,
             loggername=loggername,
             client_credentials=client_credentials,
         )

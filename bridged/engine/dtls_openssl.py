@@ -22,7 +22,7 @@ import asyncio
 import logging
 from typing import Any
 
-from aiocoap import Context, Message, error, interfaces
+from aiocoap import Message, error, interfaces
 from aiocoap.util import hostportjoin, hostportsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -37,7 +37,7 @@ from .dtls_x509 import (
     subject_name,
     verify_server,
 )
-from .options import CheckedSite
+from .serving import ServingContext
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +356,7 @@ class DtlsX509Uplink(DtlsUplink):
         loggername: str = "bridged.engine.dtls_x509",
     ) -> DtlsX509Uplink:
         """The context for ``server_uri``, serving ``site`` over the session it opens."""
-        context = Context(serversite=CheckedSite(site), loggername=loggername)
+        context = ServingContext(site, loggername=loggername)
         transport = await only_interface(
             context, lambda mman: _X509Transport(mman, credentials, handshake_timeout)
         )

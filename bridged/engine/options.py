@@ -31,6 +31,7 @@ from aiocoap.numbers.optionnumbers import OptionNumber
 from bridged.objects.errors import BadOption, LwM2MError, ProxyingNotSupported
 
 from .dm import error_reply, reply_message
+from .site import render_now
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def check_options(method: int, numbers: Iterable[int]) -> None:
     if proxy := sorted(counts.keys() & PROXY_OPTIONS):
         raise ProxyingNotSupported(f"option {proxy[0]}: this client is not a proxy")
     for number, count in sorted(counts.items()):
-        if not OptionNumber(number).is_critical():
+        if not number & 1:  # elective (RFC 7252 §5.4.6: odd numbers are critical)
             continue
         served = SERVED.get(number)
         if served is None:
@@ -98,11 +99,21 @@ class CheckedSite:
         self.site = site
 
     async def render_to_pipe(self, pipe: Any) -> None:
+        if not self._refused(pipe):
+            await self.site.render_to_pipe(pipe)
+
+    def render_now(self, pipe: Any) -> bool:
+        """Answer ``pipe`` inline: its error, or the site's ``render_now``
+        (``bridged.engine.serving``). False: not answered, for ``render_to_pipe``."""
+        return self._refused(pipe) or render_now(self.site, pipe)
+
+    def _refused(self, pipe: Any) -> bool:
+        """Answer ``pipe`` with its error if ``check_request`` refuses it; whether it did."""
         request: aiocoap.Message = pipe.request
         try:
             check_request(request)
         except LwM2MError as e:
             log.info("request from %s: %s %s", request.remote, e.code_text, e)
             pipe.add_response(reply_message(error_reply(e)), is_last=True)
-            return
-        await self.site.render_to_pipe(pipe)
+            return True
+        return False

@@ -53,6 +53,18 @@ class ClientSite:
     async def render_to_pipe(self, pipe: Any) -> None:
         await self.target(pipe.request).render_to_pipe(pipe)
 
+    def render_now(self, pipe: Any) -> bool:
+        """The target's ``render_now`` (``bridged.engine.serving``); False for a target
+        without one."""
+        return render_now(self.target(pipe.request), pipe)
+
+
+def render_now(resource: Any, pipe: Any) -> bool:
+    """Have ``resource`` answer ``pipe`` inline if it can (its ``render_now``): True if it
+    did, False if the request is for its ``render_to_pipe``."""
+    answer: Callable[[Any], bool] | None = getattr(resource, "render_now", None)
+    return answer is not None and answer(pipe)
+
 
 class NotServing(resource.Resource):
     """A site for a socket that serves no LwM2M Server (the bootstrap session's, outside the

@@ -111,8 +111,12 @@ def announced_formats(lwm2m_version: str) -> tuple[ContentFormat, ...]:
     return (ContentFormat.SENML_CBOR, ContentFormat.SENML_JSON, ContentFormat.CBOR)
 
 
+@functools.lru_cache(maxsize=32)
 def codec_for(content_format: int) -> Codec:
-    """The codec for a Content-Format number; UnsupportedContentFormat (4.15) if none."""
+    """The codec for a Content-Format number; UnsupportedContentFormat (4.15) if none.
+
+    Asked for every request with a payload or an Accept, and every reply: each answer is kept
+    (a miss raises, so only the few data formats are)."""
     try:
         name = ContentFormat(content_format).module
     except ValueError:

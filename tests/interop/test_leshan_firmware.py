@@ -2,15 +2,20 @@
 its demo UI does it: the real daemon in the endpoints mode (Leshan M4 cannot address a gateway's
 end devices) over the simulated transport, whose nodes take an MCUboot image. Leshan pushes the
 package to the node endpoint's /5/0/0 (Block1) or writes a coap:// Package URI, executes
-/5/0/2, and reads State and Update Result until the update has ended."""
+/5/0/2, and reads State and Update Result until the update has ended. The same, through the
+real daemon of an emulated world, for an 802.15.4 node of the RCP emulator and a BLE node of the
+BlueZ emulation that runs MCUboot behind SMP: what the node then holds is read from the node."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from emulators.mcuboot import image
+from emulators.mcuboot import image, version_of
+from emulators.world import Daemon, World, ble_unavailable, node_eui64
 from firmware_servers import coap_package
 
 from peers.leshan import EventStream, Leshan, leshan_events
@@ -20,14 +25,17 @@ pytest_plugins = ["peers.fixtures"]
 
 NODE = "sim:0001"
 TIMEOUT = 60.0
+UPDATE_TIMEOUT = 120.0
+"""Over the emulated radios, the node's own update and reboot take longer."""
+SMP_ADDRESS = "C4:7C:8D:6A:00:0A"
 
 
 events = leshan_events()
 
 
-async def ended(leshan: Leshan, ep: str, state: int, result: int) -> None:
+async def ended(leshan: Leshan, ep: str, state: int, result: int, timeout: float = TIMEOUT) -> None:
     """Read /5/0/3 and /5/0/5 until they are ``state`` and ``result``."""
-    async with asyncio.timeout(TIMEOUT):
+    async with asyncio.timeout(timeout):
         while True:
             read = await leshan.read(ep, "/5/0", "TLV")
             assert read.code == "2.05", read.raw
@@ -35,6 +43,33 @@ async def ended(leshan: Leshan, ep: str, state: int, result: int) -> None:
             if (values[3], values[5]) == (state, result):
                 return
             await asyncio.sleep(0.1)
+
+
+async def update(
+    leshan: Leshan,
+    events: EventStream,
+    node_ep: str,
+    package: bytes,
+    delivery: str,
+    uri: str,
+    timeout: float = TIMEOUT,
+) -> None:
+    """The demo UI's walk, once the node endpoint registers with its /5: write the package
+    (push) or its ``uri`` (pull), Execute Update, and see the new version in /3/0/3."""
+    registration = await events.next("REGISTRATION", endpoint=node_ep, timeout=TIMEOUT)
+    assert "/5/0" in link_urls(registration)
+    if delivery == "push":
+        written = await leshan.write_value(node_ep, "/5/0/0", package.hex(), "OPAQUE")
+    else:
+        written = await leshan.write_value(node_ep, "/5/0/1", uri, "TEXT")
+    assert written.code == "2.04", written.raw
+    await ended(leshan, node_ep, 2, 0)
+    assert (await leshan.read(node_ep, "/5/0/7", "TEXT")).value == version_of(package)
+    executed = await leshan.execute(node_ep, "/5/0/2")
+    assert executed.code == "2.04", executed.raw
+    await ended(leshan, node_ep, 0, 1, timeout)
+    version = await leshan.read(node_ep, "/3/0/3", "TEXT")
+    assert version.value == version_of(package), version.raw
 
 
 @pytest.mark.parametrize("delivery", ["push", "pull"])
@@ -48,17 +83,45 @@ async def test_leshan_updates_a_node(
         coap_package(package) as uri,
     ):
         await daemon.call("pair", node=NODE, name="porch")
-        node_ep = f"{ep}:{NODE}"
-        registration = await events.next("REGISTRATION", endpoint=node_ep, timeout=TIMEOUT)
-        assert "/5/0" in link_urls(registration)
-        if delivery == "push":
-            written = await leshan.write_value(node_ep, "/5/0/0", package.hex(), "OPAQUE")
-        else:
-            written = await leshan.write_value(node_ep, "/5/0/1", uri, "TEXT")
-        assert written.code == "2.04", written.raw
-        await ended(leshan, node_ep, 2, 0)
-        assert (await leshan.read(node_ep, "/5/0/7", "TEXT")).value == "7.1.0+3"
-        executed = await leshan.execute(node_ep, "/5/0/2")
-        assert executed.code == "2.04", executed.raw
-        await ended(leshan, node_ep, 0, 1)
-        assert (await leshan.read(node_ep, "/3/0/3", "TEXT")).value == "7.1.0+3"
+        await update(leshan, events, f"{ep}:{NODE}", package, delivery, uri)
+
+
+async def paired(
+    world: World, daemon: Daemon, radio: str
+) -> tuple[str, Callable[[], Awaitable[str]]]:
+    """Pair a node of ``radio``: its id, and what reads the SHA-256 (hex) of the image it runs."""
+    if radio == "802154":
+        eui64 = node_eui64(5).hex()
+        await daemon.ctl_json("pair", "802154", eui64, "--name", "hall")
+        node = await world.add_node(5, "hall")
+
+        async def running() -> str:
+            return hashlib.sha256(node.firmware).hexdigest()
+
+        return f"802154:{eui64}", running
+    assert world.bluez is not None
+    bluez = world.bluez
+    await daemon.ctl_json("pair", "ble", SMP_ADDRESS, "--firmware", "smp", "--name", "pump")
+
+    async def primary() -> str:
+        return str((await bluez.smp_node(SMP_ADDRESS))["primary"])
+
+    return f"ble:{SMP_ADDRESS}", primary
+
+
+@pytest.mark.parametrize("delivery", ["push", "pull"])
+@pytest.mark.parametrize("radio", ["802154", "ble"])
+async def test_leshan_updates_a_radio_node(
+    tmp_path: Path, leshan: Leshan, events: EventStream, radio: str, delivery: str
+) -> None:
+    if radio == "ble" and ble_unavailable() is not None:
+        pytest.skip(str(ble_unavailable()))
+    ep = f"gw-leshan-fw-{radio}-{delivery}"
+    package = image((6, 2, 0, 1), 7_000)
+    async with World(tmp_path, ble=radio == "ble") as world, coap_package(package) as uri:
+        if world.bluez is not None:
+            await world.bluez.add_smp_device(SMP_ADDRESS, image((1, 0, 0, 0), 2_000))
+        daemon = await world.start_daemon(leshan.uri, endpoint=ep, gateway='exposure = "endpoints"')
+        node, running = await paired(world, daemon, radio)
+        await update(leshan, events, f"{ep}:{node}", package, delivery, uri, UPDATE_TIMEOUT)
+        assert await running() == hashlib.sha256(package).hexdigest()

@@ -179,7 +179,13 @@ class Gateway:
             with self.nodes.allocating():  # a first start allocates every node's IDs
                 self.registry.listen(self.exposure)
             self.registry.listen(NodeEvents(self.events, self._changed))
-            self.firmware = build_firmware(config, self.registry, self.db, self.events)
+            self.firmware = build_firmware(
+                config,
+                self.registry,
+                self.db,
+                self.events,
+                lambda uri: self.client.package_session(uri),  # the client is built below
+            )
             """Each updatable node's /5 (shown once its transport is attached: ``start``)."""
             self.transports = {
                 s.name: build_transport(config, s, self.registry, self.tree.definitions)

@@ -43,6 +43,7 @@ from bridged.transports.base import (
 from bridged.transports.nodes import NodeId
 
 from .config import Config, ConfigError, TransportSection, transport_error
+from .download import Credentials
 from .eventlog import EventLog
 from .events import EventHub
 from .faults import ClockWatch, Fault, GatewayFaults
@@ -152,10 +153,15 @@ FIRMWARE_DIR = "firmware"
 
 
 def build_firmware(
-    config: Config, registry: NodeRegistry, db: sqlite3.Connection, events: EventHub
+    config: Config,
+    registry: NodeRegistry,
+    db: sqlite3.Connection,
+    events: EventHub,
+    credentials: Credentials,
 ) -> FirmwareUpdates:
     """Each updatable node's /5 (``bridged.firmware``), a registry listener, its package
-    files in the state directory, its progress streamed as ``firmware`` events."""
+    files in the state directory, its progress streamed as ``firmware`` events, coaps://
+    packages fetched with ``credentials``."""
     firmware = FirmwareUpdates(
         registry,
         FirmwareStore(db),
@@ -163,6 +169,7 @@ def build_firmware(
         max_size=config.nodes.firmware_max_size,
         timeout=config.nodes.firmware_timeout,
         events=events,
+        credentials=credentials,
     )
     registry.listen(firmware)
     return firmware

@@ -1,12 +1,18 @@
 """Fetching a firmware package from the URI a server wrote to /5/0/1 (pull delivery).
 
-coap:// is fetched block by block (Block2) and http:// and https:// through the standard
-library, resumed with a Range request when the connection breaks before the end (a server that
-ignores Range sends it all again, which is taken from the start). Every failure is a
+coap:// and coaps:// are fetched block by block (Block2) and http:// and https:// through the
+standard library, resumed with a Range request when the connection breaks before the end (a
+server that ignores Range sends it all again, which is taken from the start). Every failure is a
 ``FirmwareError`` with the /5/0/5 code object 5 gives it: a URI that is not one is Invalid URI
 (7), a scheme not offered in /5/0/8 Unsupported protocol (9), a package larger than the bound
 Not enough flash (2), a transfer that broke and could not be resumed, or took longer than
 ``timeout``, Connection lost (4).
+
+coaps:// needs credentials for the package's host, which a Package URI cannot carry: the
+gateway uses those of the LwM2M server configured at that host and port (its /0 instance, PSK
+or certificates: ``LwM2MClient.package_session``), in a DTLS session of the download's own. A
+coaps:// URI of any other host is Invalid URI (7), not Unsupported protocol (9): object 5 keeps
+9 for a scheme the client does not offer, and coaps is offered.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,17 +32,22 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 from aiocoap.optiontypes import BlockOption
 
+from bridged.engine.uplink import Uplink
 from bridged.transports.firmware import DownloadProtocol, FirmwareError, UpdateResult
 
 log = logging.getLogger(__name__)
 
 SCHEMES = {
     "coap": DownloadProtocol.COAP,
+    "coaps": DownloadProtocol.COAPS,
     "http": DownloadProtocol.HTTP,
     "https": DownloadProtocol.HTTPS,
 }
-"""What /5/0/8 offers. coaps:// is not among them: aiocoap's DTLS client needs a PSK for the
-host, and a server naming a package URI gives none."""
+"""What /5/0/8 offers."""
+Session = Callable[[], Awaitable[Uplink]]
+"""Opens a DTLS session to a coaps:// package's host, with the credentials configured for it."""
+Credentials = Callable[[str], Session | None]
+"""The ``Session`` for a coaps:// URI's host and port, None when none is configured."""
 HTTP_ATTEMPTS = 3
 """Connections tried for one http(s) download: the first, and resumptions after a break."""
 READ_TIMEOUT = 15.0
@@ -47,8 +59,14 @@ BLOCK_EXPONENT = 6
 """Block2 blocks of 1024 bytes asked for (a server may answer smaller ones)."""
 
 
-def check_uri(uri: str) -> str:
-    """``uri``'s scheme once it is a URI this gateway can fetch; FirmwareError otherwise."""
+def no_credentials(uri: str) -> Session | None:
+    """No coaps:// host has credentials (a gateway without LwM2M servers, a test)."""
+    return None
+
+
+def check_uri(uri: str, credentials: Credentials = no_credentials) -> Session | None:
+    """Nothing (coaps://: how to open its session) once ``uri`` is a URI this gateway can
+    fetch; FirmwareError otherwise."""
     try:
         parts = urlsplit(uri)
         parts.port  # noqa: B018 - a port that is not a number raises here
@@ -61,17 +79,44 @@ def check_uri(uri: str) -> str:
             UpdateResult.UNSUPPORTED_PROTOCOL,
             f"{parts.scheme}:// is not offered (only {', '.join(SCHEMES)})",
         )
-    return parts.scheme
+    if parts.scheme != "coaps":
+        return None
+    session = credentials(uri)
+    if session is None:
+        raise FirmwareError(
+            UpdateResult.INVALID_URI,
+            f"{uri}: no LwM2M server is configured at {parts.netloc}, whose credentials a"
+            " coaps:// package is fetched with",
+        )
+    return session
 
 
-async def download(uri: str, dest: Path, max_size: int, timeout: float) -> None:
+async def download(
+    uri: str,
+    dest: Path,
+    max_size: int,
+    timeout: float,
+    credentials: Credentials = no_credentials,
+) -> None:
     """Fetch ``uri`` into ``dest`` (which may hold the start of it from an interrupted try),
-    at most ``max_size`` bytes, within ``timeout`` seconds."""
-    scheme = check_uri(uri)
+    at most ``max_size`` bytes, within ``timeout`` seconds; a coaps:// one with the session
+    ``credentials`` gives for its host."""
+    session = check_uri(uri, credentials)
+    scheme = urlsplit(uri).scheme
     try:
         async with asyncio.timeout(timeout):
-            if scheme == "coap":
-                await _coap(uri, dest, max_size)
+            if scheme in ("coap", "coaps"):
+                uplink = None if session is None else await session()
+                context = (
+                    await aiocoap.Context.create_client_context()
+                    if uplink is None
+                    else uplink.context
+                )
+                try:
+                    await _coap(uri, dest, max_size, context)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await (context.shutdown() if uplink is None else uplink.shutdown())
             else:
                 stop = threading.Event()
                 try:
@@ -93,43 +138,44 @@ def _too_big(size: int, max_size: int) -> FirmwareError:
     )
 
 
-async def _coap(uri: str, dest: Path, max_size: int) -> None:
-    """Fetch ``uri`` block by block (Block2, 1024 bytes or what the server picks), each
-    written to ``dest`` as it comes: the bound holds at the first block past it, and a fetch
-    cut short (a restart) goes on from the blocks ``dest`` has."""
-    context = await aiocoap.Context.create_client_context()
-    try:
-        have = dest.stat().st_size if dest.exists() else 0
-        offset = have - have % 2 ** (BLOCK_EXPONENT + 4)
-        with dest.open("r+b" if dest.exists() else "wb") as out:
-            out.truncate(offset)
-            out.seek(offset)
-            exponent = BLOCK_EXPONENT
-            while True:
-                number = offset // 2 ** (exponent + 4)
-                request = aiocoap.Message(code=Code.GET, uri=uri)
-                request.opt.block2 = BlockOption.BlockwiseTuple(number, False, exponent)
-                response = await _coap_response(context, request, uri)
-                block = response.opt.block2
-                if block is None:  # all of it at once (a small package, or no Block2)
-                    out.seek(0)
-                    out.truncate()
-                elif block.start != offset:
-                    raise FirmwareError(
-                        UpdateResult.CONNECTION_LOST,
-                        f"{uri}: block at byte {block.start} for the one at {offset}",
-                    )
-                if out.tell() + len(response.payload) > max_size:
-                    raise _too_big(out.tell() + len(response.payload), max_size)
-                out.write(response.payload)
-                out.flush()
-                if block is None or not block.more:
-                    return
-                offset += len(response.payload)
-                exponent = min(block.size_exponent, BLOCK_EXPONENT)
-    finally:
-        with contextlib.suppress(Exception):
-            await context.shutdown()
+async def _coap(uri: str, dest: Path, max_size: int, context: aiocoap.Context) -> None:
+    """Fetch ``uri`` through ``context`` block by block (Block2, 1024 bytes or what the server
+    picks), each written to ``dest`` as it comes: the bound holds at the first block past it,
+    and a fetch cut short (a restart) goes on from the blocks ``dest`` has."""
+    have = dest.stat().st_size if dest.exists() else 0
+    offset = have - have % 2 ** (BLOCK_EXPONENT + 4)
+    with dest.open("r+b" if dest.exists() else "wb") as out:
+        out.truncate(offset)
+        out.seek(offset)
+        exponent = BLOCK_EXPONENT
+        remote = None
+        while True:
+            number = offset // 2 ** (exponent + 4)
+            request = aiocoap.Message(code=Code.GET, uri=uri)
+            if remote is not None:
+                # the last block's session: held, as aiocoap's DTLS pool forgets one that
+                # nothing references (a new handshake each block), and not resolved again
+                request.remote = remote
+            request.opt.block2 = BlockOption.BlockwiseTuple(number, False, exponent)
+            response = await _coap_response(context, request, uri)
+            remote = response.remote
+            block = response.opt.block2
+            if block is None:  # all of it at once (a small package, or no Block2)
+                out.seek(0)
+                out.truncate()
+            elif block.start != offset:
+                raise FirmwareError(
+                    UpdateResult.CONNECTION_LOST,
+                    f"{uri}: block at byte {block.start} for the one at {offset}",
+                )
+            if out.tell() + len(response.payload) > max_size:
+                raise _too_big(out.tell() + len(response.payload), max_size)
+            out.write(response.payload)
+            out.flush()
+            if block is None or not block.more:
+                return
+            offset += len(response.payload)
+            exponent = min(block.size_exponent, BLOCK_EXPONENT)
 
 
 async def _coap_response(

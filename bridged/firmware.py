@@ -13,8 +13,9 @@ The OMA state machine, exactly (object 5's State and Update Result):
   against ``max_size`` (Not enough flash, 2), its format by the node's updater (Unsupported
   package type, 6), its SHA-256 recorded;
 * **pull**: a Write of /5/0/1 is Downloading while the package is fetched (``bridged/download``:
-  coap://, http://, https://; 7 Invalid URI, 9 Unsupported protocol, 4 Connection lost), then
-  Downloaded, checked the same way;
+  coap://, coaps:// with the credentials of the LwM2M server at its host and port, http://,
+  https://; 7 Invalid URI, 9 Unsupported protocol, 4 Connection lost), then Downloaded,
+  checked the same way;
 * **Execute /5/0/2** in Downloaded is Updating while the node's updater delivers and applies it,
   then Idle with 1 (success, /5/0/7 the version the node now runs) or the updater's result;
   in any other state it is 4.05;
@@ -74,7 +75,7 @@ from bridged.transports.firmware import (
 )
 from bridged.transports.nodes import NodeId
 
-from .download import SCHEMES, check_uri, download
+from .download import SCHEMES, Credentials, check_uri, download, no_credentials
 from .events import EventHub
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ DEFAULT_DOWNLOAD_TIMEOUT = 600.0
 """Seconds a pull may take (``[nodes] firmware_timeout``)."""
 INSTANCE = 0
 
-Fetch = Callable[[str, Path, int, float], Coroutine[Any, Any, None]]
+Fetch = Callable[[str, Path, int, float, Credentials], Coroutine[Any, Any, None]]
 
 
 @dataclasses.dataclass(slots=True)
@@ -116,6 +117,7 @@ class FirmwareUpdates:
         max_size: int = DEFAULT_MAX_SIZE,
         timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
         fetch: Fetch = download,
+        credentials: Credentials = no_credentials,
         clock: Callable[[], float] = time.time,
         events: EventHub | None = None,
     ) -> None:
@@ -125,6 +127,8 @@ class FirmwareUpdates:
         self.max_size = max_size
         self.timeout = timeout
         self._fetch = fetch
+        self._credentials = credentials
+        """The session a coaps:// package's host is fetched over (``download.Credentials``)."""
         self._clock = clock
         self.events = events
         """Where each change of a node's update (its state, result, progress) is published,
@@ -411,7 +415,7 @@ class FirmwareUpdates:
             return
         self._set(node, uri=value)
         try:
-            check_uri(value)
+            check_uri(value, self._credentials)
         except FirmwareError as e:
             self._failed(node, e)
             return
@@ -420,7 +424,9 @@ class FirmwareUpdates:
 
     async def _pull(self, node: NodeId, uri: str) -> None:
         try:
-            await self._fetch(uri, self.package_file(node), self.max_size, self.timeout)
+            await self._fetch(
+                uri, self.package_file(node), self.max_size, self.timeout, self._credentials
+            )
             self._downloaded(node)
         except FirmwareError as e:
             self._failed(node, e)

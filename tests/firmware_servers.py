@@ -65,7 +65,9 @@ def http_package(package: HttpPackage) -> Iterator[HttpPackage]:
         thread.join()
 
 
-class _Package(resource.Resource):
+class Package(resource.Resource):
+    """``data`` for each GET (in Block2 blocks by aiocoap when it is large)."""
+
     def __init__(self, data: bytes) -> None:
         super().__init__()
         self.data = data
@@ -78,7 +80,7 @@ class _Package(resource.Resource):
 async def coap_package(data: bytes) -> AsyncIterator[str]:
     """``data`` served at the coap:// URI yielded."""
     site = resource.Site()
-    site.add_resource(["fw"], _Package(data))
+    site.add_resource(["fw"], Package(data))
     context = await aiocoap.Context.create_server_context(
         site, bind=("::1", 0), transports=["udp6"]
     )

@@ -101,5 +101,6 @@ class FirmwareView:
 
 
 def state_of(payload: bytes) -> tuple[int, int]:
-    values = {r.name.rsplit("/", 2)[-1]: r.value for r in decode_senml_cbor(payload)}
+    """/5/0/3 and /5/0/5 of a notification of /5/0 (not a /5/0/8/3 instance: names whole)."""
+    values = {r.name.split("/5/0/", 1)[-1]: r.value for r in decode_senml_cbor(payload)}
     return int(values["3"]), int(values["5"])

@@ -24,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 import aiocoap
 from aiocoap.numbers.codes import Code
+from aiocoap.resource import Site
 
 from bridged.aio import cancel_and_wait
 from bridged.objects.builtin import builtin_objects
@@ -58,7 +59,7 @@ from .dm import (
     DeviceManagementResource,
     EndDevices,
 )
-from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskUplink
+from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskUplink, origin
 from .dtls_x509 import X509Credentials
 from .nodes import NodeBackend
 from .observe import MAX_OBSERVATIONS, Observations
@@ -729,6 +730,26 @@ class LwM2MClient:
         return (
             replace(config, retry=replace(config.retry, **provisioned)) if provisioned else config
         )
+
+    def package_session(self, uri: str) -> Callable[[], Awaitable[Uplink]] | None:
+        """How to open a DTLS session to the host and port of coaps:// ``uri`` (a firmware
+        package's, ``bridged.download``): with the credentials of the LwM2M Server account at
+        that same origin (its /0 instance: PSK or certificates), in a session of its own, not
+        the registration's; None when no coaps:// server is there."""
+        wanted = origin(uri)
+        for account in self._accounts():
+            if account.uri.startswith("coaps:") and origin(account.uri) == wanted:
+                config = self._config_for(account)
+                return lambda: open_uplink(
+                    self.tree,
+                    account.security_iid,
+                    account.uri,
+                    Site(),  # the package's server has nothing to ask
+                    bind=("::", 0),
+                    trust_store=config.x509.trust_store if config.x509 is not None else (),
+                    handshake_timeout=config.dtls_handshake_timeout,
+                )
+        return None
 
     def _bytes(self, security_iid: int, rid: int) -> bytes | None:
         path = Path((Security.OBJECT, security_iid, rid))

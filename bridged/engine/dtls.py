@@ -199,10 +199,17 @@ def credentials_pattern(server_uri: str) -> str:
     matches credentials against that rendering. Any path or query of the Server URI is left
     out: Registration goes below the path, Updates go to the returned Location-Path.
     """
-    rendered = urlsplit(Message(code=GET, uri=server_uri).get_request_uri())
-    if rendered.scheme != "coaps":
+    rendered = origin(server_uri)
+    if not rendered.startswith("coaps://"):
         raise ValueError(f"not a coaps:// Server URI: {server_uri!r}")
-    return f"coaps://{rendered.netloc}/*"
+    return f"{rendered}/*"
+
+
+def origin(uri: str) -> str:
+    """``uri``'s scheme, host and port as aiocoap renders them (host case, explicit port), so
+    two URIs of one server compare equal however they are written."""
+    rendered = urlsplit(Message(code=GET, uri=uri).get_request_uri())
+    return f"{rendered.scheme}://{rendered.netloc}"
 
 
 T = TypeVar("T", bound=interfaces.MessageInterface)

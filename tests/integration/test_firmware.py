@@ -1,6 +1,7 @@
 """/5 Firmware Update of nodes through the gateway, end to end: the real gateway (bridged.app)
 over the simulated transport, real SQLite in tmp_path, the in-repo LwM2M server, and package
-servers on loopback (http:// and coap://). The server pushes (Block1) or names (pull) a
+servers on loopback (http://, coap://, and coaps:// from a DTLS-PSK LwM2M server the gateway
+is registered with). The server pushes (Block1) or names (pull) a
 package, executes Update, and observes State and Update Result move as object 5 says; what the
 node received is read from the simulated node itself."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 from aiocoap.numbers.codes import Code
 from clients import FAST_RETRY
 from emulators.mcuboot import image, version_of
-from firmware_servers import HttpPackage, coap_package, http_package
+from firmware_servers import HttpPackage, Package, coap_package, http_package
 from firmware_view import (
     DOWNLOADED,
     DOWNLOADING,
@@ -38,21 +40,46 @@ from bridged.exposure.endpoints import endpoint_name
 from bridged.objects.paths import Path as PathId
 from bridged.store.nodes import NodeId
 from bridged.transports.simulated import SimulatedNode, SimulatedTransport
+from peers.dtls_server import DtlsPskServer
 from peers.gateway import FACTS
-from peers.lwm2m_server import LwM2MTestServer
+from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
 
 GATEWAY = "gw-fw"
 NODE = NodeId("sim", "0001")
 MODES = ("gateway", "endpoints")
+IDENTITY = b"gw-fw"
+KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 
 
-def config(tmp_path: Path, server: LwM2MTestServer, mode: str, max_size: int) -> Config:
+def config(
+    tmp_path: Path,
+    server: LwM2MTestServer,
+    mode: str,
+    max_size: int,
+    dtls: DtlsPskServer | None = None,
+) -> Config:
+    """The gateway registered with ``server`` and, over DTLS-PSK, with ``dtls``."""
+    secured = (
+        ()
+        if dtls is None
+        else (
+            ServerConfig(
+                dtls.uri,
+                2,
+                psk_identity=IDENTITY,
+                psk_key=KEY,
+                request_timeout=5,
+                retry=FAST_RETRY,
+                dtls_handshake_timeout=5,
+            ),
+        )
+    )
     return Config(
         path=tmp_path / "bridged.toml",
         gateway=GatewaySection(
             GATEWAY, exposure=mode, state_dir=tmp_path / "state", runtime_dir=tmp_path / "run"
         ),
-        servers=(ServerConfig(server.uri, request_timeout=5, retry=FAST_RETRY),),
+        servers=(ServerConfig(server.uri, request_timeout=5, retry=FAST_RETRY), *secured),
         nodes=NodesSection(firmware_max_size=max_size, firmware_timeout=10.0),
         transports=(TransportSection("sim", MappingProxyType({"nodes": 1, "interval": 30})),),
     )
@@ -74,9 +101,14 @@ class Updatable:
 
 @contextlib.asynccontextmanager
 async def updatable(
-    tmp_path: Path, server: LwM2MTestServer, mode: str, *, max_size: int = 100_000
+    tmp_path: Path,
+    server: LwM2MTestServer,
+    mode: str,
+    *,
+    max_size: int = 100_000,
+    dtls: DtlsPskServer | None = None,
 ) -> AsyncIterator[Updatable]:
-    gw = Gateway(config(tmp_path, server, mode, max_size), facts=FACTS)
+    gw = Gateway(config(tmp_path, server, mode, max_size, dtls), facts=FACTS)
     await gw.start()
     try:
         await server.next_event("register", timeout=TIMEOUT)
@@ -140,9 +172,45 @@ async def test_a_package_pulled_over_coap(tmp_path: Path, server: LwM2MTestServe
         assert up.node.firmware == package
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("DTLSSocket") is None,
+    reason="DTLSSocket is not installed (pip install 'bridged[dtls]')",
+)
+async def test_a_package_pulled_over_coaps_from_a_psk_servers_host(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The package's host and port are those of a server the gateway is registered with
+    over DTLS-PSK: its identity and key (/0) open the session, blocks come by Block2, and the
+    node gets exactly the image."""
+    package = image((3, 2, 0, 0), 30_000)
+    dtls = await DtlsPskServer.start(IDENTITY, KEY)
+    dtls.serve(("fw",), Package(package))
+    try:
+        async with updatable(tmp_path, server, "gateway", dtls=dtls) as up:
+            async with asyncio.timeout(TIMEOUT):
+                await dtls.registrations.get()
+            assert await up.fw.write(1, f"{dtls.uri}/fw".encode(), TEXT) == Code.CHANGED
+            await up.fw.until(DOWNLOADED, 0)
+            blocks = [m for m in dtls.sent if m.opt.block2 is not None]
+            assert len(blocks) == -(-len(package) // 1024)  # block by block, each once
+            assert await up.fw.execute() == Code.CHANGED
+            await up.fw.until(IDLE, 1)
+            assert hashlib.sha256(up.node.firmware).digest() == hashlib.sha256(package).digest()
+    finally:
+        await dtls.shutdown()
+
+
+async def test_protocol_support_offers_every_scheme(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    async with updatable(tmp_path, server, "gateway") as up:
+        offered = [r.value for r in decode_senml_cbor(await up.fw.read(8))]
+        assert offered == [0, 1, 2, 3]  # coap, coaps, http, https
+
+
 @pytest.mark.parametrize(
     ("uri", "result"),
-    [("not a uri", 7), ("ftp://127.0.0.1/fw.bin", 9), ("coaps://127.0.0.1/fw", 9)],
+    [("not a uri", 7), ("ftp://127.0.0.1/fw.bin", 9), ("coaps://127.0.0.1:5684/fw", 7)],
 )
 async def test_a_uri_that_cannot_be_fetched_ends_idle_with_its_result(
     tmp_path: Path, server: LwM2MTestServer, uri: str, result: int

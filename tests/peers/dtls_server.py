@@ -175,6 +175,10 @@ class DtlsPskServer:
     def port(self) -> int:
         return self._transport.port
 
+    def serve(self, path: tuple[str, ...], served: resource.Resource) -> None:
+        """Also serve ``served`` at ``path`` (a firmware package, say) to the clients."""
+        self._site.add_resource(path, served)
+
     @property
     def sent(self) -> list[Message]:
         """Every message the server sent, in order: shows how requests were split into blocks."""

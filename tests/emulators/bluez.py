@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +299,32 @@ class BluezEmulator:
             raise BluezError(f"Get {prop}: {reply.error_name}: {reply.body}")
         value = reply.body[0]
         return value.value if isinstance(value, Variant) else value
+
+
+Adverts = Callable[[int], list[tuple[str, dict[str, Any]]]]
+"""The adverts of round n: (address, the keywords of ``BluezEmulator.advertise``)."""
+
+
+@contextlib.asynccontextmanager
+async def on_air(bluez: BluezEmulator, adverts: Adverts, every: float = 0.1) -> AsyncIterator[None]:
+    """The nodes keep advertising, a round each ``every`` seconds, while the block runs, as
+    nodes do (a node heard once and then silent is a node that went away)."""
+
+    async def loop() -> None:
+        n = 0
+        while True:
+            n += 1
+            for address, advert in adverts(n):
+                await bluez.advertise(address, **advert)
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _spec(services: GattSpec) -> dict[str, dict[str, list[object]]]:

@@ -12,7 +12,6 @@ server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from aiocoap.numbers.codes import Code
 from clients import FAST_RETRY
-from emulators.bluez import BluezEmulator, bluez_bus, bluez_fixture  # noqa: F401
+from emulators.bluez import BluezEmulator, bluez_bus, bluez_fixture, on_air  # noqa: F401
 
 from bridged.app import Gateway
 from bridged.config import Config, GatewaySection, TransportSection
@@ -110,31 +109,6 @@ async def conn(gateway: Gateway, tmp_path: Path) -> AsyncIterator[Connection]:
         writer.close()
         await writer.wait_closed()
         await srv.stop()
-
-
-Adverts = Callable[[int], list[tuple[str, dict[str, Any]]]]
-"""The adverts of round n: (address, the keywords of ``BluezEmulator.advertise``)."""
-
-
-@contextlib.asynccontextmanager
-async def on_air(bluez: BluezEmulator, adverts: Adverts) -> AsyncIterator[None]:
-    """The nodes keep advertising while the block runs, as nodes do."""
-
-    async def loop() -> None:
-        n = 0
-        while True:
-            n += 1
-            for address, advert in adverts(n):
-                await bluez.advertise(address, **advert)
-            await asyncio.sleep(0.1)
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_scan_lists_unpaired_nodes_with_their_decoded_values(

@@ -26,7 +26,12 @@ import pytest
 from aiocoap.numbers.codes import Code
 from airs import Rcp, until
 from clients import FAST_RETRY, free_udp_port
-from emulators.bluez import BluezEmulator, bluez_bus, bluez_fixture  # noqa: F401 (fixtures)
+from emulators.bluez import (  # noqa: F401 (fixtures)
+    BluezEmulator,
+    bluez_bus,
+    bluez_fixture,
+    on_air,
+)
 
 from bridged.app import Gateway
 from bridged.config import Config, GatewaySection, TransportSection
@@ -237,26 +242,17 @@ async def test_an_802154_node_that_stops_is_unreachable_until_heard_and_a_weak_l
 SENSOR = "A4:C1:38:0A:0B:01"
 
 
-@contextlib.asynccontextmanager
-async def advertising(bluez: BluezEmulator, battery: list[int]) -> AsyncIterator[None]:
+def advertising(
+    bluez: BluezEmulator, battery: list[int]
+) -> contextlib.AbstractAsyncContextManager[None]:
     """The node advertises (BTHome: battery ``battery[0]``, a temperature) while the block
     runs, as a node does."""
 
-    async def loop() -> None:
-        packet = 0
-        while True:
-            packet = (packet + 1) % 256
-            data = bthome.encode([(0x00, packet), (0x01, battery[0]), (0x02, 21.5)])
-            await bluez.advertise(SENSOR, service_data={"fcd2": data})
-            await asyncio.sleep(0.2)
+    def adverts(n: int) -> list[tuple[str, dict[str, Any]]]:
+        data = bthome.encode([(0x00, n % 256), (0x01, battery[0]), (0x02, 21.5)])
+        return [(SENSOR, {"service_data": {"fcd2": data}})]
 
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    return on_air(bluez, adverts, every=0.2)
 
 
 @pytest.mark.parametrize("mode", MODES)

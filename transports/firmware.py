@@ -11,6 +11,8 @@ An updater's failure is a ``FirmwareError`` carrying the /5/0/5 Update Result th
 shown (``UpdateResult``: the codes of object 5, stated here once for the core and every
 transport). ``mcuboot_header`` reads the MCUboot image header (magic, version), which Zephyr
 nodes on either radio boot from; an updater uses it to check an image before sending it.
+``mcuboot_hash`` reads the image's SHA-256 from its TLV trailer: the hash by which MCUmgr
+names the images a node holds.
 """
 
 from __future__ import annotations
@@ -130,3 +132,36 @@ def mcuboot_header(data: bytes) -> McubootHeader | None:
     if magic != MCUBOOT_MAGIC or hdr < MCUBOOT_HEADER.size:
         return None
     return McubootHeader(hdr, size, f"{major}.{minor}.{rev}+{build}")
+
+
+MCUBOOT_TLV_INFO = struct.Struct("<HH")
+"""A TLV area's info: its magic and its length, the info included."""
+MCUBOOT_TLV = struct.Struct("<HH")
+"""One TLV's type and length."""
+MCUBOOT_TLV_MAGIC = 0x6907
+MCUBOOT_TLV_SHA256 = 0x10
+
+
+def mcuboot_hash(data: bytes) -> bytes | None:
+    """The SHA-256 TLV of the MCUboot image ``data`` (after its header, its body and its
+    protected TLVs), None when it has none. MCUmgr's image state names each slot's image by
+    it, so it tells whether a node holds or runs this image."""
+    header = mcuboot_header(data)
+    if header is None:
+        return None
+    protected = MCUBOOT_HEADER.unpack_from(data)[3]
+    start = header.header_size + header.image_size + protected
+    if len(data) < start + MCUBOOT_TLV_INFO.size:
+        return None
+    magic, length = MCUBOOT_TLV_INFO.unpack_from(data, start)
+    if magic != MCUBOOT_TLV_MAGIC:
+        return None
+    end = min(start + length, len(data))
+    offset = start + MCUBOOT_TLV_INFO.size
+    while offset + MCUBOOT_TLV.size <= end:
+        kind, size = MCUBOOT_TLV.unpack_from(data, offset)
+        offset += MCUBOOT_TLV.size
+        if kind == MCUBOOT_TLV_SHA256 and size == 32 and offset + size <= end:
+            return data[offset : offset + size]
+        offset += size
+    return None

@@ -220,8 +220,8 @@ class BluezEmulator:
 
     async def smp_node(self, address: str) -> dict[str, Any]:
         """What an SMP node holds: ``version`` it runs, ``confirmed``, the SHA-256 (hex) of its
-        ``primary`` and ``secondary`` slots, the image bytes it ``received``, its ``boots``, and the
-        links ``smp_cut_at`` dropped (``cuts``)."""
+        ``primary`` and ``secondary`` slots, the image bytes it ``received``, its ``boots``, the
+        links ``smp_cut_at`` dropped (``cuts``), and whether it is ``holding`` (``smp_hold``)."""
         (text,) = await self._mock("SmpNode", "s", address)
         found: dict[str, Any] = json.loads(str(text))
         return found
@@ -230,6 +230,15 @@ class BluezEmulator:
         """The link to an SMP node drops once it took each of ``received`` image bytes in all
         (once each, in order), before it answers the chunk."""
         await self._mock("SmpCutAt", "sau", address, list(received))
+
+    async def smp_hold(self, address: str, received: int, boots: int = 0) -> None:
+        """An SMP node stops answering once it took ``received`` image bytes in all and booted
+        ``boots`` times (``smp_node``'s ``holding`` says it withheld an answer), until
+        ``smp_release``: a node hung mid-update, so the gateway can be stopped at that point."""
+        await self._mock("SmpHold", "sii", address, received, boots)
+
+    async def smp_release(self, address: str) -> None:
+        await self._mock("SmpHold", "sii", address, -1, 0)
 
     async def notify(self, address: str, char_uuid: str, value: bytes) -> bool:
         """The node notifies a new value; returns whether a client was subscribed."""

@@ -330,6 +330,8 @@ def _add_device(adapter_name: str, address: str, name: str, rssi: int) -> Any:
     device.smp = None
     device.cut_at = []
     device.cuts = 0
+    device.hold = None  # (image bytes, boots) after which SMP answers are withheld
+    device.holding = False
     return device
 
 
@@ -531,9 +533,13 @@ def _write_value(char: Any, value: Any, _options: Any) -> None:
 def _smp_write(device: Any, char: Any, data: bytes) -> None:
     """The node's MCUmgr takes the bytes; its responses are notified in ATT-sized pieces. A
     reset request is answered, then the link drops and the node boots (``mcuboot.Mcuboot``);
-    an upload reaching a count of bytes ``SmpCutAt`` set drops the link before it is answered."""
+    an upload reaching a count of bytes ``SmpCutAt`` set drops the link before it is answered;
+    once ``SmpHold``'s condition is met the node answers nothing more (it hangs)."""
     server = device.smp
     for frame in server.feed(data):
+        if device.hold is not None and (server.boot.received, server.boot.boots) >= device.hold:
+            device.holding = True
+            return
         if device.cut_at and server.boot.received >= device.cut_at[0]:
             device.cut_at.pop(0)
             device.cuts += 1
@@ -597,6 +603,7 @@ def SmpNode(self: Any, address: str) -> str:
             "received": boot.received,
             "boots": boot.boots,
             "cuts": device.cuts,
+            "holding": device.holding,
         }
     )
 
@@ -605,6 +612,16 @@ def SmpNode(self: Any, address: str) -> str:
 def SmpCutAt(self: Any, address: str, received: Any) -> None:
     """The link drops once the node took each of ``received`` image bytes (once each)."""
     _smp_device(address).cut_at = [int(r) for r in received]
+
+
+@dbus.service.method(MOCK_IFACE, in_signature="sii", out_signature="")
+def SmpHold(self: Any, address: str, received: int, boots: int) -> None:
+    """The node stops answering SMP requests once it took ``received`` image bytes in all and
+    booted ``boots`` times (its answer to the request that met both is the first withheld);
+    a negative ``received`` lets it answer again."""
+    device = _smp_device(address)
+    device.hold = None if received < 0 else (int(received), int(boots))
+    device.holding = False
 
 
 def _smp_device(address: str) -> Any:

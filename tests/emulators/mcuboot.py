@@ -128,7 +128,11 @@ class Mcuboot:
 
     def upload(self, off: int, data: bytes, length: int | None, sha: bytes | None) -> int:
         """An ImageUploadWrite chunk; returns the offset the node expects next. An upload at
-        offset 0 whose SHA-256 is that of the unfinished one resumes it (Zephyr's rule)."""
+        offset 0 whose SHA-256 is that of the unfinished one resumes it (Zephyr's rule). While
+        the node runs a test image it has not confirmed, the secondary slot holds the image a
+        reset reverts to, and img_mgmt refuses to overwrite it."""
+        if not self.confirmed:
+            raise McubootError(EBADSTATE, "the secondary slot holds the image to revert to")
         if off == 0:
             if length is None:
                 raise McubootError(EINVAL, "the first chunk has no len")

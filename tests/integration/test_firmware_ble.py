@@ -7,6 +7,7 @@ node, what the server observed from the server."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from aiocoap.numbers.codes import Code
 from emulators.mcuboot import image, version_of
 from emulators.world import Daemon, World, ble_unavailable
 from firmware_servers import HttpPackage, http_package
-from firmware_view import DOWNLOADED, FULL_WALK, IDLE, OPAQUE, TEXT, FirmwareView
+from firmware_view import DOWNLOADED, FULL_WALK, IDLE, OPAQUE, TEXT, UPDATING, FirmwareView
 
 from peers.lwm2m_server import LwM2MTestServer
 
@@ -30,6 +31,7 @@ ADDRESS = "C4:7C:8D:6A:00:09"
 NODE = f"ble:{ADDRESS}"
 RUNNING = image((1, 0, 0, 0), 2_000)
 UPDATE_TIMEOUT = 120.0
+RESTART_PACKAGE = image((3, 0, 0, 0), 9_000)
 
 
 @dataclass
@@ -157,3 +159,49 @@ async def test_the_firmware_option_is_kept_with_the_pairing(
             assert await after.execute() == Code.CHANGED
             await after.until(IDLE, 1, timeout=UPDATE_TIMEOUT)
         assert (await up.node())["version"] == version_of(package)
+
+
+@pytest.mark.parametrize(
+    ("received", "boots"),
+    [(4_000, 0), (len(RESTART_PACKAGE), 1)],
+    ids=["mid-upload", "booted-not-confirmed"],
+)
+async def test_a_gateway_restart_midway_resumes_the_update(
+    tmp_path: Path, server: LwM2MTestServer, received: int, boots: int
+) -> None:
+    """The daemon stops while the node is being updated (SIGTERM, as systemd restarts it):
+    mid-upload, or once the node booted the image but before the gateway confirmed it. The
+    node is never left without a bootable, confirmed image; the restarted gateway shows the
+    server the update under way, resumes it (the upload from the node's offset; a node
+    running the image on test is only confirmed: MCUmgr would refuse an upload over the image
+    it reverts to), and the server sees it end Idle with Success."""
+    package = RESTART_PACKAGE
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert up.world.bluez is not None
+        await up.world.bluez.smp_hold(ADDRESS, received, boots)
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(UPDATING, 0)
+        async with asyncio.timeout(UPDATE_TIMEOUT):
+            while not (await up.node())["holding"]:
+                await asyncio.sleep(0.05)
+        assert await up.daemon.stop() == 0
+        held = await up.node()
+        assert held["boots"] == boots and held["received"] >= received  # a chunk's worth
+        # bootable either way: the old image confirmed, or the new one on test (reverted at
+        # the next reset unless confirmed)
+        assert held["version"] == version_of(RUNNING if boots == 0 else package)
+        await up.world.bluez.smp_release(ADDRESS)
+        daemon = await up.world.start_daemon(
+            server.uri, endpoint=ENDPOINT, gateway='exposure = "gateway"'
+        )
+        after = await FirmwareView.of_node(server, daemon, ENDPOINT, NODE, "gateway")
+        async with after.watching():
+            assert after.states[0] in ((UPDATING, 0), (IDLE, 1))
+            await after.until(IDLE, 1, timeout=UPDATE_TIMEOUT)
+        held = await up.node()
+        assert held["primary"] == hashlib.sha256(package).hexdigest() and held["confirmed"]
+        assert held["received"] == len(package)  # resumed: no byte sent twice
+        assert held["boots"] == 1
+        assert await firmware_version(after) == version_of(package)

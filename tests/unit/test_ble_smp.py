@@ -28,6 +28,7 @@ from bridged.transports.firmware import (
     MCUBOOT_MAGIC,
     FirmwareError,
     UpdateResult,
+    mcuboot_hash,
     mcuboot_header,
 )
 
@@ -80,6 +81,18 @@ def test_a_header_with_the_magic_is_read_or_refused_never_raised(tail: bytes, hd
     data = MCUBOOT_HEADER.pack(MCUBOOT_MAGIC, 0, hdr, 0, 10, 0, 1, 2, 3, 4, 0) + tail
     header = mcuboot_header(data)
     assert (header is None) == (hdr < MCUBOOT_HEADER.size)
+
+
+def test_an_images_hash_is_its_sha256_tlv_as_mcumgr_names_it() -> None:
+    assert mcuboot_hash(NEW) == image_hash(NEW) != image_hash(OLD)
+    assert mcuboot_hash(NEW[:-8]) is None  # its TLV cut short
+    assert mcuboot_hash(b"PK\x03\x04" + bytes(100)) is None
+
+
+@given(st.binary(max_size=120))
+def test_any_bytes_after_a_header_give_a_hash_or_none_never_raise(tlvs: bytes) -> None:
+    found = mcuboot_hash(NEW[: len(NEW) - 40] + tlvs)
+    assert found is None or len(found) == 32
 
 
 # -- the emulated MCUboot --------------------------------------------------------------------
@@ -138,6 +151,18 @@ def test_an_upload_of_the_same_image_resumes_at_the_nodes_offset() -> None:
     sha = hashlib.sha256(NEW).digest()
     off = boot.upload(0, NEW[:300], len(NEW), sha)
     assert boot.upload(0, NEW[:100], len(NEW), sha) == off == 300  # the same image: resumed
+
+
+def test_the_image_to_revert_to_is_not_overwritten_while_a_test_image_runs() -> None:
+    boot = Mcuboot(OLD)
+    uploaded(boot, NEW)
+    boot.test(image_hash(NEW))
+    boot.reset()
+    with pytest.raises(McubootError) as refused:
+        uploaded(boot, NEW)
+    assert refused.value.rc == EBADSTATE
+    boot.reset()
+    assert boot.primary == OLD
     assert boot.upload(0, NEW[:100], len(NEW), bytes(32)) == 100  # another: started again
 
 

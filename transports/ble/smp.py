@@ -9,7 +9,9 @@ discovery of its own, which would collide with the gateway's scanner in BlueZ, a
 bypass the adapter's connection-slot budget and the node's turn on its one link:
 
 1. ``describe`` refuses a file without an MCUboot image header (Unsupported package, 6) before
-   anything is sent;
+   anything is sent; a node that runs the image already (its hash, from the image's TLV
+   trailer, is the active slot's: a gateway restarted between the node's reset and its
+   confirm) goes straight to step 4;
 2. upload to the secondary slot, with progress; a link that drops midway is connected again
    and the upload resumes where the node says it is (MCUmgr answers a repeated first chunk of
    the same image with its offset); still cut after ``attempts`` connections it is Connection
@@ -49,6 +51,7 @@ from bridged.transports.firmware import (
     FirmwareImage,
     Progress,
     UpdateResult,
+    mcuboot_hash,
     mcuboot_header,
 )
 from bridged.transports.nodes import NodeId
@@ -195,19 +198,36 @@ class SmpUpdater:
         header = mcuboot_header(data)
         if header is None:
             raise FirmwareError(UpdateResult.UNSUPPORTED_PACKAGE, f"{image.name}: no image header")
-        digest = await self._upload(node, data, progress)
-        log.info("%s: image uploaded; testing it", node, extra={"NODE": str(node)})
-        async with self._session(node) as smp:
-            test = ImageStatesWrite(hash=digest, confirm=False)
-            # MCUmgr refuses to mark an image that fails its check
-            await self._request(smp, test, node, UpdateResult.INTEGRITY_FAILURE)
-            with contextlib.suppress(*LINK_ERRORS):  # the node may drop the link as it resets
-                await smp.request(ResetWrite(), timeout_s=REQUEST_TIMEOUT)
+        digest = mcuboot_hash(data)
+        if digest is not None and await self._runs(node, digest):
+            # a gateway restarted after the node booted the image, before it was confirmed
+            log.info("%s: the node runs the image already", node, extra={"NODE": str(node)})
+        else:
+            digest = await self._upload(node, data, progress)
+            log.info("%s: image uploaded; testing it", node, extra={"NODE": str(node)})
+            async with self._session(node) as smp:
+                test = ImageStatesWrite(hash=digest, confirm=False)
+                # MCUmgr refuses to mark an image that fails its check
+                await self._request(smp, test, node, UpdateResult.INTEGRITY_FAILURE)
+                with contextlib.suppress(*LINK_ERRORS):  # the node may drop the link as it resets
+                    await smp.request(ResetWrite(), timeout_s=REQUEST_TIMEOUT)
         await self._rebooted(node, digest)
         # its Device Information, for the new /3/0/3; the update is done whether or not
         with contextlib.suppress(GattUnreachable, GattFailed):
             await self.poller.poll(self.address)
         return header.version
+
+    async def _runs(self, node: NodeId, digest: bytes) -> bool:
+        """Whether the node runs the image whose hash is ``digest`` (confirmed or on test):
+        then it needs no upload, and could take none (while it runs an unconfirmed image its
+        secondary slot holds the one to revert to, which MCUmgr keeps). A link that fails
+        here is the upload's to retry."""
+        try:
+            async with self._session(node) as smp:
+                states = await self._request(smp, ImageStatesRead(), node)
+        except LINK_ERRORS:
+            return False
+        return any(s.active and s.hash == digest for s in states.images)
 
     async def _upload(self, node: NodeId, data: bytes, progress: Progress) -> bytes:
         """Upload to the secondary slot, resuming after a cut link; the hash the node gives

@@ -18,6 +18,10 @@ The rules (LwM2M 1.1 Core, Access Control; object 2 version 1.1):
   A target that does not exist is not refused here, so the operation answers 4.04 as usual.
 * /2 instances themselves carry no ACL: every server may read them, only their owner may
   write them, and servers never create or delete them: the client does, as below.
+* Access Control does not apply to an end device's objects (a path with an end-device prefix,
+  ``/dev0/5/0``, in the gateway mode): every server has full rights on them (LwM2M Gateway TS
+  1.1, GW-09). /2 names instances of the gateway's own tree, so its entries say nothing about
+  a device's /5/0, which is not the gateway's /5/0.
 
 The client keeps /2 in step with the tree: when server S creates an instance, a /2 instance is
 created for it with owner S and the ACL entry S: Read|Write|Execute|Delete (Create means
@@ -255,13 +259,18 @@ class AccessControl:
         object-level operations are not LwM2M operations and the tree refuses them. A target
         instance that does not exist is left to the operation, which answers 4.04.
         """
-        if path.level is Level.ROOT:
+        if path.level is Level.ROOT or not self.governs(path):
             return True
         if operation is Operation.CREATE:
             return self.table.allows(ssid, operation, path.ids[0], None)
         if path.level is Level.OBJECT or not self.tree.has(path.truncate(Level.INSTANCE)):
             return True
         return self.table.allows(ssid, operation, path.ids[0], path.ids[1])
+
+    def governs(self, path: Path) -> bool:
+        """Whether /2 decides who may do what on ``path``: a path of the gateway's own tree,
+        not an end device's (module docstring)."""
+        return path.prefix == self.tree.prefix
 
     def check(self, ssid: int, operation: Operation, path: Path) -> None:
         """Raise Unauthorized (4.01) if the ACL refuses ``operation`` on ``path``."""
@@ -275,6 +284,9 @@ class AccessControl:
         verdicts: dict[tuple[int, int], bool] = {}
         out: list[Record] = []
         for r in records:
+            if not self.governs(r.path):
+                out.append(r)
+                continue
             key = (r.path.ids[0], r.path.ids[1])
             if key not in verdicts:
                 verdicts[key] = table.allows(ssid, Operation.READ, *key)

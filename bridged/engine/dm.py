@@ -410,7 +410,7 @@ class DeviceManagement:
                 found = tree.read(p)
             except NotFound:
                 continue  # partial presence: what exists is returned
-            records.extend(self._readable(found) if tree is self.tree else found)
+            records.extend(self._readable(found))
         records.sort(key=lambda r: r.path.sort_key())
         if accept is None:
             out = composite_codec_for(content_format)
@@ -753,9 +753,7 @@ class DeviceManagement:
 
     def _check(self, operation: Operation, path: Path) -> None:
         """4.01 when access control refuses ``operation`` on ``path`` to this server (end
-        devices' paths are not subject to it)."""
-        if path.prefix != self.tree.prefix:
-            return
+        devices' paths are not subject to it: ``AccessControl.governs``)."""
         if self.access is not None and self.server_id is not None:
             self.access.check(self.server_id, operation, path)
 

@@ -23,6 +23,7 @@ import os
 import signal
 import struct
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -204,11 +205,18 @@ class World:
         level: str = "info",
         gateway: str = "",
         radio: str = "",
+        more_servers: Sequence[str] = (),
     ) -> str:
         """The daemon's configuration: the server, the radios of this world, dirs in workdir;
         ``gateway`` and ``radio``, more lines of its [gateway] and [transport.802154] tables
-        (``exposure = "gateway"``, ``awake_window = 2``)."""
+        (``exposure = "gateway"``, ``awake_window = 2``); ``more_servers``, the URIs of more
+        servers it registers with (Short Server IDs 2, 3...)."""
         ble = f'\n[transport.ble]\nadapter = "{ADAPTER}"\n' if self.bluez is not None else ""
+        more = "".join(
+            f'\n[[server]]\nuri = "{uri}"\nshort_server_id = {i}\nrequest_timeout = 5\n'
+            "retry_timer = 0.2\nretry_sequence_delay = 1\n"
+            for i, uri in enumerate(more_servers, start=2)
+        )
         return f"""[gateway]
 endpoint = "{endpoint}"
 state_dir = "{self.workdir / "state"}"
@@ -222,7 +230,7 @@ lifetime = 120
 request_timeout = 5
 retry_timer = 0.2
 retry_sequence_delay = 1
-
+{more}
 [log]
 level = "{level}"
 
@@ -234,12 +242,21 @@ request_timeout = 5
 {radio}
 {ble}"""
 
-    async def start_daemon(self, server_uri: str, *, endpoint: str, **options: str) -> Daemon:
+    async def start_daemon(
+        self,
+        server_uri: str,
+        *,
+        endpoint: str,
+        more_servers: Sequence[str] = (),
+        **options: str,
+    ) -> Daemon:
         """Start ``bridged`` for this world (``options`` as ``config`` takes them) and wait until
         its control socket answers and its 802.15.4 radio is up. Stopped (killed if still
         running) when the world closes."""
         path = self.workdir / "bridged.toml"
-        path.write_text(self.config(server_uri, endpoint=endpoint, **options))
+        path.write_text(
+            self.config(server_uri, endpoint=endpoint, more_servers=more_servers, **options)
+        )
         env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
         if self.bus is not None:
             env["DBUS_SYSTEM_BUS_ADDRESS"] = self.bus

@@ -508,3 +508,14 @@ def test_a_server_without_the_bit_never_succeeds_and_with_it_is_never_refused(
             assert reply == Code.UNAUTHORIZED
     finally:
         access.close()
+
+
+def test_an_end_devices_objects_are_not_governed_whatever_2_names(access: AccessControl) -> None:
+    """LwM2M Gateway TS 1.1 GW-09: /2 names the gateway's own instances; a device's /3303/1
+    (at its prefix) is not the gateway's /3303/1, which server 1 may not touch."""
+    device = [Record(Path.parse("/dev0/3303/1/5700"), 20.0), Record(Path.parse("/dev0/5/0/3"), 0)]
+    own = [Record(Path.parse("/3303/1/5700"), 19.0)]
+    assert access.readable_records(1, [*device, *own]) == device
+    for operation, _ in OPERATION_BITS:
+        assert access.allows(1, operation, Path.parse("/dev0/3303/1"))
+        assert not access.allows(1, operation, Path.parse("/3303/1"))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path as FsPath
 
+from timers import Clock
+
 from bridged.health import SAVE_EVERY, UNREACHABLE, HealthMonitor, HealthPolicy
 from bridged.objects.paths import Path
 from bridged.store.database import connect
@@ -19,14 +21,6 @@ from bridged.transports.nodes import NodeId, PairedNode
 NODE = NodeId("ble", "A4:C1:38:00:00:01")
 GONE = NodeId("ble", "A4:C1:38:00:00:02")
 TEMPERATURE = Path.parse("/3303/0/5700")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Commits:

@@ -61,6 +61,7 @@ from bridged.store.database import (
     unclean_stops,
 )
 from bridged.store.faultlog import FaultLogStore
+from bridged.store.health import HealthStore
 from bridged.store.nodes import NodeStore, check_name
 from bridged.store.readings import DROPPED_UNSTORED, ReadingStore
 from bridged.store.secrets import SecretStore
@@ -191,8 +192,15 @@ class Gateway:
                 s.name: build_transport(config, s, self.registry, self.tree.definitions)
                 for s in config.transports
             }
+            self.health_store = HealthStore(self.db)
             self.nodes_health = build_health(
-                config, self.registry, self.transports, self.exposure, self.events, event_log
+                config,
+                self.registry,
+                self.transports,
+                self.exposure,
+                self.events,
+                event_log,
+                self.health_store,
             )
             """Every paired node's availability, link and battery (bridged/health.py)."""
             exposure = self.exposure
@@ -308,6 +316,7 @@ class Gateway:
             await self._stop_transport(name, transport)
         self.registry.flush()
         self.nodes_health.stop()
+        self._save_health()
         self._mark_stopped()
         self.db.close()
         os.close(self._lock)
@@ -325,6 +334,13 @@ class Gateway:
                 "was still on its way from the radios to it may be lost (counted: "
                 "readings.unclean_stops in bridgectl status)"
             )
+
+    def _save_health(self) -> None:
+        """Keep every node's health as it is now, for the next start to show."""
+        try:
+            self.health_store.save_now(self.nodes_health.unsaved(everything=True))
+        except sqlite3.Error as e:
+            log.warning("the state database does not take the nodes' health at stop: %s", e)
 
     def _mark_stopped(self) -> None:
         """A clean stop, unless readings could not be stored: they are lost with the process,

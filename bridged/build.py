@@ -30,6 +30,7 @@ from bridged.objects.values import Record
 from bridged.registry import NodeRegistry
 from bridged.store.files import DirectoryLocked, lock_directory
 from bridged.store.firmware import FirmwareStore
+from bridged.store.health import HealthStore
 from bridged.store.nodes import NodeStore
 from bridged.transports.base import (
     Heard,
@@ -109,12 +110,16 @@ def build_health(
     exposure: ExposureMode,
     events: EventHub,
     event_log: EventLog,
+    store: HealthStore,
 ) -> HealthMonitor:
     """Node health (``bridged.health``), fed by the registry (what is heard, each node's
     state, its reports) and told to the exposure mode, the event hub and the event log
     (``HealthNews``). ``transports`` is the gateway's own mapping, read at each new node, so a
-    transport a reload restarted still names its nodes' Network Bearer."""
-    monitor = HealthMonitor(config.health)
+    transport a reload restarted still names its nodes' Network Bearer. Each node's health
+    starts as ``store`` kept it and is kept there with the readings' group commits (see
+    ``HealthMonitor.unsaved``)."""
+    monitor = HealthMonitor(config.health, saved=store.load())
+    registry.readings_store.joining.append(lambda conn: store.save(monitor.unsaved(), conn))
     monitor.listen(HealthNews(exposure, events, event_log))
     registry.on_heard(monitor.heard)
     registry.on_state(monitor.state)

@@ -31,6 +31,14 @@ over 6LoWPAN) and a BLE node alike; 8 (Peripheral malfunction) would say the dev
 hardware is broken, which the gateway cannot know of a node it merely stopped hearing. Low
 battery is 1, low received signal strength 4, and a node whose data the gateway refuses (its
 key does not open its frames) is the device-specific 16. No fault is the single value 0.
+
+**Across a restart.** What a user and a server are shown of a node (when it was last heard, its
+last RSSI, link quality and battery, its refused frames, whether it is available) is kept in
+the state database (``bridged.store.health``) and given back when the gateway starts with the
+node, so ``bridgectl node show`` and the node's /3/0/11, /3/0/20 and /4/0 do not reset until
+it talks again: a node that was unavailable stays so until heard. The changes are written
+with the readings' group commit at most every ``SAVE_EVERY`` seconds (no commit or timer of
+their own; idle means asleep) and all at a clean stop; a crash loses at most that much.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record, Value
 from bridged.registry import LiveNode
+from bridged.store.health import SavedHealth
 from bridged.transports.base import Heard, NodeState
 from bridged.transports.nodes import NodeId
 
@@ -209,6 +218,9 @@ SAME_REPORT = 1.0
 """Seconds within which what is heard of a node is one report (an advert is heard, changes the
 node's state and brings readings, each told apart): intervals are measured between reports."""
 
+SAVE_EVERY = 60.0
+"""Seconds between two writes of the nodes' health to the state database (module docstring)."""
+
 HealthListener = Callable[[NodeId, NodeHealth, NodeHealth | None], None]
 """Told ``(node, health, before)`` when what is shown of a node's health changes; ``before``
 is None the first time (the node was just added)."""
@@ -226,6 +238,8 @@ class _Tracked:
     last_heard: float | None = None
     """When (wall clock) the node was last heard: ``NodeHealth.last_heard`` is this as of
     the node's last change, ``HealthMonitor.health`` gives it current."""
+    failures_before: int = 0
+    """Frames refused before the gateway started: its transport counts from its start."""
 
 
 class HealthMonitor:
@@ -237,6 +251,7 @@ class HealthMonitor:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        saved: Mapping[NodeId, SavedHealth] | None = None,
     ) -> None:
         self.policy = policy
         self.clock = clock
@@ -248,6 +263,11 @@ class HealthMonitor:
         self._listeners: Listeners[HealthListener] = Listeners("node health")
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        self._saved = dict(saved or {})
+        """Each node's health as the previous run left it, until the node is added."""
+        self._unsaved: set[NodeId] = set()
+        """The nodes whose health changed since it was last written (``unsaved``)."""
+        self._saved_at = monotonic()
 
     def listen(self, listener: HealthListener) -> Callable[[], None]:
         """Tell ``listener`` of every change, and of every node's health now."""
@@ -283,19 +303,37 @@ class HealthMonitor:
         if node in self._nodes:
             return
         now = self.monotonic()
-        timeout = self.policy.timeout(node, None, None)
+        saved = self._saved.pop(node, None)
+        interval = None if saved is None else saved.interval
+        timeout = self.policy.timeout(node, None, interval)
         health = NodeHealth(timeout=timeout, bearer=bearer)
+        tracked = _Tracked(health, now + timeout, interval=interval)
+        if saved is not None:
+            tracked.last_heard, tracked.failures_before = saved.last_heard, saved.decrypt_failures
+            health = replace(
+                health,
+                available=saved.available,
+                last_heard=saved.last_heard,
+                rssi=saved.rssi,
+                low_signal=saved.rssi is not None and saved.rssi <= self.policy.low_signal,
+                lqi=saved.lqi,
+                decrypt_failures=saved.decrypt_failures,
+                problem=saved.problem,
+            )
+            battery = saved.battery if battery is None else battery
         if battery is not None:
             health = replace(
                 health, battery=battery, low_battery=battery <= self.policy.low_battery
             )
-        tracked = _Tracked(health, now + timeout)
+        tracked.health = health
         self._nodes[node] = tracked
         self._listeners.notify(lambda tell: tell(node, tracked.health, None))
-        self._arm(tracked.deadline)
+        if health.available:
+            self._arm(tracked.deadline)
 
     def remove(self, node: NodeId) -> None:
         self._nodes.pop(node, None)
+        self._unsaved.discard(node)
         if not self._nodes:
             self._disarm()
 
@@ -317,7 +355,7 @@ class HealthMonitor:
             rssi=state.rssi,
             lqi=state.lqi,
             battery=state.battery,
-            decrypt_failures=state.decrypt_failures,
+            decrypt_failures=tracked.failures_before + state.decrypt_failures,
             problem=state.problem,
             problem_known=True,
         )
@@ -357,6 +395,7 @@ class HealthMonitor:
                 changes["timeout"] = timeout
             if tracked.last_heard is None or heard_at > tracked.last_heard:
                 tracked.last_heard = heard_at
+                self._unsaved.add(node)
         if rssi is not None and self._rssi_news(before, rssi):
             changes.update(rssi=rssi, low_signal=rssi <= self.policy.low_signal)
         if lqi is not None and lqi != before.lqi:
@@ -385,10 +424,40 @@ class HealthMonitor:
         crossed = (rssi <= self.policy.low_signal) != before.low_signal
         return crossed or abs(rssi - before.rssi) >= RSSI_STEP
 
+    # -- across a restart --------------------------------------------------------------------
+
+    def unsaved(self, everything: bool = False) -> dict[NodeId, SavedHealth]:
+        """The health to write now: of the nodes that changed since the last write, once
+        ``SAVE_EVERY`` seconds have passed since it (else none); ``everything``: of every
+        node, now (a clean stop)."""
+        now = self.monotonic()
+        if not everything and (not self._unsaved or now - self._saved_at < SAVE_EVERY):
+            return {}
+        nodes = self._nodes if everything else self._unsaved
+        out = {node: self._saved_health(self._nodes[node]) for node in nodes}
+        self._unsaved.clear()
+        self._saved_at = now
+        return out
+
+    @staticmethod
+    def _saved_health(tracked: _Tracked) -> SavedHealth:
+        h = tracked.health
+        return SavedHealth(
+            h.available,
+            tracked.last_heard,
+            h.rssi,
+            h.lqi,
+            h.battery,
+            h.decrypt_failures,
+            h.problem,
+            tracked.interval,
+        )
+
     # -- the deadline ------------------------------------------------------------------------
 
     def _set(self, node: NodeId, tracked: _Tracked, health: NodeHealth, before: NodeHealth) -> None:
         tracked.health = health
+        self._unsaved.add(node)
         if health.available != before.available:
             if health.available:
                 log.info("node %s is available again", node, extra={"NODE": str(node)})

@@ -15,6 +15,7 @@ read the same declarations, and the daemon checks every pairing against them aga
 from __future__ import annotations
 
 import argparse
+import inspect
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
@@ -50,6 +51,7 @@ from .verb import (
     WORDS,
     Args,
     BadParams,
+    Call,
     Choice,
     Hex,
     Number,
@@ -212,34 +214,49 @@ async def _send(gw: Gateway, a: Args, s: Session) -> Any:
     return result
 
 
-async def _write(gw: Gateway, a: Args, s: Session) -> Any:
-    await gw.shell.write(a.path, a.value)
-    return {"written": str(a.path)}
+def _answer(call: Call, **answer: str) -> Call:
+    """``call``, answered with ``answer``, each value formatted with the request's params
+    (``written="{path}"``): the gateway calls that change something return nothing to show,
+    and bridgectl's answer says what was done, to what."""
+
+    async def answered(gw: Gateway, a: Args, s: Session) -> Any:
+        result = call(gw, a, s)
+        if inspect.isawaitable(result):
+            await result
+        return {key: value.format_map(vars(a)) for key, value in answer.items()}
+
+    return answered
 
 
-async def _exec(gw: Gateway, a: Args, s: Session) -> Any:
-    await gw.shell.execute(a.path, a.args)
-    return {"executed": str(a.path)}
+PATH_ARG = Param("path", PATH, default=REQUIRED, positional=True)
+NODE_ARG = Param("node", NODE, "transport:address", REQUIRED, positional=True)
 
 
-def _delete(gw: Gateway, a: Args, s: Session) -> Any:
-    gw.shell.delete(a.path)
-    return {"deleted": str(a.path)}
+def _tree_change(method: str, help: str, call: Call, done: str, *more: Param) -> Verb:
+    """A verb that changes the gateway's tree at ``path`` (and ``more`` params): logged as
+    ``METHOD {path}``, answered with ``{done: path}``, nothing shown."""
+    return Verb(
+        method,
+        help,
+        _answer(call, **{done: "{path}"}),
+        params=(PATH_ARG, *more),
+        changes=True,
+        audit=f"{method} {{path}}",
+        show=_quiet,
+    )
 
 
-def _unpair(gw: Gateway, a: Args, s: Session) -> Any:
-    gw.unpair(a.node)
-    return {"unpaired": str(a.node)}
-
-
-async def _start(gw: Gateway, a: Args, s: Session) -> Any:
-    await gw.start_client()
-    return {"lwm2m": "started"}
-
-
-async def _stop(gw: Gateway, a: Args, s: Session) -> Any:
-    await gw.stop_client()
-    return {"lwm2m": "stopped"}
+def _client_switch(method: str, help: str, call: Call, state: str, what: str) -> Verb:
+    """``start`` or ``stop``: the LwM2M client's registrations with every server (``what``
+    it does to them, for the log)."""
+    return Verb(
+        method,
+        help,
+        _answer(call, lwm2m=state),
+        changes=True,
+        audit=f"{method} ({what})",
+        show=_lwm2m,
+    )
 
 
 def _update_begin(gw: Gateway, a: Args, s: Session) -> Any:
@@ -286,7 +303,7 @@ VERBS: tuple[Verb, ...] = (
         "node.show",
         "a node in detail: state, keys, values",
         lambda gw, a, s: gw.node(a.node),
-        params=(Param("node", NODE, "transport:address", REQUIRED, positional=True),),
+        params=(NODE_ARG,),
         show=show_node,
     ),
     Verb(
@@ -295,7 +312,7 @@ VERBS: tuple[Verb, ...] = (
         "bridgectl sends the file, then shows the progress until it is applied or failed",
         _update_begin,
         params=(
-            Param("node", NODE, "transport:address", REQUIRED, positional=True),
+            NODE_ARG,
             Param("file", FILE, "the firmware image", REQUIRED, positional=True, wire=False),
             Param(
                 "wait",
@@ -384,7 +401,7 @@ VERBS: tuple[Verb, ...] = (
     Verb(
         "unpair",
         "unpair a node: it disappears upstream",
-        _unpair,
+        _answer(lambda gw, a, s: gw.unpair(a.node), unpaired="{node}"),
         params=(Param("node", NODE, default=REQUIRED, positional=True),),
         changes=True,
         audit="unpair {node}",
@@ -428,34 +445,22 @@ VERBS: tuple[Verb, ...] = (
         "read",
         "read values of the gateway's tree",
         lambda gw, a, s: gw.shell.read(a.path),
-        params=(Param("path", PATH, default=REQUIRED, positional=True),),
+        params=(PATH_ARG,),
         show=show_records,
     ),
-    Verb(
+    _tree_change(
         "write",
         "set a resource (text form: 0/1, numbers, base64, oid:iid)",
-        _write,
-        params=(
-            Param("path", PATH, default=REQUIRED, positional=True),
-            Param("value", VALUE, default=REQUIRED, positional=True),
-        ),
-        changes=True,
-        audit="write {path}",
-        show=_quiet,
+        lambda gw, a, s: gw.shell.write(a.path, a.value),
+        "written",
+        Param("value", VALUE, default=REQUIRED, positional=True),
     ),
-    Verb(
+    _tree_change(
         "exec",
         "execute a resource",
-        _exec,
-        params=(
-            Param("path", PATH, default=REQUIRED, positional=True),
-            Param(
-                "args", TEXT, "LwM2M arguments, e.g. 0='x'", "", positional=True, send_empty=True
-            ),
-        ),
-        changes=True,
-        audit="exec {path}",
-        show=_quiet,
+        lambda gw, a, s: gw.shell.execute(a.path, a.args),
+        "executed",
+        Param("args", TEXT, "LwM2M arguments, e.g. 0='x'", "", positional=True, send_empty=True),
     ),
     Verb(
         "create",
@@ -478,14 +483,8 @@ VERBS: tuple[Verb, ...] = (
         audit="create {path}",
         show=lambda r, o: o.write(f"created {r['created']}\n"),
     ),
-    Verb(
-        "delete",
-        "delete an object instance",
-        _delete,
-        params=(Param("path", PATH, default=REQUIRED, positional=True),),
-        changes=True,
-        audit="delete {path}",
-        show=_quiet,
+    _tree_change(
+        "delete", "delete an object instance", lambda gw, a, s: gw.shell.delete(a.path), "deleted"
     ),
     Verb(
         "observe.list",
@@ -513,21 +512,19 @@ VERBS: tuple[Verb, ...] = (
         changes=True,
         show=lambda r, o: o.write(f"update sent to {', '.join(r['updating'])}\n"),
     ),
-    Verb(
+    _client_switch(
         "start",
         "register with the servers again (after stop)",
-        _start,
-        changes=True,
-        audit="start (register)",
-        show=_lwm2m,
+        lambda gw, a, s: gw.start_client(),
+        "started",
+        "register",
     ),
-    Verb(
+    _client_switch(
         "stop",
         "de-register from every server and stay off until start",
-        _stop,
-        changes=True,
-        audit="stop (de-register)",
-        show=_lwm2m,
+        lambda gw, a, s: gw.stop_client(),
+        "stopped",
+        "de-register",
     ),
     Verb(
         "subscribe",

@@ -40,8 +40,14 @@ def json_record(record: Record) -> dict[str, Any]:
 
 
 def node_json(node: LiveNode, now: float, health: NodeHealth | None = None) -> dict[str, Any]:
-    """A paired node as ``bridgectl nodes`` shows it, with its ``health`` when known."""
+    """A paired node as ``bridgectl nodes`` shows it, with its ``health`` when known. Until
+    its transport says anything of it (after a restart), its link, battery, refused frames
+    and when it was last heard are what its health kept from before (bridged/health.py)."""
     state = node.state
+    known = state if state is not None else health
+    last_seen = node.last_seen
+    if last_seen is None and health is not None:
+        last_seen = health.last_heard
     out = {
         "id": str(node.id),
         "name": node.paired.name,
@@ -49,14 +55,15 @@ def node_json(node: LiveNode, now: float, health: NodeHealth | None = None) -> d
         "profile": node.paired.profile,
         "sleepy": node.paired.sleepy or bool(state and state.sleepy),
         "reachable": bool(state and state.reachable),
-        "last_seen": node.last_seen,
-        "age": None if node.last_seen is None else max(now - node.last_seen, 0.0),
-        "rssi": state.rssi if state else None,
-        "lqi": state.lqi if state else None,
-        "battery": state.battery if state else None,
+        "last_seen": last_seen,
+        "age": None if last_seen is None else max(now - last_seen, 0.0),
+        "rssi": known.rssi if known else None,
+        "lqi": known.lqi if known else None,
+        "battery": known.battery if known else None,
         "objects": {str(oid): iids for oid, iids in sorted(node.objects.items())},
-        "decrypt_failures": state.decrypt_failures if state else 0,
-        "problem": state.problem if state else None,
+        # The health's count has those refused before a restart (the transport's, from its start).
+        "decrypt_failures": (health or known).decrypt_failures if known else 0,
+        "problem": known.problem if known else None,
     }
     if health is not None:
         out["health"] = health.json()

@@ -25,3 +25,13 @@ async def settled(turns: int = 20) -> None:
     """Let every ready task run until it waits (the loop's turns, no time)."""
     for _ in range(turns):
         await asyncio.sleep(0)
+
+
+class Clock:
+    """A clock the test moves by hand (``now``), for the code under test that takes a clock."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -135,6 +135,22 @@ MIGRATIONS: tuple[str, ...] = (
         changed  REAL NOT NULL
     ) STRICT
     """,
+    # 8: each paired node's health as last shown (last heard, RSSI, link quality, battery,
+    # refused frames, availability), so that a restarted gateway shows it before the node
+    # talks again (bridged/store/health.py).
+    """
+    CREATE TABLE node_health (
+        node_id          TEXT PRIMARY KEY,
+        available        INTEGER NOT NULL,
+        last_heard       REAL,
+        rssi             INTEGER,
+        lqi              INTEGER,
+        battery          INTEGER,
+        decrypt_failures INTEGER NOT NULL,
+        problem          TEXT,
+        interval         REAL
+    ) STRICT
+    """,
 )
 
 

@@ -117,11 +117,12 @@ class NodeStore:
         return self.get(stored.id) or stored
 
     def unpair(self, node_id: NodeId) -> bool:
-        """Forget that the node is paired, and its last values; its IDs stay reserved for a
+        """Forget that the node is paired, its last values and health; its IDs stay reserved for a
         re-pairing."""
         with self._transaction() as c:
             cur = c.execute("DELETE FROM nodes WHERE id = ?", (str(node_id),))
             c.execute("DELETE FROM last_values WHERE node_id = ?", (str(node_id),))
+            c.execute("DELETE FROM node_health WHERE node_id = ?", (str(node_id),))
         return cur.rowcount > 0
 
     def objects(self) -> dict[NodeId, dict[int, list[int]]]:

@@ -154,6 +154,9 @@ class ReadingStore:
         age bound's delete runs only when it can find something."""
         self._tail: deque[StoredReading] = deque()
         """The newest stored readings, consecutive seqs up to the last one (module docstring)."""
+        self.joining: list[Callable[[sqlite3.Connection], None]] = []
+        """Writes that join each ``append``'s transaction, so they cost no commit of their
+        own (each node's health: ``HealthStore.save``)."""
 
     def __len__(self) -> int:
         return int(self._count)
@@ -194,6 +197,8 @@ class ReadingStore:
                 self._count += len(rows)
                 latest = {(node, path): row for node, path, *row in rows}
                 self._conn.executemany(_REMEMBER, [(*key, *row) for key, row in latest.items()])
+                for write in self.joining:
+                    write(self._conn)
                 if unstored:
                     self._bump(DROPPED_UNSTORED, unstored)
                 self._oldest = min(self._oldest, oldest)

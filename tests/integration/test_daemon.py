@@ -43,9 +43,11 @@ def config_text(
     level: str = "info",
     extra: str = "",
     gateway: str = "",
-    sim: str = "nodes = 2\ninterval = 0.2",
+    sim: str | None = "nodes = 2\ninterval = 0.2",
     request_timeout: float = 5,
 ) -> str:
+    """The daemon's configuration; ``sim`` None: no transport runs the nodes."""
+    transport = "" if sim is None else f"[transport.sim]\n{sim}"
     return f"""
 [gateway]
 endpoint = "{ENDPOINT}"
@@ -64,8 +66,7 @@ retry_sequence_delay = 0.2
 [log]
 level = "{level}"
 
-[transport.sim]
-{sim}
+{transport}
 {extra}
 """
 

@@ -19,34 +19,34 @@ ATC1441 = bytes.fromhex("582d341233dc00e03e490b2c2e")
 PVVX = bytes.fromhex("dc3312342d582f09aa173d0b4b7c05")
 
 
-def test_atc1441_vector() -> None:
-    # MAC 58:2D:34:12:33:DC, 22.4 °C, 62 %, 73 %, 2860 mV, counter 0x2e.
-    found = atc.decode(ATC1441)
+@pytest.mark.parametrize(
+    ("frame", "profile", "temperature", "humidity", "battery", "volts", "packet_id"),
+    [
+        # MAC 58:2D:34:12:33:DC, 22.4 °C, 62 %, 73 %, 2860 mV, counter 0x2e.
+        (ATC1441, "atc1441", 22.4, 62, 73, 2.86, 0x2E),
+        # MAC 58:2D:34:12:33:DC (LSB first), 23.51 °C, 60.58 %, 2877 mV, 75 %, counter 0x7c.
+        (PVVX, "pvvx", 23.51, 60.58, 75, 2.877, 0x7C),
+    ],
+)
+def test_published_vectors(
+    frame: bytes,
+    profile: str,
+    temperature: float,
+    humidity: float,
+    battery: int,
+    volts: float,
+    packet_id: int,
+) -> None:
+    found = atc.decode(frame)
     assert found is not None
-    profile, frame = found
-    assert profile == "atc1441"
-    assert frame.measurements == (
-        Measurement("temperature", 22.4, "Cel"),
-        Measurement("humidity", 62, "%RH"),
-        Measurement("battery", 73, "%"),
-        Measurement("voltage", 2.86, "V"),
+    assert found[0] == profile
+    assert found[1].measurements == (
+        Measurement("temperature", temperature, "Cel"),
+        Measurement("humidity", humidity, "%RH"),
+        Measurement("battery", battery, "%"),
+        Measurement("voltage", volts, "V"),
     )
-    assert frame.packet_id == 0x2E
-
-
-def test_pvvx_vector() -> None:
-    # MAC 58:2D:34:12:33:DC (LSB first), 23.51 °C, 60.58 %, 2877 mV, 75 %, counter 0x7c.
-    found = atc.decode(PVVX)
-    assert found is not None
-    profile, frame = found
-    assert profile == "pvvx"
-    assert frame.measurements == (
-        Measurement("temperature", 23.51, "Cel"),
-        Measurement("humidity", 60.58, "%RH"),
-        Measurement("battery", 75, "%"),
-        Measurement("voltage", 2.877, "V"),
-    )
-    assert frame.packet_id == 0x7C
+    assert found[1].packet_id == packet_id
 
 
 def test_negative_temperatures() -> None:

@@ -10,6 +10,7 @@ import pytest
 from aiocoap.blockwise import ContinueException
 from aiocoap.numbers.codes import Code
 from aiocoap.optiontypes import BlockOption
+from timers import Clock
 
 from bridged.engine.blockwise import Block1Assembler, Refused
 from bridged.engine.pacing import EXCHANGE_LIFETIME
@@ -27,14 +28,6 @@ def block(number: int, *, more: bool = True, path: str = "a", peer: str = "p") -
     return message
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_blocks_are_joined_once_the_last_arrives() -> None:
     assembler = Block1Assembler(64)
     for n in range(3):
@@ -46,7 +39,7 @@ async def test_blocks_are_joined_once_the_last_arrives() -> None:
 
 
 async def test_an_unfinished_transfer_is_dropped_after_the_exchange_lifetime() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     assembler = Block1Assembler(1024, clock=clock)
     with pytest.raises(ContinueException):
         assembler.feed_and_take(block(0))

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -109,6 +109,35 @@ def daemon(socket_path: Path, result: Any = None, error: dict[str, Any] | None =
         return [{"id": request["id"], "result": result}]
 
     return ScriptedDaemon(socket_path, answer)
+
+
+class Terminal(io.StringIO):
+    """Output that is a terminal: bridgectl draws its progress there."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def scripted(
+    socket_path: Path,
+    answer: Callable[[dict[str, Any]], list[dict[str, Any]]],
+    err: IO[str],
+    *argv: str,
+) -> tuple[int, str]:
+    """bridgectl's ``argv`` against a daemon that answers ``answer``, what it writes to stderr
+    into ``err`` (a terminal, say); its exit code and what it wrote to stdout."""
+    d = ScriptedDaemon(socket_path, answer)
+    out = io.StringIO()
+    try:
+        client = cli.Client(str(socket_path), 5)
+        try:
+            code = cli.run(cli.build_parser().parse_args(argv), client, out, err)
+        finally:
+            client.close()
+    finally:
+        d.close()
+        socket_path.unlink(missing_ok=True)
+    return code, out.getvalue()
 
 
 NODES = [
@@ -256,28 +285,16 @@ def test_scan_streams_progress_on_a_terminal(socket_path: Path) -> None:
             {"id": rid, "result": [heard]},
         ]
 
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    d = ScriptedDaemon(socket_path, answer)
-    out, err = io.StringIO(), Terminal()
-    try:
-        args = cli.build_parser().parse_args(["scan", "--seconds", "2"])
-        client = cli.Client(str(socket_path), 5)
-        try:
-            assert cli.run(args, client, out, err) == cli.EXIT_OK
-        finally:
-            client.close()
-    finally:
-        d.close()
+    err = Terminal()
+    code, out = scripted(socket_path, answer, err, "scan", "--seconds", "2")
+    assert code == cli.EXIT_OK
     frames = err.getvalue().split("\r")
     assert frames[1].startswith("scanning [....") and "0/2 s, 0 heard" in frames[1]
     # the node's line clears the bar, then the bar is drawn again below it
     assert frames[2] == "\033[K+ sim:1  a  -50 dBm  sim\n"
     assert frames[3].startswith("scanning [....") and "0/2 s, 0 heard" in frames[3]
     assert frames[4].startswith("scanning [####") and "2/2 s, 1 heard" in frames[4]
-    assert "sim:1" in out.getvalue().splitlines()[1]
+    assert "sim:1" in out.splitlines()[1]
 
 
 def test_progress_bar() -> None:
@@ -579,26 +596,13 @@ def test_scan_lists_values_and_streams_json_lines(socket_path: Path) -> None:
             {"id": rid, "result": [update, sealed]},
         ]
 
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
     for as_json in (False, True):
-        d = ScriptedDaemon(socket_path, answer)
-        out, err = io.StringIO(), Terminal()
-        try:
-            argv = ["--json"] * as_json + ["scan", "--seconds", "2"]
-            args = cli.build_parser().parse_args(argv)
-            client = cli.Client(str(socket_path), 5)
-            try:
-                assert cli.run(args, client, out, err) == cli.EXIT_OK
-            finally:
-                client.close()
-        finally:
-            d.close()
-            socket_path.unlink()
+        err = Terminal()
+        argv = ["--json"] * as_json + ["scan", "--seconds", "2"]
+        code, out = scripted(socket_path, answer, err, *argv)
+        assert code == cli.EXIT_OK
         if as_json:
-            lines = [json.loads(line) for line in out.getvalue().splitlines()]
+            lines = [json.loads(line) for line in out.splitlines()]
             assert lines == [first, sealed, update, [update, sealed]]
             assert err.getvalue() == ""
         else:
@@ -609,7 +613,7 @@ def test_scan_lists_values_and_streams_json_lines(socket_path: Path) -> None:
                 "+ ble:54:48:E6:8F:80:A5  -  -61 dBm  bthome  encrypted",
                 "~ ble:A4:C1:38:0A:0B:0C  ATC_0B0C  -61 dBm  bthome  21.5 °C 45.0 %",
             ]
-            header, *rows = out.getvalue().splitlines()
+            header, *rows = out.splitlines()
             assert header.split() == ["NODE", "NAME", "RSSI", "PROFILE", "PAIRED", "VALUES"]
             assert rows[0].split()[-4:] == ["21.5", "°C", "45.0", "%"]
             assert rows[1].split()[-1] == "encrypted"
@@ -692,15 +696,12 @@ def test_events_are_readable_lines_with_local_iso_times() -> None:
     assert output.event_text(nested) == 'x objects={"3303":[0]}'
 
 
-class Interrupting(io.StringIO):
+class Interrupting(Terminal):
     """A terminal whose user presses Ctrl-C as the progress bar is drawn after a node's line."""
 
     def __init__(self) -> None:
         super().__init__()
         self.lines = 0
-
-    def isatty(self) -> bool:
-        return True
 
     def write(self, text: str) -> int:
         if "scanning" in text and self.lines:
@@ -719,18 +720,9 @@ def test_ctrl_c_during_scan_exits_130_with_the_table_so_far(socket_path: Path) -
             {"id": rid, "event": "node.heard", "data": heard},
         ]
 
-    d = ScriptedDaemon(socket_path, answer)
-    out, err = io.StringIO(), Interrupting()
-    try:
-        args = cli.build_parser().parse_args(["scan", "--seconds", "9"])
-        client = cli.Client(str(socket_path), 5)
-        try:
-            assert cli.run(args, client, out, err) == cli.EXIT_INTERRUPTED == 130
-        finally:
-            client.close()
-    finally:
-        d.close()
-    header, row = out.getvalue().splitlines()
+    code, out = scripted(socket_path, answer, Interrupting(), "scan", "--seconds", "9")
+    assert code == cli.EXIT_INTERRUPTED == 130
+    header, row = out.splitlines()
     assert header.split()[0] == "NODE" and row.split()[:2] == ["sim:1", "a"]
 
 

@@ -68,14 +68,22 @@ def endpoints(reg: NodeRegistry) -> tuple[RegistryListener, Reader]:
     return exposure, read
 
 
-@pytest.mark.parametrize("mode", [instances, gateway, endpoints])
-def test_a_button_shows_its_event_and_a_sensor_the_node_name(
-    tmp_path: FsPath, mode: Callable[[NodeRegistry], tuple[RegistryListener, Reader]]
-) -> None:
+Mode = Callable[[NodeRegistry], tuple[RegistryListener, Reader]]
+MODES = pytest.mark.parametrize("mode", [instances, gateway, endpoints])
+
+
+def paired(tmp_path: FsPath, mode: Mode, name: str, profile: str) -> tuple[NodeRegistry, Reader]:
+    """A registry shown upstream by ``mode``, with NODE paired as ``name``."""
     reg = registry(tmp_path)
     listener, read = mode(reg)
     reg.listen(listener)
-    reg.pair(PairedNode(NODE, "front door", "bthome"))
+    reg.pair(PairedNode(NODE, name, profile))
+    return reg, read
+
+
+@MODES
+def test_a_button_shows_its_event_and_a_sensor_the_node_name(tmp_path: FsPath, mode: Mode) -> None:
+    reg, read = paired(tmp_path, mode, "front door", "bthome")
     mapper = RecordMapper()
     press = [Measurement("button", "press"), Measurement("temperature", 21.5, "Cel")]
     reg.readings(NODE, mapper.records(press, None, [1]))
@@ -91,14 +99,11 @@ def test_a_button_shows_its_event_and_a_sensor_the_node_name(
     assert read(3303, 5700) == 21.75
 
 
-@pytest.mark.parametrize("mode", [instances, gateway, endpoints])
+@MODES
 def test_a_button_never_carries_the_name_even_before_its_first_event(
-    tmp_path: FsPath, mode: Callable[[NodeRegistry], tuple[RegistryListener, Reader]]
+    tmp_path: FsPath, mode: Mode
 ) -> None:
-    reg = registry(tmp_path)
-    listener, read = mode(reg)
-    reg.listen(listener)
-    reg.pair(PairedNode(NODE, "front door", "bthome"))
+    reg, read = paired(tmp_path, mode, "front door", "bthome")
     reg.objects(NODE, {3347: [0], 3303: [0]})  # announced before any value
     with pytest.raises(NotFound):
         read(3347, 5750)
@@ -107,14 +112,9 @@ def test_a_button_never_carries_the_name_even_before_its_first_event(
     assert read(3347, 5750) == "double_press"
 
 
-@pytest.mark.parametrize("mode", [instances, gateway, endpoints])
-def test_a_5750_the_node_reports_itself_wins(
-    tmp_path: FsPath, mode: Callable[[NodeRegistry], tuple[RegistryListener, Reader]]
-) -> None:
-    reg = registry(tmp_path)
-    listener, read = mode(reg)
-    reg.listen(listener)
-    reg.pair(PairedNode(NODE, "cellar", "lwm2m"))
+@MODES
+def test_a_5750_the_node_reports_itself_wins(tmp_path: FsPath, mode: Mode) -> None:
+    reg, read = paired(tmp_path, mode, "cellar", "lwm2m")
     reg.readings(
         NODE, [Record(Path.parse("/3303/0/5700"), 9.5), Record(Path.parse("/3303/0/5750"), "wine")]
     )

@@ -7,6 +7,7 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from timers import Clock
 
 from bridged.transports.ieee802154.errors import FragmentDecodeError
 from bridged.transports.ieee802154.fragment import (
@@ -18,16 +19,6 @@ from bridged.transports.ieee802154.fragment import (
 )
 
 NODE = bytes.fromhex("021122fffe334455")
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_published_fragment_headers() -> None:

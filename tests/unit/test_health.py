@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from timers import Clock
 
 from bridged.health import (
     BATTERY_LOW,
@@ -27,14 +28,6 @@ BLE = NodeId("ble", "A4:C1:38:00:00:01")
 RADIO = NodeId("802154", "00124b0000000001")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 Told = list[tuple[NodeId, NodeHealth, NodeHealth | None]]
 
 
@@ -43,7 +36,7 @@ def monitor(
 ) -> tuple[HealthMonitor, Clock, Told]:
     """A monitor on a test clock (``monotonic``); ``wall`` is its wall clock (the same one
     unless given)."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     health = HealthMonitor(policy or HealthPolicy(), clock=wall or clock, monotonic=clock)
     told: Told = []
     health.listen(lambda node, now, before: told.append((node, now, before)))
@@ -161,7 +154,7 @@ def test_the_resources_a_node_shows_upstream() -> None:
 
 
 async def test_a_wall_clock_that_jumps_makes_no_node_unavailable() -> None:
-    wall = Clock()
+    wall = Clock(1_000_000.0)
     health, clock, _ = monitor(HealthPolicy(minimum=1, nodes={BLE: 60}), wall=wall)
     health.add(BLE)
     health.heard(Heard(BLE, wall.now))

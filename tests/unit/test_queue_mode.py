@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from timers import Clock
 
 from bridged.engine.queue_mode import DEFAULT_WINDOW, QueueModeGate, QueueState
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Recorder:

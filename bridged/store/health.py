@@ -1,0 +1,69 @@
+"""The ``node_health`` table: what a user and a server are shown of each paired node's health
+(when it was last heard, its last RSSI, link quality and battery, its refused frames, whether it
+is available), kept so that a restarted gateway shows them before the node talks again.
+
+Every SQL statement on the table is here (``HealthStore``); what the values mean and when they
+are written is ``bridged.health``'s. The rows are written inside a transaction someone else
+opened (``save``: the readings' group commit), so keeping them costs no commit of its own; a
+node that is no longer paired gets no row, and unpairing it deletes its row
+(``NodeStore.unpair``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import astuple, dataclass, fields
+
+from bridged.transports.nodes import NodeId
+
+from .database import transaction
+
+
+@dataclass(frozen=True, slots=True)
+class SavedHealth:
+    """One node's health as kept: ``last_heard`` is wall-clock seconds, ``interval`` the
+    shortest one it was heard at (its learnt timeout's base)."""
+
+    available: bool
+    last_heard: float | None
+    rssi: int | None
+    lqi: int | None
+    battery: int | None
+    decrypt_failures: int
+    problem: str | None
+    interval: float | None
+
+
+_COLUMNS = tuple(f.name for f in fields(SavedHealth))
+_SAVE = f"""
+    INSERT INTO node_health(node_id, {", ".join(_COLUMNS)})
+    SELECT ?1, {", ".join(f"?{i}" for i in range(2, len(_COLUMNS) + 2))}
+     WHERE EXISTS (SELECT 1 FROM nodes WHERE id = ?1)
+    ON CONFLICT(node_id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in _COLUMNS)}
+"""
+"""Keep a node's health (a node that is not paired, unpaired meanwhile, gets none)."""
+
+
+class HealthStore:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def load(self) -> dict[NodeId, SavedHealth]:
+        """Every paired node's health as last kept."""
+        rows = self.conn.execute(f"SELECT node_id, {', '.join(_COLUMNS)} FROM node_health")
+        return {
+            NodeId.parse(node): SavedHealth(bool(available), *rest)
+            for node, available, *rest in rows
+        }
+
+    def save(self, health: Mapping[NodeId, SavedHealth], conn: sqlite3.Connection) -> None:
+        """Keep ``health`` inside the transaction open on ``conn`` (it commits them)."""
+        if health:
+            conn.executemany(_SAVE, [(str(node), *astuple(h)) for node, h in health.items()])
+
+    def save_now(self, health: Mapping[NodeId, SavedHealth]) -> None:
+        """Keep ``health`` in a transaction of its own (at a clean stop)."""
+        if health:
+            with transaction(self.conn) as conn:
+                self.save(health, conn)

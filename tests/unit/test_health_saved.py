@@ -1,0 +1,90 @@
+"""A node's health kept across a restart (bridged/health.py, bridged/store/health.py): written
+inside the readings' group commit, at most every SAVE_EVERY seconds, never in a commit of its
+own; given back to the next run's monitor as it was."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path as FsPath
+
+from timers import Clock
+
+from bridged.health import SAVE_EVERY, UNREACHABLE, HealthMonitor, HealthPolicy
+from bridged.objects.paths import Path
+from bridged.store.database import connect
+from bridged.store.health import HealthStore
+from bridged.store.nodes import NodeStore
+from bridged.store.readings import Reading, ReadingStore
+from bridged.transports.base import NodeState
+from bridged.transports.nodes import NodeId, PairedNode
+
+NODE = NodeId("ble", "A4:C1:38:00:00:01")
+GONE = NodeId("ble", "A4:C1:38:00:00:02")
+TEMPERATURE = Path.parse("/3303/0/5700")
+
+
+class Commits:
+    """Counts the COMMITs a connection runs."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.count = 0
+        conn.set_trace_callback(self.seen)
+
+    def seen(self, statement: str) -> None:
+        self.count += statement.strip().upper() == "COMMIT"
+
+
+def state(rssi: int, failures: int = 0) -> NodeState:
+    return NodeState(True, 1_700_000_000.0, rssi=rssi, battery=80, decrypt_failures=failures)
+
+
+async def test_health_rides_on_the_readings_commit_and_the_next_run_starts_from_it(
+    tmp_path: FsPath,
+) -> None:
+    conn = connect(tmp_path / "state.db")
+    for node in (NODE, GONE):
+        NodeStore(conn).pair(PairedNode(node, "n", "bthome"))
+    store, readings, clock = HealthStore(conn), ReadingStore(conn), Clock()
+    policy = HealthPolicy(nodes={GONE: SAVE_EVERY / 2})
+    health = HealthMonitor(policy, clock=clock, monotonic=clock, saved=store.load())
+    readings.joining.append(lambda c: store.save(health.unsaved(), c))
+    health.add(NODE)
+    health.add(GONE)
+    commits = Commits(conn)
+
+    health.state(NODE, state(-70, failures=2))
+    readings.append([Reading(NODE, TEMPERATURE, 21.5, clock.now)])
+    assert store.load() == {}, "not before SAVE_EVERY seconds"
+    clock.now += SAVE_EVERY
+    health.expire()  # GONE was never heard: unavailable
+    health.state(NODE, state(-80, failures=3))
+    readings.append([Reading(NODE, TEMPERATURE, 21.6, clock.now)])
+    assert commits.count == 2, "one commit per group commit, none for the health"
+    saved = store.load()
+    assert saved[NODE].rssi == -80 and saved[NODE].battery == 80
+    assert saved[NODE].decrypt_failures == 3 and saved[NODE].last_heard == 1_700_000_000.0
+    assert saved[GONE].available is False
+
+    # The next run: shown as it was before either node is heard.
+    after = HealthMonitor(policy, clock=clock, monotonic=clock, saved=store.load())
+    after.add(NODE)
+    after.add(GONE)
+    node, gone = after.health(NODE), after.health(GONE)
+    assert node is not None and gone is not None
+    assert (node.available, node.rssi, node.battery, node.last_heard) == (
+        True,
+        -80,
+        80,
+        1_700_000_000.0,
+    )
+    assert gone.errors == (UNREACHABLE,)
+    assert after.armed is not None, "the node that is available has its deadline"
+    # Its transport counts refused frames from its own start: they add to those before.
+    after.state(NODE, state(-80, failures=1))
+    assert after.health(NODE).decrypt_failures == 4  # type: ignore[union-attr]
+
+    # Unpaired, it leaves no health behind.
+    NodeStore(conn).unpair(NODE)
+    assert set(store.load()) == {GONE}
+    health.stop()
+    after.stop()

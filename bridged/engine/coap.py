@@ -48,9 +48,10 @@ itself, which a second daemon then cannot take (EADDRINUSE) instead of sharing i
 These live in :class:`BoundedMessageManager`, a subclass of aiocoap's ``MessageManager`` that
 replaces its deduplication methods (``_deduplicate_message``, ``_store_response_for_duplicates``)
 and wraps ``dispatch_message`` (every incoming message), ``_send_initially`` (the one place where
-a message is sent for the first time), ``_add_exchange`` and ``_remove_exchange``, and replaces
-``_process_request`` (its empty-ACK timer armed only for a request not answered at once). Those are
-aiocoap internals, pinned like the DTLS transport's: keep aiocoap's version pinned.
+a message is sent for the first time), ``_add_exchange`` and ``_remove_exchange``, and wraps
+``_process_request`` for the inline answer (a plain Read answered as it arrives: see
+:mod:`bridged.engine.serving`). Those are aiocoap internals, pinned like the DTLS transport's:
+``tests/unit/test_aiocoap_internals.py`` fails when a release changes one of them.
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ from typing import Any
 
 import aiocoap
 from aiocoap import interfaces, resource
-from aiocoap.message import Direction
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import ACK, CON, NON, RST
@@ -77,7 +77,7 @@ from aiocoap.util.asyncio.getaddrinfo_addrconfig import getaddrinfo_routechecked
 from .addresses import cached
 from .dedup import DEFAULT_CAPACITY, DEFAULT_CON_WINDOW, DEFAULT_NON_WINDOW, DedupCache
 from .pacing import EXCHANGE_LIFETIME, MESSAGE_IDS, NON_LIFETIME, PacerTable
-from .serving import ServingContext
+from .serving import AnswerNow, Encoded, ServingContext
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +118,6 @@ HELD_RETRY = 0.05
 """How soon a producer asks again when messages are already held for the peer."""
 
 
-class _Unarmed:
-    """The empty-ACK timer of a request still being answered at once: nothing to cancel."""
-
-    def cancel(self) -> None:
-        pass
-
-
-_UNARMED = _Unarmed()
-
-
 class BoundedMessageManager(MessageManager):
     """aiocoap's UDP message layer with a bounded deduplication cache and Message-ID pacing."""
 
@@ -138,9 +128,12 @@ class BoundedMessageManager(MessageManager):
         clock: Callable[[], float] = time.monotonic,
         *,
         peers_only: bool = False,
+        answer: AnswerNow | None = None,
     ) -> None:
         super().__init__(token_manager)
         self.limits = limits
+        self.answer = answer
+        """The site's inline answer (``bridged.engine.serving``), if it has one."""
         self.clock = clock
         self.peers_only = peers_only
         self._peers: OrderedDict[interfaces.EndpointAddress, None] = OrderedDict()
@@ -224,36 +217,38 @@ class BoundedMessageManager(MessageManager):
             while len(self._peers) > PEERS_KEPT:
                 self._peers.popitem(last=False)
 
-    # -- the empty ACK -----------------------------------------------------------------------
+    # -- the inline answer --------------------------------------------------------------
 
     def _process_request(self, request: aiocoap.Message) -> None:
-        """aiocoap's, except that the timer that sends an empty ACK when the response is slow
-        (EMPTY_ACK_DELAY) is armed only if the request was not answered at once: a Read
-        answered inline (``bridged.engine.serving``) took the piggyback opportunity before
-        the timer could matter, and arming and cancelling one per request is work for the
-        event loop's timer heap on every Read."""
-        if request.mtype is not CON:
+        if request.mtype is not CON or not self._answer_now(request):
             super()._process_request(request)
-            return
-        key = (request.remote, request.token)
-        waiting = self._piggyback_opportunities
-        if (old := waiting.pop(key, None)) is not None:
-            self.log.warning(
-                "New request came in while old request not ACKed yet; cancelling that ACK"
-            )
-            old[1].cancel()
-        pending = (request.mid, _UNARMED)
-        waiting[key] = pending
-        self.token_manager.process_request(request)
-        if waiting.get(key) is pending:  # no response yet: wait for it, then ACK empty
-            handle = self.loop.call_later(
-                request.transport_tuning.EMPTY_ACK_DELAY, self._ack_empty, key
-            )
-            waiting[key] = (request.mid, handle)
 
-    def _ack_empty(self, key: tuple[interfaces.EndpointAddress, bytes]) -> None:
-        mid, _ = self._piggyback_opportunities.pop(key)
-        self._send_empty_ack(key[0], mid, "Response took too long to prepare")
+    def _answer_now(self, request: aiocoap.Message) -> bool:
+        """Answer the confirmable ``request`` with the site's response at once, piggybacked,
+        encoded once (``bridged.engine.serving``); False: it takes aiocoap's general path."""
+        answer = self.answer
+        if (
+            answer is None
+            or request.opt.no_response is not None
+            or (request.token, request.remote) in self.token_manager.incoming_requests
+        ):
+            return False
+        try:
+            response = answer(request)
+        except Exception:
+            # A fault in the inline answer is not the request's: the general path answers it
+            # (aiocoap turns an exception there into 5.00).
+            self.log.exception("answering %r at once", request)
+            return False
+        if response is None:
+            return False
+        remote = request.remote.as_response_address()
+        response.mtype, response.mid, response.token = ACK, request.mid, request.token
+        response.remote = remote
+        data = response.encode()
+        self.dedup.answer((remote, request.mid), data)
+        self._send_via_transport(Encoded(remote, data))
+        return True
 
     # -- deduplication -----------------------------------------------------------------------
 
@@ -265,9 +260,7 @@ class BoundedMessageManager(MessageManager):
             return False
         if message.mtype is CON and seen.response is not None:
             self.log.info("Duplicate CON received, sending old response again")
-            again = aiocoap.Message.decode(seen.response, message.remote.as_response_address())
-            again.direction = Direction.OUTGOING
-            self._send_via_transport(again)
+            self._send_via_transport(Encoded(message.remote.as_response_address(), seen.response))
         else:
             self.log.info("Duplicate %s received, ignoring it", message.mtype)
         return True
@@ -454,7 +447,8 @@ async def append_message_interface(
     the bounded message manager in place of aiocoap's.
     """
     tman = TokenManager(context)
-    mman = BoundedMessageManager(tman, limits or CoapLimits(), peers_only=peers_only)
+    answer: AnswerNow | None = getattr(context, "answer_now", None)
+    mman = BoundedMessageManager(tman, limits or CoapLimits(), peers_only=peers_only, answer=answer)
     mman.message_interface = await create_interface(mman)
     tman.token_interface = mman
     context.request_interfaces.append(tman)

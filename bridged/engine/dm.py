@@ -575,7 +575,7 @@ class DeviceManagement:
         """``handle_async``'s reply when it can be given without awaiting anything (the
         request is answered from the tree: ``_local``), None otherwise. The server's plain
         Reads of the gateway's own objects are answered here, inline, by the context's fast
-        path (``bridged.engine.coap.ServingContext``)."""
+        path (``bridged.engine.serving``)."""
         try:
             if not self._local(method, segments, payload, content_format, accept):
                 return None
@@ -904,12 +904,11 @@ class DeviceManagementResource(resource.Resource):
         else:
             await self.observations.render_to_pipe(pipe, super().render_to_pipe)
 
-    def render_now(self, pipe: Pipe) -> bool:
-        """Answer ``pipe``'s request inline if it is a plain Read (GET without Observe or
+    def answer_now(self, request: aiocoap.Message) -> aiocoap.Message | None:
+        """The response to ``request`` at once if it is a plain Read (GET without Observe or
         Block1, not a later Block2 block) that ``DeviceManagement.handle_now`` answers from
-        the tree: the same response ``render_to_pipe`` would give, without the task aiocoap
-        runs it in (``bridged.engine.serving``). False: not answered, nothing done."""
-        request = pipe.request
+        the tree: the response ``render_to_pipe`` would give, without aiocoap's token layer and
+        task (``bridged.engine.serving``). None: not answered, nothing done."""
         block2 = request.opt.block2
         if (
             request.code != Code.GET
@@ -917,10 +916,10 @@ class DeviceManagementResource(resource.Resource):
             or request.opt.block1 is not None
             or (block2 is not None and block2.block_number != 0)
         ):
-            return False
+            return None
         reply = self.dm.handle_now(*request_arguments(request))
         if reply is None:
-            return False
+            return None
         if self.observations is not None:
             self.observations.heard()
         response = reply_message(reply)
@@ -932,8 +931,7 @@ class DeviceManagementResource(resource.Resource):
             # aiocoap's own Block2 handling (the first block of a large response, the rest
             # kept for the later requests), which awaits nothing here but ``built``:
             response = run_now(self._block2.extract_or_insert(request, built))
-        pipe.add_response(response, is_last=True)
-        return True
+        return response
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
         if self.dm.nodes is not None:

@@ -31,7 +31,7 @@ from aiocoap.numbers.optionnumbers import OptionNumber
 from bridged.objects.errors import BadOption, LwM2MError, ProxyingNotSupported
 
 from .dm import error_reply, reply_message
-from .site import render_now
+from .site import answer_now
 
 log = logging.getLogger(__name__)
 
@@ -99,21 +99,23 @@ class CheckedSite:
         self.site = site
 
     async def render_to_pipe(self, pipe: Any) -> None:
-        if not self._refused(pipe):
-            await self.site.render_to_pipe(pipe)
+        refusal = self._refusal(pipe.request)
+        if refusal is not None:
+            pipe.add_response(refusal, is_last=True)
+            return
+        await self.site.render_to_pipe(pipe)
 
-    def render_now(self, pipe: Any) -> bool:
-        """Answer ``pipe`` inline: its error, or the site's ``render_now``
-        (``bridged.engine.serving``). False: not answered, for ``render_to_pipe``."""
-        return self._refused(pipe) or render_now(self.site, pipe)
+    def answer_now(self, request: aiocoap.Message) -> aiocoap.Message | None:
+        """The response to ``request`` at once (``bridged.engine.serving``): its error, or the
+        site's ``answer_now``; None: not answered, for ``render_to_pipe``."""
+        refusal = self._refusal(request)
+        return refusal if refusal is not None else answer_now(self.site, request)
 
-    def _refused(self, pipe: Any) -> bool:
-        """Answer ``pipe`` with its error if ``check_request`` refuses it; whether it did."""
-        request: aiocoap.Message = pipe.request
+    def _refusal(self, request: aiocoap.Message) -> aiocoap.Message | None:
+        """The error response to ``request`` if ``check_request`` refuses it."""
         try:
             check_request(request)
         except LwM2MError as e:
             log.info("request from %s: %s %s", request.remote, e.code_text, e)
-            pipe.add_response(reply_message(error_reply(e)), is_last=True)
-            return True
-        return False
+            return reply_message(error_reply(e))
+        return None

@@ -53,17 +53,19 @@ class ClientSite:
     async def render_to_pipe(self, pipe: Any) -> None:
         await self.target(pipe.request).render_to_pipe(pipe)
 
-    def render_now(self, pipe: Any) -> bool:
-        """The target's ``render_now`` (``bridged.engine.serving``); False for a target
+    def answer_now(self, request: aiocoap.Message) -> aiocoap.Message | None:
+        """The target's ``answer_now`` (``bridged.engine.serving``); None for a target
         without one."""
-        return render_now(self.target(pipe.request), pipe)
+        return answer_now(self.target(request), request)
 
 
-def render_now(resource: Any, pipe: Any) -> bool:
-    """Have ``resource`` answer ``pipe`` inline if it can (its ``render_now``): True if it
-    did, False if the request is for its ``render_to_pipe``."""
-    answer: Callable[[Any], bool] | None = getattr(resource, "render_now", None)
-    return answer is not None and answer(pipe)
+def answer_now(resource: Any, request: aiocoap.Message) -> aiocoap.Message | None:
+    """``resource``'s response to ``request`` at once if it gives one (its ``answer_now``);
+    None: the request is for its ``render_to_pipe``."""
+    answer: Callable[[aiocoap.Message], aiocoap.Message | None] | None = getattr(
+        resource, "answer_now", None
+    )
+    return None if answer is None else answer(request)
 
 
 class NotServing(resource.Resource):

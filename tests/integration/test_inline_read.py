@@ -1,9 +1,13 @@
 """A server's plain Read answered inline (``bridged.engine.serving``): the same response as the
 general path, and only for the requests the inline answer is meant for.
 
-Each request is rendered both ways by the same resource: inline (``CheckedSite.render_now``,
-what ``ServingContext`` calls as the request arrives) and the general way aiocoap runs in a
-task (``CheckedSite.render_to_pipe``); the responses must match in code, options and payload.
+Each request is answered both ways: inline (``CheckedSite.answer_now``, what the message layer
+asks as the request arrives) and the general way aiocoap runs in a task
+(``CheckedSite.render_to_pipe``); the responses must match in code, options and payload. On
+the wire, a real context answers a datagram inline and one whose inline answer is switched off
+answers it the general way: the datagrams must be equal byte for byte, a duplicate must get
+the first answer's bytes again, and what the inline answer is not for (Observe, NON, No-Response,
+a token still in use) must be answered as the general path answers it.
 """
 
 from __future__ import annotations
@@ -17,17 +21,18 @@ import aiocoap
 import pytest
 from aiocoap import resource
 from aiocoap.numbers.codes import Code
-from aiocoap.numbers.types import ACK, CON
+from aiocoap.numbers.types import ACK, CON, NON
 from aiocoap.optiontypes import BlockOption
 from aiocoap.pipe import Pipe
 from aiocoap.transports.udp6 import UDP6EndpointAddress
 
-from bridged.engine.coap import create_context
+from bridged.engine.coap import create_context, message_managers
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
 from bridged.engine.observe import Observations
 from bridged.engine.options import CheckedSite
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat
+from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 
 log = logging.getLogger(__name__)
@@ -84,8 +89,8 @@ def collect(message: aiocoap.Message) -> tuple[Pipe, list[Answer]]:
 
 
 def inline(served: CheckedSite, message: aiocoap.Message) -> list[Answer] | None:
-    pipe, answers = collect(message)
-    return answers if served.render_now(pipe) else None
+    m = served.answer_now(message)
+    return None if m is None else [(m.code, m.opt.encode(), bytes(m.payload))]
 
 
 async def general(served: CheckedSite, message: aiocoap.Message) -> list[Answer]:
@@ -171,25 +176,7 @@ OTHERS = {
 async def test_other_requests_are_left_to_the_general_path(
     edit: Callable[[aiocoap.Message], None],
 ) -> None:
-    served = site()
-    message = request("/3303/0/5700", edit)
-    pipe, answers = collect(message)
-    assert served.render_now(pipe) is False
-    assert answers == []
-
-
-async def test_the_context_answers_a_read_before_returning_to_the_event_loop() -> None:
-    """``ServingContext.render_to_pipe`` has the response in the pipe when it returns: no task
-    was needed (aiocoap's own context only starts one there)."""
-    tree = ObjectTree(builtin_definitions())
-    tree.create_instance(3, 0, [(0, "ACME")])
-    context = await create_context(DeviceManagementResource(DeviceManagement(tree)), ("::1", 0))
-    try:
-        pipe, answers = collect(request("/3/0/0"))
-        context.render_to_pipe(pipe)
-        assert answers == [(Code.CONTENT, aiocoap.Message(content_format=0).opt.encode(), b"ACME")]
-    finally:
-        await context.shutdown()
+    assert site().answer_now(request("/3303/0/5700", edit)) is None
 
 
 class Slow(resource.Resource):
@@ -231,3 +218,156 @@ async def test_a_request_not_answered_at_once_still_gets_an_empty_ack_then_its_r
     finally:
         sock.close()
         await context.shutdown()
+
+
+# -- on the wire ---------------------------------------------------------------------------------
+
+
+class Wire:
+    """A real context serving ``served`` on loopback, and a client socket that sends it
+    datagrams; ``inline=False`` switches the inline answer off (every request then takes
+    aiocoap's general path)."""
+
+    def __init__(self, context: aiocoap.Context, sock: socket.socket) -> None:
+        self.context, self.sock = context, sock
+
+    @classmethod
+    async def open(cls, served: object, *, inline: bool = True) -> Wire:
+        context = await create_context(served, ("127.0.0.1", 0))
+        [mman] = message_managers(context)
+        if not inline:
+            mman.answer = None
+        port = mman.message_interface._local_port()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.connect(("127.0.0.1", port))
+        return cls(context, sock)
+
+    async def ask(self, datagram: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(self.sock, datagram)
+        return await asyncio.wait_for(loop.sock_recv(self.sock, 4096), 10)
+
+    async def close(self) -> None:
+        self.sock.close()
+        await self.context.shutdown()
+        served = self.context.serversite.site
+        if isinstance(served, DeviceManagementResource) and served.observations is not None:
+            await served.observations.close()
+
+
+def resource_of(served: CheckedSite) -> DeviceManagementResource:
+    dmr = served.site
+    assert isinstance(dmr, DeviceManagementResource)
+    return dmr
+
+
+def datagram(
+    path: str, edit: Callable[[aiocoap.Message], None] = lambda m: None, mid: int = 0x4242
+) -> bytes:
+    message = aiocoap.Message(code=Code.GET, uri_path=[s for s in path.split("/") if s])
+    message.mtype, message.mid, message.token = CON, mid, b"tk"
+    edit(message)
+    return bytes(message.encode())
+
+
+@pytest.mark.parametrize("case", READS.values(), ids=READS.keys())
+async def test_the_inline_datagram_is_the_general_paths_byte_for_byte(
+    case: tuple[str, Callable[[aiocoap.Message], None] | None],
+) -> None:
+    path, edit = case
+    ask = datagram(path, edit or (lambda m: None))
+    fast, slow = (
+        await Wire.open(resource_of(site())),
+        await Wire.open(resource_of(site()), inline=False),
+    )
+    try:
+        got = await fast.ask(ask)
+        assert got == await slow.ask(ask)
+        answer = aiocoap.Message.decode(got)
+        assert (answer.mtype, answer.mid, answer.token) == (ACK, 0x4242, b"tk")
+    finally:
+        await fast.close()
+        await slow.close()
+
+
+async def test_a_duplicate_gets_the_inline_answers_bytes_again() -> None:
+    """RFC 7252 §4.5: a duplicate CON gets the same response, not a new one: the value changed
+    in between, and the duplicate still gets the bytes of the first answer."""
+    served = site()
+    wire = await Wire.open(resource_of(served))
+    try:
+        first = await wire.ask(datagram("/3303/0/5700"))
+        resource_of(served).dm.tree.set(Path.parse("/3303/0/5700"), 30.0)
+        assert await wire.ask(datagram("/3303/0/5700")) == first
+        fresh = await wire.ask(datagram("/3303/0/5700", mid=0x4243))
+        assert aiocoap.Message.decode(fresh).payload == b"30.0"
+        assert aiocoap.Message.decode(first).payload == b"21.5"
+    finally:
+        await wire.close()
+
+
+def no_response(m: aiocoap.Message) -> None:
+    m.opt.no_response = 0  # suppress nothing: the response comes, by the general path
+
+
+def non(m: aiocoap.Message) -> None:
+    m.mtype = NON
+
+
+NOT_INLINE = {
+    "Observe": lambda m: setattr(m.opt, "observe", 0),
+    "NON": non,
+    "No-Response": no_response,
+}
+
+
+@pytest.mark.parametrize("edit", NOT_INLINE.values(), ids=NOT_INLINE.keys())
+async def test_what_the_inline_answer_is_not_for_is_answered_by_the_general_path(
+    edit: Callable[[aiocoap.Message], None],
+) -> None:
+    served = site()
+    wire = await Wire.open(resource_of(served))
+    [mman] = message_managers(wire.context)
+    asked: list[aiocoap.Message] = []
+    inline_answer = mman.answer
+    assert inline_answer is not None
+
+    def answer(request: aiocoap.Message) -> aiocoap.Message | None:
+        response = inline_answer(request)
+        asked.append(request)
+        assert response is None, "not for the inline answer"
+        return response
+
+    mman.answer = answer
+    try:
+        answer_datagram = await wire.ask(datagram("/3303/0/5700", edit))
+        response = aiocoap.Message.decode(answer_datagram)
+        request = aiocoap.Message.decode(datagram("/3303/0/5700", edit))
+        assert (response.code, response.payload) == (Code.CONTENT, b"21.5")
+        assert response.token == b"tk"
+        if request.opt.observe is not None:
+            assert response.opt.observe is not None, "the observation was registered"
+        else:
+            assert asked == [], "the message layer did not ask"
+        assert response.mtype == (NON if request.mtype == NON else ACK)
+    finally:
+        await wire.close()
+
+
+async def test_a_read_on_a_token_still_in_use_ends_that_request_first() -> None:
+    """A Read whose token an observation of the same server still uses: aiocoap's general path
+    ends the observation before serving the Read (the token names one request at a time), so
+    the inline answer leaves it to that path; the Read is answered all the same."""
+    served = site()
+    wire = await Wire.open(resource_of(served))
+    try:
+        observe = datagram("/3303/0/5700", lambda m: setattr(m.opt, "observe", 0), mid=1)
+        assert aiocoap.Message.decode(await wire.ask(observe)).opt.observe is not None
+        [tman] = wire.context.request_interfaces
+        assert len(tman.incoming_requests) == 1
+        read = aiocoap.Message.decode(await wire.ask(datagram("/3/0/1", mid=2)))
+        assert (read.code, read.payload, read.opt.observe) == (Code.CONTENT, b"GW-1", None)
+        assert tman.incoming_requests == {}
+    finally:
+        await wire.close()

@@ -1,9 +1,9 @@
 """CoAP over DTLS 1.2 with X.509 certificates towards one LwM2M server (security mode 2).
 
-Why pyOpenSSL and not aiocoap's tinydtls transport: tinydtls has no X.509 at all (docs/security.md
-has the comparison). pyOpenSSL drives OpenSSL's DTLS through memory buffers, so this module owns
-the socket: one connected UDP socket per session, the session the client opens with its Register,
-and the server's own requests (Read, Observe, Write) are answered inside it, as LwM2M requires.
+Why pyOpenSSL and not tinydtls: tinydtls has no X.509 at all (docs/security.md has the
+comparison). pyOpenSSL drives OpenSSL's DTLS through memory buffers, on a socket of the
+session's own (``dtls_session``: the session the client opens with its Register, the server's
+own requests answered inside it, as LwM2M requires).
 
 OpenSSL itself accepts any chain (its verify callback returns true) so that the one decision is
 made by ``dtls_x509.verify_server``, after the handshake, with a message that says why; nothing
@@ -19,16 +19,14 @@ of the ``dtls`` extra, which a gateway without DTLS servers (the demo) does not 
 from __future__ import annotations
 
 import asyncio
-import logging
-from typing import Any
 
-from aiocoap import Message, error, interfaces
-from aiocoap.util import hostportjoin, hostportsplit
+from aiocoap import interfaces
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
-from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsHandshakeError, DtlsUplink, only_interface
+from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsUplink
+from .dtls_session import DatagramSession, SessionTransport, session_context
 from .dtls_x509 import (
     DtlsAlertError,
     DtlsIdentityError,
@@ -37,11 +35,7 @@ from .dtls_x509 import (
     subject_name,
     verify_server,
 )
-from .serving import ServingContext
 
-log = logging.getLogger(__name__)
-
-COAPS_PORT = 5684
 CIPHERS = b"ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE+AESGCM:ECDHE+AES"
 """LwM2M's mandatory suite (TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8) first, then OpenSSL's ECDHE ones
 with AEAD or CBC: never a suite without forward secrecy."""
@@ -64,102 +58,34 @@ def _context(credentials: X509Credentials) -> SSL.Context:
     return context
 
 
-class X509Session(interfaces.EndpointAddress):
-    """One DTLS session with the server: the remote of every message to and from it.
+class X509Session(DatagramSession):
+    """One DTLS session with certificates: OpenSSL through memory buffers, its retransmission
+    timer from ``DTLSv1_get_timeout``; the server's chain is checked by ``verify_server``
+    before anything is sent."""
 
-    Messages sent before the handshake and the identity check are held, and go out once both
-    passed; a failure hands its error to aiocoap for every request on the session and ends it.
-    """
-
-    scheme = "coaps"
-    is_multicast = False
-    is_multicast_locally = False
+    mode = "certificate"
 
     def __init__(
         self,
-        transport: _X509Transport,
+        transport: SessionTransport,
         host: str,
         port: int,
         credentials: X509Credentials,
         handshake_timeout: float,
     ) -> None:
-        self._transport = transport
-        self._host, self._port = host, port
         self._credentials = credentials
-        self._hostinfo: str = hostportjoin(host, None if port == COAPS_PORT else port)
         self._connection = SSL.Connection(_context(credentials), None)
         self._connection.set_connect_state()
         if not isinstance(subject_name(host), x509.IPAddress):
             self._connection.set_tlsext_host_name(host.encode("idna"))
-        self._held: list[bytes] = []
-        self._ready = False
-        self._closed = False
-        self._answered = False
-        self._udp: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(handshake_timeout, self._timed_out, handshake_timeout)
-        # held: the event loop keeps only a weak reference to a task
-        self._start = asyncio.ensure_future(self._open())
+        super().__init__(transport, host, port, handshake_timeout)
 
-    # -- EndpointAddress ---------------------------------------------------------------------
-
-    @property
-    def hostinfo(self) -> str:
-        return self._hostinfo
-
-    @property
-    def hostinfo_local(self) -> str:
-        host, port, *_ = self._udp.get_extra_info("sockname") if self._udp else ("::", 0)
-        return f"{hostportjoin(host, port)}"
-
-    @property
-    def uri_base(self) -> str:
-        return "coaps://" + self.hostinfo
-
-    @property
-    def uri_base_local(self) -> str:
-        return "coaps://" + self.hostinfo_local
-
-    @property
-    def blockwise_key(self) -> object:
-        return (self._host, self._port)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.hostinfo}>"
-
-    # -- I/O ---------------------------------------------------------------------------------
-
-    async def _open(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            self._udp, _ = await loop.create_datagram_endpoint(
-                lambda: _Datagrams(self), remote_addr=(self._host, self._port)
-            )
-        except OSError as e:
-            failure = error.NetworkError(str(e))
-            failure.__cause__ = e
-            self._fail(failure)
-            return
-        if self._closed:  # shut down while the socket was being opened
-            self._udp.close()
-            return
-        log.info("Starting a DTLS session (certificate) with %s", self.hostinfo)
-        self._handshake()
-
-    def send(self, data: bytes) -> None:
-        if self._closed:
-            return
-        if not self._ready:
-            self._held.append(data)
-            return
+    def _write(self, data: bytes) -> None:
         self._connection.send(data)
         self._flush()
 
-    def received(self, data: bytes) -> None:
-        self._answered = True
-        if self._closed:
-            return
+    def _take(self, data: bytes) -> None:
         self._connection.bio_write(data)
         if not self._ready:
             self._handshake()
@@ -171,13 +97,12 @@ class X509Session(interfaces.EndpointAddress):
             except SSL.WantReadError:
                 break
             except SSL.ZeroReturnError:
-                log.info("%s closed the DTLS session; the next Register handshakes again", self)
-                self._fail(error.NetworkError(f"{self.hostinfo} closed the DTLS session"))
+                self._closed_by_server()
                 return
             except SSL.Error as e:
                 self._fail(DtlsAlertError(self.hostinfo, _reason(e)))
                 return
-            self._transport.dispatch(plain, self)
+            self._deliver(plain)
         self._flush()
 
     def _handshake(self) -> None:
@@ -192,18 +117,13 @@ class X509Session(interfaces.EndpointAddress):
             self._fail(DtlsAlertError(self.hostinfo, _reason(e)))
             return
         self._flush()
-        self._deadline.cancel()
         chain = self._connection.get_peer_cert_chain(as_cryptography=True) or []
         try:
             verify_server(chain, self._host, self._credentials)
         except ValueError as e:
             self._fail(DtlsIdentityError(self.hostinfo, str(e)))
             return
-        log.debug("DTLS session with %s up (%s)", self, self._connection.get_cipher_name())
-        self._ready = True
-        held, self._held = self._held, []
-        for data in held:
-            self.send(data)
+        self._established(str(self._connection.get_cipher_name()))
 
     def _arm_retransmission(self) -> None:
         if self._timer is not None:
@@ -226,24 +146,9 @@ class X509Session(interfaces.EndpointAddress):
                 data = self._connection.bio_read(DATAGRAM)
             except SSL.WantReadError:
                 return
-            if self._udp is not None and not self._udp.is_closing():
-                self._udp.sendto(data)
+            self._sendto(data)
 
-    def _timed_out(self, timeout: float) -> None:
-        self._fail(DtlsHandshakeError(self.hostinfo, timeout, self._answered, "certificate"))
-
-    def _fail(self, e: error.NetworkError) -> None:
-        if self._closed:
-            return
-        self.shutdown()
-        self._transport.failed(self, e)
-
-    def shutdown(self) -> None:
-        """End the session: a close_notify when it was up, then the socket."""
-        if self._closed:
-            return
-        self._closed = True
-        self._deadline.cancel()
+    def _close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         if self._ready:
@@ -252,9 +157,6 @@ class X509Session(interfaces.EndpointAddress):
             except SSL.Error:
                 pass
             self._flush()
-        if self._udp is not None:
-            self._udp.close()
-        self._transport.forget(self)
 
 
 def _reason(e: SSL.Error) -> str:
@@ -262,84 +164,6 @@ def _reason(e: SSL.Error) -> str:
     reasons = [r[2] for r in e.args[0] if isinstance(r, tuple) and len(r) == 3] if e.args else []
     text = "; ".join(str(r) for r in reasons if r)
     return text or str(e) or type(e).__name__
-
-
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, session: X509Session) -> None:
-        self.session = session
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.session.received(data)
-
-    def error_received(self, exc: Exception) -> None:
-        # the OSError as the cause, which is where registration.failure_text looks for its errno
-        failure = error.NetworkError(str(exc))
-        failure.__cause__ = exc
-        self.session._fail(failure)
-
-
-class _X509Transport(interfaces.MessageInterface):
-    """aiocoap's message interface for one server: a :class:`X509Session` at a time."""
-
-    def __init__(
-        self,
-        mman: interfaces.MessageManager,
-        credentials: X509Credentials,
-        handshake_timeout: float,
-    ) -> None:
-        self._mman = mman
-        self._credentials = credentials
-        self._handshake_timeout = handshake_timeout
-        self.session: X509Session | None = None
-        self._shutting_down = False
-
-    async def determine_remote(self, request: Message) -> X509Session | None:
-        if request.requested_scheme != "coaps":
-            return None
-        if self._shutting_down:
-            raise error.LibraryShutdown
-        if request.unresolved_remote:
-            host, port = hostportsplit(request.unresolved_remote)
-        elif request.opt.uri_host:
-            host, port = request.opt.uri_host, request.opt.uri_port
-        else:
-            raise ValueError("no server address in the request")
-        if self.session is None:
-            self.session = X509Session(
-                self, host, port or COAPS_PORT, self._credentials, self._handshake_timeout
-            )
-        return self.session
-
-    async def recognize_remote(self, remote: interfaces.EndpointAddress) -> bool:
-        return remote is self.session and self.session is not None
-
-    def send(self, message: Message) -> None:
-        remote = message.remote
-        assert isinstance(remote, X509Session)
-        remote.send(message.encode())
-
-    def dispatch(self, data: bytes, session: X509Session) -> None:
-        try:
-            message = Message.decode(data, session)
-        except error.UnparsableMessage:
-            log.warning("Ignoring an unparsable message from %s", session)
-            return
-        self._mman.dispatch_message(message)
-
-    def failed(self, session: X509Session, e: error.NetworkError) -> None:
-        self._mman.dispatch_error(e, session)
-
-    def forget(self, session: X509Session) -> None:
-        if self.session is session:
-            self.session = None
-
-    def close_sessions(self) -> None:
-        if self.session is not None:
-            self.session.shutdown()
-
-    async def shutdown(self) -> None:
-        self._shutting_down = True
-        self.close_sessions()
 
 
 class DtlsX509Uplink(DtlsUplink):
@@ -356,8 +180,9 @@ class DtlsX509Uplink(DtlsUplink):
         loggername: str = "bridged.engine.dtls_x509",
     ) -> DtlsX509Uplink:
         """The context for ``server_uri``, serving ``site`` over the session it opens."""
-        context = ServingContext(site, loggername=loggername)
-        transport = await only_interface(
-            context, lambda mman: _X509Transport(mman, credentials, handshake_timeout)
+        context, transport = await session_context(
+            site,
+            loggername,
+            lambda t, host, port: X509Session(t, host, port, credentials, handshake_timeout),
         )
         return cls(context, transport, server_uri)

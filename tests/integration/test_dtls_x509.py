@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from aiocoap import ACK, CON, GET, POST, Code, Message, resource
 
-from bridged.engine.dtls import DtlsHandshakeError
+from bridged.engine.dtls import DtlsHandshakeError, DtlsUplink
 from bridged.engine.dtls_openssl import DtlsX509Uplink
 from bridged.engine.dtls_x509 import DtlsIdentityError, X509Credentials
-from peers.dtls_x509_server import X509DtlsServer
+from peers.dtls_x509_server import HandPlayedServer, X509DtlsServer
 from peers.pki import Pki
 
 TIMEOUT = 10.0
@@ -64,7 +64,9 @@ def by_hand(message: Message, mtype: Any, mid: int, token: bytes) -> Message:
     return message
 
 
-async def answered(server: X509DtlsServer, request: asyncio.Future[Message]) -> tuple[Any, Message]:
+async def answered(
+    server: HandPlayedServer, request: asyncio.Future[Message]
+) -> tuple[Any, Message]:
     """The server's side of one client request: read it, answer 2.01 piggybacked; returns the
     client's address and what the client got."""
     addr, message = await asyncio.wait_for(server.received.get(), TIMEOUT)
@@ -83,6 +85,13 @@ async def test_server_requests_travel_in_the_clients_session_and_close_notify_ha
     endpoint = await DtlsX509Uplink.create(
         server.uri, credentials(pki, server.certificate.der), site()
     )
+    await served_in_session_then_closed(server, endpoint)
+
+
+async def served_in_session_then_closed(server: HandPlayedServer, endpoint: DtlsUplink) -> None:
+    """The walk each DTLS mode's test takes with its hand-played server: Register, the server's
+    Read of /3/0/0 in that session, its close_notify, a new Register from a new port; the
+    endpoint is shut down at the end."""
     try:
         register = Message(code=POST, uri=f"{server.uri}/rd?ep=bridged-test")
         addr, _ = await answered(server, asyncio.ensure_future(endpoint.request(register)))

@@ -22,10 +22,45 @@ from peers.pki import Issued
 DATAGRAM = 65536
 
 
-class X509DtlsServer(asyncio.DatagramProtocol):
-    """Listens on 127.0.0.1; ``received`` has (client address, CoAP message) pairs."""
+class HandPlayedServer(asyncio.DatagramProtocol):
+    """A DTLS server a test plays by hand: listens on 127.0.0.1 (``listen``); ``received`` has
+    (client address, CoAP message) pairs; ``send`` and ``close`` act on a client's session."""
+
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[tuple[Any, Message]] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    async def listen(self) -> None:
+        await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: self, local_addr=("127.0.0.1", 0)
+        )
+
+    @property
+    def uri(self) -> str:
+        assert self.transport is not None
+        return f"coaps://127.0.0.1:{self.transport.get_extra_info('sockname')[1]}"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a datagram transport
+
+    def send(self, addr: Any, message: Message) -> None:
+        """``message`` (its type, ID and token set by the test) into ``addr``'s session."""
+        raise NotImplementedError
+
+    def close(self, addr: Any) -> None:
+        """End ``addr``'s session with a close_notify."""
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class X509DtlsServer(HandPlayedServer):
+    """The certificate server: the client's certificate must be of the CA ``trust``."""
 
     def __init__(self, certificate: Issued, trust: x509.Certificate) -> None:
+        super().__init__()
         self.certificate = certificate
         self.context = SSL.Context(SSL.DTLS_SERVER_METHOD)
         self.context.use_certificate(certificate.certificate)
@@ -37,24 +72,12 @@ class X509DtlsServer(asyncio.DatagramProtocol):
             SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *args: bool(args[-1])
         )
         self.sessions: dict[Any, SSL.Connection] = {}
-        self.received: asyncio.Queue[tuple[Any, Message]] = asyncio.Queue()
-        self.transport: asyncio.DatagramTransport | None = None
 
     @classmethod
     async def start(cls, certificate: Issued, trust: x509.Certificate) -> X509DtlsServer:
         server = cls(certificate, trust)
-        await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: server, local_addr=("127.0.0.1", 0)
-        )
+        await server.listen()
         return server
-
-    @property
-    def uri(self) -> str:
-        assert self.transport is not None
-        return f"coaps://127.0.0.1:{self.transport.get_extra_info('sockname')[1]}"
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a datagram transport
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         connection = self.sessions.get(addr)
@@ -73,12 +96,10 @@ class X509DtlsServer(asyncio.DatagramProtocol):
         self._flush(connection, addr)
 
     def send(self, addr: Any, message: Message) -> None:
-        """``message`` (its type, ID and token set by the test) into ``addr``'s session."""
         self.sessions[addr].send(message.encode())
         self._flush(self.sessions[addr], addr)
 
     def close(self, addr: Any) -> None:
-        """End ``addr``'s session with a close_notify."""
         connection = self.sessions.pop(addr)
         connection.shutdown()
         self._flush(connection, addr)
@@ -90,7 +111,3 @@ class X509DtlsServer(asyncio.DatagramProtocol):
                 self.transport.sendto(connection.bio_read(DATAGRAM), addr)
             except SSL.WantReadError:
                 return
-
-    def shutdown(self) -> None:
-        if self.transport is not None:
-            self.transport.close()

@@ -154,6 +154,9 @@ class ReadingStore:
         age bound's delete runs only when it can find something."""
         self._tail: deque[StoredReading] = deque()
         """The newest stored readings, consecutive seqs up to the last one (module docstring)."""
+        self._bounded = False
+        """Whether the bounds dropped readings since ``append`` began (its batch may be
+        among them)."""
 
     def __len__(self) -> int:
         return int(self._count)
@@ -185,6 +188,7 @@ class ReadingStore:
         rows = [(str(r.node), str(r.path), *encode_value(r.value), r.time) for r in batch]
         oldest = min((r.time for r in batch), default=self._oldest)
         try:
+            self._bounded = False
             with transaction(self._conn):
                 self._conn.executemany(
                     "INSERT INTO readings(node_id, path, kind, value, time) VALUES (?, ?, ?, ?, ?)",
@@ -210,6 +214,10 @@ class ReadingStore:
         if first != self._next_seq:
             self._tail.clear()  # someone else stored readings: the tail would miss them
         self._next_seq = first + len(rows)
+        if self._bounded:
+            # The bounds dropped rows in this transaction, maybe of this batch: the tail
+            # starts again with the next batch, and the table says what is left.
+            return self._next_seq - 1
         self._tail.extend(
             StoredReading(seq, r)
             for seq, r in zip(range(first, self._next_seq), batch, strict=True)
@@ -331,6 +339,7 @@ class ReadingStore:
             self._count -= excess
             self._bump(DROPPED_COUNT, excess)
             self._tail.clear()
+            self._bounded = True
         self._drop_older_than(self._clock() - self.bounds.max_age)
 
     def _drop_older_than(self, cutoff: float) -> int:
@@ -343,6 +352,7 @@ class ReadingStore:
             self._count -= cur.rowcount
             self._bump(DROPPED_AGE, cur.rowcount)
             self._tail.clear()
+            self._bounded = True
         return max(cur.rowcount, 0)
 
     def _prune_delivered(self) -> None:

@@ -157,6 +157,9 @@ class ReadingStore:
         self.joining: list[Callable[[sqlite3.Connection], None]] = []
         """Writes that join each ``append``'s transaction, so they cost no commit of their
         own (each node's health: ``HealthStore.save``)."""
+        self._bounded = False
+        """Whether the bounds dropped readings since ``append`` began (its batch may be
+        among them)."""
 
     def __len__(self) -> int:
         return int(self._count)
@@ -188,6 +191,7 @@ class ReadingStore:
         rows = [(str(r.node), str(r.path), *encode_value(r.value), r.time) for r in batch]
         oldest = min((r.time for r in batch), default=self._oldest)
         try:
+            self._bounded = False
             with transaction(self._conn):
                 self._conn.executemany(
                     "INSERT INTO readings(node_id, path, kind, value, time) VALUES (?, ?, ?, ?, ?)",
@@ -215,6 +219,10 @@ class ReadingStore:
         if first != self._next_seq:
             self._tail.clear()  # someone else stored readings: the tail would miss them
         self._next_seq = first + len(rows)
+        if self._bounded:
+            # The bounds dropped rows in this transaction, maybe of this batch: the tail
+            # starts again with the next batch, and the table says what is left.
+            return self._next_seq - 1
         self._tail.extend(
             StoredReading(seq, r)
             for seq, r in zip(range(first, self._next_seq), batch, strict=True)
@@ -336,6 +344,7 @@ class ReadingStore:
             self._count -= excess
             self._bump(DROPPED_COUNT, excess)
             self._tail.clear()
+            self._bounded = True
         self._drop_older_than(self._clock() - self.bounds.max_age)
 
     def _drop_older_than(self, cutoff: float) -> int:
@@ -348,6 +357,7 @@ class ReadingStore:
             self._count -= cur.rowcount
             self._bump(DROPPED_AGE, cur.rowcount)
             self._tail.clear()
+            self._bounded = True
         return max(cur.rowcount, 0)
 
     def _prune_delivered(self) -> None:

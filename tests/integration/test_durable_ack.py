@@ -4,7 +4,7 @@ An 802.15.4 node's Send answered 2.04 has been received, as far as the node know
 not send those values again. So they must be committed to the state database before the 2.04
 leaves, not at the next group commit (kill -9 in between lost them, uncounted). Checked from
 a second SQLite connection, which sees exactly what a restarted process would: committed rows.
-The group commit has no timer to commit them later: it commits what is reported, as it is.
+The group commit's window does not delay them: ``durable`` commits at once.
 
 Then end to end through the real daemon on the RCP emulator, killed right after the last 2.04:
 every value a node was answered 2.04 for reaches the server after the restart.

@@ -24,6 +24,7 @@ from bridged.app import Gateway
 from bridged.config import load
 from bridged.objects.paths import Path as LwPath
 from bridged.objects.values import Record
+from bridged.registry import COMMIT_WINDOW
 from bridged.transports.nodes import NodeId
 from peers.lwm2m_server import LwM2MTestServer
 
@@ -95,12 +96,19 @@ async def test_an_idle_gateway_arms_only_deadlines_and_still_delivers(tmp_path: 
             assert {"registry", "delivery-1", "command-expiry"} <= tasks
 
             gw.registry.readings(NODE, [Record(TEMPERATURE, 21.25)])
-            with contextlib.closing(sqlite3.connect(tmp_path / "state" / "state.db")) as other:
-                rows = other.execute("SELECT value FROM last_values").fetchall()
-            assert rows == [(21.25,)], "committed before readings() returned"
+            # The reading armed the group commit (the one timer due) and waits for it.
+            (commit,) = due_within(1.0)
+            assert commit.when() - asyncio.get_running_loop().time() <= COMMIT_WINDOW
+            await until(lambda: committed(tmp_path) == [(21.25,)])
             await until(lambda: delivered(server, 21.25))
             await until(lambda: gw.delivery.backlog(1) == 0)
             await settled()
             assert due_within(1.0) == [], armed()
         finally:
             await gw.stop()
+
+
+def committed(tmp_path: Path) -> list[tuple[object, ...]]:
+    """The node's last values as a second connection (a restarted gateway) sees them."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "state" / "state.db")) as other:
+        return other.execute("SELECT value FROM last_values").fetchall()

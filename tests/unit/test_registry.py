@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path as FsPath
 
 import pytest
@@ -14,7 +14,7 @@ from timers import armed, settled
 
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from bridged.registry import LiveNode, NodeRegistry
+from bridged.registry import COMMIT_WINDOW, LiveNode, NodeRegistry
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import Bounds, ReadingStore
@@ -206,8 +206,8 @@ def test_the_refused_list_is_bounded(
 
 
 def test_a_report_is_durable_when_it_returns(tmp_path: FsPath) -> None:
-    """Nothing waits in memory for a later commit, which a kill -9 would lose uncounted: an
-    advert is acknowledged to nobody, and a node's Send is answered once it returns."""
+    """Without the group commit running (before start, while stopping), nothing waits in
+    memory for a later commit, which a kill -9 would lose."""
     registry = make(tmp_path)
     node = NodeId("sim", "0001")
     registry.pair(PairedNode(node, "n", "sim"))
@@ -286,7 +286,8 @@ async def test_the_group_commit_has_no_timer_while_idle_and_expires_on_time(
 ) -> None:
     """Idle means asleep: with nothing refused and nothing stored, the group commit arms no
     timer (it was a 20 ms loop, 50 wake-ups a second). A reading stored arms one deadline,
-    its age bound, and the reading is dropped when it is reached (it was looked at every 60 s)."""
+    its age bound, and the reading is dropped when it is reached (it was looked at every 60 s).
+    Before that, the reading armed the group commit, once: it is what a reading waits for."""
     registry = make(tmp_path)
     registry.readings_store.bounds = Bounds(max_age=0.3)
     node = NodeId("sim", "0001")
@@ -296,16 +297,102 @@ async def test_the_group_commit_has_no_timer_while_idle_and_expires_on_time(
         await settled()
         assert armed() == []
         registry.readings(node, [Record(TEMPERATURE, 20.5)])
+        registry.readings(node, [Record(TEMPERATURE, 20.6)])
+        (commit,) = armed()
+        assert commit.when() - asyncio.get_running_loop().time() <= COMMIT_WINDOW
+        async with asyncio.timeout(30):
+            while registry.unstored:
+                await asyncio.sleep(0.01)
         await settled()
         (deadline,) = armed()
         assert deadline.when() - asyncio.get_running_loop().time() > 0.1
         async with asyncio.timeout(30):
             while len(registry.readings_store):
                 await asyncio.sleep(0.05)
-        assert registry.readings_store.dropped() == {"dropped_age": 1}
+        assert registry.readings_store.dropped() == {"dropped_age": 2}
         await settled()
         assert armed() == []
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class Ordered(Exposure):
+    """Records, in order, what it was shown and whether each reading was committed by then
+    (seen from a second connection: what a restarted gateway would find)."""
+
+    def __init__(self, db: FsPath) -> None:
+        super().__init__()
+        self.db = db
+        self.shown: list[tuple[str, float, bool]] = []
+
+    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
+        with contextlib.closing(connect(self.db)) as other:
+            stored = {v for (v,) in other.execute("SELECT value FROM readings")}
+        self.shown += [("reading", float(r.value), r.value in stored) for r in records]  # type: ignore[arg-type]
+
+    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
+        self.shown += [("value", float(r.value), False) for r in records]  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def group_commit(registry: NodeRegistry) -> AsyncIterator[list[int]]:
+    """``registry`` with its group commit running; yields the sizes of its commits so far."""
+    commits: list[int] = []
+    registry.on_commit(commits.append)
+    task = asyncio.create_task(registry.run())
+    try:
+        await settled()
+        yield commits
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_readings_of_one_window_share_a_commit_and_are_shown_after_it(
+    tmp_path: FsPath,
+) -> None:
+    """The group commit: readings reported while a commit is due share it (one transaction,
+    one commit hook), and nothing is shown before the readings are committed; a value read
+    from the node meanwhile is shown after the readings reported before it."""
+    registry = make(tmp_path)
+    nodes = [NodeId("sim", f"{i:04d}") for i in range(3)]
+    for node in nodes:
+        registry.pair(PairedNode(node, str(node), "sim"))
+    exposure = Ordered(tmp_path / "state.db")
+    registry.listen(exposure)
+    async with group_commit(registry) as commits:
+        for i in range(30):
+            registry.readings(nodes[i % 3], [Record(TEMPERATURE, float(i))])
+            if i == 10:
+                registry.values(nodes[0], [Record(TEMPERATURE, 100.0)])
+        assert exposure.shown == [], "shown before its commit"
+        async with asyncio.timeout(30):
+            while len(exposure.shown) < 31:
+                await asyncio.sleep(0.01)
+        assert commits == [30]
+    readings = [("reading", float(i), True) for i in range(30)]
+    assert exposure.shown == [*readings[:11], ("value", 100.0, False), *readings[11:]]
+    stored = registry.readings_store.pending("server")
+    assert [s.reading.value for s in stored] == [float(i) for i in range(30)]
+
+
+async def test_a_reading_of_a_node_unpaired_before_its_commit_is_not_shown(
+    tmp_path: FsPath,
+) -> None:
+    """The node's instance is gone upstream: showing its reading would bring it back."""
+    registry = make(tmp_path)
+    node = NodeId("sim", "0001")
+    registry.pair(PairedNode(node, "n", "sim"))
+    exposure = Exposure()
+    registry.listen(exposure)
+    async with group_commit(registry) as commits:
+        registry.readings(node, [Record(TEMPERATURE, 21.5)])
+        registry.unpair(node)
+        async with asyncio.timeout(30):
+            while not commits:
+                await asyncio.sleep(0.01)
+    assert exposure.removed == [node]
+    assert exposure.readings == []

@@ -225,3 +225,25 @@ def test_readings_another_store_wrote_are_delivered_in_order_too(
     assert got == readings(2) + readings(2, start=1_700_000_100.0) + readings(
         2, start=1_700_000_200.0
     )
+
+
+@pytest.mark.parametrize(
+    ("bounds", "at", "kept"),
+    [
+        (Bounds(max_count=4), 1_700_000_000.0, 4),  # a batch larger than the count bound
+        (Bounds(max_age=5.0), 1_700_000_007.0, 10),  # a batch partly older than the age bound
+    ],
+)
+def test_what_the_bounds_drop_from_a_batch_is_never_handed_over(
+    tmp_path: FsPath, bounds: Bounds, at: float, kept: int
+) -> None:
+    """A group commit stores many readings at once, and the bounds may drop some of that same
+    batch: those are counted as dropped, so delivery must not get them (from memory) either."""
+    store = ReadingStore(connect(tmp_path / "state.db"), bounds, clock=Clock(at))
+    store.add_consumer("a")
+    store.append(readings(12))
+    assert [s.reading for s in store.pending("a")] == readings(12)[-kept:]
+    assert store.waiting("a") == kept
+    later = readings(1, 1_700_000_020.0)
+    store.append(later)  # the next batch is handed over after them
+    assert [s.reading for s in store.pending("a")][-2:] == [readings(12)[-1], *later]

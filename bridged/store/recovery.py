@@ -33,9 +33,14 @@ TABLES = (
     "counters",
     "readings",
     "last_values",
+    "firmware",
+    "fault_log",
+    "node_health",
 )
 """What is copied, most precious first: a table that breaks the copy half-way cannot take the
-pairings with it."""
+pairings with it. Every table of the schema is here (``tests/unit/test_recovery_tables.py``):
+one left out would be silently emptied by a recovery (an update's state, the fault log, the
+nodes' health)."""
 
 
 def _aside(path: Path) -> Path:

@@ -302,10 +302,20 @@ class NodeRegistry:
     def _tell_readings(self, live: LiveNode, stamped: Sequence[Record]) -> None:
         """Show committed readings, unless their node was unpaired since it reported them."""
         if self.live.get(live.id) is live:
+            self._keep(live, stamped)
             self._listeners.notify(lambda listener: listener.node_readings(live, stamped))
 
     def _tell_values(self, live: LiveNode, stamped: Sequence[Record]) -> None:
+        self._keep(live, stamped)
         self._listeners.notify(lambda listener: listener.node_values(live, stamped))
+
+    @staticmethod
+    def _keep(live: LiveNode, stamped: Sequence[Record]) -> None:
+        """Take ``stamped`` as the node's last known values: only when they are acted on, after
+        the readings' commit, since what ``bridgectl node show`` or a server's Read shows of a
+        node counts as taken (a kill -9 must not lose a value that was shown)."""
+        for r in stamped:
+            live.values[r.path] = r
 
     def _act(self, tell: Callable[[], None]) -> None:
         """Tell the listeners now, or after the readings reported before, which wait for
@@ -336,15 +346,15 @@ class NodeRegistry:
     def _known(
         self, live: LiveNode, records: Sequence[Record], *, heard: bool = True
     ) -> list[Record]:
-        """``records`` with absolute times, taken as the node's last known values; a value of
-        an instance the node never announced announces it. ``heard``: the node said them."""
+        """``records`` with absolute times (kept as the node's last known values when they are
+        acted on: ``_keep``); a value of an instance the node never announced announces it.
+        ``heard``: the node said them."""
         now = self._clock()
         stamped = [Record(r.path, r.value, absolute_time(r.time, now)) for r in records]
         if heard:
             live.last_seen = max(live.last_seen or now, now)
         grew = False
         for r in stamped:
-            live.values[r.path] = r
             oid, iid = r.path.ids[0], r.path.ids[1]
             iids = live.objects.get(oid, [])
             if iid not in iids:

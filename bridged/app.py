@@ -552,6 +552,7 @@ class Gateway:
 
     def node(self, node_id: NodeId) -> dict[str, Any]:
         """One paired node in detail: what ``node_list`` says, its upstream paths and values."""
+        self.registry.settle()
         live = self.registry.live.get(node_id)
         if live is None:
             raise NotFound(f"node {node_id} is not paired")

@@ -89,15 +89,14 @@ class NodeOperations:
         if firmware := self._firmware(node, local):
             return firmware.read(node, local)
         if self.sleepy(node):
+            self.registry.settle()
             known = [r for p, r in sorted(live.values.items()) if local.contains(p)]
             if not known:
                 raise ServiceUnavailable(f"node {node} sleeps and has not reported {local} yet")
             return known
         records = await call_node(self.registry, node, lambda t: t.read(node, local), self.timeout)
-        if records:
-            self.registry.values(node, records)  # what was read, not a measurement reported
-        # The registry has stamped them with the time they were read.
-        return [live.values.get(r.path, r) for r in records]
+        # What was read, not a measurement reported; stamped with the time it was read.
+        return self.registry.values_read(node, records) if records else []
 
     async def write(
         self, node: NodeId, local: Path, records: Sequence[Record], *, replace: bool

@@ -326,12 +326,25 @@ class NodeRegistry:
             tell()
 
     def values(self, node: NodeId, records: Sequence[Record]) -> None:
+        self.values_read(node, records)
+
+    def values_read(self, node: NodeId, records: Sequence[Record]) -> list[Record]:
+        """``values``, returning them stamped with the time they were read ([] for a node not
+        paired): what a server's Read of an awake node answers."""
         live = self.live.get(node)
         if live is None:
-            return
+            return []
         stamped = self._known(live, records)
         self._act(lambda: self._tell_values(live, stamped))
         self._awake_hooks.notify(lambda hook: hook(node))
+        return stamped
+
+    def settle(self) -> None:
+        """Commit and show now what waits for the group commit: a caller about to show a
+        node's last known values (a Read of a sleepy node, ``bridgectl node show``) shows every
+        reading taken so far, and what it shows is durable."""
+        if self._pending or self._after_commit:
+            self.flush()
 
     def held(self, node: NodeId, records: Sequence[Record]) -> None:
         """Values the gateway keeps for ``node`` itself (its /5 Firmware Update, which the

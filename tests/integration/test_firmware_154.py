@@ -254,14 +254,20 @@ async def test_ended_updates_are_in_the_command_history_with_their_result(
     tmp_path: Path, server: LwM2MTestServer
 ) -> None:
     """Applied (with the version the node then runs), then failed with the node's own
-    result (an image failing its integrity check on the node: 5); newest first."""
+    result (an image failing its integrity check on the node: 5); newest first, and each a
+    ``command`` event as it ends."""
     good, corrupt = image((6, 1, 0, 0), 3_000), image((6, 2, 0, 0), 3_000, corrupt=True)
-    async with updatable(tmp_path, server, "gateway") as up:
+    async with (
+        updatable(tmp_path, server, "gateway") as up,
+        control_events(up.daemon.socket, "command") as events,
+    ):
         for package, result in ((good, 1), (corrupt, 5)):
             assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
             await up.fw.until(DOWNLOADED, 0)
             assert await up.fw.execute() == Code.CHANGED
             await up.fw.until(IDLE, result, timeout=120)
+            told = await asyncio.wait_for(events.get(), TIMEOUT)
+            assert (told["kind"], told["firmware"]["result"]) == ("firmware", result)
         failed, applied = await history(up.daemon)
         assert (applied["status"], applied["firmware"]["result"]) == ("applied", 1)
         assert applied["firmware"]["version"] == version_of(good) == "6.1.0+0"

@@ -186,6 +186,7 @@ class Gateway:
                 self.db,
                 self.events,
                 lambda uri: self.client.package_session(uri),  # the client is built below
+                self.commands.ended,
             )
             """Each updatable node's /5 (shown once its transport is attached: ``start``)."""
             self.transports = {

@@ -48,7 +48,7 @@ from .download import Credentials
 from .eventlog import EventLog
 from .events import EventHub
 from .faults import ClockWatch, Fault, GatewayFaults
-from .firmware import FirmwareUpdates
+from .firmware import FirmwareUpdates, UpdateEnded
 from .health import HealthFeed, HealthMonitor, HealthNews
 
 
@@ -163,10 +163,12 @@ def build_firmware(
     db: sqlite3.Connection,
     events: EventHub,
     credentials: Credentials,
+    ended: UpdateEnded,
 ) -> FirmwareUpdates:
     """Each updatable node's /5 (``bridged.firmware``), a registry listener, its package
     files in the state directory, its progress streamed as ``firmware`` events, coaps://
-    packages fetched with ``credentials``."""
+    packages fetched with ``credentials``, each executed update kept by ``ended`` as a
+    command once it ends."""
     firmware = FirmwareUpdates(
         registry,
         FirmwareStore(db),
@@ -175,6 +177,7 @@ def build_firmware(
         timeout=config.nodes.firmware_timeout,
         events=events,
         credentials=credentials,
+        ended=ended,
     )
     registry.listen(firmware)
     return firmware

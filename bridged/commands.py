@@ -195,6 +195,35 @@ class CommandQueue:
         self._listeners.notify(lambda listener: listener(command))
         return command
 
+    def ended(
+        self,
+        node: NodeId,
+        path: Path,
+        since: float,
+        status: CommandStatus,
+        records: Sequence[Record],
+        detail: str,
+    ) -> None:
+        """A node's firmware update ended (``bridged.firmware``): keep it in the history as a
+        command, and say so as every command's end is said. One the state database refuses
+        is only logged: the update's own state (its /5) is kept apart."""
+        kind = CommandKind.FIRMWARE
+        try:
+            command = self.store.ended(
+                node,
+                path,
+                kind,
+                records,
+                created=since,
+                status=status,
+                detail=detail,
+                now=self._clock(),
+            )
+        except sqlite3.Error as e:
+            log.warning("node %s: its firmware update's end is not kept: %s", node, e)
+            return
+        self._report(command)
+
     # -- what bridgectl shows ----------------------------------------------------------------
 
     def pending(self, node: NodeId | None = None) -> list[Command]:

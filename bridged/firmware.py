@@ -64,14 +64,17 @@ from bridged.objects.ids import FirmwareUpdate
 from bridged.objects.paths import Path as LwPath
 from bridged.objects.values import Record
 from bridged.registry import LiveNode, NodeRegistry
+from bridged.store.commands import CommandStatus
 from bridged.store.firmware import FirmwareRow, FirmwareStore
 from bridged.transports.firmware import (
     Delivery,
     FirmwareError,
+    FirmwareExpired,
     FirmwareImage,
     FirmwareUpdater,
     State,
     UpdateResult,
+    outcome,
 )
 from bridged.transports.nodes import NodeId
 
@@ -87,6 +90,9 @@ DEFAULT_DOWNLOAD_TIMEOUT = 600.0
 INSTANCE = 0
 
 Fetch = Callable[[str, Path, int, float, Credentials], Coroutine[Any, Any, None]]
+UpdateEnded = Callable[[NodeId, LwPath, float, CommandStatus, Sequence[Record], str], None]
+"""Told of an executed update that ended: the node, its /5/0/2, when it began, how it ended,
+the /5/0/5, /5/0/6 and /5/0/7 it ended with, and why (``CommandQueue.ended``)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -120,6 +126,7 @@ class FirmwareUpdates:
         credentials: Credentials = no_credentials,
         clock: Callable[[], float] = time.time,
         events: EventHub | None = None,
+        ended: UpdateEnded | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -133,6 +140,9 @@ class FirmwareUpdates:
         self.events = events
         """Where each change of a node's update (its state, result, progress) is published,
         as a ``firmware`` event (``bridgectl node update`` follows it)."""
+        self._on_ended = ended
+        """Where an executed update that ended is kept as a command (``CommandQueue.ended``):
+        applied, failed with its result, or expired (``FirmwareExpired``)."""
         self.rows: dict[NodeId, FirmwareRow] = store.all()
         self.progress: dict[NodeId, tuple[int, int]] = {}
         """Bytes the node has of the package being delivered to it, and of all."""
@@ -466,7 +476,29 @@ class FirmwareUpdates:
         self._set(node, state=State.IDLE, result=error.result, sha256="", size=0)
 
     async def _update(self, node: NodeId) -> None:
+        """Carry the update out, then Idle with its result, and tell ``ended`` how it ended
+        (``since``: when it began Updating, kept across a restart)."""
         row = self.row(node)
+        try:
+            version = await self._deliver(node, row)
+        except FirmwareError as e:
+            self._failed(node, e)
+            expired = isinstance(e, FirmwareExpired)
+            status = CommandStatus.EXPIRED if expired else CommandStatus.FAILED
+            self._ended(node, row.changed, status, f"Update Result {int(e.result)}: {e}")
+            return
+        finally:
+            self.progress.pop(node, None)
+        log.info("node %s: firmware updated to %s", node, version, extra={"NODE": str(node)})
+        self.package_file(node).unlink(missing_ok=True)
+        self._set(
+            node, state=State.IDLE, result=UpdateResult.SUCCESS, version=version or row.version
+        )
+        self._ended(node, row.changed, CommandStatus.APPLIED, "")
+
+    async def _deliver(self, node: NodeId, row: FirmwareRow) -> str:
+        """Have the node's updater deliver and apply the package: the version it runs; any
+        failure is a FirmwareError with the Update Result to show."""
         target = self.package_file(node)
         updater = self.updater(node)
         try:
@@ -483,24 +515,27 @@ class FirmwareUpdates:
                 self.progress[node] = (done, total)
                 self._changed(node)
 
-            version = await updater.update(node, image, progress)
-        except FirmwareError as e:
-            self._failed(node, e)
-            return
+            return await updater.update(node, image, progress)
+        except FirmwareError:
+            raise
         except LwM2MError as e:  # the node out of reach, asleep, refusing
-            self._failed(node, FirmwareError(UpdateResult.UPDATE_FAILED, f"{node}: {e}"))
-            return
+            raise FirmwareError(UpdateResult.UPDATE_FAILED, f"{node}: {e}") from None
         except Exception as e:  # an updater's defect must not leave the node Updating
             log.exception("node %s: firmware update failed", node, extra={"NODE": str(node)})
-            self._failed(node, FirmwareError(UpdateResult.UPDATE_FAILED, str(e)))
+            raise FirmwareError(UpdateResult.UPDATE_FAILED, str(e)) from None
+
+    def _ended(self, node: NodeId, since: float, status: CommandStatus, detail: str) -> None:
+        """An executed update ended: a command of the node's, in ``bridgectl commands
+        --history`` with its result, package and version (the node's /5 as it is now)."""
+        if self._on_ended is None:
             return
-        finally:
-            self.progress.pop(node, None)
-        log.info("node %s: firmware updated to %s", node, version, extra={"NODE": str(node)})
-        target.unlink(missing_ok=True)
-        self._set(
-            node, state=State.IDLE, result=UpdateResult.SUCCESS, version=version or row.version
+        row = self.row(node)
+        records = (
+            Record(_path(FirmwareUpdate.UPDATE_RESULT), row.result),
+            Record(_path(FirmwareUpdate.PKG_NAME), row.name),
+            Record(_path(FirmwareUpdate.PKG_VERSION), row.version),
         )
+        self._on_ended(node, _path(FirmwareUpdate.UPDATE), since, status, records, detail)
 
     def _set(self, node: NodeId, **changes: Any) -> None:
         """Make the change durable, then show it."""
@@ -534,14 +569,10 @@ class FirmwareUpdates:
             return None
         row = self.row(node)
         done, total = self.progress.get(node, (None, None))
-        try:
-            outcome = UpdateResult(row.result).name.lower().replace("_", " ")
-        except ValueError:
-            outcome = "unknown"
         return {
             "state": State(row.state).name.lower(),
             "result": row.result,
-            "outcome": outcome,
+            "outcome": outcome(row.result),
             "package": row.name,
             "version": row.version,
             "uri": row.uri,

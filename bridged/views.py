@@ -17,8 +17,9 @@ from bridged.objects.ids import FirmwareUpdate
 from bridged.objects.paths import Path
 from bridged.objects.values import ObjLnk, Record, Value, to_text
 from bridged.registry import LiveNode
-from bridged.store.commands import Command
+from bridged.store.commands import Command, CommandKind
 from bridged.transports.base import Heard
+from bridged.transports.firmware import State, outcome
 from bridged.transports.nodes import NodeId
 
 from .summary import records_text
@@ -95,8 +96,10 @@ def node_detail_json(
 
 
 def command_json(command: Command) -> dict[str, Any]:
-    """A command of the desired-state queue as ``bridgectl commands`` shows it."""
-    return {
+    """A command of the desired-state queue as ``bridgectl commands`` shows it; an ended
+    firmware update with how the node's /5 ended (``firmware``: its result, package and
+    version, from the command's records)."""
+    out = {
         "id": command.id,
         "node": str(command.node),
         "path": str(command.path),
@@ -110,6 +113,17 @@ def command_json(command: Command) -> dict[str, Any]:
         "finished": command.finished,
         "detail": command.detail,
     }
+    if command.kind is CommandKind.FIRMWARE:
+        values = {r.path.ids[2]: r.value for r in command.records if len(r.path.ids) == 3}
+        result = values.get(FirmwareUpdate.UPDATE_RESULT)
+        out["firmware"] = {
+            "state": State.IDLE.name.lower(),
+            "result": result,
+            "outcome": outcome(result) if isinstance(result, int) else "unknown",
+            "package": values.get(FirmwareUpdate.PKG_NAME, ""),
+            "version": values.get(FirmwareUpdate.PKG_VERSION, ""),
+        }
+    return out
 
 
 def firmware_command_json(

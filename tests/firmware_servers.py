@@ -1,15 +1,22 @@
 """Package servers for pull tests, on loopback: an http:// one (Range, and a first transfer
-it can cut short) and a coap:// one (Block2 by aiocoap)."""
+it can cut short), a coap:// one (Block2 by aiocoap), and a coaps:// one on a LwM2M server's
+host that takes certificates (DTLS-X.509, Block2 by hand)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import aiocoap
-from aiocoap import resource
+from aiocoap import ACK, CON, NON, Code, Message, resource
+from aiocoap.optiontypes import BlockOption
+
+from peers.dtls_x509_server import X509DtlsServer
 
 
 class HttpPackage:
@@ -90,3 +97,55 @@ async def coap_package(data: bytes) -> AsyncIterator[str]:
         yield f"coap://[::1]:{port}/fw"
     finally:
         await context.shutdown()
+
+
+class X509PackageHost:
+    """Plays a LwM2M server over DTLS with certificates (``X509DtlsServer``, OpenSSL) whose
+    host also serves a package at ``/fw``: it answers Register (each kept in
+    ``registrations``), Update and De-register, and the GETs of ``/fw`` block by block
+    (Block2, at most ``BLOCK`` bytes), each kept in ``blocks`` with the client address whose
+    session it came in (``run`` in a task while the test runs)."""
+
+    BLOCK = 1024
+
+    def __init__(self, server: X509DtlsServer, data: bytes) -> None:
+        self.server = server
+        self.data = data
+        self.registrations: asyncio.Queue[Message] = asyncio.Queue()
+        self.blocks: list[tuple[Any, int]] = []
+        self._mids = itertools.count(1)
+
+    async def run(self) -> None:
+        while True:
+            addr, request = await self.server.received.get()
+            if request.mtype not in (CON, NON) or not request.code.is_request():
+                continue
+            response = self._answer(addr, request)
+            response.token = request.token
+            if request.mtype == CON:
+                response.mtype, response.mid = ACK, request.mid
+            else:
+                response.mtype, response.mid = NON, next(self._mids)
+            self.server.send(addr, response)
+
+    def _answer(self, addr: Any, request: Message) -> Message:
+        path = request.opt.uri_path
+        if request.code == Code.POST and path == ("rd",):
+            self.registrations.put_nowait(request)
+            response = Message(code=Code.CREATED)
+            response.opt.location_path = ("rd", "x509")
+            return response
+        if request.code in (Code.POST, Code.DELETE) and path == ("rd", "x509"):
+            return Message(code=Code.CHANGED if request.code == Code.POST else Code.DELETED)
+        if request.code == Code.GET and path == ("fw",):
+            asked = request.opt.block2
+            exponent = min(asked.size_exponent if asked else 6, 6)
+            size = 2 ** (exponent + 4)
+            number = asked.block_number if asked else 0
+            self.blocks.append((addr, number))
+            start = number * size
+            response = Message(code=Code.CONTENT, payload=self.data[start : start + size])
+            more = start + size < len(self.data)
+            response.opt.block2 = BlockOption.BlockwiseTuple(number, more, exponent)
+            return response
+        return Message(code=Code.NOT_FOUND)

@@ -78,6 +78,25 @@ class FirmwareError(Exception):
         self.result = result
 
 
+class FirmwareExpired(FirmwareError):
+    """The update's time ran out while the node could not be reached (asleep through it, or
+    away): it did not happen, rather than failed on the node, so as a command it ends
+    ``expired`` as a sleepy node's write does. /5/0/5 is 8 (Firmware update failed) all the
+    same: object 5 has no code for it (10 is a Cancel's, 11 a user's deferral)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(UpdateResult.UPDATE_FAILED, message)
+
+
+def outcome(result: int) -> str:
+    """An Update Result in words (``integrity failure``); ``unknown`` for a code object 5
+    does not define."""
+    try:
+        return UpdateResult(result).name.lower().replace("_", " ")
+    except ValueError:
+        return "unknown"
+
+
 @dataclass(frozen=True, slots=True)
 class FirmwareImage:
     """A package on the gateway's disk, checked: ``sha256`` (hex) of its ``size`` bytes,

@@ -1,4 +1,5 @@
-"""The ``commands`` table: writes and executes kept for sleepy nodes, and how each ended.
+"""The ``commands`` table: writes and executes kept for sleepy nodes, and how each ended (and
+how each firmware update ended, which the queue does not carry out).
 
 Every SQL statement on the table is here (``CommandStore``); what a command means and when it
 is applied is ``bridged.commands``'s. A command's records and arguments are one CBOR body, its
@@ -34,6 +35,9 @@ class CommandStatus(Enum):
 class CommandKind(Enum):
     WRITE = "write"
     EXECUTE = "execute"
+    FIRMWARE = "firmware"
+    """A node's firmware update (Execute of its /5/0/2): carried out by ``bridged.firmware``,
+    not the queue, and kept here once it ended, with the /5 values it ended with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,39 @@ class CommandStore:
             )
             (command,) = self._select("WHERE id = ?", cur.lastrowid)
         return command, older
+
+    def ended(
+        self,
+        node: NodeId,
+        path: Path,
+        kind: CommandKind,
+        records: Sequence[Record],
+        *,
+        created: float,
+        status: CommandStatus,
+        detail: str,
+        now: float,
+    ) -> Command:
+        """Keep a command that has ended already (it had no time to live here: ``expires``
+        is when it ended)."""
+        with transaction(self._conn):
+            cur = self._conn.execute(
+                "INSERT INTO commands(node_id, path, kind, replace, body, created, expires,"
+                " status, detail, finished) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(node),
+                    str(path),
+                    kind.value,
+                    _body(records, ""),
+                    created,
+                    now,
+                    status.value,
+                    detail,
+                    now,
+                ),
+            )
+            (command,) = self._select("WHERE id = ?", cur.lastrowid)
+        return command
 
     def pending(self, node: NodeId | None = None) -> list[Command]:
         """The pending commands (of ``node`` only, when given), oldest first."""

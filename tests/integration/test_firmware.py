@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 from aiocoap.numbers.codes import Code
 from clients import FAST_RETRY
 from emulators.mcuboot import image, version_of
-from firmware_servers import HttpPackage, Package, coap_package, http_package
+from firmware_servers import HttpPackage, Package, X509PackageHost, coap_package, http_package
 from firmware_view import (
     DOWNLOADED,
     DOWNLOADING,
@@ -36,19 +37,37 @@ from firmware_view import (
 from bridged.app import Gateway
 from bridged.config import Config, GatewaySection, NodesSection, TransportSection
 from bridged.engine.client import ServerConfig
+from bridged.engine.dtls_x509 import X509Credentials
 from bridged.exposure.endpoints import endpoint_name
 from bridged.objects.paths import Path as PathId
 from bridged.store.nodes import NodeId
 from bridged.transports.simulated import SimulatedNode, SimulatedTransport
 from peers.dtls_server import DtlsPskServer
+from peers.dtls_x509_server import X509DtlsServer
 from peers.gateway import FACTS
 from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
+from peers.pki import Pki
 
 GATEWAY = "gw-fw"
 NODE = NodeId("sim", "0001")
 MODES = ("gateway", "endpoints")
+NEEDS_DTLS_PSK = pytest.mark.skipif(
+    importlib.util.find_spec("DTLSSocket") is None,
+    reason="DTLSSocket is not installed (pip install 'bridged[dtls]')",
+)
+NEEDS_DTLS_X509 = pytest.mark.skipif(
+    importlib.util.find_spec("OpenSSL") is None,
+    reason="pyOpenSSL is not installed (pip install 'bridged[dtls]')",
+)
 IDENTITY = b"gw-fw"
 KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
+
+
+def secured(uri: str, **credentials: Any) -> ServerConfig:
+    """Server 2 at coaps:// ``uri``, with ``credentials`` (a PSK, or ``x509``)."""
+    return ServerConfig(
+        uri, 2, request_timeout=5, retry=FAST_RETRY, dtls_handshake_timeout=5, **credentials
+    )
 
 
 def config(
@@ -56,30 +75,15 @@ def config(
     server: LwM2MTestServer,
     mode: str,
     max_size: int,
-    dtls: DtlsPskServer | None = None,
+    more: tuple[ServerConfig, ...] = (),
 ) -> Config:
-    """The gateway registered with ``server`` and, over DTLS-PSK, with ``dtls``."""
-    secured = (
-        ()
-        if dtls is None
-        else (
-            ServerConfig(
-                dtls.uri,
-                2,
-                psk_identity=IDENTITY,
-                psk_key=KEY,
-                request_timeout=5,
-                retry=FAST_RETRY,
-                dtls_handshake_timeout=5,
-            ),
-        )
-    )
+    """The gateway registered with ``server`` and the servers ``more`` says."""
     return Config(
         path=tmp_path / "bridged.toml",
         gateway=GatewaySection(
             GATEWAY, exposure=mode, state_dir=tmp_path / "state", runtime_dir=tmp_path / "run"
         ),
-        servers=(ServerConfig(server.uri, request_timeout=5, retry=FAST_RETRY), *secured),
+        servers=(ServerConfig(server.uri, request_timeout=5, retry=FAST_RETRY), *more),
         nodes=NodesSection(firmware_max_size=max_size, firmware_timeout=10.0),
         transports=(TransportSection("sim", MappingProxyType({"nodes": 1, "interval": 30})),),
     )
@@ -106,9 +110,9 @@ async def updatable(
     mode: str,
     *,
     max_size: int = 100_000,
-    dtls: DtlsPskServer | None = None,
+    more: tuple[ServerConfig, ...] = (),
 ) -> AsyncIterator[Updatable]:
-    gw = Gateway(config(tmp_path, server, mode, max_size, dtls), facts=FACTS)
+    gw = Gateway(config(tmp_path, server, mode, max_size, more), facts=FACTS)
     await gw.start()
     try:
         await server.next_event("register", timeout=TIMEOUT)
@@ -172,10 +176,7 @@ async def test_a_package_pulled_over_coap(tmp_path: Path, server: LwM2MTestServe
         assert up.node.firmware == package
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("DTLSSocket") is None,
-    reason="DTLSSocket is not installed (pip install 'bridged[dtls]')",
-)
+@NEEDS_DTLS_PSK
 async def test_a_package_pulled_over_coaps_from_a_psk_servers_host(
     tmp_path: Path, server: LwM2MTestServer
 ) -> None:
@@ -186,7 +187,8 @@ async def test_a_package_pulled_over_coaps_from_a_psk_servers_host(
     dtls = await DtlsPskServer.start(IDENTITY, KEY)
     dtls.serve(("fw",), Package(package))
     try:
-        async with updatable(tmp_path, server, "gateway", dtls=dtls) as up:
+        psk = secured(dtls.uri, psk_identity=IDENTITY, psk_key=KEY)
+        async with updatable(tmp_path, server, "gateway", more=(psk,)) as up:
             async with asyncio.timeout(TIMEOUT):
                 await dtls.registrations.get()
             assert await up.fw.write(1, f"{dtls.uri}/fw".encode(), TEXT) == Code.CHANGED
@@ -198,6 +200,44 @@ async def test_a_package_pulled_over_coaps_from_a_psk_servers_host(
             assert hashlib.sha256(up.node.firmware).digest() == hashlib.sha256(package).digest()
     finally:
         await dtls.shutdown()
+
+
+@NEEDS_DTLS_X509
+async def test_a_package_pulled_over_coaps_from_an_x509_servers_host(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The package's host and port are those of a server the gateway is registered with
+    over DTLS with certificates (security mode 2): its certificate, key and the server's
+    certificate (/0) open a session of the download's own, every block comes in it, and the
+    node gets exactly the image."""
+    package = image((3, 4, 0, 0), 20_000)
+    pki = Pki()
+    dtls = await X509DtlsServer.start(
+        pki.issue("server", server_host="127.0.0.1"), pki.ca.certificate
+    )
+    host = X509PackageHost(dtls, package)
+    playing = asyncio.create_task(host.run())
+    client = pki.issue(GATEWAY)
+    credentials = X509Credentials(client.der, client.key_der(), dtls.certificate.der)
+    try:
+        async with updatable(
+            tmp_path, server, "gateway", more=(secured(dtls.uri, x509=credentials),)
+        ) as up:
+            registration = await asyncio.wait_for(host.registrations.get(), TIMEOUT)
+            assert registration.opt.uri_query[0] == f"ep={GATEWAY}"
+            assert await up.fw.write(1, f"{dtls.uri}/fw".encode(), TEXT) == Code.CHANGED
+            await up.fw.until(DOWNLOADED, 0)
+            blocks = -(-len(package) // X509PackageHost.BLOCK)
+            assert [n for _, n in host.blocks] == list(range(blocks))  # each once, in order
+            assert len({addr for addr, _ in host.blocks}) == 1  # one session
+            assert await up.fw.execute() == Code.CHANGED
+            await up.fw.until(IDLE, 1)
+            assert hashlib.sha256(up.node.firmware).digest() == hashlib.sha256(package).digest()
+    finally:
+        playing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await playing
+        dtls.shutdown()
 
 
 async def test_protocol_support_offers_every_scheme(

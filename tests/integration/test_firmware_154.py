@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiocoap.numbers.codes import Code
@@ -182,6 +183,18 @@ async def test_a_restarted_gateway_shows_the_nodes_5_before_the_node_talks(
         assert await daemon.upstream(NODE, "/5/0/3") == f"{up.fw.prefix}/5/0/3"
 
 
+async def executed_asleep(up: Updatable, package: bytes) -> None:
+    """Once the sleepy node sleeps, the server pushes ``package`` and executes Update: the
+    server sees Updating at once."""
+    async with asyncio.timeout(TIMEOUT):
+        while (await up.daemon.ctl_json("node", "show", NODE))["reachable"]:
+            await asyncio.sleep(0.2)
+    assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+    await up.fw.until(DOWNLOADED, 0)
+    assert await up.fw.execute() == Code.CHANGED
+    await up.fw.until(UPDATING, 0)
+
+
 async def test_a_sleepy_node_is_updated_when_it_wakes(
     tmp_path: Path, server: LwM2MTestServer
 ) -> None:
@@ -191,14 +204,76 @@ async def test_a_sleepy_node_is_updated_when_it_wakes(
     async with updatable(
         tmp_path, server, "gateway", delivery=0, sleepy=True, radio="awake_window = 2"
     ) as up:
-        async with asyncio.timeout(TIMEOUT):
-            while (await up.daemon.ctl_json("node", "show", NODE))["reachable"]:
-                await asyncio.sleep(0.2)
-        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
-        await up.fw.until(DOWNLOADED, 0)
-        assert await up.fw.execute() == Code.CHANGED
-        await up.fw.until(UPDATING, 0)
+        await executed_asleep(up, package)
         assert up.node.package == b""  # asleep: nothing was asked of it yet
         await up.node.update()  # it wakes
         await up.fw.until(IDLE, 1, timeout=120)
         assert up.node.firmware == package
+
+
+async def history(daemon: Daemon) -> list[dict[str, Any]]:
+    """The firmware updates ``bridgectl commands --history`` lists, newest first."""
+    ended = await daemon.ctl_json("commands", "--history")
+    return [c for c in ended if c["kind"] == "firmware"]
+
+
+async def test_a_sleepy_node_that_does_not_wake_in_time_expires_its_update(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The node sleeps through the update's time (``firmware_timeout``): the update did not
+    happen, rather than failed on the node, so its command ends expired, as a sleepy node's
+    write does. Object 5 has no result for that: its State clause lets a failed Update
+    return to Idle ("If the Update Resource failed, the state may return to either Downloaded
+    or Idle depending on the underlying reason of update failure"), and of its Update Results
+    only 8 "Firmware update failed" says the update was not carried out (10 is for "A Cancel
+    operation has been executed successfully", 11 for an update the user deferred, which stays
+    Downloaded). So the server sees Updating, then Idle with 8; the node was asked nothing."""
+    package = image((9, 0, 0, 0), 4_000)
+    async with updatable(
+        tmp_path,
+        server,
+        "gateway",
+        delivery=0,
+        sleepy=True,
+        radio="awake_window = 2\nfirmware_timeout = 3",
+    ) as up:
+        await executed_asleep(up, package)
+        pending = await up.daemon.ctl_json("commands")
+        assert [(c["kind"], c["status"]) for c in pending] == [("firmware", "pending")]
+        await up.fw.until(IDLE, 8)
+        assert up.node.package == b"" and up.node.firmware_states == [IDLE]  # asked nothing
+        (ended,) = await history(up.daemon)
+        assert (ended["node"], ended["path"], ended["status"]) == (NODE, "/5/0/2", "expired")
+        assert ended["firmware"]["result"] == 8 and "did not wake" in ended["detail"]
+        assert await up.daemon.ctl_json("commands") == []
+        code, text, _ = await up.daemon.ctl("commands", "--history")
+        assert code == 0 and "expired" in text and "result 8 update failed" in text
+
+
+async def test_ended_updates_are_in_the_command_history_with_their_result(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """Applied (with the version the node then runs), then failed with the node's own
+    result (an image failing its integrity check on the node: 5); newest first, and each a
+    ``command`` event as it ends."""
+    good, corrupt = image((6, 1, 0, 0), 3_000), image((6, 2, 0, 0), 3_000, corrupt=True)
+    async with (
+        updatable(tmp_path, server, "gateway") as up,
+        control_events(up.daemon.socket, "command") as events,
+    ):
+        for package, result in ((good, 1), (corrupt, 5)):
+            assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+            await up.fw.until(DOWNLOADED, 0)
+            assert await up.fw.execute() == Code.CHANGED
+            await up.fw.until(IDLE, result, timeout=120)
+            told = await asyncio.wait_for(events.get(), TIMEOUT)
+            assert (told["kind"], told["firmware"]["result"]) == ("firmware", result)
+        failed, applied = await history(up.daemon)
+        assert (applied["status"], applied["firmware"]["result"]) == ("applied", 1)
+        assert applied["firmware"]["version"] == version_of(good) == "6.1.0+0"
+        assert (failed["status"], failed["firmware"]["result"]) == ("failed", 5)
+        assert failed["detail"].startswith("Update Result 5")
+        assert applied["submitted"] <= applied["finished"] <= failed["submitted"]
+        assert up.node.firmware == good  # it runs the good one still
+        code, text, _ = await up.daemon.ctl("commands", "--history", NODE)
+        assert code == 0 and "applied" in text and "result 5 integrity failure" in text

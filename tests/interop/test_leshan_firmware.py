@@ -125,3 +125,43 @@ async def test_leshan_updates_a_radio_node(
         node, running = await paired(world, daemon, radio)
         await update(leshan, events, f"{ep}:{node}", package, delivery, uri, UPDATE_TIMEOUT)
         assert await running() == hashlib.sha256(package).hexdigest()
+
+
+async def test_leshan_sees_an_smp_update_go_on_across_a_gateway_restart(
+    tmp_path: Path, leshan: Leshan, events: EventStream
+) -> None:
+    """The gateway stops (SIGTERM) once the BLE node booted the image on test, before it was
+    confirmed. Restarted, its node endpoint registers again and Leshan reads the update end
+    Idle with Success; the node was only confirmed (no second upload, no second boot)."""
+    if ble_unavailable() is not None:
+        pytest.skip(str(ble_unavailable()))
+    ep = "gw-leshan-fw-restart"
+    package = image((6, 3, 0, 0), 7_000)
+    async with World(tmp_path, ble=True) as world:
+        bluez = world.bluez
+        assert bluez is not None
+        await bluez.add_smp_device(SMP_ADDRESS, image((1, 0, 0, 0), 2_000))
+        await bluez.smp_hold(SMP_ADDRESS, len(package), boots=1)  # hangs once it booted it
+        options = {"endpoint": ep, "gateway": 'exposure = "endpoints"'}
+        daemon = await world.start_daemon(leshan.uri, **options)
+        node, _ = await paired(world, daemon, "ble")
+        node_ep = f"{ep}:{node}"
+        await events.next("REGISTRATION", endpoint=node_ep, timeout=TIMEOUT)
+        written = await leshan.write_value(node_ep, "/5/0/0", package.hex(), "OPAQUE")
+        assert written.code == "2.04", written.raw
+        await ended(leshan, node_ep, 2, 0)
+        executed = await leshan.execute(node_ep, "/5/0/2")
+        assert executed.code == "2.04", executed.raw
+        async with asyncio.timeout(UPDATE_TIMEOUT):
+            while not (await bluez.smp_node(SMP_ADDRESS))["holding"]:
+                await asyncio.sleep(0.05)
+        assert await daemon.stop() == 0
+        await bluez.smp_release(SMP_ADDRESS)
+        await world.start_daemon(leshan.uri, **options)
+        await events.next("REGISTRATION", endpoint=node_ep, timeout=TIMEOUT)
+        await ended(leshan, node_ep, 0, 1, UPDATE_TIMEOUT)
+        held = await bluez.smp_node(SMP_ADDRESS)
+        assert held["primary"] == hashlib.sha256(package).hexdigest() and held["confirmed"]
+        assert (held["received"], held["boots"]) == (len(package), 1)
+        version = await leshan.read(node_ep, "/3/0/3", "TEXT")
+        assert version.value == version_of(package), version.raw

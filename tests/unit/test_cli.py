@@ -399,6 +399,36 @@ def test_a_firmware_update_under_way_is_listed_with_its_progress() -> None:
     assert "/5/0/2  firmware  updating, 3072/4096 bytes (75%), 2.0.0+0  5m ago" in row
 
 
+def test_a_firmware_updates_progress_in_node_show_and_its_events() -> None:
+    """Bytes and percent wherever an update under way is shown: ``node show``'s firmware line
+    and each ``firmware`` event (``commands``: the test above)."""
+    firmware = {"state": "updating", "result": 0, "outcome": "initial", "version": "2.0.0+0"}
+    firmware |= {"sent": 3072, "total": 4096, "percent": 75}
+    node = {**NODES[0], "transport": "sim", "sleepy": False, "rssi": None, "secrets": []}
+    out = io.StringIO()
+    output.show_node({**node, "values": [], "firmware": firmware}, out)
+    assert "firmware   updating, 3072/4096 bytes (75%), 2.0.0+0" in out.getvalue().splitlines()
+    event = {"event": "firmware", "data": {"node": "sim:0002", **firmware}}
+    assert "sent=3072 total=4096 percent=75" in output.event_text(event)
+
+
+def test_an_ended_firmware_update_in_the_history() -> None:
+    ended = {
+        **WRITE,
+        "path": "/5/0/2",
+        "kind": "firmware",
+        "records": [],
+        "status": "expired",
+        "finished": NOW - 60,
+        "detail": "Update Result 8: node sim:0002 did not wake to be updated within 900 s",
+        "firmware": {"state": "idle", "result": 8, "outcome": "update failed", "version": ""},
+    }
+    out = io.StringIO()
+    output.show_history([ended], out, now=NOW)
+    (row,) = out.getvalue().splitlines()[1:]
+    assert "/5/0/2  firmware  idle, result 8 update failed  expired  1m ago  Update Result 8" in row
+
+
 def test_the_history_as_a_table() -> None:
     failed = {**WRITE, "status": "failed", "finished": NOW - 60, "detail": "4.05 not writable"}
     out = io.StringIO()

@@ -9,13 +9,13 @@ discovery of its own, which would collide with the gateway's scanner in BlueZ, a
 bypass the adapter's connection-slot budget and the node's turn on its one link:
 
 1. ``describe`` refuses a file without an MCUboot image header (Unsupported package, 6) before
-   anything is sent; a node that runs the image already (its hash, from the image's TLV
-   trailer, is the active slot's: a gateway restarted between the node's reset and its
-   confirm) goes straight to step 4;
+   anything is sent;
 2. upload to the secondary slot, with progress; a link that drops midway is connected again
    and the upload resumes where the node says it is (MCUmgr answers a repeated first chunk of
    the same image with its offset); still cut after ``attempts`` connections it is Connection
-   lost (4);
+   lost (4). A node that runs the image already (its hash, from the image's TLV trailer, is
+   the active slot's: a gateway restarted between the node's reset and its confirm) goes
+   straight to step 4;
 3. mark the image for test (the node refuses one that fails its check: Integrity failure, 5),
    reset the node, and connect again until it is back (bounded by ``reboot_timeout``);
 4. the node runs the new image (its hash in the active primary slot): confirm it, so MCUboot
@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from bleak import BleakClient
@@ -157,6 +158,15 @@ class GattSmpTransport(SMPTransport):
         return self._smp_server_transport_buffer_size or self.mtu
 
 
+@dataclass(frozen=True, slots=True)
+class _Uploaded:
+    """What ``SmpUpdater._upload`` left on the node: the image's hash (as MCUmgr names it),
+    and whether the node runs it already (nothing was uploaded)."""
+
+    digest: bytes
+    running: bool = False
+
+
 class SmpUpdater:
     """The ``FirmwareUpdater`` of a BLE node paired with ``firmware = "smp"`` (module
     docstring)."""
@@ -198,49 +208,45 @@ class SmpUpdater:
         header = mcuboot_header(data)
         if header is None:
             raise FirmwareError(UpdateResult.UNSUPPORTED_PACKAGE, f"{image.name}: no image header")
-        digest = mcuboot_hash(data)
-        if digest is not None and await self._runs(node, digest):
+        uploaded = await self._upload(node, data, mcuboot_hash(data), progress)
+        if uploaded.running:
             # a gateway restarted after the node booted the image, before it was confirmed
             log.info("%s: the node runs the image already", node, extra={"NODE": str(node)})
         else:
-            digest = await self._upload(node, data, progress)
             log.info("%s: image uploaded; testing it", node, extra={"NODE": str(node)})
             async with self._session(node) as smp:
-                test = ImageStatesWrite(hash=digest, confirm=False)
+                test = ImageStatesWrite(hash=uploaded.digest, confirm=False)
                 # MCUmgr refuses to mark an image that fails its check
                 await self._request(smp, test, node, UpdateResult.INTEGRITY_FAILURE)
                 with contextlib.suppress(*LINK_ERRORS):  # the node may drop the link as it resets
                     await smp.request(ResetWrite(), timeout_s=REQUEST_TIMEOUT)
-        await self._rebooted(node, digest)
+        await self._rebooted(node, uploaded.digest)
         # its Device Information, for the new /3/0/3; the update is done whether or not
         with contextlib.suppress(GattUnreachable, GattFailed):
             await self.poller.poll(self.address)
         return header.version
 
-    async def _runs(self, node: NodeId, digest: bytes) -> bool:
-        """Whether the node runs the image whose hash is ``digest`` (confirmed or on test):
-        then it needs no upload, and could take none (while it runs an unconfirmed image its
-        secondary slot holds the one to revert to, which MCUmgr keeps). A link that fails
-        here is the upload's to retry."""
-        try:
-            async with self._session(node) as smp:
-                states = await self._request(smp, ImageStatesRead(), node)
-        except LINK_ERRORS:
-            return False
-        return any(s.active and s.hash == digest for s in states.images)
-
-    async def _upload(self, node: NodeId, data: bytes, progress: Progress) -> bytes:
+    async def _upload(
+        self, node: NodeId, data: bytes, digest: bytes | None, progress: Progress
+    ) -> _Uploaded:
         """Upload to the secondary slot, resuming after a cut link; the hash the node gives
-        the image it now holds."""
+        the image it now holds. A node that runs the image already (its ``digest``, from the
+        image's TLV trailer, in the active slot) takes no upload, and could take none: while
+        it runs an unconfirmed image its secondary slot holds the one to revert to, which
+        MCUmgr keeps."""
         last: BaseException | None = None
         for attempt in range(self.attempts):
             try:
                 async with self._session(node) as smp:
+                    if digest is not None:
+                        states = await self._request(smp, ImageStatesRead(), node)
+                        if any(s.active and s.hash == digest for s in states.images):
+                            return _Uploaded(digest, running=True)
                     async for offset in smp.upload(
                         data, slot=SLOT, first_timeout_s=REQUEST_TIMEOUT * 4
                     ):
                         progress(offset, len(data))
-                    return await self._secondary(smp, node, data)
+                    return _Uploaded(await self._secondary(smp, node, data))
             except LINK_ERRORS as e:
                 last = e
                 log.info(

@@ -15,9 +15,12 @@ The gateway acts as the node's LwM2M server for it (``FirmwareUpdater``, transpo
    /3/0/3 Firmware Version it then gives, confirm success.
 
 While it waits the node may not answer (it is downloading, rebooting): those reads are tried
-again every ``poll`` seconds until ``timeout``. A sleepy node is reached in its wake windows:
-whatever the gateway must ask of it waits until it next talks (``NodeServer.awake``), so the
-server's Update is taken at once and carried out when the node wakes. Only the node being
+again every ``poll`` seconds until ``timeout`` (``[transport.802154] firmware_timeout``). A
+sleepy node is reached in its wake windows: whatever the gateway must ask of it waits until it
+next talks (``NodeServer.awake``), so the server's Update is taken at once and carried out
+when the node wakes. A ``timeout`` that ends while the gateway waits for the node to wake is
+``FirmwareExpired`` (the node slept through it: the update did not happen), one that ends while
+the node works on it a failure (Update failed). Only the node being
 updated may fetch its image, and only while its update runs.
 """
 
@@ -37,6 +40,7 @@ from bridged.transports.firmware import (
     Delivery,
     DownloadProtocol,
     FirmwareError,
+    FirmwareExpired,
     FirmwareImage,
     Progress,
     State,
@@ -85,6 +89,8 @@ class LowpanUpdater:
         once the radio is up)."""
         self.poll = poll
         self.timeout = timeout
+        self._asleep = False
+        """Whether the update waits for the node to wake (what its timeout ends)."""
 
     def describe(self, path: FsPath) -> tuple[str, str]:
         """A LwM2M node judges its own package (its /5/0/5 says so), so any file is taken;
@@ -99,6 +105,10 @@ class LowpanUpdater:
             async with asyncio.timeout(self.timeout):
                 return await self._update(node, data, progress)
         except TimeoutError:
+            if self._asleep:
+                raise FirmwareExpired(
+                    f"node {node} did not wake to be updated within {self.timeout:g} s"
+                ) from None
             raise FirmwareError(
                 UpdateResult.UPDATE_FAILED, f"node {node} not updated within {self.timeout:g} s"
             ) from None
@@ -128,11 +138,18 @@ class LowpanUpdater:
         """``call()`` once the node is awake; again after the next wake while it says the
         node sleeps (5.03)."""
         while True:
-            await self.server.awake(node)
+            await self._woken(node)
             try:
                 return await call()
             except ServiceUnavailable:
                 await asyncio.sleep(self.poll)  # asleep again: wait for its next wake
+
+    async def _woken(self, node: NodeId) -> None:
+        """Return once the node is awake; while it sleeps, ``_asleep`` says so (left set
+        when the timeout cancels the wait)."""
+        self._asleep = True
+        await self.server.awake(node)
+        self._asleep = False
 
     async def _pulls(self, node: NodeId) -> bool:
         """Whether the node takes a URI (coap://) rather than the image itself."""
@@ -168,7 +185,7 @@ class LowpanUpdater:
         """Wait for the node's State to be ``state`` (with ``done``, and a result said);
         FirmwareError with the node's result when it reports a failure."""
         while True:
-            await self.server.awake(node)
+            await self._woken(node)
             try:
                 records = await self.server.read(node, Path((FirmwareUpdate.OBJECT, 0)))
             except LwM2MError:

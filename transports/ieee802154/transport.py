@@ -19,6 +19,9 @@ Configuration (its ``[transport.802154]`` section):
 ``baudrate``      serial speed (default 460800)
 ``awake_window``  seconds a sleepy node stays reachable after it talks (default 93)
 ``request_timeout`` seconds to wait for a node's answer (default 10)
+``firmware_timeout`` seconds a node's firmware update may take, its wake windows included
+                  (default 900); past it, an update still waiting for the node to wake has
+                  expired, one the node was working on has failed
 ``reassembly_timeout`` seconds an incomplete fragmented datagram is kept (default 10)
 ``coap_ports``    the UDP ports the gateway serves the nodes on, the port of the LwM2M server
                   URI they are given (default [5683]; e.g. 61617, 0xF0B1, which 6LoWPAN
@@ -82,6 +85,7 @@ from .errors import (
     ReplayError,
     UnsecuredFrameError,
 )
+from .firmware import DEFAULT_TIMEOUT as FIRMWARE_TIMEOUT
 from .firmware import LowpanUpdater
 from .keys import KEY_SETTINGS, security_settings
 from .link import LowpanLink
@@ -106,6 +110,7 @@ _KEYS = {
     "baudrate",
     "awake_window",
     "request_timeout",
+    "firmware_timeout",
     "reassembly_timeout",
     "coap_ports",
     *KEY_SETTINGS,
@@ -209,6 +214,7 @@ class IEEE802154Transport(Transport):
             request_timeout=_number(config, "request_timeout", 10, 0.1, 600),
             pan_id=self.radio_config.pan_id,
         )
+        self.firmware_timeout = _number(config, "firmware_timeout", FIRMWARE_TIMEOUT, 1, 86400)
         self.coap_ports = coap_ports(config.get("coap_ports", [COAP_PORT]))
         self._ports: OrderedDict[tuple[bytes, int], int] = OrderedDict()
         """The port each node last talked to: what the gateway talks to it from."""
@@ -328,7 +334,7 @@ class IEEE802154Transport(Transport):
 
     def firmware_updater(self, node: NodeId) -> FirmwareUpdater | None:
         """Every node is a LwM2M client with a /5 of its own (``firmware.LowpanUpdater``)."""
-        return LowpanUpdater(self.server, self._base_uri)
+        return LowpanUpdater(self.server, self._base_uri, timeout=self.firmware_timeout)
 
     def _base_uri(self) -> str:
         """``coap://`` and the gateway's address and first port on the node link."""

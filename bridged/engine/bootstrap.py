@@ -298,6 +298,11 @@ def _security_problems(tree: ObjectTree, inst: Path, supported: frozenset[int]) 
 _KEYS = MappingProxyType(
     {
         SecurityMode.PSK: ((Security.IDENTITY, "PSK identity"), (Security.SECRET_KEY, "PSK key")),
+        SecurityMode.RPK: (
+            (Security.IDENTITY, "client public key"),
+            (Security.SERVER_PUBLIC_KEY, "server public key"),
+            (Security.SECRET_KEY, "client private key"),
+        ),
         SecurityMode.CERTIFICATE: (
             (Security.IDENTITY, "client certificate"),
             (Security.SERVER_PUBLIC_KEY, "server certificate"),

@@ -466,3 +466,23 @@ def test_certificate_account_needs_its_certificates_and_key() -> None:
     for rid, value in ((3, b"cert"), (4, b"server"), (5, b"key")):
         bs.tree.set(Path((0, 1, rid)), value)
     assert finish(bs).code == Code.CHANGED
+
+
+def test_raw_public_key_account_needs_its_keys() -> None:
+    """Security mode 1: Bootstrap-Finish wants the client's public key (3), the server's (4)
+    and the client's private key (5); with all three it is accepted."""
+    bs = BootstrapInterface(make_tree(), supported_modes=(SecurityMode.NOSEC, SecurityMode.RPK))
+    account(bs)
+    change = dict(r0="coaps://lwm2m.example", r2=SecurityMode.RPK)
+    assert put(bs, "/0/1", senml("/0/1/", **change)).code == Code.CHANGED
+    reply = finish(bs)
+    assert reply.code == Code.NOT_ACCEPTABLE
+    for problem in (
+        "client public key (resource 3)",
+        "server public key (resource 4)",
+        "client private key (resource 5)",
+    ):
+        assert problem in reply.payload.decode()
+    for rid, value in ((3, b"public"), (4, b"server"), (5, b"key")):
+        bs.tree.set(Path((0, 1, rid)), value)
+    assert finish(bs).code == Code.CHANGED

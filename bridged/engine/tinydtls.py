@@ -302,7 +302,9 @@ class Context:
         )
 
     def write(self, peer: Address, data: bytes) -> int:
-        """Send application data to ``peer`` in its session; the bytes taken, or below zero."""
+        """Send application data to ``peer`` in its session: the bytes taken; 0 when there is
+        no session (tinydtls then starts a handshake and the data is not sent), below zero on
+        error."""
         return self._call(peer, lambda c, s: self._lib.dtls_write(c, s, data, len(data)))
 
     def close(self, peer: Address) -> None:

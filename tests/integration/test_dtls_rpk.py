@@ -33,7 +33,7 @@ from bridged.objects.ids import SecurityMode
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
-from integration.test_dtls_x509 import TIMEOUT, served_in_session_then_closed, site
+from integration.test_dtls_x509 import TIMEOUT, answered, served_in_session_then_closed, site
 from peers.bootstrap_server import BootstrapTestServer
 from peers.dtls_rpk_server import RpkDtlsServer
 from peers.lwm2m_server import LwM2MTestServer, SenMLRecord
@@ -76,6 +76,19 @@ async def test_server_requests_travel_in_the_clients_session_and_close_notify_ha
     new port."""
     endpoint = await DtlsRpkUplink.create(server.uri, credentials(), site())
     await served_in_session_then_closed(server, endpoint)
+
+
+async def test_a_lost_client_hello_is_sent_again(server: RpkDtlsServer) -> None:
+    """The network loses the client's first ClientHello: the session's retransmission timer
+    (tinydtls' schedule) sends it again and the Register gets through."""
+    server.lose = 1
+    endpoint = await DtlsRpkUplink.create(server.uri, credentials(), site())
+    try:
+        register = Message(code=POST, uri=f"{server.uri}/rd?ep=bridged-test")
+        await answered(server, asyncio.ensure_future(endpoint.request(register)))
+        assert server.lose == 0
+    finally:
+        await endpoint.shutdown()
 
 
 async def test_an_impostor_server_gets_nothing(server: RpkDtlsServer) -> None:

@@ -35,6 +35,7 @@ class RpkDtlsServer(HandPlayedServer, Handlers):
         self.context = Context(key, self)
         self.refused: list[Address] = []
         self.alerts: list[tuple[Address, int, int]] = []
+        self.lose = 0  # datagrams still to lose on arrival, as a lossy network would
 
     @classmethod
     async def start(cls, key: RawKey, clients: list[bytes]) -> RpkDtlsServer:
@@ -43,6 +44,9 @@ class RpkDtlsServer(HandPlayedServer, Handlers):
         return server
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.lose:
+            self.lose -= 1
+            return
         self.context.handle(addr[:2], data)
 
     # -- tinydtls' callbacks -----------------------------------------------------------------

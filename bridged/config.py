@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from bridged.commands import DEFAULT_TIMEOUT, DEFAULT_TTL
 from bridged.delivery import DeliveryConfig
+from bridged.engine import tinydtls
 from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import ServerConfig, server_resource_bounds
 from bridged.engine.dtls_rpk import RpkCredentials
@@ -609,9 +610,14 @@ def _rpk(t: _Table) -> RpkCredentials | None:
             raise t.fail(name, str(e)) from None
     try:
         private = load_private_key(_file(t, "private_key", secret=True))
-        return RpkCredentials(public["public_key"], private, public["server_public_key"])
+        credentials = RpkCredentials(public["public_key"], private, public["server_public_key"])
     except ValueError as e:
         raise t.fail("private_key", str(e)) from None
+    try:
+        tinydtls.library()  # refused now, not at the first handshake
+    except tinydtls.TinyDtlsUnavailable as e:
+        raise t.fail("public_key", f"raw public keys cannot be used here: {e}") from None
+    return credentials
 
 
 def _server_uri(t: _Table, uri: str, schemes: tuple[str, ...], note: str = "") -> str:

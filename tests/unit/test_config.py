@@ -27,6 +27,7 @@ from bridged.config import (
 )
 from bridged.daemon import EXIT_CONFIG, main
 from bridged.delivery import DeliveryConfig
+from bridged.engine import tinydtls
 from bridged.engine.client import ServerConfig
 from bridged.engine.dtls_x509 import load_certificate, load_public_key
 from bridged.engine.observe import MAX_OBSERVATIONS
@@ -211,6 +212,21 @@ def test_raw_public_key_refusals(
             entry[name] = files.get(value, value)
     e = refusal({"server": [entry]})
     assert e.key == f"server[0].{key}" and why in str(e), str(e)
+
+
+def test_raw_public_keys_without_a_usable_tinydtls_are_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DTLSSocket whose tinydtls the binding does not know: the configuration is refused
+    with the reason, not the first handshake."""
+    monkeypatch.setattr(tinydtls, "KNOWN_VERSIONS", frozenset({b"0.0.0"}))
+    tinydtls.library.cache_clear()
+    try:
+        e = refusal({"server": [rpk_server(tmp_path)]})
+    finally:
+        monkeypatch.undo()
+        tinydtls.library.cache_clear()
+    assert e.key == "server[0].public_key" and "cannot be used here" in str(e), str(e)
 
 
 def test_a_raw_public_key_private_key_others_could_read_is_refused(tmp_path: Path) -> None:

@@ -31,13 +31,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from bridged.commands import DEFAULT_TIMEOUT, DEFAULT_TTL
 from bridged.delivery import DeliveryConfig
+from bridged.engine import tinydtls
 from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import ServerConfig, server_resource_bounds
+from bridged.engine.dtls_rpk import RpkCredentials
 from bridged.engine.dtls_x509 import (
     X509Credentials,
     load_certificate,
     load_certificates,
     load_private_key,
+    load_public_key,
 )
 from bridged.engine.registration import RetryPolicy
 from bridged.exposure.endpoints import DEFAULT_CONCURRENCY
@@ -157,6 +160,9 @@ PSK_KEYS = ("psk_identity", "psk_key", "psk_key_file")
 """A ``[[server]]``'s (or ``[bootstrap]``'s) keys for security mode 0 (PSK)."""
 X509_KEYS = ("certificate", "private_key", "server_certificate", "certificate_usage", "trust_store")
 """A ``[[server]]``'s keys for security mode 2 (certificates)."""
+RPK_KEYS = ("public_key", "server_public_key")
+"""A ``[[server]]``'s keys for security mode 1 (raw public keys), with ``private_key``."""
+RPK_MODE, X509_MODE = "security mode 1, raw public key", "security mode 2, certificate"
 
 KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
@@ -181,6 +187,7 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "request_timeout",
             *PSK_KEYS,
             *X509_KEYS,
+            *RPK_KEYS,
             "mute_send",
             "max_observations",
             *_RETRY,
@@ -192,6 +199,7 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "request_timeout",
             *PSK_KEYS,
             *X509_KEYS,
+            *RPK_KEYS,
             *_RETRY,
         ),
         "store": ("max_readings", "max_age"),
@@ -389,7 +397,6 @@ def parse(
             )
     bootstrap = None
     if "bootstrap" in data:
-        _refuse_rpk(path, "bootstrap", data["bootstrap"])
         bootstrap = _bootstrap(
             _Table(path, "bootstrap", data["bootstrap"], KNOWN_KEYS["bootstrap"])
         )
@@ -524,28 +531,11 @@ def _address(value: object) -> str:
     return value
 
 
-RPK_KEYS = ("public_key", "server_public_key")
-"""Keys of security mode 1 (raw public keys), which no DTLS binding here can do: refused with
-that reason rather than as unknown keys (docs/security.md)."""
-
-
-def _refuse_rpk(file: Path, key: str, data: object) -> None:
-    for name in RPK_KEYS:
-        if isinstance(data, dict) and name in data:
-            raise ConfigError(
-                file,
-                f"{key}.{name}",
-                "raw public keys (security mode 1) are not supported: no DTLS library available"
-                " here does them (docs/security.md); use a certificate or a PSK",
-            )
-
-
 def _server(file: Path, index: int, data: object) -> ServerConfig:
-    _refuse_rpk(file, f"server[{index}]", data)
     t = _Table(file, f"server[{index}]", data, KNOWN_KEYS["server"])
     uri = t.required("uri", str)
     scheme = _server_uri(t, uri, ("coap", "coaps"))
-    identity, key, x509 = _credentials(t, scheme)
+    identity, key, x509, rpk = _credentials(t, scheme)
     defaults = ServerConfig("coap://localhost")
     return ServerConfig(
         uri=uri,
@@ -562,6 +552,7 @@ def _server(file: Path, index: int, data: object) -> ServerConfig:
         psk_identity=identity,
         psk_key=key,
         x509=x509,
+        rpk=rpk,
         mute_send=t.get("mute_send", bool, defaults.mute_send),
         max_observations=t.integer("max_observations", defaults.max_observations, 0),
     )
@@ -569,23 +560,64 @@ def _server(file: Path, index: int, data: object) -> ServerConfig:
 
 def _credentials(
     t: _Table, scheme: str
-) -> tuple[bytes | None, bytes | None, X509Credentials | None]:
+) -> tuple[bytes | None, bytes | None, X509Credentials | None, RpkCredentials | None]:
     """A server's (or the Bootstrap-Server's) DTLS credentials: a PSK (identity, key), a
-    certificate, or for coap:// none of them; each refusal names the key."""
+    certificate, a raw public key, or for coap:// none of them; each refusal names the key."""
     identity = t.get("psk_identity", str, "")
     key = _psk_key(t)
-    x509 = _x509(t)
-    if x509 is not None and (identity or key):
-        raise t.fail("certificate", "give a PSK or a certificate, not both")
-    if scheme == "coaps" and x509 is None and not (identity and key):
+    rpk = _rpk(t)
+    x509 = _x509(t) if rpk is None else None
+    if (x509 is not None or rpk is not None) and (identity or key):
+        given = "certificate" if x509 is not None else "public_key"
+        raise t.fail(given, "give one of a PSK, a raw public key or a certificate, not both")
+    if scheme == "coaps" and x509 is None and rpk is None and not (identity and key):
         raise t.fail(
             "psk_identity" if not identity else "psk_key",
-            "coaps:// needs a PSK (psk_identity, and psk_key or psk_key_file)"
+            "coaps:// needs a PSK (psk_identity, and psk_key or psk_key_file),"
+            " a raw public key (public_key, private_key, server_public_key)"
             " or a certificate (certificate, private_key, server_certificate)",
         )
-    if scheme == "coap" and (identity or key or x509 is not None):
-        raise t.fail("uri", "a PSK or a certificate needs a coaps:// URI; coap:// is NoSec")
-    return identity.encode() if identity else None, key, x509
+    if scheme == "coap" and (identity or key or x509 is not None or rpk is not None):
+        raise t.fail(
+            "uri", "a PSK, raw public key or certificate needs a coaps:// URI; coap:// is NoSec"
+        )
+    return identity.encode() if identity else None, key, x509, rpk
+
+
+def _required(t: _Table, keys: tuple[str, ...], required: tuple[str, ...], mode: str) -> bool:
+    """Whether any of a security ``mode``'s ``keys`` is given; if so, each of ``required`` must
+    be, or the refusal names the missing one."""
+    given = [k for k in keys if k in t.data]
+    for name in required if given else ():
+        if name not in t.data:
+            raise t.fail(name, f"is required with {given[0]} ({mode})")
+    return bool(given)
+
+
+def _rpk(t: _Table) -> RpkCredentials | None:
+    """Security mode 1 from ``public_key`` (the gateway's, SubjectPublicKeyInfo), ``private_key``
+    (0600/0640) and ``server_public_key`` (PEM or DER files, P-256); None without them."""
+    if not _required(t, RPK_KEYS, ("public_key", "private_key", "server_public_key"), RPK_MODE):
+        return None
+    for name in X509_KEYS:
+        if name in t.data and name != "private_key":
+            raise t.fail(name, "give a raw public key or a certificate, not both")
+    public = {}
+    for name in RPK_KEYS:
+        try:
+            public[name] = load_public_key(_file(t, name))
+        except ValueError as e:
+            raise t.fail(name, str(e)) from None
+    try:
+        private = load_private_key(_file(t, "private_key", secret=True))
+        credentials = RpkCredentials(public["public_key"], private, public["server_public_key"])
+    except ValueError as e:
+        raise t.fail("private_key", str(e)) from None
+    try:
+        tinydtls.library()  # refused now, not at the first handshake
+    except tinydtls.TinyDtlsUnavailable as e:
+        raise t.fail("public_key", f"raw public keys cannot be used here: {e}") from None
+    return credentials
 
 
 def _server_uri(t: _Table, uri: str, schemes: tuple[str, ...], note: str = "") -> str:
@@ -661,12 +693,8 @@ def _x509(t: _Table) -> X509Credentials | None:
     """Security mode 2 from ``certificate``, ``private_key`` (0600/0640), ``server_certificate``
     (PEM or DER files), ``certificate_usage`` (/0/x/15, 0-3, default 3) and ``trust_store`` (a
     PEM bundle of CAs, which usages 0 and 1 validate against); None without ``certificate``."""
-    given = [k for k in X509_KEYS if k in t.data]
-    if not given:
+    if not _required(t, X509_KEYS, ("certificate", "private_key", "server_certificate"), X509_MODE):
         return None
-    for name in ("certificate", "private_key", "server_certificate"):
-        if name not in t.data:
-            raise t.fail(name, f"is required with {given[0]} (security mode 2, certificate)")
     usage = t.integer(
         "certificate_usage",
         CertificateUsage.DOMAIN_ISSUED_CERTIFICATE,
@@ -706,13 +734,14 @@ def _x509(t: _Table) -> X509Credentials | None:
 
 def _bootstrap(t: _Table) -> BootstrapConfig:
     uri = t.required("uri", str)
-    identity, key, x509 = _credentials(t, _server_uri(t, uri, ("coap", "coaps")))
+    identity, key, x509, rpk = _credentials(t, _server_uri(t, uri, ("coap", "coaps")))
     defaults = BootstrapConfig(uri)
     return BootstrapConfig(
         uri=uri,
         psk_identity=identity,
         psk_key=key,
         x509=x509,
+        rpk=rpk,
         hold_off=t.integer("hold_off", defaults.hold_off, 0),
         finish_timeout=t.positive("finish_timeout", defaults.finish_timeout),
         request_timeout=t.positive("request_timeout", defaults.request_timeout),

@@ -66,6 +66,7 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
 
 from .dm import END_DEVICES_READ_ONLY, Reply, changes_end_devices
+from .dtls_rpk import RpkCredentials
 from .nodes import NodeBackend, node_owned
 
 log = logging.getLogger(__name__)
@@ -288,16 +289,26 @@ def _security_problems(tree: ObjectTree, inst: Path, supported: frozenset[int]) 
         wanted = "coap" if mode == SecurityMode.NOSEC else "coaps"
         if split.scheme != wanted or not split.hostname:
             problems.append(f"{inst}: URI {uri!r} is not a {wanted}:// URI, as {name} needs")
+    keys = {rid: _value(tree, inst.child(rid)) for rid, _ in _KEYS.get(mode, ())}
     for rid, what in _KEYS.get(mode, ()):
-        value = _value(tree, inst.child(rid))
-        if not isinstance(value, bytes) or not value:
+        if not isinstance(keys[rid], bytes) or not keys[rid]:
             problems.append(f"{inst}: the {what} (resource {rid}) is missing")
+    if mode == SecurityMode.RPK and not problems:
+        try:  # keys the handshake could not use are refused now, not at the first Register
+            RpkCredentials(*(keys[rid] for rid, _ in _KEYS[mode]))  # type: ignore[arg-type]
+        except ValueError as e:
+            problems.append(f"{inst}: {e}")
     return problems
 
 
 _KEYS = MappingProxyType(
     {
         SecurityMode.PSK: ((Security.IDENTITY, "PSK identity"), (Security.SECRET_KEY, "PSK key")),
+        SecurityMode.RPK: (  # in RpkCredentials' order
+            (Security.IDENTITY, "client public key"),
+            (Security.SECRET_KEY, "client private key"),
+            (Security.SERVER_PUBLIC_KEY, "server public key"),
+        ),
         SecurityMode.CERTIFICATE: (
             (Security.IDENTITY, "client certificate"),
             (Security.SERVER_PUBLIC_KEY, "server certificate"),

@@ -33,6 +33,7 @@ from bridged.objects.tree import ObjectTree
 
 from .bootstrap import BootstrapInterface, bootstrap_account
 from .dm import handle_request, reply_message
+from .dtls_rpk import RpkCredentials
 from .dtls_x509 import X509Credentials
 from .nodes import NodeBackend
 from .registration import RetryPolicy
@@ -56,6 +57,8 @@ class BootstrapConfig:
     psk_key: bytes | None = field(default=None, repr=False)
     x509: X509Credentials | None = None
     """DTLS with certificates to a coaps:// Bootstrap-Server (security mode 2)."""
+    rpk: RpkCredentials | None = None
+    """DTLS with raw public keys to a coaps:// Bootstrap-Server (security mode 1)."""
     hold_off: int = 0
     """/0/x/11 Client Hold Off Time: seconds to wait before the Bootstrap-Request."""
     finish_timeout: float = EXCHANGE_LIFETIME
@@ -67,10 +70,21 @@ class BootstrapConfig:
 
     @property
     def security_mode(self) -> int:
-        """/0/x/2 of its account: 2 with a certificate, 0 with a PSK, else 3 (NoSec)."""
-        if self.x509 is not None:
-            return SecurityMode.CERTIFICATE
-        return SecurityMode.PSK if self.psk_key else SecurityMode.NOSEC
+        """/0/x/2 of its account."""
+        return security_mode(self.psk_key, self.x509, self.rpk)
+
+
+def security_mode(
+    psk_key: bytes | None, x509: X509Credentials | None, rpk: RpkCredentials | None
+) -> int:
+    """LwM2M security mode (/0/x/2) of configured credentials (a server's or the
+    Bootstrap-Server's): 0 for DTLS-PSK, 1 for raw public keys, 2 for certificates, 3 (NoSec)
+    for none."""
+    if x509 is not None:
+        return SecurityMode.CERTIFICATE
+    if rpk is not None:
+        return SecurityMode.RPK
+    return SecurityMode.PSK if psk_key else SecurityMode.NOSEC
 
 
 class BootstrapState(Enum):

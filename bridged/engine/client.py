@@ -52,7 +52,7 @@ from bridged.objects.values import Record, Value, check_value
 
 from .access import CREATOR_RIGHTS, AccessControl, Grant, Right
 from .bootstrap import ServerAccount, bootstrap_account, check_binding, server_accounts
-from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper
+from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper, security_mode
 from .coap import ack_watch, send_delay
 from .dm import (
     DeviceManagement,
@@ -60,6 +60,7 @@ from .dm import (
     EndDevices,
 )
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskUplink, origin
+from .dtls_rpk import DtlsRpkUplink, RpkCredentials
 from .dtls_x509 import X509Credentials
 from .nodes import NodeBackend
 from .observe import MAX_OBSERVATIONS, Observations
@@ -92,7 +93,7 @@ from .uplink import UdpUplink, Uplink
 log = logging.getLogger(__name__)
 
 SUPPORTED_SECURITY_MODES = frozenset(
-    {SecurityMode.PSK, SecurityMode.CERTIFICATE, SecurityMode.NOSEC}
+    {SecurityMode.PSK, SecurityMode.RPK, SecurityMode.CERTIFICATE, SecurityMode.NOSEC}
 )
 """The security modes the client can register with; Bootstrap-Finish refuses any other."""
 RETRY_RESOURCES = (
@@ -119,9 +120,9 @@ def server_resource_bounds(rid: int) -> tuple[int, int]:
 class ServerConfig:
     """One LwM2M server as the configuration describes it (factory bootstrap).
 
-    A ``coaps://`` URI needs ``psk_identity`` and ``psk_key`` (security mode 0, DTLS-PSK) or
-    ``x509`` (security mode 2, certificates); a ``coap://`` URI takes none (security mode 3,
-    NoSec). ``queue_window`` is how long the
+    A ``coaps://`` URI needs ``psk_identity`` and ``psk_key`` (security mode 0, DTLS-PSK),
+    ``rpk`` (security mode 1, raw public keys) or ``x509`` (security mode 2, certificates); a
+    ``coap://`` URI takes none (security mode 3, NoSec). ``queue_window`` is how long the
     client stays reachable after each message in queue mode; ``mute_send`` is /1/x/23;
     ``max_observations`` bounds the server's observations (``observe.MAX_OBSERVATIONS``).
     """
@@ -138,6 +139,7 @@ class ServerConfig:
     psk_identity: bytes | None = None
     psk_key: bytes | None = None
     x509: X509Credentials | None = None
+    rpk: RpkCredentials | None = None
     dtls_handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     mute_send: bool = False
     max_observations: int = MAX_OBSERVATIONS
@@ -145,19 +147,22 @@ class ServerConfig:
     def __post_init__(self) -> None:
         scheme = urlsplit(self.uri).scheme
         psk = self.psk_identity is not None or self.psk_key is not None
-        if psk and self.x509 is not None:
-            raise ValueError(f"server {self.uri}: a PSK or a certificate, not both")
+        if psk + (self.x509 is not None) + (self.rpk is not None) > 1:
+            raise ValueError(
+                f"server {self.uri}: one of a PSK, a raw public key or a certificate, not two"
+            )
         if scheme == "coaps":
-            if self.x509 is None and (not self.psk_identity or not self.psk_key):
+            if self.security_mode == SecurityMode.NOSEC:
                 raise ValueError(
                     f"server {self.uri}: coaps:// needs psk_identity and psk_key"
-                    " (security mode 0, DTLS-PSK) or a certificate (security mode 2)"
+                    " (security mode 0, DTLS-PSK), a raw public key (security mode 1)"
+                    " or a certificate (security mode 2)"
                 )
         elif scheme == "coap":
-            if psk or self.x509 is not None:
+            if self.security_mode != SecurityMode.NOSEC or psk:
                 raise ValueError(
-                    f"server {self.uri}: a PSK or certificate needs a coaps:// URI;"
-                    " coap:// is NoSec"
+                    f"server {self.uri}: a PSK, raw public key or certificate needs a coaps://"
+                    " URI; coap:// is NoSec"
                 )
         else:
             raise ValueError(f"server {self.uri!r}: the URI must be coap:// or coaps://")
@@ -169,10 +174,22 @@ class ServerConfig:
 
     @property
     def security_mode(self) -> int:
-        """LwM2M security mode (/0/x/2): 0 for DTLS-PSK, 2 for certificates, 3 for NoSec."""
-        if self.x509 is not None:
-            return SecurityMode.CERTIFICATE
-        return SecurityMode.PSK if self.psk_key else SecurityMode.NOSEC
+        """LwM2M security mode (/0/x/2) of its credentials."""
+        return security_mode(self.psk_key, self.x509, self.rpk)
+
+
+def _opaque_resources(tree: ObjectTree, instance: Path, mode: str) -> Callable[[int, str], bytes]:
+    """Reads a key or certificate resource of /0 ``instance``: its bytes, or a ValueError that
+    names ``what`` is missing for ``mode``."""
+
+    def opaque(rid: int, what: str) -> bytes:
+        path = instance.child(rid)
+        value = tree.get(path) if tree.has(path) else None
+        if not isinstance(value, bytes) or not value:
+            raise ValueError(f"{path}: the {what} is missing ({mode})")
+        return value
+
+    return opaque
 
 
 def x509_credentials(
@@ -182,14 +199,7 @@ def x509_credentials(
     certificate), 4 (the server's), 5 (the client's key) and 15 (Certificate Usage, 3 when
     absent); ValueError naming what is missing."""
     instance = Path((Security.OBJECT, security_iid))
-
-    def opaque(rid: int, what: str) -> bytes:
-        path = instance.child(rid)
-        value = tree.get(path) if tree.has(path) else None
-        if not isinstance(value, bytes) or not value:
-            raise ValueError(f"{path}: the {what} is missing (security mode 2, certificate)")
-        return value
-
+    opaque = _opaque_resources(tree, instance, "security mode 2, certificate")
     usage_path = instance.child(Security.CERTIFICATE_USAGE)
     usage = tree.get(usage_path) if tree.has(usage_path) else None
     return X509Credentials(
@@ -199,6 +209,22 @@ def x509_credentials(
         usage=usage if isinstance(usage, int) else CertificateUsage.DOMAIN_ISSUED_CERTIFICATE,
         trust_store=trust_store,
     )
+
+
+def rpk_credentials(tree: ObjectTree, security_iid: int) -> RpkCredentials:
+    """Security mode 1's credentials from /0/``security_iid``: resources 3 (the client's public
+    key), 4 (the server's) and 5 (the client's private key); ValueError naming what is missing
+    or does not fit."""
+    instance = Path((Security.OBJECT, security_iid))
+    opaque = _opaque_resources(tree, instance, "security mode 1, raw public key")
+    try:
+        return RpkCredentials(
+            public_key=opaque(Security.IDENTITY, "client public key"),
+            private_key=opaque(Security.SECRET_KEY, "client private key"),
+            server_public_key=opaque(Security.SERVER_PUBLIC_KEY, "server public key"),
+        )
+    except ValueError as e:
+        raise ValueError(f"{instance}: {e}") from None
 
 
 async def open_uplink(
@@ -229,6 +255,13 @@ async def open_uplink(
         return await DtlsPskUplink.create(
             uri, identity, key, site, handshake_timeout=handshake_timeout
         )
+    if mode == SecurityMode.RPK and scheme == "coaps":
+        return await DtlsRpkUplink.create(
+            uri,
+            rpk_credentials(tree, security_iid),
+            site,
+            handshake_timeout=handshake_timeout,
+        )
     if mode == SecurityMode.CERTIFICATE and scheme == "coaps":
         # imported here: pyOpenSSL is in the dtls extra, which a gateway may go without
         from .dtls_openssl import DtlsX509Uplink
@@ -243,16 +276,25 @@ async def open_uplink(
         return await UdpUplink.create(site, bind)
     raise ValueError(
         f"server {uri}: security mode {mode!r} over {scheme}:// is not supported"
-        " (NoSec over coap://, PSK or certificates over coaps://)"
+        " (NoSec over coap://, PSK, raw public keys or certificates over coaps://)"
     )
 
 
 def credential_values(
-    psk_identity: bytes | None, psk_key: bytes | None, x509: X509Credentials | None
+    psk_identity: bytes | None,
+    psk_key: bytes | None,
+    x509: X509Credentials | None,
+    rpk: RpkCredentials | None,
 ) -> list[tuple[int, Value | dict[int, Value]]]:
-    """The /0 resources that carry a configured PSK or certificate."""
+    """The /0 resources that carry a configured PSK, raw public key or certificate."""
     if psk_identity is not None and psk_key is not None:
         return [(Security.IDENTITY, psk_identity), (Security.SECRET_KEY, psk_key)]
+    if rpk is not None:
+        return [
+            (Security.IDENTITY, rpk.public_key),
+            (Security.SERVER_PUBLIC_KEY, rpk.server_public_key),
+            (Security.SECRET_KEY, rpk.private_key),
+        ]
     if x509 is not None:
         return [
             (Security.IDENTITY, x509.certificate),
@@ -621,7 +663,7 @@ class LwM2MClient:
                 (Security.MODE, s.security_mode),
                 (Security.SSID, s.short_server_id),
             ]
-            values += credential_values(s.psk_identity, s.psk_key, s.x509)
+            values += credential_values(s.psk_identity, s.psk_key, s.x509, s.rpk)
             self.tree.create_instance(Security.OBJECT, None, values)
         if self._find(Server.OBJECT, Server.SSID, s.short_server_id) is None:
             self.tree.create_instance(
@@ -643,7 +685,7 @@ class LwM2MClient:
             keys: dict[int, Value | dict[int, Value]] = dict.fromkeys(
                 (Security.IDENTITY, Security.SERVER_PUBLIC_KEY, Security.SECRET_KEY), b""
             )
-            keys.update(credential_values(b.psk_identity, b.psk_key, b.x509))
+            keys.update(credential_values(b.psk_identity, b.psk_key, b.x509, b.rpk))
             self.tree.create_instance(
                 Security.OBJECT,
                 None,
@@ -712,6 +754,10 @@ class LwM2MClient:
         if config is None and account.security_mode == SecurityMode.CERTIFICATE:
             config = ServerConfig(
                 account.uri, account.ssid, x509=x509_credentials(self.tree, account.security_iid)
+            )
+        elif config is None and account.security_mode == SecurityMode.RPK:
+            config = ServerConfig(
+                account.uri, account.ssid, rpk=rpk_credentials(self.tree, account.security_iid)
             )
         elif config is None:
             config = ServerConfig(

@@ -142,7 +142,8 @@ class RpkSession(DatagramSession, Handlers):
             self._after(self._context.handle(self._peer, data))
 
     def _write(self, data: bytes) -> None:
-        if self._context is not None and self._context.write(self._peer, data) < 0:
+        # 0: tinydtls has no session with the server and would start a handshake, data lost
+        if self._context is not None and self._context.write(self._peer, data) <= 0:
             self._fail(error.NetworkError(f"the DTLS session with {self.hostinfo} is gone"))
 
     def _after(self, result: int) -> None:

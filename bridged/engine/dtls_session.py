@@ -32,13 +32,27 @@ log = logging.getLogger(__name__)
 COAPS_PORT = 5684
 
 
-class DatagramSession(interfaces.EndpointAddress):
-    """One DTLS session with the server on a connected UDP socket (``mode`` names the
-    credentials in messages: "certificate", "RPK")."""
+class CoapsAddress(interfaces.EndpointAddress):
+    """A peer at the far end of a DTLS session, as aiocoap addresses it: its URIs follow from
+    ``hostinfo`` and ``hostinfo_local``."""
 
     scheme = "coaps"
     is_multicast = False
     is_multicast_locally = False
+
+    @property
+    def uri_base(self) -> str:
+        return f"coaps://{self.hostinfo}"
+
+    @property
+    def uri_base_local(self) -> str:
+        return f"coaps://{self.hostinfo_local}"
+
+
+class DatagramSession(CoapsAddress):
+    """One DTLS session with the server on a connected UDP socket (``mode`` names the
+    credentials in messages: "certificate", "RPK")."""
+
     mode = ""
 
     def __init__(
@@ -67,14 +81,6 @@ class DatagramSession(interfaces.EndpointAddress):
     def hostinfo_local(self) -> str:
         host, port, *_ = self._udp.get_extra_info("sockname") if self._udp else ("::", 0)
         return f"{hostportjoin(host, port)}"
-
-    @property
-    def uri_base(self) -> str:
-        return "coaps://" + self.hostinfo
-
-    @property
-    def uri_base_local(self) -> str:
-        return "coaps://" + self.hostinfo_local
 
     @property
     def blockwise_key(self) -> object:

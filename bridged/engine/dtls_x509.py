@@ -102,6 +102,21 @@ def load_private_key(data: bytes) -> bytes:
     )
 
 
+def load_public_key(data: bytes) -> bytes:
+    """A public key from PEM or DER (SubjectPublicKeyInfo), as DER (/0/x/3 and /0/x/4's form in
+    raw public key mode); ValueError when it is neither."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            key = serialization.load_pem_public_key(data)
+        else:
+            key = serialization.load_der_public_key(data)
+    except (ValueError, TypeError):
+        raise ValueError("not a public key (SubjectPublicKeyInfo) in PEM or DER") from None
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def subject_name(host: str) -> x509.DNSName | x509.IPAddress:
     try:
         return x509.IPAddress(ipaddress.ip_address(host))

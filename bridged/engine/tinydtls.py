@@ -19,6 +19,9 @@ What ctypes must restate of tinydtls is kept to the stable minimum and checked a
 * ``dtls_ecdsa_key_t``: the curve (an enum) and three byte pointers.
 * sessions are opaque: made from a ``sockaddr`` by ``dtls_new_session`` and read back by
   ``dtls_session_addr``.
+* ``dtls_init`` (its clock's start, ``dtls_clock_offset``, a 64-bit ``time_t``) is called only
+  when nothing did yet: DTLSSocket calls it for each PSK context, and the process has one
+  tinydtls.
 
 Keys stay in memory owned by the :class:`Context` (tinydtls keeps pointers, not copies) and are
 never logged.
@@ -190,7 +193,10 @@ def library() -> ctypes.CDLL:
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
-    lib.dtls_init()
+    # dtls_init restarts tinydtls' clock (dtls_clock_offset, a time_t): done already when
+    # DTLSSocket made a PSK context, and doing it again would move the PSK sessions' timers
+    if not ctypes.c_int64.in_dll(lib, "dtls_clock_offset").value:
+        lib.dtls_init()
     return lib
 
 
@@ -302,7 +308,9 @@ class Context:
         )
 
     def write(self, peer: Address, data: bytes) -> int:
-        """Send application data to ``peer`` in its session; the bytes taken, or below zero."""
+        """Send application data to ``peer`` in its session: the bytes taken; 0 when there is
+        no session (tinydtls then starts a handshake and the data is not sent), below zero on
+        error."""
         return self._call(peer, lambda c, s: self._lib.dtls_write(c, s, data, len(data)))
 
     def close(self, peer: Address) -> None:

@@ -3,8 +3,9 @@ against the in-repo RPK DTLS server (tests/peers/dtls_rpk_server.py: tinydtls in
 through the same ctypes binding).
 
 The client is ``bridged.engine.dtls_rpk.DtlsRpkUplink`` with a site of its own; the test plays
-the LwM2M server by hand, as test_dtls_x509.py does (whose helpers it shares). Everything
-synchronises on queues and futures with timeouts, never on sleeps.
+the LwM2M server by hand, as test_dtls_x509.py does (whose helpers it shares). Then the engine's
+LwM2M client against the in-repo LwM2M and Bootstrap servers, run over the same binding under
+aiocoap. Everything synchronises on queues and futures with timeouts, never on sleeps.
 """
 
 from __future__ import annotations
@@ -15,15 +16,27 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiocoap import POST, Message
+from aiocoap.numbers.codes import Code
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bridged.engine.bootstrap_client import BootstrapConfig
+from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.dtls import DtlsHandshakeError
 from bridged.engine.dtls_rpk import DtlsRpkUplink, RpkCredentials
 from bridged.engine.dtls_x509 import DtlsAlertError, DtlsIdentityError
+from bridged.engine.registration import RetryPolicy
 from bridged.engine.tinydtls import RawKey
-from integration.test_dtls_x509 import TIMEOUT, served_in_session_then_closed, site
+from bridged.objects.builtin import builtin_definitions
+from bridged.objects.formats import ContentFormat
+from bridged.objects.ids import SecurityMode
+from bridged.objects.paths import Path
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record
+from integration.test_dtls_x509 import TIMEOUT, answered, served_in_session_then_closed, site
+from peers.bootstrap_server import BootstrapTestServer
 from peers.dtls_rpk_server import RpkDtlsServer
+from peers.lwm2m_server import LwM2MTestServer, SenMLRecord
 
 
 def private_der() -> bytes:
@@ -63,6 +76,19 @@ async def test_server_requests_travel_in_the_clients_session_and_close_notify_ha
     new port."""
     endpoint = await DtlsRpkUplink.create(server.uri, credentials(), site())
     await served_in_session_then_closed(server, endpoint)
+
+
+async def test_a_lost_client_hello_is_sent_again(server: RpkDtlsServer) -> None:
+    """The network loses the client's first ClientHello: the session's retransmission timer
+    (tinydtls' schedule) sends it again and the Register gets through."""
+    server.lose = 1
+    endpoint = await DtlsRpkUplink.create(server.uri, credentials(), site())
+    try:
+        register = Message(code=POST, uri=f"{server.uri}/rd?ep=bridged-test")
+        await answered(server, asyncio.ensure_future(endpoint.request(register)))
+        assert server.lose == 0
+    finally:
+        await endpoint.shutdown()
 
 
 async def test_an_impostor_server_gets_nothing(server: RpkDtlsServer) -> None:
@@ -122,3 +148,89 @@ def test_credentials_refuse_a_public_key_that_is_not_the_private_keys() -> None:
 def test_credentials_never_show_the_private_key() -> None:
     creds = credentials()
     assert CLIENT_KEY.hex() not in repr(creds) and "private_key" not in repr(creds)
+
+
+# -- the in-repo LwM2M and Bootstrap servers over RPK (aiocoap on the same binding) ------------
+
+FAST_RETRY = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1)
+TEMPERATURE = Path((3303, 0, 5700))
+
+
+def rpk_peer(server: bytes = SERVER_KEY) -> tuple[RawKey, list[bytes]]:
+    """A server's key pair (private key ``server``) taking the client key of CLIENT_KEY."""
+    return RawKey.from_der(server), [RawKey.from_der(CLIENT_KEY).public_der]
+
+
+def gateway_tree() -> ObjectTree:
+    tree = ObjectTree(builtin_definitions())
+    tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
+    tree.create_instance(3303, 0, [(5700, 21.5)])
+    return tree
+
+
+async def test_register_read_observe_send_and_deregister_with_the_in_repo_server() -> None:
+    """A LwM2M client in security mode 1 with the in-repo LwM2M server over DTLS-RPK: the
+    server decodes its Register, Reads /3/0/0 and Observes a temperature over the session (a
+    notification follows a change), decodes a Send, and sees the De-register."""
+    async with LwM2MTestServer(rpk=rpk_peer()) as server:
+        config = ServerConfig(server.uri, rpk=credentials(), request_timeout=3.0, retry=FAST_RETRY)
+        client = LwM2MClient(gateway_tree(), "gw-rpk", config, bind=("127.0.0.1", 0))
+        await client.start()
+        try:
+            register = await server.next_event("register")
+            assert (register.endpoint, register.code) == ("gw-rpk", Code.CREATED)
+            read = await server.request("gw-rpk", Code.GET, "/3/0/0", accept=ContentFormat.TEXT)
+            assert (read.code, read.payload) == (Code.CONTENT, b"ACME")
+
+            observation = server.observe("gw-rpk", str(TEMPERATURE), accept=ContentFormat.TEXT)
+            notifications: asyncio.Queue[Message] = asyncio.Queue()
+            assert observation.observation is not None
+            observation.observation.register_callback(
+                notifications.put_nowait, _suppress_deprecation=True
+            )
+            first = await asyncio.wait_for(observation.response, TIMEOUT)
+            assert (first.code, first.payload) == (Code.CONTENT, b"21.5")
+            client.tree.set(TEMPERATURE, 23.0)
+            while (await asyncio.wait_for(notifications.get(), TIMEOUT)).payload != b"23.0":
+                pass
+
+            outcome = await client.send([Record(TEMPERATURE, 24.5, 1_700_000_000.0)])
+            assert outcome.delivered
+            sent = await server.next_event("send")
+            assert (sent.endpoint, sent.code) == ("gw-rpk", Code.CHANGED)
+            assert sent.records == (SenMLRecord(str(TEMPERATURE), 1_700_000_000.0, 24.5),)
+        finally:
+            await client.stop()
+        assert (await server.next_event("deregister")).endpoint == "gw-rpk"
+
+
+async def test_bootstrap_over_rpk_provisions_an_rpk_account_the_client_registers_with() -> None:
+    """Bootstrap over DTLS-RPK from the in-repo Bootstrap-Server, which provisions a mode 1
+    account (/0/x/3, 4, 5) for the in-repo LwM2M server (a key pair of its own); the client
+    registers there over RPK."""
+    dm_key = private_der()
+    async with (
+        BootstrapTestServer(rpk=rpk_peer()) as bs,
+        LwM2MTestServer(rpk=rpk_peer(dm_key)) as dm_server,
+    ):
+        creds = credentials()
+        config = BootstrapConfig(bs.uri, rpk=creds, request_timeout=3.0, retry=FAST_RETRY)
+        client = LwM2MClient(
+            gateway_tree(), "gw-rpk", None, bind=("127.0.0.1", 0), bootstrap=config
+        )
+        await client.start()
+        try:
+            request = await bs.next_request()
+            assert request.query["ep"] == "gw-rpk"
+            await bs.provision(
+                request,
+                dm_server.uri,
+                mode=SecurityMode.RPK,
+                identity=creds.public_key,
+                server_key=RawKey.from_der(dm_key).public_der,
+                key=creds.private_key,
+            )
+            register = await dm_server.next_event("register")
+            assert (register.endpoint, register.code) == ("gw-rpk", Code.CREATED)
+        finally:
+            await client.stop()

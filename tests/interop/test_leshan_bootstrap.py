@@ -412,45 +412,60 @@ async def test_harness_config_api_and_a_session_without_config(
     assert session["requests"] == []
 
 
-async def test_LightweightM2M_1_1_int_2_bootstrap_over_dtls_with_certificates(
-    tmp_path: Path, leshan_bootstrap: LeshanBootstrap, leshan_m15: LeshanM15
+@pytest.mark.parametrize("mode", ["certificate", "raw-public-key"])
+async def test_LightweightM2M_1_1_int_2_bootstrap_over_dtls(
+    tmp_path: Path, leshan_bootstrap: LeshanBootstrap, leshan_m15: LeshanM15, mode: str
 ) -> None:
     """LightweightM2M-1.1-int-2: the client bootstraps from Leshan's CoAPS endpoint with its
-    certificate (security mode 2; Leshan: identity ``x509:<endpoint>``), is given a certificate
-    account (/0/x/3, 4, 5, 10, 15) for Leshan's LwM2M server, and registers there over DTLS with
-    that certificate; what was provisioned is persisted 0600."""
-    ep = "bs-int-2"
+    certificate (security mode 2; Leshan: identity ``x509:<endpoint>``) or raw public key
+    (mode 1; ``rpk:<its SubjectPublicKeyInfo>``), is given an account of the same mode (/0/x/3,
+    4, 5, 10, and 15 for a certificate) for Leshan's LwM2M server, and registers there over
+    DTLS with it; what was provisioned is persisted 0600, no key is logged."""
+    ep = f"bs-int-2-{mode}"
     bs_client = leshan_bootstrap.pki.issue(ep)
     dm_client = leshan_m15.pki.issue(ep)
+    if mode == "certificate":
+        kind, bs_identity, dm_identity = "x509", f"x509:{ep}", f"x509:{ep}"
+        dm_keys = (dm_client.der, leshan_m15.certificate.der)
+        bs_keys = (bs_client.der, leshan_bootstrap.certificate.der)
+        leshan_m15.add_x509(ep)
+        cert, key = bs_client.write(tmp_path / "pki", "client")
+        (tmp_path / "pki" / "bootstrap.pem").write_bytes(leshan_bootstrap.certificate.pem)
+        names = ("certificate", "server_certificate", "bootstrap.pem")
+    else:
+        kind = "rpk"
+        bs_identity = f"rpk:{bs_client.public_der.hex()}"
+        dm_identity = f"rpk:{dm_client.public_der.hex()}"
+        dm_keys = (dm_client.public_der, leshan_m15.certificate.public_der)
+        bs_keys = (bs_client.public_der, leshan_bootstrap.certificate.public_der)
+        leshan_m15.add_rpk(ep, dm_client.public_der)
+        cert, key = bs_client.write_rpk(tmp_path / "pki", "client")
+        (tmp_path / "pki" / "bootstrap.pub").write_bytes(leshan_bootstrap.certificate.public_der)
+        names = ("public_key", "server_public_key", "bootstrap.pub")
     config = dm_config(leshan_m15.secure_uri, ssid=6, lifetime=95)
     config["security"]["1"] = security(
-        leshan_m15.secure_uri,
-        server_id=6,
-        x509=(dm_client.der, leshan_m15.certificate.der, dm_client.key_der()),
+        leshan_m15.secure_uri, server_id=6, **{kind: (*dm_keys, dm_client.key_der())}
     )
     config["security"]["0"] = security(
-        leshan_bootstrap.secure_uri,
-        bootstrap=True,
-        x509=(bs_client.der, leshan_bootstrap.certificate.der, bs_client.key_der()),
+        leshan_bootstrap.secure_uri, bootstrap=True, **{kind: (*bs_keys, bs_client.key_der())}
     )
     leshan_bootstrap.put_config(ep, config)
-    leshan_m15.add_x509(ep)
-    cert, key = bs_client.write(tmp_path / "pki", "client")
-    server = tmp_path / "pki" / "bootstrap.pem"
-    server.write_bytes(leshan_bootstrap.certificate.pem)
+    own, server_key, server_file = names
     bootstrap = (
-        f'uri = "{leshan_bootstrap.secure_uri}"\ncertificate = "{cert}"\n'
-        f'private_key = "{key}"\nserver_certificate = "{server}"'
+        f'uri = "{leshan_bootstrap.secure_uri}"\n{own} = "{cert}"\n'
+        f'private_key = "{key}"\n{server_key} = "{tmp_path / "pki" / server_file}"'
     )
     try:
         async with running_daemon(tmp_path, daemon_config(tmp_path, ep, bootstrap)) as d:
             session = await leshan_session(leshan_bootstrap, d, ep)
             assert session["state"] == "finished", session
-            assert session["identity"] == f"x509:{ep}"
+            assert session["identity"] == bs_identity
             _, registered = await leshan_m15.event(ep, "registered")
-            assert registered["registration"]["identity"] == f"x509:{ep}"
+            assert registered["registration"]["identity"] == dm_identity
             assert registered["registration"]["lifetime"] == 95
+            log = d.log.read_text()
         saved = [p for p in (tmp_path / "state").iterdir() if p.name.startswith("provision")]
         assert saved and all(p.stat().st_mode & 0o077 == 0 for p in saved), saved
+        assert dm_client.key_der().hex() not in log and bs_client.key_der().hex() not in log
     finally:
         leshan_m15.remove_security(ep)

@@ -240,28 +240,38 @@ async def test_LightweightM2M_1_1_int_401_certificate_mode(
     leshan_m15.add_x509(ep)
     text = config(leshan_m15.secure_uri, tmp_path, ep, server=server, lifetime=LIFETIME)
     try:
-        async with running_daemon(tmp_path, text) as daemon:
-            _, registered = await leshan_m15.event(
-                ep, "registered", give_up=lambda: registration_failed(daemon)
-            )
-            assert registered["registration"]["secure"] is True
-            assert registered["registration"]["identity"] == f"x509:{ep}"
-
-            manufacturer = await leshan_m15.read(ep, "/3/0/0", ContentFormat.TEXT)
-            assert manufacturer["code"] == "2.05", manufacturer
-            assert isinstance(manufacturer["values"]["/3/0/0"], str)
-            await observed_over_session(leshan_m15, ep)
-
-            await daemon.ctl_json("send", "/3/0/0")
-            _, sent = await leshan_m15.event(ep, "send")
-            assert sent["values"]["/3/0/0"] == manufacturer["values"]["/3/0/0"], sent
-
-            daemon.proc.send_signal(signal.SIGTERM)
-            _, gone = await leshan_m15.event(ep, "deregistered")
-            assert gone["registration"]["identity"] == f"x509:{ep}"
-            assert await daemon.wait() == 0
+        await registered_read_observed_sent(tmp_path, leshan_m15, ep, text, f"x509:{ep}")
     finally:
         leshan_m15.remove_security(ep)
+
+
+async def registered_read_observed_sent(
+    tmp_path: Path, leshan_m15: LeshanM15, ep: str, text: str, identity: str
+) -> str:
+    """The daemon with configuration ``text`` Registers over DTLS (Leshan: the session's
+    ``identity``), Leshan Reads and Observes over the session, a Send Leshan decodes, and the
+    De-register over it; the daemon's log."""
+    async with running_daemon(tmp_path, text) as daemon:
+        _, registered = await leshan_m15.event(
+            ep, "registered", give_up=lambda: registration_failed(daemon)
+        )
+        assert registered["registration"]["secure"] is True
+        assert registered["registration"]["identity"] == identity
+
+        manufacturer = await leshan_m15.read(ep, "/3/0/0", ContentFormat.TEXT)
+        assert manufacturer["code"] == "2.05", manufacturer
+        assert isinstance(manufacturer["values"]["/3/0/0"], str)
+        await observed_over_session(leshan_m15, ep)
+
+        await daemon.ctl_json("send", "/3/0/0")
+        _, sent = await leshan_m15.event(ep, "send")
+        assert sent["values"]["/3/0/0"] == manufacturer["values"]["/3/0/0"], sent
+
+        daemon.proc.send_signal(signal.SIGTERM)
+        _, gone = await leshan_m15.event(ep, "deregistered")
+        assert gone["registration"]["identity"] == identity
+        assert await daemon.wait() == 0
+        return daemon.log.read_text()
 
 
 async def refused(tmp_path: Path, leshan_m15: LeshanM15, ep: str, server: str) -> str:
@@ -314,3 +324,76 @@ async def test_certificate_mode_refusals(tmp_path: Path, leshan_m15: LeshanM15, 
         leshan_m15.remove_security(ep)
     kind, why = REFUSALS[case]
     assert f"registration-failure {kind}" in failures and why in failures, failures
+
+
+# -- security mode 1: raw public keys ----------------------------------------------------------
+
+
+def rpk_server(tmp: Path, client: Issued, server_public_key: bytes) -> str:
+    """The daemon's ``[[server]]`` keys for a raw public key account: the client's key pair
+    (PEM files, the key 0600) and the server's public key (DER), written in ``tmp``."""
+    public, key = client.write_rpk(tmp / "rpk", "client")
+    server = tmp / "rpk" / "server.pub"
+    server.write_bytes(server_public_key)
+    return f'public_key = "{public}"\nprivate_key = "{key}"\nserver_public_key = "{server}"\n'
+
+
+async def test_LightweightM2M_1_1_int_401_raw_public_key_mode(
+    tmp_path: Path, leshan_m15: LeshanM15
+) -> None:
+    """Security mode 1 against Leshan M15 (Californium's RFC 7250): Register over DTLS with the
+    gateway's raw public key (Leshan: identity ``rpk:<its SubjectPublicKeyInfo>``), Leshan's
+    Read and Observe over the session, a Send Leshan decodes, De-register over it."""
+    ep = "gw-leshan15-rpk"
+    client = leshan_m15.pki.issue(ep)  # only its key pair is used
+    leshan_m15.add_rpk(ep, client.public_der)
+    server = rpk_server(tmp_path, client, leshan_m15.certificate.public_der)
+    text = config(leshan_m15.secure_uri, tmp_path, ep, server=server, lifetime=LIFETIME)
+    try:
+        log = await registered_read_observed_sent(
+            tmp_path, leshan_m15, ep, text, f"rpk:{client.public_der.hex()}"
+        )
+    finally:
+        leshan_m15.remove_security(ep)
+    assert "DTLS session (RPK)" in log
+    assert client.key_der().hex() not in log
+    assert client.key_pem().decode().splitlines()[1] not in log
+
+
+RPK_REFUSALS = {
+    # the server presents a key that is not server_public_key (/0/x/4): the gateway ends the
+    # handshake (bad_certificate) before any message goes out
+    "server-key-not-the-configured-one": (
+        "registration-failure DtlsIdentityError",
+        "not the server public key of /0/x/4",
+    ),
+    # Leshan knows another key for the endpoint: Californium takes any raw public key in the
+    # handshake, and Leshan's authorizer refuses the Register made with it (the in-repo server,
+    # which refuses it in the handshake, is test_dtls_rpk's)
+    "client-key-unknown-to-the-server": ("registration-failure", "answered 4.03 Forbidden"),
+}
+
+
+@pytest.mark.parametrize("case", RPK_REFUSALS)
+async def test_raw_public_key_mode_refusals(
+    tmp_path: Path, leshan_m15: LeshanM15, case: str
+) -> None:
+    """Each way a raw public key session must not come up: the daemon logs the typed error
+    that says why, retries, and never registers (Leshan sees no registration); no key in the
+    log."""
+    ep = f"gw-leshan15-rpk-{case}"
+    pki = leshan_m15.pki
+    client, server_key = pki.issue(ep), leshan_m15.certificate.public_der
+    known = client.public_der
+    if case == "server-key-not-the-configured-one":
+        server_key = pki.issue("impostor").public_der
+    else:
+        known = pki.issue("another").public_der
+    leshan_m15.add_rpk(ep, known)
+    try:
+        failures = await refused(tmp_path, leshan_m15, ep, rpk_server(tmp_path, client, server_key))
+    finally:
+        leshan_m15.remove_security(ep)
+    kind, why = RPK_REFUSALS[case]
+    assert kind in failures and why in failures, failures
+    assert client.key_pem().decode().splitlines()[1] not in failures

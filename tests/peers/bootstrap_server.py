@@ -16,10 +16,14 @@ import base64
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import aiocoap
 from aiocoap import resource
 from aiocoap.numbers.codes import Code
+
+from bridged.engine.tinydtls import RawKey
+from peers.dtls_rpk_server import rpk_server_context
 
 SENML_JSON = 110
 LINK_FORMAT = 40
@@ -61,14 +65,16 @@ def security(
     mode: int = 3,
     identity: bytes = b"",
     key: bytes = b"",
+    server_key: bytes = b"",
 ) -> bytes:
-    """A SenML JSON Bootstrap-Write payload for /0/``iid``."""
+    """A SenML JSON Bootstrap-Write payload for /0/``iid`` (``identity``, ``server_key`` and
+    ``key``: resources 3, 4 and 5)."""
     records: list[dict[str, object]] = [
         {"bn": f"/0/{iid}/", "n": "0", "vs": uri},
         {"n": "1", "vb": bootstrap},
         {"n": "2", "v": mode},
         {"n": "3", "vd": _b64(identity)},
-        {"n": "4", "vd": ""},
+        {"n": "4", "vd": _b64(server_key)},
         {"n": "5", "vd": _b64(key)},
     ]
     if ssid is not None:
@@ -112,14 +118,26 @@ def _b64(data: bytes) -> str:
 class BootstrapTestServer:
     """A Bootstrap-Server on 127.0.0.1 for tests; ``async with`` starts and stops it."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, answer: Code = Code.CHANGED):
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        answer: Code = Code.CHANGED,
+        rpk: tuple[RawKey, list[bytes]] | None = None,
+    ):
         self.host = host
+        self.rpk = rpk  # DTLS with raw public keys: its key pair, the client keys it takes
         self.port = port
         self.answer = answer
         self.requests: asyncio.Queue[BootstrapRequest] = asyncio.Queue()
         self.context: aiocoap.Context | None = None
 
     async def __aenter__(self) -> BootstrapTestServer:
+        if self.rpk is not None:
+            bind = (self.host, self.port)
+            self.context, self.port = await rpk_server_context(_Root(self), bind, *self.rpk)
+            return self
         self.context = await aiocoap.Context.create_server_context(
             _Root(self), bind=(self.host, self.port), transports=["udp6"]
         )
@@ -135,7 +153,7 @@ class BootstrapTestServer:
 
     @property
     def uri(self) -> str:
-        return f"coap://{self.host}:{self.port}"
+        return f"{'coaps' if self.rpk else 'coap'}://{self.host}:{self.port}"
 
     async def next_request(self, timeout: float = 10.0) -> BootstrapRequest:
         async with asyncio.timeout(timeout):
@@ -180,11 +198,15 @@ class BootstrapTestServer:
     async def finish(self, client: BootstrapRequest) -> aiocoap.Message:
         return await self.send(client, Code.POST, "/bs")
 
-    async def provision(self, client: BootstrapRequest, server_uri: str, ssid: int = 7) -> None:
-        """The usual sequence: Delete /, one LwM2M Server account, Finish; all must succeed."""
+    async def provision(
+        self, client: BootstrapRequest, server_uri: str, ssid: int = 7, **keys: Any
+    ) -> None:
+        """The usual sequence: Delete /, one LwM2M Server account (its security ``keys``: mode,
+        identity, server_key, key), Finish; all must succeed."""
+        account = security(1, server_uri, ssid=ssid, **keys)
         steps = (
             (await self.delete(client), Code.DELETED),
-            (await self.write(client, "/0/1", security(1, server_uri, ssid=ssid)), Code.CHANGED),
+            (await self.write(client, "/0/1", account), Code.CHANGED),
             (await self.write(client, "/1/1", server(1, ssid)), Code.CHANGED),
             (await self.finish(client), Code.CHANGED),
         )

@@ -40,9 +40,11 @@ def security(
     bootstrap: bool = False,
     psk: tuple[bytes, bytes] | None = None,
     x509: tuple[bytes, bytes, bytes] | None = None,
+    rpk: tuple[bytes, bytes, bytes] | None = None,
 ) -> dict[str, Any]:
-    """A ``BootstrapConfig.ServerSecurity`` (an /0 instance): NoSec, PSK (identity, key) or
-    X509 (the client's certificate, the server's, the client's key: DER)."""
+    """A ``BootstrapConfig.ServerSecurity`` (an /0 instance): NoSec, PSK (identity, key), X509
+    (the client's certificate, the server's, the client's key: DER) or RPK (the client's public
+    key, the server's, the client's key: DER)."""
     out: dict[str, Any] = {"uri": uri, "bootstrapServer": bootstrap, "securityMode": "NO_SEC"}
     if server_id is not None:
         out["serverId"] = server_id
@@ -51,12 +53,13 @@ def security(
         out["securityMode"] = "PSK"
         out["publicKeyOrId"] = base64.b64encode(identity).decode()
         out["secretKey"] = base64.b64encode(key).decode()
-    if x509 is not None:
-        certificate, server_certificate, private_key = x509
-        out["securityMode"] = "X509"
-        out["publicKeyOrId"] = base64.b64encode(certificate).decode()
-        out["serverPublicKey"] = base64.b64encode(server_certificate).decode()
-        out["secretKey"] = base64.b64encode(private_key).decode()
+    for mode, keys in (("X509", x509), ("RPK", rpk)):
+        if keys is not None:
+            own, server_side, private_key = keys
+            out["securityMode"] = mode
+            out["publicKeyOrId"] = base64.b64encode(own).decode()
+            out["serverPublicKey"] = base64.b64encode(server_side).decode()
+            out["secretKey"] = base64.b64encode(private_key).decode()
     return out
 
 

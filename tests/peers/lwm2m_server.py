@@ -32,6 +32,9 @@ import cbor2
 from aiocoap import resource
 from aiocoap.numbers.codes import Code
 
+from bridged.engine.tinydtls import RawKey
+from peers.dtls_rpk_server import rpk_server_context
+
 
 @dataclass
 class ClientRecord:
@@ -187,8 +190,11 @@ class LwM2MTestServer:
         rd_path: tuple[str, ...] = ("rd",),
         location_prefix: tuple[str, ...] = ("rd",),
         accepted_versions: tuple[str, ...] = ("1.0", "1.1", "1.2"),
+        rpk: tuple[RawKey, list[bytes]] | None = None,
     ) -> None:
         self.host = host
+        # DTLS with raw public keys: the server's key pair and the client keys it takes
+        self.rpk = rpk
         self.port = port
         self.rd_path = rd_path
         self.location_prefix = location_prefix
@@ -221,9 +227,13 @@ class LwM2MTestServer:
 
     @property
     def uri(self) -> str:
-        return f"coap://{self.host}:{self.port}"
+        return f"{'coaps' if self.rpk else 'coap'}://{self.host}:{self.port}"
 
     async def start(self) -> None:
+        if self.rpk is not None:  # no drop, reset or exchange: those work on the UDP socket
+            bind = (self.host, self.port)
+            self.context, self.port = await rpk_server_context(_Root(self), bind, *self.rpk)
+            return
         self.context = await aiocoap.Context.create_server_context(
             _Root(self), bind=(self.host, self.port), transports=["udp6"]
         )

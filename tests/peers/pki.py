@@ -68,6 +68,18 @@ class Issued:
         key.write_bytes(self.key_pem())
         return cert, key
 
+    def write_rpk(self, directory: Path, name: str) -> tuple[Path, Path]:
+        """The key pair for the raw public key mode: ``name.pub`` (the public key, PEM) and
+        ``name.key`` (the key, PEM, 0600)."""
+        _, key = self.write(directory, name)
+        public = directory / f"{name}.pub"
+        public.write_bytes(
+            self.key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        return public, key
+
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])

@@ -28,6 +28,7 @@ from bridged.objects.linkformat import parse_links
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
+from peers.pki import Pki
 
 SENML_JSON = ContentFormat.SENML_JSON
 TLV = ContentFormat.TLV
@@ -464,5 +465,32 @@ def test_certificate_account_needs_its_certificates_and_key() -> None:
     for problem in ("client certificate (resource 3)", "server certificate (resource 4)"):
         assert problem in reply.payload.decode()
     for rid, value in ((3, b"cert"), (4, b"server"), (5, b"key")):
+        bs.tree.set(Path((0, 1, rid)), value)
+    assert finish(bs).code == Code.CHANGED
+
+
+def test_raw_public_key_account_needs_its_keys() -> None:
+    """Security mode 1: Bootstrap-Finish wants the client's public key (3), the server's (4)
+    and the client's private key (5), each a P-256 key and 3 the public half of 5; with all
+    three it is accepted."""
+    bs = BootstrapInterface(make_tree(), supported_modes=(SecurityMode.NOSEC, SecurityMode.RPK))
+    account(bs)
+    change = dict(r0="coaps://lwm2m.example", r2=SecurityMode.RPK)
+    assert put(bs, "/0/1", senml("/0/1/", **change)).code == Code.CHANGED
+    reply = finish(bs)
+    assert reply.code == Code.NOT_ACCEPTABLE
+    for problem in (
+        "client public key (resource 3)",
+        "server public key (resource 4)",
+        "client private key (resource 5)",
+    ):
+        assert problem in reply.payload.decode()
+    for rid, value in ((3, b"public"), (4, b"server"), (5, b"key")):
+        bs.tree.set(Path((0, 1, rid)), value)
+    reply = finish(bs)
+    assert reply.code == Code.NOT_ACCEPTABLE
+    assert "/0/1: the client's private key (/0/x/5)" in reply.payload.decode()
+    own, server = Pki().issue("client"), Pki().issue("server")
+    for rid, value in ((3, own.public_der), (4, server.public_der), (5, own.key_der())):
         bs.tree.set(Path((0, 1, rid)), value)
     assert finish(bs).code == Code.CHANGED

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from bridged.config import (
     KNOWN_KEYS,
+    RPK_KEYS,
     X509_KEYS,
     ConfigError,
     NodesSection,
@@ -26,8 +27,9 @@ from bridged.config import (
 )
 from bridged.daemon import EXIT_CONFIG, main
 from bridged.delivery import DeliveryConfig
+from bridged.engine import tinydtls
 from bridged.engine.client import ServerConfig
-from bridged.engine.dtls_x509 import load_certificate
+from bridged.engine.dtls_x509 import load_certificate, load_public_key
 from bridged.engine.observe import MAX_OBSERVATIONS
 from bridged.objects.ids import CertificateUsage, SecurityMode
 from bridged.store.readings import Bounds
@@ -152,14 +154,86 @@ def test_a_certificate_server(tmp_path: Path) -> None:
     assert s.x509.private_key.hex() not in repr(s)
 
 
+def rpk_server(tmp_path: Path, **keys: Any) -> dict[str, Any]:
+    """A coaps:// [[server]] (or [bootstrap]) with a raw public key, its files in ``tmp_path``
+    (the key 0600)."""
+    pki = Pki()
+    public, key = pki.issue("bridged-test").write_rpk(tmp_path, "client")
+    server, _ = pki.issue("server").write_rpk(tmp_path / "server", "server")
+    return {
+        "uri": "coaps://127.0.0.1",
+        "public_key": str(public),
+        "private_key": str(key),
+        "server_public_key": str(server),
+        **keys,
+    }
+
+
 @pytest.mark.parametrize("table", ["server", "bootstrap"])
-def test_raw_public_keys_are_refused_with_the_reason(table: str) -> None:
-    """Security mode 1 cannot be done here (docs/security.md): the key says so, never an
-    'unknown key' and never a fall back to another mode."""
-    entry = {"uri": "coaps://h", "public_key": "/etc/bridged/gateway.pub"}
+def test_a_raw_public_key_server(tmp_path: Path, table: str) -> None:
+    """Security mode 1 for a server or the Bootstrap-Server: PEM files become /0's DER forms,
+    the private key is never in the repr."""
+    entry = rpk_server(tmp_path)
     data: dict[str, Any] = {"server": [entry]} if table == "server" else {"bootstrap": entry}
-    e = refusal(data)
-    assert e.key.endswith("public_key") and "raw public keys" in str(e), str(e)
+    c = parse(data, FILE, endpoint_default=lambda: "bridged-test")
+    account = c.servers[0] if table == "server" else c.bootstrap
+    assert account.security_mode == SecurityMode.RPK and account.rpk is not None
+    assert account.rpk.public_key == load_public_key((tmp_path / "client.pub").read_bytes())
+    assert account.rpk.server_public_key == load_public_key(
+        (tmp_path / "server" / "server.pub").read_bytes()
+    )
+    assert account.rpk.private_key.hex() not in repr(c)
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "why"),
+    [
+        ({"server_public_key": None}, "server_public_key", "is required with public_key"),
+        ({"certificate": "/etc/x.pem"}, "certificate", "a raw public key or a certificate"),
+        ({"psk_identity": "me", "psk_key": "00"}, "public_key", "not both"),
+        ({"uri": "coap://127.0.0.1"}, "uri", "coap:// is NoSec"),
+        ({"public_key": "OTHER"}, "private_key", "/0/x/3) is not its private key's"),
+        ({"server_public_key": "NOT-A-KEY"}, "server_public_key", "not a public key"),
+    ],
+)
+def test_raw_public_key_refusals(
+    tmp_path: Path, change: dict[str, Any], key: str, why: str
+) -> None:
+    """Each way a raw public key account is incomplete or mixed with another mode: refused,
+    naming the key, never run in another mode."""
+    entry = rpk_server(tmp_path)
+    other, _ = Pki().issue("other").write_rpk(tmp_path / "other", "other")
+    (tmp_path / "junk.pub").write_bytes(b"junk")
+    files = {"OTHER": str(other), "NOT-A-KEY": str(tmp_path / "junk.pub")}
+    for name, value in change.items():
+        if value is None:
+            del entry[name]
+        else:
+            entry[name] = files.get(value, value)
+    e = refusal({"server": [entry]})
+    assert e.key == f"server[0].{key}" and why in str(e), str(e)
+
+
+def test_raw_public_keys_without_a_usable_tinydtls_are_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DTLSSocket whose tinydtls the binding does not know: the configuration is refused
+    with the reason, not the first handshake."""
+    monkeypatch.setattr(tinydtls, "KNOWN_VERSIONS", frozenset({b"0.0.0"}))
+    tinydtls.library.cache_clear()
+    try:
+        e = refusal({"server": [rpk_server(tmp_path)]})
+    finally:
+        monkeypatch.undo()
+        tinydtls.library.cache_clear()
+    assert e.key == "server[0].public_key" and "cannot be used here" in str(e), str(e)
+
+
+def test_a_raw_public_key_private_key_others_could_read_is_refused(tmp_path: Path) -> None:
+    entry = rpk_server(tmp_path)
+    Path(entry["private_key"]).chmod(0o644)
+    e = refusal({"server": [entry]})
+    assert e.key == "server[0].private_key" and "mode 0644" in str(e)
 
 
 @pytest.mark.parametrize(
@@ -351,7 +425,16 @@ def test_the_example_loads() -> None:
 
 def test_the_defaults_in_the_example_are_the_loaders() -> None:
     """Uncommenting every documented default changes nothing."""
-    skip = {"endpoint", "objects_dir", "psk_identity", "psk_key", "psk_key_file", "uri", *X509_KEYS}
+    skip = {
+        "endpoint",
+        "objects_dir",
+        "psk_identity",
+        "psk_key",
+        "psk_key_file",
+        "uri",
+        *X509_KEYS,
+        *RPK_KEYS,
+    }
     lines = []
     table = ""
     for line in EXAMPLE.read_text().splitlines():

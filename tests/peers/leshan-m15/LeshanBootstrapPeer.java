@@ -229,9 +229,18 @@ public final class LeshanBootstrapPeer {
         }
     }
 
+    /** A raw public key from its SubjectPublicKeyInfo DER; a config's bad key fails the lookup. */
+    private static java.security.PublicKey rawPublicKey(byte[] der) {
+        try {
+            return PeerApi.publicKey(der);
+        } catch (GeneralSecurityException e) {
+            throw new IllegalArgumentException("not a public key: " + e.getMessage(), e);
+        }
+    }
+
     /**
      * What the client must present on CoAPS, from each config's Bootstrap-Server account: its
-     * PSK, or a certificate (X509).
+     * PSK, its raw public key (RPK), or a certificate (X509).
      */
     private final class SecurityFromConfigs implements BootstrapSecurityStore {
         @Override
@@ -245,6 +254,8 @@ public final class LeshanBootstrapPeer {
                                 endpoint, new String(s.publicKeyOrId, UTF_8), s.secretKey));
                     else if (s.bootstrapServer && s.securityMode == SecurityMode.X509)
                         infos.add(SecurityInfo.newX509CertInfo(endpoint));
+                    else if (s.bootstrapServer && s.securityMode == SecurityMode.RPK)
+                        infos.add(SecurityInfo.newRawPublicKeyInfo(endpoint, rawPublicKey(s.publicKeyOrId)));
             return infos.iterator();
         }
 

@@ -127,6 +127,13 @@ class ObjectDef:
     lwm2m_version: str = "1.0"
     urn: str = ""
     description: str = ""
+    readable_ids: frozenset[int] = field(init=False, repr=False, compare=False)
+    """The IDs of the resources a Read returns: asked for every resource of every instance
+    Read, so known once rather than asked of each resource's operations."""
+
+    def __post_init__(self) -> None:
+        readable = frozenset(rid for rid, r in self.resources.items() if r.operations.readable)
+        object.__setattr__(self, "readable_ids", readable)
 
     def resource(self, rid: int) -> ResourceDef:
         """The resource ``rid``; NotFound if this object has none by that ID."""

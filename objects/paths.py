@@ -77,9 +77,9 @@ class Path:
         """A path of ``ids`` taken from paths already validated (a parent's, a mapping's), at
         most 4 of them: built without checking them again, as the hot path of every reading
         builds several."""
-        path = object.__new__(cls)
-        object.__setattr__(path, "ids", ids)
-        object.__setattr__(path, "prefix", prefix)
+        path = _new(cls)
+        _set_ids(path, ids)
+        _set_prefix(path, prefix)
         return path
 
     @property
@@ -159,6 +159,11 @@ class Path:
 
 
 ROOT = Path()
+_new = object.__new__
+# The slots' own setters, which a frozen dataclass's __setattr__ does not guard: what
+# ``Path.derived`` sets a path's fields with, without looking their names up per path.
+_set_ids = Path.__dict__["ids"].__set__
+_set_prefix = Path.__dict__["prefix"].__set__
 _LEVELS = tuple(Level)
 
 

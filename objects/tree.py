@@ -488,10 +488,10 @@ class ObjectTree:
             return
         assert isinstance(node, dict)
         if level == Level.INSTANCE:
-            odef = self.definitions.get(ids[0])
+            readable = self.definitions.get(ids[0]).readable_ids
             times = self._times
             for rid in sorted(node):
-                if not odef.resource(rid).operations.readable:
+                if rid not in readable:
                     continue
                 slot, rp = node[rid], Path.derived((*ids, rid), prefix)
                 if isinstance(slot, dict):

@@ -66,6 +66,18 @@ class Record:
     value: Value
     time: float | None = None
 
+    def __init__(self, path: Path, value: Value, time: float | None = None) -> None:
+        # The dataclass's own __init__, minus its name lookups: a frozen dataclass sets each
+        # field through ``object.__setattr__`` by name, and every Read builds one per value.
+        _set_path(self, path)
+        _set_value(self, value)
+        _set_time(self, time)
+
+
+_set_path = Record.__dict__["path"].__set__
+_set_value = Record.__dict__["value"].__set__
+_set_time = Record.__dict__["time"].__set__
+
 
 def _type_error(defn: ResourceDef, value: object) -> BadRequest:
     return BadRequest(f"resource {defn.id} ({defn.name}) takes {defn.type.value}, not {value!r}")

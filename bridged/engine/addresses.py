@@ -48,7 +48,9 @@ class Address(UDP6EndpointAddress):
 
 
 def cached(remote: interfaces.EndpointAddress) -> interfaces.EndpointAddress:
-    """``remote`` as an :class:`Address` when it is a plain UDP one; anything else as it is."""
-    if type(remote) is not UDP6EndpointAddress:
-        return remote
-    return Address(remote.sockaddr, remote.interface, pktinfo=remote.pktinfo)
+    """``remote`` made an :class:`Address` when it is a plain UDP one (a received message's,
+    made for that message alone: its class is changed in place, as an Address holds nothing
+    more); anything else as it is."""
+    if type(remote) is UDP6EndpointAddress:
+        remote.__class__ = Address
+    return remote

@@ -19,7 +19,6 @@ act as a forward proxy, which it is not: 5.05 Proxying Not Supported (RFC 7252 �
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,12 +63,13 @@ PROXY_OPTIONS = frozenset({OptionNumber.PROXY_URI, OptionNumber.PROXY_SCHEME})
 def check_options(method: int, numbers: Iterable[int]) -> None:
     """Raise the error a request of ``method`` with options ``numbers`` (in any order, each as
     often as it appears) must get; return if it can be served."""
-    counts = Counter(int(n) for n in numbers)
+    counts: dict[int, int] = {}
+    for n in numbers:
+        if n & 1:  # critical (RFC 7252 §5.4.6: odd numbers); electives are not checked here
+            counts[n] = counts.get(n, 0) + 1
     if proxy := sorted(counts.keys() & PROXY_OPTIONS):
         raise ProxyingNotSupported(f"option {proxy[0]}: this client is not a proxy")
     for number, count in sorted(counts.items()):
-        if not number & 1:  # elective (RFC 7252 §5.4.6: odd numbers are critical)
-            continue
         served = SERVED.get(number)
         if served is None:
             raise BadOption(f"critical option {_name(number)} is not supported")

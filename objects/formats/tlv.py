@@ -211,8 +211,25 @@ def _encode_resource(rdef: ResourceDef, records: Sequence[Record]) -> bytes:
 
 
 def _encode_object_instance(obj: ObjectDef, records: Sequence[Record]) -> bytes:
-    """The resource TLVs of one instance, without a wrapper."""
-    return b"".join(_encode_resource(obj.resource(rid), run) for rid, run in _runs(records, 2))
+    """The resource TLVs of one instance, without a wrapper: ``_encode_resource`` of each
+    resource's run of records, with a single-instance resource's one record (the most common)
+    encoded in the loop itself, as an instance Read encodes one per resource."""
+    parts: list[bytes] = []
+    i, n = 0, len(records)
+    while i < n:
+        record = records[i]
+        ids = record.path.ids
+        rdef = obj.resource(ids[2])
+        j = i + 1
+        while j < n and records[j].path.ids[2] == ids[2]:
+            j += 1
+        if j == i + 1 and not rdef.multiple and len(ids) == 3:
+            value = _ENCODERS[rdef.type](record.value)
+            parts += (_header(RESOURCE, rdef.id, len(value)), value)
+        else:
+            parts.append(_encode_resource(rdef, records[i:j]))
+        i = j
+    return b"".join(parts)
 
 
 # -- decoding ---------------------------------------------------------------------------------

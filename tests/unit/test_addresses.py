@@ -35,8 +35,8 @@ def test_an_address_answers_as_aiocoaps_own_and_is_equal_to_it(
 ) -> None:
     interface = Interface()
     plain = UDP6EndpointAddress(sockaddr, interface, pktinfo=local)
-    mine = cached(plain)
-    assert type(mine) is Address
+    mine = cached(UDP6EndpointAddress(sockaddr, interface, pktinfo=local))
+    assert type(mine) is Address and type(plain) is UDP6EndpointAddress
     assert mine == plain and hash(mine) == hash(plain) and mine.interface is interface
     assert repr(mine) == repr(plain)
     assert mine.is_multicast == plain.is_multicast

@@ -1,0 +1,106 @@
+"""The aiocoap internals the engine relies on, pinned: a release that changes one fails here.
+
+The engine replaces or wraps private parts of aiocoap 0.4.17 (``bridged.engine.coap``'s
+message manager, the inline answer of ``bridged.engine.serving``, the UDP guards of
+``bridged.engine.udp``, the DTLS transport of ``bridged.engine.dtls``). pyproject.toml pins
+aiocoap below 0.4.18, but a patch release, or a distribution's patched package, may still change
+them. Each is listed here with a fingerprint of its source as 0.4.17 ships it and what relies on
+it; a change fails the test with the names to re-read. Then: read aiocoap's new code, adapt the
+module named, and only then update the fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+
+import aiocoap.meta
+import pytest
+
+PINNED_VERSION = "0.4.17"
+
+INTERNALS: dict[tuple[str, str], tuple[str, str]] = {
+    # (module, qualified name): (sha256 of its source, first 16 hex digits; who relies on it)
+    ("aiocoap.messagemanager", "MessageManager._process_request"): (
+        "d7ad5155990a4737",
+        "bridged.engine.coap: the inline answer runs before it, the general path is it",
+    ),
+    ("aiocoap.messagemanager", "MessageManager.dispatch_message"): (
+        "74449686c5ca98ad",
+        "bridged.engine.coap: wrapped (who is served, token length); it deduplicates first",
+    ),
+    ("aiocoap.messagemanager", "MessageManager.send_message"): (
+        "c3f4ab610981dc97",
+        "bridged.engine.serving: the inline answer does its piggybacked-ACK part itself",
+    ),
+    ("aiocoap.messagemanager", "MessageManager._deduplicate_message"): (
+        "c1bd664fd011cac1",
+        "bridged.engine.coap: replaced by the bounded cache",
+    ),
+    ("aiocoap.messagemanager", "MessageManager._store_response_for_duplicates"): (
+        "e8444712cfbb49bb",
+        "bridged.engine.coap: replaced by the bounded cache",
+    ),
+    ("aiocoap.messagemanager", "MessageManager._send_initially"): (
+        "87b047727148d080",
+        "bridged.engine.coap: wrapped for Message-ID pacing",
+    ),
+    ("aiocoap.messagemanager", "MessageManager._send_via_transport"): (
+        "18ecd8c95a1a0c3c",
+        "bridged.engine.coap: the inline answer and duplicates send encoded bytes through it",
+    ),
+    ("aiocoap.messagemanager", "MessageManager._add_exchange"): (
+        "0b005c18e003af50",
+        "bridged.engine.coap: wrapped to watch acknowledgements",
+    ),
+    ("aiocoap.messagemanager", "MessageManager._remove_exchange"): (
+        "a8ef9c56a6015e63",
+        "bridged.engine.coap: wrapped to watch acknowledgements and RSTs to NON notifications",
+    ),
+    ("aiocoap.tokenmanager", "TokenManager.process_request"): (
+        "fae4bb07f479c354",
+        "bridged.engine.coap: a token still in incoming_requests leaves a Read to the general path",
+    ),
+    ("aiocoap.protocol", "Context.render_to_pipe"): (
+        "db9191612a64e0c4",
+        "bridged.engine.serving: the general path the inline answer must equal",
+    ),
+    ("aiocoap.transports.udp6", "MessageInterfaceUDP6.send"): (
+        "b2401cf3f80c3085",
+        "bridged.engine.serving.Encoded: send reads only a message's remote and encode()",
+    ),
+    ("aiocoap.transports.udp6", "MessageInterfaceUDP6.datagram_msg_received"): (
+        "b24499ce829025ac",
+        "bridged.engine.udp: the receive guard wraps it",
+    ),
+    ("aiocoap.transports.tinydtls", "MessageInterfaceTinyDTLS.send"): (
+        "1a0cc79e96679913",
+        "bridged.engine.serving.Encoded: send reads only a message's remote and encode()",
+    ),
+}
+
+
+def fingerprint(module: str, name: str) -> str:
+    obj: object = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()[:16]  # type: ignore[arg-type]
+
+
+def test_aiocoap_is_the_pinned_release() -> None:
+    assert aiocoap.meta.version == PINNED_VERSION, (
+        f"aiocoap {aiocoap.meta.version} is installed; the engine adapts {PINNED_VERSION}'s "
+        "internals (see this module's docstring)"
+    )
+
+
+@pytest.mark.parametrize("where", list(INTERNALS), ids=[".".join(k) for k in INTERNALS])
+def test_an_internal_the_engine_relies_on_is_unchanged(where: tuple[str, str]) -> None:
+    module, name = where
+    if module == "aiocoap.transports.tinydtls":
+        pytest.importorskip("DTLSSocket")
+    expected, relier = INTERNALS[where]
+    assert fingerprint(module, name) == expected, (
+        f"aiocoap's {module}.{name} changed: re-read it and adapt {relier}"
+    )

@@ -286,9 +286,7 @@ def run(
                         capture_output=True,
                     )
                 got = server.read_until("records", lambda f: f["distinct"] >= warm_up + total)
-                result.update(
-                    records=got["records"] - warm_up, distinct=got["distinct"] - warm_up
-                )
+                result.update(records=got["records"] - warm_up, distinct=got["distinct"] - warm_up)
                 gw.send("stop")
                 gw.read_until("stopped")
             finally:

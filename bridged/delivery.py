@@ -155,7 +155,11 @@ class DeliveryConfig:
 
     max_records: int = 256
     max_bytes: int = 16 * 1024
-    linger: float = 0.05
+    linger: float = 0.5
+    """Half a second: at 100 readings a second a Send carries about 50 records instead of 6
+    (0.05 s), a tenth of the Sends' CPU and of the messages on the uplink (on a cellular link
+    each one costs airtime), for half a second more before a reading is at the server, which
+    a sensor reporting every few seconds or minutes does not notice. 0 sends at once."""
     retry: float = 1.0
     max_retry: float = 60.0
     poll: float = 1.0

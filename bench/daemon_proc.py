@@ -79,21 +79,14 @@ def pair_nodes(state: Path, count: int) -> None:
 
 async def serve() -> None:
     from aiocoap.numbers.codes import Code
+    from server_events import until_stdin_closes
 
     from peers.lwm2m_server import LwM2MTestServer
 
     srv = LwM2MTestServer()
     await srv.start()
     print(json.dumps({"port": srv.port}), flush=True)
-    loop = asyncio.get_running_loop()
-    closed = loop.run_in_executor(None, sys.stdin.read)
-    while not closed.done():
-        get = asyncio.ensure_future(srv.events.get())
-        await asyncio.wait([get, closed], return_when=asyncio.FIRST_COMPLETED)
-        if not get.done():
-            get.cancel()
-            break
-        event = get.result()
+    async for event in until_stdin_closes(srv):
         if event.kind == "register" and event.code == Code.CREATED:
             print(json.dumps({"registered": event.endpoint, "at": time.monotonic()}), flush=True)
     await srv.stop()

@@ -88,6 +88,7 @@ async def serve(mode: str, observe_nodes: int) -> None:
     report when each holds ``FINAL``."""
     import aiocoap
     from aiocoap.numbers.codes import Code
+    from server_events import until_stdin_closes
 
     from peers.lwm2m_server import LwM2MTestServer
 
@@ -140,15 +141,7 @@ async def serve(mode: str, observe_nodes: int) -> None:
                 await watch(endpoint, f"/{prefix.payload.decode()}/3303/0/5700")
 
     tasks = []
-    loop = asyncio.get_running_loop()
-    stdin_closed = loop.run_in_executor(None, sys.stdin.read)
-    while not stdin_closed.done():
-        get = asyncio.ensure_future(srv.events.get())
-        await asyncio.wait([get, stdin_closed], return_when=asyncio.FIRST_COMPLETED)
-        if not get.done():
-            get.cancel()
-            break
-        event = get.result()
+    async for event in until_stdin_closes(srv):
         if event.kind == "register" and event.code == Code.CREATED:
             registered.add(event.endpoint)
             emit(registered=len(registered), at=time.monotonic())

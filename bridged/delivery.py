@@ -88,12 +88,13 @@ from enum import Enum
 from bridged.aio import Backoff, cancel_and_wait
 from bridged.engine.client import LwM2MClient, ServerSession
 from bridged.engine.observe import SERIES_MAX_BYTES
-from bridged.engine.send import SendMuted, SendNotRegistered, SendUnsupported, check_records
+from bridged.engine.send import SendMuted, SendNotRegistered, SendUnsupported, check_path
 from bridged.engine.series import leading_fit
+from bridged.objects.definitions import ResourceDef
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import ROOT, Path
-from bridged.objects.values import Record
+from bridged.objects.values import Record, check_value
 from bridged.store.readings import ReadingStore, StoredReading
 from bridged.transports.nodes import NodeId
 
@@ -155,7 +156,11 @@ class DeliveryConfig:
 
     max_records: int = 256
     max_bytes: int = 16 * 1024
-    linger: float = 0.05
+    linger: float = 0.5
+    """Half a second: at 100 readings a second a Send carries about 50 records instead of 6
+    (0.05 s), a tenth of the Sends' CPU and of the messages on the uplink (on a cellular link
+    each one costs airtime), for half a second more before a reading is at the server, which
+    a sensor reporting every few seconds or minutes does not notice. 0 sends at once."""
     retry: float = 1.0
     max_retry: float = 60.0
     poll: float = 1.0
@@ -428,6 +433,9 @@ class Delivery:
         before the first reading that would overflow its session's message; readings that are
         skipped (not exposed, refused) ride along, so the cursor passes them too."""
         routes: dict[NodeId, tuple[ServerSession, Callable[[Path], Path | None]] | None] = {}
+        # Each node path's gateway path and its checked definition: a node with several
+        # readings of a resource in one batch has its path mapped and checked once.
+        mapped: dict[tuple[NodeId, Path], tuple[Path, ResourceDef]] = {}
         seqs: list[int] = []
         parts: dict[ServerSession, list[tuple[int, Record]]] = {}
         had: list[int] = []  # indexes of readings their session acknowledged already
@@ -452,11 +460,16 @@ class Delivery:
                 if stored.seq <= server.has.get(session, 0):
                     had.append(index)
                     continue
-                local = path(r.path)
-                if local is None:
-                    raise LwM2MError(f"{r.path} of node {r.node} is not exposed")
+                target_path = mapped.get((r.node, r.path))
+                if target_path is None:
+                    local = path(r.path)
+                    if local is None:
+                        raise LwM2MError(f"{r.path} of node {r.node} is not exposed")
+                    rdef = check_path(local, session.tree.definitions)
+                    target_path = mapped[r.node, r.path] = (local, rdef)
+                local, rdef = target_path
+                check_value(rdef, r.value)
                 record = Record(local, r.value, r.time)
-                check_records([record], session.tree)
             except LwM2MError as e:
                 self._skip(r.node, r.path, e)
                 continue

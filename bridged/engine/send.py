@@ -21,6 +21,7 @@ from enum import Enum
 
 from aiocoap.numbers.codes import Code
 
+from bridged.objects.definitions import Definitions, ResourceDef
 from bridged.objects.errors import BadRequest, LwM2MError, NotFound, coap_code
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.ids import BOOTSTRAP_ONLY, Server
@@ -87,18 +88,24 @@ def check_records(records: Sequence[Record], tree: ObjectTree) -> None:
     if not records:
         raise BadRequest("a Send carries at least one record")
     for rec in records:
-        path = rec.path
-        if path.level < Level.RESOURCE:
-            raise BadRequest(f"Send records name resources, not {path}")
-        if path.ids[0] in BOOTSTRAP_ONLY:
-            raise BadRequest(f"{path} is bootstrap-only and is never sent")
-        rdef = tree.definitions.resource(path.ids[0], path.ids[2])
-        if not rdef.operations.readable:
-            raise BadRequest(f"{path} ({rdef.name}) is not a readable resource")
-        if rdef.multiple != (path.level is Level.RESOURCE_INSTANCE):
-            kind = "resource instances" if rdef.multiple else "a single value"
-            raise BadRequest(f"{path} ({rdef.name}) takes {kind}")
-        check_value(rdef, rec.value)
+        check_value(check_path(rec.path, tree.definitions), rec.value)
+
+
+def check_path(path: Path, definitions: Definitions) -> ResourceDef:
+    """The definition of the resource a Send record at ``path`` carries, once the path is one
+    a Send may name (``check_records``); what is left to check is each value against it, so
+    a batch with many values of one path checks the path once."""
+    if path.level < Level.RESOURCE:
+        raise BadRequest(f"Send records name resources, not {path}")
+    if path.ids[0] in BOOTSTRAP_ONLY:
+        raise BadRequest(f"{path} is bootstrap-only and is never sent")
+    rdef = definitions.resource(path.ids[0], path.ids[2])
+    if not rdef.operations.readable:
+        raise BadRequest(f"{path} ({rdef.name}) is not a readable resource")
+    if rdef.multiple != (path.level is Level.RESOURCE_INSTANCE):
+        kind = "resource instances" if rdef.multiple else "a single value"
+        raise BadRequest(f"{path} ({rdef.name}) takes {kind}")
+    return rdef
 
 
 def encode_send(records: Sequence[Record], tree: ObjectTree) -> bytes:

@@ -111,12 +111,16 @@ class RegistryListener(Protocol):
         ...
 
 
+RELATIVE_BELOW = 2**28
+"""SenML times below this are relative to now (RFC 8428 section 4.5.3)."""
+
+
 def absolute_time(t: float | None, now: float) -> float:
     """A reading's time as seconds since the epoch: ``None`` is now, and a SenML relative time
-    (below 2**28, RFC 8428 section 4.5.3) counts from now."""
+    (below ``RELATIVE_BELOW``) counts from now."""
     if t is None:
         return now
-    return now + t if t < 2**28 else t
+    return now + t if t < RELATIVE_BELOW else t
 
 
 class NodeRegistry:
@@ -304,9 +308,16 @@ class NodeRegistry:
         self, live: LiveNode, records: Sequence[Record], *, heard: bool = True
     ) -> list[Record]:
         """``records`` with absolute times, taken as the node's last known values; a value of
-        an instance the node never announced announces it. ``heard``: the node said them."""
+        an instance the node never announced announces it. ``heard``: the node said them. A
+        record whose time is absolute already is taken as it is (most are: a BLE decoder's, a
+        simulated node's), not built again."""
         now = self._clock()
-        stamped = [Record(r.path, r.value, absolute_time(r.time, now)) for r in records]
+        stamped = [
+            r
+            if r.time is not None and r.time >= RELATIVE_BELOW
+            else Record(r.path, r.value, absolute_time(r.time, now))
+            for r in records
+        ]
         if heard:
             live.last_seen = max(live.last_seen or now, now)
         grew = False

@@ -226,6 +226,10 @@ class _Tracked:
     last_heard: float | None = None
     """When (wall clock) the node was last heard: ``NodeHealth.last_heard`` is this as of
     the node's last change, ``HealthMonitor.health`` gives it current."""
+    timeout_of: tuple[float | None, float | None] | None = None
+    """The (``expect``, ``interval``) that ``timeout`` was worked out from (None: not yet, or
+    the policy changed since): a node heard three times a report asks the policy once."""
+    timeout: float = 0.0
 
 
 class HealthMonitor:
@@ -238,7 +242,7 @@ class HealthMonitor:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.policy = policy
+        self._policy = policy
         self.clock = clock
         """Wall time: when a node was heard, as shown."""
         self.monotonic = monotonic
@@ -248,6 +252,17 @@ class HealthMonitor:
         self._listeners: Listeners[HealthListener] = Listeners("node health")
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+
+    @property
+    def policy(self) -> HealthPolicy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: HealthPolicy) -> None:
+        """A new policy (a reload): each node's timeout is worked out again when next heard."""
+        self._policy = policy
+        for tracked in self._nodes.values():
+            tracked.timeout_of = None
 
     def listen(self, listener: HealthListener) -> Callable[[], None]:
         """Tell ``listener`` of every change, and of every node's health now."""
@@ -349,7 +364,7 @@ class HealthMonitor:
                 tracked.interval = gap if tracked.interval is None else min(tracked.interval, gap)
             if tracked.heard is None or now - tracked.heard >= SAME_REPORT:
                 tracked.heard = now
-            timeout = self.policy.timeout(node, tracked.expect, tracked.interval)
+            timeout = self._timeout(node, tracked)
             tracked.deadline = now + timeout
             if not before.available:
                 changes["available"] = True
@@ -358,11 +373,11 @@ class HealthMonitor:
             if tracked.last_heard is None or heard_at > tracked.last_heard:
                 tracked.last_heard = heard_at
         if rssi is not None and self._rssi_news(before, rssi):
-            changes.update(rssi=rssi, low_signal=rssi <= self.policy.low_signal)
+            changes.update(rssi=rssi, low_signal=rssi <= self._policy.low_signal)
         if lqi is not None and lqi != before.lqi:
             changes["lqi"] = lqi
         if battery is not None and battery != before.battery:
-            changes.update(battery=battery, low_battery=battery <= self.policy.low_battery)
+            changes.update(battery=battery, low_battery=battery <= self._policy.low_battery)
         if decrypt_failures is not None and decrypt_failures != before.decrypt_failures:
             changes["decrypt_failures"] = decrypt_failures
         if problem_known and problem != before.problem:
@@ -376,13 +391,22 @@ class HealthMonitor:
         if heard_at is not None:
             self._arm(tracked.deadline)
 
+    def _timeout(self, node: NodeId, tracked: _Tracked) -> float:
+        """``HealthPolicy.timeout`` of the node now, worked out again only when what it
+        depends on changed."""
+        of = (tracked.expect, tracked.interval)
+        if of != tracked.timeout_of:
+            tracked.timeout = self._policy.timeout(node, *of)
+            tracked.timeout_of = of
+        return tracked.timeout
+
     def _rssi_news(self, before: NodeHealth, rssi: int) -> bool:
         """Whether ``rssi`` is worth showing: it moved ``RSSI_STEP`` or more from the RSSI shown,
         or crossed the low-signal line. A BLE node's RSSI wanders by a few dB from advert to
         advert, which would otherwise be a change (and a notification) with each."""
         if before.rssi is None:
             return True
-        crossed = (rssi <= self.policy.low_signal) != before.low_signal
+        crossed = (rssi <= self._policy.low_signal) != before.low_signal
         return crossed or abs(rssi - before.rssi) >= RSSI_STEP
 
     # -- the deadline ------------------------------------------------------------------------

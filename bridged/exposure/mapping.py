@@ -159,7 +159,7 @@ class PathMap:
         ids = local.ids
         if len(ids) < 2:
             return None
-        return self._down.get(node, _NONE_SHOWN).get(ids[:2])
+        return self._down.get(node, _NONE_SHOWN).get((ids[0], ids[1]))
 
     def local(self, upstream: Path) -> NodePath | None:
         """The node and node-local path behind ``upstream`` (an instance or deeper), None

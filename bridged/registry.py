@@ -276,6 +276,7 @@ class NodeRegistry:
         if live is None:
             self.unpaired_readings += len(records)
             return
+        node = live.id  # as in ``state``
         stamped = self._known(live, records)
         for r in stamped:
             assert r.time is not None
@@ -346,6 +347,7 @@ class NodeRegistry:
     def state(self, node: NodeId, state: NodeState) -> None:
         live = self.live.get(node)
         if live is not None:
+            node = live.id  # the id every table holds: a lookup of it is found by identity
             live.state = state
             self._state_hooks.notify(lambda hook: hook(node, state))
             if state.reachable:

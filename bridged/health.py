@@ -388,8 +388,8 @@ class HealthMonitor:
             # What changes with every report (when it was heard) is no news: kept apart.
             health = replace(before, last_heard=tracked.last_heard, **changes)  # type: ignore[arg-type]
             self._set(node, tracked, health, before)
-        if heard_at is not None:
-            self._arm(tracked.deadline)
+        if heard_at is not None and tracked.deadline < self._timer_at:
+            self._arm(tracked.deadline)  # rarely: a node heard moves its deadline later
 
     def _timeout(self, node: NodeId, tracked: _Tracked) -> float:
         """``HealthPolicy.timeout`` of the node now, worked out again only when what it

@@ -240,6 +240,10 @@ class _Tracked:
     the node's last change, ``HealthMonitor.health`` gives it current."""
     failures_before: int = 0
     """Frames refused before the gateway started: its transport counts from its start."""
+    timeout_of: tuple[float | None, float | None] | None = None
+    """The (``expect``, ``interval``) that ``timeout`` was worked out from (None: not yet, or
+    the policy changed since): a node heard three times a report asks the policy once."""
+    timeout: float = 0.0
 
 
 class HealthMonitor:
@@ -253,7 +257,7 @@ class HealthMonitor:
         monotonic: Callable[[], float] = time.monotonic,
         saved: Mapping[NodeId, SavedHealth] | None = None,
     ) -> None:
-        self.policy = policy
+        self._policy = policy
         self.clock = clock
         """Wall time: when a node was heard, as shown."""
         self.monotonic = monotonic
@@ -268,6 +272,17 @@ class HealthMonitor:
         self._unsaved: set[NodeId] = set()
         """The nodes whose health changed since it was last written (``unsaved``)."""
         self._saved_at = monotonic()
+
+    @property
+    def policy(self) -> HealthPolicy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: HealthPolicy) -> None:
+        """A new policy (a reload): each node's timeout is worked out again when next heard."""
+        self._policy = policy
+        for tracked in self._nodes.values():
+            tracked.timeout_of = None
 
     def listen(self, listener: HealthListener) -> Callable[[], None]:
         """Tell ``listener`` of every change, and of every node's health now."""
@@ -387,7 +402,7 @@ class HealthMonitor:
                 tracked.interval = gap if tracked.interval is None else min(tracked.interval, gap)
             if tracked.heard is None or now - tracked.heard >= SAME_REPORT:
                 tracked.heard = now
-            timeout = self.policy.timeout(node, tracked.expect, tracked.interval)
+            timeout = self._timeout(node, tracked)
             tracked.deadline = now + timeout
             if not before.available:
                 changes["available"] = True
@@ -397,11 +412,11 @@ class HealthMonitor:
                 tracked.last_heard = heard_at
                 self._unsaved.add(node)
         if rssi is not None and self._rssi_news(before, rssi):
-            changes.update(rssi=rssi, low_signal=rssi <= self.policy.low_signal)
+            changes.update(rssi=rssi, low_signal=rssi <= self._policy.low_signal)
         if lqi is not None and lqi != before.lqi:
             changes["lqi"] = lqi
         if battery is not None and battery != before.battery:
-            changes.update(battery=battery, low_battery=battery <= self.policy.low_battery)
+            changes.update(battery=battery, low_battery=battery <= self._policy.low_battery)
         if decrypt_failures is not None and decrypt_failures != before.decrypt_failures:
             changes["decrypt_failures"] = decrypt_failures
         if problem_known and problem != before.problem:
@@ -412,8 +427,17 @@ class HealthMonitor:
             # What changes with every report (when it was heard) is no news: kept apart.
             health = replace(before, last_heard=tracked.last_heard, **changes)  # type: ignore[arg-type]
             self._set(node, tracked, health, before)
-        if heard_at is not None:
-            self._arm(tracked.deadline)
+        if heard_at is not None and tracked.deadline < self._timer_at:
+            self._arm(tracked.deadline)  # rarely: a node heard moves its deadline later
+
+    def _timeout(self, node: NodeId, tracked: _Tracked) -> float:
+        """``HealthPolicy.timeout`` of the node now, worked out again only when what it
+        depends on changed."""
+        of = (tracked.expect, tracked.interval)
+        if of != tracked.timeout_of:
+            tracked.timeout = self._policy.timeout(node, *of)
+            tracked.timeout_of = of
+        return tracked.timeout
 
     def _rssi_news(self, before: NodeHealth, rssi: int) -> bool:
         """Whether ``rssi`` is worth showing: it moved ``RSSI_STEP`` or more from the RSSI shown,
@@ -421,7 +445,7 @@ class HealthMonitor:
         advert, which would otherwise be a change (and a notification) with each."""
         if before.rssi is None:
             return True
-        crossed = (rssi <= self.policy.low_signal) != before.low_signal
+        crossed = (rssi <= self._policy.low_signal) != before.low_signal
         return crossed or abs(rssi - before.rssi) >= RSSI_STEP
 
     # -- across a restart --------------------------------------------------------------------

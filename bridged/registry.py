@@ -121,12 +121,16 @@ class RegistryListener(Protocol):
         ...
 
 
+RELATIVE_BELOW = 2**28
+"""SenML times below this are relative to now (RFC 8428 section 4.5.3)."""
+
+
 def absolute_time(t: float | None, now: float) -> float:
     """A reading's time as seconds since the epoch: ``None`` is now, and a SenML relative time
-    (below 2**28, RFC 8428 section 4.5.3) counts from now."""
+    (below ``RELATIVE_BELOW``) counts from now."""
     if t is None:
         return now
-    return now + t if t < 2**28 else t
+    return now + t if t < RELATIVE_BELOW else t
 
 
 class NodeRegistry:
@@ -289,6 +293,7 @@ class NodeRegistry:
         if live is None:
             self.unpaired_readings += len(records)
             return
+        node = live.id  # as in ``state``
         stamped = self._known(live, records)
         for r in stamped:
             assert r.time is not None
@@ -361,9 +366,15 @@ class NodeRegistry:
     ) -> list[Record]:
         """``records`` with absolute times (kept as the node's last known values when they are
         acted on: ``_keep``); a value of an instance the node never announced announces it.
-        ``heard``: the node said them."""
+        ``heard``: the node said them. A record whose time is absolute already is taken as it
+        is (most are: a BLE decoder's, a simulated node's), not built again."""
         now = self._clock()
-        stamped = [Record(r.path, r.value, absolute_time(r.time, now)) for r in records]
+        stamped = [
+            r
+            if r.time is not None and r.time >= RELATIVE_BELOW
+            else Record(r.path, r.value, absolute_time(r.time, now))
+            for r in records
+        ]
         if heard:
             live.last_seen = max(live.last_seen or now, now)
         grew = False
@@ -391,6 +402,7 @@ class NodeRegistry:
     def state(self, node: NodeId, state: NodeState) -> None:
         live = self.live.get(node)
         if live is not None:
+            node = live.id  # the id every table holds: a lookup of it is found by identity
             live.state = state
             self._state_hooks.notify(lambda hook: hook(node, state))
             if state.reachable:

@@ -11,6 +11,10 @@ calls each listener in the order they were added, and a listener that raises is 
 its traceback and what it was told) and skipped; the others are still told. It is generic in
 what a listener is, so it serves a Protocol with several methods (``tell`` picks the method)
 and a plain callback alike, typed as precisely as the listener itself.
+
+Every reading is told through several of these (the registry's, the tree's), most of them
+with one listener or none: the list to tell is kept as a tuple, made again when a listener
+comes or goes, never copied per event, and an event nobody listens for costs a truth test.
 """
 
 from __future__ import annotations
@@ -30,25 +34,33 @@ class Listeners(Generic[L]):
 
     def __init__(self, event: str) -> None:
         self.event = event
-        self._listeners: list[L] = []
+        self._listeners: tuple[L, ...] = ()
+        """Replaced, never changed in place: an event being told goes on with the listeners
+        it started with."""
 
     def add(self, listener: L) -> Callable[[], None]:
         """Tell ``listener`` from the next event on; returns the function that stops it."""
-        self._listeners.append(listener)
+        self._listeners = (*self._listeners, listener)
         return lambda: self._discard(listener)
 
     def __iter__(self) -> Iterator[L]:
         """The listeners now, in order (whether anybody would hear an event, before making it)."""
-        return iter(tuple(self._listeners))
+        return iter(self._listeners)
+
+    def __bool__(self) -> bool:
+        """Whether anybody listens (an event costly to make is made only then)."""
+        return bool(self._listeners)
 
     def _discard(self, listener: L) -> None:
         if listener in self._listeners:
-            self._listeners.remove(listener)
+            rest = list(self._listeners)
+            rest.remove(listener)
+            self._listeners = tuple(rest)
 
     def notify(self, tell: Callable[[L], object]) -> None:
         """``tell`` each listener, in order; one that raises is logged and the rest are still
-        told. A listener added while they are told hears from the next event on."""
-        for listener in tuple(self._listeners):
+        told. A listener added or removed while they are told counts from the next event on."""
+        for listener in self._listeners:
             try:
                 tell(listener)
             except Exception:

@@ -175,12 +175,13 @@ class ObjectTree:
         """Set a resource (or resource instance) value from the device side.
 
         No operation check applies: the device may set read-only resources. The value is
-        type- and range-checked; ``time`` records when it was measured (None: now).
+        type- and range-checked; ``time`` records when it was measured (None: now). Every
+        reading a node reports comes through here: its path's IDs are read once.
         """
         oid, iid, rid = self._resource_ids(path)
         odef = self.definitions.get(oid)
         resources = self._instance(oid, iid)
-        if path.level is Level.RESOURCE_INSTANCE:
+        if len(path.ids) == 4:
             rdef = odef.resource(rid)
             if not rdef.multiple:
                 raise BadRequest(f"{path}: resource {rid} has no instances")
@@ -399,15 +400,17 @@ class ObjectTree:
 
     def _instance(self, oid: int, iid: int) -> dict[int, _ResourceSlot]:
         try:
-            return self._object(oid)[iid]
+            return self._objects[oid][iid]
         except KeyError:
+            self._object(oid)  # NotFound naming the object, when it is the object that is absent
             raise NotFound(f"{self._path((oid, iid))} does not exist") from None
 
     def _resource_ids(self, path: Path) -> tuple[int, int, int]:
-        if path.level < Level.RESOURCE:
+        ids = path.ids
+        if len(ids) < 3:
             raise BadRequest(f"{path} is not a resource path")
         self._check_prefix(path)
-        return path.ids[0], path.ids[1], path.ids[2]
+        return ids[0], ids[1], ids[2]
 
     def _check_prefix(self, path: Path) -> None:
         if path.prefix != self.prefix:

@@ -92,7 +92,13 @@ def check_type(defn: ResourceDef, value: object) -> Value:
     sensor that has no reading should have no value rather than a NaN.
     """
     t = defn.type
-    if t is ResourceType.STRING or t is ResourceType.CORELNK:
+    # Float first: a sensor's value, what nearly every reading is.
+    if t is ResourceType.FLOAT:
+        if type(value) is float and math.isfinite(value):
+            return value
+        if type(value) is int and abs(value) <= _FLOAT_MAX:
+            return float(value)
+    elif t is ResourceType.STRING or t is ResourceType.CORELNK:
         if isinstance(value, str):
             return value
     elif t is ResourceType.INTEGER:
@@ -104,11 +110,6 @@ def check_type(defn: ResourceDef, value: object) -> Value:
     elif t is ResourceType.TIME:
         if type(value) is int and INT64_MIN <= value <= INT64_MAX:
             return value
-    elif t is ResourceType.FLOAT:
-        if type(value) is float and math.isfinite(value):
-            return value
-        if type(value) is int and abs(value) <= _FLOAT_MAX:
-            return float(value)
     elif t is ResourceType.BOOLEAN:
         if type(value) is bool:
             return value

@@ -34,12 +34,24 @@ class NodeId:
 
     transport: str
     address: str
+    _hash: int = field(init=False, repr=False, compare=False)
+    """Worked out once: a node id keys a dozen lookups for each report a node makes (the
+    registry's, the node health's, the exposure's), and the dataclass's own hash builds and
+    hashes a tuple each time."""
 
     def __post_init__(self) -> None:
         if not _TRANSPORT.fullmatch(self.transport) and not self.transport.isdigit():
             raise NodeIdError(f"{self.transport!r} is not a transport name")
         if not self.address or _SPACE.search(self.address):
             raise NodeIdError(f"{self.address!r} is not a node address")
+        object.__setattr__(self, "_hash", hash((self.transport, self.address)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[NodeId], tuple[str, str]]:
+        """Unpickled by building it again: a string's hash is its process's own."""
+        return NodeId, (self.transport, self.address)
 
     @classmethod
     def parse(cls, text: str) -> NodeId:

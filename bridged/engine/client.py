@@ -46,7 +46,7 @@ from bridged.objects.ids import (
     Server,
 )
 from bridged.objects.linkformat import registration_links
-from bridged.objects.paths import Level, Path
+from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
 
@@ -440,15 +440,12 @@ class ServerSession:
     def carries(self, path: Path) -> bool:
         """True if a change at ``path`` changes what this server's Update carries (or, for
         /25/x/3, an end device's object list, which a server reads /25 on each Update for)."""
-        if path.level <= Level.INSTANCE or path.ids[::2] == (
-            LwM2MGateway.OBJECT,
-            LwM2MGateway.IOT_DEVICE_OBJECTS,
-        ):
+        ids = path.ids  # every reading's tree update asks: its IDs are read once
+        if len(ids) <= 2 or ids[::2] == (LwM2MGateway.OBJECT, LwM2MGateway.IOT_DEVICE_OBJECTS):
             return True
-        return (
-            path.object_id == Server.OBJECT
-            and path.ids[1] == self.server_instance
-            and path.resource_id in (Server.LIFETIME, Server.BINDING)
+        return ids[:2] == (Server.OBJECT, self.server_instance) and ids[2] in (
+            Server.LIFETIME,
+            Server.BINDING,
         )
 
     # -- running -----------------------------------------------------------------------------

@@ -447,20 +447,23 @@ class Observations:
         self._add_response(obs, last, is_last=True)
 
     def _on_change(self, path: Path) -> None:
-        server = path.object_id == Server.OBJECT and path.instance_id == self.server_instance
+        # Every reading's tree update comes here: its IDs are read once, and nothing is built
+        # while nobody observes.
+        ids = path.ids
         if (
-            server
+            ids[:2] == (Server.OBJECT, self.server_instance)
             and path.resource_id in (None, Server.DEFAULT_PMIN, Server.DEFAULT_PMAX)
             and self._observations
         ):
             self.attributes_changed()
+        if not self._exact:
+            return
         affected = set(self._under.get(path, ()))
-        if self._exact:
-            # Every path above this one; built directly, as every reading's tree update asks.
-            for depth in range(len(path.ids)):
-                above = self._exact.get(Path.derived(path.ids[:depth], path.prefix))
-                if above:
-                    affected |= above
+        # Every path above this one; built directly.
+        for depth in range(len(ids)):
+            above = self._exact.get(Path.derived(ids[:depth], path.prefix))
+            if above:
+                affected |= above
         if not affected:
             return
         now = self.now()

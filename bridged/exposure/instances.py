@@ -207,7 +207,8 @@ class InstancesExposure(ThroughGateway):
         apply_readings(self.tree, self.paths, node, [level], claim=False)  # with its time
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
-        self._battery_instance(node)
+        if any(r.path == BATTERY_PATH for r in records):  # its level is known from now on
+            self._battery_instance(node)
         apply_readings(self.tree, self.paths, node, records)
 
     node_values = node_readings

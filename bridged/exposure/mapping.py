@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import NamedTuple
 
 from bridged.objects.ids import HOUSEKEEPING
@@ -105,6 +106,10 @@ class Shown:
         )
 
 
+_NONE_SHOWN: Mapping[tuple[int, int], Shown] = MappingProxyType({})
+"""The instances of a node that shows none."""
+
+
 class PathMap:
     """The node instances an exposure shows, looked up both ways."""
 
@@ -145,10 +150,16 @@ class PathMap:
     def upstream(self, node: NodeId, local: Path) -> Path | None:
         """The upstream path of ``node``'s node-local path ``local`` (an instance or deeper),
         None when it is not shown."""
-        if local.level < Level.INSTANCE:
-            return None
-        shown = self._down.get(node, {}).get((local.ids[0], local.ids[1]))
+        shown = self._shown_at(node, local)
         return None if shown is None else shown.to_upstream(local)
+
+    def _shown_at(self, node: NodeId, local: Path) -> Shown | None:
+        """How the instance of ``local`` (an instance path or deeper) is shown. Every reading
+        asks: one lookup, nothing built for a node not shown."""
+        ids = local.ids
+        if len(ids) < 2:
+            return None
+        return self._down.get(node, _NONE_SHOWN).get((ids[0], ids[1]))
 
     def local(self, upstream: Path) -> NodePath | None:
         """The node and node-local path behind ``upstream`` (an instance or deeper), None
@@ -170,10 +181,14 @@ class PathMap:
             and (upstream.prefix is not None) == self._prefixed
         )
 
-    def reported(self, node: NodeId, local: Path) -> None:
-        """The node reported ``local``: a resource the gateway held there is the node's now."""
-        shown = self._down.get(node, {}).get((local.ids[0], local.ids[1]))
-        if shown is None or shown.resources is not None or local.level < Level.RESOURCE:
-            return
-        if local.ids[2] in shown.held:
-            self.show(replace(shown, held=shown.held - {local.ids[2]}))
+    def reported(self, node: NodeId, local: Path) -> Path | None:
+        """The node reported ``local`` (a resource or deeper): a resource the gateway held
+        there is the node's now. Returns its upstream path (``upstream``), None when not
+        shown."""
+        shown = self._shown_at(node, local)
+        if shown is None or len(local.ids) < 3:
+            return None
+        if shown.resources is None and local.ids[2] in shown.held:
+            shown = replace(shown, held=shown.held - {local.ids[2]})
+            self.show(shown)
+        return shown.to_upstream(local)

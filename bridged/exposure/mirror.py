@@ -38,7 +38,7 @@ from dataclasses import replace
 from bridged.objects.definitions import Definitions
 from bridged.objects.errors import LwM2MError
 from bridged.objects.ids import Ipso, IpsoResource
-from bridged.objects.paths import Level, Path
+from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value
 from bridged.registry import LiveNode
@@ -195,12 +195,13 @@ def apply_readings(
 ) -> None:
     """Put the node's readings (node-local paths) where ``paths`` shows them in ``tree``;
     with ``claim``, a resource the gateway held there becomes the node's (``PathMap.reported``)."""
+    place, nid = paths.reported if claim else paths.upstream, node.id
     for r in records:
-        target = paths.upstream(node.id, r.path)
-        if target is None or r.path.level < Level.RESOURCE:
+        if len(r.path.ids) < 3:  # an instance or an object has no value to set
             continue
-        if claim:
-            paths.reported(node.id, r.path)
+        target = place(nid, r.path)
+        if target is None:
+            continue
         try:
             tree.set(target, r.value, r.time)
         except LwM2MError as e:

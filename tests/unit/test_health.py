@@ -201,3 +201,18 @@ async def test_when_a_node_was_last_heard_is_current_without_a_change_of_health(
     assert len(told) == 2  # added, then its first RSSI: nothing else was news
     now = health.health(BLE)
     assert now is not None and now.last_heard == clock.now
+
+
+async def test_a_new_policy_sets_each_nodes_timeout_when_it_is_next_heard() -> None:
+    """A reload replaces the policy: the timeout a node was given is worked out again (it is
+    kept between reports, issue 17), for a node whose inputs did not change as well."""
+    health, clock, _ = monitor(HealthPolicy(minimum=5, unknown=900))
+    health.add(BLE)
+    health.heard(Heard(BLE, clock.now))
+    assert health.health(BLE).timeout == 900  # type: ignore[union-attr]
+    health.policy = HealthPolicy(minimum=5, unknown=600, transports={"ble": 300})
+    clock.now += 0.5  # the same report: no interval measured, nothing else changed
+    health.heard(Heard(BLE, clock.now))
+    assert health.health(BLE).timeout == 300  # type: ignore[union-attr]
+    armed = health.armed
+    assert armed is not None and armed <= clock.now + 300

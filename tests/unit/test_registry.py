@@ -118,6 +118,23 @@ def test_reading_times_become_absolute(registry: NodeRegistry) -> None:
     assert absolute == measured
 
 
+def test_a_reading_with_its_absolute_time_reaches_the_listeners_as_it_came(
+    registry: NodeRegistry,
+) -> None:
+    """Nothing is rebuilt on the way (issue 17): the record a transport made is the one the
+    exposure is told, when its time needs no stamping; the others are stamped."""
+    exposure = Exposure()
+    registry.listen(exposure)
+    node = NodeId("sim", "0001")
+    registry.pair(PairedNode(node, "n", "sim"))
+    absolute, unstamped = Record(TEMPERATURE, 1.0, time.time() - 60), Record(TEMPERATURE, 2.0)
+    registry.readings(node, [absolute, unstamped])
+    ((_, told),) = exposure.readings
+    assert told[0] is absolute
+    assert told[1] is not unstamped and told[1].time is not None
+    assert registry.live[node].values[TEMPERATURE] is told[1]
+
+
 def test_pairing_survives_a_restart_with_secrets_and_ids(tmp_path: FsPath) -> None:
     first = make(tmp_path)
     node = NodeId("ble", "A4:C1:38:00:11:22")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +31,20 @@ def store(tmp_path: Path) -> NodeStore:
 def test_node_id_round_trips_through_text() -> None:
     assert NodeId.parse("ble:A4:C1:38:00:11:22") == BLE
     assert str(RADIO) == "802154:00124b0001020304"
+
+
+def test_a_node_id_keys_a_mapping_after_pickling_in_another_process() -> None:
+    """A node id keeps its hash (issue 17): one pickled by a process whose strings hash
+    otherwise (another PYTHONHASHSEED) still finds its node here."""
+    code = (
+        "import pickle, sys; from bridged.transports.nodes import NodeId; "
+        "sys.stdout.buffer.write(pickle.dumps(NodeId('ble', 'A4:C1:38:00:11:22')))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
+    theirs = pickle.loads(out.stdout)
+    assert {BLE: "kitchen"}[theirs] == "kitchen"
+    assert theirs == BLE and hash(theirs) == hash(BLE)
 
 
 @pytest.mark.parametrize("text", ["", "ble", "ble:", "BLE:x", ":x", "ble:a b", "b-le:x"])

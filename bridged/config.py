@@ -27,19 +27,12 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from bridged.commands import DEFAULT_TIMEOUT, DEFAULT_TTL
 from bridged.delivery import DeliveryConfig
 from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import ServerConfig, server_resource_bounds
-from bridged.engine.dtls_x509 import (
-    X509Credentials,
-    load_certificate,
-    load_certificates,
-    load_private_key,
-)
 from bridged.engine.registration import RetryPolicy
+from bridged.engine.x509_credentials import X509Credentials
 from bridged.exposure.endpoints import DEFAULT_CONCURRENCY
 from bridged.firmware import DEFAULT_DOWNLOAD_TIMEOUT
 from bridged.firmware import DEFAULT_MAX_SIZE as DEFAULT_FIRMWARE_MAX_SIZE
@@ -664,6 +657,12 @@ def _x509(t: _Table) -> X509Credentials | None:
     given = [k for k in X509_KEYS if k in t.data]
     if not given:
         return None
+    # Imported here: cryptography is a large part of a start's memory, and only a
+    # configuration with certificates needs it.
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from bridged.engine.dtls_x509 import load_certificate, load_certificates, load_private_key
+
     for name in ("certificate", "private_key", "server_certificate"):
         if name not in t.data:
             raise t.fail(name, f"is required with {given[0]} (security mode 2, certificate)")

@@ -33,10 +33,10 @@ from bridged.objects.tree import ObjectTree
 
 from .bootstrap import BootstrapInterface, bootstrap_account
 from .dm import handle_request, reply_message
-from .dtls_x509 import X509Credentials
 from .nodes import NodeBackend
 from .registration import RetryPolicy
 from .site import ClientSite
+from .x509_credentials import X509Credentials
 
 log = logging.getLogger(__name__)
 

@@ -60,7 +60,6 @@ from .dm import (
     EndDevices,
 )
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskUplink, origin
-from .dtls_x509 import X509Credentials
 from .nodes import NodeBackend
 from .observe import MAX_OBSERVATIONS, Observations
 from .provisioning import ProvisioningStore
@@ -88,6 +87,7 @@ from .send import (
 )
 from .site import ClientSite, NotServing
 from .uplink import UdpUplink, Uplink
+from .x509_credentials import X509Credentials
 
 log = logging.getLogger(__name__)
 

@@ -32,12 +32,12 @@ from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsHandshakeError, DtlsUplink, onl
 from .dtls_x509 import (
     DtlsAlertError,
     DtlsIdentityError,
-    X509Credentials,
     load_certificate,
     subject_name,
     verify_server,
 )
 from .serving import ServingContext
+from .x509_credentials import X509Credentials
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from aiocoap import ACK, CON, GET, POST, Code, Message, resource
 
 from bridged.engine.dtls import DtlsHandshakeError
 from bridged.engine.dtls_openssl import DtlsX509Uplink
-from bridged.engine.dtls_x509 import DtlsIdentityError, X509Credentials
+from bridged.engine.dtls_x509 import DtlsIdentityError
+from bridged.engine.x509_credentials import X509Credentials
 from peers.dtls_x509_server import X509DtlsServer
 from peers.pki import Pki
 

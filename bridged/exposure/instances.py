@@ -74,9 +74,6 @@ class InstancesExposure(ThroughGateway):
         self._health: dict[tuple[NodeId, int], Path] = {}
         """Each node's health instances (module docstring), by node and node-instance key: one
         map for all nodes (a map per node was 2 MB of a gateway with 10,000 nodes)."""
-        self._locals: dict[tuple[int, int], tuple[int, int]] = {}
-        """One (object, node instance) tuple per value, for every node's ``Shown.local``:
-        thousands of nodes have the same few."""
         for oid in tree.object_ids():
             for iid in tree.instance_ids(oid):
                 store.reserve_instance(oid, iid)
@@ -153,22 +150,22 @@ class InstancesExposure(ThroughGateway):
                 self.paths.hide(node.id, shown.local)
                 self.tree.delete_instance(shown.upstream.ids[0], shown.upstream.ids[1])
         to_show = [
-            (oid, iid)
-            for oid, iid in sorted(wanted)
-            if self._defined(oid)
-            and not self._gateways(oid)
-            and not self.paths.shown(node.id, (oid, iid))
+            key
+            for key in sorted(wanted)
+            if self._defined(key[0])
+            and not self._gateways(key[0])
+            and not self.paths.shown(node.id, key)
         ]
         ids = self.store.instance_ids(node.id, to_show)
-        for oid, iid in to_show:
-            gw = ids[(oid, iid)]
+        for local in to_show:  # keys shared by all nodes (``exposable``)
+            oid, iid = local
+            gw = ids[local]
             values, held = initial_values(self.tree.definitions, node, oid, iid)
             try:
                 self.tree.create_instance(oid, gw, values)
             except LwM2MError as e:
                 log.warning("node %s: /%d/%d not exposed: %s", node.id, oid, iid, e)
                 continue
-            local = self._locals.setdefault((oid, iid), (oid, iid))
             self.paths.show(Shown(node.id, local, Path((oid, gw)), held=held))
             apply_readings(
                 self.tree, self.paths, node, instance_records(node, oid, iid), claim=False

@@ -47,10 +47,19 @@ from bridged.objects.ids import HOUSEKEEPING
 from bridged.objects.paths import Level, Path
 from bridged.transports.nodes import NodeId
 
+_KEYS: dict[tuple[int, int], tuple[int, int]] = {}
+
 
 def exposable(objects: Mapping[int, Iterable[int]]) -> set[tuple[int, int]]:
-    """The instances of a node's object list that an exposure may show upstream."""
-    return {(oid, iid) for oid, iids in objects.items() if oid not in HOUSEKEEPING for iid in iids}
+    """The instances of a node's object list that an exposure may show upstream, as (object,
+    node instance) keys that are one tuple per value for all nodes: thousands of nodes have
+    the same few, and every ``Shown.local`` and the paths built on it keep them."""
+    return {
+        _KEYS.setdefault((oid, iid), (oid, iid))
+        for oid, iids in objects.items()
+        if oid not in HOUSEKEEPING
+        for iid in iids
+    }
 
 
 class NodePath(NamedTuple):

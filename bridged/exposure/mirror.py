@@ -138,18 +138,19 @@ class NodeMirror:
             self.paths.hide(node.id, key)
         adopted &= wanted
         prefix = self.tree.prefix
-        for oid, iid in sorted(wanted - created - adopted):
+        for key in sorted(wanted - created - adopted):  # keys shared by all nodes (exposable)
+            oid, iid = key
             if oid not in self.tree.definitions:
                 log.warning("node %s: object %d has no definition: add its DDF file", node.id, oid)
                 continue
             values, held = initial_values(self.tree.definitions, node, oid, iid)
-            instance = Path((oid, iid), prefix)
+            instance = Path(key, prefix)
             if self.tree.has(instance):
                 # The tree's own resources there (an endpoint's /3/0) stay the gateway's.
                 own = {p.ids[2] for p in self.tree.resource_paths(instance)} | held
                 held = frozenset(own - {rid for rid, _ in instance_values(node, oid, iid)})
-                adopted.add((oid, iid))
-                self.paths.show(Shown(node.id, (oid, iid), instance, held=held))
+                adopted.add(key)
+                self.paths.show(Shown(node.id, key, instance, held=held))
                 self._set(node, [Record(Path((oid, iid, rid)), v) for rid, v in values])
                 self._set(node, instance_records(node, oid, iid))  # with their times
                 continue
@@ -158,8 +159,8 @@ class NodeMirror:
             except LwM2MError as e:
                 log.warning("node %s: /%d/%d not exposed: %s", node.id, oid, iid, e)
                 continue
-            created.add((oid, iid))
-            self.paths.show(Shown(node.id, (oid, iid), instance, held=held))
+            created.add(key)
+            self.paths.show(Shown(node.id, key, instance, held=held))
             self._set(node, instance_records(node, oid, iid))  # with their times
             changed = True
         return changed

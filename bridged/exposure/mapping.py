@@ -122,41 +122,52 @@ class PathMap:
         """Whether nodes are shown under end-device prefixes (the gateway mode) rather than in
         the unprefixed tree (the other modes)."""
         self._up: dict[Path, Shown] = {}
-        self._down: dict[NodeId, dict[tuple[int, int], Shown]] = {}
+        self._down: dict[NodeId, tuple[Shown, ...]] = {}
+        """Each node's shown instances, in node-local order: a tuple, as a node has a few and a
+        map each was about 2 MB of a gateway with 10,000 nodes."""
 
     def show(self, shown: Shown) -> None:
         """``shown.node``'s instance ``shown.local`` is shown at ``shown.upstream``."""
         self.hide(shown.node, shown.local)
         self._up[shown.upstream] = shown
-        self._down.setdefault(shown.node, {})[shown.local] = shown
+        mine = (*self._down.get(shown.node, ()), shown)
+        self._down[shown.node] = tuple(sorted(mine, key=lambda s: s.local))
 
     def hide(self, node: NodeId, local: tuple[int, int]) -> Shown | None:
         """Stop showing the node's instance ``local``; returns how it was shown."""
-        shown = self._down.get(node, {}).pop(local, None)
+        shown = self.shown(node, local)
         if shown is not None:
             del self._up[shown.upstream]
+            rest = tuple(s for s in self._down[node] if s is not shown)
+            if rest:
+                self._down[node] = rest
+            else:
+                del self._down[node]
         return shown
 
     def hide_node(self, node: NodeId) -> list[Shown]:
         """Stop showing any of ``node``'s instances; returns how they were shown."""
-        gone = list(self._down.pop(node, {}).values())
+        gone = list(self._down.pop(node, ()))
         for shown in gone:
             del self._up[shown.upstream]
         return gone
 
     def shown(self, node: NodeId, local: tuple[int, int]) -> Shown | None:
-        return self._down.get(node, {}).get(local)
+        for shown in self._down.get(node, ()):
+            if shown.local == local:
+                return shown
+        return None
 
     def instances(self, node: NodeId) -> list[Shown]:
         """How ``node``'s instances are shown, in node-local order."""
-        return sorted(self._down.get(node, {}).values(), key=lambda s: s.local)
+        return list(self._down.get(node, ()))
 
     def upstream(self, node: NodeId, local: Path) -> Path | None:
         """The upstream path of ``node``'s node-local path ``local`` (an instance or deeper),
         None when it is not shown."""
         if local.level < Level.INSTANCE:
             return None
-        shown = self._down.get(node, {}).get((local.ids[0], local.ids[1]))
+        shown = self.shown(node, (local.ids[0], local.ids[1]))
         return None if shown is None else shown.to_upstream(local)
 
     def local(self, upstream: Path) -> NodePath | None:
@@ -181,7 +192,7 @@ class PathMap:
 
     def reported(self, node: NodeId, local: Path) -> None:
         """The node reported ``local``: a resource the gateway held there is the node's now."""
-        shown = self._down.get(node, {}).get((local.ids[0], local.ids[1]))
+        shown = self.shown(node, (local.ids[0], local.ids[1]))
         if shown is None or shown.resources is not None or local.level < Level.RESOURCE:
             return
         if local.ids[2] in shown.held:

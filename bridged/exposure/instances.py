@@ -71,9 +71,10 @@ class InstancesExposure(ThroughGateway):
         ``/3300/x/5700``."""
         self._unknown: set[int] = set()
         self._names: dict[NodeId, str] = {}
-        self._health: dict[tuple[NodeId, int], Path] = {}
-        """Each node's health instances (module docstring), by node and node-instance key: one
-        map for all nodes (a map per node was 2 MB of a gateway with 10,000 nodes)."""
+        self._health: dict[tuple[int, int], dict[NodeId, int]] = {}
+        """The nodes' health instances (module docstring): by (object, node-instance key), each
+        node's instance ID. A map per node, or a path per instance, was about 2 MB of a gateway
+        with 10,000 nodes."""
         for oid in tree.object_ids():
             for iid in tree.instance_ids(oid):
                 store.reserve_instance(oid, iid)
@@ -87,10 +88,10 @@ class InstancesExposure(ThroughGateway):
     def node_removed(self, node: NodeId) -> None:
         for shown in self.paths.hide_node(node):
             self.tree.delete_instance(shown.upstream.ids[0], shown.upstream.ids[1])
-        for key in (AVAILABLE_KEY, SIGNAL_KEY):
-            instance = self._health.pop((node, key), None)
-            if instance is not None:
-                self.tree.delete_instance(instance.ids[0], instance.ids[1])
+        for (oid, _), instances in self._health.items():
+            gw = instances.pop(node, None)
+            if gw is not None:
+                self.tree.delete_instance(oid, gw)
         self._names.pop(node, None)
 
     def node_health(self, node: NodeId, health: NodeHealth) -> None:
@@ -131,17 +132,21 @@ class InstancesExposure(ThroughGateway):
     ) -> None:
         """Set ``values`` in the node's health instance ``key`` of ``oid``, created (with
         ``fixed``) the first time; the gateway's own, served from the tree."""
-        instance = self._health.get((node, key))
-        if instance is None:
+        instances = self._health.setdefault((oid, key), {})
+        gw = instances.get(node)
+        if gw is None:
             gw = self.store.instance_id(node, oid, key)
             try:
-                self._health[node, key] = self.tree.create_instance(oid, gw, [*values, *fixed])
+                self.tree.create_instance(oid, gw, [*values, *fixed])
             except LwM2MError as e:
                 log.warning("node %s: its health is not exposed in /%d: %s", node, oid, e)
+            else:
+                instances[node] = gw
             return
         for rid, value in values:
-            if self.tree.get(instance.child(rid)) != value:  # no notification of no change
-                self.tree.set(instance.child(rid), value)
+            path = Path((oid, gw, rid))
+            if self.tree.get(path) != value:  # no notification of no change
+                self.tree.set(path, value)
 
     def node_objects(self, node: LiveNode) -> None:
         wanted = exposable(node.objects)

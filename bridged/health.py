@@ -248,6 +248,10 @@ class HealthMonitor:
         self._listeners: Listeners[HealthListener] = Listeners("node health")
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        self._unheard: dict[tuple[float, int | None], NodeHealth] = {}
+        """The health of a node not heard since the start, by timeout and bearer: one for all
+        such nodes (it is frozen, and a node gets its own once heard), as thousands of nodes
+        start with the same."""
 
     def listen(self, listener: HealthListener) -> Callable[[], None]:
         """Tell ``listener`` of every change, and of every node's health now."""
@@ -284,7 +288,9 @@ class HealthMonitor:
             return
         now = self.monotonic()
         timeout = self.policy.timeout(node, None, None)
-        health = NodeHealth(timeout=timeout, bearer=bearer)
+        health = self._unheard.setdefault(
+            (timeout, bearer), NodeHealth(timeout=timeout, bearer=bearer)
+        )
         if battery is not None:
             health = replace(
                 health, battery=battery, low_battery=battery <= self.policy.low_battery

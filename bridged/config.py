@@ -27,21 +27,11 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from bridged.commands import DEFAULT_TIMEOUT, DEFAULT_TTL
 from bridged.delivery import DeliveryConfig
-from bridged.engine import tinydtls
 from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import ServerConfig, server_resource_bounds
-from bridged.engine.dtls_rpk import RpkCredentials
-from bridged.engine.dtls_x509 import (
-    X509Credentials,
-    load_certificate,
-    load_certificates,
-    load_private_key,
-    load_public_key,
-)
+from bridged.engine.credentials import RpkCredentials, X509Credentials
 from bridged.engine.registration import RetryPolicy
 from bridged.exposure.endpoints import DEFAULT_CONCURRENCY
 from bridged.firmware import DEFAULT_DOWNLOAD_TIMEOUT
@@ -602,6 +592,10 @@ def _rpk(t: _Table) -> RpkCredentials | None:
     for name in X509_KEYS:
         if name in t.data and name != "private_key":
             raise t.fail(name, "give a raw public key or a certificate, not both")
+    # Imported here, as for certificates (``_x509``): only a mode 1 account needs cryptography.
+    from bridged.engine import tinydtls
+    from bridged.engine.dtls_x509 import load_private_key, load_public_key
+
     public = {}
     for name in RPK_KEYS:
         try:
@@ -695,6 +689,12 @@ def _x509(t: _Table) -> X509Credentials | None:
     PEM bundle of CAs, which usages 0 and 1 validate against); None without ``certificate``."""
     if not _required(t, X509_KEYS, ("certificate", "private_key", "server_certificate"), X509_MODE):
         return None
+    # Imported here: cryptography is a large part of a start's memory, and only a
+    # configuration with certificates needs it.
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from bridged.engine.dtls_x509 import load_certificate, load_certificates, load_private_key
+
     usage = t.integer(
         "certificate_usage",
         CertificateUsage.DOMAIN_ISSUED_CERTIFICATE,

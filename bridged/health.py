@@ -283,6 +283,10 @@ class HealthMonitor:
         self._policy = policy
         for tracked in self._nodes.values():
             tracked.timeout_of = None
+        self._unheard: dict[tuple[float, int | None], NodeHealth] = {}
+        """The health of a node not heard since the start, by timeout and bearer: one for all
+        such nodes (it is frozen, and a node gets its own once heard), as thousands of nodes
+        start with the same."""
 
     def listen(self, listener: HealthListener) -> Callable[[], None]:
         """Tell ``listener`` of every change, and of every node's health now."""
@@ -321,7 +325,9 @@ class HealthMonitor:
         saved = self._saved.pop(node, None)
         interval = None if saved is None else saved.interval
         timeout = self.policy.timeout(node, None, interval)
-        health = NodeHealth(timeout=timeout, bearer=bearer)
+        health = self._unheard.setdefault(
+            (timeout, bearer), NodeHealth(timeout=timeout, bearer=bearer)
+        )
         tracked = _Tracked(health, now + timeout, interval=interval)
         if saved is not None:
             tracked.last_heard, tracked.failures_before = saved.last_heard, saved.decrypt_failures

@@ -30,7 +30,9 @@ L = TypeVar("L")
 
 class Listeners(Generic[L]):
     """The listeners of one kind of event, named by ``event`` in the log (``node readings``,
-    ``readings committed``)."""
+    ``readings committed``). Slotted: every object tree has one (an end device's too)."""
+
+    __slots__ = ("_listeners", "event")
 
     def __init__(self, event: str) -> None:
         self.event = event

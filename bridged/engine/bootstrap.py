@@ -65,8 +65,8 @@ from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
 
+from .credentials import RpkCredentials
 from .dm import END_DEVICES_READ_ONLY, Reply, changes_end_devices
-from .dtls_rpk import RpkCredentials
 from .nodes import NodeBackend, node_owned
 
 log = logging.getLogger(__name__)

@@ -32,9 +32,8 @@ from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 
 from .bootstrap import BootstrapInterface, bootstrap_account
+from .credentials import RpkCredentials, X509Credentials
 from .dm import handle_request, reply_message
-from .dtls_rpk import RpkCredentials
-from .dtls_x509 import X509Credentials
 from .nodes import NodeBackend
 from .registration import RetryPolicy
 from .site import ClientSite

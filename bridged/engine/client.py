@@ -54,14 +54,13 @@ from .access import CREATOR_RIGHTS, AccessControl, Grant, Right
 from .bootstrap import ServerAccount, bootstrap_account, check_binding, server_accounts
 from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper, security_mode
 from .coap import ack_watch, send_delay
+from .credentials import RpkCredentials, X509Credentials
 from .dm import (
     DeviceManagement,
     DeviceManagementResource,
     EndDevices,
 )
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsPskUplink, origin
-from .dtls_rpk import DtlsRpkUplink, RpkCredentials
-from .dtls_x509 import X509Credentials
 from .nodes import NodeBackend
 from .observe import MAX_OBSERVATIONS, Observations
 from .provisioning import ProvisioningStore
@@ -192,7 +191,7 @@ def _opaque_resources(tree: ObjectTree, instance: Path, mode: str) -> Callable[[
     return opaque
 
 
-def x509_credentials(
+def credentials(
     tree: ObjectTree, security_iid: int, trust_store: tuple[bytes, ...] = ()
 ) -> X509Credentials:
     """Security mode 2's credentials from /0/``security_iid``: resources 3 (the client's
@@ -256,6 +255,9 @@ async def open_uplink(
             uri, identity, key, site, handshake_timeout=handshake_timeout
         )
     if mode == SecurityMode.RPK and scheme == "coaps":
+        # imported here: tinydtls' key checks load cryptography, which only mode 1 needs
+        from .dtls_rpk import DtlsRpkUplink
+
         return await DtlsRpkUplink.create(
             uri,
             rpk_credentials(tree, security_iid),
@@ -268,7 +270,7 @@ async def open_uplink(
 
         return await DtlsX509Uplink.create(
             uri,
-            x509_credentials(tree, security_iid, trust_store),
+            credentials(tree, security_iid, trust_store),
             site,
             handshake_timeout=handshake_timeout,
         )
@@ -750,7 +752,7 @@ class LwM2MClient:
         config = next((s for s in self.servers if s.short_server_id == account.ssid), None)
         if config is None and account.security_mode == SecurityMode.CERTIFICATE:
             config = ServerConfig(
-                account.uri, account.ssid, x509=x509_credentials(self.tree, account.security_iid)
+                account.uri, account.ssid, x509=credentials(self.tree, account.security_iid)
             )
         elif config is None and account.security_mode == SecurityMode.RPK:
             config = ServerConfig(

@@ -25,12 +25,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
+from .credentials import X509Credentials
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsUplink
 from .dtls_session import DatagramSession, SessionTransport, session_context
 from .dtls_x509 import (
     DtlsAlertError,
     DtlsIdentityError,
-    X509Credentials,
     load_certificate,
     subject_name,
     verify_server,

@@ -12,10 +12,10 @@ and a :class:`DtlsIdentityError`; a server refusing the client's key shows as it
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 
 from aiocoap import error, interfaces
 
+from .credentials import RpkCredentials
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsUplink
 from .dtls_session import DatagramSession, SessionTransport, session_context
 from .dtls_x509 import DtlsAlertError, DtlsIdentityError
@@ -27,7 +27,6 @@ from .tinydtls import (
     Context,
     Handlers,
     RawKey,
-    point_of,
 )
 
 CIPHER_SUITE = "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8"
@@ -44,39 +43,6 @@ ALERTS = {
     80: "internal_error",
 }
 """The TLS alerts (RFC 5246 section 7.2) a raw public key handshake ends with, by name."""
-
-
-@dataclass(frozen=True, slots=True)
-class RpkCredentials:
-    """What the client needs for security mode 1: its key pair (/0/x/5, a PKCS#8 or SEC1 DER
-    private key; /0/x/3, its public key) and the server's public key (/0/x/4); public keys as
-    SubjectPublicKeyInfo DER or raw x||y. ``repr`` never shows the private key.
-
-    ValueError when a key is not P-256 or the public key is not the private key's."""
-
-    public_key: bytes
-    private_key: bytes = field(repr=False)
-    server_public_key: bytes
-
-    def __post_init__(self) -> None:
-        try:
-            own = RawKey.from_der(self.private_key)
-        except ValueError as e:
-            raise ValueError(f"the client's private key (/0/x/5): {e}") from None
-        try:
-            ours = point_of(self.public_key)
-        except ValueError as e:
-            raise ValueError(f"the client's public key (/0/x/3): {e}") from None
-        if ours != (own.x, own.y):
-            raise ValueError("the client's public key (/0/x/3) is not its private key's (/0/x/5)")
-        try:
-            point_of(self.server_public_key)
-        except ValueError as e:
-            raise ValueError(f"the server's public key (/0/x/4): {e}") from None
-
-    @property
-    def server_point(self) -> tuple[bytes, bytes]:
-        return point_of(self.server_public_key)
 
 
 def alert_name(code: int) -> str:

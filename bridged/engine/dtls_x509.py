@@ -15,7 +15,9 @@ as /0/x/15 Certificate Usage says (RFC 6698's usages, as the Core spec takes the
   CA certificate /0/x/4.
 
 This module needs ``cryptography`` only, so the configuration can read certificates without the
-DTLS library; the transport (pyOpenSSL) is imported when a certificate session is opened.
+DTLS library; the transport (pyOpenSSL) is imported when a certificate session is opened. The
+credentials themselves (``credentials``) need neither: a gateway without certificates
+never imports this module.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from aiocoap import error
 from cryptography import x509
@@ -32,20 +33,7 @@ from cryptography.x509 import verification
 
 from bridged.objects.ids import CertificateUsage
 
-
-@dataclass(frozen=True, slots=True)
-class X509Credentials:
-    """What the client needs for security mode 2: its certificate and key (/0/x/3, /0/x/5, DER),
-    the server's certificate (/0/x/4, DER) with its usage (/0/x/15), and the trust anchors
-    usages 0 and 1 validate against (DER; the configuration's ``trust_store``).
-
-    ``repr`` never shows the key."""
-
-    certificate: bytes
-    private_key: bytes = field(repr=False)
-    server_certificate: bytes
-    usage: int = CertificateUsage.DOMAIN_ISSUED_CERTIFICATE
-    trust_store: tuple[bytes, ...] = ()
+from .credentials import X509Credentials
 
 
 class DtlsIdentityError(error.NetworkError):

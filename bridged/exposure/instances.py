@@ -71,11 +71,10 @@ class InstancesExposure(ThroughGateway):
         ``/3300/x/5700``."""
         self._unknown: set[int] = set()
         self._names: dict[NodeId, str] = {}
-        self._health: dict[NodeId, dict[int, Path]] = {}
-        """Each node's health instances (module docstring), by node-instance key."""
-        self._locals: dict[tuple[int, int], tuple[int, int]] = {}
-        """One (object, node instance) tuple per value, for every node's ``Shown.local``:
-        thousands of nodes have the same few."""
+        self._health: dict[tuple[int, int], dict[NodeId, int]] = {}
+        """The nodes' health instances (module docstring): by (object, node-instance key), each
+        node's instance ID. A map per node, or a path per instance, was about 2 MB of a gateway
+        with 10,000 nodes."""
         for oid in tree.object_ids():
             for iid in tree.instance_ids(oid):
                 store.reserve_instance(oid, iid)
@@ -89,8 +88,10 @@ class InstancesExposure(ThroughGateway):
     def node_removed(self, node: NodeId) -> None:
         for shown in self.paths.hide_node(node):
             self.tree.delete_instance(shown.upstream.ids[0], shown.upstream.ids[1])
-        for instance in self._health.pop(node, {}).values():
-            self.tree.delete_instance(instance.ids[0], instance.ids[1])
+        for (oid, _), instances in self._health.items():
+            gw = instances.pop(node, None)
+            if gw is not None:
+                self.tree.delete_instance(oid, gw)
         self._names.pop(node, None)
 
     def node_health(self, node: NodeId, health: NodeHealth) -> None:
@@ -131,18 +132,21 @@ class InstancesExposure(ThroughGateway):
     ) -> None:
         """Set ``values`` in the node's health instance ``key`` of ``oid``, created (with
         ``fixed``) the first time; the gateway's own, served from the tree."""
-        instances = self._health.setdefault(node, {})
-        instance = instances.get(key)
-        if instance is None:
+        instances = self._health.setdefault((oid, key), {})
+        gw = instances.get(node)
+        if gw is None:
             gw = self.store.instance_id(node, oid, key)
             try:
-                instances[key] = self.tree.create_instance(oid, gw, [*values, *fixed])
+                self.tree.create_instance(oid, gw, [*values, *fixed])
             except LwM2MError as e:
                 log.warning("node %s: its health is not exposed in /%d: %s", node, oid, e)
+            else:
+                instances[node] = gw
             return
         for rid, value in values:
-            if self.tree.get(instance.child(rid)) != value:  # no notification of no change
-                self.tree.set(instance.child(rid), value)
+            path = Path((oid, gw, rid))
+            if self.tree.get(path) != value:  # no notification of no change
+                self.tree.set(path, value)
 
     def node_objects(self, node: LiveNode) -> None:
         wanted = exposable(node.objects)
@@ -151,22 +155,22 @@ class InstancesExposure(ThroughGateway):
                 self.paths.hide(node.id, shown.local)
                 self.tree.delete_instance(shown.upstream.ids[0], shown.upstream.ids[1])
         to_show = [
-            (oid, iid)
-            for oid, iid in sorted(wanted)
-            if self._defined(oid)
-            and not self._gateways(oid)
-            and not self.paths.shown(node.id, (oid, iid))
+            key
+            for key in sorted(wanted)
+            if self._defined(key[0])
+            and not self._gateways(key[0])
+            and not self.paths.shown(node.id, key)
         ]
         ids = self.store.instance_ids(node.id, to_show)
-        for oid, iid in to_show:
-            gw = ids[(oid, iid)]
+        for local in to_show:  # keys shared by all nodes (``exposable``)
+            oid, iid = local
+            gw = ids[local]
             values, held = initial_values(self.tree.definitions, node, oid, iid)
             try:
                 self.tree.create_instance(oid, gw, values)
             except LwM2MError as e:
                 log.warning("node %s: /%d/%d not exposed: %s", node.id, oid, iid, e)
                 continue
-            local = self._locals.setdefault((oid, iid), (oid, iid))
             self.paths.show(Shown(node.id, local, Path((oid, gw)), held=held))
             apply_readings(
                 self.tree, self.paths, node, instance_records(node, oid, iid), claim=False

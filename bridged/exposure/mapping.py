@@ -41,17 +41,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from typing import NamedTuple
 
 from bridged.objects.ids import HOUSEKEEPING
 from bridged.objects.paths import Level, Path
 from bridged.transports.nodes import NodeId
 
+_KEYS: dict[tuple[int, int], tuple[int, int]] = {}
+
 
 def exposable(objects: Mapping[int, Iterable[int]]) -> set[tuple[int, int]]:
-    """The instances of a node's object list that an exposure may show upstream."""
-    return {(oid, iid) for oid, iids in objects.items() if oid not in HOUSEKEEPING for iid in iids}
+    """The instances of a node's object list that an exposure may show upstream, as (object,
+    node instance) keys that are one tuple per value for all nodes: thousands of nodes have
+    the same few, and every ``Shown.local`` and the paths built on it keep them."""
+    return {
+        _KEYS.setdefault((oid, iid), (oid, iid))
+        for oid, iids in objects.items()
+        if oid not in HOUSEKEEPING
+        for iid in iids
+    }
 
 
 class NodePath(NamedTuple):
@@ -106,7 +114,6 @@ class Shown:
         )
 
 
-_NONE_SHOWN: Mapping[tuple[int, int], Shown] = MappingProxyType({})
 """The instances of a node that shows none."""
 
 
@@ -118,34 +125,45 @@ class PathMap:
         """Whether nodes are shown under end-device prefixes (the gateway mode) rather than in
         the unprefixed tree (the other modes)."""
         self._up: dict[Path, Shown] = {}
-        self._down: dict[NodeId, dict[tuple[int, int], Shown]] = {}
+        self._down: dict[NodeId, tuple[Shown, ...]] = {}
+        """Each node's shown instances, in node-local order: a tuple, as a node has a few and a
+        map each was about 2 MB of a gateway with 10,000 nodes."""
 
     def show(self, shown: Shown) -> None:
         """``shown.node``'s instance ``shown.local`` is shown at ``shown.upstream``."""
         self.hide(shown.node, shown.local)
         self._up[shown.upstream] = shown
-        self._down.setdefault(shown.node, {})[shown.local] = shown
+        mine = (*self._down.get(shown.node, ()), shown)
+        self._down[shown.node] = tuple(sorted(mine, key=lambda s: s.local))
 
     def hide(self, node: NodeId, local: tuple[int, int]) -> Shown | None:
         """Stop showing the node's instance ``local``; returns how it was shown."""
-        shown = self._down.get(node, {}).pop(local, None)
+        shown = self.shown(node, local)
         if shown is not None:
             del self._up[shown.upstream]
+            rest = tuple(s for s in self._down[node] if s is not shown)
+            if rest:
+                self._down[node] = rest
+            else:
+                del self._down[node]
         return shown
 
     def hide_node(self, node: NodeId) -> list[Shown]:
         """Stop showing any of ``node``'s instances; returns how they were shown."""
-        gone = list(self._down.pop(node, {}).values())
+        gone = list(self._down.pop(node, ()))
         for shown in gone:
             del self._up[shown.upstream]
         return gone
 
     def shown(self, node: NodeId, local: tuple[int, int]) -> Shown | None:
-        return self._down.get(node, {}).get(local)
+        for shown in self._down.get(node, ()):
+            if shown.local == local:
+                return shown
+        return None
 
     def instances(self, node: NodeId) -> list[Shown]:
         """How ``node``'s instances are shown, in node-local order."""
-        return sorted(self._down.get(node, {}).values(), key=lambda s: s.local)
+        return list(self._down.get(node, ()))
 
     def upstream(self, node: NodeId, local: Path) -> Path | None:
         """The upstream path of ``node``'s node-local path ``local`` (an instance or deeper),
@@ -159,7 +177,7 @@ class PathMap:
         ids = local.ids
         if len(ids) < 2:
             return None
-        return self._down.get(node, _NONE_SHOWN).get((ids[0], ids[1]))
+        return self.shown(node, (ids[0], ids[1]))
 
     def local(self, upstream: Path) -> NodePath | None:
         """The node and node-local path behind ``upstream`` (an instance or deeper), None

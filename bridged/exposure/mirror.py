@@ -32,8 +32,9 @@ answers for the node's paths in both modes. A node's housekeeping objects are ne
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
+from typing import TypeVar, cast
 
 from bridged.objects.definitions import Definitions
 from bridged.objects.errors import LwM2MError
@@ -84,46 +85,72 @@ def initial_values(
     return values, frozenset()
 
 
+K = TypeVar("K", bound=Hashable)
+
+_SHARED: dict[frozenset[object], frozenset[object]] = {}
+
+
+def shared(keys: frozenset[K]) -> frozenset[K]:
+    """One frozenset for all equal ones: nodes of one kind have the same instances and health
+    resources, and a set each was 6 MB of a gateway with 10,000 nodes. The distinct sets are
+    as many as the kinds of node, so none is ever dropped."""
+    return cast(frozenset[K], _SHARED.setdefault(keys, keys))
+
+
 class NodeMirror:
     """Keeps one node's objects in ``tree`` (whose prefix, if any, is the node's) and says
     so to ``paths``."""
 
+    __slots__ = ("adopted", "created", "health", "paths", "tree")
+
     def __init__(self, tree: ObjectTree, paths: PathMap) -> None:
         self.tree = tree
         self.paths = paths
-        self.created: set[tuple[int, int]] = set()
-        self.adopted: set[tuple[int, int]] = set()
-        self.health: set[tuple[int, int, int]] = set()
+        self.created: frozenset[tuple[int, int]] = frozenset()
+        """The node's instances this mirror created in the tree (``shared``, as the others)."""
+        self.adopted: frozenset[tuple[int, int]] = frozenset()
+        """The node's instances the tree had already: filled, never deleted."""
+        self.health: frozenset[tuple[int, int, int]] = frozenset()
         """The resources ``show_health`` fills: the node's own values there (its own /3/0/11)
         are merged into them by the health model, never set over them."""
 
     def sync(self, node: LiveNode) -> bool:
         """Make the tree's node instances those of ``node.objects``; True if any came or went."""
+        created, adopted = set(self.created), set(self.adopted)
+        try:
+            return self._sync(node, created, adopted)
+        finally:  # what was done so far is kept, as a failed instance does not undo the others
+            self.created, self.adopted = shared(frozenset(created)), shared(frozenset(adopted))
+
+    def _sync(
+        self, node: LiveNode, created: set[tuple[int, int]], adopted: set[tuple[int, int]]
+    ) -> bool:
         wanted = exposable(node.objects)
         changed = False
-        for oid, iid in sorted(self.created - wanted):
-            self.created.discard((oid, iid))
+        for oid, iid in sorted(created - wanted):
+            created.discard((oid, iid))
             self.paths.hide(node.id, (oid, iid))
             self.tree.delete_instance(oid, iid)
             if oid not in node.objects and not self.tree.instance_ids(oid):
                 self.tree.remove_object(oid)
             changed = True
-        for key in self.adopted - wanted:
+        for key in adopted - wanted:
             self.paths.hide(node.id, key)
-        self.adopted &= wanted
+        adopted &= wanted
         prefix = self.tree.prefix
-        for oid, iid in sorted(wanted - self.created - self.adopted):
+        for key in sorted(wanted - created - adopted):  # keys shared by all nodes (exposable)
+            oid, iid = key
             if oid not in self.tree.definitions:
                 log.warning("node %s: object %d has no definition: add its DDF file", node.id, oid)
                 continue
             values, held = initial_values(self.tree.definitions, node, oid, iid)
-            instance = Path((oid, iid), prefix)
+            instance = Path(key, prefix)
             if self.tree.has(instance):
                 # The tree's own resources there (an endpoint's /3/0) stay the gateway's.
                 own = {p.ids[2] for p in self.tree.resource_paths(instance)} | held
                 held = frozenset(own - {rid for rid, _ in instance_values(node, oid, iid)})
-                self.adopted.add((oid, iid))
-                self.paths.show(Shown(node.id, (oid, iid), instance, held=held))
+                adopted.add(key)
+                self.paths.show(Shown(node.id, key, instance, held=held))
                 self._set(node, [Record(Path((oid, iid, rid)), v) for rid, v in values])
                 self._set(node, instance_records(node, oid, iid))  # with their times
                 continue
@@ -132,8 +159,8 @@ class NodeMirror:
             except LwM2MError as e:
                 log.warning("node %s: /%d/%d not exposed: %s", node.id, oid, iid, e)
                 continue
-            self.created.add((oid, iid))
-            self.paths.show(Shown(node.id, (oid, iid), instance, held=held))
+            created.add(key)
+            self.paths.show(Shown(node.id, key, instance, held=held))
             self._set(node, instance_records(node, oid, iid))  # with their times
             changed = True
         return changed
@@ -149,7 +176,9 @@ class NodeMirror:
         by_instance: dict[tuple[int, int], list[tuple[int, Value | dict[int, Value]]]] = {}
         for path, value in resources.items():
             by_instance.setdefault((path.ids[0], path.ids[1]), []).append((path.ids[2], value))
-            self.health.add((path.ids[0], path.ids[1], path.ids[2]))
+        filled = frozenset((p.ids[0], p.ids[1], p.ids[2]) for p in resources)
+        if not filled <= self.health:
+            self.health = shared(self.health | filled)
         for key, values in by_instance.items():
             instance = Path(key, self.tree.prefix)
             if not self.tree.has(instance):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -274,5 +275,8 @@ _NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 
 
 def _node(row: tuple[Any, ...]) -> PairedNode:
+    """The paired node of a row; its profile is one string for all nodes of that profile
+    (``sys.intern``): thousands of nodes have the same few."""
     options = _NO_OPTIONS if row[5] == "{}" else json.loads(row[5])
-    return PairedNode(NodeId.parse(row[0]), row[1], row[2], bool(row[3]), float(row[4]), options)
+    profile = sys.intern(row[2])
+    return PairedNode(NodeId.parse(row[0]), row[1], profile, bool(row[3]), float(row[4]), options)

@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.credentials import RpkCredentials
 from bridged.engine.dtls import DtlsHandshakeError
-from bridged.engine.dtls_rpk import DtlsRpkUplink, RpkCredentials
+from bridged.engine.dtls_rpk import DtlsRpkUplink
 from bridged.engine.dtls_x509 import DtlsAlertError, DtlsIdentityError
 from bridged.engine.registration import RetryPolicy
 from bridged.engine.tinydtls import RawKey

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from aiocoap import ACK, CON, GET, POST, Code, Message, resource
 
+from bridged.engine.credentials import X509Credentials
 from bridged.engine.dtls import DtlsHandshakeError, DtlsUplink
 from bridged.engine.dtls_openssl import DtlsX509Uplink
-from bridged.engine.dtls_x509 import DtlsIdentityError, X509Credentials
+from bridged.engine.dtls_x509 import DtlsIdentityError
 from peers.dtls_x509_server import HandPlayedServer, X509DtlsServer
 from peers.pki import Pki
 

@@ -37,7 +37,7 @@ from firmware_view import (
 from bridged.app import Gateway
 from bridged.config import Config, GatewaySection, NodesSection, TransportSection
 from bridged.engine.client import ServerConfig
-from bridged.engine.dtls_x509 import X509Credentials
+from bridged.engine.credentials import X509Credentials
 from bridged.exposure.endpoints import endpoint_name
 from bridged.objects.paths import Path as PathId
 from bridged.store.nodes import NodeId

@@ -8,7 +8,8 @@ import datetime
 
 import pytest
 
-from bridged.engine.dtls_x509 import X509Credentials, verify_server
+from bridged.engine.credentials import X509Credentials
+from bridged.engine.dtls_x509 import verify_server
 from bridged.objects.ids import CertificateUsage
 from peers.pki import Issued, Pki, now
 

@@ -8,6 +8,7 @@ from pathlib import Path as FsPath
 import pytest
 
 from bridged.exposure.instances import InstancesExposure
+from bridged.health import NodeHealth
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -73,6 +74,25 @@ def test_unpairing_deletes_the_instances(tmp_path: FsPath) -> None:
     registry.unpair(a.id)
     assert tree.instance_ids(3311) == []
     assert exposure.paths.local(Path((3311, 0))) is None
+
+
+def test_a_nodes_health_instances_follow_its_health_and_go_with_it(tmp_path: FsPath) -> None:
+    registry, tree, exposure, sim = gateway(tmp_path)
+    a, b, _ = sim.nodes.values()
+    registry.pair(PairedNode(a.id, "kitchen", "sim"))
+    registry.pair(PairedNode(b.id, "hall", "sim"))
+    exposure.node_health(a.id, NodeHealth(rssi=-70))
+    exposure.node_health(b.id, NodeHealth())
+    available = {tree.get(Path((3200, i, 5750))): i for i in tree.instance_ids(3200)}
+    assert set(available) == {"kitchen available", "hall available"}
+    signal = {tree.get(Path((3300, i, 5750))): i for i in tree.instance_ids(3300)}
+    assert set(signal) == {"kitchen signal"}
+    exposure.node_health(a.id, NodeHealth(available=False, rssi=-80))
+    assert tree.get(Path((3200, available["kitchen available"], 5500))) is False
+    assert tree.get(Path((3300, signal["kitchen signal"], 5700))) == -80
+    registry.unpair(a.id)
+    assert [tree.get(Path((3200, i, 5750))) for i in tree.instance_ids(3200)] == ["hall available"]
+    assert tree.instance_ids(3300) == []
 
 
 def test_a_value_of_an_unannounced_instance_exposes_it(tmp_path: FsPath) -> None:

@@ -21,10 +21,12 @@ TEST_APT_PACKAGES := autoconf automake libtool libcoap3-bin \
 # (packaging/debian/control; libsystemd-dev builds systemd-python, sd_notify and the journal
 # handler of the daemon, which the suite tests too), lintian, and systemd-analyze to verify the
 # unit.
-TEST_APT_PACKAGES += debhelper dpkg-dev fakeroot lintian help2man libsystemd-dev pkgconf systemd
+TEST_APT_PACKAGES += debhelper dpkg-dev fakeroot lintian help2man python3-pip libsystemd-dev pkgconf systemd
 # packaging/release-check: the .deb built, installed and run on Debian 13 too, in a debootstrap
-# root it caches in /var/cache/bridged-release (tests/packaging/test_release.py).
-TEST_APT_PACKAGES += debootstrap
+# root it caches in /var/cache/bridged-release (tests/packaging/test_release.py), for this
+# machine's architecture and for arm64 through QEMU user emulation (qemu-user-static, whose
+# handler binfmt-register below registers where nothing did).
+TEST_APT_PACKAGES += debootstrap qemu-user-static
 # Eclipse Leshan, the reference LwM2M server, as interop peers (tests/peers/leshan and
 # tests/peers/leshan-m15): a JRE runs them and Maven fetches and builds them, unless a Java
 # and a Maven are already there.
@@ -51,6 +53,7 @@ demo-deps:
 
 system-deps:
 	@$(call apt_install,$(DEMO_APT_PACKAGES) $(TEST_APT_PACKAGES))
+	@$(call binfmt_register,aarch64)
 
 # Installs the Debian packages $(1) that are missing, as root; otherwise prints the command.
 define apt_install
@@ -65,6 +68,21 @@ missing=""; \
 	else \
 	  echo "Missing Debian packages:$$missing"; \
 	  echo "Install them with: sudo apt-get install$$missing"; \
+	fi
+endef
+
+# Registers qemu-user-static's handler for $(1) (aarch64) with binfmt_misc, as root, so that the
+# kernel runs that architecture's programs through QEMU. systemd-binfmt does it at boot from
+# /usr/lib/binfmt.d, but not in a container, or before the next boot; where the kernel refuses
+# (an unprivileged container), the arm64 package check is skipped and says why.
+define binfmt_register
+conf=/usr/lib/binfmt.d/qemu-$(1).conf; dir=/proc/sys/fs/binfmt_misc; \
+	if [ "$$(id -u)" != 0 ] || [ ! -e $$conf ] || [ -e $$dir/qemu-$(1) ]; then exit 0; fi; \
+	[ -e $$dir/register ] || mount -t binfmt_misc binfmt_misc $$dir 2>/dev/null; \
+	if [ -e $$dir/qemu-$(1) ] || cat $$conf > $$dir/register 2>/dev/null; then \
+	  echo "Registered QEMU's $(1) handler with binfmt_misc"; \
+	else \
+	  echo "Cannot register QEMU's $(1) handler with binfmt_misc: the arm64 package check is skipped"; \
 	fi
 endef
 

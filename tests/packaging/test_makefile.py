@@ -24,6 +24,8 @@ TEST_ONLY = {
     "help2man",
     "libcoap3-bin",
     "autoconf",
+    "debootstrap",
+    "qemu-user-static",
 }
 
 
@@ -68,3 +70,12 @@ def test_make_test_still_installs_everything() -> None:
     recipes = dry_run("test")
     assert apt_packages(recipes) >= DEMO_NEEDS | TEST_ONLY | JAVA_PEER_NEEDS
     assert pip_installs(recipes) == [".[test,dtls]"]
+
+
+def test_make_test_registers_qemus_arm64_handler_and_the_demo_does_not() -> None:
+    """The arm64 package check (tests/packaging/test_release.py) runs where the kernel hands
+    aarch64 programs to QEMU: `make test` registers the handler where nothing did."""
+    register = "cat $conf > $dir/register"
+    assert "conf=/usr/lib/binfmt.d/qemu-aarch64.conf" in dry_run("test")
+    assert register in dry_run("test")
+    assert register not in dry_run("demo")

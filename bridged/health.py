@@ -272,6 +272,10 @@ class HealthMonitor:
         self._unsaved: set[NodeId] = set()
         """The nodes whose health changed since it was last written (``unsaved``)."""
         self._saved_at = monotonic()
+        self._unheard: dict[tuple[float, int | None], NodeHealth] = {}
+        """The health of a node not heard since the start, by timeout and bearer: one for all
+        such nodes (it is frozen, and a node gets its own once heard), as thousands of nodes
+        start with the same."""
 
     @property
     def policy(self) -> HealthPolicy:
@@ -283,10 +287,6 @@ class HealthMonitor:
         self._policy = policy
         for tracked in self._nodes.values():
             tracked.timeout_of = None
-        self._unheard: dict[tuple[float, int | None], NodeHealth] = {}
-        """The health of a node not heard since the start, by timeout and bearer: one for all
-        such nodes (it is frozen, and a node gets its own once heard), as thousands of nodes
-        start with the same."""
 
     def listen(self, listener: HealthListener) -> Callable[[], None]:
         """Tell ``listener`` of every change, and of every node's health now."""

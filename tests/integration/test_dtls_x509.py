@@ -10,6 +10,7 @@ on sleeps.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,8 +22,9 @@ from bridged.engine.credentials import X509Credentials
 from bridged.engine.dtls import DtlsHandshakeError, DtlsUplink
 from bridged.engine.dtls_openssl import DtlsX509Uplink
 from bridged.engine.dtls_x509 import DtlsIdentityError
+from bridged.objects.ids import CertificateUsage
 from peers.dtls_x509_server import HandPlayedServer, X509DtlsServer
-from peers.pki import Pki
+from peers.pki import Pki, now
 
 TIMEOUT = 10.0
 
@@ -124,6 +126,38 @@ async def test_an_impostor_server_gets_nothing(pki: Pki, server: X509DtlsServer)
         assert server.received.empty()
     finally:
         await endpoint.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("usage", "why"),
+    [
+        pytest.param(CertificateUsage.DOMAIN_ISSUED_CERTIFICATE, "not valid now", id="pinned"),
+        pytest.param(CertificateUsage.TRUST_ANCHOR_ASSERTION, "does not validate", id="anchor"),
+    ],
+)
+async def test_a_server_with_an_expired_certificate_gets_nothing(
+    pki: Pki, usage: int, why: str
+) -> None:
+    """The server presents an expired certificate, pinned itself (usage 3) or issued by the
+    configured trust anchor (usage 2): the request fails with DtlsIdentityError saying why,
+    and the server never receives a CoAP message."""
+    expired = pki.issue(
+        "server", server_host="127.0.0.1", valid_from=now() - datetime.timedelta(days=3)
+    )
+    server = await X509DtlsServer.start(expired, pki.ca.certificate)
+    client = pki.issue("bridged-test")
+    anchor = expired.der if usage == CertificateUsage.DOMAIN_ISSUED_CERTIFICATE else pki.ca.der
+    creds = X509Credentials(client.der, client.key_der(), anchor, usage)
+    endpoint = await DtlsX509Uplink.create(server.uri, creds, site())
+    try:
+        with pytest.raises(DtlsIdentityError, match=why):
+            await asyncio.wait_for(
+                endpoint.request(Message(code=POST, uri=f"{server.uri}/rd?ep=x")), TIMEOUT
+            )
+        assert server.received.empty()
+    finally:
+        await endpoint.shutdown()
+        server.shutdown()
 
 
 async def test_a_silent_server_is_a_handshake_timeout(pki: Pki) -> None:

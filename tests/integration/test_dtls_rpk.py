@@ -16,28 +16,28 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiocoap import POST, Message
-from aiocoap.numbers.codes import Code
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bridged.engine.bootstrap_client import BootstrapConfig
-from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.credentials import RpkCredentials
 from bridged.engine.dtls import DtlsHandshakeError
 from bridged.engine.dtls_rpk import DtlsRpkUplink
 from bridged.engine.dtls_x509 import DtlsAlertError, DtlsIdentityError
-from bridged.engine.registration import RetryPolicy
 from bridged.engine.tinydtls import RawKey
-from bridged.objects.builtin import builtin_definitions
-from bridged.objects.formats import ContentFormat
 from bridged.objects.ids import SecurityMode
-from bridged.objects.paths import Path
-from bridged.objects.tree import ObjectTree
-from bridged.objects.values import Record
-from integration.test_dtls_x509 import TIMEOUT, answered, served_in_session_then_closed, site
+from integration.test_dtls_x509 import (
+    FAST_RETRY,
+    TIMEOUT,
+    answered,
+    bootstrapped_then_registered,
+    served_in_session_then_closed,
+    site,
+    walked_with_the_in_repo_server,
+)
 from peers.bootstrap_server import BootstrapTestServer
 from peers.dtls_rpk_server import RpkDtlsServer
-from peers.lwm2m_server import LwM2MTestServer, SenMLRecord
+from peers.lwm2m_server import LwM2MTestServer
 
 
 def private_der() -> bytes:
@@ -153,20 +153,10 @@ def test_credentials_never_show_the_private_key() -> None:
 
 # -- the in-repo LwM2M and Bootstrap servers over RPK (aiocoap on the same binding) ------------
 
-FAST_RETRY = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1)
-TEMPERATURE = Path((3303, 0, 5700))
-
 
 def rpk_peer(server: bytes = SERVER_KEY) -> tuple[RawKey, list[bytes]]:
     """A server's key pair (private key ``server``) taking the client key of CLIENT_KEY."""
     return RawKey.from_der(server), [RawKey.from_der(CLIENT_KEY).public_der]
-
-
-def gateway_tree() -> ObjectTree:
-    tree = ObjectTree(builtin_definitions())
-    tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
-    tree.create_instance(3303, 0, [(5700, 21.5)])
-    return tree
 
 
 async def test_register_read_observe_send_and_deregister_with_the_in_repo_server() -> None:
@@ -174,35 +164,7 @@ async def test_register_read_observe_send_and_deregister_with_the_in_repo_server
     server decodes its Register, Reads /3/0/0 and Observes a temperature over the session (a
     notification follows a change), decodes a Send, and sees the De-register."""
     async with LwM2MTestServer(rpk=rpk_peer()) as server:
-        config = ServerConfig(server.uri, rpk=credentials(), request_timeout=3.0, retry=FAST_RETRY)
-        client = LwM2MClient(gateway_tree(), "gw-rpk", config, bind=("127.0.0.1", 0))
-        await client.start()
-        try:
-            register = await server.next_event("register")
-            assert (register.endpoint, register.code) == ("gw-rpk", Code.CREATED)
-            read = await server.request("gw-rpk", Code.GET, "/3/0/0", accept=ContentFormat.TEXT)
-            assert (read.code, read.payload) == (Code.CONTENT, b"ACME")
-
-            observation = server.observe("gw-rpk", str(TEMPERATURE), accept=ContentFormat.TEXT)
-            notifications: asyncio.Queue[Message] = asyncio.Queue()
-            assert observation.observation is not None
-            observation.observation.register_callback(
-                notifications.put_nowait, _suppress_deprecation=True
-            )
-            first = await asyncio.wait_for(observation.response, TIMEOUT)
-            assert (first.code, first.payload) == (Code.CONTENT, b"21.5")
-            client.tree.set(TEMPERATURE, 23.0)
-            while (await asyncio.wait_for(notifications.get(), TIMEOUT)).payload != b"23.0":
-                pass
-
-            outcome = await client.send([Record(TEMPERATURE, 24.5, 1_700_000_000.0)])
-            assert outcome.delivered
-            sent = await server.next_event("send")
-            assert (sent.endpoint, sent.code) == ("gw-rpk", Code.CHANGED)
-            assert sent.records == (SenMLRecord(str(TEMPERATURE), 1_700_000_000.0, 24.5),)
-        finally:
-            await client.stop()
-        assert (await server.next_event("deregister")).endpoint == "gw-rpk"
+        await walked_with_the_in_repo_server(server, rpk=credentials())
 
 
 async def test_bootstrap_over_rpk_provisions_an_rpk_account_the_client_registers_with() -> None:
@@ -216,22 +178,12 @@ async def test_bootstrap_over_rpk_provisions_an_rpk_account_the_client_registers
     ):
         creds = credentials()
         config = BootstrapConfig(bs.uri, rpk=creds, request_timeout=3.0, retry=FAST_RETRY)
-        client = LwM2MClient(
-            gateway_tree(), "gw-rpk", None, bind=("127.0.0.1", 0), bootstrap=config
+        await bootstrapped_then_registered(
+            bs,
+            dm_server,
+            config,
+            mode=SecurityMode.RPK,
+            identity=creds.public_key,
+            server_key=RawKey.from_der(dm_key).public_der,
+            key=creds.private_key,
         )
-        await client.start()
-        try:
-            request = await bs.next_request()
-            assert request.query["ep"] == "gw-rpk"
-            await bs.provision(
-                request,
-                dm_server.uri,
-                mode=SecurityMode.RPK,
-                identity=creds.public_key,
-                server_key=RawKey.from_der(dm_key).public_der,
-                key=creds.private_key,
-            )
-            register = await dm_server.next_event("register")
-            assert (register.endpoint, register.code) == ("gw-rpk", Code.CREATED)
-        finally:
-            await client.stop()

@@ -3,8 +3,9 @@ the in-repo certificate DTLS server (tests/peers/dtls_x509_server.py, OpenSSL on
 
 The client is ``bridged.engine.dtls_openssl.DtlsX509Uplink`` with a site of its own; the test
 plays the LwM2M server by hand: it answers the client's requests and sends its own into the
-session the client opened. Everything synchronises on queues and futures with timeouts, never
-on sleeps.
+session the client opened. The in-repo LwM2M and Bootstrap servers over certificates
+(tests/peers/lwm2m_server.py, bootstrap_server.py, on the same OpenSSL server) then take the
+whole client. Everything synchronises on queues and futures with timeouts, never on sleeps.
 """
 
 from __future__ import annotations
@@ -18,12 +19,22 @@ from typing import Any
 import pytest
 from aiocoap import ACK, CON, GET, POST, Code, Message, resource
 
-from bridged.engine.credentials import X509Credentials
+from bridged.engine.bootstrap_client import BootstrapConfig
+from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.credentials import RpkCredentials, X509Credentials
 from bridged.engine.dtls import DtlsHandshakeError, DtlsUplink
 from bridged.engine.dtls_openssl import DtlsX509Uplink
 from bridged.engine.dtls_x509 import DtlsIdentityError
-from bridged.objects.ids import CertificateUsage
+from bridged.engine.registration import RetryPolicy
+from bridged.objects.builtin import builtin_definitions
+from bridged.objects.formats import ContentFormat
+from bridged.objects.ids import CertificateUsage, SecurityMode
+from bridged.objects.paths import Path
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record
+from peers.bootstrap_server import BootstrapTestServer
 from peers.dtls_x509_server import HandPlayedServer, X509DtlsServer
+from peers.lwm2m_server import LwM2MTestServer, SenMLRecord
 from peers.pki import Pki, now
 
 TIMEOUT = 10.0
@@ -175,3 +186,106 @@ async def test_a_silent_server_is_a_handshake_timeout(pki: Pki) -> None:
                 )
         finally:
             await endpoint.shutdown()
+
+
+# -- the in-repo LwM2M and Bootstrap servers over certificates (aiocoap over OpenSSL) ----------
+
+FAST_RETRY = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1)
+TEMPERATURE = Path((3303, 0, 5700))
+
+
+def gateway_tree() -> ObjectTree:
+    tree = ObjectTree(builtin_definitions())
+    tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
+    tree.create_instance(3303, 0, [(5700, 21.5)])
+    return tree
+
+
+async def walked_with_the_in_repo_server(
+    server: LwM2MTestServer,
+    *,
+    x509: X509Credentials | None = None,
+    rpk: RpkCredentials | None = None,
+) -> None:
+    """A LwM2M client with credentials (``x509`` or ``rpk``) and the in-repo LwM2M
+    server over DTLS: the server decodes its Register, Reads /3/0/0 and Observes a temperature
+    over the session (a notification follows a change), decodes a Send, and sees the
+    De-register."""
+    config = ServerConfig(server.uri, request_timeout=3.0, retry=FAST_RETRY, x509=x509, rpk=rpk)
+    client = LwM2MClient(gateway_tree(), "gw-dtls", config, bind=("127.0.0.1", 0))
+    await client.start()
+    try:
+        register = await server.next_event("register")
+        assert (register.endpoint, register.code) == ("gw-dtls", Code.CREATED)
+        read = await server.request("gw-dtls", Code.GET, "/3/0/0", accept=ContentFormat.TEXT)
+        assert (read.code, read.payload) == (Code.CONTENT, b"ACME")
+
+        observation = server.observe("gw-dtls", str(TEMPERATURE), accept=ContentFormat.TEXT)
+        notifications: asyncio.Queue[Message] = asyncio.Queue()
+        assert observation.observation is not None
+        observation.observation.register_callback(
+            notifications.put_nowait, _suppress_deprecation=True
+        )
+        first = await asyncio.wait_for(observation.response, TIMEOUT)
+        assert (first.code, first.payload) == (Code.CONTENT, b"21.5")
+        client.tree.set(TEMPERATURE, 23.0)
+        while (await asyncio.wait_for(notifications.get(), TIMEOUT)).payload != b"23.0":
+            pass
+
+        outcome = await client.send([Record(TEMPERATURE, 24.5, 1_700_000_000.0)])
+        assert outcome.delivered
+        sent = await server.next_event("send")
+        assert (sent.endpoint, sent.code) == ("gw-dtls", Code.CHANGED)
+        assert sent.records == (SenMLRecord(str(TEMPERATURE), 1_700_000_000.0, 24.5),)
+    finally:
+        await client.stop()
+    assert (await server.next_event("deregister")).endpoint == "gw-dtls"
+
+
+async def test_register_read_observe_send_and_deregister_with_the_in_repo_server(pki: Pki) -> None:
+    """Security mode 2 with the in-repo LwM2M server over DTLS with certificates (OpenSSL on
+    both sides; the server takes only clients of its CA, the client pins the server's)."""
+    issued = pki.issue("server", server_host="127.0.0.1")
+    async with LwM2MTestServer(x509=(issued, pki.ca.certificate)) as server:
+        await walked_with_the_in_repo_server(server, x509=credentials(pki, issued.der))
+
+
+async def test_bootstrap_over_certificates_provisions_a_certificate_account(pki: Pki) -> None:
+    """Bootstrap over DTLS with certificates from the in-repo Bootstrap-Server, which
+    provisions a mode 2 account (/0/x/3, 4, 5; usage 3 when /0/x/15 is absent) for the in-repo
+    LwM2M server (a certificate of its own); the client registers there with it."""
+    bs_cert = pki.issue("bootstrap", server_host="127.0.0.1")
+    dm_cert = pki.issue("server", server_host="127.0.0.1")
+    async with (
+        BootstrapTestServer(x509=(bs_cert, pki.ca.certificate)) as bs,
+        LwM2MTestServer(x509=(dm_cert, pki.ca.certificate)) as dm_server,
+    ):
+        creds = credentials(pki, bs_cert.der)
+        config = BootstrapConfig(bs.uri, x509=creds, request_timeout=3.0, retry=FAST_RETRY)
+        await bootstrapped_then_registered(
+            bs,
+            dm_server,
+            config,
+            mode=SecurityMode.CERTIFICATE,
+            identity=creds.certificate,
+            server_key=dm_cert.der,
+            key=creds.private_key,
+        )
+
+
+async def bootstrapped_then_registered(
+    bs: BootstrapTestServer, dm_server: LwM2MTestServer, config: BootstrapConfig, **keys: Any
+) -> None:
+    """A client with only ``config`` (a Bootstrap-Server over DTLS) is provisioned an account
+    for ``dm_server`` (its security ``keys``: mode, identity, server_key, key) and registers
+    there."""
+    client = LwM2MClient(gateway_tree(), "gw-dtls", None, bind=("127.0.0.1", 0), bootstrap=config)
+    await client.start()
+    try:
+        request = await bs.next_request()
+        assert request.query["ep"] == "gw-dtls"
+        await bs.provision(request, dm_server.uri, **keys)
+        register = await dm_server.next_event("register")
+        assert (register.endpoint, register.code) == ("gw-dtls", Code.CREATED)
+    finally:
+        await client.stop()

@@ -21,9 +21,12 @@ from typing import Any
 import aiocoap
 from aiocoap import resource
 from aiocoap.numbers.codes import Code
+from cryptography.x509 import Certificate
 
 from bridged.engine.tinydtls import RawKey
 from peers.dtls_rpk_server import rpk_server_context
+from peers.dtls_x509_server import x509_server_context
+from peers.pki import Issued
 
 SENML_JSON = 110
 LINK_FORMAT = 40
@@ -125,9 +128,11 @@ class BootstrapTestServer:
         port: int = 0,
         answer: Code = Code.CHANGED,
         rpk: tuple[RawKey, list[bytes]] | None = None,
+        x509: tuple[Issued, Certificate] | None = None,
     ):
         self.host = host
         self.rpk = rpk  # DTLS with raw public keys: its key pair, the client keys it takes
+        self.x509 = x509  # DTLS with certificates: its certificate, the CA of its clients'
         self.port = port
         self.answer = answer
         self.requests: asyncio.Queue[BootstrapRequest] = asyncio.Queue()
@@ -137,6 +142,10 @@ class BootstrapTestServer:
         if self.rpk is not None:
             bind = (self.host, self.port)
             self.context, self.port = await rpk_server_context(_Root(self), bind, *self.rpk)
+            return self
+        if self.x509 is not None:
+            bind = (self.host, self.port)
+            self.context, self.port = await x509_server_context(_Root(self), bind, *self.x509)
             return self
         self.context = await aiocoap.Context.create_server_context(
             _Root(self), bind=(self.host, self.port), transports=["udp6"]
@@ -153,7 +162,7 @@ class BootstrapTestServer:
 
     @property
     def uri(self) -> str:
-        return f"{'coaps' if self.rpk else 'coap'}://{self.host}:{self.port}"
+        return f"{'coaps' if self.rpk or self.x509 else 'coap'}://{self.host}:{self.port}"
 
     async def next_request(self, timeout: float = 10.0) -> BootstrapRequest:
         async with asyncio.timeout(timeout):

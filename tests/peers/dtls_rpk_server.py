@@ -11,17 +11,18 @@ one session per client address, the client's key required and checked against ``
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiocoap
 from aiocoap import Message, interfaces
-from aiocoap.util import hostportjoin
 
-from bridged.engine.coap import append_message_interface
-from bridged.engine.dtls_session import CoapsAddress
 from bridged.engine.tinydtls import Address, Context, Handlers, RawKey, point_of
-from peers.dtls_x509_server import HandPlayedServer
+from peers.dtls_x509_server import (
+    HandPlayedServer,
+    SessionPeer,
+    SessionServerInterface,
+    session_server_context,
+)
 
 
 class RpkDtlsServer(HandPlayedServer, Handlers):
@@ -84,62 +85,22 @@ class RpkDtlsServer(HandPlayedServer, Handlers):
 # -- the same, under aiocoap: the in-repo LwM2M and Bootstrap servers over RPK -----------------
 
 
-class RpkPeer(CoapsAddress):
-    """A client of :class:`RpkServerInterface`, by its address: one object per address, so
-    aiocoap's exchanges and the servers' records compare it by identity."""
-
-    def __init__(self, interface: RpkServerInterface, address: Address) -> None:
-        self.interface, self.address = interface, address
-
-    @property
-    def hostinfo(self) -> str:
-        return str(hostportjoin(*self.address))
-
-    @property
-    def hostinfo_local(self) -> str:
-        return self.interface.hostinfo_local
-
-    @property
-    def blockwise_key(self) -> object:
-        return self.address
-
-    def __repr__(self) -> str:
-        return f"<RpkPeer {self.hostinfo}>"
-
-
-class RpkServerInterface(interfaces.MessageInterface, asyncio.DatagramProtocol, Handlers):
+class RpkServerInterface(SessionServerInterface, Handlers):
     """aiocoap's message interface for a DTLS server with raw public keys (tinydtls through
-    bridged's binding): sessions only from clients whose key is in ``clients``; the server's
-    requests go to a client's :class:`RpkPeer`, into its session. What tinydtls decrypts is
-    dispatched after it returned, so aiocoap's answers never run inside tinydtls."""
+    bridged's binding): sessions only from clients whose key is in ``clients``. What tinydtls
+    decrypts is dispatched after it returned, so aiocoap's answers never run inside tinydtls."""
 
     def __init__(self, mman: interfaces.MessageManager, key: RawKey, clients: list[bytes]) -> None:
-        self._mman = mman
+        super().__init__(mman)
         self.clients = {point_of(c) for c in clients}
         self.context = Context(key, self)
-        self.peers: dict[Address, RpkPeer] = {}
-        self.transport: asyncio.DatagramTransport | None = None
         self._plain: list[tuple[Address, bytes]] = []
-
-    async def bind(self, host: str, port: int) -> None:
-        await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: self, local_addr=(host, port)
-        )
-
-    @property
-    def hostinfo_local(self) -> str:
-        assert self.transport is not None
-        return str(hostportjoin(*self.transport.get_extra_info("sockname")[:2]))
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a datagram transport
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.context.handle(addr[:2], data)
         plain, self._plain = self._plain, []
         for address, payload in plain:
-            peer = self.peers.setdefault(address, RpkPeer(self, address))
-            self._mman.dispatch_message(Message.decode(payload, peer))
+            self.dispatch(address, payload)
 
     # -- tinydtls' callbacks -----------------------------------------------------------------
 
@@ -156,18 +117,11 @@ class RpkServerInterface(interfaces.MessageInterface, asyncio.DatagramProtocol, 
     # -- aiocoap -----------------------------------------------------------------------------
 
     def send(self, message: Message) -> None:
-        assert isinstance(message.remote, RpkPeer)
+        assert isinstance(message.remote, SessionPeer)
         self.context.write(message.remote.address, message.encode())
 
-    async def determine_remote(self, request: Message) -> None:
-        return None  # a server sends only into the sessions its clients opened
-
-    async def recognize_remote(self, remote: interfaces.EndpointAddress) -> bool:
-        return isinstance(remote, RpkPeer) and remote.interface is self
-
     async def shutdown(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        await super().shutdown()
         self.context.free()
 
 
@@ -176,15 +130,6 @@ async def rpk_server_context(
 ) -> tuple[aiocoap.Context, int]:
     """An aiocoap server context serving ``site`` over DTLS with raw public keys on ``bind``
     (port 0: one the system picks); the context and its port."""
-    context = aiocoap.Context(serversite=site, loggername="rpk-test-server")
-    made: list[RpkServerInterface] = []
-
-    async def create(mman: interfaces.MessageManager) -> RpkServerInterface:
-        interface = RpkServerInterface(mman, key, clients)
-        await interface.bind(*bind)
-        made.append(interface)
-        return interface
-
-    await append_message_interface(context, create)
-    assert made[0].transport is not None
-    return context, int(made[0].transport.get_extra_info("sockname")[1])
+    return await session_server_context(
+        site, bind, lambda mman: RpkServerInterface(mman, key, clients)
+    )

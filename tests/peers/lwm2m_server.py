@@ -31,9 +31,12 @@ import aiocoap
 import cbor2
 from aiocoap import resource
 from aiocoap.numbers.codes import Code
+from cryptography.x509 import Certificate
 
 from bridged.engine.tinydtls import RawKey
 from peers.dtls_rpk_server import rpk_server_context
+from peers.dtls_x509_server import x509_server_context
+from peers.pki import Issued
 
 
 @dataclass
@@ -191,10 +194,13 @@ class LwM2MTestServer:
         location_prefix: tuple[str, ...] = ("rd",),
         accepted_versions: tuple[str, ...] = ("1.0", "1.1", "1.2"),
         rpk: tuple[RawKey, list[bytes]] | None = None,
+        x509: tuple[Issued, Certificate] | None = None,
     ) -> None:
         self.host = host
         # DTLS with raw public keys: the server's key pair and the client keys it takes
         self.rpk = rpk
+        # DTLS with certificates: the server's certificate and the CA its clients' are of
+        self.x509 = x509
         self.port = port
         self.rd_path = rd_path
         self.location_prefix = location_prefix
@@ -227,12 +233,16 @@ class LwM2MTestServer:
 
     @property
     def uri(self) -> str:
-        return f"{'coaps' if self.rpk else 'coap'}://{self.host}:{self.port}"
+        return f"{'coaps' if self.rpk or self.x509 else 'coap'}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         if self.rpk is not None:  # no drop, reset or exchange: those work on the UDP socket
             bind = (self.host, self.port)
             self.context, self.port = await rpk_server_context(_Root(self), bind, *self.rpk)
+            return
+        if self.x509 is not None:  # the same
+            bind = (self.host, self.port)
+            self.context, self.port = await x509_server_context(_Root(self), bind, *self.x509)
             return
         self.context = await aiocoap.Context.create_server_context(
             _Root(self), bind=(self.host, self.port), transports=["udp6"]

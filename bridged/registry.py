@@ -289,20 +289,24 @@ class NodeRegistry:
         if live is None:
             self.unpaired_readings += len(records)
             return
-        stamped = self._known(live, records)
+        now = self._clock()
+        stamped = [Record(r.path, r.value, absolute_time(r.time, now)) for r in records]
         for r in stamped:
             assert r.time is not None
             self._pending.append(Reading(node, r.path, r.value, r.time))
-        # Durable before anything acts on it (module docstring): the listeners are told
-        # after the group commit.
-        self._after_commit.append(lambda: self._tell_readings(live, stamped))
+        # Durable before anything acts on it (module docstring): they become the node's
+        # known values (what node.show and a Read of a sleepy node answer) and the listeners
+        # are told after the group commit.
+        self._after_commit.append(lambda: self._took(live, stamped))
         self._arm()
         self._awake_hooks.notify(lambda hook: hook(node))
 
-    def _tell_readings(self, live: LiveNode, stamped: Sequence[Record]) -> None:
-        """Show committed readings, unless their node was unpaired since it reported them."""
+    def _took(self, live: LiveNode, stamped: Sequence[Record]) -> None:
+        """Committed readings become the node's known values and are shown, unless their node
+        was unpaired since it reported them."""
         if self.live.get(live.id) is live:
-            self._listeners.notify(lambda listener: listener.node_readings(live, stamped))
+            known = self._known(live, stamped)
+            self._listeners.notify(lambda listener: listener.node_readings(live, known))
 
     def _tell_values(self, live: LiveNode, stamped: Sequence[Record]) -> None:
         self._listeners.notify(lambda listener: listener.node_values(live, stamped))

@@ -308,23 +308,21 @@ class NodeRegistry:
             known = self._known(live, stamped)
             self._listeners.notify(lambda listener: listener.node_readings(live, known))
 
-    def _tell_values(self, live: LiveNode, stamped: Sequence[Record]) -> None:
-        self._listeners.notify(lambda listener: listener.node_values(live, stamped))
-
-    def _act(self, tell: Callable[[], None]) -> None:
-        """Tell the listeners now, or after the readings reported before, which wait for
-        their commit: a node's values are shown in the order it reported them."""
+    def _readings_first(self) -> None:
+        """Readings reported before a value read or written are committed and taken now, if
+        they wait for the group commit: a node's values are known and shown in the order it
+        reported them (an older reading taken later would undo a newer value), and a value a
+        server waits for is not held back."""
         if self._after_commit:
-            self._after_commit.append(tell)
-        else:
-            tell()
+            self.flush()
 
     def values(self, node: NodeId, records: Sequence[Record]) -> None:
         live = self.live.get(node)
         if live is None:
             return
+        self._readings_first()
         stamped = self._known(live, records)
-        self._act(lambda: self._tell_values(live, stamped))
+        self._listeners.notify(lambda listener: listener.node_values(live, stamped))
         self._awake_hooks.notify(lambda hook: hook(node))
 
     def held(self, node: NodeId, records: Sequence[Record]) -> None:
@@ -334,8 +332,9 @@ class NodeRegistry:
         live = self.live.get(node)
         if live is None:
             return
+        self._readings_first()
         stamped = self._known(live, records, heard=False)
-        self._act(lambda: self._tell_values(live, stamped))
+        self._listeners.notify(lambda listener: listener.node_values(live, stamped))
 
     def _known(
         self, live: LiveNode, records: Sequence[Record], *, heard: bool = True

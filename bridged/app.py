@@ -552,8 +552,9 @@ class Gateway:
         return [node_json(n, now, self.nodes_health.health(n.id)) for n in nodes]
 
     def node(self, node_id: NodeId) -> dict[str, Any]:
-        """One paired node in detail: what ``node_list`` says, its upstream paths and values."""
-        self.registry.settle()
+        """One paired node in detail: what ``node_list`` says, its upstream paths and values
+        (its reports waiting for the group commit are committed first: shown is durable)."""
+        self.registry.flush()
         live = self.registry.live.get(node_id)
         if live is None:
             raise NotFound(f"node {node_id} is not paired")

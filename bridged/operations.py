@@ -89,7 +89,7 @@ class NodeOperations:
         if firmware := self._firmware(node, local):
             return firmware.read(node, local)
         if self.sleepy(node):
-            self.registry.settle()
+            self.registry.flush()  # its reports waiting for the group commit are answered too
             known = [r for p, r in sorted(live.values.items()) if local.contains(p)]
             if not known:
                 raise ServiceUnavailable(f"node {node} sleeps and has not reported {local} yet")

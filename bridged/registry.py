@@ -293,42 +293,31 @@ class NodeRegistry:
         if live is None:
             self.unpaired_readings += len(records)
             return
-        node = live.id  # as in ``state``
-        stamped = self._known(live, records)
+        stamped = _stamped(records, self._clock())
         for r in stamped:
             assert r.time is not None
             self._pending.append(Reading(node, r.path, r.value, r.time))
-        # Durable before anything acts on it (module docstring): the listeners are told
-        # after the group commit.
-        self._after_commit.append(lambda: self._tell_readings(live, stamped))
+        # Durable before anything acts on it (module docstring): they become the node's
+        # known values (what node.show and a Read of a sleepy node answer) and the listeners
+        # are told after the group commit.
+        self._after_commit.append(lambda: self._took(live, stamped))
         self._arm()
         self._awake_hooks.notify(lambda hook: hook(node))
 
-    def _tell_readings(self, live: LiveNode, stamped: Sequence[Record]) -> None:
-        """Show committed readings, unless their node was unpaired since it reported them."""
+    def _took(self, live: LiveNode, stamped: Sequence[Record]) -> None:
+        """Committed readings become the node's known values and are shown, unless their node
+        was unpaired since it reported them."""
         if self.live.get(live.id) is live:
-            self._keep(live, stamped)
-            self._listeners.notify(lambda listener: listener.node_readings(live, stamped))
+            known = self._known(live, stamped)
+            self._listeners.notify(lambda listener: listener.node_readings(live, known))
 
-    def _tell_values(self, live: LiveNode, stamped: Sequence[Record]) -> None:
-        self._keep(live, stamped)
-        self._listeners.notify(lambda listener: listener.node_values(live, stamped))
-
-    @staticmethod
-    def _keep(live: LiveNode, stamped: Sequence[Record]) -> None:
-        """Take ``stamped`` as the node's last known values: only when they are acted on, after
-        the readings' commit, since what ``bridgectl node show`` or a server's Read shows of a
-        node counts as taken (a kill -9 must not lose a value that was shown)."""
-        for r in stamped:
-            live.values[r.path] = r
-
-    def _act(self, tell: Callable[[], None]) -> None:
-        """Tell the listeners now, or after the readings reported before, which wait for
-        their commit: a node's values are shown in the order it reported them."""
+    def _readings_first(self) -> None:
+        """Readings reported before a value read or written are committed and taken now, if
+        they wait for the group commit: a node's values are known and shown in the order it
+        reported them (an older reading taken later would undo a newer value), and a value a
+        server waits for is not held back."""
         if self._after_commit:
-            self._after_commit.append(tell)
-        else:
-            tell()
+            self.flush()
 
     def values(self, node: NodeId, records: Sequence[Record]) -> None:
         self.values_read(node, records)
@@ -339,17 +328,11 @@ class NodeRegistry:
         live = self.live.get(node)
         if live is None:
             return []
+        self._readings_first()
         stamped = self._known(live, records)
-        self._act(lambda: self._tell_values(live, stamped))
+        self._listeners.notify(lambda listener: listener.node_values(live, stamped))
         self._awake_hooks.notify(lambda hook: hook(node))
         return stamped
-
-    def settle(self) -> None:
-        """Commit and show now what waits for the group commit: a caller about to show a
-        node's last known values (a Read of a sleepy node, ``bridgectl node show``) shows every
-        reading taken so far, and what it shows is durable."""
-        if self._pending or self._after_commit:
-            self.flush()
 
     def held(self, node: NodeId, records: Sequence[Record]) -> None:
         """Values the gateway keeps for ``node`` itself (its /5 Firmware Update, which the
@@ -358,27 +341,26 @@ class NodeRegistry:
         live = self.live.get(node)
         if live is None:
             return
+        self._readings_first()
         stamped = self._known(live, records, heard=False)
-        self._act(lambda: self._tell_values(live, stamped))
+        self._listeners.notify(lambda listener: listener.node_values(live, stamped))
 
     def _known(
         self, live: LiveNode, records: Sequence[Record], *, heard: bool = True
     ) -> list[Record]:
-        """``records`` with absolute times (kept as the node's last known values when they are
-        acted on: ``_keep``); a value of an instance the node never announced announces it.
-        ``heard``: the node said them. A record whose time is absolute already is taken as it
-        is (most are: a BLE decoder's, a simulated node's), not built again."""
+        """``records`` with absolute times (``_stamped``), taken as the node's last known
+        values; a value of an instance the node never announced announces it. ``heard``: the
+        node said them."""
         now = self._clock()
-        stamped = [
-            r
-            if r.time is not None and r.time >= RELATIVE_BELOW
-            else Record(r.path, r.value, absolute_time(r.time, now))
-            for r in records
-        ]
+        stamped = _stamped(records, now)
         if heard:
             live.last_seen = max(live.last_seen or now, now)
         grew = False
+        # A node with no value known shares one empty map (LiveNode): its own from its first.
+        values = live.values if isinstance(live.values, dict) else {}
+        live.values = values
         for r in stamped:
+            values[r.path] = r
             oid, iid = r.path.ids[0], r.path.ids[1]
             iids = live.objects.get(oid, [])
             if iid not in iids:
@@ -612,3 +594,14 @@ class NodeRegistry:
         if expiry is not None:
             due.append(min(expiry, EXPIRY_RECHECK))
         return min(due, default=None)
+
+
+def _stamped(records: Sequence[Record], now: float) -> list[Record]:
+    """``records`` with absolute times: a record whose time is absolute already is taken as
+    it is (most are: a BLE decoder's, a simulated node's), not built again."""
+    return [
+        r
+        if r.time is not None and r.time >= RELATIVE_BELOW
+        else Record(r.path, r.value, absolute_time(r.time, now))
+        for r in records
+    ]

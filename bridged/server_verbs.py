@@ -73,7 +73,7 @@ class ServerVerbs:
                 raise NotFound(f"{path} is no node's instance or resource")
             return self.tree.read(path)
         node, local = found
-        self.registry.settle()
+        self.registry.flush()  # its reports waiting for the group commit too: shown is durable
         live = self.registry.live.get(node)
         records = []
         for p, r in sorted(live.values.items() if live else ()):

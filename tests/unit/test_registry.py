@@ -372,8 +372,10 @@ async def test_readings_of_one_window_share_a_commit_and_are_shown_after_it(
     tmp_path: FsPath,
 ) -> None:
     """The group commit: readings reported while a commit is due share it (one transaction,
-    one commit hook), and nothing is shown before the readings are committed; a value read
-    from the node meanwhile is shown after the readings reported before it."""
+    one commit hook), and nothing is shown, nor taken as the node's known value (what
+    node.show and a sleepy node's Read answer), before the readings are committed; a value
+    read from the node meanwhile commits the readings reported before it at once, and is
+    shown after them."""
     registry = make(tmp_path)
     nodes = [NodeId("sim", f"{i:04d}") for i in range(3)]
     for node in nodes:
@@ -385,12 +387,16 @@ async def test_readings_of_one_window_share_a_commit_and_are_shown_after_it(
             registry.readings(nodes[i % 3], [Record(TEMPERATURE, float(i))])
             if i == 10:
                 registry.values(nodes[0], [Record(TEMPERATURE, 100.0)])
-        assert exposure.shown == [], "shown before its commit"
+        readings = [("reading", float(i), True) for i in range(30)]
+        # The value read committed the 11 readings before it (they are shown before it), the
+        # 19 after it wait for the group commit.
+        assert exposure.shown == [*readings[:11], ("value", 100.0, False)]
+        assert registry.live[nodes[1]].values[TEMPERATURE].value == 10.0, "known uncommitted"
         async with asyncio.timeout(30):
             while len(exposure.shown) < 31:
                 await asyncio.sleep(0.01)
-        assert commits == [30]
-    readings = [("reading", float(i), True) for i in range(30)]
+        assert commits == [11, 19]
+        assert registry.live[nodes[1]].values[TEMPERATURE].value == 28.0
     assert exposure.shown == [*readings[:11], ("value", 100.0, False), *readings[11:]]
     stored = registry.readings_store.pending("server")
     assert [s.reading.value for s in stored] == [float(i) for i in range(30)]

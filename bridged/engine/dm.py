@@ -107,11 +107,12 @@ class Reply:
     location: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """What a server asks, as device management and the Bootstrap interface take it: the
     method, the URI path's segments and queries, the payload with its Content-Format, and the
-    Accept option (``of``: an aiocoap request's)."""
+    Accept option (``of``: an aiocoap request's). Not frozen: a frozen dataclass sets each
+    field through ``object.__setattr__`` by name, and one is built for every request."""
 
     method: int
     segments: Sequence[str]

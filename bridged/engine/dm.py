@@ -873,8 +873,9 @@ class DeviceManagementResource(resource.Resource):
         else:
             await self.observations.render_to_pipe(pipe, super().render_to_pipe)
 
-    def answer_now(self, request: aiocoap.Message) -> aiocoap.Message | None:
-        """The response to ``request`` at once if it is a plain Read (GET without Observe or
+    def answer_now(self, request: aiocoap.Message) -> aiocoap.Message | Reply | None:
+        """The response to ``request`` at once (a Reply when it fits one message) if it is a
+        plain Read (GET without Observe or
         Block1, not a later Block2 block) that ``DeviceManagement.handle_now`` answers from
         the tree: the response ``render_to_pipe`` would give, without aiocoap's token layer and
         task (``bridged.engine.serving``). None: not answered, nothing done."""
@@ -891,16 +892,16 @@ class DeviceManagementResource(resource.Resource):
             return None
         if self.observations is not None:
             self.observations.heard()
+        if block2 is None and len(reply.payload) <= request.remote.maximum_payload_size:
+            return reply
         response = reply_message(reply)
-        if block2 is not None or len(response.payload) > request.remote.maximum_payload_size:
 
-            async def built() -> aiocoap.Message:
-                return response
+        async def built() -> aiocoap.Message:
+            return response
 
-            # aiocoap's own Block2 handling (the first block of a large response, the rest
-            # kept for the later requests), which awaits nothing here but ``built``:
-            response = run_now(self._block2.extract_or_insert(request, built))
-        return response
+        # aiocoap's own Block2 handling (the first block of a large response, the rest kept
+        # for the later requests), which awaits nothing here but ``built``:
+        return run_now(self._block2.extract_or_insert(request, built))
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
         if self.dm.nodes is not None:

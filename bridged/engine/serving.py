@@ -38,10 +38,17 @@ from typing import Any
 
 import aiocoap
 from aiocoap import interfaces
+from aiocoap.numbers.optionnumbers import OptionNumber
+from aiocoap.numbers.types import ACK
 
+from .dm import Reply, reply_message
 from .options import CheckedSite
+from .site import Answer
 
-AnswerNow = Callable[[aiocoap.Message], aiocoap.Message | None]
+CONTENT_FORMAT = int(OptionNumber.CONTENT_FORMAT)
+"""Option 12: below 13, so its delta from no option fits the option's first byte."""
+
+AnswerNow = Callable[[aiocoap.Message], "Answer | None"]
 """A site's response to a request, given at once; None: the request takes the general path."""
 
 
@@ -71,3 +78,28 @@ class Encoded:
 
     def encode(self) -> bytes:
         return self.data
+
+
+def piggybacked(answer: Answer, request: aiocoap.Message) -> bytes:
+    """``answer`` encoded as the ACK that carries it for the confirmable ``request``.
+
+    A Reply (a response that fits one message, the inline Read's usual one: code, at most a
+    Content-Format, payload) is encoded here, in the form aiocoap gives it (RFC 7252 §3: the
+    header, the token, the option with its delta and length in one byte, the payload marker),
+    without building aiocoap's message and its options for it; the Content-Format is a uint
+    option, 0 as no bytes. Anything else (a Location, aiocoap's message of a first Block2
+    block) is aiocoap's encoding. ``tests/integration/test_inline_read.py`` checks the two
+    give the same bytes."""
+    if isinstance(answer, Reply) and not answer.location:
+        token: bytes = request.token
+        # version 1, type ACK (2), token length; code; the request's Message ID; the token
+        header: bytes = bytes((0x60 | len(token), answer.code, request.mid >> 8, request.mid & 255))
+        header += token
+        content_format = answer.content_format
+        if content_format is not None:
+            value = content_format.to_bytes((content_format.bit_length() + 7) // 8, "big")
+            header += bytes((CONTENT_FORMAT << 4 | len(value),)) + value
+        return header + b"\xff" + answer.payload if answer.payload else header
+    response = reply_message(answer) if isinstance(answer, Reply) else answer
+    response.mtype, response.mid, response.token = ACK, request.mid, request.token
+    return bytes(response.encode())

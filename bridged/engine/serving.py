@@ -14,8 +14,9 @@ asks the context's site for the response at once (:class:`ServingContext`'s ``an
 and ``bridged.engine.dm.DeviceManagementResource``): a request the option check refuses, and a
 plain Read (no Observe, no Block1, not a later Block2 block) that device management answers
 from the tree. The response is the one the general path gives (the same reply, through
-aiocoap's own Block2 handling), sent as the piggybacked ACK, encoded once: those bytes are what
-a duplicate of the request gets again (:class:`Encoded`). Anything else goes the general way:
+aiocoap's own Block2 handling when it does not fit one message), sent as the piggybacked ACK,
+encoded once (:func:`piggybacked`): those bytes are what a duplicate of the request gets
+again (:class:`Encoded`). Anything else goes the general way:
 a NON request (its response needs a Message ID of its own), one with No-Response, one whose
 token is still in use by a running request (aiocoap ends that one first), and anything a site
 cannot answer without awaiting (a node's value, an observation, a block-wise upload, the

@@ -16,7 +16,11 @@ round; the table shows the medians of ``--rounds`` rounds. CPU is the serving pr
 Left out: the network (loopback), DTLS, the Register itself, and the server's side; a
 duplicate request or a block-wise transfer is not exercised.
 
-    .venv/bin/python bench/read.py [--rounds 5] [--seconds 3] [--inflight 32]
+With ``--callgrind`` (valgrind installed), each gateway target instead runs once under
+``valgrind --tool=callgrind``, instrumentation switched on for the measured window only, and
+the table gives instructions per Read: they do not move with the machine's load.
+
+    .venv/bin/python bench/read.py [--rounds 5] [--seconds 3] [--inflight 32] [--callgrind]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import selectors
 import socket
 import statistics
@@ -198,8 +203,9 @@ def line(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return result
 
 
-def measure(target: str, args: argparse.Namespace) -> float:
-    """CPU milliseconds per answered request of the serving process, one fresh run."""
+def measure(target: str, args: argparse.Namespace, callgrind: FilePath | None = None) -> float:
+    """CPU milliseconds per answered request of the serving process, one fresh run; with
+    ``callgrind`` (an output file), the gateway's instructions per answered request."""
     me = [sys.executable, str(HERE)]
     kind = TARGETS[target][0]
     pipes: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
@@ -217,17 +223,31 @@ def measure(target: str, args: argparse.Namespace) -> float:
                 gen = subprocess.Popen([*me, "--load", target, "0", *opts(args)], **pipes)
                 procs.append(gen)
                 port = line(gen)["port"]
-                server = subprocess.Popen([*me, "--serve-gateway", str(port), state], **pipes)
+                serve = [*me, "--serve-gateway", str(port), state]
+                if callgrind is not None:
+                    serve = [
+                        "valgrind",
+                        "--tool=callgrind",
+                        "--instr-atstart=no",
+                        f"--callgrind-out-file={callgrind}",
+                        f"--log-file={callgrind}.log",
+                        *serve,
+                    ]
+                server = subprocess.Popen(serve, **pipes)
                 procs.append(server)
             if (os.cpu_count() or 1) > 1:
                 os.sched_setaffinity(server.pid, {0})
                 os.sched_setaffinity(gen.pid, {1})
             line(gen)  # measuring
+            instrument(server.pid, "on", callgrind)
             cpu0 = proc_cpu_s(server.pid)
             counts = line(gen)
             cpu = proc_cpu_s(server.pid) - cpu0
+            instrument(server.pid, "off", callgrind)
             if counts["bad"] or not counts["answered"]:
                 raise RuntimeError(f"{target}: {counts}")
+            if callgrind is not None:
+                return instructions(procs, callgrind) / counts["answered"]
             return cpu * 1000 / counts["answered"]
         finally:
             for proc in reversed(procs):
@@ -240,6 +260,38 @@ def measure(target: str, args: argparse.Namespace) -> float:
                     proc.wait()
 
 
+def instrument(pid: int, state: str, callgrind: FilePath | None) -> None:
+    if callgrind is not None:
+        subprocess.run(
+            ["callgrind_control", "-i", state, str(pid)], check=True, capture_output=True
+        )
+
+
+def instructions(procs: list[subprocess.Popen[str]], callgrind: FilePath) -> int:
+    """The instructions callgrind collected while instrumentation was on, once the serving
+    process has ended (its log has the total then)."""
+    for proc in reversed(procs):
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout=120)
+    log = FilePath(f"{callgrind}.log").read_text()
+    match = re.search(r"Collected : (\d+)", log)
+    if match is None:
+        raise RuntimeError(f"no instruction total in {callgrind}.log")
+    return int(match.group(1))
+
+
+def callgrind_table(args: argparse.Namespace) -> None:
+    print(f"callgrind, {args.seconds:g} s, {args.inflight} CON in flight\n")
+    print("| server | instructions per Read |\n|---|---:|")
+    for target, (kind, _, _) in TARGETS.items():
+        if kind != "gateway":
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            count = measure(target, args, FilePath(tmp) / "callgrind.out")
+        print(f"| {target} | {count / 1000:,.0f} k |")
+
+
 def opts(args: argparse.Namespace) -> list[str]:
     return [f"--seconds={args.seconds}", f"--inflight={args.inflight}"]
 
@@ -249,6 +301,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--inflight", type=int, default=32)
+    parser.add_argument("--callgrind", action="store_true", help="instructions per Read instead")
     parser.add_argument("--serve-aiocoap", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-gateway", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--load", nargs=2, metavar=("TARGET", "PORT"), help=argparse.SUPPRESS)
@@ -263,6 +316,9 @@ def main() -> None:
     if args.load:
         target, port = args.load
         load(target, int(port), args.seconds, args.inflight)
+        return
+    if args.callgrind:
+        callgrind_table(args)
         return
     ceiling = next(iter(TARGETS))
     rounds: dict[str, list[float]] = {t: [] for t in TARGETS}

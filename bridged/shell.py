@@ -21,6 +21,7 @@ from bridged.engine.dm import (
     END_DEVICES_READ_ONLY,
     DeviceManagement,
     EndDevices,
+    Request,
     read_node,
 )
 from bridged.engine.nodes import NodePaths, node_owned
@@ -114,7 +115,9 @@ class Shell:
         if rdef.multiple and path.level is Level.RESOURCE:
             raise BadRequest(f"{path} is a multi-instance resource: write one instance of it")
         await self.server.operate(
-            Code.PUT, path.segments(), payload=text.encode(), content_format=ContentFormat.TEXT
+            Request(
+                Code.PUT, path.segments(), payload=text.encode(), content_format=ContentFormat.TEXT
+            )
         )
 
     async def execute(self, path: Path, arguments: str = "") -> None:
@@ -122,7 +125,7 @@ class Shell:
         (or when it next wakes)."""
         if path.level is not Level.RESOURCE:
             raise MethodNotAllowed(f"execute on {path}: target a resource")
-        await self.server.operate(Code.POST, path.segments(), payload=arguments.encode())
+        await self.server.operate(Request(Code.POST, path.segments(), payload=arguments.encode()))
 
     def create(self, path: Path, values: Mapping[int, str] | None = None) -> str:
         """Create the instance ``/oid/iid`` (or the lowest free one under ``/oid``) with

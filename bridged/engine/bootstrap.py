@@ -66,7 +66,7 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
 
 from .credentials import RpkCredentials
-from .dm import END_DEVICES_READ_ONLY, Reply, changes_end_devices
+from .dm import END_DEVICES_READ_ONLY, Reply, Request, changes_end_devices
 from .nodes import NodeBackend, node_owned
 
 log = logging.getLogger(__name__)
@@ -349,16 +349,10 @@ class BootstrapInterface:
         self.version = version
         self.finished = False
 
-    def handle(
-        self,
-        method: int,
-        segments: Sequence[str],
-        query: Sequence[str] = (),
-        payload: bytes = b"",
-        content_format: int | None = None,
-        accept: int | None = None,
-    ) -> Reply:
+    def handle(self, request: Request) -> Reply:
         """Apply one request; every failure becomes the reply with its CoAP code."""
+        method, segments = request.method, request.segments
+        payload, content_format = request.payload, request.content_format
         try:
             if tuple(segments) == FINISH_PATH:
                 if method != Code.POST:
@@ -371,7 +365,7 @@ class BootstrapInterface:
                 method, payload, content_format
             ):
                 raise MethodNotAllowed(f"{path}: {END_DEVICES_READ_ONLY}")
-            return self._dispatch(method, path, payload, content_format, accept)
+            return self._dispatch(method, path, payload, content_format, request.accept)
         except LwM2MError as e:
             log.info("bootstrap %s %s: %s %s", method, "/".join(segments), e.code_text, e)
             return Reply(e.code, str(e).encode()[:512])

@@ -77,7 +77,7 @@ from aiocoap.util.asyncio.getaddrinfo_addrconfig import getaddrinfo_routechecked
 from .addresses import cached
 from .dedup import DEFAULT_CAPACITY, DEFAULT_CON_WINDOW, DEFAULT_NON_WINDOW, DedupCache
 from .pacing import EXCHANGE_LIFETIME, MESSAGE_IDS, NON_LIFETIME, PacerTable
-from .serving import AnswerNow, Encoded, ServingContext
+from .serving import AnswerNow, Encoded, ServingContext, piggybacked
 
 log = logging.getLogger(__name__)
 
@@ -243,9 +243,7 @@ class BoundedMessageManager(MessageManager):
         if response is None:
             return False
         remote = request.remote.as_response_address()
-        response.mtype, response.mid, response.token = ACK, request.mid, request.token
-        response.remote = remote
-        data = response.encode()
+        data = piggybacked(response, request)
         self.dedup.answer((remote, request.mid), data)
         self._send_via_transport(Encoded(remote, data))
         return True

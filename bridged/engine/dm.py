@@ -107,15 +107,45 @@ class Reply:
     location: tuple[str, ...] = ()
 
 
+@dataclass(slots=True)
+class Request:
+    """What a server asks, as device management and the Bootstrap interface take it: the
+    method, the URI path's segments and queries, the payload with its Content-Format, and the
+    Accept option (``of``: an aiocoap request's). Not frozen: a frozen dataclass sets each
+    field through ``object.__setattr__`` by name, and one is built for every request."""
+
+    method: int
+    segments: Sequence[str]
+    query: Sequence[str] = ()
+    payload: bytes = b""
+    content_format: int | None = None
+    accept: int | None = None
+
+    @classmethod
+    def of(cls, message: aiocoap.Message) -> Request:
+        opt = message.opt
+        content_format, accept = opt.content_format, opt.accept
+        return cls(
+            int(message.code),
+            tuple(opt.uri_path),
+            tuple(opt.uri_query),
+            bytes(message.payload),
+            None if content_format is None else int(content_format),
+            None if accept is None else int(accept),
+        )
+
+
 def error_reply(error: LwM2MError) -> Reply:
     """The reply to a request that failed with ``error``: its code, its message as diagnostic."""
     return Reply(error.code, str(error).encode()[:512])
 
 
-def _refused(method: int, segments: Sequence[str], error: LwM2MError) -> Reply:
-    """The reply to a request that failed with ``error``, logged with its path."""
-    where = "/".join(segments)
-    log.info("request %s %s: %s %s", method, where, error.code_text, error, extra={"PATH": where})
+def _refused(request: Request, error: LwM2MError) -> Reply:
+    """The reply to ``request``, which failed with ``error``, logged with its path."""
+    where = "/".join(request.segments)
+    log.info(
+        "request %s %s: %s %s", request.method, where, error.code_text, error, extra={"PATH": where}
+    )
     return error_reply(error)
 
 
@@ -203,51 +233,30 @@ class DeviceManagement:
 
     # -- entry point -------------------------------------------------------------------------
 
-    def handle(
-        self,
-        method: int,
-        segments: Sequence[str],
-        query: Sequence[str] = (),
-        payload: bytes = b"",
-        content_format: int | None = None,
-        accept: int | None = None,
-    ) -> Reply:
+    def handle(self, request: Request) -> Reply:
         """Apply one request; every failure becomes the reply with its CoAP code."""
         try:
-            return self._handle(method, segments, query, payload, content_format, accept)
+            return self._handle(request)
         except LwM2MError as e:
-            return _refused(method, segments, e)
+            return _refused(request, e)
 
-    def _handle(
-        self,
-        method: int,
-        segments: Sequence[str],
-        query: Sequence[str],
-        payload: bytes,
-        content_format: int | None,
-        accept: int | None,
-    ) -> Reply:
+    def _handle(self, request: Request, path: Path | None = None) -> Reply:
+        """``handle`` that raises; ``path``: the request's, when the caller parsed it."""
+        payload = request.payload
         if len(payload) > self.max_payload:
             raise RequestEntityTooLarge(
                 f"a {len(payload)}-byte payload exceeds the {self.max_payload} bytes served"
             )
-        path = Path.from_segments(segments)
+        if path is None:
+            path = Path.from_segments(request.segments)
         if path.prefix != self.tree.prefix:
             # A non-numeric first segment names an end device; one not served here is 4.04.
-            return self._end_device(path)._dispatch(
-                method, path, query, payload, content_format, accept
-            )
-        return self._dispatch(method, path, query, payload, content_format, accept)
+            return self._end_device(path)._dispatch(request, path)
+        return self._dispatch(request, path)
 
-    def _dispatch(
-        self,
-        method: int,
-        path: Path,
-        query: Sequence[str],
-        payload: bytes,
-        content_format: int | None,
-        accept: int | None,
-    ) -> Reply:
+    def _dispatch(self, request: Request, path: Path) -> Reply:
+        method, payload, content_format = request.method, request.payload, request.content_format
+        accept = request.accept
         if method in (Code.FETCH, Code.iPATCH):
             if path != ROOT:
                 raise BadRequest("composite operations address the root path")
@@ -268,7 +277,7 @@ class DeviceManagement:
             return self.read(path, accept)
         if method == Code.PUT:
             if not payload and content_format is None:
-                return self.write_attributes(path, query)
+                return self.write_attributes(path, request.query)
             return self.write(path, payload, content_format, replace=True)
         if method == Code.POST:
             if path.level is Level.OBJECT:
@@ -447,15 +456,7 @@ class DeviceManagement:
 
     # -- node-backed paths --------------------------------------------------------------------
 
-    async def handle_async(
-        self,
-        method: int,
-        segments: Sequence[str],
-        query: Sequence[str] = (),
-        payload: bytes = b"",
-        content_format: int | None = None,
-        accept: int | None = None,
-    ) -> Reply:
+    async def handle_async(self, request: Request) -> Reply:
         """``handle``, except that Read, Write and Execute of a node-backed path, and a
         Write-Composite, are awaited from ``nodes``, whatever the path's prefix (the gateway
         mode's end devices are nodes too); and a node's instance is not deleted here.
@@ -480,9 +481,9 @@ class DeviceManagement:
         values are the last ones reported.
         """
         try:
-            return await self.operate(method, segments, query, payload, content_format, accept)
+            return await self.operate(request)
         except LwM2MError as e:
-            return _refused(method, segments, e)
+            return _refused(request, e)
 
     def body_limit(self, method: int, segments: Sequence[str]) -> int:
         """The largest request body taken for ``method`` on ``segments``: ``max_payload``, or
@@ -497,23 +498,16 @@ class DeviceManagement:
             return self.max_payload
         return max(self.max_payload, nodes.max_body(path) or 0)
 
-    async def operate(
-        self,
-        method: int,
-        segments: Sequence[str],
-        query: Sequence[str] = (),
-        payload: bytes = b"",
-        content_format: int | None = None,
-        accept: int | None = None,
-    ) -> Reply:
+    async def operate(self, request: Request) -> Reply:
         """``handle_async`` that raises the LwM2MError instead of answering it: bridgectl's
         write and exec go through here, so the operator gets what a server would, the code
         and its reason (the operator has a server's full rights: no access control)."""
         nodes = self.nodes
-        sync = (method, segments, query, payload, content_format, accept)
-        if nodes is None or self._local(method, segments, payload, content_format, accept):
-            return self._handle(*sync)
-        path = Path.from_segments(segments)
+        tree_only, path = self._route(request)
+        if nodes is None or tree_only or path is None:
+            return self._handle(request, path)
+        method, payload, content_format = request.method, request.payload, request.content_format
+        accept = request.accept
         if method == Code.iPATCH and path == ROOT and content_format is not None:
             return await self._write_composite_nodes(nodes, payload, content_format)
         if method == Code.POST and path.level is Level.OBJECT and nodes.holds_nodes(path):
@@ -521,10 +515,10 @@ class DeviceManagement:
             raise node_owned(path)
         reads = method == Code.GET and accept != ContentFormat.LINK_FORMAT
         if reads and path.level is Level.OBJECT:
-            return await self._read_object(nodes, path, accept) or self._handle(*sync)
+            return await self._read_object(nodes, path, accept) or self._handle(request, path)
         found = nodes.locate(path)
         if found is None:
-            return self._handle(*sync)
+            return self._handle(request, path)
         node, local = found
         if reads:
             return await self._read_node(nodes, path, node, local, accept)
@@ -540,48 +534,34 @@ class DeviceManagement:
             return await self._execute_node(nodes, path, node, local, payload, content_format)
         if method == Code.DELETE:
             raise node_owned(path, node)
-        return self._handle(*sync)
+        return self._handle(request, path)
 
-    def _local(
-        self,
-        method: int,
-        segments: Sequence[str],
-        payload: bytes,
-        content_format: int | None,
-        accept: int | None,
-    ) -> bool:
-        """Whether ``operate`` answers this request from the tree alone, as ``handle`` does:
-        the node backend has no part in it (raises what ``Path.from_segments`` raises)."""
+    def _route(self, request: Request) -> tuple[bool, Path | None]:
+        """Whether ``operate`` answers ``request`` from the tree alone, as ``handle`` does (the
+        node backend has no part in it), and its path once parsed (raises what
+        ``Path.from_segments`` raises)."""
         nodes = self.nodes
-        if nodes is None or len(payload) > self.body_limit(method, segments):
-            return True
-        path = Path.from_segments(segments)
-        if method == Code.iPATCH and path == ROOT and content_format is not None:
-            return False
-        reads = method == Code.GET and accept != ContentFormat.LINK_FORMAT
+        method = request.method
+        if nodes is None or len(request.payload) > self.body_limit(method, request.segments):
+            return True, None
+        path = Path.from_segments(request.segments)
+        if method == Code.iPATCH and path == ROOT and request.content_format is not None:
+            return False, path
+        reads = method == Code.GET and request.accept != ContentFormat.LINK_FORMAT
         if path.level is Level.OBJECT and (reads or method == Code.POST):
-            return False  # the nodes' instances of the object: read, or refused a Create
-        return nodes.locate(path) is None
+            return False, path  # the nodes' instances of the object: read, or refused a Create
+        return nodes.locate(path) is None, path
 
-    def handle_now(
-        self,
-        method: int,
-        segments: Sequence[str],
-        query: Sequence[str] = (),
-        payload: bytes = b"",
-        content_format: int | None = None,
-        accept: int | None = None,
-    ) -> Reply | None:
+    def handle_now(self, request: Request) -> Reply | None:
         """``handle_async``'s reply when it can be given without awaiting anything (the
-        request is answered from the tree: ``_local``), None otherwise. The server's plain
+        request is answered from the tree: ``_route``), None otherwise. The server's plain
         Reads of the gateway's own objects are answered here, inline, by the context's fast
         path (``bridged.engine.serving``)."""
         try:
-            if not self._local(method, segments, payload, content_format, accept):
-                return None
-            return self._handle(method, segments, query, payload, content_format, accept)
+            tree_only, path = self._route(request)
+            return self._handle(request, path) if tree_only else None
         except LwM2MError as e:
-            return _refused(method, segments, e)
+            return _refused(request, e)
 
     async def _read_object(
         self, nodes: NodeBackend, path: Path, accept: int | None
@@ -833,30 +813,17 @@ async def read_node(
     return records
 
 
-def request_arguments(request: aiocoap.Message) -> tuple[Any, ...]:
-    """What a ``handle`` takes of an aiocoap request: method, path, query, payload,
-    Content-Format and Accept."""
-    return (
-        int(request.code),
-        tuple(request.opt.uri_path),
-        tuple(request.opt.uri_query),
-        bytes(request.payload),
-        None if request.opt.content_format is None else int(request.opt.content_format),
-        None if request.opt.accept is None else int(request.opt.accept),
-    )
-
-
-def handle_request(handle: Callable[..., Reply], request: aiocoap.Message) -> Reply:
+def handle_request(handle: Callable[[Request], Reply], request: aiocoap.Message) -> Reply:
     """Feed an aiocoap request to a sans-I/O ``handle`` (device management's or the Bootstrap
     interface's)."""
-    return handle(*request_arguments(request))
+    return handle(Request.of(request))
 
 
 async def handle_request_async(
-    handle: Callable[..., Awaitable[Reply]], request: aiocoap.Message
+    handle: Callable[[Request], Awaitable[Reply]], request: aiocoap.Message
 ) -> Reply:
     """``handle_request`` for an awaitable ``handle`` (``DeviceManagement.handle_async``)."""
-    return await handle(*request_arguments(request))
+    return await handle(Request.of(request))
 
 
 def run_now(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -904,8 +871,9 @@ class DeviceManagementResource(resource.Resource):
         else:
             await self.observations.render_to_pipe(pipe, super().render_to_pipe)
 
-    def answer_now(self, request: aiocoap.Message) -> aiocoap.Message | None:
-        """The response to ``request`` at once if it is a plain Read (GET without Observe or
+    def answer_now(self, request: aiocoap.Message) -> aiocoap.Message | Reply | None:
+        """The response to ``request`` at once (a Reply when it fits one message) if it is a
+        plain Read (GET without Observe or
         Block1, not a later Block2 block) that ``DeviceManagement.handle_now`` answers from
         the tree: the response ``render_to_pipe`` would give, without aiocoap's token layer and
         task (``bridged.engine.serving``). None: not answered, nothing done."""
@@ -917,21 +885,21 @@ class DeviceManagementResource(resource.Resource):
             or (block2 is not None and block2.block_number != 0)
         ):
             return None
-        reply = self.dm.handle_now(*request_arguments(request))
+        reply = self.dm.handle_now(Request.of(request))
         if reply is None:
             return None
         if self.observations is not None:
             self.observations.heard()
+        if block2 is None and len(reply.payload) <= request.remote.maximum_payload_size:
+            return reply
         response = reply_message(reply)
-        if block2 is not None or len(response.payload) > request.remote.maximum_payload_size:
 
-            async def built() -> aiocoap.Message:
-                return response
+        async def built() -> aiocoap.Message:
+            return response
 
-            # aiocoap's own Block2 handling (the first block of a large response, the rest
-            # kept for the later requests), which awaits nothing here but ``built``:
-            response = run_now(self._block2.extract_or_insert(request, built))
-        return response
+        # aiocoap's own Block2 handling (the first block of a large response, the rest kept
+        # for the later requests), which awaits nothing here but ``built``:
+        return run_now(self._block2.extract_or_insert(request, built))
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
         if self.dm.nodes is not None:

@@ -52,7 +52,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiocoap
 from aiocoap.numbers.codes import Code
@@ -66,7 +66,7 @@ from bridged.objects.linkformat import Attributes
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.values import Record
 
-from .dm import DeviceManagement, Reply, reply_message
+from .dm import DeviceManagement, Reply, Request, reply_message
 from .notification import (
     DEFAULT_LIVENESS,
     NotificationState,
@@ -102,30 +102,14 @@ SERIES_ACK_TIMEOUT = 100.0
 (93 s), after which the message layer has given up on it and ended the observation anyway."""
 
 
-@dataclass(frozen=True, slots=True)
-class ObserveRequest:
-    """What an observation re-renders for each notification: the original request."""
+def observed_request(message: aiocoap.Message) -> Request:
+    """What an observation re-renders for each notification: the original request (its query
+    left out: a notification is the Read's answer, and a cancellation matches without it)."""
+    return replace(Request.of(message), query=())
 
-    method: int
-    segments: tuple[str, ...]
-    payload: bytes = b""
-    content_format: int | None = None
-    accept: int | None = None
 
-    @classmethod
-    def of(cls, message: aiocoap.Message) -> ObserveRequest:
-        opt = message.opt
-        return cls(
-            int(message.code),
-            tuple(opt.uri_path),
-            bytes(message.payload),
-            None if opt.content_format is None else int(opt.content_format),
-            None if opt.accept is None else int(opt.accept),
-        )
-
-    @property
-    def composite(self) -> bool:
-        return self.method == int(Code.FETCH)
+def is_composite(request: Request) -> bool:
+    return request.method == int(Code.FETCH)
 
 
 @dataclass(eq=False)
@@ -133,7 +117,7 @@ class Observation:
     """One server observation: what it observes, its pipe and its notification state."""
 
     key: tuple[object, bytes]
-    request: ObserveRequest
+    request: Request
     paths: tuple[Path, ...]
     numeric: Path | None
     pipe: Pipe
@@ -269,7 +253,7 @@ class Observations:
             self._ready.add(obs)
         self._wakeup.set()
 
-    def cancel_matching(self, remote: object, request: ObserveRequest) -> None:
+    def cancel_matching(self, remote: object, request: Request) -> None:
         """A GET with Observe=1 on another token: cancel the remote's observations of the same
         request (servers that cancel by path rather than by token)."""
         for obs in list(self._observations.values()):
@@ -288,7 +272,7 @@ class Observations:
             await self.serve(pipe)
             return
         if request.opt.observe == 1 and request.code == Code.GET:
-            self.cancel_matching(request.remote, ObserveRequest.of(request))
+            self.cancel_matching(request.remote, observed_request(request))
         before = dict(self.dm.attributes) if request.code in (Code.PUT, Code.DELETE) else None
         await render(pipe)
         if before is not None and before != self.dm.attributes:
@@ -297,7 +281,7 @@ class Observations:
     async def serve(self, pipe: Pipe) -> None:
         """Answer an observe request and keep notifying until the observation ends."""
         message = pipe.request
-        request = ObserveRequest.of(message)
+        request = observed_request(message)
         reply = self._render(request)
         if reply.code >> 5 != 2:
             pipe.add_response(reply_message(reply), is_last=True)
@@ -336,7 +320,7 @@ class Observations:
         finally:
             self._forget(obs)
 
-    def _decline(self, request: ObserveRequest) -> None:
+    def _decline(self, request: Request) -> None:
         """Answer without observing (RFC 7641 §4.1: the response has no Observe option, and the
         server knows it is not observing); logged once each time the limit is reached."""
         if not self._at_limit:
@@ -468,7 +452,7 @@ class Observations:
             return
         now = self.now()
         for obs in affected:
-            if not obs.request.composite and not self._has(obs.paths[0]):
+            if not is_composite(obs.request) and not self._has(obs.paths[0]):
                 obs.gone = True
             obs.state.change(now)
         self._ready |= affected
@@ -565,7 +549,7 @@ class Observations:
         """How records go in a notification of ``obs``: its format, named as its reads are."""
         assert obs.content_format is not None
         codec = codec_for(obs.content_format)
-        base = ROOT if obs.request.composite else obs.paths[0]
+        base = ROOT if is_composite(obs.request) else obs.paths[0]
         definitions = self.tree.definitions if base == ROOT else self.dm.tree_for(base).definitions
         return lambda records: codec.encode(records, base, definitions)
 
@@ -619,19 +603,12 @@ class Observations:
     def _next_sequence(self) -> int:
         return next(self._sequence) % OBSERVE_MODULO
 
-    def _render(self, request: ObserveRequest) -> Reply:
-        return self.dm.handle(
-            request.method,
-            request.segments,
-            (),
-            request.payload,
-            request.content_format,
-            request.accept,
-        )
+    def _render(self, request: Request) -> Reply:
+        return self.dm.handle(request)
 
-    def _targets(self, request: ObserveRequest) -> tuple[tuple[Path, ...], Path | None]:
+    def _targets(self, request: Request) -> tuple[tuple[Path, ...], Path | None]:
         """The observed paths, and the one numeric path when gt/lt/st can apply."""
-        if request.composite:
+        if is_composite(request):
             assert request.content_format is not None  # the first read succeeded
             codec = composite_codec_for(request.content_format)
             return tuple(codec.decode_paths(request.payload)), None

@@ -29,8 +29,8 @@ from aiocoap.numbers.optionnumbers import OptionNumber
 
 from bridged.objects.errors import BadOption, LwM2MError, ProxyingNotSupported
 
-from .dm import error_reply, reply_message
-from .site import answer_now
+from .dm import Reply, error_reply, reply_message
+from .site import Answer, answer_now
 
 log = logging.getLogger(__name__)
 
@@ -101,21 +101,21 @@ class CheckedSite:
     async def render_to_pipe(self, pipe: Any) -> None:
         refusal = self._refusal(pipe.request)
         if refusal is not None:
-            pipe.add_response(refusal, is_last=True)
+            pipe.add_response(reply_message(refusal), is_last=True)
             return
         await self.site.render_to_pipe(pipe)
 
-    def answer_now(self, request: aiocoap.Message) -> aiocoap.Message | None:
+    def answer_now(self, request: aiocoap.Message) -> Answer | None:
         """The response to ``request`` at once (``bridged.engine.serving``): its error, or the
         site's ``answer_now``; None: not answered, for ``render_to_pipe``."""
         refusal = self._refusal(request)
         return refusal if refusal is not None else answer_now(self.site, request)
 
-    def _refusal(self, request: aiocoap.Message) -> aiocoap.Message | None:
-        """The error response to ``request`` if ``check_request`` refuses it."""
+    def _refusal(self, request: aiocoap.Message) -> Reply | None:
+        """The error reply to ``request`` if ``check_request`` refuses it."""
         try:
             check_request(request)
         except LwM2MError as e:
             log.info("request from %s: %s %s", request.remote, e.code_text, e)
-            return reply_message(error_reply(e))
+            return error_reply(e)
         return None

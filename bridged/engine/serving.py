@@ -14,8 +14,9 @@ asks the context's site for the response at once (:class:`ServingContext`'s ``an
 and ``bridged.engine.dm.DeviceManagementResource``): a request the option check refuses, and a
 plain Read (no Observe, no Block1, not a later Block2 block) that device management answers
 from the tree. The response is the one the general path gives (the same reply, through
-aiocoap's own Block2 handling), sent as the piggybacked ACK, encoded once: those bytes are what
-a duplicate of the request gets again (:class:`Encoded`). Anything else goes the general way:
+aiocoap's own Block2 handling when it does not fit one message), sent as the piggybacked ACK,
+encoded once (:func:`piggybacked`): those bytes are what a duplicate of the request gets
+again (:class:`Encoded`). Anything else goes the general way:
 a NON request (its response needs a Message ID of its own), one with No-Response, one whose
 token is still in use by a running request (aiocoap ends that one first), and anything a site
 cannot answer without awaiting (a node's value, an observation, a block-wise upload, the
@@ -38,10 +39,17 @@ from typing import Any
 
 import aiocoap
 from aiocoap import interfaces
+from aiocoap.numbers.optionnumbers import OptionNumber
+from aiocoap.numbers.types import ACK
 
+from .dm import Reply, reply_message
 from .options import CheckedSite
+from .site import Answer
 
-AnswerNow = Callable[[aiocoap.Message], aiocoap.Message | None]
+CONTENT_FORMAT = int(OptionNumber.CONTENT_FORMAT)
+"""Option 12: below 13, so its delta from no option fits the option's first byte."""
+
+AnswerNow = Callable[[aiocoap.Message], "Answer | None"]
 """A site's response to a request, given at once; None: the request takes the general path."""
 
 
@@ -71,3 +79,28 @@ class Encoded:
 
     def encode(self) -> bytes:
         return self.data
+
+
+def piggybacked(answer: Answer, request: aiocoap.Message) -> bytes:
+    """``answer`` encoded as the ACK that carries it for the confirmable ``request``.
+
+    A Reply (a response that fits one message, the inline Read's usual one: code, at most a
+    Content-Format, payload) is encoded here, in the form aiocoap gives it (RFC 7252 §3: the
+    header, the token, the option with its delta and length in one byte, the payload marker),
+    without building aiocoap's message and its options for it; the Content-Format is a uint
+    option, 0 as no bytes. Anything else (a Location, aiocoap's message of a first Block2
+    block) is aiocoap's encoding. ``tests/integration/test_inline_read.py`` checks the two
+    give the same bytes."""
+    if isinstance(answer, Reply) and not answer.location:
+        token: bytes = request.token
+        # version 1, type ACK (2), token length; code; the request's Message ID; the token
+        header: bytes = bytes((0x60 | len(token), answer.code, request.mid >> 8, request.mid & 255))
+        header += token
+        content_format = answer.content_format
+        if content_format is not None:
+            value = content_format.to_bytes((content_format.bit_length() + 7) // 8, "big")
+            header += bytes((CONTENT_FORMAT << 4 | len(value),)) + value
+        return header + b"\xff" + answer.payload if answer.payload else header
+    response = reply_message(answer) if isinstance(answer, Reply) else answer
+    response.mtype, response.mid, response.token = ACK, request.mid, request.token
+    return bytes(response.encode())

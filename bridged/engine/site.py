@@ -13,13 +13,19 @@ business of the resource that serves the request.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import aiocoap
 from aiocoap import resource
 from aiocoap.numbers.codes import Code
 
+from .dm import Reply
+
 Claim = Callable[[aiocoap.Message], bool]
+
+Answer: TypeAlias = "aiocoap.Message | Reply"
+"""A response given at once (``bridged.engine.serving``): a Reply when it fits one message
+(the message layer encodes it as the piggybacked ACK), else aiocoap's message."""
 """Whether a request belongs to a diverted interface."""
 
 
@@ -53,16 +59,16 @@ class ClientSite:
     async def render_to_pipe(self, pipe: Any) -> None:
         await self.target(pipe.request).render_to_pipe(pipe)
 
-    def answer_now(self, request: aiocoap.Message) -> aiocoap.Message | None:
+    def answer_now(self, request: aiocoap.Message) -> Answer | None:
         """The target's ``answer_now`` (``bridged.engine.serving``); None for a target
         without one."""
         return answer_now(self.target(request), request)
 
 
-def answer_now(resource: Any, request: aiocoap.Message) -> aiocoap.Message | None:
+def answer_now(resource: Any, request: aiocoap.Message) -> Answer | None:
     """``resource``'s response to ``request`` at once if it gives one (its ``answer_now``);
     None: the request is for its ``render_to_pipe``."""
-    answer: Callable[[aiocoap.Message], aiocoap.Message | None] | None = getattr(
+    answer: Callable[[aiocoap.Message], Answer | None] | None = getattr(
         resource, "answer_now", None
     )
     return None if answer is None else answer(request)

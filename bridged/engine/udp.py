@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 RECEIVE_LIMIT = RecvmsgSelectorDatagramTransport.max_size
 """The largest datagram aiocoap receives whole."""
 
+MSG_TRUNC = int(socket.MSG_TRUNC)
+"""As a plain int: ``socket.MSG_TRUNC`` is an enum flag, and ``&`` with one builds an enum
+member per datagram."""
+
 
 def guard_stale_icmp_errors(context: aiocoap.Context) -> int:
     """Install the guard on every ``udp6`` transport of ``context``; returns how many."""
@@ -131,7 +135,7 @@ def _guarded_receive(messages: MessageInterfaceUDP6, original: Any) -> Any:
     def datagram_msg_received(
         data: bytes, ancdata: Sequence[Any], flags: int, address: Any
     ) -> None:
-        if flags & socket.MSG_TRUNC:
+        if flags & MSG_TRUNC:
             _refuse_truncated(messages, data, ancdata, address)
             return
         try:

@@ -27,7 +27,7 @@ from aiocoap.pipe import Pipe
 from aiocoap.transports.udp6 import UDP6EndpointAddress
 
 from bridged.engine.coap import create_context, message_managers
-from bridged.engine.dm import DeviceManagement, DeviceManagementResource
+from bridged.engine.dm import DeviceManagement, DeviceManagementResource, Reply, reply_message
 from bridged.engine.observe import Observations
 from bridged.engine.options import CheckedSite
 from bridged.objects.builtin import builtin_definitions
@@ -90,6 +90,8 @@ def collect(message: aiocoap.Message) -> tuple[Pipe, list[Answer]]:
 
 def inline(served: CheckedSite, message: aiocoap.Message) -> list[Answer] | None:
     m = served.answer_now(message)
+    if isinstance(m, Reply):
+        m = reply_message(m)
     return None if m is None else [(m.code, m.opt.encode(), bytes(m.payload))]
 
 

@@ -24,7 +24,7 @@ from bridged.engine.access import (
     Right,
     granted,
 )
-from bridged.engine.dm import DeviceManagement
+from bridged.engine.dm import DeviceManagement, Request
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import Unauthorized
 from bridged.objects.formats import ContentFormat, codec_for, composite_codec_for
@@ -213,7 +213,7 @@ def code(
     query: Sequence[str] = (),
 ) -> int:
     segments = Path.parse(path).segments()
-    return dm.handle(method, segments, query, payload, content_format).code
+    return dm.handle(Request(method, segments, query, payload, content_format)).code
 
 
 def test_LightweightM2M_1_1_int_224_read_resource_needs_the_read_bit(
@@ -232,7 +232,7 @@ def test_LightweightM2M_1_1_int_222_read_on_object_returns_only_readable_instanc
 ) -> None:
     """LightweightM2M-1.1-int-222 (Read on Object): each server sees its readable instances."""
     for dm, visible in ((one, {0}), (two, {0, 1})):
-        reply = dm.handle(Code.GET, ["3303"], accept=SENML_JSON)
+        reply = dm.handle(Request(Code.GET, ["3303"], accept=SENML_JSON))
         assert reply.code == Code.CONTENT
         records = codec_for(SENML_JSON).decode(reply.payload, Path((3303,)), dm.tree.definitions)
         assert {r.path.ids[1] for r in records} == visible
@@ -273,7 +273,7 @@ def test_LightweightM2M_1_1_int_260_discover_is_allowed_without_read(
     one: DeviceManagement,
 ) -> None:
     """LightweightM2M-1.1-int-260 (Discover): not governed by /2 1.1, so it shows /3303/1 too."""
-    reply = one.handle(Code.GET, ["3303"], accept=LINK)
+    reply = one.handle(Request(Code.GET, ["3303"], accept=LINK))
     assert reply.code == Code.CONTENT and "</3303/1>" in reply.payload.decode()
 
 
@@ -295,7 +295,7 @@ def test_create_needs_the_objects_create_bit_and_makes_the_creator_owner(
     payload = codec_for(TLV).encode(CREATE_5, Path((3201,)), one.tree.definitions)
     assert code(two, Code.POST, "/3201", payload=payload, content_format=TLV) == (Code.UNAUTHORIZED)
     assert not one.tree.has(Path.parse("/3201/5"))
-    reply = one.handle(Code.POST, ["3201"], payload=payload, content_format=TLV)
+    reply = one.handle(Request(Code.POST, ["3201"], payload=payload, content_format=TLV))
     assert (reply.code, reply.location) == (Code.CREATED, ("3201", "5"))
     entry = access.table.entry(3201, 5)
     assert entry is not None
@@ -352,7 +352,7 @@ def test_LightweightM2M_1_1_int_229_read_composite_under_access_control(
 
     def fetch(*paths: str) -> tuple[int, set[Path]]:
         body = composite.encode_paths([Path.parse(p) for p in paths])
-        r = one.handle(Code.FETCH, [], payload=body, content_format=SENML_JSON)
+        r = one.handle(Request(Code.FETCH, [], payload=body, content_format=SENML_JSON))
         if r.code != Code.CONTENT:
             return r.code, set()
         records = composite.decode(r.payload, Path(), one.tree.definitions)
@@ -379,7 +379,7 @@ def test_LightweightM2M_1_1_int_230_write_composite_checks_every_target_first(
         Path(),
         one.tree.definitions,
     )
-    r = one.handle(Code.iPATCH, [], payload=body, content_format=SENML_JSON)
+    r = one.handle(Request(Code.iPATCH, [], payload=body, content_format=SENML_JSON))
     assert r.code == Code.UNAUTHORIZED
     assert one.tree.get(Path.parse("/3303/0/5750")) == "kitchen"
 

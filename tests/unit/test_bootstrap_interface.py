@@ -19,7 +19,7 @@ from bridged.engine.bootstrap import (
     check_consistency,
     server_accounts,
 )
-from bridged.engine.dm import Reply
+from bridged.engine.dm import Reply, Request
 from bridged.engine.site import ClientSite
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat, codec_for
@@ -64,7 +64,9 @@ def senml(base: str, **values: object) -> bytes:
 
 
 def put(bs: BootstrapInterface, path: str, payload: bytes, cf: int | None = SENML_JSON) -> Reply:
-    return bs.handle(Code.PUT, Path.parse(path).segments(), payload=payload, content_format=cf)
+    return bs.handle(
+        Request(Code.PUT, Path.parse(path).segments(), payload=payload, content_format=cf)
+    )
 
 
 def account(bs: BootstrapInterface, ssid: int = 7, uri: str = "coap://lwm2m.example") -> None:
@@ -76,7 +78,7 @@ def account(bs: BootstrapInterface, ssid: int = 7, uri: str = "coap://lwm2m.exam
 
 
 def finish(bs: BootstrapInterface) -> Reply:
-    return bs.handle(Code.POST, ["bs"])
+    return bs.handle(Request(Code.POST, ["bs"]))
 
 
 # -- Bootstrap-Write --------------------------------------------------------------------------
@@ -184,13 +186,13 @@ def test_LightweightM2M_1_1_int_8_read_server_object(bs: BootstrapInterface) -> 
     """LightweightM2M-1.1-int-8: Bootstrap-Read of /1, in the announced format by default."""
     account(bs)
     put(bs, "/1/1", senml("/1/1/", r17=3))  # a bootstrap-only resource reads too
-    reply = bs.handle(Code.GET, ["1"])
+    reply = bs.handle(Request(Code.GET, ["1"]))
     assert (reply.code, reply.content_format) == (Code.CONTENT, ContentFormat.SENML_CBOR)
     records = codec_for(ContentFormat.SENML_CBOR).decode(
         reply.payload, Path.parse("/1"), bs.tree.definitions
     )
     assert Record(Path.parse("/1/1/17"), 3) in records
-    reply = bs.handle(Code.GET, ["1", "1", "1"], accept=TEXT)
+    reply = bs.handle(Request(Code.GET, ["1", "1", "1"], accept=TEXT))
     assert (reply.code, reply.payload) == (Code.CONTENT, b"300")
 
 
@@ -209,11 +211,11 @@ def test_LightweightM2M_1_1_int_8_read_server_object(bs: BootstrapInterface) -> 
 )
 def test_read_errors(bs: BootstrapInterface, path: str, accept: int | None, code: Code) -> None:
     account(bs)
-    assert bs.handle(Code.GET, Path.parse(path).segments(), accept=accept).code == code
+    assert bs.handle(Request(Code.GET, Path.parse(path).segments(), accept=accept)).code == code
 
 
 def test_read_of_an_empty_object_is_empty(bs: BootstrapInterface) -> None:
-    reply = bs.handle(Code.GET, ["2"], accept=SENML_JSON)
+    reply = bs.handle(Request(Code.GET, ["2"], accept=SENML_JSON))
     assert (reply.code, reply.payload) == (Code.CONTENT, b"[]")
 
 
@@ -222,7 +224,7 @@ def test_read_of_an_empty_object_is_empty(bs: BootstrapInterface) -> None:
 
 def test_discover_root_lists_accounts_with_ssid_and_uri(bs: BootstrapInterface) -> None:
     account(bs)
-    reply = bs.handle(Code.GET, [], accept=LINK)
+    reply = bs.handle(Request(Code.GET, [], accept=LINK))
     assert reply.code == Code.CONTENT and reply.content_format == LINK
     text = reply.payload.decode()
     assert text.startswith("</>;lwm2m=1.1,</0>;ver=1.1,")
@@ -233,15 +235,15 @@ def test_discover_root_lists_accounts_with_ssid_and_uri(bs: BootstrapInterface) 
 
 
 def test_discover_object(bs: BootstrapInterface) -> None:
-    links = parse_links(bs.handle(Code.GET, ["3"], accept=LINK).payload.decode())
+    links = parse_links(bs.handle(Request(Code.GET, ["3"], accept=LINK)).payload.decode())
     assert [link.target for link in links] == ["/", "/3", "/3/0"]
-    empty = bs.handle(Code.GET, ["2"], accept=LINK).payload.decode()
+    empty = bs.handle(Request(Code.GET, ["2"], accept=LINK)).payload.decode()
     assert empty == "</>;lwm2m=1.1", "a defined object without instances lists nothing"
 
 
 @pytest.mark.parametrize(("path", "code"), [("/3/0", Code.BAD_REQUEST), ("/32000", Code.NOT_FOUND)])
 def test_discover_errors(bs: BootstrapInterface, path: str, code: Code) -> None:
-    assert bs.handle(Code.GET, Path.parse(path).segments(), accept=LINK).code == code
+    assert bs.handle(Request(Code.GET, Path.parse(path).segments(), accept=LINK)).code == code
 
 
 # -- Bootstrap-Delete -------------------------------------------------------------------------
@@ -253,26 +255,26 @@ def test_LightweightM2M_1_1_int_4_delete_all_keeps_the_bootstrap_account_and_dev
     """LightweightM2M-1.1-int-4: Delete / clears the configuration objects."""
     account(bs)
     bs.tree.create_instance(2, 0, [(0, 1), (1, 0), (3, 7)])
-    assert bs.handle(Code.DELETE, []).code == Code.DELETED
+    assert bs.handle(Request(Code.DELETE, [])).code == Code.DELETED
     assert [str(p) for p in bs.tree.instances()] == ["/0/0", "/3/0", "/3303/0"]
 
 
 def test_delete_object_and_instance(bs: BootstrapInterface) -> None:
     account(bs)
-    assert bs.handle(Code.DELETE, ["1", "1"]).code == Code.DELETED
+    assert bs.handle(Request(Code.DELETE, ["1", "1"])).code == Code.DELETED
     assert not bs.tree.has(Path.parse("/1/1"))
-    assert bs.handle(Code.DELETE, ["0"]).code == Code.DELETED
+    assert bs.handle(Request(Code.DELETE, ["0"])).code == Code.DELETED
     assert bs.tree.instance_ids(0) == [0]
-    assert bs.handle(Code.DELETE, ["3303"]).code == Code.DELETED, "named explicitly"
+    assert bs.handle(Request(Code.DELETE, ["3303"])).code == Code.DELETED, "named explicitly"
     assert bs.tree.instance_ids(3303) == []
-    assert bs.handle(Code.DELETE, ["2"]).code == Code.DELETED, "absent: nothing to do"
+    assert bs.handle(Request(Code.DELETE, ["2"])).code == Code.DELETED, "absent: nothing to do"
 
 
 @pytest.mark.parametrize("path", ["/0/0", "/3/0", "/3", "/1/1/0", "/1/9", "/32000"])
 def test_delete_errors(bs: BootstrapInterface, path: str) -> None:
     account(bs)
     before = sorted(bs.tree.instances())
-    assert bs.handle(Code.DELETE, Path.parse(path).segments()).code == Code.BAD_REQUEST
+    assert bs.handle(Request(Code.DELETE, Path.parse(path).segments())).code == Code.BAD_REQUEST
     assert sorted(bs.tree.instances()) == before
 
 
@@ -289,7 +291,7 @@ def test_LightweightM2M_1_1_int_9_finish_needs_a_server_account(bs: BootstrapInt
 
 
 def test_finish_only_by_post(bs: BootstrapInterface) -> None:
-    assert bs.handle(Code.GET, ["bs"]).code == Code.METHOD_NOT_ALLOWED
+    assert bs.handle(Request(Code.GET, ["bs"])).code == Code.METHOD_NOT_ALLOWED
 
 
 @pytest.mark.parametrize(
@@ -379,12 +381,12 @@ def test_server_accounts_follow_the_priority_order() -> None:
 def test_other_methods_are_not_bootstrap_operations(
     bs: BootstrapInterface, method: Code, path: str
 ) -> None:
-    assert bs.handle(method, Path.parse(path).segments()).code == Code.METHOD_NOT_ALLOWED
+    assert bs.handle(Request(method, Path.parse(path).segments())).code == Code.METHOD_NOT_ALLOWED
 
 
 def test_bad_path_is_bad_request(bs: BootstrapInterface) -> None:
-    assert bs.handle(Code.GET, ["1", "x"]).code == Code.BAD_REQUEST
-    assert bs.handle(Code.PUT, ["65536"]).code == Code.BAD_REQUEST
+    assert bs.handle(Request(Code.GET, ["1", "x"])).code == Code.BAD_REQUEST
+    assert bs.handle(Request(Code.PUT, ["65536"])).code == Code.BAD_REQUEST
 
 
 @given(
@@ -407,9 +409,9 @@ def test_any_complete_account_finishes_and_reads_back(
     assert finish(bs).code == Code.CHANGED
     [found] = server_accounts(bs.tree)
     assert (found.ssid, found.uri, found.server_iid) == (ssid, uri, iid)
-    reply = bs.handle(Code.GET, ["1", str(iid)], accept=SENML_JSON)
+    reply = bs.handle(Request(Code.GET, ["1", str(iid)], accept=SENML_JSON))
     assert {"n": "1", "v": lifetime} in json.loads(reply.payload)
-    assert bs.handle(Code.DELETE, []).code == Code.DELETED
+    assert bs.handle(Request(Code.DELETE, [])).code == Code.DELETED
     assert server_accounts(bs.tree) == [] and bootstrap_account(bs.tree) is not None
 
 

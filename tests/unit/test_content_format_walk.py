@@ -59,7 +59,7 @@ import sys
 
 from aiocoap.numbers.codes import Code
 
-from bridged.engine.dm import DeviceManagement
+from bridged.engine.dm import DeviceManagement, Request
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat, carries_time, codec_for
 from bridged.objects.paths import Path
@@ -74,19 +74,21 @@ tree.create_instance(3303, 0, [(5700, 21.5), (5750, "kitchen")])
 dm = DeviceManagement(tree)
 probe = ContentFormat(number)
 
-read = dm.handle(Code.GET, ["3303", "0"], accept=probe)
+read = dm.handle(Request(Code.GET, ["3303", "0"], accept=probe))
 assert (read.code, read.content_format) == (Code.CONTENT, probe), read
 assert read.payload.startswith(b"probe:[")
 records = codec_for(probe).decode(read.payload, Path.parse("/3303/0"), tree.definitions)
 assert [(str(r.path), r.value) for r in records][0] == ("/3303/0/5700", 21.5), records
 
 payload = b'probe:[{"n":"/3303/0/5750","vs":"cellar"}]'
-write = dm.handle(Code.POST, ["3303", "0"], payload=payload, content_format=probe)
+write = dm.handle(Request(Code.POST, ["3303", "0"], payload=payload, content_format=probe))
 assert write.code == Code.CHANGED, write
 assert tree.get(Path.parse("/3303/0/5750")) == "cellar"
 
 paths = b'probe:[{"n":"/3303/0/5700"}]'
-composite = dm.handle(Code.FETCH, [], payload=paths, content_format=probe, accept=probe)
+composite = dm.handle(
+    Request(Code.FETCH, [], payload=paths, content_format=probe, accept=probe)
+)
 assert composite.code == Code.CONTENT and b"21.5" in composite.payload, composite
 
 assert carries_time(probe)

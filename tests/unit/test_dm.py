@@ -11,6 +11,7 @@ from aiocoap.numbers.codes import Code
 
 from bridged.engine.dm import (
     DeviceManagement,
+    Request,
     parse_execute_arguments,
 )
 from bridged.objects.builtin import builtin_definitions
@@ -38,17 +39,17 @@ def dm() -> DeviceManagement:
 
 
 def get(dm: DeviceManagement, path: str, accept: int | None = None) -> tuple[int, bytes]:
-    r = dm.handle(Code.GET, Path.parse(path).segments(), accept=accept)
+    r = dm.handle(Request(Code.GET, Path.parse(path).segments(), accept=accept))
     return r.code, r.payload
 
 
 def test_LightweightM2M_1_1_int_201_read_plain_text(dm: DeviceManagement) -> None:
-    reply = dm.handle(Code.GET, ["3", "0", "0"])
+    reply = dm.handle(Request(Code.GET, ["3", "0", "0"]))
     assert (reply.code, reply.payload, reply.content_format) == (Code.CONTENT, b"ACME", TEXT)
 
 
 def test_LightweightM2M_1_1_int_203_read_tlv_and_decode_back(dm: DeviceManagement) -> None:
-    reply = dm.handle(Code.GET, ["3", "0"], accept=TLV)
+    reply = dm.handle(Request(Code.GET, ["3", "0"], accept=TLV))
     assert reply.code == Code.CONTENT and reply.content_format == TLV
     records = codec_for(TLV).decode(reply.payload, Path.parse("/3/0"), dm.tree.definitions)
     assert Record(Path.parse("/3/0/1"), "GW-1") in records
@@ -56,7 +57,7 @@ def test_LightweightM2M_1_1_int_203_read_tlv_and_decode_back(dm: DeviceManagemen
 
 def test_LightweightM2M_1_1_int_221_security_object_is_hidden(dm: DeviceManagement) -> None:
     for method in (Code.GET, Code.PUT, Code.DELETE):
-        assert dm.handle(method, ["0", "0"]).code == Code.UNAUTHORIZED
+        assert dm.handle(Request(method, ["0", "0"])).code == Code.UNAUTHORIZED
 
 
 @pytest.mark.parametrize(
@@ -75,12 +76,12 @@ def test_read_errors(dm: DeviceManagement, path: str, accept: int | None, code: 
 
 
 def test_bad_paths_are_400(dm: DeviceManagement) -> None:
-    assert dm.handle(Code.GET, ["3", "x"]).code == Code.BAD_REQUEST
-    assert dm.handle(Code.GET, ["3", "65535"]).code == Code.BAD_REQUEST
+    assert dm.handle(Request(Code.GET, ["3", "x"])).code == Code.BAD_REQUEST
+    assert dm.handle(Request(Code.GET, ["3", "65535"])).code == Code.BAD_REQUEST
 
 
 def test_LightweightM2M_1_1_int_227_write_replace_on_resource(dm: DeviceManagement) -> None:
-    r = dm.handle(Code.PUT, ["3303", "0", "5750"], payload=b"hall", content_format=TEXT)
+    r = dm.handle(Request(Code.PUT, ["3303", "0", "5750"], payload=b"hall", content_format=TEXT))
     assert r.code == Code.CHANGED
     assert dm.tree.get(Path.parse("/3303/0/5750")) == "hall"
 
@@ -90,29 +91,33 @@ def test_LightweightM2M_1_1_int_211_212_plain_cbor_carries_one_resource(
 ) -> None:
     """Plain CBOR (60) reads and writes a single resource; at an instance it is 4.06 (read)
     and 4.15 (write), for another format can carry those; bad CBOR is 4.00."""
-    read = dm.handle(Code.GET, ["3303", "0", "5700"], accept=CBOR)
+    read = dm.handle(Request(Code.GET, ["3303", "0", "5700"], accept=CBOR))
     assert (read.code, read.content_format) == (Code.CONTENT, CBOR)
     assert cbor2.loads(read.payload) == 21.5
-    write = dm.handle(Code.PUT, ["3303", "0", "5750"], payload=b"\x64hall", content_format=CBOR)
+    write = dm.handle(
+        Request(Code.PUT, ["3303", "0", "5750"], payload=b"\x64hall", content_format=CBOR)
+    )
     assert write.code == Code.CHANGED
     assert dm.tree.get(Path.parse("/3303/0/5750")) == "hall"
     assert get(dm, "/3303/0", CBOR)[0] == Code.NOT_ACCEPTABLE
-    whole = dm.handle(Code.PUT, ["3303", "0"], payload=b"\x64hall", content_format=CBOR)
+    whole = dm.handle(Request(Code.PUT, ["3303", "0"], payload=b"\x64hall", content_format=CBOR))
     assert whole.code == Code.UNSUPPORTED_CONTENT_FORMAT
     for bad in (b"\x64hal", b"\x7f\x64hall\xff", b"\x01"):  # truncated, indefinite, an int
-        r = dm.handle(Code.PUT, ["3303", "0", "5750"], payload=bad, content_format=CBOR)
+        r = dm.handle(Request(Code.PUT, ["3303", "0", "5750"], payload=bad, content_format=CBOR))
         assert r.code == Code.BAD_REQUEST, bad
     assert dm.tree.get(Path.parse("/3303/0/5750")) == "hall"
 
 
 def test_LightweightM2M_1_1_int_256_write_failures(dm: DeviceManagement) -> None:
-    read_only = dm.handle(Code.PUT, ["3303", "0", "5700"], payload=b"1", content_format=TEXT)
+    read_only = dm.handle(
+        Request(Code.PUT, ["3303", "0", "5700"], payload=b"1", content_format=TEXT)
+    )
     assert read_only.code == Code.METHOD_NOT_ALLOWED
-    bad_value = dm.handle(Code.PUT, ["1", "0", "1"], payload=b"abc", content_format=TEXT)
+    bad_value = dm.handle(Request(Code.PUT, ["1", "0", "1"], payload=b"abc", content_format=TEXT))
     assert bad_value.code == Code.BAD_REQUEST
-    no_format = dm.handle(Code.PUT, ["1", "0", "1"], payload=b"60")
+    no_format = dm.handle(Request(Code.PUT, ["1", "0", "1"], payload=b"60"))
     assert no_format.code == Code.UNSUPPORTED_CONTENT_FORMAT
-    unknown = dm.handle(Code.PUT, ["1", "0", "1"], payload=b"60", content_format=4242)
+    unknown = dm.handle(Request(Code.PUT, ["1", "0", "1"], payload=b"60", content_format=4242))
     assert unknown.code == Code.UNSUPPORTED_CONTENT_FORMAT
 
 
@@ -120,7 +125,7 @@ def test_LightweightM2M_1_1_int_226_partial_update_on_instance(dm: DeviceManagem
     payload = codec_for(TLV).encode(
         [Record(Path.parse("/1/0/1"), 120)], Path.parse("/1/0"), dm.tree.definitions
     )
-    r = dm.handle(Code.POST, ["1", "0"], payload=payload, content_format=TLV)
+    r = dm.handle(Request(Code.POST, ["1", "0"], payload=payload, content_format=TLV))
     assert r.code == Code.CHANGED
     assert dm.tree.get(Path.parse("/1/0/1")) == 120
     assert dm.tree.get(Path.parse("/1/0/7")) == "U", "partial update keeps the rest"
@@ -129,13 +134,13 @@ def test_LightweightM2M_1_1_int_226_partial_update_on_instance(dm: DeviceManagem
 def test_LightweightM2M_1_1_int_241_execute(dm: DeviceManagement) -> None:
     calls: list[str] = []
     dm.tree.on_execute(3, 4, lambda path, args: calls.append(args))
-    assert dm.handle(Code.POST, ["3", "0", "4"]).code == Code.CHANGED
-    ok = dm.handle(Code.POST, ["3", "0", "4"], payload=b"0='now',1", content_format=TEXT)
+    assert dm.handle(Request(Code.POST, ["3", "0", "4"])).code == Code.CHANGED
+    ok = dm.handle(Request(Code.POST, ["3", "0", "4"], payload=b"0='now',1", content_format=TEXT))
     assert ok.code == Code.CHANGED
     assert calls == ["", "0='now',1"]
-    bad = dm.handle(Code.POST, ["3", "0", "4"], payload=b"0=now", content_format=TEXT)
+    bad = dm.handle(Request(Code.POST, ["3", "0", "4"], payload=b"0=now", content_format=TEXT))
     assert bad.code == Code.BAD_REQUEST
-    assert dm.handle(Code.POST, ["3", "0", "0"]).code == Code.METHOD_NOT_ALLOWED
+    assert dm.handle(Request(Code.POST, ["3", "0", "0"])).code == Code.METHOD_NOT_ALLOWED
 
 
 def test_create_with_and_without_instance_id_then_delete(dm: DeviceManagement) -> None:
@@ -143,19 +148,19 @@ def test_create_with_and_without_instance_id_then_delete(dm: DeviceManagement) -
     with_id = tlv.encode(
         [Record(Path.parse("/3201/5/5550"), True)], Path.parse("/3201"), dm.tree.definitions
     )
-    r = dm.handle(Code.POST, ["3201"], payload=with_id, content_format=TLV)
+    r = dm.handle(Request(Code.POST, ["3201"], payload=with_id, content_format=TLV))
     assert (r.code, r.location) == (Code.CREATED, ("3201", "5"))
     bare = tlv.encode(
         [Record(Path.parse("/3201/0/5550"), False), Record(Path.parse("/3201/0/5750"), "cellar")],
         Path.parse("/3201/0"),
         dm.tree.definitions,
     )
-    r = dm.handle(Code.POST, ["3201"], payload=bare, content_format=TLV)
+    r = dm.handle(Request(Code.POST, ["3201"], payload=bare, content_format=TLV))
     assert (r.code, r.location) == (Code.CREATED, ("3201", "0")), "the client picks the ID"
     assert dm.tree.get(Path.parse("/3201/0/5750")) == "cellar"
-    assert dm.handle(Code.DELETE, ["3201", "5"]).code == Code.DELETED
-    assert dm.handle(Code.DELETE, ["3201", "5"]).code == Code.NOT_FOUND
-    assert dm.handle(Code.DELETE, ["3", "0"]).code == Code.METHOD_NOT_ALLOWED
+    assert dm.handle(Request(Code.DELETE, ["3201", "5"])).code == Code.DELETED
+    assert dm.handle(Request(Code.DELETE, ["3201", "5"])).code == Code.NOT_FOUND
+    assert dm.handle(Request(Code.DELETE, ["3", "0"])).code == Code.METHOD_NOT_ALLOWED
 
 
 def test_a_create_without_a_mandatory_resource_is_400(dm: DeviceManagement) -> None:
@@ -164,7 +169,7 @@ def test_a_create_without_a_mandatory_resource_is_400(dm: DeviceManagement) -> N
     named = codec_for(TLV).encode(
         [Record(Path.parse("/3303/5/5750"), "attic")], Path.parse("/3303"), dm.tree.definitions
     )
-    r = dm.handle(Code.POST, ["3303"], payload=named, content_format=TLV)
+    r = dm.handle(Request(Code.POST, ["3303"], payload=named, content_format=TLV))
     assert r.code == Code.BAD_REQUEST and b"5700 (Sensor Value)" in r.payload
     assert not dm.tree.has(Path.parse("/3303/5"))
 
@@ -179,14 +184,14 @@ def test_LightweightM2M_1_1_int_260_discover(dm: DeviceManagement) -> None:
 
 
 def test_LightweightM2M_1_1_int_261_write_attributes_then_discover(dm: DeviceManagement) -> None:
-    r = dm.handle(Code.PUT, ["3303", "0", "5700"], query=["pmin=10", "gt=25.5"])
+    r = dm.handle(Request(Code.PUT, ["3303", "0", "5700"], query=["pmin=10", "gt=25.5"]))
     assert r.code == Code.CHANGED
     assert ";pmin=10" in get(dm, "/3303/0/5700", LINK)[1].decode()
-    not_numeric = dm.handle(Code.PUT, ["3303", "0", "5750"], query=["gt=1"])
+    not_numeric = dm.handle(Request(Code.PUT, ["3303", "0", "5750"], query=["gt=1"]))
     assert not_numeric.code == Code.BAD_REQUEST
-    unknown = dm.handle(Code.PUT, ["3303", "0", "5700"], query=["foo=1"])
+    unknown = dm.handle(Request(Code.PUT, ["3303", "0", "5700"], query=["foo=1"]))
     assert unknown.code == Code.BAD_REQUEST
-    absent = dm.handle(Code.PUT, ["3303", "7"], query=["pmin=1"])
+    absent = dm.handle(Request(Code.PUT, ["3303", "7"], query=["pmin=1"]))
     assert absent.code == Code.NOT_FOUND
 
 

@@ -82,6 +82,7 @@ from pathlib import Path as FsPath
 from aiocoap.numbers.codes import Code
 
 import bridged
+from bridged.engine.dm import Request
 from bridged.objects.paths import Path
 from bridged.transports.simulated import SimulatedTransport
 from nodegw import node_gateway
@@ -102,12 +103,12 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         gw = node_gateway(FsPath(state))
         gw.sim.__class__ = DiscoverableSim
-        reply = await gw.dm.handle_async(Code.GET, ("3303", "1"), (), b"", None, LINK_FORMAT)
+        reply = await gw.dm.handle_async(Request(Code.GET, ("3303", "1"), accept=LINK_FORMAT))
         assert reply.code == Code.CONTENT, reply
         assert reply.payload == b"</3303/1>,</3303/1/5700>", reply.payload
         assert gw.sim.asked == ("sim:0001", "/3303/0"), "the node's own path reached it"
         gw.sim.__class__ = SimulatedTransport
-        refused = await gw.dm.handle_async(Code.GET, ("3303", "1"), (), b"", None, LINK_FORMAT)
+        refused = await gw.dm.handle_async(Request(Code.GET, ("3303", "1"), accept=LINK_FORMAT))
         assert refused.code == Code.METHOD_NOT_ALLOWED, refused
 
 

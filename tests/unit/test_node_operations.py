@@ -17,6 +17,7 @@ from timers import armed
 from timers import settled as loop_settled
 
 from bridged.commands import CommandQueue
+from bridged.engine.dm import Request
 from bridged.objects.paths import Path
 from bridged.registry import NodeRegistry
 from bridged.store.commands import CommandStatus
@@ -34,7 +35,7 @@ def segments(path: str) -> tuple[str, ...]:
 
 
 async def put(gw: NodeGateway, path: str, payload: bytes, cf: int = TEXT) -> int:
-    return (await gw.dm.handle_async(Code.PUT, segments(path), (), payload, cf)).code
+    return (await gw.dm.handle_async(Request(Code.PUT, segments(path), (), payload, cf))).code
 
 
 async def settled(gw: NodeGateway) -> None:
@@ -51,7 +52,7 @@ def gw(tmp_path: FsPath) -> NodeGateway:
 
 async def test_read_of_an_awake_node_reaches_the_node(gw: NodeGateway) -> None:
     assert not gw.tree.has(Path.parse("/3303/1/5700")), "the node has reported nothing yet"
-    reply = await gw.dm.handle_async(Code.GET, segments("3303/1/5700"))
+    reply = await gw.dm.handle_async(Request(Code.GET, segments("3303/1/5700")))
     assert reply.code == Code.CONTENT
     value = float(reply.payload)
     assert 18.0 <= value <= 24.0
@@ -61,12 +62,12 @@ async def test_read_of_an_awake_node_reaches_the_node(gw: NodeGateway) -> None:
 async def test_read_of_a_sleepy_node_answers_its_last_report_with_its_time(
     gw: NodeGateway,
 ) -> None:
-    reply = await gw.dm.handle_async(Code.GET, segments("3303/2/5700"))
+    reply = await gw.dm.handle_async(Request(Code.GET, segments("3303/2/5700")))
     assert reply.code == Code.SERVICE_UNAVAILABLE, "asleep, and nothing reported yet"
     gw.wake(gw.sleepy)
     reported = gw.registry.live[gw.sleepy.id].values[Path.parse("/3303/0/5700")]
     gw.sleep(gw.sleepy)  # the radio would refuse now: the answer must not need it
-    reply = await gw.dm.handle_async(Code.GET, segments("3303/2"), accept=SENML_CBOR)
+    reply = await gw.dm.handle_async(Request(Code.GET, segments("3303/2"), accept=SENML_CBOR))
     assert reply.code == Code.CONTENT
     records = {
         r[0]: r for r in ((i.get(-2, "") + i.get(0, ""), i) for i in cbor2.loads(reply.payload))
@@ -92,7 +93,9 @@ async def test_write_the_node_refuses_returns_its_code(gw: NodeGateway) -> None:
 async def test_write_to_a_node_that_does_not_answer_is_5_04(tmp_path: FsPath) -> None:
     gw = node_gateway(tmp_path, delay=30.0, timeout=0.05)
     assert await put(gw, SWITCH_1, b"1") == Code.GATEWAY_TIMEOUT
-    assert (await gw.dm.handle_async(Code.GET, segments(SWITCH_1))).code == Code.GATEWAY_TIMEOUT
+    assert (
+        await gw.dm.handle_async(Request(Code.GET, segments(SWITCH_1)))
+    ).code == Code.GATEWAY_TIMEOUT
 
 
 async def test_write_to_an_awake_node_out_of_reach_is_5_03(gw: NodeGateway) -> None:
@@ -160,7 +163,7 @@ async def test_commands_expire_when_the_node_does_not_wake(gw: NodeGateway) -> N
 async def test_a_refused_command_fails_with_the_nodes_code(gw: NodeGateway) -> None:
     assert await put(gw, "3311/2/5706", b"red") == Code.CHANGED
     assert (
-        await gw.dm.handle_async(Code.POST, segments("3303/2/5605"), (), b"", None)
+        await gw.dm.handle_async(Request(Code.POST, segments("3303/2/5605"), (), b"", None))
     ).code == Code.CHANGED
     gw.wake(gw.sleepy)
     await settled(gw)
@@ -200,7 +203,7 @@ async def test_write_composite_across_nodes_and_the_gateway(gw: NodeGateway) -> 
             {"n": "/3311/2/5850", "vb": True},
         ]
     ).encode()
-    reply = await gw.dm.handle_async(Code.iPATCH, (), (), payload, SENML_JSON)
+    reply = await gw.dm.handle_async(Request(Code.iPATCH, (), (), payload, SENML_JSON))
     assert reply.code == Code.CHANGED
     assert gw.tree.get(Path.parse("/3311/0/5850")) is True  # the gateway's own
     assert gw.awake.switch is True  # applied on the awake node
@@ -212,7 +215,7 @@ async def test_write_composite_stops_at_a_node_error(gw: NodeGateway) -> None:
     payload = json.dumps(
         [{"n": "/3311/0/5850", "vb": True}, {"n": "/3311/1/5706", "vs": "red"}]
     ).encode()
-    reply = await gw.dm.handle_async(Code.iPATCH, (), (), payload, SENML_JSON)
+    reply = await gw.dm.handle_async(Request(Code.iPATCH, (), (), payload, SENML_JSON))
     assert reply.code == Code.METHOD_NOT_ALLOWED
     assert not gw.tree.has(Path.parse("/3311/0/5850")), "the gateway's part waits for the nodes'"
 
@@ -224,15 +227,17 @@ async def test_unpaired_nodes_are_never_exposed(gw: NodeGateway) -> None:
     gw.registry.unpair(gw.awake.id)
     assert gw.tree.instance_ids(3303) == [0, 2]
     assert gw.operations.locate(Path.parse("/3303/1/5700")) is None
-    assert (await gw.dm.handle_async(Code.GET, segments("3303/1/5700"))).code == Code.NOT_FOUND
+    assert (
+        await gw.dm.handle_async(Request(Code.GET, segments("3303/1/5700")))
+    ).code == Code.NOT_FOUND
     assert await put(gw, SWITCH_1, b"1") == Code.NOT_FOUND
     assert gw.awake.switch is False
 
 
 async def test_gateway_paths_stay_synchronous(gw: NodeGateway) -> None:
-    reply = await gw.dm.handle_async(Code.GET, segments("3311/0/5750"))
+    reply = await gw.dm.handle_async(Request(Code.GET, segments("3311/0/5750")))
     assert (reply.code, reply.payload) == (Code.CONTENT, b"gateway")
-    assert gw.dm.handle(Code.GET, segments("3311/0/5750")) == reply
+    assert gw.dm.handle(Request(Code.GET, segments("3311/0/5750"))) == reply
 
 
 async def test_a_command_the_full_store_cannot_keep_is_5_03(

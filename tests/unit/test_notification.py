@@ -16,7 +16,7 @@ from aiocoap.numbers.codes import Code
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridged.engine.dm import DeviceManagement
+from bridged.engine.dm import DeviceManagement, Request
 from bridged.engine.notification import (
     CON_INTERVAL,
     NotificationState,
@@ -376,7 +376,7 @@ async def test_write_attributes_of_an_instance_reach_its_resource_observation(
 ) -> None:
     obs, clock = observations
     pipe = await start(obs, "/3303/0/5700")
-    obs.dm.handle(Code.PUT, ["3303", "0"], ["pmax=2", "pmin=0"])
+    obs.dm.handle(Request(Code.PUT, ["3303", "0"], ["pmax=2", "pmin=0"]))
     obs.attributes_changed()
     clock.now = 2.0
     obs.step(clock.now)
@@ -405,7 +405,7 @@ async def test_a_thousand_observations_are_one_heap(
     observations: tuple[Observations, Clock], tree: ObjectTree
 ) -> None:
     obs, clock = observations
-    obs.dm.handle(Code.PUT, ["3303"], ["pmin=0", "pmax=60"])
+    obs.dm.handle(Request(Code.PUT, ["3303"], ["pmin=0", "pmax=60"]))
     pipes = [await start(obs, "/3303/0/5700", str(i).encode()) for i in range(1000)]
     assert len(obs) == 1000
     tree.set(Path((3303, 0, 5700)), 25.0)

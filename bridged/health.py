@@ -408,7 +408,11 @@ class HealthMonitor:
                 tracked.interval = gap if tracked.interval is None else min(tracked.interval, gap)
             if tracked.heard is None or now - tracked.heard >= SAME_REPORT:
                 tracked.heard = now
-            timeout = self._timeout(node, tracked)
+            of = (tracked.expect, tracked.interval)
+            if of != tracked.timeout_of:  # worked out again only when what it depends on changed
+                tracked.timeout = self._policy.timeout(node, *of)
+                tracked.timeout_of = of
+            timeout = tracked.timeout
             tracked.deadline = now + timeout
             if not before.available:
                 changes["available"] = True
@@ -435,15 +439,6 @@ class HealthMonitor:
             self._set(node, tracked, health, before)
         if heard_at is not None and tracked.deadline < self._timer_at:
             self._arm(tracked.deadline)  # rarely: a node heard moves its deadline later
-
-    def _timeout(self, node: NodeId, tracked: _Tracked) -> float:
-        """``HealthPolicy.timeout`` of the node now, worked out again only when what it
-        depends on changed."""
-        of = (tracked.expect, tracked.interval)
-        if of != tracked.timeout_of:
-            tracked.timeout = self._policy.timeout(node, *of)
-            tracked.timeout_of = of
-        return tracked.timeout
 
     def _rssi_news(self, before: NodeHealth, rssi: int) -> bool:
         """Whether ``rssi`` is worth showing: it moved ``RSSI_STEP`` or more from the RSSI shown,

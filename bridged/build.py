@@ -23,7 +23,6 @@ from bridged.exposure.instances import InstancesExposure
 from bridged.exposure.mode import ExposureMode
 from bridged.hosting import transport_host
 from bridged.objects.builtin import builtin_definitions
-from bridged.objects.ddf import DefinitionError, load_ddf_dir
 from bridged.objects.definitions import Definitions
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
@@ -60,6 +59,10 @@ def build_tree(
     definitions = builtin_definitions()
     objects_dir = config.gateway.objects_dir
     if objects_dir is not None:
+        # Imported here: the XML parser is kept for good once imported, and only a gateway
+        # with DDF files of its own needs it.
+        from bridged.objects.ddf import DefinitionError, load_ddf_dir
+
         try:
             definitions.extend(load_ddf_dir(objects_dir))
         except (DefinitionError, OSError) as e:

@@ -13,7 +13,6 @@ the transport, which validates it itself when the gateway builds it (its
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import re
@@ -258,6 +257,8 @@ class _Table:
         self.file, self.key, self.data = file, key, data
         for name in data:
             if name not in known:
+                import difflib  # only for a key that is wrong: not kept by every start
+
                 hint = difflib.get_close_matches(name, known, n=1)
                 why = "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                 raise ConfigError(file, self._at(name), why)

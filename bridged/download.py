@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import logging
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -197,6 +194,12 @@ async def _coap_response(
 def _http(uri: str, dest: Path, max_size: int, timeout: float, stop: threading.Event) -> None:
     """The blocking http(s) fetch, resumed with Range after a break (module docstring);
     ``stop`` set, it ends at its next read and leaves ``dest`` as it is."""
+    # Imported here: the http client is about 1 MB a gateway keeps for good once imported,
+    # and only an http(s) package URI needs it.
+    import http.client
+    import urllib.error
+    import urllib.request
+
     error: Exception | None = None
     for _ in range(HTTP_ATTEMPTS):
         if stop.is_set():

@@ -50,6 +50,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from bridged.objects.errors import ServiceUnavailable
@@ -87,6 +88,11 @@ class StoreUnavailable(ServiceUnavailable):
     answers 5.03 instead of acknowledging them, and the node sends them again later."""
 
 
+NO_VALUES: Mapping[Path, Record] = MappingProxyType({})
+"""The values of every node with none known yet: an empty dict each was 0.8 MB of a gateway
+with 10,000 nodes. A node's first value gives it a dict of its own (``NodeRegistry._known``)."""
+
+
 @dataclass(slots=True)
 class LiveNode:
     """A paired node and what is known of it now. ``objects`` is replaced, never changed in
@@ -96,7 +102,7 @@ class LiveNode:
     objects: dict[int, list[int]] = field(default_factory=dict)
     state: NodeState | None = None
     last_seen: float | None = None
-    values: dict[Path, Record] = field(default_factory=dict)
+    values: Mapping[Path, Record] = field(default_factory=lambda: NO_VALUES)
 
     @property
     def id(self) -> NodeId:
@@ -158,7 +164,9 @@ class NodeRegistry:
             p.id: LiveNode(
                 p,
                 objects.get(p.id, {}),
-                values={r.path: Record(r.path, r.value, r.time) for r in last.get(p.id, ())},
+                values={r.path: Record(r.path, r.value, r.time) for r in last[p.id]}
+                if p.id in last
+                else NO_VALUES,
             )
             for p in nodes.nodes()
         }

@@ -75,6 +75,8 @@ class GatewayExposure(ThroughGateway):
         self._end_devices: dict[NodeId, _EndDevice] = {}
         self._by_prefix: dict[str, _EndDevice] = {}
         self._listeners: Listeners[Listener] = Listeners("end device tree changes")
+        self._tell: Listener = self._changed
+        """What every end device's tree calls on a change: one bound method for all of them."""
         tree.add_object(LwM2MGateway.OBJECT)
         for iid in tree.instance_ids(LwM2MGateway.OBJECT):
             store.reserve_instance(LwM2MGateway.OBJECT, iid)
@@ -113,7 +115,7 @@ class GatewayExposure(ThroughGateway):
             instance = self.store.instance_id(node.id, LwM2MGateway.OBJECT)
             tree = ObjectTree(self.tree.definitions, prefix)
             device = _EndDevice(instance, tree, self.paths)
-            device.tree.subscribe(self._changed)
+            device.tree.subscribe(self._tell)
             device.mirror.sync(node)
             self._end_devices[node.id] = device
             self._by_prefix[device.prefix] = device

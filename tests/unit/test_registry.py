@@ -298,6 +298,29 @@ def test_nodes_with_the_same_objects_share_them_and_one_growing_leaves_the_other
     assert restarted.live[nodes[0]].objects == {3303: [0, 1], 3304: [0]}
 
 
+def test_a_nodes_first_value_is_its_own_and_the_others_have_none(tmp_path: FsPath) -> None:
+    """Nodes with no value known start with one shared empty map (memory); a node's first
+    value gives it a map of its own, never one the others see, and it is back after a
+    restart."""
+    first = make(tmp_path)
+    nodes = [NodeId("sim", f"{i:04d}") for i in range(3)]
+    for node in nodes:
+        first.pair(PairedNode(node, str(node), "sim"))
+    again = make(tmp_path)
+    a, b, c = (again.live[n] for n in nodes)
+    assert a.values == b.values == c.values == {}
+    value = Record(Path((3303, 0, 5700)), 21.0, 1.0e9)
+    again.readings(nodes[0], [value])
+    assert a.values == {value.path: value}
+    assert b.values == c.values == {}
+    again.readings(nodes[1], [Record(Path((3303, 0, 5700)), 22.0, 1.0e9)])
+    assert a.values[value.path].value == 21.0 and b.values[value.path].value == 22.0
+    assert c.values == {}
+    restarted = make(tmp_path)
+    assert restarted.live[nodes[0]].values[value.path].value == 21.0
+    assert restarted.live[nodes[2]].values == {}
+
+
 async def test_the_group_commit_has_no_timer_while_idle_and_expires_on_time(
     tmp_path: FsPath,
 ) -> None:

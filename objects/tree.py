@@ -82,7 +82,9 @@ class FrozenTree:
 
     shape: _Shape
     values: tuple[Value, ...]
-    change: Change
+    changed_values: int
+    changed_structure: int
+    """The tree's ``change`` (two ints: a ``Change`` each was 0.5 MB of 10,000 end devices)."""
 
 
 class ObjectTree:
@@ -136,7 +138,9 @@ class ObjectTree:
                 shaped_instances.append((iid, tuple(shaped_resources)))
             shape.append((oid, tuple(shaped_instances)))
         key = tuple(shape)
-        return FrozenTree(_SHAPES.setdefault(key, key), tuple(values), self.change)
+        return FrozenTree(
+            _SHAPES.setdefault(key, key), tuple(values), self._values, self._structure
+        )
 
     @classmethod
     def thawed(cls, definitions: Definitions, prefix: str | None, frozen: FrozenTree) -> ObjectTree:
@@ -152,7 +156,7 @@ class ObjectTree:
                 }
                 for iid, resources in instances
             }
-        tree._values, tree._structure = frozen.change.values, frozen.change.structure
+        tree._values, tree._structure = frozen.changed_values, frozen.changed_structure
         return tree
 
     # -- observation of changes -------------------------------------------------------------

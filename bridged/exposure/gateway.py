@@ -34,7 +34,7 @@ from bridged.objects.ids import LwM2MGateway
 from bridged.objects.linkformat import format_links, object_links
 from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
-from bridged.objects.tree import Listener, ObjectTree
+from bridged.objects.tree import FrozenTree, Listener, ObjectTree
 from bridged.objects.values import Record
 from bridged.registry import LiveNode
 from bridged.store.nodes import NodeStore
@@ -48,19 +48,26 @@ log = logging.getLogger(__name__)
 
 
 class _EndDevice:
-    """One node as an end device: its /25 instance, its prefix and its tree."""
+    """One node as an end device: its /25 instance, its prefix and its tree.
 
-    __slots__ = ("instance", "mirror", "prefix", "tree")
+    The tree is kept ``frozen`` (``ObjectTree.frozen``, the mirror then has no tree) while
+    nothing but the node's pairing, object list and health has filled it and no server has
+    been handed it: most end devices are quiet, and their trees were most of a gateway's
+    memory. ``GatewayExposure._mirror`` thaws it when it is needed; a tree handed to a server
+    request (``end_device_tree``) or holding a reading's time stays thawed."""
+
+    __slots__ = ("frozen", "handed_out", "instance", "mirror", "prefix")
 
     def __init__(self, instance: int, tree: ObjectTree, paths: PathMap) -> None:
         self.instance = instance
-        self.tree = tree
         self.prefix = tree.prefix or ""
         self.mirror = NodeMirror(tree, paths)
+        self.frozen: FrozenTree | None = None
+        self.handed_out = False
 
     def object_links(self) -> str:
-        """/25/x/3: the node's objects as the Register payload lists them."""
-        return format_links(object_links(self.tree.objects()))
+        """/25/x/3: the node's objects as the Register payload lists them (the tree thawed)."""
+        return format_links(object_links(self.mirror.tree.objects()))
 
 
 class GatewayExposure(ThroughGateway):
@@ -92,7 +99,26 @@ class GatewayExposure(ThroughGateway):
     def end_device_tree(self, prefix: str) -> ObjectTree | None:
         """The tree of the end device with ``prefix``, or None when no paired node has it."""
         device = self._by_prefix.get(prefix)
-        return None if device is None else device.tree
+        if device is None:
+            return None
+        device.handed_out = True  # the caller may keep it: it is never frozen again
+        return self._mirror(device).tree
+
+    def _mirror(self, device: _EndDevice) -> NodeMirror:
+        """The device's mirror, its tree thawed if it was frozen."""
+        if device.frozen is not None:
+            tree = ObjectTree.thawed(self.tree.definitions, device.prefix, device.frozen)
+            tree.subscribe(self._changed)
+            device.mirror.tree = tree
+            device.frozen = None
+        return device.mirror
+
+    def _rest(self, device: _EndDevice) -> None:
+        """Freeze the device's tree when nobody holds it and it can be (``_EndDevice``)."""
+        if device.frozen is None and not device.handed_out:
+            device.frozen = device.mirror.tree.frozen()
+            if device.frozen is not None:
+                del device.mirror.tree
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with every change in any end device's tree (prefixed paths), and
@@ -115,7 +141,7 @@ class GatewayExposure(ThroughGateway):
             instance = self.store.instance_id(node.id, LwM2MGateway.OBJECT)
             tree = ObjectTree(self.tree.definitions, prefix)
             device = _EndDevice(instance, tree, self.paths)
-            device.tree.subscribe(self._tell)
+            tree.subscribe(self._changed)
             device.mirror.sync(node)
             self._end_devices[node.id] = device
             self._by_prefix[device.prefix] = device
@@ -128,6 +154,7 @@ class GatewayExposure(ThroughGateway):
                     (LwM2MGateway.IOT_DEVICE_OBJECTS, device.object_links()),
                 ],
             )
+            self._rest(device)
             # Debug: it is said for every node at every start (bridgectl shows the prefix).
             log.debug("node %s is end device %s", node.id, device.prefix)
         else:
@@ -144,16 +171,19 @@ class GatewayExposure(ThroughGateway):
 
     def node_objects(self, node: LiveNode) -> None:
         device = self._end_devices.get(node.id)
-        if device is not None and device.mirror.sync(node):
+        if device is None:
+            return
+        if self._mirror(device).sync(node):
             self.tree.set(
                 Path((LwM2MGateway.OBJECT, device.instance, LwM2MGateway.IOT_DEVICE_OBJECTS)),
                 device.object_links(),
             )
+        self._rest(device)
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
         device = self._end_devices.get(node.id)
-        if device is not None:
-            device.mirror.apply(node, records)
+        if device is not None:  # a reading's tree stays thawed: readings come again
+            self._mirror(device).apply(node, records)
 
     node_values = node_readings
     """Values read from a node are shown as its readings are (they are just not stored)."""
@@ -162,8 +192,11 @@ class GatewayExposure(ThroughGateway):
         """The node's /devN/3/0/11, /3/0/20 and /4/0 (``NodeHealth.resources``); a /3/0 or
         /4/0 created for them is in /25/x/3 like the node's own objects."""
         device = self._end_devices.get(node)
-        if device is not None and device.mirror.show_health(node, health.resources()):
+        if device is None:
+            return
+        if self._mirror(device).show_health(node, health.resources()):
             self.tree.set(
                 Path((LwM2MGateway.OBJECT, device.instance, LwM2MGateway.IOT_DEVICE_OBJECTS)),
                 device.object_links(),
             )
+        self._rest(device)

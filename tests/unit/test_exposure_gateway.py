@@ -10,6 +10,9 @@ from pathlib import Path as FsPath
 import pytest
 
 from bridged.exposure.gateway import GatewayExposure
+from bridged.exposure.mapping import PathMap
+from bridged.exposure.mirror import NodeMirror
+from bridged.health import NodeHealth
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -46,3 +49,34 @@ def test_an_end_device_listener_that_raises_does_not_stop_the_others(
     assert seen[-1] == f"/{prefix}"  # the end device went away
     failures = [r for r in caplog.records if "end device tree changes" in r.getMessage()]
     assert failures and all(r.exc_info for r in failures)
+
+
+def _answers(tree: ObjectTree) -> object:
+    """What a server learns of an end device's tree: each object's Read and Discover."""
+    objects = [Path((oid,), tree.prefix) for oid in tree.object_ids()]
+    return [tree.read(o) for o in objects], [tree.resource_paths(o) for o in objects]
+
+
+def test_a_quiet_end_device_kept_frozen_answers_as_one_built_at_once(tmp_path: FsPath) -> None:
+    conn = connect(tmp_path / "state.db")
+    reg = NodeRegistry(NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn))
+    exposure = GatewayExposure(ObjectTree(builtin_definitions()), reg.store)
+    reg.listen(exposure)
+    node = reg.pair(PairedNode(NODE, "n", "sim"))
+    reg.objects(NODE, {3303: [0], 3311: [0]})
+    health = NodeHealth(timeout=60.0, battery=80, bearer=21)
+    exposure.node_health(NODE, health)
+    prefix = exposure.prefix(NODE)
+    assert prefix is not None and exposure._end_devices[NODE].frozen is not None
+    eager = ObjectTree(exposure.tree.definitions, prefix)
+    mirror = NodeMirror(eager, PathMap(prefixed=True))
+    mirror.sync(reg.live[NODE])
+    mirror.show_health(NODE, health.resources())
+    built = exposure.end_device_tree(prefix)
+    assert built is not None and _answers(built) == _answers(eager)
+    assert [p.ids for p in built.instances()] == [(3, 0), (4, 0), (3303, 0), (3311, 0)]
+    seen: list[str] = []
+    exposure.subscribe(lambda path: seen.append(str(path)))
+    reg.readings(NODE, [Record(Path.parse("/3303/0/5700"), 21.5)])
+    assert node.id == NODE and seen == [f"/{prefix}/3303/0/5700"]
+    assert built.read(Path.parse(f"/{prefix}/3303/0/5700"))[0].value == 21.5

@@ -327,3 +327,48 @@ def test_any_value_is_accepted_typed_or_refused_with_400(value: object) -> None:
         except BadRequest:
             continue
         assert t.read(p(f"/3303/0/{rid}"))[0].value == t.get(p(f"/3303/0/{rid}"))
+
+
+def _answers(t: ObjectTree) -> object:
+    """What a server learns of ``t``: every object's Read and Discover, its instances."""
+    objects = [p(f"/{o}") if t.prefix is None else p(f"/{t.prefix}/{o}") for o in t.object_ids()]
+    return (
+        [t.read(o) for o in objects],
+        [t.resource_paths(o) for o in objects],
+        list(t.instances()),
+        t.change,
+    )
+
+
+def test_a_thawed_tree_answers_and_changes_as_the_tree_it_was_frozen_from() -> None:
+    t = ObjectTree(definitions(), prefix="dev0")
+    t.create_instance(3, 0, [(0, "ACME"), (7, {0: 3800, 1: 5000}), (13, 1700000000)])
+    t.create_instance(3303, 0, [(5700, 21.5), (5750, "kitchen")])
+    t.create_instance(3303, 1, [(5700, 19), (10, {0: ObjLnk(3, 0)})])
+    frozen = t.frozen()
+    assert frozen is not None
+    thawed = ObjectTree.thawed(t.definitions, t.prefix, frozen)
+    assert _answers(thawed) == _answers(t)
+    for each in (t, thawed):  # both change alike, and neither shares a dict with the other
+        target = p("/dev0/3303/1/10/1")
+        each.write(target, [Record(target, ObjLnk(3303, 0))], replace=False)
+        each.set(p("/dev0/3/0/7/2"), 4100)
+        each.delete(p("/dev0/3303/0"))
+    assert _answers(thawed) == _answers(t)
+    assert t.read(p("/dev0/3303/1/10")) == [
+        Record(p("/dev0/3303/1/10/0"), ObjLnk(3, 0)),
+        Record(p("/dev0/3303/1/10/1"), ObjLnk(3303, 0)),
+    ]
+    other = ObjectTree(definitions(), prefix="dev1")
+    other.create_instance(3, 0, [(0, "Other"), (7, {0: 1, 1: 2}), (13, 5)])
+    other.create_instance(3303, 0, [(5700, 1.0), (5750, "hall")])
+    first = ObjectTree(definitions())
+    first.create_instance(3, 0, [(0, "ACME"), (7, {0: 3800, 1: 5000}), (13, 1700000000)])
+    first.create_instance(3303, 0, [(5700, 21.5), (5750, "kitchen")])
+    a, b = first.frozen(), other.frozen()
+    assert a is not None and b is not None and a.shape is b.shape  # one shape for all alike
+
+
+def test_a_tree_with_a_time_of_measurement_is_not_frozen(tree: ObjectTree) -> None:
+    tree.set(p("/3303/0/5700"), 22.0, time=1700000001.5)
+    assert tree.frozen() is None

@@ -460,7 +460,9 @@ async def test_readings_of_an_outage_are_sent_with_their_times(tmp_path: Path) -
     first = LwM2MTestServer()
     await first.start()
     port = first.port
-    config = config_text(first.uri, tmp_path, request_timeout=1)
+    # Delivery lingers 0.05 s, not the default 0.5: the outage lasts about 3 s, and a Send must
+    # be tried (and fail) within it for the outage to be one Delivery saw.
+    config = config_text(first.uri, tmp_path, request_timeout=1, extra="[delivery]\nlinger = 0.05")
     async with running_daemon(tmp_path, config) as d:
         await first.next_event("register", timeout=30)
         await d.wait_registered()

@@ -36,6 +36,7 @@ from bridged.objects.linkformat import registration_links
 from bridged.objects.paths import ROOT, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
+from bridged.transports.firmware import MCUBOOT_HEADER, MCUBOOT_MAGIC
 from bridged.transports.ieee802154.coap_link import (
     LowpanAddress,
     LowpanMessageInterface,
@@ -60,14 +61,15 @@ FIRMWARE_VERSION = Path((3, 0, 3))
 FIRST_VERSION = "1.0.0+0"
 PACKAGE, PACKAGE_URI, STATE, RESULT = (Path((5, 0, rid)) for rid in (0, 1, 3, 5))
 IDLE, DOWNLOADING, DOWNLOADED, UPDATING = 0, 1, 2, 3
-SUCCESS, CONNECTION_LOST, INTEGRITY_FAILURE, INVALID_URI = 1, 4, 5, 7
+SUCCESS, CONNECTION_LOST, INTEGRITY_FAILURE, UNSUPPORTED_PACKAGE, INVALID_URI = 1, 4, 5, 6, 7
 
 
 class EmulatedNode:
     """One node: a temperature (/3303/0), a switch (/3311/0/5850, writable), /3 Device, and
     /5 Firmware Update as a node running MCUboot has it: it takes a package pushed to /5/0/0
     (Block1) or pulls the one at the coap:// URI written to /5/0/1 (Block2, through its own
-    CoAP context: over the air), and on Execute /5/0/2 checks it as MCUboot does (the
+    CoAP context: over the air), refuses one that is no MCUboot image (Update Result 6, as a
+    node judges its own package type), and on Execute /5/0/2 checks it as MCUboot does (the
     trailer's SHA-256: Update Result 5 if it does not match), "reboots" into it (/3/0/3 its
     version) and registers again. ``firmware_delivery`` is its /5/0/9 (0 pull, 1 push, 2 both).
     """
@@ -213,8 +215,7 @@ class EmulatedNode:
                 self._firmware_state(IDLE, 0)
                 return
             self._firmware_state(DOWNLOADING, 0)
-            self.package = value
-            self._firmware_state(DOWNLOADED)
+            self._downloaded(value)
         elif path == PACKAGE_URI:
             uri = self.tree.get(PACKAGE_URI)
             assert isinstance(uri, str)
@@ -237,7 +238,14 @@ class EmulatedNode:
         if not response.code.is_successful():
             self._firmware_state(IDLE, INVALID_URI)
             return
-        self.package = response.payload
+        self._downloaded(response.payload)
+
+    def _downloaded(self, package: bytes) -> None:
+        """Keep ``package`` if it is an MCUboot image (Downloaded), else Idle with 6."""
+        if MCUBOOT_HEADER.unpack_from(package.ljust(MCUBOOT_HEADER.size))[0] != MCUBOOT_MAGIC:
+            self._firmware_state(IDLE, UNSUPPORTED_PACKAGE)
+            return
+        self.package = package
         self._firmware_state(DOWNLOADED)
 
     def _firmware_update(self, path: Path, arguments: str) -> None:

@@ -297,6 +297,24 @@ async def test_a_package_that_is_no_image_is_refused(
         await up.fw.until(IDLE, 6)
 
 
+async def test_a_package_changed_on_disk_before_update_is_an_integrity_failure(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The SHA-256 recorded when the package was taken is checked again before the node gets
+    a byte: a kept package that changed meanwhile (a disk fault) is Idle with Integrity failure
+    (5), and the node runs what it ran."""
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert await up.fw.write(0, image((4, 1, 0, 0)), OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        (kept,) = (up.gw.config.gateway.state_dir / "firmware").iterdir()
+        changed = bytearray(kept.read_bytes())
+        changed[-1] ^= 1
+        kept.write_bytes(bytes(changed))
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, 5)
+        assert up.node.firmware == b""
+
+
 async def test_an_empty_uri_or_package_resets_to_idle(
     tmp_path: Path, server: LwM2MTestServer
 ) -> None:

@@ -24,6 +24,7 @@ from emulators.world import Daemon, World, node_eui64
 from firmware_servers import HttpPackage, http_package
 from firmware_view import (
     DOWNLOADED,
+    DOWNLOADING,
     FULL_WALK,
     IDLE,
     OPAQUE,
@@ -105,6 +106,51 @@ async def test_a_corrupt_image_fails_its_integrity_check_on_the_node(
         assert up.node.firmware == b""  # it runs what it ran
         firmware = await up.fw.server.request(up.fw.endpoint, Code.GET, f"{up.fw.prefix}/3/0/3")
         assert firmware.payload.decode() == FIRST_VERSION
+
+
+async def test_a_pull_cut_on_the_air_goes_on(tmp_path: Path, server: LwM2MTestServer) -> None:
+    """Frames to the node are lost midway through the image it pulls (the blocks it asked
+    for): it asks again, the transfer goes on, and the node ends running exactly the image,
+    the server seeing Idle with Success. (A push-only node's Block1 write is one request to
+    the node bounded by ``[transport.802154] request_timeout``: a loss there ends the update
+    with 8, not tested here.)"""
+    package = image((2, 4, 0, 0), 6_000)
+    lost: list[bytes] = []
+    passed = 0
+
+    def drop(psdu: bytes) -> bool:
+        nonlocal passed
+        passed += 1
+        if passed > 12 and len(lost) < 4 and not up.node.package:  # the image is on its way
+            lost.append(psdu)
+            return True
+        return False
+
+    async with updatable(tmp_path, server, "gateway", delivery=0) as up:
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert up.world.air is not None
+        up.world.air.drop = drop
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, 1, timeout=120)
+        assert len(lost) == 4
+        assert up.node.package == package and up.node.firmware == package
+        assert (await up.fw.read(7)).decode() == version_of(package)
+
+
+@pytest.mark.parametrize(("mode", "delivery"), [("gateway", 0), ("endpoints", 1)])
+async def test_a_package_the_node_does_not_take_is_an_unsupported_package(
+    tmp_path: Path, server: LwM2MTestServer, mode: str, delivery: int
+) -> None:
+    """An 802.15.4 node judges its own package: one that is no MCUboot image, pulled or
+    pushed, it refuses with Update Result 6, which the server sees; it runs what it ran."""
+    async with updatable(tmp_path, server, mode, delivery=delivery) as up:
+        assert await up.fw.write(0, b"PK\x03\x04" + bytes(3_000), OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, 6, timeout=120)
+        assert up.node.firmware_states[-2:] == [DOWNLOADING, IDLE]  # then Idle with 6
+        assert up.node.package == b"" and up.node.firmware == b""
 
 
 async def test_a_gateway_restart_midway_keeps_the_servers_view(
@@ -209,6 +255,27 @@ async def test_a_sleepy_node_is_updated_when_it_wakes(
         await up.node.update()  # it wakes
         await up.fw.until(IDLE, 1, timeout=120)
         assert up.node.firmware == package
+
+
+async def test_one_update_per_node_at_a_time(tmp_path: Path, server: LwM2MTestServer) -> None:
+    """While the sleepy node's update waits for its wake (State Updating), neither another
+    package nor a URI from the server (4.05) nor a local ``bridgectl node update`` is taken;
+    the node, once awake, gets the first package and nothing else."""
+    package, other = image((8, 2, 0, 0), 4_000), image((8, 3, 0, 0), 4_000)
+    (tmp_path / "other.bin").write_bytes(other)
+    async with updatable(
+        tmp_path, server, "gateway", delivery=0, sleepy=True, radio="awake_window = 2"
+    ) as up:
+        await executed_asleep(up, package)
+        assert await up.fw.write(0, other, OPAQUE) == Code.METHOD_NOT_ALLOWED
+        assert await up.fw.write(1, b"coap://[::1]/other.bin", TEXT) == Code.METHOD_NOT_ALLOWED
+        code, _, err = await up.daemon.ctl("node", "update", NODE, str(tmp_path / "other.bin"))
+        assert code != 0 and "being updated" in err, err
+        assert up.node.package == b""  # nothing went to the node meanwhile
+        await up.node.update()  # it wakes
+        await up.fw.until(IDLE, 1, timeout=120)
+        assert up.node.firmware == package
+        assert (await up.fw.read(7)).decode() == version_of(package)
 
 
 async def history(daemon: Daemon) -> list[dict[str, Any]]:

@@ -205,3 +205,30 @@ async def test_a_gateway_restart_midway_resumes_the_update(
         assert held["received"] == len(package)  # resumed: no byte sent twice
         assert held["boots"] == 1
         assert await firmware_version(after) == version_of(package)
+
+
+async def test_node_show_and_commands_tell_the_progress_of_an_update_under_way(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The node hangs midway through the upload: ``node show`` and ``commands`` of the real
+    daemon say how many of the image's bytes it has taken (bytes and %) meanwhile."""
+    package = RESTART_PACKAGE
+    async with updatable(tmp_path, server, "gateway") as up:
+        assert up.world.bluez is not None
+        await up.world.bluez.smp_hold(ADDRESS, 4_000)
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert await up.fw.execute() == Code.CHANGED
+        async with asyncio.timeout(UPDATE_TIMEOUT):
+            while not (await up.node())["holding"]:
+                await asyncio.sleep(0.05)
+        shown = (await up.daemon.ctl_json("node", "show", NODE))["firmware"]
+        sent, total = shown["sent"], shown["total"]
+        assert total == len(package) and 0 < sent <= (await up.node())["received"] < total
+        assert shown["state"] == "updating" and shown["percent"] == round(100 * sent / total)
+        code, out, err = await up.daemon.ctl("commands", NODE)
+        assert code == 0, err
+        assert f"{sent}/{total} bytes ({shown['percent']}%)" in out, out
+        await up.world.bluez.smp_release(ADDRESS)
+        await up.fw.until(IDLE, 1, timeout=UPDATE_TIMEOUT)
+        assert (await up.node())["primary"] == hashlib.sha256(package).hexdigest()

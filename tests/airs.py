@@ -349,8 +349,13 @@ class RcpAir(Air):
 
         node.dm.write = refuse_colour  # type: ignore[method-assign]
         await asyncio.wait_for(node.registered.wait(), TIMEOUT)
-        values = self.live(node_id).values
-        await until(lambda: TEMPERATURE in values and SWITCH in values, f"{node_id} observed")
+
+        def observed() -> bool:
+            # Read each time: a node's values map is replaced at its first value (LiveNode).
+            values = self.live(node_id).values
+            return TEMPERATURE in values and SWITCH in values
+
+        await until(observed, f"{node_id} observed")
         return node_id
 
     async def report(self, node: NodeId, value: float, at: float) -> None:

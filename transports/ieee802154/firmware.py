@@ -8,7 +8,10 @@ The gateway acts as the node's LwM2M server for it (``FirmwareUpdater``, transpo
    on its node-facing CoAP server (``NodeServer.offer``) and writes that URI to the node's
    /5/0/1; the node fetches it with Block2, block by block at its own pace, over 6LoWPAN, and
    nothing on the node side needs the internet. **Push** where the node only takes that: the
-   gateway writes the image to the node's /5/0/0 (Block1);
+   gateway writes the image to the node's /5/0/0 (Block1). That write is one request, but
+   one of many blocks, each resent by CoAP when lost: it is bounded by the update's
+   ``timeout``, not by ``[transport.802154] request_timeout`` (one answer's time), and a
+   transfer that ends unanswered is Update Result 4 (Connection lost), not 8;
 3. it waits, reading /5/0/3 and /5/0/5, for the node to say Downloaded (or a failure's result,
    which becomes the gateway's /5/0/5), executes the node's /5/0/2, and waits for it to end:
    the node reboots into the new image and registers again; the result it reports, and the
@@ -32,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path as FsPath
 from typing import TypeVar
 
-from bridged.objects.errors import LwM2MError, ServiceUnavailable
+from bridged.objects.errors import GatewayTimeout, LwM2MError, ServiceUnavailable
 from bridged.objects.ids import SINGLE, Device, FirmwareUpdate
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -91,6 +94,8 @@ class LowpanUpdater:
         self.timeout = timeout
         self._asleep = False
         """Whether the update waits for the node to wake (what its timeout ends)."""
+        self._pushing = False
+        """Whether the update pushes the image (its timeout then cuts the transfer)."""
 
     def describe(self, path: FsPath) -> tuple[str, str]:
         """A LwM2M node judges its own package (its /5/0/5 says so), so any file is taken;
@@ -101,6 +106,7 @@ class LowpanUpdater:
 
     async def update(self, node: NodeId, image: FirmwareImage, progress: Progress) -> str:
         data = await asyncio.to_thread(image.path.read_bytes)
+        self._pushing = False
         try:
             async with asyncio.timeout(self.timeout):
                 return await self._update(node, data, progress)
@@ -108,6 +114,11 @@ class LowpanUpdater:
             if self._asleep:
                 raise FirmwareExpired(
                     f"node {node} did not wake to be updated within {self.timeout:g} s"
+                ) from None
+            if self._pushing:
+                raise FirmwareError(
+                    UpdateResult.CONNECTION_LOST,
+                    f"node {node} did not take the image within {self.timeout:g} s",
                 ) from None
             raise FirmwareError(
                 UpdateResult.UPDATE_FAILED, f"node {node} not updated within {self.timeout:g} s"
@@ -123,7 +134,7 @@ class LowpanUpdater:
                 )
                 await self._until(node, State.DOWNLOADED)
         else:
-            await self._awake(node, lambda: self._write(node, _fw(FirmwareUpdate.PACKAGE), data))
+            await self._push(node, data)
             await self._until(node, State.DOWNLOADED)
         progress(len(data), len(data))
         registered = self.server.registration_of(node)
@@ -167,11 +178,24 @@ class LowpanUpdater:
         offered = {r.value for r in records}
         return not offered or DownloadProtocol.COAP in offered
 
-    async def _write(self, node: NodeId, path: Path, value: str | bytes) -> None:
+    async def _push(self, node: NodeId, data: bytes) -> None:
+        """Write the image to the node's /5/0/0, bounded by the update's own timeout."""
+        path = _fw(FirmwareUpdate.PACKAGE)
+        self._pushing = True  # left set when the timeout cancels the push
+        await self._awake(node, lambda: self._write(node, path, data, timeout=self.timeout))
+        self._pushing = False
+
+    async def _write(
+        self, node: NodeId, path: Path, value: str | bytes, *, timeout: float | None = None
+    ) -> None:
+        """A write the node did not answer (GatewayTimeout) lost the connection to it
+        (Update Result 4); one it refused failed the update (8)."""
         try:
-            await self.server.write(node, path, [Record(path, value)])
+            await self.server.write(node, path, [Record(path, value)], timeout=timeout)
         except ServiceUnavailable:
             raise
+        except GatewayTimeout as e:
+            raise FirmwareError(UpdateResult.CONNECTION_LOST, f"{node}: {path}: {e}") from None
         except LwM2MError as e:
             raise FirmwareError(UpdateResult.UPDATE_FAILED, f"{node}: {path}: {e}") from None
 

@@ -59,13 +59,16 @@ async def updatable(
     delivery: int = 2,
     sleepy: bool = False,
     radio: str = "",
+    rollback: bool = False,
 ) -> AsyncIterator[Updatable]:
     async with World(tmp_path) as world:
         daemon = await world.start_daemon(
             server.uri, endpoint=ENDPOINT, gateway=f'exposure = "{mode}"', radio=radio
         )
         await daemon.ctl_json("pair", "802154", node_eui64(INDEX).hex(), "--name", "hall")
-        node = await world.add_node(INDEX, "hall", firmware_delivery=delivery, sleepy=sleepy)
+        node = await world.add_node(
+            INDEX, "hall", firmware_delivery=delivery, sleepy=sleepy, rollback=rollback
+        )
         await asyncio.wait_for(node.registered.wait(), TIMEOUT)
         view = await FirmwareView.of_node(server, daemon, ENDPOINT, NODE, mode)
         async with view.watching() as fw:
@@ -104,6 +107,27 @@ async def test_a_corrupt_image_fails_its_integrity_check_on_the_node(
         await up.fw.until(IDLE, 5, timeout=120)
         assert up.node.package == package  # it had the image: its check refused it
         assert up.node.firmware == b""  # it runs what it ran
+        firmware = await up.fw.server.request(up.fw.endpoint, Code.GET, f"{up.fw.prefix}/3/0/3")
+        assert firmware.payload.decode() == FIRST_VERSION
+
+
+async def test_a_node_that_rolls_back_fails_its_update(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The node takes the image, says Success and reboots, but MCUboot boots its old image:
+    it registers again with its old /3/0/3, which is no new version to confirm the update.
+    The server sees Idle with 8 (Firmware update failed), never Success."""
+    package = image((7, 0, 0, 0), 4_000)
+    async with updatable(tmp_path, server, "gateway", delivery=0, rollback=True) as up:
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        registrations = len(up.node.events)
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, 8, timeout=60)
+        assert (IDLE, 1) not in up.fw.states
+        assert hashlib.sha256(up.node.package).digest() == hashlib.sha256(package).digest()
+        assert up.node.firmware == b""  # it runs what it ran
+        assert len(up.node.events) > registrations  # it registered again after its reboot
         firmware = await up.fw.server.request(up.fw.endpoint, Code.GET, f"{up.fw.prefix}/3/0/3")
         assert firmware.payload.decode() == FIRST_VERSION
 

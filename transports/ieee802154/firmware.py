@@ -15,7 +15,9 @@ The gateway acts as the node's LwM2M server for it (``FirmwareUpdater``, transpo
 3. it waits, reading /5/0/3 and /5/0/5, for the node to say Downloaded (or a failure's result,
    which becomes the gateway's /5/0/5), executes the node's /5/0/2, and waits for it to end:
    the node reboots into the new image and registers again; the result it reports, and the
-   /3/0/3 Firmware Version it then gives, confirm success.
+   /3/0/3 Firmware Version it then gives, confirm success. A node that comes back with the
+   /3/0/3 it ran before the update (read as the update starts), not the image's version
+   (/5/0/7), rolled back (MCUboot reverted the image): Update Result 8, whatever it said.
 
 While it waits the node may not answer (it is downloading, rebooting): those reads are tried
 again every ``poll`` seconds until ``timeout`` (``[transport.802154] firmware_timeout``). A
@@ -109,7 +111,7 @@ class LowpanUpdater:
         self._pushing = False
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._update(node, data, progress)
+                return await self._update(node, data, image.version, progress)
         except TimeoutError:
             if self._asleep:
                 raise FirmwareExpired(
@@ -124,7 +126,8 @@ class LowpanUpdater:
                 UpdateResult.UPDATE_FAILED, f"node {node} not updated within {self.timeout:g} s"
             ) from None
 
-    async def _update(self, node: NodeId, data: bytes, progress: Progress) -> str:
+    async def _update(self, node: NodeId, data: bytes, version: str, progress: Progress) -> str:
+        before = await self._running(node)
         if await self._pulls(node):
             token = secrets.token_hex(8)
             with self.server.offer(node, token, data, progress):
@@ -143,7 +146,22 @@ class LowpanUpdater:
         # The node reboots into the image and registers again: what it then runs says.
         while self.server.registration_of(node) is registered:
             await asyncio.sleep(self.poll)
-        return str(await self._awake(node, lambda: self._read(node, FIRMWARE_VERSION)))
+        after = str(await self._awake(node, lambda: self._read(node, FIRMWARE_VERSION)))
+        if after == before and after != version:
+            raise FirmwareError(
+                UpdateResult.UPDATE_FAILED,
+                f"node {node} came back running {after}, its version before the update "
+                f"(not {version or 'a new one'}): it rolled back",
+            )
+        return after
+
+    async def _running(self, node: NodeId) -> str | None:
+        """The /3/0/3 Firmware Version the node runs; None if it does not say (then its
+        version after the update confirms nothing against it)."""
+        try:
+            return str(await self._awake(node, lambda: self._read(node, FIRMWARE_VERSION)))
+        except (LwM2MError, FirmwareError):
+            return None
 
     async def _awake(self, node: NodeId, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` once the node is awake; again after the next wake while it says the

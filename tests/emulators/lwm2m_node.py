@@ -72,6 +72,9 @@ class EmulatedNode:
     node judges its own package type), and on Execute /5/0/2 checks it as MCUboot does (the
     trailer's SHA-256: Update Result 5 if it does not match), "reboots" into it (/3/0/3 its
     version) and registers again. ``firmware_delivery`` is its /5/0/9 (0 pull, 1 push, 2 both).
+    With ``rollback`` MCUboot reverts the new image (one that never confirmed itself) and
+    boots the old one: the node said Success before it rebooted, and registers again running
+    what it ran, its /3/0/3 unchanged.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class EmulatedNode:
         port: int = 5683,
         server_port: int = 5683,
         firmware_delivery: int = 2,
+        rollback: bool = False,
     ) -> None:
         self.eui64 = eui64
         self.short = short
@@ -97,6 +101,7 @@ class EmulatedNode:
         self.name = name
         self.ip = link_local(self.mac)
         self.sleepy = sleepy
+        self.rollback = rollback
         self.lifetime = lifetime
         self.version = version
         self.retry = retry or RetryPolicy(
@@ -260,8 +265,9 @@ class EmulatedNode:
         if not verified(self.package):
             self._firmware_state(IDLE, INTEGRITY_FAILURE)
             return
-        self.firmware = self.package
-        self.tree.set(FIRMWARE_VERSION, version_of(self.firmware))
+        if not self.rollback:
+            self.firmware = self.package
+            self.tree.set(FIRMWARE_VERSION, version_of(self.firmware))
         self._firmware_state(IDLE, SUCCESS)
         if self.registrar is not None:
             self.registrar.register_again()

@@ -59,13 +59,16 @@ async def updatable(
     delivery: int = 2,
     sleepy: bool = False,
     radio: str = "",
+    rollback: bool = False,
 ) -> AsyncIterator[Updatable]:
     async with World(tmp_path) as world:
         daemon = await world.start_daemon(
             server.uri, endpoint=ENDPOINT, gateway=f'exposure = "{mode}"', radio=radio
         )
         await daemon.ctl_json("pair", "802154", node_eui64(INDEX).hex(), "--name", "hall")
-        node = await world.add_node(INDEX, "hall", firmware_delivery=delivery, sleepy=sleepy)
+        node = await world.add_node(
+            INDEX, "hall", firmware_delivery=delivery, sleepy=sleepy, rollback=rollback
+        )
         await asyncio.wait_for(node.registered.wait(), TIMEOUT)
         view = await FirmwareView.of_node(server, daemon, ENDPOINT, NODE, mode)
         async with view.watching() as fw:
@@ -108,12 +111,36 @@ async def test_a_corrupt_image_fails_its_integrity_check_on_the_node(
         assert firmware.payload.decode() == FIRST_VERSION
 
 
-async def test_a_pull_cut_on_the_air_goes_on(tmp_path: Path, server: LwM2MTestServer) -> None:
-    """Frames to the node are lost midway through the image it pulls (the blocks it asked
-    for): it asks again, the transfer goes on, and the node ends running exactly the image,
-    the server seeing Idle with Success. (A push-only node's Block1 write is one request to
-    the node bounded by ``[transport.802154] request_timeout``: a loss there ends the update
-    with 8, not tested here.)"""
+async def test_a_node_that_rolls_back_fails_its_update(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The node takes the image, says Success and reboots, but MCUboot boots its old image:
+    it registers again with its old /3/0/3, which is no new version to confirm the update.
+    The server sees Idle with 8 (Firmware update failed), never Success."""
+    package = image((7, 0, 0, 0), 4_000)
+    async with updatable(tmp_path, server, "gateway", delivery=0, rollback=True) as up:
+        assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        registrations = len(up.node.events)
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, 8, timeout=60)
+        assert (IDLE, 1) not in up.fw.states
+        assert hashlib.sha256(up.node.package).digest() == hashlib.sha256(package).digest()
+        assert up.node.firmware == b""  # it runs what it ran
+        assert len(up.node.events) > registrations  # it registered again after its reboot
+        firmware = await up.fw.server.request(up.fw.endpoint, Code.GET, f"{up.fw.prefix}/3/0/3")
+        assert firmware.payload.decode() == FIRST_VERSION
+
+
+@pytest.mark.parametrize("delivery", [0, 1])
+async def test_a_transfer_cut_on_the_air_goes_on(
+    tmp_path: Path, server: LwM2MTestServer, delivery: int
+) -> None:
+    """Frames between the gateway and the node are lost midway through the image, pulled by
+    the node (the blocks it asked for) or pushed by the gateway (one Block1 write, which no
+    ``[transport.802154] request_timeout`` cuts short: CoAP resends the lost blocks): the
+    transfer goes on, and the node ends running exactly the image, the server seeing
+    Downloading, then Idle with Success."""
     package = image((2, 4, 0, 0), 6_000)
     lost: list[bytes] = []
     passed = 0
@@ -126,7 +153,7 @@ async def test_a_pull_cut_on_the_air_goes_on(tmp_path: Path, server: LwM2MTestSe
             return True
         return False
 
-    async with updatable(tmp_path, server, "gateway", delivery=0) as up:
+    async with updatable(tmp_path, server, "gateway", delivery=delivery) as up:
         assert await up.fw.write(0, package, OPAQUE) == Code.CHANGED
         await up.fw.until(DOWNLOADED, 0)
         assert up.world.air is not None
@@ -134,8 +161,28 @@ async def test_a_pull_cut_on_the_air_goes_on(tmp_path: Path, server: LwM2MTestSe
         assert await up.fw.execute() == Code.CHANGED
         await up.fw.until(IDLE, 1, timeout=120)
         assert len(lost) == 4
-        assert up.node.package == package and up.node.firmware == package
+        assert DOWNLOADING in up.node.firmware_states
+        assert hashlib.sha256(up.node.firmware).digest() == hashlib.sha256(package).digest()
         assert (await up.fw.read(7)).decode() == version_of(package)
+
+
+async def test_a_push_the_air_cuts_off_is_a_lost_connection(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """Every frame that carries the image is lost (the node goes out of range as it is
+    pushed): the update's time (``firmware_timeout``) ends the transfer, and the server sees
+    Idle with Update Result 4 (Connection lost), not 8; the node got nothing."""
+    async with updatable(
+        tmp_path, server, "gateway", delivery=1, radio="firmware_timeout = 8"
+    ) as up:
+        assert await up.fw.write(0, image((2, 5, 0, 0), 6_000), OPAQUE) == Code.CHANGED
+        await up.fw.until(DOWNLOADED, 0)
+        assert up.world.air is not None
+        up.world.air.drop = lambda psdu: len(psdu) > 100  # a block's fragments, not a read
+        assert await up.fw.execute() == Code.CHANGED
+        await up.fw.until(IDLE, 4, timeout=60)
+        assert up.node.package == b"" and up.node.firmware == b""
+        assert up.node.firmware_states == [IDLE]
 
 
 @pytest.mark.parametrize(("mode", "delivery"), [("gateway", 0), ("endpoints", 1)])

@@ -8,11 +8,16 @@ The gateway acts as the node's LwM2M server for it (``FirmwareUpdater``, transpo
    on its node-facing CoAP server (``NodeServer.offer``) and writes that URI to the node's
    /5/0/1; the node fetches it with Block2, block by block at its own pace, over 6LoWPAN, and
    nothing on the node side needs the internet. **Push** where the node only takes that: the
-   gateway writes the image to the node's /5/0/0 (Block1);
+   gateway writes the image to the node's /5/0/0 (Block1). That write is one request, but
+   one of many blocks, each resent by CoAP when lost: it is bounded by the update's
+   ``timeout``, not by ``[transport.802154] request_timeout`` (one answer's time), and a
+   transfer that ends unanswered is Update Result 4 (Connection lost), not 8;
 3. it waits, reading /5/0/3 and /5/0/5, for the node to say Downloaded (or a failure's result,
    which becomes the gateway's /5/0/5), executes the node's /5/0/2, and waits for it to end:
    the node reboots into the new image and registers again; the result it reports, and the
-   /3/0/3 Firmware Version it then gives, confirm success.
+   /3/0/3 Firmware Version it then gives, confirm success. A node that comes back with the
+   /3/0/3 it ran before the update (read as the update starts), not the image's version
+   (/5/0/7), rolled back (MCUboot reverted the image): Update Result 8, whatever it said.
 
 While it waits the node may not answer (it is downloading, rebooting): those reads are tried
 again every ``poll`` seconds until ``timeout`` (``[transport.802154] firmware_timeout``). A
@@ -32,7 +37,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path as FsPath
 from typing import TypeVar
 
-from bridged.objects.errors import LwM2MError, ServiceUnavailable
+from bridged.objects.errors import GatewayTimeout, LwM2MError, ServiceUnavailable
 from bridged.objects.ids import SINGLE, Device, FirmwareUpdate
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -91,6 +96,8 @@ class LowpanUpdater:
         self.timeout = timeout
         self._asleep = False
         """Whether the update waits for the node to wake (what its timeout ends)."""
+        self._pushing = False
+        """Whether the update pushes the image (its timeout then cuts the transfer)."""
 
     def describe(self, path: FsPath) -> tuple[str, str]:
         """A LwM2M node judges its own package (its /5/0/5 says so), so any file is taken;
@@ -101,19 +108,26 @@ class LowpanUpdater:
 
     async def update(self, node: NodeId, image: FirmwareImage, progress: Progress) -> str:
         data = await asyncio.to_thread(image.path.read_bytes)
+        self._pushing = False
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._update(node, data, progress)
+                return await self._update(node, data, image.version, progress)
         except TimeoutError:
             if self._asleep:
                 raise FirmwareExpired(
                     f"node {node} did not wake to be updated within {self.timeout:g} s"
                 ) from None
+            if self._pushing:
+                raise FirmwareError(
+                    UpdateResult.CONNECTION_LOST,
+                    f"node {node} did not take the image within {self.timeout:g} s",
+                ) from None
             raise FirmwareError(
                 UpdateResult.UPDATE_FAILED, f"node {node} not updated within {self.timeout:g} s"
             ) from None
 
-    async def _update(self, node: NodeId, data: bytes, progress: Progress) -> str:
+    async def _update(self, node: NodeId, data: bytes, version: str, progress: Progress) -> str:
+        before = await self._running(node)
         if await self._pulls(node):
             token = secrets.token_hex(8)
             with self.server.offer(node, token, data, progress):
@@ -123,7 +137,7 @@ class LowpanUpdater:
                 )
                 await self._until(node, State.DOWNLOADED)
         else:
-            await self._awake(node, lambda: self._write(node, _fw(FirmwareUpdate.PACKAGE), data))
+            await self._push(node, data)
             await self._until(node, State.DOWNLOADED)
         progress(len(data), len(data))
         registered = self.server.registration_of(node)
@@ -132,7 +146,22 @@ class LowpanUpdater:
         # The node reboots into the image and registers again: what it then runs says.
         while self.server.registration_of(node) is registered:
             await asyncio.sleep(self.poll)
-        return str(await self._awake(node, lambda: self._read(node, FIRMWARE_VERSION)))
+        after = str(await self._awake(node, lambda: self._read(node, FIRMWARE_VERSION)))
+        if after == before and after != version:
+            raise FirmwareError(
+                UpdateResult.UPDATE_FAILED,
+                f"node {node} came back running {after}, its version before the update "
+                f"(not {version or 'a new one'}): it rolled back",
+            )
+        return after
+
+    async def _running(self, node: NodeId) -> str | None:
+        """The /3/0/3 Firmware Version the node runs; None if it does not say (then its
+        version after the update confirms nothing against it)."""
+        try:
+            return str(await self._awake(node, lambda: self._read(node, FIRMWARE_VERSION)))
+        except (LwM2MError, FirmwareError):
+            return None
 
     async def _awake(self, node: NodeId, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` once the node is awake; again after the next wake while it says the
@@ -167,11 +196,24 @@ class LowpanUpdater:
         offered = {r.value for r in records}
         return not offered or DownloadProtocol.COAP in offered
 
-    async def _write(self, node: NodeId, path: Path, value: str | bytes) -> None:
+    async def _push(self, node: NodeId, data: bytes) -> None:
+        """Write the image to the node's /5/0/0, bounded by the update's own timeout."""
+        path = _fw(FirmwareUpdate.PACKAGE)
+        self._pushing = True  # left set when the timeout cancels the push
+        await self._awake(node, lambda: self._write(node, path, data, timeout=self.timeout))
+        self._pushing = False
+
+    async def _write(
+        self, node: NodeId, path: Path, value: str | bytes, *, timeout: float | None = None
+    ) -> None:
+        """A write the node did not answer (GatewayTimeout) lost the connection to it
+        (Update Result 4); one it refused failed the update (8)."""
         try:
-            await self.server.write(node, path, [Record(path, value)])
+            await self.server.write(node, path, [Record(path, value)], timeout=timeout)
         except ServiceUnavailable:
             raise
+        except GatewayTimeout as e:
+            raise FirmwareError(UpdateResult.CONNECTION_LOST, f"{node}: {path}: {e}") from None
         except LwM2MError as e:
             raise FirmwareError(UpdateResult.UPDATE_FAILED, f"{node}: {path}: {e}") from None
 

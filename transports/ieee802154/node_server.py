@@ -500,12 +500,23 @@ class NodeServer:
         response = await self._request(node, Code.GET, path, accept=FORMAT)
         return self._decode(response.payload, response.opt.content_format, path)
 
-    async def write(self, node: NodeId, path: Path, records: Sequence[Record]) -> None:
+    async def write(
+        self,
+        node: NodeId,
+        path: Path,
+        records: Sequence[Record],
+        *,
+        timeout: float | None = None,
+    ) -> None:
         """Write ``records`` under ``path``: a resource is replaced (PUT), an instance gets a
-        partial update (POST), as LwM2M maps writes onto CoAP."""
+        partial update (POST), as LwM2M maps writes onto CoAP. ``timeout`` replaces
+        ``request_timeout`` for a write that carries far more than one answer's worth (a
+        firmware image, Block1)."""
         payload = codec_for(FORMAT).encode(records, path, self.definitions)
         method = Code.PUT if path.level >= Level.RESOURCE else Code.POST
-        await self._request(node, method, path, payload=payload, content_format=FORMAT)
+        await self._request(
+            node, method, path, payload=payload, content_format=FORMAT, timeout=timeout
+        )
 
     async def execute(self, node: NodeId, path: Path, arguments: str) -> None:
         await self._request(
@@ -576,8 +587,10 @@ class NodeServer:
         payload: bytes = b"",
         content_format: int | None = None,
         accept: int | None = None,
+        timeout: float | None = None,
     ) -> aiocoap.Message:
-        """Send one request to a node. GatewayTimeout after ``request_timeout`` says the node did
+        """Send one request to a node. GatewayTimeout after ``timeout`` (``request_timeout``
+        unless given) says the node did
         not answer in time, not that it never will: CoAP goes on retransmitting a confirmable
         request for up to MAX_TRANSMIT_SPAN, so a node back in range may still apply it, and
         its next report shows that."""
@@ -595,7 +608,7 @@ class NodeServer:
         )
         message.remote = registration.address
         try:
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(timeout or self.request_timeout):
                 response = await self.context.request(message).response
         except TimeoutError:
             raise GatewayTimeout(f"node {node} did not answer {path}") from None

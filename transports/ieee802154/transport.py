@@ -21,7 +21,8 @@ Configuration (its ``[transport.802154]`` section):
 ``request_timeout`` seconds to wait for a node's answer (default 10)
 ``firmware_timeout`` seconds a node's firmware update may take, its wake windows included
                   (default 900); past it, an update still waiting for the node to wake has
-                  expired, one the node was working on has failed
+                  expired, a push (Block1) still under way has lost the connection (Update
+                  Result 4), one the node was working on has failed
 ``reassembly_timeout`` seconds an incomplete fragmented datagram is kept (default 10)
 ``coap_ports``    the UDP ports the gateway serves the nodes on, the port of the LwM2M server
                   URI they are given (default [5683]; e.g. 61617, 0xF0B1, which 6LoWPAN

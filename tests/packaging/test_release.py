@@ -13,6 +13,7 @@ Debian's archive and PyPI, and makes the root it then reuses: see the README's p
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -68,7 +69,20 @@ def test_builds_installs_and_runs_on_debian_13() -> None:
     assert_proven(out, arch)
 
 
+ARM64_OPT_IN = "BRIDGED_RELEASE_ARM64"
+"""Set to 1 to run the arm64 check in the suite. It is left out by default because of its
+length: from cold it took 74 minutes on this project's shared 2-core machine (about 36 minutes
+of CPU: the README's packaging section), which with the rest of the suite would leave too
+little of CI's 90 minutes; ``packaging/release-check --arch arm64 trixie`` is the same check
+run by hand."""
+
+
 def test_builds_installs_and_runs_on_debian_13_arm64_under_qemu() -> None:
+    if os.environ.get(ARM64_OPT_IN) != "1":
+        pytest.skip(
+            f"the arm64 check takes 36 CPU-minutes from cold (74 on a loaded machine): "
+            f"{ARM64_OPT_IN}=1 runs it"
+        )
     out = release_check("--arch", "arm64", "trixie")
     assert_proven(out, "arm64")
     # The daemon that answered the server ran on the package's own interpreter, an aarch64

@@ -390,11 +390,24 @@ def test_maintainer_scripts_parse(built: Built) -> None:
 # --- install onto the machine, as root --------------------------------------------------------
 
 
+SCRATCH = ("/var/tmp", "/var/cache/bridged-release", "/var/cache/bridged-pip")
+"""Where the test tooling, not the package, writes while this test runs: other tests' temporary
+directories and ``packaging/release-check``'s Debian roots and wheel cache (a root holds its
+own /etc/bridged...). A release-check or a test running beside this one made the scan see
+paths come and go that no package file list can hold; a Debian package never writes there."""
+
+
 def named_bridged() -> set[str]:
-    """Every path under the system directories with "bridged" in it."""
+    """Every path under the system directories with "bridged" in it, the tooling's scratch
+    places (``SCRATCH``) left out."""
     dirs = [d for d in ("/etc", "/usr", "/lib", "/var", "/run") if Path(d).is_dir()]
+    pruned: list[str] = []
+    for place in SCRATCH:
+        pruned += ["-path", place, "-prune", "-o"]
     found = subprocess.run(
-        ["find", *dirs, "-xdev", "-path", "*bridged*"], capture_output=True, text=True
+        ["find", *dirs, "-xdev", *pruned, "-path", "*bridged*", "-print"],
+        capture_output=True,
+        text=True,
     ).stdout
     return set(found.split())
 

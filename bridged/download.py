@@ -15,7 +15,9 @@ certificate for another name, an expired one) is Connection lost (4) at once, no
 object 5 has no code of its own for it (its Update Result lists 4 "Connection lost during
 downloading process", 7 "Invalid URI" for a URI that names no package, 9 "Unsupported
 protocol" for a scheme not offered), and the connection the download needed could not be
-made safely, which another attempt would not change.
+made safely, which another attempt would not change. A redirect from https:// to anything
+else is refused the same way (a package from a server nobody verified); one to another
+https:// URL is followed, and that server verified in turn.
 
 coaps:// needs credentials for the package's host, which a Package URI cannot carry: the
 gateway uses those of the LwM2M server configured at that host and port (its /0 instance, PSK
@@ -33,6 +35,7 @@ import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 import aiocoap
@@ -227,7 +230,32 @@ def _http(
     import urllib.error
     import urllib.request
 
-    context = _tls(trust) if urlsplit(uri).scheme == "https" else None
+    secure = urlsplit(uri).scheme == "https"
+
+    class Redirects(urllib.request.HTTPRedirectHandler):
+        """Followed, but from https:// only to https:// (module docstring)."""
+
+        def redirect_request(
+            self,
+            req: urllib.request.Request,
+            fp: IO[bytes],
+            code: int,
+            msg: str,
+            headers: http.client.HTTPMessage,
+            newurl: str,
+        ) -> urllib.request.Request | None:
+            if secure and urlsplit(newurl).scheme != "https":
+                fp.close()
+                raise FirmwareError(
+                    UpdateResult.CONNECTION_LOST,
+                    f"{uri}: redirected to {newurl}, which is not https://",
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    # https:// is verified with ``trust`` wherever it comes in, a redirect from http:// too
+    opener = urllib.request.build_opener(
+        Redirects, urllib.request.HTTPSHandler(context=_tls(trust))
+    )
     error: Exception | None = None
     for _ in range(HTTP_ATTEMPTS):
         if stop.is_set():
@@ -235,7 +263,7 @@ def _http(
         have = dest.stat().st_size if dest.exists() else 0
         request = urllib.request.Request(uri, headers={"Range": f"bytes={have}-"} if have else {})
         try:
-            with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            with opener.open(request, timeout=timeout) as response:
                 resumed = response.status == 206
                 length = response.headers.get("Content-Length")
                 if length is not None and (have if resumed else 0) + int(length) > max_size:

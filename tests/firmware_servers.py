@@ -27,7 +27,8 @@ class HttpPackage:
     closed (0: never), once ``release`` is set (at once by default). ``requests`` are the Range
     headers asked, in order. With ``tls`` (a certificate chain file and its key, as
     ``Issued.write`` makes them) it is an https:// server; ``connections`` counts the
-    connections it accepted, a TLS handshake that failed included."""
+    connections it accepted, a TLS handshake that failed included. With ``redirect`` it
+    answers 302 Found to that URL instead."""
 
     def __init__(
         self,
@@ -36,6 +37,7 @@ class HttpPackage:
         *,
         stall: bool = False,
         tls: tuple[Path, Path] | None = None,
+        redirect: str = "",
     ) -> None:
         self.data = data
         self.cut = cut
@@ -43,6 +45,7 @@ class HttpPackage:
         if not stall:
             self.release.set()
         self.tls = tls
+        self.redirect = redirect
         self.requests: list[str | None] = []
         self.connections = 0
         self.url = ""
@@ -85,6 +88,12 @@ def http_package(package: HttpPackage) -> Iterator[HttpPackage]:
             package.requests.append(ranged)
             if self.path != "/fw.bin":
                 self.send_error(404)
+                return
+            if package.redirect:
+                self.send_response(302)
+                self.send_header("Location", package.redirect)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             start = int(ranged.removeprefix("bytes=").rstrip("-")) if ranged else 0
             body = package.data[start:]

@@ -170,8 +170,8 @@ def build_firmware(
 ) -> FirmwareUpdates:
     """Each updatable node's /5 (``bridged.firmware``), a registry listener, its package
     files in the state directory, its progress streamed as ``firmware`` events, coaps://
-    packages fetched with ``credentials``, each executed update kept by ``ended`` as a
-    command once it ends."""
+    packages fetched with ``credentials``, https:// ones from servers the configured trust
+    store vouches for, each executed update kept by ``ended`` as a command once it ends."""
     firmware = FirmwareUpdates(
         registry,
         FirmwareStore(db),
@@ -180,6 +180,7 @@ def build_firmware(
         timeout=config.nodes.firmware_timeout,
         events=events,
         credentials=credentials,
+        trust=config.nodes.firmware_trust_store,
         ended=ended,
     )
     registry.listen(firmware)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from bridged.commands import DEFAULT_TIMEOUT, DEFAULT_TTL
 from bridged.delivery import DeliveryConfig
+from bridged.download import Trust
 from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import ServerConfig, server_resource_bounds
 from bridged.engine.credentials import RpkCredentials, X509Credentials
@@ -86,6 +87,8 @@ class NodesSection:
     """The largest firmware package kept for a node (bytes): /5/0/5 is 2 beyond it."""
     firmware_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
     """Seconds a package fetched from a /5/0/1 URI may take."""
+    firmware_trust_store: Trust = ()
+    """The CAs (DER) an https:// package's server is verified against; none: the system's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +195,13 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             *_RETRY,
         ),
         "store": ("max_readings", "max_age"),
-        "nodes": ("timeout", "command_ttl", "firmware_max_size", "firmware_timeout"),
+        "nodes": (
+            "timeout",
+            "command_ttl",
+            "firmware_max_size",
+            "firmware_timeout",
+            "firmware_trust_store",
+        ),
         "health": (
             "minimum",
             "intervals",
@@ -426,6 +435,7 @@ def parse(
                 "firmware_max_size", DEFAULT_FIRMWARE_MAX_SIZE, 1, 2**31
             ),
             firmware_timeout=nodes.positive("firmware_timeout", DEFAULT_DOWNLOAD_TIMEOUT),
+            firmware_trust_store=_trust_store(nodes, "firmware_trust_store"),
         ),
         delivery=DeliverySection(
             max_records=delivery.integer("max_records", DeliveryConfig().max_records, 1, 10000),
@@ -684,6 +694,23 @@ def _file(t: _Table, name: str, *, secret: bool = False) -> bytes:
     return data
 
 
+def _trust_store(t: _Table, name: str) -> tuple[bytes, ...]:
+    """The CA certificates (DER) of the PEM bundle or DER file key ``name`` names; none
+    without it."""
+    if name not in t.data:
+        return ()
+    # Imported here, as for certificates (``_x509``).
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from bridged.engine.dtls_x509 import load_certificates
+
+    data = _file(t, name)
+    try:
+        return tuple(c.public_bytes(Encoding.DER) for c in load_certificates(data))
+    except ValueError:
+        raise t.fail(name, "not X.509 certificates in PEM or DER") from None
+
+
 def _x509(t: _Table) -> X509Credentials | None:
     """Security mode 2 from ``certificate``, ``private_key`` (0600/0640), ``server_certificate``
     (PEM or DER files), ``certificate_usage`` (/0/x/15, 0-3, default 3) and ``trust_store`` (a
@@ -694,7 +721,7 @@ def _x509(t: _Table) -> X509Credentials | None:
     # configuration with certificates needs it.
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from bridged.engine.dtls_x509 import load_certificate, load_certificates, load_private_key
+    from bridged.engine.dtls_x509 import load_certificate, load_private_key
 
     usage = t.integer(
         "certificate_usage",
@@ -714,13 +741,7 @@ def _x509(t: _Table) -> X509Credentials | None:
         key = load_private_key(data)
     except ValueError as e:
         raise t.fail("private_key", str(e)) from None
-    trust: tuple[bytes, ...] = ()
-    if "trust_store" in t.data:
-        data = _file(t, "trust_store")
-        try:
-            trust = tuple(c.public_bytes(Encoding.DER) for c in load_certificates(data))
-        except ValueError:
-            raise t.fail("trust_store", "not X.509 certificates in PEM or DER") from None
+    trust = _trust_store(t, "trust_store")
     validated = (CertificateUsage.CA_CONSTRAINT, CertificateUsage.SERVICE_CERTIFICATE_CONSTRAINT)
     if usage in validated and not trust:
         raise t.fail("trust_store", f"is required with certificate_usage {usage}")

@@ -8,6 +8,17 @@ server that ignores Range sends it all again, which is taken from the start). Ev
 Not enough flash (2), a transfer that broke and could not be resumed, or took longer than
 ``timeout``, Connection lost (4).
 
+https:// verifies the package server's certificate, always: its chain against ``trust`` (the
+CAs of ``[nodes] firmware_trust_store``) or, when none are configured, the system's trust
+store, and its name against the URI's host. A server that fails the check (an unknown CA, a
+certificate for another name, an expired one) is Connection lost (4) at once, not tried again:
+object 5 has no code of its own for it (its Update Result lists 4 "Connection lost during
+downloading process", 7 "Invalid URI" for a URI that names no package, 9 "Unsupported
+protocol" for a scheme not offered), and the connection the download needed could not be
+made safely, which another attempt would not change. A redirect from https:// to anything
+else is refused the same way (a package from a server nobody verified); one to another
+https:// URL is followed, and that server verified in turn.
+
 coaps:// needs credentials for the package's host, which a Package URI cannot carry: the
 gateway uses those of the LwM2M server configured at that host and port (its /0 instance, PSK
 or certificates: ``LwM2MClient.package_session``), in a DTLS session of the download's own. A
@@ -20,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 import aiocoap
@@ -45,12 +58,17 @@ Session = Callable[[], Awaitable[Uplink]]
 """Opens a DTLS session to a coaps:// package's host, with the credentials configured for it."""
 Credentials = Callable[[str], Session | None]
 """The ``Session`` for a coaps:// URI's host and port, None when none is configured."""
+Trust = tuple[bytes, ...]
+"""The CA certificates (DER) an https:// package's server is verified against; none: the
+system's trust store."""
 HTTP_ATTEMPTS = 3
 """Connections tried for one http(s) download: the first, and resumptions after a break."""
 READ_TIMEOUT = 15.0
 """Seconds an http(s) read may wait for data: the fetch runs in a thread, which a cancelled
 download (a reset /5, a stopping gateway) can only tell to stop between reads, so a stalled
 server must not hold it (and the daemon's exit) for the whole download timeout."""
+WHO_TRUSTS = ("the system's CAs", "the CAs of [nodes] firmware_trust_store")
+"""What an https:// server was verified against (without a configured trust store, with)."""
 CHUNK = 64 * 1024
 BLOCK_EXPONENT = 6
 """Block2 blocks of 1024 bytes asked for (a server may answer smaller ones)."""
@@ -94,10 +112,12 @@ async def download(
     max_size: int,
     timeout: float,
     credentials: Credentials = no_credentials,
+    trust: Trust = (),
 ) -> None:
     """Fetch ``uri`` into ``dest`` (which may hold the start of it from an interrupted try),
     at most ``max_size`` bytes, within ``timeout`` seconds; a coaps:// one with the session
-    ``credentials`` gives for its host."""
+    ``credentials`` gives for its host, an https:// one from a server ``trust`` vouches
+    for."""
     session = check_uri(uri, credentials)
     scheme = urlsplit(uri).scheme
     try:
@@ -118,7 +138,7 @@ async def download(
                 stop = threading.Event()
                 try:
                     await asyncio.to_thread(
-                        _http, uri, dest, max_size, min(timeout, READ_TIMEOUT), stop
+                        _http, uri, dest, max_size, min(timeout, READ_TIMEOUT), trust, stop
                     )
                 finally:
                     stop.set()  # cancelled: the thread stops at its next read
@@ -191,7 +211,17 @@ async def _coap_response(
     return response
 
 
-def _http(uri: str, dest: Path, max_size: int, timeout: float, stop: threading.Event) -> None:
+def _tls(trust: Trust) -> ssl.SSLContext:
+    """How an https:// server is verified (module docstring): its chain and its name, against
+    ``trust`` or the system's CAs."""
+    if trust:
+        return ssl.create_default_context(cadata=b"".join(trust))
+    return ssl.create_default_context()
+
+
+def _http(
+    uri: str, dest: Path, max_size: int, timeout: float, trust: Trust, stop: threading.Event
+) -> None:
     """The blocking http(s) fetch, resumed with Range after a break (module docstring);
     ``stop`` set, it ends at its next read and leaves ``dest`` as it is."""
     # Imported here: the http client is about 1 MB a gateway keeps for good once imported,
@@ -200,6 +230,32 @@ def _http(uri: str, dest: Path, max_size: int, timeout: float, stop: threading.E
     import urllib.error
     import urllib.request
 
+    secure = urlsplit(uri).scheme == "https"
+
+    class Redirects(urllib.request.HTTPRedirectHandler):
+        """Followed, but from https:// only to https:// (module docstring)."""
+
+        def redirect_request(
+            self,
+            req: urllib.request.Request,
+            fp: IO[bytes],
+            code: int,
+            msg: str,
+            headers: http.client.HTTPMessage,
+            newurl: str,
+        ) -> urllib.request.Request | None:
+            if secure and urlsplit(newurl).scheme != "https":
+                fp.close()
+                raise FirmwareError(
+                    UpdateResult.CONNECTION_LOST,
+                    f"{uri}: redirected to {newurl}, which is not https://",
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    # https:// is verified with ``trust`` wherever it comes in, a redirect from http:// too
+    opener = urllib.request.build_opener(
+        Redirects, urllib.request.HTTPSHandler(context=_tls(trust))
+    )
     error: Exception | None = None
     for _ in range(HTTP_ATTEMPTS):
         if stop.is_set():
@@ -207,7 +263,7 @@ def _http(uri: str, dest: Path, max_size: int, timeout: float, stop: threading.E
         have = dest.stat().st_size if dest.exists() else 0
         request = urllib.request.Request(uri, headers={"Range": f"bytes={have}-"} if have else {})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with opener.open(request, timeout=timeout) as response:
                 resumed = response.status == 206
                 length = response.headers.get("Content-Length")
                 if length is not None and (have if resumed else 0) + int(length) > max_size:
@@ -233,6 +289,12 @@ def _http(uri: str, dest: Path, max_size: int, timeout: float, stop: threading.E
         except urllib.error.URLError as e:
             if isinstance(e.reason, OSError) and "Name or service" in str(e.reason):
                 raise FirmwareError(UpdateResult.INVALID_URI, f"{uri}: {e.reason}") from None
+            if isinstance(e.reason, ssl.SSLCertVerificationError):
+                raise FirmwareError(
+                    UpdateResult.CONNECTION_LOST,
+                    f"{uri}: the server's certificate fails verification against"
+                    f" {WHO_TRUSTS[bool(trust)]}: {e.reason.verify_message}",
+                ) from None
             error = e
         except (OSError, http.client.HTTPException) as e:
             error = e

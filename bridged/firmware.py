@@ -78,7 +78,7 @@ from bridged.transports.firmware import (
 )
 from bridged.transports.nodes import NodeId
 
-from .download import SCHEMES, Credentials, check_uri, download, no_credentials
+from .download import SCHEMES, Credentials, Trust, check_uri, download, no_credentials
 from .events import EventHub
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ DEFAULT_DOWNLOAD_TIMEOUT = 600.0
 """Seconds a pull may take (``[nodes] firmware_timeout``)."""
 INSTANCE = 0
 
-Fetch = Callable[[str, Path, int, float, Credentials], Coroutine[Any, Any, None]]
+Fetch = Callable[[str, Path, int, float, Credentials, Trust], Coroutine[Any, Any, None]]
 UpdateEnded = Callable[[NodeId, LwPath, float, CommandStatus, Sequence[Record], str], None]
 """Told of an executed update that ended: the node, its /5/0/2, when it began, how it ended,
 the /5/0/5, /5/0/6 and /5/0/7 it ended with, and why (``CommandQueue.ended``)."""
@@ -124,6 +124,7 @@ class FirmwareUpdates:
         timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
         fetch: Fetch = download,
         credentials: Credentials = no_credentials,
+        trust: Trust = (),
         clock: Callable[[], float] = time.time,
         events: EventHub | None = None,
         ended: UpdateEnded | None = None,
@@ -136,6 +137,8 @@ class FirmwareUpdates:
         self._fetch = fetch
         self._credentials = credentials
         """The session a coaps:// package's host is fetched over (``download.Credentials``)."""
+        self._trust = trust
+        """The CAs an https:// package's server is verified against (``download.Trust``)."""
         self._clock = clock
         self.events = events
         """Where each change of a node's update (its state, result, progress) is published,
@@ -435,7 +438,12 @@ class FirmwareUpdates:
     async def _pull(self, node: NodeId, uri: str) -> None:
         try:
             await self._fetch(
-                uri, self.package_file(node), self.max_size, self.timeout, self._credentials
+                uri,
+                self.package_file(node),
+                self.max_size,
+                self.timeout,
+                self._credentials,
+                self._trust,
             )
             self._downloaded(node)
         except FirmwareError as e:

@@ -1,15 +1,18 @@
-"""Package servers for pull tests, on loopback: an http:// one (Range, and a first transfer
-it can cut short), a coap:// one (Block2 by aiocoap), and a coaps:// one on a LwM2M server's
-host that takes certificates (DTLS-X.509, Block2 by hand)."""
+"""Package servers for pull tests, on loopback: an http:// or https:// one (Range, and a first
+transfer it can cut short), a coap:// one (Block2 by aiocoap), and a coaps:// one on a LwM2M
+server's host that takes certificates (DTLS-X.509, Block2 by hand)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
+import socket
+import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import aiocoap
@@ -22,16 +25,59 @@ from peers.dtls_x509_server import X509DtlsServer
 class HttpPackage:
     """``data`` at ``url``; ``cut`` bytes into the first full transfer the connection is
     closed (0: never), once ``release`` is set (at once by default). ``requests`` are the Range
-    headers asked, in order."""
+    headers asked, in order. With ``tls`` (a certificate chain file and its key, as
+    ``Issued.write`` makes them) it is an https:// server; ``connections`` counts the
+    connections it accepted, a TLS handshake that failed included. With ``redirect`` it
+    answers 302 Found to that URL instead."""
 
-    def __init__(self, data: bytes, cut: int = 0, *, stall: bool = False) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        cut: int = 0,
+        *,
+        stall: bool = False,
+        tls: tuple[Path, Path] | None = None,
+        redirect: str = "",
+    ) -> None:
         self.data = data
         self.cut = cut
         self.release = threading.Event()
         if not stall:
             self.release.set()
+        self.tls = tls
+        self.redirect = redirect
         self.requests: list[str | None] = []
+        self.connections = 0
         self.url = ""
+
+
+class _Server(ThreadingHTTPServer):
+    """Counts each connection it accepts, then (https) takes its TLS handshake in the
+    connection's own thread, so that a client refusing the certificate fails only its own."""
+
+    def __init__(self, package: HttpPackage, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.package = package
+        self.context: ssl.SSLContext | None = None
+        if package.tls is not None:
+            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.context.load_cert_chain(*package.tls)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        self.package.connections += 1
+        return connection, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.context is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except OSError:
+            return  # the client refused the certificate (or left)
+        with tls:
+            super().finish_request(tls, client_address)
 
 
 @contextlib.contextmanager
@@ -42,6 +88,12 @@ def http_package(package: HttpPackage) -> Iterator[HttpPackage]:
             package.requests.append(ranged)
             if self.path != "/fw.bin":
                 self.send_error(404)
+                return
+            if package.redirect:
+                self.send_response(302)
+                self.send_header("Location", package.redirect)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             start = int(ranged.removeprefix("bytes=").rstrip("-")) if ranged else 0
             body = package.data[start:]
@@ -59,10 +111,11 @@ def http_package(package: HttpPackage) -> Iterator[HttpPackage]:
         def log_message(self, *args: object) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _Server(package, Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    package.url = f"http://127.0.0.1:{server.server_address[1]}/fw.bin"
+    scheme = "http" if package.tls is None else "https"
+    package.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/fw.bin"
     try:
         yield package
     finally:

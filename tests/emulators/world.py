@@ -205,12 +205,14 @@ class World:
         level: str = "info",
         gateway: str = "",
         radio: str = "",
+        nodes: str = "",
         more_servers: Sequence[str] = (),
     ) -> str:
         """The daemon's configuration: the server, the radios of this world, dirs in workdir;
-        ``gateway`` and ``radio``, more lines of its [gateway] and [transport.802154] tables
-        (``exposure = "gateway"``, ``awake_window = 2``); ``more_servers``, the URIs of more
-        servers it registers with (Short Server IDs 2, 3...)."""
+        ``gateway``, ``radio`` and ``nodes``, more lines of its [gateway], [transport.802154]
+        and [nodes] tables (``exposure = "gateway"``, ``awake_window = 2``,
+        ``firmware_timeout = 60``); ``more_servers``, the URIs of more servers it registers with
+        (Short Server IDs 2, 3...)."""
         ble = f'\n[transport.ble]\nadapter = "{ADAPTER}"\n' if self.bluez is not None else ""
         more = "".join(
             f'\n[[server]]\nuri = "{uri}"\nshort_server_id = {i}\nrequest_timeout = 5\n'
@@ -233,6 +235,9 @@ retry_sequence_delay = 1
 {more}
 [log]
 level = "{level}"
+
+[nodes]
+{nodes}
 
 [transport.802154]
 port = "{self.rcp.link}"

@@ -36,6 +36,7 @@ from firmware_view import (
 
 from bridged.app import Gateway
 from bridged.config import Config, GatewaySection, NodesSection, TransportSection
+from bridged.download import Trust
 from bridged.engine.client import ServerConfig
 from bridged.engine.credentials import X509Credentials
 from bridged.exposure.endpoints import endpoint_name
@@ -76,15 +77,19 @@ def config(
     mode: str,
     max_size: int,
     more: tuple[ServerConfig, ...] = (),
+    trust: Trust = (),
 ) -> Config:
-    """The gateway registered with ``server`` and the servers ``more`` says."""
+    """The gateway registered with ``server`` and the servers ``more`` says, https://
+    packages verified against ``trust``."""
     return Config(
         path=tmp_path / "bridged.toml",
         gateway=GatewaySection(
             GATEWAY, exposure=mode, state_dir=tmp_path / "state", runtime_dir=tmp_path / "run"
         ),
         servers=(ServerConfig(server.uri, request_timeout=5, retry=FAST_RETRY), *more),
-        nodes=NodesSection(firmware_max_size=max_size, firmware_timeout=10.0),
+        nodes=NodesSection(
+            firmware_max_size=max_size, firmware_timeout=10.0, firmware_trust_store=trust
+        ),
         transports=(TransportSection("sim", MappingProxyType({"nodes": 1, "interval": 30})),),
     )
 
@@ -111,8 +116,9 @@ async def updatable(
     *,
     max_size: int = 100_000,
     more: tuple[ServerConfig, ...] = (),
+    trust: Trust = (),
 ) -> AsyncIterator[Updatable]:
-    gw = Gateway(config(tmp_path, server, mode, max_size, more), facts=FACTS)
+    gw = Gateway(config(tmp_path, server, mode, max_size, more, trust), facts=FACTS)
     await gw.start()
     try:
         await server.next_event("register", timeout=TIMEOUT)
@@ -259,6 +265,50 @@ async def test_a_uri_that_cannot_be_fetched_ends_idle_with_its_result(
         assert await up.fw.write(1, uri.encode(), TEXT) == Code.CHANGED
         await up.fw.until(IDLE, result)
         assert await up.fw.execute() == Code.METHOD_NOT_ALLOWED  # nothing downloaded
+
+
+def https(tmp_path: Path, pki: Pki, package: HttpPackage) -> HttpPackage:
+    """``package`` on https://, with a certificate of ``pki``'s for 127.0.0.1."""
+    package.tls = pki.issue("firmware", server_host="127.0.0.1").write(tmp_path, "https")
+    return package
+
+
+async def test_without_a_trust_store_https_is_verified_against_the_systems_cas(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """No ``[nodes] firmware_trust_store``: a server whose CA only the test knows is refused
+    at its handshake (Update Result 4), once, no request sent: verification is never off."""
+    with http_package(https(tmp_path, Pki(), HttpPackage(image((1, 0, 0, 0))))) as served:
+        async with updatable(tmp_path, server, "gateway") as up:
+            assert await up.fw.write(1, served.url.encode(), TEXT) == Code.CHANGED
+            await up.fw.until(IDLE, 4)
+        assert (served.connections, served.requests) == (1, [])
+
+
+async def test_an_https_package_is_not_taken_from_a_redirect_to_http(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The trusted https:// server redirects to an http:// URL: following it would take the
+    package from a server nobody verified, so the download ends there (Update Result 4),
+    the http:// server asked nothing; a redirect to another https:// URL is followed."""
+    pki = Pki()
+    package = image((1, 0, 0, 1))
+    with (
+        http_package(HttpPackage(package)) as plain,
+        http_package(https(tmp_path, pki, HttpPackage(b"", redirect=plain.url))) as downgrade,
+        http_package(https(tmp_path, pki, HttpPackage(package))) as secure,
+        http_package(https(tmp_path, pki, HttpPackage(b"", redirect=secure.url))) as moved,
+    ):
+        async with updatable(tmp_path, server, "gateway", trust=(pki.ca.der,)) as up:
+            assert await up.fw.write(1, downgrade.url.encode(), TEXT) == Code.CHANGED
+            await up.fw.until(IDLE, 4)
+            assert plain.requests == []
+            assert await up.fw.write(1, moved.url.encode(), TEXT) == Code.CHANGED
+            await up.fw.until(DOWNLOADED, 0)
+            assert secure.requests == [None]
+            assert await up.fw.execute() == Code.CHANGED
+            await up.fw.until(IDLE, 1)
+            assert up.node.firmware == package
 
 
 async def test_a_missing_package_is_an_invalid_uri(tmp_path: Path, server: LwM2MTestServer) -> None:

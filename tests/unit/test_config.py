@@ -154,6 +154,32 @@ def test_a_certificate_server(tmp_path: Path) -> None:
     assert s.x509.private_key.hex() not in repr(s)
 
 
+def test_a_firmware_trust_store(tmp_path: Path) -> None:
+    """``[nodes] firmware_trust_store``: the CAs of a PEM bundle, as DER, which an https://
+    package's server is verified against; without it, none (the system's)."""
+    first, second = Pki("first"), Pki("second")
+    store = tmp_path / "firmware-ca.pem"
+    store.write_bytes(first.ca.pem + second.ca.pem)
+    c = config(nodes={"firmware_trust_store": str(store)})
+    assert c.nodes.firmware_trust_store == (first.ca.der, second.ca.der)
+    assert config().nodes.firmware_trust_store == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("firmware-ca.pem", "must be an absolute path"),
+        ("MISSING", "cannot read"),
+        ("NOT_A_CERTIFICATE", "not X.509 certificates in PEM or DER"),
+    ],
+)
+def test_firmware_trust_store_refusals(tmp_path: Path, value: str, why: str) -> None:
+    (tmp_path / "key.pem").write_bytes(Pki().ca.key_pem())
+    files = {"MISSING": str(tmp_path / "none.pem"), "NOT_A_CERTIFICATE": str(tmp_path / "key.pem")}
+    e = refusal({"server": [SERVER], "nodes": {"firmware_trust_store": files.get(value, value)}})
+    assert e.key == "nodes.firmware_trust_store" and why in str(e), str(e)
+
+
 def rpk_server(tmp_path: Path, **keys: Any) -> dict[str, Any]:
     """A coaps:// [[server]] (or [bootstrap]) with a raw public key, its files in ``tmp_path``
     (the key 0600)."""
@@ -432,6 +458,7 @@ def test_the_defaults_in_the_example_are_the_loaders() -> None:
         "psk_key",
         "psk_key_file",
         "uri",
+        "firmware_trust_store",
         *X509_KEYS,
         *RPK_KEYS,
     }

@@ -220,6 +220,11 @@ class Registrar:
         """What the last Register or Update carried (``RegistrationParams.kept``)."""
         self._registered_at = 0.0
         self._wake = asyncio.Event()
+        self._due = False
+        """An Update was asked for that no Register or Update has read the parameters for
+        yet: the server was not told of the change. ``_wake`` cannot say so: the wait out the
+        floor between Updates clears it, and a Send in that second went out ahead of the
+        Update (``announced``)."""
         self._moved = asyncio.Event()  # set, and replaced, at every change of state
         self._stopping = False
         self._register_again = False
@@ -238,6 +243,7 @@ class Registrar:
         parameters anyway, and a busy tree must not cut the back-off toward a dead server short.
         """
         if self.state is not RegistrationState.RETRY_WAIT:
+            self._due = True
             self._wake.set()
 
     def register_again(self) -> None:
@@ -257,9 +263,7 @@ class Registrar:
         past it the caller goes on and the server's answer decides."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while self.registered and (
-                    self._wake.is_set() or self.state is RegistrationState.UPDATING
-                ):
+                while self.registered and (self._due or self.state is RegistrationState.UPDATING):
                     await self._moved.wait()
 
     def uri(self, *segments: str) -> str:
@@ -396,6 +400,7 @@ class Registrar:
         """Register once; a failure's event says what happened and when the next try is
         (``retry_in`` seconds from now)."""
         self._wake.clear()
+        self._due = False
         self._set(RegistrationState.REGISTERING)
         params = self._params()
         payload = params.links.encode()
@@ -439,6 +444,7 @@ class Registrar:
         """One Update; False means the registration is gone and a Register must follow."""
         assert self._sent is not None
         self._wake.clear()
+        self._due = False
         self._set(RegistrationState.UPDATING)
         params = self._params()
         query: list[str] = []

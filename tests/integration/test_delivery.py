@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path as FsPath
 
 import pytest
@@ -43,7 +43,7 @@ from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import Bounds, ReadingStore
 from bridged.store.secrets import SecretStore
 from bridged.transports.ieee802154.spinel import Command
-from peers.lwm2m_server import LwM2MTestServer, SenMLRecord
+from peers.lwm2m_server import LwM2MTestServer, SenMLRecord, ServerEvent
 
 TESTS = FsPath(__file__).resolve().parent.parent
 SIM = AirKind("sim")
@@ -155,7 +155,7 @@ async def delivered(gw: Gateway) -> None:
     await until(lambda: gw.delivery.backlog(1) == 0)
 
 
-def sends(server: LwM2MTestServer) -> list[object]:
+def sends(server: LwM2MTestServer) -> list[ServerEvent]:
     return [e for e in server.history if e.kind == "send"]
 
 
@@ -244,6 +244,39 @@ async def test_the_backlog_of_a_node_not_yet_back_after_a_restart_is_delivered(
         await registered(server)
         await delivered(gw)
         assert (path, measured) in {(r.name, r.time) for r in received(server)}
+
+
+async def test_a_node_paired_just_after_the_register_is_sent_after_the_update_that_lists_it(
+    tmp_path: FsPath,
+) -> None:
+    """A node paired right after the gateway registered: its instance is new, the Update that
+    lists it waits out the 1 s floor between Updates, and its first reading is committed and
+    handed to delivery meanwhile (lingering 0: at once). A server that checks a Send's paths
+    against the registration, as Leshan does, must get that Update before any Send naming the
+    instance; a 4.04 would make the gateway register again (Leshan then cancels every request
+    of the old registration). The order is the event loop's: the pairing wakes the registrar
+    (which starts waiting out the floor) before the commit wakes delivery."""
+    config = replace(FAST_DELIVERY, linger=0.0)
+    async with (
+        LwM2MTestServer(strict_send=True) as server,
+        gateway(tmp_path, server.uri, config=config) as gw,
+    ):
+        await registered(server)
+        node = await gw.air.add(3, "room-3")
+        gw.registry.flush()
+        instance = str(gw.exposure.paths.upstream(node, TEMPERATURE)).rsplit("/", 1)[0]
+
+        def names(event: ServerEvent) -> bool:
+            return any(r.name.startswith(instance + "/") for r in event.records)
+
+        await until(lambda: any(names(e) and e.code == Code.CHANGED for e in sends(server)))
+    kinds = [(e.kind, e.code) for e in server.history]
+    link = f"<{instance}>".encode()
+    lists = next(i for i, e in enumerate(server.history) if e.kind != "send" and link in e.payload)
+    first_send = next(i for i, e in enumerate(server.history) if e.kind == "send" and names(e))
+    assert server.history[lists].kind == "update" and lists < first_send, kinds
+    assert [e.code for e in sends(server)] == [Code.CHANGED] * len(sends(server)), kinds
+    assert [e.kind for e in server.history].count("register") == 1, kinds
 
 
 class Feeder:

@@ -11,7 +11,9 @@ an RST, as a server that forgot an observation does.
 
 Send (``POST /dp``) is answered as a LwM2M 1.1 server does: 4.04 from a client it does not know
 (which must register again), 4.15 for anything but SenML CBOR, 4.00 for a payload that
-does not decode, else 2.04 (or ``send_code``, to test how the client takes an error). The SenML
+does not decode, else 2.04 (or ``send_code``, to test how the client takes an error). With
+``strict_send`` it is as strict as Leshan: a Send naming an object instance the client's
+registration does not list is 4.04 (``unlisted``). The SenML
 CBOR payload is decoded here with cbor2 alone, independently of the engine's codec, so a test
 sees the names, times and values as a server would. ``decode_timed`` does the same for a
 notification in any format with times (SenML CBOR or JSON, LwM2M JSON 11543).
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -154,6 +157,23 @@ def decode_tlv(payload: bytes, base: tuple[int, ...] = ()) -> dict[tuple[int, ..
     return out
 
 
+_LINK_TARGET = re.compile(r"<([^>]*)>")
+
+
+def unlisted(links: str, records: Iterable[SenMLRecord]) -> str | None:
+    """The first object instance (``/3303/0``) a Send's ``records`` name that the registration's
+    ``links`` (CoRE link format, root ``/``) do not list, None when all are listed. Names that
+    do not start with an object and instance ID (an end device's prefix, ``/dev3/...``) are
+    not checked: a Send may carry those unregistered (LwM2M 1.2 Gateway)."""
+    listed = set(_LINK_TARGET.findall(links))
+    for record in records:
+        ids = record.name.strip("/").split("/")[:2]
+        instance = "/" + "/".join(ids)
+        if len(ids) == 2 and all(i.isdigit() for i in ids) and instance not in listed:
+            return instance
+    return None
+
+
 def _parse_query(options: Iterable[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for q in options:
@@ -195,6 +215,7 @@ class LwM2MTestServer:
         accepted_versions: tuple[str, ...] = ("1.0", "1.1", "1.2"),
         rpk: tuple[RawKey, list[bytes]] | None = None,
         x509: tuple[Issued, Certificate] | None = None,
+        strict_send: bool = False,
     ) -> None:
         self.host = host
         # DTLS with raw public keys: the server's key pair and the client keys it takes
@@ -209,6 +230,13 @@ class LwM2MTestServer:
         self.events: asyncio.Queue[ServerEvent] = asyncio.Queue()
         self.history: list[ServerEvent] = []  # every event in order, for ordering checks
         self.send_code: Code | None = None  # answer every Send with this code instead
+        self.strict_send = strict_send
+        """Answer 4.04 to a Send naming an object instance the registration does not list,
+        as Leshan does ("object instance /3303/0 not registered"). LwM2M 1.1 Core's Send
+        operation lets a server reject data of objects it does not know of, and a client
+        tells its server of them in the Register or Update; so a client's Send right after
+        an instance appeared must follow the Update that lists it. Off by default: the
+        in-repo server takes any well-formed Send, so other tests can Send freely."""
         # answer Register 2.01 without a Location-Path, as a broken server does
         self.omit_location = False
         # every datagram received is offered to ``drop`` first: True loses it unanswered
@@ -337,6 +365,8 @@ class LwM2MTestServer:
                 code = Code.BAD_REQUEST
             else:
                 code = self.send_code or Code.CHANGED
+                if self.strict_send and unlisted(self.clients[ep].links, records) is not None:
+                    code = Code.NOT_FOUND
         self._emit("send", ep or "", request, code, records)
         return aiocoap.Message(code=code)
 

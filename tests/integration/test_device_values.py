@@ -136,6 +136,7 @@ async def test_the_gateway_reads_its_machine_when_a_server_reads(
     monkeypatch.setattr(device, "FACTS_MAX_AGE", 0.0)
     machine = Machine()
     monkeypatch.setattr(build, "read_machine_facts", lambda: machine.facts)
+    monkeypatch.setattr(build, "read_memory_available", lambda: machine.facts.mem_available_kib)
     config = Config(
         path=tmp_path / "bridged.toml",
         gateway=GatewaySection("gw-1", state_dir=tmp_path / "state", runtime_dir=tmp_path / "run"),

@@ -15,7 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bridged.engine.client import LwM2MClient, ServerConfig
-from bridged.engine.device import MachineFacts, install_device_objects, read_machine_facts
+from bridged.engine.device import (
+    MachineFacts,
+    install_device_objects,
+    read_machine_facts,
+    read_memory_available,
+)
 from bridged.engine.registration import RegistrationEvent
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
 from bridged.exposure.gateway import GatewayExposure
@@ -68,9 +73,13 @@ def build_tree(
         except (DefinitionError, OSError) as e:
             raise ConfigError(config.path, "gateway.objects_dir", str(e)) from None
     tree = ObjectTree(definitions)
-    machine = read_machine_facts if facts is None else None
+    live = facts is None
     install_device_objects(
-        tree, facts or read_machine_facts(), on_reboot=on_reboot, machine=machine
+        tree,
+        facts or read_machine_facts(),
+        on_reboot=on_reboot,
+        machine=read_machine_facts if live else None,
+        memory=read_memory_available if live else None,
     )
     return tree
 

@@ -13,6 +13,7 @@ Two kinds of callers use it. The device side (the daemon, a transport) calls ``s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -40,6 +41,9 @@ Constraint = Callable[[Value], None]
 Computed = Callable[[], _ResourceSlot | None]
 """Gives a computed resource's value when it is read (see ``ObjectTree.compute``)."""
 
+_ComputedResources = tuple[tuple[Path, Computed], ...]
+"""An instance's computed resources: each one's path and what computes it."""
+
 _NO_HOOKS: Mapping[Any, Any] = MappingProxyType({})
 """What a tree's executors, computed values and constraints start as: most trees (an end
 device's, one per node) never have any, and an empty dict each was 2 MB of a gateway with
@@ -50,6 +54,20 @@ def _with(hooks: Mapping[Any, Any], key: object, hook: object) -> dict[Any, Any]
     """``hooks`` with ``key`` set to ``hook``, as a new map: hooks are registered while a
     tree is set up, a few times, so the copy costs nothing that matters."""
     return {**hooks, key: hook}
+
+
+def _same(held: object, new: object) -> bool:
+    """Whether ``new`` is ``held`` for every reader of the tree, its encodings included:
+    equal values of one type, and a float's sign too (0.0 == -0.0, but not in any format)."""
+    if type(held) is not type(new):
+        return False
+    if isinstance(held, dict):
+        assert isinstance(new, dict)
+        return held.keys() == new.keys() and all(_same(held[k], new[k]) for k in held)
+    if isinstance(held, float):
+        assert isinstance(new, float)
+        return held == new and math.copysign(1.0, held) == math.copysign(1.0, new)
+    return held == new
 
 
 _ResourceShape = tuple[int, tuple[int, ...] | None]
@@ -71,6 +89,30 @@ class Change:
 
     values: int
     structure: int
+
+
+KEPT_READS = 64
+"""How many instances' reads a tree keeps (``InstanceRead``) at most: the few a server reads
+over and over (/3/0, a node's instance) stay, and a Read of every instance of a large tree
+does not keep a copy of it."""
+
+
+class InstanceRead:
+    """What a Read of one instance answers: its readable records in path order, kept by the
+    tree while nothing under the instance changes (``ObjectTree.instance_read``), and what
+    content formats made of them (``encoded``, by Content-Format number), kept with them.
+
+    A server reads the same instance over and over (/3/0, a node's latest values), and most of
+    its values change seldom or never: building a path and a record per value, and encoding
+    them again, was most of what such a Read cost. A codec's output is a function of the
+    records, the instance path and the definitions alone, so the bytes are those the codec
+    gives the records now. Nothing may change ``records`` or a kept encoding."""
+
+    __slots__ = ("encoded", "records")
+
+    def __init__(self, records: tuple[Record, ...]) -> None:
+        self.records = records
+        self.encoded: dict[int, bytes] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +138,7 @@ class ObjectTree:
         "_executors",
         "_listeners",
         "_objects",
+        "_reads",
         "_structure",
         "_times",
         "_values",
@@ -107,10 +150,13 @@ class ObjectTree:
         self.definitions = definitions
         self.prefix = prefix
         self._objects: dict[int, dict[int, dict[int, _ResourceSlot]]] = {}
+        self._reads: dict[tuple[int, int], InstanceRead] | None = None
+        """The instances' kept reads; None until one is kept (most trees are never read)."""
         self._times: dict[Path, float] = {}
         self._listeners: Listeners[Listener] = Listeners("object tree changes")
         self._executors: Mapping[tuple[int, int], ExecuteHandler] = _NO_HOOKS
-        self._computed: Mapping[Path, Computed] = _NO_HOOKS
+        self._computed: Mapping[tuple[int, int], _ComputedResources] = _NO_HOOKS
+        """By instance (object and instance ID), as a Read asks for an instance's."""
         self._constraints: Mapping[tuple[int, int], Constraint] = _NO_HOOKS
         self._values = 0
         self._structure = 0
@@ -175,7 +221,22 @@ class ObjectTree:
             self._structure += 1
         else:
             self._values += 1
+        if self._reads:
+            self._forget(path.ids)
         self._listeners.notify(lambda listener: listener(path))
+
+    def _forget(self, ids: tuple[int, ...]) -> None:
+        """Drop the kept reads of the instances at or under the path of ``ids``."""
+        reads = self._reads
+        if not reads:
+            return
+        if len(ids) >= 2:
+            reads.pop((ids[0], ids[1]), None)
+        elif ids:
+            for key in [key for key in reads if key[0] == ids[0]]:
+                del reads[key]
+        else:
+            reads.clear()
 
     # -- structure ---------------------------------------------------------------------------
 
@@ -313,25 +374,45 @@ class ObjectTree:
         the last value stays. The resource must exist; a Write of it stands until the next
         read, as the value is then the computed one again.
         """
-        self._resource_ids(path)
+        oid, iid, _ = self._resource_ids(path)
         self._locate(path)
-        self._computed = _with(self._computed, path, value)
+        target = path.truncate(Level.RESOURCE)
+        others = tuple(c for c in self._computed.get((oid, iid), ()) if c[0] != target)
+        self._computed = _with(self._computed, (oid, iid), (*others, (target, value)))
 
     def _recompute(self, path: Path) -> None:
-        """Bring the computed resources at, under or above ``path`` up to date, silently."""
-        oid = path.ids[0] if path.ids else None
-        for target, compute in self._computed.items():
-            if oid is not None and target.ids[0] != oid:
-                continue  # another object's (the tree's paths share its prefix)
-            if not (path.contains(target) or target.contains(path)) or not self.has(target):
-                continue
-            value = compute()
-            if value is not None:
-                oid, iid, rid = target.ids[:3]
-                self._instance(oid, iid)[rid] = self._checked_slot(
-                    self.definitions.get(oid), rid, value
-                )
-                self._times.pop(target, None)  # no time of measurement: it is now
+        """Bring the computed resources at, under or above ``path`` up to date, silently. A
+        value that is not the one the tree holds drops its instance's kept read."""
+        computed = self._computed
+        if not computed or path.prefix != self.prefix:
+            return
+        ids = path.ids
+        if len(ids) >= 2:
+            found = computed.get((ids[0], ids[1]))
+            groups: Iterable[_ComputedResources] = () if found is None else (found,)
+        else:
+            groups = [group for key, group in computed.items() if not ids or key[0] == ids[0]]
+        times = self._times
+        for group in groups:
+            for target, compute in group:
+                oid, iid, rid = target.ids
+                if len(ids) >= 3 and rid != ids[2]:
+                    continue
+                resources = self._objects.get(oid, {}).get(iid)
+                if resources is None or rid not in resources:
+                    continue  # gone since (a deleted instance, a removed value)
+                value = compute()
+                if value is None:
+                    continue
+                held, timed = resources[rid], bool(times) and target in times
+                if _same(held, value) and not timed:
+                    continue  # what the tree holds, checked when it went in
+                slot = self._checked_slot(self.definitions.get(oid), rid, value)
+                if _same(held, slot) and not timed:
+                    continue  # the same once checked (an int for a Float: a float)
+                resources[rid] = slot
+                times.pop(target, None)  # no time of measurement: it is now
+                self._forget(target.ids)
 
     def get(self, path: Path) -> Value | dict[int, Value]:
         """The value at a resource or resource-instance path; NotFound if absent."""
@@ -356,18 +437,55 @@ class ObjectTree:
     def read(self, path: Path) -> list[Record]:
         """Server Read: the readable values at or under ``path``, in path order.
 
-        Reading a resource that is not readable is 4.05; an absent path is 4.04.
+        Reading a resource that is not readable is 4.05; an absent path is 4.04. An instance
+        that ``instance_read`` keeps is answered from what it keeps.
         """
         if path.level >= Level.RESOURCE:
             self._locate(path.truncate(Level.INSTANCE))
             rdef = self.definitions.resource(path.ids[0], path.ids[2])
             if not rdef.operations.readable:
                 raise MethodNotAllowed(f"{path} ({rdef.name}) is not readable")
+        elif len(path.ids) == 2:
+            # A Read of every end device's instance (``read_node``) keeps none.
+            kept, _ = self._kept_read(path)
+            return list(self._instance_records(path) if kept is None else kept.records)
         self._recompute(path)
         node = self._locate(path)
         out: list[Record] = []
         self._collect(path, node, out)
         return out
+
+    def instance_read(self, path: Path) -> InstanceRead:
+        """A server's Read of instance ``path`` (4.04 when absent), kept while nothing under
+        the instance changes (``InstanceRead``): what ``read`` answers, with what codecs
+        made of it. At most ``KEPT_READS`` instances are kept; the first kept goes first."""
+        if len(path.ids) != 2:
+            raise BadRequest(f"{path} is not an instance path")
+        kept, key = self._kept_read(path)
+        if kept is None:
+            kept = InstanceRead(self._instance_records(path))
+            reads = self._reads
+            if reads is None:
+                reads = self._reads = {}
+            elif len(reads) >= KEPT_READS:
+                del reads[next(iter(reads))]
+            reads[key] = kept
+        return kept
+
+    def _kept_read(self, path: Path) -> tuple[InstanceRead | None, tuple[int, int]]:
+        """The kept read of instance ``path`` (None if none) with its key, once its computed
+        values are brought up to date (which drops it when one changed)."""
+        self._recompute(path)
+        self._check_prefix(path)
+        key = (path.ids[0], path.ids[1])
+        reads = self._reads
+        return (None if reads is None else reads.get(key)), key
+
+    def _instance_records(self, path: Path) -> tuple[Record, ...]:
+        """The records of a Read of instance ``path``, built."""
+        out: list[Record] = []
+        self._collect(path, self._instance(path.ids[0], path.ids[1]), out)
+        return tuple(out)
 
     def write(self, path: Path, records: Sequence[Record], *, replace: bool) -> None:
         """Server Write on an instance, resource or resource instance.
@@ -388,6 +506,7 @@ class ObjectTree:
                 if rid not in staged and not odef.resource(rid).mandatory:
                     del resources[rid]
         merge = not replace or path.level is Level.RESOURCE_INSTANCE
+        self._forget(path.ids)  # a replace with no records still removed resources
         for rid, slot in staged.items():
             existing = resources.get(rid)
             if merge and isinstance(slot, dict) and isinstance(existing, dict):

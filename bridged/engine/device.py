@@ -58,6 +58,7 @@ from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import MappingProxyType
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from bridged import __version__
@@ -78,6 +79,7 @@ __all__ = [
     "device_resources",
     "install_device_objects",
     "read_machine_facts",
+    "read_memory_available",
     "status_resources",
 ]
 
@@ -234,8 +236,9 @@ def device_resources(facts: MachineFacts, *, binding: str = "U") -> ResourceValu
 def status_resources(facts: MachineFacts) -> ResourceValues:
     """The /3/0 values that change while the daemon runs: memory, errors, time and zone."""
     values: ResourceValues = {Device.ERROR_CODE: {0: NO_ERROR}, Device.CURRENT_TIME: facts.time}
-    if facts.mem_available_kib is not None:
-        values[Device.MEMORY_FREE] = _kilobytes(facts.mem_available_kib)
+    memory_free = _memory_free(facts.mem_available_kib)
+    if memory_free is not None:
+        values[Device.MEMORY_FREE] = memory_free
     if facts.utc_offset is not None:
         values[Device.UTC_OFFSET] = _utc_offset_text(facts.utc_offset)
     if facts.timezone is not None:
@@ -320,6 +323,11 @@ def _kilobytes(kib: int) -> int:
     return kib * 1024 // 1000
 
 
+def _memory_free(available_kib: int | None) -> int | None:
+    """Memory Free (/3/0/10) of MemAvailable; None when unknown."""
+    return None if available_kib is None else _kilobytes(available_kib)
+
+
 def _utc_offset_text(seconds: int) -> str:
     """ISO 8601 offset text: 3600 is "+01:00", -12600 is "-03:30"."""
     sign = "-" if seconds < 0 else "+"
@@ -368,14 +376,18 @@ def install_device_objects(
     on_factory_reset: Callable[[], None] | None = None,
     binding: str = "U",
     machine: Callable[[], MachineFacts] | None = None,
+    memory: Callable[[], int | None] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Create /3/0 and /4/0 from ``facts`` and route the Device's executable resources.
 
-    Current Time is ``clock()`` when read. Memory Free and /4/0 come, when read, from
-    ``machine()`` (``read_machine_facts`` on the gateway; by default ``facts`` again, a machine
-    that never changes), called at most once a ``FACTS_MAX_AGE``. Current Time is writable by a
-    server, but the gateway's clock is the system's (kept by NTP): the next read shows it again.
+    Current Time is ``clock()`` when read. /4/0 comes, when read, from ``machine()``
+    (``read_machine_facts`` on the gateway; by default ``facts`` again, a machine that never
+    changes), and Memory Free from ``memory()``, the MemAvailable KiB
+    (``read_memory_available`` on the gateway, one file rather than all the facts a Read of
+    /3/0 does not need; by default ``machine()``'s), each called at most once a
+    ``FACTS_MAX_AGE``. Current Time is writable by a server, but the gateway's clock is the
+    system's (kept by NTP): the next read shows it again.
 
     ``on_reboot`` runs when a server executes /3/0/4 and ``on_factory_reset`` (when given) on
     /3/0/5. They run while the request is being answered, so they must only schedule the
@@ -383,11 +395,16 @@ def install_device_objects(
     """
     tree.create_instance(Device.OBJECT, 0, device_resources(facts, binding=binding).items())
     tree.create_instance(Connectivity.OBJECT, 0, connectivity_resources(facts).items())
-    recent = _Recent(machine or (lambda: facts), facts)
+    recent: _Recent[MachineFacts] = _Recent(machine or (lambda: facts), facts)
+    available: Callable[[], int | None] = (
+        _Recent(memory, facts.mem_available_kib)
+        if memory is not None
+        else lambda: recent().mem_available_kib
+    )
     device = LwM2MPath((Device.OBJECT, 0), tree.prefix)
     tree.compute(device.child(Device.CURRENT_TIME), lambda: int(clock()))
     if tree.has(device.child(Device.MEMORY_FREE)):
-        tree.compute(device.child(Device.MEMORY_FREE), partial(_status, recent, Device.MEMORY_FREE))
+        tree.compute(device.child(Device.MEMORY_FREE), lambda: _memory_free(available()))
     connectivity = LwM2MPath((Connectivity.OBJECT, 0), tree.prefix)
     for rid in connectivity_resources(facts):
         tree.compute(connectivity.child(rid), partial(_connectivity, recent, rid))
@@ -398,27 +415,24 @@ def install_device_objects(
         )
 
 
-class _Recent:
-    """The facts of ``read()``, read again when asked for and older than ``FACTS_MAX_AGE``."""
+T = TypeVar("T")
 
-    def __init__(self, read: Callable[[], MachineFacts], first: MachineFacts) -> None:
+
+class _Recent(Generic[T]):
+    """What ``read()`` gives, read again when asked for and older than ``FACTS_MAX_AGE``."""
+
+    def __init__(self, read: Callable[[], T], first: T) -> None:
         self._read = read
         self._facts = first
         self._at = time.monotonic()
 
-    def __call__(self) -> MachineFacts:
+    def __call__(self) -> T:
         if time.monotonic() - self._at >= FACTS_MAX_AGE:
             self._facts, self._at = self._read(), time.monotonic()
         return self._facts
 
 
-def _status(recent: _Recent, rid: int) -> Value | dict[int, Value] | None:
-    """A status value of /3/0 now; None (the last value stays) when the machine stopped
-    saying it."""
-    return status_resources(recent()).get(rid)
-
-
-def _connectivity(recent: _Recent, rid: int) -> Value | dict[int, Value] | None:
+def _connectivity(recent: _Recent[MachineFacts], rid: int) -> Value | dict[int, Value] | None:
     return connectivity_resources(recent()).get(rid)
 
 
@@ -453,7 +467,7 @@ def read_machine_facts(
         python_version=platform.python_version(),
         aiocoap_version=_package_version("aiocoap"),
         mem_total_kib=meminfo.get("MemTotal"),
-        mem_available_kib=meminfo.get("MemAvailable", meminfo.get("MemFree")),
+        mem_available_kib=_available(meminfo),
         timezone=timezone,
         utc_offset=None if timezone is None else _utc_offset(timezone, now),
         interfaces=_interfaces(root / "sys/class/net"),
@@ -515,6 +529,16 @@ def _package_version(name: str) -> str | None:
         return version(name)
     except PackageNotFoundError:
         return None
+
+
+def read_memory_available(root: Path = Path("/")) -> int | None:
+    """The machine's MemAvailable (MemFree on a kernel without it) in KiB, from
+    /proc/meminfo under ``root`` alone: what Memory Free needs of the facts. None if unknown."""
+    return _available(_meminfo(root / "proc/meminfo"))
+
+
+def _available(meminfo: Mapping[str, int]) -> int | None:
+    return meminfo.get("MemAvailable", meminfo.get("MemFree"))
 
 
 def _meminfo(path: Path) -> dict[str, int]:

@@ -298,9 +298,29 @@ class DeviceManagement:
 
     def read(self, path: Path, accept: int | None) -> Reply:
         self._check(Operation.READ, path)
+        if len(path.ids) == 2:
+            return self._read_instance(path, accept)
         records = self._readable(self.tree.read(path))
         codec = self._output_codec(accept, path, records)
         return self._content(codec, records, path)
+
+    def _read_instance(self, path: Path, accept: int | None) -> Reply:
+        """``read`` of an instance: the tree keeps what a server reads over and over, with
+        its encoding in each format asked for (``InstanceRead``), so an unchanged instance is
+        encoded once, whichever server reads it."""
+        kept = self.tree.instance_read(path)
+        records = kept.records
+        readable = self._readable(records)
+        if len(readable) != len(records):  # not so with /2 as it is (``AccessControl.allows``)
+            return self._content(self._output_codec(accept, path, readable), readable, path)
+        codec = self._output_codec(accept, path, records)
+        content_format = int(codec.content_format)
+        payload = kept.encoded.get(content_format)
+        if payload is None:
+            payload = kept.encoded[content_format] = codec.encode(
+                records, path, self.tree.definitions
+            )
+        return Reply(Code.CONTENT, payload, content_format)
 
     def write(
         self, path: Path, payload: bytes, content_format: int | None, *, replace: bool
@@ -737,7 +757,7 @@ class DeviceManagement:
         if self.access is not None and self.server_id is not None:
             self.access.check(self.server_id, operation, path)
 
-    def _readable(self, records: list[Record]) -> list[Record]:
+    def _readable(self, records: Sequence[Record]) -> Sequence[Record]:
         """The records of the instances this server may read (all without access control)."""
         if self.access is None or self.server_id is None:
             return records
@@ -752,11 +772,11 @@ class DeviceManagement:
         single = path.level is Level.RESOURCE_INSTANCE or not rdef.multiple
         return single and rdef.type.value in NUMERIC_TYPES
 
-    def _content(self, codec: Codec, records: list[Record], base: Path) -> Reply:
+    def _content(self, codec: Codec, records: Sequence[Record], base: Path) -> Reply:
         payload = codec.encode(records, base, self.tree.definitions)
         return Reply(Code.CONTENT, payload, int(codec.content_format))
 
-    def _output_codec(self, accept: int | None, path: Path, records: list[Record]) -> Codec:
+    def _output_codec(self, accept: int | None, path: Path, records: Sequence[Record]) -> Codec:
         if accept is not None:
             return acceptable_for(accept)
         if len(records) == 1 and records[0].path == path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,12 @@ from bridged.config import Config, GatewaySection
 from bridged.engine import device
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import DefaultRoute, MachineFacts, NetInterface, install_device_objects
+from bridged.objects import ids
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat
+from bridged.objects.paths import Path as LwM2MPath
 from bridged.objects.tree import ObjectTree
-from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor
+from peers.lwm2m_server import LwM2MTestServer, decode_senml_cbor, decode_tlv
 
 START = 1_700_000_000
 ETH = NetInterface("eth0", arp_type=1, up=True, physical=True)
@@ -111,6 +114,47 @@ async def test_memory_free_and_connectivity_are_the_machines_now(
     assert (after["/4/0/4/0"], after["/4/0/5/0"]) == ("10.0.0.5", "10.0.0.1")
 
 
+async def test_a_tlv_read_of_an_instance_again_shows_what_changed_since(
+    client: LwM2MClient, server: LwM2MTestServer, machine: Machine
+) -> None:
+    """The gateway keeps an instance's Read and its TLV while nothing in it changes (issue 17):
+    a server reading it again decodes the clock and the free memory as they are then, its own
+    Write, and a sensor's new reading set on the device side."""
+    device_path, sensor = LwM2MPath((ids.Device.OBJECT, 0)), LwM2MPath((ids.Ipso.TEMPERATURE, 0))
+    client.tree.create_instance(*sensor.ids, [(ids.IpsoResource.SENSOR_VALUE, 21.5)])
+
+    async def tlv(path: LwM2MPath) -> dict[tuple[int, ...], bytes]:
+        response = await server.request("gw-1", Code.GET, str(path), accept=ContentFormat.TLV)
+        assert response.code == Code.CONTENT, response
+        assert response.opt.content_format == ContentFormat.TLV
+        return decode_tlv(bytes(response.payload), path.ids)
+
+    def resource(path: LwM2MPath, rid: int) -> tuple[int, ...]:
+        return (*path.ids, rid)
+
+    now, free = (
+        resource(device_path, ids.Device.CURRENT_TIME),
+        resource(device_path, ids.Device.MEMORY_FREE),
+    )
+    first = await tlv(device_path)
+    assert (first[now], first[free]) == (START.to_bytes(4, "big"), (512).to_bytes(2, "big"))
+    assert await tlv(device_path) == first
+    machine.now = START + 5
+    machine.facts = facts("192.168.1.23", 400)
+    moved = await tlv(device_path)
+    assert (moved[now], moved[free]) == ((START + 5).to_bytes(4, "big"), (409).to_bytes(2, "big"))
+    timezone = device_path.child(ids.Device.TIMEZONE)
+    written = await server.request(
+        "gw-1", Code.PUT, str(timezone), b"Europe/Paris", content_format=ContentFormat.TEXT
+    )
+    assert written.code == Code.CHANGED
+    assert await tlv(device_path) == {**moved, timezone.ids: b"Europe/Paris"}
+    value = resource(sensor, ids.IpsoResource.SENSOR_VALUE)
+    assert (await tlv(sensor))[value] == struct.pack(">f", 21.5)
+    client.tree.set(sensor.child(ids.IpsoResource.SENSOR_VALUE), 22.25)
+    assert (await tlv(sensor))[value] == struct.pack(">f", 22.25)
+
+
 async def test_an_observation_of_the_clock_is_notified_at_pmax_with_the_time_then(
     client: LwM2MClient, server: LwM2MTestServer, machine: Machine
 ) -> None:
@@ -136,6 +180,7 @@ async def test_the_gateway_reads_its_machine_when_a_server_reads(
     monkeypatch.setattr(device, "FACTS_MAX_AGE", 0.0)
     machine = Machine()
     monkeypatch.setattr(build, "read_machine_facts", lambda: machine.facts)
+    monkeypatch.setattr(build, "read_memory_available", lambda: machine.facts.mem_available_kib)
     config = Config(
         path=tmp_path / "bridged.toml",
         gateway=GatewaySection("gw-1", state_dir=tmp_path / "state", runtime_dir=tmp_path / "run"),

@@ -25,6 +25,7 @@ from bridged.engine.device import (
     device_resources,
     install_device_objects,
     read_machine_facts,
+    read_memory_available,
 )
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path as LwM2MPath
@@ -363,6 +364,43 @@ def test_the_machine_is_read_once_per_facts_max_age() -> None:
     tree.read(LwM2MPath.parse("/4/0"))
     tree.read(LwM2MPath.parse("/3/0"))
     assert len(reads) <= 1
+
+
+def test_memory_free_is_read_from_meminfo_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Read of /3/0 reads /proc/meminfo for Memory Free, not every fact of the machine
+    (interfaces, routes, addresses: /4/0's), which cost a Read of /3/0 most of a millisecond
+    each FACTS_MAX_AGE."""
+    monkeypatch.setattr(device, "FACTS_MAX_AGE", 0.0)
+    write(tmp_path, "proc/meminfo", MEMINFO)
+    assert read_memory_available(tmp_path) == 2000000
+    facts = MachineFacts(time=1_700_000_000, mem_available_kib=500)
+    machine_reads: list[int] = []
+
+    def machine() -> MachineFacts:
+        machine_reads.append(1)
+        return facts
+
+    tree = ObjectTree(builtin_definitions())
+    install_device_objects(
+        tree,
+        facts,
+        on_reboot=lambda: None,
+        machine=machine,
+        memory=lambda: read_memory_available(tmp_path),
+    )
+    assert value(tree, "/3/0/10") == 2000000 * 1024 // 1000
+    write(tmp_path, "proc/meminfo", MEMINFO.replace("2000000", "1000000"))
+    records = {str(r.path): r.value for r in tree.read(LwM2MPath.parse("/3/0"))}
+    assert records["/3/0/10"] == 1000000 * 1024 // 1000
+    assert machine_reads == []
+    write(tmp_path, "proc/meminfo", "MemTotal: 1 kB\nMemFree: 7 kB\n")  # an old kernel's
+    assert read_memory_available(tmp_path) == 7
+    assert value(tree, "/3/0/10") == 7 * 1024 // 1000
+    write(tmp_path, "proc/meminfo", GARBAGE)
+    assert read_memory_available(tmp_path) is None
+    assert value(tree, "/3/0/10") == 7 * 1024 // 1000, "unknown: the last value stays"
 
 
 def test_current_time_is_the_clock_even_after_a_server_write() -> None:

@@ -32,7 +32,7 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 from aiocoap.resource import Site
 
-from bridged.aio import cancel_and_wait
+from bridged.aio import Flag, cancel_and_wait
 from bridged.objects.builtin import builtin_objects
 from bridged.objects.errors import BadRequest
 from bridged.objects.formats import ContentFormat
@@ -353,7 +353,7 @@ class ServerSession:
             self.dm, server_instance=server_instance, limit=config.max_observations
         )
         self.observations.on_held = self.wake
-        self._awake = asyncio.Event()
+        self._awake = Flag()
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -630,7 +630,7 @@ class LwM2MClient:
         self.access: AccessControl | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._bootstrap_wanted = asyncio.Event()
+        self._bootstrap_wanted = Flag()
         self._failed_sequences: dict[str, int] = {}
 
     def session(self, short_server_id: int) -> ServerSession:

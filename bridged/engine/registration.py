@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 import aiocoap
 from aiocoap.numbers.codes import Code
 
+from bridged.aio import Flag
+
 from .uplink import UdpUplink, Uplink
 
 log = logging.getLogger(__name__)
@@ -219,8 +221,8 @@ class Registrar:
         self._sent: RegistrationParams | None = None
         """What the last Register or Update carried (``RegistrationParams.kept``)."""
         self._registered_at = 0.0
-        self._wake = asyncio.Event()
-        self._moved = asyncio.Event()  # set, and replaced, at every change of state
+        self._wake = Flag()
+        self._moved = Flag()  # set, and replaced, at every change of state
         self._stopping = False
         self._register_again = False
         self._on_answer = on_answer
@@ -335,7 +337,7 @@ class Registrar:
         if state is not self.state:
             log.debug("server %s: %s -> %s", self.target.name, self.state.value, state.value)
             self.state = state
-            moved, self._moved = self._moved, asyncio.Event()
+            moved, self._moved = self._moved, Flag()
             moved.set()
 
     def _emit(self, kind: EventKind, detail: str = "") -> None:

@@ -462,9 +462,7 @@ class ServerSession:
         return self.gate.state if self.gate is not None else None
 
     def start(self) -> None:
-        self._tasks.append(
-            asyncio.create_task(self.registrar.run(), name=f"lwm2m-{self.short_server_id}")
-        )
+        self.registrar.start()
         if self.gate is not None:
             self._tasks.append(
                 asyncio.create_task(
@@ -487,6 +485,7 @@ class ServerSession:
         try:
             await cancel_and_wait(*self._tasks)
             self._tasks.clear()
+            await self.registrar.stop()
             await self.observations.close()
             if deregister:
                 await self.registrar.deregister()

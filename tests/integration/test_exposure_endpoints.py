@@ -62,6 +62,7 @@ def setup(
     server_uri: str,
     nodes: int = 3,
     request_timeout: float = 5.0,
+    lifetime: int = 300,
     **kwargs: object,
 ) -> Setup:
     conn = connect(state / "state.db")
@@ -69,7 +70,9 @@ def setup(
     exposure = EndpointsExposure(
         builtin_definitions(),
         GATEWAY,
-        ServerConfig(server_uri, request_timeout=request_timeout, retry=FAST_RETRY),
+        ServerConfig(
+            server_uri, lifetime=lifetime, request_timeout=request_timeout, retry=FAST_RETRY
+        ),
         host="127.0.0.1",
         **kwargs,  # type: ignore[arg-type]
     )
@@ -491,5 +494,24 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters(
         assert ep.registered
         deques = [chain for obj, chain in held_by(ep) if isinstance(obj, collections.deque)]
         assert deques == []
+    finally:
+        await s.exposure.stop()
+
+
+async def test_a_quiet_endpoint_holds_no_task_and_still_updates(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """Between its Updates a registration is a timer, not a task waiting (1.5 KB of each of
+    10,000 endpoints, issue 17); the timer still sends each Update when it falls due."""
+    s = setup(tmp_path, server.uri, nodes=2, lifetime=1)  # an Update every second
+    await s.exposure.start()
+    try:
+        before = asyncio.all_tasks()
+        names = pair_all(s)
+        assert await registered(server, 2) == set(names)
+        await until(lambda: not asyncio.all_tasks() - before, timeout=TIMEOUT)
+        updated: set[str] = set()
+        while updated != set(names):
+            updated.add((await server.next_event("update")).endpoint)
     finally:
         await s.exposure.stop()

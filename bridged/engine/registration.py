@@ -327,7 +327,7 @@ class Registrar:
         due = await phase
         while due is not None and self._wake.is_set():
             due = await self._updating()
-        if due is not None:
+        if due is not None and not self._stopping:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(max(due - self._clock(), 0.0), self._quiet_ended)
         self._task = None

@@ -32,7 +32,7 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 from aiocoap.resource import Site
 
-from bridged.aio import cancel_and_wait
+from bridged.aio import Flag, cancel_and_wait
 from bridged.objects.builtin import builtin_objects
 from bridged.objects.errors import BadRequest
 from bridged.objects.formats import ContentFormat
@@ -353,7 +353,7 @@ class ServerSession:
             self.dm, server_instance=server_instance, limit=config.max_observations
         )
         self.observations.on_held = self.wake
-        self._awake = asyncio.Event()
+        self._awake = Flag()
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -462,9 +462,7 @@ class ServerSession:
         return self.gate.state if self.gate is not None else None
 
     def start(self) -> None:
-        self._tasks.append(
-            asyncio.create_task(self.registrar.run(), name=f"lwm2m-{self.short_server_id}")
-        )
+        self.registrar.start()
         if self.gate is not None:
             self._tasks.append(
                 asyncio.create_task(
@@ -487,6 +485,7 @@ class ServerSession:
         try:
             await cancel_and_wait(*self._tasks)
             self._tasks.clear()
+            await self.registrar.stop()
             await self.observations.close()
             if deregister:
                 await self.registrar.deregister()
@@ -630,7 +629,7 @@ class LwM2MClient:
         self.access: AccessControl | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._bootstrap_wanted = asyncio.Event()
+        self._bootstrap_wanted = Flag()
         self._failed_sequences: dict[str, int] = {}
 
     def session(self, short_server_id: int) -> ServerSession:

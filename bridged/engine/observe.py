@@ -58,7 +58,7 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 from aiocoap.pipe import Pipe
 
-from bridged.aio import cancel_and_wait
+from bridged.aio import Flag, cancel_and_wait
 from bridged.objects.errors import NotFound
 from bridged.objects.formats import ContentFormat, carries_time, codec_for, composite_codec_for
 from bridged.objects.ids import Server
@@ -174,7 +174,7 @@ class Observations:
         self._held: set[Observation] | None = None
         self._sequence = itertools.count(1)
         self._order = itertools.count()
-        self._wakeup = asyncio.Event()
+        self._wakeup = Flag()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = self.tree.subscribe(self._on_change)
         if dm.end_devices is not None:

@@ -23,13 +23,16 @@ import errno
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiocoap
 from aiocoap.numbers.codes import Code
+
+from bridged.aio import Flag, cancel_and_wait
 
 from .uplink import UdpUplink, Uplink
 
@@ -193,7 +196,7 @@ def register_query(target: ServerTarget, params: RegistrationParams, version: st
 
 
 class Registrar:
-    """Keeps one registration alive; run ``run()`` as a task."""
+    """Keeps one registration alive: ``start`` it (or run ``run()`` as a task)."""
 
     def __init__(
         self,
@@ -219,13 +222,15 @@ class Registrar:
         self._sent: RegistrationParams | None = None
         """What the last Register or Update carried (``RegistrationParams.kept``)."""
         self._registered_at = 0.0
-        self._wake = asyncio.Event()
-        self._due = False
+        self._wake = Flag()
+        self._update_due = False
         """An Update was asked for that no Register or Update has read the parameters for
         yet: the server was not told of the change. ``_wake`` cannot say so: the wait out the
         floor between Updates clears it, and a Send in that second went out ahead of the
         Update (``announced``)."""
-        self._moved = asyncio.Event()  # set, and replaced, at every change of state
+        self._moved = Flag()  # set, and replaced, at every change of state
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._stopping = False
         self._register_again = False
         self._on_answer = on_answer
@@ -243,8 +248,8 @@ class Registrar:
         parameters anyway, and a busy tree must not cut the back-off toward a dead server short.
         """
         if self.state is not RegistrationState.RETRY_WAIT:
-            self._due = True
-            self._wake.set()
+            self._update_due = True
+            self._wake_up()
 
     def register_again(self) -> None:
         """The server no longer knows this client (e.g. it answered a Send with 4.04): drop the
@@ -252,7 +257,7 @@ class Registrar:
         if self.registered:
             self._register_again = True
             self._set(RegistrationState.IDLE)
-            self._wake.set()
+            self._wake_up()
 
     async def announced(self, timeout: float) -> None:
         """Return once the server has been told the current object list: at once when no
@@ -263,7 +268,9 @@ class Registrar:
         past it the caller goes on and the server's answer decides."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while self.registered and (self._due or self.state is RegistrationState.UPDATING):
+                while self.registered and (
+                    self._update_due or self.state is RegistrationState.UPDATING
+                ):
                     await self._moved.wait()
 
     def uri(self, *segments: str) -> str:
@@ -292,30 +299,89 @@ class Registrar:
         return self.state in (RegistrationState.REGISTERED, RegistrationState.UPDATING)
 
     async def run(self) -> None:
-        """Register, then keep the registration alive until cancelled or ``deregister``."""
-        while not self._stopping:
-            await self._register_with_retries()
-            while self.registered and not self._stopping:
-                due = self._registered_at + update_interval(self._params().lifetime)
-                try:
-                    async with asyncio.timeout(max(due - self._clock(), 0.0)):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
-                if self._stopping:
-                    return
-                await self._hold_off(self._registered_at + MIN_UPDATE_INTERVAL)
-                if self._stopping:
-                    return
-                if self._register_again:
-                    self._register_again = False
-                    break
-                if not await self._update():
-                    break
+        """Register, then keep the registration alive until cancelled or ``deregister``: one
+        task throughout (``start`` holds one only while there is something to do)."""
+        due = await self._registering()
+        while due is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(due - self._clock(), 0.0)):
+                    await self._wake.wait()
+            due = await self._updating()
+
+    def start(self) -> None:
+        """Do what ``run`` does, without a task while the registration is quiet: between
+        Updates it is a timer (``loop.call_later``), which ``trigger_update``,
+        ``register_again`` and ``deregister`` end early. With 10,000 endpoints (the endpoints
+        mode) a task waiting for each one's next Update was 1.5 KB of each. End it with
+        ``stop``."""
+        self._busy(self._registering())
+
+    async def stop(self) -> None:
+        """End what ``start`` started (the De-register is ``deregister``'s)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await cancel_and_wait(self._task)
+        self._task = None
+
+    def _busy(self, phase: Coroutine[Any, Any, float | None]) -> None:
+        self._task = asyncio.create_task(self._then_quiet(phase), name=f"lwm2m {self.target.name}")
+
+    async def _then_quiet(self, phase: Coroutine[Any, Any, float | None]) -> None:
+        """Run ``phase``, then wait for the next Update as a timer, or go on at once when an
+        Update was asked for meanwhile."""
+        due = await phase
+        while due is not None and self._wake.is_set():
+            due = await self._updating()
+        if due is not None and not self._stopping:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(due - self._clock(), 0.0), self._quiet_ended)
+        self._task = None
+
+    def _quiet_ended(self) -> None:
+        """The next Update fell due, or was asked for (``_wake_up``)."""
+        self._timer = None
+        self._busy(self._updating())
+
+    def _wake_up(self) -> None:
+        """Wake the registrar: its task when it is busy, its timer when it is quiet."""
+        self._wake.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._quiet_ended()
+
+    def _due(self) -> float:
+        """When the next Update falls due (a ``clock`` time)."""
+        return self._registered_at + update_interval(self._params().lifetime)
+
+    async def _registering(self) -> float | None:
+        """Register (with the retries of ``target.retry``); when the next Update falls due,
+        None once stopping."""
+        await self._register_with_retries()
+        return None if self._stopping else self._due()
+
+    async def _updating(self) -> float | None:
+        """The quiet wait ended (an Update fell due or was asked for): the Update, or the
+        Register when the registration is gone; when the next Update falls due, None once
+        stopping."""
+        if self._stopping:
+            return None
+        await self._hold_off(self._registered_at + MIN_UPDATE_INTERVAL)
+        if self._stopping:
+            return None
+        if self._register_again:
+            self._register_again = False
+            return await self._registering()
+        if not await self._update():
+            return await self._registering()
+        return self._due()
 
     async def deregister(self) -> None:
         """De-register (orderly shutdown); the registrar stops."""
         self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._wake.set()
         if self.location is None or not self.registered:
             self._set(RegistrationState.DEREGISTERED)
@@ -339,7 +405,7 @@ class Registrar:
         if state is not self.state:
             log.debug("server %s: %s -> %s", self.target.name, self.state.value, state.value)
             self.state = state
-            moved, self._moved = self._moved, asyncio.Event()
+            moved, self._moved = self._moved, Flag()
             moved.set()
 
     def _emit(self, kind: EventKind, detail: str = "") -> None:
@@ -400,7 +466,7 @@ class Registrar:
         """Register once; a failure's event says what happened and when the next try is
         (``retry_in`` seconds from now)."""
         self._wake.clear()
-        self._due = False
+        self._update_due = False
         self._set(RegistrationState.REGISTERING)
         params = self._params()
         payload = params.links.encode()
@@ -444,7 +510,7 @@ class Registrar:
         """One Update; False means the registration is gone and a Register must follow."""
         assert self._sent is not None
         self._wake.clear()
-        self._due = False
+        self._update_due = False
         self._set(RegistrationState.UPDATING)
         params = self._params()
         query: list[str] = []

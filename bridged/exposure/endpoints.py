@@ -53,7 +53,7 @@ from typing import Any
 
 import aiocoap
 
-from bridged.aio import cancel_and_wait
+from bridged.aio import Flag, cancel_and_wait
 from bridged.delivery import Route, Router
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.dm import EndDevices
@@ -124,7 +124,7 @@ class NodeEndpoint:
         self.failed_starts = 0
         self.removed = False
         self.registered = False
-        self.settled = asyncio.Event()
+        self.settled = Flag()
         self.lock = asyncio.Lock()
         self._report = report
 

@@ -4,11 +4,13 @@ with the simulated transport, real SQLite in tmp_path and the in-repo LwM2M serv
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import os
 import resource
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+import types
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 
@@ -24,6 +26,7 @@ from bridged.exposure.endpoints import (
     endpoint_name,
 )
 from bridged.objects.builtin import builtin_definitions
+from bridged.objects.definitions import Definitions
 from bridged.objects.formats import ContentFormat
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -59,6 +62,7 @@ def setup(
     server_uri: str,
     nodes: int = 3,
     request_timeout: float = 5.0,
+    lifetime: int = 300,
     **kwargs: object,
 ) -> Setup:
     conn = connect(state / "state.db")
@@ -66,7 +70,9 @@ def setup(
     exposure = EndpointsExposure(
         builtin_definitions(),
         GATEWAY,
-        ServerConfig(server_uri, request_timeout=request_timeout, retry=FAST_RETRY),
+        ServerConfig(
+            server_uri, lifetime=lifetime, request_timeout=request_timeout, retry=FAST_RETRY
+        ),
         host="127.0.0.1",
         **kwargs,  # type: ignore[arg-type]
     )
@@ -451,3 +457,61 @@ async def test_a_bring_up_that_fails_as_it_is_stopped_is_logged_and_the_others_s
     assert "a defect in the clean-up" in caplog.text
     deregistered = {e.endpoint for e in server.history if e.kind == "deregister"}
     assert deregistered == {names[0]}
+
+
+def held_by(root: object) -> Iterator[tuple[object, str]]:
+    """Every object ``root`` holds, directly or not, each with the chain of types that leads
+    to it; shared things (modules, classes, the event loop, the exposure, the definitions)
+    and what only they hold are left out, and a function is followed only into its closure."""
+    shared = (types.ModuleType, type, asyncio.AbstractEventLoop, EndpointsExposure, Definitions)
+    seen = {id(root)}
+    todo = [(root, type(root).__name__)]
+    while todo:
+        obj, chain = todo.pop()
+        yield obj, chain
+        if isinstance(obj, types.FunctionType):
+            refs = [cell.cell_contents for cell in obj.__closure__ or ()]
+        else:
+            refs = gc.get_referents(obj)
+        for ref in refs:
+            if id(ref) not in seen and not isinstance(ref, shared):
+                seen.add(id(ref))
+                todo.append((ref, f"{chain} > {type(ref).__name__}"))
+
+
+async def test_a_quiet_endpoint_holds_no_queue_of_waiters(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """10,000 endpoints must fit in 64 MB (issue 17): a registered endpoint that nothing is
+    happening to holds no deque (an ``asyncio.Event``'s waiters, 624 bytes each even empty)."""
+    s = setup(tmp_path, server.uri, nodes=1)
+    pair_all(s)
+    await s.exposure.start()
+    try:
+        await registered(server, 1)
+        (ep,) = s.exposure.endpoints.values()
+        await settled(ep)
+        assert ep.registered
+        deques = [chain for obj, chain in held_by(ep) if isinstance(obj, collections.deque)]
+        assert deques == []
+    finally:
+        await s.exposure.stop()
+
+
+async def test_a_quiet_endpoint_holds_no_task_and_still_updates(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """Between its Updates a registration is a timer, not a task waiting (1.5 KB of each of
+    10,000 endpoints, issue 17); the timer still sends each Update when it falls due."""
+    s = setup(tmp_path, server.uri, nodes=2, lifetime=1)  # an Update every second
+    await s.exposure.start()
+    try:
+        before = asyncio.all_tasks()
+        names = pair_all(s)
+        assert await registered(server, 2) == set(names)
+        await until(lambda: not asyncio.all_tasks() - before, timeout=TIMEOUT)
+        updated: set[str] = set()
+        while updated != set(names):
+            updated.add((await server.next_event("update")).endpoint)
+    finally:
+        await s.exposure.stop()

@@ -29,13 +29,20 @@ FAST_RETRY = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count
 
 
 class Client:
-    """A client context and a registrar with editable parameters and an event log."""
+    """A client context and a registrar with editable parameters and an event log, run as
+    ``driver`` says: ``run()`` as a task, or ``start()`` (a task only while busy)."""
+
+    driver = "run"
 
     def __init__(self, context: aiocoap.Context, target: ServerTarget) -> None:
         self.params = RegistrationParams(lifetime=300, binding="U", queue=False, links=LINKS)
         self.events: asyncio.Queue[RegistrationEvent] = asyncio.Queue()
         self.registrar = Registrar(context, target, lambda: self.params, self.events.put_nowait)
-        self.task = asyncio.create_task(self.registrar.run())
+        self.task: asyncio.Task[None] | None = None
+        if self.driver == "run":
+            self.task = asyncio.create_task(self.registrar.run())
+        else:
+            self.registrar.start()
 
     async def event(self, kind: EventKind, timeout: float = 10.0) -> RegistrationEvent:
         async with asyncio.timeout(timeout):
@@ -45,8 +52,16 @@ class Client:
                     return ev
 
     async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.registrar.stop()
+
+
+@pytest.fixture(autouse=True, params=["run", "start"])
+def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test twice: the registrar as one task throughout, and as ``start`` runs it."""
+    monkeypatch.setattr(Client, "driver", request.param)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridged.aio import Backoff, cancel_and_wait
+from bridged.aio import Backoff, Flag, cancel_and_wait
 
 
 def slow_to_end(released: asyncio.Event, ended: list[str]) -> asyncio.Task[None]:
@@ -125,3 +125,28 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 def test_backoff_is_bounded(attempt: int) -> None:
     b = Backoff(0.5, 30.0, 3.0)
     assert 0.5 <= b.delay(attempt) <= 30.0
+
+
+async def test_a_flag_wakes_every_waiter_and_holds_no_list_once_nobody_waits() -> None:
+    flag = Flag()
+    waiters = [asyncio.create_task(flag.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    flag.set()
+    await asyncio.wait_for(asyncio.gather(*waiters), 5)
+    assert flag.is_set() and flag._waiters is None
+    await asyncio.wait_for(flag.wait(), 5)  # set: at once
+    flag.clear()
+    assert not flag.is_set()
+
+
+async def test_a_cancelled_waiter_leaves_the_flag_and_the_others_still_wake() -> None:
+    flag = Flag()
+    gone = asyncio.create_task(flag.wait())
+    staying = asyncio.create_task(flag.wait())
+    await asyncio.sleep(0)
+    await cancel_and_wait(gone)
+    assert flag._waiters is not None and len(flag._waiters) == 1
+    flag.set()
+    await asyncio.wait_for(staying, 5)
+    assert flag._waiters is None

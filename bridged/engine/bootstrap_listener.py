@@ -39,7 +39,12 @@ from typing import Any
 import aiocoap
 from aiocoap import credentials, interfaces, resource
 from aiocoap.numbers.codes import Code
-from aiocoap.transports.tinydtls_server import MessageInterfaceTinyDTLSServer
+from aiocoap.transports.tinydtls import CODE_CLOSE_NOTIFY, LEVEL_WARNING, CloseNotifyReceived
+from aiocoap.transports.tinydtls_server import (
+    MessageInterfaceTinyDTLSServer,
+    _AddressDTLS,
+    _DatagramServerSocketSimpleDTLS,
+)
 
 from bridged.objects.ids import HOUSEKEEPING, Security, SecurityMode
 from bridged.objects.paths import Path
@@ -179,9 +184,26 @@ class ServerInitiatedResource(resource.Resource):
         self._forget()
 
 
+class _Session(_AddressDTLS):
+    """A DTLS session of the listener, ended by the peer's close_notify (a warning-level
+    alert, which aiocoap 0.4.17's server logs as unhandled and keeps the session for)."""
+
+    def _event(self, level: int, code: int) -> None:
+        if (level, code) == (LEVEL_WARNING, CODE_CLOSE_NOTIFY):
+            self._inject_error(CloseNotifyReceived())
+            return
+        super()._event(level, code)
+
+
+class _Sessions(_DatagramServerSocketSimpleDTLS):
+    _Address = _Session
+
+
 class _DtlsListener(MessageInterfaceTinyDTLSServer):
     """aiocoap's tinydtls server transport on the port it is given (aiocoap's own adds the
-    CoAP-to-CoAPS port offset, 1)."""
+    CoAP-to-CoAPS port offset, 1), whose sessions end at a close_notify."""
+
+    _serversocket = _Sessions
 
     @classmethod
     async def create_server(

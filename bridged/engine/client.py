@@ -961,9 +961,12 @@ class LwM2MClient:
             preferred_format=self.bootstrap.preferred_format,
             nodes=self.nodes,
         )
-        self._listener = await open_listener(
-            self.tree, account, (self.bind[0], port), self._listened
-        )
+        try:
+            self._listener = await open_listener(
+                self.tree, account, (self.bind[0], port), self._listened
+            )
+        except OSError as e:  # the port is taken, say: name the setting
+            raise OSError(e.errno, f"[bootstrap] server_initiated_port {port}: {e.strerror}") from e
         log.info(
             "listening on port %d for a bootstrap by the Bootstrap-Server %s", port, account.uri
         )

@@ -121,6 +121,9 @@ async def test_nosec_bootstrap_server_provisions_a_new_server_at_any_time(
         discovered = await bs.request("get", gateway + "/0", accept=LINK_FORMAT)
         assert discovered.code == "2.05"
         assert f'uri="coap://127.0.0.1:{bs_port}"'.encode() in discovered.payload
+        read = await bs.request("get", gateway + "/1/0", accept=SENML_CBOR)
+        assert read.code == "2.05", read
+        assert 120 in [record.get(2) for record in cbor2.loads(read.payload)]  # the lifetime
 
         # A configuration with no LwM2M Server account is refused, and changes nothing.
         assert (await bs.request("delete", gateway + "/0")).code == "2.02"

@@ -185,6 +185,28 @@ def test_a_raw_public_key_server(tmp_path: Path, table: str) -> None:
     assert account.rpk.private_key.hex() not in repr(c)
 
 
+def test_a_raw_public_key_bootstrap_server_cannot_initiate(tmp_path: Path) -> None:
+    """The gateway cannot be the DTLS server of a raw public key session: listening for such
+    a Bootstrap-Server is refused at startup, never served with less security."""
+    entry = rpk_server(tmp_path, server_initiated_port=5693)
+    error = refusal({"bootstrap": entry, "gateway": {"bind_address": "127.0.0.1"}})
+    assert error.key == "bootstrap.server_initiated_port"
+    assert "not supported in security mode RPK" in error.why
+
+
+def test_a_psk_bootstrap_server_is_listened_for_on_one_address() -> None:
+    c = config(
+        bootstrap={
+            "uri": "coaps://h",
+            "psk_identity": "gw",
+            "psk_key": "00",
+            "server_initiated_port": 5693,
+        },
+        gateway={"bind_address": "127.0.0.1"},
+    )
+    assert c.bootstrap is not None and c.bootstrap.server_initiated_port == 5693
+
+
 @pytest.mark.parametrize(
     ("change", "key", "why"),
     [
@@ -334,6 +356,31 @@ def test_certificate_refusals(tmp_path: Path, keys: dict[str, Any], key: str, wh
         ({"server": [SERVER], "delivery": {"linger": -1}}, "delivery.linger", "0..10 seconds"),
         ({"server": [SERVER], "delivery": {"linger": "1s"}}, "delivery.linger", "a number"),
         ({"bootstrap": {"uri": "coap://h", "hold_off": -1}}, "bootstrap.hold_off", ">= 0"),
+        (
+            {"bootstrap": {"uri": "coap://h", "server_initiated_port": 0}},
+            "bootstrap.server_initiated_port",
+            "1..65535",
+        ),
+        (
+            {
+                "bootstrap": {"uri": "coap://h", "server_initiated_port": 5683},
+                "gateway": {"bind_port": 5683},
+            },
+            "bootstrap.server_initiated_port",
+            "is [gateway] bind_port",
+        ),
+        (
+            {
+                "bootstrap": {
+                    "uri": "coaps://h",
+                    "psk_identity": "gw",
+                    "psk_key": "00",
+                    "server_initiated_port": 5693,
+                }
+            },
+            "bootstrap.server_initiated_port",
+            "needs [gateway] bind_address set to one address",
+        ),
     ],
 )
 def test_every_refusal_names_file_key_and_why(data: dict[str, Any], key: str, why: str) -> None:

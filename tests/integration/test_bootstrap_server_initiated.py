@@ -111,11 +111,13 @@ async def test_nosec_bootstrap_server_provisions_a_new_server_at_any_time(
         await old.next_event("register", timeout=30)
         gateway = f"coap://127.0.0.1:{listen}"
 
-        # Another port of the same host is not the Bootstrap-Server: nothing answers it.
-        intruder = CoapClient(timeout=NO_ANSWER)
-        for method, path in (("delete", "/0"), ("delete", "/1"), ("post", "/bs")):
-            with pytest.raises(CoapClientError):
-                await intruder.request(method, gateway + path)
+        # Another port of the same host, or another address (127.0.0.2 on Linux loopback) even
+        # from the Bootstrap-Server's port, is not the Bootstrap-Server: nothing answers them.
+        for bind in (None, ("127.0.0.2", bs_port)):
+            intruder = CoapClient(bind=bind, timeout=NO_ANSWER)
+            for method, path in (("delete", "/0"), ("delete", "/1"), ("post", "/bs")):
+                with pytest.raises(CoapClientError):
+                    await intruder.request(method, gateway + path)
 
         bs = CoapClient(bind=("127.0.0.1", bs_port))
         discovered = await bs.request("get", gateway + "/0", accept=LINK_FORMAT)

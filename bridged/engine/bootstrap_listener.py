@@ -12,10 +12,11 @@ its own Bootstrap-Request went out of, so this module keeps a socket of its own 
 Who is served: the Bootstrap-Server of the account only, as on the NoSec uplink. Over NoSec
 (coap://) that is its address and port as the account's URI names them; a request from any
 other address or port is dropped unanswered (the ``peers_only`` socket of ``coap``, with the
-Bootstrap-Server admitted up front). Over DTLS-PSK (coaps://) the gateway is the DTLS server,
-and only a handshake with the account's PSK identity (/0/x/3) and key (/0/x/5) opens a session;
-the gateway cannot be the DTLS server of a raw public key (tinydtls' binding here) or of a
-certificate session (the OpenSSL uplink), so those modes are refused at startup.
+Bootstrap-Server admitted up front). Over coaps:// the gateway is the DTLS server
+(``dtls_listen``) and only a handshake with the account's credentials opens a session: its PSK
+identity (/0/x/3) and key (/0/x/5), or, with raw public keys, the Bootstrap-Server's key
+/0/x/4. The gateway is no DTLS server for certificates (the OpenSSL transport is the client's),
+so that mode is refused at startup.
 
 A session works on a staged copy, never on the tree the registrations serve: the objects a
 Bootstrap-Server provisions (``ids.HOUSEKEEPING``) with their values, and the other objects'
@@ -37,14 +38,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiocoap
-from aiocoap import credentials, interfaces, resource
+from aiocoap import resource
 from aiocoap.numbers.codes import Code
-from aiocoap.transports.tinydtls import CODE_CLOSE_NOTIFY, LEVEL_WARNING, CloseNotifyReceived
-from aiocoap.transports.tinydtls_server import (
-    MessageInterfaceTinyDTLSServer,
-    _AddressDTLS,
-    _DatagramServerSocketSimpleDTLS,
-)
 
 from bridged.objects.ids import HOUSEKEEPING, Security, SecurityMode
 from bridged.objects.paths import Path
@@ -57,14 +52,15 @@ from .bootstrap import (
     Staged,
     instance_values,
 )
-from .coap import admit, append_message_interface, create_context
+from .coap import admit, create_context
+from .credentials import RpkCredentials
 from .dm import handle_request, reply_message
+from .dtls_listen import psk_listener, rpk_listener
 from .nodes import NodeBackend
-from .serving import ServingContext
 
 log = logging.getLogger(__name__)
 
-LISTENING_MODES = frozenset({SecurityMode.NOSEC, SecurityMode.PSK})
+LISTENING_MODES = frozenset({SecurityMode.NOSEC, SecurityMode.PSK, SecurityMode.RPK})
 """The Bootstrap-Server account's security modes the gateway can listen for."""
 ANY_ADDRESS = frozenset({"", "::", "0.0.0.0"})
 
@@ -76,9 +72,10 @@ def listener_problem(mode: int, host: str) -> str | None:
         name = SECURITY_MODE_NAMES.get(mode, str(mode))
         return (
             f"a Bootstrap-Server-initiated bootstrap is not supported in security mode {name}:"
-            " the gateway can be the DTLS server of a PSK session only (NoSec or PSK)"
+            " the gateway can be the DTLS server of PSK and raw public key sessions only"
+            " (NoSec, PSK or RPK)"
         )
-    if mode == SecurityMode.PSK and host in ANY_ADDRESS:
+    if mode != SecurityMode.NOSEC and host in ANY_ADDRESS:
         return (
             "a coaps:// Bootstrap-Server-initiated bootstrap needs [gateway] bind_address set"
             " to one address: a DTLS server answers from the address it was reached on only"
@@ -184,73 +181,33 @@ class ServerInitiatedResource(resource.Resource):
         self._forget()
 
 
-class _Session(_AddressDTLS):
-    """A DTLS session of the listener, ended by the peer's close_notify (a warning-level
-    alert, which aiocoap 0.4.17's server logs as unhandled and keeps the session for)."""
-
-    def _event(self, level: int, code: int) -> None:
-        if (level, code) == (LEVEL_WARNING, CODE_CLOSE_NOTIFY):
-            self._inject_error(CloseNotifyReceived())
-            return
-        super()._event(level, code)
-
-
-class _Sessions(_DatagramServerSocketSimpleDTLS):
-    _Address = _Session
-
-
-class _DtlsListener(MessageInterfaceTinyDTLSServer):
-    """aiocoap's tinydtls server transport on the port it is given (aiocoap's own adds the
-    CoAP-to-CoAPS port offset, 1), whose sessions end at a close_notify."""
-
-    _serversocket = _Sessions
-
-    @classmethod
-    async def create_server(
-        cls,
-        bind: tuple[str, int],
-        ctx: interfaces.MessageManager,
-        log: logging.Logger,
-        loop: asyncio.AbstractEventLoop,
-        server_credentials: credentials.CredentialsMap,
-    ) -> _DtlsListener:
-        self = cls(ctx, log, loop)
-        self._pool = await self._serversocket.create(bind, log, loop, self)
-        self._pool._server_credentials = server_credentials
-        return self
-
-
 async def open_listener(
-    tree: ObjectTree, account: BootstrapAccount, bind: tuple[str, int], site: Any
+    tree: ObjectTree,
+    account: BootstrapAccount,
+    bind: tuple[str, int],
+    site: Any,
+    rpk: RpkCredentials | None = None,
 ) -> aiocoap.Context:
-    """The socket on ``bind`` that serves ``site`` to the Bootstrap-Server of ``account`` only;
-    ValueError when its security mode cannot be listened for (``listener_problem``)."""
+    """The socket on ``bind`` that serves ``site`` to the Bootstrap-Server of ``account`` only
+    (``rpk``: the account's raw public keys, for mode 1); ValueError when its security mode
+    cannot be listened for (``listener_problem``) or its keys are missing."""
     problem = listener_problem(account.security_mode, bind[0])
     if problem is not None:
         raise ValueError(problem)
-    if account.security_mode == SecurityMode.NOSEC:
-        context = await create_context(site, bind, peers_only=True, loggername="bootstrap-listener")
-        try:
-            await admit(context, account.uri)
-        except BaseException:
-            await context.shutdown()
-            raise
-        return context
-    instance = Path((Security.OBJECT, account.iid))
-    identity = tree.get(instance.child(Security.IDENTITY))
-    key = tree.get(instance.child(Security.SECRET_KEY))
-    if not isinstance(identity, bytes) or not isinstance(key, bytes) or not key:
-        raise ValueError(f"the Bootstrap-Server account {instance} has no PSK")
-    accepted = credentials.CredentialsMap()
-    accepted[":bootstrap-server"] = credentials.DTLS(psk=key, client_identity=identity)
-    loop = asyncio.get_running_loop()
-    context = ServingContext(site, loop=loop, loggername="bootstrap-listener")
-
-    async def dtls(mman: interfaces.MessageManager) -> _DtlsListener:
-        return await _DtlsListener.create_server(bind, mman, context.log, loop, accepted)
-
+    if account.security_mode == SecurityMode.RPK:
+        if rpk is None:
+            raise ValueError("a raw public key listener needs the account's keys")
+        return await rpk_listener(site, bind, rpk)
+    if account.security_mode == SecurityMode.PSK:
+        instance = Path((Security.OBJECT, account.iid))
+        identity = tree.get(instance.child(Security.IDENTITY))
+        key = tree.get(instance.child(Security.SECRET_KEY))
+        if not isinstance(identity, bytes) or not isinstance(key, bytes) or not key:
+            raise ValueError(f"the Bootstrap-Server account {instance} has no PSK")
+        return await psk_listener(site, bind, identity, key)
+    context = await create_context(site, bind, peers_only=True, loggername="bootstrap-listener")
     try:
-        await append_message_interface(context, dtls)
+        await admit(context, account.uri)
     except BaseException:
         await context.shutdown()
         raise

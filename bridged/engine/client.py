@@ -962,8 +962,13 @@ class LwM2MClient:
             nodes=self.nodes,
         )
         try:
+            rpk = (
+                rpk_credentials(self.tree, account.iid)
+                if account.security_mode == SecurityMode.RPK
+                else None
+            )
             self._listener = await open_listener(
-                self.tree, account, (self.bind[0], port), self._listened
+                self.tree, account, (self.bind[0], port), self._listened, rpk
             )
         except OSError as e:  # the port is taken, say: name the setting
             raise OSError(e.errno, f"[bootstrap] server_initiated_port {port}: {e.strerror}") from e

@@ -28,10 +28,12 @@ import cbor2
 import pytest
 from aiocoap.numbers.codes import Code
 from clients import free_udp_port
+from cryptography.hazmat.primitives import serialization
 
 from integration.test_daemon import ENDPOINT, config_text, running_daemon
 from peers.libcoap import CoapClient, CoapClientError
 from peers.lwm2m_server import LwM2MTestServer
+from peers.pki import Pki
 
 SENML_CBOR = 112
 TLV = 11542
@@ -84,6 +86,19 @@ async def provision(bs: CoapClient, gateway: str, uri: str, ssid: int) -> None:
     assert written.code == "2.04", written
     finished = await bs.request("post", gateway + "/bs")
     assert finished.code == "2.04", finished
+
+
+async def move_to(
+    bs: CoapClient, gateway: str, old: LwM2MTestServer, new: LwM2MTestServer, tmp_path: Path
+) -> None:
+    """The Bootstrap-Server replaces the gateway's server with ``new``: the gateway
+    de-registers from ``old``, registers with ``new``, and keeps the new account 0600."""
+    assert (await bs.request("delete", gateway + "/1")).code == "2.02"
+    assert (await bs.request("delete", gateway + "/0")).code == "2.02"
+    await provision(bs, gateway, new.uri, 7)
+    assert (await new.next_event("register", timeout=30)).endpoint == ENDPOINT
+    assert (await old.next_event("deregister", timeout=30)).endpoint == ENDPOINT
+    assert stat.S_IMODE(os.stat(provisioned_file(tmp_path)).st_mode) == 0o600
 
 
 def provisioned_file(tmp_path: Path) -> Path:
@@ -175,10 +190,45 @@ async def test_psk_bootstrap_server_is_the_only_dtls_peer_served(
             await wrong_key.request("delete", gateway + "/1")
 
         bs = CoapClient("coap-client-openssl", psk=PSK)
-        assert (await bs.request("delete", gateway + "/1")).code == "2.02"
-        assert (await bs.request("delete", gateway + "/0")).code == "2.02"
-        await provision(bs, gateway, new.uri, 7)
+        await move_to(bs, gateway, old, new, tmp_path)
 
-        assert (await new.next_event("register", timeout=30)).endpoint == ENDPOINT
-        assert (await old.next_event("deregister", timeout=30)).endpoint == ENDPOINT
-        assert stat.S_IMODE(os.stat(provisioned_file(tmp_path)).st_mode) == 0o600
+
+def sec1_key(key: Path) -> Path:
+    """The private key as GnuTLS takes a raw public key's (-M): SEC1 PEM, "EC PRIVATE KEY"."""
+    loaded = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    sec1 = key.with_suffix(".sec1.pem")
+    sec1.write_bytes(
+        loaded.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return sec1
+
+
+async def test_rpk_bootstrap_server_is_known_by_its_key(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """Raw public keys (mode 1): the gateway is the DTLS server with its key pair (/0/x/3, 5)
+    and takes a session only from the key of /0/x/4, the Bootstrap-Server's."""
+    old = server
+    listen = free_udp_port()
+    pki = Pki()
+    public, key = pki.issue("gateway").write_rpk(tmp_path / "gateway", "gateway")
+    bs_public, bs_key = pki.issue("bootstrap").write_rpk(tmp_path / "bs", "bs")
+    _, stranger_key = pki.issue("stranger").write_rpk(tmp_path / "stranger", "stranger")
+    keys = f'public_key = "{public}"\nprivate_key = "{key}"\nserver_public_key = "{bs_public}"'
+    config = config_text(
+        old.uri, tmp_path, sim=None, extra=bootstrap_table("coaps://127.0.0.1:5784", listen, keys)
+    )
+    async with LwM2MTestServer() as new, running_daemon(tmp_path, config):
+        await old.next_event("register", timeout=30)
+        gateway = f"coaps://127.0.0.1:{listen}"
+
+        stranger = CoapClient("coap-client-gnutls", rpk=sec1_key(stranger_key), timeout=NO_ANSWER)
+        with pytest.raises(CoapClientError):
+            await stranger.request("delete", gateway + "/1")
+
+        bs = CoapClient("coap-client-gnutls", rpk=sec1_key(bs_key))
+        await move_to(bs, gateway, old, new, tmp_path)

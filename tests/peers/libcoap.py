@@ -215,6 +215,7 @@ class CoapClient:
         bind: tuple[str, int] | None = None,
         timeout: float = 5.0,
         psk: tuple[str, str] | None = None,
+        rpk: Path | None = None,
     ) -> None:
         self.executable = find_coap_client(executable)
         #: Local (address, port) to send from; see the module docstring.
@@ -222,6 +223,8 @@ class CoapClient:
         self.timeout = timeout
         #: (identity, key) for coaps:// (``-u``/``-k``; a DTLS build such as coap-client-openssl)
         self.psk = psk
+        #: a raw public key's private key for coaps:// (``-M``, an EC PEM; coap-client-gnutls)
+        self.rpk = rpk
 
     def _arguments(
         self,
@@ -245,6 +248,8 @@ class CoapClient:
             arguments += ["-a", self.bind[0], "-p", str(self.bind[1])]
         if self.psk is not None:
             arguments += ["-u", self.psk[0], "-k", self.psk[1]]
+        if self.rpk is not None:
+            arguments += ["-M", str(self.rpk)]
         if content_format is not None:
             arguments += ["-t", str(content_format)]
         if accept is not None:

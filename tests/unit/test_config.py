@@ -185,13 +185,28 @@ def test_a_raw_public_key_server(tmp_path: Path, table: str) -> None:
     assert account.rpk.private_key.hex() not in repr(c)
 
 
-def test_a_raw_public_key_bootstrap_server_cannot_initiate(tmp_path: Path) -> None:
-    """The gateway cannot be the DTLS server of a raw public key session: listening for such
-    a Bootstrap-Server is refused at startup, never served with less security."""
-    entry = rpk_server(tmp_path, server_initiated_port=5693)
+def test_a_certificate_bootstrap_server_cannot_initiate(tmp_path: Path) -> None:
+    """The gateway is no DTLS server for certificates: listening for such a Bootstrap-Server
+    is refused at startup, never served with less security."""
+    entry = certificate_server(tmp_path, server_initiated_port=5693)
     error = refusal({"bootstrap": entry, "gateway": {"bind_address": "127.0.0.1"}})
     assert error.key == "bootstrap.server_initiated_port"
-    assert "not supported in security mode RPK" in error.why
+    assert "not supported in security mode Certificate" in error.why
+
+
+def test_a_raw_public_key_bootstrap_server_is_listened_for_on_one_address(
+    tmp_path: Path,
+) -> None:
+    entry = rpk_server(tmp_path, server_initiated_port=5693)
+    error = refusal({"bootstrap": entry})
+    assert error.key == "bootstrap.server_initiated_port"
+    assert "bind_address set to one address" in error.why
+    c = parse(
+        {"bootstrap": entry, "gateway": {"bind_address": "127.0.0.1"}},
+        FILE,
+        endpoint_default=lambda: "bridged-test",
+    )
+    assert c.bootstrap is not None and c.bootstrap.server_initiated_port == 5693
 
 
 def test_a_psk_bootstrap_server_is_listened_for_on_one_address() -> None:

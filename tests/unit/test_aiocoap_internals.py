@@ -5,8 +5,8 @@ message manager, the inline answer of ``bridged.engine.serving``, the UDP guards
 ``bridged.engine.udp``, the DTLS transports of ``bridged.engine.dtls`` and ``dtls_listen``).
 pyproject.toml pins aiocoap below 0.4.18, but a patch release, or a distribution's patched
 package, may still change them. Each is listed here with a fingerprint of its source as 0.4.17
-ships it and what relies on it; a change fails the test with the names to re-read. Then: read aiocoap's new code, adapt the
-module named, and only then update the fingerprint.
+ships it and what relies on it; a change fails the test with the names to re-read. Then: read
+aiocoap's new code, adapt the module named, and only then update the fingerprint.
 """
 
 from __future__ import annotations

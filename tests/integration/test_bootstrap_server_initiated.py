@@ -232,3 +232,27 @@ async def test_rpk_bootstrap_server_is_known_by_its_key(
 
         bs = CoapClient("coap-client-gnutls", rpk=sec1_key(bs_key))
         await move_to(bs, gateway, old, new, tmp_path)
+
+
+async def test_a_server_initiated_bootstrap_ends_the_gateways_own_attempts(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """With no server account the gateway keeps asking a Bootstrap-Server that does not answer
+    its Bootstrap-Request; that Bootstrap-Server bootstrapping it on its own initiative ends
+    those attempts, and the gateway registers where it was told."""
+    bs_port, listen = free_udp_port(), free_udp_port()
+    config = f"""
+[gateway]
+endpoint = "{ENDPOINT}"
+state_dir = "{tmp_path / "state"}"
+runtime_dir = "{tmp_path / "run"}"
+bind_address = "127.0.0.1"
+{bootstrap_table(f"coap://127.0.0.1:{bs_port}", listen)}
+request_timeout = 60
+"""
+    async with running_daemon(tmp_path, config) as daemon:
+        bs = CoapClient(bind=("127.0.0.1", bs_port))
+        await provision(bs, f"coap://127.0.0.1:{listen}", server.uri, 7)
+        assert (await server.next_event("register", timeout=30)).endpoint == ENDPOINT
+        assert stat.S_IMODE(os.stat(provisioned_file(tmp_path)).st_mode) == 0o600
+        assert daemon.proc.returncode is None

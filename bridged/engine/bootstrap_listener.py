@@ -1,6 +1,6 @@
 """Bootstrap-Server-initiated bootstrap: the gateway listens for its Bootstrap-Server at any time.
 
-LwM2M names four bootstrap modes (Core 1.1 §6.1, "Bootstrap Modes"); in the Server Initiated
+LwM2M names four bootstrap modes (Core 1.1 §6.1, the Bootstrap interface); in the Server Initiated
 one the client has a Bootstrap-Server account (a /0 instance with Bootstrap-Server = true) and
 the Bootstrap-Server, which knows by its own means that the client is reachable, sends the
 Bootstrap-Write, Read, Discover and Delete requests without any Bootstrap-Request, and ends with

@@ -58,6 +58,7 @@ from .bootstrap import (
     Staged,
     bootstrap_account,
     check_binding,
+    instance_values,
     replace_objects,
     server_accounts,
     stamp_last_bootstrapped,
@@ -1001,7 +1002,7 @@ class LwM2MClient:
     async def _apply_provisioned(self, provisioned: Staged) -> None:
         """Take a server-initiated bootstrap's objects as a whole, save them, and listen anew
         when the Bootstrap-Server account itself changed."""
-        before = bootstrap_account(self.tree), self._bootstrap_keys()
+        before, server = self._bootstrap_server_account(), bootstrap_account(self.tree)
         replace_objects(self.tree, HOUSEKEEPING, provisioned)
         self._provisioned = None
         stamp_last_bootstrapped(self.tree, int(time.time()))
@@ -1009,25 +1010,25 @@ class LwM2MClient:
         self.on_bootstrap_event(
             BootstrapEvent(
                 BootstrapEventKind.BOOTSTRAP_COMPLETE,
-                before[0].uri if before[0] is not None else "",
+                server.uri if server is not None else "",
                 BootstrapState.FINISHED,
                 "server-initiated",
             )
         )
-        if (bootstrap_account(self.tree), self._bootstrap_keys()) != before:
+        if self._bootstrap_server_account() != before:
             await self._close_listener()
             try:
                 await self._open_listener()
             except (ValueError, OSError, aiocoap.error.Error) as e:
                 log.error("no longer listening for the Bootstrap-Server: %s", e)
 
-    def _bootstrap_keys(self) -> tuple[bytes | None, bytes | None]:
+    def _bootstrap_server_account(self) -> tuple[int, dict[int, Value | dict[int, Value]]] | None:
+        """The Bootstrap-Server account's instance and every value of it (URI, mode, keys):
+        what the listener was opened with."""
         account = bootstrap_account(self.tree)
         if account is None:
-            return None, None
-        return self._bytes(account.iid, Security.IDENTITY), self._bytes(
-            account.iid, Security.SECRET_KEY
-        )
+            return None
+        return account.iid, instance_values(self.tree, Security.OBJECT, account.iid)
 
     def _save_provisioned(self) -> None:
         """Save what a bootstrap provisioned, for the next start."""

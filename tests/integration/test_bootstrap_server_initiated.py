@@ -1,7 +1,7 @@
 """Bootstrap-Server-initiated bootstrap, end to end with the real daemon (issue 20).
 
-The clause built (OMA LwM2M Core 1.1 §6.1, Bootstrap Modes, "Server Initiated Bootstrap", with
-the Bootstrap interface of §6.2 and §5.2.7's Bootstrap-Finish): a client that holds a
+The clause built (OMA LwM2M Core 1.1 §6.1, the Bootstrap interface: the bootstrap modes,
+"Server Initiated Bootstrap", and the operations up to Bootstrap-Finish): a client that holds a
 Bootstrap-Server account accepts Bootstrap-Write, Read, Discover and Delete from that
 Bootstrap-Server, and from nobody else, without having sent a Bootstrap-Request; the
 Bootstrap-Server ends with Bootstrap-Finish, which the client accepts (2.04) only when the
@@ -256,3 +256,40 @@ request_timeout = 60
         assert (await server.next_event("register", timeout=30)).endpoint == ENDPOINT
         assert stat.S_IMODE(os.stat(provisioned_file(tmp_path)).st_mode) == 0o600
         assert daemon.proc.returncode is None
+
+
+async def test_a_bootstrap_server_that_moves_is_listened_for_at_its_new_address(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """A Bootstrap-Server that rewrites its own account (/0/x/0, its URI) is served from its
+    new address and port after its Finish, and no longer from the old ones."""
+    bs_port, moved, listen = free_udp_port(), free_udp_port(), free_udp_port()
+    config = config_text(
+        server.uri, tmp_path, sim=None, extra=bootstrap_table(f"coap://127.0.0.1:{bs_port}", listen)
+    )
+    async with running_daemon(tmp_path, config):
+        await server.next_event("register", timeout=30)
+        gateway = f"coap://127.0.0.1:{listen}"
+        bs = CoapClient(bind=("127.0.0.1", bs_port))
+        links = (await bs.request("get", gateway + "/0", accept=LINK_FORMAT)).payload.decode()
+        # the Bootstrap-Server's own account: a Bootstrap-Discover gives it a uri and no ssid
+        [account] = [
+            link.split(">")[0][1:]
+            for link in links.split(",")
+            if "uri=" in link and "ssid=" not in link
+        ]
+        uri = cbor2.dumps([{-2: f"{account}/", 0: "0", 3: f"coap://127.0.0.1:{moved}"}])
+        written = await bs.request("put", gateway + account, content_format=SENML_CBOR, payload=uri)
+        assert written.code == "2.04", written
+        assert (await bs.request("post", gateway + "/bs")).code == "2.04"
+        assert (await server.next_event("deregister", timeout=30)).endpoint == ENDPOINT
+        await server.next_event("register", timeout=30)
+
+        with pytest.raises(CoapClientError):
+            await CoapClient(bind=("127.0.0.1", bs_port), timeout=NO_ANSWER).request(
+                "get", gateway + "/0", accept=LINK_FORMAT
+            )
+        read = await CoapClient(bind=("127.0.0.1", moved)).request(
+            "get", gateway + "/0", accept=LINK_FORMAT
+        )
+        assert read.code == "2.05" and f"127.0.0.1:{moved}".encode() in read.payload

@@ -14,9 +14,8 @@ Who is served: the Bootstrap-Server of the account only, as on the NoSec uplink.
 other address or port is dropped unanswered (the ``peers_only`` socket of ``coap``, with the
 Bootstrap-Server admitted up front). Over coaps:// the gateway is the DTLS server
 (``dtls_listen``) and only a handshake with the account's credentials opens a session: its PSK
-identity (/0/x/3) and key (/0/x/5), or, with raw public keys, the Bootstrap-Server's key
-/0/x/4. The gateway is no DTLS server for certificates (the OpenSSL transport is the client's),
-so that mode is refused at startup.
+identity (/0/x/3) and key (/0/x/5); with raw public keys, the Bootstrap-Server's key /0/x/4;
+with certificates, a certificate that /0/x/4 and /0/x/15 accept as they would a server's.
 
 A session works on a staged copy, never on the tree the registrations serve: the objects a
 Bootstrap-Server provisions (``ids.HOUSEKEEPING``) with their values, and the other objects'
@@ -36,6 +35,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiocoap
 from aiocoap import resource
@@ -53,14 +53,16 @@ from .bootstrap import (
     instance_values,
 )
 from .coap import admit, create_context
-from .credentials import RpkCredentials
+from .credentials import RpkCredentials, X509Credentials
 from .dm import handle_request, reply_message
 from .dtls_listen import psk_listener, rpk_listener
 from .nodes import NodeBackend
 
 log = logging.getLogger(__name__)
 
-LISTENING_MODES = frozenset({SecurityMode.NOSEC, SecurityMode.PSK, SecurityMode.RPK})
+LISTENING_MODES = frozenset(
+    {SecurityMode.NOSEC, SecurityMode.PSK, SecurityMode.RPK, SecurityMode.CERTIFICATE}
+)
 """The Bootstrap-Server account's security modes the gateway can listen for."""
 ANY_ADDRESS = frozenset({"", "::", "0.0.0.0"})
 
@@ -71,9 +73,8 @@ def listener_problem(mode: int, host: str) -> str | None:
     if mode not in LISTENING_MODES:
         name = SECURITY_MODE_NAMES.get(mode, str(mode))
         return (
-            f"a Bootstrap-Server-initiated bootstrap is not supported in security mode {name}:"
-            " the gateway can be the DTLS server of PSK and raw public key sessions only"
-            " (NoSec, PSK or RPK)"
+            f"a Bootstrap-Server-initiated bootstrap is not supported in security mode {name}"
+            " (only NoSec, PSK, RPK or Certificate)"
         )
     if mode != SecurityMode.NOSEC and host in ANY_ADDRESS:
         return (
@@ -186,18 +187,26 @@ async def open_listener(
     account: BootstrapAccount,
     bind: tuple[str, int],
     site: Any,
-    rpk: RpkCredentials | None = None,
+    keys: RpkCredentials | X509Credentials | None = None,
 ) -> aiocoap.Context:
     """The socket on ``bind`` that serves ``site`` to the Bootstrap-Server of ``account`` only
-    (``rpk``: the account's raw public keys, for mode 1); ValueError when its security mode
-    cannot be listened for (``listener_problem``) or its keys are missing."""
+    (``keys``: the account's raw public keys or certificates, for modes 1 and 2); ValueError
+    when its security mode cannot be listened for (``listener_problem``) or its keys are
+    missing."""
     problem = listener_problem(account.security_mode, bind[0])
     if problem is not None:
         raise ValueError(problem)
     if account.security_mode == SecurityMode.RPK:
-        if rpk is None:
+        if not isinstance(keys, RpkCredentials):
             raise ValueError("a raw public key listener needs the account's keys")
-        return await rpk_listener(site, bind, rpk)
+        return await rpk_listener(site, bind, keys)
+    if account.security_mode == SecurityMode.CERTIFICATE:
+        if not isinstance(keys, X509Credentials):
+            raise ValueError("a certificate listener needs the account's certificates")
+        # imported here: pyOpenSSL is in the dtls extra, which a gateway may go without
+        from .dtls_openssl import x509_listener
+
+        return await x509_listener(site, bind, keys, urlsplit(account.uri).hostname or "")
     if account.security_mode == SecurityMode.PSK:
         instance = Path((Security.OBJECT, account.iid))
         identity = tree.get(instance.child(Security.IDENTITY))

@@ -963,13 +963,14 @@ class LwM2MClient:
             nodes=self.nodes,
         )
         try:
-            rpk = (
-                rpk_credentials(self.tree, account.iid)
-                if account.security_mode == SecurityMode.RPK
-                else None
-            )
+            keys: RpkCredentials | X509Credentials | None = None
+            if account.security_mode == SecurityMode.RPK:
+                keys = rpk_credentials(self.tree, account.iid)
+            elif account.security_mode == SecurityMode.CERTIFICATE:
+                trust = self.bootstrap.x509.trust_store if self.bootstrap.x509 is not None else ()
+                keys = credentials(self.tree, account.iid, trust)
             self._listener = await open_listener(
-                self.tree, account, (self.bind[0], port), self._listened, rpk
+                self.tree, account, (self.bind[0], port), self._listened, keys
             )
         except OSError as e:  # the port is taken, say: name the setting
             raise OSError(e.errno, f"[bootstrap] server_initiated_port {port}: {e.strerror}") from e

@@ -14,8 +14,13 @@ with any other completes never and nothing else is served:
   gateway's key pair from /0/x/3 and /0/x/5; the peer's raw public key must be /0/x/4's,
   checked inside the handshake (a client that shows no key or another one gets no session).
   Its socket is opened as the gateway's other sockets are (``coap.unshared_socket``).
-* **Certificates** (mode 2) are not served: the OpenSSL transport is written for the client
-  role only; ``bootstrap_listener.listener_problem`` refuses such an account at startup.
+* **Certificates** (mode 2): OpenSSL in the server role (``dtls_openssl``, imported only then:
+  pyOpenSSL is in the dtls extra), on a socket of its own too; the peer's certificate is
+  required and checked as a server's would be (``dtls_x509.verify_server``).
+
+Each answers a ClientHello with a HelloVerifyRequest first (RFC 6347 section 4.2.1: tinydtls
+does it itself, OpenSSL with a cookie per session), so a spoofed ClientHello gets no
+certificate flight; the listening port is opt-in all the same.
 """
 
 from __future__ import annotations
@@ -107,11 +112,11 @@ async def _listening(
     return context
 
 
-class _RpkPeer(CoapsAddress):
-    """A peer of the RPK listener, by its address: one object per address, so aiocoap's
-    exchanges compare it by identity."""
+class ListenerPeer(CoapsAddress):
+    """A peer of a :class:`SessionListener`, by its address: one object per address, so
+    aiocoap's exchanges compare it by identity."""
 
-    def __init__(self, interface: _RpkListener, address: Address) -> None:
+    def __init__(self, interface: SessionListener, address: Address) -> None:
         self.interface, self.address = interface, address
 
     @property
@@ -127,19 +132,13 @@ class _RpkPeer(CoapsAddress):
         return self.address
 
 
-class _RpkListener(interfaces.MessageInterface, asyncio.DatagramProtocol, Handlers):
-    """aiocoap's message interface for a DTLS server with raw public keys (tinydtls through our
-    binding), taking sessions from the one peer key it trusts. What tinydtls decrypts is
-    dispatched after it returned, so aiocoap never runs inside tinydtls."""
+class SessionListener(interfaces.MessageInterface, asyncio.DatagramProtocol):
+    """aiocoap's message interface for a DTLS server on a socket of its own (the subclass holds
+    the DTLS library): it only answers, into the sessions its peer opened."""
 
-    def __init__(self, mman: interfaces.MessageManager, rpk: RpkCredentials) -> None:
+    def __init__(self, mman: interfaces.MessageManager) -> None:
         self._mman = mman
-        self._trusted = rpk.server_point
-        self._context: Context | None = Context(RawKey.from_der(rpk.private_key), self)
-        self._peers: dict[Address, _RpkPeer] = {}
-        self._plain: list[tuple[Address, bytes]] = []
-        self._ended: list[Address] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._peers: dict[Address, ListenerPeer] = {}
         self.transport: asyncio.DatagramTransport | None = None
 
     @property
@@ -150,22 +149,74 @@ class _RpkListener(interfaces.MessageInterface, asyncio.DatagramProtocol, Handle
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a datagram transport
 
+    def dispatch(self, address: Address, payload: bytes) -> None:
+        """A CoAP message decrypted from ``address``'s session, to aiocoap."""
+        remote = self._peers.setdefault(address, ListenerPeer(self, address))
+        try:
+            message = Message.decode(payload, remote)
+        except error.UnparsableMessage:
+            log.info("an unparsable CoAP message from %s", remote.hostinfo)
+            return
+        self._mman.dispatch_message(message)
+
+    def ended(self, address: Address) -> None:
+        """``address``'s session is over."""
+        self._peers.pop(address, None)
+
+    async def determine_remote(self, request: Message) -> None:
+        return None  # a listener only answers, into the sessions its peer opened
+
+    async def recognize_remote(self, remote: interfaces.EndpointAddress) -> bool:
+        return isinstance(remote, ListenerPeer) and remote.interface is self
+
+    async def shutdown(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def session_listener(
+    site: Any, bind: tuple[str, int], make: Callable[[interfaces.MessageManager], SessionListener]
+) -> aiocoap.Context:
+    """A context serving ``site`` on ``bind`` (a socket as the gateway's others are:
+    ``coap.unshared_socket``) through the listener ``make`` makes."""
+
+    async def dtls(mman: interfaces.MessageManager) -> SessionListener:
+        interface = make(mman)
+        sock = await unshared_socket(*bind)
+        try:
+            await asyncio.get_running_loop().create_datagram_endpoint(lambda: interface, sock=sock)
+        except BaseException:
+            sock.close()
+            await interface.shutdown()
+            raise
+        return interface
+
+    return await _listening(site, dtls)
+
+
+class _RpkListener(SessionListener, Handlers):
+    """The listener with raw public keys (tinydtls through our binding), taking sessions from
+    the one peer key it trusts. What tinydtls decrypts is dispatched after it returned, so
+    aiocoap never runs inside tinydtls."""
+
+    def __init__(self, mman: interfaces.MessageManager, rpk: RpkCredentials) -> None:
+        super().__init__(mman)
+        self._trusted = rpk.server_point
+        self._context: Context | None = Context(RawKey.from_der(rpk.private_key), self)
+        self._plain: list[tuple[Address, bytes]] = []
+        self._ended: list[Address] = []
+        self._timer: asyncio.TimerHandle | None = None
+
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self._context is None:
             return
         self._context.handle((addr[0], addr[1]), data)
         plain, self._plain = self._plain, []
         for address, payload in plain:
-            remote = self._peers.setdefault(address, _RpkPeer(self, address))
-            try:
-                message = Message.decode(payload, remote)
-            except error.UnparsableMessage:
-                log.info("an unparsable CoAP message from %s", remote.hostinfo)
-                continue
-            self._mman.dispatch_message(message)
+            self.dispatch(address, payload)
         ended, self._ended = self._ended, []
         for address in ended:
-            self._peers.pop(address, None)
+            self.ended(address)
         self._arm_retransmission()
 
     def _arm_retransmission(self) -> None:
@@ -199,21 +250,14 @@ class _RpkListener(interfaces.MessageInterface, asyncio.DatagramProtocol, Handle
 
     def send(self, message: Message) -> None:
         remote = message.remote
-        if self._context is not None and isinstance(remote, _RpkPeer):
+        if self._context is not None and isinstance(remote, ListenerPeer):
             self._context.write(remote.address, message.encode())
-
-    async def determine_remote(self, request: Message) -> None:
-        return None  # a listener only answers, into the sessions its peer opened
-
-    async def recognize_remote(self, remote: interfaces.EndpointAddress) -> bool:
-        return isinstance(remote, _RpkPeer) and remote.interface is self
 
     async def shutdown(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.transport is not None:
-            self.transport.close()
+        await super().shutdown()
         if self._context is not None:
             self._context.free()
             self._context = None
@@ -222,16 +266,4 @@ class _RpkListener(interfaces.MessageInterface, asyncio.DatagramProtocol, Handle
 async def rpk_listener(site: Any, bind: tuple[str, int], rpk: RpkCredentials) -> aiocoap.Context:
     """A context serving ``site`` on ``bind`` to the DTLS peer whose raw public key is
     ``rpk.server_public_key`` only, with the gateway's ``rpk.public_key`` pair."""
-
-    async def dtls(mman: interfaces.MessageManager) -> _RpkListener:
-        interface = _RpkListener(mman, rpk)
-        sock = await unshared_socket(*bind)
-        try:
-            await asyncio.get_running_loop().create_datagram_endpoint(lambda: interface, sock=sock)
-        except BaseException:
-            sock.close()
-            await interface.shutdown()
-            raise
-        return interface
-
-    return await _listening(site, dtls)
+    return await session_listener(site, bind, lambda mman: _RpkListener(mman, rpk))

@@ -10,12 +10,12 @@ accepted Finish the client registers with the LwM2M Server(s) it was given.
 
 Here the gateway is registered with a first in-repo server (``old``), listens on
 ``[bootstrap] server_initiated_port``, and libcoap's coap-client plays the Bootstrap-Server from
-the address and port its account names (NoSec), or with its PSK identity and key (DTLS-PSK,
-the gateway being the DTLS server). What lands is checked where it lands: the newly provisioned
-server (``new``) receives the gateway's Register, the old one its De-register, and the
-provisioned file is 0600. Requests from another port, or a handshake with another identity,
-get nothing and change nothing; a Finish that fails the consistency check is 4.06 and the
-gateway goes on as it was.
+the address and port its account names (NoSec), or with the account's credentials over DTLS
+(PSK, raw public keys, certificates; the gateway being the DTLS server). What lands is
+checked where it lands: the newly provisioned server (``new``) receives the gateway's
+Register, the old one its De-register, and the provisioned file is 0600. Requests from
+another port or address, or a handshake with other credentials, get nothing and change
+nothing; a Finish that fails the consistency check is 4.06 and the gateway goes on as it was.
 """
 
 from __future__ import annotations
@@ -293,3 +293,34 @@ async def test_a_bootstrap_server_that_moves_is_listened_for_at_its_new_address(
             "get", gateway + "/0", accept=LINK_FORMAT
         )
         assert read.code == "2.05" and f"127.0.0.1:{moved}".encode() in read.payload
+
+
+async def test_certificate_bootstrap_server_is_known_by_its_certificate(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """Certificates (mode 2): the gateway is the DTLS server with its certificate (/0/x/3, 5)
+    and takes a session only from a client whose certificate /0/x/4 and /0/x/15 accept
+    (usage 3 here: exactly that certificate)."""
+    old = server
+    listen = free_udp_port()
+    pki = Pki()
+    certificate, key = pki.issue("gateway").write(tmp_path / "gateway", "gateway")
+    bs_certificate, bs_key = pki.issue("bootstrap").write(tmp_path / "bs", "bs")
+    stranger = pki.issue("stranger").write(tmp_path / "stranger", "stranger")
+    keys = (
+        f'certificate = "{certificate}"\nprivate_key = "{key}"\n'
+        f'server_certificate = "{bs_certificate}"'
+    )
+    config = config_text(
+        old.uri, tmp_path, sim=None, extra=bootstrap_table("coaps://127.0.0.1:5784", listen, keys)
+    )
+    async with LwM2MTestServer() as new, running_daemon(tmp_path, config):
+        await old.next_event("register", timeout=30)
+        gateway = f"coaps://127.0.0.1:{listen}"
+
+        intruder = CoapClient("coap-client-openssl", certificate=stranger, timeout=NO_ANSWER)
+        with pytest.raises(CoapClientError):
+            await intruder.request("delete", gateway + "/1")
+
+        bs = CoapClient("coap-client-openssl", certificate=(bs_certificate, bs_key))
+        await move_to(bs, gateway, old, new, tmp_path)

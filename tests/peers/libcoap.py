@@ -216,6 +216,7 @@ class CoapClient:
         timeout: float = 5.0,
         psk: tuple[str, str] | None = None,
         rpk: Path | None = None,
+        certificate: tuple[Path, Path] | None = None,
     ) -> None:
         self.executable = find_coap_client(executable)
         #: Local (address, port) to send from; see the module docstring.
@@ -225,6 +226,9 @@ class CoapClient:
         self.psk = psk
         #: a raw public key's private key for coaps:// (``-M``, an EC PEM; coap-client-gnutls)
         self.rpk = rpk
+        #: (certificate, key) PEM files for coaps:// (``-c``/``-j``); the server's certificate
+        #: is not checked (``-n``)
+        self.certificate = certificate
 
     def _arguments(
         self,
@@ -250,6 +254,8 @@ class CoapClient:
             arguments += ["-u", self.psk[0], "-k", self.psk[1]]
         if self.rpk is not None:
             arguments += ["-M", str(self.rpk)]
+        if self.certificate is not None:
+            arguments += ["-c", str(self.certificate[0]), "-j", str(self.certificate[1]), "-n"]
         if content_format is not None:
             arguments += ["-t", str(content_format)]
         if accept is not None:

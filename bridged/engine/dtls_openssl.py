@@ -202,6 +202,10 @@ class DtlsX509Uplink(DtlsUplink):
 # -- the gateway as the DTLS server: a Bootstrap-Server-initiated bootstrap (dtls_listen) -------
 
 
+MAX_SESSIONS = 8
+"""Sessions a listener holds at once: its one peer's, and room for handshakes it refuses."""
+
+
 class _Accepted:
     """One peer's session on the listener: its connection, whether the peer was verified, and
     the handshake's retransmission timer."""
@@ -247,6 +251,8 @@ class _X509Listener(SessionListener):
         peer = (addr[0], addr[1])
         session = self._sessions.get(peer)
         if session is None:
+            if len(self._sessions) >= MAX_SESSIONS:  # the oldest goes: bounded by any flood
+                self._drop(next(iter(self._sessions)))
             connection = SSL.Connection(self._context, None)
             connection.set_accept_state()
             session = self._sessions[peer] = _Accepted(connection)

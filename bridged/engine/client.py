@@ -604,7 +604,7 @@ class LwM2MClient:
     registration fails for good and its /1/x/16 Bootstrap on Registration Failure allows it, or
     when a server executes /1/x/9 Bootstrap-Request Trigger. With a state directory
     (``state_dir``), what a bootstrap provisioned is saved there and loaded at the next start,
-    which then registers straight away. With ``bootstrap.server_initiated_port``, the
+    which then registers straight away with it (not with the configured servers it replaced). With ``bootstrap.server_initiated_port``, the
     Bootstrap-Server may also bootstrap the client at any time (``bootstrap_listener``): once
     it finishes, the client de-registers from its servers, takes the provisioned objects as a
     whole, saves them, and registers with the servers they name.
@@ -740,10 +740,12 @@ class LwM2MClient:
     async def start(self) -> None:
         """Open one session per server and start registering (bootstrapping first when the
         client needs it); returns without waiting for any server to answer."""
-        if self.store is not None:
-            self.store.load(self.tree)
-        for s in self.servers:
-            self._factory_bootstrap(s)
+        provisioned = self.store is not None and self.store.load(self.tree)
+        # What a Bootstrap-Server provisioned replaces the configured servers, as it did when
+        # it was written: a [[server]] it deleted does not come back at the next start.
+        if not (provisioned and self.bootstrap is not None):
+            for s in self.servers:
+                self._factory_bootstrap(s)
         self.tree.constrain(Server.OBJECT, Server.BINDING, check_binding)
         self.tree.on_execute(Server.OBJECT, Server.UPDATE_TRIGGER, self._update_trigger)
         self._unsubscribe = self.tree.subscribe(self._on_change)

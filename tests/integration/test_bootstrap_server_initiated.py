@@ -122,46 +122,53 @@ async def test_nosec_bootstrap_server_provisions_a_new_server_at_any_time(
     config = config_text(
         old.uri, tmp_path, sim=None, extra=bootstrap_table(f"coap://127.0.0.1:{bs_port}", listen)
     )
-    async with LwM2MTestServer() as new, running_daemon(tmp_path, config):
-        await old.next_event("register", timeout=30)
-        gateway = f"coap://127.0.0.1:{listen}"
+    async with LwM2MTestServer() as new:
+        async with running_daemon(tmp_path, config):
+            await old.next_event("register", timeout=30)
+            gateway = f"coap://127.0.0.1:{listen}"
 
-        # Another port of the same host, or another address (127.0.0.2 on Linux loopback) even
-        # from the Bootstrap-Server's port, is not the Bootstrap-Server: nothing answers them.
-        for bind in (None, ("127.0.0.2", bs_port)):
-            intruder = CoapClient(bind=bind, timeout=NO_ANSWER)
-            for method, path in (("delete", "/0"), ("delete", "/1"), ("post", "/bs")):
-                with pytest.raises(CoapClientError):
-                    await intruder.request(method, gateway + path)
+            # Another port of the same host, or another address (127.0.0.2 on Linux loopback) even
+            # from the Bootstrap-Server's port, is not the Bootstrap-Server: nothing answers them.
+            for bind in (None, ("127.0.0.2", bs_port)):
+                intruder = CoapClient(bind=bind, timeout=NO_ANSWER)
+                for method, path in (("delete", "/0"), ("delete", "/1"), ("post", "/bs")):
+                    with pytest.raises(CoapClientError):
+                        await intruder.request(method, gateway + path)
 
-        bs = CoapClient(bind=("127.0.0.1", bs_port))
-        discovered = await bs.request("get", gateway + "/0", accept=LINK_FORMAT)
-        assert discovered.code == "2.05"
-        assert f'uri="coap://127.0.0.1:{bs_port}"'.encode() in discovered.payload
-        read = await bs.request("get", gateway + "/1/0", accept=SENML_CBOR)
-        assert read.code == "2.05", read
-        assert 120 in [record.get(2) for record in cbor2.loads(read.payload)]  # the lifetime
+            bs = CoapClient(bind=("127.0.0.1", bs_port))
+            discovered = await bs.request("get", gateway + "/0", accept=LINK_FORMAT)
+            assert discovered.code == "2.05"
+            assert f'uri="coap://127.0.0.1:{bs_port}"'.encode() in discovered.payload
+            read = await bs.request("get", gateway + "/1/0", accept=SENML_CBOR)
+            assert read.code == "2.05", read
+            assert 120 in [record.get(2) for record in cbor2.loads(read.payload)]  # the lifetime
 
-        # A configuration with no LwM2M Server account is refused, and changes nothing.
-        assert (await bs.request("delete", gateway + "/0")).code == "2.02"
-        assert (await bs.request("delete", gateway + "/1")).code == "2.02"
-        refused = await bs.request("post", gateway + "/bs")
-        assert refused.code == "4.06", refused
-        assert not provisioned_file(tmp_path).exists()
-        read = await old.request(ENDPOINT, Code.GET, "/1/0/1")  # still registered, /1/0 live
-        assert (read.code, read.payload) == (Code.CONTENT, b"120")
+            # A configuration with no LwM2M Server account is refused, and changes nothing.
+            assert (await bs.request("delete", gateway + "/0")).code == "2.02"
+            assert (await bs.request("delete", gateway + "/1")).code == "2.02"
+            refused = await bs.request("post", gateway + "/bs")
+            assert refused.code == "4.06", refused
+            assert not provisioned_file(tmp_path).exists()
+            read = await old.request(ENDPOINT, Code.GET, "/1/0/1")  # still registered, /1/0 live
+            assert (read.code, read.payload) == (Code.CONTENT, b"120")
 
-        # The Bootstrap-Server goes on: a new server, written in SenML CBOR and TLV.
-        await provision(bs, gateway, new.uri, 7)
+            # The Bootstrap-Server goes on: a new server, written in SenML CBOR and TLV.
+            await provision(bs, gateway, new.uri, 7)
 
-        registered = await new.next_event("register", timeout=30)
-        assert registered.endpoint == ENDPOINT
-        assert (await old.next_event("deregister", timeout=30)).endpoint == ENDPOINT
-        saved = provisioned_file(tmp_path)
-        assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
-        assert new.uri.encode() in saved.read_bytes()
-        read = await new.request(ENDPOINT, Code.GET, "/1/5/0")
-        assert (read.code, read.payload) == (Code.CONTENT, b"7")
+            registered = await new.next_event("register", timeout=30)
+            assert registered.endpoint == ENDPOINT
+            assert (await old.next_event("deregister", timeout=30)).endpoint == ENDPOINT
+            saved = provisioned_file(tmp_path)
+            assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
+            assert new.uri.encode() in saved.read_bytes()
+            read = await new.request(ENDPOINT, Code.GET, "/1/5/0")
+            assert (read.code, read.payload) == (Code.CONTENT, b"7")
+
+        # A restart registers with what was provisioned only: the [[server]] it replaced stays gone.
+        async with running_daemon(tmp_path, config):
+            assert (await new.next_event("register", timeout=30)).endpoint == ENDPOINT
+            with pytest.raises(TimeoutError):
+                await old.next_event("register", timeout=NO_ANSWER)
 
 
 async def test_psk_bootstrap_server_is_the_only_dtls_peer_served(

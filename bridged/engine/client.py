@@ -604,10 +604,11 @@ class LwM2MClient:
     registration fails for good and its /1/x/16 Bootstrap on Registration Failure allows it, or
     when a server executes /1/x/9 Bootstrap-Request Trigger. With a state directory
     (``state_dir``), what a bootstrap provisioned is saved there and loaded at the next start,
-    which then registers straight away with it (not with the configured servers it replaced). With ``bootstrap.server_initiated_port``, the
-    Bootstrap-Server may also bootstrap the client at any time (``bootstrap_listener``): once
-    it finishes, the client de-registers from its servers, takes the provisioned objects as a
-    whole, saves them, and registers with the servers they name.
+    which then registers straight away with it (not with the configured servers it replaced).
+    With ``bootstrap.server_initiated_port``, the Bootstrap-Server may also bootstrap the client
+    at any time (``bootstrap_listener``): once it finishes, the client de-registers from its
+    servers, takes the provisioned objects as a whole, saves them, and registers with the
+    servers they name.
 
     With ``nodes``, each server's device management awaits node-backed paths from it (see
     ``bridged.engine.nodes``). With ``end_devices`` (the ``gateway`` exposure mode), the

@@ -30,6 +30,7 @@ from bridged.commands import DEFAULT_TIMEOUT, DEFAULT_TTL
 from bridged.delivery import DeliveryConfig
 from bridged.download import Trust
 from bridged.engine.bootstrap_client import BootstrapConfig
+from bridged.engine.bootstrap_listener import listener_problem
 from bridged.engine.client import ServerConfig, server_resource_bounds
 from bridged.engine.credentials import RpkCredentials, X509Credentials
 from bridged.engine.registration import RetryPolicy
@@ -186,6 +187,7 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
         "bootstrap": (
             "uri",
+            "server_initiated_port",
             "hold_off",
             "finish_timeout",
             "request_timeout",
@@ -396,10 +398,9 @@ def parse(
                 path, f"server[{i}].short_server_id", f"{ssid} is already used by another server"
             )
     bootstrap = None
+    bootstrap_table = _Table(path, "bootstrap", data.get("bootstrap", {}), KNOWN_KEYS["bootstrap"])
     if "bootstrap" in data:
-        bootstrap = _bootstrap(
-            _Table(path, "bootstrap", data["bootstrap"], KNOWN_KEYS["bootstrap"])
-        )
+        bootstrap = _bootstrap(bootstrap_table)
     if not parsed and bootstrap is None:
         raise root.fail("server", "no [[server]] and no [bootstrap]: nothing to register with")
     store = _Table(path, "store", data.get("store", {}), KNOWN_KEYS["store"])
@@ -415,6 +416,12 @@ def parse(
         raise gateway_table.fail(
             "bind_port", f"{len(plain)} coap:// servers cannot share the fixed port; use 0"
         )
+    if bootstrap is not None and bootstrap.server_initiated_port is not None:
+        problem = listener_problem(bootstrap.security_mode, gateway.bind_address)
+        if bootstrap.server_initiated_port == gateway.bind_port:
+            problem = "is [gateway] bind_port, the LwM2M Servers' socket; give another port"
+        if problem is not None:
+            raise bootstrap_table.fail("server_initiated_port", problem)
     if gateway.exposure == "endpoints" and not parsed:
         # Every node endpoint registers with the configured servers; a Bootstrap-Server
         # provisions the gateway's own endpoint only.
@@ -765,6 +772,11 @@ def _bootstrap(t: _Table) -> BootstrapConfig:
         x509=x509,
         rpk=rpk,
         hold_off=t.integer("hold_off", defaults.hold_off, 0),
+        server_initiated_port=(
+            t.integer("server_initiated_port", 0, 1, 65535)
+            if "server_initiated_port" in t.data
+            else None
+        ),
         finish_timeout=t.positive("finish_timeout", defaults.finish_timeout),
         request_timeout=t.positive("request_timeout", defaults.request_timeout),
         retry=t.retry(defaults.retry),

@@ -176,6 +176,36 @@ def server_accounts(tree: ObjectTree) -> list[ServerAccount]:
     return [account for _, account in sorted(ranked, key=lambda r: r[0])]
 
 
+Staged = dict[tuple[int, int], dict[int, Value | dict[int, Value]]]
+"""Instances and their resource values, by (object ID, instance ID)."""
+
+
+def instance_values(tree: ObjectTree, oid: int, iid: int) -> dict[int, Value | dict[int, Value]]:
+    """The resource values of instance /``oid``/``iid``, bootstrap-only ones too."""
+    inst = Path((oid, iid))
+    return {
+        p.ids[2]: tree.get(p)
+        for p in tree.resource_paths(inst)
+        if p.level is Level.RESOURCE and tree.has(p)
+    }
+
+
+def replace_objects(tree: ObjectTree, objects: Iterable[int], staged: Staged) -> None:
+    """Make ``objects`` of ``tree`` hold exactly the ``staged`` instances: a provisioned
+    configuration taken as a whole (loaded from disk, or a Bootstrap-Server's finished)."""
+    for oid in objects:
+        for iid in _instances(tree, oid):
+            tree.delete_instance(oid, iid)
+    for (oid, iid), resources in staged.items():
+        tree.create_instance(oid, iid, resources.items())
+
+
+def stamp_last_bootstrapped(tree: ObjectTree, when: int) -> None:
+    """Record the time of a bootstrap in every /1/x/12 Last Bootstrapped."""
+    for iid in _instances(tree, Server.OBJECT):
+        tree.set(Path((Server.OBJECT, iid, Server.LAST_BOOTSTRAPPED)), when)
+
+
 def all_records(tree: ObjectTree, path: Path) -> list[Record]:
     """Every value at or under ``path``, whatever the resources' operations allow a LwM2M
     Server: the Bootstrap-Server and the state file see bootstrap-only resources too."""
@@ -328,7 +358,9 @@ class BootstrapInterface:
     ``supported_modes`` are the security modes this client can use, which the consistency
     check enforces; ``preferred_format`` answers a Bootstrap-Read that has no Accept (the
     ``pct`` the Bootstrap-Request announced). ``finished`` turns true when a Bootstrap-Finish
-    has been accepted.
+    has been accepted. ``confined``: Bootstrap-Write and Delete reach only the ``provisioned``
+    objects (a Bootstrap-Server-initiated session, whose tree is a staged copy of those alone:
+    ``bootstrap_listener``).
     """
 
     def __init__(
@@ -340,9 +372,11 @@ class BootstrapInterface:
         provisioned: frozenset[int] = HOUSEKEEPING,
         version: str = "1.1",
         nodes: NodeBackend | None = None,
+        confined: bool = False,
     ) -> None:
         self.tree = tree
         self.nodes = nodes
+        self.confined = confined
         self.supported_modes = frozenset(supported_modes)
         self.preferred_format = preferred_format
         self.provisioned = provisioned
@@ -380,6 +414,16 @@ class BootstrapInterface:
     ) -> Reply:
         if method in (Code.PUT, Code.DELETE) and self._nodes(path):
             raise node_owned(path)
+        if (
+            self.confined
+            and method in (Code.PUT, Code.DELETE)
+            and path.level is not Level.ROOT
+            and path.ids[0] not in self.provisioned
+        ):
+            raise BadRequest(
+                f"{path}: a Bootstrap-Server-initiated bootstrap provisions only the objects "
+                + ", ".join(f"/{o}" for o in sorted(self.provisioned))
+            )
         if method == Code.GET:
             if accept == ContentFormat.LINK_FORMAT:
                 return self.discover(path)

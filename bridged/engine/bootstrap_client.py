@@ -27,11 +27,10 @@ from aiocoap import resource
 from aiocoap.numbers.codes import Code
 
 from bridged.objects.formats import ContentFormat
-from bridged.objects.ids import SecurityMode, Server
-from bridged.objects.paths import Path
+from bridged.objects.ids import SecurityMode
 from bridged.objects.tree import ObjectTree
 
-from .bootstrap import BootstrapInterface, bootstrap_account
+from .bootstrap import BootstrapInterface, bootstrap_account, stamp_last_bootstrapped
 from .credentials import RpkCredentials, X509Credentials
 from .dm import handle_request, reply_message
 from .nodes import NodeBackend
@@ -66,6 +65,9 @@ class BootstrapConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     preferred_format: int = ContentFormat.SENML_CBOR
     """Sent as ``pct`` (LwM2M 1.1), and used for a Bootstrap-Read without Accept."""
+    server_initiated_port: int | None = None
+    """With a port, the gateway also listens there for the Bootstrap-Server at any time
+    (Bootstrap-Server-initiated bootstrap: ``bootstrap_listener``); None: it does not."""
 
     @property
     def security_mode(self) -> int:
@@ -254,7 +256,7 @@ class Bootstrapper:
                     return False
         finally:
             undo()
-        self._stamp_servers()
+        stamp_last_bootstrapped(self.tree, int(time.time()))
         self._set(BootstrapState.FINISHED)
         self._emit(BootstrapEventKind.BOOTSTRAP_COMPLETE)
         return True
@@ -276,11 +278,3 @@ class Bootstrapper:
         except (aiocoap.error.Error, TimeoutError, OSError) as e:
             self._emit(BootstrapEventKind.BOOTSTRAP_FAILURE, f"no answer: {type(e).__name__} {e}")
             return None
-
-    def _stamp_servers(self) -> None:
-        """Record the time of this bootstrap in /1/x/12 Last Bootstrapped."""
-        if not self.tree.has(Path((Server.OBJECT,))):
-            return
-        now = int(time.time())
-        for iid in self.tree.instance_ids(Server.OBJECT):
-            self.tree.set(Path((Server.OBJECT, iid, Server.LAST_BOOTSTRAPPED)), now)

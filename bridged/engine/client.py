@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
@@ -38,6 +39,7 @@ from bridged.objects.errors import BadRequest
 from bridged.objects.formats import ContentFormat
 from bridged.objects.ids import (
     BOOTSTRAP_ONLY,
+    HOUSEKEEPING,
     Acl,
     CertificateUsage,
     LwM2MGateway,
@@ -51,8 +53,25 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
 
 from .access import CREATOR_RIGHTS, AccessControl, Grant, Right
-from .bootstrap import ServerAccount, bootstrap_account, check_binding, server_accounts
-from .bootstrap_client import BootstrapConfig, BootstrapEvent, Bootstrapper, security_mode
+from .bootstrap import (
+    ServerAccount,
+    Staged,
+    bootstrap_account,
+    check_binding,
+    instance_values,
+    replace_objects,
+    server_accounts,
+    stamp_last_bootstrapped,
+)
+from .bootstrap_client import (
+    BootstrapConfig,
+    BootstrapEvent,
+    BootstrapEventKind,
+    Bootstrapper,
+    BootstrapState,
+    security_mode,
+)
+from .bootstrap_listener import ServerInitiatedResource, open_listener
 from .coap import ack_watch, send_delay
 from .credentials import RpkCredentials, X509Credentials
 from .dm import (
@@ -584,7 +603,11 @@ class LwM2MClient:
     registration fails for good and its /1/x/16 Bootstrap on Registration Failure allows it, or
     when a server executes /1/x/9 Bootstrap-Request Trigger. With a state directory
     (``state_dir``), what a bootstrap provisioned is saved there and loaded at the next start,
-    which then registers straight away.
+    which then registers straight away with it (not with the configured servers it replaced).
+    With ``bootstrap.server_initiated_port``, the Bootstrap-Server may also bootstrap the client
+    at any time (``bootstrap_listener``): once it finishes, the client de-registers from its
+    servers, takes the provisioned objects as a whole, saves them, and registers with the
+    servers they name.
 
     With ``nodes``, each server's device management awaits node-backed paths from it (see
     ``bridged.engine.nodes``). With ``end_devices`` (the ``gateway`` exposure mode), the
@@ -631,6 +654,11 @@ class LwM2MClient:
         self._task: asyncio.Task[None] | None = None
         self._bootstrap_wanted = Flag()
         self._failed_sequences: dict[str, int] = {}
+        self._bootstrapper: Bootstrapper | None = None
+        self._listener: aiocoap.Context | None = None
+        self._listened: ServerInitiatedResource | None = None
+        self._provisioned: Staged | None = None
+        """What a server-initiated bootstrap finished with, until the client applies it."""
 
     def session(self, short_server_id: int) -> ServerSession:
         """The running session of the server with this Short Server ID."""
@@ -712,10 +740,12 @@ class LwM2MClient:
     async def start(self) -> None:
         """Open one session per server and start registering (bootstrapping first when the
         client needs it); returns without waiting for any server to answer."""
-        if self.store is not None:
-            self.store.load(self.tree)
-        for s in self.servers:
-            self._factory_bootstrap(s)
+        provisioned = self.store is not None and self.store.load(self.tree)
+        # What a Bootstrap-Server provisioned replaces the configured servers, as it did when
+        # it was written: a [[server]] it deleted does not come back at the next start.
+        if not (provisioned and self.bootstrap is not None):
+            for s in self.servers:
+                self._factory_bootstrap(s)
         self.tree.constrain(Server.OBJECT, Server.BINDING, check_binding)
         self.tree.on_execute(Server.OBJECT, Server.UPDATE_TRIGGER, self._update_trigger)
         self._unsubscribe = self.tree.subscribe(self._on_change)
@@ -726,6 +756,7 @@ class LwM2MClient:
         self.tree.on_execute(
             Server.OBJECT, Server.BOOTSTRAP_TRIGGER, lambda path, args: self._bootstrap_wanted.set()
         )
+        await self._open_listener()
         self._task = asyncio.create_task(self._lifecycle(), name=f"lwm2m-{self.endpoint}")
 
     async def stop(self, *, deregister: bool = True) -> None:
@@ -736,6 +767,7 @@ class LwM2MClient:
             self._unsubscribe = None
         await cancel_and_wait(self._task)
         self._task = None
+        await self._close_listener()
         await self._close_sessions(deregister=deregister)
 
     def _accounts(self) -> list[ServerAccount]:
@@ -895,17 +927,120 @@ class LwM2MClient:
 
     async def _lifecycle(self) -> None:
         """Bootstrap when there is no usable account, register, and bootstrap again when
-        asked to (registration failure, /1/x/9)."""
+        asked to (registration failure, /1/x/9); take what a server-initiated bootstrap
+        finished with (``_server_initiated_finish``) between the two."""
         fallback = False
         while True:
-            if fallback or not self._accounts():
-                await self._bootstrap_once()
+            if self._provisioned is None:
+                self._bootstrap_wanted.clear()
+                if fallback or not self._accounts():
+                    await self._bootstrap_once()
+            if self._provisioned is not None:
+                await self._apply_provisioned(self._provisioned)
             self._failed_sequences.clear()
-            self._bootstrap_wanted.clear()
+            if self._provisioned is None:  # else one more finished while this one was applied
+                self._bootstrap_wanted.clear()
             await self._open_sessions()
             await self._bootstrap_wanted.wait()
             await self._close_sessions()
-            fallback = True
+            fallback = self._provisioned is None
+
+    # -- server-initiated bootstrap ----------------------------------------------------------
+
+    async def _open_listener(self) -> None:
+        """Listen for the Bootstrap-Server when the configuration asks to; ValueError when its
+        account's security mode cannot be listened for."""
+        assert self.bootstrap is not None
+        port = self.bootstrap.server_initiated_port
+        account = bootstrap_account(self.tree)
+        if port is None or account is None:
+            return
+        self._listened = ServerInitiatedResource(
+            self.tree,
+            on_finish=self._server_initiated_finish,
+            busy=self._bootstrap_busy,
+            silence=self.bootstrap.finish_timeout,
+            supported_modes=SUPPORTED_SECURITY_MODES,
+            preferred_format=self.bootstrap.preferred_format,
+            nodes=self.nodes,
+        )
+        try:
+            keys: RpkCredentials | X509Credentials | None = None
+            if account.security_mode == SecurityMode.RPK:
+                keys = rpk_credentials(self.tree, account.iid)
+            elif account.security_mode == SecurityMode.CERTIFICATE:
+                trust = self.bootstrap.x509.trust_store if self.bootstrap.x509 is not None else ()
+                keys = credentials(self.tree, account.iid, trust)
+            self._listener = await open_listener(
+                self.tree, account, (self.bind[0], port), self._listened, keys
+            )
+        except OSError as e:  # the port is taken, say: name the setting
+            raise OSError(e.errno, f"[bootstrap] server_initiated_port {port}: {e.strerror}") from e
+        log.info(
+            "listening on port %d for a bootstrap by the Bootstrap-Server %s", port, account.uri
+        )
+
+    async def _close_listener(self) -> None:
+        if self._listened is not None:
+            self._listened.close()
+            self._listened = None
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.shutdown()
+
+    def _bootstrap_busy(self) -> bool:
+        """Whether a bootstrap is under way already: a Bootstrap-Server serving the client's
+        own Bootstrap-Request, or a finished server-initiated one not applied yet."""
+        serving = self._bootstrapper is not None and self._bootstrapper.state in (
+            BootstrapState.SERVING,
+            BootstrapState.FINISHED,
+        )
+        return serving or self._provisioned is not None
+
+    def _server_initiated_finish(self, provisioned: Staged) -> None:
+        """A server-initiated Bootstrap-Finish was accepted: the lifecycle takes it over."""
+        self._provisioned = provisioned
+        self._bootstrap_wanted.set()
+
+    async def _apply_provisioned(self, provisioned: Staged) -> None:
+        """Take a server-initiated bootstrap's objects as a whole, save them, and listen anew
+        when the Bootstrap-Server account itself changed."""
+        before, server = self._bootstrap_server_account(), bootstrap_account(self.tree)
+        replace_objects(self.tree, HOUSEKEEPING, provisioned)
+        self._provisioned = None
+        stamp_last_bootstrapped(self.tree, int(time.time()))
+        self._save_provisioned()
+        self.on_bootstrap_event(
+            BootstrapEvent(
+                BootstrapEventKind.BOOTSTRAP_COMPLETE,
+                server.uri if server is not None else "",
+                BootstrapState.FINISHED,
+                "server-initiated",
+            )
+        )
+        if self._bootstrap_server_account() != before:
+            await self._close_listener()
+            try:
+                await self._open_listener()
+            except (ValueError, OSError, aiocoap.error.Error) as e:
+                log.error("no longer listening for the Bootstrap-Server: %s", e)
+
+    def _bootstrap_server_account(self) -> tuple[int, dict[int, Value | dict[int, Value]]] | None:
+        """The Bootstrap-Server account's instance and every value of it (URI, mode, keys):
+        what the listener was opened with."""
+        account = bootstrap_account(self.tree)
+        if account is None:
+            return None
+        return account.iid, instance_values(self.tree, Security.OBJECT, account.iid)
+
+    def _save_provisioned(self) -> None:
+        """Save what a bootstrap provisioned, for the next start."""
+        if self.store is not None:
+            try:
+                self.store.save(self.tree)
+            except OSError as e:
+                # A disk that refuses only costs a bootstrap at the next start.
+                log.error("cannot save the provisioned configuration in %s: %s", self.store.path, e)
 
     async def _bootstrap_once(self) -> None:
         """One bootstrap, on a socket of its own that serves only the Bootstrap-Server."""
@@ -917,25 +1052,28 @@ class LwM2MClient:
         uplink = await open_uplink(
             self.tree, account.iid, account.uri, site, bind=self.bind, trust_store=trust
         )
+        self._bootstrapper = Bootstrapper(
+            uplink.context,
+            site,
+            self.tree,
+            self.endpoint,
+            self.bootstrap,
+            supported_modes=SUPPORTED_SECURITY_MODES,
+            on_event=self.on_bootstrap_event,
+            nodes=self.nodes,
+        )
+        run = asyncio.ensure_future(self._bootstrapper.run())
+        # A server-initiated bootstrap that finishes first ends this one.
+        wanted = asyncio.ensure_future(self._bootstrap_wanted.wait())
         try:
-            await Bootstrapper(
-                uplink.context,
-                site,
-                self.tree,
-                self.endpoint,
-                self.bootstrap,
-                supported_modes=SUPPORTED_SECURITY_MODES,
-                on_event=self.on_bootstrap_event,
-                nodes=self.nodes,
-            ).run()
+            await asyncio.wait((run, wanted), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            await cancel_and_wait(wanted)
+            await cancel_and_wait(run)
+            self._bootstrapper = None
             await uplink.shutdown()
-        if self.store is not None:
-            try:
-                self.store.save(self.tree)
-            except OSError as e:
-                # A disk that refuses only costs a bootstrap at the next start.
-                log.error("cannot save the provisioned configuration in %s: %s", self.store.path, e)
+        if self._provisioned is None:
+            self._save_provisioned()
 
     async def send(self, records: Sequence[Record], server: int | None = None) -> SendOutcome:
         """Send ``records`` to the server with Short Server ID ``server`` (default: the first

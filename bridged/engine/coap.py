@@ -137,6 +137,7 @@ class BoundedMessageManager(MessageManager):
         self.clock = clock
         self.peers_only = peers_only
         self._peers: OrderedDict[interfaces.EndpointAddress, None] = OrderedDict()
+        self._admitted: set[interfaces.EndpointAddress] = set()
         self.refused = 0
         """Requests dropped because they came from elsewhere than a peer (``peers_only``)."""
         self._refused_logged: tuple[float, int] | None = None  # when, and the count then
@@ -191,7 +192,12 @@ class BoundedMessageManager(MessageManager):
 
     def serves(self, remote: interfaces.EndpointAddress) -> bool:
         """Whether requests from ``remote`` are served here."""
-        return not self.peers_only or remote in self._peers
+        return not self.peers_only or remote in self._peers or remote in self._admitted
+
+    def admit(self, remote: interfaces.EndpointAddress) -> None:
+        """Serve requests from ``remote`` for good, though no request of this socket went
+        there: the Bootstrap-Server a server-initiated bootstrap listens for."""
+        self._admitted.add(cached(remote))
 
     def _refuse(self, message: aiocoap.Message) -> None:
         """Count a request dropped for its source; log it, at most every
@@ -206,7 +212,8 @@ class BoundedMessageManager(MessageManager):
                 " %s); this socket serves only %s",
                 since,
                 message.remote,
-                ", ".join(map(str, self._peers)) or "the server, once it has contacted it",
+                ", ".join(map(str, [*self._peers, *self._admitted]))
+                or "the server, once it has contacted it",
             )
             self._refused_logged = (now, self.refused)
 
@@ -523,6 +530,18 @@ def ack_watch(
     without one."""
     managers = message_managers(context)
     return managers[0].watch_ack if managers else None
+
+
+async def admit(context: aiocoap.Context, uri: str) -> None:
+    """Make every ``peers_only`` socket of ``context`` serve the address ``uri`` names (host
+    and port, resolved as aiocoap resolves a request's URI)."""
+    for mman in message_managers(context):
+        remote = await mman.message_interface.determine_remote(
+            aiocoap.Message(code=Code.GET, uri=uri)
+        )
+        if remote is None:
+            raise aiocoap.error.ResolutionError(f"{uri} does not name a CoAP-over-UDP address")
+        mman.admit(remote)
 
 
 def message_managers(context: aiocoap.Context) -> list[BoundedMessageManager]:

@@ -19,7 +19,13 @@ of the ``dtls`` extra, which a gateway without DTLS servers (the demo) does not 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import logging
+import secrets
+import weakref
+from typing import Any
 
+import aiocoap
 from aiocoap import interfaces
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,6 +33,7 @@ from OpenSSL import SSL
 
 from .credentials import X509Credentials
 from .dtls import DEFAULT_HANDSHAKE_TIMEOUT, DtlsUplink
+from .dtls_listen import ListenerPeer, SessionListener, session_listener
 from .dtls_session import DatagramSession, SessionTransport, session_context
 from .dtls_x509 import (
     DtlsAlertError,
@@ -35,6 +42,8 @@ from .dtls_x509 import (
     subject_name,
     verify_server,
 )
+
+log = logging.getLogger(__name__)
 
 CIPHERS = b"ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE+AESGCM:ECDHE+AES"
 """LwM2M's mandatory suite (TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8) first, then OpenSSL's ECDHE ones
@@ -45,16 +54,18 @@ DTLS1_2_VERSION = 0xFEFD
 pyOpenSSL does not name: the session never falls back to DTLS 1.0."""
 
 
-def _context(credentials: X509Credentials) -> SSL.Context:
-    context = SSL.Context(SSL.DTLS_CLIENT_METHOD)
+def _context(credentials: X509Credentials, method: int = SSL.DTLS_CLIENT_METHOD) -> SSL.Context:
+    context = SSL.Context(method)
     context.set_min_proto_version(DTLS1_2_VERSION)
     context.set_cipher_list(CIPHERS)
     context.use_certificate(load_certificate(credentials.certificate))
     key = serialization.load_der_private_key(credentials.private_key, password=None)
     context.use_privatekey(key)  # type: ignore[arg-type]
     context.check_privatekey()
-    # Ask for the server's chain and accept it: verify_server decides, after the handshake.
-    context.set_verify(SSL.VERIFY_PEER, lambda *args: True)
+    # Ask for the peer's chain (a client of the listener must send one) and accept it:
+    # verify_server decides, after the handshake.
+    required = SSL.VERIFY_FAIL_IF_NO_PEER_CERT if method == SSL.DTLS_SERVER_METHOD else 0
+    context.set_verify(SSL.VERIFY_PEER | required, lambda *args: True)
     return context
 
 
@@ -186,3 +197,169 @@ class DtlsX509Uplink(DtlsUplink):
             lambda t, host, port: X509Session(t, host, port, credentials, handshake_timeout),
         )
         return cls(context, transport, server_uri)
+
+
+# -- the gateway as the DTLS server: a Bootstrap-Server-initiated bootstrap (dtls_listen) -------
+
+
+MAX_SESSIONS = 8
+"""Sessions a listener holds at once: its one peer's, and room for handshakes it refuses."""
+
+
+class _Accepted:
+    """One peer's session on the listener: its connection, whether the peer was verified, and
+    the handshake's retransmission timer."""
+
+    def __init__(self, connection: SSL.Connection) -> None:
+        self.connection = connection
+        self.verified = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _X509Listener(SessionListener):
+    """The listener with certificates (OpenSSL through memory buffers): the peer must send its
+    certificate, and its chain is checked by ``verify_server`` as the gateway checks a server's
+    (/0/x/4 and /0/x/15, the host of the account's URI) once the handshake is done; nothing of
+    a peer that fails is served, and its session is dropped."""
+
+    def __init__(
+        self, mman: interfaces.MessageManager, credentials: X509Credentials, host: str
+    ) -> None:
+        super().__init__(mman)
+        self._context = _context(credentials, SSL.DTLS_SERVER_METHOD)
+        # A HelloVerifyRequest first (RFC 6347 section 4.2.1): a spoofed ClientHello gets only
+        # that small answer, never the certificate flight. OpenSSL sees no addresses through
+        # memory buffers, so the cookie is a secret of the connection, which is the address's.
+        if SSL.OP_COOKIE_EXCHANGE is None:
+            raise ValueError("this OpenSSL has no DTLS cookie exchange (OP_COOKIE_EXCHANGE)")
+        self._context.set_options(SSL.OP_COOKIE_EXCHANGE)
+        self._context.set_cookie_generate_callback(self._cookie)
+        self._context.set_cookie_verify_callback(
+            lambda connection, cookie: hmac.compare_digest(cookie, self._cookie(connection))
+        )
+        self._cookies: weakref.WeakKeyDictionary[SSL.Connection, bytes] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._credentials = credentials
+        self._host = host
+        self._sessions: dict[tuple[str, int], _Accepted] = {}
+
+    def _cookie(self, connection: SSL.Connection) -> bytes:
+        return self._cookies.setdefault(connection, secrets.token_bytes(16))
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        peer = (addr[0], addr[1])
+        session = self._sessions.get(peer)
+        if session is None:
+            if len(self._sessions) >= MAX_SESSIONS:  # the oldest goes: bounded by any flood
+                self._drop(next(iter(self._sessions)))
+            connection = SSL.Connection(self._context, None)
+            connection.set_accept_state()
+            session = self._sessions[peer] = _Accepted(connection)
+        session.connection.bio_write(data)
+        if not session.verified and not self._handshake(peer, session):
+            return
+        while True:
+            try:
+                plain = session.connection.recv(DATAGRAM)
+            except SSL.WantReadError:
+                break
+            except SSL.Error:  # a close_notify (ZeroReturnError) or a broken session
+                self._drop(peer)
+                return
+            self.dispatch(peer, plain)
+        self._flush(peer)
+
+    def _handshake(self, peer: tuple[str, int], session: _Accepted) -> bool:
+        """Go on with ``peer``'s handshake; True once it is done and the peer verified."""
+        connection = session.connection
+        try:
+            connection.do_handshake()
+        except SSL.WantReadError:
+            self._flush(peer)
+            self._arm_retransmission(peer, session)
+            return False
+        except SSL.Error as e:
+            self._flush(peer)  # the alert, if OpenSSL made one
+            log.warning("refused a DTLS session from %s: %s", peer, _reason(e))
+            self._drop(peer)
+            return False
+        self._flush(peer)
+        leaf = connection.get_peer_certificate(as_cryptography=True)
+        chain = connection.get_peer_cert_chain(as_cryptography=True) or []
+        if leaf is not None and (not chain or chain[0] != leaf):
+            chain = [leaf, *chain]  # a server's OpenSSL leaves the peer's leaf out of its chain
+        try:
+            verify_server(chain, self._host, self._credentials)
+        except ValueError as e:
+            log.warning("refused a DTLS session from %s: %s", peer, e)
+            self._drop(peer, notify=True)
+            return False
+        session.verified = True
+        self._cancel(session)
+        return True
+
+    def _arm_retransmission(self, peer: tuple[str, int], session: _Accepted) -> None:
+        self._cancel(session)
+        wait = session.connection.DTLSv1_get_timeout()
+        if wait is not None:
+            session.timer = asyncio.get_running_loop().call_later(
+                wait, self._retransmit, peer, session
+            )
+
+    def _retransmit(self, peer: tuple[str, int], session: _Accepted) -> None:
+        session.timer = None
+        if self._sessions.get(peer) is not session or session.verified:
+            return
+        session.connection.DTLSv1_handle_timeout()
+        self._flush(peer)
+        self._arm_retransmission(peer, session)
+
+    @staticmethod
+    def _cancel(session: _Accepted) -> None:
+        if session.timer is not None:
+            session.timer.cancel()
+            session.timer = None
+
+    def _flush(self, peer: tuple[str, int]) -> None:
+        session = self._sessions.get(peer)
+        while session is not None and self.transport is not None:
+            try:
+                data = session.connection.bio_read(DATAGRAM)
+            except SSL.WantReadError:
+                return
+            self.transport.sendto(data, peer)
+
+    def _drop(self, peer: tuple[str, int], *, notify: bool = False) -> None:
+        session = self._sessions.get(peer)
+        if session is None:
+            return
+        if notify:
+            try:
+                session.connection.shutdown()
+            except SSL.Error:
+                pass
+            self._flush(peer)
+        self._cancel(session)
+        del self._sessions[peer]
+        self.ended(peer)
+
+    def send(self, message: aiocoap.Message) -> None:
+        remote = message.remote
+        session = self._sessions.get(remote.address) if isinstance(remote, ListenerPeer) else None
+        if session is not None and session.verified:
+            session.connection.send(message.encode())
+            self._flush(remote.address)
+
+    async def shutdown(self) -> None:
+        for peer in list(self._sessions):
+            self._drop(peer, notify=True)
+        await super().shutdown()
+
+
+async def x509_listener(
+    site: Any, bind: tuple[str, int], credentials: X509Credentials, host: str
+) -> aiocoap.Context:
+    """A context serving ``site`` on ``bind`` to the DTLS peer whose certificate
+    ``credentials`` accept (as a server's at ``host``) only, with the gateway's certificate."""
+    return await session_listener(site, bind, lambda mman: _X509Listener(mman, credentials, host))

@@ -28,12 +28,11 @@ import cbor2
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.ids import Acl, Security, Server
-from bridged.objects.paths import ROOT, Level, Path
+from bridged.objects.paths import ROOT, Path
 from bridged.objects.tree import ObjectTree
-from bridged.objects.values import Value
 from bridged.store.files import write_private_file
 
-from .bootstrap import all_records
+from .bootstrap import Staged, all_records, instance_values, replace_objects
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +100,11 @@ class ProvisioningStore:
             with contextlib.suppress(OSError):
                 os.replace(self.path, aside)
             return False
-        for oid in self.objects:
-            if tree.has(Path((oid,))):
-                for iid in tree.instance_ids(oid):
-                    tree.delete_instance(oid, iid)
-        for (oid, iid), resources in staged.items():
-            tree.create_instance(oid, iid, resources.items())
+        replace_objects(tree, self.objects, staged)
         log.info("loaded the provisioned configuration from %s", self.path)
         return True
 
-    def _decode(
-        self, data: bytes, tree: ObjectTree
-    ) -> dict[tuple[int, int], dict[int, Value | dict[int, Value]]]:
+    def _decode(self, data: bytes, tree: ObjectTree) -> Staged:
         """The saved instances and their values, checked by loading them into a scratch tree."""
         try:
             doc: Any = cbor2.loads(data)
@@ -124,7 +116,7 @@ class ProvisioningStore:
         if not isinstance(instances, list) or not isinstance(values, bytes):
             raise CorruptStateError("instances or values are missing")
         scratch = ObjectTree(tree.definitions)
-        staged: dict[tuple[int, int], dict[int, Value | dict[int, Value]]] = {}
+        staged: Staged = {}
         try:
             for pair in instances:
                 if (
@@ -145,8 +137,5 @@ class ProvisioningStore:
         except LwM2MError as e:
             raise CorruptStateError(str(e)) from None
         for oid, iid in staged:
-            inst = Path((oid, iid))
-            for p in scratch.resource_paths(inst):
-                if p.level is Level.RESOURCE and scratch.has(p):
-                    staged[(oid, iid)][p.ids[2]] = scratch.get(p)
+            staged[(oid, iid)] = instance_values(scratch, oid, iid)
         return staged

@@ -45,7 +45,7 @@ from peers.processes import wait_or_kill
 DEFAULT_EXECUTABLE = "coap-client-notls"
 INSTALL_COMMAND = "apt-get install libcoap3-bin"
 
-_RECEIVED = re.compile(r" : received \d+ bytes$")
+_RECEIVED = re.compile(r"(?: |DTLS): received \d+ bytes$")  # DTLS: coap-client-openssl's log
 _PDU = re.compile(
     r"^v:1 t:(?P<type>CON|NON|ACK|RST) c:(?P<code>\S+) i:[0-9a-f]+ \{(?P<token>[0-9a-f]*)\}"
     r" \[(?P<options>.*?)\](?: :: (?P<payload>.*))?$"
@@ -214,11 +214,21 @@ class CoapClient:
         *,
         bind: tuple[str, int] | None = None,
         timeout: float = 5.0,
+        psk: tuple[str, str] | None = None,
+        rpk: Path | None = None,
+        certificate: tuple[Path, Path] | None = None,
     ) -> None:
         self.executable = find_coap_client(executable)
         #: Local (address, port) to send from; see the module docstring.
         self.bind = bind
         self.timeout = timeout
+        #: (identity, key) for coaps:// (``-u``/``-k``; a DTLS build such as coap-client-openssl)
+        self.psk = psk
+        #: a raw public key's private key for coaps:// (``-M``, an EC PEM; coap-client-gnutls)
+        self.rpk = rpk
+        #: (certificate, key) PEM files for coaps:// (``-c``/``-j``); the server's certificate
+        #: is not checked (``-n``)
+        self.certificate = certificate
 
     def _arguments(
         self,
@@ -240,6 +250,12 @@ class CoapClient:
         arguments += ["-B", str(max(1, math.ceil(timeout)))]
         if self.bind is not None:
             arguments += ["-a", self.bind[0], "-p", str(self.bind[1])]
+        if self.psk is not None:
+            arguments += ["-u", self.psk[0], "-k", self.psk[1]]
+        if self.rpk is not None:
+            arguments += ["-M", str(self.rpk)]
+        if self.certificate is not None:
+            arguments += ["-c", str(self.certificate[0]), "-j", str(self.certificate[1]), "-n"]
         if content_format is not None:
             arguments += ["-t", str(content_format)]
         if accept is not None:

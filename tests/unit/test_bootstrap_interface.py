@@ -19,6 +19,7 @@ from bridged.engine.bootstrap import (
     check_consistency,
     server_accounts,
 )
+from bridged.engine.bootstrap_listener import provisioned_of, staged_copy
 from bridged.engine.dm import Reply, Request
 from bridged.engine.site import ClientSite
 from bridged.objects.builtin import builtin_definitions
@@ -496,3 +497,24 @@ def test_raw_public_key_account_needs_its_keys() -> None:
     for rid, value in ((3, own.public_der), (4, server.public_der), (5, own.key_der())):
         bs.tree.set(Path((0, 1, rid)), value)
     assert finish(bs).code == Code.CHANGED
+
+
+def test_a_server_initiated_session_works_on_a_staged_copy_of_the_provisioned_objects() -> None:
+    """A Bootstrap-Server-initiated session (``bootstrap_listener``) changes only its staged
+    copy: the live tree is as it was until Finish, a Discover still lists every object, and
+    Write or Delete outside the provisioned objects is 4.00 (a Bootstrap-Write's codes)."""
+    live = make_tree()
+    staged = staged_copy(live)
+    bs = BootstrapInterface(staged, confined=True)
+    discovered = bs.handle(Request(Code.GET, [], accept=LINK)).payload.decode()
+    links = {link.target for link in parse_links(discovered)}
+    assert {"/0/0", "/3/0", "/3303/0"} <= links
+    assert put(bs, "/3/0", senml("/3/0/", r0="Other")).code == Code.BAD_REQUEST
+    delete = bs.handle(Request(Code.DELETE, Path.parse("/3303/0").segments()))
+    assert delete.code == Code.BAD_REQUEST
+    account(bs)
+    assert finish(bs).code == Code.CHANGED
+    assert not live.has(Path.parse("/1/1")) and live.get(Path.parse("/3/0/0")) == "ACME"
+    provisioned = provisioned_of(staged)
+    assert set(provisioned) == {(0, 0), (0, 1), (1, 1)}
+    assert provisioned[(1, 1)][0] == 7

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,37 @@ def test_a_raw_public_key_server(tmp_path: Path, table: str) -> None:
     assert account.rpk.private_key.hex() not in repr(c)
 
 
+@pytest.mark.parametrize("account", [rpk_server, certificate_server])
+def test_a_dtls_bootstrap_server_is_listened_for_on_one_address(
+    tmp_path: Path, account: Callable[..., dict[str, Any]]
+) -> None:
+    """Raw public keys and certificates: the gateway is the DTLS server, bound to one address
+    (aiocoap's DTLS server socket, and a reply from the address it was reached on)."""
+    entry = account(tmp_path, server_initiated_port=5693)
+    error = refusal({"bootstrap": entry})
+    assert error.key == "bootstrap.server_initiated_port"
+    assert "bind_address set to one address" in error.why
+    c = parse(
+        {"bootstrap": entry, "gateway": {"bind_address": "127.0.0.1"}},
+        FILE,
+        endpoint_default=lambda: "bridged-test",
+    )
+    assert c.bootstrap is not None and c.bootstrap.server_initiated_port == 5693
+
+
+def test_a_psk_bootstrap_server_is_listened_for_on_one_address() -> None:
+    c = config(
+        bootstrap={
+            "uri": "coaps://h",
+            "psk_identity": "gw",
+            "psk_key": "00",
+            "server_initiated_port": 5693,
+        },
+        gateway={"bind_address": "127.0.0.1"},
+    )
+    assert c.bootstrap is not None and c.bootstrap.server_initiated_port == 5693
+
+
 @pytest.mark.parametrize(
     ("change", "key", "why"),
     [
@@ -360,6 +392,31 @@ def test_certificate_refusals(tmp_path: Path, keys: dict[str, Any], key: str, wh
         ({"server": [SERVER], "delivery": {"linger": -1}}, "delivery.linger", "0..10 seconds"),
         ({"server": [SERVER], "delivery": {"linger": "1s"}}, "delivery.linger", "a number"),
         ({"bootstrap": {"uri": "coap://h", "hold_off": -1}}, "bootstrap.hold_off", ">= 0"),
+        (
+            {"bootstrap": {"uri": "coap://h", "server_initiated_port": 0}},
+            "bootstrap.server_initiated_port",
+            "1..65535",
+        ),
+        (
+            {
+                "bootstrap": {"uri": "coap://h", "server_initiated_port": 5683},
+                "gateway": {"bind_port": 5683},
+            },
+            "bootstrap.server_initiated_port",
+            "is [gateway] bind_port",
+        ),
+        (
+            {
+                "bootstrap": {
+                    "uri": "coaps://h",
+                    "psk_identity": "gw",
+                    "psk_key": "00",
+                    "server_initiated_port": 5693,
+                }
+            },
+            "bootstrap.server_initiated_port",
+            "needs [gateway] bind_address set to one address",
+        ),
     ],
 )
 def test_every_refusal_names_file_key_and_why(data: dict[str, Any], key: str, why: str) -> None:

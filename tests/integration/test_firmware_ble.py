@@ -349,3 +349,41 @@ async def test_a_sleepy_node_that_never_wakes_again_expires_its_update(
             assert (ended["node"], ended["path"], ended["status"]) == (NODE, "/5/0/2", "expired")
             assert ended["firmware"]["result"] == 8 and "did not wake" in ended["detail"]
             assert await up.daemon.ctl_json("commands") == []
+
+
+async def test_bridgectl_updates_a_sleepy_node_showing_its_progress_between_wakes(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """``bridgectl node update NODE FILE`` on a sleepy node: it does not fail while the node
+    sleeps, and waits. After one wake window (the node took part of the image, then slept)
+    ``node show`` and ``commands`` tell how much (bytes and %); at the end bridgectl says the
+    update was applied."""
+    package = SLEEPY_PACKAGE
+    (tmp_path / "fw.bin").write_bytes(package)
+    async with updatable(tmp_path, server, "gateway", sleepy=True) as up:
+        bluez = up.world.bluez
+        assert bluez is not None
+        updating = asyncio.create_task(
+            up.daemon.ctl("node", "update", NODE, str(tmp_path / "fw.bin"), timeout=UPDATE_TIMEOUT)
+        )
+        await up.fw.until(UPDATING, 0)
+        assert (await up.node())["received"] == 0
+        await bluez.sleep(ADDRESS, False, budget=WAKE["budget"])  # one window, then asleep
+        async with on_air(bluez, lambda _n: [(ADDRESS, {"name": "fw-node"})]):
+            async with asyncio.timeout(UPDATE_TIMEOUT):
+                while not await bluez.asleep(ADDRESS):
+                    await asyncio.sleep(0.05)
+        shown = (await up.daemon.ctl_json("node", "show", NODE))["firmware"]
+        sent, total = shown["sent"], shown["total"]
+        assert total == len(package) and 0 < sent <= (await up.node())["received"] < total
+        assert shown["state"] == "updating" and shown["percent"] == round(100 * sent / total)
+        code, out, err = await up.daemon.ctl("commands", NODE)
+        assert code == 0 and f"{sent}/{total} bytes ({shown['percent']}%)" in out, (out, err)
+        assert not updating.done()  # bridgectl waits
+        async with wake_windows(bluez, ADDRESS, **WAKE):
+            code, out, err = await updating
+        assert code == 0, err
+        assert out.splitlines()[-1] == f"{NODE}: idle, result 1 success, {version_of(package)}"
+        held = await up.node()
+        assert held["primary"] == hashlib.sha256(package).hexdigest() and held["confirmed"]
+        assert held["received"] == len(package)

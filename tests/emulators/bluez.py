@@ -239,6 +239,11 @@ class BluezEmulator:
         ``smp_release``: a node hung mid-update, so the gateway can be stopped at that point."""
         await self._mock("SmpHold", "sii", address, received, boots)
 
+    async def smp_lose_reset(self, address: str) -> None:
+        """The link to an SMP node drops as its next reset request arrives, before the node
+        takes it: the client cannot tell whether it reset."""
+        await self._mock("SmpLoseReset", "s", address)
+
     async def smp_release(self, address: str) -> None:
         await self._mock("SmpHold", "sii", address, -1, 0)
 

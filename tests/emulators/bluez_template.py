@@ -335,6 +335,7 @@ def _add_device(adapter_name: str, address: str, name: str, rssi: int) -> Any:
     device.cuts = 0
     device.hold = None  # (image bytes, boots) after which SMP answers are withheld
     device.holding = False
+    device.lose_reset = False  # the next reset request is lost with the link (SmpLoseReset)
     device.asleep = False
     device.budget = 0  # image bytes an SMP node takes in a wake window before it sleeps (0: any)
     device.wakes = []  # the image bytes an SMP node had taken as each wake window opened
@@ -548,9 +549,14 @@ def _smp_write(device: Any, char: Any, data: bytes) -> None:
     reset request is answered, then the link drops and the node boots (``mcuboot.Mcuboot``);
     an upload reaching a count of bytes ``SmpCutAt`` set, or its wake window's budget
     (``SetAsleep``), drops the link before it is answered;
-    once ``SmpHold``'s condition is met the node answers nothing more (it hangs)."""
+    once ``SmpHold``'s condition is met the node answers nothing more (it hangs); a reset
+    request ``SmpLoseReset`` marked drops the link before the node takes it (no reset)."""
     server = device.smp
     for frame in server.feed(data):
+        if server.reset_due and device.lose_reset:
+            server.reset_due = device.lose_reset = False
+            _disconnect(device, injectable=False)
+            return
         if device.hold is not None and (server.boot.received, server.boot.boots) >= device.hold:
             device.holding = True
             return
@@ -671,6 +677,12 @@ def SmpHold(self: Any, address: str, received: int, boots: int) -> None:
     device = _smp_device(address)
     device.hold = None if received < 0 else (int(received), int(boots))
     device.holding = False
+
+
+@dbus.service.method(MOCK_IFACE, in_signature="s", out_signature="")
+def SmpLoseReset(self: Any, address: str) -> None:
+    """The link drops as the next reset request arrives, before the node takes it."""
+    _smp_device(address).lose_reset = True
 
 
 def _smp_device(address: str) -> Any:

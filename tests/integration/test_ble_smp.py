@@ -117,6 +117,23 @@ async def test_a_cut_upload_resumes_from_the_nodes_offset(
     assert held["received"] == len(data)
 
 
+async def test_a_reset_lost_with_the_link_is_asked_again(
+    bluez: BluezEmulator, node: str, poller: GattPoller, tmp_path: Path
+) -> None:
+    """The link drops as the reset request goes out (as a wake window's end can cut it): the
+    node, back, still runs the old image with the new one pending, which is no rollback: it
+    is asked to reset again, boots the image once and keeps it."""
+    data = image((3, 1, 0, 0), 4_000)
+    await bluez.smp_lose_reset(NODE)
+    version = await SmpUpdater(poller, NODE).update(
+        NID, package(tmp_path, data), lambda _d, _t: None
+    )
+    assert version == version_of(data)
+    held = await bluez.smp_node(NODE)
+    assert held["primary"] == hashlib.sha256(data).hexdigest() and held["confirmed"]
+    assert held["boots"] == 1
+
+
 async def test_a_transfer_cut_on_every_connection_is_connection_lost(
     bluez: BluezEmulator, node: str, poller: GattPoller, tmp_path: Path
 ) -> None:

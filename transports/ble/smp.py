@@ -17,7 +17,9 @@ bypass the adapter's connection-slot budget and the node's turn on its one link:
    the active slot's: a gateway restarted between the node's reset and its confirm) goes
    straight to step 4;
 3. mark the image for test (the node refuses one that fails its check: Integrity failure, 5),
-   reset the node, and connect again until it is back (bounded by ``reboot_timeout``);
+   reset the node, and connect again until it is back (bounded by ``reboot_timeout``); one
+   found still holding the image pending never took its reset (the link dropped as it went
+   out, which the gateway cannot tell from a node resetting): it is reset again;
 4. the node runs the new image (its hash in the active primary slot): confirm it, so MCUboot
    keeps it, and read the node again over the same link (its /3/0/3 is the new version); it
    runs the old one (MCUboot reverted an image that failed to boot or to be confirmed): Update
@@ -346,11 +348,19 @@ class SmpUpdater:
     async def _rebooted(self, node: NodeId, digest: bytes) -> None:
         """Wait for the node to come back (a sleepy one: at its next wake, within the
         update's timeout); confirm the new image if it runs it, and read its Device
-        Information (its new /3/0/3) while it is connected."""
+        Information (its new /3/0/3) while it is connected. A node that still holds the image
+        pending did not take its reset (the link dropped as it went out): it is reset again."""
 
-        async def confirm(link: _Link) -> None:
+        async def confirm(link: _Link) -> bool:
             states = await self._request(link.smp, ImageStatesRead(), node)
             running = next((s for s in states.images if s.active), None)
+            if any(s.slot == SLOT and s.pending and s.hash == digest for s in states.images):
+                # not reset yet: the link dropped as its reset went out (a wake window's end
+                # can cut it there), so it still waits to boot the image: no rollback
+                log.info("%s: not reset yet; resetting it again", node, extra={"NODE": str(node)})
+                with contextlib.suppress(*LINK_ERRORS):
+                    await link.smp.request(ResetWrite(), timeout_s=REQUEST_TIMEOUT)
+                return False
             if running is None or running.hash != digest:
                 raise FirmwareError(
                     UpdateResult.UPDATE_FAILED,
@@ -361,11 +371,13 @@ class SmpUpdater:
             # the update is done whether or not its Device Information can be read
             with contextlib.suppress(*LINK_ERRORS):
                 await self.poller.read_over(link.client, self.address)
+            return True
 
         sleepy = self.poller.sleepy(self.address)
         try:
             async with asyncio.timeout(None if sleepy else self.reboot_timeout):
-                await self._connected(node, confirm, "confirmation", attempts=None)
+                while not await self._connected(node, confirm, "confirmation", attempts=None):
+                    pass
         except TimeoutError:
             raise FirmwareError(
                 UpdateResult.UPDATE_FAILED,

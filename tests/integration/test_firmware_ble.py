@@ -387,3 +387,33 @@ async def test_bridgectl_updates_a_sleepy_node_showing_its_progress_between_wake
         held = await up.node()
         assert held["primary"] == hashlib.sha256(package).hexdigest() and held["confirmed"]
         assert held["received"] == len(package)
+
+
+@pytest.mark.parametrize(
+    ("package", "result", "boots"),
+    [
+        # boots once in a wake window, resets before it is confirmed: MCUboot reverts it
+        (image((4, 3, 0, 0), 6_000, crashes=True), 8, 2),
+        # its SHA-256 trailer is wrong: the node refuses to mark it for test, no reset
+        (image((4, 3, 0, 0), 6_000, corrupt=True), 5, 0),
+    ],
+    ids=["rolls-back", "fails-its-check"],
+)
+async def test_a_sleepy_nodes_update_that_fails_on_the_node_ends_failed_with_its_result(
+    tmp_path: Path, server: LwM2MTestServer, package: bytes, result: int, boots: int
+) -> None:
+    """Carried out in the node's wake windows, the update fails on the node: the server sees
+    Idle with the node's result, the command ends failed (not expired) with it, and the node
+    runs its old image, confirmed."""
+    with http_package(HttpPackage(package)) as http:
+        async with updatable(tmp_path, server, "endpoints", sleepy=True) as up:
+            assert up.world.bluez is not None
+            await executed_asleep(up, package, "endpoints", http)
+            async with wake_windows(up.world.bluez, ADDRESS, **WAKE):
+                await up.fw.until(IDLE, result, timeout=UPDATE_TIMEOUT)
+            held = await up.node()
+            assert held["version"] == version_of(RUNNING) and held["confirmed"]
+            assert held["received"] == len(package) and held["boots"] == boots
+            (ended,) = await history(up.daemon)
+            assert (ended["status"], ended["firmware"]["result"]) == ("failed", result)
+            assert ended["detail"].startswith(f"Update Result {result}")

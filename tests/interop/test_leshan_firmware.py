@@ -196,7 +196,7 @@ async def test_leshan_updates_a_sleepy_smp_node_across_its_wake_windows(
         assert executed.code == "2.04", executed.raw
         await ended(leshan, node_ep, 3, 0)
         assert (await bluez.smp_node(SMP_ADDRESS))["received"] == 0  # asleep: asked nothing
-        async with wake_windows(bluez, SMP_ADDRESS, awake=2.0, asleep=1.0, budget=5_000):
+        async with wake_windows(bluez, SMP_ADDRESS, awake=3.0, asleep=1.0, budget=5_000):
             await ended(leshan, node_ep, 0, 1, UPDATE_TIMEOUT)
         held = await bluez.smp_node(SMP_ADDRESS)
         assert held["primary"] == hashlib.sha256(package).hexdigest() and held["confirmed"]

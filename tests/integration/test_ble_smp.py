@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def package(tmp_path: Path, data: bytes) -> FirmwareImage:
     path.write_bytes(data)
     updater = SmpUpdater(GattPoller(lambda _a, _r: None), NODE)
     name, version = updater.describe(path)
-    return FirmwareImage(path, len(data), hashlib.sha256(data).hexdigest(), name, version)
+    digest = hashlib.sha256(data).hexdigest()
+    return FirmwareImage(path, len(data), digest, name, version, time.time())
 
 
 async def test_an_image_is_uploaded_tested_booted_and_confirmed(

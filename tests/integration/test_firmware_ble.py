@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -418,3 +419,31 @@ async def test_a_sleepy_nodes_update_that_fails_on_the_node_ends_failed_with_its
             (ended,) = await history(up.daemon)
             assert (ended["status"], ended["firmware"]["result"]) == ("failed", result)
             assert ended["detail"].startswith(f"Update Result {result}")
+
+
+async def test_a_sleepy_nodes_update_whose_time_ended_while_the_gateway_was_down_expires(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The update's time runs from its Execute, across a restart: the gateway stops while the
+    update waits for the node to wake, and starts again once ``firmware_timeout`` has passed
+    since. The update has expired (Idle with 8, ``expired``), though the node is awake now:
+    it was asked nothing."""
+    package = image((4, 4, 0, 0), 6_000)
+    ble = "firmware_timeout = 8"
+    with http_package(HttpPackage(package)) as http:
+        async with updatable(tmp_path, server, "gateway", sleepy=True, ble=ble) as up:
+            assert up.world.bluez is not None
+            await executed_asleep(up, package, "gateway", http)
+            executed = time.time()  # after the Execute
+            assert await up.daemon.stop() == 0
+            await asyncio.sleep(max(0.0, executed + 8 - time.time()))  # its time passes
+            async with wake_windows(up.world.bluez, ADDRESS, **WAKE):
+                daemon = await up.world.start_daemon(
+                    server.uri, endpoint=ENDPOINT, gateway='exposure = "gateway"', ble=ble
+                )
+                after = await FirmwareView.of_node(server, daemon, ENDPOINT, NODE, "gateway")
+                async with after.watching():
+                    await after.until(IDLE, 8, timeout=UPDATE_TIMEOUT)
+            assert (await up.node())["received"] == 0
+            (ended,) = await history(daemon)
+            assert (ended["status"], ended["firmware"]["result"]) == ("expired", 8)

@@ -31,7 +31,8 @@ and carried out in those windows: each step connects at the node's next advert (
 ``awake``), and a link the window's end cuts is connected again at the next one, as often as
 it takes: the upload resumes at the node's offset, the test and reset are asked again, the
 confirmation waits for the node's first wake after its reset (not ``reboot_timeout``). The
-whole update is bounded by ``timeout`` (``[transport.ble] firmware_timeout``): one whose time
+whole update is bounded by ``timeout`` (``[transport.ble] firmware_timeout``), counted from
+when it began (``FirmwareImage.since``: a gateway restart does not renew it): one whose time
 ends while it waits for the node to wake is ``FirmwareExpired`` (the node slept through it:
 its command ends expired, /5/0/5 8), one that ends while the node works on it has failed (8).
 """
@@ -42,6 +43,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,8 +244,10 @@ class SmpUpdater:
             raise FirmwareError(UpdateResult.UNSUPPORTED_PACKAGE, f"{image.name}: no image header")
         self._asleep = False
         sleepy = self.poller.sleepy(self.address)
+        # from when the update began, not from a gateway restart (which would renew it)
+        left = max(0.0, image.since + self.timeout - time.time())
         try:
-            async with asyncio.timeout(self.timeout if sleepy else None):
+            async with asyncio.timeout(left if sleepy else None):
                 await self._apply(node, data, progress)
         except TimeoutError:
             if self._asleep:

@@ -57,7 +57,7 @@ async def update(workdir: Path, size: int) -> tuple[float, float]:
             path = workdir / "image.bin"
             path.write_bytes(data)
             package = FirmwareImage(
-                path, len(data), hashlib.sha256(data).hexdigest(), path.name, "2.0.0+0"
+                path, len(data), hashlib.sha256(data).hexdigest(), path.name, "2.0.0+0", time.time()
             )
             async with GattPoller(lambda _a, _r: None, connect_timeout=10.0) as poller:
                 updater = SmpUpdater(poller, NODE)

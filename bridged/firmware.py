@@ -517,7 +517,8 @@ class FirmwareUpdates:
                 raise FirmwareError(
                     UpdateResult.INTEGRITY_FAILURE, "the package on disk is not the one taken"
                 )
-            image = FirmwareImage(target, row.size, row.sha256, row.name, row.version)
+            # row.changed: when it began Updating (nothing changes the row until it ends)
+            image = FirmwareImage(target, row.size, row.sha256, row.name, row.version, row.changed)
 
             def progress(done: int, total: int) -> None:
                 self.progress[node] = (done, total)

@@ -100,13 +100,16 @@ def outcome(result: int) -> str:
 @dataclass(frozen=True, slots=True)
 class FirmwareImage:
     """A package on the gateway's disk, checked: ``sha256`` (hex) of its ``size`` bytes,
-    and the package ``name`` and ``version`` /5/0/6 and /5/0/7 show."""
+    and the package ``name`` and ``version`` /5/0/6 and /5/0/7 show. ``since`` is when its
+    update began (State Updating, a ``time.time()``), kept across a gateway restart: an
+    updater's deadline for the update runs from it, not from a restart."""
 
     path: Path
     size: int
     sha256: str
     name: str
     version: str
+    since: float
 
 
 Progress = Callable[[int, int], None]

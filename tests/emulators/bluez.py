@@ -12,6 +12,8 @@ tests. The ``bluez`` fixture hands back a `BluezEmulator`, the far side of the r
     await bluez.notify(address, "2a6e", b"\\x34\\x08")
     await bluez.add_smp_device(address, mcuboot.image((1, 0, 0, 0)))  # MCUboot + SMP
     await bluez.fail_next("StartDiscovery", "org.bluez.Error.InProgress")
+    async with wake_windows(bluez, address, awake=1.0, asleep=1.0):  # a sleepy node
+        ...
 
 Tests that use it skip only when dbus-daemon is missing (``make test`` installs it).
 """
@@ -26,7 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -237,8 +239,27 @@ class BluezEmulator:
         ``smp_release``: a node hung mid-update, so the gateway can be stopped at that point."""
         await self._mock("SmpHold", "sii", address, received, boots)
 
+    async def smp_lose_reset(self, address: str) -> None:
+        """The link to an SMP node drops as its next reset request arrives, before the node
+        takes it: the client cannot tell whether it reset."""
+        await self._mock("SmpLoseReset", "s", address)
+
     async def smp_release(self, address: str) -> None:
         await self._mock("SmpHold", "sii", address, -1, 0)
+
+    async def sleep(
+        self, address: str, asleep: bool = True, *, budget: int = 0, adapter: str = "hci0"
+    ) -> None:
+        """The node falls asleep (its link drops, it does not advertise, and a connection
+        attempt fails as BlueZ's does with a node that does not advertise:
+        org.bluez.Error.Failed le-connection-abort-by-local) or, ``asleep`` False, wakes (see
+        ``wake_windows``); an SMP node then falls asleep by itself once it took ``budget``
+        image bytes in this wake window (0: only when told)."""
+        await self._mock("SetAsleep", "ssbu", adapter, address, asleep, budget)
+
+    async def asleep(self, address: str, *, adapter: str = "hci0") -> bool:
+        (asleep,) = await self._mock("Asleep", "ss", adapter, address)
+        return bool(asleep)
 
     async def notify(self, address: str, char_uuid: str, value: bytes) -> bool:
         """The node notifies a new value; returns whether a client was subscribed."""
@@ -327,13 +348,54 @@ async def on_air(bluez: BluezEmulator, adverts: Adverts, every: float = 0.1) -> 
                 await bluez.advertise(address, **advert)
             await asyncio.sleep(every)
 
-    task = asyncio.create_task(loop())
+    async with _meanwhile(loop()):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _meanwhile(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """``work`` runs while the block does (a node's side of the air), cancelled after it."""
+    task = asyncio.create_task(work)
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def wake_windows(
+    bluez: BluezEmulator,
+    address: str,
+    *,
+    awake: float,
+    asleep: float,
+    budget: int = 0,
+    name: str | None = None,
+    every: float = 0.1,
+) -> AsyncIterator[None]:
+    """While the block runs the node is a sleepy one, as battery nodes are: asleep for
+    ``asleep`` seconds, then awake for ``awake`` seconds (connectable, and advertising every
+    ``every`` seconds: how a node says it is awake), over and over. An SMP node's window also
+    ends once it took ``budget`` image bytes in it (0: no such end), which makes the windows an
+    upload takes independent of the machine's speed. It is left asleep."""
+
+    async def loop() -> None:
+        while True:
+            await bluez.sleep(address)
+            await asyncio.sleep(asleep)
+            await bluez.sleep(address, False, budget=budget)
+            end = asyncio.get_running_loop().time() + awake
+            while asyncio.get_running_loop().time() < end and not await bluez.asleep(address):
+                await bluez.advertise(address, name=name)
+                await asyncio.sleep(every)
+
+    try:
+        async with _meanwhile(loop()):
+            yield
+    finally:
+        await bluez.sleep(address)
 
 
 def _spec(services: GattSpec) -> dict[str, dict[str, list[object]]]:

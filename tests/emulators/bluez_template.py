@@ -15,6 +15,8 @@ profile managers, and adds what that template lacks and bleak uses:
   Value PropertiesChanged for notifications), exported on the first connection like BlueZ's
   attribute cache;
 * adapter removal with every object below it, as when a USB adapter is unplugged;
+* sleepy nodes (``SetAsleep``): asleep, a node takes no connection (BlueZ's
+  le-connection-abort-by-local) and its link drops; the test opens its wake windows;
 * one-shot failure injection by method name (``FailNext``), for the BlueZ errors that wedge
   scanners and connections in the field (InProgress, NotReady, Failed).
 
@@ -24,6 +26,7 @@ Every piece of state lives on mock objects, so dbusmock's ``Reset`` returns to a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -332,6 +335,10 @@ def _add_device(adapter_name: str, address: str, name: str, rssi: int) -> Any:
     device.cuts = 0
     device.hold = None  # (image bytes, boots) after which SMP answers are withheld
     device.holding = False
+    device.lose_reset = False  # the next reset request is lost with the link (SmpLoseReset)
+    device.asleep = False
+    device.budget = 0  # image bytes an SMP node takes in a wake window before it sleeps (0: any)
+    device.wakes = []  # the image bytes an SMP node had taken as each wake window opened
     return device
 
 
@@ -361,6 +368,8 @@ def Advertise(
     )
     path = _device_path(adapter_name, address)
     device = mockobject.objects.get(path)
+    if device is not None and device.asleep:
+        return False  # a sleeping node does not advertise
     if device is None:
         device = _add_device(adapter_name, address, name, rssi)
         device.props[DEVICE_IFACE]["ServiceData"] = sd
@@ -449,6 +458,11 @@ def _connect(device: Any) -> None:
         )
     if not device.gatt:
         raise dbus.exceptions.DBusException("Page Timeout", name="org.bluez.Error.Failed")
+    if device.asleep:
+        # what BlueZ answers when the controller gives up on a node that does not advertise
+        raise dbus.exceptions.DBusException(
+            "le-connection-abort-by-local", name="org.bluez.Error.Failed"
+        )
     _emit_changed(device, DEVICE_IFACE, {"Connected": dbus.Boolean(True)})
     connected = sum(
         1
@@ -533,12 +547,22 @@ def _write_value(char: Any, value: Any, _options: Any) -> None:
 def _smp_write(device: Any, char: Any, data: bytes) -> None:
     """The node's MCUmgr takes the bytes; its responses are notified in ATT-sized pieces. A
     reset request is answered, then the link drops and the node boots (``mcuboot.Mcuboot``);
-    an upload reaching a count of bytes ``SmpCutAt`` set drops the link before it is answered;
-    once ``SmpHold``'s condition is met the node answers nothing more (it hangs)."""
+    an upload reaching a count of bytes ``SmpCutAt`` set, or its wake window's budget
+    (``SetAsleep``), drops the link before it is answered;
+    once ``SmpHold``'s condition is met the node answers nothing more (it hangs); a reset
+    request ``SmpLoseReset`` marked drops the link before the node takes it (no reset)."""
     server = device.smp
     for frame in server.feed(data):
+        if server.reset_due and device.lose_reset:
+            server.reset_due = device.lose_reset = False
+            _disconnect(device, injectable=False)
+            return
         if device.hold is not None and (server.boot.received, server.boot.boots) >= device.hold:
             device.holding = True
+            return
+        if _window_spent(device):
+            device.asleep = True
+            _disconnect(device, injectable=False)
             return
         if device.cut_at and server.boot.received >= device.cut_at[0]:
             device.cut_at.pop(0)
@@ -588,12 +612,42 @@ def AddSmpDevice(
     return path
 
 
+@dbus.service.method(MOCK_IFACE, in_signature="ssbu", out_signature="")
+def SetAsleep(self: Any, adapter_name: str, address: str, asleep: bool, budget: int) -> None:
+    """A sleepy node falls asleep (its link, if up, drops; it neither advertises nor takes a
+    connection until it wakes) or wakes (a wake window opens), to fall asleep again by itself
+    once it took ``budget`` image bytes in the window (0: only when told)."""
+    device = mockobject.objects[_device_path(adapter_name, address)]
+    if asleep and not device.asleep:
+        _disconnect(device, injectable=False)
+    elif not asleep and device.asleep and device.smp is not None:
+        device.wakes.append(device.smp.boot.received)
+    device.asleep = bool(asleep)
+    device.budget = int(budget)
+
+
+@dbus.service.method(MOCK_IFACE, in_signature="ss", out_signature="b")
+def Asleep(self: Any, adapter_name: str, address: str) -> bool:
+    return bool(mockobject.objects[_device_path(adapter_name, address)].asleep)
+
+
+def _window_spent(device: Any) -> bool:
+    """Whether an SMP node took its wake window's budget of image bytes (it sleeps then)."""
+    return bool(
+        device.budget
+        and device.wakes
+        and device.smp.boot.received - device.wakes[-1] >= device.budget
+    )
+
+
 @dbus.service.method(MOCK_IFACE, in_signature="s", out_signature="s")
 def SmpNode(self: Any, address: str) -> str:
     """What an SMP node holds, as JSON: its running version, whether it is confirmed, the
-    SHA-256 of each slot, the image bytes it took, its boots and the links SmpCutAt cut."""
+    SHA-256 of each slot, the image bytes it took, its boots, the links SmpCutAt cut, and the
+    image bytes it took in each wake window (the last one: up to now)."""
     device = _smp_device(address)
     boot = device.smp.boot
+    marks = [*device.wakes, boot.received]
     return json.dumps(
         {
             "version": boot.version,
@@ -604,6 +658,7 @@ def SmpNode(self: Any, address: str) -> str:
             "boots": boot.boots,
             "cuts": device.cuts,
             "holding": device.holding,
+            "windows": [after - before for before, after in itertools.pairwise(marks)],
         }
     )
 
@@ -622,6 +677,12 @@ def SmpHold(self: Any, address: str, received: int, boots: int) -> None:
     device = _smp_device(address)
     device.hold = None if received < 0 else (int(received), int(boots))
     device.holding = False
+
+
+@dbus.service.method(MOCK_IFACE, in_signature="s", out_signature="")
+def SmpLoseReset(self: Any, address: str) -> None:
+    """The link drops as the next reset request arrives, before the node takes it."""
+    _smp_device(address).lose_reset = True
 
 
 def _smp_device(address: str) -> Any:

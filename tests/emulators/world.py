@@ -206,14 +206,16 @@ class World:
         gateway: str = "",
         radio: str = "",
         nodes: str = "",
+        ble: str = "",
         more_servers: Sequence[str] = (),
     ) -> str:
         """The daemon's configuration: the server, the radios of this world, dirs in workdir;
         ``gateway``, ``radio`` and ``nodes``, more lines of its [gateway], [transport.802154]
         and [nodes] tables (``exposure = "gateway"``, ``awake_window = 2``,
-        ``firmware_timeout = 60``); ``more_servers``, the URIs of more servers it registers with
-        (Short Server IDs 2, 3...)."""
-        ble = f'\n[transport.ble]\nadapter = "{ADAPTER}"\n' if self.bluez is not None else ""
+        ``firmware_timeout = 60``); ``ble``, more lines of its [transport.ble] table
+        (``firmware_timeout = 3``); ``more_servers``, the URIs of more servers it registers
+        with (Short Server IDs 2, 3...)."""
+        ble = f'\n[transport.ble]\nadapter = "{ADAPTER}"\n{ble}\n' if self.bluez is not None else ""
         more = "".join(
             f'\n[[server]]\nuri = "{uri}"\nshort_server_id = {i}\nrequest_timeout = 5\n'
             "retry_timer = 0.2\nretry_sequence_delay = 1\n"

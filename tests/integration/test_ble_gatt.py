@@ -228,3 +228,20 @@ async def test_an_unknown_node_is_unreachable(bluez: BluezEmulator, sink: Sink) 
 def test_connect_timeouts_below_10_s_are_refused() -> None:
     with pytest.raises(ValueError, match="too short"):
         GattPoller(lambda a, r: None, connect_timeout=5.0)
+
+
+async def test_a_sleepy_node_is_polled_at_its_advert_with_one_attempt_per_connection(
+    bluez: BluezEmulator, node: str, poller: GattPoller, sink: Sink
+) -> None:
+    """Asleep, a node refuses connections: its poll waits for its advert rather than trying
+    on a schedule, and a connection to it is tried once (a retry with back-off would hold its
+    turn past its next wake window)."""
+    await bluez.sleep(NODE)
+    poller.add(GattNode(NODE, interval=3600, read=("2a19",), sleepy=True))
+    with pytest.raises(GattUnreachable, match="after 1 attempts"):
+        await poller.poll(NODE)
+    assert await bluez.calls(node, "Connect") == 1  # and none by its schedule
+    await bluez.sleep(NODE, False)
+    poller.heard(NODE)  # its advert, as the transport passes it on
+    assert await sink.next() == records(("/3/0/9", 87))
+    assert await bluez.calls(node, "Connect") == 2

@@ -247,6 +247,10 @@ async def test_pair_refuses_bad_addresses_and_keys(conn: Connection) -> None:
     assert bad["code"] == INVALID_PARAMS and "16 bytes" in bad["message"]
     bad = await conn.error("pair", node=f"ble:{SENSOR}", options={"firmware": "smp"})
     assert bad["code"] == INVALID_PARAMS and "GATT node" in bad["message"]
+    # a sleepy node cannot be kept connected to notify
+    notify = {"notify": ["2a6e"]}
+    bad = await conn.error("pair", node=f"ble:{GATT}", profile="gatt", sleepy=True, options=notify)
+    assert bad["code"] == INVALID_PARAMS and "cannot be kept connected" in bad["message"]
     bad = await conn.error("pair", node="802154:00:12:4b")
     assert bad["code"] == INVALID_PARAMS and "is not an 802.15.4 node address" in bad["message"]
     bad = await conn.error("pair", node="zigbee:1")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def package(tmp_path: Path, data: bytes) -> FirmwareImage:
     path.write_bytes(data)
     updater = SmpUpdater(GattPoller(lambda _a, _r: None), NODE)
     name, version = updater.describe(path)
-    return FirmwareImage(path, len(data), hashlib.sha256(data).hexdigest(), name, version)
+    digest = hashlib.sha256(data).hexdigest()
+    return FirmwareImage(path, len(data), digest, name, version, time.time())
 
 
 async def test_an_image_is_uploaded_tested_booted_and_confirmed(
@@ -115,6 +117,23 @@ async def test_a_cut_upload_resumes_from_the_nodes_offset(
     assert held["cuts"] == 1
     # resumed from the node's offset, not started again: no byte was sent twice
     assert held["received"] == len(data)
+
+
+async def test_a_reset_lost_with_the_link_is_asked_again(
+    bluez: BluezEmulator, node: str, poller: GattPoller, tmp_path: Path
+) -> None:
+    """The link drops as the reset request goes out (as a wake window's end can cut it): the
+    node, back, still runs the old image with the new one pending, which is no rollback: it
+    is asked to reset again, boots the image once and keeps it."""
+    data = image((3, 1, 0, 0), 4_000)
+    await bluez.smp_lose_reset(NODE)
+    version = await SmpUpdater(poller, NODE).update(
+        NID, package(tmp_path, data), lambda _d, _t: None
+    )
+    assert version == version_of(data)
+    held = await bluez.smp_node(NODE)
+    assert held["primary"] == hashlib.sha256(data).hexdigest() and held["confirmed"]
+    assert held["boots"] == 1
 
 
 async def test_a_transfer_cut_on_every_connection_is_connection_lost(

@@ -4,7 +4,8 @@ end devices) over the simulated transport, whose nodes take an MCUboot image. Le
 package to the node endpoint's /5/0/0 (Block1) or writes a coap:// Package URI, executes
 /5/0/2, and reads State and Update Result until the update has ended. The same, through the
 real daemon of an emulated world, for an 802.15.4 node of the RCP emulator and a BLE node of the
-BlueZ emulation that runs MCUboot behind SMP: what the node then holds is read from the node."""
+BlueZ emulation that runs MCUboot behind SMP, awake or sleepy: what the node then holds is read
+from the node."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from emulators.bluez import wake_windows
 from emulators.mcuboot import image, version_of
 from emulators.world import Daemon, World, ble_unavailable, node_eui64
 from firmware_servers import coap_package
@@ -163,5 +165,42 @@ async def test_leshan_sees_an_smp_update_go_on_across_a_gateway_restart(
         held = await bluez.smp_node(SMP_ADDRESS)
         assert held["primary"] == hashlib.sha256(package).hexdigest() and held["confirmed"]
         assert (held["received"], held["boots"]) == (len(package), 1)
+        version = await leshan.read(node_ep, "/3/0/3", "TEXT")
+        assert version.value == version_of(package), version.raw
+
+
+async def test_leshan_updates_a_sleepy_smp_node_across_its_wake_windows(
+    tmp_path: Path, leshan: Leshan, events: EventStream
+) -> None:
+    """The BLE node is paired with ``--sleepy`` and sleeps when Leshan executes Update: Leshan
+    reads Updating meanwhile, then, as the node wakes (each window ends once it took 5 kB),
+    Idle with Success; the node runs the image, confirmed, uploaded over several windows."""
+    if ble_unavailable() is not None:
+        pytest.skip(str(ble_unavailable()))
+    ep = "gw-leshan-fw-sleepy"
+    package = image((6, 4, 0, 0), 12_000)
+    async with World(tmp_path, ble=True) as world:
+        bluez = world.bluez
+        assert bluez is not None
+        await bluez.add_smp_device(SMP_ADDRESS, image((1, 0, 0, 0), 2_000))
+        await bluez.sleep(SMP_ADDRESS)
+        daemon = await world.start_daemon(leshan.uri, endpoint=ep, gateway='exposure = "endpoints"')
+        pair = ("pair", "ble", SMP_ADDRESS, "--firmware", "smp", "--sleepy", "--name", "pump")
+        await daemon.ctl_json(*pair)
+        node_ep = f"{ep}:ble:{SMP_ADDRESS}"
+        await events.next("REGISTRATION", endpoint=node_ep, timeout=TIMEOUT)
+        written = await leshan.write_value(node_ep, "/5/0/0", package.hex(), "OPAQUE")
+        assert written.code == "2.04", written.raw
+        await ended(leshan, node_ep, 2, 0)
+        executed = await leshan.execute(node_ep, "/5/0/2")
+        assert executed.code == "2.04", executed.raw
+        await ended(leshan, node_ep, 3, 0)
+        assert (await bluez.smp_node(SMP_ADDRESS))["received"] == 0  # asleep: asked nothing
+        async with wake_windows(bluez, SMP_ADDRESS, awake=3.0, asleep=1.0, budget=5_000):
+            await ended(leshan, node_ep, 0, 1, UPDATE_TIMEOUT)
+        held = await bluez.smp_node(SMP_ADDRESS)
+        assert held["primary"] == hashlib.sha256(package).hexdigest() and held["confirmed"]
+        assert held["received"] == len(package)
+        assert len([w for w in held["windows"] if w]) >= 3, held["windows"]
         version = await leshan.read(node_ep, "/3/0/3", "TEXT")
         assert version.value == version_of(package), version.raw

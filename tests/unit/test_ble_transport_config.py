@@ -36,6 +36,7 @@ def test_every_setting() -> None:
             "gatt_slots": 2,
             "gatt_interval": 60.5,
             "connect_timeout": 10,
+            "firmware_timeout": 7200,
             "actuators": [
                 {"node": "c4-7c-8d-6a-00-01", "path": "/3311/0/5850", "characteristic": "ffe1"},
                 {
@@ -55,6 +56,7 @@ def test_every_setting() -> None:
         gatt_slots=2,
         gatt_interval=60.5,
         connect_timeout=10.0,
+        firmware_timeout=7200.0,
         actuators={
             "C4:7C:8D:6A:00:01": (
                 Actuator(Path.parse("/3311/0/5850"), SWITCH),
@@ -79,6 +81,7 @@ def test_every_setting() -> None:
         ({"gatt_slots": True}, r"ble\.gatt_slots must be an integer"),
         ({"gatt_interval": -1}, r"ble\.gatt_interval must be a number > 0"),
         ({"connect_timeout": 5}, r"ble\.connect_timeout must be a number >= 10"),
+        ({"firmware_timeout": 0}, r"ble\.firmware_timeout must be a number > 0"),
         ({"actuators": {"node": "x"}}, r"ble\.actuators must be a list of tables"),
         ({"actuators": ["x"]}, r"ble\.actuators\[0\] must be a table"),
         (

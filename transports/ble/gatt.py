@@ -10,6 +10,12 @@ The connection discipline comes from what breaks BLE gateways in the field:
 * **No idle connections to battery nodes**: a node is connected, read and disconnected on its
   schedule, unless it notifies, in which case the gateway stays connected and subscribes, and
   reconnects (with back-off) when the link drops.
+* **Sleepy nodes are connected when they say they are awake.** A node paired as sleepy is
+  connectable only in its wake windows, which it opens by advertising (its adverts come through
+  ``heard``). Between them every connection attempt fails (le-connection-abort-by-local, or a
+  timeout), and retrying with back-off would hold the node's turn and the adapter's slot past
+  the next window: so a sleepy node gets one attempt per connection, and its users wait for
+  its next advert (``awake``) before they connect; its poll waits for an advert too.
 * **Bonding through BlueZ** (``BleakClient.pair``) for nodes that need it.
 
 Values are decoded by `gatt_values` and delivered as node-local records through ``on_records``;
@@ -70,7 +76,8 @@ class GattNode:
     `gatt_values` can decode. A non-empty ``notify`` keeps the node connected and subscribed to
     those characteristics (mains-powered or notifying nodes); otherwise it is polled every
     ``interval`` seconds and left disconnected in between. ``bond`` pairs through BlueZ before
-    use, for nodes that refuse unencrypted access.
+    use, for nodes that refuse unencrypted access. A ``sleepy`` node is connectable only in its
+    wake windows, which its adverts announce (module docstring).
     """
 
     address: str
@@ -79,6 +86,7 @@ class GattNode:
     read: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()
     bond: bool = False
+    sleepy: bool = False
 
     @property
     def persistent(self) -> bool:
@@ -124,6 +132,8 @@ class GattPoller:
         self._locks: dict[str, asyncio.Lock] = {}
         self._drop_listeners: dict[str, set[Callable[[], None]]] = {}
         self._reachable: dict[str, bool] = {}
+        self._wakes: dict[str, asyncio.Event] = {}
+        """What the users of a sleepy node that wait for its next advert wait on."""
 
     # -- nodes and their schedules -------------------------------------------------------------
 
@@ -154,8 +164,24 @@ class GattPoller:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def heard(self, address: str) -> None:
+        """The node advertised: it is awake (a sleepy node's wake window is open)."""
+        wake = self._wakes.pop(address.upper(), None)
+        if wake is not None:
+            wake.set()
+
+    async def awake(self, address: str) -> None:
+        """Return at the node's next advert (``heard``): a sleepy node can be connected then."""
+        await self._wakes.setdefault(address.upper(), asyncio.Event()).wait()
+
+    def sleepy(self, address: str) -> bool:
+        """Whether the node is connectable only in its wake windows (``GattNode.sleepy``)."""
+        return self._node(address).sleepy
+
     async def _poll_forever(self, node: GattNode) -> None:
         while True:
+            if node.sleepy:
+                await self.awake(node.address)
             with contextlib.suppress(GattUnreachable, GattFailed):
                 await self.poll(node.address)
             await asyncio.sleep(node.interval)
@@ -208,6 +234,15 @@ class GattPoller:
         node = self._node(address)
         async with self._connection(node) as client:
             records = await self._read_all(client, node)
+        self._deliver(node, records)
+        return records
+
+    async def read_over(self, client: BleakClient, address: str) -> tuple[Record, ...]:
+        """``poll`` over a connection the caller holds (``connection``): a firmware update
+        reads the node's new Device Information before it lets the link go, while a sleepy
+        node is still awake (a ``poll`` would wait for the caller's turn to end)."""
+        node = self._node(address)
+        records = await self._read_all(client, node)
         self._deliver(node, records)
         return records
 
@@ -346,7 +381,8 @@ class GattPoller:
         self, node: GattNode, dropped: Callable[[BleakClient], None]
     ) -> AsyncIterator[BleakClient]:
         last: BaseException | None = None
-        for attempt in range(self._retries):
+        attempts = 1 if node.sleepy else self._retries  # asleep: its next advert, not a retry
+        for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(self._backoff.delay(attempt - 1))
             try:
@@ -370,7 +406,7 @@ class GattPoller:
                         "%s: connection attempt %d of %d failed: %s",
                         node.address,
                         attempt + 1,
-                        self._retries,
+                        attempts,
                         describe(e),
                     )
                     with contextlib.suppress(*CONNECT_ERRORS):
@@ -385,9 +421,7 @@ class GattPoller:
                 return
         reason = describe(last) if last is not None else "no attempt"
         self._set_reachable(node, False, reason)
-        raise GattUnreachable(
-            f"{node.address}: not reachable after {self._retries} attempts: {reason}"
-        )
+        raise GattUnreachable(f"{node.address}: not reachable after {attempts} attempts: {reason}")
 
     async def _device(self, node: GattNode) -> tuple[BLEDevice, str]:
         """The node as BlueZ knows it on its adapter, without a discovery of our own."""

@@ -12,6 +12,9 @@ refused at start-up rather than becoming a silently ignored setting.
 ``gatt_slots``       simultaneous GATT connections per adapter (default 5)
 ``gatt_interval``    seconds between two polls of a GATT node (default 300)
 ``connect_timeout``  seconds for one GATT connection attempt, at least 10 (default 20)
+``firmware_timeout`` seconds a sleepy node's firmware update may take, its wake windows
+                     included (default 3600); past it, one still waiting for the node to wake
+                     has expired, one the node was working on has failed (``smp``)
 ``actuators``        a list of ``{node = "<MAC>", path = "/3311/0/5850",
                      characteristic = "<uuid>", on = "01", off = "00"}``: writing True or False
                      to ``path`` of ``node`` writes the ``on`` or ``off`` bytes (hex) to the
@@ -38,13 +41,23 @@ from bridged.transports.base import TransportConfigError, check_keys, config_num
 from .gatt import DEFAULT_SLOTS, MIN_CONNECT_TIMEOUT
 from .gatt_values import full_uuid
 from .pairing import FIRMWARE
+from .smp import DEFAULT_SLEEPY_TIMEOUT
 
 _MAC = re.compile(r"[0-9A-F]{2}([:-]?)[0-9A-F]{2}(?:\1[0-9A-F]{2}){4}")
 _ADAPTER_NAME = re.compile(r"hci[0-9]+")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MODES = ("auto", "active", "passive")
 SECTION_KEYS = frozenset(
-    {"adapter", "mode", "silence", "gatt_slots", "gatt_interval", "connect_timeout", "actuators"}
+    {
+        "adapter",
+        "mode",
+        "silence",
+        "gatt_slots",
+        "gatt_interval",
+        "connect_timeout",
+        "firmware_timeout",
+        "actuators",
+    }
 )
 OPTION_KEYS = frozenset({"interval", "read", "notify", "bond", "actuators", "firmware"})
 FIRMWARE_METHODS = FIRMWARE.choices
@@ -82,6 +95,7 @@ class BleSettings:
     gatt_slots: int = DEFAULT_SLOTS
     gatt_interval: float = 300.0
     connect_timeout: float = 20.0
+    firmware_timeout: float = DEFAULT_SLEEPY_TIMEOUT
     actuators: Mapping[str, tuple[Actuator, ...]] = field(default_factory=dict)
 
 
@@ -188,6 +202,12 @@ def parse_settings(config: Mapping[str, Any]) -> BleSettings:
         ),
         connect_timeout=config_number(
             config.get("connect_timeout", 20.0), "ble.connect_timeout", low=MIN_CONNECT_TIMEOUT
+        ),
+        firmware_timeout=config_number(
+            config.get("firmware_timeout", DEFAULT_SLEEPY_TIMEOUT),
+            "ble.firmware_timeout",
+            low=0,
+            above=True,
         ),
         actuators={a: tuple(acts) for a, acts in actuators.items()},
     )

@@ -31,6 +31,11 @@ settings are those of `settings` (``[transport.ble]``).
 * **Firmware.** A GATT node paired with the option ``firmware = "smp"`` runs MCUboot with
   MCUmgr's SMP over GATT: ``firmware_updater`` offers its ``SmpUpdater`` (``smp``), through
   which the core's /5 of the node uploads, tests, resets and confirms an image.
+* **Sleepy GATT nodes** (paired with ``--sleepy``) are connectable only in their wake windows,
+  which they open by advertising: every advert of a paired GATT node tells the poller it is
+  awake (``GattPoller.heard``), and a sleepy node's poll and firmware update connect then.
+  Such a node cannot be kept connected: pairing one with characteristics to ``notify`` is
+  refused.
 * **Actuators.** ``write`` of True/False to a configured actuator resource writes its
   ``on``/``off`` bytes to its characteristic, through the poller (which connects for it);
   the written value then becomes the resource's reading. A node's actuators are among the
@@ -217,6 +222,11 @@ class BleTransport(Transport):
                 f"firmware {options.firmware} updates a GATT node over its connection: pair "
                 f"{node.id} with the profile {GATT_PROFILE}"
             )
+        if node.sleepy and options.notify:
+            raise ValueError(
+                f"{node.id} sleeps, so it cannot be kept connected to notify "
+                f"{', '.join(options.notify)}: pair it without --sleepy or without notify"
+            )
         if node.profile != GATT_PROFILE or not options.bond:
             return
         try:
@@ -249,6 +259,7 @@ class BleTransport(Transport):
                 read=options.read,
                 notify=options.notify,
                 bond=options.bond,
+                sleepy=node.sleepy,
             )
         old = self._nodes.get(address)
         if old is None or old.bindkey != bindkey:
@@ -257,7 +268,7 @@ class BleTransport(Transport):
             self.decrypt_failures.pop(node.id, None)
         updater = None
         if gatt is not None and options.firmware == FIRMWARE_SMP:
-            updater = SmpUpdater(self.poller, address)
+            updater = SmpUpdater(self.poller, address, timeout=self.settings.firmware_timeout)
         paired = self._nodes[address] = _Node(
             node.id, bindkey, gatt, actuators, updater, old.values if old is not None else {}
         )
@@ -308,6 +319,8 @@ class BleTransport(Transport):
     def _advert(self, advert: RawAdvert) -> None:
         node = self._nodes.get(advert.address)
         nid = node.id if node is not None else NodeId(NAME, advert.address)
+        if node is not None and node.gatt is not None:
+            self.poller.heard(advert.address)  # awake, whatever its advert says
         try:
             decoded = self.decoder.decode(advert, node.bindkey if node is not None else None)
         except DuplicateAdvert:

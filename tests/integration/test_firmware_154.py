@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -362,6 +363,35 @@ async def test_a_sleepy_node_that_does_not_wake_in_time_expires_its_update(
         assert await up.daemon.ctl_json("commands") == []
         code, text, _ = await up.daemon.ctl("commands", "--history")
         assert code == 0 and "expired" in text and "result 8 update failed" in text
+
+
+async def test_a_sleepy_nodes_update_whose_time_ended_while_the_gateway_was_down_expires(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The update's time (``firmware_timeout``) runs from the server's Execute, across a
+    restart: the gateway stops while the update waits for the node to wake and starts again
+    once that time has passed. The update has expired (Idle with 8, as above), though the
+    node wakes now: it is asked nothing."""
+    package = image((9, 1, 0, 0), 4_000)
+    radio = "awake_window = 2\nfirmware_timeout = 15"
+    async with updatable(tmp_path, server, "gateway", delivery=0, sleepy=True, radio=radio) as up:
+        await executed_asleep(up, package)
+        executed = time.time()
+        assert await up.daemon.stop() == 0
+        await asyncio.sleep(max(0.0, executed + 15 - time.time()))  # its time passes
+        daemon = await up.world.start_daemon(
+            server.uri, endpoint=ENDPOINT, gateway='exposure = "gateway"', radio=radio
+        )
+        async with asyncio.timeout(TIMEOUT):
+            while (await server.next_event("register")).endpoint != ENDPOINT:
+                pass
+        after = FirmwareView(server, ENDPOINT, up.fw.prefix)
+        async with after.watching():
+            await up.node.update()  # it wakes, to a gateway that is up
+            await after.until(IDLE, 8, timeout=120)
+        assert up.node.package == b"" and up.node.firmware_states == [IDLE]  # asked nothing
+        (ended,) = await history(daemon)
+        assert (ended["status"], ended["firmware"]["result"]) == ("expired", 8)
 
 
 async def test_ended_updates_are_in_the_command_history_with_their_result(

@@ -20,7 +20,8 @@ The gateway acts as the node's LwM2M server for it (``FirmwareUpdater``, transpo
    (/5/0/7), rolled back (MCUboot reverted the image): Update Result 8, whatever it said.
 
 While it waits the node may not answer (it is downloading, rebooting): those reads are tried
-again every ``poll`` seconds until ``timeout`` (``[transport.802154] firmware_timeout``). A
+again every ``poll`` seconds until ``timeout`` (``[transport.802154] firmware_timeout``), counted
+from the server's Execute (``FirmwareImage.since``: a gateway restart does not renew it). A
 sleepy node is reached in its wake windows: whatever the gateway must ask of it waits until it
 next talks (``NodeServer.awake``), so the server's Update is taken at once and carried out
 when the node wakes. A ``timeout`` that ends while the gateway waits for the node to wake is
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path as FsPath
 from typing import TypeVar
@@ -109,8 +111,10 @@ class LowpanUpdater:
     async def update(self, node: NodeId, image: FirmwareImage, progress: Progress) -> str:
         data = await asyncio.to_thread(image.path.read_bytes)
         self._pushing = False
+        # from when the update began, not from a gateway restart (which would renew it)
+        left = max(0.0, image.since + self.timeout - time.time())
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(left):
                 return await self._update(node, data, image.version, progress)
         except TimeoutError:
             if self._asleep:

@@ -55,7 +55,6 @@ from .bootstrap import (
 from .coap import admit, create_context
 from .credentials import RpkCredentials, X509Credentials
 from .dm import handle_request, reply_message
-from .dtls_listen import psk_listener, rpk_listener
 from .nodes import NodeBackend
 
 log = logging.getLogger(__name__)
@@ -199,6 +198,10 @@ async def open_listener(
     if account.security_mode == SecurityMode.RPK:
         if not isinstance(keys, RpkCredentials):
             raise ValueError("a raw public key listener needs the account's keys")
+        # imported here, as the DTLS listeners are: our tinydtls binding loads cryptography
+        # (9 MB), which a gateway without keys goes without (test_daemon_footprint)
+        from .dtls_listen import rpk_listener
+
         return await rpk_listener(site, bind, keys)
     if account.security_mode == SecurityMode.CERTIFICATE:
         if not isinstance(keys, X509Credentials):
@@ -213,6 +216,8 @@ async def open_listener(
         key = tree.get(instance.child(Security.SECRET_KEY))
         if not isinstance(identity, bytes) or not isinstance(key, bytes) or not key:
             raise ValueError(f"the Bootstrap-Server account {instance} has no PSK")
+        from .dtls_listen import psk_listener
+
         return await psk_listener(site, bind, identity, key)
     context = await create_context(site, bind, peers_only=True, loggername="bootstrap-listener")
     try:

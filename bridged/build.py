@@ -124,8 +124,7 @@ def build_health(
     monitor = HealthMonitor(config.health, saved=store.load())
     registry.readings_store.joining.append(lambda conn: store.save(monitor.unsaved(), conn))
     monitor.listen(HealthNews(exposure, events, event_log))
-    registry.on_heard(monitor.heard)
-    registry.on_state(monitor.state)
+    registry.on_news(monitor.news)
 
     def bearer(node: NodeId) -> int | None:
         transport = transports.get(node.transport)

@@ -56,7 +56,7 @@ from bridged.objects.ids import BATTERY_PATH, SINGLE, Connectivity, Device
 from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record, Value
-from bridged.registry import LiveNode
+from bridged.registry import LiveNode, NodeNews
 from bridged.store.health import SavedHealth
 from bridged.transports.base import Heard, NodeState
 from bridged.transports.nodes import NodeId
@@ -381,6 +381,34 @@ class HealthMonitor:
             problem_known=True,
         )
 
+    def news(self, node: NodeId, news: NodeNews) -> None:
+        """One report of ``node``, as the registry tells it (``NodeRegistry.on_news``): what
+        ``heard``, ``state`` and its readings (their battery level, the node's own /3/0/11)
+        would say one after the other, in one update. A battery level among the readings is
+        the node's own measurement: it wins over its transport's."""
+        tracked = self._nodes.get(node)
+        if tracked is None:
+            return
+        if news.expect is not None:
+            tracked.expect = news.expect
+        state, battery, own = news.state, news.battery, None
+        if news.readings:
+            battery = _battery(reversed(news.readings), battery)  # the latest
+            own = _own_errors(news.readings)
+        self.update(
+            node,
+            news.heard,
+            rssi=news.rssi,
+            lqi=news.lqi,
+            battery=battery,
+            decrypt_failures=None
+            if state is None
+            else tracked.failures_before + state.decrypt_failures,
+            problem=None if state is None else state.problem,
+            problem_known=state is not None,
+            own_errors=own,
+        )
+
     def update(
         self,
         node: NodeId,
@@ -539,9 +567,10 @@ class HealthMonitor:
 
 
 class HealthFeed:
-    """The ``RegistryListener`` that tells a ``HealthMonitor`` of paired nodes and of what they
-    report (a report is the node heard; a battery level among its readings is its battery).
-    ``bearer`` names a node's transport's Network Bearer."""
+    """The ``RegistryListener`` that tells a ``HealthMonitor`` of paired nodes and of the values
+    the gateway read of them (the node heard; a battery level among them is its battery); what
+    they report comes with the registry's news (``HealthMonitor.news``). ``bearer`` names a
+    node's transport's Network Bearer."""
 
     def __init__(self, monitor: HealthMonitor, bearer: Callable[[NodeId], int | None]) -> None:
         self.monitor = monitor
@@ -557,17 +586,16 @@ class HealthFeed:
         pass
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
-        # Heard now, whatever time the node gave its measurements (a Send of stored ones).
-        # A report of the node's /3/0/11 carries all its codes (the instances it has now).
-        own = tuple(
-            r.value for r in records if r.path.ids[:3] == OWN_ERRORS and type(r.value) is int
-        )
-        self.monitor.update(
-            node.id, self.monitor.clock(), battery=_battery(records), own_errors=own or None
-        )
+        """Told with the node's news instead, once per report (``HealthMonitor.news``)."""
 
-    node_values = node_readings
-    """What the gateway read of a node (its answer) is the node heard, like its reports."""
+    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
+        """What the gateway read of a node (its answer) is the node heard, like its reports."""
+        self.monitor.update(
+            node.id,
+            self.monitor.clock(),
+            battery=_battery(records),
+            own_errors=_own_errors(records),
+        )
 
 
 class HealthNews:
@@ -593,6 +621,16 @@ class HealthNews:
             self.event_log.record(f"node {node}", code, False, before.why(code))
 
 
-def _battery(records: Iterable[Record]) -> int | None:
+def _battery(records: Iterable[Record], otherwise: int | None = None) -> int | None:
+    """The first battery level among ``records``, else ``otherwise``."""
     level = next((r.value for r in records if r.path == BATTERY_PATH), None)
-    return int(level) if isinstance(level, (int, float)) and not isinstance(level, bool) else None
+    if isinstance(level, (int, float)) and not isinstance(level, bool):
+        return int(level)
+    return otherwise
+
+
+def _own_errors(records: Iterable[Record]) -> tuple[int, ...] | None:
+    """The node's own /3/0/11 Error Codes among ``records`` (a report of it carries all its
+    codes, the instances it has now), None when they are not among them."""
+    own = [r.value for r in records if r.path.ids[:3] == OWN_ERRORS and type(r.value) is int]
+    return tuple(dict.fromkeys(own)) or None  # two reports in one news: each code once

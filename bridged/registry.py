@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import time
@@ -91,6 +92,42 @@ class StoreUnavailable(ServiceUnavailable):
 NO_VALUES: Mapping[Path, Record] = MappingProxyType({})
 """The values of every node with none known yet: an empty dict each was 0.8 MB of a gateway
 with 10,000 nodes. A node's first value gives it a dict of its own (``NodeRegistry._known``)."""
+
+
+@dataclass(slots=True)
+class NodeNews:
+    """What a paired node's transport said of it since its news was last told (``on_news``):
+    one report (an advert heard, the node's state, its readings, told apart) is one news,
+    each value the latest said (None: not said). ``heard`` is when the node was last heard
+    (wall clock), ``state`` its transport's latest ``NodeState`` (its refused frames and their
+    problem), ``readings`` what it reported."""
+
+    heard: float | None = None
+    rssi: int | None = None
+    lqi: int | None = None
+    battery: int | None = None
+    expect: float | None = None
+    state: NodeState | None = None
+    readings: list[Record] = field(default_factory=list)
+
+    def heard_at(self, at: float) -> None:
+        if self.heard is None or at > self.heard:
+            self.heard = at
+
+    def said(self, state: NodeState) -> None:
+        """Its transport's ``state``: reachable is heard (unreachable is a sleepy node asleep
+        or a radio down, not silence)."""
+        self.state = state
+        if state.reachable:
+            self.heard_at(state.time)
+        if state.rssi is not None:
+            self.rssi = state.rssi
+        if state.lqi is not None:
+            self.lqi = state.lqi
+        if state.battery is not None:
+            self.battery = state.battery
+        if state.expect is not None:
+            self.expect = state.expect
 
 
 @dataclass(slots=True)
@@ -192,7 +229,9 @@ class NodeRegistry:
         self._awake_hooks: Listeners[Callable[[NodeId], None]] = Listeners("nodes awake")
         self._commit_hooks: Listeners[Callable[[int], None]] = Listeners("readings committed")
         self._heard_hooks: Listeners[Callable[[Heard], None]] = Listeners("nodes heard")
-        self._state_hooks: Listeners[Callable[[NodeId, NodeState], None]] = Listeners("node states")
+        self._news_hooks: Listeners[Callable[[NodeId, NodeNews], None]] = Listeners("node news")
+        self._news: dict[NodeId, NodeNews] = {}
+        """Each paired node's news since the last commit (``on_news``)."""
         self._store_hooks: Listeners[Callable[[str | None], None]] = Listeners("store problems")
         self._wake = asyncio.Event()
         """Set when ``run`` has a new deadline: a refused write to retry, a first reading in
@@ -233,10 +272,13 @@ class NodeRegistry:
         """Call ``hook`` with everything heard on the air, paired or not (a live scan)."""
         self._heard_hooks.add(hook)
 
-    def on_state(self, hook: Callable[[NodeId, NodeState], None]) -> None:
-        """Call ``hook`` with a paired node and each state its transport reports (the node
-        health model's link quality, battery and refused frames)."""
-        self._state_hooks.add(hook)
+    def on_news(self, hook: Callable[[NodeId, NodeNews], None]) -> None:
+        """Call ``hook`` with a paired node and its ``NodeNews`` (the node health model's:
+        heard, link quality, battery, refused frames) once per report, with the group commit:
+        a transport tells a report as several events (heard, state, readings), and the health
+        model's update of each was a third of a report's cost. Without the group commit
+        running (before start, while stopping) each event is told as it comes."""
+        self._news_hooks.add(hook)
 
     def on_store_problem(self, hook: Callable[[str | None], None]) -> None:
         """Call ``hook`` with ``store_problem`` each time it changes (None: writes work again)."""
@@ -290,6 +332,11 @@ class NodeRegistry:
         live = self.live.get(heard.node)
         if live is not None:
             live.last_seen = heard.time
+            news = self._news_of(live.id)
+            news.heard_at(heard.time)
+            if heard.rssi is not None:
+                news.rssi = heard.rssi
+            self._arm()
         self._heard_hooks.notify(lambda hook: hook(heard))
         self.heard_nodes[heard.node] = heard
         self.heard_nodes.move_to_end(heard.node)
@@ -309,6 +356,7 @@ class NodeRegistry:
         # known values (what node.show and a Read of a sleepy node answer) and the listeners
         # are told after the group commit.
         self._after_commit.append(lambda: self._took(live, stamped))
+        self._news_of(live.id).readings += stamped  # heard: when it is taken (``_took``)
         self._arm()
         self._awake_hooks.notify(lambda hook: hook(node))
 
@@ -317,6 +365,8 @@ class NodeRegistry:
         was unpaired since it reported them."""
         if self.live.get(live.id) is live:
             known = self._known(live, stamped)
+            if live.last_seen is not None:  # heard now, whatever time it gave its measurements
+                self._news_of(live.id).heard_at(live.last_seen)
             self._listeners.notify(lambda listener: listener.node_readings(live, known))
 
     def _readings_first(self) -> None:
@@ -394,10 +444,18 @@ class NodeRegistry:
         if live is not None:
             node = live.id  # the id every table holds: a lookup of it is found by identity
             live.state = state
-            self._state_hooks.notify(lambda hook: hook(node, state))
+            self._news_of(node).said(state)
+            self._arm()
             if state.reachable:
                 live.last_seen = max(live.last_seen or state.time, state.time)
                 self._awake_hooks.notify(lambda hook: hook(node))
+
+    def _news_of(self, node: NodeId) -> NodeNews:
+        """The paired ``node``'s news of this commit window (its caller arms the commit)."""
+        news = self._news.get(node)
+        if news is None:
+            news = self._news[node] = NodeNews()
+        return news
 
     def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None:
         """Keep a node's session; a refused write leaves it in memory only (the node works
@@ -479,8 +537,8 @@ class NodeRegistry:
 
     def flush(self) -> int:
         """Commit the readings reported so far to the store, then tell the listeners about
-        them (also when the store refused them: the gateway goes on showing them) and the
-        commit hooks; returns how many were committed (0 when the store refused them: they
+        them (also when the store refused them: the gateway goes on showing them), each node's
+        news (``on_news``) and the commit hooks; returns how many were committed (0 when the store refused them: they
         are kept, see the module docstring)."""
         if self._due is not None:
             self._due.cancel()
@@ -490,6 +548,10 @@ class NodeRegistry:
         told, self._after_commit = self._after_commit, []
         for tell in told:
             tell()
+        if self._news:
+            news, self._news = self._news, {}
+            for node, said in news.items():
+                self._news_hooks.notify(functools.partial(_tell_news, node, said))
         if committed:
             self._commit_hooks.notify(lambda hook: hook(committed))
         return committed
@@ -602,6 +664,10 @@ class NodeRegistry:
         if expiry is not None:
             due.append(min(expiry, EXPIRY_RECHECK))
         return min(due, default=None)
+
+
+def _tell_news(node: NodeId, news: NodeNews, hook: Callable[[NodeId, NodeNews], None]) -> None:
+    hook(node, news)
 
 
 def _stamped(records: Sequence[Record], now: float) -> list[Record]:

@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import methodcaller
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -337,7 +337,7 @@ class NodeRegistry:
             if heard.rssi is not None:
                 news.rssi = heard.rssi
             self._arm()
-        self._heard_hooks.notify(lambda hook: hook(heard))
+        self._heard_hooks.call(heard)
         self.heard_nodes[heard.node] = heard
         self.heard_nodes.move_to_end(heard.node)
         while len(self.heard_nodes) > HEARD_LIMIT:
@@ -358,16 +358,16 @@ class NodeRegistry:
         self._after_commit.append(lambda: self._took(live, stamped))
         self._news_of(live.id).readings += stamped  # heard: when it is taken (``_took``)
         self._arm()
-        self._awake_hooks.notify(lambda hook: hook(node))
+        self._awake_hooks.call(node)
 
     def _took(self, live: LiveNode, stamped: Sequence[Record]) -> None:
         """Committed readings become the node's known values and are shown, unless their node
         was unpaired since it reported them."""
         if self.live.get(live.id) is live:
-            known = self._known(live, stamped)
-            if live.last_seen is not None:  # heard now, whatever time it gave its measurements
-                self._news_of(live.id).heard_at(live.last_seen)
-            self._listeners.notify(lambda listener: listener.node_readings(live, known))
+            now = self._clock()  # heard now, whatever time it gave its measurements
+            self._known(live, stamped, now)
+            self._news_of(live.id).heard_at(now)
+            self._listeners.notify(methodcaller("node_readings", live, stamped))
 
     def _readings_first(self) -> None:
         """Readings reported before a value read or written are committed and taken now, if
@@ -387,9 +387,11 @@ class NodeRegistry:
         if live is None:
             return []
         self._readings_first()
-        stamped = self._known(live, records)
-        self._listeners.notify(lambda listener: listener.node_values(live, stamped))
-        self._awake_hooks.notify(lambda hook: hook(node))
+        now = self._clock()
+        stamped = _stamped(records, now)
+        self._known(live, stamped, now)
+        self._listeners.notify(methodcaller("node_values", live, stamped))
+        self._awake_hooks.call(node)
         return stamped
 
     def held(self, node: NodeId, records: Sequence[Record]) -> None:
@@ -400,17 +402,17 @@ class NodeRegistry:
         if live is None:
             return
         self._readings_first()
-        stamped = self._known(live, records, heard=False)
-        self._listeners.notify(lambda listener: listener.node_values(live, stamped))
-
-    def _known(
-        self, live: LiveNode, records: Sequence[Record], *, heard: bool = True
-    ) -> list[Record]:
-        """``records`` with absolute times (``_stamped``), taken as the node's last known
-        values; a value of an instance the node never announced announces it. ``heard``: the
-        node said them."""
         now = self._clock()
         stamped = _stamped(records, now)
+        self._known(live, stamped, now, heard=False)
+        self._listeners.notify(methodcaller("node_values", live, stamped))
+
+    def _known(
+        self, live: LiveNode, stamped: Sequence[Record], now: float, *, heard: bool = True
+    ) -> None:
+        """``stamped`` (records with absolute times, ``_stamped``) taken ``now`` as the node's
+        last known values; a value of an instance the node never announced announces it.
+        ``heard``: the node said them."""
         if heard:
             live.last_seen = max(live.last_seen or now, now)
         grew = False
@@ -427,7 +429,6 @@ class NodeRegistry:
         if grew:
             self._save_objects(live.id, live.objects)
             self._listeners.notify(lambda listener: listener.node_objects(live))
-        return stamped
 
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None:
         live = self.live.get(node)
@@ -448,7 +449,7 @@ class NodeRegistry:
             self._arm()
             if state.reachable:
                 live.last_seen = max(live.last_seen or state.time, state.time)
-                self._awake_hooks.notify(lambda hook: hook(node))
+                self._awake_hooks.call(node)
 
     def _news_of(self, node: NodeId) -> NodeNews:
         """The paired ``node``'s news of this commit window (its caller arms the commit)."""
@@ -538,8 +539,8 @@ class NodeRegistry:
     def flush(self) -> int:
         """Commit the readings reported so far to the store, then tell the listeners about
         them (also when the store refused them: the gateway goes on showing them), each node's
-        news (``on_news``) and the commit hooks; returns how many were committed (0 when the store refused them: they
-        are kept, see the module docstring)."""
+        news (``on_news``) and the commit hooks; returns how many were committed (0 when the
+        store refused them: they are kept, see the module docstring)."""
         if self._due is not None:
             self._due.cancel()
             self._due = None
@@ -551,9 +552,9 @@ class NodeRegistry:
         if self._news:
             news, self._news = self._news, {}
             for node, said in news.items():
-                self._news_hooks.notify(functools.partial(_tell_news, node, said))
+                self._news_hooks.call(node, said)
         if committed:
-            self._commit_hooks.notify(lambda hook: hook(committed))
+            self._commit_hooks.call(committed)
         return committed
 
     def _commit(self) -> int:
@@ -578,7 +579,7 @@ class NodeRegistry:
                 f", {self.unstored_dropped} were dropped" if self.unstored_dropped else "",
             )
             self.store_problem = None
-            self._store_hooks.notify(lambda hook: hook(None))
+            self._store_hooks.call(None)
         self.unstored_dropped = 0
         self._settle(None)
         return len(batch)
@@ -594,7 +595,7 @@ class NodeRegistry:
                 UNSTORED_LIMIT,
             )
             self.store_problem = problem
-            self._store_hooks.notify(lambda hook: hook(problem))
+            self._store_hooks.call(problem)
         self._retry_at = self._monotonic() + STORE_RETRY
         self._wake.set()
         excess = len(self._pending) - UNSTORED_LIMIT
@@ -664,10 +665,6 @@ class NodeRegistry:
         if expiry is not None:
             due.append(min(expiry, EXPIRY_RECHECK))
         return min(due, default=None)
-
-
-def _tell_news(node: NodeId, news: NodeNews, hook: Callable[[NodeId, NodeNews], None]) -> None:
-    hook(node, news)
 
 
 def _stamped(records: Sequence[Record], now: float) -> list[Record]:

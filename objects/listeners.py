@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Generic, ParamSpec, TypeVar
 
 log = logging.getLogger(__name__)
 
 L = TypeVar("L")
+P = ParamSpec("P")
 
 
 class Listeners(Generic[L]):
@@ -66,8 +67,18 @@ class Listeners(Generic[L]):
             try:
                 tell(listener)
             except Exception:
-                log.exception(
-                    "a listener of %s failed (the others were still told): %r",
-                    self.event,
-                    listener,
-                )
+                self._failed(listener)
+
+    def call(self: Listeners[Callable[P, object]], *args: P.args, **kwargs: P.kwargs) -> None:
+        """``notify`` of listeners that are plain callbacks: each is called with ``args``, with
+        no function made per event to tell it (every reading is told through several)."""
+        for listener in self._listeners:
+            try:
+                listener(*args, **kwargs)
+            except Exception:
+                self._failed(listener)
+
+    def _failed(self, listener: object) -> None:
+        log.exception(
+            "a listener of %s failed (the others were still told): %r", self.event, listener
+        )

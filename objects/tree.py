@@ -175,7 +175,7 @@ class ObjectTree:
             self._structure += 1
         else:
             self._values += 1
-        self._listeners.notify(lambda listener: listener(path))
+        self._listeners.call(path)
 
     # -- structure ---------------------------------------------------------------------------
 
@@ -271,7 +271,13 @@ class ObjectTree:
             assert isinstance(slot, dict)
             slot[path.ids[3]] = self._checked(oid, rdef, value)
         else:
-            resources[rid] = self._checked_slot(odef, rid, value)
+            single = odef.resources.get(rid)
+            if single is None or single.multiple or (oid, rid) in self._constraints:
+                resources[rid] = self._checked_slot(odef, rid, value)
+            else:  # a reading's resource: its value checked with no call more than that
+                if isinstance(value, dict):
+                    raise BadRequest(f"resource {rid} ({single.name}) is single-instance")
+                resources[rid] = check_value(single, value)
         if time is None:
             self._times.pop(path, None)
         else:

@@ -225,6 +225,19 @@ class _Batch:
     """The parts' Send payloads where sizing them encoded them already (checked records)."""
 
 
+@dataclass(slots=True)
+class _Target:
+    """Where one node's readings of a batch go: its ``session`` at ``path(local)``, which had
+    its readings up to seq ``had`` already (``_Server.has``); ``mapped`` keeps each node path's
+    gateway path and checked definition, so several readings of a resource in one batch have
+    their path mapped and checked once."""
+
+    session: ServerSession
+    path: Callable[[Path], Path | None]
+    had: int
+    mapped: dict[Path, tuple[Path, ResourceDef]]
+
+
 @dataclass
 class _Server:
     short_server_id: int
@@ -432,48 +445,47 @@ class Delivery:
         The run stops before the first reading of a node whose session is not registered, and
         before the first reading that would overflow its session's message; readings that are
         skipped (not exposed, refused) ride along, so the cursor passes them too."""
-        routes: dict[NodeId, tuple[ServerSession, Callable[[Path], Path | None]] | None] = {}
-        # Each node path's gateway path and its checked definition: a node with several
-        # readings of a resource in one batch has its path mapped and checked once.
-        mapped: dict[tuple[NodeId, Path], tuple[Path, ResourceDef]] = {}
+        routes: dict[NodeId, _Target | None] = {}
         seqs: list[int] = []
         parts: dict[ServerSession, list[tuple[int, Record]]] = {}
         had: list[int] = []  # indexes of readings their session acknowledged already
         for stored in pending:
             r = stored.reading
-            if r.node not in routes:
+            try:
+                target = routes[r.node]
+            except KeyError:  # the node's first reading in this batch
                 route = self.route(r.node)
                 if route is None:
-                    routes[r.node] = None
+                    target = routes[r.node] = None
                 else:
                     found = self._session(route, server.short_server_id)
                     if found is None:
                         break  # not registered: the run ends here
-                    routes[r.node] = (found, route.path)
+                    target = routes[r.node] = _Target(
+                        found, route.path, server.has.get(found, 0), {}
+                    )
             index = len(seqs)
             seqs.append(stored.seq)
-            target = routes[r.node]
             try:
                 if target is None:
                     raise LwM2MError(f"node {r.node} is not exposed")
-                session, path = target
-                if stored.seq <= server.has.get(session, 0):
+                if stored.seq <= target.had:
                     had.append(index)
                     continue
-                target_path = mapped.get((r.node, r.path))
-                if target_path is None:
-                    local = path(r.path)
+                mapped = target.mapped.get(r.path)
+                if mapped is None:
+                    local = target.path(r.path)
                     if local is None:
                         raise LwM2MError(f"{r.path} of node {r.node} is not exposed")
-                    rdef = check_path(local, session.tree.definitions)
-                    target_path = mapped[r.node, r.path] = (local, rdef)
-                local, rdef = target_path
+                    rdef = check_path(local, target.session.tree.definitions)
+                    mapped = target.mapped[r.path] = (local, rdef)
+                local, rdef = mapped
                 check_value(rdef, r.value)
                 record = Record(local, r.value, r.time)
             except LwM2MError as e:
                 self._skip(r.node, r.path, e)
                 continue
-            parts.setdefault(session, []).append((index, record))
+            parts.setdefault(target.session, []).append((index, record))
         if not seqs:
             return None
         cut = len(seqs)

@@ -140,6 +140,8 @@ class LiveNode:
     state: NodeState | None = None
     last_seen: float | None = None
     values: Mapping[Path, Record] = field(default_factory=lambda: NO_VALUES)
+    news: NodeNews | None = None
+    """What its transport said of it since its news was last told (``NodeRegistry.on_news``)."""
 
     @property
     def id(self) -> NodeId:
@@ -230,8 +232,8 @@ class NodeRegistry:
         self._commit_hooks: Listeners[Callable[[int], None]] = Listeners("readings committed")
         self._heard_hooks: Listeners[Callable[[Heard], None]] = Listeners("nodes heard")
         self._news_hooks: Listeners[Callable[[NodeId, NodeNews], None]] = Listeners("node news")
-        self._news: dict[NodeId, NodeNews] = {}
-        """Each paired node's news since the last commit (``on_news``)."""
+        self._newsy: list[LiveNode] = []
+        """The nodes with news (``LiveNode.news``) since the last commit (``on_news``)."""
         self._store_hooks: Listeners[Callable[[str | None], None]] = Listeners("store problems")
         self._wake = asyncio.Event()
         """Set when ``run`` has a new deadline: a refused write to retry, a first reading in
@@ -332,7 +334,7 @@ class NodeRegistry:
         live = self.live.get(heard.node)
         if live is not None:
             live.last_seen = heard.time
-            news = self._news_of(live.id)
+            news = self._news_of(live)
             news.heard_at(heard.time)
             if heard.rssi is not None:
                 news.rssi = heard.rssi
@@ -356,7 +358,7 @@ class NodeRegistry:
         # known values (what node.show and a Read of a sleepy node answer) and the listeners
         # are told after the group commit.
         self._after_commit.append(lambda: self._took(live, stamped))
-        self._news_of(live.id).readings += stamped  # heard: when it is taken (``_took``)
+        self._news_of(live).readings += stamped  # heard: when it is taken (``_took``)
         self._arm()
         self._awake_hooks.call(node)
 
@@ -366,7 +368,7 @@ class NodeRegistry:
         if self.live.get(live.id) is live:
             now = self._clock()  # heard now, whatever time it gave its measurements
             self._known(live, stamped, now)
-            self._news_of(live.id).heard_at(now)
+            self._news_of(live).heard_at(now)
             self._listeners.notify(methodcaller("node_readings", live, stamped))
 
     def _readings_first(self) -> None:
@@ -445,17 +447,18 @@ class NodeRegistry:
         if live is not None:
             node = live.id  # the id every table holds: a lookup of it is found by identity
             live.state = state
-            self._news_of(node).said(state)
+            self._news_of(live).said(state)
             self._arm()
             if state.reachable:
                 live.last_seen = max(live.last_seen or state.time, state.time)
                 self._awake_hooks.call(node)
 
-    def _news_of(self, node: NodeId) -> NodeNews:
-        """The paired ``node``'s news of this commit window (its caller arms the commit)."""
-        news = self._news.get(node)
+    def _news_of(self, live: LiveNode) -> NodeNews:
+        """The paired node's news of this commit window (its caller arms the commit)."""
+        news = live.news
         if news is None:
-            news = self._news[node] = NodeNews()
+            news = live.news = NodeNews()
+            self._newsy.append(live)
         return news
 
     def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None:
@@ -549,10 +552,12 @@ class NodeRegistry:
         told, self._after_commit = self._after_commit, []
         for tell in told:
             tell()
-        if self._news:
-            news, self._news = self._news, {}
-            for node, said in news.items():
-                self._news_hooks.call(node, said)
+        if self._newsy:
+            newsy, self._newsy = self._newsy, []
+            for live in newsy:
+                news, live.news = live.news, None
+                if news is not None:
+                    self._news_hooks.call(live.paired.id, news)
         if committed:
             self._commit_hooks.call(committed)
         return committed

@@ -85,6 +85,8 @@ class Bounds:
 
 
 def encode_value(value: Value) -> tuple[int, object]:
+    if type(value) is float:  # a sensor's value, what nearly every reading is
+        return _FLOAT, value
     # bool before int: bool is an int subclass.
     if isinstance(value, bool):
         return _BOOL, int(value)

@@ -218,9 +218,9 @@ class NodeRegistry:
         self._window = commit_window
         self._due: asyncio.TimerHandle | None = None
         """The group commit's timer: armed by the first reading of a window, else none."""
-        self._after_commit: list[Callable[[], None]] = []
-        """What the listeners are to be told once the pending readings are committed, in the
-        order it was reported."""
+        self._after_commit: list[tuple[LiveNode, list[Record]]] = []
+        """The readings the listeners are to be told once they are committed (``_took``), in
+        the order they were reported."""
         self._retry_at = 0.0
         self.unstored_dropped = 0
         """Readings dropped from memory while writes failed, not yet counted in the store."""
@@ -357,7 +357,7 @@ class NodeRegistry:
         # Durable before anything acts on it (module docstring): they become the node's
         # known values (what node.show and a Read of a sleepy node answer) and the listeners
         # are told after the group commit.
-        self._after_commit.append(lambda: self._took(live, stamped))
+        self._after_commit.append((live, stamped))
         self._news_of(live).readings += stamped  # heard: when it is taken (``_took``)
         self._arm()
         self._awake_hooks.call(node)
@@ -550,8 +550,8 @@ class NodeRegistry:
         committed = self._commit()
         # What a listener reports meanwhile waits for a commit of its own.
         told, self._after_commit = self._after_commit, []
-        for tell in told:
-            tell()
+        for live, stamped in told:
+            self._took(live, stamped)
         if self._newsy:
             newsy, self._newsy = self._newsy, []
             for live in newsy:

@@ -211,7 +211,8 @@ class InstancesExposure(ThroughGateway):
         apply_readings(self.tree, self.paths, node, [level], claim=False)  # with its time
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
-        if any(r.path == BATTERY_PATH for r in records):  # its level is known from now on
+        battery = BATTERY_PATH.ids  # a node-local path: no prefix to compare
+        if any(r.path.ids == battery for r in records):  # its level is known from now on
             self._battery_instance(node)
         apply_readings(self.tree, self.paths, node, records)
 

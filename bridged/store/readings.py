@@ -26,6 +26,7 @@ select, and no object rebuilt from its row, on the way to a server.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sqlite3
 import time
@@ -47,6 +48,13 @@ DROPPED_AGE = "dropped_age"
 DROPPED_UNSTORED = "dropped_unstored"
 """Readings the registry could not keep while the file system refused writes."""
 DROPPED = (DROPPED_COUNT, DROPPED_AGE, DROPPED_UNSTORED)
+
+PARSED_LIMIT = 4096
+"""The node ids and node paths read back from the table that are kept parsed: a backlog read
+back after a restart or an outage names the same few hundred of them in every row, and each
+was parsed (and validated) again per row."""
+_node_id = functools.lru_cache(maxsize=PARSED_LIMIT)(NodeId.parse)
+_path = functools.lru_cache(maxsize=PARSED_LIMIT)(Path.parse)
 
 TAIL_LIMIT = 4096
 """The newest readings kept in memory for delivery (module docstring): several full Sends
@@ -241,8 +249,8 @@ class ReadingStore:
             "SELECT node_id, path, kind, value, time FROM last_values ORDER BY node_id, path"
         )
         for node, path, kind, raw, t in rows:
-            node_id = NodeId.parse(node)
-            reading = Reading(node_id, Path.parse(path), decode_value(kind, raw), t)
+            node_id = _node_id(node)
+            reading = Reading(node_id, _path(path), decode_value(kind, raw), t)
             out.setdefault(node_id, []).append(reading)
         return out
 
@@ -261,9 +269,7 @@ class ReadingStore:
             (after, limit),
         )
         return [
-            StoredReading(
-                seq, Reading(NodeId.parse(node), Path.parse(path), decode_value(kind, raw), t)
-            )
+            StoredReading(seq, Reading(_node_id(node), _path(path), decode_value(kind, raw), t))
             for seq, node, path, kind, raw, t in rows
         ]
 

@@ -258,12 +258,18 @@ class ObjectTree:
 
         No operation check applies: the device may set read-only resources. The value is
         type- and range-checked; ``time`` records when it was measured (None: now). Every
-        reading a node reports comes through here: its path's IDs are read once.
+        reading a node reports comes through here: its path's IDs are read once, and the
+        lookups that find it are made inline (their checks' errors, when they fail).
         """
-        oid, iid, rid = self._resource_ids(path)
-        odef = self.definitions.get(oid)
-        resources = self._instance(oid, iid)
-        if len(path.ids) == 4:
+        ids = path.ids
+        if len(ids) < 3 or path.prefix != self.prefix:
+            self._resource_ids(path)  # raises what is wrong with it
+        oid, iid, rid = ids[0], ids[1], ids[2]
+        try:
+            odef, resources = self.definitions.objects[oid], self._objects[oid][iid]
+        except KeyError:
+            odef, resources = self.definitions.get(oid), self._instance(oid, iid)
+        if len(ids) == 4:
             rdef = odef.resource(rid)
             if not rdef.multiple:
                 raise BadRequest(f"{path}: resource {rid} has no instances")
@@ -282,7 +288,8 @@ class ObjectTree:
             self._times.pop(path, None)
         else:
             self._times[path] = time
-        self._changed(path)
+        self._values += 1  # ``_changed``, inline
+        self._listeners.call(path)
 
     def remove(self, path: Path) -> None:
         """Remove a resource or resource-instance value from the device side (no-op if absent),

@@ -150,7 +150,7 @@ def build_faults(
 
     faults.listen(told)
     clock = ClockWatch(faults)
-    registry.on_heard(lambda _heard: clock.check())
+    registry.on_heard(clock.check)
     registry.on_store_problem(faults.store_problem)
     return faults
 

@@ -334,11 +334,12 @@ class NodeRegistry:
         live = self.live.get(heard.node)
         if live is not None:
             live.last_seen = heard.time
-            news = self._news_of(live)
+            news = live.news or self._news_of(live)
             news.heard_at(heard.time)
             if heard.rssi is not None:
                 news.rssi = heard.rssi
-            self._arm()
+            if self._due is None:  # else the commit that tells it is armed
+                self._arm()
         self._heard_hooks.call(heard)
         self.heard_nodes[heard.node] = heard
         self.heard_nodes.move_to_end(heard.node)
@@ -358,17 +359,18 @@ class NodeRegistry:
         # known values (what node.show and a Read of a sleepy node answer) and the listeners
         # are told after the group commit.
         self._after_commit.append((live, stamped))
-        self._news_of(live).readings += stamped  # heard: when it is taken (``_took``)
-        self._arm()
+        (live.news or self._news_of(live)).readings += stamped  # heard: when taken (``_took``)
+        if self._due is None:
+            self._arm()
         self._awake_hooks.call(node)
 
-    def _took(self, live: LiveNode, stamped: Sequence[Record]) -> None:
-        """Committed readings become the node's known values and are shown, unless their node
-        was unpaired since it reported them."""
-        if self.live.get(live.id) is live:
-            now = self._clock()  # heard now, whatever time it gave its measurements
+    def _took(self, live: LiveNode, stamped: Sequence[Record], now: float) -> None:
+        """Committed readings become the node's known values (heard ``now``, whatever time it
+        gave its measurements) and are shown, unless their node was unpaired since it reported
+        them."""
+        if self.live.get(live.paired.id) is live:
             self._known(live, stamped, now)
-            self._news_of(live).heard_at(now)
+            (live.news or self._news_of(live)).heard_at(now)
             self._listeners.notify(methodcaller("node_readings", live, stamped))
 
     def _readings_first(self) -> None:
@@ -445,16 +447,18 @@ class NodeRegistry:
     def state(self, node: NodeId, state: NodeState) -> None:
         live = self.live.get(node)
         if live is not None:
-            node = live.id  # the id every table holds: a lookup of it is found by identity
+            node = live.paired.id  # the id every table holds: a lookup of it is found by identity
             live.state = state
-            self._news_of(live).said(state)
-            self._arm()
+            (live.news or self._news_of(live)).said(state)
+            if self._due is None:
+                self._arm()
             if state.reachable:
                 live.last_seen = max(live.last_seen or state.time, state.time)
                 self._awake_hooks.call(node)
 
     def _news_of(self, live: LiveNode) -> NodeNews:
-        """The paired node's news of this commit window (its caller arms the commit)."""
+        """The paired node's news of this commit window, made with its first event (its caller
+        arms the commit; one that has its ``live.news`` already makes no call)."""
         news = live.news
         if news is None:
             news = live.news = NodeNews()
@@ -550,8 +554,10 @@ class NodeRegistry:
         committed = self._commit()
         # What a listener reports meanwhile waits for a commit of its own.
         told, self._after_commit = self._after_commit, []
-        for live, stamped in told:
-            self._took(live, stamped)
+        if told:
+            now = self._clock()
+            for live, stamped in told:
+                self._took(live, stamped, now)
         if self._newsy:
             newsy, self._newsy = self._newsy, []
             for live in newsy:

@@ -230,12 +230,15 @@ class _Target:
     """Where one node's readings of a batch go: its ``session`` at ``path(local)``, which had
     its readings up to seq ``had`` already (``_Server.has``); ``mapped`` keeps each node path's
     gateway path and checked definition, so several readings of a resource in one batch have
-    their path mapped and checked once."""
+    their path mapped and checked once. It is keyed by the node path's ``id``: the batch's
+    readings hold their paths while it lives, and an id is found without a Path's hash (a
+    Python function) per reading; a reading whose equal path is another object misses the
+    entry and maps its own."""
 
     session: ServerSession
     path: Callable[[Path], Path | None]
     had: int
-    mapped: dict[Path, tuple[Path, ResourceDef]]
+    mapped: dict[int, tuple[Path, ResourceDef]]
 
 
 @dataclass
@@ -472,13 +475,13 @@ class Delivery:
                 if stored.seq <= target.had:
                     had.append(index)
                     continue
-                mapped = target.mapped.get(r.path)
+                mapped = target.mapped.get(id(r.path))
                 if mapped is None:
                     local = target.path(r.path)
                     if local is None:
                         raise LwM2MError(f"{r.path} of node {r.node} is not exposed")
                     rdef = check_path(local, target.session.tree.definitions)
-                    mapped = target.mapped[r.path] = (local, rdef)
+                    mapped = target.mapped[id(r.path)] = (local, rdef)
                 local, rdef = mapped
                 check_value(rdef, r.value)
                 record = Record(local, r.value, r.time)

@@ -209,8 +209,9 @@ class ReadingStore:
                 )
                 (last,) = self._conn.execute("SELECT last_insert_rowid()").fetchone()
                 self._count += len(rows)
-                latest = {(node, path): row for node, path, *row in rows}
-                self._conn.executemany(_REMEMBER, [(*key, *row) for key, row in latest.items()])
+                # Each node resource's last row, whose columns are _REMEMBER's parameters.
+                latest = {row[:2]: row for row in rows}
+                self._conn.executemany(_REMEMBER, latest.values())
                 for write in self.joining:
                     write(self._conn)
                 if unstored:

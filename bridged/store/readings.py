@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bridged.objects.paths import Path
+from bridged.objects.slotted import quick_init
 from bridged.objects.values import ObjLnk, Value
 from bridged.transports.nodes import NodeId
 
@@ -62,6 +63,7 @@ TAIL_LIMIT = 4096
 table."""
 
 
+@quick_init  # each reading makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class Reading:
     """One value of a node-local resource at the time the node measured it."""
@@ -72,6 +74,7 @@ class Reading:
     time: float
 
 
+@quick_init  # each reading makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class StoredReading:
     """A reading with its place in the store (``seq`` grows with arrival order)."""

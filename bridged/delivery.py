@@ -94,6 +94,7 @@ from bridged.objects.definitions import ResourceDef
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import ROOT, Path
+from bridged.objects.slotted import quick_init
 from bridged.objects.values import Record, check_value
 from bridged.store.readings import ReadingStore, StoredReading
 from bridged.transports.nodes import NodeId
@@ -105,6 +106,7 @@ GatewayPath = Callable[[NodeId, Path], Path | None]
 when the node's instance is not exposed."""
 
 
+@quick_init  # one per node in each batch (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class Route:
     """Where one node's readings go: the sessions of ``client`` (None: the node's client is not

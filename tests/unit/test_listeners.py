@@ -13,11 +13,11 @@ from bridged.objects.listeners import Listeners
 
 def test_an_event_nobody_listens_for_is_known_before_it_is_made() -> None:
     listeners: Listeners[Callable[[int], None]] = Listeners("numbers")
-    assert not listeners
+    assert not listeners and not listeners.anyone
     stop = listeners.add(lambda n: None)
-    assert listeners
+    assert listeners and listeners.anyone
     stop()
-    assert not listeners
+    assert not listeners and not listeners.anyone
 
 
 def test_listeners_are_told_in_order_and_one_that_raises_is_skipped(

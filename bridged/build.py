@@ -130,7 +130,7 @@ def build_health(
         transport = transports.get(node.transport)
         return None if transport is None else transport.bearer
 
-    registry.listen(HealthFeed(monitor, bearer))
+    registry.listen(HealthFeed(monitor, bearer), readings=False)  # they come with its news
     return monitor
 
 
@@ -181,7 +181,7 @@ def build_firmware(
         credentials=credentials,
         ended=ended,
     )
-    registry.listen(firmware)
+    registry.listen(firmware, readings=False)
     return firmware
 
 

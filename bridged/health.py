@@ -586,7 +586,8 @@ class HealthFeed:
         pass
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
-        """Told with the node's news instead, once per report (``HealthMonitor.news``)."""
+        """Not told (``NodeRegistry.listen(readings=False)``): they come with the node's news,
+        once per report (``HealthMonitor.news``)."""
 
     def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
         """What the gateway read of a node (its answer) is the node heard, like its reports."""

@@ -212,6 +212,8 @@ class NodeRegistry:
         self.heard_nodes: OrderedDict[NodeId, Heard] = OrderedDict()
         self.unpaired_readings = 0
         self._listeners: Listeners[RegistryListener] = Listeners("the node registry")
+        self._readers: Listeners[RegistryListener] = Listeners("node readings")
+        """The listeners told of each report's readings (``listen``)."""
         self._pending: list[Reading] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._committing = False
@@ -254,8 +256,13 @@ class NodeRegistry:
                 if node.id in sessions:
                     transport.resume(node.id, sessions[node.id])
 
-    def listen(self, listener: RegistryListener) -> None:
+    def listen(self, listener: RegistryListener, *, readings: bool = True) -> None:
+        """Tell ``listener`` of the nodes (each node paired now, at once) and of what they
+        report; ``readings`` False: of their readings only what comes with the rest (a
+        listener with nothing to do for each report is not called for each)."""
         self._listeners.add(listener)
+        if readings:
+            self._readers.add(listener)
         for node in self.live.values():
             listener.node_added(node)
 
@@ -351,10 +358,19 @@ class NodeRegistry:
         if live is None:
             self.unpaired_readings += len(records)
             return
-        stamped = _stamped(records, self._clock())
-        for r in stamped:
-            assert r.time is not None
-            self._pending.append(Reading(node, r.path, r.value, r.time))
+        # ``_stamped``, and each one's Reading, in one loop: the clock is read only for a
+        # record that needs it (most carry their absolute time already).
+        stamped: list[Record] = []
+        pending, now = self._pending, None
+        for r in records:
+            t = r.time
+            if t is None or t < RELATIVE_BELOW:
+                if now is None:
+                    now = self._clock()
+                t = absolute_time(t, now)
+                r = Record(r.path, r.value, t)
+            stamped.append(r)
+            pending.append(Reading(node, r.path, r.value, t))
         # Durable before anything acts on it (module docstring): they become the node's
         # known values (what node.show and a Read of a sleepy node answer) and the listeners
         # are told after the group commit.
@@ -371,7 +387,7 @@ class NodeRegistry:
         if self.live.get(live.paired.id) is live:
             self._known(live, stamped, now)
             (live.news or self._news_of(live)).heard_at(now)
-            self._listeners.notify(methodcaller("node_readings", live, stamped))
+            self._readers.notify(methodcaller("node_readings", live, stamped))
 
     def _readings_first(self) -> None:
         """Readings reported before a value read or written are committed and taken now, if

@@ -212,8 +212,10 @@ class InstancesExposure(ThroughGateway):
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
         battery = BATTERY_PATH.ids  # a node-local path: no prefix to compare
-        if any(r.path.ids == battery for r in records):  # its level is known from now on
-            self._battery_instance(node)
+        for r in records:
+            if r.path.ids == battery:  # its level is known from now on
+                self._battery_instance(node)
+                break
         apply_readings(self.tree, self.paths, node, records)
 
     node_values = node_readings

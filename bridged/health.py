@@ -392,9 +392,14 @@ class HealthMonitor:
         if news.expect is not None:
             tracked.expect = news.expect
         state, battery, own = news.state, news.battery, None
-        if news.readings:
-            battery = _battery(reversed(news.readings), battery)  # the latest
-            own = _own_errors(news.readings)
+        for r in news.readings:  # one plain loop: every report has readings to look through
+            ids = r.path.ids
+            if ids == BATTERY_IDS:
+                battery = _level(r.value, battery)  # the latest wins
+            elif ids[:3] == OWN_ERRORS and type(r.value) is int:
+                own = [] if own is None else own
+                if r.value not in own:  # two reports in one news: each code once
+                    own.append(r.value)
         self.update(
             node,
             news.heard,
@@ -406,7 +411,7 @@ class HealthMonitor:
             else tracked.failures_before + state.decrypt_failures,
             problem=None if state is None else state.problem,
             problem_known=state is not None,
-            own_errors=own,
+            own_errors=None if own is None else tuple(own),
         )
 
     def update(
@@ -622,16 +627,24 @@ class HealthNews:
             self.event_log.record(f"node {node}", code, False, before.why(code))
 
 
-def _battery(records: Iterable[Record], otherwise: int | None = None) -> int | None:
-    """The first battery level among ``records``, else ``otherwise``."""
-    level = next((r.value for r in records if r.path == BATTERY_PATH), None)
-    if isinstance(level, (int, float)) and not isinstance(level, bool):
-        return int(level)
+BATTERY_IDS = BATTERY_PATH.ids
+"""A node-local path's IDs (it has no prefix to compare)."""
+
+
+def _level(value: object, otherwise: int | None) -> int | None:
+    """A battery level reading's value as the health model keeps it, else ``otherwise``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
     return otherwise
+
+
+def _battery(records: Iterable[Record]) -> int | None:
+    """The first battery level among ``records``."""
+    return _level(next((r.value for r in records if r.path == BATTERY_PATH), None), None)
 
 
 def _own_errors(records: Iterable[Record]) -> tuple[int, ...] | None:
     """The node's own /3/0/11 Error Codes among ``records`` (a report of it carries all its
     codes, the instances it has now), None when they are not among them."""
     own = [r.value for r in records if r.path.ids[:3] == OWN_ERRORS and type(r.value) is int]
-    return tuple(dict.fromkeys(own)) or None  # two reports in one news: each code once
+    return tuple(own) or None

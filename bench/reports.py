@@ -14,7 +14,12 @@ with ``--callgrind``, the instructions callgrind counts for N reports less those
 none (the gateway's start and stop), divided by N: stable under a shared machine's load.
 
     .venv/bin/python bench/reports.py [--modes instances,gateway,endpoints] [--nodes 100]
-                                      [--reports 3000] [--callgrind]
+                                      [--reports 3000] [--commit-every N] [--callgrind]
+
+A round's reports are fed in one turn of the event loop, so they share one commit, and each
+node's events of the round are one news for the node health model (as at the maximum rate,
+where a commit window holds many reports of each node); ``--commit-every N`` commits after
+every N reports instead (N = the nodes: each report is its node's news, as at 100 reports/s).
 """
 
 from __future__ import annotations
@@ -53,7 +58,9 @@ level = "error"
 path (the tree's listeners are the client's and the observations' either way)."""
 
 
-async def feed(mode: str, count: int, total: int, rounds: int, state: FilePath) -> None:
+async def feed(
+    mode: str, count: int, total: int, rounds: int, state: FilePath, every: int = 0
+) -> None:
     """Build the gateway with ``count`` paired nodes, feed ``rounds`` rounds of ``total``
     reports, print the CPU µs per report of each round (JSON)."""
     from bridged.app import DATABASE, Gateway
@@ -94,6 +101,8 @@ async def feed(mode: str, count: int, total: int, rounds: int, state: FilePath) 
             registry.heard(Heard(node, now, node.address, -60, "sim", (record,)))
             registry.state(node, NodeState(True, now, rssi=-60))
             registry.readings(node, [record])
+            if every and k % every == every - 1:
+                registry.flush()
             k += 1
         times.append((time.process_time() - cpu0) / max(total, 1) * 1e6)
         await asyncio.sleep(0)
@@ -101,11 +110,13 @@ async def feed(mode: str, count: int, total: int, rounds: int, state: FilePath) 
     print(json.dumps({"us": times}), flush=True)
 
 
-def child(mode: str, count: int, total: int, rounds: int, valgrind: FilePath | None) -> str:
+def child(
+    mode: str, count: int, total: int, rounds: int, valgrind: FilePath | None, every: int = 0
+) -> str:
     """Run ``feed`` in a process of its own (under callgrind when ``valgrind`` is its log)."""
     with tempfile.TemporaryDirectory() as state:
         command = [sys.executable, str(HERE), "--feed", mode, str(count), str(total), str(rounds)]
-        command.append(state)
+        command += [state, str(every)]
         if valgrind is not None:
             command = [
                 "valgrind",
@@ -117,13 +128,13 @@ def child(mode: str, count: int, total: int, rounds: int, valgrind: FilePath | N
         return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
-def instructions(mode: str, count: int, total: int) -> float:
+def instructions(mode: str, count: int, total: int, every: int = 0) -> float:
     """Instructions per report: a run of ``total`` reports less a run of none, over ``total``."""
     counted = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in (0, total):
             log = FilePath(tmp) / f"{n}.log"
-            child(mode, count, n, 1, log)
+            child(mode, count, n, 1, log, every)
             match = re.search(r"Collected : (\d+)", log.read_text())
             if match is None:
                 raise RuntimeError(f"no instruction total in {log}")
@@ -133,13 +144,16 @@ def instructions(mode: str, count: int, total: int) -> float:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--feed":
-        mode, count, total, rounds, state = sys.argv[2:7]
-        asyncio.run(feed(mode, int(count), int(total), int(rounds), FilePath(state)))
+        mode, count, total, rounds, state, every = sys.argv[2:8]
+        asyncio.run(feed(mode, int(count), int(total), int(rounds), FilePath(state), int(every)))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--modes", default="instances,gateway,endpoints")
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--reports", type=int, default=3000, help="per round")
+    parser.add_argument(
+        "--commit-every", type=int, default=0, help="reports per commit (0: one per round)"
+    )
     parser.add_argument("--callgrind", action="store_true", help="add instructions per report")
     args = parser.parse_args()
     print(
@@ -148,10 +162,13 @@ def main() -> None:
     )
     print("|---|---:|---:|" + ("---:|" if args.callgrind else ""))
     for mode in args.modes.split(","):
-        out = json.loads(child(mode, args.nodes, args.reports, ROUNDS, None).splitlines()[-1])
+        every = args.commit_every
+        out = json.loads(
+            child(mode, args.nodes, args.reports, ROUNDS, None, every).splitlines()[-1]
+        )
         cell = ""
         if args.callgrind:
-            cell = f" {instructions(mode, args.nodes, args.reports) / 1000:,.0f} k |"
+            cell = f" {instructions(mode, args.nodes, args.reports, every) / 1000:,.0f} k |"
         print(
             f"| {mode} | {args.nodes:,} | {statistics.median(out['us']):.1f} |" + cell, flush=True
         )

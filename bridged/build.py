@@ -133,14 +133,13 @@ def build_health(
     monitor = HealthMonitor(config.health, saved=store.load())
     registry.readings_store.joining.append(lambda conn: store.save(monitor.unsaved(), conn))
     monitor.listen(HealthNews(exposure, events, event_log))
-    registry.on_heard(monitor.heard)
-    registry.on_state(monitor.state)
+    registry.on_news(monitor.news)
 
     def bearer(node: NodeId) -> int | None:
         transport = transports.get(node.transport)
         return None if transport is None else transport.bearer
 
-    registry.listen(HealthFeed(monitor, bearer))
+    registry.listen(HealthFeed(monitor, bearer), readings=False)  # they come with its news
     return monitor
 
 
@@ -160,7 +159,7 @@ def build_faults(
 
     faults.listen(told)
     clock = ClockWatch(faults)
-    registry.on_heard(lambda _heard: clock.check())
+    registry.on_heard(clock.check)
     registry.on_store_problem(faults.store_problem)
     return faults
 
@@ -192,7 +191,7 @@ def build_firmware(
         trust=config.nodes.firmware_trust_store,
         ended=ended,
     )
-    registry.listen(firmware)
+    registry.listen(firmware, readings=False)
     return firmware
 
 

@@ -238,7 +238,8 @@ class CommandQueue:
 
     def awake(self, node: NodeId) -> None:
         """``node`` can be reached now: apply its pending commands (in a task of its own)."""
-        if node not in self._waiting or node in self._tasks:
+        # Every report of every node asks: nothing is looked up while no command waits.
+        if not self._waiting or node not in self._waiting or node in self._tasks:
             return
         task = asyncio.get_running_loop().create_task(
             self._apply_task(node), name=f"commands-{node}"

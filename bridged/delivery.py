@@ -94,6 +94,7 @@ from bridged.objects.definitions import ResourceDef
 from bridged.objects.errors import LwM2MError
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import ROOT, Path
+from bridged.objects.slotted import quick_init
 from bridged.objects.values import Record, check_value
 from bridged.store.readings import ReadingStore, StoredReading
 from bridged.transports.nodes import NodeId
@@ -105,6 +106,7 @@ GatewayPath = Callable[[NodeId, Path], Path | None]
 when the node's instance is not exposed."""
 
 
+@quick_init  # one per node in each batch (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class Route:
     """Where one node's readings go: the sessions of ``client`` (None: the node's client is not
@@ -223,6 +225,22 @@ class _Batch:
     skipped: int
     payloads: dict[ServerSession, bytes] = field(default_factory=dict)
     """The parts' Send payloads where sizing them encoded them already (checked records)."""
+
+
+@dataclass(slots=True)
+class _Target:
+    """Where one node's readings of a batch go: its ``session`` at ``path(local)``, which had
+    its readings up to seq ``had`` already (``_Server.has``); ``mapped`` keeps each node path's
+    gateway path and checked definition, so several readings of a resource in one batch have
+    their path mapped and checked once. It is keyed by the node path's ``id``: the batch's
+    readings hold their paths while it lives, and an id is found without a Path's hash (a
+    Python function) per reading; a reading whose equal path is another object misses the
+    entry and maps its own."""
+
+    session: ServerSession
+    path: Callable[[Path], Path | None]
+    had: int
+    mapped: dict[int, tuple[Path, ResourceDef]]
 
 
 @dataclass
@@ -432,48 +450,47 @@ class Delivery:
         The run stops before the first reading of a node whose session is not registered, and
         before the first reading that would overflow its session's message; readings that are
         skipped (not exposed, refused) ride along, so the cursor passes them too."""
-        routes: dict[NodeId, tuple[ServerSession, Callable[[Path], Path | None]] | None] = {}
-        # Each node path's gateway path and its checked definition: a node with several
-        # readings of a resource in one batch has its path mapped and checked once.
-        mapped: dict[tuple[NodeId, Path], tuple[Path, ResourceDef]] = {}
+        routes: dict[NodeId, _Target | None] = {}
         seqs: list[int] = []
         parts: dict[ServerSession, list[tuple[int, Record]]] = {}
         had: list[int] = []  # indexes of readings their session acknowledged already
         for stored in pending:
             r = stored.reading
-            if r.node not in routes:
+            try:
+                target = routes[r.node]
+            except KeyError:  # the node's first reading in this batch
                 route = self.route(r.node)
                 if route is None:
-                    routes[r.node] = None
+                    target = routes[r.node] = None
                 else:
                     found = self._session(route, server.short_server_id)
                     if found is None:
                         break  # not registered: the run ends here
-                    routes[r.node] = (found, route.path)
+                    target = routes[r.node] = _Target(
+                        found, route.path, server.has.get(found, 0), {}
+                    )
             index = len(seqs)
             seqs.append(stored.seq)
-            target = routes[r.node]
             try:
                 if target is None:
                     raise LwM2MError(f"node {r.node} is not exposed")
-                session, path = target
-                if stored.seq <= server.has.get(session, 0):
+                if stored.seq <= target.had:
                     had.append(index)
                     continue
-                target_path = mapped.get((r.node, r.path))
-                if target_path is None:
-                    local = path(r.path)
+                mapped = target.mapped.get(id(r.path))
+                if mapped is None:
+                    local = target.path(r.path)
                     if local is None:
                         raise LwM2MError(f"{r.path} of node {r.node} is not exposed")
-                    rdef = check_path(local, session.tree.definitions)
-                    target_path = mapped[r.node, r.path] = (local, rdef)
-                local, rdef = target_path
+                    rdef = check_path(local, target.session.tree.definitions)
+                    mapped = target.mapped[id(r.path)] = (local, rdef)
+                local, rdef = mapped
                 check_value(rdef, r.value)
                 record = Record(local, r.value, r.time)
             except LwM2MError as e:
                 self._skip(r.node, r.path, e)
                 continue
-            parts.setdefault(session, []).append((index, record))
+            parts.setdefault(target.session, []).append((index, record))
         if not seqs:
             return None
         cut = len(seqs)

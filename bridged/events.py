@@ -82,7 +82,7 @@ class EventHub:
 
     def wanted(self, kind: str) -> bool:
         """Whether anybody listens for ``kind`` (so costly events are built only then)."""
-        return bool(self._subscribers) and any(s.wants(kind) for s in self._subscribers)
+        return self._subscribers.anyone and any(s.wants(kind) for s in self._subscribers)
 
     def publish(self, kind: str, /, **data: Any) -> None:
         event = Event(kind, data)

@@ -56,7 +56,7 @@ from bridged.objects.ids import BATTERY_PATH, SINGLE, Connectivity, Device
 from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record, Value
-from bridged.registry import LiveNode
+from bridged.registry import LiveNode, NodeNews
 from bridged.store.health import SavedHealth
 from bridged.transports.base import Heard, NodeState
 from bridged.transports.nodes import NodeId
@@ -381,6 +381,39 @@ class HealthMonitor:
             problem_known=True,
         )
 
+    def news(self, node: NodeId, news: NodeNews) -> None:
+        """One report of ``node``, as the registry tells it (``NodeRegistry.on_news``): what
+        ``heard``, ``state`` and its readings (their battery level, the node's own /3/0/11)
+        would say one after the other, in one update. A battery level among the readings is
+        the node's own measurement: it wins over its transport's."""
+        tracked = self._nodes.get(node)
+        if tracked is None:
+            return
+        if news.expect is not None:
+            tracked.expect = news.expect
+        state, battery, own = news.state, news.battery, None
+        for r in news.readings:  # one plain loop: every report has readings to look through
+            ids = r.path.ids
+            if ids == BATTERY_IDS:
+                battery = _level(r.value, battery)  # the latest wins
+            elif ids[:3] == OWN_ERRORS and type(r.value) is int:
+                own = [] if own is None else own
+                if r.value not in own:  # two reports in one news: each code once
+                    own.append(r.value)
+        self.update(
+            node,
+            news.heard,
+            rssi=news.rssi,
+            lqi=news.lqi,
+            battery=battery,
+            decrypt_failures=None
+            if state is None
+            else tracked.failures_before + state.decrypt_failures,
+            problem=None if state is None else state.problem,
+            problem_known=state is not None,
+            own_errors=None if own is None else tuple(own),
+        )
+
     def update(
         self,
         node: NodeId,
@@ -539,9 +572,10 @@ class HealthMonitor:
 
 
 class HealthFeed:
-    """The ``RegistryListener`` that tells a ``HealthMonitor`` of paired nodes and of what they
-    report (a report is the node heard; a battery level among its readings is its battery).
-    ``bearer`` names a node's transport's Network Bearer."""
+    """The ``RegistryListener`` that tells a ``HealthMonitor`` of paired nodes and of the values
+    the gateway read of them (the node heard; a battery level among them is its battery); what
+    they report comes with the registry's news (``HealthMonitor.news``). ``bearer`` names a
+    node's transport's Network Bearer."""
 
     def __init__(self, monitor: HealthMonitor, bearer: Callable[[NodeId], int | None]) -> None:
         self.monitor = monitor
@@ -557,17 +591,17 @@ class HealthFeed:
         pass
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
-        # Heard now, whatever time the node gave its measurements (a Send of stored ones).
-        # A report of the node's /3/0/11 carries all its codes (the instances it has now).
-        own = tuple(
-            r.value for r in records if r.path.ids[:3] == OWN_ERRORS and type(r.value) is int
-        )
-        self.monitor.update(
-            node.id, self.monitor.clock(), battery=_battery(records), own_errors=own or None
-        )
+        """Not told (``NodeRegistry.listen(readings=False)``): they come with the node's news,
+        once per report (``HealthMonitor.news``)."""
 
-    node_values = node_readings
-    """What the gateway read of a node (its answer) is the node heard, like its reports."""
+    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
+        """What the gateway read of a node (its answer) is the node heard, like its reports."""
+        self.monitor.update(
+            node.id,
+            self.monitor.clock(),
+            battery=_battery(records),
+            own_errors=_own_errors(records),
+        )
 
 
 class HealthNews:
@@ -593,6 +627,24 @@ class HealthNews:
             self.event_log.record(f"node {node}", code, False, before.why(code))
 
 
+BATTERY_IDS = BATTERY_PATH.ids
+"""A node-local path's IDs (it has no prefix to compare)."""
+
+
+def _level(value: object, otherwise: int | None) -> int | None:
+    """A battery level reading's value as the health model keeps it, else ``otherwise``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    return otherwise
+
+
 def _battery(records: Iterable[Record]) -> int | None:
-    level = next((r.value for r in records if r.path == BATTERY_PATH), None)
-    return int(level) if isinstance(level, (int, float)) and not isinstance(level, bool) else None
+    """The first battery level among ``records``."""
+    return _level(next((r.value for r in records if r.path == BATTERY_PATH), None), None)
+
+
+def _own_errors(records: Iterable[Record]) -> tuple[int, ...] | None:
+    """The node's own /3/0/11 Error Codes among ``records`` (a report of it carries all its
+    codes, the instances it has now), None when they are not among them."""
+    own = [r.value for r in records if r.path.ids[:3] == OWN_ERRORS and type(r.value) is int]
+    return tuple(own) or None

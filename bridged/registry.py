@@ -50,6 +50,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import methodcaller
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -94,6 +95,42 @@ with 10,000 nodes. A node's first value gives it a dict of its own (``NodeRegist
 
 
 @dataclass(slots=True)
+class NodeNews:
+    """What a paired node's transport said of it since its news was last told (``on_news``):
+    one report (an advert heard, the node's state, its readings, told apart) is one news,
+    each value the latest said (None: not said). ``heard`` is when the node was last heard
+    (wall clock), ``state`` its transport's latest ``NodeState`` (its refused frames and their
+    problem), ``readings`` what it reported."""
+
+    heard: float | None = None
+    rssi: int | None = None
+    lqi: int | None = None
+    battery: int | None = None
+    expect: float | None = None
+    state: NodeState | None = None
+    readings: list[Record] = field(default_factory=list)
+
+    def heard_at(self, at: float) -> None:
+        if self.heard is None or at > self.heard:
+            self.heard = at
+
+    def said(self, state: NodeState) -> None:
+        """Its transport's ``state``: reachable is heard (unreachable is a sleepy node asleep
+        or a radio down, not silence)."""
+        self.state = state
+        if state.reachable:
+            self.heard_at(state.time)
+        if state.rssi is not None:
+            self.rssi = state.rssi
+        if state.lqi is not None:
+            self.lqi = state.lqi
+        if state.battery is not None:
+            self.battery = state.battery
+        if state.expect is not None:
+            self.expect = state.expect
+
+
+@dataclass(slots=True)
 class LiveNode:
     """A paired node and what is known of it now. ``objects`` is replaced, never changed in
     place: nodes that reported the same objects share one mapping (``NodeStore.objects``)."""
@@ -103,6 +140,8 @@ class LiveNode:
     state: NodeState | None = None
     last_seen: float | None = None
     values: Mapping[Path, Record] = field(default_factory=lambda: NO_VALUES)
+    news: NodeNews | None = None
+    """What its transport said of it since its news was last told (``NodeRegistry.on_news``)."""
 
     @property
     def id(self) -> NodeId:
@@ -173,15 +212,17 @@ class NodeRegistry:
         self.heard_nodes: OrderedDict[NodeId, Heard] = OrderedDict()
         self.unpaired_readings = 0
         self._listeners: Listeners[RegistryListener] = Listeners("the node registry")
+        self._readers: Listeners[RegistryListener] = Listeners("node readings")
+        """The listeners told of each report's readings (``listen``)."""
         self._pending: list[Reading] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._committing = False
         self._window = commit_window
         self._due: asyncio.TimerHandle | None = None
         """The group commit's timer: armed by the first reading of a window, else none."""
-        self._after_commit: list[Callable[[], None]] = []
-        """What the listeners are to be told once the pending readings are committed, in the
-        order it was reported."""
+        self._after_commit: list[tuple[LiveNode, list[Record]]] = []
+        """The readings the listeners are to be told once they are committed (``_took``), in
+        the order they were reported."""
         self._retry_at = 0.0
         self.unstored_dropped = 0
         """Readings dropped from memory while writes failed, not yet counted in the store."""
@@ -192,7 +233,9 @@ class NodeRegistry:
         self._awake_hooks: Listeners[Callable[[NodeId], None]] = Listeners("nodes awake")
         self._commit_hooks: Listeners[Callable[[int], None]] = Listeners("readings committed")
         self._heard_hooks: Listeners[Callable[[Heard], None]] = Listeners("nodes heard")
-        self._state_hooks: Listeners[Callable[[NodeId, NodeState], None]] = Listeners("node states")
+        self._news_hooks: Listeners[Callable[[NodeId, NodeNews], None]] = Listeners("node news")
+        self._newsy: list[LiveNode] = []
+        """The nodes with news (``LiveNode.news``) since the last commit (``on_news``)."""
         self._store_hooks: Listeners[Callable[[str | None], None]] = Listeners("store problems")
         self._wake = asyncio.Event()
         """Set when ``run`` has a new deadline: a refused write to retry, a first reading in
@@ -213,8 +256,13 @@ class NodeRegistry:
                 if node.id in sessions:
                     transport.resume(node.id, sessions[node.id])
 
-    def listen(self, listener: RegistryListener) -> None:
+    def listen(self, listener: RegistryListener, *, readings: bool = True) -> None:
+        """Tell ``listener`` of the nodes (each node paired now, at once) and of what they
+        report; ``readings`` False: of their readings only what comes with the rest (a
+        listener with nothing to do for each report is not called for each)."""
         self._listeners.add(listener)
+        if readings:
+            self._readers.add(listener)
         for node in self.live.values():
             listener.node_added(node)
 
@@ -233,10 +281,13 @@ class NodeRegistry:
         """Call ``hook`` with everything heard on the air, paired or not (a live scan)."""
         self._heard_hooks.add(hook)
 
-    def on_state(self, hook: Callable[[NodeId, NodeState], None]) -> None:
-        """Call ``hook`` with a paired node and each state its transport reports (the node
-        health model's link quality, battery and refused frames)."""
-        self._state_hooks.add(hook)
+    def on_news(self, hook: Callable[[NodeId, NodeNews], None]) -> None:
+        """Call ``hook`` with a paired node and its ``NodeNews`` (the node health model's:
+        heard, link quality, battery, refused frames) once per report, with the group commit:
+        a transport tells a report as several events (heard, state, readings), and the health
+        model's update of each was a third of a report's cost. Without the group commit
+        running (before start, while stopping) each event is told as it comes."""
+        self._news_hooks.add(hook)
 
     def on_store_problem(self, hook: Callable[[str | None], None]) -> None:
         """Call ``hook`` with ``store_problem`` each time it changes (None: writes work again)."""
@@ -290,7 +341,13 @@ class NodeRegistry:
         live = self.live.get(heard.node)
         if live is not None:
             live.last_seen = heard.time
-        self._heard_hooks.notify(lambda hook: hook(heard))
+            news = live.news or self._news_of(live)
+            news.heard_at(heard.time)
+            if heard.rssi is not None:
+                news.rssi = heard.rssi
+            if self._due is None:  # else the commit that tells it is armed
+                self._arm()
+        self._heard_hooks.call(heard)
         self.heard_nodes[heard.node] = heard
         self.heard_nodes.move_to_end(heard.node)
         while len(self.heard_nodes) > HEARD_LIMIT:
@@ -301,23 +358,36 @@ class NodeRegistry:
         if live is None:
             self.unpaired_readings += len(records)
             return
-        stamped = _stamped(records, self._clock())
-        for r in stamped:
-            assert r.time is not None
-            self._pending.append(Reading(node, r.path, r.value, r.time))
+        # ``_stamped``, and each one's Reading, in one loop: the clock is read only for a
+        # record that needs it (most carry their absolute time already).
+        stamped: list[Record] = []
+        pending, now = self._pending, None
+        for r in records:
+            t = r.time
+            if t is None or t < RELATIVE_BELOW:
+                if now is None:
+                    now = self._clock()
+                t = absolute_time(t, now)
+                r = Record(r.path, r.value, t)
+            stamped.append(r)
+            pending.append(Reading(node, r.path, r.value, t))
         # Durable before anything acts on it (module docstring): they become the node's
         # known values (what node.show and a Read of a sleepy node answer) and the listeners
         # are told after the group commit.
-        self._after_commit.append(lambda: self._took(live, stamped))
-        self._arm()
-        self._awake_hooks.notify(lambda hook: hook(node))
+        self._after_commit.append((live, stamped))
+        (live.news or self._news_of(live)).readings += stamped  # heard: when taken (``_took``)
+        if self._due is None:
+            self._arm()
+        self._awake_hooks.call(node)
 
-    def _took(self, live: LiveNode, stamped: Sequence[Record]) -> None:
-        """Committed readings become the node's known values and are shown, unless their node
-        was unpaired since it reported them."""
-        if self.live.get(live.id) is live:
-            known = self._known(live, stamped)
-            self._listeners.notify(lambda listener: listener.node_readings(live, known))
+    def _took(self, live: LiveNode, stamped: Sequence[Record], now: float) -> None:
+        """Committed readings become the node's known values (heard ``now``, whatever time it
+        gave its measurements) and are shown, unless their node was unpaired since it reported
+        them."""
+        if self.live.get(live.paired.id) is live:
+            self._known(live, stamped, now)
+            (live.news or self._news_of(live)).heard_at(now)
+            self._readers.notify(methodcaller("node_readings", live, stamped))
 
     def _readings_first(self) -> None:
         """Readings reported before a value read or written are committed and taken now, if
@@ -337,9 +407,11 @@ class NodeRegistry:
         if live is None:
             return []
         self._readings_first()
-        stamped = self._known(live, records)
-        self._listeners.notify(lambda listener: listener.node_values(live, stamped))
-        self._awake_hooks.notify(lambda hook: hook(node))
+        now = self._clock()
+        stamped = _stamped(records, now)
+        self._known(live, stamped, now)
+        self._listeners.notify(methodcaller("node_values", live, stamped))
+        self._awake_hooks.call(node)
         return stamped
 
     def held(self, node: NodeId, records: Sequence[Record]) -> None:
@@ -350,17 +422,17 @@ class NodeRegistry:
         if live is None:
             return
         self._readings_first()
-        stamped = self._known(live, records, heard=False)
-        self._listeners.notify(lambda listener: listener.node_values(live, stamped))
-
-    def _known(
-        self, live: LiveNode, records: Sequence[Record], *, heard: bool = True
-    ) -> list[Record]:
-        """``records`` with absolute times (``_stamped``), taken as the node's last known
-        values; a value of an instance the node never announced announces it. ``heard``: the
-        node said them."""
         now = self._clock()
         stamped = _stamped(records, now)
+        self._known(live, stamped, now, heard=False)
+        self._listeners.notify(methodcaller("node_values", live, stamped))
+
+    def _known(
+        self, live: LiveNode, stamped: Sequence[Record], now: float, *, heard: bool = True
+    ) -> None:
+        """``stamped`` (records with absolute times, ``_stamped``) taken ``now`` as the node's
+        last known values; a value of an instance the node never announced announces it.
+        ``heard``: the node said them."""
         if heard:
             live.last_seen = max(live.last_seen or now, now)
         grew = False
@@ -377,7 +449,6 @@ class NodeRegistry:
         if grew:
             self._save_objects(live.id, live.objects)
             self._listeners.notify(lambda listener: listener.node_objects(live))
-        return stamped
 
     def objects(self, node: NodeId, objects: Mapping[int, Sequence[int]]) -> None:
         live = self.live.get(node)
@@ -392,12 +463,23 @@ class NodeRegistry:
     def state(self, node: NodeId, state: NodeState) -> None:
         live = self.live.get(node)
         if live is not None:
-            node = live.id  # the id every table holds: a lookup of it is found by identity
+            node = live.paired.id  # the id every table holds: a lookup of it is found by identity
             live.state = state
-            self._state_hooks.notify(lambda hook: hook(node, state))
+            (live.news or self._news_of(live)).said(state)
+            if self._due is None:
+                self._arm()
             if state.reachable:
                 live.last_seen = max(live.last_seen or state.time, state.time)
-                self._awake_hooks.notify(lambda hook: hook(node))
+                self._awake_hooks.call(node)
+
+    def _news_of(self, live: LiveNode) -> NodeNews:
+        """The paired node's news of this commit window, made with its first event (its caller
+        arms the commit; one that has its ``live.news`` already makes no call)."""
+        news = live.news
+        if news is None:
+            news = live.news = NodeNews()
+            self._newsy.append(live)
+        return news
 
     def session(self, node: NodeId, session: Mapping[str, Any] | None) -> None:
         """Keep a node's session; a refused write leaves it in memory only (the node works
@@ -479,19 +561,27 @@ class NodeRegistry:
 
     def flush(self) -> int:
         """Commit the readings reported so far to the store, then tell the listeners about
-        them (also when the store refused them: the gateway goes on showing them) and the
-        commit hooks; returns how many were committed (0 when the store refused them: they
-        are kept, see the module docstring)."""
+        them (also when the store refused them: the gateway goes on showing them), each node's
+        news (``on_news``) and the commit hooks; returns how many were committed (0 when the
+        store refused them: they are kept, see the module docstring)."""
         if self._due is not None:
             self._due.cancel()
             self._due = None
         committed = self._commit()
         # What a listener reports meanwhile waits for a commit of its own.
         told, self._after_commit = self._after_commit, []
-        for tell in told:
-            tell()
+        if told:
+            now = self._clock()
+            for live, stamped in told:
+                self._took(live, stamped, now)
+        if self._newsy:
+            newsy, self._newsy = self._newsy, []
+            for live in newsy:
+                news, live.news = live.news, None
+                if news is not None:
+                    self._news_hooks.call(live.paired.id, news)
         if committed:
-            self._commit_hooks.notify(lambda hook: hook(committed))
+            self._commit_hooks.call(committed)
         return committed
 
     def _commit(self) -> int:
@@ -516,7 +606,7 @@ class NodeRegistry:
                 f", {self.unstored_dropped} were dropped" if self.unstored_dropped else "",
             )
             self.store_problem = None
-            self._store_hooks.notify(lambda hook: hook(None))
+            self._store_hooks.call(None)
         self.unstored_dropped = 0
         self._settle(None)
         return len(batch)
@@ -532,7 +622,7 @@ class NodeRegistry:
                 UNSTORED_LIMIT,
             )
             self.store_problem = problem
-            self._store_hooks.notify(lambda hook: hook(problem))
+            self._store_hooks.call(problem)
         self._retry_at = self._monotonic() + STORE_RETRY
         self._wake.set()
         excess = len(self._pending) - UNSTORED_LIMIT

@@ -21,28 +21,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Generic, ParamSpec, TypeVar
 
 log = logging.getLogger(__name__)
 
 L = TypeVar("L")
+P = ParamSpec("P")
 
 
 class Listeners(Generic[L]):
     """The listeners of one kind of event, named by ``event`` in the log (``node readings``,
     ``readings committed``). Slotted: every object tree has one (an end device's too)."""
 
-    __slots__ = ("_listeners", "event")
+    __slots__ = ("_listeners", "anyone", "event")
 
     def __init__(self, event: str) -> None:
         self.event = event
         self._listeners: tuple[L, ...] = ()
         """Replaced, never changed in place: an event being told goes on with the listeners
         it started with."""
+        self.anyone = False
+        """Whether anybody listens: ``bool(listeners)`` without a call, for a check that every
+        reading makes (an event hub nobody subscribed to)."""
 
     def add(self, listener: L) -> Callable[[], None]:
         """Tell ``listener`` from the next event on; returns the function that stops it."""
         self._listeners = (*self._listeners, listener)
+        self.anyone = True
         return lambda: self._discard(listener)
 
     def __iter__(self) -> Iterator[L]:
@@ -58,6 +63,7 @@ class Listeners(Generic[L]):
             rest = list(self._listeners)
             rest.remove(listener)
             self._listeners = tuple(rest)
+            self.anyone = bool(rest)
 
     def notify(self, tell: Callable[[L], object]) -> None:
         """``tell`` each listener, in order; one that raises is logged and the rest are still
@@ -66,8 +72,18 @@ class Listeners(Generic[L]):
             try:
                 tell(listener)
             except Exception:
-                log.exception(
-                    "a listener of %s failed (the others were still told): %r",
-                    self.event,
-                    listener,
-                )
+                self._failed(listener)
+
+    def call(self: Listeners[Callable[P, object]], *args: P.args, **kwargs: P.kwargs) -> None:
+        """``notify`` of listeners that are plain callbacks: each is called with ``args``, with
+        no function made per event to tell it (every reading is told through several)."""
+        for listener in self._listeners:
+            try:
+                listener(*args, **kwargs)
+            except Exception:
+                self._failed(listener)
+
+    def _failed(self, listener: object) -> None:
+        log.exception(
+            "a listener of %s failed (the others were still told): %r", self.event, listener
+        )

@@ -151,8 +151,11 @@ class Path:
         return self.sort_key() < other.sort_key()
 
     def __str__(self) -> str:
-        segs = self.segments()
-        return "/" + "/".join(segs) if segs else "/"
+        # No list of segments: every stored reading and every record of a Send is named so.
+        text = "/" + "/".join(map(str, self.ids))
+        if self.prefix is None:
+            return text
+        return f"/{self.prefix}{text}" if self.ids else f"/{self.prefix}"
 
     def __repr__(self) -> str:
         return f"Path({str(self)!r})"

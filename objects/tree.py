@@ -223,7 +223,7 @@ class ObjectTree:
             self._values += 1
         if self._reads:
             self._forget(path.ids)
-        self._listeners.notify(lambda listener: listener(path))
+        self._listeners.call(path)
 
     def _forget(self, ids: tuple[int, ...]) -> None:
         """Drop the kept reads of the instances at or under the path of ``ids``."""
@@ -319,12 +319,18 @@ class ObjectTree:
 
         No operation check applies: the device may set read-only resources. The value is
         type- and range-checked; ``time`` records when it was measured (None: now). Every
-        reading a node reports comes through here: its path's IDs are read once.
+        reading a node reports comes through here: its path's IDs are read once, and the
+        lookups that find it are made inline (their checks' errors, when they fail).
         """
-        oid, iid, rid = self._resource_ids(path)
-        odef = self.definitions.get(oid)
-        resources = self._instance(oid, iid)
-        if len(path.ids) == 4:
+        ids = path.ids
+        if len(ids) < 3 or path.prefix != self.prefix:
+            self._resource_ids(path)  # raises what is wrong with it
+        oid, iid, rid = ids[0], ids[1], ids[2]
+        try:
+            odef, resources = self.definitions.objects[oid], self._objects[oid][iid]
+        except KeyError:
+            odef, resources = self.definitions.get(oid), self._instance(oid, iid)
+        if len(ids) == 4:
             rdef = odef.resource(rid)
             if not rdef.multiple:
                 raise BadRequest(f"{path}: resource {rid} has no instances")
@@ -332,12 +338,21 @@ class ObjectTree:
             assert isinstance(slot, dict)
             slot[path.ids[3]] = self._checked(oid, rdef, value)
         else:
-            resources[rid] = self._checked_slot(odef, rid, value)
+            single = odef.resources.get(rid)
+            if single is None or single.multiple or (oid, rid) in self._constraints:
+                resources[rid] = self._checked_slot(odef, rid, value)
+            else:  # a reading's resource: its value checked with no call more than that
+                if isinstance(value, dict):
+                    raise BadRequest(f"resource {rid} ({single.name}) is single-instance")
+                resources[rid] = check_value(single, value)
         if time is None:
             self._times.pop(path, None)
         else:
             self._times[path] = time
-        self._changed(path)
+        self._values += 1  # ``_changed``, inline
+        if self._reads:
+            self._forget(ids)
+        self._listeners.call(path)
 
     def remove(self, path: Path) -> None:
         """Remove a resource or resource-instance value from the device side (no-op if absent),

@@ -130,6 +130,14 @@ version that does not fit in this is a mistake or an attack, not a value to keep
 def check_value(defn: ResourceDef, value: object) -> Value:
     """``check_type``, then the definition's range: a number's value, a string's length (at
     most ``MAX_STRING_BYTES`` when the definition has no range)."""
+    # A sensor's value, what nearly every reading is: checked with no call more.
+    if (
+        type(value) is float
+        and defn.type is ResourceType.FLOAT
+        and defn.range is None
+        and math.isfinite(value)
+    ):
+        return value
     v = check_type(defn, value)
     rng = defn.range
     if rng is None or (rng.low is None and rng.high is None):

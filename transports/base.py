@@ -48,6 +48,7 @@ from typing import Any, ClassVar, Protocol
 from bridged.objects.definitions import Definitions
 from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
+from bridged.objects.slotted import quick_init
 from bridged.objects.values import Record
 from bridged.transports.firmware import FirmwareUpdater
 from bridged.transports.nodes import NodeId, PairedNode, Secret
@@ -60,6 +61,7 @@ BEARER_IEEE_802154 = 23
 network, 23 IEEE 802.15.4 network): what a transport gives as its ``bearer``."""
 
 
+@quick_init  # each report makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class Heard:
     """A node on the air, paired or not: what ``bridgectl scan`` lists.
@@ -79,6 +81,7 @@ class Heard:
     encrypted: bool = False
 
 
+@quick_init  # each report makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class NodeState:
     """Reachability and link quality of a paired node, as the transport last knew them.

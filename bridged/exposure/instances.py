@@ -211,8 +211,11 @@ class InstancesExposure(ThroughGateway):
         apply_readings(self.tree, self.paths, node, [level], claim=False)  # with its time
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
-        if any(r.path == BATTERY_PATH for r in records):  # its level is known from now on
-            self._battery_instance(node)
+        battery = BATTERY_PATH.ids  # a node-local path: no prefix to compare
+        for r in records:
+            if r.path.ids == battery:  # its level is known from now on
+                self._battery_instance(node)
+                break
         apply_readings(self.tree, self.paths, node, records)
 
     node_values = node_readings

@@ -203,8 +203,14 @@ class PathMap:
         """The node reported ``local`` (a resource or deeper): a resource the gateway held
         there is the node's now. Returns its upstream path (``upstream``), None when not
         shown."""
-        shown = self._shown_at(node, local)
-        if shown is None or len(local.ids) < 3:
+        ids = local.ids
+        if len(ids) < 3:
+            return None
+        instance = (ids[0], ids[1])
+        for shown in self._down.get(node, ()):  # ``shown``, inline: every reading asks
+            if shown.local == instance:
+                break
+        else:
             return None
         if shown.resources is None and local.ids[2] in shown.held:
             shown = replace(shown, held=shown.held - {local.ids[2]})

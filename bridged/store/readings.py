@@ -26,6 +26,7 @@ select, and no object rebuilt from its row, on the way to a server.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sqlite3
 import time
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bridged.objects.paths import Path
+from bridged.objects.slotted import quick_init
 from bridged.objects.values import ObjLnk, Value
 from bridged.transports.nodes import NodeId
 
@@ -48,12 +50,20 @@ DROPPED_UNSTORED = "dropped_unstored"
 """Readings the registry could not keep while the file system refused writes."""
 DROPPED = (DROPPED_COUNT, DROPPED_AGE, DROPPED_UNSTORED)
 
+PARSED_LIMIT = 4096
+"""The node ids and node paths read back from the table that are kept parsed: a backlog read
+back after a restart or an outage names the same few hundred of them in every row, and each
+was parsed (and validated) again per row."""
+_node_id = functools.lru_cache(maxsize=PARSED_LIMIT)(NodeId.parse)
+_path = functools.lru_cache(maxsize=PARSED_LIMIT)(Path.parse)
+
 TAIL_LIMIT = 4096
 """The newest readings kept in memory for delivery (module docstring): several full Sends
 (``DeliveryConfig.max_records``) per server, about 1 MB; a consumer further behind reads the
 table."""
 
 
+@quick_init  # each reading makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class Reading:
     """One value of a node-local resource at the time the node measured it."""
@@ -64,6 +74,7 @@ class Reading:
     time: float
 
 
+@quick_init  # each reading makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class StoredReading:
     """A reading with its place in the store (``seq`` grows with arrival order)."""
@@ -85,6 +96,8 @@ class Bounds:
 
 
 def encode_value(value: Value) -> tuple[int, object]:
+    if type(value) is float:  # a sensor's value, what nearly every reading is
+        return _FLOAT, value
     # bool before int: bool is an int subclass.
     if isinstance(value, bool):
         return _BOOL, int(value)
@@ -199,8 +212,9 @@ class ReadingStore:
                 )
                 (last,) = self._conn.execute("SELECT last_insert_rowid()").fetchone()
                 self._count += len(rows)
-                latest = {(node, path): row for node, path, *row in rows}
-                self._conn.executemany(_REMEMBER, [(*key, *row) for key, row in latest.items()])
+                # Each node resource's last row, whose columns are _REMEMBER's parameters.
+                latest = {row[:2]: row for row in rows}
+                self._conn.executemany(_REMEMBER, latest.values())
                 for write in self.joining:
                     write(self._conn)
                 if unstored:
@@ -239,8 +253,8 @@ class ReadingStore:
             "SELECT node_id, path, kind, value, time FROM last_values ORDER BY node_id, path"
         )
         for node, path, kind, raw, t in rows:
-            node_id = NodeId.parse(node)
-            reading = Reading(node_id, Path.parse(path), decode_value(kind, raw), t)
+            node_id = _node_id(node)
+            reading = Reading(node_id, _path(path), decode_value(kind, raw), t)
             out.setdefault(node_id, []).append(reading)
         return out
 
@@ -259,9 +273,7 @@ class ReadingStore:
             (after, limit),
         )
         return [
-            StoredReading(
-                seq, Reading(NodeId.parse(node), Path.parse(path), decode_value(kind, raw), t)
-            )
+            StoredReading(seq, Reading(_node_id(node), _path(path), decode_value(kind, raw), t))
             for seq, node, path, kind, raw, t in rows
         ]
 

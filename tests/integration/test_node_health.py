@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path as FsPath
@@ -47,7 +48,10 @@ from bridged.health import (
     HealthPolicy,
 )
 from bridged.objects.formats import ContentFormat
+from bridged.objects.ids import BATTERY_PATH
 from bridged.objects.paths import Path
+from bridged.objects.values import Record
+from bridged.transports.base import Heard, NodeState
 from bridged.transports.ble import bthome
 from bridged.transports.ble.scanner import ScannerState
 from bridged.transports.ble.transport import node_id as ble_node_id
@@ -296,6 +300,36 @@ async def test_a_ble_node_whose_adverts_stop_is_unavailable_and_its_battery_drop
                 assert LOW_BATTERY in codes(low)
         watch.cancel()
         level.cancel()
+
+
+async def test_a_report_is_one_health_change_with_what_each_of_its_events_said(
+    server: LwM2MTestServer, tmp_path: FsPath
+) -> None:
+    """A transport tells one report as several events (heard with an RSSI, the node's state
+    with its link quality, readings with its battery level); the health model hears them as
+    one report (issue 17: an update for each was a third of a report's cost), and what its
+    listeners (the exposure, the event hub, the event log) are told once has all of it."""
+    section = TransportSection("sim", MappingProxyType({"nodes": 1, "interval": 3600}))
+    async with running(config(tmp_path, server, "gateway", section), server) as gw:
+        node = NodeId("sim", "0009")  # not on the simulated air: only the test reports it
+        gw.registry.pair(PairedNode(node, "cellar", "sim"))
+        told: list[tuple[int | None, int | None, int | None]] = []
+        gw.nodes_health.listen(
+            lambda n, now, before: (
+                told.append((now.rssi, now.lqi, now.battery))
+                if n == node and before is not None
+                else None
+            )
+        )
+        now = time.time()
+        gw.registry.heard(Heard(node, now, "cellar", -70, "sim"))
+        gw.registry.state(node, NodeState(True, now, rssi=-70, lqi=200))
+        gw.registry.readings(node, [Record(BATTERY_PATH, 15, now)])
+        await until(lambda: told, "the report told")
+        await gw.registry.durable()
+        assert told == [(-70, 200, 15)]
+        health = gw.nodes_health.health(node)
+        assert health is not None and health.errors == (LOW_BATTERY,)
 
 
 # -- the gateway's own faults -------------------------------------------------------------------

@@ -24,7 +24,7 @@ from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
-from bridged.registry import LiveNode
+from bridged.registry import LiveNode, NodeNews
 from bridged.transports.nodes import NodeId, PairedNode
 
 ERROR_CODE = Path((3, 0, 11))
@@ -94,7 +94,8 @@ async def test_a_nodes_own_error_codes_join_the_gateways_and_never_overwrite_the
     mirror.sync(live)
     monitor.listen(lambda _node, health, _before: mirror.show_health(node, health.resources()))
     monitor.expire()  # not yet due
-    feed.node_readings(live, [Record(Path((3, 0, 11, 0)), 5)])  # the node's own: out of memory
+    own = [Record(Path((3, 0, 11, 0)), 5)]  # the node's own: out of memory
+    monitor.news(node, NodeNews(heard=monitor.clock(), readings=own))  # its report
     assert tree.get(Path((3, 0, 11), "dev0")) == {0: 5}
     now[0] += 61  # its timeout passes
     monitor.expire()

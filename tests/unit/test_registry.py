@@ -97,6 +97,19 @@ def test_only_paired_nodes_reach_the_exposure_and_the_store(registry: NodeRegist
     assert registry.live[a.id].values[TEMPERATURE].time is not None
 
 
+def test_a_listener_can_leave_out_each_reports_readings(registry: NodeRegistry) -> None:
+    """One with nothing to do for a report (the node health model, told by the node's news;
+    the firmware updates) is not called for each (issue 17), and hears of the nodes as all do."""
+    told, left_out = Exposure(), Exposure()
+    registry.listen(told)
+    registry.listen(left_out, readings=False)
+    node = NodeId("sim", "0001")
+    registry.pair(PairedNode(node, "n", "sim"))
+    registry.readings(node, [Record(TEMPERATURE, 1.0)])
+    assert told.added == left_out.added == [node]
+    assert [n for n, _ in told.readings] == [node] and left_out.readings == []
+
+
 def test_reading_times_become_absolute(registry: NodeRegistry) -> None:
     node = NodeId("sim", "0001")
     registry.pair(PairedNode(node, "n", "sim"))

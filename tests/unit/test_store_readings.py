@@ -183,9 +183,12 @@ def test_pending_hands_over_the_readings_appended_without_reading_them_back(
     store.append(appended)
     # The very objects the transport reported: nothing re-parsed from the table.
     assert all(s.reading is r for s, r in zip(store.pending("a"), appended, strict=True))
-    # After a restart the table is read back, to the same readings.
+    # After a restart the table is read back, to the same readings, whose node ids and
+    # paths are parsed once, not once per row (issue 17).
     again = ReadingStore(connect(tmp_path / "state.db"))
-    assert [s.reading for s in again.pending("a")] == appended
+    back = [s.reading for s in again.pending("a")]
+    assert back == appended
+    assert len({id(r.node) for r in back}) == len({id(r.path) for r in back}) == 1
 
 
 def test_a_consumer_behind_the_memory_tail_gets_every_reading_once_in_order(

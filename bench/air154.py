@@ -17,7 +17,10 @@ the pty is there; ``{"registered"}`` once every node registered and the air sett
 ``warm`` each node reports once (``{"warm"}``); on ``go TOTAL RATE`` the feed (``{"fed"}``,
 with the feed's wall time): ``TOTAL`` reports round robin over the nodes, ``RATE`` per second
 spread evenly or ``max`` (every report in its own turn of this process's loop, at most
-``IN_FLIGHT`` Sends unanswered).
+``IN_FLIGHT`` Sends unanswered). ``fed`` is the values that went on the air: a Send each, but
+an observation notifies the latest value only, so at ``max`` a node may measure again before
+its notification of the last value went out (aiocoap sends the newer one instead), as CoAP
+Observe allows; ``measured`` is the values measured.
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ async def air(count: int, report: str, state: FilePath) -> None:
 
         _, total, rate = await line()  # "go TOTAL RATE"
         period = 0.0 if rate == "max" else 1.0 / float(rate)
+        notified = sum(len(node.notifications) for node in nodes)
         start = time.monotonic()
         for k in range(int(total)):
             await reported(nodes[k % count], float(k))
@@ -119,7 +123,11 @@ async def air(count: int, report: str, state: FilePath) -> None:
                 await asyncio.sleep(0)
         fed = time.monotonic() - start
         await asyncio.gather(*tasks)
-        emit(fed=int(total), feed_s=fed, refused=answers.count(False))
+        if report == "notify":  # what the nodes' observations put on the air (see below)
+            sent = sum(len(node.notifications) for node in nodes) - notified
+        else:
+            sent = answers.count(True)
+        emit(fed=sent, measured=int(total), feed_s=fed, refused=answers.count(False))
         await line()  # "stop"
         for node in nodes:
             await node.stop(deregister=False)

@@ -246,21 +246,23 @@ async def measured(
     floor: float | None,
     feed: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Measure from "go" until the server acknowledged ``total`` more records: the feed is
-    ``feed``, in this process, or the air's, told to start by the orchestrator once this
-    process said it measures. Then wait for "stop"."""
+    """Measure from "go" until the server acknowledged the records fed: ``total`` by
+    ``feed``, in this process, or as many as the orchestrator says ("expect N") the air
+    put on it, whose feed it starts once this process said it measures. Then wait for
+    "stop"."""
     from bridged.delivery import consumer_name
 
     loop = asyncio.get_running_loop()
     emit(ready=True, warm_up=stats.delivered)
     await loop.run_in_executor(None, sys.stdin.readline)  # "go"
     delivered0, sends0 = stats.delivered, stats.sends
-    done = reached(stats, delivered0 + total)
     cpu0, woken0 = time.process_time(), wake_ups()
     emit(measuring=True)
     if feed is not None:
         await feed()
-    await done.wait()
+    else:
+        total = int((await loop.run_in_executor(None, sys.stdin.readline)).split()[1])
+    await reached(stats, delivered0 + total).wait()
     cpu, woken = time.process_time() - cpu0, wake_ups() - woken0
     emit(
         cpu=cpu,
@@ -278,6 +280,8 @@ def reached(stats: Any, target: int) -> asyncio.Event:
     """An event set once Delivery's ``stats.delivered`` reaches ``target``: the wait for the
     server's acknowledgements must not poll, or its own wake-ups would be in the figures."""
     event = asyncio.Event()
+    if stats.delivered >= target:
+        event.set()
 
     class Watched(type(stats)):  # type: ignore[misc]
         def __setattr__(self, name: str, value: Any) -> None:
@@ -411,6 +415,7 @@ def run(
                 if air is not None:
                     air.send(f"go {total} {rate}")
                     result = air.read_until("fed")
+                    gw.send(f"expect {result['fed']}")
                 else:
                     result = gw.read_until("fed")
                 result.update(gw.read_until("cpu"))
@@ -420,7 +425,8 @@ def run(
                         check=True,
                         capture_output=True,
                     )
-                got = server.read_until("records", lambda f: f["distinct"] >= warm_up + total)
+                fed = result["fed"]
+                got = server.read_until("records", lambda f: f["distinct"] >= warm_up + fed)
                 result.update(records=got["records"] - warm_up, distinct=got["distinct"] - warm_up)
                 gw.send("stop")
                 gw.read_until("stopped")
@@ -500,10 +506,13 @@ def main() -> None:
     print(
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if callgrind else "")
     )
+    coalesced: list[str] = []
     for count in args.nodes:
         for rate in args.rates:
             total = args.max_readings if rate == "max" else int(float(rate) * args.seconds)
             r = run(count, rate, total, args.linger, report=report)
+            if r.get("measured", r["fed"]) != r["fed"]:
+                coalesced.append(f"{count} nodes at {rate}: {r['measured']:,} measured")
             cell = ""
             if callgrind:
                 with tempfile.TemporaryDirectory() as tmp:
@@ -525,6 +534,7 @@ def main() -> None:
         f"\ntransport: {args.transport}"
         + ("" if report is None else f", reports by {report}")
         + refused
+        + "".join(f"\nreadings fed (on the air) of values {c}" for c in coalesced)
         + f"\nDelivery's linger: {args.linger:g} s"
         f"\ngoal: ≥ {RECORDS_GOAL:,} upstream records per gateway CPU-second"
         + (f", ≤ {INSTRUCTIONS_GOAL // 1000} k instructions per record" if callgrind else "")

@@ -78,6 +78,14 @@ INTERNALS: dict[tuple[str, str], tuple[str, str]] = {
         "1a0cc79e96679913",
         "bridged.engine.serving.Encoded: send reads only a message's remote and encode()",
     ),
+    ("aiocoap.protocol", "ClientObservation.register_callback"): (
+        "a2dd85dbe9e903e1",
+        "transports.ieee802154.notifications: every notification, registered as the iterator does",
+    ),
+    ("aiocoap.protocol", "ClientObservation.register_errback"): (
+        "42382433a7cf3c80",
+        "transports.ieee802154.notifications: the observation's end",
+    ),
 }
 
 

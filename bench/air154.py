@@ -114,6 +114,7 @@ async def air(count: int, report: str, state: FilePath) -> None:
         _, total, rate = await line()  # "go TOTAL RATE"
         period = 0.0 if rate == "max" else 1.0 / float(rate)
         notified = sum(len(node.notifications) for node in nodes)
+        del answers[:]  # the warm-up's
         start = time.monotonic()
         for k in range(int(total)):
             await reported(nodes[k % count], float(k))

@@ -59,6 +59,7 @@ async def line() -> list[str]:
 
 
 async def air(count: int, report: str, state: FilePath) -> None:
+    import aiocoap.error
     from emulators.lwm2m_node import TEMPERATURE, EmulatedNode, RadioAir
     from emulators.rcp import RcpEmulator
 
@@ -90,6 +91,8 @@ async def air(count: int, report: str, state: FilePath) -> None:
             try:
                 response = await node.send([Record(TEMPERATURE, value, time.time())])
                 answers.append(response.code.is_successful())
+            except (TimeoutError, aiocoap.error.Error):  # unanswered within request_timeout
+                answers.append(False)
             finally:
                 gate.release()
 

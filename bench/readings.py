@@ -529,7 +529,7 @@ def main() -> None:
                 f"| {r['wake_ups'] / r['fed']:.2f} | {r['records'] / r['cpu']:,.0f} |" + cell,
                 flush=True,
             )
-    refused = "" if report != "send" else f" (Sends refused: {r['refused']})"
+    refused = "" if report != "send" else f" (Sends refused or unanswered: {r['refused']})"
     print(
         f"\ntransport: {args.transport}"
         + ("" if report is None else f", reports by {report}")

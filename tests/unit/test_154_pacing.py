@@ -87,6 +87,19 @@ def test_an_answer_of_the_rcp_is_never_paced() -> None:
     assert line.reads == [(k / 1000, 1) for k in range(100)]
 
 
+def test_a_line_that_carries_exchanges_is_read_at_once() -> None:
+    """For a window after the host's last request (a transmit: a CON message's ACK, a block),
+    every read is at once: the node's next message comes in answer."""
+    pacing = ReadPacing(W)
+    pacing.after_read(0.0, buffered=False, ends_frame=True, awaiting=False)
+    pacing.requested = 0.004
+    assert pacing.after_read(0.005, buffered=False, ends_frame=True, awaiting=False) == 0
+    assert pacing.after_read(0.020, buffered=True, ends_frame=True, awaiting=False) == 0
+    # A window after it, frames close together are paced again.
+    assert pacing.after_read(0.030, buffered=False, ends_frame=True, awaiting=False) == 0
+    assert pacing.after_read(0.035, buffered=False, ends_frame=True, awaiting=False) == W
+
+
 def test_the_rest_of_a_frame_is_read_at_once() -> None:
     pacing = ReadPacing(W)
     assert pacing.after_read(0.0, buffered=False, ends_frame=True, awaiting=False) == 0

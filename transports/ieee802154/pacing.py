@@ -48,6 +48,12 @@ class ReadPacing:
         self._last = -math.inf
         self._waited = False
         self._carried = False
+        self.requested = -math.inf
+        """When the host last sent the RCP a request (set by the host's thread: a float is
+        replaced whole). A line that carries exchanges is read at once for a window after
+        each: a CoAP request answered through the RCP (a CON Send's ACK, a block of an
+        update) is a transmit, each of which would otherwise wake a waiting reader, one more
+        wake-up than a read at once, and the node's next message would wait for the pace."""
 
     def after_read(self, now: float, *, buffered: bool, ends_frame: bool, awaiting: bool) -> float:
         """A read returned bytes at ``now``. ``buffered``: they were waiting when it began (it
@@ -62,7 +68,7 @@ class ReadPacing:
         stayed quiet through is followed by a read that blocks, and the next frame, a window
         or more after the last, is taken at once: back to quiet.
         """
-        if awaiting:
+        if awaiting or now - self.requested < self.window:
             return 0.0
         if self._waited:  # the first read after a wait: did the line carry bytes meanwhile?
             self._waited = False

@@ -186,6 +186,7 @@ class Radio:
         self._closing: asyncio.Future[None] | None = None
         self._stop_reading = threading.Event()
         self._reader_wake = threading.Event()
+        self._pacing = ReadPacing(window_for(config.baudrate))
         self._generation = 0
         self._pending: dict[int, asyncio.Future[spinel.Frame]] = {}
         #: The bring-up waits for the RCP's reset notification (an answer without a TID).
@@ -313,6 +314,7 @@ class Radio:
         self._decoder.resync()
         self._stop_reading = threading.Event()
         self._reader_wake = threading.Event()
+        self._pacing = ReadPacing(window_for(self.config.baudrate))
         self._reader = threading.Thread(
             target=self._read_loop,
             args=(
@@ -321,6 +323,7 @@ class Radio:
                 asyncio.get_running_loop(),
                 self._stop_reading,
                 self._reader_wake,
+                self._pacing,
             ),
             name=f"rcp-reader-{self.config.port}",
             daemon=True,
@@ -469,6 +472,7 @@ class Radio:
             tid = self._allocate_tid()
             future: asyncio.Future[spinel.Frame] = asyncio.get_running_loop().create_future()
             self._pending[tid] = future
+            self._pacing.requested = time.monotonic()
             self._reader_wake.set()  # a paced reader reads the answer at once
             try:
                 await self._write(spinel.encode_frame(spinel.prop_frame(command, prop, value, tid)))
@@ -507,10 +511,10 @@ class Radio:
         loop: asyncio.AbstractEventLoop,
         stop: threading.Event,
         wake: threading.Event,
+        pacing: ReadPacing,
     ) -> None:
         """The reader thread: bytes to the loop until the port fails or the radio stops, at
         the pace ``ReadPacing`` sets (``wake`` ends a wait: a request, or stopping)."""
-        pacing = ReadPacing(window_for(self.config.baudrate))
         try:
             while not stop.is_set():
                 waiting = port.in_waiting

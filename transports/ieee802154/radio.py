@@ -13,7 +13,8 @@ it, code sees only raw 802.15.4 frames (PSDUs, each with its 2-byte FCS) and tra
 * **The pace of reads** (pacing.py): while the line is quiet each frame is read and handed
   over at once; while it is busy the reader waits ``pacing.window_for(baudrate)`` between
   reads and hands over all that came meanwhile in one wake-up of the loop. A request waiting
-  for the RCP's answer wakes the reader from such a wait and is never paced.
+  for the RCP's answer wakes the reader from such a wait and is never paced, nor is a line
+  that carried a request within the window (exchanges are bound by their round trips).
 * **Bring-up**: RESET, then wait for the RCP's reset notification (LAST_STATUS RESET_* with
   TID 0; nothing may be set before it), check PROTOCOL_VERSION (major 4) and RCP_API_VERSION,
   read CAPS, NCP_VERSION and HWADDR, then apply the radio state: PHY_ENABLED, PHY_CHAN,

@@ -162,13 +162,16 @@ async def transfer(
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
+    mark = len(node.firmware_states)  # the node's states from this update on
     while json.loads(await proc.stdout.readline())["state"] != "updating":
         pass
     while first.start is None:  # the gateway's first frame to the node for the update
         await asyncio.sleep(0.005)
     start, cpu = first.start, first.cpu
     deadline = start + TIMEOUT
-    while DOWNLOADED not in node.firmware_states[-2:] or len(node.package) != len(package):
+    # Downloaded among its states since the update began, not only the last two: a node that
+    # got the image before this loop first looked may have run the update and rebooted.
+    while DOWNLOADED not in node.firmware_states[mark:] or len(node.package) != len(package):
         if time.monotonic() > deadline or proc.stdout.at_eof():
             if proc.returncode is None:
                 proc.kill()

@@ -28,13 +28,31 @@ instructions the gateway executed per record in a shorter run under ``valgrind
 
 Left out: the radio and its decoding (bench/radio.py, bench/ble.py measure those), the
 server's CPU, the gateway's start and registration, and idle time before the feed. The feeder
-is in the gateway process, so its own small cost (building a Record per report) is counted.
+is in the gateway process, so its own small cost (building a Record per report) is counted,
+and its timer is what wakes the loop for each report.
+
+``--transport 802154`` puts a real transport in the feeder's place: a fourth process,
+bench/air154.py, runs the RCP emulator on a pty and N emulated LwM2M nodes on its air, and
+the gateway's ``[transport.802154]`` opens that pty with pyserial as it opens a dongle. A
+report is then a node's CoAP message in real 802.15.4 frames (``--report notify``: a LwM2M
+1.0 node's NON notification of its changed temperature; ``send``: a LwM2M 1.1 node's CON
+Send, which the gateway answers through the RCP), and the gateway's whole receive path runs:
+the reader thread's wake-up per read, Spinel, HDLC, the MAC, 6LoWPAN, CoAP, the node server,
+then the same path as above. Left out there: a real dongle's USB or UART (the pty hands over
+each frame the emulator writes at once), the air's losses and retransmissions, link-layer
+security, and the nodes' registration and the gateway's observations of them (before the
+measure). The floor column does not apply to it (n/a).
+
+Wake-ups per report: the voluntary context switches of all the gateway's threads
+(``getrusage``) during the measure over the reports fed: each is a thread that slept and was
+woken (the loop by a timer or a file descriptor, the reader thread by the pty).
 Each node reports once before the measure (the warm-up, neither counted nor timed): a node's
 first report after a start allocates its instances upstream (health, battery), which is
 start-up, not the path a reading takes from then on.
 
     .venv/bin/python bench/readings.py [--nodes 100,1000] [--rates 100,max]
                                        [--seconds 20] [--max-readings 20000] [--linger S]
+                                       [--transport sim|802154] [--report notify|send]
                                        [--callgrind] [--callgrind-readings 2000]
 """
 
@@ -47,12 +65,14 @@ import logging
 import os
 import queue
 import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -117,13 +137,28 @@ linger = {linger}
 level = "warning"
 """
 
+RADIO = """
+[transport.802154]
+port = "{link}"
+pan_id = {pan}
+"""
+
 
 async def gateway(
-    count: int, rate: str, total: int, state: FilePath, uri: str, linger: float
+    count: int,
+    rate: str,
+    total: int,
+    state: FilePath,
+    uri: str,
+    linger: float,
+    link: str | None = None,
 ) -> None:
+    """The gateway process; with ``link`` (the emulated dongle's pty) its readings come from
+    the 802.15.4 air (air154.py) instead of the feeder in this process."""
+    from air154 import PAN, eui64
+
     from bridged.app import DATABASE, Gateway
     from bridged.config import load
-    from bridged.delivery import consumer_name
     from bridged.objects.values import Record
     from bridged.store.database import connect
     from bridged.store.nodes import NodeStore
@@ -136,20 +171,33 @@ async def gateway(
     (state / "run").mkdir(mode=0o700)
     conn = connect(state / "state" / DATABASE)
     store = NodeStore(conn)
-    nodes = [NodeId("sim", f"{i + 1:04d}") for i in range(count)]
-    for node in nodes:  # paired, with their objects, before the gateway starts
-        store.pair(PairedNode(node, f"node {node.address}", "sim"))
-        store.set_objects(node, {3303: [0]})
+    if link is None:
+        nodes = [NodeId("sim", f"{i + 1:04d}") for i in range(count)]
+    else:
+        nodes = [NodeId("802154", eui64(i).hex()) for i in range(count)]
+    for node in nodes:  # paired (a simulated one with its objects) before the gateway starts
+        store.pair(PairedNode(node, f"node {node.address}", "sim" if link is None else "lwm2m"))
+        if link is None:
+            store.set_objects(node, {3303: [0]})
     conn.close()
     path = state / "bridged.toml"
-    path.write_text(CONFIG.format(endpoint=ENDPOINT, state=state, uri=uri, linger=linger))
+    text = CONFIG.format(endpoint=ENDPOINT, state=state, uri=uri, linger=linger)
+    path.write_text(text + ("" if link is None else RADIO.format(link=link, pan=PAN)))
     gw = Gateway(load(path))
     await gw.start()
     while not any(s.registered for s in gw.client.sessions):
         await asyncio.sleep(0.01)
     events = gw.registry
     stats = gw.delivery.stats(gw.config.servers[0].short_server_id)
-    backlog = consumer_name(gw.config.servers[0].short_server_id)
+    if link is not None:
+        emit(up=True)
+        await asyncio.get_running_loop().run_in_executor(
+            None, sys.stdin.readline
+        )  # "warm": the air's warm-up is fed
+        while stats.delivered < count:
+            await asyncio.sleep(0.01)
+        await measured(gw, stats, total, floor=None)
+        return
 
     def report(node: NodeId, value: float) -> None:
         now = time.time()
@@ -181,31 +229,74 @@ async def gateway(
         await pace(k, start)
     floor = (time.process_time() - cpu0) / ticks
 
-    emit(ready=True, warm_up=count)
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.readline)  # "go"
+    async def feed() -> None:
+        start = time.monotonic()
+        for k in range(total):
+            report(nodes[k % count], float(k))
+            await pace(k, start)
+        emit(fed=total, feed_s=time.monotonic() - start)
 
+    await measured(gw, stats, total, floor, feed)
+
+
+async def measured(
+    gw: Any,
+    stats: Any,
+    total: int,
+    floor: float | None,
+    feed: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Measure from "go" until the server acknowledged the records fed: ``total`` by
+    ``feed``, in this process, or as many as the orchestrator says ("expect N") the air
+    put on it, whose feed it starts once this process said it measures. Then wait for
+    "stop"."""
+    from bridged.delivery import consumer_name
+
+    loop = asyncio.get_running_loop()
+    emit(ready=True, warm_up=stats.delivered)
+    await loop.run_in_executor(None, sys.stdin.readline)  # "go"
     delivered0, sends0 = stats.delivered, stats.sends
-    cpu0, start = time.process_time(), time.monotonic()
-    for k in range(total):
-        report(nodes[k % count], float(k))
-        await pace(k, start)
-    fed = time.monotonic()
-    while stats.delivered - delivered0 < total:
-        await asyncio.sleep(0.01)
-    cpu = time.process_time() - cpu0
+    cpu0, woken0 = time.process_time(), wake_ups()
+    emit(measuring=True)
+    if feed is not None:
+        await feed()
+    else:
+        total = int((await loop.run_in_executor(None, sys.stdin.readline)).split()[1])
+    await reached(stats, delivered0 + total).wait()
+    cpu, woken = time.process_time() - cpu0, wake_ups() - woken0
     emit(
-        fed=total,
         cpu=cpu,
-        feed_s=fed - start,
-        wall_s=time.monotonic() - start,
+        wake_ups=woken,
         sends=stats.sends - sends0,
         floor=floor,
-        waiting=gw.readings.waiting(backlog),
+        waiting=gw.readings.waiting(consumer_name(gw.config.servers[0].short_server_id)),
     )
     await loop.run_in_executor(None, sys.stdin.readline)  # "stop"
     await gw.stop()
     emit(stopped=True)
+
+
+def reached(stats: Any, target: int) -> asyncio.Event:
+    """An event set once Delivery's ``stats.delivered`` reaches ``target``: the wait for the
+    server's acknowledgements must not poll, or its own wake-ups would be in the figures."""
+    event = asyncio.Event()
+    if stats.delivered >= target:
+        event.set()
+
+    class Watched(type(stats)):  # type: ignore[misc]
+        def __setattr__(self, name: str, value: Any) -> None:
+            super().__setattr__(name, value)
+            if name == "delivered" and value >= target:
+                event.set()
+
+    stats.__class__ = Watched
+    return event
+
+
+def wake_ups() -> int:
+    """The times a thread of this process went to sleep and was woken (voluntary context
+    switches of every thread, those that ended included)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
 
 
 # -- orchestration ------------------------------------------------------------------------------
@@ -261,20 +352,38 @@ class Peer:
             self.proc.wait()
 
 
+def pin(pid: int, cpu: int) -> None:
+    """Keep a process on one core of a machine with two or more (the gateway on its own)."""
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(pid, {cpu})
+
+
 def run(
-    count: int, rate: str, total: int, linger: float, callgrind: FilePath | None = None
+    count: int,
+    rate: str,
+    total: int,
+    linger: float,
+    callgrind: FilePath | None = None,
+    report: str | None = None,
 ) -> dict[str, Any]:
     """One run: a fresh server and gateway, ``total`` reports over ``count`` nodes, Delivery
-    lingering ``linger`` seconds for a partial batch."""
+    lingering ``linger`` seconds for a partial batch; with ``report`` (``notify`` or
+    ``send``) the reports come from nodes on the 802.15.4 air (air154.py)."""
     me = [sys.executable, str(HERE)]
     with tempfile.TemporaryDirectory() as state:
         server = Peer([*me, "--serve"])
+        air: Peer | None = None
         try:
-            if (os.cpu_count() or 1) > 1:
-                os.sched_setaffinity(server.pid, {1})
+            pin(server.pid, 1)
             port = server.read_until("port")["port"]
             command = [*me, "--gateway", str(count), rate, str(total), state]
             command += [f"coap://127.0.0.1:{port}", str(linger)]
+            if report is not None:
+                air = Peer(
+                    [sys.executable, str(HERE.parent / "air154.py"), str(count), report, state]
+                )
+                pin(air.pid, 1)
+                command.append(air.read_until("link")["link"])
             if callgrind is not None:
                 command = [
                     "valgrind",
@@ -286,8 +395,13 @@ def run(
                 ]
             gw = Peer(command)
             try:
-                if (os.cpu_count() or 1) > 1:
-                    os.sched_setaffinity(gw.pid, {0})
+                pin(gw.pid, 0)
+                if air is not None:
+                    gw.read_until("up")
+                    air.read_until("registered")
+                    air.send("warm")
+                    air.read_until("warm")
+                    gw.send("warm")
                 warm_up = gw.read_until("ready")["warm_up"]
                 server.read_until("registered")
                 if callgrind is not None:
@@ -297,20 +411,32 @@ def run(
                         capture_output=True,
                     )
                 gw.send("go")
-                result = gw.read_until("fed")
+                gw.read_until("measuring")
+                if air is not None:
+                    air.send(f"go {total} {rate}")
+                    result = air.read_until("fed")
+                    gw.send(f"expect {result['fed']}")
+                else:
+                    result = gw.read_until("fed")
+                result.update(gw.read_until("cpu"))
                 if callgrind is not None:
                     subprocess.run(
                         ["callgrind_control", "-i", "off", str(gw.pid)],
                         check=True,
                         capture_output=True,
                     )
-                got = server.read_until("records", lambda f: f["distinct"] >= warm_up + total)
+                fed = result["fed"]
+                got = server.read_until("records", lambda f: f["distinct"] >= warm_up + fed)
                 result.update(records=got["records"] - warm_up, distinct=got["distinct"] - warm_up)
                 gw.send("stop")
                 gw.read_until("stopped")
+                if air is not None:
+                    air.send("stop")
             finally:
                 gw.close()
         finally:
+            if air is not None:
+                air.close()
             server.close()
     if callgrind is not None:
         result["instructions"] = callgrind_total(callgrind)
@@ -331,8 +457,10 @@ def main() -> None:
         asyncio.run(serve())
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--gateway":
-        count, rate, total, state, uri, linger = sys.argv[2:8]
-        asyncio.run(gateway(int(count), rate, int(total), FilePath(state), uri, float(linger)))
+        count, rate, total, state, uri, linger, *link = sys.argv[2:]
+        asyncio.run(
+            gateway(int(count), rate, int(total), FilePath(state), uri, float(linger), *link)
+        )
         return
     from bridged.delivery import DeliveryConfig
 
@@ -349,20 +477,42 @@ def main() -> None:
         default=DeliveryConfig().linger,
         help="[delivery] linger, seconds (the default's)",
     )
+    parser.add_argument(
+        "--transport",
+        choices=("sim", "802154"),
+        default="sim",
+        help="where reports come from: the feeder in the gateway process (sim), or nodes on "
+        "the emulated RCP's air through the real 802.15.4 transport (module docstring)",
+    )
+    parser.add_argument(
+        "--report",
+        choices=("notify", "send"),
+        default="notify",
+        help="with --transport 802154: a node's NON notification or its CON Send",
+    )
     parser.add_argument("--callgrind", action="store_true", help="add instructions per record")
     parser.add_argument("--callgrind-readings", type=int, default=2_000)
     args = parser.parse_args()
     callgrind = args.callgrind and shutil.which("valgrind") is not None
+    report = args.report if args.transport == "802154" else None
+    if callgrind and report is not None:
+        parser.error("--callgrind measures the in-process feeder only (--transport sim)")
     print(
         "| nodes | reports/s | readings fed | upstream records | records per value "
         "| Sends | gateway CPU s | µs per record | of it, the loop's turn per report µs "
-        "| records per CPU-second" + (" | instructions per record |" if callgrind else " |")
+        "| wake-ups per report | records per CPU-second"
+        + (" | instructions per record |" if callgrind else " |")
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if callgrind else ""))
+    print(
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if callgrind else "")
+    )
+    coalesced: list[str] = []
     for count in args.nodes:
         for rate in args.rates:
             total = args.max_readings if rate == "max" else int(float(rate) * args.seconds)
-            r = run(count, rate, total, args.linger)
+            r = run(count, rate, total, args.linger, report=report)
+            if r.get("measured", r["fed"]) != r["fed"]:
+                coalesced.append(f"{count} nodes at {rate}: {r['measured']:,} measured")
             cell = ""
             if callgrind:
                 with tempfile.TemporaryDirectory() as tmp:
@@ -371,15 +521,21 @@ def main() -> None:
                     c = run(count, rate, small, args.linger, out)
                     cell = f" {c['instructions'] / c['records'] / 1000:,.0f} k |"
             shown = f"{total / r['feed_s']:,.0f}" + (" (max)" if rate == "max" else "")
+            floor = "n/a" if r["floor"] is None else f"{r['floor'] * 1e6:.0f}"
             print(
                 f"| {count:,} | {shown} | {r['fed']:,} | {r['records']:,} "
                 f"| {r['records'] / r['fed']:.2f} | {r['sends']:,} | {r['cpu']:.2f} "
-                f"| {r['cpu'] / r['records'] * 1e6:.0f} | {r['floor'] * 1e6:.0f} "
-                f"| {r['records'] / r['cpu']:,.0f} |" + cell,
+                f"| {r['cpu'] / r['records'] * 1e6:.0f} | {floor} "
+                f"| {r['wake_ups'] / r['fed']:.2f} | {r['records'] / r['cpu']:,.0f} |" + cell,
                 flush=True,
             )
+    refused = "" if report != "send" else f" (Sends refused or unanswered: {r['refused']})"
     print(
-        f"\nDelivery's linger: {args.linger:g} s"
+        f"\ntransport: {args.transport}"
+        + ("" if report is None else f", reports by {report}")
+        + refused
+        + "".join(f"\nreadings fed (on the air) of values {c}" for c in coalesced)
+        + f"\nDelivery's linger: {args.linger:g} s"
         f"\ngoal: ≥ {RECORDS_GOAL:,} upstream records per gateway CPU-second"
         + (f", ≤ {INSTRUCTIONS_GOAL // 1000} k instructions per record" if callgrind else "")
     )

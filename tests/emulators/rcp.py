@@ -11,7 +11,7 @@ a raw-radio host makes, and keeps the radio state (``channel``, ``pan_id``, ``ra
 that a reset wipes. On the air side:
 
 * ``inject(psdu, rssi, lqi)`` is a frame heard on the air, delivered as STREAM_RAW when the
-  raw stream is on and the channel matches;
+  raw stream is on and the channel matches; ``inject_together(psdus)`` writes several at once;
 * every transmitted PSDU lands in ``sent`` (and the ``transmissions`` queue) with its
   parameters and outcome. The outcome is, in order: the next of ``queue_outcomes(...)``; else
   ``tx_outcome`` (a ``Status``, or a callable returning one or None); else auto-ACK semantics:
@@ -367,12 +367,24 @@ class RcpEmulator:
             return False
         if channel is not None and channel != self.channel:
             return False
+        self.send_raw(self._received(psdu, rssi, lqi))
+        return True
+
+    def inject_together(self, psdus: list[bytes]) -> bool:
+        """Frames heard back to back, written to the line at once: the host reads them in
+        one read, as it does a burst of frames buffered while it was not reading."""
+        if not (self.plugged and self.phy_enabled and self.raw_stream):
+            return False
+        self.send_raw(b"".join(self._received(psdu, -50, 200) for psdu in psdus))
+        return True
+
+    def _received(self, psdu: bytes, rssi: int, lqi: int) -> bytes:
+        """The line's bytes of a frame heard on the air: STREAM_RAW, HDLC-lite framed."""
         timestamp = time.monotonic_ns() // 1000
         received = spinel.RxFrame(psdu, rssi, NOISE_FLOOR, 0, self.channel, lqi, timestamp)
-        self._send(
-            spinel.prop_frame(Command.PROP_VALUE_IS, Prop.STREAM_RAW, spinel.encode_rx(received))
-        )
-        return True
+        value = spinel.encode_rx(received)
+        frame = spinel.prop_frame(Command.PROP_VALUE_IS, Prop.STREAM_RAW, value)
+        return hdlc.encode_frame(spinel.encode_frame(frame))
 
     def reset(self, status: Status = Status.RESET_WATCHDOG) -> None:
         """An unsolicited reset: the RCP forgets its radio state, and the outcome of a transmit

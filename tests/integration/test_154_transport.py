@@ -112,6 +112,30 @@ async def test_a_node_registers_over_the_air_and_reports(gateway: Gateway) -> No
     assert live.state is not None and live.state.rssi == -50 and live.state.lqi == 200
 
 
+async def test_notifications_that_arrive_in_one_read_are_each_a_reading(gateway: Gateway) -> None:
+    """A LwM2M 1.0 node's notifications are its readings: three that reach the host in one
+    serial read (as the reader's pace hands over a busy line's frames, pacing.py) are three
+    readings, not the last one (aiocoap's observation iterator keeps only the latest)."""
+    node = await gateway.node(1, version="1.0")
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    live = gateway.registry.live[gateway.id(node)]
+    await until(lambda: TEMPERATURE in live.values)
+    handed = HandedOver()
+    gateway.registry.listen(handed)
+    held: list[bytes] = []
+    gateway.air.drop = lambda psdu: held.append(psdu) is None  # kept off the air for now
+    values = [30.5, 31.5, 32.5]
+    for k, value in enumerate(values):
+        node.tree.set(TEMPERATURE, value)
+        await until(lambda k=k: len(held) > k)  # type: ignore[misc]
+    gateway.air.drop = lambda psdu: False
+    assert gateway.air.rcp.inject_together(held)
+    await until(lambda: live.values[TEMPERATURE].value == values[-1])
+
+    await until(lambda: len([h for h in handed.readings if h.path == TEMPERATURE]) >= 3)
+    assert [h.value for h in handed.readings if h.path == TEMPERATURE] == values
+
+
 async def test_read_and_write_reach_the_node_over_the_air(gateway: Gateway) -> None:
     node = await gateway.node(2)
     await asyncio.wait_for(node.registered.wait(), TIMEOUT)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ import serial
 from emulators.rcp import DEFAULT_EUI64, NOISE_FLOOR, RcpEmulator
 
 from bridged.transports.ieee802154 import hdlc, spinel
+from bridged.transports.ieee802154 import radio as radio_module
 from bridged.transports.ieee802154.radio import (
     Radio,
     RadioConfig,
@@ -324,6 +326,76 @@ async def test_garbage_on_the_line_is_survived(rcp: RcpEmulator, host: Host) -> 
     assert stats.spinel_errors == 2
     assert host.radio.state.up
     assert await host.radio.transmit(TO_NODE_SHORT) is TxStatus.OK
+
+
+# -- the pace of reads (pacing.py) -------------------------------------------------------------
+
+
+def numbered(count: int, size: int = 127) -> list[bytes]:
+    """``count`` distinct PSDUs of ``size`` bytes from the node, numbered in their payload."""
+    return [
+        FROM_NODE[:9] + k.to_bytes(4, "big") + bytes(size - 15) + b"\x12\x34" for k in range(count)
+    ]
+
+
+async def frames(host: Host, count: int) -> list[bytes]:
+    return [(await host.frame()).psdu for _ in range(count)]
+
+
+async def test_a_burst_beyond_the_ttys_buffer_loses_no_frame(rcp: RcpEmulator, host: Host) -> None:
+    """2,000 frames of 127 bytes written as fast as the pty takes them, about 300 KiB, far
+    more than the tty buffer the pace is bounded by: every frame the emulator produced is
+    decoded, in order."""
+    sent = numbered(2000)
+    for psdu in sent:
+        assert rcp.inject(psdu)
+    assert await frames(host, len(sent)) == sent
+    stats = host.radio.stats
+    assert (stats.frames_received, stats.hdlc_errors, stats.spinel_errors) == (len(sent), 0, 0)
+
+
+async def test_a_busy_line_is_read_at_a_bounded_pace(rcp: RcpEmulator, host: Host) -> None:
+    """A frame every 5 ms (the emulator's own pace, not a wait for the host): the reader
+    hands several to the loop per read (it handed each over alone, its first byte apart)."""
+    sent = numbered(100)
+    reads = host.radio.stats.reads
+    for psdu in sent:
+        assert rcp.inject(psdu)
+        await asyncio.sleep(0.005)
+    assert await frames(host, len(sent)) == sent
+    assert host.radio.stats.reads - reads <= len(sent) / 2
+
+
+async def test_an_answer_of_the_rcp_is_not_paced(
+    rcp: RcpEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an hour-long window, a busy line puts the reader in its wait: a transmit wakes
+    it, its outcome comes at once with the frames that came meanwhile, and stopping ends the
+    wait too. (The host's last request is set back each time: a line that carried an exchange
+    within the window is read at once, and with this window the bring-up's would last.)"""
+    monkeypatch.setattr(radio_module, "window_for", lambda baudrate: 3600.0)
+    host = await started(rcp)
+
+    def exchanges_long_ago() -> None:
+        host.radio._pacing.requested = -math.inf
+
+    try:
+        await host.state(up=True)
+        exchanges_long_ago()
+        first, second, third = numbered(3)
+        assert rcp.inject(first)
+        assert await frames(host, 1) == [first]
+        assert rcp.inject(second)  # less than a window after the first: busy
+        assert await frames(host, 1) == [second]
+        assert rcp.inject(third)
+        assert await asyncio.wait_for(host.radio.transmit(TO_NODE_SHORT), TIMEOUT) is TxStatus.OK
+        assert await frames(host, 1) == [third]
+        exchanges_long_ago()
+        assert rcp.inject(first)  # busy still: the reader waits again
+        assert await frames(host, 1) == [first]
+    finally:
+        await asyncio.wait_for(host.radio.stop(), TIMEOUT)
+    assert_released(rcp)
 
 
 @contextlib.asynccontextmanager

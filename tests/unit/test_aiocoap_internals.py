@@ -98,6 +98,14 @@ INTERNALS: dict[tuple[str, str], tuple[str, str]] = {
         "bb6181e21124d967",
         "bridged.engine.dtls_listen._PskListener.create_server: the same, without the port offset",
     ),
+    ("aiocoap.protocol", "ClientObservation.register_callback"): (
+        "a2dd85dbe9e903e1",
+        "transports.ieee802154.notifications: every notification, registered as the iterator does",
+    ),
+    ("aiocoap.protocol", "ClientObservation.register_errback"): (
+        "42382433a7cf3c80",
+        "transports.ieee802154.notifications: the observation's end",
+    ),
 }
 
 

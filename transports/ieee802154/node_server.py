@@ -55,6 +55,7 @@ from bridged.transports.nodes import NodeId
 from ..base import Heard, NodeState, TransportEvents
 from .coap_link import LowpanAddress, LowpanMessageInterface
 from .lowpan import mac_from_address
+from .notifications import each_notification
 from .sources import HOLD, NodeSources, Sorted
 
 if TYPE_CHECKING:
@@ -634,7 +635,10 @@ class NodeServer:
             path = Path((oid,))
             message = aiocoap.Message(code=Code.GET, uri_path=(str(oid),), observe=0, accept=FORMAT)
             message.remote = registration.address
-            request = self.context.request(message)
+            # Not aiocoap's block-wise wrapper: it takes the notifications of the request it
+            # wraps through the lossy iterator (notifications.py); a notification in blocks
+            # is completed here instead (_whole).
+            request = self.context.request(message, handle_blockwise=False)
             registration.observations.append(request)
             registration.tasks.append(
                 asyncio.create_task(self._notifications(registration, request, path))
@@ -644,16 +648,48 @@ class NodeServer:
         self, registration: NodeRegistration, request: aiocoap.protocol.Request, path: Path
     ) -> None:
         node = registration.node
+        completing: set[asyncio.Task[None]] = set()
+
+        async def whole(message: aiocoap.Message) -> None:
+            with contextlib.suppress(error.Error):
+                complete = await self._whole(registration, message, path)
+                self._notified(registration, complete, path, first=False)
+
+        def notified(message: aiocoap.Message) -> None:
+            block2 = message.opt.block2
+            if block2 is None or not block2.more:
+                self._notified(registration, message, path, first=False)
+                return
+            task = asyncio.create_task(whole(message))
+            completing.add(task)
+            task.add_done_callback(completing.discard)
+
         try:
-            first = await request.response
+            first = await self._whole(registration, await request.response, path)
             self._notified(registration, first, path, first=True)
             if request.observation is None:
                 return
-            async for notification in request.observation:
-                self._notified(registration, notification, path, first=False)
+            await each_notification(request.observation, notified)
         except (error.Error, asyncio.CancelledError) as e:
             if not isinstance(e, asyncio.CancelledError):
                 log.info("node %s: observation of %s ended: %s", node, path, e)
+        finally:
+            for task in completing:
+                task.cancel()
+
+    async def _whole(
+        self, registration: NodeRegistration, message: aiocoap.Message, path: Path
+    ) -> aiocoap.Message:
+        """``message``, or, if it is the first of several Block2 blocks, the whole
+        representation, read again by a block-wise GET of ``path`` (what aiocoap's block-wise
+        wrapper does for an observation's notification)."""
+        block2 = message.opt.block2
+        if block2 is None or not block2.more:
+            return message
+        assert self.context is not None
+        get = aiocoap.Message(code=Code.GET, uri_path=tuple(path.segments()), accept=FORMAT)
+        get.remote = registration.address
+        return await self.context.request(get).response
 
     def _notified(
         self, registration: NodeRegistration, message: aiocoap.Message, path: Path, *, first: bool

@@ -10,6 +10,11 @@ it, code sees only raw 802.15.4 frames (PSDUs, each with its 2-byte FCS) and tra
   way that works for all of them. The thread hands bytes to the event loop with
   ``call_soon_threadsafe``; everything else (HDLC, Spinel, the state) runs in the loop.
   Writes go through ``asyncio.to_thread`` under a lock, so frames never interleave.
+* **The pace of reads** (pacing.py): while the line is quiet each frame is read and handed
+  over at once; while it is busy the reader waits ``pacing.window_for(baudrate)`` between
+  reads and hands over all that came meanwhile in one wake-up of the loop. A request waiting
+  for the RCP's answer wakes the reader from such a wait and is never paced, nor is a line
+  that carried a request within the window (exchanges are bound by their round trips).
 * **Bring-up**: RESET, then wait for the RCP's reset notification (LAST_STATUS RESET_* with
   TID 0; nothing may be set before it), check PROTOCOL_VERSION (major 4) and RCP_API_VERSION,
   read CAPS, NCP_VERSION and HWADDR, then apply the radio state: PHY_ENABLED, PHY_CHAN,
@@ -35,6 +40,7 @@ import contextlib
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +50,7 @@ import serial
 from bridged.aio import Backoff, cancel_and_wait
 
 from . import hdlc, spinel
+from .pacing import ReadPacing, window_for
 from .spinel import Command, Prop, SpinelDecodeError, Status
 
 log = logging.getLogger(__name__)
@@ -139,6 +146,7 @@ class RadioStats:
     spinel_errors: int  # HDLC frames that were not valid Spinel
     unsolicited_resets: int
     connections: int  # successful bring-ups
+    reads: int  # serial reads handed to the event loop, each a wake-up of it (pacing.py)
 
 
 class RadioError(Exception):
@@ -178,8 +186,12 @@ class Radio:
         self._opening: asyncio.Future[serial.SerialBase] | None = None
         self._closing: asyncio.Future[None] | None = None
         self._stop_reading = threading.Event()
+        self._reader_wake = threading.Event()
+        self._pacing = ReadPacing(window_for(config.baudrate))
         self._generation = 0
         self._pending: dict[int, asyncio.Future[spinel.Frame]] = {}
+        #: The bring-up waits for the RCP's reset notification (an answer without a TID).
+        self._resetting = False
         self._next_tid = 1
         self._tids = asyncio.Semaphore(spinel.MAX_TID)
         self._tx_lock = asyncio.Lock()
@@ -188,7 +200,7 @@ class Radio:
         self._attempted = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._received = self._rx_errors = self._spinel_errors = 0
-        self._resets = self._connections = 0
+        self._resets = self._connections = self._reads = 0
 
     @property
     def stats(self) -> RadioStats:
@@ -199,6 +211,7 @@ class Radio:
             self._spinel_errors,
             self._resets,
             self._connections,
+            self._reads,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -301,9 +314,18 @@ class Radio:
         self._opening = None
         self._decoder.resync()
         self._stop_reading = threading.Event()
+        self._reader_wake = threading.Event()
+        self._pacing = ReadPacing(window_for(self.config.baudrate))
         self._reader = threading.Thread(
             target=self._read_loop,
-            args=(self._serial, generation, asyncio.get_running_loop(), self._stop_reading),
+            args=(
+                self._serial,
+                generation,
+                asyncio.get_running_loop(),
+                self._stop_reading,
+                self._reader_wake,
+                self._pacing,
+            ),
             name=f"rcp-reader-{self.config.port}",
             daemon=True,
         )
@@ -360,6 +382,7 @@ class Radio:
         port, self._serial = self._serial, None
         reader, self._reader = self._reader, None
         self._stop_reading.set()
+        self._reader_wake.set()
         closing = asyncio.ensure_future(_release(self._closing, opening, port, reader))
         self._closing = closing
         await asyncio.shield(closing)
@@ -382,9 +405,13 @@ class Radio:
     # -- bring-up ---------------------------------------------------------------------------------
 
     async def _bring_up(self) -> None:
-        await self._write(spinel.encode_frame(spinel.Frame(Command.RESET)))
-        async with asyncio.timeout(self.config.request_timeout):
-            kind, detail = await self._events.get()
+        self._resetting = True
+        try:
+            await self._write(spinel.encode_frame(spinel.Frame(Command.RESET)))
+            async with asyncio.timeout(self.config.request_timeout):
+                kind, detail = await self._events.get()
+        finally:
+            self._resetting = False
         if kind == "lost":
             raise _LinkDown(detail)
         major, minor = await self._get(Prop.PROTOCOL_VERSION, "ii")
@@ -446,6 +473,8 @@ class Radio:
             tid = self._allocate_tid()
             future: asyncio.Future[spinel.Frame] = asyncio.get_running_loop().create_future()
             self._pending[tid] = future
+            self._pacing.requested = time.monotonic()
+            self._reader_wake.set()  # a paced reader reads the answer at once
             try:
                 await self._write(spinel.encode_frame(spinel.prop_frame(command, prop, value, tid)))
                 async with asyncio.timeout(timeout):
@@ -482,17 +511,40 @@ class Radio:
         generation: int,
         loop: asyncio.AbstractEventLoop,
         stop: threading.Event,
+        wake: threading.Event,
+        pacing: ReadPacing,
     ) -> None:
-        """The reader thread: bytes to the loop until the port fails or the radio stops."""
+        """The reader thread: bytes to the loop until the port fails or the radio stops, at
+        the pace ``ReadPacing`` sets (``wake`` ends a wait: a request, or stopping)."""
         try:
             while not stop.is_set():
-                data = port.read(port.in_waiting or 1)
-                if data:
-                    loop.call_soon_threadsafe(self._received_bytes, generation, data)
+                waiting = port.in_waiting
+                data = port.read(waiting or 1)
+                if not data:
+                    continue
+                if rest := port.in_waiting:  # what came with the first byte
+                    data += port.read(rest)
+                # Before the loop has the bytes: an answer in them is still awaited.
+                awaiting = self._awaiting()
+                wake.clear()
+                loop.call_soon_threadsafe(self._received_bytes, generation, data)
+                delay = pacing.after_read(
+                    time.monotonic(),
+                    buffered=waiting > 0,
+                    ends_frame=data[-1] == hdlc.FLAG,
+                    awaiting=awaiting or self._awaiting(),
+                )
+                if delay:
+                    wake.wait(delay)
         except Exception as exc:  # pyserial raises SerialException, OSError or, once closed, more
             if not stop.is_set():
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
                     loop.call_soon_threadsafe(self._lost, generation, f"read failed: {exc}")
+
+    def _awaiting(self) -> bool:
+        """The host waits for an answer of the RCP (read by the reader thread: a dict's
+        truth and a bool are read whole under the GIL)."""
+        return self._resetting or bool(self._pending)
 
     def _lost(self, generation: int, reason: str) -> None:
         if generation == self._generation:
@@ -513,6 +565,7 @@ class Radio:
     def _received_bytes(self, generation: int, data: bytes) -> None:
         if generation != self._generation:
             return
+        self._reads += 1
         for payload in self._decoder.feed(data):
             try:
                 frame = spinel.decode_frame(payload)

@@ -278,10 +278,13 @@ class Rcp:
     async def radio_up(self) -> None:
         await self.emulator.wait_until(lambda: self.emulator.raw_stream, timeout=TIMEOUT)
 
-    async def add(self, index: int, name: str, *, sleepy: bool = False) -> EmulatedNode:
-        """Node ``index`` on the air; it registers once the gateway lets it in."""
+    async def add(
+        self, index: int, name: str, *, sleepy: bool = False, **options: Any
+    ) -> EmulatedNode:
+        """Node ``index`` on the air (``options``: the rest of ``EmulatedNode``'s); it registers
+        once the gateway lets it in."""
         node_id = self.node_id(index)
-        node = EmulatedNode(bytes.fromhex(node_id.address), name, sleepy=sleepy)
+        node = EmulatedNode(bytes.fromhex(node_id.address), name, sleepy=sleepy, **options)
         self.nodes[node_id] = node
         await self.air.add(node)
         return node

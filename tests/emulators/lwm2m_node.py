@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import aiocoap
 from aiocoap.numbers.codes import Code
+from aiocoap.optiontypes import BlockOption
+from aiocoap.pipe import Pipe
 
 from bridged.engine.coap import append_message_interface
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
@@ -91,6 +94,7 @@ class EmulatedNode:
         server_port: int = 5683,
         firmware_delivery: int = 2,
         rollback: bool = False,
+        block_size_exp: int | None = None,
     ) -> None:
         self.eui64 = eui64
         self.short = short
@@ -129,6 +133,12 @@ class EmulatedNode:
         self._fetch: asyncio.Task[None] | None = None
         self.dm = DeviceManagement(self.tree)
         self.observations = Observations(self.dm)
+        #: With ``block_size_exp``, the largest payload it sends is one block (``SmallBlocks``);
+        #: ``between_blocks`` is called soon after each first block it sends.
+        self.block_size_exp = block_size_exp
+        self.between_blocks: Callable[[], None] | None = None
+        #: The block of each GET it answered there (0 for a GET that named none), in order.
+        self.blocks_asked: list[int] = []
         self.context: aiocoap.Context | None = None
         self.interface: LowpanMessageInterface | None = None
         self.registrar: Registrar | None = None
@@ -144,8 +154,13 @@ class EmulatedNode:
                 self.notifications.append(message)
             send(remote, data)
 
+        site = (
+            DeviceManagementResource(self.dm, self.observations)
+            if self.block_size_exp is None
+            else SmallBlocks(self, self.block_size_exp)
+        )
         self.context, self.interface = await create_link_context(
-            DeviceManagementResource(self.dm, self.observations),
+            site,
             sending,
             self.ip,
             self.port,
@@ -288,6 +303,78 @@ class EmulatedNode:
         await self.observations.close()
         context, self.context = self.context, None
         await context.shutdown()
+
+
+class SmallBlocks(DeviceManagementResource):
+    """The site of a node whose CoAP stack sends no payload longer than one block of
+    ``2 ** (size_exp + 4)`` bytes, as a constrained node on 6LoWPAN does. A longer response or
+    notification goes as its first block (Block2, RFC 7959 §3.4 for a notification) with the
+    ETag of its representation; a GET for a later block is answered from the node's state at
+    that moment, since such a node keeps no copy of what it sent: the ETag is what tells the
+    client that the representation changed between two blocks (RFC 7959 §2.4)."""
+
+    def __init__(self, node: EmulatedNode, size_exp: int) -> None:
+        super().__init__(node.dm, node.observations)
+        self.node = node
+        self.size_exp = size_exp
+
+    def answer_now(self, request: aiocoap.Message) -> None:
+        """Every request goes through ``render_to_pipe``, where the blocks are cut."""
+        return None
+
+    async def render_to_pipe(self, pipe: Pipe) -> None:
+        request = pipe.request
+        block2 = request.opt.block2
+        if request.code == Code.GET and request.opt.observe is None:
+            self.node.blocks_asked.append(0 if block2 is None else block2.block_number)
+        if request.code == Code.GET and block2 is not None and request.opt.observe is None:
+            current = await self.render(request)
+            pipe.add_response(
+                self._block(current, block2.block_number, min(block2.size_exponent, self.size_exp)),
+                is_last=True,
+            )
+            return
+        await super().render_to_pipe(cast(Pipe, _FirstBlocks(pipe, self)))
+
+    def first_block(self, response: aiocoap.Message) -> aiocoap.Message:
+        """``response`` as this node sends it unasked for a block: whole, or its first block."""
+        if len(response.payload) <= 1 << (self.size_exp + 4):
+            return response
+        block = self._block(response, 0, self.size_exp)
+        if self.node.between_blocks is not None:
+            asyncio.get_running_loop().call_soon(self.node.between_blocks)
+        return block
+
+    @staticmethod
+    def _block(response: aiocoap.Message, number: int, size_exp: int) -> aiocoap.Message:
+        if not response.code.is_successful():
+            return response
+        size = 1 << (size_exp + 4)
+        start = number * size
+        if start >= max(len(response.payload), 1):
+            return aiocoap.Message(code=Code.BAD_OPTION, payload=b"no such block")
+        return response.copy(
+            payload=response.payload[start : start + size],
+            block2=BlockOption.BlockwiseTuple(
+                number, start + size < len(response.payload), size_exp
+            ),
+            etag=hashlib.sha256(response.payload).digest()[:8],
+        )
+
+
+class _FirstBlocks:
+    """A pipe that hands on each response as ``SmallBlocks`` sends it unasked for a block."""
+
+    def __init__(self, pipe: Pipe, site: SmallBlocks) -> None:
+        self._pipe = pipe
+        self._site = site
+        self.request = pipe.request
+
+    def add_response(self, response: aiocoap.Message, is_last: bool) -> None:
+        self._pipe.add_response(self._site.first_block(response), is_last=is_last)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipe, name)
 
 
 class DirectLink:

@@ -55,7 +55,7 @@ from bridged.transports.nodes import NodeId
 from ..base import Heard, NodeState, TransportEvents
 from .coap_link import LowpanAddress, LowpanMessageInterface
 from .lowpan import mac_from_address
-from .notifications import each_notification
+from .notifications import each_notification, rest_of
 from .sources import HOLD, NodeSources, Sorted
 
 if TYPE_CHECKING:
@@ -681,15 +681,17 @@ class NodeServer:
         self, registration: NodeRegistration, message: aiocoap.Message, path: Path
     ) -> aiocoap.Message:
         """``message``, or, if it is the first of several Block2 blocks, the whole
-        representation, read again by a block-wise GET of ``path`` (what aiocoap's block-wise
-        wrapper does for an observation's notification)."""
+        representation: its other blocks asked for (``rest_of``), or, if the node's
+        representation changed meanwhile, the current one read by a block-wise GET of
+        ``path``."""
         block2 = message.opt.block2
         if block2 is None or not block2.more:
             return message
         assert self.context is not None
         get = aiocoap.Message(code=Code.GET, uri_path=tuple(path.segments()), accept=FORMAT)
         get.remote = registration.address
-        return await self.context.request(get).response
+        whole = await rest_of(self.context, get, message)
+        return whole if whole is not None else await self.context.request(get).response
 
     def _notified(
         self, registration: NodeRegistration, message: aiocoap.Message, path: Path, *, first: bool

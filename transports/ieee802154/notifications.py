@@ -1,4 +1,4 @@
-"""Every notification of an observation the node server made, none dropped.
+"""Every notification of an observation the node server made, none dropped, each whole.
 
 aiocoap's ``async for notification in request.observation`` is a lossy queue: its iterator
 keeps one notification not yet taken, and a second that arrives before the consumer ran
@@ -9,6 +9,10 @@ hands over a busy line's frames together, pacing.py): the first reading was lost
 callbacks the iterator itself is built on see each one; aiocoap 0.4.17 marks them deprecated
 for applications, so they are registered as its iterator registers them
 (``_suppress_deprecation``), pinned in tests/unit/test_aiocoap_internals.py.
+
+Without aiocoap's block-wise wrapper, a notification larger than the node's block size comes
+as its first block (Block2, RFC 7959 §3.4), and the node server asks for the rest itself
+(``rest_of``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from collections.abc import Callable
 
 import aiocoap
 from aiocoap import error
+from aiocoap.numbers.codes import Code
+from aiocoap.optiontypes import BlockOption
 
 
 async def each_notification(
@@ -48,3 +54,32 @@ async def each_notification(
         await ended
     finally:
         live = False
+
+
+async def rest_of(
+    context: aiocoap.Context, get: aiocoap.Message, first: aiocoap.Message
+) -> aiocoap.Message | None:
+    """The whole representation whose first block is ``first`` (a notification with Block2),
+    its other blocks asked for by ``get`` (the resource's GET, without Observe) one after the
+    other in the notification's block size, as RFC 7959 §3.4 has the client do. None when the
+    node serves another representation by then (another ETag, or blocks that do not follow
+    on: it changed and keeps no copy of the one it notified), or answers no block: the blocks
+    of two representations are never glued (§2.4), and the caller reads the current one."""
+    block = first.opt.block2
+    assert block is not None
+    payload = first.payload
+    while block.more:
+        asked = get.copy(
+            block2=BlockOption.BlockwiseTuple(block.block_number + 1, False, block.size_exponent)
+        )
+        response = await context.request(asked, handle_blockwise=False).response
+        block = response.opt.block2
+        if (
+            response.code != Code.CONTENT
+            or block is None
+            or block.start != len(payload)
+            or response.opt.etag != first.opt.etag
+        ):
+            return None
+        payload += response.payload
+    return first.copy(payload=payload, block2=None)

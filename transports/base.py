@@ -251,11 +251,19 @@ class Transport(abc.ABC):
 
     def radio_condition(self, condition: str, *, fault: bool) -> None:
         """Say what the radio is doing now (``condition``, shown by ``bridgectl status``), and
-        whether it is a fault: nothing can be heard or sent until it is over."""
+        whether it is a fault: nothing can be heard or sent until it is over. A radio closed
+        by ``stop`` says ``radio_stopped`` instead."""
         self.condition = condition
         before, self.fault = self.fault, condition if fault else None
         if self.fault != before:
             self.fault_listeners.notify(lambda tell: tell(self))
+
+    def radio_stopped(self, condition: str) -> None:
+        """Say the radio was closed by ``stop``: the one way a transport tells a stop from a
+        loss. A deliberate stop (systemctl stop, a reload) is no fault of the gateway's (its
+        /3/0/11, its Event Log) and takes no node out of reach; whatever fault the radio had
+        ends with it, as the radio does."""
+        self.radio_condition(condition, fault=False)
 
     @classmethod
     def normalise_address(cls, address: str) -> str:

@@ -274,7 +274,7 @@ async def test_missing_port_at_start_is_retried(rcp: RcpEmulator) -> None:
         assert_configured(rcp)
     finally:
         await host.radio.stop()
-    assert host.radio.state == RadioState(False, "stopped")
+    assert host.radio.state == RadioState(False, "stopped", stopped=True)
 
 
 async def test_incompatible_rcp_stays_down_until_it_is_replaced(rcp: RcpEmulator) -> None:
@@ -507,7 +507,7 @@ async def test_stop_during_bring_up_ends_start(rcp: RcpEmulator) -> None:
     await rcp.wait_until(lambda: resets_sent(rcp) == 1)
     await asyncio.wait_for(host.radio.stop(), TIMEOUT)
     await asyncio.wait_for(start, TIMEOUT)
-    assert host.radio.state == RadioState(False, "stopped")
+    assert host.radio.state == RadioState(False, "stopped", stopped=True)
     assert_released(rcp)
 
 

@@ -385,12 +385,14 @@ class BleTransport(Transport):
     def _scanner_state(self, status: ScannerStatus) -> None:
         where = status.adapter or "the first powered adapter"
         log.info("scanner on %s: %s (%s)", where, status.state.value, status.reason)
+        condition = f"scanner on {where}: {status.state.value} ({status.reason})"
+        if status.state is ScannerState.STOPPED:
+            self.radio_stopped(condition)
+            return
         lost = status.state is ScannerState.NO_ADAPTER or (
             status.state is ScannerState.RETRYING and bool(status.retry_in)
         )
-        self.radio_condition(
-            f"scanner on {where}: {status.state.value} ({status.reason})", fault=lost
-        )
+        self.radio_condition(condition, fault=lost)
         if status.state is ScannerState.SCANNING:
             self._scan_lost = False
         elif lost and not self._scan_lost:

@@ -132,10 +132,12 @@ _TX_STATUSES = {
 
 @dataclass(frozen=True, slots=True)
 class RadioState:
-    """Up (frames flow) or down, and why."""
+    """Up (frames flow) or down, and why. ``stopped``: down because ``Radio.stop`` closed it,
+    on purpose, which is no loss of the dongle (not a fault of the gateway's)."""
 
     up: bool
     reason: str
+    stopped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +234,7 @@ class Radio:
         await cancel_and_wait(task)
         self._attempted.set()  # a start() waiting for a first attempt that never came
         await self._disconnect("stopped")
-        self._set_state(False, "stopped")
+        self._set_state(False, "stopped", stopped=True)
 
     async def transmit(self, psdu: bytes, *, csma: bool = True, max_retries: int = 3) -> TxStatus:
         """Send one PSDU (with room for its 2-byte FCS, which the RCP fills in) on the
@@ -390,12 +392,16 @@ class Radio:
     def _up_reason(self) -> str:
         return f"up on channel {self.config.channel}, EUI-64 {self.eui64.hex()}"
 
-    def _set_state(self, up: bool, reason: str) -> None:
-        state = RadioState(up, reason)
+    def _set_state(self, up: bool, reason: str, *, stopped: bool = False) -> None:
+        state = RadioState(up, reason, stopped)
         if state == self.state:
             return
         self.state = state
-        (log.info if up else log.warning)("802.15.4 radio %s: %s", "up" if up else "down", reason)
+        if stopped:
+            log.info("802.15.4 radio %s", reason)
+        else:
+            level = log.info if up else log.warning
+            level("802.15.4 radio %s: %s", "up" if up else "down", reason)
         if self.on_state is not None:
             try:
                 self.on_state(state)

@@ -447,6 +447,9 @@ class IEEE802154Transport(Transport):
 
     def _radio_state(self, state: RadioState) -> None:
         # (the radio logs the change itself)
+        if state.stopped:
+            self.radio_stopped(f"radio {state.reason}")
+            return
         self.radio_condition(
             f"radio {'up' if state.up else 'down'}: {state.reason}", fault=not state.up
         )

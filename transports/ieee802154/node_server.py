@@ -651,9 +651,20 @@ class NodeServer:
         completing: set[asyncio.Task[None]] = set()
 
         async def whole(message: aiocoap.Message) -> None:
-            with contextlib.suppress(error.Error):
+            try:
                 complete = await self._whole(registration, message, path)
-                self._notified(registration, complete, path, first=False)
+            except error.Error as e:
+                # the node stopped answering for the rest of its blocks: the reading is lost
+                # on the air, not here; say so rather than drop it unseen
+                log.warning(
+                    "node %s: a notification of %s in blocks could not be completed: %s",
+                    node,
+                    path,
+                    e,
+                    extra={"NODE": str(node)},
+                )
+                return
+            self._notified(registration, complete, path, first=False)
 
         def notified(message: aiocoap.Message) -> None:
             block2 = message.opt.block2

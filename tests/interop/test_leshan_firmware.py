@@ -204,3 +204,41 @@ async def test_leshan_updates_a_sleepy_smp_node_across_its_wake_windows(
         assert len([w for w in held["windows"] if w]) >= 3, held["windows"]
         version = await leshan.read(node_ep, "/3/0/3", "TEXT")
         assert version.value == version_of(package), version.raw
+
+
+async def test_leshan_updates_a_sleepy_802154_node_when_it_wakes(
+    tmp_path: Path, leshan: Leshan, events: EventStream
+) -> None:
+    """The 802.15.4 node is a queue-mode LwM2M client that sleeps between its wake windows:
+    Leshan writes a Package URI, executes Update while the node sleeps and reads Updating
+    meanwhile (the node was asked nothing); as the node wakes, the gateway has it pull the
+    image, and Leshan reads Idle with Success and the new /3/0/3."""
+    ep = "gw-leshan-fw-sleepy-154"
+    package = image((6, 5, 0, 0), 6_000)
+    async with World(tmp_path) as world, coap_package(package) as uri:
+        daemon = await world.start_daemon(
+            leshan.uri,
+            endpoint=ep,
+            gateway='exposure = "endpoints"',
+            radio="awake_window = 2",
+        )
+        eui64 = node_eui64(6).hex()
+        await daemon.ctl_json("pair", "802154", eui64, "--name", "cellar")
+        node = await world.add_node(6, "cellar", firmware_delivery=0, sleepy=True)
+        node_ep = f"{ep}:802154:{eui64}"
+        await events.next("REGISTRATION", endpoint=node_ep, timeout=TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):  # its wake window ends
+            while (await daemon.ctl_json("node", "show", f"802154:{eui64}"))["reachable"]:
+                await asyncio.sleep(0.2)
+        written = await leshan.write_value(node_ep, "/5/0/1", uri, "TEXT")
+        assert written.code == "2.04", written.raw
+        await ended(leshan, node_ep, 2, 0)
+        executed = await leshan.execute(node_ep, "/5/0/2")
+        assert executed.code == "2.04", executed.raw
+        await ended(leshan, node_ep, 3, 0)
+        assert node.package == b""  # asleep: asked nothing yet
+        await node.update()  # it wakes
+        await ended(leshan, node_ep, 0, 1, UPDATE_TIMEOUT)
+        assert node.firmware == package
+        version = await leshan.read(node_ep, "/3/0/3", "TEXT")
+        assert version.value == version_of(package), version.raw

@@ -23,7 +23,10 @@ one place, whatever code sends through the context:
   message; one answering a NON notification is logged and ignored, so the observation went on
   (RFC 7641 §3.6 says the RST cancels it; OMA int-302). Here a NON notification is remembered
   by (remote, Message ID) for NON_LIFETIME, the Message ID's reservation, and an RST matching
-  it ends the observation as aiocoap ends one whose CON notification got an RST.
+  it ends the observation as aiocoap ends one whose CON notification got an RST. Either way,
+  the observation's notifications not sent yet (held for a Message ID, or queued behind
+  another CON) are dropped: sent after the RST, they would reach a server that has forgotten
+  the token. What was already on the wire when the RST came is beyond recall.
 * **Who is served.** aiocoap serves a request from any address. A context made with
   ``peers_only`` (the NoSec socket toward one LwM2M server, or toward the Bootstrap-Server)
   serves requests, and answers pings, only from the addresses its own requests went to
@@ -375,6 +378,23 @@ class BoundedMessageManager(MessageManager):
         if wakeup is not None:
             wakeup.cancel()
 
+    def _drop_waiting(
+        self, remote: interfaces.EndpointAddress, monitor: Callable[[], None]
+    ) -> None:
+        """Forget the messages to ``remote`` not sent yet (held for a Message ID, or in
+        aiocoap's backlog of CONs) that ``monitor`` watches: an RST ended what they belong to.
+
+        aiocoap gives every message of one response pipe (an observation's notifications) the
+        same monitor, so these are the notifications of the observation the RST cancelled;
+        sent later, they would reach a server that has forgotten the token (RFC 7641 §3.6)."""
+        for waiting in (self._held.get(remote), self._backlogs.get(remote)):
+            if waiting:
+                kept = [entry for entry in waiting if entry[1] is not monitor]
+                waiting.clear()
+                waiting.extend(kept)
+        if remote in self._held and not self._held[remote]:
+            self._drop_held(remote)
+
     def dispatch_error(self, error: Exception, remote: interfaces.EndpointAddress) -> None:
         # The token manager has failed every exchange with the remote: nothing held is wanted.
         super().dispatch_error(error, remote)
@@ -415,6 +435,10 @@ class BoundedMessageManager(MessageManager):
     def _remove_exchange(self, message: aiocoap.Message) -> None:
         key = (message.remote, message.mid)
         exchange = self._active_exchanges is not None and key in self._active_exchanges
+        if message.mtype is RST and exchange:
+            assert self._active_exchanges is not None
+            # aiocoap sends the backlog on right after this: not what the RST ended.
+            self._drop_waiting(message.remote, self._active_exchanges[key][0])
         if message.mtype is RST and not exchange:
             entry = self._notifications.pop(key, None)
             if entry is not None and entry[0] > self.clock():
@@ -423,6 +447,7 @@ class BoundedMessageManager(MessageManager):
                     message.remote,
                     message.mid,
                 )
+                self._drop_waiting(message.remote, entry[1])
                 entry[1]()
                 return
         future = self._acks.pop(key, None)

@@ -153,7 +153,9 @@ async def test_LightweightM2M_1_1_int_302_cancel_observation_by_reset(
     RST reached it is logged by Leshan after the RST it sent, and RFC 7641 §3.6 only asks the
     server to remove the observer when the RST arrives. What comes after that window would be
     an observation that did not end. (A fresh-clone CI run saw one such notification, Observe
-    15 after the RST; whether it was in flight or sent after the RST is not known yet.)"""
+    15 after the RST. It was on the wire before the RST reached the gateway: once the RST is
+    handled, nothing of the observation is sent, not even a notification held for a Message
+    ID or queued behind a CON; tests/integration/test_observe_reset.py shows each case.)"""
     uri_path = "Uri-Path: " + ", ".join(f'"{part}"' for part in temperature.strip("/").split("/"))
     observe = await coap.next(
         "COAPLOG",

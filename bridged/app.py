@@ -86,7 +86,7 @@ from .build import (
 from .config import Config, ConfigError
 from .eventlog import EventLog
 from .events import EventHub, HeardEvents, NodeEvents
-from .faults import RADIO_DOWN
+from .faults import RADIO_DOWN, server_source, transport_source
 from .protocol import HISTORY_LIMIT, OperationFailed
 from .registrations import Registrations
 from .server_verbs import ServerVerbs
@@ -271,6 +271,8 @@ class Gateway:
         self._mark_running()
         for transport in self.transports.values():
             await self._start_transport(transport)
+        # Each radio said whether it works; the servers say so as they answer.
+        self.faults.settle({server_source(s.uri) for s in self.config.servers})
         self.firmware.start()
         self._registry_task = asyncio.create_task(self.registry.run(), name="registry")
         self.nodes_health.start()
@@ -303,6 +305,7 @@ class Gateway:
         not applied stays pending), make every reading durable, close the transports (then
         commit what they said while closing) and the database."""
         self.running = False
+        self.faults.close()  # a stop ends no fault (bridged/faults.py)
         self.registrations.close()
         if self.client_running:
             await self._stop_lwm2m()
@@ -440,7 +443,8 @@ class Gateway:
             # One radio that cannot start must not stop the others, nor the gateway.
             self.transport_state[transport.name] = f"failed: {e}"
             log.error("transport %s did not start: %s", transport.name, e)
-            self.faults.raise_fault(f"transport.{transport.name}", RADIO_DOWN, f"failed: {e}")
+            source = transport_source(transport.name)
+            self.faults.raise_fault(source, RADIO_DOWN, f"failed: {e}")
         else:
             self.transport_state[transport.name] = "up"
         self.events.publish(
@@ -453,7 +457,7 @@ class Gateway:
         except Exception as e:
             log.error("transport %s did not stop cleanly: %s", name, e)
         self.transport_state[name] = "down"
-        self.faults.clear(f"transport.{name}")
+        self.faults.clear(transport_source(name))
 
     # -- what happens ------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ from .config import Config, ConfigError, TransportSection, transport_error
 from .download import Credentials
 from .eventlog import EventLog
 from .events import EventHub
-from .faults import ClockWatch, Fault, GatewayFaults
+from .faults import ClockWatch, Fault, GatewayFaults, own_source
 from .firmware import FirmwareUpdates, UpdateEnded
 from .health import HealthFeed, HealthMonitor, HealthNews
 
@@ -149,7 +149,12 @@ def build_faults(
     """The gateway's own faults in its /3/0/11 (``bridged.faults``): the store refusing
     writes (told by the registry) and a clock that jumped (checked as nodes are heard); each
     fault starting and ending is a ``gateway.fault`` event and a line of the event log."""
-    faults = GatewayFaults(tree)
+    carried = [
+        Fault(e.source, e.code, e.why)
+        for e in event_log.store.still_raised()
+        if own_source(e.source)
+    ]
+    faults = GatewayFaults(tree, carried)
 
     def told(fault: Fault, present: bool) -> None:
         events.publish(

@@ -19,13 +19,21 @@ specific):
   event log, started and ended at once, as nothing is left to clear. ``ClockWatch`` sees it
   when something happens (a node heard), comparing the wall clock with the monotonic one,
   so no timer runs for it.
+
+A deliberate stop ends no fault (``close``): one still present then (the dongle unplugged)
+stays raised in the persisted event log, with no "cleared" line, as nothing cleared it. The
+next start is given what the log still has raised (``carried``) and takes each as present
+until its source speaks: one found again is the same fault, not raised a second time; one
+its source clears, or that no source reports any more by the end of the start (``settle``),
+is logged cleared then. So every raised line is matched by a cleared one, at the time the
+fault was seen gone.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from bridged.objects.ids import DEVICE_PATH, Device
@@ -59,23 +67,59 @@ class Fault:
 FaultListener = Callable[[Fault, bool], None]
 """Told ``(fault, present)`` when a fault starts (True) or ends (False)."""
 
+STORE = "store"
+CLOCK = "clock"
+
+
+def transport_source(name: str) -> str:
+    """The source of a transport's radio faults."""
+    return f"transport.{name}"
+
+
+def server_source(uri: str) -> str:
+    """The source of the faults of the gateway's registration with the server at ``uri``."""
+    return f"server {uri}"
+
+
+def own_source(source: str) -> bool:
+    """Whether a fault log entry's ``source`` is the gateway's own (not a node's)."""
+    return source in (STORE, CLOCK) or source.startswith((transport_source(""), server_source("")))
+
 
 class GatewayFaults:
-    """The faults present now, shown in ``tree``'s /3/0/11 (see the module docstring)."""
+    """The faults present now, shown in ``tree``'s /3/0/11 (see the module docstring).
 
-    def __init__(self, tree: ObjectTree) -> None:
+    ``carried`` are the faults the persisted log still has raised from the previous run."""
+
+    def __init__(self, tree: ObjectTree, carried: Iterable[Fault] = ()) -> None:
         self.tree = tree
-        self.present: dict[str, Fault] = {}
+        self.present: dict[str, Fault] = {f.source: f for f in carried}
+        self._carried = dict(self.present)
+        """Carried faults whose source has not spoken yet in this run."""
+        self._closed = False
         self._listeners: Listeners[FaultListener] = Listeners("gateway faults")
+        if self.present:
+            self._show()
 
     def listen(self, listener: FaultListener) -> Callable[[], None]:
         return self._listeners.add(listener)
 
     def raise_fault(self, source: str, code: int, why: str) -> None:
-        """``source`` has a fault now (a new ``why`` replaces the old, said again)."""
-        fault = Fault(source, code, why)
-        if self.present.get(source) == fault:
+        """``source`` has a fault now. One it has already with the same code is the same fault
+        (a dongle unplugged is first a failed read, then a port that cannot be opened), the one
+        carried from the previous run too: its new ``why`` is logged, not raised again."""
+        if self._closed:
             return
+        self._carried.pop(source, None)
+        fault = Fault(source, code, why)
+        current = self.present.get(source)
+        if current is not None and current.code == code:
+            if current != fault:
+                self.present[source] = fault
+                log.warning("gateway fault goes on: %s: %s (error code %d)", source, why, code)
+            return
+        if current is not None:
+            self.clear(source)  # another fault: the one before is over
         self.present[source] = fault
         log.error("gateway fault: %s: %s (error code %d)", source, why, code)
         self._show()
@@ -83,12 +127,32 @@ class GatewayFaults:
 
     def clear(self, source: str) -> None:
         """``source``'s fault, if it had one, is over."""
+        if self._closed:
+            return
+        self._carried.pop(source, None)
         fault = self.present.pop(source, None)
         if fault is None:
             return
         log.warning("gateway fault over: %s (was: %s)", source, fault.why)
         self._show()
         self._listeners.notify(lambda tell: tell(fault, False))
+
+    def settle(self, reporting: Collection[str]) -> None:
+        """The start is over: the sources that can tell have told whether their fault is still
+        there. A carried fault not found again is over, unless its source is in ``reporting``
+        (one that tells later: a server, by its registration's outcome)."""
+        for source in [s for s in self._carried if s not in reporting]:
+            self.clear(source)
+
+    def close(self) -> None:
+        """A deliberate stop: what is present stays so in the log, since a stop cures nothing
+        (see the module docstring); nothing is raised or cleared any more."""
+        if self.present:
+            log.info(
+                "stopping with gateway fault(s) present, kept raised for the next start: %s",
+                ", ".join(sorted(self.present)),
+            )
+        self._closed = True
 
     def occurred(self, source: str, code: int, why: str) -> None:
         """A fault that is a moment (a clock jump): logged, started and ended at once."""
@@ -101,16 +165,17 @@ class GatewayFaults:
         """The registry's word on the state database (``NodeRegistry.on_store_problem``): why
         it refuses writes, or None once it takes them again."""
         if problem is None:
-            self.clear("store")
+            self.clear(STORE)
         else:
-            self.raise_fault("store", STORE_REFUSES_WRITES, problem)
+            self.raise_fault(STORE, STORE_REFUSES_WRITES, problem)
 
     def radio(self, transport: Transport) -> None:
         """A transport's radio went down or came back (one of its ``fault_listeners``)."""
+        source = transport_source(transport.name)
         if transport.fault is None:
-            self.clear(f"transport.{transport.name}")
+            self.clear(source)
         else:
-            self.raise_fault(f"transport.{transport.name}", RADIO_DOWN, transport.fault)
+            self.raise_fault(source, RADIO_DOWN, transport.fault)
 
     @property
     def codes(self) -> tuple[int, ...]:
@@ -150,4 +215,4 @@ class ClockWatch:
         offset = self._clock() - self._monotonic()
         jump, self._offset = offset - self._offset, offset
         if abs(jump) >= self.threshold:
-            self.faults.occurred("clock", CLOCK_JUMPED, f"the clock jumped by {jump:+.0f} s")
+            self.faults.occurred(CLOCK, CLOCK_JUMPED, f"the clock jumped by {jump:+.0f} s")

@@ -20,7 +20,7 @@ from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.exposure.endpoints import NodeEndpoint
 
 from .events import EventHub
-from .faults import SERVER_UNREACHABLE, GatewayFaults
+from .faults import SERVER_UNREACHABLE, GatewayFaults, server_source
 
 ENDPOINT_STATUS_DELAY = 0.5
 """Node endpoints' registration events within this many seconds make one status change (after
@@ -57,7 +57,7 @@ class Registrations:
     def registration(self, event: RegistrationEvent) -> None:
         """An event of the gateway's own registration with a server."""
         self.last[event.server] = event
-        source = f"server {event.server}"
+        source = server_source(event.server)
         if event.kind in FAILURES:
             why = f"{event.kind.value}: {event.detail}" if event.detail else event.kind.value
             self.faults.raise_fault(source, SERVER_UNREACHABLE, why)

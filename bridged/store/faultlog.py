@@ -47,9 +47,19 @@ class FaultLogStore:
                 (self.limit,),
             )
 
+    def still_raised(self) -> list[FaultEntry]:
+        """The sources whose last entry kept is a raise (a fault present when the gateway
+        stopped, or when it was killed), that entry each, oldest first."""
+        return self._select(
+            "WHERE present AND id IN (SELECT max(id) FROM fault_log GROUP BY source)"
+        )
+
     def entries(self) -> list[FaultEntry]:
         """What is kept, oldest first."""
+        return self._select("")
+
+    def _select(self, where: str) -> list[FaultEntry]:
         rows = self.conn.execute(
-            "SELECT time, source, code, present, why FROM fault_log ORDER BY id"
+            f"SELECT time, source, code, present, why FROM fault_log {where} ORDER BY id"
         ).fetchall()
         return [FaultEntry(t, s, c, bool(p), w) for t, s, c, p, w in rows]

@@ -255,11 +255,12 @@ request_timeout = 5
         *,
         endpoint: str,
         more_servers: Sequence[str] = (),
+        radio_up: bool = True,
         **options: str,
     ) -> Daemon:
         """Start ``bridged`` for this world (``options`` as ``config`` takes them) and wait until
-        its control socket answers and its 802.15.4 radio is up. Stopped (killed if still
-        running) when the world closes."""
+        its control socket answers and (``radio_up``) its 802.15.4 radio is up. Stopped (killed
+        if still running) when the world closes."""
         path = self.workdir / "bridged.toml"
         path.write_text(
             self.config(server_uri, endpoint=endpoint, more_servers=more_servers, **options)
@@ -285,7 +286,8 @@ request_timeout = 5
         self._stack.push_async_callback(self._kill, proc)
         self.daemon = daemon
         await daemon.ready()
-        await self.rcp.wait_until(lambda: self.rcp.raw_stream, timeout=START_TIMEOUT)
+        if radio_up:
+            await self.rcp.wait_until(lambda: self.rcp.raw_stream, timeout=START_TIMEOUT)
         return daemon
 
     @staticmethod

@@ -51,3 +51,15 @@ def test_a_deleted_log_instance_comes_back_with_the_next_entry(tmp_path: FsPath)
     log.record("store", 17, True, "the state database refuses writes")
     data = tree.get(Path((20, 0, LOG_DATA)))
     assert isinstance(data, bytes) and b" store raised 17 " in data
+
+
+def test_still_raised_are_the_sources_whose_last_entry_raises(tmp_path: FsPath) -> None:
+    log, _ = opened(tmp_path, limit=10)
+    log.record("transport.802154", 8, True, "radio down: read failed")
+    log.record("store", 17, True, "the state database refuses writes")
+    log.record("server coap://s", 7, True, "registration-failed")
+    log.record("store", 17, False, "the state database refuses writes")
+    assert [(e.source, e.code) for e in log.store.still_raised()] == [
+        ("transport.802154", 8),
+        ("server coap://s", 7),
+    ]

@@ -31,11 +31,7 @@ ERROR_CODE = Path((3, 0, 11))
 
 
 def test_each_fault_is_an_error_code_instance_and_none_is_0() -> None:
-    tree = ObjectTree(builtin_definitions())
-    tree.create_instance(3, 0, [(11, {0: 0})])
-    faults = GatewayFaults(tree)
-    told: list[tuple[Fault, bool]] = []
-    faults.listen(lambda fault, present: told.append((fault, present)))
+    tree, faults, told = watched()
     faults.raise_fault("store", STORE_REFUSES_WRITES, "the state database refuses writes")
     faults.raise_fault("transport.802154", RADIO_DOWN, "radio down: unplugged")
     faults.raise_fault("transport.802154", RADIO_DOWN, "radio down: unplugged")  # no news
@@ -53,6 +49,55 @@ def test_each_fault_is_an_error_code_instance_and_none_is_0() -> None:
     ]
 
 
+def watched(*carried: Fault) -> tuple[ObjectTree, GatewayFaults, list[tuple[Fault, bool]]]:
+    """A tree with /3/0/11, its faults (``carried`` from a previous run), what they tell."""
+    tree = ObjectTree(builtin_definitions())
+    tree.create_instance(3, 0, [(11, {0: 0})])
+    faults = GatewayFaults(tree, carried)
+    told: list[tuple[Fault, bool]] = []
+    faults.listen(lambda fault, present: told.append((fault, present)))
+    return tree, faults, told
+
+
+def test_a_fault_of_the_same_code_is_the_same_fault_whatever_it_says() -> None:
+    """An unplugged dongle is a failed read, then a port that cannot be opened: one fault,
+    raised once; another code from the same source ends the first."""
+    _, faults, told = watched()
+    faults.raise_fault("transport.802154", RADIO_DOWN, "radio down: read failed")
+    faults.raise_fault("transport.802154", RADIO_DOWN, "radio down: could not open port")
+    assert faults.present["transport.802154"].why == "radio down: could not open port"
+    faults.raise_fault("transport.802154", STORE_REFUSES_WRITES, "another")
+    assert [(f.code, present) for f, present in told] == [
+        (RADIO_DOWN, True),
+        (RADIO_DOWN, False),
+        (STORE_REFUSES_WRITES, True),
+    ]
+
+
+def test_a_carried_fault_is_present_until_its_source_or_the_start_says_it_is_over() -> None:
+    """Carried from the previous run: one found again is not raised again, one its source
+    clears or that nobody reports by ``settle`` is cleared, a server's waits for it; after
+    ``close`` (a stop) nothing ends."""
+    tree, faults, told = watched(
+        Fault("transport.802154", RADIO_DOWN, "radio down: read failed"),
+        Fault("transport.ble", RADIO_DOWN, "radio down: no adapter"),
+        Fault("store", STORE_REFUSES_WRITES, "disk full"),
+        Fault("server coap://s", UNREACHABLE, "registration-failed"),
+    )
+    assert tree.get(ERROR_CODE) == {0: UNREACHABLE, 1: RADIO_DOWN, 2: STORE_REFUSES_WRITES}
+    faults.raise_fault("transport.802154", RADIO_DOWN, "radio down: could not open port")
+    faults.clear("transport.ble")
+    faults.settle({"server coap://s"})
+    ended = [(Fault("transport.ble", RADIO_DOWN, "radio down: no adapter"), False)]
+    ended.append((Fault("store", STORE_REFUSES_WRITES, "disk full"), False))
+    assert told == ended
+    assert tree.get(ERROR_CODE) == {0: UNREACHABLE, 1: RADIO_DOWN}
+    faults.close()
+    faults.clear("transport.802154")
+    faults.clear("server coap://s")
+    assert told == ended
+
+
 def test_a_nodes_device_specific_code_is_shown_in_its_device_object() -> None:
     tree = ObjectTree(builtin_definitions(), "dev0")
     mirror = NodeMirror(tree, PathMap(prefixed=True))
@@ -62,11 +107,7 @@ def test_a_nodes_device_specific_code_is_shown_in_its_device_object() -> None:
 
 
 def test_a_clock_jump_is_told_as_a_moment_and_leaves_no_code() -> None:
-    tree = ObjectTree(builtin_definitions())
-    tree.create_instance(3, 0, [(11, {0: 0})])
-    faults = GatewayFaults(tree)
-    told: list[tuple[Fault, bool]] = []
-    faults.listen(lambda fault, present: told.append((fault, present)))
+    tree, faults, told = watched()
     wall, mono = [1_000.0], [50.0]
     watch = ClockWatch(faults, clock=lambda: wall[0], monotonic=lambda: mono[0])
     wall[0] += 10

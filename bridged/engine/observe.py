@@ -27,9 +27,9 @@ How aiocoap is used (public resource interface only, so it works the same over U
   only to confirmable messages, so the engine's message layer matches it to the notification
   by Message ID (``bridged.engine.coap``). Either RST also drops the observation's
   notifications that the message layer has not sent yet (held for a Message ID, or queued
-  behind another CON): after it, only one already on the wire can reach the server. A server that silently forgot an observation is
-  found out by ``Reliability``: a notification is confirmable at the latest ``liveness``
-  seconds after the server fell silent.
+  behind another CON): after it, only one already on the wire can reach the server. A server
+  that silently forgot an observation is found out by ``Reliability``: a notification is
+  confirmable at the latest ``liveness`` seconds after the server fell silent.
 
 Queue mode: ``hold`` keeps notifications back (observations keep being evaluated, and those
 that become due wait with their pending state, calling ``on_held`` so that the session can wake

@@ -68,15 +68,18 @@ member per datagram."""
 
 def guard_stale_icmp_errors(context: aiocoap.Context) -> int:
     """Install the guard on every ``udp6`` transport of ``context``; returns how many."""
-    guarded = 0
-    for messages in _udp6_interfaces(context):
-        transport = messages.transport
-        sock = transport.get_extra_info("socket")
-        if not isinstance(sock, socket.socket):
-            continue
-        transport.sendmsg = _retrying_sendmsg(sock, transport.sendmsg)
-        guarded += 1
-    return guarded
+    return sum(guard_sends(messages) for messages in _udp6_interfaces(context))
+
+
+def guard_sends(messages: MessageInterfaceUDP6) -> bool:
+    """Install the guard on the transport of one ``udp6`` message interface; False if it has
+    no socket to guard."""
+    transport = messages.transport
+    sock = transport.get_extra_info("socket")
+    if not isinstance(sock, socket.socket):
+        return False
+    transport.sendmsg = _retrying_sendmsg(sock, transport.sendmsg)
+    return True
 
 
 def _retrying_sendmsg(sock: socket.socket, original: Any) -> Any:
@@ -95,9 +98,14 @@ def guard_received_datagrams(context: aiocoap.Context) -> int:
     ``context``; returns how many."""
     guarded = 0
     for messages in _udp6_interfaces(context):
-        messages.datagram_msg_received = _guarded_receive(messages, messages.datagram_msg_received)
+        guard_receives(messages)
         guarded += 1
     return guarded
+
+
+def guard_receives(messages: MessageInterfaceUDP6) -> None:
+    """Install the receive guard on one ``udp6`` message interface."""
+    messages.datagram_msg_received = _guarded_receive(messages, messages.datagram_msg_received)
 
 
 def refusal_of_truncated(datagram: bytes) -> aiocoap.Message | None:

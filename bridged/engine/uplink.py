@@ -12,6 +12,7 @@ registrar and the Send code do not care which one they talk through.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import aiocoap
@@ -37,6 +38,12 @@ class Uplink(Protocol):
     async def shutdown(self) -> None: ...
 
 
+OpenUdp = Callable[[interfaces.Resource, tuple[str, int]], Awaitable[Uplink]]
+"""Opens a NoSec uplink serving a site, bound to an address: ``UdpUplink.create`` (a context
+of its own) or a shared engine's ``open`` (``bridged.engine.sockets``: a socket of its own in a
+context shared with other endpoints)."""
+
+
 class UdpUplink:
     """Plain CoAP over UDP (NoSec): one socket, serving ``site`` and sending requests.
 
@@ -52,8 +59,13 @@ class UdpUplink:
     host is resolved again.
     """
 
-    def __init__(self, context: aiocoap.Context) -> None:
+    def __init__(
+        self,
+        context: aiocoap.Context,
+        address: Callable[[interfaces.EndpointAddress], interfaces.EndpointAddress] = cached,
+    ) -> None:
         self._context = context
+        self._address = address  # the context's message layer's kind of address
         self._resolved: dict[interfaces.EndpointAddress, interfaces.EndpointAddress] = {}
 
     @classmethod
@@ -85,7 +97,9 @@ class UdpUplink:
             # on: aiocoap names every request's task by its repr, and that address's repr asks
             # the kernel for the interface's name (a socket and an ioctl) each time.
             remote = response.remote
-            self._resolved[asked] = cached(UDP6EndpointAddress(remote.sockaddr, remote.interface))
+            self._resolved[asked] = self._address(
+                UDP6EndpointAddress(remote.sockaddr, remote.interface)
+            )
         return response
 
     def drop_session(self) -> None:

@@ -141,8 +141,9 @@ class BoundedMessageManager(MessageManager):
         """The site's inline answer (``bridged.engine.serving``), if it has one."""
         self.clock = clock
         self.peers_only = peers_only
-        # by local socket (the remote's message interface): the peers each socket serves
-        self._peers: dict[object, OrderedDict[interfaces.EndpointAddress, None]] = {}
+        # by local socket (the remote's message interface): the peers each socket serves, the
+        # latest last (a tuple: a shared engine has thousands of sockets of one peer each)
+        self._peers: dict[object, tuple[interfaces.EndpointAddress, ...]] = {}
         self._admitted: set[interfaces.EndpointAddress] = set()
         self.refused = 0
         """Requests dropped because they came from elsewhere than a peer (``peers_only``)."""
@@ -230,11 +231,11 @@ class BoundedMessageManager(MessageManager):
 
     def _remember_peer(self, message: aiocoap.Message) -> None:
         if self.peers_only and message.code.is_request():
-            peers = self._peers.setdefault(message.remote.interface, OrderedDict())
-            peers.pop(message.remote, None)
-            peers[message.remote] = None
-            while len(peers) > PEERS_KEPT:
-                peers.popitem(last=False)
+            remote, interface = message.remote, message.remote.interface
+            peers = self._peers.get(interface, ())
+            if peers[-1:] != (remote,):
+                kept = (*(p for p in peers if p != remote), remote)
+                self._peers[interface] = kept[-PEERS_KEPT:]
 
     # -- the inline answer --------------------------------------------------------------
 

@@ -220,11 +220,11 @@ class SocketUplink(UdpUplink):
 
     async def request(self, message: aiocoap.Message) -> aiocoap.Message:
         asked = message.remote
-        if isinstance(asked, UndecidedRemote) and asked not in self._resolved:
+        if isinstance(asked, UndecidedRemote) and self.resolved(asked) is None:
             remote = await self._socket.determine_remote(message)
             if remote is None:
                 raise aiocoap.error.ResolutionError(f"{asked} is not a CoAP-over-UDP address")
-            self._resolved[asked] = on_socket(remote)
+            self._resolved = asked, on_socket(remote)
         return await super().request(message)
 
     async def shutdown(self) -> None:

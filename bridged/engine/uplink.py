@@ -66,7 +66,8 @@ class UdpUplink:
     ) -> None:
         self._context = context
         self._address = address  # the context's message layer's kind of address
-        self._resolved: dict[interfaces.EndpointAddress, interfaces.EndpointAddress] = {}
+        # the server's URI origin as asked, and its address (one server per uplink)
+        self._resolved: tuple[UndecidedRemote, interfaces.EndpointAddress] | None = None
 
     @classmethod
     async def create(
@@ -84,7 +85,7 @@ class UdpUplink:
 
     async def request(self, message: aiocoap.Message) -> aiocoap.Message:
         asked = message.remote
-        known = self._resolved.get(asked)
+        known = self.resolved(asked)
         if known is not None:
             message.remote = known
         try:
@@ -97,15 +98,20 @@ class UdpUplink:
             # on: aiocoap names every request's task by its repr, and that address's repr asks
             # the kernel for the interface's name (a socket and an ioctl) each time.
             remote = response.remote
-            self._resolved[asked] = self._address(
+            self._resolved = asked, self._address(
                 UDP6EndpointAddress(remote.sockaddr, remote.interface)
             )
         return response
 
+    def resolved(self, asked: interfaces.EndpointAddress) -> interfaces.EndpointAddress | None:
+        """The address ``asked`` (a URI's origin) was resolved to, if it is kept."""
+        resolved = self._resolved
+        return resolved[1] if resolved is not None and resolved[0] == asked else None
+
     def drop_session(self) -> None:
         """Plain UDP has no session state the server could have lost; forget its resolved
         address, so that the next request resolves the host again (it may have moved)."""
-        self._resolved.clear()
+        self._resolved = None
 
     async def shutdown(self) -> None:
         await self._context.shutdown()

@@ -98,8 +98,9 @@ class UdpUplink:
             # on: aiocoap names every request's task by its repr, and that address's repr asks
             # the kernel for the interface's name (a socket and an ioctl) each time.
             remote = response.remote
-            self._resolved = asked, self._address(
-                UDP6EndpointAddress(remote.sockaddr, remote.interface)
+            self._resolved = (
+                asked,
+                self._address(UDP6EndpointAddress(remote.sockaddr, remote.interface)),
             )
         return response
 

@@ -214,7 +214,7 @@ class SocketUplink(UdpUplink):
     def __init__(
         self, engine: SharedEngine, context: aiocoap.Context, socket: MessageInterfaceUDP6
     ) -> None:
-        super().__init__(context, address=on_socket)
+        super().__init__(context, address=SocketAddress)
         self._engine = engine
         self._socket = socket
 
@@ -224,7 +224,10 @@ class SocketUplink(UdpUplink):
             remote = await self._socket.determine_remote(message)
             if remote is None:
                 raise aiocoap.error.ResolutionError(f"{asked} is not a CoAP-over-UDP address")
-            self._resolved = asked, on_socket(remote)
+            self._resolved = (
+                asked,
+                SocketAddress(remote.sockaddr, self._socket, pktinfo=remote.pktinfo),
+            )
         return await super().request(message)
 
     async def shutdown(self) -> None:

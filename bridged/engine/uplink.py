@@ -20,7 +20,7 @@ from aiocoap import interfaces
 from aiocoap.message import UndecidedRemote
 from aiocoap.transports.udp6 import UDP6EndpointAddress
 
-from .addresses import cached
+from .addresses import Address
 from .coap import create_context
 from .udp import guard_received_datagrams, guard_stale_icmp_errors
 
@@ -62,10 +62,10 @@ class UdpUplink:
     def __init__(
         self,
         context: aiocoap.Context,
-        address: Callable[[interfaces.EndpointAddress], interfaces.EndpointAddress] = cached,
+        address: type[UDP6EndpointAddress] = Address,
     ) -> None:
         self._context = context
-        self._address = address  # the context's message layer's kind of address
+        self._address = address  # the kind of address the context's message layer keys by
         # the server's URI origin as asked, and its address (one server per uplink)
         self._resolved: tuple[UndecidedRemote, interfaces.EndpointAddress] | None = None
 
@@ -100,7 +100,7 @@ class UdpUplink:
             remote = response.remote
             self._resolved = (
                 asked,
-                self._address(UDP6EndpointAddress(remote.sockaddr, remote.interface)),
+                self._address(remote.sockaddr, remote.interface),
             )
         return response
 

@@ -160,7 +160,9 @@ class SharedEngine:
     async def _started(self) -> BoundedMessageManager:
         async with self._starting:
             if self._layer is None:
-                context = ServingContext(self._sockets, loggername="coap-endpoints")
+                context = ServingContext(
+                    self._sockets, loop=asyncio.get_running_loop(), loggername="coap-endpoints"
+                )
 
                 async def sockets(mman: BoundedMessageManager) -> Sockets:
                     return self._sockets

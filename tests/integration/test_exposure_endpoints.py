@@ -600,16 +600,10 @@ async def test_an_endpoint_gone_leaves_the_others_served(
         await s.exposure.stop()
 
 
-async def test_a_server_silent_to_one_endpoint_holds_up_no_other(
-    tmp_path: FsPath, server: LwM2MTestServer
-) -> None:
-    """On the shared engine each endpoint is a peer of its own (the server's address through
-    its socket): one confirmable request in flight per peer (NSTART=1) holds up that endpoint
-    alone. A server that never answers endpoint A's Register registers B while A's Register is
-    still being retransmitted, not once A's exchange has given up."""
-    s = setup(tmp_path, server.uri, nodes=2, request_timeout=60.0)
-    names = [endpoint_name(GATEWAY, node.id) for node in s.sim.nodes.values()]
-    silenced = f"ep={names[0]}"
+def silence(server: LwM2MTestServer, endpoint: str) -> list[int]:
+    """Make ``server`` drop every message of ``endpoint`` unanswered (its Register); the
+    Message IDs dropped, retransmissions included."""
+    silenced = f"ep={endpoint}"
     dropped: list[int] = []
 
     def drop(message: aiocoap.Message) -> bool:
@@ -619,6 +613,19 @@ async def test_a_server_silent_to_one_endpoint_holds_up_no_other(
         return False
 
     server.drop = drop
+    return dropped
+
+
+async def test_a_server_silent_to_one_endpoint_holds_up_no_other(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """On the shared engine each endpoint is a peer of its own (the server's address through
+    its socket): one confirmable request in flight per peer (NSTART=1) holds up that endpoint
+    alone. A server that never answers endpoint A's Register registers B while A's Register is
+    still being retransmitted, not once A's exchange has given up."""
+    s = setup(tmp_path, server.uri, nodes=2, request_timeout=60.0)
+    names = [endpoint_name(GATEWAY, node.id) for node in s.sim.nodes.values()]
+    dropped = silence(server, names[0])
     await s.exposure.start()
     try:
         s.pair(0, "a")
@@ -627,6 +634,39 @@ async def test_a_server_silent_to_one_endpoint_holds_up_no_other(
         assert (await server.next_event("register")).endpoint == names[1]
         assert len(set(dropped)) == 1  # one Register, its exchange still going
         assert len(dropped) <= aiocoap.numbers.TransportTuning().MAX_RETRANSMIT
+    finally:
+        server.drop = None
+        await s.exposure.stop()
+
+
+async def test_an_endpoint_closed_mid_register_leaves_nothing_in_the_shared_engine(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """The shared engine outlives its endpoints: one unpaired while its Register is still
+    being retransmitted to a silent server leaves no request, exchange or served peer of its
+    socket behind (a context of its own used to go with it), and the next endpoint registers."""
+    s = setup(tmp_path, server.uri, nodes=2, request_timeout=60.0)
+    names = [endpoint_name(GATEWAY, node.id) for node in s.sim.nodes.values()]
+    dropped = silence(server, names[0])
+    await s.exposure.start()
+    try:
+        node = s.pair(0, "a")
+        await until(lambda: bool(dropped), timeout=TIMEOUT)
+        context = s.exposure.engine.context
+        assert context is not None
+        (tokens,) = context.request_interfaces
+        layer = tokens.token_interface
+        remotes = lambda: {  # noqa: E731
+            *(remote for _, remote in tokens.outgoing_requests),
+            *(remote for remote, _ in layer._active_exchanges),
+        }
+        assert len(remotes()) == 1
+        s.registry.unpair(node.id)
+        await until(lambda: s.exposure.engine.sockets == 0, timeout=TIMEOUT)
+        assert remotes() == set()
+        assert layer._peers == {}
+        s.pair(1, "b")
+        assert (await server.next_event("register")).endpoint == names[1]
     finally:
         server.drop = None
         await s.exposure.stop()

@@ -48,6 +48,7 @@ from bridged.delivery import Delivery
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts
 from bridged.engine.nodes import NodePaths
+from bridged.engine.uplink import OpenUdp
 from bridged.exposure.endpoints import NodeEndpoint
 from bridged.objects.errors import NotFound
 from bridged.operations import NodeOperations
@@ -250,7 +251,11 @@ class Gateway:
         )
 
     def _endpoint_client(
-        self, ep: NodeEndpoint, servers: Sequence[ServerConfig], bind: tuple[str, int]
+        self,
+        ep: NodeEndpoint,
+        servers: Sequence[ServerConfig],
+        bind: tuple[str, int],
+        udp: OpenUdp,
     ) -> LwM2MClient:
         """A node endpoint's client: its server requests for the node's objects reach the node
         (and its command queue) like the gateway's do."""
@@ -259,6 +264,7 @@ class Gateway:
             ep.name,
             servers,
             bind=bind,
+            udp=udp,
             on_event=ep.event,
             nodes=self._operations(ep.paths),
         )

@@ -14,7 +14,6 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import (
     MachineFacts,
     install_device_objects,
@@ -22,7 +21,7 @@ from bridged.engine.device import (
     read_memory_available,
 )
 from bridged.engine.registration import RegistrationEvent
-from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
+from bridged.exposure.endpoints import EndpointsExposure, MakeClient, NodeEndpoint
 from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
 from bridged.exposure.mode import ExposureMode
@@ -89,8 +88,7 @@ def build_exposure(
     tree: ObjectTree,
     nodes: NodeStore,
     *,
-    endpoint_client: Callable[[NodeEndpoint, Sequence[ServerConfig], tuple[str, int]], LwM2MClient]
-    | None = None,
+    endpoint_client: MakeClient | None = None,
     on_endpoint_event: Callable[[NodeEndpoint, RegistrationEvent], None] = lambda ep, e: None,
 ) -> ExposureMode:
     """The exposure mode of ``[gateway] exposure``: the one place modes are chosen (everything

@@ -106,7 +106,7 @@ from .send import (
     outcome_of,
 )
 from .site import ClientSite, NotServing
-from .uplink import UdpUplink, Uplink
+from .uplink import OpenUdp, UdpUplink, Uplink
 
 log = logging.getLogger(__name__)
 
@@ -254,9 +254,11 @@ async def open_uplink(
     bind: tuple[str, int],
     trust_store: tuple[bytes, ...] = (),
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    udp: OpenUdp = UdpUplink.create,
 ) -> Uplink:
-    """The endpoint towards the server (or Bootstrap-Server) of /0/``security_iid``, serving
-    ``site``: as its Security Mode (/0/x/2) and its keys say, over ``uri``'s scheme. A mode
+    """The uplink towards the server (or Bootstrap-Server) of /0/``security_iid``, serving
+    ``site``: as its Security Mode (/0/x/2) and its keys say, over ``uri``'s scheme (NoSec
+    opened by ``udp``). A mode
     this client cannot do, or a mode that does not match the scheme, is a ValueError: never
     a session with less security than /0 asks."""
     instance = Path((Security.OBJECT, security_iid))
@@ -294,7 +296,7 @@ async def open_uplink(
             handshake_timeout=handshake_timeout,
         )
     if mode == SecurityMode.NOSEC and scheme == "coap":
-        return await UdpUplink.create(site, bind)
+        return await udp(site, bind)
     raise ValueError(
         f"server {uri}: security mode {mode!r} over {scheme}:// is not supported"
         " (NoSec over coap://, PSK, raw public keys or certificates over coaps://)"
@@ -386,11 +388,13 @@ class ServerSession:
         server_instance: int,
         access: AccessControl | None = None,
         bind: tuple[str, int] = ("::", 0),
+        udp: OpenUdp = UdpUplink.create,
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
         nodes: NodeBackend | None = None,
         end_devices: EndDevices | None = None,
     ) -> ServerSession:
-        """The session with its socket open (nothing sent yet)."""
+        """The session with its socket open (nothing sent yet; a NoSec one opened by
+        ``udp``)."""
         session = cls(
             tree,
             config,
@@ -400,7 +404,7 @@ class ServerSession:
             nodes=nodes,
             end_devices=end_devices,
         )
-        session.uplink = await session._open_uplink(bind)
+        session.uplink = await session._open_uplink(bind, udp)
         session.observations.send_delay = send_delay(session.uplink.context)
         session.observations.watch_ack = ack_watch(session.uplink.context)
         target = ServerTarget(
@@ -434,7 +438,7 @@ class ServerSession:
     def name(self) -> str:
         return self.uri
 
-    async def _open_uplink(self, bind: tuple[str, int]) -> Uplink:
+    async def _open_uplink(self, bind: tuple[str, int], udp: OpenUdp) -> Uplink:
         return await open_uplink(
             self.tree,
             self.security_instance,
@@ -443,6 +447,7 @@ class ServerSession:
             bind=bind,
             trust_store=self.config.x509.trust_store if self.config.x509 is not None else (),
             handshake_timeout=self.config.dtls_handshake_timeout,
+            udp=udp,
         )
 
     def params(self) -> RegistrationParams:
@@ -611,7 +616,10 @@ class LwM2MClient:
 
     With ``nodes``, each server's device management awaits node-backed paths from it (see
     ``bridged.engine.nodes``). With ``end_devices`` (the ``gateway`` exposure mode), the
-    end devices' trees are served at their prefixes (see ``dm.EndDevices``).
+    end devices' trees are served at their prefixes (see ``dm.EndDevices``). ``udp`` opens the
+    sessions' NoSec uplinks (the endpoints mode's endpoints share one engine:
+    ``bridged.engine.sockets``); a bootstrap session's is a context of its own, as it talks
+    to the Bootstrap-Server through that context.
     """
 
     def __init__(
@@ -621,6 +629,7 @@ class LwM2MClient:
         servers: ServerConfig | Sequence[ServerConfig] | None = None,
         *,
         bind: tuple[str, int] = ("::", 0),
+        udp: OpenUdp = UdpUplink.create,
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
         bootstrap: BootstrapConfig | None = None,
         state_dir: pathlib.Path | None = None,
@@ -644,6 +653,7 @@ class LwM2MClient:
         if bind[1] != 0 and plain > 1:
             raise ValueError(f"{plain} NoSec servers cannot share the fixed port {bind[1]}")
         self.bind = bind
+        self.udp = udp
         self.on_event = on_event
         self.bootstrap = bootstrap
         self.store = ProvisioningStore(state_dir) if state_dir is not None else None
@@ -847,6 +857,7 @@ class LwM2MClient:
                         server_instance=account.server_iid,
                         access=self.access,
                         bind=self.bind,
+                        udp=self.udp,
                         on_event=self._on_registration_event,
                         nodes=self.nodes,
                         end_devices=self.end_devices,

@@ -132,14 +132,21 @@ class BoundedMessageManager(MessageManager):
         *,
         peers_only: bool = False,
         answer: AnswerNow | None = None,
+        address: Callable[[interfaces.EndpointAddress], interfaces.EndpointAddress] = cached,
     ) -> None:
         super().__init__(token_manager)
         self.limits = limits
+        self.address = address
+        """Makes every remote address this layer sees (received, failed, requested) the one
+        kind whose equality its tables rely on: :func:`~bridged.engine.addresses.cached`, or
+        a shared engine's address that tells its sockets apart (``bridged.engine.sockets``)."""
         self.answer = answer
         """The site's inline answer (``bridged.engine.serving``), if it has one."""
         self.clock = clock
         self.peers_only = peers_only
-        self._peers: OrderedDict[interfaces.EndpointAddress, None] = OrderedDict()
+        # by local socket (the remote's message interface): the peers each socket serves, the
+        # latest last (a tuple: a shared engine has thousands of sockets of one peer each)
+        self._peers: dict[object, tuple[interfaces.EndpointAddress, ...]] = {}
         self._admitted: set[interfaces.EndpointAddress] = set()
         self.refused = 0
         """Requests dropped because they came from elsewhere than a peer (``peers_only``)."""
@@ -167,7 +174,7 @@ class BoundedMessageManager(MessageManager):
     # -- who is served ------------------------------------------------------------------------
 
     def dispatch_message(self, message: aiocoap.Message) -> None:
-        message.remote = cached(message.remote)
+        message.remote = self.address(message.remote)
         # A request, or a ping (an empty CON), is served only from a peer.
         asks = message.code.is_request() or message.code is Code.EMPTY
         if asks and message.mtype in (CON, NON) and not self.serves(message.remote):
@@ -194,13 +201,16 @@ class BoundedMessageManager(MessageManager):
             self._send_via_transport(rst)
 
     def serves(self, remote: interfaces.EndpointAddress) -> bool:
-        """Whether requests from ``remote`` are served here."""
-        return not self.peers_only or remote in self._peers or remote in self._admitted
+        """Whether requests from ``remote`` are served here (on the socket it came to)."""
+        if not self.peers_only:
+            return True
+        remote = self.address(remote)
+        return remote in self._peers.get(remote.interface, ()) or remote in self._admitted
 
     def admit(self, remote: interfaces.EndpointAddress) -> None:
         """Serve requests from ``remote`` for good, though no request of this socket went
         there: the Bootstrap-Server a server-initiated bootstrap listens for."""
-        self._admitted.add(cached(remote))
+        self._admitted.add(self.address(remote))
 
     def _refuse(self, message: aiocoap.Message) -> None:
         """Count a request dropped for its source; log it, at most every
@@ -215,17 +225,20 @@ class BoundedMessageManager(MessageManager):
                 " %s); this socket serves only %s",
                 since,
                 message.remote,
-                ", ".join(map(str, [*self._peers, *self._admitted]))
+                ", ".join(
+                    map(str, [*self._peers.get(message.remote.interface, ()), *self._admitted])
+                )
                 or "the server, once it has contacted it",
             )
             self._refused_logged = (now, self.refused)
 
     def _remember_peer(self, message: aiocoap.Message) -> None:
-        if message.code.is_request():
-            self._peers.pop(message.remote, None)
-            self._peers[message.remote] = None
-            while len(self._peers) > PEERS_KEPT:
-                self._peers.popitem(last=False)
+        if self.peers_only and message.code.is_request():
+            remote, interface = message.remote, message.remote.interface
+            peers = self._peers.get(interface, ())
+            if peers[-1:] != (remote,):
+                kept = (*(p for p in peers if p != remote), remote)
+                self._peers[interface] = kept[-PEERS_KEPT:]
 
     # -- the inline answer --------------------------------------------------------------
 
@@ -395,8 +408,17 @@ class BoundedMessageManager(MessageManager):
         if remote in self._held and not self._held[remote]:
             self._drop_held(remote)
 
+    async def fill_or_recognize_remote(self, message: aiocoap.Message) -> bool:
+        # The remote a request goes to, as aiocoap keys it in the token layer's table: the
+        # same kind as the remote its response comes from (``address``).
+        found: bool = await super().fill_or_recognize_remote(message)
+        if found:
+            message.remote = self.address(message.remote)
+        return found
+
     def dispatch_error(self, error: Exception, remote: interfaces.EndpointAddress) -> None:
         # The token manager has failed every exchange with the remote: nothing held is wanted.
+        remote = self.address(remote)
         super().dispatch_error(error, remote)
         self._drop_held(remote)
         for key in [k for k in self._notifications if k[0] == remote]:
@@ -455,6 +477,24 @@ class BoundedMessageManager(MessageManager):
             future.set_result(None)
         super()._remove_exchange(message)
 
+    def close_interface(self, interface: object, error: Exception) -> None:
+        """End everything going on with the peers of one local socket, ``interface``, about
+        to close while the others stay open (a shared engine's, ``bridged.engine.sockets``):
+        its requests fail with ``error``, its peers' requests (observations) end, its
+        exchanges stop retransmitting, and what was held, watched or kept for it is
+        forgotten. What ``shutdown`` does for the whole layer, for one socket."""
+        on = [
+            *(remote for _, remote in self.token_manager.incoming_requests),
+            *(remote for _, remote in self.token_manager.outgoing_requests),
+            *(remote for remote, _ in self._active_exchanges or ()),
+            *self._backlogs,
+            *self._held,
+        ]
+        for remote in {r for r in on if r.interface is interface}:
+            self.dispatch_error(error, remote)
+        self._peers.pop(interface, None)
+        self._admitted = {r for r in self._admitted if r.interface is not interface}
+
     async def shutdown(self) -> None:
         for remote in list(self._held):
             self._drop_held(remote)
@@ -469,16 +509,19 @@ async def append_message_interface(
     limits: CoapLimits | None = None,
     *,
     peers_only: bool = False,
+    address: Callable[[interfaces.EndpointAddress], interfaces.EndpointAddress] = cached,
 ) -> BoundedMessageManager:
     """Add a message interface to ``context`` over a :class:`BoundedMessageManager`
-    (``peers_only``: see the module docstring).
+    (``peers_only``: see the module docstring; ``address``: the manager's).
 
     The counterpart of aiocoap's ``Context._append_tokenmanaged_messagemanaged_transport``, with
     the bounded message manager in place of aiocoap's.
     """
     tman = TokenManager(context)
     answer: AnswerNow | None = getattr(context, "answer_now", None)
-    mman = BoundedMessageManager(tman, limits or CoapLimits(), peers_only=peers_only, answer=answer)
+    mman = BoundedMessageManager(
+        tman, limits or CoapLimits(), peers_only=peers_only, answer=answer, address=address
+    )
     mman.message_interface = await create_interface(mman)
     tman.token_interface = mman
     context.request_interfaces.append(tman)

@@ -13,7 +13,7 @@ was a notification, the pipe also ends in the middle of delivering it and aiocoa
 a pipe whose callbacks became ``False``). The observation stops without a word.
 
 The error queue still carries the error with the right address, which aiocoap handles
-correctly a moment later. So the guard wraps the transport's ``sendmsg``: a send that fails is
+correctly a moment later. So the guard replaces the transport's ``sendmsg``: a send that fails is
 tried once more before aiocoap sees the failure. A stale error has been consumed by the first
 attempt, so the retry goes through; an error about this destination (no route, say) fails
 again and aiocoap reports it as before. Nothing is sent twice: a failed ``sendmsg`` sent
@@ -39,7 +39,9 @@ for two datagrams aiocoap 0.4.17 mishandles:
   aiocoap drops every other unparsable one.
 
 The guard replaces the protocol's ``datagram_msg_received``, which aiocoap's transport looks up
-on the protocol instance for every datagram (aiocoap internals again). Pinned by
+on the protocol instance for every datagram (aiocoap internals again). Both guards are
+installed by changing the class of aiocoap's object to a subclass with the guard, so that a
+socket costs no wrapper of its own. Pinned by
 ``tests/integration/test_malformed.py``.
 """
 
@@ -68,26 +70,32 @@ member per datagram."""
 
 def guard_stale_icmp_errors(context: aiocoap.Context) -> int:
     """Install the guard on every ``udp6`` transport of ``context``; returns how many."""
-    guarded = 0
-    for messages in _udp6_interfaces(context):
-        transport = messages.transport
-        sock = transport.get_extra_info("socket")
-        if not isinstance(sock, socket.socket):
-            continue
-        transport.sendmsg = _retrying_sendmsg(sock, transport.sendmsg)
-        guarded += 1
-    return guarded
+    return sum(guard_sends(messages) for messages in _udp6_interfaces(context))
 
 
-def _retrying_sendmsg(sock: socket.socket, original: Any) -> Any:
-    def sendmsg(data: bytes, ancdata: Sequence[Any], flags: int, address: Any) -> None:
+def guard_sends(messages: MessageInterfaceUDP6) -> bool:
+    """Install the guard on the transport of one ``udp6`` message interface; False if it has
+    no socket to guard."""
+    transport = messages.transport
+    if not isinstance(transport, RecvmsgSelectorDatagramTransport) or not isinstance(
+        transport.get_extra_info("socket"), socket.socket
+    ):
+        return False
+    # A class of its own, not a wrapper per socket: nothing allocated for each of the
+    # endpoints mode's thousands of sockets (``bridged.engine.sockets``).
+    transport.__class__ = _RetryingTransport
+    return True
+
+
+class _RetryingTransport(RecvmsgSelectorDatagramTransport):
+    """aiocoap's transport, whose failed send is tried once more before aiocoap sees it."""
+
+    def sendmsg(self, data: bytes, ancdata: Sequence[Any], flags: int, address: Any) -> None:
         try:
-            sock.sendmsg((data,), ancdata, flags, address)
+            self.get_extra_info("socket").sendmsg((data,), ancdata, flags, address)
         except OSError as e:
             log.debug("send to %s failed (%s); sending again in case it was stale", address, e)
-            original(data, ancdata, flags, address)
-
-    return sendmsg
+            super().sendmsg(data, ancdata, flags, address)
 
 
 def guard_received_datagrams(context: aiocoap.Context) -> int:
@@ -95,9 +103,15 @@ def guard_received_datagrams(context: aiocoap.Context) -> int:
     ``context``; returns how many."""
     guarded = 0
     for messages in _udp6_interfaces(context):
-        messages.datagram_msg_received = _guarded_receive(messages, messages.datagram_msg_received)
+        guard_receives(messages)
         guarded += 1
     return guarded
+
+
+def guard_receives(messages: MessageInterfaceUDP6) -> None:
+    """Install the receive guard on one ``udp6`` message interface (a class of its own, as
+    ``guard_sends``)."""
+    messages.__class__ = _GuardedUDP6
 
 
 def refusal_of_truncated(datagram: bytes) -> aiocoap.Message | None:
@@ -131,21 +145,21 @@ def _udp6_interfaces(context: aiocoap.Context) -> Iterator[MessageInterfaceUDP6]
             yield messages
 
 
-def _guarded_receive(messages: MessageInterfaceUDP6, original: Any) -> Any:
+class _GuardedUDP6(MessageInterfaceUDP6):
+    """aiocoap's ``udp6`` message interface behind the receive guard."""
+
     def datagram_msg_received(
-        data: bytes, ancdata: Sequence[Any], flags: int, address: Any
+        self, data: bytes, ancdata: Sequence[Any], flags: int, address: Any
     ) -> None:
         if flags & MSG_TRUNC:
-            _refuse_truncated(messages, data, ancdata, address)
+            _refuse_truncated(self, data, ancdata, address)
             return
         try:
-            original(data, ancdata, flags, address)
+            super().datagram_msg_received(data, ancdata, flags, address)
         except UnicodeDecodeError as e:
             log.warning(
                 "Ignoring message from %s with a text option that is not UTF-8: %s", address, e
             )
-
-    return datagram_msg_received
 
 
 def _refuse_truncated(

@@ -12,6 +12,7 @@ registrar and the Send code do not care which one they talk through.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import aiocoap
@@ -19,7 +20,7 @@ from aiocoap import interfaces
 from aiocoap.message import UndecidedRemote
 from aiocoap.transports.udp6 import UDP6EndpointAddress
 
-from .addresses import cached
+from .addresses import Address
 from .coap import create_context
 from .udp import guard_received_datagrams, guard_stale_icmp_errors
 
@@ -37,6 +38,12 @@ class Uplink(Protocol):
     async def shutdown(self) -> None: ...
 
 
+OpenUdp = Callable[[interfaces.Resource, tuple[str, int]], Awaitable[Uplink]]
+"""Opens a NoSec uplink serving a site, bound to an address: ``UdpUplink.create`` (a context
+of its own) or a shared engine's ``open`` (``bridged.engine.sockets``: a socket of its own in a
+context shared with other endpoints)."""
+
+
 class UdpUplink:
     """Plain CoAP over UDP (NoSec): one socket, serving ``site`` and sending requests.
 
@@ -52,9 +59,15 @@ class UdpUplink:
     host is resolved again.
     """
 
-    def __init__(self, context: aiocoap.Context) -> None:
+    def __init__(
+        self,
+        context: aiocoap.Context,
+        address: type[UDP6EndpointAddress] = Address,
+    ) -> None:
         self._context = context
-        self._resolved: dict[interfaces.EndpointAddress, interfaces.EndpointAddress] = {}
+        self._address = address  # the kind of address the context's message layer keys by
+        # the server's URI origin as asked, and its address (one server per uplink)
+        self._resolved: tuple[UndecidedRemote, interfaces.EndpointAddress] | None = None
 
     @classmethod
     async def create(
@@ -72,7 +85,7 @@ class UdpUplink:
 
     async def request(self, message: aiocoap.Message) -> aiocoap.Message:
         asked = message.remote
-        known = self._resolved.get(asked)
+        known = self.resolved(asked)
         if known is not None:
             message.remote = known
         try:
@@ -85,13 +98,21 @@ class UdpUplink:
             # on: aiocoap names every request's task by its repr, and that address's repr asks
             # the kernel for the interface's name (a socket and an ioctl) each time.
             remote = response.remote
-            self._resolved[asked] = cached(UDP6EndpointAddress(remote.sockaddr, remote.interface))
+            self._resolved = (
+                asked,
+                self._address(remote.sockaddr, remote.interface),
+            )
         return response
+
+    def resolved(self, asked: interfaces.EndpointAddress) -> interfaces.EndpointAddress | None:
+        """The address ``asked`` (a URI's origin) was resolved to, if it is kept."""
+        resolved = self._resolved
+        return resolved[1] if resolved is not None and resolved[0] == asked else None
 
     def drop_session(self) -> None:
         """Plain UDP has no session state the server could have lost; forget its resolved
         address, so that the next request resolves the host again (it may have moved)."""
-        self._resolved.clear()
+        self._resolved = None
 
     async def shutdown(self) -> None:
         await self._context.shutdown()

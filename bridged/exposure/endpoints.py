@@ -3,7 +3,8 @@
 Any LwM2M server, 1.0 or 1.1, then lists each node as a device, with no knowledge of gateways.
 Each node gets a ``LwM2MClient`` of its own over a tree of its own, with its own UDP socket
 (a server answers, and sends its requests, to the address a registration came from), and the
-gateway's server configuration.
+gateway's server configuration. The sockets share one CoAP engine (``bridged.engine.sockets``:
+one aiocoap context, one message layer), which ``stop`` closes once every endpoint is down.
 
 * **Endpoint name**: ``<gateway endpoint>:<node id>``, e.g. ``gw-1:ble:A4:C1:38:00:11:22``.
   Both parts are stable (the node id is the transport's normalised address), so a node keeps
@@ -58,6 +59,8 @@ from bridged.delivery import Route, Router
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.dm import EndDevices
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
+from bridged.engine.sockets import SharedEngine
+from bridged.engine.uplink import OpenUdp
 from bridged.health import NodeHealth
 from bridged.objects.definitions import Definitions
 from bridged.objects.ids import SINGLE, Device
@@ -81,9 +84,12 @@ DEFAULT_STOP_TIMEOUT = 30.0
 SPARE_FILES = 64
 """Open files the daemon needs besides one socket per endpoint (store, transports, control)."""
 
-MakeClient = Callable[["NodeEndpoint", Sequence[ServerConfig], tuple[str, int]], LwM2MClient]
-"""Builds the client of one endpoint, bound to the given address, reporting its registration
-events to ``NodeEndpoint.event`` (the default: a plain ``LwM2MClient`` over its tree)."""
+MakeClient = Callable[
+    ["NodeEndpoint", Sequence[ServerConfig], tuple[str, int], OpenUdp], LwM2MClient
+]
+"""Builds the client of one endpoint, bound to the given address, opening its NoSec uplinks
+with the given ``OpenUdp`` (the shared engine's), reporting its registration events to
+``NodeEndpoint.event`` (the default: a plain ``LwM2MClient`` over its tree)."""
 
 
 def endpoint_name(gateway: str, node: NodeId) -> str:
@@ -193,6 +199,8 @@ class EndpointsExposure:
         self.start_retry = start_retry or (self.servers[0].retry if self.servers else RetryPolicy())
         self.endpoints: dict[NodeId, NodeEndpoint] = {}
         self.paths = EndpointPaths(self.endpoints)
+        self.engine = SharedEngine()
+        """The one CoAP engine of the endpoints' sockets (see the module docstring)."""
         self._pending: asyncio.Queue[NodeEndpoint] = asyncio.Queue()
         self._slots = asyncio.Semaphore(concurrency)
         self._runner: asyncio.Task[None] | None = None
@@ -273,8 +281,13 @@ class EndpointsExposure:
         # Endpoints of unpaired nodes may still be de-registering: the same deadline.
         downs = [asyncio.create_task(down(ep)) for ep in self.endpoints.values()]
         downs += self._tasks
-        if not downs:
-            return
+        if downs:
+            await self._wait_down(downs)
+        await self.engine.shutdown()
+
+    async def _wait_down(self, downs: Collection[asyncio.Task[None]]) -> None:
+        """Wait for ``downs`` for at most ``stop_timeout``; close the late ones' endpoints
+        without De-register."""
         _, late = await asyncio.wait(downs, timeout=self.stop_timeout)
         if late:
             log.warning(
@@ -299,8 +312,8 @@ class EndpointsExposure:
     async def _run(self) -> None:
         while True:
             ep = await self._pending.get()
-            if ep.removed or ep.client is not None:
-                continue
+            if ep.removed or ep.client is not None or ep.lock.locked():
+                continue  # gone, up, or being brought up by an earlier entry
             await self._slots.acquire()
             self._spawn(self._bring_up(ep), f"endpoint-up {ep.name}")
             await asyncio.sleep(self.interval)
@@ -318,7 +331,7 @@ class EndpointsExposure:
                     return
                 ep.settled.clear()
                 try:
-                    client = self.make_client(ep, self.servers, (self.host, 0))
+                    client = self.make_client(ep, self.servers, (self.host, 0), self.engine.open)
                     await client.start()
                 except ValueError as e:  # the configuration: trying again cannot help
                     log.error("endpoint %s cannot start: %s", ep.name, e)
@@ -372,9 +385,9 @@ class EndpointsExposure:
 
     @staticmethod
     def _default_client(
-        ep: NodeEndpoint, servers: Sequence[ServerConfig], bind: tuple[str, int]
+        ep: NodeEndpoint, servers: Sequence[ServerConfig], bind: tuple[str, int], udp: OpenUdp
     ) -> LwM2MClient:
-        return LwM2MClient(ep.tree, ep.name, servers, bind=bind, on_event=ep.event)
+        return LwM2MClient(ep.tree, ep.name, servers, bind=bind, udp=udp, on_event=ep.event)
 
     # -- RegistryListener --------------------------------------------------------------------
 

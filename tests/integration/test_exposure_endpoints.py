@@ -16,10 +16,13 @@ from pathlib import Path as FsPath
 
 import aiocoap
 import pytest
+from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import Code
+from aiocoap.tokenmanager import TokenManager
 from clients import FAST_RETRY
 
 from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.uplink import OpenUdp
 from bridged.exposure.endpoints import (
     EndpointsExposure,
     NodeEndpoint,
@@ -195,7 +198,7 @@ async def test_many_endpoints_come_up_bounded_and_one_failure_holds_up_none(
     broken = NodeId("sim", "0003")
 
     def make_client(
-        ep: NodeEndpoint, servers: Sequence[ServerConfig], bind: tuple[str, int]
+        ep: NodeEndpoint, servers: Sequence[ServerConfig], bind: tuple[str, int], udp: OpenUdp
     ) -> LwM2MClient:
         nonlocal in_flight, most
         if ep.node == broken:
@@ -209,7 +212,7 @@ async def test_many_endpoints_come_up_bounded_and_one_failure_holds_up_none(
                 in_flight -= 1
             ep.event(e)  # type: ignore[arg-type]
 
-        return LwM2MClient(ep.tree, ep.name, servers, bind=bind, on_event=event)
+        return LwM2MClient(ep.tree, ep.name, servers, bind=bind, udp=udp, on_event=event)
 
     s = setup(tmp_path, server.uri, nodes=12, concurrency=3, make_client=make_client)
     for node in s.sim.nodes.values():
@@ -440,11 +443,11 @@ async def test_a_bring_up_that_fails_as_it_is_stopped_is_logged_and_the_others_s
             pass
 
     def make_client(
-        ep: NodeEndpoint, servers: Sequence[ServerConfig], bind: tuple[str, int]
+        ep: NodeEndpoint, servers: Sequence[ServerConfig], bind: tuple[str, int], udp: OpenUdp
     ) -> LwM2MClient:
         if ep.node == stuck:
             return StuckClient()  # type: ignore[return-value]
-        return LwM2MClient(ep.tree, ep.name, servers, bind=bind, on_event=ep.event)
+        return LwM2MClient(ep.tree, ep.name, servers, bind=bind, udp=udp, on_event=ep.event)
 
     s = setup(tmp_path, server.uri, nodes=2, interval=0.0, make_client=make_client)
     names = pair_all(s)
@@ -514,4 +517,156 @@ async def test_a_quiet_endpoint_holds_no_task_and_still_updates(
         while updated != set(names):
             updated.add((await server.next_event("update")).endpoint)
     finally:
+        await s.exposure.stop()
+
+
+async def test_endpoints_share_one_engine_and_are_each_served_on_their_own_port(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """Issue 17: the endpoints' sockets share one CoAP engine (an aiocoap context of 6.4 KB per
+    endpoint before), and each endpoint is still the address it registered from: the server
+    sees the registrations from two ports, and a Read sent to one endpoint's port is answered
+    with that node's value, never the other's."""
+    s = setup(tmp_path, server.uri, nodes=2)
+    names = pair_all(s)
+    await s.exposure.start()
+    try:
+        assert await registered(server, 2) == set(names)
+        endpoints = list(s.exposure.endpoints.values())
+        for ep in endpoints:
+            await settled(ep)
+        ports = {server.clients[name].remote.sockaddr[1] for name in names}  # type: ignore[attr-defined]
+        assert len(ports) == 2
+        now = time.time()
+        nodes = list(s.sim.nodes.values())
+        for node in nodes:
+            s.sim.report(node, now)
+        assert nodes[0].values(now)[0].value != nodes[1].values(now)[0].value
+        for _ in range(3):  # interleaved: each answer is its own node's
+            for name, node in zip(names, nodes, strict=True):
+                read = await server.request(name, Code.GET, "/3303/0/5700")
+                assert float(read.payload) == node.values(now)[0].value
+        context = s.exposure.engine.context
+        assert context is not None
+        (tokens,) = context.request_interfaces
+        shared = {id(context), id(tokens), id(tokens.token_interface)}
+        for ep in endpoints:  # no CoAP layer of its own: the shared engine's alone
+            layers = [
+                chain
+                for obj, chain in held_by(ep)
+                if isinstance(obj, (aiocoap.Context, TokenManager, MessageManager))
+                and id(obj) not in shared
+            ]
+            assert layers == []
+    finally:
+        await s.exposure.stop()
+    assert s.exposure.engine.context is None
+
+
+async def test_an_endpoint_gone_leaves_the_others_served(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """Closing one endpoint's socket (unpairing its node) ends what went on through it alone:
+    the other endpoint, on the same engine and observed by the same server, keeps its
+    observation and answers its Reads."""
+    s = setup(tmp_path, server.uri, nodes=2)
+    names = pair_all(s)
+    await s.exposure.start()
+    try:
+        assert await registered(server, 2) == set(names)
+        for ep in s.exposure.endpoints.values():
+            await settled(ep)
+        gone, kept = list(s.sim.nodes.values())
+        observations = []
+        for name, node in zip(names, (gone, kept), strict=True):
+            s.sim.report(node, time.time())
+            attrs = await server.request(name, Code.PUT, "/3303/0/5700", query=["pmin=0"])
+            assert attrs.code == Code.CHANGED
+            observations.append(server.observe(name, "/3303/0/5700"))
+            response = await asyncio.wait_for(observations[-1].response, TIMEOUT)
+            assert response.code == Code.CONTENT
+        observed = observations[1]
+        s.registry.unpair(gone.id)
+        assert (await server.next_event("deregister")).endpoint == names[0]
+        await until(lambda: s.exposure.engine.sockets == 1, timeout=TIMEOUT)
+        later = time.time() + 300
+        s.sim.report(kept, later)
+        assert observed.observation is not None
+        note = await asyncio.wait_for(anext(aiter(observed.observation)), TIMEOUT)
+        assert float(note.payload) == kept.values(later)[0].value
+        read = await server.request(names[1], Code.GET, "/3303/0/5700")
+        assert float(read.payload) == kept.values(later)[0].value
+    finally:
+        await s.exposure.stop()
+
+
+def silence(server: LwM2MTestServer, endpoint: str) -> list[int]:
+    """Make ``server`` drop every message of ``endpoint`` unanswered (its Register); the
+    Message IDs dropped, retransmissions included."""
+    silenced = f"ep={endpoint}"
+    dropped: list[int] = []
+
+    def drop(message: aiocoap.Message) -> bool:
+        if silenced in message.opt.uri_query:
+            dropped.append(message.mid)
+            return True
+        return False
+
+    server.drop = drop
+    return dropped
+
+
+async def test_a_server_silent_to_one_endpoint_holds_up_no_other(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """On the shared engine each endpoint is a peer of its own (the server's address through
+    its socket): one confirmable request in flight per peer (NSTART=1) holds up that endpoint
+    alone. A server that never answers endpoint A's Register registers B while A's Register is
+    still being retransmitted, not once A's exchange has given up."""
+    s = setup(tmp_path, server.uri, nodes=2, request_timeout=60.0)
+    names = [endpoint_name(GATEWAY, node.id) for node in s.sim.nodes.values()]
+    dropped = silence(server, names[0])
+    await s.exposure.start()
+    try:
+        s.pair(0, "a")
+        await until(lambda: bool(dropped), timeout=TIMEOUT)  # A's Register, unanswered
+        s.pair(1, "b")
+        assert (await server.next_event("register")).endpoint == names[1]
+        assert len(set(dropped)) == 1  # one Register, its exchange still going
+        assert len(dropped) <= aiocoap.numbers.TransportTuning().MAX_RETRANSMIT
+    finally:
+        server.drop = None
+        await s.exposure.stop()
+
+
+async def test_an_endpoint_closed_mid_register_leaves_nothing_in_the_shared_engine(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """The shared engine outlives its endpoints: one unpaired while its Register is still
+    being retransmitted to a silent server leaves no request, exchange or served peer of its
+    socket behind (a context of its own used to go with it), and the next endpoint registers."""
+    s = setup(tmp_path, server.uri, nodes=2, request_timeout=60.0)
+    names = [endpoint_name(GATEWAY, node.id) for node in s.sim.nodes.values()]
+    dropped = silence(server, names[0])
+    await s.exposure.start()
+    try:
+        node = s.pair(0, "a")
+        await until(lambda: bool(dropped), timeout=TIMEOUT)
+        context = s.exposure.engine.context
+        assert context is not None
+        (tokens,) = context.request_interfaces
+        layer = tokens.token_interface
+        remotes = lambda: {  # noqa: E731
+            *(remote for _, remote in tokens.outgoing_requests),
+            *(remote for remote, _ in layer._active_exchanges),
+        }
+        assert len(remotes()) == 1
+        s.registry.unpair(node.id)
+        await until(lambda: s.exposure.engine.sockets == 0, timeout=TIMEOUT)
+        assert remotes() == set()
+        assert layer._peers == {}
+        s.pair(1, "b")
+        assert (await server.next_event("register")).endpoint == names[1]
+    finally:
+        server.drop = None
         await s.exposure.stop()

@@ -26,6 +26,7 @@ from nodegw import node_gateway
 from bridged.commands import CommandQueue
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.nodes import NodePaths
+from bridged.engine.uplink import OpenUdp
 from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint, endpoint_name
 from bridged.exposure.gateway import GatewayExposure
 from bridged.exposure.instances import InstancesExposure
@@ -97,13 +98,14 @@ async def mode_gateway(
         if mode == "endpoints":
 
             def make_client(
-                ep: NodeEndpoint, servers: object, bind: tuple[str, int]
+                ep: NodeEndpoint, servers: object, bind: tuple[str, int], udp: OpenUdp
             ) -> LwM2MClient:
                 return LwM2MClient(
                     ep.tree,
                     ep.name,
                     config,
                     bind=bind,
+                    udp=udp,
                     on_event=ep.event,
                     nodes=operations(ep.paths),
                 )

@@ -80,7 +80,50 @@ INTERNALS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("aiocoap.transports.udp6", "MessageInterfaceUDP6.determine_remote"): (
         "007af190c1fb3a23",
-        "bridged.engine.coap.admit: resolves the Bootstrap-Server's URI as a request's",
+        "bridged.engine.coap.admit: resolves the Bootstrap-Server's URI as a request's; "
+        "bridged.engine.sockets.SocketUplink: resolves the server's on the uplink's socket",
+    ),
+    ("aiocoap.transports.udp6", "UDP6EndpointAddress.__init__"): (
+        "39e2f0441f3be4d8",
+        "bridged.engine.sockets.SocketAddress: the local socket is the weak reference _interface",
+    ),
+    ("aiocoap.transports.udp6", "UDP6EndpointAddress.__eq__"): (
+        "94e4281773d9e6d5",
+        "bridged.engine.sockets.SocketAddress: replaced, to tell the sockets apart",
+    ),
+    ("aiocoap.transports.udp6", "UDP6EndpointAddress.__hash__"): (
+        "e3329cadb37bb2f4",
+        "bridged.engine.sockets.SocketAddress: replaced, to tell the sockets apart",
+    ),
+    ("aiocoap.transports.udp6", "MessageInterfaceUDP6._create_transport_endpoint"): (
+        "e60ca75c72a55370",
+        "bridged.engine.coap.create_context, bridged.engine.sockets.SharedEngine.open: "
+        "a udp6 interface on a socket of the engine's, dispatching to the given layer",
+    ),
+    ("aiocoap.transports.udp6", "MessageInterfaceUDP6.shutdown"): (
+        "caf5b7fdb637eaa9",
+        "bridged.engine.sockets.SharedEngine.close: closes one socket of a shared layer",
+    ),
+    ("aiocoap.messagemanager", "MessageManager.__init__"): (
+        "72c9368529c43e76",
+        "bridged.engine.coap.BoundedMessageManager.close_interface: _active_exchanges, _backlogs",
+    ),
+    ("aiocoap.messagemanager", "MessageManager.fill_or_recognize_remote"): (
+        "925609e4f41df9ea",
+        "bridged.engine.coap: wrapped, so a request's remote is the layer's kind of address",
+    ),
+    ("aiocoap.messagemanager", "MessageManager.dispatch_error"): (
+        "04ec2c6156f2cdeb",
+        "bridged.engine.coap.BoundedMessageManager.close_interface: ends one peer's business",
+    ),
+    ("aiocoap.tokenmanager", "TokenManager.__init__"): (
+        "0ed7810ee6c99d82",
+        "bridged.engine.coap.BoundedMessageManager.close_interface: incoming_requests and "
+        "outgoing_requests keyed by (token, remote)",
+    ),
+    ("aiocoap.tokenmanager", "TokenManager.dispatch_error"): (
+        "fc6ff94883b34f8d",
+        "bridged.engine.coap.BoundedMessageManager.close_interface: ends one peer's requests",
     ),
     ("aiocoap.transports.tinydtls_server", "_AddressDTLS._event"): (
         "63dc29ab362aa5f9",

@@ -23,7 +23,7 @@ from emulators.rcp import DEFAULT_EUI64, NOISE_FLOOR, RcpEmulator
 
 from bridged.transports.ieee802154 import hdlc, spinel
 from bridged.transports.ieee802154 import radio as radio_module
-from bridged.transports.ieee802154.port_io import LoopPort
+from bridged.transports.ieee802154.port_io import LoopPort, ThreadPort, open_io
 from bridged.transports.ieee802154.radio import (
     Radio,
     RadioConfig,
@@ -456,6 +456,26 @@ async def test_serial_url(rcp: RcpEmulator) -> None:
             assert await host.radio.transmit(BROADCAST) is TxStatus.OK
         finally:
             await host.radio.stop()
+
+
+async def test_a_port_without_a_file_descriptor_is_read_by_a_thread() -> None:
+    """pyserial's loop:// (as rfc2217://) has no file descriptor for the loop to watch: a
+    reader thread hands what it reads to the loop, writes go through a worker thread, and
+    closing ends the thread."""
+    port = serial.serial_for_url("loop://", do_not_open=True)
+    port.open()
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+    lost: list[str] = []
+    io = open_io(
+        port, window=3600.0, on_data=received.put_nowait, on_lost=lost.append, awaiting=bool
+    )
+    assert isinstance(io, ThreadPort) and reader_threads()
+    await io.write(b"~echo~")
+    echoed = b""
+    while echoed != b"~echo~":
+        echoed += await asyncio.wait_for(received.get(), TIMEOUT)
+    await asyncio.wait_for(io.close(), TIMEOUT)
+    assert not reader_threads() and not port.is_open and not lost
 
 
 # -- stopping at awkward moments ----------------------------------------------------------------

@@ -415,15 +415,25 @@ async def test_an_answer_of_the_rcp_is_not_paced(
 @contextlib.asynccontextmanager
 async def tcp_to_pty(path: Path) -> AsyncIterator[int]:
     """A TCP port on 127.0.0.1 relaying bytes to and from the pty at ``path``, as ser2net
-    serves a dongle on another machine. Yields the port number."""
+    serves a dongle on another machine: a dongle unplugged closes the connection. Yields the
+    port number."""
     loop = asyncio.get_running_loop()
 
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
 
         def readable() -> None:
-            with contextlib.suppress(BlockingIOError):
-                writer.write(os.read(fd, 4096))
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                return
+            except OSError:  # EIO: the pty is gone
+                data = b""
+            if data:
+                writer.write(data)
+            else:  # readable with nothing to read: hung up
+                loop.remove_reader(fd)
+                writer.close()
 
         loop.add_reader(fd, readable)
         try:
@@ -454,6 +464,23 @@ async def test_serial_url(rcp: RcpEmulator) -> None:
             assert rcp.inject(FROM_NODE)
             assert (await host.frame()).psdu == FROM_NODE
             assert await host.radio.transmit(BROADCAST) is TxStatus.OK
+        finally:
+            await host.radio.stop()
+
+
+async def test_a_serial_url_whose_connection_closes_goes_down(rcp: RcpEmulator) -> None:
+    """The socket of ``socket://`` is read on the loop too: the relay closing it (its dongle
+    unplugged) is a hang-up (readable, nothing to read), the radio's fault as a tty's EIO is."""
+    async with tcp_to_pty(rcp.link) as port:
+        host = Host(Radio(config(f"socket://127.0.0.1:{port}"), on_frame=lambda f: None))
+        host.radio.on_state = host.states.put_nowait
+        await host.radio.start()
+        try:
+            await host.state(up=True)
+            assert isinstance(host.radio._io, LoopPort)
+            rcp.unplug()
+            lost = await host.state(up=False)
+            assert lost.reason == "read failed: the port hung up (readable, but no data)"
         finally:
             await host.radio.stop()
 

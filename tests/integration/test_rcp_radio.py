@@ -13,7 +13,7 @@ import functools
 import math
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from emulators.rcp import DEFAULT_EUI64, NOISE_FLOOR, RcpEmulator
 
 from bridged.transports.ieee802154 import hdlc, spinel
 from bridged.transports.ieee802154 import radio as radio_module
+from bridged.transports.ieee802154.port_io import LoopPort, ThreadPort, open_io
 from bridged.transports.ieee802154.radio import (
     Radio,
     RadioConfig,
@@ -126,15 +127,25 @@ async def test_bring_up(rcp: RcpEmulator, host: Host) -> None:
     assert {frame.tid for frame in rcp.requests[1:]} <= set(range(1, 16))
 
 
-async def test_the_reader_thread_sleeps_until_bytes_come(rcp: RcpEmulator, host: Host) -> None:
-    """Idle means asleep: on a tty the reader's read has no timeout (it woke ten times a
-    second to look whether it was stopped); stopping cancels the read instead."""
-    port = host.radio._serial
-    assert port is not None and port.timeout is None
+async def test_a_tty_is_read_and_written_on_the_event_loop(
+    rcp: RcpEmulator, host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No reader thread (it woke, then woke the loop, per read) and no blocking write in a
+    worker thread (two more wake-ups per transmit): the file descriptor is the loop's, and
+    nothing is armed while the line is idle."""
+
+    def blocking_write(port: serial.Serial, data: bytes) -> int:
+        raise AssertionError("a blocking pyserial write")
+
+    monkeypatch.setattr(serial.Serial, "write", blocking_write)
+    assert not reader_threads()
+    assert await host.radio.transmit(TO_NODE_SHORT) is TxStatus.OK
     assert rcp.inject(FROM_NODE)
     assert (await host.frame()).psdu == FROM_NODE
+    io = host.radio._io
+    assert isinstance(io, LoopPort) and io._poll is None
     await host.radio.stop()
-    assert not reader_threads()
+    assert_released(rcp)
 
 
 async def test_configured_extended_address_wins_over_hwaddr(rcp: RcpEmulator) -> None:
@@ -366,33 +377,36 @@ async def test_a_busy_line_is_read_at_a_bounded_pace(rcp: RcpEmulator, host: Hos
     assert host.radio.stats.reads - reads <= len(sent) / 2
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
 async def test_an_answer_of_the_rcp_is_not_paced(
     rcp: RcpEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With an hour-long window, a busy line puts the reader in its wait: a transmit wakes
-    it, its outcome comes at once with the frames that came meanwhile, and stopping ends the
-    wait too. (The host's last request is set back each time: a line that carried an exchange
-    within the window is read at once, and with this window the bring-up's would last.)"""
+    """With an hour-long window, a busy line is polled once an hour: a transmit watches the
+    line again, its outcome comes at once with the frame that came meanwhile, and stopping
+    ends the wait for the poll too. (The host's last request is set back each time: a line
+    that carried an exchange within the window is read at once.)"""
     monkeypatch.setattr(radio_module, "window_for", lambda baudrate: 3600.0)
     host = await started(rcp)
-
-    def exchanges_long_ago() -> None:
-        host.radio._pacing.requested = -math.inf
-
     try:
         await host.state(up=True)
-        exchanges_long_ago()
+        io = host.radio._io
+        assert isinstance(io, LoopPort)
+        io.pacing.requested(-math.inf)
         first, second, third = numbered(3)
-        assert rcp.inject(first)
+        assert rcp.inject(first)  # quiet (the bring-up's reads were exchanges): read at once
         assert await frames(host, 1) == [first]
         assert rcp.inject(second)  # less than a window after the first: busy
-        assert await frames(host, 1) == [second]
-        assert rcp.inject(third)
+        await until(lambda: io._poll is not None)
         assert await asyncio.wait_for(host.radio.transmit(TO_NODE_SHORT), TIMEOUT) is TxStatus.OK
-        assert await frames(host, 1) == [third]
-        exchanges_long_ago()
-        assert rcp.inject(first)  # busy still: the reader waits again
-        assert await frames(host, 1) == [first]
+        assert await frames(host, 1) == [second]
+        io.pacing.requested(-math.inf)
+        assert rcp.inject(third)  # busy still: polled in an hour
+        await until(lambda: io._poll is not None)
     finally:
         await asyncio.wait_for(host.radio.stop(), TIMEOUT)
     assert_released(rcp)
@@ -401,15 +415,25 @@ async def test_an_answer_of_the_rcp_is_not_paced(
 @contextlib.asynccontextmanager
 async def tcp_to_pty(path: Path) -> AsyncIterator[int]:
     """A TCP port on 127.0.0.1 relaying bytes to and from the pty at ``path``, as ser2net
-    serves a dongle on another machine. Yields the port number."""
+    serves a dongle on another machine: a dongle unplugged closes the connection. Yields the
+    port number."""
     loop = asyncio.get_running_loop()
 
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
 
         def readable() -> None:
-            with contextlib.suppress(BlockingIOError):
-                writer.write(os.read(fd, 4096))
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                return
+            except OSError:  # EIO: the pty is gone
+                data = b""
+            if data:
+                writer.write(data)
+            else:  # readable with nothing to read: hung up
+                loop.remove_reader(fd)
+                writer.close()
 
         loop.add_reader(fd, readable)
         try:
@@ -442,6 +466,43 @@ async def test_serial_url(rcp: RcpEmulator) -> None:
             assert await host.radio.transmit(BROADCAST) is TxStatus.OK
         finally:
             await host.radio.stop()
+
+
+async def test_a_serial_url_whose_connection_closes_goes_down(rcp: RcpEmulator) -> None:
+    """The socket of ``socket://`` is read on the loop too: the relay closing it (its dongle
+    unplugged) is a hang-up (readable, nothing to read), the radio's fault as a tty's EIO is."""
+    async with tcp_to_pty(rcp.link) as port:
+        host = Host(Radio(config(f"socket://127.0.0.1:{port}"), on_frame=lambda f: None))
+        host.radio.on_state = host.states.put_nowait
+        await host.radio.start()
+        try:
+            await host.state(up=True)
+            assert isinstance(host.radio._io, LoopPort)
+            rcp.unplug()
+            lost = await host.state(up=False)
+            assert lost.reason == "read failed: the port hung up (readable, but no data)"
+        finally:
+            await host.radio.stop()
+
+
+async def test_a_port_without_a_file_descriptor_is_read_by_a_thread() -> None:
+    """pyserial's loop:// (as rfc2217://) has no file descriptor for the loop to watch: a
+    reader thread hands what it reads to the loop, writes go through a worker thread, and
+    closing ends the thread."""
+    port = serial.serial_for_url("loop://", do_not_open=True)
+    port.open()
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+    lost: list[str] = []
+    io = open_io(
+        port, window=3600.0, on_data=received.put_nowait, on_lost=lost.append, awaiting=bool
+    )
+    assert isinstance(io, ThreadPort) and reader_threads()
+    await io.write(b"~echo~")
+    echoed = b""
+    while echoed != b"~echo~":
+        echoed += await asyncio.wait_for(received.get(), TIMEOUT)
+    await asyncio.wait_for(io.close(), TIMEOUT)
+    assert not reader_threads() and not port.is_open and not lost
 
 
 # -- stopping at awkward moments ----------------------------------------------------------------

@@ -5,16 +5,14 @@ it, code sees only raw 802.15.4 frames (PSDUs, each with its 2-byte FCS) and tra
 
 * **The port** is opened with pyserial's ``serial_for_url(..., exclusive=True)``, so a device
   path, ``socket://host:port`` and ``rfc2217://`` all work and no other process can share the
-  dongle. Reading happens in a dedicated thread, not with ``loop.add_reader``: URL ports have
-  no file descriptor to watch, and the blocking ``read`` of each pyserial backend is the one
-  way that works for all of them. The thread hands bytes to the event loop with
-  ``call_soon_threadsafe``; everything else (HDLC, Spinel, the state) runs in the loop.
-  Writes go through ``asyncio.to_thread`` under a lock, so frames never interleave.
-* **The pace of reads** (pacing.py): while the line is quiet each frame is read and handed
-  over at once; while it is busy the reader waits ``pacing.window_for(baudrate)`` between
-  reads and hands over all that came meanwhile in one wake-up of the loop. A request waiting
-  for the RCP's answer wakes the reader from such a wait and is never paced, nor is a line
-  that carried a request within the window (exchanges are bound by their round trips).
+  dongle. Its file descriptor is then read and written on the event loop, non-blocking
+  (port_io.py; a port without one, ``rfc2217://``, keeps a reader thread). Writes go under a
+  lock, so frames never interleave; everything (HDLC, Spinel, the state) runs in the loop.
+* **The pace of reads** (pacing.py): while the line is quiet each frame is read at once;
+  while it is busy a timer reads every ``pacing.window_for(baudrate)`` all that came
+  meanwhile, in one wake-up of the loop. A request waiting for the RCP's answer is never
+  paced, nor is a line that carried a request within the window (exchanges are bound by their
+  round trips).
 * **Bring-up**: RESET, then wait for the RCP's reset notification (LAST_STATUS RESET_* with
   TID 0; nothing may be set before it), check PROTOCOL_VERSION (major 4) and RCP_API_VERSION,
   read CAPS, NCP_VERSION and HWADDR, then apply the radio state: PHY_ENABLED, PHY_CHAN,
@@ -26,7 +24,7 @@ it, code sees only raw 802.15.4 frames (PSDUs, each with its 2-byte FCS) and tra
   forever, while the daemon runs; ``on_state`` is told of every change, with the reason.
 * **Stopping** may come at any moment: while the port opens, during bring-up, during back-off,
   with a frame in flight, while a lost port is being dropped. ``stop()`` returns once the
-  reader thread has ended and the port is closed, and a ``start()`` still waiting returns too.
+  port is closed, and a ``start()`` still waiting returns too.
   Waits for the RCP use ``asyncio.timeout``, never ``asyncio.wait_for``: on Python 3.11,
   ``wait_for`` returns the result of a future that completes in the same loop iteration as a
   cancel and drops the cancel, which once left the transport's sender (cancelled by
@@ -38,9 +36,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +47,8 @@ import serial
 from bridged.aio import Backoff, cancel_and_wait
 
 from . import hdlc, spinel
-from .pacing import ReadPacing, window_for
+from .pacing import window_for
+from .port_io import PortIO, open_io
 from .spinel import Command, Prop, SpinelDecodeError, Status
 
 log = logging.getLogger(__name__)
@@ -59,9 +57,6 @@ log = logging.getLogger(__name__)
 PROTOCOL_MAJOR = 4
 #: The oldest RCP API whose STREAM_RAW layouts this host knows (OpenThread's minimum too).
 MIN_RCP_API_VERSION = 4
-# How long a read blocks in the reader thread of a port whose read cannot be cancelled: the
-# bound on how long closing such a port waits.
-_READ_TIMEOUT = 0.1
 
 
 @dataclass(frozen=True)
@@ -183,13 +178,9 @@ class Radio:
         self.ncp_version = ""
         self.caps: frozenset[int] = frozenset()
         self._decoder = hdlc.FrameDecoder(on_error=self._hdlc_error)
-        self._serial: serial.SerialBase | None = None
-        self._reader: threading.Thread | None = None
+        self._io: PortIO | None = None
         self._opening: asyncio.Future[serial.SerialBase] | None = None
         self._closing: asyncio.Future[None] | None = None
-        self._stop_reading = threading.Event()
-        self._reader_wake = threading.Event()
-        self._pacing = ReadPacing(window_for(config.baudrate))
         self._generation = 0
         self._pending: dict[int, asyncio.Future[spinel.Frame]] = {}
         #: The bring-up waits for the RCP's reset notification (an answer without a TID).
@@ -228,8 +219,8 @@ class Radio:
         await self._attempted.wait()
 
     async def stop(self) -> None:
-        """Close the port; the radio stays down until started again. Returns once the reader
-        thread has ended and the port is closed, whatever the radio was doing."""
+        """Close the port; the radio stays down until started again. Returns once the port is
+        closed, whatever the radio was doing."""
         task, self._supervisor = self._supervisor, None
         await cancel_and_wait(task)
         self._attempted.set()  # a start() waiting for a first attempt that never came
@@ -312,26 +303,16 @@ class Radio:
         generation = self._generation
         # Stopped while the thread opens the port, _disconnect waits for it and closes it.
         self._opening = asyncio.ensure_future(asyncio.to_thread(self._open_port))
-        self._serial = await asyncio.shield(self._opening)
+        port = await asyncio.shield(self._opening)
         self._opening = None
         self._decoder.resync()
-        self._stop_reading = threading.Event()
-        self._reader_wake = threading.Event()
-        self._pacing = ReadPacing(window_for(self.config.baudrate))
-        self._reader = threading.Thread(
-            target=self._read_loop,
-            args=(
-                self._serial,
-                generation,
-                asyncio.get_running_loop(),
-                self._stop_reading,
-                self._reader_wake,
-                self._pacing,
-            ),
-            name=f"rcp-reader-{self.config.port}",
-            daemon=True,
+        self._io = open_io(
+            port,
+            window=window_for(self.config.baudrate),
+            on_data=functools.partial(self._received_bytes, generation),
+            on_lost=functools.partial(self._lost, generation),
+            awaiting=self._awaiting,
         )
-        self._reader.start()
         await self._bring_up()
 
     def _open_port(self) -> serial.SerialBase:
@@ -342,10 +323,6 @@ class Radio:
             exclusive=True,
             do_not_open=True,
         )
-        # A read that can be cancelled (a tty, loop://) blocks until bytes come, so the reader
-        # thread sleeps while the air is quiet; the others (socket://, rfc2217://) wake every
-        # _READ_TIMEOUT to see whether they are stopped.
-        port.timeout = None if hasattr(port, "cancel_read") else _READ_TIMEOUT
         port.open()
         port.reset_input_buffer()
         return port
@@ -372,20 +349,19 @@ class Radio:
     async def _disconnect(self, reason: str) -> None:
         """Drop the connection: at once for the state, in the background for what blocks.
 
-        Joining the reader and closing the port run in a shielded task, so a cancel (stop()
-        cancelling the supervisor mid-way) cannot leave the port open; the next _disconnect,
-        stop()'s, waits for it.
+        The port stops being read at once; closing it (and ending a reader thread) runs in a
+        shielded task, so a cancel (stop() cancelling the supervisor mid-way) cannot leave the
+        port open; the next _disconnect, stop()'s, waits for it.
         """
         self._generation += 1  # whatever the old reader or a late write reports is ignored
         self._fail_pending(reason)
         while not self._events.empty():
             self._events.get_nowait()
         opening, self._opening = self._opening, None
-        port, self._serial = self._serial, None
-        reader, self._reader = self._reader, None
-        self._stop_reading.set()
-        self._reader_wake.set()
-        closing = asyncio.ensure_future(_release(self._closing, opening, port, reader))
+        io, self._io = self._io, None
+        if io is not None:
+            io.detach()
+        closing = asyncio.ensure_future(_release(self._closing, opening, io))
         self._closing = closing
         await asyncio.shield(closing)
 
@@ -479,8 +455,8 @@ class Radio:
             tid = self._allocate_tid()
             future: asyncio.Future[spinel.Frame] = asyncio.get_running_loop().create_future()
             self._pending[tid] = future
-            self._pacing.requested = time.monotonic()
-            self._reader_wake.set()  # a paced reader reads the answer at once
+            if self._io is not None:
+                self._io.expect_answer()  # a paced line is read at once again
             try:
                 await self._write(spinel.encode_frame(spinel.prop_frame(command, prop, value, tid)))
                 async with asyncio.timeout(timeout):
@@ -497,59 +473,29 @@ class Radio:
                 return tid
 
     async def _write(self, payload: bytes) -> None:
-        port = self._serial
-        if port is None:
+        io = self._io
+        if io is None:
             raise _LinkDown("the port is closed")
         data = hdlc.encode_frame(payload)
         generation = self._generation
+        timeout = self.config.request_timeout
         async with self._write_lock:
             try:
-                await asyncio.to_thread(port.write, data)
+                async with asyncio.timeout(timeout):
+                    await io.write(data)
+            except TimeoutError:
+                reason = f"write failed: the port took no bytes for {timeout:g} s"
+                self._lost(generation, reason)
+                raise _LinkDown(reason) from None
             except (OSError, serial.SerialException) as exc:
                 self._lost(generation, f"write failed: {exc}")
                 raise _LinkDown(str(exc)) from None
 
     # -- what the RCP sends -----------------------------------------------------------------------
 
-    def _read_loop(
-        self,
-        port: serial.SerialBase,
-        generation: int,
-        loop: asyncio.AbstractEventLoop,
-        stop: threading.Event,
-        wake: threading.Event,
-        pacing: ReadPacing,
-    ) -> None:
-        """The reader thread: bytes to the loop until the port fails or the radio stops, at
-        the pace ``ReadPacing`` sets (``wake`` ends a wait: a request, or stopping)."""
-        try:
-            while not stop.is_set():
-                waiting = port.in_waiting
-                data = port.read(waiting or 1)
-                if not data:
-                    continue
-                if rest := port.in_waiting:  # what came with the first byte
-                    data += port.read(rest)
-                # Before the loop has the bytes: an answer in them is still awaited.
-                awaiting = self._awaiting()
-                wake.clear()
-                loop.call_soon_threadsafe(self._received_bytes, generation, data)
-                delay = pacing.after_read(
-                    time.monotonic(),
-                    buffered=waiting > 0,
-                    ends_frame=data[-1] == hdlc.FLAG,
-                    awaiting=awaiting or self._awaiting(),
-                )
-                if delay:
-                    wake.wait(delay)
-        except Exception as exc:  # pyserial raises SerialException, OSError or, once closed, more
-            if not stop.is_set():
-                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
-                    loop.call_soon_threadsafe(self._lost, generation, f"read failed: {exc}")
-
     def _awaiting(self) -> bool:
-        """The host waits for an answer of the RCP (read by the reader thread: a dict's
-        truth and a bool are read whole under the GIL)."""
+        """The host waits for an answer of the RCP (a transmit's outcome, a property, the
+        reset notification): its bytes are read at once, never paced."""
         return self._resetting or bool(self._pending)
 
     def _lost(self, generation: int, reason: str) -> None:
@@ -625,27 +571,17 @@ class Radio:
 async def _release(
     previous: asyncio.Future[None] | None,
     opening: asyncio.Future[serial.SerialBase] | None,
-    port: serial.SerialBase | None,
-    reader: threading.Thread | None,
+    io: PortIO | None,
 ) -> None:
     """Close a dropped connection: wait for an earlier release, for a port still opening (and
-    take it), end the reader (cancel_read wakes it at once where the backend has it, its read
-    timeout bounds the wait elsewhere), then close the port."""
+    close it), then close the port (ending its reader thread, if it has one)."""
     if previous is not None:
         await previous
     if opening is not None:
         with contextlib.suppress(Exception):  # failing to open left nothing to close
-            port = await opening
-    if port is not None:
-        cancel = getattr(port, "cancel_read", None)
-        if cancel is not None:
-            with contextlib.suppress(Exception):
-                cancel()
-    if reader is not None:
-        await asyncio.to_thread(reader.join)
-    if port is not None:
-        with contextlib.suppress(Exception):
-            port.close()
+            (await opening).close()
+    if io is not None:
+        await io.close()
 
 
 def _describe(exc: BaseException) -> str:

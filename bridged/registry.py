@@ -59,7 +59,7 @@ from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.store.nodes import NodeStore
-from bridged.store.readings import Reading, ReadingStore
+from bridged.store.readings import ReadingStore, Row
 from bridged.store.secrets import SecretStore
 from bridged.transports.base import Heard, NodeState, Transport
 from bridged.transports.nodes import NodeId, PairedNode, Secret
@@ -203,9 +203,7 @@ class NodeRegistry:
             p.id: LiveNode(
                 p,
                 objects.get(p.id, {}),
-                values={r.path: Record(r.path, r.value, r.time) for r in last[p.id]}
-                if p.id in last
-                else NO_VALUES,
+                values={r.path: r for r in last[p.id]} if p.id in last else NO_VALUES,
             )
             for p in nodes.nodes()
         }
@@ -214,7 +212,7 @@ class NodeRegistry:
         self._listeners: Listeners[RegistryListener] = Listeners("the node registry")
         self._readers: Listeners[RegistryListener] = Listeners("node readings")
         """The listeners told of each report's readings (``listen``)."""
-        self._pending: list[Reading] = []
+        self._pending: list[Row] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._committing = False
         self._window = commit_window
@@ -358,8 +356,10 @@ class NodeRegistry:
         if live is None:
             self.unpaired_readings += len(records)
             return
-        # ``_stamped``, and each one's Reading, in one loop: the clock is read only for a
-        # record that needs it (most carry their absolute time already).
+        node = live.paired.id  # the id every table holds: a lookup of it is found by identity
+        # ``_stamped``, and each one's row, in one loop: the clock is read only for a record
+        # that needs it (most carry their absolute time already). The row holds the record
+        # itself from here to the Send (store/readings.py).
         stamped: list[Record] = []
         pending, now = self._pending, None
         for r in records:
@@ -367,10 +367,9 @@ class NodeRegistry:
             if t is None or t < RELATIVE_BELOW:
                 if now is None:
                     now = self._clock()
-                t = absolute_time(t, now)
-                r = Record(r.path, r.value, t)
+                r = Record(r.path, r.value, absolute_time(t, now))
             stamped.append(r)
-            pending.append(Reading(node, r.path, r.value, t))
+            pending.append((node, r))
         # Durable before anything acts on it (module docstring): they become the node's
         # known values (what node.show and a Read of a sleepy node answer) and the listeners
         # are told after the group commit.

@@ -208,6 +208,12 @@ class NodeRegistry:
             for p in nodes.nodes()
         }
         self.heard_nodes: OrderedDict[NodeId, Heard] = OrderedDict()
+        self._recent: tuple[NodeId | None, LiveNode | None] = (None, None)
+        """The node id of the latest event and its live node (None: not paired). A transport
+        tells one report as several events (heard, state, readings) with one node id, often
+        not the object the tables hold (it is made from the frame's address), and a node id's
+        hash and equality are Python functions: the report's later events find it by
+        identity. Forgotten when a node is paired or unpaired."""
         self.unpaired_readings = 0
         self._listeners: Listeners[RegistryListener] = Listeners("the node registry")
         self._readers: Listeners[RegistryListener] = Listeners("node readings")
@@ -298,6 +304,7 @@ class NodeRegistry:
         stored = self.store.pair(node)
         for name, secret in (secrets or {}).items():
             self.secrets.set(node.id, name, secret)
+        self._recent = (None, None)
         live = self.live.get(node.id)
         if live is None:
             live = self.live[node.id] = LiveNode(stored)
@@ -313,6 +320,7 @@ class NodeRegistry:
 
     def unpair(self, node: NodeId) -> bool:
         """Unpair ``node``: it disappears upstream, its secrets are forgotten, its IDs kept."""
+        self._recent = (None, None)
         if self.live.pop(node, None) is None:
             return False
         self.store.unpair(node)
@@ -336,8 +344,13 @@ class NodeRegistry:
     # -- TransportEvents ---------------------------------------------------------------------
 
     def heard(self, heard: Heard) -> None:
-        live = self.live.get(heard.node)
+        node = heard.node
+        recent, live = self._recent
+        if node is not recent:
+            live = self.live.get(node)
+            self._recent = (node, live)
         if live is not None:
+            node = live.paired.id  # the id every table holds: a lookup of it is found by identity
             live.last_seen = heard.time
             news = live.news or self._news_of(live)
             news.heard_at(heard.time)
@@ -346,13 +359,16 @@ class NodeRegistry:
             if self._due is None:  # else the commit that tells it is armed
                 self._arm()
         self._heard_hooks.call(heard)
-        self.heard_nodes[heard.node] = heard
-        self.heard_nodes.move_to_end(heard.node)
+        self.heard_nodes[node] = heard
+        self.heard_nodes.move_to_end(node)
         while len(self.heard_nodes) > HEARD_LIMIT:
             self.heard_nodes.popitem(last=False)
 
     def readings(self, node: NodeId, records: Sequence[Record]) -> None:
-        live = self.live.get(node)
+        recent, live = self._recent
+        if node is not recent:
+            live = self.live.get(node)
+            self._recent = (node, live)
         if live is None:
             self.unpaired_readings += len(records)
             return
@@ -460,7 +476,10 @@ class NodeRegistry:
         self._listeners.notify(lambda listener: listener.node_objects(live))
 
     def state(self, node: NodeId, state: NodeState) -> None:
-        live = self.live.get(node)
+        recent, live = self._recent
+        if node is not recent:
+            live = self.live.get(node)
+            self._recent = (node, live)
         if live is not None:
             node = live.paired.id  # the id every table holds: a lookup of it is found by identity
             live.state = state

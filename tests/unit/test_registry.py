@@ -460,3 +460,22 @@ async def test_a_reading_of_a_node_unpaired_before_its_commit_is_not_shown(
                 await asyncio.sleep(0.01)
     assert exposure.removed == [node]
     assert exposure.readings == []
+
+
+def test_a_report_is_taken_for_the_node_paired_now_whatever_id_object_it_comes_with(
+    registry: NodeRegistry,
+) -> None:
+    """A report's events find the node by the identity of the id they come with (issue 17):
+    pairing and unpairing in between are not missed, and an equal id made anew is the node."""
+    node = NodeId("sim", "0001")
+    registry.readings(node, [Record(TEMPERATURE, 1.0)])
+    assert registry.unpaired_readings == 1
+    registry.pair(PairedNode(NodeId("sim", "0001"), "n", "sim"))
+    registry.readings(node, [Record(TEMPERATURE, 2.0)])
+    registry.readings(NodeId("sim", "0001"), [Record(TEMPERATURE, 3.0)])
+    registry.unpair(NodeId("sim", "0001"))
+    registry.readings(node, [Record(TEMPERATURE, 4.0)])
+    assert registry.unpaired_readings == 2
+    registry.flush()
+    stored = registry.readings_store.pending("server").rows
+    assert [r.value for _, r in stored] == [2.0, 3.0]

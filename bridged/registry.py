@@ -142,6 +142,9 @@ class LiveNode:
     values: Mapping[Path, Record] = field(default_factory=lambda: NO_VALUES)
     news: NodeNews | None = None
     """What its transport said of it since its news was last told (``NodeRegistry.on_news``)."""
+    paired_now: bool = True
+    """False once it is unpaired: what it reported before is not shown (``NodeRegistry.flush``),
+    which every report asked of the registry's table."""
 
     @property
     def id(self) -> NodeId:
@@ -225,7 +228,7 @@ class NodeRegistry:
         self._due: asyncio.TimerHandle | None = None
         """The group commit's timer: armed by the first reading of a window, else none."""
         self._after_commit: list[tuple[LiveNode, list[Record]]] = []
-        """The readings the listeners are to be told once they are committed (``_took``), in
+        """The readings the listeners are to be told once they are committed (``flush``), in
         the order they were reported."""
         self._retry_at = 0.0
         self.unstored_dropped = 0
@@ -321,8 +324,10 @@ class NodeRegistry:
     def unpair(self, node: NodeId) -> bool:
         """Unpair ``node``: it disappears upstream, its secrets are forgotten, its IDs kept."""
         self._recent = (None, None)
-        if self.live.pop(node, None) is None:
+        gone = self.live.pop(node, None)
+        if gone is None:
             return False
+        gone.paired_now = False
         self.store.unpair(node)
         self.secrets.remove(node)
         transport = self.transports.get(node.transport)
@@ -390,19 +395,10 @@ class NodeRegistry:
         # known values (what node.show and a Read of a sleepy node answer) and the listeners
         # are told after the group commit.
         self._after_commit.append((live, stamped))
-        (live.news or self._news_of(live)).readings += stamped  # heard: when taken (``_took``)
+        (live.news or self._news_of(live)).readings += stamped  # heard: when taken (``flush``)
         if self._due is None:
             self._arm()
         self._awake_hooks.call(node)
-
-    def _took(self, live: LiveNode, stamped: Sequence[Record], now: float) -> None:
-        """Committed readings become the node's known values (heard ``now``, whatever time it
-        gave its measurements) and are shown, unless their node was unpaired since it reported
-        them."""
-        if self.live.get(live.paired.id) is live:
-            self._known(live, stamped, now)
-            (live.news or self._news_of(live)).heard_at(now)
-            self._readers.notify(methodcaller("node_readings", live, stamped))
 
     def _readings_first(self) -> None:
         """Readings reported before a value read or written are committed and taken now, if
@@ -589,9 +585,15 @@ class NodeRegistry:
         # What a listener reports meanwhile waits for a commit of its own.
         told, self._after_commit = self._after_commit, []
         if told:
-            now = self._clock()
+            # Committed readings become the node's known values (heard ``now``, whatever time
+            # it gave its measurements) and are shown, unless their node was unpaired since it
+            # reported them.
+            now, readers = self._clock(), self._readers
             for live, stamped in told:
-                self._took(live, stamped, now)
+                if live.paired_now:
+                    self._known(live, stamped, now)
+                    (live.news or self._news_of(live)).heard_at(now)
+                    readers.notify(methodcaller("node_readings", live, stamped))
         if self._newsy:
             newsy, self._newsy = self._newsy, []
             for live in newsy:

@@ -134,16 +134,19 @@ def decode_value(kind: int, raw: object) -> Value:
 
 _REMEMBER = """
     INSERT INTO last_values(node_id, path, kind, value, time)
-    SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM nodes WHERE id = ?1)
+    SELECT node_id, path, kind, value, time FROM readings
+     WHERE seq IN (SELECT max(seq) FROM readings WHERE seq BETWEEN ?1 AND ?2
+                    GROUP BY node_id, path)
+       AND node_id IN (SELECT id FROM nodes)
     ON CONFLICT(node_id, path) DO UPDATE
        SET kind = excluded.kind, value = excluded.value, time = excluded.time
 """
-"""Keep a reading as its node's last value of its resource (one row per node resource; a
-node that is not paired, unpaired meanwhile, gets none)."""
+"""Keep the newest of the readings of seqs ?1..?2 (one append's) of each node resource as its
+node's last value (one row per node resource; a node that is not paired, unpaired meanwhile,
+gets none): one statement over the rows just inserted, not one per row bound from Python."""
 
 _TIME = operator.itemgetter(4)
-_NODE_PATH = operator.itemgetter(0, 1)
-"""A row's columns (``_columns``): its time, its node resource."""
+"""A row's time among its columns (``_columns``)."""
 
 
 def _columns(rows: Sequence[Row]) -> list[tuple[object, ...]]:
@@ -248,9 +251,8 @@ class ReadingStore:
                 )
                 (last,) = self._conn.execute("SELECT last_insert_rowid()").fetchone()
                 self._count += len(params)
-                # Each node resource's last row, whose columns are _REMEMBER's parameters.
-                latest = dict(zip(map(_NODE_PATH, params), params, strict=True))
-                self._conn.executemany(_REMEMBER, latest.values())
+                if params:
+                    self._conn.execute(_REMEMBER, (int(last) - len(params) + 1, last))
                 for write in self.joining:
                     write(self._conn)
                 if unstored:

@@ -99,7 +99,8 @@ class NodeNews:
     """What a paired node's transport said of it since its news was last told (``on_news``):
     one report (an advert heard, the node's state, its readings, told apart) is one news,
     each value the latest said (None: not said). ``heard`` is when the node was last heard
-    (wall clock), ``state`` its transport's latest ``NodeState`` (its refused frames and their
+    (wall clock: the latest time said, kept inline where each event says it, three times a
+    report), ``state`` its transport's latest ``NodeState`` (its refused frames and their
     problem), ``readings`` what it reported."""
 
     heard: float | None = None
@@ -110,16 +111,12 @@ class NodeNews:
     state: NodeState | None = None
     readings: list[Record] = field(default_factory=list)
 
-    def heard_at(self, at: float) -> None:
-        if self.heard is None or at > self.heard:
-            self.heard = at
-
     def said(self, state: NodeState) -> None:
         """Its transport's ``state``: reachable is heard (unreachable is a sleepy node asleep
         or a radio down, not silence)."""
         self.state = state
-        if state.reachable:
-            self.heard_at(state.time)
+        if state.reachable and (self.heard is None or state.time > self.heard):
+            self.heard = state.time
         if state.rssi is not None:
             self.rssi = state.rssi
         if state.lqi is not None:
@@ -358,7 +355,8 @@ class NodeRegistry:
             node = live.paired.id  # the id every table holds: a lookup of it is found by identity
             live.last_seen = heard.time
             news = live.news or self._news_of(live)
-            news.heard_at(heard.time)
+            if news.heard is None or heard.time > news.heard:
+                news.heard = heard.time
             if heard.rssi is not None:
                 news.rssi = heard.rssi
             if self._due is None:  # else the commit that tells it is armed
@@ -592,7 +590,9 @@ class NodeRegistry:
             for live, stamped in told:
                 if live.paired_now:
                     self._known(live, stamped, now)
-                    (live.news or self._news_of(live)).heard_at(now)
+                    heard = live.news or self._news_of(live)
+                    if heard.heard is None or now > heard.heard:
+                        heard.heard = now
                     readers.notify(methodcaller("node_readings", live, stamped))
         if self._newsy:
             newsy, self._newsy = self._newsy, []

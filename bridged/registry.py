@@ -48,7 +48,7 @@ import logging
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import methodcaller
 from types import MappingProxyType
@@ -139,6 +139,8 @@ class LiveNode:
     values: Mapping[Path, Record] = field(default_factory=lambda: NO_VALUES)
     news: NodeNews | None = None
     """What its transport said of it since its news was last told (``NodeRegistry.on_news``)."""
+    heard: Heard | None = None
+    """What was last heard of it (``HeardNodes``)."""
     paired_now: bool = True
     """False once it is unpaired: what it reported before is not shown (``NodeRegistry.flush``),
     which every report asked of the registry's table."""
@@ -146,6 +148,42 @@ class LiveNode:
     @property
     def id(self) -> NodeId:
         return self.paired.id
+
+
+class HeardNodes(Mapping[NodeId, Heard]):
+    """The scan table: what was last heard of each node, paired or not (``bridgectl status``
+    counts it, pairing takes a node's name and profile from it). A paired node's is kept on
+    its ``LiveNode``, which each of its adverts has found already (in a table of its own
+    every advert cost two more lookups, each a node id's hash: a Python function); the
+    unpaired ones in a table of the ``HEARD_LIMIT`` most recently heard."""
+
+    def __init__(self, live: Mapping[NodeId, LiveNode]) -> None:
+        self._live = live
+        self.unpaired: OrderedDict[NodeId, Heard] = OrderedDict()
+
+    def __getitem__(self, node: NodeId) -> Heard:
+        live = self._live.get(node)
+        heard = live.heard if live is not None else self.unpaired.get(node)
+        if heard is None:
+            raise KeyError(node)
+        return heard
+
+    def __iter__(self) -> Iterator[NodeId]:
+        yield from (node for node, live in self._live.items() if live.heard is not None)
+        yield from self.unpaired
+
+    def __len__(self) -> int:
+        paired = sum(1 for live in self._live.values() if live.heard is not None)
+        return paired + len(self.unpaired)
+
+    def heard_unpaired(self, heard: Heard) -> None:
+        """Keep ``heard`` of a node that is not paired, forgetting the least recently heard
+        beyond ``HEARD_LIMIT``."""
+        table = self.unpaired
+        table[heard.node] = heard
+        table.move_to_end(heard.node)
+        while len(table) > HEARD_LIMIT:
+            table.popitem(last=False)
 
 
 class RegistryListener(Protocol):
@@ -207,7 +245,7 @@ class NodeRegistry:
             )
             for p in nodes.nodes()
         }
-        self.heard_nodes: OrderedDict[NodeId, Heard] = OrderedDict()
+        self.heard_nodes = HeardNodes(self.live)
         self._recent: tuple[NodeId | None, LiveNode | None] = (None, None)
         """The node id of the latest event and its live node (None: not paired). A transport
         tells one report as several events (heard, state, readings) with one node id, often
@@ -310,6 +348,7 @@ class NodeRegistry:
             live = self.live[node.id] = LiveNode(stored)
         else:
             live.paired = stored
+        live.heard = self.heard_nodes.unpaired.pop(node.id, live.heard)
         self._refused.pop(node.id, None)
         transport = self.transports.get(node.id.transport)
         if transport is not None:
@@ -325,6 +364,8 @@ class NodeRegistry:
         if gone is None:
             return False
         gone.paired_now = False
+        if gone.heard is not None:
+            self.heard_nodes.heard_unpaired(gone.heard)
         self.store.unpair(node)
         self.secrets.remove(node)
         transport = self.transports.get(node.transport)
@@ -352,7 +393,7 @@ class NodeRegistry:
             live = self.live.get(node)
             self._recent = (node, live)
         if live is not None:
-            node = live.paired.id  # the id every table holds: a lookup of it is found by identity
+            live.heard = heard
             live.last_seen = heard.time
             news = live.news or self._news_of(live)
             if news.heard is None or heard.time > news.heard:
@@ -362,10 +403,8 @@ class NodeRegistry:
             if self._due is None:  # else the commit that tells it is armed
                 self._arm()
         self._heard_hooks.call(heard)
-        self.heard_nodes[node] = heard
-        self.heard_nodes.move_to_end(node)
-        while len(self.heard_nodes) > HEARD_LIMIT:
-            self.heard_nodes.popitem(last=False)
+        if live is None:
+            self.heard_nodes.heard_unpaired(heard)
 
     def readings(self, node: NodeId, records: Sequence[Record]) -> None:
         recent, live = self._recent

@@ -479,3 +479,26 @@ def test_a_report_is_taken_for_the_node_paired_now_whatever_id_object_it_comes_w
     registry.flush()
     stored = registry.readings_store.pending("server").rows
     assert [r.value for _, r in stored] == [2.0, 3.0]
+
+
+def test_the_scan_table_has_every_node_heard_last_and_bounds_only_the_unpaired(
+    registry: NodeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A paired node's last advert is kept with the node (no lookup of its own per advert,
+    issue 17): the table still answers for it, counts it, and keeps it across pairing and
+    unpairing; the bound applies to the unpaired, a street's worth of strangers."""
+    monkeypatch.setattr("bridged.registry.HEARD_LIMIT", 3)
+    mine, stranger = NodeId("sim", "0001"), NodeId("sim", "0002")
+    registry.heard(Heard(mine, 1.0, "kitchen", -70, "sim"))
+    registry.pair(PairedNode(mine, "kitchen", "sim"))
+    registry.heard(Heard(NodeId("sim", "0001"), 2.0, "kitchen", -60, "sim"))
+    registry.heard(Heard(stranger, 3.0))
+    assert registry.heard_nodes[mine].time == 2.0 and registry.heard_nodes.get(mine) is not None
+    assert set(registry.heard_nodes) == {mine, stranger} and len(registry.heard_nodes) == 2
+    for i in range(10):
+        registry.heard(Heard(NodeId("sim", f"1{i:03d}"), 4.0 + i))
+    assert mine in registry.heard_nodes and stranger not in registry.heard_nodes
+    assert len(registry.heard_nodes) == 4  # the paired one and the 3 latest strangers
+    registry.unpair(mine)
+    assert registry.heard_nodes[mine].time == 2.0
+    assert len(registry.heard_nodes) == 3

@@ -96,7 +96,7 @@ from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import ROOT, Path
 from bridged.objects.slotted import quick_init
 from bridged.objects.values import Record, check_value
-from bridged.store.readings import ReadingStore, StoredReading
+from bridged.store.readings import Pending, ReadingStore
 from bridged.transports.nodes import NodeId
 
 log = logging.getLogger(__name__)
@@ -443,52 +443,54 @@ class Delivery:
             )
         return _Part(_Outcome.DELIVERED, delivered=len(records) - unobserved, unobserved=unobserved)
 
-    def _batch(self, server: _Server, pending: Sequence[StoredReading]) -> _Batch | None:
+    def _batch(self, server: _Server, pending: Pending) -> _Batch | None:
         """The longest leading run of ``pending`` that goes in one message per session, or None
         when the first reading's session is not registered (yet).
 
         The run stops before the first reading of a node whose session is not registered, and
         before the first reading that would overflow its session's message; readings that are
         skipped (not exposed, refused) ride along, so the cursor passes them too."""
-        routes: dict[NodeId, _Target | None] = {}
+        # Each node's target, keyed by the node id's ``id``: the rows hold their node ids while
+        # the batch is made, and an id is found without a NodeId's hash (a Python function)
+        # per reading; an equal node id that is another object gets a target of its own.
+        routes: dict[int, _Target | None] = {}
         seqs: list[int] = []
         parts: dict[ServerSession, list[tuple[int, Record]]] = {}
         had: list[int] = []  # indexes of readings their session acknowledged already
-        for stored in pending:
-            r = stored.reading
+        for seq, (node, r) in zip(pending.seqs, pending.rows, strict=True):
             try:
-                target = routes[r.node]
+                target = routes[id(node)]
             except KeyError:  # the node's first reading in this batch
-                route = self.route(r.node)
+                route = self.route(node)
                 if route is None:
-                    target = routes[r.node] = None
+                    target = routes[id(node)] = None
                 else:
                     found = self._session(route, server.short_server_id)
                     if found is None:
                         break  # not registered: the run ends here
-                    target = routes[r.node] = _Target(
+                    target = routes[id(node)] = _Target(
                         found, route.path, server.has.get(found, 0), {}
                     )
             index = len(seqs)
-            seqs.append(stored.seq)
+            seqs.append(seq)
             try:
                 if target is None:
-                    raise LwM2MError(f"node {r.node} is not exposed")
-                if stored.seq <= target.had:
+                    raise LwM2MError(f"node {node} is not exposed")
+                if seq <= target.had:
                     had.append(index)
                     continue
                 mapped = target.mapped.get(id(r.path))
                 if mapped is None:
                     local = target.path(r.path)
                     if local is None:
-                        raise LwM2MError(f"{r.path} of node {r.node} is not exposed")
+                        raise LwM2MError(f"{r.path} of node {node} is not exposed")
                     rdef = check_path(local, target.session.tree.definitions)
                     mapped = target.mapped[id(r.path)] = (local, rdef)
                 local, rdef = mapped
                 check_value(rdef, r.value)
                 record = Record(local, r.value, r.time)
             except LwM2MError as e:
-                self._skip(r.node, r.path, e)
+                self._skip(node, r.path, e)
                 continue
             parts.setdefault(target.session, []).append((index, record))
         if not seqs:

@@ -48,7 +48,7 @@ import logging
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import methodcaller
 from types import MappingProxyType
@@ -59,7 +59,7 @@ from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.store.nodes import NodeStore
-from bridged.store.readings import Reading, ReadingStore
+from bridged.store.readings import ReadingStore, Row
 from bridged.store.secrets import SecretStore
 from bridged.transports.base import Heard, NodeState, Transport
 from bridged.transports.nodes import NodeId, PairedNode, Secret
@@ -99,7 +99,8 @@ class NodeNews:
     """What a paired node's transport said of it since its news was last told (``on_news``):
     one report (an advert heard, the node's state, its readings, told apart) is one news,
     each value the latest said (None: not said). ``heard`` is when the node was last heard
-    (wall clock), ``state`` its transport's latest ``NodeState`` (its refused frames and their
+    (wall clock: the latest time said, kept inline where each event says it, three times a
+    report), ``state`` its transport's latest ``NodeState`` (its refused frames and their
     problem), ``readings`` what it reported."""
 
     heard: float | None = None
@@ -110,16 +111,12 @@ class NodeNews:
     state: NodeState | None = None
     readings: list[Record] = field(default_factory=list)
 
-    def heard_at(self, at: float) -> None:
-        if self.heard is None or at > self.heard:
-            self.heard = at
-
     def said(self, state: NodeState) -> None:
         """Its transport's ``state``: reachable is heard (unreachable is a sleepy node asleep
         or a radio down, not silence)."""
         self.state = state
-        if state.reachable:
-            self.heard_at(state.time)
+        if state.reachable and (self.heard is None or state.time > self.heard):
+            self.heard = state.time
         if state.rssi is not None:
             self.rssi = state.rssi
         if state.lqi is not None:
@@ -142,10 +139,51 @@ class LiveNode:
     values: Mapping[Path, Record] = field(default_factory=lambda: NO_VALUES)
     news: NodeNews | None = None
     """What its transport said of it since its news was last told (``NodeRegistry.on_news``)."""
+    heard: Heard | None = None
+    """What was last heard of it (``HeardNodes``)."""
+    paired_now: bool = True
+    """False once it is unpaired: what it reported before is not shown (``NodeRegistry.flush``),
+    which every report asked of the registry's table."""
 
     @property
     def id(self) -> NodeId:
         return self.paired.id
+
+
+class HeardNodes(Mapping[NodeId, Heard]):
+    """The scan table: what was last heard of each node, paired or not (``bridgectl status``
+    counts it, pairing takes a node's name and profile from it). A paired node's is kept on
+    its ``LiveNode``, which each of its adverts has found already (in a table of its own
+    every advert cost two more lookups, each a node id's hash: a Python function); the
+    unpaired ones in a table of the ``HEARD_LIMIT`` most recently heard."""
+
+    def __init__(self, live: Mapping[NodeId, LiveNode]) -> None:
+        self._live = live
+        self.unpaired: OrderedDict[NodeId, Heard] = OrderedDict()
+
+    def __getitem__(self, node: NodeId) -> Heard:
+        live = self._live.get(node)
+        heard = live.heard if live is not None else self.unpaired.get(node)
+        if heard is None:
+            raise KeyError(node)
+        return heard
+
+    def __iter__(self) -> Iterator[NodeId]:
+        yield from (node for node, live in self._live.items() if live.heard is not None)
+        yield from self.unpaired
+
+    def __len__(self) -> int:
+        paired = sum(1 for live in self._live.values() if live.heard is not None)
+        return paired + len(self.unpaired)
+
+    def heard_unpaired(self, heard: Heard) -> None:
+        """Keep ``heard`` of a node that is not paired, forgetting the least recently heard
+        beyond ``HEARD_LIMIT``."""
+        table = self.unpaired
+        table[heard.node] = heard
+        table.move_to_end(heard.node)
+        while len(table) > HEARD_LIMIT:
+            table.popitem(last=False)
 
 
 class RegistryListener(Protocol):
@@ -203,25 +241,29 @@ class NodeRegistry:
             p.id: LiveNode(
                 p,
                 objects.get(p.id, {}),
-                values={r.path: Record(r.path, r.value, r.time) for r in last[p.id]}
-                if p.id in last
-                else NO_VALUES,
+                values={r.path: r for r in last[p.id]} if p.id in last else NO_VALUES,
             )
             for p in nodes.nodes()
         }
-        self.heard_nodes: OrderedDict[NodeId, Heard] = OrderedDict()
+        self.heard_nodes = HeardNodes(self.live)
+        self._recent: tuple[NodeId | None, LiveNode | None] = (None, None)
+        """The node id of the latest event and its live node (None: not paired). A transport
+        tells one report as several events (heard, state, readings) with one node id, often
+        not the object the tables hold (it is made from the frame's address), and a node id's
+        hash and equality are Python functions: the report's later events find it by
+        identity. Forgotten when a node is paired or unpaired."""
         self.unpaired_readings = 0
         self._listeners: Listeners[RegistryListener] = Listeners("the node registry")
         self._readers: Listeners[RegistryListener] = Listeners("node readings")
         """The listeners told of each report's readings (``listen``)."""
-        self._pending: list[Reading] = []
+        self._pending: list[Row] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._committing = False
         self._window = commit_window
         self._due: asyncio.TimerHandle | None = None
         """The group commit's timer: armed by the first reading of a window, else none."""
         self._after_commit: list[tuple[LiveNode, list[Record]]] = []
-        """The readings the listeners are to be told once they are committed (``_took``), in
+        """The readings the listeners are to be told once they are committed (``flush``), in
         the order they were reported."""
         self._retry_at = 0.0
         self.unstored_dropped = 0
@@ -300,11 +342,13 @@ class NodeRegistry:
         stored = self.store.pair(node)
         for name, secret in (secrets or {}).items():
             self.secrets.set(node.id, name, secret)
+        self._recent = (None, None)
         live = self.live.get(node.id)
         if live is None:
             live = self.live[node.id] = LiveNode(stored)
         else:
             live.paired = stored
+        live.heard = self.heard_nodes.unpaired.pop(node.id, live.heard)
         self._refused.pop(node.id, None)
         transport = self.transports.get(node.id.transport)
         if transport is not None:
@@ -315,8 +359,13 @@ class NodeRegistry:
 
     def unpair(self, node: NodeId) -> bool:
         """Unpair ``node``: it disappears upstream, its secrets are forgotten, its IDs kept."""
-        if self.live.pop(node, None) is None:
+        self._recent = (None, None)
+        gone = self.live.pop(node, None)
+        if gone is None:
             return False
+        gone.paired_now = False
+        if gone.heard is not None:
+            self.heard_nodes.heard_unpaired(gone.heard)
         self.store.unpair(node)
         self.secrets.remove(node)
         transport = self.transports.get(node.transport)
@@ -338,28 +387,37 @@ class NodeRegistry:
     # -- TransportEvents ---------------------------------------------------------------------
 
     def heard(self, heard: Heard) -> None:
-        live = self.live.get(heard.node)
+        node = heard.node
+        recent, live = self._recent
+        if node is not recent:
+            live = self.live.get(node)
+            self._recent = (node, live)
         if live is not None:
+            live.heard = heard
             live.last_seen = heard.time
             news = live.news or self._news_of(live)
-            news.heard_at(heard.time)
+            if news.heard is None or heard.time > news.heard:
+                news.heard = heard.time
             if heard.rssi is not None:
                 news.rssi = heard.rssi
             if self._due is None:  # else the commit that tells it is armed
                 self._arm()
         self._heard_hooks.call(heard)
-        self.heard_nodes[heard.node] = heard
-        self.heard_nodes.move_to_end(heard.node)
-        while len(self.heard_nodes) > HEARD_LIMIT:
-            self.heard_nodes.popitem(last=False)
+        if live is None:
+            self.heard_nodes.heard_unpaired(heard)
 
     def readings(self, node: NodeId, records: Sequence[Record]) -> None:
-        live = self.live.get(node)
+        recent, live = self._recent
+        if node is not recent:
+            live = self.live.get(node)
+            self._recent = (node, live)
         if live is None:
             self.unpaired_readings += len(records)
             return
-        # ``_stamped``, and each one's Reading, in one loop: the clock is read only for a
-        # record that needs it (most carry their absolute time already).
+        node = live.paired.id  # the id every table holds: a lookup of it is found by identity
+        # ``_stamped``, and each one's row, in one loop: the clock is read only for a record
+        # that needs it (most carry their absolute time already). The row holds the record
+        # itself from here to the Send (store/readings.py).
         stamped: list[Record] = []
         pending, now = self._pending, None
         for r in records:
@@ -367,27 +425,17 @@ class NodeRegistry:
             if t is None or t < RELATIVE_BELOW:
                 if now is None:
                     now = self._clock()
-                t = absolute_time(t, now)
-                r = Record(r.path, r.value, t)
+                r = Record(r.path, r.value, absolute_time(t, now))
             stamped.append(r)
-            pending.append(Reading(node, r.path, r.value, t))
+            pending.append((node, r))
         # Durable before anything acts on it (module docstring): they become the node's
         # known values (what node.show and a Read of a sleepy node answer) and the listeners
         # are told after the group commit.
         self._after_commit.append((live, stamped))
-        (live.news or self._news_of(live)).readings += stamped  # heard: when taken (``_took``)
+        (live.news or self._news_of(live)).readings += stamped  # heard: when taken (``flush``)
         if self._due is None:
             self._arm()
         self._awake_hooks.call(node)
-
-    def _took(self, live: LiveNode, stamped: Sequence[Record], now: float) -> None:
-        """Committed readings become the node's known values (heard ``now``, whatever time it
-        gave its measurements) and are shown, unless their node was unpaired since it reported
-        them."""
-        if self.live.get(live.paired.id) is live:
-            self._known(live, stamped, now)
-            (live.news or self._news_of(live)).heard_at(now)
-            self._readers.notify(methodcaller("node_readings", live, stamped))
 
     def _readings_first(self) -> None:
         """Readings reported before a value read or written are committed and taken now, if
@@ -461,7 +509,10 @@ class NodeRegistry:
         self._listeners.notify(lambda listener: listener.node_objects(live))
 
     def state(self, node: NodeId, state: NodeState) -> None:
-        live = self.live.get(node)
+        recent, live = self._recent
+        if node is not recent:
+            live = self.live.get(node)
+            self._recent = (node, live)
         if live is not None:
             node = live.paired.id  # the id every table holds: a lookup of it is found by identity
             live.state = state
@@ -571,9 +622,17 @@ class NodeRegistry:
         # What a listener reports meanwhile waits for a commit of its own.
         told, self._after_commit = self._after_commit, []
         if told:
-            now = self._clock()
+            # Committed readings become the node's known values (heard ``now``, whatever time
+            # it gave its measurements) and are shown, unless their node was unpaired since it
+            # reported them.
+            now, readers = self._clock(), self._readers
             for live, stamped in told:
-                self._took(live, stamped, now)
+                if live.paired_now:
+                    self._known(live, stamped, now)
+                    heard = live.news or self._news_of(live)
+                    if heard.heard is None or now > heard.heard:
+                        heard.heard = now
+                    readers.notify(methodcaller("node_readings", live, stamped))
         if self._newsy:
             newsy, self._newsy = self._newsy, []
             for live in newsy:

@@ -3,7 +3,7 @@
 A frozen dataclass's own ``__init__`` sets each field through ``object.__setattr__`` by name
 (its class's ``__setattr__`` refuses), which looks the name up along the class's MRO for every
 field of every instance: a transport's ``NodeState`` (nine fields) cost a microsecond to make,
-and each report makes a ``Heard``, a ``NodeState``, a ``Reading`` and a ``StoredReading``.
+and each report makes a ``Heard`` and a ``NodeState``.
 ``quick_init`` gives such a class an ``__init__`` of the same signature that sets each field
 through its slot's own setter, found once, as ``Record`` does by hand.
 """

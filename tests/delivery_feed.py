@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bridged.delivery import Delivery, DeliveryConfig, consumer_name
-from bridged.store.readings import Reading, ReadingStore
+from bridged.store.readings import ReadingStore, Row
 
 
 def quick_config(**bounds: Any) -> DeliveryConfig:
@@ -20,11 +20,11 @@ def feed(
     delivery: Delivery,
     store: ReadingStore,
     sizes: Sequence[int],
-    burst: Callable[[int], list[Reading]],
-) -> list[Reading]:
+    burst: Callable[[int], list[Row]],
+) -> list[Row]:
     """Run ``delivery`` while a ``burst(size)`` of readings is stored for each of ``sizes``,
     until server 1's cursor has passed them all; returns them in store order."""
-    stored: list[Reading] = []
+    stored: list[Row] = []
 
     async def run() -> None:
         await delivery.start()

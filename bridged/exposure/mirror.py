@@ -224,7 +224,7 @@ def apply_readings(
 ) -> None:
     """Put the node's readings (node-local paths) where ``paths`` shows them in ``tree``;
     with ``claim``, a resource the gateway held there becomes the node's (``PathMap.reported``)."""
-    place, nid = paths.reported if claim else paths.upstream, node.id
+    place, nid = paths.reported if claim else paths.upstream, node.paired.id
     for r in records:
         if len(r.path.ids) < 3:  # an instance or an object has no value to set
             continue

@@ -15,28 +15,30 @@ caller keeps the readings (see the registry's ``flush``); ``ack`` keeps the cons
 in memory until a write succeeds again, so delivery goes on from the stored backlog instead of
 sending it again.
 
+A reading travels as a ``Row``: its node and the ``Record`` the transport reported (with its
+absolute time), a plain pair made once when the registry takes it, the same objects from the
+transport to the Send: no object of the store's own per reading, none rebuilt on the way.
+
 The table is the journal, not the way readings reach delivery: what ``append`` stored is also
-kept in memory, in order (the *tail*, at most ``TAIL_LIMIT`` readings, the objects the
-transport reported), and ``pending`` answers from it whenever every reading after the
-consumer's cursor is in it. The table is read back only when it is not: after a restart, or
-when a consumer fell further behind than the tail holds (an outage), or after the bounds
-deleted rows. Each reading costs its insert and its share of the acknowledging delete; no
-select, and no object rebuilt from its row, on the way to a server.
+kept in memory, in order (the *tail*, at most ``TAIL_LIMIT`` rows, those the transport
+reported, whose seqs are consecutive so none is kept per row), and ``pending`` answers from it
+whenever every reading after the consumer's cursor is in it. The table is read back only when
+it is not: after a restart, or when a consumer fell further behind than the tail holds (an
+outage), or after the bounds deleted rows. Each reading costs its insert and its share of the
+acknowledging delete; no select, and no object rebuilt from its row, on the way to a server.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
+import operator
 import sqlite3
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bridged.objects.paths import Path
-from bridged.objects.slotted import quick_init
-from bridged.objects.values import ObjLnk, Value
+from bridged.objects.values import ObjLnk, Record, Value
 from bridged.transports.nodes import NodeId
 
 from .database import transaction
@@ -63,24 +65,31 @@ TAIL_LIMIT = 4096
 table."""
 
 
-@quick_init  # each reading makes one (objects/slotted.py)
+Row = tuple[NodeId, Record]
+"""One reading: the node and its value of a node-local resource at the time the node measured
+it (the record's ``time``, absolute: never None). A tuple, made without a call of Python code,
+once per reading (module docstring)."""
+
+
 @dataclass(frozen=True, slots=True)
-class Reading:
-    """One value of a node-local resource at the time the node measured it."""
+class Pending:
+    """Readings a consumer has not acknowledged, oldest first: ``rows`` and each one's place
+    in the store, ``seqs`` (growing with arrival order; a ``range`` when they are consecutive,
+    as the tail's are). One per batch, not one per reading."""
 
-    node: NodeId
-    path: Path
-    value: Value
-    time: float
+    seqs: Sequence[int]
+    rows: Sequence[Row]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def last(self) -> int:
+        """The seq of the newest of them (where the consumer's cursor goes once it has them)."""
+        return self.seqs[-1]
 
 
-@quick_init  # each reading makes one (objects/slotted.py)
-@dataclass(frozen=True, slots=True)
-class StoredReading:
-    """A reading with its place in the store (``seq`` grows with arrival order)."""
-
-    seq: int
-    reading: Reading
+NOTHING_PENDING = Pending((), ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +134,40 @@ def decode_value(kind: int, raw: object) -> Value:
 
 _REMEMBER = """
     INSERT INTO last_values(node_id, path, kind, value, time)
-    SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM nodes WHERE id = ?1)
+    SELECT node_id, path, kind, value, time FROM readings
+     WHERE seq IN (SELECT max(seq) FROM readings WHERE seq BETWEEN ?1 AND ?2
+                    GROUP BY node_id, path)
+       AND node_id IN (SELECT id FROM nodes)
     ON CONFLICT(node_id, path) DO UPDATE
        SET kind = excluded.kind, value = excluded.value, time = excluded.time
 """
-"""Keep a reading as its node's last value of its resource (one row per node resource; a
-node that is not paired, unpaired meanwhile, gets none)."""
+"""Keep the newest of the readings of seqs ?1..?2 (one append's) of each node resource as its
+node's last value (one row per node resource; a node that is not paired, unpaired meanwhile,
+gets none): one statement over the rows just inserted, not one per row bound from Python."""
+
+_TIME = operator.itemgetter(4)
+"""A row's time among its columns (``_columns``)."""
+
+
+def _columns(rows: Sequence[Row]) -> list[tuple[object, ...]]:
+    """Each row's columns: node id, path, kind, value, time. A batch names the same few node
+    ids and paths (the same objects) again and again: each one's text is made once."""
+    texts: dict[int, str] = {}
+    out: list[tuple[object, ...]] = []
+    for node, record in rows:
+        node_text = texts.get(id(node))
+        if node_text is None:
+            node_text = texts[id(node)] = str(node)
+        path = record.path
+        path_text = texts.get(id(path))
+        if path_text is None:
+            path_text = texts[id(path)] = str(path)
+        value = record.value
+        if type(value) is float:  # a sensor's value, what nearly every reading is
+            out.append((node_text, path_text, _FLOAT, value, record.time))
+        else:
+            out.append((node_text, path_text, *encode_value(value), record.time))
+    return out
 
 
 class ReadingStore:
@@ -165,8 +202,10 @@ class ReadingStore:
         self._oldest: float = float("inf") if oldest is None else float(oldest)
         """No stored reading is older than this (it may be older than the oldest left): the
         age bound's delete runs only when it can find something."""
-        self._tail: deque[StoredReading] = deque()
-        """The newest stored readings, consecutive seqs up to the last one (module docstring)."""
+        self._tail: list[Row] = []
+        """The newest stored readings, of consecutive seqs up to the last one (module
+        docstring); ``_tail_first`` is the seq of the first."""
+        self._tail_first = self._next_seq
         self.joining: list[Callable[[sqlite3.Connection], None]] = []
         """Writes that join each ``append``'s transaction, so they cost no commit of their
         own (each node's health: ``HealthStore.save``)."""
@@ -195,26 +234,25 @@ class ReadingStore:
             self._conn.execute("DELETE FROM cursors WHERE consumer = ?", (name,))
             self._prune_delivered()
 
-    def append(self, readings: Iterable[Reading], *, unstored: int = 0) -> int:
-        """Store ``readings`` in one transaction (durable when this returns); returns the seq
-        of the last one. Enforces the bounds, oldest first. ``unstored`` readings that could
-        not be kept while writes failed are counted (``DROPPED_UNSTORED``) in the same
-        transaction. sqlite3.Error when the database refuses the write: nothing is stored."""
-        batch = list(readings)
-        rows = [(str(r.node), str(r.path), *encode_value(r.value), r.time) for r in batch]
-        oldest = min((r.time for r in batch), default=self._oldest)
+    def append(self, rows: Sequence[Row], *, unstored: int = 0) -> int:
+        """Store ``rows`` in one transaction (durable when this returns); returns the seq of
+        the last one. The tail keeps the rows themselves (module docstring). Enforces the
+        bounds, oldest first. ``unstored`` readings that could not be kept while writes failed
+        are counted (``DROPPED_UNSTORED``) in the same transaction. sqlite3.Error when the
+        database refuses the write: nothing is stored."""
+        params = _columns(rows)
+        oldest = min(map(_TIME, params), default=self._oldest)
         try:
             self._bounded = False
             with transaction(self._conn):
                 self._conn.executemany(
                     "INSERT INTO readings(node_id, path, kind, value, time) VALUES (?, ?, ?, ?, ?)",
-                    rows,
+                    params,
                 )
                 (last,) = self._conn.execute("SELECT last_insert_rowid()").fetchone()
-                self._count += len(rows)
-                # Each node resource's last row, whose columns are _REMEMBER's parameters.
-                latest = {row[:2]: row for row in rows}
-                self._conn.executemany(_REMEMBER, latest.values())
+                self._count += len(params)
+                if params:
+                    self._conn.execute(_REMEMBER, (int(last) - len(params) + 1, last))
                 for write in self.joining:
                     write(self._conn)
                 if unstored:
@@ -226,56 +264,60 @@ class ReadingStore:
             self._tail.clear()  # what the table holds now is not known: read it back
             self._oldest = float("-inf")  # nor its oldest: the next append looks
             raise
-        if not rows:
+        if not params:
             return self._next_seq - 1
         # One transaction's rows have consecutive seqs (AUTOINCREMENT, one writer at a time).
-        first = int(last) - len(rows) + 1
+        first = int(last) - len(params) + 1
+        tail = self._tail
         if first != self._next_seq:
-            self._tail.clear()  # someone else stored readings: the tail would miss them
-        self._next_seq = first + len(rows)
+            tail.clear()  # someone else stored readings: the tail would miss them
+        self._next_seq = first + len(params)
         if self._bounded:
             # The bounds dropped rows in this transaction, maybe of this batch: the tail
             # starts again with the next batch, and the table says what is left.
             return self._next_seq - 1
-        self._tail.extend(
-            StoredReading(seq, r)
-            for seq, r in zip(range(first, self._next_seq), batch, strict=True)
-        )
-        while len(self._tail) > TAIL_LIMIT:
-            self._tail.popleft()
+        if not tail:
+            self._tail_first = first
+        tail.extend(rows)
+        excess = len(tail) - TAIL_LIMIT
+        if excess > 0:
+            del tail[:excess]
+            self._tail_first += excess
         return self._next_seq - 1
 
-    def last_values(self) -> dict[NodeId, list[Reading]]:
+    def last_values(self) -> dict[NodeId, list[Record]]:
         """Each paired node's last reported value of each resource, with its time (kept by
         ``append``, while the node is paired, however long ago it was delivered)."""
-        out: dict[NodeId, list[Reading]] = {}
+        out: dict[NodeId, list[Record]] = {}
         rows = self._conn.execute(
             "SELECT node_id, path, kind, value, time FROM last_values ORDER BY node_id, path"
         )
         for node, path, kind, raw, t in rows:
-            node_id = _node_id(node)
-            reading = Reading(node_id, _path(path), decode_value(kind, raw), t)
-            out.setdefault(node_id, []).append(reading)
+            record = Record(_path(path), decode_value(kind, raw), t)
+            out.setdefault(_node_id(node), []).append(record)
         return out
 
-    def pending(self, consumer: str, limit: int = 1000) -> list[StoredReading]:
+    def pending(self, consumer: str, limit: int = 1000) -> Pending:
         """The oldest readings ``consumer`` has not acknowledged, in arrival order: from the
         tail when it holds all of them (module docstring), else from the table."""
         after = self._cursors.get(consumer)
         if after is None:
-            return []
+            return NOTHING_PENDING
         start = self._in_tail(after)
         if start is not None:
-            return list(itertools.islice(self._tail, start, start + limit))
-        rows = self._conn.execute(
+            rows = self._tail[start : start + limit]
+            first = self._tail_first + start
+            return Pending(range(first, first + len(rows)), rows)
+        seqs: list[int] = []
+        back: list[Row] = []
+        for seq, node, path, kind, raw, t in self._conn.execute(
             "SELECT seq, node_id, path, kind, value, time FROM readings "
             "WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
-        )
-        return [
-            StoredReading(seq, Reading(_node_id(node), _path(path), decode_value(kind, raw), t))
-            for seq, node, path, kind, raw, t in rows
-        ]
+        ):
+            seqs.append(seq)
+            back.append((_node_id(node), Record(_path(path), decode_value(kind, raw), t)))
+        return Pending(seqs, back)
 
     def waiting(self, consumer: str) -> int:
         """How many readings ``consumer`` has not acknowledged (a count, without reading them:
@@ -294,7 +336,7 @@ class ReadingStore:
     def _in_tail(self, after: int) -> int | None:
         """The tail's index of the first reading after seq ``after``, when the tail holds every
         stored reading after it; None when the table must be read."""
-        first = self._tail[0].seq if self._tail else self._next_seq
+        first = self._tail_first if self._tail else self._next_seq
         if after + 1 < first:
             return None
         return min(after + 1 - first, len(self._tail))
@@ -306,8 +348,10 @@ class ReadingStore:
         delivers those readings again (at least once)."""
         self._cursors[consumer] = max(self._cursors.get(consumer, 0), seq)
         passed = min(self._cursors.values())
-        while self._tail and self._tail[0].seq <= passed:
-            self._tail.popleft()
+        delivered = passed + 1 - self._tail_first
+        if delivered > 0:
+            del self._tail[:delivered]
+            self._tail_first += delivered
         try:
             with transaction(self._conn):
                 self._conn.execute(

@@ -113,11 +113,7 @@ async def ble(bluez: BluezEmulator, registry: NodeRegistry) -> AsyncIterator[Cal
 
 def stored(registry: NodeRegistry, node: NodeId) -> dict[Path, object]:
     registry.flush()
-    return {
-        s.reading.path: s.reading.value
-        for s in registry.readings_store.pending("server")
-        if s.reading.node == node
-    }
+    return {r.path: r.value for n, r in registry.readings_store.pending("server").rows if n == node}
 
 
 def values(registry: NodeRegistry, node: NodeId) -> dict[Path, object]:

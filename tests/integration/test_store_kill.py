@@ -19,14 +19,15 @@ WRITER = textwrap.dedent(
     from bridged.objects.paths import Path
     from bridged.store.database import connect
     from bridged.store.nodes import NodeId
-    from bridged.store.readings import Reading, ReadingStore
+    from bridged.objects.values import Record
+    from bridged.store.readings import ReadingStore
 
     store = ReadingStore(connect(sys.argv[1]))
     store.add_consumer("server")
     start = time.time()
     node, path, n = NodeId("ble", "A4:C1:38:00:11:22"), Path.parse("/3303/0/5700"), 0
     while True:
-        batch = [Reading(node, path, float(n + i), start + n + i) for i in range(50)]
+        batch = [(node, Record(path, float(n + i), start + n + i)) for i in range(50)]
         seq = store.append(batch)
         n += 50
         print(seq, n, flush=True)
@@ -53,6 +54,6 @@ def test_acknowledged_readings_survive_kill_9(tmp_path: FsPath) -> None:
     assert proc.returncode == -signal.SIGKILL
 
     store = ReadingStore(connect(db))
-    values = [s.reading.value for s in store.pending("server", limit=10**6)]
+    values = [r.value for _, r in store.pending("server", limit=10**6).rows]
     assert len(values) >= acknowledged
     assert values == [float(i) for i in range(len(values))]  # in order, none missing

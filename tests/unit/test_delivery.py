@@ -25,7 +25,7 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId
-from bridged.store.readings import Reading, ReadingStore
+from bridged.store.readings import ReadingStore, Row
 
 NODES = [NodeId("sim", f"{i:04d}") for i in range(3)]
 NOW = time.time()
@@ -81,16 +81,16 @@ def test_random_bursts_arrive_complete_and_in_order(
     delivery = Delivery(Client([session]), store, gateway_path, config)  # type: ignore[arg-type]
     t = time.time()
 
-    def burst(size: int) -> list[Reading]:
+    def burst(size: int) -> list[Row]:
         nonlocal t
         out = []
         for _ in range(size):
             t += rng.choice([0.0, 0.001, 1.0])
-            out.append(Reading(rng.choice(NODES), rng.choice(LOCAL), rng.random(), t))
+            out.append((rng.choice(NODES), Record(rng.choice(LOCAL), rng.random(), t)))
         return out
 
     stored = feed(delivery, store, bursts, burst)
-    expected = [Record(gateway_path(r.node, r.path), r.value, r.time) for r in stored]
+    expected = [Record(gateway_path(n, r.path), r.value, r.time) for n, r in stored]
     assert session.received == expected
     assert not store.pending(consumer_name(1))
     if fail_rate == 0 and max_bytes >= 4096:
@@ -104,9 +104,9 @@ def test_a_reading_no_send_may_carry_is_skipped_not_blocking() -> None:
     node = NODES[0]
     store.append(
         [
-            Reading(node, LOCAL[0], 20.5, NOW + 0),
-            Reading(node, LOCAL[0], "warm", NOW + 1),  # 5700 is a Float
-            Reading(node, LOCAL[0], 21.0, NOW + 2),
+            (node, Record(LOCAL[0], 20.5, NOW + 0)),
+            (node, Record(LOCAL[0], "warm", NOW + 1)),  # 5700 is a Float
+            (node, Record(LOCAL[0], 21.0, NOW + 2)),
         ]
     )
 
@@ -133,7 +133,7 @@ async def test_with_nothing_to_deliver_delivery_arms_no_timer() -> None:
     try:
         await settled()
         assert armed() == []
-        store.append([Reading(NODES[0], LOCAL[0], 20.5, NOW)])
+        store.append([(NODES[0], Record(LOCAL[0], 20.5, NOW))])
         delivery.notify()
         async with asyncio.timeout(10):
             while not session.received:

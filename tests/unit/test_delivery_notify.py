@@ -42,7 +42,7 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId
-from bridged.store.readings import Reading, ReadingStore
+from bridged.store.readings import ReadingStore, Row
 
 # -- bridged.engine.series ----------------------------------------------------------------------
 
@@ -331,17 +331,17 @@ def test_a_server_without_send_gets_what_it_observes_in_order_and_the_rest_is_co
     t = time.time()
     count = 0
 
-    def burst(size: int) -> list[Reading]:
+    def burst(size: int) -> list[Row]:
         nonlocal count
         out = [
-            Reading(rng.choice(NODES), rng.choice(LOCAL), rng.random(), t + count + i)
+            (rng.choice(NODES), Record(rng.choice(LOCAL), rng.random(), t + count + i))
             for i in range(size)
         ]
         count += size
         return out
 
     stored = feed(delivery, store, sizes, burst)
-    records = [Record(gateway_path(r.node, r.path), r.value, r.time) for r in stored]
+    records = [Record(gateway_path(n, r.path), r.value, r.time) for n, r in stored]
     temperatures = [r for r in records if r.path.ids[0] == 3303]
     # At least once, in order: without the repeats a retried batch brings, exactly the series.
     first_seen = list(dict.fromkeys(observed.received))

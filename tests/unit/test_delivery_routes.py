@@ -28,7 +28,7 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId
-from bridged.store.readings import Reading, ReadingStore
+from bridged.store.readings import ReadingStore, Row
 
 NODES = [NodeId("sim", f"{i:04d}") for i in range(3)]
 LOCAL = [Path.parse("/3303/0/5700"), Path.parse("/3304/0/5700")]
@@ -100,17 +100,17 @@ def test_each_node_gets_its_readings_in_order_and_the_cursor_reaches_the_end(
     store, sessions, delivery, _ = setup(fail_rate, seed, config)
     t = time.time()
 
-    def burst(size: int) -> list[Reading]:
+    def burst(size: int) -> list[Row]:
         nonlocal t
         out = []
         for _ in range(size):
             t += rng.choice([0.001, 1.0])
-            out.append(Reading(rng.choice(NODES), rng.choice(LOCAL), rng.random(), t))
+            out.append((rng.choice(NODES), Record(rng.choice(LOCAL), rng.random(), t)))
         return out
 
     stored = feed(delivery, store, bursts, burst)
     for node, session in sessions.items():
-        expected = [Record(r.path, r.value, r.time) for r in stored if r.node == node]
+        expected = [r for n, r in stored if n == node]
         # Exactly once even with failures: a part that went is not sent again with the retry
         # of a sibling that failed (one measured value, one upstream record).
         assert session.received == expected
@@ -120,7 +120,7 @@ def test_each_node_gets_its_readings_in_order_and_the_cursor_reaches_the_end(
 def test_parts_go_concurrently() -> None:
     store, sessions, delivery, overlap = setup(0.0, 0, DeliveryConfig(linger=0))
     now = time.time()
-    store.append([Reading(n, LOCAL[0], 20.0 + i, now + i) for i, n in enumerate(NODES * 2)])
+    store.append([(n, Record(LOCAL[0], 20.0 + i, now + i)) for i, n in enumerate(NODES * 2)])
 
     async def run() -> None:
         await delivery.start()
@@ -141,9 +141,9 @@ def test_an_unregistered_session_holds_the_run_up_from_its_first_reading() -> No
     now = time.time()
     store.append(
         [
-            Reading(NODES[0], LOCAL[0], 1.0, now),
-            Reading(NODES[1], LOCAL[0], 2.0, now + 1),  # its session is not registered yet
-            Reading(NODES[0], LOCAL[0], 3.0, now + 2),
+            (NODES[0], Record(LOCAL[0], 1.0, now)),
+            (NODES[1], Record(LOCAL[0], 2.0, now + 1)),  # its session is not registered yet
+            (NODES[0], Record(LOCAL[0], 3.0, now + 2)),
         ]
     )
 
@@ -176,7 +176,7 @@ def test_an_unexposed_nodes_readings_are_skipped_and_counted() -> None:
 
     delivery = Delivery(Client([]), store, None, DeliveryConfig(linger=0), route=route)  # type: ignore[arg-type]
     now = time.time()
-    store.append([Reading(n, LOCAL[0], float(i), now + i) for i, n in enumerate(NODES)])
+    store.append([(n, Record(LOCAL[0], float(i), now + i)) for i, n in enumerate(NODES)])
 
     async def run() -> None:
         await delivery.start()

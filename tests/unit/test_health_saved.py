@@ -11,10 +11,11 @@ from timers import Clock
 
 from bridged.health import SAVE_EVERY, UNREACHABLE, HealthMonitor, HealthPolicy
 from bridged.objects.paths import Path
+from bridged.objects.values import Record
 from bridged.store.database import connect
 from bridged.store.health import HealthStore
 from bridged.store.nodes import NodeStore
-from bridged.store.readings import Reading, ReadingStore
+from bridged.store.readings import ReadingStore
 from bridged.transports.base import NodeState
 from bridged.transports.nodes import NodeId, PairedNode
 
@@ -53,12 +54,12 @@ async def test_health_rides_on_the_readings_commit_and_the_next_run_starts_from_
     commits = Commits(conn)
 
     health.state(NODE, state(-70, failures=2))
-    readings.append([Reading(NODE, TEMPERATURE, 21.5, clock.now)])
+    readings.append([(NODE, Record(TEMPERATURE, 21.5, clock.now))])
     assert store.load() == {}, "not before SAVE_EVERY seconds"
     clock.now += SAVE_EVERY
     health.expire()  # GONE was never heard: unavailable
     health.state(NODE, state(-80, failures=3))
-    readings.append([Reading(NODE, TEMPERATURE, 21.6, clock.now)])
+    readings.append([(NODE, Record(TEMPERATURE, 21.6, clock.now))])
     assert commits.count == 2, "one commit per group commit, none for the health"
     saved = store.load()
     assert saved[NODE].rssi == -80 and saved[NODE].battery == 80

@@ -93,7 +93,7 @@ def test_only_paired_nodes_reach_the_exposure_and_the_store(registry: NodeRegist
     assert set(registry.heard_nodes) == {a.id, b.id}
     stored = registry.readings_store.pending("server")
     assert len(stored) == 3
-    assert {s.reading.node for s in stored} == {a.id}
+    assert {n for n, _ in stored.rows} == {a.id}
     assert registry.live[a.id].values[TEMPERATURE].time is not None
 
 
@@ -125,7 +125,7 @@ def test_reading_times_become_absolute(registry: NodeRegistry) -> None:
     )
     after = time.time()
     registry.flush()
-    now, relative, absolute = (s.reading.time for s in registry.readings_store.pending("server"))
+    now, relative, absolute = (r.time for _, r in registry.readings_store.pending("server").rows)
     assert before <= now <= after
     assert before - 5 <= relative <= after - 5
     assert absolute == measured
@@ -135,7 +135,8 @@ def test_a_reading_with_its_absolute_time_reaches_the_listeners_as_it_came(
     registry: NodeRegistry,
 ) -> None:
     """Nothing is rebuilt on the way (issue 17): the record a transport made is the one the
-    exposure is told, when its time needs no stamping; the others are stamped."""
+    exposure is told, and the one the store hands delivery, when its time needs no stamping;
+    the others are stamped."""
     exposure = Exposure()
     registry.listen(exposure)
     node = NodeId("sim", "0001")
@@ -146,6 +147,10 @@ def test_a_reading_with_its_absolute_time_reaches_the_listeners_as_it_came(
     assert told[0] is absolute
     assert told[1] is not unstamped and told[1].time is not None
     assert registry.live[node].values[TEMPERATURE] is told[1]
+    assert all(
+        a is b
+        for (_, a), b in zip(registry.readings_store.pending("server").rows, told, strict=True)
+    )
 
 
 def test_pairing_survives_a_restart_with_secrets_and_ids(tmp_path: FsPath) -> None:
@@ -282,7 +287,7 @@ def test_a_listener_that_raises_does_not_stop_the_others(
     assert awake == [node]
     assert committed == [1]
     stored = registry.readings_store.pending("server")
-    assert [(s.reading.node, s.reading.value) for s in stored] == [(node, 21.5)]
+    assert [(n, r.value) for n, r in stored.rows] == [(node, 21.5)]
     failures = [r for r in caplog.records if "failed" in r.getMessage()]
     assert len(failures) == 4 and all(r.exc_info for r in failures)
 
@@ -435,7 +440,7 @@ async def test_readings_of_one_window_share_a_commit_and_are_shown_after_it(
         assert registry.live[nodes[1]].values[TEMPERATURE].value == 28.0
     assert exposure.shown == [*readings[:11], ("value", 100.0, False), *readings[11:]]
     stored = registry.readings_store.pending("server")
-    assert [s.reading.value for s in stored] == [float(i) for i in range(30)]
+    assert [r.value for _, r in stored.rows] == [float(i) for i in range(30)]
 
 
 async def test_a_reading_of_a_node_unpaired_before_its_commit_is_not_shown(
@@ -455,3 +460,45 @@ async def test_a_reading_of_a_node_unpaired_before_its_commit_is_not_shown(
                 await asyncio.sleep(0.01)
     assert exposure.removed == [node]
     assert exposure.readings == []
+
+
+def test_a_report_is_taken_for_the_node_paired_now_whatever_id_object_it_comes_with(
+    registry: NodeRegistry,
+) -> None:
+    """A report's events find the node by the identity of the id they come with (issue 17):
+    pairing and unpairing in between are not missed, and an equal id made anew is the node."""
+    node = NodeId("sim", "0001")
+    registry.readings(node, [Record(TEMPERATURE, 1.0)])
+    assert registry.unpaired_readings == 1
+    registry.pair(PairedNode(NodeId("sim", "0001"), "n", "sim"))
+    registry.readings(node, [Record(TEMPERATURE, 2.0)])
+    registry.readings(NodeId("sim", "0001"), [Record(TEMPERATURE, 3.0)])
+    registry.unpair(NodeId("sim", "0001"))
+    registry.readings(node, [Record(TEMPERATURE, 4.0)])
+    assert registry.unpaired_readings == 2
+    registry.flush()
+    stored = registry.readings_store.pending("server").rows
+    assert [r.value for _, r in stored] == [2.0, 3.0]
+
+
+def test_the_scan_table_has_every_node_heard_last_and_bounds_only_the_unpaired(
+    registry: NodeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A paired node's last advert is kept with the node (no lookup of its own per advert,
+    issue 17): the table still answers for it, counts it, and keeps it across pairing and
+    unpairing; the bound applies to the unpaired, a street's worth of strangers."""
+    monkeypatch.setattr("bridged.registry.HEARD_LIMIT", 3)
+    mine, stranger = NodeId("sim", "0001"), NodeId("sim", "0002")
+    registry.heard(Heard(mine, 1.0, "kitchen", -70, "sim"))
+    registry.pair(PairedNode(mine, "kitchen", "sim"))
+    registry.heard(Heard(NodeId("sim", "0001"), 2.0, "kitchen", -60, "sim"))
+    registry.heard(Heard(stranger, 3.0))
+    assert registry.heard_nodes[mine].time == 2.0 and registry.heard_nodes.get(mine) is not None
+    assert set(registry.heard_nodes) == {mine, stranger} and len(registry.heard_nodes) == 2
+    for i in range(10):
+        registry.heard(Heard(NodeId("sim", f"1{i:03d}"), 4.0 + i))
+    assert mine in registry.heard_nodes and stranger not in registry.heard_nodes
+    assert len(registry.heard_nodes) == 4  # the paired one and the 3 latest strangers
+    registry.unpair(mine)
+    assert registry.heard_nodes[mine].time == 2.0
+    assert len(registry.heard_nodes) == 3

@@ -139,6 +139,7 @@ class ObjectTree:
         "_listeners",
         "_objects",
         "_reads",
+        "_resting",
         "_structure",
         "_times",
         "_values",
@@ -160,6 +161,8 @@ class ObjectTree:
         self._constraints: Mapping[tuple[int, int], Constraint] = _NO_HOOKS
         self._values = 0
         self._structure = 0
+        self._resting: FrozenTree | None = None
+        """The objects while the tree is at rest (``rest``); ``_objects`` is then unset."""
 
     # -- a compact copy -----------------------------------------------------------------------
 
@@ -168,6 +171,10 @@ class ObjectTree:
         keep: a time of measurement, or an executor, computed value or constraint."""
         if self._times or self._executors or self._computed or self._constraints:
             return None
+        return self._freeze()
+
+    def _freeze(self) -> FrozenTree:
+        """The objects, instances and values as a ``FrozenTree`` (hooks and times not)."""
         values: list[Value] = []
         shape: list[_ObjectShape] = []
         for oid, instances in self._objects.items():
@@ -193,17 +200,50 @@ class ObjectTree:
         """A tree (with no listeners) holding what ``frozen`` holds: what it was made from
         answers and changes as this one does."""
         tree = cls(definitions, prefix)
+        tree._thaw(frozen)
+        return tree
+
+    def _thaw(self, frozen: FrozenTree) -> None:
+        """Hold what ``frozen`` holds as objects, instances and resources again."""
         values = iter(frozen.values)
-        for oid, instances in frozen.shape:
-            tree._objects[oid] = {
+        self._objects = {
+            oid: {
                 iid: {
                     rid: next(values) if riids is None else {ri: next(values) for ri in riids}
                     for rid, riids in resources
                 }
                 for iid, resources in instances
             }
-        tree._values, tree._structure = frozen.changed_values, frozen.changed_structure
-        return tree
+            for oid, instances in frozen.shape
+        }
+        self._values, self._structure = frozen.changed_values, frozen.changed_structure
+
+    # -- at rest -----------------------------------------------------------------------------
+
+    def rest(self) -> None:
+        """Hold the objects as a ``FrozenTree`` until the tree is next used, which thaws them
+        (``__getattr__``): for a tree that is seldom used but must stay the one object its
+        users hold (a node endpoint's: its client, sessions and observations keep it). Its
+        listeners, hooks and times of measurement stay as they are; its kept reads go."""
+        if self._resting is None:
+            self._resting = self._freeze()
+            self._reads = None
+            del self._objects
+
+    @property
+    def resting(self) -> bool:
+        """Whether the objects are held frozen (``rest``) now."""
+        return self._resting is not None
+
+    def __getattr__(self, name: str) -> Any:
+        """Called only for an attribute that is not set: the objects of a tree at rest, thawed
+        on first use, whatever the use (so no caller needs to know it rested)."""
+        frozen = self._resting if name == "_objects" else None
+        if frozen is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self._resting = None
+        self._thaw(frozen)
+        return self._objects
 
     # -- observation of changes -------------------------------------------------------------
 

@@ -345,8 +345,11 @@ class ServerSession:
         access: AccessControl | None = None,
         nodes: NodeBackend | None = None,
         end_devices: EndDevices | None = None,
+        served: Callable[[], None] = lambda: None,
     ) -> None:
         self.tree = tree
+        self.served = served
+        """Called once each request of the server is answered (``DeviceManagementResource``)."""
         self.config = config
         self.short_server_id = config.short_server_id
         self.security_instance = security_instance
@@ -389,6 +392,7 @@ class ServerSession:
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
         nodes: NodeBackend | None = None,
         end_devices: EndDevices | None = None,
+        served: Callable[[], None] = lambda: None,
     ) -> ServerSession:
         """The session with its socket open (nothing sent yet)."""
         session = cls(
@@ -399,6 +403,7 @@ class ServerSession:
             access=access,
             nodes=nodes,
             end_devices=end_devices,
+            served=served,
         )
         session.uplink = await session._open_uplink(bind)
         session.observations.send_delay = send_delay(session.uplink.context)
@@ -439,7 +444,7 @@ class ServerSession:
             self.tree,
             self.security_instance,
             self.uri,
-            DeviceManagementResource(self.dm, self.observations),
+            DeviceManagementResource(self.dm, self.observations, self.served),
             bind=bind,
             trust_store=self.config.x509.trust_store if self.config.x509 is not None else (),
             handshake_timeout=self.config.dtls_handshake_timeout,
@@ -659,6 +664,16 @@ class LwM2MClient:
         self._listened: ServerInitiatedResource | None = None
         self._provisioned: Staged | None = None
         """What a server-initiated bootstrap finished with, until the client applies it."""
+        self.on_served: Callable[[], None] = lambda: None
+        """Called once each request of a server is answered: when the tree's owner may put
+        it to rest (``ObjectTree.rest``, a node endpoint's)."""
+
+    def _served(self) -> None:
+        self.on_served()
+
+    def observing(self) -> bool:
+        """Whether a server observes anything of this client now."""
+        return any(len(s.observations) for s in self.sessions)
 
     def session(self, short_server_id: int) -> ServerSession:
         """The running session of the server with this Short Server ID."""
@@ -850,6 +865,7 @@ class LwM2MClient:
                         on_event=self._on_registration_event,
                         nodes=self.nodes,
                         end_devices=self.end_devices,
+                        served=self._served,
                     )
                 )
         except BaseException:

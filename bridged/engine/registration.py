@@ -351,8 +351,12 @@ class Registrar:
             self._quiet_ended()
 
     def _due(self) -> float:
-        """When the next Update falls due (a ``clock`` time)."""
-        return self._registered_at + update_interval(self._params().lifetime)
+        """When the next Update falls due (a ``clock`` time): by the lifetime the server was
+        told last, which is the one it keeps the registration for (a new lifetime in the tree
+        asks for an Update of its own). Not read from the tree again: a node endpoint's rests
+        between its Updates (``ObjectTree.rest``)."""
+        lifetime = self._params().lifetime if self._sent is None else self._sent.lifetime
+        return self._registered_at + update_interval(lifetime)
 
     async def _registering(self) -> float | None:
         """Register (with the retries of ``target.retry``); when the next Update falls due,

@@ -372,3 +372,31 @@ def test_a_thawed_tree_answers_and_changes_as_the_tree_it_was_frozen_from() -> N
 def test_a_tree_with_a_time_of_measurement_is_not_frozen(tree: ObjectTree) -> None:
     tree.set(p("/3303/0/5700"), 22.0, time=1700000001.5)
     assert tree.frozen() is None
+
+
+def test_a_tree_at_rest_answers_and_changes_as_before_and_keeps_its_hooks_and_times() -> None:
+    """``rest`` holds the objects as data; any use thaws them, with the listeners, hooks and
+    times of measurement the tree had (a node endpoint's tree, held by its client)."""
+    t, same = ObjectTree(definitions()), ObjectTree(definitions())
+    seen: list[Path] = []
+    executed: list[Path] = []
+    for each in (t, same):
+        each.create_instance(3, 0, [(0, "ACME"), (7, {0: 3800, 1: 5000}), (13, 1700000000)])
+        each.create_instance(3303, 0, [(5700, 21.5), (5750, "kitchen")])
+        each.set(p("/3303/0/5700"), 22.0, time=1700000001.5)
+        each.on_execute(3, 4, lambda path, args: executed.append(path))
+    t.subscribe(seen.append)
+    t.rest()
+    assert t.resting
+    assert _answers(t) == _answers(same)
+    assert not t.resting, "what a server or the node does thaws it"
+    t.rest()
+    t.set(p("/3303/0/5700"), 23.0, time=1700000002.5)
+    same.set(p("/3303/0/5700"), 23.0, time=1700000002.5)
+    assert seen == [p("/3303/0/5700")]
+    t.rest()
+    t.execute(p("/3/0/4"))
+    assert executed == [p("/3/0/4")]
+    t.rest()
+    assert t.read(p("/3303/0")) == same.read(p("/3303/0"))
+    assert t.read(p("/3303/0"))[0].time == 1700000002.5

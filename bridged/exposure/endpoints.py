@@ -347,8 +347,13 @@ class EndpointsExposure:
         task.add_done_callback(self._tasks.discard)
 
     async def _bring_up(self, ep: NodeEndpoint) -> None:
-        """Open the endpoint's socket and register; hold a slot until the first outcome."""
+        """Open the endpoint's socket and register; hold a slot until the first outcome. An
+        endpoint whose lock is held is being brought up (it was queued twice: paired before
+        ``start``, which queues every endpoint without a client) or taken down: nothing to
+        do, and no waiting, whose queue of waiters each endpoint would then keep (624 bytes)."""
         try:
+            if ep.lock.locked():
+                return
             async with ep.lock:
                 if ep.removed or ep.client is not None:
                     return

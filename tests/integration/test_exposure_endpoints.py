@@ -515,3 +515,32 @@ async def test_a_quiet_endpoint_holds_no_task_and_still_updates(
             updated.add((await server.next_event("update")).endpoint)
     finally:
         await s.exposure.stop()
+
+
+async def test_a_quiet_endpoint_holds_its_tree_as_data_and_no_device_management(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """10,000 endpoints must fit in 64 MB (issue 17): a registered endpoint nothing has been
+    asked of holds its tree at rest (``ObjectTree.rest``) and no device management nor
+    observations (made at the server's first request); the server's Read then makes them and
+    is answered with the node's values, and the tree rests again once answered."""
+    s = setup(tmp_path, server.uri, nodes=1)
+    (name,) = pair_all(s)
+    await s.exposure.start()
+    try:
+        await registered(server, 1)
+        (ep,) = s.exposure.endpoints.values()
+        await settled(ep)
+        await until(lambda: ep.tree.resting, timeout=TIMEOUT)
+        made = {type(obj).__name__ for obj, _ in held_by(ep)}
+        assert not made & {"DeviceManagement", "DeviceManagementResource", "Observations"}
+        s.sim.report(s.node(0), time.time())
+        assert ep.tree.resting, "a reading leaves no live tree behind"
+        read = await server.request(name, Code.GET, "/3/0", accept=ContentFormat.SENML_CBOR)
+        values = {r.name: r.value for r in decode_senml_cbor(read.payload)}
+        assert values["/3/0/17"] == "n1"
+        temperature = await server.request(name, Code.GET, "/3303/0/5700")
+        assert float(temperature.payload) == s.node(0).values(time.time())[0].value
+        assert ep.tree.resting
+    finally:
+        await s.exposure.stop()

@@ -400,3 +400,26 @@ def test_a_tree_at_rest_answers_and_changes_as_before_and_keeps_its_hooks_and_ti
     t.rest()
     assert t.read(p("/3303/0")) == same.read(p("/3303/0"))
     assert t.read(p("/3303/0"))[0].time == 1700000002.5
+
+
+def _refuse_negative(value: object) -> None:
+    if isinstance(value, float) and value < 0:
+        raise BadRequest("negative")
+
+
+def test_trees_checked_by_one_module_level_function_share_one_map_of_hooks() -> None:
+    """Every node endpoint's client constrains its tree's /1/x/7 with one function: one map
+    of hooks for all of them (a dict each was 2 MB of 10,000 endpoints, issue 17); a hook
+    made in a function (a closure, a bound method) keeps a map of the tree's own."""
+    a, b = ObjectTree(definitions()), ObjectTree(definitions())
+    for each in (a, b):
+        each.constrain(3303, 5700, _refuse_negative)
+        each.create_instance(3303, 0, [(5700, 1.0)])
+    assert a._constraints is b._constraints
+    with pytest.raises(BadRequest):
+        b.set(p("/3303/0/5700"), -1.0)
+    mine: list[float] = []
+    a.constrain(3303, 5701, lambda value: mine.append(1.0))
+    assert a._constraints is not b._constraints
+    with pytest.raises(BadRequest):
+        a.set(p("/3303/0/5700"), -2.0)

@@ -375,11 +375,12 @@ class ServerSession:
         access: AccessControl | None = None,
         nodes: NodeBackend | None = None,
         end_devices: EndDevices | None = None,
-        served: Callable[[], None] = lambda: None,
+        idle: Callable[[], None] = lambda: None,
     ) -> None:
         self.tree = tree
-        self.served = served
-        """Called once each request of the server is answered (``DeviceManagementResource``)."""
+        self.idle = idle
+        """Called once an exchange with the server is over: one of its requests answered
+        (``DeviceManagementResource``), a Send answered."""
         self.config = config
         self.short_server_id = config.short_server_id
         self.security_instance = security_instance
@@ -412,7 +413,7 @@ class ServerSession:
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
         nodes: NodeBackend | None = None,
         end_devices: EndDevices | None = None,
-        served: Callable[[], None] = lambda: None,
+        idle: Callable[[], None] = lambda: None,
     ) -> ServerSession:
         """The session with its socket open (nothing sent yet)."""
         session = cls(
@@ -423,7 +424,7 @@ class ServerSession:
             access=access,
             nodes=nodes,
             end_devices=end_devices,
-            served=served,
+            idle=idle,
         )
         session.uplink = await session._open_uplink(bind)
         target = ServerTarget(
@@ -486,7 +487,7 @@ class ServerSession:
 
     def _resource(self) -> DeviceManagementResource:
         """What serves the server's requests (``_Site``): made at its first request."""
-        return DeviceManagementResource(self.dm, self.observations, self.served)
+        return DeviceManagementResource(self.dm, self.observations, self.idle)
 
     # -- what the tree says ------------------------------------------------------------------
 
@@ -638,16 +639,19 @@ class ServerSession:
         ``records`` checked (``check_records``) and encoded already, as delivery has them after
         sizing its batch: they are not checked and encoded again.
         """
-        if payload is None:
-            payload = encode_send(records, self.tree)
-        registrar, name = self.registrar, self.name  # the name reads the tree: once
-        await registrar.announced(self.config.request_timeout + MIN_UPDATE_INTERVAL)
-        check_allowed(
-            registered=registrar.registered,
-            version=registrar.version,
-            muted=muted(self.tree, self.server_instance),
-            server=name,
-        )
+        try:
+            if payload is None:
+                payload = encode_send(records, self.tree)
+            registrar, name = self.registrar, self.name  # the name reads the tree: once
+            await registrar.announced(self.config.request_timeout + MIN_UPDATE_INTERVAL)
+            check_allowed(
+                registered=registrar.registered,
+                version=registrar.version,
+                muted=muted(self.tree, self.server_instance),
+                server=name,
+            )
+        finally:
+            self.idle()  # the tree is not read again for this Send
         msg = aiocoap.Message(code=Code.POST, uri=registrar.uri(SEND_PATH), payload=payload)
         msg.opt.content_format = ContentFormat.SENML_CBOR
         try:
@@ -738,12 +742,12 @@ class LwM2MClient:
         self._listened: ServerInitiatedResource | None = None
         self._provisioned: Staged | None = None
         """What a server-initiated bootstrap finished with, until the client applies it."""
-        self.on_served: Callable[[], None] = lambda: None
-        """Called once each request of a server is answered: when the tree's owner may put
-        it to rest (``ObjectTree.rest``, a node endpoint's)."""
+        self.on_idle: Callable[[], None] = lambda: None
+        """Called once an exchange with a server is over (``ServerSession.idle``): when the
+        tree's owner may put it to rest (``ObjectTree.rest``, a node endpoint's)."""
 
-    def _served(self) -> None:
-        self.on_served()
+    def _idle(self) -> None:
+        self.on_idle()
 
     def observing(self) -> bool:
         """Whether a server observes anything of this client now."""
@@ -939,7 +943,7 @@ class LwM2MClient:
                         on_event=self._on_registration_event,
                         nodes=self.nodes,
                         end_devices=self.end_devices,
-                        served=self._served,
+                        idle=self._idle,
                     )
                 )
         except BaseException:

@@ -153,8 +153,8 @@ class NodeEndpoint:
         self.rest()
 
     def attach(self, client: LwM2MClient) -> None:
-        """``client`` serves the endpoint now; the tree rests after each request it answers."""
-        client.on_served = self.rest
+        """``client`` serves the endpoint now; the tree rests once each exchange of it is over."""
+        client.on_idle = self.rest
         self.client = client
 
     def rest(self) -> None:

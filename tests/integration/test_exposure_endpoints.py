@@ -542,5 +542,14 @@ async def test_a_quiet_endpoint_holds_its_tree_as_data_and_no_device_management(
         temperature = await server.request(name, Code.GET, "/3303/0/5700")
         assert float(temperature.payload) == s.node(0).values(time.time())[0].value
         assert ep.tree.resting
+        assert ep.client is not None
+        outcome = await ep.client.send([Record(Path((3303, 0, 5700)), 18.5, 1700000000.0)])
+        assert outcome.delivered
+        sent = await server.next_event("send")
+        assert (sent.endpoint, [(r.name, r.value) for r in sent.records]) == (
+            name,
+            [("/3303/0/5700", 18.5)],
+        )
+        assert ep.tree.resting, "a Send leaves no live tree behind"
     finally:
         await s.exposure.stop()

@@ -62,7 +62,7 @@ def _with(hooks: Mapping[Any, Any], key: object, hook: object) -> Mapping[Any, A
     module-level functions only is shared (``_SHARED_HOOKS``)."""
     new = {**hooks, key: hook}
     if all(isinstance(h, FunctionType) and "<locals>" not in h.__qualname__ for h in new.values()):
-        return _SHARED_HOOKS.setdefault(frozenset(new.items()), MappingProxyType(new))
+        return _SHARED_HOOKS.setdefault(frozenset(new.items()), new)  # never changed: copied
     return new
 
 

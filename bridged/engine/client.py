@@ -481,10 +481,6 @@ class ServerSession:
             self._observations = observations
         return self._observations
 
-    def observing(self) -> bool:
-        """Whether the server observes anything now."""
-        return self._observations is not None and len(self._observations) > 0
-
     def _resource(self) -> DeviceManagementResource:
         """What serves the server's requests (``_Site``): made at its first request."""
         return DeviceManagementResource(self.dm, self.observations, self.idle)
@@ -750,8 +746,13 @@ class LwM2MClient:
         self.on_idle()
 
     def observing(self) -> bool:
-        """Whether a server observes anything of this client now."""
-        return any(s.observing() for s in self.sessions)
+        """Whether a server observes anything of this client now (a node endpoint asks at
+        every reading: a loop, not a generator)."""
+        for s in self.sessions:
+            observations = s._observations  # this module's: not made is none
+            if observations is not None and len(observations):
+                return True
+        return False
 
     def session(self, short_server_id: int) -> ServerSession:
         """The running session of the server with this Short Server ID."""

@@ -103,7 +103,12 @@ class Shown:
         a resource not shown."""
         rest = local.ids[2:]
         if self.resources is None:
-            return Path.derived((*self.upstream.ids, *rest), self.upstream.prefix)
+            upstream = self.upstream
+            if upstream.prefix is None and local.prefix is None and upstream.ids == self.local:
+                # Shown where it is (a node endpoint's): the node's own path, which its
+                # records hold already, keys the tree's time of measurement too.
+                return local
+            return Path.derived((*upstream.ids, *rest), upstream.prefix)
         if not rest:
             return None
         rid = next((up for up, mine in self.resources.items() if mine == rest[0]), None)

@@ -97,6 +97,21 @@ def shared(keys: frozenset[K]) -> frozenset[K]:
     return cast(frozenset[K], _SHARED.setdefault(keys, keys))
 
 
+_INSTANCE_PATHS: dict[tuple[int, int], Path] = {}
+
+
+def _instance_path(key: tuple[int, int], prefix: str | None) -> Path:
+    """The path of instance ``key`` in a tree with ``prefix``: one for all unprefixed trees
+    (the node endpoints', each ``Shown.upstream`` of 10,000 of them), as many as the keys
+    (``exposable``), so none is ever dropped."""
+    if prefix is not None:
+        return Path(key, prefix)
+    path = _INSTANCE_PATHS.get(key)
+    if path is None:
+        path = _INSTANCE_PATHS[key] = Path(key)
+    return path
+
+
 class NodeMirror:
     """Keeps one node's objects in ``tree`` (whose prefix, if any, is the node's) and says
     so to ``paths``."""
@@ -144,7 +159,7 @@ class NodeMirror:
                 log.warning("node %s: object %d has no definition: add its DDF file", node.id, oid)
                 continue
             values, held = initial_values(self.tree.definitions, node, oid, iid)
-            instance = Path(key, prefix)
+            instance = _instance_path(key, prefix)
             if self.tree.has(instance):
                 # The tree's own resources there (an endpoint's /3/0) stay the gateway's.
                 own = {p.ids[2] for p in self.tree.resource_paths(instance)} | held

@@ -553,3 +553,16 @@ async def test_a_quiet_endpoint_holds_its_tree_as_data_and_no_device_management(
         assert ep.tree.resting, "a Send leaves no live tree behind"
     finally:
         await s.exposure.stop()
+
+
+def test_endpoints_share_the_paths_of_their_instances(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """Every node endpoint shows the node's ``/3303/0`` as ``/3303/0``: one path object for
+    all of them (a path per instance each was 150 bytes of each of 10,000 endpoints)."""
+    s = setup(tmp_path, server.uri, nodes=2)
+    pair_all(s)
+    first, second = s.exposure.endpoints.values()
+    shown = [[i.upstream for i in ep.paths.instances(ep.node)] for ep in (first, second)]
+    assert shown[0] and [str(p) for p in shown[0]] == [str(p) for p in shown[1]]
+    assert all(a is b for a, b in zip(shown[0], shown[1], strict=True))

@@ -25,6 +25,7 @@ from bridged.exposure.endpoints import (
     NodeEndpoint,
     endpoint_name,
 )
+from bridged.exposure.mapping import NOTHING
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.definitions import Definitions
 from bridged.objects.formats import ContentFormat
@@ -534,6 +535,8 @@ async def test_a_quiet_endpoint_holds_its_tree_as_data_and_no_device_management(
         await until(lambda: ep.tree.resting, timeout=TIMEOUT)
         made = {type(obj).__name__ for obj, _ in held_by(ep)}
         assert not made & {"DeviceManagement", "DeviceManagementResource", "Observations"}
+        empty = [c for o, c in held_by(ep) if type(o) is frozenset and not o and o is not NOTHING]
+        assert empty == [], "an empty set is 216 bytes each: one (NOTHING) for all"
         s.sim.report(s.node(0), time.time())
         assert ep.tree.resting, "a reading leaves no live tree behind"
         read = await server.request(name, Code.GET, "/3/0", accept=ContentFormat.SENML_CBOR)

@@ -134,7 +134,9 @@ class PathMap:
         self._prefixed = prefixed
         """Whether nodes are shown under end-device prefixes (the gateway mode) rather than in
         the unprefixed tree (the other modes)."""
-        self._up: dict[Path, Shown] = {}
+        self._up: dict[Path, Shown] | None = None
+        """The shown instances by upstream path, made at the first ``local`` (most of 10,000
+        node endpoints' maps, one each, are never asked: it was 200 bytes of each)."""
         self._down: dict[NodeId, tuple[Shown, ...]] = {}
         """Each node's shown instances, in node-local order: a tuple, as a node has a few and a
         map each was about 2 MB of a gateway with 10,000 nodes."""
@@ -142,7 +144,8 @@ class PathMap:
     def show(self, shown: Shown) -> None:
         """``shown.node``'s instance ``shown.local`` is shown at ``shown.upstream``."""
         self.hide(shown.node, shown.local)
-        self._up[shown.upstream] = shown
+        if self._up is not None:
+            self._up[shown.upstream] = shown
         mine = (*self._down.get(shown.node, ()), shown)
         self._down[shown.node] = tuple(sorted(mine, key=lambda s: s.local))
 
@@ -150,7 +153,8 @@ class PathMap:
         """Stop showing the node's instance ``local``; returns how it was shown."""
         shown = self.shown(node, local)
         if shown is not None:
-            del self._up[shown.upstream]
+            if self._up is not None:
+                del self._up[shown.upstream]
             rest = tuple(s for s in self._down[node] if s is not shown)
             if rest:
                 self._down[node] = rest
@@ -161,8 +165,9 @@ class PathMap:
     def hide_node(self, node: NodeId) -> list[Shown]:
         """Stop showing any of ``node``'s instances; returns how they were shown."""
         gone = list(self._down.pop(node, ()))
-        for shown in gone:
-            del self._up[shown.upstream]
+        if self._up is not None:
+            for shown in gone:
+                del self._up[shown.upstream]
         return gone
 
     def shown(self, node: NodeId, local: tuple[int, int]) -> Shown | None:
@@ -194,6 +199,8 @@ class PathMap:
         for the gateway's own paths (and the resources it holds in a node's instance)."""
         if upstream.level < Level.INSTANCE:
             return None
+        if self._up is None:
+            self._up = {s.upstream: s for shown in self._down.values() for s in shown}
         shown = self._up.get(upstream.truncate(Level.INSTANCE))
         if shown is None:
             return None

@@ -108,9 +108,9 @@ class NodeEndpoint:
     thawed by whatever uses them next): most of 10,000 endpoints are quiet between their
     Updates, and their trees' dicts were a fifth of the endpoints mode's memory. ``rest`` is
     the one place that decides when: after what the node told (its objects, readings,
-    health), after each server request is answered and after each registration exchange;
-    never while a server observes something of the endpoint (its notifications read the
-    tree)."""
+    health), once each exchange with a server is over (its request answered, a Send) and
+    after each registration exchange; never while a server observes something of the
+    endpoint (its notifications read the tree)."""
 
     __slots__ = (
         "_report",

@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, cast
+from types import FunctionType, MappingProxyType
+from typing import TYPE_CHECKING, Any, cast
 
 from .definitions import Definitions, ObjectDef, ResourceDef
 from .errors import BadRequest, MethodNotAllowed, NotFound
@@ -50,10 +50,20 @@ device's, one per node) never have any, and an empty dict each was 2 MB of a gat
 10,000 nodes. A hook's registration makes the tree a map of its own (``_with``)."""
 
 
-def _with(hooks: Mapping[Any, Any], key: object, hook: object) -> dict[Any, Any]:
+_SHARED_HOOKS: dict[frozenset[tuple[Any, Any]], Mapping[Any, Any]] = {}
+"""One map for all equal maps of module-level functions (every node endpoint's client checks
+its /1/x/7 Binding with ``check_binding``: a dict each was 2 MB of 10,000 endpoints). Such
+functions are as few as the code has, so none is ever dropped."""
+
+
+def _with(hooks: Mapping[Any, Any], key: object, hook: object) -> Mapping[Any, Any]:
     """``hooks`` with ``key`` set to ``hook``, as a new map: hooks are registered while a
-    tree is set up, a few times, so the copy costs nothing that matters."""
-    return {**hooks, key: hook}
+    tree is set up, a few times, so the copy costs nothing that matters. A map of
+    module-level functions only is shared (``_SHARED_HOOKS``)."""
+    new = {**hooks, key: hook}
+    if all(isinstance(h, FunctionType) and "<locals>" not in h.__qualname__ for h in new.values()):
+        return _SHARED_HOOKS.setdefault(frozenset(new.items()), new)  # never changed: copied
+    return new
 
 
 def _same(held: object, new: object) -> bool:
@@ -139,6 +149,7 @@ class ObjectTree:
         "_listeners",
         "_objects",
         "_reads",
+        "_resting",
         "_structure",
         "_times",
         "_values",
@@ -160,6 +171,8 @@ class ObjectTree:
         self._constraints: Mapping[tuple[int, int], Constraint] = _NO_HOOKS
         self._values = 0
         self._structure = 0
+        self._resting: FrozenTree | None = None
+        """The objects while the tree is at rest (``rest``); ``_objects`` is then unset."""
 
     # -- a compact copy -----------------------------------------------------------------------
 
@@ -168,6 +181,10 @@ class ObjectTree:
         keep: a time of measurement, or an executor, computed value or constraint."""
         if self._times or self._executors or self._computed or self._constraints:
             return None
+        return self._freeze()
+
+    def _freeze(self) -> FrozenTree:
+        """The objects, instances and values as a ``FrozenTree`` (hooks and times not)."""
         values: list[Value] = []
         shape: list[_ObjectShape] = []
         for oid, instances in self._objects.items():
@@ -193,17 +210,52 @@ class ObjectTree:
         """A tree (with no listeners) holding what ``frozen`` holds: what it was made from
         answers and changes as this one does."""
         tree = cls(definitions, prefix)
+        tree._thaw(frozen)
+        return tree
+
+    def _thaw(self, frozen: FrozenTree) -> None:
+        """Hold what ``frozen`` holds as objects, instances and resources again."""
         values = iter(frozen.values)
-        for oid, instances in frozen.shape:
-            tree._objects[oid] = {
+        self._objects = {
+            oid: {
                 iid: {
                     rid: next(values) if riids is None else {ri: next(values) for ri in riids}
                     for rid, riids in resources
                 }
                 for iid, resources in instances
             }
-        tree._values, tree._structure = frozen.changed_values, frozen.changed_structure
-        return tree
+            for oid, instances in frozen.shape
+        }
+        self._values, self._structure = frozen.changed_values, frozen.changed_structure
+
+    # -- at rest -----------------------------------------------------------------------------
+
+    def rest(self) -> None:
+        """Hold the objects as a ``FrozenTree`` until the tree is next used, which thaws them
+        (``__getattr__``): for a tree that is seldom used but must stay the one object its
+        users hold (a node endpoint's: its client, sessions and observations keep it). Its
+        listeners, hooks and times of measurement stay as they are; its kept reads go."""
+        if self._resting is None:
+            self._resting = self._freeze()
+            self._reads = None
+            del self._objects
+
+    @property
+    def resting(self) -> bool:
+        """Whether the objects are held frozen (``rest``) now."""
+        return self._resting is not None
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute name
+
+        def __getattr__(self, name: str) -> Any:
+            """Called only for an attribute that is not set: the objects of a tree at rest, thawed
+            on first use, whatever the use (so no caller needs to know it rested)."""
+            frozen = self._resting if name == "_objects" else None
+            if frozen is None:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            self._resting = None
+            self._thaw(frozen)
+            return self._objects
 
     # -- observation of changes -------------------------------------------------------------
 

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 import aiocoap
+from aiocoap import interfaces
 from aiocoap.numbers.codes import Code
+from aiocoap.pipe import Pipe
 from aiocoap.resource import Site
 
 from bridged.aio import Flag, cancel_and_wait
@@ -105,7 +107,7 @@ from .send import (
     muted,
     outcome_of,
 )
-from .site import ClientSite, NotServing
+from .site import Answer, ClientSite, NotServing
 from .uplink import OpenUdp, UdpUplink, Uplink
 
 log = logging.getLogger(__name__)
@@ -328,6 +330,34 @@ def credential_values(
     return []
 
 
+class _Site(interfaces.Resource):
+    """What a session's socket serves: the session's ``DeviceManagementResource``, made at
+    the server's first request (``ServerSession.dm``) and kept from then on (its Block1
+    assembly and Block2 responses span requests)."""
+
+    def __init__(self, make: Callable[[], DeviceManagementResource]) -> None:
+        self._make = make
+        self._made: DeviceManagementResource | None = None
+
+    def _target(self) -> DeviceManagementResource:
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        return await self._target().render(request)
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        return False  # the target assembles (``render_to_pipe``)
+
+    async def render_to_pipe(self, pipe: Pipe) -> None:
+        await self._target().render_to_pipe(pipe)
+
+    def answer_now(self, request: aiocoap.Message) -> Answer | None:
+        """The target's (``bridged.engine.serving``)."""
+        return self._target().answer_now(request)
+
+
 class ServerSession:
     """Everything the client has toward one server (see the module docstring).
 
@@ -347,33 +377,27 @@ class ServerSession:
         access: AccessControl | None = None,
         nodes: NodeBackend | None = None,
         end_devices: EndDevices | None = None,
+        idle: Callable[[], None] = lambda: None,
     ) -> None:
         self.tree = tree
+        self.idle = idle
+        """Called once an exchange with the server is over: one of its requests answered
+        (``DeviceManagementResource``), a Send answered."""
         self.config = config
         self.short_server_id = config.short_server_id
         self.security_instance = security_instance
         self.server_instance = server_instance
-        self.dm = DeviceManagement(
-            tree,
-            version=lambda: self.registrar.version,
-            server_id=config.short_server_id,
-            access=access,
-            nodes=nodes,
-            end_devices=end_devices,
-        )
+        self._serves = (access, nodes, end_devices)
+        """What the device management is made with (``dm``)."""
+        self._dm: DeviceManagement | None = None
+        self._observations: Observations | None = None
+        self._heard: float | None = None
+        """When the server last answered, while there are no ``observations`` to tell."""
         self.gate: QueueModeGate | None = None
         if config.queue:
             self.gate = QueueModeGate(
                 config.queue_window, on_sleep=self._hold, on_wake=self._release
             )
-        # The server's observations. Queue mode holds their notifications (``hold``) while
-        # the client sleeps and releases them (``release``) once an Update has told the server
-        # it is awake; a notification that falls due while held calls ``wake`` so that the
-        # Update goes out.
-        self.observations = Observations(
-            self.dm, server_instance=server_instance, limit=config.max_observations
-        )
-        self.observations.on_held = self.wake
         self._awake = Flag()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -392,6 +416,7 @@ class ServerSession:
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
         nodes: NodeBackend | None = None,
         end_devices: EndDevices | None = None,
+        idle: Callable[[], None] = lambda: None,
     ) -> ServerSession:
         """The session with its socket open (nothing sent yet; a NoSec one opened by
         ``udp``)."""
@@ -403,10 +428,9 @@ class ServerSession:
             access=access,
             nodes=nodes,
             end_devices=end_devices,
+            idle=idle,
         )
         session.uplink = await session._open_uplink(bind, udp)
-        session.observations.send_delay = send_delay(session.uplink.context)
-        session.observations.watch_ack = ack_watch(session.uplink.context)
         target = ServerTarget(
             uri=session.uri,
             endpoint=endpoint_name,
@@ -418,6 +442,52 @@ class ServerSession:
             session.uplink, target, session.params, on_event, on_answer=session.answered
         )
         return session
+
+    # -- serving the server, made on demand ---------------------------------------------------
+    #
+    # A session's device management and observations are made when first needed: the server's
+    # first request, or delivery's first notification. Most of a gateway's 10,000 node
+    # endpoints (the endpoints mode) are never asked anything, and these were 2 KB of each.
+
+    @property
+    def dm(self) -> DeviceManagement:
+        """The server's device management (its Write-Attributes, its Access Control)."""
+        if self._dm is None:
+            access, nodes, end_devices = self._serves
+            self._dm = DeviceManagement(
+                self.tree,
+                version=lambda: self.registrar.version,
+                server_id=self.short_server_id,
+                access=access,
+                nodes=nodes,
+                end_devices=end_devices,
+            )
+        return self._dm
+
+    @property
+    def observations(self) -> Observations:
+        """The server's observations. Queue mode holds their notifications (``hold``) while
+        the client sleeps and releases them (``release``) once an Update has told the server
+        it is awake; a notification that falls due while held calls ``wake`` so that the
+        Update goes out."""
+        if self._observations is None:
+            observations = Observations(
+                self.dm,
+                server_instance=self.server_instance,
+                limit=self.config.max_observations,
+                heard_at=self._heard,
+            )
+            observations.on_held = self.wake
+            observations.send_delay = send_delay(self.uplink.context)
+            observations.watch_ack = ack_watch(self.uplink.context)
+            if self.gate is not None and self.gate.state is not QueueState.AWAKE:
+                observations.hold()
+            self._observations = observations
+        return self._observations
+
+    def _resource(self) -> DeviceManagementResource:
+        """What serves the server's requests (``_Site``): made at its first request."""
+        return DeviceManagementResource(self.dm, self.observations, self.idle)
 
     # -- what the tree says ------------------------------------------------------------------
 
@@ -443,7 +513,7 @@ class ServerSession:
             self.tree,
             self.security_instance,
             self.uri,
-            DeviceManagementResource(self.dm, self.observations),
+            _Site(self._resource),
             bind=bind,
             trust_store=self.config.x509.trust_store if self.config.x509 is not None else (),
             handshake_timeout=self.config.dtls_handshake_timeout,
@@ -500,7 +570,7 @@ class ServerSession:
     def observed_paths(self) -> list[tuple[Path, ...]]:
         """The paths of each of this server's observations, oldest first (what ``bridgectl
         observe list`` shows, like the Zephyr shell's)."""
-        return self.observations.paths()
+        return [] if self._observations is None else self._observations.paths()
 
     async def close(self, *, deregister: bool = True) -> None:
         """De-register (unless told not to: a shutdown that cannot wait for the server) and
@@ -510,7 +580,8 @@ class ServerSession:
             await cancel_and_wait(*self._tasks)
             self._tasks.clear()
             await self.registrar.stop()
-            await self.observations.close()
+            if self._observations is not None:
+                await self._observations.close()
             if deregister:
                 await self.registrar.deregister()
         finally:
@@ -532,17 +603,22 @@ class ServerSession:
         """The server answered a message the client sent, so the client is reachable for a new
         window. The registrar calls it for every answered request (Register, Update, Send); the
         observe engine calls it when the server acknowledges a confirmable notification."""
-        self.observations.heard()
+        if self._observations is not None:
+            self._observations.heard()
+        else:
+            self._heard = asyncio.get_running_loop().time()
         if self.gate is not None:
             self.gate.answered()
             self._awake.set()
 
     def _hold(self) -> None:
         log.debug("server %s: queue mode window over, holding notifications", self.name)
-        self.observations.hold()
+        if self._observations is not None:
+            self._observations.hold()
 
     def _release(self) -> None:
-        self.observations.release()
+        if self._observations is not None:
+            self._observations.release()
 
     async def _queue_timer(self, gate: QueueModeGate) -> None:
         """Put the gate to sleep when its window ends; the gate itself does no I/O."""
@@ -564,16 +640,19 @@ class ServerSession:
         ``records`` checked (``check_records``) and encoded already, as delivery has them after
         sizing its batch: they are not checked and encoded again.
         """
-        if payload is None:
-            payload = encode_send(records, self.tree)
-        registrar, name = self.registrar, self.name  # the name reads the tree: once
-        await registrar.announced(self.config.request_timeout + MIN_UPDATE_INTERVAL)
-        check_allowed(
-            registered=registrar.registered,
-            version=registrar.version,
-            muted=muted(self.tree, self.server_instance),
-            server=name,
-        )
+        try:
+            if payload is None:
+                payload = encode_send(records, self.tree)
+            registrar, name = self.registrar, self.name  # the name reads the tree: once
+            await registrar.announced(self.config.request_timeout + MIN_UPDATE_INTERVAL)
+            check_allowed(
+                registered=registrar.registered,
+                version=registrar.version,
+                muted=muted(self.tree, self.server_instance),
+                server=name,
+            )
+        finally:
+            self.idle()  # the tree is not read again for this Send
         msg = aiocoap.Message(code=Code.POST, uri=registrar.uri(SEND_PATH), payload=payload)
         msg.opt.content_format = ContentFormat.SENML_CBOR
         try:
@@ -669,6 +748,21 @@ class LwM2MClient:
         self._listened: ServerInitiatedResource | None = None
         self._provisioned: Staged | None = None
         """What a server-initiated bootstrap finished with, until the client applies it."""
+        self.on_idle: Callable[[], None] = lambda: None
+        """Called once an exchange with a server is over (``ServerSession.idle``): when the
+        tree's owner may put it to rest (``ObjectTree.rest``, a node endpoint's)."""
+
+    def _idle(self) -> None:
+        self.on_idle()
+
+    def observing(self) -> bool:
+        """Whether a server observes anything of this client now (a node endpoint asks at
+        every reading: a loop, not a generator)."""
+        for s in self.sessions:
+            observations = s._observations  # this module's: not made is none
+            if observations is not None and len(observations):
+                return True
+        return False
 
     def session(self, short_server_id: int) -> ServerSession:
         """The running session of the server with this Short Server ID."""
@@ -861,6 +955,7 @@ class LwM2MClient:
                         on_event=self._on_registration_event,
                         nodes=self.nodes,
                         end_devices=self.end_devices,
+                        idle=self._idle,
                     )
                 )
         except BaseException:

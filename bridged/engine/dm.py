@@ -873,11 +873,17 @@ class DeviceManagementResource(resource.Resource):
 
     With ``observations``, every request goes through it first (``Observations.render_to_pipe``:
     Observe and its cancellation); without, Observe is ignored and such requests are plain
-    reads.
+    reads. ``served`` is called once each request is answered (an observation: once it ended).
     """
 
-    def __init__(self, dm: DeviceManagement, observations: Observations | None = None) -> None:
+    def __init__(
+        self,
+        dm: DeviceManagement,
+        observations: Observations | None = None,
+        served: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__()
+        self.served = served
         # In place of aiocoap's unbounded spool:
         self._block1 = Block1Assembler(
             dm.max_payload, limit=lambda r: dm.body_limit(r.code, r.opt.uri_path)
@@ -886,10 +892,13 @@ class DeviceManagementResource(resource.Resource):
         self.observations = observations
 
     async def render_to_pipe(self, pipe: Pipe) -> None:
-        if self.observations is None:
-            await super().render_to_pipe(pipe)
-        else:
-            await self.observations.render_to_pipe(pipe, super().render_to_pipe)
+        try:
+            if self.observations is None:
+                await super().render_to_pipe(pipe)
+            else:
+                await self.observations.render_to_pipe(pipe, super().render_to_pipe)
+        finally:
+            self.served()
 
     def answer_now(self, request: aiocoap.Message) -> aiocoap.Message | Reply | None:
         """The response to ``request`` at once (a Reply when it fits one message) if it is a
@@ -908,6 +917,7 @@ class DeviceManagementResource(resource.Resource):
         reply = self.dm.handle_now(Request.of(request))
         if reply is None:
             return None
+        self.served()
         if self.observations is not None:
             self.observations.heard()
         if block2 is None and len(reply.payload) <= request.remote.maximum_payload_size:

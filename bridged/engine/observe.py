@@ -147,8 +147,9 @@ class Observations:
     ``server_instance`` is the ID of the server's /1 instance, whose resources 2 and 3 give the
     default pmin and pmax. ``clock`` returns monotonic seconds (the event loop's time by
     default); ``liveness`` is ``Reliability``'s (it may be changed at any time). ``limit`` is
-    how many observations the server may have at once (``MAX_OBSERVATIONS``). ``close`` ends
-    everything.
+    how many observations the server may have at once (``MAX_OBSERVATIONS``); ``heard_at``
+    when the server was last heard before these were made (``now``'s scale), if it was.
+    ``close`` ends everything.
     """
 
     def __init__(
@@ -159,6 +160,7 @@ class Observations:
         clock: Callable[[], float] | None = None,
         liveness: float = DEFAULT_LIVENESS,
         limit: int = MAX_OBSERVATIONS,
+        heard_at: float | None = None,
     ) -> None:
         self.dm = dm
         self.limit = limit
@@ -167,7 +169,7 @@ class Observations:
         self.server_instance = server_instance
         self._clock = clock
         self.liveness = liveness
-        self._reliability: Reliability | None = None
+        self._reliability = None if heard_at is None else Reliability(heard_at, liveness)
         self._observations: dict[tuple[object, bytes], Observation] = {}
         self._exact: dict[Path, set[Observation]] = {}  # observed path -> observations
         self._under: dict[Path, set[Observation]] = {}  # each ancestor-or-self -> observations

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import hashlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
@@ -107,8 +108,9 @@ class RegistrationParams:
         """These parameters as a registration keeps what it sent: the object list as the
         SHA-256 (hex) of ``payload``, its encoded text (which the caller has made for the
         request), as only whether it changed matters, and the text is 0.5 MB with 10,000
-        nodes in the instances mode."""
-        return replace(self, links=hashlib.sha256(payload).hexdigest())
+        nodes in the instances mode. One string for all equal digests (``sys.intern``): every
+        node endpoint of one kind of node registers the same object list."""
+        return replace(self, links=sys.intern(hashlib.sha256(payload).hexdigest()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +239,7 @@ class Registrar:
         split = urlsplit(target.uri)
         self._base_path = tuple(s for s in split.path.split("/") if s)
         self._base_query = [q for q in split.query.split("&") if q]
-        self._origin = f"{split.scheme}://{split.netloc}"
+        self._origin = sys.intern(f"{split.scheme}://{split.netloc}")  # one for the endpoints
 
     # -- public ------------------------------------------------------------------------------
 
@@ -351,8 +353,12 @@ class Registrar:
             self._quiet_ended()
 
     def _due(self) -> float:
-        """When the next Update falls due (a ``clock`` time)."""
-        return self._registered_at + update_interval(self._params().lifetime)
+        """When the next Update falls due (a ``clock`` time): by the lifetime the server was
+        told last, which is the one it keeps the registration for (a new lifetime in the tree
+        asks for an Update of its own). Not read from the tree again: a node endpoint's rests
+        between its Updates (``ObjectTree.rest``)."""
+        lifetime = self._params().lifetime if self._sent is None else self._sent.lifetime
+        return self._registered_at + update_interval(lifetime)
 
     async def _registering(self) -> float | None:
         """Register (with the retries of ``target.retry``); when the next Update falls due,

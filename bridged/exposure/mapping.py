@@ -40,8 +40,8 @@ unprefixed objects are the gateway's.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 from bridged.objects.ids import HOUSEKEEPING
 from bridged.objects.paths import Level, Path
@@ -60,6 +60,11 @@ def exposable(objects: Mapping[int, Iterable[int]]) -> set[tuple[int, int]]:
         if oid not in HOUSEKEEPING
         for iid in iids
     }
+
+
+NOTHING: frozenset[Any] = frozenset()
+"""One empty set for every empty one the mapping and the mirrors hold: CPython makes a new
+one, of 216 bytes, at each ``frozenset()`` (a mirror's was 2 MB of 10,000 node endpoints)."""
 
 
 class NodePath(NamedTuple):
@@ -82,7 +87,7 @@ class Shown:
     local: tuple[int, int]
     upstream: Path
     resources: Mapping[int, int] | None = None
-    held: frozenset[int] = field(default_factory=frozenset)
+    held: frozenset[int] = NOTHING
 
     def to_local(self, upstream: Path) -> Path | None:
         """The node-local path of ``upstream`` (this instance or deeper), None if the gateway
@@ -103,7 +108,12 @@ class Shown:
         a resource not shown."""
         rest = local.ids[2:]
         if self.resources is None:
-            return Path.derived((*self.upstream.ids, *rest), self.upstream.prefix)
+            upstream = self.upstream
+            if upstream.prefix is None and local.prefix is None and upstream.ids == self.local:
+                # Shown where it is (a node endpoint's): the node's own path, which its
+                # records hold already, keys the tree's time of measurement too.
+                return local
+            return Path.derived((*upstream.ids, *rest), upstream.prefix)
         if not rest:
             return None
         rid = next((up for up, mine in self.resources.items() if mine == rest[0]), None)
@@ -124,7 +134,9 @@ class PathMap:
         self._prefixed = prefixed
         """Whether nodes are shown under end-device prefixes (the gateway mode) rather than in
         the unprefixed tree (the other modes)."""
-        self._up: dict[Path, Shown] = {}
+        self._up: dict[Path, Shown] | None = None
+        """The shown instances by upstream path, made at the first ``local`` (most of 10,000
+        node endpoints' maps, one each, are never asked: it was 200 bytes of each)."""
         self._down: dict[NodeId, tuple[Shown, ...]] = {}
         """Each node's shown instances, in node-local order: a tuple, as a node has a few and a
         map each was about 2 MB of a gateway with 10,000 nodes."""
@@ -132,7 +144,8 @@ class PathMap:
     def show(self, shown: Shown) -> None:
         """``shown.node``'s instance ``shown.local`` is shown at ``shown.upstream``."""
         self.hide(shown.node, shown.local)
-        self._up[shown.upstream] = shown
+        if self._up is not None:
+            self._up[shown.upstream] = shown
         mine = (*self._down.get(shown.node, ()), shown)
         self._down[shown.node] = tuple(sorted(mine, key=lambda s: s.local))
 
@@ -140,7 +153,8 @@ class PathMap:
         """Stop showing the node's instance ``local``; returns how it was shown."""
         shown = self.shown(node, local)
         if shown is not None:
-            del self._up[shown.upstream]
+            if self._up is not None:
+                del self._up[shown.upstream]
             rest = tuple(s for s in self._down[node] if s is not shown)
             if rest:
                 self._down[node] = rest
@@ -151,8 +165,9 @@ class PathMap:
     def hide_node(self, node: NodeId) -> list[Shown]:
         """Stop showing any of ``node``'s instances; returns how they were shown."""
         gone = list(self._down.pop(node, ()))
-        for shown in gone:
-            del self._up[shown.upstream]
+        if self._up is not None:
+            for shown in gone:
+                del self._up[shown.upstream]
         return gone
 
     def shown(self, node: NodeId, local: tuple[int, int]) -> Shown | None:
@@ -184,6 +199,8 @@ class PathMap:
         for the gateway's own paths (and the resources it holds in a node's instance)."""
         if upstream.level < Level.INSTANCE:
             return None
+        if self._up is None:
+            self._up = {s.upstream: s for shown in self._down.values() for s in shown}
         shown = self._up.get(upstream.truncate(Level.INSTANCE))
         if shown is None:
             return None

@@ -45,7 +45,7 @@ from bridged.objects.values import Record, Value
 from bridged.registry import LiveNode
 from bridged.transports.nodes import NodeId
 
-from .mapping import PathMap, Shown, exposable
+from .mapping import NOTHING, PathMap, Shown, exposable
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,12 @@ def initial_values(
     if not own and IpsoResource.APPLICATION_TYPE in definitions.get(oid).resources:
         values.append((IpsoResource.APPLICATION_TYPE, node.paired.name))
         return values, HELD_NAME
-    return values, frozenset()
+    return values, NOTHING
 
 
 K = TypeVar("K", bound=Hashable)
 
-_SHARED: dict[frozenset[object], frozenset[object]] = {}
+_SHARED: dict[frozenset[object], frozenset[object]] = {NOTHING: NOTHING}
 
 
 def shared(keys: frozenset[K]) -> frozenset[K]:
@@ -95,6 +95,21 @@ def shared(keys: frozenset[K]) -> frozenset[K]:
     resources, and a set each was 6 MB of a gateway with 10,000 nodes. The distinct sets are
     as many as the kinds of node, so none is ever dropped."""
     return cast(frozenset[K], _SHARED.setdefault(keys, keys))
+
+
+_INSTANCE_PATHS: dict[tuple[int, int], Path] = {}
+
+
+def _instance_path(key: tuple[int, int], prefix: str | None) -> Path:
+    """The path of instance ``key`` in a tree with ``prefix``: one for all unprefixed trees
+    (the node endpoints', each ``Shown.upstream`` of 10,000 of them), as many as the keys
+    (``exposable``), so none is ever dropped."""
+    if prefix is not None:
+        return Path(key, prefix)
+    path = _INSTANCE_PATHS.get(key)
+    if path is None:
+        path = _INSTANCE_PATHS[key] = Path(key)
+    return path
 
 
 class NodeMirror:
@@ -106,11 +121,11 @@ class NodeMirror:
     def __init__(self, tree: ObjectTree, paths: PathMap) -> None:
         self.tree = tree
         self.paths = paths
-        self.created: frozenset[tuple[int, int]] = frozenset()
+        self.created: frozenset[tuple[int, int]] = NOTHING
         """The node's instances this mirror created in the tree (``shared``, as the others)."""
-        self.adopted: frozenset[tuple[int, int]] = frozenset()
+        self.adopted: frozenset[tuple[int, int]] = NOTHING
         """The node's instances the tree had already: filled, never deleted."""
-        self.health: frozenset[tuple[int, int, int]] = frozenset()
+        self.health: frozenset[tuple[int, int, int]] = NOTHING
         """The resources ``show_health`` fills: the node's own values there (its own /3/0/11)
         are merged into them by the health model, never set over them."""
 
@@ -144,11 +159,11 @@ class NodeMirror:
                 log.warning("node %s: object %d has no definition: add its DDF file", node.id, oid)
                 continue
             values, held = initial_values(self.tree.definitions, node, oid, iid)
-            instance = Path(key, prefix)
+            instance = _instance_path(key, prefix)
             if self.tree.has(instance):
                 # The tree's own resources there (an endpoint's /3/0) stay the gateway's.
                 own = {p.ids[2] for p in self.tree.resource_paths(instance)} | held
-                held = frozenset(own - {rid for rid, _ in instance_values(node, oid, iid)})
+                held = shared(frozenset(own - {rid for rid, _ in instance_values(node, oid, iid)}))
                 adopted.add(key)
                 self.paths.show(Shown(node.id, key, instance, held=held))
                 self._set(node, [Record(Path((oid, iid, rid)), v) for rid, v in values])
@@ -192,7 +207,7 @@ class NodeMirror:
             shown = self.paths.shown(node, key)
             rids = frozenset(rid for rid, _ in values)
             if shown is not None and shown.resources is None and not rids <= shown.held:
-                self.paths.show(replace(shown, held=shown.held | rids))
+                self.paths.show(replace(shown, held=shared(shown.held | rids)))
             for rid, value in values:
                 path = instance.child(rid)
                 if self.tree.has(path) and self.tree.get(path) == value:

@@ -28,6 +28,7 @@ from bridged.exposure.endpoints import (
     NodeEndpoint,
     endpoint_name,
 )
+from bridged.exposure.mapping import NOTHING
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.definitions import Definitions
 from bridged.objects.formats import ContentFormat
@@ -669,4 +670,77 @@ async def test_an_endpoint_closed_mid_register_leaves_nothing_in_the_shared_engi
         assert (await server.next_event("register")).endpoint == names[1]
     finally:
         server.drop = None
+        await s.exposure.stop()
+
+
+async def test_a_quiet_endpoint_holds_its_tree_as_data_and_no_device_management(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """10,000 endpoints must fit in 64 MB (issue 17): a registered endpoint nothing has been
+    asked of holds its tree at rest (``ObjectTree.rest``) and no device management nor
+    observations (made at the server's first request); the server's Read then makes them and
+    is answered with the node's values, and the tree rests again once answered."""
+    s = setup(tmp_path, server.uri, nodes=1)
+    (name,) = pair_all(s)
+    await s.exposure.start()
+    try:
+        await registered(server, 1)
+        (ep,) = s.exposure.endpoints.values()
+        await settled(ep)
+        await until(lambda: ep.tree.resting, timeout=TIMEOUT)
+        made = {type(obj).__name__ for obj, _ in held_by(ep)}
+        assert not made & {"DeviceManagement", "DeviceManagementResource", "Observations"}
+        empty = [c for o, c in held_by(ep) if type(o) is frozenset and not o and o is not NOTHING]
+        assert empty == [], "an empty set is 216 bytes each: one (NOTHING) for all"
+        s.sim.report(s.node(0), time.time())
+        assert ep.tree.resting, "a reading leaves no live tree behind"
+        read = await server.request(name, Code.GET, "/3/0", accept=ContentFormat.SENML_CBOR)
+        values = {r.name: r.value for r in decode_senml_cbor(read.payload)}
+        assert values["/3/0/17"] == "n1"
+        temperature = await server.request(name, Code.GET, "/3303/0/5700")
+        assert float(temperature.payload) == s.node(0).values(time.time())[0].value
+        assert ep.tree.resting
+        assert ep.client is not None
+        outcome = await ep.client.send([Record(Path((3303, 0, 5700)), 18.5, 1700000000.0)])
+        assert outcome.delivered
+        sent = await server.next_event("send")
+        assert (sent.endpoint, [(r.name, r.value) for r in sent.records]) == (
+            name,
+            [("/3303/0/5700", 18.5)],
+        )
+        assert ep.tree.resting, "a Send leaves no live tree behind"
+    finally:
+        await s.exposure.stop()
+
+
+def test_endpoints_share_the_paths_of_their_instances(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """Every node endpoint shows the node's ``/3303/0`` as ``/3303/0``: one path object for
+    all of them (a path per instance each was 150 bytes of each of 10,000 endpoints)."""
+    s = setup(tmp_path, server.uri, nodes=2)
+    pair_all(s)
+    first, second = s.exposure.endpoints.values()
+    shown = [[i.upstream for i in ep.paths.instances(ep.node)] for ep in (first, second)]
+    assert shown[0] and [str(p) for p in shown[0]] == [str(p) for p in shown[1]]
+    assert all(a is b for a, b in zip(shown[0], shown[1], strict=True))
+
+
+async def test_endpoints_of_one_kind_of_node_keep_one_digest_of_their_object_list(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """A registration keeps what it sent as a digest of its object list, to tell whether it
+    changed: endpoints of nodes alike keep one string for it (113 bytes each of 10,000)."""
+    s = setup(tmp_path, server.uri, nodes=2)
+    pair_all(s)
+    await s.exposure.start()
+    try:
+        await registered(server, 2)
+        eps = list(s.exposure.endpoints.values())
+        for ep in eps:
+            await settled(ep)
+        kept = [ep.client.sessions[0].registrar._sent for ep in eps if ep.client is not None]
+        assert len(kept) == 2 and kept[0] is not None and kept[1] is not None
+        assert kept[0].links is kept[1].links
+    finally:
         await s.exposure.stop()

@@ -75,6 +75,8 @@ class ModeGateway:
         return node
 
     server: LwM2MTestServer = None  # type: ignore[assignment]
+    exposure: EndpointsExposure | None = None
+    """The endpoints mode's exposure (None in the other modes)."""
 
 
 @contextlib.asynccontextmanager
@@ -143,6 +145,7 @@ async def mode_gateway(
         stack.push_async_callback(air.stop)
         gw = ModeGateway(mode, registry, air, commands, paths, made, name)
         gw.server = server
+        gw.exposure = endpoints if mode == "endpoints" else None
         yield gw
     finally:
         await stack.aclose()
@@ -403,3 +406,43 @@ async def test_an_object_read_keeps_a_node_that_cannot_answer_with_its_last_repo
         read = await server.request(endpoint, Code.GET, whole, accept=SENML_CBOR)
         assert read.code == Code.CONTENT, read.payload
         assert _timed(read.payload)[target] == (19.25, measured)
+
+
+async def test_a_quiet_endpoints_tree_rests_and_what_a_server_asks_of_it_reaches_the_node(
+    server: LwM2MTestServer, tmp_path: FsPath
+) -> None:
+    """A quiet node endpoint holds its tree at rest, as data (issue 17: 10,000 endpoints in
+    64 MB); a server's Read, Write and Observe still reach the node and are answered with what
+    the node has, a reading still reaches the observing server, and the tree rests again once
+    nothing is asked of it and nothing is observed."""
+    async with mode_gateway("endpoints", server, tmp_path) as gw:
+        assert gw.exposure is not None
+        node = await gw.add(1, "kitchen")
+        ep = gw.exposure.endpoint(node)
+        assert ep is not None
+        await until(lambda: ep.registered and ep.tree.resting, "the endpoint at rest")
+        name, temperature = gw.endpoint(node), gw.path(node, TEMPERATURE)
+
+        await gw.air.measure(node, 21.5)
+        assert ep.tree.resting, "a reading leaves no live tree behind"
+        read = await server.request(name, Code.GET, temperature)
+        assert (read.code, float(read.payload)) == (Code.CONTENT, 21.5)
+        assert ep.tree.resting
+
+        switch = gw.path(node, SWITCH)
+        written = await server.request(name, Code.PUT, switch, b"1", content_format=0)
+        assert written.code == Code.CHANGED
+        assert await gw.air.switch(node) is True, "the node itself has the value written"
+        assert ep.tree.resting
+
+        request = server.observe(name, temperature)
+        first = await asyncio.wait_for(request.response, 10.0)
+        assert (first.code, float(first.payload)) == (Code.CONTENT, 21.5)
+        assert not ep.tree.resting, "an observed endpoint's notifications read its tree"
+        await gw.air.measure(node, 23.0)
+        assert request.observation is not None
+        note = await asyncio.wait_for(anext(aiter(request.observation)), 10.0)
+        assert float(note.payload) == 23.0
+        cancelled = await server.request(name, Code.GET, temperature, observe=1)
+        assert cancelled.code == Code.CONTENT
+        await until(lambda: ep.tree.resting, "the endpoint at rest once no longer observed")

@@ -66,3 +66,36 @@ def test_the_objects_that_hold_nodes_instances() -> None:
     assert not unprefixed.holds_nodes(Path(())), "the root is no object"
     assert prefixed.holds_nodes(Path((3303,), "dev0"))
     assert not prefixed.holds_nodes(Path((3303,))), "the gateway mode's own objects"
+
+
+def test_an_instance_shown_where_it_is_answers_with_the_nodes_own_path() -> None:
+    """A node endpoint shows ``/3303/0`` as ``/3303/0``: a reading's path upstream is the
+    node's own path object, which its records and the tree's time of measurement then share
+    (a new path per reading was 200 bytes of each of 10,000 endpoints, issue 17); a prefixed
+    or renumbered instance still gets a path of its own."""
+    paths = PathMap()
+    paths.show(Shown(NODE, (3303, 0), Path((3303, 0))))
+    paths.show(Shown(OTHER, (3303, 0), Path((3303, 0), "dev3")))
+    local = Path((3303, 0, 5700))
+    assert paths.upstream(NODE, local) is local
+    assert paths.upstream(OTHER, local) == Path((3303, 0, 5700), "dev3")
+    renumbered = PathMap()
+    renumbered.show(Shown(NODE, (3303, 0), Path((3303, 4))))
+    assert renumbered.upstream(NODE, local) == Path((3303, 4, 5700))
+
+
+def test_the_index_by_upstream_path_is_made_when_first_asked_and_kept_true() -> None:
+    """Most node endpoints' maps are never asked which node a path is (200 bytes each of
+    10,000, issue 17): the index is made at the first ``local``, and what is shown or hidden
+    after keeps it true."""
+    paths = PathMap()
+    paths.show(Shown(NODE, (3303, 0), Path((3303, 0))))
+    paths.show(Shown(NODE, (3304, 0), Path((3304, 0))))
+    assert paths._up is None
+    assert paths.local(Path((3303, 0, 5700))) == NodePath(NODE, Path((3303, 0, 5700)))
+    paths.hide(NODE, (3304, 0))
+    paths.show(Shown(OTHER, (3311, 0), Path((3311, 0))))
+    assert paths.local(Path((3304, 0, 5700))) is None
+    assert paths.local(Path((3311, 0, 5850))) == NodePath(OTHER, Path((3311, 0, 5850)))
+    paths.hide_node(OTHER)
+    assert paths.local(Path((3311, 0, 5850))) is None

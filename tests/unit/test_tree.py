@@ -372,3 +372,54 @@ def test_a_thawed_tree_answers_and_changes_as_the_tree_it_was_frozen_from() -> N
 def test_a_tree_with_a_time_of_measurement_is_not_frozen(tree: ObjectTree) -> None:
     tree.set(p("/3303/0/5700"), 22.0, time=1700000001.5)
     assert tree.frozen() is None
+
+
+def test_a_tree_at_rest_answers_and_changes_as_before_and_keeps_its_hooks_and_times() -> None:
+    """``rest`` holds the objects as data; any use thaws them, with the listeners, hooks and
+    times of measurement the tree had (a node endpoint's tree, held by its client)."""
+    t, same = ObjectTree(definitions()), ObjectTree(definitions())
+    seen: list[Path] = []
+    executed: list[Path] = []
+    for each in (t, same):
+        each.create_instance(3, 0, [(0, "ACME"), (7, {0: 3800, 1: 5000}), (13, 1700000000)])
+        each.create_instance(3303, 0, [(5700, 21.5), (5750, "kitchen")])
+        each.set(p("/3303/0/5700"), 22.0, time=1700000001.5)
+        each.on_execute(3, 4, lambda path, args: executed.append(path))
+    t.subscribe(seen.append)
+    t.rest()
+    assert t.resting
+    assert _answers(t) == _answers(same)
+    assert not t.resting, "what a server or the node does thaws it"
+    t.rest()
+    t.set(p("/3303/0/5700"), 23.0, time=1700000002.5)
+    same.set(p("/3303/0/5700"), 23.0, time=1700000002.5)
+    assert seen == [p("/3303/0/5700")]
+    t.rest()
+    t.execute(p("/3/0/4"))
+    assert executed == [p("/3/0/4")]
+    t.rest()
+    assert t.read(p("/3303/0")) == same.read(p("/3303/0"))
+    assert t.read(p("/3303/0"))[0].time == 1700000002.5
+
+
+def _refuse_negative(value: object) -> None:
+    if isinstance(value, float) and value < 0:
+        raise BadRequest("negative")
+
+
+def test_trees_checked_by_one_module_level_function_share_one_map_of_hooks() -> None:
+    """Every node endpoint's client constrains its tree's /1/x/7 with one function: one map
+    of hooks for all of them (a dict each was 2 MB of 10,000 endpoints, issue 17); a hook
+    made in a function (a closure, a bound method) keeps a map of the tree's own."""
+    a, b = ObjectTree(definitions()), ObjectTree(definitions())
+    for each in (a, b):
+        each.constrain(3303, 5700, _refuse_negative)
+        each.create_instance(3303, 0, [(5700, 1.0)])
+    assert a._constraints is b._constraints
+    with pytest.raises(BadRequest):
+        b.set(p("/3303/0/5700"), -1.0)
+    mine: list[float] = []
+    a.constrain(3303, 5701, lambda value: mine.append(1.0))
+    assert a._constraints is not b._constraints
+    with pytest.raises(BadRequest):
+        a.set(p("/3303/0/5700"), -2.0)

@@ -88,12 +88,17 @@ from enum import Enum
 from bridged.aio import Backoff, cancel_and_wait
 from bridged.engine.client import LwM2MClient, ServerSession
 from bridged.engine.observe import SERIES_MAX_BYTES
-from bridged.engine.send import SendMuted, SendNotRegistered, SendUnsupported, check_path
+from bridged.engine.send import (
+    SendMuted,
+    SendNotRegistered,
+    SendUnsupported,
+    check_path,
+    send_payload,
+)
 from bridged.engine.series import leading_fit
 from bridged.objects.definitions import ResourceDef
 from bridged.objects.errors import LwM2MError
-from bridged.objects.formats import ContentFormat, codec_for
-from bridged.objects.paths import ROOT, Path
+from bridged.objects.paths import Path
 from bridged.objects.slotted import quick_init
 from bridged.objects.values import Record, check_value
 from bridged.store.readings import ReadingStore, StoredReading
@@ -494,7 +499,6 @@ class Delivery:
         if not seqs:
             return None
         cut = len(seqs)
-        codec = codec_for(ContentFormat.SENML_CBOR)
         encoded: dict[ServerSession, tuple[int, bytes]] = {}
         for session, part in parts.items():
 
@@ -502,7 +506,7 @@ class Delivery:
                 run: Sequence[tuple[int, Record]],
                 session: ServerSession = session,
             ) -> int:
-                payload = codec.encode([r for _, r in run], ROOT, session.tree.definitions)
+                payload = send_payload([r for _, r in run])
                 encoded[session] = (len(run), payload)
                 return len(payload)
 

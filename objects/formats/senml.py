@@ -23,6 +23,19 @@ Time
     when either is present, else None ("now"). Encoding writes each record's time as ``t`` with
     no ``bt``, which carries any float exactly.
 
+Compact packs (``encode_compact``, what a Send carries)
+    A Send is a composite pack, every record named in full; a batch of readings repeats the
+    same prefixes and nearly the same times, record after record, and each Block1 block of it
+    is a round trip on a cellular uplink paid by the byte. So its records share a base name
+    and a base time, plain RFC 8428 any decoder resolves (§4.5.3; OMA LwM2M 1.1 Core §7.4.4
+    and §7.4.5 take SenML's base fields as they are): ``bn`` is set, at a "/" boundary, to
+    the prefix the record shares with the next one (a series of one resource: its whole path,
+    and no ``n`` after it), and moves when a record's name leaves it or when three records in
+    a row share a longer one; ``bt`` is the first record's time and ``t`` the difference,
+    kept only where ``bt + t`` gives the time back exactly and the difference is small enough
+    for a 4-byte float (else the record sets a new ``bt``). A pack where some record has no
+    time keeps absolute ``t`` and no ``bt``: an inherited ``bt`` would give it one.
+
 Values
     One value label per record, chosen by the resource's type; a label of the wrong type, a
     number outside the 64-bit range or with a fraction where an integer belongs is a 4.00.
@@ -40,6 +53,8 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import posixpath
+import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -125,16 +140,7 @@ def encode_entries(
     See the module docstring for the naming convention. The items carry no base fields, so
     that LwM2M JSON can put the base name beside them and SenML into the first of them.
     """
-    values = dialect.values
-    by_type: dict[type, Label] = {
-        int: values[ResourceType.INTEGER],
-        float: values[ResourceType.FLOAT],
-        str: values[ResourceType.STRING],
-        bool: values[ResourceType.BOOLEAN],
-        bytes: values[ResourceType.OPAQUE],
-        ObjLnk: values[ResourceType.OBJLNK],
-    }
-    opaque_out = dialect.opaque_out
+    wire = _wire_value(dialect)
     n_label, t_label = dialect.n, dialect.t
     composite = base.prefix is None and not base.ids
     if composite:
@@ -155,20 +161,38 @@ def encode_entries(
             if ids[:depth] != base_ids or path.prefix != prefix:
                 raise InternalServerError(f"record {path} is outside the read of {base}")
             name = sep + "/".join(map(str, ids[depth:])) if len(ids) > depth else ""
-        label = by_type.get(type(value))
-        if label is None:
-            raise InternalServerError(f"record {path} holds no LwM2M value: {_show(value)}")
-        if type(value) is bytes:
-            out: object = opaque_out(value)
-        elif type(value) is ObjLnk:
-            out = str(value)
-        else:
-            out = value
+        label, out = wire(path, value)
         item: Item = {n_label: name, label: out} if name else {label: out}
         if rec.time is not None:
             item[t_label] = rec.time
         append(item)
     return bn, items
+
+
+def _wire_value(dialect: Dialect) -> Callable[[Path, Value], tuple[Label, object]]:
+    """A function giving a record's value label and its value as the wire carries it."""
+    values = dialect.values
+    by_type: dict[type, Label] = {
+        int: values[ResourceType.INTEGER],
+        float: values[ResourceType.FLOAT],
+        str: values[ResourceType.STRING],
+        bool: values[ResourceType.BOOLEAN],
+        bytes: values[ResourceType.OPAQUE],
+        ObjLnk: values[ResourceType.OBJLNK],
+    }
+    opaque_out = dialect.opaque_out
+
+    def wire(path: Path, value: Value) -> tuple[Label, object]:
+        label = by_type.get(type(value))
+        if label is None:
+            raise InternalServerError(f"record {path} holds no LwM2M value: {_show(value)}")
+        if type(value) is bytes:
+            return label, opaque_out(value)
+        if type(value) is ObjLnk:
+            return label, str(value)
+        return label, value
+
+    return wire
 
 
 def encode_pack(records: Sequence[Record], base: Path, dialect: Dialect) -> list[Item]:
@@ -177,6 +201,71 @@ def encode_pack(records: Sequence[Record], base: Path, dialect: Dialect) -> list
     if bn and items and dialect.bn is not None:
         items[0] = {dialect.bn: bn, **items[0]}
     return items
+
+
+def encode_compact(records: Sequence[Record], dialect: Dialect) -> list[Item]:
+    """A composite pack of ``records`` with shared base names and times (module docstring)."""
+    if dialect.bn is None or dialect.bt is None:
+        raise InternalServerError(f"{dialect.name} has no base fields to share")
+    bn_label, bt_label, n_label, t_label = dialect.bn, dialect.bt, dialect.n, dialect.t
+    wire = _wire_value(dialect)
+    names = [str(rec.path) for rec in records]
+    shared_time = all(rec.time is not None for rec in records)
+    bn, bt = "", None
+    items: list[Item] = []
+    append = items.append
+    last = len(names) - 1
+    for i, (rec, name) in enumerate(zip(records, names, strict=True)):
+        label, out = wire(rec.path, rec.value)
+        item: Item = {}
+        nxt = names[i + 1] if i < last else name
+        if not i or not _under(name, bn):
+            bn = item[bn_label] = _shared_prefix(name, nxt)
+        elif len(nxt) > len(bn) and i + 1 < last:
+            longer = _shared_prefix(name, nxt)
+            if len(longer) > len(bn) and _under(names[i + 2], longer):
+                bn = item[bn_label] = longer
+        if len(name) > len(bn):
+            item[n_label] = name[len(bn) :]
+        time = rec.time
+        if time is not None:
+            if not shared_time:
+                item[t_label] = time
+            elif bt is None or not _relative(time - bt, bt, time):
+                bt = item[bt_label] = time
+            elif time != bt or type(time) is not type(bt):
+                item[t_label] = time - bt
+        item[label] = out
+        append(item)
+    return items
+
+
+def _under(name: str, bn: str) -> bool:
+    """Whether ``name`` is ``bn`` followed by nothing or by whole path segments."""
+    return name.startswith(bn) and (bn.endswith("/") or len(name) == len(bn))
+
+
+def _shared_prefix(name: str, other: str) -> str:
+    """The longest prefix of ``name`` that ``other`` starts with, ending at a "/" (or the whole
+    name when they are equal)."""
+    common = posixpath.commonpath((name, other))  # whole segments, as LwM2M paths have
+    return name if common == name else common.rstrip("/") + "/"
+
+
+def _relative(t: float, bt: float, time: float) -> bool:
+    """Whether ``t`` (``time - bt``) may travel relative to ``bt``: their sum gives ``time``
+    back exactly, with its type, and ``t`` is a 4-byte float or a small integer (else the
+    relative time is as large as the absolute one, and a new ``bt`` serves the records after
+    it better)."""
+    if bt + t != time or type(bt + t) is not type(time):
+        return False
+    if type(t) is int:
+        return -(2**31) <= t < 2**31
+    return abs(t) < _FLOAT32_MAX and _FLOAT32.unpack(_FLOAT32.pack(t))[0] == t
+
+
+_FLOAT32 = struct.Struct(">f")
+_FLOAT32_MAX = 3.4e38
 
 
 def encode_path_list(paths: Sequence[Path], dialect: Dialect) -> list[Item]:

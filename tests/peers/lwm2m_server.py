@@ -77,6 +77,8 @@ class ServerEvent:
     content_format: int | None
     code: Code
     records: tuple[SenMLRecord, ...] = ()  # a Send's decoded SenML CBOR
+    messages: int = 1
+    """The requests the body came in: its Block1 blocks (the last one's number + 1), else 1."""
 
 
 _SENML_VALUES = (2, 3, 4, 8, "vlo")
@@ -347,6 +349,7 @@ class LwM2MTestServer:
             request.opt.content_format,
             code,
             records,
+            1 if request.opt.block1 is None else request.opt.block1.block_number + 1,
         )
         self.history.append(event)
         self.events.put_nowait(event)

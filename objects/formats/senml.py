@@ -32,8 +32,8 @@ Compact packs (``encode_compact``, what a Send carries)
     the prefix the record shares with the next one (a series of one resource: its whole path,
     and no ``n`` after it), and moves when a record's name leaves it or when three records in
     a row share a longer one; ``bt`` is the first record's time and ``t`` the difference,
-    kept only where ``bt + t`` gives the time back exactly and the difference is small enough
-    for a 4-byte float (else the record sets a new ``bt``). A pack where some record has no
+    kept only where it is shorter and ``bt + t`` gives the time back exactly, in binary and in
+    decimal (else the record sets a new ``bt``; see ``_relative``). A pack where some record has no
     time keeps absolute ``t`` and no ``bt``: an inherited ``bt`` would give it one.
 
 Values
@@ -57,6 +57,7 @@ import posixpath
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from types import MappingProxyType
 
 from ..definitions import Definitions, ResourceDef, ResourceType
@@ -253,17 +254,30 @@ def _shared_prefix(name: str, other: str) -> str:
 
 
 def _relative(t: float, bt: float, time: float) -> bool:
-    """Whether ``t`` (``time - bt``) may travel relative to ``bt``: their sum gives ``time``
-    back exactly, with its type, and ``t`` is a 4-byte float or a small integer (else the
-    relative time is as large as the absolute one, and a new ``bt`` serves the records after
-    it better)."""
+    """Whether ``t`` (``time - bt``) may travel relative to ``bt``: it is shorter than the
+    absolute time (a 4-byte float or an integer), and ``bt + t`` gives ``time`` back exactly
+    both to a reader that adds binary numbers and to one that adds their shortest decimal
+    forms, as Leshan does (its timestamps are decimal sums, refused when finer than a
+    nanosecond). A relative time of a float time with sub-microsecond binary digits (any
+    ``time.time()``) is 17 digits long in decimal, so such times go absolute: each record sets
+    ``bt``, which costs what an absolute ``t`` would."""
     if bt + t != time or type(bt + t) is not type(time):
         return False
     if type(t) is int:
-        return -(2**31) <= t < 2**31
-    return abs(t) < _FLOAT32_MAX and _FLOAT32.unpack(_FLOAT32.pack(t))[0] == t
+        if not -(2**31) <= t < 2**31:
+            return False
+    elif not (abs(t) < _FLOAT32_MAX and _FLOAT32.unpack(_FLOAT32.pack(t))[0] == t):
+        return False
+    if type(bt) is int and type(t) is int:
+        return True
+    text = repr(t)
+    if "e" in text or len(text) - text.find(".") > _DECIMALS + 1:
+        return False  # the common case, decided without building decimals
+    return Decimal(repr(bt)) + Decimal(text) == Decimal(repr(time))
 
 
+_DECIMALS = 9
+"""Leshan refuses a time with more decimals than nanoseconds."""
 _FLOAT32 = struct.Struct(">f")
 _FLOAT32_MAX = 3.4e38
 

@@ -11,6 +11,8 @@ the encoder and the project's decoder does not hide.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import cbor2
 from hypothesis import given
 from hypothesis import strategies as st
@@ -40,6 +42,19 @@ def resolve(payload: bytes) -> list[Resolved]:
         )
         (label,) = [k for k in VALUE_LABELS if k in item]
         out.append((bn + item.get(N, ""), item[label], time))
+    return out
+
+
+def decimal_times(payload: bytes) -> list[Decimal | None]:
+    """Each record's time as a reader that adds the numbers' shortest decimal forms resolves
+    it (Leshan: its timestamps are BigDecimal sums, refused when finer than nanoseconds)."""
+    bt: Decimal | None = None
+    out: list[Decimal | None] = []
+    for item in cbor2.loads(payload):
+        if BT in item:
+            bt = Decimal(repr(item[BT]))
+        t = Decimal(repr(item[T])) if T in item else None
+        out.append(bt if t is None else t if bt is None else bt + t)
     return out
 
 
@@ -100,6 +115,8 @@ def test_every_record_comes_back_exactly(batch: tuple[object, list[Record]]) -> 
     definitions, records = batch
     payload = send_payload(records)
     assert same(resolve(payload), expected(records))
+    want = [None if r.time is None else Decimal(repr(r.time)) for r in records]
+    assert decimal_times(payload) == want
     # The project's own decoder (the in-repo server's and the gateway's) agrees.
     decoded = codec_for(ContentFormat.SENML_CBOR).decode(payload, ROOT, definitions)  # type: ignore[arg-type]
     assert [(r.path, r.value) for r in decoded] == [(r.path, r.value) for r in records]
@@ -129,9 +146,20 @@ def test_typical_batch_shares_names_and_times() -> None:
     payload = send_payload(records)
     items = cbor2.loads(payload)
     assert items[0] == {BN: "/3303/", BT: records[0].time, N: "0/5700", 2: records[0].value}
-    assert items[1].keys() == {N, 2, T} and items[1][N] == "1/5700"
-    assert len(payload) < 0.75 * len(full_names_and_times(records))
+    # time.time() floats: a relative time would be 17 decimals long, so each sets its own bt
+    assert items[1].keys() == {N, 2, BT} and items[1][N] == "1/5700"
+    assert len(payload) < 0.85 * len(full_names_and_times(records))  # 30 bytes a record, not 36
     assert same(resolve(payload), expected(records))
+
+
+def test_times_a_short_step_apart_are_relative() -> None:
+    """Times whose difference is short in binary and in decimal (a node's clock in quarter
+    seconds) travel as small relative times after one base time."""
+    records = [Record(Path((3303, k % 3, 5700)), 21.5, NOW + k / 4) for k in range(6)]
+    items = cbor2.loads(send_payload(records))
+    assert [i.get(T) for i in items] == [None, 0.25, 0.5, 0.75, 1.0, 1.25]
+    assert [BT in i for i in items] == [True] + [False] * 5
+    assert same(resolve(send_payload(records)), expected(records))
 
 
 def test_series_of_one_resource_names_it_once() -> None:

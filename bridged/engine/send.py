@@ -4,10 +4,9 @@ Send is how the gateway delivers readings the server did not ask for just now, a
 buffered time series of a node that was out of reach: one SenML CBOR pack whose records each
 carry a path, a value and the time it was measured, so a series of one resource is several
 records with the same name and different times. The pack is compact (``send_payload``): its
-records share base names and base times, standard RFC 8428 any server resolves, and numbers
-take their shortest exact CBOR form, so that a batch of many nodes' readings takes a sixth to a
-third fewer bytes (and Block1 messages) than full names and absolute times, a series of one
-resource a quarter of them.
+records share base names and base times, standard RFC 8428 any server resolves, so that a
+batch of many nodes' readings takes a sixth fewer bytes (and Block1 messages) than full names
+and absolute times, a series of one resource measured by a node's clock 60 % fewer.
 
 Three things keep a Send from going out, and each is refused here before anything is sent, with
 an error that says why: the client is not registered with that server; the server registered it

@@ -30,10 +30,10 @@ Compact packs (``encode_compact``, what a Send carries)
     and a base time, plain RFC 8428 any decoder resolves (§4.5.3; OMA LwM2M 1.1 Core §7.4.4
     and §7.4.5 take SenML's base fields as they are): ``bn`` is set, at a "/" boundary, to
     the prefix the record shares with the next one (a series of one resource: its whole path,
-    and no ``n`` after it), and moves when a record's name leaves it or when three records in
-    a row share a longer one; ``bt`` is the first record's time and ``t`` the difference,
-    kept only where it is shorter and ``bt + t`` gives the time back exactly, in binary and in
-    decimal (else the record sets a new ``bt``; see ``_relative``). A pack where some record has no
+    and no ``n`` after it), and moves when a record's name leaves it or when a run of three
+    records of one path begins; ``bt`` is the first record's time and ``t`` the difference
+    where it is a small integer that gives the time back exactly, in binary and in decimal
+    (else the record sets a new ``bt``; see ``_relative``). A pack where some record has no
     time keeps absolute ``t`` and no ``bt``: an inherited ``bt`` would give it one.
 
 Values
@@ -53,8 +53,6 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import posixpath
-import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -211,75 +209,70 @@ def encode_compact(records: Sequence[Record], dialect: Dialect) -> list[Item]:
     bn_label, bt_label, n_label, t_label = dialect.bn, dialect.bt, dialect.n, dialect.t
     wire = _wire_value(dialect)
     names = [str(rec.path) for rec in records]
-    shared_time = all(rec.time is not None for rec in records)
-    bn, bt = "", None
+    timed = all(rec.time is not None for rec in records)
+    bn = ""
+    bt: float | None = None
+    last = len(names) - 1
     items: list[Item] = []
     append = items.append
-    last = len(names) - 1
-    for i, (rec, name) in enumerate(zip(records, names, strict=True)):
+    for i, rec in enumerate(records):
+        name = names[i]
         label, out = wire(rec.path, rec.value)
         item: Item = {}
-        nxt = names[i + 1] if i < last else name
-        if not i or not _under(name, bn):
-            bn = item[bn_label] = _shared_prefix(name, nxt)
-        elif len(nxt) > len(bn) and i + 1 < last:
-            longer = _shared_prefix(name, nxt)
-            if len(longer) > len(bn) and _under(names[i + 2], longer):
-                bn = item[bn_label] = longer
-        if len(name) > len(bn):
+        if not (bn and name.startswith(bn) and (bn[-1] == "/" or len(name) == len(bn))):
+            bn = item[bn_label] = _shared_prefix(name, names[i + 1] if i < last else name)
+        elif i + 2 <= last and name != bn and name == names[i + 1] == names[i + 2]:
+            bn = item[bn_label] = name  # a series of one resource begins
+        if len(name) != len(bn):
             item[n_label] = name[len(bn) :]
         time = rec.time
         if time is not None:
-            if not shared_time:
+            if not timed:
                 item[t_label] = time
-            elif bt is None or not _relative(time - bt, bt, time):
+            elif bt is not None and (t := _relative(time, bt)) is not None:
+                if t:
+                    item[t_label] = t
+            else:
                 bt = item[bt_label] = time
-            elif time != bt or type(time) is not type(bt):
-                item[t_label] = time - bt
         item[label] = out
         append(item)
     return items
 
 
-def _under(name: str, bn: str) -> bool:
-    """Whether ``name`` is ``bn`` followed by nothing or by whole path segments."""
-    return name.startswith(bn) and (bn.endswith("/") or len(name) == len(bn))
-
-
 def _shared_prefix(name: str, other: str) -> str:
     """The longest prefix of ``name`` that ``other`` starts with, ending at a "/" (or the whole
     name when they are equal)."""
-    common = posixpath.commonpath((name, other))  # whole segments, as LwM2M paths have
-    return name if common == name else common.rstrip("/") + "/"
+    if name == other:
+        return name
+    end = 0
+    for a, b in zip(name, other, strict=False):
+        if a != b:
+            break
+        end += 1
+    return name[: name.rfind("/", 0, end) + 1]
 
 
-def _relative(t: float, bt: float, time: float) -> bool:
-    """Whether ``t`` (``time - bt``) may travel relative to ``bt``: it is shorter than the
-    absolute time (a 4-byte float or an integer), and ``bt + t`` gives ``time`` back exactly
-    both to a reader that adds binary numbers and to one that adds their shortest decimal
-    forms, as Leshan does (its timestamps are decimal sums, refused when finer than a
-    nanosecond). A relative time of a float time with sub-microsecond binary digits (any
-    ``time.time()``) is 17 digits long in decimal, so such times go absolute: each record sets
-    ``bt``, which costs what an absolute ``t`` would."""
+def _relative(time: float, bt: float) -> int | None:
+    """``time`` after ``bt`` as a small integer (1 to 5 bytes, where a float takes 9), when
+    ``bt + t`` gives ``time`` back exactly, with its type, both to a reader that adds binary
+    numbers and to one that adds their shortest decimal forms, as Leshan does (its timestamps
+    are decimal sums, refused when finer than a nanosecond); else None, and the record sets a
+    ``bt`` of its own, which costs what an absolute ``t`` would. Times a whole number of
+    seconds apart (a node's clock) share one ``bt``; ``time.time()`` readings do not."""
+    d = time - bt
+    if type(d) is float:
+        if not d.is_integer():
+            return None  # the common case, decided first
+        t = int(d)
+    else:
+        t = d
+    if not -(2**31) <= t < 2**31:
+        return None
     if bt + t != time or type(bt + t) is not type(time):
-        return False
-    if type(t) is int:
-        if not -(2**31) <= t < 2**31:
-            return False
-    elif not (abs(t) < _FLOAT32_MAX and _FLOAT32.unpack(_FLOAT32.pack(t))[0] == t):
-        return False
-    if type(bt) is int and type(t) is int:
-        return True
-    text = repr(t)
-    if "e" in text or len(text) - text.find(".") > _DECIMALS + 1:
-        return False  # the common case, decided without building decimals
-    return Decimal(repr(bt)) + Decimal(text) == Decimal(repr(time))
-
-
-_DECIMALS = 9
-"""Leshan refuses a time with more decimals than nanoseconds."""
-_FLOAT32 = struct.Struct(">f")
-_FLOAT32_MAX = 3.4e38
+        return None
+    if type(time) is float and Decimal(repr(bt)) + t != Decimal(repr(time)):
+        return None
+    return t
 
 
 def encode_path_list(paths: Sequence[Path], dialect: Dialect) -> list[Item]:

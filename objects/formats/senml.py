@@ -260,12 +260,9 @@ def _relative(time: float, bt: float) -> int | None:
     ``bt`` of its own, which costs what an absolute ``t`` would. Times a whole number of
     seconds apart (a node's clock) share one ``bt``; ``time.time()`` readings do not."""
     d = time - bt
-    if type(d) is float:
-        if not d.is_integer():
-            return None  # the common case, decided first
-        t = int(d)
-    else:
-        t = d
+    if type(d) is float and not d.is_integer():
+        return None  # the common case, decided first
+    t = int(d)
     if not -(2**31) <= t < 2**31:
         return None
     if bt + t != time or type(bt + t) is not type(time):

@@ -10,7 +10,9 @@ cursor there (``lwm2m:<Short Server ID>``), and one task per server moves it:
    each was measured;
 3. Send them (``POST /dp``, a SenML CBOR time series: one record per reading, so a resource's
    series is several records with the same name and their original times), at most
-   ``max_records`` records and about ``max_bytes`` bytes per Send;
+   ``max_records`` records and about ``max_bytes`` bytes per Send, cut where its Block1 blocks
+   are full when that leaves out little (``send.whole_blocks``; what is left out goes first in
+   the next Send);
 4. move the cursor past them only when the server has answered 2.04.
 
 So delivery is **at least once**: nothing is lost across an outage, a restart or kill -9 (a
@@ -94,6 +96,7 @@ from bridged.engine.send import (
     SendUnsupported,
     check_path,
     send_payload,
+    whole_blocks,
 )
 from bridged.engine.series import leading_fit
 from bridged.objects.definitions import ResourceDef
@@ -500,19 +503,30 @@ class Delivery:
             return None
         cut = len(seqs)
         encoded: dict[ServerSession, tuple[int, bytes]] = {}
+        sizes: dict[ServerSession, Callable[[Sequence[tuple[int, Record]]], int]] = {}
         for session, part in parts.items():
 
             def size(
                 run: Sequence[tuple[int, Record]],
                 session: ServerSession = session,
             ) -> int:
-                payload = send_payload([r for _, r in run])
-                encoded[session] = (len(run), payload)
-                return len(payload)
+                # Runs are leading runs of the part: a count names one.
+                known = encoded.get(session)
+                if known is None or known[0] != len(run):
+                    known = encoded[session] = (len(run), send_payload([r for _, r in run]))
+                return len(known[1])
 
+            sizes[session] = size
             fit = leading_fit(part, size, self.config.max_bytes)
             if fit < len(part):
                 cut = min(cut, part[fit][0])
+        for session, part in parts.items():  # then to whole Block1 blocks (send.whole_blocks)
+            run = [(i, r) for i, r in part if i < cut]
+            if run:
+                measure = sizes[session]
+                fit = leading_fit(run, measure, whole_blocks(measure(run)))
+                if fit < len(run):
+                    cut = min(cut, run[fit][0])
         kept: dict[ServerSession, list[Record]] = {}
         lasts: dict[ServerSession, int] = {}
         for session, part in parts.items():

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from aiocoap.numbers.codes import Code
+from aiocoap.numbers.constants import MAX_REGULAR_BLOCK_SIZE_EXP
 
 from bridged.objects.definitions import Definitions, ResourceDef
 from bridged.objects.errors import BadRequest, LwM2MError, NotFound, coap_code
@@ -34,6 +35,25 @@ from bridged.objects.values import Record, check_value
 
 SEND_PATH = "dp"
 """Send goes to ``dp`` below the Server URI's path, as Register goes to ``rd``."""
+
+
+BLOCK = 2 ** (MAX_REGULAR_BLOCK_SIZE_EXP + 4)
+"""The Block1 block a Send's body goes in: 1,024 bytes, aiocoap's largest over UDP, which sends
+a body of up to one block as a single message. Whole blocks of it are whole blocks of any
+smaller size a server asks for (a 2.31 with a smaller SZX, RFC 7959 §2.3)."""
+
+
+def whole_blocks(size: int) -> int:
+    """How much of a ``size``-byte Send body to send now: all but its last, part-empty Block1
+    block when that block holds less than a quarter of the body, else all of it.
+
+    A batch cut there takes one message fewer, every one full, and what it leaves goes first
+    in the next batch with the readings that arrive meanwhile, so a backlog takes one message
+    per 1,024 bytes, not one more per Send. A larger remainder goes along: deferring it would
+    make more, smaller Sends (each with its own round trips and bookkeeping), and at a steady
+    rate a batch that keeps less than it takes would fall behind."""
+    rest = size % BLOCK
+    return size - rest if size > BLOCK and rest < size // 4 else size
 
 
 class SendRefused(LwM2MError):

@@ -56,6 +56,19 @@ def whole_blocks(size: int) -> int:
     return size - rest if size > BLOCK and rest < size // 4 else size
 
 
+def smaller_block(exponent: int | None) -> int | None:
+    """The Block1 size exponent to send a Send's body in after the server answered 4.13 to it
+    in blocks of ``exponent`` (None: aiocoap's largest), or None when the smallest was refused.
+
+    RFC 7959 §2.9.3 lets the server say in that answer's Block1 option which size it takes,
+    and a client try smaller blocks; aiocoap 0.4.17 drops that option from the answer it
+    hands back (and fails outright on it when the body went in one message), so the client
+    steps down one size at a time and keeps, for the session's later Sends, the size that
+    went through."""
+    current = MAX_REGULAR_BLOCK_SIZE_EXP if exponent is None else exponent
+    return current - 1 if current > 0 else None
+
+
 class SendRefused(LwM2MError):
     """Send cannot go to this server now; nothing was sent and the caller keeps the data."""
 

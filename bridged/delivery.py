@@ -93,9 +93,9 @@ from bridged.engine.observe import SERIES_MAX_BYTES
 from bridged.engine.send import (
     SendMuted,
     SendNotRegistered,
+    SendPack,
     SendUnsupported,
     check_path,
-    send_payload,
     whole_blocks,
 )
 from bridged.engine.series import leading_fit
@@ -232,7 +232,7 @@ class _Batch:
     last: int
     skipped: int
     payloads: dict[ServerSession, bytes] = field(default_factory=dict)
-    """The parts' Send payloads where sizing them encoded them already (checked records)."""
+    """The parts' Send payloads, encoded as sizing the batch measured them (checked records)."""
 
 
 @dataclass(slots=True)
@@ -266,6 +266,11 @@ class _Server:
     )
     """The seq up to which a session acknowledged its part of a batch whose other parts must
     go again: the retry leaves those readings out (one measured value, one upstream record)."""
+
+
+def _run_size(pack: SendPack, run: Sequence[object]) -> int:
+    """The Send payload size of the leading ``run`` of ``pack``'s records."""
+    return len(pack.payload(len(run)))
 
 
 class Delivery:
@@ -502,29 +507,18 @@ class Delivery:
         if not seqs:
             return None
         cut = len(seqs)
-        encoded: dict[ServerSession, tuple[int, bytes]] = {}
-        sizes: dict[ServerSession, Callable[[Sequence[tuple[int, Record]]], int]] = {}
+        packs = {session: SendPack([r for _, r in part]) for session, part in parts.items()}
         for session, part in parts.items():
-
-            def size(
-                run: Sequence[tuple[int, Record]],
-                session: ServerSession = session,
-            ) -> int:
-                # Runs are leading runs of the part: a count names one.
-                known = encoded.get(session)
-                if known is None or known[0] != len(run):
-                    known = encoded[session] = (len(run), send_payload([r for _, r in run]))
-                return len(known[1])
-
-            sizes[session] = size
+            # Runs are leading runs of the part: their length names them.
+            size = functools.partial(_run_size, packs[session])
             fit = leading_fit(part, size, self.config.max_bytes)
             if fit < len(part):
                 cut = min(cut, part[fit][0])
         for session, part in parts.items():  # then to whole Block1 blocks (send.whole_blocks)
             run = [(i, r) for i, r in part if i < cut]
             if run:
-                measure = sizes[session]
-                fit = leading_fit(run, measure, whole_blocks(measure(run)))
+                size = functools.partial(_run_size, packs[session])
+                fit = leading_fit(run, size, whole_blocks(size(run)))
                 if fit < len(run):
                     cut = min(cut, run[fit][0])
         kept: dict[ServerSession, list[Record]] = {}
@@ -534,9 +528,7 @@ class Delivery:
             if run:
                 kept[session] = [r for _, r in run]
                 lasts[session] = seqs[run[-1][0]]
-        payloads = {
-            s: encoded[s][1] for s in kept if s in encoded and encoded[s][0] == len(kept[s])
-        }
+        payloads = {s: packs[s].payload(len(records)) for s, records in kept.items()}
         done = sum(1 for i in had if i < cut)
         skipped = cut - done - sum(len(records) for records in kept.values())
         return _Batch(kept, lasts, seqs[cut - 1], skipped, payloads)

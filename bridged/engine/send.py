@@ -151,10 +151,28 @@ def encode_send(records: Sequence[Record], tree: ObjectTree) -> bytes:
 
 
 def send_payload(records: Sequence[Record]) -> bytes:
-    """The SenML CBOR payload of a Send of ``records`` checked already (``check_records``, or
-    delivery's checks as it builds a batch): every record named by ``bn`` + ``n`` with its
-    time, if any, as ``bt`` + ``t`` (``SenMLCborCodec.encode_compact``)."""
-    return SENML_CBOR.encode_compact(records)
+    """The SenML CBOR payload of a Send of ``records`` checked already (``check_records``):
+    every record named by ``bn`` + ``n`` with its time, if any, as ``bt`` + ``t``
+    (``senml.encode_compact``)."""
+    return SENML_CBOR.dump(SENML_CBOR.compact_items(records))
+
+
+class SendPack:
+    """The Send payloads of the leading runs of ``records`` (checked already), from one
+    encoding of them: delivery measures a batch at several lengths before it settles on one,
+    and each length costs only the CBOR of its items (a leading run of the items is a pack of
+    its own, see ``SenMLCborCodec.compact_items``)."""
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self._items = SENML_CBOR.compact_items(records)
+        self._payloads: dict[int, bytes] = {}
+
+    def payload(self, count: int) -> bytes:
+        """The payload of a Send of the first ``count`` records."""
+        payload = self._payloads.get(count)
+        if payload is None:
+            payload = self._payloads[count] = SENML_CBOR.dump(self._items[:count])
+        return payload
 
 
 def muted(tree: ObjectTree, server_instance: int) -> bool:

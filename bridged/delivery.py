@@ -11,8 +11,8 @@ cursor there (``lwm2m:<Short Server ID>``), and one task per server moves it:
 3. Send them (``POST /dp``, a SenML CBOR time series: one record per reading, so a resource's
    series is several records with the same name and their original times), at most
    ``max_records`` records and about ``max_bytes`` bytes per Send, cut where its Block1 blocks
-   are full when that leaves out little (``send.whole_blocks``; what is left out goes first in
-   the next Send);
+   are full (``send.whole_blocks``; what is left out goes first in the next Send, which at a
+   steady rate is after the next linger);
 4. move the cursor past them only when the server has answered 2.04.
 
 So delivery is **at least once**: nothing is lost across an outage, a restart or kill -9 (a
@@ -349,7 +349,7 @@ class Delivery:
             if len(pending) < config.max_records and config.linger:
                 await asyncio.sleep(config.linger)
                 pending = self.readings.pending(consumer, config.max_records)
-            batch = self._batch(server, pending)
+            batch = self._batch(server, pending, backlog=len(pending) >= config.max_records)
             if batch is None:
                 await self._wait(server, config.poll)
                 continue
@@ -456,12 +456,16 @@ class Delivery:
             )
         return _Part(_Outcome.DELIVERED, delivered=len(records) - unobserved, unobserved=unobserved)
 
-    def _batch(self, server: _Server, pending: Sequence[StoredReading]) -> _Batch | None:
+    def _batch(
+        self, server: _Server, pending: Sequence[StoredReading], *, backlog: bool
+    ) -> _Batch | None:
         """The longest leading run of ``pending`` that goes in one message per session, or None
         when the first reading's session is not registered (yet).
 
         The run stops before the first reading of a node whose session is not registered, and
-        before the first reading that would overflow its session's message; readings that are
+        before the first reading that would overflow its session's message or leave its last
+        Block1 block part-empty (``send.whole_blocks``: always when ``pending`` is all that
+        waits, for a ``backlog`` when that leaves out little); readings that are
         skipped (not exposed, refused) ride along, so the cursor passes them too."""
         routes: dict[NodeId, _Target | None] = {}
         seqs: list[int] = []
@@ -518,7 +522,7 @@ class Delivery:
             run = [(i, r) for i, r in part if i < cut]
             if run:
                 size = functools.partial(_run_size, packs[session])
-                fit = leading_fit(run, size, whole_blocks(size(run)))
+                fit = leading_fit(run, size, whole_blocks(size(run), backlog=backlog))
                 if fit < len(run):
                     cut = min(cut, run[fit][0])
         kept: dict[ServerSession, list[Record]] = {}

@@ -37,23 +37,27 @@ SEND_PATH = "dp"
 """Send goes to ``dp`` below the Server URI's path, as Register goes to ``rd``."""
 
 
-BLOCK = 2 ** (MAX_REGULAR_BLOCK_SIZE_EXP + 4)
+BLOCK: int = 2 ** (MAX_REGULAR_BLOCK_SIZE_EXP + 4)
 """The Block1 block a Send's body goes in: 1,024 bytes, aiocoap's largest over UDP, which sends
 a body of up to one block as a single message. Whole blocks of it are whole blocks of any
 smaller size a server asks for (a 2.31 with a smaller SZX, RFC 7959 §2.3)."""
 
 
-def whole_blocks(size: int) -> int:
+def whole_blocks(size: int, *, backlog: bool) -> int:
     """How much of a ``size``-byte Send body to send now: all but its last, part-empty Block1
-    block when that block holds less than a quarter of the body, else all of it.
+    block, unless the body fits in one message or that would leave out much of a backlog.
 
     A batch cut there takes one message fewer, every one full, and what it leaves goes first
-    in the next batch with the readings that arrive meanwhile, so a backlog takes one message
-    per 1,024 bytes, not one more per Send. A larger remainder goes along: deferring it would
-    make more, smaller Sends (each with its own round trips and bookkeeping), and at a steady
-    rate a batch that keeps less than it takes would fall behind."""
+    in the next batch. When the batch is all that waits (no ``backlog``), the next one goes
+    after delivery's linger with the readings that arrive meanwhile: the cut costs no Send
+    more, only that wait for the readings it leaves (at 100 readings a second, Sends of one
+    full block instead of one and a half). With a ``backlog`` the next Send goes at once and
+    a cut makes Sends smaller and more (each with its own round trips and bookkeeping): it is
+    made only when the last block holds less than a quarter of the body."""
     rest = size % BLOCK
-    return size - rest if size > BLOCK and rest < size // 4 else size
+    if size <= BLOCK or (backlog and rest >= size // 4):
+        return size
+    return size - rest
 
 
 def smaller_block(exponent: int | None) -> int | None:

@@ -16,6 +16,7 @@ from bridged.engine.send import (
     encode_send,
     muted,
     outcome_of,
+    whole_blocks,
 )
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import BadRequest, NotFound
@@ -114,3 +115,20 @@ def test_outcome_of_the_servers_answer() -> None:
     rejected = outcome_of(Code.INTERNAL_SERVER_ERROR, b"disk full", "s", 3)
     assert rejected.status is SendStatus.REJECTED
     assert rejected.detail == "5.00 Internal Server Error: disk full"
+
+
+@pytest.mark.parametrize(
+    ("size", "backlog", "now"),
+    [
+        (900, False, 900),  # one message: all of it
+        (2048, True, 2048),  # full blocks: all of it
+        (1500, False, 1024),  # all that waits; the rest goes after the linger, with more
+        (1500, True, 1500),  # a backlog: a smaller Send would be one more Send
+        (7700, True, 7168),  # a backlog's last block a sixteenth of the body: left out
+        (1900, True, 1900),  # a backlog's last block nearly half the body: it goes
+    ],
+)
+def test_a_send_fills_its_block1_blocks_unless_that_leaves_out_much_of_a_backlog(
+    size: int, backlog: bool, now: int
+) -> None:
+    assert whole_blocks(size, backlog=backlog) == now

@@ -270,7 +270,7 @@ class _Server:
 
 def _run_size(pack: SendPack, run: Sequence[object]) -> int:
     """The Send payload size of the leading ``run`` of ``pack``'s records."""
-    return len(pack.payload(len(run)))
+    return pack.size(len(run))
 
 
 class Delivery:

@@ -18,6 +18,7 @@ answer, is reported, and the caller keeps the data.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -28,6 +29,7 @@ from aiocoap.numbers.constants import MAX_REGULAR_BLOCK_SIZE_EXP
 from bridged.objects.definitions import Definitions, ResourceDef
 from bridged.objects.errors import BadRequest, LwM2MError, NotFound, coap_code
 from bridged.objects.formats.senml_cbor import CODEC as SENML_CBOR
+from bridged.objects.formats.senml_cbor import pack_head
 from bridged.objects.ids import BOOTSTRAP_ONLY, Server
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
@@ -158,25 +160,26 @@ def send_payload(records: Sequence[Record]) -> bytes:
     """The SenML CBOR payload of a Send of ``records`` checked already (``check_records``):
     every record named by ``bn`` + ``n`` with its time, if any, as ``bt`` + ``t``
     (``senml.encode_compact``)."""
-    return SENML_CBOR.dump(SENML_CBOR.compact_items(records))
+    return SendPack(records).payload(len(records))
 
 
 class SendPack:
     """The Send payloads of the leading runs of ``records`` (checked already), from one
     encoding of them: delivery measures a batch at several lengths before it settles on one,
-    and each length costs only the CBOR of its items (a leading run of the items is a pack of
-    its own, see ``SenMLCborCodec.compact_items``)."""
+    and each length costs a sum (a leading run of the items is a pack of its own, see
+    ``SenMLCborCodec.compact_items``)."""
 
     def __init__(self, records: Sequence[Record]) -> None:
-        self._items = SENML_CBOR.compact_items(records)
-        self._payloads: dict[int, bytes] = {}
+        self._parts = SENML_CBOR.dump_items(SENML_CBOR.compact_items(records))
+        self._ends = list(itertools.accumulate(map(len, self._parts)))
+
+    def size(self, count: int) -> int:
+        """The size of the payload of a Send of the first ``count`` records."""
+        return len(pack_head(count)) + (self._ends[count - 1] if count else 0)
 
     def payload(self, count: int) -> bytes:
         """The payload of a Send of the first ``count`` records."""
-        payload = self._payloads.get(count)
-        if payload is None:
-            payload = self._payloads[count] = SENML_CBOR.dump(self._items[:count])
-        return payload
+        return SENML_CBOR.dump_pack(self._parts[:count])
 
 
 def muted(tree: ObjectTree, server_instance: int) -> bool:

@@ -139,7 +139,7 @@ def encode_entries(
     See the module docstring for the naming convention. The items carry no base fields, so
     that LwM2M JSON can put the base name beside them and SenML into the first of them.
     """
-    wire = _wire_value(dialect)
+    labels = _value_labels(dialect)
     n_label, t_label = dialect.n, dialect.t
     composite = base.prefix is None and not base.ids
     if composite:
@@ -160,18 +160,19 @@ def encode_entries(
             if ids[:depth] != base_ids or path.prefix != prefix:
                 raise InternalServerError(f"record {path} is outside the read of {base}")
             name = sep + "/".join(map(str, ids[depth:])) if len(ids) > depth else ""
-        label, out = wire(path, value)
-        item: Item = {n_label: name, label: out} if name else {label: out}
+        label = labels.get(type(value))
+        out = value if type(value) in _PLAIN else _wire_out(path, value, label, dialect)
+        item: Item = {n_label: name, label: out} if name else {label: out}  # type: ignore[dict-item]
         if rec.time is not None:
             item[t_label] = rec.time
         append(item)
     return bn, items
 
 
-def _wire_value(dialect: Dialect) -> Callable[[Path, Value], tuple[Label, object]]:
-    """A function giving a record's value label and its value as the wire carries it."""
+def _value_labels(dialect: Dialect) -> dict[type, Label]:
+    """The value label of each Python type a record's value may have."""
     values = dialect.values
-    by_type: dict[type, Label] = {
+    return {
         int: values[ResourceType.INTEGER],
         float: values[ResourceType.FLOAT],
         str: values[ResourceType.STRING],
@@ -179,19 +180,19 @@ def _wire_value(dialect: Dialect) -> Callable[[Path, Value], tuple[Label, object
         bytes: values[ResourceType.OPAQUE],
         ObjLnk: values[ResourceType.OBJLNK],
     }
-    opaque_out = dialect.opaque_out
 
-    def wire(path: Path, value: Value) -> tuple[Label, object]:
-        label = by_type.get(type(value))
-        if label is None:
-            raise InternalServerError(f"record {path} holds no LwM2M value: {_show(value)}")
-        if type(value) is bytes:
-            return label, opaque_out(value)
-        if type(value) is ObjLnk:
-            return label, str(value)
-        return label, value
 
-    return wire
+_PLAIN = frozenset({int, float, str, bool})
+"""The value types that travel as they are."""
+
+
+def _wire_out(path: Path, value: Value, label: Label | None, dialect: Dialect) -> object:
+    """A value that does not travel as it is (``_PLAIN``) as the wire carries it."""
+    if label is None:
+        raise InternalServerError(f"record {path} holds no LwM2M value: {_show(value)}")
+    if type(value) is bytes:
+        return dialect.opaque_out(value)
+    return str(value)
 
 
 def encode_pack(records: Sequence[Record], base: Path, dialect: Dialect) -> list[Item]:
@@ -207,34 +208,42 @@ def encode_compact(records: Sequence[Record], dialect: Dialect) -> list[Item]:
     if dialect.bn is None or dialect.bt is None:
         raise InternalServerError(f"{dialect.name} has no base fields to share")
     bn_label, bt_label, n_label, t_label = dialect.bn, dialect.bt, dialect.n, dialect.t
-    wire = _wire_value(dialect)
+    labels = _value_labels(dialect)
     names = [str(rec.path) for rec in records]
     timed = all(rec.time is not None for rec in records)
-    bn = ""
+    bn, whole = "", False  # whole: bn ends at a "/", so any name under it may follow
     bt: float | None = None
     last = len(names) - 1
     items: list[Item] = []
     append = items.append
     for i, rec in enumerate(records):
         name = names[i]
-        label, out = wire(rec.path, rec.value)
         item: Item = {}
-        if not (bn and name.startswith(bn) and (bn[-1] == "/" or len(name) == len(bn))):
+        if not (bn and name.startswith(bn) and (whole or name == bn)):
             bn = item[bn_label] = _shared_prefix(name, names[i + 1] if i < last else name)
+            whole = bn[-1] == "/"
         elif i + 2 <= last and name != bn and name == names[i + 1] == names[i + 2]:
             bn = item[bn_label] = name  # a series of one resource begins
+            whole = False
         if len(name) != len(bn):
             item[n_label] = name[len(bn) :]
         time = rec.time
         if time is not None:
             if not timed:
                 item[t_label] = time
-            elif bt is not None and (t := _relative(time, bt)) is not None:
-                if t:
-                    item[t_label] = t
             else:
-                bt = item[bt_label] = time
-        item[label] = out
+                t = None
+                if bt is not None:
+                    d = time - bt
+                    if type(d) is not float or d.is_integer():  # else not whole seconds
+                        t = _relative(time, bt)
+                if t is None:
+                    bt = item[bt_label] = time
+                elif t:
+                    item[t_label] = t
+        value = rec.value
+        label = labels.get(type(value))
+        item[label] = value if type(value) in _PLAIN else _wire_out(rec.path, value, label, dialect)  # type: ignore[index]
         append(item)
     return items
 

@@ -17,7 +17,7 @@ import cbor2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridged.engine.send import send_payload
+from bridged.engine.send import SendPack, send_payload
 from bridged.objects.formats import ContentFormat, codec_for
 from bridged.objects.paths import ROOT, Path
 from bridged.objects.values import ObjLnk, Record
@@ -108,6 +108,20 @@ def batches(draw: st.DrawFn) -> tuple[object, list[Record]]:
     else:
         times = [None] * len(records)
     return definitions, [Record(r.path, r.value, t) for r, t in zip(records, times, strict=True)]
+
+
+@given(batch=batches(), data=st.data())
+def test_a_leading_run_is_a_pack_of_its_own(
+    batch: tuple[object, list[Record]], data: st.DataObject
+) -> None:
+    """Delivery measures a batch at several lengths from one encoding (``SendPack``): each
+    leading run's payload holds exactly its records, and its size is its payload's."""
+    _, records = batch
+    pack = SendPack(records)
+    count = data.draw(st.integers(1, len(records)))
+    payload = pack.payload(count)
+    assert pack.size(count) == len(payload)
+    assert same(resolve(payload), expected(records[:count]))
 
 
 @given(batch=batches())

@@ -377,8 +377,8 @@ class ServerSession:
         self._awake = Flag()
         self._tasks: list[asyncio.Task[None]] = []
         self.block_exponent: int | None = None
-        """The Block1 size exponent Sends go in once the server refused larger blocks (4.13);
-        None: aiocoap's largest."""
+        """The Block1 size exponent Sends go in since a Send went through in blocks of that
+        size after the server refused larger ones (4.13); None: aiocoap's largest."""
 
     @classmethod
     async def open(
@@ -574,19 +574,22 @@ class ServerSession:
             muted=muted(self.tree, self.server_instance),
             server=name,
         )
+        exponent = self.block_exponent
         while True:
             try:
-                response = await self._post_send(payload)
+                response = await self._post_send(payload, exponent)
             except (aiocoap.error.Error, TimeoutError, OSError) as e:
                 outcome = SendOutcome(SendStatus.NO_ANSWER, name, len(records), failure_text(e))
                 break
             code = int(response.code)
             if code == Code.REQUEST_ENTITY_TOO_LARGE and registrar.remote is not None:
-                smaller = smaller_block(self.block_exponent)
+                smaller = smaller_block(exponent)
                 if smaller is not None:  # in smaller blocks (send.smaller_block)
-                    self.block_exponent = smaller
+                    exponent = smaller
                     continue
             outcome = outcome_of(code, bytes(response.payload), name, len(records))
+            if outcome.delivered:  # not when the body, not the block, was too large
+                self.block_exponent = exponent
             break
         if outcome.status is SendStatus.REGISTER_AGAIN:
             registrar.register_again()
@@ -604,16 +607,15 @@ class ServerSession:
             )
         return outcome
 
-    async def _post_send(self, payload: bytes) -> aiocoap.Message:
-        """POST ``payload`` to the server's ``dp``, in Block1 blocks of ``block_exponent``
-        once the server refused larger ones (the remote aiocoap sends to carries the block
-        size it uses)."""
+    async def _post_send(self, payload: bytes, exponent: int | None) -> aiocoap.Message:
+        """POST ``payload`` to the server's ``dp``, in Block1 blocks of size ``exponent``
+        (None: aiocoap's largest; the remote aiocoap sends to carries the size it uses)."""
         registrar = self.registrar
         msg = aiocoap.Message(code=Code.POST, uri=registrar.uri(SEND_PATH), payload=payload)
         msg.opt.content_format = ContentFormat.SENML_CBOR
-        if self.block_exponent is not None and registrar.remote is not None:
+        if exponent is not None and registrar.remote is not None:
             remote = copy.copy(registrar.remote)
-            remote.maximum_block_size_exp = self.block_exponent  # type: ignore[attr-defined]
+            remote.maximum_block_size_exp = exponent  # type: ignore[attr-defined]
             msg.remote = remote
         try:
             return await registrar.exchange(msg)

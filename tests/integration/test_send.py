@@ -239,10 +239,14 @@ async def test_a_server_asking_for_smaller_blocks_gets_them(
 ) -> None:
     """A server that takes Send bodies in 256-byte blocks only answers a larger request or
     block 4.13 with a Block1 option of that size (RFC 7959 §2.9.3): the client sends the body
-    again in blocks of that size, and the server gets every record."""
+    again in blocks of that size, and the server gets every record; later Sends go in blocks
+    of that size from the start."""
     server.send_block_exponent = 4
     series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(records)]
     assert (await client.send(series)).delivered
     ev = await server.next_event("send")
     assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]
     assert server.send_blocks[-1] <= 256 and len(ev.payload) > 256
+    server.send_blocks.clear()  # the next Send goes in blocks of that size at once
+    assert (await client.send(series)).delivered
+    assert server.send_blocks and max(server.send_blocks) <= 256

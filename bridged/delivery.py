@@ -11,8 +11,8 @@ cursor there (``lwm2m:<Short Server ID>``), and one task per server moves it:
 3. Send them (``POST /dp``, a SenML CBOR time series: one record per reading, so a resource's
    series is several records with the same name and their original times), at most
    ``max_records`` records and about ``max_bytes`` bytes per Send, cut where its Block1 blocks
-   are full (``send.whole_blocks``; what is left out goes first in the next Send, which at a
-   steady rate is after the next linger);
+   are full when its last one would carry little (``send.whole_blocks``; what is left out
+   goes first in the next Send);
 4. move the cursor past them only when the server has answered 2.04.
 
 So delivery is **at least once**: nothing is lost across an outage, a restart or kill -9 (a
@@ -270,7 +270,7 @@ class _Server:
 
 def _run_size(pack: SendPack, run: Sequence[object]) -> int:
     """The Send payload size of the leading ``run`` of ``pack``'s records."""
-    return pack.size(len(run))
+    return len(pack.payload(len(run)))
 
 
 class Delivery:
@@ -349,7 +349,7 @@ class Delivery:
             if len(pending) < config.max_records and config.linger:
                 await asyncio.sleep(config.linger)
                 pending = self.readings.pending(consumer, config.max_records)
-            batch = self._batch(server, pending, backlog=len(pending) >= config.max_records)
+            batch = self._batch(server, pending)
             if batch is None:
                 await self._wait(server, config.poll)
                 continue
@@ -456,16 +456,13 @@ class Delivery:
             )
         return _Part(_Outcome.DELIVERED, delivered=len(records) - unobserved, unobserved=unobserved)
 
-    def _batch(
-        self, server: _Server, pending: Sequence[StoredReading], *, backlog: bool
-    ) -> _Batch | None:
+    def _batch(self, server: _Server, pending: Sequence[StoredReading]) -> _Batch | None:
         """The longest leading run of ``pending`` that goes in one message per session, or None
         when the first reading's session is not registered (yet).
 
         The run stops before the first reading of a node whose session is not registered, and
         before the first reading that would overflow its session's message or leave its last
-        Block1 block part-empty (``send.whole_blocks``: always when ``pending`` is all that
-        waits, for a ``backlog`` when that leaves out little); readings that are
+        Block1 block nearly empty (``send.whole_blocks``); readings that are
         skipped (not exposed, refused) ride along, so the cursor passes them too."""
         routes: dict[NodeId, _Target | None] = {}
         seqs: list[int] = []
@@ -522,7 +519,7 @@ class Delivery:
             run = [(i, r) for i, r in part if i < cut]
             if run:
                 size = functools.partial(_run_size, packs[session])
-                fit = leading_fit(run, size, whole_blocks(size(run), backlog=backlog))
+                fit = leading_fit(run, size, whole_blocks(size(run)))
                 if fit < len(run):
                     cut = min(cut, run[fit][0])
         kept: dict[ServerSession, list[Record]] = {}

@@ -18,7 +18,6 @@ answer, is reported, and the caller keeps the data.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -29,7 +28,6 @@ from aiocoap.numbers.constants import MAX_REGULAR_BLOCK_SIZE_EXP
 from bridged.objects.definitions import Definitions, ResourceDef
 from bridged.objects.errors import BadRequest, LwM2MError, NotFound, coap_code
 from bridged.objects.formats.senml_cbor import CODEC as SENML_CBOR
-from bridged.objects.formats.senml_cbor import pack_head
 from bridged.objects.ids import BOOTSTRAP_ONLY, Server
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
@@ -45,21 +43,17 @@ a body of up to one block as a single message. Whole blocks of it are whole bloc
 smaller size a server asks for (a 2.31 with a smaller SZX, RFC 7959 §2.3)."""
 
 
-def whole_blocks(size: int, *, backlog: bool) -> int:
+def whole_blocks(size: int) -> int:
     """How much of a ``size``-byte Send body to send now: all but its last, part-empty Block1
-    block, unless the body fits in one message or that would leave out much of a backlog.
+    block when that block would carry less than a quarter of the body, else all of it.
 
     A batch cut there takes one message fewer, every one full, and what it leaves goes first
-    in the next batch. When the batch is all that waits (no ``backlog``), the next one goes
-    after delivery's linger with the readings that arrive meanwhile: the cut costs no Send
-    more, only that wait for the readings it leaves (at 100 readings a second, Sends of one
-    full block instead of one and a half). With a ``backlog`` the next Send goes at once and
-    a cut makes Sends smaller and more (each with its own round trips and bookkeeping): it is
-    made only when the last block holds less than a quarter of the body."""
+    in the next Send. A larger remainder goes along: what a Send leaves is read, checked and
+    encoded again for the next one, and at a steady rate of a few blocks per Send that costs
+    more CPU than the message it saves (measured in docs/benchmarks.md, "Bytes and messages
+    per Send")."""
     rest = size % BLOCK
-    if size <= BLOCK or (backlog and rest >= size // 4):
-        return size
-    return size - rest
+    return size - rest if size > BLOCK and rest < size // 4 else size
 
 
 def smaller_block(exponent: int | None) -> int | None:
@@ -165,21 +159,20 @@ def send_payload(records: Sequence[Record]) -> bytes:
 
 class SendPack:
     """The Send payloads of the leading runs of ``records`` (checked already), from one
-    encoding of them: delivery measures a batch at several lengths before it settles on one,
-    and each length costs a sum (a leading run of the items is a pack of its own, see
-    ``SenMLCborCodec.compact_items``)."""
+    encoding of them into SenML items: delivery measures a batch at a length or two before it
+    settles on one, and each length costs only the CBOR of its items (a leading run of the
+    items is a pack of its own, see ``SenMLCborCodec.compact_items``)."""
 
     def __init__(self, records: Sequence[Record]) -> None:
-        self._parts = SENML_CBOR.dump_items(SENML_CBOR.compact_items(records))
-        self._ends = list(itertools.accumulate(map(len, self._parts)))
-
-    def size(self, count: int) -> int:
-        """The size of the payload of a Send of the first ``count`` records."""
-        return len(pack_head(count)) + (self._ends[count - 1] if count else 0)
+        self._items = SENML_CBOR.compact_items(records)
+        self._payloads: dict[int, bytes] = {}
 
     def payload(self, count: int) -> bytes:
         """The payload of a Send of the first ``count`` records."""
-        return SENML_CBOR.dump_pack(self._parts[:count])
+        payload = self._payloads.get(count)
+        if payload is None:
+            payload = self._payloads[count] = SENML_CBOR.dump(self._items[:count])
+        return payload
 
 
 def muted(tree: ObjectTree, server_instance: int) -> bool:

@@ -150,14 +150,6 @@ DIALECT = Dialect(
 )
 
 
-def pack_head(count: int) -> bytes:
-    """The head of a CBOR array of ``count`` items (RFC 8949 §3.1): an unsigned integer's
-    head (major type 0) with the major type set to 4."""
-    head = bytearray(cbor2.dumps(count))
-    head[0] |= 0x80
-    return bytes(head)
-
-
 class SenMLCborCodec:
     """The SenML CBOR codec (see ``formats.Codec`` and ``formats.CompositeCodec``)."""
 
@@ -174,19 +166,11 @@ class SenMLCborCodec:
         resolves every name before it)."""
         return encode_compact(records, DIALECT)
 
-    def dump_items(self, items: Sequence[Item]) -> list[bytes]:
-        """Each item as SenML CBOR on its own, for ``dump_pack`` to join: a pack measured at
-        several lengths is encoded once. Floats keep their 9 bytes: cbor2 shortens them only
-        in its canonical mode, which also sorts every map's keys and costs four times the
+    def dump(self, items: Sequence[Item]) -> bytes:
+        """Items as a SenML CBOR pack. Floats keep their 9 bytes: cbor2 shortens them only in
+        its canonical mode, which also sorts every map's keys and costs four times the
         encoding, for floats that rarely fit in fewer bytes (21.37 does not)."""
-        try:
-            return list(map(cbor2.dumps, items))
-        except (cbor2.CBOREncodeError, ValueError) as e:
-            raise NotAcceptable(f"SenML CBOR cannot carry this value: {e}") from None
-
-    def dump_pack(self, parts: Sequence[bytes]) -> bytes:
-        """The pack (a CBOR array) of items ``dump_items`` encoded."""
-        return pack_head(len(parts)) + b"".join(parts)
+        return _dump(list(items))
 
     def decode(self, payload: bytes, base: Path, definitions: Definitions) -> list[Record]:
         return decode_pack(_load(payload), base, definitions, DIALECT)

@@ -118,17 +118,14 @@ def test_outcome_of_the_servers_answer() -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "backlog", "now"),
+    ("size", "now"),
     [
-        (900, False, 900),  # one message: all of it
-        (2048, True, 2048),  # full blocks: all of it
-        (1500, False, 1024),  # all that waits; the rest goes after the linger, with more
-        (1500, True, 1500),  # a backlog: a smaller Send would be one more Send
-        (7700, True, 7168),  # a backlog's last block a sixteenth of the body: left out
-        (1900, True, 1900),  # a backlog's last block nearly half the body: it goes
+        (900, 900),  # one message: all of it
+        (2048, 2048),  # full blocks: all of it
+        (1100, 1024),  # a last block of 76 bytes: left for the next Send
+        (7700, 7168),  # a last block a fifteenth of the body: left out
+        (1500, 1500),  # a last block a third of the body: it goes
     ],
 )
-def test_a_send_fills_its_block1_blocks_unless_that_leaves_out_much_of_a_backlog(
-    size: int, backlog: bool, now: int
-) -> None:
-    assert whole_blocks(size, backlog=backlog) == now
+def test_a_send_fills_its_block1_blocks_when_that_leaves_out_little(size: int, now: int) -> None:
+    assert whole_blocks(size) == now

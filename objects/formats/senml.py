@@ -161,8 +161,11 @@ def encode_entries(
                 raise InternalServerError(f"record {path} is outside the read of {base}")
             name = sep + "/".join(map(str, ids[depth:])) if len(ids) > depth else ""
         label = labels.get(type(value))
-        out = value if type(value) in _PLAIN else _wire_out(path, value, label, dialect)
-        item: Item = {n_label: name, label: out} if name else {label: out}  # type: ignore[dict-item]
+        if label is None or type(value) not in _PLAIN:
+            label, out = _wire_out(path, value, label, dialect)
+        else:
+            out = value
+        item: Item = {n_label: name, label: out} if name else {label: out}
         if rec.time is not None:
             item[t_label] = rec.time
         append(item)
@@ -186,13 +189,15 @@ _PLAIN = frozenset({int, float, str, bool})
 """The value types that travel as they are."""
 
 
-def _wire_out(path: Path, value: Value, label: Label | None, dialect: Dialect) -> object:
-    """A value that does not travel as it is (``_PLAIN``) as the wire carries it."""
+def _wire_out(
+    path: Path, value: Value, label: Label | None, dialect: Dialect
+) -> tuple[Label, object]:
+    """The label and wire form of a value that does not travel as it is (``_PLAIN``)."""
     if label is None:
         raise InternalServerError(f"record {path} holds no LwM2M value: {_show(value)}")
     if type(value) is bytes:
-        return dialect.opaque_out(value)
-    return str(value)
+        return label, dialect.opaque_out(value)
+    return label, str(value)
 
 
 def encode_pack(records: Sequence[Record], base: Path, dialect: Dialect) -> list[Item]:
@@ -221,7 +226,7 @@ def encode_compact(records: Sequence[Record], dialect: Dialect) -> list[Item]:
         item: Item = {}
         if not (bn and name.startswith(bn) and (whole or name == bn)):
             bn = item[bn_label] = _shared_prefix(name, names[i + 1] if i < last else name)
-            whole = bn[-1] == "/"
+            whole = bn.endswith("/")
         elif i + 2 <= last and name != bn and name == names[i + 1] == names[i + 2]:
             bn = item[bn_label] = name  # a series of one resource begins
             whole = False
@@ -232,18 +237,18 @@ def encode_compact(records: Sequence[Record], dialect: Dialect) -> list[Item]:
             if not timed:
                 item[t_label] = time
             else:
-                t = None
-                if bt is not None:
-                    d = time - bt
-                    if type(d) is not float or d.is_integer():  # else not whole seconds
-                        t = _relative(time, bt)
+                t = None if bt is None else _relative(time, bt)
                 if t is None:
                     bt = item[bt_label] = time
                 elif t:
                     item[t_label] = t
         value = rec.value
         label = labels.get(type(value))
-        item[label] = value if type(value) in _PLAIN else _wire_out(rec.path, value, label, dialect)  # type: ignore[index]
+        if label is None or type(value) not in _PLAIN:
+            label, out = _wire_out(rec.path, value, label, dialect)
+        else:
+            out = value
+        item[label] = out
         append(item)
     return items
 

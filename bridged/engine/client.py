@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import aiocoap
 from aiocoap.numbers.codes import Code
 from aiocoap.resource import Site
+from aiocoap.transports.udp6 import UDP6EndpointAddress
 
 from bridged.aio import Flag, cancel_and_wait
 from bridged.objects.builtin import builtin_objects
@@ -582,7 +583,9 @@ class ServerSession:
                 outcome = SendOutcome(SendStatus.NO_ANSWER, name, len(records), failure_text(e))
                 break
             code = int(response.code)
-            if code == Code.REQUEST_ENTITY_TOO_LARGE and registrar.remote is not None:
+            if code == Code.REQUEST_ENTITY_TOO_LARGE and isinstance(
+                registrar.remote, UDP6EndpointAddress
+            ):
                 smaller = smaller_block(exponent)
                 if smaller is not None:  # in smaller blocks (send.smaller_block)
                     exponent = smaller
@@ -609,14 +612,17 @@ class ServerSession:
 
     async def _post_send(self, payload: bytes, exponent: int | None) -> aiocoap.Message:
         """POST ``payload`` to the server's ``dp``, in Block1 blocks of size ``exponent``
-        (None: aiocoap's largest; the remote aiocoap sends to carries the size it uses)."""
+        (None: aiocoap's largest). The remote aiocoap sends to carries the size it uses; only
+        plain UDP's remote is an address that takes one (a DTLS session's is its session,
+        whose size aiocoap fixes), so over DTLS a 4.13 stays the Send's answer."""
         registrar = self.registrar
         msg = aiocoap.Message(code=Code.POST, uri=registrar.uri(SEND_PATH), payload=payload)
         msg.opt.content_format = ContentFormat.SENML_CBOR
-        if exponent is not None and registrar.remote is not None:
-            remote = copy.copy(registrar.remote)
-            remote.maximum_block_size_exp = exponent  # type: ignore[attr-defined]
-            msg.remote = remote
+        remote = registrar.remote
+        if exponent is not None and isinstance(remote, UDP6EndpointAddress):
+            smaller = copy.copy(remote)
+            smaller.maximum_block_size_exp = exponent
+            msg.remote = smaller
         try:
             return await registrar.exchange(msg)
         except AttributeError as e:

@@ -25,6 +25,9 @@ code of the gateway's can remove); upstream records per measured value (what
 the server received over what was fed: 1.0 is the invariant); and, with ``--callgrind``, the
 instructions the gateway executed per record in a shorter run under ``valgrind
 --tool=callgrind`` (instrumentation switched on by ``callgrind_control`` for the feed only).
+The server's view of the same Sends: their payload bytes per upstream record, and the
+requests per Send (a Send larger than a block goes in Block1 blocks of 1,024 bytes, each a
+request the server answers and the gateway waits for).
 
 Left out: the radio and its decoding (bench/radio.py, bench/ble.py measure those), the
 server's CPU, the gateway's start and registration, and idle time before the feed. The feeder
@@ -94,8 +97,9 @@ def emit(**fields: Any) -> None:
 
 
 async def serve() -> None:
-    """Answer Register and Send; after each Send, report the records received so far and how
-    many distinct (name, value) pairs they hold."""
+    """Answer Register and Send; after each Send, report the records received so far, how
+    many distinct (name, value) pairs they hold, and the Sends, their payload bytes and the
+    requests (Block1 blocks) they came in."""
     from server_events import until_stdin_closes
 
     from peers.lwm2m_server import LwM2MTestServer
@@ -103,15 +107,18 @@ async def serve() -> None:
     srv = LwM2MTestServer()
     await srv.start()
     emit(port=srv.port)
-    records = 0
+    records = sends = size = messages = 0
     distinct: set[tuple[str, object]] = set()
     async for event in until_stdin_closes(srv):
         if event.kind == "register":
             emit(registered=event.endpoint)
         elif event.kind == "send":
             records += len(event.records)
+            sends, size, messages = sends + 1, size + len(event.payload), messages + event.messages
             distinct.update((r.name, r.value) for r in event.records)
-            emit(records=records, distinct=len(distinct))
+            emit(
+                records=records, distinct=len(distinct), sends=sends, bytes=size, messages=messages
+            )
     await srv.stop()
 
 
@@ -404,6 +411,8 @@ def run(
                     gw.send("warm")
                 warm_up = gw.read_until("ready")["warm_up"]
                 server.read_until("registered")
+                # The warm-up was acknowledged before "ready": its Sends are all reported.
+                before = server.read_until("records", lambda f: f["distinct"] >= warm_up)
                 if callgrind is not None:
                     subprocess.run(
                         ["callgrind_control", "-i", "on", str(gw.pid)],
@@ -428,6 +437,8 @@ def run(
                 fed = result["fed"]
                 got = server.read_until("records", lambda f: f["distinct"] >= warm_up + fed)
                 result.update(records=got["records"] - warm_up, distinct=got["distinct"] - warm_up)
+                result.update({k: got[k] - before[k] for k in ("bytes", "messages")})
+                result["server_sends"] = got["sends"] - before["sends"]
                 gw.send("stop")
                 gw.read_until("stopped")
                 if air is not None:
@@ -499,12 +510,14 @@ def main() -> None:
         parser.error("--callgrind measures the in-process feeder only (--transport sim)")
     print(
         "| nodes | reports/s | readings fed | upstream records | records per value "
-        "| Sends | gateway CPU s | µs per record | of it, the loop's turn per report µs "
+        "| Sends | bytes per record | messages per Send | gateway CPU s | µs per record "
+        "| of it, the loop's turn per report µs "
         "| wake-ups per report | records per CPU-second"
         + (" | instructions per record |" if callgrind else " |")
     )
     print(
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if callgrind else "")
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        + ("---:|" if callgrind else "")
     )
     coalesced: list[str] = []
     for count in args.nodes:
@@ -524,7 +537,9 @@ def main() -> None:
             floor = "n/a" if r["floor"] is None else f"{r['floor'] * 1e6:.0f}"
             print(
                 f"| {count:,} | {shown} | {r['fed']:,} | {r['records']:,} "
-                f"| {r['records'] / r['fed']:.2f} | {r['sends']:,} | {r['cpu']:.2f} "
+                f"| {r['records'] / r['fed']:.2f} | {r['sends']:,} "
+                f"| {r['bytes'] / r['records']:.1f} | {r['messages'] / r['server_sends']:.2f} "
+                f"| {r['cpu']:.2f} "
                 f"| {r['cpu'] / r['records'] * 1e6:.0f} | {floor} "
                 f"| {r['wake_ups'] / r['fed']:.2f} | {r['records'] / r['cpu']:,.0f} |" + cell,
                 flush=True,

@@ -10,7 +10,9 @@ cursor there (``lwm2m:<Short Server ID>``), and one task per server moves it:
    each was measured;
 3. Send them (``POST /dp``, a SenML CBOR time series: one record per reading, so a resource's
    series is several records with the same name and their original times), at most
-   ``max_records`` records and about ``max_bytes`` bytes per Send;
+   ``max_records`` records and about ``max_bytes`` bytes per Send, cut where its Block1 blocks
+   are full when its last one would carry little (``send.whole_blocks``; what is left out
+   goes first in the next Send);
 4. move the cursor past them only when the server has answered 2.04.
 
 So delivery is **at least once**: nothing is lost across an outage, a restart or kill -9 (a
@@ -88,12 +90,18 @@ from enum import Enum
 from bridged.aio import Backoff, cancel_and_wait
 from bridged.engine.client import LwM2MClient, ServerSession
 from bridged.engine.observe import SERIES_MAX_BYTES
-from bridged.engine.send import SendMuted, SendNotRegistered, SendUnsupported, check_path
+from bridged.engine.send import (
+    SendMuted,
+    SendNotRegistered,
+    SendPack,
+    SendUnsupported,
+    check_path,
+    whole_blocks,
+)
 from bridged.engine.series import leading_fit
 from bridged.objects.definitions import ResourceDef
 from bridged.objects.errors import LwM2MError
-from bridged.objects.formats import ContentFormat, codec_for
-from bridged.objects.paths import ROOT, Path
+from bridged.objects.paths import Path
 from bridged.objects.slotted import quick_init
 from bridged.objects.values import Record, check_value
 from bridged.store.readings import Pending, ReadingStore
@@ -224,7 +232,7 @@ class _Batch:
     last: int
     skipped: int
     payloads: dict[ServerSession, bytes] = field(default_factory=dict)
-    """The parts' Send payloads where sizing them encoded them already (checked records)."""
+    """The parts' Send payloads, encoded as sizing the batch measured them (checked records)."""
 
 
 @dataclass(slots=True)
@@ -258,6 +266,11 @@ class _Server:
     )
     """The seq up to which a session acknowledged its part of a batch whose other parts must
     go again: the retry leaves those readings out (one measured value, one upstream record)."""
+
+
+def _run_size(pack: SendPack, run: Sequence[object]) -> int:
+    """The Send payload size of the leading ``run`` of ``pack``'s records."""
+    return len(pack.payload(len(run)))
 
 
 class Delivery:
@@ -448,7 +461,8 @@ class Delivery:
         when the first reading's session is not registered (yet).
 
         The run stops before the first reading of a node whose session is not registered, and
-        before the first reading that would overflow its session's message; readings that are
+        before the first reading that would overflow its session's message or leave its last
+        Block1 block nearly empty (``send.whole_blocks``); readings that are
         skipped (not exposed, refused) ride along, so the cursor passes them too."""
         # Each node's target, keyed by the node id's ``id``: the rows hold their node ids while
         # the batch is made, and an id is found without a NodeId's hash (a Python function)
@@ -496,21 +510,20 @@ class Delivery:
         if not seqs:
             return None
         cut = len(seqs)
-        codec = codec_for(ContentFormat.SENML_CBOR)
-        encoded: dict[ServerSession, tuple[int, bytes]] = {}
+        packs = {session: SendPack([r for _, r in part]) for session, part in parts.items()}
         for session, part in parts.items():
-
-            def size(
-                run: Sequence[tuple[int, Record]],
-                session: ServerSession = session,
-            ) -> int:
-                payload = codec.encode([r for _, r in run], ROOT, session.tree.definitions)
-                encoded[session] = (len(run), payload)
-                return len(payload)
-
+            # Runs are leading runs of the part: their length names them.
+            size = functools.partial(_run_size, packs[session])
             fit = leading_fit(part, size, self.config.max_bytes)
             if fit < len(part):
                 cut = min(cut, part[fit][0])
+        for session, part in parts.items():  # then to whole Block1 blocks (send.whole_blocks)
+            run = [(i, r) for i, r in part if i < cut]
+            if run:
+                size = functools.partial(_run_size, packs[session])
+                fit = leading_fit(run, size, whole_blocks(size(run)))
+                if fit < len(run):
+                    cut = min(cut, run[fit][0])
         kept: dict[ServerSession, list[Record]] = {}
         lasts: dict[ServerSession, int] = {}
         for session, part in parts.items():
@@ -518,9 +531,7 @@ class Delivery:
             if run:
                 kept[session] = [r for _, r in run]
                 lasts[session] = seqs[run[-1][0]]
-        payloads = {
-            s: encoded[s][1] for s in kept if s in encoded and encoded[s][0] == len(kept[s])
-        }
+        payloads = {s: packs[s].payload(len(records)) for s, records in kept.items()}
         done = sum(1 for i in had if i < cut)
         skipped = cut - done - sum(len(records) for records in kept.values())
         return _Batch(kept, lasts, seqs[cut - 1], skipped, payloads)

@@ -23,6 +23,19 @@ Time
     when either is present, else None ("now"). Encoding writes each record's time as ``t`` with
     no ``bt``, which carries any float exactly.
 
+Compact packs (``encode_compact``, what a Send carries)
+    A Send is a composite pack, every record named in full; a batch of readings repeats the
+    same prefixes and nearly the same times, record after record, and each Block1 block of it
+    is a round trip on a cellular uplink paid by the byte. So its records share a base name
+    and a base time, plain RFC 8428 any decoder resolves (§4.5.3; OMA LwM2M 1.1 Core §7.4.4
+    and §7.4.5 take SenML's base fields as they are): ``bn`` is set, at a "/" boundary, to
+    the prefix the record shares with the next one (a series of one resource: its whole path,
+    and no ``n`` after it), and moves when a record's name leaves it or when a run of three
+    records of one path begins; ``bt`` is the first record's time and ``t`` the difference
+    where it is a small integer that gives the time back exactly, in binary and in decimal
+    (else the record sets a new ``bt``; see ``_relative``). A pack where some record has no
+    time keeps absolute ``t`` and no ``bt``: an inherited ``bt`` would give it one.
+
 Values
     One value label per record, chosen by the resource's type; a label of the wrong type, a
     number outside the 64-bit range or with a fraction where an integer belongs is a 4.00.
@@ -42,6 +55,7 @@ import binascii
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from types import MappingProxyType
 
 from ..definitions import Definitions, ResourceDef, ResourceType
@@ -125,16 +139,7 @@ def encode_entries(
     See the module docstring for the naming convention. The items carry no base fields, so
     that LwM2M JSON can put the base name beside them and SenML into the first of them.
     """
-    values = dialect.values
-    by_type: dict[type, Label] = {
-        int: values[ResourceType.INTEGER],
-        float: values[ResourceType.FLOAT],
-        str: values[ResourceType.STRING],
-        bool: values[ResourceType.BOOLEAN],
-        bytes: values[ResourceType.OPAQUE],
-        ObjLnk: values[ResourceType.OBJLNK],
-    }
-    opaque_out = dialect.opaque_out
+    labels = _value_labels(dialect)
     n_label, t_label = dialect.n, dialect.t
     composite = base.prefix is None and not base.ids
     if composite:
@@ -155,13 +160,9 @@ def encode_entries(
             if ids[:depth] != base_ids or path.prefix != prefix:
                 raise InternalServerError(f"record {path} is outside the read of {base}")
             name = sep + "/".join(map(str, ids[depth:])) if len(ids) > depth else ""
-        label = by_type.get(type(value))
-        if label is None:
-            raise InternalServerError(f"record {path} holds no LwM2M value: {_show(value)}")
-        if type(value) is bytes:
-            out: object = opaque_out(value)
-        elif type(value) is ObjLnk:
-            out = str(value)
+        label = labels.get(type(value))
+        if label is None or type(value) not in _PLAIN:
+            label, out = _wire_out(path, value, label, dialect)
         else:
             out = value
         item: Item = {n_label: name, label: out} if name else {label: out}
@@ -171,12 +172,118 @@ def encode_entries(
     return bn, items
 
 
+def _value_labels(dialect: Dialect) -> dict[type, Label]:
+    """The value label of each Python type a record's value may have."""
+    values = dialect.values
+    return {
+        int: values[ResourceType.INTEGER],
+        float: values[ResourceType.FLOAT],
+        str: values[ResourceType.STRING],
+        bool: values[ResourceType.BOOLEAN],
+        bytes: values[ResourceType.OPAQUE],
+        ObjLnk: values[ResourceType.OBJLNK],
+    }
+
+
+_PLAIN = frozenset({int, float, str, bool})
+"""The value types that travel as they are."""
+
+
+def _wire_out(
+    path: Path, value: Value, label: Label | None, dialect: Dialect
+) -> tuple[Label, object]:
+    """The label and wire form of a value that does not travel as it is (``_PLAIN``)."""
+    if label is None:
+        raise InternalServerError(f"record {path} holds no LwM2M value: {_show(value)}")
+    if type(value) is bytes:
+        return label, dialect.opaque_out(value)
+    return label, str(value)
+
+
 def encode_pack(records: Sequence[Record], base: Path, dialect: Dialect) -> list[Item]:
     """A SenML pack for a read of ``base``: ``encode_entries`` with ``bn`` in the first record."""
     bn, items = encode_entries(records, base, dialect)
     if bn and items and dialect.bn is not None:
         items[0] = {dialect.bn: bn, **items[0]}
     return items
+
+
+def encode_compact(records: Sequence[Record], dialect: Dialect) -> list[Item]:
+    """A composite pack of ``records`` with shared base names and times (module docstring)."""
+    if dialect.bn is None or dialect.bt is None:
+        raise InternalServerError(f"{dialect.name} has no base fields to share")
+    bn_label, bt_label, n_label, t_label = dialect.bn, dialect.bt, dialect.n, dialect.t
+    labels = _value_labels(dialect)
+    names = [str(rec.path) for rec in records]
+    timed = all(rec.time is not None for rec in records)
+    bn, whole = "", False  # whole: bn ends at a "/", so any name under it may follow
+    bt: float | None = None
+    last = len(names) - 1
+    items: list[Item] = []
+    append = items.append
+    for i, rec in enumerate(records):
+        name = names[i]
+        item: Item = {}
+        if not (bn and name.startswith(bn) and (whole or name == bn)):
+            bn = item[bn_label] = _shared_prefix(name, names[i + 1] if i < last else name)
+            whole = bn.endswith("/")
+        elif i + 2 <= last and name != bn and name == names[i + 1] == names[i + 2]:
+            bn = item[bn_label] = name  # a series of one resource begins
+            whole = False
+        if len(name) != len(bn):
+            item[n_label] = name[len(bn) :]
+        time = rec.time
+        if time is not None:
+            if not timed:
+                item[t_label] = time
+            else:
+                t = None if bt is None else _relative(time, bt)
+                if t is None:
+                    bt = item[bt_label] = time
+                elif t:
+                    item[t_label] = t
+        value = rec.value
+        label = labels.get(type(value))
+        if label is None or type(value) not in _PLAIN:
+            label, out = _wire_out(rec.path, value, label, dialect)
+        else:
+            out = value
+        item[label] = out
+        append(item)
+    return items
+
+
+def _shared_prefix(name: str, other: str) -> str:
+    """The longest prefix of ``name`` that ``other`` starts with, ending at a "/" (or the whole
+    name when they are equal)."""
+    if name == other:
+        return name
+    end = 0
+    for a, b in zip(name, other, strict=False):
+        if a != b:
+            break
+        end += 1
+    return name[: name.rfind("/", 0, end) + 1]
+
+
+def _relative(time: float, bt: float) -> int | None:
+    """``time`` after ``bt`` as a small integer (1 to 5 bytes, where a float takes 9), when
+    ``bt + t`` gives ``time`` back exactly, with its type, both to a reader that adds binary
+    numbers and to one that adds their shortest decimal forms, as Leshan does (its timestamps
+    are decimal sums, refused when finer than a nanosecond); else None, and the record sets a
+    ``bt`` of its own, which costs what an absolute ``t`` would. Times a whole number of
+    seconds apart (a node's clock) share one ``bt``; ``time.time()`` readings do not."""
+    d = time - bt
+    if type(d) is float and not d.is_integer():
+        return None  # the common case, decided first
+    t = int(d)
+    if not -(2**31) <= t < 2**31:
+        return None
+    if bt + t != time or type(bt + t) is not type(time):
+        return None
+    if type(time) is float and Decimal(repr(bt)) + t != Decimal(repr(time)):
+        return None
+    return t
 
 
 def encode_path_list(paths: Sequence[Path], dialect: Dialect) -> list[Item]:

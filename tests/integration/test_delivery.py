@@ -176,6 +176,31 @@ async def test_a_burst_goes_in_few_sends_in_order(
         await until(lambda: gw.delivery.backlog(1) == 0)
 
 
+async def test_a_backlog_goes_in_full_block1_blocks(
+    server: LwM2MTestServer, tmp_path: FsPath
+) -> None:
+    """A backlog larger than a Send: every Send but the last fills each Block1 block it takes
+    (within a record of the end of its last one), so the backlog takes one message per 1,024
+    bytes; each Send at the server came in as many requests as its blocks."""
+    config = replace(FAST_DELIVERY, max_records=256)
+    async with gateway(tmp_path, server.uri, config=config) as gw:
+        await registered(server)
+        await delivered(gw)  # the nodes' first reports
+        gw.burst(0, 0.0)  # (a burst of none: those)
+        before, first = len(received(server)), len(sends(server))
+        sent = gw.burst(100, time.time() - 1000)  # 600 readings, 3 to 4 Sends
+        await until(lambda: len(received(server)) >= before + len(sent))
+        assert [(r.name, r.time, r.value) for r in received(server)[before:]] == sent
+        backlog = sends(server)[first:]
+        sizes = [len(e.payload) for e in backlog]
+        assert len(backlog) >= 3, sizes
+        for e in backlog:
+            assert e.messages == -(-len(e.payload) // 1024), "blocks of 1,024 bytes"
+        # a record here is about 30 bytes: n, v and bt
+        assert all(s > 1024 and -s % 1024 < 64 for s in sizes[:-1]), sizes
+        assert sum(e.messages for e in backlog) <= sum(sizes) // 1024 + 1
+
+
 async def outage(
     tmp_path: FsPath, kind: AirKind, bounds: Bounds | None, reports: int
 ) -> tuple[list, list, Gateway]:

@@ -159,7 +159,8 @@ async def test_long_series_goes_out_in_blocks(client: LwM2MClient, server: LwM2M
     series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
     assert (await client.send(series)).delivered
     ev = await server.next_event("send")
-    assert len(ev.payload) > 16 * 1024
+    assert len(ev.payload) > 4 * 1024
+    assert ev.messages == -(-len(ev.payload) // 1024)
     assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]
 
 
@@ -230,3 +231,22 @@ async def test_the_servers_reads_do_not_ask_the_kernel_for_the_interface_name_pe
         response = await server.request("gw-1", Code.GET, "/3/0/0")
         assert (response.code, response.payload) == (Code.CONTENT, b"ACME")
     assert len(asked) <= 1
+
+
+@pytest.mark.parametrize("records", [720, 20], ids=["in blocks", "in one message"])
+async def test_a_server_asking_for_smaller_blocks_gets_them(
+    client: LwM2MClient, server: LwM2MTestServer, records: int
+) -> None:
+    """A server that takes Send bodies in 256-byte blocks only answers a larger request or
+    block 4.13 with a Block1 option of that size (RFC 7959 §2.9.3): the client sends the body
+    again in blocks of that size, and the server gets every record; later Sends go in blocks
+    of that size from the start."""
+    server.send_block_exponent = 4
+    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(records)]
+    assert (await client.send(series)).delivered
+    ev = await server.next_event("send")
+    assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]
+    assert server.send_blocks[-1] <= 256 and len(ev.payload) > 256
+    server.send_blocks.clear()  # the next Send goes in blocks of that size at once
+    assert (await client.send(series)).delivered
+    assert server.send_blocks and max(server.send_blocks) <= 256

@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cbor2
 import pytest
 from integration.test_daemon import Daemon
 
 from peers.leshan import Event, EventStream, Leshan, LeshanFailed, leshan_events
 from peers.leshan_gateway import link_urls, registered_daemon
+from peers.lwm2m_server import SenMLRecord, decode_senml_cbor
 
 pytest_plugins = ["peers.fixtures"]
 
@@ -42,15 +42,11 @@ def is_send(data: dict[str, Any]) -> bool:
     return bool(data["incoming"]) and data["code"] == "POST" and '"dp"' in data["options"]
 
 
-def sent_records(send: Event) -> list[dict[int, Any]]:
-    """The SenML CBOR records of a Send (names resolved against the base name, -2)."""
+def sent_records(send: Event) -> tuple[SenMLRecord, ...]:
+    """The SenML CBOR records of a Send, names and times resolved from its base fields."""
     payload = str(send.data["payload"])
     assert payload.startswith("Hex:"), payload
-    records, base = [], ""
-    for record in cbor2.loads(bytes.fromhex(payload[4:])):
-        base = record.get(-2, base)
-        records.append({**record, 0: base + record.get(0, "")})
-    return records
+    return decode_senml_cbor(bytes.fromhex(payload[4:]))
 
 
 async def sent(coap: EventStream, path: str, *, value: Any = None, after: float = 0.0) -> float:
@@ -61,9 +57,7 @@ async def sent(coap: EventStream, path: str, *, value: Any = None, after: float 
         found = [
             r
             for r in sent_records(send)
-            if r[0] == path
-            and (value is None or r.get(4, r.get(2)) == value)
-            and r.get(6, 0) >= after
+            if r.name == path and (value is None or r.value == value) and (r.time or 0) >= after
         ]
         if found:
             break
@@ -71,7 +65,7 @@ async def sent(coap: EventStream, path: str, *, value: Any = None, after: float 
         "COAPLOG", match=lambda d: not d["incoming"] and d["mId"] == send.data["mId"]
     )
     assert answer.data["code"] == "2.04", answer.data
-    return found[-1].get(2, found[-1].get(4))
+    return found[-1].value
 
 
 async def read_observe_send_write(

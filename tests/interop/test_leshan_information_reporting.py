@@ -21,13 +21,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import cbor2
 import pytest
 import pytest_asyncio
 from integration.test_daemon import Daemon
 
 from peers.leshan import Event, EventStream, Leshan, LeshanFailed, leshan_events
 from peers.leshan_gateway import registered_daemon
+from peers.lwm2m_server import SenMLRecord, decode_senml_cbor
 
 pytest_plugins = ["peers.fixtures"]
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -222,10 +222,11 @@ def sends(log: list[Event]) -> list[tuple[Event, Event | None]]:
     ]
 
 
-def records(send: Event) -> list[dict[int, Any]]:
+def records(send: Event) -> tuple[SenMLRecord, ...]:
+    """A Send's records, names and times resolved from its base fields (RFC 8428 §4.5.3)."""
     payload = str(send.data["payload"])
     assert payload.startswith("Hex:"), payload
-    return list(cbor2.loads(bytes.fromhex(payload[4:])))
+    return decode_senml_cbor(bytes.fromhex(payload[4:]))
 
 
 def is_send(data: dict[str, Any]) -> bool:
@@ -240,10 +241,10 @@ async def test_LightweightM2M_1_1_int_306_send_with_a_time_series(
     decodes it and answers 2.04."""
     while True:
         send = await coap.next("COAPLOG", match=is_send)
-        series = [r for r in records(send) if r.get(0, r.get(-2, "")) == temperature]
+        series = [r for r in records(send) if r.name == temperature]
         if len(series) >= 2:
             break
-    assert len({r[6] for r in series}) == len(series), "each reading has its own time"
+    assert len({r.time for r in series}) == len(series), "each reading has its own time"
     answer = await coap.next(
         "COAPLOG", match=lambda d: not d["incoming"] and d["mId"] == send.data["mId"]
     )
@@ -276,10 +277,10 @@ async def test_LightweightM2M_1_1_int_311_send_command(gateway: Daemon, coap: Ev
     await gateway.ctl_json("send", "/3/0/0")
     while True:
         send = await coap.next("COAPLOG", match=is_send)
-        sent = [r for r in records(send) if r.get(0) == "/3/0/0" or r.get(-2) == "/3/0/0"]
+        sent = [r for r in records(send) if r.name == "/3/0/0"]
         if sent:
             break
-    assert isinstance(sent[0][3], str)
+    assert isinstance(sent[0].value, str)
     answer = await coap.next(
         "COAPLOG", match=lambda d: not d["incoming"] and d["mId"] == send.data["mId"]
     )

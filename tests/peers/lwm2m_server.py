@@ -33,7 +33,9 @@ from typing import Any
 import aiocoap
 import cbor2
 from aiocoap import resource
+from aiocoap.blockwise import Block1Spool
 from aiocoap.numbers.codes import Code
+from aiocoap.optiontypes import BlockOption
 from cryptography.x509 import Certificate
 
 from bridged.engine.tinydtls import RawKey
@@ -77,6 +79,8 @@ class ServerEvent:
     content_format: int | None
     code: Code
     records: tuple[SenMLRecord, ...] = ()  # a Send's decoded SenML CBOR
+    messages: int = 1
+    """The requests the body came in: its Block1 blocks (the last one's number + 1), else 1."""
 
 
 _SENML_VALUES = (2, 3, 4, 8, "vlo")
@@ -189,12 +193,27 @@ class _Root(resource.Resource):
     def __init__(self, server: LwM2MTestServer) -> None:
         super().__init__()
         self.server = server
+        self._spool = Block1Spool()
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        return self.server.send_block_exponent is None or tuple(request.opt.uri_path) != ("dp",)
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
         path = tuple(request.opt.uri_path)
         if path == self.server.rd_path and request.code == Code.POST:
             return self.server._register(request)
         if path == ("dp",) and request.code == Code.POST:
+            exponent = self.server.send_block_exponent
+            if exponent is not None:
+                self.server.send_blocks.append(len(request.payload))
+                block = request.opt.block1
+                too_large = len(request.payload) > 2 ** (exponent + 4)
+                if too_large or (block is not None and block.size_exponent > exponent):
+                    # RFC 7959 §2.9.3: 4.13, with the block size this server takes
+                    refusal = aiocoap.Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
+                    refusal.opt.block1 = BlockOption.BlockwiseTuple(0, False, exponent)
+                    return refusal
+                request = self._spool.feed_and_take(request)  # 2.31 until the last block
             return self.server._send(request)
         record = self.server._by_location(path)
         if record is not None:
@@ -230,6 +249,12 @@ class LwM2MTestServer:
         self.events: asyncio.Queue[ServerEvent] = asyncio.Queue()
         self.history: list[ServerEvent] = []  # every event in order, for ordering checks
         self.send_code: Code | None = None  # answer every Send with this code instead
+        self.send_block_exponent: int | None = None
+        """Take a Send's body only in Block1 blocks of at most 2 ** (this + 4) bytes: a larger
+        request or block is answered 4.13 with a Block1 option of this size (RFC 7959 §2.9.3),
+        as a server with a small buffer does. The payload sizes received are in
+        ``send_blocks``."""
+        self.send_blocks: list[int] = []
         self.strict_send = strict_send
         """Answer 4.04 to a Send naming an object instance the registration does not list,
         as Leshan does ("object instance /3303/0 not registered"). LwM2M 1.1 Core's Send
@@ -347,6 +372,7 @@ class LwM2MTestServer:
             request.opt.content_format,
             code,
             records,
+            1 if request.opt.block1 is None else request.opt.block1.block_number + 1,
         )
         self.history.append(event)
         self.events.put_nowait(event)

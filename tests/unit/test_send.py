@@ -16,6 +16,7 @@ from bridged.engine.send import (
     encode_send,
     muted,
     outcome_of,
+    whole_blocks,
 )
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.errors import BadRequest, NotFound
@@ -43,10 +44,11 @@ def test_time_series_is_one_record_per_reading_with_its_time(tree: ObjectTree) -
         Record(Path.parse("/3/0/0"), "ACME"),
     ]
     pack = cbor2.loads(encode_send(records, tree))
+    # A record without time: absolute times, no base time (see test_send_pack.py).
     assert pack == [
-        {0: "/3303/0/5700", 2: 21.5, 6: 1_700_000_000.0},
-        {0: "/3303/0/5700", 2: 21.75, 6: 1_700_000_060.0},
-        {0: "/3/0/0", 3: "ACME"},
+        {-2: "/3303/0/5700", 2: 21.5, 6: 1_700_000_000.0},
+        {2: 21.75, 6: 1_700_000_060.0},
+        {-2: "/3/0/0", 3: "ACME"},
     ]
     decoded = codec_for(ContentFormat.SENML_CBOR).decode(
         encode_send(records, tree), ROOT, tree.definitions
@@ -113,3 +115,17 @@ def test_outcome_of_the_servers_answer() -> None:
     rejected = outcome_of(Code.INTERNAL_SERVER_ERROR, b"disk full", "s", 3)
     assert rejected.status is SendStatus.REJECTED
     assert rejected.detail == "5.00 Internal Server Error: disk full"
+
+
+@pytest.mark.parametrize(
+    ("size", "now"),
+    [
+        (900, 900),  # one message: all of it
+        (2048, 2048),  # full blocks: all of it
+        (1100, 1024),  # a last block of 76 bytes: left for the next Send
+        (7700, 7168),  # a last block a fifteenth of the body: left out
+        (1500, 1500),  # a last block a third of the body: it goes
+    ],
+)
+def test_a_send_fills_its_block1_blocks_when_that_leaves_out_little(size: int, now: int) -> None:
+    assert whole_blocks(size) == now

@@ -39,8 +39,10 @@
  * binding, queue, links: [{url, attribute: value}]}. An event is {event: "registered" |
  * "updated" | "deregistered", endpoint, registration, (deregistered) expired} or {event:
  * "notification", endpoint, path (paths for a composite observation), code, values} or {event:
- * "observe-error", endpoint, path, error} or {event: "send", endpoint, values} (a Send Leshan
- * decoded, the records of every time merged, a later one replacing) or {event: "send-error",
+ * "observe-error", endpoint, path, error} or {event: "send", endpoint, values, series} (a Send
+ * Leshan decoded: in values the records of every time merged, a later one replacing; in series
+ * each time Leshan decoded, [seconds, nanoseconds] since the epoch or null, with its values, in
+ * time order) or {event: "send-error",
  * endpoint, error}. A request's answer is {code ("2.05"), error, values
  * ({"/3/0/0": value}, what Leshan decoded)}, or {failure} when there was no answer (a timeout, a
  * refused or undecodable one; with the exception's causes).
@@ -401,11 +403,21 @@ public final class LeshanServerPeer {
         @Override
         public void dataReceived(Registration registration, TimestampedLwM2mNodes data, SendRequest request) {
             ObjectNode values = PeerApi.JSON.createObjectNode();
+            ArrayNode series = PeerApi.JSON.createArrayNode();
             data.getTimestamps().stream().sorted(Comparator.nullsFirst(Comparator.naturalOrder()))
-                    .forEach(t -> composite(values, data.getNodesAt(t)));
+                    .forEach(t -> {
+                        composite(values, data.getNodesAt(t));
+                        ObjectNode at = series.addObject();
+                        if (t == null)
+                            at.putNull("time");
+                        else
+                            at.putArray("time").add(t.getEpochSecond()).add(t.getNano());
+                        composite(at.putObject("values"), data.getNodesAt(t));
+                    });
             ObjectNode e = PeerApi.JSON.createObjectNode().put("event", "send")
                     .put("endpoint", registration.getEndpoint());
             e.set("values", values);
+            e.set("series", series);
             record(e);
         }
 

@@ -107,7 +107,9 @@ class UdpUplink:
     def resolved(self, asked: interfaces.EndpointAddress) -> interfaces.EndpointAddress | None:
         """The address ``asked`` (a URI's origin) was resolved to, if it is kept."""
         resolved = self._resolved
-        return resolved[1] if resolved is not None and resolved[0] == asked else None
+        if resolved is None or not isinstance(asked, UndecidedRemote):
+            return None  # an address already (a Send in smaller blocks names its own)
+        return resolved[1] if resolved[0] == asked else None
 
     def drop_session(self) -> None:
         """Plain UDP has no session state the server could have lost; forget its resolved

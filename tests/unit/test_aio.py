@@ -223,6 +223,20 @@ def test_a_wake_up_after_the_early_part_runs_it_at_the_end_of_that_turn_and_drop
     assert ran == [0.6]
 
 
+def test_of_wake_ups_at_a_steady_pace_the_last_one_before_the_end_runs_it() -> None:
+    due, clock, ran = deadline()
+    due.arm()
+    for _ in range(6):  # 0.125 to 0.75: the next one is due before the window ends
+        clock.advance(0.125)
+        due.awake()
+    clock.advance()
+    assert ran == [] and clock.timers == [1.0]
+    clock.advance(0.125)
+    due.awake()  # 0.875: the next one would come at the end
+    clock.advance()
+    assert ran == [0.875] and clock.timers == []
+
+
 def test_a_wake_up_before_the_early_part_changes_nothing() -> None:
     due, clock, ran = deadline()
     due.arm()

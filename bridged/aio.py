@@ -32,7 +32,7 @@ happens anyway (its owner says so with ``awake``): at the last one before the wi
 far as the gap since the one before foretells (wake-ups that come at a steady pace, a radio
 read every 44 ms, a commit every 90 ms, are foretold well), and never before ``early`` of the
 window has passed. What it gathered then is most of what the window would have (running at the
-first wake-up past half the window instead gave Delivery 50 to 70 % more Sends), and its timer
+first wake-up past half the window instead gave Delivery 45 to 66 % more Sends), and its timer
 never fires while the wake-ups come.
 
 It is a leaf: it imports nothing of the gateway, so the transports may use it as they use the

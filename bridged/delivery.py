@@ -6,8 +6,8 @@ cursor there (``lwm2m:<Short Server ID>``), and one task per server moves it:
 
 1. take the oldest readings the server has not acknowledged, in arrival order; when fewer than
    a full batch are waiting, linger a moment first, so a burst of adverts becomes one message
-   (a group commit once half the linger has passed ends it: the loop is awake for it anyway,
-   ``aio.Deadline``);
+   (a group commit in its second half that looks like the last before it ends, ends it: the
+   loop is awake for that anyway, ``aio.Deadline``);
 2. turn them into records at the gateway's paths (the exposure mode's mapping) with the time
    each was measured;
 3. Send them (``POST /dp``, a SenML CBOR time series: one record per reading, so a resource's
@@ -165,8 +165,9 @@ class DeliveryConfig:
     (0.05 s), a tenth of the Sends' CPU and of the messages on the uplink (on a cellular link
     each one costs airtime), for half a second more before a reading is at the server, which
     a sensor reporting every few seconds or minutes does not notice. 0 sends at once. A commit
-    of new readings once half of it has passed ends it early (``aio.Deadline``): at a steady
-    rate the batch goes with a commit instead of waking the gateway for a timer of its own."""
+    of new readings in its second half that looks like the last before it ends, ends it
+    (``aio.Deadline``): at a steady rate the batch goes with a commit instead of waking the
+    gateway for a timer of its own."""
     retry: float = 1.0
     max_retry: float = 60.0
     poll: float = 1.0
@@ -557,8 +558,8 @@ class Delivery:
             )
 
     async def _linger(self, server: _Server) -> None:
-        """Wait ``linger`` seconds for more readings, or until the first commit once half of
-        it has passed (``DeliveryConfig.linger``)."""
+        """Wait ``linger`` seconds for more readings, or less: until a commit ends it early
+        (``DeliveryConfig.linger``)."""
         lingered = asyncio.get_running_loop().create_future()
 
         def end() -> None:

@@ -1,5 +1,6 @@
-"""Three asyncio patterns every layer needs, written once: ending tasks, waiting between
-retries, and a wake-up flag that costs nothing while nobody waits.
+"""Four asyncio patterns every layer needs, written once: ending tasks, waiting between
+retries, a wake-up flag that costs nothing while nobody waits, and a deadline that rides on a
+wake-up that happens anyway.
 
 **Ending a task** (``cancel_and_wait``): cancel it and wait until it has ended, so that what
 it holds (a socket, a D-Bus connection, a serial port) is released before the caller goes on.
@@ -20,6 +21,20 @@ a deque of 624 bytes at construction; a LwM2M endpoint had six of them (its regi
 session's, its observations', its client's, the endpoints mode's), 4.5 KB of each of 10,000
 endpoints in the endpoints mode, all empty while the endpoint is quiet.
 
+**A deadline that rides on a wake-up** (``Deadline``): the group commit's window and Delivery's
+linger each bound how long work waits (to gather more of it into one transaction, one Send),
+and each armed a timer of its own, which wakes the process only for that. On a virtual machine
+one wake-up of an idle process costs 150 to 220 us of CPU, as much as a report's whole work,
+while the process is woken anyway, and often, exactly while there is such work: the radio's
+reads bring the readings. So the deadline keeps its bound (it runs at ``window`` after it was
+armed at the latest, by its timer) but runs early, at the end of the turn, at a wake-up that
+happens anyway (its owner says so with ``awake``): at the last one before the window ends, as
+far as the gap since the one before foretells (wake-ups that come at a steady pace, a radio
+read every 44 ms, a commit every 90 ms, are foretold well), and never before ``early`` of the
+window has passed. What it gathered then is most of what the window would have (running at the
+first wake-up past half the window instead gave Delivery 45 to 66 % more Sends), and its timer
+never fires while the wake-ups come.
+
 It is a leaf: it imports nothing of the gateway, so the transports may use it as they use the
 contract (``tests/unit/test_transport_imports.py``).
 """
@@ -28,8 +43,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 
 async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:
@@ -124,3 +140,85 @@ class Flag:
                     waiters.remove(waiter)
                 if not waiters:
                     self._waiters = None
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """What a ``Deadline`` uses of the event loop (``asyncio.AbstractEventLoop`` is one): its
+    time and its callbacks; a unit test gives it a clock of its own."""
+
+    def time(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Cancellable: ...
+
+    def call_soon(self, callback: Callable[[], object]) -> Cancellable: ...
+
+
+class Deadline:
+    """Run ``action`` once per ``arm``: ``window`` seconds after it at the latest, or at the end
+    of the turn of an ``awake`` once ``early`` seconds have passed since it, when the next wake-up,
+    as far off as this one was from the one before (or from ``arm``), would come too late (see
+    the module docstring). Disarmed, it holds no timer; ``cancel`` disarms it (its owner ran the
+    action itself)."""
+
+    __slots__ = ("_action", "_armed_at", "_clock", "_early", "_handle", "_last", "_window")
+
+    def __init__(
+        self,
+        action: Callable[[], object],
+        window: float,
+        early: float,
+        *,
+        clock: Callable[[], Clock] = asyncio.get_running_loop,
+    ) -> None:
+        if not 0 <= early <= window:
+            raise ValueError(f"a deadline runs early within its window (0 to {window}): {early}")
+        self._action = action
+        self._window = window
+        self._early = early
+        self._clock = clock
+        self._armed_at: float | None = None
+        """When it was armed; None: disarmed, or running early already."""
+        self._last = 0.0
+        """When it was armed or last told ``awake`` since: the gap to the next wake-up."""
+        self._handle: Cancellable | None = None
+
+    @property
+    def armed(self) -> bool:
+        return self._handle is not None
+
+    def arm(self) -> None:
+        """Something waits for the action: it runs within ``window`` (if armed already, within
+        the window that is running)."""
+        if self._handle is None:
+            clock = self._clock()
+            self._armed_at = self._last = clock.time()
+            self._handle = clock.call_later(self._window, self._run)
+
+    def awake(self) -> None:
+        """The process is awake anyway (new work came): run the action at the end of this
+        turn if ``early`` seconds of its window have passed and the next wake-up, as far off as
+        this one from the one before, would come at the window's end or after it."""
+        armed_at = self._armed_at
+        if armed_at is not None and self._handle is not None:
+            clock = self._clock()
+            now = clock.time()
+            gap, self._last = now - self._last, now
+            if now - armed_at >= self._early and now + gap >= armed_at + self._window:
+                self._handle.cancel()
+                self._armed_at = None
+                self._handle = clock.call_soon(self._run)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+            self._armed_at = None
+
+    def _run(self) -> None:
+        self._handle = None
+        self._armed_at = None
+        self._action()

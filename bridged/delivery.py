@@ -5,7 +5,9 @@ Every reading a transport hands over is in the reading store once the registry h
 cursor there (``lwm2m:<Short Server ID>``), and one task per server moves it:
 
 1. take the oldest readings the server has not acknowledged, in arrival order; when fewer than
-   a full batch are waiting, linger a moment first, so a burst of adverts becomes one message;
+   a full batch are waiting, linger a moment first, so a burst of adverts becomes one message
+   (a group commit in its second half that looks like the last before it ends, ends it: the
+   loop is awake for that anyway, ``aio.Deadline``);
 2. turn them into records at the gateway's paths (the exposure mode's mapping) with the time
    each was measured;
 3. Send them (``POST /dp``, a SenML CBOR time series: one record per reading, so a resource's
@@ -87,7 +89,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from bridged.aio import Backoff, cancel_and_wait
+from bridged.aio import Backoff, Deadline, cancel_and_wait
 from bridged.engine.client import LwM2MClient, ServerSession
 from bridged.engine.observe import SERIES_MAX_BYTES
 from bridged.engine.send import (
@@ -170,7 +172,10 @@ class DeliveryConfig:
     """Half a second: at 100 readings a second a Send carries about 50 records instead of 6
     (0.05 s), a tenth of the Sends' CPU and of the messages on the uplink (on a cellular link
     each one costs airtime), for half a second more before a reading is at the server, which
-    a sensor reporting every few seconds or minutes does not notice. 0 sends at once."""
+    a sensor reporting every few seconds or minutes does not notice. 0 sends at once. A commit
+    of new readings in its second half that looks like the last before it ends, ends it
+    (``aio.Deadline``): at a steady rate the batch goes with a commit instead of waking the
+    gateway for a timer of its own."""
     retry: float = 1.0
     max_retry: float = 60.0
     poll: float = 1.0
@@ -266,6 +271,8 @@ class _Server:
     )
     """The seq up to which a session acknowledged its part of a batch whose other parts must
     go again: the retry leaves those readings out (one measured value, one upstream record)."""
+    lingering: Deadline | None = None
+    """While a partial batch lingers, its end, which a commit (``notify``) may bring forward."""
 
 
 def _run_size(pack: SendPack, run: Sequence[object]) -> int:
@@ -308,6 +315,8 @@ class Delivery:
         """New readings are in the store."""
         for server in self.servers.values():
             server.wakeup.set()
+            if server.lingering is not None:
+                server.lingering.awake()
 
     def registered(self, short_server_id: int | None = None) -> None:
         """The server (every server, for None) has registered (again): it is there, so a
@@ -347,7 +356,7 @@ class Delivery:
                 await self._wait(server, None)  # until ``notify``: idle means asleep
                 continue
             if len(pending) < config.max_records and config.linger:
-                await asyncio.sleep(config.linger)
+                await self._linger(server)
                 pending = self.readings.pending(consumer, config.max_records)
             batch = self._batch(server, pending)
             if batch is None:
@@ -558,6 +567,24 @@ class Delivery:
                 why,
                 extra={"NODE": str(node), "PATH": str(path)},
             )
+
+    async def _linger(self, server: _Server) -> None:
+        """Wait ``linger`` seconds for more readings, or less: until a commit ends it early
+        (``DeliveryConfig.linger``)."""
+        lingered = asyncio.get_running_loop().create_future()
+
+        def end() -> None:
+            if not lingered.done():
+                lingered.set_result(None)
+
+        linger = self.config.linger
+        server.lingering = Deadline(end, linger, linger / 2)
+        server.lingering.arm()
+        try:
+            await lingered
+        finally:
+            server.lingering.cancel()
+            server.lingering = None
 
     @staticmethod
     async def _back_off(server: _Server, delay: float) -> bool:

@@ -37,7 +37,7 @@ from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import EventKind
 from bridged.exposure.instances import InstancesExposure
 from bridged.objects.values import Record
-from bridged.registry import NodeRegistry
+from bridged.registry import COMMIT_WINDOW, NodeRegistry
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import Bounds, ReadingStore
@@ -94,13 +94,16 @@ async def gateway(
     version: str = "1.1",
     mute_send: bool = False,
     config: DeliveryConfig = FAST_DELIVERY,
+    commit_window: float = COMMIT_WINDOW,
 ) -> AsyncIterator[Gateway]:
     """A gateway with two paired nodes on the ``kind`` air, registered with the server at
     ``uri`` (as LwM2M ``version``, with /1/x/23 Mute Send ``mute_send``), delivering with
-    ``config``."""
+    ``config``, its group commit's window ``commit_window``."""
     conn = connect(state / "state.db")
     readings = ReadingStore(conn, bounds)
-    registry = NodeRegistry(NodeStore(conn), SecretStore(state / "s.json"), readings)
+    registry = NodeRegistry(
+        NodeStore(conn), SecretStore(state / "s.json"), readings, commit_window=commit_window
+    )
     tree = gateway_tree()
     exposure = InstancesExposure(tree, registry.store)
     registry.listen(exposure)

@@ -16,13 +16,22 @@ import signal
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path as FsPath
 
 from bridged.objects.values import Record
 from bridged.registry import COMMIT_WINDOW
 from bridged.store.database import connect, unclean_stops
 from bridged.transports.simulated import TEMPERATURE
-from integration.test_delivery import delivered, gateway, received, registered, until
+from integration.test_delivery import (
+    FAST_DELIVERY,
+    delivered,
+    gateway,
+    received,
+    registered,
+    sends,
+    until,
+)
 from integration.test_idle import config_file
 from peers.lwm2m_server import LwM2MTestServer
 
@@ -52,6 +61,67 @@ async def test_readings_across_and_within_commit_windows_arrive_once_each_in_ord
         await until(lambda: gw.delivery.backlog(1) == 0)
         got = [(r.name, r.time, r.value) for r in received(server)[before:]]
         assert got == produced
+
+
+async def half_gone(since: float, seconds: float) -> None:
+    """Until ``seconds`` have passed on the loop's clock (the deadlines') since ``since``."""
+    loop = asyncio.get_running_loop()
+    await until(lambda: loop.time() - since >= seconds)
+
+
+async def test_a_reading_in_the_second_half_of_the_window_commits_it_at_the_end_of_its_turn(
+    server: LwM2MTestServer, tmp_path: FsPath
+) -> None:
+    """The loop is awake for the later reading anyway: the commit rides on that wake-up, not on
+    a timer of its own; nothing is shown before the commit, and the server gets both."""
+    window = 2.0
+    config = replace(FAST_DELIVERY, linger=0.0)
+    async with gateway(tmp_path, server.uri, config=config, commit_window=window) as gw:
+        await registered(server)
+        await delivered(gw)  # the nodes' first reports
+        before, shown = len(received(server)), len(gw.handed.readings)
+        node, start = gw.nodes[0], time.time() - 100
+        armed = asyncio.get_running_loop().time()
+        gw.registry.readings(node, [Record(TEMPERATURE, 1.0, start)])
+        await half_gone(armed, window / 2)
+        assert gw.registry.unstored == 1, "the window runs: not committed yet"
+        gw.registry.readings(node, [Record(TEMPERATURE, 2.0, start + 1)])
+        assert gw.registry.unstored == 2 and len(gw.handed.readings) == shown  # not mid-turn
+        await asyncio.sleep(0)  # the turn ends
+        assert gw.registry.unstored == 0, "committed with the wake-up that brought the reading"
+        assert [h.value for h in gw.handed.readings[shown:]] == [1.0, 2.0]
+        await until(lambda: len(received(server)) >= before + 2)
+        assert [(r.time, r.value) for r in received(server)[before:]] == [
+            (start, 1.0),
+            (start + 1, 2.0),
+        ]
+
+
+async def test_a_batch_lingering_past_half_its_linger_goes_with_the_next_commit(
+    server: LwM2MTestServer, tmp_path: FsPath
+) -> None:
+    """Delivery's linger rides on the commit's wake-up the same way: the partial batch goes
+    with the commit that brings more readings, long before its linger would end, as one Send."""
+    linger = 6.0
+    async with gateway(tmp_path, server.uri, config=replace(FAST_DELIVERY, linger=linger)) as gw:
+        await registered(server)
+        await delivered(gw)  # the nodes' first reports
+        before, sends_before = len(received(server)), len(sends(server))
+        node, start = gw.nodes[0], time.time() - 100
+        gw.registry.readings(node, [Record(TEMPERATURE, 1.0, start)])
+        committed = asyncio.get_running_loop().time()
+        gw.registry.flush()  # delivery lingers from here
+        await half_gone(committed, linger / 2 + 0.1)
+        assert len(received(server)) == before, "a partial batch lingers"
+        gw.registry.readings(node, [Record(TEMPERATURE, 2.0, start + 1)])
+        gw.registry.flush()
+        # Within a third of what is left of the linger: the commit sent it, not its timer.
+        await until(lambda: len(received(server)) >= before + 2, timeout=linger / 6)
+        assert [(r.time, r.value) for r in received(server)[before:]] == [
+            (start, 1.0),
+            (start + 1, 2.0),
+        ]
+        assert len(sends(server)) == sends_before + 1
 
 
 CHILD = textwrap.dedent(

@@ -1,15 +1,16 @@
 """The asyncio helpers every layer shares (bridged/aio.py): ending tasks, waiting between
-retries."""
+retries, a wake-up flag, a deadline that rides on wake-ups."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridged.aio import Backoff, Flag, cancel_and_wait
+from bridged.aio import Backoff, Deadline, Flag, cancel_and_wait
 
 
 def slow_to_end(released: asyncio.Event, ended: list[str]) -> asyncio.Task[None]:
@@ -150,3 +151,132 @@ async def test_a_cancelled_waiter_leaves_the_flag_and_the_others_still_wake() ->
     flag.set()
     await asyncio.wait_for(staying, 5)
     assert flag._waiters is None
+
+
+class ManualClock:
+    """A sans-I/O event loop for ``Deadline``: its time moves only by ``advance``, which runs
+    the timers that come due and then what was called soon; ``timers`` are the ones armed."""
+
+    class Handle:
+        def __init__(self, at: float, callback: Callable[[], object]) -> None:
+            self.at, self.callback, self.cancelled = at, callback, False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.handles: list[ManualClock.Handle] = []
+
+    @property
+    def timers(self) -> list[float]:
+        return [h.at for h in self.handles if not h.cancelled and h.at > self.now]
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> ManualClock.Handle:
+        handle = self.Handle(self.now + delay, callback)
+        self.handles.append(handle)
+        return handle
+
+    def call_soon(self, callback: Callable[[], object]) -> ManualClock.Handle:
+        return self.call_later(0.0, callback)
+
+    def advance(self, seconds: float = 0.0) -> None:
+        """Move the time on by ``seconds``, then end the turn: run every callback due."""
+        self.now += seconds
+        while due := [h for h in self.handles if not h.cancelled and h.at <= self.now]:
+            for handle in due:
+                self.handles.remove(handle)
+                handle.callback()
+
+
+def deadline(window: float = 1.0, early: float = 0.5) -> tuple[Deadline, ManualClock, list[float]]:
+    clock, ran = ManualClock(), []
+    return Deadline(lambda: ran.append(clock.now), window, early, clock=lambda: clock), clock, ran
+
+
+def test_a_deadline_nobody_wakes_early_runs_at_its_window_end_once() -> None:
+    due, clock, ran = deadline()
+    due.arm()
+    clock.advance(0.3)
+    due.arm()  # armed already: the window that runs holds
+    clock.advance(0.69)
+    assert ran == [] and due.armed
+    clock.advance(0.01)
+    assert ran == [1.0] and not due.armed and clock.timers == []
+
+
+def test_a_wake_up_after_the_early_part_runs_it_at_the_end_of_that_turn_and_drops_its_timer() -> (
+    None
+):
+    due, clock, ran = deadline()
+    due.arm()
+    clock.advance(0.6)
+    due.awake()
+    due.awake()  # once
+    assert ran == [] and clock.timers == []  # not in the middle of the turn; no timer left
+    clock.advance()
+    assert ran == [0.6] and not due.armed
+    clock.advance(5.0)
+    assert ran == [0.6]
+
+
+def test_of_wake_ups_at_a_steady_pace_the_last_one_before_the_end_runs_it() -> None:
+    due, clock, ran = deadline()
+    due.arm()
+    for _ in range(6):  # 0.125 to 0.75: the next one is due before the window ends
+        clock.advance(0.125)
+        due.awake()
+    clock.advance()
+    assert ran == [] and clock.timers == [1.0]
+    clock.advance(0.125)
+    due.awake()  # 0.875: the next one would come at the end
+    clock.advance()
+    assert ran == [0.875] and clock.timers == []
+
+
+def test_a_wake_up_before_the_early_part_changes_nothing() -> None:
+    due, clock, ran = deadline()
+    due.arm()
+    clock.advance(0.49)
+    due.awake()
+    clock.advance()
+    assert ran == [] and clock.timers == [1.0]
+    clock.advance(0.51)
+    assert ran == [1.0]
+
+
+def test_idle_a_deadline_holds_no_timer_and_a_wake_up_arms_nothing() -> None:
+    due, clock, ran = deadline()
+    due.awake()
+    clock.advance(10.0)
+    assert ran == [] and clock.handles == [] and not due.armed
+    due.arm()
+    due.cancel()
+    clock.advance(10.0)
+    assert ran == [] and clock.timers == [] and not due.armed
+
+
+def test_the_action_may_arm_it_again_for_a_window_of_its_own() -> None:
+    clock, ran = ManualClock(), []
+
+    def action() -> None:
+        ran.append(clock.now)
+        if len(ran) == 1:
+            due.arm()  # what came meanwhile waits for the next one
+
+    due = Deadline(action, 1.0, 0.5, clock=lambda: clock)
+    due.arm()
+    clock.advance(0.7)
+    due.awake()
+    clock.advance()
+    assert ran == [0.7] and clock.timers == [1.7]
+    clock.advance(1.0)
+    assert ran == [0.7, 1.7]
+
+
+def test_a_deadline_runs_early_only_within_its_window() -> None:
+    with pytest.raises(ValueError, match="within its window"):
+        Deadline(lambda: None, 1.0, 1.5)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
+from bridged.engine.uplink import OpenUdp, UdpUplink
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.definitions import (
     Operations,
@@ -127,8 +128,10 @@ async def running_client(
     endpoint: str = ENDPOINT,
     lifetime: int = 300,
     events: asyncio.Queue[RegistrationEvent] | None = None,
+    udp: OpenUdp = UdpUplink.create,
 ) -> AsyncIterator[LwM2MClient]:
-    """Start the real LwM2M client for ``gw`` against ``server_uri``; stop it on exit.
+    """Start the real LwM2M client for ``gw`` against ``server_uri`` (its NoSec socket opened
+    by ``udp``: a context of its own, or a shared engine's socket); stop it on exit.
 
     Retries are short (a test server that is not up yet costs milliseconds, not minutes).
     """
@@ -145,6 +148,7 @@ async def running_client(
         ),
         bind=("127.0.0.1", 0),
         on_event=queue.put_nowait,
+        udp=udp,
     )
     await client.start()
     try:

@@ -120,6 +120,9 @@ class Sockets(interfaces.MessageInterface):
         self.loop = loop
         self.log = log
         self._readable = self._read  # one bound method for every socket's reader
+        # the servers' addresses resolved, each one tuple that every endpoint's uplink keeps
+        # (its text and tuple were 150 bytes of each endpoint): one per address, so few
+        self._servers: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     def attach(self, layer: BoundedMessageManager) -> Sockets:
         """Dispatch what the sockets receive to ``layer``; returns this interface."""
@@ -162,7 +165,8 @@ class Sockets(interfaces.MessageInterface):
         remote = await MessageInterfaceUDP6.determine_remote(self, message)
         if remote is None:
             return None
-        return SocketAddress(remote.sockaddr, socket_, pktinfo=remote.pktinfo)
+        sockaddr = self._servers.setdefault(remote.sockaddr, remote.sockaddr)
+        return SocketAddress(sockaddr, socket_, pktinfo=remote.pktinfo)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -93,15 +93,18 @@ class UdpUplink:
         except aiocoap.error.NetworkError:
             self.drop_session()
             raise
-        if isinstance(asked, UndecidedRemote) and isinstance(response.remote, UDP6EndpointAddress):
+        remote = response.remote
+        if (
+            isinstance(asked, UndecidedRemote)
+            and isinstance(remote, UDP6EndpointAddress)
+            and (known is None or known != remote)
+        ):
             # As aiocoap's own resolution gives it, without the local address it was received
             # on: aiocoap names every request's task by its repr, and that address's repr asks
-            # the kernel for the interface's name (a socket and an ioctl) each time.
-            remote = response.remote
-            self._resolved = (
-                asked,
-                self._address(remote.sockaddr, remote.interface),
-            )
+            # the kernel for the interface's name (a socket and an ioctl) each time. The one
+            # known already stays when the server answered from it (an endpoint's server
+            # address is one for all endpoints, ``bridged.engine.sockets``).
+            self._resolved = (asked, self._address(remote.sockaddr, remote.interface))
         return response
 
     def resolved(self, asked: interfaces.EndpointAddress) -> interfaces.EndpointAddress | None:

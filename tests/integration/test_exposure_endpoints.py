@@ -578,8 +578,8 @@ async def test_an_endpoints_socket_is_read_by_the_engine_with_nothing_of_its_own
     """Issue 17: an endpoint's socket is the socket and the site it serves, read and written
     by the shared engine: no aiocoap ``udp6`` interface (with its ``ContextVar``), transport or
     future of its own (1.3 KB each), and the event loop's reader of each socket calls the
-    engine's one function, not a closure per socket. Each still answers on its own port (the
-    test above)."""
+    engine's one function, not a closure per socket; the server's address is one for all.
+    Each still answers on its own port (the test above)."""
     s = setup(tmp_path, server.uri, nodes=2)
     names = pair_all(s)
     await s.exposure.start()
@@ -593,6 +593,10 @@ async def test_an_endpoints_socket_is_read_by_the_engine_with_nothing_of_its_own
         selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
         readers = [selector.get_key(sock.fileno()).data[0] for sock in socks]
         assert readers[0]._callback is readers[1]._callback
+        # and the server's address the uplinks keep is one tuple (150 bytes each otherwise)
+        uplinks = [ep.client.sessions[0].uplink for ep in endpoints]  # type: ignore[union-attr]
+        first, second = (u._resolved[1].sockaddr for u in uplinks)  # type: ignore[attr-defined]
+        assert first is second
     finally:
         await s.exposure.stop()
 

@@ -20,7 +20,7 @@ import pytest
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import Code
 from aiocoap.tokenmanager import TokenManager
-from aiocoap.transports.udp6 import MessageInterfaceUDP6
+from aiocoap.transports.udp6 import MessageInterfaceUDP6, UDP6EndpointAddress
 from clients import FAST_RETRY
 
 from bridged.engine.client import LwM2MClient, ServerConfig
@@ -597,6 +597,13 @@ async def test_an_endpoints_socket_is_read_by_the_engine_with_nothing_of_its_own
         uplinks = [ep.client.sessions[0].uplink for ep in endpoints]  # type: ignore[union-attr]
         first, second = (u._resolved[1].sockaddr for u in uplinks)  # type: ignore[attr-defined]
         assert first is second
+        for ep, sock in zip(endpoints, socks, strict=True):  # one address of it, not a copy each
+            addresses = {
+                id(o)
+                for o, _ in held_by(ep)
+                if isinstance(o, UDP6EndpointAddress) and o.interface.sock is sock
+            }
+            assert len(addresses) == 1
     finally:
         await s.exposure.stop()
 

@@ -7,10 +7,10 @@ endpoint (``UdpUplink``: aiocoap's Context, token and message managers, the engi
 layer with its pacers and duplicate cache) cost 6.4 KB per endpoint, the largest part of the
 10,000-node gateway's memory (docs/benchmarks.md). Here one :class:`SharedEngine` holds one
 context, token manager and :class:`~bridged.engine.coap.BoundedMessageManager`; its message
-interface, :class:`Sockets`, reads and writes every endpoint's socket itself (one reader of the
-event loop per socket, no aiocoap ``udp6`` interface and transport per socket: they were 1.3 KB
-of the 10,000-node gateway's endpoint), and a :class:`Socket` is the socket and the site it
-serves.
+interface, :class:`Sockets`, reads and writes every endpoint's socket itself (an ``epoll`` of
+its own, one reader of the event loop for all; no aiocoap ``udp6`` interface and transport per
+socket: they were 1.3 KB of the 10,000-node gateway's endpoint), and a :class:`Socket` is the
+socket and the site it serves.
 
 What keeps the endpoints apart:
 
@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import socket
 from typing import Any
 
@@ -105,21 +106,24 @@ class Socket:
 
 class Sockets(interfaces.MessageInterface):
     """The shared message layer's message interface: the open sockets, each read by one
-    reader of the event loop and written directly, with nothing of aiocoap's ``udp6``
-    interface per socket (its protocol, transport, ``ready`` future, ``ContextVar`` and reader
-    closure were 1.3 KB per socket, docs/benchmarks.md). What aiocoap's interface does with a
+    ``epoll`` of its own (one reader of the event loop for them all) and written directly,
+    with nothing of aiocoap's ``udp6`` interface per socket (its protocol, transport, ``ready``
+    future, ``ContextVar`` and reader closure were 1.3 KB per socket, and a reader of the
+    event loop, its handle, copied context and selector key, another 300 bytes,
+    docs/benchmarks.md). What aiocoap's interface does with a
     datagram is done here: the error queue's ICMP errors are the peer's errors, a datagram is
     parsed and dispatched to the layer; and so are the guards of ``bridged.engine.udp``. It is
     the context's server site too: a request goes to the site of the socket it came in on.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._open: set[Socket] = set()
+        self._open: dict[int, Socket] = {}  # by file descriptor
         self._layer: BoundedMessageManager | None = None
         # aiocoap's determine_remote (``resolve``) reads these two of its interface
         self.loop = loop
         self.log = log
-        self._readable = self._read  # one bound method for every socket's reader
+        self._poll = select.epoll()
+        loop.add_reader(self._poll.fileno(), self._ready)
         # the servers' addresses resolved, each one tuple that every endpoint's uplink keeps
         # (its text and tuple were 150 bytes of each endpoint): one per address, so few
         self._servers: dict[tuple[Any, ...], tuple[Any, ...]] = {}
@@ -138,16 +142,17 @@ class Sockets(interfaces.MessageInterface):
             sock.setsockopt(socket.IPPROTO_IP, socknumbers.IP_RECVERR, 1)
         sock.setblocking(False)
         opened = Socket(sock, site)
-        self.loop.add_reader(sock.fileno(), self._readable, opened)
-        self._open.add(opened)
+        self._poll.register(sock.fileno(), select.EPOLLIN)
+        self._open[sock.fileno()] = opened
         return opened
 
     def close(self, socket_: Socket) -> None:
         """Stop reading ``socket_`` and close it; a datagram for it after is not sent."""
-        if socket_ not in self._open:
+        if socket_ not in self:
             return
-        self._open.discard(socket_)
-        self.loop.remove_reader(socket_.sock.fileno())
+        fd = socket_.sock.fileno()
+        del self._open[fd]
+        self._poll.unregister(fd)
         socket_.sock.close()
         socket_.site = None
 
@@ -155,7 +160,7 @@ class Sockets(interfaces.MessageInterface):
         return len(self._open)
 
     def __contains__(self, socket_: object) -> bool:
-        return socket_ in self._open
+        return isinstance(socket_, Socket) and self._open.get(socket_.sock.fileno()) is socket_
 
     async def resolve(
         self, message: aiocoap.Message, socket_: Socket
@@ -170,9 +175,17 @@ class Sockets(interfaces.MessageInterface):
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _ready(self) -> None:
+        """What the loop calls when a socket is readable: each readable one is read once (one
+        still readable after is read on the loop's next pass, fairly)."""
+        for fd, _ in self._poll.poll(0):
+            socket_ = self._open.get(fd)
+            if socket_ is not None:
+                self._read(socket_)
+
     def _read(self, socket_: Socket) -> None:
-        """What the loop calls when ``socket_`` is readable: an ICMP error queued, then one
-        datagram, as aiocoap's transport reads them."""
+        """Read ``socket_``: an ICMP error queued, then one datagram, as aiocoap's transport
+        reads them."""
         sock = socket_.sock
         if socknumbers.HAS_RECVERR:
             try:
@@ -219,7 +232,7 @@ class Sockets(interfaces.MessageInterface):
     def send(self, message: Any) -> None:
         remote = message.remote
         socket_ = remote.interface
-        if socket_ not in self._open:
+        if socket_ not in self:
             log.debug("not sending to %s: its socket is closed", remote)
             return
         ancdata = (
@@ -234,7 +247,7 @@ class Sockets(interfaces.MessageInterface):
                 self._layer.dispatch_error(e, remote)
 
     async def recognize_remote(self, remote: interfaces.EndpointAddress) -> bool:
-        return isinstance(remote, UDP6EndpointAddress) and remote.interface in self._open
+        return isinstance(remote, UDP6EndpointAddress) and remote.interface in self
 
     async def determine_remote(self, message: aiocoap.Message) -> None:
         """None: which socket a request leaves from is its uplink's choice (``SocketUplink``),
@@ -242,8 +255,10 @@ class Sockets(interfaces.MessageInterface):
         return None
 
     async def shutdown(self) -> None:
-        for socket_ in list(self._open):
+        for socket_ in list(self._open.values()):
             self.close(socket_)
+        self.loop.remove_reader(self._poll.fileno())
+        self._poll.close()
 
     # -- the server site ---------------------------------------------------------------------
 

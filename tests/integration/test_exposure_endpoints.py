@@ -596,6 +596,9 @@ async def test_an_endpoints_socket_is_read_by_the_engine_with_nothing_of_its_own
         uplinks = [ep.client.sessions[0].uplink for ep in endpoints]  # type: ignore[union-attr]
         first, second = (u._resolved[1].sockaddr for u in uplinks)  # type: ignore[attr-defined]
         assert first is second
+        one, other = (ep.client for ep in endpoints)
+        assert one is not None and other is not None
+        assert one.bind is other.bind and one.udp is other.udp  # one for all, as it is all's
         for ep, sock in zip(endpoints, socks, strict=True):  # one address of it, not a copy each
             addresses = {
                 id(o)

@@ -105,15 +105,15 @@ class Socket:
 
 
 class Sockets(interfaces.MessageInterface):
-    """The shared message layer's message interface: the open sockets, each read by one
+    """The shared message layer's message interface: the open sockets, read through one
     ``epoll`` of its own (one reader of the event loop for them all) and written directly,
     with nothing of aiocoap's ``udp6`` interface per socket (its protocol, transport, ``ready``
     future, ``ContextVar`` and reader closure were 1.3 KB per socket, and a reader of the
     event loop, its handle, copied context and selector key, another 300 bytes,
-    docs/benchmarks.md). What aiocoap's interface does with a
-    datagram is done here: the error queue's ICMP errors are the peer's errors, a datagram is
-    parsed and dispatched to the layer; and so are the guards of ``bridged.engine.udp``. It is
-    the context's server site too: a request goes to the site of the socket it came in on.
+    docs/benchmarks.md). What aiocoap's interface does with a datagram is done here: the
+    error queue's ICMP errors are the peer's errors, a datagram is parsed and dispatched to
+    the layer; and so are the guards of ``bridged.engine.udp``. It is the context's server
+    site too: a request goes to the site of the socket it came in on.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:

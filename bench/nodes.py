@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Any
@@ -55,6 +56,10 @@ HERE = FilePath(__file__).resolve()
 sys.path.insert(0, str(HERE.parent.parent / "tests"))
 
 RSS_GOAL_MB = 64.0
+TRACE_ENV = "BENCH_TRACEMALLOC"
+"""A file the gateway dumps a ``tracemalloc`` snapshot to once all are registered (it traces
+from its start; what it costs is in its RSS and times then): what each part of the gateway
+holds, compared between two counts (docs/benchmarks.md)."""
 FINAL = -40.0
 """The last reading of every node: when the server holds it everywhere, all was delivered."""
 GATEWAY = "bench-gw"
@@ -175,6 +180,9 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
 
     os.sched_setaffinity(0, {0})
     raise_fd_limit()
+    trace = os.environ.get(TRACE_ENV)
+    if trace:
+        tracemalloc.start(1)
     conn = connect(state / "state.db")
     store = NodeStore(conn)
     for i in range(count):  # pre-paired, before the clock starts
@@ -233,6 +241,8 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
         await client.start()
     await registered.wait()
     t2 = time.monotonic()
+    if trace:
+        tracemalloc.take_snapshot().dump(trace)
     emit(
         startup=t1 - t0,
         register=t2 - t1,

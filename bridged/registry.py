@@ -62,7 +62,7 @@ from bridged.objects.errors import ServiceUnavailable
 from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
-from bridged.store.nodes import NodeStore
+from bridged.store.nodes import NodeStore, shared_objects
 from bridged.store.readings import ReadingStore, Row
 from bridged.store.secrets import SecretStore
 from bridged.transports.base import Heard, NodeState, Transport
@@ -137,7 +137,7 @@ class NodeNews:
 @dataclass(slots=True)
 class LiveNode:
     """A paired node and what is known of it now. ``objects`` is replaced, never changed in
-    place: nodes that reported the same objects share one mapping (``NodeStore.objects``)."""
+    place: nodes that reported the same objects share one mapping (``shared_objects``)."""
 
     paired: PairedNode
     objects: dict[int, list[int]] = field(default_factory=dict)
@@ -501,7 +501,7 @@ class NodeRegistry:
             oid, iid = r.path.ids[0], r.path.ids[1]
             iids = live.objects.get(oid, [])
             if iid not in iids:
-                live.objects = {**live.objects, oid: sorted([*iids, iid])}
+                live.objects = shared_objects({**live.objects, oid: [*iids, iid]})
                 grew = True
         if grew:
             self._save_objects(live.id, live.objects)
@@ -511,10 +511,11 @@ class NodeRegistry:
         live = self.live.get(node)
         if live is None:
             return
-        reported = {oid: sorted(iids) for oid, iids in objects.items()}
-        if reported != live.objects:
-            self._save_objects(node, reported)
-            live.objects = reported  # an equal one stays: it may be shared (LiveNode)
+        reported = shared_objects(objects)
+        if reported is not live.objects:
+            if reported != live.objects:
+                self._save_objects(node, reported)
+            live.objects = reported
         self._listeners.notify(lambda listener: listener.node_objects(live))
 
     def state(self, node: NodeId, state: NodeState) -> None:

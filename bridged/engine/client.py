@@ -35,7 +35,6 @@ from aiocoap import interfaces
 from aiocoap.numbers.codes import Code
 from aiocoap.pipe import Pipe
 from aiocoap.resource import Site
-from aiocoap.transports.udp6 import UDP6EndpointAddress
 
 from bridged.aio import Flag, cancel_and_wait
 from bridged.objects.builtin import builtin_objects
@@ -667,9 +666,7 @@ class ServerSession:
                 outcome = SendOutcome(SendStatus.NO_ANSWER, name, len(records), failure_text(e))
                 break
             code = int(response.code)
-            if code == Code.REQUEST_ENTITY_TOO_LARGE and isinstance(
-                registrar.remote, UDP6EndpointAddress
-            ):
+            if code == Code.REQUEST_ENTITY_TOO_LARGE and registrar.uplink.address is not None:
                 smaller = smaller_block(exponent)
                 if smaller is not None:  # in smaller blocks (send.smaller_block)
                     exponent = smaller
@@ -702,8 +699,8 @@ class ServerSession:
         registrar = self.registrar
         msg = aiocoap.Message(code=Code.POST, uri=registrar.uri(SEND_PATH), payload=payload)
         msg.opt.content_format = ContentFormat.SENML_CBOR
-        remote = registrar.remote
-        if exponent is not None and isinstance(remote, UDP6EndpointAddress):
+        remote = registrar.uplink.address
+        if exponent is not None and remote is not None:
             smaller = copy.copy(remote)
             smaller.maximum_block_size_exp = exponent
             msg.remote = smaller

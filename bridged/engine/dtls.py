@@ -251,6 +251,9 @@ class DtlsUplink:
         self._transport = transport
         self._session: interfaces.EndpointAddress | None = None
 
+    address: None = None
+    """No plain UDP address to name (``Uplink.address``): a session's block size is aiocoap's."""
+
     @property
     def session(self) -> interfaces.EndpointAddress | None:
         """The DTLS session held for the server, or None before the first answered request."""

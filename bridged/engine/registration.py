@@ -220,7 +220,6 @@ class Registrar:
         self.state = RegistrationState.IDLE
         self.location: tuple[str, ...] | None = None
         self.version = target.version
-        self.remote: object | None = None
         self._sent: RegistrationParams | None = None
         """What the last Register or Update carried (``RegistrationParams.kept``)."""
         self._registered_at = 0.0
@@ -292,7 +291,6 @@ class Registrar:
         except TimeoutError:
             self.uplink.drop_session()
             raise
-        self.remote = response.remote
         self._on_answer()
         return response
 

@@ -49,10 +49,12 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import aiocoap
+from aiocoap import interfaces
+from aiocoap.message import Direction
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import Type
 from aiocoap.transports.udp6 import MessageInterfaceUDP6, UDP6EndpointAddress
@@ -92,10 +94,21 @@ class _RetryingTransport(RecvmsgSelectorDatagramTransport):
 
     def sendmsg(self, data: bytes, ancdata: Sequence[Any], flags: int, address: Any) -> None:
         try:
-            self.get_extra_info("socket").sendmsg((data,), ancdata, flags, address)
+            send_once_more(self.get_extra_info("socket"), data, ancdata, address, flags)
         except OSError as e:
-            log.debug("send to %s failed (%s); sending again in case it was stale", address, e)
-            super().sendmsg(data, ancdata, flags, address)
+            self._protocol.error_received(e)
+
+
+def send_once_more(
+    sock: socket.socket, data: bytes, ancdata: Sequence[Any], address: Any, flags: int = 0
+) -> None:
+    """Send ``data``, and once more when that fails (see the module docstring); the second
+    failure raises its ``OSError``."""
+    try:
+        sock.sendmsg((data,), ancdata, flags, address)
+    except OSError as e:
+        log.debug("send to %s failed (%s); sending again in case it was stale", address, e)
+        sock.sendmsg((data,), ancdata, flags, address)
 
 
 def guard_received_datagrams(context: aiocoap.Context) -> int:
@@ -152,37 +165,59 @@ class _GuardedUDP6(MessageInterfaceUDP6):
         self, data: bytes, ancdata: Sequence[Any], flags: int, address: Any
     ) -> None:
         if flags & MSG_TRUNC:
-            _refuse_truncated(self, data, ancdata, address)
+            remote = UDP6EndpointAddress(address, self, pktinfo=pktinfo(ancdata))
+            refuse_truncated(data, remote, getattr(self._ctx, "serves", None), self.send)
             return
         try:
             super().datagram_msg_received(data, ancdata, flags, address)
         except UnicodeDecodeError as e:
-            log.warning(
-                "Ignoring message from %s with a text option that is not UTF-8: %s", address, e
-            )
+            _not_utf8(address, e)
 
 
-def _refuse_truncated(
-    messages: MessageInterfaceUDP6, data: bytes, ancdata: Sequence[Any], address: Any
+def parsed(data: bytes, remote: interfaces.EndpointAddress) -> aiocoap.Message | None:
+    """``data`` as a message received from ``remote``, or None for a datagram that does not
+    parse (logged, as aiocoap's ``udp6`` logs it), a text option that is not UTF-8 among them."""
+    try:
+        message = aiocoap.Message.decode(data, remote)
+    except aiocoap.error.UnparsableMessage:
+        log.warning("Ignoring unparsable message from %s", remote)
+        return None
+    except UnicodeDecodeError as e:
+        _not_utf8(remote, e)
+        return None
+    message.direction = Direction.INCOMING
+    return message
+
+
+def _not_utf8(address: object, e: UnicodeDecodeError) -> None:
+    log.warning("Ignoring message from %s with a text option that is not UTF-8: %s", address, e)
+
+
+def refuse_truncated(
+    data: bytes,
+    remote: interfaces.EndpointAddress,
+    serves: Callable[[interfaces.EndpointAddress], bool] | None,
+    send: Callable[[aiocoap.Message], None],
 ) -> None:
-    refusal = refusal_of_truncated(data)
-    remote = UDP6EndpointAddress(address, messages, pktinfo=_pktinfo(ancdata))
-    serves = getattr(messages._ctx, "serves", None)
+    """Answer (with ``send``) ``data``, the start of a datagram from ``remote`` too large to
+    receive whole, if it is a confirmable request from an address the socket ``serves``."""
     if serves is not None and not serves(remote):
         return  # not an address this socket serves: no answer
+    refusal = refusal_of_truncated(data)
     log.warning(
         "Datagram from %s larger than %d bytes: %s",
-        address,
+        remote.sockaddr,
         RECEIVE_LIMIT,
         "dropped" if refusal is None else "refused with 4.13",
     )
     if refusal is None:
         return
     refusal.remote = remote
-    messages.send(refusal)
+    send(refusal)
 
 
-def _pktinfo(ancdata: Sequence[Any]) -> Any:
+def pktinfo(ancdata: Sequence[Any]) -> Any:
+    """The local address a datagram arrived at, from its ancillary data (None if absent)."""
     return next(
         (
             cmsg_data

@@ -33,6 +33,9 @@ class Uplink(Protocol):
 
     async def request(self, message: aiocoap.Message) -> aiocoap.Message: ...
 
+    @property
+    def address(self) -> UDP6EndpointAddress | None: ...
+
     def drop_session(self) -> None: ...
 
     async def shutdown(self) -> None: ...
@@ -93,16 +96,27 @@ class UdpUplink:
         except aiocoap.error.NetworkError:
             self.drop_session()
             raise
-        if isinstance(asked, UndecidedRemote) and isinstance(response.remote, UDP6EndpointAddress):
+        remote = response.remote
+        if (
+            isinstance(asked, UndecidedRemote)
+            and isinstance(remote, UDP6EndpointAddress)
+            and (known is None or known != remote)
+        ):
             # As aiocoap's own resolution gives it, without the local address it was received
             # on: aiocoap names every request's task by its repr, and that address's repr asks
-            # the kernel for the interface's name (a socket and an ioctl) each time.
-            remote = response.remote
-            self._resolved = (
-                asked,
-                self._address(remote.sockaddr, remote.interface),
-            )
+            # the kernel for the interface's name (a socket and an ioctl) each time. The one
+            # known already stays when the server answered from it (an endpoint's server
+            # address is one for all endpoints, ``bridged.engine.sockets``).
+            self._resolved = (asked, self._address(remote.sockaddr, remote.interface))
         return response
+
+    @property
+    def address(self) -> UDP6EndpointAddress | None:
+        """The server's address as resolved, None before its first answer: a plain UDP address
+        is what a request names to be sent in smaller Block1 blocks (its
+        ``maximum_block_size_exp``; a DTLS uplink has none, aiocoap fixes its session's)."""
+        resolved = self._resolved[1] if self._resolved is not None else None
+        return resolved if isinstance(resolved, UDP6EndpointAddress) else None
 
     def resolved(self, asked: interfaces.EndpointAddress) -> interfaces.EndpointAddress | None:
         """The address ``asked`` (a URI's origin) was resolved to, if it is kept."""

@@ -225,7 +225,9 @@ class EndpointsExposure:
         self.definitions = definitions
         self.gateway_endpoint = gateway_endpoint
         self.servers = (servers,) if isinstance(servers, ServerConfig) else tuple(servers)
-        self.host = host
+        self.bind = (host, 0)
+        """Where each endpoint's socket binds (a port of its own): one tuple that every
+        endpoint's client keeps, as it keeps ``open_udp`` (120 bytes each, issue 17)."""
         self.concurrency = concurrency
         self.interval = interval
         self.settle = settle
@@ -237,6 +239,7 @@ class EndpointsExposure:
         self.paths = EndpointPaths(self.endpoints)
         self.engine = SharedEngine()
         """The one CoAP engine of the endpoints' sockets (see the module docstring)."""
+        self.open_udp: OpenUdp = self.engine.open
         self._pending: asyncio.Queue[NodeEndpoint] = asyncio.Queue()
         self._slots = asyncio.Semaphore(concurrency)
         self._runner: asyncio.Task[None] | None = None
@@ -372,7 +375,7 @@ class EndpointsExposure:
                     return
                 ep.settled.clear()
                 try:
-                    client = self.make_client(ep, self.servers, (self.host, 0), self.engine.open)
+                    client = self.make_client(ep, self.servers, self.bind, self.open_udp)
                     await client.start()
                 except ValueError as e:  # the configuration: trying again cannot help
                     log.error("endpoint %s cannot start: %s", ep.name, e)

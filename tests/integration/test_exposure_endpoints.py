@@ -8,6 +8,7 @@ import collections
 import gc
 import os
 import resource
+import socket
 import time
 import types
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -19,6 +20,7 @@ import pytest
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import Code
 from aiocoap.tokenmanager import TokenManager
+from aiocoap.transports.udp6 import MessageInterfaceUDP6, UDP6EndpointAddress
 from clients import FAST_RETRY
 
 from bridged.engine.client import LwM2MClient, ServerConfig
@@ -104,6 +106,15 @@ async def registered(server: LwM2MTestServer, count: int) -> set[str]:
 async def settled(ep: NodeEndpoint) -> None:
     async with asyncio.timeout(TIMEOUT):
         await ep.settled.wait()
+
+
+async def all_settled(s: Setup, server: LwM2MTestServer, names: list[str]) -> list[NodeEndpoint]:
+    """The endpoints, once those of ``names`` (all of them) have registered and settled."""
+    assert await registered(server, len(names)) == set(names)
+    endpoints = list(s.exposure.endpoints.values())
+    for ep in endpoints:
+        await settled(ep)
+    return endpoints
 
 
 async def test_pairing_registers_the_node_as_its_own_endpoint(
@@ -532,10 +543,7 @@ async def test_endpoints_share_one_engine_and_are_each_served_on_their_own_port(
     names = pair_all(s)
     await s.exposure.start()
     try:
-        assert await registered(server, 2) == set(names)
-        endpoints = list(s.exposure.endpoints.values())
-        for ep in endpoints:
-            await settled(ep)
+        endpoints = await all_settled(s, server, names)
         ports = {server.clients[name].remote.sockaddr[1] for name in names}  # type: ignore[attr-defined]
         assert len(ports) == 2
         now = time.time()
@@ -562,6 +570,44 @@ async def test_endpoints_share_one_engine_and_are_each_served_on_their_own_port(
     finally:
         await s.exposure.stop()
     assert s.exposure.engine.context is None
+
+
+async def test_an_endpoints_socket_is_read_by_the_engine_with_nothing_of_its_own(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """Issue 17: an endpoint's socket is the socket and the site it serves, read and written
+    by the shared engine: no aiocoap ``udp6`` interface (with its ``ContextVar``), transport or
+    future of its own (1.3 KB each), and no reader of the event loop per socket (the engine's
+    one reads them all); the server's address is one for all.
+    Each still answers on its own port (the test above)."""
+    s = setup(tmp_path, server.uri, nodes=2)
+    names = pair_all(s)
+    await s.exposure.start()
+    try:
+        endpoints = await all_settled(s, server, names)
+        own = (MessageInterfaceUDP6, asyncio.BaseTransport, asyncio.Future)
+        for ep in endpoints:
+            assert [chain for obj, chain in held_by(ep) if isinstance(obj, own)] == []
+        socks = [ep.client.sessions[0].uplink._socket.sock for ep in endpoints]  # type: ignore[union-attr, attr-defined]
+        assert all(isinstance(sock, socket.socket) for sock in socks)
+        selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+        assert not {sock.fileno() for sock in socks} & set(selector.get_map())
+        # and the server's address the uplinks keep is one tuple (150 bytes each otherwise)
+        uplinks = [ep.client.sessions[0].uplink for ep in endpoints]  # type: ignore[union-attr]
+        first, second = (u._resolved[1].sockaddr for u in uplinks)  # type: ignore[attr-defined]
+        assert first is second
+        one, other = (ep.client for ep in endpoints)
+        assert one is not None and other is not None
+        assert one.bind is other.bind and one.udp is other.udp  # one for all, as it is all's
+        for ep, sock in zip(endpoints, socks, strict=True):  # one address of it, not a copy each
+            addresses = {
+                id(o)
+                for o, _ in held_by(ep)
+                if isinstance(o, UDP6EndpointAddress) and o.interface.sock is sock
+            }
+            assert len(addresses) == 1
+    finally:
+        await s.exposure.stop()
 
 
 async def test_an_endpoint_gone_leaves_the_others_served(

@@ -25,6 +25,7 @@ from aiocoap.optiontypes import BlockOption, OpaqueOption
 
 from bridged.engine.client import LwM2MClient
 from bridged.engine.dm import MAX_PAYLOAD
+from bridged.engine.sockets import SharedEngine
 from bridged.objects.formats import ContentFormat as CF
 from bridged.objects.values import MAX_STRING_BYTES
 from peers.gateway import ENDPOINT, PROBE_VALUES, Gateway, gateway, running_client
@@ -323,11 +324,27 @@ def gw() -> Gateway:
     return gateway()
 
 
-@pytest.fixture
-async def client(gw: Gateway, server: LwM2MTestServer) -> AsyncIterator[LwM2MClient]:
-    async with running_client(gw, server.uri) as c:
-        await server.next_event("register")
-        yield c
+@pytest.fixture(params=["own context"])
+async def client(
+    request: pytest.FixtureRequest, gw: Gateway, server: LwM2MTestServer
+) -> AsyncIterator[LwM2MClient]:
+    """The client on a context of its own, or (parametrized ``"shared engine"``) on a socket
+    of the endpoints mode's shared engine, which reads its sockets itself."""
+    if request.param == "own context":
+        async with running_client(gw, server.uri) as c:
+            await server.next_event("register")
+            yield c
+        return
+    engine = SharedEngine()
+    try:
+        async with running_client(gw, server.uri, udp=engine.open) as c:
+            await server.next_event("register")
+            yield c
+    finally:
+        await engine.shutdown()
+
+
+ON_BOTH = pytest.mark.parametrize("client", ["own context", "shared engine"], indirect=True)
 
 
 async def send(server: LwM2MTestServer, case: Case) -> Code:
@@ -408,6 +425,7 @@ async def test_LightweightM2M_1_1_int_256_write_operation_failure(
     assert gw.value("/3303/0/5750") == "kitchen"
 
 
+@ON_BOTH
 async def test_malformed_request_batch(
     client: LwM2MClient, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -442,6 +460,7 @@ async def test_options_not_served_are_refused(
     assert tracebacks(caplog) == []
 
 
+@ON_BOTH
 async def test_uri_path_that_is_not_utf8_escapes_nothing(
     client: LwM2MClient, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -452,6 +471,7 @@ async def test_uri_path_that_is_not_utf8_escapes_nothing(
     assert tracebacks(caplog) == []
 
 
+@ON_BOTH
 async def test_oversized_datagram_is_refused_not_truncated(
     gw: Gateway, client: LwM2MClient, server: LwM2MTestServer
 ) -> None:

@@ -19,6 +19,7 @@ from aiocoap.numbers.codes import Code
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.coap import BoundedMessageManager
 from bridged.engine.registration import RetryPolicy
+from bridged.engine.sockets import SharedEngine
 from bridged.engine.udp import guard_stale_icmp_errors
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.formats import ContentFormat
@@ -31,8 +32,13 @@ TEMPERATURE = Path((3303, 0, 5700))
 TIMEOUT = 10.0
 
 
-@pytest.fixture
-async def client(server: LwM2MTestServer) -> AsyncIterator[LwM2MClient]:
+@pytest.fixture(params=["own context"])
+async def client(
+    request: pytest.FixtureRequest, server: LwM2MTestServer
+) -> AsyncIterator[LwM2MClient]:
+    """The client on a context of its own, or (parametrized ``"shared engine"``) on a socket
+    of the endpoints mode's shared engine, which reads and writes its sockets itself."""
+    engine = SharedEngine() if request.param == "shared engine" else None
     tree = ObjectTree(builtin_definitions())
     tree.create_instance(3, 0, [(0, "ACME"), (16, "U")])
     tree.create_instance(3303, 0, [(5700, 21.5), (5750, "kitchen")])
@@ -42,11 +48,14 @@ async def client(server: LwM2MTestServer) -> AsyncIterator[LwM2MClient]:
         "gw-1",
         ServerConfig(uri=server.uri, request_timeout=3.0, retry=RetryPolicy(2, 0.05, 0.1, 1)),
         bind=("127.0.0.1", 0),
+        **({} if engine is None else {"udp": engine.open}),
     )
     await c.start()
     await server.next_event("register")
     yield c
     await c.stop()
+    if engine is not None:
+        await engine.shutdown()
 
 
 class Notifications:
@@ -372,6 +381,7 @@ async def test_aiocoap_hazard_reproduced_without_the_guard(
 
 
 @pytest.mark.usefixtures("any_source")
+@pytest.mark.parametrize("client", ["own context", "shared engine"], indirect=True)
 async def test_notifications_keep_flowing_after_another_observer_went_away(
     client: LwM2MClient, server: LwM2MTestServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts, install_device_objects
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
+from bridged.engine.sockets import SocketUplink
+from bridged.engine.uplink import OpenUdp, UdpUplink
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.definitions import (
     Operations,
@@ -127,8 +129,10 @@ async def running_client(
     endpoint: str = ENDPOINT,
     lifetime: int = 300,
     events: asyncio.Queue[RegistrationEvent] | None = None,
+    udp: OpenUdp = UdpUplink.create,
 ) -> AsyncIterator[LwM2MClient]:
-    """Start the real LwM2M client for ``gw`` against ``server_uri``; stop it on exit.
+    """Start the real LwM2M client for ``gw`` against ``server_uri`` (its NoSec socket opened
+    by ``udp``: a context of its own, or a shared engine's socket); stop it on exit.
 
     Retries are short (a test server that is not up yet costs milliseconds, not minutes).
     """
@@ -145,6 +149,7 @@ async def running_client(
         ),
         bind=("127.0.0.1", 0),
         on_event=queue.put_nowait,
+        udp=udp,
     )
     await client.start()
     try:
@@ -166,6 +171,8 @@ async def registration_complete(
 def client_port(client: LwM2MClient) -> int:
     """The UDP port the client's socket is bound to (aiocoap does not report it for port 0)."""
     assert client.sessions, "the client is not started"
-    context = client.sessions[0].uplink.context
-    udp = context.request_interfaces[0].token_interface.message_interface
+    uplink = client.sessions[0].uplink
+    if isinstance(uplink, SocketUplink):  # a shared engine's socket
+        return int(uplink._socket.sock.getsockname()[1])
+    udp = uplink.context.request_interfaces[0].token_interface.message_interface
     return int(udp.transport.get_extra_info("socket").getsockname()[1])

@@ -72,7 +72,16 @@ INTERNALS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("aiocoap.transports.udp6", "MessageInterfaceUDP6.datagram_msg_received"): (
         "b24499ce829025ac",
-        "bridged.engine.udp: the receive guard wraps it",
+        "bridged.engine.udp: the receive guard wraps it; "
+        "bridged.engine.sockets.Sockets: parses and dispatches a datagram as it does",
+    ),
+    ("aiocoap.transports.udp6", "MessageInterfaceUDP6.datagram_errqueue_received"): (
+        "7cbf41ed5f729f5d",
+        "bridged.engine.sockets.Sockets: an ICMP error is its peer's error, as here",
+    ),
+    ("aiocoap.util.asyncio.recvmsg", "RecvmsgSelectorDatagramTransport._read_ready"): (
+        "ebb2ad8c43ea63c9",
+        "bridged.engine.sockets.Sockets: reads the error queue, then a datagram, as here",
     ),
     ("aiocoap.transports.tinydtls", "MessageInterfaceTinyDTLS.send"): (
         "1a0cc79e96679913",
@@ -81,7 +90,7 @@ INTERNALS: dict[tuple[str, str], tuple[str, str]] = {
     ("aiocoap.transports.udp6", "MessageInterfaceUDP6.determine_remote"): (
         "007af190c1fb3a23",
         "bridged.engine.coap.admit: resolves the Bootstrap-Server's URI as a request's; "
-        "bridged.engine.sockets.SocketUplink: resolves the server's on the uplink's socket",
+        "bridged.engine.sockets.Sockets.resolve: resolves a server's for an uplink's socket",
     ),
     ("aiocoap.transports.udp6", "UDP6EndpointAddress.__init__"): (
         "39e2f0441f3be4d8",
@@ -97,12 +106,8 @@ INTERNALS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("aiocoap.transports.udp6", "MessageInterfaceUDP6._create_transport_endpoint"): (
         "e60ca75c72a55370",
-        "bridged.engine.coap.create_context, bridged.engine.sockets.SharedEngine.open: "
-        "a udp6 interface on a socket of the engine's, dispatching to the given layer",
-    ),
-    ("aiocoap.transports.udp6", "MessageInterfaceUDP6.shutdown"): (
-        "caf5b7fdb637eaa9",
-        "bridged.engine.sockets.SharedEngine.close: closes one socket of a shared layer",
+        "bridged.engine.coap.create_context: a udp6 interface on a socket of the engine's, "
+        "dispatching to the given layer; bridged.engine.sockets.Sockets.open: its socket options",
     ),
     ("aiocoap.messagemanager", "MessageManager.__init__"): (
         "72c9368529c43e76",

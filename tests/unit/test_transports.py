@@ -23,7 +23,7 @@ from bridged.transports.base import (
     UnknownTransport,
     transport_class,
 )
-from bridged.transports.simulated import SWITCH, TEMPERATURE, SimulatedTransport
+from bridged.transports.simulated import SWITCH, TEMPERATURE, SimulatedNode, SimulatedTransport
 
 
 class Recorder:
@@ -146,3 +146,12 @@ def test_bad_configuration_names_the_key(config: dict[str, object]) -> None:
     key = next(iter(config))
     with pytest.raises(TransportConfigError, match=f"simulated.{key}"):
         SimulatedTransport(config, Recorder())
+
+
+def test_a_simulated_node_is_slotted() -> None:
+    """The benchmarks simulate 10,000 nodes (issue 17): a simulated node holds its state in
+    slots, with no dict of its own."""
+    node = SimulatedNode(1, sleepy=False)
+    assert not hasattr(node, "__dict__")
+    node.firmware = b"image"
+    assert node.firmware == b"image"

@@ -18,6 +18,7 @@ and logs it cleared then.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,9 @@ async def error_codes(server: LwM2MTestServer) -> list[object]:
     return [r.value for r in decode_senml_cbor(read.payload)]
 
 
-async def event_log(server: LwM2MTestServer) -> list[str]:
-    read = await server.request(ENDPOINT, Code.GET, "/20/0/4014", accept=ContentFormat.OPAQUE)
+async def event_log(server: LwM2MTestServer, endpoint: str = ENDPOINT) -> list[str]:
+    """The gateway's /20/0/4014 Event Log LogData, one entry a line."""
+    read = await server.request(endpoint, Code.GET, "/20/0/4014", accept=ContentFormat.OPAQUE)
     assert read.code == Code.CONTENT, read
     return read.payload.decode().splitlines()
 
@@ -87,12 +89,19 @@ RADIO = "transport.802154"
 RAISED, CLEARED = (RADIO, "raised", str(RADIO_DOWN)), (RADIO, "cleared", str(RADIO_DOWN))
 
 
-async def faults_logged(server: LwM2MTestServer) -> list[tuple[str, str, str]]:
+LOG_LINE = re.compile(r"\S+ (?P<source>.+?) (?P<what>raised|cleared) (?P<code>\d+) .*")
+"""One LogData line (``bridged.eventlog``): a source may have a space (``node sim:0001``)."""
+
+
+async def faults_logged(
+    server: LwM2MTestServer, endpoint: str = ENDPOINT
+) -> list[tuple[str, str, str]]:
     """/20/0/4014 as (source, raised or cleared, code), one per line."""
     logged = []
-    for line in await event_log(server):
-        _, source, what, code, _ = line.split(" ", 4)
-        logged.append((source, what, code))
+    for line in await event_log(server, endpoint):
+        entry = LOG_LINE.fullmatch(line)
+        assert entry is not None, line
+        logged.append((entry["source"], entry["what"], entry["code"]))
     return logged
 
 

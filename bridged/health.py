@@ -620,27 +620,54 @@ class HealthFeed:
         )
 
 
+NODE_SOURCE = "node "
+"""What the event log's sources of a node's faults start with (``node ble:...``)."""
+
+
 class HealthNews:
     """The ``HealthMonitor`` listener that tells a node's health where it goes: upstream
     through the exposure mode (every change: availability, link, battery), and, when its
     faults (its error codes) changed, a ``node.health`` event and each fault starting or
-    ending in the event log (/20/0)."""
+    ending in the event log (/20/0).
+
+    A node's health at the start is what the previous run kept; the event log has what it
+    still has raised, written as it happened. They differ when the previous run was killed
+    (the health is kept at most every ``SAVE_EVERY`` seconds): the node's next change is then
+    logged against the log, so a fault raised there is not raised a second time, and one
+    that is over is logged cleared."""
 
     def __init__(self, exposure: ExposureMode, events: EventHub, event_log: EventLog) -> None:
         self.exposure = exposure
         self.events = events
         self.event_log = event_log
+        self._logged: dict[str, dict[int, str]] = {}
+        """Per node's source, the codes the log still has raised (and why): until the node is
+        added, then for a node whose health differs from them, until its next change."""
+        for entry in event_log.store.still_raised():
+            if entry.source.startswith(NODE_SOURCE):
+                self._logged.setdefault(entry.source, {})[entry.code] = entry.why
 
     def __call__(self, node: NodeId, health: NodeHealth, before: NodeHealth | None) -> None:
         self.exposure.node_health(node, health)
-        if before is None or before.errors == health.errors:
+        source = NODE_SOURCE + str(node)
+        new = set(health.errors) - {NO_ERROR}
+        if before is None:  # added: what the log has raised is what its next change is to
+            logged = self._logged.pop(source, {})
+            if logged.keys() != new:
+                self._logged[source] = logged
+            return
+        old = self._logged.pop(source, None)
+        if old is None:
+            if before.errors == health.errors:
+                return
+            old = {code: before.why(code) for code in before.errors if code != NO_ERROR}
+        if old.keys() == new:
             return
         self.events.publish("node.health", id=str(node), **health.json())
-        old, new = set(before.errors) - {NO_ERROR}, set(health.errors) - {NO_ERROR}
-        for code in sorted(new - old):
-            self.event_log.record(f"node {node}", code, True, health.why(code))
-        for code in sorted(old - new):
-            self.event_log.record(f"node {node}", code, False, before.why(code))
+        for code in sorted(new - old.keys()):
+            self.event_log.record(source, code, True, health.why(code))
+        for code in sorted(old.keys() - new):
+            self.event_log.record(source, code, False, old[code])
 
 
 BATTERY_IDS = BATTERY_PATH.ids

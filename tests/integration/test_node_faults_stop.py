@@ -12,6 +12,9 @@ again clears it.
 * A node's own Error Code: an emulated 802.15.4 LwM2M node on the RCP emulator's air Sends
   its /3/0/11 (5, out of memory). The restarted gateway forgot it: the node's next Send of
   the same code was raised a second time, and its Send of 0 then cleared one of the two.
+* A kill -9 before the node's health was kept: the log has the fault raised, the health the
+  next start begins from does not (the unreachable node, raised again once its timeout had
+  passed again).
 """
 
 from __future__ import annotations
@@ -80,14 +83,27 @@ async def stop(d: Daemon) -> None:
     assert "cleared" not in stopping and "is available again" not in stopping, stopping
 
 
+async def silent_node_raised(d: Daemon, server: LwM2MTestServer) -> None:
+    """Pair both nodes; until the silent one is logged raised."""
+    await registered(server)
+    await d.call("pair", node=HEARD, name="porch")
+    await d.call("pair", node=SILENT, name="shed")
+    await logged(server, RAISED)
+
+
+async def found_well(tmp_path: Path, server: LwM2MTestServer) -> None:
+    """A start with the silent node on the air: heard, it is logged cleared."""
+    async with running_daemon(tmp_path, config(server, tmp_path, nodes=2)) as d:
+        await registered(server)
+        await logged(server, RAISED, CLEARED)
+        await stop(d)
+
+
 async def test_a_node_fault_present_at_a_stop_stays_raised_until_the_node_is_heard(
     tmp_path: Path, server: LwM2MTestServer
 ) -> None:
     async with running_daemon(tmp_path, config(server, tmp_path, nodes=1)) as d:
-        await registered(server)
-        await d.call("pair", node=HEARD, name="porch")
-        await d.call("pair", node=SILENT, name="shed")
-        await logged(server, RAISED)
+        await silent_node_raised(d, server)
         seen = await last_seen(d, HEARD)
         await stop(d)
 
@@ -97,10 +113,7 @@ async def test_a_node_fault_present_at_a_stop_stays_raised_until_the_node_is_hea
         assert await faults_logged(server, ENDPOINT) == [RAISED], "the same fault, once"
         await stop(d)
 
-    async with running_daemon(tmp_path, config(server, tmp_path, nodes=2)) as d:
-        await registered(server)
-        await logged(server, RAISED, CLEARED)
-        await stop(d)
+    await found_well(tmp_path, server)
 
 
 OUT_OF_MEMORY = 5
@@ -134,3 +147,32 @@ async def test_a_nodes_own_error_code_present_at_a_stop_stays_raised_until_it_sa
         await says(NO_ERROR)
         await logged(server, raised, cleared, endpoint=WORLD_ENDPOINT)
         await stop_world(daemon, server)
+
+
+async def test_a_node_fault_raised_before_a_kill_is_not_raised_again(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """kill -9 before the node's health was kept (it is, at most every minute): the next start
+    shows the node available until its timeout passes again, which raised it a second time."""
+    async with running_daemon(tmp_path, config(server, tmp_path, nodes=1)) as d:
+        await silent_node_raised(d, server)
+        d.proc.kill()
+        await d.wait()
+
+    async with running_daemon(tmp_path, config(server, tmp_path, nodes=1)) as d:
+
+        async def answers() -> bool:  # the killed run's socket file is still there
+            return (await d.ctl("status"))[0] == 0
+
+        await until(answers)
+
+        async def silent_unavailable() -> bool:
+            shown = await d.call("node.show", node=SILENT)
+            assert isinstance(shown, dict)
+            return shown["health"]["available"] is False
+
+        await until(silent_unavailable)
+        assert await faults_logged(server, ENDPOINT) == [RAISED], "the same fault, once"
+        await stop(d)
+
+    await found_well(tmp_path, server)

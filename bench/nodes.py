@@ -188,6 +188,7 @@ async def serve(mode: str, observe_nodes: int) -> None:
 
 async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: str) -> None:
     from bridged.engine.client import LwM2MClient, ServerConfig
+    from bridged.engine.observe import MAX_OBSERVATIONS
     from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
     from bridged.exposure.endpoints import EndpointsExposure, NodeEndpoint
     from bridged.exposure.gateway import GatewayExposure
@@ -234,7 +235,14 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
     now = time.time()
     for node in sim.nodes.values():  # every node has reported once, so it has values
         sim.report(node, now)
-    config = ServerConfig(uri, lifetime=3600, request_timeout=30.0, retry=RetryPolicy(count=5))
+    # One observation per node: beyond the default bound the rest are answered, not observed.
+    config = ServerConfig(
+        uri,
+        lifetime=3600,
+        request_timeout=30.0,
+        retry=RetryPolicy(count=5),
+        max_observations=max(count, MAX_OBSERVATIONS),
+    )
     client: LwM2MClient | None = None
     endpoints: EndpointsExposure | None = None
     if mode == "endpoints":

@@ -134,6 +134,8 @@ class Gateway:
         self.events = EventHub()
         self.started_at = time.time()
         self.transport_state: dict[str, str] = {}
+        self._hearing_radio: dict[str, Callable[[], None]] = {}
+        """Per running transport, what stops its radio faults reaching ``faults``."""
         self.running = False
         self.client_running = False
         self._join_until = 0.0
@@ -277,8 +279,7 @@ class Gateway:
         self._mark_running()
         for transport in self.transports.values():
             await self._start_transport(transport)
-        # Each radio said whether it works; the servers say so as they answer.
-        self.faults.settle({server_source(s.uri) for s in self.config.servers})
+        self._settle_faults()
         self.firmware.start()
         self._registry_task = asyncio.create_task(self.registry.run(), name="registry")
         self.nodes_health.start()
@@ -413,6 +414,7 @@ class Gateway:
         for name, transport in rebuilt.items():
             self.transports[name] = transport
             await self._start_transport(transport)
+        self._settle_faults()
         for key in pending:
             log.warning("configuration: [%s] changed; it takes effect at the next restart", key)
         log.info(
@@ -440,9 +442,15 @@ class Gateway:
         await self.exposure.stop()
         await self.client.stop()
 
+    def _settle_faults(self) -> None:
+        """Transports started (at a start, or by a reload): each radio said whether it works,
+        so a fault carried across their stop that none reported is over; the servers say so
+        as they answer."""
+        self.faults.settle({server_source(s.uri) for s in self.config.servers})
+
     async def _start_transport(self, transport: Transport) -> None:
         self.registry.attach(transport)
-        transport.fault_listeners.add(self.faults.radio)
+        self._hearing_radio[transport.name] = transport.fault_listeners.add(self.faults.radio)
         try:
             await transport.start()
         except Exception as e:
@@ -458,12 +466,18 @@ class Gateway:
         )
 
     async def _stop_transport(self, name: str, transport: Transport) -> None:
+        """Stop ``transport``, deliberately (a stop, a reload): that ends no fault of its radio
+        (bridged/faults.py). Its fault is carried to the next start of its transport, which
+        finds it again or gone (``_settle_faults``); what it says as it closes is not heard."""
+        stop_hearing = self._hearing_radio.pop(name, None)
+        if stop_hearing is not None:  # None: a start that failed before this transport's
+            stop_hearing()
+        self.faults.carry(transport_source(name))
         try:
             await transport.stop()
         except Exception as e:
             log.error("transport %s did not stop cleanly: %s", name, e)
         self.transport_state[name] = "down"
-        self.faults.clear(transport_source(name))
 
     # -- what happens ------------------------------------------------------------------------
 

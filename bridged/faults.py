@@ -26,7 +26,8 @@ next start is given what the log still has raised (``carried``) and takes each a
 until its source speaks: one found again is the same fault, not raised a second time; one
 its source clears, or that no source reports any more by the end of the start (``settle``),
 is logged cleared then. So every raised line is matched by a cleared one, at the time the
-fault was seen gone.
+fault was seen gone. A reload that restarts a transport does the same for its radio's fault
+(``carry``), and one that removes a transport clears it at ``settle``: nobody has it now.
 """
 
 from __future__ import annotations
@@ -143,6 +144,14 @@ class GatewayFaults:
         (one that tells later: a server, by its registration's outcome)."""
         for source in [s for s in self._carried if s not in reporting]:
             self.clear(source)
+
+    def carry(self, source: str) -> None:
+        """``source`` is stopped deliberately to start again (a transport a reload restarts):
+        its fault, if it has one, stays present and is carried, as across a stop, until its
+        source speaks or ``settle``."""
+        fault = self.present.get(source)
+        if fault is not None and not self._closed:
+            self._carried[source] = fault
 
     def close(self) -> None:
         """A deliberate stop: what is present stays so in the log, since a stop cures nothing

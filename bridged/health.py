@@ -36,7 +36,10 @@ key does not open its frames) is the device-specific 16. No fault is the single 
 last RSSI, link quality and battery, its refused frames, whether it is available) is kept in
 the state database (``bridged.store.health``) and given back when the gateway starts with the
 node, so ``bridgectl node show`` and the node's /3/0/11, /3/0/20 and /4/0 do not reset until
-it talks again: a node that was unavailable stays so until heard. The changes are written
+it talks again: a node that was unavailable stays so until heard. The Error Codes a node
+reports itself are those of its last report of them (its last values, kept with the
+readings). So a fault present at a stop is the same fault after it: the event log has it
+raised once, and cleared when the node is found well again. The changes are written
 with the readings' group commit at most every ``SAVE_EVERY`` seconds (no commit or timer of
 their own; idle means asleep) and all at a clean stop; a crash loses at most that much.
 """
@@ -316,9 +319,16 @@ class HealthMonitor:
 
     # -- what the gateway hears --------------------------------------------------------------
 
-    def add(self, node: NodeId, bearer: int | None = None, battery: int | None = None) -> None:
-        """A node is paired (or the gateway starts with it, its last ``battery`` level known):
-        available until its timeout passes without a word from it."""
+    def add(
+        self,
+        node: NodeId,
+        bearer: int | None = None,
+        battery: int | None = None,
+        own_errors: tuple[int, ...] = (),
+    ) -> None:
+        """A node is paired (or the gateway starts with it, its last ``battery`` level and the
+        ``own_errors`` it last reported known): available until its timeout passes without a
+        word from it."""
         if node in self._nodes:
             return
         now = self.monotonic()
@@ -346,6 +356,8 @@ class HealthMonitor:
             health = replace(
                 health, battery=battery, low_battery=battery <= self.policy.low_battery
             )
+        if own_errors:
+            health = replace(health, own_errors=own_errors)
         tracked.health = health
         self._nodes[node] = tracked
         self._listeners.notify(lambda tell: tell(node, tracked.health, None))
@@ -582,7 +594,11 @@ class HealthFeed:
         self.bearer = bearer
 
     def node_added(self, node: LiveNode) -> None:
-        self.monitor.add(node.id, self.bearer(node.id), _battery(node.values.values()))
+        """A node paired, or the gateway starting with it: its last values (kept across a
+        restart) say its battery level and its own Error Codes, so that a fault it reported
+        before a stop is the same fault after it, neither forgotten nor raised again."""
+        values = node.values.values()
+        self.monitor.add(node.id, self.bearer(node.id), _battery(values), _last_errors(values))
 
     def node_removed(self, node: NodeId) -> None:
         self.monitor.remove(node)
@@ -604,27 +620,54 @@ class HealthFeed:
         )
 
 
+NODE_SOURCE = "node "
+"""What the event log's sources of a node's faults start with (``node ble:...``)."""
+
+
 class HealthNews:
     """The ``HealthMonitor`` listener that tells a node's health where it goes: upstream
     through the exposure mode (every change: availability, link, battery), and, when its
     faults (its error codes) changed, a ``node.health`` event and each fault starting or
-    ending in the event log (/20/0)."""
+    ending in the event log (/20/0).
+
+    A node's health at the start is what the previous run kept; the event log has what it
+    still has raised, written as it happened. They differ when the previous run was killed
+    (the health is kept at most every ``SAVE_EVERY`` seconds): the node's next change is then
+    logged against the log, so a fault raised there is not raised a second time, and one
+    that is over is logged cleared."""
 
     def __init__(self, exposure: ExposureMode, events: EventHub, event_log: EventLog) -> None:
         self.exposure = exposure
         self.events = events
         self.event_log = event_log
+        self._logged: dict[str, dict[int, str]] = {}
+        """Per node's source, the codes the log still has raised (and why): until the node is
+        added, then for a node whose health differs from them, until its next change."""
+        for entry in event_log.store.still_raised():
+            if entry.source.startswith(NODE_SOURCE):
+                self._logged.setdefault(entry.source, {})[entry.code] = entry.why
 
     def __call__(self, node: NodeId, health: NodeHealth, before: NodeHealth | None) -> None:
         self.exposure.node_health(node, health)
-        if before is None or before.errors == health.errors:
+        source = NODE_SOURCE + str(node)
+        new = set(health.errors) - {NO_ERROR}
+        if before is None:  # added: what the log has raised is what its next change is to
+            logged = self._logged.pop(source, {})
+            if logged.keys() != new:
+                self._logged[source] = logged
+            return
+        old = self._logged.pop(source, None)
+        if old is None:
+            if before.errors == health.errors:
+                return
+            old = {code: before.why(code) for code in before.errors if code != NO_ERROR}
+        if old.keys() == new:
             return
         self.events.publish("node.health", id=str(node), **health.json())
-        old, new = set(before.errors) - {NO_ERROR}, set(health.errors) - {NO_ERROR}
-        for code in sorted(new - old):
-            self.event_log.record(f"node {node}", code, True, health.why(code))
-        for code in sorted(old - new):
-            self.event_log.record(f"node {node}", code, False, before.why(code))
+        for code in sorted(new - old.keys()):
+            self.event_log.record(source, code, True, health.why(code))
+        for code in sorted(old.keys() - new):
+            self.event_log.record(source, code, False, old[code])
 
 
 BATTERY_IDS = BATTERY_PATH.ids
@@ -641,6 +684,19 @@ def _level(value: object, otherwise: int | None) -> int | None:
 def _battery(records: Iterable[Record]) -> int | None:
     """The first battery level among ``records``."""
     return _level(next((r.value for r in records if r.path == BATTERY_PATH), None), None)
+
+
+def _last_errors(values: Iterable[Record]) -> tuple[int, ...]:
+    """The node's own Error Codes in its last report of them among its last ``values`` (one
+    per resource instance: an instance its last report no longer has keeps an older value,
+    which is not taken)."""
+    own = [
+        (r.time or 0.0, r.value)
+        for r in values
+        if r.path.ids[:3] == OWN_ERRORS and type(r.value) is int
+    ]
+    latest = max((t for t, _ in own), default=None)
+    return tuple(code for t, code in own if t == latest and code != NO_ERROR)
 
 
 def _own_errors(records: Iterable[Record]) -> tuple[int, ...] | None:

@@ -18,6 +18,8 @@ and logs it cleared then.
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -56,8 +58,9 @@ async def error_codes(server: LwM2MTestServer) -> list[object]:
     return [r.value for r in decode_senml_cbor(read.payload)]
 
 
-async def event_log(server: LwM2MTestServer) -> list[str]:
-    read = await server.request(ENDPOINT, Code.GET, "/20/0/4014", accept=ContentFormat.OPAQUE)
+async def event_log(server: LwM2MTestServer, endpoint: str = ENDPOINT) -> list[str]:
+    """The gateway's /20/0/4014 Event Log LogData, one entry a line."""
+    read = await server.request(endpoint, Code.GET, "/20/0/4014", accept=ContentFormat.OPAQUE)
     assert read.code == Code.CONTENT, read
     return read.payload.decode().splitlines()
 
@@ -87,12 +90,19 @@ RADIO = "transport.802154"
 RAISED, CLEARED = (RADIO, "raised", str(RADIO_DOWN)), (RADIO, "cleared", str(RADIO_DOWN))
 
 
-async def faults_logged(server: LwM2MTestServer) -> list[tuple[str, str, str]]:
+LOG_LINE = re.compile(r"\S+ (?P<source>.+?) (?P<what>raised|cleared) (?P<code>\d+) .*")
+"""One LogData line (``bridged.eventlog``): a source may have a space (``node sim:0001``)."""
+
+
+async def faults_logged(
+    server: LwM2MTestServer, endpoint: str = ENDPOINT
+) -> list[tuple[str, str, str]]:
     """/20/0/4014 as (source, raised or cleared, code), one per line."""
     logged = []
-    for line in await event_log(server):
-        _, source, what, code, _ = line.split(" ", 4)
-        logged.append((source, what, code))
+    for line in await event_log(server, endpoint):
+        entry = LOG_LINE.fullmatch(line)
+        assert entry is not None, line
+        logged.append((entry["source"], entry["what"], entry["code"]))
     return logged
 
 
@@ -142,5 +152,39 @@ async def test_a_fault_present_at_a_stop_stays_raised_until_a_start_finds_it_gon
         world.rcp.replug()
         daemon = await start(world, server)
         assert await faults_logged(server) == [RAISED, CLEARED, RAISED, CLEARED], "gone at start"
+        assert await error_codes(server) == [NO_ERROR]
+        await stop(daemon, server)
+
+
+async def reloaded(daemon: Daemon, *, count: int) -> None:
+    """Until the daemon's log says it reloaded its configuration ``count`` times."""
+    async with asyncio.timeout(TIMEOUT):
+        while daemon.log.read_text().count("configuration reloaded from") < count:
+            await asyncio.sleep(0.05)
+
+
+async def test_a_reload_restarting_a_radio_ends_none_of_its_faults(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """The dongle unplugged, a SIGHUP with a changed [transport.802154] restarts that transport:
+    the Event Log has it raised once, /3/0/11 has 8 (the reload logged it cleared, then raised
+    again). Plugged back: cleared. A reload restarting the radio while it works logs nothing."""
+    async with World(tmp_path) as world:
+        daemon = await start(world, server)
+        world.rcp.unplug()
+        await until_logged(server, RAISED)
+        config = world.workdir / "bridged.toml"
+        for reload, window in enumerate((3, 4), start=1):
+            config.write_text(
+                world.config(server.uri, endpoint=ENDPOINT, radio=f"awake_window = {window}")
+            )
+            daemon.proc.send_signal(signal.SIGHUP)
+            await reloaded(daemon, count=reload)
+            if reload == 1:
+                assert await faults_logged(server) == [RAISED], "still the same fault"
+                assert await error_codes(server) == [RADIO_DOWN]
+                world.rcp.replug()
+                await until_logged(server, RAISED, CLEARED)
+        assert await faults_logged(server) == [RAISED, CLEARED], "a working radio restarted"
         assert await error_codes(server) == [NO_ERROR]
         await stop(daemon, server)

@@ -98,6 +98,21 @@ def test_a_carried_fault_is_present_until_its_source_or_the_start_says_it_is_ove
     assert told == ended
 
 
+def test_a_fault_carried_across_a_restart_of_its_source_ends_only_when_found_gone() -> None:
+    """A reload restarting two radios: the one whose start finds its fault again keeps it,
+    not raised again; the one whose start reports nothing is over at ``settle``."""
+    _, faults, told = watched()
+    down = Fault("transport.802154", RADIO_DOWN, "radio down: read failed")
+    lost = Fault("transport.ble", RADIO_DOWN, "radio down: no adapter")
+    for fault in (down, lost):
+        faults.raise_fault(fault.source, fault.code, fault.why)
+        faults.carry(fault.source)
+    faults.raise_fault(down.source, RADIO_DOWN, "radio down: could not open port")
+    faults.settle(())
+    assert told == [(down, True), (lost, True), (lost, False)]
+    assert set(faults.present) == {down.source}
+
+
 def test_a_nodes_device_specific_code_is_shown_in_its_device_object() -> None:
     tree = ObjectTree(builtin_definitions(), "dev0")
     mirror = NodeMirror(tree, PathMap(prefixed=True))

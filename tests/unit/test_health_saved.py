@@ -9,9 +9,10 @@ from pathlib import Path as FsPath
 
 from timers import Clock
 
-from bridged.health import SAVE_EVERY, UNREACHABLE, HealthMonitor, HealthPolicy
+from bridged.health import SAVE_EVERY, UNREACHABLE, HealthFeed, HealthMonitor, HealthPolicy
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
+from bridged.registry import LiveNode
 from bridged.store.database import connect
 from bridged.store.health import HealthStore
 from bridged.store.nodes import NodeStore
@@ -89,3 +90,19 @@ async def test_health_rides_on_the_readings_commit_and_the_next_run_starts_from_
     assert set(store.load()) == {GONE}
     health.stop()
     after.stop()
+
+
+def test_a_node_starts_with_the_own_error_codes_of_its_last_report_of_them() -> None:
+    """Its last values hold, per /3/0/11 instance, the latest value said: an instance that its
+    last report no longer has (the fault it had is over) is older, and not taken."""
+    health = HealthMonitor()
+    errors = [Path.parse(f"/3/0/11/{i}") for i in range(2)]
+    values = {
+        errors[0]: Record(errors[0], 2, 1_700_000_010.0),
+        errors[1]: Record(errors[1], 5, 1_700_000_000.0),
+    }
+    HealthFeed(health, lambda _: None).node_added(
+        LiveNode(PairedNode(NODE, "n", "bthome"), values=values)
+    )
+    shown = health.health(NODE)
+    assert shown is not None and shown.errors == (2,)

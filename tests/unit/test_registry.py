@@ -19,7 +19,7 @@ from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import Bounds, ReadingStore
 from bridged.store.secrets import Secret, SecretStore
-from bridged.transports.base import Heard
+from bridged.transports.base import Heard, NodeState
 from bridged.transports.simulated import TEMPERATURE, SimulatedTransport
 
 KEY = Secret(bytes(range(16)))
@@ -502,3 +502,35 @@ def test_the_scan_table_has_every_node_heard_last_and_bounds_only_the_unpaired(
     registry.unpair(mine)
     assert registry.heard_nodes[mine].time == 2.0
     assert len(registry.heard_nodes) == 3
+
+
+def test_a_report_tells_the_awake_hooks_once_in_either_order_and_a_kept_command_is_not_missed(
+    registry: NodeRegistry,
+) -> None:
+    """A report says the node is awake twice (its state reachable, its readings), in either
+    order (the simulated transport, BLE's adverts): the command queue's hook is called once
+    per report; two reports are two calls; and a command kept between a report's two events
+    is told at the second (``expect_wake``), as before."""
+    node = NodeId("sim", "0001")
+    registry.pair(PairedNode(node, "n", "sim"))
+    awake: list[NodeId] = []
+    registry.on_awake(awake.append)
+    reading = [Record(TEMPERATURE, 21.5, time.time())]
+
+    def state() -> None:
+        registry.state(node, NodeState(True, time.time()))
+
+    registry.heard(Heard(node, time.time(), rssi=-60))
+    state()
+    registry.readings(node, reading)
+    assert len(awake) == 1
+    registry.readings(node, reading)  # BLE: readings, then state
+    state()
+    assert len(awake) == 2
+    state()  # two reports saying only their state
+    state()
+    assert len(awake) == 4
+    state()
+    registry.expect_wake()  # a command kept for the node meanwhile
+    registry.readings(node, reading)
+    assert len(awake) == 6

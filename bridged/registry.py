@@ -647,14 +647,22 @@ class NodeRegistry:
             # Committed readings become the node's known values (heard ``now``, whatever time
             # it gave its measurements) and are shown, unless their node was unpaired since it
             # reported them.
+            # Each reader's method is looked up once per commit, not once per report and
+            # reader (``Listeners.notify`` with a ``methodcaller``: a call and an object more
+            # per report); one that raises is logged and the others are still told.
             now, readers = self._clock(), self._readers
+            tells = [reader.node_readings for reader in readers]
             for live, stamped in told:
                 if live.paired_now:
                     self._known(live, stamped, now)
                     heard = live.news or self._news_of(live)
                     if heard.heard is None or now > heard.heard:
                         heard.heard = now
-                    readers.notify(methodcaller("node_readings", live, stamped))
+                    for tell in tells:
+                        try:
+                            tell(live, stamped)
+                        except Exception:
+                            readers.failed(tell)
         if self._newsy:
             newsy, self._newsy = self._newsy, []
             for live in newsy:

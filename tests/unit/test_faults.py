@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path as FsPath
 
 import pytest
+from timers import settled
 
 from bridged.build import build_faults
 from bridged.eventlog import EventLog
@@ -173,7 +176,8 @@ async def test_the_gateway_looks_at_its_clock_once_per_group_commit_not_per_adve
     build_faults(tree, registry, EventHub(), EventLog(tree, FaultLogStore(conn)))
     node = NodeId("sim", "0001")
     registry.pair(PairedNode(node, "n", "sim"))
-    registry._committing = True  # a group commit runs: nothing is committed until flush
+    commit = asyncio.create_task(registry.run())  # the group commit
+    await settled()
     for i in range(5):
         registry.heard(Heard(node, 1_700_000_000.0 + i, rssi=-60))
         registry.heard(Heard(NodeId("sim", "0002"), 1_700_000_000.0 + i))  # not paired
@@ -181,3 +185,6 @@ async def test_the_gateway_looks_at_its_clock_once_per_group_commit_not_per_adve
     assert checks == []
     registry.flush()
     assert checks == [(5,)]
+    commit.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await commit

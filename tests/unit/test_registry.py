@@ -534,3 +534,34 @@ def test_a_report_tells_the_awake_hooks_once_in_either_order_and_a_kept_command_
     registry.expect_wake()  # a command kept for the node meanwhile
     registry.readings(node, reading)
     assert len(awake) == 6
+
+
+async def test_a_commit_looks_up_each_readers_method_once_and_tells_every_report_in_order(
+    tmp_path: FsPath,
+) -> None:
+    """A commit tells each reader every committed report, in order, with the reader's method
+    looked up once per commit (issue 17: a ``methodcaller`` and a ``notify`` per report)."""
+
+    class Counted(Exposure):
+        looked_up = 0
+
+        def __getattribute__(self, name: str) -> object:
+            if name == "node_readings":
+                Counted.looked_up += 1
+            return super().__getattribute__(name)
+
+    registry = make(tmp_path)
+    nodes = [NodeId("sim", f"{i:04d}") for i in range(3)]
+    for node in nodes:
+        registry.pair(PairedNode(node, str(node), "sim"))
+    exposure = Counted()
+    registry.listen(exposure)
+    async with group_commit(registry) as commits:
+        for i in range(30):
+            registry.readings(nodes[i % 3], [Record(TEMPERATURE, float(i), 1_700_000_000.0 + i)])
+        registry.flush()
+    assert commits == [30]
+    assert [(n, [r.value for r in rs]) for n, rs in exposure.readings] == [
+        (nodes[i % 3], [float(i)]) for i in range(30)
+    ]
+    assert Counted.looked_up == 1

@@ -145,7 +145,8 @@ def build_faults(
     tree: ObjectTree, registry: NodeRegistry, events: EventHub, event_log: EventLog
 ) -> GatewayFaults:
     """The gateway's own faults in its /3/0/11 (``bridged.faults``): the store refusing
-    writes (told by the registry) and a clock that jumped (checked as nodes are heard); each
+    writes (told by the registry) and a clock that jumped (checked once per group commit of
+    readings, whose times it would make wrong, not per advert heard); each
     fault starting and ending is a ``gateway.fault`` event and a line of the event log."""
     carried = [
         Fault(e.source, e.code, e.why)
@@ -162,7 +163,7 @@ def build_faults(
 
     faults.listen(told)
     clock = ClockWatch(faults)
-    registry.on_heard(clock.check)
+    registry.on_commit(clock.check)
     registry.on_store_problem(faults.store_problem)
     return faults
 

@@ -174,6 +174,7 @@ class CommandQueue:
             command, older = add(now=now, expires=now + self.ttl)
         node, path = command.node, command.path
         self._waiting.add(node)
+        self.registry.expect_wake()
         self._wake.set()
         for old in older:
             self._report(

@@ -74,19 +74,22 @@ class EventHub:
     """Fan-out of events to subscribers; publishing never blocks and never fails."""
 
     def __init__(self) -> None:
-        self._subscribers: Listeners[Subscription] = Listeners("gateway events")
+        self.subscribers: Listeners[Subscription] = Listeners("gateway events")
+        """Whoever subscribed; its ``anyone`` is what a caller told of every report looks at
+        before it asks ``wanted`` (an attribute, not a call: nobody listens, most of the
+        time, and every advert and reading asked)."""
 
     def subscribe(self, kinds: Sequence[str] | None = None) -> Subscription:
         """Receive events of ``kinds`` (``"node"`` stands for every ``node.*``), all if None."""
-        return Subscription(self._subscribers, None if kinds is None else frozenset(kinds))
+        return Subscription(self.subscribers, None if kinds is None else frozenset(kinds))
 
     def wanted(self, kind: str) -> bool:
         """Whether anybody listens for ``kind`` (so costly events are built only then)."""
-        return self._subscribers.anyone and any(s.wants(kind) for s in self._subscribers)
+        return self.subscribers.anyone and any(s.wants(kind) for s in self.subscribers)
 
     def publish(self, kind: str, /, **data: Any) -> None:
         event = Event(kind, data)
-        self._subscribers.notify(lambda sub: sub.offer(event))
+        self.subscribers.notify(lambda sub: sub.offer(event))
 
 
 class NodeEvents:
@@ -108,7 +111,7 @@ class NodeEvents:
         pass
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
-        if self.hub.wanted("readings"):
+        if self.hub.subscribers.anyone and self.hub.wanted("readings"):
             self.hub.publish("readings", id=str(node.id), records=[json_record(r) for r in records])
 
     def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
@@ -123,5 +126,5 @@ class HeardEvents:
         self.hub = hub
 
     def __call__(self, heard: Heard) -> None:
-        if self.hub.wanted("node.heard"):
+        if self.hub.subscribers.anyone and self.hub.wanted("node.heard"):
             self.hub.publish("node.heard", **heard_json(heard))

@@ -17,8 +17,9 @@ specific):
   disk is not, and a server must not read it as a memory leak);
 * a clock jump is 18: a moment, not a state (``occurred``): it is logged and kept in the
   event log, started and ended at once, as nothing is left to clear. ``ClockWatch`` sees it
-  when something happens (a node heard), comparing the wall clock with the monotonic one,
-  so no timer runs for it.
+  when something happens (a group commit of readings, whose times a jump makes wrong: once
+  per commit, not per advert heard), comparing the wall clock with the monotonic one, so no
+  timer runs for it.
 
 A deliberate stop ends no fault (``close``): one still present then (the dongle unplugged)
 stays raised in the persisted event log, with no "cleared" line, as nothing cleared it. The

@@ -259,6 +259,13 @@ class NodeRegistry:
         not the object the tables hold (it is made from the frame's address), and a node id's
         hash and equality are Python functions: the report's later events find it by
         identity. Forgotten when a node is paired or unpaired."""
+        self._woke: LiveNode | None = None
+        self._woke_by_state = False
+        """The node the awake hooks were just told of by one of its report's two events that
+        say it is awake (``state`` reachable or ``readings``, in either order; which one:
+        ``_woke_by_state``): the other one tells nobody again and forgets it. Also forgotten
+        with each advert heard (a report's start) and ``expect_wake``: one awake call per
+        report, not two."""
         self.unpaired_readings = 0
         self._listeners: Listeners[RegistryListener] = Listeners("the node registry")
         self._readers: Listeners[RegistryListener] = Listeners("node readings")
@@ -318,8 +325,23 @@ class NodeRegistry:
     def on_awake(self, hook: Callable[[NodeId], None]) -> None:
         """Call ``hook`` with a paired node each time it shows it can be reached: its transport
         reports it reachable, or a reading from it arrives (a sleepy node's moment to take the
-        commands kept for it)."""
+        commands kept for it); once per report, which says it with two events (``_woke``): a
+        hook that keeps something for the node's wake since says so (``expect_wake``)."""
         self._awake_hooks.add(hook)
+
+    def expect_wake(self) -> None:
+        """Somebody waits for a node's wake (a command kept for it, ``on_awake``): the next
+        event that says a node is awake tells the awake hooks, also when it is the second of
+        a report's two (``_woke``)."""
+        self._woke = None
+
+    def _awake(self, live: LiveNode, by_state: bool) -> None:
+        """Tell the awake hooks that ``live`` can be reached, once per report (``_woke``)."""
+        if self._woke is live and self._woke_by_state is not by_state:
+            self._woke = None
+        else:
+            self._woke, self._woke_by_state = live, by_state
+            self._awake_hooks.call(live.paired.id)
 
     def on_commit(self, hook: Callable[[int], None]) -> None:
         """Call ``hook`` with the number of readings after each group commit made them durable
@@ -395,6 +417,7 @@ class NodeRegistry:
 
     def heard(self, heard: Heard) -> None:
         node = heard.node
+        self._woke = None
         recent, live = self._recent
         if node is not recent:
             live = self.live.get(node)
@@ -444,7 +467,7 @@ class NodeRegistry:
             self._due.awake()  # it may commit at this turn's end: the loop is awake anyway
         else:
             self._arm()
-        self._awake_hooks.call(node)
+        self._awake(live, False)
 
     def _readings_first(self) -> None:
         """Readings reported before a value read or written are committed and taken now, if
@@ -524,14 +547,13 @@ class NodeRegistry:
             live = self.live.get(node)
             self._recent = (node, live)
         if live is not None:
-            node = live.paired.id  # the id every table holds: a lookup of it is found by identity
             live.state = state
             (live.news or self._news_of(live)).said(state)
             if not self._due.armed:
                 self._arm()
             if state.reachable:
                 live.last_seen = max(live.last_seen or state.time, state.time)
-                self._awake_hooks.call(node)
+                self._awake(live, True)
 
     def _news_of(self, live: LiveNode) -> NodeNews:
         """The paired node's news of this commit window, made with its first event (its caller
@@ -633,14 +655,22 @@ class NodeRegistry:
             # Committed readings become the node's known values (heard ``now``, whatever time
             # it gave its measurements) and are shown, unless their node was unpaired since it
             # reported them.
+            # Each reader's method is looked up once per commit, not once per report and
+            # reader (``Listeners.notify`` with a ``methodcaller``: a call and an object more
+            # per report); one that raises is logged and the others are still told.
             now, readers = self._clock(), self._readers
+            tells = [reader.node_readings for reader in readers]
             for live, stamped in told:
                 if live.paired_now:
                     self._known(live, stamped, now)
                     heard = live.news or self._news_of(live)
                     if heard.heard is None or now > heard.heard:
                         heard.heard = now
-                    readers.notify(methodcaller("node_readings", live, stamped))
+                    for tell in tells:
+                        try:
+                            tell(live, stamped)
+                        except Exception:
+                            readers.failed(tell)
         if self._newsy:
             newsy, self._newsy = self._newsy, []
             for live in newsy:

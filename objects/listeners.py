@@ -72,7 +72,7 @@ class Listeners(Generic[L]):
             try:
                 tell(listener)
             except Exception:
-                self._failed(listener)
+                self.failed(listener)
 
     def call(self: Listeners[Callable[P, object]], *args: P.args, **kwargs: P.kwargs) -> None:
         """``notify`` of listeners that are plain callbacks: each is called with ``args``, with
@@ -81,9 +81,11 @@ class Listeners(Generic[L]):
             try:
                 listener(*args, **kwargs)
             except Exception:
-                self._failed(listener)
+                self.failed(listener)
 
-    def _failed(self, listener: object) -> None:
+    def failed(self, listener: object) -> None:
+        """Log that ``listener`` raised (inside the ``except`` that caught it): for a caller
+        that tells the listeners itself, in a loop of many events (``NodeRegistry.flush``)."""
         log.exception(
             "a listener of %s failed (the others were still told): %r", self.event, listener
         )

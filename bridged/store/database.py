@@ -20,6 +20,15 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+_READING_COLUMNS = """
+        node_id TEXT NOT NULL,
+        path    TEXT NOT NULL,
+        kind    INTEGER NOT NULL,
+        value   ANY,
+        time    REAL NOT NULL
+"""
+"""A reading's columns after its seq (migrations 1 and 9)."""
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: paired nodes, their stable instance IDs and gateway prefixes, buffered readings.
     """
@@ -44,13 +53,9 @@ MIGRATIONS: tuple[str, ...] = (
         prefix  TEXT NOT NULL UNIQUE
     );
     CREATE TABLE readings (
-        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-        node_id TEXT NOT NULL,
-        path    TEXT NOT NULL,
-        kind    INTEGER NOT NULL,
-        value   ANY,
-        time    REAL NOT NULL
-    ) STRICT;
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,"""
+    + _READING_COLUMNS
+    + """) STRICT;
     CREATE INDEX readings_time ON readings(time);
     CREATE TABLE cursors (
         consumer TEXT PRIMARY KEY,
@@ -150,6 +155,24 @@ MIGRATIONS: tuple[str, ...] = (
         problem          TEXT,
         interval         REAL
     ) STRICT
+    """,
+    # 9: the readings table without AUTOINCREMENT and without its time index: each reading's
+    # insert updated the ``sqlite_sequence`` row and a second b-tree, and its delete the index
+    # again (issue 17). The store gives each row its seq itself (``ReadingStore``: after the
+    # largest a row or a cursor holds, so none is reused while anything refers to it) and
+    # keeps its oldest time in memory; the age bound's delete scans the table only when a
+    # reading is due (once per ``max_age`` at most). The table is copied: SQLite cannot drop
+    # AUTOINCREMENT in place; dropping the old table drops its index and its sequence row,
+    # whose seq, when larger than every row's and cursor's, nothing refers to.
+    """
+    CREATE TABLE readings_new (
+        seq     INTEGER PRIMARY KEY,"""
+    + _READING_COLUMNS
+    + """) STRICT;
+    INSERT INTO readings_new(seq, node_id, path, kind, value, time)
+        SELECT seq, node_id, path, kind, value, time FROM readings;
+    DROP TABLE readings;
+    ALTER TABLE readings_new RENAME TO readings
     """,
 )
 

@@ -145,16 +145,17 @@ _REMEMBER = """
 node's last value (one row per node resource; a node that is not paired, unpaired meanwhile,
 gets none): one statement over the rows just inserted, not one per row bound from Python."""
 
-_TIME = operator.itemgetter(4)
+_TIME = operator.itemgetter(5)
 """A row's time among its columns (``_columns``)."""
 
 
-def _columns(rows: Sequence[Row]) -> list[tuple[object, ...]]:
-    """Each row's columns: node id, path, kind, value, time. A batch names the same few node
-    ids and paths (the same objects) again and again: each one's text is made once."""
+def _columns(rows: Sequence[Row], first: int) -> list[tuple[object, ...]]:
+    """Each row's columns: seq (from ``first`` on), node id, path, kind, value, time. A batch
+    names the same few node ids and paths (the same objects) again and again: each one's text
+    is made once."""
     texts: dict[int, str] = {}
     out: list[tuple[object, ...]] = []
-    for node, record in rows:
+    for seq, (node, record) in enumerate(rows, first):
         node_text = texts.get(id(node))
         if node_text is None:
             node_text = texts[id(node)] = str(node)
@@ -164,9 +165,9 @@ def _columns(rows: Sequence[Row]) -> list[tuple[object, ...]]:
             path_text = texts[id(path)] = str(path)
         value = record.value
         if type(value) is float:  # a sensor's value, what nearly every reading is
-            out.append((node_text, path_text, _FLOAT, value, record.time))
+            out.append((seq, node_text, path_text, _FLOAT, value, record.time))
         else:
-            out.append((node_text, path_text, *encode_value(value), record.time))
+            out.append((seq, node_text, path_text, *encode_value(value), record.time))
     return out
 
 
@@ -192,12 +193,13 @@ class ReadingStore:
         self._cursors: dict[str, int] = self.consumers()
         """Each consumer's cursor as delivery moved it, ahead of the table while writes fail."""
         (last,) = conn.execute(
-            "SELECT max(coalesce((SELECT max(seq) FROM readings), 0), coalesce("
-            "(SELECT seq FROM sqlite_sequence WHERE name = 'readings'), 0))"
+            "SELECT max(coalesce((SELECT max(seq) FROM readings), 0),"
+            " coalesce((SELECT max(seq) FROM cursors), 0))"
         ).fetchone()
         self._next_seq = int(last) + 1
-        """The seq the next reading gets (never reused, as AUTOINCREMENT promises): ``append``
-        learns its rows' seqs from SQLite without reading them back."""
+        """The seq the next reading gets, which ``append`` gives it: after every seq a row or a
+        cursor holds, so none is reused while anything refers to it (what AUTOINCREMENT
+        promised, without its write per row; the schema's migration 9)."""
         (oldest,) = conn.execute("SELECT min(time) FROM readings").fetchone()
         self._oldest: float = float("inf") if oldest is None else float(oldest)
         """No stored reading is older than this (it may be older than the oldest left): the
@@ -240,38 +242,43 @@ class ReadingStore:
         bounds, oldest first. ``unstored`` readings that could not be kept while writes failed
         are counted (``DROPPED_UNSTORED``) in the same transaction. sqlite3.Error when the
         database refuses the write: nothing is stored."""
-        params = _columns(rows)
-        oldest = min(map(_TIME, params), default=self._oldest)
         try:
             self._bounded = False
             with transaction(self._conn):
+                # The seqs after the largest stored: ours, unless another store wrote to this
+                # database (its rows would then be missing from our tail). A seek to the
+                # table's last row, under the transaction's write lock.
+                (top,) = self._conn.execute("SELECT max(seq) FROM readings").fetchone()
+                first = self._next_seq
+                if top is not None and top >= first:
+                    first = top + 1
+                    self._tail.clear()
+                params = _columns(rows, first)
+                last = first + len(params) - 1
                 self._conn.executemany(
-                    "INSERT INTO readings(node_id, path, kind, value, time) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO readings(seq, node_id, path, kind, value, time)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
                     params,
                 )
-                (last,) = self._conn.execute("SELECT last_insert_rowid()").fetchone()
                 self._count += len(params)
                 if params:
-                    self._conn.execute(_REMEMBER, (int(last) - len(params) + 1, last))
+                    self._conn.execute(_REMEMBER, (first, last))
                 for write in self.joining:
                     write(self._conn)
                 if unstored:
                     self._bump(DROPPED_UNSTORED, unstored)
-                self._oldest = min(self._oldest, oldest)
+                self._oldest = min(self._oldest, min(map(_TIME, params), default=self._oldest))
                 self._enforce_bounds()
         except BaseException:
             (self._count,) = self._conn.execute("SELECT count(*) FROM readings").fetchone()
             self._tail.clear()  # what the table holds now is not known: read it back
-            self._oldest = float("-inf")  # nor its oldest: the next append looks
+            (oldest,) = self._conn.execute("SELECT min(time) FROM readings").fetchone()
+            self._oldest = float("inf") if oldest is None else float(oldest)
             raise
+        self._next_seq = last + 1
         if not params:
-            return self._next_seq - 1
-        # One transaction's rows have consecutive seqs (AUTOINCREMENT, one writer at a time).
-        first = int(last) - len(params) + 1
+            return last
         tail = self._tail
-        if first != self._next_seq:
-            tail.clear()  # someone else stored readings: the tail would miss them
-        self._next_seq = first + len(params)
         if self._bounded:
             # The bounds dropped rows in this transaction, maybe of this batch: the tail
             # starts again with the next batch, and the table says what is left.
@@ -371,11 +378,14 @@ class ReadingStore:
 
     def expires_in(self) -> float | None:
         """Seconds until the oldest reading passes the age bound (``expire`` drops it then);
-        None while the store holds none, when there is nothing to expire."""
-        (oldest,) = self._conn.execute("SELECT min(time) FROM readings").fetchone()
-        if oldest is None:
+        None while the store holds none, when there is nothing to expire. From the oldest
+        time known in memory, which may be older than the oldest left (delivered readings are
+        deleted without a look at their times): then ``expire`` finds none, learns the
+        oldest, and the next answer is exact. The table has no index by time (an index
+        updated by every insert and delete, for this question)."""
+        if not self._count:
             return None
-        return max(float(oldest) + self.bounds.max_age - self._clock(), 0.0)
+        return max(self._oldest + self.bounds.max_age - self._clock(), 0.0)
 
     def dropped(self) -> dict[str, int]:
         """How many readings each bound (and a refused write) has discarded, ever."""
@@ -419,6 +429,8 @@ class ReadingStore:
     def _prune_delivered(self) -> None:
         cur = self._conn.execute("DELETE FROM readings WHERE seq <= (SELECT min(seq) FROM cursors)")
         self._count -= max(cur.rowcount, 0)
+        if not self._count:
+            self._oldest = float("inf")
 
     def _bump(self, name: str, n: int) -> None:
         self._conn.execute(

@@ -7,7 +7,12 @@ import logging
 
 import pytest
 
-from bridged.events import EVENT_BACKLOG, Event, EventHub, Subscription
+from bridged.events import EVENT_BACKLOG, Event, EventHub, HeardEvents, NodeEvents, Subscription
+from bridged.objects.paths import Path
+from bridged.objects.values import Record
+from bridged.registry import LiveNode
+from bridged.transports.base import Heard
+from bridged.transports.nodes import NodeId, PairedNode
 
 
 async def test_a_subscriber_that_fails_does_not_stop_the_others(
@@ -68,3 +73,31 @@ async def test_a_subscriber_that_falls_too_far_behind_is_dropped_not_buffered() 
     got = [stuck.queue.get_nowait() for _ in range(stuck.queue.qsize())]
     assert got[-1] is None  # the end of the subscription, after what it had kept
     assert [e.data["n"] for e in got[:-1] if e is not None] == list(range(EVENT_BACKLOG - 1))
+
+
+async def test_reports_ask_the_hub_nothing_while_nobody_subscribes_and_are_told_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every advert and every reading asked ``wanted`` (two Python calls each, issue 17);
+    with nobody subscribed the hub's ``anyone`` answers, and a subscriber still gets them."""
+    hub = EventHub()
+    asked: list[str] = []
+    wanted = EventHub.wanted
+    monkeypatch.setattr(
+        EventHub, "wanted", lambda self, kind: asked.append(kind) or wanted(self, kind)
+    )
+    heard, news = HeardEvents(hub), NodeEvents(hub, lambda: None)
+    node = NodeId("sim", "0001")
+    live = LiveNode(PairedNode(node, "n", "sim"))
+    record = Record(Path.parse("/3303/0/5700"), 21.5, 1_700_000_000.0)
+    heard(Heard(node, 1_700_000_000.0, rssi=-60))
+    news.node_readings(live, [record])
+    assert asked == []
+    sub = hub.subscribe(["readings", "node.heard"])
+    heard(Heard(node, 1_700_000_001.0, rssi=-60))
+    news.node_readings(live, [record])
+    sub.close()
+    got = []
+    while (event := await sub.get()) is not None:
+        got.append(event.kind)
+    assert got == ["node.heard", "readings"]

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from pathlib import Path as FsPath
+
+import pytest
+from timers import settled
+
+from bridged.build import build_faults
+from bridged.eventlog import EventLog
+from bridged.events import EventHub
 from bridged.exposure.mapping import PathMap
 from bridged.exposure.mirror import NodeMirror
 from bridged.faults import (
@@ -24,7 +34,13 @@ from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
-from bridged.registry import LiveNode, NodeNews
+from bridged.registry import LiveNode, NodeNews, NodeRegistry
+from bridged.store.database import connect
+from bridged.store.faultlog import FaultLogStore
+from bridged.store.nodes import NodeStore
+from bridged.store.readings import ReadingStore
+from bridged.store.secrets import SecretStore
+from bridged.transports.base import Heard
 from bridged.transports.nodes import NodeId, PairedNode
 
 ERROR_CODE = Path((3, 0, 11))
@@ -158,3 +174,32 @@ async def test_a_nodes_own_error_codes_join_the_gateways_and_never_overwrite_the
     assert tree.get(Path((3, 0, 11), "dev0")) == {0: UNREACHABLE, 1: 5}
     mirror.apply(live, [Record(Path((3, 0, 11, 0)), 0)])  # a stale report is not set over it
     assert tree.get(Path((3, 0, 11), "dev0")) == {0: UNREACHABLE, 1: 5}
+
+
+async def test_the_gateway_looks_at_its_clock_once_per_group_commit_not_per_advert(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clock check was a hook of every advert heard (a Python call and two clock reads
+    each, issue 17); the readings a jump makes wrong are those of a commit: it is checked
+    once per group commit, whatever the commit carries."""
+    checks: list[object] = []
+    monkeypatch.setattr(ClockWatch, "check", lambda self, *args: checks.append(args))
+    conn = connect(tmp_path / "state.db")
+    registry = NodeRegistry(NodeStore(conn), SecretStore(tmp_path / "s.json"), ReadingStore(conn))
+    tree = ObjectTree(builtin_definitions())
+    tree.create_instance(3, 0, [(11, {0: 0})])
+    build_faults(tree, registry, EventHub(), EventLog(tree, FaultLogStore(conn)))
+    node = NodeId("sim", "0001")
+    registry.pair(PairedNode(node, "n", "sim"))
+    commit = asyncio.create_task(registry.run())  # the group commit
+    await settled()
+    for i in range(5):
+        registry.heard(Heard(node, 1_700_000_000.0 + i, rssi=-60))
+        registry.heard(Heard(NodeId("sim", "0002"), 1_700_000_000.0 + i))  # not paired
+        registry.readings(node, [Record(Path.parse("/3303/0/5700"), 20.0 + i, 1_700_000_000.0)])
+    assert checks == []
+    registry.flush()
+    assert checks == [(5,)]
+    commit.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await commit

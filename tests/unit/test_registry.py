@@ -19,7 +19,7 @@ from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import Bounds, ReadingStore
 from bridged.store.secrets import Secret, SecretStore
-from bridged.transports.base import Heard
+from bridged.transports.base import Heard, NodeState
 from bridged.transports.simulated import TEMPERATURE, SimulatedTransport
 
 KEY = Secret(bytes(range(16)))
@@ -524,3 +524,66 @@ def test_the_scan_table_has_every_node_heard_last_and_bounds_only_the_unpaired(
     registry.unpair(mine)
     assert registry.heard_nodes[mine].time == 2.0
     assert len(registry.heard_nodes) == 3
+
+
+def test_a_report_tells_the_awake_hooks_once_in_either_order_and_a_kept_command_is_not_missed(
+    registry: NodeRegistry,
+) -> None:
+    """A report says the node is awake twice (its state reachable, its readings), in either
+    order (the simulated transport, BLE's adverts): the command queue's hook is called once
+    per report; two reports are two calls; and a command kept between a report's two events
+    is told at the second (``expect_wake``), as before."""
+    node = NodeId("sim", "0001")
+    registry.pair(PairedNode(node, "n", "sim"))
+    awake: list[NodeId] = []
+    registry.on_awake(awake.append)
+    reading = [Record(TEMPERATURE, 21.5, time.time())]
+
+    def state() -> None:
+        registry.state(node, NodeState(True, time.time()))
+
+    registry.heard(Heard(node, time.time(), rssi=-60))
+    state()
+    registry.readings(node, reading)
+    assert len(awake) == 1
+    registry.readings(node, reading)  # BLE: readings, then state
+    state()
+    assert len(awake) == 2
+    state()  # two reports saying only their state
+    state()
+    assert len(awake) == 4
+    state()
+    registry.expect_wake()  # a command kept for the node meanwhile
+    registry.readings(node, reading)
+    assert len(awake) == 6
+
+
+async def test_a_commit_looks_up_each_readers_method_once_and_tells_every_report_in_order(
+    tmp_path: FsPath,
+) -> None:
+    """A commit tells each reader every committed report, in order, with the reader's method
+    looked up once per commit (issue 17: a ``methodcaller`` and a ``notify`` per report)."""
+
+    class Counted(Exposure):
+        looked_up = 0
+
+        def __getattribute__(self, name: str) -> object:
+            if name == "node_readings":
+                Counted.looked_up += 1
+            return super().__getattribute__(name)
+
+    registry = make(tmp_path)
+    nodes = [NodeId("sim", f"{i:04d}") for i in range(3)]
+    for node in nodes:
+        registry.pair(PairedNode(node, str(node), "sim"))
+    exposure = Counted()
+    registry.listen(exposure)
+    async with group_commit(registry) as commits:
+        for i in range(30):
+            registry.readings(nodes[i % 3], [Record(TEMPERATURE, float(i), 1_700_000_000.0 + i)])
+        registry.flush()
+    assert commits == [30]
+    assert [(n, [r.value for r in rs]) for n, rs in exposure.readings] == [
+        (nodes[i % 3], [float(i)]) for i in range(30)
+    ]
+    assert Counted.looked_up == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path as FsPath
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from bridged.objects.paths import Path
 from bridged.objects.values import ObjLnk, Record, Value
-from bridged.store.database import connect
+from bridged.store.database import MIGRATIONS, connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import DROPPED_AGE, DROPPED_COUNT, Bounds, ReadingStore, Row
 
@@ -250,3 +251,68 @@ def test_what_the_bounds_drop_from_a_batch_is_never_handed_over(
     later = readings(1, 1_700_000_020.0)
     store.append(later)  # the next batch is handed over after them
     assert list(store.pending("a").rows)[-2:] == [readings(12)[-1], *later]
+
+
+def _old_schema_database(path: FsPath, version: int) -> None:
+    """A state database as a bridged of schema ``version`` left it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for target, script in enumerate(MIGRATIONS[:version], start=1):
+        for statement in script.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={target}")
+    conn.close()
+
+
+def test_the_readings_table_has_no_autoincrement_and_no_time_index(tmp_path: FsPath) -> None:
+    """Each reading's insert wrote ``sqlite_sequence`` and a second b-tree (issue 17)."""
+    conn = connect(tmp_path / "state.db")
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'readings'").fetchone()
+    indexes = conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'readings'")
+    assert "AUTOINCREMENT" not in sql.upper()
+    assert [name for (name,) in indexes] == ["readings"]
+
+
+def test_a_database_of_the_old_schema_keeps_its_readings_and_their_seqs(
+    tmp_path: FsPath, clock: Clock
+) -> None:
+    """Migration 9 copies the readings (seqs, values, times) and the next seq follows the
+    largest a cursor holds, also when every reading was delivered and deleted."""
+    path = tmp_path / "state.db"
+    _old_schema_database(path, 8)
+    old = sqlite3.connect(path, isolation_level=None)
+    for node, r in readings(5):
+        old.execute(
+            "INSERT INTO readings(node_id, path, kind, value, time) VALUES (?, ?, 1, ?, ?)",
+            (str(node), str(r.path), r.value, r.time),
+        )
+    old.execute("INSERT INTO cursors(consumer, seq) VALUES ('a', 2), ('b', 5)")
+    old.close()
+    store = ReadingStore(connect(path), clock=clock)
+    got = store.pending("a")
+    assert list(got.seqs) == [3, 4, 5]
+    assert list(got.rows) == readings(5)[2:]
+    store.ack("a", 5)
+    assert len(store) == 0 and store.expires_in() is None
+    later = readings(1, start=1_700_000_500.0)
+    assert store.append(later) == 6
+    again = ReadingStore(connect(path), clock=clock)  # a restart: nothing left but cursors
+    assert again.append(later) == 7
+    assert list(again.pending("b").seqs) == [6, 7]
+
+
+def test_expiry_answers_from_memory_and_learns_the_oldest_when_due(
+    store: ReadingStore, clock: Clock
+) -> None:
+    """With no index by time the oldest reading's time is kept in memory: after delivery
+    deleted the oldest it may be earlier than the oldest left, which ``expire`` then learns."""
+    store.add_consumer("a")
+    store.append(readings(3))  # times 0, 1, 2 (after the clock's epoch)
+    store.ack("a", 1)
+    clock.now += store.bounds.max_age + 0.5
+    assert store.expires_in() == 0
+    assert store.expire() == 0  # the reading that was due was delivered
+    assert store.expires_in() == 0.5
+    clock.now += 2
+    assert store.expire() == 2
+    assert store.expires_in() is None

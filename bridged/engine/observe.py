@@ -61,7 +61,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.pipe import Pipe
 
 from bridged.aio import Flag, cancel_and_wait
-from bridged.objects.errors import NotFound
+from bridged.objects.errors import NotFound, PathError
 from bridged.objects.formats import ContentFormat, carries_time, codec_for, composite_codec_for
 from bridged.objects.ids import Server
 from bridged.objects.linkformat import Attributes
@@ -249,10 +249,21 @@ class Observations:
             self._ready |= held
             self._wakeup.set()
 
-    def attributes_changed(self) -> None:
-        """Write-Attributes changed ``dm.attributes``: recompute every observation's policy."""
+    def attributes_changed(self, under: Path | None = None) -> None:
+        """Attributes changed at ``under`` (None: the server's default pmin and pmax, which
+        apply everywhere): recompute the policy of the observations they can affect, and
+        evaluate those again.
+
+        Attributes are inherited downward only, object -> instance -> resource -> resource
+        instance (LwM2M Core 1.1 §5.1.2; ``effective_attributes``), so those of ``under`` apply
+        to the observations of ``under`` and of the paths below it, never to one above it or
+        beside it. Only those are touched: a server that writes pmin/pmax on each of n nodes'
+        resources then costs O(n) in all, not a pass over every observation per write."""
+        affected = self._observations.values() if under is None else self._under.get(under, ())
+        if not affected:
+            return
         defaults = self._defaults()
-        for obs in self._observations.values():
+        for obs in affected:
             obs.state.policy = self._policy(obs.paths, obs.numeric, defaults)
             self._ready.add(obs)
         self._wakeup.set()
@@ -277,10 +288,15 @@ class Observations:
             return
         if request.opt.observe == 1 and request.code == Code.GET:
             self.cancel_matching(request.remote, observed_request(request))
-        before = dict(self.dm.attributes) if request.code in (Code.PUT, Code.DELETE) else None
+        scope = _attributes_scope(request)
+        if scope is None:
+            await render(pipe)
+            return
+        attributes = self.dm.attributes
+        before = (len(attributes), attributes.get(scope))
         await render(pipe)
-        if before is not None and before != self.dm.attributes:
-            self.attributes_changed()
+        if (len(attributes), attributes.get(scope)) != before:
+            self.attributes_changed(scope)
 
     async def serve(self, pipe: Pipe) -> None:
         """Answer an observe request and keep notifying until the observation ends."""
@@ -653,6 +669,19 @@ class Observations:
         if numeric is None or not self._has(numeric):
             return None
         return self.dm.tree_for(numeric).get(numeric)
+
+
+def _attributes_scope(message: aiocoap.Message) -> Path | None:
+    """The path under which ``message`` can change attributes: a PUT (Write-Attributes) sets
+    those of its path, a DELETE drops those of its path and below; None for anything else.
+    (A request that finds its end device gone also drops that device's attributes; its
+    observations end then, told by ``EndDevices.subscribe``.)"""
+    if message.code not in (Code.PUT, Code.DELETE):
+        return None
+    try:
+        return Path.from_segments(message.opt.uri_path)
+    except PathError:
+        return None  # refused by the device management without changing anything
 
 
 def _discard(index: dict[Path, set[Observation]], path: Path, obs: Observation) -> None:

@@ -16,7 +16,7 @@ from aiocoap.numbers.codes import Code
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridged.engine.dm import DeviceManagement, Request
+from bridged.engine.dm import DeviceManagement, Request, reply_message
 from bridged.engine.notification import (
     CON_INTERVAL,
     NotificationState,
@@ -381,6 +381,55 @@ async def test_write_attributes_of_an_instance_reach_its_resource_observation(
     clock.now = 2.0
     obs.step(clock.now)
     assert pipe.payloads == [b"20.0", b"20.0"]
+
+
+async def write_attributes(obs: Observations, path: str, *query: str) -> RecordingPipe:
+    """A Write-Attributes as the server sends it, through ``render_to_pipe``."""
+    msg = aiocoap.Message(code=Code.PUT, uri_path=[s for s in path.split("/") if s])
+    msg.opt.uri_query = query
+    msg.remote = "server"
+    pipe = RecordingPipe(msg)
+
+    async def render(p: RecordingPipe) -> None:
+        p.add_response(reply_message(obs.dm.handle(Request.of(p.request))), is_last=True)
+
+    await obs.render_to_pipe(pipe, render)  # type: ignore[arg-type]
+    return pipe
+
+
+async def test_write_attributes_re_evaluates_only_the_observations_at_and_below_its_path(
+    observations: tuple[Observations, Clock], tree: ObjectTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One write per node must not touch every observation (O(n^2) over n nodes).
+    obs, clock = observations
+    for i in range(2, 40):
+        tree.create_instance(3303, i, [(5700, float(i))])
+    pipes = {i: await start(obs, f"/3303/{i}/5700", bytes([i])) for i in range(40)}
+    server = await start(obs, "/1/0", b"server")
+    obs.step(clock.now)
+    polled: list[NotificationState] = []
+    poll = NotificationState.poll
+
+    def counting(state: NotificationState, now: float, value: object = None) -> bool:
+        polled.append(state)
+        return poll(state, now, value)
+
+    monkeypatch.setattr(NotificationState, "poll", counting)
+    reply = await write_attributes(obs, "/3303/7/5700", "pmin=0", "pmax=2")
+    assert reply.responses[0][0].code == Code.CHANGED
+    obs.step(clock.now)
+    assert len(polled) == 1
+    clock.now = 2.0
+    obs.step(clock.now)
+    assert [i for i, p in pipes.items() if len(p.payloads) > 1] == [7]
+
+    polled.clear()
+    await write_attributes(obs, "/3303", "pmin=0", "pmax=1")
+    obs.step(clock.now)
+    assert len(polled) == 40  # every /3303 observation, not the one of /1/0
+    clock.now = 3.0
+    obs.step(clock.now)
+    assert all(len(p.payloads) >= 2 for p in pipes.values()) and len(server.payloads) == 1
 
 
 async def test_a_failing_pipe_ends_one_observation_not_the_others(

@@ -21,9 +21,12 @@ Sections:
   generator gets answers, for the engine and for the bare aiocoap server, with the
   deduplication entries each holds and the longest event-loop stall (goal for the engine: under
   100 MB after 10 minutes).
+* **attributes**: CPU time of ``--writes`` Write-Attributes, one per observed resource (a
+  server setting pmin/pmax on each node), in the process itself.
 
-    .venv/bin/python bench/engine.py [--sections read,notify,register,memory] [--seconds S]
-                                     [--minutes M] [--inflight N] [--sockets K]
+    .venv/bin/python bench/engine.py [--sections read,notify,register,memory,attributes]
+                                     [--seconds S] [--minutes M] [--inflight N] [--sockets K]
+                                     [--writes N]
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from aiocoap.numbers.types import CON
 
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.coap import create_context, message_managers, send_delay
-from bridged.engine.dm import DeviceManagement, DeviceManagementResource
+from bridged.engine.dm import DeviceManagement, DeviceManagementResource, Request
 from bridged.engine.observe import Observations
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
@@ -503,12 +506,63 @@ def section_memory(args: argparse.Namespace) -> None:
     print(f"goal: the engine under {RSS_GOAL_MB:g} MB")
 
 
+class SinkPipe:
+    """Stands in for aiocoap's pipe in the in-process sections: keeps nothing."""
+
+    def __init__(self, request: aiocoap.Message) -> None:
+        self.request = request
+
+    def add_response(self, message: aiocoap.Message, is_last: bool = False) -> None:
+        pass
+
+
+async def write_attributes_cpu(count: int) -> float:
+    """CPU seconds of ``count`` Write-Attributes, one per observed /3303/i/5700 (what a server
+    does to set pmin/pmax on each node), each through ``Observations.render_to_pipe`` and the
+    scheduler's next step."""
+    tree = ObjectTree(builtin_definitions())
+    for i in range(count):
+        tree.create_instance(3303, i, [(5700, 20.0)])
+    observations = Observations(DeviceManagement(tree), clock=lambda: 0.0, limit=count)
+    serving = []
+    for i in range(count):
+        get = aiocoap.Message(code=Code.GET, uri_path=["3303", str(i), "5700"], observe=0)
+        get.token, get.remote = i.to_bytes(4, "big"), "server"
+        serving.append(asyncio.create_task(observations.serve(SinkPipe(get))))
+    await asyncio.sleep(0)
+    assert len(observations) == count
+    dm = observations.dm
+
+    async def render(pipe: SinkPipe) -> None:
+        dm.handle(Request.of(pipe.request))
+
+    t0 = time.process_time()
+    for i in range(count):
+        put = aiocoap.Message(code=Code.PUT, uri_path=["3303", str(i), "5700"])
+        put.opt.uri_query, put.remote = ("pmin=10", "pmax=60"), "server"
+        await observations.render_to_pipe(SinkPipe(put), render)
+        observations.step(0.0)
+    cpu = time.process_time() - t0
+    await observations.close()
+    await asyncio.gather(*serving)
+    return cpu
+
+
+def section_attributes(args: argparse.Namespace) -> None:
+    count = args.writes
+    cpu = asyncio.run(write_attributes_cpu(count))
+    print(f"\nWrite-Attributes on each of {count:,} observed resources, one after the other")
+    print(f"{'writes':>7} {'CPU s':>7} {'CPU us/write':>13}")
+    print(f"{count:>7,} {cpu:>7.2f} {cpu / count * 1e6:>13.0f}")
+
+
 # One entry per section, run in this order.
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "read": section_read,
     "notify": section_notify,
     "register": section_register,
     "memory": section_memory,
+    "attributes": section_attributes,
 }
 
 
@@ -519,6 +573,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=0.5, help="per memory run")
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--sockets", type=int, default=32)
+    parser.add_argument("--writes", type=int, default=5000, help="Write-Attributes section")
     parser.add_argument("--rss-cap-mb", type=float, default=2048.0, help="stop a run beyond it")
     parser.add_argument("--serve", choices=[*TARGETS, "engine-observe"], help=argparse.SUPPRESS)
     parser.add_argument("--observe", metavar="PORT", type=int, help=argparse.SUPPRESS)

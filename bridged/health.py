@@ -39,7 +39,8 @@ node, so ``bridgectl node show`` and the node's /3/0/11, /3/0/20 and /4/0 do not
 it talks again: a node that was unavailable stays so until heard. The Error Codes a node
 reports itself are those of its last report of them (its last values, kept with the
 readings). So a fault present at a stop is the same fault after it: the event log has it
-raised once, and cleared when the node is found well again. The changes are written
+raised once, and cleared when the node is found well again (or unpaired: nothing would
+end it later). The changes are written
 with the readings' group commit at most every ``SAVE_EVERY`` seconds (no commit or timer of
 their own; idle means asleep) and all at a clean stop; a crash loses at most that much.
 """
@@ -268,6 +269,7 @@ class HealthMonitor:
         without RTC setting its clock from NTP after boot) makes no node unavailable."""
         self._nodes: dict[NodeId, _Tracked] = {}
         self._listeners: Listeners[HealthListener] = Listeners("node health")
+        self._removed: Listeners[Callable[[NodeId, NodeHealth], None]] = Listeners("nodes removed")
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._saved = dict(saved or {})
@@ -365,10 +367,18 @@ class HealthMonitor:
             self._arm(tracked.deadline)
 
     def remove(self, node: NodeId) -> None:
-        self._nodes.pop(node, None)
+        """The node was unpaired: its health ends with it, and what it had last is told to the
+        ``on_removed`` hooks (its faults end: nothing would ever end them otherwise)."""
+        tracked = self._nodes.pop(node, None)
         self._unsaved.discard(node)
         if not self._nodes:
             self._disarm()
+        if tracked is not None:
+            self._removed.call(node, tracked.health)
+
+    def on_removed(self, hook: Callable[[NodeId, NodeHealth], None]) -> Callable[[], None]:
+        """Call ``hook`` with a node and its last health when the node is unpaired."""
+        return self._removed.add(hook)
 
     def heard(self, heard: Heard) -> None:
         """Something of ``heard.node`` was on the air (an advert, a frame)."""
@@ -622,6 +632,8 @@ class HealthFeed:
 
 NODE_SOURCE = "node "
 """What the event log's sources of a node's faults start with (``node ble:...``)."""
+REMOVED = "node removed"
+"""Why a node's fault ended when the node was unpaired (``HealthNews.removed``)."""
 
 
 class HealthNews:
@@ -668,6 +680,15 @@ class HealthNews:
             self.event_log.record(source, code, True, health.why(code))
         for code in sorted(old.keys() - new):
             self.event_log.record(source, code, False, old[code])
+
+    def removed(self, node: NodeId, health: NodeHealth) -> None:
+        """``node`` was unpaired: each fault the log has raised for it ends with it (nothing
+        would end it later), logged cleared with the node's removal as the reason."""
+        source = NODE_SOURCE + str(node)
+        raised = self._logged.pop(source, None)
+        codes = raised.keys() if raised is not None else set(health.errors) - {NO_ERROR}
+        for code in sorted(codes):
+            self.event_log.record(source, code, False, REMOVED)
 
 
 BATTERY_IDS = BATTERY_PATH.ids

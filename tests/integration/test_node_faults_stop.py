@@ -12,6 +12,8 @@ again clears it.
 * A node's own Error Code: an emulated 802.15.4 LwM2M node on the RCP emulator's air Sends
   its /3/0/11 (5, out of memory). The restarted gateway forgot it: the node's next Send of
   the same code was raised a second time, and its Send of 0 then cleared one of the two.
+* A node unpaired with its fault raised: nothing would ever clear it, so its removal does
+  (the reason saying so), and the next start does not raise it again.
 * A kill -9 before the node's health was kept: the log has the fault raised, the health the
   next start begins from does not (the unreachable node, raised again once its timeout had
   passed again).
@@ -26,13 +28,13 @@ from pathlib import Path
 
 from emulators.world import World, node_eui64
 
-from bridged.health import NO_ERROR, UNREACHABLE
+from bridged.health import NO_ERROR, REMOVED, UNREACHABLE
 from bridged.objects.ids import SINGLE, Device
 from bridged.objects.paths import Path as LwPath
 from bridged.objects.values import Record
 from integration.test_daemon import ENDPOINT, Daemon, config_text, running_daemon, until
 from integration.test_faults_stop import ENDPOINT as WORLD_ENDPOINT
-from integration.test_faults_stop import faults_logged, start
+from integration.test_faults_stop import event_log, faults_logged, start
 from integration.test_faults_stop import stop as stop_world
 from integration.test_health_restart import registered
 from peers.lwm2m_server import LwM2MTestServer
@@ -176,3 +178,21 @@ async def test_a_node_fault_raised_before_a_kill_is_not_raised_again(
         await stop(d)
 
     await found_well(tmp_path, server)
+
+
+async def test_a_node_unpaired_with_a_fault_raised_has_it_cleared_for_good(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    async with running_daemon(tmp_path, config(server, tmp_path, nodes=1)) as d:
+        await silent_node_raised(d, server)
+        await d.call("unpair", node=SILENT)
+        await logged(server, RAISED, CLEARED)
+        assert (await event_log(server, ENDPOINT))[-1].endswith(f" cleared {UNREACHABLE} {REMOVED}")
+        seen = await last_seen(d, HEARD)
+        await stop(d)
+
+    async with running_daemon(tmp_path, config(server, tmp_path, nodes=1)) as d:
+        await registered(server)
+        await heard(d, HEARD, seen)
+        assert await faults_logged(server, ENDPOINT) == [RAISED, CLEARED], "not raised again"
+        await stop(d)

@@ -386,7 +386,8 @@ class HealthMonitor:
 
     def state(self, node: NodeId, state: NodeState) -> None:
         """Its transport's view: link quality, battery, refused frames; reachable says it was
-        heard (unreachable is a sleepy node asleep or a radio down, not silence)."""
+        heard (unreachable is a sleepy node asleep or a radio down, not silence, and says
+        nothing of its refused frames: ``_tells_problem``)."""
         tracked = self._nodes.get(node)
         if tracked is None:
             return
@@ -400,7 +401,7 @@ class HealthMonitor:
             battery=state.battery,
             decrypt_failures=tracked.failures_before + state.decrypt_failures,
             problem=state.problem,
-            problem_known=True,
+            problem_known=_tells_problem(state),
         )
 
     def news(self, node: NodeId, news: NodeNews) -> None:
@@ -432,7 +433,7 @@ class HealthMonitor:
             if state is None
             else tracked.failures_before + state.decrypt_failures,
             problem=None if state is None else state.problem,
-            problem_known=state is not None,
+            problem_known=state is not None and _tells_problem(state),
             own_errors=None if own is None else tuple(own),
         )
 
@@ -689,6 +690,14 @@ class HealthNews:
         codes = raised.keys() if raised is not None else set(health.errors) - {NO_ERROR}
         for code in sorted(codes):
             self.event_log.record(source, code, False, REMOVED)
+
+
+def _tells_problem(state: NodeState) -> bool:
+    """Whether ``state`` is evidence of whether the node's data is refused: a refusal is, and
+    so is the node heard (its data got through). A node out of reach (asleep, its radio down,
+    a restarted transport that has not heard it yet) says nothing of it: a refusal shown (and
+    its fault, 16) ends only when the node is heard well again."""
+    return state.reachable or state.problem is not None
 
 
 BATTERY_IDS = BATTERY_PATH.ids

@@ -12,6 +12,9 @@ again clears it.
 * A node's own Error Code: an emulated 802.15.4 LwM2M node on the RCP emulator's air Sends
   its /3/0/11 (5, out of memory). The restarted gateway forgot it: the node's next Send of
   the same code was raised a second time, and its Send of 0 then cleared one of the two.
+* An 802.15.4 node's frames refused (16): a restart knows no more of them than the fault kept,
+  and the radio going down (which puts every node out of reach) is no evidence that the node's
+  frames are taken again: it was logged cleared.
 * A node unpaired with its fault raised: nothing would ever clear it, so its removal does
   (the reason saying so), and the next start does not raise it again.
 * A kill -9 before the node's health was kept: the log has the fault raised, the health the
@@ -26,12 +29,15 @@ import signal
 import time
 from pathlib import Path
 
-from emulators.world import World, node_eui64
+from emulators.world import World, node_eui64, node_id
 
-from bridged.health import NO_ERROR, REMOVED, UNREACHABLE
+from bridged.faults import RADIO_DOWN
+from bridged.health import DATA_REFUSED, NO_ERROR, REMOVED, UNREACHABLE
 from bridged.objects.ids import SINGLE, Device
 from bridged.objects.paths import Path as LwPath
 from bridged.objects.values import Record
+from integration.test_154_security import ENDPOINT as KEYED_ENDPOINT
+from integration.test_154_security import a_keyed_node_that_sent, forged_send, refused
 from integration.test_daemon import ENDPOINT, Daemon, config_text, running_daemon, until
 from integration.test_faults_stop import ENDPOINT as WORLD_ENDPOINT
 from integration.test_faults_stop import event_log, faults_logged, start
@@ -196,3 +202,32 @@ async def test_a_node_unpaired_with_a_fault_raised_has_it_cleared_for_good(
         await heard(d, HEARD, seen)
         assert await faults_logged(server, ENDPOINT) == [RAISED, CLEARED], "not raised again"
         await stop(d)
+
+
+async def test_a_nodes_refused_frames_stay_raised_after_a_restart_while_its_radio_is_down(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    async with World(tmp_path) as world:
+        daemon, node, _, _ = await a_keyed_node_that_sent(world, server)  # its traffic settled
+        source = f"node 802154:{node_eui64(1).hex()}"
+        raised = (source, "raised", str(DATA_REFUSED))
+        for psdu in forged_send(world, node, 99.0):  # a radio without its key, in its name
+            world.rcp.inject(psdu)
+        await refused(daemon, node, "unsecured frames refused", 0)
+        await logged(server, raised, endpoint=KEYED_ENDPOINT)
+        await node.stop(deregister=False)  # not heard after: nothing says its frames are good
+        assert await daemon.stop() == 0
+
+        daemon = await world.start_daemon(server.uri, endpoint=KEYED_ENDPOINT)
+        await server.next_event("register", timeout=30.0)
+        world.rcp.unplug()
+
+        async def radio_down() -> bool:
+            got = await faults_logged(server, KEYED_ENDPOINT)
+            return ("transport.802154", "raised", str(RADIO_DOWN)) in got
+
+        await until(radio_down)  # its nodes were told out of reach in the same step, with no
+        shown = await daemon.ctl_json("node", "show", node_id(node))  # word of their frames;
+        assert shown["reachable"] is False  # the news of a node is committed before it is shown
+        nodes = [e for e in await faults_logged(server, KEYED_ENDPOINT) if e[0] == source]
+        assert nodes == [raised], "cleared without evidence"

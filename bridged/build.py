@@ -140,6 +140,7 @@ def build_health(
         return None if transport is None else transport.bearer
 
     registry.listen(HealthFeed(monitor, bearer), readings=False)  # they come with its news
+    news.unpaired(registry.live)  # each paired node was added by then
     return monitor
 
 

@@ -647,7 +647,9 @@ class HealthNews:
     still has raised, written as it happened. They differ when the previous run was killed
     (the health is kept at most every ``SAVE_EVERY`` seconds): the node's next change is then
     logged against the log, so a fault raised there is not raised a second time, and one
-    that is over is logged cleared."""
+    that is over is logged cleared. A node's faults end with the node: at its unpairing
+    (``removed``), or at the start for one the log has raised though it is no longer paired
+    (``unpaired``)."""
 
     def __init__(self, exposure: ExposureMode, events: EventHub, event_log: EventLog) -> None:
         self.exposure = exposure
@@ -681,6 +683,14 @@ class HealthNews:
             self.event_log.record(source, code, True, health.why(code))
         for code in sorted(old.keys() - new):
             self.event_log.record(source, code, False, old[code])
+
+    def unpaired(self, paired: Iterable[NodeId]) -> None:
+        """Every node ``paired`` now was added: a fault the log still has raised for another
+        node (unpaired by a gateway that left it raised) ends, as at its removal."""
+        sources = {NODE_SOURCE + str(node) for node in paired}
+        for source in [s for s in self._logged if s not in sources]:
+            for code in sorted(self._logged.pop(source)):
+                self.event_log.record(source, code, False, REMOVED)
 
     def removed(self, node: NodeId, health: NodeHealth) -> None:
         """``node`` was unpaired: each fault the log has raised for it ends with it (nothing

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 from emulators.world import World, node_eui64, node_id
@@ -36,6 +38,7 @@ from bridged.health import DATA_REFUSED, NO_ERROR, REMOVED, UNREACHABLE
 from bridged.objects.ids import SINGLE, Device
 from bridged.objects.paths import Path as LwPath
 from bridged.objects.values import Record
+from bridged.store.faultlog import FaultEntry, FaultLogStore
 from integration.test_154_security import ENDPOINT as KEYED_ENDPOINT
 from integration.test_154_security import a_keyed_node_that_sent, forged_send, refused
 from integration.test_daemon import ENDPOINT, Daemon, config_text, running_daemon, until
@@ -231,3 +234,20 @@ async def test_a_nodes_refused_frames_stay_raised_after_a_restart_while_its_radi
         assert shown["reachable"] is False  # the news of a node is committed before it is shown
         nodes = [e for e in await faults_logged(server, KEYED_ENDPOINT) if e[0] == source]
         assert nodes == [raised], "cleared without evidence"
+
+
+async def test_a_fault_left_raised_for_a_node_no_longer_paired_is_cleared_at_the_start(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """What a gateway before the fix left: a node unpaired with its fault still raised."""
+    gone = ("node sim:0009", "raised", str(UNREACHABLE))
+    async with running_daemon(tmp_path, config(server, tmp_path, nodes=1)) as d:
+        await registered(server)
+        await stop(d)
+    with closing(sqlite3.connect(tmp_path / "state" / "state.db")) as conn, conn:
+        FaultLogStore(conn).append(FaultEntry(time.time(), gone[0], UNREACHABLE, True, "old"))
+
+    async with running_daemon(tmp_path, config(server, tmp_path, nodes=1)) as d:
+        await registered(server)
+        await logged(server, gone, (gone[0], "cleared", gone[2]))
+        await stop(d)

@@ -130,7 +130,9 @@ def build_health(
     ``HealthMonitor.unsaved``)."""
     monitor = HealthMonitor(config.health, saved=store.load())
     registry.readings_store.joining.append(lambda conn: store.save(monitor.unsaved(), conn))
-    monitor.listen(HealthNews(exposure, events, event_log))
+    news = HealthNews(exposure, events, event_log)
+    monitor.listen(news)
+    monitor.on_removed(news.removed)
     registry.on_news(monitor.news)
 
     def bearer(node: NodeId) -> int | None:
@@ -138,6 +140,7 @@ def build_health(
         return None if transport is None else transport.bearer
 
     registry.listen(HealthFeed(monitor, bearer), readings=False)  # they come with its news
+    news.unpaired(registry.live)  # each paired node was added by then
     return monitor
 
 

@@ -39,7 +39,8 @@ node, so ``bridgectl node show`` and the node's /3/0/11, /3/0/20 and /4/0 do not
 it talks again: a node that was unavailable stays so until heard. The Error Codes a node
 reports itself are those of its last report of them (its last values, kept with the
 readings). So a fault present at a stop is the same fault after it: the event log has it
-raised once, and cleared when the node is found well again. The changes are written
+raised once, and cleared when the node is found well again (or unpaired: nothing would
+end it later). The changes are written
 with the readings' group commit at most every ``SAVE_EVERY`` seconds (no commit or timer of
 their own; idle means asleep) and all at a clean stop; a crash loses at most that much.
 """
@@ -268,6 +269,7 @@ class HealthMonitor:
         without RTC setting its clock from NTP after boot) makes no node unavailable."""
         self._nodes: dict[NodeId, _Tracked] = {}
         self._listeners: Listeners[HealthListener] = Listeners("node health")
+        self._removed: Listeners[Callable[[NodeId, NodeHealth], None]] = Listeners("nodes removed")
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._saved = dict(saved or {})
@@ -365,10 +367,18 @@ class HealthMonitor:
             self._arm(tracked.deadline)
 
     def remove(self, node: NodeId) -> None:
-        self._nodes.pop(node, None)
+        """The node was unpaired: its health ends with it, and what it had last is told to the
+        ``on_removed`` hooks (its faults end: nothing would ever end them otherwise)."""
+        tracked = self._nodes.pop(node, None)
         self._unsaved.discard(node)
         if not self._nodes:
             self._disarm()
+        if tracked is not None:
+            self._removed.call(node, tracked.health)
+
+    def on_removed(self, hook: Callable[[NodeId, NodeHealth], None]) -> Callable[[], None]:
+        """Call ``hook`` with a node and its last health when the node is unpaired."""
+        return self._removed.add(hook)
 
     def heard(self, heard: Heard) -> None:
         """Something of ``heard.node`` was on the air (an advert, a frame)."""
@@ -376,7 +386,8 @@ class HealthMonitor:
 
     def state(self, node: NodeId, state: NodeState) -> None:
         """Its transport's view: link quality, battery, refused frames; reachable says it was
-        heard (unreachable is a sleepy node asleep or a radio down, not silence)."""
+        heard (unreachable is a sleepy node asleep or a radio down, not silence, and says
+        nothing of its refused frames: ``_tells_problem``)."""
         tracked = self._nodes.get(node)
         if tracked is None:
             return
@@ -390,7 +401,7 @@ class HealthMonitor:
             battery=state.battery,
             decrypt_failures=tracked.failures_before + state.decrypt_failures,
             problem=state.problem,
-            problem_known=True,
+            problem_known=_tells_problem(state),
         )
 
     def news(self, node: NodeId, news: NodeNews) -> None:
@@ -422,7 +433,7 @@ class HealthMonitor:
             if state is None
             else tracked.failures_before + state.decrypt_failures,
             problem=None if state is None else state.problem,
-            problem_known=state is not None,
+            problem_known=state is not None and _tells_problem(state),
             own_errors=None if own is None else tuple(own),
         )
 
@@ -622,6 +633,8 @@ class HealthFeed:
 
 NODE_SOURCE = "node "
 """What the event log's sources of a node's faults start with (``node ble:...``)."""
+REMOVED = "node removed"
+"""Why a node's fault ended when the node was unpaired (``HealthNews.removed``)."""
 
 
 class HealthNews:
@@ -634,7 +647,9 @@ class HealthNews:
     still has raised, written as it happened. They differ when the previous run was killed
     (the health is kept at most every ``SAVE_EVERY`` seconds): the node's next change is then
     logged against the log, so a fault raised there is not raised a second time, and one
-    that is over is logged cleared."""
+    that is over is logged cleared. A node's faults end with the node: at its unpairing
+    (``removed``), or at the start for one the log has raised though it is no longer paired
+    (``unpaired``)."""
 
     def __init__(self, exposure: ExposureMode, events: EventHub, event_log: EventLog) -> None:
         self.exposure = exposure
@@ -668,6 +683,31 @@ class HealthNews:
             self.event_log.record(source, code, True, health.why(code))
         for code in sorted(old.keys() - new):
             self.event_log.record(source, code, False, old[code])
+
+    def unpaired(self, paired: Iterable[NodeId]) -> None:
+        """Every node ``paired`` now was added: a fault the log still has raised for another
+        node (unpaired by a gateway that left it raised) ends, as at its removal."""
+        sources = {NODE_SOURCE + str(node) for node in paired}
+        for source in [s for s in self._logged if s not in sources]:
+            for code in sorted(self._logged.pop(source)):
+                self.event_log.record(source, code, False, REMOVED)
+
+    def removed(self, node: NodeId, health: NodeHealth) -> None:
+        """``node`` was unpaired: each fault the log has raised for it ends with it (nothing
+        would end it later), logged cleared with the node's removal as the reason."""
+        source = NODE_SOURCE + str(node)
+        raised = self._logged.pop(source, None)
+        codes = raised.keys() if raised is not None else set(health.errors) - {NO_ERROR}
+        for code in sorted(codes):
+            self.event_log.record(source, code, False, REMOVED)
+
+
+def _tells_problem(state: NodeState) -> bool:
+    """Whether ``state`` is evidence of whether the node's data is refused: a refusal is, and
+    so is the node heard (its data got through). A node out of reach (asleep, its radio down,
+    a restarted transport that has not heard it yet) says nothing of it: a refusal shown (and
+    its fault, 16) ends only when the node is heard well again."""
+    return state.reachable or state.problem is not None
 
 
 BATTERY_IDS = BATTERY_PATH.ids

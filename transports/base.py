@@ -88,7 +88,8 @@ class NodeState:
 
     ``decrypt_failures`` counts what the node sent that its keys did not open (since it was
     paired with them); ``problem`` says, in a few words, why its data is refused right now
-    (e.g. its bind key does not decrypt its adverts), None while its data is accepted.
+    (e.g. its bind key does not decrypt its adverts), None while its data is accepted (a state
+    of a node out of reach, ``reachable`` False, says nothing of it: bridged/health.py).
     ``expect`` is, when the transport knows it, within how many seconds the node must be heard
     again or be taken for gone (an 802.15.4 node's LwM2M registration lifetime): the node
     health model's automatic timeout (bridged/health.py).

@@ -12,6 +12,11 @@ again clears it.
 * A node's own Error Code: an emulated 802.15.4 LwM2M node on the RCP emulator's air Sends
   its /3/0/11 (5, out of memory). The restarted gateway forgot it: the node's next Send of
   the same code was raised a second time, and its Send of 0 then cleared one of the two.
+* An 802.15.4 node's frames refused (16): a restart knows no more of them than the fault kept,
+  and the radio going down (which puts every node out of reach) is no evidence that the node's
+  frames are taken again: it was logged cleared.
+* A node unpaired with its fault raised: nothing would ever clear it, so its removal does
+  (the reason saying so), and the next start does not raise it again.
 * A kill -9 before the node's health was kept: the log has the fault raised, the health the
   next start begins from does not (the unreachable node, raised again once its timeout had
   passed again).
@@ -21,18 +26,24 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
-from emulators.world import World, node_eui64
+from emulators.world import World, node_eui64, node_id
 
-from bridged.health import NO_ERROR, UNREACHABLE
+from bridged.faults import RADIO_DOWN
+from bridged.health import DATA_REFUSED, NO_ERROR, REMOVED, UNREACHABLE
 from bridged.objects.ids import SINGLE, Device
 from bridged.objects.paths import Path as LwPath
 from bridged.objects.values import Record
+from bridged.store.faultlog import FaultEntry, FaultLogStore
+from integration.test_154_security import ENDPOINT as KEYED_ENDPOINT
+from integration.test_154_security import a_keyed_node_that_sent, forged_send, refused
 from integration.test_daemon import ENDPOINT, Daemon, config_text, running_daemon, until
 from integration.test_faults_stop import ENDPOINT as WORLD_ENDPOINT
-from integration.test_faults_stop import faults_logged, start
+from integration.test_faults_stop import event_log, faults_logged, start
 from integration.test_faults_stop import stop as stop_world
 from integration.test_health_restart import registered
 from peers.lwm2m_server import LwM2MTestServer
@@ -176,3 +187,67 @@ async def test_a_node_fault_raised_before_a_kill_is_not_raised_again(
         await stop(d)
 
     await found_well(tmp_path, server)
+
+
+async def test_a_node_unpaired_with_a_fault_raised_has_it_cleared_for_good(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    async with running_daemon(tmp_path, config(server, tmp_path, nodes=1)) as d:
+        await silent_node_raised(d, server)
+        await d.call("unpair", node=SILENT)
+        await logged(server, RAISED, CLEARED)
+        assert (await event_log(server, ENDPOINT))[-1].endswith(f" cleared {UNREACHABLE} {REMOVED}")
+        seen = await last_seen(d, HEARD)
+        await stop(d)
+
+    async with running_daemon(tmp_path, config(server, tmp_path, nodes=1)) as d:
+        await registered(server)
+        await heard(d, HEARD, seen)
+        assert await faults_logged(server, ENDPOINT) == [RAISED, CLEARED], "not raised again"
+        await stop(d)
+
+
+async def test_a_nodes_refused_frames_stay_raised_after_a_restart_while_its_radio_is_down(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    async with World(tmp_path) as world:
+        daemon, node, _, _ = await a_keyed_node_that_sent(world, server)  # its traffic settled
+        source = f"node 802154:{node_eui64(1).hex()}"
+        raised = (source, "raised", str(DATA_REFUSED))
+        for psdu in forged_send(world, node, 99.0):  # a radio without its key, in its name
+            world.rcp.inject(psdu)
+        await refused(daemon, node, "unsecured frames refused", 0)
+        await logged(server, raised, endpoint=KEYED_ENDPOINT)
+        await node.stop(deregister=False)  # not heard after: nothing says its frames are good
+        assert await daemon.stop() == 0
+
+        daemon = await world.start_daemon(server.uri, endpoint=KEYED_ENDPOINT)
+        await server.next_event("register", timeout=30.0)
+        world.rcp.unplug()
+
+        async def radio_down() -> bool:
+            got = await faults_logged(server, KEYED_ENDPOINT)
+            return ("transport.802154", "raised", str(RADIO_DOWN)) in got
+
+        await until(radio_down)  # its nodes were told out of reach in the same step, with no
+        shown = await daemon.ctl_json("node", "show", node_id(node))  # word of their frames;
+        assert shown["reachable"] is False  # the news of a node is committed before it is shown
+        nodes = [e for e in await faults_logged(server, KEYED_ENDPOINT) if e[0] == source]
+        assert nodes == [raised], "cleared without evidence"
+
+
+async def test_a_fault_left_raised_for_a_node_no_longer_paired_is_cleared_at_the_start(
+    tmp_path: Path, server: LwM2MTestServer
+) -> None:
+    """What a gateway before the fix left: a node unpaired with its fault still raised."""
+    gone = ("node sim:0009", "raised", str(UNREACHABLE))
+    async with running_daemon(tmp_path, config(server, tmp_path, nodes=1)) as d:
+        await registered(server)
+        await stop(d)
+    with closing(sqlite3.connect(tmp_path / "state" / "state.db")) as conn, conn:
+        FaultLogStore(conn).append(FaultEntry(time.time(), gone[0], UNREACHABLE, True, "old"))
+
+    async with running_daemon(tmp_path, config(server, tmp_path, nodes=1)) as d:
+        await registered(server)
+        await logged(server, gone, (gone[0], "cleared", gone[2]))
+        await stop(d)

@@ -139,6 +139,18 @@ async def test_battery_signal_and_refused_frames_are_error_codes() -> None:
     assert NodeHealth().battery_status == BATTERY_UNKNOWN
 
 
+async def test_refused_frames_end_only_with_the_node_heard_again() -> None:
+    """Out of reach (its scanner lost, its radio down, asleep) a node says nothing of its
+    frames: the refusal shown stays until it is heard with its data taken."""
+    health, clock, _ = monitor()
+    health.add(BLE)
+    health.state(BLE, NodeState(True, clock.now, problem="bad key"))
+    health.state(BLE, NodeState(False, clock.now, rssi=-60))
+    assert health.health(BLE).errors == (DATA_REFUSED,)  # type: ignore[union-attr]
+    health.state(BLE, NodeState(True, clock.now, rssi=-60))
+    assert health.health(BLE).errors == (NO_ERROR,)  # type: ignore[union-attr]
+
+
 def test_the_resources_a_node_shows_upstream() -> None:
     health = NodeHealth(
         available=False, rssi=-71, lqi=180, battery=10, low_battery=True, bearer=BEARER_IEEE_802154

@@ -10,7 +10,9 @@ in each:
   part. A session kept before the link had a part (a registration alone) reads the same.
 * **The state** is the node server's (reachable, link quality, sleepy) with the link's count
   of the node's frames refused by link-layer security (``decrypt_failures``) and, until a frame
-  of the node is taken again, why (``problem``).
+  of the node is taken again, why (``problem``). A restarted gateway knows of none until a
+  frame is refused again; a state of a node out of reach (the radio down, the node asleep)
+  saying none is no word of its frames, which the health model does not take for one.
 
 ``NodeEvents`` is what the node server reports through: the core's ``TransportEvents`` with
 those two added, everything else passed on as it is.

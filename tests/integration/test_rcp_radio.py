@@ -261,6 +261,23 @@ async def test_the_next_transmit_goes_in_the_turn_that_read_the_outcome(
     assert commands == [Prop.STREAM_RAW, Prop.STREAM_RAW, "marker"]
 
 
+async def test_a_transmit_cancelled_while_it_waits_its_turn_never_goes(
+    rcp: RcpEmulator, host: Host
+) -> None:
+    rcp.hold_transmits()
+    first = asyncio.create_task(host.radio.transmit(TO_NODE_SHORT))
+    await rcp.wait_until(lambda: len(rcp.sent) == 1)
+    second = asyncio.create_task(host.radio.transmit(BROADCAST))
+    third = asyncio.create_task(host.radio.transmit(TO_STRANGER))
+    await asyncio.sleep(0)  # both wait for their turn
+    second.cancel()
+    rcp.release_transmits()
+    assert await asyncio.wait_for(first, TIMEOUT) is TxStatus.OK
+    assert await asyncio.wait_for(third, TIMEOUT) is TxStatus.NO_ACK
+    assert second.cancelled()
+    assert [s.psdu for s in rcp.sent] == [TO_NODE_SHORT, TO_STRANGER]
+
+
 async def test_unsolicited_reset_reapplies_the_radio_state(rcp: RcpEmulator, host: Host) -> None:
     rcp.hold_transmits()
     in_flight = asyncio.create_task(host.radio.transmit(TO_NODE_SHORT))

@@ -282,12 +282,7 @@ class Radio:
             self._lost(generation, "the RCP gave no transmit outcome")
             return TxStatus.ABORTED
         finally:
-            queued.written.cancel()  # still waiting for its turn: it is passed over
-            if queued.tid:
-                if self._pending.get(queued.tid) is queued.written.result():
-                    del self._pending[queued.tid]
-                if self._on_air == queued.tid:  # its caller gave up before its outcome
-                    self._next_transmit()
+            self._leave(queued)
         try:
             prop, status_value = spinel.decode_property(reply.payload)
             if reply.command != Command.PROP_VALUE_IS or prop != Prop.LAST_STATUS:
@@ -327,6 +322,16 @@ class Radio:
             if self._write_lock.locked() or not io.write_now(hdlc.encode_frame(payload)):
                 self._write_soon(payload)
             return
+
+    def _leave(self, queued: _Transmit) -> None:
+        """The caller of ``queued`` is done with it, answered or not (a timeout, a cancel)."""
+        written = queued.written
+        if written.cancel() or written.cancelled() or written.exception() is not None:
+            return  # it never went: passed over if still waiting for its turn
+        if self._pending.get(queued.tid) is written.result():
+            del self._pending[queued.tid]
+        if self._on_air == queued.tid:  # gone before its outcome: the next one goes
+            self._next_transmit()
 
     def _write_soon(self, payload: bytes) -> None:
         """Write ``payload`` once the port takes it (behind a write under way, or through a

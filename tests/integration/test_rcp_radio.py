@@ -225,59 +225,6 @@ async def test_one_frame_in_flight(rcp: RcpEmulator, host: Host) -> None:
     assert [s.psdu for s in rcp.sent] == [TO_NODE_SHORT, BROADCAST]
 
 
-async def test_the_next_transmit_goes_in_the_turn_that_read_the_outcome(
-    rcp: RcpEmulator, host: Host
-) -> None:
-    # A line of transmits (the 2.04s of many nodes' CON Sends) is bound by its round trips: the
-    # next request must be on the line by the time the first transmit's caller wakes up to its
-    # outcome, not written in a later turn of the loop (under load a turn is long, and with two
-    # turns a transmit, the nodes got half the Sends answered: docs/benchmarks.md). The caller
-    # marks the line as it wakes, through a second opening of the pty: the RCP reads the two in
-    # the order they were written.
-    marker = hdlc.encode_frame(spinel.encode_frame(spinel.Frame(Command.NOOP)))
-    line = os.open(rcp.link, os.O_WRONLY | os.O_NOCTTY)
-    try:
-
-        async def first_then_mark() -> TxStatus:
-            status = await host.radio.transmit(TO_NODE_SHORT)
-            os.write(line, marker)
-            return status
-
-        rcp.hold_transmits()
-        first = asyncio.create_task(first_then_mark())
-        await rcp.wait_until(lambda: len(rcp.sent) == 1)
-        second = asyncio.create_task(host.radio.transmit(BROADCAST))
-        await asyncio.sleep(0)  # the second waits for its turn
-        rcp.release_transmits()
-        assert await asyncio.wait_for(first, TIMEOUT) is TxStatus.OK
-        assert await asyncio.wait_for(second, TIMEOUT) is TxStatus.OK
-        await rcp.wait_until(lambda: any(f.command == Command.NOOP for f in rcp.requests))
-    finally:
-        os.close(line)
-    commands = [
-        "marker" if frame.command == Command.NOOP else spinel.decode_property(frame.payload)[0]
-        for frame in rcp.requests[-3:]
-    ]
-    assert commands == [Prop.STREAM_RAW, Prop.STREAM_RAW, "marker"]
-
-
-async def test_a_transmit_cancelled_while_it_waits_its_turn_never_goes(
-    rcp: RcpEmulator, host: Host
-) -> None:
-    rcp.hold_transmits()
-    first = asyncio.create_task(host.radio.transmit(TO_NODE_SHORT))
-    await rcp.wait_until(lambda: len(rcp.sent) == 1)
-    second = asyncio.create_task(host.radio.transmit(BROADCAST))
-    third = asyncio.create_task(host.radio.transmit(TO_STRANGER))
-    await asyncio.sleep(0)  # both wait for their turn
-    second.cancel()
-    rcp.release_transmits()
-    assert await asyncio.wait_for(first, TIMEOUT) is TxStatus.OK
-    assert await asyncio.wait_for(third, TIMEOUT) is TxStatus.NO_ACK
-    assert second.cancelled()
-    assert [s.psdu for s in rcp.sent] == [TO_NODE_SHORT, TO_STRANGER]
-
-
 async def test_unsolicited_reset_reapplies_the_radio_state(rcp: RcpEmulator, host: Host) -> None:
     rcp.hold_transmits()
     in_flight = asyncio.create_task(host.radio.transmit(TO_NODE_SHORT))

@@ -47,11 +47,6 @@ class PortIO(Protocol):
     async def write(self, data: bytes) -> None:
         """Write all of ``data`` (raises OSError or pyserial's SerialException on failure)."""
 
-    def write_now(self, data: bytes) -> bool:
-        """Write ``data`` without waiting, where the port can: True once its bytes are written,
-        or queued to go before any later write (a failure then comes through ``on_lost``);
-        False where they are not (``write`` them)."""
-
     def detach(self) -> None:
         """Stop reading and writing at once: no callback comes after it."""
 
@@ -180,23 +175,6 @@ class LoopPort:
     async def write(self, data: bytes) -> None:
         if self._detached:
             raise PortClosedError("the port is closed")
-        self._send(data)
-        if self._drained is not None:
-            # Shielded: a cancelled writer's bytes still go whole, never a frame cut in two.
-            await asyncio.shield(self._drained)
-
-    def write_now(self, data: bytes) -> bool:
-        if self._detached:
-            return False
-        try:
-            self._send(data)
-        except OSError as exc:
-            self._fail(f"write failed: {exc}")
-        return True
-
-    def _send(self, data: bytes) -> None:
-        """Write what the tty takes now, after what waits for room; the rest waits for room
-        (``add_writer``) in ``_out``."""
         if not self._out:
             try:
                 written = os.write(self._fd, data)
@@ -209,6 +187,8 @@ class LoopPort:
         if self._drained is None:
             self._drained = self._loop.create_future()
             self._loop.add_writer(self._fd, self._writable)
+        # Shielded: a cancelled writer's bytes still go whole, never a frame cut in two.
+        await asyncio.shield(self._drained)
 
     def _writable(self) -> None:
         try:
@@ -298,10 +278,6 @@ class ThreadPort:
 
     def expect_answer(self) -> None:
         """Reads are never paced here."""
-
-    def write_now(self, data: bytes) -> bool:
-        """A write here is a worker thread's: never without waiting."""
-        return False
 
     async def write(self, data: bytes) -> None:
         if self._stop.is_set():

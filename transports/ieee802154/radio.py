@@ -8,10 +8,6 @@ it, code sees only raw 802.15.4 frames (PSDUs, each with its 2-byte FCS) and tra
   dongle. Its file descriptor is then read and written on the event loop, non-blocking
   (port_io.py; a port without one, ``rfc2217://``, keeps a reader thread). Writes go under a
   lock, so frames never interleave; everything (HDLC, Spinel, the state) runs in the loop.
-* **Transmits** go one at a time (the RCP has one frame in flight), in the order asked. The
-  next one's request is written in the callback that reads the outcome of the one before, not
-  by its caller once woken: a line of transmits (the 2.04s of many nodes' CON Sends) costs the
-  loop one turn per frame, not two, however long the turns (docs/benchmarks.md).
 * **The pace of reads** (pacing.py): while the line is quiet each frame is read at once;
   while it is busy a timer reads every ``pacing.window_for(baudrate)`` all that came
   meanwhile, in one wake-up of the loop. A request waiting for the RCP's answer is never
@@ -38,7 +34,6 @@ it, code sees only raw 802.15.4 frames (PSDUs, each with its 2-byte FCS) and tra
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import enum
 import functools
@@ -156,16 +151,6 @@ class RadioError(Exception):
     status. The radio reports it as its down reason and tries again after a back-off."""
 
 
-@dataclass(eq=False, slots=True)
-class _Transmit:
-    """A transmit waiting for its turn: its STREAM_RAW value, and for its caller, once its
-    request is on the line, the future of the RCP's answer and the request's TID."""
-
-    value: bytes
-    written: asyncio.Future[asyncio.Future[spinel.Frame]]
-    tid: int = 0
-
-
 class _LinkDown(Exception):
     """The connection went away, or the RCP reset (``reset``), while a request waited."""
 
@@ -202,11 +187,7 @@ class Radio:
         self._resetting = False
         self._next_tid = 1
         self._tids = asyncio.Semaphore(spinel.MAX_TID)
-        #: Transmits waiting for the one on the air (``_on_air``, its TID; 0: none).
-        self._transmits: collections.deque[_Transmit] = collections.deque()
-        self._on_air = 0
-        #: Writes of transmit requests that had to wait for the port (``_write_soon``).
-        self._writes: set[asyncio.Task[None]] = set()
+        self._tx_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
         self._events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._attempted = asyncio.Event()
@@ -265,85 +246,31 @@ class Radio:
             security_processed=secured,
         )
         value = spinel.encode_tx(request)  # refuses a PSDU over 127 bytes before queueing
-        if not self.state.up:
-            return TxStatus.ABORTED
-        generation = self._generation
-        queued = _Transmit(value, asyncio.get_running_loop().create_future())
-        self._transmits.append(queued)
-        if not self._on_air:
-            self._next_transmit()
-        try:
-            answer = await queued.written
-            async with asyncio.timeout(self.config.transmit_timeout):
-                reply = await answer
-        except _LinkDown:
-            return TxStatus.ABORTED
-        except TimeoutError:
-            self._lost(generation, "the RCP gave no transmit outcome")
-            return TxStatus.ABORTED
-        finally:
-            self._leave(queued)
-        try:
-            prop, status_value = spinel.decode_property(reply.payload)
-            if reply.command != Command.PROP_VALUE_IS or prop != Prop.LAST_STATUS:
-                raise SpinelDecodeError(f"command {reply.command}, property {prop}")
-            done = spinel.decode_tx_done(status_value)
-        except SpinelDecodeError as exc:
-            log.warning("unexpected answer to a transmit: %s", exc)
-            return TxStatus.FAILED
-        outcome = _TX_STATUSES.get(done.status, TxStatus.FAILED)
-        if outcome is TxStatus.FAILED:
-            log.warning("the RCP refused a transmit: %s", spinel.status_name(done.status))
-        return outcome
-
-    def _next_transmit(self) -> None:
-        """Write the request of the oldest transmit still waiting, now: called by the callback
-        that read the outcome of the one before (or by a transmit that finds none on the air),
-        so the next frame goes in the loop's turn that heard the last one's outcome.
-
-        Its TID is not counted by ``_tids``: a transmit goes only while the radio is up, and
-        the only requests then are transmits, one at a time."""
-        self._on_air = 0
-        while self._transmits:
-            queued = self._transmits.popleft()
-            if queued.written.done():  # its caller gave up while it waited
-                continue
-            io = self._io
-            if io is None or not self.state.up:
-                queued.written.set_exception(_LinkDown("the radio is down"))
-                continue
-            tid = queued.tid = self._on_air = self._allocate_tid()
-            answer: asyncio.Future[spinel.Frame] = asyncio.get_running_loop().create_future()
-            self._pending[tid] = answer
-            queued.written.set_result(answer)
-            io.expect_answer()
-            frame = spinel.prop_frame(Command.PROP_VALUE_SET, Prop.STREAM_RAW, queued.value, tid)
-            payload = spinel.encode_frame(frame)
-            if self._write_lock.locked() or not io.write_now(hdlc.encode_frame(payload)):
-                self._write_soon(payload)
-            return
-
-    def _leave(self, queued: _Transmit) -> None:
-        """The caller of ``queued`` is done with it, answered or not (a timeout, a cancel)."""
-        written = queued.written
-        if written.cancel() or written.cancelled() or written.exception() is not None:
-            return  # it never went: passed over if still waiting for its turn
-        if self._pending.get(queued.tid) is written.result():
-            del self._pending[queued.tid]
-        if self._on_air == queued.tid:  # gone before its outcome: the next one goes
-            self._next_transmit()
-
-    def _write_soon(self, payload: bytes) -> None:
-        """Write ``payload`` once the port takes it (behind a write under way, or through a
-        port that cannot write without waiting); a failure is the link's (``_write``)."""
-        task = asyncio.ensure_future(self._write(payload))
-        self._writes.add(task)
-        task.add_done_callback(self._written)
-
-    def _written(self, task: asyncio.Task[None]) -> None:
-        self._writes.discard(task)
-        if not task.cancelled():
-            task.exception()  # _LinkDown: the link's loss is reported, and fails the transmit
+        async with self._tx_lock:
+            if not self.state.up:
+                return TxStatus.ABORTED
+            generation = self._generation
+            try:
+                reply = await self._request(
+                    Command.PROP_VALUE_SET, Prop.STREAM_RAW, value, self.config.transmit_timeout
+                )
+            except _LinkDown:
+                return TxStatus.ABORTED
+            except TimeoutError:
+                self._lost(generation, "the RCP gave no transmit outcome")
+                return TxStatus.ABORTED
+            try:
+                prop, status_value = spinel.decode_property(reply.payload)
+                if reply.command != Command.PROP_VALUE_IS or prop != Prop.LAST_STATUS:
+                    raise SpinelDecodeError(f"command {reply.command}, property {prop}")
+                done = spinel.decode_tx_done(status_value)
+            except SpinelDecodeError as exc:
+                log.warning("unexpected answer to a transmit: %s", exc)
+                return TxStatus.FAILED
+            outcome = _TX_STATUSES.get(done.status, TxStatus.FAILED)
+            if outcome is TxStatus.FAILED:
+                log.warning("the RCP refused a transmit: %s", spinel.status_name(done.status))
+            return outcome
 
     # -- the supervisor: open, bring up, serve, and start again -----------------------------------
 
@@ -428,8 +355,6 @@ class Radio:
         """
         self._generation += 1  # whatever the old reader or a late write reports is ignored
         self._fail_pending(reason)
-        for task in self._writes:
-            task.cancel()
         while not self._events.empty():
             self._events.get_nowait()
         opening, self._opening = self._opening, None
@@ -585,11 +510,6 @@ class Radio:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(_LinkDown(reason, reset=reset))
-        self._on_air = 0
-        while self._transmits:
-            queued = self._transmits.popleft()
-            if not queued.written.done():
-                queued.written.set_exception(_LinkDown(reason, reset=reset))
 
     def _hdlc_error(self, error: hdlc.HdlcDecodeError) -> None:
         log.debug("from the RCP: %s", error)
@@ -615,8 +535,6 @@ class Radio:
             log.debug("answer with TID %d that nobody waits for", frame.tid)
         else:
             future.set_result(frame)
-        if frame.tid == self._on_air:
-            self._next_transmit()
 
     def _unsolicited(self, prop: int, value: bytes) -> None:
         if prop == Prop.STREAM_RAW:

@@ -55,6 +55,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import random
 import re
 import time
 from collections import OrderedDict
@@ -230,9 +231,14 @@ class IEEE802154Transport(Transport):
         self.refused_frames = 0
         """Frames refused by link-layer security, of any source."""
         self._told: OrderedDict[tuple[NodeId, type], None] = OrderedDict()
+        # The first MAC sequence number and datagram tag are random (as 802.15.4 has macDSN
+        # start): a node keeps the last few sequence numbers it heard from the gateway, and a
+        # restarted gateway that began at 0 again had its first frames dropped as duplicates.
         self.link = LowpanLink(
             reassembly_timeout=_number(config, "reassembly_timeout", 10, 1, 600),
             security=self.security,
+            seq=random.getrandbits(8),
+            tag=random.getrandbits(16),
         )
         self.radio = Radio(self.radio_config, on_frame=self._frame, on_state=self._radio_state)
         self.decode_errors = 0

@@ -3,10 +3,10 @@ block, no thread.
 
 pyserial opens and configures the port (termios for a dongle, a socket for ``socket://``);
 from then on its file descriptor is used directly, non-blocking: ``loop.add_reader`` (or, on a
-busy line, a timer, pacing.py) for reads, ``os.write`` for writes, with ``loop.add_writer`` only
-while the kernel's output buffer is full. Each read or transmit so costs the loop's own wake-up
-and nothing more: a reader thread cost its own and the loop's per read, and a write through a
-worker thread two per frame (docs/benchmarks.md).
+busy line, a timer at the pace of its byte rate, pacing.py) for reads, ``os.write`` for writes,
+with ``loop.add_writer`` only while the kernel's output buffer is full. Each read or transmit
+so costs the loop's own wake-up and nothing more: a reader thread cost its own and the loop's
+per read, and a write through a worker thread two per frame (docs/benchmarks.md).
 
 A port without a file descriptor (``rfc2217://``, whose pyserial backend reads its socket in a
 thread of its own) keeps a reader thread (``ThreadPort``), read as it comes, unpaced.
@@ -62,7 +62,9 @@ def open_io(
     on_lost: Callable[[str], None],
     awaiting: Callable[[], bool],
 ) -> PortIO:
-    """The I/O of an open ``port``: on the loop where it has a file descriptor."""
+    """The I/O of an open ``port``: on the loop where it has a file descriptor, its busy line
+    polled at first (and whenever it fills fast) every ``window`` seconds (``pacing.window_for``,
+    the floor), then at the pace its byte rate allows (``pacing.ReadPacing``)."""
     try:
         fd = port.fileno()
     except (AttributeError, OSError, serial.SerialException):
@@ -156,7 +158,10 @@ class LoopPort:
         if chunks:
             data = b"".join(chunks)
             self.pacing.read(
-                self._loop.time(), mid_frame=data[-1] != hdlc.FLAG, awaiting=self._awaiting()
+                self._loop.time(),
+                size=len(data),
+                mid_frame=data[-1] != hdlc.FLAG,
+                awaiting=self._awaiting(),
             )
             self._on_data(data)
         if failure and not self._detached:

@@ -9,10 +9,11 @@ it, code sees only raw 802.15.4 frames (PSDUs, each with its 2-byte FCS) and tra
   (port_io.py; a port without one, ``rfc2217://``, keeps a reader thread). Writes go under a
   lock, so frames never interleave; everything (HDLC, Spinel, the state) runs in the loop.
 * **The pace of reads** (pacing.py): while the line is quiet each frame is read at once;
-  while it is busy a timer reads every ``pacing.window_for(baudrate)`` all that came
-  meanwhile, in one wake-up of the loop. A request waiting for the RCP's answer is never
-  paced, nor is a line that carried a request within the window (exchanges are bound by their
-  round trips).
+  while it is busy a timer reads all that came meanwhile, in one wake-up of the loop, first
+  every ``pacing.window_for(baudrate)``, then as seldom as the line's measured byte rate lets
+  the tty's buffer wait (up to ``pacing.MAX_WINDOW``). A request waiting for the RCP's answer
+  is never paced, nor is a line that carried a request within the floor window (exchanges are
+  bound by their round trips).
 * **Bring-up**: RESET, then wait for the RCP's reset notification (LAST_STATUS RESET_* with
   TID 0; nothing may be set before it), check PROTOCOL_VERSION (major 4) and RCP_API_VERSION,
   read CAPS, NCP_VERSION and HWADDR, then apply the radio state: PHY_ENABLED, PHY_CHAN,

@@ -68,8 +68,8 @@ async def test_a_burst_at_the_lines_full_speed_after_a_slow_stream_loses_no_read
 ) -> None:
     """A slow stream of notifications makes the window long (the line fills slowly), then both
     nodes notify as fast as they and the emulator go: within that window the line carries more
-    than the tty's buffer can take at the measured rate (a poll finds it past ``SHORTEN_FILL``). Every notification the nodes sent is a reading the server received,
-    in order."""
+    than the measured rate would (a poll finds the buffer past ``SHORTEN_FILL``, and more). Every
+    notification the nodes sent is a reading the server received, in order."""
     async with gateway(tmp_path, server.uri, kind=AirKind("802154")) as gw:
         await registered(server)
         nodes = dict([await notifying_node(gw, 3), await notifying_node(gw, 4)])

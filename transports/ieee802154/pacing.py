@@ -39,23 +39,24 @@ registry's group commit (50 ms) before it is durable, then at most Delivery's li
 before its Send goes: at most 0.8 s from the node's frame to its Send, against 0.6 s with the
 floor alone. Only the first reading of a Delivery batch can wait that long: the linger starts
 at its commit, and the readings after it wait less. At 100 reports/s a poll then takes some
-twenty reports instead of four or five (docs/benchmarks.md)."""
+twenty-five reports instead of four or five (docs/benchmarks.md)."""
 
 TTY_BUFFER = 4096
 """Bytes n_tty keeps for a tty that nobody reads (``N_TTY_BUF_SIZE``; ``FIONREAD``, pyserial's
-``in_waiting``, never says more than 4,095). The pace keeps it from filling, because what the
-kernel does beyond it depends on the port, and is not always harmless:
+``in_waiting``, never says more). The pace keeps it from filling, because what the kernel does
+beyond it depends on the port, and is not always harmless:
 
-* a pty (the RCP emulator, ser2net's pty): the writer's ``write`` blocks, or fails with EAGAIN
-  when non-blocking, until the reader makes room: the writer slows, nothing is lost;
-* USB CDC-ACM (most dongles: nRF52840, EFR32 with a USB bridge): once n_tty is nearly full it
-  throttles the driver, which stops asking the device for data (the device's IN transfers are
-  NAKed); the bytes wait in the dongle, whose firmware drops frames once its own few KiB of
-  output buffer are full: loss, in the RCP;
+* a pty (the RCP emulator, a relay's pty): once the pty's own buffer is full too, the writer's
+  ``write`` blocks, or fails with EAGAIN when non-blocking, until the reader makes room: the
+  writer slows, nothing is lost;
+* a USB dongle (CDC-ACM, as the nRF52840's; a USB-serial bridge in front of the radio chip is
+  alike): once n_tty is nearly full it throttles the driver, which stops asking the device for
+  data (its IN transfers are NAKed); the bytes wait in the dongle, whose firmware (or bridge)
+  drops frames once its own few KiB of buffer are full: loss, in the dongle;
 * a UART: its interrupt handler drains the chip's FIFO into the tty's flip buffers whatever n_tty
-  says (64 KiB per port on old kernels, 640 KiB since 3.x), where they wait for room in n_tty;
-  with RTS/CTS the throttle also deasserts RTS and the RCP holds its bytes. Without flow control
-  and past the flip buffers' limit, the driver counts an overrun: loss.
+  says (640 KiB per port on current kernels, 64 KiB on old ones), where the bytes wait for room
+  in n_tty; with RTS/CTS the throttle also deasserts RTS and the RCP holds its bytes. Without
+  flow control and past the flip buffers' limit, the driver counts an overrun: loss.
 
 So a window never lets the line fill more than ``TARGET_FILL`` of this at the rate the last poll
 measured, and the floor window no more than half of it even at the baud rate's full speed."""
@@ -91,8 +92,9 @@ class ReadPacing:
     window after the previous read make the line busy: polling starts at the window's end.
     Polling goes on for as long as each poll finds bytes, each window set by the rate the poll
     before measured (``polled``); a poll that finds none (a window of quiet) goes back to
-    watching with the floor window, and so does an exchange (``requested``). Nothing is armed
-    while no byte comes: an idle line costs no wake-up.
+    watching with the floor window (the next busy spell's rate is not known), and an exchange
+    (``requested``) goes back to watching too, keeping the window. Nothing is armed while no
+    byte comes: an idle line costs no wake-up.
     """
 
     def __init__(self, floor: float, ceiling: float = MAX_WINDOW) -> None:

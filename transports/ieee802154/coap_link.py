@@ -103,9 +103,12 @@ class LowpanMessageInterface(interfaces.MessageInterface):
 
     def received(self, ip: bytes, port: int, payload: bytes, eui64: bytes | None = None) -> None:
         """A UDP payload for our port arrived from ``ip``/``port``; garbage is logged, dropped."""
+        self.received_from(LowpanAddress(self, ip, port, eui64), payload)
+
+    def received_from(self, remote: LowpanAddress, payload: bytes) -> None:
+        """``received``, from an address of this interface already made."""
         if self._mman is None:
             return
-        remote = LowpanAddress(self, ip, port, eui64)
         try:
             message = aiocoap.Message.decode(payload, remote=remote)
         except error.UnparsableMessage:

@@ -683,11 +683,12 @@ class NodeServer:
             task.add_done_callback(completing.discard)
 
         try:
-            first = await self._whole(registration, await request.response, path)
+            answer = await request.response
+            first = await self._whole(registration, answer, path)
             self._notified(registration, first, path, first=True)
             if request.observation is None:
                 return
-            await each_notification(request.observation, notified)
+            await each_notification(request, answer, notified)
         except (error.Error, asyncio.CancelledError) as e:
             if not isinstance(e, asyncio.CancelledError):
                 log.info("node %s: observation of %s ended: %s", node, path, e)

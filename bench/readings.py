@@ -57,6 +57,12 @@ start-up, not the path a reading takes from then on.
                                        [--seconds 20] [--max-readings 20000] [--linger S]
                                        [--transport sim|802154] [--report notify|send]
                                        [--callgrind] [--callgrind-readings 2000]
+                                       [--profile DIR]
+
+``--profile DIR``: the gateway process runs cProfile during each measure and writes its
+statistics to ``DIR/gateway-{transport}-{nodes}-{rate}.pstats`` (read them with ``python -m
+pstats``); where callgrind does not apply (``--transport 802154``), that is the breakdown
+by function, its CPU figures inflated by the profiler.
 """
 
 from __future__ import annotations
@@ -86,6 +92,9 @@ RECORDS_GOAL = 25_000
 INSTRUCTIONS_GOAL = 150_000
 ENDPOINT = "bench-readings"
 FLOOR_TICKS = 500
+PROFILE = "BENCH_READINGS_PROFILE"
+"""Set in the gateway process's environment (``--profile``): where its cProfile statistics of
+the measure go."""
 """Turns of the paced loop without reports that measure the floor (module docstring)."""
 
 
@@ -264,6 +273,12 @@ async def measured(
     await loop.run_in_executor(None, sys.stdin.readline)  # "go"
     delivered0, sends0 = stats.delivered, stats.sends
     cpu0, woken0 = time.process_time(), wake_ups()
+    profile = None
+    if os.environ.get(PROFILE):
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
     emit(measuring=True)
     if feed is not None:
         await feed()
@@ -271,6 +286,9 @@ async def measured(
         total = int((await loop.run_in_executor(None, sys.stdin.readline)).split()[1])
     await reached(stats, delivered0 + total).wait()
     cpu, woken = time.process_time() - cpu0, wake_ups() - woken0
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(os.environ[PROFILE])
     emit(
         cpu=cpu,
         wake_ups=woken,
@@ -315,9 +333,9 @@ WAIT = 600.0
 class Peer:
     """A process whose JSON reports are read as they come (a full pipe would block it)."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
         self.pid = self.proc.pid
         self.reports: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -372,10 +390,12 @@ def run(
     linger: float,
     callgrind: FilePath | None = None,
     report: str | None = None,
+    profile: FilePath | None = None,
 ) -> dict[str, Any]:
     """One run: a fresh server and gateway, ``total`` reports over ``count`` nodes, Delivery
     lingering ``linger`` seconds for a partial batch; with ``report`` (``notify`` or
-    ``send``) the reports come from nodes on the 802.15.4 air (air154.py)."""
+    ``send``) the reports come from nodes on the 802.15.4 air (air154.py); with ``profile``
+    the gateway's cProfile statistics of the measure are written there."""
     me = [sys.executable, str(HERE)]
     with tempfile.TemporaryDirectory() as state:
         server = Peer([*me, "--serve"])
@@ -400,7 +420,8 @@ def run(
                     f"--log-file={callgrind}.log",
                     *command,
                 ]
-            gw = Peer(command)
+            env = None if profile is None else {**os.environ, PROFILE: str(profile)}
+            gw = Peer(command, env)
             try:
                 pin(gw.pid, 0)
                 if air is not None:
@@ -503,6 +524,13 @@ def main() -> None:
     )
     parser.add_argument("--callgrind", action="store_true", help="add instructions per record")
     parser.add_argument("--callgrind-readings", type=int, default=2_000)
+    parser.add_argument(
+        "--profile",
+        type=FilePath,
+        metavar="DIR",
+        help="write the gateway's cProfile statistics of each measure to DIR (their CPU "
+        "figures then include the profiler's)",
+    )
     args = parser.parse_args()
     callgrind = args.callgrind and shutil.which("valgrind") is not None
     report = args.report if args.transport == "802154" else None
@@ -523,7 +551,11 @@ def main() -> None:
     for count in args.nodes:
         for rate in args.rates:
             total = args.max_readings if rate == "max" else int(float(rate) * args.seconds)
-            r = run(count, rate, total, args.linger, report=report)
+            profile = None
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                profile = args.profile / f"gateway-{args.transport}-{count}-{rate}.pstats"
+            r = run(count, rate, total, args.linger, report=report, profile=profile)
             if r.get("measured", r["fed"]) != r["fed"]:
                 coalesced.append(f"{count} nodes at {rate}: {r['measured']:,} measured")
             cell = ""

@@ -44,7 +44,9 @@ the reader thread's wake-up per read, Spinel, HDLC, the MAC, 6LoWPAN, CoAP, the 
 then the same path as above. Left out there: a real dongle's USB or UART (the pty hands over
 each frame the emulator writes at once), the air's losses and retransmissions, link-layer
 security, and the nodes' registration and the gateway's observations of them (before the
-measure). The floor column does not apply to it (n/a).
+measure). The floor column does not apply to it (n/a). ``--callgrind`` works there too: the
+gateway runs under valgrind from its start (the nodes register with it the slower), and the
+air (another process) is not counted.
 
 Wake-ups per report: the voluntary context switches of all the gateway's threads
 (``getrusage``) during the measure over the reports fed: each is a thread that slept and was
@@ -57,6 +59,12 @@ start-up, not the path a reading takes from then on.
                                        [--seconds 20] [--max-readings 20000] [--linger S]
                                        [--transport sim|802154] [--report notify|send]
                                        [--callgrind] [--callgrind-readings 2000]
+                                       [--profile DIR]
+
+``--profile DIR``: the gateway process runs cProfile during each measure and writes its
+statistics to ``DIR/gateway-{transport}-{nodes}-{rate}.pstats`` (read them with ``python -m
+pstats``): the breakdown by function (callgrind's counts are the interpreter's C functions),
+its CPU figures inflated by the profiler.
 """
 
 from __future__ import annotations
@@ -86,6 +94,9 @@ RECORDS_GOAL = 25_000
 INSTRUCTIONS_GOAL = 150_000
 ENDPOINT = "bench-readings"
 FLOOR_TICKS = 500
+PROFILE = "BENCH_READINGS_PROFILE"
+"""Set in the gateway process's environment (``--profile``): where its cProfile statistics of
+the measure go."""
 """Turns of the paced loop without reports that measure the floor (module docstring)."""
 
 
@@ -264,6 +275,12 @@ async def measured(
     await loop.run_in_executor(None, sys.stdin.readline)  # "go"
     delivered0, sends0 = stats.delivered, stats.sends
     cpu0, woken0 = time.process_time(), wake_ups()
+    profile = None
+    if os.environ.get(PROFILE):
+        import cProfile
+
+        profile = cProfile.Profile(time.process_time)  # CPU, not time preempted
+        profile.enable()
     emit(measuring=True)
     if feed is not None:
         await feed()
@@ -271,6 +288,9 @@ async def measured(
         total = int((await loop.run_in_executor(None, sys.stdin.readline)).split()[1])
     await reached(stats, delivered0 + total).wait()
     cpu, woken = time.process_time() - cpu0, wake_ups() - woken0
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(os.environ[PROFILE])
     emit(
         cpu=cpu,
         wake_ups=woken,
@@ -315,9 +335,9 @@ WAIT = 600.0
 class Peer:
     """A process whose JSON reports are read as they come (a full pipe would block it)."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
         self.pid = self.proc.pid
         self.reports: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -372,10 +392,12 @@ def run(
     linger: float,
     callgrind: FilePath | None = None,
     report: str | None = None,
+    profile: FilePath | None = None,
 ) -> dict[str, Any]:
     """One run: a fresh server and gateway, ``total`` reports over ``count`` nodes, Delivery
     lingering ``linger`` seconds for a partial batch; with ``report`` (``notify`` or
-    ``send``) the reports come from nodes on the 802.15.4 air (air154.py)."""
+    ``send``) the reports come from nodes on the 802.15.4 air (air154.py); with ``profile``
+    the gateway's cProfile statistics of the measure are written there."""
     me = [sys.executable, str(HERE)]
     with tempfile.TemporaryDirectory() as state:
         server = Peer([*me, "--serve"])
@@ -400,7 +422,8 @@ def run(
                     f"--log-file={callgrind}.log",
                     *command,
                 ]
-            gw = Peer(command)
+            env = None if profile is None else {**os.environ, PROFILE: str(profile)}
+            gw = Peer(command, env)
             try:
                 pin(gw.pid, 0)
                 if air is not None:
@@ -503,11 +526,16 @@ def main() -> None:
     )
     parser.add_argument("--callgrind", action="store_true", help="add instructions per record")
     parser.add_argument("--callgrind-readings", type=int, default=2_000)
+    parser.add_argument(
+        "--profile",
+        type=FilePath,
+        metavar="DIR",
+        help="write the gateway's cProfile statistics of each measure to DIR (their CPU "
+        "figures then include the profiler's)",
+    )
     args = parser.parse_args()
     callgrind = args.callgrind and shutil.which("valgrind") is not None
     report = args.report if args.transport == "802154" else None
-    if callgrind and report is not None:
-        parser.error("--callgrind measures the in-process feeder only (--transport sim)")
     print(
         "| nodes | reports/s | readings fed | upstream records | records per value "
         "| Sends | bytes per record | messages per Send | gateway CPU s | µs per record "
@@ -523,7 +551,11 @@ def main() -> None:
     for count in args.nodes:
         for rate in args.rates:
             total = args.max_readings if rate == "max" else int(float(rate) * args.seconds)
-            r = run(count, rate, total, args.linger, report=report)
+            profile = None
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                profile = args.profile / f"gateway-{args.transport}-{count}-{rate}.pstats"
+            r = run(count, rate, total, args.linger, report=report, profile=profile)
             if r.get("measured", r["fed"]) != r["fed"]:
                 coalesced.append(f"{count} nodes at {rate}: {r['measured']:,} measured")
             cell = ""
@@ -531,7 +563,7 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     out = FilePath(tmp) / "callgrind.out"
                     small = min(total, args.callgrind_readings)
-                    c = run(count, rate, small, args.linger, out)
+                    c = run(count, rate, small, args.linger, out, report=report)
                     cell = f" {c['instructions'] / c['records'] / 1000:,.0f} k |"
             shown = f"{total / r['feed_s']:,.0f}" + (" (max)" if rate == "max" else "")
             floor = "n/a" if r["floor"] is None else f"{r['floor'] * 1e6:.0f}"

@@ -17,6 +17,10 @@ from .errors import PathError
 MAX_ID = 65534
 """IDs are 16-bit; 65535 is reserved."""
 
+PARSED = 1024
+"""Texts whose parsed path is kept (``Path.parse``); all are forgotten when that many are
+kept, which bounds the memory whatever names come."""
+
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.~-]*[A-Za-z_.~-][A-Za-z0-9_.~-]*")
 
 
@@ -48,15 +52,23 @@ class Path:
 
     @classmethod
     def parse(cls, text: str) -> Path:
-        """Parse ``/3/0/1``, ``3/0/1``, ``/`` or ``/dev3/3303/0``; raise PathError if invalid."""
+        """Parse ``/3/0/1``, ``3/0/1``, ``/`` or ``/dev3/3303/0``; raise PathError if invalid.
+
+        The paths parsed last are kept (``PARSED``): a node names the same few resources in
+        every report, and a path is a value, so the one parsed before is the answer."""
         if not isinstance(text, str):
             raise PathError(f"a path must be text, not {type(text).__name__}")
+        path = _parsed.get(text)
+        if path is not None:
+            return path
         body = text[1:] if text.startswith("/") else text
         if body.endswith("/"):
             body = body[:-1]
-        if not body:
-            return ROOT
-        return cls.from_segments(body.split("/"))
+        path = cls.from_segments(body.split("/")) if body else ROOT
+        if len(_parsed) >= PARSED:
+            _parsed.clear()
+        _parsed[text] = path
+        return path
 
     @classmethod
     def from_segments(cls, segments: Sequence[str]) -> Path:
@@ -162,6 +174,7 @@ class Path:
 
 
 ROOT = Path()
+_parsed: dict[str, Path] = {}
 _new = object.__new__
 # The slots' own setters, which a frozen dataclass's __setattr__ does not guard: what
 # ``Path.derived`` sets a path's fields with, without looking their names up per path.

@@ -97,6 +97,10 @@ class Dialect:
     bver: Label | None = None
     refused: frozenset[Label] = frozenset()
     number: Label = field(init=False)
+    labels: dict[ResourceType, Label] = field(init=False, repr=False, compare=False)
+    """``values`` as a plain dict, never written: faster to query per record than the view,
+    and copied once here rather than per pack (the copy cost a notification more than its
+    lookups)."""
     value_labels: frozenset[Label] = field(init=False)
     handled: frozenset[Label] = field(init=False)
 
@@ -104,6 +108,7 @@ class Dialect:
         # Derived once here so the per-record loops do no set building; the mapping is copied
         # into a read-only view so that a module-level dialect is not mutable state.
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        object.__setattr__(self, "labels", dict(self.values))
         value_labels = frozenset(self.values.values())
         handled = {self.n, self.t, *value_labels}
         handled.update(x for x in (self.bn, self.bt, self.bv, self.bver) if x is not None)
@@ -307,7 +312,7 @@ def decode_pack(
     """
     records: list[Record] = []
     append = records.append
-    labels = dict(dialect.values)  # a plain dict: faster to query per record than the view
+    labels = dialect.labels
     for name, time, label, raw in _resolve(items, dialect, base_name, base_time):
         path = _parse_name(name)
         if not base.contains(path):

@@ -12,9 +12,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path as FsPath
 
+import aiocoap
 import pytest
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.constants import COAP_PORT
+from aiocoap.numbers.types import ACK, CON, NON, RST
+from airs import HandedOver
 from emulators.lwm2m_node import SWITCH, TEMPERATURE, DirectLink, EmulatedNode
 
 from bridged.engine.coap import append_message_interface
@@ -241,3 +244,115 @@ async def test_lost_datagrams_are_retransmitted(air: Air) -> None:
     air.pair(node)
     await asyncio.wait_for(node.registered.wait(), TIMEOUT)
     assert len(lost) == 2
+
+
+def patched(
+    data: bytes, *, mtype: int | None = None, mid: int | None = None, token: bytes | None = None
+) -> bytes:
+    """A CoAP message's bytes with another type, Message ID or token (RFC 7252 §3)."""
+    tkl = data[0] & 0x0F
+    old_type, old_mid, old_token = (data[0] >> 4) & 0x03, data[2:4], data[4 : 4 + tkl]
+    token = old_token if token is None else token
+    first = 0x40 | (old_type if mtype is None else mtype) << 4 | len(token)
+    mid_bytes = old_mid if mid is None else mid.to_bytes(2, "big")
+    return bytes([first, data[1]]) + mid_bytes + token + data[4 + tkl :]
+
+
+class Notifications:
+    """A 1.0 node (its notifications are its readings) whose notifications of its readings
+    are held off the link when asked, to be put back by hand, and the gateway's empty ACKs
+    and RSTs to it: what the registry is handed over is what the core receives."""
+
+    def __init__(self, air: Air, node: EmulatedNode, handed: HandedOver) -> None:
+        self.air, self.node, self.handed = air, node, handed
+        self.held: list[bytes] = []
+        self.holding = False
+        self.answers: list[aiocoap.Message] = []
+        air.link.drop = self._drop
+
+    def _drop(self, src: bytes, data: bytes) -> bool:
+        message = aiocoap.Message.decode(data)
+        if src == self.node.ip:
+            notification = message.code.is_response() and message.opt.observe is not None
+            if notification and self.holding:
+                assert message.mtype is NON
+                self.held.append(data)
+                return True
+        elif message.code is Code.EMPTY and message.mtype in (ACK, RST):
+            self.answers.append(message)
+        return False
+
+    async def measure(self, *values: float) -> list[bytes]:
+        """The node's notifications of ``values``, held."""
+        self.holding, start = True, len(self.held)
+        for k, value in enumerate(values, start + 1):
+            self.node.tree.set(TEMPERATURE, value)
+            await until(lambda k=k: len(self.held) >= k)  # type: ignore[misc]
+        self.holding = False
+        return self.held[-len(values) :]
+
+    def put(self, data: bytes) -> None:
+        """``data`` as the gateway would receive it from the node."""
+        assert self.air.link.gateway is not None
+        self.air.link.gateway.received(self.node.ip, COAP_PORT, data, self.node.eui64)
+
+    async def readings(self, last: float) -> list[object]:
+        """The temperatures handed over as readings, once ``last`` (measured after all else,
+        and not held) is among them: what came before it has been taken or not by then."""
+        self.node.tree.set(TEMPERATURE, last)
+        taken = self.handed.readings
+        await until(lambda: any(h.path == TEMPERATURE and h.value == last for h in taken))
+        return [h.value for h in taken if h.path == TEMPERATURE]
+
+
+@pytest.fixture
+async def notifications(air: Air) -> Notifications:
+    node = await air.node(9, version="1.0")
+    node_id = air.pair(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    live = air.registry.live[node_id]
+    await until(lambda: TEMPERATURE in live.values)
+    handed = HandedOver()
+    air.registry.listen(handed)
+    return Notifications(air, node, handed)
+
+
+async def test_an_older_or_repeated_notification_is_not_taken(
+    notifications: Notifications,
+) -> None:
+    """RFC 7641 §3.4: notifications that come out of order are taken newest first, and one
+    older than a notification taken (or the same again) is not: it would overwrite a newer
+    value with an older one, or make one measured value two readings."""
+    first, second, third = await notifications.measure(30.5, 31.5, 32.5)
+    for data in (third, first, second, third):
+        notifications.put(data)
+    assert await notifications.readings(33.5) == [32.5, 33.5]
+
+
+def mid_of(data: bytes) -> int:
+    return int.from_bytes(data[2:4], "big")
+
+
+async def test_a_confirmable_notification_is_acknowledged_each_time_and_taken_once(
+    notifications: Notifications,
+) -> None:
+    (data,) = await notifications.measure(34.5)
+    mid = (mid_of(data) + 1000) & 0xFFFF
+    confirmable = patched(data, mtype=int(CON), mid=mid)
+    notifications.put(confirmable)
+    notifications.put(confirmable)  # its ACK lost: the node sends it again
+    assert await notifications.readings(35.5) == [34.5, 35.5]
+    assert [a.mtype for a in notifications.answers if a.mid == mid] == [ACK, ACK]
+
+
+async def test_a_notification_of_no_observation_is_reset_if_confirmable_else_ignored(
+    notifications: Notifications,
+) -> None:
+    confirmable, other = await notifications.measure(36.5, 37.5)
+    unknown = b"\xff" * 8  # aiocoap's tokens are 8 bytes or fewer
+    mid = (mid_of(confirmable) + 1000) & 0xFFFF
+    notifications.put(patched(confirmable, mtype=int(CON), mid=mid, token=unknown))
+    notifications.put(patched(other, token=unknown))
+    assert await notifications.readings(38.5) == [38.5]
+    answers = [(a.mtype, a.mid) for a in notifications.answers]
+    assert (RST, mid) in answers and all(m != mid_of(other) for _, m in answers)

@@ -28,7 +28,9 @@ INTERNALS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("aiocoap.messagemanager", "MessageManager.dispatch_message"): (
         "74449686c5ca98ad",
-        "bridged.engine.coap: wrapped (who is served, token length); it deduplicates first",
+        "bridged.engine.coap: wrapped (who is served, token length); it deduplicates first; "
+        "transports.ieee802154.coap_link: a node's NON notification skips it (it neither "
+        "deduplicates nor acknowledges one)",
     ),
     ("aiocoap.messagemanager", "MessageManager.send_message"): (
         "c3f4ab610981dc97",

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridged.objects import paths
 from bridged.objects.errors import BadRequest, PathError
-from bridged.objects.paths import ROOT, Level, Path
+from bridged.objects.paths import PARSED, ROOT, Level, Path
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,23 @@ def test_invalid_paths_raise_typed_error(text: str) -> None:
         Path.parse(text)
     assert isinstance(exc.value, BadRequest)
     assert exc.value.code_text == "4.00"
+
+
+def test_paths_parsed_before_are_the_same_and_kept_within_bounds() -> None:
+    """``Path.parse`` keeps what it parsed (a node names the same resources in every
+    report): asked again, the same text is the same path, an invalid one raises again, and
+    however many names come, at most ``PARSED`` are kept."""
+    first = Path.parse("/3303/0/5700")
+    assert Path.parse("/3303/0/5700") is first
+    for _ in range(2):
+        with pytest.raises(PathError):
+            Path.parse("/3303/0/65535")
+    names = [f"/3303/{i // 1000}/{i % 1000}" for i in range(3 * PARSED)]
+    for name in names:
+        path = Path.parse(name)
+        assert str(path) == name
+    assert paths._parsed and len(paths._parsed) <= PARSED
+    assert all(str(Path.parse(name)) == name for name in names)
 
 
 def test_format_and_navigation() -> None:

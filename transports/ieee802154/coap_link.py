@@ -17,14 +17,16 @@ travels with the address but is not part of its identity as a CoAP peer.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiocoap
 from aiocoap import error, interfaces
 from aiocoap.numbers.constants import COAP_PORT
+from aiocoap.numbers.types import NON
 from aiocoap.util import hostportsplit
 
 from ..base import MessageInterfaceHelper
@@ -100,18 +102,48 @@ class LowpanMessageInterface(interfaces.MessageInterface):
         self._mman: interfaces.MessageManager | None = mman
         self._send_datagram = send_datagram
         self.local = LowpanAddress(self, ip, port)
+        self._observed: dict[tuple[bytes, LowpanAddress], Callable[[aiocoap.Message], None]] = {}
+        """The observations whose NON notifications skip the message manager (``observing``)."""
 
     def received(self, ip: bytes, port: int, payload: bytes, eui64: bytes | None = None) -> None:
         """A UDP payload for our port arrived from ``ip``/``port``; garbage is logged, dropped."""
+        self.received_from(LowpanAddress(self, ip, port, eui64), payload)
+
+    def received_from(self, remote: LowpanAddress, payload: bytes) -> None:
+        """``received``, from an address of this interface already made."""
         if self._mman is None:
             return
-        remote = LowpanAddress(self, ip, port, eui64)
         try:
             message = aiocoap.Message.decode(payload, remote=remote)
         except error.UnparsableMessage:
             log.info("unparsable CoAP message from %s dropped", remote.hostinfo)
             return
+        if self._observed and message.mtype is NON:
+            notified = self._observed.get((message.token, remote))
+            if (
+                notified is not None
+                and message.code.is_response()
+                and message.opt.observe is not None
+            ):
+                notified(message)
+                return
         self._mman.dispatch_message(message)
+
+    @contextlib.contextmanager
+    def observing(
+        self, token: bytes, remote: LowpanAddress, notified: Callable[[aiocoap.Message], None]
+    ) -> Iterator[None]:
+        """While in the ``with``, hand the NON notifications of the observation of ``token``
+        at ``remote`` to ``notified`` as they arrive, not through the message manager: a NON
+        response needs no ACK and is not deduplicated, so all the layers above would do is
+        find the observation (notifications.py says what is checked instead)."""
+        key = (token, remote)
+        self._observed[key] = notified
+        try:
+            yield
+        finally:
+            if self._observed.get(key) is notified:
+                del self._observed[key]
 
     def unreachable(self, ip: bytes, port: int, reason: Exception) -> None:
         """The link gave up on ``ip``/``port`` (no ACK after the radio's retries): what is in

@@ -104,10 +104,11 @@ class NodeEvents:
 
     def state(self, node: NodeId, state: NodeState) -> None:
         self._states[node] = state
-        self.events.state(
-            node,
-            replace(state, decrypt_failures=self.refused[node], problem=self._problems.get(node)),
-        )
+        refused, problem = self.refused.get(node, 0), self._problems.get(node)
+        if refused != state.decrypt_failures or problem != state.problem:
+            # a new state only when the link has a say: the node server reports one per message
+            state = replace(state, decrypt_failures=refused, problem=problem)
+        self.events.state(node, state)
 
     def refuse(self, node: NodeId, problem: str) -> None:
         """A frame of paired ``node`` was refused by link-layer security, for ``problem``: a

@@ -223,6 +223,8 @@ class NodeServer:
         self._by_location: dict[str, NodeId] = {}
         self._locations = itertools.count(1)
         self._resumed: dict[NodeId, Mapping[str, Any]] = {}
+        self._nodes: OrderedDict[bytes, NodeId] = OrderedDict()
+        """``node_of``'s answers, by EUI-64 or IPv6 address."""
         self._unknown: OrderedDict[NodeId, None] = OrderedDict()
         """Nodes told (and logged once) that the gateway has no registration of theirs."""
         self._sleep_timers: dict[NodeId, asyncio.TimerHandle] = {}
@@ -291,14 +293,19 @@ class NodeServer:
 
     def node_of(self, address: LowpanAddress) -> NodeId:
         """The node at ``address``, by the MAC address the link knew or its IPv6 address
-        carries (``node_address``)."""
-        mac = address.eui64 or mac_from_address(address.ip)
-        return NodeId(self.transport, node_address(mac, self.pan_id))
+        carries (``node_address``). Each datagram asks, so the answer is kept by address."""
+        key = address.eui64 or address.ip
+        node = self._nodes.get(key)
+        if node is None:
+            mac = address.eui64 or mac_from_address(address.ip)
+            node = NodeId(self.transport, node_address(mac, self.pan_id))
+            remember(self._nodes, key, node)
+        return node
 
-    def link_quality(self, address: LowpanAddress, rssi: int, lqi: int) -> None:
-        """The radio's RSSI and LQI of the last frame from ``address``, reported with the
-        node's state."""
-        self._link_quality[self.node_of(address)] = (rssi, lqi)
+    def link_quality(self, node: NodeId, rssi: int, lqi: int) -> None:
+        """The radio's RSSI and LQI of the last frame from ``node``, reported with the node's
+        state."""
+        self._link_quality[node] = (rssi, lqi)
 
     def forget(self, node: NodeId) -> None:
         """The node was unpaired: drop its registration (it must register, and be let in,
@@ -563,7 +570,7 @@ class NodeServer:
                 expect=registration.lifetime,
             ),
         )
-        for waiter in self._wakers.pop(node, []):
+        for waiter in self._wakers.pop(node, ()) if self._wakers else ():
             if not waiter.done():
                 waiter.set_result(None)
         if registration.queue:
@@ -676,11 +683,12 @@ class NodeServer:
             task.add_done_callback(completing.discard)
 
         try:
-            first = await self._whole(registration, await request.response, path)
+            answer = await request.response
+            first = await self._whole(registration, answer, path)
             self._notified(registration, first, path, first=True)
             if request.observation is None:
                 return
-            await each_notification(request.observation, notified)
+            await each_notification(request, answer, notified)
         except (error.Error, asyncio.CancelledError) as e:
             if not isinstance(e, asyncio.CancelledError):
                 log.info("node %s: observation of %s ended: %s", node, path, e)

@@ -10,6 +10,15 @@ callbacks the iterator itself is built on see each one; aiocoap 0.4.17 marks the
 for applications, so they are registered as its iterator registers them
 (``_suppress_deprecation``), pinned in tests/unit/test_aiocoap_internals.py.
 
+A node's NON notification, the report of every node that observes its readings, is matched
+to its observation by the link's message interface and handed over here directly
+(``LowpanMessageInterface.observing``): aiocoap's message manager, token manager, pipe and
+request generator do nothing for it but find the callback (responses are not deduplicated,
+and a NON is not acknowledged). What they do check is kept here, for every notification
+whichever way it came: RFC 7641 §3.4's order (``Order``: an older notification, or one
+repeated, is not taken). A CON notification (ACK), a last response without Observe, and
+any token not observed (a CON gets an RST) still go through aiocoap.
+
 Without aiocoap's block-wise wrapper, a notification larger than the node's block size comes
 as its first block (Block2, RFC 7959 §3.4), and the node server asks for the rest itself
 (``rest_of``).
@@ -18,6 +27,8 @@ as its first block (Block2, RFC 7959 §3.4), and the node server asks for the re
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable
 
 import aiocoap
@@ -25,19 +36,59 @@ from aiocoap import error
 from aiocoap.numbers.codes import Code
 from aiocoap.optiontypes import BlockOption
 
+from .coap_link import LowpanAddress
+
+OBSERVE_WRAP = 2**23
+"""RFC 7641 §3.4: a notification whose Observe number is within this distance after the last
+one taken is newer (the numbers are 24 bits and wrap)."""
+OBSERVE_RESET = 128.0
+"""RFC 7641 §3.4: seconds after which a notification is newer whatever its number."""
+
+
+class Order:
+    """RFC 7641 §3.4's order of one observation's notifications: the Observe number and arrival
+    time of the newest taken so far (the first answer's to begin with)."""
+
+    def __init__(self, first: aiocoap.Message, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._number: int | None = first.opt.observe
+        self._at = clock()
+
+    def newer(self, message: aiocoap.Message) -> bool:
+        """Whether ``message`` is to be taken (and is then the newest); a last response (no
+        Observe number) always is."""
+        number = message.opt.observe
+        if number is None:
+            return True
+        at, last = self._clock(), self._number
+        if not (
+            last is None
+            or (last < number and number - last < OBSERVE_WRAP)
+            or (last > number and last - number > OBSERVE_WRAP)
+            or at > self._at + OBSERVE_RESET
+        ):
+            return False
+        self._number, self._at = number, at
+        return True
+
 
 async def each_notification(
-    observation: aiocoap.protocol.ClientObservation,
+    request: aiocoap.protocol.Request,
+    first: aiocoap.Message,
     on_notification: Callable[[aiocoap.Message], None],
 ) -> None:
-    """Call ``on_notification`` with every notification of ``observation``, in the order they
-    arrive, until the observation ends: returns when the server ends it (not observable any
-    more, cancelled), raises what else ended it. Cancelling the wait stops the calls."""
+    """Call ``on_notification`` with every notification of ``request``'s observation, whose
+    first answer was ``first``, in the order they arrive and newer than those taken before
+    (``Order``), until the observation ends: returns when the server ends it (not observable
+    any more, cancelled), raises what else ended it. Cancelling the wait stops the calls."""
+    observation = request.observation
+    assert observation is not None
     ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     live = True
+    order = Order(first)
 
     def notified(message: aiocoap.Message) -> None:
-        if live:
+        if live and order.newer(message):
             on_notification(message)
 
     def failed(exc: Exception) -> None:
@@ -50,8 +101,15 @@ async def each_notification(
 
     observation.register_callback(notified, _suppress_deprecation=True)
     observation.register_errback(failed, _suppress_deprecation=True)
+    remote = first.remote
+    direct = (
+        remote.interface.observing(first.token, remote, notified)
+        if isinstance(remote, LowpanAddress)
+        else contextlib.nullcontext()
+    )
     try:
-        await ended
+        with direct:
+            await ended
     finally:
         live = False
 

@@ -378,9 +378,10 @@ class IEEE802154Transport(Transport):
             self._not_served(remote, datagram.dst_port)
             return
         remember(self._ports, (datagram.src, datagram.src_port), datagram.dst_port)
-        self.node_events.accepted(self.server.node_of(remote))
-        self.server.link_quality(remote, frame.rssi, frame.lqi)
-        self._interface.received(datagram.src, datagram.src_port, datagram.payload)
+        node = self.server.node_of(remote)
+        self.node_events.accepted(node)
+        self.server.link_quality(node, frame.rssi, frame.lqi)
+        self._interface.received_from(remote, datagram.payload)
 
     def _send_datagram(self, remote: LowpanAddress, payload: bytes) -> None:
         own = self.radio_config.ext_address or getattr(self.radio, "eui64", None)

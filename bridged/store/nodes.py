@@ -204,7 +204,7 @@ class NodeStore:
                 if row is None:
                     free, reclaimed = self._reclaim(c, object_id), True
                 else:
-                    free = int(row[0])
+                    free = _held([*ids.values(), *allocated.values()], int(row[0]))
                     low[object_id] = free + 1
                 c.execute(
                     "INSERT INTO instance_ids(node_id, object_id, node_instance, instance_id) "
@@ -226,7 +226,10 @@ class NodeStore:
                 "SELECT object_id, node_instance, instance_id FROM instance_ids WHERE node_id = ?",
                 (node,),
             )
-            self._node_ids = (node, {(o, n): i for o, n, i in rows})
+            ids: dict[tuple[int, int], int] = {}
+            for o, n, i in rows:
+                ids[(o, n)] = _held(ids.values(), i)
+            self._node_ids = (node, ids)
         return self._node_ids[1]
 
     def reserve_instance(self, object_id: int, instance_id: int) -> None:
@@ -268,6 +271,14 @@ class NodeStore:
             raise OverflowError(f"object {object_id} has no instance ID left for another node")
         c.execute("DELETE FROM instance_ids WHERE rowid = ?", (row[0],))
         return int(row[1])
+
+
+def _held(ids: Iterable[int], new: int) -> int:
+    """``new``, or the equal int among a node's ``ids``. Nodes of one kind, allocated
+    together, have the same ID in each of their objects, and every ID above 256 is an int
+    object of its own that the tree and the path map keep: a few per node, not one per
+    instance (0.6 MB of a gateway with 10,000 nodes of 4 instances, issue 17)."""
+    return next((i for i in ids if i == new), new)
 
 
 _NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})

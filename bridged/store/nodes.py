@@ -195,7 +195,7 @@ class NodeStore:
         if not missing:
             return {key: ids[key] for key in keys}
         low = dict(self._low)  # taken on only once the transaction is committed
-        allocated = {}
+        allocated: dict[tuple[int, int], int] = {}
         reclaimed = False
         with self._transaction() as c:
             for object_id, node_instance in missing:

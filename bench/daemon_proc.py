@@ -138,9 +138,23 @@ class Server:
 # -- the daemon process --------------------------------------------------------------------------
 
 
+def unit_environment(python: str) -> dict[str, str]:
+    """The variables the packaged unit's ``Environment=`` lines set, the unit of the checkout
+    whose venv ``python`` is (``<checkout>/.venv/bin/python``; this checkout's for another):
+    each checkout's daemon runs as its own unit runs it."""
+    unit = Path(python).absolute().parents[2] / "packaging" / "bridged.service"
+    lines = (unit if unit.exists() else ROOT / "packaging" / "bridged.service").read_text()
+    return dict(
+        line.removeprefix("Environment=").split("=", 1)
+        for line in lines.splitlines()
+        if line.startswith("Environment=")
+    )
+
+
 class Daemon:
     """``bridged --config`` under an emulated systemd: ``NOTIFY_SOCKET`` (READY=1, STATUS=,
-    WATCHDOG=1 arrive here) and ``WATCHDOG_USEC`` as the packaged unit sets it (30 s)."""
+    WATCHDOG=1 arrive here), ``WATCHDOG_USEC`` as the packaged unit sets it (30 s) and the
+    unit's ``Environment=`` (``unit_environment``)."""
 
     def __init__(
         self,
@@ -157,6 +171,7 @@ class Daemon:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(str(self.notify_path))
         env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM",)}
+        env.update(unit_environment(python))
         env["NOTIFY_SOCKET"] = str(self.notify_path)
         env["WATCHDOG_USEC"] = str(watchdog_usec)
         self.log = state / "bridged.log"

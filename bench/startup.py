@@ -22,7 +22,9 @@ figures: the interpreter and the imports are part of a start), and the endpoints
 endpoint per node registers at the pace ``endpoints_concurrency`` allows: bench/nodes.py).
 
 ``--daemon-python`` runs the daemon with another interpreter too (another checkout's venv),
-to measure before and after in one run on the same machine.
+to measure before and after in one run on the same machine. Each daemon gets the environment
+its own checkout's packaged unit sets (``daemon_proc.unit_environment``: glibc's malloc
+tunables, which a daemon's memory depends on).
 
     .venv/bin/python bench/startup.py [--counts 5000,10000] [--modes instances,gateway]
                                       [--daemon-python /path/to/other/.venv/bin/python]

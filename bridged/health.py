@@ -335,6 +335,8 @@ class HealthMonitor:
             return
         now = self.monotonic()
         saved = self._saved.pop(node, None)
+        if saved is not None and not self._saved:
+            self._saved = {}  # emptied, a dict keeps its table: 300 KB after 10,000 nodes
         interval = None if saved is None else saved.interval
         timeout = self.policy.timeout(node, None, interval)
         health = self._unheard.setdefault(

@@ -474,6 +474,7 @@ class Registrar:
         self._set(RegistrationState.REGISTERING)
         params = self._params()
         payload = params.links.encode()
+        params = params.kept(payload)  # the text goes now, not after the exchange
         msg = aiocoap.Message(code=Code.POST, uri=self.uri("rd"), payload=payload)
         msg.opt.uri_query = (*self._base_query, *register_query(self.target, params, self.version))
         msg.opt.content_format = LINK_FORMAT
@@ -504,7 +505,7 @@ class Registrar:
             )
             return False
         self.location = tuple(response.opt.location_path)
-        self._sent = params.kept(payload)
+        self._sent = params
         self._registered_at = self._clock()
         self._set(RegistrationState.REGISTERED)
         self._emit(EventKind.REGISTRATION_COMPLETE, "/" + "/".join(self.location))
@@ -529,6 +530,7 @@ class Registrar:
                     query.append("Q")
         payload = params.links.encode()
         sent = params.kept(payload)
+        del params  # the text goes now, not after the exchange
         links_changed = sent.links != self._sent.links
         msg = aiocoap.Message(
             code=Code.POST, uri=self._location_uri(), payload=payload if links_changed else b""

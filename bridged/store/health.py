@@ -35,14 +35,24 @@ class SavedHealth:
     interval: float | None
 
 
+NOTHING_KNOWN = SavedHealth(True, None, None, None, None, 0, None, None)
+"""The health of a node never heard and never found unavailable: what a start gives a node
+that has no row. A clean stop keeps every node's health, so a row of a node that said nothing
+yet is this, and is not read back: each one read became a node's own copy of the health that
+such nodes share (10,000 quiet nodes held 1.5 MB more after a restart than at a first start,
+issue 17)."""
+
 _COLUMNS = tuple(f.name for f in fields(SavedHealth))
+_LISTED = ", ".join(_COLUMNS)
 _SAVE = f"""
-    INSERT INTO node_health(node_id, {", ".join(_COLUMNS)})
+    INSERT INTO node_health(node_id, {_LISTED})
     SELECT ?1, {", ".join(f"?{i}" for i in range(2, len(_COLUMNS) + 2))}
      WHERE EXISTS (SELECT 1 FROM nodes WHERE id = ?1)
     ON CONFLICT(node_id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in _COLUMNS)}
 """
 """Keep a node's health (a node that is not paired, unpaired meanwhile, gets none)."""
+_NOTHING = ", ".join("?" * len(_COLUMNS))
+"""``NOTHING_KNOWN``'s values, bound in ``HealthStore.load``."""
 
 
 class HealthStore:
@@ -50,8 +60,11 @@ class HealthStore:
         self.conn = conn
 
     def load(self) -> dict[NodeId, SavedHealth]:
-        """Every paired node's health as last kept."""
-        rows = self.conn.execute(f"SELECT node_id, {', '.join(_COLUMNS)} FROM node_health")
+        """Every paired node's health as last kept, but for those that say ``NOTHING_KNOWN``."""
+        rows = self.conn.execute(
+            f"SELECT node_id, {_LISTED} FROM node_health WHERE ({_LISTED}) IS NOT ({_NOTHING})",
+            astuple(NOTHING_KNOWN),
+        )
         return {
             NodeId.parse(node): SavedHealth(bool(available), *rest)
             for node, available, *rest in rows

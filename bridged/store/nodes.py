@@ -195,7 +195,8 @@ class NodeStore:
         if not missing:
             return {key: ids[key] for key in keys}
         low = dict(self._low)  # taken on only once the transaction is committed
-        allocated = {}
+        allocated: dict[tuple[int, int], int] = {}
+        held = {i: i for i in ids.values()}  # one int per ID value (``_ids_of``)
         reclaimed = False
         with self._transaction() as c:
             for object_id, node_instance in missing:
@@ -204,7 +205,8 @@ class NodeStore:
                 if row is None:
                     free, reclaimed = self._reclaim(c, object_id), True
                 else:
-                    free = int(row[0])
+                    lowest = int(row[0])
+                    free = held.setdefault(lowest, lowest)
                     low[object_id] = free + 1
                 c.execute(
                     "INSERT INTO instance_ids(node_id, object_id, node_instance, instance_id) "
@@ -226,7 +228,12 @@ class NodeStore:
                 "SELECT object_id, node_instance, instance_id FROM instance_ids WHERE node_id = ?",
                 (node,),
             )
-            self._node_ids = (node, {(o, n): i for o, n, i in rows})
+            # One int object per ID value: nodes of one kind, allocated together, have the
+            # same ID in each of their objects, and every ID above 256 is an int of its own
+            # that the tree and the path map keep (0.6 MB of a gateway with 10,000 nodes of
+            # 4 instances, issue 17).
+            held: dict[int, int] = {}
+            self._node_ids = (node, {(o, n): held.setdefault(i, i) for o, n, i in rows})
         return self._node_ids[1]
 
     def reserve_instance(self, object_id: int, instance_id: int) -> None:

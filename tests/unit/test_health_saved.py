@@ -92,6 +92,39 @@ async def test_health_rides_on_the_readings_commit_and_the_next_run_starts_from_
     after.stop()
 
 
+def test_a_node_never_heard_starts_the_next_run_with_the_health_unheard_nodes_share(
+    tmp_path: FsPath,
+) -> None:
+    """A clean stop keeps every node's health; a node that said nothing yet is shown after it
+    as before, with the one health all unheard nodes share, not a copy each (10,000 quiet
+    nodes' copies were 1.5 MB of a restart, issue 17); a node found unavailable stays so."""
+    conn = connect(tmp_path / "state.db")
+    quiet = [NodeId("ble", f"A4:C1:38:00:01:{i:02X}") for i in range(3)]
+    for node in (*quiet, GONE):
+        NodeStore(conn).pair(PairedNode(node, "n", "bthome"))
+    store, clock = HealthStore(conn), Clock()
+    policy = HealthPolicy(nodes={GONE: SAVE_EVERY / 2})
+    first = HealthMonitor(policy, clock=clock, monotonic=clock, saved=store.load())
+    for node in (*quiet, GONE):
+        first.add(node)
+    clock.now += SAVE_EVERY
+    first.expire()  # GONE was never heard: unavailable
+    shown = first.health(quiet[0])
+    store.save_now(first.unsaved(everything=True))  # the clean stop
+    first.stop()
+    assert conn.execute("SELECT count(*) FROM node_health").fetchone() == (4,), "every node kept"
+
+    after = HealthMonitor(policy, clock=clock, monotonic=clock, saved=store.load())
+    for node in (*quiet, GONE):
+        after.add(node)
+    healths = [after.health(node) for node in quiet]
+    assert healths == [shown] * len(quiet)
+    assert all(h is healths[0] for h in healths), "one health for all unheard nodes"
+    gone = after.health(GONE)
+    assert gone is not None and gone.errors == (UNREACHABLE,)
+    after.stop()
+
+
 def test_a_node_starts_with_the_own_error_codes_of_its_last_report_of_them() -> None:
     """Its last values hold, per /3/0/11 instance, the latest value said: an instance that its
     last report no longer has (the fault it had is over) is older, and not taken."""

@@ -293,6 +293,14 @@ def test_object_links_vectors(
     assert format_links(object_links(objects)) == expected
 
 
+def test_object_links_sort_objects_and_each_ones_instances_given_in_any_order() -> None:
+    """Each object's instances are sorted in its turn (issue 17: not every object's at once),
+    from any iterable, an empty one giving the object's own link."""
+    objects = [((3303, "1.0"), iter([7, 2])), ((3300, "1.0"), iter(())), ((19, "1.0"), {5, 1})]
+    expected = "</19/1>,</19/5>,</3300>,</3303/2>,</3303/7>"
+    assert format_links(object_links(objects)) == expected
+
+
 # -- Discover ---------------------------------------------------------------------------------
 
 DEVICE_PATHS = [

@@ -200,6 +200,17 @@ def test_a_nodes_ids_are_allocated_in_one_transaction(store: NodeStore) -> None:
     assert NodeStore(store._conn).instance_ids(BLE, keys) == ids
 
 
+def test_a_nodes_equal_ids_are_one_int_allocated_or_read_back(store: NodeStore) -> None:
+    """Nodes of one kind get the same instance ID in each object: the gateway keeps one int for
+    them, not one per instance (issue 17), whether the IDs were just allocated or read back."""
+    for i in range(300):
+        store.instance_ids(NodeId("ble", f"N{i}"), [(3303, 0), (3304, 0)])
+    keys = [(3303, 0), (3304, 0), (3311, 0)]
+    for ids in (store.instance_ids(BLE, keys), NodeStore(store._conn).instance_ids(BLE, keys)):
+        assert ids == {(3303, 0): 300, (3304, 0): 300, (3311, 0): 0}
+        assert ids[(3303, 0)] is ids[(3304, 0)]
+
+
 def test_ids_allocated_together_are_one_commit_and_none_survives_a_failure(
     store: NodeStore,
 ) -> None:

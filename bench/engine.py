@@ -53,7 +53,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import CON
 
 from bridged.engine.client import LwM2MClient, ServerConfig
-from bridged.engine.coap import create_context, message_managers, send_delay
+from bridged.engine.coap import create_context, message_managers, notification_turns
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource, Request
 from bridged.engine.observe import Observations
 from bridged.objects.builtin import builtin_definitions
@@ -93,7 +93,7 @@ async def serve_observed() -> tuple[aiocoap.Context, asyncio.Task[None]]:
     dm = DeviceManagement(tree)
     observations = Observations(dm)
     context = await create_context(DeviceManagementResource(dm, observations), ("127.0.0.1", 0))
-    observations.send_delay = send_delay(context)
+    observations.turns = notification_turns(context)
     paths = [Path((3303, i, 5700)) for i in range(OBSERVED)]
 
     async def change_forever() -> None:

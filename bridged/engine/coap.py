@@ -197,13 +197,18 @@ class BoundedMessageManager(MessageManager):
         ] = OrderedDict()
         # The notification pace, by server (``server_of``): its RTT estimate and next turn,
         # the notifications waiting for a turn, in the order they first asked, and the timer
-        # of the next turn; CONs in flight by (remote, Message ID): when each was first sent.
+        # of the next turn; CONs in flight by (remote, Message ID): when each was first sent
+        # (``time.time()``: the kernel's arrival stamps are on its scale).
         self.paces: OrderedDict[Hashable, NotificationPace] = OrderedDict()
         self._turns: dict[
             Hashable, dict[Hashable, tuple[interfaces.EndpointAddress, Callable[[Turn], None]]]
         ] = {}
         self._turn_timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._con_sent: dict[tuple[interfaces.EndpointAddress, int], float] = {}
+        self.received_at: float | None = None
+        """When the datagram being dispatched arrived, by the kernel's stamp (``time.time()``'s
+        scale), if its socket gives one (``bridged.engine.udp.stamp_arrivals``): an ACK's RTT
+        sample is then not lengthened by the time this process's loop took to read it."""
 
     @property
     def held(self) -> int:
@@ -580,7 +585,7 @@ class BoundedMessageManager(MessageManager):
         self, message: aiocoap.Message, messageerror_monitor: Callable[[], None]
     ) -> None:
         super()._add_exchange(message, messageerror_monitor)
-        self._con_sent[(message.remote, message.mid)] = self.clock()
+        self._con_sent[(message.remote, message.mid)] = time.time()
         entry = self._unsent_acks.pop(id(message), None)
         if entry is not None and entry[0] is message and not entry[1].done():
             self._acks[(message.remote, message.mid)] = entry[1]
@@ -605,7 +610,8 @@ class BoundedMessageManager(MessageManager):
                 return
         sent = self._con_sent.pop(key, None)
         if sent is not None and exchange and message.mtype is ACK:
-            self._measured(message.remote, self.clock() - sent)
+            arrived = time.time() if self.received_at is None else self.received_at
+            self._measured(message.remote, max(arrived - sent, 0.0))
         future = self._acks.pop(key, None)
         if future is not None and not future.done() and exchange and message.mtype is ACK:
             future.set_result(None)

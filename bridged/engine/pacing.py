@@ -122,6 +122,11 @@ NO_RTT_INTERVAL = 3.0
 """The least time between two notifications to a server without an RTT estimate (RFC 7641
 §4.5.1: "one non-confirmable notification every 3 seconds")."""
 
+BURST = 4
+"""How many notifications may go back to back, the average staying one per RTT (a turn
+whose timer fired late does not lose the time it was late by, up to this many RTTs). Without
+an RTT estimate there is no burst: one every ``NO_RTT_INTERVAL``."""
+
 RTT_REFRESH = 1.0
 """During a burst, a notification is confirmable when the RTT estimate is older than this: its
 ACK is a fresh sample, so the pace follows the server as its load changes, and it is sent again
@@ -142,10 +147,13 @@ class NotificationPace:
     RFC 7641 §4.5.1 puts it there, since the server of the observed resource is the one that
     sends: it "SHOULD NOT send more than one non-confirmable notification per round-trip time
     (RTT) to a client on average", and without an RTT estimate no more than "one
-    non-confirmable notification every 3 seconds". Here notifications are spaced by the
-    smoothed RTT, measured from the confirmable exchanges with the server (its ACKs to
-    Register, Update, Send and confirmable notifications; RFC 6298's estimator, samples of
-    retransmitted messages left out as Karn's algorithm says). Without an estimate one goes
+    non-confirmable notification every 3 seconds". Here notifications are spaced by the RTT
+    measured from the confirmable exchanges with the server (its ACKs to Register, Update,
+    Send and confirmable notifications, timed by the kernel's arrival stamps where the socket
+    gives them; samples of retransmitted messages left out, as Karn's algorithm says), as
+    RFC 6298's estimator bounds it: SRTT + 4 RTTVAR, so that a server whose handling time
+    varies is not sent more than it reads at its slowest (a NON lost at its socket is never
+    sent again), with a burst of at most ``BURST``. Without an estimate one goes
     every ``NO_RTT_INTERVAL`` and confirmable, so that its ACK gives one: a gateway whose first
     contact with an observer is a flood then sends at the observer's pace after one RTT, not
     one notification every 3 s for as long as the flood lasts.
@@ -173,16 +181,25 @@ class NotificationPace:
 
     def ready_at(self, now: float) -> float:
         """When the next notification may go (``now`` if it may already)."""
-        return max(now, self._next)
+        slack = 0.0 if self.srtt is None else (BURST - 1) * self._interval()
+        return max(now, self._next - slack)
+
+    def _interval(self) -> float:
+        """The time between two notifications: the RTT as RFC 6298 bounds it (SRTT plus four
+        times its variation), so that the pace allows for the server's jitter."""
+        if self.srtt is None:
+            return NO_RTT_INTERVAL
+        return self.srtt + 4 * self.rttvar
 
     def take(self, now: float, *, burst: bool = False, con_in_flight: bool = False) -> Turn:
         """Take the turn at ``now`` (the caller checked :meth:`ready_at`): CON to measure the
         RTT (none known; or, in a ``burst``, the estimate older than ``RTT_REFRESH``) unless a
         confirmable message to the server is already in flight (RFC 7252 §4.7, NSTART 1: it
         would wait behind it), else NON."""
-        srtt = self.srtt
-        self._next = max(now, self._next) + (NO_RTT_INTERVAL if srtt is None else srtt)
-        stale = srtt is None or (burst and now - self.measured_at >= RTT_REFRESH)
+        # _next is when the turns taken would all have gone at one per interval: a turn is free
+        # while it is less than BURST intervals ahead of now (GCRA, a token bucket of BURST).
+        self._next = max(now, self._next) + self._interval()
+        stale = self.srtt is None or (burst and now - self.measured_at >= RTT_REFRESH)
         return Turn.CON if stale and not con_in_flight else Turn.NON
 
 

@@ -27,13 +27,14 @@ import pytest
 from bridged.engine.coap import BoundedMessageManager, create_context, message_managers
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
 from bridged.engine.observe import Observations
+from bridged.engine.udp import guard_received_datagrams
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from peers.processes import wait_or_kill
 
-COUNT = 400
-ROUNDS = 5
+COUNT = 1000
+ROUNDS = 4
 RCVBUF = 8192
 """Bytes asked for the server's receive buffer (the kernel doubles it): a few dozen small
 datagrams, where the default holds hundreds."""
@@ -75,6 +76,7 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
     dm = DeviceManagement(tree)
     observations = Observations(dm, limit=COUNT)
     context = await create_context(DeviceManagementResource(dm, observations), ("127.0.0.1", 0))
+    guard_received_datagrams(context)  # as an uplink's: the kernel stamps arrivals
     (manager,) = message_managers(context)
     if request.param == "paced":
         observations.turns = manager

@@ -33,6 +33,7 @@ from aiocoap.numbers.types import ACK, CON, RST, Type
 from bridged.engine.coap import BoundedMessageManager, CoapLimits, create_context, message_managers
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
 from bridged.engine.observe import Observations
+from bridged.engine.pacing import BURST
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -185,7 +186,9 @@ async def test_a_notification_waiting_for_its_turn_is_dropped_by_the_rst(peer: P
     peer.empty(ACK, probe.mid)
     await peer.until(lambda: any(p.srtt is not None for p in manager.paces.values()))
     (pace,) = manager.paces.values()
-    pace.srtt = 1.0
+    pace.srtt, pace.rttvar = 1.0, 0.0
+    for _ in range(BURST - 1):  # the burst allowance used up but for one turn
+        pace.take(manager.clock())
     first = await peer.notified(FORGOTTEN, 21.0)
     peer.tree.set(temperature(0), 22.0)
     await peer.until(lambda: any(manager._turns.values()))

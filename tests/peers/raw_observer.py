@@ -2,8 +2,9 @@
 
 It stands for a server whose socket the kernel overflows when a client sends faster than it
 reads (a Python server on a loaded machine): what does not fit is dropped, as on loopback. It
-acknowledges a confirmable notification as it reads it, before handling it, so the RTT its
-ACKs show includes the wait in its socket's buffer.
+acknowledges a confirmable notification once it has handled it, as aiocoap does (its ACK
+follows the response's callbacks), so the RTT its ACKs show includes the handling and the wait
+in its socket's buffer.
 
     python raw_observer.py PORT COUNT RCVBUF
 
@@ -44,19 +45,21 @@ def main() -> None:
     observe = 0
 
     def drain() -> None:
-        nonlocal notifications, observe
         while True:
             try:
                 data = sock.recv(2048)
             except (BlockingIOError, ConnectionRefusedError):
                 return
             message = aiocoap.Message.decode(data)
+            handle(message)
             if message.mtype is CON:
                 ack = aiocoap.Message(code=Code.EMPTY)
                 ack.mtype, ack.mid = ACK, message.mid
                 sock.send(ack.encode())
-            if message.code != Code.CONTENT or message.opt.observe is None:
-                continue
+
+    def handle(message: aiocoap.Message) -> None:
+        nonlocal notifications, observe
+        if message.code == Code.CONTENT and message.opt.observe is not None:
             i = int.from_bytes(message.token, "big")
             latest[i] = float(message.payload)
             observe = max(observe, message.opt.observe)

@@ -81,7 +81,8 @@ INTERNALS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("aiocoap.transports.udp6", "MessageInterfaceUDP6.datagram_errqueue_received"): (
         "7cbf41ed5f729f5d",
-        "bridged.engine.sockets.Sockets: an ICMP error is its peer's error, as here",
+        "bridged.engine.sockets.Sockets: an ICMP error is its peer's error, as here; "
+        "bridged.engine.udp: the receive guard strips the arrival stamp before it",
     ),
     ("aiocoap.util.asyncio.recvmsg", "RecvmsgSelectorDatagramTransport._read_ready"): (
         "ebb2ad8c43ea63c9",

@@ -53,9 +53,10 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import CON
 
 from bridged.engine.client import LwM2MClient, ServerConfig
-from bridged.engine.coap import create_context, message_managers, send_delay
+from bridged.engine.coap import create_context, message_managers, notification_turns
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource, Request
 from bridged.engine.observe import Observations
+from bridged.engine.udp import guard_received_datagrams
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -93,7 +94,8 @@ async def serve_observed() -> tuple[aiocoap.Context, asyncio.Task[None]]:
     dm = DeviceManagement(tree)
     observations = Observations(dm)
     context = await create_context(DeviceManagementResource(dm, observations), ("127.0.0.1", 0))
-    observations.send_delay = send_delay(context)
+    guard_received_datagrams(context)  # as an uplink's: the RTT from arrival stamps
+    observations.turns = notification_turns(context)
     paths = [Path((3303, i, 5700)) for i in range(OBSERVED)]
 
     async def change_forever() -> None:

@@ -97,6 +97,22 @@ def emit(**fields: Any) -> None:
 # -- the server (a process of its own) -----------------------------------------------------------
 
 
+def socket_drops(sock: Any) -> int:
+    """Datagrams the kernel dropped at ``sock`` because its receive buffer was full (the drops
+    column of /proc/net/udp6 or /proc/net/udp); -1 where that is not known."""
+    inode = os.fstat(sock.fileno()).st_ino
+    for table in ("/proc/net/udp6", "/proc/net/udp"):
+        try:
+            with open(table) as f:
+                rows = [line.split() for line in f.readlines()[1:]]
+        except OSError:
+            continue
+        for row in rows:
+            if int(row[9]) == inode:
+                return int(row[-1])
+    return -1
+
+
 async def serve(mode: str, observe_nodes: int) -> None:
     """Accept registrations; when ``observe_nodes`` > 0, observe every node's temperature and
     report when each holds ``FINAL``."""
@@ -121,7 +137,12 @@ async def serve(mode: str, observe_nodes: int) -> None:
         if key in waiting and float(payload) == FINAL:
             waiting.discard(key)
             if not waiting:
-                emit(done=time.monotonic(), notifications=notifications, recovered=recovered)
+                emit(
+                    done=time.monotonic(),
+                    notifications=notifications,
+                    recovered=recovered,
+                    dropped=socket_drops(srv._socket()),
+                )
 
     def on_note(key: tuple[str, str], message: aiocoap.Message) -> None:
         nonlocal notifications, noted
@@ -385,6 +406,7 @@ def run(mode: str, count: int, readings: int) -> dict[str, Any]:
                         fed_rate=fed["readings"] / (fed["fed"] - fed["start"]),
                         notifications=done["notifications"],
                         recovered=done["recovered"],
+                        dropped=done["dropped"],
                         readings=fed["readings"],
                         cpu=cpu,
                     )
@@ -430,22 +452,22 @@ def section_readings(args: argparse.Namespace) -> None:
     print(f"{args.readings:,} readings over N nodes, from `NodeRegistry.readings`")
     print("to the server holding every node's last value through its observations; a")
     print("notification carries the last of a node's readings that one group commit took;")
-    print(f"a last value whose notification was lost is read after {QUIET:g} s of quiet")
-    print("(recovered); gateway on one core. Delivery does not run: bench/readings.py")
-    print("measures readings upstream.\n")
+    print(f"a last value still awaited after {QUIET:g} s of quiet is read (recovered);")
+    print("dropped: datagrams the server's socket dropped, its buffer full; gateway on one")
+    print("core. Delivery does not run: bench/readings.py measures readings upstream.\n")
     print(
         "| mode | nodes | readings/s to the observed value | fed/s | notifications "
-        "| readings per notification | recovered | gateway CPU µs per reading fed "
+        "| readings per notification | recovered | dropped | gateway CPU µs per reading fed "
         "| readings fed per gateway CPU-second, no Delivery |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for mode in args.modes:
         for count in args.rate_nodes:
             r = run(mode, count, args.readings)
             print(
                 f"| {mode} | {count:,} | {r['rate']:,.0f} | {r['fed_rate']:,.0f} "
                 f"| {r['notifications']:,} | {r['readings'] / max(r['notifications'], 1):.1f} "
-                f"| {r['recovered']} | {r['cpu'] / r['readings'] * 1e6:.1f} "
+                f"| {r['recovered']} | {r['dropped']} | {r['cpu'] / r['readings'] * 1e6:.1f} "
                 f"| {r['readings'] / r['cpu']:,.0f} |",
                 flush=True,
             )

@@ -75,7 +75,7 @@ from .bootstrap_client import (
     security_mode,
 )
 from .bootstrap_listener import ServerInitiatedResource, open_listener
-from .coap import ack_watch, send_delay
+from .coap import ack_watch, notification_turns
 from .credentials import RpkCredentials, X509Credentials
 from .dm import (
     DeviceManagement,
@@ -483,7 +483,7 @@ class ServerSession:
                 heard_at=self._heard,
             )
             observations.on_held = self.wake
-            observations.send_delay = send_delay(self.uplink.context)
+            observations.turns = notification_turns(self.uplink.context)
             observations.watch_ack = ack_watch(self.uplink.context)
             if self.gate is not None and self.gate.state is not QueueState.AWAKE:
                 observations.hold()

@@ -14,6 +14,14 @@ one place, whatever code sends through the context:
   and a CON or NON that would need an ID still live at the peer is held, in order, until one is
   free. That covers requests (Register, Update, Send) and notifications alike, as they all pass
   through the message manager's first transmission.
+* **Notification pace.** aiocoap sends a notification when it is handed one, so a change of
+  every observed resource (a group commit) went to the server as one burst of NON
+  notifications, most of them dropped at its socket and never sent again. Here notifications
+  ask the layer for a turn (:meth:`BoundedMessageManager.turn`): one per round-trip time
+  toward each server, on average (RFC 7641 §4.5.1; :class:`~bridged.engine.pacing.
+  NotificationPace`), the RTT measured from the server's ACKs to our CONs. One that has to
+  wait is called back at its turn and renders then, so it carries the latest state. A turn
+  also waits for a free Message ID and for what is held for the peer.
 * **Acknowledgements.** aiocoap tells a confirmable message's sender about an RST or a timeout
   (both end the exchange with an error) but not about the ACK. ``watch_ack`` gives a future
   that completes on it, which is what lets store-and-forward move its cursor only once the
@@ -51,7 +59,8 @@ itself, which a second daemon then cannot take (EADDRINUSE) instead of sharing i
 These live in :class:`BoundedMessageManager`, a subclass of aiocoap's ``MessageManager`` that
 replaces its deduplication methods (``_deduplicate_message``, ``_store_response_for_duplicates``)
 and wraps ``dispatch_message`` (every incoming message), ``_send_initially`` (the one place where
-a message is sent for the first time), ``_add_exchange`` and ``_remove_exchange``, and wraps
+a message is sent for the first time), ``_add_exchange``, ``_remove_exchange`` and
+``_retransmit`` (a retransmitted CON is no RTT sample: Karn's algorithm), and wraps
 ``_process_request`` for the inline answer (a plain Read answered as it arrives: see
 :mod:`bridged.engine.serving`). Those are aiocoap internals, pinned like the DTLS transport's:
 ``tests/unit/test_aiocoap_internals.py`` fails when a release changes one of them.
@@ -64,7 +73,7 @@ import logging
 import socket
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +88,14 @@ from aiocoap.util.asyncio.getaddrinfo_addrconfig import getaddrinfo_routechecked
 
 from .addresses import cached
 from .dedup import DEFAULT_CAPACITY, DEFAULT_CON_WINDOW, DEFAULT_NON_WINDOW, DedupCache
-from .pacing import EXCHANGE_LIFETIME, MESSAGE_IDS, NON_LIFETIME, PacerTable
+from .pacing import (
+    EXCHANGE_LIFETIME,
+    MESSAGE_IDS,
+    NON_LIFETIME,
+    NotificationPace,
+    PacerTable,
+    Turn,
+)
 from .serving import AnswerNow, Encoded, ServingContext, piggybacked
 
 log = logging.getLogger(__name__)
@@ -118,7 +134,21 @@ REFUSED_LOG_INTERVAL = 60.0
 """The least time between two log lines about requests dropped for their source."""
 
 HELD_RETRY = 0.05
-"""How soon a producer asks again when messages are already held for the peer."""
+"""How soon a waiting notification's turn is looked at again when messages are already held
+for the peer."""
+
+PACES_KEPT = 64
+"""How many servers' notification paces (their RTT estimates) a message layer keeps, the
+least recently used dropped first: a gateway has a few servers, each seen through one or
+thousands of its sockets."""
+
+
+def server_of(remote: interfaces.EndpointAddress) -> Hashable:
+    """The server ``remote`` names, whichever local socket it is seen through: the address
+    notifications are paced toward (in the endpoints mode every endpoint's socket notifies the
+    same server, and the burst is one for the server's socket however many sockets send it)."""
+    sockaddr = getattr(remote, "sockaddr", None)
+    return sockaddr[:2] if isinstance(sockaddr, tuple) else remote
 
 
 class BoundedMessageManager(MessageManager):
@@ -165,6 +195,20 @@ class BoundedMessageManager(MessageManager):
         self._notifications: OrderedDict[
             tuple[interfaces.EndpointAddress, int], tuple[float, Callable[[], None]]
         ] = OrderedDict()
+        # The notification pace, by server (``server_of``): its RTT estimate and next turn,
+        # the notifications waiting for a turn, in the order they first asked, and the timer
+        # of the next turn; CONs in flight by (remote, Message ID): when each was first sent
+        # (``time.time()``: the kernel's arrival stamps are on its scale).
+        self.paces: OrderedDict[Hashable, NotificationPace] = OrderedDict()
+        self._turns: dict[
+            Hashable, dict[Hashable, tuple[interfaces.EndpointAddress, Callable[[Turn], None]]]
+        ] = {}
+        self._turn_timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._con_sent: dict[tuple[interfaces.EndpointAddress, int], float] = {}
+        self.received_at: float | None = None
+        """When the datagram being dispatched arrived, by the kernel's stamp (``time.time()``'s
+        scale), if its socket gives one (``bridged.engine.udp.stamp_arrivals``): an ACK's RTT
+        sample is then not lengthened by the time this process's loop took to read it."""
 
     @property
     def held(self) -> int:
@@ -335,18 +379,6 @@ class BoundedMessageManager(MessageManager):
             notifications[key] = (now + self.limits.non_lifetime, monitor)
         super()._send_initially(message, monitor)
 
-    def send_delay(self, remote: interfaces.EndpointAddress) -> float:
-        """Seconds until a new message to ``remote`` would go out at once (0: now).
-
-        Producers that can coalesce (notifications: the latest state is what counts) ask this
-        before sending and wait instead of queueing messages that only grow stale here."""
-        now = self.clock()
-        pacer = self.pacers.pacer(remote, now)
-        delay = max(0.0, pacer.ready_at(now) - now)
-        if remote in self._held:
-            return max(delay, HELD_RETRY)
-        return delay
-
     def _take_id(self, message: aiocoap.Message) -> bool:
         """Give ``message`` its peer's next Message ID; False if none is free yet."""
         lifetime = self.limits.con_lifetime if message.mtype is CON else self.limits.non_lifetime
@@ -408,6 +440,107 @@ class BoundedMessageManager(MessageManager):
         if remote in self._held and not self._held[remote]:
             self._drop_held(remote)
 
+    # -- the notification pace ----------------------------------------------------------------
+
+    def turn(
+        self, remote: interfaces.EndpointAddress, waiter: Hashable, go: Callable[[Turn], None]
+    ) -> Turn:
+        """Whether a notification to ``remote`` may go now (see
+        :class:`~bridged.engine.pacing.NotificationPace`): ``NON`` or ``CON`` (the turn is
+        taken: send it now, confirmable for ``CON``), or ``WAIT``.
+
+        A ``waiter`` told to wait is called back, ``go(turn)``, when its turn comes: once,
+        however often it asked meanwhile, in the order the waiters first asked, one turn per
+        call. It renders what it sends then, so a notification that waited carries the latest
+        state, and waiting costs one entry per observation, never a queue of stale messages.
+        A turn also waits for a free Message ID (:mod:`bridged.engine.pacing`) and for the
+        messages already held for the peer, so that notifications do not pile up below."""
+        server = server_of(remote)
+        waiting = self._turns.get(server)
+        if not waiting:
+            now = self.clock()
+            if self._turn_delay(server, remote, now) <= 0:
+                return self._pace(server).take(now, con_in_flight=remote in self._backlogs)
+            if waiting is None:
+                waiting = self._turns[server] = {}
+        if waiter not in waiting:
+            waiting[waiter] = (remote, go)
+        self._arm_turns(server)
+        return Turn.WAIT
+
+    def withdraw(self, remote: interfaces.EndpointAddress, waiter: Hashable) -> None:
+        """Forget ``waiter``'s wait for a turn (its observation ended)."""
+        waiting = self._turns.get(server_of(remote))
+        if waiting:
+            waiting.pop(waiter, None)
+
+    def _turn_delay(
+        self, server: Hashable, remote: interfaces.EndpointAddress, now: float
+    ) -> float:
+        pace = self.paces.get(server)
+        ready = now if pace is None else pace.ready_at(now)
+        ready = max(ready, self.pacers.pacer(remote, now).ready_at(now))
+        if remote in self._held:
+            return max(ready - now, HELD_RETRY)
+        return ready - now
+
+    def _pace(self, server: Hashable) -> NotificationPace:
+        paces = self.paces
+        pace = paces.get(server)
+        if pace is not None:
+            paces.move_to_end(server)
+            return pace
+        pace = paces[server] = NotificationPace()
+        if len(paces) > PACES_KEPT:
+            oldest = next(iter(paces))
+            if oldest not in self._turns:
+                del paces[oldest]
+        return pace
+
+    def _arm_turns(self, server: Hashable) -> None:
+        waiting = self._turns.get(server)
+        if server in self._turn_timers or not waiting:
+            return
+        remote, _ = next(iter(waiting.values()))
+        delay = max(0.0, self._turn_delay(server, remote, self.clock()))
+        self._turn_timers[server] = self.loop.call_later(delay, self._next_turns, server)
+
+    def _next_turns(self, server: Hashable) -> None:
+        """Give the waiting notifications to ``server`` their turns, as far as the pace allows
+        now; then wait for the next."""
+        self._turn_timers.pop(server, None)
+        waiting = self._turns.get(server)
+        while waiting:
+            waiter, (remote, go) = next(iter(waiting.items()))
+            now = self.clock()
+            if self._turn_delay(server, remote, now) > 0:
+                self._arm_turns(server)
+                return
+            del waiting[waiter]
+            turn = self._pace(server).take(now, burst=True, con_in_flight=remote in self._backlogs)
+            try:
+                go(turn)
+            except Exception:
+                # One waiter's fault must not stop the turns of the others.
+                self.log.exception("notification turn for %s", remote)
+        if waiting is not None and self._turns.get(server) is waiting:
+            del self._turns[server]
+
+    def _measured(self, remote: interfaces.EndpointAddress, rtt: float) -> None:
+        """A confirmable exchange with ``remote`` took ``rtt``: the pace follows it at once."""
+        server = server_of(remote)
+        self._pace(server).measured(self.clock(), rtt)
+        timer = self._turn_timers.pop(server, None)
+        if timer is not None:
+            timer.cancel()
+            self._arm_turns(server)
+
+    def _retransmit(self, message: aiocoap.Message, timeout: float, counter: int) -> None:
+        # Karn's algorithm: the ACK of a retransmitted CON may answer any of its copies, so it
+        # is no RTT sample.
+        self._con_sent.pop((message.remote, message.mid), None)
+        super()._retransmit(message, timeout, counter)
+
     async def fill_or_recognize_remote(self, message: aiocoap.Message) -> bool:
         # The remote a request goes to, as aiocoap keys it in the token layer's table: the
         # same kind as the remote its response comes from (``address``).
@@ -421,6 +554,8 @@ class BoundedMessageManager(MessageManager):
         remote = self.address(remote)
         super().dispatch_error(error, remote)
         self._drop_held(remote)
+        for key in [k for k in self._con_sent if k[0] == remote]:
+            del self._con_sent[key]
         for key in [k for k in self._notifications if k[0] == remote]:
             del self._notifications[key]
 
@@ -450,6 +585,7 @@ class BoundedMessageManager(MessageManager):
         self, message: aiocoap.Message, messageerror_monitor: Callable[[], None]
     ) -> None:
         super()._add_exchange(message, messageerror_monitor)
+        self._con_sent[(message.remote, message.mid)] = time.time()
         entry = self._unsent_acks.pop(id(message), None)
         if entry is not None and entry[0] is message and not entry[1].done():
             self._acks[(message.remote, message.mid)] = entry[1]
@@ -472,6 +608,10 @@ class BoundedMessageManager(MessageManager):
                 self._drop_waiting(message.remote, entry[1])
                 entry[1]()
                 return
+        sent = self._con_sent.pop(key, None)
+        if sent is not None and exchange and message.mtype is ACK:
+            arrived = time.time() if self.received_at is None else self.received_at
+            self._measured(message.remote, max(arrived - sent, 0.0))
         future = self._acks.pop(key, None)
         if future is not None and not future.done() and exchange and message.mtype is ACK:
             future.set_result(None)
@@ -498,6 +638,11 @@ class BoundedMessageManager(MessageManager):
     async def shutdown(self) -> None:
         for remote in list(self._held):
             self._drop_held(remote)
+        for timer in self._turn_timers.values():
+            timer.cancel()
+        self._turn_timers.clear()
+        self._turns.clear()
+        self._con_sent.clear()
         self.dedup.clear()
         self._notifications.clear()
         await super().shutdown()
@@ -584,11 +729,11 @@ async def unshared_socket(host: str, port: int = 0) -> socket.socket:
     return sock
 
 
-def send_delay(context: aiocoap.Context) -> Callable[[Any], float] | None:
-    """``BoundedMessageManager.send_delay`` of ``context``'s message layer (an engine context
-    has one: UDP or DTLS), or None for a context without one."""
+def notification_turns(context: aiocoap.Context) -> BoundedMessageManager | None:
+    """The message layer of ``context`` (an engine context has one: UDP or DTLS), whose
+    ``turn`` paces notifications, or None for a context without one."""
     managers = message_managers(context)
-    return managers[0].send_delay if managers else None
+    return managers[0] if managers else None
 
 
 def ack_watch(

@@ -68,6 +68,7 @@ from bridged.objects.values import Record
 from bridged.transports.nodes import NodeId
 
 from .access import AccessControl, Operation, check_server_id
+from .attributes import AttributeMap
 from .blockwise import Block1Assembler
 from .nodes import NodeBackend, node_owned
 from .notification import effective_attributes
@@ -225,7 +226,7 @@ class DeviceManagement:
         self._end_device_dms: dict[str, DeviceManagement] = {}
         self.version = version
         self.max_payload = max_payload
-        self.attributes: dict[Path, Attributes] = {}
+        self.attributes = AttributeMap()
         self.server_id = None if server_id is None else check_server_id(server_id)
         if access is not None and self.server_id is None:
             raise ValueError("access control needs the Short Server ID of the server")
@@ -290,7 +291,7 @@ class DeviceManagement:
         if method == Code.DELETE:
             self._check(Operation.DELETE, path)
             self.tree.delete(path)
-            self._forget_attributes(path)
+            self.attributes.forget(path)
             return Reply(Code.DELETED)
         raise MethodNotAllowed(f"method {method} is not a LwM2M operation")
 
@@ -384,7 +385,7 @@ class DeviceManagement:
         own, inherited from its object and instance when it is a resource, and the own
         attributes of the paths one level below it (an instance's resources, a resource's
         instances); deeper paths show none."""
-        found = {p: a for p, a in self.attributes.items() if p.ids and p.parent == target}
+        found = self.attributes.children(target)
         own = (
             effective_attributes(self.attributes, target)
             if target.level is Level.RESOURCE
@@ -742,7 +743,7 @@ class DeviceManagement:
         )
         if tree is None or prefix is None:
             if prefix is not None and self._end_device_dms.pop(prefix, None) is not None:
-                self._forget_attributes(Path((), prefix))
+                self.attributes.forget(Path((), prefix))
             raise NotFound(f"{path} is not served by this client")
         dm = self._end_device_dms.get(prefix)
         if dm is None or dm.tree is not tree:
@@ -788,10 +789,6 @@ class DeviceManagement:
         if content_format is None:
             raise UnsupportedContentFormat("a payload needs a Content-Format")
         return codec_for(content_format)
-
-    def _forget_attributes(self, path: Path) -> None:
-        for p in [p for p in self.attributes if path.contains(p)]:
-            del self.attributes[p]
 
 
 async def read_node(

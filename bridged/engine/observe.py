@@ -31,6 +31,12 @@ How aiocoap is used (public resource interface only, so it works the same over U
   that silently forgot an observation is found out by ``Reliability``: a notification is
   confirmable at the latest ``liveness`` seconds after the server fell silent.
 
+Pace: a due notification asks the message layer for a turn (``turns``: one per round-trip
+time toward the server, RFC 7641 §4.5.1; ``bridged.engine.coap``). One told to wait leaves the
+scheduler's heap and is polled again, rendered from the tree, when its turn comes: each
+observation waits at most once, so a burst of changes to thousands of resources costs one
+entry per observation, and each sends its latest state, never an older one after a newer.
+
 Queue mode: ``hold`` keeps notifications back (observations keep being evaluated, and those
 that become due wait with their pending state, calling ``on_held`` so that the session can wake
 up; what is sent is rendered from the tree when it goes, so it is the latest state), and
@@ -55,6 +61,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import aiocoap
 from aiocoap.numbers.codes import Code
@@ -79,6 +86,7 @@ from .notification import (
     effective_attributes,
     policy_for,
 )
+from .pacing import Turn, Turns
 from .series import SeriesOutcome, split
 
 log = logging.getLogger(__name__)
@@ -195,11 +203,12 @@ class Observations:
             self._unsubscribe = unsubscribe
         self.on_held: Callable[[], None] | None = None
         """Called when a notification becomes due while held (queue mode wakes up for it)."""
-        self.send_delay: Callable[[object], float] | None = None
-        """Seconds before a message to a remote would leave at once (the message layer's
-        Message-ID pacing, ``bridged.engine.coap.send_delay``). While it is positive, due
-        notifications wait here rather than queue below: what finally goes is rendered then,
-        so a burst of changes coalesces into the latest state instead of piling up."""
+        self.turns: Turns | None = None
+        """The pace of notifications toward the server (the message layer's,
+        ``bridged.engine.coap.notification_turns``): a due notification asks it for a turn,
+        and one told to wait is rendered when its turn comes, so a burst of changes goes out at
+        the server's pace and coalesces into the latest state of each observation instead of
+        piling up (RFC 7641 §4.5.1, §3.2). None: every notification goes when due."""
         self.lost_at: float | None = None
         """When an observation last ended from aiocoap's side (``now``'s scale): an RST, a new
         request on its token, or a notification that failed (no ACK, an ICMP error), which
@@ -437,6 +446,8 @@ class Observations:
         self._ready.discard(obs)
         if self._held is not None:
             self._held.discard(obs)
+        if self.turns is not None:
+            self.turns.withdraw(obs.key[0], obs)
         if len(self._observations) < self.limit:
             self._at_limit = False
         if not obs.ended.done():
@@ -507,7 +518,8 @@ class Observations:
             if self._observations.get(obs.key) is obs:
                 self._poll(obs, now)
 
-    def _poll(self, obs: Observation, now: float) -> None:
+    def _poll(self, obs: Observation, now: float, turn: Turn | None = None) -> None:
+        """Send what ``obs`` has due (``turn``: the one the pace gave it, if it waited)."""
         if self._held is not None and obs in self._held:
             return
         if obs.series:
@@ -518,18 +530,26 @@ class Observations:
             else:
                 self._finish(obs, self._render(obs.request))
             return
-        if self.send_delay is not None and (delay := self.send_delay(obs.key[0])) > 0:
-            self._queue.set(obs, now + delay)
-            return
         value = self._value(obs.numeric)
         if obs.state.poll(now, value):
             if self._held is not None:
                 self._queue.discard(obs)
                 self._keep(obs)
                 return
-            self._notify(obs, now, value)
+            if turn is None and self.turns is not None:
+                turn = self.turns.turn(obs.key[0], obs, partial(self._granted, obs))
+                if turn is Turn.WAIT:
+                    # Polled again at its turn (a change meanwhile keeps its place).
+                    self._queue.discard(obs)
+                    return
+            self._notify(obs, now, value, confirmable=turn is Turn.CON)
         if self._observations.get(obs.key) is obs:
             self._queue.set(obs, obs.state.next_wake())
+
+    def _granted(self, obs: Observation, turn: Turn) -> None:
+        """The pace gave ``obs`` its turn: it notifies now, rendered now."""
+        if self._observations.get(obs.key) is obs:
+            self._poll(obs, self.now(), turn)
 
     async def _notify_series(self, obs: Observation, payload: bytes, timeout: float) -> str:
         """Send one confirmable series notification on ``obs`` and await its ACK; "" once
@@ -586,13 +606,17 @@ class Observations:
         if self.on_held is not None:
             self.on_held()
 
-    def _notify(self, obs: Observation, now: float, value: object) -> None:
+    def _notify(
+        self, obs: Observation, now: float, value: object, *, confirmable: bool = False
+    ) -> None:
+        """Send ``obs``'s notification; ``confirmable``: CON whatever ``Reliability`` says (the
+        pace asks for one to measure the server's RTT)."""
         reply = self._render(obs.request)
         if reply.code >> 5 != 2:
             self._finish(obs, reply)
             return
         reliability = self._reliability_now()
-        confirmable = reliability.confirmable(now, obs.last_con)
+        confirmable = confirmable or reliability.confirmable(now, obs.last_con)
         message = reply_message(reply)
         message.opt.observe = self._next_sequence()
         message.transport_tuning = aiocoap.Reliable() if confirmable else aiocoap.Unreliable()

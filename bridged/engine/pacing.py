@@ -11,14 +11,21 @@ drops fresh messages as duplicates, or answers them with an old response.
 line is possibly still live; the caller holds the message and asks again at :meth:`ready_at`.
 It remembers when each ID in use stops being live, oldest first, and only as long as needed: a
 peer to which nothing was sent for a lifetime costs nothing (:class:`PacerTable` drops it).
+
+:class:`NotificationPace` is the other bound on what goes to a peer: how fast notifications
+go to one server (RFC 7641 §4.5.1, one per round-trip time on average), so that a burst of
+changes does not overflow the server's socket. The message layer owns both
+(``bridged.engine.coap``); the observations ask it for a turn.
+
 Everything here is sans-I/O: the caller passes the current time.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable
+from enum import Enum
+from typing import Any, Generic, Protocol, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
@@ -109,3 +116,98 @@ class PacerTable(Generic[K]):
         self._next_sweep = now + 1.0
         for peer in [p for p, pacer in self._pacers.items() if pacer.idle(now)]:
             del self._pacers[peer]
+
+
+NO_RTT_INTERVAL = 3.0
+"""The least time between two notifications to a server without an RTT estimate (RFC 7641
+§4.5.1: "one non-confirmable notification every 3 seconds")."""
+
+BURST = 4
+"""How many notifications may go back to back, the average staying one per RTT (a turn
+whose timer fired late does not lose the time it was late by, up to this many RTTs). Without
+an RTT estimate there is no burst: one every ``NO_RTT_INTERVAL``."""
+
+RTT_REFRESH = 1.0
+"""During a burst, a notification is confirmable when the RTT estimate is older than this: its
+ACK is a fresh sample, so the pace follows the server as its load changes, and it is sent again
+if lost. A notification that goes at once (no burst) stays non-confirmable."""
+
+
+class Turn(Enum):
+    """What the pace says to a notification that asks to go (see :class:`NotificationPace`)."""
+
+    WAIT = "wait"
+    NON = "non-confirmable"
+    CON = "confirmable"
+
+
+class NotificationPace:
+    """How fast notifications may go to one server: congestion control on the notifying side.
+
+    RFC 7641 §4.5.1 puts it there, since the server of the observed resource is the one that
+    sends: it "SHOULD NOT send more than one non-confirmable notification per round-trip time
+    (RTT) to a client on average", and without an RTT estimate no more than "one
+    non-confirmable notification every 3 seconds". Here notifications are spaced by the RTT
+    measured from the confirmable exchanges with the server (its ACKs to Register, Update,
+    Send and confirmable notifications, timed by the kernel's arrival stamps where the socket
+    gives them; samples of retransmitted messages left out, as Karn's algorithm says), as
+    RFC 6298's estimator bounds it: SRTT + 4 RTTVAR, so that a server whose handling time
+    varies is not sent more than it reads at its slowest (a NON lost at its socket is never
+    sent again), with a burst of at most ``BURST``. Without an estimate one goes
+    every ``NO_RTT_INTERVAL`` and confirmable, so that its ACK gives one: a gateway whose first
+    contact with an observer is a flood then sends at the observer's pace after one RTT, not
+    one notification every 3 s for as long as the flood lasts.
+
+    Sans-I/O: the caller passes the time, and asks :meth:`ready_at` when it may take a turn.
+    """
+
+    __slots__ = ("_next", "measured_at", "rttvar", "srtt")
+
+    def __init__(self) -> None:
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.measured_at = 0.0
+        self._next = 0.0
+
+    def measured(self, now: float, rtt: float) -> None:
+        """An RTT sample taken at ``now`` (RFC 6298 §2: alpha 1/8, beta 1/4)."""
+        self.measured_at = now
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+            self._next = 0.0  # the probe's 3 s no longer apply: the RTT does
+            return
+        self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+        self.srtt = 0.875 * self.srtt + 0.125 * rtt
+
+    def ready_at(self, now: float) -> float:
+        """When the next notification may go (``now`` if it may already)."""
+        slack = 0.0 if self.srtt is None else (BURST - 1) * self._interval()
+        return max(now, self._next - slack)
+
+    def _interval(self) -> float:
+        """The time between two notifications: the RTT as RFC 6298 bounds it (SRTT plus four
+        times its variation), so that the pace allows for the server's jitter."""
+        if self.srtt is None:
+            return NO_RTT_INTERVAL
+        return self.srtt + 4 * self.rttvar
+
+    def take(self, now: float, *, burst: bool = False, con_in_flight: bool = False) -> Turn:
+        """Take the turn at ``now`` (the caller checked :meth:`ready_at`): CON to measure the
+        RTT (none known; or, in a ``burst``, the estimate older than ``RTT_REFRESH``) unless a
+        confirmable message to the server is already in flight (RFC 7252 §4.7, NSTART 1: it
+        would wait behind it), else NON."""
+        # _next is when the turns taken would all have gone at one per interval: a turn is free
+        # while it is less than BURST intervals ahead of now (GCRA, a token bucket of BURST).
+        self._next = max(now, self._next) + self._interval()
+        stale = self.srtt is None or (burst and now - self.measured_at >= RTT_REFRESH)
+        return Turn.CON if stale and not con_in_flight else Turn.NON
+
+
+class Turns(Protocol):
+    """What paces an observer's notifications (``bridged.engine.coap.BoundedMessageManager``):
+    ``turn`` says whether one may go now, or calls ``go`` when its turn comes; ``withdraw``
+    forgets a waiter."""
+
+    def turn(self, remote: Any, waiter: Hashable, go: Callable[[Turn], None]) -> Turn: ...
+
+    def withdraw(self, remote: Any, waiter: Hashable) -> None: ...

@@ -56,7 +56,16 @@ from .addresses import Address
 from .coap import BoundedMessageManager, CoapLimits, append_message_interface, unshared_socket
 from .serving import ServingContext
 from .site import Answer, answer_now
-from .udp import MSG_TRUNC, RECEIVE_LIMIT, parsed, pktinfo, refuse_truncated, send_once_more
+from .udp import (
+    MSG_TRUNC,
+    RECEIVE_LIMIT,
+    arrival,
+    parsed,
+    pktinfo,
+    refuse_truncated,
+    send_once_more,
+    stamp_arrivals,
+)
 from .uplink import UdpUplink
 
 log = logging.getLogger(__name__)
@@ -137,6 +146,7 @@ class Sockets(interfaces.MessageInterface):
         """Read and write ``sock`` (bound, not yet read), serving ``site``; the socket options
         aiocoap's ``udp6`` sets: the local address of what arrives, and ICMP errors queued."""
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        stamp_arrivals(sock)
         if socknumbers.HAS_RECVERR:
             sock.setsockopt(socket.IPPROTO_IPV6, socknumbers.IPV6_RECVERR, 1)
             sock.setsockopt(socket.IPPROTO_IP, socknumbers.IP_RECVERR, 1)
@@ -219,13 +229,17 @@ class Sockets(interfaces.MessageInterface):
         layer = self._layer
         if layer is None:
             return
+        ancdata, layer.received_at = arrival(ancdata)
         remote = SocketAddress(address, socket_, pktinfo=pktinfo(ancdata))
         if flags & MSG_TRUNC:
             refuse_truncated(data, remote, layer.serves, self.send)
             return
         message = parsed(data, remote)
-        if message is not None:
-            layer.dispatch_message(message)
+        try:
+            if message is not None:
+                layer.dispatch_message(message)
+        finally:
+            layer.received_at = None
 
     # -- the message interface -------------------------------------------------------------
 

@@ -38,6 +38,11 @@ for two datagrams aiocoap 0.4.17 mishandles:
   loop's reader callback and is logged with a traceback. The guard drops the datagram as
   aiocoap drops every other unparsable one.
 
+The guard also has the kernel stamp each datagram with the time it arrived (``SO_TIMESTAMPNS``)
+and tells the message layer (``BoundedMessageManager.received_at``) before aiocoap sees the
+datagram: an ACK's RTT sample, which paces notifications, is then the server's RTT, not that
+plus however long this process's event loop was busy before it read the ACK.
+
 The guard replaces the protocol's ``datagram_msg_received``, which aiocoap's transport looks up
 on the protocol instance for every datagram (aiocoap internals again). Both guards are
 installed by changing the class of aiocoap's object to a subclass with the guard, so that a
@@ -47,8 +52,11 @@ socket costs no wrapper of its own. Pinned by
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import struct
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -60,6 +68,8 @@ from aiocoap.numbers.types import Type
 from aiocoap.transports.udp6 import MessageInterfaceUDP6, UDP6EndpointAddress
 from aiocoap.util.asyncio.recvmsg import RecvmsgSelectorDatagramTransport
 
+from .coap import BoundedMessageManager
+
 log = logging.getLogger(__name__)
 
 RECEIVE_LIMIT = RecvmsgSelectorDatagramTransport.max_size
@@ -68,6 +78,13 @@ RECEIVE_LIMIT = RecvmsgSelectorDatagramTransport.max_size
 MSG_TRUNC = int(socket.MSG_TRUNC)
 """As a plain int: ``socket.MSG_TRUNC`` is an enum flag, and ``&`` with one builds an enum
 member per datagram."""
+
+SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
+"""Linux's socket option for a datagram's arrival time, and the kind of its control message
+(SCM_TIMESTAMPNS, the same number; asm-generic, as on x86 and ARM): Python's socket module
+does not export it."""
+TIMESPEC = struct.Struct("@ll")
+"""The control message's ``struct timespec``: seconds and nanoseconds, native longs."""
 
 
 def guard_stale_icmp_errors(context: aiocoap.Context) -> int:
@@ -125,6 +142,29 @@ def guard_receives(messages: MessageInterfaceUDP6) -> None:
     """Install the receive guard on one ``udp6`` message interface (a class of its own, as
     ``guard_sends``)."""
     messages.__class__ = _GuardedUDP6
+    stamp_arrivals(messages.transport.get_extra_info("socket"))
+
+
+def stamp_arrivals(sock: socket.socket) -> None:
+    """Have the kernel give each datagram ``sock`` receives the time it arrived (read by
+    ``arrival``); nothing where the platform has no ``SO_TIMESTAMPNS``."""
+    if SO_TIMESTAMPNS is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+def arrival(ancdata: Sequence[Any]) -> tuple[list[Any], float | None]:
+    """The ancillary data without the kernel's arrival time, and that time (``time.time()``'s
+    scale; None when absent), so that aiocoap, which logs every kind it does not know, never
+    sees it."""
+    rest, at = [], None
+    for cmsg in ancdata:
+        if (cmsg[0], cmsg[1]) == (socket.SOL_SOCKET, SO_TIMESTAMPNS):
+            seconds, nanoseconds = TIMESPEC.unpack_from(cmsg[2])
+            at = seconds + nanoseconds / 1e9
+        else:
+            rest.append(cmsg)
+    return rest, at
 
 
 def refusal_of_truncated(datagram: bytes) -> aiocoap.Message | None:
@@ -164,14 +204,27 @@ class _GuardedUDP6(MessageInterfaceUDP6):
     def datagram_msg_received(
         self, data: bytes, ancdata: Sequence[Any], flags: int, address: Any
     ) -> None:
+        ancdata, at = arrival(ancdata)
         if flags & MSG_TRUNC:
             remote = UDP6EndpointAddress(address, self, pktinfo=pktinfo(ancdata))
             refuse_truncated(data, remote, getattr(self._ctx, "serves", None), self.send)
             return
+        layer = self._ctx
+        if isinstance(layer, BoundedMessageManager):
+            layer.received_at = at
         try:
             super().datagram_msg_received(data, ancdata, flags, address)
         except UnicodeDecodeError as e:
             _not_utf8(address, e)
+        finally:
+            if isinstance(layer, BoundedMessageManager):
+                layer.received_at = None
+
+    def datagram_errqueue_received(
+        self, data: bytes, ancdata: Sequence[Any], flags: int, address: Any
+    ) -> None:
+        # aiocoap asserts that an error carries IPv6 control messages only.
+        super().datagram_errqueue_received(data, arrival(ancdata)[0], flags, address)
 
 
 def parsed(data: bytes, remote: interfaces.EndpointAddress) -> aiocoap.Message | None:

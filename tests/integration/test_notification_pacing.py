@@ -3,9 +3,9 @@
 A server observing many fast-changing resources asks for more notifications than RFC 7252 lets
 one endpoint send to one peer (65,536 Message IDs per lifetime). The message layer holds what
 it cannot send yet, but only up to ``held_per_peer`` messages; beyond that it fails them, and a
-failed notification ends its observation. The scheduler therefore asks the message layer how
-long until a message would leave, and keeps due notifications back until then: what finally
-goes is rendered from the tree at that moment, the latest state.
+failed notification ends its observation. The scheduler therefore asks the message layer for a
+turn (which waits for a free Message ID too), and keeps due notifications back until it comes:
+what finally goes is rendered from the tree at that moment, the latest state.
 
 The test shrinks the ID space (8 IDs, live for 0.2 s) and the held queue (4 messages) so that
 a few dozen changes reach the limits the real numbers reach under a flood.
@@ -22,7 +22,7 @@ import pytest
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import CON
 
-from bridged.engine.coap import CoapLimits, create_context, send_delay
+from bridged.engine.coap import CoapLimits, create_context, notification_turns
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
 from bridged.engine.observe import Observations
 from bridged.objects.builtin import builtin_definitions
@@ -70,7 +70,7 @@ async def test_notifications_wait_for_message_ids_instead_of_ending_observations
         DeviceManagementResource(dm, observations), ("127.0.0.1", 0), limits=limits
     )
     if paced:
-        observations.send_delay = send_delay(context)
+        observations.turns = notification_turns(context)
     port = context.request_interfaces[0].token_interface.message_interface._local_port()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)

@@ -533,3 +533,24 @@ async def test_discover_of_a_resource_instance_is_method_not_allowed(
     client.tree.set(Path((3, 0, 11)), {0: 0})
     answer = await discover(server, "/3/0/11/0")
     assert answer.code == Code.METHOD_NOT_ALLOWED
+
+
+async def test_a_deleted_instance_takes_its_attributes_along_and_leaves_the_others(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """A DELETE drops the Write-Attributes of the instance and its resources, as the server's
+    Discover shows: an instance created again with the same ID starts bare, while the other
+    instance and the object keep theirs."""
+    await write_attributes(server, "/3303", "pmax=90")
+    await write_attributes(server, "/3303/0", "pmax=60")
+    await write_attributes(server, "/3303/0/5700", "pmin=5")
+    await write_attributes(server, "/3303/1/5700", "pmin=7")
+    response = await server.request("gw-1", Code.DELETE, "/3303/0")
+    assert response.code == Code.DELETED
+    client.tree.create_instance(3303, 0, [(5700, 18.0)])
+    again = (await discover(server, "/3303/0")).payload.decode().split(",")
+    assert again == ["</3303/0>", "</3303/0/5700>"]
+    assert (await discover(server, "/3303/0/5700")).payload.decode() == "</3303/0/5700>;pmax=90"
+    kept = (await discover(server, "/3303/1")).payload.decode().split(",")
+    assert kept == ["</3303/1>", "</3303/1/5700>;pmin=7"]
+    assert (await discover(server, "/3303")).payload.decode().startswith("</3303>;ver=1.1;pmax=90")

@@ -11,7 +11,9 @@ after its RST is checked up to a notification of ``control`` that the gateway pr
 * ``held``: the second waits in the message layer for a Message ID (the ID space shrunk to
   one) when the RST comes;
 * ``backlogged``: the next confirmable one waits in aiocoap's backlog behind a confirmable
-  notification of ``control`` (one CON in flight per peer) when the RST comes.
+  notification of ``control`` (one CON in flight per peer) when the RST comes;
+* ``waiting for its turn``: the next one waits for the notification pace's next turn (one per
+  RTT toward a server) when the RST comes.
 
 In every case the peer gets nothing with ``forgotten``'s token once it has sent its RST.
 """
@@ -31,6 +33,7 @@ from aiocoap.numbers.types import ACK, CON, RST, Type
 from bridged.engine.coap import BoundedMessageManager, CoapLimits, create_context, message_managers
 from bridged.engine.dm import DeviceManagement, DeviceManagementResource
 from bridged.engine.observe import Observations
+from bridged.engine.pacing import BURST
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -168,4 +171,27 @@ async def test_a_confirmable_notification_in_the_backlog_is_dropped_by_the_rst(
     await reset(peer, first)
     peer.empty(ACK, pending.mid)  # the backlog goes on
     await peer.until(lambda: all(mid != pending.mid for _, mid in manager._active_exchanges))
+    assert FORGOTTEN not in await peer.after_reset()
+
+
+@pytest.mark.parametrize("peer", [CoapLimits()], indirect=True)
+async def test_a_notification_waiting_for_its_turn_is_dropped_by_the_rst(peer: Peer) -> None:
+    """With the notification pace (``BoundedMessageManager.turn``), the next notification of
+    ``forgotten`` waits for its turn, one RTT after the first (the RTT made 1 s here), when the
+    RST comes."""
+    manager = peer.manager
+    peer.observations.turns = manager
+    probe = await peer.notified(CONTROL, 21.0)
+    assert probe.mtype is CON, "without an RTT estimate a notification measures one"
+    peer.empty(ACK, probe.mid)
+    await peer.until(lambda: any(p.srtt is not None for p in manager.paces.values()))
+    (pace,) = manager.paces.values()
+    pace.srtt, pace.rttvar = 1.0, 0.0
+    for _ in range(BURST - 1):  # the burst allowance used up but for one turn
+        pace.take(manager.clock())
+    first = await peer.notified(FORGOTTEN, 21.0)
+    peer.tree.set(temperature(0), 22.0)
+    await peer.until(lambda: any(manager._turns.values()))
+    await reset(peer, first)
+    assert not any(manager._turns.values()), "its wait was withdrawn"
     assert FORGOTTEN not in await peer.after_reset()

@@ -54,11 +54,15 @@ INTERNALS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("aiocoap.messagemanager", "MessageManager._add_exchange"): (
         "0b005c18e003af50",
-        "bridged.engine.coap: wrapped to watch acknowledgements",
+        "bridged.engine.coap: wrapped to watch acknowledgements and time CONs for the RTT",
     ),
     ("aiocoap.messagemanager", "MessageManager._remove_exchange"): (
         "a8ef9c56a6015e63",
         "bridged.engine.coap: wrapped to watch acknowledgements and RSTs to NON notifications",
+    ),
+    ("aiocoap.messagemanager", "MessageManager._retransmit"): (
+        "6e88f16f0f816e49",
+        "bridged.engine.coap: wrapped, so a retransmitted CON is no RTT sample (Karn)",
     ),
     ("aiocoap.tokenmanager", "TokenManager.process_request"): (
         "fae4bb07f479c354",
@@ -79,7 +83,8 @@ INTERNALS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("aiocoap.transports.udp6", "MessageInterfaceUDP6.datagram_errqueue_received"): (
         "7cbf41ed5f729f5d",
-        "bridged.engine.sockets.Sockets: an ICMP error is its peer's error, as here",
+        "bridged.engine.sockets.Sockets: an ICMP error is its peer's error, as here; "
+        "bridged.engine.udp: the receive guard strips the arrival stamp before it",
     ),
     ("aiocoap.util.asyncio.recvmsg", "RecvmsgSelectorDatagramTransport._read_ready"): (
         "ebb2ad8c43ea63c9",

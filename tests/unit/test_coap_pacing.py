@@ -7,7 +7,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridged.engine.pacing import EXCHANGE_LIFETIME, MESSAGE_IDS, MessageIdPacer, PacerTable
+from bridged.engine.pacing import (
+    BURST,
+    EXCHANGE_LIFETIME,
+    MESSAGE_IDS,
+    NO_RTT_INTERVAL,
+    RTT_REFRESH,
+    MessageIdPacer,
+    NotificationPace,
+    PacerTable,
+    Turn,
+)
 
 
 def test_ids_come_in_sequence_and_wrap() -> None:
@@ -84,3 +94,44 @@ def test_no_live_id_is_ever_reused_and_never_more_live_than_the_space(
         dies[mid] = now + lifetime
         live_until.append(now + lifetime)
         assert sum(1 for end in live_until if end > now) <= space
+
+
+def test_without_an_rtt_estimate_one_confirmable_notification_every_3_seconds() -> None:
+    """RFC 7641 §4.5.1; each is confirmable so that its ACK gives an estimate."""
+    pace = NotificationPace()
+    assert pace.ready_at(10.0) == 10.0 and pace.take(10.0) is Turn.CON
+    assert pace.ready_at(10.0) == 10.0 + NO_RTT_INTERVAL
+    assert pace.take(13.0, con_in_flight=True) is Turn.NON, "one CON at a time (NSTART 1)"
+
+
+def test_with_an_rtt_estimate_one_notification_per_rtt_on_average() -> None:
+    """Spaced by the RTT's bound, SRTT + 4 RTTVAR (RFC 6298): 2 ms + 4 x 1 ms after a first
+    sample of 2 ms."""
+    pace = NotificationPace()
+    pace.take(0.0)
+    pace.measured(0.002, 0.002)
+    assert pace.ready_at(0.002) == 0.002, "the 3 s of the probe no longer apply"
+    taken = []
+    now = 0.002
+    while now < 0.6:
+        now = pace.ready_at(now)
+        taken.append(pace.take(now))
+    assert abs(len(taken) - (100 + BURST - 1)) <= 1, "a burst, then one per 6 ms"
+    assert set(taken) == {Turn.NON}
+    late = pace.ready_at(0.6) + 0.0121  # a timer two intervals late: three turns at once
+    turns = 0
+    while pace.ready_at(late) <= late:
+        pace.take(late)
+        turns += 1
+    assert turns == 3
+    pace.measured(1.0, 0.010)  # RFC 6298: srtt + (rtt - srtt) / 8
+    assert pace.srtt == pytest.approx(0.003)
+
+
+def test_a_long_burst_refreshes_the_estimate_with_a_confirmable_notification() -> None:
+    pace = NotificationPace()
+    pace.measured(0.0, 0.01)
+    assert pace.take(0.5, burst=True) is Turn.NON
+    assert pace.take(RTT_REFRESH, burst=False) is Turn.NON, "a lone notification stays NON"
+    assert pace.take(RTT_REFRESH, burst=True) is Turn.CON
+    assert pace.take(RTT_REFRESH + 0.01, burst=True, con_in_flight=True) is Turn.NON

@@ -195,6 +195,43 @@ def test_LightweightM2M_1_1_int_261_write_attributes_then_discover(dm: DeviceMan
     assert absent.code == Code.NOT_FOUND
 
 
+def test_a_delete_drops_the_attributes_it_holds_touching_only_those(
+    dm: DeviceManagement, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DELETE drops the Write-Attributes of its path and below, and its work is what the
+    path holds: not a pass over every attribute the server wrote (deleting n nodes' instances
+    was O(n^2)). Counted as Path comparisons and hashes, which any scan pays per entry."""
+    for i in range(1, 400):
+        dm.tree.create_instance(3303, i, [(5700, float(i))])
+        dm.handle(Request(Code.PUT, ["3303", str(i), "5700"], query=["pmin=1"]))
+    dm.handle(Request(Code.PUT, ["3303", "7"], query=["pmax=60"]))
+    dm.handle(Request(Code.PUT, ["3303"], query=["pmax=90"]))
+    work = 0
+    contains, hash_ = Path.contains, Path.__hash__
+
+    def counting_contains(self: Path, other: Path) -> bool:
+        nonlocal work
+        work += 1
+        return contains(self, other)
+
+    def counting_hash(self: Path) -> int:
+        nonlocal work
+        work += 1
+        return hash_(self)
+
+    monkeypatch.setattr(Path, "contains", counting_contains)
+    monkeypatch.setattr(Path, "__hash__", counting_hash)
+    assert dm.handle(Request(Code.DELETE, ["3303", "7"])).code == Code.DELETED
+    assert work < 40, f"{work} Path operations for a delete of 2 attributes among 401"
+    monkeypatch.undo()
+    assert ";pmin=1" in get(dm, "/3303/8", LINK)[1].decode()
+    assert Path.parse("/3303/7") not in dm.attributes
+    assert Path.parse("/3303/7/5700") not in dm.attributes
+    assert len(dm.attributes) == 399 and dm.attributes[Path.parse("/3303")].pmax == 90
+    dm.tree.create_instance(3303, 7, [(5700, 7.0)])
+    assert "pm" not in get(dm, "/3303/7", LINK)[1].decode(), "a new instance 7 starts bare"
+
+
 @pytest.mark.parametrize(
     ("text", "args"),
     [

@@ -88,6 +88,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from bridged.aio import Backoff, Deadline, cancel_and_wait
 from bridged.engine.client import LwM2MClient, ServerSession
@@ -104,7 +105,6 @@ from bridged.engine.series import leading_fit
 from bridged.objects.definitions import ResourceDef
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
-from bridged.objects.slotted import quick_init
 from bridged.objects.values import Record, check_value
 from bridged.store.readings import Pending, ReadingStore
 from bridged.transports.nodes import NodeId
@@ -116,14 +116,15 @@ GatewayPath = Callable[[NodeId, Path], Path | None]
 when the node's instance is not exposed."""
 
 
-@quick_init  # one per node in each batch (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where one node's readings go: the sessions of ``client`` (None: the node's client is not
-    up yet, delivery waits for it), at ``path(local)`` (None: that instance is not exposed)."""
+    """Where readings go: the sessions of ``client`` (None: the node's client is not up yet,
+    delivery waits for it), at ``path(node, local)`` (None: that instance is not exposed).
+    The modes that expose every node through the gateway's client have one route for all of
+    them, so a batch finds the client's session once, not once per node."""
 
     client: LwM2MClient | None
-    path: Callable[[Path], Path | None]
+    path: GatewayPath
 
 
 Router = Callable[[NodeId], Route | None]
@@ -133,7 +134,8 @@ readings are skipped and counted)."""
 
 def gateway_router(client: LwM2MClient, gateway_path: GatewayPath) -> Router:
     """The route of the modes that expose every node through the gateway's own ``client``."""
-    return lambda node: Route(client, functools.partial(gateway_path, node))
+    route = Route(client, gateway_path)
+    return lambda node: route
 
 
 def consumer_name(short_server_id: int) -> str:
@@ -242,7 +244,7 @@ class _Batch:
 
 @dataclass(slots=True)
 class _Target:
-    """Where one node's readings of a batch go: its ``session`` at ``path(local)``, which had
+    """Where one node's readings of a batch go: its ``session`` at ``path(node, local)``, which had
     its readings up to seq ``had`` already (``_Server.has``); ``mapped`` keeps each node path's
     gateway path and checked definition, so several readings of a resource in one batch have
     their path mapped and checked once. It is keyed by the node path's ``id``: the batch's
@@ -251,7 +253,7 @@ class _Target:
     entry and maps its own."""
 
     session: ServerSession
-    path: Callable[[Path], Path | None]
+    path: GatewayPath
     had: int
     mapped: dict[int, tuple[Path, ResourceDef]]
 
@@ -275,9 +277,13 @@ class _Server:
     """While a partial batch lingers, its end, which a commit (``notify``) may bring forward."""
 
 
+_UNSEEN: Any = object()
+"""A node not looked up yet in a batch (its target may be None: not exposed)."""
+
+
 def _run_size(pack: SendPack, run: Sequence[object]) -> int:
     """The Send payload size of the leading ``run`` of ``pack``'s records."""
-    return len(pack.payload(len(run)))
+    return pack.size(len(run))
 
 
 class Delivery:
@@ -476,24 +482,31 @@ class Delivery:
         # Each node's target, keyed by the node id's ``id``: the rows hold their node ids while
         # the batch is made, and an id is found without a NodeId's hash (a Python function)
         # per reading; an equal node id that is another object gets a target of its own.
-        routes: dict[int, _Target | None] = {}
+        targets: dict[int, _Target | None] = {}
+        # Each route's session and what it had, keyed by the route's ``id`` (the value keeps
+        # the route alive while the batch is made): one lookup per route, not per node.
+        sessions: dict[int, tuple[Route, ServerSession | None, int]] = {}
         seqs: list[int] = []
         parts: dict[ServerSession, list[tuple[int, Record]]] = {}
         had: list[int] = []  # indexes of readings their session acknowledged already
+        ssid = server.short_server_id
         for seq, (node, r) in zip(pending.seqs, pending.rows, strict=True):
-            try:
-                target = routes[id(node)]
-            except KeyError:  # the node's first reading in this batch
+            target = targets.get(id(node), _UNSEEN)
+            if target is _UNSEEN:  # the node's first reading in this batch
                 route = self.route(node)
                 if route is None:
-                    target = routes[id(node)] = None
+                    target = None
                 else:
-                    found = self._session(route, server.short_server_id)
+                    known = sessions.get(id(route))
+                    if known is None:
+                        found = self._session(route, ssid)
+                        at = 0 if found is None else server.has.get(found, 0)
+                        known = sessions[id(route)] = (route, found, at)
+                    _, found, at = known
                     if found is None:
                         break  # not registered: the run ends here
-                    target = routes[id(node)] = _Target(
-                        found, route.path, server.has.get(found, 0), {}
-                    )
+                    target = _Target(found, route.path, at, {})
+                targets[id(node)] = target
             index = len(seqs)
             seqs.append(seq)
             try:
@@ -504,7 +517,7 @@ class Delivery:
                     continue
                 mapped = target.mapped.get(id(r.path))
                 if mapped is None:
-                    local = target.path(r.path)
+                    local = target.path(node, r.path)
                     if local is None:
                         raise LwM2MError(f"{r.path} of node {node} is not exposed")
                     rdef = check_path(local, target.session.tree.definitions)

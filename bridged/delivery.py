@@ -81,6 +81,7 @@ endpoint still coming up after a restart), and delivery waits when that is the f
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import logging
@@ -105,7 +106,7 @@ from bridged.engine.series import leading_fit
 from bridged.objects.definitions import ResourceDef
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
-from bridged.objects.values import Record, check_value
+from bridged.objects.values import Record, check_value, plain_float
 from bridged.store.readings import Pending, ReadingStore
 from bridged.transports.nodes import NodeId
 
@@ -243,19 +244,34 @@ class _Batch:
 
 
 @dataclass(slots=True)
+class _Gathered:
+    """One session's readings in a batch as it is made: their indexes in the batch (rising)
+    and their records at the session's paths, side by side (no pair per reading)."""
+
+    indexes: list[int] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+
+    def before(self, cut: int) -> int:
+        """How many of the readings come before index ``cut``."""
+        return bisect.bisect_left(self.indexes, cut)
+
+
+@dataclass(slots=True)
 class _Target:
-    """Where one node's readings of a batch go: its ``session`` at ``path(node, local)``, which had
-    its readings up to seq ``had`` already (``_Server.has``); ``mapped`` keeps each node path's
-    gateway path and checked definition, so several readings of a resource in one batch have
-    their path mapped and checked once. It is keyed by the node path's ``id``: the batch's
-    readings hold their paths while it lives, and an id is found without a Path's hash (a
-    Python function) per reading; a reading whose equal path is another object misses the
-    entry and maps its own."""
+    """Where one node's readings of a batch go: its session's ``part``, at
+    ``path(node, local)``; the session had its readings up to seq ``had`` already
+    (``_Server.has``). ``mapped`` keeps each node path's gateway path, its checked definition
+    and whether any finite float is a value of it (``plain_float``), so several readings of a
+    resource in one batch have their path mapped and checked once. It is keyed by the node
+    path's ``id``: the batch's readings hold their paths while it lives, and an id is found
+    without a Path's hash (a Python function) per reading; a reading whose equal path is
+    another object misses the entry and maps its own."""
 
     session: ServerSession
+    part: _Gathered
     path: GatewayPath
     had: int
-    mapped: dict[int, tuple[Path, ResourceDef]]
+    mapped: dict[int, tuple[Path, ResourceDef, bool]]
 
 
 @dataclass
@@ -483,11 +499,12 @@ class Delivery:
         # the batch is made, and an id is found without a NodeId's hash (a Python function)
         # per reading; an equal node id that is another object gets a target of its own.
         targets: dict[int, _Target | None] = {}
-        # Each route's session and what it had, keyed by the route's ``id`` (the value keeps
-        # the route alive while the batch is made): one lookup per route, not per node.
-        sessions: dict[int, tuple[Route, ServerSession | None, int]] = {}
+        # Each route's session, its part and what it had, keyed by the route's ``id`` (the
+        # value keeps the route alive while the batch is made): one lookup per route, not per
+        # node.
+        sessions: dict[int, tuple[Route, ServerSession, _Gathered, int]] = {}
         seqs: list[int] = []
-        parts: dict[ServerSession, list[tuple[int, Record]]] = {}
+        parts: dict[ServerSession, _Gathered] = {}
         had: list[int] = []  # indexes of readings their session acknowledged already
         ssid = server.short_server_id
         for seq, (node, r) in zip(pending.seqs, pending.rows, strict=True):
@@ -500,12 +517,13 @@ class Delivery:
                     known = sessions.get(id(route))
                     if known is None:
                         found = self._session(route, ssid)
-                        at = 0 if found is None else server.has.get(found, 0)
-                        known = sessions[id(route)] = (route, found, at)
-                    _, found, at = known
-                    if found is None:
-                        break  # not registered: the run ends here
-                    target = _Target(found, route.path, at, {})
+                        if found is None:
+                            break  # not registered: the run ends here
+                        part = parts.setdefault(found, _Gathered())
+                        known = (route, found, part, server.has.get(found, 0))
+                        sessions[id(route)] = known
+                    _, found, part, at = known
+                    target = _Target(found, part, route.path, at, {})
                 targets[id(node)] = target
             index = len(seqs)
             seqs.append(seq)
@@ -521,38 +539,43 @@ class Delivery:
                     if local is None:
                         raise LwM2MError(f"{r.path} of node {node} is not exposed")
                     rdef = check_path(local, target.session.tree.definitions)
-                    mapped = target.mapped[id(r.path)] = (local, rdef)
-                local, rdef = mapped
-                check_value(rdef, r.value)
-                record = Record(local, r.value, r.time)
+                    mapped = target.mapped[id(r.path)] = (local, rdef, plain_float(rdef))
+                local, rdef, plain = mapped
+                value = r.value
+                if not (plain and type(value) is float and value - value == 0.0):
+                    check_value(rdef, value)  # else a finite float: nothing more to check
+                record = Record(local, value, r.time)
             except LwM2MError as e:
                 self._skip(node, r.path, e)
                 continue
-            parts.setdefault(target.session, []).append((index, record))
+            target.part.indexes.append(index)
+            target.part.records.append(record)
         if not seqs:
             return None
         cut = len(seqs)
-        packs = {session: SendPack([r for _, r in part]) for session, part in parts.items()}
+        packs = {session: SendPack(part.records) for session, part in parts.items()}
         for session, part in parts.items():
             # Runs are leading runs of the part: their length names them.
             size = functools.partial(_run_size, packs[session])
-            fit = leading_fit(part, size, self.config.max_bytes)
-            if fit < len(part):
-                cut = min(cut, part[fit][0])
+            fit = leading_fit(part.records, size, self.config.max_bytes)
+            if fit < len(part.records):
+                cut = min(cut, part.indexes[fit])
         for session, part in parts.items():  # then to whole Block1 blocks (send.whole_blocks)
-            run = [(i, r) for i, r in part if i < cut]
-            if run:
+            count = part.before(cut)
+            if count:
                 size = functools.partial(_run_size, packs[session])
-                fit = leading_fit(run, size, whole_blocks(size(run)))
-                if fit < len(run):
-                    cut = min(cut, run[fit][0])
+                fit = leading_fit(
+                    part.records[:count], size, whole_blocks(packs[session].size(count))
+                )
+                if fit < count:
+                    cut = min(cut, part.indexes[fit])
         kept: dict[ServerSession, list[Record]] = {}
         lasts: dict[ServerSession, int] = {}
         for session, part in parts.items():
-            run = [(i, r) for i, r in part if i < cut]
-            if run:
-                kept[session] = [r for _, r in run]
-                lasts[session] = seqs[run[-1][0]]
+            count = part.before(cut)
+            if count:
+                kept[session] = part.records[:count]
+                lasts[session] = seqs[part.indexes[count - 1]]
         payloads = {s: packs[s].payload(len(records)) for s, records in kept.items()}
         done = sum(1 for i in had if i < cut)
         skipped = cut - done - sum(len(records) for records in kept.values())

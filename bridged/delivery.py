@@ -106,7 +106,7 @@ from bridged.engine.series import leading_fit
 from bridged.objects.definitions import ResourceDef
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
-from bridged.objects.values import Record, check_value, plain_float
+from bridged.objects.values import Record, check_value
 from bridged.store.readings import Pending, ReadingStore
 from bridged.transports.nodes import NodeId
 
@@ -260,18 +260,18 @@ class _Gathered:
 class _Target:
     """Where one node's readings of a batch go: its session's ``part``, at
     ``path(node, local)``; the session had its readings up to seq ``had`` already
-    (``_Server.has``). ``mapped`` keeps each node path's gateway path, its checked definition
-    and whether any finite float is a value of it (``plain_float``), so several readings of a
-    resource in one batch have their path mapped and checked once. It is keyed by the node
-    path's ``id``: the batch's readings hold their paths while it lives, and an id is found
-    without a Path's hash (a Python function) per reading; a reading whose equal path is
-    another object misses the entry and maps its own."""
+    (``_Server.has``). ``mapped`` keeps each node path's gateway path and its checked
+    definition, so several readings of a resource in one batch have their path mapped and
+    checked once (and a finite float of a ``plain_float`` resource is taken as it is). It is
+    keyed by the node path's ``id``: the batch's readings hold their paths while it lives,
+    and an id is found without a Path's hash (a Python function) per reading; a reading
+    whose equal path is another object misses the entry and maps its own."""
 
     session: ServerSession
     part: _Gathered
     path: GatewayPath
     had: int
-    mapped: dict[int, tuple[Path, ResourceDef, bool]]
+    mapped: dict[int, tuple[Path, ResourceDef]]
 
 
 @dataclass
@@ -539,10 +539,10 @@ class Delivery:
                     if local is None:
                         raise LwM2MError(f"{r.path} of node {node} is not exposed")
                     rdef = check_path(local, target.session.tree.definitions)
-                    mapped = target.mapped[id(r.path)] = (local, rdef, plain_float(rdef))
-                local, rdef, plain = mapped
+                    mapped = target.mapped[id(r.path)] = (local, rdef)
+                local, rdef = mapped
                 value = r.value
-                if not (plain and type(value) is float and value - value == 0.0):
+                if not (rdef.plain_float and type(value) is float and value - value == 0.0):
                     check_value(rdef, value)  # else a finite float: nothing more to check
                 record = Record(local, value, r.time)
             except LwM2MError as e:

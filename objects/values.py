@@ -127,18 +127,11 @@ definitions' own ranges are shorter (a URI is 0..255 bytes), and a time zone, a 
 version that does not fit in this is a mistake or an attack, not a value to keep."""
 
 
-def plain_float(defn: ResourceDef) -> bool:
-    """Whether any finite float is a value of ``defn`` (a Float with no range): a sensor's
-    resource, whose every reading a caller that checks many against one definition may take
-    with no call to ``check_value``."""
-    return defn.type is ResourceType.FLOAT and defn.range is None
-
-
 def check_value(defn: ResourceDef, value: object) -> Value:
     """``check_type``, then the definition's range: a number's value, a string's length (at
     most ``MAX_STRING_BYTES`` when the definition has no range)."""
     # A sensor's value, what nearly every reading is: checked with no call more.
-    if type(value) is float and plain_float(defn) and math.isfinite(value):
+    if type(value) is float and defn.plain_float and math.isfinite(value):
         return value
     v = check_type(defn, value)
     rng = defn.range

@@ -213,6 +213,7 @@ class SenMLCborCodec:
         for floats that rarely fit in fewer bytes (21.37 does not)."""
         bn_key, n_key, bt_key, t_key = _BN_KEY, _N_KEY, _BT_KEY, _T_KEY
         value_keys, item, text, heads = _VALUE_KEYS, _item, _text, _MAP_HEADS
+        text_heads = _TEXT_HEADS
         key_float, bt_byte, number_byte = _KEY_FLOAT64, _BT_KEY[0], _NUMBER_KEY[0]
         out: list[bytes] = []
         append = out.append
@@ -222,7 +223,10 @@ class SenMLCborCodec:
             if bn is not None:
                 fields, count = bn_key + text(bn), 2
             if n is not None:
-                fields, count = fields + n_key + text(n), count + 1
+                data = n.encode()  # short: a node's path below the base name
+                size = len(data)
+                head = text_heads[size] if size < 24 else _head(0x60, size)
+                fields, count = fields + n_key + head + data, count + 1
             if bt is not None:
                 if type(bt) is float and bt - bt == 0.0:
                     fields += key_float(bt_byte, 0xFB, bt)

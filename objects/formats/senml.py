@@ -225,12 +225,14 @@ def compact_fields(records: Sequence[Record], dialect: Dialect) -> list[Fields]:
     # each of its readings of it.
     texts: dict[int, str] = {}
     names: list[str] = []
+    timed = True  # every record has a time
     for rec in records:
         name = texts.get(id(rec.path))
         if name is None:
             name = texts[id(rec.path)] = str(rec.path)
         names.append(name)
-    timed = all(rec.time is not None for rec in records)
+        if rec.time is None:
+            timed = False
     bn, whole = "", False  # whole: bn ends at a "/", so any name under it may follow
     bt: float | None = None
     last = len(names) - 1

@@ -164,7 +164,7 @@ class Deadline:
     the module docstring). Disarmed, it holds no timer; ``cancel`` disarms it (its owner ran the
     action itself)."""
 
-    __slots__ = ("_action", "_armed_at", "_clock", "_early", "_handle", "_last", "_window")
+    __slots__ = ("_action", "_armed_at", "_clock", "_early", "_handle", "_last", "_window", "armed")
 
     def __init__(
         self,
@@ -185,10 +185,9 @@ class Deadline:
         self._last = 0.0
         """When it was armed or last told ``awake`` since: the gap to the next wake-up."""
         self._handle: Cancellable | None = None
-
-    @property
-    def armed(self) -> bool:
-        return self._handle is not None
+        self.armed = False
+        """Whether its action waits to run (a timer or a callback is scheduled): an attribute,
+        not a property, as a node registry asks at each event of each report."""
 
     def arm(self) -> None:
         """Something waits for the action: it runs within ``window`` (if armed already, within
@@ -197,6 +196,7 @@ class Deadline:
             clock = self._clock()
             self._armed_at = self._last = clock.time()
             self._handle = clock.call_later(self._window, self._run)
+            self.armed = True
 
     def awake(self) -> None:
         """The process is awake anyway (new work came): run the action at the end of this
@@ -217,8 +217,10 @@ class Deadline:
             self._handle.cancel()
             self._handle = None
             self._armed_at = None
+            self.armed = False
 
     def _run(self) -> None:
         self._handle = None
         self._armed_at = None
+        self.armed = False
         self._action()

@@ -81,6 +81,7 @@ endpoint still coming up after a restart), and delivery waits when that is the f
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import logging
@@ -88,6 +89,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from bridged.aio import Backoff, Deadline, cancel_and_wait
 from bridged.engine.client import LwM2MClient, ServerSession
@@ -104,7 +106,6 @@ from bridged.engine.series import leading_fit
 from bridged.objects.definitions import ResourceDef
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
-from bridged.objects.slotted import quick_init
 from bridged.objects.values import Record, check_value
 from bridged.store.readings import Pending, ReadingStore
 from bridged.transports.nodes import NodeId
@@ -116,14 +117,15 @@ GatewayPath = Callable[[NodeId, Path], Path | None]
 when the node's instance is not exposed."""
 
 
-@quick_init  # one per node in each batch (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where one node's readings go: the sessions of ``client`` (None: the node's client is not
-    up yet, delivery waits for it), at ``path(local)`` (None: that instance is not exposed)."""
+    """Where readings go: the sessions of ``client`` (None: the node's client is not up yet,
+    delivery waits for it), at ``path(node, local)`` (None: that instance is not exposed).
+    The modes that expose every node through the gateway's client have one route for all of
+    them, so a batch finds the client's session once, not once per node."""
 
     client: LwM2MClient | None
-    path: Callable[[Path], Path | None]
+    path: GatewayPath
 
 
 Router = Callable[[NodeId], Route | None]
@@ -133,7 +135,8 @@ readings are skipped and counted)."""
 
 def gateway_router(client: LwM2MClient, gateway_path: GatewayPath) -> Router:
     """The route of the modes that expose every node through the gateway's own ``client``."""
-    return lambda node: Route(client, functools.partial(gateway_path, node))
+    route = Route(client, gateway_path)
+    return lambda node: route
 
 
 def consumer_name(short_server_id: int) -> str:
@@ -241,17 +244,32 @@ class _Batch:
 
 
 @dataclass(slots=True)
+class _Gathered:
+    """One session's readings in a batch as it is made: their indexes in the batch (rising)
+    and their records at the session's paths, side by side (no pair per reading)."""
+
+    indexes: list[int] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+
+    def before(self, cut: int) -> int:
+        """How many of the readings come before index ``cut``."""
+        return bisect.bisect_left(self.indexes, cut)
+
+
+@dataclass(slots=True)
 class _Target:
-    """Where one node's readings of a batch go: its ``session`` at ``path(local)``, which had
-    its readings up to seq ``had`` already (``_Server.has``); ``mapped`` keeps each node path's
-    gateway path and checked definition, so several readings of a resource in one batch have
-    their path mapped and checked once. It is keyed by the node path's ``id``: the batch's
-    readings hold their paths while it lives, and an id is found without a Path's hash (a
-    Python function) per reading; a reading whose equal path is another object misses the
-    entry and maps its own."""
+    """Where one node's readings of a batch go: its session's ``part``, at
+    ``path(node, local)``; the session had its readings up to seq ``had`` already
+    (``_Server.has``). ``mapped`` keeps each node path's gateway path and its checked
+    definition, so several readings of a resource in one batch have their path mapped and
+    checked once (and a finite float of a ``plain_float`` resource is taken as it is). It is
+    keyed by the node path's ``id``: the batch's readings hold their paths while it lives,
+    and an id is found without a Path's hash (a Python function) per reading; a reading
+    whose equal path is another object misses the entry and maps its own."""
 
     session: ServerSession
-    path: Callable[[Path], Path | None]
+    part: _Gathered
+    path: GatewayPath
     had: int
     mapped: dict[int, tuple[Path, ResourceDef]]
 
@@ -275,9 +293,13 @@ class _Server:
     """While a partial batch lingers, its end, which a commit (``notify``) may bring forward."""
 
 
+_UNSEEN: Any = object()
+"""A node not looked up yet in a batch (its target may be None: not exposed)."""
+
+
 def _run_size(pack: SendPack, run: Sequence[object]) -> int:
     """The Send payload size of the leading ``run`` of ``pack``'s records."""
-    return len(pack.payload(len(run)))
+    return pack.size(len(run))
 
 
 class Delivery:
@@ -476,24 +498,33 @@ class Delivery:
         # Each node's target, keyed by the node id's ``id``: the rows hold their node ids while
         # the batch is made, and an id is found without a NodeId's hash (a Python function)
         # per reading; an equal node id that is another object gets a target of its own.
-        routes: dict[int, _Target | None] = {}
+        targets: dict[int, _Target | None] = {}
+        # Each route's session, its part and what it had, keyed by the route's ``id`` (the
+        # value keeps the route alive while the batch is made): one lookup per route, not per
+        # node.
+        sessions: dict[int, tuple[Route, ServerSession, _Gathered, int]] = {}
         seqs: list[int] = []
-        parts: dict[ServerSession, list[tuple[int, Record]]] = {}
+        parts: dict[ServerSession, _Gathered] = {}
         had: list[int] = []  # indexes of readings their session acknowledged already
+        ssid = server.short_server_id
         for seq, (node, r) in zip(pending.seqs, pending.rows, strict=True):
-            try:
-                target = routes[id(node)]
-            except KeyError:  # the node's first reading in this batch
+            target = targets.get(id(node), _UNSEEN)
+            if target is _UNSEEN:  # the node's first reading in this batch
                 route = self.route(node)
                 if route is None:
-                    target = routes[id(node)] = None
+                    target = None
                 else:
-                    found = self._session(route, server.short_server_id)
-                    if found is None:
-                        break  # not registered: the run ends here
-                    target = routes[id(node)] = _Target(
-                        found, route.path, server.has.get(found, 0), {}
-                    )
+                    known = sessions.get(id(route))
+                    if known is None:
+                        found = self._session(route, ssid)
+                        if found is None:
+                            break  # not registered: the run ends here
+                        part = parts.setdefault(found, _Gathered())
+                        known = (route, found, part, server.has.get(found, 0))
+                        sessions[id(route)] = known
+                    _, found, part, at = known
+                    target = _Target(found, part, route.path, at, {})
+                targets[id(node)] = target
             index = len(seqs)
             seqs.append(seq)
             try:
@@ -504,42 +535,47 @@ class Delivery:
                     continue
                 mapped = target.mapped.get(id(r.path))
                 if mapped is None:
-                    local = target.path(r.path)
+                    local = target.path(node, r.path)
                     if local is None:
                         raise LwM2MError(f"{r.path} of node {node} is not exposed")
                     rdef = check_path(local, target.session.tree.definitions)
                     mapped = target.mapped[id(r.path)] = (local, rdef)
                 local, rdef = mapped
-                check_value(rdef, r.value)
-                record = Record(local, r.value, r.time)
+                value = r.value
+                if not (rdef.plain_float and type(value) is float and value - value == 0.0):
+                    check_value(rdef, value)  # else a finite float: nothing more to check
+                record = Record(local, value, r.time)
             except LwM2MError as e:
                 self._skip(node, r.path, e)
                 continue
-            parts.setdefault(target.session, []).append((index, record))
+            target.part.indexes.append(index)
+            target.part.records.append(record)
         if not seqs:
             return None
         cut = len(seqs)
-        packs = {session: SendPack([r for _, r in part]) for session, part in parts.items()}
+        packs = {session: SendPack(part.records) for session, part in parts.items()}
         for session, part in parts.items():
             # Runs are leading runs of the part: their length names them.
             size = functools.partial(_run_size, packs[session])
-            fit = leading_fit(part, size, self.config.max_bytes)
-            if fit < len(part):
-                cut = min(cut, part[fit][0])
+            fit = leading_fit(part.records, size, self.config.max_bytes)
+            if fit < len(part.records):
+                cut = min(cut, part.indexes[fit])
         for session, part in parts.items():  # then to whole Block1 blocks (send.whole_blocks)
-            run = [(i, r) for i, r in part if i < cut]
-            if run:
+            count = part.before(cut)
+            if count:
                 size = functools.partial(_run_size, packs[session])
-                fit = leading_fit(run, size, whole_blocks(size(run)))
-                if fit < len(run):
-                    cut = min(cut, run[fit][0])
+                fit = leading_fit(
+                    part.records[:count], size, whole_blocks(packs[session].size(count))
+                )
+                if fit < count:
+                    cut = min(cut, part.indexes[fit])
         kept: dict[ServerSession, list[Record]] = {}
         lasts: dict[ServerSession, int] = {}
         for session, part in parts.items():
-            run = [(i, r) for i, r in part if i < cut]
-            if run:
-                kept[session] = [r for _, r in run]
-                lasts[session] = seqs[run[-1][0]]
+            count = part.before(cut)
+            if count:
+                kept[session] = part.records[:count]
+                lasts[session] = seqs[part.indexes[count - 1]]
         payloads = {s: packs[s].payload(len(records)) for s, records in kept.items()}
         done = sum(1 for i in had if i < cut)
         skipped = cut - done - sum(len(records) for records in kept.values())

@@ -522,7 +522,7 @@ class NodeRegistry:
         for r in stamped:
             values[r.path] = r
             oid, iid = r.path.ids[0], r.path.ids[1]
-            iids = live.objects.get(oid, [])
+            iids = live.objects.get(oid, ())  # no list made per reading
             if iid not in iids:
                 live.objects = shared_objects({**live.objects, oid: [*iids, iid]})
                 grew = True

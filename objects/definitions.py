@@ -112,6 +112,14 @@ class ResourceDef:
     units: str = ""
     range: ValueRange | None = None
     description: str = ""
+    plain_float: bool = field(init=False, repr=False, compare=False)
+    """Any finite float is a value of it (a Float with no range): a sensor's resource, whose
+    every reading ``values.check_value`` takes at once, and a caller that checks many values
+    against one definition with no call at all."""
+
+    def __post_init__(self) -> None:
+        plain = self.type is ResourceType.FLOAT and self.range is None
+        object.__setattr__(self, "plain_float", plain)
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,12 +131,7 @@ def check_value(defn: ResourceDef, value: object) -> Value:
     """``check_type``, then the definition's range: a number's value, a string's length (at
     most ``MAX_STRING_BYTES`` when the definition has no range)."""
     # A sensor's value, what nearly every reading is: checked with no call more.
-    if (
-        type(value) is float
-        and defn.type is ResourceType.FLOAT
-        and defn.range is None
-        and math.isfinite(value)
-    ):
+    if type(value) is float and defn.plain_float and math.isfinite(value):
         return value
     v = check_type(defn, value)
     rng = defn.range

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import accumulate
 
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.constants import MAX_REGULAR_BLOCK_SIZE_EXP
@@ -155,26 +156,27 @@ def encode_send(records: Sequence[Record], tree: ObjectTree) -> bytes:
 def send_payload(records: Sequence[Record]) -> bytes:
     """The SenML CBOR payload of a Send of ``records`` checked already (``check_records``):
     every record named by ``bn`` + ``n`` with its time, if any, as ``bt`` + ``t``
-    (``senml.encode_compact``)."""
+    (``senml.compact_fields``)."""
     return SendPack(records).payload(len(records))
 
 
 class SendPack:
     """The Send payloads of the leading runs of ``records`` (checked already), from one
-    encoding of them into SenML items: delivery measures a batch at a length or two before it
-    settles on one, and each length costs only the CBOR of its items (a leading run of the
-    items is a pack of its own, see ``SenMLCborCodec.compact_items``)."""
+    encoding of each record: delivery measures a batch at a length or two before it settles
+    on one, and a length's size is a sum, its payload a join (a leading run of the records is
+    a pack of its own, see ``SenMLCborCodec.compact_records``)."""
 
     def __init__(self, records: Sequence[Record]) -> None:
-        self._items = SENML_CBOR.compact_items(records)
-        self._payloads: dict[int, bytes] = {}
+        self._records = SENML_CBOR.compact_records(records)
+        self._ends = list(accumulate(map(len, self._records)))
+
+    def size(self, count: int) -> int:
+        """The size of the payload of a Send of the first ``count`` records."""
+        return SENML_CBOR.pack_size(count, self._ends[count - 1])
 
     def payload(self, count: int) -> bytes:
         """The payload of a Send of the first ``count`` records."""
-        payload = self._payloads.get(count)
-        if payload is None:
-            payload = self._payloads[count] = SENML_CBOR.dump(self._items[:count])
-        return payload
+        return SENML_CBOR.pack(self._records[:count])
 
 
 def muted(tree: ObjectTree, server_instance: int) -> bool:

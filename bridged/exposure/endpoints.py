@@ -45,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import logging
 import resource
 from collections import Counter
@@ -260,9 +259,7 @@ class EndpointsExposure:
 
         def route(node: NodeId) -> Route | None:
             ep = self.endpoints.get(node)
-            return (
-                None if ep is None else Route(ep.client, functools.partial(ep.paths.upstream, node))
-            )
+            return None if ep is None else Route(ep.client, ep.paths.upstream)
 
         return route
 

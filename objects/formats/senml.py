@@ -23,7 +23,7 @@ Time
     when either is present, else None ("now"). Encoding writes each record's time as ``t`` with
     no ``bt``, which carries any float exactly.
 
-Compact packs (``encode_compact``, what a Send carries)
+Compact packs (``compact_fields``, what a Send carries)
     A Send is a composite pack, every record named in full; a batch of readings repeats the
     same prefixes and nearly the same times, record after record, and each Block1 block of it
     is a round trip on a cellular uplink paid by the byte. So its records share a base name
@@ -213,49 +213,70 @@ def encode_pack(records: Sequence[Record], base: Path, dialect: Dialect) -> list
     return items
 
 
-def encode_compact(records: Sequence[Record], dialect: Dialect) -> list[Item]:
-    """A composite pack of ``records`` with shared base names and times (module docstring)."""
+Fields = tuple[str | None, str | None, float | None, float | None, Label, object]
+"""One record of a compact pack as its fields, None where absent: ``bn``, ``n``, ``bt``,
+``t``, the value's label and its wire form (``compact_fields``); a codec writes them in that
+order."""
+
+
+def compact_fields(records: Sequence[Record], dialect: Dialect) -> list[Fields]:
+    """A composite pack of ``records`` with shared base names and times (module docstring),
+    as each record's fields: no map is built per record, the codec writes the fields as they
+    are (a Send's pack is encoded once per batch, and measured at a length or two)."""
     if dialect.bn is None or dialect.bt is None:
         raise InternalServerError(f"{dialect.name} has no base fields to share")
-    bn_label, bt_label, n_label, t_label = dialect.bn, dialect.bt, dialect.n, dialect.t
     labels = _value_labels(dialect)
-    names = [str(rec.path) for rec in records]
-    timed = all(rec.time is not None for rec in records)
+    # A path's name once per path object: a batch holds a node resource's path object in
+    # each of its readings of it.
+    texts: dict[int, str] = {}
+    names: list[str] = []
+    timed = True  # every record has a time
+    for rec in records:
+        name = texts.get(id(rec.path))
+        if name is None:
+            name = texts[id(rec.path)] = str(rec.path)
+        names.append(name)
+        if rec.time is None:
+            timed = False
     bn, whole = "", False  # whole: bn ends at a "/", so any name under it may follow
     bt: float | None = None
     last = len(names) - 1
-    items: list[Item] = []
-    append = items.append
+    fields: list[Fields] = []
+    append = fields.append
     for i, rec in enumerate(records):
         name = names[i]
-        item: Item = {}
+        new_bn: str | None = None
         if not (bn and name.startswith(bn) and (whole or name == bn)):
-            bn = item[bn_label] = _shared_prefix(name, names[i + 1] if i < last else name)
+            bn = new_bn = _shared_prefix(name, names[i + 1] if i < last else name)
             whole = bn.endswith("/")
         elif i + 2 <= last and name != bn and name == names[i + 1] == names[i + 2]:
-            bn = item[bn_label] = name  # a series of one resource begins
+            bn = new_bn = name  # a series of one resource begins
             whole = False
-        if len(name) != len(bn):
-            item[n_label] = name[len(bn) :]
+        n = name[len(bn) :] if len(name) != len(bn) else None
         time = rec.time
+        new_bt: float | None = None
+        t: float | None = None
         if time is not None:
             if not timed:
-                item[t_label] = time
+                t = time
             else:
-                t = None if bt is None else _relative(time, bt)
-                if t is None:
-                    bt = item[bt_label] = time
-                elif t:
-                    item[t_label] = t
+                if bt is None:
+                    rel = None
+                else:  # the common case, a fraction apart, decided with no call
+                    d = time - bt
+                    rel = None if type(d) is float and not d.is_integer() else _relative(time, bt)
+                if rel is None:
+                    bt = new_bt = time
+                elif rel:
+                    t = rel
         value = rec.value
         label = labels.get(type(value))
         if label is None or type(value) not in _PLAIN:
             label, out = _wire_out(rec.path, value, label, dialect)
         else:
             out = value
-        item[label] = out
-        append(item)
-    return items
+        append((new_bn, n, new_bt, t, label, out))
+    return fields
 
 
 def _shared_prefix(name: str, other: str) -> str:

@@ -12,6 +12,7 @@ becomes a DecodeError.
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -24,10 +25,10 @@ from ..values import Record
 from . import ContentFormat
 from .senml import (
     Dialect,
-    Item,
+    Label,
+    compact_fields,
     decode_pack,
     decode_path_list,
-    encode_compact,
     encode_pack,
     encode_path_list,
 )
@@ -150,6 +151,48 @@ DIALECT = Dialect(
 )
 
 
+_FLOAT64 = struct.Struct(">Bd").pack
+"""A finite float as cbor2 writes one outside its canonical mode: 0xfb and 8 bytes."""
+
+
+def _head(major: int, length: int) -> bytes:
+    """The head of a CBOR item of ``major`` type (shifted: 0x60 text, 0x80 array...) and
+    ``length`` (RFC 8949 §3), in its shortest form, as cbor2 writes it."""
+    if length < 24:
+        return bytes((major | length,))
+    if length < 0x100:
+        return bytes((major | 24, length))
+    if length < 0x10000:
+        return bytes((major | 25,)) + length.to_bytes(2, "big")
+    if length < 0x100000000:
+        return bytes((major | 26,)) + length.to_bytes(4, "big")
+    return bytes((major | 27,)) + length.to_bytes(8, "big")
+
+
+_KEY_FLOAT64 = struct.Struct(">BBd").pack
+"""A one-byte label (an integer from -24 to 23) and a finite float after it."""
+
+_TEXT_HEADS = [_head(0x60, length) for length in range(24)]
+
+
+def _text(x: str) -> bytes:
+    """Text as cbor2 writes it."""
+    data = x.encode()
+    size = len(data)
+    return (_TEXT_HEADS[size] if size < 24 else _head(0x60, size)) + data
+
+
+def _item(x: object) -> bytes:
+    """``x`` as the CBOR item cbor2 writes for it in a pack: the common float and text here,
+    with no call into cbor2 per field, anything else (ints, bools, byte strings, and the
+    non-finite floats cbor2 writes in half precision) by cbor2 itself."""
+    if type(x) is float and x - x == 0.0:
+        return _FLOAT64(0xFB, x)
+    if type(x) is str:
+        return _text(x)
+    return _dump(x)
+
+
 class SenMLCborCodec:
     """The SenML CBOR codec (see ``formats.Codec`` and ``formats.CompositeCodec``)."""
 
@@ -159,18 +202,54 @@ class SenMLCborCodec:
     def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes:
         return _dump(encode_pack(records, base, DIALECT))
 
-    def compact_items(self, records: Sequence[Record]) -> list[Item]:
-        """The items of a composite pack of ``records`` with base names and times shared (a
-        Send's, see ``senml.encode_compact``); ``dump`` encodes them, or a leading run of them,
-        which is a pack of its own (a base name chosen with a later record in view still
-        resolves every name before it)."""
-        return encode_compact(records, DIALECT)
+    def compact_records(self, records: Sequence[Record]) -> list[bytes]:
+        """Each record of a composite pack of ``records`` with base names and times shared (a
+        Send's, see ``senml.compact_fields``) as its CBOR map, the bytes cbor2 would write for
+        it; ``pack`` joins them, or a leading run of them, which is a pack of its own (a base
+        name chosen with a later record in view still resolves every name before it). Built
+        here field by field, with no map per record: a leading run's size is then a sum, and
+        the pack's bytes a join. Floats keep their 9 bytes: cbor2 shortens them only in its
+        canonical mode, which also sorts every map's keys and costs four times the encoding,
+        for floats that rarely fit in fewer bytes (21.37 does not)."""
+        bn_key, n_key, bt_key, t_key = _BN_KEY, _N_KEY, _BT_KEY, _T_KEY
+        value_keys, item, text, heads = _VALUE_KEYS, _item, _text, _MAP_HEADS
+        text_heads = _TEXT_HEADS
+        key_float, bt_byte, number_byte = _KEY_FLOAT64, _BT_KEY[0], _NUMBER_KEY[0]
+        out: list[bytes] = []
+        append = out.append
+        for bn, n, bt, t, label, value in compact_fields(records, DIALECT):
+            # The common fields (a name, a float time, a float value) with no call per field.
+            fields, count = b"", 1
+            if bn is not None:
+                fields, count = bn_key + text(bn), 2
+            if n is not None:
+                data = n.encode()  # short: a node's path below the base name
+                size = len(data)
+                head = text_heads[size] if size < 24 else _head(0x60, size)
+                fields, count = fields + n_key + head + data, count + 1
+            if bt is not None:
+                if type(bt) is float and bt - bt == 0.0:
+                    fields += key_float(bt_byte, 0xFB, bt)
+                else:
+                    fields += bt_key + item(bt)
+                count += 1
+            if t is not None:
+                fields, count = fields + t_key + item(t), count + 1
+            if type(value) is float and value - value == 0.0:
+                append(heads[count] + fields + key_float(number_byte, 0xFB, value))
+            else:
+                append(heads[count] + fields + value_keys[label] + item(value))
+        return out
 
-    def dump(self, items: Sequence[Item]) -> bytes:
-        """Items as a SenML CBOR pack. Floats keep their 9 bytes: cbor2 shortens them only in
-        its canonical mode, which also sorts every map's keys and costs four times the
-        encoding, for floats that rarely fit in fewer bytes (21.37 does not)."""
-        return _dump(list(items))
+    @staticmethod
+    def pack_size(count: int, size: int) -> int:
+        """The size of a pack of ``count`` records (``compact_records``) of ``size`` bytes."""
+        return len(_head(0x80, count)) + size
+
+    @staticmethod
+    def pack(records: Sequence[bytes]) -> bytes:
+        """A SenML CBOR pack of records encoded by ``compact_records``."""
+        return _head(0x80, len(records)) + b"".join(records)
 
     def decode(self, payload: bytes, base: Path, definitions: Definitions) -> list[Record]:
         return decode_pack(_load(payload), base, definitions, DIALECT)
@@ -181,5 +260,12 @@ class SenMLCborCodec:
     def decode_paths(self, payload: bytes) -> list[Path]:
         return decode_path_list(_load(payload), DIALECT)
 
+
+_BN_KEY, _N_KEY, _BT_KEY, _T_KEY = map(_dump, (DIALECT.bn, DIALECT.n, DIALECT.bt, DIALECT.t))
+_VALUE_KEYS: dict[Label, bytes] = {label: _dump(label) for label in DIALECT.value_labels}
+_NUMBER_KEY = _VALUE_KEYS[DIALECT.number]
+assert len(_BT_KEY) == len(_NUMBER_KEY) == 1, "one-byte labels, as _KEY_FLOAT64 writes them"
+_MAP_HEADS = [_head(0xA0, count) for count in range(6)]
+"""A record's map of 1 to 5 fields (``compact_fields``)."""
 
 CODEC = SenMLCborCodec()

@@ -77,7 +77,7 @@ def setup(
     clients = {n: Client([s]) for n, s in sessions.items()}
 
     def route(node: NodeId) -> Route | None:
-        return Route(clients[node], lambda local: local)  # type: ignore[arg-type]
+        return Route(clients[node], lambda node, local: local)  # type: ignore[arg-type]
 
     gateway = Client([])
     delivery = Delivery(gateway, store, None, config, route=route)  # type: ignore[arg-type]
@@ -172,7 +172,7 @@ def test_an_unexposed_nodes_readings_are_skipped_and_counted() -> None:
 
     def route(node: NodeId) -> Route | None:
         exposed = node == NODES[0]
-        return Route(client, lambda local: local) if exposed else None  # type: ignore[arg-type]
+        return Route(client, lambda node, local: local) if exposed else None  # type: ignore[arg-type]
 
     delivery = Delivery(Client([]), store, None, DeliveryConfig(linger=0), route=route)  # type: ignore[arg-type]
     now = time.time()

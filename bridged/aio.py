@@ -34,12 +34,10 @@ at a steady pace, a radio read every 44 ms, a commit every 90 ms, are foretold w
 gathered then is most of what the window would have (running at the first wake-up past half
 the window instead gave Delivery 45 to 66 % more Sends), and its timer never fires while the
 wake-ups come. The wake-up that arms it counts too, against the one before it, told while it
-was armed before (or the end of its last run, if later: a run that took a window, a commit of
-thousands of readings, is no sleep): a radio read once per 0.25 s brings some 25 readings in
-one turn, and their commit goes at that turn's end, not 50 ms later by a timer of its own (the
-next read is a window away, and they waited on the line already). Of an ``awake`` after the
-arm, the rule runs it only once half the window has passed (the gap is at most the time since
-the arm).
+was armed before: a radio read once per 0.25 s brings some 25 readings in one turn, and their
+commit goes at that turn's end, not 50 ms later by a timer of its own (the next read is a
+window away, and they waited on the line already). Of an ``awake`` after the arm, the rule runs
+it only once half the window has passed (the gap is at most the time since the arm).
 
 It is a leaf: it imports nothing of the gateway, so the transports may use it as they use the
 contract (``tests/unit/test_transport_imports.py``).
@@ -186,9 +184,7 @@ class Deadline:
         """When it was armed; None: disarmed, or running early already."""
         self._last: float | None = None
         """The last wake-up it was told of (an ``arm``, an ``awake`` while armed), also of a
-        window before, or the end of its last run, if later (an action that took a window,
-        a commit of thousands of readings, is no sleep: the report after it is no lone one);
-        None: none yet, nothing foretells the next."""
+        window before; None: none yet, nothing foretells the next."""
         self._handle: Cancellable | None = None
 
     @property
@@ -238,5 +234,3 @@ class Deadline:
         self._handle = None
         self._armed_at = None
         self._action()
-        if self._handle is None:  # else the action armed it again, at its end
-            self._last = self._clock().time()

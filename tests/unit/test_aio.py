@@ -307,26 +307,6 @@ def test_a_batch_that_comes_a_window_after_the_wake_up_before_runs_it_at_the_end
     assert ran == [1.0, 2.5, 5.0]
 
 
-def test_a_report_right_after_a_run_that_took_a_window_keeps_the_window() -> None:
-    """A commit of thousands of readings may take a window itself: the loop was busy, not
-    asleep, so the report that comes right after it is no lone one and waits for those after
-    it (one commit, not two)."""
-    clock, ran = ManualClock(), []
-
-    def action() -> None:
-        ran.append(clock.now)
-        clock.now += 2.0  # a turn that long
-
-    due = Deadline(action, 1.0, clock=lambda: clock)
-    due.arm()
-    clock.advance(1.0)
-    assert ran == [1.0] and clock.now == 3.0
-    clock.advance(0.125)
-    report(due)
-    clock.advance()
-    assert ran == [1.0] and clock.timers == [4.125]
-
-
 def test_of_one_report_per_turn_at_a_steady_pace_an_arm_keeps_the_window() -> None:
     """Reports an eighth of the window apart, one per turn (the in-process feeder at 100 a
     second): each window gathers its eight, run by the last of them, never one per report."""

@@ -614,7 +614,7 @@ class Delivery:
                 lingered.set_result(None)
 
         linger = self.config.linger
-        server.lingering = Deadline(end, linger, linger / 2)
+        server.lingering = Deadline(end, linger)
         server.lingering.arm()
         try:
             await lingered

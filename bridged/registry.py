@@ -5,9 +5,10 @@ It is the ``TransportEvents`` every transport reports to. Readings of paired nod
 the node's last known values (what a read of a sleepy node answers, with its time) and appended
 to the reading store by a **group commit** before anything acts on them: the first reading
 that waits for a commit arms one timer (``COMMIT_WINDOW``), the readings reported until it
-fires share that transaction (a report in the window's second half that looks like the last
-before its end commits them at the end of its turn instead, and the timer never fires:
-``aio.Deadline``), and only
+fires share that transaction (a report that looks like the last before the window's end
+commits them at the end of its turn instead, and the timer never fires: ``aio.Deadline``; so
+does the first, when the report before it came a window or more earlier: a radio read that
+brings a batch is committed in its own turn), and only
 then are the listeners told (the exposure's tree, its notifications) and the commit hooks
 (delivery). A transaction costs about as much as ten of
 its rows (~30 us of SQLite and WAL writes), which one per report paid every time. No timer
@@ -76,10 +77,10 @@ COMMIT_WINDOW = 0.05
 """Seconds a reading waits in memory for the readings after it to share its commit (the
 group commit, module docstring): a commit costs about as much as 10 rows of it, so at 100
 reports a second five share one, and a burst shares one per window. Nothing acts on a reading
-before its commit, so this is also how much later the tree shows it, at the most: a report in
-its second half that looks like the last before its end commits it early (``aio.Deadline``),
-since the loop is awake for it anyway (a busy radio is read every ~44 ms: while it is, this
-timer does not fire)."""
+before its commit, so this is also how much later the tree shows it, at the most: a report
+that looks like the last before its end commits it early (``aio.Deadline``), since the loop is
+awake for it anyway (a busy radio is read every 44 to 250 ms: while it is, this timer does not
+fire; a read a window or more after the one before is committed in its own turn)."""
 STORE_RETRY = 1.0
 """Seconds between two tries of a write the state database refused."""
 EXPIRY_RECHECK = 3600.0
@@ -273,7 +274,7 @@ class NodeRegistry:
         self._pending: list[Row] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._committing = False
-        self._due = Deadline(self.flush, commit_window, commit_window / 2)
+        self._due = Deadline(self.flush, commit_window)
         """The group commit's deadline: armed by the first reading of a window, run early by
         a later report (``readings``); disarmed, no timer."""
         self._after_commit: list[tuple[LiveNode, list[Record]]] = []

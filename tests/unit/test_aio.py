@@ -192,9 +192,9 @@ class ManualClock:
                 handle.callback()
 
 
-def deadline(window: float = 1.0, early: float = 0.5) -> tuple[Deadline, ManualClock, list[float]]:
+def deadline(window: float = 1.0) -> tuple[Deadline, ManualClock, list[float]]:
     clock, ran = ManualClock(), []
-    return Deadline(lambda: ran.append(clock.now), window, early, clock=lambda: clock), clock, ran
+    return Deadline(lambda: ran.append(clock.now), window, clock=lambda: clock), clock, ran
 
 
 def test_a_deadline_nobody_wakes_early_runs_at_its_window_end_once() -> None:
@@ -208,9 +208,7 @@ def test_a_deadline_nobody_wakes_early_runs_at_its_window_end_once() -> None:
     assert ran == [1.0] and not due.armed and clock.timers == []
 
 
-def test_a_wake_up_after_the_early_part_runs_it_at_the_end_of_that_turn_and_drops_its_timer() -> (
-    None
-):
+def test_a_late_wake_up_runs_it_at_the_end_of_that_turn_and_drops_its_timer() -> None:
     due, clock, ran = deadline()
     due.arm()
     clock.advance(0.6)
@@ -237,7 +235,7 @@ def test_of_wake_ups_at_a_steady_pace_the_last_one_before_the_end_runs_it() -> N
     assert ran == [0.875] and clock.timers == []
 
 
-def test_a_wake_up_before_the_early_part_changes_nothing() -> None:
+def test_a_wake_up_before_half_the_window_changes_nothing() -> None:
     due, clock, ran = deadline()
     due.arm()
     clock.advance(0.49)
@@ -267,7 +265,7 @@ def test_the_action_may_arm_it_again_for_a_window_of_its_own() -> None:
         if len(ran) == 1:
             due.arm()  # what came meanwhile waits for the next one
 
-    due = Deadline(action, 1.0, 0.5, clock=lambda: clock)
+    due = Deadline(action, 1.0, clock=lambda: clock)
     due.arm()
     clock.advance(0.7)
     due.awake()
@@ -277,6 +275,44 @@ def test_the_action_may_arm_it_again_for_a_window_of_its_own() -> None:
     assert ran == [0.7, 1.7]
 
 
-def test_a_deadline_runs_early_only_within_its_window() -> None:
-    with pytest.raises(ValueError, match="within its window"):
-        Deadline(lambda: None, 1.0, 1.5)
+def report(due: Deadline) -> None:
+    """What the group commit does with a report: arm the deadline, or tell it, armed, that the
+    process is awake."""
+    if due.armed:
+        due.awake()
+    else:
+        due.arm()
+
+
+def test_a_batch_that_comes_a_window_after_the_wake_up_before_runs_it_at_the_end_of_its_turn() -> (
+    None
+):
+    """A radio read once per 2.5 windows brings a batch in one turn (issue 17): the next read
+    is foretold after the window's end, so the arm runs it at the end of that turn, with no
+    timer; nothing foretells the first batch's next wake-up, which keeps the window."""
+    due, clock, ran = deadline()
+    for _ in range(25):
+        report(due)
+    clock.advance()
+    assert ran == [] and clock.timers == [1.0]
+    clock.advance(1.0)
+    assert ran == [1.0]
+    for read in (2.5, 5.0):
+        clock.advance(read - clock.now)
+        for _ in range(25):
+            report(due)
+        assert ran[-1] < read and clock.timers == []  # at the end of the turn, no timer
+        clock.advance()
+        assert ran[-1] == read and not due.armed
+    assert ran == [1.0, 2.5, 5.0]
+
+
+def test_of_one_report_per_turn_at_a_steady_pace_an_arm_keeps_the_window() -> None:
+    """Reports an eighth of the window apart, one per turn (the in-process feeder at 100 a
+    second): each window gathers its eight, run by the last of them, never one per report."""
+    due, clock, ran = deadline()
+    for _ in range(32):
+        report(due)
+        clock.advance()
+        clock.advance(0.125)
+    assert ran == [0.875, 1.875, 2.875, 3.875] and clock.timers == []

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path as FsPath
 
 import pytest
-from timers import armed, settled
+from timers import armed, due_within, settled
 
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
@@ -463,6 +463,35 @@ async def test_readings_of_one_window_share_a_commit_and_are_shown_after_it(
     assert exposure.shown == [*readings[:11], ("value", 100.0, False), *readings[11:]]
     stored = registry.readings_store.pending("server")
     assert [r.value for _, r in stored.rows] == [float(i) for i in range(30)]
+
+
+async def test_a_batch_a_window_after_the_report_before_is_committed_at_the_end_of_its_turn(
+    tmp_path: FsPath,
+) -> None:
+    """A radio read once per 0.25 s hands the registry some 25 reports in one turn (issue 17):
+    they waited on the line already and the next read is a window away, so the group commit
+    arms no timer for them (a wake-up of its own): they are committed, then shown, at the end
+    of that turn, in one transaction. The first report after a start has nothing before it to
+    foretell the next one, and keeps the window."""
+    registry = make(tmp_path)
+    node = NodeId("sim", "0001")
+    registry.pair(PairedNode(node, "n", "sim"))
+    exposure = Ordered(tmp_path / "state.db")
+    registry.listen(exposure)
+    loop = asyncio.get_running_loop()
+    async with group_commit(registry) as commits:
+        registry.readings(node, [Record(TEMPERATURE, 0.0)])
+        (commit,) = due_within(1.0)
+        quiet_until = commit.when() + COMMIT_WINDOW / 2
+        async with asyncio.timeout(30):
+            while not commits or loop.time() < quiet_until:
+                await asyncio.sleep(0.01)
+        for i in range(1, 26):
+            registry.readings(node, [Record(TEMPERATURE, float(i))])
+        assert due_within(1.0) == [] and commits == [1]
+        await asyncio.sleep(0)  # the end of the turn that brought them
+        assert commits == [1, 25]
+    assert exposure.shown == [("reading", float(i), True) for i in range(26)]
 
 
 async def test_a_reading_of_a_node_unpaired_before_its_commit_is_not_shown(

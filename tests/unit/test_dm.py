@@ -232,6 +232,39 @@ def test_a_delete_drops_the_attributes_it_holds_touching_only_those(
     assert "pm" not in get(dm, "/3303/7", LINK)[1].decode(), "a new instance 7 starts bare"
 
 
+def test_a_discover_costs_what_its_target_holds(
+    dm: DeviceManagement, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Discover of one instance visits that instance, not every instance of the tree (with
+    10,000 nodes' 30,000 instances, each Discover of one walked them all). Counted as Path
+    comparisons and hashes, which any pass over the instances pays per instance."""
+    for i in range(1, 400):
+        dm.tree.create_instance(3303, i, [(5700, float(i))])
+        dm.handle(Request(Code.PUT, ["3303", str(i), "5700"], query=["pmin=1"]))
+    dm.tree.create_instance(3303, 400)
+    work = 0
+    contains, hash_ = Path.contains, Path.__hash__
+
+    def counting_contains(self: Path, other: Path) -> bool:
+        nonlocal work
+        work += 1
+        return contains(self, other)
+
+    def counting_hash(self: Path) -> int:
+        nonlocal work
+        work += 1
+        return hash_(self)
+
+    monkeypatch.setattr(Path, "contains", counting_contains)
+    monkeypatch.setattr(Path, "__hash__", counting_hash)
+    assert get(dm, "/3303/5", LINK) == (Code.CONTENT, b"</3303/5>,</3303/5/5700>;pmin=1")
+    assert work < 40, f"{work} Path operations for a Discover of 1 instance among 401"
+    monkeypatch.undo()
+    listed = get(dm, "/3303", LINK)[1].decode().split(",")
+    assert len(listed) == 1 + 401 + 2 + 399, "the object, its instances and their resources"
+    assert "</3303/400>" in listed, "an instance with no resources is listed too"
+
+
 @pytest.mark.parametrize(
     ("text", "args"),
     [

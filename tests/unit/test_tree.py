@@ -315,8 +315,14 @@ def test_instances_within_a_path() -> None:
     assert list(t.instances(p("/dev0/3303"))) == [p(f"/dev0/3303/{i}") for i in (0, 1, 2)]
     assert list(t.instances(p("/dev0/3303/1"))) == [p("/dev0/3303/1")]
     assert list(t.instances(p("/dev0/3303/1/5700"))) == []
-    assert list(t.instances(p("/dev0"))) == list(t.instances())
-    assert list(t.instances())[0] == p("/dev0/3/0")
+    assert (
+        list(t.instances(p("/dev0")))
+        == list(t.instances())
+        == [
+            p("/dev0/3/0"),
+            *t.instances(p("/dev0/3303")),
+        ]
+    )
     for absent in ("/dev0/3303/7", "/dev0/3304", "/3303"):
         with pytest.raises(NotFound):
             list(t.instances(p(absent)))

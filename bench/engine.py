@@ -23,10 +23,12 @@ Sections:
   100 MB after 10 minutes).
 * **attributes**: CPU time of ``--writes`` Write-Attributes, one per observed resource (a
   server setting pmin/pmax on each node), in the process itself.
+* **discover**: CPU time of ``--discovers`` Discovers of one instance each among ``--nodes``
+  nodes' instances (three per node, as the instances mode shows them), in the process itself.
 
-    .venv/bin/python bench/engine.py [--sections read,notify,register,memory,attributes]
+    .venv/bin/python bench/engine.py [--sections read,notify,register,memory,attributes,discover]
                                      [--seconds S] [--minutes M] [--inflight N] [--sockets K]
-                                     [--writes N]
+                                     [--writes N] [--nodes N] [--discovers N]
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from bridged.engine.dm import DeviceManagement, DeviceManagementResource, Reques
 from bridged.engine.observe import Observations
 from bridged.engine.udp import guard_received_datagrams
 from bridged.objects.builtin import builtin_definitions
+from bridged.objects.formats import ContentFormat
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 
@@ -558,6 +561,32 @@ def section_attributes(args: argparse.Namespace) -> None:
     print(f"{count:>7,} {cpu:>7.2f} {cpu / count * 1e6:>13.0f}")
 
 
+def discover_cpu(nodes: int, count: int) -> float:
+    """CPU seconds of ``count`` Discovers of one temperature instance each (/3303/i), in a
+    tree with ``nodes`` nodes' instances as the instances mode shows them: a temperature, a
+    humidity and a light switch each."""
+    tree = ObjectTree(builtin_definitions())
+    for i in range(nodes):
+        tree.create_instance(3303, i, [(5700, 20.0), (5750, f"room{i}")])
+        tree.create_instance(3304, i, [(5700, 50.0)])
+        tree.create_instance(3311, i, [(5850, False)])
+    dm = DeviceManagement(tree)
+    link = ContentFormat.LINK_FORMAT
+    requests = [Request(Code.GET, ["3303", str(i % nodes)], accept=link) for i in range(count)]
+    t0 = time.process_time()
+    for request in requests:
+        assert dm.handle(request).code == Code.CONTENT
+    return time.process_time() - t0
+
+
+def section_discover(args: argparse.Namespace) -> None:
+    nodes, count = args.nodes, args.discovers
+    cpu = discover_cpu(nodes, count)
+    print(f"\nDiscover of one instance among {nodes:,} nodes' {3 * nodes:,} instances")
+    print(f"{'discovers':>9} {'CPU s':>7} {'CPU us/discover':>16}")
+    print(f"{count:>9,} {cpu:>7.2f} {cpu / count * 1e6:>16.0f}")
+
+
 # One entry per section, run in this order.
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "read": section_read,
@@ -565,6 +594,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "register": section_register,
     "memory": section_memory,
     "attributes": section_attributes,
+    "discover": section_discover,
 }
 
 
@@ -576,6 +606,8 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--sockets", type=int, default=32)
     parser.add_argument("--writes", type=int, default=5000, help="Write-Attributes section")
+    parser.add_argument("--nodes", type=int, default=10000, help="Discover section")
+    parser.add_argument("--discovers", type=int, default=1000, help="Discover section")
     parser.add_argument("--rss-cap-mb", type=float, default=2048.0, help="stop a run beyond it")
     parser.add_argument("--serve", choices=[*TARGETS, "engine-observe"], help=argparse.SUPPRESS)
     parser.add_argument("--observe", metavar="PORT", type=int, help=argparse.SUPPRESS)

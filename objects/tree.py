@@ -637,11 +637,22 @@ class ObjectTree:
 
     # -- iteration ---------------------------------------------------------------------------
 
-    def instances(self) -> Iterator[Path]:
-        """Every instance path, in order (the registration's object list)."""
-        for oid in sorted(self._objects):
-            for iid in sorted(self._objects[oid]):
-                yield self._path((oid, iid))
+    def instances(self, within: Path | None = None) -> Iterator[Path]:
+        """Every instance path at or under ``within`` (the whole tree when None), in order:
+        the registration's object list, an object's instances for its Discover. Only what
+        ``within`` holds is visited, so that a Discover of one instance among thousands is
+        not a pass over them all; NotFound when ``within`` does not exist."""
+        if within is None:
+            within = self._path(())
+        node = self._locate(within)
+        if within.level is Level.INSTANCE:
+            yield within
+        elif within.level is Level.OBJECT:
+            assert isinstance(node, dict)
+            yield from (within.child(iid) for iid in sorted(node))
+        elif within.level is Level.ROOT:
+            for oid in sorted(self._objects):
+                yield from self.instances(within.child(oid))
 
     def objects(self) -> Iterator[tuple[ObjectDef, list[int]]]:
         """Each present object's definition with its instance IDs, in order."""

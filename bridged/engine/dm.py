@@ -363,7 +363,7 @@ class DeviceManagement:
     def discover(self, path: Path) -> Reply:
         if path.level > Level.RESOURCE:
             raise MethodNotAllowed("Discover addresses an object, an instance or a resource")
-        paths = [*self.tree.instances(), *self.tree.resource_paths(path)]
+        paths = [*self.tree.instances(path), *self.tree.resource_paths(path)]
         dims: dict[Path, int] = {}
         for p in paths:
             if p.level is Level.RESOURCE and self.tree.has(p):

@@ -305,6 +305,29 @@ def test_prefixed_tree() -> None:
         t.read(p("/3303/0"))
 
 
+def test_instances_within_a_path() -> None:
+    """``instances(within)``: what a Discover of ``within`` lists of instances, found through
+    the tree's index (an object's own, an instance itself, none under a resource)."""
+    t = ObjectTree(definitions(), prefix="dev0")
+    for iid in (2, 0, 1):
+        t.create_instance(3303, iid, [(5700, 1.0)])
+    t.create_instance(3, 0)
+    assert list(t.instances(p("/dev0/3303"))) == [p(f"/dev0/3303/{i}") for i in (0, 1, 2)]
+    assert list(t.instances(p("/dev0/3303/1"))) == [p("/dev0/3303/1")]
+    assert list(t.instances(p("/dev0/3303/1/5700"))) == []
+    assert (
+        list(t.instances(p("/dev0")))
+        == list(t.instances())
+        == [
+            p("/dev0/3/0"),
+            *t.instances(p("/dev0/3303")),
+        ]
+    )
+    for absent in ("/dev0/3303/7", "/dev0/3304", "/3303"):
+        with pytest.raises(NotFound):
+            list(t.instances(p(absent)))
+
+
 def test_resource_paths_for_discover(tree: ObjectTree) -> None:
     tree.on_execute(3, 4, lambda path, args: None)
     assert [str(x) for x in tree.resource_paths(p("/3/0"))] == [

@@ -335,15 +335,18 @@ def credential_values(
 class _Site(interfaces.Resource):
     """What a session's socket serves: the session's ``DeviceManagementResource``, made at
     the server's first request (``ServerSession.dm``) and kept from then on (its Block1
-    assembly and Block2 responses span requests)."""
+    assembly and Block2 responses span requests). Slotted, and holding the session rather
+    than a bound method: every node endpoint has one (150 bytes each, issue 17)."""
 
-    def __init__(self, make: Callable[[], DeviceManagementResource]) -> None:
-        self._make = make
+    __slots__ = ("_made", "_session")
+
+    def __init__(self, session: ServerSession) -> None:
+        self._session = session
         self._made: DeviceManagementResource | None = None
 
     def _target(self) -> DeviceManagementResource:
         if self._made is None:
-            self._made = self._make()
+            self._made = self._session.resource()
         return self._made
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
@@ -400,8 +403,10 @@ class ServerSession:
             self.gate = QueueModeGate(
                 config.queue_window, on_sleep=self._hold, on_wake=self._release
             )
-        self._awake = Flag()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._awake = Flag() if self.gate is not None else None
+        """Set when the server answers in queue mode: the gate's timer waits for it."""
+        self._queue_task: asyncio.Task[None] | None = None
+        """Queue mode's timer (``_queue_timer``); none outside queue mode."""
         self.block_exponent: int | None = None
         """The Block1 size exponent Sends go in since a Send went through in blocks of that
         size after the server refused larger ones (4.13); None: aiocoap's largest."""
@@ -490,7 +495,7 @@ class ServerSession:
             self._observations = observations
         return self._observations
 
-    def _resource(self) -> DeviceManagementResource:
+    def resource(self) -> DeviceManagementResource:
         """What serves the server's requests (``_Site``): made at its first request."""
         return DeviceManagementResource(self.dm, self.observations, self.idle)
 
@@ -518,7 +523,7 @@ class ServerSession:
             self.tree,
             self.security_instance,
             self.uri,
-            _Site(self._resource),
+            _Site(self),
             bind=bind,
             trust_store=self.config.x509.trust_store if self.config.x509 is not None else (),
             handshake_timeout=self.config.dtls_handshake_timeout,
@@ -562,11 +567,10 @@ class ServerSession:
 
     def start(self) -> None:
         self.registrar.start()
-        if self.gate is not None:
-            self._tasks.append(
-                asyncio.create_task(
-                    self._queue_timer(self.gate), name=f"lwm2m-queue-{self.short_server_id}"
-                )
+        if self.gate is not None and self._awake is not None:
+            self._queue_task = asyncio.create_task(
+                self._queue_timer(self.gate, self._awake),
+                name=f"lwm2m-queue-{self.short_server_id}",
             )
 
     def trigger_update(self) -> None:
@@ -582,8 +586,8 @@ class ServerSession:
         close the socket. The socket is closed even when the close is cancelled while the
         De-register waits for its answer, so that bounding a shutdown leaks nothing."""
         try:
-            await cancel_and_wait(*self._tasks)
-            self._tasks.clear()
+            await cancel_and_wait(self._queue_task)
+            self._queue_task = None
             await self.registrar.stop()
             if self._observations is not None:
                 await self._observations.close()
@@ -614,6 +618,7 @@ class ServerSession:
             self._heard = asyncio.get_running_loop().time()
         if self.gate is not None:
             self.gate.answered()
+        if self._awake is not None:
             self._awake.set()
 
     def _hold(self) -> None:
@@ -625,13 +630,14 @@ class ServerSession:
         if self._observations is not None:
             self._observations.release()
 
-    async def _queue_timer(self, gate: QueueModeGate) -> None:
+    @staticmethod
+    async def _queue_timer(gate: QueueModeGate, awake: Flag) -> None:
         """Put the gate to sleep when its window ends; the gate itself does no I/O."""
         while True:
             deadline = gate.deadline
             if deadline is None:
-                self._awake.clear()
-                await self._awake.wait()
+                awake.clear()
+                await awake.wait()
                 continue
             await asyncio.sleep(max(deadline - gate.clock(), 0.0))
             gate.tick()

@@ -230,7 +230,8 @@ class Registrar:
         yet: the server was not told of the change. ``_wake`` cannot say so: the wait out the
         floor between Updates clears it, and a Send in that second went out ahead of the
         Update (``announced``)."""
-        self._moved = Flag()  # set, and replaced, at every change of state
+        self._moved: Flag | None = None
+        """Set, and dropped, at every change of state; made only for a waiter (``announced``)."""
         self._task: asyncio.Task[None] | None = None
         self._tick: int | None = None
         """The tick of the wheel (``Wheel``) the next Update waits for while quiet."""
@@ -239,7 +240,7 @@ class Registrar:
         self._on_answer = on_answer
         split = urlsplit(target.uri)
         self._base_path = tuple(s for s in split.path.split("/") if s)
-        self._base_query = [q for q in split.query.split("&") if q]
+        self._base_query = tuple(q for q in split.query.split("&") if q)  # mostly (): shared
         self._origin = sys.intern(f"{split.scheme}://{split.netloc}")  # one for the endpoints
 
     # -- public ------------------------------------------------------------------------------
@@ -274,6 +275,8 @@ class Registrar:
                 while self.registered and (
                     self._update_due or self.state is RegistrationState.UPDATING
                 ):
+                    if self._moved is None:
+                        self._moved = Flag()
                     await self._moved.wait()
 
     def uri(self, *segments: str) -> str:
@@ -413,8 +416,9 @@ class Registrar:
         if state is not self.state:
             log.debug("server %s: %s -> %s", self.target.name, self.state.value, state.value)
             self.state = state
-            moved, self._moved = self._moved, Flag()
-            moved.set()
+            moved, self._moved = self._moved, None
+            if moved is not None:
+                moved.set()
 
     def _emit(self, kind: EventKind, detail: str = "") -> None:
         event = RegistrationEvent(kind, self.target.name, self.state, detail)

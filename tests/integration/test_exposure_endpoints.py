@@ -23,6 +23,7 @@ from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.udp6 import MessageInterfaceUDP6, UDP6EndpointAddress
 from clients import FAST_RETRY
 
+from bridged.aio import Flag
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.uplink import OpenUdp
 from bridged.exposure.endpoints import (
@@ -494,11 +495,15 @@ def held_by(root: object) -> Iterator[tuple[object, str]]:
                 todo.append((ref, f"{chain} > {type(ref).__name__}"))
 
 
-async def test_a_quiet_endpoint_holds_no_queue_of_waiters(
+async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle_flag(
     tmp_path: FsPath, server: LwM2MTestServer
 ) -> None:
     """10,000 endpoints must fit in 64 MB (issue 17): a registered endpoint that nothing is
-    happening to holds no deque (an ``asyncio.Event``'s waiters, 624 bytes each even empty)."""
+    happening to holds no deque (an ``asyncio.Event``'s waiters, 624 bytes each even empty);
+    of its own (the shared engine's aside), no closure (the tree's unsubscribe was a function
+    and its cell, 200 bytes) and no flag but the three that stand for something: its own
+    ``settled``, its registrar's wake-up and its client's bootstrap wish; not queue mode's
+    outside queue mode, nor a change of state's that nobody waits for (48 bytes each)."""
     s = setup(tmp_path, server.uri, nodes=1)
     pair_all(s)
     await s.exposure.start()
@@ -509,6 +514,19 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters(
         assert ep.registered
         deques = [chain for obj, chain in held_by(ep) if isinstance(obj, collections.deque)]
         assert deques == []
+        own = [(obj, chain) for obj, chain in held_by(ep) if "SharedEngine" not in chain]
+        closures = [
+            chain
+            for obj, chain in own
+            if isinstance(obj, types.FunctionType) and obj.__closure__  # made per endpoint
+        ]
+        assert closures == []
+        flags = sorted(chain for obj, chain in own if isinstance(obj, Flag))
+        assert flags == [
+            "NodeEndpoint > Flag",
+            "NodeEndpoint > LwM2MClient > Flag",
+            "NodeEndpoint > LwM2MClient > list > ServerSession > Registrar > Flag",
+        ]
     finally:
         await s.exposure.stop()
 

@@ -449,9 +449,7 @@ class ServerSession:
             request_timeout=config.request_timeout,
             retry=config.retry,
         )
-        session.registrar = Registrar(
-            session.uplink, target, session.params, on_event, on_answer=session.answered
-        )
+        session.registrar = Registrar(session.uplink, target, session, on_event)
         return session
 
     # -- serving the server, made on demand ---------------------------------------------------

@@ -128,7 +128,10 @@ class Shown:
 
 
 class PathMap:
-    """The node instances an exposure shows, looked up both ways."""
+    """The node instances an exposure shows, looked up both ways. Slotted: every node
+    endpoint has one (the endpoints mode)."""
+
+    __slots__ = ("_down", "_prefixed", "_up")
 
     def __init__(self, *, prefixed: bool = False) -> None:
         self._prefixed = prefixed

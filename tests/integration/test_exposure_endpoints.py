@@ -501,7 +501,8 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
     """10,000 endpoints must fit in 64 MB (issue 17): a registered endpoint that nothing is
     happening to holds no deque (an ``asyncio.Event``'s waiters, 624 bytes each even empty);
     of its own (the shared engine's aside), no closure (the tree's unsubscribe was a function
-    and its cell, 200 bytes), no bound method of its session (its registrar holds the session)
+    and its cell, 200 bytes), no bound method of its session (its registrar holds the session),
+    no dict of nodes (its path map's)
     and no flag but the two that stand for something: its own
     ``settled`` and its registrar's wake-up; not a bootstrap wish without a Bootstrap-Server,
     nor queue mode's outside queue mode, nor a change of state's that nobody waits for (48
@@ -529,6 +530,12 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
             if isinstance(obj, types.MethodType) and isinstance(obj.__self__, ServerSession)
         ]
         assert session_methods == []
+        by_node = [  # its path map holds its node's instances alone (a dict was 224 bytes)
+            chain
+            for obj, chain in own
+            if isinstance(obj, dict) and any(isinstance(k, NodeId) for k in obj)
+        ]
+        assert by_node == []
         flags = sorted(chain for obj, chain in own if isinstance(obj, Flag))
         assert flags == [
             "NodeEndpoint > Flag",

@@ -211,7 +211,31 @@ class Registrant(Protocol):
 
 
 class Registrar:
-    """Keeps one registration alive: ``start`` it (or run ``run()`` as a task)."""
+    """Keeps one registration alive: ``start`` it (or run ``run()`` as a task). Slotted
+    (``ServerSession``)."""
+
+    __slots__ = (
+        "_base_path",
+        "_base_query",
+        "_clock",
+        "_moved",
+        "_on_event",
+        "_origin",
+        "_register_again",
+        "_registered_at",
+        "_registrant",
+        "_sent",
+        "_stopping",
+        "_task",
+        "_tick",
+        "_update_due",
+        "_wake",
+        "location",
+        "state",
+        "target",
+        "uplink",
+        "version",
+    )
 
     def __init__(
         self,

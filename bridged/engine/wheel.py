@@ -32,7 +32,7 @@ class Alarm(Protocol):
 class Wheel:
     """The deadlines of one event loop (``of``): ``add`` one, ``cancel`` it before it rings."""
 
-    __slots__ = ("__weakref__", "_armed", "_handle", "_order", "_ticks")
+    __slots__ = ("_armed", "_handle", "_order", "_ticks")
 
     _wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Wheel] = (
         weakref.WeakKeyDictionary()

@@ -25,6 +25,7 @@ from clients import FAST_RETRY
 
 from bridged.aio import Flag
 from bridged.engine.client import LwM2MClient, ServerConfig, ServerSession
+from bridged.engine.sockets import SharedEngine
 from bridged.engine.uplink import OpenUdp
 from bridged.exposure.endpoints import (
     EndpointsExposure,
@@ -475,11 +476,19 @@ async def test_a_bring_up_that_fails_as_it_is_stopped_is_logged_and_the_others_s
     assert deregistered == {names[0]}
 
 
-def held_by(root: object) -> Iterator[tuple[object, str]]:
+def held_by(root: object, *also: type) -> Iterator[tuple[object, str]]:
     """Every object ``root`` holds, directly or not, each with the chain of types that leads
-    to it; shared things (modules, classes, the event loop, the exposure, the definitions)
-    and what only they hold are left out, and a function is followed only into its closure."""
-    shared = (types.ModuleType, type, asyncio.AbstractEventLoop, EndpointsExposure, Definitions)
+    to it; shared things (modules, classes, the event loop, the exposure, the definitions,
+    and ``also``) and what only they hold are left out, and a function is followed only into
+    its closure."""
+    shared = (
+        types.ModuleType,
+        type,
+        asyncio.AbstractEventLoop,
+        EndpointsExposure,
+        Definitions,
+        *also,
+    )
     seen = {id(root)}
     todo = [(root, type(root).__name__)]
     while todo:
@@ -502,7 +511,8 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
     happening to holds no deque (an ``asyncio.Event``'s waiters, 624 bytes each even empty);
     of its own (the shared engine's aside), no closure (the tree's unsubscribe was a function
     and its cell, 200 bytes), no bound method of its session (its registrar holds the session),
-    no dict of nodes (its path map's)
+    no dict of nodes (its path map's), and what is made for it is slotted (an instance's dict
+    was 64 bytes more)
     and no flag but the two that stand for something: its own
     ``settled`` and its registrar's wake-up; not a bootstrap wish without a Bootstrap-Server,
     nor queue mode's outside queue mode, nor a change of state's that nobody waits for (48
@@ -517,7 +527,7 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
         assert ep.registered
         deques = [chain for obj, chain in held_by(ep) if isinstance(obj, collections.deque)]
         assert deques == []
-        own = [(obj, chain) for obj, chain in held_by(ep) if "SharedEngine" not in chain]
+        own = list(held_by(ep, SharedEngine))
         closures = [
             chain
             for obj, chain in own
@@ -536,6 +546,10 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
             if isinstance(obj, dict) and any(isinstance(k, NodeId) for k in obj)
         ]
         assert by_node == []
+        assert ep.client is not None
+        (session,) = ep.client.sessions
+        made = (ep, ep.client, session, session.registrar, ep.paths, ep.mirror)
+        assert [type(o).__name__ for o in made if hasattr(o, "__dict__")] == []  # slotted
         flags = sorted(chain for obj, chain in own if isinstance(obj, Flag))
         assert flags == [
             "NodeEndpoint > Flag",

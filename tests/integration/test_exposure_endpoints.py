@@ -311,7 +311,8 @@ async def test_registers_lost_on_the_way_do_not_hold_up_the_others_and_all_regis
     try:
         await until(lambda: set(server.clients) == set(names))
         assert len(lost) == 30
-        assert all(ep.registered for ep in s.exposure.endpoints.values())
+        # The server knows the last of them before its answer reaches the gateway: wait for it.
+        await until(lambda: all(ep.registered for ep in s.exposure.endpoints.values()))
     finally:
         await s.exposure.stop()
     assert {e.endpoint for e in server.history if e.kind == "deregister"} == set(names)
@@ -548,7 +549,7 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
         assert by_node == []
         assert ep.client is not None
         (session,) = ep.client.sessions
-        made = (ep, ep.client, session, session.registrar, ep.paths, ep.mirror)
+        made = (ep, ep.client, session, session.registrar, session.uplink, ep.paths, ep.mirror)
         assert [type(o).__name__ for o in made if hasattr(o, "__dict__")] == []  # slotted
         flags = sorted(chain for obj, chain in own if isinstance(obj, Flag))
         assert flags == [

@@ -24,6 +24,7 @@ import hashlib
 import logging
 import sys
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -96,7 +97,7 @@ class RetryPolicy:
         return [self.timer * 2 ** (n - 1) for n in range(1, max(self.count, 1) + 1)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class RegistrationParams:
     """What a Register carries and an Update may carry when it changed."""
 
@@ -109,9 +110,21 @@ class RegistrationParams:
         """These parameters as a registration keeps what it sent: the object list as the
         SHA-256 (hex) of ``payload``, its encoded text (which the caller has made for the
         request), as only whether it changed matters, and the text is 0.5 MB with 10,000
-        nodes in the instances mode. One string for all equal digests (``sys.intern``): every
-        node endpoint of one kind of node registers the same object list."""
-        return replace(self, links=sys.intern(hashlib.sha256(payload).hexdigest()))
+        nodes in the instances mode. One object for all equal kept parameters (``_KEPT``),
+        digest included: every node endpoint of one kind of node registers the same object
+        list and keeps it (68 bytes each)."""
+        key = (self.lifetime, self.binding, self.queue, hashlib.sha256(payload).hexdigest())
+        kept = _KEPT.get(key)
+        if kept is None:
+            kept = _KEPT[key] = replace(self, links=key[3])
+        return kept
+
+
+_KEPT: weakref.WeakValueDictionary[tuple[int, str, bool, str], RegistrationParams] = (
+    weakref.WeakValueDictionary()
+)
+"""The registrations' kept parameters (``RegistrationParams.kept``), one for all equal ones,
+for as long as a registration keeps them (a weak value: the key is not the value)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -824,11 +824,12 @@ def test_endpoints_share_the_paths_of_their_instances(
     assert all(a is b for a, b in zip(shown[0], shown[1], strict=True))
 
 
-async def test_endpoints_of_one_kind_of_node_keep_one_digest_of_their_object_list(
+async def test_endpoints_of_one_kind_of_node_keep_one_record_of_what_they_registered(
     tmp_path: FsPath, server: LwM2MTestServer
 ) -> None:
-    """A registration keeps what it sent as a digest of its object list, to tell whether it
-    changed: endpoints of nodes alike keep one string for it (113 bytes each of 10,000)."""
+    """A registration keeps what it sent (lifetime, binding, a digest of its object list) to
+    tell whether it changed: endpoints of nodes alike keep one object for it, digest and all
+    (181 bytes each of 10,000)."""
     s = setup(tmp_path, server.uri, nodes=2)
     pair_all(s)
     await s.exposure.start()
@@ -839,6 +840,6 @@ async def test_endpoints_of_one_kind_of_node_keep_one_digest_of_their_object_lis
             await settled(ep)
         kept = [ep.client.sessions[0].registrar._sent for ep in eps if ep.client is not None]
         assert len(kept) == 2 and kept[0] is not None and kept[1] is not None
-        assert kept[0].links is kept[1].links
+        assert kept[0] is kept[1]
     finally:
         await s.exposure.stop()

@@ -556,8 +556,7 @@ class Registrar:
                 + next_try_text(retry_in),
             )
             return False
-        # Interned: a server's paths share their first segments ("rd"), 50 bytes each.
-        self.location = tuple(map(sys.intern, response.opt.location_path))
+        self.location = tuple(response.opt.location_path)
         self._sent = params.kept(payload)
         self._registered_at = self._clock()
         self._set(RegistrationState.REGISTERED)

@@ -231,6 +231,7 @@ class Registrar:
         "_base_path",
         "_base_query",
         "_clock",
+        "_location",
         "_moved",
         "_on_event",
         "_origin",
@@ -243,7 +244,6 @@ class Registrar:
         "_tick",
         "_update_due",
         "_wake",
-        "location",
         "state",
         "target",
         "uplink",
@@ -265,7 +265,10 @@ class Registrar:
         self._on_event = on_event
         self._clock = clock
         self.state = RegistrationState.IDLE
-        self.location: tuple[str, ...] | None = None
+        self._location: str | None = None
+        """The Location-Path of the registration, its segments joined by "/" as in the URI:
+        one string, not a tuple of them (about 100 bytes less of each of 10,000 node
+        endpoints, issue 17)."""
         self.version = target.version
         self._sent: RegistrationParams | None = None
         """What the last Register or Update carried (``RegistrationParams.kept``)."""
@@ -347,6 +350,15 @@ class Registrar:
     @property
     def registered(self) -> bool:
         return self.state in (RegistrationState.REGISTERED, RegistrationState.UPDATING)
+
+    @property
+    def location(self) -> tuple[str, ...] | None:
+        """The registration's Location-Path, by segment; None while not registered."""
+        return None if self._location is None else tuple(self._location.split("/"))
+
+    @location.setter
+    def location(self, segments: tuple[str, ...] | None) -> None:
+        self._location = None if segments is None else "/".join(segments)
 
     async def run(self) -> None:
         """Register, then keep the registration alive until cancelled or ``deregister``: one
@@ -439,7 +451,7 @@ class Registrar:
         self._stopping = True
         self._unwind()
         self._wake.set()
-        if self.location is None or not self.registered:
+        if self._location is None or not self.registered:
             self._set(RegistrationState.DEREGISTERED)
             return
         self._set(RegistrationState.DEREGISTERING)
@@ -451,7 +463,7 @@ class Registrar:
         else:
             if response.code != Code.DELETED:
                 self._emit(EventKind.DEREGISTER_FAILURE, str(response.code))
-        self.location = None
+        self._location = None
         self._set(RegistrationState.DEREGISTERED)
         self._emit(EventKind.DEREGISTERED)
 
@@ -479,8 +491,8 @@ class Registrar:
         self._on_event(event)
 
     def _location_uri(self) -> str:
-        assert self.location is not None
-        return self._origin + "/" + "/".join(self.location)
+        assert self._location is not None
+        return self._origin + "/" + self._location
 
     async def _register_with_retries(self) -> None:
         sequence = 0
@@ -556,11 +568,11 @@ class Registrar:
                 + next_try_text(retry_in),
             )
             return False
-        self.location = tuple(response.opt.location_path)
+        self._location = "/".join(response.opt.location_path)
         self._sent = params.kept(payload)
         self._registered_at = self._clock()
         self._set(RegistrationState.REGISTERED)
-        self._emit(EventKind.REGISTRATION_COMPLETE, "/" + "/".join(self.location))
+        self._emit(EventKind.REGISTRATION_COMPLETE, "/" + self._location)
         return True
 
     async def _update(self) -> bool:

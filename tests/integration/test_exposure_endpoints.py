@@ -512,8 +512,8 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
     happening to holds no deque (an ``asyncio.Event``'s waiters, 624 bytes each even empty);
     of its own (the shared engine's aside), no closure (the tree's unsubscribe was a function
     and its cell, 200 bytes), no bound method of its session (its registrar holds the session),
-    no dict of nodes (its path map's), and what is made for it is slotted (an instance's dict
-    was 64 bytes more)
+    no dict of nodes (its path map's), what is made for it is slotted (an instance's dict
+    was 64 bytes more) and its registrar keeps no tuple (its Location-Path is one string)
     and no flag but the two that stand for something: its own
     ``settled`` and its registrar's wake-up; not a bootstrap wish without a Bootstrap-Server,
     nor queue mode's outside queue mode, nor a change of state's that nobody waits for (48
@@ -551,6 +551,9 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
         (session,) = ep.client.sessions
         made = (ep, ep.client, session, session.registrar, session.uplink, ep.paths, ep.mirror)
         assert [type(o).__name__ for o in made if hasattr(o, "__dict__")] == []  # slotted
+        # Its Location-Path is one string, not a tuple of segments (about 100 bytes more).
+        assert [r for r in gc.get_referents(session.registrar) if isinstance(r, tuple) and r] == []
+        assert session.registrar.location == server.clients[ep.name].location
         flags = sorted(chain for obj, chain in own if isinstance(obj, Flag))
         assert flags == [
             "NodeEndpoint > Flag",

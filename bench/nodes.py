@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import queue
@@ -54,6 +55,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Any
@@ -65,7 +67,9 @@ RSS_GOAL_MB = 64.0
 TRACE_ENV = "BENCH_TRACEMALLOC"
 """A file the gateway dumps a ``tracemalloc`` snapshot to once all are registered (it traces
 from its start; what it costs is in its RSS and times then): what each part of the gateway
-holds, compared between two counts (docs/benchmarks.md)."""
+holds, compared between two counts (docs/benchmarks.md); and beside it, ``<file>.gc.json``, the
+objects the garbage collector tracks (containers and instances: no str, int or float), counted
+by type."""
 FINAL = -40.0
 """The last reading of every node: when the server holds it everywhere, all was delivered."""
 GATEWAY = "bench-gw"
@@ -301,6 +305,8 @@ async def gateway(mode: str, count: int, readings: int, state: FilePath, uri: st
     t2 = time.monotonic()
     if trace:
         tracemalloc.take_snapshot().dump(trace)
+        kinds = Counter(type(o).__name__ for o in gc.get_objects())
+        FilePath(f"{trace}.gc.json").write_text(json.dumps(kinds))
     emit(
         startup=t1 - t0,
         register=t2 - t1,

@@ -56,14 +56,44 @@ its /1/x/7 Binding with ``check_binding``: a dict each was 2 MB of 10,000 endpoi
 functions are as few as the code has, so none is ever dropped."""
 
 
+class _OneHook(Mapping[Any, Any]):
+    """A map of one hook that is not shared (a node endpoint's client's /1/x/8 executor, a
+    bound method): 48 bytes where a dict of one entry is 224 (issue 17)."""
+
+    __slots__ = ("_hook", "_key")
+
+    def __init__(self, key: object, hook: object) -> None:
+        self._key = key
+        self._hook = hook
+
+    def get(self, key: object, default: Any = None) -> Any:
+        """As a dict's, without a lookup through ``__getitem__``."""
+        return self._hook if key == self._key else default
+
+    def __contains__(self, key: object) -> bool:
+        return key == self._key
+
+    def __getitem__(self, key: object) -> Any:
+        if key != self._key:
+            raise KeyError(key)
+        return self._hook
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self._key,))
+
+    def __len__(self) -> int:
+        return 1
+
+
 def _with(hooks: Mapping[Any, Any], key: object, hook: object) -> Mapping[Any, Any]:
     """``hooks`` with ``key`` set to ``hook``, as a new map: hooks are registered while a
     tree is set up, a few times, so the copy costs nothing that matters. A map of
-    module-level functions only is shared (``_SHARED_HOOKS``)."""
+    module-level functions only is shared (``_SHARED_HOOKS``); a map of one other hook is a
+    ``_OneHook``."""
     new = {**hooks, key: hook}
     if all(isinstance(h, FunctionType) and "<locals>" not in h.__qualname__ for h in new.values()):
         return _SHARED_HOOKS.setdefault(frozenset(new.items()), new)  # never changed: copied
-    return new
+    return _OneHook(key, hook) if len(new) == 1 else new
 
 
 def _same(held: object, new: object) -> bool:

@@ -335,15 +335,18 @@ def credential_values(
 class _Site(interfaces.Resource):
     """What a session's socket serves: the session's ``DeviceManagementResource``, made at
     the server's first request (``ServerSession.dm``) and kept from then on (its Block1
-    assembly and Block2 responses span requests)."""
+    assembly and Block2 responses span requests). Slotted, and holding the session rather
+    than a bound method: every node endpoint has one (150 bytes each, issue 17)."""
 
-    def __init__(self, make: Callable[[], DeviceManagementResource]) -> None:
-        self._make = make
+    __slots__ = ("_made", "_session")
+
+    def __init__(self, session: ServerSession) -> None:
+        self._session = session
         self._made: DeviceManagementResource | None = None
 
     def _target(self) -> DeviceManagementResource:
         if self._made is None:
-            self._made = self._make()
+            self._made = self._session.resource()
         return self._made
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
@@ -363,8 +366,32 @@ class _Site(interfaces.Resource):
 class ServerSession:
     """Everything the client has toward one server (see the module docstring).
 
-    Build it with ``open``, run it with ``start``, end it with ``close``.
+    Build it with ``open``, run it with ``start``, end it with ``close``. Slotted, as the
+    client and its registrar: each of the endpoints mode's 10,000 endpoints has one of each
+    (an instance's dict was 64 bytes more each, issue 17).
     """
+
+    __slots__ = (
+        "__weakref__",  # delivery keeps what it knows of a session weakly
+        "_access",
+        "_awake",
+        "_dm",
+        "_end_devices",
+        "_heard",
+        "_nodes",
+        "_observations",
+        "_queue_task",
+        "block_exponent",
+        "config",
+        "gate",
+        "idle",
+        "registrar",
+        "security_instance",
+        "server_instance",
+        "short_server_id",
+        "tree",
+        "uplink",
+    )
 
     uplink: Uplink
     registrar: Registrar
@@ -389,8 +416,9 @@ class ServerSession:
         self.short_server_id = config.short_server_id
         self.security_instance = security_instance
         self.server_instance = server_instance
-        self._serves = (access, nodes, end_devices)
-        """What the device management is made with (``dm``)."""
+        self._access, self._nodes, self._end_devices = access, nodes, end_devices
+        """What the device management is made with (``dm``): attributes, not a tuple of
+        them (64 bytes of each of 10,000 node endpoints, issue 17)."""
         self._dm: DeviceManagement | None = None
         self._observations: Observations | None = None
         self._heard: float | None = None
@@ -400,8 +428,10 @@ class ServerSession:
             self.gate = QueueModeGate(
                 config.queue_window, on_sleep=self._hold, on_wake=self._release
             )
-        self._awake = Flag()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._awake = Flag() if self.gate is not None else None
+        """Set when the server answers in queue mode: the gate's timer waits for it."""
+        self._queue_task: asyncio.Task[None] | None = None
+        """Queue mode's timer (``_queue_timer``); none outside queue mode."""
         self.block_exponent: int | None = None
         """The Block1 size exponent Sends go in since a Send went through in blocks of that
         size after the server refused larger ones (4.13); None: aiocoap's largest."""
@@ -443,9 +473,7 @@ class ServerSession:
             request_timeout=config.request_timeout,
             retry=config.retry,
         )
-        session.registrar = Registrar(
-            session.uplink, target, session.params, on_event, on_answer=session.answered
-        )
+        session.registrar = Registrar(session.uplink, target, session, on_event)
         return session
 
     # -- serving the server, made on demand ---------------------------------------------------
@@ -458,14 +486,13 @@ class ServerSession:
     def dm(self) -> DeviceManagement:
         """The server's device management (its Write-Attributes, its Access Control)."""
         if self._dm is None:
-            access, nodes, end_devices = self._serves
             self._dm = DeviceManagement(
                 self.tree,
                 version=lambda: self.registrar.version,
                 server_id=self.short_server_id,
-                access=access,
-                nodes=nodes,
-                end_devices=end_devices,
+                access=self._access,
+                nodes=self._nodes,
+                end_devices=self._end_devices,
             )
         return self._dm
 
@@ -490,7 +517,7 @@ class ServerSession:
             self._observations = observations
         return self._observations
 
-    def _resource(self) -> DeviceManagementResource:
+    def resource(self) -> DeviceManagementResource:
         """What serves the server's requests (``_Site``): made at its first request."""
         return DeviceManagementResource(self.dm, self.observations, self.idle)
 
@@ -518,7 +545,7 @@ class ServerSession:
             self.tree,
             self.security_instance,
             self.uri,
-            _Site(self._resource),
+            _Site(self),
             bind=bind,
             trust_store=self.config.x509.trust_store if self.config.x509 is not None else (),
             handshake_timeout=self.config.dtls_handshake_timeout,
@@ -562,11 +589,10 @@ class ServerSession:
 
     def start(self) -> None:
         self.registrar.start()
-        if self.gate is not None:
-            self._tasks.append(
-                asyncio.create_task(
-                    self._queue_timer(self.gate), name=f"lwm2m-queue-{self.short_server_id}"
-                )
+        if self.gate is not None and self._awake is not None:
+            self._queue_task = asyncio.create_task(
+                self._queue_timer(self.gate, self._awake),
+                name=f"lwm2m-queue-{self.short_server_id}",
             )
 
     def trigger_update(self) -> None:
@@ -582,8 +608,8 @@ class ServerSession:
         close the socket. The socket is closed even when the close is cancelled while the
         De-register waits for its answer, so that bounding a shutdown leaks nothing."""
         try:
-            await cancel_and_wait(*self._tasks)
-            self._tasks.clear()
+            await cancel_and_wait(self._queue_task)
+            self._queue_task = None
             await self.registrar.stop()
             if self._observations is not None:
                 await self._observations.close()
@@ -614,6 +640,7 @@ class ServerSession:
             self._heard = asyncio.get_running_loop().time()
         if self.gate is not None:
             self.gate.answered()
+        if self._awake is not None:
             self._awake.set()
 
     def _hold(self) -> None:
@@ -625,13 +652,14 @@ class ServerSession:
         if self._observations is not None:
             self._observations.release()
 
-    async def _queue_timer(self, gate: QueueModeGate) -> None:
+    @staticmethod
+    async def _queue_timer(gate: QueueModeGate, awake: Flag) -> None:
         """Put the gate to sleep when its window ends; the gate itself does no I/O."""
         while True:
             deadline = gate.deadline
             if deadline is None:
-                self._awake.clear()
-                await self._awake.wait()
+                awake.clear()
+                await awake.wait()
                 continue
             await asyncio.sleep(max(deadline - gate.clock(), 0.0))
             gate.tick()
@@ -737,6 +765,31 @@ class LwM2MClient:
     to the Bootstrap-Server through that context.
     """
 
+    __slots__ = (
+        "_bootstrap_wanted",
+        "_bootstrapper",
+        "_failed_sequences",
+        "_listened",
+        "_listener",
+        "_provisioned",
+        "_task",
+        "_unsubscribe",
+        "access",
+        "bind",
+        "bootstrap",
+        "end_devices",
+        "endpoint",
+        "nodes",
+        "on_bootstrap_event",
+        "on_event",
+        "on_idle",
+        "servers",
+        "sessions",
+        "store",
+        "tree",
+        "udp",
+    )
+
     def __init__(
         self,
         tree: ObjectTree,
@@ -777,8 +830,11 @@ class LwM2MClient:
         self.access: AccessControl | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._bootstrap_wanted = Flag()
-        self._failed_sequences: dict[str, int] = {}
+        self._bootstrap_wanted: Flag
+        self._failed_sequences: dict[str, int]
+        """With a Bootstrap-Server, the wish to bootstrap again and each server's failed
+        registration sequences: made by ``start`` for such a client alone (a node endpoint
+        has none: they were 110 bytes of each of 10,000, issue 17)."""
         self._bootstrapper: Bootstrapper | None = None
         self._listener: aiocoap.Context | None = None
         self._listened: ServerInitiatedResource | None = None
@@ -893,6 +949,8 @@ class LwM2MClient:
             await self._open_sessions()
             return
         self._factory_bootstrap_account(self.bootstrap)
+        self._bootstrap_wanted = Flag()
+        self._failed_sequences = {}
         self.tree.on_execute(
             Server.OBJECT, Server.BOOTSTRAP_TRIGGER, lambda path, args: self._bootstrap_wanted.set()
         )

@@ -44,8 +44,11 @@ class MessageIdPacer:
     ago. The pacer keeps the end of life of the IDs taken, oldest first, and forgets them from
     the front as they die. While fewer than ``id_space`` are remembered, the next ID's previous
     use is dead (or never happened) and it can be taken. An ID behind a longer-lived one is
-    remembered until that one dies too, which errs on the safe side.
+    remembered until that one dies too, which errs on the safe side. Slotted: every node
+    endpoint of the endpoints mode holds one for a lifetime after each request.
     """
+
+    __slots__ = ("_dead", "_live", "_next", "id_space")
 
     def __init__(self, id_space: int = MESSAGE_IDS, first: int | None = None) -> None:
         if id_space < 1:

@@ -365,6 +365,8 @@ class SocketUplink(UdpUplink):
     that socket (the server's address is resolved on it), and ``shutdown`` closes the socket
     alone."""
 
+    __slots__ = ("_engine", "_socket")
+
     def __init__(self, engine: SharedEngine, context: aiocoap.Context, socket_: Socket) -> None:
         super().__init__(context, address=SocketAddress)
         self._engine = engine

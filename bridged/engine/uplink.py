@@ -59,8 +59,10 @@ class UdpUplink:
     request (a ``getaddrinfo`` handed to a worker thread, even for an IP literal), which cost
     a busy gateway more than the Send itself. The address the server answered from is kept
     for the URI's origin and used until a request fails (``drop_session``), after which the
-    host is resolved again.
+    host is resolved again. Slotted: each node endpoint has one (``SocketUplink``).
     """
+
+    __slots__ = ("_address", "_context", "_resolved")
 
     def __init__(
         self,

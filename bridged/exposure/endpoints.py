@@ -143,7 +143,7 @@ class NodeEndpoint:
         self.name = name
         self.tree = ObjectTree(definitions)
         self.tree.create_instance(Device.OBJECT, SINGLE, device_values(node))
-        self.paths = PathMap()
+        self.paths = PathMap(node=self.node)
         """The node's instances at their node-local paths; the endpoint's own /0, /1 and its
         own /3/0 resources are not the node's."""
         self.mirror = NodeMirror(self.tree, self.paths)

@@ -39,7 +39,7 @@ unprefixed objects are the gateway's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -127,17 +127,58 @@ class Shown:
 """The instances of a node that shows none."""
 
 
-class PathMap:
-    """The node instances an exposure shows, looked up both ways."""
+class _OneNode(MutableMapping[NodeId, tuple["Shown", ...]]):
+    """``PathMap._down`` of a map of one node's instances (a node endpoint's): that node's
+    tuple, without a dict (224 bytes of each of the endpoints mode's 10,000, issue 17)."""
 
-    def __init__(self, *, prefixed: bool = False) -> None:
+    __slots__ = ("_node", "_shown")
+
+    def __init__(self, node: NodeId) -> None:
+        self._node = node
+        self._shown: tuple[Shown, ...] | None = None
+
+    def get(self, node: NodeId, default: Any = None) -> Any:
+        """As a dict's (every reading asks: no lookup through ``__getitem__``)."""
+        return self._shown if self._shown is not None and node == self._node else default
+
+    def __getitem__(self, node: NodeId) -> tuple[Shown, ...]:
+        if self._shown is None or node != self._node:
+            raise KeyError(node)
+        return self._shown
+
+    def __setitem__(self, node: NodeId, shown: tuple[Shown, ...]) -> None:
+        if node != self._node:
+            raise ValueError(f"the map of {self._node}'s instances cannot show {node}'s")
+        self._shown = shown
+
+    def __delitem__(self, node: NodeId) -> None:
+        if self._shown is None or node != self._node:
+            raise KeyError(node)
+        self._shown = None
+
+    def __iter__(self) -> Iterator[NodeId]:
+        return iter(() if self._shown is None else (self._node,))
+
+    def __len__(self) -> int:
+        return 0 if self._shown is None else 1
+
+
+class PathMap:
+    """The node instances an exposure shows, looked up both ways; with ``node``, only that
+    node's (a node endpoint's map: no dict of nodes). Slotted: every node endpoint has one."""
+
+    __slots__ = ("_down", "_prefixed", "_up")
+
+    def __init__(self, *, prefixed: bool = False, node: NodeId | None = None) -> None:
         self._prefixed = prefixed
         """Whether nodes are shown under end-device prefixes (the gateway mode) rather than in
         the unprefixed tree (the other modes)."""
         self._up: dict[Path, Shown] | None = None
         """The shown instances by upstream path, made at the first ``local`` (most of 10,000
         node endpoints' maps, one each, are never asked: it was 200 bytes of each)."""
-        self._down: dict[NodeId, tuple[Shown, ...]] = {}
+        self._down: MutableMapping[NodeId, tuple[Shown, ...]] = (
+            {} if node is None else _OneNode(node)
+        )
         """Each node's shown instances, in node-local order: a tuple, as a node has a few and a
         map each was about 2 MB of a gateway with 10,000 nodes."""
 

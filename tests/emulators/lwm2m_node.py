@@ -175,17 +175,21 @@ class EmulatedNode:
             retry=self.retry,
         )
 
-        def params() -> RegistrationParams:
-            links = registration_links(list(self.tree.objects()), version=self.version)
-            return RegistrationParams(self.lifetime, "U", self.sleepy, links)
-
         def on_event(event: RegistrationEvent) -> None:
             self.events.append(event)
             if self.registrar is not None and self.registrar.registered:
                 self.registered.set()
 
-        self.registrar = Registrar(self.context, target, params, on_event)
+        self.registrar = Registrar(self.context, target, self, on_event)
         self._task = asyncio.create_task(self.registrar.run())
+
+    def params(self) -> RegistrationParams:
+        """What its registration carries now (the registrar's ``Registrant``)."""
+        links = registration_links(list(self.tree.objects()), version=self.version)
+        return RegistrationParams(self.lifetime, "U", self.sleepy, links)
+
+    def answered(self) -> None:
+        pass
 
     def received(self, ip: bytes, port: int, payload: bytes) -> None:
         if self.interface is not None:

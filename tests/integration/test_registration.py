@@ -35,14 +35,21 @@ class Client:
     driver = "run"
 
     def __init__(self, context: aiocoap.Context, target: ServerTarget) -> None:
-        self.params = RegistrationParams(lifetime=300, binding="U", queue=False, links=LINKS)
+        self.carried = RegistrationParams(lifetime=300, binding="U", queue=False, links=LINKS)
         self.events: asyncio.Queue[RegistrationEvent] = asyncio.Queue()
-        self.registrar = Registrar(context, target, lambda: self.params, self.events.put_nowait)
+        self.registrar = Registrar(context, target, self, self.events.put_nowait)
         self.task: asyncio.Task[None] | None = None
         if self.driver == "run":
             self.task = asyncio.create_task(self.registrar.run())
         else:
             self.registrar.start()
+
+    def params(self) -> RegistrationParams:
+        """The registration's ``Registrant``: ``carried``, which a test edits."""
+        return self.carried
+
+    def answered(self) -> None:
+        pass
 
     async def event(self, kind: EventKind, timeout: float = 10.0) -> RegistrationEvent:
         async with asyncio.timeout(timeout):
@@ -98,7 +105,7 @@ async def test_LightweightM2M_1_1_int_102_update_carries_only_what_changed(
     client.registrar.trigger_update()
     ev = await server.next_event("update")
     assert (ev.query, ev.payload) == ({}, b""), "nothing changed: an empty Update"
-    client.params = RegistrationParams(600, "U", False, LINKS + ",</3303/0>")
+    client.carried = RegistrationParams(600, "U", False, LINKS + ",</3303/0>")
     client.registrar.trigger_update()
     ev = await server.next_event("update")
     assert ev.query == {"lt": "600"}
@@ -110,7 +117,7 @@ async def test_update_goes_out_before_the_lifetime_ends(
     context: aiocoap.Context, server: LwM2MTestServer
 ) -> None:
     client = Client(context, target(server.uri))
-    client.params = RegistrationParams(2, "U", False, LINKS)
+    client.carried = RegistrationParams(2, "U", False, LINKS)
     await server.next_event("register")
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -165,7 +172,7 @@ async def test_LightweightM2M_1_1_int_105_update_404_registers_again(
 async def test_server_refusing_1_1_gets_a_1_0_registration(context: aiocoap.Context) -> None:
     async with LwM2MTestServer(accepted_versions=("1.0",)) as server:
         client = Client(context, target(server.uri))
-        client.params = RegistrationParams(300, "U", True, LINKS)
+        client.carried = RegistrationParams(300, "U", True, LINKS)
         first = await server.next_event("register")
         assert first.query["lwm2m"] == "1.1" and "Q" in first.query
         second = await server.next_event("register")

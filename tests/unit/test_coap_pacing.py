@@ -54,6 +54,7 @@ def test_a_peer_is_forgotten_when_nothing_sent_to_it_is_live() -> None:
     assert len(table) == 2
     table.pacer("b", 50.0)
     assert len(table) == 1, "a's only ID died at 10 s"
+    assert not hasattr(table.pacer("b", 50.0), "__dict__"), "slotted: one per node endpoint"
 
 
 def test_an_empty_space_is_refused() -> None:

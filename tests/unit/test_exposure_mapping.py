@@ -4,6 +4,8 @@ the resources the gateway holds itself."""
 
 from __future__ import annotations
 
+import pytest
+
 from bridged.exposure.mapping import NodePath, PathMap, Shown, exposable
 from bridged.objects.paths import Path
 from bridged.store.nodes import NodeId
@@ -99,3 +101,23 @@ def test_the_index_by_upstream_path_is_made_when_first_asked_and_kept_true() -> 
     assert paths.local(Path((3311, 0, 5850))) == NodePath(OTHER, Path((3311, 0, 5850)))
     paths.hide_node(OTHER)
     assert paths.local(Path((3311, 0, 5850))) is None
+
+
+def test_a_map_of_one_node_answers_as_a_map_of_many_and_refuses_another_node() -> None:
+    """A node endpoint's map holds its node's instances without a dict of nodes (issue 17)."""
+    mine, many = PathMap(node=NODE), PathMap()
+    for paths in (mine, many):
+        paths.show(Shown(NODE, (3303, 0), Path((3303, 0))))
+        paths.show(Shown(NODE, (3311, 0), Path((3311, 0))))
+        paths.hide(NODE, (3311, 0))
+    for paths in (mine, many):
+        assert [s.local for s in paths.instances(NODE)] == [(3303, 0)]
+        assert paths.upstream(NODE, Path((3303, 0, 5700))) == Path((3303, 0, 5700))
+        assert paths.local(Path((3303, 0, 5700))) == NodePath(NODE, Path((3303, 0, 5700)))
+        assert paths.upstream(OTHER, Path((3303, 0, 5700))) is None
+        assert paths.instances(OTHER) == []
+        assert [s.local for s in paths.hide_node(NODE)] == [(3303, 0)]
+        assert paths.instances(NODE) == []
+        assert paths.local(Path((3303, 0, 5700))) is None
+    with pytest.raises(ValueError, match="cannot show"):
+        mine.show(Shown(OTHER, (3303, 0), Path((3303, 0))))

@@ -143,6 +143,23 @@ least recently used dropped first: a gateway has a few servers, each seen throug
 thousands of its sockets."""
 
 
+def rtt_sample(sent: tuple[float, float], arrived: float | None, now: float) -> float:
+    """A confirmable exchange's round-trip time: from ``sent`` (the wall clock's and the
+    monotonic clock's times it went) to the kernel's arrival stamp of its ACK (``arrived``,
+    wall clock) where that is consistent, else to ``now`` (monotonic, when the ACK was read).
+
+    The stamp leaves out how long this process was busy before it read the ACK, which is not
+    the server's RTT. But it is the wall clock's, which steps (a Raspberry Pi has no RTC, so
+    its first NTP sync moves it by hours after the daemon started): a sample from a step
+    would space notifications by the step. A stamp is taken only where it lies between the
+    send and the read by the monotonic clock, which the process's busy time can only lengthen."""
+    wall, mono = sent
+    elapsed = max(now - mono, 0.0)
+    if arrived is not None and 0.0 <= arrived - wall <= elapsed:
+        return arrived - wall
+    return elapsed
+
+
 def server_of(remote: interfaces.EndpointAddress) -> Hashable:
     """The server ``remote`` names, whichever local socket it is seen through: the address
     notifications are paced toward (in the endpoints mode every endpoint's socket notifies the
@@ -204,7 +221,9 @@ class BoundedMessageManager(MessageManager):
             Hashable, dict[Hashable, tuple[interfaces.EndpointAddress, Callable[[Turn], None]]]
         ] = {}
         self._turn_timers: dict[Hashable, asyncio.TimerHandle] = {}
-        self._con_sent: dict[tuple[interfaces.EndpointAddress, int], float] = {}
+        self._con_sent: dict[tuple[interfaces.EndpointAddress, int], tuple[float, float]] = {}
+        """A CON in flight -> when it went, by the wall clock (``received_at``'s) and by
+        ``clock``."""
         self.received_at: float | None = None
         """When the datagram being dispatched arrived, by the kernel's stamp (``time.time()``'s
         scale), if its socket gives one (``bridged.engine.udp.stamp_arrivals``): an ACK's RTT
@@ -585,7 +604,7 @@ class BoundedMessageManager(MessageManager):
         self, message: aiocoap.Message, messageerror_monitor: Callable[[], None]
     ) -> None:
         super()._add_exchange(message, messageerror_monitor)
-        self._con_sent[(message.remote, message.mid)] = time.time()
+        self._con_sent[(message.remote, message.mid)] = (time.time(), self.clock())
         entry = self._unsent_acks.pop(id(message), None)
         if entry is not None and entry[0] is message and not entry[1].done():
             self._acks[(message.remote, message.mid)] = entry[1]
@@ -610,8 +629,7 @@ class BoundedMessageManager(MessageManager):
                 return
         sent = self._con_sent.pop(key, None)
         if sent is not None and exchange and message.mtype is ACK:
-            arrived = time.time() if self.received_at is None else self.received_at
-            self._measured(message.remote, max(arrived - sent, 0.0))
+            self._measured(message.remote, rtt_sample(sent, self.received_at, self.clock()))
         future = self._acks.pop(key, None)
         if future is not None and not future.done() and exchange and message.mtype is ACK:
             future.set_result(None)

@@ -73,6 +73,10 @@ SENML_VERSION = 10
 """The SenML version this module understands (RFC 8428 §4.4)."""
 
 _INTEGER_TYPES = frozenset({ResourceType.INTEGER, ResourceType.UNSIGNED, ResourceType.TIME})
+_FLOAT = ResourceType.FLOAT
+
+_VALUE, _N, _T, _BN, _BT, _BV, _BVER = range(7)
+"""The roles of a record's labels (``Dialect.roles``), the common ones first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,10 @@ class Dialect:
     lookups)."""
     value_labels: frozenset[Label] = field(init=False)
     handled: frozenset[Label] = field(init=False)
+    roles: dict[Label, int] = field(init=False, repr=False, compare=False)
+    """Each label this module reads, to its role (``_VALUE``, ``_N``...): a record's labels
+    are looked up once each, where probing every label a record might carry took twelve
+    lookups for its two or three; never written."""
 
     def __post_init__(self) -> None:
         # Derived once here so the per-record loops do no set building; the mapping is copied
@@ -115,6 +123,18 @@ class Dialect:
         object.__setattr__(self, "number", self.values[ResourceType.FLOAT])
         object.__setattr__(self, "value_labels", value_labels)
         object.__setattr__(self, "handled", frozenset(handled))
+        roles: dict[Label, int] = dict.fromkeys(value_labels, _VALUE)
+        for label, role in (
+            (self.n, _N),
+            (self.t, _T),
+            (self.bn, _BN),
+            (self.bt, _BT),
+            (self.bv, _BV),
+            (self.bver, _BVER),
+        ):
+            if label is not None:
+                roles[label] = role
+        object.__setattr__(self, "roles", roles)
 
 
 def b64decode(raw: object, *, urlsafe: bool) -> bytes:
@@ -333,7 +353,7 @@ def decode_pack(
     """
     records: list[Record] = []
     append = records.append
-    labels = dialect.labels
+    labels, number_label = dialect.labels, dialect.number
     for name, time, label, raw in _resolve(items, dialect, base_name, base_time):
         path = _parse_name(name)
         if not base.contains(path):
@@ -347,7 +367,12 @@ def decode_pack(
             raise BadRequest(f"{name!r} does not address {kind} resource {rdef.id} as such")
         if label is None:
             raise BadRequest(f"{name!r} carries no value")
-        append(Record(path, _value(rdef, label, raw, labels, dialect), time))
+        if type(raw) is float and label == number_label and rdef.type is _FLOAT:
+            # A sensor's value, what nearly every record is: a finite float (``_resolve``
+            # checked it) under the label of its type, checked with no call more.
+            append(Record(path, raw, time))
+        else:
+            append(Record(path, _value(rdef, label, raw, labels, dialect), time))
     return records
 
 
@@ -371,50 +396,56 @@ def _resolve(
     """
     if type(items) is not list:
         raise DecodeError(f"a {dialect.name} payload is an array of records, not {_show(items)}")
-    bn_label, bt_label, bv_label, bver_label = dialect.bn, dialect.bt, dialect.bv, dialect.bver
-    n_label, t_label, number_label = dialect.n, dialect.t, dialect.number
-    value_labels, handled = dialect.value_labels, dialect.handled
+    roles, number_label = dialect.roles, dialect.number
     bv: int | float | None = None
     for item in items:
         if type(item) is not dict:
             raise DecodeError(f"a {dialect.name} record is a map, not {_show(item)}")
-        get = item.get
-        seen = 0
-        if bn_label is not None and (raw := get(bn_label, _ABSENT)) is not _ABSENT:
-            bn = text(raw, "base name")
-            seen += 1
-        if bt_label is not None and (raw := get(bt_label, _ABSENT)) is not _ABSENT:
-            bt = number(raw, "base time")
-            seen += 1
-        if bv_label is not None and (raw := get(bv_label, _ABSENT)) is not _ABSENT:
-            bv = number(raw, "base value")
-            seen += 1
-        if bver_label is not None and (raw := get(bver_label, _ABSENT)) is not _ABSENT:
-            if type(raw) is not int or raw > SENML_VERSION:
-                raise BadRequest(f"SenML version {_show(raw)} is not supported")
-            seen += 1
-        name = bn
-        if (raw := get(n_label, _ABSENT)) is not _ABSENT:
-            name = bn + text(raw, "name")
-            seen += 1
-        time = bt
-        if (raw := get(t_label, _ABSENT)) is not _ABSENT:
-            t = number(raw, "time")
-            time = t if bt is None else _finite(bt + t, "time")
-            seen += 1
+        raw_n = raw_t = raw_bn = raw_bt = raw_bv = raw_bver = _ABSENT
         label: Label | None = None
         value: object = None
-        for candidate in value_labels:
-            if candidate in item:
-                if label is not None:
-                    raise BadRequest(f"{name!r} carries more than one value")
-                label, value = candidate, item[candidate]
-                seen += 1
+        values = 0
+        unknown = False
+        for key, raw in item.items():
+            role = roles.get(key)
+            if role == _VALUE:
+                label, value = key, raw
+                values += 1
+            elif role == _N:
+                raw_n = raw
+            elif role == _T:
+                raw_t = raw
+            elif role is None:
+                unknown = True
+            elif role == _BN:
+                raw_bn = raw
+            elif role == _BT:
+                raw_bt = raw
+            elif role == _BV:
+                raw_bv = raw
+            else:
+                raw_bver = raw
+        # Checked in the order a record's fields resolve: its base fields, then its own.
+        if raw_bn is not _ABSENT:
+            bn = text(raw_bn, "base name")
+        if raw_bt is not _ABSENT:
+            bt = number(raw_bt, "base time")
+        if raw_bv is not _ABSENT:
+            bv = number(raw_bv, "base value")
+        if raw_bver is not _ABSENT and (type(raw_bver) is not int or raw_bver > SENML_VERSION):
+            raise BadRequest(f"SenML version {_show(raw_bver)} is not supported")
+        name = bn if raw_n is _ABSENT else bn + text(raw_n, "name")
+        time = bt
+        if raw_t is not _ABSENT:
+            t = number(raw_t, "time")
+            time = t if bt is None else _finite(bt + t, "time")
+        if values > 1:
+            raise BadRequest(f"{name!r} carries more than one value")
         if label == number_label:
             amount = number(value, "value")
             value = amount if bv is None else _finite(bv + amount, "value")
-        if seen != len(item):
-            _check_unknown(item, handled, dialect)
+        if unknown:
+            _check_unknown(item, dialect.handled, dialect)
         yield name, time, label, value
 
 

@@ -24,10 +24,11 @@ from bridged.objects.definitions import (
     ResourceType,
     make_object,
 )
-from bridged.objects.errors import LwM2MError
-from bridged.objects.formats import CompositeCodec, ContentFormat, composite_codec_for
+from bridged.objects.errors import BadRequest, LwM2MError
+from bridged.objects.formats import CompositeCodec, ContentFormat, composite_codec_for, senml
 from bridged.objects.formats.senml_cbor import CODEC as CBOR
 from bridged.objects.formats.senml_json import CODEC as JSON
+from bridged.objects.formats.senml_json import DIALECT as JSON_DIALECT
 from bridged.objects.paths import ROOT, Level, Path
 from bridged.objects.values import ObjLnk, Record
 from strategies import Read, composite_reads, ids, prefixes, reads, timed
@@ -793,3 +794,68 @@ def test_arbitrary_cbor_structures(document: object, base: Path) -> None:
 def test_truncated_cbor(document: list[object], cut: int) -> None:
     payload = cbor2.dumps(document)
     decodes_or_refuses(CBOR, payload[: max(0, len(payload) - cut)], ROOT)
+
+
+def resolved_by_rfc8428(items: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    """RFC 8428 §4.5's resolution as the spec states it, label by label, each record's own
+    base fields applying to it: the oracle for ``senml._resolve``, which reads a record's labels
+    in one pass over them."""
+    bn = ""
+    bt: int | float | None = None
+    bv: int | float | None = None
+    out: list[tuple[object, ...]] = []
+    for item in items:
+        if "bn" in item:
+            bn = senml.text(item["bn"], "base name")
+        if "bt" in item:
+            bt = senml.number(item["bt"], "base time")
+        if "bv" in item:
+            bv = senml.number(item["bv"], "base value")
+        if "bver" in item and (type(item["bver"]) is not int or item["bver"] > 10):
+            raise BadRequest(f"SenML version {senml._show(item['bver'])} is not supported")
+        name = bn + senml.text(item["n"], "name") if "n" in item else bn
+        time = bt
+        if "t" in item:
+            t = senml.number(item["t"], "time")
+            time = t if bt is None else bt + t
+            if not math.isfinite(time):
+                raise BadRequest("SenML time is not a finite number")
+        present = [label for label in ("v", "vs", "vb", "vd", "vlo") if label in item]
+        if len(present) > 1:
+            raise BadRequest(f"{name!r} carries more than one value")
+        label = present[0] if present else None
+        value = item[label] if label else None
+        if label == "v":
+            amount = senml.number(value, "value")
+            value = amount if bv is None else bv + amount
+            if not math.isfinite(value):
+                raise BadRequest("SenML value is not a finite number")
+        for key in item:
+            if key in ("s", "bs") or key.endswith("_"):
+                raise BadRequest(f"SenML JSON label {senml._show(key)} is not supported")
+        out.append((name, time, label, value))
+    return out
+
+
+@given(
+    items=st.lists(
+        st.dictionaries(
+            senml_keys | st.sampled_from(["s", "x_", "unknown"]),
+            senml_values.filter(lambda v: not isinstance(v, dict | list)),
+            max_size=6,
+        ),
+        max_size=4,
+    )
+)
+def test_base_fields_resolve_as_rfc8428_states(items: list[dict[str, object]]) -> None:
+    """Every record's name, time, label and value, or the first error, as RFC 8428 resolves
+    them label by label, in every order and combination of labels."""
+    try:
+        expected: object = resolved_by_rfc8428(items)
+    except LwM2MError as e:
+        expected = (type(e), str(e))
+    try:
+        got: object = list(senml._resolve(items, JSON_DIALECT, "", None))
+    except LwM2MError as e:
+        got = (type(e), str(e))
+    assert got == expected

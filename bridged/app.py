@@ -197,15 +197,16 @@ class Gateway:
                 for s in config.transports
             }
             self.health_store = HealthStore(self.db)
-            self.nodes_health = build_health(
-                config,
-                self.registry,
-                self.transports,
-                self.exposure,
-                self.events,
-                event_log,
-                self.health_store,
-            )
+            with self.nodes.allocating():  # and every node's health instances (instances mode)
+                self.nodes_health = build_health(
+                    config,
+                    self.registry,
+                    self.transports,
+                    self.exposure,
+                    self.events,
+                    event_log,
+                    self.health_store,
+                )
             """Every paired node's availability, link and battery (bridged/health.py)."""
             exposure = self.exposure
             self.operations = self._operations(exposure.paths)

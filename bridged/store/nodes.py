@@ -15,6 +15,7 @@ import json
 import sqlite3
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import MappingProxyType
@@ -71,6 +72,12 @@ class NodeStore:
 
         self._batched = False
         """Inside ``allocating``: writes join its one transaction."""
+        self._every_node: dict[str, dict[tuple[int, int], int]] | None = None
+        """Inside ``allocating``: every node's IDs, read in one query (``_ids_of``), where a
+        start asked once per node for each listener that exposes it (two queries a node)."""
+        self._above_low: dict[int, deque[int]] = {}
+        """Inside ``allocating``: per object, the IDs held from ``_low`` up, in order, read once
+        (``_lowest_free``): a start's thousands of allocations then cost no query each."""
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return nullcontext(self._conn) if self._batched else transaction(self._conn)
@@ -82,6 +89,7 @@ class NodeStore:
         kept, in the database or in this store's memory of it."""
         with transaction(self._conn):
             self._batched = True
+            self._every_node = _every_node(self._conn)
             try:
                 yield
             except BaseException:
@@ -89,6 +97,7 @@ class NodeStore:
                 raise
             finally:
                 self._batched = False
+                self._every_node, self._above_low = None, {}
 
     # -- pairing -----------------------------------------------------------------------------
 
@@ -200,12 +209,10 @@ class NodeStore:
         reclaimed = False
         with self._transaction() as c:
             for object_id, node_instance in missing:
-                params = {"o": object_id, "low": low.get(object_id, 0), "max": MAX_ID}
-                row = c.execute(_LOWEST_FREE, params).fetchone()
-                if row is None:
+                lowest = self._lowest_free(c, object_id, low.get(object_id, 0))
+                if lowest is None:
                     free, reclaimed = self._reclaim(c, object_id), True
                 else:
-                    lowest = int(row[0])
                     free = held.setdefault(lowest, lowest)
                     low[object_id] = free + 1
                 c.execute(
@@ -217,12 +224,37 @@ class NodeStore:
         self._low = low
         ids.update(allocated)
         found = {key: ids[key] for key in keys}
-        if reclaimed:
-            self._node_ids = None  # a reclaimed ID was another node's
+        if reclaimed:  # a reclaimed ID was another node's
+            self._node_ids, self._every_node, self._above_low = None, None, {}
         return found
+
+    def _lowest_free(self, c: sqlite3.Connection, object_id: int, low: int) -> int | None:
+        """The lowest ID of ``object_id`` from ``low`` up that nobody holds (None: none is
+        left); inside ``allocating`` from the held IDs read once (``_above_low``), which stay
+        true as IDs below ``low`` are never given back and the allocation holds the one found."""
+        if not self._batched:
+            row = c.execute(_LOWEST_FREE, {"o": object_id, "low": low, "max": MAX_ID}).fetchone()
+            return None if row is None else int(row[0])
+        held = self._above_low.get(object_id)
+        if held is None:
+            rows = c.execute(
+                "SELECT instance_id FROM instance_ids WHERE object_id = ? AND instance_id >= ? "
+                "ORDER BY instance_id",
+                (object_id, low),
+            )
+            held = self._above_low[object_id] = deque(i for (i,) in rows)
+        while held and held[0] <= low:
+            if held.popleft() == low:
+                low += 1
+        if low > MAX_ID:
+            return None
+        held.appendleft(low)  # the caller holds it now
+        return low
 
     def _ids_of(self, node: str) -> dict[tuple[int, int], int]:
         """Every instance ID held for ``node``, by (object, node instance)."""
+        if self._every_node is not None:
+            return self._every_node.setdefault(node, {})
         if self._node_ids is None or self._node_ids[0] != node:
             rows = self._conn.execute(
                 "SELECT object_id, node_instance, instance_id FROM instance_ids WHERE node_id = ?",
@@ -239,7 +271,7 @@ class NodeStore:
     def reserve_instance(self, object_id: int, instance_id: int) -> None:
         """Keep ``instance_id`` of ``object_id`` from ever being given to a node: for the
         gateway's own instances (its /3/0, a configured /3303/0, ...)."""
-        self._node_ids = None
+        self._node_ids, self._every_node, self._above_low = None, None, {}
         with self._transaction() as c:
             c.execute(
                 "INSERT OR IGNORE INTO instance_ids(node_id, object_id, node_instance, "
@@ -275,6 +307,21 @@ class NodeStore:
             raise OverflowError(f"object {object_id} has no instance ID left for another node")
         c.execute("DELETE FROM instance_ids WHERE rowid = ?", (row[0],))
         return int(row[1])
+
+
+def _every_node(conn: sqlite3.Connection) -> dict[str, dict[tuple[int, int], int]]:
+    """Every node's instance IDs, by (object, node instance), in one query; one int object
+    per ID value and one key tuple per (object, node instance), as ``NodeStore._ids_of``
+    keeps them."""
+    out: dict[str, dict[tuple[int, int], int]] = {}
+    held: dict[int, int] = {}
+    keys: dict[tuple[int, int], tuple[int, int]] = {}
+    for node, o, n, i in conn.execute(
+        "SELECT node_id, object_id, node_instance, instance_id FROM instance_ids"
+    ):
+        key = keys.setdefault((o, n), (o, n))
+        out.setdefault(node, {})[key] = held.setdefault(i, i)
+    return out
 
 
 _NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})

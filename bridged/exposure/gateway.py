@@ -26,6 +26,7 @@ says which node a prefixed path is).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -67,7 +68,20 @@ class _EndDevice:
 
     def object_links(self) -> str:
         """/25/x/3: the node's objects as the Register payload lists them (the tree thawed)."""
-        return format_links(object_links(self.mirror.tree.objects()))
+        objects = self.mirror.tree.objects()
+        return _object_list(tuple((d.id, d.version, tuple(iids)) for d, iids in objects))
+
+
+SHARED_OBJECT_LISTS = 256
+"""Distinct end-device object lists ``_object_list`` keeps: kinds of node a gateway serves."""
+
+
+@functools.lru_cache(maxsize=SHARED_OBJECT_LISTS)
+def _object_list(objects: tuple[tuple[int, str, tuple[int, ...]], ...]) -> str:
+    """The /25/x/3 text of ``objects`` (ID, version, instance IDs): formatted once for every
+    node of a kind, and one string for all of them, where a start formatted each node's twice
+    (its objects, then its health's /3/0 and /4/0), a tenth of a 5,000-node start (issue 17)."""
+    return format_links(object_links(((oid, version), iids) for oid, version, iids in objects))
 
 
 class GatewayExposure(ThroughGateway):

@@ -14,6 +14,8 @@ from bridged.exposure.mapping import PathMap
 from bridged.exposure.mirror import NodeMirror
 from bridged.health import NodeHealth
 from bridged.objects.builtin import builtin_definitions
+from bridged.objects.ids import LwM2MGateway
+from bridged.objects.linkformat import format_links, object_links
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
@@ -80,3 +82,38 @@ def test_a_quiet_end_device_kept_frozen_answers_as_one_built_at_once(tmp_path: F
     reg.readings(NODE, [Record(Path.parse("/3303/0/5700"), 21.5)])
     assert node.id == NODE and seen == [f"/{prefix}/3303/0/5700"]
     assert built.read(Path.parse(f"/{prefix}/3303/0/5700"))[0].value == 21.5
+
+
+def test_end_devices_of_a_kind_share_one_object_list(tmp_path: FsPath) -> None:
+    """Nodes of one kind have one /25/x/3 text (issue 17: formatting each node's twice was a
+    tenth of a 5,000-node start), and it is the object list of each node's own tree, also
+    after one of them reports other objects."""
+    conn = connect(tmp_path / "state.db")
+    reg = NodeRegistry(NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn))
+    exposure = GatewayExposure(ObjectTree(builtin_definitions()), reg.store)
+    reg.listen(exposure)
+    nodes = [NodeId("sim", f"000{i}") for i in range(3)]
+    for node in nodes:
+        reg.pair(PairedNode(node, "n", "sim"))
+        reg.objects(node, {3303: [0], 3311: [1, 0]})
+        exposure.node_health(node, NodeHealth(timeout=60.0, battery=80, bearer=21))
+    reg.objects(nodes[2], {3303: [0]})
+
+    def listed(node: NodeId) -> str:
+        device = exposure._end_devices[node]
+        value = exposure.tree.get(
+            Path((LwM2MGateway.OBJECT, device.instance, LwM2MGateway.IOT_DEVICE_OBJECTS))
+        )
+        assert isinstance(value, str)
+        return value
+
+    def own(node: NodeId) -> str:
+        prefix = exposure.prefix(node)
+        tree = exposure.end_device_tree(prefix) if prefix else None
+        assert tree is not None
+        return format_links(object_links(tree.objects()))
+
+    first, second, other = (listed(node) for node in nodes)
+    assert first is second
+    assert (first, other) == (own(nodes[0]), own(nodes[2])) and first != other
+    assert "</3311/1>" in first and "3311" not in other

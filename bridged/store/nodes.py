@@ -85,8 +85,9 @@ class NodeStore:
     @contextmanager
     def allocating(self) -> Iterator[None]:
         """Make every write inside (the IDs a start allocates for thousands of nodes) one
-        transaction: one commit, not one per node. When it fails, nothing allocated inside is
-        kept, in the database or in this store's memory of it."""
+        transaction: one commit, not one per node; the nodes' IDs are read a pass at a time
+        (``_scan``) and free IDs found in memory (``_above_low``). When it fails, nothing
+        allocated inside is kept, in the database or in this store's memory of it."""
         with transaction(self._conn):
             self._batched = True
             self._scan = _NodeOrderScan(self._conn)

@@ -342,11 +342,16 @@ class ObjectTree:
         return next(i for i in range(len(taken) + 1) if i not in taken)
 
     def has(self, path: Path) -> bool:
-        """True if ``path`` exists in the tree."""
-        try:
-            self._locate(path)
-        except NotFound:
+        """True if ``path`` exists in the tree: ``_locate``'s walk without its NotFound, whose
+        message a start built for each of the 20,000 instances it checked before creating
+        them (issue 17)."""
+        if path.prefix != self.prefix:
             return False
+        node: object = self._objects
+        for i in path.ids:
+            if not isinstance(node, dict) or i not in node:
+                return False  # a single-instance resource has no resource instances
+            node = node[i]
         return True
 
     def create_instance(

@@ -184,6 +184,8 @@ class Daemon:
         self.notify_path.unlink(missing_ok=True)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(str(self.notify_path))
+        self._notes: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
+        threading.Thread(target=self._drain, daemon=True).start()
         env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM",)}
         env.update(unit_environment(python))
         env["NOTIFY_SOCKET"] = str(self.notify_path)
@@ -201,6 +203,20 @@ class Daemon:
             )
         self.pid = self.proc.pid
 
+    def _drain(self) -> None:
+        """Read every notify datagram as it comes, with when it came: the daemon sends one
+        per STATUS= change (one per registration in the endpoints mode), and a socket nobody
+        reads fills up and blocks the daemon's send, its event loop with it."""
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:  # shut down by ``stop``
+                self._notes.put(None)
+                return
+            self._notes.put((time.monotonic(), data))
+
     def wait_notify(self, key: str, timeout: float) -> tuple[float, dict[str, str]]:
         """The next notify datagram that has ``key``, and when it came (monotonic)."""
         deadline = time.monotonic() + timeout
@@ -208,12 +224,13 @@ class Daemon:
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
                 raise RuntimeError(f"no {key} from the daemon (see {self.log})")
-            self._sock.settimeout(left)
             try:
-                data = self._sock.recv(65536)
-            except TimeoutError:
+                note = self._notes.get(timeout=min(left, 1.0))
+            except queue.Empty:
                 continue
-            at = time.monotonic()
+            if note is None:
+                raise RuntimeError(f"no {key} from the daemon: its notify socket is closed")
+            at, data = note
             fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
             if key in fields:
                 return at, fields
@@ -226,6 +243,7 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._sock.shutdown(socket.SHUT_RDWR)  # ends ``_drain``'s recv
         self._sock.close()
         self.notify_path.unlink(missing_ok=True)
         return self.proc.returncode

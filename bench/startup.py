@@ -16,18 +16,22 @@ server had it registered, which a busy machine does not inflate as it does the w
 is the daemon's after registering, peak its high-water mark.
 Goals: under 1 s to registered with 5,000 nodes, at most 64 MB RSS with 10,000.
 
+In the endpoints mode (one endpoint per node, each registering at the pace
+``endpoints_concurrency`` allows) *registered* is when the server holds the last of the
+gateway's and every node endpoint's Registers, and the daemon's own endpoint clients are
+measured (bench/nodes.py builds its own).
+
 Left out: the transports (no radio is configured, so the nodes are quiet and nothing reports
-a reading), the nodes' last values (none stored), Python's own start (included in both
+a reading), the nodes' last values (none stored) and Python's own start (included in both
 figures: the interpreter and the imports are part of a start; the bytecode compiled first, as
-the package's postinst compiles it: ``daemon_proc.compile_bytecode``), and the endpoints mode (one
-endpoint per node registers at the pace ``endpoints_concurrency`` allows: bench/nodes.py).
+the package's postinst compiles it: ``daemon_proc.compile_bytecode``).
 
 ``--daemon-python`` runs the daemon with another interpreter too (another checkout's venv),
 to measure before and after in one run on the same machine. Each daemon gets the environment
 its own checkout's packaged unit sets (``daemon_proc.unit_environment``: glibc's malloc
 tunables, which a daemon's memory depends on).
 
-    .venv/bin/python bench/startup.py [--counts 5000,10000] [--modes instances,gateway]
+    .venv/bin/python bench/startup.py [--counts 5000,10000] [--modes instances,gateway,endpoints]
                                       [--daemon-python /path/to/other/.venv/bin/python]
 """
 
@@ -46,11 +50,13 @@ GOAL_RSS_MB = 64.0
 TIMEOUT = 600.0
 
 
-def start(state: Path, server: Server, mode: str, python: str) -> dict[str, Any]:
+def start(state: Path, server: Server, mode: str, count: int, python: str) -> dict[str, Any]:
     daemon = Daemon(state, config_text(state, server.uri, exposure=mode), python=python)
     try:
         ready, _ = daemon.wait_notify("READY", TIMEOUT)
-        registered = server.next("registered", TIMEOUT)["at"]
+        # The gateway's Register, and in the endpoints mode every node endpoint's too.
+        for _ in range(count + 1 if mode == "endpoints" else 1):
+            registered = server.next("registered", TIMEOUT)["at"]
         after = sample(daemon.pid)
     finally:
         code = daemon.stop()
@@ -68,7 +74,7 @@ def start(state: Path, server: Server, mode: str, python: str) -> dict[str, Any]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="5000,10000")
-    parser.add_argument("--modes", default="instances,gateway")
+    parser.add_argument("--modes", default="instances,gateway", help="and endpoints")
     parser.add_argument("--daemon-python", help="the interpreter of another checkout's venv")
     args = parser.parse_args()
     pythons = [("after" if args.daemon_python else "this", sys.executable)]
@@ -93,7 +99,7 @@ def main() -> None:
                         state = Path(tmp)
                         pair_nodes(state, count)
                         for which in ("first start", "restart"):
-                            r = start(state, server, mode, python)
+                            r = start(state, server, mode, count, python)
                             print(
                                 f"| {mode} | {count:,} | {label} | {which} | {r['ready']:.2f} "
                                 f"| {r['registered']:.2f} | {r['cpu']:.2f} | {r['rss']:.1f} "

@@ -47,7 +47,6 @@ from bridged.commands import CommandQueue
 from bridged.delivery import Delivery
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.device import MachineFacts
-from bridged.engine.nodes import NodePaths
 from bridged.engine.uplink import OpenUdp
 from bridged.exposure.endpoints import NodeEndpoint
 from bridged.objects.errors import NotFound
@@ -209,7 +208,13 @@ class Gateway:
                 )
             """Every paired node's availability, link and battery (bridged/health.py)."""
             exposure = self.exposure
-            self.operations = self._operations(exposure.paths)
+            self.operations = NodeOperations(
+                self.registry,
+                exposure.paths,
+                self.commands,
+                timeout=config.nodes.timeout,
+                firmware=self.firmware,
+            )
             """Read, Write and Execute of node paths, for servers and bridgectl alike."""
             self.shell = Shell(self.tree, self.operations, exposure.paths, exposure.end_devices)
             """The LwM2M shell's verbs (bridgectl ls, read, write, exec, create, delete)."""
@@ -244,15 +249,6 @@ class Gateway:
             os.close(self._lock)
             raise
 
-    def _operations(self, paths: NodePaths) -> NodeOperations:
-        return NodeOperations(
-            self.registry,
-            paths,
-            self.commands,
-            timeout=self.config.nodes.timeout,
-            firmware=self.firmware,
-        )
-
     def _endpoint_client(
         self,
         ep: NodeEndpoint,
@@ -269,7 +265,7 @@ class Gateway:
             bind=bind,
             udp=udp,
             on_event=ep.event,
-            nodes=self._operations(ep.paths),
+            nodes=self.operations.over(ep.paths),
         )
 
     # -- life cycle --------------------------------------------------------------------------

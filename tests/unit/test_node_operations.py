@@ -19,6 +19,7 @@ from timers import settled as loop_settled
 from bridged.commands import CommandQueue
 from bridged.engine.dm import Request
 from bridged.objects.paths import Path
+from bridged.objects.values import Record
 from bridged.registry import NodeRegistry
 from bridged.store.commands import CommandStatus
 from bridged.store.database import connect
@@ -308,3 +309,21 @@ async def test_the_expiry_sleeps_until_the_first_command_expires(gw: NodeGateway
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_operations_over_other_paths_reach_the_node_and_keep_no_dict(
+    gw: NodeGateway,
+) -> None:
+    """A node endpoint's operations (``over`` its paths; the daemon keeps one per endpoint,
+    10,000 of them, issue 17) are slotted and reach the node like the gateway's."""
+    endpoint = gw.operations.over(gw.exposure.paths)
+    assert not hasattr(endpoint, "__dict__"), "slotted: one per node endpoint"
+    assert (endpoint.registry, endpoint.commands, endpoint.timeout) == (
+        gw.registry,
+        gw.commands,
+        gw.operations.timeout,
+    )
+    found = endpoint.locate(Path.parse("/3311/1/5850"))
+    assert found is not None
+    await endpoint.write(*found, [Record(found[1], True)], replace=False)
+    assert gw.sim.nodes[found[0]].switch is True, "what the node holds"

@@ -40,7 +40,14 @@ from .build import check_transports, open_state_dir
 from .config import DEFAULT_PATH, Config, ConfigError, load
 from .control import ControlServer
 from .protocol import SOCKET_NAME
-from .service import Notifier, refresh_status, run_watchdog, status_line, watchdog_interval
+from .service import (
+    Notifier,
+    StatusUpdates,
+    refresh_status,
+    run_watchdog,
+    status_line,
+    watchdog_interval,
+)
 from .store.database import DatabaseError
 from .store.recovery import recover_database, recover_secrets
 from .store.secrets import SecretsFileError
@@ -156,9 +163,15 @@ class Daemon:
         loop = asyncio.get_running_loop()
         gateway: Gateway | None = None
 
+        def status() -> str:
+            assert gateway is not None
+            return status_line(gateway.status())
+
+        updates = StatusUpdates(notifier, status)
+
         def changed() -> None:
             if gateway is not None and gateway.running:
-                notifier.status(status_line(gateway.status()))
+                updates.changed()
 
         gateway = Gateway(
             self.config,
@@ -176,7 +189,7 @@ class Daemon:
             loop.add_signal_handler(
                 signal.SIGHUP, lambda: self._track(self.reload(gateway, notifier))
             )
-            notifier.ready(status_line(gateway.status()))
+            notifier.ready(status())
             interval = watchdog_interval(os.environ, os.getpid())
             if interval is not None:
                 watchdog = asyncio.create_task(
@@ -184,19 +197,20 @@ class Daemon:
                         notifier,
                         interval,
                         gateway.health,
-                        status=lambda: status_line(gateway.status()),
+                        status=status,
                     ),
                     name="watchdog",
                 )
             elif notifier.enabled:
                 refresher = asyncio.create_task(
-                    refresh_status(notifier, lambda: status_line(gateway.status())),
+                    refresh_status(notifier, status),
                     name="status",
                 )
             await self._stop.wait()
             log.info("stopping")
             notifier.stopping()
         finally:
+            updates.close()
             await cancel_and_wait(watchdog, refresher)
             await control.stop()
             if self._tasks:

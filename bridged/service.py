@@ -27,18 +27,32 @@ log = logging.getLogger(__name__)
 STATUS_INTERVAL = 5.0
 """Seconds between two looks at whether the STATUS= line changed."""
 
+STATUS_SETTLE = 1.0
+"""Seconds a change of the status waits for the changes that follow it before ``STATUS=`` is
+sent (``StatusUpdates``)."""
+
 
 def _socket_notify(message: str, environ: Mapping[str, str]) -> bool:
     """The notify protocol without libsystemd: one datagram to ``$NOTIFY_SOCKET`` (a path,
-    or ``@name`` for an abstract socket)."""
+    or ``@name`` for an abstract socket).
+
+    A message that is only a ``STATUS=`` line is sent without waiting: the daemon sends from
+    its event loop, and a manager that does not read its socket for a while would otherwise
+    stop the whole daemon in ``sendto`` (a full socket blocks the sender). Such a line is
+    dropped instead (the next one says more); the other messages (READY=1, WATCHDOG=1,
+    STOPPING=1) are rare and each matters, so they wait."""
     address = environ.get("NOTIFY_SOCKET", "")
     if not address:
         return False
     if address.startswith("@"):
         address = "\0" + address[1:]
+    flags = socket.MSG_DONTWAIT if message.startswith("STATUS=") and "\n" not in message else 0
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.sendto(message.encode(), address)
+            s.sendto(message.encode(), flags, address)
+    except BlockingIOError:
+        log.debug("sd_notify socket full: status line dropped")
+        return False
     except OSError as e:
         log.warning("sd_notify to %s failed: %s", environ.get("NOTIFY_SOCKET"), e)
         return False
@@ -91,6 +105,36 @@ class Notifier:
 
     def reloading(self) -> None:
         self.notify("RELOADING=1")
+
+
+class StatusUpdates:
+    """``STATUS=`` after the gateway's summary may have changed, at most once per ``settle``
+    seconds: changes come in bursts (every node endpoint's registration at a start in the
+    endpoints mode, every command queued and ended), and each line is the summary of the whole
+    gateway, worked out over all its nodes: one line per change was quadratic in the nodes at
+    such a start, and a datagram each. The line sent is the summary when the burst settled."""
+
+    def __init__(
+        self, notifier: Notifier, status: Callable[[], str], settle: float = STATUS_SETTLE
+    ) -> None:
+        self._notifier = notifier
+        self._status = status
+        self._settle = settle
+        self._handle: asyncio.TimerHandle | None = None
+
+    def changed(self) -> None:
+        if self._handle is None and self._notifier.enabled:
+            self._handle = asyncio.get_running_loop().call_later(self._settle, self._send)
+
+    def _send(self) -> None:
+        self._handle = None
+        self._notifier.status(self._status())
+
+    def close(self) -> None:
+        """Nothing more to send (the daemon stops)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def watchdog_interval(environ: Mapping[str, str], pid: int) -> float | None:

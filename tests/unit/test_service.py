@@ -4,6 +4,7 @@ notify protocol without libsystemd."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from bridged.service import (
     Notifier,
+    StatusUpdates,
     loop_lag_problem,
     run_watchdog,
     status_line,
@@ -57,6 +59,67 @@ def test_notify_without_libsystemd(listener: socket.socket, tmp_path: Path) -> N
     assert listener.recv(512) == b"STATUS=registered"
     notifier.stopping()
     assert listener.recv(512).startswith(b"STOPPING=1\n")
+
+
+def test_a_status_line_to_a_full_socket_is_dropped_not_waited_for(
+    listener: socket.socket, tmp_path: Path
+) -> None:
+    """A manager that does not read its notify socket must not stop the daemon's event loop
+    in ``sendto`` (the bench's unread socket froze a daemon whose 10,000 node endpoints each
+    changed the status): a status line is dropped, the next one gets through."""
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+    notifier.ready("starting")
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    filler.setblocking(False)
+    with filler, pytest.raises(BlockingIOError):
+        while True:
+            filler.sendto(b"x" * 512, str(tmp_path / "notify"))
+    sent = asyncio.run(asyncio.wait_for(asyncio.to_thread(notifier.status, "busy"), 5))
+    assert sent is None  # returned: it did not wait for room
+    listener.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            listener.recv(1024)
+    listener.setblocking(True)
+    notifier.status("registered")
+    assert listener.recv(512) == b"STATUS=registered"
+
+
+class StatusSeen:
+    """A notifier's status calls, as a stand-in for ``Notifier`` (enabled)."""
+
+    enabled = True
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def status(self, line: str) -> None:
+        self.lines.append(line)
+
+
+async def test_a_burst_of_changes_sends_one_status_line_of_the_settled_summary() -> None:
+    """10,000 endpoints registering at a start changed the summary 10,000 times: one line,
+    worked out once, with the summary after the burst."""
+    seen, summary = StatusSeen(), {"registered": 0}
+    computed = 0
+
+    def status() -> str:
+        nonlocal computed
+        computed += 1
+        return f"{summary['registered']} registered"
+
+    updates = StatusUpdates(seen, status, settle=0.05)  # type: ignore[arg-type]
+    for _ in range(1000):
+        summary["registered"] += 1
+        updates.changed()
+    async with asyncio.timeout(5):
+        while not seen.lines:
+            await asyncio.sleep(0.01)
+    assert seen.lines == ["1000 registered"] and computed == 1
+    updates.changed()
+    updates.close()  # the daemon stops: nothing is sent after
+    await asyncio.sleep(0.1)
+    assert seen.lines == ["1000 registered"]
 
 
 def test_outside_systemd_nothing_is_sent() -> None:

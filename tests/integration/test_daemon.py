@@ -249,7 +249,7 @@ async def test_daemon_end_to_end(tmp_path: Path, server: LwM2MTestServer) -> Non
             assert register.endpoint == ENDPOINT
             assert "</3/0>" in register.payload.decode()
             await notify.wait_for("WATCHDOG", "1")
-            # STATUS= follows the registration (it is not a timer: once, on the change).
+            # STATUS= follows the registration (armed by the change, not a periodic timer).
             registered_status = await notify.wait_for("STATUS", since=ready + 1)
             assert notify.seen[registered_status]["STATUS"].startswith("registered to ")
 

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from daemon_proc import Daemon, Server, config_text, pair_nodes, sample, wakeups
+from daemon_proc import Daemon, Server, compile_bytecode, config_text, pair_nodes, sample, wakeups
 
 GOAL_WAKEUPS = 1.0
 GOAL_CPU_PERCENT = 0.05
@@ -114,6 +114,8 @@ async def run(args: argparse.Namespace) -> None:
     pythons = [("after", sys.executable)]
     if args.daemon_python:
         pythons.insert(0, ("before", args.daemon_python))
+    for _, python in pythons:
+        compile_bytecode(python)  # a module imported while idle is not compiled in the measure
     print(f"{args.seconds:g} s per scenario; goals: ≤ {GOAL_WAKEUPS:g} wake-up per second,")
     print(f"< {GOAL_CPU_PERCENT:g} % of a core.\n")
     print("| scenario | daemon | wake-ups/s | CPU % of a core | threads | RSS MB |")

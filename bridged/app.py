@@ -13,7 +13,9 @@ transports, then the database; ``reload`` applies a changed configuration where 
 
 Everything the daemon reports (its status, the control socket's event stream, systemd's
 STATUS line) comes from here: ``status()`` is a snapshot, ``events`` a publish/subscribe hub
-of what happens, and ``on_change`` is called whenever the summary may have changed.
+of what happens, ``on_change`` is called whenever the summary may have changed and
+``on_drift`` whenever one of its counts that move with every reading did (readings waiting
+and dropped, nodes reachable): nothing asks for the summary to find out.
 
 Wiring points for the other parts of the gateway (one place each):
 
@@ -127,9 +129,11 @@ class Gateway:
         facts: MachineFacts | None = None,
         on_reboot: Callable[[], None] = lambda: None,
         on_change: Callable[[], None] = lambda: None,
+        on_drift: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.on_change = on_change
+        self.on_drift = on_drift
         self.events = EventHub()
         self.started_at = time.time()
         self.transport_state: dict[str, str] = {}
@@ -153,6 +157,11 @@ class Gateway:
             self.secrets = SecretStore(state_dir / SECRETS)
             self.registry = NodeRegistry(self.nodes, self.secrets, self.readings)
             self.registry.on_heard(HeardEvents(self.events))
+            # The summary's counts that move without an event: readings waiting and dropped
+            # (the store), nodes reachable (each node's news), whether storing works.
+            self.readings.moved = self._drifted
+            self.registry.on_news(lambda node, news: self._drifted())
+            self.registry.on_store_problem(lambda problem: self._changed())
             self.commands = CommandQueue(
                 self.db,
                 self.registry,
@@ -480,6 +489,9 @@ class Gateway:
 
     def _changed(self) -> None:
         self.on_change()
+
+    def _drifted(self) -> None:
+        self.on_drift()
 
     def _on_command(self, command: Command) -> None:
         """A command queued or ended (CommandQueue has logged it): stream it, and the pending

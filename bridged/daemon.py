@@ -43,7 +43,6 @@ from .protocol import SOCKET_NAME
 from .service import (
     Notifier,
     StatusUpdates,
-    refresh_status,
     run_watchdog,
     status_line,
     watchdog_interval,
@@ -173,14 +172,18 @@ class Daemon:
             if gateway is not None and gateway.running:
                 updates.changed()
 
+        def drifted() -> None:
+            if gateway is not None and gateway.running:
+                updates.drifted()
+
         gateway = Gateway(
             self.config,
             on_reboot=lambda: self._later(EXIT_RESTART),
             on_change=changed,
+            on_drift=drifted,
         )
         control = ControlServer(gateway, self.config.gateway.runtime_dir / SOCKET_NAME)
         watchdog: asyncio.Task[None] | None = None
-        refresher: asyncio.Task[None] | None = None
         try:
             await gateway.start()
             await control.start()
@@ -193,25 +196,14 @@ class Daemon:
             interval = watchdog_interval(os.environ, os.getpid())
             if interval is not None:
                 watchdog = asyncio.create_task(
-                    run_watchdog(
-                        notifier,
-                        interval,
-                        gateway.health,
-                        status=status,
-                    ),
-                    name="watchdog",
-                )
-            elif notifier.enabled:
-                refresher = asyncio.create_task(
-                    refresh_status(notifier, status),
-                    name="status",
+                    run_watchdog(notifier, interval, gateway.health), name="watchdog"
                 )
             await self._stop.wait()
             log.info("stopping")
             notifier.stopping()
         finally:
             updates.close()
-            await cancel_and_wait(watchdog, refresher)
+            await cancel_and_wait(watchdog)
             await control.stop()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -25,7 +25,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 5.0
-"""Seconds between two looks at whether the STATUS= line changed."""
+"""Seconds a count the STATUS= line shows waits after it moved before the line is sent
+(``StatusUpdates.drifted``): at most one line per interval while readings flow."""
 
 STATUS_SETTLE = 1.0
 """Seconds a change of the status waits for the changes that follow it before ``STATUS=`` is
@@ -108,23 +109,49 @@ class Notifier:
 
 
 class StatusUpdates:
-    """``STATUS=`` after the gateway's summary may have changed, at most once per ``settle``
-    seconds: changes come in bursts (every node endpoint's registration at a start in the
-    endpoints mode, every command queued and ended), and each line is the summary of the whole
-    gateway, worked out over all its nodes: one line per change was quadratic in the nodes at
-    such a start, and a datagram each. The line sent is the summary when the burst settled."""
+    """``STATUS=`` after the gateway's summary may have changed, and only then: the one owner
+    of when the line is worked out (an idle daemon works it out never; the watchdog's ping does
+    not, see ``run_watchdog``).
+
+    Changes come in bursts (every node endpoint's registration at a start in the endpoints
+    mode, every command queued and ended), and each line is the summary of the whole gateway,
+    worked out over all its nodes: one line per change was quadratic in the nodes at such a
+    start, and a datagram each. So a change (``changed``) sends the line ``settle`` seconds
+    later, the summary when the burst settled; the counts that move with every reading
+    (``drifted``: readings waiting and dropped, nodes reachable) wait up to ``interval``."""
 
     def __init__(
-        self, notifier: Notifier, status: Callable[[], str], settle: float = STATUS_SETTLE
+        self,
+        notifier: Notifier,
+        status: Callable[[], str],
+        settle: float = STATUS_SETTLE,
+        interval: float = STATUS_INTERVAL,
     ) -> None:
         self._notifier = notifier
         self._status = status
         self._settle = settle
+        self._interval = interval
         self._handle: asyncio.TimerHandle | None = None
 
     def changed(self) -> None:
-        if self._handle is None and self._notifier.enabled:
-            self._handle = asyncio.get_running_loop().call_later(self._settle, self._send)
+        """Something the line says changed (an event: a registration, a pairing, a command)."""
+        self._within(self._settle)
+
+    def drifted(self) -> None:
+        """A count the line shows moved (a reading stored or delivered, a node heard)."""
+        self._within(self._interval)
+
+    def _within(self, delay: float) -> None:
+        """Send the line ``delay`` seconds from now, or sooner when it is due sooner already."""
+        if not self._notifier.enabled:
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + delay
+        if self._handle is not None:
+            if self._handle.when() <= at:
+                return
+            self._handle.cancel()
+        self._handle = loop.call_at(at, self._send)
 
     def _send(self) -> None:
         self._handle = None
@@ -161,12 +188,13 @@ async def run_watchdog(
     interval: float,
     health: Callable[[], list[str]],
     *,
-    status: Callable[[], str] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Ping ``WATCHDOG=1`` every ``interval`` seconds while healthy (see the module docstring),
-    and send ``STATUS=`` if ``status`` changed: the watchdog's wake-up is the one the daemon
-    has while idle, so the status line rides on it instead of a timer of its own.
+    """Ping ``WATCHDOG=1`` every ``interval`` seconds while healthy (see the module docstring).
+
+    The ping is the one wake-up an idle daemon has, so it does the health check and nothing
+    else: ``STATUS=`` is ``StatusUpdates``' (it is sent when the summary changed, and working
+    the summary out at each ping was most of the ping's CPU, a few SQLite reads among it).
 
     A loop that wakes more than ``interval`` late counts as unhealthy: by then systemd's
     timeout is close, and something is blocking the loop."""
@@ -174,8 +202,6 @@ async def run_watchdog(
     while True:
         before = clock()
         await asyncio.sleep(interval)
-        if status is not None:
-            notifier.status(status())
         problems = health()
         late = loop_lag_problem(clock() - before - interval, interval)
         if late is not None:
@@ -187,17 +213,6 @@ async def run_watchdog(
         elif problems != failing:
             log.error("health check fails, watchdog ping withheld: %s", "; ".join(problems))
         failing = problems
-
-
-async def refresh_status(
-    notifier: Notifier, status: Callable[[], str], interval: float = STATUS_INTERVAL
-) -> None:
-    """Send ``STATUS=`` every ``interval`` seconds if it changed: the readings waiting for a
-    server change without any event saying so. Only without a watchdog, which does it on its
-    own wake-ups (``run_watchdog``)."""
-    while True:
-        await asyncio.sleep(interval)
-        notifier.status(status())
 
 
 def status_line(status: Mapping[str, Any]) -> str:

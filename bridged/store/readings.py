@@ -216,6 +216,9 @@ class ReadingStore:
         self._bounded = False
         """Whether the bounds dropped readings since ``append`` began (its batch may be
         among them)."""
+        self.moved: Callable[[], None] = lambda: None
+        """Called after the readings waiting or dropped changed (stored, delivered, dropped by
+        a bound): the daemon's status line shows them, and learns so instead of asking."""
 
     def __len__(self) -> int:
         return int(self._count)
@@ -278,6 +281,8 @@ class ReadingStore:
             self._oldest = float("inf") if oldest is None else float(oldest)
             raise
         self._next_seq = last + 1
+        if params or unstored:
+            self.moved()
         if not params:
             return last
         tail = self._tail
@@ -356,6 +361,7 @@ class ReadingStore:
         follow it) and is written with the next ack that succeeds; a restart before then
         delivers those readings again (at least once)."""
         self._cursors[consumer] = max(self._cursors.get(consumer, 0), seq)
+        self.moved()
         passed = min(self._cursors.values())
         delivered = passed + 1 - self._tail_first
         if delivered > 0:
@@ -376,7 +382,10 @@ class ReadingStore:
         """Drop readings older than the age bound (call when ``expires_in`` says); returns
         how many."""
         with transaction(self._conn):
-            return self._drop_older_than(self._clock() - self.bounds.max_age)
+            dropped = self._drop_older_than(self._clock() - self.bounds.max_age)
+        if dropped:
+            self.moved()
+        return dropped
 
     def expires_in(self) -> float | None:
         """Seconds until the oldest reading passes the age bound (``expire`` drops it then);

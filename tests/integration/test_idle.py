@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import pytest
 from aiocoap.numbers.codes import Code
 from timers import armed, due_within, settled
 
+from bridged import daemon, service
 from bridged.app import Gateway
 from bridged.config import load
 from bridged.objects.paths import Path as LwPath
@@ -83,7 +87,11 @@ def delivered(server: LwM2MTestServer, value: float) -> bool:
 
 async def test_an_idle_gateway_arms_only_deadlines_and_still_delivers(tmp_path: Path) -> None:
     with server_in_thread() as server:
-        gw = Gateway(load(config_file(tmp_path, server.uri)))
+        drifts: list[int] = []
+        gw = Gateway(
+            load(config_file(tmp_path, server.uri)),
+            on_drift=lambda: drifts.append(gw.delivery.backlog(1)),
+        )
         await gw.pair(NODE, name="porch")
         gw.registry.objects(NODE, {3303: [0]})  # quiet: no transport runs it
         await gw.start()
@@ -94,6 +102,7 @@ async def test_an_idle_gateway_arms_only_deadlines_and_still_delivers(tmp_path: 
             # The registry's group commit and delivery run, waiting for work without a timer.
             tasks = {t.get_name() for t in asyncio.all_tasks() if not t.done()}
             assert {"registry", "delivery-1", "command-expiry"} <= tasks
+            drifts.clear()
 
             gw.registry.readings(NODE, [Record(TEMPERATURE, 21.25)])
             # The reading armed the group commit (the one timer due) and waits for it.
@@ -104,6 +113,9 @@ async def test_an_idle_gateway_arms_only_deadlines_and_still_delivers(tmp_path: 
             await until(lambda: gw.delivery.backlog(1) == 0)
             await settled()
             assert due_within(1.0) == [], armed()
+            # The status line's counts were said to move (the reading waiting, then
+            # delivered), so that the daemon need not ask while idle.
+            assert drifts[0] == 1 and drifts[-1] == 0, drifts
         finally:
             await gw.stop()
 
@@ -112,3 +124,46 @@ def committed(tmp_path: Path) -> list[tuple[object, ...]]:
     """The node's last values as a second connection (a restarted gateway) sees them."""
     with contextlib.closing(sqlite3.connect(tmp_path / "state" / "state.db")) as other:
         return other.execute("SELECT value FROM last_values").fetchall()
+
+
+async def test_the_idle_daemons_watchdog_works_out_no_status_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watchdog's ping is an idle daemon's one wake-up: it proves that the daemon works
+    and does nothing more. The STATUS= line (the whole gateway's summary, SQLite reads among
+    it) is worked out when the summary changed (``StatusUpdates``), so not while idle; it was
+    worked out at every ping, most of the ping's CPU."""
+    path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(path))
+    notify.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a ping every 0.05 s
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    worked_out: list[str] = []
+
+    def line(status: Mapping[str, Any]) -> str:
+        worked_out.append(service.status_line(status))
+        return worked_out[-1]
+
+    monkeypatch.setattr(daemon, "status_line", line)
+    loop = asyncio.get_running_loop()
+
+    async def next_message() -> dict[str, str]:
+        data = await asyncio.wait_for(loop.sock_recv(notify, 4096), 30)
+        return dict(f.split("=", 1) for f in data.decode().splitlines())
+
+    with server_in_thread() as server, contextlib.closing(notify):
+        d = daemon.Daemon(load(config_file(tmp_path, server.uri)))
+        task = asyncio.create_task(d.run())
+        try:
+            while not (await next_message()).get("STATUS", "").startswith("registered to"):
+                pass
+            before = len(worked_out)
+            pings = 0
+            while pings < 10:
+                pings += (await next_message()).get("WATCHDOG") == "1"
+            assert worked_out[before:] == []
+        finally:
+            d.request_stop()
+            assert await task == 0

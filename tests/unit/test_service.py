@@ -97,25 +97,31 @@ class StatusSeen:
         self.lines.append(line)
 
 
+class Summary:
+    """A gateway summary of one count, and how often its line was worked out."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.count = 0
+        self.computed = 0
+
+    def line(self) -> str:
+        self.computed += 1
+        return f"{self.count} {self.what}"
+
+
 async def test_a_burst_of_changes_sends_one_status_line_of_the_settled_summary() -> None:
     """10,000 endpoints registering at a start changed the summary 10,000 times: one line,
     worked out once, with the summary after the burst."""
-    seen, summary = StatusSeen(), {"registered": 0}
-    computed = 0
-
-    def status() -> str:
-        nonlocal computed
-        computed += 1
-        return f"{summary['registered']} registered"
-
-    updates = StatusUpdates(seen, status, settle=0.05)  # type: ignore[arg-type]
+    seen, summary = StatusSeen(), Summary("registered")
+    updates = StatusUpdates(seen, summary.line, settle=0.05)  # type: ignore[arg-type]
     for _ in range(1000):
-        summary["registered"] += 1
+        summary.count += 1
         updates.changed()
     async with asyncio.timeout(5):
         while not seen.lines:
             await asyncio.sleep(0.01)
-    assert seen.lines == ["1000 registered"] and computed == 1
+    assert seen.lines == ["1000 registered"] and summary.computed == 1
     updates.changed()
     updates.close()  # the daemon stops: nothing is sent after
     await asyncio.sleep(0.1)
@@ -157,40 +163,32 @@ async def test_the_watchdog_pings_only_while_healthy(
     assert pings == [b"WATCHDOG=1", b"WATCHDOG=1"]  # the first and third checks passed
 
 
-async def test_the_status_line_rides_on_the_watchdogs_wake_up(
-    listener: socket.socket, tmp_path: Path
-) -> None:
-    """Idle means asleep: under a watchdog, STATUS= is refreshed at its pings (a changed
-    line only), not by a timer of its own."""
-    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify")})
-    notifier.ready("starting")
-    listener.setblocking(False)
-    loop = asyncio.get_running_loop()
-    ready = await asyncio.wait_for(loop.sock_recv(listener, 64), 5)
-    assert ready == b"READY=1\nSTATUS=starting"
-    lines = ["starting", "registered", "registered"]
-    checks = asyncio.Queue[None]()
+async def test_counts_that_move_send_one_line_within_the_interval() -> None:
+    """The counts that move with every reading (readings waiting, nodes reachable) send a line
+    within the interval, worked out once however often they moved; a change that follows
+    sends it at the settle instead, and nothing is worked out while nothing moves."""
+    seen, summary = StatusSeen(), Summary("waiting")
+    updates = StatusUpdates(seen, summary.line, settle=0.05, interval=60)  # type: ignore[arg-type]
+    for _ in range(1000):
+        summary.count += 1
+        updates.drifted()
+    await asyncio.sleep(0.1)
+    assert summary.computed == 0  # the interval has not passed
+    updates.changed()
+    async with asyncio.timeout(5):
+        while not seen.lines:
+            await asyncio.sleep(0.01)
+    assert seen.lines == ["1000 waiting"] and summary.computed == 1
+    updates.close()
 
-    def health() -> list[str]:
-        checks.put_nowait(None)
-        return []
-
-    task = asyncio.create_task(
-        run_watchdog(notifier, 0.01, health, status=lambda: lines.pop(0), clock=lambda: 0.0)
-    )
-    try:
-        async with asyncio.timeout(10):
-            for _ in range(3):
-                await checks.get()
-    finally:
-        task.cancel()
-    sent = []
-    while True:
-        try:
-            sent.append(await asyncio.wait_for(loop.sock_recv(listener, 64), 0.5))
-        except TimeoutError:
-            break
-    assert sent == [b"WATCHDOG=1", b"STATUS=registered", b"WATCHDOG=1", b"WATCHDOG=1"]
+    updates = StatusUpdates(seen, summary.line, settle=60, interval=0.05)  # type: ignore[arg-type]
+    summary.count = 0
+    updates.drifted()
+    async with asyncio.timeout(5):
+        while len(seen.lines) < 2:
+            await asyncio.sleep(0.01)
+    assert seen.lines == ["1000 waiting", "0 waiting"] and summary.computed == 2
+    updates.close()
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ registrar and the Send code do not care which one they talk through.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -19,6 +20,7 @@ import aiocoap
 from aiocoap import interfaces
 from aiocoap.message import UndecidedRemote
 from aiocoap.transports.udp6 import UDP6EndpointAddress
+from aiocoap.util import hostportsplit
 
 from .addresses import Address
 from .coap import create_context
@@ -59,7 +61,11 @@ class UdpUplink:
     request (a ``getaddrinfo`` handed to a worker thread, even for an IP literal), which cost
     a busy gateway more than the Send itself. The address the server answered from is kept
     for the URI's origin and used until a request fails (``drop_session``), after which the
-    host is resolved again. Slotted: each node endpoint has one (``SocketUplink``).
+    host is resolved again. An IP literal's address cannot move: it is kept from the first
+    request on, answered or not, and a failure does not drop it, so that an idle gateway's
+    Register retries toward a server that is down resolve nothing (each was a worker
+    thread's wake-up, a netlink dump of the interfaces and a socket to check the route, most
+    of a retry's CPU). Slotted: each node endpoint has one (``SocketUplink``).
     """
 
     __slots__ = ("_address", "_context", "_resolved")
@@ -98,6 +104,10 @@ class UdpUplink:
         except aiocoap.error.NetworkError:
             self.drop_session()
             raise
+        finally:
+            sent_to = message.remote  # aiocoap's resolution, once the request went
+            if known is None and _literal(asked) and isinstance(sent_to, UDP6EndpointAddress):
+                self._resolved = (asked, self._address(sent_to.sockaddr, sent_to.interface))
         remote = response.remote
         if (
             isinstance(asked, UndecidedRemote)
@@ -129,8 +139,22 @@ class UdpUplink:
 
     def drop_session(self) -> None:
         """Plain UDP has no session state the server could have lost; forget its resolved
-        address, so that the next request resolves the host again (it may have moved)."""
-        self._resolved = None
+        address, so that the next request resolves the host again (it may have moved), unless
+        the host is an IP literal."""
+        if self._resolved is not None and not _literal(self._resolved[0]):
+            self._resolved = None
 
     async def shutdown(self) -> None:
         await self._context.shutdown()
+
+
+def _literal(asked: interfaces.EndpointAddress | None) -> bool:
+    """Whether ``asked`` (a URI's origin) names its host by an IP address, not a name."""
+    if not isinstance(asked, UndecidedRemote):
+        return False
+    host, _ = hostportsplit(asked.hostinfo)
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True

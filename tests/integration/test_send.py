@@ -7,7 +7,8 @@ the names, values and times a server would.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiocoap.numbers.codes import Code
@@ -180,11 +181,9 @@ async def test_a_send_of_a_new_instance_goes_after_the_update_that_announces_it(
     assert "</3303/7>" in update.payload.decode()
 
 
-async def test_sends_go_to_the_address_resolved_once_not_resolved_per_request(
-    server: LwM2MTestServer,
-) -> None:
-    """aiocoap resolves a request's URI every time (a getaddrinfo in a worker thread, even for
-    an IP literal): the client resolves the server's address once and sends there."""
+@contextlib.contextmanager
+def counted_lookups() -> Iterator[list[object]]:
+    """The hosts the running loop's ``getaddrinfo`` is asked for, as it is asked."""
     loop = asyncio.get_running_loop()
     lookups: list[object] = []
     resolve = loop.getaddrinfo
@@ -195,6 +194,17 @@ async def test_sends_go_to_the_address_resolved_once_not_resolved_per_request(
 
     loop.getaddrinfo = counted  # type: ignore[method-assign, assignment]
     try:
+        yield lookups
+    finally:
+        del loop.getaddrinfo
+
+
+async def test_sends_go_to_the_address_resolved_once_not_resolved_per_request(
+    server: LwM2MTestServer,
+) -> None:
+    """aiocoap resolves a request's URI every time (a getaddrinfo in a worker thread, even for
+    an IP literal): the client resolves the server's address once and sends there."""
+    with counted_lookups() as lookups:
         client, events = await registered_client(server, uri=f"coap://localhost:{server.port}")
         await next_event(events, EventKind.REGISTRATION_COMPLETE)
         before = len(lookups)
@@ -202,10 +212,26 @@ async def test_sends_go_to_the_address_resolved_once_not_resolved_per_request(
             assert (await client.send([record])).delivered
         got = [(await server.next_event("send")).records for _ in SERIES]
         await client.stop()
-    finally:
-        del loop.getaddrinfo
     assert got == [(SenMLRecord("/3303/0/5700", r.time, r.value),) for r in SERIES]
     assert before >= 1 and len(lookups) == before
+
+
+async def test_register_retries_toward_an_ip_literal_resolve_it_once(
+    server: LwM2MTestServer,
+) -> None:
+    """A server that is down (nothing listens on its port: ICMP port unreachable) is tried
+    again on the retry schedule. An IP literal's address cannot move, so the retries go to
+    the address the first attempt worked out; aiocoap resolved it again for each (a worker
+    thread's getaddrinfo and a socket to check the route, most of an idle gateway's retry)."""
+    with counted_lookups() as lookups:
+        client, events = await registered_client(server, uri=f"coap://127.0.0.1:{free_udp_port()}")
+        seen = []  # the lookups made by each failed attempt's end
+        while len(seen) < 3:
+            event = await next_event(events, EventKind.REGISTRATION_FAILURE)
+            if "refused" in event.detail:
+                seen.append(len(lookups))
+        await client.stop()
+    assert seen[0] >= 1 and seen == [seen[0]] * 3, lookups
 
 
 async def test_the_servers_reads_do_not_ask_the_kernel_for_the_interface_name_per_request(

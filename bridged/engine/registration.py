@@ -361,6 +361,13 @@ class Registrar:
     def location(self, segments: tuple[str, ...] | None) -> None:
         self._location = None if segments is None else "/".join(segments)
 
+    @property
+    def location_path(self) -> str | None:
+        """The registration's Location-Path as one string ("rd/c1"), None while not
+        registered: what tells one registration from the next without building ``location``'s
+        tuple (delivery asks per batch)."""
+        return self._location
+
     async def run(self) -> None:
         """Register, then keep the registration alive until cancelled or ``deregister``: one
         task throughout (``start`` holds one only while there is something to do)."""

@@ -14,7 +14,7 @@ one Send.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -115,11 +115,28 @@ async def test_LightweightM2M_1_1_int_306_send_of_several_nodes_at_several_times
     await until(all_matched, timeout=30)
 
 
-async def test_a_send_of_many_blocks_is_decoded_whole_by_leshan(leshan_m15: LeshanM15) -> None:
+@pytest.fixture(scope="module")
+def leshan_small_blocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LeshanM15]:
+    """Leshan 2.0.0-M15 whose Californium prefers 256-byte blocks (``PREFERRED_BLOCK_SIZE``):
+    its 2.31 Continue to a larger block asks for that size (RFC 7959 late negotiation)."""
+    yield from LeshanM15.fixture(tmp_path_factory, properties={"peer.preferredBlockSize": "256"})
+
+
+@pytest.mark.parametrize(
+    ("peer", "exponent"),
+    [("leshan_m15", 5), ("leshan_small_blocks", 4)],
+    ids=["Californium's 512-byte blocks", "256-byte blocks"],
+)
+async def test_a_send_of_many_blocks_is_decoded_whole_by_leshan(
+    peer: str, exponent: int, request: pytest.FixtureRequest
+) -> None:
     """A Send several Block1 blocks long (the gateway's own block-wise sender, engine/block1.py,
     through Californium's block-wise layer): Leshan's decoder gets every record of it, each
-    value at its time."""
-    endpoint = "gw-leshan15-blocks"
+    value at its time. Californium answers the first 1,024-byte block 2.31 Continue with its
+    preferred size (512 bytes by default, RFC 7959 late negotiation), and the client sends the
+    rest, and its next Sends, in blocks of that size."""
+    leshan_m15: LeshanM15 = request.getfixturevalue(peer)
+    endpoint = f"gw-leshan15-blocks-{exponent}"
     temperature = Path.parse("/3303/0/5700")
     series = [Record(temperature, 20.0 + k / 4, 1_700_000_000.0 + 60 * k) for k in range(400)]
     assert len(send_payload(series)) > 4 * BLOCK
@@ -135,6 +152,7 @@ async def test_a_send_of_many_blocks_is_decoded_whole_by_leshan(leshan_m15: Lesh
         outcome = await client.send(series)
         assert outcome.delivered, outcome.detail
         _, send = await leshan_m15.event(endpoint, "send")
+        assert client.session(1).block_exponent == exponent
     finally:
         await client.stop()
     decoded = [

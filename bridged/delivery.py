@@ -223,9 +223,9 @@ class _Part:
 @dataclass(frozen=True, slots=True)
 class _Settled:
     """A session's ``settled`` time (module docstring), and the Location of the registration
-    it is from."""
+    it is from (``Registrar.location_path``)."""
 
-    registration: object
+    registration: str | None
     at: float
 
 
@@ -458,9 +458,10 @@ class Delivery:
         observations = session.observations
         now = observations.now()
         settled = server.settled.get(session)
-        if settled is None or session.registrar.location != settled.registration:
+        registration = session.registrar.location_path
+        if settled is None or registration != settled.registration:
             # Its answer was heard: that is when the registration began, or close after.
-            settled = _Settled(session.registrar.location, observations.heard_at)
+            settled = _Settled(registration, observations.heard_at)
             server.settled[session] = settled
         since = max(settled.at, observations.lost_at or settled.at)
         skip = may_skip_unobserved(now, since, observations.heard_at, config.observe_grace)

@@ -22,7 +22,7 @@ others. ``LwM2MClient.send`` delivers records with the Send operation (see ``sen
 from __future__ import annotations
 
 import asyncio
-import copy
+import functools
 import logging
 import pathlib
 import time
@@ -56,6 +56,7 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, Value, check_value
 
 from .access import CREATOR_RIGHTS, AccessControl, Grant, Right
+from .block1 import LARGEST, BrokenBlockwise, Transferred, send_in_blocks
 from .bootstrap import (
     ServerAccount,
     Staged,
@@ -107,7 +108,6 @@ from .send import (
     encode_send,
     muted,
     outcome_of,
-    smaller_block,
 )
 from .site import Answer, ClientSite, NotServing
 from .uplink import OpenUdp, UdpUplink, Uplink
@@ -432,9 +432,9 @@ class ServerSession:
         """Set when the server answers in queue mode: the gate's timer waits for it."""
         self._queue_task: asyncio.Task[None] | None = None
         """Queue mode's timer (``_queue_timer``); none outside queue mode."""
-        self.block_exponent: int | None = None
-        """The Block1 size exponent Sends go in since a Send went through in blocks of that
-        size after the server refused larger ones (4.13); None: aiocoap's largest."""
+        self.block_exponent = LARGEST
+        """The Block1 size exponent Sends go in: the size the last Send went through in
+        (smaller after a server asked for smaller blocks, ``block1.send_in_blocks``)."""
 
     @classmethod
     async def open(
@@ -686,23 +686,18 @@ class ServerSession:
             )
         finally:
             self.idle()  # the tree is not read again for this Send
-        exponent = self.block_exponent
-        while True:
-            try:
-                response = await self._post_send(payload, exponent)
-            except (aiocoap.error.Error, TimeoutError, OSError) as e:
-                outcome = SendOutcome(SendStatus.NO_ANSWER, name, len(records), failure_text(e))
-                break
+        try:
+            answer = await self._post_send(payload)
+        except (aiocoap.error.Error, TimeoutError, OSError) as e:
+            outcome = SendOutcome(SendStatus.NO_ANSWER, name, len(records), failure_text(e))
+        except BrokenBlockwise as e:
+            outcome = SendOutcome(SendStatus.REJECTED, name, len(records), str(e))
+        else:
+            response = answer.response
             code = int(response.code)
-            if code == Code.REQUEST_ENTITY_TOO_LARGE and registrar.uplink.address is not None:
-                smaller = smaller_block(exponent)
-                if smaller is not None:  # in smaller blocks (send.smaller_block)
-                    exponent = smaller
-                    continue
             outcome = outcome_of(code, bytes(response.payload), name, len(records))
             if outcome.delivered:  # not when the body, not the block, was too large
-                self.block_exponent = exponent
-            break
+                self.block_exponent = answer.exponent
         if outcome.status is SendStatus.REGISTER_AGAIN:
             registrar.register_again()
         # A busy gateway Sends several times a second: only the failures are news.
@@ -719,27 +714,16 @@ class ServerSession:
             )
         return outcome
 
-    async def _post_send(self, payload: bytes, exponent: int | None) -> aiocoap.Message:
-        """POST ``payload`` to the server's ``dp``, in Block1 blocks of size ``exponent``
-        (None: aiocoap's largest). The remote aiocoap sends to carries the size it uses; only
-        plain UDP's remote is an address that takes one (a DTLS session's is its session,
-        whose size aiocoap fixes), so over DTLS a 4.13 stays the Send's answer."""
+    async def _post_send(self, payload: bytes) -> Transferred:
+        """POST ``payload`` to the server's ``dp`` in Block1 blocks of the size the last Send
+        went through in, smaller when the server asks (``block1.send_in_blocks``: one
+        prepared message per block, not aiocoap's block-wise layer)."""
         registrar = self.registrar
         msg = aiocoap.Message(code=Code.POST, uri=registrar.uri(SEND_PATH), payload=payload)
         msg.opt.content_format = ContentFormat.SENML_CBOR
-        remote = registrar.uplink.address
-        if exponent is not None and remote is not None:
-            smaller = copy.copy(remote)
-            smaller.maximum_block_size_exp = exponent
-            msg.remote = smaller
-        try:
-            return await registrar.exchange(msg)
-        except AttributeError as e:
-            # aiocoap 0.4.17 fails on a 4.13 with a Block1 option to a body it sent in one
-            # message (its block-wise code reads the request's absent Block1): that answer.
-            if "block_number" not in str(e):
-                raise
-            return aiocoap.Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
+        return await send_in_blocks(
+            functools.partial(registrar.exchange, blockwise=False), msg, self.block_exponent
+        )
 
 
 class LwM2MClient:

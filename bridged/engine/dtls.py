@@ -259,7 +259,7 @@ class DtlsUplink:
         """The DTLS session held for the server, or None before the first answered request."""
         return self._session
 
-    async def request(self, message: Message) -> Message:
+    async def request(self, message: Message, *, blockwise: bool = True) -> Message:
         """Send a request to the server and return its response.
 
         The response's remote is the session; holding it keeps aiocoap from collecting it, which
@@ -268,7 +268,8 @@ class DtlsUplink:
         the caller then Registers again, which starts a new handshake.
         """
         try:
-            response: Message = await self.context.request(message).response
+            request = self.context.request(message, handle_blockwise=blockwise)
+            response: Message = await request.response
         except error.NetworkError:
             self.drop_session()
             raise

@@ -331,8 +331,9 @@ class Registrar:
         """The URI of ``segments`` below the Server URI's path, as Register's ``rd``."""
         return self._origin + "/" + "/".join((*self._base_path, *segments))
 
-    async def exchange(self, msg: aiocoap.Message) -> aiocoap.Message:
+    async def exchange(self, msg: aiocoap.Message, *, blockwise: bool = True) -> aiocoap.Message:
         """Send one request to the server within the request timeout; return the response.
+        Without ``blockwise`` it goes as one message whatever its size (``Uplink.request``).
 
         A timeout drops the uplink's session, as a network error already does in the DTLS
         uplink: a server that stopped answering may have lost it, and the Register that
@@ -340,7 +341,7 @@ class Registrar:
         """
         try:
             async with asyncio.timeout(self.target.request_timeout):
-                response = await self.uplink.request(msg)
+                response = await self.uplink.request(msg, blockwise=blockwise)
         except TimeoutError:
             self.uplink.drop_session()
             raise
@@ -359,6 +360,13 @@ class Registrar:
     @location.setter
     def location(self, segments: tuple[str, ...] | None) -> None:
         self._location = None if segments is None else "/".join(segments)
+
+    @property
+    def location_path(self) -> str | None:
+        """The registration's Location-Path as one string ("rd/c1"), None while not
+        registered: what tells one registration from the next without building ``location``'s
+        tuple (delivery asks per batch)."""
+        return self._location
 
     async def run(self) -> None:
         """Register, then keep the registration alive until cancelled or ``deregister``: one

@@ -24,7 +24,6 @@ from enum import Enum
 from itertools import accumulate
 
 from aiocoap.numbers.codes import Code
-from aiocoap.numbers.constants import MAX_REGULAR_BLOCK_SIZE_EXP
 
 from bridged.objects.definitions import Definitions, ResourceDef
 from bridged.objects.errors import BadRequest, LwM2MError, NotFound, coap_code
@@ -34,13 +33,15 @@ from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record, check_value
 
+from .block1 import LARGEST, block_size
+
 SEND_PATH = "dp"
 """Send goes to ``dp`` below the Server URI's path, as Register goes to ``rd``."""
 
 
-BLOCK: int = 2 ** (MAX_REGULAR_BLOCK_SIZE_EXP + 4)
-"""The Block1 block a Send's body goes in: 1,024 bytes, aiocoap's largest over UDP, which sends
-a body of up to one block as a single message. Whole blocks of it are whole blocks of any
+BLOCK: int = block_size(LARGEST)
+"""The Block1 block a Send's body goes in: 1,024 bytes, the largest over UDP (a body of up to
+one block goes as a single message, ``block1``). Whole blocks of it are whole blocks of any
 smaller size a server asks for (a 2.31 with a smaller SZX, RFC 7959 §2.3)."""
 
 
@@ -57,19 +58,6 @@ def whole_blocks(size: int) -> int:
     Send")."""
     rest = size % BLOCK
     return size - rest if size > BLOCK and rest < size // 4 else size
-
-
-def smaller_block(exponent: int | None) -> int | None:
-    """The Block1 size exponent to send a Send's body in after the server answered 4.13 to it
-    in blocks of ``exponent`` (None: aiocoap's largest), or None when the smallest was refused.
-
-    RFC 7959 §2.9.3 lets the server say in that answer's Block1 option which size it takes,
-    and a client try smaller blocks; aiocoap 0.4.17 drops that option from the answer it
-    hands back (and fails outright on it when the body went in one message), so the client
-    steps down one size at a time and keeps, for the session's later Sends, the size that
-    went through."""
-    current = MAX_REGULAR_BLOCK_SIZE_EXP if exponent is None else exponent
-    return current - 1 if current > 0 else None
 
 
 class SendRefused(LwM2MError):

@@ -372,14 +372,14 @@ class SocketUplink(UdpUplink):
         self._engine = engine
         self._socket = socket_
 
-    async def request(self, message: aiocoap.Message) -> aiocoap.Message:
+    async def request(self, message: aiocoap.Message, *, blockwise: bool = True) -> aiocoap.Message:
         asked = message.remote
         if isinstance(asked, UndecidedRemote) and self.resolved(asked) is None:
             remote = await self._engine.resolve(message, self._socket)
             if remote is None:
                 raise aiocoap.error.ResolutionError(f"{asked} is not a CoAP-over-UDP address")
             self._resolved = (asked, remote)
-        return await super().request(message)
+        return await super().request(message, blockwise=blockwise)
 
     async def shutdown(self) -> None:
         await self._engine.close(self._socket)

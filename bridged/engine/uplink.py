@@ -33,7 +33,10 @@ class Uplink(Protocol):
     @property
     def context(self) -> aiocoap.Context: ...
 
-    async def request(self, message: aiocoap.Message) -> aiocoap.Message: ...
+    async def request(self, message: aiocoap.Message, *, blockwise: bool = True) -> aiocoap.Message:
+        """Send ``message`` as a request and return the response; without ``blockwise``, as
+        one message whatever its size (a block of a body sent in blocks, ``block1``)."""
+        ...
 
     @property
     def address(self) -> UDP6EndpointAddress | None: ...
@@ -94,13 +97,14 @@ class UdpUplink:
     def context(self) -> aiocoap.Context:
         return self._context
 
-    async def request(self, message: aiocoap.Message) -> aiocoap.Message:
+    async def request(self, message: aiocoap.Message, *, blockwise: bool = True) -> aiocoap.Message:
         asked = message.remote
         known = self.resolved(asked)
         if known is not None:
             message.remote = known
         try:
-            response: aiocoap.Message = await self._context.request(message).response
+            request = self._context.request(message, handle_blockwise=blockwise)
+            response: aiocoap.Message = await request.response
         except aiocoap.error.NetworkError:
             self.drop_session()
             raise

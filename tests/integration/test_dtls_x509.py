@@ -237,6 +237,15 @@ async def walked_with_the_in_repo_server(
         sent = await server.next_event("send")
         assert (sent.endpoint, sent.code) == ("gw-dtls", Code.CHANGED)
         assert sent.records == (SenMLRecord(str(TEMPERATURE), 1_700_000_000.0, 24.5),)
+
+        # A server that takes 256-byte blocks only (4.13 to larger ones): over DTLS too the
+        # client sends the body again in blocks of that size (engine/block1.py).
+        server.send_block_exponent = 4
+        series = [Record(TEMPERATURE, 20 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+        assert (await client.send(series)).delivered
+        sent = await server.next_event("send")
+        assert [(r.time, r.value) for r in sent.records] == [(r.time, r.value) for r in series]
+        assert server.send_blocks[0] == 1024 and max(server.send_blocks[1:]) == 256
     finally:
         await client.stop()
     assert (await server.next_event("deregister")).endpoint == "gw-dtls"

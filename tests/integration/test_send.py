@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 
+import aiocoap
+import aiocoap.protocol
 import pytest
 from aiocoap.numbers.codes import Code
 from clients import FAST_RETRY, free_udp_port, gateway_tree, next_event
@@ -276,3 +278,70 @@ async def test_a_server_asking_for_smaller_blocks_gets_them(
     server.send_blocks.clear()  # the next Send goes in blocks of that size at once
     assert (await client.send(series)).delivered
     assert server.send_blocks and max(server.send_blocks) <= 256
+
+
+async def test_a_send_goes_in_blocks_without_aiocoaps_blockwise_client(
+    client: LwM2MClient, server: LwM2MTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Send's blocks are prepared messages of their own (``block1.send_in_blocks``): aiocoap's
+    block-wise client deep-copied the whole request for every block and ran a task for it.
+    The server still decodes every record of the body from its blocks."""
+    made: list[object] = []
+    blockwise = aiocoap.protocol.BlockwiseRequest.__init__
+
+    def counted(self: object, *args: object) -> None:
+        made.append(self)
+        blockwise(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiocoap.protocol.BlockwiseRequest, "__init__", counted)
+    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+    assert (await client.send(series)).delivered
+    ev = await server.next_event("send")
+    assert ev.messages == -(-len(ev.payload) // 1024) > 4
+    assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]
+    assert made == []
+
+
+async def test_a_server_naming_its_block_size_in_size1_gets_that_size_at_once(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """A 4.13 that names the size the server takes in Size1 only (no Block1, RFC 7959 §2.9.3
+    and §4): the body goes again in blocks of at most that size, not one size smaller per
+    refusal."""
+    server.send_block_exponent = 4
+    server.send_size1_only = True
+    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+    assert (await client.send(series)).delivered
+    ev = await server.next_event("send")
+    assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]
+    assert server.send_blocks[0] == 1024 and max(server.send_blocks[1:]) == 256
+
+
+async def test_a_server_asking_for_smaller_blocks_on_the_way_gets_the_rest_in_them(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """Late negotiation (RFC 7959 §2.3): a server that answers the first 1,024-byte block 2.31
+    Continue with a Block1 of 256 bytes gets the rest from the next byte on in 256-byte
+    blocks, decodes every record, and the next Send goes in 256-byte blocks from the start."""
+    server.send_late_exponent = 4
+    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+    assert (await client.send(series)).delivered
+    ev = await server.next_event("send")
+    assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]
+    assert server.send_blocks[0] == 1024 and max(server.send_blocks[1:]) == 256
+    server.send_blocks.clear()
+    assert (await client.send(series)).delivered
+    assert max(server.send_blocks) == 256
+
+
+async def test_a_success_to_the_first_of_several_blocks_is_not_a_delivery(
+    client: LwM2MClient, server: LwM2MTestServer
+) -> None:
+    """A server that answers 2.04 without Block1 to the first block of a Send ignored the
+    option and read one block of the body: the Send is not delivered (its readings stay to
+    be sent again), and the outcome says why."""
+    server.send_ignores_block1 = True
+    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+    outcome = await client.send(series)
+    assert outcome.status is SendStatus.REJECTED and "block-wise" in outcome.detail
+    assert server.send_blocks == [1024]

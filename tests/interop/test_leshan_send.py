@@ -14,13 +14,18 @@ one Send.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from clients import FAST_RETRY, gateway_tree
 from integration.test_daemon import Daemon, running_daemon, until
 
+from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.send import BLOCK, send_payload
+from bridged.objects.paths import Path
+from bridged.objects.values import Record
 from peers.leshan_gateway import config
 from peers.leshan_m15 import LeshanM15, leshan_m15_fixture  # noqa: F401 (fixture)
 
@@ -108,3 +113,52 @@ async def test_LightweightM2M_1_1_int_306_send_of_several_nodes_at_several_times
         return all(matched(record) for record in decoded)
 
     await until(all_matched, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def leshan_small_blocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LeshanM15]:
+    """Leshan 2.0.0-M15 whose Californium prefers 256-byte blocks (``PREFERRED_BLOCK_SIZE``):
+    its 2.31 Continue to a larger block asks for that size (RFC 7959 late negotiation)."""
+    yield from LeshanM15.fixture(tmp_path_factory, properties={"peer.preferredBlockSize": "256"})
+
+
+@pytest.mark.parametrize(
+    ("peer", "exponent"),
+    [("leshan_m15", 5), ("leshan_small_blocks", 4)],
+    ids=["Californium's 512-byte blocks", "256-byte blocks"],
+)
+async def test_a_send_of_many_blocks_is_decoded_whole_by_leshan(
+    peer: str, exponent: int, request: pytest.FixtureRequest
+) -> None:
+    """A Send several Block1 blocks long (the gateway's own block-wise sender, engine/block1.py,
+    through Californium's block-wise layer): Leshan's decoder gets every record of it, each
+    value at its time. Californium answers the first 1,024-byte block 2.31 Continue with its
+    preferred size (512 bytes by default, RFC 7959 late negotiation), and the client sends the
+    rest, and its next Sends, in blocks of that size."""
+    leshan_m15: LeshanM15 = request.getfixturevalue(peer)
+    endpoint = f"gw-leshan15-blocks-{exponent}"
+    temperature = Path.parse("/3303/0/5700")
+    series = [Record(temperature, 20.0 + k / 4, 1_700_000_000.0 + 60 * k) for k in range(400)]
+    assert len(send_payload(series)) > 4 * BLOCK
+    client = LwM2MClient(
+        gateway_tree(),
+        endpoint,
+        ServerConfig(leshan_m15.uri, request_timeout=10.0, retry=FAST_RETRY),
+        bind=("127.0.0.1", 0),
+    )
+    await client.start()
+    try:
+        await leshan_m15.event(endpoint, "registered")
+        outcome = await client.send(series)
+        assert outcome.delivered, outcome.detail
+        _, send = await leshan_m15.event(endpoint, "send")
+        assert client.session(1).block_exponent == exponent
+    finally:
+        await client.stop()
+    decoded = [
+        (at["time"][0] + at["time"][1] / 1e9, value)
+        for at in send["series"]
+        for path, value in at["values"].items()
+        if path == str(temperature)
+    ]
+    assert decoded == [(r.time, r.value) for r in series]

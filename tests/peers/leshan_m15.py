@@ -69,14 +69,19 @@ class Launcher:
         self._api = f"http://{HOST}:{ports['http']}"
 
     @classmethod
-    def start(cls, workdir: Path, java: str, *args: str) -> Self:
+    def start(
+        cls, workdir: Path, java: str, *args: str, properties: dict[str, str] | None = None
+    ) -> Self:
         """Start the launcher in ``workdir`` (Californium writes its properties file there) and
-        wait until it reports its ports."""
+        wait until it reports its ports. ``properties`` are the JVM's system properties (the
+        launcher's options, e.g. ``peer.preferredBlockSize``)."""
         log = workdir / f"{cls.MAIN}.log"
+        options = [f"-D{name}={value}" for name, value in (properties or {}).items()]
         with log.open("wb") as stderr:
             process = subprocess.Popen(
                 [
-                    *(java, "-Dorg.slf4j.simpleLogger.defaultLogLevel=info", "-cp", str(JAR)),
+                    *(java, "-Dorg.slf4j.simpleLogger.defaultLogLevel=info", *options),
+                    *("-cp", str(JAR)),
                     *(cls.MAIN, "0", "0", "0", *args),
                 ],
                 cwd=workdir,
@@ -117,7 +122,12 @@ class Launcher:
         return json.loads(text) if text else None
 
     @classmethod
-    def fixture(cls, tmp_path_factory: pytest.TempPathFactory, *args: str) -> Iterator[Self]:
+    def fixture(
+        cls,
+        tmp_path_factory: pytest.TempPathFactory,
+        *args: str,
+        properties: dict[str, str] | None = None,
+    ) -> Iterator[Self]:
         """The body of a session fixture: the launcher, started once, stopped at the end."""
         try:
             java = find_java()
@@ -127,7 +137,7 @@ class Launcher:
             if in_ci():  # an error, which no expected failure absorbs (they name theirs)
                 raise LeshanMissing(f"CI must run the Leshan cases: {missing}") from None
             pytest.skip(str(missing))
-        peer = cls.start(tmp_path_factory.mktemp(cls.MAIN), java, *args)
+        peer = cls.start(tmp_path_factory.mktemp(cls.MAIN), java, *args, properties=properties)
         try:
             yield peer
         finally:

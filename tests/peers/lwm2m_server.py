@@ -194,31 +194,66 @@ class _Root(resource.Resource):
         super().__init__()
         self.server = server
         self._spool = Block1Spool()
+        self._received: dict[Any, bytearray] = {}
 
     async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
-        return self.server.send_block_exponent is None or tuple(request.opt.uri_path) != ("dp",)
+        return not self.server.send_blocks_own() or tuple(request.opt.uri_path) != ("dp",)
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
         path = tuple(request.opt.uri_path)
         if path == self.server.rd_path and request.code == Code.POST:
             return self.server._register(request)
         if path == ("dp",) and request.code == Code.POST:
-            exponent = self.server.send_block_exponent
-            if exponent is not None:
+            if self.server.send_blocks_own():
                 self.server.send_blocks.append(len(request.payload))
-                block = request.opt.block1
-                too_large = len(request.payload) > 2 ** (exponent + 4)
-                if too_large or (block is not None and block.size_exponent > exponent):
-                    # RFC 7959 §2.9.3: 4.13, with the block size this server takes
-                    refusal = aiocoap.Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
-                    refusal.opt.block1 = BlockOption.BlockwiseTuple(0, False, exponent)
-                    return refusal
-                request = self._spool.feed_and_take(request)  # 2.31 until the last block
+                answer = self._send_block(request)
+                if answer is not None:
+                    return answer
+                request = self._body(request)
             return self.server._send(request)
         record = self.server._by_location(path)
         if record is not None:
             return self.server._update_or_delete(record, request)
         return aiocoap.Message(code=Code.NOT_FOUND)
+
+    def _send_block(self, request: aiocoap.Message) -> aiocoap.Message | None:
+        """This server's answer to a Send's block when it is not (yet) the whole body's."""
+        server, block = self.server, request.opt.block1
+        if server.send_ignores_block1:
+            return aiocoap.Message(code=Code.CHANGED)  # no Block1: it did not look
+        exponent = server.send_block_exponent
+        if exponent is not None:
+            too_large = len(request.payload) > 2 ** (exponent + 4)
+            if too_large or (block is not None and block.size_exponent > exponent):
+                # RFC 7959 §2.9.3: 4.13, with the block size this server takes
+                refusal = aiocoap.Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
+                if server.send_size1_only:
+                    refusal.opt.size1 = 2 ** (exponent + 4)
+                else:
+                    refusal.opt.block1 = BlockOption.BlockwiseTuple(0, False, exponent)
+                return refusal
+        late = server.send_late_exponent
+        if block is None or not block.more or late is None:
+            return None  # the whole body, or a block for aiocoap's spool (``_body``)
+        received = self._received.setdefault(request.remote, bytearray())
+        if block.block_number == 0:
+            received.clear()
+        if block.start != len(received):
+            return aiocoap.Message(code=Code.REQUEST_ENTITY_INCOMPLETE)
+        received += request.payload
+        # RFC 7959 §2.3: the block acknowledged, at the (smaller) size this server asks for
+        answer = aiocoap.Message(code=Code.CONTINUE)
+        answer.opt.block1 = (block.block_number, True, min(late, block.size_exponent))
+        return answer
+
+    def _body(self, request: aiocoap.Message) -> aiocoap.Message:
+        """The whole body once its last block is in (aiocoap's spool raises its
+        ContinueException, 2.31, for a block before it)."""
+        if self.server.send_late_exponent is None:
+            return self._spool.feed_and_take(request)  # 2.31 until the last block
+        received = self._received.pop(request.remote, bytearray())
+        request.payload = bytes(received) + request.payload
+        return request
 
 
 class LwM2MTestServer:
@@ -255,6 +290,15 @@ class LwM2MTestServer:
         as a server with a small buffer does. The payload sizes received are in
         ``send_blocks``."""
         self.send_blocks: list[int] = []
+        self.send_size1_only = False
+        """With ``send_block_exponent``: the 4.13 names the size in Size1, with no Block1."""
+        self.send_late_exponent: int | None = None
+        """Take a Send's body in blocks of any size, but answer each 2.31 Continue with a
+        Block1 of at most this size exponent: the client is to send the rest in blocks of
+        that size (late negotiation, RFC 7959 §2.3)."""
+        self.send_ignores_block1 = False
+        """Answer 2.04 without a Block1 option to a Send's first message, as a server that
+        does not look at the option would: what it decoded is the first block alone."""
         self.strict_send = strict_send
         """Answer 4.04 to a Send naming an object instance the registration does not list,
         as Leshan does ("object instance /3303/0 not registered"). LwM2M 1.1 Core's Send
@@ -376,6 +420,14 @@ class LwM2MTestServer:
         )
         self.history.append(event)
         self.events.put_nowait(event)
+
+    def send_blocks_own(self) -> bool:
+        """Whether the Send's blocks come to ``_Root.render`` one by one (a behaviour set)."""
+        return (
+            self.send_block_exponent is not None
+            or self.send_late_exponent is not None
+            or self.send_ignores_block1
+        )
 
     def _send(self, request: aiocoap.Message) -> aiocoap.Message:
         ep = self._endpoint_of(request.remote)

@@ -288,7 +288,13 @@ class SeriesObservations:
 
 @dataclass
 class Registrar:
-    location: tuple[str, ...] = ("rd", "c1")
+    location_path: str | None = "rd/c1"
+
+    @property
+    def location(self) -> tuple[str, ...]:
+        """Delivery tells registrations apart by ``location_path``: this tuple is built from
+        that string on each call, which a batch need not pay for."""
+        raise AssertionError("delivery built the Location tuple")
 
 
 @dataclass(eq=False)  # told apart by identity, as the real session

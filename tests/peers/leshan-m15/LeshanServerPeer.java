@@ -8,7 +8,8 @@
  *
  *   java -cp leshan-m15.jar LeshanServerPeer COAP_PORT COAPS_PORT HTTP_PORT [MODELS_DIR [CREDENTIALS_DIR]]
  *
- * (0: any free port; MODELS_DIR: DDF files added to Leshan's own models, "" for none;
+ * (-Dpeer.preferredBlockSize=256: Californium's PREFERRED_BLOCK_SIZE, the Block1 size its 2.31
+ * Continue asks a client for, RFC 7959 late negotiation; 0: any free port; MODELS_DIR: DDF files added to Leshan's own models, "" for none;
  * CREDENTIALS_DIR: the server's own DTLS credentials for the certificate and raw public key
  * modes, written by the test at run time: server.key (PKCS#8 DER), server.pub (SubjectPublicKeyInfo
  * DER), chain.pem (the server's certificate chain, leaf first) and trust.pem (the CAs whose client
@@ -64,6 +65,7 @@ import java.util.Comparator;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
+import org.eclipse.californium.core.config.CoapConfig;
 import org.eclipse.leshan.core.endpoint.Protocol;
 import org.eclipse.leshan.core.link.lwm2m.attributes.DefaultLwM2mAttributeParser;
 import org.eclipse.leshan.core.link.lwm2m.attributes.LwM2mAttributeSet;
@@ -133,6 +135,9 @@ public final class LeshanServerPeer {
                 new CoapServerProtocolProvider(), new CoapsServerProtocolProvider());
         endpoints.addEndpoint(new InetSocketAddress(PeerApi.HOST, coapPort), Protocol.COAP);
         endpoints.addEndpoint(new InetSocketAddress(PeerApi.HOST, coapsPort), Protocol.COAPS);
+        Integer blockSize = Integer.getInteger("peer.preferredBlockSize");
+        if (blockSize != null)
+            endpoints.setConfiguration(c -> c.set(CoapConfig.PREFERRED_BLOCK_SIZE, blockSize));
         List<ObjectModel> objects = new ArrayList<>(ObjectLoader.loadAllDefault());
         if (models != null)
             objects.addAll(ObjectLoader.loadObjectsFromDir(models, true));

@@ -425,19 +425,21 @@ class HealthMonitor:
                 own = [] if own is None else own
                 if r.value not in own:  # two reports in one news: each code once
                     own.append(r.value)
-        self.update(
-            node,
-            news.heard,
-            rssi=news.rssi,
-            lqi=news.lqi,
-            battery=battery,
-            decrypt_failures=None
-            if state is None
-            else tracked.failures_before + state.decrypt_failures,
-            problem=None if state is None else state.problem,
-            problem_known=state is not None and _tells_problem(state),
-            own_errors=None if own is None else tuple(own),
-        )
+        if state is None:
+            self._update(node, tracked, news.heard, news.rssi, news.lqi, battery)
+        else:
+            self._update(
+                node,
+                tracked,
+                news.heard,
+                news.rssi,
+                news.lqi,
+                battery,
+                tracked.failures_before + state.decrypt_failures,
+                state.problem,
+                _tells_problem(state),
+                None if own is None else tuple(own),
+            )
 
     def update(
         self,
@@ -455,21 +457,54 @@ class HealthMonitor:
         """What is new of ``node``: heard at ``heard_at`` (None: not heard now), and the
         values given (None: unchanged)."""
         tracked = self._nodes.get(node)
-        if tracked is None:
-            return
+        if tracked is not None:
+            self._update(
+                node,
+                tracked,
+                heard_at,
+                rssi,
+                lqi,
+                battery,
+                decrypt_failures,
+                problem,
+                problem_known,
+                own_errors,
+            )
+
+    def _update(
+        self,
+        node: NodeId,
+        tracked: _Tracked,
+        heard_at: float | None,
+        rssi: int | None,
+        lqi: int | None,
+        battery: int | None,
+        decrypt_failures: int | None = None,
+        problem: str | None = None,
+        problem_known: bool = False,
+        own_errors: tuple[int, ...] | None = None,
+    ) -> None:
+        """``update`` of a tracked node, its arguments by position: every report of every
+        node comes here (``news``), with no keyword arguments to match and no tuple made to
+        see whether the timeout depends on something new."""
         before = tracked.health
         changes: dict[str, object] = {}
         if heard_at is not None:
             now = self.monotonic()
-            if tracked.heard is not None and now - tracked.heard >= SAME_REPORT:
-                gap = now - tracked.heard
-                tracked.interval = gap if tracked.interval is None else min(tracked.interval, gap)
-            if tracked.heard is None or now - tracked.heard >= SAME_REPORT:
+            last = tracked.heard
+            if last is None:
                 tracked.heard = now
-            of = (tracked.expect, tracked.interval)
-            if of != tracked.timeout_of:  # worked out again only when what it depends on changed
-                tracked.timeout = self._policy.timeout(node, *of)
-                tracked.timeout_of = of
+            elif now - last >= SAME_REPORT:
+                gap = now - last
+                interval = tracked.interval
+                tracked.interval = gap if interval is None or gap < interval else interval
+                tracked.heard = now
+            expect, interval = tracked.expect, tracked.interval
+            of = tracked.timeout_of
+            if of is None or of[0] != expect or of[1] != interval:
+                # worked out again only when what it depends on changed
+                tracked.timeout = self._policy.timeout(node, expect, interval)
+                tracked.timeout_of = (expect, interval)
             timeout = tracked.timeout
             tracked.deadline = now + timeout
             if not before.available:

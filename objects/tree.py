@@ -193,7 +193,11 @@ class ObjectTree:
         self._objects: dict[int, dict[int, dict[int, _ResourceSlot]]] = {}
         self._reads: dict[tuple[int, int], InstanceRead] | None = None
         """The instances' kept reads; None until one is kept (most trees are never read)."""
-        self._times: dict[Path, float] = {}
+        self._times: dict[tuple[int, ...], float] = {}
+        """Each value's time of measurement, by its path's IDs (every path in a tree has its
+        prefix): a tuple's hash and equality are the interpreter's own, where a ``Path``'s
+        are Python calls, and a node's reading comes with a path made anew (its upstream
+        path), which its key was compared with, a call more, at every reading."""
         self._listeners: Listeners[Listener] = Listeners("object tree changes")
         self._executors: Mapping[tuple[int, int], ExecuteHandler] = _NO_HOOKS
         self._computed: Mapping[tuple[int, int], _ComputedResources] = _NO_HOOKS
@@ -387,16 +391,16 @@ class ObjectTree:
             raise NotFound(f"{self._path((oid, iid))} does not exist")
         del instances[iid]
         inst = self._path((oid, iid))
-        for p in [p for p in self._times if inst.contains(p)]:
-            del self._times[p]
+        for key in [key for key in self._times if key[:2] == inst.ids]:
+            del self._times[key]
         self._changed(inst, structural=True)
 
     def remove_object(self, oid: int) -> None:
         """Remove object ``oid`` and all its instances (no-op when absent)."""
         if self._objects.pop(oid, None) is not None:
             obj = self._path((oid,))
-            for p in [p for p in self._times if obj.contains(p)]:
-                del self._times[p]
+            for key in [key for key in self._times if key[0] == oid]:
+                del self._times[key]
             self._changed(obj, structural=True)
 
     # -- device-side access ------------------------------------------------------------------
@@ -433,9 +437,9 @@ class ObjectTree:
                     raise BadRequest(f"resource {rid} ({single.name}) is single-instance")
                 resources[rid] = check_value(single, value)
         if time is None:
-            self._times.pop(path, None)
+            self._times.pop(ids, None)
         else:
-            self._times[path] = time
+            self._times[ids] = time
         self._values += 1  # ``_changed``, inline
         if self._reads:
             self._forget(ids)
@@ -455,8 +459,9 @@ class ObjectTree:
             del resources[rid]
         else:
             return
-        for p in [p for p in self._times if path.contains(p)]:
-            del self._times[p]
+        ids = path.ids
+        for key in [key for key in self._times if key[: len(ids)] == ids]:
+            del self._times[key]
         self._changed(path)
 
     def constrain(self, oid: int, rid: int, check: Constraint) -> None:
@@ -506,14 +511,14 @@ class ObjectTree:
                 value = compute()
                 if value is None:
                     continue
-                held, timed = resources[rid], bool(times) and target in times
+                held, timed = resources[rid], bool(times) and target.ids in times
                 if _same(held, value) and not timed:
                     continue  # what the tree holds, checked when it went in
                 slot = self._checked_slot(self.definitions.get(oid), rid, value)
                 if _same(held, slot) and not timed:
                     continue  # the same once checked (an int for a Float: a float)
                 resources[rid] = slot
-                times.pop(target, None)  # no time of measurement: it is now
+                times.pop(target.ids, None)  # no time of measurement: it is now
                 self._forget(target.ids)
 
     def get(self, path: Path) -> Value | dict[int, Value]:
@@ -616,7 +621,7 @@ class ObjectTree:
             else:
                 resources[rid] = slot
         for rec in records:
-            self._times.pop(rec.path, None)
+            self._times.pop(rec.path.ids, None)
             self._changed(rec.path.with_prefix(self.prefix))
 
     def create(self, path: Path, records: Sequence[Record], *, iid: int | None = None) -> Path:
@@ -795,13 +800,13 @@ class ObjectTree:
         level = path.level
         ids, prefix = path.ids, path.prefix
         if level >= Level.RESOURCE and not isinstance(node, dict):
-            out.append(Record(path, cast(Value, node), self._times.get(path)))
+            out.append(Record(path, cast(Value, node), self._times.get(ids)))
             return
         if level == Level.RESOURCE:
             assert isinstance(node, dict)
             for ri in sorted(node):
                 rip = Path.derived((*ids, ri), prefix)
-                out.append(Record(rip, node[ri], self._times.get(rip, self._times.get(path))))
+                out.append(Record(rip, node[ri], self._times.get(rip.ids, self._times.get(ids))))
             return
         assert isinstance(node, dict)
         if level == Level.INSTANCE:
@@ -814,7 +819,7 @@ class ObjectTree:
                 if isinstance(slot, dict):
                     self._collect(rp, slot, out)
                 else:  # a single-instance resource, the most common: no call for it
-                    out.append(Record(rp, slot, times.get(rp) if times else None))
+                    out.append(Record(rp, slot, times.get(rp.ids) if times else None))
             return
         for i in sorted(node):
             self._collect(Path.derived((*ids, i), prefix), node[i], out)

@@ -363,6 +363,11 @@ class _Site(interfaces.Resource):
         return self._target().answer_now(request)
 
 
+UPDATE_OBJECTS = frozenset({LwM2MGateway.OBJECT, Server.OBJECT})
+"""The objects a change of whose resources can change what an Update carries
+(``ServerSession.carries``)."""
+
+
 class ServerSession:
     """Everything the client has toward one server (see the module docstring).
 
@@ -567,7 +572,8 @@ class ServerSession:
 
     def carries(self, path: Path) -> bool:
         """True if a change at ``path`` changes what this server's Update carries (or, for
-        /25/x/3, an end device's object list, which a server reads /25 on each Update for)."""
+        /25/x/3, an end device's object list, which a server reads /25 on each Update for):
+        of the resources, only those of ``UPDATE_OBJECTS``."""
         ids = path.ids  # every reading's tree update asks: its IDs are read once
         if len(ids) <= 2 or ids[::2] == (LwM2MGateway.OBJECT, LwM2MGateway.IOT_DEVICE_OBJECTS):
             return True
@@ -907,6 +913,9 @@ class LwM2MClient:
     # -- running -----------------------------------------------------------------------------
 
     def _on_change(self, path: Path) -> None:
+        ids = path.ids
+        if len(ids) > 2 and ids[0] not in UPDATE_OBJECTS:
+            return  # a reading's resource, as nearly every change is: no session is asked
         for s in self.sessions:
             if s.carries(path):
                 s.trigger_update()

@@ -151,25 +151,37 @@ _TIME = operator.itemgetter(5)
 """A row's time among its columns (``_columns``)."""
 
 
-def _columns(rows: Sequence[Row], first: int) -> list[tuple[object, ...]]:
-    """Each row's columns: seq (from ``first`` on), node id, path, kind, value, time. A batch
-    names the same few node ids and paths (the same objects) again and again: each one's text
-    is made once."""
-    texts: dict[int, str] = {}
+NODE_TEXTS_LIMIT = 16_384
+"""The node ids whose text ``append`` keeps (``_columns``), about 170 bytes each: all are
+forgotten when that many are kept, which bounds the memory whatever comes."""
+
+
+def _columns(
+    rows: Sequence[Row], first: int, node_texts: dict[int, tuple[NodeId, str]]
+) -> list[tuple[object, ...]]:
+    """Each row's columns: seq (from ``first`` on), node id, path, kind, value, time. Rows name
+    the same node ids and paths (the same objects) again and again: each one's text is made
+    once. A node reports once in a batch, mostly, so its id's text is kept across batches in
+    ``node_texts``, by the registry's node id object's identity, with the object (so that no
+    other object can have that identity while it is kept); a path's only in the batch (a
+    transport may parse the paths of each report anew)."""
+    if len(node_texts) > NODE_TEXTS_LIMIT:
+        node_texts.clear()
+    paths: dict[int, str] = {}
     out: list[tuple[object, ...]] = []
     for seq, (node, record) in enumerate(rows, first):
-        node_text = texts.get(id(node))
-        if node_text is None:
-            node_text = texts[id(node)] = str(node)
+        known = node_texts.get(id(node))
+        if known is None:
+            known = node_texts[id(node)] = (node, str(node))
         path = record.path
-        path_text = texts.get(id(path))
+        path_text = paths.get(id(path))
         if path_text is None:
-            path_text = texts[id(path)] = str(path)
+            path_text = paths[id(path)] = str(path)
         value = record.value
         if type(value) is float:  # a sensor's value, what nearly every reading is
-            out.append((seq, node_text, path_text, _FLOAT, value, record.time))
+            out.append((seq, known[1], path_text, _FLOAT, value, record.time))
         else:
-            out.append((seq, node_text, path_text, *encode_value(value), record.time))
+            out.append((seq, known[1], path_text, *encode_value(value), record.time))
     return out
 
 
@@ -219,6 +231,8 @@ class ReadingStore:
         self.moved: Callable[[], None] = lambda: None
         """Called after the readings waiting or dropped changed (stored, delivered, dropped by
         a bound): the daemon's status line shows them, and learns so instead of asking."""
+        self._node_texts: dict[int, tuple[NodeId, str]] = {}
+        """The text of each node id ``append`` stored (``_columns``)."""
 
     def __len__(self) -> int:
         return int(self._count)
@@ -258,7 +272,7 @@ class ReadingStore:
                 if top is not None and top >= first:
                     first = top + 1
                     self._tail.clear()
-                params = _columns(rows, first)
+                params = _columns(rows, first, self._node_texts)
                 last = first + len(params) - 1
                 self._conn.executemany(
                     "INSERT INTO readings(seq, node_id, path, kind, value, time)"

@@ -13,7 +13,7 @@ from aiocoap import Message
 from aiocoap.numbers.codes import Code
 from clients import FAST_RETRY, gateway_tree, next_event
 
-from bridged.engine.client import LwM2MClient, ServerConfig
+from bridged.engine.client import LwM2MClient, ServerConfig, ServerSession
 from bridged.engine.registration import EventKind, RegistrationEvent
 from bridged.objects.formats import ContentFormat
 from bridged.objects.paths import Path
@@ -181,6 +181,30 @@ async def test_new_instance_sends_the_object_list(
     client.tree.create_instance(3303, 1, [(5700, 19.0)])
     ev = await server.next_event("update")
     assert "</3303/1>" in ev.payload.decode()
+
+
+async def test_a_readings_change_asks_no_session_and_the_next_update_is_the_servers_own(
+    client: LwM2MClient, server: LwM2MTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reading's resource (every node's reading goes through the tree) is no part of what
+    an Update carries: no session is asked whether it is, nothing is sent for it, and a
+    change an Update does carry (a new instance) still brings one, with the object list."""
+    await server.next_event("register")
+    asked: list[Path] = []
+    carries = ServerSession.carries
+
+    def counted(session: ServerSession, path: Path) -> bool:
+        asked.append(path)
+        return carries(session, path)
+
+    monkeypatch.setattr(ServerSession, "carries", counted)
+    for value in (20.0, 21.0, 22.0):
+        client.tree.set(Path.parse("/3303/0/5700"), value)
+    assert asked == []
+    client.tree.create_instance(3303, 2, [(5700, 19.0)])
+    assert asked == [Path.parse("/3303/2")]
+    ev = await server.next_event("update")
+    assert "</3303/2>" in ev.payload.decode()
 
 
 async def test_stop_deregisters(

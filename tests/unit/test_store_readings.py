@@ -342,3 +342,42 @@ def test_expiry_answers_from_memory_and_learns_the_oldest_when_due(
     clock.now += 2
     assert store.expire() == 2
     assert store.expires_in() is None
+
+
+def test_a_node_ids_text_is_made_once_for_every_batch_it_reports_in(
+    tmp_path: FsPath, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node reports once in a batch, mostly: its id's text (a Python ``__str__``) is kept
+    from one append to the next, not made again for each of its readings; the readings and
+    the node's last values are stored under that text as before, and the kept texts are
+    bounded."""
+    made: list[NodeId] = []
+    text = NodeId.__str__
+
+    def counted(node: NodeId) -> str:
+        made.append(node)
+        return text(node)
+
+    monkeypatch.setattr(NodeId, "__str__", counted)
+    monkeypatch.setattr("bridged.store.readings.NODE_TEXTS_LIMIT", 2)
+    conn = connect(tmp_path / "state.db")
+    nodes = NodeStore(conn)
+    others = [NodeId("ble", f"A4:C1:38:00:11:{i:02X}") for i in range(3)]
+    for node in (NODE, *others):
+        nodes.pair(PairedNode(node, str(node), "bthome"))
+    store = ReadingStore(conn, clock=clock)
+    store.add_consumer("a")
+    made.clear()
+    for batch in range(3):
+        store.append([(NODE, Record(TEMP, 20.0 + batch, 1_700_000_000.0 + batch))])
+    assert made == [NODE]
+    assert store.last_values()[NODE] == [Record(TEMP, 22.0, 1_700_000_002.0)]
+    back = ReadingStore(connect(tmp_path / "state.db"), clock=clock)  # read from the table
+    assert [row for row in back.pending("a").rows] == [
+        (NODE, Record(TEMP, 20.0 + batch, 1_700_000_000.0 + batch)) for batch in range(3)
+    ]
+    for node in others:  # more nodes than the limit: forgotten, made again when they report
+        store.append([(node, Record(TEMP, 1.0, 1_700_000_010.0))])
+    made.clear()
+    store.append([(NODE, Record(TEMP, 23.0, 1_700_000_011.0))])
+    assert made == [NODE]

@@ -296,6 +296,23 @@ def test_device_side_set_keeps_time(tree: ObjectTree) -> None:
     assert tree.read(p("/3303/0/5700"))[0].time is None
 
 
+def test_a_server_write_ends_the_time_of_measurement_in_a_prefixed_tree_too() -> None:
+    """A value a server wrote is the tree's now, with no time of measurement, also in an end
+    device's tree, whose Write names the records without its prefix: the times are kept by
+    the paths' IDs (every path in a tree has its prefix), and the time of the value the node
+    had measured was kept for the written one."""
+    t = ObjectTree(definitions(), prefix="dev0")
+    t.create_instance(3303, 0, [(5700, 1.0)])
+    t.set(p("/dev0/3303/0/5750"), "kitchen", time=1700000001.5)
+    assert t.read(p("/dev0/3303/0/5750"))[0].time == 1700000001.5
+    t.write(p("/dev0/3303/0"), [Record(p("/3303/0/5750"), "hall")], replace=False)
+    assert t.read(p("/dev0/3303/0/5750")) == [Record(p("/dev0/3303/0/5750"), "hall")]
+    t.set(p("/dev0/3303/0/5700"), 2.0, time=1700000002.5)
+    t.remove(p("/dev0/3303/0/5700"))
+    t.set(p("/dev0/3303/0/5700"), 3.0)
+    assert t.read(p("/dev0/3303/0/5700"))[0].time is None
+
+
 def test_prefixed_tree() -> None:
     t = ObjectTree(definitions(), prefix="dev0")
     t.create_instance(3303, 0, [(5700, 1.0)])

@@ -241,9 +241,9 @@ class Registrar:
         "_sent",
         "_stopping",
         "_task",
-        "_tick",
         "_update_due",
         "_wake",
+        "_wheel_key",
         "state",
         "target",
         "uplink",
@@ -282,8 +282,9 @@ class Registrar:
         self._moved: Flag | None = None
         """Set, and dropped, at every change of state; made only for a waiter (``announced``)."""
         self._task: asyncio.Task[None] | None = None
-        self._tick: int | None = None
-        """The tick of the wheel (``Wheel``) the next Update waits for while quiet."""
+        self._wheel_key: int | None = None
+        """The key of the deadline on the wheel (``Wheel.add``) the next Update waits for while
+        quiet."""
         self._stopping = False
         self._register_again = False
         split = urlsplit(target.uri)
@@ -395,24 +396,24 @@ class Registrar:
             due = await self._updating()
         if due is not None and not self._stopping:
             wheel = Wheel.of(asyncio.get_running_loop())
-            self._tick = wheel.add(due - self._clock(), self)
+            self._wheel_key = wheel.add(due - self._clock(), self)
         self._task = None
 
     def ring(self) -> None:
         """The next Update fell due (the ``Wheel``), or was asked for (``_wake_up``)."""
-        self._tick = None
+        self._wheel_key = None
         self._busy(self._updating())
 
     def _unwind(self) -> None:
         """Take the quiet wait off the wheel."""
-        if self._tick is not None:
-            Wheel.of(asyncio.get_running_loop()).cancel(self._tick, self)
-            self._tick = None
+        if self._wheel_key is not None:
+            Wheel.of(asyncio.get_running_loop()).cancel(self._wheel_key, self)
+            self._wheel_key = None
 
     def _wake_up(self) -> None:
         """Wake the registrar: its task when it is busy, its timer when it is quiet."""
         self._wake.set()
-        if self._tick is not None:
+        if self._wheel_key is not None:
             self._unwind()
             self.ring()
 

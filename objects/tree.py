@@ -49,6 +49,10 @@ _NO_HOOKS: Mapping[Any, Any] = MappingProxyType({})
 device's, one per node) never have any, and an empty dict each was 2 MB of a gateway with
 10,000 nodes. A hook's registration makes the tree a map of its own (``_with``)."""
 
+_NO_TIMES: dict[Any, float] = {}
+"""What a tree's times of measurement start as, for every tree: never written, only read and
+popped from while empty (``set`` gives the tree a dict of its own at the first time)."""
+
 
 _SHARED_HOOKS: dict[frozenset[tuple[Any, Any]], Mapping[Any, Any]] = {}
 """One map for all equal maps of module-level functions (every node endpoint's client checks
@@ -193,7 +197,9 @@ class ObjectTree:
         self._objects: dict[int, dict[int, dict[int, _ResourceSlot]]] = {}
         self._reads: dict[tuple[int, int], InstanceRead] | None = None
         """The instances' kept reads; None until one is kept (most trees are never read)."""
-        self._times: dict[Path, float] = {}
+        self._times: dict[Path, float] = _NO_TIMES
+        """Times of measurement by path; the shared empty dict until the first (most trees
+        have none: an end device's, a quiet node endpoint's, 64 bytes each, issue 17)."""
         self._listeners: Listeners[Listener] = Listeners("object tree changes")
         self._executors: Mapping[tuple[int, int], ExecuteHandler] = _NO_HOOKS
         self._computed: Mapping[tuple[int, int], _ComputedResources] = _NO_HOOKS
@@ -434,6 +440,8 @@ class ObjectTree:
                 resources[rid] = check_value(single, value)
         if time is None:
             self._times.pop(path, None)
+        elif self._times is _NO_TIMES:
+            self._times = {path: time}
         else:
             self._times[path] = time
         self._values += 1  # ``_changed``, inline

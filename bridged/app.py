@@ -265,6 +265,7 @@ class Gateway:
             bind=bind,
             udp=udp,
             on_event=ep.event,
+            on_idle=ep.rest,
             nodes=self.operations.over(ep.paths),
         )
 

@@ -28,6 +28,7 @@ from bridged.engine.client import LwM2MClient, ServerConfig, ServerSession
 from bridged.engine.sockets import SharedEngine
 from bridged.engine.uplink import OpenUdp
 from bridged.exposure.endpoints import (
+    SETTLED,
     EndpointsExposure,
     NodeEndpoint,
     endpoint_name,
@@ -559,6 +560,46 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
             "NodeEndpoint > Flag",
             "NodeEndpoint > LwM2MClient > list > ServerSession > Registrar > Flag",
         ]
+    finally:
+        await s.exposure.stop()
+
+
+async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_of_its_client(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """10,000 endpoints must fit in 64 MB (issue 17): a settled endpoint's ``settled`` is the
+    one flag of all settled endpoints (48 bytes each), it holds no lock while nothing brings
+    it up or takes it down (88 bytes each), and its sessions tell the endpoint of their events
+    and of each exchange's end directly, with no bound method of the client in between (64
+    bytes each): the bound methods it holds are its own two, told by its client, and the two
+    its client subscribes to its tree with. Taken down and brought up again, it registers
+    again, and a server's Read of it is still answered with its node's value."""
+    s = setup(tmp_path, server.uri, nodes=1)
+    (name,) = pair_all(s)
+    await s.exposure.start()
+    try:
+        (ep,) = await all_settled(s, server, [name])
+        assert ep.settled is SETTLED
+        own = list(held_by(ep, SharedEngine))
+        assert [c for o, c in own if isinstance(o, asyncio.Lock)] == []
+        assert ep.client is not None
+        (session,) = ep.client.sessions
+        mine = (ep, ep.client, session, session.registrar, session.uplink)
+        methods = sorted(
+            o.__func__.__name__
+            for o, _ in own
+            if isinstance(o, types.MethodType) and any(o.__self__ is m for m in mine)
+        )
+        assert methods == ["_on_change", "_update_trigger", "event", "rest"]
+        await s.exposure.stop()
+        assert (await server.next_event("deregister")).endpoint == name
+        await s.exposure.start()
+        assert (await server.next_event("register")).endpoint == name
+        await settled(ep)
+        assert ep.registered and ep.settled is SETTLED
+        s.sim.report(s.node(0), time.time())
+        temperature = await server.request(name, Code.GET, "/3303/0/5700")
+        assert float(temperature.payload) == s.node(0).values(time.time())[0].value
     finally:
         await s.exposure.stop()
 

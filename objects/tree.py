@@ -300,6 +300,11 @@ class ObjectTree:
         listener that raises is logged, and the others are still told (``Listeners``)."""
         return self._listeners.add(listener)
 
+    def unsubscribe(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (one equal to it): for a subscriber that keeps no function
+        to unsubscribe, as every node endpoint's client (48 bytes each, issue 17)."""
+        self._listeners.discard(listener)
+
     @property
     def change(self) -> Change:
         return Change(self._values, self._structure)

@@ -558,7 +558,7 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
         flags = sorted(chain for obj, chain in own if isinstance(obj, Flag))
         assert flags == [
             "NodeEndpoint > Flag",
-            "NodeEndpoint > LwM2MClient > list > ServerSession > Registrar > Flag",
+            "NodeEndpoint > LwM2MClient > tuple > ServerSession > Registrar > Flag",
         ]
     finally:
         await s.exposure.stop()
@@ -572,8 +572,9 @@ async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_
     it up or takes it down (88 bytes each), and its sessions tell the endpoint of their events
     and of each exchange's end directly, with no bound method of the client in between (64
     bytes each): the bound methods it holds are its own two, told by its client, and the two
-    its client subscribes to its tree with. Taken down and brought up again, it registers
-    again, and a server's Read of it is still answered with its node's value."""
+    its client subscribes to its tree with; nor a list, nor a function to unsubscribe. Taken
+    down and brought up again, it registers again, and a server's Read of it is still answered
+    with its node's value."""
     s = setup(tmp_path, server.uri, nodes=1)
     (name,) = pair_all(s)
     await s.exposure.start()
@@ -591,6 +592,10 @@ async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_
             if isinstance(o, types.MethodType) and any(o.__self__ is m for m in mine)
         )
         assert methods == ["_on_change", "_update_trigger", "event", "rest"]
+        # Its client's sessions are a tuple (a list was 40 bytes more), and it keeps no
+        # function to unsubscribe from its tree (48 bytes): it unsubscribes itself.
+        assert [r for m in mine for r in gc.get_referents(m) if isinstance(r, list)] == []
+        assert [c for o, c in own if type(o).__name__ == "_Unsubscribe"] == []
         await s.exposure.stop()
         assert (await server.next_event("deregister")).endpoint == name
         await s.exposure.start()

@@ -17,6 +17,7 @@ from pathlib import Path as FsPath
 
 import aiocoap
 import pytest
+from aiocoap.message import UndecidedRemote
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import Code
 from aiocoap.tokenmanager import TokenManager
@@ -692,8 +693,13 @@ async def test_an_endpoints_socket_is_read_by_the_engine_with_nothing_of_its_own
         assert not {sock.fileno() for sock in socks} & set(selector.get_map())
         # and the server's address the uplinks keep is one tuple (150 bytes each otherwise)
         uplinks = [ep.client.sessions[0].uplink for ep in endpoints]  # type: ignore[union-attr]
-        first, second = (u._resolved[1].sockaddr for u in uplinks)  # type: ignore[attr-defined]
+        first, second = (u.address.sockaddr for u in uplinks)  # type: ignore[union-attr]
         assert first is second
+        # and the server's origin they asked for is one too, kept with its address in two
+        # slots, not a tuple of them (120 bytes each otherwise)
+        assert uplinks[0]._asked is uplinks[1]._asked is not None  # type: ignore[union-attr]
+        kept = [r for u in uplinks for r in gc.get_referents(u) if isinstance(r, tuple)]
+        assert [r for r in kept if not isinstance(r, UndecidedRemote)] == []
         one, other = (ep.client for ep in endpoints)
         assert one is not None and other is not None
         assert one.bind is other.bind and one.udp is other.udp  # one for all, as it is all's

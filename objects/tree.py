@@ -60,6 +60,12 @@ its /1/x/7 Binding with ``check_binding``: a dict each was 2 MB of 10,000 endpoi
 functions are as few as the code has, so none is ever dropped."""
 
 
+_HOOK_KEYS: dict[Any, Any] = {}
+"""One key of a hook (an object and resource or instance ID) for all equal ones: every node
+endpoint's client executes /1/x/8 with a bound method of its own, and its key was a tuple each
+(56 bytes of each of 10,000 endpoints, issue 17). As few as the hooks the code registers."""
+
+
 class _OneHook(Mapping[Any, Any]):
     """A map of one hook that is not shared (a node endpoint's client's /1/x/8 executor, a
     bound method): 48 bytes where a dict of one entry is 224 (issue 17)."""
@@ -93,7 +99,8 @@ def _with(hooks: Mapping[Any, Any], key: object, hook: object) -> Mapping[Any, A
     """``hooks`` with ``key`` set to ``hook``, as a new map: hooks are registered while a
     tree is set up, a few times, so the copy costs nothing that matters. A map of
     module-level functions only is shared (``_SHARED_HOOKS``); a map of one other hook is a
-    ``_OneHook``."""
+    ``_OneHook``. The key is one for all equal keys (``_HOOK_KEYS``)."""
+    key = _HOOK_KEYS.setdefault(key, key)
     new = {**hooks, key: hook}
     if all(isinstance(h, FunctionType) and "<locals>" not in h.__qualname__ for h in new.values()):
         return _SHARED_HOOKS.setdefault(frozenset(new.items()), new)  # never changed: copied

@@ -492,12 +492,16 @@ def test_a_listener_is_unsubscribed_by_itself_with_no_function_kept_to_do_it() -
 def test_a_tree_with_one_executor_of_its_own_holds_no_dict_for_it() -> None:
     """Every node endpoint's client executes /1/x/8 through a bound method of its own: the
     tree holds it without a dict of one entry (224 bytes of each of 10,000 endpoints, issue
-    17), executes it, lists it, and a second executor makes the map a dict again."""
+    17) under a key that is one for all trees (56 bytes each), executes it, lists it, and a
+    second executor makes the map a dict again."""
     tree = ObjectTree(definitions())
     tree.create_instance(3303, 0, [(5700, 1.0)])
     calls: list[str] = []
     tree.on_execute(3303, 5605, lambda path, args: calls.append(str(path)))
     assert not isinstance(tree._executors, dict)
+    other = ObjectTree(definitions())
+    other.on_execute(3303, 5605, lambda path, args: None)
+    assert next(iter(tree._executors)) is next(iter(other._executors)), "one key for all"
     tree.execute(p("/3303/0/5605"))
     assert calls == ["/3303/0/5605"]
     assert p("/3303/0/5605") in tree.resource_paths(p("/3303/0"))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import pathlib
 import time
@@ -117,6 +118,12 @@ log = logging.getLogger(__name__)
 
 def _nothing() -> None:
     """What a client's ``on_idle`` is when nobody asked to be told."""
+
+
+@functools.lru_cache(maxsize=64)
+def _one_target(uri: str, version: str, request_timeout: float, retry: RetryPolicy) -> ServerTarget:
+    """One ``ServerTarget`` for all the sessions with one server (as its configuration)."""
+    return ServerTarget(uri, version, request_timeout, retry)
 
 
 SUPPORTED_SECURITY_MODES = frozenset(
@@ -471,14 +478,10 @@ class ServerSession:
             idle=idle,
         )
         session.uplink = await session._open_uplink(bind, udp)
-        target = ServerTarget(
-            uri=session.uri,
-            endpoint=endpoint_name,
-            version=config.version,
-            request_timeout=config.request_timeout,
-            retry=config.retry,
+        target = _one_target(session.uri, config.version, config.request_timeout, config.retry)
+        session.registrar = Registrar(
+            session.uplink, target, session, on_event, endpoint=endpoint_name
         )
-        session.registrar = Registrar(session.uplink, target, session, on_event)
         return session
 
     # -- serving the server, made on demand ---------------------------------------------------

@@ -129,10 +129,11 @@ for as long as a registration keeps them (a weak value: the key is not the value
 
 @dataclass(frozen=True, slots=True)
 class ServerTarget:
-    """Where and as whom to register."""
+    """Where to register, and how: one for all the registrations with one server (the
+    endpoints mode's 10,000 node endpoints, 72 bytes each, issue 17); as whom is the
+    ``Registrar``'s own ``endpoint``."""
 
     uri: str
-    endpoint: str
     version: str = "1.1"
     request_timeout: float = 93.0
     retry: RetryPolicy = RetryPolicy()
@@ -199,9 +200,9 @@ def next_try_text(seconds: float) -> str:
     return f"next try in {seconds:g} s, at {at}"
 
 
-def register_query(target: ServerTarget, params: RegistrationParams, version: str) -> list[str]:
+def register_query(endpoint: str, params: RegistrationParams, version: str) -> list[str]:
     """The Register query. 1.1+ has a separate valueless ``Q``; 1.0 says ``b=UQ``."""
-    q = [f"ep={target.endpoint}", f"lt={params.lifetime}", f"lwm2m={version}"]
+    q = [f"ep={endpoint}", f"lt={params.lifetime}", f"lwm2m={version}"]
     if version == "1.0":
         q.append(f"b={params.binding}{'Q' if params.queue else ''}")
     else:
@@ -244,6 +245,7 @@ class Registrar:
         "_update_due",
         "_wake",
         "_wheel_key",
+        "endpoint",
         "state",
         "target",
         "uplink",
@@ -257,10 +259,14 @@ class Registrar:
         registrant: Registrant,
         on_event: Callable[[RegistrationEvent], None] = lambda e: None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        endpoint: str,
     ) -> None:
-        """``uplink`` carries the requests (a bare context is plain UDP)."""
+        """``uplink`` carries the requests (a bare context is plain UDP); ``endpoint`` is the
+        endpoint name to register as."""
         self.uplink = UdpUplink(uplink) if isinstance(uplink, aiocoap.Context) else uplink
         self.target = target
+        self.endpoint = endpoint
         self._registrant = registrant
         self._on_event = on_event
         self._clock = clock
@@ -552,7 +558,10 @@ class Registrar:
         payload = params.links.encode()
         params = params.kept(payload)  # the text goes now, not after the exchange
         msg = aiocoap.Message(code=Code.POST, uri=self.uri("rd"), payload=payload)
-        msg.opt.uri_query = (*self._base_query, *register_query(self.target, params, self.version))
+        msg.opt.uri_query = (
+            *self._base_query,
+            *register_query(self.endpoint, params, self.version),
+        )
         msg.opt.content_format = LINK_FORMAT
         try:
             response = await self.exchange(msg)

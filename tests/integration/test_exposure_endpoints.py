@@ -881,17 +881,18 @@ async def test_endpoints_of_one_kind_of_node_keep_one_record_of_what_they_regist
 ) -> None:
     """A registration keeps what it sent (lifetime, binding, a digest of its object list) to
     tell whether it changed: endpoints of nodes alike keep one object for it, digest and all
-    (181 bytes each of 10,000)."""
+    (181 bytes each of 10,000), and one of where they register (``ServerTarget``, 72 bytes
+    each); the server has each one's Register under its own name."""
     s = setup(tmp_path, server.uri, nodes=2)
-    pair_all(s)
+    names = pair_all(s)
     await s.exposure.start()
     try:
-        await registered(server, 2)
-        eps = list(s.exposure.endpoints.values())
-        for ep in eps:
-            await settled(ep)
+        eps = await all_settled(s, server, names)
         kept = [ep.client.sessions[0].registrar._sent for ep in eps if ep.client is not None]
         assert len(kept) == 2 and kept[0] is not None and kept[1] is not None
         assert kept[0] is kept[1]
+        targets = [ep.client.sessions[0].registrar.target for ep in eps if ep.client is not None]
+        assert targets[0] is targets[1]
+        assert set(server.clients) == set(names)
     finally:
         await s.exposure.stop()

@@ -274,6 +274,7 @@ class Gateway:
             bind=bind,
             udp=udp,
             on_event=ep.event,
+            on_idle=ep.rest,
             nodes=self.operations.over(ep.paths),
         )
 

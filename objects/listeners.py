@@ -58,7 +58,9 @@ class Listeners(Generic[L]):
         """Whether anybody listens (an event costly to make is made only then)."""
         return bool(self._listeners)
 
-    def _discard(self, listener: L) -> None:
+    def discard(self, listener: L) -> None:
+        """Stop telling ``listener`` (one equal to it: a bound method made again is); nothing
+        if it is not told."""
         if listener in self._listeners:
             rest = list(self._listeners)
             rest.remove(listener)
@@ -102,4 +104,4 @@ class _Unsubscribe(Generic[L]):
         self._listener = listener
 
     def __call__(self) -> None:
-        self._listeners._discard(self._listener)
+        self._listeners.discard(self._listener)

@@ -49,11 +49,21 @@ _NO_HOOKS: Mapping[Any, Any] = MappingProxyType({})
 device's, one per node) never have any, and an empty dict each was 2 MB of a gateway with
 10,000 nodes. A hook's registration makes the tree a map of its own (``_with``)."""
 
+_NO_TIMES: dict[Any, float] = {}
+"""What a tree's times of measurement start as, for every tree: never written, only read and
+popped from while empty (``set`` gives the tree a dict of its own at the first time)."""
+
 
 _SHARED_HOOKS: dict[frozenset[tuple[Any, Any]], Mapping[Any, Any]] = {}
 """One map for all equal maps of module-level functions (every node endpoint's client checks
 its /1/x/7 Binding with ``check_binding``: a dict each was 2 MB of 10,000 endpoints). Such
 functions are as few as the code has, so none is ever dropped."""
+
+
+_HOOK_KEYS: dict[Any, Any] = {}
+"""One key of a hook (an object and resource or instance ID) for all equal ones: every node
+endpoint's client executes /1/x/8 with a bound method of its own, and its key was a tuple each
+(56 bytes of each of 10,000 endpoints, issue 17). As few as the hooks the code registers."""
 
 
 class _OneHook(Mapping[Any, Any]):
@@ -89,7 +99,8 @@ def _with(hooks: Mapping[Any, Any], key: object, hook: object) -> Mapping[Any, A
     """``hooks`` with ``key`` set to ``hook``, as a new map: hooks are registered while a
     tree is set up, a few times, so the copy costs nothing that matters. A map of
     module-level functions only is shared (``_SHARED_HOOKS``); a map of one other hook is a
-    ``_OneHook``."""
+    ``_OneHook``. The key is one for all equal keys (``_HOOK_KEYS``)."""
+    key = _HOOK_KEYS.setdefault(key, key)
     new = {**hooks, key: hook}
     if all(isinstance(h, FunctionType) and "<locals>" not in h.__qualname__ for h in new.values()):
         return _SHARED_HOOKS.setdefault(frozenset(new.items()), new)  # never changed: copied
@@ -193,11 +204,13 @@ class ObjectTree:
         self._objects: dict[int, dict[int, dict[int, _ResourceSlot]]] = {}
         self._reads: dict[tuple[int, int], InstanceRead] | None = None
         """The instances' kept reads; None until one is kept (most trees are never read)."""
-        self._times: dict[tuple[int, ...], float] = {}
+        self._times: dict[tuple[int, ...], float] = _NO_TIMES
         """Each value's time of measurement, by its path's IDs (every path in a tree has its
         prefix): a tuple's hash and equality are the interpreter's own, where a ``Path``'s
         are Python calls, and a node's reading comes with a path made anew (its upstream
-        path), which its key was compared with, a call more, at every reading."""
+        path), which its key was compared with, a call more, at every reading. The shared
+        empty dict until the first (most trees have none: an end device's, a quiet node
+        endpoint's, 64 bytes each, issue 17)."""
         self._listeners: Listeners[Listener] = Listeners("object tree changes")
         self._executors: Mapping[tuple[int, int], ExecuteHandler] = _NO_HOOKS
         self._computed: Mapping[tuple[int, int], _ComputedResources] = _NO_HOOKS
@@ -297,6 +310,11 @@ class ObjectTree:
         """Call ``listener`` on every change; returns the function that unsubscribes it. A
         listener that raises is logged, and the others are still told (``Listeners``)."""
         return self._listeners.add(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (one equal to it): for a subscriber that keeps no function
+        to unsubscribe, as every node endpoint's client (48 bytes each, issue 17)."""
+        self._listeners.discard(listener)
 
     @property
     def change(self) -> Change:
@@ -438,6 +456,8 @@ class ObjectTree:
                 resources[rid] = check_value(single, value)
         if time is None:
             self._times.pop(ids, None)
+        elif self._times is _NO_TIMES:
+            self._times = {ids: time}
         else:
             self._times[ids] = time
         self._values += 1  # ``_changed``, inline

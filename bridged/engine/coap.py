@@ -192,8 +192,11 @@ class BoundedMessageManager(MessageManager):
         self.clock = clock
         self.peers_only = peers_only
         # by local socket (the remote's message interface): the peers each socket serves, the
-        # latest last (a tuple: a shared engine has thousands of sockets of one peer each)
-        self._peers: dict[object, tuple[interfaces.EndpointAddress, ...]] = {}
+        # latest last (``_peers_of``): one peer itself, more in a tuple (a shared engine has
+        # thousands of sockets of one peer each: a tuple of one was 48 bytes each, issue 17)
+        self._peers: dict[
+            object, interfaces.EndpointAddress | tuple[interfaces.EndpointAddress, ...]
+        ] = {}
         self._admitted: set[interfaces.EndpointAddress] = set()
         self.refused = 0
         """Requests dropped because they came from elsewhere than a peer (``peers_only``)."""
@@ -268,7 +271,12 @@ class BoundedMessageManager(MessageManager):
         if not self.peers_only:
             return True
         remote = self.address(remote)
-        return remote in self._peers.get(remote.interface, ()) or remote in self._admitted
+        return remote in self._peers_of(remote.interface) or remote in self._admitted
+
+    def _peers_of(self, interface: object) -> tuple[interfaces.EndpointAddress, ...]:
+        """The peers the socket ``interface`` serves, the latest last."""
+        peers = self._peers.get(interface, ())
+        return peers if isinstance(peers, tuple) else (peers,)
 
     def admit(self, remote: interfaces.EndpointAddress) -> None:
         """Serve requests from ``remote`` for good, though no request of this socket went
@@ -288,9 +296,7 @@ class BoundedMessageManager(MessageManager):
                 " %s); this socket serves only %s",
                 since,
                 message.remote,
-                ", ".join(
-                    map(str, [*self._peers.get(message.remote.interface, ()), *self._admitted])
-                )
+                ", ".join(map(str, [*self._peers_of(message.remote.interface), *self._admitted]))
                 or "the server, once it has contacted it",
             )
             self._refused_logged = (now, self.refused)
@@ -298,10 +304,10 @@ class BoundedMessageManager(MessageManager):
     def _remember_peer(self, message: aiocoap.Message) -> None:
         if self.peers_only and message.code.is_request():
             remote, interface = message.remote, message.remote.interface
-            peers = self._peers.get(interface, ())
+            peers = self._peers_of(interface)
             if peers[-1:] != (remote,):
-                kept = (*(p for p in peers if p != remote), remote)
-                self._peers[interface] = kept[-PEERS_KEPT:]
+                kept = (*(p for p in peers if p != remote), remote)[-PEERS_KEPT:]
+                self._peers[interface] = kept if len(kept) > 1 else remote
 
     # -- the inline answer --------------------------------------------------------------
 

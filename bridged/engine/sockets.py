@@ -378,7 +378,7 @@ class SocketUplink(UdpUplink):
             remote = await self._engine.resolve(message, self._socket)
             if remote is None:
                 raise aiocoap.error.ResolutionError(f"{asked} is not a CoAP-over-UDP address")
-            self._resolved = (asked, remote)
+            self.resolving(asked, remote)
         return await super().request(message, blockwise=blockwise)
 
     async def shutdown(self) -> None:

@@ -13,6 +13,7 @@ registrar and the Send code do not care which one they talk through.
 from __future__ import annotations
 
 import ipaddress
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -25,6 +26,12 @@ from aiocoap.util import hostportsplit
 from .addresses import Address
 from .coap import create_context
 from .udp import guard_received_datagrams, guard_stale_icmp_errors
+
+
+@functools.lru_cache(maxsize=64)
+def _one_origin(asked: UndecidedRemote) -> UndecidedRemote:
+    """One origin object for all equal ones (the endpoints' uplinks ask one server's)."""
+    return asked
 
 
 class Uplink(Protocol):
@@ -71,7 +78,7 @@ class UdpUplink:
     of a retry's CPU). Slotted: each node endpoint has one (``SocketUplink``).
     """
 
-    __slots__ = ("_address", "_context", "_resolved")
+    __slots__ = ("_address", "_asked", "_context", "_remote")
 
     def __init__(
         self,
@@ -80,8 +87,11 @@ class UdpUplink:
     ) -> None:
         self._context = context
         self._address = address  # the kind of address the context's message layer keys by
-        # the server's URI origin as asked, and its address (one server per uplink)
-        self._resolved: tuple[UndecidedRemote, interfaces.EndpointAddress] | None = None
+        self._asked: UndecidedRemote | None = None
+        """The server's URI origin as asked (one server per uplink), one for all uplinks that
+        ask it (``resolving``), and ``_remote``, its address: two slots, not a tuple of them
+        and the origin each (120 bytes of each of 10,000 node endpoints, issue 17)."""
+        self._remote: interfaces.EndpointAddress | None = None
 
     @classmethod
     async def create(
@@ -111,7 +121,7 @@ class UdpUplink:
         finally:
             sent_to = message.remote  # aiocoap's resolution, once the request went
             if known is None and _literal(asked) and isinstance(sent_to, UDP6EndpointAddress):
-                self._resolved = (asked, self._address(sent_to.sockaddr, sent_to.interface))
+                self.resolving(asked, self._address(sent_to.sockaddr, sent_to.interface))
         remote = response.remote
         if (
             isinstance(asked, UndecidedRemote)
@@ -123,7 +133,7 @@ class UdpUplink:
             # the kernel for the interface's name (a socket and an ioctl) each time. The one
             # known already stays when the server answered from it (an endpoint's server
             # address is one for all endpoints, ``bridged.engine.sockets``).
-            self._resolved = (asked, self._address(remote.sockaddr, remote.interface))
+            self.resolving(asked, self._address(remote.sockaddr, remote.interface))
         return response
 
     @property
@@ -131,22 +141,26 @@ class UdpUplink:
         """The server's address as resolved, None before its first answer: a plain UDP address
         is what a request names to be sent in smaller Block1 blocks (its
         ``maximum_block_size_exp``; a DTLS uplink has none, aiocoap fixes its session's)."""
-        resolved = self._resolved[1] if self._resolved is not None else None
-        return resolved if isinstance(resolved, UDP6EndpointAddress) else None
+        remote = self._remote
+        return remote if isinstance(remote, UDP6EndpointAddress) else None
 
     def resolved(self, asked: interfaces.EndpointAddress) -> interfaces.EndpointAddress | None:
         """The address ``asked`` (a URI's origin) was resolved to, if it is kept."""
-        resolved = self._resolved
-        if resolved is None or not isinstance(asked, UndecidedRemote):
+        if self._asked is None or not isinstance(asked, UndecidedRemote):
             return None  # an address already (a Send in smaller blocks names its own)
-        return resolved[1] if resolved[0] == asked else None
+        return self._remote if self._asked == asked else None
+
+    def resolving(self, asked: UndecidedRemote, remote: interfaces.EndpointAddress) -> None:
+        """Keep ``remote`` as what ``asked`` resolves to."""
+        self._asked, self._remote = _one_origin(asked), remote
 
     def drop_session(self) -> None:
         """Plain UDP has no session state the server could have lost; forget its resolved
         address, so that the next request resolves the host again (it may have moved), unless
         the host is an IP literal."""
-        if self._resolved is not None and not _literal(self._resolved[0]):
-            self._resolved = None
+        if self._asked is not None and _literal(self._asked):
+            return
+        self._asked = self._remote = None
 
     async def shutdown(self) -> None:
         await self._context.shutdown()

@@ -171,7 +171,7 @@ class InstancesExposure(ThroughGateway):
             except LwM2MError as e:
                 log.warning("node %s: /%d/%d not exposed: %s", node.id, oid, iid, e)
                 continue
-            self.paths.show(Shown(node.id, local, Path((oid, gw)), held=held))
+            self.paths.show(node.id, Shown(local, Path((oid, gw)), held=held))
             apply_readings(
                 self.tree, self.paths, node, instance_records(node, oid, iid), claim=False
             )  # with their times
@@ -202,12 +202,11 @@ class InstancesExposure(ThroughGateway):
             log.warning("node %s: battery not exposed: %s", node.id, e)
             return
         battery = Shown(
-            node.id,
             (Device.OBJECT, SINGLE),
             Path((Ipso.GENERIC_SENSOR, gw)),
             {IpsoResource.SENSOR_VALUE: Device.BATTERY_LEVEL},
         )
-        self.paths.show(battery)
+        self.paths.show(node.id, battery)
         apply_readings(self.tree, self.paths, node, [level], claim=False)  # with its time
 
     def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:

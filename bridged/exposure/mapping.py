@@ -39,6 +39,7 @@ unprefixed objects are the gateway's.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
@@ -76,14 +77,15 @@ class NodePath(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Shown:
-    """One node instance as shown upstream.
+    """How a node instance is shown upstream (``PathMap.show`` says whose).
 
-    ``upstream`` is the upstream instance path (with the end device's prefix, if any).
-    ``resources`` maps upstream resource IDs to the node's, for an instance shown under other
-    resource IDs (the battery); None means the same IDs. ``held`` are the upstream resource IDs
-    the gateway fills itself (module docstring)."""
+    ``local`` is the instance in the node's tree, ``upstream`` the upstream instance path
+    (with the end device's prefix, if any). ``resources`` maps upstream resource IDs to the
+    node's, for an instance shown under other resource IDs (the battery); None means the same
+    IDs. ``held`` are the upstream resource IDs the gateway fills itself (module docstring).
+    It names no node, so the node endpoints of one kind of node share theirs (``_one_of_all``:
+    three of 72 bytes and their tuple were 280 bytes of each of 10,000, issue 17)."""
 
-    node: NodeId
     local: tuple[int, int]
     upstream: Path
     resources: Mapping[int, int] | None = None
@@ -125,6 +127,31 @@ class Shown:
 
 
 """The instances of a node that shows none."""
+
+_SHARED = 1024
+"""How many of the most recent ``Shown`` and tuples of them are kept to be shared: the nodes of
+a kind (the endpoints mode) show the same few; the modes that show each node at paths of its
+own gain nothing, and keep no more than these."""
+
+
+@functools.lru_cache(maxsize=_SHARED)
+def _one_shown(local: tuple[int, int], upstream: Path, held: frozenset[int]) -> Shown:
+    return Shown(local, upstream, held=held)
+
+
+@functools.lru_cache(maxsize=_SHARED)
+def _one_tuple(shown: tuple[Shown, ...]) -> tuple[Shown, ...]:
+    return shown
+
+
+def _one_of_all(shown: Shown) -> Shown:
+    """One ``Shown`` for all equal ones (of those with no map of resources, which all are but
+    the instances mode's battery)."""
+    return (
+        shown
+        if shown.resources is not None
+        else _one_shown(shown.local, shown.upstream, shown.held)
+    )
 
 
 class _OneNode(MutableMapping[NodeId, tuple["Shown", ...]]):
@@ -173,7 +200,7 @@ class PathMap:
         self._prefixed = prefixed
         """Whether nodes are shown under end-device prefixes (the gateway mode) rather than in
         the unprefixed tree (the other modes)."""
-        self._up: dict[Path, Shown] | None = None
+        self._up: dict[Path, tuple[NodeId, Shown]] | None = None
         """The shown instances by upstream path, made at the first ``local`` (most of 10,000
         node endpoints' maps, one each, are never asked: it was 200 bytes of each)."""
         self._down: MutableMapping[NodeId, tuple[Shown, ...]] = (
@@ -182,13 +209,14 @@ class PathMap:
         """Each node's shown instances, in node-local order: a tuple, as a node has a few and a
         map each was about 2 MB of a gateway with 10,000 nodes."""
 
-    def show(self, shown: Shown) -> None:
-        """``shown.node``'s instance ``shown.local`` is shown at ``shown.upstream``."""
-        self.hide(shown.node, shown.local)
+    def show(self, node: NodeId, shown: Shown) -> None:
+        """``node``'s instance ``shown.local`` is shown at ``shown.upstream``."""
+        shown = _one_of_all(shown)
+        self.hide(node, shown.local)
         if self._up is not None:
-            self._up[shown.upstream] = shown
-        mine = (*self._down.get(shown.node, ()), shown)
-        self._down[shown.node] = tuple(sorted(mine, key=lambda s: s.local))
+            self._up[shown.upstream] = (node, shown)
+        mine = tuple(sorted((*self._down.get(node, ()), shown), key=lambda s: s.local))
+        self._down[node] = _one_tuple(mine) if all(s.resources is None for s in mine) else mine
 
     def hide(self, node: NodeId, local: tuple[int, int]) -> Shown | None:
         """Stop showing the node's instance ``local``; returns how it was shown."""
@@ -241,12 +269,13 @@ class PathMap:
         if upstream.level < Level.INSTANCE:
             return None
         if self._up is None:
-            self._up = {s.upstream: s for shown in self._down.values() for s in shown}
-        shown = self._up.get(upstream.truncate(Level.INSTANCE))
-        if shown is None:
+            self._up = {s.upstream: (n, s) for n, shown in self._down.items() for s in shown}
+        found = self._up.get(upstream.truncate(Level.INSTANCE))
+        if found is None:
             return None
+        node, shown = found
         path = shown.to_local(upstream)
-        return None if path is None else NodePath(shown.node, path)
+        return None if path is None else NodePath(node, path)
 
     def holds_nodes(self, upstream: Path) -> bool:
         """Whether the object of ``upstream`` is one this mode shows nodes' instances in (the
@@ -272,5 +301,5 @@ class PathMap:
             return None
         if shown.resources is None and local.ids[2] in shown.held:
             shown = replace(shown, held=shown.held - {local.ids[2]})
-            self.show(shown)
+            self.show(node, shown)
         return shown.to_upstream(local)

@@ -165,7 +165,7 @@ class NodeMirror:
                 own = {p.ids[2] for p in self.tree.resource_paths(instance)} | held
                 held = shared(frozenset(own - {rid for rid, _ in instance_values(node, oid, iid)}))
                 adopted.add(key)
-                self.paths.show(Shown(node.id, key, instance, held=held))
+                self.paths.show(node.id, Shown(key, instance, held=held))
                 self._set(node, [Record(Path((oid, iid, rid)), v) for rid, v in values])
                 self._set(node, instance_records(node, oid, iid))  # with their times
                 continue
@@ -175,7 +175,7 @@ class NodeMirror:
                 log.warning("node %s: /%d/%d not exposed: %s", node.id, oid, iid, e)
                 continue
             created.add(key)
-            self.paths.show(Shown(node.id, key, instance, held=held))
+            self.paths.show(node.id, Shown(key, instance, held=held))
             self._set(node, instance_records(node, oid, iid))  # with their times
             changed = True
         return changed
@@ -207,7 +207,7 @@ class NodeMirror:
             shown = self.paths.shown(node, key)
             rids = frozenset(rid for rid, _ in values)
             if shown is not None and shown.resources is None and not rids <= shown.held:
-                self.paths.show(replace(shown, held=shared(shown.held | rids)))
+                self.paths.show(node, replace(shown, held=shared(shown.held | rids)))
             for rid, value in values:
                 path = instance.child(rid)
                 if self.tree.has(path) and self.tree.get(path) == value:

@@ -169,7 +169,6 @@ class EmulatedNode:
         host = LowpanAddress(self.interface, gateway_ip, self.server_port).hostinfo
         target = ServerTarget(
             uri=f"coap://{host}",
-            endpoint=self.name,
             version=self.version,
             request_timeout=5.0,
             retry=self.retry,
@@ -180,7 +179,7 @@ class EmulatedNode:
             if self.registrar is not None and self.registrar.registered:
                 self.registered.set()
 
-        self.registrar = Registrar(self.context, target, self, on_event)
+        self.registrar = Registrar(self.context, target, self, on_event, endpoint=self.name)
         self._task = asyncio.create_task(self.registrar.run())
 
     def params(self) -> RegistrationParams:

@@ -17,6 +17,7 @@ from pathlib import Path as FsPath
 
 import aiocoap
 import pytest
+from aiocoap.message import UndecidedRemote
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import Code
 from aiocoap.tokenmanager import TokenManager
@@ -28,6 +29,7 @@ from bridged.engine.client import LwM2MClient, ServerConfig, ServerSession
 from bridged.engine.sockets import SharedEngine
 from bridged.engine.uplink import OpenUdp
 from bridged.exposure.endpoints import (
+    SETTLED,
     EndpointsExposure,
     NodeEndpoint,
     endpoint_name,
@@ -514,10 +516,10 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
     and its cell, 200 bytes), no bound method of its session (its registrar holds the session),
     no dict of nodes (its path map's), what is made for it is slotted (an instance's dict
     was 64 bytes more) and its registrar keeps no tuple (its Location-Path is one string)
-    and no flag but the two that stand for something: its own
-    ``settled`` and its registrar's wake-up; not a bootstrap wish without a Bootstrap-Server,
-    nor queue mode's outside queue mode, nor a change of state's that nobody waits for (48
-    bytes each)."""
+    and no flag of its own (48 bytes each): its ``settled`` is the one of all settled
+    endpoints, its registrar's wake-up is made when an Update is asked for; not a bootstrap
+    wish without a Bootstrap-Server, nor queue mode's outside queue mode, nor a change of
+    state's that nobody waits for."""
     s = setup(tmp_path, server.uri, nodes=1)
     pair_all(s)
     await s.exposure.start()
@@ -554,11 +556,53 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
         # Its Location-Path is one string, not a tuple of segments (about 100 bytes more).
         assert [r for r in gc.get_referents(session.registrar) if isinstance(r, tuple) and r] == []
         assert session.registrar.location == server.clients[ep.name].location
-        flags = sorted(chain for obj, chain in own if isinstance(obj, Flag))
-        assert flags == [
-            "NodeEndpoint > Flag",
-            "NodeEndpoint > LwM2MClient > list > ServerSession > Registrar > Flag",
-        ]
+        flags = [obj for obj, chain in own if isinstance(obj, Flag)]
+        assert flags == [SETTLED]  # the one of all settled endpoints; its registrar's: none
+    finally:
+        await s.exposure.stop()
+
+
+async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_of_its_client(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """10,000 endpoints must fit in 64 MB (issue 17): a settled endpoint's ``settled`` is the
+    one flag of all settled endpoints (48 bytes each), it holds no lock while nothing brings
+    it up or takes it down (88 bytes each), and its sessions tell the endpoint of their events
+    and of each exchange's end directly, with no bound method of the client in between (64
+    bytes each): the bound methods it holds are its own two, told by its client, and the two
+    its client subscribes to its tree with; nor a list, nor a function to unsubscribe. Taken
+    down and brought up again, it registers again, and a server's Read of it is still answered
+    with its node's value."""
+    s = setup(tmp_path, server.uri, nodes=1)
+    (name,) = pair_all(s)
+    await s.exposure.start()
+    try:
+        (ep,) = await all_settled(s, server, [name])
+        assert ep.settled is SETTLED
+        own = list(held_by(ep, SharedEngine))
+        assert [c for o, c in own if isinstance(o, asyncio.Lock)] == []
+        assert ep.client is not None
+        (session,) = ep.client.sessions
+        mine = (ep, ep.client, session, session.registrar, session.uplink)
+        methods = sorted(
+            o.__func__.__name__
+            for o, _ in own
+            if isinstance(o, types.MethodType) and any(o.__self__ is m for m in mine)
+        )
+        assert methods == ["_on_change", "_update_trigger", "event", "rest"]
+        # Its client's sessions are a tuple (a list was 40 bytes more), and it keeps no
+        # function to unsubscribe from its tree (48 bytes): it unsubscribes itself.
+        assert [r for m in mine for r in gc.get_referents(m) if isinstance(r, list)] == []
+        assert [c for o, c in own if type(o).__name__ == "_Unsubscribe"] == []
+        await s.exposure.stop()
+        assert (await server.next_event("deregister")).endpoint == name
+        await s.exposure.start()
+        assert (await server.next_event("register")).endpoint == name
+        await settled(ep)
+        assert ep.registered and ep.settled is SETTLED
+        s.sim.report(s.node(0), time.time())
+        temperature = await server.request(name, Code.GET, "/3303/0/5700")
+        assert float(temperature.payload) == s.node(0).values(time.time())[0].value
     finally:
         await s.exposure.stop()
 
@@ -649,8 +693,13 @@ async def test_an_endpoints_socket_is_read_by_the_engine_with_nothing_of_its_own
         assert not {sock.fileno() for sock in socks} & set(selector.get_map())
         # and the server's address the uplinks keep is one tuple (150 bytes each otherwise)
         uplinks = [ep.client.sessions[0].uplink for ep in endpoints]  # type: ignore[union-attr]
-        first, second = (u._resolved[1].sockaddr for u in uplinks)  # type: ignore[attr-defined]
+        first, second = (u.address.sockaddr for u in uplinks)  # type: ignore[union-attr]
         assert first is second
+        # and the server's origin they asked for is one too, kept with its address in two
+        # slots, not a tuple of them (120 bytes each otherwise)
+        assert uplinks[0]._asked is uplinks[1]._asked is not None  # type: ignore[union-attr]
+        kept = [r for u in uplinks for r in gc.get_referents(u) if isinstance(r, tuple)]
+        assert [r for r in kept if not isinstance(r, UndecidedRemote)] == []
         one, other = (ep.client for ep in endpoints)
         assert one is not None and other is not None
         assert one.bind is other.bind and one.udp is other.udp  # one for all, as it is all's
@@ -832,17 +881,18 @@ async def test_endpoints_of_one_kind_of_node_keep_one_record_of_what_they_regist
 ) -> None:
     """A registration keeps what it sent (lifetime, binding, a digest of its object list) to
     tell whether it changed: endpoints of nodes alike keep one object for it, digest and all
-    (181 bytes each of 10,000)."""
+    (181 bytes each of 10,000), and one of where they register (``ServerTarget``, 72 bytes
+    each); the server has each one's Register under its own name."""
     s = setup(tmp_path, server.uri, nodes=2)
-    pair_all(s)
+    names = pair_all(s)
     await s.exposure.start()
     try:
-        await registered(server, 2)
-        eps = list(s.exposure.endpoints.values())
-        for ep in eps:
-            await settled(ep)
+        eps = await all_settled(s, server, names)
         kept = [ep.client.sessions[0].registrar._sent for ep in eps if ep.client is not None]
         assert len(kept) == 2 and kept[0] is not None and kept[1] is not None
         assert kept[0] is kept[1]
+        targets = [ep.client.sessions[0].registrar.target for ep in eps if ep.client is not None]
+        assert targets[0] is targets[1]
+        assert set(server.clients) == set(names)
     finally:
         await s.exposure.stop()

@@ -37,7 +37,7 @@ class Client:
     def __init__(self, context: aiocoap.Context, target: ServerTarget) -> None:
         self.carried = RegistrationParams(lifetime=300, binding="U", queue=False, links=LINKS)
         self.events: asyncio.Queue[RegistrationEvent] = asyncio.Queue()
-        self.registrar = Registrar(context, target, self, self.events.put_nowait)
+        self.registrar = Registrar(context, target, self, self.events.put_nowait, endpoint="gw-1")
         self.task: asyncio.Task[None] | None = None
         if self.driver == "run":
             self.task = asyncio.create_task(self.registrar.run())
@@ -81,7 +81,7 @@ async def context() -> AsyncIterator[aiocoap.Context]:
 
 
 def target(uri: str, **kw: object) -> ServerTarget:
-    return ServerTarget(uri=uri, endpoint="gw-1", request_timeout=3.0, retry=FAST_RETRY, **kw)  # type: ignore[arg-type]
+    return ServerTarget(uri=uri, request_timeout=3.0, retry=FAST_RETRY, **kw)  # type: ignore[arg-type]
 
 
 async def test_LightweightM2M_1_1_int_101_initial_registration(
@@ -214,9 +214,7 @@ async def test_unreachable_server_is_retried_until_it_comes_up(context: aiocoap.
     port = free_udp_port()
     client = Client(
         context,
-        ServerTarget(
-            uri=f"coap://127.0.0.1:{port}", endpoint="gw-1", request_timeout=0.5, retry=FAST_RETRY
-        ),
+        ServerTarget(uri=f"coap://127.0.0.1:{port}", request_timeout=0.5, retry=FAST_RETRY),
     )
     failure = await client.event(EventKind.REGISTRATION_FAILURE)
     assert failure.server.endswith(str(port))
@@ -242,9 +240,7 @@ async def test_a_server_that_does_not_answer_is_a_timeout_with_the_next_try(
         silent.bind(("127.0.0.1", 0))
         uri = f"coap://127.0.0.1:{silent.getsockname()[1]}"
         retry = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1)
-        client = Client(
-            context, ServerTarget(uri=uri, endpoint="gw-1", request_timeout=0.3, retry=retry)
-        )
+        client = Client(context, ServerTarget(uri=uri, request_timeout=0.3, retry=retry))
         first = await client.event(EventKind.REGISTRATION_FAILURE)
         assert first.detail.startswith(f"{uri} timed out: no answer within 0.3 s; "), first.detail
         assert "next try in 0.05 s" in first.detail
@@ -264,7 +260,6 @@ def test_update_margin_is_bounded() -> None:
 
 
 def test_queue_mode_syntax_per_version() -> None:
-    t = ServerTarget(uri="coap://x", endpoint="e")
     p = RegistrationParams(60, "U", True, "")
-    assert register_query(t, p, "1.1") == ["ep=e", "lt=60", "lwm2m=1.1", "b=U", "Q"]
-    assert register_query(t, p, "1.0") == ["ep=e", "lt=60", "lwm2m=1.0", "b=UQ"]
+    assert register_query("e", p, "1.1") == ["ep=e", "lt=60", "lwm2m=1.1", "b=U", "Q"]
+    assert register_query("e", p, "1.0") == ["ep=e", "lt=60", "lwm2m=1.0", "b=UQ"]

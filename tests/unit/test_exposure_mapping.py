@@ -16,7 +16,7 @@ OTHER = NodeId("sim", "0002")
 
 def test_a_renumbered_instance_maps_both_ways_but_for_what_the_gateway_holds() -> None:
     paths = PathMap()
-    paths.show(Shown(NODE, (3303, 0), Path((3303, 4)), held=frozenset({5750})))
+    paths.show(NODE, Shown((3303, 0), Path((3303, 4)), held=frozenset({5750})))
     assert paths.upstream(NODE, Path((3303, 0, 5700))) == Path((3303, 4, 5700))
     assert paths.local(Path((3303, 4, 5700))) == NodePath(NODE, Path((3303, 0, 5700)))
     assert paths.local(Path((3303, 4))) == NodePath(NODE, Path((3303, 0)))
@@ -29,7 +29,7 @@ def test_a_renumbered_instance_maps_both_ways_but_for_what_the_gateway_holds() -
 
 def test_a_prefixed_instance_keeps_its_ids() -> None:
     paths = PathMap()
-    paths.show(Shown(NODE, (3311, 0), Path((3311, 0), "dev3")))
+    paths.show(NODE, Shown((3311, 0), Path((3311, 0), "dev3")))
     assert paths.upstream(NODE, Path((3311, 0, 5850))) == Path((3311, 0, 5850), "dev3")
     assert paths.local(Path((3311, 0, 5850), "dev3")) == NodePath(NODE, Path((3311, 0, 5850)))
     assert paths.local(Path((3311, 0, 5850))) is None
@@ -38,7 +38,7 @@ def test_a_prefixed_instance_keeps_its_ids() -> None:
 
 def test_the_battery_is_one_resource_under_other_ids() -> None:
     paths = PathMap()
-    paths.show(Shown(NODE, (3, 0), Path((3300, 7)), {5700: 9}))
+    paths.show(NODE, Shown((3, 0), Path((3300, 7)), {5700: 9}))
     assert paths.upstream(NODE, Path((3, 0, 9))) == Path((3300, 7, 5700))
     assert paths.upstream(NODE, Path((3, 0, 0))) is None, "the node's other /3 values"
     assert paths.local(Path((3300, 7, 5700))) == NodePath(NODE, Path((3, 0, 9)))
@@ -48,8 +48,8 @@ def test_the_battery_is_one_resource_under_other_ids() -> None:
 
 def test_hiding_forgets_both_ways() -> None:
     paths = PathMap()
-    paths.show(Shown(NODE, (3303, 0), Path((3303, 4))))
-    paths.show(Shown(NODE, (3304, 0), Path((3304, 4))))
+    paths.show(NODE, Shown((3303, 0), Path((3303, 4))))
+    paths.show(NODE, Shown((3304, 0), Path((3304, 4))))
     assert paths.hide(NODE, (3303, 0)) is not None
     assert paths.local(Path((3303, 4, 5700))) is None
     assert [s.upstream for s in paths.hide_node(NODE)] == [Path((3304, 4))]
@@ -76,13 +76,13 @@ def test_an_instance_shown_where_it_is_answers_with_the_nodes_own_path() -> None
     (a new path per reading was 200 bytes of each of 10,000 endpoints, issue 17); a prefixed
     or renumbered instance still gets a path of its own."""
     paths = PathMap()
-    paths.show(Shown(NODE, (3303, 0), Path((3303, 0))))
-    paths.show(Shown(OTHER, (3303, 0), Path((3303, 0), "dev3")))
+    paths.show(NODE, Shown((3303, 0), Path((3303, 0))))
+    paths.show(OTHER, Shown((3303, 0), Path((3303, 0), "dev3")))
     local = Path((3303, 0, 5700))
     assert paths.upstream(NODE, local) is local
     assert paths.upstream(OTHER, local) == Path((3303, 0, 5700), "dev3")
     renumbered = PathMap()
-    renumbered.show(Shown(NODE, (3303, 0), Path((3303, 4))))
+    renumbered.show(NODE, Shown((3303, 0), Path((3303, 4))))
     assert renumbered.upstream(NODE, local) == Path((3303, 4, 5700))
 
 
@@ -91,12 +91,12 @@ def test_the_index_by_upstream_path_is_made_when_first_asked_and_kept_true() -> 
     10,000, issue 17): the index is made at the first ``local``, and what is shown or hidden
     after keeps it true."""
     paths = PathMap()
-    paths.show(Shown(NODE, (3303, 0), Path((3303, 0))))
-    paths.show(Shown(NODE, (3304, 0), Path((3304, 0))))
+    paths.show(NODE, Shown((3303, 0), Path((3303, 0))))
+    paths.show(NODE, Shown((3304, 0), Path((3304, 0))))
     assert paths._up is None
     assert paths.local(Path((3303, 0, 5700))) == NodePath(NODE, Path((3303, 0, 5700)))
     paths.hide(NODE, (3304, 0))
-    paths.show(Shown(OTHER, (3311, 0), Path((3311, 0))))
+    paths.show(OTHER, Shown((3311, 0), Path((3311, 0))))
     assert paths.local(Path((3304, 0, 5700))) is None
     assert paths.local(Path((3311, 0, 5850))) == NodePath(OTHER, Path((3311, 0, 5850)))
     paths.hide_node(OTHER)
@@ -107,8 +107,8 @@ def test_a_map_of_one_node_answers_as_a_map_of_many_and_refuses_another_node() -
     """A node endpoint's map holds its node's instances without a dict of nodes (issue 17)."""
     mine, many = PathMap(node=NODE), PathMap()
     for paths in (mine, many):
-        paths.show(Shown(NODE, (3303, 0), Path((3303, 0))))
-        paths.show(Shown(NODE, (3311, 0), Path((3311, 0))))
+        paths.show(NODE, Shown((3303, 0), Path((3303, 0))))
+        paths.show(NODE, Shown((3311, 0), Path((3311, 0))))
         paths.hide(NODE, (3311, 0))
     for paths in (mine, many):
         assert [s.local for s in paths.instances(NODE)] == [(3303, 0)]
@@ -120,4 +120,23 @@ def test_a_map_of_one_node_answers_as_a_map_of_many_and_refuses_another_node() -
         assert paths.instances(NODE) == []
         assert paths.local(Path((3303, 0, 5700))) is None
     with pytest.raises(ValueError, match="cannot show"):
-        mine.show(Shown(OTHER, (3303, 0), Path((3303, 0))))
+        mine.show(OTHER, Shown((3303, 0), Path((3303, 0))))
+
+
+def test_maps_of_nodes_shown_alike_share_how_and_each_answers_with_its_own_node() -> None:
+    """Node endpoints of one kind of node show the same instances at the same paths: one
+    ``Shown`` each and one tuple of them for all (280 bytes of each of 10,000 endpoints, issue
+    17), and each map still says its own node is behind a path."""
+    mine, other = PathMap(node=NODE), PathMap(node=OTHER)
+    for node, paths in ((NODE, mine), (OTHER, other)):
+        paths.show(node, Shown((3311, 0), Path((3311, 0)), held=frozenset({5750})))
+        paths.show(node, Shown((3303, 0), Path((3303, 0)), held=frozenset({5750})))
+    assert mine.instances(NODE) == other.instances(OTHER)
+    assert all(a is b for a, b in zip(mine.instances(NODE), other.instances(OTHER), strict=True))
+    assert mine._down.get(NODE) is other._down.get(OTHER)
+    assert mine.local(Path((3303, 0, 5700))) == NodePath(NODE, Path((3303, 0, 5700)))
+    assert other.local(Path((3303, 0, 5700))) == NodePath(OTHER, Path((3303, 0, 5700)))
+    assert mine.local(Path((3303, 0, 5750))) is None
+    assert other.reported(OTHER, Path((3303, 0, 5750))) == Path((3303, 0, 5750))
+    assert other.local(Path((3303, 0, 5750))) == NodePath(OTHER, Path((3303, 0, 5750)))
+    assert mine.local(Path((3303, 0, 5750))) is None, "what one node reported is its own"

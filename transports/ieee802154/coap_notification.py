@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 from aiocoap.numbers.codes import Code
 
+from bridged.objects.slotted import quick_init
+
 from .errors import RadioDecodeError
 
 VERSION = 1
@@ -48,6 +50,7 @@ class CoapDecodeError(RadioDecodeError):
     running past the end, a payload marker with no payload)."""
 
 
+@quick_init  # every frame makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class Notification:
     """What the node server takes of a notification: its token (the observation it belongs to),

@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bridged.objects.slotted import quick_init
+
 from .errors import LowpanDecodeError
 from .fragment import FRAG1, FRAGN, Reassembler, parse_fragment_header
 
@@ -80,7 +82,8 @@ class Context:
         return value.to_bytes(16, "big")
 
 
-@dataclass(frozen=True)
+@quick_init  # every frame makes one (objects/slotted.py)
+@dataclass(frozen=True, slots=True)
 class Ipv6Packet:
     """An IPv6 packet; ``payload`` is everything after the 40-byte header."""
 
@@ -167,7 +170,8 @@ def udp_checksum(src: bytes, dst: bytes, udp: bytes) -> int:
     return 0xFFFF - total or 0xFFFF
 
 
-@dataclass(frozen=True)
+@quick_init  # every frame makes one (objects/slotted.py)
+@dataclass(frozen=True, slots=True)
 class UdpDatagram:
     """A UDP datagram between two IPv6 addresses."""
 
@@ -326,7 +330,8 @@ def _decode_address(
 # --- IPHC decoding --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@quick_init  # every frame makes one (objects/slotted.py)
+@dataclass(frozen=True, slots=True)
 class Decompressed:
     """What a compressed header stands for: the uncompressed IPv6 (and UDP) header bytes.
 

@@ -46,6 +46,7 @@ from typing import Any
 import serial
 
 from bridged.aio import Backoff, cancel_and_wait
+from bridged.objects.slotted import quick_init
 
 from . import hdlc, spinel
 from .pacing import window_for
@@ -91,6 +92,7 @@ class RadioConfig:
             raise ValueError(f"reopen_backoff must be (min, max) with 0 < min <= max: {low, high}")
 
 
+@quick_init  # every frame makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class ReceivedFrame:
     """A frame heard on the air: the PSDU as received (its FCS included) and its metadata."""

@@ -194,9 +194,18 @@ class UdpDatagram:
     def from_packet(cls, packet: Ipv6Packet) -> UdpDatagram:
         """The datagram in ``packet`` (after any extension headers); its length and checksum
         must be right."""
+        datagram = cls.in_packet(packet)
+        if datagram is None:
+            raise LowpanDecodeError(f"next header {packet.upper_layer()[0]} is not UDP")
+        return datagram
+
+    @classmethod
+    def in_packet(cls, packet: Ipv6Packet) -> UdpDatagram | None:
+        """``from_packet``, but None for a packet whose upper layer is not UDP (ICMPv6, for
+        instance): its extension headers are walked once."""
         protocol, offset = packet.upper_layer()
         if protocol != UDP:
-            raise LowpanDecodeError(f"next header {protocol} is not UDP")
+            return None
         udp = packet.payload[offset:]
         if len(udp) < UDP_HEADER:
             raise LowpanDecodeError("UDP datagram shorter than its header")
@@ -333,16 +342,52 @@ def _decode_address(
 @quick_init  # every frame makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class Decompressed:
-    """What a compressed header stands for: the uncompressed IPv6 (and UDP) header bytes.
+    """What a compressed header stands for: the IPv6 header's fields and the uncompressed
+    extension and UDP headers after it (``after``), the IPv6 payload length set.
 
     ``consumed`` is the length of the compressed header; the bytes after it follow the
-    uncompressed header as they are. ``checksum_elided``: the UDP checksum field is 0 and must
-    be computed once the whole datagram is there (RFC 6282 §4.3.2).
+    uncompressed headers as they are. ``checksum_elided``: the UDP checksum field is 0 and must
+    be computed once the whole datagram is there (RFC 6282 §4.3.2). A datagram in one frame
+    becomes its packet from the fields (``packet``); a fragmented one is reassembled from its
+    bytes (``header``).
     """
 
-    header: bytes
+    src: bytes
+    dst: bytes
+    next_header: int
+    hop_limit: int
+    traffic_class: int
+    flow_label: int
+    length: int
+    after: bytes
     consumed: int
     checksum_elided: bool = False
+
+    @property
+    def header(self) -> bytes:
+        """The uncompressed IPv6 header and the headers after it."""
+        word = 6 << 28 | self.traffic_class << 20 | self.flow_label
+        return (
+            word.to_bytes(4, "big")
+            + self.length.to_bytes(2, "big")
+            + bytes((self.next_header, self.hop_limit))
+            + self.src
+            + self.dst
+            + self.after
+        )
+
+    def packet(self, rest: bytes) -> Ipv6Packet:
+        """The packet of a datagram in one frame whose bytes after the compressed header are
+        ``rest`` (its length is theirs: ``decompress_header`` without a datagram size)."""
+        return Ipv6Packet(
+            self.src,
+            self.dst,
+            self.next_header,
+            self.hop_limit,
+            self.traffic_class,
+            self.flow_label,
+            self.after + rest,
+        )
 
 
 def decompress_header(
@@ -413,17 +458,18 @@ def decompress_header(
         raise LowpanDecodeError(f"datagram size {total} is smaller than its headers")
     if udp:
         udp = udp[:4] + (length - len(extensions)).to_bytes(2, "big") + udp[6:]
-    word = 6 << 28 | traffic_class << 20 | flow_label
-    header = (
-        word.to_bytes(4, "big")
-        + length.to_bytes(2, "big")
-        + bytes((next_header, hop_limit))
-        + src
-        + dst
-        + extensions
-        + udp
+    return Decompressed(
+        src,
+        dst,
+        next_header,
+        hop_limit,
+        traffic_class,
+        flow_label,
+        length,
+        extensions + udp,
+        pos,
+        elided,
     )
-    return Decompressed(header, pos, elided)
 
 
 def _decompress_nhc(data: bytes, pos: int) -> tuple[int, bytes, bytes, int, bool]:
@@ -588,18 +634,26 @@ class LowpanDecoder:
             elided = False
             if header.first:
                 prefix = self._prefix(body, src_mac, dst_mac, header.size)
-                body = prefix.header + body[prefix.consumed :]
-                elided = prefix.checksum_elided
+                if prefix is None:
+                    body = body[1:]
+                else:
+                    body = prefix.header + body[prefix.consumed :]
+                    elided = prefix.checksum_elided
             done = self.reassembler.add(
                 src_mac or b"", header.size, header.tag, header.offset, body, checksum_elided=elided
             )
             return None if done is None else _packet(done.datagram, done.checksum_elided)
         prefix = self._prefix(payload[pos:], src_mac, dst_mac, None)
-        return _packet(prefix.header + payload[pos + prefix.consumed :], prefix.checksum_elided)
+        if prefix is None:
+            return _packet(payload[pos + 1 :], False)
+        packet = prefix.packet(payload[pos + prefix.consumed :])
+        return _with_udp_checksum(packet) if prefix.checksum_elided else packet
 
     def _prefix(
         self, data: bytes, src_mac: bytes | None, dst_mac: bytes | None, size: int | None
-    ) -> Decompressed:
+    ) -> Decompressed | None:
+        """The compressed header at the start of ``data``; None for an uncompressed IPv6
+        packet after its dispatch byte."""
         if not data:
             raise LowpanDecodeError("fragment without a 6LoWPAN header")
         dispatch = data[0]
@@ -608,7 +662,7 @@ class LowpanDecoder:
                 data, src_mac=src_mac, dst_mac=dst_mac, contexts=self.contexts, datagram_size=size
             )
         if dispatch == DISPATCH_IPV6:
-            return Decompressed(b"", 1)
+            return None
         if dispatch >> 6 == 0:
             raise LowpanDecodeError("not a 6LoWPAN frame (NALP dispatch)")
         raise LowpanDecodeError(f"unsupported 6LoWPAN dispatch 0x{dispatch:02x}")

@@ -23,6 +23,7 @@ reassembly is not done; 6LoWPAN fragmentation is what nodes use).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -294,10 +295,20 @@ def _expand(
     else:
         if mac is None:
             raise LowpanDecodeError("address elided but the MAC header has no address to use")
+        if not stateful:
+            return _link_local_of(mac)
         iid = iid_from_mac(mac)
     if not stateful:
         return _LINK_LOCAL + iid
     return context.apply(bytes(8) + iid)
+
+
+@functools.lru_cache(maxsize=1024)
+def _link_local_of(mac: bytes) -> bytes:
+    """``link_local(mac)``, kept for the MAC addresses seen last: a frame whose IPHC elides
+    both addresses (link-local traffic, nearly every frame on a PAN) derives both from its
+    MAC header, and the same few nodes send most of them."""
+    return link_local(mac)
 
 
 def _context(contexts: Mapping[int, Context], cid: int) -> Context:
@@ -480,6 +491,9 @@ def _decompress_nhc(data: bytes, pos: int) -> tuple[int, bytes, bytes, int, bool
     header (empty if the chain ends with an inline next header), the position after the
     chain, and whether the UDP checksum was elided.
     """
+    if len(data) > pos and data[pos] & 0xF0 != 0xE0:  # UDP alone, as nearly every datagram
+        udp, pos, elided = _decompress_udp(data, pos)
+        return UDP, b"", udp, pos, elided
     # Each entry: an extension header's protocol, its inline next header (None: the next NHC
     # header's protocol), and its bytes after the Next Header field.
     chain: list[tuple[int, int | None, bytes]] = []

@@ -62,7 +62,7 @@ from bridged.objects.paths import Path
 from bridged.objects.values import Record, Value
 from bridged.registry import LiveNode, NodeNews
 from bridged.store.health import SavedHealth
-from bridged.transports.base import Heard, NodeState
+from bridged.transports.base import SAME_REPORT, Heard, NodeState
 from bridged.transports.nodes import NodeId
 
 if TYPE_CHECKING:  # the mode, the hub and the log know NodeHealth: imported for types only
@@ -218,9 +218,6 @@ class NodeHealth:
 
 RSSI_STEP = 3
 """dB an RSSI must move by to be shown (``HealthMonitor._rssi_news``)."""
-SAME_REPORT = 1.0
-"""Seconds within which what is heard of a node is one report (an advert is heard, changes the
-node's state and brings readings, each told apart): intervals are measured between reports."""
 
 SAVE_EVERY = 60.0
 """Seconds between two writes of the nodes' health to the state database (module docstring)."""

@@ -81,6 +81,13 @@ class Heard:
     encrypted: bool = False
 
 
+SAME_REPORT = 1.0
+"""Seconds within which what is heard of a node is one report (an advert is heard, changes the
+node's state and brings readings, each told apart): the node health model measures intervals
+between reports (bridged/health.py), and a transport need not say a node is still there more
+often."""
+
+
 @quick_init  # each report makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class NodeState:

@@ -356,3 +356,23 @@ async def test_a_notification_of_no_observation_is_reset_if_confirmable_else_ign
     assert await notifications.readings(38.5) == [38.5]
     answers = [(a.mtype, a.mid) for a in notifications.answers]
     assert (RST, mid) in answers and all(m != mid_of(other) for _, m in answers)
+
+
+async def test_a_non_notification_is_decoded_by_the_link_and_taken_without_aiocoap(
+    notifications: Notifications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node's NON notification, the common message on the node link, is decoded by the
+    link's own decoder (coap_notification.py) and reaches the registry as a reading: no
+    aiocoap message is made of it on the gateway's side."""
+    (data,) = await notifications.measure(39.5)
+    decoded: list[bytes] = []
+    decode = aiocoap.Message.decode
+
+    def counted(data: bytes, remote: object = None) -> aiocoap.Message:
+        decoded.append(data)
+        return decode(data, remote)
+
+    monkeypatch.setattr(aiocoap.Message, "decode", counted)
+    notifications.put(data)
+    assert decoded == []
+    assert await notifications.readings(40.5) == [39.5, 40.5]

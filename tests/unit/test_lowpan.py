@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from bridged.transports.ieee802154.errors import LowpanDecodeError
@@ -485,6 +485,22 @@ def test_compress_decompress_round_trip(case: tuple[Ipv6Packet, bytes, bytes]) -
         header + rest, src_mac=src_mac, dst_mac=dst_mac
     )
     assert decoded == packet
+
+
+@given(packets())
+def test_a_header_decompressed_to_fields_is_the_packet_its_bytes_are(
+    case: tuple[Ipv6Packet, bytes, bytes],
+) -> None:
+    """A datagram in one frame becomes its packet from the decompressed fields
+    (``Decompressed.packet``); a fragmented one from the header's bytes (``header``), as
+    reassembly needs: both are the same packet."""
+    packet, src_mac, dst_mac = case
+    header, rest = compress(packet, src_mac=src_mac, dst_mac=dst_mac, contexts=CONTEXTS)
+    data = header + rest
+    assume(data[0] >> 5 == 0b011)
+    prefix = decompress_header(data, src_mac=src_mac, dst_mac=dst_mac, contexts=CONTEXTS)
+    tail = data[prefix.consumed :]
+    assert prefix.packet(tail) == Ipv6Packet.from_bytes(prefix.header + tail)
 
 
 @given(st.binary(max_size=120), macs, st.one_of(st.none(), macs))

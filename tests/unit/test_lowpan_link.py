@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -129,7 +130,7 @@ def test_errors_name_their_layer() -> None:
     with pytest.raises(LowpanDecodeError, match="mesh"):
         gateway.receive(build_frame(mesh))
     frame = parse_frame(psdu)
-    tampered = MacFrame(**{**frame.__dict__, "seq": 10, "payload": frame.payload[:-1] + b"!"})
+    tampered = replace(frame, seq=10, payload=frame.payload[:-1] + b"!")
     with pytest.raises(LowpanDecodeError, match="checksum"):
         gateway.receive(build_frame(tampered))
 
@@ -138,7 +139,7 @@ def test_secured_frames_are_refused() -> None:
     from bridged.transports.ieee802154.mac import SecurityHeader
 
     secured = data_frame(seq=1, src=NODE, dst=GATEWAY, pan_id=PAN, payload=b"ciphertextMIC!")
-    secured = MacFrame(**{**secured.__dict__, "security": SecurityHeader(5, 1, 42, b"", 1)})
+    secured = replace(secured, security=SecurityHeader(5, 1, 42, b"", 1))
     with pytest.raises(SecuredFrameError):
         LowpanLink().receive(build_frame(secured))
 

@@ -26,10 +26,10 @@ from typing import Any
 import aiocoap
 from aiocoap import error, interfaces
 from aiocoap.numbers.constants import COAP_PORT
-from aiocoap.numbers.types import NON
 from aiocoap.util import hostportsplit
 
 from ..base import MessageInterfaceHelper
+from .coap_notification import CoapDecodeError, Notification, decode_notification
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class LowpanMessageInterface(interfaces.MessageInterface):
         self._mman: interfaces.MessageManager | None = mman
         self._send_datagram = send_datagram
         self.local = LowpanAddress(self, ip, port)
-        self._observed: dict[tuple[bytes, LowpanAddress], Callable[[aiocoap.Message], None]] = {}
+        self._observed: dict[tuple[bytes, LowpanAddress], Callable[[Notification], None]] = {}
         """The observations whose NON notifications skip the message manager (``observing``)."""
 
     def received(self, ip: bytes, port: int, payload: bytes, eui64: bytes | None = None) -> None:
@@ -113,30 +113,33 @@ class LowpanMessageInterface(interfaces.MessageInterface):
         """``received``, from an address of this interface already made."""
         if self._mman is None:
             return
+        if self._observed:
+            try:
+                notification = decode_notification(payload)
+            except CoapDecodeError:
+                notification = None  # aiocoap's decode says what it makes of it, as always
+            if notification is not None:
+                notified = self._observed.get((notification.token, remote))
+                if notified is not None:
+                    notified(notification)
+                    return
         try:
             message = aiocoap.Message.decode(payload, remote=remote)
         except error.UnparsableMessage:
             log.info("unparsable CoAP message from %s dropped", remote.hostinfo)
             return
-        if self._observed and message.mtype is NON:
-            notified = self._observed.get((message.token, remote))
-            if (
-                notified is not None
-                and message.code.is_response()
-                and message.opt.observe is not None
-            ):
-                notified(message)
-                return
         self._mman.dispatch_message(message)
 
     @contextlib.contextmanager
     def observing(
-        self, token: bytes, remote: LowpanAddress, notified: Callable[[aiocoap.Message], None]
+        self, token: bytes, remote: LowpanAddress, notified: Callable[[Notification], None]
     ) -> Iterator[None]:
         """While in the ``with``, hand the NON notifications of the observation of ``token``
-        at ``remote`` to ``notified`` as they arrive, not through the message manager: a NON
-        response needs no ACK and is not deduplicated, so all the layers above would do is
-        find the observation (notifications.py says what is checked instead)."""
+        at ``remote`` to ``notified`` as they arrive, decoded by ``decode_notification``, not
+        by aiocoap nor through its message manager: a NON response needs no ACK and is not
+        deduplicated, so all the layers above would do is find the observation
+        (notifications.py says what is checked instead). A notification that decoder leaves
+        to aiocoap (in blocks, with an ETag) reaches the observation through aiocoap."""
         key = (token, remote)
         self._observed[key] = notified
         try:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from .errors import RadioDecodeError, SecuredFrameError
 from .fragment import DEFAULT_BUDGET, DEFAULT_TIMEOUT, Reassembler, fragment
 from .link_security import LinkSecurity
-from .lowpan import IPV6_HEADER, UDP, Context, LowpanDecoder, UdpDatagram, compress
+from .lowpan import IPV6_HEADER, Context, LowpanDecoder, UdpDatagram, compress
 from .mac import (
     DuplicateFilter,
     FrameType,
@@ -92,9 +92,7 @@ class LowpanLink:
         ):
             return None
         packet = self.decoder.decode(frame.payload, src_mac=frame.src, dst_mac=frame.dst)
-        if packet is None or packet.upper_layer()[0] != UDP:
-            return None
-        return UdpDatagram.from_packet(packet)
+        return None if packet is None else UdpDatagram.in_packet(packet)
 
     def send(
         self, datagram: UdpDatagram, *, src_mac: bytes, dst_mac: bytes, pan_id: int

@@ -23,8 +23,11 @@ reassembly is not done; 6LoWPAN fragmentation is what nodes use).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from bridged.objects.slotted import quick_init
 
 from .errors import LowpanDecodeError
 from .fragment import FRAG1, FRAGN, Reassembler, parse_fragment_header
@@ -80,7 +83,8 @@ class Context:
         return value.to_bytes(16, "big")
 
 
-@dataclass(frozen=True)
+@quick_init  # every frame makes one (objects/slotted.py)
+@dataclass(frozen=True, slots=True)
 class Ipv6Packet:
     """An IPv6 packet; ``payload`` is everything after the 40-byte header."""
 
@@ -167,7 +171,8 @@ def udp_checksum(src: bytes, dst: bytes, udp: bytes) -> int:
     return 0xFFFF - total or 0xFFFF
 
 
-@dataclass(frozen=True)
+@quick_init  # every frame makes one (objects/slotted.py)
+@dataclass(frozen=True, slots=True)
 class UdpDatagram:
     """A UDP datagram between two IPv6 addresses."""
 
@@ -190,9 +195,18 @@ class UdpDatagram:
     def from_packet(cls, packet: Ipv6Packet) -> UdpDatagram:
         """The datagram in ``packet`` (after any extension headers); its length and checksum
         must be right."""
+        datagram = cls.in_packet(packet)
+        if datagram is None:
+            raise LowpanDecodeError(f"next header {packet.upper_layer()[0]} is not UDP")
+        return datagram
+
+    @classmethod
+    def in_packet(cls, packet: Ipv6Packet) -> UdpDatagram | None:
+        """``from_packet``, but None for a packet whose upper layer is not UDP (ICMPv6, for
+        instance): its extension headers are walked once."""
         protocol, offset = packet.upper_layer()
         if protocol != UDP:
-            raise LowpanDecodeError(f"next header {protocol} is not UDP")
+            return None
         udp = packet.payload[offset:]
         if len(udp) < UDP_HEADER:
             raise LowpanDecodeError("UDP datagram shorter than its header")
@@ -281,10 +295,20 @@ def _expand(
     else:
         if mac is None:
             raise LowpanDecodeError("address elided but the MAC header has no address to use")
+        if not stateful:
+            return _link_local_of(mac)
         iid = iid_from_mac(mac)
     if not stateful:
         return _LINK_LOCAL + iid
     return context.apply(bytes(8) + iid)
+
+
+@functools.lru_cache(maxsize=1024)
+def _link_local_of(mac: bytes) -> bytes:
+    """``link_local(mac)``, kept for the MAC addresses seen last: a frame whose IPHC elides
+    both addresses (link-local traffic, nearly every frame on a PAN) derives both from its
+    MAC header, and the same few nodes send most of them."""
+    return link_local(mac)
 
 
 def _context(contexts: Mapping[int, Context], cid: int) -> Context:
@@ -326,18 +350,55 @@ def _decode_address(
 # --- IPHC decoding --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@quick_init  # every frame makes one (objects/slotted.py)
+@dataclass(frozen=True, slots=True)
 class Decompressed:
-    """What a compressed header stands for: the uncompressed IPv6 (and UDP) header bytes.
+    """What a compressed header stands for: the IPv6 header's fields and the uncompressed
+    extension and UDP headers after it (``after``), the IPv6 payload length set.
 
     ``consumed`` is the length of the compressed header; the bytes after it follow the
-    uncompressed header as they are. ``checksum_elided``: the UDP checksum field is 0 and must
-    be computed once the whole datagram is there (RFC 6282 §4.3.2).
+    uncompressed headers as they are. ``checksum_elided``: the UDP checksum field is 0 and must
+    be computed once the whole datagram is there (RFC 6282 §4.3.2). A datagram in one frame
+    becomes its packet from the fields (``packet``); a fragmented one is reassembled from its
+    bytes (``header``).
     """
 
-    header: bytes
+    src: bytes
+    dst: bytes
+    next_header: int
+    hop_limit: int
+    traffic_class: int
+    flow_label: int
+    length: int
+    after: bytes
     consumed: int
     checksum_elided: bool = False
+
+    @property
+    def header(self) -> bytes:
+        """The uncompressed IPv6 header and the headers after it."""
+        word = 6 << 28 | self.traffic_class << 20 | self.flow_label
+        return (
+            word.to_bytes(4, "big")
+            + self.length.to_bytes(2, "big")
+            + bytes((self.next_header, self.hop_limit))
+            + self.src
+            + self.dst
+            + self.after
+        )
+
+    def packet(self, rest: bytes) -> Ipv6Packet:
+        """The packet of a datagram in one frame whose bytes after the compressed header are
+        ``rest`` (its length is theirs: ``decompress_header`` without a datagram size)."""
+        return Ipv6Packet(
+            self.src,
+            self.dst,
+            self.next_header,
+            self.hop_limit,
+            self.traffic_class,
+            self.flow_label,
+            self.after + rest,
+        )
 
 
 def decompress_header(
@@ -408,17 +469,18 @@ def decompress_header(
         raise LowpanDecodeError(f"datagram size {total} is smaller than its headers")
     if udp:
         udp = udp[:4] + (length - len(extensions)).to_bytes(2, "big") + udp[6:]
-    word = 6 << 28 | traffic_class << 20 | flow_label
-    header = (
-        word.to_bytes(4, "big")
-        + length.to_bytes(2, "big")
-        + bytes((next_header, hop_limit))
-        + src
-        + dst
-        + extensions
-        + udp
+    return Decompressed(
+        src,
+        dst,
+        next_header,
+        hop_limit,
+        traffic_class,
+        flow_label,
+        length,
+        extensions + udp,
+        pos,
+        elided,
     )
-    return Decompressed(header, pos, elided)
 
 
 def _decompress_nhc(data: bytes, pos: int) -> tuple[int, bytes, bytes, int, bool]:
@@ -429,6 +491,9 @@ def _decompress_nhc(data: bytes, pos: int) -> tuple[int, bytes, bytes, int, bool
     header (empty if the chain ends with an inline next header), the position after the
     chain, and whether the UDP checksum was elided.
     """
+    if len(data) > pos and data[pos] & 0xF0 != 0xE0:  # UDP alone, as nearly every datagram
+        udp, pos, elided = _decompress_udp(data, pos)
+        return UDP, b"", udp, pos, elided
     # Each entry: an extension header's protocol, its inline next header (None: the next NHC
     # header's protocol), and its bytes after the Next Header field.
     chain: list[tuple[int, int | None, bytes]] = []
@@ -583,18 +648,26 @@ class LowpanDecoder:
             elided = False
             if header.first:
                 prefix = self._prefix(body, src_mac, dst_mac, header.size)
-                body = prefix.header + body[prefix.consumed :]
-                elided = prefix.checksum_elided
+                if prefix is None:
+                    body = body[1:]
+                else:
+                    body = prefix.header + body[prefix.consumed :]
+                    elided = prefix.checksum_elided
             done = self.reassembler.add(
                 src_mac or b"", header.size, header.tag, header.offset, body, checksum_elided=elided
             )
             return None if done is None else _packet(done.datagram, done.checksum_elided)
         prefix = self._prefix(payload[pos:], src_mac, dst_mac, None)
-        return _packet(prefix.header + payload[pos + prefix.consumed :], prefix.checksum_elided)
+        if prefix is None:
+            return _packet(payload[pos + 1 :], False)
+        packet = prefix.packet(payload[pos + prefix.consumed :])
+        return _with_udp_checksum(packet) if prefix.checksum_elided else packet
 
     def _prefix(
         self, data: bytes, src_mac: bytes | None, dst_mac: bytes | None, size: int | None
-    ) -> Decompressed:
+    ) -> Decompressed | None:
+        """The compressed header at the start of ``data``; None for an uncompressed IPv6
+        packet after its dispatch byte."""
         if not data:
             raise LowpanDecodeError("fragment without a 6LoWPAN header")
         dispatch = data[0]
@@ -603,7 +676,7 @@ class LowpanDecoder:
                 data, src_mac=src_mac, dst_mac=dst_mac, contexts=self.contexts, datagram_size=size
             )
         if dispatch == DISPATCH_IPV6:
-            return Decompressed(b"", 1)
+            return None
         if dispatch >> 6 == 0:
             raise LowpanDecodeError("not a 6LoWPAN frame (NALP dispatch)")
         raise LowpanDecodeError(f"unsupported 6LoWPAN dispatch 0x{dispatch:02x}")

@@ -24,6 +24,8 @@ from collections import deque
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
+from bridged.objects.slotted import quick_init
+
 from .errors import MacDecodeError, SecuredFrameError
 
 MAX_PSDU = 127
@@ -112,7 +114,8 @@ class PayloadIE:
     content: bytes = b""
 
 
-@dataclass(frozen=True)
+@quick_init  # every frame makes one (objects/slotted.py)
+@dataclass(frozen=True, slots=True)
 class MacFrame:
     """One MAC frame. PAN IDs are ``None`` where they are not on the air.
 

@@ -14,6 +14,12 @@ in each:
   frame is refused again; a state of a node out of reach (the radio down, the node asleep)
   saying none is no word of its frames, which the health model does not take for one.
 
+The node server hears a node at every message, a state each. One that says nothing new is not
+passed on: the node reachable again within ``SAME_REPORT`` of the state last passed on, with
+all else the same but its link quality (the RSSI and LQI of one frame, passed on with the next
+state that is). The core takes what is heard of a node within that second as one report, and
+a node's readings say it was heard whatever its state.
+
 ``NodeEvents`` is what the node server reports through: the core's ``TransportEvents`` with
 those two added, everything else passed on as it is.
 """
@@ -29,7 +35,7 @@ from typing import Any
 from bridged.objects.values import Record
 from bridged.transports.nodes import NodeId
 
-from ..base import Heard, NodeState, TransportEvents
+from ..base import SAME_REPORT, Heard, NodeState, TransportEvents
 
 LINK = "link"
 """The session key of the link's part."""
@@ -42,6 +48,20 @@ def split_session(
     registration = {k: v for k, v in session.items() if k != LINK}
     link = session.get(LINK)
     return registration or None, link if isinstance(link, Mapping) else None
+
+
+def _nothing_new(told: NodeState, state: NodeState) -> bool:
+    """Whether ``state`` says nothing ``told`` did not (module docstring)."""
+    return (
+        state.reachable
+        and told.reachable
+        and told.time <= state.time < told.time + SAME_REPORT
+        and state.sleepy == told.sleepy
+        and state.expect == told.expect
+        and state.battery == told.battery
+        and state.decrypt_failures == told.decrypt_failures
+        and state.problem == told.problem
+    )
 
 
 class NodeEvents:
@@ -57,6 +77,8 @@ class NodeEvents:
         """Frames of each paired node refused by link-layer security, since it was paired
         with its current key."""
         self._problems: dict[NodeId, str] = {}
+        self._told: dict[NodeId, NodeState] = {}
+        """The state of each node last passed on to the core."""
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -97,6 +119,7 @@ class NodeEvents:
         self._registrations.pop(node, None)
         self._links.pop(node, None)
         self._states.pop(node, None)
+        self._told.pop(node, None)
         self.refused.pop(node, None)
         self._problems.pop(node, None)
 
@@ -108,6 +131,10 @@ class NodeEvents:
         if refused != state.decrypt_failures or problem != state.problem:
             # a new state only when the link has a say: the node server reports one per message
             state = replace(state, decrypt_failures=refused, problem=problem)
+        told = self._told.get(node)
+        if told is not None and _nothing_new(told, state):
+            return
+        self._told[node] = state
         self.events.state(node, state)
 
     def refuse(self, node: NodeId, problem: str) -> None:

@@ -54,8 +54,9 @@ from bridged.transports.nodes import NodeId
 
 from ..base import Heard, NodeState, TransportEvents
 from .coap_link import LowpanAddress, LowpanMessageInterface
+from .coap_notification import Notification
 from .lowpan import mac_from_address
-from .notifications import each_notification, rest_of
+from .notifications import each_notification, notification_of, rest_of
 from .sources import HOLD, NodeSources, Sorted
 
 if TYPE_CHECKING:
@@ -671,21 +672,23 @@ class NodeServer:
                     extra={"NODE": str(node)},
                 )
                 return
-            self._notified(registration, complete, path, first=False)
+            self._notified(registration, notification_of(complete), path, first=False)
 
-        def notified(message: aiocoap.Message) -> None:
-            block2 = message.opt.block2
-            if block2 is None or not block2.more:
-                self._notified(registration, message, path, first=False)
-                return
-            task = asyncio.create_task(whole(message))
-            completing.add(task)
-            task.add_done_callback(completing.discard)
+        def notified(message: aiocoap.Message | Notification) -> None:
+            if isinstance(message, aiocoap.Message):
+                block2 = message.opt.block2
+                if block2 is not None and block2.more:
+                    task = asyncio.create_task(whole(message))
+                    completing.add(task)
+                    task.add_done_callback(completing.discard)
+                    return
+                message = notification_of(message)
+            self._notified(registration, message, path, first=False)
 
         try:
             answer = await request.response
             first = await self._whole(registration, answer, path)
-            self._notified(registration, first, path, first=True)
+            self._notified(registration, notification_of(first), path, first=True)
             if request.observation is None:
                 return
             await each_notification(request, answer, notified)
@@ -713,7 +716,7 @@ class NodeServer:
         return whole if whole is not None else await self.context.request(get).response
 
     def _notified(
-        self, registration: NodeRegistration, message: aiocoap.Message, path: Path, *, first: bool
+        self, registration: NodeRegistration, message: Notification, path: Path, *, first: bool
     ) -> None:
         if not message.code.is_successful():
             log.info(
@@ -721,7 +724,7 @@ class NodeServer:
             )
             return
         try:
-            records = self._decode(message.payload, message.opt.content_format, path)
+            records = self._decode(message.payload, message.content_format, path)
         except LwM2MError as e:
             log.warning("node %s sent %s that cannot be decoded: %s", registration.node, path, e)
             return

@@ -10,14 +10,15 @@ callbacks the iterator itself is built on see each one; aiocoap 0.4.17 marks the
 for applications, so they are registered as its iterator registers them
 (``_suppress_deprecation``), pinned in tests/unit/test_aiocoap_internals.py.
 
-A node's NON notification, the report of every node that observes its readings, is matched
-to its observation by the link's message interface and handed over here directly
-(``LowpanMessageInterface.observing``): aiocoap's message manager, token manager, pipe and
-request generator do nothing for it but find the callback (responses are not deduplicated,
-and a NON is not acknowledged). What they do check is kept here, for every notification
-whichever way it came: RFC 7641 §3.4's order (``Order``: an older notification, or one
-repeated, is not taken). A CON notification (ACK), a last response without Observe, and
-any token not observed (a CON gets an RST) still go through aiocoap.
+A node's NON notification, the report of every node that observes its readings, is decoded by
+the link's message interface (``coap_notification``: no aiocoap message is made of it), matched
+to its observation there and handed over here directly (``LowpanMessageInterface.observing``):
+aiocoap's message manager, token manager, pipe and request generator do nothing for it but
+find the callback (responses are not deduplicated, and a NON is not acknowledged). What they do
+check is kept here, for every notification whichever way it came: RFC 7641 §3.4's order
+(``Order``: an older notification, or one repeated, is not taken). A CON notification (ACK), a
+last response without Observe, a notification in blocks or with options the link's decoder
+leaves to aiocoap, and any token not observed (a CON gets an RST) still go through aiocoap.
 
 Without aiocoap's block-wise wrapper, a notification larger than the node's block size comes
 as its first block (Block2, RFC 7959 §3.4), and the node server asks for the rest itself
@@ -37,6 +38,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.optiontypes import BlockOption
 
 from .coap_link import LowpanAddress
+from .coap_notification import Notification
 
 OBSERVE_WRAP = 2**23
 """RFC 7641 §3.4: a notification whose Observe number is within this distance after the last
@@ -49,15 +51,14 @@ class Order:
     """RFC 7641 §3.4's order of one observation's notifications: the Observe number and arrival
     time of the newest taken so far (the first answer's to begin with)."""
 
-    def __init__(self, first: aiocoap.Message, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, first: int | None, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
-        self._number: int | None = first.opt.observe
+        self._number = first
         self._at = clock()
 
-    def newer(self, message: aiocoap.Message) -> bool:
-        """Whether ``message`` is to be taken (and is then the newest); a last response (no
-        Observe number) always is."""
-        number = message.opt.observe
+    def newer(self, number: int | None) -> bool:
+        """Whether the notification with Observe number ``number`` is to be taken (and is then
+        the newest); a last response (no Observe number) always is."""
         if number is None:
             return True
         at, last = self._clock(), self._number
@@ -72,24 +73,41 @@ class Order:
         return True
 
 
+def notification_of(message: aiocoap.Message) -> Notification:
+    """What the node server takes of a response aiocoap decoded (``Notification``)."""
+    return Notification(
+        message.token,
+        message.code,
+        message.opt.observe,
+        message.opt.content_format,
+        message.payload,
+    )
+
+
 async def each_notification(
     request: aiocoap.protocol.Request,
     first: aiocoap.Message,
-    on_notification: Callable[[aiocoap.Message], None],
+    on_notification: Callable[[aiocoap.Message | Notification], None],
 ) -> None:
     """Call ``on_notification`` with every notification of ``request``'s observation, whose
     first answer was ``first``, in the order they arrive and newer than those taken before
     (``Order``), until the observation ends: returns when the server ends it (not observable
-    any more, cancelled), raises what else ended it. Cancelling the wait stops the calls."""
+    any more, cancelled), raises what else ended it. Cancelling the wait stops the calls.
+    A notification comes as the ``Notification`` the link decoded, or as the message aiocoap
+    decoded when it was one the link leaves to aiocoap (``coap_notification``)."""
     observation = request.observation
     assert observation is not None
     ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     live = True
-    order = Order(first)
+    order = Order(first.opt.observe)
 
     def notified(message: aiocoap.Message) -> None:
-        if live and order.newer(message):
+        if live and order.newer(message.opt.observe):
             on_notification(message)
+
+    def decoded(notification: Notification) -> None:
+        if live and order.newer(notification.observe):
+            on_notification(notification)
 
     def failed(exc: Exception) -> None:
         if ended.done():
@@ -103,7 +121,7 @@ async def each_notification(
     observation.register_errback(failed, _suppress_deprecation=True)
     remote = first.remote
     direct = (
-        remote.interface.observing(first.token, remote, notified)
+        remote.interface.observing(first.token, remote, decoded)
         if isinstance(remote, LowpanAddress)
         else contextlib.nullcontext()
     )

@@ -91,17 +91,10 @@ class RadioConfig:
             raise ValueError(f"reopen_backoff must be (min, max) with 0 < min <= max: {low, high}")
 
 
-@dataclass(frozen=True, slots=True)
-class ReceivedFrame:
-    """A frame heard on the air: the PSDU as received (its FCS included) and its metadata."""
-
-    psdu: bytes
-    rssi: int
-    noise_floor: int
-    lqi: int
-    channel: int
-    timestamp_us: int | None
-    flags: int = 0
+ReceivedFrame = spinel.RxFrame
+"""A frame heard on the air: the PSDU as received (its FCS included) and its metadata, as the
+RCP's STREAM_RAW carried them (a reception it reports as failed is counted, not handed on):
+the value decoded is handed on, not copied into another per frame."""
 
 
 class TxStatus(enum.Enum):
@@ -544,17 +537,8 @@ class Radio:
                 self._rx_errors += 1
                 return
             self._received += 1
-            frame = ReceivedFrame(
-                received.psdu,
-                received.rssi,
-                received.noise_floor,
-                received.lqi,
-                received.channel,
-                received.timestamp_us,
-                received.flags,
-            )
             try:
-                self.on_frame(frame)
+                self.on_frame(received)
             except Exception:
                 log.exception("on_frame callback failed")
         elif prop == Prop.LAST_STATUS:

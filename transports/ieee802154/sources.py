@@ -38,6 +38,9 @@ class Sorted:
     values: list[Record] = field(default_factory=list)
 
 
+_UNKNOWN = object()
+"""What no value is equal to: a resource the node never said."""
+
 HOLD = 2.0
 """Seconds a notified reading of a node that can Send waits for that Send: the probe saw the
 Send follow the notification by ~18 ms; CoAP's first retransmission comes after 2-3 s."""
@@ -70,7 +73,8 @@ class NodeSources:
     def notified(self, records: Sequence[Record], now: float) -> Sorted:
         """A notification at ``now``: the changed resources, readings unless the node Sends
         (held, and shown as values meanwhile, if it may)."""
-        changed = [r for r in records if r.path not in self.known or self.known[r.path] != r.value]
+        known = self.known.get
+        changed = [r for r in records if known(r.path, _UNKNOWN) != r.value]  # one lookup each
         self._learn(changed)
         if self.sends:
             return Sorted(values=changed)

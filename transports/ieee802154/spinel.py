@@ -29,6 +29,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bridged.objects.slotted import quick_init
+
 HEADER_FLAG = 0x80
 MAX_TID = 15
 MAX_PACKED_UINT = (1 << 21) - 1
@@ -340,6 +342,7 @@ def unpack(signature: str, data: bytes) -> tuple[Any, ...]:
 # -- frames -----------------------------------------------------------------------------------
 
 
+@quick_init  # every frame makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One Spinel frame. For property commands, ``prop`` and ``value`` split the payload."""
@@ -397,6 +400,7 @@ _PHY = struct.Struct("<BBQ")  # channel, LQI, timestamp (µs)
 _MAC = struct.Struct("<BI")  # ACK key ID, ACK frame counter
 
 
+@quick_init  # every frame makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class RxFrame:
     """A STREAM_RAW frame from the RCP: a received PSDU (including its 2-byte FCS) and metadata.

@@ -4,7 +4,8 @@ The layers, bottom up, each in its own module:
 
 * :mod:`.radio` — the dongle: Spinel over HDLC-lite on a serial port, raw 802.15.4 frames;
 * :mod:`.link` — the 6LoWPAN link, sans-I/O: frames in, UDP datagrams out, and back;
-* :mod:`.coap_link` — aiocoap's message layer over those datagrams;
+* :mod:`.coap_link` — aiocoap's message layer over those datagrams, but for a node's NON
+  notification, which :mod:`.coap_notification` decodes and hands to its observation;
 * :mod:`.node_server` — the LwM2M server the nodes register with, which reports to the core.
 
 This module wires them and owns the one thing between them that has a pace: the transmit

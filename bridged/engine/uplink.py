@@ -12,8 +12,8 @@ registrar and the Send code do not care which one they talk through.
 
 from __future__ import annotations
 
-import ipaddress
 import functools
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 

@@ -4,7 +4,7 @@ its answer, per Send and per record, under callgrind.
 Two processes: the in-repo LwM2M server (``bench/readings.py --serve``: it decodes every Send
 with its own code and answers 2.04) and this one, the engine's ``LwM2MClient`` registered to it
 (run under valgrind with instrumentation off at the start: ``--callgrind``, the default, runs
-it so). Each Send is 256 records of one resource at times 0.137 s apart, the payload
+it so). Each Send is 256 records (``--records``) of one resource at times 0.137 s apart, the payload
 ``send_payload`` makes of them (about 21 bytes a record, 5.4 KB: 6 Block1 messages of at most
 1,024 bytes), encoded before the measure and handed to ``ServerSession.send`` with its
 records, as Delivery does; three Sends before the measure (registration, the first
@@ -14,7 +14,7 @@ blocks through aiocoap's message layer, the answers. Left out: the encoding and 
 (bench/readings.py measures the whole path), the server's CPU, and the kernel's (``sendmsg``
 wakes the server's process: callgrind counts user space only).
 
-    .venv/bin/python bench/sends.py [--sends 40]
+    .venv/bin/python bench/sends.py [--sends 40] [--records 256]
 """
 
 from __future__ import annotations
@@ -32,10 +32,8 @@ from pathlib import Path as FilePath
 HERE = FilePath(__file__).resolve()
 sys.path.insert(0, str(HERE.parent.parent / "tests"))
 
-RECORDS = 256
 
-
-async def measure(sends: int) -> dict[str, int]:
+async def measure(sends: int, records: int) -> dict[str, int]:
     """The Sends, instrumented (this process runs under callgrind); the server's counts."""
     from clients import gateway_tree
 
@@ -64,7 +62,7 @@ async def measure(sends: int) -> dict[str, int]:
     session = client.sessions[0]
     temperature = Path.parse("/3303/0/5700")
     batches = [
-        [Record(temperature, 20.0 + k / 7 + s, 1.7e9 + k * 0.137 + s * 100) for k in range(RECORDS)]
+        [Record(temperature, 20.0 + k / 7 + s, 1.7e9 + k * 0.137 + s * 100) for k in range(records)]
         for s in range(sends + 3)
     ]
     payloads = [send_payload(batch) for batch in batches]
@@ -90,10 +88,11 @@ def instrument(state: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sends", type=int, default=40)
+    parser.add_argument("--records", type=int, default=256, help="records a Send")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(asyncio.run(measure(args.sends))), flush=True)
+        print(json.dumps(asyncio.run(measure(args.sends, args.records))), flush=True)
         return
     with tempfile.TemporaryDirectory() as tmp:
         log = FilePath(tmp) / "callgrind.log"
@@ -102,6 +101,7 @@ def main() -> None:
                 *("valgrind", "--tool=callgrind", "--instr-atstart=no"),
                 *(f"--callgrind-out-file={tmp}/callgrind.out", f"--log-file={log}"),
                 *(sys.executable, __file__, "--measure", "--sends", str(args.sends)),
+                *("--records", str(args.records)),
             ],
             check=True,
             capture_output=True,
@@ -111,6 +111,7 @@ def main() -> None:
         found = re.search(r"Collected : (\d+)", log.read_text())
         assert found is not None, "no instruction total in callgrind's log"
     instructions = int(found.group(1))
+    per_send = instructions / args.sends
     messages = counts["messages"] / counts["sends"]  # every Send alike, the first three too
     print(
         "| Sends | records per Send | messages per Send | instructions per Send"
@@ -118,9 +119,8 @@ def main() -> None:
     )
     print("|---:|---:|---:|---:|---:|---:|")
     print(
-        f"| {args.sends} | {RECORDS} | {messages:.1f} | {instructions / args.sends / 1e6:.2f} M "
-        f"| {instructions / args.sends / messages / 1000:,.0f} k "
-        f"| {instructions / args.sends / RECORDS / 1000:.1f} k |"
+        f"| {args.sends} | {args.records} | {messages:.1f} | {per_send / 1e6:.2f} M "
+        f"| {per_send / messages / 1000:,.0f} k | {per_send / args.records / 1000:.1f} k |"
     )
 
 

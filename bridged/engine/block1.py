@@ -25,8 +25,9 @@ says:
   broken answer (``BrokenBlockwise``), as is an answer asking for more after the last block
   or acknowledging a block that was not sent. Any other error to any block is the answer.
 
-A body of one block or less is one message without Block1. Timeouts and retransmission are
-the message layer's, per block, as for any request (the caller's ``exchange``). Request-Tag
+A body of one block or less is one message without Block1. Each block is retransmitted by the
+message layer as any confirmable request; the caller bounds the whole body in time
+(``Registrar.transfer``: one request timeout, as aiocoap's block-wise request had). Request-Tag
 (RFC 9175) is not needed: one body is in flight at a time, and a restart begins at block 0.
 """
 

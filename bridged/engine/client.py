@@ -22,7 +22,6 @@ others. ``LwM2MClient.send`` delivers records with the Send operation (see ``sen
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import pathlib
 import time
@@ -734,9 +733,8 @@ class ServerSession:
         registrar = self.registrar
         msg = aiocoap.Message(code=Code.POST, uri=registrar.uri(SEND_PATH), payload=payload)
         msg.opt.content_format = ContentFormat.SENML_CBOR
-        return await send_in_blocks(
-            functools.partial(registrar.exchange, blockwise=False), msg, self.block_exponent
-        )
+        exponent = self.block_exponent
+        return await registrar.transfer(lambda exchange: send_in_blocks(exchange, msg, exponent))
 
 
 class LwM2MClient:

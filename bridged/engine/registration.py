@@ -20,15 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import sys
 import time
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import aiocoap
@@ -36,8 +37,11 @@ from aiocoap.numbers.codes import Code
 
 from bridged.aio import Flag, cancel_and_wait
 
+from .block1 import Exchange
 from .uplink import UdpUplink, Uplink
 from .wheel import Wheel
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -342,22 +346,32 @@ class Registrar:
         """The URI of ``segments`` below the Server URI's path, as Register's ``rd``."""
         return self._origin + "/" + "/".join((*self._base_path, *segments))
 
-    async def exchange(self, msg: aiocoap.Message, *, blockwise: bool = True) -> aiocoap.Message:
+    async def exchange(self, msg: aiocoap.Message) -> aiocoap.Message:
         """Send one request to the server within the request timeout; return the response.
-        Without ``blockwise`` it goes as one message whatever its size (``Uplink.request``).
 
         A timeout drops the uplink's session, as a network error already does in the DTLS
         uplink: a server that stopped answering may have lost it, and the Register that
         follows must handshake afresh.
         """
+        return await self._timed(self.uplink.request(msg))
+
+    async def transfer(self, body: Callable[[Exchange], Awaitable[T]]) -> T:
+        """Run ``body``, whose requests to the server each go as one message (a body in Block1
+        blocks, ``block1.send_in_blocks``), within one request timeout, as ``exchange`` runs
+        one request: to its caller it is one request, as aiocoap's block-wise one was, and its
+        blocks set no timer each (an ``asyncio.timeout`` a block was 7 % of a block's
+        instructions, docs/benchmarks.md)."""
+        return await self._timed(body(functools.partial(self.uplink.request, blockwise=False)))
+
+    async def _timed(self, request: Awaitable[T]) -> T:
         try:
             async with asyncio.timeout(self.target.request_timeout):
-                response = await self.uplink.request(msg, blockwise=blockwise)
+                result = await request
         except TimeoutError:
             self.uplink.drop_session()
             raise
         self._registrant.answered()
-        return response
+        return result
 
     @property
     def registered(self) -> bool:

@@ -118,9 +118,9 @@ def decode_notification(data: bytes) -> Notification | None:
     if not taken or code is None or (first >> 4) & 3 != NON or OBSERVE not in values:
         return None
     return Notification(
-        token=data[4 : 4 + tkl],
-        code=code,
-        observe=values[OBSERVE],
-        content_format=values.get(CONTENT_FORMAT),
-        payload=data[pos + 1 :] if pos < end else b"",
+        data[4 : 4 + tkl],
+        code,
+        values[OBSERVE],
+        values.get(CONTENT_FORMAT),
+        data[pos + 1 :] if pos < end else b"",
     )

@@ -25,18 +25,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiocoap.numbers import types
 from aiocoap.numbers.codes import Code
+from aiocoap.numbers.optionnumbers import OptionNumber
 
 from bridged.objects.slotted import quick_init
 
 from .errors import RadioDecodeError
 
 VERSION = 1
-NON = 1
+NON = int(types.NON)
 PAYLOAD_MARKER = 0xFF
 MAX_TOKEN = 8
 """RFC 7252 §3: token lengths 9-15 are reserved (a message format error)."""
-OBSERVE, CONTENT_FORMAT, MAX_AGE = 6, 12, 14
+OBSERVE, CONTENT_FORMAT, MAX_AGE = (
+    int(OptionNumber.OBSERVE),
+    int(OptionNumber.CONTENT_FORMAT),
+    int(OptionNumber.MAX_AGE),
+)
 _UINT_SIZES = {OBSERVE: 3, CONTENT_FORMAT: 2, MAX_AGE: 4}
 """The options a notification taken here may carry, and their longest value (RFC 7641 §2,
 RFC 7252 §5.10)."""
@@ -118,9 +124,9 @@ def decode_notification(data: bytes) -> Notification | None:
     if not taken or code is None or (first >> 4) & 3 != NON or OBSERVE not in values:
         return None
     return Notification(
-        token=data[4 : 4 + tkl],
-        code=code,
-        observe=values[OBSERVE],
-        content_format=values.get(CONTENT_FORMAT),
-        payload=data[pos + 1 :] if pos < end else b"",
+        data[4 : 4 + tkl],
+        code,
+        values[OBSERVE],
+        values.get(CONTENT_FORMAT),
+        data[pos + 1 :] if pos < end else b"",
     )

@@ -220,11 +220,7 @@ class UdpDatagram:
         if int.from_bytes(data, "big") % 0xFFFF:
             raise LowpanDecodeError("UDP checksum mismatch")
         return cls(
-            src=packet.src,
-            src_port=udp[0] << 8 | udp[1],
-            dst=packet.dst,
-            dst_port=udp[2] << 8 | udp[3],
-            payload=udp[UDP_HEADER:],
+            packet.src, udp[0] << 8 | udp[1], packet.dst, udp[2] << 8 | udp[3], udp[UDP_HEADER:]
         )
 
 

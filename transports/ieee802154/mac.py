@@ -299,21 +299,22 @@ def parse_frame(psdu: bytes, *, fcs: bool = True) -> MacFrame:
         header_ies, payload_ies, pos = _information_elements(body, pos, bool(secured))
     if security is not None and len(body) - pos < security.mic_length:
         raise MacDecodeError("secured frame shorter than its MIC")
+    # In field order, not by keyword: fourteen keywords cost a microsecond more per frame.
     return MacFrame(
-        frame_type=_FRAME_TYPES[ftype],
-        seq=seq,
-        dst=dst,
-        src=src,
-        dst_pan=dst_pan,
-        src_pan=src_pan,
-        version=_VERSIONS[version],
-        pan_id_compression=bool(compression),
-        ack_request=bool(fc >> 5 & 1),
-        frame_pending=bool(fc >> 4 & 1),
-        security=security,
-        header_ies=header_ies,
-        payload_ies=payload_ies,
-        payload=body[pos:],
+        _FRAME_TYPES[ftype],
+        seq,
+        dst,
+        src,
+        dst_pan,
+        src_pan,
+        _VERSIONS[version],
+        bool(compression),  # pan_id_compression
+        bool(fc >> 5 & 1),  # ack_request
+        bool(fc >> 4 & 1),  # frame_pending
+        security,
+        header_ies,
+        payload_ies,
+        body[pos:],
     )
 
 

@@ -55,7 +55,12 @@ class Registrations:
         self._status_later: asyncio.TimerHandle | None = None
 
     def registration(self, event: RegistrationEvent) -> None:
-        """An event of the gateway's own registration with a server."""
+        """An event of the gateway's own registration with a server. The status summary
+        changed unless the server's previous event was of the same kind in the same state
+        (a Register retried toward a server that is down, an Update like the one before):
+        the summary shows the registration's state, and working it out again for each retry
+        was an idle gateway's wake-up and most of its CPU for nothing."""
+        previous = self.last.get(event.server)
         self.last[event.server] = event
         source = server_source(event.server)
         if event.kind in FAILURES:
@@ -71,7 +76,8 @@ class Registrations:
             state=event.state.value,
             detail=event.detail,
         )
-        self.changed()
+        if previous is None or (previous.kind, previous.state) != (event.kind, event.state):
+            self.changed()
 
     def endpoint(self, ep: NodeEndpoint, event: RegistrationEvent) -> None:
         """A node endpoint's registration event: streamed as it comes, and counted in the

@@ -270,7 +270,14 @@ def mark_stopped(conn: sqlite3.Connection) -> None:
 
 def prove_writable(conn: sqlite3.Connection) -> None:
     """Write one row (a counter of these proofs), so that the watchdog knows the database
-    takes a write; raises the ``sqlite3.Error`` of a database that does not."""
+    takes a write; raises the ``sqlite3.Error`` of a database that does not.
+
+    A write, not a read nor a BEGIN IMMEDIATE that is rolled back: those take the lock but
+    write nothing, so a file system gone read-only or an I/O error that only a write meets
+    would pass. It is cheap as it is, one statement in its own transaction: with WAL and
+    ``synchronous=NORMAL`` its commit appends a page to the WAL and syncs nothing (the
+    counter's durability does not matter; a checkpoint syncs it with the rest), about 0.1 ms
+    of each ping every 15 s (measured with strace and time.process_time, issue 17)."""
     conn.execute(
         "INSERT INTO counters(name, value) VALUES (?, 0) "
         "ON CONFLICT(name) DO UPDATE SET value = value + 1",

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from aiocoap.numbers.codes import Code
+from clients import free_udp_port
 from timers import armed, due_within, settled
 
 from bridged import daemon, service
@@ -167,3 +168,29 @@ async def test_the_idle_daemons_watchdog_works_out_no_status_line(
         finally:
             d.request_stop()
             assert await task == 0
+
+
+async def test_register_retries_toward_a_server_that_is_down_change_no_status(
+    tmp_path: Path,
+) -> None:
+    """A Register retried toward a server that is down leaves the status summary as it was
+    (retrying, the same server): the first failure changes it, the retries that follow do
+    not, so an idle gateway does not work the summary out again at each retry."""
+    changes: list[int] = []
+    config = config_file(tmp_path, f"coap://127.0.0.1:{free_udp_port()}")
+    config.write_text(config.read_text() + "retry_timer = 0.05\nretry_count = 5\n")
+    gw = Gateway(load(config), on_change=lambda: changes.append(len(changes)))
+    registrations = gw.events.subscribe(["registration"])
+    await gw.start()
+    try:
+        failed = []  # the changes counted when each failure was told
+        async with asyncio.timeout(30):
+            while len(failed) < 3:
+                event = await registrations.get()
+                assert event is not None
+                if event.data["event"] == "registration-failure":
+                    failed.append(len(changes))
+        assert failed == [failed[0]] * 3, failed
+    finally:
+        registrations.close()
+        await gw.stop()

@@ -423,7 +423,15 @@ class HealthMonitor:
                 if r.value not in own:  # two reports in one news: each code once
                     own.append(r.value)
         if state is None:
-            self._update(node, tracked, news.heard, news.rssi, news.lqi, battery)
+            self._update(
+                node,
+                tracked,
+                news.heard,
+                news.rssi,
+                news.lqi,
+                battery,
+                own_errors=None if own is None else tuple(own),
+            )
         else:
             self._update(
                 node,

@@ -11,6 +11,7 @@ import resource
 import socket
 import time
 import types
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -703,6 +704,8 @@ async def test_an_endpoints_socket_is_read_by_the_engine_with_nothing_of_its_own
         one, other = (ep.client for ep in endpoints)
         assert one is not None and other is not None
         assert one.bind is other.bind and one.udp is other.udp  # one for all, as it is all's
+        # each address holds its socket itself: no weak reference to it (80 bytes each)
+        assert [weakref.getweakrefcount(u._socket) for u in uplinks] == [0, 0]  # type: ignore[union-attr]
         for ep, sock in zip(endpoints, socks, strict=True):  # one address of it, not a copy each
             addresses = {
                 id(o)

@@ -168,7 +168,8 @@ def compile_bytecode(python: str) -> None:
 class Daemon:
     """``bridged --config`` under an emulated systemd: ``NOTIFY_SOCKET`` (READY=1, STATUS=,
     WATCHDOG=1 arrive here), ``WATCHDOG_USEC`` as the packaged unit sets it (30 s) and the
-    unit's ``Environment=`` (``unit_environment``)."""
+    unit's ``Environment=`` (``unit_environment``); ``run`` is what ``python`` runs (a module
+    that wraps the daemon, ``bench/endpoint_memory.py``), ``extra_env`` more variables."""
 
     def __init__(
         self,
@@ -177,6 +178,8 @@ class Daemon:
         *,
         watchdog_usec: int = 30_000_000,
         python: str = sys.executable,
+        run: tuple[str, ...] = ("-m", "bridged.daemon"),
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         path = state / "bridged.toml"
         path.write_text(config)
@@ -190,11 +193,12 @@ class Daemon:
         env.update(unit_environment(python))
         env["NOTIFY_SOCKET"] = str(self.notify_path)
         env["WATCHDOG_USEC"] = str(watchdog_usec)
+        env.update(extra_env or {})
         self.log = state / "bridged.log"
         self.started = time.monotonic()
         with self.log.open("wb") as stderr:
             self.proc = subprocess.Popen(
-                [python, "-m", "bridged.daemon", "--config", str(path)],
+                [python, *run, "--config", str(path)],
                 env=env,
                 cwd=state,  # not a checkout: ``-m`` imports from the working directory first
                 stdin=subprocess.DEVNULL,

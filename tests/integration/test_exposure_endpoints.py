@@ -11,6 +11,7 @@ import resource
 import socket
 import time
 import types
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -35,6 +36,7 @@ from bridged.exposure.endpoints import (
     endpoint_name,
 )
 from bridged.exposure.mapping import NOTHING
+from bridged.exposure.mirror import NodeMirror
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.definitions import Definitions
 from bridged.objects.formats import ContentFormat
@@ -551,7 +553,7 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
         assert by_node == []
         assert ep.client is not None
         (session,) = ep.client.sessions
-        made = (ep, ep.client, session, session.registrar, session.uplink, ep.paths, ep.mirror)
+        made = (ep, ep.client, session, session.registrar, session.uplink, ep.paths)
         assert [type(o).__name__ for o in made if hasattr(o, "__dict__")] == []  # slotted
         # Its Location-Path is one string, not a tuple of segments (about 100 bytes more).
         assert [r for r in gc.get_referents(session.registrar) if isinstance(r, tuple) and r] == []
@@ -570,9 +572,9 @@ async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_
     it up or takes it down (88 bytes each), and its sessions tell the endpoint of their events
     and of each exchange's end directly, with no bound method of the client in between (64
     bytes each): the bound methods it holds are its own two, told by its client, and the two
-    its client subscribes to its tree with; nor a list, nor a function to unsubscribe. Taken
-    down and brought up again, it registers again, and a server's Read of it is still answered
-    with its node's value."""
+    its client subscribes to its tree with; nor a list, nor a function to unsubscribe, nor a
+    mirror of its node apart from itself. Taken down and brought up again, it registers again,
+    and a server's Read of it is still answered with its node's value."""
     s = setup(tmp_path, server.uri, nodes=1)
     (name,) = pair_all(s)
     await s.exposure.start()
@@ -594,6 +596,8 @@ async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_
         # function to unsubscribe from its tree (48 bytes): it unsubscribes itself.
         assert [r for m in mine for r in gc.get_referents(m) if isinstance(r, list)] == []
         assert [c for o, c in own if type(o).__name__ == "_Unsubscribe"] == []
+        # It mirrors its node in its tree itself: no mirror object of its own (72 bytes).
+        assert [c for o, c in own if type(o) is NodeMirror] == []
         await s.exposure.stop()
         assert (await server.next_event("deregister")).endpoint == name
         await s.exposure.start()
@@ -703,6 +707,8 @@ async def test_an_endpoints_socket_is_read_by_the_engine_with_nothing_of_its_own
         one, other = (ep.client for ep in endpoints)
         assert one is not None and other is not None
         assert one.bind is other.bind and one.udp is other.udp  # one for all, as it is all's
+        # each address holds its socket itself: no weak reference to it (80 bytes each)
+        assert [weakref.getweakrefcount(u._socket) for u in uplinks] == [0, 0]  # type: ignore[union-attr]
         for ep, sock in zip(endpoints, socks, strict=True):  # one address of it, not a copy each
             addresses = {
                 id(o)

@@ -101,7 +101,8 @@ INTERNALS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("aiocoap.transports.udp6", "UDP6EndpointAddress.__init__"): (
         "39e2f0441f3be4d8",
-        "bridged.engine.sockets.SocketAddress: the local socket is the weak reference _interface",
+        "bridged.engine.sockets.SocketAddress: replaced (the socket held, not a weak reference "
+        "_interface); on_socket turns one made by it into one",
     ),
     ("aiocoap.transports.udp6", "UDP6EndpointAddress.__eq__"): (
         "94e4281773d9e6d5",

@@ -152,7 +152,6 @@ class Gateway:
             self.readings = ReadingStore(self.db, config.store.bounds)
             self.secrets = SecretStore(state_dir / SECRETS)
             self.registry = NodeRegistry(self.nodes, self.secrets, self.readings)
-            self.registry.on_heard(HeardEvents(self.events))
             self.commands = CommandQueue(
                 self.db,
                 self.registry,
@@ -181,7 +180,13 @@ class Gateway:
             )
             with self.nodes.allocating():  # a first start allocates every node's IDs
                 self.registry.listen(self.exposure)
-            self.registry.listen(NodeEvents(self.events, self._changed))
+            node_events = NodeEvents(self.events, self._changed)
+            self.registry.listen(node_events, readings=False)
+            # What the radios hear and the nodes' readings become events only while anybody
+            # subscribes (bridgectl events, scan): else every report called two listeners
+            # with nothing to do.
+            self.events.while_subscribed(lambda: self.registry.on_heard(HeardEvents(self.events)))
+            self.events.while_subscribed(lambda: self.registry.tell_readings(node_events))
             self.firmware = build_firmware(
                 config,
                 self.registry,

@@ -439,7 +439,8 @@ class NodeRegistry:
                 news.rssi = heard.rssi
             if not self._due.armed:  # else the commit that tells it is armed
                 self._arm()
-        self._heard_hooks.call(heard)
+        if self._heard_hooks.anyone:  # a live scan or an event stream, now and then
+            self._heard_hooks.call(heard)
         if live is None:
             self.heard_nodes.heard_unpaired(heard)
 

@@ -425,18 +425,29 @@ class HealthMonitor:
                 own = [] if own is None else own
                 if r.value not in own:  # two reports in one news: each code once
                     own.append(r.value)
-        self._update(
-            node,
-            tracked,
-            news.heard,
-            news.rssi,
-            news.lqi,
-            battery,
-            None if state is None else tracked.failures_before + state.decrypt_failures,
-            None if state is None else state.problem,
-            state is not None and _tells_problem(state),
-            None if own is None else tuple(own),
-        )
+        if state is None:
+            self._update(
+                node,
+                tracked,
+                news.heard,
+                news.rssi,
+                news.lqi,
+                battery,
+                own_errors=None if own is None else tuple(own),
+            )
+        else:
+            self._update(
+                node,
+                tracked,
+                news.heard,
+                news.rssi,
+                news.lqi,
+                battery,
+                tracked.failures_before + state.decrypt_failures,
+                state.problem,
+                _tells_problem(state),
+                None if own is None else tuple(own),
+            )
 
     def update(
         self,

@@ -56,8 +56,8 @@ more than ``SAME_REPORT`` apart: a node's first report after a start allocates i
 upstream (health, battery), and its second gives the node health its first interval between
 reports, from which it works the node's timeout out, a change of its health shown upstream:
 both are start-up, not the path a reading takes from then on (with one report in the warm-up,
-a node's first report of the measure made that change: some 3 k instructions per record in a
-``--callgrind`` run of 1,000 readings over 100 nodes).
+a node's first report of the measure could make that change: 39 of 100 nodes did in a
+``--callgrind`` run of 1,000 readings, profiled as well).
 
     .venv/bin/python bench/readings.py [--nodes 100,1000] [--rates 100,max]
                                        [--seconds 20] [--max-readings 20000] [--linger S]
@@ -181,7 +181,7 @@ async def gateway(
 
     from bridged.app import DATABASE, Gateway
     from bridged.config import load
-    from bridged.health import SAME_REPORT
+    from bridged.transports.base import SAME_REPORT
     from bridged.objects.values import Record
     from bridged.store.database import connect
     from bridged.store.nodes import NodeStore

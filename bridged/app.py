@@ -156,7 +156,6 @@ class Gateway:
             self.readings = ReadingStore(self.db, config.store.bounds)
             self.secrets = SecretStore(state_dir / SECRETS)
             self.registry = NodeRegistry(self.nodes, self.secrets, self.readings)
-            self.registry.on_heard(HeardEvents(self.events))
             # The summary's counts that move without an event: readings waiting and dropped
             # (the store), nodes reachable (each node's news), whether storing works.
             self.readings.moved = self._drifted
@@ -190,7 +189,13 @@ class Gateway:
             )
             with self.nodes.allocating():  # a first start allocates every node's IDs
                 self.registry.listen(self.exposure)
-            self.registry.listen(NodeEvents(self.events, self._changed))
+            node_events = NodeEvents(self.events, self._changed)
+            self.registry.listen(node_events, readings=False)
+            # What the radios hear and the nodes' readings become events only while anybody
+            # subscribes (bridgectl events, scan): else every report called two listeners
+            # with nothing to do.
+            self.events.while_subscribed(lambda: self.registry.on_heard(HeardEvents(self.events)))
+            self.events.while_subscribed(lambda: self.registry.tell_readings(node_events))
             self.firmware = build_firmware(
                 config,
                 self.registry,

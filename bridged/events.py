@@ -41,11 +41,23 @@ class Event:
 class Subscription:
     """What one subscriber receives, in order; ``overflowed`` once it fell too far behind."""
 
-    def __init__(self, subscribers: Listeners[Subscription], kinds: frozenset[str] | None) -> None:
+    def __init__(
+        self,
+        subscribers: Listeners[Subscription],
+        kinds: frozenset[str] | None,
+        left: Callable[[], None],
+    ) -> None:
         self.kinds = kinds
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(EVENT_BACKLOG)
         self.overflowed = False
-        self._leave = subscribers.add(self)
+        self._unsubscribe: Callable[[], None] | None = subscribers.add(self)
+        self._left = left
+
+    def _leave(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+            self._left()
 
     def wants(self, kind: str) -> bool:
         return self.kinds is None or kind in self.kinds or kind.split(".")[0] in self.kinds
@@ -78,10 +90,34 @@ class EventHub:
         """Whoever subscribed; its ``anyone`` is what a caller told of every report looks at
         before it asks ``wanted`` (an attribute, not a call: nobody listens, most of the
         time, and every advert and reading asked)."""
+        self._sources: list[Callable[[], Callable[[], None]]] = []
+        self._stops: list[Callable[[], None]] = []
+
+    def while_subscribed(self, start: Callable[[], Callable[[], None]]) -> None:
+        """Run ``start`` (which begins telling this hub of something, and returns what stops
+        it) while anybody subscribes, from the first subscriber to the last one's leaving:
+        a source of events for every report (an advert heard, a reading) is then not even
+        called while nobody listens, which is most of the time."""
+        self._sources.append(start)
+        if self.subscribers.anyone:
+            self._stops.append(start())
 
     def subscribe(self, kinds: Sequence[str] | None = None) -> Subscription:
         """Receive events of ``kinds`` (``"node"`` stands for every ``node.*``), all if None."""
-        return Subscription(self.subscribers, None if kinds is None else frozenset(kinds))
+        first = not self.subscribers.anyone
+        sub = Subscription(
+            self.subscribers, None if kinds is None else frozenset(kinds), self._left
+        )
+        if first:
+            self._stops = [start() for start in self._sources]
+        return sub
+
+    def _left(self) -> None:
+        """A subscriber left: the sources stop when it was the last."""
+        if not self.subscribers.anyone:
+            stops, self._stops = self._stops, []
+            for stop in stops:
+                stop()
 
     def wanted(self, kind: str) -> bool:
         """Whether anybody listens for ``kind`` (so costly events are built only then)."""
@@ -93,7 +129,8 @@ class EventHub:
 
 
 class NodeEvents:
-    """The ``RegistryListener`` that turns node changes into events."""
+    """The ``RegistryListener`` that turns node changes into events; of their readings
+    only while anybody subscribes to the hub (``EventHub.while_subscribed``)."""
 
     def __init__(self, hub: EventHub, changed: Callable[[], None]) -> None:
         self.hub = hub
@@ -119,8 +156,9 @@ class NodeEvents:
 
 
 class HeardEvents:
-    """The registry's ``on_heard`` callback: a ``node.heard`` event per node heard, built
-    only while somebody listens (a scan hears many nodes a second)."""
+    """The registry's ``on_heard`` callback while anybody subscribes to the hub
+    (``EventHub.while_subscribed``): a ``node.heard`` event per node heard, built only
+    while somebody wants it (a scan hears many nodes a second)."""
 
     def __init__(self, hub: EventHub) -> None:
         self.hub = hub

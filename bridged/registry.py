@@ -349,9 +349,15 @@ class NodeRegistry:
         (what upstream delivery waits for)."""
         self._commit_hooks.add(hook)
 
-    def on_heard(self, hook: Callable[[Heard], None]) -> None:
-        """Call ``hook`` with everything heard on the air, paired or not (a live scan)."""
-        self._heard_hooks.add(hook)
+    def on_heard(self, hook: Callable[[Heard], None]) -> Callable[[], None]:
+        """Call ``hook`` with everything heard on the air, paired or not (a live scan);
+        returns what stops it."""
+        return self._heard_hooks.add(hook)
+
+    def tell_readings(self, listener: RegistryListener) -> Callable[[], None]:
+        """Tell ``listener`` (listening with ``readings`` False) of every report's readings
+        as well, from now on; returns what stops it."""
+        return self._readers.add(listener)
 
     def on_news(self, hook: Callable[[NodeId, NodeNews], None]) -> None:
         """Call ``hook`` with a paired node and its ``NodeNews`` (the node health model's:
@@ -433,7 +439,8 @@ class NodeRegistry:
                 news.rssi = heard.rssi
             if not self._due.armed:  # else the commit that tells it is armed
                 self._arm()
-        self._heard_hooks.call(heard)
+        if self._heard_hooks.anyone:  # a live scan or an event stream, now and then
+            self._heard_hooks.call(heard)
         if live is None:
             self.heard_nodes.heard_unpaired(heard)
 

@@ -4,6 +4,7 @@ and no subscriber's failure reaches the part that publishes or the other subscri
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -101,3 +102,37 @@ async def test_reports_ask_the_hub_nothing_while_nobody_subscribes_and_are_told_
     while (event := await sub.get()) is not None:
         got.append(event.kind)
     assert got == ["node.heard", "readings"]
+
+
+async def test_a_source_runs_from_the_first_subscriber_to_the_last_ones_leaving() -> None:
+    """``while_subscribed``: what tells the hub of every report (the registry's heard hook,
+    its readings) is started by the first subscriber and stopped when the last one leaves,
+    by closing or by falling too far behind, and started again by the next (issue 17: with
+    nobody subscribed, every report called two listeners with nothing to do)."""
+    hub = EventHub()
+    running: list[str] = []
+
+    def start() -> Callable[[], None]:
+        running.append("source")
+        return running.clear
+
+    hub.while_subscribed(start)
+    assert running == []
+    first, second = hub.subscribe(["node"]), hub.subscribe()
+    assert running == ["source"]
+    first.close()
+    assert running == ["source"]
+    second.close()
+    second.close()  # closed twice: stopped once, nothing else
+    assert running == []
+    stuck = hub.subscribe()
+    assert running == ["source"]
+    for n in range(EVENT_BACKLOG):
+        hub.publish("node.heard", n=n)
+    assert stuck.overflowed and running == []
+    again = hub.subscribe()
+    late: list[str] = []
+    hub.while_subscribed(lambda: late.append("late") or (lambda: late.clear()))
+    assert running == ["source"] and late == ["late"]  # added while somebody subscribes
+    again.close()
+    assert running == [] and late == []

@@ -12,6 +12,7 @@ from pathlib import Path as FsPath
 import pytest
 from timers import armed, due_within, settled
 
+from bridged.objects.listeners import Listeners
 from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.registry import COMMIT_WINDOW, LiveNode, NodeRegistry
@@ -616,3 +617,26 @@ async def test_a_commit_looks_up_each_readers_method_once_and_tells_every_report
         (nodes[i % 3], [float(i)]) for i in range(30)
     ]
     assert Counted.looked_up == 1
+
+
+def test_what_is_heard_is_told_only_to_whoever_listens_and_while_they_do(
+    registry: NodeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An advert heard (every report's first event) tells the heard hooks, a live scan's or
+    the event stream's, while there are any; with none, as most of the time, nothing is
+    called for it (issue 17), and a hook added later hears the next."""
+    told: list[tuple[object, ...]] = []
+    call = Listeners.call
+    monkeypatch.setattr(
+        Listeners, "call", lambda self, *args: told.append(args) or call(self, *args)
+    )
+    node = NodeId("sim", "0001")
+    registry.heard(Heard(node, 1_700_000_000.0, rssi=-60))
+    assert not [args for args in told if isinstance(args[0], Heard)]
+    heard: list[Heard] = []
+    stop = registry.on_heard(heard.append)
+    later = Heard(node, 1_700_000_001.0, rssi=-61)
+    registry.heard(later)
+    stop()
+    registry.heard(Heard(node, 1_700_000_002.0, rssi=-62))
+    assert heard == [later]

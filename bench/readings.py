@@ -181,11 +181,10 @@ async def gateway(
 
     from bridged.app import DATABASE, Gateway
     from bridged.config import load
-    from bridged.transports.base import SAME_REPORT
     from bridged.objects.values import Record
     from bridged.store.database import connect
     from bridged.store.nodes import NodeStore
-    from bridged.transports.base import Heard, NodeState
+    from bridged.transports.base import SAME_REPORT, Heard, NodeState
     from bridged.transports.nodes import NodeId, PairedNode
     from bridged.transports.simulated import TEMPERATURE
 

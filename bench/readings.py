@@ -27,8 +27,8 @@ instructions the gateway executed per record in a shorter run under ``valgrind
 --tool=callgrind`` (instrumentation switched on by ``callgrind_control`` for the feed only).
 The kernel's part of the gateway's CPU (system time, ``getrusage``) has a column of its own:
 callgrind does not count it. The server's view of the same Sends: their payload bytes per
-upstream record, and the requests per Send (a Send larger than a block goes in Block1 blocks of 1,024 bytes, each a
-request the server answers and the gateway waits for).
+upstream record, and the requests per Send (a Send larger than a block goes in Block1 blocks
+of 1,024 bytes, each a request the server answers and the gateway waits for).
 
 Left out: the radio and its decoding (bench/radio.py, bench/ble.py measure those), the
 server's CPU, the gateway's start and registration, and idle time before the feed. The feeder

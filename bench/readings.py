@@ -607,7 +607,7 @@ def main() -> None:
     print(
         "| nodes | reports/s | readings fed | upstream records | records per value "
         "| Sends | bytes per record | messages per Send | gateway CPU s | µs per record "
-        "| of it, the loop's turn per report µs "
+        "| of it, in the kernel µs | the loop's turn per report µs "
         "| wake-ups per report | records per CPU-second"
         + (" | instructions per record |" if callgrind else " |")
     )

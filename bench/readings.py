@@ -230,6 +230,7 @@ async def gateway(
         gw.registry.on_commit(lambda count: turns.mark("commit"))
         turns.wrap(gw.delivery, "_batch", "batch")
         turns.wrap(gw.delivery, "_count", "acked")
+        turns.wrap(gw.registry, "readings", "report")  # the feeder's, a transport's
         turns.within(gw.readings, "append", "the store's append")
     if link is not None:
         emit(up=True)
@@ -242,8 +243,6 @@ async def gateway(
         return
 
     def report(node: NodeId, value: float) -> None:
-        if turns is not None:
-            turns.mark("report")
         now = time.time()
         record = Record(TEMPERATURE, value, now)
         events.heard(Heard(node, now, node.address, -60, "sim", (record,)))

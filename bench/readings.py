@@ -25,9 +25,10 @@ code of the gateway's can remove); upstream records per measured value (what
 the server received over what was fed: 1.0 is the invariant); and, with ``--callgrind``, the
 instructions the gateway executed per record in a shorter run under ``valgrind
 --tool=callgrind`` (instrumentation switched on by ``callgrind_control`` for the feed only).
-The server's view of the same Sends: their payload bytes per upstream record, and the
-requests per Send (a Send larger than a block goes in Block1 blocks of 1,024 bytes, each a
-request the server answers and the gateway waits for).
+The kernel's part of the gateway's CPU (system time, ``getrusage``) has a column of its own:
+callgrind does not count it. The server's view of the same Sends: their payload bytes per
+upstream record, and the requests per Send (a Send larger than a block goes in Block1 blocks
+of 1,024 bytes, each a request the server answers and the gateway waits for).
 
 Left out: the radio and its decoding (bench/radio.py, bench/ble.py measure those), the
 server's CPU, the gateway's start and registration, and idle time before the feed. The feeder
@@ -63,7 +64,13 @@ a node's first report of the measure could make that change: 39 of 100 nodes did
                                        [--seconds 20] [--max-readings 20000] [--linger S]
                                        [--transport sim|802154] [--report notify|send]
                                        [--callgrind] [--callgrind-readings 2000]
-                                       [--profile DIR]
+                                       [--turns] [--profile DIR]
+
+``--turns``: after the table, the gateway's CPU turn by turn of its event loop, summed by what
+each turn did (a report fed, a group commit, a Delivery batch built, a Send acknowledged, a
+timer that fired and whose; "idle": none of these, e.g. a reply read), and the CPU of the
+store's ``append`` apart (bench/turns.py): what a low rate pays per record for each wake-up,
+commit and Send, which instructions do not show (a turn after a sleep runs on cold caches).
 
 ``--profile DIR``: the gateway process runs cProfile during each measure and writes its
 statistics to ``DIR/gateway-{transport}-{nodes}-{rate}.pstats`` (read them with ``python -m
@@ -98,10 +105,13 @@ RECORDS_GOAL = 25_000
 INSTRUCTIONS_GOAL = 150_000
 ENDPOINT = "bench-readings"
 FLOOR_TICKS = 500
+"""Turns of the paced loop without reports that measure the floor (module docstring)."""
 PROFILE = "BENCH_READINGS_PROFILE"
 """Set in the gateway process's environment (``--profile``): where its cProfile statistics of
 the measure go."""
-"""Turns of the paced loop without reports that measure the floor (module docstring)."""
+TURNS = "BENCH_READINGS_TURNS"
+"""Set in the gateway process's environment (``--turns``): count its CPU turn by turn of the
+event loop (bench/turns.py)."""
 
 
 def emit(**fields: Any) -> None:
@@ -211,6 +221,16 @@ async def gateway(
         await asyncio.sleep(0.01)
     events = gw.registry
     stats = gw.delivery.stats(gw.config.servers[0].short_server_id)
+    turns = None
+    if os.environ.get(TURNS):
+        from turns import Turns
+
+        turns = Turns(asyncio.get_running_loop())
+        gw.registry.on_commit(lambda count: turns.mark("commit"))
+        turns.wrap(gw.delivery, "_batch", "batch")
+        turns.wrap(gw.delivery, "_count", "acked")
+        turns.wrap(gw.registry, "readings", "report")  # the feeder's, a transport's
+        turns.within(gw.readings, "append", "the store's append")
     if link is not None:
         emit(up=True)
         await asyncio.get_running_loop().run_in_executor(
@@ -218,7 +238,7 @@ async def gateway(
         )  # "warm": the air's warm-up is fed
         while stats.delivered < count:
             await asyncio.sleep(0.01)
-        await measured(gw, stats, total, floor=None)
+        await measured(gw, stats, total, floor=None, turns=turns)
         return
 
     def report(node: NodeId, value: float) -> None:
@@ -261,7 +281,7 @@ async def gateway(
             await pace(k, start)
         emit(fed=total, feed_s=time.monotonic() - start)
 
-    await measured(gw, stats, total, floor, feed)
+    await measured(gw, stats, total, floor, feed, turns)
 
 
 async def measured(
@@ -270,6 +290,7 @@ async def measured(
     total: int,
     floor: float | None,
     feed: Callable[[], Awaitable[None]] | None = None,
+    turns: Any = None,
 ) -> None:
     """Measure from "go" until the server acknowledged the records fed: ``total`` by
     ``feed``, in this process, or as many as the orchestrator says ("expect N") the air
@@ -281,13 +302,15 @@ async def measured(
     emit(ready=True, warm_up=stats.delivered)
     await loop.run_in_executor(None, sys.stdin.readline)  # "go"
     delivered0, sends0 = stats.delivered, stats.sends
-    cpu0, woken0 = time.process_time(), wake_ups()
+    cpu0, woken0, kernel0 = time.process_time(), wake_ups(), kernel_time()
     profile = None
     if os.environ.get(PROFILE):
         import cProfile
 
         profile = cProfile.Profile(time.process_time)  # CPU, not time preempted
         profile.enable()
+    if turns is not None:
+        turns.start()
     emit(measuring=True)
     if feed is not None:
         await feed()
@@ -295,11 +318,15 @@ async def measured(
         total = int((await loop.run_in_executor(None, sys.stdin.readline)).split()[1])
     await reached(stats, delivered0 + total).wait()
     cpu, woken = time.process_time() - cpu0, wake_ups() - woken0
+    kernel = kernel_time() - kernel0
+    by_turn = None if turns is None else turns.stop()
     if profile is not None:
         profile.disable()
         profile.dump_stats(os.environ[PROFILE])
     emit(
         cpu=cpu,
+        kernel=kernel,
+        turns=by_turn,
         wake_ups=woken,
         sends=stats.sends - sends0,
         floor=floor,
@@ -331,6 +358,13 @@ def wake_ups() -> int:
     """The times a thread of this process went to sleep and was woken (voluntary context
     switches of every thread, those that ended included)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+
+
+def kernel_time() -> float:
+    """The CPU this process's threads spent in the kernel (system time), which callgrind's
+    instruction counts do not see: syscalls (the loop's poll, SQLite's writes, the sockets)
+    and the page faults and scheduling they bring."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
 
 
 # -- orchestration ------------------------------------------------------------------------------
@@ -400,6 +434,7 @@ def run(
     callgrind: FilePath | None = None,
     report: str | None = None,
     profile: FilePath | None = None,
+    turns: bool = False,
 ) -> dict[str, Any]:
     """One run: a fresh server and gateway, ``total`` reports over ``count`` nodes, Delivery
     lingering ``linger`` seconds for a partial batch; with ``report`` (``notify`` or
@@ -429,7 +464,11 @@ def run(
                     f"--log-file={callgrind}.log",
                     *command,
                 ]
-            env = None if profile is None else {**os.environ, PROFILE: str(profile)}
+            env = dict(os.environ)
+            if profile is not None:
+                env[PROFILE] = str(profile)
+            if turns:
+                env[TURNS] = "1"
             gw = Peer(command, env)
             try:
                 pin(gw.pid, 0)
@@ -493,6 +532,20 @@ def callgrind_total(out: FilePath) -> int:
     return int(match.group(1))
 
 
+def print_turns(count: int, rate: str, r: dict[str, Any]) -> None:
+    """The turns of one run by what happened in them: how many, their CPU, per record."""
+    print(f"\n{count:,} nodes at {rate}: turns of the gateway's event loop by what they did")
+    print(
+        "\n| turn did | turns | per record | CPU µs per turn | µs per record |"
+        "\n|---|---:|---:|---:|---:|"
+    )
+    for key, (n, cpu) in sorted(r["turns"].items(), key=lambda kv: -kv[1][1]):
+        print(
+            f"| {key} | {n:,.0f} | {n / r['records']:.3f} | {cpu / n * 1e6:.0f} "
+            f"| {cpu / r['records'] * 1e6:.1f} |"
+        )
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         asyncio.run(serve())
@@ -532,6 +585,12 @@ def main() -> None:
         help="with --transport 802154: a node's NON notification or its CON Send",
     )
     parser.add_argument("--callgrind", action="store_true", help="add instructions per record")
+    parser.add_argument(
+        "--turns",
+        action="store_true",
+        help="after the table, the gateway's CPU turn by turn of its event loop, by what "
+        "happened in the turn (bench/turns.py)",
+    )
     parser.add_argument("--callgrind-readings", type=int, default=2_000)
     parser.add_argument(
         "--profile",
@@ -546,15 +605,16 @@ def main() -> None:
     print(
         "| nodes | reports/s | readings fed | upstream records | records per value "
         "| Sends | bytes per record | messages per Send | gateway CPU s | µs per record "
-        "| of it, the loop's turn per report µs "
+        "| of it, in the kernel µs | the loop's turn per report µs "
         "| wake-ups per report | records per CPU-second"
         + (" | instructions per record |" if callgrind else " |")
     )
     print(
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         + ("---:|" if callgrind else "")
     )
     coalesced: list[str] = []
+    by_turn: list[tuple[int, str, dict[str, Any]]] = []
     for count in args.nodes:
         for rate in args.rates:
             total = args.max_readings if rate == "max" else int(float(rate) * args.seconds)
@@ -562,7 +622,11 @@ def main() -> None:
             if args.profile is not None:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 profile = args.profile / f"gateway-{args.transport}-{count}-{rate}.pstats"
-            r = run(count, rate, total, args.linger, report=report, profile=profile)
+            r = run(
+                count, rate, total, args.linger, report=report, profile=profile, turns=args.turns
+            )
+            if args.turns:
+                by_turn.append((count, rate, r))
             if r.get("measured", r["fed"]) != r["fed"]:
                 coalesced.append(f"{count} nodes at {rate}: {r['measured']:,} measured")
             cell = ""
@@ -579,10 +643,13 @@ def main() -> None:
                 f"| {r['records'] / r['fed']:.2f} | {r['sends']:,} "
                 f"| {r['bytes'] / r['records']:.1f} | {r['messages'] / r['server_sends']:.2f} "
                 f"| {r['cpu']:.2f} "
-                f"| {r['cpu'] / r['records'] * 1e6:.0f} | {floor} "
+                f"| {r['cpu'] / r['records'] * 1e6:.0f} | {r['kernel'] / r['records'] * 1e6:.0f} "
+                f"| {floor} "
                 f"| {r['wake_ups'] / r['fed']:.2f} | {r['records'] / r['cpu']:,.0f} |" + cell,
                 flush=True,
             )
+    for count, rate, r in by_turn:
+        print_turns(count, rate, r)
     refused = "" if report != "send" else f" (Sends refused or unanswered: {r['refused']})"
     print(
         f"\ntransport: {args.transport}"

@@ -331,6 +331,7 @@ class Delivery:
             readings.add_consumer(consumer_name(ssid))
         self._tasks: list[asyncio.Task[None]] = []
         self._dropped = sum(readings.dropped().values())
+        self._drops = readings.drops
         self._skipping: set[tuple[NodeId, Path]] = set()
 
     def notify(self, count: int = 0) -> None:
@@ -639,7 +640,11 @@ class Delivery:
                 await server.wakeup.wait()
 
     def _report_drops(self) -> None:
-        """Log what the store's bounds have discarded since last time (it is counted there)."""
+        """Log what the store's bounds have discarded since last time (it is counted there),
+        once the store says it dropped some (``ReadingStore.drops``)."""
+        if self.readings.drops == self._drops:
+            return
+        self._drops = self.readings.drops
         dropped = self.readings.dropped()
         total = sum(dropped.values())
         if total > self._dropped:

@@ -233,6 +233,10 @@ class ReadingStore:
         a bound): the daemon's status line shows them, and learns so instead of asking."""
         self._node_texts: dict[int, tuple[NodeId, str]] = {}
         """The text of each node id ``append`` stored (``_columns``)."""
+        self.drops = 0
+        """How many times this store counted dropped readings (``DROPPED``), in memory: who
+        reports what was dropped reads the counters (``dropped``) only once this moved, not
+        once per Send (a statement whatever the Send's size)."""
 
     def __len__(self) -> int:
         return int(self._count)
@@ -458,6 +462,7 @@ class ReadingStore:
             self._oldest = float("inf")
 
     def _bump(self, name: str, n: int) -> None:
+        self.drops += 1  # a hint to look (the transaction may yet roll back)
         self._conn.execute(
             "INSERT INTO counters(name, value) VALUES (?, ?) "
             "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",

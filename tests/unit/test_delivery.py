@@ -11,6 +11,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+import pytest
 from delivery_feed import feed, quick_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,7 +26,7 @@ from bridged.objects.tree import ObjectTree
 from bridged.objects.values import Record
 from bridged.store.database import connect
 from bridged.store.nodes import NodeId
-from bridged.store.readings import ReadingStore, Row
+from bridged.store.readings import Bounds, ReadingStore, Row
 
 NODES = [NodeId("sim", f"{i:04d}") for i in range(3)]
 NOW = time.time()
@@ -143,3 +144,37 @@ async def test_with_nothing_to_deliver_delivery_arms_no_timer() -> None:
         assert armed() == []
     finally:
         await delivery.stop()
+
+
+async def test_a_send_reads_the_drop_counters_only_after_the_store_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A batch is logged with what the store's bounds dropped since the one before; the
+    store says when it dropped, so a Send of a quiet store reads no counters (a statement
+    per Send, whatever its size, that a low rate pays per few records)."""
+    conn = connect(":memory:")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    store = ReadingStore(conn, Bounds(max_count=4))
+    session = Session(ObjectTree(builtin_definitions()), random.Random(0), 0.0)
+    delivery = Delivery(Client([session]), store, gateway_path, DeliveryConfig(linger=0))  # type: ignore[arg-type]
+    await delivery.start()
+    try:
+        statements.clear()
+        for k in range(3):
+            store.append([(NODES[0], Record(LOCAL[0], float(k), NOW + k))])
+            delivery.notify()
+            async with asyncio.timeout(10):
+                while len(session.received) < k + 1:
+                    await asyncio.sleep(0.001)
+        assert not [s for s in statements if "FROM counters" in s]
+        await delivery.stop()  # the next batch is stored whole, then its bound drops 2
+        store.append([(NODES[0], Record(LOCAL[0], 10.0 + k, NOW + 10 + k)) for k in range(6)])
+        await delivery.start()
+        async with asyncio.timeout(10):
+            while len(session.received) < 3 + 4:
+                await asyncio.sleep(0.001)
+    finally:
+        await delivery.stop()
+    assert [r.value for r in session.received] == [0.0, 1.0, 2.0, 12.0, 13.0, 14.0, 15.0]
+    assert "2 readings dropped by the store's bounds before delivery" in caplog.text

@@ -73,6 +73,14 @@ class FirmwareView:
             while self.states[-1:] != [(state, result)]:
                 await asyncio.sleep(0.02)
 
+    async def ended(self, timeout: float = TIMEOUT) -> int:
+        """The Update Result the update ends with (Idle with a result other than 0): a
+        failure shows at once, not as a wait for Success that times out."""
+        async with asyncio.timeout(timeout):
+            while not self.states or self.states[-1][0] != IDLE or self.states[-1][1] == 0:
+                await asyncio.sleep(0.02)
+        return self.states[-1][1]
+
     def went(self, wanted: list[tuple[int, int]]) -> bool:
         """Whether ``wanted`` were observed in this order (others may come between)."""
         it = iter(self.states)

@@ -17,6 +17,7 @@ import pytest
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.constants import COAP_PORT
 from aiocoap.numbers.types import ACK, CON, NON, RST
+from aiocoap.optiontypes import BlockOption
 from airs import HandedOver
 from emulators.lwm2m_node import SWITCH, TEMPERATURE, DirectLink, EmulatedNode
 
@@ -31,7 +32,7 @@ from bridged.store.database import connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
 from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
-from bridged.transports.ieee802154.coap_link import create_link_context
+from bridged.transports.ieee802154.coap_link import LowpanAddress, create_link_context
 from bridged.transports.ieee802154.lowpan import link_local
 from bridged.transports.ieee802154.node_server import NodeServer, registered_objects
 
@@ -376,3 +377,40 @@ async def test_a_non_notification_is_decoded_by_the_link_and_taken_without_aioco
     notifications.put(data)
     assert decoded == []
     assert await notifications.readings(40.5) == [39.5, 40.5]
+
+
+async def fetch_block(node: EmulatedNode, token: str, number: int) -> aiocoap.Message:
+    """What ``node`` receives for its GET of block ``number`` (1024 bytes) of ``/fw/{token}``
+    on the gateway, asked by itself (no block asked before it)."""
+    assert node.context is not None and node.interface is not None
+    request = aiocoap.Message(
+        code=Code.GET,
+        uri_path=("fw", token),
+        block2=BlockOption.BlockwiseTuple(number, False, 6),
+    )
+    request.remote = LowpanAddress(node.interface, link_local(GATEWAY_EUI), COAP_PORT)
+    return await asyncio.wait_for(
+        node.context.request(request, handle_blockwise=False).response, TIMEOUT
+    )
+
+
+async def test_an_offered_image_is_served_any_block_at_any_time_and_a_withdrawn_one_is_4_04(
+    air: Air,
+) -> None:
+    """The gateway keeps no state between the blocks of an image a node pulls (RFC 7959 §2.4):
+    a block asked first, as a node resuming a pull or asking again after a long pause does,
+    is the block; once the image is no longer offered (its update ended, or the gateway
+    restarted since the pull began) the node receives 4.04 Not Found, not 4.08 Request Entity
+    Incomplete (RFC 7959 §2.9.2: a Block1 code, for a request body missing blocks)."""
+    node = await air.node(9)
+    node_id = air.pair(node)
+    await asyncio.wait_for(node.registered.wait(), TIMEOUT)
+    image = bytes(range(256)) * 10  # 2,560 bytes: blocks 0 and 1 of 1024, block 2 of 512
+    with air.server.offer(node_id, "0123", image):
+        last = await fetch_block(node, "0123", 2)
+        assert last.code == Code.CONTENT, (last.code, last.payload)
+        assert last.opt.block2 == (2, False, 6) and last.payload == image[2048:]
+        first = await fetch_block(node, "0123", 0)
+        assert first.opt.block2 == (0, True, 6) and first.payload == image[:1024]
+    withdrawn = await fetch_block(node, "0123", 1)
+    assert withdrawn.code == Code.NOT_FOUND and withdrawn.opt.block2 is None

@@ -19,7 +19,8 @@ The gateway acts as the node's LwM2M server for it (``FirmwareUpdater``, transpo
    /3/0/3 it ran before the update (read as the update starts), not the image's version
    (/5/0/7), rolled back (MCUboot reverted the image): Update Result 8, whatever it said.
 
-While it waits the node may not answer (it is downloading, rebooting): those reads are tried
+While it waits the node may not answer (it is downloading, rebooting, or the first frames of a
+restarted gateway were lost): those reads, and the reads before it (/3/0/3, /5/0/9), are tried
 again every ``poll`` seconds until ``timeout`` (``[transport.802154] firmware_timeout``), counted
 from the server's Execute (``FirmwareImage.since``: a gateway restart does not renew it). A
 sleepy node is reached in its wake windows: whatever the gateway must ask of it waits until it
@@ -222,7 +223,17 @@ class LowpanUpdater:
             raise FirmwareError(UpdateResult.UPDATE_FAILED, f"{node}: {path}: {e}") from None
 
     async def _read(self, node: NodeId, path: Path) -> object:
-        records = await self.server.read(node, path)
+        """The node's value at ``path``. A read it does not answer within ``request_timeout``
+        (GatewayTimeout) is asked again every ``poll`` seconds, as ``_until``'s are: the node
+        may be busy (pulling, rebooting) or its first frames lost (seen after a gateway
+        restart, under load), and the update's ``timeout`` is what bounds the wait, not one
+        request's."""
+        while True:
+            try:
+                records = await self.server.read(node, path)
+                break
+            except GatewayTimeout:
+                await asyncio.sleep(self.poll)
         if not records:
             raise FirmwareError(UpdateResult.UPDATE_FAILED, f"{node} has no {path}")
         return records[0].value

@@ -29,11 +29,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import aiocoap
 from aiocoap import error, resource
 from aiocoap.numbers.codes import Code
+from aiocoap.optiontypes import BlockOption
 
 from bridged.objects.definitions import Definitions
 from bridged.objects.errors import (
@@ -58,9 +59,6 @@ from .coap_notification import Notification
 from .lowpan import mac_from_address
 from .notifications import each_notification, notification_of, rest_of
 from .sources import HOLD, NodeSources, Sorted
-
-if TYPE_CHECKING:
-    from aiocoap.pipe import Pipe
 
 log = logging.getLogger(__name__)
 
@@ -350,24 +348,40 @@ class NodeServer:
             self._packages.pop(token, None)
 
     def package(self, token: str, request: aiocoap.Message) -> aiocoap.Message:
-        """A node's GET of ``/fw/{token}``: its image, 4.04 for anything else."""
+        """A node's GET of ``/fw/{token}``: the block of its image it asks for (Block2; the
+        first, at the link's block size, when it names none), cut from the offered bytes at
+        each request, and ``progress`` told where it starts. No state is kept between blocks
+        (RFC 7959 §2.4), so any block may be asked at any time: aiocoap's block cache, which
+        keeps a representation only as long as its blocks keep coming (MAX_TRANSMIT_WAIT),
+        answers a block it does not hold 4.08 Request Entity Incomplete, the code RFC 7959
+        §2.9.2 gives a request body missing blocks. An image not (or no longer) offered is
+        4.04: what a restarted gateway answers the rest of a pull the old one began, which
+        ends that pull on the node before the update, run again, gives it a new URI."""
         offered = self._packages.get(token)
         remote = request.remote
         if offered is None or not isinstance(remote, LowpanAddress):
             return aiocoap.Message(code=Code.NOT_FOUND)
-        node, data, _ = offered
+        node, data, progress = offered
         if self.node_of(remote) != node:
             return aiocoap.Message(code=Code.FORBIDDEN, payload=b"not your image")
-        return aiocoap.Message(code=Code.CONTENT, payload=data)
-
-    def fetching(self, request: aiocoap.Message) -> None:
-        """A request on the node link: a block of an offered image tells how far its node is
-        (every block, also those aiocoap answers from its cache without a render)."""
-        path = tuple(request.opt.uri_path)
-        offered = self._packages.get(path[1]) if len(path) == 2 and path[0] == "fw" else None
-        block = request.opt.block2
-        if offered is not None and block is not None:
-            offered[2](min(block.start, len(offered[1])), len(offered[1]))
+        asked = request.opt.block2
+        if asked is None and len(data) <= 2 ** (remote.maximum_block_size_exp + 4):
+            progress(0, len(data))
+            return aiocoap.Message(code=Code.CONTENT, payload=data)
+        block = (
+            asked or BlockOption.BlockwiseTuple(0, False, remote.maximum_block_size_exp)
+        ).reduced_to(remote.maximum_block_size_exp)
+        if block.start >= max(len(data), 1):
+            raise BadRequest(f"no block at byte {block.start} of a {len(data)}-byte image")
+        progress(block.start, len(data))
+        end = block.start + block.size
+        return aiocoap.Message(
+            code=Code.CONTENT,
+            payload=data[block.start : end],
+            block2=BlockOption.BlockwiseTuple(
+                block.block_number, end < len(data), block.size_exponent
+            ),
+        )
 
     # -- the nodes' requests -----------------------------------------------------------------
 
@@ -809,8 +823,7 @@ class _NodeSite(resource.Resource):
         return aiocoap.Message(code=Code.NOT_FOUND)
 
     async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
-        return True
-
-    async def render_to_pipe(self, pipe: Pipe) -> None:
-        self.server.fetching(pipe.request)
-        await super().render_to_pipe(pipe)
+        """Registrations and Sends are assembled from their Block1 blocks by aiocoap; an
+        offered image's Block2 blocks are cut by ``NodeServer.package`` itself."""
+        path = request.opt.uri_path
+        return not (request.code == Code.GET and len(path) == 2 and path[0] == "fw")

@@ -22,6 +22,7 @@ others. ``LwM2MClient.send`` delivers records with the Send operation (see ``sen
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import pathlib
 import time

@@ -427,7 +427,10 @@ def _decode(
             bv = number(raw_bv, "base value")
         if raw_bver is not _ABSENT and (type(raw_bver) is not int or raw_bver > SENML_VERSION):
             raise BadRequest(f"SenML version {_show(raw_bver)} is not supported")
-        name = bn if raw_n is _ABSENT else bn + text(raw_n, "name")
+        if raw_n is _ABSENT:
+            name = bn
+        else:  # text, checked with no call but for the error
+            name = bn + (raw_n if type(raw_n) is str else text(raw_n, "name"))
         time = bt
         if raw_t is not _ABSENT:
             t = number(raw_t, "time")

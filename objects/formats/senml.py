@@ -378,11 +378,10 @@ def _decode(
     paths: list[Path] | None,
 ) -> None:
     """Append to ``records`` each record of ``items``, or to ``paths`` each name of a path
-    list, in one pass: a record's labels are looked up once each
-    in ``Dialect.roles``, its base fields resolved, its name parsed and its value checked
-    against its resource's definition as it comes, with nothing built per record but what it
-    returns (a notification's three records took a generator's tuple each and a dozen calls).
-    """
+    list, in one pass: a record's labels are looked up once each in ``Dialect.roles``, its
+    base fields resolved, its name parsed and its value checked against its resource's
+    definition as it comes, with nothing built per record but what it returns (a
+    notification's records took a generator's tuple each and a dozen calls)."""
     if type(items) is not list:
         raise DecodeError(f"a {dialect.name} payload is an array of records, not {_show(items)}")
     roles, labels, number_label = dialect.roles, dialect.labels, dialect.number

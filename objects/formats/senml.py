@@ -53,14 +53,14 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
 
 from ..definitions import Definitions, ResourceDef, ResourceType
 from ..errors import BadRequest, DecodeError, InternalServerError, PathError
-from ..paths import Level, Path
+from ..paths import ROOT, Level, Path
 from ..values import INT64_MIN, UINT64_MAX, ObjLnk, Record, Value, check_type
 
 Label = str | int
@@ -74,6 +74,10 @@ SENML_VERSION = 10
 
 _INTEGER_TYPES = frozenset({ResourceType.INTEGER, ResourceType.UNSIGNED, ResourceType.TIME})
 _FLOAT = ResourceType.FLOAT
+
+_RESOURCE, _RESOURCE_INSTANCE = int(Level.RESOURCE), int(Level.RESOURCE_INSTANCE)
+"""As plain ints: an enum member costs an attribute lookup on its class per use, and every
+record asks both."""
 
 _VALUE, _N, _T, _BN, _BT, _BV, _BVER = range(7)
 """The roles of a record's labels (``Dialect.roles``), the common ones first."""
@@ -352,51 +356,39 @@ def decode_pack(
     outside the records.
     """
     records: list[Record] = []
-    append = records.append
-    labels, number_label = dialect.labels, dialect.number
-    for name, time, label, raw in _resolve(items, dialect, base_name, base_time):
-        path = _parse_name(name)
-        if not base.contains(path):
-            raise BadRequest(f"{name!r} is outside the target {base}")
-        level = len(path.ids)
-        if level < Level.RESOURCE:
-            raise BadRequest(f"{name!r} is not a resource or resource instance")
-        rdef = definitions.resource(path.ids[0], path.ids[2])
-        if rdef.multiple != (level == Level.RESOURCE_INSTANCE):
-            kind = "multi-instance" if rdef.multiple else "single-instance"
-            raise BadRequest(f"{name!r} does not address {kind} resource {rdef.id} as such")
-        if label is None:
-            raise BadRequest(f"{name!r} carries no value")
-        if type(raw) is float and label == number_label and rdef.type is _FLOAT:
-            # A sensor's value, what nearly every record is: a finite float (``_resolve``
-            # checked it) under the label of its type, checked with no call more.
-            append(Record(path, raw, time))
-        else:
-            append(Record(path, _value(rdef, label, raw, labels, dialect), time))
+    _decode(items, dialect, base_name, base_time, base, definitions, records, None)
     return records
 
 
 def decode_path_list(items: object, dialect: Dialect) -> list[Path]:
     """The paths of a composite request: name-only records, any level, no value or time."""
     paths: list[Path] = []
-    for name, time, label, _ in _resolve(items, dialect, "", None):
-        if label is not None or time is not None:
-            raise BadRequest(f"{name!r}: a path list carries names only, no value or time")
-        paths.append(_parse_name(name))
+    _decode(items, dialect, "", None, ROOT, _NO_DEFINITIONS, [], paths)
     return paths
 
 
-def _resolve(
-    items: object, dialect: Dialect, bn: str, bt: float | None
-) -> Iterator[tuple[str, float | None, Label | None, object]]:
-    """Resolve base fields: yield each record's full name, time, value label and raw value.
-
-    The value is still as the wire carried it (checked only to be a number under the number
-    label); its type is checked against the resource definition later.
-    """
+def _decode(
+    items: object,
+    dialect: Dialect,
+    bn: str,
+    bt: float | None,
+    base: Path,
+    definitions: Definitions,
+    records: list[Record],
+    paths: list[Path] | None,
+) -> None:
+    """Append to ``records`` each record of ``items``, or to ``paths`` each name of a path
+    list, in one pass: a record's labels are looked up once each in ``Dialect.roles``, its
+    base fields resolved, its name parsed and its value checked against its resource's
+    definition as it comes, with nothing built per record but what it returns (a
+    notification's records took a generator's tuple each and a dozen calls)."""
     if type(items) is not list:
         raise DecodeError(f"a {dialect.name} payload is an array of records, not {_show(items)}")
-    roles, number_label = dialect.roles, dialect.number
+    roles, labels, number_label = dialect.roles, dialect.labels, dialect.number
+    objects = definitions.objects
+    # Every name is inside the bare root (a composite write, a Send): no test per record.
+    everything = base.prefix is None and not base.ids
+    parse, append = Path.parse, records.append
     bv: int | float | None = None
     for item in items:
         if type(item) is not dict:
@@ -434,19 +426,54 @@ def _resolve(
             bv = number(raw_bv, "base value")
         if raw_bver is not _ABSENT and (type(raw_bver) is not int or raw_bver > SENML_VERSION):
             raise BadRequest(f"SenML version {_show(raw_bver)} is not supported")
-        name = bn if raw_n is _ABSENT else bn + text(raw_n, "name")
+        if raw_n is _ABSENT:
+            name = bn
+        else:  # text, checked with no call but for the error
+            name = bn + (raw_n if type(raw_n) is str else text(raw_n, "name"))
         time = bt
         if raw_t is not _ABSENT:
             t = number(raw_t, "time")
             time = t if bt is None else _finite(bt + t, "time")
         if values > 1:
             raise BadRequest(f"{name!r} carries more than one value")
-        if label == number_label:
+        # A finite float with no base value (a sensor's) is taken as it is, with no call.
+        if label == number_label and (
+            type(value) is not float or bv is not None or value - value != 0.0
+        ):
             amount = number(value, "value")
             value = amount if bv is None else _finite(bv + amount, "value")
         if unknown:
             _check_unknown(item, dialect.handled, dialect)
-        yield name, time, label, value
+        try:
+            path = parse(name)
+        except PathError as e:
+            raise BadRequest(f"SenML name {name[:80]!r} is not an LwM2M path: {e}") from None
+        if paths is not None:
+            if label is not None or time is not None:
+                raise BadRequest(f"{name!r}: a path list carries names only, no value or time")
+            paths.append(path)
+            continue
+        if not everything and not base.contains(path):
+            raise BadRequest(f"{name!r} is outside the target {base}")
+        ids = path.ids
+        level = len(ids)
+        if level < _RESOURCE:
+            raise BadRequest(f"{name!r} is not a resource or resource instance")
+        odef = objects.get(ids[0])
+        rdef = odef.resources.get(ids[2]) if odef is not None else None
+        if rdef is None:
+            rdef = definitions.resource(ids[0], ids[2])  # NotFound, with what is unknown
+        if rdef.multiple != (level == _RESOURCE_INSTANCE):
+            kind = "multi-instance" if rdef.multiple else "single-instance"
+            raise BadRequest(f"{name!r} does not address {kind} resource {rdef.id} as such")
+        if label is None:
+            raise BadRequest(f"{name!r} carries no value")
+        if type(value) is float and label == number_label and rdef.type is _FLOAT:
+            # A sensor's value, what nearly every record is: a finite float (checked above)
+            # under the label of its type, checked with no call more.
+            append(Record(path, value, time))
+        else:
+            append(Record(path, _value(rdef, label, value, labels, dialect), time))
 
 
 def _check_unknown(item: Mapping[object, object], handled: frozenset[Label], d: Dialect) -> None:
@@ -487,13 +514,6 @@ def _value(
     return check_type(rdef, raw)
 
 
-def _parse_name(name: str) -> Path:
-    try:
-        return Path.parse(name)
-    except PathError as e:
-        raise BadRequest(f"SenML name {name[:80]!r} is not an LwM2M path: {e}") from None
-
-
 def text(raw: object, what: str) -> str:
     """A SenML text field, or DecodeError."""
     if type(raw) is not str:
@@ -525,6 +545,9 @@ def _show(x: object) -> str:
         return text if len(text) <= 40 else text[:37] + "..."
     return f"a {type(x).__name__}"
 
+
+_NO_DEFINITIONS = Definitions()
+"""What a path list's names are checked against: nothing, as they name any level."""
 
 _ABSENT = object()
 """Marks a missing label, since JSON null and CBOR null are values to refuse, not absences."""

@@ -796,14 +796,15 @@ def test_truncated_cbor(document: list[object], cut: int) -> None:
     decodes_or_refuses(CBOR, payload[: max(0, len(payload) - cut)], ROOT)
 
 
-def resolved_by_rfc8428(items: list[dict[str, object]]) -> list[tuple[object, ...]]:
+def resolved_by_rfc8428(items: list[dict[str, object]]) -> list[Record]:
     """RFC 8428 §4.5's resolution as the spec states it, label by label, each record's own
-    base fields applying to it: the oracle for ``senml._resolve``, which reads a record's labels
-    in one pass over them."""
+    base fields applying to it, each resolved record then decoded alone, with its full name,
+    time and value and no base field: the oracle for ``senml.decode_pack``, which reads a
+    record's labels in one pass over them and checks the record as it goes."""
     bn = ""
     bt: int | float | None = None
     bv: int | float | None = None
-    out: list[tuple[object, ...]] = []
+    out: list[Record] = []
     for item in items:
         if "bn" in item:
             bn = senml.text(item["bn"], "base name")
@@ -833,7 +834,12 @@ def resolved_by_rfc8428(items: list[dict[str, object]]) -> list[tuple[object, ..
         for key in item:
             if key in ("s", "bs") or key.endswith("_"):
                 raise BadRequest(f"SenML JSON label {senml._show(key)} is not supported")
-        out.append((name, time, label, value))
+        alone: dict[str, object] = {"n": name}
+        if time is not None:
+            alone["t"] = time
+        if label is not None:
+            alone[label] = value
+        out.extend(senml.decode_pack([alone], ROOT, SMALL_REG, JSON_DIALECT))
     return out
 
 
@@ -848,14 +854,14 @@ def resolved_by_rfc8428(items: list[dict[str, object]]) -> list[tuple[object, ..
     )
 )
 def test_base_fields_resolve_as_rfc8428_states(items: list[dict[str, object]]) -> None:
-    """Every record's name, time, label and value, or the first error, as RFC 8428 resolves
-    them label by label, in every order and combination of labels."""
+    """Every record, or the first error, as RFC 8428 resolves its base fields label by label,
+    in every order and combination of labels."""
     try:
         expected: object = resolved_by_rfc8428(items)
     except LwM2MError as e:
         expected = (type(e), str(e))
     try:
-        got: object = list(senml._resolve(items, JSON_DIALECT, "", None))
+        got: object = senml.decode_pack(items, ROOT, SMALL_REG, JSON_DIALECT)
     except LwM2MError as e:
         got = (type(e), str(e))
     assert got == expected

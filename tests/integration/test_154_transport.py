@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path as FsPath
 
+import aiocoap
 import pytest
 from aiocoap.numbers.codes import Code
 from airs import HandedOver
@@ -232,38 +234,59 @@ async def test_an_unsolicited_reset_and_an_unplugged_dongle_are_survived(
     assert [r.value for r in await gateway.transport.read(node_id, TEMPERATURE)] == [31.0]
 
 
+def started_anew(
+    conn: sqlite3.Connection, tmp_path: FsPath, rcp: RcpEmulator
+) -> tuple[NodeRegistry, IEEE802154Transport, HandedOver]:
+    """A gateway on the state database ``conn`` (the same one at each restart), not started,
+    and what its registry hands over."""
+    registry = NodeRegistry(
+        NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
+    )
+    handed = HandedOver()
+    registry.listen(handed)
+    transport = IEEE802154Transport(
+        {"port": str(rcp.link), "pan_id": PAN}, registry, transport_host(builtin_definitions())
+    )
+    registry.attach(transport)
+    return registry, transport, handed
+
+
 async def test_a_restarted_gateway_keeps_its_nodes_registrations_and_observes_them_again(
     tmp_path: FsPath,
 ) -> None:
     """A node that reports by notifying (LwM2M 1.0: no Send) goes on being heard after the
     gateway restarts, without registering again: the registration was kept, and the gateway
-    observes the node anew at once."""
+    observes the node anew at once. That Observe is sent at ``start``, before the radio is up
+    (it comes up in the background): it waits for the radio, and is the first thing the node
+    hears from the restarted gateway, before the answer to an Update the node sends once the
+    radio is up. It was dropped, and came only with CoAP's retransmission, seconds later."""
     conn = connect(tmp_path / "state.db")
-
-    def gateway() -> tuple[NodeRegistry, IEEE802154Transport, HandedOver]:
-        registry = NodeRegistry(
-            NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
-        )
-        handed = HandedOver()
-        registry.listen(handed)
-        transport = IEEE802154Transport(
-            {"port": str(rcp.link), "pan_id": PAN}, registry, transport_host(builtin_definitions())
-        )
-        registry.attach(transport)
-        return registry, transport, handed
-
     async with RcpEmulator(tmp_path / "ttyRCP") as rcp:
         air = RadioAir(rcp, PAN)
-        registry, transport, _ = gateway()
+        registry, transport, _ = started_anew(conn, tmp_path, rcp)
         await transport.start()
         node = EmulatedNode(bytes.fromhex("00124b0000020099"), "old", version="1.0")
+        heard: list[aiocoap.Message] = []
+        receive = node.received
+
+        def received(ip: bytes, port: int, payload: bytes) -> None:
+            heard.append(aiocoap.Message.decode(payload))
+            receive(ip, port, payload)
+
+        node.received = received  # type: ignore[method-assign]
         try:
             node_id = await join(registry, air, node)
             await transport.stop()
 
-            registry, transport, handed = gateway()  # the same state database
+            # the same state database
+            registry, transport, handed = started_anew(conn, tmp_path, rcp)
+            heard.clear()
             await transport.start()
             try:
+                await until(lambda: transport.radio.state.up)
+                await node.update()
+                await until(lambda: any(m.code == Code.CHANGED for m in heard))  # its answer
+                assert (heard[0].code, heard[0].opt.observe) == (Code.GET, 0), heard
                 live = registry.live[node_id]
                 await until(lambda: TEMPERATURE in live.values)  # observed again
                 node.tree.set(TEMPERATURE, 26.5)

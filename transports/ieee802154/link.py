@@ -57,7 +57,7 @@ class LowpanLink:
         self.reassembler = Reassembler(
             budget=reassembly_budget, timeout=reassembly_timeout, clock=clock
         )
-        self.duplicates = DuplicateFilter()
+        self.duplicates = DuplicateFilter(clock=clock)
         self.decoder = LowpanDecoder(contexts=self.contexts, reassembler=self.reassembler)
         self.version = version
         self.hop_limit = hop_limit

@@ -20,7 +20,9 @@ auxiliary header, is refused outright.
 from __future__ import annotations
 
 import binascii
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
@@ -445,33 +447,54 @@ def max_payload(
     return MAX_PSDU - len(header) - (security.mic_length if security is not None else 0)
 
 
+RETRANSMISSION_WINDOW = 1.0
+"""Seconds within which a frame with a sequence number already heard is a MAC retransmission.
+A sender retries a frame whose ACK it missed after macAckWaitDuration and a CSMA-CA back-off,
+at most macMaxFrameRetries (<= 7) times: well under a second in all. A number heard again
+later is a new frame of a sender that started its numbers afresh (a restarted gateway or a
+rebooted node), not a duplicate."""
+
+
 class DuplicateFilter:
     """Duplicate suppression: the last few sequence numbers heard from each source address.
 
     A retransmitted frame (its ACK was lost) carries the same sequence number; delivering it
-    twice would feed a CoAP duplicate to the layers above. Memory is bounded twice: ``depth``
-    numbers per source, and ``sources`` addresses, the least recently heard forgotten first.
+    twice would feed a CoAP duplicate to the layers above. Only a number heard within
+    ``window`` seconds (``RETRANSMISSION_WINDOW``) counts: a restarted sender meeting its old
+    numbers had its first frames dropped as duplicates, each a datagram lost until CoAP's
+    retransmission, seconds later. Memory is bounded twice: ``depth`` numbers per source, and
+    ``sources`` addresses, the least recently heard forgotten first.
     """
 
-    def __init__(self, *, sources: int = 256, depth: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        sources: int = 256,
+        depth: int = 4,
+        window: float = RETRANSMISSION_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if sources < 1 or depth < 1:
             raise ValueError("sources and depth must be at least 1")
         self._sources = sources
         self._depth = depth
-        self._seen: dict[bytes, deque[int]] = {}
+        self._window = window
+        self._clock = clock
+        self._seen: dict[bytes, deque[tuple[int, float]]] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def is_duplicate(self, source: bytes, seq: int) -> bool:
-        """Whether ``seq`` from ``source`` was already seen; records it if not."""
+        """Whether ``seq`` from ``source`` was already seen lately; records it if not."""
         history = self._seen.pop(source, None)
         if history is None:
             if len(self._seen) >= self._sources:
                 del self._seen[next(iter(self._seen))]
             history = deque(maxlen=self._depth)
         self._seen[source] = history  # re-inserted: most recently heard last
-        if seq in history:
+        now = self._clock()
+        if any(seen == seq and now - at <= self._window for seen, at in history):
             return True
-        history.append(seq)
+        history.append((seq, now))
         return False

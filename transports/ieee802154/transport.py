@@ -104,7 +104,8 @@ log = logging.getLogger(__name__)
 
 COAP_PORT = 5683
 TRANSMIT_QUEUE = 256
-"""Frames waiting for the radio; beyond it new ones are dropped (CoAP retransmits)."""
+"""Frames waiting for the radio, and datagrams waiting for its first bring-up; beyond it new
+ones are dropped, with a warning (CoAP retransmits a confirmable message)."""
 
 _KEYS = {
     "port",
@@ -247,6 +248,10 @@ class IEEE802154Transport(Transport):
         self._interface: LowpanMessageInterface | None = None
         self._context: Any = None
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(TRANSMIT_QUEUE)
+        self._early: list[tuple[LowpanAddress, bytes]] = []
+        """Datagrams meant before the radio was first up (``_send_datagram``)."""
+        self._up = asyncio.Event()
+        """Set while the radio is up: the transmit queue waits for it."""
         self._sender: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -385,9 +390,28 @@ class IEEE802154Transport(Transport):
         self._interface.received_from(remote, datagram.payload)
 
     def _send_datagram(self, remote: LowpanAddress, payload: bytes) -> None:
+        """Queue ``payload`` for ``remote``, in the order the gateway meant it.
+
+        What the gateway sends before the radio is up waits for it, bounded by
+        ``TRANSMIT_QUEUE``, rather than being dropped: the radio comes up in the background
+        (``start`` attaches the node server first, and a missing dongle is retried with
+        back-off), while the gateway already speaks, e.g. the Observe requests of the
+        registrations it resumed. Dropped, those waited for CoAP's retransmission (2 s at the
+        soonest), and a lost non-confirmable message never came: a user expects what the
+        gateway said to go out as soon as the radio can, in order. Until the radio's first
+        bring-up the gateway has no address to send from, so the datagram waits whole
+        (``_early``); after it, its frames wait in the transmit queue (``_send_frames``)."""
         own = self.radio_config.ext_address or getattr(self.radio, "eui64", None)
         if not own:
-            log.debug("radio not up: datagram to %s dropped", remote.hostinfo)
+            if len(self._early) < TRANSMIT_QUEUE:
+                self._early.append((remote, payload))
+                return
+            self.dropped_frames += 1
+            log.warning(
+                "radio not up yet, %d datagrams wait: one to %s dropped",
+                len(self._early),
+                remote.hostinfo,
+            )
             return
         dst_mac = mac_from_address(remote.ip)  # unicast, to an EUI-64 or a short address
         port = self._ports.get((remote.ip, remote.port), self.coap_ports[0])
@@ -447,14 +471,24 @@ class IEEE802154Transport(Transport):
         )
 
     async def _send_frames(self) -> None:
+        """Transmit the queued frames one by one. A frame waits while the radio is down (the
+        queue bounds how many do) rather than being aborted unseen."""
         while True:
             psdu = await self._queue.get()
+            await self._up.wait()
             status = await self.radio.transmit(psdu)
             if status is not TxStatus.OK:
                 log.debug("frame not delivered: %s", status.name)
 
     def _radio_state(self, state: RadioState) -> None:
         # (the radio logs the change itself)
+        if state.up:
+            self._up.set()
+            early, self._early = self._early, []
+            for remote, payload in early:
+                self._send_datagram(remote, payload)
+        else:
+            self._up.clear()
         if state.stopped:
             self.radio_stopped(f"radio {state.reason}")
             return

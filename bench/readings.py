@@ -30,6 +30,16 @@ callgrind does not count it. The server's view of the same Sends: their payload 
 upstream record, and the requests per Send (a Send larger than a block goes in Block1 blocks
 of 1,024 bytes, each a request the server answers and the gateway waits for).
 
+Batch shapes: the readings per group commit and the records per Send. The product's windows
+are times (the group commit's ``COMMIT_WINDOW``, Delivery's linger), and valgrind makes the
+gateway about a hundred times slower, so at "max" a callgrind run with those windows commits a
+few dozen readings at a time where the native run commits thousands: its instructions would
+count a low rate's batching, not the maximum's. ``--callgrind`` therefore runs twice:
+unscaled (the product's windows; its pace under valgrind gives the slowdown, the native run's
+reports per second over its own), then with both windows stretched by that slowdown
+(``window_scale``; passed to the gateway the bench builds, not through a configuration key),
+and shows each run's shapes and instructions per record next to the native run's shapes.
+
 Left out: the radio and its decoding (bench/radio.py, bench/ble.py measure those), the
 server's CPU, the gateway's start and registration, and idle time before the feed. The feeder
 is in the gateway process, so its own small cost (building a Record per report) is counted,
@@ -82,6 +92,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -95,8 +106,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path as FilePath
 from typing import Any
+from unittest import mock
+
+from bridged.registry import COMMIT_WINDOW
 
 HERE = FilePath(__file__).resolve()
 sys.path.insert(0, str(HERE.parent.parent / "tests"))
@@ -162,9 +177,6 @@ exposure = "instances"
 uri = "{uri}"
 lifetime = 86400
 
-[delivery]
-linger = {linger}
-
 [log]
 level = "warning"
 """
@@ -183,15 +195,20 @@ async def gateway(
     state: FilePath,
     uri: str,
     linger: float,
+    commit_window: float,
     link: str | None = None,
 ) -> None:
     """The gateway process; with ``link`` (the emulated dongle's pty) its readings come from
-    the 802.15.4 air (air154.py) instead of the feeder in this process."""
+    the 802.15.4 air (air154.py) instead of the feeder in this process. ``linger`` is
+    Delivery's and ``commit_window`` the node registry's group commit window (``--callgrind``:
+    both scaled, see ``window_scale``, the linger beyond the 10 s the configuration file
+    allows): the bench passes them to the gateway it builds, not through the file."""
     from air154 import PAN, eui64
 
     from bridged.app import DATABASE, Gateway
     from bridged.config import load
     from bridged.objects.values import Record
+    from bridged.registry import NodeRegistry
     from bridged.store.database import connect
     from bridged.store.nodes import NodeStore
     from bridged.transports.base import SAME_REPORT, Heard, NodeState
@@ -213,9 +230,13 @@ async def gateway(
             store.set_objects(node, {3303: [0]})
     conn.close()
     path = state / "bridged.toml"
-    text = CONFIG.format(endpoint=ENDPOINT, state=state, uri=uri, linger=linger)
+    text = CONFIG.format(endpoint=ENDPOINT, state=state, uri=uri)
     path.write_text(text + ("" if link is None else RADIO.format(link=link, pan=PAN)))
-    gw = Gateway(load(path))
+    # The registry the gateway builds gets the bench's window (a constructor argument).
+    window = functools.partial(NodeRegistry, commit_window=commit_window)
+    with mock.patch("bridged.app.NodeRegistry", window):
+        config = load(path)  # linger beyond the file's bounds (--callgrind scales it)
+        gw = Gateway(replace(config, delivery=replace(config.delivery, linger=linger)))
     await gw.start()
     while not any(s.registered for s in gw.client.sessions):
         await asyncio.sleep(0.01)
@@ -302,6 +323,13 @@ async def measured(
     emit(ready=True, warm_up=stats.delivered)
     await loop.run_in_executor(None, sys.stdin.readline)  # "go"
     delivered0, sends0 = stats.delivered, stats.sends
+    commits = [0, 0]  # group commits, readings they committed
+
+    def committed(rows: int) -> None:
+        commits[0] += 1
+        commits[1] += rows
+
+    gw.registry.on_commit(committed)
     cpu0, woken0, kernel0 = time.process_time(), wake_ups(), kernel_time()
     profile = None
     if os.environ.get(PROFILE):
@@ -329,6 +357,8 @@ async def measured(
         turns=by_turn,
         wake_ups=woken,
         sends=stats.sends - sends0,
+        commits=commits[0],
+        committed=commits[1],
         floor=floor,
         waiting=gw.readings.waiting(consumer_name(gw.config.servers[0].short_server_id)),
     )
@@ -420,6 +450,16 @@ class Peer:
             self.proc.wait()
 
 
+def window_scale(native_rate: float, slow_rate: float) -> float:
+    """How much longer the time windows (the group commit's, Delivery's linger) must be for a
+    gateway that takes ``slow_rate`` reports a second (under valgrind) to batch as one that
+    takes ``native_rate`` (natively, at the same pace asked): the slowdown, never below 1 (a
+    run that keeps the pace batches as the native one without scaling)."""
+    if slow_rate <= 0:
+        raise ValueError(f"a rate of {slow_rate} reports a second measures no slowdown")
+    return max(native_rate / slow_rate, 1.0)
+
+
 def pin(pid: int, cpu: int) -> None:
     """Keep a process on one core of a machine with two or more (the gateway on its own)."""
     if (os.cpu_count() or 1) > 1:
@@ -435,9 +475,11 @@ def run(
     report: str | None = None,
     profile: FilePath | None = None,
     turns: bool = False,
+    commit_window: float = COMMIT_WINDOW,
 ) -> dict[str, Any]:
     """One run: a fresh server and gateway, ``total`` reports over ``count`` nodes, Delivery
-    lingering ``linger`` seconds for a partial batch; with ``report`` (``notify`` or
+    lingering ``linger`` seconds for a partial batch, the node registry's group commit window
+    ``commit_window`` seconds; with ``report`` (``notify`` or
     ``send``) the reports come from nodes on the 802.15.4 air (air154.py); with ``profile``
     the gateway's cProfile statistics of the measure are written there."""
     me = [sys.executable, str(HERE)]
@@ -448,7 +490,7 @@ def run(
             pin(server.pid, 1)
             port = server.read_until("port")["port"]
             command = [*me, "--gateway", str(count), rate, str(total), state]
-            command += [f"coap://127.0.0.1:{port}", str(linger)]
+            command += [f"coap://127.0.0.1:{port}", str(linger), str(commit_window)]
             if report is not None:
                 air = Peer(
                     [sys.executable, str(HERE.parent / "air154.py"), str(count), report, state]
@@ -532,6 +574,48 @@ def callgrind_total(out: FilePath) -> int:
     return int(match.group(1))
 
 
+def shapes(r: dict[str, Any]) -> str:
+    """A run's batch shapes as table cells: readings per group commit, records per Send."""
+    per_commit = r["committed"] / max(r["commits"], 1)
+    return f"{per_commit:,.0f} | {r['records'] / max(r['sends'], 1):,.0f}"
+
+
+def callgrind_cells(
+    count: int, rate: str, total: int, linger: float, native_rate: float, report: str | None
+) -> str:
+    """The instructions per record under callgrind, in two runs: unscaled (the product's time
+    windows), whose pace under valgrind gives the slowdown, then with the group commit window
+    and Delivery's linger scaled by it, so that its batches are the native run's (a commit's
+    and a Send's fixed cost shared by as many records): the table cells of both."""
+    runs: list[dict[str, Any]] = []
+    for scale in (1.0, None):
+        if scale is None:
+            scale = window_scale(native_rate, runs[0]["fed"] / runs[0]["feed_s"])
+        with tempfile.TemporaryDirectory() as tmp:
+            out = FilePath(tmp) / "callgrind.out"
+            c = run(
+                count,
+                rate,
+                total,
+                linger * scale,
+                out,
+                report=report,
+                commit_window=COMMIT_WINDOW * scale,
+            )
+        c["scale"] = scale
+        runs.append(c)
+    unscaled, scaled = runs
+    return (
+        f" {scaled['scale']:,.0f} | {shapes(scaled)} | {per_record(scaled)} "
+        f"| {shapes(unscaled)} | {per_record(unscaled)} |"
+    )
+
+
+def per_record(c: dict[str, Any]) -> str:
+    """A callgrind run's instructions per upstream record, as a table cell."""
+    return f"{c['instructions'] / c['records'] / 1000:,.0f} k"
+
+
 def print_turns(count: int, rate: str, r: dict[str, Any]) -> None:
     """The turns of one run by what happened in them: how many, their CPU, per record."""
     print(f"\n{count:,} nodes at {rate}: turns of the gateway's event loop by what they did")
@@ -551,9 +635,18 @@ def main() -> None:
         asyncio.run(serve())
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--gateway":
-        count, rate, total, state, uri, linger, *link = sys.argv[2:]
+        count, rate, total, state, uri, linger, window, *link = sys.argv[2:]
         asyncio.run(
-            gateway(int(count), rate, int(total), FilePath(state), uri, float(linger), *link)
+            gateway(
+                int(count),
+                rate,
+                int(total),
+                FilePath(state),
+                uri,
+                float(linger),
+                float(window),
+                *link,
+            )
         )
         return
     from bridged.delivery import DeliveryConfig
@@ -606,12 +699,18 @@ def main() -> None:
         "| nodes | reports/s | readings fed | upstream records | records per value "
         "| Sends | bytes per record | messages per Send | gateway CPU s | µs per record "
         "| of it, in the kernel µs | the loop's turn per report µs "
-        "| wake-ups per report | records per CPU-second"
-        + (" | instructions per record |" if callgrind else " |")
+        "| wake-ups per report | records per CPU-second | readings per commit | records per Send"
+        + (
+            " | callgrind: slowdown | readings per commit | records per Send "
+            "| instructions per record | unscaled: readings per commit | records per Send "
+            "| instructions per record |"
+            if callgrind
+            else " |"
+        )
     )
     print(
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        + ("---:|" if callgrind else "")
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        + ("---:|" * 7 if callgrind else "")
     )
     coalesced: list[str] = []
     by_turn: list[tuple[int, str, dict[str, Any]]] = []
@@ -631,11 +730,8 @@ def main() -> None:
                 coalesced.append(f"{count} nodes at {rate}: {r['measured']:,} measured")
             cell = ""
             if callgrind:
-                with tempfile.TemporaryDirectory() as tmp:
-                    out = FilePath(tmp) / "callgrind.out"
-                    small = min(total, args.callgrind_readings)
-                    c = run(count, rate, small, args.linger, out, report=report)
-                    cell = f" {c['instructions'] / c['records'] / 1000:,.0f} k |"
+                small = min(total, args.callgrind_readings)
+                cell = callgrind_cells(count, rate, small, args.linger, total / r["feed_s"], report)
             shown = f"{total / r['feed_s']:,.0f}" + (" (max)" if rate == "max" else "")
             floor = "n/a" if r["floor"] is None else f"{r['floor'] * 1e6:.0f}"
             print(
@@ -645,7 +741,8 @@ def main() -> None:
                 f"| {r['cpu']:.2f} "
                 f"| {r['cpu'] / r['records'] * 1e6:.0f} | {r['kernel'] / r['records'] * 1e6:.0f} "
                 f"| {floor} "
-                f"| {r['wake_ups'] / r['fed']:.2f} | {r['records'] / r['cpu']:,.0f} |" + cell,
+                f"| {r['wake_ups'] / r['fed']:.2f} | {r['records'] / r['cpu']:,.0f} "
+                f"| {shapes(r)} |" + cell,
                 flush=True,
             )
     for count, rate, r in by_turn:

@@ -635,6 +635,34 @@ async def test_a_quiet_endpoint_holds_no_task_and_still_updates(
         await s.exposure.stop()
 
 
+async def test_endpoints_take_message_ids_from_one_sequence_and_hold_no_pacer(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """Issue 17: the endpoints' Registers and Updates take their Message IDs from the engine's
+    one shared sequence, so the engine holds no pacer for any endpoint (245 bytes each for 247 s
+    after each request before); each still registers and updates from its own port, and the
+    server takes every Update as new (no ID it may still remember comes back)."""
+    s = setup(tmp_path, server.uri, nodes=3, lifetime=1)  # an Update every second
+    names = pair_all(s)
+    await s.exposure.start()
+    try:
+        await all_settled(s, server, names)
+        ports = {name: server.clients[name].remote.sockaddr[1] for name in names}  # type: ignore[attr-defined]
+        assert len(set(ports.values())) == 3
+        context = s.exposure.engine.context
+        assert context is not None
+        (tokens,) = context.request_interfaces
+        layer = tokens.token_interface
+        assert len(layer.pacers) == 0
+        updates = collections.Counter[str]()
+        while min(updates[name] for name in names) < 2:
+            updates[(await server.next_event("update")).endpoint] += 1
+        assert {name: server.clients[name].remote.sockaddr[1] for name in names} == ports  # type: ignore[attr-defined]
+        assert len(layer.pacers) == 0
+    finally:
+        await s.exposure.stop()
+
+
 async def test_endpoints_share_one_engine_and_are_each_served_on_their_own_port(
     tmp_path: FsPath, server: LwM2MTestServer
 ) -> None:

@@ -10,10 +10,11 @@ one place, whatever code sends through the context:
   deduplication state is a :class:`~bridged.engine.dedup.DedupCache`: a 60 s window for CON
   requests, 10 s for NON, encoded responses only, and a hard cap on entries.
 * **Message-ID pacing.** aiocoap takes Message IDs from one counter and sends as fast as asked.
-  Here each peer gets its own ID sequence from a :class:`~bridged.engine.pacing.MessageIdPacer`,
-  and a CON or NON that would need an ID still live at the peer is held, in order, until one is
-  free. That covers requests (Register, Update, Send) and notifications alike, as they all pass
-  through the message manager's first transmission.
+  Here IDs come from a :class:`~bridged.engine.pacing.PacerTable`: one sequence shared by all
+  peers while it is quiet, a :class:`~bridged.engine.pacing.MessageIdPacer` of its own for a
+  peer that sends fast, and a CON or NON that would need an ID still live at the peer is held,
+  in order, until one is free. That covers requests (Register, Update, Send) and notifications
+  alike, as they all pass through the message manager's first transmission.
 * **Notification pace.** aiocoap sends a notification when it is handed one, so a change of
   every observed resource (a group commit) went to the server as one burst of NON
   notifications, most of them dropped at its socket and never sent again. Here notifications

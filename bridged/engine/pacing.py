@@ -12,6 +12,13 @@ line is possibly still live; the caller holds the message and asks again at :met
 It remembers when each ID in use stops being live, oldest first, and only as long as needed: a
 peer to which nothing was sent for a lifetime costs nothing (:class:`PacerTable` drops it).
 
+A peer need not have a sequence of its own: IDs unique among all peers are unique toward each.
+:class:`PacerTable` hands every peer IDs from one shared sequence while fewer than half the space
+is live in it, and gives a peer its own pacer only when the shared one is that busy (a fast
+sender), so that the thousands of node endpoints of the endpoints mode, each its own peer and
+each sending a Register or an Update now and then, hold nothing for it (issue 17: a pacer was
+245 bytes of each endpoint for a lifetime after its Register).
+
 :class:`NotificationPace` is the other bound on what goes to a peer: how fast notifications
 go to one server (RFC 7641 §4.5.1, one per round-trip time on average), so that a burst of
 changes does not overflow the server's socket. The message layer owns both
@@ -23,6 +30,7 @@ Everything here is sans-I/O: the caller passes the current time.
 from __future__ import annotations
 
 import random
+from array import array
 from collections.abc import Callable, Hashable
 from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar
@@ -48,23 +56,40 @@ class MessageIdPacer:
     endpoint of the endpoints mode holds one for a lifetime after each request.
     """
 
-    __slots__ = ("_dead", "_live", "_next", "id_space")
+    __slots__ = ("_dead", "_live", "_next", "_reserved", "_reserved_until", "id_space")
 
-    def __init__(self, id_space: int = MESSAGE_IDS, first: int | None = None) -> None:
+    def __init__(
+        self,
+        id_space: int = MESSAGE_IDS,
+        first: int | None = None,
+        reserved: int = 0,
+        reserved_until: float = 0.0,
+    ) -> None:
         if id_space < 1:
             raise ValueError("the Message ID space must hold at least one ID")
         self.id_space = id_space
         self._next = random.randrange(id_space) if first is None else first % id_space
-        self._live: list[float] = []
-        """Ends of life, oldest first, from ``_dead`` on: a list, not a deque, since a deque
-        is 624 bytes even with one entry, and every endpoint of the endpoints mode holds a
-        pacer with one or two for a lifetime after its Register."""
+        self._reserved = reserved
+        """How many IDs just before ``first`` may be live until ``_reserved_until``: a pacer
+        that goes on from the shared sequence (:class:`PacerTable`) counts the IDs the shared
+        one remembers as if they were its own oldest, since the peer may have had any of them.
+        Nothing behind them is forgotten before they are (the list's rule)."""
+        self._reserved_until = reserved_until
+        self._live = array("d")
+        """Ends of life, oldest first, from ``_dead`` on: 8 bytes each in an array, where a
+        list held a float object and its place (32 bytes), since the shared sequence of
+        :class:`PacerTable` holds one for each ID it gave in the last lifetime (one a node
+        endpoint after its Register, issue 17); not a deque (624 bytes even with one entry)."""
         self._dead = 0
         """How many entries at the front of ``_live`` are forgotten (dropped in one go once
         they are half of it, so that forgetting costs O(1) per entry)."""
 
     def _forget_dead(self, now: float) -> int:
         """Forget the IDs dead at ``now``; how many are live."""
+        if self._reserved:
+            if now < self._reserved_until:
+                return self._reserved + len(self._live)
+            self._reserved = 0
         live, dead = self._live, self._dead
         while dead < len(live) and live[dead] <= now:
             dead += 1
@@ -86,30 +111,72 @@ class MessageIdPacer:
     def ready_at(self, now: float) -> float:
         """When :meth:`take` can next succeed (``now`` if it can already)."""
         if self._forget_dead(now) >= self.id_space:
-            return self._live[self._dead]
+            return self._reserved_until if self._reserved else self._live[self._dead]
         return now
+
+    def live(self, now: float) -> int:
+        """How many IDs taken are possibly still live at ``now``."""
+        return self._forget_dead(now)
 
     def idle(self, now: float) -> bool:
         """True when no ID taken is live any more: the pacer can be forgotten."""
         return not self._forget_dead(now)
 
 
+class _SharedPacer(MessageIdPacer):
+    """The sequence every peer without a pacer of its own takes its IDs from; it knows when the
+    last ID it gave stops being live, which a pacer that goes on from it must wait for."""
+
+    __slots__ = ("latest",)
+
+    def __init__(self, id_space: int) -> None:
+        super().__init__(id_space)
+        self.latest = 0.0
+
+    def take(self, now: float, lifetime: float) -> int | None:
+        mid = super().take(now, lifetime)
+        if mid is not None:
+            self.latest = max(self.latest, now + lifetime)
+        return mid
+
+    def successor(self, now: float) -> MessageIdPacer:
+        """A pacer of one peer's own that goes on where this sequence is: the IDs this one
+        remembers (any of them may have gone to that peer) come back to it last."""
+        live = self.live(now)
+        return MessageIdPacer(self.id_space, self._next, live, self.latest if live else 0.0)
+
+
 class PacerTable(Generic[K]):
-    """One :class:`MessageIdPacer` per peer, kept only while the peer has live IDs."""
+    """The Message IDs toward every peer: one sequence shared by all peers while fewer than
+    half its IDs are live, and a :class:`MessageIdPacer` of its own for a peer that asks
+    while it is busier, kept only while that peer has live IDs of its own.
+
+    A peer that moves to its own pacer goes on from the shared sequence, counting the IDs live
+    in it as its own (:meth:`_SharedPacer.successor`), so that no ID live at it is reused; one
+    whose own pacer was forgotten has no live ID of it left, so the shared sequence is free to
+    it again. A fast sender thus gets at least half the space at once and all of it once its
+    own pacer's first IDs die, as it did with a pacer of its own from the start."""
 
     def __init__(self, id_space: int = MESSAGE_IDS) -> None:
         self.id_space = id_space
+        self._shared = _SharedPacer(id_space)
+        self._busy = (id_space + 1) // 2
+        """From how many live IDs in the shared sequence a peer that asks gets its own."""
         self._pacers: dict[K, MessageIdPacer] = {}
         self._next_sweep = 0.0
 
     def __len__(self) -> int:
+        """How many peers hold a pacer of their own."""
         return len(self._pacers)
 
     def pacer(self, peer: K, now: float) -> MessageIdPacer:
         self._sweep(now)
         pacer = self._pacers.get(peer)
         if pacer is None:
-            pacer = self._pacers[peer] = MessageIdPacer(self.id_space)
+            shared = self._shared
+            if shared.live(now) < self._busy:
+                return shared
+            pacer = self._pacers[peer] = shared.successor(now)
         return pacer
 
     def _sweep(self, now: float) -> None:

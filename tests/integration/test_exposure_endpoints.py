@@ -571,9 +571,10 @@ async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_
     one flag of all settled endpoints (48 bytes each), it holds no lock while nothing brings
     it up or takes it down (88 bytes each), and its sessions tell the endpoint of their events
     and of each exchange's end directly, with no bound method of the client in between (64
-    bytes each): the bound methods it holds are its own two, told by its client, and the two
-    its client subscribes to its tree with; nor a list, nor a function to unsubscribe, nor a
-    mirror of its node apart from itself. Taken down and brought up again, it registers again,
+    bytes each): the bound methods it holds are its own two, told by its client, and its
+    client's /1/x/8 executor; its client listens to its tree itself (no bound method, 64 bytes
+    each); nor a list, nor a function to unsubscribe, nor a mirror of its node apart from
+    itself. Taken down and brought up again, it registers again,
     and a server's Read of it is still answered with its node's value."""
     s = setup(tmp_path, server.uri, nodes=1)
     (name,) = pair_all(s)
@@ -591,7 +592,8 @@ async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_
             for o, _ in own
             if isinstance(o, types.MethodType) and any(o.__self__ is m for m in mine)
         )
-        assert methods == ["_on_change", "_update_trigger", "event", "rest"]
+        assert methods == ["_update_trigger", "event", "rest"]
+        assert list(ep.tree._listeners) == [ep.client]
         # Its client's sessions are a tuple (a list was 40 bytes more), and it keeps no
         # function to unsubscribe from its tree (48 bytes): it unsubscribes itself.
         assert [r for m in mine for r in gc.get_referents(m) if isinstance(r, list)] == []
@@ -631,6 +633,34 @@ async def test_a_quiet_endpoint_holds_no_task_and_still_updates(
         updated: set[str] = set()
         while updated != set(names):
             updated.add((await server.next_event("update")).endpoint)
+    finally:
+        await s.exposure.stop()
+
+
+async def test_endpoints_take_message_ids_from_one_sequence_and_hold_no_pacer(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """Issue 17: the endpoints' Registers and Updates take their Message IDs from the engine's
+    one shared sequence, so the engine holds no pacer for any endpoint (245 bytes each for 247 s
+    after each request before); each still registers and updates from its own port, and the
+    server takes every Update as new (no ID it may still remember comes back)."""
+    s = setup(tmp_path, server.uri, nodes=3, lifetime=1)  # an Update every second
+    names = pair_all(s)
+    await s.exposure.start()
+    try:
+        await all_settled(s, server, names)
+        ports = {name: server.clients[name].remote.sockaddr[1] for name in names}  # type: ignore[attr-defined]
+        assert len(set(ports.values())) == 3
+        context = s.exposure.engine.context
+        assert context is not None
+        (tokens,) = context.request_interfaces
+        layer = tokens.token_interface
+        assert len(layer.pacers) == 0
+        updates = collections.Counter[str]()
+        while min(updates[name] for name in names) < 2:
+            updates[(await server.next_event("update")).endpoint] += 1
+        assert {name: server.clients[name].remote.sockaddr[1] for name in names} == ports  # type: ignore[attr-defined]
+        assert len(layer.pacers) == 0
     finally:
         await s.exposure.stop()
 

@@ -3,6 +3,9 @@ reused, and peers forgotten once nothing sent to them is live."""
 
 from __future__ import annotations
 
+import gc
+import sys
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -48,13 +51,82 @@ def test_the_sustained_rate_is_the_space_over_the_lifetime() -> None:
 
 
 def test_a_peer_is_forgotten_when_nothing_sent_to_it_is_live() -> None:
-    table: PacerTable[str] = PacerTable()
+    table: PacerTable[str] = PacerTable(id_space=4)
+    for _ in range(2):  # the shared sequence half busy: the peers that ask get their own
+        table.pacer("quiet", 0.0).take(0.0, 5.0)
     table.pacer("a", 0.0).take(0.0, 10.0)
     table.pacer("b", 0.0).take(0.0, 100.0)
     assert len(table) == 2
     table.pacer("b", 50.0)
     assert len(table) == 1, "a's only ID died at 10 s"
-    assert not hasattr(table.pacer("b", 50.0), "__dict__"), "slotted: one per node endpoint"
+    assert not hasattr(table.pacer("b", 50.0), "__dict__"), "slotted"
+
+
+def test_quiet_peers_share_one_sequence_and_hold_nothing_of_their_own() -> None:
+    """Issue 17: each of 10,000 node endpoints sends a Register (one CON each): they take IDs
+    from one sequence, all different, and the table holds no pacer for any of them (245 bytes
+    each for a lifetime before)."""
+    table: PacerTable[int] = PacerTable()
+    mids = [
+        table.pacer(peer, peer / 1000).take(peer / 1000, EXCHANGE_LIFETIME)
+        for peer in range(10_000)
+    ]
+    assert len(set(mids)) == 10_000 and None not in mids
+    assert len(table) == 0
+    shared = table.pacer(0, 11.0)
+    assert shared is table.pacer(1, 11.0)
+    # and what the shared sequence remembers of them is 8 bytes each (a list and its floats
+    # were 32)
+    held = sys.getsizeof(shared._live) + sum(  # type: ignore[attr-defined]
+        sys.getsizeof(r)
+        for r in gc.get_referents(shared._live)  # type: ignore[attr-defined]
+    )
+    assert held < 9 * 10_000
+
+
+def test_a_fast_sender_through_the_table_still_gets_the_whole_space_per_lifetime() -> None:
+    """Half the space from the shared sequence, then a pacer of its own that goes on from it:
+    the sustained rate stays about 265 CON messages/s."""
+    table: PacerTable[str] = PacerTable()
+    now, sent = 0.0, 0
+    while now < 3 * EXCHANGE_LIFETIME:
+        if table.pacer("fast", now).take(now, EXCHANGE_LIFETIME) is not None:
+            sent += 1
+        else:
+            now = table.pacer("fast", now).ready_at(now)
+    assert 264 <= sent / now <= 266
+    assert len(table) == 1
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(min_value=0, max_value=3), st.booleans(), st.integers(0, 3)),
+        max_size=400,
+    ),
+    st.integers(min_value=1, max_value=12),
+)
+def test_no_live_id_is_ever_reused_toward_any_peer_of_the_table(
+    sends: list[tuple[float, bool, int]], space: int
+) -> None:
+    """Peers moving between the shared sequence and pacers of their own (small numbers, so
+    that the space wraps and peers move often): toward each peer no ID is given while it is
+    live there, and a message waits (as the engine holds it) until the table gives it one."""
+    con_life, non_life = 20.0, 12.0
+    table: PacerTable[int] = PacerTable(id_space=space)
+    now = 0.0
+    dies: dict[tuple[int, int], float] = {}  # (peer, ID) -> end of its last use
+    for step, con, peer in sends:
+        now += step
+        lifetime = con_life if con else non_life
+        mid = table.pacer(peer, now).take(now, lifetime)
+        while mid is None:
+            ready = table.pacer(peer, now).ready_at(now)
+            assert ready > now
+            now = ready
+            mid = table.pacer(peer, now).take(now, lifetime)
+        assert 0 <= mid < space
+        assert dies.get((peer, mid), 0.0) <= now, f"ID {mid} reused toward {peer} while live"
+        dies[(peer, mid)] = now + lifetime
 
 
 def test_an_empty_space_is_refused() -> None:

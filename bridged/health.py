@@ -422,29 +422,22 @@ class HealthMonitor:
                 own = [] if own is None else own
                 if r.value not in own:  # two reports in one news: each code once
                     own.append(r.value)
-        if state is None:
-            self._update(
-                node,
-                tracked,
-                news.heard,
-                news.rssi,
-                news.lqi,
-                battery,
-                own_errors=None if own is None else tuple(own),
-            )
-        else:
-            self._update(
-                node,
-                tracked,
-                news.heard,
-                news.rssi,
-                news.lqi,
-                battery,
-                tracked.failures_before + state.decrypt_failures,
-                state.problem,
-                _tells_problem(state),
-                None if own is None else tuple(own),
-            )
+        failures, problem, known = None, None, False
+        if state is not None:
+            failures = tracked.failures_before + state.decrypt_failures
+            problem, known = state.problem, _tells_problem(state)
+        self._update(
+            node,
+            tracked,
+            news.heard,
+            news.rssi,
+            news.lqi,
+            battery,
+            failures,
+            problem,
+            known,
+            None if own is None else tuple(own),
+        )
 
     def update(
         self,

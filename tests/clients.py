@@ -12,8 +12,11 @@ from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import LwM2MClient
 from bridged.engine.registration import EventKind, RegistrationEvent, RetryPolicy
 from bridged.objects.builtin import builtin_definitions
+from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record
 from peers.bootstrap_server import BootstrapRequest, BootstrapTestServer
+from peers.lwm2m_server import ServerEvent
 
 FAST_RETRY = RetryPolicy(count=2, timer=0.05, sequence_delay=0.1, sequence_count=1)
 """Loopback only: a failed Register is retried within a fraction of a second."""
@@ -69,3 +72,14 @@ async def bootstrapping(
             yield bs, await bs.next_request()
         finally:
             await client.stop()
+
+
+def a_series(path: Path, count: int = 720) -> list[Record]:
+    """``count`` readings of ``path``, a minute apart, each value its own: 720 make a Send body
+    of several 1,024-byte blocks (the block-wise tests)."""
+    return [Record(path, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(count)]
+
+
+def assert_decoded_whole(sent: ServerEvent, series: list[Record]) -> None:
+    """The server decoded every record of ``series`` from the Send ``sent``, in order."""
+    assert [(r.time, r.value) for r in sent.records] == [(r.time, r.value) for r in series]

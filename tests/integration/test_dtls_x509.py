@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiocoap import ACK, CON, GET, POST, Code, Message, resource
+from clients import a_series, assert_decoded_whole
 
 from bridged.engine.bootstrap_client import BootstrapConfig
 from bridged.engine.client import LwM2MClient, ServerConfig
@@ -241,10 +242,10 @@ async def walked_with_the_in_repo_server(
         # A server that takes 256-byte blocks only (4.13 to larger ones): over DTLS too the
         # client sends the body again in blocks of that size (engine/block1.py).
         server.send_block_exponent = 4
-        series = [Record(TEMPERATURE, 20 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+        series = a_series(TEMPERATURE)
         assert (await client.send(series)).delivered
         sent = await server.next_event("send")
-        assert [(r.time, r.value) for r in sent.records] == [(r.time, r.value) for r in series]
+        assert_decoded_whole(sent, series)
         assert server.send_blocks[0] == 1024 and max(server.send_blocks[1:]) == 256
     finally:
         await client.stop()

@@ -14,7 +14,14 @@ import aiocoap
 import aiocoap.protocol
 import pytest
 from aiocoap.numbers.codes import Code
-from clients import FAST_RETRY, free_udp_port, gateway_tree, next_event
+from clients import (
+    FAST_RETRY,
+    a_series,
+    assert_decoded_whole,
+    free_udp_port,
+    gateway_tree,
+    next_event,
+)
 
 from bridged.engine.client import LwM2MClient, ServerConfig
 from bridged.engine.registration import EventKind, RegistrationEvent
@@ -159,12 +166,12 @@ async def test_bad_records_are_refused_before_anything_is_sent(
 
 async def test_long_series_goes_out_in_blocks(client: LwM2MClient, server: LwM2MTestServer) -> None:
     """Half a day of minute readings is far larger than one CoAP block: Block1 carries it whole."""
-    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+    series = a_series(TEMPERATURE)
     assert (await client.send(series)).delivered
     ev = await server.next_event("send")
     assert len(ev.payload) > 4 * 1024
     assert ev.messages == -(-len(ev.payload) // 1024)
-    assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]
+    assert_decoded_whole(ev, series)
 
 
 async def test_a_send_of_a_new_instance_goes_after_the_update_that_announces_it(
@@ -270,10 +277,10 @@ async def test_a_server_asking_for_smaller_blocks_gets_them(
     again in blocks of that size, and the server gets every record; later Sends go in blocks
     of that size from the start."""
     server.send_block_exponent = 4
-    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(records)]
+    series = a_series(TEMPERATURE, records)
     assert (await client.send(series)).delivered
     ev = await server.next_event("send")
-    assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]
+    assert_decoded_whole(ev, series)
     assert server.send_blocks[-1] <= 256 and len(ev.payload) > 256
     server.send_blocks.clear()  # the next Send goes in blocks of that size at once
     assert (await client.send(series)).delivered
@@ -294,11 +301,11 @@ async def test_a_send_goes_in_blocks_without_aiocoaps_blockwise_client(
         blockwise(self, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(aiocoap.protocol.BlockwiseRequest, "__init__", counted)
-    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+    series = a_series(TEMPERATURE)
     assert (await client.send(series)).delivered
     ev = await server.next_event("send")
     assert ev.messages == -(-len(ev.payload) // 1024) > 4
-    assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]
+    assert_decoded_whole(ev, series)
     assert made == []
 
 
@@ -310,10 +317,10 @@ async def test_a_server_naming_its_block_size_in_size1_gets_that_size_at_once(
     refusal."""
     server.send_block_exponent = 4
     server.send_size1_only = True
-    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+    series = a_series(TEMPERATURE)
     assert (await client.send(series)).delivered
     ev = await server.next_event("send")
-    assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]
+    assert_decoded_whole(ev, series)
     assert server.send_blocks[0] == 1024 and max(server.send_blocks[1:]) == 256
 
 
@@ -324,10 +331,10 @@ async def test_a_server_asking_for_smaller_blocks_on_the_way_gets_the_rest_in_th
     Continue with a Block1 of 256 bytes gets the rest from the next byte on in 256-byte
     blocks, decodes every record, and the next Send goes in 256-byte blocks from the start."""
     server.send_late_exponent = 4
-    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+    series = a_series(TEMPERATURE)
     assert (await client.send(series)).delivered
     ev = await server.next_event("send")
-    assert [(r.time, r.value) for r in ev.records] == [(r.time, r.value) for r in series]
+    assert_decoded_whole(ev, series)
     assert server.send_blocks[0] == 1024 and max(server.send_blocks[1:]) == 256
     server.send_blocks.clear()
     assert (await client.send(series)).delivered
@@ -341,7 +348,7 @@ async def test_a_success_to_the_first_of_several_blocks_is_not_a_delivery(
     option and read one block of the body: the Send is not delivered (its readings stay to
     be sent again), and the outcome says why."""
     server.send_ignores_block1 = True
-    series = [Record(TEMPERATURE, 20.0 + i / 100, 1_700_000_000.0 + 60 * i) for i in range(720)]
+    series = a_series(TEMPERATURE)
     outcome = await client.send(series)
     assert outcome.status is SendStatus.REJECTED and "block-wise" in outcome.detail
     assert server.send_blocks == [1024]

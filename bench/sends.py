@@ -6,10 +6,10 @@ with its own code and answers 2.04) and this one, the engine's ``LwM2MClient`` r
 (run under valgrind with instrumentation off at the start: ``--callgrind``, the default, runs
 it so). Each Send is 256 records (``--records``) of one resource at times 0.137 s apart, the payload
 ``send_payload`` makes of them (about 21 bytes a record, 5.4 KB: 6 Block1 messages of at most
-1,024 bytes), encoded before the measure and handed to ``ServerSession.send`` with its
-records, as Delivery does; three Sends before the measure (registration, the first
+1,024 bytes), encoded before the measure and handed to ``ServerSession.send_encoded`` with its
+record count, as Delivery does; three Sends before the measure (registration, the first
 address resolution), then ``--sends`` Sends measured, one after the other. What is counted is
-the Send from ``ServerSession.send`` to its outcome: the checks, the request and its Block1
+the Send from ``ServerSession.send_encoded`` to its outcome: the checks, the request and its Block1
 blocks through aiocoap's message layer, the answers. Left out: the encoding and the batch
 (bench/readings.py measures the whole path), the server's CPU, and the kernel's (``sendmsg``
 wakes the server's process: callgrind counts user space only).
@@ -67,10 +67,10 @@ async def measure(sends: int, records: int) -> dict[str, int]:
     ]
     payloads = [send_payload(batch) for batch in batches]
     for batch, payload in zip(batches[:3], payloads[:3], strict=True):
-        assert (await session.send(batch, payload=payload)).delivered
+        assert (await session.send_encoded(payload, len(batch))).delivered
     instrument("on")
     for batch, payload in zip(batches[3:], payloads[3:], strict=True):
-        assert (await session.send(batch, payload=payload)).delivered
+        assert (await session.send_encoded(payload, len(batch))).delivered
     instrument("off")
     await client.stop()
     server.stdin.close()

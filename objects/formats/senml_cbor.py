@@ -202,11 +202,12 @@ class SenMLCborCodec:
     def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes:
         return _dump(encode_pack(records, base, DIALECT))
 
-    def compact_records(self, records: Sequence[Record]) -> list[bytes]:
-        """Each record of a composite pack of ``records`` with base names and times shared (a
-        Send's, see ``senml.compact_fields``) as its CBOR map, the bytes cbor2 would write for
-        it; ``pack`` joins them, or a leading run of them, which is a pack of its own (a base
-        name chosen with a later record in view still resolves every name before it). Built
+    def compact_records(self, names: Sequence[str], records: Sequence[Record]) -> list[bytes]:
+        """Each record of a composite pack of ``records`` named ``names`` with base names and
+        times shared (a Send's, see ``senml.compact_fields``) as its CBOR map, the bytes
+        cbor2 would write for it; ``pack`` joins them, or a leading run of them, which is a
+        pack of its own (a base name chosen with a later record in view still resolves every
+        name before it). Built
         here field by field, with no map per record: a leading run's size is then a sum, and
         the pack's bytes a join. Floats keep their 9 bytes: cbor2 shortens them only in its
         canonical mode, which also sorts every map's keys and costs four times the encoding,
@@ -217,7 +218,7 @@ class SenMLCborCodec:
         key_float, bt_byte, number_byte = _KEY_FLOAT64, _BT_KEY[0], _NUMBER_KEY[0]
         out: list[bytes] = []
         append = out.append
-        for bn, n, bt, t, label, value in compact_fields(records, DIALECT):
+        for bn, n, bt, t, label, value in compact_fields(names, records, DIALECT):
             # The common fields (a name, a float time, a float value) with no call per field.
             fields, count = b"", 1
             if bn is not None:

@@ -553,7 +553,8 @@ class Delivery:
         # value keeps the route alive while the batch is made): one lookup per route, not per
         # node.
         sessions: dict[int, tuple[Route, ServerSession, _Gathered, int]] = {}
-        seqs: list[int] = []
+        seqs = pending.seqs
+        end = len(seqs)  # the run's end: all of them, or where a session is not registered
         parts: dict[ServerSession, _Gathered] = {}
         had: list[int] = []  # indexes of readings their session acknowledged already
         ssid = server.short_server_id
@@ -561,7 +562,7 @@ class Delivery:
         if self._mapping_changes != mapping_changes():
             mapped_paths.clear()
             self._mapping_changes = mapping_changes()
-        for seq, (node, r) in zip(pending.seqs, pending.rows, strict=True):
+        for index, (seq, (node, r)) in enumerate(zip(seqs, pending.rows, strict=True)):
             target = targets.get(id(node), _UNSEEN)
             if target is _UNSEEN:  # the node's first reading in this batch
                 route = self.route(node)
@@ -572,7 +573,8 @@ class Delivery:
                     if known is None:
                         found = self._session(route, ssid)
                         if found is None:
-                            break  # not registered: the run ends here
+                            end = index  # not registered: the run ends here
+                            break
                         part = parts.setdefault(found, _Gathered())
                         known = (route, found, part, server.has.get(found, 0))
                         sessions[id(route)] = known
@@ -582,8 +584,6 @@ class Delivery:
                         self._definitions = found.tree.definitions
                     target = _Target(found, part, route.path, at)
                 targets[id(node)] = target
-            index = len(seqs)
-            seqs.append(seq)
             try:
                 if target is None:
                     raise LwM2MError(f"node {node} is not exposed")
@@ -604,9 +604,9 @@ class Delivery:
             part.indexes.append(index)
             part.readings.mapped.append(mapped)
             part.readings.records.append(r)
-        if not seqs:
+        if not end:
             return None
-        cut = len(seqs)
+        cut = end
         packs = {
             session: SendPack(part.readings.names(), part.readings.records)
             for session, part in parts.items()

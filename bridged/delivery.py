@@ -8,8 +8,9 @@ cursor there (``lwm2m:<Short Server ID>``), and one task per server moves it:
    a full batch are waiting, linger a moment first, so a burst of adverts becomes one message
    (a group commit in its second half that looks like the last before it ends, ends it: the
    loop is awake for that anyway, ``aio.Deadline``);
-2. turn them into records at the gateway's paths (the exposure mode's mapping) with the time
-   each was measured;
+2. find each one's path at the gateway (the exposure mode's mapping, kept from one batch to the
+   next until the mapping changes); the record the transport reported, with the time it was
+   measured, goes on as it is, named by that path in the Send's pack;
 3. Send them (``POST /dp``, a SenML CBOR time series: one record per reading, so a resource's
    series is several records with the same name and their original times), at most
    ``max_records`` records and about ``max_bytes`` bytes per Send, cut where its Block1 blocks

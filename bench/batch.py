@@ -22,13 +22,10 @@ import argparse
 import json
 import os
 import random
-import re
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path as FilePath
 from typing import Any
+
+import callgrind_run
 
 NODES = 100
 
@@ -78,19 +75,13 @@ def measure(batches: int, records: int) -> None:
         pending.append(Pending(range(b * records + 1, (b + 1) * records + 1), rows))
     assert delivery._batch(server, pending[0]) is not None  # the warm-up, not counted
     made = 0
-    instrument("on")
+    callgrind_run.instrument("on")
     for p in pending[1:]:
         batch = delivery._batch(server, p)
         assert batch is not None
         made += sum(len(part) for part in batch.parts.values())
-    instrument("off")
+    callgrind_run.instrument("off")
     print(json.dumps({"records": made}), flush=True)
-
-
-def instrument(state: str) -> None:
-    subprocess.run(
-        ["callgrind_control", "-i", state, str(os.getpid())], check=True, capture_output=True
-    )
 
 
 def main() -> None:
@@ -102,29 +93,18 @@ def main() -> None:
     if args.measure:
         measure(args.batches, args.records)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        log = FilePath(tmp) / "callgrind.log"
-        out = subprocess.run(
-            [
-                *("valgrind", "--tool=callgrind", "--instr-atstart=no"),
-                *(f"--callgrind-out-file={tmp}/callgrind.out", f"--log-file={log}"),
-                *(sys.executable, __file__, "--measure", "--batches", str(args.batches)),
-                *("--records", str(args.records)),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )
-        made = json.loads(out.stdout.splitlines()[-1])["records"]
-        found = re.search(r"Collected : (\d+)", log.read_text())
-        assert found is not None, "no instruction total in callgrind's log"
+    stdout, instructions = callgrind_run.run(
+        __file__,
+        ["--measure", "--batches", str(args.batches), "--records", str(args.records)],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    made = json.loads(stdout.splitlines()[-1])["records"]
     print("| batches | pending a batch | records a Send | instructions per record |")
     print("|---:|---:|---:|---:|")
     per_batch = made / args.batches
     print(
         f"| {args.batches} | {args.records} | {per_batch:,.0f} "
-        f"| {int(found.group(1)) / made / 1000:.1f} k |"
+        f"| {instructions / made / 1000:.1f} k |"
     )
 
 

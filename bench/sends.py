@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path as FilePath
+
+import callgrind_run
 
 HERE = FilePath(__file__).resolve()
 sys.path.insert(0, str(HERE.parent.parent / "tests"))
@@ -68,21 +67,15 @@ async def measure(sends: int, records: int) -> dict[str, int]:
     payloads = [send_payload(batch) for batch in batches]
     for batch, payload in zip(batches[:3], payloads[:3], strict=True):
         assert (await session.send_encoded(payload, len(batch))).delivered
-    instrument("on")
+    callgrind_run.instrument("on")
     for batch, payload in zip(batches[3:], payloads[3:], strict=True):
         assert (await session.send_encoded(payload, len(batch))).delivered
-    instrument("off")
+    callgrind_run.instrument("off")
     await client.stop()
     server.stdin.close()
     counts = [json.loads(line) for line in server.stdout if '"messages"' in line]
     server.wait()
     return {"sends": counts[-1]["sends"], "messages": counts[-1]["messages"]}
-
-
-def instrument(state: str) -> None:
-    subprocess.run(
-        ["callgrind_control", "-i", state, str(os.getpid())], check=True, capture_output=True
-    )
 
 
 def main() -> None:
@@ -94,23 +87,11 @@ def main() -> None:
     if args.measure:
         print(json.dumps(asyncio.run(measure(args.sends, args.records))), flush=True)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        log = FilePath(tmp) / "callgrind.log"
-        out = subprocess.run(
-            [
-                *("valgrind", "--tool=callgrind", "--instr-atstart=no"),
-                *(f"--callgrind-out-file={tmp}/callgrind.out", f"--log-file={log}"),
-                *(sys.executable, __file__, "--measure", "--sends", str(args.sends)),
-                *("--records", str(args.records)),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        counts = json.loads(out.stdout.splitlines()[-1])
-        found = re.search(r"Collected : (\d+)", log.read_text())
-        assert found is not None, "no instruction total in callgrind's log"
-    instructions = int(found.group(1))
+    stdout, instructions = callgrind_run.run(
+        __file__,
+        ["--measure", "--sends", str(args.sends), "--records", str(args.records)],
+    )
+    counts = json.loads(stdout.splitlines()[-1])
     per_send = instructions / args.sends
     messages = counts["messages"] / counts["sends"]  # every Send alike, the first three too
     print(

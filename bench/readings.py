@@ -74,7 +74,7 @@ a node's first report of the measure could make that change: 39 of 100 nodes did
                                        [--seconds 20] [--max-readings 20000] [--linger S]
                                        [--transport sim|802154] [--report notify|send]
                                        [--callgrind] [--callgrind-readings 2000]
-                                       [--turns] [--profile DIR]
+                                       [--callgrind-out DIR] [--turns] [--profile DIR]
 
 ``--turns``: after the table, the gateway's CPU turn by turn of its event loop, summed by what
 each turn did (a report fed, a group commit, a Delivery batch built, a Send acknowledged, a
@@ -581,18 +581,26 @@ def shapes(r: dict[str, Any]) -> str:
 
 
 def callgrind_cells(
-    count: int, rate: str, total: int, linger: float, native_rate: float, report: str | None
+    count: int,
+    rate: str,
+    total: int,
+    linger: float,
+    native_rate: float,
+    report: str | None,
+    keep: FilePath | None = None,
 ) -> str:
     """The instructions per record under callgrind, in two runs: unscaled (the product's time
     windows), whose pace under valgrind gives the slowdown, then with the group commit window
     and Delivery's linger scaled by it, so that its batches are the native run's (a commit's
-    and a Send's fixed cost shared by as many records): the table cells of both."""
+    and a Send's fixed cost shared by as many records): the table cells of both. With
+    ``keep``, each run's callgrind output stays there (``callgrind_annotate`` reads it)."""
     runs: list[dict[str, Any]] = []
     for scale in (1.0, None):
         if scale is None:
             scale = window_scale(native_rate, runs[0]["fed"] / runs[0]["feed_s"])
         with tempfile.TemporaryDirectory() as tmp:
-            out = FilePath(tmp) / "callgrind.out"
+            name = f"callgrind-{count}-{rate}-{'unscaled' if scale == 1.0 else 'scaled'}.out"
+            out = (keep or FilePath(tmp)) / name
             c = run(
                 count,
                 rate,
@@ -686,6 +694,13 @@ def main() -> None:
     )
     parser.add_argument("--callgrind-readings", type=int, default=2_000)
     parser.add_argument(
+        "--callgrind-out",
+        type=FilePath,
+        metavar="DIR",
+        help="keep each callgrind run's output in DIR (callgrind-NODES-RATE-{unscaled,scaled}"
+        ".out), for callgrind_annotate --inclusive=yes",
+    )
+    parser.add_argument(
         "--profile",
         type=FilePath,
         metavar="DIR",
@@ -731,7 +746,17 @@ def main() -> None:
             cell = ""
             if callgrind:
                 small = min(total, args.callgrind_readings)
-                cell = callgrind_cells(count, rate, small, args.linger, total / r["feed_s"], report)
+                if args.callgrind_out is not None:
+                    args.callgrind_out.mkdir(parents=True, exist_ok=True)
+                cell = callgrind_cells(
+                    count,
+                    rate,
+                    small,
+                    args.linger,
+                    total / r["feed_s"],
+                    report,
+                    args.callgrind_out,
+                )
             shown = f"{total / r['feed_s']:,.0f}" + (" (max)" if rate == "max" else "")
             floor = "n/a" if r["floor"] is None else f"{r['floor'] * 1e6:.0f}"
             print(

@@ -6,10 +6,10 @@ with its own code and answers 2.04) and this one, the engine's ``LwM2MClient`` r
 (run under valgrind with instrumentation off at the start: ``--callgrind``, the default, runs
 it so). Each Send is 256 records (``--records``) of one resource at times 0.137 s apart, the payload
 ``send_payload`` makes of them (about 21 bytes a record, 5.4 KB: 6 Block1 messages of at most
-1,024 bytes), encoded before the measure and handed to ``ServerSession.send`` with its
-records, as Delivery does; three Sends before the measure (registration, the first
+1,024 bytes), encoded before the measure and handed to ``ServerSession.send_encoded`` with its
+record count, as Delivery does; three Sends before the measure (registration, the first
 address resolution), then ``--sends`` Sends measured, one after the other. What is counted is
-the Send from ``ServerSession.send`` to its outcome: the checks, the request and its Block1
+the Send from ``ServerSession.send_encoded`` to its outcome: the checks, the request and its Block1
 blocks through aiocoap's message layer, the answers. Left out: the encoding and the batch
 (bench/readings.py measures the whole path), the server's CPU, and the kernel's (``sendmsg``
 wakes the server's process: callgrind counts user space only).
@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path as FilePath
+
+import callgrind_run
 
 HERE = FilePath(__file__).resolve()
 sys.path.insert(0, str(HERE.parent.parent / "tests"))
@@ -67,22 +66,16 @@ async def measure(sends: int, records: int) -> dict[str, int]:
     ]
     payloads = [send_payload(batch) for batch in batches]
     for batch, payload in zip(batches[:3], payloads[:3], strict=True):
-        assert (await session.send(batch, payload=payload)).delivered
-    instrument("on")
+        assert (await session.send_encoded(payload, len(batch))).delivered
+    callgrind_run.instrument("on")
     for batch, payload in zip(batches[3:], payloads[3:], strict=True):
-        assert (await session.send(batch, payload=payload)).delivered
-    instrument("off")
+        assert (await session.send_encoded(payload, len(batch))).delivered
+    callgrind_run.instrument("off")
     await client.stop()
     server.stdin.close()
     counts = [json.loads(line) for line in server.stdout if '"messages"' in line]
     server.wait()
     return {"sends": counts[-1]["sends"], "messages": counts[-1]["messages"]}
-
-
-def instrument(state: str) -> None:
-    subprocess.run(
-        ["callgrind_control", "-i", state, str(os.getpid())], check=True, capture_output=True
-    )
 
 
 def main() -> None:
@@ -94,23 +87,11 @@ def main() -> None:
     if args.measure:
         print(json.dumps(asyncio.run(measure(args.sends, args.records))), flush=True)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        log = FilePath(tmp) / "callgrind.log"
-        out = subprocess.run(
-            [
-                *("valgrind", "--tool=callgrind", "--instr-atstart=no"),
-                *(f"--callgrind-out-file={tmp}/callgrind.out", f"--log-file={log}"),
-                *(sys.executable, __file__, "--measure", "--sends", str(args.sends)),
-                *("--records", str(args.records)),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        counts = json.loads(out.stdout.splitlines()[-1])
-        found = re.search(r"Collected : (\d+)", log.read_text())
-        assert found is not None, "no instruction total in callgrind's log"
-    instructions = int(found.group(1))
+    stdout, instructions = callgrind_run.run(
+        __file__,
+        ["--measure", "--sends", str(args.sends), "--records", str(args.records)],
+    )
+    counts = json.loads(stdout.splitlines()[-1])
     per_send = instructions / args.sends
     messages = counts["messages"] / counts["sends"]  # every Send alike, the first three too
     print(

@@ -8,8 +8,9 @@ cursor there (``lwm2m:<Short Server ID>``), and one task per server moves it:
    a full batch are waiting, linger a moment first, so a burst of adverts becomes one message
    (a group commit in its second half that looks like the last before it ends, ends it: the
    loop is awake for that anyway, ``aio.Deadline``);
-2. turn them into records at the gateway's paths (the exposure mode's mapping) with the time
-   each was measured;
+2. find each one's path at the gateway (the exposure mode's mapping, kept from one batch to the
+   next until the mapping changes); the record the transport reported, with the time it was
+   measured, goes on as it is, named by that path in the Send's pack;
 3. Send them (``POST /dp``, a SenML CBOR time series: one record per reading, so a resource's
    series is several records with the same name and their original times), at most
    ``max_records`` records and about ``max_bytes`` bytes per Send, cut where its Block1 blocks
@@ -103,7 +104,8 @@ from bridged.engine.send import (
     whole_blocks,
 )
 from bridged.engine.series import leading_fit
-from bridged.objects.definitions import ResourceDef
+from bridged.exposure.mapping import changes as mapping_changes
+from bridged.objects.definitions import Definitions, ResourceDef
 from bridged.objects.errors import LwM2MError
 from bridged.objects.paths import Path
 from bridged.objects.values import Record, check_value
@@ -229,27 +231,72 @@ class _Settled:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Mapped:
+    """A node path's place at its session: its ``path`` there (the exposure's mapping), that
+    path's SenML ``name`` and its checked definition (``check_path``; a finite float of a
+    ``plain_float`` resource is then taken as it is), kept from one batch to the next
+    (``Delivery._mapped``). ``node`` and ``local`` are the node id and node path objects it
+    was found for, held so that their ``id`` stay theirs while the entry lives."""
+
+    node: NodeId
+    local: Path
+    path: Path
+    name: str
+    rdef: ResourceDef
+
+
+MAPPED_LIMIT = 1024
+"""How many node paths ``Delivery._mapped`` keeps at most (about 400 bytes each): every
+resource of 1,000 nodes that report one. A gateway with more nodes than that reporting in
+turn finds few of them again before the cache is full; it then starts again empty (no
+order to keep per entry), and maps each as it did before there was a cache."""
+
+
+@dataclass(slots=True)
+class _Readings:
+    """One session's readings in a Send: each reading's record as the node reported it and
+    stored it (``records``), and where its path is at the session (``mapped``), side by side:
+    no record is made again at the session's path for a Send, whose pack takes the names
+    (``SendPack``)."""
+
+    mapped: list[_Mapped]
+    records: list[Record]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def names(self) -> list[str]:
+        return [m.name for m in self.mapped]
+
+    def upstream(self) -> list[Record]:
+        """The records at the session's paths (what series notifications carry)."""
+        return [
+            Record(m.path, r.value, r.time) for m, r in zip(self.mapped, self.records, strict=True)
+        ]
+
+
 @dataclass
 class _Batch:
-    """One round of a server: each session's records, in store order, and the seq of its last
-    one; the seq the cursor moves to once all are acknowledged; how many readings of that run
-    are skipped."""
+    """One round of a server: each session's readings, in store order, and the seq of its
+    last one; the seq the cursor moves to once all are acknowledged; how many readings of
+    that run are skipped."""
 
-    parts: dict[ServerSession, list[Record]]
+    parts: dict[ServerSession, _Readings]
     lasts: dict[ServerSession, int]
     last: int
     skipped: int
-    payloads: dict[ServerSession, bytes] = field(default_factory=dict)
+    payloads: dict[ServerSession, bytes]
     """The parts' Send payloads, encoded as sizing the batch measured them (checked records)."""
 
 
 @dataclass(slots=True)
 class _Gathered:
     """One session's readings in a batch as it is made: their indexes in the batch (rising)
-    and their records at the session's paths, side by side (no pair per reading)."""
+    and their readings (``_Readings``)."""
 
     indexes: list[int] = field(default_factory=list)
-    records: list[Record] = field(default_factory=list)
+    readings: _Readings = field(default_factory=lambda: _Readings([], []))
 
     def before(self, cut: int) -> int:
         """How many of the readings come before index ``cut``."""
@@ -260,18 +307,12 @@ class _Gathered:
 class _Target:
     """Where one node's readings of a batch go: its session's ``part``, at
     ``path(node, local)``; the session had its readings up to seq ``had`` already
-    (``_Server.has``). ``mapped`` keeps each node path's gateway path and its checked
-    definition, so several readings of a resource in one batch have their path mapped and
-    checked once (and a finite float of a ``plain_float`` resource is taken as it is). It is
-    keyed by the node path's ``id``: the batch's readings hold their paths while it lives,
-    and an id is found without a Path's hash (a Python function) per reading; a reading
-    whose equal path is another object misses the entry and maps its own."""
+    (``_Server.has``)."""
 
     session: ServerSession
     part: _Gathered
     path: GatewayPath
     had: int
-    mapped: dict[int, tuple[Path, ResourceDef]]
 
 
 @dataclass
@@ -333,6 +374,18 @@ class Delivery:
         self._dropped = sum(readings.dropped().values())
         self._drops = readings.drops
         self._skipping: set[tuple[NodeId, Path]] = set()
+        self._mapped: dict[tuple[int, int], _Mapped] = {}
+        """Node paths mapped and checked, by the ``id`` of the node id and of the node path
+        (``_Mapped``), kept while the exposure's mapping is as it was at ``_mapping_changes``
+        and the sessions' definitions are ``_definitions``. A node reports the same few
+        resources, and mapping and checking one (the exposure's lookup, a new upstream
+        ``Path``, its name, the checks) was about 40 % of a batch's cost per reading; one found
+        by ``id`` costs no hash of a ``NodeId`` or ``Path`` (Python functions). A reading
+        holds its node's id (the registry's, one per paired node) and its path object (one
+        per node resource from the transport, or the store's parse cache); an equal path that
+        is another object misses the entry and maps its own."""
+        self._mapping_changes = mapping_changes()
+        self._definitions: Definitions | None = None
 
     def notify(self, count: int = 0) -> None:
         """New readings are in the store."""
@@ -419,34 +472,30 @@ class Delivery:
         """Every session's part of ``batch``, concurrently (the single part of the modes with
         one client is awaited as it is, with no task)."""
         if len(batch.parts) == 1:
-            ((session, records),) = batch.parts.items()
-            return [await self._deliver(server, session, records, batch.payloads.get(session))]
+            ((session, readings),) = batch.parts.items()
+            return [await self._deliver(server, session, readings, batch.payloads[session])]
         return await asyncio.gather(
             *(
-                self._deliver(server, session, records, batch.payloads.get(session))
-                for session, records in batch.parts.items()
+                self._deliver(server, session, readings, batch.payloads[session])
+                for session, readings in batch.parts.items()
             )
         )
 
     async def _deliver(
-        self,
-        server: _Server,
-        session: ServerSession,
-        records: list[Record],
-        payload: bytes | None = None,
+        self, server: _Server, session: ServerSession, readings: _Readings, payload: bytes
     ) -> _Part:
-        """One session's part of a batch: by Send (``payload``: the records as encoded already),
-        or as notifications if it cannot take Send."""
+        """One session's part of a batch: by Send (``payload``: the readings as encoded
+        already), or as notifications if it cannot take Send."""
         stats = server.stats
         try:
-            outcome = await session.send(records, payload=payload)
+            outcome = await session.send_encoded(payload, len(readings))
         except (SendUnsupported, SendMuted):
-            return await self._notify(server, session, records)
+            return await self._notify(server, session, readings.upstream())
         except SendNotRegistered:
             return _Part(_Outcome.WAIT)
         if outcome.delivered:
             stats.sends += 1
-            return _Part(_Outcome.DELIVERED, delivered=len(records))
+            return _Part(_Outcome.DELIVERED, delivered=len(readings))
         stats.failed_sends += 1
         stats.last_error = f"{outcome.status.value} {outcome.detail}".strip()
         return _Part(_Outcome.FAILED)
@@ -505,11 +554,16 @@ class Delivery:
         # value keeps the route alive while the batch is made): one lookup per route, not per
         # node.
         sessions: dict[int, tuple[Route, ServerSession, _Gathered, int]] = {}
-        seqs: list[int] = []
+        seqs = pending.seqs
+        end = len(seqs)  # the run's end: all of them, or where a session is not registered
         parts: dict[ServerSession, _Gathered] = {}
         had: list[int] = []  # indexes of readings their session acknowledged already
         ssid = server.short_server_id
-        for seq, (node, r) in zip(pending.seqs, pending.rows, strict=True):
+        mapped_paths = self._mapped
+        if self._mapping_changes != mapping_changes():
+            mapped_paths.clear()
+            self._mapping_changes = mapping_changes()
+        for index, (seq, (node, r)) in enumerate(zip(seqs, pending.rows, strict=True)):
             target = targets.get(id(node), _UNSEEN)
             if target is _UNSEEN:  # the node's first reading in this batch
                 route = self.route(node)
@@ -520,68 +574,84 @@ class Delivery:
                     if known is None:
                         found = self._session(route, ssid)
                         if found is None:
-                            break  # not registered: the run ends here
+                            end = index  # not registered: the run ends here
+                            break
                         part = parts.setdefault(found, _Gathered())
                         known = (route, found, part, server.has.get(found, 0))
                         sessions[id(route)] = known
                     _, found, part, at = known
-                    target = _Target(found, part, route.path, at, {})
+                    if found.tree.definitions is not self._definitions:
+                        mapped_paths.clear()
+                        self._definitions = found.tree.definitions
+                    target = _Target(found, part, route.path, at)
                 targets[id(node)] = target
-            index = len(seqs)
-            seqs.append(seq)
             try:
                 if target is None:
                     raise LwM2MError(f"node {node} is not exposed")
                 if seq <= target.had:
                     had.append(index)
                     continue
-                mapped = target.mapped.get(id(r.path))
+                mapped = mapped_paths.get((id(node), id(r.path)))
                 if mapped is None:
-                    local = target.path(node, r.path)
-                    if local is None:
-                        raise LwM2MError(f"{r.path} of node {node} is not exposed")
-                    rdef = check_path(local, target.session.tree.definitions)
-                    mapped = target.mapped[id(r.path)] = (local, rdef)
-                local, rdef = mapped
+                    mapped = self._map(target, node, r.path)
+                rdef = mapped.rdef
                 value = r.value
                 if not (rdef.plain_float and type(value) is float and value - value == 0.0):
                     check_value(rdef, value)  # else a finite float: nothing more to check
-                record = Record(local, value, r.time)
             except LwM2MError as e:
                 self._skip(node, r.path, e)
                 continue
-            target.part.indexes.append(index)
-            target.part.records.append(record)
-        if not seqs:
+            part = target.part
+            part.indexes.append(index)
+            part.readings.mapped.append(mapped)
+            part.readings.records.append(r)
+        if not end:
             return None
-        cut = len(seqs)
-        packs = {session: SendPack(part.records) for session, part in parts.items()}
+        cut = end
+        packs = {
+            session: SendPack(part.readings.names(), part.readings.records)
+            for session, part in parts.items()
+        }
         for session, part in parts.items():
             # Runs are leading runs of the part: their length names them.
             size = functools.partial(_run_size, packs[session])
-            fit = leading_fit(part.records, size, self.config.max_bytes)
-            if fit < len(part.records):
+            records = part.readings.records
+            fit = leading_fit(records, size, self.config.max_bytes)
+            if fit < len(records):
                 cut = min(cut, part.indexes[fit])
         for session, part in parts.items():  # then to whole Block1 blocks (send.whole_blocks)
             count = part.before(cut)
             if count:
                 size = functools.partial(_run_size, packs[session])
                 fit = leading_fit(
-                    part.records[:count], size, whole_blocks(packs[session].size(count))
+                    part.readings.records[:count], size, whole_blocks(packs[session].size(count))
                 )
                 if fit < count:
                     cut = min(cut, part.indexes[fit])
-        kept: dict[ServerSession, list[Record]] = {}
+        kept: dict[ServerSession, _Readings] = {}
         lasts: dict[ServerSession, int] = {}
         for session, part in parts.items():
             count = part.before(cut)
             if count:
-                kept[session] = part.records[:count]
+                readings = part.readings
+                kept[session] = _Readings(readings.mapped[:count], readings.records[:count])
                 lasts[session] = seqs[part.indexes[count - 1]]
-        payloads = {s: packs[s].payload(len(records)) for s, records in kept.items()}
+        payloads = {s: packs[s].payload(len(readings)) for s, readings in kept.items()}
         done = sum(1 for i in had if i < cut)
-        skipped = cut - done - sum(len(records) for records in kept.values())
+        skipped = cut - done - sum(len(readings) for readings in kept.values())
         return _Batch(kept, lasts, seqs[cut - 1], skipped, payloads)
+
+    def _map(self, target: _Target, node: NodeId, local: Path) -> _Mapped:
+        """Map ``node``'s path ``local`` to its session's path and check it there, and keep it
+        (``_mapped``); LwM2MError when no Send or notification may carry it."""
+        path = target.path(node, local)
+        if path is None:
+            raise LwM2MError(f"{local} of node {node} is not exposed")
+        rdef = check_path(path, target.session.tree.definitions)
+        if len(self._mapped) >= MAPPED_LIMIT:
+            self._mapped.clear()
+        mapped = self._mapped[id(node), id(local)] = _Mapped(node, local, path, str(path), rdef)
+        return mapped
 
     @staticmethod
     def _session(route: Route, short_server_id: int) -> ServerSession | None:

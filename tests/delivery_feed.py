@@ -7,7 +7,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bridged.delivery import Delivery, DeliveryConfig, consumer_name
+from bridged.objects.formats.senml_cbor import CODEC as SENML_CBOR
+from bridged.objects.paths import ROOT
+from bridged.objects.tree import ObjectTree
+from bridged.objects.values import Record
 from bridged.store.readings import ReadingStore, Row
+
+
+def sent_records(payload: bytes, count: int, tree: ObjectTree) -> list[Record]:
+    """What a server reads in a Send's ``payload`` of ``count`` records (the SenML CBOR
+    decoder's records, each resolved from the pack's base names and times), as a stand-in
+    session takes it from ``Delivery``: the records it must carry, at the session's paths."""
+    records = SENML_CBOR.decode(payload, ROOT, tree.definitions)
+    assert len(records) == count
+    return records
 
 
 def quick_config(**bounds: Any) -> DeliveryConfig:

@@ -38,7 +38,7 @@ from aiocoap.resource import Site
 
 from bridged.aio import Flag, cancel_and_wait
 from bridged.objects.builtin import builtin_objects
-from bridged.objects.errors import BadRequest
+from bridged.objects.errors import BadRequest, LwM2MError
 from bridged.objects.formats import ContentFormat
 from bridged.objects.ids import (
     BOOTSTRAP_ONLY,
@@ -679,16 +679,22 @@ class ServerSession:
 
     # -- Send --------------------------------------------------------------------------------
 
-    async def send(self, records: Sequence[Record], *, payload: bytes | None = None) -> SendOutcome:
+    async def send(self, records: Sequence[Record]) -> SendOutcome:
         """Send ``records`` (POST /dp, SenML CBOR); raises ``SendRefused`` when it cannot go.
 
-        Bad records raise BadRequest or NotFound before anything is sent. ``payload`` is
-        ``records`` checked (``check_records``) and encoded already, as delivery has them after
-        sizing its batch: they are not checked and encoded again.
-        """
+        Bad records raise BadRequest or NotFound before anything is sent."""
         try:
-            if payload is None:
-                payload = encode_send(records, self.tree)
+            payload = encode_send(records, self.tree)
+        except LwM2MError:
+            self.idle()  # as after a Send: the tree is not read again for it
+            raise
+        return await self.send_encoded(payload, len(records))
+
+    async def send_encoded(self, payload: bytes, count: int) -> SendOutcome:
+        """Send ``payload``, ``count`` records checked (``check_records``) and encoded
+        already, as delivery has them after sizing its batch; raises ``SendRefused`` when it
+        cannot go."""
+        try:
             registrar, name = self.registrar, self.name  # the name reads the tree: once
             await registrar.announced(self.config.request_timeout + MIN_UPDATE_INTERVAL)
             check_allowed(
@@ -702,13 +708,13 @@ class ServerSession:
         try:
             answer = await self._post_send(payload)
         except (aiocoap.error.Error, TimeoutError, OSError) as e:
-            outcome = SendOutcome(SendStatus.NO_ANSWER, name, len(records), failure_text(e))
+            outcome = SendOutcome(SendStatus.NO_ANSWER, name, count, failure_text(e))
         except BrokenBlockwise as e:
-            outcome = SendOutcome(SendStatus.REJECTED, name, len(records), str(e))
+            outcome = SendOutcome(SendStatus.REJECTED, name, count, str(e))
         else:
             response = answer.response
             code = int(response.code)
-            outcome = outcome_of(code, bytes(response.payload), name, len(records))
+            outcome = outcome_of(code, bytes(response.payload), name, count)
             if outcome.delivered:  # not when the body, not the block, was too large
                 self.block_exponent = answer.exponent
         if outcome.status is SendStatus.REGISTER_AGAIN:
@@ -720,7 +726,7 @@ class ServerSession:
                 level,
                 "server %s: Send of %d records %s %s",
                 name,
-                len(records),
+                count,
                 outcome.status.value,
                 outcome.detail,
                 extra={"SERVER": name},

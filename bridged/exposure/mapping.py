@@ -42,7 +42,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from bridged.objects.ids import HOUSEKEEPING
 from bridged.objects.paths import Level, Path
@@ -190,11 +190,23 @@ class _OneNode(MutableMapping[NodeId, tuple["Shown", ...]]):
         return 0 if self._shown is None else 1
 
 
+def changes() -> int:
+    """A count that moves whenever any ``PathMap`` shows or hides an instance: an answer of
+    ``upstream`` kept since the count last moved is still the answer (delivery keeps each
+    node path's upstream path from one batch to the next, bridged/delivery.py). One count for
+    every map, not one each: the maps change with pairing and a node's objects, rarely, and
+    a map made for a node endpoint starts with a ``show`` that moves it."""
+    return PathMap.changes
+
+
 class PathMap:
     """The node instances an exposure shows, looked up both ways; with ``node``, only that
     node's (a node endpoint's map: no dict of nodes). Slotted: every node endpoint has one."""
 
     __slots__ = ("_down", "_prefixed", "_up")
+
+    changes: ClassVar[int] = 0
+    """Shows and hides of every map so far (``changes``)."""
 
     def __init__(self, *, prefixed: bool = False, node: NodeId | None = None) -> None:
         self._prefixed = prefixed
@@ -213,6 +225,7 @@ class PathMap:
         """``node``'s instance ``shown.local`` is shown at ``shown.upstream``."""
         shown = _one_of_all(shown)
         self.hide(node, shown.local)
+        PathMap.changes += 1
         if self._up is not None:
             self._up[shown.upstream] = (node, shown)
         mine = tuple(sorted((*self._down.get(node, ()), shown), key=lambda s: s.local))
@@ -222,6 +235,7 @@ class PathMap:
         """Stop showing the node's instance ``local``; returns how it was shown."""
         shown = self.shown(node, local)
         if shown is not None:
+            PathMap.changes += 1
             if self._up is not None:
                 del self._up[shown.upstream]
             rest = tuple(s for s in self._down[node] if s is not shown)
@@ -234,6 +248,8 @@ class PathMap:
     def hide_node(self, node: NodeId) -> list[Shown]:
         """Stop showing any of ``node``'s instances; returns how they were shown."""
         gone = list(self._down.pop(node, ()))
+        if gone:
+            PathMap.changes += 1
         if self._up is not None:
             for shown in gone:
                 del self._up[shown.upstream]

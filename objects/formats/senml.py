@@ -219,7 +219,7 @@ _PLAIN = frozenset({int, float, str, bool})
 
 
 def _wire_out(
-    path: Path, value: Value, label: Label | None, dialect: Dialect
+    path: Path | str, value: Value, label: Label | None, dialect: Dialect
 ) -> tuple[Label, object]:
     """The label and wire form of a value that does not travel as it is (``_PLAIN``)."""
     if label is None:
@@ -243,25 +243,22 @@ Fields = tuple[str | None, str | None, float | None, float | None, Label, object
 order."""
 
 
-def compact_fields(records: Sequence[Record], dialect: Dialect) -> list[Fields]:
+def compact_fields(
+    names: Sequence[str], records: Sequence[Record], dialect: Dialect
+) -> list[Fields]:
     """A composite pack of ``records`` with shared base names and times (module docstring),
     as each record's fields: no map is built per record, the codec writes the fields as they
-    are (a Send's pack is encoded once per batch, and measured at a length or two)."""
+    are (a Send's pack is encoded once per batch, and measured at a length or two).
+
+    ``names[i]`` is the name of ``records[i]`` (its path at the server, ``path_names``), and
+    the records give their values and times: a gateway's Send carries a node's reading at a
+    path of the gateway's, and delivery keeps each path's name from one batch to the next
+    (bridged/delivery.py), so neither a record at that path nor its name is made per
+    reading."""
     if dialect.bn is None or dialect.bt is None:
         raise InternalServerError(f"{dialect.name} has no base fields to share")
     labels = _value_labels(dialect)
-    # A path's name once per path object: a batch holds a node resource's path object in
-    # each of its readings of it.
-    texts: dict[int, str] = {}
-    names: list[str] = []
-    timed = True  # every record has a time
-    for rec in records:
-        name = texts.get(id(rec.path))
-        if name is None:
-            name = texts[id(rec.path)] = str(rec.path)
-        names.append(name)
-        if rec.time is None:
-            timed = False
+    timed = all(rec.time is not None for rec in records)  # else no ``bt`` (module docstring)
     bn, whole = "", False  # whole: bn ends at a "/", so any name under it may follow
     bt: float | None = None
     last = len(names) - 1
@@ -296,11 +293,24 @@ def compact_fields(records: Sequence[Record], dialect: Dialect) -> list[Fields]:
         value = rec.value
         label = labels.get(type(value))
         if label is None or type(value) not in _PLAIN:
-            label, out = _wire_out(rec.path, value, label, dialect)
+            label, out = _wire_out(name, value, label, dialect)
         else:
             out = value
         append((new_bn, n, new_bt, t, label, out))
     return fields
+
+
+def path_names(records: Sequence[Record]) -> list[str]:
+    """Each record's path as a SenML name (``compact_fields``), each path object's text made
+    once: a series holds one path object in each of its records."""
+    texts: dict[int, str] = {}
+    names: list[str] = []
+    for rec in records:
+        name = texts.get(id(rec.path))
+        if name is None:
+            name = texts[id(rec.path)] = str(rec.path)
+        names.append(name)
+    return names
 
 
 def _shared_prefix(name: str, other: str) -> str:

@@ -171,6 +171,8 @@ def _head(major: int, length: int) -> bytes:
 
 _KEY_FLOAT64 = struct.Struct(">BBd").pack
 """A one-byte label (an integer from -24 to 23) and a finite float after it."""
+_BT_AND_VALUE = struct.Struct(">BBdBBd").pack
+"""Two of them: a record's ``bt`` and its value."""
 
 _TEXT_HEADS = [_head(0x60, length) for length in range(24)]
 
@@ -202,22 +204,24 @@ class SenMLCborCodec:
     def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes:
         return _dump(encode_pack(records, base, DIALECT))
 
-    def compact_records(self, records: Sequence[Record]) -> list[bytes]:
-        """Each record of a composite pack of ``records`` with base names and times shared (a
-        Send's, see ``senml.compact_fields``) as its CBOR map, the bytes cbor2 would write for
-        it; ``pack`` joins them, or a leading run of them, which is a pack of its own (a base
-        name chosen with a later record in view still resolves every name before it). Built
-        here field by field, with no map per record: a leading run's size is then a sum, and
-        the pack's bytes a join. Floats keep their 9 bytes: cbor2 shortens them only in its
-        canonical mode, which also sorts every map's keys and costs four times the encoding,
-        for floats that rarely fit in fewer bytes (21.37 does not)."""
+    def compact_records(self, names: Sequence[str], records: Sequence[Record]) -> list[bytes]:
+        """Each record of a composite pack of ``records`` named ``names`` with base names and
+        times shared (a Send's, see ``senml.compact_fields``) as its CBOR map, the bytes
+        cbor2 would write for it; ``pack`` joins them, or a leading run of them, which is a
+        pack of its own (a base name chosen with a later record in view still resolves every
+        name before it). Built here field by field, with no map per record: a leading run's
+        size is then a sum, and the pack's bytes a join. Floats keep their 9 bytes: cbor2
+        shortens them only in its canonical mode, which also sorts every map's keys and costs
+        four times the encoding, for floats that rarely fit in fewer bytes (21.37 does
+        not)."""
         bn_key, n_key, bt_key, t_key = _BN_KEY, _N_KEY, _BT_KEY, _T_KEY
         value_keys, item, text, heads = _VALUE_KEYS, _item, _text, _MAP_HEADS
         text_heads = _TEXT_HEADS
         key_float, bt_byte, number_byte = _KEY_FLOAT64, _BT_KEY[0], _NUMBER_KEY[0]
+        bt_and_value = _BT_AND_VALUE
         out: list[bytes] = []
         append = out.append
-        for bn, n, bt, t, label, value in compact_fields(records, DIALECT):
+        for bn, n, bt, t, label, value in compact_fields(names, records, DIALECT):
             # The common fields (a name, a float time, a float value) with no call per field.
             fields, count = b"", 1
             if bn is not None:
@@ -227,6 +231,19 @@ class SenMLCborCodec:
                 size = len(data)
                 head = text_heads[size] if size < 24 else _head(0x60, size)
                 fields, count = fields + n_key + head + data, count + 1
+            if (
+                t is None
+                and type(bt) is float
+                and type(value) is float
+                and bt - bt == 0.0
+                and value - value == 0.0
+            ):  # a reading with a clock's time of its own: both floats in one write
+                append(
+                    heads[count + 1]
+                    + fields
+                    + bt_and_value(bt_byte, 0xFB, bt, number_byte, 0xFB, value)
+                )
+                continue
             if bt is not None:
                 if type(bt) is float and bt - bt == 0.0:
                     fields += key_float(bt_byte, 0xFB, bt)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from delivery_feed import feed, quick_config
+from delivery_feed import feed, quick_config, sent_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from timers import armed, settled
@@ -20,6 +20,7 @@ from timers import armed, settled
 from bridged.delivery import Delivery, DeliveryConfig, consumer_name
 from bridged.engine.client import ServerConfig
 from bridged.engine.send import SendOutcome, SendStatus
+from bridged.exposure.mapping import PathMap, Shown
 from bridged.objects.builtin import builtin_definitions
 from bridged.objects.paths import Path
 from bridged.objects.tree import ObjectTree
@@ -45,7 +46,8 @@ class Session:
     received: list[Record] = field(default_factory=list)
     sends: int = 0
 
-    async def send(self, records: list[Record], payload: bytes | None = None) -> SendOutcome:
+    async def send_encoded(self, payload: bytes, count: int) -> SendOutcome:
+        records = sent_records(payload, count, self.tree)
         self.sends += 1
         if self.failures.random() < self.fail_rate:
             return SendOutcome(SendStatus.NO_ANSWER, "test", len(records), "timeout")
@@ -178,3 +180,44 @@ async def test_a_send_reads_the_drop_counters_only_after_the_store_dropped(
         await delivery.stop()
     assert [r.value for r in session.received] == [0.0, 1.0, 2.0, 12.0, 13.0, 14.0, 15.0]
     assert "2 readings dropped by the store's bounds before delivery" in caplog.text
+
+
+async def test_a_send_follows_the_exposures_mapping_once_it_changes() -> None:
+    """Delivery keeps each node path's upstream path from one batch to the next
+    (``Delivery._mapped``); once the exposure shows the node's instance elsewhere, or not at
+    all, the next Send carries the node's readings where they are shown now (what the
+    stand-in server decodes from the payload), and a reading of an instance no longer shown is
+    skipped: the same node path object in every reading, as a transport hands them over."""
+    store = ReadingStore(connect(":memory:"))
+    session = Session(ObjectTree(builtin_definitions()), random.Random(0), 0.0)
+    paths = PathMap()
+    node, local = NODES[0], LOCAL[0]
+    paths.show(node, Shown((3303, 0), Path((3303, 1))))
+    delivery = Delivery(Client([session]), store, paths.upstream, DeliveryConfig(linger=0))  # type: ignore[arg-type]
+
+    async def sent(value: float, at: float, count: int) -> None:
+        store.append([(node, Record(local, value, at))])
+        delivery.notify()
+        async with asyncio.timeout(10):
+            while len(session.received) + delivery.stats(1).skipped < count:
+                await asyncio.sleep(0.001)
+
+    await delivery.start()
+    try:
+        await sent(20.5, NOW, 1)
+        await sent(20.6, NOW + 1, 2)
+        paths.hide(node, (3303, 0))
+        paths.show(node, Shown((3303, 0), Path((3303, 7))))
+        await sent(21.0, NOW + 2, 3)
+        paths.hide_node(node)
+        await sent(21.5, NOW + 3, 4)
+    finally:
+        await delivery.stop()
+    at_1, at_7 = Path.parse("/3303/1/5700"), Path.parse("/3303/7/5700")
+    assert session.received == [
+        Record(at_1, 20.5, NOW),
+        Record(at_1, 20.6, NOW + 1),
+        Record(at_7, 21.0, NOW + 2),
+    ]
+    assert delivery.stats(1).skipped == 1
+    assert not store.pending(consumer_name(1))

@@ -308,7 +308,7 @@ class Session:
     name: str = "coap://test"
     registrar: Registrar = field(default_factory=Registrar)
 
-    async def send(self, records: list[Record], payload: bytes | None = None) -> None:
+    async def send_encoded(self, payload: bytes, count: int) -> None:
         raise SendUnsupported("LwM2M 1.0")
 
 

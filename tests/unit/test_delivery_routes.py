@@ -15,7 +15,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from delivery_feed import feed, quick_config
+from delivery_feed import feed, quick_config, sent_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,7 +48,8 @@ class Session:
     registered: bool = True
     received: list[Record] = field(default_factory=list)
 
-    async def send(self, records: list[Record], payload: bytes | None = None) -> SendOutcome:
+    async def send_encoded(self, payload: bytes, count: int) -> SendOutcome:
+        records = sent_records(payload, count, self.tree)
         self.overlap[0] += 1
         self.overlap[1] = max(self.overlap[1], self.overlap[0])
         await asyncio.sleep(0)

@@ -11,7 +11,9 @@ shows what each layer costs.
 The serial side is what the radio's reader sees: every PSDU in a STREAM_RAW PROP_VALUE_IS with
 its receive metadata, HDLC-lite framed, the frames back to back in one byte stream handed over
 in USB-packet-sized chunks; it is decoded with the calls ``Radio`` makes on received bytes
-(``FrameDecoder.feed``, ``spinel.decode_frame``, ``decode_property``, ``decode_rx``).
+(``FrameDecoder.feed``, ``spinel.decode_stream_raw``: a frame heard, in one call) and the
+link's on the PSDU (``LowpanLink.receive``; to MAC alone, the fast path's
+``parse_data_frame``, else ``parse_frame``).
 
 (2) Bytes held by the reassembler under a flood of FRAG1 that no FRAGN ever completes, against
 its budget, with the tracemalloc peak of the whole receive path during the flood.
@@ -32,7 +34,13 @@ from bridged.transports.ieee802154.coap_notification import decode_notification
 from bridged.transports.ieee802154.fragment import DEFAULT_BUDGET
 from bridged.transports.ieee802154.link import LowpanLink
 from bridged.transports.ieee802154.lowpan import UdpDatagram, link_local
-from bridged.transports.ieee802154.mac import MAX_PSDU, build_frame, data_frame, parse_frame
+from bridged.transports.ieee802154.mac import (
+    MAX_PSDU,
+    build_frame,
+    data_frame,
+    parse_data_frame,
+    parse_frame,
+)
 
 GOAL = 12_000
 NODE = bytes.fromhex("00124b00aabbccdd")
@@ -124,16 +132,14 @@ def decode_pass(depth: str) -> Callable[[Sequence[bytes]], int]:
                 if level == 0:
                     done += 1
                     continue
-                frame = spinel.decode_frame(payload)
-                prop, value = spinel.decode_property(frame.payload)
-                assert not frame.tid and frame.command == spinel.Command.PROP_VALUE_IS
-                assert prop == spinel.Prop.STREAM_RAW
-                rx = spinel.decode_rx(value)
+                rx = spinel.decode_stream_raw(payload)
+                assert rx is not None
                 if level == 1:
                     done += not rx.rx_error
                     continue
                 if level == 2:
-                    parse_frame(rx.psdu, fcs=True)
+                    if parse_data_frame(rx.psdu) is None:
+                        parse_frame(rx.psdu, fcs=True)
                     done += 1
                     continue
                 datagram = link.receive(rx.psdu)

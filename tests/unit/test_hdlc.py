@@ -14,7 +14,7 @@ Vectors:
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from bridged.transports.ieee802154.hdlc import (
@@ -145,3 +145,19 @@ def test_decode_frame_raises_only_its_error(segment: bytes) -> None:
         decode_frame(segment)
     except HdlcDecodeError:
         pass
+
+
+@given(st.binary(min_size=3, max_size=300).filter(lambda b: 0x7D not in b), st.booleans())
+def test_a_frame_is_taken_exactly_when_its_fcs_is_its_payloads_crc(
+    segment: bytes, fixed: bool
+) -> None:
+    """``decode_frame`` checks the FCS by the residue of one CRC over the payload and FCS:
+    it takes a frame exactly when the FCS is the CRC of the payload, as the definition says."""
+    if fixed:
+        segment = segment[:-2] + crc16_x25(segment[:-2]).to_bytes(2, "little")
+    assume(0x7D not in segment)  # an escape: another test's
+    good = crc16_x25(segment[:-2]) == int.from_bytes(segment[-2:], "little")
+    try:
+        assert decode_frame(segment) == segment[:-2] and good
+    except HdlcDecodeError as e:
+        assert e.fault is HdlcFault.BAD_FCS and not good

@@ -21,6 +21,7 @@ from bridged.transports.ieee802154.lowpan import (
     LowpanDecoder,
     UdpDatagram,
     compress,
+    decode_udp_frame,
     decompress_header,
     eui64_from_address,
     iid_from_mac,
@@ -529,3 +530,66 @@ def test_decompress_header_with_datagram_size() -> None:
         decompress_header(
             bytes.fromhex("7e33f30fface"), src_mac=LONG_SRC, dst_mac=LONG_DST, datagram_size=44
         )
+
+
+def _general(payload: bytes, src_mac: bytes, dst_mac: bytes) -> UdpDatagram | str | None:
+    """What the general path makes of a MAC payload: the datagram, None, or the error."""
+    try:
+        packet = LowpanDecoder(contexts=CONTEXTS).decode(payload, src_mac=src_mac, dst_mac=dst_mac)
+        return None if packet is None else UdpDatagram.in_packet(packet)
+    except LowpanDecodeError as e:
+        return str(e)
+
+
+@given(packets(), st.data())
+def test_the_udp_frame_fast_path_is_the_general_path_where_it_answers(
+    case: tuple[Ipv6Packet, bytes, bytes], data: st.DataObject
+) -> None:
+    """``decode_udp_frame`` gives the general path's datagram or declines (None): on every
+    compressed packet, and on each with one byte changed (a refused checksum, another
+    encoding), so nothing it takes would have been refused or read otherwise."""
+    packet, src_mac, dst_mac = case
+    header, rest = compress(packet, src_mac=src_mac, dst_mac=dst_mac, contexts=CONTEXTS)
+    payload = header + rest
+    if data.draw(st.booleans()) and payload:
+        at = data.draw(st.integers(0, len(payload) - 1))
+        payload = (
+            payload[:at]
+            + bytes((payload[at] ^ data.draw(st.integers(1, 255)),))
+            + payload[at + 1 :]
+        )
+    fast = decode_udp_frame(payload, src_mac, dst_mac)
+    if fast is not None:
+        assert fast == _general(payload, src_mac, dst_mac)
+
+
+@given(
+    macs,
+    macs,
+    st.integers(0, 0xEFFF),
+    st.integers(0, 0xEFFF),
+    st.integers(0, 255),
+    st.binary(max_size=80),
+)
+def test_a_nodes_link_local_datagram_takes_the_udp_frame_fast_path(
+    src_mac: bytes, dst_mac: bytes, sport: int, dport: int, hop_limit: int, body: bytes
+) -> None:
+    """The shape the fast path is for (link-local addresses from the MAC addresses, ports
+    outside 0xF0xx, as CoAP's 5683, a well-known hop limit) is taken by it, and is the
+    datagram sent; with another hop limit (inline, a byte more) it is declined."""
+    datagram = UdpDatagram(link_local(src_mac), sport, link_local(dst_mac), dport, body)
+    header, rest = compress(
+        datagram.to_packet(hop_limit=hop_limit), src_mac=src_mac, dst_mac=dst_mac
+    )
+    expected = datagram if hop_limit in (1, 64, 255) else None
+    assert decode_udp_frame(header + rest, src_mac, dst_mac) == expected
+
+
+@given(st.binary(max_size=120), macs, macs)
+def test_the_udp_frame_fast_path_on_garbage_declines_or_agrees(
+    data: bytes, src_mac: bytes, dst_mac: bytes
+) -> None:
+    for candidate in (data, b"\x7e\x33\xf0" + data):
+        fast = decode_udp_frame(candidate, src_mac, dst_mac)
+        if fast is not None:
+            assert fast == _general(candidate, src_mac, dst_mac)

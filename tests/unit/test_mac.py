@@ -26,6 +26,7 @@ from bridged.transports.ieee802154.mac import (
     build_frame,
     crc16_kermit,
     data_frame,
+    parse_data_frame,
     parse_frame,
 )
 
@@ -306,3 +307,70 @@ def test_a_number_heard_again_after_the_retransmission_window_is_a_new_frame() -
     now[0] += 5.0  # the gateway restarted and began at 11
     assert [seen.is_duplicate(gateway, seq) for seq in (11, 12, 13, 14)] == [False] * 4
     assert seen.is_duplicate(gateway, 12), "its own retransmission still is one"
+
+
+def _with_fcs(body: bytes) -> bytes:
+    return body + crc16_kermit(body).to_bytes(2, "little")
+
+
+def _general(psdu: bytes) -> tuple[int | None, bytes | None, bytes | None, bytes] | str | None:
+    """What ``parse_frame`` makes of a PSDU, as the fast path's fields: None for a frame that
+    is not an unsecured data frame, the error for one it refuses."""
+    try:
+        frame = parse_frame(psdu)
+    except MacDecodeError as e:
+        return str(e)
+    if frame.frame_type is not FrameType.DATA or frame.security is not None:
+        return None
+    return frame.seq, frame.dst, frame.src, frame.payload
+
+
+@given(frames(), st.data())
+def test_the_data_frame_fast_path_is_parse_frame_where_it_answers(
+    frame: MacFrame, data: st.DataObject
+) -> None:
+    """``parse_data_frame`` gives ``parse_frame``'s fields or declines (None): on frames of
+    every type, version, addressing and security, and on each with one byte changed (a bad
+    FCS, a reserved bit, another layout)."""
+    psdu = build_frame(frame)
+    if data.draw(st.booleans()):
+        at = data.draw(st.integers(0, len(psdu) - 1))
+        psdu = psdu[:at] + bytes((psdu[at] ^ data.draw(st.integers(1, 255)),)) + psdu[at + 1 :]
+        if data.draw(st.booleans()):
+            psdu = _with_fcs(psdu[:-2])
+    fast = parse_data_frame(psdu)
+    if fast is not None:
+        assert fast == _general(psdu)
+
+
+@given(
+    st.sampled_from([FrameVersion.V2003, FrameVersion.V2006]),
+    st.integers(0, 255),
+    st.one_of(st.binary(min_size=2, max_size=2), st.binary(min_size=8, max_size=8)),
+    st.one_of(st.binary(min_size=2, max_size=2), st.binary(min_size=8, max_size=8)),
+    st.binary(max_size=100),
+)
+def test_a_nodes_data_frame_takes_the_fast_path(
+    version: FrameVersion, seq: int, src: bytes, dst: bytes, payload: bytes
+) -> None:
+    """The shape the fast path is for (an intra-PAN data frame, 2003 or 2006, both addresses
+    present, unsecured) is taken by it, with the fields it was built from."""
+    frame = data_frame(seq=seq, src=src, dst=dst, pan_id=0xABCD, payload=payload, version=version)
+    assert parse_data_frame(build_frame(frame)) == (seq, dst, src, payload)
+
+
+@given(st.integers(0, 0xFFFF), st.integers(-1, 15), st.binary(max_size=140))
+def test_the_data_frame_fast_path_on_garbage_declines_or_agrees(
+    free: int, flipped: int, data: bytes
+) -> None:
+    """Garbage after a frame control of the fast path's shape (its free bits at random), and
+    after each frame control one bit away from it (a reserved bit, a security bit, another
+    version, type or address mode), with a right FCS and without."""
+    fc = 0x8841 | free & ~0xABCF
+    if flipped >= 0:
+        fc ^= 1 << flipped
+    for candidate in (data, fc.to_bytes(2, "little") + data):
+        for psdu in (candidate, _with_fcs(candidate)):
+            fast = parse_data_frame(psdu)
+            if fast is not None:
+                assert fast == _general(psdu)

@@ -295,3 +295,66 @@ def test_garbage_raises_only_the_typed_error(data: bytes) -> None:
             decode(data)
         except SpinelDecodeError:
             pass
+
+
+def _general(data: bytes) -> RxFrame | str | None:
+    """What the radio's general path makes of a Spinel frame: the STREAM_RAW PROP_VALUE_IS
+    with TID 0 as an RxFrame, None for another frame, the error for bytes it refuses."""
+    try:
+        frame = spinel.decode_frame(data)
+        if frame.tid or frame.command != spinel.Command.PROP_VALUE_IS:
+            return None
+        prop, value = spinel.decode_property(frame.payload)
+        return spinel.decode_rx(value) if prop == spinel.Prop.STREAM_RAW else None
+    except SpinelDecodeError as e:
+        return str(e)
+
+
+def _fast(data: bytes) -> RxFrame | str | None:
+    try:
+        return spinel.decode_stream_raw(data)
+    except SpinelDecodeError as e:
+        return str(e)
+
+
+@given(rx_frames, st.integers(0, 15), st.integers(0, 3), st.binary(max_size=8), st.data())
+def test_the_stream_raw_fast_path_is_the_general_path_where_it_answers(
+    rx: RxFrame, tid: int, iid: int, tail: bytes, data: st.DataObject
+) -> None:
+    """``decode_stream_raw`` gives the general path's frame, or its error, or declines (None):
+    on STREAM_RAW frames of every TID and interface, with fields appended, cut short, and on
+    other properties and commands; the frame the RCP sends per frame heard takes it."""
+    command = data.draw(st.sampled_from([spinel.Command.PROP_VALUE_IS, spinel.Command.RESET]))
+    prop = data.draw(st.sampled_from([spinel.Prop.STREAM_RAW, spinel.Prop.LAST_STATUS]))
+    wire = spinel.encode_frame(spinel.prop_frame(command, prop, spinel.encode_rx(rx) + tail, tid))
+    wire = bytes((wire[0] | iid << 4,)) + wire[1:]
+    wire = wire[: data.draw(st.integers(0, len(wire)))]
+    fast = _fast(wire) if wire else None
+    if fast is not None:
+        assert fast == _general(wire)
+    common = (command, prop, tid, iid) == (
+        spinel.Command.PROP_VALUE_IS,
+        spinel.Prop.STREAM_RAW,
+        0,
+        0,
+    )
+    if common and fast is not None and not isinstance(fast, str):
+        assert fast == spinel.decode_rx(spinel.encode_rx(rx))
+
+
+def test_a_frame_heard_takes_the_stream_raw_fast_path() -> None:
+    rx = RxFrame(bytes(range(20)), -62, -98, 0, 11, 220, 1_000_000)
+    wire = spinel.encode_frame(
+        spinel.prop_frame(
+            spinel.Command.PROP_VALUE_IS, spinel.Prop.STREAM_RAW, spinel.encode_rx(rx)
+        )
+    )
+    assert spinel.decode_stream_raw(wire) == rx
+
+
+@given(st.binary(max_size=120))
+def test_the_stream_raw_fast_path_on_garbage_declines_or_agrees(data: bytes) -> None:
+    for candidate in (data, b"\x80\x06\x71" + data):
+        fast = _fast(candidate)
+        if fast is not None:
+            assert fast == _general(candidate)

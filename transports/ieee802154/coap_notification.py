@@ -109,8 +109,10 @@ def decode_notification(data: bytes) -> Notification | None:
             if pos + 1 == end:
                 raise CoapDecodeError("a payload marker with no payload")
             break
-        delta, pos = _extended(data, pos + 1, byte >> 4, "delta")
-        length, pos = _extended(data, pos, byte & 0x0F, "length")
+        delta, length, pos = byte >> 4, byte & 0x0F, pos + 1
+        if delta > 12 or length > 12:  # extended (a notification's options never are): a call
+            delta, pos = _extended(data, pos, delta, "delta")
+            length, pos = _extended(data, pos, length, "length")
         if pos + length > end:
             raise CoapDecodeError(f"option {number + delta} runs past the end")
         number += delta

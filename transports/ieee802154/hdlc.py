@@ -63,6 +63,11 @@ def crc16_x25(data: bytes) -> int:
     return (_REVERSED[raw & 0xFF] << 8 | _REVERSED[raw >> 8]) ^ 0xFFFF
 
 
+_GOOD_RESIDUE = 0x0F47
+"""CRC-16/X-25 of a payload followed by its own FCS (least significant byte first): the same
+for every payload, the CRC's residue (0xF0B8) after its final XOR."""
+
+
 def _escape(match: re.Match[bytes]) -> bytes:
     return bytes((ESCAPE, match[0][0] ^ ESCAPE_XOR))
 
@@ -74,8 +79,6 @@ def encode_frame(payload: bytes) -> bytes:
 
 
 def _unescape(segment: bytes) -> bytes:
-    if ESCAPE not in segment:
-        return segment
     out = bytearray()
     start = 0
     end = len(segment)
@@ -95,15 +98,15 @@ def decode_frame(segment: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD) -> byte
     Raises ``HdlcDecodeError`` for a frame with no payload, a bad FCS, an escape with nothing
     after it, or a payload longer than ``max_payload``.
     """
-    body = _unescape(segment)
+    body = _unescape(segment) if ESCAPE in segment else segment
     if len(body) <= FCS_SIZE:
         raise HdlcDecodeError(HdlcFault.TOO_SHORT, f"{len(body)} bytes")
     if len(body) - FCS_SIZE > max_payload:
         raise HdlcDecodeError(HdlcFault.OVERLONG, f"{len(body) - FCS_SIZE} bytes")
     payload = body[:-FCS_SIZE]
-    received = int.from_bytes(body[-FCS_SIZE:], "little")
-    computed = crc16_x25(payload)
-    if received != computed:
+    if crc16_x25(body) != _GOOD_RESIDUE:  # one CRC over the payload and its FCS: no slice
+        received = int.from_bytes(body[-FCS_SIZE:], "little")
+        computed = crc16_x25(payload)
         raise HdlcDecodeError(HdlcFault.BAD_FCS, f"{received:#06x}, computed {computed:#06x}")
     return payload
 

@@ -17,7 +17,14 @@ from collections.abc import Callable, Mapping
 from .errors import RadioDecodeError, SecuredFrameError
 from .fragment import DEFAULT_BUDGET, DEFAULT_TIMEOUT, Reassembler, fragment
 from .link_security import LinkSecurity
-from .lowpan import IPV6_HEADER, Context, LowpanDecoder, UdpDatagram, compress
+from .lowpan import (
+    IPV6_HEADER,
+    Context,
+    LowpanDecoder,
+    UdpDatagram,
+    compress,
+    decode_udp_frame,
+)
 from .mac import (
     DuplicateFilter,
     FrameType,
@@ -25,6 +32,7 @@ from .mac import (
     build_frame,
     data_frame,
     max_payload,
+    parse_data_frame,
     parse_frame,
 )
 
@@ -72,7 +80,26 @@ class LowpanLink:
         packets other than UDP (ICMPv6, for instance). Raises the layer's
         :class:`RadioDecodeError` for a frame that cannot be decoded, and a
         :class:`LinkSecurityError` for one that link-layer security refuses.
+
+        The common frame (an unsecured data frame from a source that holds no key, carrying a
+        datagram in one frame: ``parse_data_frame``, ``decode_udp_frame``) is read from its
+        bytes without the general path's objects; every other frame, and every frame the fast
+        path declines, takes the general path, which decides what to refuse and why.
         """
+        psdu = bytes(psdu)
+        common = parse_data_frame(psdu)
+        if common is None or (
+            self.security is not None and self.security.key_for(common[2]) is not None
+        ):
+            return self._receive(psdu)
+        seq, dst, src, payload = common
+        if self.duplicates.is_duplicate(src, seq):
+            return None
+        datagram = decode_udp_frame(payload, src, dst)
+        return datagram if datagram is not None else self._datagram(payload, src, dst)
+
+    def _receive(self, psdu: bytes) -> UdpDatagram | None:
+        """``receive``'s general path: any frame, through a :class:`MacFrame`."""
         frame = parse_frame(psdu, fcs=True)
         if frame.frame_type is not FrameType.DATA:
             return None
@@ -91,7 +118,11 @@ class LowpanLink:
             and self.duplicates.is_duplicate(frame.src, frame.seq)
         ):
             return None
-        packet = self.decoder.decode(frame.payload, src_mac=frame.src, dst_mac=frame.dst)
+        return self._datagram(frame.payload, frame.src, frame.dst)
+
+    def _datagram(self, payload: bytes, src: bytes | None, dst: bytes | None) -> UdpDatagram | None:
+        """The datagram a MAC payload completes (6LoWPAN's general path), or None."""
+        packet = self.decoder.decode(payload, src_mac=src, dst_mac=dst)
         return None if packet is None else UdpDatagram.in_packet(packet)
 
     def send(

@@ -171,6 +171,15 @@ def udp_checksum(src: bytes, dst: bytes, udp: bytes) -> int:
     return 0xFFFF - total or 0xFFFF
 
 
+def _checksum_holds(src: bytes, dst: bytes, udp: bytes) -> bool:
+    """Whether ``udp`` (its checksum field as received) sums to zero with its pseudo-header:
+    :func:`udp_checksum`'s one big-integer remainder."""
+    data = src + dst + len(udp).to_bytes(4, "big") + b"\0\0\0\x11" + udp
+    if len(data) & 1:
+        data += b"\0"
+    return not int.from_bytes(data, "big") % 0xFFFF
+
+
 @quick_init  # every frame makes one (objects/slotted.py)
 @dataclass(frozen=True, slots=True)
 class UdpDatagram:
@@ -214,10 +223,7 @@ class UdpDatagram:
             raise LowpanDecodeError("UDP length disagrees with the IPv6 payload length")
         if not (udp[6] or udp[7]):
             raise LowpanDecodeError("UDP checksum 0 is not allowed over IPv6")
-        data = packet.src + packet.dst + len(udp).to_bytes(4, "big") + b"\0\0\0\x11" + udp
-        if len(data) & 1:
-            data += b"\0"
-        if int.from_bytes(data, "big") % 0xFFFF:
+        if not _checksum_holds(packet.src, packet.dst, udp):
             raise LowpanDecodeError("UDP checksum mismatch")
         return cls(
             packet.src, udp[0] << 8 | udp[1], packet.dst, udp[2] << 8 | udp[3], udp[UDP_HEADER:]
@@ -609,6 +615,34 @@ def _with_udp_checksum(packet: Ipv6Packet) -> Ipv6Packet:
 def _packet(raw: bytes, checksum_elided: bool) -> Ipv6Packet:
     packet = Ipv6Packet.from_bytes(raw)
     return _with_udp_checksum(packet) if checksum_elided else packet
+
+
+def decode_udp_frame(payload: bytes, src_mac: bytes, dst_mac: bytes) -> UdpDatagram | None:
+    """The UDP datagram in the MAC payload of the common frame; None for any other payload
+    (or one whose UDP checksum is 0 or wrong), which :class:`LowpanDecoder` and
+    :meth:`UdpDatagram.in_packet` decode, or refuse, as for every frame.
+
+    The receive path's fast path, for what a node's CoAP message nearly always is: one frame,
+    IPHC with the traffic class and flow label elided, a well-known hop limit, both addresses
+    link-local and elided (derived from the MAC addresses, stateless, no context), and NHC UDP
+    with both ports and the checksum inline (CoAP's 5683 is outside the 0xF0xx ranges the port
+    compressions cover). Its datagram is made from the bytes in one go, where the general path
+    builds a ``Decompressed`` and an ``Ipv6Packet`` and walks the extension-header chain it
+    cannot have. What it returns is what the general path would have
+    (tests/unit/test_lowpan.py compares the two under Hypothesis)."""
+    # b0 0b011_11_1_HH (TF 3, NHC, HLIM not inline), b1 0x33 (SAM 3, DAM 3, no CID, SAC, M,
+    # DAC), NHC UDP 0xF0 (ports and checksum inline): 9 bytes before the UDP payload.
+    if len(payload) < 9 or payload[0] | 3 != 0x7F or not payload[0] & 3:
+        return None
+    if payload[1] != 0x33 or payload[2] != 0xF0 or not (payload[7] or payload[8]):
+        return None
+    src, dst = _link_local_of(src_mac), _link_local_of(dst_mac)
+    udp = payload[3:7] + (len(payload) - 1).to_bytes(2, "big") + payload[7:]
+    if not _checksum_holds(src, dst, udp):
+        return None
+    return UdpDatagram(
+        src, payload[3] << 8 | payload[4], dst, payload[5] << 8 | payload[6], payload[9:]
+    )
 
 
 class LowpanDecoder:

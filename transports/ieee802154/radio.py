@@ -514,6 +514,10 @@ class Radio:
         self._reads += 1
         for payload in self._decoder.feed(data):
             try:
+                received = spinel.decode_stream_raw(payload)  # a frame heard: nearly all
+                if received is not None:
+                    self._heard(received)
+                    continue
                 frame = spinel.decode_frame(payload)
                 if frame.tid:
                     self._answer(frame)
@@ -530,17 +534,20 @@ class Radio:
         else:
             future.set_result(frame)
 
+    def _heard(self, received: ReceivedFrame) -> None:
+        """A STREAM_RAW from the RCP: a frame heard, handed on, or a failed reception."""
+        if received.rx_error:
+            self._rx_errors += 1
+            return
+        self._received += 1
+        try:
+            self.on_frame(received)
+        except Exception:
+            log.exception("on_frame callback failed")
+
     def _unsolicited(self, prop: int, value: bytes) -> None:
         if prop == Prop.STREAM_RAW:
-            received = spinel.decode_rx(value)
-            if received.rx_error:
-                self._rx_errors += 1
-                return
-            self._received += 1
-            try:
-                self.on_frame(received)
-            except Exception:
-                log.exception("on_frame callback failed")
+            self._heard(spinel.decode_rx(value))
         elif prop == Prop.LAST_STATUS:
             (status,) = spinel.unpack("i", value)
             if status in spinel.RESET_STATUSES:

@@ -471,6 +471,22 @@ def _decode_rx(value: bytes, pos: int) -> tuple[RxFrame, int]:
     return frame, pos
 
 
+_STREAM_RAW_IS = (
+    bytes((HEADER_FLAG,)) + pack_uint(Command.PROP_VALUE_IS) + pack_uint(Prop.STREAM_RAW)
+)
+
+
+def decode_stream_raw(data: bytes) -> RxFrame | None:
+    """The :class:`RxFrame` of a Spinel frame that is an unsolicited STREAM_RAW PROP_VALUE_IS
+    of interface 0 (TID 0), None for any other frame: ``decode_frame``, ``decode_property``
+    and ``decode_rx`` in one, for the frame the RCP sends per frame heard on the air, without
+    the :class:`Frame` and the copies of its payload and value the three make on the way
+    (tests/unit/test_spinel.py compares it with them under Hypothesis)."""
+    if data[:3] != _STREAM_RAW_IS:
+        return None
+    return _decode_rx(data, 3)[0]
+
+
 def _struct_at(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
     """Where the body of the ``t(...)`` at ``pos`` starts and ends."""
     body = _take(data, pos, end, 2, f"{what} length")

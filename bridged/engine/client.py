@@ -349,6 +349,20 @@ UPDATE_OBJECTS = frozenset({LwM2MGateway.OBJECT, Server.OBJECT})
 (``ServerSession.carries``)."""
 
 
+class _QueueMode:
+    """A session's queue mode (``ServerSession``): its gate, the flag set when the server
+    answers (the gate's timer waits for it) and that timer (``_queue_timer``). One slot of
+    the session, none outside queue mode (16 bytes of each of 10,000 node endpoints as
+    allocated, issue 17)."""
+
+    __slots__ = ("awake", "gate", "task")
+
+    def __init__(self, gate: QueueModeGate) -> None:
+        self.gate = gate
+        self.awake = Flag()
+        self.task: asyncio.Task[None] | None = None
+
+
 class ServerSession:
     """Everything the client has toward one server (see the module docstring).
 
@@ -365,16 +379,14 @@ class ServerSession:
 
     __slots__ = (
         "__weakref__",  # delivery keeps what it knows of a session weakly
-        "_awake",
         "_client",
         "_dm",
         "_heard",
         "_observations",
-        "_queue_task",
+        "_queue",
         "_resource",
         "block_exponent",
         "config",
-        "gate",
         "registrar",
         "security_instance",
         "server_instance",
@@ -405,15 +417,12 @@ class ServerSession:
         self._observations: Observations | None = None
         self._heard: float | None = None
         """When the server last answered, while there are no ``observations`` to tell."""
-        self.gate: QueueModeGate | None = None
+        self._queue: _QueueMode | None = None
+        """Queue mode's gate and timer: none outside queue mode (a node endpoint's)."""
         if config.queue:
-            self.gate = QueueModeGate(
-                config.queue_window, on_sleep=self._hold, on_wake=self._release
+            self._queue = _QueueMode(
+                QueueModeGate(config.queue_window, on_sleep=self._hold, on_wake=self._release)
             )
-        self._awake = Flag() if self.gate is not None else None
-        """Set when the server answers in queue mode: the gate's timer waits for it."""
-        self._queue_task: asyncio.Task[None] | None = None
-        """Queue mode's timer (``_queue_timer``); none outside queue mode."""
         self._resource: DeviceManagementResource | None = None
         """What serves the server's requests, once one came (``_serving``)."""
         self.block_exponent = LARGEST
@@ -574,15 +583,21 @@ class ServerSession:
         return self.registrar.registered
 
     @property
+    def gate(self) -> QueueModeGate | None:
+        """Queue mode's gate, None outside queue mode."""
+        return None if self._queue is None else self._queue.gate
+
+    @property
     def queue_state(self) -> QueueState | None:
         """Where queue mode stands, or None when this server is not in queue mode."""
         return self.gate.state if self.gate is not None else None
 
     def start(self) -> None:
         self.registrar.start()
-        if self.gate is not None and self._awake is not None:
-            self._queue_task = asyncio.create_task(
-                self._queue_timer(self.gate, self._awake),
+        queue = self._queue
+        if queue is not None:
+            queue.task = asyncio.create_task(
+                self._queue_timer(queue.gate, queue.awake),
                 name=f"lwm2m-queue-{self.short_server_id}",
             )
 
@@ -599,8 +614,9 @@ class ServerSession:
         close the socket. The socket is closed even when the close is cancelled while the
         De-register waits for its answer, so that bounding a shutdown leaks nothing."""
         try:
-            await cancel_and_wait(self._queue_task)
-            self._queue_task = None
+            if self._queue is not None:
+                await cancel_and_wait(self._queue.task)
+                self._queue.task = None
             await self.registrar.stop()
             if self._observations is not None:
                 await self._observations.close()
@@ -629,10 +645,9 @@ class ServerSession:
             self._observations.heard()
         else:
             self._heard = asyncio.get_running_loop().time()
-        if self.gate is not None:
-            self.gate.answered()
-        if self._awake is not None:
-            self._awake.set()
+        if self._queue is not None:
+            self._queue.gate.answered()
+            self._queue.awake.set()
 
     def _hold(self) -> None:
         log.debug("server %s: queue mode window over, holding notifications", self.name)

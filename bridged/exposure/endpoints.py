@@ -125,8 +125,6 @@ class NodeEndpoint(NodeMirror):
         "client",
         "name",
         "node",
-        "registered",
-        "removed",
         "settled",
     )
 
@@ -146,11 +144,10 @@ class NodeEndpoint(NodeMirror):
         super().__init__(tree, PathMap(node=self.node))
         self.sync(node)
         self.client: LwM2MClient | None = None
-        self.removed = False
-        self.registered = False
         self.settled = Flag()
         """Set at the first registration outcome (registered or failed) since it was brought
-        up; then the one ``SETTLED`` flag of all settled endpoints (48 bytes each)."""
+        up; then ``REGISTERED`` or ``FAILED``, the flags of all settled endpoints (48 bytes
+        each), which say the last outcome (``registered``): no slot for it (issue 17)."""
         self._report = report
         self.rest()
 
@@ -175,20 +172,25 @@ class NodeEndpoint(NodeMirror):
         else:
             self.event(e)
 
+    @property
+    def registered(self) -> bool:
+        """Whether its last registration outcome since it was brought up was a success."""
+        return self.settled is REGISTERED
+
     def event(self, e: RegistrationEvent) -> None:
         """A registration event of this endpoint's client."""
         if e.kind in (EventKind.REGISTRATION_COMPLETE, EventKind.REGISTRATION_FAILURE):
-            self.registered = e.kind is EventKind.REGISTRATION_COMPLETE
             self.settled.set()  # its waiters wake
-            self.settled = SETTLED
+            self.settled = REGISTERED if e.kind is EventKind.REGISTRATION_COMPLETE else FAILED
         self._report(self, e)
         self.rest()
 
 
-SETTLED = Flag()
-"""The ``settled`` flag of every endpoint that has settled: set, and never cleared (a bring-up
-gives the endpoint a flag of its own again)."""
-SETTLED.set()
+REGISTERED, FAILED = Flag(), Flag()
+"""The ``settled`` flag of every endpoint that has settled, registered or not: set, and never
+cleared (a bring-up gives the endpoint a flag of its own again)."""
+REGISTERED.set()
+FAILED.set()
 
 
 class _Locks:
@@ -298,6 +300,11 @@ class EndpointsExposure:
     def endpoint(self, node: NodeId) -> NodeEndpoint | None:
         return self.endpoints.get(node)
 
+    def _gone(self, ep: NodeEndpoint) -> bool:
+        """Whether ``ep``'s node was unpaired (paired again, it has another endpoint): the
+        exposure's endpoints say so, not a flag of each endpoint (issue 17)."""
+        return self.endpoints.get(ep.node) is not ep
+
     # -- ExposureMode ------------------------------------------------------------------------
 
     @property
@@ -399,7 +406,7 @@ class EndpointsExposure:
     async def _run(self) -> None:
         while True:
             ep = await self._pending.get()
-            if ep.removed or ep.client is not None or self._locks.locked(ep):
+            if self._gone(ep) or ep.client is not None or self._locks.locked(ep):
                 continue  # gone, up, or being brought up by an earlier entry
             await self._slots.acquire()
             self._spawn(self._bring_up(ep), f"endpoint-up {ep.name}")
@@ -419,7 +426,7 @@ class EndpointsExposure:
             if self._locks.locked(ep):
                 return
             async with self._locks.hold(ep):
-                if ep.removed or ep.client is not None:
+                if self._gone(ep) or ep.client is not None:
                     return
                 if ep.settled.is_set():
                     ep.settled = Flag()
@@ -460,7 +467,7 @@ class EndpointsExposure:
 
     async def _again(self, ep: NodeEndpoint, delay: float) -> None:
         await asyncio.sleep(delay)
-        if ep.removed:
+        if self._gone(ep):
             self._failed_starts.pop(ep, None)  # unpaired while its start failed
         else:
             self._pending.put_nowait(ep)
@@ -496,7 +503,6 @@ class EndpointsExposure:
         ep = self.endpoints.pop(node, None)
         if ep is None:
             return
-        ep.removed = True
         self._failed_starts.pop(ep, None)
         if ep.client is not None or self._locks.locked(ep):
             self._spawn(self._take_down(ep), f"endpoint-down {ep.name}")

@@ -27,10 +27,12 @@ from clients import FAST_RETRY
 
 from bridged.aio import Flag
 from bridged.engine.client import LwM2MClient, ServerConfig, ServerSession
+from bridged.engine.registration import EventKind, RegistrationEvent, RegistrationState
 from bridged.engine.sockets import SharedEngine
 from bridged.engine.uplink import OpenUdp
 from bridged.exposure.endpoints import (
-    SETTLED,
+    FAILED,
+    REGISTERED,
     EndpointsExposure,
     NodeEndpoint,
     endpoint_name,
@@ -571,7 +573,7 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
         assert registrar.uri("rd") == f"{server.uri}/rd"
         assert ep.client._boot is None
         flags = [obj for obj, chain in own if isinstance(obj, Flag)]
-        assert flags == [SETTLED]  # the one of all settled endpoints; its registrar's: none
+        assert flags == [REGISTERED]  # the one of all settled endpoints; its registrar's: none
     finally:
         await s.exposure.stop()
 
@@ -593,7 +595,7 @@ async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_
     await s.exposure.start()
     try:
         (ep,) = await all_settled(s, server, [name])
-        assert ep.settled is SETTLED
+        assert ep.settled is REGISTERED
         own = list(held_by(ep, SharedEngine))
         assert [c for o, c in own if isinstance(o, asyncio.Lock)] == []
         assert ep.client is not None
@@ -620,7 +622,7 @@ async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_
         await s.exposure.start()
         assert (await server.next_event("register")).endpoint == name
         await settled(ep)
-        assert ep.registered and ep.settled is SETTLED
+        assert ep.registered and ep.settled is REGISTERED
         s.sim.report(s.node(0), time.time())
         temperature = await server.request(name, Code.GET, "/3303/0/5700")
         assert float(temperature.payload) == s.node(0).values(time.time())[0].value
@@ -949,3 +951,31 @@ async def test_endpoints_of_one_kind_of_node_keep_one_record_of_what_they_regist
         assert set(server.clients) == set(names)
     finally:
         await s.exposure.stop()
+
+
+async def test_an_endpoint_keeps_its_last_outcome_and_its_unpairing_in_no_slot_of_its_own(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """Whether an endpoint registered is which of the two flags of all settled endpoints its
+    ``settled`` is, and whether its node was unpaired is whether the exposure still has it:
+    no slot of each endpoint for either (16 bytes of each of 10,000 as allocated, issue 17).
+    Its last outcome is what it says, a failure after a success too; an unpaired endpoint is
+    gone, the node's endpoint once paired again is not."""
+    s = setup(tmp_path, server.uri, nodes=1)
+    pair_all(s)
+    (ep,) = s.exposure.endpoints.values()
+    assert not ep.registered and not ep.settled.is_set()
+    assert not hasattr(ep, "__dict__") and not hasattr(ep, "removed")
+
+    def outcome(kind: EventKind) -> RegistrationEvent:
+        return RegistrationEvent(kind, server.uri, RegistrationState.IDLE)
+
+    ep.event(outcome(EventKind.REGISTRATION_COMPLETE))
+    assert ep.registered and ep.settled is REGISTERED
+    ep.event(outcome(EventKind.REGISTRATION_FAILURE))
+    assert not ep.registered and ep.settled is FAILED
+    assert not s.exposure._gone(ep)
+    s.registry.unpair(ep.node)
+    assert s.exposure._gone(ep)
+    s.pair(0, "again")
+    assert s.exposure._gone(ep) and not s.exposure._gone(s.exposure.endpoints[ep.node])

@@ -278,8 +278,8 @@ class Gateway:
             servers,
             bind=bind,
             udp=udp,
-            on_event=ep.event,
-            on_idle=ep.rest,
+            on_event=ep,  # the endpoint is both (``NodeEndpoint.__call__``)
+            on_idle=ep,
             nodes=self.operations.over(ep.paths),
         )
 

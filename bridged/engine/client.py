@@ -28,6 +28,7 @@ import pathlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import cast
 from urllib.parse import urlsplit
 
 import aiocoap
@@ -343,40 +344,23 @@ def credential_values(
     return []
 
 
-class _Site(interfaces.Resource):
-    """What a session's socket serves: the session's ``DeviceManagementResource``, made at
-    the server's first request (``ServerSession.dm``) and kept from then on (its Block1
-    assembly and Block2 responses span requests). Slotted, and holding the session rather
-    than a bound method: every node endpoint has one (150 bytes each, issue 17)."""
-
-    __slots__ = ("_made", "_session")
-
-    def __init__(self, session: ServerSession) -> None:
-        self._session = session
-        self._made: DeviceManagementResource | None = None
-
-    def _target(self) -> DeviceManagementResource:
-        if self._made is None:
-            self._made = self._session.resource()
-        return self._made
-
-    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
-        return await self._target().render(request)
-
-    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
-        return False  # the target assembles (``render_to_pipe``)
-
-    async def render_to_pipe(self, pipe: Pipe) -> None:
-        await self._target().render_to_pipe(pipe)
-
-    def answer_now(self, request: aiocoap.Message) -> Answer | None:
-        """The target's (``bridged.engine.serving``)."""
-        return self._target().answer_now(request)
-
-
 UPDATE_OBJECTS = frozenset({LwM2MGateway.OBJECT, Server.OBJECT})
 """The objects a change of whose resources can change what an Update carries
 (``ServerSession.carries``)."""
+
+
+class _QueueMode:
+    """A session's queue mode (``ServerSession``): its gate, the flag set when the server
+    answers (the gate's timer waits for it) and that timer (``_queue_timer``). One slot of
+    the session, none outside queue mode (16 bytes of each of 10,000 node endpoints as
+    allocated, issue 17)."""
+
+    __slots__ = ("awake", "gate", "task")
+
+    def __init__(self, gate: QueueModeGate) -> None:
+        self.gate = gate
+        self.awake = Flag()
+        self.task: asyncio.Task[None] | None = None
 
 
 class ServerSession:
@@ -385,26 +369,27 @@ class ServerSession:
     Build it with ``open``, run it with ``start``, end it with ``close``. Slotted, as the
     client and its registrar: each of the endpoints mode's 10,000 endpoints has one of each
     (an instance's dict was 64 bytes more each, issue 17).
+
+    It is also what its socket serves (an ``interfaces.Resource``, registered as one): the
+    server's requests go to its ``DeviceManagementResource``, made at the first of them
+    (``_serving``) and kept from then on (its Block1 assembly and Block2 responses span
+    requests). The session itself, not a site object holding it: 88 bytes of each of 10,000
+    node endpoints (issue 17).
     """
 
     __slots__ = (
         "__weakref__",  # delivery keeps what it knows of a session weakly
-        "_access",
-        "_awake",
+        "_client",
         "_dm",
-        "_end_devices",
         "_heard",
-        "_nodes",
         "_observations",
-        "_queue_task",
+        "_queue",
+        "_resource",
         "block_exponent",
         "config",
-        "gate",
-        "idle",
         "registrar",
         "security_instance",
         "server_instance",
-        "short_server_id",
         "tree",
         "uplink",
     )
@@ -414,40 +399,32 @@ class ServerSession:
 
     def __init__(
         self,
-        tree: ObjectTree,
+        client: LwM2MClient,
         config: ServerConfig,
         *,
         security_instance: int,
         server_instance: int,
-        access: AccessControl | None = None,
-        nodes: NodeBackend | None = None,
-        end_devices: EndDevices | None = None,
-        idle: Callable[[], None] = lambda: None,
     ) -> None:
-        self.tree = tree
-        self.idle = idle
-        """Called once an exchange with the server is over: one of its requests answered
-        (``DeviceManagementResource``), a Send answered."""
+        self._client = client
+        """Its client, whose access control, node backend, end devices and ``on_idle`` the
+        session's own are: read from it, not four slots of each session (32 bytes of each of
+        10,000 node endpoints, issue 17)."""
+        self.tree = client.tree
         self.config = config
-        self.short_server_id = config.short_server_id
         self.security_instance = security_instance
         self.server_instance = server_instance
-        self._access, self._nodes, self._end_devices = access, nodes, end_devices
-        """What the device management is made with (``dm``): attributes, not a tuple of
-        them (64 bytes of each of 10,000 node endpoints, issue 17)."""
         self._dm: DeviceManagement | None = None
         self._observations: Observations | None = None
         self._heard: float | None = None
         """When the server last answered, while there are no ``observations`` to tell."""
-        self.gate: QueueModeGate | None = None
+        self._queue: _QueueMode | None = None
+        """Queue mode's gate and timer: none outside queue mode (a node endpoint's)."""
         if config.queue:
-            self.gate = QueueModeGate(
-                config.queue_window, on_sleep=self._hold, on_wake=self._release
+            self._queue = _QueueMode(
+                QueueModeGate(config.queue_window, on_sleep=self._hold, on_wake=self._release)
             )
-        self._awake = Flag() if self.gate is not None else None
-        """Set when the server answers in queue mode: the gate's timer waits for it."""
-        self._queue_task: asyncio.Task[None] | None = None
-        """Queue mode's timer (``_queue_timer``); none outside queue mode."""
+        self._resource: DeviceManagementResource | None = None
+        """What serves the server's requests, once one came (``_serving``)."""
         self.block_exponent = LARGEST
         """The Block1 size exponent Sends go in: the size the last Send went through in
         (smaller after a server asked for smaller blocks, ``block1.send_in_blocks``)."""
@@ -455,36 +432,22 @@ class ServerSession:
     @classmethod
     async def open(
         cls,
-        tree: ObjectTree,
-        endpoint_name: str,
+        client: LwM2MClient,
         config: ServerConfig,
         *,
         security_instance: int,
         server_instance: int,
-        access: AccessControl | None = None,
-        bind: tuple[str, int] = ("::", 0),
-        udp: OpenUdp = UdpUplink.create,
-        on_event: Callable[[RegistrationEvent], None] = lambda e: None,
-        nodes: NodeBackend | None = None,
-        end_devices: EndDevices | None = None,
-        idle: Callable[[], None] = lambda: None,
+        on_event: Callable[[RegistrationEvent], None],
     ) -> ServerSession:
-        """The session with its socket open (nothing sent yet; a NoSec one opened by
-        ``udp``)."""
+        """The session of ``client`` with its socket open (nothing sent yet; a NoSec one
+        opened by the client's ``udp``, bound to its ``bind``)."""
         session = cls(
-            tree,
-            config,
-            security_instance=security_instance,
-            server_instance=server_instance,
-            access=access,
-            nodes=nodes,
-            end_devices=end_devices,
-            idle=idle,
+            client, config, security_instance=security_instance, server_instance=server_instance
         )
-        session.uplink = await session._open_uplink(bind, udp)
+        session.uplink = await session._open_uplink(client.bind, client.udp)
         target = _one_target(session.uri, config.version, config.request_timeout, config.retry)
         session.registrar = Registrar(
-            session.uplink, target, session, on_event, endpoint=endpoint_name
+            session.uplink, target, session, on_event, endpoint=client.endpoint
         )
         return session
 
@@ -502,9 +465,9 @@ class ServerSession:
                 self.tree,
                 version=lambda: self.registrar.version,
                 server_id=self.short_server_id,
-                access=self._access,
-                nodes=self._nodes,
-                end_devices=self._end_devices,
+                access=self._client.access,
+                nodes=self._client.nodes,
+                end_devices=self._client.end_devices,
             )
         return self._dm
 
@@ -529,9 +492,28 @@ class ServerSession:
             self._observations = observations
         return self._observations
 
-    def resource(self) -> DeviceManagementResource:
-        """What serves the server's requests (``_Site``): made at its first request."""
-        return DeviceManagementResource(self.dm, self.observations, self.idle)
+    def _serving(self) -> DeviceManagementResource:
+        """What serves the server's requests: made at its first request, then kept."""
+        if self._resource is None:
+            self._resource = DeviceManagementResource(
+                self.dm, self.observations, self._client.on_idle
+            )
+        return self._resource
+
+    # -- the site of its socket (``interfaces.Resource``) --------------------------------------
+
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        return await self._serving().render(request)
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        return False  # the device management assembles (``render_to_pipe``)
+
+    async def render_to_pipe(self, pipe: Pipe) -> None:
+        await self._serving().render_to_pipe(pipe)
+
+    def answer_now(self, request: aiocoap.Message) -> Answer | None:
+        """The device management's (``bridged.engine.serving``)."""
+        return self._serving().answer_now(request)
 
     # -- what the tree says ------------------------------------------------------------------
 
@@ -557,7 +539,7 @@ class ServerSession:
             self.tree,
             self.security_instance,
             self.uri,
-            _Site(self),
+            cast(interfaces.Resource, self),  # registered as one (below the class)
             bind=bind,
             trust_store=self.config.x509.trust_store if self.config.x509 is not None else (),
             handshake_timeout=self.config.dtls_handshake_timeout,
@@ -592,8 +574,18 @@ class ServerSession:
     # -- running -----------------------------------------------------------------------------
 
     @property
+    def short_server_id(self) -> int:
+        """Its server's (``config``): not a slot of each session (issue 17)."""
+        return self.config.short_server_id
+
+    @property
     def registered(self) -> bool:
         return self.registrar.registered
+
+    @property
+    def gate(self) -> QueueModeGate | None:
+        """Queue mode's gate, None outside queue mode."""
+        return None if self._queue is None else self._queue.gate
 
     @property
     def queue_state(self) -> QueueState | None:
@@ -602,9 +594,10 @@ class ServerSession:
 
     def start(self) -> None:
         self.registrar.start()
-        if self.gate is not None and self._awake is not None:
-            self._queue_task = asyncio.create_task(
-                self._queue_timer(self.gate, self._awake),
+        queue = self._queue
+        if queue is not None:
+            queue.task = asyncio.create_task(
+                self._queue_timer(queue.gate, queue.awake),
                 name=f"lwm2m-queue-{self.short_server_id}",
             )
 
@@ -621,8 +614,9 @@ class ServerSession:
         close the socket. The socket is closed even when the close is cancelled while the
         De-register waits for its answer, so that bounding a shutdown leaks nothing."""
         try:
-            await cancel_and_wait(self._queue_task)
-            self._queue_task = None
+            if self._queue is not None:
+                await cancel_and_wait(self._queue.task)
+                self._queue.task = None
             await self.registrar.stop()
             if self._observations is not None:
                 await self._observations.close()
@@ -651,10 +645,9 @@ class ServerSession:
             self._observations.heard()
         else:
             self._heard = asyncio.get_running_loop().time()
-        if self.gate is not None:
-            self.gate.answered()
-        if self._awake is not None:
-            self._awake.set()
+        if self._queue is not None:
+            self._queue.gate.answered()
+            self._queue.awake.set()
 
     def _hold(self) -> None:
         log.debug("server %s: queue mode window over, holding notifications", self.name)
@@ -704,7 +697,7 @@ class ServerSession:
                 server=name,
             )
         finally:
-            self.idle()  # the tree is not read again for this Send
+            self._client.on_idle()  # the tree is not read again for this Send
         try:
             answer = await self._post_send(payload)
         except (aiocoap.error.Error, TimeoutError, OSError) as e:
@@ -744,6 +737,43 @@ class ServerSession:
         return await registrar.transfer(lambda exchange: send_in_blocks(exchange, msg, exponent))
 
 
+interfaces.Resource.register(ServerSession)
+"""A session is its socket's site (the class docstring)."""
+
+
+class _Bootstrapping:
+    """What a client with a Bootstrap-Server keeps of it (``LwM2MClient``): the configuration
+    and its event callback given, and what ``start`` makes (the wish to bootstrap again, each
+    server's failed registration sequences, the lifecycle task, the server-initiated
+    listener). One slot of the client, none of them: a node endpoint's client has no
+    Bootstrap-Server, and these were 64 bytes of each of 10,000 (issue 17)."""
+
+    __slots__ = (
+        "bootstrapper",
+        "config",
+        "failed_sequences",
+        "listened",
+        "listener",
+        "on_event",
+        "provisioned",
+        "task",
+        "wanted",
+    )
+
+    def __init__(self, config: BootstrapConfig, on_event: Callable[[BootstrapEvent], None]):
+        self.config = config
+        self.on_event = on_event
+        self.wanted: Flag
+        self.failed_sequences: dict[str, int]
+        """Made by ``start``."""
+        self.task: asyncio.Task[None] | None = None
+        self.bootstrapper: Bootstrapper | None = None
+        self.listener: aiocoap.Context | None = None
+        self.listened: ServerInitiatedResource | None = None
+        self.provisioned: Staged | None = None
+        """What a server-initiated bootstrap finished with, until the client applies it."""
+
+
 class LwM2MClient:
     """Serves ``tree`` as endpoint ``endpoint`` to each of ``servers``; ``start``/``stop`` run
     it. A single ``ServerConfig`` is one server.
@@ -768,21 +798,13 @@ class LwM2MClient:
     """
 
     __slots__ = (
-        "_bootstrap_wanted",
-        "_bootstrapper",
-        "_failed_sequences",
-        "_listened",
-        "_listener",
-        "_provisioned",
+        "_boot",
         "_subscribed",
-        "_task",
         "access",
         "bind",
-        "bootstrap",
         "end_devices",
         "endpoint",
         "nodes",
-        "on_bootstrap_event",
         "on_event",
         "on_idle",
         "servers",
@@ -826,31 +848,28 @@ class LwM2MClient:
         self.bind = bind
         self.udp = udp
         self.on_event = on_event
-        self.bootstrap = bootstrap
+        self._boot = (
+            _Bootstrapping(bootstrap, on_bootstrap_event) if bootstrap is not None else None
+        )
+        """What a client with a Bootstrap-Server has of it; a node endpoint's has none."""
         self.store = ProvisioningStore(state_dir) if state_dir is not None else None
-        self.on_bootstrap_event = on_bootstrap_event
         self.sessions: tuple[ServerSession, ...] = ()
         """A tuple, made again when a session opens or all close: a list was 40 bytes more of
         each of 10,000 node endpoints (issue 17)."""
         self.access: AccessControl | None = None
         self._subscribed = False
         """Whether the client is subscribed to its tree (``start`` to ``stop``)."""
-        self._task: asyncio.Task[None] | None = None
-        self._bootstrap_wanted: Flag
-        self._failed_sequences: dict[str, int]
-        """With a Bootstrap-Server, the wish to bootstrap again and each server's failed
-        registration sequences: made by ``start`` for such a client alone (a node endpoint
-        has none: they were 110 bytes of each of 10,000, issue 17)."""
-        self._bootstrapper: Bootstrapper | None = None
-        self._listener: aiocoap.Context | None = None
-        self._listened: ServerInitiatedResource | None = None
-        self._provisioned: Staged | None = None
-        """What a server-initiated bootstrap finished with, until the client applies it."""
         self.on_idle = on_idle
-        """Called once an exchange with a server is over (``ServerSession.idle``): when the
-        tree's owner may put it to rest (``ObjectTree.rest``, a node endpoint's). The sessions
-        call it themselves: no bound method of the client to pass it on (64 bytes of each of
-        10,000 node endpoints, issue 17)."""
+        """Called once an exchange with a server is over (one of its requests answered, a Send
+        answered): when the tree's owner may put it to rest (``ObjectTree.rest``, a node
+        endpoint's). The sessions call it themselves: no bound method of the client to pass it
+        on (64 bytes of each of 10,000 node endpoints, issue 17)."""
+
+    @property
+    def _b(self) -> _Bootstrapping:
+        """The bootstrap state, in the code that runs only with a Bootstrap-Server."""
+        assert self._boot is not None
+        return self._boot
 
     def observing(self) -> bool:
         """Whether a server observes anything of this client now (a node endpoint asks at
@@ -927,21 +946,24 @@ class LwM2MClient:
 
     # -- running -----------------------------------------------------------------------------
 
-    def __call__(self, path: Path) -> None:
-        """The client is its tree's listener (``ObjectTree.subscribe(client)``): a change of
-        what a registration carries asks the sessions for an Update. Itself, not a bound method
-        made for it: 64 bytes of each of 10,000 node endpoints (issue 17)."""
+    def __call__(self, path: Path, arguments: str | None = None) -> None:
+        """The client is its tree's listener (``ObjectTree.subscribe(client)``) and its /1/x/8
+        Registration Update Trigger's executor (``on_execute``): itself, not a bound method
+        made for either, 64 bytes each of 10,000 node endpoints (issue 17). A listener is told
+        a path, an executor a path and the argument text (``ExecuteHandler``).
+
+        A change of what a registration carries asks the sessions for an Update; /1/x/8
+        executed asks the server of that /1 instance for one."""
         ids = path.ids
+        if arguments is not None:
+            for s in self.sessions:
+                if s.server_instance == ids[1]:
+                    s.trigger_update()
+            return
         if len(ids) > 2 and ids[0] not in UPDATE_OBJECTS:
             return  # a reading's resource, as nearly every change is: no session is asked
         for s in self.sessions:
             if s.carries(path):
-                s.trigger_update()
-
-    def _update_trigger(self, path: Path, arguments: str) -> None:
-        """/1/x/8 executed: an Update to the server of that /1 instance."""
-        for s in self.sessions:
-            if s.server_instance == path.ids[1]:
                 s.trigger_update()
 
     async def start(self) -> None:
@@ -950,24 +972,25 @@ class LwM2MClient:
         provisioned = self.store is not None and self.store.load(self.tree)
         # What a Bootstrap-Server provisioned replaces the configured servers, as it did when
         # it was written: a [[server]] it deleted does not come back at the next start.
-        if not (provisioned and self.bootstrap is not None):
+        if not (provisioned and self._boot is not None):
             for s in self.servers:
                 self._factory_bootstrap(s)
         self.tree.constrain(Server.OBJECT, Server.BINDING, check_binding)
-        self.tree.on_execute(Server.OBJECT, Server.UPDATE_TRIGGER, self._update_trigger)
+        self.tree.on_execute(Server.OBJECT, Server.UPDATE_TRIGGER, self)
         self.tree.subscribe(self)
         self._subscribed = True
-        if self.bootstrap is None:
+        boot = self._boot
+        if boot is None:
             await self._open_sessions()
             return
-        self._factory_bootstrap_account(self.bootstrap)
-        self._bootstrap_wanted = Flag()
-        self._failed_sequences = {}
+        self._factory_bootstrap_account(boot.config)
+        boot.wanted = Flag()
+        boot.failed_sequences = {}
         self.tree.on_execute(
-            Server.OBJECT, Server.BOOTSTRAP_TRIGGER, lambda path, args: self._bootstrap_wanted.set()
+            Server.OBJECT, Server.BOOTSTRAP_TRIGGER, lambda path, args: boot.wanted.set()
         )
         await self._open_listener()
-        self._task = asyncio.create_task(self._lifecycle(), name=f"lwm2m-{self.endpoint}")
+        boot.task = asyncio.create_task(self._lifecycle(), name=f"lwm2m-{self.endpoint}")
 
     async def stop(self, *, deregister: bool = True) -> None:
         """De-register from every server (at once, so a silent one delays no other) and close
@@ -975,9 +998,10 @@ class LwM2MClient:
         if self._subscribed:
             self.tree.unsubscribe(self)
             self._subscribed = False
-        await cancel_and_wait(self._task)
-        self._task = None
-        await self._close_listener()
+        if self._boot is not None:
+            await cancel_and_wait(self._boot.task)
+            self._boot.task = None
+            await self._close_listener()
         await self._close_sessions(deregister=deregister)
 
     def _accounts(self) -> list[ServerAccount]:
@@ -1050,21 +1074,14 @@ class LwM2MClient:
             for account in accounts:
                 self.sessions += (
                     await ServerSession.open(
-                        self.tree,
-                        self.endpoint,
+                        self,
                         self._config_for(account),
                         security_instance=account.security_iid,
                         server_instance=account.server_iid,
-                        access=self.access,
-                        bind=self.bind,
-                        udp=self.udp,
                         # Only a Bootstrap-Server's client has more to do with an event.
                         on_event=self.on_event
-                        if self.bootstrap is None
+                        if self._boot is None
                         else self._on_registration_event,
-                        nodes=self.nodes,
-                        end_devices=self.end_devices,
-                        idle=self.on_idle,
                     ),
                 )
         except BaseException:
@@ -1118,10 +1135,10 @@ class LwM2MClient:
         sequences for Bootstrap on Registration Failure (a sequence has failed when the
         failure comes while waiting to retry)."""
         self.on_event(event)
-        if self.bootstrap is None:
+        if self._boot is None:
             return
         if event.kind is EventKind.REGISTRATION_COMPLETE:
-            self._failed_sequences.pop(event.server, None)
+            self._b.failed_sequences.pop(event.server, None)
         elif (
             event.kind is EventKind.REGISTRATION_FAILURE
             and event.state is RegistrationState.RETRY_WAIT
@@ -1129,11 +1146,11 @@ class LwM2MClient:
             session = next((s for s in self.sessions if s.name == event.server), None)
             if session is None:
                 return
-            failed = self._failed_sequences.get(event.server, 0) + 1
-            self._failed_sequences[event.server] = failed
+            failed = self._b.failed_sequences.get(event.server, 0) + 1
+            self._b.failed_sequences[event.server] = failed
             limit = max(session.registrar.target.retry.sequence_count, 1)
             if failed >= limit and self._bootstrap_on_failure(session.server_instance):
-                self._bootstrap_wanted.set()
+                self._b.wanted.set()
 
     def _bootstrap_on_failure(self, server_iid: int) -> bool:
         """/1/x/16 of the server that failed; true when absent, as LwM2M 1.1 says."""
@@ -1146,37 +1163,36 @@ class LwM2MClient:
         finished with (``_server_initiated_finish``) between the two."""
         fallback = False
         while True:
-            if self._provisioned is None:
-                self._bootstrap_wanted.clear()
+            if self._b.provisioned is None:
+                self._b.wanted.clear()
                 if fallback or not self._accounts():
                     await self._bootstrap_once()
-            if self._provisioned is not None:
-                await self._apply_provisioned(self._provisioned)
-            self._failed_sequences.clear()
-            if self._provisioned is None:  # else one more finished while this one was applied
-                self._bootstrap_wanted.clear()
+            if self._b.provisioned is not None:
+                await self._apply_provisioned(self._b.provisioned)
+            self._b.failed_sequences.clear()
+            if self._b.provisioned is None:  # else one more finished while this one was applied
+                self._b.wanted.clear()
             await self._open_sessions()
-            await self._bootstrap_wanted.wait()
+            await self._b.wanted.wait()
             await self._close_sessions()
-            fallback = self._provisioned is None
+            fallback = self._b.provisioned is None
 
     # -- server-initiated bootstrap ----------------------------------------------------------
 
     async def _open_listener(self) -> None:
         """Listen for the Bootstrap-Server when the configuration asks to; ValueError when its
         account's security mode cannot be listened for."""
-        assert self.bootstrap is not None
-        port = self.bootstrap.server_initiated_port
+        port = self._b.config.server_initiated_port
         account = bootstrap_account(self.tree)
         if port is None or account is None:
             return
-        self._listened = ServerInitiatedResource(
+        self._b.listened = ServerInitiatedResource(
             self.tree,
             on_finish=self._server_initiated_finish,
             busy=self._bootstrap_busy,
-            silence=self.bootstrap.finish_timeout,
+            silence=self._b.config.finish_timeout,
             supported_modes=SUPPORTED_SECURITY_MODES,
-            preferred_format=self.bootstrap.preferred_format,
+            preferred_format=self._b.config.preferred_format,
             nodes=self.nodes,
         )
         try:
@@ -1184,10 +1200,10 @@ class LwM2MClient:
             if account.security_mode == SecurityMode.RPK:
                 keys = rpk_credentials(self.tree, account.iid)
             elif account.security_mode == SecurityMode.CERTIFICATE:
-                trust = self.bootstrap.x509.trust_store if self.bootstrap.x509 is not None else ()
+                trust = self._b.config.x509.trust_store if self._b.config.x509 is not None else ()
                 keys = credentials(self.tree, account.iid, trust)
-            self._listener = await open_listener(
-                self.tree, account, (self.bind[0], port), self._listened, keys
+            self._b.listener = await open_listener(
+                self.tree, account, (self.bind[0], port), self._b.listened, keys
             )
         except OSError as e:  # the port is taken, say: name the setting
             raise OSError(e.errno, f"[bootstrap] server_initiated_port {port}: {e.strerror}") from e
@@ -1196,36 +1212,36 @@ class LwM2MClient:
         )
 
     async def _close_listener(self) -> None:
-        if self._listened is not None:
-            self._listened.close()
-            self._listened = None
-        if self._listener is not None:
-            listener, self._listener = self._listener, None
+        if self._b.listened is not None:
+            self._b.listened.close()
+            self._b.listened = None
+        if self._b.listener is not None:
+            listener, self._b.listener = self._b.listener, None
             await listener.shutdown()
 
     def _bootstrap_busy(self) -> bool:
         """Whether a bootstrap is under way already: a Bootstrap-Server serving the client's
         own Bootstrap-Request, or a finished server-initiated one not applied yet."""
-        serving = self._bootstrapper is not None and self._bootstrapper.state in (
+        serving = self._b.bootstrapper is not None and self._b.bootstrapper.state in (
             BootstrapState.SERVING,
             BootstrapState.FINISHED,
         )
-        return serving or self._provisioned is not None
+        return serving or self._b.provisioned is not None
 
     def _server_initiated_finish(self, provisioned: Staged) -> None:
         """A server-initiated Bootstrap-Finish was accepted: the lifecycle takes it over."""
-        self._provisioned = provisioned
-        self._bootstrap_wanted.set()
+        self._b.provisioned = provisioned
+        self._b.wanted.set()
 
     async def _apply_provisioned(self, provisioned: Staged) -> None:
         """Take a server-initiated bootstrap's objects as a whole, save them, and listen anew
         when the Bootstrap-Server account itself changed."""
         before, server = self._bootstrap_server_account(), bootstrap_account(self.tree)
         replace_objects(self.tree, HOUSEKEEPING, provisioned)
-        self._provisioned = None
+        self._b.provisioned = None
         stamp_last_bootstrapped(self.tree, int(time.time()))
         self._save_provisioned()
-        self.on_bootstrap_event(
+        self._b.on_event(
             BootstrapEvent(
                 BootstrapEventKind.BOOTSTRAP_COMPLETE,
                 server.uri if server is not None else "",
@@ -1259,35 +1275,34 @@ class LwM2MClient:
 
     async def _bootstrap_once(self) -> None:
         """One bootstrap, on a socket of its own that serves only the Bootstrap-Server."""
-        assert self.bootstrap is not None
         account = bootstrap_account(self.tree)
         assert account is not None  # the factory bootstrap made one
         site = ClientSite(NotServing())
-        trust = self.bootstrap.x509.trust_store if self.bootstrap.x509 is not None else ()
+        trust = self._b.config.x509.trust_store if self._b.config.x509 is not None else ()
         uplink = await open_uplink(
             self.tree, account.iid, account.uri, site, bind=self.bind, trust_store=trust
         )
-        self._bootstrapper = Bootstrapper(
+        self._b.bootstrapper = Bootstrapper(
             uplink.context,
             site,
             self.tree,
             self.endpoint,
-            self.bootstrap,
+            self._b.config,
             supported_modes=SUPPORTED_SECURITY_MODES,
-            on_event=self.on_bootstrap_event,
+            on_event=self._b.on_event,
             nodes=self.nodes,
         )
-        run = asyncio.ensure_future(self._bootstrapper.run())
+        run = asyncio.ensure_future(self._b.bootstrapper.run())
         # A server-initiated bootstrap that finishes first ends this one.
-        wanted = asyncio.ensure_future(self._bootstrap_wanted.wait())
+        wanted = asyncio.ensure_future(self._b.wanted.wait())
         try:
             await asyncio.wait((run, wanted), return_when=asyncio.FIRST_COMPLETED)
         finally:
             await cancel_and_wait(wanted)
             await cancel_and_wait(run)
-            self._bootstrapper = None
+            self._b.bootstrapper = None
             await uplink.shutdown()
-        if self._provisioned is None:
+        if self._b.provisioned is None:
             self._save_provisioned()
 
     async def send(self, records: Sequence[Record], server: int | None = None) -> SendOutcome:

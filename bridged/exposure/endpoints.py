@@ -87,9 +87,9 @@ MakeClient = Callable[
     ["NodeEndpoint", Sequence[ServerConfig], tuple[str, int], OpenUdp], LwM2MClient
 ]
 """Builds the client of one endpoint, bound to the given address, opening its NoSec uplinks
-with the given ``OpenUdp`` (the shared engine's), reporting its registration events to
-``NodeEndpoint.event`` and the end of each exchange to ``NodeEndpoint.rest`` (``on_idle``; the
-default: a plain ``LwM2MClient`` over its tree)."""
+with the given ``OpenUdp`` (the shared engine's), reporting its registration events and the
+end of each exchange to the endpoint (``on_event=ep, on_idle=ep``: ``NodeEndpoint.__call__``;
+the default: a plain ``LwM2MClient`` over its tree)."""
 
 
 def endpoint_name(gateway: str, node: NodeId) -> str:
@@ -123,11 +123,8 @@ class NodeEndpoint(NodeMirror):
     __slots__ = (
         "_report",
         "client",
-        "failed_starts",
         "name",
         "node",
-        "registered",
-        "removed",
         "settled",
     )
 
@@ -147,17 +144,15 @@ class NodeEndpoint(NodeMirror):
         super().__init__(tree, PathMap(node=self.node))
         self.sync(node)
         self.client: LwM2MClient | None = None
-        self.failed_starts = 0
-        self.removed = False
-        self.registered = False
         self.settled = Flag()
         """Set at the first registration outcome (registered or failed) since it was brought
-        up; then the one ``SETTLED`` flag of all settled endpoints (48 bytes each)."""
+        up; then ``REGISTERED`` or ``FAILED``, the flags of all settled endpoints (48 bytes
+        each), which say the last outcome (``registered``): no slot for it (issue 17)."""
         self._report = report
         self.rest()
 
     def attach(self, client: LwM2MClient) -> None:
-        """``client`` serves the endpoint now (made with ``on_idle=rest``: the tree rests once
+        """``client`` serves the endpoint now (made with ``on_idle=ep``: the tree rests once
         each exchange of it is over)."""
         self.client = client
 
@@ -167,20 +162,35 @@ class NodeEndpoint(NodeMirror):
         if client is None or not client.observing():
             self.tree.rest()
 
+    def __call__(self, e: RegistrationEvent | None = None) -> None:
+        """What its client tells it (``_default_client``: ``on_event=ep, on_idle=ep``): a
+        registration event (``event``), or, without one, the end of an exchange (``rest``).
+        The endpoint itself, not its two bound methods: 128 bytes of each of 10,000 node
+        endpoints (issue 17)."""
+        if e is None:
+            self.rest()
+        else:
+            self.event(e)
+
+    @property
+    def registered(self) -> bool:
+        """Whether its last registration outcome since it was brought up was a success."""
+        return self.settled is REGISTERED
+
     def event(self, e: RegistrationEvent) -> None:
         """A registration event of this endpoint's client."""
         if e.kind in (EventKind.REGISTRATION_COMPLETE, EventKind.REGISTRATION_FAILURE):
-            self.registered = e.kind is EventKind.REGISTRATION_COMPLETE
             self.settled.set()  # its waiters wake
-            self.settled = SETTLED
+            self.settled = REGISTERED if e.kind is EventKind.REGISTRATION_COMPLETE else FAILED
         self._report(self, e)
         self.rest()
 
 
-SETTLED = Flag()
-"""The ``settled`` flag of every endpoint that has settled: set, and never cleared (a bring-up
-gives the endpoint a flag of its own again)."""
-SETTLED.set()
+REGISTERED, FAILED = Flag(), Flag()
+"""The ``settled`` flag of every endpoint that has settled, registered or not: set, and never
+cleared (a bring-up gives the endpoint a flag of its own again)."""
+REGISTERED.set()
+FAILED.set()
 
 
 class _Locks:
@@ -282,9 +292,18 @@ class EndpointsExposure:
         self._runner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks = _Locks()
+        self._failed_starts: dict[NodeEndpoint, int] = {}
+        """How many times in a row each endpoint whose socket did not open failed to: the
+        exposure's, not a counter of each endpoint (16 bytes of each of 10,000 as allocated,
+        issue 17), as few ever fail."""
 
     def endpoint(self, node: NodeId) -> NodeEndpoint | None:
         return self.endpoints.get(node)
+
+    def _gone(self, ep: NodeEndpoint) -> bool:
+        """Whether ``ep``'s node was unpaired (paired again, it has another endpoint): the
+        exposure's endpoints say so, not a flag of each endpoint (issue 17)."""
+        return self.endpoints.get(ep.node) is not ep
 
     # -- ExposureMode ------------------------------------------------------------------------
 
@@ -387,7 +406,7 @@ class EndpointsExposure:
     async def _run(self) -> None:
         while True:
             ep = await self._pending.get()
-            if ep.removed or ep.client is not None or self._locks.locked(ep):
+            if self._gone(ep) or ep.client is not None or self._locks.locked(ep):
                 continue  # gone, up, or being brought up by an earlier entry
             await self._slots.acquire()
             self._spawn(self._bring_up(ep), f"endpoint-up {ep.name}")
@@ -407,7 +426,7 @@ class EndpointsExposure:
             if self._locks.locked(ep):
                 return
             async with self._locks.hold(ep):
-                if ep.removed or ep.client is not None:
+                if self._gone(ep) or ep.client is not None:
                     return
                 if ep.settled.is_set():
                     ep.settled = Flag()
@@ -420,7 +439,7 @@ class EndpointsExposure:
                 except (OSError, aiocoap.error.ResolutionError) as e:
                     self._start_failed(ep, e)
                     return
-                ep.failed_starts = 0
+                self._failed_starts.pop(ep, None)
                 ep.attach(client)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settle):
@@ -431,11 +450,8 @@ class EndpointsExposure:
     def _start_failed(self, ep: NodeEndpoint, error: Exception) -> None:
         """Log why ``ep`` has no socket and bring it up again after the back-off."""
         delays = self.start_retry.delays()
-        ep.failed_starts += 1
-        if ep.failed_starts <= len(delays):
-            delay = delays[ep.failed_starts - 1]
-        else:
-            delay = self.start_retry.sequence_delay
+        failed = self._failed_starts[ep] = self._failed_starts.get(ep, 0) + 1
+        delay = delays[failed - 1] if failed <= len(delays) else self.start_retry.sequence_delay
         hint = ""
         if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
             soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -451,7 +467,9 @@ class EndpointsExposure:
 
     async def _again(self, ep: NodeEndpoint, delay: float) -> None:
         await asyncio.sleep(delay)
-        if not ep.removed:
+        if self._gone(ep):
+            self._failed_starts.pop(ep, None)  # unpaired while its start failed
+        else:
             self._pending.put_nowait(ep)
 
     async def _take_down(self, ep: NodeEndpoint, *, deregister: bool = True) -> None:
@@ -468,9 +486,7 @@ class EndpointsExposure:
     def _default_client(
         ep: NodeEndpoint, servers: Sequence[ServerConfig], bind: tuple[str, int], udp: OpenUdp
     ) -> LwM2MClient:
-        return LwM2MClient(
-            ep.tree, ep.name, servers, bind=bind, udp=udp, on_event=ep.event, on_idle=ep.rest
-        )
+        return LwM2MClient(ep.tree, ep.name, servers, bind=bind, udp=udp, on_event=ep, on_idle=ep)
 
     # -- RegistryListener --------------------------------------------------------------------
 
@@ -487,7 +503,7 @@ class EndpointsExposure:
         ep = self.endpoints.pop(node, None)
         if ep is None:
             return
-        ep.removed = True
+        self._failed_starts.pop(ep, None)
         if ep.client is not None or self._locks.locked(ep):
             self._spawn(self._take_down(ep), f"endpoint-down {ep.name}")
 

@@ -27,10 +27,12 @@ from clients import FAST_RETRY
 
 from bridged.aio import Flag
 from bridged.engine.client import LwM2MClient, ServerConfig, ServerSession
+from bridged.engine.registration import EventKind, RegistrationEvent, RegistrationState
 from bridged.engine.sockets import SharedEngine
 from bridged.engine.uplink import OpenUdp
 from bridged.exposure.endpoints import (
-    SETTLED,
+    FAILED,
+    REGISTERED,
     EndpointsExposure,
     NodeEndpoint,
     endpoint_name,
@@ -350,6 +352,10 @@ async def test_out_of_file_descriptors_fails_only_the_endpoints_without_a_socket
         assert all("Too many open files" in m and "LimitNOFILE" in m for m in messages[1:])
         # Nothing crashed: with descriptors to spare again, the others come up and all register.
         await until(lambda: set(server.clients) == set(names))
+        # The exposure counted the failed starts of each (their back-off), and forgot them once
+        # it came up: an endpoint keeps no counter of its own (issue 17).
+        assert s.exposure._failed_starts == {}
+        assert all(not hasattr(ep, "failed_starts") for ep in endpoints)
     finally:
         await s.exposure.stop()
 
@@ -558,8 +564,16 @@ async def test_a_quiet_endpoint_holds_no_queue_of_waiters_no_closure_and_no_idle
         # Its Location-Path is one string, not a tuple of segments (about 100 bytes more).
         assert [r for r in gc.get_referents(session.registrar) if isinstance(r, tuple) and r] == []
         assert session.registrar.location == server.clients[ep.name].location
+        # The server URI's origin, path and query are its target's, one for all endpoints:
+        # its registrar keeps no string of them (24 bytes); nor its client a bootstrap state
+        # without a Bootstrap-Server (64 bytes).
+        registrar = session.registrar
+        strings = [r for r in gc.get_referents(registrar) if isinstance(r, str)]
+        assert sorted(strings) == sorted([ep.name, registrar.location_path, registrar.version])
+        assert registrar.uri("rd") == f"{server.uri}/rd"
+        assert ep.client._boot is None
         flags = [obj for obj, chain in own if isinstance(obj, Flag)]
-        assert flags == [SETTLED]  # the one of all settled endpoints; its registrar's: none
+        assert flags == [REGISTERED]  # the one of all settled endpoints; its registrar's: none
     finally:
         await s.exposure.stop()
 
@@ -570,18 +584,18 @@ async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_
     """10,000 endpoints must fit in 64 MB (issue 17): a settled endpoint's ``settled`` is the
     one flag of all settled endpoints (48 bytes each), it holds no lock while nothing brings
     it up or takes it down (88 bytes each), and its sessions tell the endpoint of their events
-    and of each exchange's end directly, with no bound method of the client in between (64
-    bytes each): the bound methods it holds are its own two, told by its client, and its
-    client's /1/x/8 executor; its client listens to its tree itself (no bound method, 64 bytes
-    each); nor a list, nor a function to unsubscribe, nor a mirror of its node apart from
-    itself. Taken down and brought up again, it registers again,
-    and a server's Read of it is still answered with its node's value."""
+    and of each exchange's end directly: no bound method at all (64 bytes each), as the
+    endpoint itself is what its client tells (``NodeEndpoint.__call__``) and its client is its
+    tree's listener and /1/x/8 executor itself; its socket serves its session itself (no site
+    object, 88 bytes); nor a list, nor a function to unsubscribe, nor a mirror of its node
+    apart from itself. Taken down and brought up again, it registers again, a server's Read
+    of it is still answered with its node's value, and its /1/x/8 executed sends an Update."""
     s = setup(tmp_path, server.uri, nodes=1)
     (name,) = pair_all(s)
     await s.exposure.start()
     try:
         (ep,) = await all_settled(s, server, [name])
-        assert ep.settled is SETTLED
+        assert ep.settled is REGISTERED
         own = list(held_by(ep, SharedEngine))
         assert [c for o, c in own if isinstance(o, asyncio.Lock)] == []
         assert ep.client is not None
@@ -592,8 +606,11 @@ async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_
             for o, _ in own
             if isinstance(o, types.MethodType) and any(o.__self__ is m for m in mine)
         )
-        assert methods == ["_update_trigger", "event", "rest"]
+        # Its client tells the endpoint itself of events and of each exchange's end, and is
+        # its tree's /1/x/8 executor itself: no bound method (64 bytes each).
+        assert methods == []
         assert list(ep.tree._listeners) == [ep.client]
+        assert session.uplink._socket.site is session  # type: ignore[attr-defined]
         # Its client's sessions are a tuple (a list was 40 bytes more), and it keeps no
         # function to unsubscribe from its tree (48 bytes): it unsubscribes itself.
         assert [r for m in mine for r in gc.get_referents(m) if isinstance(r, list)] == []
@@ -605,10 +622,12 @@ async def test_a_quiet_endpoint_holds_no_lock_nor_flag_of_its_own_and_no_method_
         await s.exposure.start()
         assert (await server.next_event("register")).endpoint == name
         await settled(ep)
-        assert ep.registered and ep.settled is SETTLED
+        assert ep.registered and ep.settled is REGISTERED
         s.sim.report(s.node(0), time.time())
         temperature = await server.request(name, Code.GET, "/3303/0/5700")
         assert float(temperature.payload) == s.node(0).values(time.time())[0].value
+        assert (await server.request(name, Code.POST, "/1/0/8")).code == Code.CHANGED
+        assert (await server.next_event("update")).endpoint == name
     finally:
         await s.exposure.stop()
 
@@ -932,3 +951,31 @@ async def test_endpoints_of_one_kind_of_node_keep_one_record_of_what_they_regist
         assert set(server.clients) == set(names)
     finally:
         await s.exposure.stop()
+
+
+async def test_an_endpoint_keeps_its_last_outcome_and_its_unpairing_in_no_slot_of_its_own(
+    tmp_path: FsPath, server: LwM2MTestServer
+) -> None:
+    """Whether an endpoint registered is which of the two flags of all settled endpoints its
+    ``settled`` is, and whether its node was unpaired is whether the exposure still has it:
+    no slot of each endpoint for either (16 bytes of each of 10,000 as allocated, issue 17).
+    Its last outcome is what it says, a failure after a success too; an unpaired endpoint is
+    gone, the node's endpoint once paired again is not."""
+    s = setup(tmp_path, server.uri, nodes=1)
+    pair_all(s)
+    (ep,) = s.exposure.endpoints.values()
+    assert not ep.registered and not ep.settled.is_set()
+    assert not hasattr(ep, "__dict__") and not hasattr(ep, "removed")
+
+    def outcome(kind: EventKind) -> RegistrationEvent:
+        return RegistrationEvent(kind, server.uri, RegistrationState.IDLE)
+
+    ep.event(outcome(EventKind.REGISTRATION_COMPLETE))
+    assert ep.registered and ep.settled is REGISTERED
+    ep.event(outcome(EventKind.REGISTRATION_FAILURE))
+    assert not ep.registered and ep.settled is FAILED
+    assert not s.exposure._gone(ep)
+    s.registry.unpair(ep.node)
+    assert s.exposure._gone(ep)
+    s.pair(0, "again")
+    assert s.exposure._gone(ep) and not s.exposure._gone(s.exposure.endpoints[ep.node])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import sqlite3
 from pathlib import Path as FsPath
@@ -315,9 +316,16 @@ async def test_operations_over_other_paths_reach_the_node_and_keep_no_dict(
     gw: NodeGateway,
 ) -> None:
     """A node endpoint's operations (``over`` its paths; the daemon keeps one per endpoint,
-    10,000 of them, issue 17) are slotted and reach the node like the gateway's."""
+    10,000 of them, issue 17) are slotted, hold their paths and the backends shared by all
+    (two slots: 48 bytes, 72 with a slot for each backend) and reach the node like the
+    gateway's; a timeout set on one is its own."""
     endpoint = gw.operations.over(gw.exposure.paths)
     assert not hasattr(endpoint, "__dict__"), "slotted: one per node endpoint"
+    held = [r for r in gc.get_referents(endpoint) if not isinstance(r, type)]
+    assert held == [gw.operations._backends, gw.exposure.paths]
+    other = gw.operations.over(gw.exposure.paths)
+    other.timeout = 0.5
+    assert (other.timeout, endpoint.timeout) == (0.5, gw.operations.timeout)
     assert (endpoint.registry, endpoint.commands, endpoint.timeout) == (
         gw.registry,
         gw.commands,

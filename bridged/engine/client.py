@@ -679,7 +679,7 @@ class ServerSession:
         try:
             payload = encode_send(records, self.tree)
         except LwM2MError:
-            self.idle()  # as after a Send: the tree is not read again for it
+            self._client.on_idle()  # as after a Send: the tree is not read again for it
             raise
         return await self.send_encoded(payload, len(records))
 

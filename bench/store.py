@@ -1,11 +1,11 @@
 """What the reading store costs per reading: the group commit's SQLite and ``sqlite3`` part.
 
 ``ReadingStore.append`` of batches of readings of N paired nodes (one temperature each, round
-robin, as ``bench/readings.py`` feeds them), each with the nodes' health written in the same
-transaction (``HealthStore.save``, as the registry's group commit does), and ``ack`` of every
-``--send`` readings (what Delivery does once a Send is acknowledged: the cursor moved and the
-delivered rows deleted), on a state database in a temporary directory (WAL, as the daemon's).
-Left out: everything before the store (the registry, the exposure) and the Send.
+robin, as ``bench/readings.py`` feeds them) and ``ack`` of every Send's worth of them (what
+Delivery does once a Send is acknowledged: the cursor moved and the delivered rows deleted),
+on a state database in a temporary directory (WAL, as the daemon's). Left out: everything
+before the store (the registry, the exposure), the Send, and the nodes' health, which the
+group commit writes at most once a minute (``bridged.health.SAVE_EVERY``).
 
 Figures per reading: with ``--callgrind``, the instructions callgrind counts for the
 measured appends less those of a run with none (the start: imports, the database, the warm-up
@@ -37,12 +37,11 @@ HERE = FilePath(__file__).resolve()
 def run(
     nodes: int, per_commit: int, per_send: int, total: int, state: FilePath, *, store_them: bool
 ) -> float:
-    """Make ``total`` readings and the nodes' health in batches, then (``store_them``) append
-    them after a warm-up of one commit and ack them as Delivery would; returns the CPU seconds
-    of the appends and acks."""
+    """Make ``total`` readings in batches, then (``store_them``) append them after a warm-up of
+    one commit and ack them as Delivery would; returns the CPU seconds of the appends and
+    acks."""
     from bridged.objects.values import Record
     from bridged.store.database import connect
-    from bridged.store.health import HealthStore, SavedHealth
     from bridged.store.nodes import NodeStore
     from bridged.store.readings import ReadingStore, Row
     from bridged.transports.nodes import NodeId, PairedNode
@@ -54,33 +53,26 @@ def run(
     for node in ids:
         paired.pair(PairedNode(node, f"node {node.address}", "sim"))
     store = ReadingStore(conn)
-    health = HealthStore(conn)
-    unsaved: dict[NodeId, SavedHealth] = {}
-    store.joining.append(lambda c: health.save(unsaved, c))
     store.add_consumer("server")
     now = time.time()
-    batches: list[tuple[list[Row], dict[NodeId, SavedHealth]]] = []
-    for first in range(0, total + per_commit, per_commit):
-        batch: list[Row] = []
-        healths: dict[NodeId, SavedHealth] = {}
-        for k in range(first, first + per_commit):
-            node = ids[k % nodes]
-            batch.append((node, Record(TEMPERATURE, 20.0 + k % 7, now + k * 1e-3)))
-            healths[node] = SavedHealth(True, now + k * 1e-3, -60, None, None, 0, None, 10.0)
-        batches.append((batch, healths))
+    batches = [
+        [
+            (ids[k % nodes], Record(TEMPERATURE, 20.0 + k % 7, now + k * 1e-3))
+            for k in range(first, first + per_commit)
+        ]
+        for first in range(0, total + per_commit, per_commit)
+    ]
 
-    def commit(batch: list[Row], healths: dict[NodeId, SavedHealth]) -> None:
-        unsaved.clear()
-        unsaved.update(healths)
+    def commit(batch: list[Row]) -> None:
         store.append(batch)
         while store.waiting("server") >= per_send:
             store.ack("server", store.pending("server", per_send).last)
 
-    commit(*batches[0])  # the warm-up: statements prepared, pages read
+    commit(batches[0])  # the warm-up: statements prepared, pages read
     cpu = time.process_time()
     if store_them:
-        for batch, healths in batches[1:]:
-            commit(batch, healths)
+        for batch in batches[1:]:
+            commit(batch)
     return time.process_time() - cpu
 
 

@@ -147,7 +147,7 @@ is a statement's step, about 10 k instructions, issue 17). The rows are taken in
 so of a node resource's readings the newest updates its row last; grouping them first
 (``max(seq) … GROUP BY``, a temporary B-tree and a second lookup of each row) cost about a
 third of an append's instructions. ``append`` passes the range from the oldest of the
-append's newest readings (``_Columns.newest_from``) on, not the whole append: the rows before
+append's newest readings (``_newest_from``) on, not the whole append: the rows before
 it are each followed by a newer one of its node resource, whose update would replace theirs."""
 
 _WIDTH = 6
@@ -155,16 +155,17 @@ _WIDTH = 6
 
 INSERT_ROWS = (256, 16)
 """How many readings one ``INSERT`` statement takes, largest first (``_insert``): an append's
-readings go in as few statements as these make, the rest (fewer than the smallest) one by one
-through ``executemany``. A statement's step through the ``sqlite3`` module costs about as much
-as inserting a row in it (binding, the GIL released and taken, the table's cursor opened and
-closed), so a row of a multi-row statement costs about 6.5 k instructions against 9.6 k through
-``executemany`` (issue 17); beyond 256 rows a statement gains no more. Each size is one
-statement text, which the connection's statement cache keeps prepared."""
+readings go in as few statements as these make, and the rest (fewer than the smallest) in one
+statement of their number of rows. A statement's step through the ``sqlite3`` module costs
+about as much as inserting a row in it (binding, the GIL released and taken, the table's
+cursor opened and closed), so a row and its share of the commit cost about 6.5 k instructions
+in a statement of 256 rows against 9.6 k through ``executemany`` (issue 17); beyond 256 rows a
+statement gains no more. Each size is one statement text (17 in all), which the connection's
+statement cache keeps prepared."""
 _INSERTS = {
     rows: "INSERT INTO readings(seq, node_id, path, kind, value, time) VALUES "
     + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
-    for rows in (*INSERT_ROWS, 1)
+    for rows in (*INSERT_ROWS, *range(1, INSERT_ROWS[-1]))
 }
 
 
@@ -178,8 +179,7 @@ def _insert(conn: sqlite3.Connection, columns: list[object]) -> None:
             conn.execute(_INSERTS[rows], columns[start : start + width])
             start += width
     if start < end:
-        values = iter(columns[start:])
-        conn.executemany(_INSERTS[1], zip(*[values] * _WIDTH, strict=True))
+        conn.execute(_INSERTS[(end - start) // _WIDTH], columns[start:])
 
 
 NODE_TEXTS_LIMIT = 16_384
@@ -187,30 +187,19 @@ NODE_TEXTS_LIMIT = 16_384
 forgotten when that many are kept, which bounds the memory whatever comes."""
 
 
-@dataclass(slots=True)
-class _Columns:
-    """An append's readings as the table takes them: ``values``, each reading's columns one
-    after the other (``_WIDTH`` each), and ``newest_from``, the seq of the oldest reading that
-    is the newest of its node resource in the append (``_REMEMBER``)."""
-
-    values: list[object]
-    newest_from: int
-
-
 def _columns(
     rows: Sequence[Row], first: int, node_texts: dict[int, tuple[NodeId, str]]
-) -> _Columns:
-    """Each row's columns: seq (from ``first`` on), node id, path, kind, value, time. Rows name
+) -> list[object]:
+    """Each row's columns, one row after the other (``_WIDTH`` each): seq (from ``first`` on),
+    node id, path, kind, value, time. Rows name
     the same node ids and paths (the same objects) again and again: each one's text is made
     once. A node reports once in a batch, mostly, so its id's text is kept across batches in
     ``node_texts``, by the registry's node id object's identity, with the object (so that no
     other object can have that identity while it is kept); a path's only in the batch (a
-    transport may parse the paths of each report anew). Each node resource's newest seq is
-    kept by its texts, whatever objects name it."""
+    transport may parse the paths of each report anew)."""
     if len(node_texts) > NODE_TEXTS_LIMIT:
         node_texts.clear()
     paths: dict[int, str] = {}
-    newest: dict[tuple[str, str], int] = {}
     out: list[object] = []
     for seq, (node, record) in enumerate(rows, first):
         known = node_texts.get(id(node))
@@ -220,13 +209,31 @@ def _columns(
         path_text = paths.get(id(path))
         if path_text is None:
             path_text = paths[id(path)] = str(path)
-        newest[known[1], path_text] = seq
         value = record.value
         if type(value) is float:  # a sensor's value, what nearly every reading is
             out += (seq, known[1], path_text, _FLOAT, value, record.time)
         else:
             out += (seq, known[1], path_text, *encode_value(value), record.time)
-    return _Columns(out, min(newest.values(), default=first))
+    return out
+
+
+NEWEST_FROM_ROWS = 16
+"""From how many readings an append looks for the oldest of its newest (``_newest_from``):
+finding it costs about 18 k instructions for 5 readings, more than the upserts it could spare
+in so few (which are, mostly, of as many node resources)."""
+
+
+def _newest_from(columns: list[object]) -> int:
+    """The seq of the oldest reading of ``columns`` (``_columns``', at least one) that is the
+    newest of its node resource among them (``_REMEMBER``'s lower bound), or the first's when
+    they are fewer than ``NEWEST_FROM_ROWS``. A node resource is told by its node id's and
+    path's texts, whatever objects named it; the dict is built from the columns' slices, a
+    later seq of a key replacing an earlier one, with no Python step per reading."""
+    seqs = cast("list[int]", columns[::_WIDTH])
+    if len(seqs) < NEWEST_FROM_ROWS:
+        return seqs[0]
+    keys = zip(columns[1::_WIDTH], columns[2::_WIDTH], strict=True)
+    return min(dict(zip(keys, seqs, strict=True)).values())
 
 
 class ReadingStore:
@@ -322,15 +329,15 @@ class ReadingStore:
                     self._tail.clear()
                 columns = _columns(rows, first, self._node_texts)
                 last = first + len(rows) - 1
-                _insert(self._conn, columns.values)
+                _insert(self._conn, columns)
                 self._count += len(rows)
                 if rows:
-                    self._conn.execute(_REMEMBER, (columns.newest_from, last))
+                    self._conn.execute(_REMEMBER, (_newest_from(columns), last))
                 for write in self.joining:
                     write(self._conn)
                 if unstored:
                     self._bump(DROPPED_UNSTORED, unstored)
-                times = cast("list[float]", columns.values[_WIDTH - 1 :: _WIDTH])
+                times = cast("list[float]", columns[_WIDTH - 1 :: _WIDTH])
                 self._oldest = min(self._oldest, min(times, default=self._oldest))
                 self._enforce_bounds()
         except BaseException:

@@ -212,8 +212,8 @@ def test_an_append_keeps_its_last_values_with_no_sort_or_grouping_of_its_rows(
 def test_a_large_append_goes_in_few_statements_and_comes_back_whole(
     tmp_path: FsPath, clock: Clock
 ) -> None:
-    """An append's readings go in as few multi-row INSERTs as ``INSERT_ROWS`` make, the rest
-    row by row (each statement's step costs about a row's insert, issue 17); read back after a
+    """An append's readings go in as few multi-row INSERTs as ``INSERT_ROWS`` make, the rest in
+    one more (each statement's step costs about a row's insert, issue 17); read back after a
     restart they are every one, in order, with their values; and the last value of each node
     resource is its newest, also of one reported only at the start of the append while the
     others report on (the last values are taken from the oldest of the newest on)."""
@@ -234,9 +234,9 @@ def test_a_large_append_goes_in_few_statements_and_comes_back_whole(
     store.append(batch)
     conn.set_trace_callback(None)
     inserts = [s for s in statements if s.lstrip().startswith("INSERT INTO readings")]
-    # 301 rows: one statement of 256, two of 16, 13 one by one.
+    # 301 rows: one statement of 256, two of 16, one of the 13 left.
     assert INSERT_ROWS == (256, 16)
-    assert [s.count("), (") + 1 for s in inserts] == [256, 16, 16] + 13 * [1]
+    assert [s.count("), (") + 1 for s in inserts] == [256, 16, 16, 13]
     conn.close()
     again = ReadingStore(connect(tmp_path / "state.db"), clock=clock)
     assert list(again.pending("a", limit=1000).rows) == batch

@@ -191,12 +191,11 @@ def _columns(
     rows: Sequence[Row], first: int, node_texts: dict[int, tuple[NodeId, str]]
 ) -> list[object]:
     """Each row's columns, one row after the other (``_WIDTH`` each): seq (from ``first`` on),
-    node id, path, kind, value, time. Rows name
-    the same node ids and paths (the same objects) again and again: each one's text is made
-    once. A node reports once in a batch, mostly, so its id's text is kept across batches in
-    ``node_texts``, by the registry's node id object's identity, with the object (so that no
-    other object can have that identity while it is kept); a path's only in the batch (a
-    transport may parse the paths of each report anew)."""
+    node id, path, kind, value, time. Rows name the same node ids and paths (the same objects)
+    again and again: each one's text is made once. A node reports once in a batch, mostly, so
+    its id's text is kept across batches in ``node_texts``, by the registry's node id object's
+    identity, with the object (so that no other object can have that identity while it is
+    kept); a path's only in the batch (a transport may parse the paths of each report anew)."""
     if len(node_texts) > NODE_TEXTS_LIMIT:
         node_texts.clear()
     paths: dict[int, str] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass, fields
+from operator import attrgetter
 
 from bridged.transports.nodes import NodeId
 
@@ -51,6 +52,13 @@ _SAVE = f"""
     ON CONFLICT(node_id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in _COLUMNS)}
 """
 """Keep a node's health (a node that is not paired, unpaired meanwhile, gets none)."""
+assert _COLUMNS[0] == "available"
+_AFTER_AVAILABLE = attrgetter(*_COLUMNS[1:])
+"""A health's values after ``available`` in ``_COLUMNS``' order, as they are (each a number, a
+text or None) for ``save``: not ``dataclasses.astuple``, which copies each value deeply and
+asks each whether it is a dataclass, in every group commit (issue 17). ``available`` goes in
+as an int: the ``sqlite3`` module binds only an exact int directly, a bool through its
+adapters' lookup."""
 _NOTHING = ", ".join("?" * len(_COLUMNS))
 """``NOTHING_KNOWN``'s values, bound in ``HealthStore.load``."""
 
@@ -73,7 +81,10 @@ class HealthStore:
     def save(self, health: Mapping[NodeId, SavedHealth], conn: sqlite3.Connection) -> None:
         """Keep ``health`` inside the transaction open on ``conn`` (it commits them)."""
         if health:
-            conn.executemany(_SAVE, [(str(node), *astuple(h)) for node, h in health.items()])
+            conn.executemany(
+                _SAVE,
+                [(str(node), int(h.available), *_AFTER_AVAILABLE(h)) for node, h in health.items()],
+            )
 
     def save_now(self, health: Mapping[NodeId, SavedHealth]) -> None:
         """Keep ``health`` in a transaction of its own (at a clean stop)."""

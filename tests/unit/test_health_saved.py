@@ -14,7 +14,7 @@ from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.registry import LiveNode
 from bridged.store.database import connect
-from bridged.store.health import HealthStore
+from bridged.store.health import HealthStore, SavedHealth
 from bridged.store.nodes import NodeStore
 from bridged.store.readings import ReadingStore
 from bridged.transports.base import NodeState
@@ -139,3 +139,20 @@ def test_a_node_starts_with_the_own_error_codes_of_its_last_report_of_them() -> 
     )
     shown = health.health(NODE)
     assert shown is not None and shown.errors == (2,)
+
+
+def test_a_saved_health_comes_back_as_it_was_field_by_field(tmp_path: FsPath) -> None:
+    """``save`` binds each field as it is (``available`` as an int, issue 17): what ``load``
+    gives back is the same health, ``available`` a bool again, a missing value None."""
+    conn = connect(tmp_path / "state.db")
+    for node in (NODE, GONE):
+        NodeStore(conn).pair(PairedNode(node, "n", "bthome"))
+    store = HealthStore(conn)
+    kept = {
+        NODE: SavedHealth(False, 1_700_000_000.5, -71, 200, 15, 2, "unreachable", 30.0),
+        GONE: SavedHealth(True, 1_700_000_001.0, None, None, None, 0, None, 60.0),
+    }
+    store.save_now(kept)
+    back = HealthStore(connect(tmp_path / "state.db")).load()
+    assert back == kept
+    assert [type(h.available) for h in back.values()] == [bool, bool]

@@ -13,7 +13,14 @@ from bridged.objects.paths import Path
 from bridged.objects.values import ObjLnk, Record, Value
 from bridged.store.database import MIGRATIONS, connect
 from bridged.store.nodes import NodeId, NodeStore, PairedNode
-from bridged.store.readings import DROPPED_AGE, DROPPED_COUNT, Bounds, ReadingStore, Row
+from bridged.store.readings import (
+    DROPPED_AGE,
+    DROPPED_COUNT,
+    INSERT_ROWS,
+    Bounds,
+    ReadingStore,
+    Row,
+)
 
 NODE = NodeId("ble", "A4:C1:38:00:11:22")
 TEMP = Path.parse("/3303/0/5700")
@@ -200,6 +207,44 @@ def test_an_append_keeps_its_last_values_with_no_sort_or_grouping_of_its_rows(
     last = ReadingStore(connect(tmp_path / "state.db"), clock=clock).last_values()
     # The newest by arrival, not by the time the node stamped on it.
     assert last == {NODE: [Record(TEMP, 20.2, 1_699_000_002.0)]}
+
+
+def test_a_large_append_goes_in_few_statements_and_comes_back_whole(
+    tmp_path: FsPath, clock: Clock
+) -> None:
+    """An append's readings go in as few multi-row INSERTs as ``INSERT_ROWS`` make, the rest in
+    one more (each statement's step costs about a row's insert, issue 17); read back after a
+    restart they are every one, in order, with their values; and the last value of each node
+    resource is its newest, also of one reported only at the start of the append while the
+    others report on (the last values are taken from the oldest of the newest on)."""
+    conn = connect(tmp_path / "state.db")
+    others = [NodeId("sim", f"{i:04d}") for i in range(7)]
+    for node in (NODE, *others):
+        NodeStore(conn).pair(PairedNode(node, "n", "bthome"))
+    store = ReadingStore(conn, clock=clock)
+    store.add_consumer("a")
+    humidity = Path.parse("/3304/0/5700")
+    batch: list[Row] = [(NODE, Record(humidity, 41, 1_700_000_000.0))]
+    batch += [
+        (others[k % 7], Record(TEMP, ObjLnk(3, k) if k % 5 == 0 else k / 4, 1_700_000_001.0 + k))
+        for k in range(300)
+    ]
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    store.append(batch)
+    conn.set_trace_callback(None)
+    inserts = [s for s in statements if s.lstrip().startswith("INSERT INTO readings")]
+    # 301 rows: one statement of 256, two of 16, one of the 13 left.
+    assert INSERT_ROWS == (256, 16)
+    assert [s.count("), (") + 1 for s in inserts] == [256, 16, 16, 13]
+    conn.close()
+    again = ReadingStore(connect(tmp_path / "state.db"), clock=clock)
+    assert list(again.pending("a", limit=1000).rows) == batch
+    last = again.last_values()
+    assert last[NODE] == [Record(humidity, 41, 1_700_000_000.0)]
+    for i, node in enumerate(others):
+        newest = max(k for k in range(300) if k % 7 == i)
+        assert last[node] == [batch[1 + newest][1]]
 
 
 def test_pending_hands_over_the_readings_appended_without_reading_them_back(

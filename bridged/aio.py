@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -161,6 +162,19 @@ class Clock(Protocol):
     def call_soon(self, callback: Callable[[], object]) -> Cancellable: ...
 
 
+_LOOP_TIME = asyncio.BaseEventLoop.time
+
+
+def _time_of(clock: Clock) -> Callable[[], float]:
+    """``clock.time``, or ``time.monotonic`` itself where that is all it is (asyncio's own
+    loops' ``BaseEventLoop.time``, not replaced on the loop): a node registry tells its armed
+    deadline of every reading (``awake``), and the loop's method was a Python call more each
+    time. Another loop's (uvloop's, a test's clock) is its own."""
+    if getattr(type(clock), "time", None) is _LOOP_TIME and "time" not in vars(clock):
+        return time.monotonic
+    return clock.time
+
+
 class Deadline:
     """Run ``action`` once per ``arm``: ``window`` seconds after it at the latest, or at the end
     of the turn of the ``arm`` or of an ``awake`` when the next wake-up, as far off as this one
@@ -168,7 +182,7 @@ class Deadline:
     docstring). Disarmed, it holds no timer; ``cancel`` disarms it (its owner ran the action
     itself)."""
 
-    __slots__ = ("_action", "_armed_at", "_clock", "_handle", "_last", "_window", "armed")
+    __slots__ = ("_action", "_armed_at", "_clock", "_handle", "_last", "_now", "_window", "armed")
 
     def __init__(
         self,
@@ -186,6 +200,9 @@ class Deadline:
         """The last wake-up it was told of (an ``arm``, an ``awake`` while armed), also of a
         window before; None: none yet, nothing foretells the next."""
         self._handle: Cancellable | None = None
+        self._now: Callable[[], float] = time.monotonic
+        """The clock's time (``_time_of``), taken at each ``arm`` that starts a window, which
+        ``awake`` reads without looking the clock up again."""
         self.armed = False
         """Whether its action waits to run (a timer or a callback is scheduled): an attribute,
         not a property, as a node registry asks at each event of each report."""
@@ -196,7 +213,8 @@ class Deadline:
         too late."""
         if self._handle is None:
             clock = self._clock()
-            now = self._armed_at = clock.time()
+            self._now = _time_of(clock)
+            now = self._armed_at = self._now()
             self.armed = True
             if self._late(now, now):
                 self._run_soon(clock)
@@ -208,11 +226,9 @@ class Deadline:
         turn if the next wake-up, as far off as this one from the one before, would come at
         the window's end or after it."""
         armed_at = self._armed_at
-        if armed_at is not None and self._handle is not None:
-            clock = self._clock()
-            if self._late(clock.time(), armed_at):
-                self._handle.cancel()
-                self._run_soon(clock)
+        if armed_at is not None and self._handle is not None and self._late(self._now(), armed_at):
+            self._handle.cancel()
+            self._run_soon(self._clock())
 
     def _late(self, now: float, armed_at: float) -> bool:
         """Whether the wake-up after ``now`` (one that brings work) is foretold to come at the

@@ -53,7 +53,7 @@ from bridged.engine.uplink import OpenUdp
 from bridged.exposure.endpoints import NodeEndpoint
 from bridged.objects.errors import NotFound
 from bridged.operations import NodeOperations
-from bridged.registry import NodeRegistry
+from bridged.registry import NodeNews, NodeRegistry
 from bridged.store.commands import Command
 from bridged.store.database import (
     connect,
@@ -119,6 +119,10 @@ every reading: removed, so that it holds no reading back."""
 # -- the gateway -----------------------------------------------------------------------------
 
 
+def _nothing() -> None:
+    """No ``on_drift`` given: nobody shows the counts that move with every reading."""
+
+
 class Gateway:
     """See the module docstring."""
 
@@ -129,11 +133,11 @@ class Gateway:
         facts: MachineFacts | None = None,
         on_reboot: Callable[[], None] = lambda: None,
         on_change: Callable[[], None] = lambda: None,
-        on_drift: Callable[[], None] = lambda: None,
+        on_drift: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.on_change = on_change
-        self.on_drift = on_drift
+        self.on_drift = on_drift or _nothing
         self.events = EventHub()
         self.started_at = time.time()
         self.transport_state: dict[str, str] = {}
@@ -158,8 +162,11 @@ class Gateway:
             self.registry = NodeRegistry(self.nodes, self.secrets, self.readings)
             # The summary's counts that move without an event: readings waiting and dropped
             # (the store), nodes reachable (each node's news), whether storing works.
+            # Nodes reachable moves with each report's news: told only to an ``on_drift``
+            # (the daemon's, under systemd), with no call between.
             self.readings.moved = self._drifted
-            self.registry.on_news(lambda node, news: self._drifted())
+            if on_drift is not None:
+                self.registry.on_news(self._news_drifted)
             self.registry.on_store_problem(lambda problem: self._changed())
             self.commands = CommandQueue(
                 self.db,
@@ -497,6 +504,10 @@ class Gateway:
         self.on_change()
 
     def _drifted(self) -> None:
+        self.on_drift()
+
+    def _news_drifted(self, node: NodeId, news: NodeNews) -> None:
+        """A node's news (``NodeRegistry.on_news``): its reachability may have moved."""
         self.on_drift()
 
     def _on_command(self, command: Command) -> None:

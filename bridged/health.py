@@ -217,7 +217,7 @@ class NodeHealth:
 
 
 RSSI_STEP = 3
-"""dB an RSSI must move by to be shown (``HealthMonitor._rssi_news``)."""
+"""dB an RSSI must move by to be shown (``HealthMonitor._update``)."""
 
 SAVE_EVERY = 60.0
 """Seconds between two writes of the nodes' health to the state database (module docstring)."""
@@ -512,7 +512,14 @@ class HealthMonitor:
             if tracked.last_heard is None or heard_at > tracked.last_heard:
                 tracked.last_heard = heard_at
                 self._unsaved.add(node)
-        if rssi is not None and self._rssi_news(before, rssi):
+        if rssi is not None and (
+            before.rssi is None
+            or (rssi <= self._policy.low_signal) != before.low_signal
+            or abs(rssi - before.rssi) >= RSSI_STEP
+        ):  # worth showing (not a call more per report): it moved ``RSSI_STEP`` or more from
+            # the RSSI shown, or crossed the low-signal line; a BLE node's RSSI wanders by a
+            # few dB from advert to advert, which would otherwise be a change (and a
+            # notification) with each
             changes.update(rssi=rssi, low_signal=rssi <= self._policy.low_signal)
         if lqi is not None and lqi != before.lqi:
             changes["lqi"] = lqi
@@ -530,15 +537,6 @@ class HealthMonitor:
             self._set(node, tracked, health, before)
         if heard_at is not None and tracked.deadline < self._timer_at:
             self._arm(tracked.deadline)  # rarely: a node heard moves its deadline later
-
-    def _rssi_news(self, before: NodeHealth, rssi: int) -> bool:
-        """Whether ``rssi`` is worth showing: it moved ``RSSI_STEP`` or more from the RSSI shown,
-        or crossed the low-signal line. A BLE node's RSSI wanders by a few dB from advert to
-        advert, which would otherwise be a change (and a notification) with each."""
-        if before.rssi is None:
-            return True
-        crossed = (rssi <= self._policy.low_signal) != before.low_signal
-        return crossed or abs(rssi - before.rssi) >= RSSI_STEP
 
     # -- across a restart --------------------------------------------------------------------
 

@@ -522,14 +522,19 @@ class NodeRegistry:
         last known values; a value of an instance the node never announced announces it.
         ``heard``: the node said them."""
         if heard:
-            live.last_seen = max(live.last_seen or now, now)
+            last = live.last_seen
+            if last is None or now > last:  # ``max``, inline: every report comes here
+                live.last_seen = now
         grew = False
         # A node with no value known shares one empty map (LiveNode): its own from its first.
-        values = live.values if isinstance(live.values, dict) else {}
-        live.values = values
+        values = live.values
+        if type(values) is not dict:
+            values = live.values = {}
         for r in stamped:
-            values[r.path] = r
-            oid, iid = r.path.ids[0], r.path.ids[1]
+            path = r.path
+            values[path] = r
+            ids = path.ids
+            oid, iid = ids[0], ids[1]
             iids = live.objects.get(oid, ())  # no list made per reading
             if iid not in iids:
                 live.objects = shared_objects({**live.objects, oid: [*iids, iid]})

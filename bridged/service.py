@@ -118,7 +118,9 @@ class StatusUpdates:
     worked out over all its nodes: one line per change was quadratic in the nodes at such a
     start, and a datagram each. So a change (``changed``) sends the line ``settle`` seconds
     later, the summary when the burst settled; the counts that move with every reading
-    (``drifted``: readings waiting and dropped, nodes reachable) wait up to ``interval``."""
+    (``drifted``: readings waiting and dropped, nodes reachable) wait up to ``interval``.
+    ``settle`` is at most ``interval`` (a ValueError otherwise): so an armed line is always
+    due within ``interval``, which ``drifted`` relies on."""
 
     def __init__(
         self,
@@ -127,6 +129,8 @@ class StatusUpdates:
         settle: float = STATUS_SETTLE,
         interval: float = STATUS_INTERVAL,
     ) -> None:
+        if settle > interval:
+            raise ValueError(f"the settle ({settle} s) is longer than the interval ({interval} s)")
         self._notifier = notifier
         self._status = status
         self._settle = settle
@@ -138,8 +142,13 @@ class StatusUpdates:
         self._within(self._settle)
 
     def drifted(self) -> None:
-        """A count the line shows moved (a reading stored or delivered, a node heard)."""
-        self._within(self._interval)
+        """A count the line shows moved (a reading stored or delivered, a node heard).
+
+        Under systemd this is told with every report's news: while a line is armed it returns
+        at once, without reading the loop's clock, since an armed line is due within
+        ``interval`` already (whether armed by a drift or by a change: settle <= interval)."""
+        if self._handle is None:
+            self._within(self._interval)
 
     def _within(self, delay: float) -> None:
         """Send the line ``delay`` seconds from now, or sooner when it is due sooner already."""

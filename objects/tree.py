@@ -44,6 +44,8 @@ Computed = Callable[[], _ResourceSlot | None]
 _ComputedResources = tuple[tuple[Path, Computed], ...]
 """An instance's computed resources: each one's path and what computes it."""
 
+_isfinite = math.isfinite
+
 _NO_HOOKS: Mapping[Any, Any] = MappingProxyType({})
 """What a tree's executors, computed values and constraints start as: most trees (an end
 device's, one per node) never have any, and an empty dict each was 2 MB of a gateway with
@@ -450,6 +452,10 @@ class ObjectTree:
             single = odef.resources.get(rid)
             if single is None or single.multiple or (oid, rid) in self._constraints:
                 resources[rid] = self._checked_slot(odef, rid, value)
+            elif type(value) is float and single.plain_float and _isfinite(value):
+                # A sensor's reading, nearly every value set here: any finite float is a value
+                # of it (``ResourceDef.plain_float``), taken with no call at all.
+                resources[rid] = value
             else:  # a reading's resource: its value checked with no call more than that
                 if isinstance(value, dict):
                     raise BadRequest(f"resource {rid} ({single.name}) is single-instance")

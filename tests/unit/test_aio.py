@@ -316,3 +316,21 @@ def test_of_one_report_per_turn_at_a_steady_pace_an_arm_keeps_the_window() -> No
         clock.advance()
         clock.advance(0.125)
     assert ran == [0.875, 1.875, 2.875, 3.875] and clock.timers == []
+
+
+async def test_a_deadline_on_asyncios_loop_reads_the_loops_clock_also_when_it_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On asyncio's own loop a deadline reads ``time.monotonic`` itself (the loop's ``time``
+    is only that, and a Python call more per reading); a loop whose clock is replaced (a
+    test's) is still followed: a wake-up a whole window after the last one runs it early."""
+    loop = asyncio.get_running_loop()
+    now = [loop.time()]
+    monkeypatch.setattr(loop, "time", lambda: now[0])
+    ran: list[float] = []
+    due = Deadline(lambda: ran.append(now[0]), 10.0)
+    due.arm()
+    now[0] += 6.0  # the next wake-up, as far off again, comes after the window's end
+    due.awake()
+    await asyncio.sleep(0)
+    assert ran == [now[0]] and not due.armed

@@ -181,7 +181,7 @@ async def test_counts_that_move_send_one_line_within_the_interval() -> None:
     assert seen.lines == ["1000 waiting"] and summary.computed == 1
     updates.close()
 
-    updates = StatusUpdates(seen, summary.line, settle=60, interval=0.05)  # type: ignore[arg-type]
+    updates = StatusUpdates(seen, summary.line, settle=0.05, interval=0.05)  # type: ignore[arg-type]
     summary.count = 0
     updates.drifted()
     async with asyncio.timeout(5):
@@ -189,6 +189,46 @@ async def test_counts_that_move_send_one_line_within_the_interval() -> None:
             await asyncio.sleep(0.01)
     assert seen.lines == ["1000 waiting", "0 waiting"] and summary.computed == 2
     updates.close()
+
+
+async def test_a_drift_while_a_line_is_armed_reads_no_clock_and_moves_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under systemd every report's news drifts the counts: while a line is armed (by a
+    change or an earlier drift), a drift returns at once, without the loop's clock, and the
+    line goes when it was armed for, once."""
+    loop = asyncio.get_running_loop()
+    clock = loop.time
+    reads = []
+
+    def counted() -> float:
+        reads.append(None)
+        return clock()
+
+    monkeypatch.setattr(loop, "time", counted)
+    seen, summary = StatusSeen(), Summary("waiting")
+    updates = StatusUpdates(seen, summary.line, settle=0.05, interval=60)  # type: ignore[arg-type]
+    updates.changed()
+    armed = len(reads)
+    for _ in range(1000):
+        summary.count += 1
+        updates.drifted()
+    assert len(reads) == armed  # not one clock read for the 1,000 drifts
+    async with asyncio.timeout(5):
+        while not seen.lines:
+            await asyncio.sleep(0.01)
+    assert seen.lines == ["1000 waiting"] and summary.computed == 1
+    sent = len(reads)
+    updates.drifted()  # none armed: this one arms a line again, from the clock
+    assert len(reads) > sent
+    updates.close()
+
+
+def test_a_settle_longer_than_the_interval_is_refused() -> None:
+    """``drifted`` takes an armed line as due within the interval: a settle longer than it
+    would hold a drifted count back beyond the interval."""
+    with pytest.raises(ValueError, match="longer than the interval"):
+        StatusUpdates(StatusSeen(), Summary("x").line, settle=2, interval=1)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -121,7 +121,8 @@ class CommandQueue:
     """The desired-state queue, kept in the state database (``CommandStore``), and the applying
     of commands.
 
-    It subscribes to ``registry.on_awake``; a node's pending commands are applied by one task
+    It subscribes to ``registry.on_awake`` while a command waits (``_listen_awake``); a node's
+    pending commands are applied by one task
     at a time. ``clock`` gives seconds since the epoch (command times, expiry); ``ttl`` is how
     long a command may wait; ``timeout`` how long the node has to answer each command.
     """
@@ -147,7 +148,9 @@ class CommandQueue:
         self._waiting = self.store.waiting()
         self._wake = asyncio.Event()
         """Set when a command is kept or ends: ``run`` looks at the first expiry again."""
-        registry.on_awake(self.awake)
+        self._unawake: Callable[[], None] | None = None
+        """What stops ``awake`` being called (``_listen_awake``); None while it is not."""
+        self._listen_awake()
 
     def listen(self, listener: CommandListener) -> None:
         """Call ``listener`` with every command as it ends (and as it is queued)."""
@@ -174,6 +177,7 @@ class CommandQueue:
             command, older = add(now=now, expires=now + self.ttl)
         node, path = command.node, command.path
         self._waiting.add(node)
+        self._listen_awake()
         self.registry.expect_wake()
         self._wake.set()
         for old in older:
@@ -283,7 +287,19 @@ class CommandQueue:
                 self.registry.values(node, [Record(r.path, r.value) for r in command.records])
         if not self.pending(node):
             self._waiting.discard(node)
+            self._listen_awake()
         return ended
+
+    def _listen_awake(self) -> None:
+        """Be told of the nodes awake (``awake``) while a command waits for one (``_waiting``),
+        and only then: the registry calls its awake hooks twice for every report of every node
+        (3 k instructions a report, issue 17), and a gateway with no command kept, most of the
+        time, has none to call."""
+        if self._waiting and self._unawake is None:
+            self._unawake = self.registry.on_awake(self.awake)
+        elif not self._waiting and self._unawake is not None:
+            self._unawake()
+            self._unawake = None
 
     def expire(self) -> list[Command]:
         """End the commands whose time to live is over; returns them."""

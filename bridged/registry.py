@@ -323,12 +323,15 @@ class NodeRegistry:
         for node in self.live.values():
             listener.node_added(node)
 
-    def on_awake(self, hook: Callable[[NodeId], None]) -> None:
+    def on_awake(self, hook: Callable[[NodeId], None]) -> Callable[[], None]:
         """Call ``hook`` with a paired node each time it shows it can be reached: its transport
         reports it reachable, or a reading from it arrives (a sleepy node's moment to take the
         commands kept for it); once per report, which says it with two events (``_woke``): a
-        hook that keeps something for the node's wake since says so (``expect_wake``)."""
-        self._awake_hooks.add(hook)
+        hook that keeps something for the node's wake since says so (``expect_wake``).
+        Returns what stops it: a hook needed only now and then (the command queue's, while a
+        command waits) listens only then, and a report with no hook costs a truth test."""
+        self._woke = None  # the next event is told: the hook heard none of this report
+        return self._awake_hooks.add(hook)
 
     def expect_wake(self) -> None:
         """Somebody waits for a node's wake (a command kept for it, ``on_awake``): the next
@@ -475,7 +478,8 @@ class NodeRegistry:
             self._due.awake()  # it may commit at this turn's end: the loop is awake anyway
         else:
             self._arm()
-        self._awake(live, False)
+        if self._awake_hooks.anyone:  # not a call per report while nobody listens
+            self._awake(live, False)
 
     def _readings_first(self) -> None:
         """Readings reported before a value read or written are committed and taken now, if
@@ -566,7 +570,8 @@ class NodeRegistry:
                 self._arm()
             if state.reachable:
                 live.last_seen = max(live.last_seen or state.time, state.time)
-                self._awake(live, True)
+                if self._awake_hooks.anyone:  # as in ``readings``
+                    self._awake(live, True)
 
     def _news_of(self, live: LiveNode) -> NodeNews:
         """The paired node's news of this commit window, made with its first event (its caller

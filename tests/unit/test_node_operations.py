@@ -335,3 +335,17 @@ async def test_operations_over_other_paths_reach_the_node_and_keep_no_dict(
     assert found is not None
     await endpoint.write(*found, [Record(found[1], True)], replace=False)
     assert gw.sim.nodes[found[0]].switch is True, "what the node holds"
+
+
+async def test_the_queue_hears_of_wakes_only_while_a_command_waits(gw: NodeGateway) -> None:
+    """A report with no command kept calls no awake hook (issue 17); the queue listens again
+    for the next command, which is still applied when its node wakes."""
+    hooks = gw.registry._awake_hooks
+    assert not hooks.anyone, "no command kept: nothing told of each report"
+    for value, shown in ((b"1", True), (b"0", False)):
+        assert await put(gw, SWITCH_2, value) == Code.CHANGED
+        assert hooks.anyone
+        gw.wake(gw.sleepy)
+        await settled(gw)
+        assert gw.sleepy.switch is shown
+        assert not gw.commands.pending() and not hooks.anyone

@@ -640,3 +640,25 @@ def test_what_is_heard_is_told_only_to_whoever_listens_and_while_they_do(
     stop()
     registry.heard(Heard(node, 1_700_000_002.0, rssi=-62))
     assert heard == [later]
+
+
+def test_an_awake_hook_stopped_is_not_called_and_one_added_mid_report_is(
+    registry: NodeRegistry,
+) -> None:
+    """``on_awake`` returns what stops the hook (the command queue listens only while a
+    command waits); a hook added between a report's two events is told at the second."""
+    node = NodeId("sim", "0001")
+    registry.pair(PairedNode(node, "n", "sim"))
+    reading = [Record(TEMPERATURE, 21.5, time.time())]
+    first: list[NodeId] = []
+    stop = registry.on_awake(first.append)
+    registry.state(node, NodeState(True, time.time()))
+    stop()
+    registry.readings(node, reading)
+    registry.state(node, NodeState(True, time.time()))
+    assert first == [node]
+    registry.state(node, NodeState(True, time.time()))  # a report's first event, unheard
+    later: list[NodeId] = []
+    registry.on_awake(later.append)
+    registry.readings(node, reading)  # its second
+    assert later == [node]

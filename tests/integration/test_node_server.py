@@ -34,6 +34,7 @@ from bridged.store.readings import ReadingStore
 from bridged.store.secrets import SecretStore
 from bridged.transports.ieee802154.coap_link import LowpanAddress, create_link_context
 from bridged.transports.ieee802154.lowpan import link_local
+from bridged.transports.ieee802154.node_events import NodeEvents
 from bridged.transports.ieee802154.node_server import NodeServer, registered_objects
 
 GATEWAY_EUI = bytes.fromhex("00124b0000000001")
@@ -75,7 +76,7 @@ async def air(tmp_path: FsPath) -> AsyncIterator[Air]:
         NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
     )
     server = NodeServer(
-        "802154", registry, builtin_definitions(), awake_window=0.5, request_timeout=5
+        "802154", NodeEvents(registry), builtin_definitions(), awake_window=0.5, request_timeout=5
     )
     link = DirectLink(link_local(GATEWAY_EUI))
     context, link.gateway = await create_link_context(

@@ -8,6 +8,8 @@ import dataclasses
 from typing import cast
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridged.transports.base import SAME_REPORT, NodeState, TransportEvents
 from bridged.transports.ieee802154.node_events import NodeEvents
@@ -75,3 +77,49 @@ def test_a_forgotten_node_is_told_anew() -> None:
     node_events.forget(NODE)
     node_events.state(NODE, heard(100.1))
     assert len(told.states) == 2
+
+
+def reached_state(at: float, rssi: int, sleepy: bool, expect: float) -> NodeState:
+    return NodeState(True, at, rssi=rssi, lqi=200, sleepy=sleepy, expect=expect)
+
+
+STEPS = st.one_of(
+    st.tuples(
+        st.just("reached"),
+        st.sampled_from([0.0, 0.2, 0.9, SAME_REPORT, 3.0]),
+        st.integers(-90, -40),
+        st.booleans(),
+        st.sampled_from([300.0, 600.0]),
+    ),
+    st.tuples(st.sampled_from(["refuse", "accepted", "rekeyed", "forget", "gone"])),
+)
+
+
+@given(st.lists(STEPS, max_size=30))
+def test_reached_tells_what_a_state_built_each_time_tells(steps: list[tuple[object, ...]]) -> None:
+    """``reached`` (the node server's every message, a state built only when it says something
+    new) tells the core the states that building one at every message did, in the same order,
+    with refused frames and a node forgotten between them."""
+    at = 100.0
+    fast_told, built_told = Told(), Told()
+    fast = NodeEvents(cast(TransportEvents, fast_told), clock=lambda: at)
+    built = NodeEvents(cast(TransportEvents, built_told), clock=lambda: at)
+    for step in steps:
+        kind = step[0]
+        if kind == "reached":
+            _, later, rssi, sleepy, expect = step
+            assert isinstance(later, float) and isinstance(rssi, int)
+            assert isinstance(sleepy, bool) and isinstance(expect, float)
+            at += later
+            fast.reached(NODE, at, rssi, 200, sleepy, expect)
+            built.state(NODE, reached_state(at, rssi, sleepy, expect))
+        elif kind == "refuse":
+            fast.refuse(NODE, "its frames do not verify with its key")
+            built.refuse(NODE, "its frames do not verify with its key")
+        elif kind == "gone":
+            fast.state(NODE, NodeState(False, at))
+            built.state(NODE, NodeState(False, at))
+        else:
+            getattr(fast, str(kind))(NODE)
+            getattr(built, str(kind))(NODE)
+        assert fast_told.states == built_told.states

@@ -50,17 +50,26 @@ def split_session(
     return registration or None, link if isinstance(link, Mapping) else None
 
 
-def _nothing_new(told: NodeState, state: NodeState) -> bool:
-    """Whether ``state`` says nothing ``told`` did not (module docstring)."""
+def _nothing_new(
+    told: NodeState,
+    time: float,
+    sleepy: bool,
+    expect: float | None,
+    battery: int | None,
+    decrypt_failures: int,
+    problem: str | None,
+) -> bool:
+    """Whether a reachable node's state of these fields says nothing ``told`` did not (module
+    docstring); given field by field, so that ``NodeEvents.reached`` asks without building
+    the state."""
     return (
-        state.reachable
-        and told.reachable
-        and told.time <= state.time < told.time + SAME_REPORT
-        and state.sleepy == told.sleepy
-        and state.expect == told.expect
-        and state.battery == told.battery
-        and state.decrypt_failures == told.decrypt_failures
-        and state.problem == told.problem
+        told.reachable
+        and told.time <= time < told.time + SAME_REPORT
+        and sleepy == told.sleepy
+        and expect == told.expect
+        and battery == told.battery
+        and decrypt_failures == told.decrypt_failures
+        and problem == told.problem
     )
 
 
@@ -79,6 +88,9 @@ class NodeEvents:
         self._problems: dict[NodeId, str] = {}
         self._told: dict[NodeId, NodeState] = {}
         """The state of each node last passed on to the core."""
+        self._again: dict[NodeId, tuple[float, int | None, int | None]] = {}
+        """The time and link quality of each node heard since its state in ``_states``,
+        saying nothing new (``reached``): that state with them is the node server's latest."""
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -119,6 +131,7 @@ class NodeEvents:
         self._registrations.pop(node, None)
         self._links.pop(node, None)
         self._states.pop(node, None)
+        self._again.pop(node, None)
         self._told.pop(node, None)
         self.refused.pop(node, None)
         self._problems.pop(node, None)
@@ -127,15 +140,60 @@ class NodeEvents:
 
     def state(self, node: NodeId, state: NodeState) -> None:
         self._states[node] = state
+        self._again.pop(node, None)
         refused, problem = self.refused.get(node, 0), self._problems.get(node)
         if refused != state.decrypt_failures or problem != state.problem:
-            # a new state only when the link has a say: the node server reports one per message
+            # a new state only when the link has a say
             state = replace(state, decrypt_failures=refused, problem=problem)
         told = self._told.get(node)
-        if told is not None and _nothing_new(told, state):
+        if (
+            told is not None
+            and state.reachable
+            and _nothing_new(
+                told, state.time, state.sleepy, state.expect, state.battery, refused, problem
+            )
+        ):
             return
         self._told[node] = state
         self.events.state(node, state)
+
+    def reached(
+        self,
+        node: NodeId,
+        time: float,
+        rssi: int | None,
+        lqi: int | None,
+        sleepy: bool,
+        expect: float | None,
+    ) -> None:
+        """The node server heard ``node`` at ``time`` (with the link quality of its frame):
+        ``state`` of that reachable state, which is only built when it says something new.
+        The node server hears a node at every message, and nearly all say nothing new: the
+        state, its fields set one by one, and the check made again cost a notification more
+        than the check alone."""
+        told = self._told.get(node)
+        if told is not None and _nothing_new(
+            told,
+            time,
+            sleepy,
+            expect,
+            None,
+            self.refused.get(node, 0) if self.refused else 0,
+            self._problems.get(node) if self._problems else None,
+        ):
+            self._again[node] = (time, rssi, lqi)
+            return
+        self.state(node, NodeState(True, time, rssi, lqi, sleepy=sleepy, expect=expect))
+
+    def _latest(self, node: NodeId) -> NodeState | None:
+        """The node server's latest state of ``node``: its last, with the time and link
+        quality of a node heard since (``reached``)."""
+        state = self._states.get(node)
+        again = self._again.pop(node, None)
+        if state is not None and again is not None:
+            time, rssi, lqi = again
+            state = self._states[node] = replace(state, time=time, rssi=rssi, lqi=lqi)
+        return state
 
     def refuse(self, node: NodeId, problem: str) -> None:
         """A frame of paired ``node`` was refused by link-layer security, for ``problem``: a
@@ -143,12 +201,12 @@ class NodeEvents:
         as the node server last said."""
         self.refused[node] += 1
         self._problems[node] = problem
-        self.state(node, self._states.get(node) or NodeState(False, self._clock()))
+        self.state(node, self._latest(node) or NodeState(False, self._clock()))
 
     def accepted(self, node: NodeId) -> None:
         """A datagram of ``node`` got through the link: whatever was refused before is over."""
-        if self._problems.pop(node, None) is not None and node in self._states:
-            self.state(node, self._states[node])
+        if self._problems.pop(node, None) is not None and (state := self._latest(node)):
+            self.state(node, state)
 
     def rekeyed(self, node: NodeId) -> None:
         """The node has a new key: what its old key refused says nothing of the new one."""

@@ -3,10 +3,11 @@
 Nodes on the air are constrained LwM2M clients (Contiki-NG, RIOT, Zephyr): they ``POST /rd``,
 update, de-register and ``POST /dp`` (Send) like they would to any LwM2M server, and the gateway
 reads, writes, executes and observes them. This module turns that into the transport contract
-(``transports.base``): a registration is an ``admit`` (only paired EUI-64s get in; others get
-4.03, logged once by the node registry), its object list becomes ``objects``, its Sends and
-notifications become ``readings`` or ``values`` by the rule of :mod:`.sources` (one measured
-value is one reading), and every message from a node is a sign that it is reachable.
+(``transports.base``, through ``node_events.NodeEvents``): a registration is an ``admit``
+(only paired EUI-64s get in; others get 4.03, logged once by the node registry), its object
+list becomes ``objects``, its Sends and notifications become ``readings`` or ``values`` by
+the rule of :mod:`.sources` (one measured value is one reading), and every message from a
+node is a sign that it is reachable (``NodeEvents.reached``).
 
 Sleepy nodes (``b=UQ``, or ``Q`` in 1.1) are reachable only for ``awake_window`` seconds after
 they last talked, as LwM2M queue mode says. An operation on a sleepy node outside that window
@@ -46,6 +47,7 @@ from bridged.objects.errors import (
     error_for_code,
 )
 from bridged.objects.formats import ContentFormat, codec_for
+from bridged.objects.formats.senml_cbor_usual import UsualPack
 from bridged.objects.ids import HOUSEKEEPING, FirmwareUpdate
 from bridged.objects.linkformat import parse_links
 from bridged.objects.paths import ROOT, Level, Path
@@ -53,10 +55,11 @@ from bridged.objects.values import Record
 from bridged.transports.firmware import Progress
 from bridged.transports.nodes import NodeId
 
-from ..base import Heard, NodeState, TransportEvents
+from ..base import Heard, NodeState
 from .coap_link import LowpanAddress, LowpanMessageInterface
 from .coap_notification import Notification
 from .lowpan import mac_from_address
+from .node_events import NodeEvents
 from .notifications import each_notification, notification_of, rest_of
 from .sources import HOLD, NodeSources, Sorted
 
@@ -202,7 +205,7 @@ class NodeServer:
     def __init__(
         self,
         transport: str,
-        events: TransportEvents,
+        events: NodeEvents,
         definitions: Definitions,
         *,
         awake_window: float = DEFAULT_AWAKE_WINDOW,
@@ -574,17 +577,7 @@ class NodeServer:
         registration.last_heard = now
         node = registration.node
         rssi, lqi = self._link_quality.get(node, (None, None))
-        self.events.state(
-            node,
-            NodeState(
-                reachable=True,
-                time=now,
-                rssi=rssi,
-                lqi=lqi,
-                sleepy=registration.queue,
-                expect=registration.lifetime,
-            ),
-        )
+        self.events.reached(node, now, rssi, lqi, registration.queue, registration.lifetime)
         for waiter in self._wakers.pop(node, ()) if self._wakers else ():
             if not waiter.done():
                 waiter.set_result(None)
@@ -671,6 +664,7 @@ class NodeServer:
     ) -> None:
         node = registration.node
         completing: set[asyncio.Task[None]] = set()
+        usual = UsualPack(self.definitions)
 
         async def whole(message: aiocoap.Message) -> None:
             try:
@@ -686,7 +680,7 @@ class NodeServer:
                     extra={"NODE": str(node)},
                 )
                 return
-            self._notified(registration, notification_of(complete), path, first=False)
+            self._notified(registration, notification_of(complete), path, usual, first=False)
 
         def notified(message: aiocoap.Message | Notification) -> None:
             if isinstance(message, aiocoap.Message):
@@ -697,12 +691,12 @@ class NodeServer:
                     task.add_done_callback(completing.discard)
                     return
                 message = notification_of(message)
-            self._notified(registration, message, path, first=False)
+            self._notified(registration, message, path, usual, first=False)
 
         try:
             answer = await request.response
             first = await self._whole(registration, answer, path)
-            self._notified(registration, notification_of(first), path, first=True)
+            self._notified(registration, notification_of(first), path, usual, first=True)
             if request.observation is None:
                 return
             await each_notification(request, answer, notified)
@@ -730,7 +724,13 @@ class NodeServer:
         return whole if whole is not None else await self.context.request(get).response
 
     def _notified(
-        self, registration: NodeRegistration, message: Notification, path: Path, *, first: bool
+        self,
+        registration: NodeRegistration,
+        message: Notification,
+        path: Path,
+        usual: UsualPack,
+        *,
+        first: bool,
     ) -> None:
         if not message.code.is_successful():
             log.info(
@@ -738,7 +738,7 @@ class NodeServer:
             )
             return
         try:
-            records = self._decode(message.payload, message.content_format, path)
+            records = self._notified_records(message, path, usual)
         except LwM2MError as e:
             log.warning("node %s sent %s that cannot be decoded: %s", registration.node, path, e)
             return
@@ -750,6 +750,22 @@ class NodeServer:
             registration.hold = asyncio.get_running_loop().call_later(
                 HOLD, self._release, registration
             )
+
+    def _notified_records(
+        self, message: Notification, path: Path, usual: UsualPack
+    ) -> list[Record]:
+        """The records of a notification of ``path``: as the observation's last SenML CBOR
+        pack's when it repeats that pack but for its float values (what a node's notifications
+        nearly all do: senml_cbor_usual.py), else by the general decode, which decides every
+        refusal and whose SenML CBOR records are learnt for the next one."""
+        if message.content_format != FORMAT:
+            return self._decode(message.payload, message.content_format, path)
+        payload = message.payload
+        records = usual.decode(payload)
+        if records is None:
+            records = self._decode(payload, FORMAT, path)
+            usual.learn(payload, records)
+        return records
 
     def _release(self, registration: NodeRegistration) -> None:
         """No Send came for what the node notified: its held readings are readings now."""

@@ -102,15 +102,15 @@ class LowpanMessageInterface(interfaces.MessageInterface):
         self._mman: interfaces.MessageManager | None = mman
         self._send_datagram = send_datagram
         self.local = LowpanAddress(self, ip, port)
-        self._observed: dict[tuple[bytes, LowpanAddress], Callable[[Notification], None]] = {}
-        """The observations whose NON notifications skip the message manager (``observing``)."""
+        self._observed: dict[tuple[bytes, bytes, int], Callable[[Notification], None]] = {}
+        """The observations whose NON notifications skip the message manager (``observing``),
+        by token and the node's IPv6 address and port: a peer's identity as ``LowpanAddress``
+        has it, with no address made and hashed per datagram to find one."""
 
     def received(self, ip: bytes, port: int, payload: bytes, eui64: bytes | None = None) -> None:
-        """A UDP payload for our port arrived from ``ip``/``port``; garbage is logged, dropped."""
-        self.received_from(LowpanAddress(self, ip, port, eui64), payload)
-
-    def received_from(self, remote: LowpanAddress, payload: bytes) -> None:
-        """``received``, from an address of this interface already made."""
+        """A UDP payload for our port arrived from ``ip``/``port``; garbage is logged, dropped.
+        A NON notification of an observation in ``observing`` goes to it with no address
+        made; everything else goes to aiocoap from a ``LowpanAddress``."""
         if self._mman is None:
             return
         if self._observed:
@@ -119,10 +119,11 @@ class LowpanMessageInterface(interfaces.MessageInterface):
             except CoapDecodeError:
                 notification = None  # aiocoap's decode says what it makes of it, as always
             if notification is not None:
-                notified = self._observed.get((notification.token, remote))
+                notified = self._observed.get((notification.token, ip, port))
                 if notified is not None:
                     notified(notification)
                     return
+        remote = LowpanAddress(self, ip, port, eui64)
         try:
             message = aiocoap.Message.decode(payload, remote=remote)
         except error.UnparsableMessage:
@@ -140,7 +141,7 @@ class LowpanMessageInterface(interfaces.MessageInterface):
         deduplicated, so all the layers above would do is find the observation
         (notifications.py says what is checked instead). A notification that decoder leaves
         to aiocoap (in blocks, with an ETag) reaches the observation through aiocoap."""
-        key = (token, remote)
+        key = (token, remote.ip, remote.port)
         self._observed[key] = notified
         try:
             yield

@@ -294,12 +294,16 @@ class NodeServer:
         registration.tasks.append(asyncio.create_task(self._observe(registration)))
 
     def node_of(self, address: LowpanAddress) -> NodeId:
-        """The node at ``address``, by the MAC address the link knew or its IPv6 address
+        """The node at ``address`` (``node_at``)."""
+        return self.node_at(address.ip, address.eui64)
+
+    def node_at(self, ip: bytes, eui64: bytes | None = None) -> NodeId:
+        """The node at IPv6 address ``ip``, by the MAC address the link knew or the address
         carries (``node_address``). Each datagram asks, so the answer is kept by address."""
-        key = address.eui64 or address.ip
+        key = eui64 or ip
         node = self._nodes.get(key)
         if node is None:
-            mac = address.eui64 or mac_from_address(address.ip)
+            mac = eui64 or mac_from_address(ip)
             node = NodeId(self.transport, node_address(mac, self.pan_id))
             remember(self._nodes, key, node)
         return node

@@ -379,15 +379,15 @@ class IEEE802154Transport(Transport):
             return
         if datagram is None or self._interface is None:
             return
-        remote = LowpanAddress(self._interface, datagram.src, datagram.src_port)
+        src, src_port = datagram.src, datagram.src_port
         if datagram.dst_port not in self.coap_ports:
-            self._not_served(remote, datagram.dst_port)
+            self._not_served(src, datagram.dst_port)
             return
-        remember(self._ports, (datagram.src, datagram.src_port), datagram.dst_port)
-        node = self.server.node_of(remote)
+        remember(self._ports, (src, src_port), datagram.dst_port)
+        node = self.server.node_at(src)
         self.node_events.accepted(node)
         self.server.link_quality(node, frame.rssi, frame.lqi)
-        self._interface.received_from(remote, datagram.payload)
+        self._interface.received(src, src_port, datagram.payload)
 
     def _send_datagram(self, remote: LowpanAddress, payload: bytes) -> None:
         """Queue ``payload`` for ``remote``, in the order the gateway meant it.
@@ -455,9 +455,10 @@ class IEEE802154Transport(Transport):
             extra={"NODE": str(node)},
         )
 
-    def _not_served(self, remote: LowpanAddress, port: int) -> None:
-        """A datagram to a port the gateway does not serve: dropped, and said once per node."""
-        node = self.server.node_of(remote)
+    def _not_served(self, src: bytes, port: int) -> None:
+        """A datagram from ``src`` to a port the gateway does not serve: dropped, and said
+        once per node."""
+        node = self.server.node_at(src)
         if node in self._dropped:
             return
         remember(self._dropped, node, None)

@@ -23,13 +23,11 @@ decoder never changes what the gateway accepts, only what one common message cos
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiocoap.numbers import types
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.optionnumbers import OptionNumber
-
-from bridged.objects.slotted import quick_init
 
 from .errors import RadioDecodeError
 
@@ -56,12 +54,12 @@ class CoapDecodeError(RadioDecodeError):
     running past the end, a payload marker with no payload)."""
 
 
-@quick_init  # every frame makes one (objects/slotted.py)
-@dataclass(frozen=True, slots=True)
-class Notification:
+class Notification(NamedTuple):
     """What the node server takes of a notification: its token (the observation it belongs to),
     code, Observe number (None: a last response), Content-Format (None: not given) and payload
-    (a Max-Age says nothing the node server uses)."""
+    (a Max-Age says nothing the node server uses). A named tuple: every notification makes
+    one, and a frozen dataclass's five fields set through their slots' setters cost more than
+    the rest of its decode's header (spinel.RxFrame says the same)."""
 
     token: bytes
     code: Code

@@ -4,7 +4,6 @@ counters both ways, and the 6LoWPAN link with security on both ends."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +244,7 @@ def test_datagrams_cross_a_secured_link_whole_and_fragmented(size: int) -> None:
     frames = node_link.send(sent, src_mac=NODE, dst_mac=GATEWAY, pan_id=PAN)
     assert all(parse_frame(f).security is not None and len(f) <= MAX_PSDU for f in frames)
     assert [d for d in map(gateway_link.receive, frames) if d is not None] == [sent]
-    answer = replace(sent, src=sent.dst, dst=sent.src, payload=b"\x60\x44")
+    answer = sent._replace(src=sent.dst, dst=sent.src, payload=b"\x60\x44")
     (back,) = gateway_link.send(answer, src_mac=GATEWAY, dst_mac=NODE, pan_id=PAN)
     assert node_link.receive(back) == answer
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bridged.objects.slotted import quick_init
 
@@ -180,10 +181,9 @@ def _checksum_holds(src: bytes, dst: bytes, udp: bytes) -> bool:
     return not int.from_bytes(data, "big") % 0xFFFF
 
 
-@quick_init  # every frame makes one (objects/slotted.py)
-@dataclass(frozen=True, slots=True)
-class UdpDatagram:
-    """A UDP datagram between two IPv6 addresses."""
+class UdpDatagram(NamedTuple):
+    """A UDP datagram between two IPv6 addresses. A named tuple: every datagram received
+    makes one, for less than a frozen dataclass set slot by slot (spinel.RxFrame says why)."""
 
     src: bytes
     src_port: int

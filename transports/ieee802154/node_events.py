@@ -167,10 +167,10 @@ class NodeEvents:
         expect: float | None,
     ) -> None:
         """The node server heard ``node`` at ``time`` (with the link quality of its frame):
-        ``state`` of that reachable state, which is only built when it says something new.
-        The node server hears a node at every message, and nearly all say nothing new: the
-        state, its fields set one by one, and the check made again cost a notification more
-        than the check alone."""
+        as ``state`` of a reachable state with these fields, but the state is only built when
+        it says something new. The node server hears a node at every message, and nearly all
+        say nothing new: a ``NodeState`` built for each, nine fields set one by one, cost a
+        notification more than the check alone."""
         told = self._told.get(node)
         if told is not None and _nothing_new(
             told,

@@ -173,6 +173,8 @@ def _head(major: int, length: int) -> bytes:
     return bytes((major | 27,)) + length.to_bytes(8, "big")
 
 
+_VALUE = struct.Struct(">Hd").pack
+"""A record's value's label and 0xfb, and its value, a finite float."""
 _TIME_AND_VALUE = struct.Struct(">dHd").pack
 """A record's ``bt`` after its label and 0xfb (``CompactEncoder``), then its value's label and
 0xfb, and its value: two finite floats."""
@@ -185,6 +187,11 @@ def _text(x: str) -> bytes:
     data = x.encode()
     size = len(data)
     return (_TEXT_HEADS[size] if size < 24 else _head(0x60, size)) + data
+
+
+def _int(x: int) -> bytes:
+    """An integer from -2**64 to 2**64 - 1 as cbor2 writes it (RFC 8949 §3.1)."""
+    return _head(0x00, x) if x >= 0 else _head(0x20, -1 - x)
 
 
 def _item(x: object) -> bytes:
@@ -260,8 +267,10 @@ class CompactEncoder:
     ``n`` field is encoded once per base name and kept (``_entry``: by the name's text, whose
     hash Python keeps with the string, and Delivery hands the same strings batch after batch),
     and such a record is one lookup, the series rule's test, and one ``struct`` write of its
-    time and value after that kept prefix, with no call per field and no map built. Every other
-    record takes the general path (``_record``). A name found under the current base name
+    time and value after that kept prefix, with no call per field and no map built. A node
+    clock's record, whole seconds after the base time (``{n, t, v}``, a buffered series), is
+    that prefix less its ``bt`` too, its ``t`` and one write of its value. Every other record
+    takes the general path (``_record``). A name found under the current base name
     resolves under it (it did when it was kept there), so only the series rule is left to
     test for it before ``senml.base_name`` decides. Floats keep their 9 bytes: cbor2 shortens
     them only in its canonical mode, for floats that rarely fit in fewer bytes (21.37 does
@@ -289,7 +298,7 @@ class CompactEncoder:
         known: dict[str, bytes] = {}  # the names under bn: none under no base name
         bt: float = math.nan  # no time is a whole number of seconds after it: the first sets it
         series = len(names) - 2  # a run of three may begin before this index
-        write, number, float_ = _TIME_AND_VALUE, _NUMBER_FLOAT, float
+        write, write_value, number, float_ = _TIME_AND_VALUE, _VALUE, _NUMBER_FLOAT, float
         out: list[bytes] = []
         append = out.append
         for i, name in enumerate(names):
@@ -328,6 +337,10 @@ class CompactEncoder:
                     bt = new_bt = time
                 elif rel:
                     t = rel
+                    if new_bn is None and type(value) is float_ and value - value == 0.0:
+                        # a node clock's: {n, t, v}, t a small integer (``relative``)
+                        append(entry[:-2] + _T_KEY + _int(rel) + write_value(number, value))
+                        continue
             n = entry[1:-2]  # the entry's n field, between its map head and bt's heads
             append(_record(new_bn, n, new_bt, t, name, value))
         return out

@@ -129,7 +129,7 @@ def test_a_leading_run_is_a_pack_of_its_own(
 def test_a_pack_is_the_bytes_cbor2_writes_for_it(
     batch: tuple[object, list[Record]], data: st.DataObject
 ) -> None:
-    """The pack is built record by record with no cbor2 call per record (``compact_records``):
+    """The pack is built record by record with no cbor2 call per record (``CompactEncoder``):
     its bytes are exactly cbor2's for the same maps, and a leading run's size is measured
     without building it."""
     _, records = batch
@@ -184,6 +184,27 @@ def test_a_reading_with_a_clock_time_is_its_name_its_time_and_its_value() -> Non
         "a3 00 66 372f35373030 22 fb 41da4d5278100000 02 fb bff4000000000000"
     )
     assert first == cbor2.dumps({BN: "/3303/", N: "6/5700", BT: NOW, 2: 20.5})
+
+
+@given(
+    base=st.one_of(
+        st.integers(-(2**62), 2**62),
+        st.integers(2**53 - 2**32, 2**53 + 2**32),
+        st.integers(-(2**53) - 2**32, -(2**53) + 2**32),
+    ),
+    steps=st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=8),
+)
+def test_a_float_clock_whole_seconds_apart_is_relative_in_decimal_too(
+    base: int, steps: list[int]
+) -> None:
+    """A node's clock in whole seconds, as floats: ``relative`` skips the decimal check for
+    them (``senml._whole``), so each time a reader gets back by adding the numbers' shortest
+    decimal forms is checked here, about 2**53 too, as a Leshan server adds them."""
+    times = [float(base + s) for s in [0, *steps]]
+    records = [Record(Path((3303, 0, 5700)), 21.5, t) for t in times]
+    payload = send_payload(records)
+    assert decimal_times(payload) == [Decimal(repr(t)) for t in times]
+    assert same(resolve(payload), expected(records))
 
 
 def temperatures(nodes: int, per_node: int) -> list[Record]:

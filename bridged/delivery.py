@@ -107,6 +107,7 @@ from bridged.engine.series import leading_fit
 from bridged.exposure.mapping import changes as mapping_changes
 from bridged.objects.definitions import Definitions, ResourceDef
 from bridged.objects.errors import LwM2MError
+from bridged.objects.formats.senml_cbor import CompactEncoder
 from bridged.objects.paths import Path
 from bridged.objects.values import Record, check_value
 from bridged.store.readings import Pending, ReadingStore
@@ -386,6 +387,9 @@ class Delivery:
         is another object misses the entry and maps its own."""
         self._mapping_changes = mapping_changes()
         self._definitions: Definitions | None = None
+        self._encoder = CompactEncoder()
+        """Encodes every batch's Send packs, keeping each ``_Mapped`` name's CBOR from one
+        batch to the next (the names are the same strings)."""
 
     def notify(self, count: int = 0) -> None:
         """New readings are in the store."""
@@ -609,7 +613,7 @@ class Delivery:
             return None
         cut = end
         packs = {
-            session: SendPack(part.readings.names(), part.readings.records)
+            session: SendPack(part.readings.names(), part.readings.records, self._encoder)
             for session, part in parts.items()
         }
         for session, part in parts.items():

@@ -29,6 +29,7 @@ from bridged.objects.definitions import Definitions, ResourceDef
 from bridged.objects.errors import BadRequest, LwM2MError, NotFound, coap_code
 from bridged.objects.formats.senml import path_names
 from bridged.objects.formats.senml_cbor import CODEC as SENML_CBOR
+from bridged.objects.formats.senml_cbor import CompactEncoder
 from bridged.objects.ids import BOOTSTRAP_ONLY, Server
 from bridged.objects.paths import Level, Path
 from bridged.objects.tree import ObjectTree
@@ -144,20 +145,26 @@ def encode_send(records: Sequence[Record], tree: ObjectTree) -> bytes:
 
 def send_payload(records: Sequence[Record]) -> bytes:
     """The SenML CBOR payload of a Send of ``records`` checked already (``check_records``):
-    every record named by ``bn`` + ``n`` with its time, if any, as ``bt`` + ``t``
-    (``senml.compact_fields``)."""
+    every record named by ``bn`` + ``n`` with its time, if any, as ``bt`` + ``t`` (a compact
+    pack, ``senml``'s module docstring)."""
     return SendPack(path_names(records), records).payload(len(records))
 
 
 class SendPack:
     """The Send payloads of the leading runs of ``records`` (checked already) named ``names``
-    (``senml.compact_fields``: a record's value and time at the path its name says), from one
-    encoding of each record: delivery measures a batch at a length or two before it settles
-    on one, and a length's size is a sum, its payload a join (a leading run of the records is
-    a pack of its own, see ``SenMLCborCodec.compact_records``)."""
+    (a compact pack: a record's value and time at the path its name says), from one encoding
+    of each record by ``encoder`` (a new one if None; Delivery keeps one, and with it each
+    name's encoding, from one batch to the next): delivery measures a batch at a length or
+    two before it settles on one, and a length's size is a sum, its payload a join (a leading
+    run of the records is a pack of its own, see ``senml_cbor.CompactEncoder``)."""
 
-    def __init__(self, names: Sequence[str], records: Sequence[Record]) -> None:
-        self._records = SENML_CBOR.compact_records(names, records)
+    def __init__(
+        self,
+        names: Sequence[str],
+        records: Sequence[Record],
+        encoder: CompactEncoder | None = None,
+    ) -> None:
+        self._records = (encoder or CompactEncoder()).records(names, records)
         self._ends = list(accumulate(map(len, self._records)))
 
     def size(self, count: int) -> int:

@@ -23,7 +23,7 @@ Time
     when either is present, else None ("now"). Encoding writes each record's time as ``t`` with
     no ``bt``, which carries any float exactly.
 
-Compact packs (``compact_fields``, what a Send carries)
+Compact packs (``base_name`` and ``relative``, what a Send carries)
     A Send is a composite pack, every record named in full; a batch of readings repeats the
     same prefixes and nearly the same times, record after record, and each Block1 block of it
     is a round trip on a cellular uplink paid by the byte. So its records share a base name
@@ -33,8 +33,9 @@ Compact packs (``compact_fields``, what a Send carries)
     and no ``n`` after it), and moves when a record's name leaves it or when a run of three
     records of one path begins; ``bt`` is the first record's time and ``t`` the difference
     where it is a small integer that gives the time back exactly, in binary and in decimal
-    (else the record sets a new ``bt``; see ``_relative``). A pack where some record has no
-    time keeps absolute ``t`` and no ``bt``: an inherited ``bt`` would give it one.
+    (else the record sets a new ``bt``; see ``relative``). A pack where some record has no
+    time keeps absolute ``t`` and no ``bt``: an inherited ``bt`` would give it one. The
+    SenML CBOR codec writes these packs (``senml_cbor.CompactEncoder``) with the rules here.
 
 Values
     One value label per record, chosen by the resource's type; a label of the wrong type, a
@@ -168,7 +169,7 @@ def encode_entries(
     See the module docstring for the naming convention. The items carry no base fields, so
     that LwM2M JSON can put the base name beside them and SenML into the first of them.
     """
-    labels = _value_labels(dialect)
+    labels = type_labels(dialect)
     n_label, t_label = dialect.n, dialect.t
     composite = base.prefix is None and not base.ids
     if composite:
@@ -201,7 +202,7 @@ def encode_entries(
     return bn, items
 
 
-def _value_labels(dialect: Dialect) -> dict[type, Label]:
+def type_labels(dialect: Dialect) -> dict[type, Label]:
     """The value label of each Python type a record's value may have."""
     values = dialect.values
     return {
@@ -237,71 +238,38 @@ def encode_pack(records: Sequence[Record], base: Path, dialect: Dialect) -> list
     return items
 
 
-Fields = tuple[str | None, str | None, float | None, float | None, Label, object]
-"""One record of a compact pack as its fields, None where absent: ``bn``, ``n``, ``bt``,
-``t``, the value's label and its wire form (``compact_fields``); a codec writes them in that
-order."""
+def base_name(names: Sequence[str], i: int, bn: str) -> str | None:
+    """The base name record ``i`` of a compact pack (module docstring) sets, named
+    ``names[i]`` after records that left ``bn`` as the base name; None when it keeps ``bn``.
 
-
-def compact_fields(
-    names: Sequence[str], records: Sequence[Record], dialect: Dialect
-) -> list[Fields]:
-    """A composite pack of ``records`` with shared base names and times (module docstring),
-    as each record's fields: no map is built per record, the codec writes the fields as they
-    are (a Send's pack is encoded once per batch, and measured at a length or two).
-
-    ``names[i]`` is the name of ``records[i]`` (its path at the server, ``path_names``), and
-    the records give their values and times: a gateway's Send carries a node's reading at a
-    path of the gateway's, and delivery keeps each path's name from one batch to the next
-    (bridged/delivery.py), so neither a record at that path nor its name is made per
-    reading."""
-    if dialect.bn is None or dialect.bt is None:
-        raise InternalServerError(f"{dialect.name} has no base fields to share")
-    labels = _value_labels(dialect)
-    timed = all(rec.time is not None for rec in records)  # else no ``bt`` (module docstring)
-    bn, whole = "", False  # whole: bn ends at a "/", so any name under it may follow
-    bt: float | None = None
+    A new one when the name does not resolve under ``bn`` (it must end at a "/" for any name
+    under it to follow; a base name with no "/" at its end is one record's whole name): the
+    prefix the name shares with the next one, at a "/" boundary. And the name itself where a
+    run of three records of that name begins (a series of one resource), so that its records
+    carry no ``n``. Names are LwM2M paths, so two share at least the leading "/" and a base
+    name once set is never empty."""
+    name = names[i]
     last = len(names) - 1
-    fields: list[Fields] = []
-    append = fields.append
-    for i, rec in enumerate(records):
-        name = names[i]
-        new_bn: str | None = None
-        if not (bn and name.startswith(bn) and (whole or name == bn)):
-            bn = new_bn = _shared_prefix(name, names[i + 1] if i < last else name)
-            whole = bn.endswith("/")
-        elif i + 2 <= last and name != bn and name == names[i + 1] == names[i + 2]:
-            bn = new_bn = name  # a series of one resource begins
-            whole = False
-        n = name[len(bn) :] if len(name) != len(bn) else None
-        time = rec.time
-        new_bt: float | None = None
-        t: float | None = None
-        if time is not None:
-            if not timed:
-                t = time
-            else:
-                if bt is None:
-                    rel = None
-                else:  # the common case, a fraction apart, decided with no call
-                    d = time - bt
-                    rel = None if type(d) is float and not d.is_integer() else _relative(time, bt)
-                if rel is None:
-                    bt = new_bt = time
-                elif rel:
-                    t = rel
-        value = rec.value
-        label = labels.get(type(value))
-        if label is None or type(value) not in _PLAIN:
-            label, out = _wire_out(name, value, label, dialect)
-        else:
-            out = value
-        append((new_bn, n, new_bt, t, label, out))
-    return fields
+    if not (bn and name.startswith(bn) and (name == bn or bn.endswith("/"))):
+        return _shared_prefix(name, names[i + 1] if i < last else name)
+    if i + 2 <= last and name != bn and name == names[i + 1] == names[i + 2]:
+        return name  # a series of one resource begins
+    return None
+
+
+def compact_value(
+    name: str, value: Value, labels: Mapping[type, Label], dialect: Dialect
+) -> tuple[Label, object]:
+    """The label and wire form of a compact pack's ``value`` (the record named ``name``),
+    ``labels`` being ``type_labels(dialect)``."""
+    label = labels.get(type(value))
+    if label is None or type(value) not in _PLAIN:
+        return _wire_out(name, value, label, dialect)
+    return label, value
 
 
 def path_names(records: Sequence[Record]) -> list[str]:
-    """Each record's path as a SenML name (``compact_fields``), each path object's text made
+    """Each record's path as a SenML name (a compact pack's), each path object's text made
     once: a series holds one path object in each of its records."""
     texts: dict[int, str] = {}
     names: list[str] = []
@@ -326,7 +294,7 @@ def _shared_prefix(name: str, other: str) -> str:
     return name[: name.rfind("/", 0, end) + 1]
 
 
-def _relative(time: float, bt: float) -> int | None:
+def relative(time: float, bt: float) -> int | None:
     """``time`` after ``bt`` as a small integer (1 to 5 bytes, where a float takes 9), when
     ``bt + t`` gives ``time`` back exactly, with its type, both to a reader that adds binary
     numbers and to one that adds their shortest decimal forms, as Leshan does (its timestamps
@@ -341,9 +309,28 @@ def _relative(time: float, bt: float) -> int | None:
         return None
     if bt + t != time or type(bt + t) is not type(time):
         return None
-    if type(time) is float and Decimal(repr(bt)) + t != Decimal(repr(time)):
+    if (
+        type(time) is float
+        and not _whole(bt, time)
+        and Decimal(repr(bt)) + t != Decimal(repr(time))
+    ):
         return None
     return t
+
+
+_EXACT = 2.0**53
+"""Below it in magnitude, every whole number is a float."""
+
+
+def _whole(bt: float, time: float) -> bool:
+    """Whether both are whole numbers of magnitude below 2**53 (a node's clock in seconds, as
+    floats): each one's shortest decimal form is then its exact value (a shorter decimal
+    within half a unit in the last place of a whole number would be that whole number), so
+    the decimal sum is the binary one and ``relative`` needs no ``repr`` (each 5 k
+    instructions, most of a series record's encoding)."""
+    return (
+        bt.is_integer() and time.is_integer() and -_EXACT < bt < _EXACT and -_EXACT < time < _EXACT
+    )
 
 
 def encode_path_list(paths: Sequence[Path], dialect: Dialect) -> list[Item]:

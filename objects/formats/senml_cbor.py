@@ -12,6 +12,7 @@ becomes a DecodeError.
 from __future__ import annotations
 
 import io
+import math
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -21,16 +22,19 @@ import cbor2
 from ..definitions import Definitions, ResourceType
 from ..errors import DecodeError, NotAcceptable
 from ..paths import Path
-from ..values import Record
+from ..values import Record, Value
 from . import ContentFormat
 from .senml import (
     Dialect,
     Label,
-    compact_fields,
+    base_name,
+    compact_value,
     decode_pack,
     decode_path_list,
     encode_pack,
     encode_path_list,
+    relative,
+    type_labels,
 )
 
 MAX_DEPTH = 8
@@ -169,10 +173,11 @@ def _head(major: int, length: int) -> bytes:
     return bytes((major | 27,)) + length.to_bytes(8, "big")
 
 
-_KEY_FLOAT64 = struct.Struct(">BBd").pack
-"""A one-byte label (an integer from -24 to 23) and a finite float after it."""
-_BT_AND_VALUE = struct.Struct(">BBdBBd").pack
-"""Two of them: a record's ``bt`` and its value."""
+_VALUE = struct.Struct(">Hd").pack
+"""A record's value's label and 0xfb, and its value, a finite float."""
+_TIME_AND_VALUE = struct.Struct(">dHd").pack
+"""A record's ``bt`` after its label and 0xfb (``CompactEncoder``), then its value's label and
+0xfb, and its value: two finite floats."""
 
 _TEXT_HEADS = [_head(0x60, length) for length in range(24)]
 
@@ -182,6 +187,11 @@ def _text(x: str) -> bytes:
     data = x.encode()
     size = len(data)
     return (_TEXT_HEADS[size] if size < 24 else _head(0x60, size)) + data
+
+
+def _int(x: int) -> bytes:
+    """An integer from -2**64 to 2**64 - 1 as cbor2 writes it (RFC 8949 §3.1)."""
+    return _head(0x00, x) if x >= 0 else _head(0x20, -1 - x)
 
 
 def _item(x: object) -> bytes:
@@ -204,68 +214,14 @@ class SenMLCborCodec:
     def encode(self, records: Sequence[Record], base: Path, definitions: Definitions) -> bytes:
         return _dump(encode_pack(records, base, DIALECT))
 
-    def compact_records(self, names: Sequence[str], records: Sequence[Record]) -> list[bytes]:
-        """Each record of a composite pack of ``records`` named ``names`` with base names and
-        times shared (a Send's, see ``senml.compact_fields``) as its CBOR map, the bytes
-        cbor2 would write for it; ``pack`` joins them, or a leading run of them, which is a
-        pack of its own (a base name chosen with a later record in view still resolves every
-        name before it). Built here field by field, with no map per record: a leading run's
-        size is then a sum, and the pack's bytes a join. Floats keep their 9 bytes: cbor2
-        shortens them only in its canonical mode, which also sorts every map's keys and costs
-        four times the encoding, for floats that rarely fit in fewer bytes (21.37 does
-        not)."""
-        bn_key, n_key, bt_key, t_key = _BN_KEY, _N_KEY, _BT_KEY, _T_KEY
-        value_keys, item, text, heads = _VALUE_KEYS, _item, _text, _MAP_HEADS
-        text_heads = _TEXT_HEADS
-        key_float, bt_byte, number_byte = _KEY_FLOAT64, _BT_KEY[0], _NUMBER_KEY[0]
-        bt_and_value = _BT_AND_VALUE
-        out: list[bytes] = []
-        append = out.append
-        for bn, n, bt, t, label, value in compact_fields(names, records, DIALECT):
-            # The common fields (a name, a float time, a float value) with no call per field.
-            fields, count = b"", 1
-            if bn is not None:
-                fields, count = bn_key + text(bn), 2
-            if n is not None:
-                data = n.encode()  # short: a node's path below the base name
-                size = len(data)
-                head = text_heads[size] if size < 24 else _head(0x60, size)
-                fields, count = fields + n_key + head + data, count + 1
-            if (
-                t is None
-                and type(bt) is float
-                and type(value) is float
-                and bt - bt == 0.0
-                and value - value == 0.0
-            ):  # a reading with a clock's time of its own: both floats in one write
-                append(
-                    heads[count + 1]
-                    + fields
-                    + bt_and_value(bt_byte, 0xFB, bt, number_byte, 0xFB, value)
-                )
-                continue
-            if bt is not None:
-                if type(bt) is float and bt - bt == 0.0:
-                    fields += key_float(bt_byte, 0xFB, bt)
-                else:
-                    fields += bt_key + item(bt)
-                count += 1
-            if t is not None:
-                fields, count = fields + t_key + item(t), count + 1
-            if type(value) is float and value - value == 0.0:
-                append(heads[count] + fields + key_float(number_byte, 0xFB, value))
-            else:
-                append(heads[count] + fields + value_keys[label] + item(value))
-        return out
-
     @staticmethod
     def pack_size(count: int, size: int) -> int:
-        """The size of a pack of ``count`` records (``compact_records``) of ``size`` bytes."""
+        """The size of a pack of ``count`` records (``CompactEncoder``) of ``size`` bytes."""
         return len(_head(0x80, count)) + size
 
     @staticmethod
     def pack(records: Sequence[bytes]) -> bytes:
-        """A SenML CBOR pack of records encoded by ``compact_records``."""
+        """A SenML CBOR pack of records encoded by ``CompactEncoder``."""
         return _head(0x80, len(records)) + b"".join(records)
 
     def decode(self, payload: bytes, base: Path, definitions: Definitions) -> list[Record]:
@@ -281,8 +237,152 @@ class SenMLCborCodec:
 _BN_KEY, _N_KEY, _BT_KEY, _T_KEY = map(_dump, (DIALECT.bn, DIALECT.n, DIALECT.bt, DIALECT.t))
 _VALUE_KEYS: dict[Label, bytes] = {label: _dump(label) for label in DIALECT.value_labels}
 _NUMBER_KEY = _VALUE_KEYS[DIALECT.number]
-assert len(_BT_KEY) == len(_NUMBER_KEY) == 1, "one-byte labels, as _KEY_FLOAT64 writes them"
+assert len(_BT_KEY) == len(_NUMBER_KEY) == 1, "one-byte labels, as _TIME_AND_VALUE writes them"
+_BT_FLOAT = _BT_KEY + b"\xfb"
+_NUMBER_FLOAT = _NUMBER_KEY[0] << 8 | 0xFB
 _MAP_HEADS = [_head(0xA0, count) for count in range(6)]
-"""A record's map of 1 to 5 fields (``compact_fields``)."""
+"""A record's map of 1 to 5 fields (``CompactEncoder``)."""
+_TYPE_LABELS = type_labels(DIALECT)
+
+NAMES_LIMIT = 2048
+"""How many names ``CompactEncoder`` keeps encoded at most (about 150 bytes each, the name
+itself shared with its caller): a resource of 2,000 nodes under one base name. Past it, it
+starts again empty, as ``bridged.delivery.MAPPED_LIMIT`` does."""
+
+
+class CompactEncoder:
+    """Writes compact SenML packs (``senml``'s module docstring: base names and times shared,
+    what a Send carries) record by record in SenML CBOR, keeping what a record's name encodes
+    to from one pack to the next.
+
+    ``records`` gives each record's map as its own bytes, exactly those cbor2 writes for it;
+    ``CODEC.pack`` joins them, or a leading run of them, which is a pack of its own (a base
+    name chosen with a later record in view still resolves every name before it): a leading
+    run's size is a sum, its payload a join, and Delivery measures a batch at a length or two
+    before it settles on one.
+
+    Why it is shaped as it is: a Send's batch is mostly readings of a few hundred paths, each
+    with a ``time.time()`` of its own, so nearly every record is ``{n, bt, v}`` with its name
+    under the base name the previous record left, a float time and a float value. Each name's
+    ``n`` field is encoded once per base name and kept (``_entry``: by the name's text, whose
+    hash Python keeps with the string, and Delivery hands the same strings batch after batch),
+    and such a record is one lookup, the series rule's test, and one ``struct`` write of its
+    time and value after that kept prefix, with no call per field and no map built. A node
+    clock's record, whole seconds after the base time (``{n, t, v}``, a buffered series), is
+    that prefix less its ``bt`` too, its ``t`` and one write of its value. Every other record
+    takes the general path (``_record``). A name found under the current base name
+    resolves under it (it did when it was kept there), so only the series rule is left to
+    test for it before ``senml.base_name`` decides. Floats keep their 9 bytes: cbor2 shortens
+    them only in its canonical mode, for floats that rarely fit in fewer bytes (21.37 does
+    not), and the bytes are cbor2's."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, dict[str, bytes]] = {}
+        """Each base name's names encoded under it."""
+        self._size = 0
+
+    def records(self, names: Sequence[str], records: Sequence[Record]) -> list[bytes]:
+        """Each record of the compact pack of ``records`` (checked already) named ``names`` as
+        its CBOR map's bytes."""
+        out = self._records(names, records, timed=True)
+        if out is None:  # some record has no time: absolute times and no ``bt``
+            out = self._records(names, records, timed=False)
+            assert out is not None, "only a timed pack stops at a record with no time"
+        return out
+
+    def _records(
+        self, names: Sequence[str], records: Sequence[Record], *, timed: bool
+    ) -> list[bytes] | None:
+        """``records``'s maps, None when ``timed`` and a record has no time."""
+        bn = ""
+        known: dict[str, bytes] = {}  # the names under bn: none under no base name
+        bt: float = math.nan  # no time is a whole number of seconds after it: the first sets it
+        series = len(names) - 2  # a run of three may begin before this index
+        write, write_value, number, float_ = _TIME_AND_VALUE, _VALUE, _NUMBER_FLOAT, float
+        out: list[bytes] = []
+        append = out.append
+        for i, name in enumerate(names):
+            try:
+                entry: bytes | None = known[name]
+            except KeyError:  # a name not (yet) kept under bn
+                entry = None
+            new_bn: str | None = None
+            if entry is None or (
+                i < series and name == names[i + 1] and name == names[i + 2] and name != bn
+            ):
+                new_bn = base_name(names, i, bn)
+                if new_bn is not None:
+                    bn, known = new_bn, self._under(new_bn)
+                entry = known.get(name) or self._entry(known, bn, name)
+            rec = records[i]
+            time, value = rec.time, rec.value
+            new_bt: float | None = None
+            t: float | None = None
+            if not timed:
+                t = time
+            elif time is None:
+                return None
+            elif (time - bt) % 1.0:  # not a whole number of seconds apart (or not finite)
+                bt = new_bt = time
+                if (
+                    new_bn is None
+                    and type(time) is type(value) is float_
+                    and (time - time) + (value - value) == 0.0  # both finite
+                ):  # the common record: {n, bt, v} with two floats, in one write
+                    append(entry + write(time, number, value))
+                    continue
+            else:
+                rel = relative(time, bt)
+                if rel is None:
+                    bt = new_bt = time
+                elif rel:
+                    t = rel
+                    if new_bn is None and type(value) is float_ and value - value == 0.0:
+                        # a node clock's: {n, t, v}, t a small integer (``relative``)
+                        append(entry[:-2] + _T_KEY + _int(rel) + write_value(number, value))
+                        continue
+            n = entry[1:-2]  # the entry's n field, between its map head and bt's heads
+            append(_record(new_bn, n, new_bt, t, name, value))
+        return out
+
+    def _under(self, bn: str) -> dict[str, bytes]:
+        """The names kept encoded under ``bn``."""
+        known = self._known.get(bn)
+        if known is None:
+            known = self._known[bn] = {}
+        return known
+
+    def _entry(self, known: dict[str, bytes], bn: str, name: str) -> bytes:
+        """Encode ``name`` under ``bn`` (which it resolves under) and keep it in ``known``,
+        the names under ``bn`` (past ``NAMES_LIMIT``, after letting go of all kept so far):
+        what the common record (``_records``) starts with, its map's head (2 fields, or 3
+        with an ``n``), its ``n`` field, and its ``bt``'s label and float head (0xfb)."""
+        if self._size >= NAMES_LIMIT:
+            known.clear()
+            self._known = {bn: known}
+            self._size = 0
+        n = _N_KEY + _text(name[len(bn) :]) if name != bn else b""
+        entry = known[name] = _MAP_HEADS[3 if n else 2] + n + _BT_FLOAT
+        self._size += 1
+        return entry
+
+
+def _record(
+    bn: str | None, n: bytes, bt: float | None, t: float | None, name: str, value: Value
+) -> bytes:
+    """A compact pack's record as its map's bytes, any of its fields absent (None, or an
+    empty ``n``, the name's ``n`` field as encoded already)."""
+    fields, count = b"", 1
+    if bn is not None:
+        fields, count = _BN_KEY + _text(bn), 2
+    if n:
+        fields, count = fields + n, count + 1
+    if bt is not None:
+        fields, count = fields + _BT_KEY + _item(bt), count + 1
+    if t is not None:
+        fields, count = fields + _T_KEY + _item(t), count + 1
+    label, out = compact_value(name, value, _TYPE_LABELS, DIALECT)
+    return _MAP_HEADS[count] + fields + _VALUE_KEYS[label] + _item(out)
+
 
 CODEC = SenMLCborCodec()

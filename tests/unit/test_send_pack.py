@@ -12,14 +12,16 @@ the encoder and the project's decoder does not hide.
 from __future__ import annotations
 
 from decimal import Decimal
+from unittest import mock
 
 import cbor2
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bridged.engine.send import SendPack, send_payload
-from bridged.objects.formats import ContentFormat, codec_for
+from bridged.objects.formats import ContentFormat, codec_for, senml_cbor
 from bridged.objects.formats.senml import path_names
+from bridged.objects.formats.senml_cbor import CompactEncoder
 from bridged.objects.paths import ROOT, Path
 from bridged.objects.values import ObjLnk, Record
 from strategies import composite_reads, values_of
@@ -127,7 +129,7 @@ def test_a_leading_run_is_a_pack_of_its_own(
 def test_a_pack_is_the_bytes_cbor2_writes_for_it(
     batch: tuple[object, list[Record]], data: st.DataObject
 ) -> None:
-    """The pack is built record by record with no cbor2 call per record (``compact_records``):
+    """The pack is built record by record with no cbor2 call per record (``CompactEncoder``):
     its bytes are exactly cbor2's for the same maps, and a leading run's size is measured
     without building it."""
     _, records = batch
@@ -149,6 +151,60 @@ def test_every_record_comes_back_exactly(batch: tuple[object, list[Record]]) -> 
     decoded = codec_for(ContentFormat.SENML_CBOR).decode(payload, ROOT, definitions)  # type: ignore[arg-type]
     assert [(r.path, r.value) for r in decoded] == [(r.path, r.value) for r in records]
     assert [d.time for d in decoded] == [r.time for r in records]
+
+
+@given(runs=st.lists(batches(), min_size=2, max_size=6), limit=st.integers(1, 40))
+def test_an_encoder_kept_across_packs_writes_what_a_new_one_writes(
+    runs: list[tuple[object, list[Record]]], limit: int
+) -> None:
+    """Delivery keeps one ``CompactEncoder`` (and each name's encoding under each base name)
+    from one batch to the next: a pack's bytes are the same as from an encoder that never saw
+    another pack, also where the encoder let go of what it kept (``NAMES_LIMIT``, made small
+    here) in the middle of a pack, and with the same name strings batch after batch."""
+    kept = CompactEncoder()
+    texts: dict[Path, str] = {}
+    with mock.patch.object(senml_cbor, "NAMES_LIMIT", limit):
+        for _, records in runs:
+            names = [texts.setdefault(r.path, str(r.path)) for r in records]
+            again = kept.records(names, records)
+            assert again == CompactEncoder().records(path_names(records), records)
+            assert SendPack(names, records, kept).payload(len(records)) == send_payload(records)
+
+
+def test_a_reading_with_a_clock_time_is_its_name_its_time_and_its_value() -> None:
+    """The common record, written from its name's kept encoding and one write of two floats
+    (``CompactEncoder``), byte by byte: a map of 3, ``n`` "7/5700", ``bt`` and ``v`` as
+    9-byte floats; the first record also sets ``bn``."""
+    records = [
+        Record(Path((3303, 6, 5700)), 20.5, NOW),
+        Record(Path((3303, 7, 5700)), -1.25, NOW + 0.25),
+    ]
+    first, second = CompactEncoder().records([str(r.path) for r in records], records)
+    assert second == bytes.fromhex(
+        "a3 00 66 372f35373030 22 fb 41da4d5278100000 02 fb bff4000000000000"
+    )
+    assert first == cbor2.dumps({BN: "/3303/", N: "6/5700", BT: NOW, 2: 20.5})
+
+
+@given(
+    base=st.one_of(
+        st.integers(-(2**62), 2**62),
+        st.integers(2**53 - 2**32, 2**53 + 2**32),
+        st.integers(-(2**53) - 2**32, -(2**53) + 2**32),
+    ),
+    steps=st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=8),
+)
+def test_a_float_clock_whole_seconds_apart_is_relative_in_decimal_too(
+    base: int, steps: list[int]
+) -> None:
+    """A node's clock in whole seconds, as floats: ``relative`` skips the decimal check for
+    them (``senml._whole``), so each time a reader gets back by adding the numbers' shortest
+    decimal forms is checked here, about 2**53 too, as a Leshan server adds them."""
+    times = [float(base + s) for s in [0, *steps]]
+    records = [Record(Path((3303, 0, 5700)), 21.5, t) for t in times]
+    payload = send_payload(records)
+    assert decimal_times(payload) == [Decimal(repr(t)) for t in times]
+    assert same(resolve(payload), expected(records))
 
 
 def temperatures(nodes: int, per_node: int) -> list[Record]:

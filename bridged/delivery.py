@@ -236,10 +236,9 @@ class _Mapped:
     """A node path's place at its session: its ``path`` there (the exposure's mapping), that
     path's SenML ``name`` and its checked definition (``check_path``; a finite float of a
     ``plain_float`` resource is then taken as it is), kept from one batch to the next
-    (``Delivery._mapped``). ``node`` and ``local`` are the node id and node path objects it
-    was found for, held so that their ``id`` stay theirs while the entry lives."""
+    (``Delivery._mapped``). ``local`` is the node path object it was found for, held so that
+    its ``id`` stays its own while the entry lives."""
 
-    node: NodeId
     local: Path
     path: Path
     name: str
@@ -374,16 +373,16 @@ class Delivery:
         self._dropped = sum(readings.dropped().values())
         self._drops = readings.drops
         self._skipping: set[tuple[NodeId, Path]] = set()
-        self._mapped: dict[tuple[int, int], _Mapped] = {}
-        """Node paths mapped and checked, by the ``id`` of the node id and of the node path
+        self._mapped: dict[tuple[NodeId, int], _Mapped] = {}
+        """Node paths mapped and checked, by the node id and the ``id`` of the node path
         (``_Mapped``), kept while the exposure's mapping is as it was at ``_mapping_changes``
         and the sessions' definitions are ``_definitions``. A node reports the same few
         resources, and mapping and checking one (the exposure's lookup, a new upstream
         ``Path``, its name, the checks) was about 40 % of a batch's cost per reading; one found
-        by ``id`` costs no hash of a ``NodeId`` or ``Path`` (Python functions). A reading
-        holds its node's id (the registry's, one per paired node) and its path object (one
-        per node resource from the transport, or the store's parse cache); an equal path that
-        is another object misses the entry and maps its own."""
+        by its path's ``id`` costs no hash of a ``Path`` (a Python function; a node id's is
+        the tuple's, in C). A reading holds its path object (one per node resource from the
+        transport, or the store's parse cache); an equal path that is another object misses
+        the entry and maps its own."""
         self._mapping_changes = mapping_changes()
         self._definitions: Definitions | None = None
 
@@ -546,10 +545,8 @@ class Delivery:
         before the first reading that would overflow its session's message or leave its last
         Block1 block nearly empty (``send.whole_blocks``); readings that are
         skipped (not exposed, refused) ride along, so the cursor passes them too."""
-        # Each node's target, keyed by the node id's ``id``: the rows hold their node ids while
-        # the batch is made, and an id is found without a NodeId's hash (a Python function)
-        # per reading; an equal node id that is another object gets a target of its own.
-        targets: dict[int, _Target | None] = {}
+        # Each node's target, by its node id (hashed in C, cheaper than an ``id()`` call).
+        targets: dict[NodeId, _Target | None] = {}
         # Each route's session, its part and what it had, keyed by the route's ``id`` (the
         # value keeps the route alive while the batch is made): one lookup per route, not per
         # node.
@@ -564,7 +561,7 @@ class Delivery:
             mapped_paths.clear()
             self._mapping_changes = mapping_changes()
         for index, (seq, (node, r)) in enumerate(zip(seqs, pending.rows, strict=True)):
-            target = targets.get(id(node), _UNSEEN)
+            target = targets.get(node, _UNSEEN)
             if target is _UNSEEN:  # the node's first reading in this batch
                 route = self.route(node)
                 if route is None:
@@ -584,14 +581,14 @@ class Delivery:
                         mapped_paths.clear()
                         self._definitions = found.tree.definitions
                     target = _Target(found, part, route.path, at)
-                targets[id(node)] = target
+                targets[node] = target
             try:
                 if target is None:
                     raise LwM2MError(f"node {node} is not exposed")
                 if seq <= target.had:
                     had.append(index)
                     continue
-                mapped = mapped_paths.get((id(node), id(r.path)))
+                mapped = mapped_paths.get((node, id(r.path)))
                 if mapped is None:
                     mapped = self._map(target, node, r.path)
                 rdef = mapped.rdef
@@ -650,7 +647,7 @@ class Delivery:
         rdef = check_path(path, target.session.tree.definitions)
         if len(self._mapped) >= MAPPED_LIMIT:
             self._mapped.clear()
-        mapped = self._mapped[id(node), id(local)] = _Mapped(node, local, path, str(path), rdef)
+        mapped = self._mapped[node, id(local)] = _Mapped(local, path, str(path), rdef)
         return mapped
 
     @staticmethod

@@ -237,10 +237,9 @@ class _Mapped:
     """A node path's place at its session: its ``path`` there (the exposure's mapping), that
     path's SenML ``name`` and its checked definition (``check_path``; a finite float of a
     ``plain_float`` resource is then taken as it is), kept from one batch to the next
-    (``Delivery._mapped``). ``node`` and ``local`` are the node id and node path objects it
-    was found for, held so that their ``id`` stay theirs while the entry lives."""
+    (``Delivery._mapped``). ``local`` is the node path object it was found for, held so that
+    its ``id`` stays its own while the entry lives."""
 
-    node: NodeId
     local: Path
     path: Path
     name: str
@@ -308,12 +307,13 @@ class _Gathered:
 class _Target:
     """Where one node's readings of a batch go: its session's ``part``, at
     ``path(node, local)``; the session had its readings up to seq ``had`` already
-    (``_Server.has``)."""
+    (``_Server.has``); ``mapped`` is the node's paths mapped (``Delivery._mapped``)."""
 
     session: ServerSession
     part: _Gathered
     path: GatewayPath
     had: int
+    mapped: dict[int, _Mapped]
 
 
 @dataclass
@@ -375,16 +375,20 @@ class Delivery:
         self._dropped = sum(readings.dropped().values())
         self._drops = readings.drops
         self._skipping: set[tuple[NodeId, Path]] = set()
-        self._mapped: dict[tuple[int, int], _Mapped] = {}
-        """Node paths mapped and checked, by the ``id`` of the node id and of the node path
-        (``_Mapped``), kept while the exposure's mapping is as it was at ``_mapping_changes``
-        and the sessions' definitions are ``_definitions``. A node reports the same few
-        resources, and mapping and checking one (the exposure's lookup, a new upstream
-        ``Path``, its name, the checks) was about 40 % of a batch's cost per reading; one found
-        by ``id`` costs no hash of a ``NodeId`` or ``Path`` (Python functions). A reading
-        holds its node's id (the registry's, one per paired node) and its path object (one
+        self._mapped: dict[NodeId, dict[int, _Mapped]] = {}
+        """Node paths mapped and checked (``_Mapped``): each node's, by the ``id`` of the node
+        path, kept while the exposure's mapping is as it was at ``_mapping_changes`` and the
+        sessions' definitions are ``_definitions``; ``_mapped_count`` of them in all. A node
+        reports the same few resources, and mapping and checking one (the exposure's lookup, a
+        new upstream ``Path``, its name, the checks) was about 40 % of a batch's cost per
+        reading. A batch finds a node's dict once (its ``_Target``), then each reading's entry
+        by its path's ``id``: no hash of a ``Path`` (a Python function), and no key tuple made
+        per reading as a ``(node, id(path))`` key would. A reading holds its path object (one
         per node resource from the transport, or the store's parse cache); an equal path that
-        is another object misses the entry and maps its own."""
+        is another object misses the entry and maps its own. Forgotten all at once
+        (``_forget_mapped``): a target made before keeps its node's dict for its batch, whose
+        entries were made for its own session and hold for it."""
+        self._mapped_count = 0
         self._mapping_changes = mapping_changes()
         self._definitions: Definitions | None = None
         self._encoder = CompactEncoder()
@@ -550,10 +554,8 @@ class Delivery:
         before the first reading that would overflow its session's message or leave its last
         Block1 block nearly empty (``send.whole_blocks``); readings that are
         skipped (not exposed, refused) ride along, so the cursor passes them too."""
-        # Each node's target, keyed by the node id's ``id``: the rows hold their node ids while
-        # the batch is made, and an id is found without a NodeId's hash (a Python function)
-        # per reading; an equal node id that is another object gets a target of its own.
-        targets: dict[int, _Target | None] = {}
+        # Each node's target, by its node id (hashed in C, cheaper than an ``id()`` call).
+        targets: dict[NodeId, _Target | None] = {}
         # Each route's session, its part and what it had, keyed by the route's ``id`` (the
         # value keeps the route alive while the batch is made): one lookup per route, not per
         # node.
@@ -563,12 +565,11 @@ class Delivery:
         parts: dict[ServerSession, _Gathered] = {}
         had: list[int] = []  # indexes of readings their session acknowledged already
         ssid = server.short_server_id
-        mapped_paths = self._mapped
         if self._mapping_changes != mapping_changes():
-            mapped_paths.clear()
+            self._forget_mapped()
             self._mapping_changes = mapping_changes()
         for index, (seq, (node, r)) in enumerate(zip(seqs, pending.rows, strict=True)):
-            target = targets.get(id(node), _UNSEEN)
+            target = targets.get(node, _UNSEEN)
             if target is _UNSEEN:  # the node's first reading in this batch
                 route = self.route(node)
                 if route is None:
@@ -585,17 +586,20 @@ class Delivery:
                         sessions[id(route)] = known
                     _, found, part, at = known
                     if found.tree.definitions is not self._definitions:
-                        mapped_paths.clear()
+                        self._forget_mapped()
                         self._definitions = found.tree.definitions
-                    target = _Target(found, part, route.path, at)
-                targets[id(node)] = target
+                    mapped_here = self._mapped.get(node)
+                    if mapped_here is None:
+                        mapped_here = self._mapped[node] = {}
+                    target = _Target(found, part, route.path, at, mapped_here)
+                targets[node] = target
             try:
                 if target is None:
                     raise LwM2MError(f"node {node} is not exposed")
                 if seq <= target.had:
                     had.append(index)
                     continue
-                mapped = mapped_paths.get((id(node), id(r.path)))
+                mapped = target.mapped.get(id(r.path))
                 if mapped is None:
                     mapped = self._map(target, node, r.path)
                 rdef = mapped.rdef
@@ -652,10 +656,17 @@ class Delivery:
         if path is None:
             raise LwM2MError(f"{local} of node {node} is not exposed")
         rdef = check_path(path, target.session.tree.definitions)
-        if len(self._mapped) >= MAPPED_LIMIT:
-            self._mapped.clear()
-        mapped = self._mapped[id(node), id(local)] = _Mapped(node, local, path, str(path), rdef)
+        if self._mapped_count >= MAPPED_LIMIT:
+            self._forget_mapped()
+            target.mapped = self._mapped[node] = {}
+        mapped = target.mapped[id(local)] = _Mapped(local, path, str(path), rdef)
+        self._mapped_count += 1
         return mapped
+
+    def _forget_mapped(self) -> None:
+        """Forget every node path mapped (``_mapped``)."""
+        self._mapped.clear()
+        self._mapped_count = 0
 
     @staticmethod
     def _session(route: Route, short_server_id: int) -> ServerSession | None:

@@ -162,7 +162,7 @@ class HeardNodes(Mapping[NodeId, Heard]):
     """The scan table: what was last heard of each node, paired or not (``bridgectl status``
     counts it, pairing takes a node's name and profile from it). A paired node's is kept on
     its ``LiveNode``, which each of its adverts has found already (in a table of its own
-    every advert cost two more lookups, each a node id's hash: a Python function); the
+    every advert cost two more lookups); the
     unpaired ones in a table of the ``HEARD_LIMIT`` most recently heard."""
 
     def __init__(self, live: Mapping[NodeId, LiveNode]) -> None:
@@ -257,9 +257,9 @@ class NodeRegistry:
         self._recent: tuple[NodeId | None, LiveNode | None] = (None, None)
         """The node id of the latest event and its live node (None: not paired). A transport
         tells one report as several events (heard, state, readings) with one node id, often
-        not the object the tables hold (it is made from the frame's address), and a node id's
-        hash and equality are Python functions: the report's later events find it by
-        identity. Forgotten when a node is paired or unpaired."""
+        not the object the tables hold (it is made from the frame's address): the report's
+        later events find it by identity, with no lookup. Forgotten when a node is paired or
+        unpaired."""
         self._woke: LiveNode | None = None
         self._woke_by_state = False
         """The node the awake hooks were just told of by one of its report's two events that

@@ -159,6 +159,16 @@ class Path:
     def sort_key(self) -> tuple[str, tuple[int, ...]]:
         return (self.prefix or "", self.ids)
 
+    def __hash__(self) -> int:
+        # The IDs' hash for a path without a prefix (nearly every path hashed: a node's known
+        # values are keyed by its reading's path, one hash a reading), not that of a tuple made
+        # of both fields with the prefix's None: no tuple is made. A Python call still, which a
+        # cached hash (a slot more on every path, against the memory goal) or a tuple base
+        # (every field read a descriptor's call, a dozen a reading) would have avoided at more
+        # cost than it saves. Equal paths hash the same: the dataclass's __eq__ compares both.
+        ids = self.ids
+        return hash(ids) if self.prefix is None else hash((ids, self.prefix))
+
     def __lt__(self, other: Path) -> bool:
         return self.sort_key() < other.sort_key()
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 import sys
+from collections import namedtuple
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _TRANSPORT = re.compile(r"[a-z][a-z0-9_]*")
 _SPACE = re.compile(r"\s")
@@ -24,34 +25,55 @@ class NodeIdError(ValueError):
     """A node id that is not ``transport:address``."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class NodeId:
+_FIELDS = namedtuple("_FIELDS", ("transport", "address"))
+"""Where ``NodeId`` reads its fields from: a named tuple's field getter (``_tuplegetter``, the
+tuple's item in C), which works on any tuple."""
+
+
+class NodeId(tuple[str, str]):
     """``transport:address``, e.g. ``ble:A4:C1:38:00:11:22`` or ``802154:00124b0001020304``.
 
     The address is the transport's own spelling; each transport normalises it (case, separators)
     before making the id, so one node always has one id.
+
+    A node id is the tuple ``(transport, address)``, so that hashing it, comparing it and its
+    order (transport, then address) are the tuple's, in C: a node id keys the lookups of each
+    report a node makes (the registry's, the node health's, the exposure's), where a
+    dataclass's ``__hash__`` (even returning a hash worked out once) and ``__eq__`` were a
+    Python call each, the ``__eq__`` at every lookup by an equal id that is another object.
+    It takes what the dataclass's three slots took (two items; no hash kept). As a tuple, it
+    equals the tuple of its fields, so it keys only dicts of node ids; it is formatted with
+    ``str`` or an f-string, never ``"%s" % node`` (a tuple is ``%``'s arguments).
     """
 
-    transport: str
-    address: str
-    _hash: int = field(init=False, repr=False, compare=False)
-    """Worked out once: a node id keys a dozen lookups for each report a node makes (the
-    registry's, the node health's, the exposure's), and the dataclass's own hash builds and
-    hashes a tuple each time."""
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        if not _TRANSPORT.fullmatch(self.transport) and not self.transport.isdigit():
-            raise NodeIdError(f"{self.transport!r} is not a transport name")
-        if not self.address or _SPACE.search(self.address):
-            raise NodeIdError(f"{self.address!r} is not a node address")
-        object.__setattr__(self, "_hash", hash((self.transport, self.address)))
+    if TYPE_CHECKING:
 
-    def __hash__(self) -> int:
-        return self._hash
+        @property
+        def transport(self) -> str: ...
+
+        @property
+        def address(self) -> str: ...
+
+    else:
+        transport = _FIELDS.transport
+        address = _FIELDS.address
+
+    def __new__(cls, transport: str, address: str) -> NodeId:
+        if not _TRANSPORT.fullmatch(transport) and not transport.isdigit():
+            raise NodeIdError(f"{transport!r} is not a transport name")
+        if not address or _SPACE.search(address):
+            raise NodeIdError(f"{address!r} is not a node address")
+        return tuple.__new__(cls, (transport, address))
 
     def __reduce__(self) -> tuple[type[NodeId], tuple[str, str]]:
-        """Unpickled by building it again: a string's hash is its process's own."""
+        """Copied and unpickled by building it again (its checks, and the tuple's hash of this
+        process's strings)."""
         return NodeId, (self.transport, self.address)
+
+    def __repr__(self) -> str:
+        return f"NodeId(transport={self.transport!r}, address={self.address!r})"
 
     @classmethod
     def parse(cls, text: str) -> NodeId:

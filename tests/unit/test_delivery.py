@@ -221,3 +221,33 @@ async def test_a_send_follows_the_exposures_mapping_once_it_changes() -> None:
     ]
     assert delivery.stats(1).skipped == 1
     assert not store.pending(consumer_name(1))
+
+
+async def test_more_node_paths_than_are_kept_mapped_are_all_sent_where_they_are_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Delivery keeps at most ``MAPPED_LIMIT`` node paths mapped, over all the nodes; past it
+    it forgets them all and maps again. With a bound of 2 and 6 node paths (3 nodes, 2
+    resources each, in one batch and then another), every reading still reaches the server
+    at its node's shown path, in order, and no more than the bound are kept."""
+    monkeypatch.setattr("bridged.delivery.MAPPED_LIMIT", 2)
+    store = ReadingStore(connect(":memory:"))
+    session = Session(ObjectTree(builtin_definitions()), random.Random(0), 0.0)
+    delivery = Delivery(Client([session]), store, gateway_path, DeliveryConfig(linger=0))  # type: ignore[arg-type]
+    rows = [(node, local) for node in NODES for local in LOCAL]
+    await delivery.start()
+    try:
+        for batch in range(2):
+            store.append([(n, Record(p, float(batch), NOW + batch)) for n, p in rows])
+            delivery.notify()
+            async with asyncio.timeout(10):
+                while len(session.received) < len(rows) * (batch + 1):
+                    await asyncio.sleep(0.001)
+    finally:
+        await delivery.stop()
+    expected = [
+        Record(gateway_path(n, p), float(batch), NOW + batch) for batch in range(2) for n, p in rows
+    ]
+    assert session.received == expected
+    assert delivery._mapped_count <= 2
+    assert sum(len(kept) for kept in delivery._mapped.values()) <= 2

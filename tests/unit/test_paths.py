@@ -119,3 +119,17 @@ def test_garbage_never_escapes_as_anything_but_path_error(text: str) -> None:
         Path.parse(text)
     except PathError:
         pass
+
+
+def test_equal_paths_hash_the_same_and_end_devices_paths_spread() -> None:
+    """``Path.__hash__`` is the IDs' hash without a prefix: a path made by each constructor
+    is the same key, its end-device twins are other keys, and the same IDs under many
+    prefixes (a gateway's end devices) do not share a hash, which would make a dict of them
+    a list."""
+    bare = Path.parse("/3303/0/5700")
+    for twin in (Path((3303, 0, 5700)), Path.derived((3303, 0, 5700)), Path.parse("3303/0/5700/")):
+        assert twin == bare and hash(twin) == hash(bare) and {bare: 1}[twin] == 1
+    prefixed = [Path((3303, 0, 5700), f"dev{i}") for i in range(1000)]
+    assert len({hash(p) for p in prefixed}) == 1000
+    keys = {p: i for i, p in enumerate([bare, *prefixed])}
+    assert len(keys) == 1001 and keys[Path.parse("/dev7/3303/0/5700")] == 8

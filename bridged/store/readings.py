@@ -48,8 +48,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -257,6 +256,22 @@ node resources than this) an append writes the last values of everything stored 
 (``_remember``), which bounds the memory whatever comes."""
 
 
+class _Transaction(transaction):
+    """A transaction of the store: what ``_remember`` changed in memory is put back when it
+    does not commit, as ``last_values`` holds what it held before."""
+
+    __slots__ = ("newest", "remembered", "store")
+
+    def __init__(self, store: ReadingStore) -> None:
+        super().__init__(store._conn)
+        self.store = store
+        self.remembered, self.newest = store._remembered, store._newest
+
+    def rolled_back(self) -> None:
+        self.store._remembered, self.store._newest = self.remembered, self.newest
+        super().rolled_back()
+
+
 class ReadingStore:
     """The ``readings``, ``cursors`` and ``counters`` tables of the state database, and
     ``last_values``: each paired node's last reported value of each resource.
@@ -316,7 +331,7 @@ class ReadingStore:
         id's and path's texts) that is after ``_remembered``: where ``_remember`` starts. Made
         from the columns' slices, a later seq of a key replacing an earlier one, with no Python
         step per reading; replaced, never changed in place, inside a transaction
-        (``_transaction``)."""
+        (``_Transaction``)."""
         self.drops = 0
         """How many times this store counted dropped readings (``DROPPED``), in memory: who
         reports what was dropped reads the counters (``dropped``) only once this moved, not
@@ -339,7 +354,7 @@ class ReadingStore:
 
     def remove_consumer(self, name: str) -> None:
         self._cursors.pop(name, None)
-        with self._transaction():
+        with _Transaction(self):
             self._conn.execute("DELETE FROM cursors WHERE consumer = ?", (name,))
             self._prune_delivered()
 
@@ -354,7 +369,7 @@ class ReadingStore:
         last = first + len(rows) - 1
         try:
             self._bounded = False
-            with self._transaction():
+            with _Transaction(self):
                 _insert(self._conn, columns)
                 self._count += len(rows)
                 if len(self._newest) > NEWEST_LIMIT:
@@ -475,7 +490,7 @@ class ReadingStore:
             del self._tail[:delivered]
             self._tail_first += delivered
         try:
-            with self._transaction():
+            with _Transaction(self):
                 self._conn.execute(
                     "UPDATE cursors SET seq = max(seq, ?) WHERE consumer = ?",
                     (self._cursors[consumer], consumer),
@@ -488,7 +503,7 @@ class ReadingStore:
     def expire(self) -> int:
         """Drop readings older than the age bound (call when ``expires_in`` says); returns
         how many."""
-        with self._transaction():
+        with _Transaction(self):
             dropped = self._drop_older_than(self._clock() - self.bounds.max_age, self._next_seq - 1)
         if dropped:
             self.moved()
@@ -525,18 +540,6 @@ class ReadingStore:
             " coalesce((SELECT max(seq) FROM cursors), 0))"
         ).fetchone()
         return int(end)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """``transaction``, and what ``_remember`` changed in memory put back on an error:
-        ``last_values`` holds what it held before."""
-        remembered, newest = self._remembered, self._newest
-        try:
-            with transaction(self._conn):
-                yield
-        except BaseException:
-            self._remembered, self._newest = remembered, newest
-            raise
 
     # -- internals inside a transaction ------------------------------------------------------
 

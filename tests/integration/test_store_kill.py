@@ -37,24 +37,29 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_acknowledged_readings_survive_kill_9(tmp_path: FsPath) -> None:
-    db = tmp_path / "state.db"
+def killed_after(writer: str, db: FsPath, lines: int) -> str:
+    """Run ``writer`` (a script) on the database ``db``, kill -9 it once it printed ``lines``
+    lines (each after a store call returned) and return the last of them."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", writer, str(db)], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
-    acknowledged = 0
+    line = ""
     try:
-        for _ in range(40):
+        for _ in range(lines):
             line = proc.stdout.readline()
             assert line, "the writer stopped early"
-            acknowledged = int(line.split()[1])
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    return line
 
+
+def test_acknowledged_readings_survive_kill_9(tmp_path: FsPath) -> None:
+    db = tmp_path / "state.db"
+    acknowledged = int(killed_after(WRITER, db, 40).split()[1])
     store = ReadingStore(connect(db))
     values = [r.value for _, r in store.pending("server", limit=10**6).rows]
     assert len(values) >= acknowledged
@@ -99,21 +104,7 @@ def test_every_nodes_last_values_as_committed_survive_kill_9(tmp_path: FsPath) -
     of its newest reading committed, whether it waits (the temperatures of the newest batch)
     or was delivered and deleted (the humidity, reported every fifth batch)."""
     db = tmp_path / "state.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LAST_VALUES_WRITER, str(db)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    acknowledged = 0
-    try:
-        for _ in range(200):
-            line = proc.stdout.readline()
-            assert line, "the writer stopped early"
-            acknowledged = int(line)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    acknowledged = int(killed_after(LAST_VALUES_WRITER, db, 200))
 
     store = ReadingStore(connect(db))
     committed = int(max(float(r.value) for _, r in store.pending("server", limit=10**6).rows))

@@ -189,15 +189,17 @@ they deleted: without an age bound's delete a start can take every row for unrem
 _WIDTH = 6
 """A reading's columns in the table: seq, node id, path, kind, value, time."""
 
-INSERT_ROWS = (256, 16)
+INSERT_ROWS = (256, 32)
 """How many readings one ``INSERT`` statement takes, largest first (``_insert``): an append's
 readings go in as few statements as these make, and the rest (fewer than the smallest) in one
 statement of their number of rows. A statement's step through the ``sqlite3`` module costs
 about as much as inserting a row in it (binding, the GIL released and taken, the table's
 cursor opened and closed), so a row and its share of the commit cost about 6.5 k instructions
 in a statement of 256 rows against 9.6 k through ``executemany`` (issue 17); beyond 256 rows a
-statement gains no more. Each size is one statement text (17 in all), which the connection's
-statement cache keeps prepared."""
+statement gains no more. Up to the smallest size an append is one statement, which needs no
+BEGIN and COMMIT (``append``): 32 covers the group commits at ~100 reports/s, a few readings
+in-process and some 19 through the 802.15.4 port's poll (16 did not). Each size is one
+statement text (33 in all), which the connection's statement cache (128) keeps prepared."""
 _INSERTS = {
     rows: "INSERT INTO readings(seq, node_id, path, kind, value, time) VALUES "
     + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)

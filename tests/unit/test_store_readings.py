@@ -235,9 +235,9 @@ def test_a_large_append_goes_in_few_statements_and_comes_back_whole(
     store.append(batch)
     conn.set_trace_callback(None)
     inserts = [s for s in statements if s.lstrip().startswith("INSERT INTO readings")]
-    # 301 rows: one statement of 256, two of 16, one of the 13 left.
-    assert INSERT_ROWS == (256, 16)
-    assert [s.count("), (") + 1 for s in inserts] == [256, 16, 16, 13]
+    # 301 rows: one statement of 256, one of 32, one of the 13 left.
+    assert INSERT_ROWS == (256, 32)
+    assert [s.count("), (") + 1 for s in inserts] == [256, 32, 13]
     conn.close()
     again = ReadingStore(connect(tmp_path / "state.db"), clock=clock)
     assert list(again.pending("a", limit=1000).rows) == batch

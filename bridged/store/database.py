@@ -223,9 +223,9 @@ class transaction:
     a second error from ROLLBACK would hide the first.
 
     A class, not a ``contextlib.contextmanager`` generator: that one's enter and exit run
-    several frames of ``contextlib``'s Python, about 10 k instructions a transaction, which
-    at ~100 reports/s was a commit of 5 readings' 2 k instructions each (issue 17). A
-    subclass learns of a rollback by ``rolled_back`` (``ReadingStore``'s memory)."""
+    several frames of ``contextlib``'s Python, about 10 k instructions a transaction, 2 k a
+    reading in a group commit of 5 (~100 reports/s, issue 17). A subclass learns of a
+    rollback by ``rolled_back`` (``ReadingStore``'s memory)."""
 
     __slots__ = ("conn",)
 

@@ -2,10 +2,11 @@
 
 ``ReadingStore.append`` of batches of readings of N paired nodes (one temperature each, round
 robin, as ``bench/readings.py`` feeds them) and ``ack`` of every Send's worth of them (what
-Delivery does once a Send is acknowledged: the cursor moved and the delivered rows deleted),
-on a state database in a temporary directory (WAL, as the daemon's). Left out: everything
-before the store (the registry, the exposure), the Send, and the nodes' health, which the
-group commit writes at most once a minute (``bridged.health.SAVE_EVERY``).
+Delivery does once a Send is acknowledged: the cursor moved, the delivered rows' last values
+written and the rows deleted), on a state database in a temporary directory (WAL, as the
+daemon's). Left out: everything before the store (the registry, the exposure), the Send, and
+the nodes' health, which the group commit writes at most once a minute
+(``bridged.health.SAVE_EVERY``).
 
 Figures per reading: with ``--callgrind``, the instructions callgrind counts for the
 measured appends less those of a run with none (the start: imports, the database, the warm-up

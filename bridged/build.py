@@ -129,7 +129,7 @@ def build_health(
     starts as ``store`` kept it and is kept there with the readings' group commits (see
     ``HealthMonitor.unsaved``)."""
     monitor = HealthMonitor(config.health, saved=store.load())
-    registry.readings_store.joining.append(lambda conn: store.save(monitor.unsaved(), conn))
+    registry.readings_store.joining.append(lambda: store.saving(monitor.unsaved()))
     news = HealthNews(exposure, events, event_log)
     monitor.listen(news)
     monitor.on_removed(news.removed)

@@ -4,15 +4,16 @@ is available), kept so that a restarted gateway shows them before the node talks
 
 Every SQL statement on the table is here (``HealthStore``); what the values mean and when they
 are written is ``bridged.health``'s. The rows are written inside a transaction someone else
-opened (``save``: the readings' group commit), so keeping them costs no commit of its own; a
+opened (``saving``: the readings' group commit), so keeping them costs no commit of its own; a
 node that is no longer paired gets no row, and unpairing it deletes its row
 (``NodeStore.unpair``).
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass, fields
 from operator import attrgetter
 
@@ -77,6 +78,13 @@ class HealthStore:
             NodeId.parse(node): SavedHealth(bool(available), *rest)
             for node, available, *rest in rows
         }
+
+    def saving(
+        self, health: Mapping[NodeId, SavedHealth]
+    ) -> Callable[[sqlite3.Connection], None] | None:
+        """The write of ``health`` for a transaction someone else opens (``ReadingStore.joining``),
+        None when there is nothing to write."""
+        return functools.partial(self.save, health) if health else None
 
     def save(self, health: Mapping[NodeId, SavedHealth], conn: sqlite3.Connection) -> None:
         """Keep ``health`` inside the transaction open on ``conn`` (it commits them)."""

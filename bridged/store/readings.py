@@ -26,6 +26,21 @@ whenever every reading after the consumer's cursor is in it. The table is read b
 it is not: after a restart, or when a consumer fell further behind than the tail holds (an
 outage), or after the bounds deleted rows. Each reading costs its insert and its share of the
 acknowledging delete; no select, and no object rebuilt from its row, on the way to a server.
+
+A group commit is three statements: BEGIN IMMEDIATE, the readings' INSERT, COMMIT (issue 17:
+at ~100 reports/s a commit takes a few readings and each statement runs cold, 30 to 100 µs).
+Two things it no longer does, and why that is safe:
+
+- It does not look for another writer's rows (``SELECT max(seq)``): the store numbers the rows
+  itself (``_next_seq``) and is the table's only writer. The state directory's lock
+  (``bridged.store.files.lock_directory``) keeps a second daemon out, and the daemon makes one
+  store. Should another store write anyway, the insert's seq meets its row (a primary key
+  conflict): ``append`` raises, learns the table's end, and the caller's next try stores.
+- It does not write the last values (``last_values``). They are written when readings are
+  deleted (``_remember``: delivered, or dropped by a bound), from the newest of each node
+  resource among them, in the deleting transaction; until then the readings table holds them,
+  and ``last_values`` reads both. A restart therefore restores every node's last values as
+  committed, and at 100 reports/s one upsert statement per Send replaces one per commit.
 """
 
 from __future__ import annotations
@@ -64,6 +79,9 @@ TAIL_LIMIT = 4096
 (``DeliveryConfig.max_records``) per server, about 1 MB; a consumer further behind reads the
 table."""
 
+
+Joining = Callable[[sqlite3.Connection], None]
+"""A write that joins an ``append``'s transaction (``ReadingStore.joining``)."""
 
 Row = tuple[NodeId, Record]
 """One reading: the node and its value of a node-local resource at the time the node measured
@@ -142,26 +160,46 @@ _REMEMBER = """
 """
 """Keep the newest of the readings of seqs ?1..?2 of each node resource as its node's last
 value (one row per node resource; a node that is not paired, unpaired meanwhile, gets none):
-one statement over the rows just inserted, not one per row bound from Python (each bound row
-is a statement's step, about 10 k instructions, issue 17). The rows are taken in seq order,
+one statement over the rows about to be deleted, not one per row bound from Python (each bound
+row is a statement's step, about 10 k instructions, issue 17). The rows are taken in seq order,
 so of a node resource's readings the newest updates its row last; grouping them first
 (``max(seq) … GROUP BY``, a temporary B-tree and a second lookup of each row) cost about a
-third of an append's instructions. ``append`` passes the range from the oldest of the
-append's newest readings (``_newest_from``) on, not the whole append: the rows before
-it are each followed by a newer one of its node resource, whose update would replace theirs."""
+third of an append's instructions. ``_remember`` passes the range from the oldest reading that
+is the newest of its node resource (``ReadingStore._newest``) on, not every row to delete: the
+rows before it are each followed by a newer one of its node resource, whose update would
+replace theirs, or which stays in the table."""
+
+_NEWEST_STORED = """
+    SELECT node_id, path, kind, value, time FROM readings
+     WHERE seq IN (SELECT max(seq) FROM readings WHERE seq > ? GROUP BY node_id, path)
+       AND node_id IN (SELECT id FROM nodes)
+"""
+"""Each paired node resource's newest reading the table holds after seq ? (``_remembered``):
+newer than its ``last_values`` row, which is written only when readings are deleted. Read by
+``last_values``, once, at a start."""
+
+REMEMBERED_THROUGH = "last_values_through"
+"""Counter: ``ReadingStore._remembered`` as of the last time the age bound deleted readings,
+for the next start. Only that delete takes rows out of seq order (by their time): a row it
+leaves may be older than one it deleted of the same node resource, which ``last_values``
+holds; a restart must neither take the older for the newest nor write it over it. Deliveries
+and the count bound delete the oldest seqs, so every row they leave is newer than every row
+they deleted: without an age bound's delete a start can take every row for unremembered."""
 
 _WIDTH = 6
 """A reading's columns in the table: seq, node id, path, kind, value, time."""
 
-INSERT_ROWS = (256, 16)
+INSERT_ROWS = (256, 32)
 """How many readings one ``INSERT`` statement takes, largest first (``_insert``): an append's
 readings go in as few statements as these make, and the rest (fewer than the smallest) in one
 statement of their number of rows. A statement's step through the ``sqlite3`` module costs
 about as much as inserting a row in it (binding, the GIL released and taken, the table's
 cursor opened and closed), so a row and its share of the commit cost about 6.5 k instructions
 in a statement of 256 rows against 9.6 k through ``executemany`` (issue 17); beyond 256 rows a
-statement gains no more. Each size is one statement text (17 in all), which the connection's
-statement cache keeps prepared."""
+statement gains no more. Up to the smallest size an append is one statement, which needs no
+BEGIN and COMMIT (``append``): 32 covers the group commits at ~100 reports/s, a few readings
+in-process and some 19 through the 802.15.4 port's poll (16 did not). Each size is one
+statement text (33 in all), which the connection's statement cache (128) keeps prepared."""
 _INSERTS = {
     rows: "INSERT INTO readings(seq, node_id, path, kind, value, time) VALUES "
     + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
@@ -216,23 +254,27 @@ def _columns(
     return out
 
 
-NEWEST_FROM_ROWS = 16
-"""From how many readings an append looks for the oldest of its newest (``_newest_from``):
-finding it costs about 18 k instructions for 5 readings, more than the upserts it could spare
-in so few (which are, mostly, of as many node resources)."""
+NEWEST_LIMIT = 16_384
+"""How many node resources ``ReadingStore._newest`` keeps at most (a tuple of two texts and a
+seq each, some 150 bytes): past it (an outage long enough that no Send deletes rows, with more
+node resources than this) an append writes the last values of everything stored at once
+(``_remember``), which bounds the memory whatever comes."""
 
 
-def _newest_from(columns: list[object]) -> int:
-    """The seq of the oldest reading of ``columns`` (``_columns``', at least one) that is the
-    newest of its node resource among them (``_REMEMBER``'s lower bound), or the first's when
-    they are fewer than ``NEWEST_FROM_ROWS``. A node resource is told by its node id's and
-    path's texts, whatever objects named it; the dict is built from the columns' slices, a
-    later seq of a key replacing an earlier one, with no Python step per reading."""
-    seqs = cast("list[int]", columns[::_WIDTH])
-    if len(seqs) < NEWEST_FROM_ROWS:
-        return seqs[0]
-    keys = zip(columns[1::_WIDTH], columns[2::_WIDTH], strict=True)
-    return min(dict(zip(keys, seqs, strict=True)).values())
+class _Transaction(transaction):
+    """A transaction of the store: what ``_remember`` changed in memory is put back when it
+    does not commit, as ``last_values`` holds what it held before."""
+
+    __slots__ = ("newest", "remembered", "store")
+
+    def __init__(self, store: ReadingStore) -> None:
+        super().__init__(store._conn)
+        self.store = store
+        self.remembered, self.newest = store._remembered, store._newest
+
+    def rolled_back(self) -> None:
+        self.store._remembered, self.store._newest = self.remembered, self.newest
+        super().rolled_back()
 
 
 class ReadingStore:
@@ -241,8 +283,9 @@ class ReadingStore:
 
     Delivered readings are deleted, but a sleepy node's Read is answered from its last report
     (and every node's instance is shown upstream with its values) also after a restart, before
-    the node talks again: so ``append`` keeps the last value of each node resource in the same
-    transaction as the readings, one row per resource, at no extra commit."""
+    the node talks again: so whatever deletes readings first keeps the newest of each node
+    resource among them as its last value (``_remember``), in the same transaction, one row
+    per resource (module docstring)."""
 
     def __init__(
         self,
@@ -256,11 +299,7 @@ class ReadingStore:
         (self._count,) = conn.execute("SELECT count(*) FROM readings").fetchone()
         self._cursors: dict[str, int] = self.consumers()
         """Each consumer's cursor as delivery moved it, ahead of the table while writes fail."""
-        (last,) = conn.execute(
-            "SELECT max(coalesce((SELECT max(seq) FROM readings), 0),"
-            " coalesce((SELECT max(seq) FROM cursors), 0))"
-        ).fetchone()
-        self._next_seq = int(last) + 1
+        self._next_seq = self._stored_end() + 1
         """The seq the next reading gets, which ``append`` gives it: after every seq a row or a
         cursor holds, so none is reused while anything refers to it (what AUTOINCREMENT
         promised, without its write per row; the schema's migration 9)."""
@@ -272,9 +311,10 @@ class ReadingStore:
         """The newest stored readings, of consecutive seqs up to the last one (module
         docstring); ``_tail_first`` is the seq of the first."""
         self._tail_first = self._next_seq
-        self.joining: list[Callable[[sqlite3.Connection], None]] = []
-        """Writes that join each ``append``'s transaction, so they cost no commit of their
-        own (each node's health: ``HealthStore.save``)."""
+        self.joining: list[Callable[[], Joining | None]] = []
+        """Asked by each ``append`` for a write to join its transaction, so that it costs no
+        commit of its own (each node's health: ``HealthStore.saving``); None when there is none
+        now, as mostly (an append that is one INSERT then needs no BEGIN and COMMIT)."""
         self._bounded = False
         """Whether the bounds dropped readings since ``append`` began (its batch may be
         among them)."""
@@ -283,6 +323,21 @@ class ReadingStore:
         a bound): the daemon's status line shows them, and learns so instead of asking."""
         self._node_texts: dict[int, tuple[NodeId, str]] = {}
         """The text of each node id ``append`` stored (``_columns``)."""
+        row = conn.execute(
+            "SELECT value FROM counters WHERE name = ?", (REMEMBERED_THROUGH,)
+        ).fetchone()
+        self._remembered = 0 if row is None else int(row[0])
+        """Every reading up to this seq is in ``last_values``, or followed by a newer one of its
+        node resource that is, or that the table holds after this seq (``_remember``)."""
+        self._own_from = self._next_seq
+        """The first seq this store appended: of the rows before it (stored by an earlier run)
+        it does not know which are the newest of their node resource."""
+        self._newest: dict[tuple[str, str], int] = {}
+        """The seq of the newest reading this store appended of each node resource (by its node
+        id's and path's texts) that is after ``_remembered``: where ``_remember`` starts. Made
+        from the columns' slices, a later seq of a key replacing an earlier one, with no Python
+        step per reading; replaced, never changed in place, inside a transaction
+        (``_Transaction``)."""
         self.drops = 0
         """How many times this store counted dropped readings (``DROPPED``), in memory: who
         reports what was dropped reads the counters (``dropped``) only once this moved, not
@@ -305,7 +360,7 @@ class ReadingStore:
 
     def remove_consumer(self, name: str) -> None:
         self._cursors.pop(name, None)
-        with transaction(self._conn):
+        with _Transaction(self):
             self._conn.execute("DELETE FROM cursors WHERE consumer = ?", (name,))
             self._prune_delivered()
 
@@ -315,37 +370,57 @@ class ReadingStore:
         bounds, oldest first. ``unstored`` readings that could not be kept while writes failed
         are counted (``DROPPED_UNSTORED``) in the same transaction. sqlite3.Error when the
         database refuses the write: nothing is stored."""
+        first = self._next_seq
+        columns = _columns(rows, first, self._node_texts)
+        last = first + len(rows) - 1
+        times = cast("list[float]", columns[_WIDTH - 1 :: _WIDTH])
+        oldest = min(self._oldest, min(times, default=self._oldest))
+        writes = [write for ask in self.joining if (write := ask()) is not None]
         try:
             self._bounded = False
-            with transaction(self._conn):
-                # The seqs after the largest stored: ours, unless another store wrote to this
-                # database (its rows would then be missing from our tail). A seek to the
-                # table's last row, under the transaction's write lock.
-                (top,) = self._conn.execute("SELECT max(seq) FROM readings").fetchone()
-                first = self._next_seq
-                if top is not None and top >= first:
-                    first = top + 1
-                    self._tail.clear()
-                columns = _columns(rows, first, self._node_texts)
-                last = first + len(rows) - 1
+            if (
+                0 < len(rows) <= INSERT_ROWS[-1]
+                and not writes
+                and not unstored
+                and len(self._newest) <= NEWEST_LIMIT
+                and self._count + len(rows) <= self.bounds.max_count
+                and oldest >= self._clock() - self.bounds.max_age
+            ):
+                # One statement, which SQLite runs as a transaction of its own (autocommit),
+                # as durable when it returns as a COMMIT's: BEGIN and COMMIT would be two more
+                # statements, 70 to 100 µs each at ~100 reports/s (issue 17).
                 _insert(self._conn, columns)
                 self._count += len(rows)
-                if rows:
-                    self._conn.execute(_REMEMBER, (_newest_from(columns), last))
-                for write in self.joining:
-                    write(self._conn)
-                if unstored:
-                    self._bump(DROPPED_UNSTORED, unstored)
-                times = cast("list[float]", columns[_WIDTH - 1 :: _WIDTH])
-                self._oldest = min(self._oldest, min(times, default=self._oldest))
-                self._enforce_bounds()
+                self._oldest = oldest
+            else:
+                with _Transaction(self):
+                    _insert(self._conn, columns)
+                    self._count += len(rows)
+                    if len(self._newest) > NEWEST_LIMIT:
+                        self._remember(last, fresh=first)
+                    for write in writes:
+                        write(self._conn)
+                    if unstored:
+                        self._bump(DROPPED_UNSTORED, unstored)
+                    self._oldest = oldest
+                    self._enforce_bounds(last, fresh=first)
         except BaseException:
             (self._count,) = self._conn.execute("SELECT count(*) FROM readings").fetchone()
             self._tail.clear()  # what the table holds now is not known: read it back
             (oldest,) = self._conn.execute("SELECT min(time) FROM readings").fetchone()
             self._oldest = float("inf") if oldest is None else float(oldest)
+            # Another store's rows (a primary key conflict, module docstring): the next seqs
+            # come after them and after every cursor.
+            self._next_seq = max(self._next_seq, self._stored_end() + 1)
             raise
         self._next_seq = last + 1
+        if last > self._remembered:
+            nodes, paths = (
+                cast("list[str]", columns[1::_WIDTH]),
+                cast("list[str]", columns[2::_WIDTH]),
+            )
+            keys = zip(nodes, paths, strict=True)
+            self._newest.update(zip(keys, cast("list[int]", columns[::_WIDTH]), strict=True))
         if rows or unstored:
             self.moved()
         if not rows:
@@ -365,13 +440,18 @@ class ReadingStore:
         return self._next_seq - 1
 
     def last_values(self) -> dict[NodeId, list[Record]]:
-        """Each paired node's last reported value of each resource, with its time (kept by
-        ``append``, while the node is paired, however long ago it was delivered)."""
+        """Each paired node's last reported value of each resource, with its time, while the
+        node is paired, however long ago it was delivered: its ``last_values`` row, or the
+        table's newest reading of it when that is newer (module docstring)."""
+        latest: dict[tuple[str, str], tuple[int, object, float]] = {}
+        for query, through in (
+            ("SELECT node_id, path, kind, value, time FROM last_values", ()),
+            (_NEWEST_STORED, (self._remembered,)),
+        ):
+            for node, path, kind, raw, t in self._conn.execute(query, through):
+                latest[node, path] = (kind, raw, t)
         out: dict[NodeId, list[Record]] = {}
-        rows = self._conn.execute(
-            "SELECT node_id, path, kind, value, time FROM last_values ORDER BY node_id, path"
-        )
-        for node, path, kind, raw, t in rows:
+        for (node, path), (kind, raw, t) in sorted(latest.items()):
             record = Record(_path(path), decode_value(kind, raw), t)
             out.setdefault(_node_id(node), []).append(record)
         return out
@@ -433,7 +513,7 @@ class ReadingStore:
             del self._tail[:delivered]
             self._tail_first += delivered
         try:
-            with transaction(self._conn):
+            with _Transaction(self):
                 self._conn.execute(
                     "UPDATE cursors SET seq = max(seq, ?) WHERE consumer = ?",
                     (self._cursors[consumer], consumer),
@@ -446,8 +526,8 @@ class ReadingStore:
     def expire(self) -> int:
         """Drop readings older than the age bound (call when ``expires_in`` says); returns
         how many."""
-        with transaction(self._conn):
-            dropped = self._drop_older_than(self._clock() - self.bounds.max_age)
+        with _Transaction(self):
+            dropped = self._drop_older_than(self._clock() - self.bounds.max_age, self._next_seq - 1)
         if dropped:
             self.moved()
         return dropped
@@ -474,11 +554,42 @@ class ReadingStore:
     def consumers(self) -> dict[str, int]:
         return {c: int(s) for c, s in self._conn.execute("SELECT consumer, seq FROM cursors")}
 
-    # -- internals (inside a transaction) ----------------------------------------------------
+    # -- internals ---------------------------------------------------------------------------
 
-    def _enforce_bounds(self) -> None:
+    def _stored_end(self) -> int:
+        """The largest seq a row or a cursor holds (0: none)."""
+        (end,) = self._conn.execute(
+            "SELECT max(coalesce((SELECT max(seq) FROM readings), 0),"
+            " coalesce((SELECT max(seq) FROM cursors), 0))"
+        ).fetchone()
+        return int(end)
+
+    # -- internals inside a transaction ------------------------------------------------------
+
+    def _remember(self, upto: int, fresh: int | None = None) -> None:
+        """Before readings up to seq ``upto`` are deleted: keep in ``last_values`` the newest
+        reading of each node resource among them that has no newer one stored (``_REMEMBER``
+        from the oldest of those on). ``fresh``: the first seq of rows this transaction
+        inserted, which ``_newest`` does not have yet (all of them are taken)."""
+        if upto <= self._remembered:
+            return
+        if self._remembered < self._own_from - 1:
+            low: int | None = self._remembered + 1  # an earlier run's: which are newest is unknown
+        else:
+            low = min((seq for seq in self._newest.values() if seq <= upto), default=None)
+        if fresh is not None and fresh <= upto:
+            low = fresh if low is None else min(low, fresh)
+        if low is not None:
+            self._conn.execute(_REMEMBER, (low, upto))
+            self._newest = {key: seq for key, seq in self._newest.items() if seq > upto}
+        self._remembered = upto
+
+    def _enforce_bounds(self, last: int, fresh: int) -> None:
+        """Drop the oldest readings past the bounds; ``last``: the newest stored, ``fresh``:
+        the first of this append (``_remember``)."""
         excess = self._count - self.bounds.max_count
         if excess > 0:
+            self._remember(last, fresh)
             self._conn.execute(
                 "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings ORDER BY seq LIMIT ?)",
                 (excess,),
@@ -487,15 +598,21 @@ class ReadingStore:
             self._bump(DROPPED_COUNT, excess)
             self._tail.clear()
             self._bounded = True
-        self._drop_older_than(self._clock() - self.bounds.max_age)
+        self._drop_older_than(self._clock() - self.bounds.max_age, last, fresh)
 
-    def _drop_older_than(self, cutoff: float) -> int:
+    def _drop_older_than(self, cutoff: float, last: int, fresh: int | None = None) -> int:
         if self._oldest >= cutoff:
             return 0  # nothing to find
+        self._remember(last, fresh)  # which rows are old is the delete's to find
         cur = self._conn.execute("DELETE FROM readings WHERE time < ?", (cutoff,))
         (oldest,) = self._conn.execute("SELECT min(time) FROM readings").fetchone()
         self._oldest = float("inf") if oldest is None else float(oldest)
         if cur.rowcount > 0:
+            self._conn.execute(
+                "INSERT INTO counters(name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                (REMEMBERED_THROUGH, self._remembered),
+            )
             self._count -= cur.rowcount
             self._bump(DROPPED_AGE, cur.rowcount)
             self._tail.clear()
@@ -503,6 +620,7 @@ class ReadingStore:
         return max(cur.rowcount, 0)
 
     def _prune_delivered(self) -> None:
+        self._remember(min(self._cursors.values(), default=0))
         cur = self._conn.execute("DELETE FROM readings WHERE seq <= (SELECT min(seq) FROM cursors)")
         self._count -= max(cur.rowcount, 0)
         if not self._count:

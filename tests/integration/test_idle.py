@@ -30,6 +30,7 @@ from bridged.config import load
 from bridged.objects.paths import Path as LwPath
 from bridged.objects.values import Record
 from bridged.registry import COMMIT_WINDOW
+from bridged.store.readings import ReadingStore
 from bridged.transports.nodes import NodeId
 from peers.lwm2m_server import LwM2MTestServer
 
@@ -109,7 +110,7 @@ async def test_an_idle_gateway_arms_only_deadlines_and_still_delivers(tmp_path: 
             # The reading armed the group commit (the one timer due) and waits for it.
             (commit,) = due_within(1.0)
             assert commit.when() - asyncio.get_running_loop().time() <= COMMIT_WINDOW
-            await until(lambda: committed(tmp_path) == [(21.25,)])
+            await until(lambda: committed(tmp_path) == [21.25])
             await until(lambda: delivered(server, 21.25))
             await until(lambda: gw.delivery.backlog(1) == 0)
             await settled()
@@ -121,10 +122,11 @@ async def test_an_idle_gateway_arms_only_deadlines_and_still_delivers(tmp_path: 
             await gw.stop()
 
 
-def committed(tmp_path: Path) -> list[tuple[object, ...]]:
+def committed(tmp_path: Path) -> list[object]:
     """The node's last values as a second connection (a restarted gateway) sees them."""
     with contextlib.closing(sqlite3.connect(tmp_path / "state" / "state.db")) as other:
-        return other.execute("SELECT value FROM last_values").fetchall()
+        last = ReadingStore(other).last_values()
+        return [record.value for records in last.values() for record in records]
 
 
 async def test_the_idle_daemons_watchdog_works_out_no_status_line(

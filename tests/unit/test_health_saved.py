@@ -49,7 +49,7 @@ async def test_health_rides_on_the_readings_commit_and_the_next_run_starts_from_
     store, readings, clock = HealthStore(conn), ReadingStore(conn), Clock()
     policy = HealthPolicy(nodes={GONE: SAVE_EVERY / 2})
     health = HealthMonitor(policy, clock=clock, monotonic=clock, saved=store.load())
-    readings.joining.append(lambda c: store.save(health.unsaved(), c))
+    readings.joining.append(lambda: store.saving(health.unsaved()))
     health.add(NODE)
     health.add(GONE)
     commits = Commits(conn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path as FsPath
 
@@ -234,9 +235,9 @@ def test_a_large_append_goes_in_few_statements_and_comes_back_whole(
     store.append(batch)
     conn.set_trace_callback(None)
     inserts = [s for s in statements if s.lstrip().startswith("INSERT INTO readings")]
-    # 301 rows: one statement of 256, two of 16, one of the 13 left.
-    assert INSERT_ROWS == (256, 16)
-    assert [s.count("), (") + 1 for s in inserts] == [256, 16, 16, 13]
+    # 301 rows: one statement of 256, one of 32, one of the 13 left.
+    assert INSERT_ROWS == (256, 32)
+    assert [s.count("), (") + 1 for s in inserts] == [256, 32, 13]
     conn.close()
     again = ReadingStore(connect(tmp_path / "state.db"), clock=clock)
     assert list(again.pending("a", limit=1000).rows) == batch
@@ -291,10 +292,16 @@ def test_a_consumer_behind_the_memory_tail_gets_every_reading_once_in_order(
 def test_readings_another_store_wrote_are_delivered_in_order_too(
     tmp_path: FsPath, store: ReadingStore, clock: Clock
 ) -> None:
+    """The store numbers its rows itself and does not look for another writer's in every
+    commit (a statement each, issue 17): should another store write to its database anyway,
+    one append meets its rows and raises, storing nothing (the registry keeps the readings
+    and tries again), and the next stores after them."""
     store.add_consumer("a")
     store.append(readings(2))
     other = ReadingStore(connect(tmp_path / "state.db"), clock=clock)
     other.append(readings(2, start=1_700_000_100.0))
+    with pytest.raises(sqlite3.IntegrityError):
+        store.append(readings(2, start=1_700_000_200.0))
     store.append(readings(2, start=1_700_000_200.0))
     got = list(store.pending("a").rows)
     assert got == readings(2) + readings(2, start=1_700_000_100.0) + readings(
@@ -426,3 +433,155 @@ def test_a_node_ids_text_is_made_once_for_every_batch_it_reports_in(
     made.clear()
     store.append([(NODE, Record(TEMP, 23.0, 1_700_000_011.0))])
     assert made == [NODE]
+
+
+HUMIDITY = Path.parse("/3304/0/5700")
+
+
+def paired_store(path: FsPath, clock: Clock, *nodes: NodeId, **kw: Bounds) -> ReadingStore:
+    """A store over the state database at ``path`` (opened anew: a restart) with ``nodes``
+    paired."""
+    conn = connect(path)
+    for node in nodes:
+        NodeStore(conn).pair(PairedNode(node, str(node), "bthome"))
+    return ReadingStore(conn, clock=clock, **kw)
+
+
+def test_a_group_commit_is_its_readings_insert_alone(tmp_path: FsPath, clock: Clock) -> None:
+    """A commit of a few readings is their INSERT alone, which SQLite commits as a transaction
+    of its own: no BEGIN and COMMIT, no look for another writer's rows, no last values'
+    upsert (each a statement run cold at ~100 reports/s, 30 to 100 µs, issue 17); another
+    connection (a restart) has the readings when ``append`` returns. A commit of more than
+    one statement, or that a write joins, is a transaction."""
+    db = tmp_path / "state.db"
+    store = paired_store(db, clock, NODE)
+    store.add_consumer("a")
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    BEGIN, INSERT = "BEGIN IMMEDIATE", "INSERT INTO readings(seq,"
+
+    def run() -> list[str]:
+        words = [" ".join(statement.split()[:3]) for statement in statements]
+        statements.clear()
+        return words
+
+    store.append([*readings(3), (NODE, Record(HUMIDITY, 55, clock.now))])
+    assert run() == [INSERT]
+    with contextlib.closing(sqlite3.connect(db)) as other:
+        assert other.execute("SELECT count(*) FROM readings").fetchone() == (4,)
+    store.append(readings(INSERT_ROWS[-1] + 1, clock.now + 10))
+    assert run() == [BEGIN, INSERT, INSERT, "COMMIT"]
+    store.joining.append(lambda: lambda conn: conn.execute("DELETE FROM counters"))
+    store.append(readings(1, clock.now + 100))
+    assert run() == [BEGIN, INSERT, "DELETE FROM counters", "COMMIT"]
+
+
+def test_last_values_not_yet_delivered_come_back_after_a_restart(
+    tmp_path: FsPath, clock: Clock
+) -> None:
+    """Every node resource's newest committed reading is its last value after a restart
+    (no clean stop), whether it was delivered (and deleted: kept in ``last_values``), is still
+    waiting in the table, or both (the waiting one is newer)."""
+    other = NodeId("ble", "A4:C1:38:00:00:02")
+    db = tmp_path / "state.db"
+    store = paired_store(db, clock, NODE, other)
+    store.add_consumer("a")
+    store.append([*readings(2), (other, Record(HUMIDITY, 40, 1_700_000_001.0))])
+    store.ack("a", store.pending("a").last)  # delivered and deleted
+    store.append(readings(2, 1_700_000_100.0))  # waiting
+    store.append([(other, Record(TEMP, 5.0, 1_700_000_101.0))])  # waiting
+    assert len(store) == 3
+    store._conn.close()
+    assert paired_store(db, clock).last_values() == {
+        NODE: [Record(TEMP, 20.1, 1_700_000_101.0)],
+        other: [Record(TEMP, 5.0, 1_700_000_101.0), Record(HUMIDITY, 40, 1_700_000_001.0)],
+    }
+
+
+def test_the_count_bound_keeps_the_last_value_of_a_reading_it_drops(
+    tmp_path: FsPath, clock: Clock
+) -> None:
+    """A node resource reported once, then pushed out of the full store by others' readings
+    nobody delivered, keeps that reading as its last value, after a restart too."""
+    db = tmp_path / "state.db"
+    store = paired_store(db, clock, NODE, bounds=Bounds(max_count=3))
+    store.add_consumer("a")
+    store.append([(NODE, Record(HUMIDITY, 55, 1_700_000_000.0))])
+    store.append(readings(3, 1_700_000_001.0))
+    store.append(readings(2, 1_700_000_010.0))
+    assert store.dropped() == {DROPPED_COUNT: 3}
+    store._conn.close()
+    assert paired_store(db, clock).last_values() == {
+        NODE: [Record(TEMP, 20.1, 1_700_000_011.0), Record(HUMIDITY, 55, 1_700_000_000.0)]
+    }
+
+
+def test_a_delivery_whose_write_failed_leaves_the_last_values_to_the_next(
+    tmp_path: FsPath, clock: Clock
+) -> None:
+    """An acknowledgement whose transaction fails after the last values were written rolls
+    them back with the rest: the store forgets that it wrote them, and the next delivery that
+    deletes those readings writes them again."""
+    db = tmp_path / "state.db"
+    store = paired_store(db, clock, NODE)
+    store.add_consumer("a")
+    store.append([*readings(2), (NODE, Record(HUMIDITY, 55, 1_700_000_000.0))])
+    denied = sqlite3.SQLITE_DENY
+
+    def no_delete(action: int, table: str | None, *_: str | None) -> int:
+        return denied if action == sqlite3.SQLITE_DELETE and table == "readings" else 0
+
+    store._conn.set_authorizer(no_delete)
+    with pytest.raises(sqlite3.DatabaseError):
+        store.ack("a", store.pending("a").last)
+    store._conn.set_authorizer(None)
+    store.append(readings(1, 1_700_000_010.0))
+    store.ack("a", store.pending("a").last)
+    assert len(store) == 0
+    store._conn.close()
+    assert paired_store(db, clock).last_values() == {
+        NODE: [Record(TEMP, 20.0, 1_700_000_010.0), Record(HUMIDITY, 55, 1_700_000_000.0)]
+    }
+
+
+def test_past_the_limit_of_node_resources_an_append_writes_the_last_values(
+    tmp_path: FsPath, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While nothing is delivered the store keeps which reading is the newest of each node
+    resource (where the next delete's last values start) for at most ``NEWEST_LIMIT`` of
+    them: past it an append writes the last values itself, so the memory is bounded."""
+    monkeypatch.setattr("bridged.store.readings.NEWEST_LIMIT", 2)
+    nodes = [NodeId("ble", f"A4:C1:38:00:22:{i:02X}") for i in range(4)]
+    db = tmp_path / "state.db"
+    store = paired_store(db, clock, *nodes)
+    store.add_consumer("a")
+    for value, node in enumerate(nodes):
+        store.append([(node, Record(TEMP, float(value), 1_700_000_000.0))])
+    kept = store._conn.execute("SELECT node_id, value FROM last_values ORDER BY value")
+    assert kept.fetchall() == [(str(node), float(v)) for v, node in enumerate(nodes[:4])]
+    assert len(store) == 4  # nothing was delivered: all still waiting
+    store._conn.close()
+    assert paired_store(db, clock).last_values() == {
+        node: [Record(TEMP, float(value), 1_700_000_000.0)] for value, node in enumerate(nodes)
+    }
+
+
+def test_what_the_age_bound_left_does_not_replace_a_newer_last_value_after_a_restart(
+    tmp_path: FsPath, clock: Clock
+) -> None:
+    """The age bound deletes by time, not in arrival order: of a node resource it may delete
+    the newest reading (stamped long ago) and leave an older one. The newest stays its last
+    value after a restart, and after that older one is delivered and deleted too."""
+    db = tmp_path / "state.db"
+    store = paired_store(db, clock, NODE, bounds=Bounds(max_age=60))
+    store.add_consumer("a")
+    store.append([(NODE, Record(TEMP, 1.0, clock.now))])
+    store.append([(NODE, Record(TEMP, 2.0, clock.now - 100))])  # the newest, too old
+    assert store.dropped() == {DROPPED_AGE: 1}
+    store._conn.close()
+    again = paired_store(db, clock, bounds=Bounds(max_age=60))
+    assert again.last_values() == {NODE: [Record(TEMP, 2.0, clock.now - 100)]}
+    again.ack("a", again.pending("a").last)
+    assert len(again) == 0
+    again._conn.close()
+    assert paired_store(db, clock).last_values() == {NODE: [Record(TEMP, 2.0, clock.now - 100)]}

@@ -277,9 +277,9 @@ class NodeRegistry:
         self._due = Deadline(self.flush, commit_window)
         """The group commit's deadline: armed by the first reading of a window, run early by
         a later report (``readings``); disarmed, no timer."""
-        self._after_commit: list[tuple[LiveNode, list[Record]]] = []
-        """The readings the listeners are to be told once they are committed (``flush``), in
-        the order they were reported."""
+        self._untold = False
+        """Whether readings were reported since the listeners were last told (``flush``): each
+        node's are in its news (``NodeNews.readings``), in the order it reported them."""
         self._retry_at = 0.0
         self.unstored_dropped = 0
         """Readings dropped from memory while writes failed, not yet counted in the store."""
@@ -471,8 +471,8 @@ class NodeRegistry:
             pending.append((node, r))
         # Durable before anything acts on it (module docstring): they become the node's
         # known values (what node.show and a Read of a sleepy node answer) and the listeners
-        # are told after the group commit.
-        self._after_commit.append((live, stamped))
+        # are told after the group commit, from the node's news.
+        self._untold = True
         (live.news or self._news_of(live)).readings += stamped  # heard: when taken (``flush``)
         if self._due.armed:
             self._due.awake()  # it may commit at this turn's end: the loop is awake anyway
@@ -486,7 +486,7 @@ class NodeRegistry:
         they wait for the group commit: a node's values are known and shown in the order it
         reported them (an older reading taken later would undo a newer value), and a value a
         server waits for is not held back."""
-        if self._after_commit:
+        if self._untold:
             self.flush()
 
     def values(self, node: NodeId, records: Sequence[Record]) -> None:
@@ -667,34 +667,39 @@ class NodeRegistry:
         store refused them: they are kept, see the module docstring)."""
         self._due.cancel()
         committed = self._commit()
-        # What a listener reports meanwhile waits for a commit of its own.
-        told, self._after_commit = self._after_commit, []
-        if told:
+        # What a listener reports meanwhile is news of the next commit (it is not committed).
+        newsy, self._newsy = self._newsy, []
+        told: list[tuple[LiveNode, NodeNews]] = []
+        for live in newsy:
+            news, live.news = live.news, None
+            if news is not None:
+                told.append((live, news))
+        if self._untold:
+            self._untold = False
             # Committed readings become the node's known values (heard ``now``, whatever time
             # it gave its measurements) and are shown, unless their node was unpaired since it
-            # reported them.
-            # Each reader's method is looked up once per commit, not once per report and
+            # reported them. Once per node and commit, with all it reported since the last
+            # (its news's): at the maximum a commit holds dozens of each node's reports, each
+            # of which was a tell of each reader, its mapping and its known values; what the
+            # tree shows after the commit is the same, as nothing reads it in between.
+            # Each reader's method is looked up once per commit, not once per node and
             # reader (``Listeners.notify`` with a ``methodcaller``: a call and an object more
-            # per report); one that raises is logged and the others are still told.
+            # each); one that raises is logged and the others are still told.
             now, readers = self._clock(), self._readers
             tells = [reader.node_readings for reader in readers]
-            for live, stamped in told:
-                if live.paired_now:
+            for live, news in told:
+                stamped = news.readings
+                if stamped and live.paired_now:
                     self._known(live, stamped, now)
-                    heard = live.news or self._news_of(live)
-                    if heard.heard is None or now > heard.heard:
-                        heard.heard = now
+                    if news.heard is None or now > news.heard:
+                        news.heard = now
                     for tell in tells:
                         try:
                             tell(live, stamped)
                         except Exception:
                             readers.failed(tell)
-        if self._newsy:
-            newsy, self._newsy = self._newsy, []
-            for live in newsy:
-                news, live.news = live.news, None
-                if news is not None:
-                    self._news_hooks.call(live.paired.id, news)
+        for live, news in told:
+            self._news_hooks.call(live.paired.id, news)
         if committed:
             self._commit_hooks.call(committed)
         return committed

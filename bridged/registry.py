@@ -119,21 +119,6 @@ class NodeNews:
     state: NodeState | None = None
     readings: list[Record] = field(default_factory=list)
 
-    def said(self, state: NodeState) -> None:
-        """Its transport's ``state``: reachable is heard (unreachable is a sleepy node asleep
-        or a radio down, not silence)."""
-        self.state = state
-        if state.reachable and (self.heard is None or state.time > self.heard):
-            self.heard = state.time
-        if state.rssi is not None:
-            self.rssi = state.rssi
-        if state.lqi is not None:
-            self.lqi = state.lqi
-        if state.battery is not None:
-            self.battery = state.battery
-        if state.expect is not None:
-            self.expect = state.expect
-
 
 @dataclass(slots=True)
 class LiveNode:
@@ -565,13 +550,30 @@ class NodeRegistry:
             self._recent = (node, live)
         if live is not None:
             live.state = state
-            (live.news or self._news_of(live)).said(state)
+            # Its news of what the transport said, inline (every report says its state):
+            # reachable is heard (unreachable is a sleepy node asleep or a radio down, not
+            # silence); each value said is the latest.
+            news = live.news or self._news_of(live)
+            news.state = state
+            if state.reachable:
+                t = state.time
+                if news.heard is None or t > news.heard:
+                    news.heard = t
+                last = live.last_seen
+                if last is None or t > last:
+                    live.last_seen = t
+            if state.rssi is not None:
+                news.rssi = state.rssi
+            if state.lqi is not None:
+                news.lqi = state.lqi
+            if state.battery is not None:
+                news.battery = state.battery
+            if state.expect is not None:
+                news.expect = state.expect
             if not self._due.armed:
                 self._arm()
-            if state.reachable:
-                live.last_seen = max(live.last_seen or state.time, state.time)
-                if self._awake_hooks.anyone:  # as in ``readings``
-                    self._awake(live, True)
+            if state.reachable and self._awake_hooks.anyone:  # as in ``readings``
+                self._awake(live, True)
 
     def _news_of(self, live: LiveNode) -> NodeNews:
         """The paired node's news of this commit window, made with its first event (its caller

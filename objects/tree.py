@@ -58,13 +58,21 @@ object has this ID."""
 
 _WATCHING: dict[tuple[int, ...], tuple[int, ...]] = {(): ()}
 """One tuple for all equal ``ObjectTree._watching`` (every node endpoint's tree has its
-client's), as few as the kinds of listener the code subscribes."""
+client's), up to ``WATCHING_SHARED`` of them: the first are the listeners' that every tree
+has; the observations' come and go in any number and mix, and are kept by their tree only."""
+WATCHING_SHARED = 256
 
 
 def _watching(objects: Iterable[int]) -> tuple[int, ...]:
-    """The watched objects ``objects`` (with repeats: one per watcher) as the shared tuple."""
+    """The watched objects ``objects`` (with repeats: one per watcher) as a tuple, shared
+    while ``_WATCHING`` has room."""
     key = tuple(sorted(objects))
-    return _WATCHING.setdefault(key, key)
+    shared = _WATCHING.get(key)
+    if shared is not None:
+        return shared
+    if len(_WATCHING) < WATCHING_SHARED:
+        _WATCHING[key] = key
+    return key
 
 
 _NO_TIMES: dict[Any, float] = {}

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridged.objects import tree as tree_module
 from bridged.objects.definitions import (
     Definitions,
     Operations,
@@ -310,6 +311,22 @@ def test_a_value_change_is_told_only_when_a_listener_watches_its_object(tree: Ob
     tree.set(p("/3/0/14"), "+02:00")
     assert seen[4:] == []
     assert not tree.watched(3) and tree._watching == ()
+
+
+def test_the_watched_objects_shared_between_trees_are_bounded() -> None:
+    """Trees whose listeners watch the same objects share one tuple of them (every node
+    endpoint's client), and observations coming and going in any mix keep no more shared
+    ones than ``WATCHING_SHARED``: each tree still knows its own."""
+    one, other = ObjectTree(definitions()), ObjectTree(definitions())
+    one.subscribe(lambda path: None, (3,))
+    other.subscribe(lambda path: None, (3,))
+    assert one._watching is other._watching
+    for n in range(tree_module.WATCHING_SHARED + 10):
+        one.watch(*[3303] * n)
+        assert one.watched(3303) == (n > 0)
+        one.unwatch(*[3303] * n)
+    assert len(tree_module._WATCHING) <= tree_module.WATCHING_SHARED
+    assert one._watching == (3,)
 
 
 def test_put_in_a_prefixed_tree_tells_the_prefixed_path() -> None:

@@ -313,10 +313,13 @@ def test_a_value_change_is_told_only_when_a_listener_watches_its_object(tree: Ob
     assert not tree.watched(3) and tree._watching == ()
 
 
-def test_the_watched_objects_shared_between_trees_are_bounded() -> None:
+def test_the_watched_objects_shared_between_trees_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Trees whose listeners watch the same objects share one tuple of them (every node
     endpoint's client), and observations coming and going in any mix keep no more shared
     ones than ``WATCHING_SHARED``: each tree still knows its own."""
+    monkeypatch.setattr(tree_module, "_WATCHING", {(): ()})  # as a process starts
     one, other = ObjectTree(definitions()), ObjectTree(definitions())
     one.subscribe(lambda path: None, (3,))
     other.subscribe(lambda path: None, (3,))

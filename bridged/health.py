@@ -425,7 +425,8 @@ class HealthMonitor:
         failures, problem, known = None, None, False
         if state is not None:
             failures = tracked.failures_before + state.decrypt_failures
-            problem, known = state.problem, _tells_problem(state)
+            problem = state.problem
+            known = state.reachable or problem is not None  # ``_tells_problem``, inline
         self._update(
             node,
             tracked,

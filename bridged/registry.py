@@ -119,21 +119,6 @@ class NodeNews:
     state: NodeState | None = None
     readings: list[Record] = field(default_factory=list)
 
-    def said(self, state: NodeState) -> None:
-        """Its transport's ``state``: reachable is heard (unreachable is a sleepy node asleep
-        or a radio down, not silence)."""
-        self.state = state
-        if state.reachable and (self.heard is None or state.time > self.heard):
-            self.heard = state.time
-        if state.rssi is not None:
-            self.rssi = state.rssi
-        if state.lqi is not None:
-            self.lqi = state.lqi
-        if state.battery is not None:
-            self.battery = state.battery
-        if state.expect is not None:
-            self.expect = state.expect
-
 
 @dataclass(slots=True)
 class LiveNode:
@@ -277,9 +262,9 @@ class NodeRegistry:
         self._due = Deadline(self.flush, commit_window)
         """The group commit's deadline: armed by the first reading of a window, run early by
         a later report (``readings``); disarmed, no timer."""
-        self._after_commit: list[tuple[LiveNode, list[Record]]] = []
-        """The readings the listeners are to be told once they are committed (``flush``), in
-        the order they were reported."""
+        self._untold = False
+        """Whether readings were reported since the listeners were last told (``flush``): each
+        node's are in its news (``NodeNews.readings``), in the order it reported them."""
         self._retry_at = 0.0
         self.unstored_dropped = 0
         """Readings dropped from memory while writes failed, not yet counted in the store."""
@@ -471,8 +456,8 @@ class NodeRegistry:
             pending.append((node, r))
         # Durable before anything acts on it (module docstring): they become the node's
         # known values (what node.show and a Read of a sleepy node answer) and the listeners
-        # are told after the group commit.
-        self._after_commit.append((live, stamped))
+        # are told after the group commit, from the node's news.
+        self._untold = True
         (live.news or self._news_of(live)).readings += stamped  # heard: when taken (``flush``)
         if self._due.armed:
             self._due.awake()  # it may commit at this turn's end: the loop is awake anyway
@@ -486,7 +471,7 @@ class NodeRegistry:
         they wait for the group commit: a node's values are known and shown in the order it
         reported them (an older reading taken later would undo a newer value), and a value a
         server waits for is not held back."""
-        if self._after_commit:
+        if self._untold:
             self.flush()
 
     def values(self, node: NodeId, records: Sequence[Record]) -> None:
@@ -565,13 +550,30 @@ class NodeRegistry:
             self._recent = (node, live)
         if live is not None:
             live.state = state
-            (live.news or self._news_of(live)).said(state)
+            # Its news of what the transport said, inline (every report says its state):
+            # reachable is heard (unreachable is a sleepy node asleep or a radio down, not
+            # silence); each value said is the latest.
+            news = live.news or self._news_of(live)
+            news.state = state
+            if state.reachable:
+                t = state.time
+                if news.heard is None or t > news.heard:
+                    news.heard = t
+                last = live.last_seen
+                if last is None or t > last:
+                    live.last_seen = t
+            if state.rssi is not None:
+                news.rssi = state.rssi
+            if state.lqi is not None:
+                news.lqi = state.lqi
+            if state.battery is not None:
+                news.battery = state.battery
+            if state.expect is not None:
+                news.expect = state.expect
             if not self._due.armed:
                 self._arm()
-            if state.reachable:
-                live.last_seen = max(live.last_seen or state.time, state.time)
-                if self._awake_hooks.anyone:  # as in ``readings``
-                    self._awake(live, True)
+            if state.reachable and self._awake_hooks.anyone:  # as in ``readings``
+                self._awake(live, True)
 
     def _news_of(self, live: LiveNode) -> NodeNews:
         """The paired node's news of this commit window, made with its first event (its caller
@@ -667,34 +669,39 @@ class NodeRegistry:
         store refused them: they are kept, see the module docstring)."""
         self._due.cancel()
         committed = self._commit()
-        # What a listener reports meanwhile waits for a commit of its own.
-        told, self._after_commit = self._after_commit, []
-        if told:
+        # What a listener reports meanwhile is news of the next commit (it is not committed).
+        newsy, self._newsy = self._newsy, []
+        told: list[tuple[LiveNode, NodeNews]] = []
+        for live in newsy:
+            news, live.news = live.news, None
+            if news is not None:
+                told.append((live, news))
+        if self._untold:
+            self._untold = False
             # Committed readings become the node's known values (heard ``now``, whatever time
             # it gave its measurements) and are shown, unless their node was unpaired since it
-            # reported them.
-            # Each reader's method is looked up once per commit, not once per report and
+            # reported them. Once per node and commit, with all it reported since the last
+            # (its news's): at the maximum a commit holds dozens of each node's reports, each
+            # of which was a tell of each reader, its mapping and its known values; what the
+            # tree shows after the commit is the same, as nothing reads it in between.
+            # Each reader's method is looked up once per commit, not once per node and
             # reader (``Listeners.notify`` with a ``methodcaller``: a call and an object more
-            # per report); one that raises is logged and the others are still told.
+            # each); one that raises is logged and the others are still told.
             now, readers = self._clock(), self._readers
             tells = [reader.node_readings for reader in readers]
-            for live, stamped in told:
-                if live.paired_now:
+            for live, news in told:
+                stamped = news.readings
+                if stamped and live.paired_now:
                     self._known(live, stamped, now)
-                    heard = live.news or self._news_of(live)
-                    if heard.heard is None or now > heard.heard:
-                        heard.heard = now
+                    if news.heard is None or now > news.heard:
+                        news.heard = now
                     for tell in tells:
                         try:
                             tell(live, stamped)
                         except Exception:
                             readers.failed(tell)
-        if self._newsy:
-            newsy, self._newsy = self._newsy, []
-            for live in newsy:
-                news, live.news = live.news, None
-                if news is not None:
-                    self._news_hooks.call(live.paired.id, news)
+        for live, news in told:
+            self._news_hooks.call(live.paired.id, news)
         if committed:
             self._commit_hooks.call(committed)
         return committed

@@ -3,8 +3,9 @@
 The tree is what a LwM2M server sees of this client (or of one end device, when it carries a
 gateway prefix). It enforces the definitions: values are typed and range-checked, server
 operations are checked against each resource's operations (a write to a read-only resource is
-4.05, an unknown path 4.04), and every change is reported to listeners so the engine can notify
-observers and knows when the registration's object list must be sent again.
+4.05, an unknown path 4.04), and every change is reported to the listeners that watch it
+(``ObjectTree.subscribe``) so the engine can notify observers and knows when the registration's
+object list must be sent again.
 
 Two kinds of callers use it. The device side (the daemon, a transport) calls ``set`` and
 ``create_instance`` freely; the server side goes through ``read``/``write``/``execute``/
@@ -50,6 +51,29 @@ _NO_HOOKS: Mapping[Any, Any] = MappingProxyType({})
 """What a tree's executors, computed values and constraints start as: most trees (an end
 device's, one per node) never have any, and an empty dict each was 2 MB of a gateway with
 10,000 nodes. A hook's registration makes the tree a map of its own (``_with``)."""
+
+EVERY = -1
+"""What a listener watches that is told of every value change (``ObjectTree.subscribe``): no
+object has this ID."""
+
+_WATCHING: dict[tuple[int, ...], tuple[int, ...]] = {(): ()}
+"""One tuple for all equal ``ObjectTree._watching`` (every node endpoint's tree has its
+client's), up to ``WATCHING_SHARED`` of them: the first are the listeners' that every tree
+has; the observations' come and go in any number and mix, and are kept by their tree only."""
+WATCHING_SHARED = 256
+
+
+def _watching(objects: Iterable[int]) -> tuple[int, ...]:
+    """The watched objects ``objects`` (with repeats: one per watcher) as a tuple, shared
+    while ``_WATCHING`` has room."""
+    key = tuple(sorted(objects))
+    shared = _WATCHING.get(key)
+    if shared is not None:
+        return shared
+    if len(_WATCHING) < WATCHING_SHARED:
+        _WATCHING[key] = key
+    return key
+
 
 _NO_TIMES: dict[Any, float] = {}
 """What a tree's times of measurement start as, for every tree: never written, only read and
@@ -196,6 +220,7 @@ class ObjectTree:
         "_structure",
         "_times",
         "_values",
+        "_watching",
         "definitions",
         "prefix",
     )
@@ -214,6 +239,10 @@ class ObjectTree:
         empty dict until the first (most trees have none: an end device's, a quiet node
         endpoint's, 64 bytes each, issue 17)."""
         self._listeners: Listeners[Listener] = Listeners("object tree changes")
+        self._watching: tuple[int, ...] = ()
+        """The objects whose value changes the listeners are told of (``subscribe``), once per
+        listener that watches each (``EVERY``: all of them); a shared tuple (``_watching``),
+        as a set or a count each was memory per tree, and its ``in`` as cheap for the few."""
         self._executors: Mapping[tuple[int, int], ExecuteHandler] = _NO_HOOKS
         self._computed: Mapping[tuple[int, int], _ComputedResources] = _NO_HOOKS
         """By instance (object and instance ID), as a Read asks for an instance's."""
@@ -308,15 +337,55 @@ class ObjectTree:
 
     # -- observation of changes -------------------------------------------------------------
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` on every change; returns the function that unsubscribes it. A
-        listener that raises is logged, and the others are still told (``Listeners``)."""
-        return self._listeners.add(listener)
+    def subscribe(self, listener: Listener, values: Iterable[int] = (EVERY,)) -> Callable[[], None]:
+        """Call ``listener`` on every change of the structure (objects and instances created
+        and deleted) and on every value change of the objects ``values`` (``EVERY``, the
+        default: of all); returns the function that unsubscribes it. A listener that raises is
+        logged, and the others are still told (``Listeners``).
 
-    def unsubscribe(self, listener: Listener) -> None:
-        """Stop calling ``listener`` (one equal to it): for a subscriber that keeps no function
-        to unsubscribe, as every node endpoint's client (48 bytes each, issue 17)."""
-        self._listeners.discard(listener)
+        A listener is told *at least* that: a value change of an object somebody watches is
+        told to every listener, which ignores what it does not need, as it did before; a
+        value change of an object nobody watches (a node's reading that no server observes,
+        nearly every change) is told to nobody, and its path is not even built (``put``).
+        Nearly every listener needs a few objects' values (the client's registration, the
+        observations' observed paths, access control's /2), and each reading paid a call of
+        each of them, and of ``Listeners``, to find that out."""
+        self.watch(*values)
+        stop = self._listeners.add(listener)
+
+        def unsubscribe() -> None:
+            stop()
+            self.unwatch(*values)
+
+        return unsubscribe
+
+    def unsubscribe(self, listener: Listener, values: Iterable[int] = (EVERY,)) -> None:
+        """Stop calling ``listener`` (one equal to it, subscribed with these ``values``): for a
+        subscriber that keeps no function to unsubscribe, as every node endpoint's client (48
+        bytes each, issue 17)."""
+        if listener in self._listeners:
+            self._listeners.discard(listener)
+            self.unwatch(*values)
+
+    def watch(self, *objects: int) -> None:
+        """Tell the listeners of the value changes of ``objects`` too (``EVERY``: of all), for
+        a listener whose interest moves (an observation made): once ``unwatch`` for each."""
+        if objects:
+            self._watching = _watching((*self._watching, *objects))
+
+    def unwatch(self, *objects: int) -> None:
+        """Undo one ``watch`` of each of ``objects`` (one not watched is ignored)."""
+        if objects:
+            rest = list(self._watching)
+            for oid in objects:
+                if oid in rest:
+                    rest.remove(oid)
+            self._watching = _watching(rest)
+
+    def watched(self, oid: int) -> bool:
+        """Whether a value change of object ``oid`` is told to the listeners (``subscribe``)."""
+        watching = self._watching
+        return EVERY in watching or oid in watching
 
     @property
     def change(self) -> Change:
@@ -329,7 +398,8 @@ class ObjectTree:
             self._values += 1
         if self._reads:
             self._forget(path.ids)
-        self._listeners.call(path)
+        if structural or self.watched(path.ids[0]):
+            self._listeners.call(path)
 
     def _forget(self, ids: tuple[int, ...]) -> None:
         """Drop the kept reads of the instances at or under the path of ``ids``."""
@@ -429,13 +499,24 @@ class ObjectTree:
         """Set a resource (or resource instance) value from the device side.
 
         No operation check applies: the device may set read-only resources. The value is
-        type- and range-checked; ``time`` records when it was measured (None: now). Every
-        reading a node reports comes through here: its path's IDs are read once, and the
-        lookups that find it are made inline (their checks' errors, when they fail).
-        """
+        type- and range-checked; ``time`` records when it was measured (None: now)."""
         ids = path.ids
         if len(ids) < 3 or path.prefix != self.prefix:
             self._resource_ids(path)  # raises what is wrong with it
+        self.put(ids, value, time, path)
+
+    def put(
+        self,
+        ids: tuple[int, ...],
+        value: Value | dict[int, Value],
+        time: float | None = None,
+        path: Path | None = None,
+    ) -> None:
+        """``set`` of the resource (or resource instance) of this tree's at ``ids``, 3 or 4 of
+        them (a mapping's, checked by it: ``PathMap.placed``), whose ``Path`` is ``path`` or
+        built only when a listener is told of it (``subscribe``). Every reading a node
+        reports comes here, with one call: the lookups that find it are made inline (their
+        checks' errors, when they fail), and a value change nobody watches tells nobody."""
         oid, iid, rid = ids[0], ids[1], ids[2]
         try:
             odef, resources = self.definitions.objects[oid], self._objects[oid][iid]
@@ -444,10 +525,10 @@ class ObjectTree:
         if len(ids) == 4:
             rdef = odef.resource(rid)
             if not rdef.multiple:
-                raise BadRequest(f"{path}: resource {rid} has no instances")
+                raise BadRequest(f"{self._path(ids)}: resource {rid} has no instances")
             slot = resources.setdefault(rid, {})
             assert isinstance(slot, dict)
-            slot[path.ids[3]] = self._checked(oid, rdef, value)
+            slot[ids[3]] = self._checked(oid, rdef, value)
         else:
             single = odef.resources.get(rid)
             if single is None or single.multiple or (oid, rid) in self._constraints:
@@ -469,7 +550,9 @@ class ObjectTree:
         self._values += 1  # ``_changed``, inline
         if self._reads:
             self._forget(ids)
-        self._listeners.call(path)
+        watching = self._watching  # ``watched``, inline
+        if EVERY in watching or oid in watching:
+            self._listeners.call(Path.derived(ids, self.prefix) if path is None else path)
 
     def remove(self, path: Path) -> None:
         """Remove a resource or resource-instance value from the device side (no-op if absent),

@@ -38,6 +38,7 @@ from bridged.objects.paths import Path
 from bridged.objects.values import Record
 from bridged.registry import LiveNode, NodeRegistry
 from bridged.store.nodes import NodeId, PairedNode
+from bridged.store.readings import Row
 from bridged.transports.base import Transport
 from bridged.transports.ieee802154.mac import parse_frame
 from bridged.transports.simulated import SimulatedNode, SimulatedTransport
@@ -76,28 +77,23 @@ class Handed:
 
 
 class HandedOver:
-    """A registry listener that notes every reading handed over, in order: what the store
-    keeps and delivery must deliver, with the times the gateway gave them."""
+    """Every reading the registry handed over to the store, in the order the store keeps them
+    (what delivery must deliver), with the times the gateway gave them: it follows the
+    registry's ``readings_store.append``, as a reading is handed over when it is committed
+    (the registry's listeners are told each node's readings of a commit together, not in the
+    order the store keeps them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: NodeRegistry) -> None:
         self.readings: list[Handed] = []
+        store = registry.readings_store
+        append = store.append
 
-    def node_added(self, node: LiveNode) -> None:
-        pass
+        def kept(rows: Sequence[Row], *, unstored: int = 0) -> int:
+            last = append(rows, unstored=unstored)  # refused: raises, nothing was kept
+            self.readings += [Handed(node, r.path, r.value, r.time) for node, r in rows]
+            return last
 
-    def node_removed(self, node: NodeId) -> None:
-        pass
-
-    def node_objects(self, node: LiveNode) -> None:
-        pass
-
-    def node_values(self, node: LiveNode, records: Sequence[Record]) -> None:
-        pass  # not readings: never stored nor delivered
-
-    def node_readings(self, node: LiveNode, records: Sequence[Record]) -> None:
-        for r in records:
-            assert r.time is not None
-            self.readings.append(Handed(node.id, r.path, r.value, r.time))
+        store.append = kept  # type: ignore[method-assign]
 
 
 class Air(abc.ABC):

@@ -233,7 +233,9 @@ class AccessControl:
         self.tree = tree
         self.local = local
         self._table = AclTable(self._read_entries())
-        self._unsubscribe: Callable[[], None] | None = tree.subscribe(self._on_change)
+        self._unsubscribe: Callable[[], None] | None = tree.subscribe(
+            self._on_change, (Acl.OBJECT,)
+        )  # its structure, and the values of /2 (``_on_change``)
         if local is not None:
             for instance in list(tree.instances()):
                 self._cover(instance)

@@ -977,7 +977,7 @@ class LwM2MClient:
                 self._factory_bootstrap(s)
         self.tree.constrain(Server.OBJECT, Server.BINDING, check_binding)
         self.tree.on_execute(Server.OBJECT, Server.UPDATE_TRIGGER, self)
-        self.tree.subscribe(self)
+        self.tree.subscribe(self, UPDATE_OBJECTS)  # the values it looks at (``__call__``)
         self._subscribed = True
         boot = self._boot
         if boot is None:
@@ -996,7 +996,7 @@ class LwM2MClient:
         """De-register from every server (at once, so a silent one delays no other) and close
         the sockets; with ``deregister=False`` only close them."""
         if self._subscribed:
-            self.tree.unsubscribe(self)
+            self.tree.unsubscribe(self, UPDATE_OBJECTS)
             self._subscribed = False
         if self._boot is not None:
             await cancel_and_wait(self._boot.task)

@@ -73,6 +73,7 @@ from bridged.objects.formats import ContentFormat, carries_time, codec_for, comp
 from bridged.objects.ids import Server
 from bridged.objects.linkformat import Attributes
 from bridged.objects.paths import ROOT, Level, Path
+from bridged.objects.tree import EVERY
 from bridged.objects.values import Record
 
 from .dm import DeviceManagement, Reply, Request, reply_message
@@ -110,6 +111,13 @@ Block2, which servers do not ask for on notifications."""
 SERIES_ACK_TIMEOUT = 100.0
 """How long a series notification waits for its ACK at most: a little over MAX_TRANSMIT_WAIT
 (93 s), after which the message layer has given up on it and ended the observation anyway."""
+
+
+def _watched_object(path: Path) -> int:
+    """The object whose value changes an observation of ``path`` needs to hear of
+    (``ObjectTree.watch``): the path's, or every object's for the root (and for an end device's
+    prefix alone, whose changes come through the end devices' own listener anyway)."""
+    return path.ids[0] if path.ids else EVERY
 
 
 def observed_request(message: aiocoap.Message) -> Request:
@@ -188,7 +196,9 @@ class Observations:
         self._order = itertools.count()
         self._wakeup = Flag()
         self._task: asyncio.Task[None] | None = None
-        self._unsubscribe: Callable[[], None] | None = self.tree.subscribe(self._on_change)
+        self._unsubscribe: Callable[[], None] | None = self.tree.subscribe(
+            self._on_change, (Server.OBJECT,)
+        )  # its structure, the default attributes (``_on_change``) and what is observed (``_add``)
         if dm.end_devices is not None:
             # A LwM2M Gateway's end devices: their changes concern prefixed observations.
             unsubscribe_tree, unsubscribe_end_devices = (
@@ -426,6 +436,7 @@ class Observations:
 
     def _add(self, obs: Observation) -> None:
         self._observations[obs.key] = obs
+        self.tree.watch(*map(_watched_object, obs.paths))
         for path in obs.paths:
             self._exact.setdefault(path, set()).add(obs)
             for level in range(len(path.ids) + 1):
@@ -438,6 +449,7 @@ class Observations:
         if self._observations.get(obs.key) is not obs:
             return
         del self._observations[obs.key]
+        self.tree.unwatch(*map(_watched_object, obs.paths))
         for path in obs.paths:
             _discard(self._exact, path, obs)
             for level in range(len(path.ids) + 1):

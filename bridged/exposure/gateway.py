@@ -140,7 +140,8 @@ class GatewayExposure(ThroughGateway):
         return self._listeners.add(listener)
 
     def _changed(self, path: Path) -> None:
-        self._listeners.notify(lambda listener: listener(path))
+        """An end device's tree changed (each of its readings: no function made to tell it)."""
+        self._listeners.call(path)
 
     def prefix(self, node: NodeId) -> str | None:
         device = self._end_devices.get(node)

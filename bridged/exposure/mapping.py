@@ -40,12 +40,13 @@ unprefixed objects are the gateway's.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, NamedTuple
 
 from bridged.objects.ids import HOUSEKEEPING
 from bridged.objects.paths import Level, Path
+from bridged.objects.values import Record
 from bridged.transports.nodes import NodeId
 
 _KEYS: dict[tuple[int, int], tuple[int, int]] = {}
@@ -301,6 +302,41 @@ class PathMap:
             and upstream.ids[0] not in HOUSEKEEPING
             and (upstream.prefix is not None) == self._prefixed
         )
+
+    def placed(
+        self, node: NodeId, records: Sequence[Record], *, claim: bool = True
+    ) -> list[tuple[tuple[int, ...], Record]]:
+        """Where ``node``'s ``records`` (readings or values, at node-local paths) are shown:
+        for each shown resource, its upstream path's IDs (its prefix is that of the tree the
+        instance is shown in) and the record. With ``claim`` a resource the gateway held is
+        the node's from now on (``reported``), else it is placed as ``upstream`` places it.
+
+        One call for a report's records, with the common case inline (an instance shown
+        under the node's own resource IDs, the resource not held: its IDs and the instance's
+        upstream IDs, or the node's own where it is shown at them): ``reported``,
+        ``Shown.to_upstream`` and a ``Path`` built were three calls per reading, and the tree
+        needs a path's IDs only (``ObjectTree.put``). Any other case is ``reported`` or
+        ``upstream``'s."""
+        mine = self._down.get(node, ())
+        placed: list[tuple[tuple[int, ...], Record]] = []
+        for r in records:
+            ids = r.path.ids
+            if len(ids) < 3:  # an instance or an object has no value to set
+                continue
+            instance = (ids[0], ids[1])
+            for shown in mine:  # ``shown``, inline
+                if shown.local == instance:
+                    break
+            else:
+                continue
+            if shown.resources is None and ids[2] not in shown.held:
+                up = shown.upstream.ids
+                placed.append((ids if up == instance else (*up, *ids[2:]), r))
+                continue
+            upstream = self.reported(node, r.path) if claim else self.upstream(node, r.path)
+            if upstream is not None:
+                placed.append((upstream.ids, r))
+        return placed
 
     def reported(self, node: NodeId, local: Path) -> Path | None:
         """The node reported ``local`` (a resource or deeper): a resource the gateway held

@@ -238,15 +238,11 @@ def apply_readings(
     claim: bool = True,
 ) -> None:
     """Put the node's readings (node-local paths) where ``paths`` shows them in ``tree``;
-    with ``claim``, a resource the gateway held there becomes the node's (``PathMap.reported``)."""
-    place, nid = paths.reported if claim else paths.upstream, node.paired.id
-    for r in records:
-        if len(r.path.ids) < 3:  # an instance or an object has no value to set
-            continue
-        target = place(nid, r.path)
-        if target is None:
-            continue
+    with ``claim``, a resource the gateway held there becomes the node's (``PathMap.placed``:
+    the IDs of the tree's own paths, each set with one call)."""
+    put = tree.put
+    for ids, r in paths.placed(node.paired.id, records, claim=claim):
         try:
-            tree.set(target, r.value, r.time)
+            put(ids, r.value, r.time)
         except LwM2MError as e:
             log.warning("node %s: %s not updated: %s", node.id, r.path, e)

@@ -132,8 +132,7 @@ async def test_notifications_that_arrive_in_one_read_are_each_a_reading(gateway:
     await asyncio.wait_for(node.registered.wait(), TIMEOUT)
     live = gateway.registry.live[gateway.id(node)]
     await until(lambda: TEMPERATURE in live.values)
-    handed = HandedOver()
-    gateway.registry.listen(handed)
+    handed = HandedOver(gateway.registry)
     held: list[bytes] = []
     before = len(node.notifications)
 
@@ -256,8 +255,7 @@ def started_anew(
     registry = NodeRegistry(
         NodeStore(conn), SecretStore(tmp_path / "secrets.json"), ReadingStore(conn)
     )
-    handed = HandedOver()
-    registry.listen(handed)
+    handed = HandedOver(registry)
     transport = IEEE802154Transport(
         {"port": str(rcp.link), "pan_id": PAN}, registry, transport_host(builtin_definitions())
     )
@@ -351,8 +349,7 @@ async def test_a_node_with_a_short_address_pairs_by_pan_id_and_short_address(
     sent_before = len(gateway.air.rcp.sent)
     await gateway.air.add(node)
     await asyncio.wait_for(node.registered.wait(), TIMEOUT)
-    handed = HandedOver()
-    gateway.registry.listen(handed)
+    handed = HandedOver(gateway.registry)
     response = await node.send([Record(TEMPERATURE, 19.5, 1_700_000_000.0)])
     assert response.code == Code.CHANGED
     # The Send is a reading before its 2.04 (the node's time kept). The node's value as the

@@ -107,8 +107,7 @@ async def gateway(
     tree = gateway_tree()
     exposure = InstancesExposure(tree, registry.store)
     registry.listen(exposure)
-    handed = HandedOver()
-    registry.listen(handed)
+    handed = HandedOver(registry)
     air = make_air(kind.kind, registry, state, kind.bluez)
     client = LwM2MClient(
         tree,

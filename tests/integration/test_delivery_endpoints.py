@@ -80,8 +80,7 @@ async def gateway(
     registry = NodeRegistry(NodeStore(conn), SecretStore(state / "s.json"), readings)
     exposure = EndpointsExposure(builtin_definitions(), GATEWAY, server, host="127.0.0.1")
     registry.listen(exposure)
-    handed = HandedOver()
-    registry.listen(handed)
+    handed = HandedOver(registry)
     air = SimAir(registry)
     # The gateway's own client names the servers (as in the daemon); this test does not need it
     # registered, the node endpoints carry the readings.

@@ -314,8 +314,7 @@ async def notifications(air: Air) -> Notifications:
     await asyncio.wait_for(node.registered.wait(), TIMEOUT)
     live = air.registry.live[node_id]
     await until(lambda: TEMPERATURE in live.values)
-    handed = HandedOver()
-    air.registry.listen(handed)
+    handed = HandedOver(air.registry)
     return Notifications(air, node, handed)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from bridged.exposure.mapping import NodePath, PathMap, Shown, exposable
 from bridged.objects.paths import Path
+from bridged.objects.values import Record
 from bridged.store.nodes import NodeId
 
 NODE = NodeId("sim", "0001")
@@ -140,3 +141,44 @@ def test_maps_of_nodes_shown_alike_share_how_and_each_answers_with_its_own_node(
     assert other.reported(OTHER, Path((3303, 0, 5750))) == Path((3303, 0, 5750))
     assert other.local(Path((3303, 0, 5750))) == NodePath(OTHER, Path((3303, 0, 5750)))
     assert mine.local(Path((3303, 0, 5750))) is None, "what one node reported is its own"
+
+
+def test_placed_puts_a_reports_records_where_reported_and_upstream_put_them() -> None:
+    """``placed`` (every reading's mapping, one call per report, the common case inline)
+    answers the IDs of what ``reported`` (``claim``) and ``upstream`` answer for each record of
+    a report: a renumbered instance, a resource the gateway held (the node's once claimed), the
+    battery under other IDs, an instance shown where it is, a prefixed one; and leaves out
+    what is not shown or has no value (an instance path)."""
+
+    def maps() -> tuple[PathMap, PathMap]:
+        made = []
+        for _ in range(2):
+            paths = PathMap()
+            paths.show(NODE, Shown((3303, 0), Path((3303, 4)), held=frozenset({5750})))
+            paths.show(NODE, Shown((3, 0), Path((3300, 9)), {5700: 9}))
+            paths.show(NODE, Shown((3311, 0), Path((3311, 0))))
+            paths.show(OTHER, Shown((3303, 0), Path((3303, 0), "dev3")))
+            made.append(paths)
+        return made[0], made[1]
+
+    records = [
+        Record(Path((3303, 0, 5700)), 21.5, 1.0),
+        Record(Path((3303, 0, 5750)), "hall", 1.0),
+        Record(Path((3, 0, 9)), 80, 1.0),
+        Record(Path((3, 0, 0)), "ACME", 1.0),
+        Record(Path((3311, 0, 5850)), True, 1.0),
+        Record(Path((3311, 0)), 1, 1.0),
+        Record(Path((3342, 0, 5500)), True, 1.0),
+    ]
+    for claim in (True, False):
+        paths, oracle = maps()
+        expected = []
+        for r in records:
+            at = (oracle.reported if claim else oracle.upstream)(NODE, r.path)
+            if at is not None and len(r.path.ids) >= 3:
+                expected.append((at.ids, r))
+        assert paths.placed(NODE, records, claim=claim) == expected
+        assert paths.local(Path((3303, 4, 5750))) == oracle.local(Path((3303, 4, 5750)))
+    shown_where_it_is = paths.placed(NODE, [records[4]])[0][0]
+    assert shown_where_it_is is records[4].path.ids, "the node's own IDs, no tuple made"
+    assert paths.placed(OTHER, records[:1]) == [((3303, 0, 5700), records[0])]

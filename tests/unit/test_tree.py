@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridged.objects import tree as tree_module
 from bridged.objects.definitions import (
     Definitions,
     Operations,
@@ -272,6 +273,75 @@ def test_changes_are_reported(tree: ObjectTree) -> None:
     unsubscribe()
     tree.set(p("/3303/0/5700"), 23.0)
     assert len(seen) == 4
+
+
+def test_a_value_change_is_told_only_when_a_listener_watches_its_object(tree: ObjectTree) -> None:
+    """A listener that watches some objects' values (the client its registration's, an
+    observation its path's) hears of every structural change and of those values; a value
+    change of an object nobody watches (a reading nobody observes) tells nobody, and is still
+    set, with its time; once anybody watches every object (the default), every listener hears
+    of every change, as before; ``watch`` and ``unwatch`` move the interest as observations
+    come and go, and ``put`` of the IDs alone tells the path it builds."""
+    seen: list[str] = []
+    stop = tree.subscribe(lambda path: seen.append(str(path)), (3,))
+    tree.set(p("/3303/0/5700"), 22.0, time=1700000001.0)
+    tree.put((3303, 1, 5700), 18.5)
+    tree.set(p("/3/0/14"), "+01:00")
+    tree.create_instance(3303, 2)
+    assert seen == ["/3/0/14", "/3303/2"]
+    assert tree.read(p("/3303/0/5700")) == [Record(p("/3303/0/5700"), 22.0, 1700000001.0)]
+    assert tree.get(p("/3303/1/5700")) == 18.5
+    assert tree.watched(3) and not tree.watched(3303)
+
+    tree.watch(3303)  # an observation of /3303/0/5700 made
+    tree.put((3303, 0, 5700), 23.0)
+    tree.unwatch(3303)  # and ended
+    tree.set(p("/3303/0/5700"), 24.0)
+    assert seen[2:] == ["/3303/0/5700"]
+
+    everything: list[str] = []
+    stop_all = tree.subscribe(lambda path: everything.append(str(path)))
+    tree.put((3303, 1, 5700), 17.0)
+    stop_all()
+    tree.put((3303, 1, 5700), 16.0)
+    assert everything == ["/3303/1/5700"]
+    assert seen[3:] == ["/3303/1/5700"], "told with the others while anybody watches all"
+
+    stop()
+    tree.set(p("/3/0/14"), "+02:00")
+    assert seen[4:] == []
+    assert not tree.watched(3) and tree._watching == ()
+
+
+def test_the_watched_objects_shared_between_trees_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Trees whose listeners watch the same objects share one tuple of them (every node
+    endpoint's client), and observations coming and going in any mix keep no more shared
+    ones than ``WATCHING_SHARED``: each tree still knows its own."""
+    monkeypatch.setattr(tree_module, "_WATCHING", {(): ()})  # as a process starts
+    one, other = ObjectTree(definitions()), ObjectTree(definitions())
+    one.subscribe(lambda path: None, (3,))
+    other.subscribe(lambda path: None, (3,))
+    assert one._watching is other._watching
+    for n in range(tree_module.WATCHING_SHARED + 10):
+        one.watch(*[3303] * n)
+        assert one.watched(3303) == (n > 0)
+        one.unwatch(*[3303] * n)
+    assert len(tree_module._WATCHING) <= tree_module.WATCHING_SHARED
+    assert one._watching == (3,)
+
+
+def test_put_in_a_prefixed_tree_tells_the_prefixed_path() -> None:
+    """An end device's tree (the gateway mode) is given a reading by its IDs: its listener (the
+    end devices' relay to the observations) is told the path with the device's prefix."""
+    tree = ObjectTree(definitions(), "dev3")
+    tree.create_instance(3303, 0, [(5700, 1.0)])
+    seen: list[Path] = []
+    tree.subscribe(seen.append)
+    tree.put((3303, 0, 5700), 2.0, 1700000000.0)
+    assert seen == [Path((3303, 0, 5700), "dev3")]
+    assert tree.read(Path((3303, 0, 5700), "dev3"))[0].time == 1700000000.0
 
 
 def test_a_change_listener_that_raises_does_not_stop_the_others(tree: ObjectTree) -> None:
